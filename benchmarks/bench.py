@@ -1,0 +1,167 @@
+# How fast does train.py feed the model, against the tutorial's way and against no data at all?
+#   python benchmarks/bench.py                      # the sample catalog (drawn if needed)
+#   FASHION_DATA=fashion-product-images python benchmarks/bench.py
+# Prints images per second for: (1) the bare training step on tensors already in memory,
+# (2) the tutorial's data path (PIL + torchvision per image through a DataLoader) feeding that
+# step, (3) train.py's own path with its defaults, (4) evaluation; and the ratios 3/1 and 3/2, at
+# batch 16 and a larger batch. All numbers of one run come from one machine and one dataset.
+import argparse
+import itertools
+import os
+import resource
+import sys
+import tempfile
+import time
+
+import torch
+from torch.utils.data import DataLoader
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import split_data  # noqa: E402
+from cli import pick_device, positive_int  # noqa: E402
+from dataset import AttributesDataset, FashionDataset, load_into_memory, train_transform, val_transform  # noqa: E402
+from evaluate import autocast_for, predict_all  # noqa: E402
+from memory_data import InMemoryLoader  # noqa: E402
+from model import MultiOutputModel  # noqa: E402
+from sample_catalog import make_catalog  # noqa: E402
+from train_step import GraphedTrainStep, TrainStep, make_optimizer  # noqa: E402
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Training and evaluation throughput')
+    parser.add_argument('--device', default='auto', help='cuda, mps or cpu (default: auto)')
+    parser.add_argument('--batch-sizes', default='16,128', help='comma-separated (default: 16,128)')
+    parser.add_argument('--images', type=positive_int, default=8000,
+                        help='training images to load (default: 8000; the rate does not depend on it)')
+    parser.add_argument('--seconds', type=float, default=8.0,
+                        help='time each measurement for about this long (default: 8.0)')
+    parser.add_argument('--workers', type=int, default=min(8, os.cpu_count() or 1),
+                        help=f'DataLoader workers for the tutorial path (default: {min(8, os.cpu_count() or 1)})')
+    parser.add_argument('--work', default=None, help='folder for the split (default: a temporary folder)')
+    return parser.parse_args()
+
+
+def prepare_split(args):
+    work = args.work or tempfile.mkdtemp(prefix='fashion-bench-')
+    data = os.environ.get('FASHION_DATA')
+    if not data:
+        data = os.path.join(work, 'fashion-product-images')
+        if not os.path.isfile(os.path.join(data, 'styles.csv')):
+            make_catalog(data, n_images=max(1000, args.images // 4 * 5), seed=0)
+    split_data.main(['--input', data, '--output', work, '--max-images', str(args.images * 5 // 4)])
+    return data, work
+
+
+def sync(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+
+
+def rate(batches, step, device, seconds, warmup=5):
+    """Images per second of step() over batches, after warm-up, for about `seconds`."""
+    batches = iter(batches)
+    for _ in range(warmup):
+        step(next(batches))
+    sync(device)
+    images, started = 0, time.perf_counter()
+    while True:
+        for _ in range(10):
+            images += step(next(batches))
+        sync(device)  # note: the clock only reads what the GPU has finished
+        elapsed = time.perf_counter() - started
+        if elapsed >= seconds:
+            return images / elapsed
+
+
+def forever(loader):
+    for epoch in itertools.count():
+        if hasattr(loader, 'set_epoch'):
+            loader.set_epoch(epoch)
+        yield from loader
+
+
+def make_model(attributes, device, channels_last):
+    model = MultiOutputModel(attributes.num_colors, attributes.num_genders, attributes.num_articles)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return model.to(device, memory_format=fmt).train()
+
+
+def trainer(attributes, device, precision, channels_last, batch_size, graphs):
+    model = make_model(attributes, device, channels_last)
+    optimizer = make_optimizer(model, 1e-3, device, graphs)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    autocast = lambda: autocast_for(device, precision, cache_enabled=not graphs)  # noqa: E731
+    step = (GraphedTrainStep(model, optimizer, scheduler, autocast, batch_size) if graphs
+            else TrainStep(model, optimizer, scheduler, autocast))
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+
+    def run(batch):
+        images = batch['img'].to(device, non_blocking=True).contiguous(memory_format=fmt)
+        targets = {k: v.to(device, non_blocking=True) for k, v in batch['labels'].items()}
+        step(images, targets)
+        return images.shape[0]
+    return run
+
+
+def fixed_batch(attributes, batch_size, device):
+    g = torch.Generator().manual_seed(0)
+    labels = {'gender_labels': attributes.num_genders, 'article_labels': attributes.num_articles,
+              'color_labels': attributes.num_colors}
+    batch = {'img': torch.randn(batch_size, 3, 80, 60, generator=g).to(device),
+             'labels': {k: torch.randint(0, n, (batch_size,), generator=g).to(device) for k, n in labels.items()}}
+    return itertools.repeat(batch)
+
+
+def main():
+    args = parse_args()
+    device = pick_device(args.device)
+    torch.backends.cudnn.benchmark = True
+    precision = 'bf16' if device.type == 'cuda' else 'fp32'
+    channels_last = device.type == 'cuda'
+    graphs = device.type == 'cuda'
+    data, work = prepare_split(args)
+    attributes = AttributesDataset(os.path.join(data, 'styles.csv'))
+    train_set = FashionDataset(os.path.join(work, 'train.csv'), attributes, train_transform)
+    val_memory = InMemoryLoader.from_dataset(FashionDataset(os.path.join(work, 'val.csv'), attributes, val_transform),
+                                             256, device, train=False, channels_last=channels_last)
+    started = time.perf_counter()
+    images, labels, _ = load_into_memory(train_set)
+    cache_seconds = time.perf_counter() - started
+    print(f'\ndevice {device} ({torch.cuda.get_device_name(device) if device.type == "cuda" else os.cpu_count()} '
+          f'{"" if device.type == "cuda" else "cores"}), torch {torch.__version__}, {precision}, '
+          f'{"channels_last, CUDA graphs, " if graphs else ""}{len(train_set):,} training images from '
+          f'{"the real catalog" if os.environ.get("FASHION_DATA") else "the sample catalog"}')
+    print(f'{"batch":>5} {"1 bare step":>12} {"2 tutorial":>11} {"3 train.py":>11} {"3/1":>6} {"3/2":>6}   (images/s)')
+    for batch_size in [int(b) for b in args.batch_sizes.split(',')]:
+        memory = InMemoryLoader(images, labels, batch_size, device, True, channels_last=channels_last)
+        bare = rate(fixed_batch(attributes, batch_size, device),
+                    trainer(attributes, device, precision, channels_last, batch_size, graphs), device, args.seconds)
+        loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, num_workers=args.workers,
+                            pin_memory=device.type == 'cuda', persistent_workers=args.workers > 0)
+        tutorial = rate(forever(loader), trainer(attributes, device, 'fp32', False, batch_size, False),
+                        device, args.seconds)
+        ours = rate(forever(memory),
+                    trainer(attributes, device, precision, channels_last, batch_size, graphs), device, args.seconds)
+        del loader
+        print(f'{batch_size:5d} {bare:12.0f} {tutorial:11.0f} {ours:11.0f} {ours / bare:6.2f} {ours / tutorial:6.2f}')
+
+    model = make_model(attributes, device, channels_last).eval()
+    predict_all(model, val_memory, device, autocast_for(device, precision))  # warm-up
+    sync(device)
+    started = time.perf_counter()
+    rounds = 0
+    while time.perf_counter() - started < args.seconds / 2 or rounds == 0:
+        predict_all(model, val_memory, device, autocast_for(device, precision))
+        rounds += 1
+    sync(device)
+    n = val_memory.images.shape[0] * rounds
+    print(f'4 evaluation (batch 256): {n / (time.perf_counter() - started):.0f} images/s')
+    print(f'in-memory cache: {len(train_set):,} images decoded in {cache_seconds:.1f}s, '
+          f'{images.numel() / 2**20:.0f} MiB ({images.numel() / len(train_set) / 1024:.1f} KiB an image)')
+    print(f'peak resident memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MiB'
+          + (f'; peak GPU memory: {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB' if device.type == 'cuda' else ''))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,115 @@
+# Reading the Kaggle catalog as it really is: styles.csv with unquoted commas in product names,
+# 'NA' labels, odd encodings and line endings, and images that are missing, broken or off-size.
+# split_data.py and dataset.py both read through here, so the quirks are handled in one place.
+import codecs
+import csv
+import io
+import os
+from collections import Counter, namedtuple
+
+from PIL import Image, UnidentifiedImageError
+
+from cli import UserError
+
+IMAGE_SIZE = (60, 80)  # (width, height) of every picture in the small catalog
+LABEL_COLUMNS = ('gender', 'articleType', 'baseColour')
+REQUIRED_COLUMNS = ('id',) + LABEL_COLUMNS
+MISSING_VALUES = {'', 'NA'}  # how the catalog writes an unknown label
+KAGGLE_URL = 'https://www.kaggle.com/datasets/paramaggarwal/fashion-product-images-small'
+
+Style = namedtuple('Style', 'id gender articleType baseColour')
+
+
+def decode_text(path, data):
+    # The catalog is UTF-8, but a copy saved by a spreadsheet may carry a BOM, be UTF-16, or be
+    # Windows-1252; labels are plain ASCII in all of them, so every one of these reads correctly.
+    for bom, encoding in ((codecs.BOM_UTF8, 'utf-8-sig'), (codecs.BOM_UTF16_LE, 'utf-16'),
+                          (codecs.BOM_UTF16_BE, 'utf-16')):
+        if data.startswith(bom):
+            return data.decode(encoding)
+    try:
+        return data.decode('utf-8')
+    except UnicodeDecodeError as error:
+        print(f'note: {path} is not UTF-8 (byte {error.start}); reading it as Windows-1252')
+        return data.decode('cp1252', errors='replace')
+
+
+def read_csv_rows(path, required, what):
+    """Header and rows of a CSV, or a UserError that names the file and what is wrong with it."""
+    if not os.path.isfile(path):
+        raise UserError(f'{path}: no such file ({what})')
+    with open(path, 'rb') as f:
+        data = f.read()
+    if not data.strip():
+        raise UserError(f'{path}: the file is empty ({what})')
+    # newline='' lets the csv module handle \r\n (Windows) and \n alike.
+    reader = csv.reader(io.StringIO(decode_text(path, data), newline=''))
+    header = [name.strip() for name in next(reader)]
+    missing = [name for name in required if name not in header]
+    if missing:
+        raise UserError(f'{path}: missing column(s) {", ".join(missing)}; the header is '
+                        f'{",".join(header)!r} but needs {",".join(required)}')
+    rows = [row for row in reader if any(field.strip() for field in row)]
+    if not rows:
+        raise UserError(f'{path}: has a header but no rows ({what})')
+    return header, rows
+
+
+def fit_fields(row, header):
+    # 22 rows of the real styles.csv have an unquoted comma in productDisplayName, the last
+    # column, giving 11 or 12 fields. Their labels are fine: glue the overflow back together.
+    if len(row) > len(header) and header[-1] == 'productDisplayName':
+        row = row[:len(header) - 1] + [','.join(row[len(header) - 1:])]
+    return row if len(row) == len(header) else None
+
+
+def read_styles(path):
+    """The usable rows of styles.csv as Style tuples, and a Counter of skipped rows by reason."""
+    header, rows = read_csv_rows(path, REQUIRED_COLUMNS, 'the catalog labels, styles.csv')
+    position = {name: header.index(name) for name in REQUIRED_COLUMNS}
+    styles, skipped, seen = [], Counter(), set()
+    for row in rows:
+        row = fit_fields(row, header)
+        if row is None:
+            skipped['wrong number of fields'] += 1
+            continue
+        values = {name: row[i].strip() for name, i in position.items()}
+        empty = [name for name in LABEL_COLUMNS if values[name] in MISSING_VALUES]
+        if empty:
+            skipped[f'{empty[0]} is empty or NA'] += 1
+        elif not values['id'].isdigit():
+            # The id names the image file: anything but digits could point outside images/.
+            skipped['id is not a number'] += 1
+        elif values['id'] in seen:
+            skipped['duplicate id'] += 1
+        else:
+            seen.add(values['id'])
+            styles.append(Style(**values))
+    return styles, skipped
+
+
+def image_problem(path, size=IMAGE_SIZE, any_size=False, any_mode=False):
+    """Why an image cannot be used as it is, or None when it can."""
+    if not os.path.isfile(path):
+        return 'no image file'
+    try:
+        with Image.open(path) as img:
+            img.load()  # decode it all: a truncated file only fails here
+            mode, img_size = img.mode, img.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return 'unreadable image'
+    if not any_size and img_size != tuple(size):
+        return f'not {size[0]}x{size[1]}'
+    if not any_mode and mode != 'RGB':
+        return 'not RGB'
+    return None
+
+
+def format_counts(counts):
+    return ', '.join(f'{count:,} {reason}' for reason, count in counts.most_common()) or 'none'
+
+
+def describe_download(folder):
+    return (f'Download the "Fashion Product Images (Small)" dataset from {KAGGLE_URL} and unpack '
+            f'it so that {os.path.join(folder, "styles.csv")} and {os.path.join(folder, "images")}/ '
+            'exist, or run `python demo.py` to try the whole pipeline on a built-in sample catalog.')

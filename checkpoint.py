@@ -1,0 +1,94 @@
+# Saving and loading checkpoints so that nothing is lost and nothing runs on load:
+# written to a temporary file and renamed into place, read with weights_only=True.
+import os
+import pickle
+
+import torch
+
+from cli import UserError
+from dataset import HEADS, AttributesDataset
+from model import MultiOutputModel
+
+FORMAT = 'fashion-multi-output/1'
+
+
+def checkpoint_save(path, state):
+    """Write state atomically: a kill or a full disk mid-write leaves the previous file intact."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f'.{os.path.basename(path)}.tmp-{os.getpid()}')
+    try:
+        with open(tmp, 'wb') as f:
+            torch.save(dict(state, format=FORMAT), f)
+            f.flush()
+            os.fsync(f.fileno())  # the data is on disk before the rename makes it visible
+        os.replace(tmp, path)
+    except OSError as error:
+        raise UserError(f'could not save checkpoint {path}: {error.strerror or error}; '
+                        'the previous checkpoint there, if any, is kept') from error
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def checkpoint_load(path):
+    """The checkpoint's dict, loaded on the CPU. Pickled code in the file is refused, not run."""
+    if not os.path.isfile(path):
+        raise UserError(f'{path}: no such checkpoint file')
+    try:
+        state = torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as error:
+        first_line = str(error).strip().splitlines()[0][:200]
+        raise UserError(f'{path}: refused to load: it holds Python objects that could run code '
+                        f'when unpickled ({first_line}). Only open checkpoints you trust.') from error
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise UserError(f'{path}: not a PyTorch checkpoint, or a truncated one '
+                        f'({str(error).strip()[:200]})') from error
+    if isinstance(state, dict) and 'model' in state and 'attributes' in state:
+        return state
+    if isinstance(state, dict) and state and all(torch.is_tensor(v) for v in state.values()):
+        # The original tutorial saved a bare state_dict, without the label vocabularies.
+        return {'model': state, 'attributes': None, 'epoch': None, 'args': {}}
+    raise UserError(f'{path}: not a checkpoint written by train.py (no model weights and '
+                    'label vocabularies in it)')
+
+
+def attributes_of(state, path, attributes_file=None):
+    if state['attributes'] is not None:
+        return AttributesDataset(vocab=state['attributes'])
+    if attributes_file is None:
+        raise UserError(f'{path}: a bare state_dict without label names; pass --attributes_file '
+                        'with the styles.csv it was trained on')
+    return AttributesDataset(attributes_file)
+
+
+def load_weights(model, state, path):
+    try:
+        model.load_state_dict(state['model'])
+    except RuntimeError as error:
+        have = model.num_classes()
+        raise UserError(f'{path}: does not match the model ({have["gender"]} gender, '
+                        f'{have["article"]} article and {have["color"]} colour classes): '
+                        f'{str(error).strip().splitlines()[-1].strip()[:300]}') from error
+
+
+def model_from_checkpoint(path, attributes_file=None):
+    """The model and its label vocabularies, rebuilt from the checkpoint file alone."""
+    state = checkpoint_load(path)
+    attributes = attributes_of(state, path, attributes_file)
+    sizes = attributes.sizes()
+    model = MultiOutputModel(n_color_classes=sizes['color'], n_gender_classes=sizes['gender'],
+                             n_article_classes=sizes['article'])
+    load_weights(model, state, path)
+    return model, attributes, state
+
+
+def check_same_vocab(attributes, state, path):
+    """Resuming with a different styles.csv would silently relabel the classes: refuse it."""
+    saved = AttributesDataset(vocab=state['attributes'])
+    for head in HEADS:
+        if saved.labels(head) != attributes.labels(head):
+            raise UserError(f'{path}: trained with {len(saved.labels(head))} {head} classes, but '
+                            f'the attributes file gives {len(attributes.labels(head))} '
+                            f'(or other names); use the same styles.csv as the original run')

@@ -1,0 +1,86 @@
+# What every script shares on the command line: one-line errors instead of tracebacks,
+# argparse types that reject out-of-range flags, and picking the device.
+import argparse
+import os
+import sys
+
+import torch
+
+
+class UserError(Exception):
+    """A problem the user can fix (a file, a row, a flag): printed as one line, exit status 2."""
+
+
+def run_cli(main):
+    # A traceback from deep inside PIL or PyTorch tells a user nothing; the message names the
+    # file and the problem. --debug (or FASHION_DEBUG=1) shows the full traceback instead.
+    debug = '--debug' in sys.argv or os.environ.get('FASHION_DEBUG') == '1'
+    try:
+        main()
+    except UserError as error:
+        if debug:
+            raise
+        print(f'error: {error}', file=sys.stderr)
+        sys.exit(2)
+
+
+def add_debug_flag(parser):
+    parser.add_argument('--debug', action='store_true',
+                        help='show full tracebacks instead of one-line errors (default: off)')
+
+
+def _whole_number(text, lowest):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a whole number')
+    if value < lowest:
+        raise argparse.ArgumentTypeError(f'{value} must be at least {lowest}')
+    return value
+
+
+def positive_int(text):
+    return _whole_number(text, 1)
+
+
+def non_negative_int(text):
+    return _whole_number(text, 0)
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a number')
+    if not value > 0 or value == float('inf'):
+        raise argparse.ArgumentTypeError(f'{text} must be a finite number above 0')
+    return value
+
+
+def pick_device(name=None):
+    # CUDA first, then Apple's MPS, then the CPU; an explicit --device that is not there is an
+    # error here rather than a crash deep inside PyTorch on the first tensor moved to it.
+    if name is None or name == 'auto':
+        if torch.cuda.is_available():
+            return torch.device('cuda')
+        if getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available():
+            return torch.device('mps')
+        return torch.device('cpu')
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f'--device {name}: not a device name (use cpu, cuda, cuda:N or mps)')
+    if device.type == 'cuda':
+        if not torch.cuda.is_available():
+            raise UserError(f'--device {name}: no CUDA GPU is available on this machine; '
+                            'use --device cpu')
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(f'--device {name}: this machine has {torch.cuda.device_count()} '
+                            'CUDA device(s)')
+    elif device.type == 'mps':
+        if not (getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available()):
+            raise UserError(f'--device {name}: Apple MPS is not available on this machine; '
+                            'use --device cpu')
+    elif device.type != 'cpu':
+        raise UserError(f'--device {name}: unsupported device type (use cpu, cuda or mps)')
+    return device

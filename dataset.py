@@ -1,0 +1,188 @@
+# Step 2 of the tutorial: the label vocabularies (AttributesDataset), the per-image dataset
+# (FashionDataset) and its transforms. The augmentation settings live here once; the batched fast
+# path in augment.py reads the same numbers.
+import os
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import Dataset
+from torchvision import transforms
+
+from catalog import IMAGE_SIZE, format_counts, read_csv_rows, read_styles
+from cli import UserError
+
+MEAN = [0.485, 0.456, 0.406]  # ImageNet statistics, as in the tutorial
+STD = [0.229, 0.224, 0.225]
+FILL = (255, 255, 255)  # the catalog's white background, also used for padding
+FLIP_P = 0.5
+JITTER = dict(brightness=0.3, contrast=0.3, saturation=0.3, hue=0)
+AFFINE = dict(degrees=20, translate=(0.1, 0.1), scale=(0.8, 1.2))
+HEADS = ('gender', 'article', 'color')  # model heads, in the order used everywhere
+
+train_transform = transforms.Compose([
+    transforms.RandomHorizontalFlip(p=FLIP_P),
+    transforms.ColorJitter(**JITTER),
+    # The original's resample=False/fillcolor= became interpolation/fill in torchvision 0.9+.
+    transforms.RandomAffine(**AFFINE, shear=None,
+                            interpolation=transforms.InterpolationMode.NEAREST, fill=FILL),
+    transforms.ToTensor(),
+    transforms.Normalize(MEAN, STD),
+])
+
+val_transform = transforms.Compose([
+    transforms.ToTensor(),
+    transforms.Normalize(MEAN, STD),
+])
+
+
+def to_rgb(img):
+    # Transparent pixels become the catalog's white background instead of black.
+    if img.mode in ('RGBA', 'LA') or (img.mode == 'P' and 'transparency' in img.info):
+        img = img.convert('RGBA')
+        background = Image.new('RGBA', img.size, FILL + (255,))
+        return Image.alpha_composite(background, img).convert('RGB')
+    return img.convert('RGB')
+
+
+def fit_to_size(img, size=IMAGE_SIZE):
+    # Any picture is brought to the model's 60x80 input the same way: scaled to fit with its
+    # aspect ratio kept, centred, and padded with white like the catalog's background.
+    if img.size == tuple(size):
+        return img
+    img = ImageOps.contain(img, size, Image.Resampling.LANCZOS)
+    canvas = Image.new('RGB', size, FILL)
+    canvas.paste(img, ((size[0] - img.size[0]) // 2, (size[1] - img.size[1]) // 2))
+    return canvas
+
+
+def load_image(path, size=IMAGE_SIZE):
+    with Image.open(path) as img:
+        img = ImageOps.exif_transpose(img)  # phone photos store their rotation in EXIF
+        return fit_to_size(to_rgb(img), size)
+
+
+class AttributesDataset:
+    """The three label vocabularies: sorted class names and name<->id maps for each head."""
+
+    def __init__(self, annotation_path=None, vocab=None):
+        if vocab is None:
+            styles, _ = read_styles(annotation_path)
+            vocab = {'gender': [s.gender for s in styles], 'article': [s.articleType for s in styles],
+                     'color': [s.baseColour for s in styles]}
+        self.gender_labels = sorted(set(vocab['gender']))
+        self.article_labels = sorted(set(vocab['article']))
+        self.color_labels = sorted(set(vocab['color']))
+        self.num_genders = len(self.gender_labels)
+        self.num_articles = len(self.article_labels)
+        self.num_colors = len(self.color_labels)
+        self.gender_id_to_name = dict(enumerate(self.gender_labels))
+        self.gender_name_to_id = {name: i for i, name in enumerate(self.gender_labels)}
+        self.article_id_to_name = dict(enumerate(self.article_labels))
+        self.article_name_to_id = {name: i for i, name in enumerate(self.article_labels)}
+        self.color_id_to_name = dict(enumerate(self.color_labels))
+        self.color_name_to_id = {name: i for i, name in enumerate(self.color_labels)}
+
+    def to_dict(self):
+        # Plain lists of strings: what a weights_only checkpoint may hold.
+        return {'gender': list(self.gender_labels), 'article': list(self.article_labels),
+                'color': list(self.color_labels)}
+
+    def labels(self, head):
+        return {'gender': self.gender_labels, 'article': self.article_labels,
+                'color': self.color_labels}[head]
+
+    def sizes(self):
+        return {head: len(self.labels(head)) for head in HEADS}
+
+
+def resolve_image_path(path, csv_folder):
+    # split_data.py writes paths relative to the CSV's folder; the original wrote them relative
+    # to the working directory, so those are tried next.
+    if os.path.isabs(path):
+        return path
+    beside_csv = os.path.join(csv_folder, path)
+    return beside_csv if os.path.exists(beside_csv) or not os.path.exists(path) else path
+
+
+def read_annotations(annotation_path, attributes):
+    """(image path, gender id, article id, color id) for each usable row of a split CSV."""
+    header, rows = read_csv_rows(annotation_path, ('image_path', 'gender', 'articleType', 'baseColour'),
+                                 'a split made by split_data.py')
+    column = {name: header.index(name) for name in header}
+    folder = os.path.dirname(os.path.abspath(annotation_path))
+    samples, skipped = [], Counter()
+    vocab = ((attributes.gender_name_to_id, 'gender'), (attributes.article_name_to_id, 'articleType'),
+             (attributes.color_name_to_id, 'baseColour'))
+    for row in rows:
+        if len(row) != len(header) or not all(row[column[name]].strip() for name in column):
+            skipped['empty or missing field'] += 1
+            continue
+        ids = [name_to_id.get(row[column[name]].strip()) for name_to_id, name in vocab]
+        if None in ids:
+            skipped['label not in the vocabulary'] += 1
+            continue
+        path = resolve_image_path(row[column['image_path']].strip(), folder)
+        if not os.path.isfile(path):
+            skipped['image missing'] += 1
+            continue
+        samples.append((path, *ids))
+    if skipped:
+        print(f'{annotation_path}: skipped {sum(skipped.values()):,} row(s): {format_counts(skipped)}')
+    if not samples:
+        raise UserError(f'{annotation_path}: no usable row left (skipped {format_counts(skipped)}); '
+                        'run split_data.py again, with the --attributes_file it was made from')
+    return samples
+
+
+class FashionDataset(Dataset):
+    def __init__(self, annotation_path, attributes, transform=None):
+        super().__init__()
+        self.transform = transform
+        self.attr = attributes
+        self.samples = read_annotations(annotation_path, attributes)
+        self.data = [s[0] for s in self.samples]  # image paths, as the tutorial named them
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, idx):
+        path, gender, article, color = self.samples[idx]
+        img = load_image(path)
+        if self.transform:
+            img = self.transform(img)
+        return {'img': img,
+                'labels': {'gender_labels': gender, 'article_labels': article, 'color_labels': color}}
+
+
+def load_into_memory(dataset, threads=None):
+    """Decode every image of a FashionDataset once into a uint8 tensor (N, 3, 80, 60).
+
+    The tensor is stored channels-last (N, H, W, 3 in memory, about 14 KB an image), filled in
+    place so the cache never exists twice. Returns the images, a dict of label tensors and the
+    kept sample indices: an image that no longer decodes is skipped and counted instead of
+    crashing the run later.
+    """
+    width, height = IMAGE_SIZE
+    images = torch.empty((len(dataset), height, width, 3), dtype=torch.uint8)
+
+    def decode_into(i):
+        try:
+            images[i] = torch.from_numpy(np.array(load_image(dataset.data[i]), dtype=np.uint8))
+            return True
+        except (OSError, SyntaxError, ValueError):
+            return False
+
+    with ThreadPoolExecutor(threads or os.cpu_count()) as pool:
+        ok = list(pool.map(decode_into, range(len(dataset))))
+    kept = [i for i, good in enumerate(ok) if good]
+    if len(kept) < len(ok):
+        print(f'skipped {len(ok) - len(kept)} image(s) that no longer decode')
+        if not kept:
+            raise UserError(f'none of the {len(ok)} images could be decoded')
+        images = images[torch.tensor(kept)]
+    labels = torch.tensor([dataset.samples[i][1:] for i in kept], dtype=torch.long)
+    labels = {head: labels[:, j].contiguous() for j, head in enumerate(HEADS)}
+    return images.permute(0, 3, 1, 2), labels, kept

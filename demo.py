@@ -1,0 +1,110 @@
+# The whole pipeline in one command: split_data.py, train.py, test.py.
+#   python demo.py
+# With the real dataset in fashion-product-images/ it runs the tutorial's job (50 epochs).
+# Without it, it first draws a built-in sample catalog in the same layout (sample_catalog.py)
+# and trains a few epochs on it, so a newcomer sees every step and every output in minutes.
+import argparse
+import importlib.util
+import json
+import os
+import time
+
+import split_data
+import train
+from cli import add_debug_flag, positive_int, run_cli
+from dataset import HEADS
+from plots import TITLES
+from sample_catalog import make_catalog
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Run split, train and test in one go')
+    parser.add_argument('--data', default='fashion-product-images',
+                        help='the real catalog, used when it holds styles.csv (default: fashion-product-images)')
+    parser.add_argument('--work', default='demo',
+                        help='folder for the sample catalog, splits, checkpoints and results (default: demo)')
+    parser.add_argument('--images', type=positive_int, default=3000,
+                        help='pictures in the sample catalog (default: 3000)')
+    parser.add_argument('--epochs', type=positive_int, default=None,
+                        help='training epochs (default: 5 on the sample catalog, 50 on the real data)')
+    parser.add_argument('--batch-size', type=positive_int, default=None,
+                        help='images per step (default: 32 on the sample catalog, 16 on the real data)')
+    parser.add_argument('--device', default='auto', help='cuda, mps or cpu (default: auto)')
+    add_debug_flag(parser)
+    return parser.parse_args(argv)
+
+
+def sample_catalog(args):
+    root = os.path.join(args.work, 'fashion-product-images')
+    if os.path.isfile(os.path.join(root, 'styles.csv')):
+        print(f'using the sample catalog already in {root}')
+    else:
+        started = time.perf_counter()
+        make_catalog(root, n_images=args.images, seed=0)
+        print(f'drew {args.images:,} sample pictures into {root} in {time.perf_counter() - started:.0f}s')
+    return root
+
+
+def load_test_script():
+    # Loaded by path: a plain `import test` would only find test.py because it happens to hide
+    # Python's own `test` package on sys.path.
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'test.py')
+    spec = importlib.util.spec_from_file_location('fashion_test_script', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def step(number, text):
+    print(f'\n=== step {number}/4: {text}', flush=True)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    real = os.path.isfile(os.path.join(args.data, 'styles.csv'))
+    epochs = args.epochs or (50 if real else 5)
+    batch_size = args.batch_size or (16 if real else 32)
+    started = time.perf_counter()
+
+    step(1, 'the catalog')
+    if real:
+        catalog = args.data
+        print(f'found the real dataset in {catalog}: running the tutorial\'s job ({epochs} epochs)')
+    else:
+        print(f'no dataset in {args.data}/ (see fashion-product-images/README.md): using a built-in '
+              'sample catalog of drawn products instead')
+        catalog = sample_catalog(args)
+    styles = os.path.join(catalog, 'styles.csv')
+    os.makedirs(args.work, exist_ok=True)
+
+    step(2, 'split_data.py')
+    split_data.main(['--input', catalog, '--output', args.work])
+
+    step(3, 'train.py')
+    train_csv, val_csv = os.path.join(args.work, 'train.csv'), os.path.join(args.work, 'val.csv')
+    run_dir = train.main(['--attributes_file', styles, '--train-csv', train_csv, '--val-csv', val_csv,
+                          '--epochs', str(epochs), '--batch-size', str(batch_size), '--device', args.device,
+                          '--checkpoints', os.path.join(args.work, 'checkpoints'),
+                          '--logs', os.path.join(args.work, 'logs'), '--val-every', '1' if not real else '5'])
+
+    step(4, 'test.py')
+    checkpoint = os.path.join(run_dir, 'last.pth')
+    results = os.path.join(run_dir, 'eval-last')
+    load_test_script().main(['--checkpoint', checkpoint, '--val-csv', val_csv, '--output', results, '--device', args.device])
+
+    with open(os.path.join(results, 'metrics.json')) as f:
+        metrics = json.load(f)
+    print(f'\n=== done in {time.perf_counter() - started:.0f}s')
+    for head in HEADS:
+        print(f'{TITLES[head]:<12} accuracy {metrics[f"{head}_accuracy"]:.1%} '
+              f'(majority class {metrics["majority_rate"][head]:.1%})')
+    print(f'checkpoint:         {checkpoint}')
+    print(f'per-epoch metrics:  {os.path.join(run_dir, "metrics.csv")}')
+    print(f'training curves:    {os.path.join(run_dir, "curves.png")}')
+    print(f'metrics:            {os.path.join(results, "metrics.json")}')
+    print(f'confusion matrices: {os.path.join(results, "confusion_{gender,article,color}.png")}')
+    print(f'prediction grid:    {os.path.join(results, "predictions.png")}')
+
+
+if __name__ == '__main__':
+    run_cli(main)

@@ -1,0 +1,70 @@
+# Running a model over a validation set and scoring it: shared by train.py (every few epochs)
+# and test.py (the final report). Kept out of test.py so nothing imports a module called `test`,
+# which is also the name of Python's own regression-test package.
+import warnings
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, balanced_accuracy_score
+
+from dataset import HEADS
+
+
+def autocast_for(device, precision, cache_enabled=True):
+    # bf16 needs no GradScaler; on the CPU (and for fp32) the plain context keeps exact numbers.
+    if precision == 'bf16' and device.type in ('cuda', 'cpu'):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=cache_enabled)
+    return nullcontext()
+
+
+def predict_all(model, dataloader, device, autocast=None):
+    """Predicted and true class ids for every sample, per head, and the summed validation loss."""
+    model.eval()
+    predicted = {head: [] for head in HEADS}
+    truth = {head: [] for head in HEADS}
+    loss_sum = torch.zeros((), device=device)
+    with torch.inference_mode(), (autocast or nullcontext()):
+        for batch in dataloader:
+            images = batch['img'].to(device, non_blocking=True)
+            targets = {k: v.to(device, non_blocking=True) for k, v in batch['labels'].items()}
+            output = model(images)
+            loss, _ = model.get_loss(output, targets)
+            loss_sum += loss.float() * images.shape[0]
+            for head in HEADS:
+                predicted[head].append(output[head].argmax(1))
+                truth[head].append(targets[f'{head}_labels'])
+    # One transfer at the end instead of a CPU-GPU sync per batch.
+    predicted = {h: torch.cat(v).cpu().numpy() for h, v in predicted.items()}
+    truth = {h: torch.cat(v).cpu().numpy() for h, v in truth.items()}
+    return predicted, truth, loss_sum.item()
+
+
+def calculate_metrics(predicted, truth):
+    """Accuracy and balanced accuracy of each head over the whole set (not averaged per batch)."""
+    metrics = {}
+    with warnings.catch_warnings():
+        # Classes predicted but absent from this set are expected with 140 article types.
+        warnings.simplefilter('ignore', UserWarning)
+        for head in HEADS:
+            metrics[f'{head}_accuracy'] = float(accuracy_score(truth[head], predicted[head]))
+            metrics[f'{head}_balanced_accuracy'] = float(
+                balanced_accuracy_score(truth[head], predicted[head]))
+    return metrics
+
+
+def validate(model, dataloader, device, autocast=None, gather=None):
+    """Loss and metrics over the whole validation set. gather merges the shards of all
+    processes in a distributed run, so every sample is counted exactly once."""
+    predicted, truth, loss_sum = predict_all(model, dataloader, device, autocast)
+    if gather is not None:
+        predicted, truth, loss_sum = gather(predicted, truth, loss_sum)
+    n = len(truth[HEADS[0]])
+    metrics = {'val_loss': loss_sum / n, 'val_samples': n}
+    metrics.update(calculate_metrics(predicted, truth))
+    model.train()
+    return metrics, predicted, truth
+
+
+def majority_rates(truth):
+    return {head: float(np.bincount(truth[head]).max() / len(truth[head])) for head in HEADS}

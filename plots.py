@@ -1,0 +1,92 @@
+# Pictures a person looks at: training curves, confusion matrices, and the tutorial's grid of
+# images with predicted and true labels. Everything is saved as PNG; windows open only on request.
+import matplotlib
+
+import numpy as np
+
+from dataset import HEADS, MEAN, STD
+
+TITLES = {'gender': 'gender', 'article': 'article type', 'color': 'base colour'}
+
+
+def pyplot(show=False):
+    # Without --show use the file-only backend, so the scripts run on servers with no display.
+    if not show:
+        matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_curves(history, path):
+    plt = pyplot()
+    epochs = [row['epoch'] for row in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    ax_loss.plot(epochs, [row['train_loss'] for row in history], label='train')
+    val = [row for row in history if row.get('val_loss') is not None]
+    ax_loss.plot([r['epoch'] for r in val], [r['val_loss'] for r in val], 'o-', label='validation')
+    ax_loss.set(xlabel='epoch', ylabel='loss (sum of the three heads)', title='Loss')
+    for head in HEADS:
+        line, = ax_acc.plot(epochs, [row[f'train_{head}_accuracy'] for row in history],
+                            alpha=0.5, label=f'{TITLES[head]} (train)')
+        ax_acc.plot([r['epoch'] for r in val], [r[f'{head}_accuracy'] for r in val], 'o-',
+                    color=line.get_color(), label=f'{TITLES[head]} (validation)')
+    ax_acc.set(xlabel='epoch', ylabel='accuracy', title='Accuracy', ylim=(0, 1))
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_confusion_matrix(truth, predicted, labels, title, path, show=False):
+    """Row-normalised confusion matrix over the classes that occur; readable at 140 classes."""
+    from sklearn.metrics import ConfusionMatrixDisplay
+    plt = pyplot(show)
+    present = np.union1d(np.unique(truth), np.unique(predicted))
+    n = len(present)
+    size = max(6.0, 0.16 * n + 3)  # inches: about 16 px a class at 100 dpi
+    fig, ax = plt.subplots(figsize=(size, size))
+    ConfusionMatrixDisplay.from_predictions(
+        truth, predicted, labels=present, display_labels=[labels[i] for i in present],
+        normalize='true', include_values=n <= 15, values_format='.2f', cmap='Blues', ax=ax,
+        colorbar=False, xticks_rotation='vertical')
+    fontsize = 10 if n <= 15 else 6
+    ax.tick_params(labelsize=fontsize)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    if show:
+        plt.show()
+    plt.close(fig)
+
+
+def to_picture(image):
+    """A normalised (3, H, W) tensor back to an (H, W, 3) array in [0, 1] for display."""
+    image = image.float().cpu().numpy().transpose(1, 2, 0)
+    return np.clip(image * np.array(STD) + np.array(MEAN), 0, 1)
+
+
+def visualize_grid(images, predicted, truth, attributes, path, show=False, columns=8):
+    """The tutorial's grid: each image with its predicted labels, and the true ones below."""
+    plt = pyplot(show)
+    names = {h: attributes.labels(h) for h in HEADS}
+    rows = (len(images) + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.9, rows * 2.6))
+    for i, ax in enumerate(np.asarray(axes).reshape(-1)):
+        ax.axis('off')
+        if i >= len(images):
+            continue
+        ax.imshow(to_picture(images[i]))
+        pred = [names[h][predicted[h][i]] for h in ('gender', 'article', 'color')]
+        true = [names[h][truth[h][i]] for h in ('gender', 'article', 'color')]
+        title = '\n'.join(pred)
+        if pred != true:
+            title += '\n(' + ', '.join(t for t, p in zip(true, pred) if t != p) + ')'
+        ax.set_title(title, fontsize=7, color='black' if pred == true else 'firebrick')
+    fig.suptitle('predicted gender / article / colour (true label in brackets where wrong)', fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    if show:
+        plt.show()
+    plt.close(fig)

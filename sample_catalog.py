@@ -1,0 +1,382 @@
+# A built-in sample catalog in the Kaggle "Fashion Product Images (Small)" layout (styles.csv and
+# images/<id>.jpg), so the demo and the tests run without the real dataset. The pictures are drawn
+# product silhouettes whose article type, colour and gender can all be told from the pixels.
+# With quirks=True it also writes a few rows with the real catalog's problems, listed in the
+# returned manifest so tests can check exact counts.
+import argparse
+import csv
+import os
+import time
+from collections import namedtuple
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+HEADER = ['id', 'gender', 'masterCategory', 'subCategory', 'articleType', 'baseColour', 'season',
+          'year', 'usage', 'productDisplayName']
+WIDTH, HEIGHT = 60, 80
+SS = 4  # drawn at 4x and reduced: smooth edges at 60x80
+Y_FROM_CENTRE, X_FROM_CENTRE = np.mgrid[:HEIGHT, :WIDTH] - np.array([[[HEIGHT]], [[WIDTH]]]) / 2
+FIRST_ID = 10000
+
+# RGB values far enough apart to survive +-30% brightness/contrast/saturation jitter.
+COLOURS = {'Black': (25, 25, 25), 'White': (242, 242, 238), 'Grey': (128, 128, 128),
+           'Navy Blue': (25, 35, 100), 'Blue': (40, 110, 225), 'Red': (205, 30, 35),
+           'Green': (40, 145, 60), 'Pink': (245, 135, 180), 'Yellow': (245, 210, 40),
+           'Brown': (115, 68, 32)}
+BRANDS = ['Roadster', 'Puma', 'Nike', 'Adidas', 'Wrangler', 'Fastrack', 'Titan', 'Baggit',
+          'Peter England', 'United Colors of Benetton']
+SEASONS = ['Summer', 'Winter', 'Spring', 'Fall']
+USAGES = ['Casual', 'Formal', 'Sports']
+SOLE, FACE, METAL = (236, 236, 230), (248, 248, 245), (205, 170, 70)
+
+# Every quirk row is extra, on top of the n_images normal rows, and has exactly one problem.
+# malformed: an unquoted comma in productDisplayName (11 fields twice, then 12), labels fine;
+# na_colour: baseColour is NA; empty_label: gender empty, then articleType empty; na_other:
+# season, year and usage empty or NA, labels fine; missing_image: no image file; grayscale:
+# a mode L picture; odd_size: 53x80 and 60x60 RGB pictures.
+QUIRK_COUNTS = {'malformed': 3, 'na_colour': 2, 'empty_label': 2, 'na_other': 3,
+                'missing_image': 3, 'grayscale': 2, 'odd_size': 2}
+ODD_SIZES = [(53, 80), (60, 60)]  # (width, height)
+NA_OTHER = [('', '', ''), ('NA', '', 'NA'), ('', '', 'NA')]  # season, year, usage
+
+
+class Pen:
+    # Draws in 60x80 catalog coordinates, in the item's colour with a darker outline.
+    def __init__(self, image, colour):
+        self.draw = ImageDraw.Draw(image)
+        self.fill = colour
+        light = sum(colour) > 150
+        self.dark = tuple(int(c * 0.5) for c in colour) if light else tuple(c + 55 for c in colour)
+        self.edge = tuple(int(c * 0.45) for c in colour) if light else self.dark
+
+    def poly(self, points, fill=None):
+        self.draw.polygon([(x * SS, y * SS) for x, y in points], fill=fill or self.fill,
+                          outline=self.edge, width=SS)
+
+    def oval(self, box, fill=None):
+        self.draw.ellipse([v * SS for v in box], fill=fill or self.fill, outline=self.edge,
+                          width=SS)
+
+    def rect(self, box, fill=None, radius=0):
+        self.draw.rounded_rectangle([v * SS for v in box], radius * SS, fill=fill or self.fill,
+                                    outline=self.edge, width=SS)
+
+    def chord(self, box, start, end, fill=None):
+        self.draw.chord([v * SS for v in box], start, end, fill=fill or self.fill,
+                        outline=self.edge, width=SS)
+
+    def line(self, points, width=1, fill=None):
+        self.draw.line([(x * SS, y * SS) for x, y in points], fill=fill or self.dark,
+                       width=int(width * SS))
+
+    def arc(self, box, start, end, width):
+        self.draw.arc([v * SS for v in box], start, end, fill=self.fill, width=width * SS)
+
+
+def sym(left):
+    # A left half traced from the top centre down, completed by its mirror image.
+    return left + [(WIDTH - x, y) for x, y in reversed(left)]
+
+
+def pair(pen, left, fill=None):
+    # A part that comes in two, such as sleeves or lenses, drawn on both sides.
+    pen.poly(left, fill)
+    pen.poly([(WIDTH - x, y) for x, y in left], fill)
+
+
+# Gender shows in the cut: men's tops are boxy with broad shoulders, women's fitted at the
+# waist; men's trousers straight, women's tapered; men's watches and glasses bigger and squarer.
+def draw_tshirt(pen, women):
+    if women:
+        pen.poly(sym([(23, 11), (16, 13), (8, 22), (13, 28), (17, 25), (20, 43), (15, 70)]))
+        pen.poly([(23, 11), (30, 23), (37, 11)], fill=pen.dark)
+    else:
+        pen.poly(sym([(21, 10), (12, 13), (2, 27), (9, 34), (14, 30), (14, 72)]))
+        pen.chord((21, 4, 39, 16), 0, 180, fill=pen.dark)
+
+
+def draw_shirt(pen, women):
+    if women:
+        pair(pen, [(18, 13), (11, 18), (6, 50), (13, 52), (18, 28)])
+        pen.poly(sym([(18, 12), (21, 40), (16, 72)]))
+    else:
+        pair(pen, [(14, 13), (7, 18), (3, 66), (10, 67), (14, 30)])
+        pen.poly(sym([(14, 12), (14, 74)]))
+        pen.rect((35, 24, 42, 33))
+    pen.line([(30, 16), (30, 72)])
+    for y in range(25, 70, 10):
+        pen.oval((29, y - 1, 31, y + 1), fill=pen.dark)
+    pair(pen, [(22, 8), (30, 16), (24, 21), (19, 12)])
+
+
+def draw_top(pen, women):
+    # A striped tank top: shorter than a dress, with no sleeves, unlike a T-shirt.
+    pair(pen, [(19, 8), (22, 8), (22, 22), (19, 22)])
+    pen.poly(sym([(30, 26), (18, 19), (16, 28), (19, 44), (15, 66)]))
+    for y, half_width in ((36, 11.5), (46, 10.5), (56, 12)):
+        pen.line([(30 - half_width, y), (30 + half_width, y)], width=2.5)
+
+
+def draw_dress(pen, women):
+    pair(pen, [(21, 2), (24, 2), (24, 14), (21, 14)])
+    pen.poly(sym([(30, 17), (20, 11), (18, 20), (22, 34), (5, 77)]))
+    pen.rect((21, 32, 39, 36), fill=pen.dark)
+
+
+def draw_trousers(pen, women):
+    if women:
+        pen.poly(sym([(30, 8), (18, 8), (15, 26), (21, 77), (27, 77), (30, 30)]))
+        pen.rect((18, 3, 42, 8))
+    else:
+        pen.poly(sym([(30, 9), (14, 9), (12, 77), (27, 77), (30, 26)]))
+        pen.rect((14, 3, 46, 9))
+    pen.line([(30, 9), (30, 22)])
+
+
+def draw_shorts(pen, women):
+    if women:
+        pen.poly(sym([(30, 29), (17, 29), (12, 52), (28, 54), (30, 42)]))
+        pen.rect((17, 23, 43, 29))
+    else:
+        pen.poly(sym([(30, 23), (12, 23), (9, 62), (28, 64), (30, 40)]))
+        pen.rect((12, 16, 48, 23))
+    pen.line([(30, 29), (30, 38)])
+
+
+def draw_casual_shoes(pen, women):
+    if women:
+        # A low-cut pump on a block heel; the men's shoe is a laced sneaker on a thick sole.
+        pen.poly([(9, 49), (16, 52), (15, 64), (9, 64)], fill=pen.dark)
+        pen.poly([(5, 36), (16, 42), (30, 45), (40, 42), (50, 46), (58, 54), (54, 58), (36, 58),
+                  (17, 53), (8, 50)])
+        pen.line([(6, 37), (16, 42), (30, 45)], width=2)
+    else:
+        pen.rect((3, 52, 57, 61), fill=SOLE, radius=2)
+        pen.poly([(4, 53), (5, 33), (20, 31), (27, 26), (33, 27), (46, 39), (56, 45), (57, 53)])
+        pen.poly([(7, 34), (20, 33), (22, 37), (9, 38)], fill=pen.dark)
+        for x, y in ((32, 31), (36, 34), (40, 37)):  # laces, across the sloping tongue
+            pen.line([(x + 1.5, y - 2), (x - 1.5, y + 2)], width=1.2)
+
+
+def draw_watch(pen, women):
+    half, radius = (4, 9) if women else (7, 14)
+    pen.rect((30 - half, 4, 30 + half, 76), radius=2)
+    pen.rect((30 + radius, 38, 33 + radius, 42))
+    pen.oval((30 - radius, 40 - radius, 30 + radius, 40 + radius))
+    inner = radius - 3
+    pen.oval((30 - inner, 40 - inner, 30 + inner, 40 + inner), fill=FACE)
+    pen.line([(30, 40), (30, 40 - inner + 2)], width=1.2)
+    pen.line([(30, 40), (30 + inner * 0.6, 40 + 1)], width=1.2)
+
+
+def draw_handbag(pen, women):
+    pen.arc((17, 12, 43, 52), 180, 360, width=4)
+    pen.poly([(10, 32), (50, 32), (56, 72), (4, 72)])
+    pen.poly([(10, 32), (50, 32), (48, 46), (30, 52), (12, 46)])
+    pen.rect((27, 48, 33, 54), fill=METAL)
+
+
+def draw_backpack(pen, women):
+    pen.rect((7, 18, 13, 62), fill=pen.dark, radius=2)
+    pen.rect((47, 18, 53, 62), fill=pen.dark, radius=2)
+    pen.arc((24, 3, 36, 17), 180, 360, width=2)
+    pen.rect((12, 9, 48, 75), radius=10)
+    pen.rect((17, 44, 43, 70), radius=5)
+    pen.line([(17, 22), (43, 22)])
+    pen.line([(20, 50), (40, 50)])
+
+
+def draw_cap(pen, women):
+    pen.poly([(38, 46), (57, 48), (58, 53), (36, 52)], fill=pen.dark)
+    pen.chord((6, 24, 50, 76), 180, 360)
+    pen.rect((6, 47, 50, 53))
+    pen.line([(28, 24), (20, 47)])
+    pen.line([(28, 24), (37, 47)])
+    pen.oval((25, 21, 31, 26))
+
+
+def draw_sunglasses(pen, women):
+    # The lenses are tinted with the frame's colour, so the colour shows on more of the picture.
+    tint = tuple(int(c * 0.45 + 12) for c in pen.fill)
+    pen.rect((27, 34, 33, 38))
+    if women:
+        for x in (4, 31):
+            pen.oval((x, 28, x + 25, 53))
+            pen.oval((x + 4, 32, x + 21, 49), fill=tint)
+    else:
+        pair(pen, [(6, 31), (29, 31), (27, 49), (9, 51)])
+        pair(pen, [(9, 35), (26, 35), (24, 46), (11, 47)], fill=tint)
+
+
+Article = namedtuple('Article', 'master sub genders draw')
+ARTICLES = {
+    'Tshirts': Article('Apparel', 'Topwear', ('Men', 'Women'), draw_tshirt),
+    'Shirts': Article('Apparel', 'Topwear', ('Men', 'Women'), draw_shirt),
+    'Tops': Article('Apparel', 'Topwear', ('Women',), draw_top),
+    'Dresses': Article('Apparel', 'Dress', ('Women',), draw_dress),
+    'Trousers': Article('Apparel', 'Bottomwear', ('Men', 'Women'), draw_trousers),
+    'Shorts': Article('Apparel', 'Bottomwear', ('Men', 'Women'), draw_shorts),
+    'Casual Shoes': Article('Footwear', 'Shoes', ('Men', 'Women'), draw_casual_shoes),
+    'Watches': Article('Accessories', 'Watches', ('Men', 'Women'), draw_watch),
+    'Handbags': Article('Accessories', 'Bags', ('Women',), draw_handbag),
+    'Backpacks': Article('Accessories', 'Bags', ('Men',), draw_backpack),
+    'Caps': Article('Accessories', 'Headwear', ('Men',), draw_cap),
+    'Sunglasses': Article('Accessories', 'Eyewear', ('Men', 'Women'), draw_sunglasses),
+}
+
+
+def random_pose(rng):
+    # Output pixel -> drawing pixel: a few degrees of rotation, +-10% size, a few pixels' shift.
+    angle, scale = np.radians(rng.uniform(-6, 6)), rng.uniform(0.9, 1.1)
+    shift_x, shift_y = rng.uniform(-3, 3, size=2) * 2
+    cx, cy = WIDTH, HEIGHT  # the centre of the picture at twice its size
+    a, b = np.cos(angle) / scale, np.sin(angle) / scale
+    return (a, b, cx - a * (cx + shift_x) - b * (cy + shift_y),
+            -b, a, cy + b * (cx + shift_x) - a * (cy + shift_y))
+
+
+def shading(rng):
+    # A soft light from one side, as on a photographed product.
+    direction, strength = rng.uniform(0, 2 * np.pi), rng.uniform(0.06, 0.16)
+    along = (X_FROM_CENTRE * np.cos(direction) + Y_FROM_CENTRE * np.sin(direction)) / (HEIGHT / 2)
+    return 1 + strength * along
+
+
+def draw_item(article, gender, colour, rng):
+    # No two items of one colour are quite alike: a little brighter or darker, a slight tint.
+    factors = rng.uniform(0.92, 1.08) * rng.uniform(0.97, 1.03, 3)
+    colour = tuple(int(min(c * f, 255)) for c, f in zip(colour, factors))
+    layer = Image.new('RGBA', (WIDTH * SS, HEIGHT * SS), (0, 0, 0, 0))
+    ARTICLES[article].draw(Pen(layer, colour), gender == 'Women')
+    # Premultiplied alpha, so the resampled edges blend into white and not into black; the pose
+    # is applied at twice the final size, where it costs a quarter of what it would at 4x.
+    layer = layer.convert('RGBa').reduce(SS // 2)
+    layer = layer.transform(layer.size, Image.Transform.AFFINE, random_pose(rng),
+                            resample=Image.Resampling.BILINEAR).reduce(2)
+    pixels = np.asarray(layer, dtype=np.float32)
+    alpha = pixels[..., 3:] / 255
+    item = pixels[..., :3] * shading(rng)[..., None] + rng.normal(0, 3, (HEIGHT, WIDTH, 3)) * alpha
+    photo = item + 255 * (1 - alpha)  # the real catalog's white background
+    return Image.fromarray(np.clip(photo, 0, 255).round().astype(np.uint8))
+
+
+def plan_rows(n_images, quirks, rng):
+    # Article types and colours are dealt out evenly, then shuffled: equal-sized classes.
+    # A row's quirk is (kind, position among the rows of that kind), or (None, 0).
+    kinds = [(None, 0)] * n_images
+    if quirks:
+        for kind, count in QUIRK_COUNTS.items():
+            for position in range(count):
+                kinds.insert(int(rng.integers(0, len(kinds) + 1)), (kind, position))
+    total = len(kinds)
+    articles = np.array(list(ARTICLES))[rng.permutation(np.arange(total) % len(ARTICLES))]
+    colours = np.array(list(COLOURS))[rng.permutation(np.arange(total) % len(COLOURS))]
+    ids = FIRST_ID + np.cumsum(rng.integers(1, 4, size=total)) - 1
+    return [(int(ids[i]), str(rng.choice(ARTICLES[articles[i]].genders)), str(articles[i]),
+             str(colours[i])) + kinds[i] for i in range(total)]
+
+
+def csv_fields(id_, gender, article, colour, kind, position, rng):
+    master, sub = ARTICLES[article].master, ARTICLES[article].sub
+    brand, season = str(rng.choice(BRANDS)), str(rng.choice(SEASONS))
+    year, usage = str(rng.integers(2011, 2019)), str(rng.choice(USAGES))
+    name = f'{brand} {gender} {colour} {article}'
+    # What the real styles.csv does wrong, one problem per row.
+    if kind == 'malformed':
+        # Written raw, unquoted: 11 fields for the first two rows, 12 for the third.
+        name = (f'{brand} {gender}, {colour}, {article}' if position == 2
+                else f'{brand} {gender} {colour}, {article}')
+    elif kind == 'na_colour':
+        colour, name = 'NA', f'{brand} {gender} {article}'
+    elif kind == 'empty_label' and position == 0:
+        gender, name = '', f'{brand} {colour} {article}'
+    elif kind == 'empty_label':
+        article, name = '', f'{brand} {gender} {colour}'
+    elif kind == 'na_other':
+        season, year, usage = NA_OTHER[position]
+    return [str(id_), gender, master, sub, article, colour, season, year, usage, name]
+
+
+def save_image(image, path, kind, position):
+    if kind == 'missing_image':
+        # A file left from an earlier, overwritten catalog would hide the missing image.
+        if os.path.exists(path):
+            os.remove(path)
+        return False
+    if kind == 'grayscale':
+        image = image.convert('L')
+    elif kind == 'odd_size':
+        image = image.resize(ODD_SIZES[position], Image.Resampling.LANCZOS)
+    image.save(path, quality=90)
+    return True
+
+
+# The manifest lists the ids of each quirk; n_rows counts the rows of styles.csv and n_images
+# the image files written, so a test can work out exactly what a reader should keep.
+def make_catalog(root, n_images=3000, seed=0, quirks=False, overwrite=False):
+    styles_path = os.path.join(root, 'styles.csv')
+    if n_images < 0:
+        raise ValueError(f'the number of images (--size) must be 0 or more, not {n_images}')
+    if os.path.exists(styles_path) and not overwrite:
+        raise ValueError(f'{styles_path} already exists; pass overwrite=True (--overwrite) to '
+                         'replace it, or choose another folder')
+    os.makedirs(os.path.join(root, 'images'), exist_ok=True)
+    rng = np.random.default_rng(seed)
+    manifest = {'root': str(root), 'n_rows': 0, 'n_images': 0,
+                'quirks': {kind: [] for kind in QUIRK_COUNTS}, 'articles': sorted(ARTICLES),
+                'colours': sorted(COLOURS),
+                'genders': sorted({g for article in ARTICLES.values() for g in article.genders})}
+    rows = []
+    for id_, gender, article, colour, kind, position in plan_rows(n_images, quirks, rng):
+        # Each picture has its own generator: it depends on the seed and its id alone.
+        image = draw_item(article, gender, COLOURS[colour], np.random.default_rng([seed, id_]))
+        path = os.path.join(root, 'images', f'{id_}.jpg')
+        manifest['n_images'] += save_image(image, path, kind, position)
+        if kind:
+            manifest['quirks'][kind].append(id_)
+        rows.append((csv_fields(id_, gender, article, colour, kind, position, rng), kind))
+    manifest['n_rows'] = len(rows)
+    write_styles(styles_path, rows)
+    return manifest
+
+
+def write_styles(path, rows):
+    # Written last and renamed into place: a catalog cut short has no styles.csv at all.
+    with open(path + '.tmp', 'w', newline='', encoding='utf-8') as f:
+        writer = csv.writer(f, lineterminator='\n')
+        writer.writerow(HEADER)
+        for fields, kind in rows:
+            if kind == 'malformed':
+                f.write(','.join(fields) + '\n')
+            else:
+                writer.writerow(fields)
+    os.replace(path + '.tmp', path)
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description='Write a synthetic fashion catalog in the Kaggle layout.')
+    parser.add_argument('--output', default='sample-catalog',
+                        help='folder for styles.csv and images/ (default: sample-catalog)')
+    parser.add_argument('--size', type=int, default=3000,
+                        help='number of normal rows, each with a 60x80 RGB image (default: 3000)')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='random seed; the same seed and size give the same files (default: 0)')
+    parser.add_argument('--quirks', action='store_true',
+                        help="add a few rows with the real catalog's problems (default: off)")
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace an existing catalog in --output (default: off)')
+    args = parser.parse_args()
+    start = time.perf_counter()
+    try:
+        manifest = make_catalog(args.output, args.size, args.seed, args.quirks, args.overwrite)
+    except ValueError as error:
+        parser.error(str(error))
+    print(f"wrote {manifest['n_rows']:,} rows and {manifest['n_images']:,} images to "
+          f"{os.path.join(args.output, 'styles.csv')} and {os.path.join(args.output, 'images')}/ "
+          f'in {time.perf_counter() - start:.1f} s')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,131 @@
+# Step 1 of the tutorial: pick the usable rows of the catalog and split them into train.csv and
+# val.csv (columns image_path,gender,articleType,baseColour).
+import argparse
+import csv
+import os
+import random
+from concurrent.futures import ProcessPoolExecutor
+
+from tqdm import tqdm
+
+from catalog import IMAGE_SIZE, describe_download, format_counts, image_problem, read_styles
+from cli import UserError, add_debug_flag, positive_int, run_cli
+
+FIELDNAMES = ['image_path', 'gender', 'articleType', 'baseColour']
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Split the fashion catalog into train.csv and val.csv')
+    parser.add_argument('--input', default='fashion-product-images',
+                        help='catalog folder holding styles.csv and images/ (default: fashion-product-images)')
+    parser.add_argument('--output', default='.',
+                        help='folder to write train.csv and val.csv to (default: .)')
+    parser.add_argument('--max-images', type=positive_int, default=40000,
+                        help='use at most this many images, as the tutorial does (default: 40000)')
+    parser.add_argument('--val-fraction', type=float, default=0.2,
+                        help='share of the images that goes to val.csv (default: 0.2)')
+    parser.add_argument('--seed', type=int, default=42, help='shuffling seed (default: 42)')
+    parser.add_argument('--any-size', action='store_true',
+                        help='keep images of any size; they are fitted into 60x80 with white '
+                             'padding when loaded (default: off, only 60x80 as in the tutorial)')
+    parser.add_argument('--any-mode', action='store_true',
+                        help='keep grayscale, RGBA, CMYK and palette images; they are converted '
+                             'to RGB when loaded (default: off, only RGB as in the tutorial)')
+    parser.add_argument('--workers', type=positive_int, default=os.cpu_count() or 1,
+                        help=f'processes that check the images (default: {os.cpu_count() or 1}, the cores)')
+    add_debug_flag(parser)
+    args = parser.parse_args(argv)
+    if not 0 < args.val_fraction < 1:
+        parser.error(f'--val-fraction {args.val_fraction} must be between 0 and 1')
+    return args
+
+
+def _check(job):
+    path, any_size, any_mode = job
+    return image_problem(path, IMAGE_SIZE, any_size, any_mode)
+
+
+def keep_usable(styles, image_folder, args, skipped):
+    """The rows whose image exists, decodes, and is 60x80 RGB; the others are counted in skipped."""
+    paths = [os.path.join(image_folder, f'{style.id}.jpg') for style in styles]
+    jobs = [(path, args.any_size, args.any_mode) for path in paths]
+    with ProcessPoolExecutor(args.workers) as pool:
+        problems = list(tqdm(pool.map(_check, jobs, chunksize=256), total=len(jobs),
+                             desc='checking images', unit='img'))
+    kept = []
+    for style, path, problem in zip(styles, paths, problems):
+        if problem:
+            skipped[problem] += 1
+        else:
+            kept.append((path, style))
+    return kept
+
+
+def no_images_left(skipped, args):
+    hint = []
+    if any(reason.startswith('not 60x80') for reason in skipped) and not args.any_size:
+        hint.append('--any-size keeps images of other sizes (fitted into 60x80 with white padding)')
+    if 'not RGB' in skipped and not args.any_mode:
+        hint.append('--any-mode keeps grayscale and other non-RGB images (converted to RGB)')
+    return (f'no usable image left in {args.input}: skipped {format_counts(skipped)}. '
+            + ('; '.join(hint) + '.' if hint else ''))
+
+
+def save_csv(rows, path):
+    # Image paths are written relative to the CSV's own folder, so the CSVs and the catalog can
+    # be used from any working directory (dataset.py resolves them against the CSV's folder).
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = path + '.tmp'
+    with open(tmp, 'w', newline='') as f:
+        writer = csv.writer(f)
+        writer.writerow(FIELDNAMES)
+        for image_path, style in rows:
+            rel = os.path.relpath(os.path.abspath(image_path), folder).replace(os.sep, '/')
+            writer.writerow([rel, style.gender, style.articleType, style.baseColour])
+    os.replace(tmp, path)
+
+
+def split(kept, args):
+    # A real permutation: the original drew 40,000 indices *with* replacement
+    # (np.random.choice(40000, 40000)), which duplicated images and leaked them into val.csv.
+    rows = list(kept)
+    random.Random(args.seed).shuffle(rows)
+    rows = rows[:args.max_images]
+    n_train = round(len(rows) * (1 - args.val_fraction))
+    return rows[:n_train], rows[n_train:]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    styles_path = os.path.join(args.input, 'styles.csv')
+    if not os.path.isfile(styles_path):
+        raise UserError(f'{styles_path}: no such file. ' + describe_download(args.input))
+    image_folder = os.path.join(args.input, 'images')
+    if not os.path.isdir(image_folder):
+        raise UserError(f'{image_folder}: no such folder. ' + describe_download(args.input))
+
+    styles, skipped = read_styles(styles_path)
+    print(f'{styles_path}: {len(styles) + sum(skipped.values()):,} rows, '
+          f'{len(styles):,} with usable labels')
+    kept = keep_usable(styles, image_folder, args, skipped)
+    if not kept:
+        raise UserError(no_images_left(skipped, args))
+    print(f'kept {len(kept):,} rows; skipped {sum(skipped.values()):,}: {format_counts(skipped)}')
+    if len(kept) < args.max_images:
+        print(f'note: fewer usable images ({len(kept):,}) than --max-images '
+              f'({args.max_images:,}); using all of them')
+
+    train, val = split(kept, args)
+    if not train or not val:
+        raise UserError(f'only {len(kept)} usable image(s) in {args.input}: too few to split '
+                        'into a training and a validation set')
+    os.makedirs(args.output, exist_ok=True)
+    save_csv(train, os.path.join(args.output, 'train.csv'))
+    save_csv(val, os.path.join(args.output, 'val.csv'))
+    print(f'wrote {len(train):,} rows to {os.path.join(args.output, "train.csv")} and '
+          f'{len(val):,} rows to {os.path.join(args.output, "val.csv")}')
+    return {'train': len(train), 'val': len(val), 'skipped': skipped}
+
+
+if __name__ == '__main__':
+    run_cli(main)

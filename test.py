@@ -1,0 +1,89 @@
+# Step 5 of the tutorial: evaluate a trained checkpoint on the validation split.
+#   python test.py --checkpoint checkpoints/RUN/last.pth
+# Writes metrics.json, one confusion matrix per head and a grid of predictions, and prints
+# accuracy and balanced accuracy over the whole set.
+import argparse
+import json
+import os
+
+from augment import prepare_batch
+from checkpoint import model_from_checkpoint
+from cli import add_debug_flag, pick_device, positive_int, run_cli
+from dataset import HEADS, FashionDataset, val_transform
+from evaluate import autocast_for, majority_rates, validate
+from memory_data import InMemoryLoader
+from plots import TITLES, plot_confusion_matrix, visualize_grid
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Evaluate a trained checkpoint')
+    parser.add_argument('--checkpoint', required=True, help='checkpoint written by train.py (required)')
+    parser.add_argument('--val-csv', '--annotations', default='./val.csv',
+                        help='split to evaluate on (default: ./val.csv)')
+    parser.add_argument('--attributes_file', default=None,
+                        help="styles.csv, needed only for the original tutorial's bare state_dict "
+                             'checkpoints (default: the label names stored in the checkpoint)')
+    parser.add_argument('--output', default=None,
+                        help='folder for metrics.json and the PNGs '
+                             '(default: eval-<checkpoint name> beside the checkpoint)')
+    parser.add_argument('--device', default='auto', help='cuda, cuda:N, mps or cpu (default: auto)')
+    parser.add_argument('--batch-size', type=positive_int, default=256,
+                        help='images per forward pass (default: 256)')
+    parser.add_argument('--grid', type=positive_int, default=32,
+                        help='images in the prediction grid (default: 32)')
+    parser.add_argument('--show', action='store_true',
+                        help='also open the figures in windows (default: off, files only)')
+    add_debug_flag(parser)
+    return parser.parse_args(argv)
+
+
+def output_folder(args):
+    if args.output:
+        return args.output
+    stem = os.path.splitext(os.path.basename(args.checkpoint))[0]
+    return os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), f'eval-{stem}')
+
+
+def print_report(metrics, majority):
+    print(f'{"head":<10} {"accuracy":>9} {"balanced":>9} {"majority":>9}')
+    for head in HEADS:
+        print(f'{TITLES[head]:<10} {metrics[f"{head}_accuracy"]:9.4f} '
+              f'{metrics[f"{head}_balanced_accuracy"]:9.4f} {majority[head]:9.4f}')
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = pick_device(args.device)
+    model, attributes, state = model_from_checkpoint(args.checkpoint, args.attributes_file)
+    model = model.to(device).eval()
+    precision = 'bf16' if device.type == 'cuda' else 'fp32'
+    print(f'device: {device} ({precision}); checkpoint {args.checkpoint}'
+          + (f' (epoch {state["epoch"]})' if state.get('epoch') else ''))
+
+    dataset = FashionDataset(args.val_csv, attributes, val_transform)
+    loader = InMemoryLoader.from_dataset(dataset, args.batch_size, device, train=False)
+    metrics, predicted, truth = validate(model, loader, device, autocast_for(device, precision))
+    majority = majority_rates(truth)
+    print(f'{metrics["val_samples"]:,} images from {args.val_csv}')
+    print_report(metrics, majority)
+
+    folder = output_folder(args)
+    os.makedirs(folder, exist_ok=True)
+    report = dict(metrics, checkpoint=os.path.abspath(args.checkpoint), epoch=state.get('epoch'),
+                  val_csv=os.path.abspath(args.val_csv),
+                  majority_rate={head: majority[head] for head in HEADS})
+    with open(os.path.join(folder, 'metrics.json'), 'w') as f:
+        json.dump(report, f, indent=2)
+    for head in HEADS:
+        plot_confusion_matrix(truth[head], predicted[head], attributes.labels(head),
+                              f'{TITLES[head]}: normalised confusion matrix ({args.val_csv})',
+                              os.path.join(folder, f'confusion_{head}.png'), args.show)
+    n = min(args.grid, len(truth['gender']))
+    visualize_grid(prepare_batch(loader.images[:n]), {h: p[:n] for h, p in predicted.items()},
+                   {h: t[:n] for h, t in truth.items()}, attributes,
+                   os.path.join(folder, 'predictions.png'), args.show)
+    print(f'wrote metrics.json, confusion_{{{",".join(HEADS)}}}.png and predictions.png to {folder}')
+
+
+if __name__ == '__main__':
+    run_cli(main)

@@ -1,0 +1,177 @@
+# Bad input gets one clear line naming the file and the problem, and a non-zero exit; bad rows
+# are skipped and counted by reason.
+import io
+import os
+import shutil
+
+import pytest
+from PIL import Image
+
+from catalog import image_problem, read_styles
+from cli import UserError
+from conftest import run_script
+from dataset import AttributesDataset, FashionDataset, load_image
+
+HEADER = 'id,gender,masterCategory,subCategory,articleType,baseColour,season,year,usage,productDisplayName'
+ROW = '{},Men,Apparel,Topwear,Tshirts,Blue,Summer,2012,Casual,Roadster Men Blue Tshirts'
+
+
+def write(path, text, encoding='utf-8', newline='\n'):
+    path.write_bytes(text.replace('\n', newline).encode(encoding))
+    return str(path)
+
+
+def assert_clean_failure(result, *words):
+    assert result.returncode != 0
+    assert 'Traceback' not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith('error: ')
+    for word in words:
+        assert word in line, line
+
+
+@pytest.mark.parametrize('content,problem', [
+    (None, 'no such file'),
+    ('', 'empty'),
+    (HEADER + '\n', 'no rows'),
+    (HEADER.replace('baseColour,', '') + '\n' + '1,Men,Apparel,Topwear,Tshirts,S,2012,C,N\n',
+     'missing column(s) baseColour'),
+])
+def test_unusable_styles_csv_is_one_clear_error(tmp_path, content, problem):
+    images = tmp_path / 'images'
+    images.mkdir()
+    if content is not None:
+        write(tmp_path / 'styles.csv', content)
+    result = run_script('split_data.py', '--input', tmp_path, '--output', tmp_path)
+    assert_clean_failure(result, str(tmp_path / 'styles.csv'), problem)
+
+
+def test_missing_dataset_says_where_to_get_it_and_how_to_run_the_demo(tmp_path):
+    for script in ('split_data.py', 'train.py'):
+        result = run_script(script, cwd=str(tmp_path))
+        assert_clean_failure(result, 'kaggle.com', 'demo.py')
+
+
+@pytest.mark.parametrize('encoding,newline', [('utf-8-sig', '\r\n'), ('utf-16', '\n'), ('cp1252', '\r\n')])
+def test_other_encodings_and_windows_line_endings_read_the_same(tmp_path, encoding, newline):
+    text = HEADER + '\n' + ROW.format(1) + 'é\n' + ROW.format(2) + '\n'
+    styles, skipped = read_styles(write(tmp_path / 'styles.csv', text, encoding, newline))
+    assert [s.id for s in styles] == ['1', '2'] and not skipped
+    assert styles[0].baseColour == 'Blue'
+
+
+def test_duplicate_ids_and_odd_rows_are_skipped_and_counted(tmp_path):
+    text = '\n'.join([HEADER, ROW.format(1), ROW.format(1), ROW.format('../../etc/passwd'),
+                      '3,Men,Apparel', ROW.format(4).replace('Blue,', 'NA,', 1),
+                      ROW.format(5) + ', with a comma'])
+    styles, skipped = read_styles(write(tmp_path / 'styles.csv', text))
+    assert [s.id for s in styles] == ['1', '5']
+    assert skipped == {'duplicate id': 1, 'id is not a number': 1, 'wrong number of fields': 1,
+                       'baseColour is empty or NA': 1}
+
+
+def save_cmyk_jpeg(path):
+    Image.new('CMYK', (60, 80), (0, 255, 255, 0)).save(path, 'JPEG')
+
+
+def save_truncated(path):
+    buffer = io.BytesIO()
+    Image.new('RGB', (60, 80), (200, 30, 30)).save(buffer, 'JPEG')
+    path.write_bytes(buffer.getvalue()[:300])
+
+
+IMAGES = {
+    'truncated': (save_truncated, 'unreadable image'),
+    'not_an_image': (lambda p: p.write_text('<html>404 not found</html>'), 'unreadable image'),
+    'zero_bytes': (lambda p: p.write_bytes(b''), 'unreadable image'),
+    'png_named_jpg': (lambda p: Image.new('RGB', (60, 80), 'red').save(p, 'PNG'), None),
+    'cmyk_jpeg': (save_cmyk_jpeg, 'not RGB'),
+    'grayscale': (lambda p: Image.new('L', (60, 80), 128).save(p, 'JPEG'), 'not RGB'),
+    'rgba_png': (lambda p: Image.new('RGBA', (60, 80), (0, 0, 255, 0)).save(p, 'PNG'), 'not RGB'),
+    'palette_png': (lambda p: Image.new('P', (60, 80), 3).save(p, 'PNG'), 'not RGB'),
+    'wrong_size': (lambda p: Image.new('RGB', (224, 224), 'red').save(p, 'JPEG'), 'not 60x80'),
+}
+
+
+@pytest.mark.parametrize('kind', IMAGES)
+def test_each_kind_of_bad_image_is_named(tmp_path, kind):
+    make, problem = IMAGES[kind]
+    path = tmp_path / 'x.jpg'
+    make(path)
+    assert image_problem(str(path)) == problem
+
+
+@pytest.mark.parametrize('kind', ['png_named_jpg', 'cmyk_jpeg', 'grayscale', 'rgba_png', 'palette_png',
+                                  'wrong_size'])
+def test_other_modes_and_sizes_load_as_60x80_rgb(tmp_path, kind):
+    path = tmp_path / 'x.jpg'
+    IMAGES[kind][0](path)
+    assert image_problem(str(path), any_size=True, any_mode=True) is None
+    img = load_image(str(path))
+    assert (img.mode, img.size) == ('RGB', (60, 80))
+    if kind == 'rgba_png':  # fully transparent pixels become the white background
+        assert img.getpixel((30, 40)) == (255, 255, 255)
+
+
+def copy_catalog(catalog, tmp_path):
+    root = tmp_path / 'fashion-product-images'
+    shutil.copytree(catalog['root'], root)
+    return root
+
+
+def test_no_image_left_says_why_and_which_option_accepts_them(quirky_catalog, tmp_path):
+    root = copy_catalog(quirky_catalog, tmp_path)
+    for name in os.listdir(root / 'images'):  # a copy whose pictures were all resized
+        with Image.open(root / 'images' / name) as img:
+            img.convert('RGB').resize((224, 224)).save(root / 'images' / name)
+    result = run_script('split_data.py', '--input', root, '--output', tmp_path)
+    assert_clean_failure(result, 'no usable image', 'not 60x80', '--any-size')
+    result = run_script('split_data.py', '--input', root, '--output', tmp_path, '--any-size')
+    assert result.returncode == 0, result.stderr
+    q = quirky_catalog['quirks']
+    usable = 120 + sum(len(q[k]) for k in ('malformed', 'na_other', 'grayscale', 'odd_size'))
+    assert f'kept {usable} rows' in result.stdout
+
+
+def test_split_rows_gone_bad_since_the_split_are_skipped_and_counted(small_split, tmp_path, capsys):
+    attributes = AttributesDataset(small_split['styles'])
+    lines = open(small_split['val']).read().splitlines()
+    folder = os.path.dirname(small_split['val'])
+    header, good, rest = lines[0], lines[1:4], lines[4:]
+    bad = [
+        rest[0].replace(rest[0].split(',')[2], 'Spacesuits'),  # label not in the vocabulary
+        rest[1].replace('.jpg', '-deleted.jpg'),                # image gone since the split
+        ',Men,Tshirts,Blue',                                   # empty field
+        rest[2].rsplit(',', 1)[0] + ',',                        # empty colour
+    ]
+    path = tmp_path / 'val.csv'
+    path.write_text('\n'.join([header] + good + bad) + '\n')
+    # Image paths are relative to the CSV: give the copy its catalog too.
+    shutil.copytree(os.path.join(folder, 'fashion-product-images'), tmp_path / 'fashion-product-images')
+    dataset = FashionDataset(str(path), attributes)
+    assert len(dataset) == 3
+    out = capsys.readouterr().out
+    assert '2 empty or missing field' in out and '1 label not in the vocabulary' in out
+    assert '1 image missing' in out
+
+
+@pytest.mark.parametrize('flags,words', [
+    (['--epochs', '0'], ['--epochs', 'at least 1']),
+    (['--epochs', '-3'], ['--epochs']),
+    (['--batch-size', '0'], ['--batch-size', 'at least 1']),
+    (['--lr', 'fast'], ['--lr', 'not a number']),
+    (['--lr', '-1'], ['--lr', 'above 0']),
+    (['--lr', 'nan'], ['--lr']),
+])
+def test_out_of_range_flags_are_refused_by_name(tmp_path, flags, words):
+    result = run_script('train.py', *flags, cwd=str(tmp_path))
+    assert result.returncode == 2 and 'Traceback' not in result.stderr
+    for word in words:
+        assert word in result.stderr
+
+
+@pytest.mark.skipif(__import__('torch').cuda.is_available(), reason='this machine has a GPU')
+def test_device_that_is_not_there_is_named(small_split, tmp_path):
+    result = run_script('train.py', '--device', 'cuda', '--train-csv', small_split['train'],
+                        '--attributes_file', small_split['styles'], cwd=str(tmp_path))
+    assert_clean_failure(result, '--device cuda', 'no CUDA GPU')

@@ -1,0 +1,124 @@
+# Checkpoints lose nothing and run nothing: atomic writes, weights_only loads, clear refusals.
+import errno
+import os
+import pickle
+
+import pytest
+import torch
+
+import checkpoint
+from checkpoint import checkpoint_load, checkpoint_save, model_from_checkpoint
+from cli import UserError
+from dataset import AttributesDataset
+from model import MultiOutputModel
+
+VOCAB = {'gender': ['Men', 'Women'], 'article': ['Shirts', 'Tshirts', 'Watches'], 'color': ['Black', 'Blue']}
+
+
+def make_state(epoch=1):
+    torch.manual_seed(epoch)
+    model = MultiOutputModel(n_color_classes=2, n_gender_classes=2, n_article_classes=3)
+    optimizer = torch.optim.Adam(model.parameters())
+    return {'epoch': epoch, 'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
+            'attributes': VOCAB, 'args': {'lr': 0.001, 'train_csv': './train.csv'}, 'history': [],
+            'best': {'epoch': 0, 'score': -1.0}}
+
+
+def test_round_trip_rebuilds_the_model_from_the_file_alone(tmp_path):
+    state = make_state()
+    path = checkpoint_save(str(tmp_path / 'last.pth'), state)
+    model, attributes, loaded = model_from_checkpoint(path)
+    assert attributes.to_dict() == VOCAB and loaded['epoch'] == 1 and loaded['args']['lr'] == 0.001
+    for key, value in state['model'].items():
+        assert torch.equal(model.state_dict()[key], value)
+    assert os.listdir(tmp_path) == ['last.pth']  # no temporary file left behind
+
+
+def test_a_write_that_dies_midway_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = str(tmp_path / 'last.pth')
+    checkpoint_save(path, make_state(1))
+    real_save = torch.save
+
+    def dies_halfway(obj, f):
+        real_save(obj, f)
+        f.truncate(1000)  # what a kill or a crash mid-write leaves behind
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, 'save', dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint_save(path, make_state(2))
+    assert checkpoint_load(path)['epoch'] == 1
+    assert os.listdir(tmp_path) == ['last.pth']
+
+
+def test_a_full_disk_is_reported_and_the_previous_checkpoint_kept(tmp_path, monkeypatch):
+    path = str(tmp_path / 'last.pth')
+    checkpoint_save(path, make_state(1))
+
+    def disk_full(obj, f):
+        f.write(b'x' * 100)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(torch, 'save', disk_full)
+    with pytest.raises(UserError, match='No space left on device.*previous checkpoint.*kept'):
+        checkpoint_save(path, make_state(2))
+    assert checkpoint_load(path)['epoch'] == 1
+    assert os.listdir(tmp_path) == ['last.pth']
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, (f'touch {MARKER}',))
+
+
+MARKER = '/tmp/fashion-checkpoint-payload-ran'
+
+
+def test_a_pickled_payload_is_refused_and_never_runs(tmp_path):
+    if os.path.exists(MARKER):
+        os.remove(MARKER)
+    path = tmp_path / 'evil.pth'
+    state = make_state()
+    state['args'] = Payload()
+    torch.save(state, path)  # a checkpoint "from the internet", written by plain pickle
+    with pytest.raises(UserError, match='refused to load.*could run code'):
+        checkpoint_load(str(path))
+    assert not os.path.exists(MARKER)
+    with open(path, 'rb') as f:  # the proof that the file really carries the payload
+        assert b'system' in f.read()
+
+
+@pytest.mark.parametrize('content', [b'', b'not a checkpoint at all', pickle.dumps([1, 2, 3])])
+def test_files_that_are_not_checkpoints_are_named(tmp_path, content):
+    path = tmp_path / 'x.pth'
+    path.write_bytes(content)
+    with pytest.raises(UserError, match=str(path)):
+        checkpoint_load(str(path))
+
+
+def test_a_checkpoint_of_other_tensors_is_not_a_checkpoint(tmp_path):
+    path = tmp_path / 'x.pth'
+    torch.save({'something': [1, 2]}, path)
+    with pytest.raises(UserError, match='not a checkpoint written by train.py'):
+        checkpoint_load(str(path))
+
+
+def test_a_checkpoint_with_other_class_counts_is_refused_clearly(tmp_path):
+    state = make_state()
+    state['attributes'] = dict(VOCAB, color=['Black', 'Blue', 'Red'])  # 3 colours, weights for 2
+    path = checkpoint_save(str(tmp_path / 'x.pth'), state)
+    with pytest.raises(UserError, match='does not match the model.*3 colour classes'):
+        model_from_checkpoint(path)
+
+
+def test_resuming_with_another_vocabulary_is_refused(tmp_path):
+    attributes = AttributesDataset(vocab=dict(VOCAB, article=['Shirts', 'Tshirts']))
+    with pytest.raises(UserError, match='trained with 3 article classes'):
+        checkpoint.check_same_vocab(attributes, make_state(), 'x.pth')
+
+
+def test_the_original_tutorials_bare_state_dict_needs_the_attributes_file(tmp_path):
+    path = tmp_path / 'tutorial.pth'
+    torch.save(make_state()['model'], path)
+    with pytest.raises(UserError, match='--attributes_file'):
+        model_from_checkpoint(str(path))

@@ -1,0 +1,57 @@
+# torchrun with 2 CPU processes (gloo) trains like one process and saves interchangeable checkpoints.
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import torch
+
+import train
+from checkpoint import checkpoint_load
+from conftest import ROOT, run_script, train_args
+
+
+def test_two_processes_train_save_once_and_agree_with_test_py(small_split, tmp_path):
+    args = train_args(small_split, tmp_path, '--epochs', 1)
+    result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+                             os.path.join(ROOT, 'train.py'), *args], capture_output=True, text=True,
+                            timeout=110, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'cpu (fp32, 2 processes)' in result.stdout
+    assert 'weights identical on all 2 processes' in result.stdout
+    assert result.stdout.count('epoch   1 ') == 1  # only rank 0 reports
+
+    run_dir = tmp_path / 'run'
+    assert sorted(os.listdir(run_dir)) == ['args.json', 'best.pth', 'checkpoint-000001.pth', 'curves.png',
+                                           'last.pth', 'metrics.csv']
+    state = checkpoint_load(str(run_dir / 'last.pth'))
+    assert not [k for k in state['model'] if k.startswith('module.')]
+
+    with open(run_dir / 'metrics.csv', newline='') as f:
+        reported = list(csv.DictReader(f))[-1]
+    evaluated = run_script('test.py', '--checkpoint', run_dir / 'last.pth', '--val-csv', small_split['val'],
+                           '--output', tmp_path / 'eval', '--device', 'cpu')
+    assert evaluated.returncode == 0, evaluated.stderr
+    with open(tmp_path / 'eval' / 'metrics.json') as f:
+        metrics = json.load(f)
+    assert metrics['val_samples'] == 40
+    for key in ('gender_accuracy', 'article_accuracy', 'color_accuracy', 'color_balanced_accuracy'):
+        assert abs(float(reported[key]) - metrics[key]) < 1e-5  # the CSV keeps 6 digits
+
+    # ...and the 2-process checkpoint resumes in a single process.
+    train.main(train_args(small_split, tmp_path, '--epochs', 2, '--resume', run_dir / 'last.pth'))
+    assert checkpoint_load(str(run_dir / 'last.pth'))['epoch'] == 2
+
+
+def test_a_one_process_checkpoint_resumes_in_two_processes(small_split, tmp_path):
+    run_dir = train.main(train_args(small_split, tmp_path, '--epochs', 1))
+    result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+                             os.path.join(ROOT, 'train.py'),
+                             *train_args(small_split, tmp_path, '--epochs', 2, '--resume',
+                                         os.path.join(run_dir, 'last.pth'))],
+                            capture_output=True, text=True, timeout=110, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = checkpoint_load(os.path.join(run_dir, 'last.pth'))
+    assert state['epoch'] == 2 and [row['epoch'] for row in state['history']] == [1, 2]
+    assert torch.is_tensor(state['model']['color.1.weight'])

@@ -1,0 +1,63 @@
+import torch
+
+from model import MultiOutputModel, get_loss
+
+SIZES = dict(n_color_classes=7, n_gender_classes=3, n_article_classes=11)
+
+
+def batch(n=8):
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(n, 3, 80, 60, generator=g)
+    labels = {'color_labels': torch.randint(0, 7, (n,), generator=g),
+              'gender_labels': torch.randint(0, 3, (n,), generator=g),
+              'article_labels': torch.randint(0, 11, (n,), generator=g)}
+    return images, labels
+
+
+def test_three_heads_with_the_right_shapes():
+    model = MultiOutputModel(**SIZES).eval()
+    out = model(torch.randn(4, 3, 80, 60))
+    assert {k: tuple(v.shape) for k, v in out.items()} == {'color': (4, 7), 'gender': (4, 3),
+                                                          'article': (4, 11)}
+    assert all(torch.isfinite(v).all() for v in out.values())
+
+
+def test_loss_is_the_sum_of_the_heads():
+    model = MultiOutputModel(**SIZES).eval()
+    images, labels = batch()
+    output = model(images)
+    total, parts = get_loss(output, labels)
+    assert set(parts) == {'color', 'gender', 'article'}
+    assert torch.allclose(total, sum(parts.values()))
+    assert torch.equal(model.get_loss(output, labels)[0], total)  # the tutorial's method form
+
+
+def test_every_parameter_gets_a_gradient():
+    model = MultiOutputModel(**SIZES)
+    images, labels = batch()
+    get_loss(model(images), labels)[0].backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing
+
+
+def test_a_real_training_step_changes_the_weights_and_lowers_the_loss():
+    torch.manual_seed(0)
+    model = MultiOutputModel(**SIZES)
+    images, labels = batch(16)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def loss_now():
+        model.eval()
+        with torch.no_grad():
+            return get_loss(model(images), labels)[0].item()
+
+    start = loss_now()
+    model.train()
+    for _ in range(5):
+        optimizer.zero_grad()
+        get_loss(model(images), labels)[0].backward()
+        optimizer.step()
+    assert loss_now() < start
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+    assert 'color.1.weight' in changed and 'base_model.0.0.weight' in changed

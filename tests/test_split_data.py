@@ -1,0 +1,89 @@
+import csv
+import os
+
+import pytest
+
+import split_data
+from catalog import read_styles
+from conftest import run_script
+from dataset import AttributesDataset, FashionDataset
+
+
+def read_rows(path):
+    with open(path, newline='') as f:
+        return list(csv.DictReader(f))
+
+
+def test_split_keeps_and_counts_every_quirk(quirky_catalog, tmp_path):
+    q = quirky_catalog['quirks']
+    result = split_data.main(['--input', quirky_catalog['root'], '--output', str(tmp_path),
+                              '--workers', '1'])
+    # Malformed lines (unquoted comma in the name) and rows with NA season/usage are kept.
+    kept = 120 + len(q['malformed']) + len(q['na_other'])
+    assert result['train'] + result['val'] == kept
+    assert result['train'] == round(kept * 0.8)
+    assert result['skipped'] == {
+        'no image file': len(q['missing_image']),
+        'not 60x80': len(q['odd_size']),
+        'not RGB': len(q['grayscale']),
+        'baseColour is empty or NA': len(q['na_colour']),
+        'gender is empty or NA': 1,
+        'articleType is empty or NA': 1,
+    }
+    rows = read_rows(tmp_path / 'train.csv') + read_rows(tmp_path / 'val.csv')
+    assert list(rows[0]) == ['image_path', 'gender', 'articleType', 'baseColour']
+    ids = {os.path.basename(r['image_path'])[:-4] for r in rows}
+    assert len(ids) == len(rows)  # a permutation: no image twice, none in both splits
+    assert {str(i) for i in q['malformed'] + q['na_other']} <= ids
+    assert all(r['baseColour'] != 'NA' for r in rows)
+
+
+def test_split_is_seeded(quirky_catalog, tmp_path):
+    for name in ('a', 'b'):
+        split_data.main(['--input', quirky_catalog['root'], '--output', str(tmp_path / name),
+                         '--workers', '1'])
+    assert (tmp_path / 'a' / 'train.csv').read_text() == (tmp_path / 'b' / 'train.csv').read_text()
+
+
+def test_split_csv_works_from_another_directory(quirky_catalog, tmp_path, monkeypatch):
+    out = tmp_path / 'splits'
+    result = run_script('split_data.py', '--input', quirky_catalog['root'], '--output', out,
+                        cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert 'kept' in result.stdout and 'no image file' in result.stdout
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    attributes = AttributesDataset(os.path.join(quirky_catalog['root'], 'styles.csv'))
+    dataset = FashionDataset(str(out / 'val.csv'), attributes)
+    assert len(dataset) == len(read_rows(out / 'val.csv'))
+    assert dataset[0]['img'].size == (60, 80)
+
+
+def test_fewer_images_than_max_uses_all_and_says_so(quirky_catalog, tmp_path, capsys):
+    split_data.main(['--input', quirky_catalog['root'], '--output', str(tmp_path), '--workers', '1'])
+    assert 'using all of them' in capsys.readouterr().out
+
+
+def test_max_images_caps_the_split(quirky_catalog, tmp_path):
+    result = split_data.main(['--input', quirky_catalog['root'], '--output', str(tmp_path),
+                              '--max-images', '50', '--workers', '1'])
+    assert (result['train'], result['val']) == (40, 10)
+
+
+@pytest.mark.skipif(not os.environ.get('FASHION_DATA'), reason='FASHION_DATA names no real dataset')
+def test_real_catalog_counts(tmp_path):
+    root = os.environ['FASHION_DATA']
+    styles, skipped = read_styles(os.path.join(root, 'styles.csv'))
+    assert len(styles) + sum(skipped.values()) == 44446
+    assert skipped == {'baseColour is empty or NA': 15}
+    assert len(styles) == 44431  # the 22 malformed lines are among them
+    by_id = {s.id: s for s in styles}
+    assert by_id['44065'].articleType == 'Perfume and Body Mist'  # file line 6044, 11 fields
+
+    result = split_data.main(['--input', root, '--output', str(tmp_path)])
+    assert (result['train'], result['val']) == (32000, 8000)
+    assert result['skipped'] == {'no image file': 359, 'not 60x80': 23,
+                                 'baseColour is empty or NA': 15}
+    train, val = read_rows(tmp_path / 'train.csv'), read_rows(tmp_path / 'val.csv')
+    assert not {r['image_path'] for r in train} & {r['image_path'] for r in val}

@@ -1,0 +1,141 @@
+# train.py end to end on a small sample catalog: what it writes, resuming, and faults.
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import train
+import train_step
+from checkpoint import checkpoint_load
+from cli import UserError
+from conftest import ROOT, run_script, train_args
+
+EPOCHS = 3
+
+
+def metrics_rows(run_dir):
+    with open(os.path.join(run_dir, 'metrics.csv'), newline='') as f:
+        return [{k: v for k, v in row.items() if k != 'seconds'} for row in csv.DictReader(f)]
+
+
+def same_weights(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope='module')
+def full_run(small_split, tmp_path_factory):
+    """An uninterrupted run that the interrupted ones must reproduce exactly."""
+    run_dir = train.main(train_args(small_split, tmp_path_factory.mktemp('full'), '--epochs', EPOCHS,
+                                    '--val-every', 1, '--save-every', 2))
+    return run_dir
+
+
+def test_a_run_writes_checkpoints_metrics_and_curves(full_run, small_split):
+    assert sorted(os.listdir(full_run)) == ['args.json', 'best.pth', 'checkpoint-000002.pth',
+                                            'checkpoint-000003.pth', 'curves.png', 'last.pth', 'metrics.csv']
+    rows = metrics_rows(full_run)
+    assert [int(r['epoch']) for r in rows] == [1, 2, 3]
+    assert all(r['gender_accuracy'] != '' for r in rows)
+    state = checkpoint_load(os.path.join(full_run, 'last.pth'))
+    assert state['epoch'] == EPOCHS and state['args']['epochs'] == EPOCHS
+    assert state['attributes']['gender'] == sorted(small_split['catalog']['genders'])
+    assert state['optimizer']['state']  # Adam's moments, for --resume
+    assert float(rows[-1]['train_loss']) < float(rows[0]['train_loss'])
+    with open(os.path.join(full_run, 'args.json')) as f:
+        assert json.load(f)['batch_size'] == 16
+
+
+def test_resume_reaches_the_same_weights_and_logs(full_run, small_split, tmp_path):
+    args = train_args(small_split, tmp_path, '--val-every', 1, '--save-every', 2)
+    run_dir = train.main(args + ['--epochs', '1'])
+    train.main(args + ['--epochs', str(EPOCHS), '--resume', os.path.join(run_dir, 'last.pth')])
+    assert metrics_rows(run_dir) == metrics_rows(full_run)
+    assert same_weights(checkpoint_load(os.path.join(run_dir, 'last.pth'))['model'],
+                        checkpoint_load(os.path.join(full_run, 'last.pth'))['model'])
+
+
+def start_training(small_split, tmp_path, *extra):
+    args = train_args(small_split, tmp_path, '--epochs', EPOCHS, '--val-every', 1, '--save-every', 2, *extra)
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, 'train.py'), *args], cwd=str(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED='1'))
+
+
+def wait_for_epochs(run_dir, n, process, timeout=180):
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        if os.path.exists(os.path.join(run_dir, 'metrics.csv')) and len(metrics_rows(run_dir)) >= n:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f'training did not reach epoch {n}: {process.communicate()}')
+
+
+def test_sigkill_then_resume_finishes_with_the_same_weights_and_logs(full_run, small_split, tmp_path):
+    process = start_training(small_split, tmp_path)
+    run_dir = tmp_path / 'run'
+    wait_for_epochs(run_dir, 1, process)
+    time.sleep(0.7)  # somewhere inside epoch 2, maybe while a checkpoint is written
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    last = checkpoint_load(str(run_dir / 'last.pth'))  # never a truncated file
+    assert last['epoch'] >= 1
+    result = run_script('train.py', *train_args(small_split, tmp_path, '--epochs', EPOCHS, '--val-every', 1,
+                                                '--save-every', 2, '--resume', run_dir / 'last.pth'))
+    assert result.returncode == 0, result.stderr
+    assert metrics_rows(run_dir) == metrics_rows(full_run)
+    assert same_weights(checkpoint_load(str(run_dir / 'last.pth'))['model'],
+                        checkpoint_load(os.path.join(full_run, 'last.pth'))['model'])
+
+
+def test_ctrl_c_saves_the_last_epoch_and_says_how_to_resume(small_split, tmp_path):
+    process = start_training(small_split, tmp_path)
+    run_dir = tmp_path / 'run'
+    wait_for_epochs(run_dir, 1, process)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert 'Traceback' not in err
+    assert f'--resume {run_dir / "last.pth"}' in out
+    assert checkpoint_load(str(run_dir / 'last.pth'))['epoch'] >= 1
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(small_split, tmp_path, monkeypatch):
+    calls = {'n': 0}
+    real_get_loss = train_step.get_loss
+
+    def goes_nan_in_epoch_2(output, targets):
+        calls['n'] += 1
+        loss, parts = real_get_loss(output, targets)
+        return (loss * float('nan'), parts) if calls['n'] == 13 else (loss, parts)  # epoch 2, step 3
+
+    monkeypatch.setattr(train_step, 'get_loss', goes_nan_in_epoch_2)
+    with pytest.raises(UserError, match=r'became nan at epoch 2, step 3 of 10.*last good checkpoint'):
+        train.main(train_args(small_split, tmp_path, '--epochs', EPOCHS))
+    assert checkpoint_load(str(tmp_path / 'run' / 'last.pth'))['epoch'] == 1
+    assert len(metrics_rows(tmp_path / 'run')) == 1
+
+
+def test_the_tutorials_dataloader_path_trains_too(small_split, tmp_path):
+    run_dir = train.main(train_args(small_split, tmp_path, '--epochs', 1, '--data', 'loader'))
+    assert checkpoint_load(os.path.join(run_dir, 'last.pth'))['epoch'] == 1
+
+
+def test_test_script_writes_metrics_and_pictures(full_run, small_split, tmp_path):
+    out = tmp_path / 'eval'
+    result = run_script('test.py', '--checkpoint', os.path.join(full_run, 'last.pth'),
+                        '--val-csv', small_split['val'], '--output', out, '--device', 'cpu')
+    assert result.returncode == 0, result.stderr
+    assert sorted(os.listdir(out)) == ['confusion_article.png', 'confusion_color.png',
+                                       'confusion_gender.png', 'metrics.json', 'predictions.png']
+    with open(out / 'metrics.json') as f:
+        metrics = json.load(f)
+    assert metrics['val_samples'] == 40 and 0 <= metrics['gender_accuracy'] <= 1
+    last = metrics_rows(full_run)[-1]
+    assert metrics['gender_accuracy'] == pytest.approx(float(last['gender_accuracy']), abs=1e-5)
+    assert 'balanced' in result.stdout

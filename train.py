@@ -1,0 +1,345 @@
+# Step 4 of the tutorial: train the three-headed model.
+#   python train.py                                    # the tutorial's run: 50 epochs, batch 16
+#   torchrun --nproc_per_node=4 train.py               # the same on 4 GPUs (batch 16 per GPU)
+#   python train.py --resume checkpoints/RUN/last.pth  # carry on where a run stopped
+import argparse
+import csv
+import json
+import math
+import os
+import time
+from datetime import datetime
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+import distributed
+from catalog import describe_download
+from checkpoint import check_same_vocab, checkpoint_load, checkpoint_save, load_weights
+from cli import UserError, add_debug_flag, non_negative_int, positive_float, positive_int, run_cli
+from dataset import HEADS, AttributesDataset, FashionDataset, train_transform, val_transform
+from evaluate import autocast_for, validate
+from memory_data import InMemoryLoader
+from model import MultiOutputModel
+from train_step import (GraphedTrainStep, TrainStep, load_optimizer_state, make_optimizer, optimizer_state,
+                        scheduler_state)
+from plots import plot_curves
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Train the multi-output fashion classifier')
+    parser.add_argument('--attributes_file', default='./fashion-product-images/styles.csv',
+                        help='styles.csv that defines the label vocabularies '
+                             '(default: ./fashion-product-images/styles.csv)')
+    parser.add_argument('--train-csv', default='./train.csv', help='training split (default: ./train.csv)')
+    parser.add_argument('--val-csv', default='./val.csv', help='validation split (default: ./val.csv)')
+    parser.add_argument('--device', default='auto',
+                        help='cuda, cuda:N, mps or cpu (default: auto, the first of CUDA, MPS, CPU)')
+    parser.add_argument('--epochs', type=positive_int, default=50, help='epochs to train (default: 50)')
+    parser.add_argument('--batch-size', '--batch_size', type=positive_int, default=16,
+                        help='images per step, per process (default: 16)')
+    parser.add_argument('--lr', type=positive_float, default=1e-3, help='Adam learning rate (default: 0.001)')
+    parser.add_argument('--warmup-epochs', type=float, default=0,
+                        help='linear learning-rate warm-up, in epochs (default: 0, as the tutorial)')
+    parser.add_argument('--schedule', choices=['constant', 'cosine'], default='constant',
+                        help='learning rate after the warm-up (default: constant, as the tutorial)')
+    parser.add_argument('--seed', type=int, default=42, help='seed for everything random (default: 42)')
+    parser.add_argument('--data', choices=['memory', 'loader'], default='memory',
+                        help="memory: decode every image once and augment whole batches on the "
+                             "device (fast); loader: the tutorial's per-image DataLoader (default: memory)")
+    parser.add_argument('--workers', type=non_negative_int, default=min(8, os.cpu_count() or 1),
+                        help=f'DataLoader worker processes with --data loader '
+                             f'(default: {min(8, os.cpu_count() or 1)})')
+    parser.add_argument('--precision', choices=['auto', 'fp32', 'bf16'], default='auto',
+                        help='bf16 autocast or plain fp32 (default: auto, bf16 on CUDA, fp32 elsewhere)')
+    parser.add_argument('--channels-last', choices=['auto', 'on', 'off'], default='auto',
+                        help='channels_last memory format (default: auto, on for CUDA)')
+    parser.add_argument('--compile', action='store_true', help='torch.compile the model (default: off)')
+    parser.add_argument('--cuda-graphs', choices=['auto', 'on', 'off'], default='auto',
+                        help='replay each training step as one CUDA graph (default: auto, on for a '
+                             'single CUDA process without --compile)')
+    parser.add_argument('--pretrained', action='store_true',
+                        help="start the trunk from torchvision's ImageNet weights, downloaded once "
+                             "(default: off, from scratch as in the tutorial)")
+    parser.add_argument('--val-every', type=positive_int, default=5,
+                        help='validate every N epochs, and after the last (default: 5)')
+    parser.add_argument('--save-every', type=positive_int, default=25,
+                        help='keep a numbered checkpoint every N epochs, and after the last (default: 25)')
+    parser.add_argument('--checkpoints', default='./checkpoints',
+                        help='folder for run folders with checkpoints, metrics.csv, curves.png '
+                             '(default: ./checkpoints)')
+    parser.add_argument('--logs', default='./logs',
+                        help='TensorBoard log folder, used when tensorboard is installed (default: ./logs)')
+    parser.add_argument('--run-name', default=None,
+                        help='name of the run folder (default: the start time, e.g. 2026-01-31_12-00)')
+    parser.add_argument('--resume', default=None, metavar='CHECKPOINT',
+                        help='continue the run saved in this checkpoint, e.g. checkpoints/RUN/last.pth '
+                             '(default: start a new run)')
+    add_debug_flag(parser)
+    args = parser.parse_args(argv)
+    if args.warmup_epochs < 0:
+        parser.error('--warmup-epochs must be 0 or more')
+    return args
+
+
+def check_inputs(args):
+    if os.path.isfile(args.train_csv):
+        return
+    folder = os.path.dirname(args.attributes_file) or '.'
+    if not os.path.isfile(args.attributes_file):
+        raise UserError(f'{args.train_csv}: no such file, and no dataset at {folder}. '
+                        + describe_download(folder) + ' Then run `python split_data.py`.')
+    raise UserError(f'{args.train_csv}: no such file; run `python split_data.py --input {folder}` '
+                    'first to make train.csv and val.csv')
+
+
+def make_train_loader(attributes, args, context, channels_last):
+    dataset = FashionDataset(args.train_csv, attributes, train_transform)
+    if args.data == 'memory':
+        return InMemoryLoader.from_dataset(dataset, args.batch_size, context.device, True, seed=args.seed,
+                                           channels_last=channels_last, rank=context.rank,
+                                           world_size=context.world_size)
+    # The tutorial's way: PIL decode and torchvision transforms per image, in worker processes.
+    sampler = DistributedSampler(dataset, seed=args.seed) if context.distributed else None
+    return DataLoader(dataset, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
+                      num_workers=args.workers, generator=torch.Generator().manual_seed(args.seed),
+                      pin_memory=context.device.type == 'cuda', persistent_workers=args.workers > 0)
+
+
+def make_val_loader(attributes, args, context, channels_last):
+    # Validation always decodes once into memory (8,000 images are about 115 MB) and is split
+    # across processes without padding, so every image is scored exactly once.
+    dataset = FashionDataset(args.val_csv, attributes, val_transform)
+    return InMemoryLoader.from_dataset(dataset, args.batch_size, context.device, False,
+                                       channels_last=channels_last, rank=context.rank,
+                                       world_size=context.world_size)
+
+
+def set_epoch(loader, epoch, seed):
+    # Shuffling is seeded per epoch, so a resumed run sees what an unbroken one would have.
+    if isinstance(loader, InMemoryLoader):
+        loader.set_epoch(epoch)
+        return
+    if isinstance(loader.sampler, DistributedSampler):
+        loader.sampler.set_epoch(epoch)
+    loader.generator.manual_seed(seed * 100003 + epoch)
+
+
+def lr_factor(step, steps_per_epoch, args):
+    """Warm-up then constant or cosine, as a multiple of --lr; per optimizer step."""
+    warmup = args.warmup_epochs * steps_per_epoch
+    if step < warmup:
+        return (step + 1) / warmup
+    if args.schedule == 'cosine':
+        progress = (step - warmup) / max(1, args.epochs * steps_per_epoch - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return 1.0
+
+
+class NonFiniteLoss(Exception):
+    pass
+
+
+def train_one_epoch(model, loader, train_step, epoch, args, context, channels_last):
+    model.train()
+    device = context.device
+    loss_sum = torch.zeros((), device=device)
+    correct = {head: torch.zeros((), device=device, dtype=torch.long) for head in HEADS}
+    seen = torch.zeros((), device=device, dtype=torch.long)
+    first_bad = torch.full((), -1, device=device, dtype=torch.long)
+    bar = tqdm(loader, desc=f'epoch {epoch}/{args.epochs}', unit='batch', leave=False,
+               disable=not context.is_main)
+    for step, batch in enumerate(bar):
+        images = batch['img'].to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        targets = {k: v.to(device, non_blocking=True) for k, v in batch['labels'].items()}
+        loss, output = train_step(images, targets)
+        # Counted on the device: no CPU-GPU sync per step.
+        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
+        loss_sum += loss * images.shape[0]
+        seen += images.shape[0]
+        for head in HEADS:
+            correct[head] += (output[head].argmax(1) == targets[f'{head}_labels']).sum()
+        if step % 50 == 0 or step == len(loader) - 1:
+            # note: a CPU-GPU sync point, every 50 steps only
+            if distributed.broadcast_flag(first_bad.item() >= 0, context):
+                raise NonFiniteLoss(f'the loss became {loss.item()} at epoch {epoch}, '
+                                    f'step {first_bad.item() + 1} of {len(loader)}')
+            bar.set_postfix(loss=f'{loss.item():.3f}')
+    totals = torch.stack([loss_sum.float(), seen.float()] + [correct[h].float() for h in HEADS])
+    totals = distributed.all_reduce_sum(totals, context).tolist()
+    row = {'train_loss': totals[0] / totals[1]}
+    row.update({f'train_{h}_accuracy': totals[2 + i] / totals[1] for i, h in enumerate(HEADS)})
+    return row
+
+
+METRIC_COLUMNS = (['epoch', 'lr', 'seconds', 'train_loss'] + [f'train_{h}_accuracy' for h in HEADS]
+                  + ['val_loss'] + [f'{h}_accuracy' for h in HEADS]
+                  + [f'{h}_balanced_accuracy' for h in HEADS])
+
+
+def write_metrics(history, run_dir):
+    # Rewritten whole from the history kept in the checkpoint: a resumed run never duplicates
+    # or loses a row, whatever epoch it was killed in.
+    path = os.path.join(run_dir, 'metrics.csv')
+    with open(path + '.tmp', 'w', newline='') as f:
+        writer = csv.DictWriter(f, METRIC_COLUMNS, extrasaction='ignore')
+        writer.writeheader()
+        for row in history:
+            writer.writerow({k: (f'{v:.6g}' if isinstance(v, float) else v) for k, v in row.items()})
+    os.replace(path + '.tmp', path)
+    plot_curves(history, os.path.join(run_dir, 'curves.png'))
+
+
+def tensorboard_writer(args, run_name):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional, as in the original
+        return None
+    return SummaryWriter(os.path.join(args.logs, run_name))
+
+
+def saved_args(args):
+    return {k: v for k, v in vars(args).items() if k != 'debug'}
+
+
+def summary_line(epoch, row, elapsed):
+    text = f'epoch {epoch:3d}  {elapsed:6.1f}s  train loss {row["train_loss"]:.4f}  '
+    text += '  '.join(f'{h} {row[f"train_{h}_accuracy"]:.3f}' for h in HEADS)
+    if row.get('val_loss') is not None:
+        text += f'  | val loss {row["val_loss"]:.4f}  '
+        text += '  '.join(f'{h} {row[f"{h}_accuracy"]:.3f}' for h in HEADS)
+    return text
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    context = distributed.setup(args.device)
+    device = context.device
+    # Precision and memory format are chosen once, here.
+    precision = args.precision if args.precision != 'auto' else ('bf16' if device.type == 'cuda' else 'fp32')
+    channels_last = args.channels_last == 'on' or (args.channels_last == 'auto' and device.type == 'cuda')
+    cuda_graphs = device.type == 'cuda' and (args.cuda_graphs == 'on' or (
+        args.cuda_graphs == 'auto' and not context.distributed and not args.compile))
+    torch.manual_seed(args.seed)  # note: exact repeats on the CPU; cuDNN may still vary a little
+    if context.is_main:
+        print(f'device: {device} ({precision}{", channels_last" if channels_last else ""}'
+              f'{", CUDA graphs" if cuda_graphs else ""}'
+              f'{f", {context.world_size} processes" if context.distributed else ""})')
+
+    resume = checkpoint_load(args.resume) if args.resume else None
+    check_inputs(args)
+    attributes = AttributesDataset(args.attributes_file)
+    if resume is not None:
+        check_same_vocab(attributes, resume, args.resume)
+    train_loader = make_train_loader(attributes, args, context, channels_last)
+    val_loader = make_val_loader(attributes, args, context, channels_last)
+
+    model = MultiOutputModel(n_color_classes=attributes.num_colors, n_gender_classes=attributes.num_genders,
+                             n_article_classes=attributes.num_articles, pretrained=args.pretrained)
+    if resume is not None:
+        load_weights(model, resume, args.resume)
+    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    core = model  # the bare model: what is saved, whatever wraps it for training
+    if context.distributed:
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
+    if args.compile:
+        model = torch.compile(model)
+    optimizer = make_optimizer(core, args.lr, device, cuda_graphs)
+    steps_per_epoch = len(train_loader)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps_per_epoch, args))
+    # Autocast's weight-cast cache must be off while a CUDA graph is captured.
+    autocast = autocast_for(device, precision)
+    train_autocast = lambda: autocast_for(device, precision, cache_enabled=not cuda_graphs)  # noqa: E731
+    if cuda_graphs:
+        train_step = GraphedTrainStep(model, optimizer, scheduler, train_autocast, args.batch_size)
+    else:
+        train_step = TrainStep(model, optimizer, scheduler, train_autocast)
+
+    start_epoch, history, best = 1, [], {'epoch': 0, 'score': -1.0}
+    if resume is not None:
+        load_optimizer_state(optimizer, resume['optimizer'])
+        scheduler.load_state_dict(resume['scheduler'])
+        start_epoch = resume['epoch'] + 1
+        history, best = resume['history'], resume['best']
+        run_dir = os.path.dirname(os.path.abspath(args.resume))
+        print(f'resuming {args.resume} after epoch {resume["epoch"]}') if context.is_main else None
+    else:
+        run_name = args.run_name or datetime.now().strftime('%Y-%m-%d_%H-%M-%S')
+        run_dir = os.path.join(args.checkpoints, run_name)
+    writer = None
+    if context.is_main:
+        os.makedirs(run_dir, exist_ok=True)
+        with open(os.path.join(run_dir, 'args.json'), 'w') as f:
+            json.dump(saved_args(args), f, indent=2)
+        writer = tensorboard_writer(args, os.path.basename(run_dir))
+    gather = distributed.gather_predictions(context)
+
+    def state(epoch):
+        return {'epoch': epoch, 'model': core.state_dict(), 'optimizer': optimizer_state(optimizer),
+                'scheduler': scheduler_state(scheduler), 'attributes': attributes.to_dict(),
+                'args': saved_args(args), 'history': history, 'best': best}
+
+    last_path = os.path.join(run_dir, 'last.pth')
+    epoch = saved = start_epoch - 1
+    try:
+        for epoch in range(start_epoch, args.epochs + 1):
+            started = time.perf_counter()
+            # Seeded per epoch, so a resumed run draws exactly what an unbroken one would.
+            torch.manual_seed(args.seed * 1000 + epoch + 1_000_003 * context.rank)
+            set_epoch(train_loader, epoch, args.seed)
+            row = {'epoch': epoch, 'lr': float(scheduler.get_last_lr()[0])}
+            row.update(train_one_epoch(model, train_loader, train_step, epoch, args, context, channels_last))
+            distributed.sync_buffers(core, context)
+            if not distributed.replicas_identical(core, context):
+                raise UserError(f'epoch {epoch}: the processes hold different weights; '
+                                'check that every process runs the same code and data')
+            if epoch % args.val_every == 0 or epoch == args.epochs:
+                # The bare model: the DDP wrapper would sync buffers, and every process scores
+                # only its own shard anyway.
+                metrics, _, _ = validate(core, val_loader, device, autocast, gather)
+                row.update(metrics)
+            row['seconds'] = time.perf_counter() - started
+            history.append(row)
+            if not context.is_main:
+                continue
+            print(summary_line(epoch, row, row['seconds']))
+            score = sum(row.get(f'{h}_accuracy', -1) for h in HEADS) / len(HEADS)
+            if 'val_loss' in row and score > best['score']:
+                best = {'epoch': epoch, 'score': score}
+                checkpoint_save(os.path.join(run_dir, 'best.pth'), state(epoch))
+            if epoch % args.save_every == 0 or epoch == args.epochs:
+                checkpoint_save(os.path.join(run_dir, f'checkpoint-{epoch:06d}.pth'), state(epoch))
+            checkpoint_save(last_path, state(epoch))
+            saved = epoch
+            write_metrics(history, run_dir)
+            if writer is not None:
+                for key, value in row.items():
+                    writer.add_scalar(key, value, epoch)
+    except KeyboardInterrupt:
+        if context.is_main:
+            print(f'\ninterrupted in epoch {epoch}; epoch {saved} is saved in {last_path}. '
+                  f'Resume with: python train.py --resume {last_path}' if saved
+                  else '\ninterrupted during the first epoch: nothing to resume from yet')
+        distributed.cleanup(context)
+        raise SystemExit(130)
+    except NonFiniteLoss as error:
+        kept = f'; the last good checkpoint is {last_path}' if os.path.exists(last_path) else ''
+        raise UserError(f'stopped: {error}{kept}. Try a lower --lr.') from error
+    finally:
+        if writer is not None:
+            writer.close()
+    if context.is_main:
+        if context.distributed:
+            print(f'weights identical on all {context.world_size} processes after every epoch')
+        print(f'done: {args.epochs} epochs. Checkpoints, metrics.csv and curves.png are in {run_dir}')
+        print(f'evaluate with: python test.py --checkpoint {last_path}')
+    distributed.cleanup(context)
+    return run_dir
+
+
+if __name__ == '__main__':
+    run_cli(main)

@@ -1,0 +1,102 @@
+# One optimizer step: forward, summed loss, backward, Adam, learning-rate schedule.
+# At batch 16 a MobileNetV2 step on a GPU is a few hundred tiny kernels, so the time goes to
+# launching them from Python. GraphedTrainStep records the whole step once as a CUDA graph and
+# replays it: same kernels, same numbers, one launch (see PyTorch's "whole network capture").
+import torch
+
+from model import get_loss
+
+
+def make_optimizer(model, lr, device, cuda_graphs):
+    if device.type != 'cuda':
+        return torch.optim.Adam(model.parameters(), lr=lr)
+    if cuda_graphs:
+        # A tensor learning rate lives on the GPU, so the schedule can change it between
+        # replays; capturable keeps Adam's step counter on the GPU too.
+        return torch.optim.Adam(model.parameters(), lr=torch.tensor(lr, device=device),
+                                capturable=True, foreach=True)
+    return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+
+
+def optimizer_state(optimizer):
+    """The optimizer's state with plain-number learning rates, loadable on any device."""
+    state = optimizer.state_dict()
+    for group in state['param_groups']:
+        if torch.is_tensor(group['lr']):
+            group['lr'] = group['lr'].item()
+    return state
+
+
+def scheduler_state(scheduler):
+    state = scheduler.state_dict()
+    for key in ('base_lrs', '_last_lr'):
+        if key in state:
+            state[key] = [float(v) for v in state[key]]
+    return state
+
+
+def load_optimizer_state(optimizer, state):
+    was_tensor = [torch.is_tensor(g['lr']) for g in optimizer.param_groups]
+    devices = [g['lr'].device if t else None for g, t in zip(optimizer.param_groups, was_tensor)]
+    optimizer.load_state_dict(state)
+    for group, tensor, device in zip(optimizer.param_groups, was_tensor, devices):
+        if tensor and not torch.is_tensor(group['lr']):
+            group['lr'] = torch.tensor(float(group['lr']), device=device)
+
+
+class TrainStep:
+    def __init__(self, model, optimizer, scheduler, autocast):
+        self.model, self.optimizer, self.scheduler, self.autocast = model, optimizer, scheduler, autocast
+
+    def eager(self, images, targets):
+        with self.autocast():
+            output = self.model(images)
+            loss, _ = get_loss(output, targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach(), {head: out.detach() for head, out in output.items()}
+
+    def __call__(self, images, targets):
+        result = self.eager(images, targets)
+        self.scheduler.step()
+        return result
+
+
+class GraphedTrainStep(TrainStep):
+    """Replays a captured step for full batches; a smaller last batch runs eagerly."""
+
+    WARMUP_STEPS = 3  # real steps before capture, on a side stream, as capture requires
+
+    def __init__(self, model, optimizer, scheduler, autocast, batch_size):
+        super().__init__(model, optimizer, scheduler, autocast)
+        self.batch_size, self.calls, self.graph = batch_size, 0, None
+
+    def capture(self, images, targets):
+        self.static_images = images.clone()
+        self.static_targets = {k: v.clone() for k, v in targets.items()}
+        self.optimizer.zero_grad(set_to_none=True)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.static_loss, self.static_output = self.eager(self.static_images, self.static_targets)
+
+    def __call__(self, images, targets):
+        self.calls += 1
+        if images.shape[0] != self.batch_size:
+            return super().__call__(images, targets)
+        if self.graph is None and self.calls <= self.WARMUP_STEPS:
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                result = super().__call__(images, targets)
+            torch.cuda.current_stream().wait_stream(stream)
+            return result
+        if self.graph is None:
+            self.capture(images, targets)  # records the kernels without running them
+        self.static_images.copy_(images)
+        for key, value in targets.items():
+            self.static_targets[key].copy_(value)
+        self.graph.replay()
+        self.scheduler.step()
+        # clone: the next replay overwrites the static outputs
+        return self.static_loss.clone(), {k: v.clone() for k, v in self.static_output.items()}
