@@ -5,9 +5,10 @@ import codecs
 import csv
 import io
 import os
+import struct
 from collections import Counter, namedtuple
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from cli import UserError
 
@@ -18,6 +19,10 @@ MISSING_VALUES = {'', 'NA'}  # how the catalog writes an unknown label
 KAGGLE_URL = 'https://www.kaggle.com/datasets/paramaggarwal/fashion-product-images-small'
 
 Style = namedtuple('Style', 'id gender articleType baseColour')
+# A damaged file can make Pillow raise any of these, depending on the format and where the damage
+# is (UnidentifiedImageError is an OSError); one bad file must never stop a run.
+UNREADABLE = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error,
+              Image.DecompressionBombError)
 
 
 def decode_text(path, data):
@@ -96,7 +101,7 @@ def image_problem(path, size=IMAGE_SIZE, any_size=False, any_mode=False):
         with Image.open(path) as img:
             img.load()  # decode it all: a truncated file only fails here
             mode, img_size = img.mode, img.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+    except UNREADABLE:
         return 'unreadable image'
     if not any_size and img_size != tuple(size):
         return f'not {size[0]}x{size[1]}'

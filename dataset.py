@@ -11,7 +11,7 @@ from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 from torchvision import transforms
 
-from catalog import IMAGE_SIZE, format_counts, read_csv_rows, read_styles
+from catalog import IMAGE_SIZE, UNREADABLE, format_counts, read_csv_rows, read_styles
 from cli import UserError
 
 MEAN = [0.485, 0.456, 0.406]  # ImageNet statistics, as in the tutorial
@@ -21,6 +21,7 @@ FLIP_P = 0.5
 JITTER = dict(brightness=0.3, contrast=0.3, saturation=0.3, hue=0)
 AFFINE = dict(degrees=20, translate=(0.1, 0.1), scale=(0.8, 1.2))
 HEADS = ('gender', 'article', 'color')  # model heads, in the order used everywhere
+TITLES = {'gender': 'gender', 'article': 'article type', 'color': 'colour'}  # for people
 
 train_transform = transforms.Compose([
     transforms.RandomHorizontalFlip(p=FLIP_P),
@@ -172,7 +173,7 @@ def load_into_memory(dataset, threads=None):
         try:
             images[i] = torch.from_numpy(np.array(load_image(dataset.data[i]), dtype=np.uint8))
             return True
-        except (OSError, SyntaxError, ValueError):
+        except UNREADABLE:
             return False
 
     with ThreadPoolExecutor(threads or os.cpu_count()) as pool:

@@ -12,8 +12,7 @@ import time
 import split_data
 import train
 from cli import add_debug_flag, positive_int, run_cli
-from dataset import HEADS
-from plots import TITLES
+from dataset import HEADS, TITLES
 from sample_catalog import make_catalog
 
 

@@ -4,9 +4,7 @@ import matplotlib
 
 import numpy as np
 
-from dataset import HEADS, MEAN, STD
-
-TITLES = {'gender': 'gender', 'article': 'article type', 'color': 'base colour'}
+from dataset import HEADS, MEAN, STD, TITLES
 
 
 def pyplot(show=False):

@@ -9,10 +9,10 @@ import os
 from augment import prepare_batch
 from checkpoint import model_from_checkpoint
 from cli import add_debug_flag, pick_device, positive_int, run_cli
-from dataset import HEADS, FashionDataset, val_transform
+from dataset import HEADS, TITLES, FashionDataset, val_transform
 from evaluate import autocast_for, majority_rates, validate
 from memory_data import InMemoryLoader
-from plots import TITLES, plot_confusion_matrix, visualize_grid
+from plots import plot_confusion_matrix, visualize_grid
 
 
 def parse_args(argv=None):
@@ -45,9 +45,9 @@ def output_folder(args):
 
 
 def print_report(metrics, majority):
-    print(f'{"head":<10} {"accuracy":>9} {"balanced":>9} {"majority":>9}')
+    print(f'{"head":<12} {"accuracy":>9} {"balanced":>9} {"majority":>9}')
     for head in HEADS:
-        print(f'{TITLES[head]:<10} {metrics[f"{head}_accuracy"]:9.4f} '
+        print(f'{TITLES[head]:<12} {metrics[f"{head}_accuracy"]:9.4f} '
               f'{metrics[f"{head}_balanced_accuracy"]:9.4f} {majority[head]:9.4f}')
 
 

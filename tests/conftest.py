@@ -5,6 +5,9 @@ import sys
 # One thread count for the tests and the scripts they start: the float sums of a resumed run
 # match an unbroken one bit for bit only with the same number of threads.
 os.environ['OMP_NUM_THREADS'] = str(min(2, os.cpu_count() or 1))
+# Idle OpenMP threads sleep instead of spinning: the tests start scripts beside themselves, and
+# spinning threads of two processes on 2 cores slow both a hundredfold.
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

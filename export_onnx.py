@@ -1,0 +1,117 @@
+# The trained model as ONNX, for serving without this project or PyTorch; used by
+#   python predict.py --checkpoint checkpoints/RUN/best.pth --export model.onnx
+# model.onnx takes `image`, float32 N x 3 x 80 x 60 (any N), and gives the logits `gender`,
+# `article` and `color`. model.json beside it holds what a serving stack needs besides: the label
+# names of each output in class-id order, and the preprocessing that turns a picture into `image`.
+# Needs the optional requirements-onnx.txt (onnx, onnxscript); predict.py imports this module only
+# when --export is given.
+import copy
+import json
+import os
+
+import torch
+from torch import nn
+
+from catalog import IMAGE_SIZE
+from cli import UserError
+from dataset import FILL, HEADS, MEAN, STD
+
+FORMAT = 'fashion-multi-output-onnx/1'
+OPSET = 18  # the dynamo exporter's own opset; onnxruntime 1.14 and later run it
+INPUT_NAME = 'image'
+
+
+class HeadsInOrder(nn.Module):
+    # ONNX outputs are positional, and the model's dict would be flattened in its own key order
+    # (color first); a tuple in HEADS order makes the output names line up.
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image):
+        output = self.model(image)
+        return tuple(output[head] for head in HEADS)
+
+
+def require_exporter():
+    # The torch.export-based exporter (the default since PyTorch 2.9; the TorchScript one is
+    # deprecated) came with PyTorch 2.6 and builds the graph with onnxscript.
+    if torch.__version__ < (2, 6):
+        raise UserError(f'exporting to ONNX needs PyTorch 2.6 or newer (this is {torch.__version__})')
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError as error:
+        raise UserError(f'exporting to ONNX needs {error.name}, which is not installed: '
+                        'pip install -r requirements-onnx.txt') from error
+
+
+def sidecar_path(path):
+    return os.path.splitext(path)[0] + '.json'
+
+
+def preprocessing():
+    """How dataset.load_image and prepare_batch turn a picture into the model's input."""
+    width, height = IMAGE_SIZE
+    return {
+        'height': height, 'width': width, 'layout': 'NCHW', 'channel_order': 'RGB',
+        'exif_orientation': 'applied first (phone photos store their rotation in EXIF)',
+        'transparency': f'composited over {list(FILL)} before dropping alpha; any mode becomes RGB',
+        'resize': {
+            'rule': 'fit', 'keep_aspect_ratio': True, 'position': 'centre', 'pad_value': list(FILL),
+            'interpolation': 'lanczos', 'upscale_small_images': True,
+            'description': f'scale to fit inside {width}x{height} (width x height) with the aspect '
+                           'ratio kept, the other side rounded to the nearest pixel (PIL '
+                           f'ImageOps.contain); paste at offset (({width} - w) // 2, ({height} - h) // 2) '
+                           f'on a white canvas; a picture already {width}x{height} is left as it is',
+        },
+        'value_range': [0, 1], 'scale': 'divide the 8-bit values by 255',
+        'mean': list(MEAN), 'std': list(STD), 'normalise': '(x - mean) / std, per channel',
+    }
+
+
+def sidecar(attributes, path):
+    width, height = IMAGE_SIZE
+    return {
+        'format': FORMAT, 'model': os.path.basename(path), 'opset': OPSET,
+        'input': {'name': INPUT_NAME, 'dtype': 'float32', 'shape': ['batch', 3, height, width]},
+        'outputs': list(HEADS),
+        'output_kind': 'logits; a softmax over the last axis gives class probabilities',
+        'labels': {head: list(attributes.labels(head)) for head in HEADS},
+        'preprocessing': preprocessing(),
+    }
+
+
+def write_onnx(model, path):
+    width, height = IMAGE_SIZE
+    # A batch of 2 as the example: torch.export would fix a batch of 1 as a constant.
+    example = torch.zeros(2, 3, height, width)
+    batch = torch.export.Dim('batch')
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f'.{os.path.basename(path)}.tmp-{os.getpid()}')
+    try:
+        with torch.no_grad():
+            torch.onnx.export(model, (example,), tmp, input_names=[INPUT_NAME], output_names=list(HEADS),
+                              dynamic_shapes={INPUT_NAME: {0: batch}}, opset_version=OPSET,
+                              dynamo=True, external_data=False, verbose=False)
+        os.replace(tmp, path)  # a failed export leaves no half-written model behind
+    except OSError as error:
+        raise UserError(f'could not write {path}: {error.strerror or error}') from error
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def export_onnx(model, attributes, path):
+    """Write path (ONNX) and its JSON sidecar; returns the sidecar's path."""
+    require_exporter()
+    if not path.lower().endswith('.onnx'):
+        raise UserError(f'--export {path}: the name must end in .onnx (model.json is written beside it)')
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    # A CPU copy in eval mode: the caller's model stays on its device, and dropout and batch norm
+    # are exported as they run at inference.
+    wrapped = HeadsInOrder(copy.deepcopy(model).cpu()).eval()
+    write_onnx(wrapped, path)
+    json_path = sidecar_path(path)
+    with open(json_path, 'w') as f:
+        json.dump(sidecar(attributes, path), f, indent=2)
+    return json_path

@@ -1,0 +1,273 @@
+# Predict gender, article type and colour of any product photos with a trained checkpoint:
+#   python predict.py --checkpoint checkpoints/RUN/best.pth photos/ shirt.png --output predictions.csv
+#   python predict.py --checkpoint checkpoints/RUN/best.pth --export model.onnx
+# Prints the top-k classes of each head with their probabilities for every picture; --output
+# writes one row per picture (.csv or .json); --export writes an ONNX model for serving, with a
+# JSON file beside it (model.json) holding the label names and the preprocessing.
+#
+# Any picture can be given, not only the catalog's 60x80 JPEGs: each one is brought to the model's
+# input exactly as training does it (dataset.load_image). The EXIF rotation of phone photos is
+# applied, transparent pixels are put on white, any mode (grayscale, palette, CMYK, RGBA) becomes
+# RGB, and the picture is scaled (Lanczos) to fit in 60x80 (width x height) with its aspect ratio
+# kept, centred, and padded with white like the catalog's background. So a 1800x2400 catalog
+# image shrinks to exactly 60x80, and a 224x224 crop becomes 60x60 with 10 white rows above and
+# below. A file that cannot be read gets an error in its row and the others go on.
+import argparse
+import csv
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from augment import prepare_batch
+from checkpoint import model_from_checkpoint
+from catalog import UNREADABLE
+from cli import UserError, add_debug_flag, pick_device, positive_int, run_cli
+from dataset import HEADS, TITLES, load_image
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Predict gender, article type and colour of '
+                                                 'product photos, or export the model to ONNX')
+    parser.add_argument('images', nargs='*', metavar='IMAGE_OR_FOLDER',
+                        help='image files, and folders searched recursively for '
+                             f'{"/".join(e[1:] for e in IMAGE_EXTENSIONS)} files '
+                             '(default: none; needed unless --export is given)')
+    parser.add_argument('--checkpoint', required=True, help='checkpoint written by train.py (required)')
+    parser.add_argument('--top-k', type=positive_int, default=3,
+                        help='classes shown per head, most likely first (default: 3)')
+    parser.add_argument('--output', default=None,
+                        help='also write one row per image to this .csv or .json file (default: none)')
+    parser.add_argument('--export', default=None, metavar='MODEL.onnx',
+                        help='write the model as ONNX, and MODEL.json beside it with the label names '
+                             'and the preprocessing (default: no export)')
+    parser.add_argument('--batch-size', type=positive_int, default=64,
+                        help='images per forward pass (default: 64)')
+    parser.add_argument('--device', default='auto', help='cuda, cuda:N, mps or cpu (default: auto)')
+    parser.add_argument('--attributes_file', default=None,
+                        help="styles.csv, needed only for the original tutorial's bare state_dict "
+                             'checkpoints (default: the label names stored in the checkpoint)')
+    add_debug_flag(parser)
+    args = parser.parse_args(argv)
+    if not args.images and not args.export:
+        parser.error('give images or folders to predict, or --export MODEL.onnx')
+    if args.output and not args.images:
+        parser.error('--output needs images or folders to predict')
+    if args.export and not args.export.lower().endswith('.onnx'):
+        parser.error(f'--export {args.export}: the name must end in .onnx (the .json is written beside it)')
+    return args
+
+
+def images_in_folder(folder):
+    found = []
+    for parent, folders, files in os.walk(folder):
+        # Hidden names are skipped: macOS leaves a '._name.jpg' beside every picture it copies to
+        # a non-Mac disk, and those are not images.
+        folders[:] = [name for name in folders if not name.startswith('.')]
+        found += [os.path.join(parent, name) for name in files
+                  if not name.startswith('.') and name.lower().endswith(IMAGE_EXTENSIONS)]
+    return sorted(found)
+
+
+def find_images(paths):
+    """The image files to predict: files as given, folders walked recursively, in sorted order."""
+    missing = [path for path in paths if not os.path.exists(path)]
+    if missing:
+        raise UserError(f'no such file or folder: {", ".join(missing)}')
+    found, empty = [], []
+    for path in paths:
+        # A file named on the command line is tried whatever its extension: it was asked for.
+        in_path = images_in_folder(path) if os.path.isdir(path) else [path]
+        found += in_path
+        if not in_path:
+            empty.append(path)
+    if not found:
+        raise UserError(f'no image files ({", ".join(IMAGE_EXTENSIONS)}) found in {", ".join(empty)}')
+    for folder in empty:
+        print(f'note: no image files in {folder}')
+    return list(dict.fromkeys(found))  # a file named twice is predicted once
+
+
+def output_format(path):
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in ('.csv', '.json'):
+        raise UserError(f'--output {path}: the name must end in .csv or .json (that picks the format)')
+    return extension[1:]
+
+
+def read_error(path, error):
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        return 'empty file (0 bytes)'
+    if isinstance(error, OSError) and error.errno is not None:  # permissions, a vanished file
+        return f'could not open it ({error.strerror})'
+    if isinstance(error, UnidentifiedImageError):
+        return 'not an image, or a format Pillow cannot read'
+    if isinstance(error, Image.DecompressionBombError):
+        return f'too large to open safely ({error})'
+    text = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+    return f'truncated or corrupt image ({text})'
+
+
+def read_image(path):
+    """(uint8 array 80x60x3 as the model sees it, None), or (None, why it could not be read)."""
+    try:
+        return np.asarray(load_image(path), dtype=np.uint8), None
+    except UNREADABLE as error:
+        return None, read_error(path, error)
+
+
+def read_batches(paths, batch_size, pool):
+    # The next batch is decoded in the thread pool while the model runs on this one; decoding a
+    # full-size JPEG takes longer than the forward pass.
+    def submit(start):
+        return [pool.submit(read_image, path) for path in paths[start:start + batch_size]]
+
+    pending = submit(0)
+    for start in range(0, len(paths), batch_size):
+        ahead = submit(start + batch_size)
+        yield paths[start:start + batch_size], [job.result() for job in pending]
+        pending = ahead
+
+
+def top_k(model, arrays, attributes, k, device):
+    """For each image, {head: [(label, probability), ...]} with the k most likely classes first."""
+    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).to(device)
+    output = model(prepare_batch(images))  # the same normalisation as val_transform
+    results = [{} for _ in arrays]
+    for head in HEADS:
+        labels = attributes.labels(head)
+        probs, ids = output[head].float().softmax(dim=1).topk(min(k, len(labels)), dim=1)
+        for result, p, i in zip(results, probs.tolist(), ids.tolist()):
+            result[head] = [(labels[c], prob) for c, prob in zip(i, p)]
+    return results
+
+
+def predict_all(model, attributes, paths, args, device):
+    """One row per path, in order: {'image', 'error', 'gender', 'article', 'color'}."""
+    rows = []
+    bar = tqdm(total=len(paths), unit='image', desc='predicting', disable=len(paths) <= args.batch_size)
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool, torch.inference_mode():
+        for batch_paths, decoded in read_batches(paths, args.batch_size, pool):
+            good = [array for array, error in decoded if error is None]
+            results = iter(top_k(model, good, attributes, args.top_k, device) if good else [])
+            for path, (array, error) in zip(batch_paths, decoded):
+                heads = next(results) if error is None else {head: [] for head in HEADS}
+                rows.append({'image': path, 'error': error, **heads})
+            bar.update(len(batch_paths))
+    bar.close()
+    return rows
+
+
+def table_cell(top, rank, width):
+    # 'Label   71.2%': the label padded to the column, then the probability in 6 characters.
+    if rank >= len(top):  # a head with fewer classes than --top-k
+        return ' ' * width
+    label, prob = top[rank]
+    return f'{label:<{width - 7}} {prob:6.1%}'
+
+
+def format_table(rows):
+    """An aligned table: one line per rank, the image named on its first line."""
+    width = {head: max([len(TITLES[head])] + [len(label) + 7 for row in rows for label, _ in row[head]])
+             for head in HEADS}
+    name_width = max(len('image'), *(len(row['image']) for row in rows))
+    titles = '  '.join(f'{TITLES[head]:<{width[head]}}' for head in HEADS)
+    lines = [f'{"image":<{name_width}}  {titles}'.rstrip()]
+    for row in rows:
+        if row['error']:
+            lines.append(f'{row["image"]:<{name_width}}  error: {row["error"]}')
+            continue
+        for rank in range(max(len(row[head]) for head in HEADS)):
+            name = row['image'] if rank == 0 else ''
+            cells = '  '.join(table_cell(row[head], rank, width[head]) for head in HEADS)
+            lines.append(f'{name:<{name_width}}  {cells}'.rstrip())
+    return lines
+
+
+def write_csv(rows, path):
+    # Per head: the top-1 label and probability, then all top-k as "label:prob;label:prob".
+    header = ['image'] + [f'{head}{suffix}' for head in HEADS for suffix in ('', '_prob', '_topk')]
+    with open(path, 'w', newline='') as f:
+        writer = csv.writer(f)
+        writer.writerow(header + ['error'])
+        for row in rows:
+            fields = [row['image']]
+            for head in HEADS:
+                top = row[head]
+                fields += [top[0][0], f'{top[0][1]:.6f}'] if top else ['', '']
+                fields.append(';'.join(f'{label}:{prob:.6f}' for label, prob in top))
+            writer.writerow(fields + [row['error'] or ''])
+
+
+def write_json(rows, path):
+    records = [{'image': row['image'],
+                **{head: [{'label': label, 'probability': round(prob, 6)} for label, prob in row[head]]
+                   for head in HEADS},
+                'error': row['error']} for row in rows]
+    with open(path, 'w') as f:
+        json.dump(records, f, indent=2)
+
+
+def write_output(rows, path):
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        (write_csv if output_format(path) == 'csv' else write_json)(rows, path)
+    except OSError as error:
+        raise UserError(f'--output {path}: could not write it ({error.strerror or error})') from error
+
+
+def export_model(model, attributes, path):
+    # Imported here so that onnx and onnxscript are needed only by those who export.
+    from export_onnx import export_onnx
+    sidecar = export_onnx(model, attributes, path)
+    print(f'wrote {path} and {sidecar}')
+
+
+def check_some_readable(rows):
+    bad = [row for row in rows if row['error']]
+    if len(bad) < len(rows):
+        return
+    named = '; '.join(f'{row["image"]} ({row["error"]})' for row in bad[:5])
+    more = f'; and {len(bad) - 5} more' if len(bad) > 5 else ''
+    raise UserError(f'none of the {len(bad)} image file(s) could be read: {named}{more}')
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    # The output name and the paths are checked before the model is loaded: a typo fails at once.
+    if args.output:
+        output_format(args.output)
+    paths = find_images(args.images) if args.images else []
+    model, attributes, state = model_from_checkpoint(args.checkpoint, args.attributes_file)
+    model.eval()
+    if args.export:
+        export_model(model, attributes, args.export)
+    if not paths:
+        return
+
+    # fp32 on every device: the forward pass on 60x80 pictures is cheap next to decoding them, and
+    # the probabilities then match the exported ONNX model's.
+    device = pick_device(args.device)
+    model = model.to(device)
+    print(f'device: {device}; checkpoint {args.checkpoint}'
+          + (f' (epoch {state["epoch"]})' if state.get('epoch') else '') + f'; {len(paths)} image(s)')
+    rows = predict_all(model, attributes, paths, args, device)
+    check_some_readable(rows)
+    print('\n'.join(format_table(rows)))
+    bad = sum(1 for row in rows if row['error'])
+    summary = f'{len(rows) - bad} of {len(rows)} image(s) predicted' + (f', {bad} unreadable' if bad else '')
+    if args.output:
+        write_output(rows, args.output)
+        summary += f'; wrote {args.output}'
+    print(summary)
+
+
+if __name__ == '__main__':
+    run_cli(main)

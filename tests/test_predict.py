@@ -1,0 +1,278 @@
+# predict.py on any picture (other sizes, modes and formats, EXIF rotation, broken files) gives the
+# same answers as the model on load_image + val_transform, and its ONNX export gives the same
+# logits as PyTorch for any batch size.
+import csv
+import io
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import predict
+from augment import prepare_batch
+from checkpoint import checkpoint_save, model_from_checkpoint
+from cli import UserError, run_cli
+from conftest import run_script
+from dataset import HEADS, AttributesDataset, load_image, val_transform
+from model import MultiOutputModel
+from sample_catalog import make_catalog
+
+WHITE = (255, 255, 255)
+BROKEN = {'truncated.jpg': 'truncated', 'notes.jpg': 'not an image'}
+# On two cores shared with other jobs, OpenMP threads spinning while they wait for each other make
+# a forward pass about 100 times slower; one thread keeps this file fast. It changes no result.
+ONE_THREAD = {'OMP_NUM_THREADS': '1'}
+
+
+@pytest.fixture(scope='module', autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='module')
+def catalog(tmp_path_factory):
+    root = tmp_path_factory.mktemp('predict') / 'fashion-product-images'
+    return make_catalog(str(root), n_images=16, seed=3)
+
+
+def catalog_images(catalog):
+    folder = os.path.join(catalog['root'], 'images')
+    return [os.path.join(folder, name) for name in sorted(os.listdir(folder))]
+
+
+@pytest.fixture(scope='module')
+def checkpoint(catalog, tmp_path_factory):
+    attributes = AttributesDataset(os.path.join(catalog['root'], 'styles.csv'))
+    torch.manual_seed(0)
+    sizes = attributes.sizes()
+    model = MultiOutputModel(n_color_classes=sizes['color'], n_gender_classes=sizes['gender'],
+                             n_article_classes=sizes['article'])
+    # Batch-norm statistics measured on the catalog: with the initial ones (mean 0, variance 1)
+    # every picture gets the same answer, and a test of which answer belongs to which picture
+    # could not fail.
+    images = torch.stack([val_transform(load_image(path)) for path in catalog_images(catalog)])
+    for layer in model.modules():
+        if isinstance(layer, torch.nn.BatchNorm2d):
+            layer.momentum = None  # a plain average over the batches seen
+    with torch.no_grad():
+        model.train()(images)
+    path = str(tmp_path_factory.mktemp('run') / 'last.pth')
+    return checkpoint_save(path, {'epoch': 1, 'model': model.state_dict(), 'attributes': attributes.to_dict(),
+                                  'args': {}, 'history': [], 'best': {}})
+
+
+def phone_photo(upright):
+    """A JPEG stored sideways with EXIF orientation 6 ("rotate 90 degrees clockwise to view")."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    upright.transpose(Image.Transpose.ROTATE_90).save(buffer, 'JPEG', exif=exif.tobytes(), quality=95)
+    return buffer.getvalue()
+
+
+def two_colour_portrait(size=(300, 400)):
+    img = Image.new('RGB', size, (220, 20, 20))  # red top half
+    img.paste((20, 20, 220), (0, size[1] // 2, size[0], size[1]))  # blue bottom half
+    return img
+
+
+def truncated_jpeg(source):
+    buffer = io.BytesIO()
+    source.save(buffer, 'JPEG')
+    return buffer.getvalue()[:400]
+
+
+@pytest.fixture(scope='module')
+def photos(catalog, tmp_path_factory):
+    """A folder of every kind of picture predict.py should take, two broken files and some noise."""
+    folder = tmp_path_factory.mktemp('photos')
+    products = []  # a different catalog picture for each kind, so that the answers differ
+    for path in catalog_images(catalog)[:8]:
+        with Image.open(path) as img:
+            products.append(img.convert('RGB'))
+    shutil.copy(catalog_images(catalog)[8], folder / 'catalog_60x80.jpg')
+    products[0].resize((1800, 2400), Image.Resampling.BICUBIC).save(folder / 'full_1800x2400.jpg', quality=90)
+    products[1].resize((224, 224)).save(folder / 'crop_224.png')
+    products[2].convert('L').save(folder / 'gray.jpg')
+    rgba = products[3].convert('RGBA')
+    rgba.putalpha(Image.eval(products[3].convert('L'), lambda v: 0 if v > 240 else 255))  # white -> clear
+    rgba.save(folder / 'rgba.png')
+    products[4].convert('P', palette=Image.Palette.ADAPTIVE).save(folder / 'palette.png')
+    products[5].convert('CMYK').save(folder / 'cmyk.jpg')
+    (folder / 'phone.jpg').write_bytes(phone_photo(two_colour_portrait()))
+    (folder / 'nested' / 'deeper').mkdir(parents=True)
+    products[6].save(folder / 'nested' / 'deeper' / 'SHOUT.JPG')
+    (folder / 'truncated.jpg').write_bytes(truncated_jpeg(products[7]))
+    (folder / 'notes.jpg').write_text('<html>404 not found</html>')
+    (folder / 'readme.txt').write_text('not a picture, and not named like one')
+    (folder / '._catalog_60x80.jpg').write_bytes(b'\x00\x05\x16\x07')  # macOS AppleDouble file
+    readable = ['catalog_60x80.jpg', 'cmyk.jpg', 'crop_224.png', 'full_1800x2400.jpg', 'gray.jpg',
+                'nested/deeper/SHOUT.JPG', 'palette.png', 'phone.jpg', 'rgba.png']
+    return {'folder': str(folder), 'readable': [os.path.join(str(folder), name) for name in readable],
+            'all': sorted(os.path.join(str(folder), name) for name in readable + list(BROKEN))}
+
+
+@pytest.fixture(scope='module')
+def reference(checkpoint, photos):
+    """What the PyTorch model says on load_image + val_transform, one picture at a time."""
+    model, attributes, _ = model_from_checkpoint(checkpoint)
+    model.eval()
+    answers = {}
+    with torch.no_grad():
+        for path in photos['readable']:
+            output = model(val_transform(load_image(path)).unsqueeze(0))
+            answers[path] = {head: (attributes.labels(head)[output[head].argmax().item()],
+                                    output[head].softmax(1).max().item(), len(attributes.labels(head)))
+                             for head in HEADS}
+    return answers
+
+
+def check_top_k(top, k, reference):
+    label, prob, n_classes = reference
+    labels, probs = [label for label, _ in top], [prob for _, prob in top]
+    assert len(top) == len(set(labels)) == min(k, n_classes)  # a head with 2 classes shows 2
+    assert probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-5 and min(probs) >= 0
+    assert labels[0] == label and probs[0] == pytest.approx(prob, abs=1e-4)
+
+
+def test_every_kind_of_picture_is_predicted_and_broken_ones_are_reported(checkpoint, photos, reference,
+                                                                        tmp_path):
+    out = tmp_path / 'results' / 'predictions.csv'
+    result = run_script('predict.py', '--checkpoint', checkpoint, photos['folder'], '--output', out,
+                        '--device', 'cpu', env=ONE_THREAD)
+    assert result.returncode == 0, result.stderr
+    with open(out, newline='') as f:
+        rows = list(csv.DictReader(f))
+    assert [row['image'] for row in rows] == photos['all']  # recursive, sorted, noise skipped
+    for row in rows:
+        name = os.path.basename(row['image'])
+        if name in BROKEN:
+            assert BROKEN[name] in row['error'] and row['gender'] == row['gender_topk'] == ''
+            assert f'error: {row["error"]}' in result.stdout
+            continue
+        assert row['error'] == ''
+        for head in HEADS:
+            top = [(label, float(prob)) for label, prob in
+                   (item.rsplit(':', 1) for item in row[f'{head}_topk'].split(';'))]
+            check_top_k(top, 3, reference[row['image']][head])
+            assert (row[head], float(row[f'{head}_prob'])) == top[0]
+    answers = {row['color'] + row['color_prob'] + row['article'] for row in rows if not row['error']}
+    assert len(answers) > 3  # the pictures do not all get the same answer
+    lines = result.stdout.splitlines()
+    header = next(line for line in lines if line.startswith('image'))
+    assert header.index('gender') < header.index('article type') < header.index('colour')
+    assert '9 of 11 image(s) predicted, 2 unreadable' in result.stdout
+
+
+def test_json_output_batches_and_progress_bar(checkpoint, photos, reference, tmp_path, capsys):
+    out = tmp_path / 'predictions.json'
+    # Batches of 4: broken files fall inside batches and more than one batch shows the bar.
+    predict.main(['--checkpoint', checkpoint, photos['folder'], '--output', str(out), '--top-k', '2',
+                  '--batch-size', '4', '--device', 'cpu'])
+    records = json.loads(out.read_text())
+    assert [r['image'] for r in records] == photos['all']
+    for record in records:
+        if os.path.basename(record['image']) in BROKEN:
+            assert record['error'] and all(record[head] == [] for head in HEADS)
+            continue
+        assert record['error'] is None
+        for head in HEADS:
+            top = [(item['label'], item['probability']) for item in record[head]]
+            check_top_k(top, 2, reference[record['image']][head])
+    assert 'predicting' in capsys.readouterr().err
+
+
+def test_pictures_are_fitted_with_white_padding_and_exif_rotation(tmp_path):
+    wide = tmp_path / 'wide.png'
+    Image.new('RGB', (120, 40), (200, 30, 30)).save(wide)
+    array, error = predict.read_image(str(wide))
+    assert error is None and array.shape == (80, 60, 3)
+    # 120x40 fits as 60x20, centred: 30 white rows above and below.
+    assert tuple(array[29, 30]) == WHITE and tuple(array[50, 30]) == WHITE
+    assert tuple(array[40, 30]) == (200, 30, 30)
+    phone = tmp_path / 'phone.jpg'
+    phone.write_bytes(phone_photo(two_colour_portrait()))
+    array, _ = predict.read_image(str(phone))
+    # Turned upright by its EXIF tag it fills 60x80: red at the top, blue at the bottom, no padding.
+    top, bottom = array[2, 30].astype(int), array[77, 30].astype(int)
+    assert top[0] > 150 > top[2] and bottom[2] > 150 > bottom[0]
+
+
+def failure_of(argv, capsys):
+    """The one error line that predict.py run as a script prints, as run_cli prints it there."""
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: predict.main(argv))
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and 'Traceback' not in err
+    errors = [line for line in err.splitlines() if line.startswith('error: ')]
+    assert len(errors) == 1
+    return errors[0]
+
+
+def test_nothing_to_predict_is_one_clear_error(checkpoint, tmp_path, capsys):
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    (empty / 'readme.txt').write_text('no pictures here')
+    line = failure_of(['--checkpoint', checkpoint, str(empty)], capsys)
+    assert 'no image files' in line and str(empty) in line
+    missing = tmp_path / 'no-such-folder'
+    line = failure_of(['--checkpoint', checkpoint, str(missing)], capsys)
+    assert 'no such file or folder' in line and str(missing) in line
+    line = failure_of(['--checkpoint', checkpoint, str(empty), '--output', 'out.txt'], capsys)
+    assert '.csv or .json' in line
+
+
+def test_only_broken_images_fail_naming_each(checkpoint, tmp_path, capsys):
+    (tmp_path / 'truncated.jpg').write_bytes(truncated_jpeg(Image.new('RGB', (60, 80), 'red')))
+    (tmp_path / 'notes.jpg').write_text('<html>404 not found</html>')
+    (tmp_path / 'zero.png').write_bytes(b'')
+    line = failure_of(['--checkpoint', checkpoint, str(tmp_path), '--device', 'cpu'], capsys)
+    assert 'none of the 3 image file(s) could be read' in line
+    for name, why in [('truncated.jpg', 'truncated'), ('notes.jpg', 'not an image'), ('zero.png', 'empty')]:
+        assert f'{tmp_path / name} ({why}' in line
+
+
+def test_onnx_export_matches_pytorch_for_any_batch_size(checkpoint, catalog, tmp_path):
+    ort = pytest.importorskip('onnxruntime')
+    pytest.importorskip('onnxscript')
+    onnx_path = tmp_path / 'serving' / 'model.onnx'
+    predict.main(['--checkpoint', checkpoint, '--export', str(onnx_path)])
+    sidecar = json.loads((tmp_path / 'serving' / 'model.json').read_text())
+    model, attributes, _ = model_from_checkpoint(checkpoint)
+    model.eval()
+    assert sidecar['labels'] == attributes.to_dict() and sidecar['outputs'] == list(HEADS)
+    prep = sidecar['preprocessing']
+    assert (prep['height'], prep['width'], prep['channel_order']) == (80, 60, 'RGB')
+    assert prep['value_range'] == [0, 1]
+    assert prep['mean'] == [0.485, 0.456, 0.406] and prep['std'] == [0.229, 0.224, 0.225]
+    assert prep['resize']['keep_aspect_ratio'] and prep['resize']['pad_value'] == list(WHITE)
+
+    session = ort.InferenceSession(str(onnx_path), providers=['CPUExecutionProvider'])
+    assert [i.name for i in session.get_inputs()] == [sidecar['input']['name']] == ['image']
+    assert [o.name for o in session.get_outputs()] == ['gender', 'article', 'color']
+    arrays = [predict.read_image(path)[0] for path in catalog_images(catalog)[:5]]
+    batch = prepare_batch(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2))
+    for images in (batch, batch[:1]):
+        with torch.no_grad():
+            expected = model(images)
+        got = session.run(None, {'image': images.numpy()})
+        for head, logits in zip(HEADS, got):
+            assert logits.shape == tuple(expected[head].shape)
+            np.testing.assert_allclose(logits, expected[head].numpy(), rtol=0, atol=1e-4)
+
+
+def test_export_without_the_onnx_extra_says_what_to_install(checkpoint, tmp_path, monkeypatch):
+    from export_onnx import export_onnx
+    monkeypatch.setitem(sys.modules, 'onnxscript', None)  # as if it were not installed
+    model, attributes, _ = model_from_checkpoint(checkpoint)
+    with pytest.raises(UserError, match='pip install -r requirements-onnx.txt'):
+        export_onnx(model, attributes, str(tmp_path / 'model.onnx'))
+    assert not os.listdir(tmp_path)
