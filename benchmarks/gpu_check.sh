@@ -3,7 +3,7 @@
 # (50 epochs, batch 16) and a faster schedule, on the real catalog, then test.py on both.
 #   bash benchmarks/gpu_check.sh path/to/fashion-product-images-small.tar.gz [output-folder]
 # Each stage has a time limit so that a slow stage cannot eat the others' time.
-set -u
+set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 archive=$1
 out=$(mkdir -p "${2:-gpu-results}" && cd "${2:-gpu-results}" && pwd)
@@ -33,24 +33,24 @@ if ! timeout 90 python3 "$repo/train.py" "${common[@]}" --train-csv small.csv --
 fi
 
 log "benchmark"
-timeout 150 python3 "$repo/benchmarks/bench.py" --device cuda --images 32000 --seconds 4 2>&1 | quiet | tee "$out/bench.txt"
+timeout 120 python3 "$repo/benchmarks/bench.py" --device cuda --images 32000 --seconds 4 2>&1 | quiet | tee "$out/bench.txt"
 
 log "the tutorial's schedule: 50 epochs, batch 16, Adam 1e-3"
 start=$(date +%s)
-timeout 280 python3 "$repo/train.py" "${common[@]}" --cuda-graphs $graphs --run-name faithful 2>&1 | quiet | tee "$out/faithful.txt"
+timeout 270 python3 "$repo/train.py" "${common[@]}" --cuda-graphs $graphs --run-name faithful 2>&1 | quiet | tee "$out/faithful.txt"
 log "faithful run: $(( $(date +%s) - start )) s wall-clock, start-up and validation included"
 cp checkpoints/faithful/metrics.csv "$out/faithful-metrics.csv" 2>/dev/null
 
 log "a faster schedule: batch 256, lr 4e-3, 2 warm-up epochs, cosine, 30 epochs"
 start=$(date +%s)
-timeout 120 python3 "$repo/train.py" "${common[@]}" --cuda-graphs $graphs --batch-size 256 --lr 4e-3 \
+timeout 100 python3 "$repo/train.py" "${common[@]}" --cuda-graphs $graphs --batch-size 256 --lr 4e-3 \
   --warmup-epochs 2 --schedule cosine --epochs 30 --run-name fast 2>&1 | quiet | tee "$out/fast.txt"
 log "fast run: $(( $(date +%s) - start )) s wall-clock"
 cp checkpoints/fast/metrics.csv "$out/fast-metrics.csv" 2>/dev/null
 
 for run in faithful fast; do
   log "test.py on $run"
-  timeout 60 python3 "$repo/test.py" --checkpoint checkpoints/$run/last.pth --output eval-$run 2>&1 | tee -a "$out/summary.txt"
+  timeout 45 python3 "$repo/test.py" --checkpoint checkpoints/$run/last.pth --output eval-$run 2>&1 | tee -a "$out/summary.txt"
   cp eval-$run/metrics.json "$out/eval-$run.json" 2>/dev/null
 done
 log "done"
