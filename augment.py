@@ -21,16 +21,24 @@ def blend(x, other, factor):
     return (factor * x + (1 - factor) * other).clamp_(0, 1)
 
 
+def adjust(x, op, factor):
+    if op == 0:  # brightness
+        return (x * factor).clamp_(0, 1)
+    if op == 1:  # contrast: towards the mean grey of each image
+        return blend(x, grayscale(x).mean(dim=(1, 2, 3), keepdim=True), factor)
+    return blend(x, grayscale(x), factor)  # saturation: towards the image's own greys
+
+
 def color_jitter(x, brightness, contrast, saturation, order):
     """Per-image factors (N,) and order (N, 3): a permutation of 0=brightness, 1=contrast, 2=saturation."""
-    n = x.shape[0]
-    factors = [f.view(n, 1, 1, 1) for f in (brightness, contrast, saturation)]
+    factors = torch.stack([brightness, contrast, saturation], dim=1).view(-1, 3, 1, 1, 1)
+    x = x.clone()
     for step in range(3):
-        adjusted = ((x * factors[0]).clamp(0, 1),
-                    blend(x, grayscale(x).mean(dim=(1, 2, 3), keepdim=True), factors[1]),
-                    blend(x, grayscale(x), factors[2]))
-        op = order[:, step].view(n, 1, 1, 1)
-        x = torch.where(op == 0, adjusted[0], torch.where(op == 1, adjusted[1], adjusted[2]))
+        for op in range(3):
+            # Only the images whose step-th adjustment is op: each image is adjusted 3 times, not 9.
+            idx = (order[:, step] == op).nonzero().squeeze(1)
+            if idx.numel():
+                x[idx] = adjust(x[idx], op, factors[idx, op])
     return x
 
 

@@ -6,6 +6,8 @@ import argparse
 import json
 import os
 
+import torch
+
 from augment import prepare_batch
 from checkpoint import model_from_checkpoint
 from cli import add_debug_flag, pick_device, positive_int, run_cli
@@ -55,13 +57,13 @@ def main(argv=None):
     args = parse_args(argv)
     device = pick_device(args.device)
     model, attributes, state = model_from_checkpoint(args.checkpoint, args.attributes_file)
-    model = model.to(device).eval()
+    model = model.to(device, memory_format=torch.channels_last).eval()  # faster, same numbers
     precision = 'bf16' if device.type == 'cuda' else 'fp32'
     print(f'device: {device} ({precision}); checkpoint {args.checkpoint}'
           + (f' (epoch {state["epoch"]})' if state.get('epoch') else ''))
 
     dataset = FashionDataset(args.val_csv, attributes, val_transform)
-    loader = InMemoryLoader.from_dataset(dataset, args.batch_size, device, train=False)
+    loader = InMemoryLoader.from_dataset(dataset, args.batch_size, device, train=False, channels_last=True)
     metrics, predicted, truth = validate(model, loader, device, autocast_for(device, precision))
     majority = majority_rates(truth)
     print(f'{metrics["val_samples"]:,} images from {args.val_csv}')

@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import os
+import resource
 import time
 from datetime import datetime
 
@@ -54,8 +55,9 @@ def parse_args(argv=None):
                              f'(default: {min(8, os.cpu_count() or 1)})')
     parser.add_argument('--precision', choices=['auto', 'fp32', 'bf16'], default='auto',
                         help='bf16 autocast or plain fp32 (default: auto, bf16 on CUDA, fp32 elsewhere)')
-    parser.add_argument('--channels-last', choices=['auto', 'on', 'off'], default='auto',
-                        help='channels_last memory format (default: auto, on for CUDA)')
+    parser.add_argument('--channels-last', choices=['on', 'off'], default='on',
+                        help='channels_last memory format, about 1.5x faster for MobileNetV2 on CPUs '
+                             'and faster on GPUs; the numbers are the same (default: on)')
     parser.add_argument('--compile', action='store_true', help='torch.compile the model (default: off)')
     parser.add_argument('--cuda-graphs', choices=['auto', 'on', 'off'], default='auto',
                         help='replay each training step as one CUDA graph (default: auto, on for a '
@@ -210,6 +212,10 @@ def saved_args(args):
     return {k: v for k, v in vars(args).items() if k != 'debug'}
 
 
+def peak_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
 def summary_line(epoch, row, elapsed):
     text = f'epoch {epoch:3d}  {elapsed:6.1f}s  train loss {row["train_loss"]:.4f}  '
     text += '  '.join(f'{h} {row[f"train_{h}_accuracy"]:.3f}' for h in HEADS)
@@ -225,7 +231,7 @@ def main(argv=None):
     device = context.device
     # Precision and memory format are chosen once, here.
     precision = args.precision if args.precision != 'auto' else ('bf16' if device.type == 'cuda' else 'fp32')
-    channels_last = args.channels_last == 'on' or (args.channels_last == 'auto' and device.type == 'cuda')
+    channels_last = args.channels_last == 'on'
     cuda_graphs = device.type == 'cuda' and (args.cuda_graphs == 'on' or (
         args.cuda_graphs == 'auto' and not context.distributed and not args.compile))
     torch.manual_seed(args.seed)  # note: exact repeats on the CPU; cuDNN may still vary a little
@@ -344,6 +350,9 @@ def main(argv=None):
         if context.distributed:
             print(f'weights identical on all {context.world_size} processes after every epoch')
         print(f'done: {args.epochs} epochs. Checkpoints, metrics.csv and curves.png are in {run_dir}')
+        print(f'peak memory: {peak_rss_mib():,.0f} MiB resident'
+              + (f', {torch.cuda.max_memory_allocated(device) / 2**20:,.0f} MiB on the GPU'
+                 if device.type == 'cuda' else ''))
         print(f'evaluate with: python test.py --checkpoint {last_path}')
     distributed.cleanup(context)
     return run_dir

@@ -1,0 +1,61 @@
+import csv
+import os
+
+import pytest
+from PIL import Image
+
+from conftest import run_script
+from sample_catalog import HEADER, make_catalog
+
+
+def test_same_seed_same_bytes_other_seed_other_pictures(tmp_path):
+    a = make_catalog(str(tmp_path / 'a'), n_images=30, seed=5)
+    b = make_catalog(str(tmp_path / 'b'), n_images=30, seed=5)
+    c = make_catalog(str(tmp_path / 'c'), n_images=30, seed=6)
+    read = lambda m, name: open(os.path.join(m['root'], name), 'rb').read()  # noqa: E731
+    assert read(a, 'styles.csv') == read(b, 'styles.csv') != read(c, 'styles.csv')
+    first = sorted(os.listdir(os.path.join(a['root'], 'images')))[0]
+    assert read(a, f'images/{first}') == read(b, f'images/{first}')
+
+
+def test_kaggle_layout_and_balanced_learnable_labels(tmp_path):
+    manifest = make_catalog(str(tmp_path / 'cat'), n_images=240, seed=0)
+    with open(os.path.join(manifest['root'], 'styles.csv'), newline='') as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == HEADER and all(len(row) == 10 for row in rows)
+    assert len(rows) - 1 == manifest['n_rows'] == 240
+    assert len(manifest['articles']) >= 10 and len(manifest['colours']) >= 8
+    articles = [row[4] for row in rows[1:]]
+    assert max(articles.count(a) for a in set(articles)) / len(articles) < 0.2
+    for row in rows[1:6]:
+        with Image.open(os.path.join(manifest['root'], 'images', f'{row[0]}.jpg')) as img:
+            assert (img.size, img.mode) == ((60, 80), 'RGB')
+            assert img.getpixel((0, 0)) > (235, 235, 235)  # the catalog's white background
+
+
+def test_refuses_to_overwrite_a_catalog(tmp_path):
+    make_catalog(str(tmp_path / 'cat'), n_images=5, seed=0)
+    with pytest.raises(ValueError, match='styles.csv'):
+        make_catalog(str(tmp_path / 'cat'), n_images=5, seed=0)
+
+
+def test_quirk_lines_have_11_and_12_fields(quirky_catalog):
+    with open(os.path.join(quirky_catalog['root'], 'styles.csv'), newline='') as f:
+        lengths = sorted(len(row) for row in csv.reader(f))
+    assert lengths.count(11) == 2 and lengths.count(12) == 1
+
+
+def test_demo_runs_the_whole_pipeline_in_one_command(tmp_path):
+    result = run_script('demo.py', '--images', 160, '--epochs', 1, '--work', tmp_path / 'demo', cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    for step in ('step 1/4', 'step 2/4: split_data.py', 'step 3/4: train.py', 'step 4/4: test.py'):
+        assert step in result.stdout
+    run_dir = tmp_path / 'demo' / 'checkpoints'
+    (run,) = os.listdir(run_dir)
+    for name in ('last.pth', 'metrics.csv', 'curves.png', 'eval-last/metrics.json', 'eval-last/predictions.png',
+                 'eval-last/confusion_article.png'):
+        assert os.path.isfile(run_dir / run / name), name
+    for label in ('checkpoint:', 'training curves:', 'confusion matrices:', 'prediction grid:'):
+        assert label in result.stdout
+    assert str(run_dir / run / 'eval-last' / 'predictions.png') in result.stdout
+    assert 'accuracy' in result.stdout and 'majority class' in result.stdout
