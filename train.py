@@ -212,6 +212,16 @@ def saved_args(args):
     return {k: v for k, v in vars(args).items() if k != 'debug'}
 
 
+def build_model(attributes, pretrained):
+    try:
+        return MultiOutputModel(n_color_classes=attributes.num_colors, n_gender_classes=attributes.num_genders,
+                                n_article_classes=attributes.num_articles, pretrained=pretrained)
+    except OSError as error:  # no internet (URLError), or a broken file in the cache
+        raise UserError(f'--pretrained: could not get the ImageNet weights ({error}); connect to the '
+                        "internet once, put torchvision's mobilenet_v2-7ebf99e0.pth into "
+                        f'{torch.hub.get_dir()}/checkpoints/, or train from scratch without --pretrained') from error
+
+
 def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
@@ -250,8 +260,7 @@ def main(argv=None):
     train_loader = make_train_loader(attributes, args, context, channels_last)
     val_loader = make_val_loader(attributes, args, context, channels_last)
 
-    model = MultiOutputModel(n_color_classes=attributes.num_colors, n_gender_classes=attributes.num_genders,
-                             n_article_classes=attributes.num_articles, pretrained=args.pretrained)
+    model = build_model(attributes, args.pretrained)
     if resume is not None:
         load_weights(model, resume, args.resume)
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)

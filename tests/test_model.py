@@ -61,3 +61,32 @@ def test_a_real_training_step_changes_the_weights_and_lowers_the_loss():
     assert loss_now() < start
     changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
     assert 'color.1.weight' in changed and 'base_model.0.0.weight' in changed
+
+
+def test_pretrained_trunk_loads_torchvision_weights_from_the_local_cache(tmp_path, monkeypatch):
+    # What a first run with internet leaves in TORCH_HOME; here written by the test itself.
+    from torchvision import models
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path))
+    weights = models.MobileNet_V2_Weights.IMAGENET1K_V1
+    reference = models.mobilenet_v2()
+    cache = tmp_path / 'hub' / 'checkpoints'
+    cache.mkdir(parents=True)
+    torch.save(reference.state_dict(), cache / weights.url.rsplit('/', 1)[1])
+    model = MultiOutputModel(**SIZES, pretrained=True)
+    assert torch.equal(model.base_model[0][0].weight, reference.features[0][0].weight)
+
+
+def test_pretrained_without_internet_or_cache_is_one_clear_error(tmp_path, monkeypatch):
+    import urllib.error
+    import pytest
+    import train
+    from cli import UserError
+    from dataset import AttributesDataset
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError('no network')
+    monkeypatch.setattr(torch.hub, 'urlopen', offline)  # as on a machine without internet
+    attributes = AttributesDataset(vocab={'gender': ['Men'], 'article': ['Shirts'], 'color': ['Blue']})
+    with pytest.raises(UserError, match='--pretrained: could not get the ImageNet weights'):
+        train.build_model(attributes, pretrained=True)
