@@ -134,6 +134,9 @@ def test_no_image_left_says_why_and_which_option_accepts_them(quirky_catalog, tm
     assert f'kept {usable} rows' in result.stdout
 
 
+MARKER = '/tmp/fashion-csv-path-ran'
+
+
 def test_split_rows_gone_bad_since_the_split_are_skipped_and_counted(small_split, tmp_path, capsys):
     attributes = AttributesDataset(small_split['styles'])
     lines = open(small_split['val']).read().splitlines()
@@ -144,6 +147,7 @@ def test_split_rows_gone_bad_since_the_split_are_skipped_and_counted(small_split
         rest[1].replace('.jpg', '-deleted.jpg'),                # image gone since the split
         ',Men,Tshirts,Blue',                                   # empty field
         rest[2].rsplit(',', 1)[0] + ',',                        # empty colour
+        f'$(touch {MARKER}).jpg,' + ','.join(rest[3].split(',')[1:]),  # a path is only a name
     ]
     path = tmp_path / 'val.csv'
     path.write_text('\n'.join([header] + good + bad) + '\n')
@@ -153,7 +157,8 @@ def test_split_rows_gone_bad_since_the_split_are_skipped_and_counted(small_split
     assert len(dataset) == 3
     out = capsys.readouterr().out
     assert '2 empty or missing field' in out and '1 label not in the vocabulary' in out
-    assert '1 image missing' in out
+    assert '2 image missing' in out
+    assert not os.path.exists(MARKER)
 
 
 @pytest.mark.parametrize('flags,words', [

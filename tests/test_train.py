@@ -139,3 +139,24 @@ def test_test_script_writes_metrics_and_pictures(full_run, small_split, tmp_path
     last = metrics_rows(full_run)[-1]
     assert metrics['gender_accuracy'] == pytest.approx(float(last['gender_accuracy']), abs=1e-5)
     assert 'balanced' in result.stdout
+
+
+def test_fast_and_tutorial_paths_reach_similar_accuracy(tmp_path):
+    # The batched augmentation on in-memory images learns what the per-image DataLoader path
+    # learns: 180 steps of each on the same sample catalog, same seed, same schedule.
+    import split_data
+    from sample_catalog import make_catalog
+    catalog = make_catalog(str(tmp_path / 'fashion-product-images'), n_images=1200, seed=3)
+    split_data.main(['--input', catalog['root'], '--output', str(tmp_path), '--workers', '1'])
+    split = {'styles': os.path.join(catalog['root'], 'styles.csv'), 'train': str(tmp_path / 'train.csv'),
+             'val': str(tmp_path / 'val.csv')}
+    accuracy = {}
+    for data in ('memory', 'loader'):
+        run_dir = train.main(train_args(split, tmp_path / data, '--epochs', 3, '--schedule', 'cosine',
+                                        '--data', data))
+        accuracy[data] = {k: float(v) for k, v in metrics_rows(run_dir)[-1].items() if k.endswith('_accuracy')
+                          and not k.startswith('train') and 'balanced' not in k}
+    for head, floor in (('gender', 0.65), ('article', 0.35), ('color', 0.35)):  # majority: 0.55, 0.10, 0.12
+        key = f'{head}_accuracy'
+        assert accuracy['memory'][key] > floor and accuracy['loader'][key] > floor, accuracy
+        assert abs(accuracy['memory'][key] - accuracy['loader'][key]) < 0.15, accuracy
