@@ -1,0 +1,51 @@
+# The in-memory loader yields what the tutorial's DataLoader would, and shards without loss.
+import argparse
+
+import torch
+
+from dataset import AttributesDataset, FashionDataset, load_into_memory, val_transform
+from memory_data import InMemoryLoader
+from train import lr_factor
+
+
+def test_validation_batches_equal_the_per_image_transforms(small_split):
+    attributes = AttributesDataset(small_split['styles'])
+    dataset = FashionDataset(small_split['val'], attributes, val_transform)
+    images, labels, kept = load_into_memory(dataset)
+    assert images.dtype == torch.uint8 and images.shape == (len(dataset), 3, 80, 60)
+    assert images.is_contiguous(memory_format=torch.channels_last)  # stored as N, H, W, 3
+    batches = list(InMemoryLoader(images, labels, 16, 'cpu', train=False))
+    first = dataset[0]
+    assert torch.allclose(batches[0]['img'][0], first['img'], atol=1e-6)
+    assert batches[0]['labels']['article_labels'][0] == first['labels']['article_labels']
+    assert sum(len(b['img']) for b in batches) == len(dataset)
+
+
+def shard_indices(loader):
+    return loader.indices().tolist()
+
+
+def test_shards_cover_validation_exactly_once_and_training_evenly():
+    images = torch.zeros(41, 3, 80, 60, dtype=torch.uint8)
+    labels = {h: torch.arange(41) for h in ('gender', 'article', 'color')}
+    val = [InMemoryLoader(images, labels, 8, 'cpu', train=False, rank=r, world_size=2) for r in (0, 1)]
+    assert sorted(shard_indices(val[0]) + shard_indices(val[1])) == list(range(41))
+    train = [InMemoryLoader(images, labels, 8, 'cpu', train=True, seed=1, rank=r, world_size=2) for r in (0, 1)]
+    assert len(train[0]) == len(train[1]) == 3  # 20 samples each: equal step counts, or DDP hangs
+    a, b = shard_indices(train[0]), shard_indices(train[1])
+    assert not set(a) & set(b) and len(a) == len(b) == 20
+    first_epoch = shard_indices(train[0])
+    train[0].set_epoch(1)
+    assert shard_indices(train[0]) != first_epoch  # reshuffled every epoch
+    train[0].set_epoch(0)
+    assert shard_indices(train[0]) == first_epoch  # and the same again for a resumed epoch
+
+
+def test_learning_rate_warm_up_and_cosine():
+    args = argparse.Namespace(warmup_epochs=1, schedule='cosine', epochs=3)
+    factors = [lr_factor(step, 10, args) for step in range(30)]
+    assert factors[0] == 0.1 and factors[9] == 1.0  # linear warm-up over the first epoch
+    assert factors[10] == 1.0 and abs(factors[20] - 0.5) < 1e-9 and factors[29] < 0.02
+    assert all(x >= y for x, y in zip(factors[10:], factors[11:]))
+    constant = argparse.Namespace(warmup_epochs=0, schedule='constant', epochs=3)
+    assert {lr_factor(step, 10, constant) for step in range(30)} == {1.0}
