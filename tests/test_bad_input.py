@@ -9,7 +9,6 @@ from PIL import Image
 
 import train
 from catalog import image_problem, read_styles
-from cli import UserError
 from conftest import run_script
 from dataset import AttributesDataset, FashionDataset, load_image
 
