@@ -77,9 +77,7 @@ def model_from_checkpoint(path, attributes_file=None):
     """The model and its label vocabularies, rebuilt from the checkpoint file alone."""
     state = checkpoint_load(path)
     attributes = attributes_of(state, path, attributes_file)
-    sizes = attributes.sizes()
-    model = MultiOutputModel(n_color_classes=sizes['color'], n_gender_classes=sizes['gender'],
-                             n_article_classes=sizes['article'])
+    model = MultiOutputModel.for_attributes(attributes)
     load_weights(model, state, path)
     return model, attributes, state
 

@@ -95,9 +95,6 @@ class AttributesDataset:
         return {'gender': self.gender_labels, 'article': self.article_labels,
                 'color': self.color_labels}[head]
 
-    def sizes(self):
-        return {head: len(self.labels(head)) for head in HEADS}
-
 
 def resolve_image_path(path, csv_folder):
     # split_data.py writes paths relative to the CSV's folder; the original wrote them relative

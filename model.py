@@ -19,6 +19,12 @@ class MultiOutputModel(nn.Module):
         self.gender = nn.Sequential(nn.Dropout(p=0.2), nn.Linear(last_channel, n_gender_classes))
         self.article = nn.Sequential(nn.Dropout(p=0.2), nn.Linear(last_channel, n_article_classes))
 
+    @classmethod
+    def for_attributes(cls, attributes, pretrained=False):
+        """One output per label of each head of an AttributesDataset."""
+        return cls(n_color_classes=attributes.num_colors, n_gender_classes=attributes.num_genders,
+                   n_article_classes=attributes.num_articles, pretrained=pretrained)
+
     def forward(self, x):
         x = self.base_model(x)
         x = self.pool(x)

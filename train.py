@@ -8,6 +8,7 @@ import json
 import math
 import os
 import resource
+import sys
 import time
 from datetime import datetime
 
@@ -58,10 +59,14 @@ def parse_args(argv=None):
     parser.add_argument('--channels-last', choices=['on', 'off'], default='on',
                         help='channels_last memory format, about 1.5x faster for MobileNetV2 on CPUs '
                              'and faster on GPUs; the numbers are the same (default: on)')
-    parser.add_argument('--compile', action='store_true', help='torch.compile the model (default: off)')
+    parser.add_argument('--compile', nargs='?', const='default', default=None,
+                        choices=['default', 'reduce-overhead'],
+                        help='torch.compile the model, fusing its small kernels; "reduce-overhead" also '
+                             'replays the compiled passes as CUDA graphs (default: off; --compile '
+                             'alone: mode "default")')
     parser.add_argument('--cuda-graphs', choices=['auto', 'on', 'off'], default='auto',
-                        help='replay each training step as one CUDA graph (default: auto, on for a '
-                             'single CUDA process without --compile)')
+                        help='replay each whole training step as one CUDA graph; "on" also captures a '
+                             '--compile\'d model (default: auto, on for a single CUDA process without --compile)')
     parser.add_argument('--pretrained', action='store_true',
                         help="start the trunk from torchvision's ImageNet weights, downloaded once "
                              "(default: off, from scratch as in the tutorial)")
@@ -83,6 +88,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.warmup_epochs < 0:
         parser.error('--warmup-epochs must be 0 or more')
+    if args.compile == 'reduce-overhead' and args.cuda_graphs == 'on':
+        parser.error('--compile reduce-overhead records its own CUDA graphs; use it with --cuda-graphs auto or off')
     return args
 
 
@@ -152,7 +159,9 @@ def train_one_epoch(model, loader, train_step, epoch, args, context, channels_la
     correct = {head: torch.zeros((), device=device, dtype=torch.long) for head in HEADS}
     seen = torch.zeros((), device=device, dtype=torch.long)
     first_bad = torch.full((), -1, device=device, dtype=torch.long)
-    bar = tqdm(loader, desc=f'epoch {epoch}/{args.epochs}', unit='batch', leave=False,
+    # On a terminal the bar is cleared after the epoch; in a log file or pipe it is kept and ends
+    # its line, so the summary line that follows gets a line of its own.
+    bar = tqdm(loader, desc=f'epoch {epoch}/{args.epochs}', unit='batch', leave=not sys.stderr.isatty(),
                disable=not context.is_main)
     for step, batch in enumerate(bar):
         images = batch['img'].to(device, non_blocking=True)
@@ -215,12 +224,21 @@ def saved_args(args):
 
 def build_model(attributes, pretrained):
     try:
-        return MultiOutputModel(n_color_classes=attributes.num_colors, n_gender_classes=attributes.num_genders,
-                                n_article_classes=attributes.num_articles, pretrained=pretrained)
+        return MultiOutputModel.for_attributes(attributes, pretrained=pretrained)
     except OSError as error:  # no internet (URLError), or a broken file in the cache
         raise UserError(f'--pretrained: could not get the ImageNet weights ({error}); connect to the '
                         "internet once, put torchvision's mobilenet_v2-7ebf99e0.pth into "
                         f'{torch.hub.get_dir()}/checkpoints/, or train from scratch without --pretrained') from error
+
+
+def use_cuda_graphs(args, context):
+    """Whether to record the whole training step as one CUDA graph (see train_step.py)."""
+    if context.device.type != 'cuda' or args.cuda_graphs == 'off':
+        return False
+    # auto: a single process only (DDP's gradient hooks talk to the other processes), and not
+    # with --compile, whose fused kernels in our graph are still to be measured against
+    # --compile reduce-overhead (benchmarks/step_variants.py does that).
+    return args.cuda_graphs == 'on' or (not context.distributed and args.compile is None)
 
 
 def peak_rss_mib():
@@ -243,14 +261,13 @@ def main(argv=None):
     # Precision and memory format are chosen once, here.
     precision = args.precision if args.precision != 'auto' else ('bf16' if device.type == 'cuda' else 'fp32')
     channels_last = args.channels_last == 'on'
-    cuda_graphs = device.type == 'cuda' and (args.cuda_graphs == 'on' or (
-        args.cuda_graphs == 'auto' and not context.distributed and not args.compile))
+    cuda_graphs = use_cuda_graphs(args, context)
     torch.manual_seed(args.seed)  # note: exact repeats on the CPU; cuDNN may still vary a little
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True  # fixed input size: pick the fastest kernels once
     if context.is_main:
         print(f'device: {device} ({precision}{", channels_last" if channels_last else ""}'
-              f'{", CUDA graphs" if cuda_graphs else ""}'
+              f'{", CUDA graphs" if cuda_graphs else ""}{f", torch.compile {args.compile}" if args.compile else ""}'
               f'{f", {context.world_size} processes" if context.distributed else ""})')
 
     resume = checkpoint_load(args.resume) if args.resume else None
@@ -269,7 +286,9 @@ def main(argv=None):
     if context.distributed:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
     if args.compile:
-        model = torch.compile(model)
+        # The first steps compile (about a minute, then cached on disk); the saved weights stay
+        # those of `core`, without the compiled wrapper's prefix.
+        model = torch.compile(model, mode=args.compile)
     optimizer = make_optimizer(core, args.lr, device, cuda_graphs)
     steps_per_epoch = len(train_loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps_per_epoch, args))
@@ -350,6 +369,10 @@ def main(argv=None):
                   else '\ninterrupted during the first epoch: nothing to resume from yet')
         distributed.cleanup(context)
         raise SystemExit(130)
+    except torch._dynamo.exc.BackendCompilerFailed as error:
+        raise UserError(f'--compile: torch.compile could not build the model ({str(error).splitlines()[0]}). '
+                        'It needs a working C++ compiler for the CPU, Triton for a GPU; '
+                        'or train without --compile') from error
     except NonFiniteLoss as error:
         kept = f'; the last good checkpoint is {last_path}' if os.path.exists(last_path) else ''
         raise UserError(f'stopped: {error}{kept}. Try a lower --lr.') from error

@@ -58,6 +58,9 @@ class TrainStep:
         return loss.detach(), {head: out.detach() for head, out in output.items()}
 
     def __call__(self, images, targets):
+        # Tells torch.compile's own CUDA graphs (mode reduce-overhead) that a new step begins, so
+        # they may reuse the last step's buffers; a no-op otherwise.
+        torch.compiler.cudagraph_mark_step_begin()
         result = self.eager(images, targets)
         self.scheduler.step()
         return result

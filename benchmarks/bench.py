@@ -83,14 +83,15 @@ def forever(loader):
 
 
 def make_model(attributes, device, channels_last):
-    model = MultiOutputModel(attributes.num_colors, attributes.num_genders, attributes.num_articles)
+    model = MultiOutputModel.for_attributes(attributes)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     return model.to(device, memory_format=fmt).train()
 
 
-def trainer(attributes, device, precision, channels_last, batch_size, graphs):
-    model = make_model(attributes, device, channels_last)
-    optimizer = make_optimizer(model, 1e-3, device, graphs)
+def trainer(attributes, device, precision, channels_last, batch_size, graphs, compile_mode=None):
+    core = make_model(attributes, device, channels_last)
+    model = torch.compile(core, mode=compile_mode) if compile_mode else core
+    optimizer = make_optimizer(core, 1e-3, device, graphs)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
     autocast = lambda: autocast_for(device, precision, cache_enabled=not graphs)  # noqa: E731
     step = (GraphedTrainStep(model, optimizer, scheduler, autocast, batch_size) if graphs

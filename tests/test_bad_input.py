@@ -9,7 +9,7 @@ from PIL import Image
 
 import train
 from catalog import image_problem, read_styles
-from conftest import run_script
+from conftest import run_script, train_args
 from dataset import AttributesDataset, FashionDataset, load_image
 
 HEADER = 'id,gender,masterCategory,subCategory,articleType,baseColour,season,year,usage,productDisplayName'
@@ -167,6 +167,8 @@ def test_split_rows_gone_bad_since_the_split_are_skipped_and_counted(small_split
     (['--lr', 'fast'], ['--lr', 'not a number']),
     (['--lr', '-1'], ['--lr', 'above 0']),
     (['--lr', 'nan'], ['--lr']),
+    (['--compile', 'fastest'], ['--compile', 'invalid choice']),
+    (['--compile', 'reduce-overhead', '--cuda-graphs', 'on'], ['reduce-overhead', 'own CUDA graphs']),
 ])
 def test_out_of_range_flags_are_refused_by_name(flags, words, capsys):
     with pytest.raises(SystemExit) as exit_status:
@@ -183,3 +185,10 @@ def test_device_that_is_not_there_is_named(small_split, tmp_path):
     result = run_script('train.py', '--device', 'cuda', '--train-csv', small_split['train'],
                         '--attributes_file', small_split['styles'], cwd=str(tmp_path))
     assert_clean_failure(result, '--device cuda', 'no CUDA GPU')
+
+
+def test_compile_without_a_cpp_compiler_is_explained(small_split, tmp_path):
+    # A cache of its own: with the compiled kernels cached on disk, no compiler would be needed.
+    result = run_script('train.py', *train_args(small_split, tmp_path, '--epochs', 1, '--compile'),
+                        env={'CXX': '/bin/false', 'TORCHINDUCTOR_CACHE_DIR': str(tmp_path / 'cache')})
+    assert_clean_failure(result, '--compile', 'C++ compiler', 'without --compile')

@@ -52,9 +52,7 @@ def catalog_images(catalog):
 def checkpoint(catalog, tmp_path_factory):
     attributes = AttributesDataset(os.path.join(catalog['root'], 'styles.csv'))
     torch.manual_seed(0)
-    sizes = attributes.sizes()
-    model = MultiOutputModel(n_color_classes=sizes['color'], n_gender_classes=sizes['gender'],
-                             n_article_classes=sizes['article'])
+    model = MultiOutputModel.for_attributes(attributes)
     # Batch-norm statistics measured on the catalog: with the initial ones (mean 0, variance 1)
     # every picture gets the same answer, and a test of which answer belongs to which picture
     # could not fail.

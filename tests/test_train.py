@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,9 +11,10 @@ import time
 import pytest
 import torch
 
+import distributed
 import train
 import train_step
-from checkpoint import checkpoint_load
+from checkpoint import checkpoint_load, model_from_checkpoint
 from cli import UserError
 from conftest import ROOT, run_script, train_args
 
@@ -119,6 +121,46 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(small_split
         train.main(train_args(small_split, tmp_path, '--epochs', EPOCHS))
     assert checkpoint_load(str(tmp_path / 'run' / 'last.pth'))['epoch'] == 1
     assert len(metrics_rows(tmp_path / 'run')) == 1
+
+
+def test_a_log_file_gets_each_epoch_summary_on_a_line_of_its_own(small_split, tmp_path):
+    # `python train.py > train.log 2>&1`: the progress bars and the summaries share one file.
+    with open(tmp_path / 'train.log', 'w') as log:
+        command = [sys.executable, os.path.join(ROOT, 'train.py'), *train_args(small_split, tmp_path, '--epochs', 2)]
+        subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True, timeout=300,
+                       env=dict(os.environ, PYTHONUNBUFFERED='1'))
+    lines = (tmp_path / 'train.log').read_bytes().decode().split('\n')  # not read_text: keep the \r
+    summaries = [line for line in lines if 'train loss' in line]
+    assert [line.split()[:2] for line in summaries] == [['epoch', '1'], ['epoch', '2']], summaries
+    assert not any('batch/s' in line for line in summaries)  # so `grep -v batch/s` keeps them
+
+
+@pytest.mark.skipif(not any(shutil.which(c) for c in ('g++', 'c++', 'clang++')),
+                    reason='torch.compile needs a C++ compiler on the CPU')
+def test_compile_trains_and_saves_the_plain_model(small_split, tmp_path):
+    result = run_script('train.py', *train_args(small_split, tmp_path, '--epochs', EPOCHS, '--compile'),
+                        cwd=str(tmp_path), timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert 'torch.compile default' in result.stdout
+    rows = metrics_rows(tmp_path / 'run')
+    assert float(rows[-1]['train_loss']) < float(rows[0]['train_loss'])
+    # Loads strictly into the bare model: no '_orig_mod.' prefixes from the compiled wrapper.
+    _, _, state = model_from_checkpoint(str(tmp_path / 'run' / 'last.pth'))
+    assert state['args']['compile'] == 'default'
+
+
+@pytest.mark.parametrize('flags,device,processes,graphs', [
+    ([], 'cuda', 1, True),
+    ([], 'cpu', 1, False),
+    ([], 'cuda', 2, False),
+    (['--cuda-graphs', 'off'], 'cuda', 1, False),
+    (['--compile'], 'cuda', 1, False),
+    (['--compile', 'reduce-overhead'], 'cuda', 1, False),  # it records graphs of its own
+    (['--compile', '--cuda-graphs', 'on'], 'cuda', 1, True),
+])
+def test_when_the_whole_step_becomes_a_cuda_graph(flags, device, processes, graphs):
+    context = distributed.Context(world_size=processes, device=torch.device(device))
+    assert train.use_cuda_graphs(train.parse_args(flags), context) is graphs
 
 
 def test_the_tutorials_dataloader_path_trains_too(small_split, tmp_path):

@@ -1,0 +1,107 @@
+# Which way of running the training step is fastest on this machine? The bare step (model, loss,
+# backward, Adam, on one batch already in memory) in each configuration train.py offers: fp32 or
+# bf16 autocast, eager or torch.compile, with or without CUDA graphs. The start-up (compiling,
+# cuDNN's kernel search, the graph capture) is printed too: it is part of a run's wall-clock.
+#   python benchmarks/step_variants.py                  # batch 16, the tutorial's
+#   python benchmarks/step_variants.py --batch-size 256 --seconds 2
+# The last line gives train.py's flags for the fastest configuration.
+import argparse
+import os
+import sys
+import time
+import traceback
+from types import SimpleNamespace
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench import fixed_batch, rate, sync, trainer  # noqa: E402
+from cli import pick_device, positive_int  # noqa: E402
+
+WARMUP_STEPS = 6  # covers compiling, the graph capture after 3 steps, and inductor's graph recording
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Training-step rate in each configuration of train.py')
+    parser.add_argument('--device', default='auto', help='cuda, mps or cpu (default: auto)')
+    parser.add_argument('--batch-size', type=positive_int, default=16, help='images per step (default: 16)')
+    parser.add_argument('--seconds', type=float, default=6.0,
+                        help='time each configuration for about this long in all (default: 6.0)')
+    parser.add_argument('--rounds', type=positive_int, default=3,
+                        help='interleaved rounds per configuration, the best counts (default: 3)')
+    parser.add_argument('--classes', default='5,143,46',
+                        help='gender, article and colour classes (default: 5,143,46, the real catalog)')
+    parser.add_argument('--skip-compile', action='store_true',
+                        help='leave out the torch.compile configurations (default: off)')
+    return parser.parse_args()
+
+
+def variants(device, skip_compile):
+    """(precision, compile mode, CUDA graphs) for each configuration train.py can run."""
+    precisions = ['fp32', 'bf16']
+    compiles = [None] if skip_compile else [None, 'default', 'reduce-overhead']
+    graphs = [False, True] if device.type == 'cuda' else [False]
+    for compile_mode in compiles:
+        for precision in precisions:
+            for graph in graphs:
+                if device.type != 'cuda' and compile_mode == 'reduce-overhead':
+                    continue  # the same as 'default' without CUDA
+                if compile_mode == 'reduce-overhead' and graph:
+                    continue  # two graph recorders; train.py refuses it
+                yield precision, compile_mode, graph
+
+
+def train_flags(device, precision, compile_mode, graphs):
+    flags = [f'--precision {precision}']
+    if compile_mode:
+        flags.append('--compile' if compile_mode == 'default' else f'--compile {compile_mode}')
+    if device.type == 'cuda':
+        flags.append(f'--cuda-graphs {"on" if graphs else "off"}')
+    return ' '.join(flags)
+
+
+def start(attributes, device, args, precision, compile_mode, graphs):
+    """A ready-to-time step and its start-up seconds: compiling, kernel search, graph capture."""
+    step = trainer(attributes, device, precision, True, args.batch_size, graphs, compile_mode)
+    batches = fixed_batch(attributes, args.batch_size, device)
+    started = time.perf_counter()
+    for _ in range(WARMUP_STEPS):
+        step(next(batches))
+    sync(device)
+    return step, batches, time.perf_counter() - started
+
+
+def main():
+    args = parse_args()
+    device = pick_device(args.device)
+    torch.backends.cudnn.benchmark = True
+    genders, articles, colors = (int(n) for n in args.classes.split(','))
+    attributes = SimpleNamespace(num_genders=genders, num_articles=articles, num_colors=colors)
+    name = torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{os.cpu_count()} cores'
+    print(f'device {device} ({name}), torch {torch.__version__}, batch {args.batch_size}, channels_last')
+    ready = {}
+    for precision, compile_mode, graphs in variants(device, args.skip_compile):
+        flags = train_flags(device, precision, compile_mode, graphs)
+        try:
+            ready[flags] = start(attributes, device, args, precision, compile_mode, graphs)
+        except Exception as error:  # one configuration failing must not hide the others' figures
+            traceback.print_exc(limit=-3)
+            print(f'failed: {flags}: {str(error).splitlines()[0][:200]}')
+    # Interleaved rounds, best of each: a busy neighbour then slows every configuration alike.
+    best = dict.fromkeys(ready, 0.0)
+    for _ in range(args.rounds):
+        for flags, (step, batches, _) in ready.items():
+            best[flags] = max(best[flags], rate(batches, step, device, args.seconds / args.rounds, warmup=0))
+    print(f'{"images/s":>9} {"ms/step":>8} {"start-up s":>11}   train.py flags')
+    for flags, images_per_second in best.items():
+        print(f'{images_per_second:9.0f} {1000 * args.batch_size / images_per_second:8.2f} '
+              f'{ready[flags][2]:11.1f}   {flags}')
+    if best:
+        fastest = max(best, key=best.get)
+        first = next(iter(best))
+        print(f'fastest: {fastest}  ({best[fastest]:.0f} images/s, {best[fastest] / best[first]:.2f}x {first})')
+
+
+if __name__ == '__main__':
+    main()
