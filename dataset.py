@@ -3,12 +3,11 @@
 # path in augment.py reads the same numbers.
 import os
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from catalog import IMAGE_SIZE, UNREADABLE, format_counts, read_csv_rows, read_styles
@@ -155,7 +154,34 @@ class FashionDataset(Dataset):
                 'labels': {'gender_labels': gender, 'article_labels': article, 'color_labels': color}}
 
 
-def load_into_memory(dataset, threads=None):
+class DecodedImages(Dataset):
+    """Each image as a uint8 array (H, W, 3), or None where it no longer decodes."""
+
+    def __init__(self, paths):
+        self.paths = paths
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        try:
+            return np.asarray(load_image(self.paths[i]), dtype=np.uint8)
+        except UNREADABLE:
+            return None
+
+
+def stack_decoded(arrays):
+    """A batch of DecodedImages -> uint8 images (N, H, W, 3) and which of them decoded."""
+    width, height = IMAGE_SIZE
+    blank = np.zeros((height, width, 3), dtype=np.uint8)
+    images = np.stack([blank if a is None else a for a in arrays])
+    return torch.from_numpy(images), torch.tensor([a is not None for a in arrays])
+
+
+DECODE_BATCH = 256  # images per task handed to a decoding worker
+
+
+def load_into_memory(dataset, workers=None):
     """Decode every image of a FashionDataset once into a uint8 tensor (N, 3, 80, 60).
 
     The tensor is stored channels-last (N, H, W, 3 in memory, about 14 KB an image), filled in
@@ -163,19 +189,23 @@ def load_into_memory(dataset, threads=None):
     kept sample indices: an image that no longer decodes is skipped and counted instead of
     crashing the run later.
     """
+    # Worker processes, not threads: PIL and the array copies hold the GIL for most of the 0.2 ms
+    # an image takes, so threads ran slower than one thread (2,700 against 5,200 images/s on 2
+    # cores), while 2 processes decode 7,900 images/s.
+    workers = os.cpu_count() if workers is None else workers
     width, height = IMAGE_SIZE
     images = torch.empty((len(dataset), height, width, 3), dtype=torch.uint8)
-
-    def decode_into(i):
-        try:
-            images[i] = torch.from_numpy(np.array(load_image(dataset.data[i]), dtype=np.uint8))
-            return True
-        except UNREADABLE:
-            return False
-
-    with ThreadPoolExecutor(threads or os.cpu_count()) as pool:
-        ok = list(pool.map(decode_into, range(len(dataset))))
-    kept = [i for i, good in enumerate(ok) if good]
+    ok = torch.empty(len(dataset), dtype=torch.bool)
+    # A worker takes about 0.1 s to start, as long as decoding 500 pictures here: small datasets
+    # are decoded in this process.
+    batches = DataLoader(DecodedImages(dataset.data), batch_size=DECODE_BATCH, collate_fn=stack_decoded,
+                         num_workers=min(workers, len(dataset) // (2 * DECODE_BATCH)))
+    start = 0
+    for batch, decoded in batches:
+        images[start:start + len(batch)] = batch
+        ok[start:start + len(batch)] = decoded
+        start += len(batch)
+    kept = ok.nonzero().squeeze(1).tolist()
     if len(kept) < len(ok):
         print(f'skipped {len(ok) - len(kept)} image(s) that no longer decode')
         if not kept:

@@ -28,8 +28,8 @@ class InMemoryLoader:
         self.epoch = 0
 
     @classmethod
-    def from_dataset(cls, dataset, batch_size, device, train, **kwargs):
-        images, labels, _ = load_into_memory(dataset)
+    def from_dataset(cls, dataset, batch_size, device, train, workers=None, **kwargs):
+        images, labels, _ = load_into_memory(dataset, workers)
         return cls(images, labels, batch_size, device, train, **kwargs)
 
     def set_epoch(self, epoch):

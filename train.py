@@ -52,8 +52,8 @@ def parse_args(argv=None):
                         help="memory: decode every image once and augment whole batches on the "
                              "device (fast); loader: the tutorial's per-image DataLoader (default: memory)")
     parser.add_argument('--workers', type=non_negative_int, default=min(8, os.cpu_count() or 1),
-                        help=f'DataLoader worker processes with --data loader '
-                             f'(default: {min(8, os.cpu_count() or 1)})')
+                        help=f'worker processes that decode the images: once at the start, or every '
+                             f'epoch with --data loader (default: {min(8, os.cpu_count() or 1)})')
     parser.add_argument('--precision', choices=['auto', 'fp32', 'bf16'], default='auto',
                         help='bf16 autocast or plain fp32 (default: auto, bf16 on CUDA, fp32 elsewhere)')
     parser.add_argument('--channels-last', choices=['on', 'off'], default='on',
@@ -109,7 +109,7 @@ def make_train_loader(attributes, args, context, channels_last):
     if args.data == 'memory':
         return InMemoryLoader.from_dataset(dataset, args.batch_size, context.device, True, seed=args.seed,
                                            channels_last=channels_last, rank=context.rank,
-                                           world_size=context.world_size)
+                                           world_size=context.world_size, workers=args.workers)
     # The tutorial's way: PIL decode and torchvision transforms per image, in worker processes.
     sampler = DistributedSampler(dataset, seed=args.seed) if context.distributed else None
     return DataLoader(dataset, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
@@ -124,7 +124,7 @@ def make_val_loader(attributes, args, context, channels_last):
     # Batches of 256 at least: the same predictions as any batch size in eval mode, just faster.
     return InMemoryLoader.from_dataset(dataset, max(args.batch_size, 256), context.device, False,
                                        channels_last=channels_last, rank=context.rank,
-                                       world_size=context.world_size)
+                                       world_size=context.world_size, workers=args.workers)
 
 
 def set_epoch(loader, epoch, seed):

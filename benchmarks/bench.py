@@ -39,7 +39,8 @@ def parse_args():
     parser.add_argument('--rounds', type=positive_int, default=3,
                         help='interleaved rounds per measurement, the best counts (default: 3)')
     parser.add_argument('--workers', type=int, default=min(8, os.cpu_count() or 1),
-                        help=f'DataLoader workers for the tutorial path (default: {min(8, os.cpu_count() or 1)})')
+                        help=f'worker processes: the tutorial path\'s DataLoader, and decoding the cache as '
+                             f'train.py does (default: {min(8, os.cpu_count() or 1)})')
     parser.add_argument('--work', default=None, help='folder for the split (default: a temporary folder)')
     return parser.parse_args()
 
@@ -127,9 +128,10 @@ def main():
     attributes = AttributesDataset(os.path.join(data, 'styles.csv'))
     train_set = FashionDataset(os.path.join(work, 'train.csv'), attributes, train_transform)
     val_memory = InMemoryLoader.from_dataset(FashionDataset(os.path.join(work, 'val.csv'), attributes, val_transform),
-                                             256, device, train=False, channels_last=channels_last)
+                                             256, device, train=False, channels_last=channels_last,
+                                             workers=args.workers)
     started = time.perf_counter()
-    images, labels, _ = load_into_memory(train_set)
+    images, labels, _ = load_into_memory(train_set, args.workers)
     cache_seconds = time.perf_counter() - started
     print(f'\ndevice {device} ({torch.cuda.get_device_name(device) if device.type == "cuda" else os.cpu_count()} '
           f'{"" if device.type == "cuda" else "cores"}), torch {torch.__version__}, {precision}, '

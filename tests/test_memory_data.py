@@ -1,9 +1,13 @@
 # The in-memory loader yields what the tutorial's DataLoader would, and shards without loss.
 import argparse
+import shutil
 
+import numpy as np
+import pytest
 import torch
 
-from dataset import AttributesDataset, FashionDataset, load_into_memory, val_transform
+import dataset as dataset_module
+from dataset import AttributesDataset, FashionDataset, load_image, load_into_memory, val_transform
 from memory_data import InMemoryLoader
 from train import lr_factor
 
@@ -19,6 +23,27 @@ def test_validation_batches_equal_the_per_image_transforms(small_split):
     assert torch.allclose(batches[0]['img'][0], first['img'], atol=1e-6)
     assert batches[0]['labels']['article_labels'][0] == first['labels']['article_labels']
     assert sum(len(b['img']) for b in batches) == len(dataset)
+
+
+@pytest.mark.parametrize('workers', [0, 2])
+def test_decoding_keeps_the_order_and_skips_images_that_no_longer_decode(small_split, tmp_path, monkeypatch,
+                                                                         workers, capsys):
+    monkeypatch.setattr(dataset_module, 'DECODE_BATCH', 8)  # several batches for several workers
+    dataset = FashionDataset(small_split['val'], AttributesDataset(small_split['styles']))
+    assert len(dataset) >= 2 * 8 * workers  # enough batches for every worker to start
+    for i in (3, 17):  # broken after the split was made: a truncated file, and one that is not a JPEG
+        broken = tmp_path / f'broken{i}.jpg'
+        shutil.copy(dataset.data[i], broken)
+        broken.write_bytes(broken.read_bytes()[:200] if i == 3 else b'not a picture')
+        dataset.data[i] = str(broken)
+    images, labels, kept = load_into_memory(dataset, workers=workers)
+    assert 'skipped 2 image(s) that no longer decode' in capsys.readouterr().out
+    assert kept == [i for i in range(len(dataset)) if i not in (3, 17)]
+    assert images.shape == (len(dataset) - 2, 3, 80, 60)
+    for row, i in enumerate(kept):
+        expected = torch.from_numpy(np.array(load_image(dataset.data[i]))).permute(2, 0, 1)
+        assert torch.equal(images[row], expected)
+        assert labels['article'][row] == dataset.samples[i][2]
 
 
 def shard_indices(loader):
