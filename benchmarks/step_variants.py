@@ -34,22 +34,26 @@ def parse_args():
                         help='gender, article and colour classes (default: 5,143,46, the real catalog)')
     parser.add_argument('--skip-compile', action='store_true',
                         help='leave out the torch.compile configurations (default: off)')
+    parser.add_argument('--budget', type=float, default=None,
+                        help='seconds of start-ups after which no further configuration starts (the '
+                             'first always does); those ready are timed (default: no limit)')
     return parser.parse_args()
 
 
 def variants(device, skip_compile):
-    """(precision, compile mode, CUDA graphs) for each configuration train.py can run."""
-    precisions = ['fp32', 'bf16']
-    compiles = [None] if skip_compile else [None, 'default', 'reduce-overhead']
-    graphs = [False, True] if device.type == 'cuda' else [False]
-    for compile_mode in compiles:
-        for precision in precisions:
-            for graph in graphs:
-                if device.type != 'cuda' and compile_mode == 'reduce-overhead':
-                    continue  # the same as 'default' without CUDA
-                if compile_mode == 'reduce-overhead' and graph:
-                    continue  # two graph recorders; train.py refuses it
-                yield precision, compile_mode, graph
+    """(precision, compile mode, CUDA graphs) for each configuration train.py can run.
+
+    train.py's default comes first (the others are compared with it), then the likeliest to win:
+    compiling takes a minute or more each, and --budget may stop before the last ones.
+    """
+    default = 'bf16' if device.type == 'cuda' else 'fp32'
+    precisions = [default] + [p for p in ('fp32', 'bf16') if p != default]
+    if device.type != 'cuda':  # no graphs, and reduce-overhead is the same as default there
+        compiles = [None] if skip_compile else [None, 'default']
+        return [(p, c, False) for c in compiles for p in precisions]
+    order = [(None, True)] + ([] if skip_compile else [('default', True), ('reduce-overhead', False)])
+    order += [(None, False)] + ([] if skip_compile else [('default', False)])  # what graphs buy
+    return [(p, c, g) for c, g in order for p in precisions]
 
 
 def train_flags(device, precision, compile_mode, graphs):
@@ -80,11 +84,15 @@ def main():
     attributes = SimpleNamespace(num_genders=genders, num_articles=articles, num_colors=colors)
     name = torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{os.cpu_count()} cores'
     print(f'device {device} ({name}), torch {torch.__version__}, batch {args.batch_size}, channels_last')
-    ready = {}
+    ready, began = {}, time.perf_counter()
     for precision, compile_mode, graphs in variants(device, args.skip_compile):
         flags = train_flags(device, precision, compile_mode, graphs)
+        if ready and args.budget is not None and time.perf_counter() - began > args.budget:
+            print(f'not started (over --budget {args.budget:g} s): {flags}')
+            continue
         try:
             ready[flags] = start(attributes, device, args, precision, compile_mode, graphs)
+            print(f'ready after {ready[flags][2]:.1f} s: {flags}', flush=True)
         except Exception as error:  # one configuration failing must not hide the others' figures
             traceback.print_exc(limit=-3)
             print(f'failed: {flags}: {str(error).splitlines()[0][:200]}')
