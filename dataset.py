@@ -197,9 +197,11 @@ def load_into_memory(dataset, workers=None):
     images = torch.empty((len(dataset), height, width, 3), dtype=torch.uint8)
     ok = torch.empty(len(dataset), dtype=torch.bool)
     # A worker takes about 0.1 s to start, as long as decoding 500 pictures here: small datasets
-    # are decoded in this process.
+    # are decoded in this process. Its own generator: a DataLoader draws its workers' seed from
+    # the global one, which would change the model's initial weights.
     batches = DataLoader(DecodedImages(dataset.data), batch_size=DECODE_BATCH, collate_fn=stack_decoded,
-                         num_workers=min(workers, len(dataset) // (2 * DECODE_BATCH)))
+                         num_workers=min(workers, len(dataset) // (2 * DECODE_BATCH)),
+                         generator=torch.Generator())
     start = 0
     for batch, decoded in batches:
         images[start:start + len(batch)] = batch

@@ -26,8 +26,8 @@ def test_validation_batches_equal_the_per_image_transforms(small_split):
 
 
 @pytest.mark.parametrize('workers', [0, 2])
-def test_decoding_keeps_the_order_and_skips_images_that_no_longer_decode(small_split, tmp_path, monkeypatch,
-                                                                         workers, capsys):
+def test_decoding_keeps_the_order_skips_broken_images_and_draws_no_random_numbers(
+        small_split, tmp_path, monkeypatch, capsys, workers):
     monkeypatch.setattr(dataset_module, 'DECODE_BATCH', 8)  # several batches for several workers
     dataset = FashionDataset(small_split['val'], AttributesDataset(small_split['styles']))
     assert len(dataset) >= 2 * 8 * workers  # enough batches for every worker to start
@@ -36,7 +36,11 @@ def test_decoding_keeps_the_order_and_skips_images_that_no_longer_decode(small_s
         shutil.copy(dataset.data[i], broken)
         broken.write_bytes(broken.read_bytes()[:200] if i == 3 else b'not a picture')
         dataset.data[i] = str(broken)
+    torch.manual_seed(0)
+    next_draw = torch.rand(3)
+    torch.manual_seed(0)
     images, labels, kept = load_into_memory(dataset, workers=workers)
+    assert torch.equal(torch.rand(3), next_draw)  # the global generator, which draws the weights, is untouched
     assert 'skipped 2 image(s) that no longer decode' in capsys.readouterr().out
     assert kept == [i for i in range(len(dataset)) if i not in (3, 17)]
     assert images.shape == (len(dataset) - 2, 3, 80, 60)
