@@ -11,6 +11,11 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score
 from dataset import HEADS
 
 
+def default_precision(device):
+    # bf16 autocast pays on GPUs; on a CPU it was slower than fp32 (benchmarks/step_variants.py).
+    return 'bf16' if device.type == 'cuda' else 'fp32'
+
+
 def autocast_for(device, precision, cache_enabled=True):
     # bf16 needs no GradScaler; on the CPU (and for fp32) the plain context keeps exact numbers.
     if precision == 'bf16' and device.type in ('cuda', 'cpu'):

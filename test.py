@@ -12,7 +12,7 @@ from augment import prepare_batch
 from checkpoint import model_from_checkpoint
 from cli import add_debug_flag, pick_device, positive_int, run_cli
 from dataset import HEADS, TITLES, FashionDataset, val_transform
-from evaluate import autocast_for, majority_rates, validate
+from evaluate import autocast_for, default_precision, majority_rates, validate
 from memory_data import InMemoryLoader
 from plots import plot_confusion_matrix, visualize_grid
 
@@ -58,7 +58,7 @@ def main(argv=None):
     device = pick_device(args.device)
     model, attributes, state = model_from_checkpoint(args.checkpoint, args.attributes_file)
     model = model.to(device, memory_format=torch.channels_last).eval()  # faster, same numbers
-    precision = 'bf16' if device.type == 'cuda' else 'fp32'
+    precision = default_precision(device)
     print(f'device: {device} ({precision}); checkpoint {args.checkpoint}'
           + (f' (epoch {state["epoch"]})' if state.get('epoch') else ''))
 

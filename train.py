@@ -22,7 +22,7 @@ from catalog import describe_download
 from checkpoint import check_same_vocab, checkpoint_load, checkpoint_save, load_weights
 from cli import UserError, add_debug_flag, non_negative_int, positive_float, positive_int, run_cli
 from dataset import HEADS, AttributesDataset, FashionDataset, train_transform, val_transform
-from evaluate import autocast_for, validate
+from evaluate import autocast_for, default_precision, validate
 from memory_data import InMemoryLoader
 from model import MultiOutputModel
 from train_step import (GraphedTrainStep, TrainStep, load_optimizer_state, make_optimizer, optimizer_state,
@@ -259,7 +259,7 @@ def main(argv=None):
     context = distributed.setup(args.device)
     device = context.device
     # Precision and memory format are chosen once, here.
-    precision = args.precision if args.precision != 'auto' else ('bf16' if device.type == 'cuda' else 'fp32')
+    precision = args.precision if args.precision != 'auto' else default_precision(device)
     channels_last = args.channels_last == 'on'
     cuda_graphs = use_cuda_graphs(args, context)
     torch.manual_seed(args.seed)  # note: exact repeats on the CPU; cuDNN may still vary a little

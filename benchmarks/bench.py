@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import split_data  # noqa: E402
 from cli import pick_device, positive_int  # noqa: E402
 from dataset import AttributesDataset, FashionDataset, load_into_memory, train_transform, val_transform  # noqa: E402
-from evaluate import autocast_for, predict_all  # noqa: E402
+from evaluate import autocast_for, default_precision, predict_all  # noqa: E402
 from memory_data import InMemoryLoader  # noqa: E402
 from model import MultiOutputModel  # noqa: E402
 from sample_catalog import make_catalog  # noqa: E402
@@ -121,7 +121,7 @@ def main():
     args = parse_args()
     device = pick_device(args.device)
     torch.backends.cudnn.benchmark = True
-    precision = 'bf16' if device.type == 'cuda' else 'fp32'
+    precision = default_precision(device)
     channels_last = True
     graphs = device.type == 'cuda'
     data, work = prepare_split(args)

@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import fixed_batch, rate, sync, trainer  # noqa: E402
 from cli import pick_device, positive_int  # noqa: E402
+from evaluate import default_precision  # noqa: E402
 
 WARMUP_STEPS = 6  # covers compiling, the graph capture after 3 steps, and inductor's graph recording
 
@@ -46,7 +47,7 @@ def variants(device, skip_compile):
     train.py's default comes first (the others are compared with it), then the likeliest to win:
     compiling takes a minute or more each, and --budget may stop before the last ones.
     """
-    default = 'bf16' if device.type == 'cuda' else 'fp32'
+    default = default_precision(device)
     precisions = [default] + [p for p in ('fp32', 'bf16') if p != default]
     if device.type != 'cuda':  # no graphs, and reduce-overhead is the same as default there
         compiles = [None] if skip_compile else [None, 'default']
