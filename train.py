@@ -57,8 +57,8 @@ def parse_args(argv=None):
     parser.add_argument('--precision', choices=['auto', 'fp32', 'bf16'], default='auto',
                         help='bf16 autocast or plain fp32 (default: auto, bf16 on CUDA, fp32 elsewhere)')
     parser.add_argument('--channels-last', choices=['on', 'off'], default='on',
-                        help='channels_last memory format, about 1.5x faster for MobileNetV2 on CPUs '
-                             'and faster on GPUs; the numbers are the same (default: on)')
+                        help='channels_last memory format, 1.1 to 1.35x faster for MobileNetV2 on 2 CPU '
+                             'cores, the same numbers; benchmarks/step_variants.py times both (default: on)')
     parser.add_argument('--compile', nargs='?', const='default', default=None,
                         choices=['default', 'reduce-overhead'],
                         help='torch.compile the model, fusing its small kernels; "reduce-overhead" also '

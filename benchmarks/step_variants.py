@@ -1,7 +1,8 @@
 # Which way of running the training step is fastest on this machine? The bare step (model, loss,
 # backward, Adam, on one batch already in memory) in each configuration train.py offers: fp32 or
-# bf16 autocast, eager or torch.compile, with or without CUDA graphs. The start-up (compiling,
-# cuDNN's kernel search, the graph capture) is printed too: it is part of a run's wall-clock.
+# bf16 autocast, eager or torch.compile, with or without CUDA graphs, channels_last or not. The
+# start-up (compiling, cuDNN's kernel search, the graph capture) is printed too: it is part of a
+# run's wall-clock.
 #   python benchmarks/step_variants.py                  # batch 16, the tutorial's
 #   python benchmarks/step_variants.py --batch-size 256 --seconds 2
 # The last line gives train.py's flags for the fastest configuration.
@@ -11,6 +12,7 @@ import sys
 import time
 import traceback
 from types import SimpleNamespace
+from typing import NamedTuple, Optional
 
 import torch
 
@@ -41,34 +43,48 @@ def parse_args():
     return parser.parse_args()
 
 
-def variants(device, skip_compile):
-    """(precision, compile mode, CUDA graphs) for each configuration train.py can run.
+class Config(NamedTuple):
+    precision: str  # 'fp32' or 'bf16'
+    compile_mode: Optional[str]  # None, 'default' or 'reduce-overhead'
+    graphs: bool  # train.py's own whole-step CUDA graph
+    channels_last: bool = True
 
-    train.py's default comes first (the others are compared with it), then the likeliest to win:
-    compiling takes a minute or more each, and --budget may stop before the last ones.
+
+def variants(device, skip_compile):
+    """The configurations train.py can run, as a list of Config.
+
+    train.py's default comes first (the others are compared with it), then those that start in
+    seconds, then the compiled ones: compiling takes a minute or more each, and --budget may stop
+    before the last of them.
     """
     default = default_precision(device)
     precisions = [default] + [p for p in ('fp32', 'bf16') if p != default]
     if device.type != 'cuda':  # no graphs, and reduce-overhead is the same as default there
-        compiles = [None] if skip_compile else [None, 'default']
-        return [(p, c, False) for c in compiles for p in precisions]
-    order = [(None, True)] + ([] if skip_compile else [('default', True), ('reduce-overhead', False)])
-    order += [(None, False)] + ([] if skip_compile else [('default', False)])  # what graphs buy
-    return [(p, c, g) for c, g in order for p in precisions]
+        ways = [(None, False, True), (None, False, False)] + ([] if skip_compile else [('default', False, True)])
+        return [Config(p, mode, graphs, layout) for mode, graphs, layout in ways for p in precisions]
+    # At batch 16 a GPU step is bound by its number of kernels: bf16 adds a cast of each weight,
+    # and a memory format without native kernels adds transposes, so both layouts are timed.
+    ways = [(None, True, True), (None, True, False), (None, False, True)]  # the last: what graphs buy
+    if not skip_compile:
+        ways += [('default', True, True), ('reduce-overhead', False, True), ('default', False, True)]
+    return [Config(p, mode, graphs, layout) for mode, graphs, layout in ways for p in precisions]
 
 
-def train_flags(device, precision, compile_mode, graphs):
-    flags = [f'--precision {precision}']
-    if compile_mode:
-        flags.append('--compile' if compile_mode == 'default' else f'--compile {compile_mode}')
+def train_flags(device, config):
+    flags = [f'--precision {config.precision}']
+    if not config.channels_last:
+        flags.append('--channels-last off')
+    if config.compile_mode:
+        flags.append('--compile' if config.compile_mode == 'default' else f'--compile {config.compile_mode}')
     if device.type == 'cuda':
-        flags.append(f'--cuda-graphs {"on" if graphs else "off"}')
+        flags.append(f'--cuda-graphs {"on" if config.graphs else "off"}')
     return ' '.join(flags)
 
 
-def start(attributes, device, args, precision, compile_mode, graphs):
+def start(attributes, device, args, config):
     """A ready-to-time step and its start-up seconds: compiling, kernel search, graph capture."""
-    step = trainer(attributes, device, precision, True, args.batch_size, graphs, compile_mode)
+    step = trainer(attributes, device, config.precision, config.channels_last, args.batch_size,
+                   config.graphs, config.compile_mode)
     batches = fixed_batch(attributes, args.batch_size, device)
     started = time.perf_counter()
     for _ in range(WARMUP_STEPS):
@@ -84,15 +100,15 @@ def main():
     genders, articles, colors = (int(n) for n in args.classes.split(','))
     attributes = SimpleNamespace(num_genders=genders, num_articles=articles, num_colors=colors)
     name = torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{os.cpu_count()} cores'
-    print(f'device {device} ({name}), torch {torch.__version__}, batch {args.batch_size}, channels_last')
+    print(f'device {device} ({name}), torch {torch.__version__}, batch {args.batch_size}')
     ready, began = {}, time.perf_counter()
-    for precision, compile_mode, graphs in variants(device, args.skip_compile):
-        flags = train_flags(device, precision, compile_mode, graphs)
+    for config in variants(device, args.skip_compile):
+        flags = train_flags(device, config)
         if ready and args.budget is not None and time.perf_counter() - began > args.budget:
             print(f'not started (over --budget {args.budget:g} s): {flags}')
             continue
         try:
-            ready[flags] = start(attributes, device, args, precision, compile_mode, graphs)
+            ready[flags] = start(attributes, device, args, config)
             print(f'ready after {ready[flags][2]:.1f} s: {flags}', flush=True)
         except Exception as error:  # one configuration failing must not hide the others' figures
             traceback.print_exc(limit=-3)

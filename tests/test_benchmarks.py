@@ -1,27 +1,44 @@
-# benchmarks/step_variants.py picks the flags gpu_check.sh trains with: its list of configurations
-# and its --budget must hold, though its timings are not tested (benchmarks are not tests).
+# benchmarks/step_variants.py picks the flags gpu_check.sh trains with: its list of configurations,
+# the flags it prints and its --budget must hold, though its timings are not tested (benchmarks
+# are not tests).
 import os
+import shlex
 import sys
 
 import torch
 
+import train
 from conftest import ROOT, run_script
 
 sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
 
 from step_variants import train_flags, variants  # noqa: E402
 
+CUDA, CPU = torch.device('cuda'), torch.device('cpu')
+
 
 def test_each_configuration_once_with_train_pys_default_first():
-    for device, default in ((torch.device('cuda'), '--precision bf16 --cuda-graphs on'),
-                            (torch.device('cpu'), '--precision fp32')):
-        flags = [train_flags(device, *v) for v in variants(device, skip_compile=False)]
+    for device, default in ((CUDA, '--precision bf16 --cuda-graphs on'), (CPU, '--precision fp32')):
+        flags = [train_flags(device, config) for config in variants(device, skip_compile=False)]
         assert flags[0] == default
         assert len(flags) == len(set(flags))
-        # train.py refuses two graph recorders at once
-        assert not any('reduce-overhead' in f and '--cuda-graphs on' in f for f in flags)
-    assert len(variants(torch.device('cuda'), False)) == 10
-    assert all(compile_mode is None for _, compile_mode, _ in variants(torch.device('cuda'), True))
+    assert len(variants(CUDA, False)) == 12 and len(variants(CPU, False)) == 6
+    for device in (CUDA, CPU):
+        configs = variants(device, skip_compile=True)
+        assert configs and all(config.compile_mode is None for config in configs)
+        # the quick configurations come before any that compiles
+        assert variants(device, skip_compile=False)[:len(configs)] == configs
+
+
+def test_printed_flags_are_what_train_py_runs():
+    for device in (CUDA, CPU):
+        for config in variants(device, skip_compile=False):
+            args = train.parse_args(shlex.split(train_flags(device, config)))  # refuses what it cannot run
+            assert args.precision == config.precision
+            assert args.compile == config.compile_mode
+            assert (args.channels_last == 'on') == config.channels_last
+            if device.type == 'cuda':
+                assert (args.cuda_graphs == 'on') == config.graphs
 
 
 def test_budget_stops_further_start_ups_and_still_times_the_first():
@@ -29,4 +46,5 @@ def test_budget_stops_further_start_ups_and_still_times_the_first():
                       '--seconds', '0.2', '--rounds', '1', '--classes', '3,7,5')
     assert done.returncode == 0, done.stderr
     assert 'not started (over --budget 0 s): --precision bf16' in done.stdout
+    assert 'not started (over --budget 0 s): --precision fp32 --channels-last off' in done.stdout
     assert 'fastest: --precision fp32  (' in done.stdout
