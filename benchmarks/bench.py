@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import split_data  # noqa: E402
-from cli import pick_device, positive_int  # noqa: E402
+from cli import non_negative_int, pick_device, positive_int  # noqa: E402
 from dataset import AttributesDataset, FashionDataset, load_into_memory, train_transform, val_transform  # noqa: E402
 from evaluate import autocast_for, default_precision, predict_all  # noqa: E402
 from memory_data import InMemoryLoader  # noqa: E402
@@ -38,7 +38,7 @@ def parse_args():
                         help='time each measurement for about this long in all (default: 9.0)')
     parser.add_argument('--rounds', type=positive_int, default=3,
                         help='interleaved rounds per measurement, the best counts (default: 3)')
-    parser.add_argument('--workers', type=int, default=min(8, os.cpu_count() or 1),
+    parser.add_argument('--workers', type=non_negative_int, default=min(8, os.cpu_count() or 1),
                         help=f'worker processes: the tutorial path\'s DataLoader, and decoding the cache as '
                              f'train.py does (default: {min(8, os.cpu_count() or 1)})')
     parser.add_argument('--work', default=None, help='folder for the split (default: a temporary folder)')

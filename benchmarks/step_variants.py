@@ -47,7 +47,7 @@ class Config(NamedTuple):
     precision: str  # 'fp32' or 'bf16'
     compile_mode: Optional[str]  # None, 'default' or 'reduce-overhead'
     graphs: bool  # train.py's own whole-step CUDA graph
-    channels_last: bool = True
+    channels_last: bool
 
 
 def variants(device, skip_compile):
@@ -59,14 +59,16 @@ def variants(device, skip_compile):
     """
     default = default_precision(device)
     precisions = [default] + [p for p in ('fp32', 'bf16') if p != default]
-    if device.type != 'cuda':  # no graphs, and reduce-overhead is the same as default there
-        ways = [(None, False, True), (None, False, False)] + ([] if skip_compile else [('default', False, True)])
-        return [Config(p, mode, graphs, layout) for mode, graphs, layout in ways for p in precisions]
-    # At batch 16 a GPU step is bound by its number of kernels: bf16 adds a cast of each weight,
-    # and a memory format without native kernels adds transposes, so both layouts are timed.
-    ways = [(None, True, True), (None, True, False), (None, False, True)]  # the last: what graphs buy
-    if not skip_compile:
-        ways += [('default', True, True), ('reduce-overhead', False, True), ('default', False, True)]
+    if device.type == 'cuda':
+        # At batch 16 a GPU step is bound by its number of kernels: bf16 adds a cast of each
+        # weight, and a memory format without native kernels adds transposes, so both layouts
+        # are timed; eager without the graph shows what the graph buys.
+        ways = [(None, True, True), (None, True, False), (None, False, True)]
+        compiled = [('default', True, True), ('reduce-overhead', False, True), ('default', False, True)]
+    else:  # no graphs, and reduce-overhead is the same as default there
+        ways = [(None, False, True), (None, False, False)]
+        compiled = [('default', False, True)]
+    ways += [] if skip_compile else compiled
     return [Config(p, mode, graphs, layout) for mode, graphs, layout in ways for p in precisions]
 
 
