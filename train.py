@@ -55,7 +55,8 @@ def parse_args(argv=None):
                         help=f'worker processes that decode the images: once at the start, or every '
                              f'epoch with --data loader (default: {min(8, os.cpu_count() or 1)})')
     parser.add_argument('--precision', choices=['auto', 'fp32', 'bf16'], default='auto',
-                        help='bf16 autocast or plain fp32 (default: auto, bf16 on CUDA, fp32 elsewhere)')
+                        help='bf16 autocast or plain fp32 (default: auto, bf16 on CUDA for batches over 16, '
+                             'where it pays, fp32 otherwise)')
     parser.add_argument('--channels-last', choices=['on', 'off'], default='on',
                         help='channels_last memory format, 1.1 to 1.35x faster for MobileNetV2 on 2 CPU '
                              'cores, the same numbers; benchmarks/step_variants.py times both (default: on)')
@@ -231,6 +232,11 @@ def build_model(attributes, pretrained):
                         f'{torch.hub.get_dir()}/checkpoints/, or train from scratch without --pretrained') from error
 
 
+def choose_precision(args, device):
+    """--precision, where auto is bf16 on CUDA except at small batches (see evaluate.py)."""
+    return default_precision(device, args.batch_size) if args.precision == 'auto' else args.precision
+
+
 def use_cuda_graphs(args, context):
     """Whether to record the whole training step as one CUDA graph (see train_step.py)."""
     if context.device.type != 'cuda' or args.cuda_graphs == 'off':
@@ -259,7 +265,7 @@ def main(argv=None):
     context = distributed.setup(args.device)
     device = context.device
     # Precision and memory format are chosen once, here.
-    precision = args.precision if args.precision != 'auto' else default_precision(device)
+    precision = choose_precision(args, device)
     channels_last = args.channels_last == 'on'
     cuda_graphs = use_cuda_graphs(args, context)
     torch.manual_seed(args.seed)  # note: exact repeats on the CPU; cuDNN may still vary a little

@@ -82,7 +82,10 @@ class GraphedTrainStep(TrainStep):
         self.static_targets = {k: v.clone() for k, v in targets.items()}
         self.optimizer.zero_grad(set_to_none=True)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        # thread_local: only this thread is barred from unsafe CUDA calls while recording. In the
+        # default 'global' mode a DataLoader's pin-memory thread that allocates pinned memory at
+        # that moment (train.py --data loader, the tutorial's path in bench.py) breaks the capture.
+        with torch.cuda.graph(self.graph, capture_error_mode='thread_local'):
             self.static_loss, self.static_output = self.eager(self.static_images, self.static_targets)
 
     def __call__(self, images, targets):

@@ -6,6 +6,7 @@
 # step, (3) train.py's own path with its defaults, (4) evaluation; and the ratios 3/1 and 3/2, at
 # batch 16 and a larger batch. All numbers of one run come from one machine and one dataset.
 import argparse
+import gc
 import itertools
 import os
 import resource
@@ -121,7 +122,6 @@ def main():
     args = parse_args()
     device = pick_device(args.device)
     torch.backends.cudnn.benchmark = True
-    precision = default_precision(device)
     channels_last = True
     graphs = device.type == 'cuda'
     data, work = prepare_split(args)
@@ -133,12 +133,14 @@ def main():
     started = time.perf_counter()
     images, labels, _ = load_into_memory(train_set, args.workers)
     cache_seconds = time.perf_counter() - started
-    print(f'\ndevice {device} ({torch.cuda.get_device_name(device) if device.type == "cuda" else os.cpu_count()} '
-          f'{"" if device.type == "cuda" else "cores"}), torch {torch.__version__}, {precision}, '
-          f'channels_last{", CUDA graphs" if graphs else ""}, {len(train_set):,} training images from '
+    machine = torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{os.cpu_count()} cores'
+    print(f'\ndevice {device} ({machine}), torch {torch.__version__}, channels_last{", CUDA graphs" if graphs else ""}, '
+          f'{len(train_set):,} training images from '
           f'{"the real catalog" if os.environ.get("FASHION_DATA") else "the sample catalog"}')
-    print(f'{"batch":>5} {"1 bare step":>12} {"2 tutorial":>11} {"3 train.py":>11} {"3/1":>6} {"3/2":>6}   (images/s)')
+    print(f'{"batch":>5} {"precision":>9} {"1 bare step":>12} {"2 tutorial":>11} {"3 train.py":>11} {"3/1":>6} '
+          f'{"3/2":>6}   (images/s)')
     for batch_size in [int(b) for b in args.batch_sizes.split(',')]:
+        precision = default_precision(device, batch_size)  # train.py's, at this batch size
         tutorial_loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, num_workers=args.workers,
                                      pin_memory=device.type == 'cuda', persistent_workers=args.workers > 0)
         paths = {
@@ -155,9 +157,14 @@ def main():
             for name, (batches, step) in paths.items():
                 best[name] = max(best[name], rate(batches, step, device, args.seconds / args.rounds))
         bare, tutorial, ours = best['bare'], best['tutorial'], best['ours']
-        del paths, tutorial_loader
-        print(f'{batch_size:5d} {bare:12.0f} {tutorial:11.0f} {ours:11.0f} {ours / bare:6.2f} {ours / tutorial:6.2f}')
+        # This batch size's loader workers, pin-memory thread and CUDA graphs go now, not in the
+        # middle of the next one's measurements.
+        del paths, tutorial_loader, batches, step
+        gc.collect()
+        print(f'{batch_size:5d} {precision:>9} {bare:12.0f} {tutorial:11.0f} {ours:11.0f} {ours / bare:6.2f} '
+              f'{ours / tutorial:6.2f}')
 
+    precision = default_precision(device)  # test.py's
     model = make_model(attributes, device, channels_last).eval()
     predict_all(model, val_memory, device, autocast_for(device, precision))  # warm-up
     sync(device)
@@ -168,7 +175,7 @@ def main():
         rounds += 1
     sync(device)
     n = val_memory.images.shape[0] * rounds
-    print(f'4 evaluation (batch 256): {n / (time.perf_counter() - started):.0f} images/s')
+    print(f'4 evaluation (batch 256, {precision}): {n / (time.perf_counter() - started):.0f} images/s')
     print(f'in-memory cache: {len(train_set):,} images decoded in {cache_seconds:.1f}s, '
           f'{images.numel() / 2**20:.0f} MiB ({images.numel() / len(train_set) / 1024:.1f} KiB an image)')
     print(f'peak resident memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MiB'

@@ -50,26 +50,28 @@ class Config(NamedTuple):
     channels_last: bool
 
 
-def variants(device, skip_compile):
-    """The configurations train.py can run, as a list of Config.
+def variants(device, batch_size, skip_compile):
+    """The configurations train.py can run at this batch size, as a list of Config.
 
-    train.py's default comes first (the others are compared with it), then those that start in
-    seconds, then the compiled ones: compiling takes a minute or more each, and --budget may stop
-    before the last of them.
+    train.py's default comes first (the others are compared with it). A start-up takes seconds on
+    a CPU but 20 to 30 s on a GPU (cuDNN's kernel search for each layer), so --budget cuts the list
+    from its end, and the likeliest winners come early: on CUDA the default compiled inside our
+    graph, since at batch 16 a GPU step is bound by its number of kernels and compiling fuses
+    them; then the other precision (bf16 adds a cast of each weight), the other memory format
+    (one without native kernels adds transposes), eager without the graph (what the graph buys)
+    and the other compiled ways. On a CPU the quick ones come before those that compile.
     """
-    default = default_precision(device)
-    precisions = [default] + [p for p in ('fp32', 'bf16') if p != default]
-    if device.type == 'cuda':
-        # At batch 16 a GPU step is bound by its number of kernels: bf16 adds a cast of each
-        # weight, and a memory format without native kernels adds transposes, so both layouts
-        # are timed; eager without the graph shows what the graph buys.
-        ways = [(None, True, True), (None, True, False), (None, False, True)]
-        compiled = [('default', True, True), ('reduce-overhead', False, True), ('default', False, True)]
+    p = default_precision(device, batch_size)
+    q = 'bf16' if p == 'fp32' else 'fp32'
+    if device.type == 'cuda':  # (precision, compile mode, our CUDA graph, channels_last)
+        ways = [(p, None, True, True), (p, 'default', True, True), (q, None, True, True), (q, 'default', True, True),
+                (p, None, True, False), (q, None, True, False), (p, None, False, True), (q, None, False, True),
+                (p, 'reduce-overhead', False, True), (q, 'reduce-overhead', False, True),
+                (p, 'default', False, True), (q, 'default', False, True)]
     else:  # no graphs, and reduce-overhead is the same as default there
-        ways = [(None, False, True), (None, False, False)]
-        compiled = [('default', False, True)]
-    ways += [] if skip_compile else compiled
-    return [Config(p, mode, graphs, layout) for mode, graphs, layout in ways for p in precisions]
+        ways = [(p, None, False, True), (q, None, False, True), (p, None, False, False), (q, None, False, False),
+                (p, 'default', False, True), (q, 'default', False, True)]
+    return [Config(*way) for way in ways if not (skip_compile and way[1])]
 
 
 def train_flags(device, config):
@@ -104,7 +106,7 @@ def main():
     name = torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{os.cpu_count()} cores'
     print(f'device {device} ({name}), torch {torch.__version__}, batch {args.batch_size}')
     ready, began = {}, time.perf_counter()
-    for config in variants(device, args.skip_compile):
+    for config in variants(device, args.batch_size, args.skip_compile):
         flags = train_flags(device, config)
         if ready and args.budget is not None and time.perf_counter() - began > args.budget:
             print(f'not started (over --budget {args.budget:g} s): {flags}')

@@ -18,21 +18,25 @@ CUDA, CPU = torch.device('cuda'), torch.device('cpu')
 
 
 def test_each_configuration_once_with_train_pys_default_first():
-    for device, default in ((CUDA, '--precision bf16 --cuda-graphs on'), (CPU, '--precision fp32')):
-        flags = [train_flags(device, config) for config in variants(device, skip_compile=False)]
+    defaults = {(CUDA, 16): '--precision fp32 --cuda-graphs on', (CUDA, 256): '--precision bf16 --cuda-graphs on',
+                (CPU, 16): '--precision fp32', (CPU, 256): '--precision fp32'}
+    for (device, batch_size), default in defaults.items():
+        configs = variants(device, batch_size, skip_compile=False)
+        flags = [train_flags(device, config) for config in configs]
         assert flags[0] == default
-        assert len(flags) == len(set(flags))
-    assert len(variants(CUDA, False)) == 12 and len(variants(CPU, False)) == 6
-    for device in (CUDA, CPU):
-        configs = variants(device, skip_compile=True)
-        assert configs and all(config.compile_mode is None for config in configs)
-        # the quick configurations come before any that compiles
-        assert variants(device, skip_compile=False)[:len(configs)] == configs
+        assert len(flags) == len(set(flags)) == {'cuda': 12, 'cpu': 6}[device.type]
+        quick = variants(device, batch_size, skip_compile=True)
+        assert quick == [config for config in configs if config.compile_mode is None]
+    # on CUDA the default compiled inside our graph is timed second, before --budget can cut it
+    default, compiled = variants(CUDA, 16, skip_compile=False)[:2]
+    assert compiled == default._replace(compile_mode='default')
+    # on a CPU the quick configurations come before any that compiles
+    assert variants(CPU, 16, False)[:4] == variants(CPU, 16, True)
 
 
 def test_printed_flags_are_what_train_py_runs():
     for device in (CUDA, CPU):
-        for config in variants(device, skip_compile=False):
+        for config in variants(device, 16, skip_compile=False):
             args = train.parse_args(shlex.split(train_flags(device, config)))  # refuses what it cannot run
             assert args.precision == config.precision
             assert args.compile == config.compile_mode

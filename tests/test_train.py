@@ -163,6 +163,17 @@ def test_when_the_whole_step_becomes_a_cuda_graph(flags, device, processes, grap
     assert train.use_cuda_graphs(train.parse_args(flags), context) is graphs
 
 
+@pytest.mark.parametrize('flags,device,precision', [
+    ([], 'cuda', 'fp32'),  # the tutorial's batch 16: bf16's weight casts cost more than they save
+    (['--batch-size', '256'], 'cuda', 'bf16'),
+    (['--batch-size', '256'], 'cpu', 'fp32'),
+    (['--precision', 'bf16'], 'cuda', 'bf16'),
+    (['--precision', 'fp32', '--batch-size', '256'], 'cuda', 'fp32'),
+])
+def test_which_precision_a_run_trains_in(flags, device, precision):
+    assert train.choose_precision(train.parse_args(flags), torch.device(device)) == precision
+
+
 def test_the_tutorials_dataloader_path_trains_too(small_split, tmp_path):
     run_dir = train.main(train_args(small_split, tmp_path, '--epochs', 1, '--data', 'loader'))
     assert checkpoint_load(os.path.join(run_dir, 'last.pth'))['epoch'] == 1

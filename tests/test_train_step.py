@@ -1,12 +1,18 @@
 # The optimizer that train.py records inside the CUDA graph (fused, capturable, a tensor learning
-# rate) must train exactly like the plain one and survive a checkpoint. The graph itself needs a
-# GPU; its optimizer runs anywhere, so it is checked here.
+# rate) must train exactly like the plain one and survive a checkpoint. Its optimizer runs
+# anywhere, so it is checked everywhere; the graph itself needs a GPU, and its test is skipped
+# without one.
 import io
+import threading
+import time
+from contextlib import nullcontext
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from train_step import load_optimizer_state, make_optimizer, optimizer_state
+from model import MultiOutputModel
+from train_step import GraphedTrainStep, load_optimizer_state, make_optimizer, optimizer_state
 
 CPU = torch.device('cpu')
 
@@ -76,3 +82,42 @@ def test_graph_optimizer_state_round_trip_resumes_exactly():
     train(resumed_model, resumed, resumed_schedule, 3, seed=2)
     for a, b in zip(unbroken_model.parameters(), resumed_model.parameters()):
         assert torch.equal(a, b)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='CUDA graphs need a CUDA GPU')
+def test_graphed_step_records_while_another_thread_pins_memory():
+    # train.py --data loader: the DataLoader's pin-memory thread allocates pinned memory while the
+    # step is recorded. A fresh block each time (all are kept) means a real cudaHostAlloc each time.
+    device = torch.device('cuda')
+    torch.manual_seed(0)
+    attributes = SimpleNamespace(num_genders=3, num_articles=7, num_colors=5)
+    model = MultiOutputModel.for_attributes(attributes).to(device, memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, 1e-3, device, cuda_graphs=True)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    step = GraphedTrainStep(model, optimizer, scheduler, nullcontext, batch_size=8)  # fp32
+    images = torch.randn(8, 3, 80, 60, device=device).contiguous(memory_format=torch.channels_last)
+    targets = {f'{head}_labels': torch.randint(0, n, (8,), device=device)
+               for head, n in (('gender', 3), ('article', 7), ('color', 5))}
+    losses = [step(images, targets)[0].item() for _ in range(GraphedTrainStep.WARMUP_STEPS)]
+
+    pinned, errors, stop = [], [], threading.Event()
+
+    def pin():
+        try:
+            while not stop.is_set() and len(pinned) < 100_000:  # at most 400 MiB
+                pinned.append(torch.empty(4096, dtype=torch.uint8).pin_memory())
+        except Exception as error:  # a refused allocation: the capture's mode was wrong
+            errors.append(error)
+
+    thread = threading.Thread(target=pin)
+    thread.start()
+    while len(pinned) < 100 and thread.is_alive():
+        time.sleep(0.001)  # recording starts while the other thread is busy allocating
+    try:
+        losses += [step(images, targets)[0].item() for _ in range(10)]
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors and step.graph is not None
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert losses[-1] < losses[0]  # the replayed step trains: one batch, learnt
