@@ -27,7 +27,7 @@ from memory_data import InMemoryLoader
 from model import MultiOutputModel
 from train_step import (GraphedTrainStep, TrainStep, load_optimizer_state, make_optimizer, optimizer_state,
                         scheduler_state)
-from plots import plot_curves
+from plots import plot_curves, pyplot
 
 
 def parse_args(argv=None):
@@ -331,6 +331,10 @@ def main(argv=None):
                 'args': saved_args(args), 'history': history, 'best': best}
 
     last_path = os.path.join(run_dir, 'last.pth')
+    if context.is_main:
+        # Imported before the first epoch: a Ctrl-C that lands inside the import of a C extension
+        # (pyplot's, at the first plot) comes out as an ImportError, not a KeyboardInterrupt.
+        pyplot()
     epoch = saved = start_epoch - 1
     try:
         for epoch in range(start_epoch, args.epochs + 1):
