@@ -107,6 +107,23 @@ def test_ctrl_c_saves_the_last_epoch_and_says_how_to_resume(small_split, tmp_pat
     assert checkpoint_load(str(run_dir / 'last.pth'))['epoch'] >= 1
 
 
+def test_pyplot_is_imported_before_the_first_epoch(small_split, tmp_path):
+    # A Ctrl-C landing in the import of pyplot's C extensions comes out as an ImportError, not a
+    # KeyboardInterrupt; so the import must not wait for the first plot. A fresh process: in this
+    # one other tests have imported pyplot already.
+    spy = ('import sys, train\n'
+           'first_epoch = train.train_one_epoch\n'
+           'def spy(*args):\n'
+           '    print("pyplot loaded at epoch 1:", "matplotlib.pyplot" in sys.modules)\n'
+           '    train.train_one_epoch = first_epoch\n'
+           '    return first_epoch(*args)\n'
+           'train.train_one_epoch = spy\n'
+           f'train.main({train_args(small_split, tmp_path, "--epochs", 1)!r})\n')
+    done = subprocess.run([sys.executable, '-c', spy], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert 'pyplot loaded at epoch 1: True' in done.stdout
+
+
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(small_split, tmp_path, monkeypatch):
     calls = {'n': 0}
     real_get_loss = train_step.get_loss
