@@ -61,7 +61,8 @@ class InMemoryLoader:
             x = augment_batch(images, generator) if self.train else prepare_batch(images)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
+            # Gathered a chunk at a time, like the images: each batch is then views, no kernels.
+            labels = {f'{head}_labels': self.labels[head][chunk] for head in HEADS}
             for start in range(0, len(chunk), self.batch_size):
-                part = chunk[start:start + self.batch_size]
-                yield {'img': x[start:start + self.batch_size],
-                       'labels': {f'{head}_labels': self.labels[head][part] for head in HEADS}}
+                end = start + self.batch_size
+                yield {'img': x[start:end], 'labels': {key: value[start:end] for key, value in labels.items()}}

@@ -68,6 +68,10 @@ def parse_args(argv=None):
     parser.add_argument('--cuda-graphs', choices=['auto', 'on', 'off'], default='auto',
                         help='replay each whole training step as one CUDA graph; "on" also captures a '
                              '--compile\'d model (default: auto, on for a single CUDA process without --compile)')
+    parser.add_argument('--cudnn-benchmark', choices=['on', 'off'], default='on',
+                        help="on: cuDNN times its candidate kernels for every layer at the first steps "
+                             "and keeps the fastest; off: it picks by heuristics, without the search "
+                             "(CUDA only; benchmarks/gpu_check.sh startup times both) (default: on)")
     parser.add_argument('--pretrained', action='store_true',
                         help="start the trunk from torchvision's ImageNet weights, downloaded once "
                              "(default: off, from scratch as in the tutorial)")
@@ -153,13 +157,20 @@ class NonFiniteLoss(Exception):
     pass
 
 
+def first_non_finite(losses):
+    """Index of the first loss that is inf or nan, or None."""
+    bad = (~torch.isfinite(losses)).nonzero()
+    return int(bad[0]) if len(bad) else None
+
+
 def train_one_epoch(model, loader, train_step, epoch, args, context, channels_last):
     model.train()
     device = context.device
-    loss_sum = torch.zeros((), device=device)
-    correct = {head: torch.zeros((), device=device, dtype=torch.long) for head in HEADS}
-    seen = torch.zeros((), device=device, dtype=torch.long)
-    first_bad = torch.full((), -1, device=device, dtype=torch.long)
+    steps = len(loader)
+    # One row per step: the batch's loss and correct answers per head (train_step.batch_stats),
+    # written on the device with one copy; the CPU only waits for the GPU every 50 steps.
+    per_step = torch.zeros(steps, 1 + len(HEADS), device=device)
+    sizes = []
     # On a terminal the bar is cleared after the epoch; in a log file or pipe it is kept and ends
     # its line, so the summary line that follows gets a line of its own.
     bar = tqdm(loader, desc=f'epoch {epoch}/{args.epochs}', unit='batch', leave=not sys.stderr.isatty(),
@@ -169,20 +180,18 @@ def train_one_epoch(model, loader, train_step, epoch, args, context, channels_la
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         targets = {k: v.to(device, non_blocking=True) for k, v in batch['labels'].items()}
-        loss, output = train_step(images, targets)
-        # Counted on the device: no CPU-GPU sync per step.
-        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
-        loss_sum += loss * images.shape[0]
-        seen += images.shape[0]
-        for head in HEADS:
-            correct[head] += (output[head].argmax(1) == targets[f'{head}_labels']).sum()
-        if step % 50 == 0 or step == len(loader) - 1:
+        per_step[step] = train_step(images, targets)
+        sizes.append(images.shape[0])
+        if step % 50 == 0 or step == steps - 1:
             # note: a CPU-GPU sync point, every 50 steps only
-            if distributed.broadcast_flag(first_bad.item() >= 0, context):
-                raise NonFiniteLoss(f'the loss became {loss.item()} at epoch {epoch}, '
-                                    f'step {first_bad.item() + 1} of {len(loader)}')
-            bar.set_postfix(loss=f'{loss.item():.3f}')
-    totals = torch.stack([loss_sum.float(), seen.float()] + [correct[h].float() for h in HEADS])
+            bad = first_non_finite(per_step[:step + 1, 0])
+            if distributed.broadcast_flag(bad is not None, context):
+                where = f'step {bad + 1} of {steps}' if bad is not None else 'in another process'
+                loss = per_step[bad, 0].item() if bad is not None else float('nan')
+                raise NonFiniteLoss(f'the loss became {loss} at epoch {epoch}, {where}')
+            bar.set_postfix(loss=f'{per_step[step, 0].item():.3f}')
+    sizes = torch.tensor(sizes, device=device, dtype=torch.float32)
+    totals = torch.cat([(per_step[:, 0] * sizes).sum().view(1), sizes.sum().view(1), per_step[:, 1:].sum(0)])
     totals = distributed.all_reduce_sum(totals, context).tolist()
     row = {'train_loss': totals[0] / totals[1]}
     row.update({f'train_{h}_accuracy': totals[2 + i] / totals[1] for i, h in enumerate(HEADS)})
@@ -251,6 +260,17 @@ def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def describe_setup(args, context, precision, channels_last, cuda_graphs):
+    parts = [precision] + (['channels_last'] if channels_last else []) + (['CUDA graphs'] if cuda_graphs else [])
+    if context.device.type == 'cuda' and args.cudnn_benchmark == 'off':
+        parts.append('cuDNN search off')
+    if args.compile:
+        parts.append(f'torch.compile {args.compile}')
+    if context.distributed:
+        parts.append(f'{context.world_size} processes')
+    return ', '.join(parts)
+
+
 def summary_line(epoch, row, elapsed):
     text = f'epoch {epoch:3d}  {elapsed:6.1f}s  train loss {row["train_loss"]:.4f}  '
     text += '  '.join(f'{h} {row[f"train_{h}_accuracy"]:.3f}' for h in HEADS)
@@ -270,11 +290,11 @@ def main(argv=None):
     cuda_graphs = use_cuda_graphs(args, context)
     torch.manual_seed(args.seed)  # note: exact repeats on the CPU; cuDNN may still vary a little
     if device.type == 'cuda':
-        torch.backends.cudnn.benchmark = True  # fixed input size: pick the fastest kernels once
+        # The input size never changes, so a search at the first steps serves the whole run; but
+        # it costs start-up time, which a short run may not win back.
+        torch.backends.cudnn.benchmark = args.cudnn_benchmark == 'on'
     if context.is_main:
-        print(f'device: {device} ({precision}{", channels_last" if channels_last else ""}'
-              f'{", CUDA graphs" if cuda_graphs else ""}{f", torch.compile {args.compile}" if args.compile else ""}'
-              f'{f", {context.world_size} processes" if context.distributed else ""})')
+        print(f'device: {device} ({describe_setup(args, context, precision, channels_last, cuda_graphs)})')
 
     resume = checkpoint_load(args.resume) if args.resume else None
     check_inputs(args)

@@ -2,9 +2,17 @@
 # At batch 16 a MobileNetV2 step on a GPU is a few hundred tiny kernels, so the time goes to
 # launching them from Python. GraphedTrainStep records the whole step once as a CUDA graph and
 # replays it: same kernels, same numbers, one launch (see PyTorch's "whole network capture").
+# The step also counts what the batch scored, so that bookkeeping is recorded in the graph too.
 import torch
 
+from dataset import HEADS
 from model import get_loss
+
+
+def batch_stats(loss, output, targets):
+    """[loss, correct gender, correct article, correct colour] of one batch, on its device."""
+    correct = [(output[head].argmax(1) == targets[f'{head}_labels']).sum() for head in HEADS]
+    return torch.stack([loss.detach().float()] + [c.float() for c in correct])
 
 
 def make_optimizer(model, lr, device, cuda_graphs):
@@ -47,6 +55,8 @@ def load_optimizer_state(optimizer, state):
 
 
 class TrainStep:
+    """One optimizer step per call; returns the batch's batch_stats."""
+
     def __init__(self, model, optimizer, scheduler, autocast):
         self.model, self.optimizer, self.scheduler, self.autocast = model, optimizer, scheduler, autocast
 
@@ -54,10 +64,11 @@ class TrainStep:
         with self.autocast():
             output = self.model(images)
             loss, _ = get_loss(output, targets)
+        stats = batch_stats(loss, output, targets)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return loss.detach(), {head: out.detach() for head, out in output.items()}
+        return stats
 
     def __call__(self, images, targets):
         # Tells torch.compile's own CUDA graphs (mode reduce-overhead) that a new step begins, so
@@ -86,7 +97,7 @@ class GraphedTrainStep(TrainStep):
         # default 'global' mode a DataLoader's pin-memory thread that allocates pinned memory at
         # that moment (train.py --data loader, the tutorial's path in bench.py) breaks the capture.
         with torch.cuda.graph(self.graph, capture_error_mode='thread_local'):
-            self.static_loss, self.static_output = self.eager(self.static_images, self.static_targets)
+            self.static_stats = self.eager(self.static_images, self.static_targets)
 
     def __call__(self, images, targets):
         self.calls += 1
@@ -106,5 +117,4 @@ class GraphedTrainStep(TrainStep):
             self.static_targets[key].copy_(value)
         self.graph.replay()
         self.scheduler.step()
-        # clone: the next replay overwrites the static outputs
-        return self.static_loss.clone(), {k: v.clone() for k, v in self.static_output.items()}
+        return self.static_stats.clone()  # clone: the next replay overwrites the static one

@@ -9,7 +9,11 @@
 #   fast      the faster recipe: batch 256, lr 4e-3, 2 warm-up epochs, cosine, 30 epochs
 #   test      test.py on the checkpoints of faithful and fast
 #   bench     benchmarks/bench.py on all 32,000 training images
-# Each stage has its own time limit (variants 200 s, faithful 360, fast 120, test 60, bench 150),
+#   startup   where a run's first minute goes: 3 short epochs (validation after the 2nd and 3rd) on
+#             8,000 images, at batch 256 and 16, with channels_last and cuDNN's search on and off
+#             (8 runs, about 5 minutes in all)
+# Each stage has its own time limit (variants 200 s, faithful 360, fast 120, test 60, bench 150,
+# startup 90 a run),
 # so a slow one cannot eat the others' time; a faithful run cut off by its limit still shows its
 # seconds per epoch. The catalog, the split, the runs and torch.compile's cache stay in
 # $FASHION_GPU_WORK (default: /tmp/fashion-gpu), so a second call with the remaining stages, on
@@ -39,6 +43,16 @@ prepare() {
   log "unpack and split"
   tar -xzf "$archive" -C "$work"
   python3 "$repo/split_data.py" --input fashion-product-images --output . 2>&1 | quiet | tee -a "$out/summary.txt"
+}
+
+prepare_small() {  # 8,000 training and 2,000 validation images, for the start-up runs
+  prepare
+  [ -f small/val.csv ] && return
+  python3 "$repo/split_data.py" --input fashion-product-images --output small --max-images 10000 2>&1 | quiet
+}
+
+epoch_seconds() {  # name: each epoch's seconds from the run's metrics.csv
+  awk -F, 'NR > 1 { printf "  epoch %s %.1f s", $1, $3 }' "checkpoints/$1/metrics.csv" 2>/dev/null
 }
 
 timed_run() {  # name, time limit, train.py flags...
@@ -78,7 +92,20 @@ for stage in "${stages[@]}"; do
       log "benchmark"
       FASHION_DATA=$work/fashion-product-images timeout 150 python3 "$repo/benchmarks/bench.py" \
         --images 32000 --seconds 4 --rounds 2 --work "$work/bench" 2>&1 | quiet | tee "$out/bench.txt" ;;
-    *) echo "unknown stage: $stage (variants, faithful, fast, test, bench)"; exit 2 ;;
+    startup)
+      prepare_small
+      log "start-up: epoch 1 has cuDNN's search and the graph capture, epoch 2 the first validation's"
+      for batch in 256 16; do
+        for layout in on off; do
+          for search in on off; do
+            name=startup-b$batch-cl-$layout-search-$search
+            timed_run "$name" 90 --train-csv small/train.csv --val-csv small/val.csv --batch-size "$batch" \
+              --channels-last "$layout" --cudnn-benchmark "$search" --epochs 3 --val-every 2 >/dev/null
+            log "$name:$(epoch_seconds "$name")"
+          done
+        done
+      done ;;
+    *) echo "unknown stage: $stage (variants, faithful, fast, test, bench, startup)"; exit 2 ;;
   esac
 done
 log "done: ${stages[*]}"

@@ -24,11 +24,13 @@ def test_each_configuration_once_with_train_pys_default_first():
         configs = variants(device, batch_size, skip_compile=False)
         flags = [train_flags(device, config) for config in configs]
         assert flags[0] == default
-        assert len(flags) == len(set(flags)) == {'cuda': 12, 'cpu': 6}[device.type]
+        assert len(flags) == len(set(flags)) == {'cuda': 13, 'cpu': 6}[device.type]
         quick = variants(device, batch_size, skip_compile=True)
         assert quick == [config for config in configs if config.compile_mode is None]
-    # on CUDA the default compiled inside our graph is timed second, before --budget can cut it
-    default, compiled = variants(CUDA, 16, skip_compile=False)[:2]
+    # on CUDA the default in the other memory format, then compiled inside our graph, are timed
+    # second and third, before --budget can cut them
+    default, other_layout, compiled = variants(CUDA, 16, skip_compile=False)[:3]
+    assert other_layout == default._replace(channels_last=False)
     assert compiled == default._replace(compile_mode='default')
     # on a CPU the quick configurations come before any that compiles
     assert variants(CPU, 16, False)[:4] == variants(CPU, 16, True)

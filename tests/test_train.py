@@ -124,6 +124,21 @@ def test_pyplot_is_imported_before_the_first_epoch(small_split, tmp_path):
     assert 'pyplot loaded at epoch 1: True' in done.stdout
 
 
+def test_an_epochs_loss_and_accuracies_weigh_each_batch_by_its_size():
+    # Batches of 4, 4 and 2 images, and the batch_stats their steps return.
+    stats = [torch.tensor([1.0, 4, 2, 0]), torch.tensor([2.0, 3, 1, 4]), torch.tensor([4.0, 0, 2, 1])]
+    loader = [{'img': torch.zeros(n, 3, 80, 60), 'labels': {f'{h}_labels': torch.zeros(n, dtype=torch.long)
+                                                             for h in ('gender', 'article', 'color')}}
+              for n in (4, 4, 2)]
+    steps = iter(stats)
+    args = train.parse_args(['--epochs', '1'])
+    model = torch.nn.Linear(1, 1)
+    row = train.train_one_epoch(model, loader, lambda images, targets: next(steps), 1, args,
+                                distributed.Context(), channels_last=False)
+    assert row == pytest.approx({'train_loss': (4 * 1 + 4 * 2 + 2 * 4) / 10, 'train_gender_accuracy': 0.7,
+                                 'train_article_accuracy': 0.5, 'train_color_accuracy': 0.5})
+
+
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(small_split, tmp_path, monkeypatch):
     calls = {'n': 0}
     real_get_loss = train_step.get_loss

@@ -11,8 +11,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from model import MultiOutputModel
-from train_step import GraphedTrainStep, load_optimizer_state, make_optimizer, optimizer_state
+from model import MultiOutputModel, get_loss
+from train_step import (GraphedTrainStep, TrainStep, batch_stats, load_optimizer_state, make_optimizer,
+                        optimizer_state)
 
 CPU = torch.device('cpu')
 
@@ -34,6 +35,31 @@ def train(model, optimizer, scheduler, steps, seed=1):
         torch.nn.functional.cross_entropy(model(x), y).backward()
         optimizer.step()
         scheduler.step()
+
+
+def test_batch_stats_are_the_loss_and_each_heads_correct_answers():
+    output = {'gender': torch.tensor([[2.0, 1.0], [0.0, 3.0], [1.0, 0.0]]),
+              'article': torch.tensor([[0.0, 1.0, 5.0], [4.0, 0.0, 0.0], [0.0, 2.0, 1.0]]),
+              'color': torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])}
+    targets = {'gender_labels': torch.tensor([0, 1, 1]), 'article_labels': torch.tensor([2, 0, 1]),
+               'color_labels': torch.tensor([1, 1, 1])}
+    stats = batch_stats(torch.tensor(4.25, requires_grad=True), output, targets)
+    assert stats.tolist() == [4.25, 2.0, 3.0, 0.0]  # loss; correct gender, article, colour
+
+
+def test_a_step_returns_its_batch_stats_before_the_update():
+    model = MultiOutputModel.for_attributes(SimpleNamespace(num_genders=3, num_articles=7, num_colors=5))
+    model.eval()  # no dropout, fixed batch-norm statistics: the forward pass can be repeated
+    images = torch.randn(4, 3, 80, 60, generator=torch.Generator().manual_seed(0))
+    targets = {'gender_labels': torch.tensor([0, 1, 2, 0]), 'article_labels': torch.tensor([6, 5, 4, 3]),
+               'color_labels': torch.tensor([4, 3, 2, 1])}
+    with torch.no_grad():
+        expected = batch_stats(get_loss(model(images), targets)[0], model(images), targets)
+    optimizer = make_optimizer(model, 1e-2, CPU, cuda_graphs=False)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    stats = TrainStep(model, optimizer, scheduler, nullcontext)(images, targets)
+    assert torch.equal(stats, expected)
+    assert TrainStep(model, optimizer, scheduler, nullcontext)(images, targets)[0] < stats[0]  # it learnt
 
 
 def test_graph_optimizer_has_what_capture_needs():
