@@ -147,3 +147,27 @@ def test_graphed_step_records_while_another_thread_pins_memory():
     assert not errors and step.graph is not None
     assert all(torch.isfinite(torch.tensor(losses)))
     assert losses[-1] < losses[0]  # the replayed step trains: one batch, learnt
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='CUDA graphs need a CUDA GPU')
+def test_replayed_step_returns_what_the_eager_step_does():
+    # The loss and the correct answers are counted inside the recorded graph: each replay must
+    # return its own batch's figures, as the eager step does, not the recorded batch's.
+    device = torch.device('cuda')
+    attributes = SimpleNamespace(num_genders=3, num_articles=7, num_colors=5)
+    steps = {}
+    for graphed in (False, True):
+        torch.manual_seed(0)
+        model = MultiOutputModel.for_attributes(attributes).to(device).eval()  # no dropout draws
+        optimizer = make_optimizer(model, 1e-3, device, cuda_graphs=graphed)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+        steps[graphed] = (GraphedTrainStep(model, optimizer, scheduler, nullcontext, batch_size=8) if graphed
+                          else TrainStep(model, optimizer, scheduler, nullcontext))
+    g = torch.Generator(device=device).manual_seed(1)
+    for _ in range(GraphedTrainStep.WARMUP_STEPS + 5):
+        images = torch.randn(8, 3, 80, 60, device=device, generator=g)
+        targets = {f'{head}_labels': torch.randint(0, n, (8,), device=device, generator=g)
+                   for head, n in (('gender', 3), ('article', 7), ('color', 5))}
+        eager, replayed = steps[False](images, targets), steps[True](images, targets)
+        torch.testing.assert_close(replayed, eager, rtol=1e-4, atol=1e-4)
+    assert steps[True].graph is not None
