@@ -176,6 +176,10 @@ def main():
     sync(device)
     n = val_memory.images.shape[0] * rounds
     print(f'4 evaluation (batch 256, {precision}): {n / (time.perf_counter() - started):.0f} images/s')
+    # What the data costs the step in (3): the cache, the batched augmentation, the batches.
+    data_alone = rate(forever(InMemoryLoader(images, labels, 16, device, True, channels_last=channels_last)),
+                      lambda batch: batch['img'].shape[0], device, args.seconds / 3)
+    print(f"train.py's data path alone, no model (batch 16): {data_alone:.0f} images/s")
     print(f'in-memory cache: {len(train_set):,} images decoded in {cache_seconds:.1f}s, '
           f'{images.numel() / 2**20:.0f} MiB ({images.numel() / len(train_set) / 1024:.1f} KiB an image)')
     print(f'peak resident memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MiB'
