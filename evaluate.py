@@ -2,7 +2,7 @@
 # and test.py (the final report). Kept out of test.py so nothing imports a module called `test`,
 # which is also the name of Python's own regression-test package.
 import warnings
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import torch
@@ -32,13 +32,26 @@ def autocast_for(device, precision, cache_enabled=True):
     return nullcontext()
 
 
+@contextmanager
+def cudnn_heuristics():
+    """cuDNN picks its kernels by heuristics here, without timing candidates (train.py turns that
+    search on for training): an evaluation runs a fraction of a second at a time on a GPU, less
+    than a search for its new batch shapes, which would come on top of the training's."""
+    searched = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = searched
+
+
 def predict_all(model, dataloader, device, autocast=None):
     """Predicted and true class ids for every sample, per head, and the summed validation loss."""
     model.eval()
     predicted = {head: [] for head in HEADS}
     truth = {head: [] for head in HEADS}
     loss_sum = torch.zeros((), device=device)
-    with torch.inference_mode(), (autocast or nullcontext()):
+    with torch.inference_mode(), (autocast or nullcontext()), cudnn_heuristics():
         for batch in dataloader:
             images = batch['img'].to(device, non_blocking=True)
             targets = {k: v.to(device, non_blocking=True) for k, v in batch['labels'].items()}

@@ -69,9 +69,10 @@ def parse_args(argv=None):
                         help='replay each whole training step as one CUDA graph; "on" also captures a '
                              '--compile\'d model (default: auto, on for a single CUDA process without --compile)')
     parser.add_argument('--cudnn-benchmark', choices=['on', 'off'], default='on',
-                        help="on: cuDNN times its candidate kernels for every layer at the first steps "
-                             "and keeps the fastest; off: it picks by heuristics, without the search "
-                             "(CUDA only; benchmarks/gpu_check.sh startup times both) (default: on)")
+                        help="on: cuDNN times its candidate kernels for every layer at the first training "
+                             "steps and keeps the fastest; off: it picks by heuristics, without the search, "
+                             "as validation always does (CUDA only; benchmarks/gpu_check.sh startup times "
+                             "both) (default: on)")
     parser.add_argument('--pretrained', action='store_true',
                         help="start the trunk from torchvision's ImageNet weights, downloaded once "
                              "(default: off, from scratch as in the tutorial)")

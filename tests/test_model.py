@@ -116,3 +116,24 @@ def test_channels_last_computes_the_same_step():
         loss, grad = step(memory_format, torch.float32)
         assert loss == pytest.approx(exact_loss, rel=1e-6)
         assert (grad - exact_grad).norm() / exact_grad.norm() < 0.03, memory_format
+
+
+def test_evaluation_picks_cudnn_kernels_without_the_search_and_restores_it():
+    from evaluate import validate
+    seen = []
+
+    class Recording(MultiOutputModel):
+        def forward(self, x):
+            seen.append(torch.backends.cudnn.benchmark)
+            return super().forward(x)
+
+    model = Recording(**SIZES)
+    images, labels = batch()
+    searched = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True  # as train.py sets it for training on CUDA
+    try:
+        metrics, _, _ = validate(model, [{'img': images, 'labels': labels}] * 2, torch.device('cpu'))
+        assert seen == [False, False] and torch.backends.cudnn.benchmark
+    finally:
+        torch.backends.cudnn.benchmark = searched
+    assert metrics['val_samples'] == 16 and model.training  # validate hands the model back in train mode
