@@ -1,7 +1,9 @@
 # Pictures a person looks at: training curves, confusion matrices, and the tutorial's grid of
 # images with predicted and true labels. Everything is saved as PNG; windows open only on request.
-import matplotlib
+import multiprocessing
+import sys
 
+import matplotlib
 import numpy as np
 
 from dataset import HEADS, MEAN, STD, TITLES
@@ -60,13 +62,14 @@ def plot_confusion_matrix(truth, predicted, labels, title, path, show=False):
 
 
 def to_picture(image):
-    """A normalised (3, H, W) tensor back to an (H, W, 3) array in [0, 1] for display."""
-    image = image.float().cpu().numpy().transpose(1, 2, 0)
+    """A normalised (3, H, W) array back to an (H, W, 3) array in [0, 1] for display."""
+    image = np.asarray(image, dtype=np.float32).transpose(1, 2, 0)
     return np.clip(image * np.array(STD) + np.array(MEAN), 0, 1)
 
 
 def visualize_grid(images, predicted, truth, attributes, path, show=False, columns=8):
-    """The tutorial's grid: each image with its predicted labels, and the true ones below."""
+    """The tutorial's grid: each image (normalised, (N, 3, H, W)) with its predicted labels, and
+    the true ones below."""
     plt = pyplot(show)
     names = {h: attributes.labels(h) for h in HEADS}
     rows = (len(images) + columns - 1) // columns
@@ -88,3 +91,26 @@ def visualize_grid(images, predicted, truth, attributes, path, show=False, colum
     if show:
         plt.show()
     plt.close(fig)
+
+
+def draw_figures(jobs, parallel=True):
+    """Run each (function, args) job, each drawing and saving one figure.
+
+    Laying out and rendering a figure takes one core a second or more (the 140-class confusion
+    matrix about 3 s), so on Linux each is drawn in a process of its own, forked: it inherits the
+    arguments without copying them, and uses no PyTorch. Elsewhere, and for windows (--show),
+    they are drawn one after another here.
+    """
+    if not parallel or not sys.platform.startswith('linux') or len(jobs) < 2:
+        for function, args in jobs:
+            function(*args)
+        return
+    context = multiprocessing.get_context('fork')
+    processes = [context.Process(target=function, args=args) for function, args in jobs]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join()
+    failed = sum(process.exitcode != 0 for process in processes)
+    if failed:
+        raise RuntimeError(f'{failed} of {len(jobs)} figures could not be drawn (the errors are printed above)')

@@ -14,7 +14,7 @@ from cli import add_debug_flag, pick_device, positive_int, run_cli
 from dataset import HEADS, TITLES, FashionDataset, val_transform
 from evaluate import autocast_for, default_precision, majority_rates, validate
 from memory_data import InMemoryLoader
-from plots import plot_confusion_matrix, visualize_grid
+from plots import draw_figures, plot_confusion_matrix, visualize_grid
 
 
 def parse_args(argv=None):
@@ -76,14 +76,15 @@ def main(argv=None):
                   majority_rate={head: majority[head] for head in HEADS})
     with open(os.path.join(folder, 'metrics.json'), 'w') as f:
         json.dump(report, f, indent=2)
-    for head in HEADS:
-        plot_confusion_matrix(truth[head], predicted[head], attributes.labels(head),
-                              f'{TITLES[head]}: normalised confusion matrix ({args.val_csv})',
-                              os.path.join(folder, f'confusion_{head}.png'), args.show)
+    figures = [(plot_confusion_matrix, (truth[head], predicted[head], attributes.labels(head),
+                                        f'{TITLES[head]}: normalised confusion matrix ({args.val_csv})',
+                                        os.path.join(folder, f'confusion_{head}.png'), args.show))
+               for head in HEADS]
     n = min(args.grid, len(truth['gender']))
-    visualize_grid(prepare_batch(loader.images[:n]), {h: p[:n] for h, p in predicted.items()},
-                   {h: t[:n] for h, t in truth.items()}, attributes,
-                   os.path.join(folder, 'predictions.png'), args.show)
+    figures.append((visualize_grid, (prepare_batch(loader.images[:n]).cpu().numpy(),
+                                     {h: p[:n] for h, p in predicted.items()}, {h: t[:n] for h, t in truth.items()},
+                                     attributes, os.path.join(folder, 'predictions.png'), args.show)))
+    draw_figures(figures, parallel=not args.show)
     print(f'wrote metrics.json, confusion_{{{",".join(HEADS)}}}.png and predictions.png to {folder}')
 
 
