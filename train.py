@@ -171,7 +171,7 @@ def train_one_epoch(model, loader, train_step, epoch, args, context, channels_la
     # One row per step: the batch's loss and correct answers per head (train_step.batch_stats),
     # written on the device with one copy; the CPU only waits for the GPU every 50 steps.
     per_step = torch.zeros(steps, 1 + len(HEADS), device=device)
-    sizes = []
+    sizes, checked = [], 0  # the steps before `checked` are known to have finite losses
     # On a terminal the bar is cleared after the epoch; in a log file or pipe it is kept and ends
     # its line, so the summary line that follows gets a line of its own.
     bar = tqdm(loader, desc=f'epoch {epoch}/{args.epochs}', unit='batch', leave=not sys.stderr.isatty(),
@@ -185,7 +185,8 @@ def train_one_epoch(model, loader, train_step, epoch, args, context, channels_la
         sizes.append(images.shape[0])
         if step % 50 == 0 or step == steps - 1:
             # note: a CPU-GPU sync point, every 50 steps only
-            bad = first_non_finite(per_step[:step + 1, 0])
+            bad = first_non_finite(per_step[checked:step + 1, 0])
+            bad, checked = (None if bad is None else checked + bad), step + 1
             if distributed.broadcast_flag(bad is not None, context):
                 where = f'step {bad + 1} of {steps}' if bad is not None else 'in another process'
                 loss = per_step[bad, 0].item() if bad is not None else float('nan')
