@@ -262,6 +262,13 @@ def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def set_cudnn_search(args, device):
+    if device.type == 'cuda':
+        # The input size never changes, so a search at the first steps serves the whole run; but
+        # it costs start-up time, which a short run may not win back.
+        torch.backends.cudnn.benchmark = args.cudnn_benchmark == 'on'
+
+
 def describe_setup(args, context, precision, channels_last, cuda_graphs):
     parts = [precision] + (['channels_last'] if channels_last else []) + (['CUDA graphs'] if cuda_graphs else [])
     if context.device.type == 'cuda' and args.cudnn_benchmark == 'off':
@@ -291,10 +298,7 @@ def main(argv=None):
     channels_last = args.channels_last == 'on'
     cuda_graphs = use_cuda_graphs(args, context)
     torch.manual_seed(args.seed)  # note: exact repeats on the CPU; cuDNN may still vary a little
-    if device.type == 'cuda':
-        # The input size never changes, so a search at the first steps serves the whole run; but
-        # it costs start-up time, which a short run may not win back.
-        torch.backends.cudnn.benchmark = args.cudnn_benchmark == 'on'
+    set_cudnn_search(args, device)
     if context.is_main:
         print(f'device: {device} ({describe_setup(args, context, precision, channels_last, cuda_graphs)})')
 

@@ -25,6 +25,21 @@ def test_validation_batches_equal_the_per_image_transforms(small_split):
     assert sum(len(b['img']) for b in batches) == len(dataset)
 
 
+def test_each_training_batch_carries_the_labels_of_its_own_images():
+    # Labels equal to each image's index, and chunks smaller than an epoch: every batch must carry
+    # the indices of the images the epoch's permutation put in it.
+    n = 100
+    images = torch.zeros(n, 3, 80, 60, dtype=torch.uint8)
+    labels = {head: torch.arange(n) for head in ('gender', 'article', 'color')}
+    loader = InMemoryLoader(images, labels, 16, 'cpu', train=True, seed=3, chunk_size=32)
+    loader.set_epoch(2)
+    batches = list(loader)
+    assert [len(b['img']) for b in batches] == [16] * 6 + [4]
+    for head in ('gender', 'article', 'color'):
+        assert torch.equal(torch.cat([b['labels'][f'{head}_labels'] for b in batches]), loader.indices())
+    assert not torch.equal(loader.indices(), torch.arange(n))  # shuffled
+
+
 @pytest.mark.parametrize('workers', [0, 2])
 def test_decoding_keeps_the_order_skips_broken_images_and_draws_no_random_numbers(
         small_split, tmp_path, monkeypatch, capsys, workers):

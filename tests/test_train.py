@@ -195,6 +195,25 @@ def test_when_the_whole_step_becomes_a_cuda_graph(flags, device, processes, grap
     assert train.use_cuda_graphs(train.parse_args(flags), context) is graphs
 
 
+@pytest.mark.parametrize('flags,device,before,after', [
+    ([], 'cuda', False, True),
+    (['--cudnn-benchmark', 'off'], 'cuda', True, False),
+    ([], 'cpu', False, False),  # no cuDNN there: the setting is left as it was
+    (['--cudnn-benchmark', 'off'], 'cpu', True, True),
+])
+def test_whether_cudnn_searches_for_the_training_kernels(flags, device, before, after):
+    saved = torch.backends.cudnn.benchmark
+    try:
+        torch.backends.cudnn.benchmark = before
+        train.set_cudnn_search(train.parse_args(flags), torch.device(device))
+        assert torch.backends.cudnn.benchmark is after
+    finally:
+        torch.backends.cudnn.benchmark = saved
+    context = distributed.Context(device=torch.device(device))
+    described = train.describe_setup(train.parse_args(flags), context, 'fp32', True, False)
+    assert ('cuDNN search off' in described) is (device == 'cuda' and not after)
+
+
 @pytest.mark.parametrize('flags,device,precision', [
     ([], 'cuda', 'fp32'),  # the tutorial's batch 16: bf16's weight casts cost more than they save
     (['--batch-size', '256'], 'cuda', 'bf16'),
