@@ -28,6 +28,7 @@ from model import MultiOutputModel
 from train_step import (GraphedTrainStep, TrainStep, load_optimizer_state, make_optimizer, optimizer_state,
                         scheduler_state)
 from plots import plot_curves, pyplot
+from stopwatch import Stopwatch
 
 
 def parse_args(argv=None):
@@ -289,7 +290,25 @@ def summary_line(epoch, row, elapsed):
     return text
 
 
+def time_line(watch):
+    """Where the run's time went after Python's imports, the one-off costs of a GPU apart: starting
+    CUDA, the first epoch (cuDNN's kernel search and the graph capture), the first validation."""
+    def first(name, words):
+        return f' ({watch.first[name]:.1f} s {words})' if watch.rounds.get(name, 0) > 1 else ''
+
+    total = watch.elapsed()
+    setup = [f'{watch.seconds(name):.1f} s {label}' for name, label in
+             (('cuda', 'starting CUDA'), ('pictures', 'loading the pictures')) if name in watch.total]
+    covered = sum(watch.seconds(name) for name in ('setup', 'training', 'validation', 'saving'))
+    return (f'time: {total:.1f} s after the imports: {watch.seconds("setup"):.1f} s setting up '
+            f'({", ".join(setup)}), {watch.seconds("training"):.1f} s training'
+            f'{first("training", "of it the first epoch")}, {watch.seconds("validation"):.1f} s validating'
+            f'{first("validation", "the first time")}, {watch.seconds("saving"):.1f} s saving '
+            f'checkpoints, metrics and curves, {total - covered:.1f} s other')
+
+
 def main(argv=None):
+    watch = Stopwatch()
     args = parse_args(argv)
     context = distributed.setup(args.device)
     device = context.device
@@ -301,14 +320,18 @@ def main(argv=None):
     set_cudnn_search(args, device)
     if context.is_main:
         print(f'device: {device} ({describe_setup(args, context, precision, channels_last, cuda_graphs)})')
+    if device.type == 'cuda':
+        with watch.phase('cuda'):  # CUDA makes its context at the first tensor there: timed apart
+            torch.zeros((), device=device)
 
     resume = checkpoint_load(args.resume) if args.resume else None
     check_inputs(args)
     attributes = AttributesDataset(args.attributes_file)
     if resume is not None:
         check_same_vocab(attributes, resume, args.resume)
-    train_loader = make_train_loader(attributes, args, context, channels_last)
-    val_loader = make_val_loader(attributes, args, context, channels_last)
+    with watch.phase('pictures'):
+        train_loader = make_train_loader(attributes, args, context, channels_last)
+        val_loader = make_val_loader(attributes, args, context, channels_last)
 
     model = build_model(attributes, args.pretrained)
     if resume is not None:
@@ -361,6 +384,7 @@ def main(argv=None):
         # Imported before the first epoch: a Ctrl-C that lands inside the import of a C extension
         # (pyplot's, at the first plot) comes out as an ImportError, not a KeyboardInterrupt.
         pyplot()
+    watch.mark('setup')
     epoch = saved = start_epoch - 1
     try:
         for epoch in range(start_epoch, args.epochs + 1):
@@ -369,7 +393,8 @@ def main(argv=None):
             torch.manual_seed(args.seed * 1000 + epoch + 1_000_003 * context.rank)
             set_epoch(train_loader, epoch, args.seed)
             row = {'epoch': epoch, 'lr': float(scheduler.get_last_lr()[0])}
-            row.update(train_one_epoch(model, train_loader, train_step, epoch, args, context, channels_last))
+            with watch.phase('training'):
+                row.update(train_one_epoch(model, train_loader, train_step, epoch, args, context, channels_last))
             distributed.sync_buffers(core, context)
             if not distributed.replicas_identical(core, context):
                 raise UserError(f'epoch {epoch}: the processes hold different weights; '
@@ -377,7 +402,8 @@ def main(argv=None):
             if epoch % args.val_every == 0 or epoch == args.epochs:
                 # The bare model: the DDP wrapper would sync buffers, and every process scores
                 # only its own shard anyway.
-                metrics, _, _ = validate(core, val_loader, device, autocast, gather)
+                with watch.phase('validation'):
+                    metrics, _, _ = validate(core, val_loader, device, autocast, gather)
                 row.update(metrics)
             row['seconds'] = time.perf_counter() - started
             history.append(row)
@@ -385,19 +411,20 @@ def main(argv=None):
                 continue
             print(summary_line(epoch, row, row['seconds']))
             score = sum(row.get(f'{h}_accuracy', -1) for h in HEADS) / len(HEADS)
-            if 'val_loss' in row and score > best['score']:
-                best = {'epoch': epoch, 'score': score}
-                checkpoint_save(os.path.join(run_dir, 'best.pth'), state(epoch))
-            if epoch % args.save_every == 0 or epoch == args.epochs:
-                checkpoint_save(os.path.join(run_dir, f'checkpoint-{epoch:06d}.pth'), state(epoch))
-            checkpoint_save(last_path, state(epoch))
-            saved = epoch
-            write_metrics(history, run_dir)
-            if plot_now(row, args):
-                plot_curves(history, os.path.join(run_dir, 'curves.png'))
-            if writer is not None:
-                for key, value in row.items():
-                    writer.add_scalar(key, value, epoch)
+            with watch.phase('saving'):
+                if 'val_loss' in row and score > best['score']:
+                    best = {'epoch': epoch, 'score': score}
+                    checkpoint_save(os.path.join(run_dir, 'best.pth'), state(epoch))
+                if epoch % args.save_every == 0 or epoch == args.epochs:
+                    checkpoint_save(os.path.join(run_dir, f'checkpoint-{epoch:06d}.pth'), state(epoch))
+                checkpoint_save(last_path, state(epoch))
+                saved = epoch
+                write_metrics(history, run_dir)
+                if plot_now(row, args):
+                    plot_curves(history, os.path.join(run_dir, 'curves.png'))
+                if writer is not None:
+                    for key, value in row.items():
+                        writer.add_scalar(key, value, epoch)
     except KeyboardInterrupt:
         if context.is_main:
             print(f'\ninterrupted in epoch {epoch}; epoch {saved} is saved in {last_path}. '
@@ -422,6 +449,7 @@ def main(argv=None):
         print(f'peak memory: {peak_rss_mib():,.0f} MiB resident'
               + (f', {torch.cuda.max_memory_allocated(device) / 2**20:,.0f} MiB on the GPU'
                  if device.type == 'cuda' else ''))
+        print(time_line(watch))
         print(f'evaluate with: python test.py --checkpoint {last_path}')
     distributed.cleanup(context)
     return run_dir

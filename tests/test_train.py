@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -165,6 +166,24 @@ def test_a_log_file_gets_each_epoch_summary_on_a_line_of_its_own(small_split, tm
     summaries = [line for line in lines if 'train loss' in line]
     assert [line.split()[:2] for line in summaries] == [['epoch', '1'], ['epoch', '2']], summaries
     assert not any('batch/s' in line for line in summaries)  # so `grep -v batch/s` keeps them
+
+
+def test_the_last_lines_say_where_the_runs_time_went(small_split, tmp_path, capsys):
+    started = time.perf_counter()
+    train.main(train_args(small_split, tmp_path, '--epochs', 2, '--val-every', 1))
+    wall = time.perf_counter() - started
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith('time:'))
+    found = re.fullmatch(r'time: (\S+) s after the imports: (\S+) s setting up \((\S+) s loading the pictures\), '
+                         r'(\S+) s training \((\S+) s of it the first epoch\), (\S+) s validating '
+                         r'\((\S+) s the first time\), (\S+) s saving checkpoints, metrics and curves, '
+                         r'(\S+) s other', line)
+    assert found, line
+    total, setup, pictures, training, first_epoch, validating, first_val, saving, other = map(float, found.groups())
+    assert total <= wall + 0.05
+    assert 0 < pictures <= setup and 0 < first_epoch < training and 0 < first_val < validating and saving > 0
+    # The phases cover the run: what is left is the epoch summaries and the last lines.
+    assert setup + training + validating + saving + other == pytest.approx(total, abs=0.25)
+    assert -0.05 <= other < 0.5
 
 
 @pytest.mark.skipif(not any(shutil.which(c) for c in ('g++', 'c++', 'clang++')),
