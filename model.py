@@ -5,14 +5,43 @@ import torch.nn.functional as F
 from torchvision import models
 
 
+class BatchNorm2d(nn.BatchNorm2d):
+    """PyTorch's BatchNorm2d, the same numbers; but with a fixed momentum, which never reads it,
+    the count of training batches in its state is left to MultiOutputModel, which advances all 52
+    at once. Counted layer by layer, a training step spends 52 kernels on them on a GPU."""
+
+    def counted_by_model(self):
+        return self.momentum is not None and self.track_running_stats
+
+    def forward(self, x):
+        if not self.counted_by_model():
+            return super().forward(x)  # a cumulative average (momentum None) reads its count
+        self._check_input_dim(x)
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                            self.training, self.momentum, self.eps)
+
+
 class MultiOutputModel(nn.Module):
-    def __init__(self, n_color_classes, n_gender_classes, n_article_classes, pretrained=False):
+    def __init__(self, n_color_classes, n_gender_classes, n_article_classes, pretrained=False,
+                 torchvision_layers=False):
         super().__init__()
         # As in the tutorial the trunk trains from scratch; pretrained=True starts from
         # torchvision's ImageNet weights instead (downloaded once into TORCH_HOME).
+        # torchvision_layers=True keeps the trunk's layers exactly as torchvision builds them, as
+        # the tutorial had them: the same numbers, 86 more operations a training step (see below);
+        # the benchmarks and tests compare the two.
         weights = models.MobileNet_V2_Weights.IMAGENET1K_V1 if pretrained else None
-        trunk = models.mobilenet_v2(weights=weights)
+        norm_layer = nn.BatchNorm2d if torchvision_layers else BatchNorm2d
+        trunk = models.mobilenet_v2(weights=weights, norm_layer=norm_layer)
         self.base_model = trunk.features  # the model without its classifier
+        # torchvision's ReLU6 layers work in place, which makes autograd copy each one's input for
+        # the backward pass: 35 copies a training step, each a kernel on a GPU. Out of place the
+        # numbers are the same and nothing is copied (the memory is the same too: the new output
+        # takes the copy's place).
+        for module in self.base_model.modules():
+            if isinstance(module, nn.ReLU6):
+                module.inplace = torchvision_layers
+        self.batch_norms = [m for m in self.base_model.modules() if isinstance(m, BatchNorm2d)]
         last_channel = trunk.last_channel  # width of the layer before the classifier: 1280
         self.pool = nn.AdaptiveAvgPool2d((1, 1))
         self.color = nn.Sequential(nn.Dropout(p=0.2), nn.Linear(last_channel, n_color_classes))
@@ -26,6 +55,12 @@ class MultiOutputModel(nn.Module):
                    n_article_classes=attributes.num_articles, pretrained=pretrained)
 
     def forward(self, x):
+        if self.training:
+            # Every batch norm's num_batches_tracked, as PyTorch's own layers count: one
+            # multi-tensor kernel on a GPU. Read at each call, since .to() replaces the buffers.
+            counts = [bn.num_batches_tracked for bn in self.batch_norms if bn.counted_by_model()]
+            if counts:
+                torch._foreach_add_(counts, 1)
         x = self.base_model(x)
         x = self.pool(x)
         x = torch.flatten(x, 1)  # (batch, 1280)

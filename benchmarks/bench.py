@@ -87,14 +87,16 @@ def forever(loader):
         yield from loader
 
 
-def make_model(attributes, device, channels_last):
-    model = MultiOutputModel.for_attributes(attributes)
+def make_model(attributes, device, channels_last, torchvision_layers=False):
+    model = MultiOutputModel(attributes.num_colors, attributes.num_genders, attributes.num_articles,
+                             torchvision_layers=torchvision_layers)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     return model.to(device, memory_format=fmt).train()
 
 
-def trainer(attributes, device, precision, channels_last, batch_size, graphs, compile_mode=None):
-    core = make_model(attributes, device, channels_last)
+def trainer(attributes, device, precision, channels_last, batch_size, graphs, compile_mode=None,
+            torchvision_layers=False):
+    core = make_model(attributes, device, channels_last, torchvision_layers)
     model = torch.compile(core, mode=compile_mode) if compile_mode else core
     optimizer = make_optimizer(core, 1e-3, device, graphs)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)

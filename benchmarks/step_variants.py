@@ -1,6 +1,7 @@
 # Which way of running the training step is fastest on this machine? The bare step (model, loss,
 # backward, Adam, on one batch already in memory) in each configuration train.py offers: fp32 or
-# bf16 autocast, eager or torch.compile, with or without CUDA graphs, channels_last or not. The
+# bf16 autocast, eager or torch.compile, with or without CUDA graphs, channels_last or not; and the
+# default once more on torchvision's own layers, the tutorial's model, for what model.py's gain. The
 # start-up (compiling, cuDNN's kernel search, the graph capture) is printed too: it is part of a
 # run's wall-clock.
 #   python benchmarks/step_variants.py                  # batch 16, the tutorial's
@@ -88,10 +89,17 @@ def train_flags(device, config):
     return ' '.join(flags)
 
 
-def start(attributes, device, args, config):
+# The default once more, on the trunk's layers exactly as torchvision builds them (in-place ReLU6,
+# batch norms that each count their batches), as the tutorial's model had them: what model.py's
+# own layers gain, in the same run. Started second whatever --budget says: its convolutions are
+# the default's, so cuDNN's search does not run again.
+TORCHVISION_LAYERS = "the default on torchvision's own layers (the tutorial's model)"
+
+
+def start(attributes, device, args, config, torchvision_layers=False):
     """A ready-to-time step and its start-up seconds: compiling, kernel search, graph capture."""
     step = trainer(attributes, device, config.precision, config.channels_last, args.batch_size,
-                   config.graphs, config.compile_mode)
+                   config.graphs, config.compile_mode, torchvision_layers)
     batches = fixed_batch(attributes, args.batch_size, device)
     started = time.perf_counter()
     for _ in range(WARMUP_STEPS):
@@ -109,13 +117,16 @@ def main():
     name = torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{os.cpu_count()} cores'
     print(f'device {device} ({name}), torch {torch.__version__}, batch {args.batch_size}')
     ready, began = {}, time.perf_counter()
-    for config in variants(device, args.batch_size, args.skip_compile):
-        flags = train_flags(device, config)
-        if ready and args.budget is not None and time.perf_counter() - began > args.budget:
+    configs = [(train_flags(device, config), config, False) for config in variants(device, args.batch_size,
+                                                                                 args.skip_compile)]
+    configs.insert(1, (TORCHVISION_LAYERS, configs[0][1], True))
+    for flags, config, torchvision_layers in configs:
+        if (ready and not torchvision_layers and args.budget is not None
+                and time.perf_counter() - began > args.budget):
             print(f'not started (over --budget {args.budget:g} s): {flags}')
             continue
         try:
-            ready[flags] = start(attributes, device, args, config)
+            ready[flags] = start(attributes, device, args, config, torchvision_layers)
             print(f'ready after {ready[flags][2]:.1f} s: {flags}', flush=True)
         except Exception as error:  # one configuration failing must not hide the others' figures
             traceback.print_exc(limit=-3)
@@ -129,10 +140,14 @@ def main():
     for flags, images_per_second in best.items():
         print(f'{images_per_second:9.0f} {1000 * args.batch_size / images_per_second:8.2f} '
               f'{ready[flags][2]:11.1f}   {flags}')
-    if best:
-        fastest = max(best, key=best.get)
-        first = next(iter(best))
-        print(f'fastest: {fastest}  ({best[fastest]:.0f} images/s, {best[fastest] / best[first]:.2f}x {first})')
+    first = configs[0][0]
+    if first in best and TORCHVISION_LAYERS in best:
+        print(f"model.py's layers: {best[first] / best[TORCHVISION_LAYERS]:.2f}x the rate of torchvision's own, "
+              'the same numbers')
+    flags = [f for f in best if f != TORCHVISION_LAYERS]
+    if flags:
+        fastest = max(flags, key=best.get)
+        print(f'fastest: {fastest}  ({best[fastest]:.0f} images/s, {best[fastest] / best[flags[0]]:.2f}x {flags[0]})')
 
 
 if __name__ == '__main__':

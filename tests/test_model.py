@@ -1,5 +1,8 @@
+from collections import Counter
+
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from model import MultiOutputModel, get_loss
 
@@ -137,3 +140,58 @@ def test_evaluation_picks_cudnn_kernels_without_the_search_and_restores_it():
     finally:
         torch.backends.cudnn.benchmark = searched
     assert metrics['val_samples'] == 16 and model.training  # validate hands the model back in train mode
+
+
+
+class CountOps(TorchDispatchMode):
+    """How many times each ATen operation runs: on a GPU nearly each one is a kernel."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops[func.overloadpacket.__name__] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_training_computes_what_the_tutorials_model_does_with_86_fewer_operations_a_step():
+    # Out of place, ReLU6 spares autograd a copy of its input (35 a step), and the 52 batch
+    # counts advance in one operation; at batch 16 a GPU step is bound by its number of kernels.
+    images, labels = batch(16)
+    ours, tutorial = MultiOutputModel(**SIZES), MultiOutputModel(**SIZES, torchvision_layers=True)
+    tutorial.load_state_dict(ours.state_dict())
+
+    def train(model, steps=3):
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        for step in range(steps):
+            torch.manual_seed(step)  # the same dropout masks
+            with CountOps() as counted:
+                optimizer.zero_grad()
+                loss, _ = get_loss(model(images), labels)
+                loss.backward()
+            optimizer.step()
+        return counted.ops, loss
+
+    ops, loss = train(ours)
+    tutorial_ops, tutorial_loss = train(tutorial)
+    assert (ops['clone'], ops['add_'], ops['_foreach_add_']) == (0, 0, 1), ops
+    assert (tutorial_ops['clone'], tutorial_ops['add_']) == (35, 52), tutorial_ops
+    assert sum(tutorial_ops.values()) - sum(ops.values()) == 86
+    assert torch.equal(loss, tutorial_loss)
+    theirs = tutorial.state_dict()
+    assert ours.state_dict().keys() == theirs.keys()
+    assert all(torch.equal(value, theirs[key]) for key, value in ours.state_dict().items())
+    assert ours.base_model[0][1].num_batches_tracked == 3
+    ours.eval()
+    with torch.no_grad():
+        ours(images)  # evaluation counts nothing, as PyTorch's own layers
+    assert all(bn.num_batches_tracked == 3 for bn in ours.batch_norms) and len(ours.batch_norms) == 52
+    ours.train()
+    for model in (ours, tutorial):
+        for layer in model.modules():
+            if isinstance(layer, torch.nn.BatchNorm2d):
+                layer.momentum = None  # a plain average over the batches seen: it reads the counts
+    train(ours, steps=2), train(tutorial, steps=2)
+    assert all(torch.equal(value, tutorial.state_dict()[key]) for key, value in ours.state_dict().items())
+    assert ours.base_model[0][1].num_batches_tracked == 5
