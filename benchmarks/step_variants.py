@@ -1,9 +1,9 @@
 # Which way of running the training step is fastest on this machine? The bare step (model, loss,
 # backward, Adam, on one batch already in memory) in each configuration train.py offers: fp32 or
 # bf16 autocast, eager or torch.compile, with or without CUDA graphs, channels_last or not; and the
-# default once more on torchvision's own layers, the tutorial's model, for what model.py's gain. The
-# start-up (compiling, cuDNN's kernel search, the graph capture) is printed too: it is part of a
-# run's wall-clock.
+# default once more on torchvision's own layers, the tutorial's model, for what model.py's layers
+# gain. The start-up (compiling, cuDNN's kernel search, the graph capture) is printed too: it is
+# part of a run's wall-clock.
 #   python benchmarks/step_variants.py                  # batch 16, the tutorial's
 #   python benchmarks/step_variants.py --batch-size 256 --seconds 2
 # The last line gives train.py's flags for the fastest configuration.

@@ -142,7 +142,6 @@ def test_evaluation_picks_cudnn_kernels_without_the_search_and_restores_it():
     assert metrics['val_samples'] == 16 and model.training  # validate hands the model back in train mode
 
 
-
 class CountOps(TorchDispatchMode):
     """How many times each ATen operation runs: on a GPU nearly each one is a kernel."""
 
@@ -192,6 +191,7 @@ def test_training_computes_what_the_tutorials_model_does_with_86_fewer_operation
         for layer in model.modules():
             if isinstance(layer, torch.nn.BatchNorm2d):
                 layer.momentum = None  # a plain average over the batches seen: it reads the counts
-    train(ours, steps=2), train(tutorial, steps=2)
+    train(ours, steps=2)
+    train(tutorial, steps=2)
     assert all(torch.equal(value, tutorial.state_dict()[key]) for key, value in ours.state_dict().items())
     assert ours.base_model[0][1].num_batches_tracked == 5

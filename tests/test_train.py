@@ -168,7 +168,7 @@ def test_a_log_file_gets_each_epoch_summary_on_a_line_of_its_own(small_split, tm
     assert not any('batch/s' in line for line in summaries)  # so `grep -v batch/s` keeps them
 
 
-def test_the_last_lines_say_where_the_runs_time_went(small_split, tmp_path, capsys):
+def test_a_run_ends_saying_where_its_time_went(small_split, tmp_path, capsys):
     started = time.perf_counter()
     train.main(train_args(small_split, tmp_path, '--epochs', 2, '--val-every', 1))
     wall = time.perf_counter() - started
