@@ -180,7 +180,9 @@ def test_a_run_ends_saying_where_its_time_went(small_split, tmp_path, capsys):
     assert found, line
     total, setup, pictures, training, first_epoch, validating, first_val, saving, other = map(float, found.groups())
     assert total <= wall + 0.05
-    assert 0 < pictures <= setup and 0 < first_epoch < training and 0 < first_val < validating and saving > 0
+    # Printed to 0.1 s: loading 200 small pictures or validating 40 can round to 0.0.
+    assert 0 <= pictures <= setup and 0 < first_epoch < training and 0 <= first_val <= validating
+    assert saving > 0
     # The phases cover the run: what is left is the epoch summaries and the last lines.
     assert setup + training + validating + saving + other == pytest.approx(total, abs=0.25)
     assert -0.05 <= other < 0.5
