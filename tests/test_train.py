@@ -183,8 +183,9 @@ def test_a_run_ends_saying_where_its_time_went(small_split, tmp_path, capsys):
     # Printed to 0.1 s: loading 200 small pictures or validating 40 can round to 0.0.
     assert 0 <= pictures <= setup and 0 < first_epoch < training and 0 <= first_val <= validating
     assert saving > 0
-    # The phases cover the run: what is left is the epoch summaries and the last lines.
-    assert setup + training + validating + saving + other == pytest.approx(total, abs=0.25)
+    # The phases cover the run: what is left is the epoch summaries and the last lines. Six
+    # figures rounded to 0.1 s: the sum may be off by 0.3 s.
+    assert setup + training + validating + saving + other == pytest.approx(total, abs=0.31)
     assert -0.05 <= other < 0.5
 
 
