@@ -49,10 +49,11 @@ class MultiOutputModel(nn.Module):
         self.article = nn.Sequential(nn.Dropout(p=0.2), nn.Linear(last_channel, n_article_classes))
 
     @classmethod
-    def for_attributes(cls, attributes, pretrained=False):
+    def for_attributes(cls, attributes, pretrained=False, torchvision_layers=False):
         """One output per label of each head of an AttributesDataset."""
         return cls(n_color_classes=attributes.num_colors, n_gender_classes=attributes.num_genders,
-                   n_article_classes=attributes.num_articles, pretrained=pretrained)
+                   n_article_classes=attributes.num_articles, pretrained=pretrained,
+                   torchvision_layers=torchvision_layers)
 
     def forward(self, x):
         if self.training:

@@ -411,13 +411,16 @@ def main(argv=None):
                 continue
             print(summary_line(epoch, row, row['seconds']))
             score = sum(row.get(f'{h}_accuracy', -1) for h in HEADS) / len(HEADS)
+            improved = 'val_loss' in row and score > best['score']
+            if improved:
+                best = {'epoch': epoch, 'score': score}
             with watch.phase('saving'):
-                if 'val_loss' in row and score > best['score']:
-                    best = {'epoch': epoch, 'score': score}
-                    checkpoint_save(os.path.join(run_dir, 'best.pth'), state(epoch))
+                snapshot = state(epoch)  # one state for all of this epoch's files
+                if improved:
+                    checkpoint_save(os.path.join(run_dir, 'best.pth'), snapshot)
                 if epoch % args.save_every == 0 or epoch == args.epochs:
-                    checkpoint_save(os.path.join(run_dir, f'checkpoint-{epoch:06d}.pth'), state(epoch))
-                checkpoint_save(last_path, state(epoch))
+                    checkpoint_save(os.path.join(run_dir, f'checkpoint-{epoch:06d}.pth'), snapshot)
+                checkpoint_save(last_path, snapshot)
                 saved = epoch
                 write_metrics(history, run_dir)
                 if plot_now(row, args):

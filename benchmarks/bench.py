@@ -88,8 +88,7 @@ def forever(loader):
 
 
 def make_model(attributes, device, channels_last, torchvision_layers=False):
-    model = MultiOutputModel(attributes.num_colors, attributes.num_genders, attributes.num_articles,
-                             torchvision_layers=torchvision_layers)
+    model = MultiOutputModel.for_attributes(attributes, torchvision_layers=torchvision_layers)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     return model.to(device, memory_format=fmt).train()
 
