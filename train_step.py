@@ -16,16 +16,16 @@ def batch_stats(loss, output, targets):
 
 
 def make_optimizer(model, lr, device, cuda_graphs):
-    # fused: the update is 2 multi-tensor operations, where capturable foreach Adam runs 17; at
-    # batch 16 every kernel counts, inside a graph or not.
+    # fused: the whole update in one pass, where plain Adam runs about ten operations for each of
+    # the 162 parameters: on a GPU 2 multi-tensor kernels instead of 17 (capturable foreach Adam),
+    # on 2 CPU cores 2.8 ms a step instead of 10.7 (8% of a step at batch 16). The same maths, up
+    # to float rounding.
     if cuda_graphs:
         # A tensor learning rate stays on the device, so the schedule can change it between
         # replays; capturable keeps Adam's step counter there too.
         return torch.optim.Adam(model.parameters(), lr=torch.tensor(lr, device=device),
                                 capturable=True, fused=True)
-    if device.type != 'cuda':
-        return torch.optim.Adam(model.parameters(), lr=lr)
-    return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    return torch.optim.Adam(model.parameters(), lr=lr, fused=device.type in ('cuda', 'cpu'))
 
 
 def optimizer_state(optimizer):

@@ -9,11 +9,13 @@
 #   fast      the faster recipe: batch 256, lr 4e-3, 2 warm-up epochs, cosine, 30 epochs
 #   test      test.py on the checkpoints of faithful and fast
 #   bench     benchmarks/bench.py on all 32,000 training images
+#   profile   where the batch-16 step's GPU time goes (profile_step.py): kernels a step, their time
+#             against the replayed step's, by operation and by kernel; channels_last, NCHW, compiled
 #   startup   where a run's first minute goes: 3 short epochs (validation after the 2nd and 3rd) on
 #             8,000 images, at batch 256 and 16, with channels_last and cuDNN's search on and off
 #             (8 runs, about 5 minutes in all)
 # Each stage has its own time limit (variants 200 s, faithful 360, fast 120, test 60, bench 150,
-# startup 90 a run),
+# profile 90 a run and 150 compiled, startup 90 a run),
 # so a slow one cannot eat the others' time; a faithful run cut off by its limit still shows its
 # seconds per epoch. The catalog, the split, the runs and torch.compile's cache stay in
 # $FASHION_GPU_WORK (default: /tmp/fashion-gpu), so a second call with the remaining stages, on
@@ -95,6 +97,12 @@ for stage in "${stages[@]}"; do
       log "benchmark"
       FASHION_DATA=$work/fashion-product-images timeout 150 python3 "$repo/benchmarks/bench.py" \
         --images 32000 --seconds 4 --rounds 2 --work "$work/bench" 2>&1 | quiet | tee "$out/bench.txt" ;;
+    profile)
+      log "where the step's GPU time goes, batch 16"
+      for flags in "" "--channels-last off" "--compile"; do
+        limit=$([ "$flags" = --compile ] && echo 150 || echo 90)  # a cold compile takes a minute or more
+        timeout "$limit" python3 "$repo/benchmarks/profile_step.py" $flags 2>&1 | tee -a "$out/profile.txt"
+      done ;;
     startup)
       prepare_small
       log "start-up: epoch 1 has cuDNN's search and the graph capture, epoch 2 the first validation's"
@@ -108,7 +116,7 @@ for stage in "${stages[@]}"; do
           done
         done
       done ;;
-    *) echo "unknown stage: $stage (variants, faithful, fast, test, bench, startup)"; exit 2 ;;
+    *) echo "unknown stage: $stage (variants, faithful, fast, test, bench, profile, startup)"; exit 2 ;;
   esac
 done
 log "done: ${stages[*]}"

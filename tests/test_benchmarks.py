@@ -59,3 +59,17 @@ def test_budget_stops_further_start_ups_and_still_times_the_first():
     # ratio of the two in the same run; it is never "fastest", having no flags of its own
     assert re.search(r"ready after [\d.]+ s: the default on torchvision's own layers", done.stdout), done.stdout
     assert re.search(r"model.py's layers: \d+\.\d\dx the rate of torchvision's own", done.stdout), done.stdout
+
+
+def test_profile_counts_each_operation_per_step():
+    done = run_script('benchmarks/profile_step.py', '--device', 'cpu', '--steps', '2', '--top', '40',
+                      '--classes', '3,7,5')
+    assert done.returncode == 0, done.stderr
+    assert 'batch 16, fp32, channels_last' in done.stdout
+    rows = re.findall(r'^ +([\d.]+) +([\d.]+)% +([\d.]+) +(\S+)$', done.stdout, re.MULTILINE)
+    calls = {name: float(n) for _, _, n, name in rows}
+    # per step, whatever --steps: MobileNetV2's 52 convolutions and batch norms, 35 ReLU6
+    assert calls['aten::convolution_backward'] == calls['aten::native_batch_norm'] == 52
+    assert calls['aten::hardtanh_backward'] == 35
+    shares = [float(share) for _, share, _, _ in rows]
+    assert shares == sorted(shares, reverse=True) and 90 < sum(shares) <= 100.1

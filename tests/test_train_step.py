@@ -1,5 +1,5 @@
 # The optimizer that train.py records inside the CUDA graph (fused, capturable, a tensor learning
-# rate) must train exactly like the plain one and survive a checkpoint. Its optimizer runs
+# rate) must train exactly like textbook Adam and survive a checkpoint. Its optimizer runs
 # anywhere, so it is checked everywhere; the graph itself needs a GPU, and its test is skipped
 # without one.
 import io
@@ -69,20 +69,26 @@ def test_graph_optimizer_has_what_capture_needs():
     assert torch.is_tensor(group['lr']) and group['lr'].item() == pytest.approx(1e-3)
 
 
-def test_graph_optimizer_takes_the_plain_adam_steps_and_follows_the_schedule():
-    plain_model, graph_model = small_model(), small_model()
-    plain = make_optimizer(plain_model, 1e-2, CPU, cuda_graphs=False)
-    graphed = make_optimizer(graph_model, 1e-2, CPU, cuda_graphs=True)
-    plain_schedule, graph_schedule = warmup_schedule(plain), warmup_schedule(graphed)
-    lr_tensor = graphed.param_groups[0]['lr']
-    train(plain_model, plain, plain_schedule, 6)
-    train(graph_model, graphed, graph_schedule, 6)
-    # The schedule changes the captured tensor in place: a replayed graph reads the new rate.
-    assert graphed.param_groups[0]['lr'] is lr_tensor
-    assert lr_tensor.item() == pytest.approx(plain.param_groups[0]['lr'])
-    for a, b in zip(plain_model.parameters(), graph_model.parameters()):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-    assert not torch.equal(plain_model[0].weight, small_model()[0].weight)  # it did train
+def test_both_optimizers_take_the_textbook_adam_steps_and_follow_the_schedule():
+    # train.py's optimizers are fused (one pass for all parameters): the same steps as Adam's
+    # reference implementation, one parameter at a time, up to float rounding.
+    reference_model = small_model()
+    reference = torch.optim.Adam(reference_model.parameters(), lr=1e-2, foreach=False)
+    assert not reference.param_groups[0]['fused']
+    train(reference_model, reference, warmup_schedule(reference), 6)
+    assert not torch.equal(reference_model[0].weight, small_model()[0].weight)  # it did train
+    for cuda_graphs in (False, True):
+        model = small_model()
+        optimizer = make_optimizer(model, 1e-2, CPU, cuda_graphs=cuda_graphs)
+        assert optimizer.param_groups[0]['fused']
+        lr = optimizer.param_groups[0]['lr']
+        train(model, optimizer, warmup_schedule(optimizer), 6)
+        assert optimizer.param_groups[0]['lr'] == pytest.approx(reference.param_groups[0]['lr'])
+        if cuda_graphs:
+            # The schedule changes the captured tensor in place: a replayed graph reads the new rate.
+            assert optimizer.param_groups[0]['lr'] is lr
+        for a, b in zip(reference_model.parameters(), model.parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_graph_optimizer_state_round_trip_resumes_exactly():
