@@ -146,5 +146,6 @@ def main(argv=None):
         print_table('CPU time by operation (its own, without the operations it called), per step',
                     operations, args.steps, total_us, args.top, ['calls'])
 
+
 if __name__ == '__main__':
     main()
