@@ -13,6 +13,7 @@ import resource
 import sys
 import tempfile
 import time
+from types import SimpleNamespace
 
 import torch
 from torch.utils.data import DataLoader
@@ -44,6 +45,21 @@ def parse_args():
                              f'train.py does (default: {min(8, os.cpu_count() or 1)})')
     parser.add_argument('--work', default=None, help='folder for the split (default: a temporary folder)')
     return parser.parse_args()
+
+
+def add_classes_flag(parser):
+    """--classes for the scripts that time the model on random batches, without a catalog."""
+    parser.add_argument('--classes', type=class_counts, default='5,143,46',
+                        help='gender, article and colour classes (default: 5,143,46, the real catalog)')
+
+
+def class_counts(text):
+    """'5,143,46' -> the class counts MultiOutputModel.for_attributes reads."""
+    try:
+        genders, articles, colors = (positive_int(n) for n in text.split(','))
+    except (ValueError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(f'{text!r}: three whole numbers above 0, for gender,article,colour')
+    return SimpleNamespace(num_genders=genders, num_articles=articles, num_colors=colors)
 
 
 def prepare_split(args):

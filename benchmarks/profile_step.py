@@ -9,7 +9,6 @@ import argparse
 import os
 import sys
 from collections import defaultdict
-from types import SimpleNamespace
 
 import torch
 from torch.autograd import DeviceType
@@ -17,7 +16,7 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench import fixed_batch, rate, sync, trainer  # noqa: E402
+from bench import add_classes_flag, fixed_batch, rate, sync, trainer  # noqa: E402
 from cli import pick_device, positive_int  # noqa: E402
 from evaluate import default_precision  # noqa: E402
 
@@ -36,8 +35,7 @@ def parse_args(argv=None):
                         help='steps profiled; the figures are per step (default: 20)')
     parser.add_argument('--top', type=positive_int, default=12,
                         help='rows in each table (default: 12)')
-    parser.add_argument('--classes', default='5,143,46',
-                        help='gender, article and colour classes (default: 5,143,46, the real catalog)')
+    add_classes_flag(parser)
     return parser.parse_args(argv)
 
 
@@ -104,8 +102,7 @@ def main(argv=None):
     args = parse_args(argv)
     device = pick_device(args.device)
     torch.backends.cudnn.benchmark = True  # as train.py: the kernels a run would use
-    genders, articles, colors = (int(n) for n in args.classes.split(','))
-    attributes = SimpleNamespace(num_genders=genders, num_articles=articles, num_colors=colors)
+    attributes = args.classes  # the class counts of each head
     precision = default_precision(device, args.batch_size) if args.precision == 'auto' else args.precision
     channels_last = args.channels_last == 'on'
     compile_mode = 'default' if args.compile else None

@@ -12,14 +12,13 @@ import os
 import sys
 import time
 import traceback
-from types import SimpleNamespace
 from typing import NamedTuple, Optional
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench import fixed_batch, rate, sync, trainer  # noqa: E402
+from bench import add_classes_flag, fixed_batch, rate, sync, trainer  # noqa: E402
 from cli import pick_device, positive_int  # noqa: E402
 from evaluate import default_precision  # noqa: E402
 
@@ -34,8 +33,7 @@ def parse_args():
                         help='time each configuration for about this long in all (default: 6.0)')
     parser.add_argument('--rounds', type=positive_int, default=3,
                         help='interleaved rounds per configuration, the best counts (default: 3)')
-    parser.add_argument('--classes', default='5,143,46',
-                        help='gender, article and colour classes (default: 5,143,46, the real catalog)')
+    add_classes_flag(parser)
     parser.add_argument('--skip-compile', action='store_true',
                         help='leave out the torch.compile configurations (default: off)')
     parser.add_argument('--budget', type=float, default=None,
@@ -112,8 +110,7 @@ def main():
     args = parse_args()
     device = pick_device(args.device)
     torch.backends.cudnn.benchmark = True
-    genders, articles, colors = (int(n) for n in args.classes.split(','))
-    attributes = SimpleNamespace(num_genders=genders, num_articles=articles, num_colors=colors)
+    attributes = args.classes  # the class counts of each head
     name = torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{os.cpu_count()} cores'
     print(f'device {device} ({name}), torch {torch.__version__}, batch {args.batch_size}')
     ready, began = {}, time.perf_counter()
