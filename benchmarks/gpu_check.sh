@@ -5,7 +5,8 @@
 # Stages, in the order given (default: variants faithful fast test):
 #   variants  the training step at batch 16 in every configuration (step_variants.py); the
 #             fastest one's flags are used by 'faithful'
-#   faithful  the tutorial's schedule: 50 epochs at batch 16, Adam 1e-3, wall-clock timed
+#   faithful  the tutorial's schedule: 50 epochs at batch 16, Adam 1e-3, wall-clock timed, with
+#             the flags in $FAITHFUL_FLAGS, or else those 'variants' found fastest
 #   fast      the faster recipe: batch 256, lr 4e-3, 2 warm-up epochs, cosine, 30 epochs
 #   test      test.py on the checkpoints of faithful and fast
 #   bench     benchmarks/bench.py on all 32,000 training images
@@ -77,8 +78,9 @@ for stage in "${stages[@]}"; do
       timeout 200 python3 "$repo/benchmarks/step_variants.py" --seconds 2 --budget 60 2>&1 | tee "$out/variants.txt" ;;
     faithful)
       prepare
-      # The fastest configuration from 'variants', if it ran; train.py's defaults otherwise.
-      read -r -a flags <<< "$(sed -n 's/^fastest: \(.*\)  (.*/\1/p' "$out/variants.txt" 2>/dev/null)"
+      # $FAITHFUL_FLAGS if set (say, after 'profile' alone); else the fastest configuration from
+      # 'variants', if it ran; else train.py's defaults.
+      read -r -a flags <<< "${FAITHFUL_FLAGS:-$(sed -n 's/^fastest: \(.*\)  (.*/\1/p' "$out/variants.txt" 2>/dev/null)}"
       log "the tutorial's schedule: 50 epochs, batch 16, Adam 1e-3; flags: ${flags[*]:-defaults}"
       timed_run faithful 360 "${flags[@]}" ;;  # 2026-11-27, H200: 5.6 s an epoch
     fast)
