@@ -47,7 +47,7 @@ def cudnn_heuristics():
 
 def predict_all(model, dataloader, device, autocast=None):
     """Predicted and true class ids for every sample, per head, and the summed validation loss."""
-    model.eval()
+    model = model.folded()  # in eval mode, batch norms folded into the convolutions: faster
     predicted = {head: [] for head in HEADS}
     truth = {head: [] for head in HEADS}
     loss_sum = torch.zeros((), device=device)

@@ -3,8 +3,9 @@
 #   FASHION_DATA=fashion-product-images python benchmarks/bench.py
 # Prints images per second for: (1) the bare training step on tensors already in memory,
 # (2) the tutorial's data path (PIL + torchvision per image through a DataLoader) feeding that
-# step, (3) train.py's own path with its defaults, (4) evaluation; and the ratios 3/1 and 3/2, at
-# batch 16 and a larger batch. All numbers of one run come from one machine and one dataset.
+# step, (3) train.py's own path with its defaults, (4) evaluation (with the batch norms folded into
+# the convolutions, as test.py runs it, and without); and the ratios 3/1 and 3/2, at batch 16 and a
+# larger batch. All numbers of one run come from one machine and one dataset.
 import argparse
 import gc
 import itertools
@@ -103,8 +104,8 @@ def forever(loader):
         yield from loader
 
 
-def make_model(attributes, device, channels_last, torchvision_layers=False):
-    model = MultiOutputModel.for_attributes(attributes, torchvision_layers=torchvision_layers)
+def make_model(attributes, device, channels_last, torchvision_layers=False, model_class=MultiOutputModel):
+    model = model_class.for_attributes(attributes, torchvision_layers=torchvision_layers)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     return model.to(device, memory_format=fmt).train()
 
@@ -126,6 +127,27 @@ def trainer(attributes, device, precision, channels_last, batch_size, graphs, co
         step(images, targets)
         return images.shape[0]
     return run
+
+
+class WithBatchNorms(MultiOutputModel):
+    """Evaluates with its batch norms as they are, as before they were folded (model.folded)."""
+
+    def folded(self):
+        return self.eval()
+
+
+def evaluation_rates(models, loader, device, precision, rounds):
+    """Images per second of evaluate.predict_all, test.py's passes over the validation set, for
+    each model: the best of interleaved rounds, after one to warm up."""
+    best = dict.fromkeys(models, 0.0)
+    for timed in [False] + [True] * rounds:
+        for name, model in models.items():
+            started = time.perf_counter()
+            predict_all(model, loader, device, autocast_for(device, precision))
+            sync(device)
+            if timed:
+                best[name] = max(best[name], loader.images.shape[0] / (time.perf_counter() - started))
+    return best
 
 
 def fixed_batch(attributes, batch_size, device):
@@ -185,17 +207,11 @@ def main():
               f'{ours / tutorial:6.2f}')
 
     precision = default_precision(device)  # test.py's
-    model = make_model(attributes, device, channels_last).eval()
-    predict_all(model, val_memory, device, autocast_for(device, precision))  # warm-up
-    sync(device)
-    started = time.perf_counter()
-    rounds = 0
-    while time.perf_counter() - started < args.seconds / 2 or rounds == 0:
-        predict_all(model, val_memory, device, autocast_for(device, precision))
-        rounds += 1
-    sync(device)
-    n = val_memory.images.shape[0] * rounds
-    print(f'4 evaluation (batch 256, {precision}): {n / (time.perf_counter() - started):.0f} images/s')
+    evaluation = evaluation_rates({'folded': make_model(attributes, device, channels_last),
+                                   'unfolded': make_model(attributes, device, channels_last, model_class=WithBatchNorms)},
+                                  val_memory, device, precision, args.rounds)
+    print(f'4 evaluation (batch 256, {precision}): {evaluation["folded"]:.0f} images/s; with the batch norms not '
+          f'folded {evaluation["unfolded"]:.0f} ({evaluation["folded"] / evaluation["unfolded"]:.2f}x)')
     # What the data costs the step in (3): the cache, the batched augmentation, the batches.
     data_alone = rate(forever(InMemoryLoader(images, labels, 16, device, True, channels_last=channels_last)),
                       lambda batch: batch['img'].shape[0], device, args.seconds / 6)

@@ -121,6 +121,29 @@ def test_channels_last_computes_the_same_step():
         assert (grad - exact_grad).norm() / exact_grad.norm() < 0.03, memory_format
 
 
+def test_the_folded_model_predicts_what_the_model_does_without_batch_norms():
+    model = MultiOutputModel(**SIZES).to(memory_format=torch.channels_last)
+    images, _ = batch(16)
+    with torch.no_grad():  # batch norms with statistics and scales of their own, not 0 and 1
+        for bn in model.batch_norms:
+            bn.weight.uniform_(0.5, 1.5), bn.bias.normal_(0, 0.1)
+        for _ in range(3):
+            model(images * 3 + 1)
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    folded = model.folded()
+    assert model.training and not folded.training
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == 52  # untouched
+    assert all(torch.equal(value, before[key]) for key, value in model.state_dict().items())
+    assert folded.base_model[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    model.eval()
+    with torch.no_grad():
+        expected, got = model(images), folded(images)
+    for head in expected:
+        torch.testing.assert_close(got[head], expected[head], rtol=1e-4, atol=1e-5)
+        assert torch.equal(got[head].argmax(1), expected[head].argmax(1))
+
+
 def test_evaluation_picks_cudnn_kernels_without_the_search_and_restores_it():
     from evaluate import validate
     seen = []
