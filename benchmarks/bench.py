@@ -63,6 +63,10 @@ def class_counts(text):
     return SimpleNamespace(num_genders=genders, num_articles=articles, num_colors=colors)
 
 
+def machine_name(device):
+    return torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{os.cpu_count()} cores'
+
+
 def prepare_split(args):
     work = args.work or tempfile.mkdtemp(prefix='fashion-bench-')
     data = os.environ.get('FASHION_DATA')
@@ -175,8 +179,7 @@ def main():
     started = time.perf_counter()
     images, labels, _ = load_into_memory(train_set, args.workers)
     cache_seconds = time.perf_counter() - started
-    machine = torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{os.cpu_count()} cores'
-    print(f'\ndevice {device} ({machine}), torch {torch.__version__}, channels_last{", CUDA graphs" if graphs else ""}, '
+    print(f'\ndevice {device} ({machine_name(device)}), torch {torch.__version__}, channels_last{", CUDA graphs" if graphs else ""}, '
           f'{len(train_set):,} training images from '
           f'{"the real catalog" if os.environ.get("FASHION_DATA") else "the sample catalog"}')
     print(f'{"batch":>5} {"precision":>9} {"1 bare step":>12} {"2 tutorial":>11} {"3 train.py":>11} {"3/1":>6} '

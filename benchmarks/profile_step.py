@@ -16,9 +16,9 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench import add_classes_flag, fixed_batch, rate, sync, trainer  # noqa: E402
+from bench import add_classes_flag, fixed_batch, machine_name, rate, sync, trainer  # noqa: E402
 from cli import pick_device, positive_int  # noqa: E402
-from evaluate import default_precision  # noqa: E402
+from train import choose_precision  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -103,12 +103,11 @@ def main(argv=None):
     device = pick_device(args.device)
     torch.backends.cudnn.benchmark = True  # as train.py: the kernels a run would use
     attributes = args.classes  # the class counts of each head
-    precision = default_precision(device, args.batch_size) if args.precision == 'auto' else args.precision
+    precision = choose_precision(args, device)
     channels_last = args.channels_last == 'on'
     compile_mode = 'default' if args.compile else None
     on_gpu = device.type == 'cuda'
-    name = torch.cuda.get_device_name(device) if on_gpu else f'{os.cpu_count()} cores'
-    print(f'device {device} ({name}), torch {torch.__version__}, batch {args.batch_size}, {precision}, '
+    print(f'device {device} ({machine_name(device)}), torch {torch.__version__}, batch {args.batch_size}, {precision}, '
           f'{"channels_last" if channels_last else "NCHW"}{", compiled" if compile_mode else ""}')
 
     # Profiled eagerly: a CUDA graph replays exactly the kernels its one eager step launched, but

@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench import add_classes_flag, fixed_batch, rate, sync, trainer  # noqa: E402
+from bench import add_classes_flag, fixed_batch, machine_name, rate, sync, trainer  # noqa: E402
 from cli import pick_device, positive_int  # noqa: E402
 from evaluate import default_precision  # noqa: E402
 
@@ -111,8 +111,7 @@ def main():
     device = pick_device(args.device)
     torch.backends.cudnn.benchmark = True
     attributes = args.classes  # the class counts of each head
-    name = torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{os.cpu_count()} cores'
-    print(f'device {device} ({name}), torch {torch.__version__}, batch {args.batch_size}')
+    print(f'device {device} ({machine_name(device)}), torch {torch.__version__}, batch {args.batch_size}')
     ready, began = {}, time.perf_counter()
     configs = [(train_flags(device, config), config, False) for config in variants(device, args.batch_size,
                                                                                  args.skip_compile)]
