@@ -4,7 +4,7 @@ import copy
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 from torchvision import models
 
 
@@ -78,9 +78,13 @@ class MultiOutputModel(nn.Module):
         inference = copy.deepcopy(self).eval()
         for block in list(inference.base_model.modules()):
             children = list(block.named_children())
-            for (conv_name, conv), (norm_name, norm) in zip(children, children[1:]):
+            for (_, conv), (norm_name, norm) in zip(children, children[1:]):
                 if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
-                    setattr(block, conv_name, fuse_conv_bn_eval(conv, norm))  # keeps channels_last
+                    # Into the copy's own convolution (fuse_conv_bn_eval would copy it once more);
+                    # the new weights keep its memory format.
+                    conv.weight, conv.bias = fuse_conv_bn_weights(
+                        conv.weight, conv.bias, norm.running_mean, norm.running_var, norm.eps,
+                        norm.weight, norm.bias)
                     setattr(block, norm_name, nn.Identity())
         inference.batch_norms = []
         return inference
