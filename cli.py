@@ -22,6 +22,13 @@ def run_cli(main):
             raise
         print(f'error: {error}', file=sys.stderr)
         sys.exit(2)
+    except OSError as error:
+        # A file or folder the system refused (an output folder that cannot be made, no
+        # permission, a full disk): its name and the reason, not the traceback around them.
+        if debug or error.filename is None:
+            raise
+        print(f'error: {error.filename}: {error.strerror}', file=sys.stderr)
+        sys.exit(2)
 
 
 def add_debug_flag(parser):

@@ -67,15 +67,14 @@ def machine_name(device):
     return torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{os.cpu_count()} cores'
 
 
-def prepare_split(args):
-    work = args.work or tempfile.mkdtemp(prefix='fashion-bench-')
+def prepare_split(args, work):
     data = os.environ.get('FASHION_DATA')
     if not data:
         data = os.path.join(work, 'fashion-product-images')
         if not os.path.isfile(os.path.join(data, 'styles.csv')):
             make_catalog(data, n_images=max(1000, args.images // 4 * 5), seed=0)
     split_data.main(['--input', data, '--output', work, '--max-images', str(args.images * 5 // 4)])
-    return data, work
+    return data
 
 
 def sync(device):
@@ -166,11 +165,18 @@ def fixed_batch(attributes, batch_size, device):
 
 def main():
     args = parse_args()
+    # The split (and the sample catalog, without FASHION_DATA) goes where --work says, or else to
+    # a temporary folder that goes when the run ends.
+    with tempfile.TemporaryDirectory(prefix='fashion-bench-') as scratch:
+        measure(args, args.work or scratch)
+
+
+def measure(args, work):
     device = pick_device(args.device)
     torch.backends.cudnn.benchmark = True
     channels_last = True
     graphs = device.type == 'cuda'
-    data, work = prepare_split(args)
+    data = prepare_split(args, work)
     attributes = AttributesDataset(os.path.join(data, 'styles.csv'))
     train_set = FashionDataset(os.path.join(work, 'train.csv'), attributes, train_transform)
     val_memory = InMemoryLoader.from_dataset(FashionDataset(os.path.join(work, 'val.csv'), attributes, val_transform),

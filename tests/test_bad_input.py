@@ -160,6 +160,18 @@ def test_split_rows_gone_bad_since_the_split_are_skipped_and_counted(small_split
     assert not os.path.exists(MARKER)
 
 
+def test_an_output_folder_that_cannot_be_made_is_named(small_split, tmp_path):
+    run_dir = train.main(train_args(small_split, tmp_path / 'runs', '--epochs', 1))
+    blocker = tmp_path / 'a-file'  # a folder cannot be made inside a file, even by root
+    blocker.write_text('')
+    blocked = str(blocker / 'out')
+    for script, args in [('split_data.py', ['--input', small_split['catalog']['root'], '--output', blocked]),
+                         ('train.py', train_args(small_split, blocked, '--epochs', 1)),
+                         ('test.py', ['--checkpoint', os.path.join(run_dir, 'last.pth'),
+                                      '--val-csv', small_split['val'], '--output', blocked])]:
+        assert_clean_failure(run_script(script, *args), str(blocker), 'Not a directory')
+
+
 @pytest.mark.parametrize('flags,words', [
     (['--epochs', '0'], ['--epochs', 'at least 1']),
     (['--epochs', '-3'], ['--epochs']),
