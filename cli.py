@@ -27,7 +27,7 @@ def run_cli(main):
         # permission, a full disk): its name and the reason, not the traceback around them.
         if debug or error.filename is None:
             raise
-        print(f'error: {error.filename}: {error.strerror}', file=sys.stderr)
+        print(f'error: {error.filename}: {error.strerror or error}', file=sys.stderr)
         sys.exit(2)
 
 
