@@ -67,7 +67,13 @@ def start_training(small_split, tmp_path, *extra):
     args = train_args(small_split, tmp_path, '--epochs', EPOCHS, '--val-every', 1, '--save-every', 2, *extra)
     return subprocess.Popen([sys.executable, os.path.join(ROOT, 'train.py'), *args], cwd=str(tmp_path),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED='1'))
+                            env=dict(os.environ, PYTHONUNBUFFERED='1'), preexec_fn=ctrl_c_as_in_a_terminal)
+
+
+def ctrl_c_as_in_a_terminal():
+    # A suite started in the background by a script (`pytest &`) inherits SIGINT ignored, and so
+    # would train.py, which would then never see the Ctrl-C of the test below.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for_epochs(run_dir, n, process, timeout=180):
