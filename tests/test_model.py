@@ -177,6 +177,17 @@ class CountOps(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+def test_evaluation_runs_the_model_with_its_batch_norms_folded():
+    from evaluate import predict_all
+    model = MultiOutputModel(**SIZES)
+    images, labels = batch(8)
+    with CountOps() as counted:
+        predicted, _, _ = predict_all(model, [{'img': images, 'labels': labels}], torch.device('cpu'))
+    assert counted.ops['conv2d'] == 52, counted.ops
+    assert not [op for op in counted.ops if 'batch_norm' in op], counted.ops  # 52 operations fewer
+    assert len(predicted['gender']) == 8 and model.training  # the model itself is left as it was
+
+
 def test_training_computes_what_the_tutorials_model_does_with_86_fewer_operations_a_step():
     # Out of place, ReLU6 spares autograd a copy of its input (35 a step), and the 52 batch
     # counts advance in one operation; at batch 16 a GPU step is bound by its number of kernels.
