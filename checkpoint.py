@@ -1,10 +1,11 @@
 # Saving and loading checkpoints so that nothing is lost and nothing runs on load:
-# written to a temporary file and renamed into place, read with weights_only=True.
+# written atomically (atomic.py), read with weights_only=True.
 import os
 import pickle
 
 import torch
 
+from atomic import atomic_open
 from cli import UserError
 from dataset import HEADS, AttributesDataset
 from model import MultiOutputModel
@@ -14,21 +15,13 @@ FORMAT = 'fashion-multi-output/1'
 
 def checkpoint_save(path, state):
     """Write state atomically: a kill or a full disk mid-write leaves the previous file intact."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f'.{os.path.basename(path)}.tmp-{os.getpid()}')
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     try:
-        with open(tmp, 'wb') as f:
+        with atomic_open(path, 'wb') as f:
             torch.save(dict(state, format=FORMAT), f)
-            f.flush()
-            os.fsync(f.fileno())  # the data is on disk before the rename makes it visible
-        os.replace(tmp, path)
     except OSError as error:
         raise UserError(f'could not save checkpoint {path}: {error.strerror or error}; '
                         'the previous checkpoint there, if any, is kept') from error
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

@@ -1,5 +1,5 @@
-# What every script shares on the command line: one-line errors instead of tracebacks,
-# argparse types that reject out-of-range flags, and picking the device.
+# What every script shares on the command line: one-line errors instead of tracebacks, a quiet
+# exit on Ctrl-C, argparse types that reject out-of-range flags, and picking the device.
 import argparse
 import os
 import sys
@@ -29,6 +29,13 @@ def run_cli(main):
             raise
         print(f'error: {error.filename}: {error.strerror or error}', file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        # Ctrl-C: a traceback would point at whatever line happened to be running. Every file is
+        # written atomically (atomic.py), so none is left half-written. 130 is the shell's status.
+        if debug:
+            raise
+        print('\ninterrupted (Ctrl-C); no file was left half-written', file=sys.stderr)
+        sys.exit(130)
 
 
 def add_debug_flag(parser):

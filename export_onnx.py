@@ -12,6 +12,7 @@ import os
 import torch
 from torch import nn
 
+from atomic import atomic_open, atomic_path
 from catalog import IMAGE_SIZE
 from cli import UserError
 from dataset import FILL, HEADS, MEAN, STD
@@ -87,18 +88,14 @@ def write_onnx(model, path):
     # A batch of 2 as the example: torch.export would fix a batch of 1 as a constant.
     example = torch.zeros(2, 3, height, width)
     batch = torch.export.Dim('batch')
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f'.{os.path.basename(path)}.tmp-{os.getpid()}')
     try:
-        with torch.no_grad():
+        # A failed export leaves no half-written model behind.
+        with atomic_path(path) as tmp, torch.no_grad():
             torch.onnx.export(model, (example,), tmp, input_names=[INPUT_NAME], output_names=list(HEADS),
                               dynamic_shapes={INPUT_NAME: {0: batch}}, opset_version=OPSET,
                               dynamo=True, external_data=False, verbose=False)
-        os.replace(tmp, path)  # a failed export leaves no half-written model behind
     except OSError as error:
         raise UserError(f'could not write {path}: {error.strerror or error}') from error
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def export_onnx(model, attributes, path):
@@ -112,6 +109,6 @@ def export_onnx(model, attributes, path):
     wrapped = HeadsInOrder(copy.deepcopy(model).cpu()).eval()
     write_onnx(wrapped, path)
     json_path = sidecar_path(path)
-    with open(json_path, 'w') as f:
+    with atomic_open(json_path) as f:
         json.dump(sidecar(attributes, path), f, indent=2)
     return json_path

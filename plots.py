@@ -6,6 +6,7 @@ import sys
 import matplotlib
 import numpy as np
 
+from atomic import atomic_path
 from dataset import HEADS, MEAN, STD, TITLES
 
 
@@ -15,6 +16,11 @@ def pyplot(show=False):
         matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     return plt
+
+
+def save_figure(fig, path):
+    with atomic_path(path) as tmp:  # never a half-written PNG in place of the last one
+        fig.savefig(tmp, dpi=100)
 
 
 def plot_curves(history, path):
@@ -35,7 +41,7 @@ def plot_curves(history, path):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -55,7 +61,7 @@ def plot_confusion_matrix(truth, predicted, labels, title, path, show=False):
     ax.tick_params(labelsize=fontsize)
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
     if show:
         plt.show()
     plt.close(fig)
@@ -87,10 +93,19 @@ def visualize_grid(images, predicted, truth, attributes, path, show=False, colum
         ax.set_title(title, fontsize=7, color='black' if pred == true else 'firebrick')
     fig.suptitle('predicted gender / article / colour (true label in brackets where wrong)', fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
     if show:
         plt.show()
     plt.close(fig)
+
+
+def draw_quietly(function, args):
+    # A Ctrl-C reaches every process of the terminal's group; the parent reports it, once, and
+    # each drawing process stops without a traceback of its own.
+    try:
+        function(*args)
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 def draw_figures(jobs, parallel=True):
@@ -106,7 +121,7 @@ def draw_figures(jobs, parallel=True):
             function(*args)
         return
     context = multiprocessing.get_context('fork')
-    processes = [context.Process(target=function, args=args) for function, args in jobs]
+    processes = [context.Process(target=draw_quietly, args=job) for job in jobs]
     for process in processes:
         process.start()
     for process in processes:

@@ -23,6 +23,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from atomic import atomic_open
 from augment import prepare_batch
 from checkpoint import model_from_checkpoint
 from catalog import UNREADABLE
@@ -190,35 +191,34 @@ def format_table(rows):
     return lines
 
 
-def write_csv(rows, path):
+def write_csv(rows, f):
     # Per head: the top-1 label and probability, then all top-k as "label:prob;label:prob".
     header = ['image'] + [f'{head}{suffix}' for head in HEADS for suffix in ('', '_prob', '_topk')]
-    with open(path, 'w', newline='') as f:
-        writer = csv.writer(f)
-        writer.writerow(header + ['error'])
-        for row in rows:
-            fields = [row['image']]
-            for head in HEADS:
-                top = row[head]
-                fields += [top[0][0], f'{top[0][1]:.6f}'] if top else ['', '']
-                fields.append(';'.join(f'{label}:{prob:.6f}' for label, prob in top))
-            writer.writerow(fields + [row['error'] or ''])
+    writer = csv.writer(f)
+    writer.writerow(header + ['error'])
+    for row in rows:
+        fields = [row['image']]
+        for head in HEADS:
+            top = row[head]
+            fields += [top[0][0], f'{top[0][1]:.6f}'] if top else ['', '']
+            fields.append(';'.join(f'{label}:{prob:.6f}' for label, prob in top))
+        writer.writerow(fields + [row['error'] or ''])
 
 
-def write_json(rows, path):
+def write_json(rows, f):
     records = [{'image': row['image'],
                 **{head: [{'label': label, 'probability': round(prob, 6)} for label, prob in row[head]]
                    for head in HEADS},
                 'error': row['error']} for row in rows]
-    with open(path, 'w') as f:
-        json.dump(records, f, indent=2)
+    json.dump(records, f, indent=2)
 
 
 def write_output(rows, path):
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
-        (write_csv if output_format(path) == 'csv' else write_json)(rows, path)
+        with atomic_open(path, newline='') as f:
+            (write_csv if output_format(path) == 'csv' else write_json)(rows, f)
     except OSError as error:
         raise UserError(f'--output {path}: could not write it ({error.strerror or error})') from error
 

@@ -12,6 +12,8 @@ from collections import namedtuple
 import numpy as np
 from PIL import Image, ImageDraw
 
+from atomic import atomic_open
+
 HEADER = ['id', 'gender', 'masterCategory', 'subCategory', 'articleType', 'baseColour', 'season',
           'year', 'usage', 'productDisplayName']
 WIDTH, HEIGHT = 60, 80
@@ -343,7 +345,7 @@ def make_catalog(root, n_images=3000, seed=0, quirks=False, overwrite=False):
 
 def write_styles(path, rows):
     # Written last and renamed into place: a catalog cut short has no styles.csv at all.
-    with open(path + '.tmp', 'w', newline='', encoding='utf-8') as f:
+    with atomic_open(path, newline='', encoding='utf-8') as f:
         writer = csv.writer(f, lineterminator='\n')
         writer.writerow(HEADER)
         for fields, kind in rows:
@@ -351,7 +353,6 @@ def write_styles(path, rows):
                 f.write(','.join(fields) + '\n')
             else:
                 writer.writerow(fields)
-    os.replace(path + '.tmp', path)
 
 
 def main():

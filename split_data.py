@@ -8,6 +8,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 from tqdm import tqdm
 
+from atomic import atomic_open
 from catalog import IMAGE_SIZE, describe_download, format_counts, image_problem, read_styles
 from cli import UserError, add_debug_flag, positive_int, run_cli
 
@@ -71,18 +72,24 @@ def no_images_left(skipped, args):
             + ('; '.join(hint) + '.' if hint else ''))
 
 
-def save_csv(rows, path):
+def write_rows(rows, f, folder):
     # Image paths are written relative to the CSV's own folder, so the CSVs and the catalog can
     # be used from any working directory (dataset.py resolves them against the CSV's folder).
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = path + '.tmp'
-    with open(tmp, 'w', newline='') as f:
-        writer = csv.writer(f)
-        writer.writerow(FIELDNAMES)
-        for image_path, style in rows:
-            rel = os.path.relpath(os.path.abspath(image_path), folder).replace(os.sep, '/')
-            writer.writerow([rel, style.gender, style.articleType, style.baseColour])
-    os.replace(tmp, path)
+    writer = csv.writer(f)
+    writer.writerow(FIELDNAMES)
+    for image_path, style in rows:
+        rel = os.path.relpath(os.path.abspath(image_path), folder).replace(os.sep, '/')
+        writer.writerow([rel, style.gender, style.articleType, style.baseColour])
+
+
+def save_split(train, val, folder):
+    # Both files are renamed into place only once both are written: a run cut short never
+    # leaves a new train.csv beside an old val.csv, whose images could overlap with it.
+    paths = os.path.join(folder, 'train.csv'), os.path.join(folder, 'val.csv')
+    with atomic_open(paths[0], newline='') as train_file, atomic_open(paths[1], newline='') as val_file:
+        write_rows(train, train_file, os.path.abspath(folder))
+        write_rows(val, val_file, os.path.abspath(folder))
+    return paths
 
 
 def split(kept, args):
@@ -120,10 +127,8 @@ def main(argv=None):
         raise UserError(f'only {len(kept)} usable image(s) in {args.input}: too few to split '
                         'into a training and a validation set')
     os.makedirs(args.output, exist_ok=True)
-    save_csv(train, os.path.join(args.output, 'train.csv'))
-    save_csv(val, os.path.join(args.output, 'val.csv'))
-    print(f'wrote {len(train):,} rows to {os.path.join(args.output, "train.csv")} and '
-          f'{len(val):,} rows to {os.path.join(args.output, "val.csv")}')
+    train_path, val_path = save_split(train, val, args.output)
+    print(f'wrote {len(train):,} rows to {train_path} and {len(val):,} rows to {val_path}')
     return {'train': len(train), 'val': len(val), 'skipped': skipped}
 
 

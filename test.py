@@ -8,6 +8,7 @@ import os
 
 import torch
 
+from atomic import atomic_open
 from augment import prepare_batch
 from checkpoint import model_from_checkpoint
 from cli import add_debug_flag, pick_device, positive_int, run_cli
@@ -74,7 +75,7 @@ def main(argv=None):
     report = dict(metrics, checkpoint=os.path.abspath(args.checkpoint), epoch=state.get('epoch'),
                   val_csv=os.path.abspath(args.val_csv),
                   majority_rate={head: majority[head] for head in HEADS})
-    with open(os.path.join(folder, 'metrics.json'), 'w') as f:
+    with atomic_open(os.path.join(folder, 'metrics.json')) as f:
         json.dump(report, f, indent=2)
     figures = [(plot_confusion_matrix, (truth[head], predicted[head], attributes.labels(head),
                                         f'{TITLES[head]}: normalised confusion matrix ({args.val_csv})',

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 import distributed
+from atomic import atomic_open
 from catalog import describe_download
 from checkpoint import check_same_vocab, checkpoint_load, checkpoint_save, load_weights
 from cli import UserError, add_debug_flag, non_negative_int, positive_float, positive_int, run_cli
@@ -209,13 +210,11 @@ METRIC_COLUMNS = (['epoch', 'lr', 'seconds', 'train_loss'] + [f'train_{h}_accura
 def write_metrics(history, run_dir):
     # Rewritten whole from the history kept in the checkpoint: a resumed run never duplicates
     # or loses a row, whatever epoch it was killed in.
-    path = os.path.join(run_dir, 'metrics.csv')
-    with open(path + '.tmp', 'w', newline='') as f:
+    with atomic_open(os.path.join(run_dir, 'metrics.csv'), newline='') as f:
         writer = csv.DictWriter(f, METRIC_COLUMNS, extrasaction='ignore')
         writer.writeheader()
         for row in history:
             writer.writerow({k: (f'{v:.6g}' if isinstance(v, float) else v) for k, v in row.items()})
-    os.replace(path + '.tmp', path)
 
 
 def plot_now(row, args):
@@ -369,7 +368,7 @@ def main(argv=None):
     writer = None
     if context.is_main:
         os.makedirs(run_dir, exist_ok=True)
-        with open(os.path.join(run_dir, 'args.json'), 'w') as f:
+        with atomic_open(os.path.join(run_dir, 'args.json')) as f:
             json.dump(saved_args(args), f, indent=2)
         writer = tensorboard_writer(args, os.path.basename(run_dir))
     gather = distributed.gather_predictions(context)

@@ -9,6 +9,7 @@ from PIL import Image
 
 import train
 from catalog import image_problem, read_styles
+from cli import run_cli
 from conftest import run_script, train_args
 from dataset import AttributesDataset, FashionDataset, load_image
 
@@ -170,6 +171,18 @@ def test_an_output_folder_that_cannot_be_made_is_named(small_split, tmp_path):
                          ('test.py', ['--checkpoint', os.path.join(run_dir, 'last.pth'),
                                       '--val-csv', small_split['val'], '--output', blocked])]:
         assert_clean_failure(run_script(script, *args), str(blocker), 'Not a directory')
+
+
+def interrupted():
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_is_one_line_and_the_shells_status_130(capsys):
+    # train.py says what it saved itself; the other scripts stop with this line, not a traceback.
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(interrupted)
+    assert stopped.value.code == 130
+    assert capsys.readouterr().err.strip() == 'interrupted (Ctrl-C); no file was left half-written'
 
 
 @pytest.mark.parametrize('flags,words', [

@@ -1,5 +1,5 @@
 # test.py draws its four figures in forked processes on Linux: the same files as drawing them one
-# after another, and a figure that fails is reported, not lost.
+# after another, a figure that fails is reported, not lost, and a Ctrl-C is reported once.
 import os
 import sys
 
@@ -34,6 +34,7 @@ def test_forked_figures_are_the_ones_drawn_here(tmp_path):
     draw_figures(figures(tmp_path / 'forked'), parallel=True)
     for name in ('confusion.png', 'grid.png'):
         assert (tmp_path / 'forked' / name).read_bytes() == (tmp_path / 'here' / name).read_bytes()
+    assert sorted(os.listdir(tmp_path / 'forked')) == ['confusion.png', 'grid.png']  # no temporaries
 
 
 def test_a_figure_that_fails_in_its_process_is_reported(tmp_path):
@@ -43,3 +44,15 @@ def test_a_figure_that_fails_in_its_process_is_reported(tmp_path):
     with pytest.raises(RuntimeError, match='1 of 2 figures could not be drawn'):
         draw_figures(jobs, parallel=True)
     assert os.path.exists(tmp_path / 'grid.png')  # the other one is still drawn
+
+
+def interrupted(path):
+    raise KeyboardInterrupt
+
+
+def test_a_ctrl_c_stops_the_drawing_processes_without_a_traceback_from_each(tmp_path, capfd):
+    # A terminal's Ctrl-C reaches all of test.py's processes; test.py itself reports it, once.
+    jobs = [(interrupted, (tmp_path / 'confusion.png',)), (interrupted, (tmp_path / 'grid.png',))]
+    with pytest.raises(RuntimeError, match='2 of 2 figures could not be drawn'):
+        draw_figures(jobs, parallel=True)
+    assert 'Traceback' not in capfd.readouterr().err

@@ -45,6 +45,27 @@ def test_split_is_seeded(quirky_catalog, tmp_path):
     assert (tmp_path / 'a' / 'train.csv').read_text() == (tmp_path / 'b' / 'train.csv').read_text()
 
 
+def test_a_split_cut_short_changes_neither_csv(quirky_catalog, tmp_path, monkeypatch):
+    # A new train.csv beside the old val.csv could share images with it: both or neither.
+    split_data.main(['--input', quirky_catalog['root'], '--output', str(tmp_path), '--workers', '1'])
+    before = {name: (tmp_path / name).read_text() for name in ('train.csv', 'val.csv')}
+    written = []
+
+    def ctrl_c_after_train_csv(rows, f, folder):
+        if written:
+            raise KeyboardInterrupt
+        written.append(real_write_rows(rows, f, folder))
+
+    real_write_rows = split_data.write_rows
+    monkeypatch.setattr(split_data, 'write_rows', ctrl_c_after_train_csv)
+    with pytest.raises(KeyboardInterrupt):
+        split_data.main(['--input', quirky_catalog['root'], '--output', str(tmp_path), '--workers', '1',
+                         '--seed', '7'])
+    assert written  # train.csv was written whole before the Ctrl-C
+    assert {name: (tmp_path / name).read_text() for name in before} == before
+    assert sorted(os.listdir(tmp_path)) == ['train.csv', 'val.csv']
+
+
 def test_split_csv_works_from_another_directory(quirky_catalog, tmp_path, monkeypatch):
     out = tmp_path / 'splits'
     result = run_script('split_data.py', '--input', quirky_catalog['root'], '--output', out,

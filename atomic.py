@@ -1,0 +1,32 @@
+# Writing files so that nothing the user has is lost: every file (checkpoints, splits, metrics,
+# figures, predictions, exported models) is written under a temporary name beside it and renamed
+# into place only once complete. A kill, a Ctrl-C or a full disk mid-write leaves the previous
+# file as it was and no half-written one.
+import os
+from contextlib import contextmanager
+
+
+@contextmanager
+def atomic_path(path):
+    """A temporary path to write to: renamed onto path when the block ends, removed if it fails."""
+    folder, name = os.path.split(os.path.abspath(path))
+    # In the same folder, as a rename is atomic only within one file system; hidden; and ending
+    # in the real name, so that writers that go by the extension (matplotlib) still can.
+    tmp = os.path.join(folder, f'.tmp-{os.getpid()}-{name}')
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+@contextmanager
+def atomic_open(path, mode='w', **kwargs):
+    """open(path, mode) for writing, atomically (see atomic_path). The data is on disk before the
+    rename makes it visible, so a power cut never leaves an empty file in place of the old one."""
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, **kwargs) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())

@@ -1,0 +1,31 @@
+# Every file the scripts write goes through atomic.py: a write cut short (Ctrl-C, a kill, a full
+# disk) keeps the previous file and leaves no temporary one; a finished write replaces it.
+import os
+
+import pytest
+
+from atomic import atomic_open, atomic_path
+
+
+def test_a_write_cut_short_keeps_the_old_file_and_a_finished_one_replaces_it(tmp_path):
+    path = tmp_path / 'metrics.json'
+    path.write_text('old')
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_open(path) as f:
+            f.write('new, but only half of it')
+            raise KeyboardInterrupt
+    assert path.read_text() == 'old'
+    assert os.listdir(tmp_path) == ['metrics.json']
+    with atomic_open(path) as f:
+        f.write('new')
+    assert path.read_text() == 'new'
+    assert os.listdir(tmp_path) == ['metrics.json']
+
+
+def test_the_temporary_file_is_hidden_beside_the_target_and_keeps_its_extension(tmp_path):
+    # matplotlib picks the image format from the name it is given.
+    with atomic_path(tmp_path / 'curves.png') as tmp:
+        folder, name = os.path.split(tmp)
+        assert folder == str(tmp_path) and name.startswith('.') and name.endswith('curves.png')
+        open(tmp, 'wb').close()
+    assert os.listdir(tmp_path) == ['curves.png']
