@@ -2,6 +2,7 @@
 # written atomically (atomic.py), read with weights_only=True.
 import os
 import pickle
+import warnings
 
 import torch
 
@@ -25,16 +26,32 @@ def checkpoint_save(path, state):
     return path
 
 
+def unpickler_reason(error):
+    """What torch.load's weights_only unpickler met (a blocked GLOBAL, an unsupported opcode),
+    picked out of the paragraphs of advice around it in its message."""
+    text = str(error).split('WeightsUnpickler error:')[-1]
+    advice = ('Weights only load failed', 'Please file an issue', 'Check the documentation')
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    found = [line for line in lines if not line.startswith(advice)]
+    return (found or lines or [type(error).__name__])[0][:200].rstrip('.')
+
+
 def checkpoint_load(path):
     """The checkpoint's dict, loaded on the CPU. Pickled code in the file is refused, not run."""
     if not os.path.isfile(path):
         raise UserError(f'{path}: no such checkpoint file')
     try:
-        state = torch.load(path, map_location='cpu', weights_only=True)
+        with warnings.catch_warnings():
+            # A plain pickle file (not torch.save's) draws a warning about its pickle protocol,
+            # which would stand above the one-line error below.
+            warnings.filterwarnings('ignore', message='Detected pickle protocol')
+            state = torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as error:
-        first_line = str(error).strip().splitlines()[0][:200]
+        reason = unpickler_reason(error)
+        if 'GLOBAL' not in reason:  # an opcode torch.save never writes: some other pickle file
+            raise UserError(f'{path}: not a PyTorch checkpoint ({reason})') from error
         raise UserError(f'{path}: refused to load: it holds Python objects that could run code '
-                        f'when unpickled ({first_line}). Only open checkpoints you trust.') from error
+                        f'when unpickled ({reason}). Only open checkpoints you trust.') from error
     except (RuntimeError, EOFError, OSError, ValueError) as error:
         raise UserError(f'{path}: not a PyTorch checkpoint, or a truncated one '
                         f'({str(error).strip()[:200]})') from error
