@@ -4,8 +4,6 @@ import argparse
 import os
 import sys
 
-import torch
-
 
 class UserError(Exception):
     """A problem the user can fix (a file, a row, a flag): printed as one line, exit status 2."""
@@ -74,6 +72,9 @@ def positive_float(text):
 def pick_device(name=None):
     # CUDA first, then Apple's MPS, then the CPU; an explicit --device that is not there is an
     # error here rather than a crash deep inside PyTorch on the first tensor moved to it.
+    # PyTorch is imported here, not above: split_data.py needs none of it, and on macOS and Windows
+    # each of its image-checking processes, started afresh, would load it again (2 s each here).
+    import torch
     if name is None or name == 'auto':
         if torch.cuda.is_available():
             return torch.device('cuda')
