@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from atomic import atomic_open
+from cli import add_debug_flag, run_cli
 
 HEADER = ['id', 'gender', 'masterCategory', 'subCategory', 'articleType', 'baseColour', 'season',
           'year', 'usage', 'productDisplayName']
@@ -368,6 +369,7 @@ def main():
                         help="add a few rows with the real catalog's problems (default: off)")
     parser.add_argument('--overwrite', action='store_true',
                         help='replace an existing catalog in --output (default: off)')
+    add_debug_flag(parser)
     args = parser.parse_args()
     start = time.perf_counter()
     try:
@@ -380,4 +382,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

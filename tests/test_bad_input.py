@@ -166,7 +166,8 @@ def test_an_output_folder_that_cannot_be_made_is_named(small_split, tmp_path):
     blocker = tmp_path / 'a-file'  # a folder cannot be made inside a file, even by root
     blocker.write_text('')
     blocked = str(blocker / 'out')
-    for script, args in [('split_data.py', ['--input', small_split['catalog']['root'], '--output', blocked]),
+    for script, args in [('sample_catalog.py', ['--output', blocked, '--size', 5]),
+                         ('split_data.py', ['--input', small_split['catalog']['root'], '--output', blocked]),
                          ('train.py', train_args(small_split, blocked, '--epochs', 1)),
                          ('test.py', ['--checkpoint', os.path.join(run_dir, 'last.pth'),
                                       '--val-csv', small_split['val'], '--output', blocked])]:
