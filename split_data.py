@@ -83,8 +83,8 @@ def write_rows(rows, f, folder):
 
 
 def save_split(train, val, folder):
-    # Both files are renamed into place only once both are written: a run cut short never
-    # leaves a new train.csv beside an old val.csv, whose images could overlap with it.
+    # Both files are renamed into place, one right after the other, only once both are written:
+    # a run cut short leaves no new train.csv beside an old val.csv whose images it could share.
     paths = os.path.join(folder, 'train.csv'), os.path.join(folder, 'val.csv')
     with atomic_open(paths[0], newline='') as train_file, atomic_open(paths[1], newline='') as val_file:
         write_rows(train, train_file, os.path.abspath(folder))
