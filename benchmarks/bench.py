@@ -14,6 +14,7 @@ import resource
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from types import SimpleNamespace
 
 import torch
@@ -167,8 +168,9 @@ def main():
     args = parse_args()
     # The split (and the sample catalog, without FASHION_DATA) goes where --work says, or else to
     # a temporary folder that goes when the run ends.
-    with tempfile.TemporaryDirectory(prefix='fashion-bench-') as scratch:
-        measure(args, args.work or scratch)
+    work = nullcontext(args.work) if args.work else tempfile.TemporaryDirectory(prefix='fashion-bench-')
+    with work as folder:
+        measure(args, folder)
 
 
 def measure(args, work):
