@@ -1,11 +1,13 @@
 import csv
 import os
+import subprocess
+import sys
 
 import pytest
 
 import split_data
 from catalog import read_styles
-from conftest import run_script
+from conftest import ROOT, run_script
 from dataset import AttributesDataset, FashionDataset
 
 
@@ -108,3 +110,12 @@ def test_real_catalog_counts(tmp_path):
                                  'baseColour is empty or NA': 15}
     train, val = read_rows(tmp_path / 'train.csv'), read_rows(tmp_path / 'val.csv')
     assert not {r['image_path'] for r in train} & {r['image_path'] for r in val}
+
+
+def test_split_data_loads_no_pytorch():
+    # It starts in a tenth of a second, and its spawned image-checking processes (macOS, Windows)
+    # do not each load PyTorch either.
+    code = 'import sys, split_data; print(sorted(m for m in sys.modules if m.split(".")[0] == "torch"))'
+    result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == '[]'
