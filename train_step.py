@@ -45,13 +45,30 @@ def scheduler_state(scheduler):
     return state
 
 
+# How an optimizer runs, not what it has learnt: load_state_dict would take these from the file,
+# but they belong to this run. A checkpoint from the CPU, from several GPUs or from --cuda-graphs
+# off has capturable off, which the capture of a CUDA graph refuses.
+HOW_IT_RUNS = ('capturable', 'fused', 'foreach', 'differentiable')
+
+
 def load_optimizer_state(optimizer, state):
-    was_tensor = [torch.is_tensor(g['lr']) for g in optimizer.param_groups]
-    devices = [g['lr'].device if t else None for g, t in zip(optimizer.param_groups, was_tensor)]
+    """Loads what a saved optimizer has learnt (its moments, step counts and learning rate) into
+    this run's optimizer, which keeps its own way of running, made by make_optimizer."""
+    kept = [{key: group[key] for key in HOW_IT_RUNS if key in group} for group in optimizer.param_groups]
+    lr_devices = [g['lr'].device if torch.is_tensor(g['lr']) else None for g in optimizer.param_groups]
     optimizer.load_state_dict(state)
-    for group, tensor, device in zip(optimizer.param_groups, was_tensor, devices):
-        if tensor and not torch.is_tensor(group['lr']):
-            group['lr'] = torch.tensor(float(group['lr']), device=device)
+    for group, flags, lr_device in zip(optimizer.param_groups, kept, lr_devices):
+        group.update(flags)
+        if lr_device is not None and not torch.is_tensor(group['lr']):
+            group['lr'] = torch.tensor(float(group['lr']), device=lr_device)
+        if group.get('capturable') or group.get('fused'):
+            # These keep Adam's step count as a float32 tensor beside each parameter; a state
+            # saved by another kind of Adam may hold it elsewhere (load_state_dict places it by
+            # the saved flags).
+            for param in group['params']:
+                step = optimizer.state.get(param, {}).get('step')
+                if torch.is_tensor(step):
+                    optimizer.state[param]['step'] = step.to(param.device, torch.float32)
 
 
 class TrainStep:

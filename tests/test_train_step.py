@@ -116,6 +116,36 @@ def test_graph_optimizer_state_round_trip_resumes_exactly():
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize('saved_with_graphs,resumed_with_graphs', [(False, True), (True, False)])
+def test_a_saved_optimizer_resumes_in_the_other_configuration(saved_with_graphs, resumed_with_graphs):
+    # A run saved on the CPU, by several GPUs or with --cuda-graphs off, resumed on one GPU, where
+    # the step is captured (which refuses an optimizer with capturable off), and the other way.
+    unbroken_model = small_model()
+    unbroken = make_optimizer(unbroken_model, 1e-2, CPU, cuda_graphs=saved_with_graphs)
+    unbroken_schedule = warmup_schedule(unbroken)
+    train(unbroken_model, unbroken, unbroken_schedule, 3)
+    buffer = io.BytesIO()
+    torch.save({'model': unbroken_model.state_dict(), 'optimizer': optimizer_state(unbroken),
+                'scheduler': unbroken_schedule.state_dict()}, buffer)
+    train(unbroken_model, unbroken, unbroken_schedule, 3, seed=2)
+
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    resumed_model = small_model(seed=5)
+    resumed_model.load_state_dict(saved['model'])
+    resumed = make_optimizer(resumed_model, 1e-2, CPU, cuda_graphs=resumed_with_graphs)
+    resumed_schedule = warmup_schedule(resumed)
+    load_optimizer_state(resumed, saved['optimizer'])
+    resumed_schedule.load_state_dict(saved['scheduler'])
+    group = resumed.param_groups[0]
+    assert group['capturable'] == resumed_with_graphs and group['fused']  # this run's, not the file's
+    assert torch.is_tensor(group['lr']) == resumed_with_graphs
+    assert all(resumed.state[p]['step'].dtype == torch.float32 for p in group['params'])
+    train(resumed_model, resumed, resumed_schedule, 3, seed=2)
+    for a, b in zip(unbroken_model.parameters(), resumed_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)  # the same Adam, run another way
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='CUDA graphs need a CUDA GPU')
 def test_graphed_step_records_while_another_thread_pins_memory():
     # train.py --data loader: the DataLoader's pin-memory thread allocates pinned memory while the
