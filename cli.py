@@ -92,6 +92,10 @@ def pick_device(name=None):
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise UserError(f'--device {name}: this machine has {torch.cuda.device_count()} '
                             'CUDA device(s)')
+        if device.index is not None:
+            # The current device, too: new streams and CUDA graphs go to the current one, and a
+            # training step on cuda:1 recorded on cuda:0's stream would record nothing at all.
+            torch.cuda.set_device(device)
     elif device.type == 'mps':
         if not (getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available()):
             raise UserError(f'--device {name}: Apple MPS is not available on this machine; '

@@ -9,7 +9,7 @@ from PIL import Image
 
 import train
 from catalog import image_problem, read_styles
-from cli import run_cli
+from cli import UserError, pick_device, run_cli
 from conftest import run_script, train_args
 from dataset import AttributesDataset, FashionDataset, load_image
 
@@ -211,6 +211,20 @@ def test_device_that_is_not_there_is_named(small_split, tmp_path):
     result = run_script('train.py', '--device', 'cuda', '--train-csv', small_split['train'],
                         '--attributes_file', small_split['styles'], cwd=str(tmp_path))
     assert_clean_failure(result, '--device cuda', 'no CUDA GPU')
+
+
+def test_a_gpu_named_by_number_becomes_the_current_one(monkeypatch):
+    # Streams and CUDA graphs go to the current GPU: --device cuda:1 must make it so, or the
+    # training step would be recorded on cuda:0's stream, empty. A machine of 3 GPUs, pretended.
+    torch = __import__('torch')
+    chosen = []
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 3)
+    monkeypatch.setattr(torch.cuda, 'set_device', chosen.append)
+    assert pick_device('cuda:1') == torch.device('cuda', 1) and chosen == [torch.device('cuda', 1)]
+    assert pick_device('cuda') == torch.device('cuda') and len(chosen) == 1  # the current one stays
+    with pytest.raises(UserError, match='has 3 CUDA device'):
+        pick_device('cuda:3')
 
 
 def test_compile_without_a_cpp_compiler_is_explained(small_split, tmp_path):
