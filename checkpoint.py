@@ -64,6 +64,22 @@ def checkpoint_load(path):
                     'label vocabularies in it)')
 
 
+RESUME_KEYS = ('epoch', 'optimizer', 'scheduler', 'history', 'best')
+
+
+def resumable_load(path):
+    """A checkpoint that train.py --resume can carry on from: with its optimizer, schedule and
+    history, which the original tutorial's bare state_dict has none of."""
+    state = checkpoint_load(path)
+    missing = [key for key in RESUME_KEYS if state.get(key) is None]
+    if state['attributes'] is None or missing:
+        raise UserError(f'{path}: cannot resume from it: it holds the model\'s weights but no '
+                        f'{", ".join(missing or ["label names"])} (the original tutorial saved only '
+                        'the weights). Resume from a last.pth written by train.py; test.py and '
+                        'predict.py still take this file, with --attributes_file')
+    return state
+
+
 def attributes_of(state, path, attributes_file=None):
     if state['attributes'] is not None:
         return AttributesDataset(vocab=state['attributes'])

@@ -20,7 +20,7 @@ from tqdm import tqdm
 import distributed
 from atomic import atomic_open
 from catalog import describe_download
-from checkpoint import check_same_vocab, checkpoint_load, checkpoint_save, load_weights
+from checkpoint import check_same_vocab, checkpoint_save, load_weights, resumable_load
 from cli import UserError, add_debug_flag, non_negative_int, positive_float, positive_int, run_cli
 from dataset import HEADS, AttributesDataset, FashionDataset, train_transform, val_transform
 from evaluate import autocast_for, default_precision, validate
@@ -323,7 +323,7 @@ def main(argv=None):
         with watch.phase('cuda'):  # CUDA makes its context at the first tensor there: timed apart
             torch.zeros((), device=device)
 
-    resume = checkpoint_load(args.resume) if args.resume else None
+    resume = resumable_load(args.resume) if args.resume else None
     check_inputs(args)
     attributes = AttributesDataset(args.attributes_file)
     if resume is not None:

@@ -126,3 +126,12 @@ def test_the_original_tutorials_bare_state_dict_needs_the_attributes_file(tmp_pa
     torch.save(make_state()['model'], path)
     with pytest.raises(UserError, match='--attributes_file'):
         model_from_checkpoint(str(path))
+
+
+def test_the_original_tutorials_bare_state_dict_cannot_be_resumed(tmp_path):
+    path = tmp_path / 'tutorial.pth'
+    torch.save(make_state()['model'], path)
+    with pytest.raises(UserError, match=r'cannot resume from it: .* no epoch, optimizer, scheduler, history, best'):
+        checkpoint.resumable_load(str(path))
+    written = checkpoint_save(str(tmp_path / 'last.pth'), dict(make_state(3), scheduler={'last_epoch': 3}))
+    assert checkpoint.resumable_load(written)['epoch'] == 3
