@@ -25,6 +25,16 @@ def default_precision(device, batch_size=None):
     return 'bf16'
 
 
+def validation_precision(saved_args, device):
+    """The precision train.py validated a run in, from the arguments saved in its checkpoint: its
+    --precision, or for auto the choice at its batch size (the tutorial's 16 for the original's
+    bare state_dict, which saved none), so test.py scores it as train.py did."""
+    precision = saved_args.get('precision', 'auto')
+    if precision != 'auto':
+        return precision
+    return default_precision(device, saved_args.get('batch_size', SMALL_GPU_BATCH))
+
+
 def autocast_for(device, precision, cache_enabled=True):
     # bf16 needs no GradScaler; on the CPU (and for fp32) the plain context keeps exact numbers.
     if precision == 'bf16' and device.type in ('cuda', 'cpu'):

@@ -13,7 +13,7 @@ from augment import prepare_batch
 from checkpoint import model_from_checkpoint
 from cli import add_debug_flag, pick_device, positive_int, run_cli
 from dataset import HEADS, TITLES, FashionDataset, val_transform
-from evaluate import autocast_for, default_precision, majority_rates, validate
+from evaluate import autocast_for, majority_rates, validate, validation_precision
 from memory_data import InMemoryLoader
 from plots import draw_figures, plot_confusion_matrix, visualize_grid
 
@@ -32,6 +32,9 @@ def parse_args(argv=None):
     parser.add_argument('--device', default='auto', help='cuda, cuda:N, mps or cpu (default: auto)')
     parser.add_argument('--batch-size', type=positive_int, default=256,
                         help='images per forward pass (default: 256)')
+    parser.add_argument('--precision', choices=['auto', 'fp32', 'bf16'], default='auto',
+                        help="fp32 or bf16 autocast (default: auto, the precision train.py validated "
+                             'the checkpoint in, so both give the same figures)')
     parser.add_argument('--grid', type=positive_int, default=32,
                         help='images in the prediction grid (default: 32)')
     parser.add_argument('--show', action='store_true',
@@ -59,7 +62,9 @@ def main(argv=None):
     device = pick_device(args.device)
     model, attributes, state = model_from_checkpoint(args.checkpoint, args.attributes_file)
     model = model.to(device, memory_format=torch.channels_last).eval()  # faster, same numbers
-    precision = default_precision(device)
+    precision = args.precision
+    if precision == 'auto':
+        precision = validation_precision(state.get('args') or {}, device)
     print(f'device: {device} ({precision}); checkpoint {args.checkpoint}'
           + (f' (epoch {state["epoch"]})' if state.get('epoch') else ''))
 

@@ -18,6 +18,7 @@ import train_step
 from checkpoint import checkpoint_load, model_from_checkpoint
 from cli import UserError
 from conftest import ROOT, run_script, train_args
+from evaluate import validation_precision
 
 EPOCHS = 3
 
@@ -250,7 +251,11 @@ def test_whether_cudnn_searches_for_the_training_kernels(flags, device, before, 
     (['--precision', 'fp32', '--batch-size', '256'], 'cuda', 'fp32'),
 ])
 def test_which_precision_a_run_trains_in(flags, device, precision):
-    assert train.choose_precision(train.parse_args(flags), torch.device(device)) == precision
+    args = train.parse_args(flags)
+    assert train.choose_precision(args, torch.device(device)) == precision
+    # and validates in; test.py scores its checkpoint the same way, from the arguments saved in it
+    assert validation_precision(train.saved_args(args), torch.device(device)) == precision
+    assert validation_precision({}, torch.device(device)) == 'fp32'  # the tutorial's bare state_dict
 
 
 def test_the_tutorials_dataloader_path_trains_too(small_split, tmp_path):
