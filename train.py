@@ -119,10 +119,12 @@ def make_train_loader(attributes, args, context, channels_last):
                                            channels_last=channels_last, rank=context.rank,
                                            world_size=context.world_size, workers=args.workers)
     # The tutorial's way: PIL decode and torchvision transforms per image, in worker processes.
+    # Fresh workers each epoch, as in the tutorial: each epoch's seed then restarts their random
+    # draws too, as in a resumed run (persistent workers would carry them on from epoch 1).
     sampler = DistributedSampler(dataset, seed=args.seed) if context.distributed else None
     return DataLoader(dataset, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
                       num_workers=args.workers, generator=torch.Generator().manual_seed(args.seed),
-                      pin_memory=context.device.type == 'cuda', persistent_workers=args.workers > 0)
+                      pin_memory=context.device.type == 'cuda')
 
 
 def make_val_loader(attributes, args, context, channels_last):
@@ -135,14 +137,17 @@ def make_val_loader(attributes, args, context, channels_last):
                                        world_size=context.world_size, workers=args.workers)
 
 
-def set_epoch(loader, epoch, seed):
-    # Shuffling is seeded per epoch, so a resumed run sees what an unbroken one would have.
+def set_epoch(loader, epoch, seed, rank):
+    # Shuffling and augmentation are seeded per epoch, so a resumed run sees what an unbroken one
+    # would have.
     if isinstance(loader, InMemoryLoader):
         loader.set_epoch(epoch)
         return
     if isinstance(loader.sampler, DistributedSampler):
-        loader.sampler.set_epoch(epoch)
-    loader.generator.manual_seed(seed * 100003 + epoch)
+        loader.sampler.set_epoch(epoch)  # the same order on every process, each its own share
+    # The order without a DistributedSampler, and the seeds of the worker processes: with the
+    # rank in it, the processes of a distributed run draw different augmentations.
+    loader.generator.manual_seed(seed * 100003 + epoch + 1_000_003 * rank)
 
 
 def lr_factor(step, steps_per_epoch, args):
@@ -390,7 +395,7 @@ def main(argv=None):
             started = time.perf_counter()
             # Seeded per epoch, so a resumed run draws exactly what an unbroken one would.
             torch.manual_seed(args.seed * 1000 + epoch + 1_000_003 * context.rank)
-            set_epoch(train_loader, epoch, args.seed)
+            set_epoch(train_loader, epoch, args.seed, context.rank)
             row = {'epoch': epoch, 'lr': float(scheduler.get_last_lr()[0])}
             with watch.phase('training'):
                 row.update(train_one_epoch(model, train_loader, train_step, epoch, args, context, channels_last))

@@ -55,3 +55,26 @@ def test_a_one_process_checkpoint_resumes_in_two_processes(small_split, tmp_path
     state = checkpoint_load(os.path.join(run_dir, 'last.pth'))
     assert state['epoch'] == 2 and [row['epoch'] for row in state['history']] == [1, 2]
     assert torch.is_tensor(state['model']['color.1.weight'])
+
+
+class RandomDraws(torch.utils.data.Dataset):
+    """Each item is a random draw made in the worker process, like a random augmentation."""
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, index):
+        return torch.rand(())
+
+
+def test_the_dataloader_path_draws_other_augmentations_on_each_process():
+    def draws(rank, epoch):
+        sampler = torch.utils.data.DistributedSampler(RandomDraws(), num_replicas=2, rank=rank, seed=42)
+        loader = torch.utils.data.DataLoader(RandomDraws(), batch_size=2, sampler=sampler, num_workers=1,
+                                             generator=torch.Generator())
+        train.set_epoch(loader, epoch, 42, rank)
+        return torch.cat(list(loader))
+
+    assert torch.equal(draws(0, 1), draws(0, 1))  # seeded: a resumed run draws the same
+    assert not torch.equal(draws(0, 1), draws(1, 1))  # but each process draws its own
+    assert not torch.equal(draws(0, 1), draws(0, 2))  # and each epoch

@@ -258,9 +258,16 @@ def test_which_precision_a_run_trains_in(flags, device, precision):
     assert validation_precision({}, torch.device(device)) == 'fp32'  # the tutorial's bare state_dict
 
 
-def test_the_tutorials_dataloader_path_trains_too(small_split, tmp_path):
-    run_dir = train.main(train_args(small_split, tmp_path, '--epochs', 1, '--data', 'loader'))
-    assert checkpoint_load(os.path.join(run_dir, 'last.pth'))['epoch'] == 1
+def test_the_tutorials_dataloader_path_resumes_exactly_too(small_split, tmp_path):
+    # With a worker process: its random draws (the augmentation) must restart with each epoch's
+    # seed, as they do in a resumed run, whose first epoch starts fresh workers.
+    args = train_args(small_split, tmp_path, '--data', 'loader', '--workers', 1, '--val-every', 1)
+    full = train.main(args + ['--epochs', '2', '--run-name', 'full'])
+    run_dir = train.main(args + ['--epochs', '1'])
+    train.main(args + ['--epochs', '2', '--resume', os.path.join(run_dir, 'last.pth')])
+    assert metrics_rows(run_dir) == metrics_rows(full)
+    assert same_weights(checkpoint_load(os.path.join(run_dir, 'last.pth'))['model'],
+                        checkpoint_load(os.path.join(full, 'last.pth'))['model'])
 
 
 def test_test_script_writes_metrics_and_pictures(full_run, small_split, tmp_path):
