@@ -54,14 +54,45 @@ def test_identity_draw_leaves_the_image_unchanged():
     assert torch.allclose(prepare_batch(images)[0], val_transform(picture(0)), atol=1e-6)
 
 
-def test_each_image_gets_its_own_draw():
-    params = draw_params(256, 80, 60, torch.Generator().manual_seed(0), 'cpu')
-    assert 0.35 < params['flip'].float().mean() < 0.65
-    assert params['angle'].min() >= -20 and params['angle'].max() <= 20
-    assert set(params['tx'].tolist()) <= set(range(-6, 7)) and set(params['ty'].tolist()) <= set(range(-8, 9))
-    assert params['scale'].min() >= 0.8 and params['scale'].max() <= 1.2
-    assert len({tuple(o) for o in params['order'].tolist()}) == 6  # all orders of the three jitters
-    assert params['brightness'].std() > 0.1
+def torchvision_draws(n, height=80, width=60):
+    """n draws of the tutorial's own transforms (dataset.train_transform), made by torchvision."""
+    flip, jitter, affine = train_transform.transforms[:3]
+    torch.manual_seed(0)
+    draws = {key: [] for key in ('brightness', 'contrast', 'saturation', 'order', 'angle', 'tx', 'ty', 'scale')}
+    for _ in range(n):
+        order, brightness, contrast, saturation, _ = jitter.get_params(
+            jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue)
+        angle, (tx, ty), scale, _ = affine.get_params(affine.degrees, affine.translate, affine.scale,
+                                                      affine.shear, [width, height])
+        for key, value in (('brightness', brightness), ('contrast', contrast), ('saturation', saturation),
+                           ('order', tuple(i for i in order.tolist() if i < 3)),  # hue (3) is off
+                           ('angle', angle), ('tx', tx), ('ty', ty), ('scale', scale)):
+            draws[key].append(value)
+    return flip.p, draws
+
+
+def test_each_image_gets_its_own_draw_from_the_tutorials_ranges():
+    # Every parameter is drawn per image as torchvision draws it for the tutorial's transforms:
+    # the same quantiles, so a narrower or shifted range (a rotation of 10 degrees instead of 20,
+    # no scaling, no saturation) fails here, not only one outside the range.
+    n = 20000
+    flip_p, reference = torchvision_draws(n)
+    ours = draw_params(n, 80, 60, torch.Generator().manual_seed(0), 'cpu')
+    assert abs(ours['flip'].float().mean() - flip_p) < 0.02
+    levels = torch.tensor([0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99])
+    for key in ('brightness', 'contrast', 'saturation', 'angle', 'tx', 'ty', 'scale'):
+        expected = torch.tensor(reference[key], dtype=torch.float32)
+        spread = expected.max() - expected.min()
+        assert spread > 0, key
+        got = ours[key].float().quantile(levels)
+        assert (got - expected.quantile(levels)).abs().max() <= 0.02 * spread, (key, got, expected.quantile(levels))
+    assert set(ours['tx'].tolist()) == set(reference['tx'])  # whole pixels, as RandomAffine moves them
+    assert set(ours['ty'].tolist()) == set(reference['ty'])
+    # each image applies the three jitters in its own order, all six orders equally often
+    orders = [tuple(o) for o in ours['order'].tolist()]
+    for order in set(reference['order']):
+        assert abs(orders.count(order) - reference['order'].count(order)) / n < 0.02, order
+    assert len(set(orders)) == len(set(reference['order'])) == 6
 
 
 def test_batched_and_per_image_augmentation_have_the_same_distribution():
