@@ -59,13 +59,36 @@ def non_negative_int(text):
     return _whole_number(text, 0)
 
 
-def positive_float(text):
+def _finite_number(text):
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f'{text!r} is not a number')
-    if not value > 0 or value == float('inf'):
+    if not abs(value) < float('inf'):  # also refuses nan
+        raise argparse.ArgumentTypeError(f'{text} must be a finite number')
+    return value
+
+
+def positive_float(text):
+    value = _finite_number(text)
+    if not value > 0:
         raise argparse.ArgumentTypeError(f'{text} must be a finite number above 0')
+    return value
+
+
+def non_negative_float(text):
+    value = _finite_number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f'{text} must be 0 or more')
+    return value
+
+
+def seed_number(text):
+    # 0 to 2**32 - 1, what every random generator takes: train.py mixes a seed with the epoch and
+    # the process's rank, which must stay within PyTorch's 64 bits.
+    value = _whole_number(text, 0)
+    if value >= 2**32:
+        raise argparse.ArgumentTypeError(f'{value} must be below 2**32 (4294967296)')
     return value
 
 

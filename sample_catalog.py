@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from atomic import atomic_open
-from cli import add_debug_flag, run_cli
+from cli import add_debug_flag, run_cli, seed_number
 
 HEADER = ['id', 'gender', 'masterCategory', 'subCategory', 'articleType', 'baseColour', 'season',
           'year', 'usage', 'productDisplayName']
@@ -363,7 +363,7 @@ def main():
                         help='folder for styles.csv and images/ (default: sample-catalog)')
     parser.add_argument('--size', type=int, default=3000,
                         help='number of normal rows, each with a 60x80 RGB image (default: 3000)')
-    parser.add_argument('--seed', type=int, default=0,
+    parser.add_argument('--seed', type=seed_number, default=0,
                         help='random seed; the same seed and size give the same files (default: 0)')
     parser.add_argument('--quirks', action='store_true',
                         help="add a few rows with the real catalog's problems (default: off)")

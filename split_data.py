@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from atomic import atomic_open
 from catalog import IMAGE_SIZE, describe_download, format_counts, image_problem, read_styles
-from cli import UserError, add_debug_flag, positive_int, run_cli
+from cli import UserError, add_debug_flag, positive_int, run_cli, seed_number
 
 FIELDNAMES = ['image_path', 'gender', 'articleType', 'baseColour']
 
@@ -25,7 +25,7 @@ def parse_args(argv=None):
                         help='use at most this many images, as the tutorial does (default: 40000)')
     parser.add_argument('--val-fraction', type=float, default=0.2,
                         help='share of the images that goes to val.csv (default: 0.2)')
-    parser.add_argument('--seed', type=int, default=42, help='shuffling seed (default: 42)')
+    parser.add_argument('--seed', type=seed_number, default=42, help='shuffling seed (default: 42)')
     parser.add_argument('--any-size', action='store_true',
                         help='keep images of any size; they are fitted into 60x80 with white '
                              'padding when loaded (default: off, only 60x80 as in the tutorial)')

@@ -20,8 +20,9 @@ from tqdm import tqdm
 import distributed
 from atomic import atomic_open
 from catalog import describe_download
-from checkpoint import check_same_vocab, checkpoint_save, load_weights, resumable_load
-from cli import UserError, add_debug_flag, non_negative_int, positive_float, positive_int, run_cli
+from checkpoint import check_same_vocab, checkpoint_load, checkpoint_save, load_weights, resumable_load
+from cli import (UserError, add_debug_flag, non_negative_float, non_negative_int, positive_float, positive_int,
+                 run_cli, seed_number)
 from dataset import HEADS, AttributesDataset, FashionDataset, train_transform, val_transform
 from evaluate import autocast_for, default_precision, validate
 from memory_data import InMemoryLoader
@@ -32,7 +33,7 @@ from plots import plot_curves, pyplot
 from stopwatch import Stopwatch
 
 
-def parse_args(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(description='Train the multi-output fashion classifier')
     parser.add_argument('--attributes_file', default='./fashion-product-images/styles.csv',
                         help='styles.csv that defines the label vocabularies '
@@ -45,11 +46,11 @@ def parse_args(argv=None):
     parser.add_argument('--batch-size', '--batch_size', type=positive_int, default=16,
                         help='images per step, per process (default: 16)')
     parser.add_argument('--lr', type=positive_float, default=1e-3, help='Adam learning rate (default: 0.001)')
-    parser.add_argument('--warmup-epochs', type=float, default=0,
+    parser.add_argument('--warmup-epochs', type=non_negative_float, default=0,
                         help='linear learning-rate warm-up, in epochs (default: 0, as the tutorial)')
     parser.add_argument('--schedule', choices=['constant', 'cosine'], default='constant',
                         help='learning rate after the warm-up (default: constant, as the tutorial)')
-    parser.add_argument('--seed', type=int, default=42, help='seed for everything random (default: 42)')
+    parser.add_argument('--seed', type=seed_number, default=42, help='seed for everything random (default: 42)')
     parser.add_argument('--data', choices=['memory', 'loader'], default='memory',
                         help="memory: decode every image once and augment whole batches on the "
                              "device (fast); loader: the tutorial's per-image DataLoader (default: memory)")
@@ -90,14 +91,44 @@ def parse_args(argv=None):
     parser.add_argument('--run-name', default=None,
                         help='name of the run folder (default: the start time, e.g. 2026-01-31_12-00)')
     parser.add_argument('--resume', default=None, metavar='CHECKPOINT',
-                        help='continue the run saved in this checkpoint, e.g. checkpoints/RUN/last.pth '
-                             '(default: start a new run)')
+                        help='continue the run saved in this checkpoint, e.g. checkpoints/RUN/last.pth, '
+                             'with its settings; --epochs may be raised (default: start a new run)')
     add_debug_flag(parser)
-    args = parser.parse_args(argv)
-    if args.warmup_epochs < 0:
-        parser.error('--warmup-epochs must be 0 or more')
+    return parser
+
+
+# What a resumed run takes from its checkpoint where the command line does not give it: its recipe
+# and its data. The rest (device, workers, precision, ...) is about this machine, and comes from
+# the command line and the defaults as in a new run.
+RESUMED_SETTINGS = ('epochs', 'batch_size', 'lr', 'warmup_epochs', 'schedule', 'seed', 'pretrained',
+                    'val_every', 'save_every', 'train_csv', 'val_csv', 'attributes_file')
+# Of those, what the run's learning-rate schedule and random draws were computed from.
+FIXED_ON_RESUME = ('batch_size', 'lr', 'warmup_epochs', 'schedule', 'seed')
+
+
+def parse_args(argv=None, saved=None):
+    """The settings of the command line; with `saved` (a resumed run's), those stand in for the
+    RESUMED_SETTINGS the command line does not give."""
+    parser = build_parser()
+    # argparse puts a default only where the namespace holds no value yet.
+    namespace = argparse.Namespace(**{k: saved[k] for k in RESUMED_SETTINGS if k in saved}) if saved else None
+    args = parser.parse_args(argv, namespace=namespace)
     if args.compile == 'reduce-overhead' and args.cuda_graphs == 'on':
         parser.error('--compile reduce-overhead records its own CUDA graphs; use it with --cuda-graphs auto or off')
+    return args
+
+
+def resumed_args(argv, resume, path):
+    """The settings of a run resumed from `resume`, the checkpoint at `path`."""
+    saved = resume['args']
+    args = parse_args(argv, saved)
+    for key in FIXED_ON_RESUME:
+        if key in saved and getattr(args, key) != saved[key]:
+            raise UserError(f'--{key.replace("_", "-")} {getattr(args, key)}: the run in {path} trained with '
+                            f'{saved[key]}, and a resumed run keeps it; start a new run to change it')
+    if args.epochs <= resume['epoch']:
+        raise UserError(f'--epochs {args.epochs}: the run in {path} has done {resume["epoch"]} epochs '
+                        'already; give a larger --epochs to train it further')
     return args
 
 
@@ -110,6 +141,34 @@ def check_inputs(args):
                         + describe_download(folder) + ' Then run `python split_data.py`.')
     raise UserError(f'{args.train_csv}: no such file; run `python split_data.py --input {folder}` '
                     'first to make train.csv and val.csv')
+
+
+def last_epoch(path):
+    try:
+        return checkpoint_load(path)['epoch'] or 0
+    except UserError:  # unreadable: nothing there to keep
+        return 0
+
+
+def run_folder(args, resume):
+    """The run's folder: the resumed checkpoint's, or a new one in --checkpoints. Never one whose
+    later epochs the run would write over."""
+    if resume is None:
+        run_dir = os.path.join(args.checkpoints, args.run_name or datetime.now().strftime('%Y-%m-%d_%H-%M-%S'))
+        last = os.path.join(run_dir, 'last.pth')
+        if os.path.exists(last):
+            raise UserError(f'{run_dir} holds a run already; carry it on with --resume {last}, '
+                            'or give another --run-name')
+        return run_dir
+    run_dir = os.path.dirname(os.path.abspath(args.resume))
+    last = os.path.join(run_dir, 'last.pth')
+    if os.path.exists(last) and not os.path.samefile(last, args.resume):
+        later = last_epoch(last)
+        if later > resume['epoch']:
+            raise UserError(f'--resume {args.resume}: its folder holds the run up to epoch {later} (last.pth), '
+                            f'which going on from epoch {resume["epoch"]} would write over; to branch off, '
+                            'copy the checkpoint into a folder of its own and resume from there')
+    return run_dir
 
 
 def make_train_loader(attributes, args, context, channels_last):
@@ -314,6 +373,10 @@ def time_line(watch):
 def main(argv=None):
     watch = Stopwatch()
     args = parse_args(argv)
+    resume = resumable_load(args.resume) if args.resume else None
+    if resume is not None:
+        args = resumed_args(argv, resume, args.resume)
+    run_dir = run_folder(args, resume)
     context = distributed.setup(args.device)
     device = context.device
     # Precision and memory format are chosen once, here.
@@ -328,7 +391,6 @@ def main(argv=None):
         with watch.phase('cuda'):  # CUDA makes its context at the first tensor there: timed apart
             torch.zeros((), device=device)
 
-    resume = resumable_load(args.resume) if args.resume else None
     check_inputs(args)
     attributes = AttributesDataset(args.attributes_file)
     if resume is not None:
@@ -337,7 +399,7 @@ def main(argv=None):
         train_loader = make_train_loader(attributes, args, context, channels_last)
         val_loader = make_val_loader(attributes, args, context, channels_last)
 
-    model = build_model(attributes, args.pretrained)
+    model = build_model(attributes, args.pretrained and resume is None)  # resumed: its own weights
     if resume is not None:
         load_weights(model, resume, args.resume)
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
@@ -365,11 +427,7 @@ def main(argv=None):
         scheduler.load_state_dict(resume['scheduler'])
         start_epoch = resume['epoch'] + 1
         history, best = resume['history'], resume['best']
-        run_dir = os.path.dirname(os.path.abspath(args.resume))
         print(f'resuming {args.resume} after epoch {resume["epoch"]}') if context.is_main else None
-    else:
-        run_name = args.run_name or datetime.now().strftime('%Y-%m-%d_%H-%M-%S')
-        run_dir = os.path.join(args.checkpoints, run_name)
     writer = None
     if context.is_main:
         os.makedirs(run_dir, exist_ok=True)

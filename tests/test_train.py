@@ -64,6 +64,38 @@ def test_resume_reaches_the_same_weights_and_logs(full_run, small_split, tmp_pat
                         checkpoint_load(os.path.join(full_run, 'last.pth'))['model'])
 
 
+def test_a_new_run_never_writes_over_another(full_run, small_split):
+    with pytest.raises(UserError, match='holds a run already; carry it on with --resume'):
+        train.main(train_args(small_split, os.path.dirname(full_run), '--epochs', 1))
+    # nor does going on from an earlier checkpoint of it, which would write over epoch 3
+    with pytest.raises(UserError, match='holds the run up to epoch 3 .* write over; to branch off, copy'):
+        train.main(train_args(small_split, os.path.dirname(full_run), '--epochs', EPOCHS + 1,
+                              '--resume', os.path.join(full_run, 'checkpoint-000002.pth')))
+    assert [int(r['epoch']) for r in metrics_rows(full_run)] == [1, 2, 3]
+    assert checkpoint_load(os.path.join(full_run, 'last.pth'))['epoch'] == EPOCHS
+
+
+def test_a_resumed_run_keeps_its_settings_and_data(small_split, tmp_path):
+    recipe = ['--batch-size', 8, '--lr', 0.002, '--warmup-epochs', 0.5, '--schedule', 'cosine']
+    full = train.main(train_args(small_split, tmp_path, '--epochs', 2, '--val-every', 1, '--save-every', 1,
+                                 *recipe))
+    # A branch off its first epoch, going on with only --resume: the run's own recipe, schedule,
+    # number of epochs and CSVs, from the checkpoint
+    os.makedirs(tmp_path / 'branch')
+    last = str(tmp_path / 'branch' / 'last.pth')
+    shutil.copy(os.path.join(full, 'checkpoint-000001.pth'), last)
+    machine = ['--device', 'cpu', '--workers', '0', '--logs', str(tmp_path / 'logs')]
+    train.main(['--resume', last, *machine])
+    assert metrics_rows(tmp_path / 'branch') == metrics_rows(full)
+    with pytest.raises(UserError, match=r'--lr 0.5: the run in .* trained with 0.002, and a resumed run keeps it'):
+        train.main(['--resume', last, '--epochs', '3', '--lr', '0.5', *machine])
+    with pytest.raises(UserError, match=r'--epochs 2: the run in .* has done 2 epochs already'):
+        train.main(['--resume', last, *machine])
+    with open(tmp_path / 'branch' / 'args.json') as f:
+        assert {k: v for k, v in json.load(f).items() if k in ('batch_size', 'lr', 'schedule', 'epochs')} == \
+            {'batch_size': 8, 'lr': 0.002, 'schedule': 'cosine', 'epochs': 2}
+
+
 def start_training(small_split, tmp_path, *extra):
     args = train_args(small_split, tmp_path, '--epochs', EPOCHS, '--val-every', 1, '--save-every', 2, *extra)
     return subprocess.Popen([sys.executable, os.path.join(ROOT, 'train.py'), *args], cwd=str(tmp_path),
