@@ -193,6 +193,11 @@ def test_ctrl_c_is_one_line_and_the_shells_status_130(capsys):
     (['--lr', 'fast'], ['--lr', 'not a number']),
     (['--lr', '-1'], ['--lr', 'above 0']),
     (['--lr', 'nan'], ['--lr']),
+    (['--warmup-epochs', 'inf'], ['--warmup-epochs', 'finite']),
+    (['--warmup-epochs', 'nan'], ['--warmup-epochs', 'finite']),
+    (['--warmup-epochs', '-1'], ['--warmup-epochs', '0 or more']),
+    (['--seed', str(2**70)], ['--seed', 'below 2**32']),
+    (['--seed', '-1'], ['--seed', 'at least 0']),
     (['--compile', 'fastest'], ['--compile', 'invalid choice']),
     (['--compile', 'reduce-overhead', '--cuda-graphs', 'on'], ['reduce-overhead', 'own CUDA graphs']),
 ])
