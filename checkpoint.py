@@ -52,9 +52,10 @@ def checkpoint_load(path):
             raise UserError(f'{path}: not a PyTorch checkpoint ({reason})') from error
         raise UserError(f'{path}: refused to load: it holds Python objects that could run code '
                         f'when unpickled ({reason}). Only open checkpoints you trust.') from error
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise UserError(f'{path}: not a PyTorch checkpoint, or a truncated one '
-                        f'({str(error).strip()[:200]})') from error
+    except Exception as error:  # noqa: BLE001 - the unpickler meets any bytes, and fails as it may
+        # (RuntimeError, EOFError, KeyError, IndexError, ... on text, truncated or foreign files)
+        reason = f'{type(error).__name__}: {str(error).strip()[:200]}'
+        raise UserError(f'{path}: not a PyTorch checkpoint, or a truncated one ({reason})') from error
     if isinstance(state, dict) and 'model' in state and 'attributes' in state:
         return state
     if isinstance(state, dict) and state and all(torch.is_tensor(v) for v in state.values()):

@@ -90,7 +90,8 @@ def test_a_pickled_payload_is_refused_and_never_runs(tmp_path):
 
 
 @pytest.mark.parametrize('content', [b'', b'not a checkpoint at all', pickle.dumps([1, 2, 3], protocol=2),
-                                     pickle.dumps([1, 2, 3], protocol=4)])
+                                     pickle.dumps([1, 2, 3], protocol=4),
+                                     b'hello', b'epoch,lr,seconds\n'])  # a KeyError, an IndexError inside
 def test_files_that_are_not_checkpoints_are_named(tmp_path, content):
     path = tmp_path / 'x.pth'
     path.write_bytes(content)
