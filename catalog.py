@@ -44,17 +44,20 @@ def read_csv_rows(path, required, what):
     if not os.path.isfile(path):
         raise UserError(f'{path}: no such file ({what})')
     with open(path, 'rb') as f:
-        data = f.read()
-    if not data.strip():
+        text = decode_text(path, f.read())
+    if not text.strip():  # nothing, or only a byte-order mark and blanks
         raise UserError(f'{path}: the file is empty ({what})')
     # newline='' lets the csv module handle \r\n (Windows) and \n alike.
-    reader = csv.reader(io.StringIO(decode_text(path, data), newline=''))
-    header = [name.strip() for name in next(reader)]
-    missing = [name for name in required if name not in header]
-    if missing:
-        raise UserError(f'{path}: missing column(s) {", ".join(missing)}; the header is '
-                        f'{",".join(header)!r} but needs {",".join(required)}')
-    rows = [row for row in reader if any(field.strip() for field in row)]
+    reader = csv.reader(io.StringIO(text, newline=''))
+    try:
+        header = [name.strip() for name in next(reader)]
+        missing = [name for name in required if name not in header]
+        if missing:
+            raise UserError(f'{path}: missing column(s) {", ".join(missing)}; the header is '
+                            f'{",".join(header)!r} but needs {",".join(required)}')
+        rows = [row for row in reader if any(field.strip() for field in row)]
+    except csv.Error as error:  # a field over 128 KiB: a quote left open, or not a CSV at all
+        raise UserError(f'{path}: line {reader.line_num}: {error} ({what})') from error
     if not rows:
         raise UserError(f'{path}: has a header but no rows ({what})')
     return header, rows

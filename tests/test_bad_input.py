@@ -34,6 +34,8 @@ def assert_clean_failure(result, *words):
 @pytest.mark.parametrize('content,problem', [
     (None, 'no such file'),
     ('', 'empty'),
+    ('\ufeff', 'empty'),  # only the byte-order mark a spreadsheet writes
+    (HEADER + '\n1,Men,"' + 'x' * 140_000 + '\n', 'line 2: field larger than field limit'),  # a quote left open
     (HEADER + '\n', 'no rows'),
     (HEADER.replace('baseColour,', '') + '\n' + '1,Men,Apparel,Topwear,Tshirts,S,2012,C,N\n',
      'missing column(s) baseColour'),
