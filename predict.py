@@ -117,6 +117,8 @@ def read_error(path, error):
 
 def read_image(path):
     """(uint8 array 80x60x3 as the model sees it, None), or (None, why it could not be read)."""
+    if os.path.exists(path) and not os.path.isfile(path):
+        return None, 'not a regular file (a pipe, socket or device)'  # reading a pipe could wait for ever
     try:
         return np.asarray(load_image(path), dtype=np.uint8), None
     except UNREADABLE as error:

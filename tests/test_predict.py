@@ -23,7 +23,7 @@ from model import MultiOutputModel
 from sample_catalog import make_catalog
 
 WHITE = (255, 255, 255)
-BROKEN = {'truncated.jpg': 'truncated', 'notes.jpg': 'not an image'}
+BROKEN = {'truncated.jpg': 'truncated', 'notes.jpg': 'not an image', 'pipe.jpg': 'not a regular file'}
 # On two cores shared with other jobs, OpenMP threads spinning while they wait for each other make
 # a forward pass about 100 times slower; one thread keeps this file fast. It changes no result.
 ONE_THREAD = {'OMP_NUM_THREADS': '1'}
@@ -110,6 +110,7 @@ def photos(catalog, tmp_path_factory):
     products[6].save(folder / 'nested' / 'deeper' / 'SHOUT.JPG')
     (folder / 'truncated.jpg').write_bytes(truncated_jpeg(products[7]))
     (folder / 'notes.jpg').write_text('<html>404 not found</html>')
+    os.mkfifo(folder / 'pipe.jpg')  # opening it to read would wait for a writer for ever
     (folder / 'readme.txt').write_text('not a picture, and not named like one')
     (folder / '._catalog_60x80.jpg').write_bytes(b'\x00\x05\x16\x07')  # macOS AppleDouble file
     readable = ['catalog_60x80.jpg', 'cmyk.jpg', 'crop_224.png', 'full_1800x2400.jpg', 'gray.jpg',
@@ -167,7 +168,7 @@ def test_every_kind_of_picture_is_predicted_and_broken_ones_are_reported(checkpo
     lines = result.stdout.splitlines()
     header = next(line for line in lines if line.startswith('image'))
     assert header.index('gender') < header.index('article type') < header.index('colour')
-    assert '9 of 11 image(s) predicted, 2 unreadable' in result.stdout
+    assert '9 of 12 image(s) predicted, 3 unreadable' in result.stdout
 
 
 def test_json_output_batches_and_progress_bar(checkpoint, photos, reference, tmp_path, capsys):
