@@ -8,6 +8,7 @@
 import copy
 import json
 import os
+import sys
 
 import torch
 from torch import nn
@@ -112,3 +113,9 @@ def export_onnx(model, attributes, path):
     with atomic_open(json_path) as f:
         json.dump(sidecar(attributes, path), f, indent=2)
     return json_path
+
+
+if __name__ == '__main__':
+    # A module, not a script: the export needs the checkpoint that predict.py loads.
+    sys.exit('export_onnx.py is used by predict.py; export a model with:\n'
+             '  python predict.py --checkpoint checkpoints/RUN/best.pth --export model.onnx')

@@ -275,3 +275,8 @@ def test_export_without_the_onnx_extra_says_what_to_install(checkpoint, tmp_path
     with pytest.raises(UserError, match='pip install -r requirements-onnx.txt'):
         export_onnx(model, attributes, str(tmp_path / 'model.onnx'))
     assert not os.listdir(tmp_path)
+
+
+def test_export_onnx_run_as_a_script_says_how_to_export():
+    result = run_script('export_onnx.py', '--help')
+    assert result.returncode == 1 and 'python predict.py --checkpoint' in result.stderr and '--export' in result.stderr
