@@ -124,8 +124,9 @@ def main(argv=None):
 
     train, val = split(kept, args)
     if not train or not val:
-        raise UserError(f'only {len(kept)} usable image(s) in {args.input}: too few to split '
-                        'into a training and a validation set')
+        raise UserError(f'{len(train) + len(val):,} image(s) ({len(kept):,} usable in {args.input}, --max-images '
+                        f'{args.max_images:,}) split with --val-fraction {args.val_fraction} leave {len(train)} '
+                        f'for training and {len(val)} for validation; each needs at least one')
     os.makedirs(args.output, exist_ok=True)
     train_path, val_path = save_split(train, val, args.output)
     print(f'wrote {len(train):,} rows to {train_path} and {len(val):,} rows to {val_path}')

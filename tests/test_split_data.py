@@ -7,6 +7,7 @@ import pytest
 
 import split_data
 from catalog import read_styles
+from cli import UserError
 from conftest import ROOT, run_script
 from dataset import AttributesDataset, FashionDataset
 
@@ -92,6 +93,14 @@ def test_max_images_caps_the_split(quirky_catalog, tmp_path):
     result = split_data.main(['--input', quirky_catalog['root'], '--output', str(tmp_path),
                               '--max-images', '50', '--workers', '1'])
     assert (result['train'], result['val']) == (40, 10)
+
+
+@pytest.mark.parametrize('flags', [['--max-images', '1'], ['--val-fraction', '0.001']])
+def test_flags_that_leave_a_side_empty_are_named(quirky_catalog, tmp_path, flags):
+    with pytest.raises(UserError, match=r'--max-images .* --val-fraction .* each needs at least one'):
+        split_data.main(['--input', quirky_catalog['root'], '--output', str(tmp_path / 'out'), '--workers', '1',
+                         *flags])
+    assert not os.path.exists(tmp_path / 'out')
 
 
 @pytest.mark.skipif(not os.environ.get('FASHION_DATA'), reason='FASHION_DATA names no real dataset')
