@@ -16,6 +16,10 @@ def atomic_path(path):
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as error:
+        if error.filename == tmp:  # an error message names the file asked for, not ours
+            error.filename = str(path)
+        raise
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -29,3 +29,11 @@ def test_the_temporary_file_is_hidden_beside_the_target_and_keeps_its_extension(
         assert folder == str(tmp_path) and name.startswith('.') and name.endswith('curves.png')
         open(tmp, 'wb').close()
     assert os.listdir(tmp_path) == ['curves.png']
+
+
+def test_an_error_names_the_file_asked_for_not_the_temporary_one(tmp_path):
+    path = tmp_path / 'no-such-folder' / 'metrics.json'
+    with pytest.raises(FileNotFoundError) as error:
+        with atomic_open(path):
+            pass
+    assert error.value.filename == str(path)
