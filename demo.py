@@ -11,7 +11,7 @@ import time
 
 import split_data
 import train
-from cli import add_debug_flag, positive_int, run_cli
+from cli import add_debug_flag, pick_device, positive_int, run_cli
 from dataset import HEADS, TITLES
 from sample_catalog import make_catalog
 
@@ -28,7 +28,7 @@ def parse_args(argv=None):
                         help='training epochs (default: 8 on the sample catalog, 50 on the real data)')
     parser.add_argument('--batch-size', type=positive_int, default=None,
                         help='images per step (default: 32 on the sample catalog, 16 on the real data)')
-    parser.add_argument('--device', default='auto', help='cuda, mps or cpu (default: auto)')
+    parser.add_argument('--device', default='auto', help='cuda, cuda:N, mps or cpu (default: auto)')
     add_debug_flag(parser)
     return parser.parse_args(argv)
 
@@ -60,6 +60,7 @@ def step(number, text):
 
 def main(argv=None):
     args = parse_args(argv)
+    pick_device(args.device)  # a --device that is not there is refused now, not after minutes of work
     real = os.path.isfile(os.path.join(args.data, 'styles.csv'))
     epochs = args.epochs or (50 if real else 8)
     batch_size = args.batch_size or (16 if real else 32)

@@ -220,6 +220,12 @@ def test_device_that_is_not_there_is_named(small_split, tmp_path):
     assert_clean_failure(result, '--device cuda', 'no CUDA GPU')
 
 
+def test_the_demo_refuses_a_device_before_any_work(tmp_path):
+    result = run_script('demo.py', '--device', 'tpu', '--work', tmp_path / 'demo')
+    assert_clean_failure(result, '--device tpu', 'not a device name')
+    assert not os.path.exists(tmp_path / 'demo')  # no catalog drawn, nothing split
+
+
 def test_a_gpu_named_by_number_becomes_the_current_one(monkeypatch):
     # Streams and CUDA graphs go to the current GPU: --device cuda:1 must make it so, or the
     # training step would be recorded on cuda:0's stream, empty. A machine of 3 GPUs, pretended.
