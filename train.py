@@ -23,7 +23,7 @@ from catalog import describe_download
 from checkpoint import check_same_vocab, checkpoint_load, checkpoint_save, load_weights, resumable_load
 from cli import (UserError, add_debug_flag, non_negative_float, non_negative_int, positive_float, positive_int,
                  run_cli, seed_number)
-from dataset import HEADS, AttributesDataset, FashionDataset, train_transform, val_transform
+from dataset import HEADS, AttributesDataset, FashionDataset, skip_undecodable, train_transform, val_transform
 from evaluate import autocast_for, default_precision, validate
 from memory_data import InMemoryLoader
 from model import MultiOutputModel
@@ -178,6 +178,9 @@ def make_train_loader(attributes, args, context, channels_last):
                                            channels_last=channels_last, rank=context.rank,
                                            world_size=context.world_size, workers=args.workers)
     # The tutorial's way: PIL decode and torchvision transforms per image, in worker processes.
+    # One decoding pass first, to skip and count what no longer decodes, as the memory path does
+    # (a few seconds): the DataLoader would stop at it in the middle of an epoch, with a traceback.
+    skip_undecodable(dataset, args.workers)
     # Fresh workers each epoch, as in the tutorial: each epoch's seed then restarts their random
     # draws too, as in a resumed run (persistent workers would carry them on from epoch 1).
     sampler = DistributedSampler(dataset, seed=args.seed) if context.distributed else None

@@ -163,6 +163,19 @@ def test_split_rows_gone_bad_since_the_split_are_skipped_and_counted(small_split
     assert not os.path.exists(MARKER)
 
 
+@pytest.mark.parametrize('data', ['memory', 'loader'])
+def test_an_image_broken_since_the_split_is_skipped_on_either_data_path(small_split, tmp_path, capsys, data):
+    copy = tmp_path / 'split'
+    shutil.copytree(small_split['base'], copy)
+    first = open(copy / 'train.csv').read().splitlines()[1].split(',')[0]
+    image = copy / first
+    image.write_bytes(image.read_bytes()[:300])  # truncated
+    split = dict(small_split, train=str(copy / 'train.csv'), val=str(copy / 'val.csv'))
+    run_dir = train.main(train_args(split, tmp_path / 'runs', '--epochs', 1, '--data', data))
+    assert 'skipped 1 image(s) that no longer decode' in capsys.readouterr().out
+    assert os.path.exists(os.path.join(run_dir, 'last.pth'))
+
+
 def test_an_output_folder_that_cannot_be_made_is_named(small_split, tmp_path):
     run_dir = train.main(train_args(small_split, tmp_path / 'runs', '--epochs', 1))
     blocker = tmp_path / 'a-file'  # a folder cannot be made inside a file, even by root
