@@ -61,6 +61,7 @@ epoch_seconds() {  # name: each epoch's seconds from the run's metrics.csv
 
 timed_run() {  # name, time limit, train.py flags...
   local name=$1 limit=$2 start; shift 2
+  rm -rf "checkpoints/$name"  # a fresh run each time: train.py refuses to write over an earlier one
   start=$(date +%s)
   timeout "$limit" python3 "$repo/train.py" "${common[@]}" --run-name "$name" "$@" 2>&1 | quiet | tee "$out/$name.txt"
   log "$name run: $(( $(date +%s) - start )) s wall-clock, start-up, decoding and validation included"
