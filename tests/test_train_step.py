@@ -91,28 +91,40 @@ def test_both_optimizers_take_the_textbook_adam_steps_and_follow_the_schedule():
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_graph_optimizer_state_round_trip_resumes_exactly():
-    unbroken_model = small_model()
-    unbroken = make_optimizer(unbroken_model, 1e-2, CPU, cuda_graphs=True)
-    unbroken_schedule = warmup_schedule(unbroken)
-    train(unbroken_model, unbroken, unbroken_schedule, 3)
+def trained_and_saved(cuda_graphs):
+    """A model trained 6 steps with train.py's optimizer, and its checkpoint after step 3 as read
+    back from a file."""
+    model = small_model()
+    optimizer = make_optimizer(model, 1e-2, CPU, cuda_graphs=cuda_graphs)
+    schedule = warmup_schedule(optimizer)
+    train(model, optimizer, schedule, 3)
     buffer = io.BytesIO()
-    torch.save({'model': unbroken_model.state_dict(), 'optimizer': optimizer_state(unbroken),
-                'scheduler': unbroken_schedule.state_dict()}, buffer)
-    train(unbroken_model, unbroken, unbroken_schedule, 3, seed=2)
-
+    torch.save({'model': model.state_dict(), 'optimizer': optimizer_state(optimizer),
+                'scheduler': schedule.state_dict()}, buffer)
+    train(model, optimizer, schedule, 3, seed=2)
     buffer.seek(0)
-    saved = torch.load(buffer, weights_only=True)
+    return model, torch.load(buffer, weights_only=True)
+
+
+def resumed_from(saved, cuda_graphs):
+    """A new model and optimizer, as train.py --resume makes them, that trained the last 3 steps."""
+    model = small_model(seed=5)
+    model.load_state_dict(saved['model'])
+    optimizer = make_optimizer(model, 1e-2, CPU, cuda_graphs=cuda_graphs)
+    schedule = warmup_schedule(optimizer)
+    load_optimizer_state(optimizer, saved['optimizer'])
+    schedule.load_state_dict(saved['scheduler'])
+    group = dict(optimizer.param_groups[0])  # as loaded, before training on
+    train(model, optimizer, schedule, 3, seed=2)
+    return model, group, optimizer
+
+
+def test_graph_optimizer_state_round_trip_resumes_exactly():
+    unbroken, saved = trained_and_saved(cuda_graphs=True)
     assert all(isinstance(g['lr'], float) for g in saved['optimizer']['param_groups'])
-    resumed_model = small_model(seed=5)
-    resumed_model.load_state_dict(saved['model'])
-    resumed = make_optimizer(resumed_model, 1e-2, CPU, cuda_graphs=True)
-    resumed_schedule = warmup_schedule(resumed)
-    load_optimizer_state(resumed, saved['optimizer'])
-    resumed_schedule.load_state_dict(saved['scheduler'])
-    assert torch.is_tensor(resumed.param_groups[0]['lr'])  # still capturable after loading
-    train(resumed_model, resumed, resumed_schedule, 3, seed=2)
-    for a, b in zip(unbroken_model.parameters(), resumed_model.parameters()):
+    resumed, group, _ = resumed_from(saved, cuda_graphs=True)
+    assert torch.is_tensor(group['lr'])  # still capturable after loading
+    for a, b in zip(unbroken.parameters(), resumed.parameters()):
         assert torch.equal(a, b)
 
 
@@ -120,29 +132,12 @@ def test_graph_optimizer_state_round_trip_resumes_exactly():
 def test_a_saved_optimizer_resumes_in_the_other_configuration(saved_with_graphs, resumed_with_graphs):
     # A run saved on the CPU, by several GPUs or with --cuda-graphs off, resumed on one GPU, where
     # the step is captured (which refuses an optimizer with capturable off), and the other way.
-    unbroken_model = small_model()
-    unbroken = make_optimizer(unbroken_model, 1e-2, CPU, cuda_graphs=saved_with_graphs)
-    unbroken_schedule = warmup_schedule(unbroken)
-    train(unbroken_model, unbroken, unbroken_schedule, 3)
-    buffer = io.BytesIO()
-    torch.save({'model': unbroken_model.state_dict(), 'optimizer': optimizer_state(unbroken),
-                'scheduler': unbroken_schedule.state_dict()}, buffer)
-    train(unbroken_model, unbroken, unbroken_schedule, 3, seed=2)
-
-    buffer.seek(0)
-    saved = torch.load(buffer, weights_only=True)
-    resumed_model = small_model(seed=5)
-    resumed_model.load_state_dict(saved['model'])
-    resumed = make_optimizer(resumed_model, 1e-2, CPU, cuda_graphs=resumed_with_graphs)
-    resumed_schedule = warmup_schedule(resumed)
-    load_optimizer_state(resumed, saved['optimizer'])
-    resumed_schedule.load_state_dict(saved['scheduler'])
-    group = resumed.param_groups[0]
+    unbroken, saved = trained_and_saved(cuda_graphs=saved_with_graphs)
+    resumed, group, optimizer = resumed_from(saved, cuda_graphs=resumed_with_graphs)
     assert group['capturable'] == resumed_with_graphs and group['fused']  # this run's, not the file's
     assert torch.is_tensor(group['lr']) == resumed_with_graphs
-    assert all(resumed.state[p]['step'].dtype == torch.float32 for p in group['params'])
-    train(resumed_model, resumed, resumed_schedule, 3, seed=2)
-    for a, b in zip(unbroken_model.parameters(), resumed_model.parameters()):
+    assert all(optimizer.state[p]['step'].dtype == torch.float32 for p in group['params'])
+    for a, b in zip(unbroken.parameters(), resumed.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)  # the same Adam, run another way
 
 
