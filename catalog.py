@@ -5,6 +5,7 @@ import codecs
 import csv
 import io
 import os
+import stat
 import struct
 from collections import Counter, namedtuple
 
@@ -98,12 +99,16 @@ def read_styles(path):
 
 def image_problem(path, size=IMAGE_SIZE, any_size=False, any_mode=False):
     """Why an image cannot be used as it is, or None when it can."""
-    if not os.path.isfile(path):
-        return 'no image file'
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return 'no image file'
         with Image.open(path) as img:
             img.load()  # decode it all: a truncated file only fails here
             mode, img_size = img.mode, img.size
+    except PermissionError:  # the file's or its folder's (images/ itself, say)
+        return 'no permission to read it'
+    except FileNotFoundError:
+        return 'no image file'
     except UNREADABLE:
         return 'unreadable image'
     if not any_size and img_size != tuple(size):

@@ -104,6 +104,23 @@ def test_each_kind_of_bad_image_is_named(tmp_path, kind):
     assert image_problem(str(path)) == problem
 
 
+def test_an_image_the_system_will_not_let_us_read_is_named_so(tmp_path, monkeypatch):
+    # chmod 000 on images/ or on the file, pretended: the tests may run as root, who reads anyway
+    path = str(tmp_path / 'x.jpg')
+    IMAGES['png_named_jpg'][0](path)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, 'Permission denied', path)
+
+    for module, name in ((os, 'stat'), (Image, 'open')):  # the folder (not even a look), the file
+        with monkeypatch.context() as patch:
+            patch.setattr(module, name, refuse)
+            problem = image_problem(path)
+        assert problem == 'no permission to read it', name
+    assert image_problem(path) is None
+    assert image_problem(str(tmp_path / 'gone.jpg')) == image_problem(str(tmp_path)) == 'no image file'
+
+
 @pytest.mark.parametrize('kind', ['png_named_jpg', 'cmyk_jpeg', 'grayscale', 'rgba_png', 'palette_png',
                                   'wrong_size'])
 def test_other_modes_and_sizes_load_as_60x80_rgb(tmp_path, kind):
