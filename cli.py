@@ -27,6 +27,14 @@ def run_cli(main):
             raise
         print(f'error: {error.filename}: {error.strerror or error}', file=sys.stderr)
         sys.exit(2)
+    except UnicodeEncodeError as error:
+        # A file name that is not valid UTF-8 (Linux allows any bytes): Python keeps its odd bytes
+        # as surrogates, which a UTF-8 CSV, JSON file or terminal cannot take.
+        if debug or error.reason != 'surrogates not allowed':
+            raise
+        print(f'error: {shown(error.object).strip()[:300]}: a file or folder name here is not valid UTF-8, which the '
+              'CSVs and the output are; rename it', file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt:
         # Ctrl-C: a traceback would point at whatever line happened to be running. Every file is
         # written atomically (atomic.py), so none is left half-written. 130 is the shell's status.
@@ -34,6 +42,12 @@ def run_cli(main):
             raise
         print('\ninterrupted (Ctrl-C); no file was left half-written', file=sys.stderr)
         sys.exit(130)
+
+
+def shown(name):
+    """A file name as text that any UTF-8 file, figure or terminal takes: bytes that are not
+    UTF-8, which Linux allows in names, written as \\xNN."""
+    return name.encode('utf-8', 'surrogateescape').decode('utf-8', 'backslashreplace')
 
 
 def add_debug_flag(parser):

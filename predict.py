@@ -27,7 +27,7 @@ from atomic import atomic_open
 from augment import prepare_batch
 from checkpoint import model_from_checkpoint
 from catalog import UNREADABLE
-from cli import UserError, add_debug_flag, pick_device, positive_int, run_cli
+from cli import UserError, add_debug_flag, pick_device, positive_int, run_cli, shown
 from dataset import HEADS, TITLES, load_image
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff')
@@ -161,7 +161,8 @@ def predict_all(model, attributes, paths, args, device):
             results = iter(top_k(model, good, attributes, args.top_k, device) if good else [])
             for path, (array, error) in zip(batch_paths, decoded):
                 heads = next(results) if error is None else {head: [] for head in HEADS}
-                rows.append({'image': path, 'error': error, **heads})
+                # shown: a name that is not UTF-8 written as \xNN, which a CSV or terminal takes
+                rows.append({'image': shown(path), 'error': error, **heads})
             bar.update(len(batch_paths))
     bar.close()
     return rows

@@ -11,7 +11,7 @@ import torch
 from atomic import atomic_open
 from augment import prepare_batch
 from checkpoint import model_from_checkpoint
-from cli import add_debug_flag, pick_device, positive_int, run_cli
+from cli import add_debug_flag, pick_device, positive_int, run_cli, shown
 from dataset import HEADS, TITLES, FashionDataset, val_transform
 from evaluate import autocast_for, majority_rates, validate, validation_precision
 from memory_data import InMemoryLoader
@@ -83,7 +83,7 @@ def main(argv=None):
     with atomic_open(os.path.join(folder, 'metrics.json')) as f:
         json.dump(report, f, indent=2)
     figures = [(plot_confusion_matrix, (truth[head], predicted[head], attributes.labels(head),
-                                        f'{TITLES[head]}: normalised confusion matrix ({args.val_csv})',
+                                        f'{TITLES[head]}: normalised confusion matrix ({shown(args.val_csv)})',
                                         os.path.join(folder, f'confusion_{head}.png'), args.show))
                for head in HEADS]
     n = min(args.grid, len(truth['gender']))

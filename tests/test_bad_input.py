@@ -250,6 +250,16 @@ def test_device_that_is_not_there_is_named(small_split, tmp_path):
     assert_clean_failure(result, '--device cuda', 'no CUDA GPU')
 
 
+def test_a_folder_name_that_is_not_utf8_is_named_not_a_traceback(quirky_catalog, tmp_path):
+    # Linux allows any bytes in a name; the CSVs that would hold it are UTF-8.
+    odd = tmp_path / os.fsdecode(b'caf\xe9')
+    shutil.copytree(quirky_catalog['root'], odd)
+    result = run_script('split_data.py', '--input', odd, '--output', tmp_path / 'out',
+                        env={'PYTHONIOENCODING': 'utf-8'})
+    assert_clean_failure(result, 'caf\\xe9', 'not valid UTF-8', 'rename it')
+    assert not os.path.exists(tmp_path / 'out' / 'train.csv')
+
+
 def test_the_demo_refuses_a_device_before_any_work(tmp_path):
     result = run_script('demo.py', '--device', 'tpu', '--work', tmp_path / 'demo')
     assert_clean_failure(result, '--device tpu', 'not a device name')

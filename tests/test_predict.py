@@ -280,3 +280,17 @@ def test_export_without_the_onnx_extra_says_what_to_install(checkpoint, tmp_path
 def test_export_onnx_run_as_a_script_says_how_to_export():
     result = run_script('export_onnx.py', '--help')
     assert result.returncode == 1 and 'python predict.py --checkpoint' in result.stderr and '--export' in result.stderr
+
+
+def test_a_file_name_that_is_not_utf8_is_predicted_and_written_as_escapes(checkpoint, catalog, tmp_path):
+    folder = tmp_path / 'photos'
+    folder.mkdir()
+    shutil.copy(catalog_images(catalog)[0], folder / os.fsdecode(b'caf\xe9.jpg'))
+    out = tmp_path / 'predictions.csv'
+    result = run_script('predict.py', '--checkpoint', checkpoint, folder, '--output', out, '--device', 'cpu',
+                        env=dict(ONE_THREAD, PYTHONIOENCODING='utf-8'))  # a terminal that takes UTF-8 only
+    assert result.returncode == 0, result.stderr
+    with open(out, newline='', encoding='utf-8') as f:
+        (row,) = list(csv.DictReader(f))
+    assert row['image'] == os.path.join(str(folder), 'caf\\xe9.jpg') and row['error'] == '' and row['gender']
+    assert 'caf\\xe9.jpg' in result.stdout
