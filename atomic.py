@@ -15,6 +15,10 @@ def atomic_path(path):
     tmp = os.path.join(folder, f'.tmp-{os.getpid()}-{name}')
     try:
         yield tmp
+        # The data is on disk before the rename makes it visible, so a power cut never leaves an
+        # empty file in place of the old one.
+        with open(tmp, 'r+b') as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as error:
         if error.filename == tmp:  # an error message names the file asked for, not ours
@@ -27,10 +31,7 @@ def atomic_path(path):
 
 @contextmanager
 def atomic_open(path, mode='w', **kwargs):
-    """open(path, mode) for writing, atomically (see atomic_path). The data is on disk before the
-    rename makes it visible, so a power cut never leaves an empty file in place of the old one."""
+    """open(path, mode) for writing, atomically (see atomic_path)."""
     with atomic_path(path) as tmp:
         with open(tmp, mode, **kwargs) as f:
             yield f
-            f.flush()
-            os.fsync(f.fileno())

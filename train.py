@@ -89,7 +89,7 @@ def build_parser():
     parser.add_argument('--logs', default='./logs',
                         help='TensorBoard log folder, used when tensorboard is installed (default: ./logs)')
     parser.add_argument('--run-name', default=None,
-                        help='name of the run folder (default: the start time, e.g. 2026-01-31_12-00)')
+                        help='name of the run folder (default: the start time, e.g. 2026-01-31_12-00-00)')
     parser.add_argument('--resume', default=None, metavar='CHECKPOINT',
                         help='continue the run saved in this checkpoint, e.g. checkpoints/RUN/last.pth, '
                              'with its settings; --epochs may be raised (default: start a new run)')

@@ -38,7 +38,7 @@ def parse_args():
                         help='leave out the torch.compile configurations (default: off)')
     parser.add_argument('--budget', type=float, default=None,
                         help='seconds of start-ups after which no further configuration starts (the '
-                             'first always does); those ready are timed (default: no limit)')
+                             'first two always do); those ready are timed (default: no limit)')
     return parser.parse_args()
 
 

@@ -37,3 +37,18 @@ def test_an_error_names_the_file_asked_for_not_the_temporary_one(tmp_path):
         with atomic_open(path):
             pass
     assert error.value.filename == str(path)
+
+
+def test_the_data_is_on_disk_before_the_rename(tmp_path, monkeypatch):
+    # Files written by path (the PNGs, the ONNX model) as well as through atomic_open.
+    calls = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, 'fsync', lambda fd: calls.append('fsync'))
+    monkeypatch.setattr(os, 'replace', lambda a, b: (calls.append('replace'), real_replace(a, b)))
+    with atomic_path(tmp_path / 'curves.png') as tmp:
+        with open(tmp, 'wb') as f:
+            f.write(b'png')
+    with atomic_open(tmp_path / 'metrics.json') as f:
+        f.write('{}')
+    assert calls == ['fsync', 'replace'] * 2
+    assert (tmp_path / 'curves.png').read_bytes() == b'png' and (tmp_path / 'metrics.json').read_text() == '{}'
