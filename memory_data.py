@@ -59,8 +59,9 @@ class InMemoryLoader:
         for chunk in order.split(self.chunk_size):
             images = self.images[chunk]
             x = augment_batch(images, generator) if self.train else prepare_batch(images)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+            # The cache is stored channels-last; without channels_last the model gets NCHW, or a
+            # convolution would pick channels_last from its input alone.
+            x = x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
             # Gathered a chunk at a time, like the images: each batch is then views, no kernels.
             labels = {f'{head}_labels': self.labels[head][chunk] for head in HEADS}
             for start in range(0, len(chunk), self.batch_size):

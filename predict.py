@@ -256,7 +256,8 @@ def main(argv=None):
         return
 
     # fp32 on every device: the forward pass on 60x80 pictures is cheap next to decoding them, and
-    # the probabilities then match the exported ONNX model's.
+    # the probabilities then match the exported ONNX model's (on a GPU up to TF32 rounding, which
+    # PyTorch's cuDNN convolutions use by default).
     device = pick_device(args.device)
     model = model.folded().to(device)  # batch norms folded into the convolutions: faster
     print(f'device: {device}; checkpoint {args.checkpoint}'

@@ -319,6 +319,11 @@ def use_cuda_graphs(args, context):
     """Whether to record the whole training step as one CUDA graph (see train_step.py)."""
     if context.device.type != 'cuda' or args.cuda_graphs == 'off':
         return False
+    if context.distributed and args.cuda_graphs == 'on':
+        # PyTorch's recipe for capturing DDP (NCCL's async error handling off before the process
+        # group starts, DDP built on a side stream, 11 eager steps first) is not what train.py does.
+        raise UserError('--cuda-graphs on: not with several processes, whose gradients DDP '
+                        'exchanges during the step; use --cuda-graphs auto (eager steps under DDP)')
     # auto: a single process only (DDP's gradient hooks talk to the other processes), and not
     # with --compile, whose fused kernels in our graph are still to be measured against
     # --compile reduce-overhead (benchmarks/step_variants.py does that).

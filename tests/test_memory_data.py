@@ -23,6 +23,11 @@ def test_validation_batches_equal_the_per_image_transforms(small_split):
     assert torch.allclose(batches[0]['img'][0], first['img'], atol=1e-6)
     assert batches[0]['labels']['article_labels'][0] == first['labels']['article_labels']
     assert sum(len(b['img']) for b in batches) == len(dataset)
+    # in the memory format asked for, whatever the cache's: --channels-last off means NCHW
+    for channels_last, layout in ((False, torch.contiguous_format), (True, torch.channels_last)):
+        for train in (False, True):
+            loader = InMemoryLoader(images, labels, 16, 'cpu', train=train, channels_last=channels_last)
+            assert next(iter(loader))['img'].is_contiguous(memory_format=layout), (channels_last, train)
 
 
 def test_each_training_batch_carries_the_labels_of_its_own_images():

@@ -256,6 +256,12 @@ def test_when_the_whole_step_becomes_a_cuda_graph(flags, device, processes, grap
     assert train.use_cuda_graphs(train.parse_args(flags), context) is graphs
 
 
+def test_a_cuda_graph_under_ddp_is_refused():
+    context = distributed.Context(world_size=2, device=torch.device('cuda'))
+    with pytest.raises(UserError, match='--cuda-graphs on: not with several processes'):
+        train.use_cuda_graphs(train.parse_args(['--cuda-graphs', 'on']), context)
+
+
 @pytest.mark.parametrize('flags,device,before,after', [
     ([], 'cuda', False, True),
     (['--cudnn-benchmark', 'off'], 'cuda', True, False),
