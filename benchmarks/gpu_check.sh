@@ -13,9 +13,11 @@
 #   bench     benchmarks/bench.py on all 32,000 training images
 #   profile   where the batch-16 step's GPU time goes (profile_step.py): kernels a step, their time
 #             against the replayed step's, by operation and by kernel; channels_last, NCHW, compiled
-#   startup   where a run's first minute goes: 3 short epochs (validation after the 2nd and 3rd) on
-#             8,000 images, at batch 256 and 16, with channels_last and cuDNN's search on and off
-#             (8 runs, about 5 minutes in all)
+#   startup-16, startup-256
+#             where a run's first minute goes: 3 short epochs (validation after the 2nd and 3rd) on
+#             8,000 images at that batch size, with channels_last and cuDNN's search on and off
+#             (4 runs, 2 to 6 minutes; their logs stay in the work folder, their figures go to
+#             summary.txt, as the GPU machine sends back only 8 files)
 # Each stage has its own time limit (variants 200 s, faithful 340, fast 120, test 45 a run, bench 150,
 # profile 90 a run and 150 compiled, startup 90 a run),
 # so a slow one cannot eat the others' time; a faithful run cut off by its limit still shows its
@@ -63,12 +65,13 @@ timed_run() {  # name, time limit, train.py flags...
   local name=$1 limit=$2 start; shift 2
   rm -rf "checkpoints/$name"  # a fresh run each time: train.py refuses to write over an earlier one
   start=$(date +%s)
-  timeout "$limit" python3 "$repo/train.py" "${common[@]}" --run-name "$name" "$@" 2>&1 | quiet | tee "$out/$name.txt"
+  local logs=${run_logs:-$out}  # where its log and metrics.csv go
+  timeout "$limit" python3 "$repo/train.py" "${common[@]}" --run-name "$name" "$@" 2>&1 | quiet | tee "$logs/$name.txt"
   log "$name run: $(( $(date +%s) - start )) s wall-clock, start-up, decoding and validation included"
   # train.py's own account, after its imports: starting CUDA, the pictures, the first epoch and
   # validation apart, the saving; the wall-clock above minus its total is Python and the imports.
-  grep '^time:' "$out/$name.txt" | tee -a "$out/summary.txt"
-  cp "checkpoints/$name/metrics.csv" "$out/$name-metrics.csv" 2>/dev/null
+  grep '^time:' "$logs/$name.txt" | tee -a "$out/summary.txt"
+  cp "checkpoints/$name/metrics.csv" "$logs/$name-metrics.csv" 2>/dev/null
 }
 
 for stage in "${stages[@]}"; do
@@ -107,20 +110,21 @@ for stage in "${stages[@]}"; do
         limit=$([ "$flags" = --compile ] && echo 150 || echo 90)  # a cold compile takes a minute or more
         timeout "$limit" python3 "$repo/benchmarks/profile_step.py" $flags 2>&1 | tee -a "$out/profile.txt"
       done ;;
-    startup)
+    startup-16|startup-256)
       prepare_small
-      log "start-up: epoch 1 has cuDNN's search and the graph capture, epoch 2 the first validation's"
-      for batch in 256 16; do
-        for layout in on off; do
-          for search in on off; do
-            name=startup-b$batch-cl-$layout-search-$search
-            timed_run "$name" 90 --train-csv small/train.csv --val-csv small/val.csv --batch-size "$batch" \
-              --channels-last "$layout" --cudnn-benchmark "$search" --epochs 3 --val-every 2 >/dev/null
-            log "$name:$(epoch_seconds "$name")"
-          done
+      batch=${stage#startup-}
+      log "start-up at batch $batch: epoch 1 has cuDNN's search and the graph capture, epoch 2 the first validation's"
+      run_logs=$work/startup-logs && mkdir -p "$run_logs"
+      for layout in on off; do
+        for search in on off; do
+          name=startup-b$batch-cl-$layout-search-$search
+          timed_run "$name" 90 --train-csv small/train.csv --val-csv small/val.csv --batch-size "$batch" \
+            --channels-last "$layout" --cudnn-benchmark "$search" --epochs 3 --val-every 2 >/dev/null
+          log "$name:$(epoch_seconds "$name")"
         done
-      done ;;
-    *) echo "unknown stage: $stage (variants, faithful, fast, test, bench, profile, startup)"; exit 2 ;;
+      done
+      unset run_logs ;;
+    *) echo "unknown stage: $stage (variants, faithful, fast, test, bench, profile, startup-16, startup-256)"; exit 2 ;;
   esac
 done
 log "done: ${stages[*]}"
