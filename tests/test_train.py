@@ -15,7 +15,7 @@ import torch
 import distributed
 import train
 import train_step
-from checkpoint import checkpoint_load, model_from_checkpoint
+from checkpoint import checkpoint_load, checkpoint_save, model_from_checkpoint
 from cli import UserError
 from conftest import ROOT, run_script, train_args
 from evaluate import validation_precision
@@ -75,7 +75,7 @@ def test_a_new_run_never_writes_over_another(full_run, small_split):
     assert checkpoint_load(os.path.join(full_run, 'last.pth'))['epoch'] == EPOCHS
 
 
-def test_a_resumed_run_keeps_its_settings_and_data(small_split, tmp_path):
+def test_a_resumed_run_keeps_its_settings_and_data(small_split, tmp_path, monkeypatch):
     recipe = ['--batch-size', 8, '--lr', 0.002, '--warmup-epochs', 0.5, '--schedule', 'cosine']
     full = train.main(train_args(small_split, tmp_path, '--epochs', 2, '--val-every', 1, '--save-every', 1,
                                  *recipe))
@@ -83,17 +83,25 @@ def test_a_resumed_run_keeps_its_settings_and_data(small_split, tmp_path):
     # number of epochs and CSVs, from the checkpoint
     os.makedirs(tmp_path / 'branch')
     last = str(tmp_path / 'branch' / 'last.pth')
-    shutil.copy(os.path.join(full, 'checkpoint-000001.pth'), last)
+    # as if started from ImageNet's weights: resumed, it takes its own, with no download
+    state = checkpoint_load(os.path.join(full, 'checkpoint-000001.pth'))
+    checkpoint_save(last, dict(state, args=dict(state['args'], pretrained=True)))
+    downloads = []
+    real_build_model = train.build_model
+    monkeypatch.setattr(train, 'build_model', lambda attributes, pretrained: (
+        downloads.append(pretrained), real_build_model(attributes, pretrained))[1])
     machine = ['--device', 'cpu', '--workers', '0', '--logs', str(tmp_path / 'logs')]
     train.main(['--resume', last, *machine])
     assert metrics_rows(tmp_path / 'branch') == metrics_rows(full)
+    assert downloads == [False]
     with pytest.raises(UserError, match=r'--lr 0.5: the run in .* trained with 0.002, and a resumed run keeps it'):
         train.main(['--resume', last, '--epochs', '3', '--lr', '0.5', *machine])
     with pytest.raises(UserError, match=r'--epochs 2: the run in .* has done 2 epochs already'):
         train.main(['--resume', last, *machine])
     with open(tmp_path / 'branch' / 'args.json') as f:
-        assert {k: v for k, v in json.load(f).items() if k in ('batch_size', 'lr', 'schedule', 'epochs')} == \
-            {'batch_size': 8, 'lr': 0.002, 'schedule': 'cosine', 'epochs': 2}
+        kept = ('batch_size', 'lr', 'schedule', 'epochs', 'pretrained')
+        assert {k: v for k, v in json.load(f).items() if k in kept} == \
+            {'batch_size': 8, 'lr': 0.002, 'schedule': 'cosine', 'epochs': 2, 'pretrained': True}
 
 
 def start_training(small_split, tmp_path, *extra):
