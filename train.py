@@ -30,6 +30,7 @@ from model import MultiOutputModel
 from train_step import (GraphedTrainStep, TrainStep, load_optimizer_state, make_optimizer, optimizer_state,
                         scheduler_state)
 from plots import plot_curves, pyplot
+from saver import BackgroundSaver, detached_copy
 from stopwatch import Stopwatch
 
 
@@ -289,6 +290,20 @@ def plot_now(row, args):
     return 'val_loss' in row or row['epoch'] == args.epochs
 
 
+def save_epoch(run_dir, snapshot, improved, numbered, plot):
+    """Writes an epoch's files from its snapshot: best.pth if the epoch improved on it, a numbered
+    checkpoint, last.pth, metrics.csv, and the curves if asked."""
+    epoch, history = snapshot['epoch'], snapshot['history']
+    if improved:
+        checkpoint_save(os.path.join(run_dir, 'best.pth'), snapshot)
+    if numbered:
+        checkpoint_save(os.path.join(run_dir, f'checkpoint-{epoch:06d}.pth'), snapshot)
+    checkpoint_save(os.path.join(run_dir, 'last.pth'), snapshot)
+    write_metrics(history, run_dir)
+    if plot:
+        plot_curves(history, os.path.join(run_dir, 'curves.png'))
+
+
 def tensorboard_writer(args, run_name):
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -361,9 +376,10 @@ def summary_line(epoch, row, elapsed):
     return text
 
 
-def time_line(watch):
+def time_line(watch, beside):
     """Where the run's time went after Python's imports, the one-off costs of a GPU apart: starting
-    CUDA, the first epoch (cuDNN's kernel search and the graph capture), the first validation."""
+    CUDA, the first epoch (cuDNN's kernel search and the graph capture), the first validation.
+    `beside`: the seconds spent writing files beside the training, not in its way."""
     def first(name, words):
         return f' ({watch.first[name]:.1f} s {words})' if watch.rounds.get(name, 0) > 1 else ''
 
@@ -375,7 +391,8 @@ def time_line(watch):
             f'({", ".join(setup)}), {watch.seconds("training"):.1f} s training'
             f'{first("training", "of it the first epoch")}, {watch.seconds("validation"):.1f} s validating'
             f'{first("validation", "the first time")}, {watch.seconds("saving"):.1f} s saving '
-            f'checkpoints, metrics and curves, {total - covered:.1f} s other')
+            f'checkpoints, metrics and curves (and {beside:.1f} s writing them beside the training), '
+            f'{total - covered:.1f} s other')
 
 
 def main(argv=None):
@@ -455,7 +472,8 @@ def main(argv=None):
         # (pyplot's, at the first plot) comes out as an ImportError, not a KeyboardInterrupt.
         pyplot()
     watch.mark('setup')
-    epoch = saved = start_epoch - 1
+    epoch = start_epoch - 1
+    saver = BackgroundSaver()  # writes each epoch's files while the next one trains
     try:
         for epoch in range(start_epoch, args.epochs + 1):
             started = time.perf_counter()
@@ -485,20 +503,19 @@ def main(argv=None):
             if improved:
                 best = {'epoch': epoch, 'score': score}
             with watch.phase('saving'):
-                snapshot = state(epoch)  # one state for all of this epoch's files
-                if improved:
-                    checkpoint_save(os.path.join(run_dir, 'best.pth'), snapshot)
-                if epoch % args.save_every == 0 or epoch == args.epochs:
-                    checkpoint_save(os.path.join(run_dir, f'checkpoint-{epoch:06d}.pth'), snapshot)
-                checkpoint_save(last_path, snapshot)
-                saved = epoch
-                write_metrics(history, run_dir)
-                if plot_now(row, args):
-                    plot_curves(history, os.path.join(run_dir, 'curves.png'))
+                # One copy for all of this epoch's files, taken now: training goes on changing
+                # the weights while they are written.
+                snapshot = detached_copy(state(epoch))
+                numbered = epoch % args.save_every == 0 or epoch == args.epochs
+                saver.submit(epoch, save_epoch, run_dir, snapshot, improved, numbered, plot_now(row, args))
                 if writer is not None:
                     for key, value in row.items():
                         writer.add_scalar(key, value, epoch)
+        with watch.phase('saving'):
+            saver.wait()  # the last epoch's files
     except KeyboardInterrupt:
+        saver.close()  # what was queued is written: the epochs finished before the Ctrl-C
+        saved = saver.done or start_epoch - 1
         if context.is_main:
             print(f'\ninterrupted in epoch {epoch}; epoch {saved} is saved in {last_path}. '
                   f'Resume with: python train.py --resume {last_path}' if saved
@@ -510,9 +527,11 @@ def main(argv=None):
                         'It needs a working C++ compiler for the CPU, Triton for a GPU; '
                         'or train without --compile') from error
     except NonFiniteLoss as error:
+        saver.close()
         kept = f'; the last good checkpoint is {last_path}' if os.path.exists(last_path) else ''
         raise UserError(f'stopped: {error}{kept}. Try a lower --lr.') from error
     finally:
+        saver.close()  # after any error too: an epoch that finished is never lost
         if writer is not None:
             writer.close()
     if context.is_main:
@@ -522,7 +541,7 @@ def main(argv=None):
         print(f'peak memory: {peak_rss_mib():,.0f} MiB resident'
               + (f', {torch.cuda.max_memory_allocated(device) / 2**20:,.0f} MiB on the GPU'
                  if device.type == 'cuda' else ''))
-        print(time_line(watch))
+        print(time_line(watch, saver.seconds))
         print(f'evaluate with: python test.py --checkpoint {last_path}')
     distributed.cleanup(context)
     return run_dir

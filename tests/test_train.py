@@ -1,5 +1,6 @@
 # train.py end to end on a small sample catalog: what it writes, resuming, and faults.
 import csv
+import errno
 import json
 import os
 import re
@@ -62,6 +63,43 @@ def test_resume_reaches_the_same_weights_and_logs(full_run, small_split, tmp_pat
     assert metrics_rows(run_dir) == metrics_rows(full_run)
     assert same_weights(checkpoint_load(os.path.join(run_dir, 'last.pth'))['model'],
                         checkpoint_load(os.path.join(full_run, 'last.pth'))['model'])
+
+
+def test_a_slow_disk_still_saves_each_epochs_own_state(full_run, small_split, tmp_path, monkeypatch):
+    # Each epoch's files are written while the next epoch trains: with a disk slow enough that
+    # epoch 2's checkpoint is still being written during epoch 3, it must hold epoch 2's weights.
+    real_save = train.checkpoint_save
+
+    def slow_save(path, state):
+        time.sleep(0.5)
+        return real_save(path, state)
+
+    monkeypatch.setattr(train, 'checkpoint_save', slow_save)
+    run_dir = train.main(train_args(small_split, tmp_path, '--epochs', EPOCHS, '--val-every', 1, '--save-every', 2))
+    for name in ('checkpoint-000002.pth', 'last.pth', 'best.pth'):
+        mine, unbroken = (checkpoint_load(os.path.join(d, name)) for d in (run_dir, full_run))
+        assert mine['epoch'] == unbroken['epoch'] and same_weights(mine['model'], unbroken['model'])
+        moments = [(a['exp_avg'], b['exp_avg']) for a, b in
+                   zip(mine['optimizer']['state'].values(), unbroken['optimizer']['state'].values())]
+        assert len(moments) == 162 and all(torch.equal(a, b) for a, b in moments)
+    assert metrics_rows(run_dir) == metrics_rows(full_run)
+
+
+def test_a_full_disk_stops_the_run_in_one_line_and_keeps_the_last_checkpoint(small_split, tmp_path, monkeypatch):
+    real_save = torch.save
+
+    def disk_fills_at_epoch_2(state, f):
+        if state['epoch'] == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_save(state, f)
+
+    monkeypatch.setattr(torch, 'save', disk_fills_at_epoch_2)
+    last = tmp_path / 'run' / 'last.pth'
+    with pytest.raises(UserError, match=f'could not save checkpoint {re.escape(str(last))}: No space left on device; '
+                                        'the previous checkpoint there, if any, is kept'):
+        train.main(train_args(small_split, tmp_path, '--epochs', EPOCHS))
+    assert checkpoint_load(str(last))['epoch'] == 1
+    assert [int(r['epoch']) for r in metrics_rows(tmp_path / 'run')] == [1]
 
 
 def test_a_new_run_never_writes_over_another(full_run, small_split):
@@ -222,14 +260,16 @@ def test_a_run_ends_saying_where_its_time_went(small_split, tmp_path, capsys):
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith('time:'))
     found = re.fullmatch(r'time: (\S+) s after the imports: (\S+) s setting up \((\S+) s loading the pictures\), '
                          r'(\S+) s training \((\S+) s of it the first epoch\), (\S+) s validating '
-                         r'\((\S+) s the first time\), (\S+) s saving checkpoints, metrics and curves, '
-                         r'(\S+) s other', line)
+                         r'\((\S+) s the first time\), (\S+) s saving checkpoints, metrics and curves '
+                         r'\(and (\S+) s writing them beside the training\), (\S+) s other', line)
     assert found, line
-    total, setup, pictures, training, first_epoch, validating, first_val, saving, other = map(float, found.groups())
+    total, setup, pictures, training, first_epoch, validating, first_val, saving, beside, other = \
+        map(float, found.groups())
     assert total <= wall + 0.05
     # Printed to 0.1 s: loading 200 small pictures or validating 40 can round to 0.0.
     assert 0 <= pictures <= setup and 0 < first_epoch < training and 0 <= first_val <= validating
-    assert saving > 0
+    # Saving in the training's way is copying the state; the files are written beside it.
+    assert saving > 0 and beside > 0
     # The phases cover the run: what is left is the epoch summaries and the last lines. Six
     # figures rounded to 0.1 s: the sum may be off by 0.3 s.
     assert setup + training + validating + saving + other == pytest.approx(total, abs=0.31)
