@@ -65,16 +65,21 @@ def test_resume_reaches_the_same_weights_and_logs(full_run, small_split, tmp_pat
                         checkpoint_load(os.path.join(full_run, 'last.pth'))['model'])
 
 
-def test_a_slow_disk_still_saves_each_epochs_own_state(full_run, small_split, tmp_path, monkeypatch):
-    # Each epoch's files are written while the next epoch trains: with a disk slow enough that
-    # epoch 2's checkpoint is still being written during epoch 3, it must hold epoch 2's weights.
+def slow_checkpoints(monkeypatch, seconds):
+    """A disk on which every checkpoint takes `seconds` longer to write."""
     real_save = train.checkpoint_save
 
     def slow_save(path, state):
-        time.sleep(0.5)
+        time.sleep(seconds)
         return real_save(path, state)
 
     monkeypatch.setattr(train, 'checkpoint_save', slow_save)
+
+
+def test_a_slow_disk_still_saves_each_epochs_own_state(full_run, small_split, tmp_path, monkeypatch):
+    # Each epoch's files are written while the next epoch trains: with a disk slow enough that
+    # epoch 2's checkpoint is still being written during epoch 3, it must hold epoch 2's weights.
+    slow_checkpoints(monkeypatch, 0.5)
     run_dir = train.main(train_args(small_split, tmp_path, '--epochs', EPOCHS, '--val-every', 1, '--save-every', 2))
     for name in ('checkpoint-000002.pth', 'last.pth', 'best.pth'):
         mine, unbroken = (checkpoint_load(os.path.join(d, name)) for d in (run_dir, full_run))
@@ -83,6 +88,29 @@ def test_a_slow_disk_still_saves_each_epochs_own_state(full_run, small_split, tm
                    zip(mine['optimizer']['state'].values(), unbroken['optimizer']['state'].values())]
         assert len(moments) == 162 and all(torch.equal(a, b) for a, b in moments)
     assert metrics_rows(run_dir) == metrics_rows(full_run)
+
+
+@pytest.mark.parametrize('stop', [KeyboardInterrupt, train.NonFiniteLoss])
+def test_a_run_stopped_while_its_files_are_written_waits_for_them(stop, small_split, tmp_path, monkeypatch, capsys):
+    # Epoch 1's files are still being written when epoch 2 stops: the message must count them.
+    slow_checkpoints(monkeypatch, 1)
+    real_epoch = train.train_one_epoch
+
+    def stops_in_epoch_2(model, loader, train_step, epoch, *args):
+        if epoch == 2:
+            raise stop('the loss became nan at epoch 2, step 1 of 10')
+        return real_epoch(model, loader, train_step, epoch, *args)
+
+    monkeypatch.setattr(train, 'train_one_epoch', stops_in_epoch_2)
+    last = tmp_path / 'run' / 'last.pth'
+    if stop is KeyboardInterrupt:
+        with pytest.raises(SystemExit):
+            train.main(train_args(small_split, tmp_path, '--epochs', EPOCHS))
+        assert f'epoch 1 is saved in {last}' in capsys.readouterr().out
+    else:
+        with pytest.raises(UserError, match=f'the last good checkpoint is {re.escape(str(last))}'):
+            train.main(train_args(small_split, tmp_path, '--epochs', EPOCHS))
+    assert checkpoint_load(str(last))['epoch'] == 1
 
 
 def test_a_full_disk_stops_the_run_in_one_line_and_keeps_the_last_checkpoint(small_split, tmp_path, monkeypatch):
