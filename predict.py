@@ -23,6 +23,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from allocator import keep_freed_memory
 from atomic import atomic_open
 from augment import prepare_batch
 from checkpoint import model_from_checkpoint
@@ -259,6 +260,7 @@ def main(argv=None):
     # the probabilities then match the exported ONNX model's (on a GPU up to TF32 rounding, which
     # PyTorch's cuDNN convolutions use by default).
     device = pick_device(args.device)
+    keep_freed_memory(device)  # on a CPU: each batch reuses the last one's memory (allocator.py)
     model = model.folded().to(device)  # batch norms folded into the convolutions: faster
     print(f'device: {device}; checkpoint {args.checkpoint}'
           + (f' (epoch {state["epoch"]})' if state.get('epoch') else '') + f'; {len(paths)} image(s)')

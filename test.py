@@ -8,6 +8,7 @@ import os
 
 import torch
 
+from allocator import keep_freed_memory
 from atomic import atomic_open
 from augment import prepare_batch
 from checkpoint import model_from_checkpoint
@@ -60,6 +61,7 @@ def print_report(metrics, majority):
 def main(argv=None):
     args = parse_args(argv)
     device = pick_device(args.device)
+    keep_freed_memory(device)  # on a CPU: each batch reuses the last one's memory (allocator.py)
     model, attributes, state = model_from_checkpoint(args.checkpoint, args.attributes_file)
     model = model.to(device, memory_format=torch.channels_last).eval()  # faster, same numbers
     precision = args.precision

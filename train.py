@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 import distributed
+from allocator import keep_freed_memory
 from atomic import atomic_open
 from catalog import describe_download
 from checkpoint import check_same_vocab, checkpoint_load, checkpoint_save, load_weights, resumable_load
@@ -404,6 +405,7 @@ def main(argv=None):
     run_dir = run_folder(args, resume)
     context = distributed.setup(args.device)
     device = context.device
+    keep_freed_memory(device)  # on a CPU: evaluation batches reuse their memory (allocator.py)
     # Precision and memory format are chosen once, here.
     precision = choose_precision(args, device)
     channels_last = args.channels_last == 'on'

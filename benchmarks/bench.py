@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import split_data  # noqa: E402
+from allocator import keep_freed_memory  # noqa: E402
 from cli import non_negative_int, pick_device, positive_int  # noqa: E402
 from dataset import AttributesDataset, FashionDataset, load_into_memory, train_transform, val_transform  # noqa: E402
 from evaluate import autocast_for, default_precision, predict_all  # noqa: E402
@@ -175,6 +176,7 @@ def main():
 
 def measure(args, work):
     device = pick_device(args.device)
+    keep_freed_memory(device)  # as train.py does
     torch.backends.cudnn.benchmark = True
     channels_last = True
     graphs = device.type == 'cuda'

@@ -16,6 +16,7 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from allocator import keep_freed_memory  # noqa: E402
 from bench import add_classes_flag, fixed_batch, machine_name, rate, sync, trainer  # noqa: E402
 from cli import pick_device, positive_int  # noqa: E402
 from train import choose_precision  # noqa: E402
@@ -101,6 +102,7 @@ def print_table(title, table, steps, total_us, top, count_columns):
 def main(argv=None):
     args = parse_args(argv)
     device = pick_device(args.device)
+    keep_freed_memory(device)  # as train.py does
     torch.backends.cudnn.benchmark = True  # as train.py: the kernels a run would use
     attributes = args.classes  # the class counts of each head
     precision = choose_precision(args, device)

@@ -18,6 +18,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from allocator import keep_freed_memory  # noqa: E402
 from bench import add_classes_flag, fixed_batch, machine_name, rate, sync, trainer  # noqa: E402
 from cli import pick_device, positive_int  # noqa: E402
 from evaluate import default_precision  # noqa: E402
@@ -109,6 +110,7 @@ def start(attributes, device, args, config, torchvision_layers=False):
 def main():
     args = parse_args()
     device = pick_device(args.device)
+    keep_freed_memory(device)  # as train.py does
     torch.backends.cudnn.benchmark = True
     attributes = args.classes  # the class counts of each head
     print(f'device {device} ({machine_name(device)}), torch {torch.__version__}, batch {args.batch_size}')
