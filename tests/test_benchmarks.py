@@ -73,3 +73,14 @@ def test_profile_counts_each_operation_per_step():
     assert calls['aten::hardtanh_backward'] == 35
     shares = [float(share) for _, share, _, _ in rows]
     assert shares == sorted(shares, reverse=True) and 90 < sum(shares) <= 100.1
+
+
+def test_freed_memory_measures_in_a_process_of_its_own_and_names_a_wrong_measure():
+    # The parent runs this once per setting and measure; its table is not tested (a benchmark).
+    done = run_script('benchmarks/freed_memory.py', '--child', 'kept', 'train-16', '--seconds', '0.2',
+                      '--classes', '3,7,5')
+    assert done.returncode == 0, done.stderr
+    images_a_second, faults_an_image = map(float, done.stdout.split()[-2:])
+    assert images_a_second > 0 and faults_an_image >= 0
+    wrong = run_script('benchmarks/freed_memory.py', '--child', 'kept', 'train-32')
+    assert wrong.returncode == 2 and 'not a setting and a measure named in --help' in wrong.stderr
