@@ -10,6 +10,9 @@
 #             the flags in $FAITHFUL_FLAGS, or else those 'variants' found fastest
 #   fast      the faster recipe: batch 256, lr 4e-3, 2 warm-up epochs, cosine, 30 epochs
 #   test      test.py on the checkpoints of faithful and fast
+#   seeds     the faster recipe again with --seed 43 and 44, each scored by test.py (about 4 minutes;
+#             one run of a recipe moves by about a point, and the recipe is to stay within one of
+#             the tutorial's schedule on every head; their figures go to summary.txt)
 #   bench     benchmarks/bench.py on all 32,000 training images
 #   profile   where the batch-16 step's GPU time goes (profile_step.py): kernels a step, their time
 #             against the replayed step's, by operation and by kernel; channels_last, NCHW, compiled
@@ -38,6 +41,7 @@ export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$work/inductor-cache} 
 log() { echo "=== $(date +%T) $*" | tee -a "$out/summary.txt"; }
 quiet() { grep --line-buffered -v -E '(batch|img)/s' ; }  # progress bars off the log
 common=(--attributes_file fashion-product-images/styles.csv)
+fast_recipe=(--batch-size 256 --lr 4e-3 --warmup-epochs 2 --schedule cosine --epochs 30)
 
 log "machine"
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"
@@ -59,6 +63,12 @@ prepare_small() {  # 8,000 training and 2,000 validation images, for the start-u
 
 epoch_seconds() {  # name: each epoch's seconds from the run's metrics.csv
   awk -F, 'NR > 1 { printf "  epoch %s %.1f s", $1, $3 }' "checkpoints/$1/metrics.csv" 2>/dev/null
+}
+
+score() {  # name: test.py on the run's last checkpoint, its figures into summary.txt
+  log "test.py on $1"
+  timeout 40 python3 "$repo/test.py" --checkpoint "checkpoints/$1/last.pth" --output "eval-$1" 2>&1 \
+    | tee -a "$out/summary.txt"
 }
 
 timed_run() {  # name, time limit, train.py flags...
@@ -91,14 +101,21 @@ for stage in "${stages[@]}"; do
     fast)
       prepare
       log "a faster schedule: batch 256, lr 4e-3, 2 warm-up epochs, cosine, 30 epochs"
-      timed_run fast 110 --batch-size 256 --lr 4e-3 --warmup-epochs 2 --schedule cosine --epochs 30 ;;
+      timed_run fast 110 "${fast_recipe[@]}" ;;
     test)
       for run in faithful fast; do
-        log "test.py on $run"
-        timeout 40 python3 "$repo/test.py" --checkpoint "checkpoints/$run/last.pth" --output "eval-$run" 2>&1 \
-          | tee -a "$out/summary.txt"
+        score "$run"
         cp "eval-$run/metrics.json" "$out/eval-$run.json" 2>/dev/null
       done ;;
+    seeds)
+      prepare
+      run_logs=$work/seed-logs && mkdir -p "$run_logs"
+      for seed in 43 44; do
+        log "the faster schedule with --seed $seed"
+        timed_run "fast-seed$seed" 110 "${fast_recipe[@]}" --seed "$seed" >/dev/null
+        score "fast-seed$seed"
+      done
+      unset run_logs ;;
     bench)
       prepare
       log "benchmark"
@@ -124,7 +141,8 @@ for stage in "${stages[@]}"; do
         done
       done
       unset run_logs ;;
-    *) echo "unknown stage: $stage (variants, faithful, fast, test, bench, profile, startup-16, startup-256)"; exit 2 ;;
+    *) echo "unknown stage: $stage (variants faithful fast test seeds bench profile startup-16 startup-256)"
+       exit 2 ;;
   esac
 done
 log "done: ${stages[*]}"
