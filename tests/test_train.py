@@ -323,7 +323,9 @@ def test_compile_trains_and_saves_the_plain_model(small_split, tmp_path):
     ([], 'cpu', 1, False),
     ([], 'cuda', 2, False),
     (['--cuda-graphs', 'off'], 'cuda', 1, False),
-    (['--compile'], 'cuda', 1, False),
+    (['--compile'], 'cuda', 1, True),  # the compiled model recorded inside our graph
+    (['--compile'], 'cuda', 2, False),
+    (['--compile', '--cuda-graphs', 'off'], 'cuda', 1, False),
     (['--compile', 'reduce-overhead'], 'cuda', 1, False),  # it records graphs of its own
     (['--compile', '--cuda-graphs', 'on'], 'cuda', 1, True),
 ])
