@@ -28,12 +28,20 @@
 # $FASHION_GPU_WORK (default: /tmp/fashion-gpu), so a second call with the remaining stages, on
 # the same machine, starts where the first stopped: for example 'variants faithful', then 'fast test bench'.
 set -uo pipefail
+known="variants faithful fast test seeds bench profile startup-16 startup-256"
+usage="usage: bash benchmarks/gpu_check.sh ARCHIVE OUT [STAGE ...], stages: $known"
+[ $# -ge 2 ] || { echo "$usage" >&2; exit 2; }
+[ -f "$1" ] || { echo "$1: no such file; ARCHIVE is fashion-product-images-small.tar.gz" >&2; exit 2; }
+read -r -a stages <<< "${*:3}"  # 'fast test' as one argument too
+[ ${#stages[@]} -gt 0 ] || stages=(faithful fast test)
+# Every stage is checked before the first starts: a misspelt last one would otherwise be found
+# only minutes of GPU time later.
+for stage in "${stages[@]}"; do
+  [[ " $known " == *" $stage "* ]] || { echo "unknown stage: $stage; $usage" >&2; exit 2; }
+done
 repo=$(cd "$(dirname "$0")/.." && pwd)
 archive=$(realpath "$1")
 out=$(mkdir -p "$2" && cd "$2" && pwd)
-shift 2
-stages=("${@:-faithful fast test}")
-stages=(${stages[*]})
 work=${FASHION_GPU_WORK:-/tmp/fashion-gpu}
 mkdir -p "$work" && cd "$work" || exit 1
 export PYTHONUNBUFFERED=1
@@ -141,8 +149,6 @@ for stage in "${stages[@]}"; do
         done
       done
       unset run_logs ;;
-    *) echo "unknown stage: $stage (variants faithful fast test seeds bench profile startup-16 startup-256)"
-       exit 2 ;;
   esac
 done
 log "done: ${stages[*]}"

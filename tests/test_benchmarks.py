@@ -1,9 +1,11 @@
 # benchmarks/step_variants.py picks the flags gpu_check.sh trains with: its list of configurations,
 # the flags it prints and its --budget must hold, though its timings are not tested (benchmarks
-# are not tests).
+# are not tests). gpu_check.sh, which runs them on a GPU machine, must refuse bad arguments before
+# it spends any of that machine's time.
 import os
 import re
 import shlex
+import subprocess
 import sys
 
 import torch
@@ -84,3 +86,23 @@ def test_freed_memory_measures_in_a_process_of_its_own_and_names_a_wrong_measure
     assert images_a_second > 0 and faults_an_image >= 0
     wrong = run_script('benchmarks/freed_memory.py', '--child', 'kept', 'train-32')
     assert wrong.returncode == 2 and 'not a setting and a measure named in --help' in wrong.stderr
+
+
+def run_gpu_check(*args):
+    return subprocess.run(['bash', os.path.join(ROOT, 'benchmarks', 'gpu_check.sh'), *map(str, args)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_gpu_check_refuses_bad_arguments_before_anything_runs(tmp_path):
+    archive, out = tmp_path / 'catalog.tar.gz', tmp_path / 'out'
+    archive.write_bytes(b'')
+    done = run_gpu_check()
+    assert done.returncode == 2 and done.stderr.startswith('usage: bash benchmarks/gpu_check.sh ARCHIVE OUT')
+    done = run_gpu_check(tmp_path / 'missing.tar.gz', out)
+    assert done.returncode == 2 and 'missing.tar.gz: no such file' in done.stderr
+    # a misspelt stage after good ones, also inside one quoted argument: found before the first
+    # stage spends GPU time, and nothing is written
+    for stages in (['fast', 'tset'], ['fast tset']):
+        done = run_gpu_check(archive, out, *stages)
+        assert done.returncode == 2 and done.stderr.startswith('unknown stage: tset; usage:'), done.stderr
+        assert not out.exists()
