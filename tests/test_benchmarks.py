@@ -1,13 +1,14 @@
 # benchmarks/step_variants.py picks the flags gpu_check.sh trains with: its list of configurations,
 # the flags it prints and its --budget must hold, though its timings are not tested (benchmarks
-# are not tests). gpu_check.sh, which runs them on a GPU machine, must refuse bad arguments before
-# it spends any of that machine's time.
+# are not tests). bench.py, on a tiny sample, prints its table and cleans up. gpu_check.sh, which
+# runs them on a GPU machine, must refuse bad arguments before it spends any of that machine's time.
 import os
 import re
 import shlex
 import subprocess
 import sys
 
+import pytest
 import torch
 
 import train
@@ -106,3 +107,26 @@ def test_gpu_check_refuses_bad_arguments_before_anything_runs(tmp_path):
         done = run_gpu_check(archive, out, *stages)
         assert done.returncode == 2 and done.stderr.startswith('unknown stage: tset; usage:'), done.stderr
         assert not out.exists()
+
+
+def test_bench_prints_each_path_and_leaves_no_temporary_folder(tmp_path):
+    # The sample catalog (no FASHION_DATA), drawn into a temporary folder under TMPDIR
+    env = {'TMPDIR': str(tmp_path), 'FASHION_DATA': ''}
+    done = run_script('benchmarks/bench.py', '--images', 200, '--seconds', 0.6, '--rounds', 1, '--batch-sizes', '16',
+                      '--workers', 0, env=env)
+    assert done.returncode == 0, done.stderr
+    assert '200 training images from the sample catalog' in done.stdout
+    row = re.search(r'^ +16 +fp32 +(\d+) +(\d+) +(\d+) +([\d.]+) +([\d.]+)$', done.stdout, re.M)
+    assert row, done.stdout
+    bare, tutorial, ours, ours_bare, ours_tutorial = map(float, row.groups())
+    # the ratios are of the rates printed beside them (each rounded to a whole image a second)
+    assert ours_bare == pytest.approx(ours / bare, abs=0.01 + ours / bare ** 2)
+    assert ours_tutorial == pytest.approx(ours / tutorial, abs=0.01 + ours / tutorial ** 2)
+    assert re.search(r'^4 evaluation \(batch 256, fp32\): \d+ images/s', done.stdout, re.M)
+    assert 'in-memory cache: 200 images decoded' in done.stdout
+    assert not list(tmp_path.glob('fashion-bench-*'))
+    # --work keeps the split where it says
+    done = run_script('benchmarks/bench.py', '--images', 200, '--seconds', 0.3, '--rounds', 1, '--batch-sizes', '16',
+                      '--workers', 0, '--work', tmp_path / 'kept', env=env)
+    assert done.returncode == 0, done.stderr
+    assert sorted(os.listdir(tmp_path / 'kept')) == ['fashion-product-images', 'train.csv', 'val.csv']
