@@ -29,7 +29,7 @@ from evaluate import autocast_for, default_precision, validate
 from memory_data import InMemoryLoader
 from model import MultiOutputModel
 from train_step import (GraphedTrainStep, TrainStep, load_optimizer_state, make_optimizer, optimizer_state,
-                        scheduler_state)
+                        scheduler_state, set_lr)
 from plots import plot_curves, pyplot
 from saver import BackgroundSaver, detached_copy
 from stopwatch import Stopwatch
@@ -224,6 +224,16 @@ def lr_factor(step, steps_per_epoch, args):
         progress = (step - warmup) / max(1, args.epochs * steps_per_epoch - warmup)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
     return 1.0
+
+
+def redrawn_cosine(saved_epochs, step, steps_per_epoch, args):
+    """What raising --epochs of a cosine run does to it from `step` on: a note, or None."""
+    if args.schedule != 'cosine' or saved_epochs == args.epochs:
+        return None
+    planned = args.lr * lr_factor(step, steps_per_epoch, argparse.Namespace(**dict(vars(args), epochs=saved_epochs)))
+    now = args.lr * lr_factor(step, steps_per_epoch, args)
+    return (f'note: the cosine schedule is redrawn over {args.epochs} epochs instead of {saved_epochs}; '
+            f'the learning rate goes on from {now:.3g} (the run of {saved_epochs} epochs: {planned:.3g})')
 
 
 class NonFiniteLoss(Exception):
@@ -457,6 +467,11 @@ def main(argv=None):
         start_epoch = resume['epoch'] + 1
         history, best = resume['history'], resume['best']
         print(f'resuming {args.resume} after epoch {resume["epoch"]}') if context.is_main else None
+        note = redrawn_cosine(resume['args'].get('epochs', args.epochs), scheduler.last_epoch, steps_per_epoch, args)
+        if note:
+            # The new curve from the next step on: the learning rate loaded is the old curve's.
+            set_lr(optimizer, args.lr * lr_factor(scheduler.last_epoch, steps_per_epoch, args))
+            print(note) if context.is_main else None
     writer = None
     if context.is_main:
         os.makedirs(run_dir, exist_ok=True)
@@ -484,7 +499,7 @@ def main(argv=None):
             # Seeded per epoch, so a resumed run draws exactly what an unbroken one would.
             torch.manual_seed(args.seed * 1000 + epoch + 1_000_003 * context.rank)
             set_epoch(train_loader, epoch, args.seed, context.rank)
-            row = {'epoch': epoch, 'lr': float(scheduler.get_last_lr()[0])}
+            row = {'epoch': epoch, 'lr': float(optimizer.param_groups[0]['lr'])}  # the epoch's first step's
             with watch.phase('training'):
                 row.update(train_one_epoch(model, train_loader, train_step, epoch, args, context, channels_last))
             distributed.sync_buffers(core, context)

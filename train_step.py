@@ -37,6 +37,14 @@ def optimizer_state(optimizer):
     return state
 
 
+def set_lr(optimizer, lr):
+    for group in optimizer.param_groups:
+        if torch.is_tensor(group['lr']):
+            group['lr'].fill_(lr)  # in place: a recorded CUDA graph reads this tensor
+        else:
+            group['lr'] = lr
+
+
 def scheduler_state(scheduler):
     state = scheduler.state_dict()
     for key in ('base_lrs', '_last_lr'):

@@ -141,7 +141,7 @@ def test_a_new_run_never_writes_over_another(full_run, small_split):
     assert checkpoint_load(os.path.join(full_run, 'last.pth'))['epoch'] == EPOCHS
 
 
-def test_a_resumed_run_keeps_its_settings_and_data(small_split, tmp_path, monkeypatch):
+def test_a_resumed_run_keeps_its_settings_and_data(small_split, tmp_path, monkeypatch, capsys):
     recipe = ['--batch-size', 8, '--lr', 0.002, '--warmup-epochs', 0.5, '--schedule', 'cosine']
     full = train.main(train_args(small_split, tmp_path, '--epochs', 2, '--val-every', 1, '--save-every', 1,
                                  *recipe))
@@ -160,14 +160,20 @@ def test_a_resumed_run_keeps_its_settings_and_data(small_split, tmp_path, monkey
     train.main(['--resume', last, *machine])
     assert metrics_rows(tmp_path / 'branch') == metrics_rows(full)
     assert downloads == [False]
+    # raised --epochs: the cosine curve is drawn over the new length, and the run says so
+    capsys.readouterr()
+    train.main(['--resume', last, '--epochs', '3', *machine])
+    assert re.search(r'^note: the cosine schedule is redrawn over 3 epochs instead of 2; the learning rate goes '
+                     r'on from 0\.000691 \(the run of 2 epochs: 0\)$', capsys.readouterr().out, re.M)
+    assert float(metrics_rows(tmp_path / 'branch')[-1]['lr']) == pytest.approx(0.000691, rel=1e-3)
     with pytest.raises(UserError, match=r'--lr 0.5: the run in .* trained with 0.002, and a resumed run keeps it'):
         train.main(['--resume', last, '--epochs', '3', '--lr', '0.5', *machine])
-    with pytest.raises(UserError, match=r'--epochs 2: the run in .* has done 2 epochs already'):
+    with pytest.raises(UserError, match=r'--epochs 3: the run in .* has done 3 epochs already'):
         train.main(['--resume', last, *machine])
     with open(tmp_path / 'branch' / 'args.json') as f:
         kept = ('batch_size', 'lr', 'schedule', 'epochs', 'pretrained')
         assert {k: v for k, v in json.load(f).items() if k in kept} == \
-            {'batch_size': 8, 'lr': 0.002, 'schedule': 'cosine', 'epochs': 2, 'pretrained': True}
+            {'batch_size': 8, 'lr': 0.002, 'schedule': 'cosine', 'epochs': 3, 'pretrained': True}
 
 
 def start_training(small_split, tmp_path, *extra):

@@ -13,7 +13,7 @@ import torch
 
 from model import MultiOutputModel, get_loss
 from train_step import (GraphedTrainStep, TrainStep, batch_stats, load_optimizer_state, make_optimizer,
-                        optimizer_state)
+                        optimizer_state, set_lr)
 
 CPU = torch.device('cpu')
 
@@ -67,6 +67,10 @@ def test_graph_optimizer_has_what_capture_needs():
     group = optimizer.param_groups[0]
     assert group['capturable'] and group['fused']
     assert torch.is_tensor(group['lr']) and group['lr'].item() == pytest.approx(1e-3)
+    # a new learning rate goes into the same tensor, the one a recorded graph reads
+    lr = group['lr']
+    set_lr(optimizer, 5e-4)
+    assert group['lr'] is lr and lr.item() == pytest.approx(5e-4)
 
 
 def test_both_optimizers_take_the_textbook_adam_steps_and_follow_the_schedule():
