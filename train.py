@@ -227,13 +227,14 @@ def lr_factor(step, steps_per_epoch, args):
 
 
 def redrawn_cosine(saved_epochs, step, steps_per_epoch, args):
-    """What raising --epochs of a cosine run does to it from `step` on: a note, or None."""
+    """For a cosine run whose --epochs was raised: (the learning rate at `step` on the new curve,
+    a note saying so); else None."""
     if args.schedule != 'cosine' or saved_epochs == args.epochs:
         return None
     planned = args.lr * lr_factor(step, steps_per_epoch, argparse.Namespace(**dict(vars(args), epochs=saved_epochs)))
     now = args.lr * lr_factor(step, steps_per_epoch, args)
-    return (f'note: the cosine schedule is redrawn over {args.epochs} epochs instead of {saved_epochs}; '
-            f'the learning rate goes on from {now:.3g} (the run of {saved_epochs} epochs: {planned:.3g})')
+    return now, (f'note: the cosine schedule is redrawn over {args.epochs} epochs instead of {saved_epochs}; '
+                 f'the learning rate goes on from {now:.3g} (the run of {saved_epochs} epochs: {planned:.3g})')
 
 
 class NonFiniteLoss(Exception):
@@ -467,10 +468,12 @@ def main(argv=None):
         start_epoch = resume['epoch'] + 1
         history, best = resume['history'], resume['best']
         print(f'resuming {args.resume} after epoch {resume["epoch"]}') if context.is_main else None
-        note = redrawn_cosine(resume['args'].get('epochs', args.epochs), scheduler.last_epoch, steps_per_epoch, args)
-        if note:
+        redrawn = redrawn_cosine(resume['args'].get('epochs', args.epochs), scheduler.last_epoch, steps_per_epoch,
+                                 args)
+        if redrawn:
             # The new curve from the next step on: the learning rate loaded is the old curve's.
-            set_lr(optimizer, args.lr * lr_factor(scheduler.last_epoch, steps_per_epoch, args))
+            lr, note = redrawn
+            set_lr(optimizer, lr)
             print(note) if context.is_main else None
     writer = None
     if context.is_main:
