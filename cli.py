@@ -2,6 +2,7 @@
 # exit on Ctrl-C, argparse types that reject out-of-range flags, and picking the device.
 import argparse
 import os
+import signal
 import sys
 
 
@@ -9,10 +10,32 @@ class UserError(Exception):
     """A problem the user can fix (a file, a row, a flag): printed as one line, exit status 2."""
 
 
+def quiet_ctrl_c_while_starting():
+    # Called by each script before its imports: PyTorch's takes 2 to 14 s, and a Ctrl-C in it
+    # would print a traceback from inside Python's import machinery, since run_cli cannot catch
+    # it yet. Until run_cli takes over, a Ctrl-C ends the process at once with one line: nothing
+    # has been written yet. os._exit and not an exception, which the import of a C extension can
+    # turn into an ImportError. A Ctrl-C the shell set to be ignored (`nohup`, `cmd &` in a
+    # script) stays ignored, and --debug keeps Python's own traceback.
+    if not debugging() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _exit_while_starting)
+
+
+def _exit_while_starting(signum, frame):
+    print('\ninterrupted (Ctrl-C) while starting; nothing was written', file=sys.stderr, flush=True)
+    os._exit(130)
+
+
+def debugging():
+    return '--debug' in sys.argv or os.environ.get('FASHION_DEBUG') == '1'
+
+
 def run_cli(main):
     # A traceback from deep inside PIL or PyTorch tells a user nothing; the message names the
     # file and the problem. --debug (or FASHION_DEBUG=1) shows the full traceback instead.
-    debug = '--debug' in sys.argv or os.environ.get('FASHION_DEBUG') == '1'
+    debug = debugging()
+    if signal.getsignal(signal.SIGINT) is _exit_while_starting:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a Ctrl-C from here on: below
     try:
         main()
     except UserError as error:

@@ -12,6 +12,10 @@
 # kept, centred, and padded with white like the catalog's background. So a 1800x2400 catalog
 # image shrinks to exactly 60x80, and a 224x224 crop becomes 60x60 with 10 white rows above and
 # below. A file that cannot be read gets an error in its row and the others go on.
+if __name__ == '__main__':  # first: a Ctrl-C during the imports below (seconds) is one line too
+    import cli
+    cli.quiet_ctrl_c_while_starting()
+
 import argparse
 import csv
 import json

@@ -3,6 +3,10 @@
 # product silhouettes whose article type, colour and gender can all be told from the pixels.
 # With quirks=True it also writes a few rows with the real catalog's problems, listed in the
 # returned manifest so tests can check exact counts.
+if __name__ == '__main__':  # first: a Ctrl-C during the imports below (seconds) is one line too
+    import cli
+    cli.quiet_ctrl_c_while_starting()
+
 import argparse
 import csv
 import os

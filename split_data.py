@@ -1,5 +1,9 @@
 # Step 1 of the tutorial: pick the usable rows of the catalog and split them into train.csv and
 # val.csv (columns image_path,gender,articleType,baseColour).
+if __name__ == '__main__':  # first: a Ctrl-C during the imports below (seconds) is one line too
+    import cli
+    cli.quiet_ctrl_c_while_starting()
+
 import argparse
 import csv
 import os

@@ -2,6 +2,10 @@
 #   python test.py --checkpoint checkpoints/RUN/last.pth
 # Writes metrics.json, one confusion matrix per head and a grid of predictions, and prints
 # accuracy and balanced accuracy over the whole set.
+if __name__ == '__main__':  # first: a Ctrl-C during the imports below (seconds) is one line too
+    import cli
+    cli.quiet_ctrl_c_while_starting()
+
 import argparse
 import json
 import os

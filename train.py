@@ -2,6 +2,10 @@
 #   python train.py                                    # the tutorial's run: 50 epochs, batch 16
 #   torchrun --nproc_per_node=4 train.py               # the same on 4 GPUs (batch 16 per GPU)
 #   python train.py --resume checkpoints/RUN/last.pth  # carry on where a run stopped
+if __name__ == '__main__':  # first: a Ctrl-C during the imports below (seconds) is one line too
+    import cli
+    cli.quiet_ctrl_c_while_starting()
+
 import argparse
 import csv
 import json

@@ -3,6 +3,9 @@
 import io
 import os
 import shutil
+import signal
+import subprocess
+import sys
 
 import pytest
 from PIL import Image
@@ -10,7 +13,7 @@ from PIL import Image
 import train
 from catalog import image_problem, read_styles
 from cli import UserError, pick_device, run_cli
-from conftest import run_script, train_args
+from conftest import ROOT, run_script, train_args
 from dataset import AttributesDataset, FashionDataset, load_image
 
 HEADER = 'id,gender,masterCategory,subCategory,articleType,baseColour,season,year,usage,productDisplayName'
@@ -216,6 +219,45 @@ def test_ctrl_c_is_one_line_and_the_shells_status_130(capsys):
         run_cli(interrupted)
     assert stopped.value.code == 130
     assert capsys.readouterr().err.strip() == 'interrupted (Ctrl-C); no file was left half-written'
+
+
+# Runs a script as `python SCRIPT ARGS`, with a Ctrl-C (a SIGINT to itself) the moment it asks
+# for MODULE, inside Python's import machinery, where a real Ctrl-C in the first seconds lands.
+CTRL_C_AT_IMPORT = """
+import os, runpy, signal, sys
+module, script = sys.argv[1:3]
+class CtrlCAtImport:
+    def find_spec(self, name, path=None, target=None):
+        if name == module:
+            os.kill(os.getpid(), signal.SIGINT)
+sys.meta_path.insert(0, CtrlCAtImport())
+sys.argv = sys.argv[2:]
+runpy.run_path(script, run_name='__main__')
+"""
+
+
+def ctrl_c_at_import(module, script, *args, sigint=signal.SIG_DFL):
+    return subprocess.run([sys.executable, '-c', CTRL_C_AT_IMPORT, module, os.path.join(ROOT, script), *args],
+                          capture_output=True, text=True, timeout=120, env=dict(os.environ, FASHION_DEBUG=''),
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
+
+
+@pytest.mark.parametrize('script,module', [('train.py', 'torch'), ('test.py', 'torch'), ('predict.py', 'torch'),
+                                           ('demo.py', 'torch'), ('split_data.py', 'tqdm'),
+                                           ('sample_catalog.py', 'numpy')])
+def test_ctrl_c_while_the_imports_run_is_one_line_too(script, module):
+    stopped = ctrl_c_at_import(module, script)
+    assert (stopped.returncode, stopped.stdout) == (130, '')
+    assert stopped.stderr.strip() == 'interrupted (Ctrl-C) while starting; nothing was written'
+
+
+def test_ctrl_c_while_importing_keeps_an_ignored_sigint_and_debugs_traceback():
+    # `cmd &` in a script or nohup: the signal stays ignored and the script goes on.
+    ignored = ctrl_c_at_import('torch', 'train.py', '--help', sigint=signal.SIG_IGN)
+    assert ignored.returncode == 0, ignored.stderr
+    assert '--batch-size' in ignored.stdout
+    debugged = ctrl_c_at_import('torch', 'train.py', '--debug')
+    assert 'Traceback' in debugged.stderr and 'KeyboardInterrupt' in debugged.stderr
 
 
 @pytest.mark.parametrize('flags,words', [
