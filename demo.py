@@ -97,7 +97,8 @@ def main(argv=None):
     step(4, 'test.py')
     checkpoint = os.path.join(run_dir, 'last.pth')
     results = os.path.join(run_dir, 'eval-last')
-    load_test_script().main(['--checkpoint', checkpoint, '--val-csv', val_csv, '--output', results, '--device', args.device])
+    load_test_script().main(['--checkpoint', checkpoint, '--val-csv', val_csv, '--output', results,
+                             '--device', args.device])
 
     with open(os.path.join(results, 'metrics.json')) as f:
         metrics = json.load(f)

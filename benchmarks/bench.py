@@ -189,8 +189,8 @@ def measure(args, work):
     started = time.perf_counter()
     images, labels, _ = load_into_memory(train_set, args.workers)
     cache_seconds = time.perf_counter() - started
-    print(f'\ndevice {device} ({machine_name(device)}), torch {torch.__version__}, channels_last{", CUDA graphs" if graphs else ""}, '
-          f'{len(train_set):,} training images from '
+    print(f'\ndevice {device} ({machine_name(device)}), torch {torch.__version__}, '
+          f'channels_last{", CUDA graphs" if graphs else ""}, {len(train_set):,} training images from '
           f'{"the real catalog" if os.environ.get("FASHION_DATA") else "the sample catalog"}')
     print(f'{"batch":>5} {"precision":>9} {"1 bare step":>12} {"2 tutorial":>11} {"3 train.py":>11} {"3/1":>6} '
           f'{"3/2":>6}   (images/s)')
@@ -220,9 +220,9 @@ def measure(args, work):
               f'{ours / tutorial:6.2f}')
 
     precision = default_precision(device)  # test.py's
-    evaluation = evaluation_rates({'folded': make_model(attributes, device, channels_last),
-                                   'unfolded': make_model(attributes, device, channels_last, model_class=WithBatchNorms)},
-                                  val_memory, device, precision, args.rounds)
+    models = {'folded': make_model(attributes, device, channels_last),
+              'unfolded': make_model(attributes, device, channels_last, model_class=WithBatchNorms)}
+    evaluation = evaluation_rates(models, val_memory, device, precision, args.rounds)
     print(f'4 evaluation (batch 256, {precision}): {evaluation["folded"]:.0f} images/s; with the batch norms not '
           f'folded {evaluation["unfolded"]:.0f} ({evaluation["folded"] / evaluation["unfolded"]:.2f}x)')
     # What the data costs the step in (3): the cache, the batched augmentation, the batches.
@@ -231,8 +231,9 @@ def measure(args, work):
     print(f"train.py's data path alone, no model (batch 16): {data_alone:.0f} images/s")
     print(f'in-memory cache: {len(train_set):,} images decoded in {cache_seconds:.1f}s, '
           f'{images.numel() / 2**20:.0f} MiB ({images.numel() / len(train_set) / 1024:.1f} KiB an image)')
+    gpu_peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == 'cuda' else None
     print(f'peak resident memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MiB'
-          + (f'; peak GPU memory: {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB' if device.type == 'cuda' else ''))
+          + (f'; peak GPU memory: {gpu_peak:.0f} MiB' if gpu_peak is not None else ''))
 
 
 if __name__ == '__main__':

@@ -53,7 +53,8 @@ fast_recipe=(--batch-size 256 --lr 4e-3 --warmup-epochs 2 --schedule cosine --ep
 
 log "machine"
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"
-  python3 -c 'import torch, torchvision, PIL; print("torch", torch.__version__, "torchvision", torchvision.__version__, "pillow", PIL.__version__)'
+  python3 -c 'import torch, torchvision, PIL
+print("torch", torch.__version__, "torchvision", torchvision.__version__, "pillow", PIL.__version__)'
   echo "cpu cores: $(nproc)"; } 2>&1 | tee -a "$out/summary.txt"
 
 prepare() {
