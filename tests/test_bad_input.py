@@ -251,7 +251,7 @@ def test_ctrl_c_while_the_imports_run_is_one_line_too(script, module):
     assert stopped.stderr.strip() == 'interrupted (Ctrl-C) while starting; nothing was written'
 
 
-def test_ctrl_c_while_importing_keeps_an_ignored_sigint_and_debugs_traceback():
+def test_an_ignored_ctrl_c_stays_ignored_and_debug_keeps_the_traceback():
     # `cmd &` in a script or nohup: the signal stays ignored and the script goes on.
     ignored = ctrl_c_at_import('torch', 'train.py', '--help', sigint=signal.SIG_IGN)
     assert ignored.returncode == 0, ignored.stderr
