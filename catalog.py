@@ -97,6 +97,16 @@ def read_styles(path):
     return styles, skipped
 
 
+EXIF_ORIENTATION = 0x0112  # the tag's number (PIL.ExifTags.Base needs Pillow 9.2 or later)
+
+
+def shown_size(img):
+    """The size of the picture as dataset.load_image loads it: turned upright by its EXIF
+    orientation, which for 5 to 8 is a quarter turn, so its width and height swap."""
+    turned = img.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
+    return img.size[::-1] if turned else img.size
+
+
 def image_problem(path, size=IMAGE_SIZE, any_size=False, any_mode=False):
     """Why an image cannot be used as it is, or None when it can."""
     try:
@@ -104,7 +114,7 @@ def image_problem(path, size=IMAGE_SIZE, any_size=False, any_mode=False):
             return 'no image file'
         with Image.open(path) as img:
             img.load()  # decode it all: a truncated file only fails here
-            mode, img_size = img.mode, img.size
+            mode, img_size = img.mode, shown_size(img)
     except PermissionError:  # the file's or its folder's (images/ itself, say)
         return 'no permission to read it'
     except FileNotFoundError:

@@ -38,9 +38,18 @@ val_transform = transforms.Compose([
 ])
 
 
+# Greyscale of more than 8 bits (16-bit PNGs and TIFFs): Pillow's convert() would clip each value
+# at 255 instead of scaling it, turning nearly every pixel white.
+WIDE_GREY_MODES = ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I')
+
+
 def to_rgb(img):
-    # Transparent pixels become the catalog's white background instead of black.
-    if img.mode in ('RGBA', 'LA') or (img.mode == 'P' and 'transparency' in img.info):
+    if img.mode in WIDE_GREY_MODES:
+        img = Image.fromarray((np.asarray(img, dtype=np.float64) / 257).round().clip(0, 255).astype(np.uint8), 'L')
+    # Transparent pixels become the catalog's white background instead of black: an alpha channel
+    # (RGBA, LA, PA, premultiplied RGBa and La), or one colour marked transparent (a PNG's tRNS
+    # chunk, in palette, RGB and greyscale files).
+    if img.getbands()[-1] in ('A', 'a') or 'transparency' in img.info:
         img = img.convert('RGBA')
         background = Image.new('RGBA', img.size, FILL + (255,))
         return Image.alpha_composite(background, img).convert('RGB')

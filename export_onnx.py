@@ -58,7 +58,8 @@ def preprocessing():
     return {
         'height': height, 'width': width, 'layout': 'NCHW', 'channel_order': 'RGB',
         'exif_orientation': 'applied first (phone photos store their rotation in EXIF)',
-        'transparency': f'composited over {list(FILL)} before dropping alpha; any mode becomes RGB',
+        'transparency': f'composited over {list(FILL)} before dropping alpha (an alpha channel, or a colour '
+                        "marked transparent); any mode becomes RGB, 16-bit greyscale scaled to 8 bits first",
         'resize': {
             'rule': 'fit', 'keep_aspect_ratio': True, 'position': 'centre', 'pad_value': list(FILL),
             'interpolation': 'lanczos', 'upscale_small_images': True,

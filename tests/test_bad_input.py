@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -134,6 +135,41 @@ def test_other_modes_and_sizes_load_as_60x80_rgb(tmp_path, kind):
     assert (img.mode, img.size) == ('RGB', (60, 80))
     if kind == 'rgba_png':  # fully transparent pixels become the white background
         assert img.getpixel((30, 40)) == (255, 255, 255)
+
+
+@pytest.mark.parametrize('suffix, dtype', [('png', np.uint16), ('tiff', np.int32)])  # Pillow: I;16 and I
+def test_16_bit_grey_is_scaled_to_8_bits_not_clipped(tmp_path, suffix, dtype):
+    path = str(tmp_path / f'x.{suffix}')
+    ramp = np.linspace(0, 65535, 60).round()  # black to white, left to right
+    Image.fromarray(np.tile(ramp, (80, 1)).astype(dtype)).save(path)
+    assert image_problem(path) == 'not RGB'
+    row = np.asarray(load_image(path))[40].astype(float)
+    assert (row[:, 0] == row[:, 1]).all() and (row[:, 0] == row[:, 2]).all()
+    np.testing.assert_allclose(row[:, 0], ramp / 257, atol=0.5)  # clipped, all but 1 column were 255
+
+
+@pytest.mark.parametrize('mode, clear, product', [('RGB', (0, 0, 0), (200, 30, 30)), ('L', 0, 128)])
+def test_a_colour_marked_transparent_becomes_the_white_background(tmp_path, mode, clear, product):
+    path = str(tmp_path / 'x.png')
+    img = Image.new(mode, (60, 80), clear)
+    img.paste(product, (20, 20, 40, 60))
+    img.save(path, transparency=clear)  # PNG's tRNS chunk: this colour is see-through
+    assert image_problem(path) == (None if mode == 'RGB' else 'not RGB')  # an RGB one passes the filter
+    loaded = load_image(path)
+    assert loaded.getpixel((5, 5)) == (255, 255, 255)
+    assert loaded.getpixel((30, 40)) == (product if mode == 'RGB' else (product,) * 3)
+
+
+def test_the_size_check_sees_a_picture_turned_upright_as_it_is_loaded(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "turn 90 degrees clockwise to view": stored 80x60, shown 60x80
+    sideways, upright = str(tmp_path / 'sideways.jpg'), str(tmp_path / 'upright.jpg')
+    Image.new('RGB', (80, 60), (200, 30, 30)).save(sideways, exif=exif.tobytes())
+    Image.new('RGB', (60, 80), (200, 30, 30)).save(upright, exif=exif.tobytes())
+    assert image_problem(sideways) is None
+    loaded = load_image(sideways)
+    assert loaded.size == (60, 80) and loaded.getpixel((30, 1))[1] < 100  # filled, not padded with white
+    assert image_problem(upright) == 'not 60x80'  # shown 80x60: loaded, it would be shrunk to 60x45
 
 
 def copy_catalog(catalog, tmp_path):
