@@ -17,7 +17,7 @@ import split_data
 import train
 from cli import add_debug_flag, pick_device, positive_int, run_cli
 from dataset import HEADS, TITLES
-from sample_catalog import make_catalog
+from sample_catalog import is_sample_catalog, make_catalog
 
 
 def parse_args(argv=None):
@@ -35,6 +35,12 @@ def parse_args(argv=None):
     parser.add_argument('--device', default='auto', help='cuda, cuda:N, mps or cpu (default: auto)')
     add_debug_flag(parser)
     return parser.parse_args(argv)
+
+
+def has_real_dataset(folder):
+    # A sample catalog drawn into it (`--work .` draws into ./fashion-product-images, the default
+    # --data) is not the real dataset: the tutorial's 50 epochs on it would be a mistake.
+    return os.path.isfile(os.path.join(folder, 'styles.csv')) and not is_sample_catalog(folder)
 
 
 def sample_catalog(args):
@@ -65,7 +71,7 @@ def step(number, text):
 def main(argv=None):
     args = parse_args(argv)
     pick_device(args.device)  # a --device that is not there is refused now, not after minutes of work
-    real = os.path.isfile(os.path.join(args.data, 'styles.csv'))
+    real = has_real_dataset(args.data)
     epochs = args.epochs or (50 if real else 8)
     batch_size = args.batch_size or (16 if real else 32)
     started = time.perf_counter()
@@ -75,8 +81,9 @@ def main(argv=None):
         catalog = args.data
         print(f'found the real dataset in {catalog}: running the tutorial\'s job ({epochs} epochs)')
     else:
-        print(f'no dataset in {args.data}/ (see fashion-product-images/README.md): using a built-in '
-              'sample catalog of drawn products instead')
+        found = 'only a sample catalog' if is_sample_catalog(args.data) else 'no dataset'
+        print(f'{found} in {args.data}/ (see fashion-product-images/README.md for the real one): using a '
+              'built-in sample catalog of drawn products')
         catalog = sample_catalog(args)
     styles = os.path.join(catalog, 'styles.csv')
     os.makedirs(args.work, exist_ok=True)

@@ -9,6 +9,7 @@ if __name__ == '__main__':  # first: a Ctrl-C during the imports below (seconds)
 
 import argparse
 import csv
+import json
 import os
 import time
 from collections import namedtuple
@@ -319,6 +320,15 @@ def save_image(image, path, kind, position):
     return True
 
 
+# Left beside styles.csv: a catalog drawn here is never taken for the real, downloaded one (demo.py
+# runs the tutorial's 50-epoch job on a folder that holds the real data).
+MARK = 'sample_catalog.json'
+
+
+def is_sample_catalog(root):
+    return os.path.isfile(os.path.join(root, MARK))
+
+
 # The manifest lists the ids of each quirk; n_rows counts the rows of styles.csv and n_images
 # the image files written, so a test can work out exactly what a reader should keep.
 def make_catalog(root, n_images=3000, seed=0, quirks=False, overwrite=False):
@@ -329,6 +339,8 @@ def make_catalog(root, n_images=3000, seed=0, quirks=False, overwrite=False):
         raise ValueError(f'{styles_path} already exists; pass overwrite=True (--overwrite) to '
                          'replace it, or choose another folder')
     os.makedirs(os.path.join(root, 'images'), exist_ok=True)
+    with atomic_open(os.path.join(root, MARK), encoding='utf-8') as f:
+        json.dump({'drawn by': 'sample_catalog.py', 'n_images': n_images, 'seed': seed, 'quirks': quirks}, f)
     rng = np.random.default_rng(seed)
     manifest = {'root': str(root), 'n_rows': 0, 'n_images': 0,
                 'quirks': {kind: [] for kind in QUIRK_COUNTS}, 'articles': sorted(ARTICLES),

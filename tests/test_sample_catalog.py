@@ -4,6 +4,7 @@ import os
 import pytest
 from PIL import Image
 
+import demo
 from conftest import run_script
 from sample_catalog import HEADER, make_catalog
 
@@ -59,3 +60,13 @@ def test_demo_runs_the_whole_pipeline_in_one_command(tmp_path):
         assert label in result.stdout
     assert str(run_dir / run / 'eval-last' / 'predictions.png') in result.stdout
     assert 'accuracy' in result.stdout and 'majority class' in result.stdout
+
+
+def test_the_demo_never_takes_a_sample_catalog_for_the_real_dataset(tmp_path):
+    # `python demo.py --work .` draws its sample into ./fashion-product-images, the real data's place.
+    root = tmp_path / 'fashion-product-images'
+    make_catalog(str(root), n_images=10, seed=0)
+    assert not demo.has_real_dataset(str(root))
+    os.remove(root / 'sample_catalog.json')  # as if these files had come from Kaggle
+    assert demo.has_real_dataset(str(root))
+    assert not demo.has_real_dataset(str(tmp_path / 'nothing-here'))
