@@ -223,7 +223,7 @@ def lr_factor(step, steps_per_epoch, args):
     """Warm-up then constant or cosine, as a multiple of --lr; per optimizer step."""
     warmup = args.warmup_epochs * steps_per_epoch
     if step < warmup:
-        return (step + 1) / warmup
+        return min(1.0, (step + 1) / warmup)  # a warm-up that ends between two steps: not above --lr
     if args.schedule == 'cosine':
         progress = (step - warmup) / max(1, args.epochs * steps_per_epoch - warmup)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))

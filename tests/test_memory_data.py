@@ -98,3 +98,6 @@ def test_learning_rate_warm_up_and_cosine():
     assert all(x >= y for x, y in zip(factors[10:], factors[11:]))
     constant = argparse.Namespace(warmup_epochs=0, schedule='constant', epochs=3)
     assert {lr_factor(step, 10, constant) for step in range(30)} == {1.0}
+    # A warm-up that ends between two steps (0.25 epoch of 10 steps: 2.5) never overshoots --lr.
+    partial = argparse.Namespace(warmup_epochs=0.25, schedule='constant', epochs=3)
+    assert [lr_factor(step, 10, partial) for step in range(4)] == [0.4, 0.8, 1.0, 1.0]
