@@ -21,7 +21,9 @@ def atomic_path(path):
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as error:
-        if error.filename == tmp:  # an error message names the file asked for, not ours
+        # The error names the file asked for: not our temporary one, and not nothing, which a
+        # failed write (a full disk: ENOSPC, EFBIG) leaves in it.
+        if error.filename in (None, tmp):
             error.filename = str(path)
         raise
     finally:

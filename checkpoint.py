@@ -1,5 +1,6 @@
 # Saving and loading checkpoints so that nothing is lost and nothing runs on load:
 # written atomically (atomic.py), read with weights_only=True.
+import io
 import os
 import pickle
 import warnings
@@ -17,9 +18,14 @@ FORMAT = 'fashion-multi-output/1'
 def checkpoint_save(path, state):
     """Write state atomically: a kill or a full disk mid-write leaves the previous file intact."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    # Serialised in memory first (28 MiB for the real model), then written in one go: a write that
+    # fails inside torch.save's own writer (a full disk) comes out as a RuntimeError about zip
+    # offsets, and only the OSError below names the file and the reason.
+    data = io.BytesIO()
+    torch.save(dict(state, format=FORMAT), data)
     try:
         with atomic_open(path, 'wb') as f:
-            torch.save(dict(state, format=FORMAT), f)
+            f.write(data.getbuffer())
     except OSError as error:
         raise UserError(f'could not save checkpoint {path}: {error.strerror or error}; '
                         'the previous checkpoint there, if any, is kept') from error

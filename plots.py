@@ -7,6 +7,7 @@ import matplotlib
 import numpy as np
 
 from atomic import atomic_path
+from cli import UserError
 from dataset import HEADS, MEAN, STD, TITLES
 
 
@@ -99,13 +100,17 @@ def visualize_grid(images, predicted, truth, attributes, path, show=False, colum
     plt.close(fig)
 
 
-def draw_quietly(function, args):
+def draw_quietly(function, args, index, failures):
     # A Ctrl-C reaches every process of the terminal's group; the parent reports it, once, and
-    # each drawing process stops without a traceback of its own.
+    # each drawing process stops without a traceback of its own. A file the system refused (a
+    # full disk) goes back to the parent, which names it in its one line.
     try:
         function(*args)
     except KeyboardInterrupt:
         sys.exit(130)
+    except OSError as error:
+        failures.put((index, f'{error.filename}: {error.strerror or error}'))
+        sys.exit(2)
 
 
 def draw_figures(jobs, parallel=True):
@@ -121,11 +126,20 @@ def draw_figures(jobs, parallel=True):
             function(*args)
         return
     context = multiprocessing.get_context('fork')
-    processes = [context.Process(target=draw_quietly, args=job) for job in jobs]
+    failures = context.SimpleQueue()  # a line or two from a process that failed: no pipe fills up
+    processes = [context.Process(target=draw_quietly, args=(function, args, index, failures))
+                 for index, (function, args) in enumerate(jobs)]
     for process in processes:
         process.start()
     for process in processes:
         process.join()
     failed = sum(process.exitcode != 0 for process in processes)
-    if failed:
-        raise RuntimeError(f'{failed} of {len(jobs)} figures could not be drawn (the errors are printed above)')
+    if not failed:
+        return
+    refused = []
+    while not failures.empty():
+        refused.append(failures.get())
+    text = f'{failed} of {len(jobs)} figures could not be drawn'
+    if refused:
+        raise UserError(f'{text}: ' + '; '.join(reason for _, reason in sorted(refused)))
+    raise RuntimeError(f'{text} (the errors are printed above)')

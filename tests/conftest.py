@@ -1,6 +1,8 @@
 import os
+import resource
 import subprocess
 import sys
+from contextlib import contextmanager
 
 # One thread count for the tests and the scripts they start: the float sums of a resumed run
 # match an unbroken one bit for bit only with the same number of threads.
@@ -26,6 +28,17 @@ def run_script(script, *args, cwd=None, timeout=300, env=None):
     full_env = dict(os.environ, PYTHONUNBUFFERED='1', **(env or {}))
     return subprocess.run([sys.executable, os.path.join(ROOT, script), *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+@contextmanager
+def file_size_limit(size):
+    """Writes past `size` bytes fail as on a full disk, for real (EFBIG; Python ignores SIGXFSZ)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
 
 
 @pytest.fixture(scope='session')

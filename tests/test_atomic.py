@@ -1,10 +1,12 @@
 # Every file the scripts write goes through atomic.py: a write cut short (Ctrl-C, a kill, a full
 # disk) keeps the previous file and leaves no temporary one; a finished write replaces it.
+import errno
 import os
 
 import pytest
 
 from atomic import atomic_open, atomic_path
+from conftest import file_size_limit
 
 
 def test_a_write_cut_short_keeps_the_old_file_and_a_finished_one_replaces_it(tmp_path):
@@ -37,6 +39,16 @@ def test_an_error_names_the_file_asked_for_not_the_temporary_one(tmp_path):
         with atomic_open(path):
             pass
     assert error.value.filename == str(path)
+
+
+def test_a_write_that_finds_the_disk_full_names_the_file(tmp_path):
+    path = tmp_path / 'metrics.json'
+    path.write_text('old')
+    with file_size_limit(1000), pytest.raises(OSError) as error:  # a failed write names no file itself
+        with atomic_open(path) as f:
+            f.write('x' * 5000)
+    assert (error.value.errno, error.value.filename) == (errno.EFBIG, str(path))
+    assert path.read_text() == 'old' and os.listdir(tmp_path) == ['metrics.json']
 
 
 def test_the_data_is_on_disk_before_the_rename(tmp_path, monkeypatch):

@@ -6,6 +6,8 @@ import sys
 import numpy as np
 import pytest
 
+from cli import UserError
+from conftest import file_size_limit
 from plots import draw_figures, plot_confusion_matrix, visualize_grid
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith('linux'), reason='figures are forked on Linux only')
@@ -37,13 +39,37 @@ def test_forked_figures_are_the_ones_drawn_here(tmp_path):
     assert sorted(os.listdir(tmp_path / 'forked')) == ['confusion.png', 'grid.png']  # no temporaries
 
 
-def test_a_figure_that_fails_in_its_process_is_reported(tmp_path):
+def test_a_figure_that_fails_in_its_process_is_reported(tmp_path, capfd):
     jobs = figures(tmp_path)
     function, args = jobs[0]
-    jobs[0] = (function, args[:4] + (os.path.join(tmp_path, 'no such folder', 'confusion.png'),))
-    with pytest.raises(RuntimeError, match='1 of 2 figures could not be drawn'):
+    missing = os.path.join(tmp_path, 'no such folder', 'confusion.png')
+    jobs[0] = (function, args[:4] + (missing,))
+    with pytest.raises(UserError) as error:
         draw_figures(jobs, parallel=True)
+    assert str(error.value) == f'1 of 2 figures could not be drawn: {missing}: No such file or directory'
     assert os.path.exists(tmp_path / 'grid.png')  # the other one is still drawn
+    assert 'Traceback' not in capfd.readouterr().err
+
+
+def test_a_full_disk_is_named_in_one_line_for_every_figure_it_stopped(tmp_path, capfd):
+    with file_size_limit(2000):  # the drawing processes inherit it: each PNG's write fails
+        with pytest.raises(UserError) as error:
+            draw_figures(figures(tmp_path), parallel=True)
+    assert str(error.value) == (f'2 of 2 figures could not be drawn: {tmp_path}/confusion.png: File too large; '
+                                f'{tmp_path}/grid.png: File too large')
+    assert os.listdir(tmp_path) == []  # nothing half-written
+    assert 'Traceback' not in capfd.readouterr().err
+
+
+def broken(path):
+    raise ValueError('a bug, not the disk')
+
+
+def test_a_bug_in_a_figure_keeps_its_traceback(tmp_path, capfd):
+    jobs = [(broken, (tmp_path / 'confusion.png',)), figures(tmp_path)[1]]
+    with pytest.raises(RuntimeError, match=r'1 of 2 figures could not be drawn \(the errors are printed above\)'):
+        draw_figures(jobs, parallel=True)
+    assert 'ValueError: a bug, not the disk' in capfd.readouterr().err
 
 
 def interrupted(path):

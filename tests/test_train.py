@@ -18,7 +18,7 @@ import train
 import train_step
 from checkpoint import checkpoint_load, checkpoint_save, model_from_checkpoint
 from cli import UserError
-from conftest import ROOT, run_script, train_args
+from conftest import ROOT, file_size_limit, run_script, train_args
 from evaluate import validation_precision
 
 EPOCHS = 3
@@ -116,16 +116,16 @@ def test_a_run_stopped_while_its_files_are_written_waits_for_them(stop, small_sp
 def test_a_full_disk_stops_the_run_in_one_line_and_keeps_the_last_checkpoint(small_split, tmp_path, monkeypatch):
     real_save = torch.save
 
-    def disk_fills_at_epoch_2(state, f):
-        if state['epoch'] == 2:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real_save(state, f)
+    def epoch_2_outgrows_the_limit(state, f):
+        real_save(dict(state, padding=bytes(40 * 2**20)) if state['epoch'] == 2 else state, f)
 
-    monkeypatch.setattr(torch, 'save', disk_fills_at_epoch_2)
+    monkeypatch.setattr(torch, 'save', epoch_2_outgrows_the_limit)
     last = tmp_path / 'run' / 'last.pth'
-    with pytest.raises(UserError, match=f'could not save checkpoint {re.escape(str(last))}: No space left on device; '
-                                        'the previous checkpoint there, if any, is kept'):
+    # Epoch 1's files are far smaller than the limit; epoch 2's checkpoint is not: its write fails.
+    with file_size_limit(32 * 2**20), pytest.raises(UserError) as error:
         train.main(train_args(small_split, tmp_path, '--epochs', EPOCHS))
+    assert re.fullmatch(f'could not save checkpoint {re.escape(str(tmp_path / "run"))}/(best|last).pth: '
+                        f'{os.strerror(errno.EFBIG)}; the previous checkpoint there, if any, is kept', str(error.value))
     assert checkpoint_load(str(last))['epoch'] == 1
     assert [int(r['epoch']) for r in metrics_rows(tmp_path / 'run')] == [1]
 
