@@ -38,14 +38,24 @@ val_transform = transforms.Compose([
 ])
 
 
-# Greyscale of more than 8 bits (16-bit PNGs and TIFFs): Pillow's convert() would clip each value
-# at 255 instead of scaling it, turning nearly every pixel white.
-WIDE_GREY_MODES = ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I')
+# Greyscale of more than 8 bits (16-bit PNGs and TIFFs, float TIFFs): Pillow's convert() would clip
+# each value at 255 instead of scaling it, turning nearly every pixel white (or, from floats of 0 to
+# 1, black).
+WIDE_GREY_MODES = ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I', 'F')
+
+
+def to_8_bit_grey(img):
+    values = np.asarray(img, dtype=np.float64)
+    if img.mode == 'F':
+        scale = 255 if values.max() <= 1 else 1  # floats of 0 to 1, the usual way, or of 0 to 255
+    else:
+        scale = 1 / 257  # 16 bits: 65535 is white
+    return Image.fromarray((values * scale).round().clip(0, 255).astype(np.uint8), 'L')
 
 
 def to_rgb(img):
     if img.mode in WIDE_GREY_MODES:
-        img = Image.fromarray((np.asarray(img, dtype=np.float64) / 257).round().clip(0, 255).astype(np.uint8), 'L')
+        img = to_8_bit_grey(img)
     # Transparent pixels become the catalog's white background instead of black: an alpha channel
     # (RGBA, LA, PA, premultiplied RGBa and La), or one colour marked transparent (a PNG's tRNS
     # chunk, in palette, RGB and greyscale files).
@@ -61,7 +71,10 @@ def fit_to_size(img, size=IMAGE_SIZE):
     # aspect ratio kept, centred, and padded with white like the catalog's background.
     if img.size == tuple(size):
         return img
-    img = ImageOps.contain(img, size, Image.Resampling.LANCZOS)
+    fitted = ImageOps.contain(img, size, Image.Resampling.LANCZOS)
+    if 0 in fitted.size:  # thinner than 1:120: its short side would round to no pixel at all
+        fitted = img.resize(tuple(max(1, side) for side in fitted.size), Image.Resampling.LANCZOS)
+    img = fitted
     canvas = Image.new('RGB', size, FILL)
     canvas.paste(img, ((size[0] - img.size[0]) // 2, (size[1] - img.size[1]) // 2))
     return canvas

@@ -59,12 +59,13 @@ def preprocessing():
         'height': height, 'width': width, 'layout': 'NCHW', 'channel_order': 'RGB',
         'exif_orientation': 'applied first (phone photos store their rotation in EXIF)',
         'transparency': f'composited over {list(FILL)} before dropping alpha (an alpha channel, or a colour '
-                        "marked transparent); any mode becomes RGB, 16-bit greyscale scaled to 8 bits first",
+                        'marked transparent); any mode becomes RGB, 16-bit greyscale (and float, of 0 to 1) '
+                        'scaled to 8 bits first',
         'resize': {
             'rule': 'fit', 'keep_aspect_ratio': True, 'position': 'centre', 'pad_value': list(FILL),
             'interpolation': 'lanczos', 'upscale_small_images': True,
             'description': f'scale to fit inside {width}x{height} (width x height) with the aspect '
-                           'ratio kept, the other side rounded to the nearest pixel (PIL '
+                           'ratio kept, the other side rounded to the nearest pixel, at least 1 (PIL '
                            f'ImageOps.contain); paste at offset (({width} - w) // 2, ({height} - h) // 2) '
                            f'on a white canvas; a picture already {width}x{height} is left as it is',
         },

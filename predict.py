@@ -107,6 +107,21 @@ def output_format(path):
     return extension[1:]
 
 
+def check_output(path, export):
+    """--output's name and folder, before any work; never the file --export writes beside its model."""
+    output_format(path)
+    if export:
+        from export_onnx import sidecar_path
+        if os.path.realpath(path) == os.path.realpath(sidecar_path(export)):
+            raise UserError(f'--output {path}: --export {export} writes its label names and preprocessing '
+                            'there; give --output another name')
+    existing = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(existing):  # the folders still to be made: it is their parent that must be one
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UserError(f'--output {path}: {existing} is a file, not a folder')
+
+
 def read_error(path, error):
     if os.path.isfile(path) and os.path.getsize(path) == 0:
         return 'empty file (0 bytes)'
@@ -251,7 +266,7 @@ def main(argv=None):
     args = parse_args(argv)
     # The output name and the paths are checked before the model is loaded: a typo fails at once.
     if args.output:
-        output_format(args.output)
+        check_output(args.output, args.export)
     paths = find_images(args.images) if args.images else []
     model, attributes, state = model_from_checkpoint(args.checkpoint, args.attributes_file)
     model.eval()

@@ -137,15 +137,16 @@ def test_other_modes_and_sizes_load_as_60x80_rgb(tmp_path, kind):
         assert img.getpixel((30, 40)) == (255, 255, 255)
 
 
-@pytest.mark.parametrize('suffix, dtype', [('png', np.uint16), ('tiff', np.int32)])  # Pillow: I;16 and I
-def test_16_bit_grey_is_scaled_to_8_bits_not_clipped(tmp_path, suffix, dtype):
+@pytest.mark.parametrize('suffix, dtype, white', [('png', np.uint16, 65535), ('tiff', np.int32, 65535),
+                                                  ('tiff', np.float32, 1)])  # Pillow's modes I;16, I and F
+def test_wide_grey_is_scaled_to_8_bits_not_clipped(tmp_path, suffix, dtype, white):
     path = str(tmp_path / f'x.{suffix}')
     ramp = np.linspace(0, 65535, 60).round()  # black to white, left to right
-    Image.fromarray(np.tile(ramp, (80, 1)).astype(dtype)).save(path)
+    Image.fromarray(np.tile(ramp / 65535 * white, (80, 1)).astype(dtype)).save(path)
     assert image_problem(path) == 'not RGB'
     row = np.asarray(load_image(path))[40].astype(float)
     assert (row[:, 0] == row[:, 1]).all() and (row[:, 0] == row[:, 2]).all()
-    np.testing.assert_allclose(row[:, 0], ramp / 257, atol=0.5)  # clipped, all but 1 column were 255
+    np.testing.assert_allclose(row[:, 0], ramp / 257, atol=0.5)  # clipped, they were all 255 or all 0
 
 
 @pytest.mark.parametrize('mode, clear, product', [('RGB', (0, 0, 0), (200, 30, 30)), ('L', 0, 128)])

@@ -197,6 +197,11 @@ def test_pictures_are_fitted_with_white_padding_and_exif_rotation(tmp_path):
     # 120x40 fits as 60x20, centred: 30 white rows above and below.
     assert tuple(array[29, 30]) == WHITE and tuple(array[50, 30]) == WHITE
     assert tuple(array[40, 30]) == (200, 30, 30)
+    thin = tmp_path / 'thin.png'
+    Image.new('RGB', (1, 500), (200, 30, 30)).save(thin)  # 80 rows high it is under half a pixel wide
+    array, _ = predict.read_image(str(thin))
+    assert (array[:, 29] == (200, 30, 30)).all()  # one column, centred: (60 - 1) // 2
+    assert (array[:, 28] == WHITE).all() and (array[:, 30] == WHITE).all()
     phone = tmp_path / 'phone.jpg'
     phone.write_bytes(phone_photo(two_colour_portrait()))
     array, _ = predict.read_image(str(phone))
@@ -227,6 +232,18 @@ def test_nothing_to_predict_is_one_clear_error(checkpoint, tmp_path, capsys):
     assert 'no such file or folder' in line and str(missing) in line
     line = failure_of(['--checkpoint', checkpoint, str(empty), '--output', 'out.txt'], capsys)
     assert '.csv or .json' in line
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path, capsys):
+    picture = tmp_path / 'a.jpg'
+    Image.new('RGB', (60, 80), 'red').save(picture)
+    unread = str(tmp_path / 'no-such-checkpoint.pth')  # the model is never loaded: these fail first
+    line = failure_of(['--checkpoint', unread, str(picture), '--output', str(picture / 'out' / 'p.csv')], capsys)
+    assert line == f'error: --output {picture / "out" / "p.csv"}: {picture} is a file, not a folder'
+    line = failure_of(['--checkpoint', unread, str(picture), '--export', str(tmp_path / 'm.onnx'),
+                       '--output', str(tmp_path / 'm.json')], capsys)
+    assert line.startswith(f'error: --output {tmp_path / "m.json"}: --export {tmp_path / "m.onnx"} writes its label')
+    assert os.listdir(tmp_path) == ['a.jpg']
 
 
 def test_only_broken_images_fail_naming_each(checkpoint, tmp_path, capsys):
