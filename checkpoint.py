@@ -71,7 +71,7 @@ def checkpoint_load(path):
                     'label vocabularies in it)')
 
 
-RESUME_KEYS = ('epoch', 'optimizer', 'scheduler', 'history', 'best')
+RESUME_KEYS = ('epoch', 'optimizer', 'scheduler', 'history', 'best', 'args')
 
 
 def resumable_load(path):

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import resource
+import shutil
 import sys
 import time
 from datetime import datetime
@@ -23,7 +24,7 @@ from tqdm import tqdm
 
 import distributed
 from allocator import keep_freed_memory
-from atomic import atomic_open
+from atomic import atomic_open, atomic_path
 from catalog import describe_download
 from checkpoint import check_same_vocab, checkpoint_load, checkpoint_save, load_weights, resumable_load
 from cli import (UserError, add_debug_flag, non_negative_float, non_negative_int, positive_float, positive_int,
@@ -176,6 +177,21 @@ def run_folder(args, resume):
                             f'which going on from epoch {resume["epoch"]} would write over; to branch off, '
                             'copy the checkpoint into a folder of its own and resume from there')
     return run_dir
+
+
+def keep_best_of_resumed(run_dir, resume, path):
+    """A run resumed in a folder without its best.pth (a branch copied into a folder of its own):
+    the resumed checkpoint is the best so far when its own epoch was, else the best is elsewhere."""
+    best_path, best_epoch = os.path.join(run_dir, 'best.pth'), resume['best'].get('epoch', 0)
+    if os.path.exists(best_path) or not best_epoch:
+        return
+    if best_epoch == resume['epoch']:
+        with atomic_path(best_path) as tmp:
+            shutil.copyfile(path, tmp)
+        print(f'copied {path} to {best_path}: its epoch {best_epoch} is the best so far')
+    else:
+        print(f'note: the best epoch so far, {best_epoch}, is not in {run_dir}; best.pth will be the best of '
+              'the epochs from here on')
 
 
 def make_train_loader(attributes, args, context, channels_last):
@@ -484,6 +500,8 @@ def main(argv=None):
         os.makedirs(run_dir, exist_ok=True)
         with atomic_open(os.path.join(run_dir, 'args.json')) as f:
             json.dump(saved_args(args), f, indent=2)
+        if resume is not None:
+            keep_best_of_resumed(run_dir, resume, args.resume)
         writer = tensorboard_writer(args, os.path.basename(run_dir))
     gather = distributed.gather_predictions(context)
 

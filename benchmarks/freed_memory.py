@@ -29,7 +29,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Training and evaluation on a CPU, with and without keeping "
                                                  "freed memory (allocator.py)")
     parser.add_argument('--seconds', type=float, default=4.0,
-                        help='time each measurement for about this long in each round (default: 4.0)')
+                        help='time each training measurement for about this long in each round; evaluation '
+                             'times one pass over 2,048 pictures after one to warm up (default: 4.0)')
     parser.add_argument('--rounds', type=positive_int, default=2,
                         help='alternated rounds of both settings, the best counts (default: 2)')
     parser.add_argument('--child', nargs=2, metavar=('SETTING', 'MEASURE'), default=None,

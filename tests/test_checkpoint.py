@@ -136,3 +136,6 @@ def test_the_original_tutorials_bare_state_dict_cannot_be_resumed(tmp_path):
         checkpoint.resumable_load(str(path))
     written = checkpoint_save(str(tmp_path / 'last.pth'), dict(make_state(3), scheduler={'last_epoch': 3}))
     assert checkpoint.resumable_load(written)['epoch'] == 3
+    no_settings = checkpoint_save(str(tmp_path / 'made.pth'), dict(make_state(3), scheduler={}, args=None))
+    with pytest.raises(UserError, match=r'cannot resume from it: .* no args'):  # made by hand: train.py's need them
+        checkpoint.resumable_load(no_settings)

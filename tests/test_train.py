@@ -149,9 +149,10 @@ def test_a_resumed_run_keeps_its_settings_and_data(small_split, tmp_path, monkey
     # number of epochs and CSVs, from the checkpoint
     os.makedirs(tmp_path / 'branch')
     last = str(tmp_path / 'branch' / 'last.pth')
-    # as if started from ImageNet's weights: resumed, it takes its own, with no download
+    # as if started from ImageNet's weights: resumed, it takes its own, with no download; and with
+    # its own epoch as the best, which no later one can beat (a mean accuracy of 1)
     state = checkpoint_load(os.path.join(full, 'checkpoint-000001.pth'))
-    checkpoint_save(last, dict(state, args=dict(state['args'], pretrained=True)))
+    checkpoint_save(last, dict(state, args=dict(state['args'], pretrained=True), best={'epoch': 1, 'score': 1.0}))
     downloads = []
     real_build_model = train.build_model
     monkeypatch.setattr(train, 'build_model', lambda attributes, pretrained: (
@@ -160,6 +161,7 @@ def test_a_resumed_run_keeps_its_settings_and_data(small_split, tmp_path, monkey
     train.main(['--resume', last, *machine])
     assert metrics_rows(tmp_path / 'branch') == metrics_rows(full)
     assert downloads == [False]
+    assert checkpoint_load(str(tmp_path / 'branch' / 'best.pth'))['epoch'] == 1  # the branch has its best too
     # raised --epochs: the cosine curve is drawn over the new length, and the run says so
     capsys.readouterr()
     train.main(['--resume', last, '--epochs', '3', *machine])
@@ -174,6 +176,13 @@ def test_a_resumed_run_keeps_its_settings_and_data(small_split, tmp_path, monkey
         kept = ('batch_size', 'lr', 'schedule', 'epochs', 'pretrained')
         assert {k: v for k, v in json.load(f).items() if k in kept} == \
             {'batch_size': 8, 'lr': 0.002, 'schedule': 'cosine', 'epochs': 3, 'pretrained': True}
+
+
+def test_a_branch_whose_best_epoch_stayed_behind_says_so(tmp_path, capsys):
+    train.keep_best_of_resumed(str(tmp_path), {'epoch': 2, 'best': {'epoch': 1, 'score': 0.5}}, 'elsewhere.pth')
+    assert capsys.readouterr().out == (f'note: the best epoch so far, 1, is not in {tmp_path}; best.pth will be '
+                                       'the best of the epochs from here on\n')
+    assert os.listdir(tmp_path) == []
 
 
 def start_training(small_split, tmp_path, *extra):
