@@ -190,8 +190,8 @@ def keep_best_of_resumed(run_dir, resume, path):
             shutil.copyfile(path, tmp)
         print(f'copied {path} to {best_path}: its epoch {best_epoch} is the best so far')
     else:
-        print(f'note: the best epoch so far, {best_epoch}, is not in {run_dir}; best.pth will be the best of '
-              'the epochs from here on')
+        print(f'note: the best epoch so far, {best_epoch}, is not in {run_dir}; best.pth is written there '
+              'when a later epoch beats it')
 
 
 def make_train_loader(attributes, args, context, channels_last):

@@ -180,8 +180,8 @@ def test_a_resumed_run_keeps_its_settings_and_data(small_split, tmp_path, monkey
 
 def test_a_branch_whose_best_epoch_stayed_behind_says_so(tmp_path, capsys):
     train.keep_best_of_resumed(str(tmp_path), {'epoch': 2, 'best': {'epoch': 1, 'score': 0.5}}, 'elsewhere.pth')
-    assert capsys.readouterr().out == (f'note: the best epoch so far, 1, is not in {tmp_path}; best.pth will be '
-                                       'the best of the epochs from here on\n')
+    assert capsys.readouterr().out == (f'note: the best epoch so far, 1, is not in {tmp_path}; best.pth is written '
+                                       'there when a later epoch beats it\n')
     assert os.listdir(tmp_path) == []
 
 
