@@ -12,7 +12,6 @@ import json
 import math
 import os
 import resource
-import shutil
 import sys
 import time
 from datetime import datetime
@@ -24,7 +23,7 @@ from tqdm import tqdm
 
 import distributed
 from allocator import keep_freed_memory
-from atomic import atomic_open, atomic_path
+from atomic import atomic_open
 from catalog import describe_download
 from checkpoint import check_same_vocab, checkpoint_load, checkpoint_save, load_weights, resumable_load
 from cli import (UserError, add_debug_flag, non_negative_float, non_negative_int, positive_float, positive_int,
@@ -186,8 +185,7 @@ def keep_best_of_resumed(run_dir, resume, path):
     if os.path.exists(best_path) or not best_epoch:
         return
     if best_epoch == resume['epoch']:
-        with atomic_path(best_path) as tmp:
-            shutil.copyfile(path, tmp)
+        checkpoint_save(best_path, resume)
         print(f'copied {path} to {best_path}: its epoch {best_epoch} is the best so far')
     else:
         print(f'note: the best epoch so far, {best_epoch}, is not in {run_dir}; best.pth is written there '
