@@ -57,7 +57,7 @@ def to_rgb(img):
     if img.mode in WIDE_GREY_MODES:
         img = to_8_bit_grey(img)
     # Transparent pixels become the catalog's white background instead of black: an alpha channel
-    # (RGBA, LA, PA, premultiplied RGBa and La), or one colour marked transparent (a PNG's tRNS
+    # (RGBA, LA, PA, premultiplied RGBa), or one colour marked transparent (a PNG's tRNS
     # chunk, in palette, RGB and greyscale files).
     if img.getbands()[-1] in ('A', 'a') or 'transparency' in img.info:
         img = img.convert('RGBA')

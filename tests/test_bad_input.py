@@ -15,7 +15,7 @@ import train
 from catalog import image_problem, read_styles
 from cli import UserError, pick_device, run_cli
 from conftest import ROOT, run_script, train_args
-from dataset import AttributesDataset, FashionDataset, load_image
+from dataset import AttributesDataset, FashionDataset, load_image, to_rgb
 
 HEADER = 'id,gender,masterCategory,subCategory,articleType,baseColour,season,year,usage,productDisplayName'
 ROW = '{},Men,Apparel,Topwear,Tshirts,Blue,Summer,2012,Casual,Roadster Men Blue Tshirts'
@@ -159,6 +159,12 @@ def test_a_colour_marked_transparent_becomes_the_white_background(tmp_path, mode
     loaded = load_image(path)
     assert loaded.getpixel((5, 5)) == (255, 255, 255)
     assert loaded.getpixel((30, 40)) == (product if mode == 'RGB' else (product,) * 3)
+
+
+@pytest.mark.parametrize('mode', ['RGBA', 'LA', 'PA', 'RGBa'])  # PA: palette with alpha; a: premultiplied
+def test_every_kind_of_alpha_channel_becomes_the_white_background(mode):
+    clear = Image.new('RGBA', (60, 80), (0, 0, 0, 0)).convert(mode)
+    assert to_rgb(clear).getpixel((30, 40)) == (255, 255, 255)
 
 
 def test_the_size_check_sees_a_picture_turned_upright_as_it_is_loaded(tmp_path):
