@@ -11,7 +11,9 @@ class InMemoryLoader:
     """Yields the same {'img', 'labels'} batches as a DataLoader over FashionDataset.
 
     With world_size > 1 each process takes every world_size-th sample of the shared epoch
-    permutation, like DistributedSampler, but without padding: no sample is seen twice.
+    permutation, like DistributedSampler, but without padding: no sample is seen twice. In
+    training, the permutation's last n % world_size samples (different ones each epoch) sit the
+    epoch out, so that every process takes the same number of steps.
     """
 
     def __init__(self, images, labels, batch_size, device, train, seed=0, channels_last=False,

@@ -88,6 +88,12 @@ def test_shards_cover_validation_exactly_once_and_training_evenly():
     assert shard_indices(train[0]) != first_epoch  # reshuffled every epoch
     train[0].set_epoch(0)
     assert shard_indices(train[0]) == first_epoch  # and the same again for a resumed epoch
+    left_out = set()
+    for epoch in range(5):  # the odd picture out changes from epoch to epoch
+        for loader in train:
+            loader.set_epoch(epoch)
+        left_out |= set(range(41)) - set(shard_indices(train[0]) + shard_indices(train[1]))
+    assert len(left_out) > 1
 
 
 def test_learning_rate_warm_up_and_cosine():
