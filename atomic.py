@@ -37,3 +37,10 @@ def atomic_open(path, mode='w', **kwargs):
     with atomic_path(path) as tmp:
         with open(tmp, mode, **kwargs) as f:
             yield f
+
+
+def flush_to_disk(f):
+    """Write out what the open file f still buffers and have the disk keep it, so that a full
+    disk shows now, while its path is being written, and not when it is closed."""
+    f.flush()
+    os.fsync(f.fileno())

@@ -29,15 +29,42 @@ UNREADABLE = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.err
 def decode_text(path, data):
     # The catalog is UTF-8, but a copy saved by a spreadsheet may carry a BOM, be UTF-16, or be
     # Windows-1252; labels are plain ASCII in all of them, so every one of these reads correctly.
-    for bom, encoding in ((codecs.BOM_UTF8, 'utf-8-sig'), (codecs.BOM_UTF16_LE, 'utf-16'),
-                          (codecs.BOM_UTF16_BE, 'utf-16')):
+    for bom in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
         if data.startswith(bom):
-            return data.decode(encoding)
+            try:
+                return data.decode('utf-16')
+            except UnicodeDecodeError as error:  # an odd number of bytes, a lone surrogate
+                raise UserError(f'{path}: starts as UTF-16 but byte {error.start} is not '
+                                f'({error.reason}); save it again as UTF-8') from error
+    # A BOM says UTF-8, but a spreadsheet may still have appended a Windows-1252 row.
+    data = data.removeprefix(codecs.BOM_UTF8)
     try:
         return data.decode('utf-8')
     except UnicodeDecodeError as error:
         print(f'note: {path} is not UTF-8 (byte {error.start}); reading it as Windows-1252')
         return data.decode('cp1252', errors='replace')
+
+
+def is_blank(row):
+    return not any(field.strip() for field in row)
+
+
+def rows_of_one_line(reader, path, what):
+    """The reader's rows, or a UserError naming the line where a row runs on over several lines.
+
+    The catalog has one row a line. A quoted field that goes past the end of its line means a
+    quote left open: left alone, it swallows the rows after it into one product name, silently,
+    or until the csv module's 128 KiB field limit, lines further on than the quote."""
+    end = reader.line_num
+    try:
+        for row in reader:
+            start, end = end + 1, reader.line_num
+            if end > start:
+                raise UserError(f'{path}: line {start}: a quoted field runs on to line {end}; a '
+                                f'quote left open? ({what})')
+            yield row
+    except csv.Error as error:
+        raise UserError(f'{path}: line {end + 1}: {error}; a quote left open? ({what})') from error
 
 
 def read_csv_rows(path, required, what):
@@ -46,19 +73,17 @@ def read_csv_rows(path, required, what):
         raise UserError(f'{path}: no such file ({what})')
     with open(path, 'rb') as f:
         text = decode_text(path, f.read())
-    if not text.strip():  # nothing, or only a byte-order mark and blanks
-        raise UserError(f'{path}: the file is empty ({what})')
     # newline='' lets the csv module handle \r\n (Windows) and \n alike.
-    reader = csv.reader(io.StringIO(text, newline=''))
-    try:
-        header = [name.strip() for name in next(reader)]
-        missing = [name for name in required if name not in header]
-        if missing:
-            raise UserError(f'{path}: missing column(s) {", ".join(missing)}; the header is '
-                            f'{",".join(header)!r} but needs {",".join(required)}')
-        rows = [row for row in reader if any(field.strip() for field in row)]
-    except csv.Error as error:  # a field over 128 KiB: a quote left open, or not a CSV at all
-        raise UserError(f'{path}: line {reader.line_num}: {error} ({what})') from error
+    rows = rows_of_one_line(csv.reader(io.StringIO(text, newline='')), path, what)
+    header = next((row for row in rows if not is_blank(row)), None)  # blank lines above it too
+    if header is None:  # nothing, or only a byte-order mark and blanks
+        raise UserError(f'{path}: the file is empty ({what})')
+    header = [name.strip() for name in header]
+    missing = [name for name in required if name not in header]
+    if missing:
+        raise UserError(f'{path}: missing column(s) {", ".join(missing)}; the header is '
+                        f'{",".join(header)!r} but needs {",".join(required)}')
+    rows = [row for row in rows if not is_blank(row)]
     if not rows:
         raise UserError(f'{path}: has a header but no rows ({what})')
     return header, rows

@@ -122,7 +122,9 @@ def resolve_image_path(path, csv_folder):
     # to the working directory, so those are tried next.
     if os.path.isabs(path):
         return path
-    beside_csv = os.path.join(csv_folder, path)
+    # Resolved as split_data.py made it, by name: through a symlinked folder, the system would
+    # take '..' to the parent of the folder the link points to.
+    beside_csv = os.path.normpath(os.path.join(csv_folder, path))
     return beside_csv if os.path.exists(beside_csv) or not os.path.exists(path) else path
 
 

@@ -12,7 +12,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 from tqdm import tqdm
 
-from atomic import atomic_open
+from atomic import atomic_open, flush_to_disk
 from catalog import IMAGE_SIZE, describe_download, format_counts, image_problem, read_styles
 from cli import UserError, add_debug_flag, positive_int, run_cli, seed_number
 
@@ -87,12 +87,16 @@ def write_rows(rows, f, folder):
 
 
 def save_split(train, val, folder):
-    # Both files are renamed into place, one right after the other, only once both are written:
-    # a run cut short leaves no new train.csv beside an old val.csv whose images it could share.
+    # Both files are renamed into place, one right after the other, only once both are on disk:
+    # a run cut short (a Ctrl-C, a full disk) leaves no new train.csv beside an old val.csv
+    # whose images it could share.
     paths = os.path.join(folder, 'train.csv'), os.path.join(folder, 'val.csv')
-    with atomic_open(paths[0], newline='') as train_file, atomic_open(paths[1], newline='') as val_file:
+    with atomic_open(paths[0], newline='') as train_file:
         write_rows(train, train_file, os.path.abspath(folder))
-        write_rows(val, val_file, os.path.abspath(folder))
+        flush_to_disk(train_file)
+        with atomic_open(paths[1], newline='') as val_file:
+            write_rows(val, val_file, os.path.abspath(folder))
+            flush_to_disk(val_file)
     return paths
 
 

@@ -39,7 +39,12 @@ def assert_clean_failure(result, *words):
     (None, 'no such file'),
     ('', 'empty'),
     ('\ufeff', 'empty'),  # only the byte-order mark a spreadsheet writes
-    (HEADER + '\n1,Men,"' + 'x' * 140_000 + '\n', 'line 2: field larger than field limit'),  # a quote left open
+    # A quote left open is named on its own line: where the csv module gives up (here the 128 KiB
+    # field limit, line 143) or where the row ends, after swallowing others (line 5) is further on.
+    (HEADER + '\n' + ROW.format(1) + '\n2,Men,"' + ('x' * 1000 + '\n') * 140,
+     'line 3: field larger than field limit'),
+    ('\n'.join([HEADER, ROW.format(1), ROW.format(2).replace('Roadster', '"Roadster'), ROW.format(3), ROW.format(4) + ' 5" wide']),
+     'line 3: a quoted field runs on to line 5'),
     (HEADER + '\n', 'no rows'),
     (HEADER.replace('baseColour,', '') + '\n' + '1,Men,Apparel,Topwear,Tshirts,S,2012,C,N\n',
      'missing column(s) baseColour'),
@@ -65,6 +70,21 @@ def test_other_encodings_and_windows_line_endings_read_the_same(tmp_path, encodi
     styles, skipped = read_styles(write(tmp_path / 'styles.csv', text, encoding, newline))
     assert [s.id for s in styles] == ['1', '2'] and not skipped
     assert styles[0].baseColour == 'Blue'
+
+
+def test_a_spreadsheets_utf8_with_a_windows_1252_row_and_blank_lines_above_the_header_read(tmp_path):
+    path = tmp_path / 'styles.csv'
+    path.write_bytes(b'\xef\xbb\xbf\r\n\r\n' + f'{HEADER}\r\n{ROW.format(1)}\r\n'.encode()
+                     + ROW.format(2).encode() + b' Caf\xe9\r\n')
+    styles, skipped = read_styles(str(path))
+    assert [s.id for s in styles] == ['1', '2'] and not skipped
+
+
+def test_utf16_that_does_not_decode_is_one_clear_error(tmp_path):
+    (tmp_path / 'images').mkdir()
+    (tmp_path / 'styles.csv').write_bytes(f'{HEADER}\n{ROW.format(1)}\n'.encode('utf-16') + b'\n')  # odd length
+    result = run_script('split_data.py', '--input', tmp_path, '--output', tmp_path)
+    assert_clean_failure(result, str(tmp_path / 'styles.csv'), 'UTF-16')
 
 
 def test_duplicate_ids_and_odd_rows_are_skipped_and_counted(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 import split_data
 from catalog import read_styles
 from cli import UserError
-from conftest import ROOT, run_script
+from conftest import ROOT, file_size_limit, run_script
 from dataset import AttributesDataset, FashionDataset
 
 
@@ -67,6 +67,36 @@ def test_a_split_cut_short_changes_neither_csv(quirky_catalog, tmp_path, monkeyp
     assert written  # train.csv was written whole before the Ctrl-C
     assert {name: (tmp_path / name).read_text() for name in before} == before
     assert sorted(os.listdir(tmp_path)) == ['train.csv', 'val.csv']
+
+
+def test_a_full_disk_changes_neither_csv_and_names_the_file(quirky_catalog, tmp_path):
+    def split_into(folder, seed):
+        split_data.main(['--input', quirky_catalog['root'], '--output', str(tmp_path / folder),
+                         '--workers', '1', '--seed', str(seed)])
+
+    split_into('probe', 7)  # at the same depth, so with the same relative image paths
+    new_train_size = os.path.getsize(tmp_path / 'probe' / 'train.csv')
+    split_into('out', 1)
+    before = {name: (tmp_path / 'out' / name).read_text() for name in ('train.csv', 'val.csv')}
+    # train.csv is bigger than val.csv and than the buffer: its last bytes are the ones that fail.
+    with file_size_limit(new_train_size - 1), pytest.raises(OSError) as error:
+        split_into('out', 7)
+    assert error.value.filename == os.path.join(str(tmp_path / 'out'), 'train.csv')
+    assert {name: (tmp_path / 'out' / name).read_text() for name in before} == before
+    assert sorted(os.listdir(tmp_path / 'out')) == ['train.csv', 'val.csv']
+
+
+def test_a_split_into_a_symlinked_folder_finds_its_images(quirky_catalog, tmp_path, monkeypatch):
+    # splits/ -> elsewhere/splits: the system takes splits/.. to elsewhere/, not to tmp_path.
+    (tmp_path / 'elsewhere' / 'splits').mkdir(parents=True)
+    (tmp_path / 'project').mkdir()
+    (tmp_path / 'project' / 'splits').symlink_to(tmp_path / 'elsewhere' / 'splits')
+    os.symlink(quirky_catalog['root'], tmp_path / 'project' / 'fashion-product-images')
+    monkeypatch.chdir(tmp_path / 'project')
+    split_data.main(['--input', 'fashion-product-images', '--output', 'splits', '--workers', '1'])
+    attributes = AttributesDataset(os.path.join('fashion-product-images', 'styles.csv'))
+    dataset = FashionDataset(os.path.join('splits', 'val.csv'), attributes)
+    assert len(dataset) == len(read_rows(tmp_path / 'elsewhere' / 'splits' / 'val.csv'))
 
 
 def test_split_csv_works_from_another_directory(quirky_catalog, tmp_path, monkeypatch):
