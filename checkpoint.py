@@ -9,7 +9,7 @@ import torch
 
 from atomic import atomic_open
 from cli import UserError
-from dataset import HEADS, AttributesDataset
+from dataset import HEADS, AttributesDataset, tutorial_vocab
 from model import MultiOutputModel
 
 FORMAT = 'fashion-multi-output/1'
@@ -93,7 +93,26 @@ def attributes_of(state, path, attributes_file=None):
     if attributes_file is None:
         raise UserError(f'{path}: a bare state_dict without label names; pass --attributes_file '
                         'with the styles.csv it was trained on')
-    return AttributesDataset(attributes_file)
+    # The tutorial took its classes from every row of styles.csv, 'NA' included: 47 colours on the
+    # real file against our 46, and every colour after 'NA' one place further on. Its weights say
+    # which of the two vocabularies they were trained with.
+    ours = AttributesDataset(attributes_file)
+    tutorials = AttributesDataset(vocab=tutorial_vocab(attributes_file))
+    sizes = head_sizes(state['model'])
+    if sizes != head_sizes_of(ours) and sizes == head_sizes_of(tutorials):
+        print(f"note: {path} has the tutorial's classes, 'NA' labels included; reading "
+              f'{attributes_file} its way')
+        return tutorials
+    return ours
+
+
+def head_sizes(weights):
+    """The number of classes of each head in a state_dict (None for a head it lacks)."""
+    return {head: len(weights[f'{head}.1.bias']) if f'{head}.1.bias' in weights else None for head in HEADS}
+
+
+def head_sizes_of(attributes):
+    return {head: len(attributes.labels(head)) for head in HEADS}
 
 
 def load_weights(model, state, path):

@@ -10,7 +10,7 @@ from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from catalog import IMAGE_SIZE, UNREADABLE, format_counts, read_csv_rows, read_styles
+from catalog import IMAGE_SIZE, LABEL_COLUMNS, REQUIRED_COLUMNS, UNREADABLE, format_counts, read_csv_rows, read_styles
 from cli import UserError
 
 MEAN = [0.485, 0.456, 0.406]  # ImageNet statistics, as in the tutorial
@@ -115,6 +115,15 @@ class AttributesDataset:
     def labels(self, head):
         return {'gender': self.gender_labels, 'article': self.article_labels,
                 'color': self.color_labels}[head]
+
+
+def tutorial_vocab(annotation_path):
+    """The label lists as the original tutorial made them, for its bare state_dicts: the labels
+    of every row of styles.csv, as they are, 'NA' and malformed rows included."""
+    header, rows = read_csv_rows(annotation_path, REQUIRED_COLUMNS, 'the catalog labels, styles.csv')
+    columns = [header.index(name) for name in LABEL_COLUMNS]
+    rows = [row for row in rows if len(row) > max(columns)]
+    return {head: [row[column] for row in rows] for head, column in zip(HEADS, columns)}
 
 
 def resolve_image_path(path, csv_folder):

@@ -129,6 +129,33 @@ def test_the_original_tutorials_bare_state_dict_needs_the_attributes_file(tmp_pa
         model_from_checkpoint(str(path))
 
 
+STYLES = '''id,gender,masterCategory,subCategory,articleType,baseColour,season,year,usage,productDisplayName
+1,Men,Apparel,Topwear,Shirts,Black,Summer,2012,Casual,A shirt
+2,Women,Apparel,Topwear,Tshirts,Red,Summer,2012,Casual,A t-shirt, with a comma
+3,Men,Accessories,Watches,Watches,NA,Winter,2016,Casual,A watch
+4,Men,Accessories,Watches,Watches,Black,Winter,2016,Casual,Another watch
+'''
+
+
+@pytest.mark.parametrize('colours', [['Black', 'NA', 'Red'], ['Black', 'Red']])
+def test_a_bare_state_dict_gets_the_vocabulary_its_weights_were_trained_with(tmp_path, colours):
+    # The tutorial's classes come from every row, 'NA' too: 'Red' is colour 2 there, 1 in ours.
+    (tmp_path / 'styles.csv').write_text(STYLES)
+    path = tmp_path / 'bare.pth'
+    torch.save(MultiOutputModel(n_color_classes=len(colours), n_gender_classes=2, n_article_classes=3).state_dict(),
+               path)
+    _, attributes, _ = model_from_checkpoint(str(path), str(tmp_path / 'styles.csv'))
+    assert attributes.color_labels == colours and attributes.article_labels == ['Shirts', 'Tshirts', 'Watches']
+
+
+@pytest.mark.skipif(not os.environ.get('FASHION_DATA'), reason='FASHION_DATA names no real dataset')
+def test_the_tutorials_checkpoint_of_the_real_catalog_loads_with_its_47_colours(tmp_path):
+    path = tmp_path / 'checkpoint-000050.pth'
+    torch.save(MultiOutputModel(n_color_classes=47, n_gender_classes=5, n_article_classes=143).state_dict(), path)
+    _, attributes, _ = model_from_checkpoint(str(path), os.path.join(os.environ['FASHION_DATA'], 'styles.csv'))
+    assert len(attributes.color_labels) == 47 and attributes.color_labels[25] == 'NA'
+
+
 def test_the_original_tutorials_bare_state_dict_cannot_be_resumed(tmp_path):
     path = tmp_path / 'tutorial.pth'
     torch.save(make_state()['model'], path)
