@@ -65,11 +65,16 @@ def gather_predictions(context):
             return predicted, truth, loss_sum
         shards = [None] * context.world_size
         dist.all_gather_object(shards, (predicted, truth, loss_sum))
-        heads = predicted.keys()
-        predicted = {h: np.concatenate([s[0][h] for s in shards]) for h in heads}
-        truth = {h: np.concatenate([s[1][h] for s in shards]) for h in heads}
-        return predicted, truth, sum(s[2] for s in shards)
+        return merge_shards(shards)
     return gather
+
+
+def merge_shards(shards):
+    """One (predicted, truth, loss sum) from each process's own, in rank order."""
+    heads = shards[0][0].keys()
+    predicted = {h: np.concatenate([s[0][h] for s in shards]) for h in heads}
+    truth = {h: np.concatenate([s[1][h] for s in shards]) for h in heads}
+    return predicted, truth, sum(s[2] for s in shards)
 
 
 def sync_buffers(model, context):

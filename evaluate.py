@@ -72,9 +72,15 @@ def predict_all(model, dataloader, device, autocast=None):
                 predicted[head].append(output[head].argmax(1))
                 truth[head].append(targets[f'{head}_labels'])
     # One transfer at the end instead of a CPU-GPU sync per batch.
-    predicted = {h: torch.cat(v).cpu().numpy() for h, v in predicted.items()}
-    truth = {h: torch.cat(v).cpu().numpy() for h, v in truth.items()}
+    predicted = {h: class_ids(v) for h, v in predicted.items()}
+    truth = {h: class_ids(v) for h, v in truth.items()}
     return predicted, truth, loss_sum.item()
+
+
+def class_ids(batches):
+    # No batch at all: a process of a distributed run whose shard of the validation set is empty
+    # (fewer pictures than processes) still hands its share, nothing, to the others.
+    return torch.cat(batches).cpu().numpy() if batches else np.empty(0, dtype=np.int64)
 
 
 def calculate_metrics(predicted, truth):

@@ -8,7 +8,10 @@ import torch
 
 import dataset as dataset_module
 from dataset import AttributesDataset, FashionDataset, load_image, load_into_memory, val_transform
+from distributed import merge_shards
+from evaluate import predict_all, validate
 from memory_data import InMemoryLoader
+from model import MultiOutputModel
 from train import lr_factor
 
 
@@ -94,6 +97,21 @@ def test_shards_cover_validation_exactly_once_and_training_evenly():
             loader.set_epoch(epoch)
         left_out |= set(range(41)) - set(shard_indices(train[0]) + shard_indices(train[1]))
     assert len(left_out) > 1
+
+
+def test_a_process_with_no_validation_picture_hands_on_an_empty_share():
+    # One picture, two processes: rank 1's shard is empty, and validate() must still return.
+    torch.manual_seed(0)
+    model = MultiOutputModel(n_color_classes=2, n_gender_classes=2, n_article_classes=3).eval()
+    images = torch.randint(0, 256, (1, 3, 80, 60), dtype=torch.uint8)
+    labels = {h: torch.tensor([1]) for h in ('gender', 'article', 'color')}
+    shards = [InMemoryLoader(images, labels, 8, 'cpu', train=False, rank=r, world_size=2) for r in (0, 1)]
+    whole, _, _ = validate(model, InMemoryLoader(images, labels, 8, 'cpu', train=False), 'cpu')
+    predicted, truth, loss_sum = predict_all(model, shards[1], 'cpu')
+    assert loss_sum == 0 and all(len(v) == 0 and v.dtype == np.int64 for v in (*predicted.values(), *truth.values()))
+    first = predict_all(model, shards[0], 'cpu')
+    merged, _, _ = validate(model, shards[1], 'cpu', gather=lambda *mine: merge_shards([first, mine]))
+    assert merged == whole
 
 
 def test_learning_rate_warm_up_and_cosine():
