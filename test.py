@@ -16,7 +16,7 @@ from allocator import keep_freed_memory
 from atomic import atomic_open
 from augment import prepare_batch
 from checkpoint import model_from_checkpoint
-from cli import add_debug_flag, pick_device, positive_int, run_cli, shown
+from cli import UserError, add_debug_flag, pick_device, positive_int, run_cli, shown
 from dataset import HEADS, TITLES, FashionDataset, val_transform
 from evaluate import autocast_for, majority_rates, validate, validation_precision
 from memory_data import InMemoryLoader
@@ -26,8 +26,9 @@ from plots import draw_figures, plot_confusion_matrix, visualize_grid
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Evaluate a trained checkpoint')
     parser.add_argument('--checkpoint', required=True, help='checkpoint written by train.py (required)')
-    parser.add_argument('--val-csv', '--annotations', default='./val.csv',
-                        help='split to evaluate on (default: ./val.csv)')
+    parser.add_argument('--val-csv', '--annotations', default=None,
+                        help="split to evaluate on (default: the one the checkpoint was validated on, "
+                             "as train.py was given it; ./val.csv for the tutorial's bare state_dict)")
     parser.add_argument('--attributes_file', default=None,
                         help="styles.csv, needed only for the original tutorial's bare state_dict "
                              'checkpoints (default: the label names stored in the checkpoint)')
@@ -55,6 +56,20 @@ def output_folder(args):
     return os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), f'eval-{stem}')
 
 
+def split_to_score(args, state):
+    """--val-csv, or else the split train.py validated the checkpoint on: so that by default these
+    figures are its last validation's, not those of whatever ./val.csv is here."""
+    if args.val_csv:
+        return args.val_csv
+    saved = (state.get('args') or {}).get('val_csv')
+    if saved is None:
+        return './val.csv'  # the tutorial's, for its bare state_dict
+    if not os.path.isfile(saved):
+        raise UserError(f'{saved}: no such file; {args.checkpoint} was validated on it (a path as '
+                        'train.py was given it, from the folder it ran in). Pass --val-csv')
+    return saved
+
+
 def print_report(metrics, majority):
     print(f'{"head":<12} {"accuracy":>9} {"balanced":>9} {"majority":>9}')
     for head in HEADS:
@@ -74,6 +89,7 @@ def main(argv=None):
     print(f'device: {device} ({precision}); checkpoint {args.checkpoint}'
           + (f' (epoch {state["epoch"]})' if state.get('epoch') else ''))
 
+    args.val_csv = split_to_score(args, state)
     dataset = FashionDataset(args.val_csv, attributes, val_transform)
     loader = InMemoryLoader.from_dataset(dataset, args.batch_size, device, train=False, channels_last=True)
     metrics, predicted, truth = validate(model, loader, device, autocast_for(device, precision))

@@ -272,6 +272,16 @@ def test_an_output_folder_that_cannot_be_made_is_named(small_split, tmp_path):
         assert_clean_failure(run_script(script, *args), str(blocker), 'Not a directory')
 
 
+def test_a_checkpoints_split_not_found_from_here_asks_for_val_csv(small_split, tmp_path, monkeypatch):
+    monkeypatch.chdir(small_split['base'])  # train.py given the split as val.csv, from its folder
+    run_dir = train.main(train_args(dict(small_split, val='val.csv'), tmp_path / 'runs', '--epochs', 1))
+    checkpoint = os.path.join(run_dir, 'last.pth')
+    assert_clean_failure(run_script('test.py', '--checkpoint', checkpoint, cwd=str(tmp_path)),
+                         'val.csv: no such file', 'validated on it', 'Pass --val-csv')
+    scored = run_script('test.py', '--checkpoint', checkpoint, '--output', tmp_path / 'eval')
+    assert scored.returncode == 0 and '40 images from val.csv' in scored.stdout
+
+
 def interrupted():
     raise KeyboardInterrupt
 

@@ -403,9 +403,11 @@ def test_the_tutorials_dataloader_path_resumes_exactly_too(small_split, tmp_path
 
 def test_test_script_writes_metrics_and_pictures(full_run, small_split, tmp_path):
     out = tmp_path / 'eval'
+    # No --val-csv, and no ./val.csv here: the split train.py validated on, as the figures below.
     result = run_script('test.py', '--checkpoint', os.path.join(full_run, 'last.pth'),
-                        '--val-csv', small_split['val'], '--output', out, '--device', 'cpu')
+                        '--output', out, '--device', 'cpu', cwd=str(tmp_path))
     assert result.returncode == 0, result.stderr
+    assert f'40 images from {small_split["val"]}' in result.stdout
     assert sorted(os.listdir(out)) == ['confusion_article.png', 'confusion_color.png',
                                        'confusion_gender.png', 'metrics.json', 'predictions.png']
     with open(out / 'metrics.json') as f:
