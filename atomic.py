@@ -6,13 +6,23 @@ import os
 from contextlib import contextmanager
 
 
+NAME_MAX = 255  # bytes in a file name, on the file systems of Linux, macOS and Windows
+
+
+def temporary_name(name):
+    # A name that is legal but long would go past the limit with the prefix: keep its end.
+    prefix = f'.tmp-{os.getpid()}-'
+    end = os.fsencode(name)[-(NAME_MAX - len(prefix)):]
+    return prefix + os.fsdecode(end)
+
+
 @contextmanager
 def atomic_path(path):
     """A temporary path to write to: renamed onto path when the block ends, removed if it fails."""
     folder, name = os.path.split(os.path.abspath(path))
     # In the same folder, as a rename is atomic only within one file system; hidden; and ending
     # in the real name, so that writers that go by the extension (matplotlib) still can.
-    tmp = os.path.join(folder, f'.tmp-{os.getpid()}-{name}')
+    tmp = os.path.join(folder, temporary_name(name))
     try:
         yield tmp
         # The data is on disk before the rename makes it visible, so a power cut never leaves an

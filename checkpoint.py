@@ -58,6 +58,8 @@ def checkpoint_load(path):
             raise UserError(f'{path}: not a PyTorch checkpoint ({reason})') from error
         raise UserError(f'{path}: refused to load: it holds Python objects that could run code '
                         f'when unpickled ({reason}). Only open checkpoints you trust.') from error
+    except OSError as error:  # no permission to read it, a disk error: not the file's content
+        raise UserError(f'{path}: could not read it ({error.strerror or error})') from error
     except Exception as error:  # noqa: BLE001 - the unpickler meets any bytes, and fails as it may
         # (RuntimeError, EOFError, KeyError, IndexError, ... on text, truncated or foreign files)
         reason = f'{type(error).__name__}: {str(error).strip()[:200]}'

@@ -43,6 +43,11 @@ def run_cli(main):
             raise
         print(f'error: {error}', file=sys.stderr)
         sys.exit(2)
+    except BrokenPipeError:
+        # The program reading our output stopped (`| head`): stop quietly too, as command-line
+        # tools do. stdout goes to /dev/null so that Python's own flush at exit fails no more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
     except OSError as error:
         # A file or folder the system refused (an output folder that cannot be made, no
         # permission, a full disk): its name and the reason, not the traceback around them.

@@ -50,7 +50,10 @@ def to_8_bit_grey(img):
         scale = 255 if values.max() <= 1 else 1  # floats of 0 to 1, the usual way, or of 0 to 255
     else:
         scale = 1 / 257  # 16 bits: 65535 is white
-    return Image.fromarray((values * scale).round().clip(0, 255).astype(np.uint8), 'L')
+    grey = Image.fromarray((values * scale).round().clip(0, 255).astype(np.uint8), 'L')
+    if 'transparency' in img.info:  # a PNG's tRNS, a value of the wide scale: kept as alpha (LA)
+        grey.putalpha(Image.fromarray(np.where(values == img.info['transparency'], 0, 255).astype(np.uint8), 'L'))
+    return grey
 
 
 def to_rgb(img):

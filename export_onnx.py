@@ -13,7 +13,7 @@ import sys
 import torch
 from torch import nn
 
-from atomic import atomic_open, atomic_path
+from atomic import atomic_open, atomic_path, flush_to_disk
 from catalog import IMAGE_SIZE
 from cli import UserError
 from dataset import FILL, HEADS, MEAN, STD
@@ -91,14 +91,10 @@ def write_onnx(model, path):
     # A batch of 2 as the example: torch.export would fix a batch of 1 as a constant.
     example = torch.zeros(2, 3, height, width)
     batch = torch.export.Dim('batch')
-    try:
-        # A failed export leaves no half-written model behind.
-        with atomic_path(path) as tmp, torch.no_grad():
-            torch.onnx.export(model, (example,), tmp, input_names=[INPUT_NAME], output_names=list(HEADS),
-                              dynamic_shapes={INPUT_NAME: {0: batch}}, opset_version=OPSET,
-                              dynamo=True, external_data=False, verbose=False)
-    except OSError as error:
-        raise UserError(f'could not write {path}: {error.strerror or error}') from error
+    with torch.no_grad():
+        torch.onnx.export(model, (example,), path, input_names=[INPUT_NAME], output_names=list(HEADS),
+                          dynamic_shapes={INPUT_NAME: {0: batch}}, opset_version=OPSET,
+                          dynamo=True, external_data=False, verbose=False)
 
 
 def export_onnx(model, attributes, path):
@@ -110,10 +106,18 @@ def export_onnx(model, attributes, path):
     # A CPU copy in eval mode: the caller's model stays on its device, and dropout and batch norm
     # are exported as they run at inference.
     wrapped = HeadsInOrder(copy.deepcopy(model).cpu()).eval()
-    write_onnx(wrapped, path)
     json_path = sidecar_path(path)
-    with atomic_open(json_path) as f:
-        json.dump(sidecar(attributes, path), f, indent=2)
+    # Both files are written in full before either is renamed into place, one right after the
+    # other: a failed export or label file leaves the old pair, never a new model beside old
+    # label names, which would name its outputs wrongly.
+    try:
+        with atomic_path(path) as model_tmp:
+            write_onnx(wrapped, model_tmp)
+            with atomic_open(json_path) as f:
+                json.dump(sidecar(attributes, path), f, indent=2)
+                flush_to_disk(f)
+    except OSError as error:
+        raise UserError(f'could not write {error.filename or path}: {error.strerror or error}') from error
     return json_path
 
 

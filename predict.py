@@ -70,9 +70,10 @@ def parse_args(argv=None):
     return args
 
 
-def images_in_folder(folder):
+def images_in_folder(folder, unreadable):
+    """The image files under folder; the folders the system would not list go to unreadable."""
     found = []
-    for parent, folders, files in os.walk(folder):
+    for parent, folders, files in os.walk(folder, onerror=unreadable.append):
         # Hidden names are skipped: macOS leaves a '._name.jpg' beside every picture it copies to
         # a non-Mac disk, and those are not images.
         folders[:] = [name for name in folders if not name.startswith('.')]
@@ -81,23 +82,40 @@ def images_in_folder(folder):
     return sorted(found)
 
 
+def path_problem(path):
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return 'no such file or folder'
+    except OSError as error:  # a folder on the way that may not be entered, say
+        return error.strerror or str(error)
+    return None
+
+
 def find_images(paths):
     """The image files to predict: files as given, folders walked recursively, in sorted order."""
-    missing = [path for path in paths if not os.path.exists(path)]
-    if missing:
-        raise UserError(f'no such file or folder: {", ".join(missing)}')
-    found, empty = [], []
+    problems = [f'{path} ({problem})' for path in paths if (problem := path_problem(path))]
+    if problems:
+        raise UserError(f'cannot predict {", ".join(problems)}')
+    found, empty, unreadable = [], [], []
     for path in paths:
         # A file named on the command line is tried whatever its extension: it was asked for.
-        in_path = images_in_folder(path) if os.path.isdir(path) else [path]
+        in_path = images_in_folder(path, unreadable) if os.path.isdir(path) else [path]
         found += in_path
-        if not in_path:
+        if not in_path and path not in [error.filename for error in unreadable]:
             empty.append(path)
+    left_out = [f'{error.filename} ({error.strerror})' for error in unreadable]
     if not found:
-        raise UserError(f'no image files ({", ".join(IMAGE_EXTENSIONS)}) found in {", ".join(empty)}')
+        raise UserError(f'no image files ({", ".join(IMAGE_EXTENSIONS)}) found in {", ".join(paths)}'
+                        + (f'; could not read {", ".join(left_out)}' if left_out else ''))
     for folder in empty:
         print(f'note: no image files in {folder}')
-    return list(dict.fromkeys(found))  # a file named twice is predicted once
+    for folder in left_out:
+        print(f'note: could not read {folder}; its pictures are left out')
+    unique = {}  # a file named twice, or under two spellings (dd/a.jpg, ./dd/a.jpg), is predicted once
+    for path in found:
+        unique.setdefault(os.path.normpath(os.path.abspath(path)), path)
+    return list(unique.values())
 
 
 def output_format(path):
@@ -110,6 +128,9 @@ def output_format(path):
 def check_output(path, export):
     """--output's name and folder, before any work; never the file --export writes beside its model."""
     output_format(path)
+    if os.path.isdir(path):
+        raise UserError(f'--output {path}: is a folder; name the file to write in it, e.g. '
+                        f'{os.path.join(path, "predictions.csv")}')
     if export:
         from export_onnx import sidecar_path
         if os.path.realpath(path) == os.path.realpath(sidecar_path(export)):
@@ -285,13 +306,12 @@ def main(argv=None):
           + (f' (epoch {state["epoch"]})' if state.get('epoch') else '') + f'; {len(paths)} image(s)')
     rows = predict_all(model, attributes, paths, args, device)
     check_some_readable(rows)
+    if args.output:  # before the table: a reader of it that stops early (`| head`) loses nothing
+        write_output(rows, args.output)
     print('\n'.join(format_table(rows)))
     bad = sum(1 for row in rows if row['error'])
     summary = f'{len(rows) - bad} of {len(rows)} image(s) predicted' + (f', {bad} unreadable' if bad else '')
-    if args.output:
-        write_output(rows, args.output)
-        summary += f'; wrote {args.output}'
-    print(summary)
+    print(summary + (f'; wrote {args.output}' if args.output else ''))
 
 
 if __name__ == '__main__':

@@ -33,6 +33,14 @@ def test_the_temporary_file_is_hidden_beside_the_target_and_keeps_its_extension(
     assert os.listdir(tmp_path) == ['curves.png']
 
 
+@pytest.mark.parametrize('name', ['p' * 251 + '.png', 'é' * 125 + '.png'])  # 255 bytes, the most a name may have
+def test_a_name_as_long_as_the_system_allows_is_written_too(tmp_path, name):
+    with atomic_path(tmp_path / name) as tmp:
+        assert tmp.endswith('.png') and len(os.fsencode(os.path.basename(tmp))) <= 255
+        open(tmp, 'wb').close()
+    assert os.listdir(tmp_path) == [name]
+
+
 def test_an_error_names_the_file_asked_for_not_the_temporary_one(tmp_path):
     path = tmp_path / 'no-such-folder' / 'metrics.json'
     with pytest.raises(FileNotFoundError) as error:

@@ -169,7 +169,8 @@ def test_wide_grey_is_scaled_to_8_bits_not_clipped(tmp_path, suffix, dtype, whit
     np.testing.assert_allclose(row[:, 0], ramp / 257, atol=0.5)  # clipped, they were all 255 or all 0
 
 
-@pytest.mark.parametrize('mode, clear, product', [('RGB', (0, 0, 0), (200, 30, 30)), ('L', 0, 128)])
+@pytest.mark.parametrize('mode, clear, product', [('RGB', (0, 0, 0), (200, 30, 30)), ('L', 0, 128),
+                                                   ('I;16', 0, 128 * 257)])  # 16-bit greyscale
 def test_a_colour_marked_transparent_becomes_the_white_background(tmp_path, mode, clear, product):
     path = str(tmp_path / 'x.png')
     img = Image.new(mode, (60, 80), clear)
@@ -178,7 +179,7 @@ def test_a_colour_marked_transparent_becomes_the_white_background(tmp_path, mode
     assert image_problem(path) == (None if mode == 'RGB' else 'not RGB')  # an RGB one passes the filter
     loaded = load_image(path)
     assert loaded.getpixel((5, 5)) == (255, 255, 255)
-    assert loaded.getpixel((30, 40)) == (product if mode == 'RGB' else (product,) * 3)
+    assert loaded.getpixel((30, 40)) == (product if mode == 'RGB' else (128, 128, 128))  # both greys: mid-grey
 
 
 @pytest.mark.parametrize('mode', ['RGBA', 'LA', 'PA', 'RGBa'])  # PA: palette with alpha; a: premultiplied

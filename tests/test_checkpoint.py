@@ -166,3 +166,15 @@ def test_the_original_tutorials_bare_state_dict_cannot_be_resumed(tmp_path):
     no_settings = checkpoint_save(str(tmp_path / 'made.pth'), dict(make_state(3), scheduler={}, args=None))
     with pytest.raises(UserError, match=r'cannot resume from it: .* no args'):  # made by hand: train.py's need them
         checkpoint.resumable_load(no_settings)
+
+
+def test_a_checkpoint_the_system_will_not_let_us_read_is_named_as_such(tmp_path, monkeypatch):
+    # chmod 000, pretended: the tests may run as root, who reads anyway.
+    path = checkpoint_save(str(tmp_path / 'last.pth'), make_state())
+
+    def refuse(f, **kwargs):
+        raise PermissionError(13, 'Permission denied', f)
+
+    monkeypatch.setattr(torch, 'load', refuse)
+    with pytest.raises(UserError, match=r'last.pth: could not read it \(Permission denied\)$'):
+        checkpoint_load(path)

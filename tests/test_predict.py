@@ -6,6 +6,7 @@ import io
 import json
 import os
 import shutil
+import subprocess
 import sys
 
 import numpy as np
@@ -17,7 +18,7 @@ import predict
 from augment import prepare_batch
 from checkpoint import checkpoint_save, model_from_checkpoint
 from cli import UserError, run_cli
-from conftest import run_script
+from conftest import ROOT, run_script
 from dataset import HEADS, AttributesDataset, load_image, val_transform
 from model import MultiOutputModel
 from sample_catalog import make_catalog
@@ -311,3 +312,77 @@ def test_a_file_name_that_is_not_utf8_is_predicted_and_written_as_escapes(checkp
         (row,) = list(csv.DictReader(f))
     assert row['image'] == os.path.join(str(folder), 'caf\\xe9.jpg') and row['error'] == '' and row['gender']
     assert 'caf\\xe9.jpg' in result.stdout
+
+
+def test_a_reader_that_stops_early_gets_a_quiet_stop_and_the_output_file_is_written(checkpoint, catalog, tmp_path):
+    out = tmp_path / 'predictions.csv'
+    command = [sys.executable, os.path.join(ROOT, 'predict.py'), '--checkpoint', checkpoint,
+               os.path.join(catalog['root'], 'images'), '--output', str(out), '--device', 'cpu']
+    env = dict(os.environ, PYTHONUNBUFFERED='1', **ONE_THREAD)
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as process:
+        assert process.stdout.readline().startswith(b'device:')  # then, like `| head -1`, it stops reading
+        process.stdout.close()
+        stderr = process.stderr.read().decode()
+    assert process.returncode == 1 and 'Traceback' not in stderr, stderr
+    assert len(list(csv.DictReader(out.open(newline='')))) == 16
+
+
+def test_a_file_under_two_spellings_is_predicted_once(catalog, monkeypatch):
+    monkeypatch.chdir(catalog['root'])
+    first = sorted(os.listdir('images'))[0]
+    found = predict.find_images(['./images', f'images/{first}', 'images/', 'images/../images'])
+    assert len(found) == 16 and found[0] == os.path.join('./images', first)
+
+
+def test_a_folder_the_system_will_not_list_is_named(catalog, tmp_path, monkeypatch, capsys):
+    # chmod 000, pretended: the tests may run as root, who reads anyway.
+    locked = tmp_path / 'locked'
+    shutil.copytree(os.path.join(catalog['root'], 'images'), locked)
+    real_scandir = os.scandir
+
+    def scandir(path='.'):
+        if os.fspath(path) == str(locked):
+            raise PermissionError(13, 'Permission denied', os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, 'scandir', scandir)
+    with pytest.raises(UserError, match=f'no image files .* found in {tmp_path}; could not read {locked} '
+                                        r'\(Permission denied\)'):
+        predict.find_images([str(tmp_path)])
+    shutil.copy(catalog_images(catalog)[0], tmp_path / 'a.jpg')
+    assert predict.find_images([str(tmp_path)]) == [str(tmp_path / 'a.jpg')]
+    assert f'note: could not read {locked} (Permission denied); its pictures are left out' in capsys.readouterr().out
+
+    def refuse(path, **kwargs):  # a folder on the way that may not be entered
+        raise PermissionError(13, 'Permission denied', path)
+
+    monkeypatch.setattr(os, 'stat', refuse)
+    with pytest.raises(UserError, match=r'cannot predict .*a.jpg \(Permission denied\)'):
+        predict.find_images([str(tmp_path / 'a.jpg')])
+
+
+def test_an_output_that_is_a_folder_is_refused_before_any_work(tmp_path, capsys):
+    (tmp_path / 'out.csv').mkdir()
+    line = failure_of(['--checkpoint', str(tmp_path / 'no-such.pth'), str(tmp_path), '--output',
+                       str(tmp_path / 'out.csv')], capsys)
+    assert line.startswith(f'error: --output {tmp_path / "out.csv"}: is a folder')
+
+
+def test_a_label_file_that_cannot_be_written_leaves_the_old_model_too(checkpoint, tmp_path, monkeypatch):
+    pytest.importorskip('onnxscript')
+    import atomic
+    model, attributes, _ = model_from_checkpoint(checkpoint)
+    onnx_path = tmp_path / 'model.onnx'
+    onnx_path.write_bytes(b'the old model')
+    real_replace = os.replace
+
+    def refuse_the_label_file(source, target):  # as with `chattr +i model.json`
+        if str(target).endswith('model.json'):
+            raise PermissionError(1, 'Operation not permitted', str(target))
+        real_replace(source, target)
+
+    monkeypatch.setattr(atomic.os, 'replace', refuse_the_label_file)
+    from export_onnx import export_onnx
+    with pytest.raises(UserError, match='could not write .*model.json: Operation not permitted'):
+        export_onnx(model, attributes, str(onnx_path))
+    assert onnx_path.read_bytes() == b'the old model' and os.listdir(tmp_path) == ['model.onnx']
