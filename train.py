@@ -8,6 +8,7 @@ if __name__ == '__main__':  # first: a Ctrl-C during the imports below (seconds)
 
 import argparse
 import csv
+import fcntl
 import json
 import math
 import os
@@ -105,10 +106,12 @@ def build_parser():
 
 
 # What a resumed run takes from its checkpoint where the command line does not give it: its recipe
-# and its data. The rest (device, workers, precision, ...) is about this machine, and comes from
-# the command line and the defaults as in a new run.
+# and its data, and how the data is fed (the tutorial's DataLoader draws each batch's augmentation
+# in the worker that loads it, so the number of workers shapes the draws too). The rest (device,
+# precision, ...) is about this machine, and comes from the command line and the defaults as in a
+# new run.
 RESUMED_SETTINGS = ('epochs', 'batch_size', 'lr', 'warmup_epochs', 'schedule', 'seed', 'pretrained',
-                    'val_every', 'save_every', 'train_csv', 'val_csv', 'attributes_file')
+                    'val_every', 'save_every', 'train_csv', 'val_csv', 'attributes_file', 'data', 'workers')
 # Of those, what the run's learning-rate schedule and random draws were computed from.
 FIXED_ON_RESUME = ('batch_size', 'lr', 'warmup_epochs', 'schedule', 'seed')
 
@@ -129,6 +132,7 @@ def resumed_args(argv, resume, path):
     """The settings of a run resumed from `resume`, the checkpoint at `path`."""
     saved = resume['args']
     args = parse_args(argv, saved)
+    check_same_folder(args, path)
     for key in FIXED_ON_RESUME:
         if key in saved and getattr(args, key) != saved[key]:
             raise UserError(f'--{key.replace("_", "-")} {getattr(args, key)}: the run in {path} trained with '
@@ -137,6 +141,19 @@ def resumed_args(argv, resume, path):
         raise UserError(f'--epochs {args.epochs}: the run in {path} has done {resume["epoch"]} epochs '
                         'already; give a larger --epochs to train it further')
     return args
+
+
+def check_same_folder(args, path):
+    """A resumed run goes on in its checkpoint's folder: --run-name and --checkpoints may repeat
+    the original command's, but not name another folder, which the run would not write to."""
+    run_dir = os.path.dirname(os.path.abspath(path))
+    if args.run_name is None and args.checkpoints == build_parser().get_default('checkpoints'):
+        return
+    named = os.path.join(args.checkpoints, args.run_name or os.path.basename(run_dir))
+    if os.path.realpath(named) != os.path.realpath(run_dir):
+        raise UserError(f'--run-name, --checkpoints: they name {named}, but a resumed run goes on in its '
+                        f'checkpoint\'s folder, {run_dir}; to branch off, copy the checkpoint into a '
+                        'folder of its own and resume from there')
 
 
 def check_inputs(args):
@@ -157,15 +174,19 @@ def last_epoch(path):
         return 0
 
 
+def refuse_a_run_in(run_dir):
+    last = os.path.join(run_dir, 'last.pth')
+    if os.path.exists(last):
+        raise UserError(f'{run_dir} holds a run already; carry it on with --resume {last}, '
+                        'or give another --run-name')
+
+
 def run_folder(args, resume):
     """The run's folder: the resumed checkpoint's, or a new one in --checkpoints. Never one whose
     later epochs the run would write over."""
     if resume is None:
         run_dir = os.path.join(args.checkpoints, args.run_name or datetime.now().strftime('%Y-%m-%d_%H-%M-%S'))
-        last = os.path.join(run_dir, 'last.pth')
-        if os.path.exists(last):
-            raise UserError(f'{run_dir} holds a run already; carry it on with --resume {last}, '
-                            'or give another --run-name')
+        refuse_a_run_in(run_dir)
         return run_dir
     run_dir = os.path.dirname(os.path.abspath(args.resume))
     last = os.path.join(run_dir, 'last.pth')
@@ -176,6 +197,31 @@ def run_folder(args, resume):
                             f'which going on from epoch {resume["epoch"]} would write over; to branch off, '
                             'copy the checkpoint into a folder of its own and resume from there')
     return run_dir
+
+
+def claim_run_folder(run_dir, resume):
+    """Makes the run folder and locks it for as long as this process lives, however it ends: a
+    second train.py writing into it (the same --run-name started twice, before the first has
+    saved an epoch) is refused. Returns what release_run_folder takes."""
+    os.makedirs(run_dir, exist_ok=True)
+    folder = os.open(run_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(folder)
+        raise UserError(f'{run_dir}: another train.py is training in it; give another --run-name') from None
+    if resume is None:
+        try:
+            refuse_a_run_in(run_dir)  # again: a run that ended since the first look left its epochs
+        except UserError:
+            release_run_folder(folder)
+            raise
+    return folder
+
+
+def release_run_folder(folder):
+    if folder is not None:  # None: a process other than the main one, which claims nothing
+        os.close(folder)  # the lock goes with it
 
 
 def keep_best_of_resumed(run_dir, resume, path):
@@ -242,6 +288,19 @@ def lr_factor(step, steps_per_epoch, args):
         progress = (step - warmup) / max(1, args.epochs * steps_per_epoch - warmup)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
     return 1.0
+
+
+def go_on_by_epochs(scheduler, optimizer, epochs_done, steps_per_epoch, args, context):
+    """The schedule counts optimizer steps. A run resumed on another number of processes takes
+    another number of them an epoch: it goes on from where its epochs put it, in this run's steps."""
+    step = epochs_done * steps_per_epoch
+    if scheduler.last_epoch == step:
+        return
+    if context.is_main:
+        print(f'note: {scheduler.last_epoch:,} steps in {epochs_done} epoch(s) so far, {steps_per_epoch:,} an epoch '
+              f'now (another number of processes); the learning-rate schedule goes on from epoch {epochs_done}\'s end')
+    scheduler.last_epoch = step
+    set_lr(optimizer, args.lr * lr_factor(step, steps_per_epoch, args))
 
 
 def redrawn_cosine(saved_epochs, step, steps_per_epoch, args):
@@ -456,6 +515,9 @@ def main(argv=None):
     with watch.phase('pictures'):
         train_loader = make_train_loader(attributes, args, context, channels_last)
         val_loader = make_val_loader(attributes, args, context, channels_last)
+    if len(train_loader) == 0:  # fewer training pictures than processes: some would take no step
+        raise UserError(f'{args.train_csv}: fewer usable pictures than the {context.world_size} processes; '
+                        'each process needs at least one')
 
     model = build_model(attributes, args.pretrained and resume is None)  # resumed: its own weights
     if resume is not None:
@@ -486,6 +548,7 @@ def main(argv=None):
         start_epoch = resume['epoch'] + 1
         history, best = resume['history'], resume['best']
         print(f'resuming {args.resume} after epoch {resume["epoch"]}') if context.is_main else None
+        go_on_by_epochs(scheduler, optimizer, resume['epoch'], steps_per_epoch, args, context)
         redrawn = redrawn_cosine(resume['args'].get('epochs', args.epochs), scheduler.last_epoch, steps_per_epoch,
                                  args)
         if redrawn:
@@ -493,14 +556,6 @@ def main(argv=None):
             lr, note = redrawn
             set_lr(optimizer, lr)
             print(note) if context.is_main else None
-    writer = None
-    if context.is_main:
-        os.makedirs(run_dir, exist_ok=True)
-        with atomic_open(os.path.join(run_dir, 'args.json')) as f:
-            json.dump(saved_args(args), f, indent=2)
-        if resume is not None:
-            keep_best_of_resumed(run_dir, resume, args.resume)
-        writer = tensorboard_writer(args, os.path.basename(run_dir))
     gather = distributed.gather_predictions(context)
 
     def state(epoch):
@@ -509,14 +564,20 @@ def main(argv=None):
                 'args': saved_args(args), 'history': history, 'best': best}
 
     last_path = os.path.join(run_dir, 'last.pth')
-    if context.is_main:
-        # Imported before the first epoch: a Ctrl-C that lands inside the import of a C extension
-        # (pyplot's, at the first plot) comes out as an ImportError, not a KeyboardInterrupt.
-        pyplot()
-    watch.mark('setup')
-    epoch = start_epoch - 1
+    epoch, writer, claimed = start_epoch - 1, None, None
     saver = BackgroundSaver()  # writes each epoch's files while the next one trains
     try:
+        if context.is_main:
+            claimed = claim_run_folder(run_dir, resume)
+            with atomic_open(os.path.join(run_dir, 'args.json')) as f:
+                json.dump(saved_args(args), f, indent=2)
+            if resume is not None:
+                keep_best_of_resumed(run_dir, resume, args.resume)
+            writer = tensorboard_writer(args, os.path.basename(run_dir))
+            # Imported before the first epoch: a Ctrl-C that lands inside the import of a C extension
+            # (pyplot's, at the first plot) comes out as an ImportError, not a KeyboardInterrupt.
+            pyplot()
+        watch.mark('setup')
         for epoch in range(start_epoch, args.epochs + 1):
             started = time.perf_counter()
             # Seeded per epoch, so a resumed run draws exactly what an unbroken one would.
@@ -558,9 +619,10 @@ def main(argv=None):
     except KeyboardInterrupt:
         saver.close()  # what was queued is written: the epochs finished before the Ctrl-C
         saved = saver.done or start_epoch - 1
+        where = last_path if saver.done or not args.resume else args.resume  # none saved since resuming it
         if context.is_main:
-            print(f'\ninterrupted in epoch {epoch}; epoch {saved} is saved in {last_path}. '
-                  f'Resume with: python train.py --resume {last_path}' if saved
+            print(f'\ninterrupted in epoch {epoch}; epoch {saved} is saved in {where}. '
+                  f'Resume with: python train.py --resume {where}' if saved
                   else '\ninterrupted during the first epoch: nothing to resume from yet')
         distributed.cleanup(context)
         raise SystemExit(130)
@@ -576,6 +638,7 @@ def main(argv=None):
         saver.close()  # after any error too: an epoch that finished is never lost
         if writer is not None:
             writer.close()
+        release_run_folder(claimed)
     if context.is_main:
         if context.distributed:
             print(f'weights identical on all {context.world_size} processes after every epoch')

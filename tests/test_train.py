@@ -2,6 +2,7 @@
 import csv
 import errno
 import json
+import math
 import os
 import re
 import shutil
@@ -395,10 +396,74 @@ def test_the_tutorials_dataloader_path_resumes_exactly_too(small_split, tmp_path
     args = train_args(small_split, tmp_path, '--data', 'loader', '--workers', 1, '--val-every', 1)
     full = train.main(args + ['--epochs', '2', '--run-name', 'full'])
     run_dir = train.main(args + ['--epochs', '1'])
-    train.main(args + ['--epochs', '2', '--resume', os.path.join(run_dir, 'last.pth')])
+    # As the Ctrl-C message says to resume: the data path and its one worker come from the checkpoint.
+    train.main(['--resume', os.path.join(run_dir, 'last.pth'), '--epochs', '2', '--device', 'cpu'])
     assert metrics_rows(run_dir) == metrics_rows(full)
     assert same_weights(checkpoint_load(os.path.join(run_dir, 'last.pth'))['model'],
                         checkpoint_load(os.path.join(full, 'last.pth'))['model'])
+
+
+def test_a_run_folder_in_use_by_another_run_is_refused(small_split, tmp_path):
+    # The same --run-name started twice: the first has saved no epoch yet, but holds the folder.
+    claimed = train.claim_run_folder(str(tmp_path / 'run'), None)
+    try:
+        with pytest.raises(UserError, match='run: another train.py is training in it'):
+            train.main(train_args(small_split, tmp_path, '--epochs', 1))
+    finally:
+        train.release_run_folder(claimed)
+    assert os.listdir(tmp_path / 'run') == []
+    train.main(train_args(small_split, tmp_path, '--epochs', 1))  # free again
+
+
+def test_a_resumed_run_refuses_a_run_name_or_folder_it_would_not_write_to(full_run, small_split, tmp_path):
+    last = os.path.join(full_run, 'last.pth')
+    for flags in (['--run-name', 'branch'], ['--checkpoints', str(tmp_path)]):
+        with pytest.raises(UserError, match=f'a resumed run goes on in its checkpoint\'s folder, {full_run}'):
+            train.main(['--resume', last, '--epochs', str(EPOCHS + 1), *flags])
+
+
+def test_a_ctrl_c_before_a_resumed_run_saves_names_the_checkpoint_it_resumed(full_run, tmp_path, monkeypatch,
+                                                                             capsys):
+    # A branch: a checkpoint copied into a folder of its own, with no last.pth yet.
+    branch = tmp_path / 'branch'
+    branch.mkdir()
+    shutil.copy(os.path.join(full_run, 'checkpoint-000002.pth'), branch)
+
+    def ctrl_c(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, 'train_one_epoch', ctrl_c)
+    with pytest.raises(SystemExit):
+        train.main(['--resume', str(branch / 'checkpoint-000002.pth'), '--device', 'cpu'])
+    assert f'epoch 2 is saved in {branch / "checkpoint-000002.pth"}. Resume with: python train.py --resume ' \
+        f'{branch / "checkpoint-000002.pth"}' in capsys.readouterr().out
+
+
+def test_fewer_training_pictures_than_processes_is_one_clear_error(small_split, tmp_path, monkeypatch):
+    header, row = open(small_split['train']).readlines()[:2]
+    image, labels = row.split(',', 1)
+    one = tmp_path / 'one.csv'  # one picture, by its full path
+    one.write_text(header + os.path.join(os.path.dirname(small_split['train']), image) + ',' + labels)
+    monkeypatch.setattr(train.distributed, 'setup', lambda device: distributed.Context(rank=0, world_size=2))
+    with pytest.raises(UserError, match='one.csv: fewer usable pictures than the 2 processes'):
+        train.main(train_args(dict(small_split, train=str(one)), tmp_path, '--epochs', 1))
+
+
+def test_a_run_resumed_on_another_number_of_processes_keeps_to_its_schedule_by_epochs():
+    # 10 steps an epoch in one process, 5 in each of two: after 2 of 4 epochs the cosine is half-way.
+    args = train.parse_args(['--epochs', '4', '--schedule', 'cosine', '--warmup-epochs', '1'])
+    optimizer = torch.optim.Adam(torch.nn.Linear(1, 1).parameters(), lr=args.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: train.lr_factor(s, 10, args))
+    for _ in range(20):
+        optimizer.step()
+        scheduler.step()
+    before = optimizer.param_groups[0]['lr']
+    train.go_on_by_epochs(scheduler, optimizer, 2, 10, args, distributed.Context())  # the same processes
+    assert (scheduler.last_epoch, optimizer.param_groups[0]['lr']) == (20, before)
+    train.go_on_by_epochs(scheduler, optimizer, 2, 5, args, distributed.Context())
+    assert scheduler.last_epoch == 10
+    assert optimizer.param_groups[0]['lr'] == pytest.approx(args.lr * 0.5 * (1 + math.cos(math.pi / 3)))
+    assert optimizer.param_groups[0]['lr'] == pytest.approx(before)  # the same point of the curve
 
 
 def test_test_script_writes_metrics_and_pictures(full_run, small_split, tmp_path):
