@@ -123,7 +123,8 @@ class AttributesDataset:
 def tutorial_vocab(annotation_path):
     """The label lists as the original tutorial made them, for its bare state_dicts: the labels
     of every row of styles.csv, as they are, 'NA' and malformed rows included."""
-    header, rows = read_csv_rows(annotation_path, REQUIRED_COLUMNS, 'the catalog labels, styles.csv')
+    header, rows = read_csv_rows(annotation_path, REQUIRED_COLUMNS, 'the catalog labels, styles.csv',
+                                 one_row_a_line=True)
     columns = [header.index(name) for name in LABEL_COLUMNS]
     rows = [row for row in rows if len(row) > max(columns)]
     return {head: [row[column] for row in rows] for head, column in zip(HEADS, columns)}
@@ -134,10 +135,13 @@ def resolve_image_path(path, csv_folder):
     # to the working directory, so those are tried next.
     if os.path.isabs(path):
         return path
-    # Resolved as split_data.py made it, by name: through a symlinked folder, the system would
-    # take '..' to the parent of the folder the link points to.
-    beside_csv = os.path.normpath(os.path.join(csv_folder, path))
-    return beside_csv if os.path.exists(beside_csv) or not os.path.exists(path) else path
+    # split_data.py made the path by name: where the CSV's folder is a symlink, the system takes
+    # '..' to the parent of the folder it points to, so the path is tried by name too.
+    beside_csv = os.path.join(csv_folder, path)
+    for candidate in (beside_csv, os.path.normpath(beside_csv), path):
+        if os.path.exists(candidate):
+            return candidate
+    return beside_csv
 
 
 def read_annotations(annotation_path, attributes):

@@ -10,6 +10,7 @@ from catalog import read_styles
 from cli import UserError
 from conftest import ROOT, file_size_limit, run_script
 from dataset import AttributesDataset, FashionDataset
+from sample_catalog import make_catalog
 
 
 def read_rows(path):
@@ -95,8 +96,22 @@ def test_a_split_into_a_symlinked_folder_finds_its_images(quirky_catalog, tmp_pa
     monkeypatch.chdir(tmp_path / 'project')
     split_data.main(['--input', 'fashion-product-images', '--output', 'splits', '--workers', '1'])
     attributes = AttributesDataset(os.path.join('fashion-product-images', 'styles.csv'))
-    dataset = FashionDataset(os.path.join('splits', 'val.csv'), attributes)
-    assert len(dataset) == len(read_rows(tmp_path / 'elsewhere' / 'splits' / 'val.csv'))
+    n = len(read_rows(tmp_path / 'elsewhere' / 'splits' / 'val.csv'))
+    assert len(FashionDataset(os.path.join('splits', 'val.csv'), attributes)) == n
+    # ...and the other way round: a split made in its real folder, read through a link to it.
+    split_data.main(['--input', quirky_catalog['root'], '--output', str(tmp_path / 'real'), '--workers', '1'])
+    (tmp_path / 'project' / 'a').mkdir()
+    (tmp_path / 'project' / 'a' / 'linked').symlink_to(tmp_path / 'real')
+    monkeypatch.chdir(tmp_path / 'project' / 'a')  # from where the paths, as they are, lead nowhere
+    attributes = AttributesDataset(os.path.join(quirky_catalog['root'], 'styles.csv'))
+    assert len(FashionDataset(os.path.join('linked', 'val.csv'), attributes)) == n
+
+
+def test_a_split_of_a_folder_with_a_line_break_in_its_name_reads_back(tmp_path):
+    catalog = make_catalog(str(tmp_path / 'new\nline' / 'fashion-product-images'), n_images=20, seed=5)
+    split_data.main(['--input', catalog['root'], '--output', str(tmp_path), '--workers', '1'])
+    attributes = AttributesDataset(os.path.join(catalog['root'], 'styles.csv'))
+    assert len(FashionDataset(str(tmp_path / 'train.csv'), attributes)) == 16
 
 
 def test_split_csv_works_from_another_directory(quirky_catalog, tmp_path, monkeypatch):
