@@ -102,14 +102,18 @@ def export_onnx(model, attributes, path):
     require_exporter()
     if not path.lower().endswith('.onnx'):
         raise UserError(f'--export {path}: the name must end in .onnx (model.json is written beside it)')
+    json_path = sidecar_path(path)
+    # Both files are written in full before either is renamed into place, one right after the
+    # other: a failed export or label file leaves the old pair, never a new model beside old
+    # label names, which would name its outputs wrongly. What would make the second rename fail
+    # after the first, a folder in the way, is looked for first.
+    for target in (path, json_path):
+        if os.path.isdir(target):
+            raise UserError(f'could not write {target}: it is a folder')
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     # A CPU copy in eval mode: the caller's model stays on its device, and dropout and batch norm
     # are exported as they run at inference.
     wrapped = HeadsInOrder(copy.deepcopy(model).cpu()).eval()
-    json_path = sidecar_path(path)
-    # Both files are written in full before either is renamed into place, one right after the
-    # other: a failed export or label file leaves the old pair, never a new model beside old
-    # label names, which would name its outputs wrongly.
     try:
         with atomic_path(path) as model_tmp:
             write_onnx(wrapped, model_tmp)

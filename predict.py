@@ -114,7 +114,7 @@ def find_images(paths):
         print(f'note: could not read {folder}; its pictures are left out')
     unique = {}  # a file named twice, or under two spellings (dd/a.jpg, ./dd/a.jpg), is predicted once
     for path in found:
-        unique.setdefault(os.path.normpath(os.path.abspath(path)), path)
+        unique.setdefault(os.path.realpath(path), path)  # '..' after a link, as the system takes it
     return list(unique.values())
 
 

@@ -327,11 +327,19 @@ def test_a_reader_that_stops_early_gets_a_quiet_stop_and_the_output_file_is_writ
     assert len(list(csv.DictReader(out.open(newline='')))) == 16
 
 
-def test_a_file_under_two_spellings_is_predicted_once(catalog, monkeypatch):
+def test_a_file_under_two_spellings_is_predicted_once(catalog, tmp_path, monkeypatch):
     monkeypatch.chdir(catalog['root'])
     first = sorted(os.listdir('images'))[0]
     found = predict.find_images(['./images', f'images/{first}', 'images/', 'images/../images'])
     assert len(found) == 16 and found[0] == os.path.join('./images', first)
+    # But link/../a.jpg is the a.jpg beside the folder the link points to, not this a.jpg.
+    for folder, picture in (('here', 0), ('real', 1)):
+        (tmp_path / folder).mkdir()
+        shutil.copy(catalog_images(catalog)[picture], tmp_path / folder / 'a.jpg')
+    (tmp_path / 'real' / 'sub').mkdir()
+    (tmp_path / 'here' / 'link').symlink_to(tmp_path / 'real' / 'sub')
+    monkeypatch.chdir(tmp_path / 'here')
+    assert predict.find_images(['a.jpg', 'link/../a.jpg']) == ['a.jpg', 'link/../a.jpg']
 
 
 def test_a_folder_the_system_will_not_list_is_named(catalog, tmp_path, monkeypatch, capsys):
@@ -386,3 +394,10 @@ def test_a_label_file_that_cannot_be_written_leaves_the_old_model_too(checkpoint
     with pytest.raises(UserError, match='could not write .*model.json: Operation not permitted'):
         export_onnx(model, attributes, str(onnx_path))
     assert onnx_path.read_bytes() == b'the old model' and os.listdir(tmp_path) == ['model.onnx']
+    monkeypatch.setattr(atomic.os, 'replace', real_replace)
+    onnx_path.unlink()
+    onnx_path.mkdir()  # the other way round: a model that cannot be renamed into place
+    (tmp_path / 'model.json').write_text('the old labels')
+    with pytest.raises(UserError, match='could not write .*model.onnx: it is a folder'):
+        export_onnx(model, attributes, str(onnx_path))
+    assert (tmp_path / 'model.json').read_text() == 'the old labels'
