@@ -61,13 +61,13 @@ def split_to_score(args, state):
     figures are its last validation's, not those of whatever ./val.csv is here."""
     if args.val_csv:
         return args.val_csv
-    saved = (state.get('args') or {}).get('val_csv')
-    if saved is None:
+    saved = state.get('args') or {}
+    if saved.get('val_csv') is None:
         return './val.csv'  # the tutorial's, for its bare state_dict
-    if not os.path.isfile(saved):
-        raise UserError(f'{saved}: no such file; {args.checkpoint} was validated on it (a path as '
-                        'train.py was given it, from the folder it ran in). Pass --val-csv')
-    return saved
+    path = os.path.join(saved.get('workdir', ''), saved['val_csv'])  # as train.py was given it
+    if not os.path.isfile(path):
+        raise UserError(f'{path}: no such file; {args.checkpoint} was validated on it. Pass --val-csv')
+    return path
 
 
 def print_report(metrics, majority):

@@ -209,14 +209,28 @@ def claim_run_folder(run_dir, resume):
         fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(folder)
-        raise UserError(f'{run_dir}: another train.py is training in it; give another --run-name') from None
-    if resume is None:
-        try:
-            refuse_a_run_in(run_dir)  # again: a run that ended since the first look left its epochs
-        except UserError:
-            release_run_folder(folder)
-            raise
+        raise UserError(f'{run_dir}: another train.py is training in it; '
+                        + ('wait for it to end' if resume else 'give another --run-name')) from None
+    except OSError as error:  # a file system without locks (NFS without lockd, say): run unlocked
+        print(f'note: {run_dir} cannot be locked ({error.strerror}); two runs started in it at once '
+              'would not be told apart')
     return folder
+
+
+def start_in_folder(run_dir, args, resume):
+    """Claims the run folder and writes what the run starts with there; returns the claim."""
+    claimed = claim_run_folder(run_dir, resume)
+    try:
+        if resume is None:
+            refuse_a_run_in(run_dir)  # again: a run that ended since the first look left its epochs
+        with atomic_open(os.path.join(run_dir, 'args.json')) as f:
+            json.dump(saved_args(args), f, indent=2)
+        if resume is not None:
+            keep_best_of_resumed(run_dir, resume, args.resume)
+    except BaseException:
+        release_run_folder(claimed)  # for a caller in this process that tries again
+        raise
+    return claimed
 
 
 def release_run_folder(folder):
@@ -298,7 +312,8 @@ def go_on_by_epochs(scheduler, optimizer, epochs_done, steps_per_epoch, args, co
         return
     if context.is_main:
         print(f'note: {scheduler.last_epoch:,} steps in {epochs_done} epoch(s) so far, {steps_per_epoch:,} an epoch '
-              f'now (another number of processes); the learning-rate schedule goes on from epoch {epochs_done}\'s end')
+              f'now (another number of processes or of pictures); the learning-rate schedule goes on from the '
+              f'end of epoch {epochs_done}')
     scheduler.last_epoch = step
     set_lr(optimizer, args.lr * lr_factor(step, steps_per_epoch, args))
 
@@ -403,7 +418,9 @@ def tensorboard_writer(args, run_name):
 
 
 def saved_args(args):
-    return {k: v for k, v in vars(args).items() if k != 'debug'}
+    # With the folder train.py runs in: the CSV paths are as given, maybe relative to it, and
+    # test.py scores the validation split from wherever it is run.
+    return dict({k: v for k, v in vars(args).items() if k != 'debug'}, workdir=os.getcwd())
 
 
 def build_model(attributes, pretrained):
@@ -564,20 +581,17 @@ def main(argv=None):
                 'args': saved_args(args), 'history': history, 'best': best}
 
     last_path = os.path.join(run_dir, 'last.pth')
-    epoch, writer, claimed = start_epoch - 1, None, None
+    writer, claimed = None, None
+    if context.is_main:
+        # Imported before the first epoch: a Ctrl-C that lands inside the import of a C extension
+        # (pyplot's, at the first plot) comes out as an ImportError, not a KeyboardInterrupt.
+        pyplot()
+        writer = tensorboard_writer(args, os.path.basename(run_dir))
+        claimed = start_in_folder(run_dir, args, resume)
+    watch.mark('setup')
+    epoch = start_epoch - 1
     saver = BackgroundSaver()  # writes each epoch's files while the next one trains
     try:
-        if context.is_main:
-            claimed = claim_run_folder(run_dir, resume)
-            with atomic_open(os.path.join(run_dir, 'args.json')) as f:
-                json.dump(saved_args(args), f, indent=2)
-            if resume is not None:
-                keep_best_of_resumed(run_dir, resume, args.resume)
-            writer = tensorboard_writer(args, os.path.basename(run_dir))
-            # Imported before the first epoch: a Ctrl-C that lands inside the import of a C extension
-            # (pyplot's, at the first plot) comes out as an ImportError, not a KeyboardInterrupt.
-            pyplot()
-        watch.mark('setup')
         for epoch in range(start_epoch, args.epochs + 1):
             started = time.perf_counter()
             # Seeded per epoch, so a resumed run draws exactly what an unbroken one would.

@@ -13,6 +13,7 @@ from PIL import Image
 
 import train
 from catalog import image_problem, read_styles
+from checkpoint import checkpoint_load, checkpoint_save
 from cli import UserError, pick_device, run_cli
 from conftest import ROOT, run_script, train_args
 from dataset import AttributesDataset, FashionDataset, load_image, to_rgb
@@ -273,14 +274,20 @@ def test_an_output_folder_that_cannot_be_made_is_named(small_split, tmp_path):
         assert_clean_failure(run_script(script, *args), str(blocker), 'Not a directory')
 
 
-def test_a_checkpoints_split_not_found_from_here_asks_for_val_csv(small_split, tmp_path, monkeypatch):
+def test_test_py_scores_the_split_the_checkpoint_was_validated_on_from_any_folder(small_split, tmp_path,
+                                                                                  monkeypatch):
     monkeypatch.chdir(small_split['base'])  # train.py given the split as val.csv, from its folder
     run_dir = train.main(train_args(dict(small_split, val='val.csv'), tmp_path / 'runs', '--epochs', 1))
     checkpoint = os.path.join(run_dir, 'last.pth')
-    assert_clean_failure(run_script('test.py', '--checkpoint', checkpoint, cwd=str(tmp_path)),
-                         'val.csv: no such file', 'validated on it', 'Pass --val-csv')
-    scored = run_script('test.py', '--checkpoint', checkpoint, '--output', tmp_path / 'eval')
-    assert scored.returncode == 0 and '40 images from val.csv' in scored.stdout
+    other = tmp_path / 'other'  # another val.csv here: not the one the checkpoint was validated on
+    other.mkdir()
+    (other / 'val.csv').write_text(''.join(open(small_split['val']).readlines()[:6]))
+    scored = run_script('test.py', '--checkpoint', checkpoint, '--output', tmp_path / 'eval', cwd=str(other))
+    assert scored.returncode == 0 and f'40 images from {small_split["val"]}' in scored.stdout
+    state = checkpoint_load(checkpoint)
+    moved = checkpoint_save(str(tmp_path / 'moved.pth'), dict(state, args=dict(state['args'], workdir=str(other / 'gone'))))
+    assert_clean_failure(run_script('test.py', '--checkpoint', moved, cwd=str(other)),
+                         f'{other / "gone" / "val.csv"}: no such file', 'validated on it', 'Pass --val-csv')
 
 
 def interrupted():

@@ -415,6 +415,27 @@ def test_a_run_folder_in_use_by_another_run_is_refused(small_split, tmp_path):
     train.main(train_args(small_split, tmp_path, '--epochs', 1))  # free again
 
 
+def test_a_file_system_without_locks_still_trains(small_split, tmp_path, monkeypatch, capsys):
+    def no_locks(fd, operation):  # NFS without lockd, Lustre without -o flock
+        raise OSError(errno.ENOLCK, 'No locks available')
+
+    monkeypatch.setattr(train.fcntl, 'flock', no_locks)
+    run_dir = train.main(train_args(small_split, tmp_path, '--epochs', 1))
+    assert f'note: {run_dir} cannot be locked (No locks available)' in capsys.readouterr().out
+    assert checkpoint_load(os.path.join(run_dir, 'last.pth'))['epoch'] == 1
+
+
+def test_a_ctrl_c_while_starting_is_not_taken_for_one_in_training(small_split, tmp_path, monkeypatch, capsys):
+    # Before the first epoch: the scripts' own one line (cli.run_cli), not a word about epochs.
+    def ctrl_c():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, 'pyplot', ctrl_c)
+    with pytest.raises(KeyboardInterrupt):  # not train.py's SystemExit(130) after an epoch's message
+        train.main(train_args(small_split, tmp_path, '--epochs', 1))
+    assert 'interrupted' not in capsys.readouterr().out
+
+
 def test_a_resumed_run_refuses_a_run_name_or_folder_it_would_not_write_to(full_run, small_split, tmp_path):
     last = os.path.join(full_run, 'last.pth')
     for flags in (['--run-name', 'branch'], ['--checkpoints', str(tmp_path)]):
