@@ -15,9 +15,9 @@ import time
 
 import split_data
 import train
-from cli import add_debug_flag, pick_device, positive_int, run_cli
+from cli import UserError, add_debug_flag, pick_device, positive_int, run_cli
 from dataset import HEADS, TITLES
-from sample_catalog import is_sample_catalog, make_catalog
+from sample_catalog import is_sample_catalog, make_catalog, sample_catalog_size
 
 
 def parse_args(argv=None):
@@ -45,12 +45,17 @@ def has_real_dataset(folder):
 
 def sample_catalog(args):
     root = os.path.join(args.work, 'fashion-product-images')
-    if os.path.isfile(os.path.join(root, 'styles.csv')):
-        print(f'using the sample catalog already in {root}')
-    else:
-        started = time.perf_counter()
-        make_catalog(root, n_images=args.images, seed=0)
-        print(f'drew {args.images:,} sample pictures into {root} in {time.perf_counter() - started:.0f}s')
+    drawn = sample_catalog_size(root)
+    if os.path.isfile(os.path.join(root, 'styles.csv')) and drawn in (None, args.images):
+        print(f'using the {"sample " if drawn else ""}catalog already in {root}')
+        return root
+    started = time.perf_counter()
+    try:
+        # Over a sample catalog of another --images, or one cut short; never over anything else.
+        make_catalog(root, n_images=args.images, seed=0, overwrite=drawn is not None)
+    except ValueError as error:
+        raise UserError(f'--work {args.work}: {error}') from error
+    print(f'drew {args.images:,} sample pictures into {root} in {time.perf_counter() - started:.0f}s')
     return root
 
 

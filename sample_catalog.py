@@ -329,6 +329,15 @@ def is_sample_catalog(root):
     return os.path.isfile(os.path.join(root, MARK))
 
 
+def sample_catalog_size(root):
+    """How many pictures the sample catalog in root was drawn with; None where there is none."""
+    try:
+        with open(os.path.join(root, MARK), encoding='utf-8') as f:
+            return json.load(f).get('n_images')
+    except (OSError, ValueError, AttributeError):  # no mark, or one that is not ours
+        return None
+
+
 # The manifest lists the ids of each quirk; n_rows counts the rows of styles.csv and n_images
 # the image files written, so a test can work out exactly what a reader should keep.
 def make_catalog(root, n_images=3000, seed=0, quirks=False, overwrite=False):
@@ -338,6 +347,10 @@ def make_catalog(root, n_images=3000, seed=0, quirks=False, overwrite=False):
     if os.path.exists(styles_path) and not overwrite:
         raise ValueError(f'{styles_path} already exists; pass overwrite=True (--overwrite) to '
                          'replace it, or choose another folder')
+    images = os.path.join(root, 'images')
+    if os.path.isdir(images) and os.listdir(images) and not overwrite:  # pictures of the user's own
+        raise ValueError(f'{images}/ holds files already (a dataset without its styles.csv?); '
+                         'choose another folder, or pass overwrite=True (--overwrite) to draw over them')
     os.makedirs(os.path.join(root, 'images'), exist_ok=True)
     with atomic_open(os.path.join(root, MARK), encoding='utf-8') as f:
         json.dump({'drawn by': 'sample_catalog.py', 'n_images': n_images, 'seed': seed, 'quirks': quirks}, f)

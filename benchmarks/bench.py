@@ -29,7 +29,7 @@ from dataset import AttributesDataset, FashionDataset, load_into_memory, train_t
 from evaluate import autocast_for, default_precision, predict_all  # noqa: E402
 from memory_data import InMemoryLoader  # noqa: E402
 from model import MultiOutputModel  # noqa: E402
-from sample_catalog import make_catalog  # noqa: E402
+from sample_catalog import is_sample_catalog, make_catalog  # noqa: E402
 from train_step import GraphedTrainStep, TrainStep, make_optimizer  # noqa: E402
 
 
@@ -191,7 +191,7 @@ def measure(args, work):
     cache_seconds = time.perf_counter() - started
     print(f'\ndevice {device} ({machine_name(device)}), torch {torch.__version__}, '
           f'channels_last{", CUDA graphs" if graphs else ""}, {len(train_set):,} training images from '
-          f'{"the real catalog" if os.environ.get("FASHION_DATA") else "the sample catalog"}')
+          f'{"the sample catalog" if is_sample_catalog(data) else "the real catalog"}')
     print(f'{"batch":>5} {"precision":>9} {"1 bare step":>12} {"2 tutorial":>11} {"3 train.py":>11} {"3/1":>6} '
           f'{"3/2":>6}   (images/s)')
     for batch_size in [int(b) for b in args.batch_sizes.split(',')]:

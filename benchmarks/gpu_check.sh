@@ -27,6 +27,9 @@
 # seconds per epoch. The catalog, the split, the runs and torch.compile's cache stay in
 # $FASHION_GPU_WORK (default: /tmp/fashion-gpu), so a second call with the remaining stages, on
 # the same machine, starts where the first stopped: for example 'variants faithful', then 'fast test bench'.
+# Every run's end goes into summary.txt: finished, cut off at its limit, or failed with its last
+# line. Where PyTorch sees no GPU the script stops at once, unless FASHION_GPU_ALLOW_CPU=1 (a dry
+# run of the stages on a CPU).
 set -uo pipefail
 known="variants faithful fast test seeds bench profile startup-16 startup-256"
 usage="usage: bash benchmarks/gpu_check.sh ARCHIVE OUT [STAGE ...], stages: $known"
@@ -42,8 +45,8 @@ done
 repo=$(cd "$(dirname "$0")/.." && pwd)
 archive=$(realpath "$1")
 out=$(mkdir -p "$2" && cd "$2" && pwd)
-work=${FASHION_GPU_WORK:-/tmp/fashion-gpu}
-mkdir -p "$work" && cd "$work" || exit 1
+work=$(mkdir -p "${FASHION_GPU_WORK:-/tmp/fashion-gpu}" && cd "${FASHION_GPU_WORK:-/tmp/fashion-gpu}" && pwd) || exit 1
+cd "$work" || exit 1
 export PYTHONUNBUFFERED=1
 export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$work/inductor-cache}  # compiled once
 log() { echo "=== $(date +%T) $*" | tee -a "$out/summary.txt"; }
@@ -52,10 +55,24 @@ common=(--attributes_file fashion-product-images/styles.csv)
 fast_recipe=(--batch-size 256 --lr 4e-3 --warmup-epochs 2 --schedule cosine --epochs 30)
 
 log "machine"
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"
+machine=$({ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"
   python3 -c 'import torch, torchvision, PIL
-print("torch", torch.__version__, "torchvision", torchvision.__version__, "pillow", PIL.__version__)'
-  echo "cpu cores: $(nproc)"; } 2>&1 | tee -a "$out/summary.txt"
+print("torch", torch.__version__, "torchvision", torchvision.__version__, "pillow", PIL.__version__)
+print("torch sees", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")'
+  echo "cpu cores: $(nproc)"; } 2>&1)
+echo "$machine" | tee -a "$out/summary.txt"
+if [[ $machine == *"torch sees no GPU"* && -z ${FASHION_GPU_ALLOW_CPU:-} ]]; then
+  log "stopped: PyTorch sees no GPU, and every stage would time the CPU (FASHION_GPU_ALLOW_CPU=1 runs them anyway)"
+  exit 3
+fi
+
+ended() {  # status, limit, log file: how a command ended, for summary.txt
+  case $1 in
+    0) echo "finished" ;;
+    124) echo "cut off at its limit of $2 s" ;;
+    *) echo "failed (status $1): $(grep -v '^[[:space:]]*$' "$3" 2>/dev/null | tail -n 1)" ;;
+  esac
+}
 
 prepare() {
   [ -f val.csv ] && return
@@ -74,10 +91,16 @@ epoch_seconds() {  # name: each epoch's seconds from the run's metrics.csv
   awk -F, 'NR > 1 { printf "  epoch %s %.1f s", $1, $3 }' "checkpoints/$1/metrics.csv" 2>/dev/null
 }
 
-score() {  # name: test.py on the run's last checkpoint, its figures into summary.txt
+score() {  # name: test.py on the run's last checkpoint, its figures into summary.txt and, when
+  # it finished, its metrics.json to OUT (never an earlier call's, left in the work folder)
   log "test.py on $1"
+  rm -rf "eval-$1"
   timeout 40 python3 "$repo/test.py" --checkpoint "checkpoints/$1/last.pth" --output "eval-$1" 2>&1 \
-    | tee -a "$out/summary.txt"
+    | tee "$work/score.txt"
+  local status=${PIPESTATUS[0]}
+  cat "$work/score.txt" >> "$out/summary.txt"
+  log "test.py on $1: $(ended "$status" 40 "$work/score.txt")"
+  [ "$status" = 0 ] && cp "eval-$1/metrics.json" "$out/eval-$1.json"
 }
 
 timed_run() {  # name, time limit, train.py flags...
@@ -86,7 +109,9 @@ timed_run() {  # name, time limit, train.py flags...
   start=$(date +%s)
   local logs=${run_logs:-$out}  # where its log and metrics.csv go
   timeout "$limit" python3 "$repo/train.py" "${common[@]}" --run-name "$name" "$@" 2>&1 | quiet | tee "$logs/$name.txt"
-  log "$name run: $(( $(date +%s) - start )) s wall-clock, start-up, decoding and validation included"
+  local status=${PIPESTATUS[0]}
+  log "$name run: $(( $(date +%s) - start )) s wall-clock, start-up, decoding and validation included;" \
+      "$(ended "$status" "$limit" "$logs/$name.txt")"
   # train.py's own account, after its imports: starting CUDA, the pictures, the first epoch and
   # validation apart, the saving; the wall-clock above minus its total is Python and the imports.
   grep '^time:' "$logs/$name.txt" | tee -a "$out/summary.txt"
@@ -99,7 +124,8 @@ for stage in "${stages[@]}"; do
       log "the training step in each configuration, batch 16"
       # A GPU start-up takes 20 to 30 s (cuDNN's kernel search), a cold compile a minute or more:
       # no new start-up after 60 s still reaches the second, the default compiled in our graph.
-      timeout 200 python3 "$repo/benchmarks/step_variants.py" --seconds 2 --budget 60 2>&1 | tee "$out/variants.txt" ;;
+      timeout 200 python3 "$repo/benchmarks/step_variants.py" --seconds 2 --budget 60 2>&1 | tee "$out/variants.txt"
+      log "variants: $(ended "${PIPESTATUS[0]}" 200 "$out/variants.txt")" ;;
     faithful)
       prepare
       # $FAITHFUL_FLAGS if set (say, after 'profile' alone); else the fastest configuration from
@@ -114,7 +140,6 @@ for stage in "${stages[@]}"; do
     test)
       for run in faithful fast; do
         score "$run"
-        cp "eval-$run/metrics.json" "$out/eval-$run.json" 2>/dev/null
       done ;;
     seeds)
       prepare
@@ -129,12 +154,14 @@ for stage in "${stages[@]}"; do
       prepare
       log "benchmark"
       FASHION_DATA=$work/fashion-product-images timeout 150 python3 "$repo/benchmarks/bench.py" \
-        --images 32000 --seconds 4 --rounds 2 --work "$work/bench" 2>&1 | quiet | tee "$out/bench.txt" ;;
+        --images 32000 --seconds 4 --rounds 2 --work "$work/bench" 2>&1 | quiet | tee "$out/bench.txt"
+      log "bench: $(ended "${PIPESTATUS[0]}" 150 "$out/bench.txt")" ;;
     profile)
       log "where the step's GPU time goes, batch 16"
       for flags in "" "--channels-last off" "--compile"; do
         limit=$([ "$flags" = --compile ] && echo 150 || echo 90)  # a cold compile takes a minute or more
         timeout "$limit" python3 "$repo/benchmarks/profile_step.py" $flags 2>&1 | tee -a "$out/profile.txt"
+        log "profile ${flags:-(defaults)}: $(ended "${PIPESTATUS[0]}" "$limit" "$out/profile.txt")"
       done ;;
     startup-16|startup-256)
       prepare_small

@@ -90,8 +90,10 @@ def test_freed_memory_measures_in_a_process_of_its_own_and_names_a_wrong_measure
 
 
 def run_gpu_check(*args):
+    # The script calls `python3`: this one, with PyTorch, as on the GPU machine.
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get('PATH', '')])
     return subprocess.run(['bash', os.path.join(ROOT, 'benchmarks', 'gpu_check.sh'), *map(str, args)],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, env=dict(os.environ, PATH=path))
 
 
 def test_gpu_check_refuses_bad_arguments_before_anything_runs(tmp_path):
@@ -107,6 +109,17 @@ def test_gpu_check_refuses_bad_arguments_before_anything_runs(tmp_path):
         done = run_gpu_check(archive, out, *stages)
         assert done.returncode == 2 and done.stderr.startswith('unknown stage: tset; usage:'), done.stderr
         assert not out.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='this machine has a GPU: the stages would run')
+def test_gpu_check_stops_at_once_where_pytorch_sees_no_gpu(tmp_path):
+    archive, out = tmp_path / 'catalog.tar.gz', tmp_path / 'out'
+    archive.write_bytes(b'')  # never unpacked
+    done = run_gpu_check(archive, out, 'fast')
+    assert done.returncode == 3, done.stderr
+    summary = (out / 'summary.txt').read_text()
+    assert 'torch sees no GPU' in summary and 'stopped: PyTorch sees no GPU' in summary
+    assert sorted(os.listdir(out)) == ['summary.txt']
 
 
 def test_bench_prints_each_path_and_leaves_no_temporary_folder(tmp_path):

@@ -1,3 +1,4 @@
+import argparse
 import csv
 import os
 
@@ -5,6 +6,8 @@ import pytest
 from PIL import Image
 
 import demo
+from catalog import read_styles
+from cli import UserError
 from conftest import run_script
 from sample_catalog import HEADER, make_catalog
 
@@ -38,6 +41,29 @@ def test_refuses_to_overwrite_a_catalog(tmp_path):
     make_catalog(str(tmp_path / 'cat'), n_images=5, seed=0)
     with pytest.raises(ValueError, match='styles.csv'):
         make_catalog(str(tmp_path / 'cat'), n_images=5, seed=0)
+
+
+def test_refuses_to_draw_over_pictures_without_a_styles_csv(tmp_path):
+    root = tmp_path / 'fashion-product-images'  # where `demo.py --work .` draws
+    (root / 'images').mkdir(parents=True)
+    (root / 'images' / '10001.jpg').write_bytes(b'a photo of the user')  # a dataset without its styles.csv
+    with pytest.raises(ValueError, match='holds files already'):
+        make_catalog(str(root), n_images=5, seed=0)
+    with pytest.raises(UserError, match='holds files already'):
+        demo.sample_catalog(argparse.Namespace(work=str(tmp_path), images=5))
+    assert (root / 'images' / '10001.jpg').read_bytes() == b'a photo of the user'
+    assert os.listdir(root) == ['images']
+
+
+def test_the_demo_redraws_its_sample_catalog_for_another_size(tmp_path, capsys):
+    args = argparse.Namespace(work=str(tmp_path), images=5)
+    root = demo.sample_catalog(args)
+    assert 'drew 5 sample pictures' in capsys.readouterr().out
+    demo.sample_catalog(args)
+    assert 'using the sample catalog already' in capsys.readouterr().out
+    demo.sample_catalog(argparse.Namespace(work=str(tmp_path), images=8))
+    assert 'drew 8 sample pictures' in capsys.readouterr().out
+    assert len(read_styles(os.path.join(root, 'styles.csv'))[0]) == 8
 
 
 def test_quirk_lines_have_11_and_12_fields(quirky_catalog):
