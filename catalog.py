@@ -49,18 +49,18 @@ def is_blank(row):
     return not any(field.strip() for field in row)
 
 
-def rows_named_by_line(reader, path, what, one_row_a_line):
-    """The reader's rows; a UserError names the line where a row that goes wrong starts.
+def rows_of_one_line(reader, path, what):
+    """The reader's rows, or a UserError naming the line where a row runs on over several lines.
 
-    styles.csv has one row a line. There, a quoted field that goes past the end of its line means
-    a quote left open: left alone, it swallows the rows after it into one product name, silently,
-    or until the csv module's 128 KiB field limit, lines further on than the quote. (A split CSV
-    may hold a line break inside a quoted path: Linux allows it in a folder's name.)"""
+    The catalog and the splits have one row a line (split_data.py refuses a folder name with a
+    line break). A quoted field that goes past the end of its line means a quote left open: left
+    alone, it swallows the rows after it into one field, silently, or until the csv module's
+    128 KiB field limit, lines further on than the quote."""
     end = reader.line_num
     try:
         for row in reader:
             start, end = end + 1, reader.line_num
-            if one_row_a_line and end > start:
+            if end > start:
                 raise UserError(f'{path}: line {start}: a quoted field runs on to line {end}; a '
                                 f'quote left open? ({what})')
             yield row
@@ -68,14 +68,14 @@ def rows_named_by_line(reader, path, what, one_row_a_line):
         raise UserError(f'{path}: line {end + 1}: {error}; a quote left open? ({what})') from error
 
 
-def read_csv_rows(path, required, what, one_row_a_line=False):
+def read_csv_rows(path, required, what):
     """Header and rows of a CSV, or a UserError that names the file and what is wrong with it."""
     if not os.path.isfile(path):
         raise UserError(f'{path}: no such file ({what})')
     with open(path, 'rb') as f:
         text = decode_text(path, f.read())
     # newline='' lets the csv module handle \r\n (Windows) and \n alike.
-    rows = rows_named_by_line(csv.reader(io.StringIO(text, newline='')), path, what, one_row_a_line)
+    rows = rows_of_one_line(csv.reader(io.StringIO(text, newline='')), path, what)
     header = next((row for row in rows if not is_blank(row)), None)  # blank lines above it too
     if header is None:  # nothing, or only a byte-order mark and blanks
         raise UserError(f'{path}: the file is empty ({what})')
@@ -100,7 +100,7 @@ def fit_fields(row, header):
 
 def read_styles(path):
     """The usable rows of styles.csv as Style tuples, and a Counter of skipped rows by reason."""
-    header, rows = read_csv_rows(path, REQUIRED_COLUMNS, 'the catalog labels, styles.csv', one_row_a_line=True)
+    header, rows = read_csv_rows(path, REQUIRED_COLUMNS, 'the catalog labels, styles.csv')
     position = {name: header.index(name) for name in REQUIRED_COLUMNS}
     styles, skipped, seen = [], Counter(), set()
     for row in rows:
@@ -152,6 +152,14 @@ def image_problem(path, size=IMAGE_SIZE, any_size=False, any_mode=False):
     if not any_mode and mode != 'RGB':
         return 'not RGB'
     return None
+
+
+def resolved_folder(path):
+    """path with the links among its folders resolved, and its own name kept: where the system
+    finds it, under the name it was given (a picture may itself be a link into a store of
+    nameless files, as git-annex and DVC keep them)."""
+    # realpath, not abspath first: abspath would take 'link/..' by name, to the link's own folder.
+    return os.path.join(os.path.realpath(os.path.dirname(path) or os.curdir), os.path.basename(path))
 
 
 def format_counts(counts):

@@ -123,8 +123,7 @@ class AttributesDataset:
 def tutorial_vocab(annotation_path):
     """The label lists as the original tutorial made them, for its bare state_dicts: the labels
     of every row of styles.csv, as they are, 'NA' and malformed rows included."""
-    header, rows = read_csv_rows(annotation_path, REQUIRED_COLUMNS, 'the catalog labels, styles.csv',
-                                 one_row_a_line=True)
+    header, rows = read_csv_rows(annotation_path, REQUIRED_COLUMNS, 'the catalog labels, styles.csv')
     columns = [header.index(name) for name in LABEL_COLUMNS]
     rows = [row for row in rows if len(row) > max(columns)]
     return {head: [row[column] for row in rows] for head, column in zip(HEADS, columns)}
@@ -135,8 +134,9 @@ def resolve_image_path(path, csv_folder):
     # to the working directory, so those are tried next.
     if os.path.isabs(path):
         return path
-    # split_data.py made the path by name: where the CSV's folder is a symlink, the system takes
-    # '..' to the parent of the folder it points to, so the path is tried by name too.
+    # split_data.py makes the path from the folders the links point to, as the system follows
+    # it. Splits of before 2026-11-30 made it by name, which through a symlinked output folder
+    # the system takes elsewhere: those are tried by name next.
     beside_csv = os.path.join(csv_folder, path)
     for candidate in (beside_csv, os.path.normpath(beside_csv), path):
         if os.path.exists(candidate):

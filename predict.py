@@ -31,7 +31,7 @@ from allocator import keep_freed_memory
 from atomic import atomic_open
 from augment import prepare_batch
 from checkpoint import model_from_checkpoint
-from catalog import UNREADABLE
+from catalog import UNREADABLE, resolved_folder
 from cli import UserError, add_debug_flag, pick_device, positive_int, run_cli, shown
 from dataset import HEADS, TITLES, load_image
 
@@ -114,7 +114,7 @@ def find_images(paths):
         print(f'note: could not read {folder}; its pictures are left out')
     unique = {}  # a file named twice, or under two spellings (dd/a.jpg, ./dd/a.jpg), is predicted once
     for path in found:
-        unique.setdefault(os.path.realpath(path), path)  # '..' after a link, as the system takes it
+        unique.setdefault(resolved_folder(path), path)  # '..' after a link, as the system takes it
     return list(unique.values())
 
 

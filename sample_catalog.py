@@ -348,7 +348,8 @@ def make_catalog(root, n_images=3000, seed=0, quirks=False, overwrite=False):
         raise ValueError(f'{styles_path} already exists; pass overwrite=True (--overwrite) to '
                          'replace it, or choose another folder')
     images = os.path.join(root, 'images')
-    if os.path.isdir(images) and os.listdir(images) and not overwrite:  # pictures of the user's own
+    # Pictures without a styles.csv: the user's own, or a sample catalog of ours cut short (marked).
+    if os.path.isdir(images) and os.listdir(images) and not (overwrite or is_sample_catalog(root)):
         raise ValueError(f'{images}/ holds files already (a dataset without its styles.csv?); '
                          'choose another folder, or pass overwrite=True (--overwrite) to draw over them')
     os.makedirs(os.path.join(root, 'images'), exist_ok=True)

@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 from tqdm import tqdm
 
 from atomic import atomic_open, flush_to_disk
-from catalog import IMAGE_SIZE, describe_download, format_counts, image_problem, read_styles
+from catalog import IMAGE_SIZE, describe_download, format_counts, image_problem, read_styles, resolved_folder
 from cli import UserError, add_debug_flag, positive_int, run_cli, seed_number
 
 FIELDNAMES = ['image_path', 'gender', 'articleType', 'baseColour']
@@ -79,10 +79,12 @@ def no_images_left(skipped, args):
 def write_rows(rows, f, folder):
     # Image paths are written relative to the CSV's own folder, so the CSVs and the catalog can
     # be used from any working directory (dataset.py resolves them against the CSV's folder).
+    # Both ends with their folders' links resolved: the system follows '..' from the folder a
+    # link points to, not from the link, whichever way the CSV is reached.
     writer = csv.writer(f)
     writer.writerow(FIELDNAMES)
     for image_path, style in rows:
-        rel = os.path.relpath(os.path.abspath(image_path), folder).replace(os.sep, '/')
+        rel = os.path.relpath(resolved_folder(image_path), os.path.realpath(folder)).replace(os.sep, '/')
         writer.writerow([rel, style.gender, style.articleType, style.baseColour])
 
 
@@ -115,6 +117,10 @@ def main(argv=None):
     styles_path = os.path.join(args.input, 'styles.csv')
     if not os.path.isfile(styles_path):
         raise UserError(f'{styles_path}: no such file. ' + describe_download(args.input))
+    if any(end in os.path.realpath(args.input) for end in '\r\n'):
+        # It would go into the CSVs' image paths, and a row would run over two lines.
+        raise UserError(f'{args.input}: a folder on this path has a line break in its name, which '
+                        'the CSVs cannot hold; rename it')
     image_folder = os.path.join(args.input, 'images')
     if not os.path.isdir(image_folder):
         raise UserError(f'{image_folder}: no such folder. ' + describe_download(args.input))

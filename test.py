@@ -64,10 +64,14 @@ def split_to_score(args, state):
     saved = state.get('args') or {}
     if saved.get('val_csv') is None:
         return './val.csv'  # the tutorial's, for its bare state_dict
-    path = os.path.join(saved.get('workdir', ''), saved['val_csv'])  # as train.py was given it
-    if not os.path.isfile(path):
-        raise UserError(f'{path}: no such file; {args.checkpoint} was validated on it. Pass --val-csv')
-    return path
+    path = os.path.normpath(os.path.join(saved.get('workdir', ''), saved['val_csv']))  # as train.py had it
+    if os.path.isfile(path):
+        return path
+    if os.path.isfile(saved['val_csv']):  # the project moved, or was copied to this machine
+        print(f'note: {path}, which {args.checkpoint} was validated on, is not there; scoring '
+              f'{saved["val_csv"]} from here')
+        return saved['val_csv']
+    raise UserError(f'{path}: no such file; {args.checkpoint} was validated on it. Pass --val-csv')
 
 
 def print_report(metrics, majority):

@@ -132,7 +132,7 @@ def resumed_args(argv, resume, path):
     """The settings of a run resumed from `resume`, the checkpoint at `path`."""
     saved = resume['args']
     args = parse_args(argv, saved)
-    check_same_folder(args, path)
+    check_same_folder(args, saved, path)
     for key in FIXED_ON_RESUME:
         if key in saved and getattr(args, key) != saved[key]:
             raise UserError(f'--{key.replace("_", "-")} {getattr(args, key)}: the run in {path} trained with '
@@ -143,12 +143,14 @@ def resumed_args(argv, resume, path):
     return args
 
 
-def check_same_folder(args, path):
+def check_same_folder(args, saved, path):
     """A resumed run goes on in its checkpoint's folder: --run-name and --checkpoints may repeat
     the original command's, but not name another folder, which the run would not write to."""
     run_dir = os.path.dirname(os.path.abspath(path))
     if args.run_name is None and args.checkpoints == build_parser().get_default('checkpoints'):
         return
+    if (args.run_name, args.checkpoints) == (saved.get('run_name'), saved.get('checkpoints')):
+        return  # the original command's, repeated (from another folder, maybe)
     named = os.path.join(args.checkpoints, args.run_name or os.path.basename(run_dir))
     if os.path.realpath(named) != os.path.realpath(run_dir):
         raise UserError(f'--run-name, --checkpoints: they name {named}, but a resumed run goes on in its '

@@ -74,7 +74,10 @@ def prepare_split(args, work):
     if not data:
         data = os.path.join(work, 'fashion-product-images')
         if not os.path.isfile(os.path.join(data, 'styles.csv')):
-            make_catalog(data, n_images=max(1000, args.images // 4 * 5), seed=0)
+            try:
+                make_catalog(data, n_images=max(1000, args.images // 4 * 5), seed=0)
+            except ValueError as error:  # files of the user's in --work
+                sys.exit(f'error: --work {work}: {error}')
     split_data.main(['--input', data, '--output', work, '--max-images', str(args.images * 5 // 4)])
     return data
 

@@ -221,6 +221,14 @@ def test_no_image_left_says_why_and_which_option_accepts_them(quirky_catalog, tm
     assert f'kept {usable} rows' in result.stdout
 
 
+def test_a_quote_left_open_in_a_split_is_named_not_taken_for_one_bad_row(small_split, tmp_path):
+    lines = open(small_split['val']).readlines()
+    edited = tmp_path / 'val.csv'  # edited by hand: a quote before a path, never closed
+    edited.write_text(lines[0] + lines[1] + '"' + ''.join(lines[2:]))
+    with pytest.raises(UserError, match=r'val.csv: line 3: a quoted field runs on to line 41'):
+        FashionDataset(str(edited), AttributesDataset(small_split['styles']))
+
+
 MARKER = '/tmp/fashion-csv-path-ran'
 
 
@@ -284,8 +292,13 @@ def test_test_py_scores_the_split_the_checkpoint_was_validated_on_from_any_folde
     (other / 'val.csv').write_text(''.join(open(small_split['val']).readlines()[:6]))
     scored = run_script('test.py', '--checkpoint', checkpoint, '--output', tmp_path / 'eval', cwd=str(other))
     assert scored.returncode == 0 and f'40 images from {small_split["val"]}' in scored.stdout
+    # The project moved (or was copied to another machine): its val.csv, from where test.py runs.
     state = checkpoint_load(checkpoint)
     moved = checkpoint_save(str(tmp_path / 'moved.pth'), dict(state, args=dict(state['args'], workdir=str(other / 'gone'))))
+    scored = run_script('test.py', '--checkpoint', moved, '--output', tmp_path / 'eval')  # from the split's folder
+    assert scored.returncode == 0 and f'note: {other / "gone" / "val.csv"}, which' in scored.stdout
+    assert '40 images from val.csv' in scored.stdout
+    (other / 'val.csv').unlink()
     assert_clean_failure(run_script('test.py', '--checkpoint', moved, cwd=str(other)),
                          f'{other / "gone" / "val.csv"}: no such file', 'validated on it', 'Pass --val-csv')
 

@@ -340,6 +340,10 @@ def test_a_file_under_two_spellings_is_predicted_once(catalog, tmp_path, monkeyp
     (tmp_path / 'here' / 'link').symlink_to(tmp_path / 'real' / 'sub')
     monkeypatch.chdir(tmp_path / 'here')
     assert predict.find_images(['a.jpg', 'link/../a.jpg']) == ['a.jpg', 'link/../a.jpg']
+    # Nor are two names that are links to one stored file (git-annex, DVC) one picture.
+    for name in ('b.jpg', 'c.jpg'):
+        os.symlink(tmp_path / 'real' / 'a.jpg', name)
+    assert predict.find_images(['b.jpg', 'c.jpg']) == ['b.jpg', 'c.jpg']
 
 
 def test_a_folder_the_system_will_not_list_is_named(catalog, tmp_path, monkeypatch, capsys):

@@ -53,6 +53,10 @@ def test_refuses_to_draw_over_pictures_without_a_styles_csv(tmp_path):
         demo.sample_catalog(argparse.Namespace(work=str(tmp_path), images=5))
     assert (root / 'images' / '10001.jpg').read_bytes() == b'a photo of the user'
     assert os.listdir(root) == ['images']
+    # A sample catalog of ours that was cut short (marked, no styles.csv yet) is drawn again.
+    make_catalog(str(tmp_path / 'ours'), n_images=5, seed=0)
+    os.remove(tmp_path / 'ours' / 'styles.csv')
+    assert make_catalog(str(tmp_path / 'ours'), n_images=6, seed=0)['n_images'] == 6
 
 
 def test_the_demo_redraws_its_sample_catalog_for_another_size(tmp_path, capsys):

@@ -443,6 +443,18 @@ def test_a_resumed_run_refuses_a_run_name_or_folder_it_would_not_write_to(full_r
             train.main(['--resume', last, '--epochs', str(EPOCHS + 1), *flags])
 
 
+def test_the_original_command_resumes_from_another_folder_too(small_split, tmp_path, monkeypatch):
+    # --checkpoints and --run-name as first given name ./runs/run here, but the run is where it was.
+    for folder in ('first', 'second'):
+        (tmp_path / folder).mkdir()
+    monkeypatch.chdir(tmp_path / 'first')
+    command = train_args(small_split, 'runs', '--epochs', 1)
+    run_dir = os.path.abspath(train.main(command))
+    monkeypatch.chdir(tmp_path / 'second')
+    train.main(command + ['--epochs', '2', '--resume', os.path.join(run_dir, 'last.pth')])
+    assert checkpoint_load(os.path.join(run_dir, 'last.pth'))['epoch'] == 2 and not os.listdir(tmp_path / 'second')
+
+
 def test_a_ctrl_c_before_a_resumed_run_saves_names_the_checkpoint_it_resumed(full_run, tmp_path, monkeypatch,
                                                                              capsys):
     # A branch: a checkpoint copied into a folder of its own, with no last.pth yet.
