@@ -134,9 +134,8 @@ def resolve_image_path(path, csv_folder):
     # to the working directory, so those are tried next.
     if os.path.isabs(path):
         return path
-    # split_data.py makes the path from the folders the links point to, as the system follows
-    # it. Splits of before 2026-11-30 made it by name, which through a symlinked output folder
-    # the system takes elsewhere: those are tried by name next.
+    # split_data.py writes a path the system follows to the picture. Splits of before 2026-11-30
+    # in a symlinked folder hold one that only works by name: tried next.
     beside_csv = os.path.join(csv_folder, path)
     for candidate in (beside_csv, os.path.normpath(beside_csv), path):
         if os.path.exists(candidate):

@@ -76,16 +76,27 @@ def no_images_left(skipped, args):
             + ('; '.join(hint) + '.' if hint else ''))
 
 
+def path_in_csv(image_path, folder):
+    """image_path as a split in folder holds it: relative to folder, so the CSVs and the catalog
+    can be used from any working directory, and moved together. By name, so that links into the
+    project (a catalog kept on another disk) stay links; but where a link on the way would take
+    that path elsewhere (the system follows '..' from the folder a link points to), between the
+    folders the links point to."""
+    rel = os.path.relpath(os.path.abspath(image_path), folder)
+    followed = os.path.join(folder, rel)
+    if not (os.path.exists(followed) and os.path.samefile(followed, image_path)):
+        rel = os.path.relpath(resolved_folder(image_path), os.path.realpath(folder))
+    if any(end in rel for end in '\r\n'):  # the row would run over two lines
+        raise UserError(f'{os.path.dirname(image_path)}: a folder on the way to the pictures has a line '
+                        'break in its name, which a CSV row cannot hold; rename it')
+    return rel.replace(os.sep, '/')
+
+
 def write_rows(rows, f, folder):
-    # Image paths are written relative to the CSV's own folder, so the CSVs and the catalog can
-    # be used from any working directory (dataset.py resolves them against the CSV's folder).
-    # Both ends with their folders' links resolved: the system follows '..' from the folder a
-    # link points to, not from the link, whichever way the CSV is reached.
     writer = csv.writer(f)
     writer.writerow(FIELDNAMES)
     for image_path, style in rows:
-        rel = os.path.relpath(resolved_folder(image_path), os.path.realpath(folder)).replace(os.sep, '/')
-        writer.writerow([rel, style.gender, style.articleType, style.baseColour])
+        writer.writerow([path_in_csv(image_path, folder), style.gender, style.articleType, style.baseColour])
 
 
 def save_split(train, val, folder):
@@ -117,10 +128,6 @@ def main(argv=None):
     styles_path = os.path.join(args.input, 'styles.csv')
     if not os.path.isfile(styles_path):
         raise UserError(f'{styles_path}: no such file. ' + describe_download(args.input))
-    if any(end in os.path.realpath(args.input) for end in '\r\n'):
-        # It would go into the CSVs' image paths, and a row would run over two lines.
-        raise UserError(f'{args.input}: a folder on this path has a line break in its name, which '
-                        'the CSVs cannot hold; rename it')
     image_folder = os.path.join(args.input, 'images')
     if not os.path.isdir(image_folder):
         raise UserError(f'{image_folder}: no such folder. ' + describe_download(args.input))

@@ -111,10 +111,24 @@ def test_a_split_into_a_symlinked_folder_finds_its_images(quirky_catalog, tmp_pa
     assert len(FashionDataset(os.path.join('linked', 'val.csv'), attributes)) == n
 
 
+def test_a_split_beside_a_linked_catalog_moves_with_the_project(quirky_catalog, tmp_path):
+    # The usual set-up for a big dataset: a link to it in the project; then the project moves.
+    (tmp_path / 'project').mkdir()
+    os.symlink(quirky_catalog['root'], tmp_path / 'project' / 'fashion-product-images')
+    split_data.main(['--input', str(tmp_path / 'project' / 'fashion-product-images'),
+                     '--output', str(tmp_path / 'project'), '--workers', '1'])
+    assert read_rows(tmp_path / 'project' / 'val.csv')[0]['image_path'].startswith('fashion-product-images/images/')
+    (tmp_path / 'sub').mkdir()
+    os.rename(tmp_path / 'project', tmp_path / 'sub' / 'moved')
+    attributes = AttributesDataset(os.path.join(quirky_catalog['root'], 'styles.csv'))
+    dataset = FashionDataset(str(tmp_path / 'sub' / 'moved' / 'val.csv'), attributes)
+    assert len(dataset) == len(read_rows(tmp_path / 'sub' / 'moved' / 'val.csv'))
+
+
 def test_a_catalog_with_a_line_break_in_a_folder_name_is_refused_by_name(tmp_path):
     # A CSV row of its paths would run over two lines, which every reader takes for a quote left open.
     catalog = make_catalog(str(tmp_path / 'new\nline' / 'fashion-product-images'), n_images=5, seed=5)
-    with pytest.raises(UserError, match='a folder on this path has a line break in its name'):
+    with pytest.raises(UserError, match='a folder on the way to the pictures has a line break in its name'):
         split_data.main(['--input', catalog['root'], '--output', str(tmp_path), '--workers', '1'])
     assert sorted(os.listdir(tmp_path)) == ['new\nline']
 
