@@ -588,8 +588,8 @@ def main(argv=None):
         # Imported before the first epoch: a Ctrl-C that lands inside the import of a C extension
         # (pyplot's, at the first plot) comes out as an ImportError, not a KeyboardInterrupt.
         pyplot()
-        writer = tensorboard_writer(args, os.path.basename(run_dir))
         claimed = start_in_folder(run_dir, args, resume)
+        writer = tensorboard_writer(args, os.path.basename(run_dir))
     watch.mark('setup')
     epoch = start_epoch - 1
     saver = BackgroundSaver()  # writes each epoch's files while the next one trains
