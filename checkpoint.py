@@ -99,13 +99,15 @@ def attributes_of(state, path, attributes_file=None):
     # real file against our 46, and every colour after 'NA' one place further on. Its weights say
     # which of the two vocabularies they were trained with.
     ours = AttributesDataset(attributes_file)
-    tutorials = AttributesDataset(vocab=tutorial_vocab(attributes_file))
     sizes = head_sizes(state['model'])
-    if sizes != head_sizes_of(ours) and sizes == head_sizes_of(tutorials):
+    if sizes == head_sizes_of(ours):
+        return ours
+    tutorials = AttributesDataset(vocab=tutorial_vocab(attributes_file))  # styles.csv read again, only here
+    if sizes == head_sizes_of(tutorials):
         print(f"note: {path} has the tutorial's classes, 'NA' labels included; reading "
               f'{attributes_file} its way')
         return tutorials
-    return ours
+    return ours  # load_weights then names the mismatch
 
 
 def head_sizes(weights):

@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 from tqdm import tqdm
 
 from atomic import atomic_open, flush_to_disk
-from catalog import IMAGE_SIZE, describe_download, format_counts, image_problem, read_styles, resolved_folder
+from catalog import IMAGE_SIZE, describe_download, format_counts, image_problem, read_styles
 from cli import UserError, add_debug_flag, positive_int, run_cli, seed_number
 
 FIELDNAMES = ['image_path', 'gender', 'articleType', 'baseColour']
@@ -76,27 +76,32 @@ def no_images_left(skipped, args):
             + ('; '.join(hint) + '.' if hint else ''))
 
 
-def path_in_csv(image_path, folder):
-    """image_path as a split in folder holds it: relative to folder, so the CSVs and the catalog
-    can be used from any working directory, and moved together. By name, so that links into the
-    project (a catalog kept on another disk) stay links; but where a link on the way would take
-    that path elsewhere (the system follows '..' from the folder a link points to), between the
-    folders the links point to."""
-    rel = os.path.relpath(os.path.abspath(image_path), folder)
+def folder_in_csv(images, folder):
+    """The pictures' folder as a split in folder names it: relative to folder, so the CSVs and the
+    catalog can be used from any working directory, and moved together. By name, so that links
+    into the project (a catalog kept on another disk) stay links; but where a link on the way would
+    take that path elsewhere (the system follows '..' from the folder a link points to), between
+    the folders the links point to."""
+    rel = os.path.relpath(os.path.abspath(images), folder)
     followed = os.path.join(folder, rel)
-    if not (os.path.exists(followed) and os.path.samefile(followed, image_path)):
-        rel = os.path.relpath(resolved_folder(image_path), os.path.realpath(folder))
+    if not (os.path.isdir(followed) and os.path.samefile(followed, images)):
+        rel = os.path.relpath(os.path.realpath(images), os.path.realpath(folder))
     if any(end in rel for end in '\r\n'):  # the row would run over two lines
-        raise UserError(f'{os.path.dirname(image_path)}: a folder on the way to the pictures has a line '
-                        'break in its name, which a CSV row cannot hold; rename it')
+        raise UserError(f'{images}: a folder on the way to the pictures has a line break in its name, '
+                        'which a CSV row cannot hold; rename it')
     return rel.replace(os.sep, '/')
 
 
 def write_rows(rows, f, folder):
     writer = csv.writer(f)
     writer.writerow(FIELDNAMES)
+    folders = {}  # every picture is in images/: its path is worked out once, not for each row
     for image_path, style in rows:
-        writer.writerow([path_in_csv(image_path, folder), style.gender, style.articleType, style.baseColour])
+        where, name = os.path.split(image_path)
+        if where not in folders:
+            folders[where] = folder_in_csv(where, folder)
+        path = name if folders[where] == os.curdir else f'{folders[where]}/{name}'
+        writer.writerow([path, style.gender, style.articleType, style.baseColour])
 
 
 def save_split(train, val, folder):
