@@ -133,6 +133,9 @@ def shown_size(img):
     return img.size[::-1] if turned else img.size
 
 
+NO_PERMISSION = 'no permission to read it'
+
+
 def image_problem(path, size=IMAGE_SIZE, any_size=False, any_mode=False):
     """Why an image cannot be used as it is, or None when it can."""
     try:
@@ -142,7 +145,7 @@ def image_problem(path, size=IMAGE_SIZE, any_size=False, any_mode=False):
             img.load()  # decode it all: a truncated file only fails here
             mode, img_size = img.mode, shown_size(img)
     except PermissionError:  # the file's or its folder's (images/ itself, say)
-        return 'no permission to read it'
+        return NO_PERMISSION
     except FileNotFoundError:
         return 'no image file'
     except UNREADABLE:

@@ -89,6 +89,20 @@ def resumable_load(path):
     return state
 
 
+def path_as_trained(saved, key):
+    """Where the file of a run's setting `key` (train_csv, val_csv, attributes_file) is, seen from
+    here: a relative path was train.py's, from the folder it ran in (its `workdir`). Returns (path,
+    gone): gone is that folder's path where it is not there but the same name is, from here (the
+    project moved, or was copied to this machine), and path is then that name."""
+    name, workdir = saved[key], saved.get('workdir')
+    if not workdir or os.path.isabs(name) or os.path.realpath(workdir) == os.path.realpath(os.curdir):
+        return name, None
+    there = os.path.normpath(os.path.join(workdir, name))
+    if os.path.exists(there) or not os.path.exists(name):
+        return there, None
+    return name, there
+
+
 def attributes_of(state, path, attributes_file=None):
     if state['attributes'] is not None:
         return AttributesDataset(vocab=state['attributes'])

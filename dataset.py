@@ -2,6 +2,7 @@
 # (FashionDataset) and its transforms. The augmentation settings live here once; the batched fast
 # path in augment.py reads the same numbers.
 import os
+import stat
 from collections import Counter
 
 import numpy as np
@@ -10,7 +11,8 @@ from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from catalog import IMAGE_SIZE, LABEL_COLUMNS, REQUIRED_COLUMNS, UNREADABLE, format_counts, read_csv_rows, read_styles
+from catalog import (IMAGE_SIZE, LABEL_COLUMNS, NO_PERMISSION, REQUIRED_COLUMNS, UNREADABLE, format_counts, read_csv_rows,
+                     read_styles)
 from cli import UserError
 
 MEAN = [0.485, 0.456, 0.406]  # ImageNet statistics, as in the tutorial
@@ -143,6 +145,16 @@ def resolve_image_path(path, csv_folder):
     return beside_csv
 
 
+def missing_image(path):
+    """Why there is no picture to read at path, or None; only looks, without decoding it."""
+    try:
+        return None if stat.S_ISREG(os.stat(path).st_mode) else 'image missing'
+    except PermissionError:  # a folder on its way we may not enter: images/ itself, say
+        return NO_PERMISSION
+    except OSError:
+        return 'image missing'
+
+
 def read_annotations(annotation_path, attributes):
     """(image path, gender id, article id, color id) for each usable row of a split CSV."""
     header, rows = read_csv_rows(annotation_path, ('image_path', 'gender', 'articleType', 'baseColour'),
@@ -161,8 +173,9 @@ def read_annotations(annotation_path, attributes):
             skipped['label not in the vocabulary'] += 1
             continue
         path = resolve_image_path(row[column['image_path']].strip(), folder)
-        if not os.path.isfile(path):
-            skipped['image missing'] += 1
+        problem = missing_image(path)
+        if problem:
+            skipped[problem] += 1
             continue
         samples.append((path, *ids))
     if skipped:
@@ -193,8 +206,13 @@ class FashionDataset(Dataset):
                 'labels': {'gender_labels': gender, 'article_labels': article, 'color_labels': color}}
 
 
+# What became of an image at decoding, by code (0: decoded), as the counts of skipped ones say it.
+BROKEN, NOT_READ = 1, 2
+NOT_DECODED = {BROKEN: 'that no longer decode', NOT_READ: 'that we have no permission to read'}
+
+
 class DecodedImages(Dataset):
-    """Each image as a uint8 array (H, W, 3), or None where it no longer decodes."""
+    """Each image as a uint8 array (H, W, 3), or its NOT_DECODED code where it cannot be read."""
 
     def __init__(self, paths):
         self.paths = paths
@@ -205,23 +223,26 @@ class DecodedImages(Dataset):
     def __getitem__(self, i):
         try:
             return np.asarray(load_image(self.paths[i]), dtype=np.uint8)
+        except PermissionError:  # taken away since the split was made, or a file of another user's
+            return NOT_READ
         except UNREADABLE:
-            return None
+            return BROKEN
 
 
 def stack_decoded(arrays):
-    """A batch of DecodedImages -> uint8 images (N, H, W, 3) and which of them decoded."""
+    """A batch of DecodedImages -> uint8 images (N, H, W, 3) and each one's code (0: decoded)."""
     width, height = IMAGE_SIZE
     blank = np.zeros((height, width, 3), dtype=np.uint8)
-    images = np.stack([blank if a is None else a for a in arrays])
-    return torch.from_numpy(images), torch.tensor([a is not None for a in arrays])
+    codes = [0 if isinstance(a, np.ndarray) else a for a in arrays]
+    images = np.stack([blank if code else a for a, code in zip(arrays, codes)])
+    return torch.from_numpy(images), torch.tensor(codes, dtype=torch.uint8)
 
 
 DECODE_BATCH = 256  # images per task handed to a decoding worker
 
 
 def decoded_batches(paths, workers=None):
-    """(uint8 images (N, H, W, 3), which of them decoded) for the paths, DECODE_BATCH at a time, in order."""
+    """(uint8 images (N, H, W, 3), each one's stack_decoded code) for the paths, DECODE_BATCH at a time, in order."""
     # Worker processes, not threads: PIL and the array copies hold the GIL for most of the 0.2 ms
     # an image takes. On 2 cores two threads decoded 2,700 images/s, fewer than this process alone
     # (about 5,000), and two worker processes 7,900.
@@ -233,21 +254,22 @@ def decoded_batches(paths, workers=None):
                       num_workers=min(workers, len(paths) // (2 * DECODE_BATCH)), generator=torch.Generator())
 
 
-def keep_decoded(ok):
-    """The indices of the samples whose image decoded; says how many did not."""
-    kept = ok.nonzero().squeeze(1).tolist()
-    if len(kept) < len(ok):
-        print(f'skipped {len(ok) - len(kept)} image(s) that no longer decode')
-        if not kept:
-            raise UserError(f'none of the {len(ok)} images could be decoded')
+def keep_decoded(codes):
+    """The indices of the samples whose image decoded (code 0); says how many did not, and why."""
+    kept = (codes == 0).nonzero().squeeze(1).tolist()
+    for code, words in NOT_DECODED.items():
+        count = int((codes == code).sum())
+        if count:
+            print(f'skipped {count} image(s) {words}')
+    if not kept:
+        raise UserError(f'none of the {len(codes)} images could be decoded')
     return kept
 
 
 def skip_undecodable(dataset, workers=None):
     """Drops the samples of a FashionDataset whose image no longer decodes (broken since the split):
     the tutorial's DataLoader path would stop at the first one, in the middle of an epoch."""
-    ok = torch.cat([decoded for _, decoded in decoded_batches(dataset.data, workers)])
-    kept = keep_decoded(ok)
+    kept = keep_decoded(torch.cat([codes for _, codes in decoded_batches(dataset.data, workers)]))
     dataset.samples = [dataset.samples[i] for i in kept]
     dataset.data = [dataset.data[i] for i in kept]
     return dataset
@@ -263,14 +285,14 @@ def load_into_memory(dataset, workers=None):
     """
     width, height = IMAGE_SIZE
     images = torch.empty((len(dataset), height, width, 3), dtype=torch.uint8)
-    ok = torch.empty(len(dataset), dtype=torch.bool)
+    codes = torch.empty(len(dataset), dtype=torch.uint8)
     start = 0
-    for batch, decoded in decoded_batches(dataset.data, workers):
+    for batch, batch_codes in decoded_batches(dataset.data, workers):
         images[start:start + len(batch)] = batch
-        ok[start:start + len(batch)] = decoded
+        codes[start:start + len(batch)] = batch_codes
         start += len(batch)
-    kept = keep_decoded(ok)
-    if len(kept) < len(ok):
+    kept = keep_decoded(codes)
+    if len(kept) < len(codes):
         images = images[torch.tensor(kept)]
     labels = torch.tensor([dataset.samples[i][1:] for i in kept], dtype=torch.long)
     labels = {head: labels[:, j].contiguous() for j, head in enumerate(HEADS)}

@@ -15,7 +15,7 @@ import torch
 from allocator import keep_freed_memory
 from atomic import atomic_open
 from augment import prepare_batch
-from checkpoint import model_from_checkpoint
+from checkpoint import model_from_checkpoint, path_as_trained
 from cli import UserError, add_debug_flag, pick_device, positive_int, run_cli, shown
 from dataset import HEADS, TITLES, FashionDataset, val_transform
 from evaluate import autocast_for, majority_rates, validate, validation_precision
@@ -64,13 +64,11 @@ def split_to_score(args, state):
     saved = state.get('args') or {}
     if saved.get('val_csv') is None:
         return './val.csv'  # the tutorial's, for its bare state_dict
-    path = os.path.normpath(os.path.join(saved.get('workdir', ''), saved['val_csv']))  # as train.py had it
+    path, gone = path_as_trained(saved, 'val_csv')
+    if gone:
+        print(f'note: {gone}, which {args.checkpoint} was validated on, is not there; scoring {path} from here')
     if os.path.isfile(path):
         return path
-    if os.path.isfile(saved['val_csv']):  # the project moved, or was copied to this machine
-        print(f'note: {path}, which {args.checkpoint} was validated on, is not there; scoring '
-              f'{saved["val_csv"]} from here')
-        return saved['val_csv']
     raise UserError(f'{path}: no such file; {args.checkpoint} was validated on it. Pass --val-csv')
 
 

@@ -26,7 +26,8 @@ import distributed
 from allocator import keep_freed_memory
 from atomic import atomic_open
 from catalog import describe_download
-from checkpoint import check_same_vocab, checkpoint_load, checkpoint_save, load_weights, resumable_load
+from checkpoint import (check_same_vocab, checkpoint_load, checkpoint_save, load_weights, path_as_trained,
+                        resumable_load)
 from cli import (UserError, add_debug_flag, non_negative_float, non_negative_int, positive_float, positive_int,
                  run_cli, seed_number)
 from dataset import HEADS, AttributesDataset, FashionDataset, skip_undecodable, train_transform, val_transform
@@ -112,6 +113,8 @@ def build_parser():
 # new run.
 RESUMED_SETTINGS = ('epochs', 'batch_size', 'lr', 'warmup_epochs', 'schedule', 'seed', 'pretrained',
                     'val_every', 'save_every', 'train_csv', 'val_csv', 'attributes_file', 'data', 'workers')
+# Of those, the files: a relative path is from the folder the run started in.
+DATA_FILES = ('train_csv', 'val_csv', 'attributes_file')
 # Of those, what the run's learning-rate schedule and random draws were computed from.
 FIXED_ON_RESUME = ('batch_size', 'lr', 'warmup_epochs', 'schedule', 'seed')
 
@@ -130,9 +133,15 @@ def parse_args(argv=None, saved=None):
 
 def resumed_args(argv, resume, path):
     """The settings of a run resumed from `resume`, the checkpoint at `path`."""
-    saved = resume['args']
+    saved, gone = dict(resume['args']), {}
+    for key in DATA_FILES:  # as the run had them, wherever this command runs
+        if key in saved:
+            saved[key], gone[key] = path_as_trained(resume['args'], key)
     args = parse_args(argv, saved)
-    check_same_folder(args, saved, path)
+    for key, there in gone.items():
+        if there and getattr(args, key) == saved[key] and os.environ.get('RANK', '0') == '0':  # once under torchrun
+            print(f'note: {there}, which the run in {path} used, is not there; using {saved[key]} from here')
+    check_same_folder(args, resume['args'], path)
     for key in FIXED_ON_RESUME:
         if key in saved and getattr(args, key) != saved[key]:
             raise UserError(f'--{key.replace("_", "-")} {getattr(args, key)}: the run in {path} trained with '
@@ -421,7 +430,7 @@ def tensorboard_writer(args, run_name):
 
 def saved_args(args):
     # With the folder train.py runs in: the CSV paths are as given, maybe relative to it, and
-    # test.py scores the validation split from wherever it is run.
+    # --resume and test.py find them from wherever they are run (checkpoint.path_as_trained).
     return dict({k: v for k, v in vars(args).items() if k != 'debug'}, workdir=os.getcwd())
 
 

@@ -16,7 +16,7 @@ from catalog import image_problem, read_styles
 from checkpoint import checkpoint_load, checkpoint_save
 from cli import UserError, pick_device, run_cli
 from conftest import ROOT, run_script, train_args
-from dataset import AttributesDataset, FashionDataset, load_image, to_rgb
+from dataset import AttributesDataset, FashionDataset, load_image, load_into_memory, to_rgb
 
 HEADER = 'id,gender,masterCategory,subCategory,articleType,baseColour,season,year,usage,productDisplayName'
 ROW = '{},Men,Apparel,Topwear,Tshirts,Blue,Summer,2012,Casual,Roadster Men Blue Tshirts'
@@ -254,6 +254,32 @@ def test_split_rows_gone_bad_since_the_split_are_skipped_and_counted(small_split
     assert '2 empty or missing field' in out and '1 label not in the vocabulary' in out
     assert '2 image missing' in out
     assert not os.path.exists(MARKER)
+
+
+def test_pictures_we_may_no_longer_read_are_counted_as_such_not_as_missing_or_broken(small_split, monkeypatch,
+                                                                                   capsys):
+    # chmod 000 since the split, pretended (the tests may run as root, who reads anyway): on the
+    # folder of two pictures, which cannot then even be looked at, and on a third picture itself.
+    attributes = AttributesDataset(small_split['styles'])
+    paths = [line.split(',')[0] for line in open(small_split['val']).read().splitlines()[1:]]
+    folder_shut, file_shut = {os.path.basename(p) for p in paths[:2]}, os.path.basename(paths[2])
+    real_stat, real_open = os.stat, Image.open
+
+    def refuse(real, names):
+        def call(path, *args, **kwargs):
+            if os.path.basename(os.fspath(path)) in names:
+                raise PermissionError(13, 'Permission denied', os.fspath(path))
+            return real(path, *args, **kwargs)
+        return call
+
+    monkeypatch.setattr(os, 'stat', refuse(real_stat, folder_shut))
+    dataset = FashionDataset(small_split['val'], attributes)
+    assert len(dataset) == len(paths) - 2
+    assert 'skipped 2 row(s): 2 no permission to read it' in capsys.readouterr().out
+    monkeypatch.setattr(Image, 'open', refuse(real_open, {file_shut}))
+    images, _, kept = load_into_memory(dataset, workers=0)
+    assert len(kept) == len(images) == len(paths) - 3
+    assert capsys.readouterr().out.strip() == 'skipped 1 image(s) that we have no permission to read'
 
 
 @pytest.mark.parametrize('data', ['memory', 'loader'])

@@ -455,6 +455,28 @@ def test_the_original_command_resumes_from_another_folder_too(small_split, tmp_p
     assert checkpoint_load(os.path.join(run_dir, 'last.pth'))['epoch'] == 2 and not os.listdir(tmp_path / 'second')
 
 
+def test_a_run_on_the_tutorials_relative_paths_resumes_from_another_folder_and_a_moved_project(
+        small_split, tmp_path, monkeypatch, capsys):
+    # ./train.csv, ./val.csv and ./fashion-product-images/styles.csv, the defaults, from the split's folder
+    here = ['--checkpoints', str(tmp_path / 'runs'), '--run-name', 'run', '--device', 'cpu', '--workers', '0']
+    monkeypatch.chdir(small_split['base'])
+    last = os.path.join(train.main(here + ['--epochs', '1']), 'last.pth')
+    (tmp_path / 'elsewhere').mkdir()
+    monkeypatch.chdir(tmp_path / 'elsewhere')
+    train.main(['--resume', last, '--epochs', '2'])
+    resumed = checkpoint_load(last)
+    assert resumed['epoch'] == 2 and resumed['args']['train_csv'] == small_split['train']
+    assert resumed['args']['val_csv'] == small_split['val'] and resumed['args']['attributes_file'] == small_split['styles']
+    # The project moved (or was copied to another machine): the same names, from where it is now
+    moved = dict(resumed, args=dict(resumed['args'], workdir=str(tmp_path / 'gone'), train_csv='./train.csv'))
+    checkpoint_save(last, moved)
+    monkeypatch.chdir(small_split['base'])
+    capsys.readouterr()
+    train.main(['--resume', last, '--epochs', '3'])
+    assert f'note: {tmp_path / "gone" / "train.csv"}, which the run in {last} used, is not there; ' \
+           'using ./train.csv from here' in capsys.readouterr().out
+    assert checkpoint_load(last)['epoch'] == 3
+
 def test_a_ctrl_c_before_a_resumed_run_saves_names_the_checkpoint_it_resumed(full_run, tmp_path, monkeypatch,
                                                                              capsys):
     # A branch: a checkpoint copied into a folder of its own, with no last.pth yet.
