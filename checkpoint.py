@@ -97,7 +97,9 @@ def path_as_trained(saved, key):
     name, workdir = saved[key], saved.get('workdir')
     if not workdir or os.path.isabs(name) or os.path.realpath(workdir) == os.path.realpath(os.curdir):
         return name, None
-    there = os.path.normpath(os.path.join(workdir, name))
+    there = os.path.join(workdir, name)
+    if os.pardir not in there.split(os.sep):  # by text, '..' would skip a link: the system's way kept
+        there = os.path.normpath(there)
     if os.path.exists(there) or not os.path.exists(name):
         return there, None
     return name, there

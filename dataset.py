@@ -11,8 +11,8 @@ from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from catalog import (IMAGE_SIZE, LABEL_COLUMNS, NO_PERMISSION, REQUIRED_COLUMNS, UNREADABLE, format_counts, read_csv_rows,
-                     read_styles)
+from catalog import (IMAGE_SIZE, LABEL_COLUMNS, NO_PERMISSION, REQUIRED_COLUMNS, UNREADABLE, format_counts,
+                     read_csv_rows, read_styles)
 from cli import UserError
 
 MEAN = [0.485, 0.456, 0.406]  # ImageNet statistics, as in the tutorial
@@ -151,7 +151,7 @@ def missing_image(path):
         return None if stat.S_ISREG(os.stat(path).st_mode) else 'image missing'
     except PermissionError:  # a folder on its way we may not enter: images/ itself, say
         return NO_PERMISSION
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL byte in the path
         return 'image missing'
 
 
@@ -181,8 +181,9 @@ def read_annotations(annotation_path, attributes):
     if skipped:
         print(f'{annotation_path}: skipped {sum(skipped.values()):,} row(s): {format_counts(skipped)}')
     if not samples:
-        raise UserError(f'{annotation_path}: no usable row left (skipped {format_counts(skipped)}); '
-                        'run split_data.py again, with the --attributes_file it was made from')
+        what_to_do = ('let this user read its pictures' if skipped[NO_PERMISSION] else
+                      'run split_data.py again, with the --attributes_file it was made from')
+        raise UserError(f'{annotation_path}: no usable row left (skipped {format_counts(skipped)}); {what_to_do}')
     return samples
 
 
@@ -262,7 +263,7 @@ def keep_decoded(codes):
         if count:
             print(f'skipped {count} image(s) {words}')
     if not kept:
-        raise UserError(f'none of the {len(codes)} images could be decoded')
+        raise UserError(f'none of the {len(codes)} images could be read')
     return kept
 
 

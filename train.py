@@ -139,7 +139,10 @@ def resumed_args(argv, resume, path):
             saved[key], gone[key] = path_as_trained(resume['args'], key)
     args = parse_args(argv, saved)
     for key, there in gone.items():
-        if there and getattr(args, key) == saved[key] and os.environ.get('RANK', '0') == '0':  # once under torchrun
+        if getattr(args, key) not in (saved[key], resume['args'][key]):
+            continue  # another file, given on this command line
+        setattr(args, key, saved[key])  # the original command's, repeated: the run's file, too
+        if there and os.environ.get('RANK', '0') == '0':  # once under torchrun
             print(f'note: {there}, which the run in {path} used, is not there; using {saved[key]} from here')
     check_same_folder(args, resume['args'], path)
     for key in FIXED_ON_RESUME:

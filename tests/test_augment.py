@@ -37,14 +37,24 @@ def test_fixed_affine_gives_torchvision_pixels(angle, tx, ty, scale):
     assert same > 0.93
 
 
-def test_fixed_jitter_gives_torchvision_pixels():
-    x = as_uint8_batch(picture()).float() / 255
-    f = torch.tensor([1.2])
+def test_fixed_jitter_gives_torchvision_pixels_for_each_image_of_a_batch():
+    # Two pictures of different greys, each with its own factor: contrast blends each towards its
+    # own mean grey, not the batch's.
+    x = torch.cat([as_uint8_batch(picture(0)), as_uint8_batch(picture(1)) // 2]).float() / 255
+    f = torch.tensor([1.2, 0.75])
     for op, ref in ((0, TF.adjust_brightness), (1, TF.adjust_contrast), (2, TF.adjust_saturation)):
-        order = torch.tensor([[op, (op + 1) % 3, (op + 2) % 3]])
-        one = torch.ones(1)
-        factors = [f if i == op else one for i in range(3)]
-        assert torch.allclose(color_jitter(x, *factors, order), ref(x, 1.2), atol=1e-5)
+        order = torch.tensor([[op, (op + 1) % 3, (op + 2) % 3]] * 2)
+        factors = [f if i == op else torch.ones(2) for i in range(3)]
+        expected = torch.stack([ref(x[i], float(f[i])) for i in range(2)])
+        assert torch.allclose(color_jitter(x, *factors, order), expected, atol=1e-5), op
+
+
+def test_a_fixed_flip_mirrors_only_the_images_drawn_for_it():
+    x = torch.cat([as_uint8_batch(picture(s)) for s in range(2)]).float() / 255
+    assert not torch.equal(x.flip(-1), x)  # the textures are not symmetric
+    params = dict(identity_params(2), flip=torch.tensor([True, False]))
+    flipped = apply_params(x, params)
+    assert torch.equal(flipped[0], TF.hflip(x[0])) and torch.equal(flipped[1], x[1])
 
 
 def test_identity_draw_leaves_the_image_unchanged():

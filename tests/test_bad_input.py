@@ -242,6 +242,8 @@ def test_split_rows_gone_bad_since_the_split_are_skipped_and_counted(small_split
         rest[1].replace('.jpg', '-deleted.jpg'),                # image gone since the split
         ',Men,Tshirts,Blue',                                   # empty field
         rest[2].rsplit(',', 1)[0] + ',',                        # empty colour
+        rest[4].split(',')[0] + ',Men',                        # a row cut short
+        rest[5].replace('images/', 'images/\x00'),             # a NUL byte, which no path holds
         f'$(touch {MARKER}).jpg,' + ','.join(rest[3].split(',')[1:]),  # a path is only a name
     ]
     path = tmp_path / 'val.csv'
@@ -251,8 +253,8 @@ def test_split_rows_gone_bad_since_the_split_are_skipped_and_counted(small_split
     dataset = FashionDataset(str(path), attributes)
     assert len(dataset) == 3
     out = capsys.readouterr().out
-    assert '2 empty or missing field' in out and '1 label not in the vocabulary' in out
-    assert '2 image missing' in out
+    assert '3 empty or missing field' in out and '1 label not in the vocabulary' in out
+    assert '3 image missing' in out
     assert not os.path.exists(MARKER)
 
 
@@ -280,6 +282,9 @@ def test_pictures_we_may_no_longer_read_are_counted_as_such_not_as_missing_or_br
     images, _, kept = load_into_memory(dataset, workers=0)
     assert len(kept) == len(images) == len(paths) - 3
     assert capsys.readouterr().out.strip() == 'skipped 1 image(s) that we have no permission to read'
+    monkeypatch.setattr(os, 'stat', refuse(real_stat, {os.path.basename(p) for p in paths}))
+    with pytest.raises(UserError, match=f'skipped {len(paths)} no permission to read it\\); let this user read'):
+        FashionDataset(small_split['val'], attributes)
 
 
 @pytest.mark.parametrize('data', ['memory', 'loader'])

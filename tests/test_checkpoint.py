@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import checkpoint
-from checkpoint import checkpoint_load, checkpoint_save, model_from_checkpoint
+from checkpoint import checkpoint_load, checkpoint_save, model_from_checkpoint, path_as_trained
 from cli import UserError
 from conftest import file_size_limit
 from dataset import AttributesDataset
@@ -178,3 +178,22 @@ def test_a_checkpoint_the_system_will_not_let_us_read_is_named_as_such(tmp_path,
     monkeypatch.setattr(torch, 'load', refuse)
     with pytest.raises(UserError, match=r'last.pth: could not read it \(Permission denied\)$'):
         checkpoint_load(path)
+
+
+def test_a_runs_relative_path_names_from_elsewhere_the_file_it_named_where_the_run_was(tmp_path, monkeypatch):
+    # proj/fpi is a link to data/fpi: from proj, fpi/../train.csv is data/train.csv, as the system
+    # follows it, not proj/train.csv, as the text would say.
+    (tmp_path / 'data' / 'fpi').mkdir(parents=True)
+    (tmp_path / 'proj').mkdir()
+    (tmp_path / 'elsewhere').mkdir()
+    (tmp_path / 'proj' / 'fpi').symlink_to(tmp_path / 'data' / 'fpi')
+    (tmp_path / 'data' / 'train.csv').write_text('the run\'s split')
+    (tmp_path / 'proj' / 'train.csv').write_text('another split')
+    saved = {'train_csv': 'fpi/../train.csv', 'val_csv': './val.csv', 'workdir': str(tmp_path / 'proj')}
+    monkeypatch.chdir(tmp_path / 'elsewhere')
+    path, gone = path_as_trained(saved, 'train_csv')
+    assert open(path).read() == 'the run\'s split' and gone is None
+    # nothing there: where the run had it, for the message that names it
+    assert path_as_trained(saved, 'val_csv') == (str(tmp_path / 'proj' / 'val.csv'), None)
+    monkeypatch.chdir(tmp_path / 'proj')  # from the run's own folder: the name as given
+    assert path_as_trained(saved, 'train_csv') == ('fpi/../train.csv', None)

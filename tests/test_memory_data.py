@@ -7,9 +7,10 @@ import pytest
 import torch
 
 import dataset as dataset_module
+from augment import prepare_batch
 from dataset import AttributesDataset, FashionDataset, load_image, load_into_memory, val_transform
 from distributed import merge_shards
-from evaluate import predict_all, validate
+from evaluate import calculate_metrics, predict_all, validate
 from memory_data import InMemoryLoader
 from model import MultiOutputModel
 from train import lr_factor
@@ -112,6 +113,44 @@ def test_a_process_with_no_validation_picture_hands_on_an_empty_share():
     first = predict_all(model, shards[0], 'cpu')
     merged, _, _ = validate(model, shards[1], 'cpu', gather=lambda *mine: merge_shards([first, mine]))
     assert merged == whole
+
+
+def test_each_epoch_augments_with_a_draw_of_its_own_and_the_same_again_when_repeated():
+    # Eight copies of one textured picture: whatever order an epoch puts them in, its batches
+    # differ from another epoch's only through the augmentation's random draws.
+    picture = torch.randint(0, 256, (1, 3, 80, 60), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    images = picture.repeat(8, 1, 1, 1)
+    labels = {h: torch.zeros(8, dtype=torch.long) for h in ('gender', 'article', 'color')}
+    loader = InMemoryLoader(images, labels, 8, 'cpu', train=True, seed=5)
+
+    def batch_of(epoch):
+        loader.set_epoch(epoch)
+        return next(iter(loader))['img']
+
+    first = batch_of(1)
+    assert not torch.allclose(first, prepare_batch(images), atol=1e-3)  # augmented
+    assert not torch.allclose(first[0], first[1], atol=1e-3)  # a draw per picture
+    assert not torch.allclose(batch_of(2), first, atol=1e-3)  # and per epoch
+    assert torch.equal(batch_of(1), first)  # the same again for a resumed epoch
+
+
+def test_validation_loss_is_the_mean_over_pictures_whatever_the_batches():
+    # 8 pictures in batches of 5 and 3: the loss of each batch weighs by its size.
+    torch.manual_seed(0)
+    model = MultiOutputModel(n_color_classes=4, n_gender_classes=2, n_article_classes=3).eval()
+    images = torch.randint(0, 256, (8, 3, 80, 60), dtype=torch.uint8)
+    labels = {h: torch.tensor([0, 1, 1, 0, 1, 0, 0, 1]) for h in ('gender', 'article', 'color')}
+    in_batches, _, _ = validate(model, InMemoryLoader(images, labels, 5, 'cpu', train=False), 'cpu')
+    whole, _, _ = validate(model, InMemoryLoader(images, labels, 8, 'cpu', train=False), 'cpu')
+    assert in_batches['val_loss'] == pytest.approx(whole['val_loss'], rel=1e-5)
+    assert in_batches['val_samples'] == 8
+
+
+def test_balanced_accuracy_averages_the_recall_of_each_true_class():
+    truth = {h: np.array([0, 0, 0, 1]) for h in ('gender', 'article', 'color')}
+    predicted = {h: np.array([0, 0, 0, 0]) for h in ('gender', 'article', 'color')}
+    metrics = calculate_metrics(predicted, truth)
+    assert metrics['gender_accuracy'] == 0.75 and metrics['gender_balanced_accuracy'] == 0.5
 
 
 def test_learning_rate_warm_up_and_cosine():

@@ -1,3 +1,4 @@
+import math
 from collections import Counter
 
 import pytest
@@ -34,6 +35,14 @@ def test_loss_is_the_sum_of_the_heads():
     assert set(parts) == {'color', 'gender', 'article'}
     assert torch.allclose(total, sum(parts.values()))
     assert torch.equal(model.get_loss(output, labels)[0], total)  # the tutorial's method form
+    # each head's loss is the cross-entropy averaged over the batch: with all logits equal,
+    # log(number of classes), whatever the batch size
+    for n in (1, 8):
+        zeros = {head: torch.zeros(n, size) for head, size in (('color', 7), ('gender', 3), ('article', 11))}
+        total, parts = get_loss(zeros, batch(n)[1])
+        assert parts['color'].item() == pytest.approx(math.log(7))
+        assert parts['article'].item() == pytest.approx(math.log(11))
+        assert total.item() == pytest.approx(math.log(7 * 3 * 11))
 
 
 def test_every_parameter_gets_a_gradient():

@@ -169,6 +169,14 @@ def test_every_kind_of_picture_is_predicted_and_broken_ones_are_reported(checkpo
     lines = result.stdout.splitlines()
     header = next(line for line in lines if line.startswith('image'))
     assert header.index('gender') < header.index('article type') < header.index('colour')
+    # each picture's lines of the table: rank r's labels and probabilities on line r
+    row = next(row for row in rows if not row['error'])
+    first = next(i for i, line in enumerate(lines) if line.startswith(row['image'] + ' '))
+    for rank, line in enumerate(lines[first:first + 3]):
+        for head in HEADS:
+            top = row[f'{head}_topk'].split(';')  # fewer than 3 where a head has fewer classes
+            label, prob = top[rank].rsplit(':', 1) if rank < len(top) else ('', None)
+            assert f'{label} ' in line and (prob is None or f'{float(prob):6.1%}' in line), (rank, head, line)
     assert '9 of 12 image(s) predicted, 3 unreadable' in result.stdout
 
 

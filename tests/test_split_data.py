@@ -157,6 +157,15 @@ def test_max_images_caps_the_split(quirky_catalog, tmp_path):
     result = split_data.main(['--input', quirky_catalog['root'], '--output', str(tmp_path),
                               '--max-images', '50', '--workers', '1'])
     assert (result['train'], result['val']) == (40, 10)
+    # 50 drawn from the whole catalog, not its first 50 rows: another seed keeps others
+    result = split_data.main(['--input', quirky_catalog['root'], '--output', str(tmp_path / 'seed-2'),
+                              '--max-images', '50', '--workers', '1', '--seed', '2'])
+
+    def kept(folder):
+        return {os.path.basename(line.split(',')[0]) for name in ('train.csv', 'val.csv')
+                for line in open(folder / name).read().splitlines()[1:]}
+    assert len(kept(tmp_path)) == len(kept(tmp_path / 'seed-2')) == 50
+    assert kept(tmp_path) != kept(tmp_path / 'seed-2')
 
 
 @pytest.mark.parametrize('flags', [['--max-images', '1'], ['--val-fraction', '0.001']])

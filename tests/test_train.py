@@ -21,6 +21,7 @@ from checkpoint import checkpoint_load, checkpoint_save, model_from_checkpoint
 from cli import UserError
 from conftest import ROOT, file_size_limit, run_script, train_args
 from evaluate import validation_precision
+from memory_data import InMemoryLoader
 
 EPOCHS = 3
 
@@ -34,11 +35,22 @@ def same_weights(a, b):
     return all(torch.equal(a[k], b[k]) for k in a)
 
 
+TRAINING_ORDERS = []  # full_run's order of the training pictures, epoch by epoch
+
+
 @pytest.fixture(scope='module')
 def full_run(small_split, tmp_path_factory):
     """An uninterrupted run that the interrupted ones must reproduce exactly."""
-    run_dir = train.main(train_args(small_split, tmp_path_factory.mktemp('full'), '--epochs', EPOCHS,
-                                    '--val-every', 1, '--save-every', 2))
+    def recorded(loader, epoch):
+        set_epoch(loader, epoch)
+        if loader.train:
+            TRAINING_ORDERS.append(loader.indices())
+
+    with pytest.MonkeyPatch.context() as patch:
+        set_epoch = InMemoryLoader.set_epoch
+        patch.setattr(InMemoryLoader, 'set_epoch', recorded)
+        run_dir = train.main(train_args(small_split, tmp_path_factory.mktemp('full'), '--epochs', EPOCHS,
+                                        '--val-every', 1, '--save-every', 2))
     return run_dir
 
 
@@ -47,6 +59,8 @@ def test_a_run_writes_checkpoints_metrics_and_curves(full_run, small_split):
                                             'checkpoint-000003.pth', 'curves.png', 'last.pth', 'metrics.csv']
     rows = metrics_rows(full_run)
     assert [int(r['epoch']) for r in rows] == [1, 2, 3]
+    assert len(TRAINING_ORDERS) == 3 and not any(torch.equal(a, b) for a, b in  # shuffled anew each epoch
+                                               zip(TRAINING_ORDERS, TRAINING_ORDERS[1:]))
     assert all(r['gender_accuracy'] != '' for r in rows)
     state = checkpoint_load(os.path.join(full_run, 'last.pth'))
     assert state['epoch'] == EPOCHS and state['args']['epochs'] == EPOCHS
@@ -463,10 +477,11 @@ def test_a_run_on_the_tutorials_relative_paths_resumes_from_another_folder_and_a
     last = os.path.join(train.main(here + ['--epochs', '1']), 'last.pth')
     (tmp_path / 'elsewhere').mkdir()
     monkeypatch.chdir(tmp_path / 'elsewhere')
-    train.main(['--resume', last, '--epochs', '2'])
+    train.main(here + ['--train-csv', './train.csv', '--resume', last, '--epochs', '2'])  # the original, repeated
     resumed = checkpoint_load(last)
     assert resumed['epoch'] == 2 and resumed['args']['train_csv'] == small_split['train']
-    assert resumed['args']['val_csv'] == small_split['val'] and resumed['args']['attributes_file'] == small_split['styles']
+    assert resumed['args']['val_csv'] == small_split['val']
+    assert resumed['args']['attributes_file'] == small_split['styles']
     # The project moved (or was copied to another machine): the same names, from where it is now
     moved = dict(resumed, args=dict(resumed['args'], workdir=str(tmp_path / 'gone'), train_csv='./train.csv'))
     checkpoint_save(last, moved)
@@ -476,6 +491,7 @@ def test_a_run_on_the_tutorials_relative_paths_resumes_from_another_folder_and_a
     assert f'note: {tmp_path / "gone" / "train.csv"}, which the run in {last} used, is not there; ' \
            'using ./train.csv from here' in capsys.readouterr().out
     assert checkpoint_load(last)['epoch'] == 3
+
 
 def test_a_ctrl_c_before_a_resumed_run_saves_names_the_checkpoint_it_resumed(full_run, tmp_path, monkeypatch,
                                                                              capsys):

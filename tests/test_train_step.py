@@ -2,6 +2,7 @@
 # rate) must train exactly like textbook Adam and survive a checkpoint. Its optimizer runs
 # anywhere, so it is checked everywhere; the graph itself needs a GPU, and its test is skipped
 # without one.
+import copy
 import io
 import threading
 import time
@@ -93,6 +94,31 @@ def test_both_optimizers_take_the_textbook_adam_steps_and_follow_the_schedule():
             assert optimizer.param_groups[0]['lr'] is lr
         for a, b in zip(reference_model.parameters(), model.parameters()):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_steps_in_a_row_take_the_reference_adam_steps_on_the_schedule():
+    # Each call of TrainStep: a gradient of its own batch (not added to the last one's), one Adam
+    # step and one step of the schedule, as the textbook loop does them.
+    torch.manual_seed(0)
+    model = MultiOutputModel.for_attributes(SimpleNamespace(num_genders=3, num_articles=7, num_colors=5)).eval()
+    reference_model = copy.deepcopy(model)
+    optimizer = make_optimizer(model, 1e-2, CPU, cuda_graphs=False)
+    step = TrainStep(model, optimizer, warmup_schedule(optimizer), nullcontext)
+    reference = torch.optim.Adam(reference_model.parameters(), lr=1e-2, foreach=False)
+    reference_schedule = warmup_schedule(reference)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        images = torch.randn(4, 3, 80, 60, generator=g)
+        targets = {f'{head}_labels': torch.randint(0, n, (4,), generator=g)
+                   for head, n in (('gender', 3), ('article', 7), ('color', 5))}
+        step(images, targets)
+        reference.zero_grad()
+        get_loss(reference_model(images), targets)[0].backward()
+        reference.step()
+        reference_schedule.step()
+    assert optimizer.param_groups[0]['lr'] == pytest.approx(reference.param_groups[0]['lr']) == pytest.approx(1e-2)
+    for a, b in zip(reference_model.parameters(), model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 def trained_and_saved(cuda_graphs):
