@@ -181,7 +181,7 @@ def read_annotations(annotation_path, attributes):
     if skipped:
         print(f'{annotation_path}: skipped {sum(skipped.values()):,} row(s): {format_counts(skipped)}')
     if not samples:
-        what_to_do = ('let this user read its pictures' if skipped[NO_PERMISSION] else
+        what_to_do = ('let this user read its pictures' if skipped.most_common(1)[0][0] == NO_PERMISSION else
                       'run split_data.py again, with the --attributes_file it was made from')
         raise UserError(f'{annotation_path}: no usable row left (skipped {format_counts(skipped)}); {what_to_do}')
     return samples
@@ -192,6 +192,7 @@ class FashionDataset(Dataset):
         super().__init__()
         self.transform = transform
         self.attr = attributes
+        self.annotation_path = annotation_path
         self.samples = read_annotations(annotation_path, attributes)
         self.data = [s[0] for s in self.samples]  # image paths, as the tutorial named them
 
@@ -255,7 +256,7 @@ def decoded_batches(paths, workers=None):
                       num_workers=min(workers, len(paths) // (2 * DECODE_BATCH)), generator=torch.Generator())
 
 
-def keep_decoded(codes):
+def keep_decoded(codes, source):
     """The indices of the samples whose image decoded (code 0); says how many did not, and why."""
     kept = (codes == 0).nonzero().squeeze(1).tolist()
     for code, words in NOT_DECODED.items():
@@ -263,14 +264,15 @@ def keep_decoded(codes):
         if count:
             print(f'skipped {count} image(s) {words}')
     if not kept:
-        raise UserError(f'none of the {len(codes)} images could be read')
+        raise UserError(f'{source}: none of its {len(codes)} pictures could be read')
     return kept
 
 
 def skip_undecodable(dataset, workers=None):
     """Drops the samples of a FashionDataset whose image no longer decodes (broken since the split):
     the tutorial's DataLoader path would stop at the first one, in the middle of an epoch."""
-    kept = keep_decoded(torch.cat([codes for _, codes in decoded_batches(dataset.data, workers)]))
+    kept = keep_decoded(torch.cat([codes for _, codes in decoded_batches(dataset.data, workers)]),
+                        dataset.annotation_path)
     dataset.samples = [dataset.samples[i] for i in kept]
     dataset.data = [dataset.data[i] for i in kept]
     return dataset
@@ -292,7 +294,7 @@ def load_into_memory(dataset, workers=None):
         images[start:start + len(batch)] = batch
         codes[start:start + len(batch)] = batch_codes
         start += len(batch)
-    kept = keep_decoded(codes)
+    kept = keep_decoded(codes, dataset.annotation_path)
     if len(kept) < len(codes):
         images = images[torch.tensor(kept)]
     labels = torch.tensor([dataset.samples[i][1:] for i in kept], dtype=torch.long)

@@ -144,6 +144,11 @@ def resumed_args(argv, resume, path):
         setattr(args, key, saved[key])  # the original command's, repeated: the run's file, too
         if there and os.environ.get('RANK', '0') == '0':  # once under torchrun
             print(f'note: {there}, which the run in {path} used, is not there; using {saved[key]} from here')
+    # The run's own files, from another folder: the checkpoint keeps them as the run named them,
+    # from its folder, so that the project may still move (path_as_trained).
+    own = [key for key in gone if getattr(args, key) == saved[key] != resume['args'][key]]
+    if own and all(key in own or os.path.isabs(getattr(args, key)) for key in gone):
+        args.as_saved = dict({key: resume['args'][key] for key in own}, workdir=resume['args']['workdir'])
     check_same_folder(args, resume['args'], path)
     for key in FIXED_ON_RESUME:
         if key in saved and getattr(args, key) != saved[key]:
@@ -353,6 +358,22 @@ def first_non_finite(losses):
     return int(bad[0]) if len(bad) else None
 
 
+def batches_of(loader, csv_path, epoch):
+    """The loader's batches; a picture that went bad during the run (the tutorial's DataLoader
+    path reads them every epoch) stops it in one line, not a DataLoader worker's traceback."""
+    batches = iter(loader)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except OSError as error:  # gone, no permission, truncated; from a worker, its traceback as text
+            reason = str(error).strip().splitlines()[-1]
+            raise UserError(f'{csv_path}: a picture could no longer be read in epoch {epoch} ({reason}); '
+                            'resume from the last checkpoint, which skips it') from error
+        yield batch
+
+
 def train_one_epoch(model, loader, train_step, epoch, args, context, channels_last):
     model.train()
     device = context.device
@@ -363,8 +384,8 @@ def train_one_epoch(model, loader, train_step, epoch, args, context, channels_la
     sizes, checked = [], 0  # the steps before `checked` are known to have finite losses
     # On a terminal the bar is cleared after the epoch; in a log file or pipe it is kept and ends
     # its line, so the summary line that follows gets a line of its own.
-    bar = tqdm(loader, desc=f'epoch {epoch}/{args.epochs}', unit='batch', leave=not sys.stderr.isatty(),
-               disable=not context.is_main)
+    bar = tqdm(batches_of(loader, args.train_csv, epoch), total=steps, desc=f'epoch {epoch}/{args.epochs}',
+               unit='batch', leave=not sys.stderr.isatty(), disable=not context.is_main)
     for step, batch in enumerate(bar):
         images = batch['img'].to(device, non_blocking=True)
         if channels_last:
@@ -434,7 +455,8 @@ def tensorboard_writer(args, run_name):
 def saved_args(args):
     # With the folder train.py runs in: the CSV paths are as given, maybe relative to it, and
     # --resume and test.py find them from wherever they are run (checkpoint.path_as_trained).
-    return dict({k: v for k, v in vars(args).items() if k != 'debug'}, workdir=os.getcwd())
+    settings = {k: v for k, v in vars(args).items() if k not in ('debug', 'as_saved')}
+    return {**settings, 'workdir': os.getcwd(), **getattr(args, 'as_saved', {})}
 
 
 def build_model(attributes, pretrained):

@@ -287,6 +287,19 @@ def test_pictures_we_may_no_longer_read_are_counted_as_such_not_as_missing_or_br
         FashionDataset(small_split['val'], attributes)
 
 
+def test_a_picture_that_goes_bad_during_an_epoch_of_the_dataloader_path_stops_the_run_in_one_line(
+        small_split, tmp_path, monkeypatch):
+    # Taken away after the first pass that skips what does not decode: found by a worker process
+    # of the DataLoader, which hands on its traceback as text.
+    def refuse(dataset, i):
+        raise PermissionError(13, 'Permission denied', dataset.data[i])
+
+    monkeypatch.setattr(FashionDataset, '__getitem__', refuse)
+    with pytest.raises(UserError, match=r'train.csv: a picture could no longer be read in epoch 1 \(PermissionError: '
+                                        r"\[Errno 13\] Permission denied: '.*\.jpg'\); resume from the last"):
+        train.main(train_args(small_split, tmp_path, '--epochs', 1, '--data', 'loader', '--workers', 1))
+
+
 @pytest.mark.parametrize('data', ['memory', 'loader'])
 def test_an_image_broken_since_the_split_is_skipped_on_either_data_path(small_split, tmp_path, capsys, data):
     copy = tmp_path / 'split'
