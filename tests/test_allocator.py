@@ -1,6 +1,5 @@
 # allocator.py: on a CPU, freed tensors' memory is kept for the next ones instead of going back to
 # the kernel, whose fresh pages cost a page fault each; and the scripts that run the model set it.
-import importlib.util
 import json
 import os
 import platform
@@ -15,6 +14,7 @@ import predict
 import train
 from allocator import keep_freed_memory
 from conftest import ROOT, train_args
+from demo import load_test_script
 
 GLIBC = sys.platform.startswith('linux') and platform.libc_ver()[0] == 'glibc'
 
@@ -60,14 +60,6 @@ def test_only_the_cpu_is_set():
     # A GPU's memory has PyTorch's own caching allocator; the host then allocates little.
     assert not keep_freed_memory(torch.device('cuda'))
     assert not keep_freed_memory(torch.device('meta'))
-
-
-def load_test_script():
-    # Under a name of its own: `test` is also Python's regression-test package.
-    spec = importlib.util.spec_from_file_location('test_script', os.path.join(ROOT, 'test.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_train_test_and_predict_set_it_for_the_device_they_run_on(small_split, tmp_path, monkeypatch):

@@ -404,6 +404,7 @@ def test_an_ignored_ctrl_c_stays_ignored_and_debug_keeps_the_traceback():
     (['--batch-size', '0'], ['--batch-size', 'at least 1']),
     (['--lr', 'fast'], ['--lr', 'not a number']),
     (['--lr', '-1'], ['--lr', 'above 0']),
+    (['--lr', '0'], ['--lr', 'above 0']),
     (['--lr', 'nan'], ['--lr']),
     (['--warmup-epochs', 'inf'], ['--warmup-epochs', 'finite']),
     (['--warmup-epochs', 'nan'], ['--warmup-epochs', 'finite']),

@@ -5,8 +5,10 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import torch
 
+import distributed
 import train
 from checkpoint import checkpoint_load
 from conftest import ROOT, run_script, train_args
@@ -78,3 +80,21 @@ def test_the_dataloader_path_draws_other_augmentations_on_each_process():
     assert torch.equal(draws(0, 1), draws(0, 1))  # seeded: a resumed run draws the same
     assert not torch.equal(draws(0, 1), draws(1, 1))  # but each process draws its own
     assert not torch.equal(draws(0, 1), draws(0, 2))  # and each epoch
+
+
+def test_shards_merge_in_rank_order_with_their_losses_summed():
+    first = ({'gender': np.array([0, 1])}, {'gender': np.array([1, 1])}, 2.0)
+    second = ({'gender': np.array([2])}, {'gender': np.array([0])}, 3.0)
+    predicted, truth, loss_sum = distributed.merge_shards([first, second])
+    assert predicted['gender'].tolist() == [0, 1, 2] and truth['gender'].tolist() == [1, 1, 0]
+    assert loss_sum == 5.0
+
+
+def test_a_process_whose_weights_differ_from_rank_0s_is_found(monkeypatch):
+    # Two processes, pretended: what rank 0 broadcasts (its weights), and the flag's reduction.
+    model, context = torch.nn.Linear(2, 2), distributed.Context(world_size=2)
+    monkeypatch.setattr(distributed.dist, 'all_reduce', lambda tensor, op=None: None)
+    monkeypatch.setattr(distributed.dist, 'broadcast', lambda tensor, src: None)
+    assert distributed.replicas_identical(model, context)
+    monkeypatch.setattr(distributed.dist, 'broadcast', lambda tensor, src: tensor.add_(1))
+    assert not distributed.replicas_identical(model, context)

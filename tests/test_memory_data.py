@@ -10,7 +10,7 @@ import dataset as dataset_module
 from augment import prepare_batch
 from dataset import AttributesDataset, FashionDataset, load_image, load_into_memory, val_transform
 from distributed import merge_shards
-from evaluate import calculate_metrics, predict_all, validate
+from evaluate import calculate_metrics, majority_rates, predict_all, validate
 from memory_data import InMemoryLoader
 from model import MultiOutputModel
 from train import lr_factor
@@ -151,6 +151,8 @@ def test_balanced_accuracy_averages_the_recall_of_each_true_class():
     predicted = {h: np.array([0, 0, 0, 0]) for h in ('gender', 'article', 'color')}
     metrics = calculate_metrics(predicted, truth)
     assert metrics['gender_accuracy'] == 0.75 and metrics['gender_balanced_accuracy'] == 0.5
+    truth = {'gender': np.array([0, 1, 1, 1]), 'article': np.array([2, 2, 0, 1]), 'color': np.array([3, 3, 3, 3])}
+    assert majority_rates(truth) == {'gender': 0.75, 'article': 0.5, 'color': 1.0}  # the commonest class's share
 
 
 def test_learning_rate_warm_up_and_cosine():

@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 
+import plots
 from cli import UserError
 from conftest import file_size_limit
 from plots import draw_figures, plot_confusion_matrix, visualize_grid
@@ -82,3 +83,10 @@ def test_a_ctrl_c_stops_the_drawing_processes_without_a_traceback_from_each(tmp_
     with pytest.raises(RuntimeError, match='2 of 2 figures could not be drawn'):
         draw_figures(jobs, parallel=True)
     assert 'Traceback' not in capfd.readouterr().err
+
+
+def test_each_row_of_a_confusion_matrix_is_a_true_classs_share_of_each_prediction(tmp_path, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(plots, 'save_figure', lambda fig, path: drawn.append(fig.axes[0].images[0].get_array()))
+    plot_confusion_matrix(np.array([0, 0, 0, 1]), np.array([0, 1, 1, 1]), ['a', 'b'], 'title', str(tmp_path / 'c.png'))
+    np.testing.assert_allclose(np.asarray(drawn[0]), [[1 / 3, 2 / 3], [0, 1]])

@@ -282,6 +282,7 @@ def test_onnx_export_matches_pytorch_for_any_batch_size(checkpoint, catalog, tmp
 
     session = ort.InferenceSession(str(onnx_path), providers=['CPUExecutionProvider'])
     assert [i.name for i in session.get_inputs()] == [sidecar['input']['name']] == ['image']
+    assert sidecar['input']['shape'] == ['batch', 3, 80, 60] and session.get_inputs()[0].shape[1:] == [3, 80, 60]
     assert [o.name for o in session.get_outputs()] == ['gender', 'article', 'color']
     arrays = [predict.read_image(path)[0] for path in catalog_images(catalog)[:5]]
     batch = prepare_batch(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2))

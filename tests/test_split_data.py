@@ -168,6 +168,14 @@ def test_max_images_caps_the_split(quirky_catalog, tmp_path):
     assert kept(tmp_path) != kept(tmp_path / 'seed-2')
 
 
+def test_any_mode_keeps_the_pictures_that_are_not_rgb(quirky_catalog, tmp_path):
+    plain = split_data.main(['--input', quirky_catalog['root'], '--output', str(tmp_path / 'plain'), '--workers', '1'])
+    kept = split_data.main(['--input', quirky_catalog['root'], '--output', str(tmp_path / 'any'), '--workers', '1',
+                            '--any-mode'])
+    assert plain['skipped']['not RGB'] > 0 and 'not RGB' not in kept['skipped']
+    assert kept['train'] + kept['val'] == plain['train'] + plain['val'] + plain['skipped']['not RGB']
+
+
 @pytest.mark.parametrize('flags', [['--max-images', '1'], ['--val-fraction', '0.001']])
 def test_flags_that_leave_a_side_empty_are_named(quirky_catalog, tmp_path, flags):
     with pytest.raises(UserError, match=r'--max-images .* --val-fraction .* each needs at least one'):

@@ -1,4 +1,5 @@
 # train.py end to end on a small sample catalog: what it writes, resuming, and faults.
+import argparse
 import csv
 import errno
 import json
@@ -20,6 +21,7 @@ import train_step
 from checkpoint import checkpoint_load, checkpoint_save, model_from_checkpoint
 from cli import UserError
 from conftest import ROOT, file_size_limit, run_script, train_args
+from demo import load_test_script
 from evaluate import validation_precision
 from memory_data import InMemoryLoader
 
@@ -54,6 +56,19 @@ def full_run(small_split, tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.parametrize('flag,value', [('--batch-size', '8'), ('--lr', '0.01'), ('--warmup-epochs', '1.5'),
+                                        ('--schedule', 'cosine'), ('--seed', '7')])
+def test_a_resumed_run_refuses_another_recipe(full_run, flag, value):
+    assert flag[2:].replace('-', '_') in train.FIXED_ON_RESUME
+    with pytest.raises(UserError, match=f'{flag} {value}: the run in .* trained with .*, and a resumed run keeps it'):
+        train.main(['--resume', os.path.join(full_run, 'last.pth'), '--epochs', '9', flag, value, '--device', 'cpu'])
+
+
+def test_an_infinite_loss_is_found_as_a_nan_is():
+    assert train.first_non_finite(torch.tensor([1.0, float('inf'), float('nan')])) == 1
+    assert train.first_non_finite(torch.tensor([1.0, 2.0])) is None
+
+
 def test_a_run_writes_checkpoints_metrics_and_curves(full_run, small_split):
     assert sorted(os.listdir(full_run)) == ['args.json', 'best.pth', 'checkpoint-000002.pth',
                                             'checkpoint-000003.pth', 'curves.png', 'last.pth', 'metrics.csv']
@@ -61,6 +76,15 @@ def test_a_run_writes_checkpoints_metrics_and_curves(full_run, small_split):
     assert [int(r['epoch']) for r in rows] == [1, 2, 3]
     assert len(TRAINING_ORDERS) == 3 and not any(torch.equal(a, b) for a, b in  # shuffled anew each epoch
                                                zip(TRAINING_ORDERS, TRAINING_ORDERS[1:]))
+    # best.pth: the epoch of the best mean accuracy over the three heads; metrics.csv: the figures
+    # the checkpoint keeps, to 6 digits
+    state = checkpoint_load(os.path.join(full_run, 'last.pth'))
+    means = [sum(float(r[f'{h}_accuracy']) for h in ('gender', 'article', 'color')) / 3 for r in rows]
+    assert state['best']['score'] == pytest.approx(max(means), abs=1e-5)
+    assert state['best']['epoch'] == 1 + means.index(max(means))
+    for row, kept in zip(rows, state['history']):
+        for key in ('train_loss', 'val_loss', 'lr', 'article_balanced_accuracy'):
+            assert float(row[key]) == pytest.approx(kept[key], rel=1e-5), key
     assert all(r['gender_accuracy'] != '' for r in rows)
     state = checkpoint_load(os.path.join(full_run, 'last.pth'))
     assert state['epoch'] == EPOCHS and state['args']['epochs'] == EPOCHS
@@ -536,6 +560,12 @@ def test_a_run_resumed_on_another_number_of_processes_keeps_to_its_schedule_by_e
     assert scheduler.last_epoch == 10
     assert optimizer.param_groups[0]['lr'] == pytest.approx(args.lr * 0.5 * (1 + math.cos(math.pi / 3)))
     assert optimizer.param_groups[0]['lr'] == pytest.approx(before)  # the same point of the curve
+
+
+def test_test_py_writes_beside_the_checkpoint_in_a_folder_named_after_it():
+    test_script = load_test_script()
+    args = argparse.Namespace(output=None, checkpoint=os.path.join('runs', 'r', 'best.pth'))
+    assert test_script.output_folder(args) == os.path.abspath(os.path.join('runs', 'r', 'eval-best'))
 
 
 def test_test_script_writes_metrics_and_pictures(full_run, small_split, tmp_path):
