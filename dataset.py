@@ -181,8 +181,8 @@ def read_annotations(annotation_path, attributes):
     if skipped:
         print(f'{annotation_path}: skipped {sum(skipped.values()):,} row(s): {format_counts(skipped)}')
     if not samples:
-        what_to_do = ('let this user read its pictures' if skipped.most_common(1)[0][0] == NO_PERMISSION else
-                      'run split_data.py again, with the --attributes_file it was made from')
+        what_to_do = ('let this user read its pictures' if 2 * skipped[NO_PERMISSION] >= sum(skipped.values())
+                      else 'run split_data.py again, with the --attributes_file it was made from')
         raise UserError(f'{annotation_path}: no usable row left (skipped {format_counts(skipped)}); {what_to_do}')
     return samples
 

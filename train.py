@@ -369,8 +369,10 @@ def batches_of(loader, csv_path, epoch):
             return
         except OSError as error:  # gone, no permission, truncated; from a worker, its traceback as text
             reason = str(error).strip().splitlines()[-1]
-            raise UserError(f'{csv_path}: a picture could no longer be read in epoch {epoch} ({reason}); '
-                            'resume from the last checkpoint, which skips it') from error
+            kind = type(error).__name__
+            reason = reason if reason.startswith(kind) else f'{kind}: {reason}'  # as a worker words it
+            raise UserError(f'{csv_path}: reading its pictures failed in epoch {epoch} ({reason}); a new or '
+                            'resumed run checks them first and skips those it cannot read') from error
         yield batch
 
 

@@ -295,9 +295,11 @@ def test_a_picture_that_goes_bad_during_an_epoch_of_the_dataloader_path_stops_th
         raise PermissionError(13, 'Permission denied', dataset.data[i])
 
     monkeypatch.setattr(FashionDataset, '__getitem__', refuse)
-    with pytest.raises(UserError, match=r'train.csv: a picture could no longer be read in epoch 1 \(PermissionError: '
-                                        r"\[Errno 13\] Permission denied: '.*\.jpg'\); resume from the last"):
-        train.main(train_args(small_split, tmp_path, '--epochs', 1, '--data', 'loader', '--workers', 1))
+    for workers in (0, 1):  # raised here, or by a worker process
+        with pytest.raises(UserError, match=r"train.csv: reading its pictures failed in epoch 1 \(PermissionError: "
+                                            r"\[Errno 13\] Permission denied: '.*\.jpg'\); a new or resumed run"):
+            train.main(train_args(small_split, tmp_path / str(workers), '--epochs', 1, '--data', 'loader',
+                                  '--workers', workers))
 
 
 @pytest.mark.parametrize('data', ['memory', 'loader'])
