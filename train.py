@@ -138,17 +138,7 @@ def resumed_args(argv, resume, path):
         if key in saved:
             saved[key], gone[key] = path_as_trained(resume['args'], key)
     args = parse_args(argv, saved)
-    for key, there in gone.items():
-        if getattr(args, key) not in (saved[key], resume['args'][key]):
-            continue  # another file, given on this command line
-        setattr(args, key, saved[key])  # the original command's, repeated: the run's file, too
-        if there and os.environ.get('RANK', '0') == '0':  # once under torchrun
-            print(f'note: {there}, which the run in {path} used, is not there; using {saved[key]} from here')
-    # The run's own files, from another folder: the checkpoint keeps them as the run named them,
-    # from its folder, so that the project may still move (path_as_trained).
-    own = [key for key in gone if getattr(args, key) == saved[key] != resume['args'][key]]
-    if own and all(key in own or os.path.isabs(getattr(args, key)) for key in gone):
-        args.as_saved = dict({key: resume['args'][key] for key in own}, workdir=resume['args']['workdir'])
+    take_the_runs_files(args, resume['args'], saved, gone, path)
     check_same_folder(args, resume['args'], path)
     for key in FIXED_ON_RESUME:
         if key in saved and getattr(args, key) != saved[key]:
@@ -158,6 +148,23 @@ def resumed_args(argv, resume, path):
         raise UserError(f'--epochs {args.epochs}: the run in {path} has done {resume["epoch"]} epochs '
                         'already; give a larger --epochs to train it further')
     return args
+
+
+def take_the_runs_files(args, original, resolved, gone, path):
+    """The data files of a resumed run: the run's own, where the command line names none or
+    repeats the original command's (`original`), as `resolved` from here by path_as_trained, which
+    found them `gone` from the run's folder where the project moved."""
+    for key, there in gone.items():
+        if getattr(args, key) not in (resolved[key], original[key]):
+            continue  # another file, given on this command line
+        setattr(args, key, resolved[key])
+        if there and os.environ.get('RANK', '0') == '0':  # once under torchrun
+            print(f'note: {there}, which the run in {path} used, is not there; using {resolved[key]} from here')
+    # The run's own files, from another folder: the checkpoint keeps them as the run named them,
+    # from its folder, so that the project may still move (path_as_trained).
+    own = [key for key in gone if getattr(args, key) == resolved[key] != original[key]]
+    if own and all(key in own or os.path.isabs(getattr(args, key)) for key in gone):
+        args.as_saved = dict({key: original[key] for key in own}, workdir=original['workdir'])
 
 
 def check_same_folder(args, saved, path):
