@@ -259,7 +259,7 @@ def test_split_rows_gone_bad_since_the_split_are_skipped_and_counted(small_split
 
 
 def test_pictures_we_may_no_longer_read_are_counted_as_such_not_as_missing_or_broken(small_split, monkeypatch,
-                                                                                   capsys):
+                                                                                   capsys, tmp_path):
     # chmod 000 since the split, pretended (the tests may run as root, who reads anyway): on the
     # folder of two pictures, which cannot then even be looked at, and on a third picture itself.
     attributes = AttributesDataset(small_split['styles'])
@@ -282,6 +282,20 @@ def test_pictures_we_may_no_longer_read_are_counted_as_such_not_as_missing_or_br
     images, _, kept = load_into_memory(dataset, workers=0)
     assert len(kept) == len(images) == len(paths) - 3
     assert capsys.readouterr().out.strip() == 'skipped 1 image(s) that we have no permission to read'
+    monkeypatch.setattr(Image, 'open', refuse(real_open, {os.path.basename(p) for p in paths}))
+    with pytest.raises(UserError, match=f'{small_split["val"]}: none of its {len(dataset)} pictures could be read'):
+        load_into_memory(dataset, workers=0)
+    monkeypatch.setattr(Image, 'open', real_open)
+    # Nothing usable: the hint of the reason at least half the rows share, in either order
+    lines = open(small_split['val']).read().splitlines()
+    folder = os.path.dirname(small_split['val'])
+    shut = lines[1].split(',', 1)  # a picture we may not read, by its absolute path
+    unknown = lines[2].replace(lines[2].split(',')[2], 'Spacesuits')  # a label not in the vocabulary
+    rows = [os.path.join(folder, shut[0]) + ',' + shut[1], unknown]
+    for order in (rows, rows[::-1]):
+        (tmp_path / 'mixed.csv').write_text('\n'.join([lines[0]] + order) + '\n')
+        with pytest.raises(UserError, match='; let this user read its pictures'):
+            FashionDataset(str(tmp_path / 'mixed.csv'), attributes)
     monkeypatch.setattr(os, 'stat', refuse(real_stat, {os.path.basename(p) for p in paths}))
     with pytest.raises(UserError, match=f'skipped {len(paths)} no permission to read it\\); let this user read'):
         FashionDataset(small_split['val'], attributes)
