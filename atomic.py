@@ -27,8 +27,7 @@ def atomic_path(path):
         yield tmp
         # The data is on disk before the rename makes it visible, so a power cut never leaves an
         # empty file in place of the old one.
-        with open(tmp, 'r+b') as f:
-            os.fsync(f.fileno())
+        sync_to_disk(tmp)
         os.replace(tmp, path)
     except OSError as error:
         # The error names the file asked for: not our temporary one, and not nothing, which a
@@ -47,6 +46,12 @@ def atomic_open(path, mode='w', **kwargs):
     with atomic_path(path) as tmp:
         with open(tmp, mode, **kwargs) as f:
             yield f
+
+
+def sync_to_disk(path):
+    """Have the disk keep the written file at path: a full disk or an I/O error may show only now."""
+    with open(path, 'r+b') as f:
+        os.fsync(f.fileno())
 
 
 def flush_to_disk(f):

@@ -13,7 +13,7 @@ import sys
 import torch
 from torch import nn
 
-from atomic import atomic_open, atomic_path, flush_to_disk
+from atomic import atomic_open, atomic_path, flush_to_disk, sync_to_disk
 from catalog import IMAGE_SIZE
 from cli import UserError
 from dataset import FILL, HEADS, MEAN, STD
@@ -103,10 +103,10 @@ def export_onnx(model, attributes, path):
     if not path.lower().endswith('.onnx'):
         raise UserError(f'--export {path}: the name must end in .onnx (model.json is written beside it)')
     json_path = sidecar_path(path)
-    # Both files are written in full before either is renamed into place, one right after the
-    # other: a failed export or label file leaves the old pair, never a new model beside old
-    # label names, which would name its outputs wrongly. What would make the second rename fail
-    # after the first, a folder in the way, is looked for first.
+    # Both files are written in full, and on the disk, before either is renamed into place, one
+    # right after the other: a failed export or label file, or a full disk, leaves the old pair,
+    # never a new model beside old label names, which would name its outputs wrongly. What would
+    # make the second rename fail after the first, a folder in the way, is looked for first.
     for target in (path, json_path):
         if os.path.isdir(target):
             raise UserError(f'could not write {target}: it is a folder')
@@ -117,6 +117,7 @@ def export_onnx(model, attributes, path):
     try:
         with atomic_path(path) as model_tmp:
             write_onnx(wrapped, model_tmp)
+            sync_to_disk(model_tmp)  # before the label file goes into place, not after
             with atomic_open(json_path) as f:
                 json.dump(sidecar(attributes, path), f, indent=2)
                 flush_to_disk(f)

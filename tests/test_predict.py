@@ -414,3 +414,26 @@ def test_a_label_file_that_cannot_be_written_leaves_the_old_model_too(checkpoint
     with pytest.raises(UserError, match='could not write .*model.onnx: it is a folder'):
         export_onnx(model, attributes, str(onnx_path))
     assert (tmp_path / 'model.json').read_text() == 'the old labels'
+
+
+def test_a_model_that_does_not_reach_the_disk_leaves_the_old_label_file(checkpoint, tmp_path, monkeypatch):
+    # A full disk or an I/O error often shows only when the written data is flushed (fsync), after
+    # the export itself succeeded: that must come before the new label file goes into place.
+    pytest.importorskip('onnxscript')
+    model, attributes, _ = model_from_checkpoint(checkpoint)
+    onnx_path, json_path = tmp_path / 'model.onnx', tmp_path / 'model.json'
+    onnx_path.write_bytes(b'the old model')
+    json_path.write_text('the old labels')
+    real_fsync = os.fsync
+
+    def no_space_for_the_model(fd):
+        if os.readlink(f'/proc/self/fd/{fd}').endswith('model.onnx'):  # our temporary model.onnx
+            raise OSError(28, 'No space left on device')
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, 'fsync', no_space_for_the_model)
+    from export_onnx import export_onnx
+    with pytest.raises(UserError, match=f'could not write {onnx_path}: No space left on device'):
+        export_onnx(model, attributes, str(onnx_path))
+    assert onnx_path.read_bytes() == b'the old model' and json_path.read_text() == 'the old labels'
+    assert sorted(os.listdir(tmp_path)) == ['model.json', 'model.onnx']
