@@ -244,7 +244,8 @@ def claim_run_folder(run_dir, resume):
 
 
 def start_in_folder(run_dir, args, resume):
-    """Claims the run folder and writes what the run starts with there; returns the claim."""
+    """Claims the run folder, writes what the run starts with there and opens its TensorBoard
+    log; returns the claim and the log's writer (None without tensorboard)."""
     claimed = claim_run_folder(run_dir, resume)
     try:
         if resume is None:
@@ -253,10 +254,10 @@ def start_in_folder(run_dir, args, resume):
             json.dump(saved_args(args), f, indent=2)
         if resume is not None:
             keep_best_of_resumed(run_dir, resume, args.resume)
+        return claimed, tensorboard_writer(args, os.path.basename(run_dir))
     except BaseException:
         release_run_folder(claimed)  # for a caller in this process that tries again
         raise
-    return claimed
 
 
 def release_run_folder(folder):
@@ -631,8 +632,7 @@ def main(argv=None):
         # Imported before the first epoch: a Ctrl-C that lands inside the import of a C extension
         # (pyplot's, at the first plot) comes out as an ImportError, not a KeyboardInterrupt.
         pyplot()
-        claimed = start_in_folder(run_dir, args, resume)
-        writer = tensorboard_writer(args, os.path.basename(run_dir))
+        claimed, writer = start_in_folder(run_dir, args, resume)
     watch.mark('setup')
     epoch = start_epoch - 1
     saver = BackgroundSaver()  # writes each epoch's files while the next one trains

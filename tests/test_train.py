@@ -453,6 +453,20 @@ def test_a_run_folder_in_use_by_another_run_is_refused(small_split, tmp_path):
     train.main(train_args(small_split, tmp_path, '--epochs', 1))  # free again
 
 
+def test_a_log_folder_that_cannot_be_made_frees_the_run_folder(small_split, tmp_path, monkeypatch):
+    # TensorBoard's log (with tensorboard installed) is opened after the run folder is claimed:
+    # when it fails, the claim goes too, and the same run started again in this process trains.
+    def no_permission(args, run_name):
+        raise PermissionError(errno.EACCES, 'Permission denied', os.path.join(args.logs, run_name))
+
+    monkeypatch.setattr(train, 'tensorboard_writer', no_permission)
+    with pytest.raises(PermissionError):
+        train.main(train_args(small_split, tmp_path, '--epochs', 1))
+    monkeypatch.undo()
+    run_dir = train.main(train_args(small_split, tmp_path, '--epochs', 1))
+    assert checkpoint_load(os.path.join(run_dir, 'last.pth'))['epoch'] == 1
+
+
 def test_a_file_system_without_locks_still_trains(small_split, tmp_path, monkeypatch, capsys):
     def no_locks(fd, operation):  # NFS without lockd, Lustre without -o flock
         raise OSError(errno.ENOLCK, 'No locks available')
