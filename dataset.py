@@ -18,6 +18,7 @@ from cli import UserError
 MEAN = [0.485, 0.456, 0.406]  # ImageNet statistics, as in the tutorial
 STD = [0.229, 0.224, 0.225]
 FILL = (255, 255, 255)  # the catalog's white background, also used for padding
+UNKNOWN_LABEL = 'label not in the vocabulary'  # a reason a split's row is skipped
 FLIP_P = 0.5
 JITTER = dict(brightness=0.3, contrast=0.3, saturation=0.3, hue=0)
 AFFINE = dict(degrees=20, translate=(0.1, 0.1), scale=(0.8, 1.2))
@@ -170,7 +171,7 @@ def read_annotations(annotation_path, attributes):
             continue
         ids = [name_to_id.get(row[column[name]].strip()) for name_to_id, name in vocab]
         if None in ids:
-            skipped['label not in the vocabulary'] += 1
+            skipped[UNKNOWN_LABEL] += 1
             continue
         path = resolve_image_path(row[column['image_path']].strip(), folder)
         problem = missing_image(path)
@@ -181,10 +182,23 @@ def read_annotations(annotation_path, attributes):
     if skipped:
         print(f'{annotation_path}: skipped {sum(skipped.values()):,} row(s): {format_counts(skipped)}')
     if not samples:
-        what_to_do = ('let this user read its pictures' if 2 * skipped[NO_PERMISSION] >= sum(skipped.values())
-                      else 'run split_data.py again, with the --attributes_file it was made from')
-        raise UserError(f'{annotation_path}: no usable row left (skipped {format_counts(skipped)}); {what_to_do}')
+        raise UserError(f'{annotation_path}: no usable row left (skipped {format_counts(skipped)}); '
+                        f'{what_to_do(skipped)}')
     return samples
+
+
+def what_to_do(skipped):
+    """The advice for a split with no usable row, by the reason at least half its rows share."""
+    def most(reason):
+        return 2 * skipped[reason] >= sum(skipped.values())
+
+    if most(NO_PERMISSION):
+        return 'let this user read its pictures'
+    if most(UNKNOWN_LABEL):
+        # train.py's labels are its --attributes_file's; test.py's, the checkpoint's
+        return ('its labels are not the ones this run knows: give the styles.csv, or the checkpoint, of '
+                'the catalog it was split from')
+    return 'split the catalog its pictures are in again: python split_data.py --input CATALOG_FOLDER'
 
 
 class FashionDataset(Dataset):

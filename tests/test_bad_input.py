@@ -229,6 +229,23 @@ def test_a_quote_left_open_in_a_split_is_named_not_taken_for_one_bad_row(small_s
         FashionDataset(str(edited), AttributesDataset(small_split['styles']))
 
 
+def test_a_split_with_no_usable_row_gets_advice_that_works(small_split, tmp_path):
+    import split_data
+    attributes = AttributesDataset(small_split['styles'])
+    lines = open(small_split['val']).read().splitlines()
+    another_catalogs = [line.replace(line.split(',')[2], 'Spacesuits') for line in lines[1:4]]
+    pictures_moved = [line.replace('.jpg', '-moved.jpg') for line in lines[1:4]]
+    path = tmp_path / 'val.csv'
+    path.write_text('\n'.join([lines[0]] + another_catalogs) + '\n')
+    with pytest.raises(UserError, match='3 label not in the vocabulary.*the checkpoint, of the catalog it was split from'):
+        FashionDataset(str(path), attributes)
+    path.write_text('\n'.join([lines[0]] + pictures_moved) + '\n')
+    with pytest.raises(UserError, match='3 image missing.*python split_data.py --input') as advised:
+        FashionDataset(str(path), attributes)
+    command = str(advised.value).split('python split_data.py ')[1].split()
+    assert split_data.parse_args(command).input == 'CATALOG_FOLDER'  # flags split_data.py has
+
+
 MARKER = '/tmp/fashion-csv-path-ran'
 
 
