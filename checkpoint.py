@@ -44,6 +44,10 @@ def unpickler_reason(error):
 
 def checkpoint_load(path):
     """The checkpoint's dict, loaded on the CPU. Pickled code in the file is refused, not run."""
+    if os.path.isdir(path):  # a run's folder, say
+        found = [name for name in ('last.pth', 'best.pth') if os.path.isfile(os.path.join(path, name))]
+        raise UserError(f'{path}: a folder, not a checkpoint file'
+                        + (f'; give one of its checkpoints, such as {os.path.join(path, found[0])}' if found else ''))
     if not os.path.isfile(path):
         raise UserError(f'{path}: no such checkpoint file')
     try:

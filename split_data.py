@@ -130,6 +130,10 @@ def split(kept, args):
 
 def main(argv=None):
     args = parse_args(argv)
+    if os.path.isfile(args.input):
+        raise UserError(f'--input {args.input}: a file; give the catalog\'s folder, which holds styles.csv and '
+                        'images/' + (f' ({os.path.dirname(args.input) or "."})'
+                                     if os.path.basename(args.input) == 'styles.csv' else ''))
     styles_path = os.path.join(args.input, 'styles.csv')
     if not os.path.isfile(styles_path):
         raise UserError(f'{styles_path}: no such file. ' + describe_download(args.input))

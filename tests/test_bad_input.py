@@ -65,6 +65,14 @@ def test_missing_dataset_says_where_to_get_it_and_how_to_run_the_demo(tmp_path):
         assert_clean_failure(result, 'kaggle.com', 'demo.py')
 
 
+def test_styles_csv_given_as_the_catalog_names_the_folder_to_give(tmp_path):
+    import split_data
+    (tmp_path / 'styles.csv').write_text(HEADER + '\n')
+    with pytest.raises(UserError, match=f"--input {tmp_path / 'styles.csv'}: a file; give the catalog's folder, "
+                                        f'which holds styles.csv and images/ \\({tmp_path}\\)$'):
+        split_data.main(['--input', str(tmp_path / 'styles.csv'), '--output', str(tmp_path)])
+
+
 @pytest.mark.parametrize('encoding,newline', [('utf-8-sig', '\r\n'), ('utf-16', '\n'), ('cp1252', '\r\n')])
 def test_other_encodings_and_windows_line_endings_read_the_same(tmp_path, encoding, newline):
     text = HEADER + '\n' + ROW.format(1) + 'é\n' + ROW.format(2) + '\n'

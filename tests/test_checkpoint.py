@@ -101,6 +101,19 @@ def test_files_that_are_not_checkpoints_are_named(tmp_path, content):
             checkpoint_load(str(path))
 
 
+def test_a_run_folder_given_as_the_checkpoint_is_named_as_a_folder_with_a_checkpoint_in_it(tmp_path):
+    with pytest.raises(UserError, match=f'^{tmp_path}: a folder, not a checkpoint file$'):
+        checkpoint_load(str(tmp_path))
+    (tmp_path / 'best.pth').write_bytes(b'')
+    with pytest.raises(UserError, match=f'a folder, not a checkpoint file; .* such as {tmp_path / "best.pth"}$'):
+        checkpoint_load(str(tmp_path))
+    (tmp_path / 'last.pth').write_bytes(b'')  # the one train.py says to evaluate
+    with pytest.raises(UserError, match=f'such as {tmp_path / "last.pth"}$'):
+        checkpoint_load(str(tmp_path))
+    with pytest.raises(UserError, match=f'{tmp_path / "gone.pth"}: no such checkpoint file'):
+        checkpoint_load(str(tmp_path / 'gone.pth'))
+
+
 def test_a_checkpoint_of_other_tensors_is_not_a_checkpoint(tmp_path):
     path = tmp_path / 'x.pth'
     torch.save({'something': [1, 2]}, path)
