@@ -72,11 +72,18 @@ def parse_args(argv=None):
 
 def images_in_folder(folder, unreadable):
     """The image files under folder; the folders the system would not list go to unreadable."""
-    found = []
-    for parent, folders, files in os.walk(folder, onerror=unreadable.append):
+    found, seen = [], set()
+    for parent, folders, files in os.walk(folder, onerror=unreadable.append, followlinks=True):
+        # Linked folders are walked too, but each real folder once: a link to a folder above
+        # this one would never end, and one linked twice would give each picture twice.
+        real = os.path.realpath(parent)
+        if real in seen:
+            folders[:] = []
+            continue
+        seen.add(real)
         # Hidden names are skipped: macOS leaves a '._name.jpg' beside every picture it copies to
         # a non-Mac disk, and those are not images.
-        folders[:] = [name for name in folders if not name.startswith('.')]
+        folders[:] = sorted(name for name in folders if not name.startswith('.'))  # the first name wins
         found += [os.path.join(parent, name) for name in files
                   if not name.startswith('.') and name.lower().endswith(IMAGE_EXTENSIONS)]
     return sorted(found)

@@ -355,6 +355,18 @@ def test_a_file_under_two_spellings_is_predicted_once(catalog, tmp_path, monkeyp
     assert predict.find_images(['b.jpg', 'c.jpg']) == ['b.jpg', 'c.jpg']
 
 
+def test_linked_folders_are_walked_each_real_folder_once(catalog, tmp_path):
+    photos, elsewhere = tmp_path / 'photos', tmp_path / 'elsewhere'
+    photos.mkdir()
+    elsewhere.mkdir()
+    shutil.copy(catalog_images(catalog)[0], photos / 'a.jpg')
+    shutil.copy(catalog_images(catalog)[1], elsewhere / 'b.jpg')
+    (photos / 'more').symlink_to('../elsewhere')  # pictures kept on another disk, say
+    (photos / 'again').symlink_to('../elsewhere')
+    (photos / 'loop').symlink_to('..')  # a link to a folder above, which would never end
+    assert predict.find_images([str(photos)]) == [str(photos / 'a.jpg'), str(photos / 'again' / 'b.jpg')]
+
+
 def test_a_folder_the_system_will_not_list_is_named(catalog, tmp_path, monkeypatch, capsys):
     # chmod 000, pretended: the tests may run as root, who reads anyway.
     locked = tmp_path / 'locked'
