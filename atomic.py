@@ -3,7 +3,10 @@
 # into place only once complete. A kill, a Ctrl-C or a full disk mid-write leaves the previous
 # file as it was and no half-written one.
 import os
+import tempfile
 from contextlib import contextmanager
+
+from cli import UserError
 
 
 NAME_MAX = 255  # bytes in a file name, on the file systems of Linux, macOS and Windows
@@ -59,3 +62,20 @@ def flush_to_disk(f):
     disk shows now, while its path is being written, and not when it is closed."""
     f.flush()
     os.fsync(f.fileno())
+
+
+def check_writable_folder(folder, named):
+    """Before any work: that new files can be written in folder, made later with the folders above
+    it where need be. `named` says where the folder comes from, such as '--output out'."""
+    existing = os.path.abspath(folder)
+    while not os.path.lexists(existing):  # the folders still to be made: it is their parent that must be one
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        kind = 'a link to nothing' if not os.path.exists(existing) else 'a file'
+        raise UserError(f'{named}: {existing} is {kind}, not a folder')
+    try:
+        # Trying is the only sure test: permissions, access lists, a read-only disk, `chattr +i`.
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise UserError(f'{named}: cannot write in {existing} ({error.strerror or error})') from None

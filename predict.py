@@ -28,7 +28,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from allocator import keep_freed_memory
-from atomic import atomic_open
+from atomic import atomic_open, check_writable_folder
 from augment import prepare_batch
 from checkpoint import model_from_checkpoint
 from catalog import UNREADABLE, resolved_folder
@@ -143,11 +143,7 @@ def check_output(path, export):
         if os.path.realpath(path) == os.path.realpath(sidecar_path(export)):
             raise UserError(f'--output {path}: --export {export} writes its label names and preprocessing '
                             'there; give --output another name')
-    existing = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(existing):  # the folders still to be made: it is their parent that must be one
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise UserError(f'--output {path}: {existing} is a file, not a folder')
+    check_writable_folder(os.path.dirname(os.path.abspath(path)), f'--output {path}')
 
 
 def read_error(path, error):

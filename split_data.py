@@ -12,7 +12,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 from tqdm import tqdm
 
-from atomic import atomic_open, flush_to_disk
+from atomic import atomic_open, check_writable_folder, flush_to_disk
 from catalog import IMAGE_SIZE, describe_download, format_counts, image_problem, read_styles
 from cli import UserError, add_debug_flag, positive_int, run_cli, seed_number
 
@@ -141,6 +141,7 @@ def main(argv=None):
     if not os.path.isdir(image_folder):
         raise UserError(f'{image_folder}: no such folder. ' + describe_download(args.input))
 
+    check_writable_folder(args.output, f'--output {args.output}')  # before the images are checked
     styles, skipped = read_styles(styles_path)
     print(f'{styles_path}: {len(styles) + sum(skipped.values()):,} rows, '
           f'{len(styles):,} with usable labels')

@@ -13,7 +13,7 @@ import os
 import torch
 
 from allocator import keep_freed_memory
-from atomic import atomic_open
+from atomic import atomic_open, check_writable_folder
 from augment import prepare_batch
 from checkpoint import model_from_checkpoint, path_as_trained
 from cli import UserError, add_debug_flag, pick_device, positive_int, run_cli, shown
@@ -81,6 +81,8 @@ def print_report(metrics, majority):
 
 def main(argv=None):
     args = parse_args(argv)
+    folder = output_folder(args)
+    check_writable_folder(folder, f'--output {folder}')  # before the evaluation, not after it
     device = pick_device(args.device)
     keep_freed_memory(device)  # on a CPU: each batch reuses the last one's memory (allocator.py)
     model, attributes, state = model_from_checkpoint(args.checkpoint, args.attributes_file)
@@ -99,7 +101,6 @@ def main(argv=None):
     print(f'{metrics["val_samples"]:,} images from {args.val_csv}')
     print_report(metrics, majority)
 
-    folder = output_folder(args)
     os.makedirs(folder, exist_ok=True)
     report = dict(metrics, checkpoint=os.path.abspath(args.checkpoint), epoch=state.get('epoch'),
                   val_csv=os.path.abspath(args.val_csv),

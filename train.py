@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 import distributed
 from allocator import keep_freed_memory
-from atomic import atomic_open
+from atomic import atomic_open, check_writable_folder
 from catalog import describe_download
 from checkpoint import (check_same_vocab, checkpoint_load, checkpoint_save, load_weights, path_as_trained,
                         resumable_load)
@@ -572,6 +572,8 @@ def main(argv=None):
             torch.zeros((), device=device)
 
     check_inputs(args)
+    if context.is_main:  # before the pictures are loaded, not an epoch later
+        check_writable_folder(run_dir, f'--resume {args.resume}' if resume else f'--checkpoints {args.checkpoints}')
     attributes = AttributesDataset(args.attributes_file)
     if resume is not None:
         check_same_vocab(attributes, resume, args.resume)

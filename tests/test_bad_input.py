@@ -359,12 +359,45 @@ def test_an_output_folder_that_cannot_be_made_is_named(small_split, tmp_path):
     blocker = tmp_path / 'a-file'  # a folder cannot be made inside a file, even by root
     blocker.write_text('')
     blocked = str(blocker / 'out')
-    for script, args in [('sample_catalog.py', ['--output', blocked, '--size', 5]),
-                         ('split_data.py', ['--input', small_split['catalog']['root'], '--output', blocked]),
+    assert_clean_failure(run_script('sample_catalog.py', '--output', blocked, '--size', 5), str(blocker), 'Not a directory')
+    for script, args in [('split_data.py', ['--input', small_split['catalog']['root'], '--output', blocked]),
                          ('train.py', train_args(small_split, blocked, '--epochs', 1)),
                          ('test.py', ['--checkpoint', os.path.join(run_dir, 'last.pth'),
                                       '--val-csv', small_split['val'], '--output', blocked])]:
-        assert_clean_failure(run_script(script, *args), str(blocker), 'Not a directory')
+        assert_clean_failure(run_script(script, *args), f'{blocker} is a file, not a folder')
+
+
+def test_an_output_folder_we_may_not_write_in_is_refused_before_any_work(small_split, tmp_path, monkeypatch):
+    import atomic
+    import predict
+    import split_data
+    from demo import load_test_script
+    test_script = load_test_script()
+    run_dir = train.main(train_args(small_split, tmp_path / 'runs', '--epochs', 1))
+    shut = tmp_path / 'shut'  # chmod 555, `chattr +i` or a read-only disk, pretended: the tests may run as root
+    shut.mkdir()
+    real_temporary_file = atomic.tempfile.TemporaryFile
+
+    def refuse_in_shut(*args, dir=None, **kwargs):
+        if dir == str(shut):
+            raise PermissionError(13, 'Permission denied')
+        return real_temporary_file(*args, dir=dir, **kwargs)
+
+    def the_work(*args, **kwargs):
+        raise AssertionError('the work started')
+
+    monkeypatch.setattr(atomic.tempfile, 'TemporaryFile', refuse_in_shut)
+    for module, work in ((split_data, 'read_styles'), (test_script, 'FashionDataset'), (predict, 'find_images'),
+                         (train, 'AttributesDataset')):
+        monkeypatch.setattr(module, work, the_work)
+    checkpoint = os.path.join(run_dir, 'last.pth')
+    for main, args, flag in [
+            (split_data.main, ['--input', small_split['catalog']['root'], '--output', str(shut / 'split')], '--output'),
+            (test_script.main, ['--checkpoint', checkpoint, '--output', str(shut / 'eval')], '--output'),
+            (predict.main, ['--checkpoint', checkpoint, 'a.jpg', '--output', str(shut / 'p.csv')], '--output'),
+            (train.main, train_args(small_split, shut, '--epochs', 1), '--checkpoints')]:
+        with pytest.raises(UserError, match=f'^{flag} {shut}.*: cannot write in {shut} \\(Permission denied\\)$'):
+            main(args)
 
 
 def test_test_py_scores_the_split_the_checkpoint_was_validated_on_from_any_folder(small_split, tmp_path,

@@ -426,6 +426,9 @@ def test_a_label_file_that_cannot_be_written_leaves_the_old_model_too(checkpoint
     with pytest.raises(UserError, match='could not write .*model.onnx: it is a folder'):
         export_onnx(model, attributes, str(onnx_path))
     assert (tmp_path / 'model.json').read_text() == 'the old labels'
+    in_a_file = tmp_path / 'model.json' / 'model.onnx'  # a file where a folder is to be made
+    with pytest.raises(UserError, match=f'^--export {in_a_file}: {tmp_path / "model.json"} is a file, not a folder$'):
+        export_onnx(model, attributes, str(in_a_file))
 
 
 def test_a_model_that_does_not_reach_the_disk_leaves_the_old_label_file(checkpoint, tmp_path, monkeypatch):
