@@ -1,5 +1,6 @@
 # Saving and loading checkpoints so that nothing is lost and nothing runs on load:
 # written atomically (atomic.py), read with weights_only=True.
+import hashlib
 import io
 import os
 import pickle
@@ -107,6 +108,20 @@ def path_as_trained(saved, key):
     if os.path.exists(there) or not os.path.exists(name):
         return there, None
     return name, there
+
+
+def file_digest(path):
+    """A file's SHA-256: the checkpoint keeps its split's (split_digests), to tell when the same
+    name holds another split, after split_data.py was run again with other settings, say."""
+    with open(path, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def changed_since_the_run(state, key, path):
+    """Whether path, the run's train_csv or val_csv, holds other rows than when the run began.
+    A checkpoint from before split_digests has nothing to compare with."""
+    saved = (state.get('split_digests') or {}).get(key)
+    return saved is not None and file_digest(path) != saved
 
 
 def attributes_of(state, path, attributes_file=None):

@@ -15,7 +15,7 @@ import torch
 from allocator import keep_freed_memory
 from atomic import atomic_open, check_writable_folder
 from augment import prepare_batch
-from checkpoint import model_from_checkpoint, path_as_trained
+from checkpoint import changed_since_the_run, model_from_checkpoint, path_as_trained
 from cli import UserError, add_debug_flag, pick_device, positive_int, run_cli, shown
 from dataset import HEADS, TITLES, FashionDataset, val_transform
 from evaluate import autocast_for, majority_rates, validate, validation_precision
@@ -67,9 +67,12 @@ def split_to_score(args, state):
     path, gone = path_as_trained(saved, 'val_csv')
     if gone:
         print(f'note: {gone}, which {args.checkpoint} was validated on, is not there; scoring {path} from here')
-    if os.path.isfile(path):
-        return path
-    raise UserError(f'{path}: no such file; {args.checkpoint} was validated on it. Pass --val-csv')
+    if not os.path.isfile(path):
+        raise UserError(f'{path}: no such file; {args.checkpoint} was validated on it. Pass --val-csv')
+    if changed_since_the_run(state, 'val_csv', path):
+        raise UserError(f'{path}: it holds other rows than when {args.checkpoint} was validated on it '
+                        '(split_data.py run again?), maybe pictures it trained on; pass --val-csv to score it anyway')
+    return path
 
 
 def print_report(metrics, majority):

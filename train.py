@@ -26,8 +26,8 @@ import distributed
 from allocator import keep_freed_memory
 from atomic import atomic_open, check_writable_folder
 from catalog import describe_download
-from checkpoint import (check_same_vocab, checkpoint_load, checkpoint_save, load_weights, path_as_trained,
-                        resumable_load)
+from checkpoint import (changed_since_the_run, check_same_vocab, checkpoint_load, checkpoint_save, file_digest,
+                        load_weights, path_as_trained, resumable_load)
 from cli import (UserError, add_debug_flag, non_negative_float, non_negative_int, positive_float, positive_int,
                  run_cli, seed_number)
 from dataset import HEADS, AttributesDataset, FashionDataset, skip_undecodable, train_transform, val_transform
@@ -115,6 +115,7 @@ RESUMED_SETTINGS = ('epochs', 'batch_size', 'lr', 'warmup_epochs', 'schedule', '
                     'val_every', 'save_every', 'train_csv', 'val_csv', 'attributes_file', 'data', 'workers')
 # Of those, the files: a relative path is from the folder the run started in.
 DATA_FILES = ('train_csv', 'val_csv', 'attributes_file')
+SPLIT_FILES = ('train_csv', 'val_csv')  # whose digests the checkpoint keeps
 # Of those, what the run's learning-rate schedule and random draws were computed from.
 FIXED_ON_RESUME = ('batch_size', 'lr', 'warmup_epochs', 'schedule', 'seed')
 
@@ -139,6 +140,7 @@ def resumed_args(argv, resume, path):
             saved[key], gone[key] = path_as_trained(resume['args'], key)
     args = parse_args(argv, saved)
     take_the_runs_files(args, resume['args'], saved, gone, path)
+    check_same_split(args, resume, saved, path)
     check_same_folder(args, resume['args'], path)
     for key in FIXED_ON_RESUME:
         if key in saved and getattr(args, key) != saved[key]:
@@ -165,6 +167,16 @@ def take_the_runs_files(args, original, resolved, gone, path):
     own = [key for key in gone if getattr(args, key) == resolved[key] != original[key]]
     if own and all(key in own or os.path.isabs(getattr(args, key)) for key in gone):
         args.as_saved = dict({key: original[key] for key in own}, workdir=original['workdir'])
+
+
+def check_same_split(args, resume, resolved, path):
+    """The run's own train.csv and val.csv, if split_data.py has written them anew since: going on
+    would train on other pictures, and validate on some the run has trained on."""
+    for key in SPLIT_FILES:
+        name = getattr(args, key)
+        if name == resolved.get(key) and os.path.isfile(name) and changed_since_the_run(resume, key, name):
+            raise UserError(f'{name}: it holds other rows than when the run in {path} began (split_data.py run '
+                            'again?); a resumed run goes on with the same split: put it back, or start a new run')
 
 
 def check_same_folder(args, saved, path):
@@ -580,6 +592,7 @@ def main(argv=None):
     with watch.phase('pictures'):
         train_loader = make_train_loader(attributes, args, context, channels_last)
         val_loader = make_val_loader(attributes, args, context, channels_last)
+    split_digests = {key: file_digest(getattr(args, key)) for key in SPLIT_FILES}  # as the datasets read them
     if len(train_loader) == 0:  # fewer training pictures than processes: some would take no step
         raise UserError(f'{args.train_csv}: fewer usable pictures than the {context.world_size} processes; '
                         'each process needs at least one')
@@ -626,7 +639,7 @@ def main(argv=None):
     def state(epoch):
         return {'epoch': epoch, 'model': core.state_dict(), 'optimizer': optimizer_state(optimizer),
                 'scheduler': scheduler_state(scheduler), 'attributes': attributes.to_dict(),
-                'args': saved_args(args), 'history': history, 'best': best}
+                'args': saved_args(args), 'split_digests': split_digests, 'history': history, 'best': best}
 
     last_path = os.path.join(run_dir, 'last.pth')
     writer, claimed = None, None

@@ -180,6 +180,23 @@ def test_a_new_run_never_writes_over_another(full_run, small_split):
     assert checkpoint_load(os.path.join(full_run, 'last.pth'))['epoch'] == EPOCHS
 
 
+def test_a_split_made_again_since_the_run_is_not_taken_for_the_runs_own(small_split, tmp_path):
+    # split_data.py run again into the run's folder with other settings: the same names, other
+    # rows. test.py would score pictures the model trained on, and --resume go on with others.
+    import split_data
+    split = dict(small_split, train=str(tmp_path / 'train.csv'), val=str(tmp_path / 'val.csv'))
+    split_data.main(['--input', small_split['catalog']['root'], '--output', str(tmp_path), '--workers', '1'])
+    run_dir = train.main(train_args(split, tmp_path / 'runs', '--epochs', 1))
+    last = os.path.join(run_dir, 'last.pth')
+    split_data.main(['--input', small_split['catalog']['root'], '--output', str(tmp_path), '--workers', '1',
+                     '--seed', '7'])
+    with pytest.raises(UserError, match=f"^{split['val']}: it holds other rows than when {last} was validated on "
+                                        'it .*; pass --val-csv to score it anyway$'):
+        load_test_script().main(['--checkpoint', last])
+    with pytest.raises(UserError, match=f"^{split['train']}: it holds other rows than when the run in {last} began"):
+        train.main(['--resume', last, '--epochs', '2'])
+
+
 def test_a_resumed_run_keeps_its_settings_and_data(small_split, tmp_path, monkeypatch, capsys):
     recipe = ['--batch-size', 8, '--lr', 0.002, '--warmup-epochs', 0.5, '--schedule', 'cosine']
     full = train.main(train_args(small_split, tmp_path, '--epochs', 2, '--val-every', 1, '--save-every', 1,
