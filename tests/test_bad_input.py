@@ -540,3 +540,29 @@ def test_compile_without_a_cpp_compiler_is_explained(small_split, tmp_path):
     result = run_script('train.py', *train_args(small_split, tmp_path, '--epochs', 1, '--compile'),
                         env={'CXX': '/bin/false', 'TORCHINDUCTOR_CACHE_DIR': str(tmp_path / 'cache')})
     assert_clean_failure(result, '--compile', 'C++ compiler', 'without --compile')
+
+
+def test_a_quote_closed_on_the_next_line_is_named_too(tmp_path):
+    # Not only one that runs on for lines: this one would swallow row 3 into row 2's name.
+    text = '\n'.join([HEADER, ROW.format(1), ROW.format(2).replace('Roadster', '"Roadster'),
+                      ROW.format(3) + ' 5" wide', ROW.format(4)])
+    (tmp_path / 'styles.csv').write_text(text + '\n')
+    with pytest.raises(UserError, match='line 3: a quoted field runs on to line 4'):
+        read_styles(str(tmp_path / 'styles.csv'))
+
+
+def test_the_any_mode_hint_is_given_with_any_size_on():
+    import argparse
+    from collections import Counter
+    import split_data
+    args = argparse.Namespace(input='catalog', any_size=True, any_mode=False)
+    assert '--any-mode' in split_data.no_images_left(Counter({'not RGB': 3}), args)
+
+
+def test_the_edges_of_the_ranges_flags_take():
+    import argparse
+    from cli import seed_number
+    assert train.parse_args(['--warmup-epochs', '0']).warmup_epochs == 0  # the default, typed out
+    assert seed_number(str(2**32 - 1)) == 2**32 - 1
+    with pytest.raises(argparse.ArgumentTypeError, match='must be below 2\\*\\*32'):
+        seed_number(str(2**32))

@@ -210,3 +210,17 @@ def test_a_runs_relative_path_names_from_elsewhere_the_file_it_named_where_the_r
     assert path_as_trained(saved, 'val_csv') == (str(tmp_path / 'proj' / 'val.csv'), None)
     monkeypatch.chdir(tmp_path / 'proj')  # from the run's own folder: the name as given
     assert path_as_trained(saved, 'train_csv') == ('fpi/../train.csv', None)
+
+
+def test_resuming_with_other_class_names_of_the_same_count_is_refused():
+    from checkpoint import check_same_vocab
+    renamed = AttributesDataset(vocab=dict(VOCAB, color=['Black', 'Red']))  # 2 colours, not the same ones
+    with pytest.raises(UserError, match='trained with 2 color classes'):
+        check_same_vocab(renamed, {'attributes': VOCAB}, 'x.pth')
+
+
+def test_a_dict_of_some_tensors_and_other_things_is_not_a_bare_state_dict(tmp_path):
+    path = tmp_path / 'x.pth'
+    torch.save({'color.1.bias': torch.zeros(2), 'epoch': 3}, path)
+    with pytest.raises(UserError, match='not a checkpoint written by train.py'):
+        checkpoint_load(str(path))

@@ -98,3 +98,26 @@ def test_a_process_whose_weights_differ_from_rank_0s_is_found(monkeypatch):
     assert distributed.replicas_identical(model, context)
     monkeypatch.setattr(distributed.dist, 'broadcast', lambda tensor, src: tensor.add_(1))
     assert not distributed.replicas_identical(model, context)
+
+
+def flag_and_buffers_in(rank, port, out):
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    torch.distributed.init_process_group('gloo', rank=rank, world_size=2)
+    context = distributed.Context(rank=rank, world_size=2)
+    flag = distributed.broadcast_flag(rank == 1, context)  # a NaN loss seen by process 1 only
+    norm = torch.nn.BatchNorm1d(2)
+    norm.running_mean.fill_(rank)  # each process's own statistics, from its own shard
+    distributed.sync_buffers(norm, context)
+    torch.save({'flag': flag, 'mean': norm.running_mean}, f'{out}-{rank}')
+    torch.distributed.destroy_process_group()
+
+
+def test_one_process_flag_and_process_0s_batch_norm_statistics_reach_every_process(tmp_path):
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(flag_and_buffers_in, args=(port, str(tmp_path / 'rank')), nprocs=2)
+    for rank in (0, 1):
+        result = torch.load(tmp_path / f'rank-{rank}')
+        assert result['flag'] is True and torch.equal(result['mean'], torch.zeros(2)), (rank, result)

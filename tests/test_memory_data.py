@@ -166,3 +166,23 @@ def test_learning_rate_warm_up_and_cosine():
     # A warm-up that ends between two steps (0.25 epoch of 10 steps: 2.5) never overshoots --lr.
     partial = argparse.Namespace(warmup_epochs=0.25, schedule='constant', epochs=3)
     assert [lr_factor(step, 10, partial) for step in range(4)] == [0.4, 0.8, 1.0, 1.0]
+
+
+@pytest.mark.parametrize('train', [True, False])
+def test_every_batch_is_full_but_the_last_and_len_counts_them(train):
+    # A batch size that does not divide the chunk: train.py sizes its steps by len(loader).
+    images = torch.zeros(200, 3, 80, 60, dtype=torch.uint8)
+    labels = {head: torch.arange(200) for head in ('gender', 'article', 'color')}
+    loader = InMemoryLoader(images, labels, 48, 'cpu', train=train, chunk_size=100)
+    sizes = [len(batch['img']) for batch in loader]
+    assert len(sizes) == len(loader) and all(size == 48 for size in sizes[:-1]), sizes
+
+
+def test_a_path_beside_the_csv_wins_over_one_from_the_working_folder(tmp_path, monkeypatch):
+    from dataset import resolve_image_path
+    for where in ('split', 'cwd'):
+        (tmp_path / where / 'images').mkdir(parents=True)
+        (tmp_path / where / 'images' / '1.jpg').write_bytes(where.encode())
+    monkeypatch.chdir(tmp_path / 'cwd')  # another catalog's images/ here, under the same names
+    with open(resolve_image_path('images/1.jpg', str(tmp_path / 'split')), 'rb') as f:
+        assert f.read() == b'split'

@@ -169,6 +169,9 @@ def test_evaluation_picks_cudnn_kernels_without_the_search_and_restores_it():
     try:
         metrics, _, _ = validate(model, [{'img': images, 'labels': labels}] * 2, torch.device('cpu'))
         assert seen == [False, False] and torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = False  # train.py --cudnn-benchmark off: it stays off
+        validate(model, [{'img': images, 'labels': labels}], torch.device('cpu'))
+        assert torch.backends.cudnn.benchmark is False
     finally:
         torch.backends.cudnn.benchmark = searched
     assert metrics['val_samples'] == 16 and model.training  # validate hands the model back in train mode

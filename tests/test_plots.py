@@ -90,3 +90,38 @@ def test_each_row_of_a_confusion_matrix_is_a_true_classs_share_of_each_predictio
     monkeypatch.setattr(plots, 'save_figure', lambda fig, path: drawn.append(fig.axes[0].images[0].get_array()))
     plot_confusion_matrix(np.array([0, 0, 0, 1]), np.array([0, 1, 1, 1]), ['a', 'b'], 'title', str(tmp_path / 'c.png'))
     np.testing.assert_allclose(np.asarray(drawn[0]), [[1 / 3, 2 / 3], [0, 1]])
+
+
+def test_the_grid_shows_each_picture_as_it_was():
+    from PIL import Image
+    from dataset import val_transform
+    img = Image.new('RGB', (60, 80), (200, 30, 90))
+    np.testing.assert_allclose(plots.to_picture(val_transform(img).numpy()), np.asarray(img) / 255, atol=1e-5)
+
+
+def test_every_picture_is_in_the_grid_the_last_row_too(tmp_path, monkeypatch):
+    from dataset import AttributesDataset
+    shown = []
+    monkeypatch.setattr(plots, 'save_figure', lambda fig, path: shown.append(sum(bool(ax.images) for ax in fig.axes)))
+    labels = {head: np.zeros(12, dtype=int) for head in ('gender', 'article', 'color')}
+    vocab = {'gender': ['Men', 'Women'], 'article': ['Shirts', 'Tshirts'], 'color': ['Black', 'Blue']}
+    visualize_grid(np.zeros((12, 3, 80, 60), np.float32), labels, labels, AttributesDataset(vocab=vocab),
+                   str(tmp_path / 'grid.png'))
+    assert shown == [12]
+
+
+def test_a_class_only_predicted_keeps_its_column(tmp_path, monkeypatch):
+    # Half of class a called b: a matrix of the true classes only would show a as all correct.
+    drawn = []
+    monkeypatch.setattr(plots, 'save_figure', lambda fig, path: drawn.append(fig.axes[0].images[0].get_array()))
+    plot_confusion_matrix(np.array([0, 0]), np.array([0, 1]), ['a', 'b'], 't', str(tmp_path / 'c.png'))
+    np.testing.assert_allclose(np.asarray(drawn[0]), [[0.5, 0.5], [0, 0]])
+
+
+def killed(path):
+    os.kill(os.getpid(), 9)  # SIGKILL, as the out-of-memory killer sends it, in the drawing process
+
+
+def test_a_drawing_process_killed_by_a_signal_is_reported(tmp_path):
+    with pytest.raises(RuntimeError, match='2 of 2 figures could not be drawn'):
+        draw_figures([(killed, (tmp_path / 'a.png',)), (killed, (tmp_path / 'b.png',))], parallel=True)

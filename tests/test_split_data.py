@@ -209,3 +209,24 @@ def test_split_data_loads_no_pytorch():
     result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == '[]'
+
+
+def test_train_csv_is_on_the_disk_before_either_csv_is_renamed(tmp_path, monkeypatch):
+    # A full disk or a quota may show only at the flush (delayed allocation, NFS): train.csv's must
+    # come before val.csv goes into place, or a new val.csv could stand beside the old train.csv.
+    catalog = make_catalog(str(tmp_path / 'catalog'), n_images=20, seed=1)
+    events, real_fsync, real_replace = [], os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(('fsync', os.readlink(f'/proc/self/fd/{fd}')))
+        real_fsync(fd)
+
+    def replace(source, target):
+        events.append(('replace', str(target)))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, 'fsync', fsync)
+    monkeypatch.setattr(os, 'replace', replace)
+    split_data.main(['--input', catalog['root'], '--output', str(tmp_path), '--workers', '1'])
+    first_rename = next(i for i, (kind, _) in enumerate(events) if kind == 'replace')
+    assert any(kind == 'fsync' and name.endswith('train.csv') for kind, name in events[:first_rename]), events

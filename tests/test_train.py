@@ -352,6 +352,14 @@ def test_a_log_file_gets_each_epoch_summary_on_a_line_of_its_own(small_split, tm
     assert not any('batch/s' in line for line in summaries)  # so `grep -v batch/s` keeps them
 
 
+def test_the_stopwatch_keeps_the_first_round_apart():
+    from stopwatch import Stopwatch
+    watch = Stopwatch()
+    watch.add('training', 5.0)  # the first epoch: the one-off costs
+    watch.add('training', 1.0)
+    assert (watch.first['training'], watch.seconds('training'), watch.rounds['training']) == (5.0, 6.0, 2)
+
+
 def test_a_run_ends_saying_where_its_time_went(small_split, tmp_path, capsys):
     started = time.perf_counter()
     train.main(train_args(small_split, tmp_path, '--epochs', 2, '--val-every', 1))
