@@ -447,6 +447,8 @@ def test_a_model_that_does_not_reach_the_disk_leaves_the_old_label_file(checkpoi
         real_fsync(fd)
 
     monkeypatch.setattr(os, 'fsync', no_space_for_the_model)
+    import export_onnx as module  # the export itself (seconds) made a plain write: the order is what counts
+    monkeypatch.setattr(module, 'write_onnx', lambda model, path: open(path, 'wb').write(b'the new model'))
     from export_onnx import export_onnx
     with pytest.raises(UserError, match=f'could not write {onnx_path}: No space left on device'):
         export_onnx(model, attributes, str(onnx_path))

@@ -487,9 +487,7 @@ def test_a_log_folder_that_cannot_be_made_frees_the_run_folder(small_split, tmp_
     monkeypatch.setattr(train, 'tensorboard_writer', no_permission)
     with pytest.raises(PermissionError):
         train.main(train_args(small_split, tmp_path, '--epochs', 1))
-    monkeypatch.undo()
-    run_dir = train.main(train_args(small_split, tmp_path, '--epochs', 1))
-    assert checkpoint_load(os.path.join(run_dir, 'last.pth'))['epoch'] == 1
+    train.release_run_folder(train.claim_run_folder(str(tmp_path / 'run'), None))  # not 'in use by another run'
 
 
 def test_a_file_system_without_locks_still_trains(small_split, tmp_path, monkeypatch, capsys):
