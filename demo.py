@@ -15,6 +15,7 @@ import time
 
 import split_data
 import train
+from atomic import check_writable_folder
 from cli import UserError, add_debug_flag, pick_device, positive_int, run_cli
 from dataset import HEADS, TITLES
 from sample_catalog import is_sample_catalog, make_catalog, sample_catalog_size
@@ -76,6 +77,7 @@ def step(number, text):
 def main(argv=None):
     args = parse_args(argv)
     pick_device(args.device)  # a --device that is not there is refused now, not after minutes of work
+    check_writable_folder(args.work, f'--work {args.work}')  # and a folder it cannot write in
     real = has_real_dataset(args.data)
     epochs = args.epochs or (50 if real else 8)
     batch_size = args.batch_size or (16 if real else 32)

@@ -17,7 +17,7 @@ from collections import namedtuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from atomic import atomic_open
+from atomic import atomic_open, check_writable_folder
 from cli import add_debug_flag, run_cli, seed_number
 
 HEADER = ['id', 'gender', 'masterCategory', 'subCategory', 'articleType', 'baseColour', 'season',
@@ -401,6 +401,7 @@ def main():
                         help='replace an existing catalog in --output (default: off)')
     add_debug_flag(parser)
     args = parser.parse_args()
+    check_writable_folder(args.output, f'--output {args.output}')
     start = time.perf_counter()
     try:
         manifest = make_catalog(args.output, args.size, args.seed, args.quirks, args.overwrite)

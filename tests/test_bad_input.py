@@ -359,8 +359,8 @@ def test_an_output_folder_that_cannot_be_made_is_named(small_split, tmp_path):
     blocker = tmp_path / 'a-file'  # a folder cannot be made inside a file, even by root
     blocker.write_text('')
     blocked = str(blocker / 'out')
-    assert_clean_failure(run_script('sample_catalog.py', '--output', blocked, '--size', 5), str(blocker), 'Not a directory')
-    for script, args in [('split_data.py', ['--input', small_split['catalog']['root'], '--output', blocked]),
+    for script, args in [('sample_catalog.py', ['--output', blocked, '--size', 5]),
+                         ('split_data.py', ['--input', small_split['catalog']['root'], '--output', blocked]),
                          ('train.py', train_args(small_split, blocked, '--epochs', 1)),
                          ('test.py', ['--checkpoint', os.path.join(run_dir, 'last.pth'),
                                       '--val-csv', small_split['val'], '--output', blocked])]:
@@ -369,6 +369,7 @@ def test_an_output_folder_that_cannot_be_made_is_named(small_split, tmp_path):
 
 def test_an_output_folder_we_may_not_write_in_is_refused_before_any_work(small_split, tmp_path, monkeypatch):
     import atomic
+    import demo
     import predict
     import split_data
     from demo import load_test_script
@@ -388,14 +389,15 @@ def test_an_output_folder_we_may_not_write_in_is_refused_before_any_work(small_s
 
     monkeypatch.setattr(atomic.tempfile, 'TemporaryFile', refuse_in_shut)
     for module, work in ((split_data, 'read_styles'), (test_script, 'FashionDataset'), (predict, 'find_images'),
-                         (train, 'AttributesDataset')):
+                         (train, 'AttributesDataset'), (demo, 'has_real_dataset')):
         monkeypatch.setattr(module, work, the_work)
     checkpoint = os.path.join(run_dir, 'last.pth')
     for main, args, flag in [
             (split_data.main, ['--input', small_split['catalog']['root'], '--output', str(shut / 'split')], '--output'),
             (test_script.main, ['--checkpoint', checkpoint, '--output', str(shut / 'eval')], '--output'),
             (predict.main, ['--checkpoint', checkpoint, 'a.jpg', '--output', str(shut / 'p.csv')], '--output'),
-            (train.main, train_args(small_split, shut, '--epochs', 1), '--checkpoints')]:
+            (train.main, train_args(small_split, shut, '--epochs', 1), '--checkpoints'),
+            (demo.main, ['--work', str(shut / 'demo'), '--device', 'cpu'], '--work')]:
         with pytest.raises(UserError, match=f'^{flag} {shut}.*: cannot write in {shut} \\(Permission denied\\)$'):
             main(args)
 
