@@ -388,6 +388,10 @@ def test_an_output_folder_we_may_not_write_in_is_refused_before_any_work(small_s
         raise AssertionError('the work started')
 
     monkeypatch.setattr(atomic.tempfile, 'TemporaryFile', refuse_in_shut)
+    (tmp_path / 'gone').symlink_to(tmp_path / 'nowhere')  # a link left behind
+    with pytest.raises(UserError, match=f"^--output {tmp_path / 'gone' / 'split'}: {tmp_path / 'gone'} is a link to "
+                                        'nothing, not a folder$'):
+        split_data.main(['--input', small_split['catalog']['root'], '--output', str(tmp_path / 'gone' / 'split')])
     for module, work in ((split_data, 'read_styles'), (test_script, 'FashionDataset'), (predict, 'find_images'),
                          (train, 'AttributesDataset'), (demo, 'has_real_dataset')):
         monkeypatch.setattr(module, work, the_work)

@@ -193,6 +193,8 @@ def test_a_split_made_again_since_the_run_is_not_taken_for_the_runs_own(small_sp
     with pytest.raises(UserError, match=f"^{split['val']}: it holds other rows than when {last} was validated on "
                                         'it .*; pass --val-csv to score it anyway$'):
         load_test_script().main(['--checkpoint', last])
+    load_test_script().main(['--checkpoint', last, '--val-csv', split['val'], '--output', str(tmp_path / 'eval')])
+    assert os.path.isfile(tmp_path / 'eval' / 'metrics.json')  # as the advice says
     with pytest.raises(UserError, match=f"^{split['train']}: it holds other rows than when the run in {last} began"):
         train.main(['--resume', last, '--epochs', '2'])
 
