@@ -309,12 +309,18 @@ def main(argv=None):
           + (f' (epoch {state["epoch"]})' if state.get('epoch') else '') + f'; {len(paths)} image(s)')
     rows = predict_all(model, attributes, paths, args, device)
     check_some_readable(rows)
+    not_written = None
     if args.output:  # before the table: a reader of it that stops early (`| head`) loses nothing
-        write_output(rows, args.output)
+        try:
+            write_output(rows, args.output)
+        except UserError as error:  # a disk that filled during the run: the table still keeps them
+            not_written = error
     print('\n'.join(format_table(rows)))
     bad = sum(1 for row in rows if row['error'])
     summary = f'{len(rows) - bad} of {len(rows)} image(s) predicted' + (f', {bad} unreadable' if bad else '')
-    print(summary + (f'; wrote {args.output}' if args.output else ''))
+    print(summary + (f'; wrote {args.output}' if args.output and not not_written else ''))
+    if not_written:
+        raise not_written
 
 
 if __name__ == '__main__':

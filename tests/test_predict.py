@@ -2,6 +2,7 @@
 # same answers as the model on load_image + val_transform, and its ONNX export gives the same
 # logits as PyTorch for any batch size.
 import csv
+import errno
 import io
 import json
 import os
@@ -263,6 +264,22 @@ def test_only_broken_images_fail_naming_each(checkpoint, tmp_path, capsys):
     assert 'none of the 3 image file(s) could be read' in line
     for name, why in [('truncated.jpg', 'truncated'), ('notes.jpg', 'not an image'), ('zero.png', 'empty')]:
         assert f'{tmp_path / name} ({why}' in line
+
+
+def test_an_output_that_fails_during_the_run_still_prints_the_predictions(checkpoint, catalog, tmp_path,
+                                                                       monkeypatch, capsys):
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(predict, 'atomic_open', full_disk)  # the folder passed the early check
+    out, picture = tmp_path / 'predictions.csv', catalog_images(catalog)[0]
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: predict.main(['--checkpoint', checkpoint, picture, '--output', str(out),
+                                      '--device', 'cpu']))
+    printed = capsys.readouterr()
+    assert exit_info.value.code == 2 and 'Traceback' not in printed.err
+    assert f'error: --output {out}: could not write it (No space left on device)' in printed.err
+    assert any(line.startswith(picture + ' ') for line in printed.out.splitlines())  # its table row
+    assert '1 of 1 image(s) predicted\n' in printed.out and not out.exists()
 
 
 def test_onnx_export_matches_pytorch_for_any_batch_size(checkpoint, catalog, tmp_path):
