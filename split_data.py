@@ -118,6 +118,19 @@ def save_split(train, val, folder):
     return paths
 
 
+def split_in(folder):
+    """The bytes of train.csv and val.csv in folder, None for one that is not there: to tell the
+    user when a new split replaces rows that a run may have trained on."""
+    contents = []
+    for name in ('train.csv', 'val.csv'):
+        try:
+            with open(os.path.join(folder, name), 'rb') as f:
+                contents.append(f.read())
+        except OSError:
+            contents.append(None)
+    return contents
+
+
 def split(kept, args):
     # A real permutation: the original drew 40,000 indices *with* replacement
     # (np.random.choice(40000, 40000)), which duplicated images and leaked them into val.csv.
@@ -159,8 +172,13 @@ def main(argv=None):
                         f'{args.max_images:,}) split with --val-fraction {args.val_fraction} leave {len(train)} '
                         f'for training and {len(val)} for validation; each needs at least one')
     os.makedirs(args.output, exist_ok=True)
+    before = split_in(args.output)
     train_path, val_path = save_split(train, val, args.output)
     print(f'wrote {len(train):,} rows to {train_path} and {len(val):,} rows to {val_path}')
+    if any(old is not None and old != new for old, new in zip(before, split_in(args.output))):
+        # Said now, not only when test.py or --resume refuses the new files (checkpoint.split_digests).
+        print(f'note: this replaced another split in {args.output}; a run trained on the old one cannot '
+              '--resume on these files, and its validation pictures may now be in train.csv')
     return {'train': len(train), 'val': len(val), 'skipped': skipped}
 
 

@@ -49,6 +49,16 @@ def test_split_is_seeded(quirky_catalog, tmp_path):
     assert (tmp_path / 'a' / 'train.csv').read_text() == (tmp_path / 'b' / 'train.csv').read_text()
 
 
+def test_a_split_that_replaces_other_rows_says_so(quirky_catalog, tmp_path, capsys):
+    def split_with_seed(seed):
+        split_data.main(['--input', quirky_catalog['root'], '--output', str(tmp_path), '--workers', '1',
+                         '--seed', str(seed)])
+        return capsys.readouterr().out
+    assert 'note: this replaced' not in split_with_seed(1)  # nothing there before
+    assert 'note: this replaced' not in split_with_seed(1)  # the same rows again
+    assert f'note: this replaced another split in {tmp_path};' in split_with_seed(2)
+
+
 def test_a_split_cut_short_changes_neither_csv(quirky_catalog, tmp_path, monkeypatch):
     # A new train.csv beside the old val.csv could share images with it: both or neither.
     split_data.main(['--input', quirky_catalog['root'], '--output', str(tmp_path), '--workers', '1'])
