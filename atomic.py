@@ -19,10 +19,21 @@ def temporary_name(name):
     return prefix + os.fsdecode(end)
 
 
+def absolute_path(path):
+    """path made absolute, naming what the system finds there. os.path.abspath takes 'link/..' by
+    name, to the link's own folder, where the system goes up from the folder the link points to:
+    the two differ when the link leads to another folder or disk."""
+    path = os.fspath(path)
+    plain = os.path.abspath(path)
+    if os.pardir not in path.split(os.sep) or os.path.realpath(path) == os.path.realpath(plain):
+        return plain
+    return os.path.realpath(path)
+
+
 @contextmanager
 def atomic_path(path):
     """A temporary path to write to: renamed onto path when the block ends, removed if it fails."""
-    folder, name = os.path.split(os.path.abspath(path))
+    folder, name = os.path.split(absolute_path(path))
     # In the same folder, as a rename is atomic only within one file system; hidden; and ending
     # in the real name, so that writers that go by the extension (matplotlib) still can.
     tmp = os.path.join(folder, temporary_name(name))
@@ -67,7 +78,9 @@ def flush_to_disk(f):
 def check_writable_folder(folder, named):
     """Before any work: that new files can be written in folder, made later with the folders above
     it where need be. `named` says where the folder comes from, such as '--output out'."""
-    existing = os.path.abspath(folder)
+    if not folder:
+        raise UserError(f'{named}: an empty name; give a folder, such as .')
+    existing = absolute_path(folder)
     while not os.path.lexists(existing):  # the folders still to be made: it is their parent that must be one
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):

@@ -8,7 +8,7 @@ import warnings
 
 import torch
 
-from atomic import atomic_open
+from atomic import absolute_path, atomic_open
 from cli import UserError
 from dataset import HEADS, AttributesDataset, tutorial_vocab
 from model import MultiOutputModel
@@ -18,7 +18,7 @@ FORMAT = 'fashion-multi-output/1'
 
 def checkpoint_save(path, state):
     """Write state atomically: a kill or a full disk mid-write leaves the previous file intact."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    os.makedirs(os.path.dirname(absolute_path(path)), exist_ok=True)
     # Serialised in memory first (28 MiB for the real model), then written in one go: a write that
     # fails inside torch.save's own writer (a full disk) comes out as a RuntimeError about zip
     # offsets, and only the OSError below names the file and the reason.

@@ -11,6 +11,7 @@ from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
+from atomic import absolute_path
 from catalog import (IMAGE_SIZE, LABEL_COLUMNS, NO_PERMISSION, REQUIRED_COLUMNS, UNREADABLE, format_counts,
                      read_csv_rows, read_styles)
 from cli import UserError
@@ -161,7 +162,7 @@ def read_annotations(annotation_path, attributes):
     header, rows = read_csv_rows(annotation_path, ('image_path', 'gender', 'articleType', 'baseColour'),
                                  'a split made by split_data.py')
     column = {name: header.index(name) for name in header}
-    folder = os.path.dirname(os.path.abspath(annotation_path))
+    folder = os.path.dirname(absolute_path(annotation_path))  # where the system finds it
     samples, skipped = [], Counter()
     vocab = ((attributes.gender_name_to_id, 'gender'), (attributes.article_name_to_id, 'articleType'),
              (attributes.color_name_to_id, 'baseColour'))

@@ -13,7 +13,7 @@ import sys
 import torch
 from torch import nn
 
-from atomic import atomic_open, atomic_path, check_writable_folder, flush_to_disk, sync_to_disk
+from atomic import absolute_path, atomic_open, atomic_path, check_writable_folder, flush_to_disk, sync_to_disk
 from catalog import IMAGE_SIZE
 from cli import UserError
 from dataset import FILL, HEADS, MEAN, STD
@@ -110,7 +110,7 @@ def export_onnx(model, attributes, path):
     for target in (path, json_path):
         if os.path.isdir(target):
             raise UserError(f'could not write {target}: it is a folder')
-    folder = os.path.dirname(os.path.abspath(path))
+    folder = os.path.dirname(absolute_path(path))
     check_writable_folder(folder, f'--export {path}')
     os.makedirs(folder, exist_ok=True)
     # A CPU copy in eval mode: the caller's model stays on its device, and dropout and batch norm

@@ -28,7 +28,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from allocator import keep_freed_memory
-from atomic import atomic_open, check_writable_folder
+from atomic import absolute_path, atomic_open, check_writable_folder
 from augment import prepare_batch
 from checkpoint import model_from_checkpoint
 from catalog import UNREADABLE, resolved_folder
@@ -143,7 +143,7 @@ def check_output(path, export):
         if os.path.realpath(path) == os.path.realpath(sidecar_path(export)):
             raise UserError(f'--output {path}: --export {export} writes its label names and preprocessing '
                             'there; give --output another name')
-    check_writable_folder(os.path.dirname(os.path.abspath(path)), f'--output {path}')
+    check_writable_folder(os.path.dirname(absolute_path(path)), f'--output {path}')
 
 
 def read_error(path, error):
@@ -261,7 +261,7 @@ def write_json(rows, f):
 
 
 def write_output(rows, path):
-    folder = os.path.dirname(os.path.abspath(path))
+    folder = os.path.dirname(absolute_path(path))
     try:
         os.makedirs(folder, exist_ok=True)
         with atomic_open(path, newline='') as f:

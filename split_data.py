@@ -12,7 +12,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 from tqdm import tqdm
 
-from atomic import atomic_open, check_writable_folder, flush_to_disk
+from atomic import absolute_path, atomic_open, check_writable_folder, flush_to_disk
 from catalog import IMAGE_SIZE, describe_download, format_counts, image_problem, read_styles
 from cli import UserError, add_debug_flag, positive_int, run_cli, seed_number
 
@@ -110,10 +110,10 @@ def save_split(train, val, folder):
     # whose images it could share.
     paths = os.path.join(folder, 'train.csv'), os.path.join(folder, 'val.csv')
     with atomic_open(paths[0], newline='') as train_file:
-        write_rows(train, train_file, os.path.abspath(folder))
+        write_rows(train, train_file, absolute_path(folder))
         flush_to_disk(train_file)
         with atomic_open(paths[1], newline='') as val_file:
-            write_rows(val, val_file, os.path.abspath(folder))
+            write_rows(val, val_file, absolute_path(folder))
             flush_to_disk(val_file)
     return paths
 

@@ -13,7 +13,7 @@ import os
 import torch
 
 from allocator import keep_freed_memory
-from atomic import atomic_open, check_writable_folder
+from atomic import absolute_path, atomic_open, check_writable_folder
 from augment import prepare_batch
 from checkpoint import changed_since_the_run, model_from_checkpoint, path_as_trained
 from cli import UserError, add_debug_flag, pick_device, positive_int, run_cli, shown
@@ -53,7 +53,7 @@ def output_folder(args):
     if args.output:
         return args.output
     stem = os.path.splitext(os.path.basename(args.checkpoint))[0]
-    return os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), f'eval-{stem}')
+    return os.path.join(os.path.dirname(absolute_path(args.checkpoint)), f'eval-{stem}')
 
 
 def split_to_score(args, state):
@@ -85,7 +85,9 @@ def print_report(metrics, majority):
 def main(argv=None):
     args = parse_args(argv)
     folder = output_folder(args)
-    check_writable_folder(folder, f'--output {folder}')  # before the evaluation, not after it
+    # Before the evaluation, not after it; a default folder is named as one, so that --output is
+    # seen to be the way to put the figures elsewhere.
+    check_writable_folder(folder, f'--output {folder}' if args.output else f'--output (default: {folder})')
     device = pick_device(args.device)
     keep_freed_memory(device)  # on a CPU: each batch reuses the last one's memory (allocator.py)
     model, attributes, state = model_from_checkpoint(args.checkpoint, args.attributes_file)
@@ -105,8 +107,8 @@ def main(argv=None):
     print_report(metrics, majority)
 
     os.makedirs(folder, exist_ok=True)
-    report = dict(metrics, checkpoint=os.path.abspath(args.checkpoint), epoch=state.get('epoch'),
-                  val_csv=os.path.abspath(args.val_csv),
+    report = dict(metrics, checkpoint=absolute_path(args.checkpoint), epoch=state.get('epoch'),
+                  val_csv=absolute_path(args.val_csv),
                   majority_rate={head: majority[head] for head in HEADS})
     with atomic_open(os.path.join(folder, 'metrics.json')) as f:
         json.dump(report, f, indent=2)

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 import distributed
 from allocator import keep_freed_memory
-from atomic import atomic_open, check_writable_folder
+from atomic import absolute_path, atomic_open, check_writable_folder
 from catalog import describe_download
 from checkpoint import (changed_since_the_run, check_same_vocab, checkpoint_load, checkpoint_save, file_digest,
                         load_weights, path_as_trained, resumable_load)
@@ -182,7 +182,7 @@ def check_same_split(args, resume, resolved, path):
 def check_same_folder(args, saved, path):
     """A resumed run goes on in its checkpoint's folder: --run-name and --checkpoints may repeat
     the original command's, but not name another folder, which the run would not write to."""
-    run_dir = os.path.dirname(os.path.abspath(path))
+    run_dir = os.path.dirname(absolute_path(path))
     if args.run_name is None and args.checkpoints == build_parser().get_default('checkpoints'):
         return
     if (args.run_name, args.checkpoints) == (saved.get('run_name'), saved.get('checkpoints')):
@@ -226,7 +226,7 @@ def run_folder(args, resume):
         run_dir = os.path.join(args.checkpoints, args.run_name or datetime.now().strftime('%Y-%m-%d_%H-%M-%S'))
         refuse_a_run_in(run_dir)
         return run_dir
-    run_dir = os.path.dirname(os.path.abspath(args.resume))
+    run_dir = os.path.dirname(absolute_path(args.resume))
     last = os.path.join(run_dir, 'last.pth')
     if os.path.exists(last) and not os.path.samefile(last, args.resume):
         later = last_epoch(last)
@@ -585,7 +585,8 @@ def main(argv=None):
 
     check_inputs(args)
     if context.is_main:  # before the pictures are loaded, not an epoch later
-        check_writable_folder(run_dir, f'--resume {args.resume}' if resume else f'--checkpoints {args.checkpoints}')
+        check_writable_folder(run_dir, f'--resume {args.resume}' if resume else f'--checkpoints {args.checkpoints}'
+                              + (f' --run-name {args.run_name}' if args.run_name else ''))
     attributes = AttributesDataset(args.attributes_file)
     if resume is not None:
         check_same_vocab(attributes, resume, args.resume)

@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from atomic import atomic_open, atomic_path
+from atomic import absolute_path, atomic_open, atomic_path, check_writable_folder
+from cli import UserError
 from conftest import file_size_limit
 
 
@@ -72,3 +73,21 @@ def test_the_data_is_on_disk_before_the_rename(tmp_path, monkeypatch):
         f.write('{}')
     assert calls == ['fsync', 'replace'] * 2
     assert (tmp_path / 'curves.png').read_bytes() == b'png' and (tmp_path / 'metrics.json').read_text() == '{}'
+
+
+def test_a_path_through_a_link_and_up_goes_where_the_system_goes(tmp_path, monkeypatch):
+    # ext -> other/sub: the system takes ext/.. to other/, where abspath would stay in project/.
+    (tmp_path / 'other' / 'sub').mkdir(parents=True)
+    (tmp_path / 'project').mkdir()
+    (tmp_path / 'project' / 'ext').symlink_to(tmp_path / 'other' / 'sub')
+    monkeypatch.chdir(tmp_path / 'project')
+    assert absolute_path(os.path.join('ext', '..', 'a.csv')) == str(tmp_path / 'other' / 'a.csv')
+    assert absolute_path(os.path.join('ext', 'b.csv')) == str(tmp_path / 'project' / 'ext' / 'b.csv')  # kept by name
+    with atomic_open(os.path.join('ext', '..', 'a.csv')) as f:
+        f.write('rows')
+    assert (tmp_path / 'other' / 'a.csv').read_text() == 'rows' and os.listdir('.') == ['ext']
+    (tmp_path / 'other' / 'ro').touch()  # not a folder, found where the system looks
+    with pytest.raises(UserError, match=f'{tmp_path / "other" / "ro"} is a file, not a folder'):
+        check_writable_folder(os.path.join('ext', '..', 'ro', 'new'), '--output X')
+    with pytest.raises(UserError, match='--output : an empty name; give a folder, such as .'):
+        check_writable_folder('', '--output ')

@@ -404,6 +404,14 @@ def test_an_output_folder_we_may_not_write_in_is_refused_before_any_work(small_s
             (demo.main, ['--work', str(shut / 'demo'), '--device', 'cpu'], '--work')]:
         with pytest.raises(UserError, match=f'^{flag} {shut}.*: cannot write in {shut} \\(Permission denied\\)$'):
             main(args)
+    # test.py's default folder, beside the checkpoint, is named as the default of --output
+    shutil.copy(checkpoint, shut / 'last.pth')
+    with pytest.raises(UserError, match=f'^--output \\(default: {shut / "eval-last"}\\): cannot write in {shut} '):
+        test_script.main(['--checkpoint', str(shut / 'last.pth')])
+    # --run-name is named where it is the one in the way
+    (tmp_path / 'a-file').write_text('')
+    with pytest.raises(UserError, match=f'^--checkpoints {tmp_path} --run-name a-file: {tmp_path / "a-file"} is a file'):
+        train.main(train_args(small_split, tmp_path, '--run-name', 'a-file'))
 
 
 def test_test_py_scores_the_split_the_checkpoint_was_validated_on_from_any_folder(small_split, tmp_path,

@@ -121,6 +121,23 @@ def test_a_split_into_a_symlinked_folder_finds_its_images(quirky_catalog, tmp_pa
     assert len(FashionDataset(os.path.join('linked', 'val.csv'), attributes)) == n
 
 
+def test_a_split_through_a_link_and_up_is_written_and_read_where_the_system_goes(quirky_catalog, tmp_path,
+                                                                                monkeypatch):
+    # ext -> far/a/b: ext/.. is far/a for the system, and project/ for a path taken by name; at
+    # another depth, so that paths relative to either cannot both lead to the pictures.
+    (tmp_path / 'far' / 'a' / 'b').mkdir(parents=True)
+    (tmp_path / 'project').mkdir()
+    (tmp_path / 'project' / 'ext').symlink_to(tmp_path / 'far' / 'a' / 'b')
+    monkeypatch.chdir(tmp_path / 'project')
+    result = split_data.main(['--input', quirky_catalog['root'], '--output', os.path.join('ext', '..'),
+                              '--workers', '1'])
+    assert sorted(os.listdir(tmp_path / 'far' / 'a')) == ['b', 'train.csv', 'val.csv'] and os.listdir('.') == ['ext']
+    attributes = AttributesDataset(os.path.join(quirky_catalog['root'], 'styles.csv'))
+    assert len(FashionDataset(os.path.join('ext', '..', 'val.csv'), attributes)) == result['val']
+    monkeypatch.chdir(tmp_path)  # where the rows' paths, taken from here as the tutorial's were, lead nowhere
+    assert len(FashionDataset(str(tmp_path / 'far' / 'a' / 'val.csv'), attributes)) == result['val']
+
+
 def test_a_split_beside_a_linked_catalog_moves_with_the_project(quirky_catalog, tmp_path):
     # The usual set-up for a big dataset: a link to it in the project; then the project moves.
     (tmp_path / 'project').mkdir()
