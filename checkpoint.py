@@ -12,6 +12,7 @@ from atomic import absolute_path, atomic_open
 from cli import UserError
 from dataset import HEADS, AttributesDataset, tutorial_vocab
 from model import MultiOutputModel
+from split_data import split_digest
 
 FORMAT = 'fashion-multi-output/1'
 
@@ -110,18 +111,18 @@ def path_as_trained(saved, key):
     return name, there
 
 
-def file_digest(path):
-    """A file's SHA-256: the checkpoint keeps its split's (split_digests), to tell when the same
-    name holds another split, after split_data.py was run again with other settings, say."""
-    with open(path, 'rb') as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
 def changed_since_the_run(state, key, path):
-    """Whether path, the run's train_csv or val_csv, holds other rows than when the run began.
-    A checkpoint from before split_digests has nothing to compare with."""
+    """Whether path is the run's own train_csv or val_csv, under any spelling, and holds other rows
+    than when the run began (split_data.py run again with other settings, say). A checkpoint from
+    before split_digests has nothing to compare with."""
     saved = (state.get('split_digests') or {}).get(key)
-    return saved is not None and file_digest(path) != saved
+    if saved is None:
+        return False
+    own, _ = path_as_trained(state['args'], key)
+    if not (os.path.isfile(path) and os.path.isfile(own) and os.path.samefile(path, own)):
+        return False
+    with open(path, 'rb') as f:  # the digest of the file's bytes: the checkpoints of 2026-11-30 kept that
+        return saved not in (split_digest(path), hashlib.sha256(f.read()).hexdigest())
 
 
 def attributes_of(state, path, attributes_file=None):

@@ -5,7 +5,9 @@ if __name__ == '__main__':  # first: a Ctrl-C during the imports below (seconds)
     cli.quiet_ctrl_c_while_starting()
 
 import argparse
+import codecs
 import csv
+import hashlib
 import os
 import random
 from concurrent.futures import ProcessPoolExecutor
@@ -118,17 +120,20 @@ def save_split(train, val, folder):
     return paths
 
 
+def split_digest(path):
+    """The SHA-256 of a split's rows, which a checkpoint keeps to tell when the same name holds
+    another split. Line endings, the last line break and a byte-order mark do not count: an editor,
+    dos2unix or git may change those, and split_data.py writes the csv module's CRLF."""
+    with open(path, 'rb') as f:
+        data = f.read()
+    return hashlib.sha256(b'\n'.join(data.removeprefix(codecs.BOM_UTF8).splitlines())).hexdigest()
+
+
 def split_in(folder):
-    """The bytes of train.csv and val.csv in folder, None for one that is not there: to tell the
+    """The digests of train.csv and val.csv in folder, None for one that is not there: to tell the
     user when a new split replaces rows that a run may have trained on."""
-    contents = []
-    for name in ('train.csv', 'val.csv'):
-        try:
-            with open(os.path.join(folder, name), 'rb') as f:
-                contents.append(f.read())
-        except OSError:
-            contents.append(None)
-    return contents
+    paths = os.path.join(folder, 'train.csv'), os.path.join(folder, 'val.csv')
+    return [split_digest(path) if os.path.isfile(path) else None for path in paths]
 
 
 def split(kept, args):

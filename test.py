@@ -60,6 +60,9 @@ def split_to_score(args, state):
     """--val-csv, or else the split train.py validated the checkpoint on: so that by default these
     figures are its last validation's, not those of whatever ./val.csv is here."""
     if args.val_csv:
+        if changed_since_the_run(state, 'val_csv', args.val_csv):  # as asked, but not without a word
+            print(f'note: {args.val_csv} holds other rows than when {args.checkpoint} was validated on it, '
+                  'maybe pictures it trained on; scoring it as --val-csv asks')
         return args.val_csv
     saved = state.get('args') or {}
     if saved.get('val_csv') is None:

@@ -26,7 +26,7 @@ import distributed
 from allocator import keep_freed_memory
 from atomic import absolute_path, atomic_open, check_writable_folder
 from catalog import describe_download
-from checkpoint import (changed_since_the_run, check_same_vocab, checkpoint_load, checkpoint_save, file_digest,
+from checkpoint import (changed_since_the_run, check_same_vocab, checkpoint_load, checkpoint_save,
                         load_weights, path_as_trained, resumable_load)
 from cli import (UserError, add_debug_flag, non_negative_float, non_negative_int, positive_float, positive_int,
                  run_cli, seed_number)
@@ -38,6 +38,7 @@ from train_step import (GraphedTrainStep, TrainStep, load_optimizer_state, make_
                         scheduler_state, set_lr)
 from plots import plot_curves, pyplot
 from saver import BackgroundSaver, detached_copy
+from split_data import split_digest
 from stopwatch import Stopwatch
 
 
@@ -140,7 +141,7 @@ def resumed_args(argv, resume, path):
             saved[key], gone[key] = path_as_trained(resume['args'], key)
     args = parse_args(argv, saved)
     take_the_runs_files(args, resume['args'], saved, gone, path)
-    check_same_split(args, resume, saved, path)
+    check_same_split(args, resume, path)
     check_same_folder(args, resume['args'], path)
     for key in FIXED_ON_RESUME:
         if key in saved and getattr(args, key) != saved[key]:
@@ -169,12 +170,12 @@ def take_the_runs_files(args, original, resolved, gone, path):
         args.as_saved = dict({key: original[key] for key in own}, workdir=original['workdir'])
 
 
-def check_same_split(args, resume, resolved, path):
+def check_same_split(args, resume, path):
     """The run's own train.csv and val.csv, if split_data.py has written them anew since: going on
     would train on other pictures, and validate on some the run has trained on."""
     for key in SPLIT_FILES:
         name = getattr(args, key)
-        if name == resolved.get(key) and os.path.isfile(name) and changed_since_the_run(resume, key, name):
+        if changed_since_the_run(resume, key, name):  # the run's own file, however it is spelt
             raise UserError(f'{name}: it holds other rows than when the run in {path} began (split_data.py run '
                             'again?); a resumed run goes on with the same split: put it back, or start a new run')
 
@@ -593,7 +594,7 @@ def main(argv=None):
     with watch.phase('pictures'):
         train_loader = make_train_loader(attributes, args, context, channels_last)
         val_loader = make_val_loader(attributes, args, context, channels_last)
-    split_digests = {key: file_digest(getattr(args, key)) for key in SPLIT_FILES}  # as the datasets read them
+    split_digests = {key: split_digest(getattr(args, key)) for key in SPLIT_FILES}  # as the datasets read them
     if len(train_loader) == 0:  # fewer training pictures than processes: some would take no step
         raise UserError(f'{args.train_csv}: fewer usable pictures than the {context.world_size} processes; '
                         'each process needs at least one')

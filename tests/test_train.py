@@ -1,7 +1,9 @@
 # train.py end to end on a small sample catalog: what it writes, resuming, and faults.
 import argparse
+import codecs
 import csv
 import errno
+import hashlib
 import json
 import math
 import os
@@ -18,7 +20,7 @@ import torch
 import distributed
 import train
 import train_step
-from checkpoint import checkpoint_load, checkpoint_save, model_from_checkpoint
+from checkpoint import changed_since_the_run, checkpoint_load, checkpoint_save, model_from_checkpoint
 from cli import UserError
 from conftest import ROOT, file_size_limit, run_script, train_args
 from demo import load_test_script
@@ -180,7 +182,8 @@ def test_a_new_run_never_writes_over_another(full_run, small_split):
     assert checkpoint_load(os.path.join(full_run, 'last.pth'))['epoch'] == EPOCHS
 
 
-def test_a_split_made_again_since_the_run_is_not_taken_for_the_runs_own(small_split, tmp_path):
+def test_a_split_made_again_since_the_run_is_not_taken_for_the_runs_own(small_split, tmp_path, monkeypatch,
+                                                                        capsys):
     # split_data.py run again into the run's folder with other settings: the same names, other
     # rows. test.py would score pictures the model trained on, and --resume go on with others.
     import split_data
@@ -188,15 +191,31 @@ def test_a_split_made_again_since_the_run_is_not_taken_for_the_runs_own(small_sp
     split_data.main(['--input', small_split['catalog']['root'], '--output', str(tmp_path), '--workers', '1'])
     run_dir = train.main(train_args(split, tmp_path / 'runs', '--epochs', 1))
     last = os.path.join(run_dir, 'last.pth')
+    # The same rows with other line endings (an editor, dos2unix, git) and a byte-order mark are
+    # the same split; and a checkpoint of 2026-11-30 kept the digest of the file's bytes.
+    state = checkpoint_load(last)
+    crlf = open(split['val'], 'rb').read()
+    open(split['val'], 'wb').write(codecs.BOM_UTF8 + crlf.replace(b'\r\n', b'\n').rstrip(b'\n'))
+    assert not changed_since_the_run(state, 'val_csv', split['val'])
+    open(split['val'], 'wb').write(crlf)
+    by_bytes = dict(state, split_digests={'val_csv': hashlib.sha256(crlf).hexdigest()})
+    assert not changed_since_the_run(by_bytes, 'val_csv', split['val'])
+
     split_data.main(['--input', small_split['catalog']['root'], '--output', str(tmp_path), '--workers', '1',
                      '--seed', '7'])
+    assert changed_since_the_run(by_bytes, 'val_csv', split['val'])
     with pytest.raises(UserError, match=f"^{split['val']}: it holds other rows than when {last} was validated on "
                                         'it .*; pass --val-csv to score it anyway$'):
         load_test_script().main(['--checkpoint', last])
+    capsys.readouterr()
     load_test_script().main(['--checkpoint', last, '--val-csv', split['val'], '--output', str(tmp_path / 'eval')])
-    assert os.path.isfile(tmp_path / 'eval' / 'metrics.json')  # as the advice says
+    assert os.path.isfile(tmp_path / 'eval' / 'metrics.json')  # as the advice says, with a word
+    assert f'note: {split["val"]} holds other rows than when {last} was validated on it' in capsys.readouterr().out
     with pytest.raises(UserError, match=f"^{split['train']}: it holds other rows than when the run in {last} began"):
         train.main(['--resume', last, '--epochs', '2'])
+    monkeypatch.chdir(tmp_path)  # the run's own files under another spelling are still its own
+    with pytest.raises(UserError, match="^train.csv: it holds other rows than when the run in .* began"):
+        train.main(['--resume', last, '--epochs', '2', '--train-csv', 'train.csv', '--val-csv', 'val.csv'])
 
 
 def test_a_resumed_run_keeps_its_settings_and_data(small_split, tmp_path, monkeypatch, capsys):
