@@ -13,6 +13,7 @@ import json
 import math
 import os
 import resource
+import shlex
 import sys
 import time
 from datetime import datetime
@@ -195,15 +196,25 @@ def check_same_folder(args, saved, path):
                         'folder of its own and resume from there')
 
 
+def split_advice(args):
+    """How to make the split this run asks for, where it is asked for."""
+    command = ['python', 'split_data.py', '--input', os.path.dirname(args.attributes_file) or '.']
+    output = os.path.dirname(args.train_csv) or '.'
+    advice = f'run `{shlex.join(command + ([] if output == "." else ["--output", output]))}` to make train.csv and val.csv'
+    named = [os.path.join(output, 'train.csv'), os.path.join(output, 'val.csv')]
+    if [os.path.normpath(args.train_csv), os.path.normpath(args.val_csv)] != [os.path.normpath(n) for n in named]:
+        advice += f', and pass them as --train-csv {shlex.quote(named[0])} --val-csv {shlex.quote(named[1])}'
+    return advice
+
+
 def check_inputs(args):
     if os.path.isfile(args.train_csv):
         return
     folder = os.path.dirname(args.attributes_file) or '.'
     if not os.path.isfile(args.attributes_file):
         raise UserError(f'{args.train_csv}: no such file, and no dataset at {folder}. '
-                        + describe_download(folder) + ' Then run `python split_data.py`.')
-    raise UserError(f'{args.train_csv}: no such file; run `python split_data.py --input {folder}` '
-                    'first to make train.csv and val.csv')
+                        + describe_download(folder) + f' Then {split_advice(args)}.')
+    raise UserError(f'{args.train_csv}: no such file; {split_advice(args)}')
 
 
 def last_epoch(path):

@@ -2,6 +2,8 @@
 # are skipped and counted by reason.
 import io
 import os
+import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -63,6 +65,28 @@ def test_missing_dataset_says_where_to_get_it_and_how_to_run_the_demo(tmp_path):
     for script in ('split_data.py', 'train.py'):
         result = run_script(script, cwd=str(tmp_path))
         assert_clean_failure(result, 'kaggle.com', 'demo.py')
+
+
+@pytest.mark.parametrize('train_csv,val_csv', [('splits/train.csv', 'splits/val.csv'),
+                                               ('my splits/t.csv', 'my splits/v.csv')])
+def test_the_advice_for_a_missing_split_followed_as_written_makes_it(small_split, tmp_path, monkeypatch,
+                                                                     train_csv, val_csv):
+    import split_data
+    monkeypatch.chdir(tmp_path)
+    os.symlink(small_split['catalog']['root'], 'fashion-product-images')  # the default catalog
+    argv = ['--train-csv', train_csv, '--val-csv', val_csv]
+    with pytest.raises(UserError) as error:
+        train.check_inputs(train.parse_args(argv))
+    command, *then = re.fullmatch(r'.*: no such file; run `(.*)` to make train.csv and val.csv'
+                                  r'(?:, and pass them as (.*))?', str(error.value)).groups()
+    words = shlex.split(command)
+    assert words[:2] == ['python', 'split_data.py']
+    split_data.main(words[2:] + ['--workers', '1'])
+    if then[0]:
+        argv = shlex.split(then[0])
+    train.check_inputs(train.parse_args(argv))  # no error now
+    args = train.parse_args(argv)
+    assert os.path.isfile(args.train_csv) and os.path.isfile(args.val_csv)
 
 
 def test_styles_csv_given_as_the_catalog_names_the_folder_to_give(tmp_path):
