@@ -160,6 +160,9 @@ def main(argv=None):
         raise UserError(f'{image_folder}: no such folder. ' + describe_download(args.input))
 
     check_writable_folder(args.output, f'--output {args.output}')  # before the images are checked
+    for name in ('train.csv', 'val.csv'):
+        if os.path.isdir(os.path.join(args.output, name)):  # which the new file could not replace
+            raise UserError(f'--output {args.output}: {os.path.join(args.output, name)} is a folder; move it away')
     styles, skipped = read_styles(styles_path)
     print(f'{styles_path}: {len(styles) + sum(skipped.values()):,} rows, '
           f'{len(styles):,} with usable labels')

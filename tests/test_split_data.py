@@ -49,11 +49,17 @@ def test_split_is_seeded(quirky_catalog, tmp_path):
     assert (tmp_path / 'a' / 'train.csv').read_text() == (tmp_path / 'b' / 'train.csv').read_text()
 
 
-def test_a_split_that_replaces_other_rows_says_so(quirky_catalog, tmp_path, capsys):
+def test_a_split_names_what_it_replaces_and_what_is_in_its_way(quirky_catalog, tmp_path, capsys):
     def split_with_seed(seed):
         split_data.main(['--input', quirky_catalog['root'], '--output', str(tmp_path), '--workers', '1',
                          '--seed', str(seed)])
         return capsys.readouterr().out
+    (tmp_path / 'val.csv').mkdir()
+    with pytest.raises(UserError, match=f"^--output {tmp_path}: {tmp_path / 'val.csv'} is a folder; move it away$"):
+        split_with_seed(1)
+    (tmp_path / 'val.csv').rmdir()
+    with pytest.raises(UserError, match='^--output : an empty name; give a folder, such as .$'):
+        split_data.main(['--input', quirky_catalog['root'], '--output', ''])
     assert 'note: this replaced' not in split_with_seed(1)  # nothing there before
     assert 'note: this replaced' not in split_with_seed(1)  # the same rows again
     assert f'note: this replaced another split in {tmp_path};' in split_with_seed(2)
