@@ -318,8 +318,8 @@ def main(argv=None):
     print('\n'.join(format_table(rows)))
     bad = sum(1 for row in rows if row['error'])
     summary = f'{len(rows) - bad} of {len(rows)} image(s) predicted' + (f', {bad} unreadable' if bad else '')
-    print(summary + (f'; wrote {args.output}' if args.output and not not_written else ''))
-    if not_written:
+    print(summary + (f'; wrote {args.output}' if args.output and not_written is None else ''))
+    if not_written is not None:
         raise not_written
 
 

@@ -200,7 +200,9 @@ def split_advice(args):
     """How to make the split this run asks for, where it is asked for."""
     command = ['python', 'split_data.py', '--input', os.path.dirname(args.attributes_file) or '.']
     output = os.path.dirname(args.train_csv) or '.'
-    advice = f'run `{shlex.join(command + ([] if output == "." else ["--output", output]))}` to make train.csv and val.csv'
+    if output != '.':
+        command += ['--output', output]
+    advice = f'run `{shlex.join(command)}` to make train.csv and val.csv'
     named = [os.path.join(output, 'train.csv'), os.path.join(output, 'val.csv')]
     if [os.path.normpath(args.train_csv), os.path.normpath(args.val_csv)] != [os.path.normpath(n) for n in named]:
         advice += f', and pass them as --train-csv {shlex.quote(named[0])} --val-csv {shlex.quote(named[1])}'
