@@ -106,11 +106,15 @@ def write_rows(rows, f, folder):
         writer.writerow([path, style.gender, style.articleType, style.baseColour])
 
 
+def split_paths(folder):
+    return os.path.join(folder, 'train.csv'), os.path.join(folder, 'val.csv')
+
+
 def save_split(train, val, folder):
     # Both files are renamed into place, one right after the other, only once both are on disk:
     # a run cut short (a Ctrl-C, a full disk) leaves no new train.csv beside an old val.csv
     # whose images it could share.
-    paths = os.path.join(folder, 'train.csv'), os.path.join(folder, 'val.csv')
+    paths = split_paths(folder)
     with atomic_open(paths[0], newline='') as train_file:
         write_rows(train, train_file, absolute_path(folder))
         flush_to_disk(train_file)
@@ -132,8 +136,7 @@ def split_digest(path):
 def split_in(folder):
     """The digests of train.csv and val.csv in folder, None for one that is not there: to tell the
     user when a new split replaces rows that a run may have trained on."""
-    paths = os.path.join(folder, 'train.csv'), os.path.join(folder, 'val.csv')
-    return [split_digest(path) if os.path.isfile(path) else None for path in paths]
+    return [split_digest(path) if os.path.isfile(path) else None for path in split_paths(folder)]
 
 
 def split(kept, args):
@@ -160,9 +163,9 @@ def main(argv=None):
         raise UserError(f'{image_folder}: no such folder. ' + describe_download(args.input))
 
     check_writable_folder(args.output, f'--output {args.output}')  # before the images are checked
-    for name in ('train.csv', 'val.csv'):
-        if os.path.isdir(os.path.join(args.output, name)):  # which the new file could not replace
-            raise UserError(f'--output {args.output}: {os.path.join(args.output, name)} is a folder; move it away')
+    for path in split_paths(args.output):
+        if os.path.isdir(path):  # which the new file could not replace
+            raise UserError(f'--output {args.output}: {path} is a folder; move it away')
     styles, skipped = read_styles(styles_path)
     print(f'{styles_path}: {len(styles) + sum(skipped.values()):,} rows, '
           f'{len(styles):,} with usable labels')
