@@ -58,6 +58,13 @@ def small_split(tmp_path_factory):
             'train': str(base / 'train.csv'), 'val': str(base / 'val.csv'), 'catalog': catalog}
 
 
+@pytest.fixture(scope='session')
+def one_epoch_run(small_split, tmp_path_factory):
+    """The run folder of one epoch of train.py on small_split, for tests that only read it."""
+    import train
+    return train.main(train_args(small_split, tmp_path_factory.mktemp('one-epoch'), '--epochs', 1))
+
+
 def train_args(split, run_dir, *extra):
     return ['--attributes_file', split['styles'], '--train-csv', split['train'],
             '--val-csv', split['val'], '--checkpoints', str(run_dir), '--run-name', 'run',

@@ -378,8 +378,8 @@ def test_an_image_broken_since_the_split_is_skipped_on_either_data_path(small_sp
     assert os.path.exists(os.path.join(run_dir, 'last.pth'))
 
 
-def test_an_output_folder_that_cannot_be_made_is_named(small_split, tmp_path):
-    run_dir = train.main(train_args(small_split, tmp_path / 'runs', '--epochs', 1))
+def test_an_output_folder_that_cannot_be_made_is_named(small_split, one_epoch_run, tmp_path):
+    run_dir = one_epoch_run
     blocker = tmp_path / 'a-file'  # a folder cannot be made inside a file, even by root
     blocker.write_text('')
     blocked = str(blocker / 'out')
@@ -391,14 +391,15 @@ def test_an_output_folder_that_cannot_be_made_is_named(small_split, tmp_path):
         assert_clean_failure(run_script(script, *args), f'{blocker} is a file, not a folder')
 
 
-def test_an_output_folder_we_may_not_write_in_is_refused_before_any_work(small_split, tmp_path, monkeypatch):
+def test_an_output_folder_we_may_not_write_in_is_refused_before_any_work(small_split, one_epoch_run, tmp_path,
+                                                                         monkeypatch):
     import atomic
     import demo
     import predict
     import split_data
     from demo import load_test_script
     test_script = load_test_script()
-    run_dir = train.main(train_args(small_split, tmp_path / 'runs', '--epochs', 1))
+    run_dir = one_epoch_run
     shut = tmp_path / 'shut'  # chmod 555, `chattr +i` or a read-only disk, pretended: the tests may run as root
     shut.mkdir()
     real_temporary_file = atomic.tempfile.TemporaryFile
@@ -439,24 +440,32 @@ def test_an_output_folder_we_may_not_write_in_is_refused_before_any_work(small_s
 
 
 def test_test_py_scores_the_split_the_checkpoint_was_validated_on_from_any_folder(small_split, tmp_path,
-                                                                                  monkeypatch):
+                                                                                  monkeypatch, capsys):
+    from demo import load_test_script
+    test_script = load_test_script()
+    monkeypatch.setattr(test_script, 'draw_figures', lambda jobs, parallel=True: None)  # not the question here
     monkeypatch.chdir(small_split['base'])  # train.py given the split as val.csv, from its folder
     run_dir = train.main(train_args(dict(small_split, val='val.csv'), tmp_path / 'runs', '--epochs', 1))
     checkpoint = os.path.join(run_dir, 'last.pth')
     other = tmp_path / 'other'  # another val.csv here: not the one the checkpoint was validated on
     other.mkdir()
     (other / 'val.csv').write_text(''.join(open(small_split['val']).readlines()[:6]))
-    scored = run_script('test.py', '--checkpoint', checkpoint, '--output', tmp_path / 'eval', cwd=str(other))
-    assert scored.returncode == 0 and f'40 images from {small_split["val"]}' in scored.stdout
+    capsys.readouterr()
+    monkeypatch.chdir(other)
+    test_script.main(['--checkpoint', checkpoint, '--output', str(tmp_path / 'eval')])
+    assert f'40 images from {small_split["val"]}' in capsys.readouterr().out
     # The project moved (or was copied to another machine): its val.csv, from where test.py runs.
     state = checkpoint_load(checkpoint)
     moved = checkpoint_save(str(tmp_path / 'moved.pth'), dict(state, args=dict(state['args'], workdir=str(other / 'gone'))))
-    scored = run_script('test.py', '--checkpoint', moved, '--output', tmp_path / 'eval')  # from the split's folder
-    assert scored.returncode == 0 and f'note: {other / "gone" / "val.csv"}, which' in scored.stdout
-    assert '40 images from val.csv' in scored.stdout
+    monkeypatch.chdir(small_split['base'])
+    test_script.main(['--checkpoint', moved, '--output', str(tmp_path / 'eval')])
+    scored = capsys.readouterr().out
+    assert f'note: {other / "gone" / "val.csv"}, which' in scored and '40 images from val.csv' in scored
     (other / 'val.csv').unlink()
-    assert_clean_failure(run_script('test.py', '--checkpoint', moved, cwd=str(other)),
-                         f'{other / "gone" / "val.csv"}: no such file', 'validated on it', 'Pass --val-csv')
+    monkeypatch.chdir(other)
+    with pytest.raises(UserError, match=f'^{re.escape(str(other / "gone" / "val.csv"))}: no such file; .* was '
+                                        'validated on it. Pass --val-csv$'):
+        test_script.main(['--checkpoint', moved])
 
 
 def interrupted():
