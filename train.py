@@ -144,14 +144,34 @@ def resumed_args(argv, resume, path):
     take_the_runs_files(args, resume['args'], saved, gone, path)
     check_same_split(args, resume, path)
     check_same_folder(args, resume['args'], path)
+    if args.run_name is None and args.checkpoints == build_parser().get_default('checkpoints'):
+        # None named: the run's as first named, so that the original command may still repeat them
+        args.run_name, args.checkpoints = saved.get('run_name'), saved.get('checkpoints', args.checkpoints)
     for key in FIXED_ON_RESUME:
         if key in saved and getattr(args, key) != saved[key]:
             raise UserError(f'--{key.replace("_", "-")} {getattr(args, key)}: the run in {path} trained with '
                             f'{saved[key]}, and a resumed run keeps it; start a new run to change it')
+    if args.pretrained and not saved.get('pretrained'):
+        raise UserError(f'--pretrained: the run in {path} started from scratch, and a resumed run goes on from '
+                        "its checkpoint's weights; leave --pretrained out")
     if args.epochs <= resume['epoch']:
         raise UserError(f'--epochs {args.epochs}: the run in {path} has done {resume["epoch"]} epochs '
                         'already; give a larger --epochs to train it further')
+    note_other_draws(args, saved, path)
     return args
+
+
+def note_other_draws(args, saved, path):
+    """Another data path, or another number of the DataLoader's workers (each draws the
+    augmentation of the batches it loads), is taken as asked, but not without a word."""
+    changed = [key for key in ('data', 'workers') if key in saved and getattr(args, key) != saved[key]]
+    if 'workers' in changed and 'loader' not in (args.data, saved.get('data')):
+        changed.remove('workers')  # the in-memory path draws on the device, whoever decoded
+    if changed and os.environ.get('RANK', '0') == '0':  # once under torchrun
+        given = ' '.join(f'--{key} {getattr(args, key)}' for key in changed)
+        was = ', '.join(f'{key} {saved[key]}' for key in changed)
+        print(f'note: {given}: the run in {path} trained with {was}; from here on its augmentation '
+              'draws are not those of an unbroken run')
 
 
 def take_the_runs_files(args, original, resolved, gone, path):
@@ -184,7 +204,7 @@ def check_same_split(args, resume, path):
 def check_same_folder(args, saved, path):
     """A resumed run goes on in its checkpoint's folder: --run-name and --checkpoints may repeat
     the original command's, but not name another folder, which the run would not write to."""
-    run_dir = os.path.dirname(absolute_path(path))
+    run_dir = checkpoint_folder(path)
     if args.run_name is None and args.checkpoints == build_parser().get_default('checkpoints'):
         return
     if (args.run_name, args.checkpoints) == (saved.get('run_name'), saved.get('checkpoints')):
@@ -240,7 +260,7 @@ def run_folder(args, resume):
         run_dir = os.path.join(args.checkpoints, args.run_name or datetime.now().strftime('%Y-%m-%d_%H-%M-%S'))
         refuse_a_run_in(run_dir)
         return run_dir
-    run_dir = os.path.dirname(absolute_path(args.resume))
+    run_dir = checkpoint_folder(args.resume)
     last = os.path.join(run_dir, 'last.pth')
     if os.path.exists(last) and not os.path.samefile(last, args.resume):
         later = last_epoch(last)
@@ -249,6 +269,12 @@ def run_folder(args, resume):
                             f'which going on from epoch {resume["epoch"]} would write over; to branch off, '
                             'copy the checkpoint into a folder of its own and resume from there')
     return run_dir
+
+
+def checkpoint_folder(path):
+    """The folder of the run a checkpoint belongs to: a link to it (say latest.pth, elsewhere)
+    leads to the run's own folder, where the run goes on."""
+    return os.path.dirname(os.path.realpath(path) if os.path.islink(path) else absolute_path(path))
 
 
 def claim_run_folder(run_dir, resume):

@@ -66,6 +66,29 @@ def test_a_resumed_run_refuses_another_recipe(full_run, flag, value):
         train.main(['--resume', os.path.join(full_run, 'last.pth'), '--epochs', '9', flag, value, '--device', 'cpu'])
 
 
+def test_a_resumed_run_refuses_pretrained_weights_and_names_other_draws(full_run, capsys):
+    last = os.path.join(full_run, 'last.pth')
+    resume = checkpoint_load(last)
+    with pytest.raises(UserError, match=f"^--pretrained: the run in {last} started from scratch, and a resumed run "
+                                        "goes on from its checkpoint's weights; leave --pretrained out$"):
+        train.resumed_args(['--resume', last, '--epochs', '9', '--pretrained'], resume, last)
+    # another data path, or other workers drawing the DataLoader's augmentation: taken, with a word
+    assert (resume['args']['data'], resume['args']['workers']) == ('memory', 0)
+    for flags, data, workers, said in [
+            (['--data', 'loader'], 'loader', 0, '--data loader: the run in .* trained with data memory;'),
+            (['--data', 'loader', '--workers', '3'], 'loader', 3, '--data loader --workers 3: .* memory, workers 0;'),
+            (['--workers', '3'], 'memory', 3, None),  # decoding only, on the in-memory path
+            ([], 'memory', 0, None)]:
+        args = train.resumed_args(['--resume', last, '--epochs', '9', *flags], resume, last)
+        out = capsys.readouterr().out
+        assert (args.data, args.workers) == (data, workers)
+        if said:
+            assert re.fullmatch(f'note: {said} from here on its augmentation draws are not those of an unbroken '
+                                'run\n', out), out
+        else:
+            assert out == ''
+
+
 def test_an_infinite_loss_is_found_as_a_nan_is():
     assert train.first_non_finite(torch.tensor([1.0, float('inf'), float('nan')])) == 1
     assert train.first_non_finite(torch.tensor([1.0, 2.0])) is None
@@ -547,8 +570,19 @@ def test_the_original_command_resumes_from_another_folder_too(small_split, tmp_p
     command = train_args(small_split, 'runs', '--epochs', 1)
     run_dir = os.path.abspath(train.main(command))
     monkeypatch.chdir(tmp_path / 'second')
-    train.main(command + ['--epochs', '2', '--resume', os.path.join(run_dir, 'last.pth')])
-    assert checkpoint_load(os.path.join(run_dir, 'last.pth'))['epoch'] == 2 and not os.listdir(tmp_path / 'second')
+    last = os.path.join(run_dir, 'last.pth')
+    train.main(command + ['--epochs', '2', '--resume', last])
+    assert checkpoint_load(last)['epoch'] == 2 and not os.listdir(tmp_path / 'second')
+    # resumed once with --resume alone, the run still knows the folder names it was first given
+    train.main(['--resume', last, '--epochs', '3', '--device', 'cpu', '--workers', '0'])
+    train.main(command + ['--epochs', '4', '--resume', last])
+    assert checkpoint_load(last)['epoch'] == 4 and not os.listdir(tmp_path / 'second')
+    # A link to the checkpoint, elsewhere: the run goes on in its own folder, not the link's.
+    (tmp_path / 'links').mkdir()
+    (tmp_path / 'links' / 'latest.pth').symlink_to(last)
+    assert train.main(['--resume', str(tmp_path / 'links' / 'latest.pth'), '--epochs', '5', '--device', 'cpu',
+                       '--workers', '0']) == run_dir
+    assert checkpoint_load(last)['epoch'] == 5 and os.listdir(tmp_path / 'links') == ['latest.pth']
 
 
 def test_a_run_on_the_tutorials_relative_paths_resumes_from_another_folder_and_a_moved_project(
