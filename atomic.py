@@ -3,6 +3,7 @@
 # into place only once complete. A kill, a Ctrl-C or a full disk mid-write leaves the previous
 # file as it was and no half-written one.
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 
@@ -17,6 +18,14 @@ def temporary_name(name):
     prefix = f'.tmp-{os.getpid()}-'
     end = os.fsencode(name)[-(NAME_MAX - len(prefix)):]
     return prefix + os.fsdecode(end)
+
+
+def temporaries_left(folder, names):
+    """The temporary files in folder, of the names the regular expression `names` matches, that
+    other processes began and never renamed into place: what a kill -9 or a power cut leaves."""
+    pattern = re.compile(rf'\.tmp-(\d+)-(?:{names})')
+    return sorted(os.path.join(folder, entry) for entry in os.listdir(folder)
+                  if (found := pattern.fullmatch(entry)) and int(found.group(1)) != os.getpid())
 
 
 def absolute_path(path):

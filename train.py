@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 import distributed
 from allocator import keep_freed_memory
-from atomic import absolute_path, atomic_open, check_writable_folder
+from atomic import absolute_path, atomic_open, check_writable_folder, temporaries_left
 from catalog import describe_download
 from checkpoint import (changed_since_the_run, check_same_vocab, checkpoint_load, checkpoint_save,
                         load_weights, path_as_trained, resumable_load)
@@ -292,7 +292,24 @@ def claim_run_folder(run_dir, resume):
     except OSError as error:  # a file system without locks (NFS without lockd, say): run unlocked
         print(f'note: {run_dir} cannot be locked ({error.strerror}); two runs started in it at once '
               'would not be told apart')
+        return folder
+    remove_half_written(run_dir)
     return folder
+
+
+# The files train.py writes in a run folder, each atomically (atomic.py).
+RUN_FILES = r'args\.json|metrics\.csv|curves\.png|last\.pth|best\.pth|checkpoint-\d+\.pth'
+
+
+def remove_half_written(run_dir):
+    """With the folder locked no other train.py writes in it: a temporary file of one there was
+    left half-written by a kill -9 or a power cut, and would stay (a checkpoint: 28 MB) for good."""
+    left = temporaries_left(run_dir, RUN_FILES)
+    for path in left:
+        os.remove(path)
+    if left:
+        print(f'note: removed {", ".join(os.path.basename(p) for p in left)} from {run_dir}: '
+              f'{"a file" if len(left) == 1 else "files"} left half-written by a train.py that was killed')
 
 
 def start_in_folder(run_dir, args, resume):
