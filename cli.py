@@ -2,6 +2,7 @@
 # exit on Ctrl-C, argparse types that reject out-of-range flags, and picking the device.
 import argparse
 import os
+import shlex
 import signal
 import sys
 
@@ -24,6 +25,20 @@ def quiet_ctrl_c_while_starting():
 def _exit_while_starting(signum, frame):
     print('\ninterrupted (Ctrl-C) while starting; nothing was written', file=sys.stderr, flush=True)
     os._exit(130)
+
+
+PROJECT = os.path.dirname(os.path.abspath(__file__))
+
+
+def command(script, *args):
+    """`python SCRIPT ARGS` as the user can paste it here, where the project's folder may not be
+    the working one: the script then named by its path. Each part is quoted where the shell needs it."""
+    path = os.path.join(PROJECT, script)
+    if os.path.realpath(os.curdir) == os.path.realpath(PROJECT):
+        path = script
+    elif not os.path.relpath(path).startswith(os.pardir):
+        path = os.path.relpath(path)  # below the working folder: a short name
+    return shlex.join(['python', path, *map(str, args)])
 
 
 def debugging():

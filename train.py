@@ -29,8 +29,8 @@ from atomic import absolute_path, atomic_open, check_writable_folder, temporarie
 from catalog import describe_download
 from checkpoint import (changed_since_the_run, check_same_vocab, checkpoint_load, checkpoint_save,
                         load_weights, path_as_trained, resumable_load)
-from cli import (UserError, add_debug_flag, non_negative_float, non_negative_int, positive_float, positive_int,
-                 run_cli, seed_number)
+from cli import (UserError, add_debug_flag, command, non_negative_float, non_negative_int, positive_float,
+                 positive_int, run_cli, seed_number)
 from dataset import HEADS, AttributesDataset, FashionDataset, skip_undecodable, train_transform, val_transform
 from evaluate import autocast_for, default_precision, validate
 from memory_data import InMemoryLoader
@@ -218,11 +218,11 @@ def check_same_folder(args, saved, path):
 
 def split_advice(args):
     """How to make the split this run asks for, where it is asked for."""
-    command = ['python', 'split_data.py', '--input', os.path.dirname(args.attributes_file) or '.']
+    split = ['--input', os.path.dirname(args.attributes_file) or '.']
     output = os.path.dirname(args.train_csv) or '.'
     if output != '.':
-        command += ['--output', output]
-    advice = f'run `{shlex.join(command)}` to make train.csv and val.csv'
+        split += ['--output', output]
+    advice = f'run `{command("split_data.py", *split)}` to make train.csv and val.csv'
     named = [os.path.join(output, 'train.csv'), os.path.join(output, 'val.csv')]
     if [os.path.normpath(args.train_csv), os.path.normpath(args.val_csv)] != [os.path.normpath(n) for n in named]:
         advice += f', and pass them as --train-csv {shlex.quote(named[0])} --val-csv {shlex.quote(named[1])}'
@@ -754,7 +754,7 @@ def main(argv=None):
         where = last_path if saver.done or not args.resume else args.resume  # none saved since resuming it
         if context.is_main:
             print(f'\ninterrupted in epoch {epoch}; epoch {saved} is saved in {where}. '
-                  f'Resume with: python train.py --resume {where}' if saved
+                  f'Resume with: {command("train.py", "--resume", where)}' if saved
                   else '\ninterrupted during the first epoch: nothing to resume from yet')
         distributed.cleanup(context)
         raise SystemExit(130)
@@ -779,7 +779,7 @@ def main(argv=None):
               + (f', {torch.cuda.max_memory_allocated(device) / 2**20:,.0f} MiB on the GPU'
                  if device.type == 'cuda' else ''))
         print(time_line(watch, saver.seconds))
-        print(f'evaluate with: python test.py --checkpoint {last_path}')
+        print(f'evaluate with: {command("test.py", "--checkpoint", last_path)}')
     distributed.cleanup(context)
     return run_dir
 

@@ -80,13 +80,23 @@ def test_the_advice_for_a_missing_split_followed_as_written_makes_it(small_split
     command, *then = re.fullmatch(r'.*: no such file; run `(.*)` to make train.csv and val.csv'
                                   r'(?:, and pass them as (.*))?', str(error.value)).groups()
     words = shlex.split(command)
-    assert words[:2] == ['python', 'split_data.py']
+    assert words[0] == 'python' and os.path.samefile(words[1], os.path.join(ROOT, 'split_data.py'))  # from here
     split_data.main(words[2:] + ['--workers', '1'])
     if then[0]:
         argv = shlex.split(then[0])
     train.check_inputs(train.parse_args(argv))  # no error now
     args = train.parse_args(argv)
     assert os.path.isfile(args.train_csv) and os.path.isfile(args.val_csv)
+
+
+def test_the_commands_a_script_advises_run_from_the_folder_it_was_run_in(tmp_path, monkeypatch):
+    from cli import command
+    monkeypatch.chdir(ROOT)
+    assert command('test.py', '--checkpoint', 'runs/my run/last.pth') == "python test.py --checkpoint 'runs/my run/last.pth'"
+    monkeypatch.chdir(os.path.dirname(ROOT))  # the folder above the project's: a short name
+    assert command('train.py') == f'python {shlex.quote(os.path.join(os.path.basename(ROOT), "train.py"))}'
+    monkeypatch.chdir(tmp_path)  # elsewhere: the whole path
+    assert command('train.py', '--resume', 'last.pth') == f'python {shlex.quote(ROOT + "/train.py")} --resume last.pth'
 
 
 def test_styles_csv_given_as_the_catalog_names_the_folder_to_give(tmp_path):

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -583,7 +584,7 @@ def test_a_resumed_run_refuses_a_run_name_or_folder_it_would_not_write_to(full_r
             train.main(['--resume', last, '--epochs', str(EPOCHS + 1), *flags])
 
 
-def test_the_original_command_resumes_from_another_folder_too(small_split, tmp_path, monkeypatch):
+def test_the_original_command_resumes_from_another_folder_too(small_split, tmp_path, monkeypatch, capsys):
     # --checkpoints and --run-name as first given name ./runs/run here, but the run is where it was.
     for folder in ('first', 'second'):
         (tmp_path / folder).mkdir()
@@ -592,8 +593,12 @@ def test_the_original_command_resumes_from_another_folder_too(small_split, tmp_p
     run_dir = os.path.abspath(train.main(command))
     monkeypatch.chdir(tmp_path / 'second')
     last = os.path.join(run_dir, 'last.pth')
+    capsys.readouterr()
     train.main(command + ['--epochs', '2', '--resume', last])
     assert checkpoint_load(last)['epoch'] == 2 and not os.listdir(tmp_path / 'second')
+    # test.py is not in this folder: the advice names it by its path
+    test_py = shlex.quote(os.path.join(ROOT, 'test.py'))
+    assert capsys.readouterr().out.endswith(f'evaluate with: python {test_py} --checkpoint {last}\n')
     # resumed once with --resume alone, the run still knows the folder names it was first given
     train.main(['--resume', last, '--epochs', '3', '--device', 'cpu', '--workers', '0'])
     train.main(command + ['--epochs', '4', '--resume', last])
@@ -642,6 +647,7 @@ def test_a_ctrl_c_before_a_resumed_run_saves_names_the_checkpoint_it_resumed(ful
         raise KeyboardInterrupt
 
     monkeypatch.setattr(train, 'train_one_epoch', ctrl_c)
+    monkeypatch.chdir(ROOT)  # where train.py is: `python train.py`
     with pytest.raises(SystemExit):
         train.main(['--resume', str(branch / 'checkpoint-000002.pth'), '--device', 'cpu'])
     assert f'epoch 2 is saved in {branch / "checkpoint-000002.pth"}. Resume with: python train.py --resume ' \
