@@ -11,6 +11,7 @@ import gc
 import itertools
 import os
 import resource
+import signal
 import sys
 import tempfile
 import time
@@ -24,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import split_data  # noqa: E402
 from allocator import keep_freed_memory  # noqa: E402
-from cli import non_negative_int, pick_device, positive_int  # noqa: E402
+from cli import add_debug_flag, non_negative_int, pick_device, positive_float, positive_int, run_cli  # noqa: E402
 from dataset import AttributesDataset, FashionDataset, load_into_memory, train_transform, val_transform  # noqa: E402
 from evaluate import autocast_for, default_precision, predict_all  # noqa: E402
 from memory_data import InMemoryLoader  # noqa: E402
@@ -36,10 +37,11 @@ from train_step import GraphedTrainStep, TrainStep, make_optimizer  # noqa: E402
 def parse_args():
     parser = argparse.ArgumentParser(description='Training and evaluation throughput')
     parser.add_argument('--device', default='auto', help='cuda, mps or cpu (default: auto)')
-    parser.add_argument('--batch-sizes', default='16,128', help='comma-separated (default: 16,128)')
+    parser.add_argument('--batch-sizes', type=batch_sizes, default='16,128',
+                        help='comma-separated (default: 16,128)')
     parser.add_argument('--images', type=positive_int, default=8000,
                         help='training images to load (default: 8000; the rate does not depend on it)')
-    parser.add_argument('--seconds', type=float, default=9.0,
+    parser.add_argument('--seconds', type=positive_float, default=9.0,
                         help='time each measurement for about this long in all (default: 9.0)')
     parser.add_argument('--rounds', type=positive_int, default=3,
                         help='interleaved rounds per measurement, the best counts (default: 3)')
@@ -47,7 +49,16 @@ def parse_args():
                         help=f'worker processes: the tutorial path\'s DataLoader, and decoding the cache as '
                              f'train.py does (default: {min(8, os.cpu_count() or 1)})')
     parser.add_argument('--work', default=None, help='folder for the split (default: a temporary folder)')
+    add_debug_flag(parser)
     return parser.parse_args()
+
+
+def batch_sizes(text):
+    """'16,128' -> [16, 128], refused here rather than by the DataLoader after the catalog is drawn."""
+    try:
+        return [positive_int(n) for n in text.split(',')]
+    except argparse.ArgumentTypeError as error:
+        raise argparse.ArgumentTypeError(f'{text!r}: {error}; give whole numbers above 0, comma-separated')
 
 
 def add_classes_flag(parser):
@@ -197,7 +208,7 @@ def measure(args, work):
           f'{"the sample catalog" if is_sample_catalog(data) else "the real catalog"}')
     print(f'{"batch":>5} {"precision":>9} {"1 bare step":>12} {"2 tutorial":>11} {"3 train.py":>11} {"3/1":>6} '
           f'{"3/2":>6}   (images/s)')
-    for batch_size in [int(b) for b in args.batch_sizes.split(',')]:
+    for batch_size in args.batch_sizes:
         precision = default_precision(device, batch_size)  # train.py's, at this batch size
         tutorial_loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, num_workers=args.workers,
                                      pin_memory=device.type == 'cuda', persistent_workers=args.workers > 0)
@@ -239,5 +250,25 @@ def measure(args, work):
           + (f'; peak GPU memory: {gpu_peak:.0f} MiB' if gpu_peak is not None else ''))
 
 
+def end_on_sigterm():
+    # `timeout` and `kill` send SIGTERM, which ends Python without unwinding: the temporary folder
+    # (the sample catalog and its split) would stay in /tmp. As SystemExit it goes through the
+    # `with` that removes it; 143 (128 + 15) is the status a shell gives a process SIGTERM ended.
+    # Worker processes forked from this one inherit the handler; they still just die, as before.
+    parent = os.getpid()
+
+    def handler(signum, frame):
+        if os.getpid() != parent:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        # `timeout` signals the whole process group: DataLoader workers that die with us are no
+        # error now, and PyTorch's SIGCHLD handler would raise one in place of this exit.
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, handler)
+
+
 if __name__ == '__main__':
-    main()
+    end_on_sigterm()  # here, not in main(): the tests call main() inside pytest's own process
+    run_cli(main)

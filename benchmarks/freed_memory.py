@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from allocator import keep_freed_memory  # noqa: E402
 from bench import add_classes_flag, evaluation_rates, fixed_batch, make_model, rate, trainer  # noqa: E402
-from cli import positive_int  # noqa: E402
+from cli import add_debug_flag, positive_float, positive_int, run_cli  # noqa: E402
 from dataset import HEADS  # noqa: E402
 from evaluate import predict_all  # noqa: E402
 from memory_data import InMemoryLoader  # noqa: E402
@@ -28,7 +28,7 @@ MEASURES = {'train-16': 'training step, batch 16', 'train-128': 'training step, 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Training and evaluation on a CPU, with and without keeping "
                                                  "freed memory (allocator.py)")
-    parser.add_argument('--seconds', type=float, default=4.0,
+    parser.add_argument('--seconds', type=positive_float, default=4.0,
                         help='time each training measurement for about this long in each round; evaluation '
                              'times one pass over 2,048 pictures after one to warm up (default: 4.0)')
     parser.add_argument('--rounds', type=positive_int, default=2,
@@ -37,6 +37,7 @@ def parse_args(argv=None):
                         help=f'take one measurement in this process and print it: SETTING {" or ".join(SETTINGS)}, '
                              f'MEASURE {", ".join(MEASURES)} (default: none, run all of them, each in a new process)')
     add_classes_flag(parser)
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     if args.child and (args.child[0] not in SETTINGS or args.child[1] not in MEASURES):
         parser.error(f'--child {" ".join(args.child)}: not a setting and a measure named in --help')
@@ -104,4 +105,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from allocator import keep_freed_memory  # noqa: E402
 from bench import add_classes_flag, fixed_batch, machine_name, rate, sync, trainer  # noqa: E402
-from cli import pick_device, positive_int  # noqa: E402
+from cli import add_debug_flag, pick_device, positive_int, run_cli  # noqa: E402
 from train import choose_precision  # noqa: E402
 
 
@@ -37,6 +37,7 @@ def parse_args(argv=None):
     parser.add_argument('--top', type=positive_int, default=12,
                         help='rows in each table (default: 12)')
     add_classes_flag(parser)
+    add_debug_flag(parser)
     return parser.parse_args(argv)
 
 
@@ -146,4 +147,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

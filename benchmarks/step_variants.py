@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from allocator import keep_freed_memory  # noqa: E402
 from bench import add_classes_flag, fixed_batch, machine_name, rate, sync, trainer  # noqa: E402
-from cli import pick_device, positive_int  # noqa: E402
+from cli import add_debug_flag, non_negative_float, pick_device, positive_float, positive_int, run_cli  # noqa: E402
 from evaluate import default_precision  # noqa: E402
 
 WARMUP_STEPS = 6  # covers compiling, the graph capture after 3 steps, and inductor's graph recording
@@ -30,16 +30,17 @@ def parse_args():
     parser = argparse.ArgumentParser(description='Training-step rate in each configuration of train.py')
     parser.add_argument('--device', default='auto', help='cuda, mps or cpu (default: auto)')
     parser.add_argument('--batch-size', type=positive_int, default=16, help='images per step (default: 16)')
-    parser.add_argument('--seconds', type=float, default=6.0,
+    parser.add_argument('--seconds', type=positive_float, default=6.0,
                         help='time each configuration for about this long in all (default: 6.0)')
     parser.add_argument('--rounds', type=positive_int, default=3,
                         help='interleaved rounds per configuration, the best counts (default: 3)')
     add_classes_flag(parser)
     parser.add_argument('--skip-compile', action='store_true',
                         help='leave out the torch.compile configurations (default: off)')
-    parser.add_argument('--budget', type=float, default=None,
+    parser.add_argument('--budget', type=non_negative_float, default=None,
                         help='seconds of start-ups after which no further configuration starts (the '
                              'first two always do); those ready are timed (default: no limit)')
+    add_debug_flag(parser)
     return parser.parse_args()
 
 
@@ -149,4 +150,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -5,8 +5,10 @@
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -147,3 +149,71 @@ def test_bench_keeps_its_split_in_the_work_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, 'measure', bench.prepare_split)  # the split, not the timings
     bench.main()
     assert sorted(os.listdir(tmp_path / 'kept')) == ['fashion-product-images', 'train.csv', 'val.csv']
+
+
+# bench.py on the sample catalog at its cheapest: a bad flag added to these must be refused before the
+# catalog is drawn into a temporary folder under TMPDIR.
+CHEAP_BENCH = ['--images', 200, '--seconds', 0.3, '--rounds', 1, '--batch-sizes', 16, '--workers', 0]
+
+
+def test_bench_refuses_bad_numbers_before_drawing_a_catalog(tmp_path, monkeypatch, capsys):
+    # --batch-sizes 0 used to fail in the DataLoader, after the catalog was drawn (34 s by default);
+    # nan and inf used to time for ever (elapsed >= nan is never true).
+    import bench
+    for flag, value in [('--batch-sizes', '16,0'), ('--batch-sizes', 'abc'), ('--batch-sizes', '16,'),
+                        ('--batch-sizes', '-16'), ('--seconds', 'nan'), ('--seconds', 'inf'), ('--seconds', '-1'), ('--seconds', '0')]:
+        monkeypatch.setattr(sys, 'argv', ['bench.py', flag, value])
+        with pytest.raises(SystemExit) as refused:
+            bench.parse_args()
+        assert refused.value.code == 2 and f'error: argument {flag}: ' in capsys.readouterr().err, value
+    monkeypatch.setattr(sys, 'argv', ['bench.py', '--batch-sizes', '16, 128', '--seconds', '0.3'])
+    args = bench.parse_args()
+    assert (args.batch_sizes, args.seconds) == ([16, 128], 0.3)
+    monkeypatch.setattr(sys, 'argv', ['bench.py'])
+    assert bench.parse_args().batch_sizes == [16, 128]  # the default, through the same type
+
+
+def test_other_benchmarks_refuse_seconds_that_never_end(monkeypatch, capsys):
+    import freed_memory
+    import step_variants
+    for argv in (['--seconds', 'nan'], ['--seconds', '0'], ['--budget', 'inf'], ['--budget', '-1']):
+        monkeypatch.setattr(sys, 'argv', ['step_variants.py', *argv])
+        with pytest.raises(SystemExit) as refused:
+            step_variants.parse_args()
+        assert refused.value.code == 2 and f'error: argument {argv[0]}: ' in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:
+        freed_memory.parse_args(['--seconds', 'inf'])
+    assert refused.value.code == 2
+    assert 'error: argument --seconds: inf must be a finite number' in capsys.readouterr().err
+    # --budget 0 stays allowed: the test of --budget above starts no more than it must
+    monkeypatch.setattr(sys, 'argv', ['step_variants.py', '--budget', '0'])
+    assert step_variants.parse_args().budget == 0
+
+
+def test_bench_names_a_device_it_cannot_use_and_leaves_no_temporary_folder(tmp_path, monkeypatch):
+    import bench
+    from cli import UserError
+    monkeypatch.setattr(bench.tempfile, 'tempdir', str(tmp_path))
+    monkeypatch.setattr(sys, 'argv', ['bench.py', *map(str, CHEAP_BENCH), '--device', 'tpu'])
+    with pytest.raises(UserError, match='^--device tpu: '):  # one line, through run_cli
+        bench.main()
+    assert not list(tmp_path.glob('fashion-bench-*'))
+
+
+def test_bench_ended_by_sigterm_removes_its_temporary_folder(tmp_path):
+    # As `timeout` ends it: the folder is made before the catalog is drawn (seconds), so the signal
+    # comes while the catalog is being drawn.
+    env = dict(os.environ, TMPDIR=str(tmp_path), FASHION_DATA='')
+    bench = subprocess.Popen([sys.executable, os.path.join(ROOT, 'benchmarks', 'bench.py'), *map(str, CHEAP_BENCH)],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob('fashion-bench-*')) and bench.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert list(tmp_path.glob('fashion-bench-*')), 'bench.py made no temporary folder'
+        bench.send_signal(signal.SIGTERM)
+        _, stderr = bench.communicate(timeout=30)
+    finally:
+        bench.kill()
+    assert not list(tmp_path.glob('fashion-bench-*'))
+    assert bench.returncode == 143 and 'Traceback' not in stderr, stderr  # 128 + 15, as the shell reports SIGTERM
