@@ -7,6 +7,7 @@ import io
 import os
 import stat
 import struct
+import warnings
 from collections import Counter, namedtuple
 
 from PIL import Image
@@ -17,9 +18,16 @@ IMAGE_SIZE = (60, 80)  # (width, height) of every picture in the small catalog
 LABEL_COLUMNS = ('gender', 'articleType', 'baseColour')
 REQUIRED_COLUMNS = ('id',) + LABEL_COLUMNS
 MISSING_VALUES = {'', 'NA'}  # how the catalog writes an unknown label
+TOO_MANY_FIELDS = 'too many fields'  # a reason a row is skipped: told apart from a field left out
 KAGGLE_URL = 'https://www.kaggle.com/datasets/paramaggarwal/fashion-product-images-small'
 
 Style = namedtuple('Style', 'id gender articleType baseColour')
+# Pillow warns of a picture over Image.MAX_IMAGE_PIXELS (89 megapixels) as a possible decompression
+# bomb, in two lines naming its own source file, and opens it; one over twice that (179) it refuses,
+# which UNREADABLE counts. A phone's 100-megapixel photo is opened, as Pillow does, without the two
+# lines. Set once for the process, not around each Image.open: catch_warnings is not thread-safe,
+# and predict.py decodes in threads.
+warnings.filterwarnings('ignore', category=Image.DecompressionBombWarning)
 # A damaged file can make Pillow raise any of these, depending on the format and where the damage
 # is (UnidentifiedImageError is an OSError); one bad file must never stop a run.
 UNREADABLE = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error,
@@ -95,7 +103,7 @@ def fit_fields(row, header):
     # column, giving 11 or 12 fields. Their labels are fine: glue the overflow back together.
     if len(row) > len(header) and header[-1] == 'productDisplayName':
         row = row[:len(header) - 1] + [','.join(row[len(header) - 1:])]
-    return row if len(row) == len(header) else None
+    return row
 
 
 def read_styles(path):
@@ -105,8 +113,8 @@ def read_styles(path):
     styles, skipped, seen = [], Counter(), set()
     for row in rows:
         row = fit_fields(row, header)
-        if row is None:
-            skipped['wrong number of fields'] += 1
+        if len(row) != len(header):
+            skipped[TOO_MANY_FIELDS if len(row) > len(header) else 'too few fields'] += 1
             continue
         values = {name: row[i].strip() for name, i in position.items()}
         empty = [name for name in LABEL_COLUMNS if values[name] in MISSING_VALUES]

@@ -4,6 +4,7 @@ import hashlib
 import io
 import os
 import pickle
+import re
 import warnings
 
 import torch
@@ -34,6 +35,15 @@ def checkpoint_save(path, state):
     return path
 
 
+def first_sentence(text):
+    # torch.load's messages go on with advice for the code that called it (add_safe_globals, a
+    # corrupted file's possible causes): cut off at a length, they stopped mid-sentence.
+    sentence = re.split(r'(?<=\.)\s|\n', text.strip(), maxsplit=1)[0].rstrip('.')
+    if len(sentence) > 300:  # no sentence ends in sight
+        sentence = sentence[:300].rsplit(' ', 1)[0] + ' ...'
+    return sentence
+
+
 def unpickler_reason(error):
     """What torch.load's weights_only unpickler met (a blocked GLOBAL, an unsupported opcode),
     picked out of the paragraphs of advice around it in its message."""
@@ -41,7 +51,7 @@ def unpickler_reason(error):
     advice = ('Weights only load failed', 'Please file an issue', 'Check the documentation')
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     found = [line for line in lines if not line.startswith(advice)]
-    return (found or lines or [type(error).__name__])[0][:200].rstrip('.')
+    return first_sentence((found or lines or [''])[0]) or type(error).__name__
 
 
 def checkpoint_load(path):
@@ -68,7 +78,8 @@ def checkpoint_load(path):
         raise UserError(f'{path}: could not read it ({error.strerror or error})') from error
     except Exception as error:  # noqa: BLE001 - the unpickler meets any bytes, and fails as it may
         # (RuntimeError, EOFError, KeyError, IndexError, ... on text, truncated or foreign files)
-        reason = f'{type(error).__name__}: {str(error).strip()[:200]}'
+        said = first_sentence(str(error))  # nothing, from an EOFError
+        reason = type(error).__name__ + (f': {said}' if said else '')
         raise UserError(f'{path}: not a PyTorch checkpoint, or a truncated one ({reason})') from error
     if isinstance(state, dict) and 'model' in state and 'attributes' in state:
         return state

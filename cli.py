@@ -41,6 +41,11 @@ def command(script, *args):
     return shlex.join(['python', path, *map(str, args)])
 
 
+def counted(count, noun):
+    # '1 row', '2 rows': a count a person reads, not '1 rows' or '1 row(s)'.
+    return f'{count:,} {noun}' + ('' if count == 1 else 's')
+
+
 def debugging():
     return '--debug' in sys.argv or os.environ.get('FASHION_DEBUG') == '1'
 

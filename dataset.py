@@ -12,9 +12,9 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from atomic import absolute_path
-from catalog import (IMAGE_SIZE, LABEL_COLUMNS, NO_PERMISSION, REQUIRED_COLUMNS, UNREADABLE, format_counts,
-                     read_csv_rows, read_styles)
-from cli import UserError
+from catalog import (IMAGE_SIZE, LABEL_COLUMNS, NO_PERMISSION, REQUIRED_COLUMNS, TOO_MANY_FIELDS, UNREADABLE,
+                     format_counts, read_csv_rows, read_styles)
+from cli import UserError, counted
 
 MEAN = [0.485, 0.456, 0.406]  # ImageNet statistics, as in the tutorial
 STD = [0.229, 0.224, 0.225]
@@ -167,7 +167,10 @@ def read_annotations(annotation_path, attributes):
     vocab = ((attributes.gender_name_to_id, 'gender'), (attributes.article_name_to_id, 'articleType'),
              (attributes.color_name_to_id, 'baseColour'))
     for row in rows:
-        if len(row) != len(header) or not all(row[column[name]].strip() for name in column):
+        if len(row) > len(header):  # a comma too many, in a row edited by hand, say
+            skipped[TOO_MANY_FIELDS] += 1
+            continue
+        if len(row) < len(header) or not all(row[column[name]].strip() for name in column):
             skipped['empty or missing field'] += 1
             continue
         ids = [name_to_id.get(row[column[name]].strip()) for name_to_id, name in vocab]
@@ -181,7 +184,7 @@ def read_annotations(annotation_path, attributes):
             continue
         samples.append((path, *ids))
     if skipped:
-        print(f'{annotation_path}: skipped {sum(skipped.values()):,} row(s): {format_counts(skipped)}')
+        print(f'{annotation_path}: skipped {counted(sum(skipped.values()), "row")}: {format_counts(skipped)}')
     if not samples:
         raise UserError(f'{annotation_path}: no usable row left (skipped {format_counts(skipped)}); '
                         f'{what_to_do(skipped)}')
@@ -225,7 +228,7 @@ class FashionDataset(Dataset):
 
 # What became of an image at decoding, by code (0: decoded), as the counts of skipped ones say it.
 BROKEN, NOT_READ = 1, 2
-NOT_DECODED = {BROKEN: 'that no longer decode', NOT_READ: 'that we have no permission to read'}
+NOT_DECODED = {BROKEN: 'that can no longer be decoded', NOT_READ: 'that we have no permission to read'}
 
 
 class DecodedImages(Dataset):
@@ -277,9 +280,9 @@ def keep_decoded(codes, source):
     for code, words in NOT_DECODED.items():
         count = int((codes == code).sum())
         if count:
-            print(f'skipped {count} image(s) {words}')
+            print(f'skipped {counted(count, "image")} {words}')
     if not kept:
-        raise UserError(f'{source}: none of its {len(codes)} pictures could be read')
+        raise UserError(f'{source}: none of its pictures could be read ({counted(len(codes), "picture")})')
     return kept
 
 

@@ -11,12 +11,28 @@ from cli import UserError
 from dataset import HEADS, MEAN, STD, TITLES
 
 
+# matplotlib's built-in backends that only write files (backend_registry.list_builtin(BackendFilter.
+# NON_INTERACTIVE) from 3.9 on; rcsetup.non_interactive_bk before, gone in 3.11).
+FILE_ONLY_BACKENDS = ('agg', 'cairo', 'pdf', 'pgf', 'ps', 'svg', 'template')
+
+
 def pyplot(show=False):
     # Without --show use the file-only backend, so the scripts run on servers with no display.
     if not show:
         matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     return plt
+
+
+def can_show(folder):
+    """Whether --show can open windows. With no display (or no GUI toolkit) matplotlib falls back
+    to a file-only backend, and plt.show() then shows nothing without a word: said here, once."""
+    backend = pyplot(show=True).get_backend().lower()
+    if backend not in FILE_ONLY_BACKENDS:
+        return True
+    print(f'note: --show: no display to open windows on (matplotlib fell back to its file-only {backend} '
+          f'backend); the figures are written to {folder} all the same')
+    return False
 
 
 def save_figure(fig, path):

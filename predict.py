@@ -32,7 +32,7 @@ from atomic import absolute_path, atomic_open, check_writable_folder
 from augment import prepare_batch
 from checkpoint import model_from_checkpoint
 from catalog import UNREADABLE, resolved_folder
-from cli import UserError, add_debug_flag, pick_device, positive_int, run_cli, shown
+from cli import UserError, add_debug_flag, counted, pick_device, positive_int, run_cli, shown
 from dataset import HEADS, TITLES, load_image
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff')
@@ -154,7 +154,8 @@ def read_error(path, error):
     if isinstance(error, UnidentifiedImageError):
         return 'not an image, or a format Pillow cannot read'
     if isinstance(error, Image.DecompressionBombError):
-        return f'too large to open safely ({error})'
+        return (f'too large to open safely (more than {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels, '
+                "Pillow's limit against decompression bombs); scale it down first")
     text = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
     return f'truncated or corrupt image ({text})'
 
@@ -283,7 +284,7 @@ def check_some_readable(rows):
         return
     named = '; '.join(f'{row["image"]} ({row["error"]})' for row in bad[:5])
     more = f'; and {len(bad) - 5} more' if len(bad) > 5 else ''
-    raise UserError(f'none of the {len(bad)} image file(s) could be read: {named}{more}')
+    raise UserError(f'none of the image files could be read ({counted(len(bad), "file")}): {named}{more}')
 
 
 def main(argv=None):
@@ -306,7 +307,7 @@ def main(argv=None):
     keep_freed_memory(device)  # on a CPU: each batch reuses the last one's memory (allocator.py)
     model = model.folded().to(device)  # batch norms folded into the convolutions: faster
     print(f'device: {device}; checkpoint {args.checkpoint}'
-          + (f' (epoch {state["epoch"]})' if state.get('epoch') else '') + f'; {len(paths)} image(s)')
+          + (f' (epoch {state["epoch"]})' if state.get('epoch') else '') + f'; {counted(len(paths), "image")}')
     rows = predict_all(model, attributes, paths, args, device)
     check_some_readable(rows)
     not_written = None
@@ -317,7 +318,7 @@ def main(argv=None):
             not_written = error
     print('\n'.join(format_table(rows)))
     bad = sum(1 for row in rows if row['error'])
-    summary = f'{len(rows) - bad} of {len(rows)} image(s) predicted' + (f', {bad} unreadable' if bad else '')
+    summary = f'{len(rows) - bad} of {counted(len(rows), "image")} predicted' + (f', {bad} unreadable' if bad else '')
     print(summary + (f'; wrote {args.output}' if args.output and not_written is None else ''))
     if not_written is not None:
         raise not_written

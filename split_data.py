@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from atomic import absolute_path, atomic_open, check_writable_folder, flush_to_disk
 from catalog import IMAGE_SIZE, describe_download, format_counts, image_problem, read_styles
-from cli import UserError, add_debug_flag, positive_int, run_cli, seed_number
+from cli import UserError, add_debug_flag, counted, positive_int, run_cli, seed_number
 
 FIELDNAMES = ['image_path', 'gender', 'articleType', 'baseColour']
 
@@ -43,7 +43,7 @@ def parse_args(argv=None):
     add_debug_flag(parser)
     args = parser.parse_args(argv)
     if not 0 < args.val_fraction < 1:
-        parser.error(f'--val-fraction {args.val_fraction} must be between 0 and 1')
+        parser.error(f'--val-fraction {args.val_fraction} must be above 0 and below 1')
     return args
 
 
@@ -167,25 +167,25 @@ def main(argv=None):
         if os.path.isdir(path):  # which the new file could not replace
             raise UserError(f'--output {args.output}: {path} is a folder; move it away')
     styles, skipped = read_styles(styles_path)
-    print(f'{styles_path}: {len(styles) + sum(skipped.values()):,} rows, '
+    print(f'{styles_path}: {counted(len(styles) + sum(skipped.values()), "row")}, '
           f'{len(styles):,} with usable labels')
     kept = keep_usable(styles, image_folder, args, skipped)
     if not kept:
         raise UserError(no_images_left(skipped, args))
-    print(f'kept {len(kept):,} rows; skipped {sum(skipped.values()):,}: {format_counts(skipped)}')
+    print(f'kept {counted(len(kept), "row")}; skipped {sum(skipped.values()):,}: {format_counts(skipped)}')
     if len(kept) < args.max_images:
         print(f'note: fewer usable images ({len(kept):,}) than --max-images '
               f'({args.max_images:,}); using all of them')
 
     train, val = split(kept, args)
     if not train or not val:
-        raise UserError(f'{len(train) + len(val):,} image(s) ({len(kept):,} usable in {args.input}, --max-images '
-                        f'{args.max_images:,}) split with --val-fraction {args.val_fraction} leave {len(train)} '
-                        f'for training and {len(val)} for validation; each needs at least one')
+        raise UserError(f'{counted(len(train) + len(val), "image")} ({len(kept):,} usable in {args.input}, '
+                        f'--max-images {args.max_images:,}) split with --val-fraction {args.val_fraction}: '
+                        f'{len(train)} for training and {len(val)} for validation; each needs at least one')
     os.makedirs(args.output, exist_ok=True)
     before = split_in(args.output)
     train_path, val_path = save_split(train, val, args.output)
-    print(f'wrote {len(train):,} rows to {train_path} and {len(val):,} rows to {val_path}')
+    print(f'wrote {counted(len(train), "row")} to {train_path} and {counted(len(val), "row")} to {val_path}')
     if any(old is not None and old != new for old, new in zip(before, split_in(args.output))):
         # Said now, not only when test.py or --resume refuses the new files (checkpoint.split_digests).
         print(f'note: this replaced another split in {args.output}; a run trained on the old one cannot '

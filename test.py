@@ -16,11 +16,11 @@ from allocator import keep_freed_memory
 from atomic import absolute_path, atomic_open, check_writable_folder
 from augment import prepare_batch
 from checkpoint import changed_since_the_run, model_from_checkpoint, path_as_trained
-from cli import UserError, add_debug_flag, pick_device, positive_int, run_cli, shown
+from cli import UserError, add_debug_flag, counted, pick_device, positive_int, run_cli, shown
 from dataset import HEADS, TITLES, FashionDataset, val_transform
 from evaluate import autocast_for, majority_rates, validate, validation_precision
 from memory_data import InMemoryLoader
-from plots import draw_figures, plot_confusion_matrix, visualize_grid
+from plots import can_show, draw_figures, plot_confusion_matrix, visualize_grid
 
 
 def parse_args(argv=None):
@@ -91,6 +91,7 @@ def main(argv=None):
     # Before the evaluation, not after it; a default folder is named as one, so that --output is
     # seen to be the way to put the figures elsewhere.
     check_writable_folder(folder, f'--output {folder}' if args.output else f'--output (default: {folder})')
+    show = args.show and can_show(folder)  # told before the evaluation, not after it
     device = pick_device(args.device)
     keep_freed_memory(device)  # on a CPU: each batch reuses the last one's memory (allocator.py)
     model, attributes, state = model_from_checkpoint(args.checkpoint, args.attributes_file)
@@ -106,7 +107,7 @@ def main(argv=None):
     loader = InMemoryLoader.from_dataset(dataset, args.batch_size, device, train=False, channels_last=True)
     metrics, predicted, truth = validate(model, loader, device, autocast_for(device, precision))
     majority = majority_rates(truth)
-    print(f'{metrics["val_samples"]:,} images from {args.val_csv}')
+    print(f'{counted(metrics["val_samples"], "image")} from {args.val_csv}')
     print_report(metrics, majority)
 
     os.makedirs(folder, exist_ok=True)
@@ -117,13 +118,13 @@ def main(argv=None):
         json.dump(report, f, indent=2)
     figures = [(plot_confusion_matrix, (truth[head], predicted[head], attributes.labels(head),
                                         f'{TITLES[head]}: normalised confusion matrix ({shown(args.val_csv)})',
-                                        os.path.join(folder, f'confusion_{head}.png'), args.show))
+                                        os.path.join(folder, f'confusion_{head}.png'), show))
                for head in HEADS]
     n = min(args.grid, len(truth['gender']))
     figures.append((visualize_grid, (prepare_batch(loader.images[:n]).cpu().numpy(),
                                      {h: p[:n] for h, p in predicted.items()}, {h: t[:n] for h, t in truth.items()},
-                                     attributes, os.path.join(folder, 'predictions.png'), args.show)))
-    draw_figures(figures, parallel=not args.show)
+                                     attributes, os.path.join(folder, 'predictions.png'), show)))
+    draw_figures(figures, parallel=not show)
     print(f'wrote metrics.json, confusion_{{{",".join(HEADS)}}}.png and predictions.png to {folder}')
 
 

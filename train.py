@@ -29,8 +29,8 @@ from atomic import absolute_path, atomic_open, check_writable_folder, temporarie
 from catalog import describe_download
 from checkpoint import (changed_since_the_run, check_same_vocab, checkpoint_load, checkpoint_save,
                         load_weights, path_as_trained, resumable_load)
-from cli import (UserError, add_debug_flag, command, non_negative_float, non_negative_int, positive_float,
-                 positive_int, run_cli, seed_number)
+from cli import (UserError, add_debug_flag, command, counted, non_negative_float, non_negative_int,
+                 positive_float, positive_int, run_cli, seed_number)
 from dataset import HEADS, AttributesDataset, FashionDataset, skip_undecodable, train_transform, val_transform
 from evaluate import autocast_for, default_precision, validate
 from memory_data import InMemoryLoader
@@ -774,7 +774,7 @@ def main(argv=None):
     if context.is_main:
         if context.distributed:
             print(f'weights identical on all {context.world_size} processes after every epoch')
-        print(f'done: {args.epochs} epochs. Checkpoints, metrics.csv and curves.png are in {run_dir}')
+        print(f'done: {counted(args.epochs, "epoch")}. Checkpoints, metrics.csv and curves.png are in {run_dir}')
         print(f'peak memory: {peak_rss_mib():,.0f} MiB resident'
               + (f', {torch.cuda.max_memory_allocated(device) / 2**20:,.0f} MiB on the GPU'
                  if device.type == 'cuda' else ''))

@@ -136,8 +136,16 @@ def test_duplicate_ids_and_odd_rows_are_skipped_and_counted(tmp_path):
                       ROW.format(5) + ', with a comma'])
     styles, skipped = read_styles(write(tmp_path / 'styles.csv', text))
     assert [s.id for s in styles] == ['1', '5']
-    assert skipped == {'duplicate id': 1, 'id is not a number': 1, 'wrong number of fields': 1,
+    assert skipped == {'duplicate id': 1, 'id is not a number': 1, 'too few fields': 1,
                        'baseColour is empty or NA': 1}
+
+
+def test_a_field_too_many_is_counted_as_such_where_no_product_name_can_take_it(tmp_path):
+    # A catalog cut down to the columns it needs: nothing to glue an extra field back into.
+    text = '\n'.join(['id,gender,articleType,baseColour', '1,Men,Tshirts,Blue', '2,Men,Tshirts,Blue,Cotton',
+                      '3,Men,Tshirts'])
+    styles, skipped = read_styles(write(tmp_path / 'styles.csv', text))
+    assert [s.id for s in styles] == ['1'] and skipped == {'too many fields': 1, 'too few fields': 1}
 
 
 def save_cmyk_jpeg(path):
@@ -302,6 +310,7 @@ def test_split_rows_gone_bad_since_the_split_are_skipped_and_counted(small_split
         ',Men,Tshirts,Blue',                                   # empty field
         rest[2].rsplit(',', 1)[0] + ',',                        # empty colour
         rest[4].split(',')[0] + ',Men',                        # a row cut short
+        rest[6] + ',Cotton',                                    # a field too many
         rest[5].replace('images/', 'images/\x00'),             # a NUL byte, which no path holds
         f'$(touch {MARKER}).jpg,' + ','.join(rest[3].split(',')[1:]),  # a path is only a name
     ]
@@ -313,6 +322,7 @@ def test_split_rows_gone_bad_since_the_split_are_skipped_and_counted(small_split
     assert len(dataset) == 3
     out = capsys.readouterr().out
     assert '3 empty or missing field' in out and '1 label not in the vocabulary' in out
+    assert '1 too many fields' in out
     assert '3 image missing' in out
     assert not os.path.exists(MARKER)
 
@@ -336,13 +346,14 @@ def test_pictures_we_may_no_longer_read_are_counted_as_such_not_as_missing_or_br
     monkeypatch.setattr(os, 'stat', refuse(real_stat, folder_shut))
     dataset = FashionDataset(small_split['val'], attributes)
     assert len(dataset) == len(paths) - 2
-    assert 'skipped 2 row(s): 2 no permission to read it' in capsys.readouterr().out
+    assert 'skipped 2 rows: 2 no permission to read it' in capsys.readouterr().out
     monkeypatch.setattr(Image, 'open', refuse(real_open, {file_shut}))
     images, _, kept = load_into_memory(dataset, workers=0)
     assert len(kept) == len(images) == len(paths) - 3
-    assert capsys.readouterr().out.strip() == 'skipped 1 image(s) that we have no permission to read'
+    assert capsys.readouterr().out.strip() == 'skipped 1 image that we have no permission to read'
     monkeypatch.setattr(Image, 'open', refuse(real_open, {os.path.basename(p) for p in paths}))
-    with pytest.raises(UserError, match=f'{small_split["val"]}: none of its {len(dataset)} pictures could be read'):
+    with pytest.raises(UserError, match=f'{small_split["val"]}: none of its pictures could be read '
+                                        f'\\({len(dataset)} pictures\\)$'):
         load_into_memory(dataset, workers=0)
     monkeypatch.setattr(Image, 'open', real_open)
     # Nothing usable: the hint of the reason at least half the rows share, in either order
@@ -384,7 +395,7 @@ def test_an_image_broken_since_the_split_is_skipped_on_either_data_path(small_sp
     image.write_bytes(image.read_bytes()[:300])  # truncated
     split = dict(small_split, train=str(copy / 'train.csv'), val=str(copy / 'val.csv'))
     run_dir = train.main(train_args(split, tmp_path / 'runs', '--epochs', 1, '--data', data))
-    assert 'skipped 1 image(s) that no longer decode' in capsys.readouterr().out
+    assert 'skipped 1 image that can no longer be decoded' in capsys.readouterr().out
     assert os.path.exists(os.path.join(run_dir, 'last.pth'))
 
 

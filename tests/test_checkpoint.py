@@ -1,4 +1,5 @@
 # Checkpoints lose nothing and run nothing: atomic writes, weights_only loads, clear refusals.
+import argparse
 import errno
 import os
 import pickle
@@ -99,6 +100,31 @@ def test_files_that_are_not_checkpoints_are_named(tmp_path, content):
         warnings.simplefilter('error')  # PyTorch's warning about the pickle protocol is not shown
         with pytest.raises(UserError, match=f'{path}: not a PyTorch checkpoint'):
             checkpoint_load(str(path))
+
+
+def broken_checkpoint(path, kind):
+    if kind == 'other globals':  # a checkpoint with an object weights_only may not rebuild
+        torch.save({'model': {}, 'args': argparse.Namespace(lr=0.1)}, path)
+    else:
+        checkpoint_save(str(path), make_state())
+        path.write_bytes(path.read_bytes()[:{'truncated': 1000, 'empty': 0}[kind]])
+
+
+@pytest.mark.parametrize('kind,reason', [
+    ('truncated', 'or a truncated one (RuntimeError: PytorchStreamReader failed reading zip archive: failed finding '
+                  'central directory)'),
+    ('empty', 'or a truncated one (EOFError)'),
+    ('other globals', 'could run code when unpickled (Unsupported global: GLOBAL argparse.Namespace was not an allowed '
+                      'global by default). Only open checkpoints you trust.'),
+])
+def test_a_broken_checkpoint_is_named_in_whole_sentences(tmp_path, kind, reason):
+    # torch.load's own messages go on with advice to programmers: its first sentence is kept, not a
+    # length of it that stopped at "your checkpoint file is".
+    path = tmp_path / 'x.pth'
+    broken_checkpoint(path, kind)
+    with pytest.raises(UserError) as error:
+        checkpoint_load(str(path))
+    assert str(error.value).startswith(f'{path}: ') and str(error.value).endswith(reason), str(error.value)
 
 
 def test_a_run_folder_given_as_the_checkpoint_is_named_as_a_folder_with_a_checkpoint_in_it(tmp_path):

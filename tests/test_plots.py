@@ -125,3 +125,28 @@ def killed(path):
 def test_a_drawing_process_killed_by_a_signal_is_reported(tmp_path):
     with pytest.raises(RuntimeError, match='2 of 2 figures could not be drawn'):
         draw_figures([(killed, (tmp_path / 'a.png',)), (killed, (tmp_path / 'b.png',))], parallel=True)
+
+
+def test_show_without_a_display_says_so_and_writes_the_figures(small_split, tmp_path, capsys):
+    # Where no window can open, matplotlib falls back to a file-only backend: test.py --show then
+    # showed nothing, without a word. The backend such a machine gets, chosen here.
+    import torch
+    from checkpoint import checkpoint_save
+    from dataset import AttributesDataset
+    from demo import load_test_script
+    from model import MultiOutputModel
+    plots.pyplot()  # agg
+    attributes = AttributesDataset(small_split['styles'])
+    with torch.random.fork_rng():  # its weights are drawn without moving the other tests' random numbers on
+        model = MultiOutputModel.for_attributes(attributes)
+    checkpoint = checkpoint_save(str(tmp_path / 'last.pth'), {'model': model.state_dict(), 'epoch': 1,
+                                                              'attributes': attributes.to_dict()})
+    out = tmp_path / 'eval'
+    load_test_script().main(['--checkpoint', checkpoint, '--val-csv', small_split['val'], '--output', str(out),
+                             '--device', 'cpu', '--show'])
+    printed = capsys.readouterr().out
+    assert printed.startswith(f'note: --show: no display to open windows on (matplotlib fell back to its file-only '
+                              f'agg backend); the figures are written to {out} all the same\n'), printed
+    assert printed.count('note: --show') == 1
+    assert sorted(os.listdir(out)) == ['confusion_article.png', 'confusion_color.png', 'confusion_gender.png',
+                                       'metrics.json', 'predictions.png']

@@ -178,7 +178,7 @@ def test_every_kind_of_picture_is_predicted_and_broken_ones_are_reported(checkpo
             top = row[f'{head}_topk'].split(';')  # fewer than 3 where a head has fewer classes
             label, prob = top[rank].rsplit(':', 1) if rank < len(top) else ('', None)
             assert f'{label} ' in line and (prob is None or f'{float(prob):6.1%}' in line), (rank, head, line)
-    assert '9 of 12 image(s) predicted, 3 unreadable' in result.stdout
+    assert '9 of 12 images predicted, 3 unreadable' in result.stdout
 
 
 def test_json_output_batches_and_progress_bar(checkpoint, photos, reference, tmp_path, capsys):
@@ -261,9 +261,31 @@ def test_only_broken_images_fail_naming_each(checkpoint, tmp_path, capsys):
     (tmp_path / 'notes.jpg').write_text('<html>404 not found</html>')
     (tmp_path / 'zero.png').write_bytes(b'')
     line = failure_of(['--checkpoint', checkpoint, str(tmp_path), '--device', 'cpu'], capsys)
-    assert 'none of the 3 image file(s) could be read' in line
+    assert 'none of the image files could be read (3 files)' in line
     for name, why in [('truncated.jpg', 'truncated'), ('notes.jpg', 'not an image'), ('zero.png', 'empty')]:
         assert f'{tmp_path / name} ({why}' in line
+
+
+def test_a_picture_over_pillows_limit_is_predicted_without_its_warning_and_one_over_twice_refused(checkpoint,
+                                                                                                  tmp_path):
+    # Pillow warns of a picture over Image.MAX_IMAGE_PIXELS (89 megapixels) in two lines naming its own source,
+    # and refuses one over twice that. Here the limit is lowered to 10,000 pixels, as the script runs, so that
+    # the pictures stay small: 120x100 is in the band it only warns of, 200x150 over twice the limit.
+    Image.new('RGB', (60, 80), 'red').save(tmp_path / 'small.png')
+    Image.new('RGB', (120, 100), 'red').save(tmp_path / 'over.png')
+    Image.new('RGB', (200, 150), 'red').save(tmp_path / 'over-twice.png')
+    argv = ['predict.py', '--checkpoint', checkpoint, str(tmp_path), '--device', 'cpu']
+    code = (f'import runpy, sys; from PIL import Image; Image.MAX_IMAGE_PIXELS = 10_000; sys.argv = {argv!r}; '
+            f'runpy.run_path({os.path.join(ROOT, "predict.py")!r}, run_name="__main__")')
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, **ONE_THREAD))
+    assert result.returncode == 0 and result.stderr == '', result.stderr
+    rows = {line.split(' ', 1)[0]: line for line in result.stdout.splitlines()}
+    assert 'error' not in rows[str(tmp_path / 'over.png')]
+    assert rows[str(tmp_path / 'over-twice.png')].endswith(
+        "error: too large to open safely (more than 0 megapixels, Pillow's limit against decompression bombs); "
+        'scale it down first')
+    assert '2 of 3 images predicted, 1 unreadable' in result.stdout
 
 
 def test_an_output_that_fails_during_the_run_still_prints_the_predictions(checkpoint, catalog, tmp_path,
@@ -279,7 +301,7 @@ def test_an_output_that_fails_during_the_run_still_prints_the_predictions(checkp
     assert exit_info.value.code == 2 and 'Traceback' not in printed.err
     assert f'error: --output {out}: could not write it (No space left on device)' in printed.err
     assert any(line.startswith(picture + ' ') for line in printed.out.splitlines())  # its table row
-    assert '1 of 1 image(s) predicted\n' in printed.out and not out.exists()
+    assert '1 of 1 image predicted\n' in printed.out and not out.exists()
 
 
 def test_onnx_export_matches_pytorch_for_any_batch_size(checkpoint, catalog, tmp_path):

@@ -217,6 +217,24 @@ def test_flags_that_leave_a_side_empty_are_named(quirky_catalog, tmp_path, flags
     assert not os.path.exists(tmp_path / 'out')
 
 
+@pytest.mark.parametrize('fraction', ['0', '1'])
+def test_a_val_fraction_at_either_end_is_refused_as_out_of_range(fraction, capsys):
+    # 0 and 1 themselves are refused: "between 0 and 1" read as if they were allowed.
+    with pytest.raises(SystemExit):
+        split_data.parse_args(['--val-fraction', fraction])
+    assert f'--val-fraction {float(fraction)} must be above 0 and below 1' in capsys.readouterr().err
+
+
+def test_counts_of_one_are_in_the_singular(tmp_path, capsys):
+    catalog = make_catalog(str(tmp_path / 'catalog'), n_images=2, seed=1)
+    split_data.main(['--input', catalog['root'], '--output', str(tmp_path), '--workers', '1', '--val-fraction', '0.5'])
+    out = capsys.readouterr().out
+    assert 'kept 2 rows;' in out
+    assert f'wrote 1 row to {tmp_path / "train.csv"} and 1 row to {tmp_path / "val.csv"}\n' in out
+    with pytest.raises(UserError, match=r'^1 image \(2 usable in .*: 1 for training and 0 for validation;'):
+        split_data.main(['--input', catalog['root'], '--output', str(tmp_path), '--workers', '1', '--max-images', '1'])
+
+
 @pytest.mark.skipif(not os.environ.get('FASHION_DATA'), reason='FASHION_DATA names no real dataset')
 def test_real_catalog_counts(tmp_path):
     root = os.environ['FASHION_DATA']
