@@ -12,7 +12,7 @@ from collections import Counter, namedtuple
 
 from PIL import Image
 
-from cli import UserError
+from cli import UserError, command
 
 IMAGE_SIZE = (60, 80)  # (width, height) of every picture in the small catalog
 LABEL_COLUMNS = ('gender', 'articleType', 'baseColour')
@@ -180,4 +180,4 @@ def format_counts(counts):
 def describe_download(folder):
     return (f'Download the "Fashion Product Images (Small)" dataset from {KAGGLE_URL} and unpack '
             f'it so that {os.path.join(folder, "styles.csv")} and {os.path.join(folder, "images")}/ '
-            'exist, or run `python demo.py` to try the whole pipeline on a built-in sample catalog.')
+            f'exist, or run `{command("demo.py")}` to try the whole pipeline on a built-in sample catalog.')

@@ -14,7 +14,7 @@ from torchvision import transforms
 from atomic import absolute_path
 from catalog import (IMAGE_SIZE, LABEL_COLUMNS, NO_PERMISSION, REQUIRED_COLUMNS, TOO_MANY_FIELDS, UNREADABLE,
                      format_counts, read_csv_rows, read_styles)
-from cli import UserError, counted
+from cli import UserError, command, counted
 
 MEAN = [0.485, 0.456, 0.406]  # ImageNet statistics, as in the tutorial
 STD = [0.229, 0.224, 0.225]
@@ -202,7 +202,7 @@ def what_to_do(skipped):
         # train.py's labels are its --attributes_file's; test.py's, the checkpoint's
         return ('its labels are not the ones this run knows: give the styles.csv, or the checkpoint, of '
                 'the catalog it was split from')
-    return 'split the catalog its pictures are in again: python split_data.py --input CATALOG_FOLDER'
+    return f'split the catalog its pictures are in again: {command("split_data.py", "--input", "CATALOG_FOLDER")}'
 
 
 class FashionDataset(Dataset):

@@ -15,7 +15,7 @@ from torch import nn
 
 from atomic import absolute_path, atomic_open, atomic_path, check_writable_folder, flush_to_disk, sync_to_disk
 from catalog import IMAGE_SIZE
-from cli import UserError
+from cli import UserError, command
 from dataset import FILL, HEADS, MEAN, STD
 
 FORMAT = 'fashion-multi-output-onnx/1'
@@ -130,5 +130,5 @@ def export_onnx(model, attributes, path):
 
 if __name__ == '__main__':
     # A module, not a script: the export needs the checkpoint that predict.py loads.
-    sys.exit('export_onnx.py is used by predict.py; export a model with:\n'
-             '  python predict.py --checkpoint checkpoints/RUN/best.pth --export model.onnx')
+    sys.exit('export_onnx.py is used by predict.py; export a model with:\n  '
+             + command('predict.py', '--checkpoint', 'checkpoints/RUN/best.pth', '--export', 'model.onnx'))

@@ -63,8 +63,8 @@ def test_unusable_styles_csv_is_one_clear_error(tmp_path, content, problem):
 
 def test_missing_dataset_says_where_to_get_it_and_how_to_run_the_demo(tmp_path):
     for script in ('split_data.py', 'train.py'):
-        result = run_script(script, cwd=str(tmp_path))
-        assert_clean_failure(result, 'kaggle.com', 'demo.py')
+        result = run_script(script, cwd=str(tmp_path))  # not the project's folder: the demo named by its path
+        assert_clean_failure(result, 'kaggle.com', f'run `python {shlex.quote(os.path.join(ROOT, "demo.py"))}` to try')
 
 
 @pytest.mark.parametrize('train_csv,val_csv', [('splits/train.csv', 'splits/val.csv'),
@@ -292,7 +292,7 @@ def test_a_split_with_no_usable_row_gets_advice_that_works(small_split, tmp_path
     path.write_text('\n'.join([lines[0]] + pictures_moved) + '\n')
     with pytest.raises(UserError, match='3 image missing.*python split_data.py --input') as advised:
         FashionDataset(str(path), attributes)
-    command = str(advised.value).split('python split_data.py ')[1].split()
+    command = str(advised.value).split('split_data.py ')[1].split()
     assert split_data.parse_args(command).input == 'CATALOG_FOLDER'  # flags split_data.py has
 
 
