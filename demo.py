@@ -8,6 +8,7 @@ if __name__ == '__main__':  # first: a Ctrl-C during the imports below (seconds)
     cli.quiet_ctrl_c_while_starting()
 
 import argparse
+import csv
 import importlib.util
 import json
 import os
@@ -60,6 +61,26 @@ def sample_catalog(args):
     return root
 
 
+def split_of_the_sample(work):
+    """Whether the split in work, if any, is of the sample catalog drawn there (by its first row):
+    the demo's own, from an earlier run (maybe of another --images), which it writes over. Any other
+    may be the user's, with runs trained on it, and is kept."""
+    sample = os.path.realpath(os.path.join(work, 'fashion-product-images'))
+    for path in split_data.split_paths(work):
+        try:
+            with open(path, newline='', encoding='utf-8') as f:
+                rows = csv.reader(f)
+                next(rows)  # the header
+                image = next(rows)[0]
+        except FileNotFoundError:
+            continue
+        except (OSError, UnicodeDecodeError, csv.Error, StopIteration, IndexError):
+            return False
+        if not is_sample_catalog(sample) or not os.path.realpath(os.path.join(work, image)).startswith(sample + os.sep):
+            return False
+    return True
+
+
 def load_test_script():
     # Loaded by path: a plain `import test` would only find test.py because it happens to hide
     # Python's own `test` package on sys.path.
@@ -96,7 +117,13 @@ def main(argv=None):
     os.makedirs(args.work, exist_ok=True)
 
     step(2, 'split_data.py')
-    split_data.main(['--input', catalog, '--output', args.work])
+    keep = [] if split_of_the_sample(args.work) else ['--no-replace']
+    try:
+        split_data.main(['--input', catalog, '--output', args.work] + keep)
+    except split_data.OtherSplitThere as error:
+        raise UserError(f'--work {args.work}: {" and ".join(error.paths)}: another split than the demo\'s is '
+                        'there, maybe yours, which the demo does not write over; move it away or give another '
+                        '--work') from error
 
     step(3, 'train.py')
     train_csv, val_csv = os.path.join(args.work, 'train.csv'), os.path.join(args.work, 'val.csv')

@@ -38,6 +38,9 @@ def parse_args(argv=None):
     parser.add_argument('--any-mode', action='store_true',
                         help='keep grayscale, RGBA, CMYK and palette images; they are converted '
                              'to RGB when loaded (default: off, only RGB as in the tutorial)')
+    parser.add_argument('--no-replace', action='store_true',
+                        help='refuse to write over a train.csv or val.csv in --output that holds another split '
+                             '(default: off, replaced with a note)')
     parser.add_argument('--workers', type=positive_int, default=os.cpu_count() or 1,
                         help=f'processes that check the images (default: {os.cpu_count() or 1}, the cores)')
     add_debug_flag(parser)
@@ -110,18 +113,33 @@ def split_paths(folder):
     return os.path.join(folder, 'train.csv'), os.path.join(folder, 'val.csv')
 
 
-def save_split(train, val, folder):
+class OtherSplitThere(UserError):
+    """train.csv or val.csv holds another split, which --no-replace keeps."""
+
+    def __init__(self, paths):
+        self.paths = paths
+        super().__init__(f'{" and ".join(paths)}: another split is there, which --no-replace keeps; '
+                         'move it away or give another --output')
+
+
+def save_split(train, val, folder, replace=True):
+    """Writes train.csv and val.csv into folder; returns their paths, and those of the two that
+    held another split (over which replace=False writes nothing)."""
     # Both files are renamed into place, one right after the other, only once both are on disk:
     # a run cut short (a Ctrl-C, a full disk) leaves no new train.csv beside an old val.csv
     # whose images it could share.
-    paths = split_paths(folder)
+    paths, before = split_paths(folder), split_in(folder)
     with atomic_open(paths[0], newline='') as train_file:
         write_rows(train, train_file, absolute_path(folder))
         flush_to_disk(train_file)
         with atomic_open(paths[1], newline='') as val_file:
             write_rows(val, val_file, absolute_path(folder))
             flush_to_disk(val_file)
-    return paths
+            written = [split_digest(f.name) for f in (train_file, val_file)]  # the bytes as written
+            replaced = [path for path, old, new in zip(paths, before, written) if old not in (None, new)]
+            if replaced and not replace:
+                raise OtherSplitThere(replaced)  # the temporary files go, and the old ones stay
+    return paths, replaced
 
 
 def split_digest(path):
@@ -183,10 +201,9 @@ def main(argv=None):
                         f'--max-images {args.max_images:,}) split with --val-fraction {args.val_fraction}: '
                         f'{len(train)} for training and {len(val)} for validation; each needs at least one')
     os.makedirs(args.output, exist_ok=True)
-    before = split_in(args.output)
-    train_path, val_path = save_split(train, val, args.output)
+    (train_path, val_path), replaced = save_split(train, val, args.output, replace=not args.no_replace)
     print(f'wrote {counted(len(train), "row")} to {train_path} and {counted(len(val), "row")} to {val_path}')
-    if any(old is not None and old != new for old, new in zip(before, split_in(args.output))):
+    if replaced:
         # Said now, not only when test.py or --resume refuses the new files (checkpoint.split_digests).
         print(f'note: this replaced another split in {args.output}; a run trained on the old one cannot '
               '--resume on these files, and its validation pictures may now be in train.csv')

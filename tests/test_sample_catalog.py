@@ -92,6 +92,33 @@ def test_demo_runs_the_whole_pipeline_in_one_command(tmp_path):
     assert 'accuracy' in result.stdout and 'majority class' in result.stdout
 
 
+class Trained(Exception):
+    pass
+
+
+def test_the_demo_writes_over_its_own_split_but_not_another(tmp_path, monkeypatch):
+    def stop_at_training(argv):
+        raise Trained()
+
+    monkeypatch.setattr(demo.train, 'main', stop_at_training)
+    with pytest.raises(Trained):
+        demo.main(['--work', str(tmp_path), '--images', '40', '--device', 'cpu'])
+    assert demo.split_of_the_sample(str(tmp_path))
+    with pytest.raises(Trained):  # its own split, of a sample of another size, written over
+        demo.main(['--work', str(tmp_path), '--images', '50', '--device', 'cpu'])
+    assert sum(1 for _ in open(tmp_path / 'train.csv')) == 1 + 40  # 80% of 50
+    # A split of the user's, of another catalog, in the demo's folder: kept, and the demo stops
+    other = make_catalog(str(tmp_path / 'elsewhere' / 'fashion-product-images'), n_images=30, seed=1)
+    split_data = demo.split_data
+    split_data.main(['--input', other['root'], '--output', str(tmp_path), '--workers', '1'])
+    theirs = {name: (tmp_path / name).read_bytes() for name in ('train.csv', 'val.csv')}
+    assert not demo.split_of_the_sample(str(tmp_path))
+    with pytest.raises(UserError, match=f"^--work {tmp_path}: {tmp_path / 'train.csv'} and {tmp_path / 'val.csv'}: "
+                                        "another split than the demo's is there, maybe yours,"):
+        demo.main(['--work', str(tmp_path), '--images', '50', '--device', 'cpu'])
+    assert {name: (tmp_path / name).read_bytes() for name in theirs} == theirs
+
+
 def test_the_demo_never_takes_a_sample_catalog_for_the_real_dataset(tmp_path):
     # `python demo.py --work .` draws its sample into ./fashion-product-images, the real data's place.
     root = tmp_path / 'fashion-product-images'

@@ -50,9 +50,9 @@ def test_split_is_seeded(quirky_catalog, tmp_path):
 
 
 def test_a_split_names_what_it_replaces_and_what_is_in_its_way(quirky_catalog, tmp_path, capsys):
-    def split_with_seed(seed):
+    def split_with_seed(seed, *flags):
         split_data.main(['--input', quirky_catalog['root'], '--output', str(tmp_path), '--workers', '1',
-                         '--seed', str(seed)])
+                         '--seed', str(seed), *flags])
         return capsys.readouterr().out
     (tmp_path / 'val.csv').mkdir()
     with pytest.raises(UserError, match=f"^--output {tmp_path}: {tmp_path / 'val.csv'} is a folder; move it away$"):
@@ -63,6 +63,14 @@ def test_a_split_names_what_it_replaces_and_what_is_in_its_way(quirky_catalog, t
     assert 'note: this replaced' not in split_with_seed(1)  # nothing there before
     assert 'note: this replaced' not in split_with_seed(1)  # the same rows again
     assert f'note: this replaced another split in {tmp_path};' in split_with_seed(2)
+    # --no-replace: the same rows again are no other split; other rows are not written at all
+    assert 'wrote' in split_with_seed(2, '--no-replace')
+    kept = {name: (tmp_path / name).read_bytes() for name in ('train.csv', 'val.csv')}
+    with pytest.raises(split_data.OtherSplitThere, match=f"^{tmp_path / 'train.csv'} and {tmp_path / 'val.csv'}: "
+                                                         'another split is there, which --no-replace keeps;'):
+        split_with_seed(3, '--no-replace')
+    assert {name: (tmp_path / name).read_bytes() for name in kept} == kept
+    assert sorted(os.listdir(tmp_path)) == sorted(kept)  # no temporary file left
 
 
 def test_a_split_cut_short_changes_neither_csv(quirky_catalog, tmp_path, monkeypatch):
