@@ -21,11 +21,13 @@ def temporary_name(name):
 
 
 def temporaries_left(folder, names):
-    """The temporary files in folder, of the names the regular expression `names` matches, that
-    other processes began and never renamed into place: what a kill -9 or a power cut leaves."""
-    pattern = re.compile(rf'\.tmp-(\d+)-(?:{names})')
-    return sorted(os.path.join(folder, entry) for entry in os.listdir(folder)
-                  if (found := pattern.fullmatch(entry)) and int(found.group(1)) != os.getpid())
+    """The temporary files in folder, of the names the regular expression `names` matches: where
+    nothing is being written, what a kill -9 or a power cut left, never to be renamed into place.
+    (Any process id: in a container the one before was often process 1, as this one may be.)"""
+    pattern = re.compile(rf'\.tmp-\d+-(?:{names})')
+    with os.scandir(folder) as entries:
+        return sorted(entry.path for entry in entries
+                      if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False))
 
 
 def absolute_path(path):

@@ -34,10 +34,13 @@ def command(script, *args):
     """`python SCRIPT ARGS` as the user can paste it here, where the project's folder may not be
     the working one: the script then named by its path. Each part is quoted where the shell needs it."""
     path = os.path.join(PROJECT, script)
-    if os.path.realpath(os.curdir) == os.path.realpath(PROJECT):
-        path = script
-    elif not os.path.relpath(path).startswith(os.pardir):
-        path = os.path.relpath(path)  # below the working folder: a short name
+    try:
+        if os.path.realpath(os.curdir) == os.path.realpath(PROJECT):
+            path = script
+        elif not os.path.relpath(path).startswith(os.pardir):
+            path = os.path.relpath(path)  # below the working folder: a short name
+    except FileNotFoundError:  # the working folder was deleted: the whole path
+        pass
     return shlex.join(['python', path, *map(str, args)])
 
 

@@ -302,8 +302,9 @@ RUN_FILES = r'args\.json|metrics\.csv|curves\.png|last\.pth|best\.pth|checkpoint
 
 
 def remove_half_written(run_dir):
-    """With the folder locked no other train.py writes in it: a temporary file of one there was
-    left half-written by a kill -9 or a power cut, and would stay (a checkpoint: 28 MiB) for good."""
+    """With the folder locked no other train.py writes in it, and this one has not begun to: a
+    temporary file of one there was left half-written by a kill -9 or a power cut, and would stay
+    (a checkpoint: 28 MiB) for good."""
     left = temporaries_left(run_dir, RUN_FILES)
     for path in left:
         os.remove(path)

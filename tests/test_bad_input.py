@@ -97,6 +97,10 @@ def test_the_commands_a_script_advises_run_from_the_folder_it_was_run_in(tmp_pat
     assert command('train.py') == f'python {shlex.quote(os.path.join(os.path.basename(ROOT), "train.py"))}'
     monkeypatch.chdir(tmp_path)  # elsewhere: the whole path
     assert command('train.py', '--resume', 'last.pth') == f'python {shlex.quote(ROOT + "/train.py")} --resume last.pth'
+    (tmp_path / 'gone').mkdir()
+    monkeypatch.chdir(tmp_path / 'gone')
+    (tmp_path / 'gone').rmdir()  # a working folder deleted under the script
+    assert command('demo.py') == f'python {shlex.quote(ROOT + "/demo.py")}'
 
 
 def test_styles_csv_given_as_the_catalog_names_the_folder_to_give(tmp_path):

@@ -548,10 +548,14 @@ def test_a_file_system_without_locks_still_trains(small_split, tmp_path, monkeyp
 def test_a_run_folder_is_rid_of_what_a_killed_train_py_left_half_written(tmp_path, monkeypatch, capsys):
     run_dir = tmp_path / 'run'
     run_dir.mkdir()
-    left = ['.tmp-4242-checkpoint-000025.pth', '.tmp-4242-last.pth', '.tmp-77-metrics.csv']
-    others = ['.tmp-4242-predictions.csv', f'.tmp-{os.getpid()}-best.pth', 'last.pth']  # not a killed train.py's
+    # process 1's too: in a container the killed run and this one may both have been process 1
+    left = ['.tmp-1-best.pth', '.tmp-4242-checkpoint-000025.pth', '.tmp-4242-last.pth', '.tmp-77-metrics.csv']
+    others = ['.tmp-4242-predictions.csv', 'last.pth']  # not a killed train.py's
     for name in left + others:
         (run_dir / name).write_text('')
+    (run_dir / '.tmp-5-args.json').mkdir()  # not a file: not one of ours either
+    (run_dir / '.tmp-6-curves.png').symlink_to(run_dir / 'last.pth')
+    others += ['.tmp-5-args.json', '.tmp-6-curves.png']
     train.release_run_folder(train.claim_run_folder(str(run_dir), None))
     assert sorted(os.listdir(run_dir)) == sorted(others)
     assert capsys.readouterr().out == (f'note: removed {", ".join(left)} from {run_dir}: files left half-written '
@@ -560,10 +564,10 @@ def test_a_run_folder_is_rid_of_what_a_killed_train_py_left_half_written(tmp_pat
     def no_locks(fd, operation):
         raise OSError(errno.ENOLCK, 'No locks available')
 
-    (run_dir / left[1]).write_text('')
+    (run_dir / left[2]).write_text('')
     monkeypatch.setattr(train.fcntl, 'flock', no_locks)
     train.release_run_folder(train.claim_run_folder(str(run_dir), None))
-    assert left[1] in os.listdir(run_dir)
+    assert left[2] in os.listdir(run_dir)
 
 
 def test_a_ctrl_c_while_starting_is_not_taken_for_one_in_training(small_split, tmp_path, monkeypatch, capsys):
