@@ -272,9 +272,25 @@ def run_folder(args, resume):
 
 
 def checkpoint_folder(path):
-    """The folder of the run a checkpoint belongs to: a link to it (say latest.pth, elsewhere)
-    leads to the run's own folder, where the run goes on."""
-    return os.path.dirname(os.path.realpath(path) if os.path.islink(path) else absolute_path(path))
+    """The folder a resumed run goes on in: its checkpoint's. A link to a run's last.pth (say
+    latest.pth, elsewhere) leads to that run, which goes on; a link to any other checkpoint stands
+    in for a copy of it (of a checkpoint on a disk of a team's, say), and the run goes on beside it."""
+    if os.path.islink(path) and os.path.basename(os.path.realpath(path)) == 'last.pth':
+        return os.path.dirname(os.path.realpath(path))
+    return os.path.dirname(absolute_path(path))
+
+
+def check_run_folder(run_dir, args, resume):
+    """The run folder can be written in, or the flags that named it are named."""
+    if resume is None:
+        check_writable_folder(run_dir, f'--checkpoints {args.checkpoints}'
+                              + (f' --run-name {args.run_name}' if args.run_name else ''))
+        return
+    try:
+        check_writable_folder(run_dir, f'--resume {args.resume}')
+    except UserError as error:  # a run on a read-only disk, say, or of another user's
+        raise UserError(f'{error}; to go on elsewhere, copy the checkpoint into a folder of its own and resume '
+                        'from there') from error
 
 
 def claim_run_folder(run_dir, resume):
@@ -643,8 +659,7 @@ def main(argv=None):
 
     check_inputs(args)
     if context.is_main:  # before the pictures are loaded, not an epoch later
-        check_writable_folder(run_dir, f'--resume {args.resume}' if resume else f'--checkpoints {args.checkpoints}'
-                              + (f' --run-name {args.run_name}' if args.run_name else ''))
+        check_run_folder(run_dir, args, resume)
     attributes = AttributesDataset(args.attributes_file)
     if resume is not None:
         check_same_vocab(attributes, resume, args.resume)

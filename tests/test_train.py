@@ -613,6 +613,21 @@ def test_the_original_command_resumes_from_another_folder_too(small_split, tmp_p
     assert train.main(['--resume', str(tmp_path / 'links' / 'latest.pth'), '--epochs', '5', '--device', 'cpu',
                        '--workers', '0']) == run_dir
     assert checkpoint_load(last)['epoch'] == 5 and os.listdir(tmp_path / 'links') == ['latest.pth']
+    # A link to another of its checkpoints stands in for a copy: the run goes on beside the link
+    (tmp_path / 'branch').mkdir()
+    (tmp_path / 'branch' / 'seed.pth').symlink_to(os.path.join(run_dir, 'checkpoint-000005.pth'))
+    branch = train.main(['--resume', str(tmp_path / 'branch' / 'seed.pth'), '--epochs', '6', '--device', 'cpu',
+                         '--workers', '0'])
+    assert os.path.samefile(branch, tmp_path / 'branch') and checkpoint_load(last)['epoch'] == 5
+    assert checkpoint_load(os.path.join(branch, 'last.pth'))['epoch'] == 6
+    # where the run's folder cannot be written in, copying the checkpoint is the way on
+    def read_only(folder, named):
+        raise UserError(f'{named}: cannot write in {folder} (Read-only file system)')
+
+    monkeypatch.setattr(train, 'check_writable_folder', read_only)
+    with pytest.raises(UserError, match=f'^--resume {last}: cannot write in {run_dir} \\(Read-only file system\\); '
+                                        'to go on elsewhere, copy the checkpoint into a folder of its own'):
+        train.main(['--resume', last, '--epochs', '7', '--device', 'cpu', '--workers', '0'])
 
 
 def test_a_run_on_the_tutorials_relative_paths_resumes_from_another_folder_and_a_moved_project(
