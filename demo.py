@@ -46,11 +46,13 @@ def has_real_dataset(folder):
 
 
 def sample_catalog(args):
+    """The sample catalog's folder in --work, drawn if need be; and whether it was drawn over an
+    earlier one (of another --images), whose split is then of pictures that are gone."""
     root = os.path.join(args.work, 'fashion-product-images')
     drawn = sample_catalog_size(root)
     if os.path.isfile(os.path.join(root, 'styles.csv')) and drawn in (None, args.images):
         print(f'using the {"sample " if drawn else ""}catalog already in {root}')
-        return root
+        return root, False
     started = time.perf_counter()
     try:
         # Over a sample catalog of another --images, or one cut short; never over anything else.
@@ -58,27 +60,30 @@ def sample_catalog(args):
     except ValueError as error:
         raise UserError(f'--work {args.work}: {error}') from error
     print(f'drew {args.images:,} sample pictures into {root} in {time.perf_counter() - started:.0f}s')
-    return root
+    return root, drawn is not None
 
 
-def split_of_the_sample(work):
-    """Whether the split in work, if any, is of the sample catalog drawn there (by its first row):
-    the demo's own, from an earlier run (maybe of another --images), which it writes over. Any other
-    may be the user's, with runs trained on it, and is kept."""
-    sample = os.path.realpath(os.path.join(work, 'fashion-product-images'))
+def split_elsewhere(work, catalog):
+    """The first file of the split in work that names pictures of another catalog than `catalog`,
+    by its first row (or cannot be read as a split): the user's maybe, which the demo keeps."""
     for path in split_data.split_paths(work):
         try:
             with open(path, newline='', encoding='utf-8') as f:
                 rows = csv.reader(f)
                 next(rows)  # the header
-                image = next(rows)[0]
+                picture = os.path.realpath(os.path.join(work, next(rows)[0]))
         except FileNotFoundError:
             continue
         except (OSError, UnicodeDecodeError, csv.Error, StopIteration, IndexError):
-            return False
-        if not is_sample_catalog(sample) or not os.path.realpath(os.path.join(work, image)).startswith(sample + os.sep):
-            return False
-    return True
+            return path
+        if os.path.dirname(os.path.dirname(picture)) != os.path.realpath(catalog):  # CATALOG/images/ID.jpg
+            return path
+    return None
+
+
+def kept_split(work, paths):
+    return UserError(f'--work {work}: {" and ".join(paths)}: another split than the demo\'s is there, maybe '
+                     'yours, which the demo does not write over; move it away or give another --work')
 
 
 def load_test_script():
@@ -103,8 +108,12 @@ def main(argv=None):
     epochs = args.epochs or (50 if real else 8)
     batch_size = args.batch_size or (16 if real else 32)
     started = time.perf_counter()
+    theirs = split_elsewhere(args.work, args.data if real else os.path.join(args.work, 'fashion-product-images'))
+    if theirs:  # said now, before a sample catalog is drawn into the user's folder
+        raise kept_split(args.work, [theirs])
 
     step(1, 'the catalog')
+    redrawn = False
     if real:
         catalog = args.data
         print(f'found the real dataset in {catalog}: running the tutorial\'s job ({epochs} epochs)')
@@ -112,18 +121,17 @@ def main(argv=None):
         found = 'only a sample catalog' if is_sample_catalog(args.data) else 'no dataset'
         print(f'{found} in {args.data}/ (see fashion-product-images/README.md for the real one): using a '
               'built-in sample catalog of drawn products')
-        catalog = sample_catalog(args)
+        catalog, redrawn = sample_catalog(args)
     styles = os.path.join(catalog, 'styles.csv')
     os.makedirs(args.work, exist_ok=True)
 
     step(2, 'split_data.py')
-    keep = [] if split_of_the_sample(args.work) else ['--no-replace']
+    # Another split of the same catalog is kept too, unless the demo has just drawn the catalog anew.
+    keep = [] if redrawn else ['--no-replace']
     try:
         split_data.main(['--input', catalog, '--output', args.work] + keep)
     except split_data.OtherSplitThere as error:
-        raise UserError(f'--work {args.work}: {" and ".join(error.paths)}: another split than the demo\'s is '
-                        'there, maybe yours, which the demo does not write over; move it away or give another '
-                        '--work') from error
+        raise kept_split(args.work, error.paths) from error
 
     step(3, 'train.py')
     train_csv, val_csv = os.path.join(args.work, 'train.csv'), os.path.join(args.work, 'val.csv')

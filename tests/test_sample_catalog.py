@@ -1,6 +1,7 @@
 import argparse
 import csv
 import os
+import shutil
 
 import pytest
 from PIL import Image
@@ -61,11 +62,11 @@ def test_refuses_to_draw_over_pictures_without_a_styles_csv(tmp_path):
 
 def test_the_demo_redraws_its_sample_catalog_for_another_size(tmp_path, capsys):
     args = argparse.Namespace(work=str(tmp_path), images=5)
-    root = demo.sample_catalog(args)
-    assert 'drew 5 sample pictures' in capsys.readouterr().out
-    demo.sample_catalog(args)
+    root, redrawn = demo.sample_catalog(args)
+    assert 'drew 5 sample pictures' in capsys.readouterr().out and not redrawn  # over nothing
+    assert demo.sample_catalog(args) == (root, False)
     assert 'using the sample catalog already' in capsys.readouterr().out
-    demo.sample_catalog(argparse.Namespace(work=str(tmp_path), images=8))
+    assert demo.sample_catalog(argparse.Namespace(work=str(tmp_path), images=8)) == (root, True)
     assert 'drew 8 sample pictures' in capsys.readouterr().out
     assert len(read_styles(os.path.join(root, 'styles.csv'))[0]) == 8
 
@@ -100,23 +101,36 @@ def test_the_demo_writes_over_its_own_split_but_not_another(tmp_path, monkeypatc
     def stop_at_training(argv):
         raise Trained()
 
+    def demo_run(images):
+        with pytest.raises(Trained):
+            demo.main(['--work', str(tmp_path), '--images', str(images), '--device', 'cpu'])
+
+    def split_files():
+        return {name: (tmp_path / name).read_bytes() for name in ('train.csv', 'val.csv')}
+
     monkeypatch.setattr(demo.train, 'main', stop_at_training)
-    with pytest.raises(Trained):
-        demo.main(['--work', str(tmp_path), '--images', '40', '--device', 'cpu'])
-    assert demo.split_of_the_sample(str(tmp_path))
-    with pytest.raises(Trained):  # its own split, of a sample of another size, written over
-        demo.main(['--work', str(tmp_path), '--images', '50', '--device', 'cpu'])
+    demo_run(40)
+    demo_run(40)  # the same split again
+    demo_run(50)  # its own split, of a sample catalog now drawn anew, written over
     assert sum(1 for _ in open(tmp_path / 'train.csv')) == 1 + 40  # 80% of 50
-    # A split of the user's, of another catalog, in the demo's folder: kept, and the demo stops
-    other = make_catalog(str(tmp_path / 'elsewhere' / 'fashion-product-images'), n_images=30, seed=1)
+    # The user's split of the same sample catalog (other settings, runs trained on it): kept
     split_data = demo.split_data
-    split_data.main(['--input', other['root'], '--output', str(tmp_path), '--workers', '1'])
-    theirs = {name: (tmp_path / name).read_bytes() for name in ('train.csv', 'val.csv')}
-    assert not demo.split_of_the_sample(str(tmp_path))
+    split_data.main(['--input', str(tmp_path / 'fashion-product-images'), '--output', str(tmp_path), '--seed', '7',
+                     '--workers', '1'])
+    theirs = split_files()
     with pytest.raises(UserError, match=f"^--work {tmp_path}: {tmp_path / 'train.csv'} and {tmp_path / 'val.csv'}: "
                                         "another split than the demo's is there, maybe yours,"):
         demo.main(['--work', str(tmp_path), '--images', '50', '--device', 'cpu'])
-    assert {name: (tmp_path / name).read_bytes() for name in theirs} == theirs
+    assert split_files() == theirs
+    # A split of another catalog: refused before any work, before a sample catalog is drawn here
+    other = make_catalog(str(tmp_path / 'elsewhere' / 'fashion-product-images'), n_images=30, seed=1)
+    split_data.main(['--input', other['root'], '--output', str(tmp_path), '--workers', '1'])
+    theirs = split_files()
+    shutil.rmtree(tmp_path / 'fashion-product-images')
+    with pytest.raises(UserError, match=f"^--work {tmp_path}: {tmp_path / 'train.csv'}: another split than the "
+                                        "demo's is there"):
+        demo.main(['--work', str(tmp_path), '--images', '50', '--device', 'cpu'])
+    assert split_files() == theirs and not (tmp_path / 'fashion-product-images').exists()
 
 
 def test_the_demo_never_takes_a_sample_catalog_for_the_real_dataset(tmp_path):
