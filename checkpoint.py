@@ -13,7 +13,7 @@ from atomic import absolute_path, atomic_open
 from cli import UserError
 from dataset import HEADS, AttributesDataset, tutorial_vocab
 from model import MultiOutputModel
-from split_data import split_digest
+from split_data import rows_digest
 
 FORMAT = 'fashion-multi-output/1'
 
@@ -132,8 +132,10 @@ def changed_since_the_run(state, key, path):
     own, _ = path_as_trained(state['args'], key)
     if not (os.path.isfile(path) and os.path.isfile(own) and os.path.samefile(path, own)):
         return False
-    with open(path, 'rb') as f:  # the digest of the file's bytes: the checkpoints of 2026-11-30 kept that
-        return saved not in (split_digest(path), hashlib.sha256(f.read()).hexdigest())
+    with open(path, 'rb') as f:
+        data = f.read()
+    # and the digest of the file's bytes: the checkpoints of 2026-11-30 kept that
+    return saved not in (rows_digest(data), hashlib.sha256(data).hexdigest())
 
 
 def attributes_of(state, path, attributes_file=None):

@@ -147,7 +147,11 @@ def split_digest(path):
     another split. Line endings, the last line break and a byte-order mark do not count: an editor,
     dos2unix or git may change those, and split_data.py writes the csv module's CRLF."""
     with open(path, 'rb') as f:
-        data = f.read()
+        return rows_digest(f.read())
+
+
+def rows_digest(data):
+    """split_digest of a split's bytes."""
     return hashlib.sha256(b'\n'.join(data.removeprefix(codecs.BOM_UTF8).splitlines())).hexdigest()
 
 

@@ -39,7 +39,7 @@ from train_step import (GraphedTrainStep, TrainStep, load_optimizer_state, make_
                         scheduler_state, set_lr)
 from plots import plot_curves, pyplot
 from saver import BackgroundSaver, detached_copy
-from split_data import split_digest
+from split_data import split_digest, split_paths
 from stopwatch import Stopwatch
 
 
@@ -223,7 +223,7 @@ def split_advice(args):
     if output != '.':
         split += ['--output', output]
     advice = f'run `{command("split_data.py", *split)}` to make train.csv and val.csv'
-    named = [os.path.join(output, 'train.csv'), os.path.join(output, 'val.csv')]
+    named = split_paths(output)
     if [os.path.normpath(args.train_csv), os.path.normpath(args.val_csv)] != [os.path.normpath(n) for n in named]:
         advice += f', and pass them as --train-csv {shlex.quote(named[0])} --val-csv {shlex.quote(named[1])}'
     return advice
