@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import train
@@ -607,11 +608,23 @@ def test_a_gpu_named_by_number_becomes_the_current_one(monkeypatch):
         pick_device('cuda:3')
 
 
-def test_compile_without_a_cpp_compiler_is_explained(small_split, tmp_path):
+def test_compile_without_a_cpp_compiler_is_explained_before_any_work(small_split, tmp_path):
     # A cache of its own: with the compiled kernels cached on disk, no compiler would be needed.
     result = run_script('train.py', *train_args(small_split, tmp_path, '--epochs', 1, '--compile'),
                         env={'CXX': '/bin/false', 'TORCHINDUCTOR_CACHE_DIR': str(tmp_path / 'cache')})
     assert_clean_failure(result, '--compile', 'C++ compiler', 'without --compile')
+    assert 'epoch' not in result.stdout and not (tmp_path / 'run').exists()  # said before loading or tracing
+
+
+def test_a_compiler_failure_while_compiling_is_explained_too(small_split, tmp_path, monkeypatch):
+    # What the check up front cannot see (a compiler that runs but cannot build; Triton on a GPU)
+    # is explained where it happens, in the first step.
+    def failing_backend(graph, example_inputs):
+        raise RuntimeError('g++: internal compiler error')
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, 'compile', lambda model, mode: real_compile(model, backend=failing_backend))
+    with pytest.raises(UserError, match='--compile: torch.compile could not build the model .*without --compile'):
+        train.main(train_args(small_split, tmp_path, '--epochs', 1, '--compile'))
 
 
 def test_a_quote_closed_on_the_next_line_is_named_too(tmp_path):
