@@ -103,3 +103,17 @@ def check_writable_folder(folder, named):
             pass
     except OSError as error:
         raise UserError(f'{named}: cannot write in {existing} ({error.strerror or error})') from None
+
+
+def check_no_folder_in_the_way(folder, names, named):
+    """Before any work: that no folder has the name of a file to be written in folder (the regular
+    expression `names`). A rename cannot put a file in a folder's place, so the work would be lost
+    at its end. A link to a folder is no obstacle: the rename replaces the link."""
+    if not os.path.isdir(folder):
+        return
+    pattern = re.compile(names)
+    with os.scandir(folder) as entries:
+        in_the_way = sorted(entry.path for entry in entries
+                            if pattern.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False))
+    if in_the_way:
+        raise UserError(f'{named}: {in_the_way[0]} is a folder, where a file is to be written; move it away')

@@ -14,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 from tqdm import tqdm
 
-from atomic import absolute_path, atomic_open, check_writable_folder, flush_to_disk
+from atomic import absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder, flush_to_disk
 from catalog import IMAGE_SIZE, describe_download, format_counts, image_problem, read_styles
 from cli import UserError, add_debug_flag, counted, positive_int, run_cli, seed_number
 
@@ -185,9 +185,7 @@ def main(argv=None):
         raise UserError(f'{image_folder}: no such folder. ' + describe_download(args.input))
 
     check_writable_folder(args.output, f'--output {args.output}')  # before the images are checked
-    for path in split_paths(args.output):
-        if os.path.isdir(path):  # which the new file could not replace
-            raise UserError(f'--output {args.output}: {path} is a folder; move it away')
+    check_no_folder_in_the_way(args.output, r'train\.csv|val\.csv', f'--output {args.output}')
     styles, skipped = read_styles(styles_path)
     print(f'{styles_path}: {counted(len(styles) + sum(skipped.values()), "row")}, '
           f'{len(styles):,} with usable labels')

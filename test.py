@@ -13,7 +13,7 @@ import os
 import torch
 
 from allocator import keep_freed_memory
-from atomic import absolute_path, atomic_open, check_writable_folder
+from atomic import absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder
 from augment import prepare_batch
 from checkpoint import changed_since_the_run, model_from_checkpoint, path_as_trained
 from cli import UserError, add_debug_flag, counted, pick_device, positive_int, run_cli, shown
@@ -21,6 +21,10 @@ from dataset import HEADS, TITLES, FashionDataset, val_transform
 from evaluate import autocast_for, majority_rates, validate, validation_precision
 from memory_data import InMemoryLoader
 from plots import can_show, draw_figures, plot_confusion_matrix, visualize_grid
+
+
+# The files test.py writes in its --output folder, each atomically (atomic.py).
+OUTPUT_FILES = rf'metrics\.json|confusion_(?:{"|".join(HEADS)})\.png|predictions\.png'
 
 
 def parse_args(argv=None):
@@ -90,7 +94,9 @@ def main(argv=None):
     folder = output_folder(args)
     # Before the evaluation, not after it; a default folder is named as one, so that --output is
     # seen to be the way to put the figures elsewhere.
-    check_writable_folder(folder, f'--output {folder}' if args.output else f'--output (default: {folder})')
+    named = f'--output {folder}' if args.output else f'--output (default: {folder})'
+    check_writable_folder(folder, named)
+    check_no_folder_in_the_way(folder, OUTPUT_FILES, named)
     show = args.show and can_show(folder)  # told before the evaluation, not after it
     device = pick_device(args.device)
     keep_freed_memory(device)  # on a CPU: each batch reuses the last one's memory (allocator.py)

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 import distributed
 from allocator import keep_freed_memory
-from atomic import absolute_path, atomic_open, check_writable_folder, temporaries_left
+from atomic import absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder, temporaries_left
 from catalog import describe_download
 from checkpoint import (changed_since_the_run, check_same_vocab, checkpoint_load, checkpoint_save,
                         load_weights, path_as_trained, resumable_load)
@@ -283,11 +283,13 @@ def checkpoint_folder(path):
 def check_run_folder(run_dir, args, resume):
     """The run folder can be written in, or the flags that named it are named."""
     if resume is None:
-        check_writable_folder(run_dir, f'--checkpoints {args.checkpoints}'
-                              + (f' --run-name {args.run_name}' if args.run_name else ''))
+        named = f'--checkpoints {args.checkpoints}' + (f' --run-name {args.run_name}' if args.run_name else '')
+        check_writable_folder(run_dir, named)
+        check_no_folder_in_the_way(run_dir, RUN_FILES, named)
         return
     try:
         check_writable_folder(run_dir, f'--resume {args.resume}')
+        check_no_folder_in_the_way(run_dir, RUN_FILES, f'--resume {args.resume}')
     except UserError as error:  # a run on a read-only disk, say, or of another user's
         raise UserError(f'{error}; to go on elsewhere, copy the checkpoint into a folder of its own and resume '
                         'from there') from error

@@ -465,6 +465,46 @@ def test_an_output_folder_we_may_not_write_in_is_refused_before_any_work(small_s
         train.main(train_args(small_split, tmp_path, '--run-name', 'a-file'))
 
 
+def test_a_folder_named_as_an_output_file_is_refused_before_any_work(small_split, one_epoch_run, tmp_path,
+                                                                      monkeypatch):
+    # A rename cannot put a file in a folder's place: found out only once the work is done.
+    from demo import load_test_script
+    test_script = load_test_script()
+
+    def the_work(*args, **kwargs):
+        raise AssertionError('the work started')
+    for module, work in ((test_script, 'FashionDataset'), (train, 'AttributesDataset')):
+        monkeypatch.setattr(module, work, the_work)
+    out = tmp_path / 'eval'
+    (out / 'confusion_color.png').mkdir(parents=True)
+    with pytest.raises(UserError, match=f'^--output {out}: {out / "confusion_color.png"} is a folder, where a file '
+                                        'is to be written; move it away$'):
+        test_script.main(['--checkpoint', os.path.join(one_epoch_run, 'last.pth'), '--output', str(out)])
+    numbered = tmp_path / 'run' / 'checkpoint-5.pth'
+    numbered.mkdir(parents=True)
+    with pytest.raises(UserError, match=f'^--checkpoints {tmp_path} --run-name run: {numbered} is a folder'):
+        train.main(train_args(small_split, tmp_path, '--epochs', 5))
+    resumed = tmp_path / 'resumed'
+    shutil.copytree(one_epoch_run, resumed)
+    (resumed / 'curves.png').unlink()
+    (resumed / 'curves.png').mkdir()
+    with pytest.raises(UserError, match=f'^--resume {resumed / "last.pth"}: {resumed / "curves.png"} is a folder'):
+        train.main(['--resume', str(resumed / 'last.pth'), '--epochs', '2'])
+
+
+def test_a_link_or_a_folder_of_another_name_is_no_obstacle(tmp_path):
+    from atomic import check_no_folder_in_the_way
+    (tmp_path / 'elsewhere').mkdir()
+    (tmp_path / 'metrics.json').symlink_to(tmp_path / 'elsewhere')  # the rename replaces the link itself
+    (tmp_path / 'metrics.json.d').mkdir()
+    check_no_folder_in_the_way(str(tmp_path), r'metrics\.json', '--output')
+    check_no_folder_in_the_way(str(tmp_path / 'not-made-yet'), r'metrics\.json', '--output')
+    (tmp_path / 'metrics.json').unlink()
+    (tmp_path / 'metrics.json').mkdir()
+    with pytest.raises(UserError, match='is a folder'):
+        check_no_folder_in_the_way(str(tmp_path), r'metrics\.json', '--output')
+
+
 def test_test_py_scores_the_split_the_checkpoint_was_validated_on_from_any_folder(small_split, tmp_path,
                                                                                   monkeypatch, capsys):
     from demo import load_test_script

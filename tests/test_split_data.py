@@ -55,7 +55,8 @@ def test_a_split_names_what_it_replaces_and_what_is_in_its_way(quirky_catalog, t
                          '--seed', str(seed), *flags])
         return capsys.readouterr().out
     (tmp_path / 'val.csv').mkdir()
-    with pytest.raises(UserError, match=f"^--output {tmp_path}: {tmp_path / 'val.csv'} is a folder; move it away$"):
+    with pytest.raises(UserError, match=f"^--output {tmp_path}: {tmp_path / 'val.csv'} is a folder, where a file "
+                                        'is to be written; move it away$'):
         split_with_seed(1)
     (tmp_path / 'val.csv').rmdir()
     with pytest.raises(UserError, match='^--output : an empty name; give a folder, such as .$'):
