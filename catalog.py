@@ -18,7 +18,7 @@ IMAGE_SIZE = (60, 80)  # (width, height) of every picture in the small catalog
 LABEL_COLUMNS = ('gender', 'articleType', 'baseColour')
 REQUIRED_COLUMNS = ('id',) + LABEL_COLUMNS
 MISSING_VALUES = {'', 'NA'}  # how the catalog writes an unknown label
-TOO_MANY_FIELDS = 'too many fields'  # a reason a row is skipped: told apart from a field left out
+TOO_MANY_FIELDS = 'with too many fields'  # a reason a row is skipped: told apart from a field left out
 KAGGLE_URL = 'https://www.kaggle.com/datasets/paramaggarwal/fashion-product-images-small'
 
 Style = namedtuple('Style', 'id gender articleType baseColour')
@@ -114,7 +114,7 @@ def read_styles(path):
     for row in rows:
         row = fit_fields(row, header)
         if len(row) != len(header):
-            skipped[TOO_MANY_FIELDS if len(row) > len(header) else 'too few fields'] += 1
+            skipped[TOO_MANY_FIELDS if len(row) > len(header) else 'with too few fields'] += 1
             continue
         values = {name: row[i].strip() for name, i in position.items()}
         empty = [name for name in LABEL_COLUMNS if values[name] in MISSING_VALUES]

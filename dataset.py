@@ -171,7 +171,7 @@ def read_annotations(annotation_path, attributes):
             skipped[TOO_MANY_FIELDS] += 1
             continue
         if len(row) < len(header) or not all(row[column[name]].strip() for name in column):
-            skipped['empty or missing field'] += 1
+            skipped['with an empty or missing field'] += 1
             continue
         ids = [name_to_id.get(row[column[name]].strip()) for name_to_id, name in vocab]
         if None in ids:

@@ -141,7 +141,7 @@ def test_duplicate_ids_and_odd_rows_are_skipped_and_counted(tmp_path):
                       ROW.format(5) + ', with a comma'])
     styles, skipped = read_styles(write(tmp_path / 'styles.csv', text))
     assert [s.id for s in styles] == ['1', '5']
-    assert skipped == {'duplicate id': 1, 'id is not a number': 1, 'too few fields': 1,
+    assert skipped == {'duplicate id': 1, 'id is not a number': 1, 'with too few fields': 1,
                        'baseColour is empty or NA': 1}
 
 
@@ -150,7 +150,7 @@ def test_a_field_too_many_is_counted_as_such_where_no_product_name_can_take_it(t
     text = '\n'.join(['id,gender,articleType,baseColour', '1,Men,Tshirts,Blue', '2,Men,Tshirts,Blue,Cotton',
                       '3,Men,Tshirts'])
     styles, skipped = read_styles(write(tmp_path / 'styles.csv', text))
-    assert [s.id for s in styles] == ['1'] and skipped == {'too many fields': 1, 'too few fields': 1}
+    assert [s.id for s in styles] == ['1'] and skipped == {'with too many fields': 1, 'with too few fields': 1}
 
 
 def save_cmyk_jpeg(path):
@@ -326,8 +326,8 @@ def test_split_rows_gone_bad_since_the_split_are_skipped_and_counted(small_split
     dataset = FashionDataset(str(path), attributes)
     assert len(dataset) == 3
     out = capsys.readouterr().out
-    assert '3 empty or missing field' in out and '1 label not in the vocabulary' in out
-    assert '1 too many fields' in out
+    assert '3 with an empty or missing field' in out and '1 label not in the vocabulary' in out
+    assert '1 with too many fields' in out
     assert '3 image missing' in out
     assert not os.path.exists(MARKER)
 
