@@ -1,10 +1,12 @@
 # What every script shares on the command line: one-line errors instead of tracebacks, a quiet
 # exit on Ctrl-C, argparse types that reject out-of-range flags, and picking the device.
 import argparse
+import contextlib
 import os
 import shlex
 import signal
 import sys
+import threading
 
 
 class UserError(Exception):
@@ -25,6 +27,35 @@ def quiet_ctrl_c_while_starting():
 def _exit_while_starting(signum, frame):
     print('\ninterrupted (Ctrl-C) while starting; nothing was written', file=sys.stderr, flush=True)
     os._exit(130)
+
+
+@contextlib.contextmanager
+def ctrl_c_held():
+    """Holds a Ctrl-C back until the block ends, then raises it (KeyboardInterrupt): for blocks
+    that fork processes (a DataLoader's workers). Around a fork Python runs the handlers given
+    to os.register_at_fork, and drops an exception raised in one with a warning: a Ctrl-C landing
+    there would be lost, and in logging's, which releases a lock taken before the fork, it leaves
+    that lock held for good, so the next thread to log (matplotlib, plotting in train.py's
+    background saver) waits forever. The processes forked meanwhile inherit the holding
+    handler: they leave a Ctrl-C to this one, which stops them."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:  # ignored (nohup): stays so
+        yield
+        return
+    held = []
+    signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if held:
+        raise KeyboardInterrupt
+
+
+def started(loader):
+    """iter(loader), which forks a DataLoader's workers, with a Ctrl-C held back until they run."""
+    with ctrl_c_held():
+        return iter(loader)
 
 
 PROJECT = os.path.dirname(os.path.abspath(__file__))

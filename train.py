@@ -30,7 +30,7 @@ from catalog import describe_download
 from checkpoint import (changed_since_the_run, check_same_vocab, checkpoint_load, checkpoint_save,
                         load_weights, path_as_trained, resumable_load)
 from cli import (UserError, add_debug_flag, command, counted, non_negative_float, non_negative_int,
-                 positive_float, positive_int, run_cli, seed_number)
+                 positive_float, positive_int, run_cli, seed_number, started)
 from dataset import HEADS, AttributesDataset, FashionDataset, skip_undecodable, train_transform, val_transform
 from evaluate import autocast_for, default_precision, validate
 from memory_data import InMemoryLoader
@@ -457,7 +457,7 @@ def first_non_finite(losses):
 def batches_of(loader, csv_path, epoch):
     """The loader's batches; a picture that went bad during the run (the tutorial's DataLoader
     path reads them every epoch) stops it in one line, not a DataLoader worker's traceback."""
-    batches = iter(loader)
+    batches = started(loader)
     while True:
         try:
             batch = next(batches)

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from PIL import Image
 import train
 from catalog import image_problem, read_styles
 from checkpoint import checkpoint_load, checkpoint_save
-from cli import UserError, pick_device, run_cli
+from cli import UserError, ctrl_c_held, pick_device, run_cli
 from conftest import ROOT, run_script, train_args
 from dataset import AttributesDataset, FashionDataset, load_image, load_into_memory, to_rgb
 
@@ -545,6 +546,23 @@ def test_ctrl_c_is_one_line_and_the_shells_status_130(capsys):
     assert stopped.value.code == 130
     assert capsys.readouterr().err.strip() == 'interrupted (Ctrl-C); no file was left half-written'
 
+
+
+@pytest.mark.parametrize('handler', [signal.default_int_handler, signal.SIG_IGN])
+def test_a_ctrl_c_while_workers_are_forked_is_held_back_to_the_end_of_the_block(handler):
+    # Python drops an exception raised in a fork handler (os.register_at_fork): a Ctrl-C must
+    # not land in one. Held back, it is raised once the block has ended; an ignored one stays so.
+    previous = signal.signal(signal.SIGINT, handler)  # pytest may run with it ignored (`pytest &`)
+    ended = False
+    try:
+        with pytest.raises(KeyboardInterrupt) if handler is signal.default_int_handler else nullcontext():
+            with ctrl_c_held():
+                signal.raise_signal(signal.SIGINT)  # runs the handler before it returns
+                ended = True
+        assert ended
+        assert signal.getsignal(signal.SIGINT) is handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 # Runs a script as `python SCRIPT ARGS`, with a Ctrl-C (a SIGINT to itself) the moment it asks
 # for MODULE, inside Python's import machinery, where a real Ctrl-C in the first seconds lands.

@@ -337,6 +337,31 @@ def test_ctrl_c_saves_the_last_epoch_and_says_how_to_resume(small_split, tmp_pat
     assert checkpoint_load(str(run_dir / 'last.pth'))['epoch'] >= 1
 
 
+
+# train.py with a Ctrl-C in the parent's fork handlers as epoch 2's DataLoader workers start:
+# Python would drop it there (in logging's, the run then hung at its next plot).
+CTRL_C_AT_A_FORK = """
+import os, signal, sys, train
+from cli import run_cli
+train_one_epoch = train.train_one_epoch
+def ctrl_c_as_workers_start(model, loader, step, epoch, *rest):
+    if epoch == 2:
+        os.register_at_fork(after_in_parent=lambda: signal.raise_signal(signal.SIGINT))
+    return train_one_epoch(model, loader, step, epoch, *rest)
+train.train_one_epoch = ctrl_c_as_workers_start
+run_cli(lambda: train.main(sys.argv[1:]))
+"""
+
+
+def test_a_ctrl_c_as_the_dataloader_forks_its_workers_stops_the_run_too(small_split, tmp_path):
+    args = train_args(small_split, tmp_path, '--epochs', EPOCHS, '--data', 'loader', '--workers', 1)
+    stopped = subprocess.run([sys.executable, '-c', CTRL_C_AT_A_FORK, *args], cwd=ROOT, capture_output=True,
+                             text=True, timeout=300, preexec_fn=ctrl_c_as_in_a_terminal)
+    assert stopped.returncode == 130, stopped.stdout + stopped.stderr  # not all 3 epochs with exit 0
+    assert 'interrupted in epoch 2; epoch 1 is saved' in stopped.stdout
+    assert 'Traceback' not in stopped.stderr and 'Exception ignored' not in stopped.stderr
+    assert checkpoint_load(str(tmp_path / 'run' / 'last.pth'))['epoch'] == 1
+
 def test_pyplot_is_imported_before_the_first_epoch(small_split, tmp_path):
     # A Ctrl-C landing in the import of pyplot's C extensions comes out as an ImportError, not a
     # KeyboardInterrupt; so the import must not wait for the first plot. A fresh process: in this
