@@ -12,6 +12,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import resource
 import shlex
 import sys
@@ -246,11 +247,36 @@ def last_epoch(path):
         return 0
 
 
+# What a run's finished epochs leave; args.json alone is a run killed in its first epoch.
+EPOCH_FILES = r'metrics\.csv|best\.pth|checkpoint-\d+\.pth'
+
+
 def refuse_a_run_in(run_dir):
+    """A new run never writes over another's epochs: its checkpoints or metrics.csv."""
     last = os.path.join(run_dir, 'last.pth')
     if os.path.exists(last):
         raise UserError(f'{run_dir} holds a run already; carry it on with --resume {last}, '
                         'or give another --run-name')
+    kept = sorted(name for name in (os.listdir(run_dir) if os.path.isdir(run_dir) else [])
+                  if re.fullmatch(EPOCH_FILES, name))
+    if kept:
+        raise UserError(f'{run_dir} holds a run already ({", ".join(kept)}, but no last.pth to resume from); '
+                        'give another --run-name, or move those files away')
+
+
+def refuse_later_epochs(run_dir, args, resume):
+    """Going on from the checkpoint never writes over later epochs of the run in its folder."""
+    last = os.path.join(run_dir, 'last.pth')
+    later = last_epoch(last) if os.path.exists(last) else 0
+    if later <= resume['epoch']:
+        return
+    if os.path.samefile(last, args.resume):
+        raise UserError(f'--resume {args.resume}: another train.py carried the run on to epoch {later} '
+                        f'since this one loaded it at epoch {resume["epoch"]}; run the command again to go on '
+                        'from there')
+    raise UserError(f'--resume {args.resume}: its folder holds the run up to epoch {later} (last.pth), '
+                    f'which going on from epoch {resume["epoch"]} would write over; to branch off, '
+                    'copy the checkpoint into a folder of its own and resume from there')
 
 
 def run_folder(args, resume):
@@ -261,13 +287,7 @@ def run_folder(args, resume):
         refuse_a_run_in(run_dir)
         return run_dir
     run_dir = checkpoint_folder(args.resume)
-    last = os.path.join(run_dir, 'last.pth')
-    if os.path.exists(last) and not os.path.samefile(last, args.resume):
-        later = last_epoch(last)
-        if later > resume['epoch']:
-            raise UserError(f'--resume {args.resume}: its folder holds the run up to epoch {later} (last.pth), '
-                            f'which going on from epoch {resume["epoch"]} would write over; to branch off, '
-                            'copy the checkpoint into a folder of its own and resume from there')
+    refuse_later_epochs(run_dir, args, resume)
     return run_dir
 
 
@@ -336,8 +356,12 @@ def start_in_folder(run_dir, args, resume):
     log; returns the claim and the log's writer (None without tensorboard)."""
     claimed = claim_run_folder(run_dir, resume)
     try:
+        # Again, with the folder locked: a run that ended since the first look (minutes ago,
+        # before the pictures were loaded) left its epochs, a new one or one resumed meanwhile.
         if resume is None:
-            refuse_a_run_in(run_dir)  # again: a run that ended since the first look left its epochs
+            refuse_a_run_in(run_dir)
+        else:
+            refuse_later_epochs(run_dir, args, resume)
         with atomic_open(os.path.join(run_dir, 'args.json')) as f:
             json.dump(saved_args(args), f, indent=2)
         if resume is not None:

@@ -206,6 +206,41 @@ def test_a_new_run_never_writes_over_another(full_run, small_split):
     assert checkpoint_load(os.path.join(full_run, 'last.pth'))['epoch'] == EPOCHS
 
 
+
+@pytest.mark.parametrize('kept', ['best.pth', 'metrics.csv', 'checkpoint-000002.pth'])
+def test_a_new_run_never_writes_over_the_epochs_of_one_without_its_last_checkpoint(full_run, small_split,
+                                                                                  tmp_path, kept):
+    (tmp_path / 'run').mkdir()
+    shutil.copy(os.path.join(full_run, kept), tmp_path / 'run' / kept)
+    before = (tmp_path / 'run' / kept).read_bytes()
+    with pytest.raises(UserError, match=f'run holds a run already \\({re.escape(kept)}, but no last.pth to resume '
+                                        'from\\); give another --run-name, or move those files away$'):
+        train.main(train_args(small_split, tmp_path, '--epochs', 1))
+    assert (tmp_path / 'run' / kept).read_bytes() == before
+    assert sorted(os.listdir(tmp_path / 'run')) == [kept]
+
+
+def test_a_resume_overtaken_by_another_since_it_loaded_never_writes_over_its_epochs(full_run, small_split,
+                                                                                   tmp_path, monkeypatch):
+    # Two `--resume last.pth` at once: the second loads its pictures while the first trains, and
+    # claims the folder when the first has ended, one epoch further on.
+    run_dir = tmp_path / 'run'
+    shutil.copytree(full_run, run_dir)
+    checkpoint_save(str(run_dir / 'last.pth'), checkpoint_load(os.path.join(full_run, 'checkpoint-000002.pth')))
+    claim = train.claim_run_folder
+
+    def claimed_after_the_other_ended(folder, resume):
+        shutil.copy(os.path.join(full_run, 'last.pth'), run_dir / 'last.pth')  # its epoch 3
+        return claim(folder, resume)
+
+    monkeypatch.setattr(train, 'claim_run_folder', claimed_after_the_other_ended)
+    with pytest.raises(UserError, match='another train.py carried the run on to epoch 3 since this one loaded it '
+                                        'at epoch 2; run the command again to go on from there$'):
+        train.main(['--resume', str(run_dir / 'last.pth'), '--epochs', str(EPOCHS + 1)])
+    assert same_weights(checkpoint_load(str(run_dir / 'last.pth'))['model'],
+                        checkpoint_load(os.path.join(full_run, 'last.pth'))['model'])
+    assert metrics_rows(run_dir) == metrics_rows(full_run)
+
 def test_a_split_made_again_since_the_run_is_not_taken_for_the_runs_own(small_split, tmp_path, monkeypatch,
                                                                         capsys):
     # split_data.py run again into the run's folder with other settings: the same names, other
