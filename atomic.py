@@ -4,6 +4,7 @@
 # file as it was and no half-written one.
 import os
 import re
+import shutil
 import tempfile
 from contextlib import contextmanager
 
@@ -42,8 +43,9 @@ def absolute_path(path):
 
 
 @contextmanager
-def atomic_path(path):
-    """A temporary path to write to: renamed onto path when the block ends, removed if it fails."""
+def atomic_path(path, together=None):
+    """A temporary path to write to: renamed onto path when the block ends, removed if it fails.
+    With `together`, a renamed_together() group, renamed with the group's other files instead."""
     folder, name = os.path.split(absolute_path(path))
     # In the same folder, as a rename is atomic only within one file system; hidden; and ending
     # in the real name, so that writers that go by the extension (matplotlib) still can.
@@ -53,7 +55,10 @@ def atomic_path(path):
         # The data is on disk before the rename makes it visible, so a power cut never leaves an
         # empty file in place of the old one.
         sync_to_disk(tmp)
-        os.replace(tmp, path)
+        if together is None:
+            os.replace(tmp, path)
+        else:
+            together.append((tmp, path))
     except OSError as error:
         # The error names the file asked for: not our temporary one, and not nothing, which a
         # failed write (a full disk: ENOSPC, EFBIG) leaves in it.
@@ -61,16 +66,81 @@ def atomic_path(path):
             error.filename = str(path)
         raise
     finally:
-        if os.path.exists(tmp):
+        if os.path.exists(tmp) and (tmp, path) not in (together or []):
             os.remove(tmp)
 
 
 @contextmanager
-def atomic_open(path, mode='w', **kwargs):
+def atomic_open(path, mode='w', together=None, **kwargs):
     """open(path, mode) for writing, atomically (see atomic_path)."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, together) as tmp:
         with open(tmp, mode, **kwargs) as f:
             yield f
+
+
+@contextmanager
+def renamed_together():
+    """For files that change together or not at all (a model and its label names, train.csv and
+    val.csv): in the block, each is written with atomic_path(path, group) or atomic_open(path,
+    together=group). When the block ends, all of them are on the disk, and they are renamed into
+    place one right after the other; where a rename fails (a file that is a mount point, or made
+    immutable), those before it are undone. Nothing is renamed if the block fails."""
+    group = []
+    try:
+        yield group
+        replace_together(group)
+    finally:
+        for tmp, _ in group:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
+def replace_together(renames):
+    """os.replace(tmp, path) for each pair in turn; where one fails, the paths renamed before it
+    get their old files back, or go where there were none."""
+    done = []  # each path renamed onto, and its old file kept aside (None: there was none)
+    try:
+        for index, (tmp, path) in enumerate(renames):
+            # Where the last rename fails, its old file is still in place: nothing to keep.
+            old = kept_aside(path) if index < len(renames) - 1 else None
+            try:
+                os.replace(tmp, path)
+            except OSError:
+                if old:
+                    os.remove(old)
+                raise
+            done.append((path, old))
+    except OSError as error:
+        for path, old in reversed(done):
+            if old:
+                os.replace(old, path)
+            else:
+                os.remove(path)
+        for tmp, path in renames:  # named by the file asked for, not our temporary one
+            if error.filename == tmp:
+                error.filename = str(path)
+        raise
+    for _, old in done:
+        if old:
+            os.remove(old)
+
+
+def kept_aside(path):
+    """A second name for the file at path, to put it back with: a hard link, or a copy on a disk
+    without them. None where there is no file."""
+    if not os.path.lexists(path):
+        return None
+    folder, name = os.path.split(path)
+    aside = os.path.join(folder, temporary_name('old-' + name))
+    try:
+        os.link(path, aside, follow_symlinks=False)  # a link is kept as the link it is
+    except OSError:
+        try:
+            shutil.copy2(path, aside, follow_symlinks=False)
+        except OSError as error:
+            error.filename = str(path)
+            raise
+    return aside
 
 
 def sync_to_disk(path):

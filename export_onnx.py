@@ -13,7 +13,8 @@ import sys
 import torch
 from torch import nn
 
-from atomic import absolute_path, atomic_open, atomic_path, check_writable_folder, flush_to_disk, sync_to_disk
+from atomic import (absolute_path, atomic_open, atomic_path, check_writable_folder, flush_to_disk,
+                    renamed_together)
 from catalog import IMAGE_SIZE
 from cli import UserError, command
 from dataset import FILL, HEADS, MEAN, STD
@@ -103,10 +104,9 @@ def export_onnx(model, attributes, path):
     if not path.lower().endswith('.onnx'):
         raise UserError(f'--export {path}: the name must end in .onnx (model.json is written beside it)')
     json_path = sidecar_path(path)
-    # Both files are written in full, and on the disk, before either is renamed into place, one
-    # right after the other: a failed export or label file, or a full disk, leaves the old pair,
-    # never a new model beside old label names, which would name its outputs wrongly. What would
-    # make the second rename fail after the first, a folder in the way, is looked for first.
+    # Both files change or neither (atomic.renamed_together): a failed export or label file, or
+    # a full disk, leaves the old pair, never a new model beside old label names, which would
+    # name its outputs wrongly. A folder in the way, which would stop a rename, is looked for first.
     for target in (path, json_path):
         if os.path.isdir(target):
             raise UserError(f'could not write {target}: it is a folder')
@@ -117,10 +117,10 @@ def export_onnx(model, attributes, path):
     # are exported as they run at inference.
     wrapped = HeadsInOrder(copy.deepcopy(model).cpu()).eval()
     try:
-        with atomic_path(path) as model_tmp:
-            write_onnx(wrapped, model_tmp)
-            sync_to_disk(model_tmp)  # before the label file goes into place, not after
-            with atomic_open(json_path) as f:
+        with renamed_together() as together:
+            with atomic_path(path, together) as model_tmp:
+                write_onnx(wrapped, model_tmp)
+            with atomic_open(json_path, together=together) as f:
                 json.dump(sidecar(attributes, path), f, indent=2)
                 flush_to_disk(f)
     except OSError as error:

@@ -14,7 +14,8 @@ from concurrent.futures import ProcessPoolExecutor
 
 from tqdm import tqdm
 
-from atomic import absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder, flush_to_disk
+from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder, flush_to_disk,
+                    renamed_together)
 from catalog import IMAGE_SIZE, describe_download, format_counts, image_problem, read_styles
 from cli import UserError, add_debug_flag, counted, positive_int, run_cli, seed_number
 
@@ -125,20 +126,20 @@ class OtherSplitThere(UserError):
 def save_split(train, val, folder, replace=True):
     """Writes train.csv and val.csv into folder; returns their paths, and those of the two that
     held another split (over which replace=False writes nothing)."""
-    # Both files are renamed into place, one right after the other, only once both are on disk:
-    # a run cut short (a Ctrl-C, a full disk) leaves no new train.csv beside an old val.csv
-    # whose images it could share.
+    # Both files change or neither (atomic.renamed_together): a run cut short (a Ctrl-C, a full
+    # disk) leaves no new train.csv beside an old val.csv whose images it could share.
     paths, before = split_paths(folder), split_in(folder)
-    with atomic_open(paths[0], newline='') as train_file:
-        write_rows(train, train_file, absolute_path(folder))
-        flush_to_disk(train_file)
-        with atomic_open(paths[1], newline='') as val_file:
-            write_rows(val, val_file, absolute_path(folder))
-            flush_to_disk(val_file)
-            written = [split_digest(f.name) for f in (train_file, val_file)]  # the bytes as written
-            replaced = [path for path, old, new in zip(paths, before, written) if old not in (None, new)]
-            if replaced and not replace:
-                raise OtherSplitThere(replaced)  # the temporary files go, and the old ones stay
+    with renamed_together() as together:
+        files = []
+        for rows, path in zip((train, val), paths):
+            with atomic_open(path, newline='', together=together) as f:
+                write_rows(rows, f, absolute_path(folder))
+                flush_to_disk(f)
+            files.append(f.name)
+        written = [split_digest(name) for name in files]  # the bytes as written
+        replaced = [path for path, old, new in zip(paths, before, written) if old not in (None, new)]
+        if replaced and not replace:
+            raise OtherSplitThere(replaced)  # the temporary files go, and the old ones stay
     return paths, replaced
 
 

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from atomic import absolute_path, atomic_open, atomic_path, check_writable_folder
+from atomic import absolute_path, atomic_open, atomic_path, check_writable_folder, renamed_together
 from cli import UserError
 from conftest import file_size_limit
 
@@ -74,6 +74,44 @@ def test_the_data_is_on_disk_before_the_rename(tmp_path, monkeypatch):
     assert calls == ['fsync', 'replace'] * 2
     assert (tmp_path / 'curves.png').read_bytes() == b'png' and (tmp_path / 'metrics.json').read_text() == '{}'
 
+
+
+def write_together(folder, texts):
+    with renamed_together() as together:
+        for name, text in texts.items():
+            with atomic_open(folder / name, together=together) as f:
+                f.write(text)
+
+
+@pytest.mark.parametrize('hard_links', [True, False])
+@pytest.mark.parametrize('refused', ['a.txt', 'b.txt', 'c.txt'])
+def test_files_renamed_together_all_change_or_none_when_a_rename_fails(tmp_path, monkeypatch, refused, hard_links):
+    # A file that is a mount point (EBUSY) or immutable (chattr +i) refuses the rename onto it:
+    # those renamed before it get their old files back, and b.txt, which was not there, goes.
+    (tmp_path / 'a.txt').write_text('old a')
+    (tmp_path / 'c.txt').write_text('old c')
+    real_replace = os.replace
+
+    def refuse(source, target):
+        if str(target) == str(tmp_path / refused):
+            raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), source)
+        real_replace(source, target)
+
+    def no_hard_links(*args, **kwargs):  # some disks have none (exFAT, some network ones): a copy instead
+        raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+
+    monkeypatch.setattr(os, 'replace', refuse)
+    if not hard_links:
+        monkeypatch.setattr(os, 'link', no_hard_links)
+    with pytest.raises(OSError) as error:
+        write_together(tmp_path, {'a.txt': 'new a', 'b.txt': 'new b', 'c.txt': 'new c'})
+    assert error.value.filename == str(tmp_path / refused)
+    assert sorted(os.listdir(tmp_path)) == ['a.txt', 'c.txt']
+    assert [(tmp_path / name).read_text() for name in ('a.txt', 'c.txt')] == ['old a', 'old c']
+    monkeypatch.setattr(os, 'replace', real_replace)
+    write_together(tmp_path, {'a.txt': 'new a', 'b.txt': 'new b', 'c.txt': 'new c'})
+    assert sorted(os.listdir(tmp_path)) == ['a.txt', 'b.txt', 'c.txt']
+    assert (tmp_path / 'a.txt').read_text() == 'new a'
 
 def test_a_path_through_a_link_and_up_goes_where_the_system_goes(tmp_path, monkeypatch):
     # ext -> other/sub: the system takes ext/.. to other/, where abspath would stay in project/.

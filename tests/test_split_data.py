@@ -1,4 +1,5 @@
 import csv
+import errno
 import os
 import subprocess
 import sys
@@ -290,3 +291,24 @@ def test_train_csv_is_on_the_disk_before_either_csv_is_renamed(tmp_path, monkeyp
     split_data.main(['--input', catalog['root'], '--output', str(tmp_path), '--workers', '1'])
     first_rename = next(i for i, (kind, _) in enumerate(events) if kind == 'replace')
     assert any(kind == 'fsync' and name.endswith('train.csv') for kind, name in events[:first_rename]), events
+
+
+@pytest.mark.parametrize('refused', ['train.csv', 'val.csv'])
+def test_a_csv_that_cannot_be_renamed_into_place_leaves_the_old_split(tmp_path, monkeypatch, refused):
+    # One bind-mounted into a container (EBUSY), or made immutable: the other is left as it was.
+    catalog = make_catalog(str(tmp_path / 'catalog'), n_images=20, seed=1)
+    split_data.main(['--input', catalog['root'], '--output', str(tmp_path), '--workers', '1'])
+    before = {name: (tmp_path / name).read_bytes() for name in ('train.csv', 'val.csv')}
+    real_replace = os.replace
+
+    def refuse(source, target):
+        if str(target) == str(tmp_path / refused):
+            raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), source)
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, 'replace', refuse)
+    with pytest.raises(OSError, match='Device or resource busy') as error:
+        split_data.main(['--input', catalog['root'], '--output', str(tmp_path), '--workers', '1', '--seed', '7'])
+    assert error.value.filename == str(tmp_path / refused)
+    assert {name: (tmp_path / name).read_bytes() for name in before} == before
+    assert sorted(name for name in os.listdir(tmp_path) if name != 'catalog') == ['train.csv', 'val.csv']
