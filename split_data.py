@@ -156,6 +156,26 @@ def rows_digest(data):
     return hashlib.sha256(b'\n'.join(data.removeprefix(codecs.BOM_UTF8).splitlines())).hexdigest()
 
 
+def check_only_splits_replaced(folder):
+    """Before any work: a train.csv or val.csv in folder is a split, which the new one replaces
+    (with a note), or empty. A file of that name that is no split is the user's, and stays."""
+    for path in split_paths(folder):
+        header = first_row(path)
+        if header not in (None, FIELDNAMES):
+            raise UserError(f'--output {folder}: {path} is not a split (its first line is '
+                            f'{",".join(header)[:80]!r}, not {",".join(FIELDNAMES)!r}), and would be '
+                            'replaced; move it away or give another --output')
+
+
+def first_row(path):
+    """The first row of the CSV file at path; None where there is no file, or an empty one."""
+    if not os.path.isfile(path):
+        return None
+    with open(path, newline='', encoding='utf-8-sig', errors='replace') as f:
+        line = f.readline(4096)  # not the whole of a large file that is no CSV
+    return next(csv.reader([line]), None) if line.strip() else None
+
+
 def split_in(folder):
     """The digests of train.csv and val.csv in folder, None for one that is not there: to tell the
     user when a new split replaces rows that a run may have trained on."""
@@ -187,6 +207,7 @@ def main(argv=None):
 
     check_writable_folder(args.output, f'--output {args.output}')  # before the images are checked
     check_no_folder_in_the_way(args.output, r'train\.csv|val\.csv', f'--output {args.output}')
+    check_only_splits_replaced(args.output)
     styles, skipped = read_styles(styles_path)
     print(f'{styles_path}: {counted(len(styles) + sum(skipped.values()), "row")}, '
           f'{len(styles):,} with usable labels')

@@ -312,3 +312,17 @@ def test_a_csv_that_cannot_be_renamed_into_place_leaves_the_old_split(tmp_path, 
     assert error.value.filename == str(tmp_path / refused)
     assert {name: (tmp_path / name).read_bytes() for name in before} == before
     assert sorted(name for name in os.listdir(tmp_path) if name != 'catalog') == ['train.csv', 'val.csv']
+
+
+@pytest.mark.parametrize('name', ['train.csv', 'val.csv'])
+def test_a_file_that_is_no_split_is_not_replaced_by_one(tmp_path, name):
+    catalog = make_catalog(str(tmp_path / 'catalog'), n_images=20, seed=1)
+    (tmp_path / name).write_text('name,score\nalice,3\n')
+    with pytest.raises(UserError, match=f"^--output {tmp_path}: {tmp_path / name} is not a split \\(its first line is "
+                                        "'name,score', not 'image_path,gender,articleType,baseColour'\\), and would "
+                                        "be replaced; move it away or give another --output$"):
+        split_data.main(['--input', catalog['root'], '--output', str(tmp_path), '--workers', '1'])
+    assert (tmp_path / name).read_text() == 'name,score\nalice,3\n'
+    (tmp_path / name).write_text('')  # empty: nothing is lost
+    split_data.main(['--input', catalog['root'], '--output', str(tmp_path), '--workers', '1'])
+    assert (tmp_path / name).read_text().startswith('image_path,gender,articleType,baseColour')
