@@ -209,8 +209,8 @@ def pick_device(name=None):
             raise UserError(f'--device {name}: no CUDA GPU is available on this machine; '
                             'use --device cpu')
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UserError(f'--device {name}: this machine has {torch.cuda.device_count()} '
-                            'CUDA device(s)')
+            raise UserError(f'--device {name}: this machine has '
+                            f'{counted(torch.cuda.device_count(), "CUDA device")}')
         if device.index is not None:
             # The current device, too: new streams and CUDA graphs go to the current one, and a
             # training step on cuda:1 recorded on cuda:0's stream would record nothing at all.

@@ -293,6 +293,7 @@ def main(argv=None):
     if args.output:
         check_output(args.output, args.export)
     paths = find_images(args.images) if args.images else []
+    device = pick_device(args.device) if paths else None  # one not there: before any file is written
     model, attributes, state = model_from_checkpoint(args.checkpoint, args.attributes_file)
     model.eval()
     if args.export:
@@ -303,7 +304,6 @@ def main(argv=None):
     # fp32 on every device: the forward pass on 60x80 pictures is cheap next to decoding them, and
     # the probabilities then match the exported ONNX model's (on a GPU up to TF32 rounding, which
     # PyTorch's cuDNN convolutions use by default).
-    device = pick_device(args.device)
     keep_freed_memory(device)  # on a CPU: each batch reuses the last one's memory (allocator.py)
     model = model.folded().to(device)  # batch norms folded into the convolutions: faster
     print(f'device: {device}; checkpoint {args.checkpoint}'
@@ -318,7 +318,8 @@ def main(argv=None):
             not_written = error
     print('\n'.join(format_table(rows)))
     bad = sum(1 for row in rows if row['error'])
-    summary = f'{len(rows) - bad} of {counted(len(rows), "image")} predicted' + (f', {bad} unreadable' if bad else '')
+    summary = (f'{len(rows) - bad:,} of {counted(len(rows), "image")} predicted'
+               + (f', {bad:,} unreadable' if bad else ''))
     print(summary + (f'; wrote {args.output}' if args.output and not_written is None else ''))
     if not_written is not None:
         raise not_written

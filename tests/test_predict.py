@@ -343,6 +343,15 @@ def test_export_without_the_onnx_extra_says_what_to_install(checkpoint, tmp_path
     assert not os.listdir(tmp_path)
 
 
+
+def test_a_device_that_is_not_there_is_refused_before_the_export_is_written(checkpoint, catalog, tmp_path,
+                                                                           monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    with pytest.raises(UserError, match='^--device cuda: no CUDA GPU is available on this machine'):
+        predict.main(['--checkpoint', checkpoint, '--export', str(tmp_path / 'model.onnx'), '--device', 'cuda',
+                      catalog_images(catalog)[0]])
+    assert not os.listdir(tmp_path)
+
 def test_export_onnx_run_as_a_script_says_how_to_export():
     result = run_script('export_onnx.py', '--help')
     assert result.returncode == 1 and 'python predict.py --checkpoint' in result.stderr and '--export' in result.stderr
