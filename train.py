@@ -101,7 +101,8 @@ def build_parser():
     parser.add_argument('--logs', default='./logs',
                         help='TensorBoard log folder, used when tensorboard is installed (default: ./logs)')
     parser.add_argument('--run-name', default=None,
-                        help='name of the run folder (default: the start time, e.g. 2026-01-31_12-00-00)')
+                        help='name of the run folder (default: the start time, e.g. 2026-01-31_12-00-00; '
+                             'with _2, _3 ... after it where a run started in the same second has it)')
     parser.add_argument('--resume', default=None, metavar='CHECKPOINT',
                         help='continue the run saved in this checkpoint, e.g. checkpoints/RUN/last.pth, '
                              'with its settings; --epochs may be raised (default: start a new run)')
@@ -251,16 +252,20 @@ def last_epoch(path):
 EPOCH_FILES = r'metrics\.csv|best\.pth|checkpoint-\d+\.pth'
 
 
+class FolderTaken(UserError):
+    """The run folder holds another run, or another train.py is training in it."""
+
+
 def refuse_a_run_in(run_dir):
     """A new run never writes over another's epochs: its checkpoints or metrics.csv."""
     last = os.path.join(run_dir, 'last.pth')
     if os.path.exists(last):
-        raise UserError(f'{run_dir} holds a run already; carry it on with --resume {last}, '
+        raise FolderTaken(f'{run_dir} holds a run already; carry it on with --resume {last}, '
                         'or give another --run-name')
     kept = sorted(name for name in (os.listdir(run_dir) if os.path.isdir(run_dir) else [])
                   if re.fullmatch(EPOCH_FILES, name))
     if kept:
-        raise UserError(f'{run_dir} holds a run already ({", ".join(kept)}, but no last.pth to resume from); '
+        raise FolderTaken(f'{run_dir} holds a run already ({", ".join(kept)}, but no last.pth to resume from); '
                         'give another --run-name, or move those files away')
 
 
@@ -282,13 +287,26 @@ def refuse_later_epochs(run_dir, args, resume):
 def run_folder(args, resume):
     """The run's folder: the resumed checkpoint's, or a new one in --checkpoints. Never one whose
     later epochs the run would write over."""
+    if resume is None and not args.run_name:
+        return unused_folder(os.path.join(args.checkpoints, datetime.now().strftime('%Y-%m-%d_%H-%M-%S')))
     if resume is None:
-        run_dir = os.path.join(args.checkpoints, args.run_name or datetime.now().strftime('%Y-%m-%d_%H-%M-%S'))
+        run_dir = os.path.join(args.checkpoints, args.run_name)
         refuse_a_run_in(run_dir)
         return run_dir
     run_dir = checkpoint_folder(args.resume)
     refuse_later_epochs(run_dir, args, resume)
     return run_dir
+
+
+def unused_folder(path):
+    """A folder named by the clock (no --run-name): path, or where a run started in the same
+    second has it, the first of path_2, path_3, ... that is not there yet."""
+    path, number = re.sub(r'_\d+$', '', path), 1  # the clock's name ends in _HH-MM-SS
+    candidate = path
+    while os.path.lexists(candidate):
+        number += 1
+        candidate = f'{path}_{number}'
+    return candidate
 
 
 def checkpoint_folder(path):
@@ -325,8 +343,8 @@ def claim_run_folder(run_dir, resume):
         fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(folder)
-        raise UserError(f'{run_dir}: another train.py is training in it; '
-                        + ('wait for it to end' if resume else 'give another --run-name')) from None
+        raise FolderTaken(f'{run_dir}: another train.py is training in it; '
+                          + ('wait for it to end' if resume else 'give another --run-name')) from None
     except OSError as error:  # a file system without locks (NFS without lockd, say): run unlocked
         print(f'note: {run_dir} cannot be locked ({error.strerror}); two runs started in it at once '
               'would not be told apart')
@@ -353,7 +371,19 @@ def remove_half_written(run_dir):
 
 def start_in_folder(run_dir, args, resume):
     """Claims the run folder, writes what the run starts with there and opens its TensorBoard
-    log; returns the claim and the log's writer (None without tensorboard)."""
+    log; returns the folder, the claim and the log's writer (None without tensorboard). A folder
+    named by the clock that a run started in the same second took meanwhile gives way to the next
+    free name: the user named none, and cannot give another."""
+    while True:
+        try:
+            return run_dir, *started_in(run_dir, args, resume)
+        except FolderTaken:
+            if args.run_name or resume is not None:
+                raise
+            run_dir = unused_folder(run_dir)
+
+
+def started_in(run_dir, args, resume):
     claimed = claim_run_folder(run_dir, resume)
     try:
         # Again, with the folder locked: a run that ended since the first look (minutes ago,
@@ -760,13 +790,13 @@ def main(argv=None):
                 'scheduler': scheduler_state(scheduler), 'attributes': attributes.to_dict(),
                 'args': saved_args(args), 'split_digests': split_digests, 'history': history, 'best': best}
 
-    last_path = os.path.join(run_dir, 'last.pth')
     writer, claimed = None, None
     if context.is_main:
         # Imported before the first epoch: a Ctrl-C that lands inside the import of a C extension
         # (pyplot's, at the first plot) comes out as an ImportError, not a KeyboardInterrupt.
         pyplot()
-        claimed, writer = start_in_folder(run_dir, args, resume)
+        run_dir, claimed, writer = start_in_folder(run_dir, args, resume)
+    last_path = os.path.join(run_dir, 'last.pth')
     watch.mark('setup')
     epoch = start_epoch - 1
     saver = BackgroundSaver()  # writes each epoch's files while the next one trains

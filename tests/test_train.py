@@ -3,6 +3,7 @@ import argparse
 import codecs
 import csv
 import errno
+import fcntl
 import hashlib
 import json
 import math
@@ -14,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 
 import pytest
 import torch
@@ -240,6 +242,48 @@ def test_a_resume_overtaken_by_another_since_it_loaded_never_writes_over_its_epo
     assert same_weights(checkpoint_load(str(run_dir / 'last.pth'))['model'],
                         checkpoint_load(os.path.join(full_run, 'last.pth'))['model'])
     assert metrics_rows(run_dir) == metrics_rows(full_run)
+
+
+def test_a_folder_named_by_the_clock_is_one_not_there_yet(tmp_path):
+    stamp = str(tmp_path / '2026-12-01_10-05-03')
+    assert train.unused_folder(stamp) == stamp
+    os.mkdir(stamp)
+    assert train.unused_folder(stamp) == stamp + '_2'
+    os.mkdir(stamp + '_2')
+    assert train.unused_folder(stamp + '_2') == train.unused_folder(stamp) == stamp + '_3'
+
+
+class ThatSecond(datetime):
+    @classmethod
+    def now(cls, tz=None):
+        return datetime(2026, 12, 1, 10, 5, 3)
+
+
+def test_a_run_named_by_the_clock_gives_way_to_one_started_in_the_same_second(small_split, tmp_path, monkeypatch):
+    # Both looked before loading their pictures and found the name free; the other claimed it
+    # first. There is no --run-name to give another (demo.py has none): the next free name is taken.
+    stamp = tmp_path / '2026-12-01_10-05-03'
+    other = []
+    claim = train.claim_run_folder
+
+    def claimed_first_by_another(folder, resume):
+        if not other:
+            os.makedirs(stamp)
+            other.append(os.open(stamp, os.O_RDONLY))
+            fcntl.flock(other[0], fcntl.LOCK_EX | fcntl.LOCK_NB)  # as the other train.py holds it
+        return claim(folder, resume)
+
+    monkeypatch.setattr(train, 'datetime', ThatSecond)
+    monkeypatch.setattr(train, 'claim_run_folder', claimed_first_by_another)
+    args = train_args(small_split, tmp_path, '--epochs', 1)
+    del args[args.index('--run-name'):args.index('--run-name') + 2]
+    try:
+        run_dir = train.main(args)
+    finally:
+        os.close(other[0])
+    assert run_dir == f'{stamp}_2'
+    assert checkpoint_load(os.path.join(run_dir, 'last.pth'))['epoch'] == 1
+    assert os.listdir(stamp) == []
 
 def test_a_split_made_again_since_the_run_is_not_taken_for_the_runs_own(small_split, tmp_path, monkeypatch,
                                                                         capsys):
