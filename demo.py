@@ -23,7 +23,7 @@ from sample_catalog import is_sample_catalog, make_catalog, sample_catalog_size
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Run split, train and test in one go')
+    parser = argparse.ArgumentParser(description='Run split, train and test in one go', allow_abbrev=False)
     parser.add_argument('--data', default='fashion-product-images',
                         help='the real catalog, used when it holds styles.csv (default: fashion-product-images)')
     parser.add_argument('--work', default='demo',

@@ -40,7 +40,7 @@ IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Predict gender, article type and colour of '
-                                                 'product photos, or export the model to ONNX')
+                                                 'product photos, or export the model to ONNX', allow_abbrev=False)
     parser.add_argument('images', nargs='*', metavar='IMAGE_OR_FOLDER',
                         help='image files, and folders searched recursively for '
                              f'{"/".join(e[1:] for e in IMAGE_EXTENSIONS)} files '

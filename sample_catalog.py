@@ -388,7 +388,7 @@ def write_styles(path, rows):
 
 def main():
     parser = argparse.ArgumentParser(
-        description='Write a synthetic fashion catalog in the Kaggle layout.')
+        description='Write a synthetic fashion catalog in the Kaggle layout.', allow_abbrev=False)
     parser.add_argument('--output', default='sample-catalog',
                         help='folder for styles.csv and images/ (default: sample-catalog)')
     parser.add_argument('--size', type=int, default=3000,

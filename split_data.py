@@ -23,7 +23,8 @@ FIELDNAMES = ['image_path', 'gender', 'articleType', 'baseColour']
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Split the fashion catalog into train.csv and val.csv')
+    parser = argparse.ArgumentParser(description='Split the fashion catalog into train.csv and val.csv',
+                                     allow_abbrev=False)
     parser.add_argument('--input', default='fashion-product-images',
                         help='catalog folder holding styles.csv and images/ (default: fashion-product-images)')
     parser.add_argument('--output', default='.',

@@ -28,7 +28,7 @@ OUTPUT_FILES = rf'metrics\.json|confusion_(?:{"|".join(HEADS)})\.png|predictions
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Evaluate a trained checkpoint')
+    parser = argparse.ArgumentParser(description='Evaluate a trained checkpoint', allow_abbrev=False)
     parser.add_argument('--checkpoint', required=True, help='checkpoint written by train.py (required)')
     parser.add_argument('--val-csv', '--annotations', default=None,
                         help="split to evaluate on (default: the one the checkpoint was validated on, "

@@ -851,3 +851,21 @@ def test_fast_and_tutorial_paths_reach_similar_accuracy(tmp_path):
     # but by at most 0.061 on the mean of the three, with no side ahead on average (+0.007).
     mean = {data: sum(values.values()) / len(values) for data, values in accuracy.items()}
     assert abs(mean['memory'] - mean['loader']) < 0.1, accuracy
+
+
+def test_a_flag_cut_short_is_refused_not_taken_for_another(capsys):
+    # --log run.log read as --logs, and --checkpoint (test.py's) as --checkpoints, went unnoticed.
+    for flags in (['--log', 'run.log'], ['--checkpoint', 'runs/last.pth']):
+        with pytest.raises(SystemExit) as stopped:
+            train.parse_args(flags)
+        assert stopped.value.code == 2
+        assert f'unrecognized arguments: {" ".join(flags)}' in capsys.readouterr().err
+
+
+def test_logs_asked_for_without_tensorboard_says_none_are_written(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, 'torch.utils.tensorboard', None)  # as if it were not installed
+    assert train.tensorboard_writer(argparse.Namespace(logs=train.LOGS), 'run') is None
+    assert capsys.readouterr().out == ''  # the default: tensorboard is optional, as in the tutorial
+    assert train.tensorboard_writer(argparse.Namespace(logs=str(tmp_path)), 'run') is None
+    assert capsys.readouterr().out == (f'note: --logs {tmp_path}: tensorboard is not installed, so no TensorBoard '
+                                       'log is written (pip install tensorboard)\n')
