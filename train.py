@@ -162,10 +162,16 @@ def resumed_args(argv, resume, path):
         raise UserError(f'--pretrained: the run in {path} started from scratch, and a resumed run goes on from '
                         "its checkpoint's weights; leave --pretrained out")
     if args.epochs <= resume['epoch']:
-        raise UserError(f'--epochs {args.epochs}: the run in {path} has done {resume["epoch"]} epochs '
-                        'already; give a larger --epochs to train it further')
+        done = f'the run in {path} has done {counted(resume["epoch"], "epoch")}'
+        raise UserError((f'--epochs {args.epochs}: {done} already' if given(argv, '--epochs')
+                         else f'{done}, all it was to train') + '; give a larger --epochs to train it further')
     note_other_draws(args, saved, path)
     return args
+
+
+def given(argv, flag):
+    """Whether the command line names flag, as `--flag VALUE` or `--flag=VALUE`."""
+    return any(word == flag or word.startswith(flag + '=') for word in (sys.argv[1:] if argv is None else argv))
 
 
 def note_other_draws(args, saved, path):
@@ -218,7 +224,10 @@ def check_same_folder(args, saved, path):
         return  # the original command's, repeated (from another folder, maybe)
     named = os.path.join(args.checkpoints, args.run_name or os.path.basename(run_dir))
     if os.path.realpath(named) != os.path.realpath(run_dir):
-        raise UserError(f'--run-name, --checkpoints: they name {named}, but a resumed run goes on in its '
+        flags = [f'--run-name {args.run_name}'] if args.run_name is not None else []
+        if args.checkpoints != build_parser().get_default('checkpoints'):
+            flags.append(f'--checkpoints {args.checkpoints}')
+        raise UserError(f'{" ".join(flags)}: the run folder named is {named}, but a resumed run goes on in its '
                         f'checkpoint\'s folder, {run_dir}; to branch off, copy the checkpoint into a '
                         'folder of its own and resume from there')
 

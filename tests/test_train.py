@@ -350,8 +350,11 @@ def test_a_resumed_run_keeps_its_settings_and_data(small_split, tmp_path, monkey
     assert float(metrics_rows(tmp_path / 'branch')[-1]['lr']) == pytest.approx(0.000691, rel=1e-3)
     with pytest.raises(UserError, match=r'--lr 0.5: the run in .* trained with 0.002, and a resumed run keeps it'):
         train.main(['--resume', last, '--epochs', '3', '--lr', '0.5', *machine])
-    with pytest.raises(UserError, match=r'--epochs 3: the run in .* has done 3 epochs already'):
-        train.main(['--resume', last, *machine])
+    with pytest.raises(UserError, match=r'^--epochs 3: the run in .* has done 3 epochs already; give a larger'):
+        train.main(['--resume', last, '--epochs=3', *machine])
+    with pytest.raises(UserError, match=r'^the run in .* has done 3 epochs, all it was to train; give a larger '
+                                        r'--epochs to train it further$'):
+        train.main(['--resume', last, *machine])  # not '--epochs 3', which the user did not write
     with open(tmp_path / 'branch' / 'args.json') as f:
         kept = ('batch_size', 'lr', 'schedule', 'epochs', 'pretrained')
         assert {k: v for k, v in json.load(f).items() if k in kept} == \
@@ -688,8 +691,9 @@ def test_a_ctrl_c_while_starting_is_not_taken_for_one_in_training(small_split, t
 def test_a_resumed_run_refuses_a_run_name_or_folder_it_would_not_write_to(full_run, small_split, tmp_path):
     last = os.path.join(full_run, 'last.pth')
     for flags in (['--run-name', 'branch'], ['--checkpoints', str(tmp_path)]):
-        with pytest.raises(UserError, match=f'a resumed run goes on in its checkpoint\'s folder, {full_run}'):
-            train.main(['--resume', last, '--epochs', str(EPOCHS + 1), *flags])
+        with pytest.raises(UserError, match=f'^{" ".join(flags)}: the run folder named is .*, but a resumed run '
+                                            f'goes on in its checkpoint\'s folder, {full_run}'):
+            train.main(['--resume', last, '--epochs', str(EPOCHS + 1), *flags])  # only the flag given
 
 
 def test_the_original_command_resumes_from_another_folder_too(small_split, tmp_path, monkeypatch, capsys):
