@@ -44,9 +44,6 @@ from split_data import split_digest, split_paths
 from stopwatch import Stopwatch
 
 
-LOGS = './logs'  # TensorBoard's folder
-
-
 def build_parser():
     # allow_abbrev=False: a flag cut short or misspelled (--log run.log, --checkpoint) is refused,
     # not taken for the one it begins (--logs, --checkpoints).
@@ -103,7 +100,7 @@ def build_parser():
     parser.add_argument('--checkpoints', default='./checkpoints',
                         help='folder for run folders with checkpoints, metrics.csv, curves.png '
                              '(default: ./checkpoints)')
-    parser.add_argument('--logs', default=LOGS,
+    parser.add_argument('--logs', default='./logs',
                         help='TensorBoard log folder, used when tensorboard is installed (default: ./logs)')
     parser.add_argument('--run-name', default=None,
                         help='name of the run folder (default: the start time, e.g. 2026-01-31_12-00-00; '
@@ -616,9 +613,6 @@ def tensorboard_writer(args, run_name):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard is optional, as in the original
-        if args.logs != LOGS:  # asked for by name: say why the folder stays empty
-            print(f'note: --logs {args.logs}: tensorboard is not installed, so no TensorBoard log is written '
-                  '(pip install tensorboard)')
         return None
     return SummaryWriter(os.path.join(args.logs, run_name))
 

@@ -865,11 +865,3 @@ def test_a_flag_cut_short_is_refused_not_taken_for_another(capsys):
         assert stopped.value.code == 2
         assert f'unrecognized arguments: {" ".join(flags)}' in capsys.readouterr().err
 
-
-def test_logs_asked_for_without_tensorboard_says_none_are_written(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, 'torch.utils.tensorboard', None)  # as if it were not installed
-    assert train.tensorboard_writer(argparse.Namespace(logs=train.LOGS), 'run') is None
-    assert capsys.readouterr().out == ''  # the default: tensorboard is optional, as in the tutorial
-    assert train.tensorboard_writer(argparse.Namespace(logs=str(tmp_path)), 'run') is None
-    assert capsys.readouterr().out == (f'note: --logs {tmp_path}: tensorboard is not installed, so no TensorBoard '
-                                       'log is written (pip install tensorboard)\n')
