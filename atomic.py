@@ -96,33 +96,29 @@ def renamed_together():
 
 
 def replace_together(renames):
-    """os.replace(tmp, path) for each pair in turn; where one fails, the paths renamed before it
-    get their old files back, or go where there were none."""
-    done = []  # each path renamed onto, and its old file kept aside (None: there was none)
+    """os.replace(tmp, path) for each pair in turn; where one fails (or a Ctrl-C comes between
+    two), the paths renamed before it get their old files back, or go where there were none."""
+    done, asides = [], []  # each path renamed onto with its old file kept aside (None: there was none)
     try:
         for index, (tmp, path) in enumerate(renames):
             # Where the last rename fails, its old file is still in place: nothing to keep.
-            old = kept_aside(path) if index < len(renames) - 1 else None
-            try:
-                os.replace(tmp, path)
-            except OSError:
-                if old:
-                    os.remove(old)
-                raise
-            done.append((path, old))
-    except OSError as error:
+            asides.append(kept_aside(path) if index < len(renames) - 1 else None)
+            os.replace(tmp, path)
+            done.append((path, asides[-1]))
+    except BaseException as error:
         for path, old in reversed(done):
             if old:
                 os.replace(old, path)
             else:
                 os.remove(path)
         for tmp, path in renames:  # named by the file asked for, not our temporary one
-            if error.filename == tmp:
+            if isinstance(error, OSError) and error.filename == tmp:
                 error.filename = str(path)
         raise
-    for _, old in done:
-        if old:
-            os.remove(old)
+    finally:
+        for old in asides:
+            if old and os.path.lexists(old):
+                os.remove(old)
 
 
 def kept_aside(path):

@@ -113,6 +113,23 @@ def test_files_renamed_together_all_change_or_none_when_a_rename_fails(tmp_path,
     assert sorted(os.listdir(tmp_path)) == ['a.txt', 'b.txt', 'c.txt']
     assert (tmp_path / 'a.txt').read_text() == 'new a'
 
+
+def test_a_ctrl_c_between_two_renames_puts_the_first_file_back(tmp_path, monkeypatch):
+    (tmp_path / 'a.txt').write_text('old a')
+    (tmp_path / 'b.txt').write_text('old b')
+    real_replace = os.replace
+
+    def ctrl_c_before_b(source, target):
+        if str(target) == str(tmp_path / 'b.txt'):
+            raise KeyboardInterrupt
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, 'replace', ctrl_c_before_b)
+    with pytest.raises(KeyboardInterrupt):
+        write_together(tmp_path, {'a.txt': 'new a', 'b.txt': 'new b'})
+    assert sorted(os.listdir(tmp_path)) == ['a.txt', 'b.txt']  # no temporary file either
+    assert [(tmp_path / name).read_text() for name in ('a.txt', 'b.txt')] == ['old a', 'old b']
+
 def test_a_path_through_a_link_and_up_goes_where_the_system_goes(tmp_path, monkeypatch):
     # ext -> other/sub: the system takes ext/.. to other/, where abspath would stay in project/.
     (tmp_path / 'other' / 'sub').mkdir(parents=True)
