@@ -272,14 +272,14 @@ def refuse_a_run_in(run_dir):
     last = os.path.join(run_dir, 'last.pth')
     if os.path.exists(last):
         raise FolderTaken(f'{run_dir} holds a run already; carry it on with --resume {last}, '
-                        'or give another --run-name')
+                          'or give another --run-name')
     if not os.path.isdir(run_dir):
         return
     with os.scandir(run_dir) as entries:  # files: a folder of such a name is refused as in the way
         kept = sorted(entry.name for entry in entries if re.fullmatch(EPOCH_FILES, entry.name) and entry.is_file())
     if kept:
         raise FolderTaken(f'{run_dir} holds a run already ({", ".join(kept)}, but no last.pth to resume from); '
-                        'give another --run-name, or move those files away')
+                          'give another --run-name, or move those files away')
 
 
 def refuse_later_epochs(run_dir, args, resume):
