@@ -133,8 +133,11 @@ def kept_aside(path):
     except OSError:
         try:
             shutil.copy2(path, aside, follow_symlinks=False)
-        except OSError as error:
-            error.filename = str(path)
+        except BaseException as error:  # a full disk, a Ctrl-C: no part of a copy stays
+            if os.path.lexists(aside):
+                os.remove(aside)
+            if isinstance(error, OSError):
+                error.filename = str(path)
             raise
     return aside
 

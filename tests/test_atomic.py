@@ -2,6 +2,7 @@
 # disk) keeps the previous file and leaves no temporary one; a finished write replaces it.
 import errno
 import os
+import shutil
 
 import pytest
 
@@ -129,6 +130,26 @@ def test_a_ctrl_c_between_two_renames_puts_the_first_file_back(tmp_path, monkeyp
         write_together(tmp_path, {'a.txt': 'new a', 'b.txt': 'new b'})
     assert sorted(os.listdir(tmp_path)) == ['a.txt', 'b.txt']  # no temporary file either
     assert [(tmp_path / name).read_text() for name in ('a.txt', 'b.txt')] == ['old a', 'old b']
+
+
+def test_a_copy_kept_aside_that_fails_leaves_no_part_of_it(tmp_path, monkeypatch):
+    # A disk without hard links: the old file is copied aside, and that copy finds the disk full.
+    (tmp_path / 'a.txt').write_text('old a')
+
+    def no_hard_links(*args, **kwargs):
+        raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+
+    def half_a_copy(source, target, **kwargs):
+        open(target, 'w').write('ol')
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), target)
+
+    monkeypatch.setattr(os, 'link', no_hard_links)
+    monkeypatch.setattr(shutil, 'copy2', half_a_copy)
+    with pytest.raises(OSError) as error:
+        write_together(tmp_path, {'a.txt': 'new a', 'b.txt': 'new b'})
+    assert error.value.filename == str(tmp_path / 'a.txt')
+    assert os.listdir(tmp_path) == ['a.txt'] and (tmp_path / 'a.txt').read_text() == 'old a'
+
 
 def test_a_path_through_a_link_and_up_goes_where_the_system_goes(tmp_path, monkeypatch):
     # ext -> other/sub: the system takes ext/.. to other/, where abspath would stay in project/.
