@@ -170,11 +170,11 @@ def check_only_splits_replaced(folder):
 
 def first_row(path):
     """The first row of the CSV file at path; None where there is no file, or an empty one."""
-    if not os.path.isfile(path):
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
         return None
     with open(path, newline='', encoding='utf-8-sig', errors='replace') as f:
         line = f.readline(4096)  # not the whole of a large file that is no CSV
-    return next(csv.reader([line]), None) if line.strip() else None
+    return next(csv.reader([line]), [])
 
 
 def split_in(folder):

@@ -323,6 +323,9 @@ def test_a_file_that_is_no_split_is_not_replaced_by_one(tmp_path, name):
                                         "be replaced; move it away or give another --output$"):
         split_data.main(['--input', catalog['root'], '--output', str(tmp_path), '--workers', '1'])
     assert (tmp_path / name).read_text() == 'name,score\nalice,3\n'
+    (tmp_path / name).write_text('\nname,score\n')  # a blank first line: still no split
+    with pytest.raises(UserError, match="is not a split \\(its first line is '', not"):
+        split_data.main(['--input', catalog['root'], '--output', str(tmp_path), '--workers', '1'])
     (tmp_path / name).write_text('')  # empty: nothing is lost
     split_data.main(['--input', catalog['root'], '--output', str(tmp_path), '--workers', '1'])
     assert (tmp_path / name).read_text().startswith('image_path,gender,articleType,baseColour')
