@@ -35,7 +35,7 @@ from train_step import GraphedTrainStep, TrainStep, make_optimizer  # noqa: E402
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description='Training and evaluation throughput')
+    parser = argparse.ArgumentParser(description='Training and evaluation throughput', allow_abbrev=False)
     parser.add_argument('--device', default='auto', help='cuda, mps or cpu (default: auto)')
     parser.add_argument('--batch-sizes', type=batch_sizes, default='16,128',
                         help='comma-separated (default: 16,128)')

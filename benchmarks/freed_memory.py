@@ -27,7 +27,7 @@ MEASURES = {'train-16': 'training step, batch 16', 'train-128': 'training step, 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Training and evaluation on a CPU, with and without keeping "
-                                                 "freed memory (allocator.py)")
+                                                 "freed memory (allocator.py)", allow_abbrev=False)
     parser.add_argument('--seconds', type=positive_float, default=4.0,
                         help='time each training measurement for about this long in each round; evaluation '
                              'times one pass over 2,048 pictures after one to warm up (default: 4.0)')

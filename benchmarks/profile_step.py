@@ -23,7 +23,7 @@ from train import choose_precision  # noqa: E402
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="Profile one training step of train.py's model")
+    parser = argparse.ArgumentParser(description="Profile one training step of train.py's model", allow_abbrev=False)
     parser.add_argument('--device', default='auto', help='cuda, mps or cpu (default: auto)')
     parser.add_argument('--batch-size', type=positive_int, default=16, help='images per step (default: 16)')
     parser.add_argument('--precision', choices=['auto', 'fp32', 'bf16'], default='auto',

@@ -27,7 +27,8 @@ WARMUP_STEPS = 6  # covers compiling, the graph capture after 3 steps, and induc
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description='Training-step rate in each configuration of train.py')
+    parser = argparse.ArgumentParser(description='Training-step rate in each configuration of train.py',
+                                     allow_abbrev=False)
     parser.add_argument('--device', default='auto', help='cuda, mps or cpu (default: auto)')
     parser.add_argument('--batch-size', type=positive_int, default=16, help='images per step (default: 16)')
     parser.add_argument('--seconds', type=positive_float, default=6.0,
