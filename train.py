@@ -868,7 +868,8 @@ def main(argv=None):
                         'or train without --compile') from error
     except NonFiniteLoss as error:
         saver.close()
-        kept = f'; the last good checkpoint is {last_path}' if os.path.exists(last_path) else ''
+        # The main process's folder: under torchrun the others named theirs by their own clock.
+        kept = f'; the last good checkpoint is {last_path}' if context.is_main and os.path.exists(last_path) else ''
         raise UserError(f'stopped: {error}{kept}. Try a lower --lr.') from error
     finally:
         saver.close()  # after any error too: an epoch that finished is never lost
