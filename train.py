@@ -221,9 +221,9 @@ def check_same_folder(args, saved, path):
         return  # the original command's, repeated (from another folder, maybe)
     named = os.path.join(args.checkpoints, args.run_name or os.path.basename(run_dir))
     if os.path.realpath(named) != os.path.realpath(run_dir):
-        flags = [f'--run-name {args.run_name}'] if args.run_name is not None else []
+        flags = [f'--run-name {shlex.quote(args.run_name)}'] if args.run_name is not None else []
         if args.checkpoints != build_parser().get_default('checkpoints'):
-            flags.append(f'--checkpoints {args.checkpoints}')
+            flags.append(f'--checkpoints {shlex.quote(args.checkpoints)}')
         raise UserError(f'{" ".join(flags)}: the run folder named is {named}, but a resumed run goes on in its '
                         f'checkpoint\'s folder, {run_dir}; to branch off, copy the checkpoint into a '
                         'folder of its own and resume from there')
