@@ -49,16 +49,21 @@ def sample_catalog(args):
     """The sample catalog's folder in --work, drawn if need be; and whether it was drawn over an
     earlier one (of another --images), whose split is then of pictures that are gone."""
     root = os.path.join(args.work, 'fashion-product-images')
-    drawn = sample_catalog_size(root)
-    if os.path.isfile(os.path.join(root, 'styles.csv')) and drawn in (None, args.images):
-        print(f'using the {"sample " if drawn else ""}catalog already in {root}')
+    drawn, complete = sample_catalog_size(root), os.path.isfile(os.path.join(root, 'styles.csv'))
+    if complete and drawn is None:
+        # The real one, maybe (`python proj/demo.py --work proj` from another folder): the demo
+        # would train its short sample recipe on it, saying it used a sample.
+        raise UserError(f'--work {args.work}: {root} holds a catalog that is not a sample one (the real dataset?); '
+                        f'to run the tutorial\'s job on it, pass --data {root}, or give another --work')
+    if complete and drawn == args.images:
+        print(f'using the sample catalog already in {root}')
         return root, False
     started = time.perf_counter()
     try:
         # Over a sample catalog of another --images, or one cut short; never over anything else.
         make_catalog(root, n_images=args.images, seed=0, overwrite=drawn is not None)
     except ValueError as error:
-        raise UserError(f'--work {args.work}: {error}') from error
+        raise UserError(f'--work {args.work}: {error}; move it away or give another --work') from error
     print(f'drew {args.images:,} sample pictures into {root} in {time.perf_counter() - started:.0f}s')
     return root, drawn is not None
 
@@ -96,6 +101,12 @@ def load_test_script():
     return module
 
 
+def guide():
+    """The project's fashion-product-images/README.md, on the real dataset, as named from here."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fashion-product-images', 'README.md')
+    return path if os.path.relpath(path).startswith(os.pardir) else os.path.relpath(path)
+
+
 def step(number, text):
     print(f'\n=== step {number}/4: {text}', flush=True)
 
@@ -119,7 +130,7 @@ def main(argv=None):
         print(f'found the real dataset in {catalog}: running the tutorial\'s job ({epochs} epochs)')
     else:
         found = 'only a sample catalog' if is_sample_catalog(args.data) else 'no dataset'
-        print(f'{found} in {args.data}/ (see fashion-product-images/README.md for the real one): using a '
+        print(f'{found} in {args.data}/ (see {guide()} for the real one): using a '
               'built-in sample catalog of drawn products')
         catalog, redrawn = sample_catalog(args)
     styles = os.path.join(catalog, 'styles.csv')

@@ -345,13 +345,11 @@ def make_catalog(root, n_images=3000, seed=0, quirks=False, overwrite=False):
     if n_images < 0:
         raise ValueError(f'the number of images (--size) must be 0 or more, not {n_images}')
     if os.path.exists(styles_path) and not overwrite:
-        raise ValueError(f'{styles_path} already exists; pass overwrite=True (--overwrite) to '
-                         'replace it, or choose another folder')
+        raise ValueError(f'{styles_path} already exists')
     images = os.path.join(root, 'images')
     # Pictures without a styles.csv: the user's own, or a sample catalog of ours cut short (marked).
     if os.path.isdir(images) and os.listdir(images) and not (overwrite or is_sample_catalog(root)):
-        raise ValueError(f'{images}/ holds files already (a dataset without its styles.csv?); '
-                         'choose another folder, or pass overwrite=True (--overwrite) to draw over them')
+        raise ValueError(f'{images}/ holds files already (a dataset without its styles.csv?)')
     os.makedirs(os.path.join(root, 'images'), exist_ok=True)
     with atomic_open(os.path.join(root, MARK), encoding='utf-8') as f:
         json.dump({'drawn by': 'sample_catalog.py', 'n_images': n_images, 'seed': seed, 'quirks': quirks}, f)
@@ -405,8 +403,8 @@ def main():
     start = time.perf_counter()
     try:
         manifest = make_catalog(args.output, args.size, args.seed, args.quirks, args.overwrite)
-    except ValueError as error:
-        parser.error(str(error))
+    except ValueError as error:  # the callers' own advice: here a flag, in demo.py another --work
+        parser.error(f'{error}; pass --overwrite to draw over it, or choose another --output')
     print(f"wrote {manifest['n_rows']:,} rows and {manifest['n_images']:,} images to "
           f"{os.path.join(args.output, 'styles.csv')} and {os.path.join(args.output, 'images')}/ "
           f'in {time.perf_counter() - start:.1f} s')

@@ -9,7 +9,7 @@ from PIL import Image
 import demo
 from catalog import read_styles
 from cli import UserError
-from conftest import run_script
+from conftest import ROOT, run_script
 from sample_catalog import HEADER, make_catalog
 
 
@@ -50,7 +50,8 @@ def test_refuses_to_draw_over_pictures_without_a_styles_csv(tmp_path):
     (root / 'images' / '10001.jpg').write_bytes(b'a photo of the user')  # a dataset without its styles.csv
     with pytest.raises(ValueError, match='holds files already'):
         make_catalog(str(root), n_images=5, seed=0)
-    with pytest.raises(UserError, match='holds files already'):
+    with pytest.raises(UserError, match=r'holds files already \(a dataset without its styles.csv\?\); move it away '
+                                        'or give another --work$'):
         demo.sample_catalog(argparse.Namespace(work=str(tmp_path), images=5))
     assert (root / 'images' / '10001.jpg').read_bytes() == b'a photo of the user'
     assert os.listdir(root) == ['images']
@@ -70,6 +71,19 @@ def test_the_demo_redraws_its_sample_catalog_for_another_size(tmp_path, capsys):
     assert 'drew 8 sample pictures' in capsys.readouterr().out
     assert len(read_styles(os.path.join(root, 'styles.csv'))[0]) == 8
 
+
+
+def test_the_demo_never_takes_a_catalog_in_its_folder_for_a_sample_one(tmp_path, capsys):
+    # `python proj/demo.py --work proj` from elsewhere, with the real data in proj/: the demo's
+    # short sample recipe on it, said to be on a sample, would be no one's job.
+    root = tmp_path / 'fashion-product-images'
+    make_catalog(str(root), n_images=5, seed=0)
+    os.remove(root / 'sample_catalog.json')  # as downloaded: no mark of ours
+    with pytest.raises(UserError, match=f'^--work {tmp_path}: {root} holds a catalog that is not a sample one '
+                                        f'\\(the real dataset\\?\\); to run the tutorial\'s job on it, pass '
+                                        f'--data {root}, or give another --work$'):
+        demo.sample_catalog(argparse.Namespace(work=str(tmp_path), images=5))
+    assert sorted(os.listdir(root)) == ['images', 'styles.csv']
 
 def test_quirk_lines_have_11_and_12_fields(quirky_catalog):
     with open(os.path.join(quirky_catalog['root'], 'styles.csv'), newline='') as f:
@@ -91,6 +105,8 @@ def test_demo_runs_the_whole_pipeline_in_one_command(tmp_path):
         assert label in result.stdout
     assert str(run_dir / run / 'eval-last' / 'predictions.png') in result.stdout
     assert 'accuracy' in result.stdout and 'majority class' in result.stdout
+    # run from another folder, the guide to the real data is named by a path that leads to it
+    assert f'(see {os.path.join(ROOT, "fashion-product-images", "README.md")} for the real one)' in result.stdout
 
 
 class Trained(Exception):
