@@ -78,6 +78,12 @@ def rows_of_one_line(reader, path, what):
 
 def read_csv_rows(path, required, what):
     """Header and rows of a CSV, or a UserError that names the file and what is wrong with it."""
+    if os.path.isdir(path):  # the catalog's folder for its styles.csv, an easy slip
+        inner = os.path.join(path, 'styles.csv')
+        hint = f'; {inner}, maybe' if 'styles.csv' in what and os.path.isfile(inner) else ''
+        raise UserError(f'{path}: a folder, not a CSV file ({what}){hint}')
+    if os.path.exists(path) and not os.path.isfile(path):  # /dev/null, a pipe: no file a checkpoint can name
+        raise UserError(f'{path}: not a regular file ({what}); give the CSV file itself')
     if not os.path.isfile(path):
         raise UserError(f'{path}: no such file ({what})')
     with open(path, 'rb') as f:

@@ -243,7 +243,7 @@ def split_advice(args):
 
 
 def check_inputs(args):
-    if os.path.isfile(args.train_csv):
+    if os.path.exists(args.train_csv):  # a folder, say: named by the reading, as what it is
         return
     folder = os.path.dirname(args.attributes_file) or '.'
     if not os.path.isfile(args.attributes_file):

@@ -63,6 +63,20 @@ def test_unusable_styles_csv_is_one_clear_error(tmp_path, content, problem):
     assert_clean_failure(result, str(tmp_path / 'styles.csv'), problem)
 
 
+
+def test_a_folder_or_a_device_given_as_a_csv_is_named_as_what_it_is(small_split, tmp_path):
+    # The catalog's folder for its styles.csv is an easy slip; /dev/null or a pipe is no file a
+    # checkpoint can name again.
+    catalog = small_split['catalog']['root']
+    with pytest.raises(UserError, match=f'^{catalog}: a folder, not a CSV file \\(the catalog labels, styles.csv\\); '
+                                        f'{os.path.join(catalog, "styles.csv")}, maybe$'):
+        train.main(train_args(small_split, tmp_path, '--attributes_file', catalog))
+    with pytest.raises(UserError, match=f'^{tmp_path}: a folder, not a CSV file \\(a split'):
+        train.main(train_args(small_split, tmp_path, '--train-csv', tmp_path))
+    with pytest.raises(UserError, match='^/dev/null: not a regular file \\(a split .*\\); give the CSV file itself$'):
+        train.main(train_args(small_split, tmp_path, '--val-csv', '/dev/null'))
+    assert os.listdir(tmp_path) == []
+
 def test_missing_dataset_says_where_to_get_it_and_how_to_run_the_demo(tmp_path):
     for script in ('split_data.py', 'train.py'):
         result = run_script(script, cwd=str(tmp_path))  # not the project's folder: the demo named by its path
