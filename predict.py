@@ -20,6 +20,7 @@ import argparse
 import csv
 import json
 import os
+import shlex
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -63,7 +64,7 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if not args.images and not args.export:
         parser.error('give images or folders to predict, or --export MODEL.onnx')
-    if args.output and not args.images:
+    if args.output is not None and not args.images:
         parser.error('--output needs images or folders to predict')
     if args.export and not args.export.lower().endswith('.onnx'):
         parser.error(f'--export {args.export}: the name must end in .onnx (the .json is written beside it)')
@@ -126,6 +127,8 @@ def find_images(paths):
 
 
 def output_format(path):
+    if not path or os.path.basename(path).lower() in ('.csv', '.json'):
+        raise UserError(f'--output {shlex.quote(path)}: no file name; give one such as predictions.csv')
     extension = os.path.splitext(path)[1].lower()
     if extension not in ('.csv', '.json'):
         raise UserError(f'--output {path}: the name must end in .csv or .json (that picks the format)')
@@ -290,7 +293,7 @@ def check_some_readable(rows):
 def main(argv=None):
     args = parse_args(argv)
     # The output name and the paths are checked before the model is loaded: a typo fails at once.
-    if args.output:
+    if args.output is not None:  # '' too: `--output "$OUT"` with OUT unset is refused, not ignored
         check_output(args.output, args.export)
     paths = find_images(args.images) if args.images else []
     device = pick_device(args.device) if paths else None  # one not there: before any file is written
@@ -311,7 +314,7 @@ def main(argv=None):
     rows = predict_all(model, attributes, paths, args, device)
     check_some_readable(rows)
     not_written = None
-    if args.output:  # before the table: a reader of it that stops early (`| head`) loses nothing
+    if args.output is not None:  # before the table: a reader of it that stops early (`| head`) loses nothing
         try:
             write_output(rows, args.output)
         except UserError as error:  # a disk that filled during the run: the table still keeps them
@@ -320,7 +323,7 @@ def main(argv=None):
     bad = sum(1 for row in rows if row['error'])
     summary = (f'{len(rows) - bad:,} of {counted(len(rows), "image")} predicted'
                + (f', {bad:,} unreadable' if bad else ''))
-    print(summary + (f'; wrote {args.output}' if args.output and not_written is None else ''))
+    print(summary + (f'; wrote {args.output}' if args.output is not None and not_written is None else ''))
     if not_written is not None:
         raise not_written
 

@@ -9,6 +9,7 @@ if __name__ == '__main__':  # first: a Ctrl-C during the imports below (seconds)
 import argparse
 import json
 import os
+import shlex
 
 import torch
 
@@ -54,7 +55,7 @@ def parse_args(argv=None):
 
 
 def output_folder(args):
-    if args.output:
+    if args.output is not None:  # '' too: `--output "$OUT"` with OUT unset is refused, not ignored
         return args.output
     stem = os.path.splitext(os.path.basename(args.checkpoint))[0]
     return os.path.join(os.path.dirname(absolute_path(args.checkpoint)), f'eval-{stem}')
@@ -94,7 +95,7 @@ def main(argv=None):
     folder = output_folder(args)
     # Before the evaluation, not after it; a default folder is named as one, so that --output is
     # seen to be the way to put the figures elsewhere.
-    named = f'--output {folder}' if args.output else f'--output (default: {folder})'
+    named = f'--output {shlex.quote(folder)}' if args.output is not None else f'--output (default: {folder})'
     check_writable_folder(folder, named)
     check_no_folder_in_the_way(folder, OUTPUT_FILES, named)
     show = args.show and can_show(folder)  # told before the evaluation, not after it

@@ -432,6 +432,13 @@ def test_an_output_folder_that_cannot_be_made_is_named(small_split, one_epoch_ru
         assert_clean_failure(run_script(script, *args), f'{blocker} is a file, not a folder')
 
 
+
+def test_an_empty_output_folder_is_refused_not_taken_for_the_default(one_epoch_run):
+    # `python test.py --checkpoint CKPT --output "$OUT"` with OUT unset
+    from demo import load_test_script
+    with pytest.raises(UserError, match="^--output '': an empty name; give a folder, such as .$"):
+        load_test_script().main(['--checkpoint', os.path.join(one_epoch_run, 'last.pth'), '--output', ''])
+
 def test_an_output_folder_we_may_not_write_in_is_refused_before_any_work(small_split, one_epoch_run, tmp_path,
                                                                          monkeypatch):
     import atomic

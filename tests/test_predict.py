@@ -6,6 +6,7 @@ import errno
 import io
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -253,6 +254,10 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path, c
     line = failure_of(['--checkpoint', unread, str(picture), '--export', str(tmp_path / 'm.onnx'),
                        '--output', str(tmp_path / 'm.json')], capsys)
     assert line.startswith(f'error: --output {tmp_path / "m.json"}: --export {tmp_path / "m.onnx"} writes its label')
+    # `--output "$OUT"` with OUT unset, and a name that is only the extension: refused, not ignored
+    for empty in ('', str(tmp_path / '.csv')):
+        line = failure_of(['--checkpoint', unread, str(picture), '--output', empty], capsys)
+        assert line == f"error: --output {shlex.quote(empty)}: no file name; give one such as predictions.csv"
     assert os.listdir(tmp_path) == ['a.jpg']
 
 
