@@ -162,6 +162,9 @@ def check_writable_folder(folder, named):
         raise UserError(f'{named}: an empty name; give a folder, such as .')
     existing = absolute_path(folder)
     while not os.path.lexists(existing):  # the folders still to be made: it is their parent that must be one
+        if len(os.fsencode(os.path.basename(existing))) > NAME_MAX:
+            raise UserError(f'{named}: the name {os.path.basename(existing)[:40]}... is longer than the '
+                            f'{NAME_MAX} bytes a file system allows')
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
         kind = 'a link to nothing' if not os.path.exists(existing) else 'a file'

@@ -296,7 +296,7 @@ def main(argv=None):
     if args.output is not None:  # '' too: `--output "$OUT"` with OUT unset is refused, not ignored
         check_output(args.output, args.export)
     paths = find_images(args.images) if args.images else []
-    device = pick_device(args.device) if paths else None  # one not there: before any file is written
+    device = pick_device(args.device)  # one not there: refused before any file is written
     model, attributes, state = model_from_checkpoint(args.checkpoint, args.attributes_file)
     model.eval()
     if args.export:

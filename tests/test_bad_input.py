@@ -433,11 +433,15 @@ def test_an_output_folder_that_cannot_be_made_is_named(small_split, one_epoch_ru
 
 
 
-def test_an_empty_output_folder_is_refused_not_taken_for_the_default(one_epoch_run):
+def test_an_empty_or_too_long_output_folder_is_refused_before_any_work(one_epoch_run):
     # `python test.py --checkpoint CKPT --output "$OUT"` with OUT unset
     from demo import load_test_script
     with pytest.raises(UserError, match="^--output '': an empty name; give a folder, such as .$"):
         load_test_script().main(['--checkpoint', os.path.join(one_epoch_run, 'last.pth'), '--output', ''])
+    # nor a name no file system takes, found out only when the first file was written
+    with pytest.raises(UserError, match=f"^--output {'x' * 300}: the name {'x' * 40}... is longer than the 255 "
+                                        'bytes a file system allows$'):
+        load_test_script().main(['--checkpoint', os.path.join(one_epoch_run, 'last.pth'), '--output', 'x' * 300])
 
 def test_an_output_folder_we_may_not_write_in_is_refused_before_any_work(small_split, one_epoch_run, tmp_path,
                                                                          monkeypatch):

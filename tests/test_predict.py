@@ -355,6 +355,8 @@ def test_a_device_that_is_not_there_is_refused_before_the_export_is_written(chec
     with pytest.raises(UserError, match='^--device cuda: no CUDA GPU is available on this machine'):
         predict.main(['--checkpoint', checkpoint, '--export', str(tmp_path / 'model.onnx'), '--device', 'cuda',
                       catalog_images(catalog)[0]])
+    with pytest.raises(UserError, match='^--device tpu: not a device name'):  # with no pictures to predict too
+        predict.main(['--checkpoint', checkpoint, '--export', str(tmp_path / 'model.onnx'), '--device', 'tpu'])
     assert not os.listdir(tmp_path)
 
 def test_export_onnx_run_as_a_script_says_how_to_export():
