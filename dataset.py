@@ -19,7 +19,7 @@ from cli import UserError, command, counted, started
 MEAN = [0.485, 0.456, 0.406]  # ImageNet statistics, as in the tutorial
 STD = [0.229, 0.224, 0.225]
 FILL = (255, 255, 255)  # the catalog's white background, also used for padding
-UNKNOWN_LABEL = 'label not in the vocabulary'  # a reason a split's row is skipped
+UNKNOWN_LABEL = 'with a label not in the vocabulary'  # a reason a split's row is skipped
 FLIP_P = 0.5
 JITTER = dict(brightness=0.3, contrast=0.3, saturation=0.3, hue=0)
 AFFINE = dict(degrees=20, translate=(0.1, 0.1), scale=(0.8, 1.2))

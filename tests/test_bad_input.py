@@ -307,7 +307,7 @@ def test_a_split_with_no_usable_row_gets_advice_that_works(small_split, tmp_path
     pictures_moved = [line.replace('.jpg', '-moved.jpg') for line in lines[1:4]]
     path = tmp_path / 'val.csv'
     path.write_text('\n'.join([lines[0]] + another_catalogs) + '\n')
-    with pytest.raises(UserError, match='3 label not in the vocabulary.*the checkpoint, of the catalog it was split from'):
+    with pytest.raises(UserError, match='3 with a label not in the vocabulary.*the checkpoint, of the catalog it was split from'):
         FashionDataset(str(path), attributes)
     path.write_text('\n'.join([lines[0]] + pictures_moved) + '\n')
     with pytest.raises(UserError, match='3 image missing.*python split_data.py --input') as advised:
@@ -341,7 +341,7 @@ def test_split_rows_gone_bad_since_the_split_are_skipped_and_counted(small_split
     dataset = FashionDataset(str(path), attributes)
     assert len(dataset) == 3
     out = capsys.readouterr().out
-    assert '3 with an empty or missing field' in out and '1 label not in the vocabulary' in out
+    assert '3 with an empty or missing field' in out and '1 with a label not in the vocabulary' in out
     assert '1 with too many fields' in out
     assert '3 image missing' in out
     assert not os.path.exists(MARKER)
