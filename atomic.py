@@ -22,13 +22,45 @@ def temporary_name(name):
 
 
 def temporaries_left(folder, names):
-    """The temporary files in folder, of the names the regular expression `names` matches: where
-    nothing is being written, what a kill -9 or a power cut left, never to be renamed into place.
-    (Any process id: in a container the one before was often process 1, as this one may be.)"""
-    pattern = re.compile(rf'\.tmp-\d+-(?:{names})')
+    """The temporary files in folder, of the names the regular expression `names` matches, and
+    the old files kept aside by renamed_together: where nothing is being written, what a kill -9
+    or a power cut left, never to be renamed into place."""
+    pattern = re.compile(rf'\.tmp-\d+-(?:old-)?(?:{names})')
     with os.scandir(folder) as entries:
         return sorted(entry.path for entry in entries
                       if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False))
+
+
+def remove_left_temporaries(folder, names, script, locked=False):
+    """Before any work: removes what a killed `script` left half-written in folder (temporaries_left),
+    which would stay for good. In a folder locked by this process, all of them; else only those of
+    processes that are gone or had this one's id (in a container a killed process 1 left them):
+    one still writing there keeps its own."""
+    if not os.path.isdir(folder):
+        return
+    left = [path for path in temporaries_left(folder, names) if locked or not running_elsewhere(path)]
+    for path in left:
+        try:
+            os.remove(path)
+        except FileNotFoundError:  # its own writer removed it meanwhile
+            pass
+    if left:
+        print(f'note: removed {", ".join(os.path.basename(p) for p in left)} from {folder}: '
+              f'{"a file" if len(left) == 1 else "files"} left half-written by a {script} that was killed')
+
+
+def running_elsewhere(temporary):
+    """Whether the process that named the temporary file (.tmp-PID-...) runs, and is not this one."""
+    pid = int(os.path.basename(temporary).split('-')[1])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process is there
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def absolute_path(path):

@@ -8,13 +8,14 @@
 import copy
 import json
 import os
+import re
 import sys
 
 import torch
 from torch import nn
 
 from atomic import (absolute_path, atomic_open, atomic_path, check_writable_folder, flush_to_disk,
-                    renamed_together)
+                    remove_left_temporaries, renamed_together)
 from catalog import IMAGE_SIZE
 from cli import UserError, command
 from dataset import FILL, HEADS, MEAN, STD
@@ -112,6 +113,7 @@ def export_onnx(model, attributes, path):
             raise UserError(f'could not write {target}: it is a folder')
     folder = os.path.dirname(absolute_path(path))
     check_writable_folder(folder, f'--export {path}')
+    remove_left_temporaries(folder, '|'.join(re.escape(os.path.basename(p)) for p in (path, json_path)), 'predict.py')
     os.makedirs(folder, exist_ok=True)
     # A CPU copy in eval mode: the caller's model stays on its device, and dropout and batch norm
     # are exported as they run at inference.

@@ -20,6 +20,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import shlex
 from concurrent.futures import ThreadPoolExecutor
 
@@ -29,7 +30,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from allocator import keep_freed_memory
-from atomic import absolute_path, atomic_open, check_writable_folder
+from atomic import absolute_path, atomic_open, check_writable_folder, remove_left_temporaries
 from augment import prepare_batch
 from checkpoint import model_from_checkpoint
 from catalog import UNREADABLE, resolved_folder
@@ -147,6 +148,7 @@ def check_output(path, export):
             raise UserError(f'--output {path}: --export {export} writes its label names and preprocessing '
                             'there; give --output another name')
     check_writable_folder(os.path.dirname(absolute_path(path)), f'--output {path}')
+    remove_left_temporaries(os.path.dirname(absolute_path(path)), re.escape(os.path.basename(path)), 'predict.py')
 
 
 def read_error(path, error):

@@ -15,7 +15,7 @@ from concurrent.futures import ProcessPoolExecutor
 from tqdm import tqdm
 
 from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder, flush_to_disk,
-                    renamed_together)
+                    remove_left_temporaries, renamed_together)
 from catalog import IMAGE_SIZE, describe_download, format_counts, image_problem, read_styles
 from cli import UserError, add_debug_flag, counted, positive_int, run_cli, seed_number
 
@@ -209,6 +209,7 @@ def main(argv=None):
     check_writable_folder(args.output, f'--output {args.output}')  # before the images are checked
     check_no_folder_in_the_way(args.output, r'train\.csv|val\.csv', f'--output {args.output}')
     check_only_splits_replaced(args.output)
+    remove_left_temporaries(args.output, r'train\.csv|val\.csv', 'split_data.py')
     styles, skipped = read_styles(styles_path)
     print(f'{styles_path}: {counted(len(styles) + sum(skipped.values()), "row")}, '
           f'{len(styles):,} with usable labels')

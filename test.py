@@ -14,7 +14,8 @@ import shlex
 import torch
 
 from allocator import keep_freed_memory
-from atomic import absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder
+from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder,
+                    remove_left_temporaries)
 from augment import prepare_batch
 from checkpoint import changed_since_the_run, model_from_checkpoint, path_as_trained
 from cli import UserError, add_debug_flag, counted, pick_device, positive_int, run_cli, shown
@@ -98,6 +99,7 @@ def main(argv=None):
     named = f'--output {shlex.quote(folder)}' if args.output is not None else f'--output (default: {folder})'
     check_writable_folder(folder, named)
     check_no_folder_in_the_way(folder, OUTPUT_FILES, named)
+    remove_left_temporaries(folder, OUTPUT_FILES, 'test.py')
     show = args.show and can_show(folder)  # told before the evaluation, not after it
     device = pick_device(args.device)
     keep_freed_memory(device)  # on a CPU: each batch reuses the last one's memory (allocator.py)

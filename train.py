@@ -26,7 +26,8 @@ from tqdm import tqdm
 
 import distributed
 from allocator import keep_freed_memory
-from atomic import absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder, temporaries_left
+from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder,
+                    remove_left_temporaries)
 from catalog import describe_download
 from checkpoint import (changed_since_the_run, check_same_vocab, checkpoint_load, checkpoint_save,
                         load_weights, path_as_trained, resumable_load)
@@ -374,12 +375,7 @@ def remove_half_written(run_dir):
     """With the folder locked no other train.py writes in it, and this one has not begun to: a
     temporary file of one there was left half-written by a kill -9 or a power cut, and would stay
     (a checkpoint: 28 MiB) for good."""
-    left = temporaries_left(run_dir, RUN_FILES)
-    for path in left:
-        os.remove(path)
-    if left:
-        print(f'note: removed {", ".join(os.path.basename(p) for p in left)} from {run_dir}: '
-              f'{"a file" if len(left) == 1 else "files"} left half-written by a train.py that was killed')
+    remove_left_temporaries(run_dir, RUN_FILES, 'train.py', locked=True)
 
 
 def start_in_folder(run_dir, args, resume):

@@ -6,7 +6,8 @@ import shutil
 
 import pytest
 
-from atomic import absolute_path, atomic_open, atomic_path, check_writable_folder, renamed_together
+from atomic import (absolute_path, atomic_open, atomic_path, check_writable_folder, remove_left_temporaries,
+                    renamed_together)
 from cli import UserError
 from conftest import file_size_limit
 
@@ -150,6 +151,23 @@ def test_a_copy_kept_aside_that_fails_leaves_no_part_of_it(tmp_path, monkeypatch
     assert error.value.filename == str(tmp_path / 'a.txt')
     assert os.listdir(tmp_path) == ['a.txt'] and (tmp_path / 'a.txt').read_text() == 'old a'
 
+
+
+def test_what_a_killed_process_left_half_written_is_removed_but_not_what_one_still_writes(tmp_path, capsys):
+    gone = 2**31 - 2  # above any process id Linux hands out
+    names = [f'.tmp-{gone}-a.txt', f'.tmp-{gone}-old-a.txt',  # a kill between writing and renaming
+             f'.tmp-{os.getpid()}-a.txt',  # this id: a killed process 1 in a container, before this one
+             f'.tmp-{os.getppid()}-a.txt',  # a process that runs: still writing it, maybe
+             f'.tmp-{gone}-b.txt', 'a.txt']  # another name; the file itself
+    for name in names:
+        (tmp_path / name).write_text('')
+    remove_left_temporaries(str(tmp_path), r'a\.txt', 'test.py')
+    assert sorted(os.listdir(tmp_path)) == sorted(names[3:])
+    assert capsys.readouterr().out == (f'note: removed .tmp-{gone}-a.txt, .tmp-{gone}-old-a.txt, '
+                                       f'.tmp-{os.getpid()}-a.txt from {tmp_path}: files left half-written by '
+                                       'a test.py that was killed\n')
+    remove_left_temporaries(str(tmp_path), r'a\.txt', 'train.py', locked=True)  # a folder no one else writes in
+    assert sorted(os.listdir(tmp_path)) == sorted(names[4:])
 
 def test_a_path_through_a_link_and_up_goes_where_the_system_goes(tmp_path, monkeypatch):
     # ext -> other/sub: the system takes ext/.. to other/, where abspath would stay in project/.

@@ -443,6 +443,13 @@ def test_an_empty_or_too_long_output_folder_is_refused_before_any_work(one_epoch
                                         'bytes a file system allows$'):
         load_test_script().main(['--checkpoint', os.path.join(one_epoch_run, 'last.pth'), '--output', 'x' * 300])
 
+
+def test_what_a_killed_test_py_left_in_its_output_folder_is_removed(one_epoch_run, tmp_path):
+    from demo import load_test_script
+    (tmp_path / '.tmp-2147483646-confusion_article.png').write_bytes(b'half a PNG')  # its drawing process killed
+    load_test_script().main(['--checkpoint', os.path.join(one_epoch_run, 'last.pth'), '--output', str(tmp_path)])
+    assert not [name for name in os.listdir(tmp_path) if name.startswith('.')]
+
 def test_an_output_folder_we_may_not_write_in_is_refused_before_any_work(small_split, one_epoch_run, tmp_path,
                                                                          monkeypatch):
     import atomic

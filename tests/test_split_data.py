@@ -329,3 +329,12 @@ def test_a_file_that_is_no_split_is_not_replaced_by_one(tmp_path, name):
     (tmp_path / name).write_text('')  # empty: nothing is lost
     split_data.main(['--input', catalog['root'], '--output', str(tmp_path), '--workers', '1'])
     assert (tmp_path / name).read_text().startswith('image_path,gender,articleType,baseColour')
+
+
+def test_what_a_killed_split_left_half_written_is_removed(tmp_path, capsys):
+    catalog = make_catalog(str(tmp_path / 'catalog'), n_images=20, seed=1)
+    (tmp_path / '.tmp-2147483646-val.csv').write_text('image_path,gender')  # a split_data.py killed mid-write
+    split_data.main(['--input', catalog['root'], '--output', str(tmp_path), '--workers', '1'])
+    assert sorted(os.listdir(tmp_path)) == ['catalog', 'train.csv', 'val.csv']
+    assert (f'note: removed .tmp-2147483646-val.csv from {tmp_path}: a file left half-written by a split_data.py '
+            'that was killed') in capsys.readouterr().out
