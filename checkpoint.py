@@ -126,16 +126,24 @@ def changed_since_the_run(state, key, path):
     """Whether path is the run's own train_csv or val_csv, under any spelling, and holds other rows
     than when the run began (split_data.py run again with other settings, say). A checkpoint from
     before split_digests has nothing to compare with."""
-    saved = (state.get('split_digests') or {}).get(key)
-    if saved is None:
+    if not (state.get('split_digests') or {}).get(key):
         return False
     own, _ = path_as_trained(state['args'], key)
     if not (os.path.isfile(path) and os.path.isfile(own) and os.path.samefile(path, own)):
         return False
+    return not same_rows(state, key, path)
+
+
+def same_rows(state, key, path):
+    """Whether the file at path, under any name, holds the rows the run's train_csv or val_csv
+    (key) held when it began; False where the checkpoint does not say."""
+    saved = (state.get('split_digests') or {}).get(key)
+    if saved is None or not os.path.isfile(path):
+        return False
     with open(path, 'rb') as f:
         data = f.read()
     # and the digest of the file's bytes: the checkpoints of 2026-11-30 kept that
-    return saved not in (rows_digest(data), hashlib.sha256(data).hexdigest())
+    return saved in (rows_digest(data), hashlib.sha256(data).hexdigest())
 
 
 def attributes_of(state, path, attributes_file=None):

@@ -17,7 +17,7 @@ from allocator import keep_freed_memory
 from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder,
                     remove_left_temporaries)
 from augment import prepare_batch
-from checkpoint import changed_since_the_run, model_from_checkpoint, path_as_trained
+from checkpoint import changed_since_the_run, model_from_checkpoint, path_as_trained, same_rows
 from cli import UserError, add_debug_flag, counted, pick_device, positive_int, run_cli, shown
 from dataset import HEADS, TITLES, FashionDataset, val_transform
 from evaluate import autocast_for, majority_rates, validate, validation_precision
@@ -69,6 +69,9 @@ def split_to_score(args, state):
         if changed_since_the_run(state, 'val_csv', args.val_csv):  # as asked, but not without a word
             print(f'note: {args.val_csv} holds other rows than when {args.checkpoint} was validated on it, '
                   'maybe pictures it trained on; scoring it as --val-csv asks')
+        elif same_rows(state, 'train_csv', args.val_csv):
+            print(f'note: {args.val_csv} holds the rows {args.checkpoint} trained on: these figures say how well '
+                  'it learned them, not how it does on pictures it has not seen')
         return args.val_csv
     saved = state.get('args') or {}
     if saved.get('val_csv') is None:

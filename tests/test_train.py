@@ -285,6 +285,14 @@ def test_a_run_named_by_the_clock_gives_way_to_one_started_in_the_same_second(sm
     assert checkpoint_load(os.path.join(run_dir, 'last.pth'))['epoch'] == 1
     assert os.listdir(stamp) == []
 
+
+def test_scoring_the_pictures_a_run_trained_on_says_so(small_split, one_epoch_run, tmp_path, capsys):
+    # `test.py --val-csv train.csv`: a slip that flatters the model, which the figures would not show
+    last = os.path.join(one_epoch_run, 'last.pth')
+    load_test_script().main(['--checkpoint', last, '--val-csv', small_split['train'], '--output', str(tmp_path)])
+    assert (f'note: {small_split["train"]} holds the rows {last} trained on: these figures say how well it '
+            'learned them, not how it does on pictures it has not seen') in capsys.readouterr().out
+
 def test_a_split_made_again_since_the_run_is_not_taken_for_the_runs_own(small_split, tmp_path, monkeypatch,
                                                                         capsys):
     # split_data.py run again into the run's folder with other settings: the same names, other
