@@ -230,18 +230,25 @@ def format_table(rows):
     """An aligned table: one line per rank, the image named on its first line."""
     width = {head: max([len(TITLES[head])] + [len(label) + 7 for row in rows for label, _ in row[head]])
              for head in HEADS}
-    name_width = max(len('image'), *(len(row['image']) for row in rows))
+    names = [printable(row['image']) for row in rows]
+    name_width = max(len('image'), *map(len, names))
     titles = '  '.join(f'{TITLES[head]:<{width[head]}}' for head in HEADS)
     lines = [f'{"image":<{name_width}}  {titles}'.rstrip()]
-    for row in rows:
+    for row, shown_name in zip(rows, names):
         if row['error']:
-            lines.append(f'{row["image"]:<{name_width}}  error: {row["error"]}')
+            lines.append(f'{shown_name:<{name_width}}  error: {row["error"]}')
             continue
         for rank in range(max(len(row[head]) for head in HEADS)):
-            name = row['image'] if rank == 0 else ''
+            name = shown_name if rank == 0 else ''
             cells = '  '.join(table_cell(row[head], rank, width[head]) for head in HEADS)
             lines.append(f'{name:<{name_width}}  {cells}'.rstrip())
     return lines
+
+
+def printable(name):
+    """A file name on one line of the table: a line break, or a terminal's escape sequence, in it
+    written as Python writes it (\\n, \\x1b). The CSV and JSON output keep the name as it is."""
+    return ''.join(c if c.isprintable() else repr(c)[1:-1] for c in name)
 
 
 def write_csv(rows, f):

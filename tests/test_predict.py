@@ -275,6 +275,21 @@ def test_only_broken_images_fail_naming_each(checkpoint, tmp_path, capsys):
         assert f'{tmp_path / name} ({why}' in line
 
 
+
+def test_a_file_name_with_a_line_break_or_an_escape_sequence_stays_on_its_line_of_the_table(checkpoint, tmp_path,
+                                                                                           capsys):
+    names = ['two\nlines.png', 'red\x1b[31m.png']  # Linux allows both; a terminal would obey the second
+    for name in names:
+        Image.new('RGB', (60, 80), 'red').save(tmp_path / name, format='PNG')
+    predict.main(['--checkpoint', checkpoint, str(tmp_path), '--device', 'cpu', '--top-k', '1',
+                  '--output', str(tmp_path / 'p.json')])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 5 and '\x1b' not in ''.join(lines)  # device, header, a line each, the summary
+    assert lines[2].startswith(str(tmp_path / 'red\\x1b[31m.png'))
+    assert lines[3].startswith(str(tmp_path / 'two\\nlines.png'))
+    with open(tmp_path / 'p.json') as f:  # the output file keeps the names as they are
+        assert sorted(row['image'] for row in json.load(f)) == sorted(str(tmp_path / name) for name in names)
+
 def test_a_picture_over_pillows_limit_is_predicted_without_its_warning_and_one_over_twice_refused(checkpoint,
                                                                                                   tmp_path):
     # Pillow warns of a picture over Image.MAX_IMAGE_PIXELS (89 megapixels) in two lines naming its own source,
