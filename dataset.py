@@ -274,13 +274,15 @@ def decoded_batches(paths, workers=None):
                               num_workers=min(workers, len(paths) // (2 * DECODE_BATCH)), generator=torch.Generator()))
 
 
-def keep_decoded(codes, source):
-    """The indices of the samples whose image decoded (code 0); says how many did not, and why."""
+def keep_decoded(codes, source, paths):
+    """The indices of the samples whose image decoded (code 0); says how many did not, why, and
+    which (the first three), so that the user can mend or replace them."""
     kept = (codes == 0).nonzero().squeeze(1).tolist()
     for code, words in NOT_DECODED.items():
-        count = int((codes == code).sum())
-        if count:
-            print(f'skipped {counted(count, "image")} {words}')
+        which = (codes == code).nonzero().squeeze(1).tolist()
+        if which:
+            named = ', '.join(paths[i] for i in which[:3]) + (', ...' if len(which) > 3 else '')
+            print(f'skipped {counted(len(which), "image")} {words}: {named}')
     if not kept:
         raise UserError(f'{source}: none of its pictures could be read ({counted(len(codes), "picture")})')
     return kept
@@ -290,7 +292,7 @@ def skip_undecodable(dataset, workers=None):
     """Drops the samples of a FashionDataset whose image no longer decodes (broken since the split):
     the tutorial's DataLoader path would stop at the first one, in the middle of an epoch."""
     kept = keep_decoded(torch.cat([codes for _, codes in decoded_batches(dataset.data, workers)]),
-                        dataset.annotation_path)
+                        dataset.annotation_path, dataset.data)
     dataset.samples = [dataset.samples[i] for i in kept]
     dataset.data = [dataset.data[i] for i in kept]
     return dataset
@@ -312,7 +314,7 @@ def load_into_memory(dataset, workers=None):
         images[start:start + len(batch)] = batch
         codes[start:start + len(batch)] = batch_codes
         start += len(batch)
-    kept = keep_decoded(codes, dataset.annotation_path)
+    kept = keep_decoded(codes, dataset.annotation_path, dataset.data)
     if len(kept) < len(codes):
         images = images[torch.tensor(kept)]
     labels = torch.tensor([dataset.samples[i][1:] for i in kept], dtype=torch.long)

@@ -370,7 +370,8 @@ def test_pictures_we_may_no_longer_read_are_counted_as_such_not_as_missing_or_br
     monkeypatch.setattr(Image, 'open', refuse(real_open, {file_shut}))
     images, _, kept = load_into_memory(dataset, workers=0)
     assert len(kept) == len(images) == len(paths) - 3
-    assert capsys.readouterr().out.strip() == 'skipped 1 image that we have no permission to read'
+    assert capsys.readouterr().out.strip() == ('skipped 1 image that we have no permission to read: '
+                                               + next(p for p in dataset.data if os.path.basename(p) == file_shut))
     monkeypatch.setattr(Image, 'open', refuse(real_open, {os.path.basename(p) for p in paths}))
     with pytest.raises(UserError, match=f'{small_split["val"]}: none of its pictures could be read '
                                         f'\\({len(dataset)} pictures\\)$'):
@@ -415,7 +416,7 @@ def test_an_image_broken_since_the_split_is_skipped_on_either_data_path(small_sp
     image.write_bytes(image.read_bytes()[:300])  # truncated
     split = dict(small_split, train=str(copy / 'train.csv'), val=str(copy / 'val.csv'))
     run_dir = train.main(train_args(split, tmp_path / 'runs', '--epochs', 1, '--data', data))
-    assert 'skipped 1 image that can no longer be decoded' in capsys.readouterr().out
+    assert f'skipped 1 image that can no longer be decoded: {image}\n' in capsys.readouterr().out
     assert os.path.exists(os.path.join(run_dir, 'last.pth'))
 
 
