@@ -343,7 +343,7 @@ def sample_catalog_size(root):
 def make_catalog(root, n_images=3000, seed=0, quirks=False, overwrite=False):
     styles_path = os.path.join(root, 'styles.csv')
     if n_images < 0:
-        raise ValueError(f'the number of images (--size) must be 0 or more, not {n_images}')
+        raise ValueError(f'the number of images (--images) must be 0 or more, not {n_images}')
     if os.path.exists(styles_path) and not overwrite:
         raise ValueError(f'{styles_path} already exists')
     images = os.path.join(root, 'images')
@@ -395,7 +395,8 @@ def main():
         description='Write a synthetic fashion catalog in the Kaggle layout.', allow_abbrev=False)
     parser.add_argument('--output', default='sample-catalog',
                         help='folder for styles.csv and images/ (default: sample-catalog)')
-    parser.add_argument('--size', type=int, default=3000,
+    # --images as in demo.py; --size, its first name, still works
+    parser.add_argument('--images', '--size', dest='size', metavar='N', type=int, default=3000,
                         help='number of normal rows, each with a 60x80 RGB image (default: 3000)')
     parser.add_argument('--seed', type=seed_number, default=0,
                         help='random seed; the same seed and size give the same files (default: 0)')

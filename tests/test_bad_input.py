@@ -425,7 +425,7 @@ def test_an_output_folder_that_cannot_be_made_is_named(small_split, one_epoch_ru
     blocker = tmp_path / 'a-file'  # a folder cannot be made inside a file, even by root
     blocker.write_text('')
     blocked = str(blocker / 'out')
-    for script, args in [('sample_catalog.py', ['--output', blocked, '--size', 5]),
+    for script, args in [('sample_catalog.py', ['--output', blocked, '--images', 5]),
                          ('split_data.py', ['--input', small_split['catalog']['root'], '--output', blocked]),
                          ('train.py', train_args(small_split, blocked, '--epochs', 1)),
                          ('test.py', ['--checkpoint', os.path.join(run_dir, 'last.pth'),
