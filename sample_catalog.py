@@ -350,7 +350,7 @@ def make_catalog(root, n_images=3000, seed=0, quirks=False, overwrite=False):
     # Pictures without a styles.csv: the user's own, or a sample catalog of ours cut short (marked).
     if os.path.isdir(images) and os.listdir(images) and not (overwrite or is_sample_catalog(root)):
         raise ValueError(f'{images}/ holds files already (a dataset without its styles.csv?)')
-    redrawn = is_sample_catalog(root)  # ours: its pictures of before go, where not drawn again
+    earlier = drawn_ids(root)  # a sample catalog's: its pictures go, where not drawn again
     os.makedirs(os.path.join(root, 'images'), exist_ok=True)
     with atomic_open(os.path.join(root, MARK), encoding='utf-8') as f:
         json.dump({'drawn by': 'sample_catalog.py', 'n_images': n_images, 'seed': seed, 'quirks': quirks}, f)
@@ -370,12 +370,21 @@ def make_catalog(root, n_images=3000, seed=0, quirks=False, overwrite=False):
         rows.append((csv_fields(id_, gender, article, colour, kind, position, rng), kind))
     manifest['n_rows'] = len(rows)
     write_styles(styles_path, rows)
-    if redrawn:
-        drawn = {f'{fields[0]}.jpg' for fields, _ in rows}
-        for name in os.listdir(images):
-            if name.endswith('.jpg') and name not in drawn:
-                os.remove(os.path.join(images, name))
+    for id_ in earlier - {fields[0] for fields, _ in rows}:
+        path = os.path.join(images, f'{id_}.jpg')
+        if os.path.exists(path):
+            os.remove(path)
     return manifest
+
+
+def drawn_ids(root):
+    """The ids in the styles.csv of the sample catalog in root: pictures drawn there, and no one
+    else's (a folder's other pictures are never among them). Empty where there is none."""
+    styles_path = os.path.join(root, 'styles.csv')
+    if not (is_sample_catalog(root) and os.path.isfile(styles_path)):
+        return set()
+    with open(styles_path, newline='', encoding='utf-8', errors='replace') as f:
+        return {row[0] for row in csv.reader(f) if row and row[0].isdigit()}
 
 
 def write_styles(path, rows):

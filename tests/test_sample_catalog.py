@@ -70,8 +70,9 @@ def test_the_demo_redraws_its_sample_catalog_for_another_size(tmp_path, capsys):
     assert demo.sample_catalog(argparse.Namespace(work=str(tmp_path), images=8)) == (root, True)
     assert 'drew 8 sample pictures' in capsys.readouterr().out
     assert len(read_styles(os.path.join(root, 'styles.csv'))[0]) == 8
-    demo.sample_catalog(argparse.Namespace(work=str(tmp_path), images=3))  # fewer: the others' pictures go
-    assert len(os.listdir(os.path.join(root, 'images'))) == 3
+    (tmp_path / 'fashion-product-images' / 'images' / '1.jpg').write_bytes(b'a photo of the user')
+    demo.sample_catalog(argparse.Namespace(work=str(tmp_path), images=3))  # fewer: the 5 others' pictures go
+    assert len(os.listdir(os.path.join(root, 'images'))) == 3 + 1  # but never one that was not drawn
 
 
 
