@@ -147,8 +147,9 @@ def check_output(path, export):
         if os.path.realpath(path) == os.path.realpath(sidecar_path(export)):
             raise UserError(f'--output {path}: --export {export} writes its label names and preprocessing '
                             'there; give --output another name')
-    check_writable_folder(os.path.dirname(absolute_path(path)), f'--output {path}')
-    remove_left_temporaries(os.path.dirname(absolute_path(path)), re.escape(os.path.basename(path)), 'predict.py')
+    folder = os.path.dirname(absolute_path(path))
+    check_writable_folder(folder, f'--output {path}')
+    remove_left_temporaries(folder, re.escape(os.path.basename(path)), 'predict.py')
 
 
 def read_error(path, error):

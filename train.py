@@ -308,7 +308,9 @@ def run_folder(args, resume):
         refuse_a_run_in(run_dir)
         return run_dir
     run_dir = checkpoint_folder(args.resume)
-    refuse_later_epochs(run_dir, args, resume)
+    last = os.path.join(run_dir, 'last.pth')
+    if not (os.path.exists(last) and os.path.samefile(last, args.resume)):  # that one was just loaded
+        refuse_later_epochs(run_dir, args, resume)
     return run_dir
 
 
