@@ -695,7 +695,7 @@ def test_a_gpu_named_by_number_becomes_the_current_one(monkeypatch):
     monkeypatch.setattr(torch.cuda, 'set_device', chosen.append)
     assert pick_device('cuda:1') == torch.device('cuda', 1) and chosen == [torch.device('cuda', 1)]
     assert pick_device('cuda') == torch.device('cuda') and len(chosen) == 1  # the current one stays
-    with pytest.raises(UserError, match='has 3 CUDA device'):
+    with pytest.raises(UserError, match='has 3 CUDA devices$'):
         pick_device('cuda:3')
 
 
