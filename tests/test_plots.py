@@ -110,6 +110,26 @@ def test_every_picture_is_in_the_grid_the_last_row_too(tmp_path, monkeypatch):
     assert shown == [12]
 
 
+@pytest.mark.parametrize('rows', [1, 4, 60])
+def test_the_grid_title_stays_clear_of_the_first_row(tmp_path, monkeypatch, rows):
+    # `test.py --grid 1000` is 125 rows, 325 inches tall: the title, 2% of that down, sat on the first row.
+    from dataset import AttributesDataset
+    gaps = []
+
+    def measure(fig, path):
+        renderer = fig.canvas.get_renderer()
+        first_row = max(ax.title.get_window_extent(renderer).y1 for ax in fig.axes[:2])
+        title, = (text.get_window_extent(renderer) for text in fig.texts)  # the suptitle
+        gaps.append((title.y0 - first_row, fig.bbox.y1 - title.y1))
+    monkeypatch.setattr(plots, 'save_figure', measure)
+    wrong = {head: np.zeros(2 * rows, dtype=int) for head in ('gender', 'article', 'color')}  # titles of 4 lines
+    vocab = {'gender': ['Men', 'Women'], 'article': ['Shirts', 'Tshirts'], 'color': ['Black', 'Blue']}
+    visualize_grid(np.zeros((2 * rows, 3, 80, 60), np.float32), wrong, {h: p + 1 for h, p in wrong.items()},
+                   AttributesDataset(vocab=vocab), str(tmp_path / 'grid.png'), columns=2)
+    (below, above), = gaps
+    assert below > 5 and 5 < above < 20  # pixels: a gap under the title, and the title at the top
+
+
 def test_a_class_only_predicted_keeps_its_column(tmp_path, monkeypatch):
     # Half of class a called b: a matrix of the true classes only would show a as all correct.
     drawn = []
