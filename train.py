@@ -8,16 +8,12 @@ if __name__ == '__main__':  # first: a Ctrl-C during the imports below (seconds)
 
 import argparse
 import csv
-import fcntl
-import json
 import math
 import os
-import re
 import resource
 import shlex
 import sys
 import time
-from datetime import datetime
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -26,11 +22,10 @@ from tqdm import tqdm
 
 import distributed
 from allocator import keep_freed_memory
-from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder,
-                    remove_left_temporaries)
+from atomic import atomic_open
 from catalog import describe_download
-from checkpoint import (changed_since_the_run, check_same_vocab, checkpoint_load, checkpoint_save,
-                        load_weights, path_as_trained, resumable_load)
+from checkpoint import (changed_since_the_run, check_same_vocab, checkpoint_save, load_weights, path_as_trained,
+                        resumable_load)
 from cli import (UserError, add_debug_flag, command, counted, non_negative_float, non_negative_int,
                  positive_float, positive_int, run_cli, seed_number, started)
 from dataset import HEADS, AttributesDataset, FashionDataset, skip_undecodable, train_transform, val_transform
@@ -40,6 +35,7 @@ from model import MultiOutputModel
 from train_step import (GraphedTrainStep, TrainStep, load_optimizer_state, make_optimizer, optimizer_state,
                         scheduler_state, set_lr)
 from plots import plot_curves, pyplot
+from runs import check_run_folder, checkpoint_folder, release_run_folder, run_folder, saved_args, start_in_folder
 from saver import BackgroundSaver, detached_copy
 from split_data import split_digest, split_paths
 from stopwatch import Stopwatch
@@ -253,185 +249,6 @@ def check_inputs(args):
     raise UserError(f'{args.train_csv}: no such file; {split_advice(args)}')
 
 
-def last_epoch(path):
-    try:
-        return checkpoint_load(path)['epoch'] or 0
-    except UserError:  # unreadable: nothing there to keep
-        return 0
-
-
-# What a run's finished epochs leave; args.json alone is a run killed in its first epoch.
-EPOCH_FILES = r'metrics\.csv|best\.pth|checkpoint-\d+\.pth'
-
-
-class FolderTaken(UserError):
-    """The run folder holds another run, or another train.py is training in it."""
-
-
-def refuse_a_run_in(run_dir):
-    """A new run never writes over another's epochs: its checkpoints or metrics.csv."""
-    last = os.path.join(run_dir, 'last.pth')
-    if os.path.exists(last):
-        raise FolderTaken(f'{run_dir} holds a run already; carry it on with --resume {last}, '
-                          'or give another --run-name')
-    if not os.path.isdir(run_dir):
-        return
-    with os.scandir(run_dir) as entries:  # files: a folder of such a name is refused as in the way
-        kept = sorted(entry.name for entry in entries if re.fullmatch(EPOCH_FILES, entry.name) and entry.is_file())
-    if kept:
-        raise FolderTaken(f'{run_dir} holds a run already ({", ".join(kept)}, but no last.pth to resume from); '
-                          'give another --run-name, or move those files away')
-
-
-def refuse_later_epochs(run_dir, args, resume):
-    """Going on from the checkpoint never writes over later epochs of the run in its folder."""
-    last = os.path.join(run_dir, 'last.pth')
-    later = last_epoch(last) if os.path.exists(last) else 0
-    if later <= resume['epoch']:
-        return
-    if os.path.samefile(last, args.resume):
-        raise UserError(f'--resume {args.resume}: another train.py carried the run on to epoch {later} '
-                        f'since this one loaded it at epoch {resume["epoch"]}; run the command again to go on '
-                        'from there')
-    raise UserError(f'--resume {args.resume}: its folder holds the run up to epoch {later} (last.pth), '
-                    f'which going on from epoch {resume["epoch"]} would write over; to branch off, '
-                    'copy the checkpoint into a folder of its own and resume from there')
-
-
-def run_folder(args, resume):
-    """The run's folder: the resumed checkpoint's, or a new one in --checkpoints. Never one whose
-    later epochs the run would write over."""
-    if resume is None and not args.run_name:
-        return unused_folder(os.path.join(args.checkpoints, datetime.now().strftime('%Y-%m-%d_%H-%M-%S')))
-    if resume is None:
-        run_dir = os.path.join(args.checkpoints, args.run_name)
-        refuse_a_run_in(run_dir)
-        return run_dir
-    run_dir = checkpoint_folder(args.resume)
-    last = os.path.join(run_dir, 'last.pth')
-    if not (os.path.exists(last) and os.path.samefile(last, args.resume)):  # that one was just loaded
-        refuse_later_epochs(run_dir, args, resume)
-    return run_dir
-
-
-def unused_folder(path):
-    """A folder named by the clock (no --run-name): path, or where a run started in the same
-    second has it, the first of path_2, path_3, ... that is not there yet."""
-    path, number = re.sub(r'_\d+$', '', path), 1  # the clock's name ends in _HH-MM-SS
-    candidate = path
-    while os.path.lexists(candidate):
-        number += 1
-        candidate = f'{path}_{number}'
-    return candidate
-
-
-def checkpoint_folder(path):
-    """The folder a resumed run goes on in: its checkpoint's. A link to a run's last.pth (say
-    latest.pth, elsewhere) leads to that run, which goes on; a link to any other checkpoint stands
-    in for a copy of it (of a checkpoint on a disk of a team's, say), and the run goes on beside it."""
-    if os.path.islink(path) and os.path.basename(os.path.realpath(path)) == 'last.pth':
-        return os.path.dirname(os.path.realpath(path))
-    return os.path.dirname(absolute_path(path))
-
-
-def check_run_folder(run_dir, args, resume):
-    """The run folder can be written in, or the flags that named it are named."""
-    if resume is None:
-        named = f'--checkpoints {args.checkpoints}' + (f' --run-name {args.run_name}' if args.run_name else '')
-        check_writable_folder(run_dir, named)
-        check_no_folder_in_the_way(run_dir, RUN_FILES, named)
-        return
-    try:
-        check_writable_folder(run_dir, f'--resume {args.resume}')
-        check_no_folder_in_the_way(run_dir, RUN_FILES, f'--resume {args.resume}')
-    except UserError as error:  # a run on a read-only disk, say, or of another user's
-        raise UserError(f'{error}; to go on elsewhere, copy the checkpoint into a folder of its own and resume '
-                        'from there') from error
-
-
-def claim_run_folder(run_dir, resume):
-    """Makes the run folder and locks it for as long as this process lives, however it ends: a
-    second train.py writing into it (the same --run-name started twice, before the first has
-    saved an epoch) is refused. Returns what release_run_folder takes."""
-    os.makedirs(run_dir, exist_ok=True)
-    folder = os.open(run_dir, os.O_RDONLY)
-    try:
-        fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(folder)
-        raise FolderTaken(f'{run_dir}: another train.py is training in it; '
-                          + ('wait for it to end' if resume else 'give another --run-name')) from None
-    except OSError as error:  # a file system without locks (NFS without lockd, say): run unlocked
-        print(f'note: {run_dir} cannot be locked ({error.strerror}); two runs started in it at once '
-              'would not be told apart')
-        return folder
-    remove_half_written(run_dir)
-    return folder
-
-
-# The files train.py writes in a run folder, each atomically (atomic.py).
-RUN_FILES = r'args\.json|metrics\.csv|curves\.png|last\.pth|best\.pth|checkpoint-\d+\.pth'
-
-
-def remove_half_written(run_dir):
-    """With the folder locked no other train.py writes in it, and this one has not begun to: a
-    temporary file of one there was left half-written by a kill -9 or a power cut, and would stay
-    (a checkpoint: 28 MiB) for good."""
-    remove_left_temporaries(run_dir, RUN_FILES, 'train.py', locked=True)
-
-
-def start_in_folder(run_dir, args, resume):
-    """Claims the run folder, writes what the run starts with there and opens its TensorBoard
-    log; returns the folder, the claim and the log's writer (None without tensorboard). A folder
-    named by the clock that a run started in the same second took meanwhile gives way to the next
-    free name: the user named none, and cannot give another."""
-    while True:
-        try:
-            return run_dir, *started_in(run_dir, args, resume)
-        except FolderTaken:
-            if args.run_name or resume is not None:
-                raise
-            run_dir = unused_folder(run_dir)
-
-
-def started_in(run_dir, args, resume):
-    claimed = claim_run_folder(run_dir, resume)
-    try:
-        # Again, with the folder locked: a run that ended since the first look (minutes ago,
-        # before the pictures were loaded) left its epochs, a new one or one resumed meanwhile.
-        if resume is None:
-            refuse_a_run_in(run_dir)
-        else:
-            refuse_later_epochs(run_dir, args, resume)
-        with atomic_open(os.path.join(run_dir, 'args.json')) as f:
-            json.dump(saved_args(args), f, indent=2)
-        if resume is not None:
-            keep_best_of_resumed(run_dir, resume, args.resume)
-        return claimed, tensorboard_writer(args, os.path.basename(run_dir))
-    except BaseException:
-        release_run_folder(claimed)  # for a caller in this process that tries again
-        raise
-
-
-def release_run_folder(folder):
-    if folder is not None:  # None: a process other than the main one, which claims nothing
-        os.close(folder)  # the lock goes with it
-
-
-def keep_best_of_resumed(run_dir, resume, path):
-    """A run resumed in a folder without its best.pth (a branch copied into a folder of its own):
-    the resumed checkpoint is the best so far when its own epoch was, else the best is elsewhere."""
-    best_path, best_epoch = os.path.join(run_dir, 'best.pth'), resume['best'].get('epoch', 0)
-    if os.path.exists(best_path) or not best_epoch:
-        return
-    if best_epoch == resume['epoch']:
-        checkpoint_save(best_path, resume)
-        print(f'copied {path} to {best_path}: its epoch {best_epoch} is the best so far')
-    else:
-        print(f'note: the best epoch so far, {best_epoch}, is not in {run_dir}; best.pth is written there '
-              'when a later epoch beats it')
-
-
 def make_train_loader(attributes, args, context, channels_last):
     dataset = FashionDataset(args.train_csv, attributes, train_transform)
     if args.data == 'memory':
@@ -605,21 +422,6 @@ def save_epoch(run_dir, snapshot, improved, numbered, plot):
     write_metrics(history, run_dir)
     if plot:
         plot_curves(history, os.path.join(run_dir, 'curves.png'))
-
-
-def tensorboard_writer(args, run_name):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is optional, as in the original
-        return None
-    return SummaryWriter(os.path.join(args.logs, run_name))
-
-
-def saved_args(args):
-    # With the folder train.py runs in: the CSV paths are as given, maybe relative to it, and
-    # --resume and test.py find them from wherever they are run (checkpoint.path_as_trained).
-    settings = {k: v for k, v in vars(args).items() if k not in ('debug', 'as_saved')}
-    return {**settings, 'workdir': os.getcwd(), **getattr(args, 'as_saved', {})}
 
 
 def build_model(attributes, pretrained):

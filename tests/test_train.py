@@ -21,6 +21,7 @@ import pytest
 import torch
 
 import distributed
+import runs
 import train
 import train_step
 from checkpoint import changed_since_the_run, checkpoint_load, checkpoint_save, model_from_checkpoint
@@ -229,13 +230,13 @@ def test_a_resume_overtaken_by_another_since_it_loaded_never_writes_over_its_epo
     run_dir = tmp_path / 'run'
     shutil.copytree(full_run, run_dir)
     checkpoint_save(str(run_dir / 'last.pth'), checkpoint_load(os.path.join(full_run, 'checkpoint-000002.pth')))
-    claim = train.claim_run_folder
+    claim = runs.claim_run_folder
 
     def claimed_after_the_other_ended(folder, resume):
         shutil.copy(os.path.join(full_run, 'last.pth'), run_dir / 'last.pth')  # its epoch 3
         return claim(folder, resume)
 
-    monkeypatch.setattr(train, 'claim_run_folder', claimed_after_the_other_ended)
+    monkeypatch.setattr(runs, 'claim_run_folder', claimed_after_the_other_ended)
     with pytest.raises(UserError, match='another train.py carried the run on to epoch 3 since this one loaded it '
                                         'at epoch 2; run the command again to go on from there$'):
         train.main(['--resume', str(run_dir / 'last.pth'), '--epochs', str(EPOCHS + 1)])
@@ -246,11 +247,11 @@ def test_a_resume_overtaken_by_another_since_it_loaded_never_writes_over_its_epo
 
 def test_a_folder_named_by_the_clock_is_one_not_there_yet(tmp_path):
     stamp = str(tmp_path / '2026-12-01_10-05-03')
-    assert train.unused_folder(stamp) == stamp
+    assert runs.unused_folder(stamp) == stamp
     os.mkdir(stamp)
-    assert train.unused_folder(stamp) == stamp + '_2'
+    assert runs.unused_folder(stamp) == stamp + '_2'
     os.mkdir(stamp + '_2')
-    assert train.unused_folder(stamp + '_2') == train.unused_folder(stamp) == stamp + '_3'
+    assert runs.unused_folder(stamp + '_2') == runs.unused_folder(stamp) == stamp + '_3'
 
 
 class ThatSecond(datetime):
@@ -264,7 +265,7 @@ def test_a_run_named_by_the_clock_gives_way_to_one_started_in_the_same_second(sm
     # first. There is no --run-name to give another (demo.py has none): the next free name is taken.
     stamp = tmp_path / '2026-12-01_10-05-03'
     other = []
-    claim = train.claim_run_folder
+    claim = runs.claim_run_folder
 
     def claimed_first_by_another(folder, resume):
         if not other:
@@ -273,8 +274,8 @@ def test_a_run_named_by_the_clock_gives_way_to_one_started_in_the_same_second(sm
             fcntl.flock(other[0], fcntl.LOCK_EX | fcntl.LOCK_NB)  # as the other train.py holds it
         return claim(folder, resume)
 
-    monkeypatch.setattr(train, 'datetime', ThatSecond)
-    monkeypatch.setattr(train, 'claim_run_folder', claimed_first_by_another)
+    monkeypatch.setattr(runs, 'datetime', ThatSecond)
+    monkeypatch.setattr(runs, 'claim_run_folder', claimed_first_by_another)
     args = train_args(small_split, tmp_path, '--epochs', 1)
     del args[args.index('--run-name'):args.index('--run-name') + 2]
     try:
@@ -370,7 +371,7 @@ def test_a_resumed_run_keeps_its_settings_and_data(small_split, tmp_path, monkey
 
 
 def test_a_branch_whose_best_epoch_stayed_behind_says_so(tmp_path, capsys):
-    train.keep_best_of_resumed(str(tmp_path), {'epoch': 2, 'best': {'epoch': 1, 'score': 0.5}}, 'elsewhere.pth')
+    runs.keep_best_of_resumed(str(tmp_path), {'epoch': 2, 'best': {'epoch': 1, 'score': 0.5}}, 'elsewhere.pth')
     assert capsys.readouterr().out == (f'note: the best epoch so far, 1, is not in {tmp_path}; best.pth is written '
                                        'there when a later epoch beats it\n')
     assert os.listdir(tmp_path) == []
@@ -609,7 +610,7 @@ def test_which_precision_a_run_trains_in(flags, device, precision):
     args = train.parse_args(flags)
     assert train.choose_precision(args, torch.device(device)) == precision
     # and validates in; test.py scores its checkpoint the same way, from the arguments saved in it
-    assert validation_precision(train.saved_args(args), torch.device(device)) == precision
+    assert validation_precision(runs.saved_args(args), torch.device(device)) == precision
     assert validation_precision({}, torch.device(device)) == 'fp32'  # the tutorial's bare state_dict
 
 
@@ -628,12 +629,12 @@ def test_the_tutorials_dataloader_path_resumes_exactly_too(small_split, tmp_path
 
 def test_a_run_folder_in_use_by_another_run_is_refused(small_split, tmp_path):
     # The same --run-name started twice: the first has saved no epoch yet, but holds the folder.
-    claimed = train.claim_run_folder(str(tmp_path / 'run'), None)
+    claimed = runs.claim_run_folder(str(tmp_path / 'run'), None)
     try:
         with pytest.raises(UserError, match='run: another train.py is training in it'):
             train.main(train_args(small_split, tmp_path, '--epochs', 1))
     finally:
-        train.release_run_folder(claimed)
+        runs.release_run_folder(claimed)
     assert os.listdir(tmp_path / 'run') == []
     train.main(train_args(small_split, tmp_path, '--epochs', 1))  # free again
 
@@ -644,17 +645,17 @@ def test_a_log_folder_that_cannot_be_made_frees_the_run_folder(small_split, tmp_
     def no_permission(args, run_name):
         raise PermissionError(errno.EACCES, 'Permission denied', os.path.join(args.logs, run_name))
 
-    monkeypatch.setattr(train, 'tensorboard_writer', no_permission)
+    monkeypatch.setattr(runs, 'tensorboard_writer', no_permission)
     with pytest.raises(PermissionError):
         train.main(train_args(small_split, tmp_path, '--epochs', 1))
-    train.release_run_folder(train.claim_run_folder(str(tmp_path / 'run'), None))  # not 'in use by another run'
+    runs.release_run_folder(runs.claim_run_folder(str(tmp_path / 'run'), None))  # not 'in use by another run'
 
 
 def test_a_file_system_without_locks_still_trains(small_split, tmp_path, monkeypatch, capsys):
     def no_locks(fd, operation):  # NFS without lockd, Lustre without -o flock
         raise OSError(errno.ENOLCK, 'No locks available')
 
-    monkeypatch.setattr(train.fcntl, 'flock', no_locks)
+    monkeypatch.setattr(runs.fcntl, 'flock', no_locks)
     run_dir = train.main(train_args(small_split, tmp_path, '--epochs', 1))
     assert f'note: {run_dir} cannot be locked (No locks available)' in capsys.readouterr().out
     assert checkpoint_load(os.path.join(run_dir, 'last.pth'))['epoch'] == 1
@@ -671,7 +672,7 @@ def test_a_run_folder_is_rid_of_what_a_killed_train_py_left_half_written(tmp_pat
     (run_dir / '.tmp-5-args.json').mkdir()  # not a file: not one of ours either
     (run_dir / '.tmp-6-curves.png').symlink_to(run_dir / 'last.pth')
     others += ['.tmp-5-args.json', '.tmp-6-curves.png']
-    train.release_run_folder(train.claim_run_folder(str(run_dir), None))
+    runs.release_run_folder(runs.claim_run_folder(str(run_dir), None))
     assert sorted(os.listdir(run_dir)) == sorted(others)
     assert capsys.readouterr().out == (f'note: removed {", ".join(left)} from {run_dir}: files left half-written '
                                        'by a train.py that was killed\n')
@@ -680,8 +681,8 @@ def test_a_run_folder_is_rid_of_what_a_killed_train_py_left_half_written(tmp_pat
         raise OSError(errno.ENOLCK, 'No locks available')
 
     (run_dir / left[2]).write_text('')
-    monkeypatch.setattr(train.fcntl, 'flock', no_locks)
-    train.release_run_folder(train.claim_run_folder(str(run_dir), None))
+    monkeypatch.setattr(runs.fcntl, 'flock', no_locks)
+    runs.release_run_folder(runs.claim_run_folder(str(run_dir), None))
     assert left[2] in os.listdir(run_dir)
 
 
@@ -740,7 +741,7 @@ def test_the_original_command_resumes_from_another_folder_too(small_split, tmp_p
     def read_only(folder, named):
         raise UserError(f'{named}: cannot write in {folder} (Read-only file system)')
 
-    monkeypatch.setattr(train, 'check_writable_folder', read_only)
+    monkeypatch.setattr(runs, 'check_writable_folder', read_only)
     with pytest.raises(UserError, match=f'^--resume {last}: cannot write in {run_dir} \\(Read-only file system\\); '
                                         'to go on elsewhere, copy the checkpoint into a folder of its own'):
         train.main(['--resume', last, '--epochs', '7', '--device', 'cpu', '--workers', '0'])
