@@ -110,7 +110,7 @@ def visualize_grid(images, predicted, truth, attributes, path, show=False, colum
         ax.set_title(title, fontsize=7, color='black' if pred == true else 'firebrick')
     # The title sits a fixed 0.1 inch below the top and the grid starts 0.35 inch down, whatever
     # the height: at suptitle's default place, 2% of the figure down, and tight_layout's own
-    # margin, it ran into the first row of a grid of 200 images (25 rows) or more.
+    # margin, it ran into the first row from 6 rows (41 images) on.
     height = fig.get_figheight()
     fig.suptitle('predicted gender / article / colour (true label in brackets where wrong)', fontsize=9,
                  y=1 - 0.1 / height, va='top')

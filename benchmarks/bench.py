@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import gc
 import itertools
+import multiprocessing
 import os
 import resource
 import secrets
@@ -184,41 +185,51 @@ def fixed_batch(attributes, batch_size, device):
 def main():
     args = parse_args()
     if args.work:  # the split (and the sample catalog, without FASHION_DATA) stays there
-        measure(args, args.work)
+        with ended_by_sigterm():
+            measure(args, args.work)
         return
-    with temporary_folder() as folder:
-        measure(args, folder)
+    # Or else a new folder under TMPDIR, which goes when the run ends, however it ends.
+    folder = os.path.join(tempfile.gettempdir(), f'fashion-bench-{secrets.token_hex(6)}')
+    with ended_by_sigterm(removing=folder):  # before the folder is made: no SIGTERM leaves it
+        os.mkdir(folder, 0o700)
+        try:
+            measure(args, folder)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.contextmanager
-def temporary_folder():
-    """A new folder under TMPDIR that goes when the run ends: by itself, by an error, by Ctrl-C,
-    or by the SIGTERM that `timeout` and `kill` send, which would end Python without unwinding."""
-    folder = os.path.join(tempfile.gettempdir(), f'fashion-bench-{secrets.token_hex(6)}')
+def ended_by_sigterm(removing=None):
+    """A SIGTERM (`timeout`, `kill`) ends the run at once with status 143, as a shell reports it:
+    the lines printed so far flushed, the processes it started ended and the folder `removing`
+    removed. Python itself would end without doing any of it."""
     parent = os.getpid()
 
     def end(signum, frame):
-        if os.getpid() != parent:  # a DataLoader worker forked from here: it just dies, as before
+        if os.getpid() != parent:  # a process forked from here (split_data.py's pool) just dies
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
-        # The folder goes here, not in the `finally` below through a SystemExit raised here: numpy
-        # clears exceptions in places (numpy/numpy#20596), and a SIGTERM that came while the
-        # catalog was drawn was lost 1 time in 7, the run going on to the end. Nothing in the
-        # folder is the user's. DataLoader workers die with us: `timeout` signals them too, and
-        # after a `kill` of this process alone PyTorch's watchdog ends them within 5 s.
-        shutil.rmtree(folder, ignore_errors=True)
+        # All done here, not by raising SystemExit to unwind to the `finally` blocks: numpy clears
+        # exceptions in places (numpy/numpy#20596), and one raised so while the catalog was drawn
+        # was lost 1 time in 7, the run going on to the end. The children go first: split_data.py's
+        # pool, checking the pictures, would wait for work for ever, and a DataLoader's workers
+        # for up to 5 s (PyTorch's watchdog). Killed, a worker may leave its own pymp-* folder
+        # of multiprocessing in TMPDIR, as any Python process a signal ends. Nothing in the
+        # folder `removing` is the user's.
+        for child in multiprocessing.active_children():
+            child.kill()
+        if removing:
+            shutil.rmtree(removing, ignore_errors=True)
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(OSError, ValueError):
                 stream.flush()
-        os._exit(128 + signum)  # 143: the status a shell gives a process SIGTERM ended
+        os._exit(128 + signum)
 
-    earlier = signal.signal(signal.SIGTERM, end)  # before the folder is made: no SIGTERM leaves it
+    earlier = signal.signal(signal.SIGTERM, end)
     try:
-        os.mkdir(folder, 0o700)
-        yield folder
+        yield
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
         signal.signal(signal.SIGTERM, earlier)
 
 

@@ -221,19 +221,22 @@ def running(pids):
     return [pid for pid in pids if pid in states and states[pid][0] != 'Z']  # a zombie has ended
 
 
-@pytest.mark.parametrize('when', ['drawing the catalog', 'timing, with a loader worker'])
+@pytest.mark.parametrize('when', ['drawing the catalog', 'timing, with a loader worker', 'timing, in a --work folder'])
 def test_bench_ended_by_sigterm_removes_its_temporary_folder(tmp_path, when):
     # As `kill` ends it: the folder is made just before the catalog is drawn (seconds), so the
-    # first signal comes while the catalog is being drawn (where numpy once made 1 in 7 get lost),
-    # the second once the split is written, with a DataLoader worker running the tutorial's path.
-    env = dict(os.environ, TMPDIR=str(tmp_path), FASHION_DATA='')
-    timing = when.startswith('timing')
+    # first signal comes while the catalog is being drawn (where numpy once made 1 in 7 get lost);
+    # the others once the split is written, with a DataLoader worker running the tutorial's path.
+    env = dict(os.environ, TMPDIR=str(tmp_path / 'tmp'), FASHION_DATA='')
+    os.mkdir(tmp_path / 'tmp')
+    timing, work = when.startswith('timing'), tmp_path / 'work'
     flags = [*CHEAP_BENCH, '--workers', 1, '--seconds', 3] if timing else CHEAP_BENCH  # the last flags count
+    flags += ['--work', work] if 'work' in when else []
     bench = subprocess.Popen([sys.executable, os.path.join(ROOT, 'benchmarks', 'bench.py'), *map(str, flags)],
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
-        ready = lambda: list(tmp_path.glob('fashion-bench-*/' + ('val.csv' if timing else '')))  # noqa: E731
+        folders = lambda: [work] if 'work' in when else tmp_path.glob('tmp/fashion-bench-*')  # noqa: E731
+        ready = lambda: [f for f in folders() if os.path.exists(f / ('val.csv' if timing else ''))]  # noqa: E731
         while not ready() and bench.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert ready(), 'bench.py made no temporary folder' + (' or split' if timing else '')
@@ -245,9 +248,41 @@ def test_bench_ended_by_sigterm_removes_its_temporary_folder(tmp_path, when):
         _, stderr = bench.communicate(timeout=30)
     finally:
         bench.kill()
-    assert not list(tmp_path.glob('fashion-bench-*'))
+    # a killed worker may leave its own pymp-* folder (multiprocessing's), as after any kill
+    assert not [name for name in os.listdir(tmp_path / 'tmp') if not name.startswith(('pymp-', 'torchinductor_'))]
     assert bench.returncode == 143 and 'Traceback' not in stderr, stderr  # 128 + 15, as the shell reports SIGTERM
-    deadline = time.monotonic() + 15  # the workers end too: PyTorch's watchdog looks every 5 s
+    assert 'work' not in when or sorted(os.listdir(work)) == ['fashion-product-images', 'train.csv', 'val.csv']
+    deadline = time.monotonic() + 15  # the workers end too
     while running(workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not running(workers)
+
+
+def test_a_sigterm_to_bench_ends_the_pool_checking_the_pictures(tmp_path):
+    # split_data.py checks the pictures in a pool of processes (a fraction of a second here), which
+    # the process ending by SIGTERM left waiting for work for ever, holding its stdout open.
+    script = ('import concurrent.futures, os, sys, time\n'
+              f'sys.path.insert(0, {os.path.join(ROOT, "benchmarks")!r})\n'
+              'import bench\n'
+              'with bench.ended_by_sigterm(removing=sys.argv[1]):\n'
+              '    os.mkdir(sys.argv[1])\n'
+              '    with concurrent.futures.ProcessPoolExecutor(2) as pool:\n'
+              '        pool.submit(os.getpid).result()\n'
+              '        print("ready", flush=True)\n'
+              '        time.sleep(60)\n')
+    ending = subprocess.Popen([sys.executable, '-c', script, str(tmp_path / 'folder')], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert ending.stdout.readline() == 'ready\n'
+        pool = children_of(ending.pid)
+        assert pool
+        ending.send_signal(signal.SIGTERM)
+        _, stderr = ending.communicate(timeout=30)  # waited for ever while the pool held the pipes
+    finally:
+        ending.kill()
+    assert ending.returncode == 143 and not stderr, stderr
+    assert not (tmp_path / 'folder').exists()
+    deadline = time.monotonic() + 15
+    while running(pool) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not running(pool)
