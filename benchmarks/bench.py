@@ -18,6 +18,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from types import SimpleNamespace
 
@@ -203,6 +204,9 @@ def ended_by_sigterm(removing=None):
     """A SIGTERM (`timeout`, `kill`) ends the run at once with status 143, as a shell reports it:
     the lines printed so far flushed, the processes it started ended and the folder `removing`
     removed. Python itself would end without doing any of it."""
+    if threading.current_thread() is not threading.main_thread():  # main() called from a thread
+        yield  # signal handlers are the main thread's alone
+        return
     parent = os.getpid()
 
     def end(signum, frame):

@@ -258,6 +258,20 @@ def test_bench_ended_by_sigterm_removes_its_temporary_folder(tmp_path, when):
     assert not running(workers)
 
 
+def test_bench_in_process_puts_back_the_sigterm_handler_and_runs_in_a_thread_too(tmp_path, monkeypatch):
+    import threading
+    import bench
+    monkeypatch.setattr(sys, 'argv', ['bench.py', '--work', str(tmp_path)])
+    monkeypatch.setattr(bench, 'measure', lambda args, work: ran.append(signal.getsignal(signal.SIGTERM)))
+    ran, before = [], signal.getsignal(signal.SIGTERM)
+    bench.main()
+    assert ran[0] is not before and signal.getsignal(signal.SIGTERM) is before
+    thread = threading.Thread(target=bench.main)  # where signal.signal would raise ValueError
+    thread.start()
+    thread.join()
+    assert len(ran) == 2 and ran[1] is before
+
+
 def test_a_sigterm_to_bench_ends_the_pool_checking_the_pictures(tmp_path):
     # split_data.py checks the pictures in a pool of processes (a fraction of a second here), which
     # the process ending by SIGTERM left waiting for work for ever, holding its stdout open.
