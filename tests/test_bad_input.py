@@ -697,6 +697,9 @@ def test_a_gpu_named_by_number_becomes_the_current_one(monkeypatch):
     assert pick_device('cuda') == torch.device('cuda') and len(chosen) == 1  # the current one stays
     with pytest.raises(UserError, match='has 3 CUDA devices$'):
         pick_device('cuda:3')
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 1)
+    with pytest.raises(UserError, match='^--device cuda:1: this machine has 1 CUDA device$'):
+        pick_device('cuda:1')
 
 
 def test_compile_without_a_cpp_compiler_is_explained_before_any_work(small_split, tmp_path):

@@ -175,6 +175,20 @@ def test_bench_refuses_bad_numbers_before_drawing_a_catalog(tmp_path, monkeypatc
     assert bench.parse_args().batch_sizes == [16, 128]  # the default, through the same type
 
 
+def test_the_benchmarks_refuse_a_flag_cut_short(monkeypatch, capsys):
+    # --second would otherwise be read as --seconds, --step as --steps.
+    import bench
+    import freed_memory
+    import profile_step
+    import step_variants
+    for module, cut_short in ((bench, '--second'), (freed_memory, '--second'), (profile_step, '--step'),
+                              (step_variants, '--second')):
+        monkeypatch.setattr(sys, 'argv', [f'{module.__name__}.py', cut_short, '1'])
+        with pytest.raises(SystemExit) as refused:
+            module.parse_args()
+        assert refused.value.code == 2 and f'unrecognized arguments: {cut_short} 1' in capsys.readouterr().err, module
+
+
 def test_other_benchmarks_refuse_seconds_that_never_end(monkeypatch, capsys):
     import freed_memory
     import step_variants
