@@ -216,11 +216,11 @@ def ended_by_sigterm(removing=None):
             return
         # All done here, not by raising SystemExit to unwind to the `finally` blocks: numpy clears
         # exceptions in places (numpy/numpy#20596), and one raised so while the catalog was drawn
-        # was lost 1 time in 7, the run going on to the end. The children go first: split_data.py's
-        # pool, checking the pictures, would wait for work for ever, and a DataLoader's workers
-        # for up to 5 s (PyTorch's watchdog). Killed, a worker may leave its own pymp-* folder
-        # of multiprocessing in TMPDIR, as any Python process a signal ends. Nothing in the
-        # folder `removing` is the user's.
+        # was lost in 1 run of the test in 7 to 25, the run going on to the end. The children go
+        # first: split_data.py's pool, checking the pictures, would wait for work for ever, and a
+        # DataLoader's workers for up to 5 s (PyTorch's watchdog). Killed, a worker may leave its
+        # own pymp-* folder of multiprocessing in TMPDIR, as any Python process a signal ends.
+        # Nothing in the folder `removing` is the user's.
         for child in multiprocessing.active_children():
             child.kill()
         if removing:
