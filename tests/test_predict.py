@@ -397,6 +397,16 @@ def test_a_file_name_that_is_not_utf8_is_predicted_and_written_as_escapes(checkp
     assert 'caf\\xe9.jpg' in result.stdout
 
 
+def test_the_summary_counts_a_thousand_pictures_with_a_separator(checkpoint, catalog, tmp_path, capsys):
+    folder = tmp_path / 'many'
+    folder.mkdir()
+    picture = catalog_images(catalog)[0]
+    for number in range(1001):
+        shutil.copyfile(picture, folder / f'{number}.jpg')
+    predict.main(['--checkpoint', checkpoint, str(folder), '--output', str(tmp_path / 'out.csv'), '--device', 'cpu'])
+    assert f'1,001 of 1,001 images predicted; wrote {tmp_path / "out.csv"}\n' in capsys.readouterr().out
+
+
 def test_a_reader_that_stops_early_gets_a_quiet_stop_and_the_output_file_is_written(checkpoint, catalog, tmp_path):
     out = tmp_path / 'predictions.csv'
     command = [sys.executable, os.path.join(ROOT, 'predict.py'), '--checkpoint', checkpoint,
