@@ -239,7 +239,8 @@ def running(pids):
 def test_bench_ended_by_sigterm_removes_its_temporary_folder(tmp_path, when):
     # As `kill` ends it: the folder is made just before the catalog is drawn (seconds), so the
     # first signal comes while the catalog is being drawn (where numpy once made 1 in 7 get lost);
-    # the others once the split is written, with a DataLoader worker running the tutorial's path.
+    # the others once the split is written, with a DataLoader worker running (loading the pictures
+    # into memory, or feeding the tutorial's path).
     env = dict(os.environ, TMPDIR=str(tmp_path / 'tmp'), FASHION_DATA='')
     os.mkdir(tmp_path / 'tmp')
     timing, work = when.startswith('timing'), tmp_path / 'work'
