@@ -1,5 +1,6 @@
 # Multi-GPU and multi-node training with PyTorch's own engine: torchrun starts one process per
 # device and sets RANK/WORLD_SIZE/LOCAL_RANK; plain `python train.py` runs with none of this.
+import math
 import os
 from dataclasses import dataclass
 
@@ -95,8 +96,21 @@ def replicas_identical(model, context):
     return not broadcast_flag(not torch.equal(mine, reference), context)
 
 
+def earliest(step, value, context):
+    """(step, value, rank) of the process that gave the lowest step, the lowest rank on a tie; None
+    when no process gave one (step None). E.g. the first step whose loss is NaN, over all processes."""
+    if not context.distributed:
+        return None if step is None else (step, value, context.rank)
+    mine = torch.tensor([math.inf if step is None else step, context.rank, 0.0 if step is None else value],
+                        dtype=torch.float64, device=context.device)
+    everyone = [torch.empty_like(mine) for _ in range(context.world_size)]
+    dist.all_gather(everyone, mine)
+    step, rank, value = min(torch.stack(everyone).tolist())  # ranks differ: a NaN value is never compared
+    return None if math.isinf(step) else (int(step), value, int(rank))
+
+
 def broadcast_flag(flag, context):
-    """True on every process if it is True on any (e.g. one process saw a NaN loss)."""
+    """True on every process if it is True on any (e.g. one process's weights differ)."""
     if not context.distributed:
         return flag
     tensor = torch.tensor([int(flag)], device=context.device)

@@ -377,10 +377,13 @@ def train_one_epoch(model, loader, train_step, epoch, args, context, channels_la
             # note: a CPU-GPU sync point, every 50 steps only
             bad = first_non_finite(per_step[checked:step + 1, 0])
             bad, checked = (None if bad is None else checked + bad), step + 1
-            if distributed.broadcast_flag(bad is not None, context):
-                where = f'step {bad + 1} of {steps}' if bad is not None else 'in another process'
-                loss = per_step[bad, 0].item() if bad is not None else float('nan')
-                raise NonFiniteLoss(f'the loss became {loss} at epoch {epoch}, {where}')
+            # Under torchrun the first bad step of any process: DDP's averaged gradients carry a
+            # NaN to every process a step later, so each one's own first would mislead.
+            first = distributed.earliest(bad, None if bad is None else per_step[bad, 0].item(), context)
+            if first is not None:
+                bad, loss, rank = first
+                where = f' on process {rank}' if context.distributed else ''
+                raise NonFiniteLoss(f'the loss became {loss} at epoch {epoch}, step {bad + 1} of {steps}{where}')
             bar.set_postfix(loss=f'{per_step[step, 0].item():.3f}')
     sizes = torch.tensor(sizes, device=device, dtype=torch.float32)
     totals = torch.cat([(per_step[:, 0] * sizes).sum().view(1), sizes.sum().view(1), per_step[:, 1:].sum(0)])

@@ -1,7 +1,9 @@
 # torchrun with 2 CPU processes (gloo) trains like one process and saves interchangeable checkpoints.
 import csv
 import json
+import math
 import os
+import re
 import subprocess
 import sys
 
@@ -104,15 +106,18 @@ def flag_and_buffers_in(rank, port, out):
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
     torch.distributed.init_process_group('gloo', rank=rank, world_size=2)
     context = distributed.Context(rank=rank, world_size=2)
-    flag = distributed.broadcast_flag(rank == 1, context)  # a NaN loss seen by process 1 only
+    flag = distributed.broadcast_flag(rank == 1, context)  # seen by process 1 only
+    # Process 1's NaN comes first; process 0's inf a step later; then an epoch with neither.
+    first = distributed.earliest(*((2, float('nan')) if rank == 1 else (3, float('inf'))), context)
+    none = distributed.earliest(None, None, context)
     norm = torch.nn.BatchNorm1d(2)
     norm.running_mean.fill_(rank)  # each process's own statistics, from its own shard
     distributed.sync_buffers(norm, context)
-    torch.save({'flag': flag, 'mean': norm.running_mean}, f'{out}-{rank}')
+    torch.save({'flag': flag, 'mean': norm.running_mean, 'first': first, 'none': none}, f'{out}-{rank}')
     torch.distributed.destroy_process_group()
 
 
-def test_one_process_flag_and_process_0s_batch_norm_statistics_reach_every_process(tmp_path):
+def test_one_process_flag_its_earliest_step_and_process_0s_batch_norm_statistics_reach_every_process(tmp_path):
     import socket
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
@@ -121,3 +126,44 @@ def test_one_process_flag_and_process_0s_batch_norm_statistics_reach_every_proce
     for rank in (0, 1):
         result = torch.load(tmp_path / f'rank-{rank}')
         assert result['flag'] is True and torch.equal(result['mean'], torch.zeros(2)), (rank, result)
+        step, loss, process = result['first']
+        assert (step, process) == (2, 1) and math.isnan(loss) and result['none'] is None, (rank, result)
+
+
+NAN_ON_PROCESS_1 = '''
+import os, sys
+sys.path.insert(0, {root!r})
+import train, train_step
+from cli import run_cli
+
+if os.environ['RANK'] == '1':  # 5 steps an epoch on each process: call 8 is epoch 2, step 3
+    real_get_loss, calls = train_step.get_loss, [0]
+
+    def goes_nan_in_epoch_2(output, targets):
+        calls[0] += 1
+        loss, parts = real_get_loss(output, targets)
+        return (loss * float('nan'), parts) if calls[0] == 8 else (loss, parts)
+
+    train_step.get_loss = goes_nan_in_epoch_2
+run_cli(train.main)
+'''
+
+
+def test_a_nan_loss_on_one_process_stops_both_and_only_process_0_names_the_checkpoint(small_split, tmp_path):
+    script = tmp_path / 'nan_on_process_1.py'
+    script.write_text(NAN_ON_PROCESS_1.format(root=ROOT))
+    result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+                             str(script), *train_args(small_split, tmp_path, '--epochs', 3)],
+                            capture_output=True, text=True, timeout=110, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert result.returncode != 0
+    errors = re.findall(r'error: .*', result.stderr)  # after a progress bar of the other process, maybe
+    last_path = tmp_path / 'run' / 'last.pth'
+    # Both name process 1's step, not the next, where DDP's gradients carried the NaN to process 0;
+    # only process 0, which saves, points at the checkpoint.
+    stopped = 'error: stopped: the loss became nan at epoch 2, step 3 of 5 on process 1'
+    assert sorted(errors) == [f'{stopped}. Try a lower --lr.',
+                              f'{stopped}; the last good checkpoint is {last_path}. Try a lower --lr.'], result.stderr
+    assert 'NonFiniteLoss' not in result.stderr and ROOT not in result.stderr  # torchrun's own traceback only
+    assert checkpoint_load(str(last_path))['epoch'] == 1
+    with open(tmp_path / 'run' / 'metrics.csv', newline='') as f:
+        assert [row['epoch'] for row in csv.DictReader(f)] == ['1']
