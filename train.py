@@ -24,8 +24,7 @@ import distributed
 from allocator import keep_freed_memory
 from atomic import atomic_open
 from catalog import describe_download
-from checkpoint import (changed_since_the_run, check_same_vocab, checkpoint_save, load_weights, path_as_trained,
-                        resumable_load)
+from checkpoint import check_same_vocab, checkpoint_save, load_weights, resumable_load
 from cli import (UserError, add_debug_flag, command, counted, non_negative_float, non_negative_int,
                  positive_float, positive_int, run_cli, seed_number, started)
 from dataset import HEADS, AttributesDataset, FashionDataset, skip_undecodable, train_transform, val_transform
@@ -35,7 +34,8 @@ from model import MultiOutputModel
 from train_step import (GraphedTrainStep, TrainStep, load_optimizer_state, make_optimizer, optimizer_state,
                         scheduler_state, set_lr)
 from plots import plot_curves, pyplot
-from runs import check_run_folder, checkpoint_folder, release_run_folder, run_folder, saved_args, start_in_folder
+from resuming import RESUMED_SETTINGS, SPLIT_FILES, resumed_args
+from runs import check_run_folder, release_run_folder, run_folder, saved_args, start_in_folder
 from saver import BackgroundSaver, detached_copy
 from split_data import split_digest, split_paths
 from stopwatch import Stopwatch
@@ -109,20 +109,6 @@ def build_parser():
     return parser
 
 
-# What a resumed run takes from its checkpoint where the command line does not give it: its recipe
-# and its data, and how the data is fed (the tutorial's DataLoader draws each batch's augmentation
-# in the worker that loads it, so the number of workers shapes the draws too). The rest (device,
-# precision, ...) is about this machine, and comes from the command line and the defaults as in a
-# new run.
-RESUMED_SETTINGS = ('epochs', 'batch_size', 'lr', 'warmup_epochs', 'schedule', 'seed', 'pretrained',
-                    'val_every', 'save_every', 'train_csv', 'val_csv', 'attributes_file', 'data', 'workers')
-# Of those, the files: a relative path is from the folder the run started in.
-DATA_FILES = ('train_csv', 'val_csv', 'attributes_file')
-SPLIT_FILES = ('train_csv', 'val_csv')  # whose digests the checkpoint keeps
-# Of those, what the run's learning-rate schedule and random draws were computed from.
-FIXED_ON_RESUME = ('batch_size', 'lr', 'warmup_epochs', 'schedule', 'seed')
-
-
 def parse_args(argv=None, saved=None):
     """The settings of the command line; with `saved` (a resumed run's), those stand in for the
     RESUMED_SETTINGS the command line does not give."""
@@ -133,97 +119,6 @@ def parse_args(argv=None, saved=None):
     if args.compile == 'reduce-overhead' and args.cuda_graphs == 'on':
         parser.error('--compile reduce-overhead records its own CUDA graphs; use it with --cuda-graphs auto or off')
     return args
-
-
-def resumed_args(argv, resume, path):
-    """The settings of a run resumed from `resume`, the checkpoint at `path`."""
-    saved, gone = dict(resume['args']), {}
-    for key in DATA_FILES:  # as the run had them, wherever this command runs
-        if key in saved:
-            saved[key], gone[key] = path_as_trained(resume['args'], key)
-    args = parse_args(argv, saved)
-    take_the_runs_files(args, resume['args'], saved, gone, path)
-    check_same_split(args, resume, path)
-    check_same_folder(args, resume['args'], path)
-    if args.run_name is None and args.checkpoints == build_parser().get_default('checkpoints'):
-        # None named: the run's as first named, so that the original command may still repeat them
-        args.run_name, args.checkpoints = saved.get('run_name'), saved.get('checkpoints', args.checkpoints)
-    for key in FIXED_ON_RESUME:
-        if key in saved and getattr(args, key) != saved[key]:
-            raise UserError(f'--{key.replace("_", "-")} {getattr(args, key)}: the run in {path} trained with '
-                            f'{saved[key]}, and a resumed run keeps it; start a new run to change it')
-    if args.pretrained and not saved.get('pretrained'):
-        raise UserError(f'--pretrained: the run in {path} started from scratch, and a resumed run goes on from '
-                        "its checkpoint's weights; leave --pretrained out")
-    if args.epochs <= resume['epoch']:
-        done = f'the run in {path} has done {counted(resume["epoch"], "epoch")}'
-        raise UserError((f'--epochs {args.epochs}: {done} already' if given(argv, '--epochs')
-                         else f'{done}, all it was to train') + '; give a larger --epochs to train it further')
-    note_other_draws(args, saved, path)
-    return args
-
-
-def given(argv, flag):
-    """Whether the command line names flag, as `--flag VALUE` or `--flag=VALUE`."""
-    return any(word == flag or word.startswith(flag + '=') for word in (sys.argv[1:] if argv is None else argv))
-
-
-def note_other_draws(args, saved, path):
-    """Another data path, or another number of the DataLoader's workers (each draws the
-    augmentation of the batches it loads), is taken as asked, but not without a word."""
-    changed = [key for key in ('data', 'workers') if key in saved and getattr(args, key) != saved[key]]
-    if 'workers' in changed and 'loader' not in (args.data, saved.get('data')):
-        changed.remove('workers')  # the in-memory path draws on the device, whoever decoded
-    if changed and os.environ.get('RANK', '0') == '0':  # once under torchrun
-        given = ' '.join(f'--{key} {getattr(args, key)}' for key in changed)
-        was = ', '.join(f'{key} {saved[key]}' for key in changed)
-        print(f'note: {given}: the run in {path} trained with {was}; from here on its augmentation '
-              'draws are not those of an unbroken run')
-
-
-def take_the_runs_files(args, original, resolved, gone, path):
-    """The data files of a resumed run: the run's own, where the command line names none or
-    repeats the original command's (`original`), as `resolved` from here by path_as_trained, which
-    found them `gone` from the run's folder where the project moved."""
-    for key, there in gone.items():
-        if getattr(args, key) not in (resolved[key], original[key]):
-            continue  # another file, given on this command line
-        setattr(args, key, resolved[key])
-        if there and os.environ.get('RANK', '0') == '0':  # once under torchrun
-            print(f'note: {there}, which the run in {path} used, is not there; using {resolved[key]} from here')
-    # The run's own files, from another folder: the checkpoint keeps them as the run named them,
-    # from its folder, so that the project may still move (path_as_trained).
-    own = [key for key in gone if getattr(args, key) == resolved[key] != original[key]]
-    if own and all(key in own or os.path.isabs(getattr(args, key)) for key in gone):
-        args.as_saved = dict({key: original[key] for key in own}, workdir=original['workdir'])
-
-
-def check_same_split(args, resume, path):
-    """The run's own train.csv and val.csv, if split_data.py has written them anew since: going on
-    would train on other pictures, and validate on some the run has trained on."""
-    for key in SPLIT_FILES:
-        name = getattr(args, key)
-        if changed_since_the_run(resume, key, name):  # the run's own file, however it is spelt
-            raise UserError(f'{name}: it holds other rows than when the run in {path} began (split_data.py run '
-                            'again?); a resumed run goes on with the same split: put it back, or start a new run')
-
-
-def check_same_folder(args, saved, path):
-    """A resumed run goes on in its checkpoint's folder: --run-name and --checkpoints may repeat
-    the original command's, but not name another folder, which the run would not write to."""
-    run_dir = checkpoint_folder(path)
-    if args.run_name is None and args.checkpoints == build_parser().get_default('checkpoints'):
-        return
-    if (args.run_name, args.checkpoints) == (saved.get('run_name'), saved.get('checkpoints')):
-        return  # the original command's, repeated (from another folder, maybe)
-    named = os.path.join(args.checkpoints, args.run_name or os.path.basename(run_dir))
-    if os.path.realpath(named) != os.path.realpath(run_dir):
-        flags = [f'--run-name {shlex.quote(args.run_name)}'] if args.run_name is not None else []
-        if args.checkpoints != build_parser().get_default('checkpoints'):
-            flags.append(f'--checkpoints {shlex.quote(args.checkpoints)}')
-        raise UserError(f'{" ".join(flags)}: the run folder named is {named}, but a resumed run goes on in its '
-                        f'checkpoint\'s folder, {run_dir}; to branch off, copy the checkpoint into a '
-                        'folder of its own and resume from there')
 
 
 def split_advice(args):
@@ -530,7 +425,7 @@ def main(argv=None):
     args = parse_args(argv)
     resume = resumable_load(args.resume) if args.resume else None
     if resume is not None:
-        args = resumed_args(argv, resume, args.resume)
+        args = resumed_args(argv, resume, args.resume, parse_args)
     run_dir = run_folder(args, resume)
     context = distributed.setup(args.device)
     device = context.device

@@ -22,6 +22,7 @@ import pytest
 import torch
 
 import distributed
+import resuming
 import runs
 import train
 import train_step
@@ -66,7 +67,7 @@ def full_run(small_split, tmp_path_factory):
 @pytest.mark.parametrize('flag,value', [('--batch-size', '8'), ('--lr', '0.01'), ('--warmup-epochs', '1.5'),
                                         ('--schedule', 'cosine'), ('--seed', '7')])
 def test_a_resumed_run_refuses_another_recipe(full_run, flag, value):
-    assert flag[2:].replace('-', '_') in train.FIXED_ON_RESUME
+    assert flag[2:].replace('-', '_') in resuming.FIXED_ON_RESUME
     with pytest.raises(UserError, match=f'{flag} {value}: the run in .* trained with .*, and a resumed run keeps it'):
         train.main(['--resume', os.path.join(full_run, 'last.pth'), '--epochs', '9', flag, value, '--device', 'cpu'])
 
@@ -76,7 +77,7 @@ def test_a_resumed_run_refuses_pretrained_weights_and_names_other_draws(full_run
     resume = checkpoint_load(last)
     with pytest.raises(UserError, match=f"^--pretrained: the run in {last} started from scratch, and a resumed run "
                                         "goes on from its checkpoint's weights; leave --pretrained out$"):
-        train.resumed_args(['--resume', last, '--epochs', '9', '--pretrained'], resume, last)
+        resuming.resumed_args(['--resume', last, '--epochs', '9', '--pretrained'], resume, last, train.parse_args)
     # another data path, or other workers drawing the DataLoader's augmentation: taken, with a word
     assert (resume['args']['data'], resume['args']['workers']) == ('memory', 0)
     for flags, data, workers, said in [
@@ -84,7 +85,7 @@ def test_a_resumed_run_refuses_pretrained_weights_and_names_other_draws(full_run
             (['--data', 'loader', '--workers', '3'], 'loader', 3, '--data loader --workers 3: .* memory, workers 0;'),
             (['--workers', '3'], 'memory', 3, None),  # decoding only, on the in-memory path
             ([], 'memory', 0, None)]:
-        args = train.resumed_args(['--resume', last, '--epochs', '9', *flags], resume, last)
+        args = resuming.resumed_args(['--resume', last, '--epochs', '9', *flags], resume, last, train.parse_args)
         out = capsys.readouterr().out
         assert (args.data, args.workers) == (data, workers)
         if said:
