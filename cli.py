@@ -95,8 +95,7 @@ def run_cli(main):
     except UserError as error:
         if debug:
             raise
-        print(f'error: {error}', file=sys.stderr)
-        sys.exit(2)
+        exit_with_error(error)
     except BrokenPipeError:
         # The program reading our output stopped (`| head`): stop quietly too, as command-line
         # tools do. stdout goes to /dev/null so that Python's own flush at exit fails no more.
@@ -107,16 +106,14 @@ def run_cli(main):
         # permission, a full disk): its name and the reason, not the traceback around them.
         if debug or error.filename is None:
             raise
-        print(f'error: {error.filename}: {error.strerror or error}', file=sys.stderr)
-        sys.exit(2)
+        exit_with_error(f'{error.filename}: {error.strerror or error}')
     except UnicodeEncodeError as error:
         # A file name that is not valid UTF-8 (Linux allows any bytes): Python keeps its odd bytes
         # as surrogates, which a UTF-8 CSV, JSON file or terminal cannot take.
         if debug or error.reason != 'surrogates not allowed':
             raise
-        print(f'error: {shown(error.object).strip()[:300]}: a file or folder name here is not valid UTF-8, which the '
-              'CSVs and the output are; rename it', file=sys.stderr)
-        sys.exit(2)
+        exit_with_error(f'{shown(error.object).strip()[:300]}: a file or folder name here is not valid UTF-8, which '
+                        'the CSVs and the output are; rename it')
     except KeyboardInterrupt:
         # Ctrl-C: a traceback would point at whatever line happened to be running. Every file is
         # written atomically (atomic.py), so none is left half-written. 130 is the shell's status.
@@ -124,6 +121,13 @@ def run_cli(main):
             raise
         print('\ninterrupted (Ctrl-C); no file was left half-written', file=sys.stderr)
         sys.exit(130)
+
+
+def exit_with_error(message):
+    # One write for the whole line: under torchrun the processes share one stderr, and print's
+    # second write (the line's end) would let another process's line in between.
+    sys.stderr.write(f'error: {message}\n')
+    sys.exit(2)
 
 
 def shown(name):

@@ -109,6 +109,12 @@ def earliest(step, value, context):
     return None if math.isinf(step) else (int(step), value, int(rank))
 
 
+def barrier(context):
+    """Returns when every process has reached it."""
+    if context.distributed:
+        dist.barrier(device_ids=[context.device.index] if context.device.type == 'cuda' else None)
+
+
 def broadcast_flag(flag, context):
     """True on every process if it is True on any (e.g. one process's weights differ)."""
     if not context.distributed:

@@ -568,6 +568,9 @@ def main(argv=None):
         saver.close()
         # The main process's folder: under torchrun the others named theirs by their own clock.
         kept = f'; the last good checkpoint is {last_path}' if context.is_main and os.path.exists(last_path) else ''
+        # Every process stops here together (the first bad step is shared). torchrun ends the
+        # others as soon as one exits: none may go before process 0 has written its files.
+        distributed.barrier(context)
         raise UserError(f'stopped: {error}{kept}. Try a lower --lr.') from error
     finally:
         saver.close()  # after any error too: an epoch that finished is never lost

@@ -580,6 +580,35 @@ def test_ctrl_c_is_one_line_and_the_shells_status_130(capsys):
     assert capsys.readouterr().err.strip() == 'interrupted (Ctrl-C); no file was left half-written'
 
 
+class WritesKept:
+    def __init__(self):
+        self.writes = []
+
+    def write(self, text):
+        self.writes.append(text)
+
+    def flush(self):
+        pass
+
+
+@pytest.mark.parametrize('error,line', [
+    (UserError('a.csv: no such file'), 'error: a.csv: no such file\n'),
+    (PermissionError(13, 'Permission denied', 'runs/x'), 'error: runs/x: Permission denied\n'),
+    (UnicodeEncodeError('utf-8', 'b\udcff.jpg', 1, 2, 'surrogates not allowed'),
+     'error: b\\xff.jpg: a file or folder name here is not valid UTF-8, which the CSVs and the output are; rename it\n')])
+def test_an_error_line_is_one_write_that_another_process_cannot_split(error, line, monkeypatch):
+    # Under torchrun the processes share one stderr: print's separate write of the line's end let
+    # another process's line in before it ("...lower --lr.error: stopped: ...").
+    def fails():
+        raise error
+
+    monkeypatch.delenv('FASHION_DEBUG', raising=False)
+    monkeypatch.setattr(sys, 'stderr', WritesKept())
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(fails)
+    assert stopped.value.code == 2 and sys.stderr.writes == [line]
+
+
 
 @pytest.mark.parametrize('handler', [signal.default_int_handler, signal.SIG_IGN])
 def test_a_ctrl_c_while_workers_are_forked_is_held_back_to_the_end_of_the_block(handler):

@@ -131,10 +131,11 @@ def test_one_process_flag_its_earliest_step_and_process_0s_batch_norm_statistics
 
 
 NAN_ON_PROCESS_1 = '''
-import os, sys
+import os, sys, time
 sys.path.insert(0, {root!r})
 import train, train_step
 from cli import run_cli
+from saver import BackgroundSaver
 
 if os.environ['RANK'] == '1':  # 5 steps an epoch on each process: call 8 is epoch 2, step 3
     real_get_loss, calls = train_step.get_loss, [0]
@@ -145,6 +146,15 @@ if os.environ['RANK'] == '1':  # 5 steps an epoch on each process: call 8 is epo
         return (loss * float('nan'), parts) if calls[0] == 8 else (loss, parts)
 
     train_step.get_loss = goes_nan_in_epoch_2
+else:  # process 0's files take their time: torchrun must not stop it before they are written
+    real_close, closes = BackgroundSaver.close, [0]
+
+    def slow_close(self):
+        closes[0] += 1
+        time.sleep(2 if closes[0] == 1 else 0)
+        real_close(self)
+
+    BackgroundSaver.close = slow_close
 run_cli(train.main)
 '''
 
