@@ -110,10 +110,11 @@ def flag_and_buffers_in(rank, port, out):
     # Process 1's NaN comes first; process 0's inf a step later; then an epoch with neither.
     first = distributed.earliest(*((2, float('nan')) if rank == 1 else (3, float('inf'))), context)
     none = distributed.earliest(None, None, context)
+    tie = distributed.earliest(4, 10.0 + rank, context)  # the same step on both: process 0's
     norm = torch.nn.BatchNorm1d(2)
     norm.running_mean.fill_(rank)  # each process's own statistics, from its own shard
     distributed.sync_buffers(norm, context)
-    torch.save({'flag': flag, 'mean': norm.running_mean, 'first': first, 'none': none}, f'{out}-{rank}')
+    torch.save({'flag': flag, 'mean': norm.running_mean, 'first': first, 'none': none, 'tie': tie}, f'{out}-{rank}')
     torch.distributed.destroy_process_group()
 
 
@@ -128,6 +129,7 @@ def test_one_process_flag_its_earliest_step_and_process_0s_batch_norm_statistics
         assert result['flag'] is True and torch.equal(result['mean'], torch.zeros(2)), (rank, result)
         step, loss, process = result['first']
         assert (step, process) == (2, 1) and math.isnan(loss) and result['none'] is None, (rank, result)
+        assert result['tie'] == (4, 10.0, 0), (rank, result)
 
 
 NAN_ON_PROCESS_1 = '''
