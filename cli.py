@@ -123,10 +123,15 @@ def run_cli(main):
         sys.exit(130)
 
 
-def exit_with_error(message):
+def print_error(message):
     # One write for the whole line: under torchrun the processes share one stderr, and print's
     # second write (the line's end) would let another process's line in between.
     sys.stderr.write(f'error: {message}\n')
+    sys.stderr.flush()
+
+
+def exit_with_error(message):
+    print_error(message)
     sys.exit(2)
 
 

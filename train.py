@@ -26,7 +26,7 @@ from atomic import atomic_open
 from catalog import describe_download
 from checkpoint import check_same_vocab, checkpoint_save, load_weights, resumable_load
 from cli import (UserError, add_debug_flag, command, counted, non_negative_float, non_negative_int,
-                 positive_float, positive_int, run_cli, seed_number, started)
+                 positive_float, positive_int, print_error, run_cli, seed_number, started)
 from dataset import HEADS, AttributesDataset, FashionDataset, skip_undecodable, train_transform, val_transform
 from evaluate import autocast_for, default_precision, validate
 from memory_data import InMemoryLoader
@@ -229,6 +229,21 @@ def first_non_finite(losses):
     """Index of the first loss that is inf or nan, or None."""
     bad = (~torch.isfinite(losses)).nonzero()
     return int(bad[0]) if len(bad) else None
+
+
+def stop_on_non_finite_loss(error, last_path, context):
+    kept = f'; the last good checkpoint is {last_path}' if os.path.exists(last_path) else ''
+    message = f'stopped: {error}{kept}. Start a new run with a lower --lr (a resumed run keeps its own)'
+    if not context.distributed:
+        raise UserError(message) from error
+    # Every process stops at the same step (the first bad one is shared), and torchrun ends the
+    # others as soon as one exits: process 0, which alone reports the epochs, says why, and only
+    # then does the barrier let any process go.
+    if context.is_main:
+        print_error(message)
+    distributed.barrier(context)
+    distributed.cleanup(context)
+    raise SystemExit(2)
 
 
 def batches_of(loader, csv_path, epoch):
@@ -511,6 +526,7 @@ def main(argv=None):
     watch.mark('setup')
     epoch = start_epoch - 1
     saver = BackgroundSaver()  # writes each epoch's files while the next one trains
+    stopped = None
     try:
         for epoch in range(start_epoch, args.epochs + 1):
             started = time.perf_counter()
@@ -565,18 +581,14 @@ def main(argv=None):
                         'It needs a working C++ compiler for the CPU, Triton for a GPU; '
                         'or train without --compile') from error
     except NonFiniteLoss as error:
-        saver.close()
-        # The main process's folder: under torchrun the others named theirs by their own clock.
-        kept = f'; the last good checkpoint is {last_path}' if context.is_main and os.path.exists(last_path) else ''
-        # Every process stops here together (the first bad step is shared). torchrun ends the
-        # others as soon as one exits: none may go before process 0 has written its files.
-        distributed.barrier(context)
-        raise UserError(f'stopped: {error}{kept}. Try a lower --lr.') from error
+        stopped = error  # said below, once the files are written and the folder released
     finally:
         saver.close()  # after any error too: an epoch that finished is never lost
         if writer is not None:
             writer.close()
         release_run_folder(claimed)
+    if stopped is not None:
+        stop_on_non_finite_loss(stopped, last_path, context)
     if context.is_main:
         if context.distributed:
             print(f'weights identical on all {context.world_size} processes after every epoch')

@@ -497,7 +497,8 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(small_split
         return (loss * float('nan'), parts) if calls['n'] == 13 else (loss, parts)  # epoch 2, step 3
 
     monkeypatch.setattr(train_step, 'get_loss', goes_nan_in_epoch_2)
-    with pytest.raises(UserError, match=r'became nan at epoch 2, step 3 of 10.*last good checkpoint'):
+    with pytest.raises(UserError, match=r'became nan at epoch 2, step 3 of 10; the last good checkpoint is .*last\.pth\. '
+                                        r'Start a new run with a lower --lr \(a resumed run keeps its own\)$'):
         train.main(train_args(small_split, tmp_path, '--epochs', EPOCHS))
     assert checkpoint_load(str(tmp_path / 'run' / 'last.pth'))['epoch'] == 1
     assert len(metrics_rows(tmp_path / 'run')) == 1
