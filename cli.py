@@ -61,9 +61,10 @@ def started(loader):
 PROJECT = os.path.dirname(os.path.abspath(__file__))
 
 
-def command(script, *args):
-    """`python SCRIPT ARGS` as the user can paste it here, where the project's folder may not be
-    the working one: the script then named by its path. Each part is quoted where the shell needs it."""
+def command(script, *args, runner=('python',)):
+    """`python SCRIPT ARGS` (or another runner's) as the user can paste it here, where the project's
+    folder may not be the working one: the script then named by its path. Each part is quoted where
+    the shell needs it."""
     path = os.path.join(PROJECT, script)
     try:
         if os.path.realpath(os.curdir) == os.path.realpath(PROJECT):
@@ -72,7 +73,7 @@ def command(script, *args):
             path = os.path.relpath(path)  # below the working folder: a short name
     except FileNotFoundError:  # the working folder was deleted: the whole path
         pass
-    return shlex.join(['python', path, *map(str, args)])
+    return shlex.join([*runner, path, *map(str, args)])
 
 
 def counted(count, noun):

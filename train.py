@@ -231,6 +231,18 @@ def first_non_finite(losses):
     return int(bad[0]) if len(bad) else None
 
 
+def resume_command(checkpoint, context):
+    """The command that goes on from checkpoint, started as this run was."""
+    if not context.distributed:
+        return command('train.py', '--resume', checkpoint)
+    machines = context.world_size // int(os.environ.get('LOCAL_WORLD_SIZE', context.world_size))
+    if machines > 1:  # torchrun's options for several machines are the user's own
+        return (f'{command("train.py", "--resume", checkpoint, runner=("torchrun", "..."))} on each of the '
+                f'{machines} machines, with torchrun\'s options as before')
+    return command('train.py', '--resume', checkpoint,
+                   runner=('torchrun', '--standalone', f'--nproc_per_node={context.world_size}'))
+
+
 def stop_on_non_finite_loss(error, last_path, context):
     kept = f'; the last good checkpoint is {last_path}' if os.path.exists(last_path) else ''
     message = f'stopped: {error}{kept}. Start a new run with a lower --lr (a resumed run keeps its own)'
@@ -572,7 +584,7 @@ def main(argv=None):
         where = last_path if saver.done or not args.resume else args.resume  # none saved since resuming it
         if context.is_main:
             print(f'\ninterrupted in epoch {epoch}; epoch {saved} is saved in {where}. '
-                  f'Resume with: {command("train.py", "--resume", where)}' if saved
+                  f'Resume with: {resume_command(where, context)}' if saved
                   else '\ninterrupted during the first epoch: nothing to resume from yet')
         distributed.cleanup(context)
         raise SystemExit(130)
