@@ -24,7 +24,7 @@ import distributed
 from allocator import keep_freed_memory
 from atomic import atomic_open
 from catalog import describe_download
-from checkpoint import check_same_vocab, checkpoint_save, load_weights, resumable_load
+from checkpoint import check_same_vocab, checkpoint_save, load_weights, path_as_trained, resumable_load
 from cli import (UserError, add_debug_flag, command, counted, non_negative_float, non_negative_int,
                  positive_float, positive_int, print_error, run_cli, seed_number, started)
 from dataset import HEADS, AttributesDataset, FashionDataset, skip_undecodable, train_transform, val_transform
@@ -134,9 +134,20 @@ def split_advice(args):
     return advice
 
 
-def check_inputs(args):
+def trained_on(args, resume, key):
+    """Whether the file of args' `key` is the one the resumed run trained on, as named then or from here."""
+    saved = resume['args'] if resume is not None else {}
+    return key in saved and getattr(args, key) in (saved[key], path_as_trained(saved, key)[0])
+
+
+def check_inputs(args, resume):
     if os.path.exists(args.train_csv):  # a folder, say: named by the reading, as what it is
         return
+    if trained_on(args, resume, 'train_csv'):
+        # The run's own split, moved: a new one would not do unless it held the same rows.
+        raise UserError(f'{args.train_csv}: no such file, and the run in {args.resume} trained on it. Where it was '
+                        'moved, pass --train-csv and --val-csv as they are now (a split made anew must hold the '
+                        'same rows)')
     folder = os.path.dirname(args.attributes_file) or '.'
     if not os.path.isfile(args.attributes_file):
         raise UserError(f'{args.train_csv}: no such file, and no dataset at {folder}. '
@@ -469,7 +480,7 @@ def main(argv=None):
         with watch.phase('cuda'):  # CUDA makes its context at the first tensor there: timed apart
             torch.zeros((), device=device)
 
-    check_inputs(args)
+    check_inputs(args, resume)
     check_cpu_compiler(args, device)
     if context.is_main:  # before the pictures are loaded, not an epoch later
         check_run_folder(run_dir, args, resume)

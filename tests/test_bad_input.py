@@ -92,7 +92,7 @@ def test_the_advice_for_a_missing_split_followed_as_written_makes_it(small_split
     os.symlink(small_split['catalog']['root'], 'fashion-product-images')  # the default catalog
     argv = ['--train-csv', train_csv, '--val-csv', val_csv]
     with pytest.raises(UserError) as error:
-        train.check_inputs(train.parse_args(argv))
+        train.check_inputs(train.parse_args(argv), None)
     command, *then = re.fullmatch(r'.*: no such file; run `(.*)` to make train.csv and val.csv'
                                   r'(?:, and pass them as (.*))?', str(error.value)).groups()
     words = shlex.split(command)
@@ -100,7 +100,7 @@ def test_the_advice_for_a_missing_split_followed_as_written_makes_it(small_split
     split_data.main(words[2:] + ['--workers', '1'])
     if then[0]:
         argv = shlex.split(then[0])
-    train.check_inputs(train.parse_args(argv))  # no error now
+    train.check_inputs(train.parse_args(argv), None)  # no error now
     args = train.parse_args(argv)
     assert os.path.isfile(args.train_csv) and os.path.isfile(args.val_csv)
 

@@ -782,6 +782,23 @@ def test_a_run_on_the_tutorials_relative_paths_resumes_from_another_folder_and_a
     assert checkpoint_load(last)['epoch'] == 3
 
 
+def test_a_resumed_run_whose_split_was_moved_is_told_to_name_it_not_to_split_again(full_run, tmp_path):
+    # A new split at the old place would be refused unless it held the same rows: naming the moved
+    # files is what works.
+    (tmp_path / 'branch').mkdir()
+    state = checkpoint_load(os.path.join(full_run, 'last.pth'))
+    gone = tmp_path / 'split-moved-away'
+    state['args'].update(train_csv=str(gone / 'train.csv'), val_csv=str(gone / 'val.csv'))
+    checkpoint_save(str(tmp_path / 'branch' / 'last.pth'), state)
+    resume = ['--resume', str(tmp_path / 'branch' / 'last.pth'), '--epochs', '9', '--device', 'cpu']
+    with pytest.raises(UserError, match=f'^{re.escape(str(gone / "train.csv"))}: no such file, and the run in .* '
+                                        'trained on it. Where it was moved, pass --train-csv and --val-csv as they '
+                                        r'are now \(a split made anew must hold the same rows\)$'):
+        train.main(resume)
+    with pytest.raises(UserError, match=r'typo\.csv: no such file; run `python .*split_data\.py'):  # another file
+        train.main(resume + ['--train-csv', str(tmp_path / 'typo.csv')])
+
+
 def test_a_ctrl_c_before_a_resumed_run_saves_names_the_checkpoint_it_resumed(full_run, tmp_path, monkeypatch,
                                                                              capsys):
     # A branch: a checkpoint copied into a folder of its own, with no last.pth yet.
