@@ -5,7 +5,7 @@ import os
 import shlex
 import sys
 
-from checkpoint import changed_since_the_run, path_as_trained
+from checkpoint import changed_since_the_run, path_as_trained, same_rows
 from cli import UserError, counted
 from runs import checkpoint_folder
 
@@ -96,6 +96,17 @@ def check_same_split(args, resume, path):
         if changed_since_the_run(resume, key, name):  # the run's own file, however it is spelt
             raise UserError(f'{name}: it holds other rows than when the run in {path} began (split_data.py run '
                             'again?); a resumed run goes on with the same split: put it back, or start a new run')
+        if moved_with_other_rows(resume, key, name) and os.environ.get('RANK', '0') == '0':  # once under torchrun
+            print(f'note: {name} holds other rows than the run in {path} began with; it is used as named, but '
+                  'validation may now score pictures the run trained on')
+
+
+def moved_with_other_rows(resume, key, name):
+    """Whether name is given where the run's own file is gone (moved, say), and holds other rows."""
+    saved = resume['args']
+    if not (resume.get('split_digests') or {}).get(key) or key not in saved or not os.path.isfile(name):
+        return False
+    return not os.path.exists(path_as_trained(saved, key)[0]) and not same_rows(resume, key, name)
 
 
 def check_same_folder(args, saved, path, default_checkpoints):

@@ -25,7 +25,7 @@ from allocator import keep_freed_memory
 from atomic import atomic_open
 from catalog import describe_download
 from checkpoint import check_same_vocab, checkpoint_save, load_weights, path_as_trained, resumable_load
-from cli import (UserError, add_debug_flag, command, counted, non_negative_float, non_negative_int,
+from cli import (UserError, add_debug_flag, command, counted, debugging, non_negative_float, non_negative_int,
                  positive_float, positive_int, print_error, run_cli, seed_number, started)
 from dataset import HEADS, AttributesDataset, FashionDataset, skip_undecodable, train_transform, val_transform
 from evaluate import autocast_for, default_precision, validate
@@ -246,7 +246,7 @@ def resume_command(checkpoint, context):
     """The command that goes on from checkpoint, started as this run was."""
     if not context.distributed:
         return command('train.py', '--resume', checkpoint)
-    machines = context.world_size // int(os.environ.get('LOCAL_WORLD_SIZE', context.world_size))
+    machines = int(os.environ.get('GROUP_WORLD_SIZE', '1'))  # torchrun's count of machines (nodes)
     if machines > 1:  # torchrun's options for several machines are the user's own
         return (f'{command("train.py", "--resume", checkpoint, runner=("torchrun", "..."))} on each of the '
                 f'{machines} machines, with torchrun\'s options as before')
@@ -254,8 +254,8 @@ def resume_command(checkpoint, context):
                    runner=('torchrun', '--standalone', f'--nproc_per_node={context.world_size}'))
 
 
-def stop_on_non_finite_loss(error, last_path, context):
-    kept = f'; the last good checkpoint is {last_path}' if os.path.exists(last_path) else ''
+def stop_on_non_finite_loss(error, good_checkpoint, context):
+    kept = f'; the last good checkpoint is {good_checkpoint}' if good_checkpoint else ''
     message = f'stopped: {error}{kept}. Start a new run with a lower --lr (a resumed run keeps its own)'
     if not context.distributed:
         raise UserError(message) from error
@@ -266,6 +266,8 @@ def stop_on_non_finite_loss(error, last_path, context):
         print_error(message)
     distributed.barrier(context)
     distributed.cleanup(context)
+    if context.is_main and debugging():
+        raise UserError(message) from error  # its traceback, through run_cli
     raise SystemExit(2)
 
 
@@ -610,8 +612,8 @@ def main(argv=None):
         if writer is not None:
             writer.close()
         release_run_folder(claimed)
-    if stopped is not None:
-        stop_on_non_finite_loss(stopped, last_path, context)
+    if stopped is not None:  # the run's last.pth, or where none is saved yet, the one it resumed
+        stop_on_non_finite_loss(stopped, last_path if os.path.exists(last_path) else args.resume, context)
     if context.is_main:
         if context.distributed:
             print(f'weights identical on all {context.world_size} processes after every epoch')

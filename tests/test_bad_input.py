@@ -595,7 +595,8 @@ class WritesKept:
     (UserError('a.csv: no such file'), 'error: a.csv: no such file\n'),
     (PermissionError(13, 'Permission denied', 'runs/x'), 'error: runs/x: Permission denied\n'),
     (UnicodeEncodeError('utf-8', 'b\udcff.jpg', 1, 2, 'surrogates not allowed'),
-     'error: b\\xff.jpg: a file or folder name here is not valid UTF-8, which the CSVs and the output are; rename it\n')])
+     'error: b\\xff.jpg: a file or folder name here is not valid UTF-8, which the CSVs and the output are; '
+     'rename it\n')])
 def test_an_error_line_is_one_write_that_another_process_cannot_split(error, line, monkeypatch):
     # Under torchrun the processes share one stderr: print's separate write of the line's end let
     # another process's line in before it ("...lower --lr.error: stopped: ...").

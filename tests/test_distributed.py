@@ -183,12 +183,12 @@ def test_a_nan_loss_on_one_process_stops_both_and_process_0_says_where_it_began(
 
 def test_the_command_a_ctrl_c_gives_to_resume_starts_the_run_as_it_was_started(monkeypatch):
     monkeypatch.chdir(ROOT)
-    monkeypatch.setenv('LOCAL_WORLD_SIZE', '4')
+    monkeypatch.setenv('GROUP_WORLD_SIZE', '1')  # set by torchrun: the number of machines
     assert train.resume_command('runs/a b/last.pth', distributed.Context()) == \
         "python train.py --resume 'runs/a b/last.pth'"
     four = distributed.Context(rank=0, world_size=4)
     assert train.resume_command('runs/last.pth', four) == \
         'torchrun --standalone --nproc_per_node=4 train.py --resume runs/last.pth'
-    monkeypatch.setenv('LOCAL_WORLD_SIZE', '2')  # 2 machines of 2 processes: their options are the user's
+    monkeypatch.setenv('GROUP_WORLD_SIZE', '2')  # 2 machines (3 processes and 1, say): their options are the user's
     assert train.resume_command('runs/last.pth', four) == \
         "torchrun ... train.py --resume runs/last.pth on each of the 2 machines, with torchrun's options as before"

@@ -497,11 +497,28 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(small_split
         return (loss * float('nan'), parts) if calls['n'] == 13 else (loss, parts)  # epoch 2, step 3
 
     monkeypatch.setattr(train_step, 'get_loss', goes_nan_in_epoch_2)
-    with pytest.raises(UserError, match=r'became nan at epoch 2, step 3 of 10; the last good checkpoint is .*last\.pth\. '
-                                        r'Start a new run with a lower --lr \(a resumed run keeps its own\)$'):
+    with pytest.raises(UserError, match=r'became nan at epoch 2, step 3 of 10; the last good checkpoint is '
+                                        r'.*last\.pth\. Start a new run with a lower --lr \(a resumed run keeps its own\)$'):
         train.main(train_args(small_split, tmp_path, '--epochs', EPOCHS))
     assert checkpoint_load(str(tmp_path / 'run' / 'last.pth'))['epoch'] == 1
     assert len(metrics_rows(tmp_path / 'run')) == 1
+
+
+def test_a_nan_loss_before_a_resumed_run_saves_names_the_checkpoint_it_resumed(full_run, tmp_path, monkeypatch):
+    branch = tmp_path / 'branch'  # a checkpoint copied into a folder of its own, with no last.pth yet
+    branch.mkdir()
+    shutil.copy(os.path.join(full_run, 'checkpoint-000002.pth'), branch)
+    real_get_loss = train_step.get_loss
+
+    def goes_nan(output, targets):
+        loss, parts = real_get_loss(output, targets)
+        return loss * float('nan'), parts
+
+    monkeypatch.setattr(train_step, 'get_loss', goes_nan)
+    resumed = str(branch / 'checkpoint-000002.pth')
+    with pytest.raises(UserError, match=f'became nan at epoch 3, step 1 of 10; the last good checkpoint is '
+                                        f'{re.escape(resumed)}\\. '):
+        train.main(['--resume', resumed, '--device', 'cpu'])
 
 
 def test_a_log_file_gets_each_epoch_summary_on_a_line_of_its_own(small_split, tmp_path):
@@ -782,7 +799,8 @@ def test_a_run_on_the_tutorials_relative_paths_resumes_from_another_folder_and_a
     assert checkpoint_load(last)['epoch'] == 3
 
 
-def test_a_resumed_run_whose_split_was_moved_is_told_to_name_it_not_to_split_again(full_run, tmp_path):
+def test_a_resumed_run_whose_split_was_moved_is_told_to_name_it_not_to_split_again(full_run, small_split, tmp_path,
+                                                                                    capsys):
     # A new split at the old place would be refused unless it held the same rows: naming the moved
     # files is what works.
     (tmp_path / 'branch').mkdir()
@@ -797,6 +815,24 @@ def test_a_resumed_run_whose_split_was_moved_is_told_to_name_it_not_to_split_aga
         train.main(resume)
     with pytest.raises(UserError, match=r'typo\.csv: no such file; run `python .*split_data\.py'):  # another file
         train.main(resume + ['--train-csv', str(tmp_path / 'typo.csv')])
+
+    # Named where they are now: the moved files go on quietly, a split with other rows with a word.
+    (tmp_path / 'moved').mkdir()
+    for key in ('train', 'val'):
+        shutil.copy(small_split[key], tmp_path / 'moved')
+    with open(small_split['val']) as f:
+        lines = f.readlines()
+    with open(tmp_path / 'moved' / 'other-val.csv', 'w') as f:
+        f.writelines(lines[:-1])
+    capsys.readouterr()
+    for val, said in [('val.csv', ''), ('other-val.csv', f'note: {tmp_path / "moved" / "other-val.csv"} holds '
+                                                         f'other rows than the run in X began with; it is used as '
+                                                         'named, but validation may now score pictures the run '
+                                                         'trained on\n')]:
+        named = argparse.Namespace(train_csv=str(tmp_path / 'moved' / 'train.csv'),
+                                   val_csv=str(tmp_path / 'moved' / val))
+        resuming.check_same_split(named, state, 'X')
+        assert capsys.readouterr().out == said
 
 
 def test_a_ctrl_c_before_a_resumed_run_saves_names_the_checkpoint_it_resumed(full_run, tmp_path, monkeypatch,
