@@ -146,8 +146,8 @@ def check_inputs(args, resume):
     if trained_on(args, resume, 'train_csv'):
         # The run's own split, moved: a new one would not do unless it held the same rows.
         raise UserError(f'{args.train_csv}: no such file, and the run in {args.resume} trained on it. Where it was '
-                        'moved, pass --train-csv and --val-csv as they are now (a split made anew must hold the '
-                        'same rows)')
+                        'moved, pass --train-csv and --val-csv as they are now (a split made anew in its place is '
+                        'refused unless it holds the same rows)')
     folder = os.path.dirname(args.attributes_file) or '.'
     if not os.path.isfile(args.attributes_file):
         raise UserError(f'{args.train_csv}: no such file, and no dataset at {folder}. '

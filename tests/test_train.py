@@ -811,7 +811,8 @@ def test_a_resumed_run_whose_split_was_moved_is_told_to_name_it_not_to_split_aga
     resume = ['--resume', str(tmp_path / 'branch' / 'last.pth'), '--epochs', '9', '--device', 'cpu']
     with pytest.raises(UserError, match=f'^{re.escape(str(gone / "train.csv"))}: no such file, and the run in .* '
                                         'trained on it. Where it was moved, pass --train-csv and --val-csv as they '
-                                        r'are now \(a split made anew must hold the same rows\)$'):
+                                        r'are now \(a split made anew in its place is refused unless it holds the same '
+                                        r'rows\)$'):
         train.main(resume)
     with pytest.raises(UserError, match=r'typo\.csv: no such file; run `python .*split_data\.py'):  # another file
         train.main(resume + ['--train-csv', str(tmp_path / 'typo.csv')])
