@@ -53,6 +53,19 @@ def resumed_args(argv, resume, path, parse_args):
     return args
 
 
+def note(text):
+    # Once under torchrun: the settings are read before the process group is joined, so the rank
+    # is torchrun's variable.
+    if os.environ.get('RANK', '0') == '0':
+        print(f'note: {text}')
+
+
+def trained_on(args, resume, key):
+    """Whether the file of args' `key` is the one the resumed run trained on, as named then or from here."""
+    saved = resume['args'] if resume is not None else {}
+    return key in saved and getattr(args, key) in (saved[key], path_as_trained(saved, key)[0])
+
+
 def given(argv, flag):
     """Whether the command line names flag, as `--flag VALUE` or `--flag=VALUE`."""
     return any(word == flag or word.startswith(flag + '=') for word in (sys.argv[1:] if argv is None else argv))
@@ -64,11 +77,11 @@ def note_other_draws(args, saved, path):
     changed = [key for key in ('data', 'workers') if key in saved and getattr(args, key) != saved[key]]
     if 'workers' in changed and 'loader' not in (args.data, saved.get('data')):
         changed.remove('workers')  # the in-memory path draws on the device, whoever decoded
-    if changed and os.environ.get('RANK', '0') == '0':  # once under torchrun
+    if changed:
         given = ' '.join(f'--{key} {getattr(args, key)}' for key in changed)
         was = ', '.join(f'{key} {saved[key]}' for key in changed)
-        print(f'note: {given}: the run in {path} trained with {was}; from here on its augmentation '
-              'draws are not those of an unbroken run')
+        note(f'{given}: the run in {path} trained with {was}; from here on its augmentation draws are not '
+             'those of an unbroken run')
 
 
 def take_the_runs_files(args, original, resolved, gone, path):
@@ -79,8 +92,8 @@ def take_the_runs_files(args, original, resolved, gone, path):
         if getattr(args, key) not in (resolved[key], original[key]):
             continue  # another file, given on this command line
         setattr(args, key, resolved[key])
-        if there and os.environ.get('RANK', '0') == '0':  # once under torchrun
-            print(f'note: {there}, which the run in {path} used, is not there; using {resolved[key]} from here')
+        if there:
+            note(f'{there}, which the run in {path} used, is not there; using {resolved[key]} from here')
     # The run's own files, from another folder: the checkpoint keeps them as the run named them,
     # from its folder, so that the project may still move (path_as_trained).
     own = [key for key in gone if getattr(args, key) == resolved[key] != original[key]]
@@ -96,9 +109,9 @@ def check_same_split(args, resume, path):
         if changed_since_the_run(resume, key, name):  # the run's own file, however it is spelt
             raise UserError(f'{name}: it holds other rows than when the run in {path} began (split_data.py run '
                             'again?); a resumed run goes on with the same split: put it back, or start a new run')
-        if moved_with_other_rows(resume, key, name) and os.environ.get('RANK', '0') == '0':  # once under torchrun
-            print(f'note: {name} holds other rows than the run in {path} began with; it is used as named, but '
-                  'validation may now score pictures the run trained on')
+        if moved_with_other_rows(resume, key, name):
+            note(f'{name} holds other rows than the run in {path} began with; it is used as named, but '
+                 'validation may now score pictures the run trained on')
 
 
 def moved_with_other_rows(resume, key, name):

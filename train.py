@@ -24,7 +24,7 @@ import distributed
 from allocator import keep_freed_memory
 from atomic import atomic_open
 from catalog import describe_download
-from checkpoint import check_same_vocab, checkpoint_save, load_weights, path_as_trained, resumable_load
+from checkpoint import check_same_vocab, checkpoint_save, load_weights, resumable_load
 from cli import (UserError, add_debug_flag, command, counted, debugging, non_negative_float, non_negative_int,
                  positive_float, positive_int, print_error, run_cli, seed_number, started)
 from dataset import HEADS, AttributesDataset, FashionDataset, skip_undecodable, train_transform, val_transform
@@ -34,7 +34,7 @@ from model import MultiOutputModel
 from train_step import (GraphedTrainStep, TrainStep, load_optimizer_state, make_optimizer, optimizer_state,
                         scheduler_state, set_lr)
 from plots import plot_curves, pyplot
-from resuming import RESUMED_SETTINGS, SPLIT_FILES, resumed_args
+from resuming import RESUMED_SETTINGS, SPLIT_FILES, resumed_args, trained_on
 from runs import check_run_folder, release_run_folder, run_folder, saved_args, start_in_folder
 from saver import BackgroundSaver, detached_copy
 from split_data import split_digest, split_paths
@@ -132,12 +132,6 @@ def split_advice(args):
     if [os.path.normpath(args.train_csv), os.path.normpath(args.val_csv)] != [os.path.normpath(n) for n in named]:
         advice += f', and pass them as --train-csv {shlex.quote(named[0])} --val-csv {shlex.quote(named[1])}'
     return advice
-
-
-def trained_on(args, resume, key):
-    """Whether the file of args' `key` is the one the resumed run trained on, as named then or from here."""
-    saved = resume['args'] if resume is not None else {}
-    return key in saved and getattr(args, key) in (saved[key], path_as_trained(saved, key)[0])
 
 
 def check_inputs(args, resume):
