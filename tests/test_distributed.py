@@ -8,11 +8,13 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 import distributed
 import train
 from checkpoint import checkpoint_load
+from cli import UserError
 from conftest import ROOT, run_script, train_args
 
 
@@ -193,3 +195,21 @@ def test_the_command_a_ctrl_c_gives_to_resume_starts_the_run_as_it_was_started(m
     monkeypatch.setenv('GROUP_WORLD_SIZE', '2')  # 2 machines (3 processes and 1, say): their options are the user's
     assert train.resume_command('runs/last.pth', four) == \
         "torchrun ... train.py --resume runs/last.pth on each of the 2 machines, with torchrun's options as before"
+
+
+@pytest.mark.parametrize('rank,debug', [(0, False), (0, True), (1, False), (1, True)])
+def test_a_nan_loss_under_torchrun_is_said_by_process_0_before_any_process_may_exit(rank, debug, monkeypatch, capsys):
+    # Two processes, pretended: the order of what process 0 says and the barrier; --debug's traceback.
+    calls = []
+    monkeypatch.setattr(distributed, 'barrier', lambda context: calls.append(('barrier', capsys.readouterr().err)))
+    monkeypatch.setattr(distributed, 'cleanup', lambda context: calls.append('cleanup'))
+    monkeypatch.setattr(train, 'debugging', lambda: debug)
+    error = train.NonFiniteLoss('the loss became nan at epoch 2, step 3 of 5 on process 1')
+    message = ('stopped: the loss became nan at epoch 2, step 3 of 5 on process 1; the last good checkpoint is '
+               'run/last.pth. Start a new run with a lower --lr (a resumed run keeps its own)')
+    stops = pytest.raises(UserError, match=re.escape(message)) if rank == 0 and debug else pytest.raises(SystemExit)
+    with stops as stopped:
+        train.stop_on_non_finite_loss(error, 'run/last.pth', distributed.Context(rank=rank, world_size=2))
+    assert calls == [('barrier', f'error: {message}\n' if rank == 0 else ''), 'cleanup']
+    if not (rank == 0 and debug):
+        assert stopped.value.code == 2
