@@ -176,6 +176,19 @@ def head_sizes_of(attributes):
     return {head: len(attributes.labels(head)) for head in HEADS}
 
 
+def non_finite_weight(weights):
+    """(name, 'nan' or 'inf') of the first tensor of a state_dict that holds a NaN or an infinity,
+    or None. One wait for the device in all, not one per tensor."""
+    floats = [(name, tensor) for name, tensor in weights.items() if tensor.is_floating_point()]
+    if not floats:
+        return None
+    bad = (~torch.stack([torch.isfinite(tensor).all() for _, tensor in floats])).nonzero()
+    if not len(bad):
+        return None
+    name, tensor = floats[int(bad[0])]
+    return name, 'nan' if torch.isnan(tensor).any() else 'inf'
+
+
 def load_weights(model, state, path):
     try:
         model.load_state_dict(state['model'])
@@ -184,6 +197,11 @@ def load_weights(model, state, path):
         raise UserError(f'{path}: does not match the model ({have["gender"]} gender, '
                         f'{have["article"]} article and {have["color"]} colour classes): '
                         f'{str(error).strip().splitlines()[-1].strip()[:300]}') from error
+    # A run that diverged: every answer would be the same, or NaN, whatever the picture.
+    bad = non_finite_weight(state['model'])
+    if bad is not None:
+        raise UserError(f'{path}: its weights hold {bad[1]} ({bad[0]}); the run that wrote it diverged. '
+                        'Use one of its earlier checkpoints, or train again with a lower --lr')
 
 
 def model_from_checkpoint(path, attributes_file=None):

@@ -24,7 +24,7 @@ import distributed
 from allocator import keep_freed_memory
 from atomic import atomic_open
 from catalog import describe_download
-from checkpoint import check_same_vocab, checkpoint_save, load_weights, resumable_load
+from checkpoint import check_same_vocab, checkpoint_save, load_weights, non_finite_weight, resumable_load
 from cli import (UserError, add_debug_flag, command, counted, debugging, non_negative_float, non_negative_int,
                  positive_float, positive_int, print_error, run_cli, seed_number, started)
 from dataset import HEADS, AttributesDataset, FashionDataset, skip_undecodable, train_transform, val_transform
@@ -226,8 +226,8 @@ def redrawn_cosine(saved_epochs, step, steps_per_epoch, args):
                  f'the learning rate goes on from {now:.3g} (the run of {saved_epochs} epochs: {planned:.3g})')
 
 
-class NonFiniteLoss(Exception):
-    pass
+class Diverged(Exception):
+    """The loss or the weights became inf or NaN: the run cannot go on."""
 
 
 def first_non_finite(losses):
@@ -248,7 +248,7 @@ def resume_command(checkpoint, context):
                    runner=('torchrun', '--standalone', f'--nproc_per_node={context.world_size}'))
 
 
-def stop_on_non_finite_loss(error, good_checkpoint, context):
+def stop_on_divergence(error, good_checkpoint, context):
     kept = f'; the last good checkpoint is {good_checkpoint}' if good_checkpoint else ''
     message = f'stopped: {error}{kept}. Start a new run with a lower --lr (a resumed run keeps its own)'
     if not context.distributed:
@@ -312,7 +312,7 @@ def train_one_epoch(model, loader, train_step, epoch, args, context, channels_la
             if first is not None:
                 bad, loss, rank = first
                 where = f' on process {rank}' if context.distributed else ''
-                raise NonFiniteLoss(f'the loss became {loss} at epoch {epoch}, step {bad + 1} of {steps}{where}')
+                raise Diverged(f'the loss became {loss} at epoch {epoch}, step {bad + 1} of {steps}{where}')
             bar.set_postfix(loss=f'{per_step[step, 0].item():.3f}')
     sizes = torch.tensor(sizes, device=device, dtype=torch.float32)
     totals = torch.cat([(per_step[:, 0] * sizes).sum().view(1), sizes.sum().view(1), per_step[:, 1:].sum(0)])
@@ -556,6 +556,12 @@ def main(argv=None):
             with watch.phase('training'):
                 row.update(train_one_epoch(model, train_loader, train_step, epoch, args, context, channels_last))
             distributed.sync_buffers(core, context)
+            # The losses can stay finite while the weights do not: the last step's update, or
+            # BatchNorm's running variances, which only evaluation uses. Checked before the
+            # replicas are compared, as NaN equals nothing.
+            bad = non_finite_weight(core.state_dict())
+            if bad is not None:
+                raise Diverged(f'epoch {epoch} ended with {bad[1]} in {bad[0]}, though every loss was finite')
             if not distributed.replicas_identical(core, context):
                 raise UserError(f'epoch {epoch}: the processes hold different weights; '
                                 'check that every process runs the same code and data')
@@ -599,7 +605,7 @@ def main(argv=None):
         raise UserError(f'--compile: torch.compile could not build the model ({str(error).splitlines()[0]}). '
                         'It needs a working C++ compiler for the CPU, Triton for a GPU; '
                         'or train without --compile') from error
-    except NonFiniteLoss as error:
+    except Diverged as error:
         stopped = error  # said below, once the files are written and the folder released
     finally:
         saver.close()  # after any error too: an epoch that finished is never lost
@@ -607,7 +613,7 @@ def main(argv=None):
             writer.close()
         release_run_folder(claimed)
     if stopped is not None:  # the run's last.pth, or where none is saved yet, the one it resumed
-        stop_on_non_finite_loss(stopped, last_path if os.path.exists(last_path) else args.resume, context)
+        stop_on_divergence(stopped, last_path if os.path.exists(last_path) else args.resume, context)
     if context.is_main:
         if context.distributed:
             print(f'weights identical on all {context.world_size} processes after every epoch')

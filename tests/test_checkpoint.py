@@ -3,6 +3,7 @@ import argparse
 import errno
 import os
 import pickle
+import re
 import warnings
 
 import pytest
@@ -153,6 +154,25 @@ def test_a_checkpoint_with_other_class_counts_is_refused_clearly(tmp_path):
     path = checkpoint_save(str(tmp_path / 'x.pth'), state)
     with pytest.raises(UserError, match='does not match the model.*3 colour classes'):
         model_from_checkpoint(path)
+
+
+@pytest.mark.parametrize('value, kind', [(float('inf'), 'inf'), (float('nan'), 'nan')])
+def test_a_checkpoint_whose_weights_diverged_is_refused_by_name(tmp_path, value, kind):
+    state = make_state()
+    name = 'base_model.4.conv.0.1.running_var'  # where a too high learning rate showed it first
+    state['model'][name][3] = value
+    path = checkpoint_save(str(tmp_path / 'x.pth'), state)
+    with pytest.raises(UserError, match=f'x.pth: its weights hold {kind} \\({re.escape(name)}\\); the run that '
+                                        'wrote it diverged. Use one of its earlier checkpoints'):
+        model_from_checkpoint(path)
+
+
+def test_the_first_non_finite_tensor_is_named_and_integers_are_passed_over():
+    weights = {'a': torch.zeros(3), 'steps': torch.tensor(7), 'b': torch.tensor([1.0, float('-inf')]),
+               'c': torch.tensor([float('nan')])}
+    assert checkpoint.non_finite_weight(weights) == ('b', 'inf')
+    assert checkpoint.non_finite_weight({'a': torch.zeros(3), 'steps': torch.tensor(7)}) is None
+    assert checkpoint.non_finite_weight({}) is None
 
 
 def test_resuming_with_another_vocabulary_is_refused(tmp_path):

@@ -177,7 +177,7 @@ def test_a_nan_loss_on_one_process_stops_both_and_process_0_says_where_it_began(
         f'error: stopped: the loss became nan at epoch 2, step 3 of 5 on process 1; the last good checkpoint is '
         f'{last_path}. Start a new run with a lower --lr (a resumed run keeps its own)'], result.stderr
     # torchrun's own traceback only (from its package, which may be in a virtual environment in ROOT)
-    assert 'NonFiniteLoss' not in result.stderr and not re.search(rf'File "{re.escape(ROOT)}/[^/"]+"', result.stderr)
+    assert 'Diverged' not in result.stderr and not re.search(rf'File "{re.escape(ROOT)}/[^/"]+"', result.stderr)
     assert checkpoint_load(str(last_path))['epoch'] == 1
     assert not [name for name in os.listdir(tmp_path / 'run') if name.startswith('.tmp-')]  # none cut short
     with open(tmp_path / 'run' / 'metrics.csv', newline='') as f:
@@ -204,12 +204,12 @@ def test_a_nan_loss_under_torchrun_is_said_by_process_0_before_any_process_may_e
     monkeypatch.setattr(distributed, 'barrier', lambda context: calls.append(('barrier', capsys.readouterr().err)))
     monkeypatch.setattr(distributed, 'cleanup', lambda context: calls.append('cleanup'))
     monkeypatch.setattr(train, 'debugging', lambda: debug)
-    error = train.NonFiniteLoss('the loss became nan at epoch 2, step 3 of 5 on process 1')
+    error = train.Diverged('the loss became nan at epoch 2, step 3 of 5 on process 1')
     message = ('stopped: the loss became nan at epoch 2, step 3 of 5 on process 1; the last good checkpoint is '
                'run/last.pth. Start a new run with a lower --lr (a resumed run keeps its own)')
     stops = pytest.raises(UserError, match=re.escape(message)) if rank == 0 and debug else pytest.raises(SystemExit)
     with stops as stopped:
-        train.stop_on_non_finite_loss(error, 'run/last.pth', distributed.Context(rank=rank, world_size=2))
+        train.stop_on_divergence(error, 'run/last.pth', distributed.Context(rank=rank, world_size=2))
     assert calls == [('barrier', f'error: {message}\n' if rank == 0 else ''), 'cleanup']
     if not (rank == 0 and debug):
         assert stopped.value.code == 2

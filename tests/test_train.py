@@ -160,7 +160,7 @@ def test_a_slow_disk_still_saves_each_epochs_own_state(full_run, small_split, tm
     assert metrics_rows(run_dir) == metrics_rows(full_run)
 
 
-@pytest.mark.parametrize('stop', [KeyboardInterrupt, train.NonFiniteLoss])
+@pytest.mark.parametrize('stop', [KeyboardInterrupt, train.Diverged])
 def test_a_run_stopped_while_its_files_are_written_waits_for_them(stop, small_split, tmp_path, monkeypatch, capsys):
     # Epoch 1's files are still being written when epoch 2 stops: the message must count them.
     slow_checkpoints(monkeypatch, 1)
@@ -502,6 +502,34 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(small_split
         train.main(train_args(small_split, tmp_path, '--epochs', EPOCHS))
     assert checkpoint_load(str(tmp_path / 'run' / 'last.pth'))['epoch'] == 1
     assert len(metrics_rows(tmp_path / 'run')) == 1
+
+
+def test_weights_that_diverge_while_every_loss_stays_finite_stop_the_run_before_they_are_saved(small_split,
+                                                                                                 tmp_path):
+    # A far too high learning rate: the losses stay finite (1e14), BatchNorm's running variances,
+    # which only evaluation uses, do not. Such a checkpoint would score as if nothing were wrong.
+    with pytest.raises(UserError, match=r'^stopped: epoch 1 ended with (inf|nan) in base_model\.\S+, though every '
+                                        r'loss was finite\. Start a new run with a lower --lr'):
+        train.main(train_args(small_split, tmp_path, '--epochs', 2, '--lr', '1e10'))
+    assert not (tmp_path / 'run' / 'last.pth').exists()
+
+
+def test_weights_made_nan_by_an_epochs_last_step_keep_the_epoch_before_as_the_last_good_one(small_split, tmp_path,
+                                                                                          monkeypatch):
+    real_epoch = train.train_one_epoch
+
+    def last_step_goes_nan_in_epoch_2(model, loader, train_step, epoch, *rest):
+        row = real_epoch(model, loader, train_step, epoch, *rest)
+        if epoch == 2:  # as an update after the last loss would leave them
+            with torch.no_grad():
+                model.color[1].weight[0, 0] = float('nan')
+        return row
+
+    monkeypatch.setattr(train, 'train_one_epoch', last_step_goes_nan_in_epoch_2)
+    with pytest.raises(UserError, match=r'epoch 2 ended with nan in color\.1\.weight, though every loss was finite; '
+                                        r'the last good checkpoint is \S+/last\.pth\. '):
+        train.main(train_args(small_split, tmp_path, '--epochs', EPOCHS))
+    assert checkpoint_load(str(tmp_path / 'run' / 'last.pth'))['epoch'] == 1
 
 
 def test_a_nan_loss_before_a_resumed_run_saves_names_the_checkpoint_it_resumed(full_run, tmp_path, monkeypatch):
