@@ -13,7 +13,7 @@ from atomic import absolute_path, atomic_open
 from cli import UserError
 from dataset import HEADS, AttributesDataset, tutorial_vocab
 from model import MultiOutputModel
-from split_data import rows_digest
+from split_data import pictures_digest, rows_digest
 
 FORMAT = 'fashion-multi-output/1'
 
@@ -142,8 +142,8 @@ def same_rows(state, key, path):
         return False
     with open(path, 'rb') as f:
         data = f.read()
-    # and the digest of the file's bytes: the checkpoints of 2026-11-30 kept that
-    return saved in (rows_digest(data), hashlib.sha256(data).hexdigest())
+    # and the older digests: of its lines, and of the file's bytes (checkpoints of 2026-11-30)
+    return saved in (pictures_digest(data), rows_digest(data), hashlib.sha256(data).hexdigest())
 
 
 def attributes_of(state, path, attributes_file=None):

@@ -8,6 +8,8 @@ import argparse
 import codecs
 import csv
 import hashlib
+import io
+import json
 import os
 import random
 from concurrent.futures import ProcessPoolExecutor
@@ -145,15 +147,29 @@ def save_split(train, val, folder, replace=True):
 
 
 def split_digest(path):
-    """The SHA-256 of a split's rows, which a checkpoint keeps to tell when the same name holds
-    another split. Line endings, the last line break and a byte-order mark do not count: an editor,
-    dos2unix or git may change those, and split_data.py writes the csv module's CRLF."""
+    """The SHA-256 of a split's pictures and labels, which a checkpoint keeps to tell when the same
+    name holds another split. Of each picture's path only its file name counts: the same seed
+    splits into another folder as the same pictures, named from there (`../x/images/1.jpg`). Nor do
+    line endings, the last line break and a byte-order mark: an editor, dos2unix or git may change
+    those, and split_data.py writes the csv module's CRLF."""
     with open(path, 'rb') as f:
-        return rows_digest(f.read())
+        return pictures_digest(f.read())
+
+
+def pictures_digest(data):
+    """split_digest of a split's bytes."""
+    text = data.decode('utf-8', 'surrogateescape').removeprefix('\ufeff')
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline='')))
+    except csv.Error:  # a quote left open runs past the csv module's field limit: lines will do
+        rows = [[line] for line in text.splitlines()]
+    named = [[row[0].replace('\\', '/').rsplit('/', 1)[-1], *row[1:]] if row else row for row in rows]
+    return hashlib.sha256(json.dumps(named).encode()).hexdigest()
 
 
 def rows_digest(data):
-    """split_digest of a split's bytes."""
+    """The digest that checkpoints kept before split_digest took only the pictures' names: of the
+    split's lines, its paths as written."""
     return hashlib.sha256(b'\n'.join(data.removeprefix(codecs.BOM_UTF8).splitlines())).hexdigest()
 
 

@@ -75,6 +75,27 @@ def test_a_split_names_what_it_replaces_and_what_is_in_its_way(quirky_catalog, t
     assert sorted(os.listdir(tmp_path)) == sorted(kept)  # no temporary file left
 
 
+def test_the_same_split_made_into_another_folder_has_the_same_digest_other_pictures_or_labels_not(
+        quirky_catalog, tmp_path):
+    # The same seed into another folder names the same pictures from there (one '..' more): a
+    # checkpoint takes it for the split it trained on. The digest of the lines did not.
+    near, far, other = tmp_path / 'a', tmp_path / 'b' / 'c', tmp_path / 'd'
+    for folder, seed in [(near, 1), (far, 1), (other, 2)]:
+        split_data.main(['--input', quirky_catalog['root'], '--output', str(folder), '--workers', '1',
+                         '--seed', str(seed)])
+    digest = {folder: split_data.split_digest(str(folder / 'train.csv')) for folder in (near, far, other)}
+    lines = (near / 'train.csv').read_bytes()
+    assert lines != (far / 'train.csv').read_bytes()
+    assert split_data.rows_digest(lines) != split_data.rows_digest((far / 'train.csv').read_bytes())
+    assert digest[near] == digest[far] != digest[other]
+    header, first, *rest = lines.decode().splitlines()
+    path, gender, *labels = first.split(',')
+    relabelled = '\n'.join([header, ','.join([path, 'Women' if gender == 'Men' else 'Men', *labels]), *rest])
+    assert split_data.pictures_digest(relabelled.encode()) != digest[near]
+    open_quote = b'image_path\n"' + b'x' * 200_000  # past the csv module's field limit: no error
+    assert split_data.pictures_digest(open_quote) != split_data.pictures_digest(open_quote + b'y')
+
+
 def test_a_split_cut_short_changes_neither_csv(quirky_catalog, tmp_path, monkeypatch):
     # A new train.csv beside the old val.csv could share images with it: both or neither.
     split_data.main(['--input', quirky_catalog['root'], '--output', str(tmp_path), '--workers', '1'])

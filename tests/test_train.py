@@ -306,7 +306,7 @@ def test_a_split_made_again_since_the_run_is_not_taken_for_the_runs_own(small_sp
     run_dir = train.main(train_args(split, tmp_path / 'runs', '--epochs', 1))
     last = os.path.join(run_dir, 'last.pth')
     # The same rows with other line endings (an editor, dos2unix, git) and a byte-order mark are
-    # the same split; and a checkpoint of 2026-11-30 kept the digest of the file's bytes.
+    # the same split; and older checkpoints kept the digest of the file's bytes, or of its lines.
     state = checkpoint_load(last)
     crlf = open(split['val'], 'rb').read()
     open(split['val'], 'wb').write(codecs.BOM_UTF8 + crlf.replace(b'\r\n', b'\n').rstrip(b'\n'))
@@ -314,10 +314,13 @@ def test_a_split_made_again_since_the_run_is_not_taken_for_the_runs_own(small_sp
     open(split['val'], 'wb').write(crlf)
     by_bytes = dict(state, split_digests={'val_csv': hashlib.sha256(crlf).hexdigest()})
     assert not changed_since_the_run(by_bytes, 'val_csv', split['val'])
+    by_lines = dict(state, split_digests={'val_csv': split_data.rows_digest(crlf)})
+    assert not changed_since_the_run(by_lines, 'val_csv', split['val'])
 
     split_data.main(['--input', small_split['catalog']['root'], '--output', str(tmp_path), '--workers', '1',
                      '--seed', '7'])
     assert changed_since_the_run(by_bytes, 'val_csv', split['val'])
+    assert changed_since_the_run(by_lines, 'val_csv', split['val'])
     with pytest.raises(UserError, match=f"^{split['val']}: it holds other rows than when {last} was validated on "
                                         'it .*; pass --val-csv to score it anyway$'):
         load_test_script().main(['--checkpoint', last])
@@ -853,8 +856,12 @@ def test_a_resumed_run_whose_split_was_moved_is_told_to_name_it_not_to_split_aga
         lines = f.readlines()
     with open(tmp_path / 'moved' / 'other-val.csv', 'w') as f:
         f.writelines(lines[:-1])
+    import split_data  # the same seed into a folder one deeper: the same pictures, named from there
+    split_data.main(['--input', small_split['catalog']['root'], '--output', str(tmp_path / 'moved' / 'again'),
+                     '--workers', '1'])
     capsys.readouterr()
-    for val, said in [('val.csv', ''), ('other-val.csv', f'note: {tmp_path / "moved" / "other-val.csv"} holds '
+    for val, said in [('val.csv', ''), ('again/val.csv', ''),
+                      ('other-val.csv', f'note: {tmp_path / "moved" / "other-val.csv"} holds '
                                                          f'other rows than the run in X began with; it is used as '
                                                          'named, but validation may now score pictures the run '
                                                          'trained on\n')]:
