@@ -74,6 +74,13 @@ def absolute_path(path):
     return os.path.realpath(path)
 
 
+def through_link(path):
+    """For an output file the user names: where path is a link, the file it points to, which a
+    write then changes as a shell's `>` would, the link staying a link. (Not for the files the
+    scripts name themselves: a run folder's last.pth may be a link to another run's checkpoint.)"""
+    return os.path.realpath(path) if os.path.islink(path) else path
+
+
 @contextmanager
 def atomic_path(path, together=None):
     """A temporary path to write to: renamed onto path when the block ends, removed if it fails.

@@ -82,12 +82,48 @@ def checkpoint_load(path):
         reason = type(error).__name__ + (f': {said}' if said else '')
         raise UserError(f'{path}: not a PyTorch checkpoint, or a truncated one ({reason})') from error
     if isinstance(state, dict) and 'model' in state and 'attributes' in state:
-        return state
+        return check_contents(state, path)
     if isinstance(state, dict) and state and all(torch.is_tensor(v) for v in state.values()):
         # The original tutorial saved a bare state_dict, without the label vocabularies.
-        return {'model': state, 'attributes': None, 'epoch': None, 'args': {}}
+        return {'model': without_wrappers(state), 'attributes': None, 'epoch': None, 'args': {}}
     raise UserError(f'{path}: not a checkpoint written by train.py (no model weights and '
                     'label vocabularies in it)')
+
+
+WRAPPER_PREFIXES = ('module.', '_orig_mod.')  # DataParallel's and DDP's; torch.compile's
+
+
+def without_wrappers(weights):
+    """A bare state_dict saved from a wrapped model, its names prefixed by the wrappers (a fork of
+    the tutorial trained with nn.DataParallel, say), with the model's own names."""
+    while True:
+        prefix = next((p for p in WRAPPER_PREFIXES if all(str(name).startswith(p) for name in weights)), None)
+        if prefix is None:
+            return weights
+        weights = {name[len(prefix):]: tensor for name, tensor in weights.items()}
+
+
+def check_contents(state, path):
+    """A checkpoint's dict holds what test.py, predict.py and --resume read, as train.py writes it:
+    else one line here, not a KeyError deep inside them (a fork of the tutorial that saves a dict
+    of its own under the same keys)."""
+    weights, attributes = state['model'], state['attributes']
+    heads = attributes if isinstance(attributes, dict) else {}
+    if not (isinstance(weights, dict) and weights
+            and all(isinstance(name, str) and torch.is_tensor(tensor) for name, tensor in weights.items())):
+        problem = 'its "model" is not a state_dict of tensors'
+    elif attributes is not None and not all(
+            isinstance(heads.get(head), list) and all(isinstance(label, str) for label in heads[head])
+            for head in HEADS):
+        problem = f'its "attributes" are not three lists of label names ({", ".join(HEADS)})'
+    elif attributes is not None and any(heads[head] != sorted(set(heads[head])) for head in HEADS):
+        # AttributesDataset numbers the classes in sorted order: any other would mislabel them
+        problem = 'its label names are not each sorted and once, the order of the classes train.py numbers'
+    elif not isinstance(state.get('args') or {}, dict) or not isinstance(state.get('epoch') or 0, int):
+        problem = 'its "args" are not a dict of settings, or its "epoch" not a number'
+    else:
+        return state
+    raise UserError(f'{path}: not a checkpoint written by train.py ({problem})')
 
 
 RESUME_KEYS = ('epoch', 'optimizer', 'scheduler', 'history', 'best', 'args')

@@ -1,6 +1,7 @@
 # What every script shares on the command line: one-line errors instead of tracebacks, a quiet
 # exit on Ctrl-C, argparse types that reject out-of-range flags, and picking the device.
 import argparse
+import codecs
 import contextlib
 import os
 import shlex
@@ -85,10 +86,33 @@ def debugging():
     return '--debug' in sys.argv or os.environ.get('FASHION_DEBUG') == '1'
 
 
+def _bytes_shown(error):
+    """Codec error handler for the terminal: a name's bytes that are not UTF-8 (which Python keeps
+    as surrogates) written as \\xNN, as shown() does; any other character a terminal's encoding
+    lacks as \\xNN or \\uNNNN."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    odd = error.object[error.start:error.end]
+    return ''.join(f'\\x{ord(char) - 0xdc00:02x}' if '\udc80' <= char <= '\udcff'
+                   else char.encode('ascii', 'backslashreplace').decode() for char in odd), error.end
+
+
+codecs.register_error('shown', _bytes_shown)
+
+
+def show_any_name_on_the_terminal():
+    # Under a UTF-8 locale Python's stdout refuses those surrogates: a run that has written its
+    # files would fail on the line that names them (`wrote ...`), and report an error.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, 'reconfigure'):  # a TextIOWrapper, not a test's capture
+            stream.reconfigure(errors='shown')
+
+
 def run_cli(main):
     # A traceback from deep inside PIL or PyTorch tells a user nothing; the message names the
     # file and the problem. --debug (or FASHION_DEBUG=1) shows the full traceback instead.
     debug = debugging()
+    show_any_name_on_the_terminal()
     if signal.getsignal(signal.SIGINT) is _exit_while_starting:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # a Ctrl-C from here on: below
     try:

@@ -99,20 +99,27 @@ def write_onnx(model, path):
                           dynamo=True, external_data=False, verbose=False)
 
 
-def export_onnx(model, attributes, path):
-    """Write path (ONNX) and its JSON sidecar; returns the sidecar's path."""
+def check_export(path):
+    """What an export to path needs, checked before any work (predict.py calls it before it loads
+    the checkpoint): the exporter, a name, and a folder to write in with no folder in the way."""
     require_exporter()
     if not path.lower().endswith('.onnx'):
         raise UserError(f'--export {path}: the name must end in .onnx (model.json is written beside it)')
+    # A folder in the way would stop a rename (below) after the export's work.
+    for target in (path, sidecar_path(path)):
+        if os.path.isdir(target):
+            raise UserError(f'could not write {target}: it is a folder')
+    check_writable_folder(os.path.dirname(absolute_path(path)), f'--export {path}')
+
+
+def export_onnx(model, attributes, path):
+    """Write path (ONNX) and its JSON sidecar; returns the sidecar's path."""
+    check_export(path)
     json_path = sidecar_path(path)
     # Both files change or neither (atomic.renamed_together): a failed export or label file, or
     # a full disk, leaves the old pair, never a new model beside old label names, which would
-    # name its outputs wrongly. A folder in the way, which would stop a rename, is looked for first.
-    for target in (path, json_path):
-        if os.path.isdir(target):
-            raise UserError(f'could not write {target}: it is a folder')
+    # name its outputs wrongly.
     folder = os.path.dirname(absolute_path(path))
-    check_writable_folder(folder, f'--export {path}')
     remove_left_temporaries(folder, '|'.join(re.escape(os.path.basename(p)) for p in (path, json_path)), 'predict.py')
     os.makedirs(folder, exist_ok=True)
     # A CPU copy in eval mode: the caller's model stays on its device, and dropout and batch norm

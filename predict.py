@@ -30,13 +30,17 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from allocator import keep_freed_memory
-from atomic import absolute_path, atomic_open, check_writable_folder, remove_left_temporaries
+from atomic import absolute_path, atomic_open, check_writable_folder, remove_left_temporaries, through_link
 from augment import prepare_batch
 from checkpoint import model_from_checkpoint
 from catalog import UNREADABLE, resolved_folder
 from cli import UserError, add_debug_flag, counted, pick_device, positive_int, run_cli, shown
 from dataset import HEADS, TITLES, load_image
+from split_data import first_row
 
+# Per head: the top-1 label and probability, then all top-k as "label:prob;label:prob".
+CSV_HEADER = ['image', *(f'{head}{suffix}' for head in HEADS for suffix in ('', '_prob', '_topk')), 'error']
+JSON_START = re.compile(rb'\s*\[\s*(\]|\{\s*"image":)')  # how write_json's output begins
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff')
 
 
@@ -63,11 +67,14 @@ def parse_args(argv=None):
                              'checkpoints (default: the label names stored in the checkpoint)')
     add_debug_flag(parser)
     args = parser.parse_args(argv)
-    if not args.images and not args.export:
+    if not args.images and args.export is None:
         parser.error('give images or folders to predict, or --export MODEL.onnx')
     if args.output is not None and not args.images:
         parser.error('--output needs images or folders to predict')
-    if args.export and not args.export.lower().endswith('.onnx'):
+    if args.export is not None and os.path.basename(args.export).lower() in ('', '.onnx'):
+        # '' too: `--export "$MODEL"` with MODEL unset is refused, not ignored
+        parser.error(f'--export {shlex.quote(args.export)}: no file name; give one such as model.onnx')
+    if args.export is not None and not args.export.lower().endswith('.onnx'):
         parser.error(f'--export {args.export}: the name must end in .onnx (the .json is written beside it)')
     return args
 
@@ -136,20 +143,37 @@ def output_format(path):
     return extension[1:]
 
 
+def holds_predictions(path, kind):
+    """Whether the file at path is empty or begins as this script's output of that kind (csv or
+    json) does: one that a new run may replace. Any other is the user's (a split, a run's metrics)."""
+    if os.path.getsize(path) == 0:
+        return True
+    if kind == 'csv':
+        return first_row(path) == CSV_HEADER
+    with open(path, 'rb') as f:
+        return JSON_START.match(f.read(4096)) is not None
+
+
 def check_output(path, export):
     """--output's name and folder, before any work; never the file --export writes beside its model."""
-    output_format(path)
-    if os.path.isdir(path):
+    if path and os.path.isdir(path):  # said first: a folder's name rarely ends in .csv
         raise UserError(f'--output {path}: is a folder; name the file to write in it, e.g. '
                         f'{os.path.join(path, "predictions.csv")}')
+    kind = output_format(path)
+    if os.path.isfile(path) and not holds_predictions(path, kind):
+        with open(path, encoding='utf-8', errors='replace') as f:
+            line = f.readline(80).strip()
+        raise UserError(f'--output {path}: holds no predictions of predict.py (its first line is {line!r}), '
+                        'and would be replaced; move it away or give another name')
     if export:
         from export_onnx import sidecar_path
         if os.path.realpath(path) == os.path.realpath(sidecar_path(export)):
             raise UserError(f'--output {path}: --export {export} writes its label names and preprocessing '
                             'there; give --output another name')
-    folder = os.path.dirname(absolute_path(path))
+    written = through_link(path)
+    folder = os.path.dirname(absolute_path(written))
     check_writable_folder(folder, f'--output {path}')
-    remove_left_temporaries(folder, re.escape(os.path.basename(path)), 'predict.py')
+    remove_left_temporaries(folder, re.escape(os.path.basename(written)), 'predict.py')
 
 
 def read_error(path, error):
@@ -253,10 +277,8 @@ def printable(name):
 
 
 def write_csv(rows, f):
-    # Per head: the top-1 label and probability, then all top-k as "label:prob;label:prob".
-    header = ['image'] + [f'{head}{suffix}' for head in HEADS for suffix in ('', '_prob', '_topk')]
     writer = csv.writer(f)
-    writer.writerow(header + ['error'])
+    writer.writerow(CSV_HEADER)
     for row in rows:
         fields = [row['image']]
         for head in HEADS:
@@ -275,10 +297,11 @@ def write_json(rows, f):
 
 
 def write_output(rows, path):
-    folder = os.path.dirname(absolute_path(path))
+    written = through_link(path)  # a link named stays a link
+    folder = os.path.dirname(absolute_path(written))
     try:
         os.makedirs(folder, exist_ok=True)
-        with atomic_open(path, newline='') as f:
+        with atomic_open(written, newline='') as f:
             (write_csv if output_format(path) == 'csv' else write_json)(rows, f)
     except OSError as error:
         raise UserError(f'--output {path}: could not write it ({error.strerror or error})') from error
@@ -305,11 +328,14 @@ def main(argv=None):
     # The output name and the paths are checked before the model is loaded: a typo fails at once.
     if args.output is not None:  # '' too: `--output "$OUT"` with OUT unset is refused, not ignored
         check_output(args.output, args.export)
+    if args.export is not None:
+        from export_onnx import check_export  # onnx and its folder: needed only by those who export
+        check_export(args.export)
     paths = find_images(args.images) if args.images else []
     device = pick_device(args.device)  # one not there: refused before any file is written
     model, attributes, state = model_from_checkpoint(args.checkpoint, args.attributes_file)
     model.eval()
-    if args.export:
+    if args.export is not None:
         export_model(model, attributes, args.export)
     if not paths:
         return

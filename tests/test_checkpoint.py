@@ -148,6 +148,27 @@ def test_a_checkpoint_of_other_tensors_is_not_a_checkpoint(tmp_path):
         checkpoint_load(str(path))
 
 
+@pytest.mark.parametrize('change, problem', [
+    ({'attributes': {'gender_labels': ['Men', 'Women']}}, 'its "attributes" are not three lists of label names'),
+    ({'attributes': [['Men', 'Women']]}, 'its "attributes" are not three lists'),
+    ({'attributes': dict(VOCAB, color=['Black', 2])}, 'its "attributes" are not three lists'),
+    ({'attributes': dict(VOCAB, color=['Blue', 'Black'])}, 'its label names are not each sorted and once'),
+    ({'model': torch.zeros(3)}, 'its "model" is not a state_dict of tensors'),
+    ({'model': {}}, 'its "model" is not a state_dict of tensors'),
+    ({'args': ['--lr', '0.1']}, 'its "args" are not a dict of settings, or its "epoch" not a number'),
+    ({'epoch': 'last'}, 'its "args" are not a dict of settings, or its "epoch" not a number'),
+])
+def test_a_dict_of_other_contents_under_a_checkpoints_keys_is_one_line_not_a_traceback(tmp_path, change,
+                                                                                      problem):
+    # A fork of the tutorial that saves a dict of its own: test.py and predict.py failed with a
+    # KeyError or TypeError from inside; one in another order of labels would have mislabelled.
+    path = tmp_path / 'fork.pth'
+    torch.save(dict(make_state(), **change), path)
+    with pytest.raises(UserError, match=f'^{re.escape(str(path))}: not a checkpoint written by train.py '
+                                        f'\\({re.escape(problem)}'):
+        model_from_checkpoint(str(path))
+
+
 def test_a_checkpoint_with_other_class_counts_is_refused_clearly(tmp_path):
     state = make_state()
     state['attributes'] = dict(VOCAB, color=['Black', 'Blue', 'Red'])  # 3 colours, weights for 2
@@ -205,6 +226,16 @@ def test_a_bare_state_dict_gets_the_vocabulary_its_weights_were_trained_with(tmp
                path)
     _, attributes, _ = model_from_checkpoint(str(path), str(tmp_path / 'styles.csv'))
     assert attributes.color_labels == colours and attributes.article_labels == ['Shirts', 'Tshirts', 'Watches']
+
+
+@pytest.mark.parametrize('prefix', ['module.', '_orig_mod.', 'module._orig_mod.'])
+def test_a_bare_state_dict_of_a_wrapped_model_loads_under_the_models_own_names(tmp_path, prefix):
+    # nn.DataParallel and DDP save their model's weights as module.*, torch.compile as _orig_mod.*
+    (tmp_path / 'styles.csv').write_text(STYLES)
+    weights = MultiOutputModel(n_color_classes=2, n_gender_classes=2, n_article_classes=3).state_dict()
+    torch.save({prefix + name: tensor for name, tensor in weights.items()}, tmp_path / 'wrapped.pth')
+    model, _, _ = model_from_checkpoint(str(tmp_path / 'wrapped.pth'), str(tmp_path / 'styles.csv'))
+    assert all(torch.equal(model.state_dict()[name], tensor) for name, tensor in weights.items())
 
 
 @pytest.mark.skipif(not os.environ.get('FASHION_DATA'), reason='FASHION_DATA names no real dataset')

@@ -383,18 +383,25 @@ def test_export_onnx_run_as_a_script_says_how_to_export():
     assert result.returncode == 1 and 'python predict.py --checkpoint' in result.stderr and '--export' in result.stderr
 
 
-def test_a_file_name_that_is_not_utf8_is_predicted_and_written_as_escapes(checkpoint, catalog, tmp_path):
+@pytest.mark.parametrize('encoding, tea', [('utf-8', 'thé.jpg'), ('ascii', 'th\\xe9.jpg')])
+def test_a_file_name_that_is_not_utf8_is_predicted_and_written_as_escapes(checkpoint, catalog, tmp_path, encoding,
+                                                                         tea):
     folder = tmp_path / 'photos'
     folder.mkdir()
     shutil.copy(catalog_images(catalog)[0], folder / os.fsdecode(b'caf\xe9.jpg'))
-    out = tmp_path / 'predictions.csv'
+    shutil.copy(catalog_images(catalog)[1], folder / 'thé.jpg')
+    # --output named so too: the line saying it was written failed after writing it, and the run
+    # reported an error. A terminal that takes UTF-8 only, and one that takes ASCII only.
+    out = tmp_path / os.fsdecode(b'predictions-\xff.csv')
     result = run_script('predict.py', '--checkpoint', checkpoint, folder, '--output', out, '--device', 'cpu',
-                        env=dict(ONE_THREAD, PYTHONIOENCODING='utf-8'))  # a terminal that takes UTF-8 only
+                        env=dict(ONE_THREAD, PYTHONIOENCODING=encoding))
     assert result.returncode == 0, result.stderr
     with open(out, newline='', encoding='utf-8') as f:
-        (row,) = list(csv.DictReader(f))
-    assert row['image'] == os.path.join(str(folder), 'caf\\xe9.jpg') and row['error'] == '' and row['gender']
-    assert 'caf\\xe9.jpg' in result.stdout
+        rows = list(csv.DictReader(f))
+    assert [row['image'] for row in rows] == [os.path.join(str(folder), name) for name in ('caf\\xe9.jpg', 'thé.jpg')]
+    assert all(row['error'] == '' and row['gender'] for row in rows)
+    assert 'caf\\xe9.jpg' in result.stdout and tea in result.stdout
+    assert f'2 of 2 images predicted; wrote {tmp_path}/predictions-\\xff.csv' in result.stdout
 
 
 def test_the_summary_counts_a_thousand_pictures_with_a_separator(checkpoint, catalog, tmp_path, capsys):
@@ -479,10 +486,67 @@ def test_a_folder_the_system_will_not_list_is_named(catalog, tmp_path, monkeypat
 
 
 def test_an_output_that_is_a_folder_is_refused_before_any_work(tmp_path, capsys):
-    (tmp_path / 'out.csv').mkdir()
-    line = failure_of(['--checkpoint', str(tmp_path / 'no-such.pth'), str(tmp_path), '--output',
-                       str(tmp_path / 'out.csv')], capsys)
-    assert line.startswith(f'error: --output {tmp_path / "out.csv"}: is a folder')
+    for name in ('out.csv', 'results'):  # a folder's name rarely ends in .csv: said as a folder either way
+        (tmp_path / name).mkdir()
+        line = failure_of(['--checkpoint', str(tmp_path / 'no-such.pth'), str(tmp_path), '--output',
+                           str(tmp_path / name)], capsys)
+        assert line.startswith(f'error: --output {tmp_path / name}: is a folder; name the file to write in it')
+
+
+def test_an_output_file_that_holds_anything_but_predictions_is_kept_and_predictions_are_replaced(
+        checkpoint, catalog, tmp_path, capsys):
+    # `--output val.csv` or `--output metrics.json` by mistake: the user's split or a run's figures
+    # were replaced by predictions.
+    split = tmp_path / 'val.csv'
+    split.write_text('image_path,gender,articleType,baseColour\nimages/1.jpg,Men,Shirts,Blue\n')
+    metrics = tmp_path / 'metrics.json'
+    metrics.write_text('{"gender_accuracy": 0.9}')
+    for path, line in [(split, 'image_path,gender,articleType,baseColour'), (metrics, '{"gender_accuracy": 0.9}')]:
+        kept = path.read_bytes()
+        error = failure_of(['--checkpoint', checkpoint, catalog_images(catalog)[0], '--output', str(path)], capsys)
+        assert error == (f"error: --output {path}: holds no predictions of predict.py (its first line is {line!r}), "
+                         'and would be replaced; move it away or give another name')
+        assert path.read_bytes() == kept
+    for name in ('p.csv', 'p.json'):  # its own output, and an empty file, are replaced as before
+        (tmp_path / name).write_text('')
+        for pictures in (catalog_images(catalog)[:2], catalog_images(catalog)[2:3]):
+            predict.main(['--checkpoint', checkpoint, *pictures, '--output', str(tmp_path / name), '--device', 'cpu'])
+        with open(tmp_path / name) as f:
+            images = ([row['image'] for row in csv.DictReader(f)] if name.endswith('.csv')
+                      else [row['image'] for row in json.load(f)])
+        assert images == catalog_images(catalog)[2:3]
+
+
+def test_an_output_named_through_a_link_is_written_where_the_link_points_and_the_link_stays(checkpoint, catalog,
+                                                                                            tmp_path):
+    (tmp_path / 'kept').mkdir()
+    (tmp_path / 'kept' / 'predictions.csv').write_text('')
+    link = tmp_path / 'latest.csv'
+    link.symlink_to(tmp_path / 'kept' / 'predictions.csv')
+    predict.main(['--checkpoint', checkpoint, catalog_images(catalog)[0], '--output', str(link), '--device', 'cpu'])
+    assert link.is_symlink() and os.readlink(link) == str(tmp_path / 'kept' / 'predictions.csv')
+    with open(tmp_path / 'kept' / 'predictions.csv') as f:
+        assert [row['image'] for row in csv.DictReader(f)] == catalog_images(catalog)[:1]
+    assert sorted(os.listdir(tmp_path / 'kept')) == ['predictions.csv']  # no temporary file left
+
+
+@pytest.mark.parametrize('name', ['', 'models/.onnx'])
+def test_an_export_with_no_file_name_is_refused_not_ignored(tmp_path, capsys, name):
+    # `--export "$MODEL"` with MODEL unset used to predict the pictures and export nothing, silently.
+    with pytest.raises(SystemExit) as exit_info:
+        predict.parse_args(['--checkpoint', 'x.pth', 'a.jpg', '--export', name])
+    assert exit_info.value.code == 2
+    assert f"error: --export {shlex.quote(name)}: no file name; give one such as model.onnx" in capsys.readouterr().err
+
+
+def test_what_an_export_needs_is_checked_before_the_checkpoint_is_loaded(tmp_path, capsys, monkeypatch):
+    unread = str(tmp_path / 'no-such-checkpoint.pth')  # never loaded: these fail first
+    (tmp_path / 'm.json').mkdir()
+    line = failure_of(['--checkpoint', unread, '--export', str(tmp_path / 'm.onnx')], capsys)
+    assert line == f'error: could not write {tmp_path / "m.json"}: it is a folder'
+    monkeypatch.setitem(sys.modules, 'onnxscript', None)  # as if it were not installed
+    line = failure_of(['--checkpoint', unread, '--export', str(tmp_path / 'other.onnx')], capsys)
+    assert 'needs onnxscript, which is not installed: pip install -r requirements-onnx.txt' in line
 
 
 def test_a_label_file_that_cannot_be_written_leaves_the_old_model_too(checkpoint, tmp_path, monkeypatch):
