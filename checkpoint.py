@@ -6,6 +6,7 @@ import os
 import pickle
 import re
 import warnings
+import zipfile
 
 import torch
 
@@ -61,7 +62,8 @@ def checkpoint_load(path):
         raise UserError(f'{path}: a folder, not a checkpoint file'
                         + (f'; give one of its checkpoints, such as {os.path.join(path, found[0])}' if found else ''))
     if not os.path.isfile(path):
-        raise UserError(f'{path}: no such checkpoint file')
+        raise UserError(f'{path}: ' + ('not a regular file (a device, a pipe or a socket): torch.load needs one'
+                                       if os.path.exists(path) else 'no such checkpoint file'))
     try:
         with warnings.catch_warnings():
             # A plain pickle file (not torch.save's) draws a warning about its pickle protocol,
@@ -78,6 +80,8 @@ def checkpoint_load(path):
         raise UserError(f'{path}: could not read it ({error.strerror or error})') from error
     except Exception as error:  # noqa: BLE001 - the unpickler meets any bytes, and fails as it may
         # (RuntimeError, EOFError, KeyError, IndexError, ... on text, truncated or foreign files)
+        if zipfile.is_zipfile(path):  # torch.save's own format is a zip archive, with its own contents
+            raise UserError(f'{path}: a zip archive, but not one torch.save wrote') from error
         said = first_sentence(str(error))  # nothing, from an EOFError
         reason = type(error).__name__ + (f': {said}' if said else '')
         raise UserError(f'{path}: not a PyTorch checkpoint, or a truncated one ({reason})') from error
@@ -184,6 +188,9 @@ def same_rows(state, key, path):
 
 def attributes_of(state, path, attributes_file=None):
     if state['attributes'] is not None:
+        if attributes_file is not None:
+            print(f'note: --attributes_file {attributes_file} is not read: {path} holds the label names '
+                  'it was trained with')
         return AttributesDataset(vocab=state['attributes'])
     if attributes_file is None:
         raise UserError(f'{path}: a bare state_dict without label names; pass --attributes_file '

@@ -41,7 +41,7 @@ from split_data import first_row
 # Per head: the top-1 label and probability, then all top-k as "label:prob;label:prob".
 CSV_HEADER = ['image', *(f'{head}{suffix}' for head in HEADS for suffix in ('', '_prob', '_topk')), 'error']
 JSON_START = re.compile(rb'\s*\[\s*(\]|\{\s*"image":)')  # how write_json's output begins
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff')
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.jpe', '.jfif', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff')
 
 
 def parse_args(argv=None):
@@ -122,7 +122,8 @@ def find_images(paths):
             empty.append(path)
     left_out = [f'{error.filename} ({error.strerror})' for error in unreadable]
     if not found:
-        raise UserError(f'no image files ({", ".join(IMAGE_EXTENSIONS)}) found in {", ".join(paths)}'
+        raise UserError(f'no image files ({", ".join(IMAGE_EXTENSIONS)}) found in {", ".join(paths)} '
+                        "(names that start with '.' are passed over)"
                         + (f'; could not read {", ".join(left_out)}' if left_out else ''))
     for folder in empty:
         print(f'note: no image files in {folder}')

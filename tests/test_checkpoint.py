@@ -5,6 +5,7 @@ import os
 import pickle
 import re
 import warnings
+import zipfile
 
 import pytest
 import torch
@@ -139,6 +140,15 @@ def test_a_run_folder_given_as_the_checkpoint_is_named_as_a_folder_with_a_checkp
         checkpoint_load(str(tmp_path))
     with pytest.raises(UserError, match=f'{tmp_path / "gone.pth"}: no such checkpoint file'):
         checkpoint_load(str(tmp_path / 'gone.pth'))
+    with pytest.raises(UserError, match='^/dev/null: not a regular file '):  # it is there
+        checkpoint_load('/dev/null')
+
+
+def test_a_zip_archive_of_other_files_is_named_as_one(tmp_path):
+    with zipfile.ZipFile(tmp_path / 'photos.zip', 'w') as archive:
+        archive.writestr('a.txt', 'not a checkpoint')
+    with pytest.raises(UserError, match=f'^{tmp_path / "photos.zip"}: a zip archive, but not one torch.save wrote$'):
+        checkpoint_load(str(tmp_path / 'photos.zip'))
 
 
 def test_a_checkpoint_of_other_tensors_is_not_a_checkpoint(tmp_path):

@@ -232,12 +232,16 @@ def failure_of(argv, capsys):
     return errors[0]
 
 
-def test_nothing_to_predict_is_one_clear_error(checkpoint, tmp_path, capsys):
+def test_nothing_to_predict_is_one_clear_error(checkpoint, catalog, tmp_path, capsys):
     empty = tmp_path / 'empty'
     empty.mkdir()
     (empty / 'readme.txt').write_text('no pictures here')
+    (empty / '.hidden').mkdir()  # a folder of hidden ones: passed over, and said so
+    shutil.copy(catalog_images(catalog)[0], empty / '.hidden' / 'a.jpg')
+    shutil.copy(catalog_images(catalog)[0], empty / '.b.jpg')
     line = failure_of(['--checkpoint', checkpoint, str(empty)], capsys)
-    assert 'no image files' in line and str(empty) in line
+    assert line == (f"error: no image files ({', '.join(predict.IMAGE_EXTENSIONS)}) found in {empty} (names that "
+                    "start with '.' are passed over)")
     missing = tmp_path / 'no-such-folder'
     line = failure_of(['--checkpoint', checkpoint, str(missing)], capsys)
     assert 'no such file or folder' in line and str(missing) in line
@@ -470,7 +474,7 @@ def test_a_folder_the_system_will_not_list_is_named(catalog, tmp_path, monkeypat
         return real_scandir(path)
 
     monkeypatch.setattr(os, 'scandir', scandir)
-    with pytest.raises(UserError, match=f'no image files .* found in {tmp_path}; could not read {locked} '
+    with pytest.raises(UserError, match=f'no image files .* found in {tmp_path} .*; could not read {locked} '
                                         r'\(Permission denied\)'):
         predict.find_images([str(tmp_path)])
     shutil.copy(catalog_images(catalog)[0], tmp_path / 'a.jpg')
@@ -528,6 +532,17 @@ def test_an_output_named_through_a_link_is_written_where_the_link_points_and_the
     with open(tmp_path / 'kept' / 'predictions.csv') as f:
         assert [row['image'] for row in csv.DictReader(f)] == catalog_images(catalog)[:1]
     assert sorted(os.listdir(tmp_path / 'kept')) == ['predictions.csv']  # no temporary file left
+
+
+def test_jpegs_of_any_extension_are_found_and_a_styles_csv_the_checkpoint_does_not_need_is_said_unread(
+        checkpoint, catalog, tmp_path, capsys):
+    for name in ('a.jfif', 'b.jpe', 'c.JPEG'):  # what browsers and cameras save JPEGs as
+        shutil.copy(catalog_images(catalog)[0], tmp_path / name)
+    styles = os.path.join(catalog['root'], 'styles.csv')
+    predict.main(['--checkpoint', checkpoint, str(tmp_path), '--device', 'cpu', '--attributes_file', styles])
+    out = capsys.readouterr().out
+    assert f'note: --attributes_file {styles} is not read: {checkpoint} holds the label names it was trained with' in out
+    assert '3 of 3 images predicted' in out
 
 
 @pytest.mark.parametrize('name', ['', 'models/.onnx'])
