@@ -22,6 +22,7 @@ import json
 import os
 import re
 import shlex
+import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -257,18 +258,29 @@ def format_table(rows):
     width = {head: max([len(TITLES[head])] + [len(label) + 7 for row in rows for label, _ in row[head]])
              for head in HEADS}
     names = [printable(row['image']) for row in rows]
-    name_width = max(len('image'), *map(len, names))
+    name_width = max(len('image'), *map(columns, names))
     titles = '  '.join(f'{TITLES[head]:<{width[head]}}' for head in HEADS)
     lines = [f'{"image":<{name_width}}  {titles}'.rstrip()]
     for row, shown_name in zip(rows, names):
         if row['error']:
-            lines.append(f'{shown_name:<{name_width}}  error: {row["error"]}')
+            lines.append(f'{padded(shown_name, name_width)}  error: {row["error"]}')
             continue
         for rank in range(max(len(row[head]) for head in HEADS)):
             name = shown_name if rank == 0 else ''
             cells = '  '.join(table_cell(row[head], rank, width[head]) for head in HEADS)
-            lines.append(f'{name:<{name_width}}  {cells}'.rstrip())
+            lines.append(f'{padded(name, name_width)}  {cells}'.rstrip())
     return lines
+
+
+def columns(text):
+    """The terminal columns text takes: two for a wide character (Chinese, Japanese, Korean), none
+    for a combining one (an accent written apart), one for the others."""
+    return sum(0 if unicodedata.combining(char) else 2 if unicodedata.east_asian_width(char) in 'WF' else 1
+               for char in text)
+
+
+def padded(text, width):
+    return text + ' ' * (width - columns(text))
 
 
 def printable(name):

@@ -294,6 +294,22 @@ def test_a_file_name_with_a_line_break_or_an_escape_sequence_stays_on_its_line_o
     with open(tmp_path / 'p.json') as f:  # the output file keeps the names as they are
         assert sorted(row['image'] for row in json.load(f)) == sorted(str(tmp_path / name) for name in names)
 
+def test_names_with_wide_or_combining_characters_keep_the_table_aligned(checkpoint, tmp_path, capsys):
+    # 日本 takes four columns of a terminal, not two; the e and its accent written apart, one.
+    names = {'a.png': 5, '日本.png': 8, 'cafe\u0301.png': 8}  # and the terminal columns each takes
+    for name in names:
+        Image.new('RGB', (60, 80), 'red').save(tmp_path / name, format='PNG')
+    predict.main(['--checkpoint', checkpoint, str(tmp_path), '--device', 'cpu', '--top-k', '1'])
+    lines = capsys.readouterr().out.splitlines()[1:-1]  # the header and a line each
+    assert len(lines) == 4
+    starts = set()  # the terminal column where the gender column starts, on each line
+    widths = {'image': 5, **{str(tmp_path / name): len(str(tmp_path)) + 1 + width for name, width in names.items()}}
+    for line, name in zip(lines, ['image', *sorted(str(tmp_path / name) for name in names)]):
+        rest = line.removeprefix(name)
+        starts.add(widths[name] + len(rest) - len(rest.lstrip(' ')))
+    assert len(starts) == 1, lines
+
+
 def test_a_picture_over_pillows_limit_is_predicted_without_its_warning_and_one_over_twice_refused(checkpoint,
                                                                                                   tmp_path):
     # Pillow warns of a picture over Image.MAX_IMAGE_PIXELS (89 megapixels) in two lines naming its own source,
