@@ -87,7 +87,13 @@ def read_csv_rows(path, required, what):
     if not os.path.isfile(path):
         raise UserError(f'{path}: no such file ({what})')
     with open(path, 'rb') as f:
-        text = decode_text(path, f.read())
+        data = f.read()
+    first_line = data.lstrip(b'\r\n').split(b'\n', 1)[0]
+    if b'\0' in first_line and not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        # No header has NUL bytes: said before the file is read as Windows-1252, with a note
+        raise UserError(f'{path}: not a CSV file: its first line holds NUL bytes, which no text has (a picture, '
+                        f'an archive, or UTF-16 without its byte-order mark?) ({what})')
+    text = decode_text(path, data)
     # newline='' lets the csv module handle \r\n (Windows) and \n alike.
     rows = rows_of_one_line(csv.reader(io.StringIO(text, newline='')), path, what)
     header = next((row for row in rows if not is_blank(row)), None)  # blank lines above it too

@@ -53,14 +53,18 @@ def assert_clean_failure(result, *words):
     (HEADER + '\n', 'no rows'),
     (HEADER.replace('baseColour,', '') + '\n' + '1,Men,Apparel,Topwear,Tshirts,S,2012,C,N\n',
      'missing column(s) baseColour'),
+    (b'\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01', 'not a CSV file: its first line holds NUL bytes'),  # a JPEG named
 ])
 def test_unusable_styles_csv_is_one_clear_error(tmp_path, content, problem):
     images = tmp_path / 'images'
     images.mkdir()
-    if content is not None:
+    if isinstance(content, bytes):
+        (tmp_path / 'styles.csv').write_bytes(content)
+    elif content is not None:
         write(tmp_path / 'styles.csv', content)
     result = run_script('split_data.py', '--input', tmp_path, '--output', tmp_path)
     assert_clean_failure(result, str(tmp_path / 'styles.csv'), problem)
+    assert 'note:' not in result.stdout  # nothing read as Windows-1252 first
 
 
 
