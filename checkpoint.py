@@ -80,7 +80,7 @@ def checkpoint_load(path):
         raise UserError(f'{path}: could not read it ({error.strerror or error})') from error
     except Exception as error:  # noqa: BLE001 - the unpickler meets any bytes, and fails as it may
         # (RuntimeError, EOFError, KeyError, IndexError, ... on text, truncated or foreign files)
-        if zipfile.is_zipfile(path):  # torch.save's own format is a zip archive, with its own contents
+        if zipfile.is_zipfile(path) and not saved_by_torch(path):  # torch.save's own files are zip archives too
             raise UserError(f'{path}: a zip archive, but not one torch.save wrote') from error
         said = first_sentence(str(error))  # nothing, from an EOFError
         reason = type(error).__name__ + (f': {said}' if said else '')
@@ -130,6 +130,16 @@ def check_contents(state, path):
     raise UserError(f'{path}: not a checkpoint written by train.py ({problem})')
 
 
+def saved_by_torch(path):
+    """Whether the zip archive at path holds the pickle torch.save writes (ARCHIVE/data.pkl):
+    one that fails to load is then a damaged checkpoint, not some other archive."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith('/data.pkl') for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
 RESUME_KEYS = ('epoch', 'optimizer', 'scheduler', 'history', 'best', 'args')
 
 
@@ -143,6 +153,7 @@ def resumable_load(path):
                         f'{", ".join(missing or ["label names"])} (the original tutorial saved only '
                         'the weights). Resume from a last.pth written by train.py; test.py and '
                         'predict.py still take this file, with --attributes_file')
+    check_finite(state, path)  # before the run loads its pictures
     return state
 
 
@@ -240,6 +251,10 @@ def load_weights(model, state, path):
         raise UserError(f'{path}: does not match the model ({have["gender"]} gender, '
                         f'{have["article"]} article and {have["color"]} colour classes): '
                         f'{str(error).strip().splitlines()[-1].strip()[:300]}') from error
+    check_finite(state, path)
+
+
+def check_finite(state, path):
     # A run that diverged: every answer would be the same, or NaN, whatever the picture.
     bad = non_finite_weight(state['model'])
     if bad is not None:

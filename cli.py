@@ -104,7 +104,7 @@ def show_any_name_on_the_terminal():
     # Under a UTF-8 locale Python's stdout refuses those surrogates: a run that has written its
     # files would fail on the line that names them (`wrote ...`), and report an error.
     for stream in (sys.stdout, sys.stderr):
-        if hasattr(stream, 'reconfigure'):  # a TextIOWrapper, not a test's capture
+        if hasattr(stream, 'reconfigure'):  # a TextIOWrapper (pytest's capture is one too)
             stream.reconfigure(errors='shown')
 
 

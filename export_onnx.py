@@ -129,7 +129,7 @@ def export_onnx(model, attributes, path):
         with renamed_together() as together:
             with atomic_path(path, together) as model_tmp:
                 write_onnx(wrapped, model_tmp)
-            with atomic_open(json_path, together=together) as f:
+            with atomic_open(json_path, encoding='utf-8', together=together) as f:
                 json.dump(sidecar(attributes, path), f, indent=2)
                 flush_to_disk(f)
     except OSError as error:

@@ -41,7 +41,7 @@ from split_data import first_row
 
 # Per head: the top-1 label and probability, then all top-k as "label:prob;label:prob".
 CSV_HEADER = ['image', *(f'{head}{suffix}' for head in HEADS for suffix in ('', '_prob', '_topk')), 'error']
-JSON_START = re.compile(rb'\s*\[\s*(\]|\{\s*"image":)')  # how write_json's output begins
+JSON_START = re.compile(rb'(\xef\xbb\xbf)?\s*\[\s*(\]|\{\s*"image":)')  # how write_json's output begins
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.jpe', '.jfif', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff')
 
 
@@ -173,6 +173,9 @@ def check_output(path, export):
             raise UserError(f'--output {path}: --export {export} writes its label names and preprocessing '
                             'there; give --output another name')
     written = through_link(path)
+    if os.path.exists(written) and not os.path.isfile(written):  # a rename would put a file in its place
+        raise UserError(f'--output {path}: ' + (f'a link to {written}, which' if written != path else 'it')
+                        + ' is no regular file (a device or a pipe); name a file')
     folder = os.path.dirname(absolute_path(written))
     check_writable_folder(folder, f'--output {path}')
     remove_left_temporaries(folder, re.escape(os.path.basename(written)), 'predict.py')
@@ -314,7 +317,7 @@ def write_output(rows, path):
     folder = os.path.dirname(absolute_path(written))
     try:
         os.makedirs(folder, exist_ok=True)
-        with atomic_open(written, newline='') as f:
+        with atomic_open(written, newline='', encoding='utf-8') as f:
             (write_csv if output_format(path) == 'csv' else write_json)(rows, f)
     except OSError as error:
         raise UserError(f'--output {path}: could not write it ({error.strerror or error})') from error

@@ -163,7 +163,7 @@ def started_in(run_dir, args, resume):
             refuse_a_run_in(run_dir)
         else:
             refuse_later_epochs(run_dir, args, resume)
-        with atomic_open(os.path.join(run_dir, 'args.json')) as f:
+        with atomic_open(os.path.join(run_dir, 'args.json'), encoding='utf-8') as f:
             json.dump(saved_args(args), f, indent=2)
         if resume is not None:
             keep_best_of_resumed(run_dir, resume, args.resume)

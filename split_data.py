@@ -135,11 +135,11 @@ def save_split(train, val, folder, replace=True):
     with renamed_together() as together:
         files = []
         for rows, path in zip((train, val), paths):
-            with atomic_open(path, newline='', together=together) as f:
+            with atomic_open(path, newline='', encoding='utf-8', together=together) as f:
                 write_rows(rows, f, absolute_path(folder))
                 flush_to_disk(f)
             files.append(f.name)
-        written = [split_digest(name) for name in files]  # the bytes as written
+        written = [lines_digest(name) for name in files]  # the bytes as written
         replaced = [path for path, old, new in zip(paths, before, written) if old not in (None, new)]
         if replaced and not replace:
             raise OtherSplitThere(replaced)  # the temporary files go, and the old ones stay
@@ -167,9 +167,17 @@ def pictures_digest(data):
     return hashlib.sha256(json.dumps(named).encode()).hexdigest()
 
 
+def lines_digest(path):
+    """The SHA-256 of a split's lines, its paths as written, line endings aside: within one folder,
+    what tells another split, as pictures of another catalog under the same names (a copy of it
+    resized, say) make another split."""
+    with open(path, 'rb') as f:
+        return rows_digest(f.read())
+
+
 def rows_digest(data):
-    """The digest that checkpoints kept before split_digest took only the pictures' names: of the
-    split's lines, its paths as written."""
+    """lines_digest of a split's bytes; what checkpoints kept before split_digest took only the
+    pictures' names."""
     return hashlib.sha256(b'\n'.join(data.removeprefix(codecs.BOM_UTF8).splitlines())).hexdigest()
 
 
@@ -196,7 +204,7 @@ def first_row(path):
 def split_in(folder):
     """The digests of train.csv and val.csv in folder, None for one that is not there: to tell the
     user when a new split replaces rows that a run may have trained on."""
-    return [split_digest(path) if os.path.isfile(path) else None for path in split_paths(folder)]
+    return [lines_digest(path) if os.path.isfile(path) else None for path in split_paths(folder)]
 
 
 def split(kept, args):

@@ -126,7 +126,7 @@ def main(argv=None):
     report = dict(metrics, checkpoint=absolute_path(args.checkpoint), epoch=state.get('epoch'),
                   val_csv=absolute_path(args.val_csv),
                   majority_rate={head: majority[head] for head in HEADS})
-    with atomic_open(os.path.join(folder, 'metrics.json')) as f:
+    with atomic_open(os.path.join(folder, 'metrics.json'), encoding='utf-8') as f:
         json.dump(report, f, indent=2)
     figures = [(plot_confusion_matrix, (truth[head], predicted[head], attributes.labels(head),
                                         f'{TITLES[head]}: normalised confusion matrix ({shown(args.val_csv)})',

@@ -330,7 +330,7 @@ METRIC_COLUMNS = (['epoch', 'lr', 'seconds', 'train_loss'] + [f'train_{h}_accura
 def write_metrics(history, run_dir):
     # Rewritten whole from the history kept in the checkpoint: a resumed run never duplicates
     # or loses a row, whatever epoch it was killed in.
-    with atomic_open(os.path.join(run_dir, 'metrics.csv'), newline='') as f:
+    with atomic_open(os.path.join(run_dir, 'metrics.csv'), newline='', encoding='utf-8') as f:
         writer = csv.DictWriter(f, METRIC_COLUMNS, extrasaction='ignore')
         writer.writeheader()
         for row in history:

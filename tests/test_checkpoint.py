@@ -144,11 +144,20 @@ def test_a_run_folder_given_as_the_checkpoint_is_named_as_a_folder_with_a_checkp
         checkpoint_load('/dev/null')
 
 
-def test_a_zip_archive_of_other_files_is_named_as_one(tmp_path):
+def test_a_zip_archive_of_other_files_is_named_as_one_and_a_damaged_checkpoint_as_that(tmp_path):
     with zipfile.ZipFile(tmp_path / 'photos.zip', 'w') as archive:
         archive.writestr('a.txt', 'not a checkpoint')
     with pytest.raises(UserError, match=f'^{tmp_path / "photos.zip"}: a zip archive, but not one torch.save wrote$'):
         checkpoint_load(str(tmp_path / 'photos.zip'))
+    # torch.save's own archive with a tensor's record gone: damaged, with torch's reason
+    good = checkpoint_save(str(tmp_path / 'good.pth'), make_state())
+    with zipfile.ZipFile(good) as source, zipfile.ZipFile(tmp_path / 'damaged.pth', 'w') as damaged:
+        for item in source.infolist():
+            if not item.filename.endswith('/data/0'):
+                damaged.writestr(item, source.read(item.filename))
+    with pytest.raises(UserError, match='damaged.pth: not a PyTorch checkpoint, or a truncated one '
+                                        r'\(RuntimeError: .*data/0'):
+        checkpoint_load(str(tmp_path / 'damaged.pth'))
 
 
 def test_a_checkpoint_of_other_tensors_is_not_a_checkpoint(tmp_path):
@@ -192,10 +201,12 @@ def test_a_checkpoint_whose_weights_diverged_is_refused_by_name(tmp_path, value,
     state = make_state()
     name = 'base_model.4.conv.0.1.running_var'  # where a too high learning rate showed it first
     state['model'][name][3] = value
+    state['scheduler'] = {}  # all that --resume asks for
     path = checkpoint_save(str(tmp_path / 'x.pth'), state)
-    with pytest.raises(UserError, match=f'x.pth: its weights hold {kind} \\({re.escape(name)}\\); the run that '
-                                        'wrote it diverged. Use one of its earlier checkpoints'):
-        model_from_checkpoint(path)
+    for load in (model_from_checkpoint, checkpoint.resumable_load):  # the latter before a run loads its pictures
+        with pytest.raises(UserError, match=f'x.pth: its weights hold {kind} \\({re.escape(name)}\\); the run '
+                                            'that wrote it diverged. Use one of its earlier checkpoints'):
+            load(path)
 
 
 def test_the_first_non_finite_tensor_is_named_and_integers_are_passed_over():

@@ -1,6 +1,7 @@
 # predict.py on any picture (other sizes, modes and formats, EXIF rotation, broken files) gives the
 # same answers as the model on load_image + val_transform, and its ONNX export gives the same
 # logits as PyTorch for any batch size.
+import codecs
 import csv
 import errno
 import io
@@ -8,6 +9,7 @@ import json
 import os
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 
@@ -403,18 +405,23 @@ def test_export_onnx_run_as_a_script_says_how_to_export():
     assert result.returncode == 1 and 'python predict.py --checkpoint' in result.stderr and '--export' in result.stderr
 
 
-@pytest.mark.parametrize('encoding, tea', [('utf-8', 'thé.jpg'), ('ascii', 'th\\xe9.jpg')])
-def test_a_file_name_that_is_not_utf8_is_predicted_and_written_as_escapes(checkpoint, catalog, tmp_path, encoding,
+@pytest.mark.parametrize('terminal, tea', [
+    ({'PYTHONIOENCODING': 'utf-8'}, 'thé.jpg'),  # a terminal that takes UTF-8 only
+    ({'PYTHONIOENCODING': 'ascii'}, 'th\\xe9.jpg'),  # one that takes ASCII only
+    # the C locale, as Python leaves it: ASCII for the terminal, and the files' default too
+    ({'LC_ALL': 'C', 'PYTHONCOERCECLOCALE': '0', 'PYTHONUTF8': '0', 'PYTHONIOENCODING': ''}, 'th\\xe9.jpg'),
+])
+def test_a_file_name_that_is_not_utf8_is_predicted_and_written_as_escapes(checkpoint, catalog, tmp_path, terminal,
                                                                          tea):
     folder = tmp_path / 'photos'
     folder.mkdir()
     shutil.copy(catalog_images(catalog)[0], folder / os.fsdecode(b'caf\xe9.jpg'))
     shutil.copy(catalog_images(catalog)[1], folder / 'thé.jpg')
     # --output named so too: the line saying it was written failed after writing it, and the run
-    # reported an error. A terminal that takes UTF-8 only, and one that takes ASCII only.
+    # reported an error. The file is UTF-8 whatever the locale.
     out = tmp_path / os.fsdecode(b'predictions-\xff.csv')
     result = run_script('predict.py', '--checkpoint', checkpoint, folder, '--output', out, '--device', 'cpu',
-                        env=dict(ONE_THREAD, PYTHONIOENCODING=encoding))
+                        env=dict(ONE_THREAD, **terminal))
     assert result.returncode == 0, result.stderr
     with open(out, newline='', encoding='utf-8') as f:
         rows = list(csv.DictReader(f))
@@ -529,6 +536,9 @@ def test_an_output_file_that_holds_anything_but_predictions_is_kept_and_predicti
         assert path.read_bytes() == kept
     for name in ('p.csv', 'p.json'):  # its own output, and an empty file, are replaced as before
         (tmp_path / name).write_text('')
+        if name == 'p.json':  # its own, saved again with a byte-order mark
+            predict.main(['--checkpoint', checkpoint, catalog_images(catalog)[0], '--output', str(tmp_path / name)])
+            (tmp_path / name).write_bytes(codecs.BOM_UTF8 + (tmp_path / name).read_bytes())
         for pictures in (catalog_images(catalog)[:2], catalog_images(catalog)[2:3]):
             predict.main(['--checkpoint', checkpoint, *pictures, '--output', str(tmp_path / name), '--device', 'cpu'])
         with open(tmp_path / name) as f:
@@ -548,6 +558,16 @@ def test_an_output_named_through_a_link_is_written_where_the_link_points_and_the
     with open(tmp_path / 'kept' / 'predictions.csv') as f:
         assert [row['image'] for row in csv.DictReader(f)] == catalog_images(catalog)[:1]
     assert sorted(os.listdir(tmp_path / 'kept')) == ['predictions.csv']  # no temporary file left
+    # A link to a pipe (or a device: /dev/null, as root) would have a file renamed over it
+    os.mkfifo(tmp_path / 'pipe')
+    (tmp_path / 'to-pipe.csv').symlink_to(tmp_path / 'pipe')
+    with pytest.raises(UserError, match=f'^--output {tmp_path / "to-pipe.csv"}: a link to {tmp_path / "pipe"}, '
+                                        'which is no regular file'):
+        predict.main(['--checkpoint', checkpoint, catalog_images(catalog)[0], '--output', str(tmp_path / 'to-pipe.csv')])
+    os.mkfifo(tmp_path / 'pipe.csv')
+    with pytest.raises(UserError, match=f'^--output {tmp_path / "pipe.csv"}: it is no regular file'):
+        predict.main(['--checkpoint', checkpoint, catalog_images(catalog)[0], '--output', str(tmp_path / 'pipe.csv')])
+    assert stat.S_ISFIFO(os.stat(tmp_path / 'pipe').st_mode) and stat.S_ISFIFO(os.stat(tmp_path / 'pipe.csv').st_mode)
 
 
 def test_jpegs_of_any_extension_are_found_and_a_styles_csv_the_checkpoint_does_not_need_is_said_unread(

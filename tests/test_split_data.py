@@ -96,6 +96,20 @@ def test_the_same_split_made_into_another_folder_has_the_same_digest_other_pictu
     assert split_data.pictures_digest(open_quote) != split_data.pictures_digest(open_quote + b'y')
 
 
+def test_a_split_of_another_catalog_with_the_same_names_is_another_split_in_its_folder(tmp_path, capsys):
+    # Two copies of a catalog (the same ids and labels; one could be resized): into one folder,
+    # the second split names other pictures, which --no-replace keeps out and a replace notes.
+    for name in ('a', 'b'):
+        make_catalog(str(tmp_path / name / 'fashion-product-images'), n_images=40, seed=5)
+    argv = ['--output', str(tmp_path / 'split'), '--workers', '1']
+    split_data.main(['--input', str(tmp_path / 'a' / 'fashion-product-images'), *argv])
+    with pytest.raises(split_data.OtherSplitThere):
+        split_data.main(['--input', str(tmp_path / 'b' / 'fashion-product-images'), *argv, '--no-replace'])
+    capsys.readouterr()
+    split_data.main(['--input', str(tmp_path / 'b' / 'fashion-product-images'), *argv])
+    assert 'note: this replaced another split' in capsys.readouterr().out
+
+
 def test_a_split_cut_short_changes_neither_csv(quirky_catalog, tmp_path, monkeypatch):
     # A new train.csv beside the old val.csv could share images with it: both or neither.
     split_data.main(['--input', quirky_catalog['root'], '--output', str(tmp_path), '--workers', '1'])
