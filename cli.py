@@ -100,6 +100,13 @@ def _bytes_shown(error):
 codecs.register_error('shown', _bytes_shown)
 
 
+def as_printed(text, stream=None):
+    """text as print writes it to stream (stdout), its encoding's escapes included: what a table
+    pads to its columns."""
+    encoding = getattr(stream or sys.stdout, 'encoding', None) or 'utf-8'
+    return text.encode(encoding, 'shown').decode(encoding)
+
+
 def show_any_name_on_the_terminal():
     # Under a UTF-8 locale Python's stdout refuses those surrogates: a run that has written its
     # files would fail on the line that names them (`wrote ...`), and report an error.

@@ -35,7 +35,7 @@ from atomic import absolute_path, atomic_open, check_writable_folder, remove_lef
 from augment import prepare_batch
 from checkpoint import model_from_checkpoint
 from catalog import UNREADABLE, resolved_folder
-from cli import UserError, add_debug_flag, counted, pick_device, positive_int, run_cli, shown
+from cli import UserError, add_debug_flag, as_printed, counted, pick_device, positive_int, run_cli, shown
 from dataset import HEADS, TITLES, load_image
 from split_data import first_row
 
@@ -260,7 +260,7 @@ def format_table(rows):
     """An aligned table: one line per rank, the image named on its first line."""
     width = {head: max([len(TITLES[head])] + [len(label) + 7 for row in rows for label, _ in row[head]])
              for head in HEADS}
-    names = [printable(row['image']) for row in rows]
+    names = [as_printed(printable(row['image'])) for row in rows]  # é as \xe9 on an ASCII terminal
     name_width = max(len('image'), *map(columns, names))
     titles = '  '.join(f'{TITLES[head]:<{width[head]}}' for head in HEADS)
     lines = [f'{"image":<{name_width}}  {titles}'.rstrip()]

@@ -312,6 +312,14 @@ def test_names_with_wide_or_combining_characters_keep_the_table_aligned(checkpoi
     assert len(starts) == 1, lines
 
 
+@pytest.mark.parametrize('encoding, shown_as', [('utf-8', 'thé.jpg'), ('ascii', 'th\\xe9.jpg')])
+def test_the_table_pads_each_name_as_the_terminal_shows_it(monkeypatch, encoding, shown_as):
+    monkeypatch.setattr(sys, 'stdout', io.TextIOWrapper(io.BytesIO(), encoding=encoding, errors='shown'))
+    answer = {head: [('X', 0.5)] for head in HEADS}
+    lines = predict.format_table([{'image': 'thé.jpg', 'error': '', **answer}, {'image': 'b.jpg', 'error': '', **answer}])
+    assert lines[1].startswith(shown_as) and lines[1].index('X') == lines[2].index('X') == len(shown_as) + 2
+
+
 def test_a_picture_over_pillows_limit_is_predicted_without_its_warning_and_one_over_twice_refused(checkpoint,
                                                                                                   tmp_path):
     # Pillow warns of a picture over Image.MAX_IMAGE_PIXELS (89 megapixels) in two lines naming its own source,
