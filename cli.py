@@ -100,10 +100,10 @@ def _bytes_shown(error):
 codecs.register_error('shown', _bytes_shown)
 
 
-def as_printed(text, stream=None):
-    """text as print writes it to stream (stdout), its encoding's escapes included: what a table
-    pads to its columns."""
-    encoding = getattr(stream or sys.stdout, 'encoding', None) or 'utf-8'
+def as_printed(text):
+    """text as print writes it to stdout, its encoding's escapes included: what a table pads to
+    its columns."""
+    encoding = getattr(sys.stdout, 'encoding', None) or 'utf-8'
     return text.encode(encoding, 'shown').decode(encoding)
 
 
