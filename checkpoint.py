@@ -251,7 +251,6 @@ def load_weights(model, state, path):
         raise UserError(f'{path}: does not match the model ({have["gender"]} gender, '
                         f'{have["article"]} article and {have["color"]} colour classes): '
                         f'{str(error).strip().splitlines()[-1].strip()[:300]}') from error
-    check_finite(state, path)
 
 
 def check_finite(state, path):
@@ -265,6 +264,7 @@ def check_finite(state, path):
 def model_from_checkpoint(path, attributes_file=None):
     """The model and its label vocabularies, rebuilt from the checkpoint file alone."""
     state = checkpoint_load(path)
+    check_finite(state, path)  # --resume's resumable_load checks its own
     attributes = attributes_of(state, path, attributes_file)
     model = MultiOutputModel.for_attributes(attributes)
     load_weights(model, state, path)
