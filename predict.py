@@ -1,5 +1,6 @@
 # Predict gender, article type and colour of any product photos with a trained checkpoint:
 #   python predict.py --checkpoint checkpoints/RUN/best.pth photos/ shirt.png --output predictions.csv
+#   find photos -name '*.jpg' | python predict.py --checkpoint checkpoints/RUN/best.pth --files-from - --output p.csv
 #   python predict.py --checkpoint checkpoints/RUN/best.pth --export model.onnx
 # Prints the top-k classes of each head with their probabilities for every picture; --output
 # writes one row per picture (.csv or .json); --export writes an ONNX model for serving, with a
@@ -17,11 +18,13 @@ if __name__ == '__main__':  # first: a Ctrl-C during the imports below (seconds)
     cli.quiet_ctrl_c_while_starting()
 
 import argparse
+import codecs
 import csv
 import json
 import os
 import re
 import shlex
+import sys
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 
@@ -51,7 +54,11 @@ def parse_args(argv=None):
     parser.add_argument('images', nargs='*', metavar='IMAGE_OR_FOLDER',
                         help='image files, and folders searched recursively for '
                              f'{"/".join(e[1:] for e in IMAGE_EXTENSIONS)} files '
-                             '(default: none; needed unless --export is given)')
+                             '(default: none; needed unless --files-from or --export is given)')
+    parser.add_argument('--files-from', default=None, metavar='LIST',
+                        help='also predict the images and folders named in this text file, one path a '
+                             'line, relative paths taken from the current folder; - reads the list '
+                             'from the standard input (default: none)')
     parser.add_argument('--checkpoint', required=True, help='checkpoint written by train.py (required)')
     parser.add_argument('--top-k', type=positive_int, default=3,
                         help='classes shown per head, most likely first (default: 3)')
@@ -68,10 +75,12 @@ def parse_args(argv=None):
                              'checkpoints (default: the label names stored in the checkpoint)')
     add_debug_flag(parser)
     args = parser.parse_args(argv)
-    if not args.images and args.export is None:
-        parser.error('give images or folders to predict, or --export MODEL.onnx')
-    if args.output is not None and not args.images:
+    if not args.images and args.files_from is None and args.export is None:
+        parser.error('give images or folders to predict, --files-from LIST, or --export MODEL.onnx')
+    if args.output is not None and not args.images and args.files_from is None:
         parser.error('--output needs images or folders to predict')
+    if args.files_from == '':  # `--files-from "$LIST"` with LIST unset is refused, not ignored
+        parser.error("--files-from '': no file name; give a list such as files.txt, or - for the standard input")
     if args.export is not None and os.path.basename(args.export).lower() in ('', '.onnx'):
         # '' too: `--export "$MODEL"` with MODEL unset is refused, not ignored
         parser.error(f'--export {shlex.quote(args.export)}: no file name; give one such as model.onnx')
@@ -109,25 +118,72 @@ def path_problem(path):
     return None
 
 
-def find_images(paths):
-    """The image files to predict: files as given, folders walked recursively, in sorted order."""
+def read_list(name):
+    """The paths a --files-from list names, one a line, as the command line would give them: any
+    bytes a Linux file name may hold; blank lines, Windows line ends and a UTF-8 mark left out."""
+    try:
+        if name == '-':
+            data = sys.stdin.buffer.read()
+        else:
+            with open(name, 'rb') as f:
+                data = f.read()
+    except OSError as error:
+        raise UserError(f'--files-from {name}: could not read it ({error.strerror or error})') from error
+    if b'\0' in data:  # a picture named by mistake, say; no path holds one
+        raise UserError(f'--files-from {list_name(name)}: holds NUL bytes, so it is no list of paths, one a '
+                        'line (a list written by find -print0 is not taken: leave out -print0)')
+    lines = data.removeprefix(codecs.BOM_UTF8).split(b'\n')
+    paths = [os.fsdecode(line.removesuffix(b'\r')) for line in lines if line.strip()]
+    if not paths:
+        raise UserError(f'--files-from {list_name(name)}: names no images or folders (it is empty)')
+    return paths
+
+
+def list_name(name):
+    return 'the standard input' if name == '-' else name
+
+
+def report_missing(listed, name):
+    """Says which listed paths are not there. A list of many pictures may name a few that are gone,
+    as the catalog's styles.csv does: those get their row with the error, and the others go on."""
+    missing = [path for path in listed if path_problem(path)]
+    if missing and len(missing) == len(listed):  # the wrong folder, not a few pictures gone
+        raise UserError(f'--files-from {list_name(name)}: none of its {counted(len(listed), "path")} is there, '
+                        f'e.g. {missing[0]} ({path_problem(missing[0])}); relative paths are taken from '
+                        f'the current folder, {os.getcwd()}')
+    if missing:
+        examples = ', '.join(missing[:3]) + (', ...' if len(missing) > 3 else '')
+        print(f'note: {counted(len(missing), "path")} of the {len(listed):,} in {list_name(name)} '
+              f'{"is" if len(missing) == 1 else "are"} not there ({examples}); '
+              f'{"its row says" if len(missing) == 1 else "their rows say"} so')
+
+
+def find_images(paths, listed=(), list_file=None):
+    """The image files to predict: files as given, folders walked recursively, in sorted order.
+    A path on the command line that is not there is refused; listed ones are a --files-from list's."""
     problems = [f'{path} ({problem})' for path in paths if (problem := path_problem(path))]
     if problems:
         raise UserError(f'cannot predict {", ".join(problems)}')
+    if listed:
+        report_missing(listed, list_file)
     found, empty, unreadable = [], [], []
-    for path in paths:
-        # A file named on the command line is tried whatever its extension: it was asked for.
+    for path in [*paths, *listed]:
+        # A file named on the command line or in a list is tried whatever its extension: it was
+        # asked for; one that is not there is kept, so that its row says so.
         in_path = images_in_folder(path, unreadable) if os.path.isdir(path) else [path]
         found += in_path
         if not in_path and path not in [error.filename for error in unreadable]:
             empty.append(path)
     left_out = [f'{error.filename} ({error.strerror})' for error in unreadable]
     if not found:
-        raise UserError(f'no image files ({", ".join(IMAGE_EXTENSIONS)}) found in {", ".join(paths)} '
+        searched = [*paths] + ([f'the {counted(len(listed), "folder")} in {list_name(list_file)}'] if listed else [])
+        raise UserError(f'no image files ({", ".join(IMAGE_EXTENSIONS)}) found in {", ".join(searched)} '
                         "(names that start with '.' are passed over)"
                         + (f'; could not read {", ".join(left_out)}' if left_out else ''))
-    for folder in empty:
+    for folder in empty[:10]:  # a list may name thousands
         print(f'note: no image files in {folder}')
+    if len(empty) > 10:
+        print(f'note: and {len(empty) - 10:,} more folders without image files')
     for folder in left_out:
         print(f'note: could not read {folder}; its pictures are left out')
     unique = {}  # a file named twice, or under two spellings (dd/a.jpg, ./dd/a.jpg), is predicted once
@@ -347,7 +403,8 @@ def main(argv=None):
     if args.export is not None:
         from export_onnx import check_export  # onnx and its folder: needed only by those who export
         check_export(args.export)
-    paths = find_images(args.images) if args.images else []
+    listed = read_list(args.files_from) if args.files_from is not None else []
+    paths = find_images(args.images, listed, args.files_from) if args.images or listed else []
     device = pick_device(args.device)  # one not there: refused before any file is written
     model, attributes, state = model_from_checkpoint(args.checkpoint, args.attributes_file)
     model.eval()

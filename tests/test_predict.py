@@ -251,6 +251,69 @@ def test_nothing_to_predict_is_one_clear_error(checkpoint, catalog, tmp_path, ca
     assert '.csv or .json' in line
 
 
+def test_files_from_a_list_predicts_each_named_path_in_order(checkpoint, catalog, photos, reference,
+                                                           tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    images = catalog_images(catalog)
+    shutil.copy(images[0], tmp_path / b'caf\xe9.jpg'.decode('utf-8', 'surrogateescape'))  # a Latin-1 name
+    shutil.copytree(os.path.join(photos['folder'], 'nested'), tmp_path / 'nested')
+    # As a list made on Windows may be: a UTF-8 mark, CRLF line ends, blank lines; relative paths
+    # from the current folder, a folder, a picture gone since, and one named twice.
+    for n in range(12):  # empty folders: noted, ten by name
+        (tmp_path / f'empty{n:02}').mkdir()
+    listed = [photos['readable'][1].encode(), b'caf\xe9.jpg', b'nested', b'gone.jpg', images[1].encode(),
+              photos['readable'][1].encode(), *(f'empty{n:02}'.encode() for n in range(12))]
+    (tmp_path / 'files.txt').write_bytes(codecs.BOM_UTF8 + b'\r\n'.join(listed[:3]) + b'\r\n\r\n'
+                                         + b'\n'.join(listed[3:]) + b'\n\n')
+    out = tmp_path / 'p.csv'
+    predict.main(['--checkpoint', checkpoint, photos['readable'][0], '--files-from', 'files.txt',
+                  '--output', str(out), '--device', 'cpu', '--top-k', '1'])
+    printed = capsys.readouterr().out
+    assert "note: 1 path of the 18 in files.txt is not there (gone.jpg); its row says so" in printed
+    assert [line for line in printed.splitlines() if 'without image' in line or 'no image' in line] == [
+        *(f'note: no image files in empty{n:02}' for n in range(10)), 'note: and 2 more folders without image files']
+    with open(out, newline='', encoding='utf-8') as f:
+        rows = list(csv.DictReader(f))
+    assert [row['image'] for row in rows] == [photos['readable'][0], photos['readable'][1], 'caf\\xe9.jpg',
+                                              os.path.join('nested', 'deeper', 'SHOUT.JPG'), 'gone.jpg', images[1]]
+    assert rows[4]['error'] == 'could not open it (No such file or directory)' and rows[4]['gender'] == ''
+    for row, path in zip(rows[:2], photos['readable']):
+        assert row['error'] == '' and row['article'] == reference[path]['article'][0]
+    assert all(row['error'] == '' and row['gender'] for row in rows[2:4] + rows[5:])
+    assert printed.rstrip().endswith('5 of 6 images predicted, 1 unreadable; wrote ' + str(out))
+
+    # '-' reads the list from the standard input.
+    monkeypatch.setattr('sys.stdin', io.TextIOWrapper(io.BytesIO(images[2].encode() + b'\n')))
+    predict.main(['--checkpoint', checkpoint, '--files-from', '-', '--output', str(out), '--device', 'cpu'])
+    with open(out, newline='', encoding='utf-8') as f:
+        assert [row['image'] for row in csv.DictReader(f)] == [images[2]]
+
+
+def test_a_list_that_names_no_pictures_is_one_clear_error(checkpoint, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'moved.txt').write_bytes(b'a.jpg\nb/c.jpg\n')  # made in another folder, say
+    assert failure_of(['--checkpoint', checkpoint, '--files-from', 'moved.txt'], capsys) == (
+        f'error: --files-from moved.txt: none of its 2 paths is there, e.g. a.jpg (no such file or folder); '
+        f'relative paths are taken from the current folder, {tmp_path}')
+    picture = tmp_path / 'a.jpg'
+    Image.new('RGB', (60, 80), 'red').save(picture)  # given instead of the list
+    assert failure_of(['--checkpoint', checkpoint, '--files-from', str(picture)], capsys).startswith(
+        f'error: --files-from {picture}: holds NUL bytes, so it is no list of paths')
+    (tmp_path / 'blank.txt').write_text('\n  \n')
+    assert failure_of(['--checkpoint', checkpoint, '--files-from', 'blank.txt'], capsys) == (
+        'error: --files-from blank.txt: names no images or folders (it is empty)')
+    assert failure_of(['--checkpoint', checkpoint, '--files-from', 'nothing.txt'], capsys) == (
+        'error: --files-from nothing.txt: could not read it (No such file or directory)')
+    (tmp_path / 'empty').mkdir()
+    monkeypatch.setattr('sys.stdin', io.TextIOWrapper(io.BytesIO(b'empty\n')))
+    assert failure_of(['--checkpoint', checkpoint, '--files-from', '-'], capsys) == (
+        f"error: no image files ({', '.join(predict.IMAGE_EXTENSIONS)}) found in the 1 folder in the standard "
+        "input (names that start with '.' are passed over)")
+    with pytest.raises(SystemExit):
+        predict.parse_args(['--checkpoint', checkpoint, '--files-from', ''])
+    assert "--files-from '': no file name" in capsys.readouterr().err
+
+
 def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path, capsys):
     picture = tmp_path / 'a.jpg'
     Image.new('RGB', (60, 80), 'red').save(picture)
