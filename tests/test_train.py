@@ -509,10 +509,13 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(small_split
 
 def test_weights_that_diverge_while_every_loss_stays_finite_stop_the_run_before_they_are_saved(small_split,
                                                                                                  tmp_path):
-    # A far too high learning rate: the losses stay finite (1e14), BatchNorm's running variances,
-    # which only evaluation uses, do not. Such a checkpoint would score as if nothing were wrong.
-    with pytest.raises(UserError, match=r'^stopped: epoch 1 ended with (inf|nan) in base_model\.\S+, though every '
-                                        r'loss was finite\. Start a new run with a lower --lr'):
+    # A far too high learning rate: here the losses stay finite (1e14), BatchNorm's running
+    # variances, which only evaluation uses, do not. Such a checkpoint would score as if nothing were
+    # wrong. Where another platform's rounding takes a loss to inf first, that stop is as right; the
+    # weights' own check is pinned down by the test after this one.
+    with pytest.raises(UserError, match=r'^stopped: (epoch 1 ended with (inf|nan) in base_model\.\S+, though every '
+                                        r'loss was finite|the loss became (inf|nan) at epoch 1, step \d+ of \d+)'
+                                        r'\. Start a new run with a lower --lr'):
         train.main(train_args(small_split, tmp_path, '--epochs', 2, '--lr', '1e10'))
     assert not (tmp_path / 'run' / 'last.pth').exists()
 
