@@ -70,7 +70,7 @@ def to_rgb(img):
         img = img.convert('RGBA')
         background = Image.new('RGBA', img.size, FILL + (255,))
         return Image.alpha_composite(background, img).convert('RGB')
-    return img.convert('RGB')
+    return img if img.mode == 'RGB' else img.convert('RGB')  # convert would copy an RGB picture
 
 
 def fit_to_size(img, size=IMAGE_SIZE):
@@ -89,7 +89,9 @@ def fit_to_size(img, size=IMAGE_SIZE):
 
 def load_image(path, size=IMAGE_SIZE):
     with Image.open(path) as img:
-        img = ImageOps.exif_transpose(img)  # phone photos store their rotation in EXIF
+        # Phone photos store their rotation in EXIF. In place: turned where it has to be, and not
+        # copied where not, which would double the memory a 100-megapixel photo takes.
+        ImageOps.exif_transpose(img, in_place=True)
         return fit_to_size(to_rgb(img), size)
 
 
