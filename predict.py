@@ -123,6 +123,8 @@ def read_list(name):
     bytes a Linux file name may hold; blank lines, Windows line ends and a UTF-8 mark left out."""
     try:
         if name == '-':
+            if sys.stdin.isatty():  # not a pipe: the script would seem to hang
+                print('reading the paths from the terminal, one a line; end the list with Ctrl-D', file=sys.stderr)
             data = sys.stdin.buffer.read()
         else:
             with open(name, 'rb') as f:

@@ -324,10 +324,15 @@ def test_a_list_that_names_no_pictures_is_one_clear_error(checkpoint, tmp_path, 
     assert failure_of(['--checkpoint', checkpoint, '--files-from', 'nothing.txt'], capsys) == (
         'error: --files-from nothing.txt: could not read it (No such file or directory)')
     (tmp_path / 'empty').mkdir()
-    monkeypatch.setattr('sys.stdin', io.TextIOWrapper(io.BytesIO(b'empty\n')))
-    assert failure_of(['--checkpoint', checkpoint, '--files-from', '-'], capsys) == (
+    typed = io.TextIOWrapper(io.BytesIO(b'empty\n'))
+    typed.isatty = lambda: True  # typed at a terminal, where the script would seem to hang
+    monkeypatch.setattr('sys.stdin', typed)
+    with pytest.raises(SystemExit):
+        run_cli(lambda: predict.main(['--checkpoint', checkpoint, '--files-from', '-']))
+    assert capsys.readouterr().err.splitlines() == [
+        'reading the paths from the terminal, one a line; end the list with Ctrl-D',
         f"error: no image files ({', '.join(predict.IMAGE_EXTENSIONS)}) found in the 1 folder in the standard "
-        "input (names that start with '.' are passed over)")
+        "input (names that start with '.' are passed over)"]
     with pytest.raises(SystemExit):
         predict.parse_args(['--checkpoint', checkpoint, '--files-from', ''])
     assert "--files-from '': no file name" in capsys.readouterr().err
