@@ -102,16 +102,32 @@ def take_the_runs_files(args, original, resolved, gone, path):
 
 
 def check_same_split(args, resume, path):
-    """The run's own train.csv and val.csv, if split_data.py has written them anew since: going on
-    would train on other pictures, and validate on some the run has trained on."""
+    """The run's own train.csv and val.csv: where split_data.py has written them anew since, or
+    another split is named while they are there, going on would train on other pictures, and
+    validate on some the run has trained on."""
     for key in SPLIT_FILES:
         name = getattr(args, key)
         if changed_since_the_run(resume, key, name):  # the run's own file, however it is spelt
             raise UserError(f'{name}: it holds other rows than when the run in {path} began (split_data.py run '
                             'again?); a resumed run goes on with the same split: put it back, or start a new run')
+        if another_split(resume, key, name):
+            flag = '--' + key.replace('_', '-')
+            raise UserError(f'{flag} {name}: it holds other rows than {path_as_trained(resume["args"], key)[0]}, '
+                            f'which the run in {path} began with; a resumed run goes on with the same split (on '
+                            f'another, validation would score pictures it has trained on): leave {flag} out, or '
+                            'start a new run')
         if moved_with_other_rows(resume, key, name):
             note(f'{name} holds other rows than the run in {path} began with; it is used as named, but '
                  'validation may now score pictures the run trained on')
+
+
+def another_split(resume, key, name):
+    """Whether name is another file than the run's own, which is still there, and holds other rows."""
+    saved = resume['args']
+    if not (resume.get('split_digests') or {}).get(key) or key not in saved or not os.path.isfile(name):
+        return False
+    own = path_as_trained(saved, key)[0]
+    return os.path.isfile(own) and not os.path.samefile(name, own) and not same_rows(resume, key, name)
 
 
 def moved_with_other_rows(resume, key, name):

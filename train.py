@@ -104,7 +104,7 @@ def build_parser():
                              'with _2, _3 ... after it where a run started in the same second has it)')
     parser.add_argument('--resume', default=None, metavar='CHECKPOINT',
                         help='continue the run saved in this checkpoint, e.g. checkpoints/RUN/last.pth, '
-                             'with its settings; --epochs may be raised (default: start a new run)')
+                             'with its settings; --epochs may be raised, or lowered to stop sooner (default: start a new run)')
     add_debug_flag(parser)
     return parser
 

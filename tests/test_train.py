@@ -874,6 +874,30 @@ def test_a_resumed_run_whose_split_was_moved_is_told_to_name_it_not_to_split_aga
         assert capsys.readouterr().out == said
 
 
+def test_a_resumed_run_refuses_another_split_while_its_own_is_there(full_run, small_split, tmp_path, capsys):
+    # Another seed into another folder: its val.csv holds pictures the run has trained on.
+    import split_data
+    split_data.main(['--input', small_split['catalog']['root'], '--output', str(tmp_path / 'other'),
+                     '--workers', '1', '--seed', '7'])
+    last = os.path.join(full_run, 'last.pth')
+    for flag, key in [('--train-csv', 'train'), ('--val-csv', 'val')]:
+        other = str(tmp_path / 'other' / f'{key}.csv')
+        with pytest.raises(UserError, match=f'^{flag} {re.escape(other)}: it holds other rows than '
+                                            f'{re.escape(small_split[key])}, which the run in {re.escape(last)} began '
+                                            'with; a resumed run goes on with the same split .*: leave '
+                                            f'{flag} out, or start a new run$'):
+            train.main(['--resume', last, '--epochs', '9', '--device', 'cpu', flag, other])
+    # A copy of its own split, or the same seed into another folder, is the same split.
+    state = checkpoint_load(last)
+    shutil.copy(small_split['val'], tmp_path / 'val-copy.csv')
+    split_data.main(['--input', small_split['catalog']['root'], '--output', str(tmp_path / 'again'), '--workers', '1'])
+    capsys.readouterr()
+    for train_csv, val_csv in [(small_split['train'], tmp_path / 'val-copy.csv'),
+                               (tmp_path / 'again' / 'train.csv', tmp_path / 'again' / 'val.csv')]:
+        resuming.check_same_split(argparse.Namespace(train_csv=str(train_csv), val_csv=str(val_csv)), state, last)
+    assert capsys.readouterr().out == ''
+
+
 def test_a_ctrl_c_before_a_resumed_run_saves_names_the_checkpoint_it_resumed(full_run, tmp_path, monkeypatch,
                                                                              capsys):
     # A branch: a checkpoint copied into a folder of its own, with no last.pth yet.
