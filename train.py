@@ -236,6 +236,17 @@ def first_non_finite(losses):
     return int(bad[0]) if len(bad) else None
 
 
+def interrupted_message(epoch, saved, where, epochs, context):
+    """What a Ctrl-C in epoch `epoch` leaves: `saved` epochs in the checkpoint `where`."""
+    if not saved:
+        return 'interrupted during the first epoch: nothing to resume from yet'
+    if saved == epochs:  # while the last epoch's files were written: they were
+        return (f'interrupted after the last epoch; all {counted(epochs, "epoch")} are saved in {where}. '
+                f'Evaluate with: {command("test.py", "--checkpoint", where)}')
+    when = f'after epoch {epoch}' if epoch == saved else f'in epoch {epoch}'
+    return f'interrupted {when}; epoch {saved} is saved in {where}. Resume with: {resume_command(where, context)}'
+
+
 def resume_command(checkpoint, context):
     """The command that goes on from checkpoint, started as this run was."""
     if not context.distributed:
@@ -596,9 +607,7 @@ def main(argv=None):
         saved = saver.done or start_epoch - 1
         where = last_path if saver.done or not args.resume else args.resume  # none saved since resuming it
         if context.is_main:
-            print(f'\ninterrupted in epoch {epoch}; epoch {saved} is saved in {where}. '
-                  f'Resume with: {resume_command(where, context)}' if saved
-                  else '\ninterrupted during the first epoch: nothing to resume from yet')
+            print('\n' + interrupted_message(epoch, saved, where, args.epochs, context))
         distributed.cleanup(context)
         raise SystemExit(130)
     except torch._dynamo.exc.BackendCompilerFailed as error:

@@ -458,6 +458,25 @@ def test_a_ctrl_c_as_the_dataloader_forks_its_workers_stops_the_run_too(small_sp
     assert 'Traceback' not in stopped.stderr and 'Exception ignored' not in stopped.stderr
     assert checkpoint_load(str(tmp_path / 'run' / 'last.pth'))['epoch'] == 1
 
+def test_a_ctrl_c_while_the_last_epoch_is_written_says_the_run_is_complete(small_split, tmp_path, monkeypatch,
+                                                                           capsys):
+    real_wait = train.BackgroundSaver.wait
+
+    def ctrl_c_as_the_files_are_written(saver):
+        real_wait(saver)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train.BackgroundSaver, 'wait', ctrl_c_as_the_files_are_written)
+    monkeypatch.chdir(ROOT)  # where train.py is: `python train.py`
+    with pytest.raises(SystemExit) as stop:
+        train.main(train_args(small_split, tmp_path, '--epochs', 2))
+    last = str(tmp_path / 'run' / 'last.pth')
+    assert stop.value.code == 130 and checkpoint_load(last)['epoch'] == 2
+    # not "Resume with": a resume of a finished run is refused
+    assert capsys.readouterr().out.endswith(f'\ninterrupted after the last epoch; all 2 epochs are saved in {last}. '
+                                            f'Evaluate with: python test.py --checkpoint {last}\n')
+
+
 def test_pyplot_is_imported_before_the_first_epoch(small_split, tmp_path):
     # A Ctrl-C landing in the import of pyplot's C extensions comes out as an ImportError, not a
     # KeyboardInterrupt; so the import must not wait for the first plot. A fresh process: in this
