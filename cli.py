@@ -173,6 +173,12 @@ def shown(name):
     return name.encode('utf-8', 'surrogateescape').decode('utf-8', 'backslashreplace')
 
 
+def printable(name):
+    """A file name on one line of a table or a message: a line break, or a terminal's escape
+    sequence, in it written as Python writes it (\\n, \\x1b). Files written keep the name as it is."""
+    return ''.join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+
+
 def add_debug_flag(parser):
     parser.add_argument('--debug', action='store_true',
                         help='show full tracebacks instead of one-line errors (default: off)')

@@ -38,7 +38,7 @@ from atomic import absolute_path, atomic_open, check_writable_folder, remove_lef
 from augment import prepare_batch
 from checkpoint import model_from_checkpoint
 from catalog import UNREADABLE, resolved_folder
-from cli import UserError, add_debug_flag, as_printed, counted, pick_device, positive_int, run_cli, shown
+from cli import UserError, add_debug_flag, as_printed, counted, pick_device, positive_int, printable, run_cli, shown
 from dataset import HEADS, TITLES, load_image
 from split_data import first_row
 
@@ -342,12 +342,6 @@ def columns(text):
 
 def padded(text, width):
     return text + ' ' * (width - columns(text))
-
-
-def printable(name):
-    """A file name on one line of the table: a line break, or a terminal's escape sequence, in it
-    written as Python writes it (\\n, \\x1b). The CSV and JSON output keep the name as it is."""
-    return ''.join(c if c.isprintable() else repr(c)[1:-1] for c in name)
 
 
 def write_csv(rows, f):

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder, flush_to_disk,
                     remove_left_temporaries, renamed_together)
 from catalog import IMAGE_SIZE, describe_download, format_counts, image_problem, read_styles
-from cli import UserError, add_debug_flag, counted, positive_int, run_cli, seed_number
+from cli import UserError, add_debug_flag, counted, positive_int, printable, run_cli, seed_number, shown
 
 FIELDNAMES = ['image_path', 'gender', 'articleType', 'baseColour']
 
@@ -96,8 +96,11 @@ def folder_in_csv(images, folder):
     if not (os.path.isdir(followed) and os.path.samefile(followed, images)):
         rel = os.path.relpath(os.path.realpath(images), os.path.realpath(folder))
     if any(end in rel for end in '\r\n'):  # the row would run over two lines
-        raise UserError(f'{images}: a folder on the way to the pictures has a line break in its name, '
+        raise UserError(f'{printable(images)}: a folder on the way to the pictures has a line break in its name, '
                         'which a CSV row cannot hold; rename it')
+    if not rel.isascii() and any('\udc80' <= char <= '\udcff' for char in rel):  # bytes Python kept as they were
+        raise UserError(f'{shown(images)}: a folder on the way to the pictures has a name that is not valid UTF-8, '
+                        'which the CSVs are; rename it')
     return rel.replace(os.sep, '/')
 
 
@@ -231,6 +234,7 @@ def main(argv=None):
         raise UserError(f'{image_folder}: no such folder. ' + describe_download(args.input))
 
     check_writable_folder(args.output, f'--output {args.output}')  # before the images are checked
+    folder_in_csv(image_folder, args.output)  # a name the CSVs cannot hold: said before the work too
     check_no_folder_in_the_way(args.output, r'train\.csv|val\.csv', f'--output {args.output}')
     check_only_splits_replaced(args.output)
     remove_left_temporaries(args.output, r'train\.csv|val\.csv', 'split_data.py')
