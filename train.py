@@ -354,14 +354,16 @@ def plot_now(row, args):
 
 
 def save_epoch(run_dir, snapshot, improved, numbered, plot):
-    """Writes an epoch's files from its snapshot: best.pth if the epoch improved on it, a numbered
-    checkpoint, last.pth, metrics.csv, and the curves if asked."""
+    """Writes an epoch's files from its snapshot: last.pth, best.pth if the epoch improved on it, a
+    numbered checkpoint, metrics.csv, and the curves if asked."""
     epoch, history = snapshot['epoch'], snapshot['history']
+    # last.pth first: where the disk fills up, the file --resume needs is the one written (a
+    # resumed run without its best.pth writes it again).
+    checkpoint_save(os.path.join(run_dir, 'last.pth'), snapshot)
     if improved:
         checkpoint_save(os.path.join(run_dir, 'best.pth'), snapshot)
     if numbered:
         checkpoint_save(os.path.join(run_dir, f'checkpoint-{epoch:06d}.pth'), snapshot)
-    checkpoint_save(os.path.join(run_dir, 'last.pth'), snapshot)
     write_metrics(history, run_dir)
     if plot:
         plot_curves(history, os.path.join(run_dir, 'curves.png'))

@@ -200,6 +200,26 @@ def test_a_full_disk_stops_the_run_in_one_line_and_keeps_the_last_checkpoint(sma
     assert [int(r['epoch']) for r in metrics_rows(tmp_path / 'run')] == [1]
 
 
+def test_a_disk_that_fills_up_during_an_epochs_files_leaves_the_checkpoint_resume_needs(small_split, tmp_path,
+                                                                                         monkeypatch):
+    import checkpoint
+    real_open, opened = checkpoint.atomic_open, []
+
+    def room_for_one_file(path, *args, **kwargs):
+        if opened:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+        opened.append(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, 'atomic_open', room_for_one_file)
+    with pytest.raises(UserError) as error:  # epoch 1 improves on nothing: best.pth too
+        train.main(train_args(small_split, tmp_path, '--epochs', EPOCHS, '--val-every', 1))
+    run = tmp_path / 'run'
+    assert str(error.value) == (f'could not save checkpoint {run / "best.pth"}: {os.strerror(errno.ENOSPC)}; '
+                                'the previous checkpoint there, if any, is kept')
+    assert opened == [str(run / 'last.pth')] and checkpoint_load(str(run / 'last.pth'))['epoch'] == 1
+
+
 def test_a_new_run_never_writes_over_another(full_run, small_split):
     with pytest.raises(UserError, match='holds a run already; carry it on with --resume'):
         train.main(train_args(small_split, os.path.dirname(full_run), '--epochs', 1))
