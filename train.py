@@ -149,8 +149,17 @@ def check_inputs(args, resume):
     raise UserError(f'{args.train_csv}: no such file; {split_advice(args)}')
 
 
-def make_train_loader(attributes, args, context, channels_last):
-    dataset = FashionDataset(args.train_csv, attributes, train_transform)
+def note_shared_pictures(train_set, val_set, args):
+    """Validating on pictures the run trains on (`--val-csv train.csv`, a slip) flatters its
+    figures, which would not show it."""
+    trained = {os.path.normpath(path) for path in train_set.data}
+    shared = sum(os.path.normpath(path) in trained for path in val_set.data)
+    if shared:
+        print(f'note: {shared:,} of the {len(val_set):,} pictures of {args.val_csv} are in {args.train_csv} too: '
+              'validation will say how well the run learns them, not how it does on pictures it has not seen')
+
+
+def make_train_loader(dataset, args, context, channels_last):
     if args.data == 'memory':
         return InMemoryLoader.from_dataset(dataset, args.batch_size, context.device, True, seed=args.seed,
                                            channels_last=channels_last, rank=context.rank,
@@ -167,10 +176,9 @@ def make_train_loader(attributes, args, context, channels_last):
                       pin_memory=context.device.type == 'cuda')
 
 
-def make_val_loader(attributes, args, context, channels_last):
+def make_val_loader(dataset, args, context, channels_last):
     # Validation always decodes once into memory (8,000 images are about 115 MB) and is split
     # across processes without padding, so every image is scored exactly once.
-    dataset = FashionDataset(args.val_csv, attributes, val_transform)
     # Batches of 256 at least: the same predictions as any batch size in eval mode, just faster.
     return InMemoryLoader.from_dataset(dataset, max(args.batch_size, 256), context.device, False,
                                        channels_last=channels_last, rank=context.rank,
@@ -497,8 +505,12 @@ def main(argv=None):
     if resume is not None:
         check_same_vocab(attributes, resume, args.resume)
     with watch.phase('pictures'):
-        train_loader = make_train_loader(attributes, args, context, channels_last)
-        val_loader = make_val_loader(attributes, args, context, channels_last)
+        train_set = FashionDataset(args.train_csv, attributes, train_transform)
+        val_set = FashionDataset(args.val_csv, attributes, val_transform)
+        if context.is_main:
+            note_shared_pictures(train_set, val_set, args)
+        train_loader = make_train_loader(train_set, args, context, channels_last)
+        val_loader = make_val_loader(val_set, args, context, channels_last)
     split_digests = {key: split_digest(getattr(args, key)) for key in SPLIT_FILES}  # as the datasets read them
     if len(train_loader) == 0:  # fewer training pictures than processes: some would take no step
         raise UserError(f'{args.train_csv}: fewer usable pictures than the {context.world_size} processes; '

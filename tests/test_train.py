@@ -29,6 +29,7 @@ import train_step
 from checkpoint import changed_since_the_run, checkpoint_load, checkpoint_save, model_from_checkpoint
 from cli import UserError
 from conftest import ROOT, file_size_limit, run_script, train_args
+from dataset import AttributesDataset, read_annotations
 from demo import load_test_script
 from evaluate import validation_precision
 from memory_data import InMemoryLoader
@@ -315,6 +316,15 @@ def test_scoring_the_pictures_a_run_trained_on_says_so(small_split, one_epoch_ru
     load_test_script().main(['--checkpoint', last, '--val-csv', small_split['train'], '--output', str(tmp_path)])
     assert (f'note: {small_split["train"]} holds the rows {last} trained on: these figures say how well it '
             'learned them, not how it does on pictures it has not seen') in capsys.readouterr().out
+
+def test_validating_on_the_pictures_a_run_trains_on_says_so(small_split, tmp_path, capsys):
+    train.main(train_args(small_split, tmp_path / 'split', '--epochs', 1))
+    assert ' too: validation will say' not in capsys.readouterr().out  # the split: none shared
+    train.main(train_args(small_split, tmp_path / 'slip', '--epochs', 1, '--val-csv', small_split['train']))
+    n = len(read_annotations(small_split['train'], AttributesDataset(small_split['styles'])))
+    assert (f'note: {n} of the {n} pictures of {small_split["train"]} are in {small_split["train"]} too: validation '
+            'will say how well the run learns them, not how it does on pictures it has not seen') in capsys.readouterr().out
+
 
 def test_a_split_made_again_since_the_run_is_not_taken_for_the_runs_own(small_split, tmp_path, monkeypatch,
                                                                         capsys):
