@@ -600,7 +600,6 @@ def main(argv=None):
             history.append(row)
             if not context.is_main:
                 continue
-            print(summary_line(epoch, row, row['seconds']))
             score = sum(row.get(f'{h}_accuracy', -1) for h in HEADS) / len(HEADS)
             improved = 'val_loss' in row and score > best['score']
             if improved:
@@ -611,6 +610,8 @@ def main(argv=None):
                 snapshot = detached_copy(state(epoch))
                 numbered = epoch % args.save_every == 0 or epoch == args.epochs
                 saver.submit(epoch, save_epoch, run_dir, snapshot, improved, numbered, plot_now(row, args))
+                # Printed once the epoch is queued to be saved: a Ctrl-C after its line keeps it.
+                print(summary_line(epoch, row, row['seconds']))
                 if writer is not None:
                     for key, value in row.items():
                         writer.add_scalar(key, value, epoch)

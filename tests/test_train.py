@@ -507,6 +507,20 @@ def test_a_ctrl_c_while_the_last_epoch_is_written_says_the_run_is_complete(small
                                             f'Evaluate with: python test.py --checkpoint {last}\n')
 
 
+def test_a_ctrl_c_just_after_an_epochs_line_keeps_that_epoch(small_split, tmp_path, monkeypatch, capsys):
+    def ctrl_c_after_epoch_1s_line(*args, **kwargs):
+        print(*args, **kwargs)
+        if args and str(args[0]).startswith('epoch   1 '):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, 'print', ctrl_c_after_epoch_1s_line, raising=False)  # train.py's own prints
+    with pytest.raises(SystemExit):
+        train.main(train_args(small_split, tmp_path, '--epochs', EPOCHS))
+    last = tmp_path / 'run' / 'last.pth'
+    assert checkpoint_load(str(last))['epoch'] == 1  # the line said it was done: it is kept
+    assert f'\ninterrupted after epoch 1; epoch 1 is saved in {last}. Resume with: ' in capsys.readouterr().out
+
+
 def test_pyplot_is_imported_before_the_first_epoch(small_split, tmp_path):
     # A Ctrl-C landing in the import of pyplot's C extensions comes out as an ImportError, not a
     # KeyboardInterrupt; so the import must not wait for the first plot. A fresh process: in this
