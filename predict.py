@@ -120,9 +120,12 @@ def path_problem(path):
 
 def read_list(name):
     """The paths a --files-from list names, one a line, as the command line would give them: any
-    bytes a Linux file name may hold; blank lines, Windows line ends and a UTF-8 mark left out."""
+    bytes a Linux file name may hold; blank lines, Windows line ends and a UTF-8 mark left out, and
+    a UTF-16 list (Windows PowerShell 5.1's `>` writes one) read as such."""
     try:
         if name == '-':
+            if sys.stdin is None:  # started with it closed (`<&-`)
+                raise UserError('--files-from -: there is no standard input to read the list from')
             if sys.stdin.isatty():  # not a pipe: the script would seem to hang
                 print('reading the paths from the terminal, one a line; end the list with Ctrl-D', file=sys.stderr)
             data = sys.stdin.buffer.read()
@@ -131,11 +134,13 @@ def read_list(name):
                 data = f.read()
     except OSError as error:
         raise UserError(f'--files-from {name}: could not read it ({error.strerror or error})') from error
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        data = data.decode('utf-16', 'replace').encode('utf-8', 'surrogateescape')
     if b'\0' in data:  # a picture named by mistake, say; no path holds one
         raise UserError(f'--files-from {list_name(name)}: holds NUL bytes, so it is no list of paths, one a '
                         'line (a list written by find -print0 is not taken: leave out -print0)')
-    lines = data.removeprefix(codecs.BOM_UTF8).split(b'\n')
-    paths = [os.fsdecode(line.removesuffix(b'\r')) for line in lines if line.strip()]
+    # splitlines: \n, \r\n and \r, and for bytes only those
+    paths = [os.fsdecode(line) for line in data.removeprefix(codecs.BOM_UTF8).splitlines() if line.strip()]
     if not paths:
         raise UserError(f'--files-from {list_name(name)}: names no images or folders (it is empty)')
     return paths
@@ -145,25 +150,35 @@ def list_name(name):
     return 'the standard input' if name == '-' else name
 
 
+def named(path, limit=100):
+    """A path in a message: on one line, escaped as in the table, and cut short (a list that is
+    no list may hold a line of thousands of bytes)."""
+    text = printable(shown(path))
+    return text if len(text) <= limit else text[:limit - 3] + '...'
+
+
 def report_missing(listed, name):
     """Says which listed paths are not there. A list of many pictures may name a few that are gone,
     as the catalog's styles.csv does: those get their row with the error, and the others go on."""
-    missing = [path for path in listed if path_problem(path)]
-    if missing and len(missing) == len(listed):  # the wrong folder, not a few pictures gone
-        raise UserError(f'--files-from {list_name(name)}: none of its {counted(len(listed), "path")} is there, '
-                        f'e.g. {missing[0]} ({path_problem(missing[0])}); relative paths are taken from '
-                        f'the current folder, {os.getcwd()}')
+    gone = [path for path in listed if path_problem(path)]
+    missing = {}  # each once, as each gets one row: gone.jpg listed twice, or as ./gone.jpg
+    for path in gone:
+        missing.setdefault(resolved_folder(path), path)
+    missing = list(missing.values())
+    if gone and len(gone) == len(listed):  # the wrong folder, not a few pictures gone
+        raise UserError(f'--files-from {list_name(name)}: none of its {counted(len(missing), "path")} is there, '
+                        f'e.g. {named(missing[0])} ({path_problem(missing[0])}); relative paths are taken '
+                        f'from the current folder, {os.getcwd()}')
     if missing:
-        examples = ', '.join(missing[:3]) + (', ...' if len(missing) > 3 else '')
-        print(f'note: {counted(len(missing), "path")} of the {len(listed):,} in {list_name(name)} '
-              f'{"is" if len(missing) == 1 else "are"} not there ({examples}); '
-              f'{"its row says" if len(missing) == 1 else "their rows say"} so')
+        examples = ', '.join(map(named, missing[:3])) + (', ...' if len(missing) > 3 else '')
+        print(f'note: {counted(len(missing), "path")} in {list_name(name)} {"is" if len(missing) == 1 else "are"} '
+              f'not there ({examples}); {"its row says" if len(missing) == 1 else "their rows say"} so')
 
 
 def find_images(paths, listed=(), list_file=None):
     """The image files to predict: files as given, folders walked recursively, in sorted order.
     A path on the command line that is not there is refused; listed ones are a --files-from list's."""
-    problems = [f'{path} ({problem})' for path in paths if (problem := path_problem(path))]
+    problems = [f'{named(path)} ({problem})' for path in paths if (problem := path_problem(path))]
     if problems:
         raise UserError(f'cannot predict {", ".join(problems)}')
     if listed:
@@ -176,14 +191,14 @@ def find_images(paths, listed=(), list_file=None):
         found += in_path
         if not in_path and path not in [error.filename for error in unreadable]:
             empty.append(path)
-    left_out = [f'{error.filename} ({error.strerror})' for error in unreadable]
+    left_out = [f'{named(error.filename)} ({error.strerror})' for error in unreadable]
     if not found:
-        searched = [*paths] + ([f'the {counted(len(listed), "folder")} in {list_name(list_file)}'] if listed else [])
+        searched = [*map(named, paths)] + ([f'the {counted(len(listed), "folder")} in {list_name(list_file)}'] if listed else [])
         raise UserError(f'no image files ({", ".join(IMAGE_EXTENSIONS)}) found in {", ".join(searched)} '
                         "(names that start with '.' are passed over)"
                         + (f'; could not read {", ".join(left_out)}' if left_out else ''))
     for folder in empty[:10]:  # a list may name thousands
-        print(f'note: no image files in {folder}')
+        print(f'note: no image files in {named(folder)}')
     if len(empty) > 10:
         print(f'note: and {len(empty) - 10:,} more folders without image files')
     for folder in left_out:

@@ -281,14 +281,14 @@ def test_files_from_a_list_predicts_each_named_path_in_order(checkpoint, catalog
     for n in range(12):  # empty folders: noted, ten by name
         (tmp_path / f'empty{n:02}').mkdir()
     listed = [photos['readable'][1].encode(), b'caf\xe9.jpg', b'nested', b'gone.jpg', images[1].encode(),
-              photos['readable'][1].encode(), *(f'empty{n:02}'.encode() for n in range(12))]
+              photos['readable'][1].encode(), b'./gone.jpg', *(f'empty{n:02}'.encode() for n in range(12))]
     (tmp_path / 'files.txt').write_bytes(codecs.BOM_UTF8 + b'\r\n'.join(listed[:3]) + b'\r\n\r\n'
                                          + b'\n'.join(listed[3:]) + b'\n\n')
     out = tmp_path / 'p.csv'
     predict.main(['--checkpoint', checkpoint, photos['readable'][0], '--files-from', 'files.txt',
                   '--output', str(out), '--device', 'cpu', '--top-k', '1'])
     printed = capsys.readouterr().out
-    assert "note: 1 path of the 18 in files.txt is not there (gone.jpg); its row says so" in printed
+    assert "note: 1 path in files.txt is not there (gone.jpg); its row says so" in printed  # once, as its row
     assert [line for line in printed.splitlines() if 'without image' in line or 'no image' in line] == [
         *(f'note: no image files in empty{n:02}' for n in range(10)), 'note: and 2 more folders without image files']
     with open(out, newline='', encoding='utf-8') as f:
@@ -301,11 +301,18 @@ def test_files_from_a_list_predicts_each_named_path_in_order(checkpoint, catalog
     assert all(row['error'] == '' and row['gender'] for row in rows[2:4] + rows[5:])
     assert printed.rstrip().endswith('5 of 6 images predicted, 1 unreadable; wrote ' + str(out))
 
-    # '-' reads the list from the standard input.
+    # '-' reads the list from the standard input; a list in UTF-16, as Windows PowerShell 5.1's `>`
+    # writes it, with old Mac line ends; a missing name with a terminal's escape sequence in it.
     monkeypatch.setattr('sys.stdin', io.TextIOWrapper(io.BytesIO(images[2].encode() + b'\n')))
     predict.main(['--checkpoint', checkpoint, '--files-from', '-', '--output', str(out), '--device', 'cpu'])
     with open(out, newline='', encoding='utf-8') as f:
         assert [row['image'] for row in csv.DictReader(f)] == [images[2]]
+    (tmp_path / 'utf16.txt').write_bytes(f'{images[3]}\r\x1b[31mred.jpg\r{images[4]}'.encode('utf-16'))
+    capsys.readouterr()
+    predict.main(['--checkpoint', checkpoint, '--files-from', 'utf16.txt', '--output', str(out), '--device', 'cpu'])
+    assert 'note: 1 path in utf16.txt is not there (\\x1b[31mred.jpg); its row says so' in capsys.readouterr().out
+    with open(out, newline='', encoding='utf-8') as f:
+        assert [row['image'] for row in csv.DictReader(f)] == [images[3], '\x1b[31mred.jpg', images[4]]
 
 
 def test_a_list_that_names_no_pictures_is_one_clear_error(checkpoint, tmp_path, monkeypatch, capsys):
@@ -333,6 +340,15 @@ def test_a_list_that_names_no_pictures_is_one_clear_error(checkpoint, tmp_path, 
         'reading the paths from the terminal, one a line; end the list with Ctrl-D',
         f"error: no image files ({', '.join(predict.IMAGE_EXTENSIONS)}) found in the 1 folder in the standard "
         "input (names that start with '.' are passed over)"]
+    monkeypatch.setattr('sys.stdin', None)  # started with it closed: `<&-`
+    assert failure_of(['--checkpoint', checkpoint, '--files-from', '-'], capsys) == (
+        'error: --files-from -: there is no standard input to read the list from')
+    noise = bytes(byte for byte in range(1, 256) if byte not in b'\r\n') * 8  # no NUL, no line break
+    (tmp_path / 'noise.bin').write_bytes(noise)
+    line = failure_of(['--checkpoint', checkpoint, '--files-from', 'noise.bin'], capsys)
+    assert line.startswith('error: --files-from noise.bin: none of its 1 path is there, e.g. \\x01\\x02')
+    example = line.split('e.g. ', 1)[1].split(' (no such file', 1)[0]
+    assert len(example) == 100 and example.endswith('...')  # of a line of 2,016 bytes
     with pytest.raises(SystemExit):
         predict.parse_args(['--checkpoint', checkpoint, '--files-from', ''])
     assert "--files-from '': no file name" in capsys.readouterr().err
