@@ -29,7 +29,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import split_data  # noqa: E402
 from allocator import keep_freed_memory  # noqa: E402
-from cli import add_debug_flag, non_negative_int, pick_device, positive_float, positive_int, run_cli  # noqa: E402
+from cli import (UserError, add_debug_flag, non_negative_int, pick_device, positive_float, positive_int,  # noqa: E402
+                 run_cli)
 from dataset import AttributesDataset, FashionDataset, load_into_memory, train_transform, val_transform  # noqa: E402
 from evaluate import autocast_for, default_precision, predict_all  # noqa: E402
 from memory_data import InMemoryLoader  # noqa: E402
@@ -39,7 +40,9 @@ from train_step import GraphedTrainStep, TrainStep, make_optimizer  # noqa: E402
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description='Training and evaluation throughput', allow_abbrev=False)
+    parser = argparse.ArgumentParser(description='Training and evaluation throughput: on the real catalog where '
+                                                 'the environment variable FASHION_DATA names its folder, else on '
+                                                 'a sample catalog drawn for the run', allow_abbrev=False)
     parser.add_argument('--device', default='auto', help='cuda, mps or cpu (default: auto)')
     parser.add_argument('--batch-sizes', type=batch_sizes, default='16,128',
                         help='comma-separated (default: 16,128)')
@@ -52,7 +55,9 @@ def parse_args():
     parser.add_argument('--workers', type=non_negative_int, default=min(8, os.cpu_count() or 1),
                         help=f'worker processes: the tutorial path\'s DataLoader, and decoding the cache as '
                              f'train.py does (default: {min(8, os.cpu_count() or 1)})')
-    parser.add_argument('--work', default=None, help='folder for the split (default: a temporary folder)')
+    parser.add_argument('--work', default=None,
+                        help='folder for the split and, without FASHION_DATA, the sample catalog; a split '
+                             'of other pictures there is not replaced (default: a temporary folder)')
     add_debug_flag(parser)
     return parser.parse_args()
 
@@ -93,7 +98,13 @@ def prepare_split(args, work):
                 make_catalog(data, n_images=max(1000, args.images // 4 * 5), seed=0)
             except ValueError as error:  # files of the user's in --work
                 sys.exit(f'error: --work {work}: {error}')
-    split_data.main(['--input', data, '--output', work, '--max-images', str(args.images * 5 // 4)])
+    try:  # --no-replace: a split of the user's in --work (`--work .`, say) is never written over
+        split_data.main(['--input', data, '--output', work, '--max-images', str(args.images * 5 // 4),
+                         '--no-replace'])
+    except split_data.OtherSplitThere as error:
+        raise UserError(f'--work {work}: {" and ".join(error.paths)} hold another split than the benchmark\'s '
+                        f'of --images {args.images:,}, which it would replace; give an empty folder, or that of '
+                        'an earlier run with the same --images') from error
     return data
 
 

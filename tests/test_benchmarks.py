@@ -15,7 +15,9 @@ import time
 import pytest
 import torch
 
+import split_data
 import train
+from cli import UserError
 from conftest import ROOT, run_script
 
 sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
@@ -150,7 +152,16 @@ def test_bench_keeps_its_split_in_the_work_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, 'argv', ['bench.py', '--images', '200', '--work', str(tmp_path / 'kept')])
     monkeypatch.setattr(bench, 'measure', bench.prepare_split)  # the split, not the timings
     bench.main()
-    assert sorted(os.listdir(tmp_path / 'kept')) == ['fashion-product-images', 'train.csv', 'val.csv']
+    kept = tmp_path / 'kept'
+    assert sorted(os.listdir(kept)) == ['fashion-product-images', 'train.csv', 'val.csv']
+    bench.main()  # again: the same split, kept
+    # A split of the user's there, of other pictures (`--work .` in the project, say), is not replaced.
+    split_data.main(['--input', str(kept / 'fashion-product-images'), '--output', str(kept), '--seed', '7'])
+    users = (kept / 'train.csv').read_bytes()
+    with pytest.raises(UserError, match=f'^--work {re.escape(str(kept))}: .*train.csv and .*val.csv hold another '
+                                        'split than the benchmark.s of --images 200, which it would replace'):
+        bench.main()
+    assert (kept / 'train.csv').read_bytes() == users
 
 
 # bench.py on the sample catalog at its cheapest: a bad flag added to these must be refused before the
