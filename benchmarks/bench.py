@@ -231,7 +231,9 @@ def ended_by_sigterm(removing=None):
         # first: split_data.py's pool, checking the pictures, would wait for work for ever, and a
         # DataLoader's workers for up to 5 s (PyTorch's watchdog). Killed, a worker may leave its
         # own pymp-* folder of multiprocessing in TMPDIR, as any Python process a signal ends.
-        # Nothing in the folder `removing` is the user's.
+        # Nothing in the folder `removing` is the user's. A DataLoader's handler of SIGCHLD would
+        # take its killed workers for a failure, and raise from inside this function.
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         for child in multiprocessing.active_children():
             child.kill()
         if removing:
