@@ -6,6 +6,7 @@
 import argparse
 import os
 import resource
+import signal
 import subprocess
 import sys
 
@@ -90,6 +91,9 @@ def main():
     if args.child:
         print(*measure(*args.child, args.classes, args.seconds))
         return
+    # `kill` or `timeout`: the measurement's own process ends too (subprocess.run kills it on the
+    # way out of the SystemExit), where Python's default would leave it running; 143 as a shell says.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     best = {}  # (setting, what): (images/s, page faults an image), the fastest round's
     for _ in range(args.rounds):
         for what in MEASURES:

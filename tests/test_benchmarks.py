@@ -95,6 +95,26 @@ def test_freed_memory_measures_in_a_process_of_its_own_and_names_a_wrong_measure
     assert wrong.returncode == 2 and 'not a setting and a measure named in --help' in wrong.stderr
 
 
+def test_freed_memory_ended_by_sigterm_ends_its_measurement_too(tmp_path):
+    parent = subprocess.Popen([sys.executable, os.path.join(ROOT, 'benchmarks', 'freed_memory.py'), '--seconds', '30'],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not children_of(parent.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        measuring = children_of(parent.pid)
+        assert measuring
+        parent.send_signal(signal.SIGTERM)
+        _, stderr = parent.communicate(timeout=30)
+    finally:
+        parent.kill()
+    assert parent.returncode == 143 and 'Traceback' not in stderr, stderr
+    deadline = time.monotonic() + 5  # it used to run on to its end, for --seconds
+    while running(measuring) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not running(measuring)
+
+
 def run_gpu_check(*args):
     # The script calls `python3`: this one, with PyTorch, as on the GPU machine.
     path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get('PATH', '')])
