@@ -89,6 +89,7 @@ def fit_to_size(img, size=IMAGE_SIZE):
 
 def load_image(path, size=IMAGE_SIZE):
     with Image.open(path) as img:
+        img.load()  # now, as the file closes with this block: a picture may be returned as it is
         # Phone photos store their rotation in EXIF. In place: turned where it has to be, and not
         # copied where not, which would double the memory a 100-megapixel photo takes.
         ImageOps.exif_transpose(img, in_place=True)

@@ -128,22 +128,30 @@ def read_list(name):
                 raise UserError('--files-from -: there is no standard input to read the list from')
             if sys.stdin.isatty():  # not a pipe: the script would seem to hang
                 print('reading the paths from the terminal, one a line; end the list with Ctrl-D', file=sys.stderr)
-            data = sys.stdin.buffer.read()
+            data = read_text(sys.stdin.buffer, name)
         else:
             with open(name, 'rb') as f:
-                data = f.read()
+                data = read_text(f, name)
     except OSError as error:
         raise UserError(f'--files-from {name}: could not read it ({error.strerror or error})') from error
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        data = data.decode('utf-16', 'replace').encode('utf-8', 'surrogateescape')
-    if b'\0' in data:  # a picture named by mistake, say; no path holds one
-        raise UserError(f'--files-from {list_name(name)}: holds NUL bytes, so it is no list of paths, one a '
-                        'line (a list written by find -print0 is not taken: leave out -print0)')
     # splitlines: \n, \r\n and \r, and for bytes only those
     paths = [os.fsdecode(line) for line in data.removeprefix(codecs.BOM_UTF8).splitlines() if line.strip()]
     if not paths:
         raise UserError(f'--files-from {list_name(name)}: names no images or folders (it is empty)')
     return paths
+
+
+def read_text(f, name):
+    """The bytes of a list, in UTF-8. A file with NUL bytes is refused from its first 64 KiB on:
+    no path holds one, and a picture given by mistake (or /dev/zero) is not read to its end."""
+    data = f.read(65536)
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # PowerShell 5.1's `>`
+        return (data + f.read()).decode('utf-16', 'replace').encode('utf-8')
+    if b'\0' in data or b'\0' in (data := data + f.read()):
+        raise UserError(f'--files-from {list_name(name)}: holds NUL bytes, so it is no list of paths, one a line '
+                        'in UTF-8, or in UTF-16 with its byte-order mark (a list written by find -print0 is not '
+                        'taken: leave out -print0)')
+    return data
 
 
 def list_name(name):
@@ -157,7 +165,7 @@ def named(path, limit=100):
     return text if len(text) <= limit else text[:limit - 3] + '...'
 
 
-def report_missing(listed, name):
+def report_missing(listed, name, others):
     """Says which listed paths are not there. A list of many pictures may name a few that are gone,
     as the catalog's styles.csv does: those get their row with the error, and the others go on."""
     gone = [path for path in listed if path_problem(path)]
@@ -165,7 +173,7 @@ def report_missing(listed, name):
     for path in gone:
         missing.setdefault(resolved_folder(path), path)
     missing = list(missing.values())
-    if gone and len(gone) == len(listed):  # the wrong folder, not a few pictures gone
+    if gone and len(gone) == len(listed) and not others:  # the wrong folder, not a few pictures gone
         raise UserError(f'--files-from {list_name(name)}: none of its {counted(len(missing), "path")} is there, '
                         f'e.g. {named(missing[0])} ({path_problem(missing[0])}); relative paths are taken '
                         f'from the current folder, {os.getcwd()}')
@@ -182,7 +190,7 @@ def find_images(paths, listed=(), list_file=None):
     if problems:
         raise UserError(f'cannot predict {", ".join(problems)}')
     if listed:
-        report_missing(listed, list_file)
+        report_missing(listed, list_file, others=paths)
     found, empty, unreadable = [], [], []
     for path in [*paths, *listed]:
         # A file named on the command line or in a list is tried whatever its extension: it was
@@ -193,7 +201,8 @@ def find_images(paths, listed=(), list_file=None):
             empty.append(path)
     left_out = [f'{named(error.filename)} ({error.strerror})' for error in unreadable]
     if not found:
-        searched = [*map(named, paths)] + ([f'the {counted(len(listed), "folder")} in {list_name(list_file)}'] if listed else [])
+        in_list = [f'the {counted(len(listed), "folder")} in {list_name(list_file)}'] if listed else []
+        searched = [*map(named, paths), *in_list]
         raise UserError(f'no image files ({", ".join(IMAGE_EXTENSIONS)}) found in {", ".join(searched)} '
                         "(names that start with '.' are passed over)"
                         + (f'; could not read {", ".join(left_out)}' if left_out else ''))

@@ -8,6 +8,7 @@ import sys
 from checkpoint import changed_since_the_run, path_as_trained, same_rows
 from cli import UserError, counted
 from runs import checkpoint_folder
+from split_data import split_digest
 
 # What a resumed run takes from its checkpoint where the command line does not give it: its recipe
 # and its data, and how the data is fed (the tutorial's DataLoader draws each batch's augmentation
@@ -127,7 +128,11 @@ def another_split(resume, key, name):
     if not (resume.get('split_digests') or {}).get(key) or key not in saved or not os.path.isfile(name):
         return False
     own = path_as_trained(saved, key)[0]
-    return os.path.isfile(own) and not os.path.samefile(name, own) and not same_rows(resume, key, name)
+    if not os.path.isfile(own) or os.path.samefile(name, own) or same_rows(resume, key, name):
+        return False
+    # Older checkpoints kept a digest of the paths as written, in which the same split made into
+    # another folder differs: where the run's own file still holds its rows, their pictures count.
+    return not (same_rows(resume, key, own) and split_digest(own) == split_digest(name))
 
 
 def moved_with_other_rows(resume, key, name):

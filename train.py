@@ -104,7 +104,8 @@ def build_parser():
                              'with _2, _3 ... after it where a run started in the same second has it)')
     parser.add_argument('--resume', default=None, metavar='CHECKPOINT',
                         help='continue the run saved in this checkpoint, e.g. checkpoints/RUN/last.pth, '
-                             'with its settings; --epochs may be raised, or lowered to stop sooner (default: start a new run)')
+                             'with its settings; --epochs may be raised, or lowered to stop sooner '
+                             '(default: start a new run)')
     add_debug_flag(parser)
     return parser
 
@@ -609,9 +610,10 @@ def main(argv=None):
                 # the weights while they are written.
                 snapshot = detached_copy(state(epoch))
                 numbered = epoch % args.save_every == 0 or epoch == args.epochs
-                saver.submit(epoch, save_epoch, run_dir, snapshot, improved, numbered, plot_now(row, args))
-                # Printed once the epoch is queued to be saved: a Ctrl-C after its line keeps it.
-                print(summary_line(epoch, row, row['seconds']))
+                try:  # raises where an earlier epoch's files failed (a full disk)
+                    saver.submit(epoch, save_epoch, run_dir, snapshot, improved, numbered, plot_now(row, args))
+                finally:  # once the epoch is queued to be saved: a Ctrl-C after its line keeps it
+                    print(summary_line(epoch, row, row['seconds']))
                 if writer is not None:
                     for key, value in row.items():
                         writer.add_scalar(key, value, epoch)

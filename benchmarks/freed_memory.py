@@ -4,6 +4,7 @@
 # malloc's defaults once it has changed them, hence a process for each.
 #   python benchmarks/freed_memory.py             # about 4 minutes on 2 CPU cores
 import argparse
+import ctypes
 import os
 import resource
 import signal
@@ -45,6 +46,15 @@ def parse_args(argv=None):
     return args
 
 
+def end_with_parent(parent):
+    """The measurement ends when the script that started it ends, however it ends (`kill`,
+    `timeout`, a SIGTERM while the measurement was being started), rather than run on alone."""
+    if sys.platform.startswith('linux'):
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: the kernel kills it then
+    if os.getppid() != parent:  # it ended before that
+        os._exit(1)
+
+
 def page_faults(work):
     """The page faults of this process while work() runs: each one a fresh page from the kernel."""
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -79,7 +89,8 @@ def run_child(setting, what, args):
     classes = args.classes
     command = [sys.executable, os.path.abspath(__file__), '--child', setting, what, '--seconds', str(args.seconds),
                '--classes', f'{classes.num_genders},{classes.num_articles},{classes.num_colors}']
-    done = subprocess.run(command, capture_output=True, text=True)
+    parent = dict(os.environ, FREED_MEMORY_PARENT=str(os.getpid()))
+    done = subprocess.run(command, capture_output=True, text=True, env=parent)
     if done.returncode != 0:
         raise SystemExit(f'{what} with {SETTINGS[setting]} failed:\n{done.stderr.strip()}')
     images_a_second, faults = done.stdout.split()[-2:]
@@ -89,6 +100,8 @@ def run_child(setting, what, args):
 def main():
     args = parse_args()
     if args.child:
+        if 'FREED_MEMORY_PARENT' in os.environ:  # started by run_child, not by hand
+            end_with_parent(int(os.environ['FREED_MEMORY_PARENT']))
         print(*measure(*args.child, args.classes, args.seconds))
         return
     # `kill` or `timeout`: the measurement's own process ends too (subprocess.run kills it on the

@@ -100,11 +100,13 @@ def test_freed_memory_ended_by_sigterm_ends_its_measurement_too(tmp_path):
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
-        while not children_of(parent.pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        measuring = children_of(parent.pid)
+        # the measurement's process, not one that `import torch` starts for a moment (ldconfig)
+        measurements = lambda: [pid for pid in children_of(parent.pid) if '--child' in command_of(pid)]  # noqa: E731
+        while not measurements() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        measuring = measurements()
         assert measuring
-        parent.send_signal(signal.SIGTERM)
+        parent.send_signal(signal.SIGTERM)  # as soon as it starts: where a handler could come too late
         _, stderr = parent.communicate(timeout=30)
     finally:
         parent.kill()
@@ -259,6 +261,14 @@ def process_states():
 
 def children_of(pid):
     return [child for child, (_, parent) in process_states().items() if parent == pid]
+
+
+def command_of(pid):
+    try:
+        with open(f'/proc/{pid}/cmdline', 'rb') as f:
+            return f.read().decode(errors='replace').replace('\0', ' ')
+    except OSError:  # ended
+        return ''
 
 
 def running(pids):

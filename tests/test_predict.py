@@ -325,6 +325,15 @@ def test_a_list_that_names_no_pictures_is_one_clear_error(checkpoint, tmp_path, 
     Image.new('RGB', (60, 80), 'red').save(picture)  # given instead of the list
     assert failure_of(['--checkpoint', checkpoint, '--files-from', str(picture)], capsys).startswith(
         f'error: --files-from {picture}: holds NUL bytes, so it is no list of paths')
+    # /dev/zero, read without end before: refused from its first bytes (a timeout, should it not be)
+    zeros = run_script('predict.py', '--checkpoint', checkpoint, '--files-from', '/dev/zero', timeout=60)
+    assert zeros.returncode == 2 and 'holds NUL bytes' in zeros.stderr
+    # With a picture on the command line, a list of pictures that are all gone is a note and their rows.
+    (tmp_path / 'gone.txt').write_text('b/c.jpg\n')
+    predict.main(['--checkpoint', checkpoint, str(picture), '--files-from', 'gone.txt', '--device', 'cpu'])
+    out = capsys.readouterr().out
+    assert 'note: 1 path in gone.txt is not there (b/c.jpg); its row says so' in out
+    assert '1 of 2 images predicted, 1 unreadable' in out
     (tmp_path / 'blank.txt').write_text('\n  \n')
     assert failure_of(['--checkpoint', checkpoint, '--files-from', 'blank.txt'], capsys) == (
         'error: --files-from blank.txt: names no images or folders (it is empty)')

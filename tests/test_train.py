@@ -184,7 +184,8 @@ def test_a_run_stopped_while_its_files_are_written_waits_for_them(stop, small_sp
     assert checkpoint_load(str(last))['epoch'] == 1
 
 
-def test_a_full_disk_stops_the_run_in_one_line_and_keeps_the_last_checkpoint(small_split, tmp_path, monkeypatch):
+def test_a_full_disk_stops_the_run_in_one_line_and_keeps_the_last_checkpoint(small_split, tmp_path, monkeypatch,
+                                                                             capsys):
     real_save = torch.save
 
     def epoch_2_outgrows_the_limit(state, f):
@@ -199,6 +200,8 @@ def test_a_full_disk_stops_the_run_in_one_line_and_keeps_the_last_checkpoint(sma
                                 'the previous checkpoint there, if any, is kept')
     assert checkpoint_load(str(last))['epoch'] == 1
     assert [int(r['epoch']) for r in metrics_rows(tmp_path / 'run')] == [1]
+    printed = capsys.readouterr().out  # every epoch trained is said, also the one whose queueing found the failure
+    assert [line.split()[1] for line in printed.splitlines() if line.startswith('epoch ')] == ['1', '2', '3']
 
 
 def test_a_disk_that_fills_up_during_an_epochs_files_leaves_the_checkpoint_resume_needs(small_split, tmp_path,
@@ -323,7 +326,8 @@ def test_validating_on_the_pictures_a_run_trains_on_says_so(small_split, tmp_pat
     train.main(train_args(small_split, tmp_path / 'slip', '--epochs', 1, '--val-csv', small_split['train']))
     n = len(read_annotations(small_split['train'], AttributesDataset(small_split['styles'])))
     assert (f'note: {n} of the {n} pictures of {small_split["train"]} are in {small_split["train"]} too: validation '
-            'will say how well the run learns them, not how it does on pictures it has not seen') in capsys.readouterr().out
+            'will say how well the run learns them, not how it does on pictures it has not seen'
+            ) in capsys.readouterr().out
 
 
 def test_a_split_made_again_since_the_run_is_not_taken_for_the_runs_own(small_split, tmp_path, monkeypatch,
@@ -955,10 +959,19 @@ def test_a_resumed_run_refuses_another_split_while_its_own_is_there(full_run, sm
     shutil.copy(small_split['val'], tmp_path / 'val-copy.csv')
     split_data.main(['--input', small_split['catalog']['root'], '--output', str(tmp_path / 'again'), '--workers', '1'])
     capsys.readouterr()
+    # Checkpoints of before 2026-12-01 kept a digest of the lines, their paths as written.
+    older = dict(state, split_digests={key: split_data.rows_digest(open(small_split[name], 'rb').read())
+                                       for key, name in [('train_csv', 'train'), ('val_csv', 'val')]})
     for train_csv, val_csv in [(small_split['train'], tmp_path / 'val-copy.csv'),
                                (tmp_path / 'again' / 'train.csv', tmp_path / 'again' / 'val.csv')]:
-        resuming.check_same_split(argparse.Namespace(train_csv=str(train_csv), val_csv=str(val_csv)), state, last)
+        for checkpoint in (state, older):
+            resuming.check_same_split(argparse.Namespace(train_csv=str(train_csv), val_csv=str(val_csv)),
+                                      checkpoint, last)
     assert capsys.readouterr().out == ''
+    with pytest.raises(UserError, match='^--train-csv .*other/train.csv: it holds other rows than'):
+        other = tmp_path / 'other'
+        resuming.check_same_split(argparse.Namespace(train_csv=str(other / 'train.csv'),
+                                                     val_csv=str(other / 'val.csv')), older, last)
 
 
 def test_a_ctrl_c_before_a_resumed_run_saves_names_the_checkpoint_it_resumed(full_run, tmp_path, monkeypatch,
