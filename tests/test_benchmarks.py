@@ -328,64 +328,53 @@ def test_bench_in_process_puts_back_the_sigterm_handler_and_runs_in_a_thread_too
     assert len(ran) == 2 and ran[1] is before
 
 
-def test_a_sigterm_to_bench_while_a_dataloaders_workers_run_is_no_traceback(tmp_path):
-    # The tutorial's path: a DataLoader's workers, whose ending PyTorch's SIGCHLD handler took for a
-    # failure, with a traceback from inside the ending (status 1, not 143).
-    script = ('import os, sys, time, torch\n'
+def sigterm_while_children_run(tmp_path, body):
+    """Runs body (Python lines indented by 4, which start processes and print 'ready') in
+    bench.ended_by_sigterm with a folder to remove, sends it SIGTERM once ready, and checks that it
+    ends at once: status 143, nothing on stderr, the folder gone, the processes it started ended."""
+    script = ('import os, sys, time\n'
               f'sys.path.insert(0, {os.path.join(ROOT, "benchmarks")!r})\n'
               'import bench\n'
               'with bench.ended_by_sigterm(removing=sys.argv[1]):\n'
-              '    os.mkdir(sys.argv[1])\n'
-              '    for i in range(20000):  # a catalog, which takes a while to remove\n'
-              '        open(os.path.join(sys.argv[1], f"{i}.jpg"), "w").close()\n'
-              '    loader = torch.utils.data.DataLoader(range(1000), num_workers=2, persistent_workers=True)\n'
-              '    batches = iter(loader)\n'
-              '    next(batches)\n'
-              '    print("ready", flush=True)\n'
-              '    time.sleep(60)\n')
+              '    os.mkdir(sys.argv[1])\n' + body)
     ending = subprocess.Popen([sys.executable, '-c', script, str(tmp_path / 'folder')], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     try:
         assert ending.stdout.readline() == 'ready\n'
-        workers = children_of(ending.pid)
-        assert workers
+        children = children_of(ending.pid)
+        assert children
         ending.send_signal(signal.SIGTERM)
-        _, stderr = ending.communicate(timeout=30)
+        _, stderr = ending.communicate(timeout=30)  # a pool left waiting for work held the pipes for ever
     finally:
         ending.kill()
     assert ending.returncode == 143 and not stderr, stderr
     assert not (tmp_path / 'folder').exists()
     deadline = time.monotonic() + 15
-    while running(workers) and time.monotonic() < deadline:
+    while running(children) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not running(workers)
+    assert not running(children)
+
+
+def test_a_sigterm_to_bench_while_a_dataloaders_workers_run_is_no_traceback(tmp_path):
+    # The tutorial's path: a DataLoader's workers, whose ending PyTorch's SIGCHLD handler took for a
+    # failure, with a traceback from inside the ending (status 1, not 143).
+    sigterm_while_children_run(tmp_path, (
+        '    import torch\n'
+        '    for i in range(20000):  # a catalog, which takes a while to remove\n'
+        '        open(os.path.join(sys.argv[1], f"{i}.jpg"), "w").close()\n'
+        '    loader = torch.utils.data.DataLoader(range(1000), num_workers=2, persistent_workers=True)\n'
+        '    batches = iter(loader)\n'
+        '    next(batches)\n'
+        '    print("ready", flush=True)\n'
+        '    time.sleep(60)\n'))
 
 
 def test_a_sigterm_to_bench_ends_the_pool_checking_the_pictures(tmp_path):
     # split_data.py checks the pictures in a pool of processes (a fraction of a second here), which
     # the process ending by SIGTERM left waiting for work for ever, holding its stdout open.
-    script = ('import concurrent.futures, os, sys, time\n'
-              f'sys.path.insert(0, {os.path.join(ROOT, "benchmarks")!r})\n'
-              'import bench\n'
-              'with bench.ended_by_sigterm(removing=sys.argv[1]):\n'
-              '    os.mkdir(sys.argv[1])\n'
-              '    with concurrent.futures.ProcessPoolExecutor(2) as pool:\n'
-              '        pool.submit(os.getpid).result()\n'
-              '        print("ready", flush=True)\n'
-              '        time.sleep(60)\n')
-    ending = subprocess.Popen([sys.executable, '-c', script, str(tmp_path / 'folder')], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
-    try:
-        assert ending.stdout.readline() == 'ready\n'
-        pool = children_of(ending.pid)
-        assert pool
-        ending.send_signal(signal.SIGTERM)
-        _, stderr = ending.communicate(timeout=30)  # waited for ever while the pool held the pipes
-    finally:
-        ending.kill()
-    assert ending.returncode == 143 and not stderr, stderr
-    assert not (tmp_path / 'folder').exists()
-    deadline = time.monotonic() + 15
-    while running(pool) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not running(pool)
+    sigterm_while_children_run(tmp_path, (
+        '    import concurrent.futures\n'
+        '    with concurrent.futures.ProcessPoolExecutor(2) as pool:\n'
+        '        pool.submit(os.getpid).result()\n'
+        '        print("ready", flush=True)\n'
+        '        time.sleep(60)\n'))
