@@ -98,7 +98,7 @@ def folder_in_csv(images, folder):
     if any(end in rel for end in '\r\n'):  # the row would run over two lines
         raise UserError(f'{printable(images)}: a folder on the way to the pictures has a line break in its name, '
                         'which a CSV row cannot hold; rename it')
-    if not rel.isascii() and any('\udc80' <= char <= '\udcff' for char in rel):  # bytes Python kept as they were
+    if any('\udc80' <= char <= '\udcff' for char in rel):  # bytes Python kept as they were
         raise UserError(f'{shown(images)}: a folder on the way to the pictures has a name that is not valid UTF-8, '
                         'which the CSVs are; rename it')
     return rel.replace(os.sep, '/')
