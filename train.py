@@ -535,9 +535,10 @@ def main(argv=None):
     autocast = autocast_for(device, precision)
     train_autocast = lambda: autocast_for(device, precision, cache_enabled=not cuda_graphs)  # noqa: E731
     if cuda_graphs:
-        train_step = GraphedTrainStep(model, optimizer, scheduler, train_autocast, args.batch_size)
+        train_step = GraphedTrainStep(model, optimizer, scheduler, train_autocast, args.batch_size,
+                                      compiled=bool(args.compile))
     else:
-        train_step = TrainStep(model, optimizer, scheduler, train_autocast)
+        train_step = TrainStep(model, optimizer, scheduler, train_autocast, compiled=bool(args.compile))
 
     start_epoch, history, best = 1, [], {'epoch': 0, 'score': -1.0}
     if resume is not None:

@@ -151,8 +151,9 @@ def trainer(attributes, device, precision, channels_last, batch_size, graphs, co
     optimizer = make_optimizer(core, 1e-3, device, graphs)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
     autocast = lambda: autocast_for(device, precision, cache_enabled=not graphs)  # noqa: E731
-    step = (GraphedTrainStep(model, optimizer, scheduler, autocast, batch_size) if graphs
-            else TrainStep(model, optimizer, scheduler, autocast))
+    compiled = bool(compile_mode)
+    step = (GraphedTrainStep(model, optimizer, scheduler, autocast, batch_size, compiled) if graphs
+            else TrainStep(model, optimizer, scheduler, autocast, compiled))
     fmt = torch.channels_last if channels_last else torch.contiguous_format
 
     def run(batch):
