@@ -1,8 +1,10 @@
 # What every script shares on the command line: one-line errors instead of tracebacks, a quiet
 # exit on Ctrl-C, argparse types that reject out-of-range flags, and picking the device.
 import argparse
+import atexit
 import codecs
 import contextlib
+import gc
 import os
 import shlex
 import signal
@@ -120,6 +122,11 @@ def run_cli(main):
     # file and the problem. --debug (or FASHION_DEBUG=1) shows the full traceback instead.
     debug = debugging()
     show_any_name_on_the_terminal()
+    # At its exit a process that has loaded PyTorch spent 1.2 s (on 2 cores) in Python's last
+    # garbage collections, over objects that go with the process anyway: frozen, they are left
+    # out. It runs after the threads are joined and before the modules are cleared; whatever
+    # is freed by its count of references (a file, a DataLoader's workers) still is.
+    atexit.register(gc.freeze)
     if signal.getsignal(signal.SIGINT) is _exit_while_starting:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # a Ctrl-C from here on: below
     try:
