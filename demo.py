@@ -17,7 +17,7 @@ import time
 import split_data
 import train
 from atomic import check_writable_folder
-from cli import UserError, add_debug_flag, pick_device, positive_int, run_cli
+from cli import UserError, add_debug_flag, counted, pick_device, positive_int, run_cli
 from dataset import HEADS, TITLES
 from sample_catalog import is_sample_catalog, make_catalog, sample_catalog_size
 
@@ -127,7 +127,7 @@ def main(argv=None):
     redrawn = False
     if real:
         catalog = args.data
-        print(f'found the real dataset in {catalog}: running the tutorial\'s job ({epochs} epochs)')
+        print(f'found the real dataset in {catalog}: running the tutorial\'s job ({counted(epochs, "epoch")})')
     else:
         found = 'only a sample catalog' if is_sample_catalog(args.data) else 'no dataset'
         print(f'{found} in {args.data}/ (see {guide()} for the real one): using a '

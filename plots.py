@@ -5,6 +5,7 @@ import sys
 
 import matplotlib
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from atomic import atomic_path
 from cli import UserError
@@ -55,6 +56,7 @@ def plot_curves(history, path):
                     color=line.get_color(), label=f'{TITLES[head]} (validation)')
     ax_acc.set(xlabel='epoch', ylabel='accuracy', title='Accuracy', ylim=(0, 1))
     for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs: 1, 2, 3, not 1.25, 1.5
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()

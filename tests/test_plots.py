@@ -92,6 +92,16 @@ def test_each_row_of_a_confusion_matrix_is_a_true_classs_share_of_each_predictio
     np.testing.assert_allclose(np.asarray(drawn[0]), [[1 / 3, 2 / 3], [0, 1]])
 
 
+@pytest.mark.parametrize('epochs', [2, 3, 50])
+def test_the_curves_mark_whole_epochs_only(tmp_path, monkeypatch, epochs):
+    ticks = []
+    monkeypatch.setattr(plots, 'save_figure', lambda fig, path: ticks.extend(
+        tick for ax in fig.axes for tick in ax.get_xticks() if ax.get_xlim()[0] <= tick <= ax.get_xlim()[1]))
+    row = {'train_loss': 1.0, **{f'train_{head}_accuracy': 0.5 for head in ('gender', 'article', 'color')}}
+    plots.plot_curves([dict(row, epoch=epoch) for epoch in range(1, epochs + 1)], str(tmp_path / 'curves.png'))
+    assert ticks and all(tick == int(tick) for tick in ticks), ticks
+
+
 def test_the_grid_shows_each_picture_as_it_was():
     from PIL import Image
     from dataset import val_transform
