@@ -147,7 +147,9 @@ def read_text(f, name):
     data = f.read(65536)
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # PowerShell 5.1's `>`
         return (data + f.read()).decode('utf-16', 'replace').encode('utf-8')
-    if b'\0' in data or b'\0' in (data := data + f.read()):
+    if b'\0' not in data:
+        data += f.read()
+    if b'\0' in data:
         raise UserError(f'--files-from {list_name(name)}: holds NUL bytes, so it is no list of paths, one a line '
                         'in UTF-8, or in UTF-16 with its byte-order mark (a list written by find -print0 is not '
                         'taken: leave out -print0)')

@@ -534,11 +534,11 @@ def main(argv=None):
     # Autocast's weight-cast cache must be off while a CUDA graph is captured.
     autocast = autocast_for(device, precision)
     train_autocast = lambda: autocast_for(device, precision, cache_enabled=not cuda_graphs)  # noqa: E731
+    compiled = bool(args.compile)
     if cuda_graphs:
-        train_step = GraphedTrainStep(model, optimizer, scheduler, train_autocast, args.batch_size,
-                                      compiled=bool(args.compile))
+        train_step = GraphedTrainStep(model, optimizer, scheduler, train_autocast, args.batch_size, compiled)
     else:
-        train_step = TrainStep(model, optimizer, scheduler, train_autocast, compiled=bool(args.compile))
+        train_step = TrainStep(model, optimizer, scheduler, train_autocast, compiled)
 
     start_epoch, history, best = 1, [], {'epoch': 0, 'score': -1.0}
     if resume is not None:

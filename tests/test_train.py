@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 import torch
@@ -979,7 +980,7 @@ def test_a_resumed_run_refuses_another_split_while_its_own_is_there(full_run, sm
     split_data.main(['--input', small_split['catalog']['root'], '--output', str(tmp_path / 'again'), '--workers', '1'])
     capsys.readouterr()
     # Checkpoints of before 2026-12-01 kept a digest of the lines, their paths as written.
-    older = dict(state, split_digests={key: split_data.rows_digest(open(small_split[name], 'rb').read())
+    older = dict(state, split_digests={key: split_data.rows_digest(Path(small_split[name]).read_bytes())
                                        for key, name in [('train_csv', 'train'), ('val_csv', 'val')]})
     for train_csv, val_csv in [(small_split['train'], tmp_path / 'val-copy.csv'),
                                (tmp_path / 'again' / 'train.csv', tmp_path / 'again' / 'val.csv')]:
