@@ -11,6 +11,7 @@ import contextlib
 import gc
 import itertools
 import multiprocessing
+import multiprocessing.util
 import os
 import resource
 import secrets
@@ -220,6 +221,10 @@ def ended_by_sigterm(removing=None):
         yield  # signal handlers are the main thread's alone
         return
     parent = os.getpid()
+    # multiprocessing's folder for temporary files (pymp-*, in TMPDIR), made now for the processes
+    # forked from here to share: a DataLoader worker makes its own as it sends the pictures, and
+    # killed, it leaves it behind. The folder goes when this process ends, also by a signal.
+    shared = multiprocessing.util.get_temp_dir()
 
     def end(signum, frame):
         if os.getpid() != parent:  # a process forked from here (split_data.py's pool) just dies
@@ -230,15 +235,18 @@ def ended_by_sigterm(removing=None):
         # exceptions in places (numpy/numpy#20596), and one raised so while the catalog was drawn
         # was lost in 1 run of the test in 7 to 25, the run going on to the end. The children go
         # first: split_data.py's pool, checking the pictures, would wait for work for ever, and a
-        # DataLoader's workers for up to 5 s (PyTorch's watchdog). Killed, a worker may leave its
-        # own pymp-* folder of multiprocessing in TMPDIR, as any Python process a signal ends.
-        # Nothing in the folder `removing` is the user's. A DataLoader's handler of SIGCHLD would
-        # take its killed workers for a failure, and raise from inside this function.
+        # DataLoader's workers for up to 5 s (PyTorch's watchdog). They have ended before their
+        # temporary files go. Nothing in the folder `removing` is the user's. A DataLoader's
+        # handler of SIGCHLD would take its killed workers for a failure, and raise from inside
+        # this function.
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        for child in multiprocessing.active_children():
+        children = multiprocessing.active_children()
+        for child in children:
             child.kill()
-        if removing:
-            shutil.rmtree(removing, ignore_errors=True)
+        for child in children:
+            child.join(5)
+        for folder in filter(None, (removing, shared)):
+            shutil.rmtree(folder, ignore_errors=True)
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(OSError, ValueError):
                 stream.flush()

@@ -259,6 +259,14 @@ def process_states():
     return states
 
 
+def leftover(path):
+    """What a file or folder left behind is, for a failure's message: a folder's entries, or a
+    file's first bytes (b'blat' is what Python writes as it first looks for a temporary folder)."""
+    if path.is_dir():
+        return sorted(os.listdir(path))
+    return path.read_bytes()[:40]
+
+
 def children_of(pid):
     return [child for child, (_, parent) in process_states().items() if parent == pid]
 
@@ -286,28 +294,31 @@ def test_bench_ended_by_sigterm_removes_its_temporary_folder(tmp_path, when):
     os.mkdir(tmp_path / 'tmp')
     timing, work = when.startswith('timing'), tmp_path / 'work'
     flags = [*CHEAP_BENCH, '--workers', 1, '--seconds', 3] if timing else CHEAP_BENCH  # the last flags count
-    flags += ['--work', work] if 'work' in when else []
+    flags += ['--work', work] if '--work' in when else []
     bench = subprocess.Popen([sys.executable, os.path.join(ROOT, 'benchmarks', 'bench.py'), *map(str, flags)],
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
-        folders = lambda: [work] if 'work' in when else tmp_path.glob('tmp/fashion-bench-*')  # noqa: E731
+        folders = lambda: [work] if '--work' in when else tmp_path.glob('tmp/fashion-bench-*')  # noqa: E731
         ready = lambda: [f for f in folders() if os.path.exists(f / ('val.csv' if timing else ''))]  # noqa: E731
         while not ready() and bench.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert ready(), 'bench.py made no temporary folder' + (' or split' if timing else '')
-        while timing and not children_of(bench.pid) and time.monotonic() < deadline:
+        # once a worker has sent pictures, through a socket in multiprocessing's folder
+        sockets = lambda: list(tmp_path.glob('tmp/pymp-*/listener-*'))  # noqa: E731
+        while timing and not (children_of(bench.pid) and sockets()) and time.monotonic() < deadline:
             time.sleep(0.05)
         workers = children_of(bench.pid)
-        assert workers or not timing
+        assert (workers and sockets()) or not timing
         bench.send_signal(signal.SIGTERM)
         _, stderr = bench.communicate(timeout=30)
     finally:
         bench.kill()
-    # a killed worker may leave its own pymp-* folder (multiprocessing's), as after any kill
-    assert not [name for name in os.listdir(tmp_path / 'tmp') if not name.startswith(('pymp-', 'torchinductor_'))]
+    # all gone but PyTorch's cache of compiled kernels, made as it is imported
+    left = [name for name in os.listdir(tmp_path / 'tmp') if not name.startswith('torchinductor_')]
+    assert left == [], [(name, leftover(tmp_path / 'tmp' / name)) for name in left]
     assert bench.returncode == 143 and 'Traceback' not in stderr, stderr  # 128 + 15, as the shell reports SIGTERM
-    assert 'work' not in when or sorted(os.listdir(work)) == ['fashion-product-images', 'train.csv', 'val.csv']
+    assert '--work' not in when or sorted(os.listdir(work)) == ['fashion-product-images', 'train.csv', 'val.csv']
     deadline = time.monotonic() + 15  # the workers end too
     while running(workers) and time.monotonic() < deadline:
         time.sleep(0.1)
