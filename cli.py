@@ -32,27 +32,61 @@ def _exit_while_starting(signum, frame):
     os._exit(130)
 
 
+class Terminated(KeyboardInterrupt):
+    """A SIGTERM (`kill`, `timeout`, a cluster's scheduler ending the job), once run_cli runs:
+    it stops a script as a Ctrl-C does, the files being written finished or left as they were.
+    Left to the system, it would end the process where it stands: train.py's last epoch, queued
+    to be saved, lost, a temporary file left beside its output, and no word of either."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
+def how_stopped(stop):
+    """A Ctrl-C's or a SIGTERM's words for the user, and the exit status a shell reports for it."""
+    return ('stopped by SIGTERM', 143) if isinstance(stop, Terminated) else ('interrupted (Ctrl-C)', 130)
+
+
 @contextlib.contextmanager
-def ctrl_c_held():
-    """Holds a Ctrl-C back until the block ends, then raises it (KeyboardInterrupt): for blocks
-    that fork processes (a DataLoader's workers). Around a fork Python runs the handlers given
-    to os.register_at_fork, and drops an exception raised in one with a warning: a Ctrl-C landing
-    there would be lost, and in logging's, which releases a lock taken before the fork, it leaves
-    that lock held for good, so the next thread to log (matplotlib, plotting in train.py's
-    background saver) waits forever. The processes forked meanwhile inherit the holding
-    handler: they leave a Ctrl-C to this one, which stops them."""
+def sigterm_stops_as_ctrl_c():
+    # Not in another thread (where signal handlers cannot be set), nor where a SIGTERM already
+    # has a handler or is ignored; the default is put back after.
     if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:  # ignored (nohup): stays so
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         yield
         return
-    held = []
-    signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def ctrl_c_held():
+    """Holds a Ctrl-C (or a SIGTERM run_cli stops on) back until the block ends, then raises it:
+    for blocks that fork processes (a DataLoader's workers). Around a fork Python runs the handlers
+    given to os.register_at_fork, and drops an exception raised in one with a warning: a Ctrl-C
+    landing there would be lost, and in logging's, which releases a lock taken before the fork, it
+    leaves that lock held for good, so the next thread to log (matplotlib, plotting in train.py's
+    background saver) waits forever. The processes forked meanwhile inherit the holding handler:
+    they leave a Ctrl-C to this one, which stops them. One ignored (nohup) stays so."""
+    raising = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: _terminate}
+    if threading.current_thread() is threading.main_thread():
+        raising = {number: handler for number, handler in raising.items() if signal.getsignal(number) is handler}
+    else:  # signal handlers are the main thread's alone
+        raising = {}
+    held = []
+    for number in raising:
+        signal.signal(number, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        for number, handler in raising.items():
+            signal.signal(number, handler)
     if held:
-        raise KeyboardInterrupt
+        raise Terminated if held[0] == signal.SIGTERM else KeyboardInterrupt
 
 
 def started(loader):
@@ -129,6 +163,11 @@ def run_cli(main):
     atexit.register(gc.freeze)
     if signal.getsignal(signal.SIGINT) is _exit_while_starting:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # a Ctrl-C from here on: below
+    with sigterm_stops_as_ctrl_c():
+        run_reporting_errors(main, debug)
+
+
+def run_reporting_errors(main, debug):
     try:
         main()
     except UserError as error:
@@ -153,13 +192,14 @@ def run_cli(main):
             raise
         exit_with_error(f'{shown(error.object).strip()[:300]}: a file or folder name here is not valid UTF-8, which '
                         'the CSVs and the output are; rename it')
-    except KeyboardInterrupt:
-        # Ctrl-C: a traceback would point at whatever line happened to be running. Every file is
-        # written atomically (atomic.py), so none is left half-written. 130 is the shell's status.
+    except KeyboardInterrupt as stop:
+        # Ctrl-C or SIGTERM: a traceback would point at whatever line happened to be running.
+        # Every file is written atomically (atomic.py), so none is left half-written.
         if debug:
             raise
-        print('\ninterrupted (Ctrl-C); no file was left half-written', file=sys.stderr)
-        sys.exit(130)
+        words, status = how_stopped(stop)
+        print(f'\n{words}; no file was left half-written', file=sys.stderr)
+        sys.exit(status)
 
 
 def print_error(message):

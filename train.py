@@ -25,8 +25,8 @@ from allocator import keep_freed_memory
 from atomic import atomic_open
 from catalog import describe_download
 from checkpoint import check_same_vocab, checkpoint_save, load_weights, non_finite_weight, resumable_load
-from cli import (UserError, add_debug_flag, command, counted, debugging, non_negative_float, non_negative_int,
-                 positive_float, positive_int, print_error, run_cli, seed_number, started)
+from cli import (Terminated, UserError, add_debug_flag, command, counted, debugging, how_stopped, non_negative_float,
+                 non_negative_int, positive_float, positive_int, print_error, run_cli, seed_number, started)
 from dataset import HEADS, AttributesDataset, FashionDataset, skip_undecodable, train_transform, val_transform
 from evaluate import autocast_for, default_precision, validate
 from memory_data import InMemoryLoader
@@ -245,15 +245,16 @@ def first_non_finite(losses):
     return int(bad[0]) if len(bad) else None
 
 
-def interrupted_message(epoch, saved, where, epochs, context):
-    """What a Ctrl-C in epoch `epoch` leaves: `saved` epochs in the checkpoint `where`."""
+def interrupted_message(epoch, saved, where, epochs, context, words='interrupted'):
+    """What a Ctrl-C (or a SIGTERM, words 'stopped by SIGTERM') in epoch `epoch` leaves: `saved`
+    epochs in the checkpoint `where`."""
     if not saved:
-        return 'interrupted during the first epoch: nothing to resume from yet'
+        return f'{words} during the first epoch: nothing to resume from yet'
     if saved == epochs:  # while the last epoch's files were written: they were
-        return (f'interrupted after the last epoch; all {counted(epochs, "epoch")} are saved in {where}. '
+        return (f'{words} after the last epoch; all {counted(epochs, "epoch")} are saved in {where}. '
                 f'Evaluate with: {command("test.py", "--checkpoint", where)}')
     when = f'after epoch {epoch}' if epoch == saved else f'in epoch {epoch}'
-    return f'interrupted {when}; epoch {saved} is saved in {where}. Resume with: {resume_command(where, context)}'
+    return f'{words} {when}; epoch {saved} is saved in {where}. Resume with: {resume_command(where, context)}'
 
 
 def resume_command(checkpoint, context):
@@ -620,14 +621,15 @@ def main(argv=None):
                         writer.add_scalar(key, value, epoch)
         with watch.phase('saving'):
             saver.wait()  # the last epoch's files
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:  # a Ctrl-C, or a SIGTERM (cli.Terminated)
         saver.close()  # what was queued is written: the epochs finished before the Ctrl-C
         saved = saver.done or start_epoch - 1
         where = last_path if saver.done or not args.resume else args.resume  # none saved since resuming it
+        words = 'stopped by SIGTERM' if isinstance(stop, Terminated) else 'interrupted'
         if context.is_main:
-            print('\n' + interrupted_message(epoch, saved, where, args.epochs, context))
+            print('\n' + interrupted_message(epoch, saved, where, args.epochs, context, words))
         distributed.cleanup(context)
-        raise SystemExit(130)
+        raise SystemExit(how_stopped(stop)[1])  # the shell's status: 130 or 143
     except torch._dynamo.exc.BackendCompilerFailed as error:
         raise UserError(f'--compile: torch.compile could not build the model ({str(error).splitlines()[0]}). '
                         'It needs a working C++ compiler for the CPU, Triton for a GPU; '

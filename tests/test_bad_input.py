@@ -18,7 +18,7 @@ from PIL import Image
 import train
 from catalog import image_problem, read_styles
 from checkpoint import checkpoint_load, checkpoint_save
-from cli import UserError, ctrl_c_held, pick_device, run_cli
+from cli import Terminated, UserError, ctrl_c_held, pick_device, run_cli, sigterm_stops_as_ctrl_c
 from conftest import ROOT, run_script, train_args
 from dataset import AttributesDataset, FashionDataset, load_image, load_into_memory, to_rgb
 
@@ -584,6 +584,24 @@ def test_ctrl_c_is_one_line_and_the_shells_status_130(capsys):
     assert capsys.readouterr().err.strip() == 'interrupted (Ctrl-C); no file was left half-written'
 
 
+def test_a_sigterm_is_one_line_and_the_shells_status_143_and_its_handler_goes_after(tmp_path):
+    # As `kill` or `timeout` ends a script: as a Ctrl-C does, not where it stands (status -15).
+    script = ('import signal, sys\n'
+              'from cli import run_cli\n'
+              'run_cli(lambda: signal.raise_signal(signal.SIGTERM))\n')
+    stopped = subprocess.run([sys.executable, '-c', script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (stopped.returncode, stopped.stderr.strip()) == (143, 'stopped by SIGTERM; no file was left half-written')
+    script = ('import signal\n'
+              'from cli import run_cli\n'
+              'run_cli(lambda: None)\n'
+              'assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL\n'
+              'signal.signal(signal.SIGTERM, signal.SIG_IGN)\n'
+              'run_cli(lambda: signal.raise_signal(signal.SIGTERM))  # one ignored stays so\n'
+              'assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN\n')
+    done = subprocess.run([sys.executable, '-c', script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (0, '')
+
+
 def test_a_scripts_objects_are_left_to_its_exit_not_to_the_garbage_collector():
     # Python's last collections took 1.2 s of the exit of every script (with PyTorch loaded, on 2
     # cores). The handler registered here runs after run_cli's, just before the modules are cleared.
@@ -645,6 +663,18 @@ def test_a_ctrl_c_while_workers_are_forked_is_held_back_to_the_end_of_the_block(
         assert signal.getsignal(signal.SIGINT) is handler
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_a_sigterm_while_workers_are_forked_is_held_back_too():
+    ended = False
+    with sigterm_stops_as_ctrl_c():  # as run_cli sets it
+        handler = signal.getsignal(signal.SIGTERM)
+        with pytest.raises(Terminated):
+            with ctrl_c_held():
+                signal.raise_signal(signal.SIGTERM)
+                ended = True
+        assert ended and signal.getsignal(signal.SIGTERM) is handler
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 # Runs a script as `python SCRIPT ARGS`, with a Ctrl-C (a SIGINT to itself) the moment it asks
 # for MODULE, inside Python's import machinery, where a real Ctrl-C in the first seconds lands.
