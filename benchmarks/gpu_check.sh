@@ -66,10 +66,14 @@ if [[ $machine == *"torch sees no GPU"* && -z ${FASHION_GPU_ALLOW_CPU:-} ]]; the
   exit 3
 fi
 
+# Every command runs under `timeout -k 15 LIMIT`: the scripts stop on a SIGTERM as on a Ctrl-C,
+# saving what they queued, and one that does not within 15 s is killed (a lost signal never costs
+# the rest of the machine's time).
 ended() {  # status, limit, log file: how a command ended, for summary.txt
   case $1 in
     0) echo "finished" ;;
     124) echo "cut off at its limit of $2 s" ;;
+    137) echo "killed 15 s after its limit of $2 s, as it had not stopped on timeout's SIGTERM" ;;
     *) echo "failed (status $1): $(grep -v '^[[:space:]]*$' "$3" 2>/dev/null | tail -n 1)" ;;
   esac
 }
@@ -95,7 +99,7 @@ score() {  # name: test.py on the run's last checkpoint, its figures into summar
   # it finished, its metrics.json to OUT (never an earlier call's, left in the work folder)
   log "test.py on $1"
   rm -rf "eval-$1"
-  timeout 40 python3 "$repo/test.py" --checkpoint "checkpoints/$1/last.pth" --output "eval-$1" 2>&1 \
+  timeout -k 15 40 python3 "$repo/test.py" --checkpoint "checkpoints/$1/last.pth" --output "eval-$1" 2>&1 \
     | tee "$work/score.txt"
   local status=${PIPESTATUS[0]}
   cat "$work/score.txt" >> "$out/summary.txt"
@@ -108,7 +112,7 @@ timed_run() {  # name, time limit, train.py flags...
   rm -rf "checkpoints/$name"  # a fresh run each time: train.py refuses to write over an earlier one
   start=$(date +%s)
   local logs=${run_logs:-$out}  # where its log and metrics.csv go
-  timeout "$limit" python3 "$repo/train.py" "${common[@]}" --run-name "$name" "$@" 2>&1 | quiet | tee "$logs/$name.txt"
+  timeout -k 15 "$limit" python3 "$repo/train.py" "${common[@]}" --run-name "$name" "$@" 2>&1 | quiet | tee "$logs/$name.txt"
   local status=${PIPESTATUS[0]}
   log "$name run: $(( $(date +%s) - start )) s wall-clock, start-up, decoding and validation included;" \
       "$(ended "$status" "$limit" "$logs/$name.txt")"
@@ -124,7 +128,7 @@ for stage in "${stages[@]}"; do
       log "the training step in each configuration, batch 16"
       # A GPU start-up takes 20 to 30 s (cuDNN's kernel search), a cold compile a minute or more:
       # no new start-up after 60 s still reaches the second, the default compiled in our graph.
-      timeout 200 python3 "$repo/benchmarks/step_variants.py" --seconds 2 --budget 60 2>&1 | tee "$out/variants.txt"
+      timeout -k 15 200 python3 "$repo/benchmarks/step_variants.py" --seconds 2 --budget 60 2>&1 | tee "$out/variants.txt"
       log "variants: $(ended "${PIPESTATUS[0]}" 200 "$out/variants.txt")" ;;
     faithful)
       prepare
@@ -153,14 +157,14 @@ for stage in "${stages[@]}"; do
     bench)
       prepare
       log "benchmark"
-      FASHION_DATA=$work/fashion-product-images timeout 150 python3 "$repo/benchmarks/bench.py" \
+      FASHION_DATA=$work/fashion-product-images timeout -k 15 150 python3 "$repo/benchmarks/bench.py" \
         --images 32000 --seconds 4 --rounds 2 --work "$work/bench" 2>&1 | quiet | tee "$out/bench.txt"
       log "bench: $(ended "${PIPESTATUS[0]}" 150 "$out/bench.txt")" ;;
     profile)
       log "where the step's GPU time goes, batch 16"
       for flags in "" "--channels-last off" "--compile"; do
         limit=$([ "$flags" = --compile ] && echo 150 || echo 90)  # a cold compile takes a minute or more
-        timeout "$limit" python3 "$repo/benchmarks/profile_step.py" $flags 2>&1 | tee -a "$out/profile.txt"
+        timeout -k 15 "$limit" python3 "$repo/benchmarks/profile_step.py" $flags 2>&1 | tee -a "$out/profile.txt"
         log "profile ${flags:-(defaults)}: $(ended "${PIPESTATUS[0]}" "$limit" "$out/profile.txt")"
       done ;;
     startup-16|startup-256)
