@@ -89,6 +89,14 @@ def ctrl_c_held():
         raise Terminated if held[0] == signal.SIGTERM else KeyboardInterrupt
 
 
+def leave_sigterm_to_the_main_process(worker_id):
+    """A DataLoader's worker_init_fn. A SIGTERM sent to the whole process group (`timeout` sends it
+    so, a cluster's scheduler may) is left to the main process, which stops its workers itself,
+    as PyTorch's workers leave a Ctrl-C to it. PyTorch's own handler would end the worker, and the
+    main process would take that for a failure: a RuntimeError, not the stop it was asked for."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def started(loader):
     """iter(loader), which forks a DataLoader's workers, with a Ctrl-C held back until they run."""
     with ctrl_c_held():

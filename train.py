@@ -25,8 +25,9 @@ from allocator import keep_freed_memory
 from atomic import atomic_open
 from catalog import describe_download
 from checkpoint import check_same_vocab, checkpoint_save, load_weights, non_finite_weight, resumable_load
-from cli import (Terminated, UserError, add_debug_flag, command, counted, debugging, how_stopped, non_negative_float,
-                 non_negative_int, positive_float, positive_int, print_error, run_cli, seed_number, started)
+from cli import (Terminated, UserError, add_debug_flag, command, counted, debugging, how_stopped,
+                 leave_sigterm_to_the_main_process, non_negative_float, non_negative_int, positive_float, positive_int,
+                 print_error, run_cli, seed_number, started)
 from dataset import HEADS, AttributesDataset, FashionDataset, skip_undecodable, train_transform, val_transform
 from evaluate import autocast_for, default_precision, validate
 from memory_data import InMemoryLoader
@@ -174,7 +175,7 @@ def make_train_loader(dataset, args, context, channels_last):
     sampler = DistributedSampler(dataset, seed=args.seed) if context.distributed else None
     return DataLoader(dataset, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
                       num_workers=args.workers, generator=torch.Generator().manual_seed(args.seed),
-                      pin_memory=context.device.type == 'cuda')
+                      pin_memory=context.device.type == 'cuda', worker_init_fn=leave_sigterm_to_the_main_process)
 
 
 def make_val_loader(dataset, args, context, channels_last):

@@ -417,10 +417,11 @@ def test_a_branch_whose_best_epoch_stayed_behind_says_so(tmp_path, capsys):
     assert os.listdir(tmp_path) == []
 
 
-def start_training(small_split, tmp_path, *extra):
+def start_training(small_split, tmp_path, *extra, group=False):
+    # group: in a process group of its own, as `timeout` starts a command, to signal it with its workers
     args = train_args(small_split, tmp_path, '--epochs', EPOCHS, '--val-every', 1, '--save-every', 2, *extra)
     return subprocess.Popen([sys.executable, os.path.join(ROOT, 'train.py'), *args], cwd=str(tmp_path),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=group,
                             env=dict(os.environ, PYTHONUNBUFFERED='1'), preexec_fn=ctrl_c_as_in_a_terminal)
 
 
@@ -456,13 +457,20 @@ def test_sigkill_then_resume_finishes_with_the_same_weights_and_logs(full_run, s
                         checkpoint_load(os.path.join(full_run, 'last.pth'))['model'])
 
 
-@pytest.mark.parametrize('stop, status, words', [(signal.SIGINT, 130, 'interrupted'),
-                                                  (signal.SIGTERM, 143, 'stopped by SIGTERM')])  # kill, timeout
-def test_ctrl_c_or_sigterm_saves_the_last_epoch_and_says_how_to_resume(small_split, tmp_path, stop, status, words):
-    process = start_training(small_split, tmp_path)
+@pytest.mark.parametrize('stop, status, words, to', [
+    (signal.SIGINT, 130, 'interrupted', 'the process'),
+    (signal.SIGTERM, 143, 'stopped by SIGTERM', 'the process'),  # kill
+    (signal.SIGTERM, 143, 'stopped by SIGTERM', 'its group, DataLoader workers with it')])  # timeout
+def test_ctrl_c_or_sigterm_saves_the_last_epoch_and_says_how_to_resume(small_split, tmp_path, stop, status, words, to):
+    group = to.startswith('its group')
+    process = start_training(small_split, tmp_path, *(['--data', 'loader', '--workers', 2] if group else []),
+                             group=group)
     run_dir = tmp_path / 'run'
     wait_for_epochs(run_dir, 1, process)
-    process.send_signal(stop)
+    if group:  # the workers used to die of it, and the run to stop with their RuntimeError
+        os.killpg(process.pid, stop)
+    else:
+        process.send_signal(stop)
     out, err = process.communicate(timeout=60)
     assert process.returncode == status, err  # as a shell reports it; the system's SIGTERM gave -15
     assert 'Traceback' not in err
