@@ -90,11 +90,13 @@ def ctrl_c_held():
 
 
 def leave_sigterm_to_the_main_process(worker_id):
-    """A DataLoader's worker_init_fn. A SIGTERM sent to the whole process group (`timeout` sends it
-    so, a cluster's scheduler may) is left to the main process, which stops its workers itself,
-    as PyTorch's workers leave a Ctrl-C to it. PyTorch's own handler would end the worker, and the
-    main process would take that for a failure: a RuntimeError, not the stop it was asked for."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    """A DataLoader's worker_init_fn: a SIGTERM stops the worker as a Ctrl-C does, quietly and with
+    status 0, leaving the stop to the main process. PyTorch's own handler does so only for its
+    parent's SIGTERM, and lets any other kill the worker: one sent to the whole process group
+    (`timeout` sends it so, a cluster's scheduler may) made the main process stop with the
+    worker's RuntimeError, not the stop it was asked for. Ignored, it would hang the main process
+    at its exit, where multiprocessing ends a worker still running with a SIGTERM and waits."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # raises KeyboardInterrupt
 
 
 def started(loader):

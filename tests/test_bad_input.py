@@ -665,6 +665,27 @@ def test_a_ctrl_c_while_workers_are_forked_is_held_back_to_the_end_of_the_block(
         signal.signal(signal.SIGINT, previous)
 
 
+@pytest.mark.parametrize('sender', ['another process (timeout, to the process group)',
+                                    'the main process (multiprocessing, at its exit)'])
+def test_a_dataloader_worker_stops_on_a_sigterm_as_on_a_ctrl_c(sender):
+    # PyTorch's own handler let another process's SIGTERM kill the worker (status -15), which the
+    # main process then took for a failure; ignored, it hung the main process at its exit.
+    import multiprocessing
+    from torch.utils.data import DataLoader
+    from cli import leave_sigterm_to_the_main_process
+    before = set(multiprocessing.active_children())
+    batches = iter(DataLoader(range(64), batch_size=8, num_workers=1, worker_init_fn=leave_sigterm_to_the_main_process))
+    next(batches)  # the worker has run its worker_init_fn
+    [worker] = set(multiprocessing.active_children()) - before
+    if sender.startswith('another'):
+        subprocess.run(['kill', '-TERM', str(worker.pid)], check=True)
+    else:
+        worker.terminate()
+    worker.join(10)
+    assert worker.exitcode == 0  # ended, quietly
+    del batches
+
+
 def test_a_sigterm_while_workers_are_forked_is_held_back_too():
     ended = False
     with sigterm_stops_as_ctrl_c():  # as run_cli sets it
