@@ -1,6 +1,7 @@
 # Bad input gets one clear line naming the file and the problem, and a non-zero exit; bad rows
 # are skipped and counted by reason.
 import io
+import multiprocessing
 import os
 import re
 import shlex
@@ -14,11 +15,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader
 
 import train
 from catalog import image_problem, read_styles
 from checkpoint import checkpoint_load, checkpoint_save
-from cli import Terminated, UserError, ctrl_c_held, pick_device, run_cli, sigterm_stops_as_ctrl_c
+from cli import (Terminated, UserError, ctrl_c_held, leave_sigterm_to_the_main_process, pick_device, run_cli,
+                 sigterm_stops_as_ctrl_c)
 from conftest import ROOT, run_script, train_args
 from dataset import AttributesDataset, FashionDataset, load_image, load_into_memory, to_rgb
 
@@ -584,7 +587,7 @@ def test_ctrl_c_is_one_line_and_the_shells_status_130(capsys):
     assert capsys.readouterr().err.strip() == 'interrupted (Ctrl-C); no file was left half-written'
 
 
-def test_a_sigterm_is_one_line_and_the_shells_status_143_and_its_handler_goes_after(tmp_path):
+def test_a_sigterm_is_one_line_and_the_shells_status_143_and_its_handler_goes_after():
     # As `kill` or `timeout` ends a script: as a Ctrl-C does, not where it stands (status -15).
     script = ('import signal, sys\n'
               'from cli import run_cli\n'
@@ -670,9 +673,6 @@ def test_a_ctrl_c_while_workers_are_forked_is_held_back_to_the_end_of_the_block(
 def test_a_dataloader_worker_stops_on_a_sigterm_as_on_a_ctrl_c(sender):
     # PyTorch's own handler let another process's SIGTERM kill the worker (status -15), which the
     # main process then took for a failure; ignored, it hung the main process at its exit.
-    import multiprocessing
-    from torch.utils.data import DataLoader
-    from cli import leave_sigterm_to_the_main_process
     before = set(multiprocessing.active_children())
     batches = iter(DataLoader(range(64), batch_size=8, num_workers=1, worker_init_fn=leave_sigterm_to_the_main_process))
     next(batches)  # the worker has run its worker_init_fn
