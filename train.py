@@ -25,7 +25,7 @@ from allocator import keep_freed_memory
 from atomic import atomic_open
 from catalog import describe_download
 from checkpoint import check_same_vocab, checkpoint_save, load_weights, non_finite_weight, resumable_load
-from cli import (Terminated, UserError, add_debug_flag, command, counted, debugging, how_stopped,
+from cli import (UserError, add_debug_flag, command, counted, debugging, how_stopped,
                  leave_sigterm_to_the_main_process, non_negative_float, non_negative_int, positive_float, positive_int,
                  print_error, run_cli, seed_number, started)
 from dataset import HEADS, AttributesDataset, FashionDataset, skip_undecodable, train_transform, val_transform
@@ -246,8 +246,8 @@ def first_non_finite(losses):
     return int(bad[0]) if len(bad) else None
 
 
-def interrupted_message(epoch, saved, where, epochs, context, words='interrupted'):
-    """What a Ctrl-C (or a SIGTERM, words 'stopped by SIGTERM') in epoch `epoch` leaves: `saved`
+def interrupted_message(epoch, saved, where, epochs, context, words):
+    """What a Ctrl-C or a SIGTERM (`words`, from cli.how_stopped) in epoch `epoch` leaves: `saved`
     epochs in the checkpoint `where`."""
     if not saved:
         return f'{words} during the first epoch: nothing to resume from yet'
@@ -626,11 +626,11 @@ def main(argv=None):
         saver.close()  # what was queued is written: the epochs finished before the Ctrl-C
         saved = saver.done or start_epoch - 1
         where = last_path if saver.done or not args.resume else args.resume  # none saved since resuming it
-        words = 'stopped by SIGTERM' if isinstance(stop, Terminated) else 'interrupted'
+        words, status = how_stopped(stop)  # status as a shell reports it: 130 or 143
         if context.is_main:
             print('\n' + interrupted_message(epoch, saved, where, args.epochs, context, words))
         distributed.cleanup(context)
-        raise SystemExit(how_stopped(stop)[1])  # the shell's status: 130 or 143
+        raise SystemExit(status)
     except torch._dynamo.exc.BackendCompilerFailed as error:
         raise UserError(f'--compile: torch.compile could not build the model ({str(error).splitlines()[0]}). '
                         'It needs a working C++ compiler for the CPU, Triton for a GPU; '

@@ -458,7 +458,7 @@ def test_sigkill_then_resume_finishes_with_the_same_weights_and_logs(full_run, s
 
 
 @pytest.mark.parametrize('stop, status, words, to', [
-    (signal.SIGINT, 130, 'interrupted', 'the process'),
+    (signal.SIGINT, 130, r'interrupted \(Ctrl-C\)', 'the process'),
     (signal.SIGTERM, 143, 'stopped by SIGTERM', 'the process'),  # kill
     (signal.SIGTERM, 143, 'stopped by SIGTERM', 'its group, DataLoader workers with it')])  # timeout
 def test_ctrl_c_or_sigterm_saves_the_last_epoch_and_says_how_to_resume(small_split, tmp_path, stop, status, words, to):
@@ -500,7 +500,7 @@ def test_a_ctrl_c_as_the_dataloader_forks_its_workers_stops_the_run_too(small_sp
     stopped = subprocess.run([sys.executable, '-c', CTRL_C_AT_A_FORK, *args], cwd=ROOT, capture_output=True,
                              text=True, timeout=300, preexec_fn=ctrl_c_as_in_a_terminal)
     assert stopped.returncode == 130, stopped.stdout + stopped.stderr  # not all 3 epochs with exit 0
-    assert 'interrupted in epoch 2; epoch 1 is saved' in stopped.stdout
+    assert 'interrupted (Ctrl-C) in epoch 2; epoch 1 is saved' in stopped.stdout
     assert 'Traceback' not in stopped.stderr and 'Exception ignored' not in stopped.stderr
     assert checkpoint_load(str(tmp_path / 'run' / 'last.pth'))['epoch'] == 1
 
@@ -519,7 +519,7 @@ def test_a_ctrl_c_while_the_last_epoch_is_written_says_the_run_is_complete(small
     last = str(tmp_path / 'run' / 'last.pth')
     assert stop.value.code == 130 and checkpoint_load(last)['epoch'] == 2
     # not "Resume with": a resume of a finished run is refused
-    assert capsys.readouterr().out.endswith(f'\ninterrupted after the last epoch; all 2 epochs are saved in {last}. '
+    assert capsys.readouterr().out.endswith(f'\ninterrupted (Ctrl-C) after the last epoch; all 2 epochs are saved in {last}. '
                                             f'Evaluate with: python test.py --checkpoint {last}\n')
 
 
@@ -534,7 +534,7 @@ def test_a_ctrl_c_just_after_an_epochs_line_keeps_that_epoch(small_split, tmp_pa
         train.main(train_args(small_split, tmp_path, '--epochs', EPOCHS))
     last = tmp_path / 'run' / 'last.pth'
     assert checkpoint_load(str(last))['epoch'] == 1  # the line said it was done: it is kept
-    assert f'\ninterrupted after epoch 1; epoch 1 is saved in {last}. Resume with: ' in capsys.readouterr().out
+    assert f'\ninterrupted (Ctrl-C) after epoch 1; epoch 1 is saved in {last}. Resume with: ' in capsys.readouterr().out
 
 
 def test_pyplot_is_imported_before_the_first_epoch(small_split, tmp_path):
