@@ -31,14 +31,14 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from tqdm import tqdm
 
 from allocator import keep_freed_memory
 from atomic import absolute_path, atomic_open, check_writable_folder, remove_left_temporaries, through_link
 from augment import prepare_batch
 from checkpoint import model_from_checkpoint
 from catalog import UNREADABLE, resolved_folder
-from cli import UserError, add_debug_flag, as_printed, counted, pick_device, positive_int, printable, run_cli, shown
+from cli import (UserError, add_debug_flag, as_printed, counted, pick_device, positive_int, printable, progress_bar,
+                 run_cli, shown)
 from dataset import HEADS, TITLES, load_image
 from split_data import first_row
 
@@ -318,7 +318,7 @@ def top_k(model, arrays, attributes, k, device):
 def predict_all(model, attributes, paths, args, device):
     """One row per path, in order: {'image', 'error', 'gender', 'article', 'color'}."""
     rows = []
-    bar = tqdm(total=len(paths), unit='image', desc='predicting', disable=len(paths) <= args.batch_size)
+    bar = progress_bar(total=len(paths), unit='image', desc='predicting', disable=len(paths) <= args.batch_size)
     with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool, torch.inference_mode():
         for batch_paths, decoded in read_batches(paths, args.batch_size, pool):
             good = [array for array, error in decoded if error is None]

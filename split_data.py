@@ -14,12 +14,12 @@ import os
 import random
 from concurrent.futures import ProcessPoolExecutor
 
-from tqdm import tqdm
 
 from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder, flush_to_disk,
                     remove_left_temporaries, renamed_together)
 from catalog import IMAGE_SIZE, describe_download, format_counts, image_problem, read_styles
-from cli import UserError, add_debug_flag, counted, positive_int, printable, run_cli, seed_number, shown
+from cli import (UserError, add_debug_flag, counted, positive_int, printable, progress_bar, run_cli, seed_number,
+                 shown)
 
 FIELDNAMES = ['image_path', 'gender', 'articleType', 'baseColour']
 
@@ -64,8 +64,8 @@ def keep_usable(styles, image_folder, args, skipped):
     paths = [os.path.join(image_folder, f'{style.id}.jpg') for style in styles]
     jobs = [(path, args.any_size, args.any_mode) for path in paths]
     with ProcessPoolExecutor(args.workers) as pool:
-        problems = list(tqdm(pool.map(_check, jobs, chunksize=256), total=len(jobs),
-                             desc='checking images', unit='img'))
+        problems = list(progress_bar(pool.map(_check, jobs, chunksize=256), total=len(jobs),
+                                     desc='checking images', unit='img'))
     kept = []
     for style, path, problem in zip(styles, paths, problems):
         if problem:

@@ -18,7 +18,6 @@ import time
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
-from tqdm import tqdm
 
 import distributed
 from allocator import keep_freed_memory
@@ -27,7 +26,7 @@ from catalog import describe_download
 from checkpoint import check_same_vocab, checkpoint_save, load_weights, non_finite_weight, resumable_load
 from cli import (UserError, add_debug_flag, command, counted, debugging, how_stopped,
                  leave_sigterm_to_the_main_process, non_negative_float, non_negative_int, positive_float, positive_int,
-                 print_error, run_cli, seed_number, started)
+                 print_error, progress_bar, run_cli, seed_number, started)
 from dataset import HEADS, AttributesDataset, FashionDataset, skip_undecodable, train_transform, val_transform
 from evaluate import autocast_for, default_precision, validate
 from memory_data import InMemoryLoader
@@ -315,8 +314,8 @@ def train_one_epoch(model, loader, train_step, epoch, args, context, channels_la
     sizes, checked = [], 0  # the steps before `checked` are known to have finite losses
     # On a terminal the bar is cleared after the epoch; in a log file or pipe it is kept and ends
     # its line, so the summary line that follows gets a line of its own.
-    bar = tqdm(batches_of(loader, args.train_csv, epoch), total=steps, desc=f'epoch {epoch}/{args.epochs}',
-               unit='batch', leave=not sys.stderr.isatty(), disable=not context.is_main)
+    bar = progress_bar(batches_of(loader, args.train_csv, epoch), total=steps, desc=f'epoch {epoch}/{args.epochs}',
+                       unit='batch', leave=not sys.stderr.isatty(), disable=not context.is_main)
     for step, batch in enumerate(bar):
         images = batch['img'].to(device, non_blocking=True)
         if channels_last:
@@ -335,7 +334,7 @@ def train_one_epoch(model, loader, train_step, epoch, args, context, channels_la
                 bad, loss, rank = first
                 where = f' on process {rank}' if context.distributed else ''
                 raise Diverged(f'the loss became {loss} at epoch {epoch}, step {bad + 1} of {steps}{where}')
-            bar.set_postfix(loss=f'{per_step[step, 0].item():.3f}')
+            bar.set_postfix(loss=f'{per_step[step, 0].item():.3f}', refresh=False)  # shown at the next redraw
     sizes = torch.tensor(sizes, device=device, dtype=torch.float32)
     totals = torch.cat([(per_step[:, 0] * sizes).sum().view(1), sizes.sum().view(1), per_step[:, 1:].sum(0)])
     totals = distributed.all_reduce_sum(totals, context).tolist()

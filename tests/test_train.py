@@ -28,7 +28,7 @@ import runs
 import train
 import train_step
 from checkpoint import changed_since_the_run, checkpoint_load, checkpoint_save, model_from_checkpoint
-from cli import UserError
+from cli import UserError, progress_bar
 from conftest import ROOT, file_size_limit, run_script, train_args
 from dataset import AttributesDataset, read_annotations
 from demo import load_test_script
@@ -644,6 +644,23 @@ def test_a_log_file_gets_each_epoch_summary_on_a_line_of_its_own(small_split, tm
     summaries = [line for line in lines if 'train loss' in line]
     assert [line.split()[:2] for line in summaries] == [['epoch', '1'], ['epoch', '2']], summaries
     assert not any('batch/s' in line for line in summaries)  # so `grep -v batch/s` keeps them
+    # Each epoch's bar drawn as it starts and as it ends, not at tqdm's rate for a terminal (and
+    # not at each loss shown): each copy stays in the file.
+    draws = [len(re.findall(rf'epoch {n}/2:', '\n'.join(lines))) for n in (1, 2)]
+    assert draws == [2, 2], draws
+
+
+def test_a_progress_bar_is_redrawn_at_tqdms_rate_on_a_terminal_only(capsys, monkeypatch):
+    def draws_of_a_second_of_steps():
+        for _ in progress_bar(range(50), desc='steps'):
+            time.sleep(0.02)
+        return capsys.readouterr().err.count('steps:')
+
+    assert draws_of_a_second_of_steps() == 2  # a file or a pipe (capsys): the first and the last
+    with progress_bar(range(1)) as bar:  # nor tqdm's monitor thread's stale copy every 10 s
+        assert bar.mininterval == bar.maxinterval == 30
+    monkeypatch.setattr(sys.stderr, 'isatty', lambda: True)
+    assert draws_of_a_second_of_steps() >= 5  # tqdm's own: up to 10 a second
 
 
 def test_the_stopwatch_keeps_the_first_round_apart():
