@@ -9,6 +9,7 @@
 import argparse
 import contextlib
 import gc
+import glob
 import itertools
 import multiprocessing
 import multiprocessing.util
@@ -241,10 +242,17 @@ def ended_by_sigterm(removing=None):
         # this function.
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         children = multiprocessing.active_children()
+        others = children_now() - {child.pid for child in children}  # one forked a moment ago
         for child in children:
             child.kill()
+        for pid in others:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
         for child in children:
             child.join(5)
+        for pid in others:
+            with contextlib.suppress(OSError):
+                os.waitpid(pid, 0)
         for folder in filter(None, (removing, shared)):
             shutil.rmtree(folder, ignore_errors=True)
         for stream in (sys.stdout, sys.stderr):
@@ -257,6 +265,18 @@ def ended_by_sigterm(removing=None):
         yield
     finally:
         signal.signal(signal.SIGTERM, earlier)
+
+
+def children_now():
+    """The processes this one has forked and not yet waited for, as Linux lists them (none
+    elsewhere). multiprocessing lists a process only once its start() returns, so a DataLoader
+    worker forked as the signal came would be missed, and left to PyTorch's watchdog (5 s)."""
+    me, pids = os.getpid(), set()
+    for stat in glob.glob('/proc/[0-9]*/stat'):
+        with contextlib.suppress(OSError, IndexError, ValueError), open(stat) as f:
+            if int(f.read().rsplit(')', 1)[1].split()[1]) == me:  # the parent's pid, after the name
+                pids.add(int(stat.split('/')[2]))
+    return pids
 
 
 def measure(args, work):

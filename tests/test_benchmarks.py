@@ -380,6 +380,17 @@ def test_a_sigterm_to_bench_while_a_dataloaders_workers_run_is_no_traceback(tmp_
         '    time.sleep(60)\n'))
 
 
+def test_a_sigterm_to_bench_ends_a_process_multiprocessing_does_not_list_yet(tmp_path):
+    # A DataLoader worker forked as the signal comes is in multiprocessing's list only once its
+    # start() returns: here a process forked by os.fork, which it never lists.
+    sigterm_while_children_run(tmp_path, (
+        '    if os.fork() == 0:\n'
+        '        time.sleep(60)\n'
+        '        os._exit(0)\n'
+        '    print("ready", flush=True)\n'
+        '    time.sleep(60)\n'))
+
+
 def test_a_sigterm_to_bench_ends_the_pool_checking_the_pictures(tmp_path):
     # split_data.py checks the pictures in a pool of processes (a fraction of a second here), which
     # the process ending by SIGTERM left waiting for work for ever, holding its stdout open.
