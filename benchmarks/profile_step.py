@@ -47,6 +47,12 @@ def profiled_step(step, batches, device, steps):
         step(next(batches))
     sync(device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
+    if device.type != 'cuda':
+        # PyTorch's profiler library (Kineto) logs straight to stderr as it starts and stops, and
+        # where there is no GPU also an ERROR line, that it found none: 3 lines of noise above the
+        # tables. On a GPU its lines stay, as one of them may say why the GPU's table is empty.
+        # Read as the profiler starts; one the user set is kept.
+        os.environ.setdefault('KINETO_LOG_LEVEL', '6')
     with profile(activities=activities) as prof:
         for _ in range(steps):
             step(next(batches))

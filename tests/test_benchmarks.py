@@ -75,6 +75,8 @@ def test_profile_counts_each_operation_per_step():
                       '--classes', '3,7,5')
     assert done.returncode == 0, done.stderr
     assert 'batch 16, fp32, channels_last' in done.stdout
+    # nor the profiler library's own lines on a CPU (USDT: profiler_start, ERROR: gpuGetDeviceCount)
+    assert not re.search(r'^[A-Z]+:\d{4}-\d\d-\d\d ', done.stderr, re.MULTILINE), done.stderr
     rows = re.findall(r'^ +([\d.]+) +([\d.]+)% +([\d.]+) +(\S+)$', done.stdout, re.MULTILINE)
     calls = {name: float(n) for _, _, n, name in rows}
     # per step, whatever --steps: MobileNetV2's 52 convolutions and batch norms, 35 ReLU6
