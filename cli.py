@@ -33,46 +33,59 @@ def _exit_while_starting(signum, frame):
 
 
 class Terminated(KeyboardInterrupt):
-    """A SIGTERM (`kill`, `timeout`, a cluster's scheduler ending the job), once run_cli runs:
-    it stops a script as a Ctrl-C does, the files being written finished or left as they were.
-    Left to the system, it would end the process where it stands: train.py's last epoch, queued
-    to be saved, lost, a temporary file left beside its output, and no word of either."""
+    """A SIGTERM (`kill`, `timeout`, a cluster's scheduler ending the job) or a SIGHUP (the
+    terminal closed: an ssh connection dropped, its window shut), once run_cli runs: it stops a
+    script as a Ctrl-C does, the files being written finished or left as they were. Left to the
+    system, either would end the process where it stands: train.py's last epoch, queued to be
+    saved, lost, a temporary file left beside its output, and no word of either."""
+
+    def __init__(self, signum=signal.SIGTERM):
+        super().__init__(signum)
+        self.signum = signum
+
+
+STOPPING = (signal.SIGTERM, signal.SIGHUP)  # the signals that stop a script as a Ctrl-C does
 
 
 def _terminate(signum, frame):
-    raise Terminated
+    raise Terminated(signum)
 
 
 def how_stopped(stop):
-    """A Ctrl-C's or a SIGTERM's words for the user, and the exit status a shell reports for it."""
-    return ('stopped by SIGTERM', 143) if isinstance(stop, Terminated) else ('interrupted (Ctrl-C)', 130)
+    """A Ctrl-C's, a SIGTERM's or a SIGHUP's words for the user, and the exit status a shell
+    reports for it (128 and the signal's number)."""
+    if isinstance(stop, Terminated):
+        return f'stopped by {signal.Signals(stop.signum).name}', 128 + stop.signum
+    return 'interrupted (Ctrl-C)', 130
 
 
 @contextlib.contextmanager
-def sigterm_stops_as_ctrl_c():
-    # Not in another thread (where signal handlers cannot be set), nor where a SIGTERM already
-    # has a handler or is ignored; the default is put back after.
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        yield
-        return
-    signal.signal(signal.SIGTERM, _terminate)
+def stopping_signals_as_ctrl_c():
+    # Not in another thread (where signal handlers cannot be set), nor for a signal that already
+    # has a handler or is ignored (`nohup` ignores SIGHUP); the default is put back after.
+    taken = []
+    if threading.current_thread() is threading.main_thread():
+        taken = [number for number in STOPPING if signal.getsignal(number) is signal.SIG_DFL]
+    for number in taken:
+        signal.signal(number, _terminate)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for number in taken:
+            signal.signal(number, signal.SIG_DFL)
 
 
 @contextlib.contextmanager
 def ctrl_c_held():
-    """Holds a Ctrl-C (or a SIGTERM run_cli stops on) back until the block ends, then raises it:
-    for blocks that fork processes (a DataLoader's workers). Around a fork Python runs the handlers
-    given to os.register_at_fork, and drops an exception raised in one with a warning: a Ctrl-C
-    landing there would be lost, and in logging's, which releases a lock taken before the fork, it
-    leaves that lock held for good, so the next thread to log (matplotlib, plotting in train.py's
-    background saver) waits forever. The processes forked meanwhile inherit the holding handler:
-    they leave a Ctrl-C to this one, which stops them. One ignored (nohup) stays so."""
-    raising = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: _terminate}
+    """Holds a Ctrl-C (or a SIGTERM or SIGHUP run_cli stops on) back until the block ends, then
+    raises it: for blocks that fork processes (a DataLoader's workers). Around a fork Python runs
+    the handlers given to os.register_at_fork, and drops an exception raised in one with a
+    warning: a Ctrl-C landing there would be lost, and in logging's, which releases a lock taken
+    before the fork, it leaves that lock held for good, so the next thread to log (matplotlib,
+    plotting in train.py's background saver) waits forever. The processes forked meanwhile inherit
+    the holding handler: they leave a Ctrl-C to this one, which stops them. One ignored (nohup)
+    stays so."""
+    raising = {signal.SIGINT: signal.default_int_handler, **{number: _terminate for number in STOPPING}}
     if threading.current_thread() is threading.main_thread():
         raising = {number: handler for number, handler in raising.items() if signal.getsignal(number) is handler}
     else:  # signal handlers are the main thread's alone
@@ -86,17 +99,21 @@ def ctrl_c_held():
         for number, handler in raising.items():
             signal.signal(number, handler)
     if held:
-        raise Terminated if held[0] == signal.SIGTERM else KeyboardInterrupt
+        raise KeyboardInterrupt if held[0] == signal.SIGINT else Terminated(held[0])
 
 
-def leave_sigterm_to_the_main_process(worker_id):
-    """A DataLoader's worker_init_fn: a SIGTERM stops the worker as a Ctrl-C does, quietly and with
-    status 0, leaving the stop to the main process. PyTorch's own handler does so only for its
-    parent's SIGTERM, and lets any other kill the worker: one sent to the whole process group
-    (`timeout` sends it so, a cluster's scheduler may) made the main process stop with the
-    worker's RuntimeError, not the stop it was asked for. Ignored, it would hang the main process
-    at its exit, where multiprocessing ends a worker still running with a SIGTERM and waits."""
+def leave_stops_to_the_main_process(worker_id):
+    """A DataLoader's worker_init_fn: a SIGTERM or a SIGHUP stops the worker as a Ctrl-C does,
+    quietly and with status 0, leaving the stop to the main process. PyTorch's own handler does so
+    only for its parent's SIGTERM, and lets any other kill the worker: one sent to the whole
+    process group (`timeout` sends it so, a cluster's scheduler may, and the shell sends a SIGHUP
+    to each job as its terminal closes) made the main process stop with the worker's
+    RuntimeError, not the stop it was asked for. Ignored, a SIGTERM would hang the main process at
+    its exit, where multiprocessing ends a worker still running with a SIGTERM and waits. A SIGHUP
+    ignored (`nohup`) stays so."""
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # raises KeyboardInterrupt
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, signal.default_int_handler)
 
 
 def started(loader):
@@ -191,7 +208,7 @@ def run_cli(main):
     atexit.register(gc.freeze)
     if signal.getsignal(signal.SIGINT) is _exit_while_starting:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # a Ctrl-C from here on: below
-    with sigterm_stops_as_ctrl_c():
+    with stopping_signals_as_ctrl_c():
         run_reporting_errors(main, debug)
 
 
@@ -205,7 +222,7 @@ def run_reporting_errors(main, debug):
     except BrokenPipeError:
         # The program reading our output stopped (`| head`): stop quietly too, as command-line
         # tools do. stdout goes to /dev/null so that Python's own flush at exit fails no more.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        to_nowhere(sys.stdout)
         sys.exit(1)
     except OSError as error:
         # A file or folder the system refused (an output folder that cannot be made, no
@@ -221,13 +238,28 @@ def run_reporting_errors(main, debug):
         exit_with_error(f'{shown(error.object).strip()[:300]}: a file or folder name here is not valid UTF-8, which '
                         'the CSVs and the output are; rename it')
     except KeyboardInterrupt as stop:
-        # Ctrl-C or SIGTERM: a traceback would point at whatever line happened to be running.
-        # Every file is written atomically (atomic.py), so none is left half-written.
+        # Ctrl-C, SIGTERM or SIGHUP: a traceback would point at whatever line happened to be
+        # running. Every file is written atomically (atomic.py), so none is left half-written.
         if debug:
             raise
         words, status = how_stopped(stop)
-        print(f'\n{words}; no file was left half-written', file=sys.stderr)
+        print_if_possible(f'\n{words}; no file was left half-written', sys.stderr)
         sys.exit(status)
+
+
+def print_if_possible(text, stream):
+    """print, where the terminal may be gone: after a SIGHUP (an ssh connection dropped) a write
+    to it fails (EIO). Nothing can be shown then; the stream goes to /dev/null, so that Python's
+    own flush at the exit does not fail on the words still in its buffer."""
+    try:
+        print(text, file=stream, flush=True)
+    except OSError:
+        to_nowhere(stream)
+
+
+def to_nowhere(stream):
+    with contextlib.suppress(OSError, ValueError):  # ValueError: not a file (pytest's capture)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 
 
 def print_error(message):

@@ -14,7 +14,7 @@ from torchvision import transforms
 from atomic import absolute_path
 from catalog import (IMAGE_SIZE, LABEL_COLUMNS, NO_PERMISSION, REQUIRED_COLUMNS, TOO_MANY_FIELDS, UNREADABLE,
                      format_counts, read_csv_rows, read_styles)
-from cli import UserError, command, counted, leave_sigterm_to_the_main_process, started
+from cli import UserError, command, counted, leave_stops_to_the_main_process, started
 
 MEAN = [0.485, 0.456, 0.406]  # ImageNet statistics, as in the tutorial
 STD = [0.229, 0.224, 0.225]
@@ -275,7 +275,7 @@ def decoded_batches(paths, workers=None):
     # the global one, which would change the model's initial weights.
     return started(DataLoader(DecodedImages(paths), batch_size=DECODE_BATCH, collate_fn=stack_decoded,
                               num_workers=min(workers, len(paths) // (2 * DECODE_BATCH)), generator=torch.Generator(),
-                              worker_init_fn=leave_sigterm_to_the_main_process))
+                              worker_init_fn=leave_stops_to_the_main_process))
 
 
 def keep_decoded(codes, source, paths):

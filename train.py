@@ -25,8 +25,8 @@ from atomic import atomic_open
 from catalog import describe_download
 from checkpoint import check_same_vocab, checkpoint_save, load_weights, non_finite_weight, resumable_load
 from cli import (UserError, add_debug_flag, command, counted, debugging, how_stopped,
-                 leave_sigterm_to_the_main_process, non_negative_float, non_negative_int, positive_float, positive_int,
-                 print_error, progress_bar, run_cli, seed_number, started)
+                 leave_stops_to_the_main_process, non_negative_float, non_negative_int, positive_float, positive_int,
+                 print_error, print_if_possible, progress_bar, run_cli, seed_number, started)
 from dataset import HEADS, AttributesDataset, FashionDataset, skip_undecodable, train_transform, val_transform
 from evaluate import autocast_for, default_precision, validate
 from memory_data import InMemoryLoader
@@ -174,7 +174,7 @@ def make_train_loader(dataset, args, context, channels_last):
     sampler = DistributedSampler(dataset, seed=args.seed) if context.distributed else None
     return DataLoader(dataset, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
                       num_workers=args.workers, generator=torch.Generator().manual_seed(args.seed),
-                      pin_memory=context.device.type == 'cuda', worker_init_fn=leave_sigterm_to_the_main_process)
+                      pin_memory=context.device.type == 'cuda', worker_init_fn=leave_stops_to_the_main_process)
 
 
 def make_val_loader(dataset, args, context, channels_last):
@@ -626,8 +626,8 @@ def main(argv=None):
         saved = saver.done or start_epoch - 1
         where = last_path if saver.done or not args.resume else args.resume  # none saved since resuming it
         words, status = how_stopped(stop)  # status as a shell reports it: 130 or 143
-        if context.is_main:
-            print('\n' + interrupted_message(epoch, saved, where, args.epochs, context, words))
+        if context.is_main:  # not on a terminal a SIGHUP closed
+            print_if_possible('\n' + interrupted_message(epoch, saved, where, args.epochs, context, words), sys.stdout)
         distributed.cleanup(context)
         raise SystemExit(status)
     except torch._dynamo.exc.BackendCompilerFailed as error:

@@ -20,8 +20,8 @@ from torch.utils.data import DataLoader
 import train
 from catalog import image_problem, read_styles
 from checkpoint import checkpoint_load, checkpoint_save
-from cli import (Terminated, UserError, ctrl_c_held, leave_sigterm_to_the_main_process, pick_device, run_cli,
-                 sigterm_stops_as_ctrl_c)
+from cli import (Terminated, UserError, ctrl_c_held, leave_stops_to_the_main_process, pick_device, run_cli,
+                 stopping_signals_as_ctrl_c)
 from conftest import ROOT, run_script, train_args
 from dataset import AttributesDataset, FashionDataset, load_image, load_into_memory, to_rgb
 
@@ -587,20 +587,22 @@ def test_ctrl_c_is_one_line_and_the_shells_status_130(capsys):
     assert capsys.readouterr().err.strip() == 'interrupted (Ctrl-C); no file was left half-written'
 
 
-def test_a_sigterm_is_one_line_and_the_shells_status_143_and_its_handler_goes_after():
-    # As `kill` or `timeout` ends a script: as a Ctrl-C does, not where it stands (status -15).
+@pytest.mark.parametrize('name, status', [('SIGTERM', 143), ('SIGHUP', 129)])
+def test_a_sigterm_or_sighup_is_one_line_and_the_shells_status_and_its_handler_goes_after(name, status):
+    # As `kill` or `timeout` ends a script, or a terminal that closes: as a Ctrl-C does, not where
+    # it stands (status -15 or -1).
     script = ('import signal, sys\n'
               'from cli import run_cli\n'
-              'run_cli(lambda: signal.raise_signal(signal.SIGTERM))\n')
+              f'run_cli(lambda: signal.raise_signal(signal.{name}))\n')
     stopped = subprocess.run([sys.executable, '-c', script], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert (stopped.returncode, stopped.stderr.strip()) == (143, 'stopped by SIGTERM; no file was left half-written')
+    assert (stopped.returncode, stopped.stderr.strip()) == (status, f'stopped by {name}; no file was left half-written')
     script = ('import signal\n'
               'from cli import run_cli\n'
               'run_cli(lambda: None)\n'
-              'assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL\n'
-              'signal.signal(signal.SIGTERM, signal.SIG_IGN)\n'
-              'run_cli(lambda: signal.raise_signal(signal.SIGTERM))  # one ignored stays so\n'
-              'assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN\n')
+              f'assert signal.getsignal(signal.{name}) is signal.SIG_DFL\n'
+              f'signal.signal(signal.{name}, signal.SIG_IGN)\n'
+              f'run_cli(lambda: signal.raise_signal(signal.{name}))  # one ignored (nohup) stays so\n'
+              f'assert signal.getsignal(signal.{name}) is signal.SIG_IGN\n')
     done = subprocess.run([sys.executable, '-c', script], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stderr) == (0, '')
 
@@ -669,16 +671,17 @@ def test_a_ctrl_c_while_workers_are_forked_is_held_back_to_the_end_of_the_block(
 
 
 @pytest.mark.parametrize('sender', ['another process (timeout, to the process group)',
+                                    'another process (SIGHUP, the shell as the terminal closes)',
                                     'the main process (multiprocessing, at its exit)'])
 def test_a_dataloader_worker_stops_on_a_sigterm_as_on_a_ctrl_c(sender):
     # PyTorch's own handler let another process's SIGTERM kill the worker (status -15), which the
     # main process then took for a failure; ignored, it hung the main process at its exit.
     before = set(multiprocessing.active_children())
-    batches = iter(DataLoader(range(64), batch_size=8, num_workers=1, worker_init_fn=leave_sigterm_to_the_main_process))
+    batches = iter(DataLoader(range(64), batch_size=8, num_workers=1, worker_init_fn=leave_stops_to_the_main_process))
     next(batches)  # the worker has run its worker_init_fn
     [worker] = set(multiprocessing.active_children()) - before
     if sender.startswith('another'):
-        subprocess.run(['kill', '-TERM', str(worker.pid)], check=True)
+        subprocess.run(['kill', '-HUP' if 'SIGHUP' in sender else '-TERM', str(worker.pid)], check=True)
     else:
         worker.terminate()
     worker.join(10)
@@ -686,16 +689,17 @@ def test_a_dataloader_worker_stops_on_a_sigterm_as_on_a_ctrl_c(sender):
     del batches
 
 
-def test_a_sigterm_while_workers_are_forked_is_held_back_too():
+@pytest.mark.parametrize('stop', [signal.SIGTERM, signal.SIGHUP])
+def test_a_sigterm_or_sighup_while_workers_are_forked_is_held_back_too(stop):
     ended = False
-    with sigterm_stops_as_ctrl_c():  # as run_cli sets it
-        handler = signal.getsignal(signal.SIGTERM)
-        with pytest.raises(Terminated):
+    with stopping_signals_as_ctrl_c():  # as run_cli sets it
+        handler = signal.getsignal(stop)
+        with pytest.raises(Terminated) as raised:
             with ctrl_c_held():
-                signal.raise_signal(signal.SIGTERM)
+                signal.raise_signal(stop)
                 ended = True
-        assert ended and signal.getsignal(signal.SIGTERM) is handler
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        assert ended and signal.getsignal(stop) is handler and raised.value.signum == stop
+    assert signal.getsignal(stop) is signal.SIG_DFL
 
 # Runs a script as `python SCRIPT ARGS`, with a Ctrl-C (a SIGINT to itself) the moment it asks
 # for MODULE, inside Python's import machinery, where a real Ctrl-C in the first seconds lands.
@@ -719,7 +723,7 @@ def ctrl_c_at_import(module, script, *args, sigint=signal.SIG_DFL):
 
 
 @pytest.mark.parametrize('script,module', [('train.py', 'torch'), ('test.py', 'torch'), ('predict.py', 'torch'),
-                                           ('demo.py', 'torch'), ('split_data.py', 'tqdm'),
+                                           ('demo.py', 'torch'), ('split_data.py', 'PIL'),
                                            ('sample_catalog.py', 'numpy')])
 def test_ctrl_c_while_the_imports_run_is_one_line_too(script, module):
     stopped = ctrl_c_at_import(module, script)

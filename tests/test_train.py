@@ -9,12 +9,15 @@ import hashlib
 import json
 import math
 import os
+import pty
 import re
+import select
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import termios
 import time
 from datetime import datetime
 from pathlib import Path
@@ -460,7 +463,8 @@ def test_sigkill_then_resume_finishes_with_the_same_weights_and_logs(full_run, s
 @pytest.mark.parametrize('stop, status, words, to', [
     (signal.SIGINT, 130, r'interrupted \(Ctrl-C\)', 'the process'),
     (signal.SIGTERM, 143, 'stopped by SIGTERM', 'the process'),  # kill
-    (signal.SIGTERM, 143, 'stopped by SIGTERM', 'its group, DataLoader workers with it')])  # timeout
+    (signal.SIGTERM, 143, 'stopped by SIGTERM', 'its group, DataLoader workers with it'),  # timeout
+    (signal.SIGHUP, 129, 'stopped by SIGHUP', 'its group, DataLoader workers with it')])  # its terminal closed
 def test_ctrl_c_or_sigterm_saves_the_last_epoch_and_says_how_to_resume(small_split, tmp_path, stop, status, words, to):
     group = to.startswith('its group')
     process = start_training(small_split, tmp_path, *(['--data', 'loader', '--workers', 2] if group else []),
@@ -478,6 +482,33 @@ def test_ctrl_c_or_sigterm_saves_the_last_epoch_and_says_how_to_resume(small_spl
     assert checkpoint_load(str(run_dir / 'last.pth'))['epoch'] >= 1
     assert [name for name in os.listdir(run_dir) if name.startswith('.tmp-')] == []  # none left half-written
 
+
+def test_a_closed_terminal_stops_the_run_with_its_epochs_saved(small_split, tmp_path):
+    # An ssh connection dropped: the terminal hangs up, its processes get a SIGHUP, and a write to
+    # it fails (EIO). The default ended the run where it stood (status -1, the epoch queued to be
+    # saved lost); the words of the stop, unwritable, ended it with a traceback (status 1).
+    terminal, its_end = pty.openpty()
+
+    def on_the_terminal():  # its controlling terminal, as a login shell's job has it
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    args = train_args(small_split, tmp_path, '--epochs', EPOCHS, '--val-every', 1, '--data', 'loader', '--workers', 2)
+    process = subprocess.Popen([sys.executable, os.path.join(ROOT, 'train.py'), *args], cwd=str(tmp_path),
+                               stdin=its_end, stdout=its_end, stderr=its_end, preexec_fn=on_the_terminal)
+    os.close(its_end)
+    run_dir, shown = tmp_path / 'run', b''
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not (os.path.exists(run_dir / 'metrics.csv')
+                                                   and len(metrics_rows(run_dir)) >= 1):
+            if select.select([terminal], [], [], 0.05)[0]:
+                shown += os.read(terminal, 65536)  # read, or the full terminal would hold the run
+    finally:
+        os.close(terminal)  # it hangs up
+    assert process.wait(timeout=60) == 129, shown.decode(errors='replace')[-2000:]
+    assert checkpoint_load(str(run_dir / 'last.pth'))['epoch'] >= 1
+    assert [name for name in os.listdir(run_dir) if name.startswith('.tmp-')] == []
 
 
 # train.py with a Ctrl-C in the parent's fork handlers as epoch 2's DataLoader workers start:
