@@ -14,7 +14,6 @@ import os
 import random
 from concurrent.futures import ProcessPoolExecutor
 
-
 from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder, flush_to_disk,
                     remove_left_temporaries, renamed_together)
 from catalog import IMAGE_SIZE, describe_download, format_counts, image_problem, read_styles

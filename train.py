@@ -246,8 +246,8 @@ def first_non_finite(losses):
 
 
 def interrupted_message(epoch, saved, where, epochs, context, words):
-    """What a Ctrl-C or a SIGTERM (`words`, from cli.how_stopped) in epoch `epoch` leaves: `saved`
-    epochs in the checkpoint `where`."""
+    """What a Ctrl-C, a SIGTERM or a SIGHUP (`words`, from cli.how_stopped) in epoch `epoch`
+    leaves: `saved` epochs in the checkpoint `where`."""
     if not saved:
         return f'{words} during the first epoch: nothing to resume from yet'
     if saved == epochs:  # while the last epoch's files were written: they were
@@ -621,12 +621,12 @@ def main(argv=None):
                         writer.add_scalar(key, value, epoch)
         with watch.phase('saving'):
             saver.wait()  # the last epoch's files
-    except KeyboardInterrupt as stop:  # a Ctrl-C, or a SIGTERM (cli.Terminated)
+    except KeyboardInterrupt as stop:  # a Ctrl-C, or a SIGTERM or SIGHUP (cli.Terminated)
         saver.close()  # what was queued is written: the epochs finished before the Ctrl-C
         saved = saver.done or start_epoch - 1
         where = last_path if saver.done or not args.resume else args.resume  # none saved since resuming it
-        words, status = how_stopped(stop)  # status as a shell reports it: 130 or 143
-        if context.is_main:  # not on a terminal a SIGHUP closed
+        words, status = how_stopped(stop)  # status as a shell reports it: 130, 143 or 129
+        if context.is_main:  # a terminal a SIGHUP closed takes no words: none then
             print_if_possible('\n' + interrupted_message(epoch, saved, where, args.epochs, context, words), sys.stdout)
         distributed.cleanup(context)
         raise SystemExit(status)

@@ -673,7 +673,7 @@ def test_a_ctrl_c_while_workers_are_forked_is_held_back_to_the_end_of_the_block(
 @pytest.mark.parametrize('sender', ['another process (timeout, to the process group)',
                                     'another process (SIGHUP, the shell as the terminal closes)',
                                     'the main process (multiprocessing, at its exit)'])
-def test_a_dataloader_worker_stops_on_a_sigterm_as_on_a_ctrl_c(sender):
+def test_a_dataloader_worker_stops_on_a_sigterm_or_sighup_as_on_a_ctrl_c(sender):
     # PyTorch's own handler let another process's SIGTERM kill the worker (status -15), which the
     # main process then took for a failure; ignored, it hung the main process at its exit.
     before = set(multiprocessing.active_children())

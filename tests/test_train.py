@@ -465,7 +465,8 @@ def test_sigkill_then_resume_finishes_with_the_same_weights_and_logs(full_run, s
     (signal.SIGTERM, 143, 'stopped by SIGTERM', 'the process'),  # kill
     (signal.SIGTERM, 143, 'stopped by SIGTERM', 'its group, DataLoader workers with it'),  # timeout
     (signal.SIGHUP, 129, 'stopped by SIGHUP', 'its group, DataLoader workers with it')])  # its terminal closed
-def test_ctrl_c_or_sigterm_saves_the_last_epoch_and_says_how_to_resume(small_split, tmp_path, stop, status, words, to):
+def test_ctrl_c_sigterm_or_sighup_saves_the_last_epoch_and_says_how_to_resume(small_split, tmp_path, stop, status,
+                                                                              words, to):
     group = to.startswith('its group')
     process = start_training(small_split, tmp_path, *(['--data', 'loader', '--workers', 2] if group else []),
                              group=group)
@@ -550,8 +551,8 @@ def test_a_ctrl_c_while_the_last_epoch_is_written_says_the_run_is_complete(small
     last = str(tmp_path / 'run' / 'last.pth')
     assert stop.value.code == 130 and checkpoint_load(last)['epoch'] == 2
     # not "Resume with": a resume of a finished run is refused
-    assert capsys.readouterr().out.endswith(f'\ninterrupted (Ctrl-C) after the last epoch; all 2 epochs are saved in {last}. '
-                                            f'Evaluate with: python test.py --checkpoint {last}\n')
+    assert capsys.readouterr().out.endswith(f'\ninterrupted (Ctrl-C) after the last epoch; all 2 epochs are saved in '
+                                            f'{last}. Evaluate with: python test.py --checkpoint {last}\n')
 
 
 def test_a_ctrl_c_just_after_an_epochs_line_keeps_that_epoch(small_split, tmp_path, monkeypatch, capsys):
