@@ -39,7 +39,7 @@ class Terminated(KeyboardInterrupt):
     system, either would end the process where it stands: train.py's last epoch, queued to be
     saved, lost, a temporary file left beside its output, and no word of either."""
 
-    def __init__(self, signum=signal.SIGTERM):
+    def __init__(self, signum):
         super().__init__(signum)
         self.signum = signum
 
