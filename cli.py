@@ -85,11 +85,9 @@ def ctrl_c_held():
     plotting in train.py's background saver) waits forever. The processes forked meanwhile inherit
     the holding handler: they leave a Ctrl-C to this one, which stops them. One ignored (nohup)
     stays so."""
-    raising = {signal.SIGINT: signal.default_int_handler, **{number: _terminate for number in STOPPING}}
-    if threading.current_thread() is threading.main_thread():
-        raising = {number: handler for number, handler in raising.items() if signal.getsignal(number) is handler}
-    else:  # signal handlers are the main thread's alone
-        raising = {}
+    ours = {signal.SIGINT: signal.default_int_handler, **dict.fromkeys(STOPPING, _terminate)}
+    on_main = threading.current_thread() is threading.main_thread()  # signal handlers are its alone
+    raising = {number: handler for number, handler in ours.items() if on_main and signal.getsignal(number) is handler}
     held = []
     for number in raising:
         signal.signal(number, lambda signum, frame: held.append(signum))
