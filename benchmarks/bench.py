@@ -31,8 +31,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import split_data  # noqa: E402
 from allocator import keep_freed_memory  # noqa: E402
-from cli import (UserError, add_debug_flag, non_negative_int, pick_device, positive_float, positive_int,  # noqa: E402
-                 run_cli)
+from cli import (STOPPING, UserError, add_debug_flag, non_negative_int, pick_device, positive_float,  # noqa: E402
+                 positive_int, run_cli)
 from dataset import AttributesDataset, FashionDataset, load_into_memory, train_transform, val_transform  # noqa: E402
 from evaluate import autocast_for, default_precision, predict_all  # noqa: E402
 from memory_data import InMemoryLoader  # noqa: E402
@@ -200,12 +200,12 @@ def fixed_batch(attributes, batch_size, device):
 def main():
     args = parse_args()
     if args.work:  # the split (and the sample catalog, without FASHION_DATA) stays there
-        with ended_by_sigterm():
+        with ended_at_once_by_a_stop():
             measure(args, args.work)
         return
     # Or else a new folder under TMPDIR, which goes when the run ends, however it ends.
     folder = os.path.join(tempfile.gettempdir(), f'fashion-bench-{secrets.token_hex(6)}')
-    with ended_by_sigterm(removing=folder):  # before the folder is made: no SIGTERM leaves it
+    with ended_at_once_by_a_stop(removing=folder):  # before the folder is made: no stop leaves it
         os.mkdir(folder, 0o700)
         try:
             measure(args, folder)
@@ -214,10 +214,11 @@ def main():
 
 
 @contextlib.contextmanager
-def ended_by_sigterm(removing=None):
-    """A SIGTERM (`timeout`, `kill`) ends the run at once with status 143, as a shell reports it:
-    the lines printed so far flushed, the processes it started ended and the folder `removing`
-    removed. Python itself would end without doing any of it."""
+def ended_at_once_by_a_stop(removing=None):
+    """A SIGTERM (`timeout`, `kill`) or a SIGHUP (its terminal closed) ends the run at once with
+    status 143 or 129, as a shell reports it: the lines printed so far flushed, the processes it
+    started ended and the folder `removing` removed. Python itself would end without doing any of
+    it. A SIGHUP ignored (`nohup`) stays ignored."""
     if threading.current_thread() is not threading.main_thread():  # main() called from a thread
         yield  # signal handlers are the main thread's alone
         return
@@ -260,11 +261,15 @@ def ended_by_sigterm(removing=None):
                 stream.flush()
         os._exit(128 + signum)
 
-    earlier = signal.signal(signal.SIGTERM, end)
+    earlier = {number: signal.getsignal(number) for number in STOPPING}
+    taken = [number for number, handler in earlier.items() if handler is not signal.SIG_IGN]
+    for number in taken:
+        signal.signal(number, end)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, earlier)
+        for number in taken:
+            signal.signal(number, earlier[number])
 
 
 def children_now():

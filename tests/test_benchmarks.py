@@ -327,28 +327,38 @@ def test_bench_ended_by_sigterm_removes_its_temporary_folder(tmp_path, when):
     assert not running(workers)
 
 
-def test_bench_in_process_puts_back_the_sigterm_handler_and_runs_in_a_thread_too(tmp_path, monkeypatch):
+def test_bench_in_process_puts_back_the_handlers_keeps_an_ignored_sighup_and_runs_in_a_thread_too(tmp_path,
+                                                                                                   monkeypatch):
     import threading
     import bench
     monkeypatch.setattr(sys, 'argv', ['bench.py', '--work', str(tmp_path)])
-    monkeypatch.setattr(bench, 'measure', lambda args, work: ran.append(signal.getsignal(signal.SIGTERM)))
-    ran, before = [], signal.getsignal(signal.SIGTERM)
+    handlers = lambda: (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP))  # noqa: E731
+    monkeypatch.setattr(bench, 'measure', lambda args, work: ran.append(handlers()))
+    ran, before = [], handlers()
     bench.main()
-    assert ran[0] is not before and signal.getsignal(signal.SIGTERM) is before
+    assert ran[0][0] is ran[0][1] and ran[0][0] not in before and handlers() == before
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as `nohup` leaves it
+    try:
+        bench.main()
+        assert ran[1][0] not in before and ran[1][1] is signal.SIG_IGN
+        assert handlers() == (before[0], signal.SIG_IGN)
+    finally:
+        signal.signal(signal.SIGHUP, before[1])
     thread = threading.Thread(target=bench.main)  # where signal.signal would raise ValueError
     thread.start()
     thread.join()
-    assert len(ran) == 2 and ran[1] is before
+    assert len(ran) == 3 and ran[2] == before
 
 
-def sigterm_while_children_run(tmp_path, body):
+def stopped_while_children_run(tmp_path, body, stop=signal.SIGTERM):
     """Runs body (Python lines indented by 4, which start processes and print 'ready') in
-    bench.ended_by_sigterm with a folder to remove, sends it SIGTERM once ready, and checks that it
-    ends at once: status 143, nothing on stderr, the folder gone, the processes it started ended."""
+    bench.ended_at_once_by_a_stop with a folder to remove, sends it the signal `stop` once ready,
+    and checks that it ends at once: status 128 and the signal's number, nothing on stderr, the
+    folder gone, the processes it started ended."""
     script = ('import os, sys, time\n'
               f'sys.path.insert(0, {os.path.join(ROOT, "benchmarks")!r})\n'
               'import bench\n'
-              'with bench.ended_by_sigterm(removing=sys.argv[1]):\n'
+              'with bench.ended_at_once_by_a_stop(removing=sys.argv[1]):\n'
               '    os.mkdir(sys.argv[1])\n' + body)
     ending = subprocess.Popen([sys.executable, '-c', script, str(tmp_path / 'folder')], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
@@ -356,11 +366,11 @@ def sigterm_while_children_run(tmp_path, body):
         assert ending.stdout.readline() == 'ready\n'
         children = children_of(ending.pid)
         assert children
-        ending.send_signal(signal.SIGTERM)
+        ending.send_signal(stop)
         _, stderr = ending.communicate(timeout=30)  # a pool left waiting for work held the pipes for ever
     finally:
         ending.kill()
-    assert ending.returncode == 143 and not stderr, stderr
+    assert ending.returncode == 128 + stop and not stderr, stderr
     assert not (tmp_path / 'folder').exists()
     deadline = time.monotonic() + 15
     while running(children) and time.monotonic() < deadline:
@@ -371,7 +381,7 @@ def sigterm_while_children_run(tmp_path, body):
 def test_a_sigterm_to_bench_while_a_dataloaders_workers_run_is_no_traceback(tmp_path):
     # The tutorial's path: a DataLoader's workers, whose ending PyTorch's SIGCHLD handler took for a
     # failure, with a traceback from inside the ending (status 1, not 143).
-    sigterm_while_children_run(tmp_path, (
+    stopped_while_children_run(tmp_path, (
         '    import torch\n'
         '    for i in range(20000):  # a catalog, which takes a while to remove\n'
         '        open(os.path.join(sys.argv[1], f"{i}.jpg"), "w").close()\n'
@@ -382,21 +392,22 @@ def test_a_sigterm_to_bench_while_a_dataloaders_workers_run_is_no_traceback(tmp_
         '    time.sleep(60)\n'))
 
 
-def test_a_sigterm_to_bench_ends_a_process_multiprocessing_does_not_list_yet(tmp_path):
+@pytest.mark.parametrize('stop', [signal.SIGTERM, signal.SIGHUP])  # a SIGHUP: its terminal closed
+def test_a_sigterm_or_sighup_to_bench_ends_a_process_multiprocessing_does_not_list_yet(tmp_path, stop):
     # A DataLoader worker forked as the signal comes is in multiprocessing's list only once its
     # start() returns: here a process forked by os.fork, which it never lists.
-    sigterm_while_children_run(tmp_path, (
+    stopped_while_children_run(tmp_path, (
         '    if os.fork() == 0:\n'
         '        time.sleep(60)\n'
         '        os._exit(0)\n'
         '    print("ready", flush=True)\n'
-        '    time.sleep(60)\n'))
+        '    time.sleep(60)\n'), stop)
 
 
 def test_a_sigterm_to_bench_ends_the_pool_checking_the_pictures(tmp_path):
     # split_data.py checks the pictures in a pool of processes (a fraction of a second here), which
     # the process ending by SIGTERM left waiting for work for ever, holding its stdout open.
-    sigterm_while_children_run(tmp_path, (
+    stopped_while_children_run(tmp_path, (
         '    import concurrent.futures\n'
         '    with concurrent.futures.ProcessPoolExecutor(2) as pool:\n'
         '        pool.submit(os.getpid).result()\n'
