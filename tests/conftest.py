@@ -24,7 +24,7 @@ torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
 
 
 def pytest_xdist_auto_num_workers(config):
-    """The test processes for `-n auto` (pytest.ini): two even on one core, where most tests wait
+    """The test processes for `-n auto` (pytest.ini): two even on one core, where many tests wait
     on a script they started; at most 4, each with its 2 threads and its own copy of the
     session's catalogs and run."""
     return min(4, max(2, os.cpu_count() or 1))
