@@ -35,10 +35,11 @@ def resumed_args(argv, resume, path, parse_args):
     args = parse_args(argv, saved)
     take_the_runs_files(args, resume['args'], saved, gone, path)
     check_same_split(args, resume, path)
-    check_same_folder(args, resume['args'], path, default_checkpoints)
+    saved['checkpoints'], saved['run_name'] = the_runs_names(resume['args'], path, default_checkpoints)
+    check_same_folder(args, saved, path, default_checkpoints)
     if args.run_name is None and args.checkpoints == default_checkpoints:
         # None named: the run's as first named, so that the original command may still repeat them
-        args.run_name, args.checkpoints = saved.get('run_name'), saved.get('checkpoints', args.checkpoints)
+        args.run_name, args.checkpoints = saved['run_name'], saved['checkpoints']
     for key in FIXED_ON_RESUME:
         if key in saved and getattr(args, key) != saved[key]:
             raise UserError(f'--{key.replace("_", "-")} {getattr(args, key)}: the run in {path} trained with '
@@ -141,6 +142,16 @@ def moved_with_other_rows(resume, key, name):
     if not (resume.get('split_digests') or {}).get(key) or key not in saved or not os.path.isfile(name):
         return False
     return not os.path.exists(path_as_trained(saved, key)[0]) and not same_rows(resume, key, name)
+
+
+def the_runs_names(saved, path, default_checkpoints):
+    """--checkpoints and --run-name of the run that goes on from the checkpoint at `path`: as the
+    run was first named, or those of the folder a branch goes on in (a checkpoint copied into a
+    folder of another name), which the original names no longer lead to."""
+    run_dir = checkpoint_folder(path)
+    if saved.get('run_name') is None or saved['run_name'] == os.path.basename(run_dir):
+        return saved.get('checkpoints', default_checkpoints), saved.get('run_name')
+    return os.path.dirname(run_dir), os.path.basename(run_dir)
 
 
 def check_same_folder(args, saved, path, default_checkpoints):

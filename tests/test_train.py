@@ -409,8 +409,15 @@ def test_a_resumed_run_keeps_its_settings_and_data(small_split, tmp_path, monkey
         train.main(['--resume', last, *machine])  # not '--epochs 3', which the user did not write
     with open(tmp_path / 'branch' / 'args.json') as f:
         kept = ('batch_size', 'lr', 'schedule', 'epochs', 'pretrained')
-        assert {k: v for k, v in json.load(f).items() if k in kept} == \
-            {'batch_size': 8, 'lr': 0.002, 'schedule': 'cosine', 'epochs': 3, 'pretrained': True}
+        assert {k: v for k, v in json.load(f).items() if k in kept + ('checkpoints', 'run_name')} == \
+            {'batch_size': 8, 'lr': 0.002, 'schedule': 'cosine', 'epochs': 3, 'pretrained': True,
+             'checkpoints': str(tmp_path), 'run_name': 'branch'}  # its own folder's, not the run's it came from
+    assert checkpoint_load(last)['args']['run_name'] == 'branch'
+    # and so the original command's names, which lead to the run it came from, are not taken for it
+    with pytest.raises(UserError, match=r"^--run-name run --checkpoints .*: the run folder named is .*run, but a "
+                                        r"resumed run goes on in its checkpoint's folder, .*branch"):
+        train.main(['--resume', last, '--epochs', '4', '--run-name', 'run', '--checkpoints', str(tmp_path),
+                    *machine])
 
 
 def test_a_branch_whose_best_epoch_stayed_behind_says_so(tmp_path, capsys):
