@@ -104,9 +104,6 @@ def main():
             end_with_parent(int(os.environ['FREED_MEMORY_PARENT']))
         print(*measure(*args.child, args.classes, args.seconds))
         return
-    # `kill` or `timeout`: the measurement's own process ends too (subprocess.run kills it on the
-    # way out of the SystemExit), where Python's default would leave it running; 143 as a shell says.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     best = {}  # (setting, what): (images/s, page faults an image), the fastest round's
     for _ in range(args.rounds):
         for what in MEASURES:

@@ -97,7 +97,8 @@ def test_freed_memory_measures_in_a_process_of_its_own_and_names_a_wrong_measure
     assert wrong.returncode == 2 and 'not a setting and a measure named in --help' in wrong.stderr
 
 
-def test_freed_memory_ended_by_sigterm_ends_its_measurement_too(tmp_path):
+@pytest.mark.parametrize('stop', [signal.SIGTERM, signal.SIGHUP])
+def test_freed_memory_ended_by_sigterm_or_sighup_ends_its_measurement_too(tmp_path, stop):
     parent = subprocess.Popen([sys.executable, os.path.join(ROOT, 'benchmarks', 'freed_memory.py'), '--seconds', '30'],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -108,11 +109,12 @@ def test_freed_memory_ended_by_sigterm_ends_its_measurement_too(tmp_path):
             time.sleep(0.01)
         measuring = measurements()
         assert measuring
-        parent.send_signal(signal.SIGTERM)  # as soon as it starts: where a handler could come too late
+        parent.send_signal(stop)  # as soon as it starts: where a handler could come too late
         _, stderr = parent.communicate(timeout=30)
     finally:
         parent.kill()
-    assert parent.returncode == 143 and 'Traceback' not in stderr, stderr
+    assert parent.returncode == 128 + stop and 'Traceback' not in stderr, stderr
+    assert f'stopped by {stop.name}' in stderr, stderr  # in the one line every script says it in
     deadline = time.monotonic() + 5  # it used to run on to its end, for --seconds
     while running(measuring) and time.monotonic() < deadline:
         time.sleep(0.1)
