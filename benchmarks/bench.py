@@ -262,14 +262,14 @@ def ended_at_once_by_a_stop(removing=None):
         os._exit(128 + signum)
 
     earlier = {number: signal.getsignal(number) for number in STOPPING}
-    taken = [number for number, handler in earlier.items() if handler is not signal.SIG_IGN]
+    taken = {number: handler for number, handler in earlier.items() if handler is not signal.SIG_IGN}
     for number in taken:
         signal.signal(number, end)
     try:
         yield
     finally:
-        for number in taken:
-            signal.signal(number, earlier[number])
+        for number, handler in taken.items():
+            signal.signal(number, handler)
 
 
 def children_now():
