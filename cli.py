@@ -131,11 +131,21 @@ def command(script, *args, runner=('python',)):
     try:
         if os.path.realpath(os.curdir) == os.path.realpath(PROJECT):
             path = script
-        elif not os.path.relpath(path).startswith(os.pardir):
-            path = os.path.relpath(path)  # below the working folder: a short name
-    except FileNotFoundError:  # the working folder was deleted: the whole path
+    except FileNotFoundError:  # the working folder was deleted
         pass
-    return shlex.join([*runner, path, *map(str, args)])
+    return shlex.join([*runner, shown_path(path), *map(str, args)])
+
+
+def shown_path(path):
+    """An absolute path as the user reads it best here: relative where it lies below the working
+    folder, else whole. A path the user gave relative (./checkpoints/...) is shown as given."""
+    if not os.path.isabs(path):
+        return path
+    try:
+        short = os.path.relpath(path)
+    except (FileNotFoundError, ValueError):  # the working folder deleted; another drive (Windows)
+        return path
+    return path if short.startswith(os.pardir) else short
 
 
 def counted(count, noun):

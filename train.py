@@ -26,7 +26,7 @@ from catalog import describe_download
 from checkpoint import check_same_vocab, checkpoint_save, load_weights, non_finite_weight, resumable_load
 from cli import (UserError, add_debug_flag, command, counted, debugging, how_stopped,
                  leave_stops_to_the_main_process, non_negative_float, non_negative_int, positive_float, positive_int,
-                 print_error, print_if_possible, progress_bar, run_cli, seed_number, started)
+                 print_error, print_if_possible, progress_bar, run_cli, seed_number, shown_path, started)
 from dataset import HEADS, AttributesDataset, FashionDataset, skip_undecodable, train_transform, val_transform
 from evaluate import autocast_for, default_precision, validate
 from memory_data import InMemoryLoader
@@ -270,7 +270,7 @@ def resume_command(checkpoint, context):
 
 
 def stop_on_divergence(error, good_checkpoint, context):
-    kept = f'; the last good checkpoint is {good_checkpoint}' if good_checkpoint else ''
+    kept = f'; the last good checkpoint is {shown_path(good_checkpoint)}' if good_checkpoint else ''
     message = f'stopped: {error}{kept}. Start a new run with a lower --lr (a resumed run keeps its own)'
     if not context.distributed:
         raise UserError(message) from error
@@ -624,7 +624,7 @@ def main(argv=None):
     except KeyboardInterrupt as stop:  # a Ctrl-C, or a SIGTERM or SIGHUP (cli.Terminated)
         saver.close()  # what was queued is written: the epochs finished before the Ctrl-C
         saved = saver.done or start_epoch - 1
-        where = last_path if saver.done or not args.resume else args.resume  # none saved since resuming it
+        where = shown_path(last_path if saver.done or not args.resume else args.resume)  # none saved since resuming it
         words, status = how_stopped(stop)  # status as a shell reports it: 130, 143 or 129
         if context.is_main:  # a terminal a SIGHUP closed takes no words: none then
             print_if_possible('\n' + interrupted_message(epoch, saved, where, args.epochs, context, words), sys.stdout)
@@ -646,12 +646,12 @@ def main(argv=None):
     if context.is_main:
         if context.distributed:
             print(f'weights identical on all {context.world_size} processes after every epoch')
-        print(f'done: {counted(args.epochs, "epoch")}. Checkpoints, metrics.csv and curves.png are in {run_dir}')
+        print(f'done: {counted(args.epochs, "epoch")}. Checkpoints, metrics.csv and curves.png are in {shown_path(run_dir)}')
         print(f'peak memory: {peak_rss_mib():,.0f} MiB resident'
               + (f', {torch.cuda.max_memory_allocated(device) / 2**20:,.0f} MiB on the GPU'
                  if device.type == 'cuda' else ''))
         print(time_line(watch, saver.seconds))
-        print(f'evaluate with: {command("test.py", "--checkpoint", last_path)}')
+        print(f'evaluate with: {command("test.py", "--checkpoint", shown_path(last_path))}')
     distributed.cleanup(context)
     return run_dir
 

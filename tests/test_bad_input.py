@@ -113,8 +113,12 @@ def test_the_advice_for_a_missing_split_followed_as_written_makes_it(small_split
 
 
 def test_the_commands_a_script_advises_run_from_the_folder_it_was_run_in(tmp_path, monkeypatch):
-    from cli import command
+    from cli import command, shown_path
     monkeypatch.chdir(ROOT)
+    # the paths they name: short below the working folder, whole elsewhere, as given where relative
+    assert shown_path(os.path.join(ROOT, 'checkpoints', 'run', 'last.pth')) == 'checkpoints/run/last.pth'
+    assert shown_path(str(tmp_path / 'last.pth')) == str(tmp_path / 'last.pth')
+    assert shown_path('./checkpoints/run/last.pth') == './checkpoints/run/last.pth'
     assert command('test.py', '--checkpoint', 'runs/my run/last.pth') == "python test.py --checkpoint 'runs/my run/last.pth'"
     monkeypatch.chdir(os.path.dirname(ROOT))  # the folder above the project's: a short name
     assert command('train.py') == f'python {shlex.quote(os.path.join(os.path.basename(ROOT), "train.py"))}'
@@ -124,6 +128,7 @@ def test_the_commands_a_script_advises_run_from_the_folder_it_was_run_in(tmp_pat
     monkeypatch.chdir(tmp_path / 'gone')
     (tmp_path / 'gone').rmdir()  # a working folder deleted under the script
     assert command('demo.py') == f'python {shlex.quote(ROOT + "/demo.py")}'
+    assert shown_path(str(tmp_path / 'last.pth')) == str(tmp_path / 'last.pth')
 
 
 def test_styles_csv_given_as_the_catalog_names_the_folder_to_give(tmp_path):

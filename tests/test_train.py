@@ -486,7 +486,9 @@ def test_ctrl_c_sigterm_or_sighup_saves_the_last_epoch_and_says_how_to_resume(sm
     out, err = process.communicate(timeout=60)
     assert process.returncode == status, err  # as a shell reports it; the system's SIGTERM gave -15
     assert 'Traceback' not in err
-    assert re.search(rf'\n{words} (in|after) epoch \d+; epoch (\d+) is saved in .*--resume {re.escape(str(run_dir))}', out)
+    # named as below the folder it was started in, where the user is
+    assert re.search(rf'\n{words} (in|after) epoch \d+; epoch \d+ is saved in run/last\.pth\. Resume with: python '
+                     rf'\S+/train\.py --resume run/last\.pth\n', out)
     assert checkpoint_load(str(run_dir / 'last.pth'))['epoch'] >= 1
     assert [name for name in os.listdir(run_dir) if name.startswith('.tmp-')] == []  # none left half-written
 
@@ -935,8 +937,13 @@ def test_the_original_command_resumes_from_another_folder_too(small_split, tmp_p
     # test.py is not in this folder: the advice names it by its path
     test_py = shlex.quote(os.path.join(ROOT, 'test.py'))
     assert capsys.readouterr().out.endswith(f'evaluate with: python {test_py} --checkpoint {last}\n')
-    # resumed once with --resume alone, the run still knows the folder names it was first given
+    # resumed once with --resume alone, the run still knows the folder names it was first given;
+    # from the folder it was started in, its lines name its files below that folder, as it did then
+    monkeypatch.chdir(tmp_path / 'first')
     train.main(['--resume', last, '--epochs', '3', '--device', 'cpu', '--workers', '0'])
+    out = capsys.readouterr().out
+    assert 'curves.png are in runs/run\n' in out and out.endswith(' --checkpoint runs/run/last.pth\n')
+    monkeypatch.chdir(tmp_path / 'second')
     train.main(command + ['--epochs', '4', '--resume', last])
     assert checkpoint_load(last)['epoch'] == 4 and not os.listdir(tmp_path / 'second')
     # A link to the checkpoint, elsewhere: the run goes on in its own folder, not the link's.
