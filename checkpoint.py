@@ -64,6 +64,10 @@ def checkpoint_load(path):
     if not os.path.isfile(path):
         raise UserError(f'{path}: ' + ('not a regular file (a device, a pipe or a socket): torch.load needs one'
                                        if os.path.exists(path) else 'no such checkpoint file'))
+    damaged = damaged_entry(path)
+    if damaged is not None:
+        raise UserError(f'{path}: damaged: {damaged} in it does not match the checksum torch.save wrote with it '
+                        '(a disk or a copy changed its bytes); use another checkpoint of the run')
     try:
         with warnings.catch_warnings():
             # A plain pickle file (not torch.save's) draws a warning about its pickle protocol,
@@ -128,6 +132,27 @@ def check_contents(state, path):
     else:
         return state
     raise UserError(f'{path}: not a checkpoint written by train.py ({problem})')
+
+
+def damaged_entry(path):
+    """The name of the first record of torch.save's archive at path whose bytes do not match the
+    checksum saved with them, or None (also for a file that is no zip archive). torch.load does not
+    check them: a weight changed by a disk or a copy loads as it is, and the model answers NaN,
+    or wrongly with no sign of it."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for record in archive.infolist():
+                if record.CRC == 0:  # empty, or saved without checksums (torch.serialization.set_crc32_options)
+                    continue
+                try:
+                    with archive.open(record) as f:  # checks the checksum once read to the end
+                        while f.read(1 << 20):
+                            pass
+                except zipfile.BadZipFile:
+                    return record.filename
+    except (zipfile.BadZipFile, OSError, EOFError):  # no zip archive, or a truncated one: torch.load says
+        return None
+    return None
 
 
 def saved_by_torch(path):

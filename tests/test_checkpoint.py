@@ -4,6 +4,7 @@ import errno
 import os
 import pickle
 import re
+import struct
 import warnings
 import zipfile
 
@@ -158,6 +159,33 @@ def test_a_zip_archive_of_other_files_is_named_as_one_and_a_damaged_checkpoint_a
     with pytest.raises(UserError, match='damaged.pth: not a PyTorch checkpoint, or a truncated one '
                                         r'\(RuntimeError: .*data/0'):
         checkpoint_load(str(tmp_path / 'damaged.pth'))
+
+
+def test_a_checkpoint_whose_bytes_changed_is_named_damaged_not_loaded(tmp_path):
+    # A disk or a copy that changed a weight's bytes: torch.load took them as they were, and the
+    # model answered NaN (4 bytes of 0x7f are 3.4e38) or wrongly with no sign of it.
+    good = checkpoint_save(str(tmp_path / 'good.pth'), make_state())
+    data = bytearray((tmp_path / 'good.pth').read_bytes())
+    with zipfile.ZipFile(good) as archive:
+        record = next(r for r in archive.infolist() if r.filename.endswith('/data/0'))
+        # the record's bytes, after its local header (30 bytes, its name, torch's alignment padding)
+        name_length, extra_length = struct.unpack('<HH', data[record.header_offset + 26:record.header_offset + 30])
+        start = record.header_offset + 30 + name_length + extra_length
+        assert archive.read(record)[:4] == data[start:start + 4]
+    data[start:start + 4] = b'\x7f' * 4
+    (tmp_path / 'changed.pth').write_bytes(data)
+    with pytest.raises(UserError, match=f'^{re.escape(str(tmp_path / "changed.pth"))}: damaged: archive/data/0 '
+                                        'in it does not match the checksum torch.save wrote with it '):
+        checkpoint_load(str(tmp_path / 'changed.pth'))
+    # one saved without checksums (torch.serialization.set_crc32_options(False)) loads as before
+    torch.serialization.set_crc32_options(False)
+    try:
+        unchecked = checkpoint_save(str(tmp_path / 'unchecked.pth'), make_state())
+    finally:
+        torch.serialization.set_crc32_options(True)
+    with zipfile.ZipFile(unchecked) as archive:
+        assert {record.CRC for record in archive.infolist()} == {0}
+    assert checkpoint_load(unchecked)['epoch'] == 1
 
 
 def test_a_checkpoint_of_other_tensors_is_not_a_checkpoint(tmp_path):
