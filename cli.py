@@ -341,6 +341,15 @@ def non_negative_float(text):
     return value
 
 
+def folder_name(text):
+    """A folder's own name, not a path: '..', '/abs' or 'a/../..' would put a run's files (args.json,
+    checkpoints, curves.png) outside the folder that holds the runs, over what is there."""
+    if os.sep in text or (os.altsep and os.altsep in text) or text in (os.curdir, os.pardir):
+        raise argparse.ArgumentTypeError(f"{text!r}: give one folder's name, without {os.sep} and not . or ..; "
+                                         'the folder it goes in is --checkpoints')
+    return text
+
+
 def seed_number(text):
     # 0 to 2**32 - 1, what every random generator takes: train.py mixes a seed with the epoch and
     # the process's rank, which must stay within PyTorch's 64 bits.

@@ -21,7 +21,7 @@ def last_epoch(path):
 
 
 # What a run's finished epochs leave; args.json alone is a run killed in its first epoch.
-EPOCH_FILES = r'metrics\.csv|best\.pth|checkpoint-\d+\.pth'
+EPOCH_FILES = r'metrics\.csv|curves\.png|best\.pth|checkpoint-\d+\.pth'
 
 
 class FolderTaken(UserError):
@@ -41,6 +41,21 @@ def refuse_a_run_in(run_dir):
     if kept:
         raise FolderTaken(f'{run_dir} holds a run already ({", ".join(kept)}, but no last.pth to resume from); '
                           'give another --run-name, or move those files away')
+    settings = os.path.join(run_dir, 'args.json')
+    if os.path.isfile(settings) and not run_settings(settings):
+        raise FolderTaken(f'{settings}: holds no settings of a train.py run, and would be replaced; '
+                          'give another --run-name, or move it away')
+
+
+def run_settings(path):
+    """Whether the file at path is an args.json that train.py wrote: a new run replaces one a run
+    killed in its first epoch left, but not a file of the user's of that name."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            settings = json.load(f)
+    except (OSError, ValueError):  # a folder, unreadable, not JSON
+        return False
+    return isinstance(settings, dict) and {'epochs', 'batch_size', 'workdir'} <= settings.keys()
 
 
 def refuse_later_epochs(run_dir, args, resume):

@@ -24,7 +24,7 @@ from allocator import keep_freed_memory
 from atomic import atomic_open
 from catalog import describe_download
 from checkpoint import check_same_vocab, checkpoint_save, load_weights, non_finite_weight, resumable_load
-from cli import (UserError, add_debug_flag, command, counted, debugging, how_stopped,
+from cli import (UserError, add_debug_flag, command, counted, debugging, folder_name, how_stopped,
                  leave_stops_to_the_main_process, non_negative_float, non_negative_int, positive_float, positive_int,
                  print_error, print_if_possible, progress_bar, run_cli, seed_number, shown_path, started)
 from dataset import HEADS, AttributesDataset, FashionDataset, skip_undecodable, train_transform, val_transform
@@ -99,8 +99,8 @@ def build_parser():
                              '(default: ./checkpoints)')
     parser.add_argument('--logs', default='./logs',
                         help='TensorBoard log folder, used when tensorboard is installed (default: ./logs)')
-    parser.add_argument('--run-name', default=None,
-                        help='name of the run folder (default: the start time, e.g. 2026-01-31_12-00-00; '
+    parser.add_argument('--run-name', type=folder_name, default=None,
+                        help='name of the run folder in --checkpoints (default: the start time, e.g. 2026-01-31_12-00-00; '
                              'with _2, _3 ... after it where a run started in the same second has it)')
     parser.add_argument('--resume', default=None, metavar='CHECKPOINT',
                         help='continue the run saved in this checkpoint, e.g. checkpoints/RUN/last.pth, '

@@ -240,7 +240,7 @@ def test_a_new_run_never_writes_over_another(full_run, small_split):
 
 
 
-@pytest.mark.parametrize('kept', ['best.pth', 'metrics.csv', 'checkpoint-000002.pth'])
+@pytest.mark.parametrize('kept', ['best.pth', 'metrics.csv', 'checkpoint-000002.pth', 'curves.png'])
 def test_a_new_run_never_writes_over_the_epochs_of_one_without_its_last_checkpoint(full_run, small_split,
                                                                                   tmp_path, kept):
     (tmp_path / 'run').mkdir()
@@ -251,6 +251,29 @@ def test_a_new_run_never_writes_over_the_epochs_of_one_without_its_last_checkpoi
         train.main(train_args(small_split, tmp_path, '--epochs', 1))
     assert (tmp_path / 'run' / kept).read_bytes() == before
     assert sorted(os.listdir(tmp_path / 'run')) == [kept]
+
+
+def test_a_new_run_replaces_only_an_args_json_of_train_pys_and_writes_only_in_its_folder(full_run, small_split,
+                                                                                        tmp_path, capsys):
+    (tmp_path / 'run').mkdir()
+    (tmp_path / 'run' / 'args.json').write_text('{"my": "settings"}')  # the user's, by chance of that name
+    with pytest.raises(UserError, match=f'^{re.escape(str(tmp_path / "run" / "args.json"))}: holds no settings of '
+                                        'a train.py run, and would be replaced; give another --run-name, or move it'):
+        train.main(train_args(small_split, tmp_path, '--epochs', 1))
+    assert (tmp_path / 'run' / 'args.json').read_text() == '{"my": "settings"}'
+    # one train.py wrote, all a run killed in its first epoch leaves: the new run goes on there
+    shutil.copy(os.path.join(full_run, 'args.json'), tmp_path / 'run' / 'args.json')
+    train.main(train_args(small_split, tmp_path, '--epochs', 1))
+    assert checkpoint_load(str(tmp_path / 'run' / 'last.pth'))['epoch'] == 1
+    # a run's name is a folder's name: '..' and a path wrote the run's files outside --checkpoints
+    capsys.readouterr()
+    (tmp_path / 'runs').mkdir()
+    for name in ('..', '.', str(tmp_path / 'elsewhere'), 'a/../..'):
+        with pytest.raises(SystemExit) as error:
+            train.main(train_args(small_split, tmp_path / 'runs', '--epochs', 1, '--run-name', name))  # the last one
+        assert error.value.code == 2
+        assert f"--run-name: {name!r}: give one folder's name, without / and not . or .." in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ['run', 'runs'] and os.listdir(tmp_path / 'runs') == []
 
 
 def test_a_resume_overtaken_by_another_since_it_loaded_never_writes_over_its_epochs(full_run, small_split,
