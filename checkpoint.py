@@ -129,6 +129,9 @@ def check_contents(state, path):
         problem = 'its label names are not each sorted and once, the order of the classes train.py numbers'
     elif not isinstance(state.get('args') or {}, dict) or not isinstance(state.get('epoch') or 0, int):
         problem = 'its "args" are not a dict of settings, or its "epoch" not a number'
+    elif not (isinstance(state.get('split_digests') or {}, dict)
+              and all(isinstance(digest, (str, type(None))) for digest in (state.get('split_digests') or {}).values())):
+        problem = 'its "split_digests" are not digests of the split files'
     else:
         return state
     raise UserError(f'{path}: not a checkpoint written by train.py ({problem})')
@@ -178,8 +181,33 @@ def resumable_load(path):
                         f'{", ".join(missing or ["label names"])} (the original tutorial saved only '
                         'the weights). Resume from a last.pth written by train.py; test.py and '
                         'predict.py still take this file, with --attributes_file')
+    problem = resume_problem(state)
+    if problem is not None:
+        raise UserError(f'{path}: not a checkpoint written by train.py ({problem}); cannot resume from it')
     check_finite(state, path)  # before the run loads its pictures
     return state
+
+
+def resume_problem(state):
+    """What keeps a checkpoint's dict from being one train.py can go on from, or None: said here
+    in one line, not as a ZeroDivisionError, or an AttributeError an epoch later."""
+    epoch, best, history = state['epoch'], state['best'], state['history']
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
+        return f'its "epoch" is {epoch!r}, not a number of epochs done'
+    if not (isinstance(history, list) and all(isinstance(row, dict) for row in history)):
+        return 'its "history" is not a list of the epochs\' figures'
+    if not (isinstance(best, dict) and isinstance(best.get('epoch'), int)
+            and isinstance(best.get('score'), (int, float))):
+        return 'its "best" is not an epoch and its score'
+    optimizer = state['optimizer']
+    groups = optimizer.get('param_groups') if isinstance(optimizer, dict) else None
+    # Adam's: another optimizer's state loads into it, and its first step fails for want of betas
+    if not (isinstance(groups, list) and groups and isinstance(optimizer.get('state'), dict)
+            and all(isinstance(group, dict) and {'params', 'betas', 'eps'} <= group.keys() for group in groups)):
+        return 'its "optimizer" is not the state of an Adam optimizer'
+    if not isinstance(state['scheduler'], dict):
+        return 'its "scheduler" is not the state of a learning-rate schedule'
+    return None
 
 
 def path_as_trained(saved, key):

@@ -27,7 +27,9 @@ FIXED_ON_RESUME = ('batch_size', 'lr', 'warmup_epochs', 'schedule', 'seed')
 def resumed_args(argv, resume, path, parse_args):
     """The settings of a run resumed from `resume`, the checkpoint at `path`; parse_args is
     train.py's, which reads argv with the run's `saved` settings standing in for those not given."""
-    default_checkpoints = parse_args([]).checkpoints
+    defaults = parse_args([])
+    check_saved_settings(resume['args'], path, defaults)
+    default_checkpoints = defaults.checkpoints
     saved, gone = dict(resume['args']), {}
     for key in DATA_FILES:  # as the run had them, wherever this command runs
         if key in saved:
@@ -53,6 +55,19 @@ def resumed_args(argv, resume, path, parse_args):
                          else f'{done}, all it was to train') + '; give a larger --epochs to train it further')
     note_other_draws(args, saved, path)
     return args
+
+
+def check_saved_settings(saved, path, defaults):
+    """The run's settings are train.py's, each of the kind of its flag's default (a number, a name,
+    on or off): else one line here, not a KeyError or a TypeError later on (a dict another program
+    saved under a checkpoint's keys)."""
+    for key in RESUMED_SETTINGS:
+        default, value = getattr(defaults, key), saved.get(key)
+        kind, what = ((bool, 'on or off') if isinstance(default, bool) else (str, 'a name') if isinstance(default, str)
+                      else ((int, float), 'a number'))
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            raise UserError(f'{path}: not a checkpoint written by train.py (its setting "{key}" is {value!r}, '
+                            f'where train.py saves {what}); cannot resume from it')
 
 
 def note(text):

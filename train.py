@@ -210,6 +210,18 @@ def lr_factor(step, steps_per_epoch, args):
     return 1.0
 
 
+def load_training_state(optimizer, scheduler, resume, path):
+    """The optimizer's moments and the schedule's place, from the resumed checkpoint: one that
+    another program saved under the same keys (an SGD's state, say) is named in one line."""
+    try:
+        load_optimizer_state(optimizer, resume['optimizer'])
+        scheduler.load_state_dict(resume['scheduler'])
+    except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as error:
+        said = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise UserError(f'{path}: not a checkpoint written by train.py (its optimizer or schedule is not the '
+                        f"state of this model's Adam and schedule: {said}); cannot resume from it") from error
+
+
 def go_on_by_epochs(scheduler, optimizer, epochs_done, steps_per_epoch, args, context):
     """The schedule counts optimizer steps. A run resumed on another number of processes takes
     another number of them an epoch: it goes on from where its epochs put it, in this run's steps."""
@@ -543,8 +555,7 @@ def main(argv=None):
 
     start_epoch, history, best = 1, [], {'epoch': 0, 'score': -1.0}
     if resume is not None:
-        load_optimizer_state(optimizer, resume['optimizer'])
-        scheduler.load_state_dict(resume['scheduler'])
+        load_training_state(optimizer, scheduler, resume, args.resume)
         start_epoch = resume['epoch'] + 1
         history, best = resume['history'], resume['best']
         print(f'resuming {args.resume} after epoch {resume["epoch"]}') if context.is_main else None

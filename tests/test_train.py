@@ -33,10 +33,11 @@ import train_step
 from checkpoint import changed_since_the_run, checkpoint_load, checkpoint_save, model_from_checkpoint
 from cli import UserError, progress_bar
 from conftest import ROOT, file_size_limit, run_script, train_args
-from dataset import AttributesDataset, read_annotations
+from dataset import HEADS, AttributesDataset, read_annotations
 from demo import load_test_script
 from evaluate import validation_precision
 from memory_data import InMemoryLoader
+from model import MultiOutputModel
 
 EPOCHS = 3
 
@@ -75,6 +76,47 @@ def test_a_resumed_run_refuses_another_recipe(full_run, flag, value):
     assert flag[2:].replace('-', '_') in resuming.FIXED_ON_RESUME
     with pytest.raises(UserError, match=f'{flag} {value}: the run in .* trained with .*, and a resumed run keeps it'):
         train.main(['--resume', os.path.join(full_run, 'last.pth'), '--epochs', '9', flag, value, '--device', 'cpu'])
+
+
+def sgd_state(weights):
+    return torch.optim.SGD(model_for(weights).parameters(), lr=0.1, momentum=0.9).state_dict()
+
+
+def adam_of_the_trunk(weights):  # the state of an Adam over some of the parameters: the trunk's
+    return torch.optim.Adam(model_for(weights).base_model.parameters()).state_dict()
+
+
+def model_for(weights):
+    return MultiOutputModel(**{f'n_{head}_classes': len(weights[f'{head}.1.bias']) for head in HEADS})
+
+
+@pytest.mark.parametrize('key, value, problem', [
+    ('args', {'lr': 0.001, 'epochs': 3}, 'its setting "batch_size" is None, where train.py saves a number'),
+    ('args', {'lr': 'fast'}, 'its setting "lr" is \'fast\', where train.py saves a number'),
+    ('args', {'pretrained': 'no'}, 'its setting "pretrained" is \'no\', where train.py saves on or off'),
+    ('optimizer', sgd_state, 'its "optimizer" is not the state of an Adam optimizer'),
+    ('optimizer', adam_of_the_trunk, "its optimizer or schedule is not the state of this model's Adam and "
+                                     'schedule: loaded state dict contains a parameter group that '),
+    ('scheduler', {'foo': 1}, "its optimizer or schedule is not the state of this model's Adam and schedule: "),
+    ('best', [1, 2], 'its "best" is not an epoch and its score'),
+    ('history', 'x', 'its "history" is not a list of the epochs\' figures'),
+    ('epoch', -5, 'its "epoch" is -5, not a number of epochs done'),
+    ('split_digests', 'abc', 'its "split_digests" are not digests of the split files'),
+])
+def test_a_dict_of_other_contents_under_a_checkpoints_keys_is_not_resumed(full_run, tmp_path, key, value, problem):
+    # Another program's dict under train.py's keys: each stopped with a traceback (a KeyError,
+    # ZeroDivisionError, AttributeError ...), one of them only after an epoch had trained.
+    state = checkpoint_load(os.path.join(full_run, 'last.pth'))
+    if callable(value):
+        value = value(state['model'])
+    elif key == 'args' and 'epochs' not in value:  # one setting changed
+        value = dict(state['args'], **value)
+    path = tmp_path / 'other.pth'
+    torch.save(dict(state, **{key: value}), path)
+    with pytest.raises(UserError, match=f'^{re.escape(str(path))}: not a checkpoint written by train.py '
+                                        f'\\({re.escape(problem)}'):
+        train.main(['--resume', str(path), '--epochs', str(EPOCHS + 1), '--device', 'cpu', '--workers', '0'])
+    assert os.listdir(tmp_path) == ['other.pth']
 
 
 def test_a_resumed_run_refuses_pretrained_weights_and_names_other_draws(full_run, capsys):
