@@ -101,7 +101,8 @@ def write_onnx(model, path):
 
 def check_export(path):
     """What an export to path needs, checked before any work (predict.py calls it before it loads
-    the checkpoint): the exporter, a name, and a folder to write in with no folder in the way."""
+    the checkpoint): the exporter, a name, and a folder to write in with no folder, and no file of
+    the user's, in the way."""
     require_exporter()
     if not path.lower().endswith('.onnx'):
         raise UserError(f'--export {path}: the name must end in .onnx (model.json is written beside it)')
@@ -109,7 +110,45 @@ def check_export(path):
     for target in (path, sidecar_path(path)):
         if os.path.isdir(target):
             raise UserError(f'could not write {target}: it is a folder')
+    check_only_exports_replaced(path)
     check_writable_folder(os.path.dirname(absolute_path(path)), f'--export {path}')
+
+
+def check_only_exports_replaced(path):
+    """A file at path or at its sidecar's is an export of ours, which the new one replaces, or
+    empty. One of that name that is not is the user's, and stays."""
+    if os.path.isfile(path) and not exported_model(path):
+        raise UserError(f'--export {path}: is no ONNX model predict.py exported (with the input {INPUT_NAME!r} '
+                        f'and the outputs {", ".join(map(repr, HEADS))}), and would be replaced; move it away '
+                        'or give another name')
+    json_path = sidecar_path(path)
+    if os.path.isfile(json_path) and not exported_sidecar(json_path):
+        raise UserError(f'--export {path}: {json_path} beside it holds no label names predict.py wrote (no '
+                        f'"format": "{FORMAT}"), and would be replaced; move it away or give another name')
+
+
+def exported_model(path):
+    import onnx
+    from google.protobuf.message import Error as ProtobufError  # onnx's own requirement
+    if os.path.getsize(path) == 0:
+        return True
+    try:
+        # The graph only: the weights of a model with external data are not ours to read.
+        graph = onnx.load(path, load_external_data=False).graph
+    except (ProtobufError, ValueError, OSError):  # no ONNX model, or one that cannot be read
+        return False
+    return [i.name for i in graph.input] == [INPUT_NAME] and [o.name for o in graph.output] == list(HEADS)
+
+
+def exported_sidecar(path):
+    if os.path.getsize(path) == 0:
+        return True
+    try:
+        with open(path, encoding='utf-8') as f:
+            data = json.load(f)
+    except (ValueError, OSError):  # no JSON (UnicodeDecodeError is a ValueError), or no reading it
+        return False
+    return isinstance(data, dict) and data.get('format') == FORMAT
 
 
 def export_onnx(model, attributes, path):

@@ -6,8 +6,10 @@ import sys
 import matplotlib
 import numpy as np
 from matplotlib.ticker import MaxNLocator
+from PIL import Image
 
 from atomic import atomic_path
+from catalog import UNREADABLE
 from cli import UserError
 from dataset import HEADS, MEAN, STD, TITLES
 
@@ -39,6 +41,17 @@ def can_show(folder):
 def save_figure(fig, path):
     with atomic_path(path) as tmp:  # never a half-written PNG in place of the last one
         fig.savefig(tmp, dpi=100)
+
+
+def drawn_by_matplotlib(path):
+    """Whether the file at path is a PNG that matplotlib saved, as every figure of this project is:
+    one a new run may replace; any other PNG, or a file that is none, is the user's. matplotlib
+    names itself in a 'Software' text chunk before the pixels, so the pixels are not decoded."""
+    try:
+        with Image.open(path, formats=['PNG']) as img:
+            return str(img.info.get('Software', '')).startswith('Matplotlib')
+    except UNREADABLE:
+        return False
 
 
 def plot_curves(history, path):

@@ -9,6 +9,7 @@ if __name__ == '__main__':  # first: a Ctrl-C during the imports below (seconds)
 import argparse
 import json
 import os
+import re
 import shlex
 
 import torch
@@ -22,11 +23,12 @@ from cli import UserError, add_debug_flag, counted, pick_device, positive_int, r
 from dataset import HEADS, TITLES, FashionDataset, val_transform
 from evaluate import autocast_for, majority_rates, validate, validation_precision
 from memory_data import InMemoryLoader
-from plots import can_show, draw_figures, plot_confusion_matrix, visualize_grid
+from plots import can_show, draw_figures, drawn_by_matplotlib, plot_confusion_matrix, visualize_grid
 
 
 # The files test.py writes in its --output folder, each atomically (atomic.py).
-OUTPUT_FILES = rf'metrics\.json|confusion_(?:{"|".join(HEADS)})\.png|predictions\.png'
+OUTPUT_NAMES = ('metrics.json', *(f'confusion_{head}.png' for head in HEADS), 'predictions.png')
+OUTPUT_FILES = '|'.join(map(re.escape, OUTPUT_NAMES))
 
 
 def parse_args(argv=None):
@@ -60,6 +62,34 @@ def output_folder(args):
         return args.output
     stem = os.path.splitext(os.path.basename(args.checkpoint))[0]
     return os.path.join(os.path.dirname(absolute_path(args.checkpoint)), f'eval-{stem}')
+
+
+def check_only_outputs_replaced(folder, named):
+    """Before any work: a file of folder named as one of test.py's is one it wrote, which the new
+    one replaces, or empty. One that is not is the user's, and stays."""
+    for name in OUTPUT_NAMES:
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path) or os.path.getsize(path) == 0:
+            continue
+        if name.endswith('.png') and not drawn_by_matplotlib(path):
+            raise UserError(f'{named}: {path} is no figure of test.py (no PNG that matplotlib saved), and would '
+                            'be replaced; move it away or give another --output')
+        if name == 'metrics.json' and not holds_metrics(path):
+            with open(path, encoding='utf-8', errors='replace') as f:
+                line = f.readline(80).strip()
+            raise UserError(f'{named}: {path} holds no metrics of test.py (its first line is {line!r}), and would '
+                            'be replaced; move it away or give another --output')
+
+
+def holds_metrics(path):
+    """Whether path holds a JSON object with test.py's keys: val_samples (evaluate.validate's)
+    and checkpoint (main's)."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            report = json.load(f)
+    except (ValueError, OSError):  # no JSON (UnicodeDecodeError is a ValueError), or no reading it
+        return False
+    return isinstance(report, dict) and {'val_samples', 'checkpoint'} <= report.keys()
 
 
 def split_to_score(args, state):
@@ -102,6 +132,7 @@ def main(argv=None):
     named = f'--output {shlex.quote(folder)}' if args.output is not None else f'--output (default: {folder})'
     check_writable_folder(folder, named)
     check_no_folder_in_the_way(folder, OUTPUT_FILES, named)
+    check_only_outputs_replaced(folder, named)
     remove_left_temporaries(folder, OUTPUT_FILES, 'test.py')
     show = args.show and can_show(folder)  # told before the evaluation, not after it
     device = pick_device(args.device)

@@ -1,10 +1,12 @@
 # test.py draws its four figures in forked processes on Linux: the same files as drawing them one
-# after another, a figure that fails is reported, not lost, and a Ctrl-C is reported once.
+# after another, a figure that fails is reported, not lost, and a Ctrl-C is reported once. It
+# replaces its own files, never a file of the user's of the same name.
 import os
 import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import plots
 from cli import UserError
@@ -157,20 +159,24 @@ def test_a_drawing_process_killed_by_a_signal_is_reported(tmp_path):
         draw_figures([(killed, (tmp_path / 'a.png',)), (killed, (tmp_path / 'b.png',))], parallel=True)
 
 
-def test_show_without_a_display_says_so_and_writes_the_figures(small_split, tmp_path, capsys):
-    # Where no window can open, matplotlib falls back to a file-only backend: test.py --show then
-    # showed nothing, without a word. The backend such a machine gets, chosen here.
+def untrained_checkpoint(small_split, folder):
     import torch
     from checkpoint import checkpoint_save
     from dataset import AttributesDataset
-    from demo import load_test_script
     from model import MultiOutputModel
-    plots.pyplot()  # agg
     attributes = AttributesDataset(small_split['styles'])
     with torch.random.fork_rng():  # its weights are drawn without moving the other tests' random numbers on
         model = MultiOutputModel.for_attributes(attributes)
-    checkpoint = checkpoint_save(str(tmp_path / 'last.pth'), {'model': model.state_dict(), 'epoch': 1,
-                                                              'attributes': attributes.to_dict()})
+    return checkpoint_save(str(folder / 'last.pth'), {'model': model.state_dict(), 'epoch': 1,
+                                                      'attributes': attributes.to_dict()})
+
+
+def test_show_without_a_display_says_so_and_writes_the_figures(small_split, tmp_path, capsys):
+    # Where no window can open, matplotlib falls back to a file-only backend: test.py --show then
+    # showed nothing, without a word. The backend such a machine gets, chosen here.
+    from demo import load_test_script
+    plots.pyplot()  # agg
+    checkpoint = untrained_checkpoint(small_split, tmp_path)
     out = tmp_path / 'eval'
     load_test_script().main(['--checkpoint', checkpoint, '--val-csv', small_split['val'], '--output', str(out),
                              '--device', 'cpu', '--show'])
@@ -180,3 +186,35 @@ def test_show_without_a_display_says_so_and_writes_the_figures(small_split, tmp_
     assert printed.count('note: --show') == 1
     assert sorted(os.listdir(out)) == ['confusion_article.png', 'confusion_color.png', 'confusion_gender.png',
                                        'metrics.json', 'predictions.png']
+
+
+def test_test_py_replaces_its_own_files_and_no_file_of_the_users(small_split, tmp_path):
+    # `test.py --output notes/` wrote metrics.json and the PNGs over the user's files of those names.
+    from demo import load_test_script
+    test_script = load_test_script()
+    out = tmp_path / 'eval'
+    out.mkdir()
+    argv = ['--checkpoint', str(tmp_path / 'never-loaded.pth'), '--output', str(out)]  # refused before it
+    png = 'is no figure of test.py (no PNG that matplotlib saved)'
+    other_png = tmp_path / 'other.png'
+    Image.new('RGB', (4, 4)).save(other_png)  # a PNG, but not one matplotlib saved
+    for name, mine, why in [('metrics.json', b'{"mine": 1}\n', "holds no metrics of test.py (its first line is "
+                                                                 "'{\"mine\": 1}')"),
+                            ('metrics.json', b'\x89PNG', "holds no metrics of test.py (its first line is '\ufffdPNG')"),
+                            ('confusion_gender.png', b'notes\n', png),
+                            ('predictions.png', other_png.read_bytes(), png)]:
+        (out / name).write_bytes(mine)
+        with pytest.raises(UserError) as error:
+            test_script.main(argv)
+        assert str(error.value) == (f'--output {out}: {out / name} {why}, and would be replaced; '
+                                    'move it away or give another --output')
+        assert (out / name).read_bytes() == mine
+        (out / name).write_bytes(b'')  # an empty file is replaced
+    checkpoint = untrained_checkpoint(small_split, tmp_path)
+    argv = ['--checkpoint', checkpoint, '--val-csv', small_split['val'], '--output', str(out), '--device', 'cpu',
+            '--grid', '4']
+    for _ in range(2):  # the second run replaces the first one's files
+        test_script.main(argv)
+        assert sorted(os.listdir(out)) == ['confusion_article.png', 'confusion_color.png', 'confusion_gender.png',
+                                           'metrics.json', 'predictions.png']
+        assert all(plots.drawn_by_matplotlib(out / name) for name in os.listdir(out) if name.endswith('.png'))

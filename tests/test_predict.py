@@ -87,6 +87,19 @@ def two_colour_portrait(size=(300, 400)):
     return img
 
 
+def damaged_exif_jpeg(source):
+    """A JPEG whose EXIF block says it holds 65,535 tags, where it holds two: the pixels are whole."""
+    exif = Image.Exif()
+    exif[0x0112] = 1  # orientation: upright
+    exif[0x010e] = 'a product photo'  # description
+    buffer = io.BytesIO()
+    source.save(buffer, 'JPEG', exif=exif.tobytes(), quality=95)
+    data = bytearray(buffer.getvalue())
+    count = data.index(b'Exif\x00\x00') + 6 + 8  # the first directory's count of tags, after the TIFF header
+    data[count:count + 2] = b'\xff\xff'
+    return bytes(data)
+
+
 def truncated_jpeg(source):
     buffer = io.BytesIO()
     source.save(buffer, 'JPEG')
@@ -454,6 +467,21 @@ def test_a_picture_over_pillows_limit_is_predicted_without_its_warning_and_one_o
     assert '2 of 3 images predicted, 1 unreadable' in result.stdout
 
 
+def test_a_photo_with_damaged_exif_is_predicted_without_pillows_warning(checkpoint, catalog, tmp_path):
+    # Pillow read the picture all the same, and printed two lines naming its own source file: "UserWarning:
+    # Corrupt EXIF data. Expecting to read 12 bytes but only got 2." (train.py --data loader too). As a
+    # script: pytest sets the warning filters of each test itself.
+    with Image.open(catalog_images(catalog)[0]) as img:
+        (tmp_path / 'damaged.jpg').write_bytes(damaged_exif_jpeg(img.convert('RGB')))
+        img.convert('RGB').save(tmp_path / 'clean.jpg', quality=95)
+    result = run_script('predict.py', '--checkpoint', checkpoint, tmp_path / 'clean.jpg', tmp_path / 'damaged.jpg',
+                        '--output', tmp_path / 'p.csv', '--device', 'cpu', env=ONE_THREAD)
+    assert result.returncode == 0 and result.stderr == '', result.stderr
+    with open(tmp_path / 'p.csv') as f:
+        clean, damaged = [row[1:] for row in csv.reader(f)][1:]
+    assert damaged == clean and not damaged[-1]  # the same answers, and no error
+
+
 def test_an_output_that_fails_during_the_run_still_prints_the_predictions(checkpoint, catalog, tmp_path,
                                                                        monkeypatch, capsys):
     def full_disk(*args, **kwargs):
@@ -475,6 +503,8 @@ def test_onnx_export_matches_pytorch_for_any_batch_size(checkpoint, catalog, tmp
     pytest.importorskip('onnxscript')
     onnx_path = tmp_path / 'serving' / 'model.onnx'
     predict.main(['--checkpoint', checkpoint, '--export', str(onnx_path)])
+    from export_onnx import check_export
+    check_export(str(onnx_path))  # both files taken as its own: a new export may replace them
     sidecar = json.loads((tmp_path / 'serving' / 'model.json').read_text())
     model, attributes, _ = model_from_checkpoint(checkpoint)
     model.eval()
@@ -720,12 +750,61 @@ def test_what_an_export_needs_is_checked_before_the_checkpoint_is_loaded(tmp_pat
     assert 'needs onnxscript, which is not installed: pip install -r requirements-onnx.txt' in line
 
 
+def onnx_model(input_name='image', output_names=HEADS):
+    """The bytes of a small ONNX model, its input and outputs named as given (by default as an
+    export names them), made in milliseconds where an export takes seconds."""
+    from onnx import TensorProto, helper
+    graph = helper.make_graph([helper.make_node('Identity', [input_name], [name]) for name in output_names], 'old',
+                              [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, [None, 3, 80, 60])],
+                              [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in output_names])
+    return helper.make_model(graph).SerializeToString()
+
+
+def old_export(onnx_path):
+    """The model and label file an earlier export left: (model bytes, label file text)."""
+    from export_onnx import FORMAT, sidecar_path
+    labels = json.dumps({'format': FORMAT, 'labels': 'the old labels'})
+    with open(sidecar_path(str(onnx_path)), 'w') as f:
+        f.write(labels)
+    onnx_path.write_bytes(onnx_model())
+    return onnx_path.read_bytes(), labels
+
+
+def test_an_export_over_files_it_did_not_write_is_refused_and_its_own_are_replaced(checkpoint, tmp_path, capsys,
+                                                                                  monkeypatch):
+    # `--export user.onnx` beside the user's own model, or a user.json of theirs: both were replaced.
+    pytest.importorskip('onnxscript')
+    from export_onnx import FORMAT
+    onnx_path, json_path = tmp_path / 'user.onnx', tmp_path / 'user.json'
+    unread = str(tmp_path / 'no-such-checkpoint.pth')  # refused before the checkpoint is loaded
+    named = "'image' and the outputs 'gender', 'article', 'color'"
+    for mine in (b'notes', onnx_model('input', ['logits']), onnx_model(output_names=['x'])):
+        onnx_path.write_bytes(mine)
+        line = failure_of(['--checkpoint', unread, '--export', str(onnx_path)], capsys)
+        assert line == (f'error: --export {onnx_path}: is no ONNX model predict.py exported (with the input {named}), '
+                        'and would be replaced; move it away or give another name')
+        assert onnx_path.read_bytes() == mine
+    onnx_path.write_bytes(b'')  # an empty file is replaced, as predict.py --output's
+    for mine in ('{"mine": 1}', '[1, 2]', 'notes'):
+        json_path.write_text(mine)
+        line = failure_of(['--checkpoint', unread, '--export', str(onnx_path)], capsys)
+        assert line == (f'error: --export {onnx_path}: {json_path} beside it holds no label names predict.py wrote '
+                        f'(no "format": "{FORMAT}"), and would be replaced; move it away or give another name')
+        assert json_path.read_text() == mine
+    old_export(onnx_path)  # its own are replaced: the export itself (seconds) made a plain write
+    import export_onnx
+    monkeypatch.setattr(export_onnx, 'write_onnx', lambda model, path: open(path, 'wb').write(b'the new model'))
+    predict.main(['--checkpoint', checkpoint, '--export', str(onnx_path)])
+    assert onnx_path.read_bytes() == b'the new model' and json.loads(json_path.read_text())['format'] == FORMAT
+    assert sorted(os.listdir(tmp_path)) == ['user.json', 'user.onnx']
+
+
 def test_a_label_file_that_cannot_be_written_leaves_the_old_model_too(checkpoint, tmp_path, monkeypatch):
     pytest.importorskip('onnxscript')
     import atomic
     model, attributes, _ = model_from_checkpoint(checkpoint)
     onnx_path = tmp_path / 'model.onnx'
-    onnx_path.write_bytes(b'the old model')
+    old_model, old_labels = old_export(onnx_path)
     real_replace = os.replace
 
     def refuse_the_label_file(source, target):  # as with `chattr +i model.json`
@@ -737,14 +816,14 @@ def test_a_label_file_that_cannot_be_written_leaves_the_old_model_too(checkpoint
     from export_onnx import export_onnx
     with pytest.raises(UserError, match='could not write .*model.json: Operation not permitted'):
         export_onnx(model, attributes, str(onnx_path))
-    assert onnx_path.read_bytes() == b'the old model' and os.listdir(tmp_path) == ['model.onnx']
+    assert onnx_path.read_bytes() == old_model and (tmp_path / 'model.json').read_text() == old_labels
+    assert sorted(os.listdir(tmp_path)) == ['model.json', 'model.onnx']
     monkeypatch.setattr(atomic.os, 'replace', real_replace)
     onnx_path.unlink()
     onnx_path.mkdir()  # the other way round: a model that cannot be renamed into place
-    (tmp_path / 'model.json').write_text('the old labels')
     with pytest.raises(UserError, match='could not write .*model.onnx: it is a folder'):
         export_onnx(model, attributes, str(onnx_path))
-    assert (tmp_path / 'model.json').read_text() == 'the old labels'
+    assert (tmp_path / 'model.json').read_text() == old_labels
     in_a_file = tmp_path / 'model.json' / 'model.onnx'  # a file where a folder is to be made
     with pytest.raises(UserError, match=f'^--export {in_a_file}: {tmp_path / "model.json"} is a file, not a folder$'):
         export_onnx(model, attributes, str(in_a_file))
@@ -756,8 +835,7 @@ def test_a_model_that_does_not_reach_the_disk_leaves_the_old_label_file(checkpoi
     pytest.importorskip('onnxscript')
     model, attributes, _ = model_from_checkpoint(checkpoint)
     onnx_path, json_path = tmp_path / 'model.onnx', tmp_path / 'model.json'
-    onnx_path.write_bytes(b'the old model')
-    json_path.write_text('the old labels')
+    old_model, old_labels = old_export(onnx_path)
     real_fsync = os.fsync
 
     def no_space_for_the_model(fd):
@@ -771,5 +849,5 @@ def test_a_model_that_does_not_reach_the_disk_leaves_the_old_label_file(checkpoi
     from export_onnx import export_onnx
     with pytest.raises(UserError, match=f'could not write {onnx_path}: No space left on device'):
         export_onnx(model, attributes, str(onnx_path))
-    assert onnx_path.read_bytes() == b'the old model' and json_path.read_text() == 'the old labels'
+    assert onnx_path.read_bytes() == old_model and json_path.read_text() == old_labels
     assert sorted(os.listdir(tmp_path)) == ['model.json', 'model.onnx']
