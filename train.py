@@ -100,8 +100,9 @@ def build_parser():
     parser.add_argument('--logs', default='./logs',
                         help='TensorBoard log folder, used when tensorboard is installed (default: ./logs)')
     parser.add_argument('--run-name', type=folder_name, default=None,
-                        help='name of the run folder in --checkpoints (default: the start time, e.g. 2026-01-31_12-00-00; '
-                             'with _2, _3 ... after it where a run started in the same second has it)')
+                        help='name of the run folder in --checkpoints (default: the start time, e.g. '
+                             '2026-01-31_12-00-00; with _2, _3 ... after it where a run started in the same second '
+                             'has it)')
     parser.add_argument('--resume', default=None, metavar='CHECKPOINT',
                         help='continue the run saved in this checkpoint, e.g. checkpoints/RUN/last.pth, '
                              'with its settings; --epochs may be raised, or lowered to stop sooner '
@@ -657,7 +658,8 @@ def main(argv=None):
     if context.is_main:
         if context.distributed:
             print(f'weights identical on all {context.world_size} processes after every epoch')
-        print(f'done: {counted(args.epochs, "epoch")}. Checkpoints, metrics.csv and curves.png are in {shown_path(run_dir)}')
+        print(f'done: {counted(args.epochs, "epoch")}. Checkpoints, metrics.csv and curves.png are in '
+              f'{shown_path(run_dir)}')
         print(f'peak memory: {peak_rss_mib():,.0f} MiB resident'
               + (f', {torch.cuda.max_memory_allocated(device) / 2**20:,.0f} MiB on the GPU'
                  if device.type == 'cuda' else ''))
