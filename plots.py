@@ -2,6 +2,7 @@
 # images with predicted and true labels. Everything is saved as PNG; windows open only on request.
 import multiprocessing
 import sys
+import warnings
 
 import matplotlib
 import numpy as np
@@ -85,10 +86,14 @@ def plot_confusion_matrix(truth, predicted, labels, title, path, show=False):
     n = len(present)
     size = max(6.0, 0.16 * n + 3)  # inches: about 16 px a class at 100 dpi
     fig, ax = plt.subplots(figsize=(size, size))
-    ConfusionMatrixDisplay.from_predictions(
-        truth, predicted, labels=present, display_labels=[labels[i] for i in present],
-        normalize='true', include_values=n <= 15, values_format='.2f', cmap='Blues', ax=ax,
-        colorbar=False, xticks_rotation='vertical')
+    with warnings.catch_warnings():
+        # A head with one class in the set (a men-only val.csv, a one-row one) gets its 1x1 matrix,
+        # and sklearn's two-line warning about it named its own source file, once a figure.
+        warnings.filterwarnings('ignore', message='A single label was found', category=UserWarning)
+        ConfusionMatrixDisplay.from_predictions(
+            truth, predicted, labels=present, display_labels=[labels[i] for i in present],
+            normalize='true', include_values=n <= 15, values_format='.2f', cmap='Blues', ax=ax,
+            colorbar=False, xticks_rotation='vertical')
     fontsize = 10 if n <= 15 else 6
     ax.tick_params(labelsize=fontsize)
     ax.set_title(title)

@@ -219,6 +219,12 @@ def split(kept, args):
     return rows[:n_train], rows[n_train:]
 
 
+def not_a_file(path):
+    if os.path.isdir(path):
+        return 'a folder'
+    return 'a link that leads to no file' if os.path.islink(path) else 'not a regular file (a pipe or a device)'
+
+
 def main(argv=None):
     args = parse_args(argv)
     if os.path.isfile(args.input):
@@ -227,6 +233,8 @@ def main(argv=None):
                                      if os.path.basename(args.input) == 'styles.csv' else ''))
     styles_path = os.path.join(args.input, 'styles.csv')
     if not os.path.isfile(styles_path):
+        if os.path.lexists(styles_path):  # there, but no file: the download advice would not help
+            raise UserError(f'{styles_path}: {not_a_file(styles_path)}, where the catalog\'s labels are to be')
         raise UserError(f'{styles_path}: no such file. ' + describe_download(args.input))
     image_folder = os.path.join(args.input, 'images')
     if not os.path.isdir(image_folder):

@@ -150,6 +150,15 @@ def test_a_class_only_predicted_keeps_its_column(tmp_path, monkeypatch):
     np.testing.assert_allclose(np.asarray(drawn[0]), [[0.5, 0.5], [0, 0]])
 
 
+def test_a_head_with_one_class_in_the_set_is_drawn_without_sklearns_warning(tmp_path, monkeypatch, recwarn):
+    # A one-row val.csv, or one of men only: sklearn warned in two lines naming its own file.
+    drawn = []
+    monkeypatch.setattr(plots, 'save_figure', lambda fig, path: drawn.append(fig.axes[0].images[0].get_array()))
+    plot_confusion_matrix(np.array([1, 1]), np.array([1, 1]), ['a', 'b'], 't', str(tmp_path / 'c.png'))
+    np.testing.assert_allclose(np.asarray(drawn[0]), [[1.0]])
+    assert [str(w.message) for w in recwarn] == []
+
+
 def killed(path):
     os.kill(os.getpid(), 9)  # SIGKILL, as the out-of-memory killer sends it, in the drawing process
 

@@ -385,3 +385,16 @@ def test_what_a_killed_split_left_half_written_is_removed(tmp_path, capsys):
     assert sorted(os.listdir(tmp_path)) == ['catalog', 'train.csv', 'val.csv']
     assert (f'note: removed .tmp-2147483646-val.csv from {tmp_path}: a file left half-written by a split_data.py '
             'that was killed') in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('make, what', [
+    (lambda path: path.mkdir(), 'a folder'),
+    (lambda path: path.symlink_to(path), 'a link that leads to no file'),  # a loop of links
+    (lambda path: path.symlink_to(path.parent / 'gone.csv'), 'a link that leads to no file'),
+])
+def test_a_styles_csv_that_is_there_but_no_file_is_named_as_such_not_to_be_downloaded(tmp_path, make, what):
+    # It was "no such file", with the advice to download the dataset the user has.
+    (tmp_path / 'images').mkdir()
+    make(tmp_path / 'styles.csv')
+    with pytest.raises(UserError, match=f"^{tmp_path / 'styles.csv'}: {what}, where the catalog's labels are to be$"):
+        split_data.main(['--input', str(tmp_path), '--output', str(tmp_path / 'out')])
