@@ -8,6 +8,7 @@ if __name__ == '__main__':  # first: a Ctrl-C during the imports below (seconds)
 
 import argparse
 import csv
+import functools
 import math
 import os
 import resource
@@ -154,8 +155,12 @@ def check_inputs(args, resume):
 def note_shared_pictures(train_set, val_set, args):
     """Validating on pictures the run trains on (`--val-csv train.csv`, a slip) flatters its
     figures, which would not show it."""
-    trained = {os.path.normpath(path) for path in train_set.data}
-    shared = sum(os.path.normpath(path) in trained for path in val_set.data)
+    # By the real folder's path: two splits of one catalog, one made through a link to it, name the
+    # same pictures differently. Two folders in all, usually: each is resolved once.
+    real_folder = functools.lru_cache(maxsize=None)(os.path.realpath)
+    where = lambda path: os.path.join(real_folder(os.path.dirname(path)), os.path.basename(path))  # noqa: E731
+    trained = {where(path) for path in train_set.data}
+    shared = sum(where(path) in trained for path in val_set.data)
     if shared:
         print(f'note: {shared:,} of the {len(val_set):,} pictures of {args.val_csv} are in {args.train_csv} too: '
               'validation will say how well the run learns them, not how it does on pictures it has not seen')
@@ -264,7 +269,8 @@ def interrupted_message(epoch, saved, where, epochs, context, words):
     if not saved:
         return f'{words} during the first epoch: nothing to resume from yet'
     if saved == epochs:  # while the last epoch's files were written: they were
-        return (f'{words} after the last epoch; all {counted(epochs, "epoch")} are saved in {where}. '
+        saved_all = 'its one epoch is' if epochs == 1 else f'all {counted(epochs, "epoch")} are'
+        return (f'{words} after the last epoch; {saved_all} saved in {where}. '
                 f'Evaluate with: {command("test.py", "--checkpoint", where)}')
     when = f'after epoch {epoch}' if epoch == saved else f'in epoch {epoch}'
     return f'{words} {when}; epoch {saved} is saved in {where}. Resume with: {resume_command(where, context)}'

@@ -28,6 +28,7 @@ import torch
 import distributed
 import resuming
 import runs
+import split_data
 import train
 import train_step
 from checkpoint import changed_since_the_run, checkpoint_load, checkpoint_save, model_from_checkpoint
@@ -389,6 +390,7 @@ def test_scoring_the_pictures_a_run_trained_on_says_so(small_split, one_epoch_ru
     assert (f'note: {small_split["train"]} holds the rows {last} trained on: these figures say how well it '
             'learned them, not how it does on pictures it has not seen') in capsys.readouterr().out
 
+
 def test_validating_on_the_pictures_a_run_trains_on_says_so(small_split, tmp_path, capsys):
     train.main(train_args(small_split, tmp_path / 'split', '--epochs', 1))
     assert ' too: validation will say' not in capsys.readouterr().out  # the split: none shared
@@ -397,6 +399,14 @@ def test_validating_on_the_pictures_a_run_trains_on_says_so(small_split, tmp_pat
     assert (f'note: {n} of the {n} pictures of {small_split["train"]} are in {small_split["train"]} too: validation '
             'will say how well the run learns them, not how it does on pictures it has not seen'
             ) in capsys.readouterr().out
+    # the same split made again through a link to the catalog: the same pictures, by other names
+    (tmp_path / 'link').symlink_to(small_split['catalog']['root'])
+    split_data.main(['--input', str(tmp_path / 'link'), '--output', str(tmp_path / 'linked'), '--workers', '1'])
+    linked = str(tmp_path / 'linked' / 'train.csv')
+    with open(linked) as f:
+        assert '../link/images/' in f.read()  # relative to the split's folder
+    train.main(train_args(small_split, tmp_path / 'linked', '--epochs', 1, '--val-csv', linked))
+    assert f'note: {n} of the {n} pictures of {linked} are in {small_split["train"]} too' in capsys.readouterr().out
 
 
 def test_a_split_made_again_since_the_run_is_not_taken_for_the_runs_own(small_split, tmp_path, monkeypatch,
@@ -627,6 +637,8 @@ def test_a_ctrl_c_while_the_last_epoch_is_written_says_the_run_is_complete(small
     # not "Resume with": a resume of a finished run is refused
     assert capsys.readouterr().out.endswith(f'\ninterrupted (Ctrl-C) after the last epoch; all 2 epochs are saved in '
                                             f'{last}. Evaluate with: python test.py --checkpoint {last}\n')
+    one = train.interrupted_message(1, 1, 'run/last.pth', 1, None, 'interrupted (Ctrl-C)')  # not "all 1 epoch are"
+    assert one.startswith('interrupted (Ctrl-C) after the last epoch; its one epoch is saved in run/last.pth. ')
 
 
 def test_a_ctrl_c_just_after_an_epochs_line_keeps_that_epoch(small_split, tmp_path, monkeypatch, capsys):
