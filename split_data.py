@@ -163,7 +163,7 @@ def pictures_digest(data):
     text = data.decode('utf-8', 'surrogateescape').removeprefix('\ufeff')
     try:
         rows = list(csv.reader(io.StringIO(text, newline='')))
-    except csv.Error:  # a quote left open runs past the csv module's field limit: lines will do
+    except csv.Error:  # a file the csv module cannot read: its lines will do
         rows = [[line] for line in text.splitlines()]
     named = [[row[0].replace('\\', '/').rsplit('/', 1)[-1], *row[1:]] if row else row for row in rows]
     return hashlib.sha256(json.dumps(named).encode()).hexdigest()

@@ -43,14 +43,23 @@ def assert_clean_failure(result, *words):
         assert word in line, line
 
 
+def test_a_product_name_over_the_csv_modules_field_limit_is_read_not_taken_for_a_quote_left_open(tmp_path):
+    # 200,000 characters in one name (no quote anywhere) stopped the whole file: "line 3: field larger
+    # than field limit (131072); a quote left open?"
+    long_name = ROW.format(2) + 'x' * 200_000
+    styles, skipped = read_styles(write(tmp_path / 'styles.csv', '\n'.join([HEADER, ROW.format(1), long_name,
+                                                                            ROW.format(3)]) + '\n'))
+    assert [s.id for s in styles] == ['1', '2', '3'] and not skipped
+
+
 @pytest.mark.parametrize('content,problem', [
     (None, 'no such file'),
     ('', 'empty'),
     ('\ufeff', 'empty'),  # only the byte-order mark a spreadsheet writes
-    # A quote left open is named on its own line: where the csv module gives up (here the 128 KiB
-    # field limit, line 143) or where the row ends, after swallowing others (line 5) is further on.
+    # A quote left open is named on its own line: where the row ends, after swallowing others (the
+    # end of the file, line 142; line 5), is further on.
     (HEADER + '\n' + ROW.format(1) + '\n2,Men,"' + ('x' * 1000 + '\n') * 140,
-     'line 3: field larger than field limit'),
+     'line 3: a quoted field runs on to line 142'),
     ('\n'.join([HEADER, ROW.format(1), ROW.format(2).replace('Roadster', '"Roadster'), ROW.format(3), ROW.format(4) + ' 5" wide']),
      'line 3: a quoted field runs on to line 5'),
     (HEADER + '\n', 'no rows'),
