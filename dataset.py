@@ -144,6 +144,18 @@ def tutorial_vocab(annotation_path):
     return {head: [row[column] for row in rows] for head, column in zip(HEADS, columns)}
 
 
+def in_real_folders(paths):
+    """Each path with its folder's real path (os.path.realpath, worked out once a folder: two in
+    all, usually): a split made through a link to the catalog names the same pictures otherwise."""
+    real, found = {}, []
+    for path in paths:
+        folder, name = os.path.split(path)
+        if folder not in real:
+            real[folder] = os.path.realpath(folder)
+        found.append(os.path.join(real[folder], name))
+    return found
+
+
 def resolve_image_path(path, csv_folder):
     # split_data.py writes paths relative to the CSV's folder; the original wrote them relative
     # to the working directory, so those are tried next.

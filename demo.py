@@ -19,6 +19,7 @@ import train
 from atomic import check_writable_folder
 from cli import UserError, add_debug_flag, counted, pick_device, positive_int, run_cli
 from dataset import HEADS, TITLES
+from runs import check_run_folder, run_folder
 from sample_catalog import is_sample_catalog, make_catalog, sample_catalog_size
 
 
@@ -101,6 +102,38 @@ def load_test_script():
     return module
 
 
+RESULTS = 'eval-last'  # test.py's folder in the run's, as test.py names it for last.pth
+
+
+def train_command(args, catalog, real, epochs, batch_size):
+    """train.py's command line, made before any work: the folders it names are checked then."""
+    train_csv, val_csv = split_data.split_paths(args.work)
+    # The real job is the tutorial's recipe; the short sample run anneals its learning rate
+    # (cosine) so that its last epoch, not a lucky one, is the good one.
+    recipe = [] if real else ['--schedule', 'cosine', '--val-every', '1']
+    return ['--attributes_file', os.path.join(catalog, 'styles.csv'), '--train-csv', train_csv, '--val-csv', val_csv,
+            '--epochs', str(epochs), '--batch-size', str(batch_size), '--device', args.device,
+            '--checkpoints', os.path.join(args.work, 'checkpoints'),
+            '--logs', os.path.join(args.work, 'logs')] + recipe
+
+
+def tensorboard_installed():
+    # train.py writes in --logs only then (runs.tensorboard_writer): a file there is in no one's way
+    return importlib.util.find_spec('tensorboard') is not None
+
+
+def check_outputs(training, test_script):
+    """Before any work: the folders train.py and test.py will write in, by their own checks, so that
+    a file in the way is found now, not after the catalog is drawn and split (minutes)."""
+    settings = train.parse_args(training)
+    run_dir = run_folder(settings, None)  # train.py names its own by the clock too, seconds later
+    check_run_folder(run_dir, settings, None)
+    if tensorboard_installed():
+        check_writable_folder(settings.logs, f'--logs {settings.logs}')
+    results = os.path.join(run_dir, RESULTS)
+    test_script.check_output_folder(results, f'--output {results}')
+
+
 def guide():
     """The project's fashion-product-images/README.md, on the real dataset, as named from here."""
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fashion-product-images', 'README.md')
@@ -119,21 +152,22 @@ def main(argv=None):
     epochs = args.epochs or (50 if real else 8)
     batch_size = args.batch_size or (16 if real else 32)
     started = time.perf_counter()
-    theirs = split_elsewhere(args.work, args.data if real else os.path.join(args.work, 'fashion-product-images'))
+    catalog = args.data if real else os.path.join(args.work, 'fashion-product-images')
+    theirs = split_elsewhere(args.work, catalog)
     if theirs:  # said now, before a sample catalog is drawn into the user's folder
         raise kept_split(args.work, [theirs])
+    training, test_script = train_command(args, catalog, real, epochs, batch_size), load_test_script()
+    check_outputs(training, test_script)
 
     step(1, 'the catalog')
     redrawn = False
     if real:
-        catalog = args.data
         print(f'found the real dataset in {catalog}: running the tutorial\'s job ({counted(epochs, "epoch")})')
     else:
         found = 'only a sample catalog' if is_sample_catalog(args.data) else 'no dataset'
         print(f'{found} in {args.data}/ (see {guide()} for the real one): using a '
               'built-in sample catalog of drawn products')
         catalog, redrawn = sample_catalog(args)
-    styles = os.path.join(catalog, 'styles.csv')
     os.makedirs(args.work, exist_ok=True)
 
     step(2, 'split_data.py')
@@ -145,20 +179,13 @@ def main(argv=None):
         raise kept_split(args.work, error.paths) from error
 
     step(3, 'train.py')
-    train_csv, val_csv = os.path.join(args.work, 'train.csv'), os.path.join(args.work, 'val.csv')
-    # The real job is the tutorial's recipe; the short sample run anneals its learning rate
-    # (cosine) so that its last epoch, not a lucky one, is the good one.
-    recipe = [] if real else ['--schedule', 'cosine', '--val-every', '1']
-    run_dir = train.main(['--attributes_file', styles, '--train-csv', train_csv, '--val-csv', val_csv,
-                          '--epochs', str(epochs), '--batch-size', str(batch_size), '--device', args.device,
-                          '--checkpoints', os.path.join(args.work, 'checkpoints'),
-                          '--logs', os.path.join(args.work, 'logs')] + recipe)
+    run_dir = train.main(training)
 
     step(4, 'test.py')
     checkpoint = os.path.join(run_dir, 'last.pth')
-    results = os.path.join(run_dir, 'eval-last')
-    load_test_script().main(['--checkpoint', checkpoint, '--val-csv', val_csv, '--output', results,
-                             '--device', args.device])
+    results = os.path.join(run_dir, RESULTS)
+    test_script.main(['--checkpoint', checkpoint, '--val-csv', split_data.split_paths(args.work)[1],
+                      '--output', results, '--device', args.device])
 
     with open(os.path.join(results, 'metrics.json')) as f:
         metrics = json.load(f)

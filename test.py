@@ -7,6 +7,7 @@ if __name__ == '__main__':  # first: a Ctrl-C during the imports below (seconds)
     cli.quiet_ctrl_c_while_starting()
 
 import argparse
+import csv
 import json
 import os
 import re
@@ -20,7 +21,7 @@ from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, chec
 from augment import prepare_batch
 from checkpoint import changed_since_the_run, model_from_checkpoint, path_as_trained, same_rows
 from cli import UserError, add_debug_flag, counted, pick_device, positive_int, run_cli, shown
-from dataset import HEADS, TITLES, FashionDataset, val_transform
+from dataset import HEADS, TITLES, FashionDataset, in_real_folders, resolve_image_path, val_transform
 from evaluate import autocast_for, majority_rates, validate, validation_precision
 from memory_data import InMemoryLoader
 from plots import can_show, draw_figures, drawn_by_matplotlib, plot_confusion_matrix, visualize_grid
@@ -64,6 +65,14 @@ def output_folder(args):
     return os.path.join(os.path.dirname(absolute_path(args.checkpoint)), f'eval-{stem}')
 
 
+def check_output_folder(folder, named):
+    """Before any work (demo.py's too, before its first step): that test.py's files can be written
+    in folder. `named` says where the folder comes from, such as '--output out'."""
+    check_writable_folder(folder, named)
+    check_no_folder_in_the_way(folder, OUTPUT_FILES, named)
+    check_only_outputs_replaced(folder, named)
+
+
 def check_only_outputs_replaced(folder, named):
     """Before any work: a file of folder named as one of test.py's is one it wrote, which the new
     one replaces, or empty. One that is not is the user's, and stays."""
@@ -102,6 +111,8 @@ def split_to_score(args, state):
         elif same_rows(state, 'train_csv', args.val_csv):
             print(f'note: {args.val_csv} holds the rows {args.checkpoint} trained on: these figures say how well '
                   'it learned them, not how it does on pictures it has not seen')
+        else:
+            note_trained_pictures(args, state)
         return args.val_csv
     saved = state.get('args') or {}
     if saved.get('val_csv') is None:
@@ -117,6 +128,38 @@ def split_to_score(args, state):
     return path
 
 
+def note_trained_pictures(args, state):
+    """--val-csv with some of the pictures the checkpoint trained on (a split made again with
+    another seed, say) flatters its figures, which would not show it. Told only where the run's
+    train.csv still holds the rows it trained on: nothing else says which pictures those were."""
+    saved = state.get('args') or {}
+    if saved.get('train_csv') is None:
+        return
+    train_csv, _ = path_as_trained(saved, 'train_csv')
+    if not same_rows(state, 'train_csv', train_csv):
+        return
+    trained, scored = set(pictures_of(train_csv)), pictures_of(args.val_csv)
+    shared = sum(picture in trained for picture in scored)
+    if shared:
+        print(f'note: {shared:,} of the {len(scored):,} pictures of {args.val_csv} are in {train_csv} too, which '
+              f'{args.checkpoint} trained on: these figures are inflated by pictures it learned')
+
+
+def pictures_of(split):
+    """The pictures a split names, by their real paths: one made through a link to the catalog names
+    the same pictures otherwise. Read plainly, without the notes FashionDataset gives on it; none
+    where it cannot be read so (UTF-16, a quote left open), which FashionDataset then says."""
+    if not os.path.isfile(split):  # a pipe would be waited on for good
+        return []
+    try:
+        with open(split, newline='', encoding='utf-8-sig', errors='replace') as f:
+            named = [(row.get('image_path') or '').strip() for row in csv.DictReader(f)]
+    except (OSError, csv.Error):
+        return []
+    folder = os.path.dirname(absolute_path(split))
+    return in_real_folders(resolve_image_path(path, folder) for path in named if path)
+
+
 def print_report(metrics, majority):
     print(f'{"head":<12} {"accuracy":>9} {"balanced":>9} {"majority":>9}')
     for head in HEADS:
@@ -130,9 +173,7 @@ def main(argv=None):
     # Before the evaluation, not after it; a default folder is named as one, so that --output is
     # seen to be the way to put the figures elsewhere.
     named = f'--output {shlex.quote(folder)}' if args.output is not None else f'--output (default: {folder})'
-    check_writable_folder(folder, named)
-    check_no_folder_in_the_way(folder, OUTPUT_FILES, named)
-    check_only_outputs_replaced(folder, named)
+    check_output_folder(folder, named)
     remove_left_temporaries(folder, OUTPUT_FILES, 'test.py')
     show = args.show and can_show(folder)  # told before the evaluation, not after it
     device = pick_device(args.device)

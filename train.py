@@ -8,7 +8,6 @@ if __name__ == '__main__':  # first: a Ctrl-C during the imports below (seconds)
 
 import argparse
 import csv
-import functools
 import math
 import os
 import resource
@@ -28,7 +27,8 @@ from checkpoint import check_same_vocab, checkpoint_save, load_weights, non_fini
 from cli import (UserError, add_debug_flag, command, counted, debugging, folder_name, how_stopped,
                  leave_stops_to_the_main_process, non_negative_float, non_negative_int, positive_float, positive_int,
                  print_error, print_if_possible, progress_bar, run_cli, seed_number, shown_path, started)
-from dataset import HEADS, AttributesDataset, FashionDataset, skip_undecodable, train_transform, val_transform
+from dataset import (HEADS, AttributesDataset, FashionDataset, in_real_folders, skip_undecodable, train_transform,
+                     val_transform)
 from evaluate import autocast_for, default_precision, validate
 from memory_data import InMemoryLoader
 from model import MultiOutputModel
@@ -155,12 +155,8 @@ def check_inputs(args, resume):
 def note_shared_pictures(train_set, val_set, args):
     """Validating on pictures the run trains on (`--val-csv train.csv`, a slip) flatters its
     figures, which would not show it."""
-    # By the real folder's path: two splits of one catalog, one made through a link to it, name the
-    # same pictures differently. Two folders in all, usually: each is resolved once.
-    real_folder = functools.lru_cache(maxsize=None)(os.path.realpath)
-    where = lambda path: os.path.join(real_folder(os.path.dirname(path)), os.path.basename(path))  # noqa: E731
-    trained = {where(path) for path in train_set.data}
-    shared = sum(where(path) in trained for path in val_set.data)
+    trained = set(in_real_folders(train_set.data))
+    shared = sum(path in trained for path in in_real_folders(val_set.data))
     if shared:
         print(f'note: {shared:,} of the {len(val_set):,} pictures of {args.val_csv} are in {args.train_csv} too: '
               'validation will say how well the run learns them, not how it does on pictures it has not seen')

@@ -589,6 +589,30 @@ def test_test_py_scores_the_split_the_checkpoint_was_validated_on_from_any_folde
         test_script.main(['--checkpoint', moved])
 
 
+def test_scoring_a_split_that_shares_some_pictures_the_run_trained_on_says_how_many(small_split, one_epoch_run,
+                                                                                     tmp_path, monkeypatch, capsys):
+    # A split made again with another seed, say: its figures flattered by pictures the run learned
+    from demo import load_test_script
+    test_script = load_test_script()
+    monkeypatch.setattr(test_script, 'draw_figures', lambda jobs, parallel=True: None)  # not the question here
+    last = os.path.join(one_epoch_run, 'last.pth')
+    (tmp_path / 'link').symlink_to(small_split['catalog']['root'])  # the same pictures, named otherwise
+    val, train_rows = (open(small_split[name]).read().splitlines() for name in ('val', 'train'))
+    mixed = write(tmp_path / 'mixed.csv', '\n'.join(val + train_rows[1:4]).replace('fashion-product-images/', 'link/'))
+    for val_csv, note in [(mixed, f'note: 3 of the {len(val) + 2} pictures of {mixed} are in {small_split["train"]} '
+                                  f'too, which {last} trained on: these figures are inflated by pictures it learned'),
+                          (small_split['val'], None),
+                          (small_split['train'], f'note: {small_split["train"]} holds the rows {last} trained on')]:
+        test_script.main(['--checkpoint', last, '--val-csv', val_csv, '--output', str(tmp_path / 'eval')])
+        notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith('note: ')]
+        assert [line[:len(note)] for line in notes] == ([note] if note else []), notes
+    # a checkpoint that does not say which rows it trained on: nothing to count by
+    state = checkpoint_load(last)
+    bare = checkpoint_save(str(tmp_path / 'bare.pth'), dict(state, split_digests=None))
+    test_script.main(['--checkpoint', bare, '--val-csv', mixed, '--output', str(tmp_path / 'eval')])
+    assert 'note: ' not in capsys.readouterr().out
+
+
 def interrupted():
     raise KeyboardInterrupt
 

@@ -152,6 +152,18 @@ def test_the_demo_writes_over_its_own_split_but_not_another(tmp_path, monkeypatc
     assert split_files() == theirs and not (tmp_path / 'fashion-product-images').exists()
 
 
+@pytest.mark.parametrize('flag', ['checkpoints', 'logs'])
+def test_a_file_in_the_way_of_the_demos_later_steps_is_refused_before_its_catalog_is_drawn(tmp_path, monkeypatch,
+                                                                                        flag):
+    # Found out before step 1, not after minutes of drawing and splitting
+    monkeypatch.setattr(demo, 'tensorboard_installed', lambda: True)  # where train.py writes its logs
+    blocker = tmp_path / flag
+    blocker.write_text('')
+    with pytest.raises(UserError, match=f'^--{flag} {blocker}: {blocker} is a file, not a folder$'):
+        demo.main(['--work', str(tmp_path), '--images', '20', '--device', 'cpu'])
+    assert os.listdir(tmp_path) == [flag]  # no catalog drawn, nothing split
+
+
 def test_the_demo_never_takes_a_sample_catalog_for_the_real_dataset(tmp_path):
     # `python demo.py --work .` draws its sample into ./fashion-product-images, the real data's place.
     root = tmp_path / 'fashion-product-images'
