@@ -80,8 +80,22 @@ def no_images_left(skipped, args):
         hint.append('--any-size keeps images of other sizes (fitted into 60x80 with white padding)')
     if 'not RGB' in skipped and not args.any_mode:
         hint.append('--any-mode keeps grayscale and other non-RGB images (converted to RGB)')
-    return (f'no usable image left in {args.input}: skipped {format_counts(skipped)}. '
-            + ('; '.join(hint) + '.' if hint else ''))
+    other_case = named_in_another_case(os.path.join(args.input, 'images')) if 'no image file' in skipped else None
+    if other_case:  # a copy through a system that upper-cased them: looked for as ID.jpg, not found
+        hint.append(f'the pictures are looked for as images/ID.jpg, and images/ holds names such as {other_case}; '
+                    'rename them to end in .jpg')
+    return f'no usable image left in {args.input}: skipped {format_counts(skipped)}' + ''.join(
+        f'. {line}' for line in hint) + '.'
+
+
+def named_in_another_case(folder):
+    """A name in folder that ends in .jpg in another case (10001.JPG), or None."""
+    try:
+        with os.scandir(folder) as entries:
+            return next((entry.name for entry in entries
+                         if entry.name.lower().endswith('.jpg') and not entry.name.endswith('.jpg')), None)
+    except OSError:
+        return None
 
 
 def folder_in_csv(images, folder):

@@ -298,6 +298,19 @@ def copy_catalog(catalog, tmp_path):
     return root
 
 
+def test_pictures_named_in_upper_case_are_named_in_the_error(small_split, tmp_path):
+    # A copy through a system that upper-cased the names: "skipped 200 no image file. ", and no more
+    import split_data
+    root = copy_catalog(small_split['catalog'], tmp_path)
+    for name in os.listdir(root / 'images'):
+        os.rename(root / 'images' / name, root / 'images' / name.replace('.jpg', '.JPG'))
+    with pytest.raises(UserError) as error:
+        split_data.main(['--input', str(root), '--output', str(tmp_path), '--workers', '1'])
+    assert re.fullmatch(rf'no usable image left in {re.escape(str(root))}: skipped \d+ no image file\. the pictures '
+                        r'are looked for as images/ID\.jpg, and images/ holds names such as \d+\.JPG; rename them '
+                        r'to end in \.jpg\.', str(error.value)), str(error.value)
+
+
 def test_no_image_left_says_why_and_which_option_accepts_them(quirky_catalog, tmp_path):
     root = copy_catalog(quirky_catalog, tmp_path)
     for name in os.listdir(root / 'images'):  # a copy whose pictures were all resized
