@@ -212,6 +212,15 @@ def lr_factor(step, steps_per_epoch, args):
     return 1.0
 
 
+def note_unfinished_warmup(args, steps_per_epoch):
+    """A warm-up longer than the run (--warmup-epochs 5 --epochs 2, a slip): the learning rate never
+    reaches --lr, which nothing else would show."""
+    if args.warmup_epochs > args.epochs:
+        peak = args.lr * lr_factor(args.epochs * steps_per_epoch - 1, steps_per_epoch, args)
+        print(f'note: --warmup-epochs {args.warmup_epochs:g} is longer than the run\'s {counted(args.epochs, "epoch")}: '
+              f'the learning rate rises to {peak:.3g} at most, not --lr {args.lr:g}')
+
+
 def load_training_state(optimizer, scheduler, resume, path):
     """The optimizer's moments and the schedule's place, from the resumed checkpoint: one that
     another program saved under the same keys (an SGD's state, say) is named in one line."""
@@ -547,6 +556,8 @@ def main(argv=None):
     optimizer = make_optimizer(core, args.lr, device, cuda_graphs)
     steps_per_epoch = len(train_loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps_per_epoch, args))
+    if resume is None and context.is_main:
+        note_unfinished_warmup(args, steps_per_epoch)
     # Autocast's weight-cast cache must be off while a CUDA graph is captured.
     autocast = autocast_for(device, precision)
     train_autocast = lambda: autocast_for(device, precision, cache_enabled=not cuda_graphs)  # noqa: E731

@@ -1190,6 +1190,18 @@ def test_a_run_resumed_on_another_number_of_processes_keeps_to_its_schedule_by_e
     assert optimizer.param_groups[0]['lr'] == pytest.approx(before)  # the same point of the curve
 
 
+def test_a_warm_up_longer_than_the_run_is_noted_with_the_highest_rate_it_reaches(small_split, tmp_path, capsys):
+    # --warmup-epochs 5 --epochs 2: the rate rose to 2/5 of --lr at most, without a word
+    train.main(train_args(small_split, tmp_path, '--epochs', 1, '--warmup-epochs', 2))
+    assert 'note: --warmup-epochs 2 is longer than the run\'s 1 epoch: the learning rate rises to ' in capsys.readouterr().out
+    args = train.parse_args(['--epochs', '2', '--warmup-epochs', '5'])
+    train.note_unfinished_warmup(args, 10)
+    assert capsys.readouterr().out == ('note: --warmup-epochs 5 is longer than the run\'s 2 epochs: the learning rate '
+                                       'rises to 0.0004 at most, not --lr 0.001\n')
+    train.note_unfinished_warmup(train.parse_args(['--epochs', '2', '--warmup-epochs', '2']), 10)  # it ends: --lr
+    assert capsys.readouterr().out == ''
+
+
 def test_test_py_writes_beside_the_checkpoint_in_a_folder_named_after_it():
     test_script = load_test_script()
     args = argparse.Namespace(output=None, checkpoint=os.path.join('runs', 'r', 'best.pth'))
