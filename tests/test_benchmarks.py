@@ -7,10 +7,13 @@ import glob
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -288,29 +291,38 @@ def running(pids):
     return [pid for pid in pids if pid in states and states[pid][0] != 'Z']  # a zombie has ended
 
 
+@pytest.fixture
+def short_tmpdir():
+    """A TMPDIR of a short path. multiprocessing's socket for a worker's tensors goes in it
+    (pymp-*/listener-*), and the system refuses such a socket's path over 107 bytes: under
+    pytest-xdist's folders (/tmp/pytest-of-root/pytest-160/popen-gw0/test_bench_ended_by_si0/...)
+    the worker failed with 'AF_UNIX path too long' once pytest's count of runs reached 100."""
+    folder = tempfile.mkdtemp(prefix='bench-')
+    yield Path(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.mark.parametrize('when', ['drawing the catalog', 'timing, with a loader worker', 'timing, in a --work folder'])
-def test_bench_ended_by_sigterm_removes_its_temporary_folder(tmp_path, when):
+def test_bench_ended_by_sigterm_removes_its_temporary_folder(tmp_path, short_tmpdir, when):
     # As `kill` ends it: the folder is made just before the catalog is drawn (seconds), so the
     # first signal comes while the catalog is being drawn (where numpy once made 1 in 7 get lost);
     # the others once the split is written, with a DataLoader worker running (loading the pictures
     # into memory, or feeding the tutorial's path).
-    env = dict(os.environ, TMPDIR=str(tmp_path / 'tmp'), FASHION_DATA='')
-    os.mkdir(tmp_path / 'tmp')
+    env = dict(os.environ, TMPDIR=str(short_tmpdir), FASHION_DATA='')
     timing, work = when.startswith('timing'), tmp_path / 'work'
     flags = [*CHEAP_BENCH, '--workers', 1, '--seconds', 3] if timing else CHEAP_BENCH  # the last flags count
     flags += ['--work', work] if '--work' in when else []
     bench = subprocess.Popen([sys.executable, os.path.join(ROOT, 'benchmarks', 'bench.py'), *map(str, flags)],
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        # 5 to 10 s alone; twice over 60 with the suite's 4 processes and a training beside it on 2 cores
-        deadline = time.monotonic() + 150
-        folders = lambda: [work] if '--work' in when else tmp_path.glob('tmp/fashion-bench-*')  # noqa: E731
+        deadline = time.monotonic() + 60
+        folders = lambda: [work] if '--work' in when else short_tmpdir.glob('fashion-bench-*')  # noqa: E731
         ready = lambda: [f for f in folders() if os.path.exists(f / ('val.csv' if timing else ''))]  # noqa: E731
         while not ready() and bench.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert ready(), 'bench.py made no temporary folder' + (' or split' if timing else '')
         # once a worker has sent pictures, through a socket in multiprocessing's folder
-        sockets = lambda: list(tmp_path.glob('tmp/pymp-*/listener-*'))  # noqa: E731
+        sockets = lambda: list(short_tmpdir.glob('pymp-*/listener-*'))  # noqa: E731
         while timing and not (children_of(bench.pid) and sockets()) and time.monotonic() < deadline:
             time.sleep(0.05)
         workers = children_of(bench.pid)
@@ -320,8 +332,8 @@ def test_bench_ended_by_sigterm_removes_its_temporary_folder(tmp_path, when):
     finally:
         bench.kill()
     # all gone but PyTorch's cache of compiled kernels, made as it is imported
-    left = [name for name in os.listdir(tmp_path / 'tmp') if not name.startswith('torchinductor_')]
-    assert left == [], [(name, leftover(tmp_path / 'tmp' / name)) for name in left]
+    left = [name for name in os.listdir(short_tmpdir) if not name.startswith('torchinductor_')]
+    assert left == [], [(name, leftover(short_tmpdir / name)) for name in left]
     assert bench.returncode == 143 and 'Traceback' not in stderr, stderr  # 128 + 15, as the shell reports SIGTERM
     assert '--work' not in when or sorted(os.listdir(work)) == ['fashion-product-images', 'train.csv', 'val.csv']
     deadline = time.monotonic() + 15  # the workers end too
