@@ -2,6 +2,7 @@
 # figures, predictions, exported models) is written under a temporary name beside it and renamed
 # into place only once complete. A kill, a Ctrl-C or a full disk mid-write leaves the previous
 # file as it was and no half-written one.
+import json
 import os
 import re
 import shutil
@@ -61,6 +62,18 @@ def running_elsewhere(temporary):
     except PermissionError:  # another user's
         return True
     return True
+
+
+def json_object(path):
+    """The JSON object (a dict) in the file at path, or None where it holds none (no JSON, another
+    kind of value, no reading it): how a script tells a file of its own, which it may replace, from
+    a file of the user's of the same name."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            value = json.load(f)
+    except (OSError, ValueError):  # UnicodeDecodeError is a ValueError
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def absolute_path(path):

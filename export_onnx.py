@@ -14,7 +14,7 @@ import sys
 import torch
 from torch import nn
 
-from atomic import (absolute_path, atomic_open, atomic_path, check_writable_folder, flush_to_disk,
+from atomic import (absolute_path, atomic_open, atomic_path, check_writable_folder, flush_to_disk, json_object,
                     remove_left_temporaries, renamed_together)
 from catalog import IMAGE_SIZE
 from cli import UserError, command
@@ -143,12 +143,8 @@ def exported_model(path):
 def exported_sidecar(path):
     if os.path.getsize(path) == 0:
         return True
-    try:
-        with open(path, encoding='utf-8') as f:
-            data = json.load(f)
-    except (ValueError, OSError):  # no JSON (UnicodeDecodeError is a ValueError), or no reading it
-        return False
-    return isinstance(data, dict) and data.get('format') == FORMAT
+    data = json_object(path)
+    return data is not None and data.get('format') == FORMAT
 
 
 def export_onnx(model, attributes, path):

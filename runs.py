@@ -7,7 +7,7 @@ import os
 import re
 from datetime import datetime
 
-from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder,
+from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder, json_object,
                     remove_left_temporaries)
 from checkpoint import checkpoint_load, checkpoint_save
 from cli import UserError
@@ -50,12 +50,8 @@ def refuse_a_run_in(run_dir):
 def run_settings(path):
     """Whether the file at path is an args.json that train.py wrote: a new run replaces one a run
     killed in its first epoch left, but not a file of the user's of that name."""
-    try:
-        with open(path, encoding='utf-8') as f:
-            settings = json.load(f)
-    except (OSError, ValueError):  # a folder, unreadable, not JSON
-        return False
-    return isinstance(settings, dict) and {'epochs', 'batch_size', 'workdir'} <= settings.keys()
+    settings = json_object(path)
+    return settings is not None and {'epochs', 'batch_size', 'workdir'} <= settings.keys()
 
 
 def refuse_later_epochs(run_dir, args, resume):

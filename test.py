@@ -16,7 +16,7 @@ import shlex
 import torch
 
 from allocator import keep_freed_memory
-from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder,
+from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder, json_object,
                     remove_left_temporaries)
 from augment import prepare_batch
 from checkpoint import changed_since_the_run, model_from_checkpoint, path_as_trained, same_rows
@@ -93,12 +93,8 @@ def check_only_outputs_replaced(folder, named):
 def holds_metrics(path):
     """Whether path holds a JSON object with test.py's keys: val_samples (evaluate.validate's)
     and checkpoint (main's)."""
-    try:
-        with open(path, encoding='utf-8') as f:
-            report = json.load(f)
-    except (ValueError, OSError):  # no JSON (UnicodeDecodeError is a ValueError), or no reading it
-        return False
-    return isinstance(report, dict) and {'val_samples', 'checkpoint'} <= report.keys()
+    report = json_object(path)
+    return report is not None and {'val_samples', 'checkpoint'} <= report.keys()
 
 
 def split_to_score(args, state):
