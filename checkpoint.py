@@ -64,7 +64,8 @@ def checkpoint_load(path):
     if not os.path.isfile(path):
         raise UserError(f'{path}: ' + ('not a regular file (a device, a pipe or a socket): torch.load needs one'
                                        if os.path.exists(path) else 'no such checkpoint file'))
-    damaged = damaged_entry(path)
+    data = read_whole(path)  # once: the bytes checked are the bytes loaded
+    damaged = damaged_entry(data)
     if damaged is not None:
         raise UserError(f'{path}: damaged: {damaged} in it does not match the checksum torch.save wrote with it '
                         '(a disk or a copy changed its bytes); use another checkpoint of the run')
@@ -73,18 +74,17 @@ def checkpoint_load(path):
             # A plain pickle file (not torch.save's) draws a warning about its pickle protocol,
             # which would stand above the one-line error below.
             warnings.filterwarnings('ignore', message='Detected pickle protocol')
-            state = torch.load(path, map_location='cpu', weights_only=True)
+            state = torch.load(io.BytesIO(data), map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as error:
         reason = unpickler_reason(error)
         if 'GLOBAL' not in reason:  # an opcode torch.save never writes: some other pickle file
             raise UserError(f'{path}: not a PyTorch checkpoint ({reason})') from error
         raise UserError(f'{path}: refused to load: it holds Python objects that could run code '
                         f'when unpickled ({reason}). Only open checkpoints you trust.') from error
-    except OSError as error:  # no permission to read it, a disk error: not the file's content
-        raise UserError(f'{path}: could not read it ({error.strerror or error})') from error
     except Exception as error:  # noqa: BLE001 - the unpickler meets any bytes, and fails as it may
         # (RuntimeError, EOFError, KeyError, IndexError, ... on text, truncated or foreign files)
-        if zipfile.is_zipfile(path) and not saved_by_torch(path):  # torch.save's own files are zip archives too
+        # torch.save's own files are zip archives too
+        if zipfile.is_zipfile(io.BytesIO(data)) and not saved_by_torch(data):
             raise UserError(f'{path}: a zip archive, but not one torch.save wrote') from error
         said = first_sentence(str(error))  # nothing, from an EOFError
         reason = type(error).__name__ + (f': {said}' if said else '')
@@ -137,13 +137,21 @@ def check_contents(state, path):
     raise UserError(f'{path}: not a checkpoint written by train.py ({problem})')
 
 
-def damaged_entry(path):
-    """The name of the first record of torch.save's archive at path whose bytes do not match the
-    checksum saved with them, or None (also for a file that is no zip archive). torch.load does not
-    check them: a weight changed by a disk or a copy loads as it is, and the model answers NaN,
-    or wrongly with no sign of it."""
+def read_whole(path):
     try:
-        with zipfile.ZipFile(path) as archive:
+        with open(path, 'rb') as f:
+            return f.read()
+    except OSError as error:  # no permission to read it, a disk error: not the file's content
+        raise UserError(f'{path}: could not read it ({error.strerror or error})') from error
+
+
+def damaged_entry(data):
+    """The name of the first record of torch.save's archive in data (a file's bytes) whose bytes
+    do not match the checksum saved with them, or None (also for data that is no zip archive).
+    torch.load does not check them: a weight changed by a disk or a copy loads as it is, and the
+    model answers NaN, or wrongly with no sign of it."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
             for record in archive.infolist():
                 if record.CRC == 0:  # empty, or saved without checksums (torch.serialization.set_crc32_options)
                     continue
@@ -158,11 +166,11 @@ def damaged_entry(path):
     return None
 
 
-def saved_by_torch(path):
-    """Whether the zip archive at path holds the pickle torch.save writes (ARCHIVE/data.pkl):
-    one that fails to load is then a damaged checkpoint, not some other archive."""
+def saved_by_torch(data):
+    """Whether the zip archive in data (a file's bytes) holds the pickle torch.save writes
+    (ARCHIVE/data.pkl): one that fails to load is then a damaged checkpoint, not some other archive."""
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
             return any(name.endswith('/data.pkl') for name in archive.namelist())
     except (zipfile.BadZipFile, OSError):
         return False

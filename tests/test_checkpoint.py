@@ -311,10 +311,10 @@ def test_a_checkpoint_the_system_will_not_let_us_read_is_named_as_such(tmp_path,
     # chmod 000, pretended: the tests may run as root, who reads anyway.
     path = checkpoint_save(str(tmp_path / 'last.pth'), make_state())
 
-    def refuse(f, **kwargs):
+    def refuse(f, *args, **kwargs):
         raise PermissionError(13, 'Permission denied', f)
 
-    monkeypatch.setattr(torch, 'load', refuse)
+    monkeypatch.setattr(checkpoint, 'open', refuse, raising=False)  # before the builtin, in its module
     with pytest.raises(UserError, match=r'last.pth: could not read it \(Permission denied\)$'):
         checkpoint_load(path)
 
