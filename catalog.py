@@ -38,7 +38,7 @@ UNREADABLE = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.err
 csv.field_size_limit(2**31 - 1)  # the most a C long holds everywhere
 
 
-def decode_text(path, data):
+def decode_text(path, data, notes=True):
     # The catalog is UTF-8, but a copy saved by a spreadsheet may carry a BOM, be UTF-16, or be
     # Windows-1252; labels are plain ASCII in all of them, so every one of these reads correctly.
     for bom in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
@@ -53,7 +53,8 @@ def decode_text(path, data):
     try:
         return data.decode('utf-8')
     except UnicodeDecodeError as error:
-        print(f'note: {path} is not UTF-8 (byte {error.start}); reading it as Windows-1252')
+        if notes:
+            print(f'note: {path} is not UTF-8 (byte {error.start}); reading it as Windows-1252')
         return data.decode('cp1252', errors='replace')
 
 
@@ -79,8 +80,9 @@ def rows_of_one_line(reader, path, what):
         raise UserError(f'{path}: line {end + 1}: {error}; a quote left open? ({what})') from error
 
 
-def read_csv_rows(path, required, what):
-    """Header and rows of a CSV, or a UserError that names the file and what is wrong with it."""
+def read_csv_rows(path, required, what, notes=True):
+    """Header and rows of a CSV, or a UserError that names the file and what is wrong with it;
+    notes=False keeps its note of an encoding to itself (for a file read twice)."""
     if os.path.isdir(path):  # the catalog's folder for its styles.csv, an easy slip
         inner = os.path.join(path, 'styles.csv')
         hint = f'; {inner}, maybe' if 'styles.csv' in what and os.path.isfile(inner) else ''
@@ -96,7 +98,7 @@ def read_csv_rows(path, required, what):
         # No header has NUL bytes: said before the file is read as Windows-1252, with a note
         raise UserError(f'{path}: not a CSV file: its first line holds NUL bytes, which no text has (a picture, '
                         f'an archive, or UTF-16 without its byte-order mark?) ({what})')
-    text = decode_text(path, data)
+    text = decode_text(path, data, notes)
     # newline='' lets the csv module handle \r\n (Windows) and \n alike.
     rows = rows_of_one_line(csv.reader(io.StringIO(text, newline='')), path, what)
     header = next((row for row in rows if not is_blank(row)), None)  # blank lines above it too

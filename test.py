@@ -7,7 +7,6 @@ if __name__ == '__main__':  # first: a Ctrl-C during the imports below (seconds)
     cli.quiet_ctrl_c_while_starting()
 
 import argparse
-import csv
 import json
 import os
 import re
@@ -19,6 +18,7 @@ from allocator import keep_freed_memory
 from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder, json_object,
                     remove_left_temporaries)
 from augment import prepare_batch
+from catalog import read_csv_rows
 from checkpoint import changed_since_the_run, model_from_checkpoint, path_as_trained, same_rows
 from cli import UserError, add_debug_flag, counted, pick_device, positive_int, run_cli, shown
 from dataset import HEADS, TITLES, FashionDataset, in_real_folders, resolve_image_path, val_transform
@@ -143,15 +143,14 @@ def note_trained_pictures(args, state):
 
 def pictures_of(split):
     """The pictures a split names, by their real paths: one made through a link to the catalog names
-    the same pictures otherwise. Read plainly, without the notes FashionDataset gives on it; none
-    where it cannot be read so (UTF-16, a quote left open), which FashionDataset then says."""
-    if not os.path.isfile(split):  # a pipe would be waited on for good
-        return []
+    the same pictures otherwise. Read without the notes FashionDataset gives on it; none where it
+    cannot be read, which FashionDataset then says."""
     try:
-        with open(split, newline='', encoding='utf-8-sig', errors='replace') as f:
-            named = [(row.get('image_path') or '').strip() for row in csv.DictReader(f)]
-    except (OSError, csv.Error):
+        header, rows = read_csv_rows(split, ('image_path',), 'a split made by split_data.py', notes=False)
+    except (UserError, OSError):
         return []
+    column = header.index('image_path')
+    named = [row[column].strip() for row in rows if len(row) > column]
     folder = os.path.dirname(absolute_path(split))
     return in_real_folders(resolve_image_path(path, folder) for path in named if path)
 

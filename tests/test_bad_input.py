@@ -612,8 +612,12 @@ def test_scoring_a_split_that_shares_some_pictures_the_run_trained_on_says_how_m
     (tmp_path / 'link').symlink_to(small_split['catalog']['root'])  # the same pictures, named otherwise
     val, train_rows = (open(small_split[name]).read().splitlines() for name in ('val', 'train'))
     mixed = write(tmp_path / 'mixed.csv', '\n'.join(val + train_rows[1:4]).replace('fashion-product-images/', 'link/'))
-    for val_csv, note in [(mixed, f'note: 3 of the {len(val) + 2} pictures of {mixed} are in {small_split["train"]} '
-                                  f'too, which {last} trained on: these figures are inflated by pictures it learned'),
+    utf16 = tmp_path / 'utf16.csv'  # saved by a spreadsheet: read as FashionDataset reads it
+    utf16.write_text(open(mixed).read(), encoding='utf-16')
+    inflated = (f'are in {small_split["train"]} too, which {last} trained on: these figures are inflated by '
+                'pictures it learned')
+    for val_csv, note in [(mixed, f'note: 3 of the {len(val) + 2} pictures of {mixed} {inflated}'),
+                          (str(utf16), f'note: 3 of the {len(val) + 2} pictures of {utf16} {inflated}'),
                           (small_split['val'], None),
                           (small_split['train'], f'note: {small_split["train"]} holds the rows {last} trained on')]:
         test_script.main(['--checkpoint', last, '--val-csv', val_csv, '--output', str(tmp_path / 'eval')])
