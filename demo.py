@@ -19,7 +19,7 @@ import train
 from atomic import check_writable_folder
 from cli import UserError, add_debug_flag, counted, pick_device, positive_int, run_cli
 from dataset import HEADS, TITLES
-from runs import check_run_folder, run_folder
+from runs import check_log_folder, check_run_folder, run_folder
 from sample_catalog import is_sample_catalog, make_catalog, sample_catalog_size
 
 
@@ -117,19 +117,13 @@ def train_command(args, catalog, real, epochs, batch_size):
             '--logs', os.path.join(args.work, 'logs')] + recipe
 
 
-def tensorboard_installed():
-    # train.py writes in --logs only then (runs.tensorboard_writer): a file there is in no one's way
-    return importlib.util.find_spec('tensorboard') is not None
-
-
 def check_outputs(training, test_script):
     """Before any work: the folders train.py and test.py will write in, by their own checks, so that
     a file in the way is found now, not after the catalog is drawn and split (minutes)."""
     settings = train.parse_args(training)
     run_dir = run_folder(settings, None)  # train.py names its own by the clock too, seconds later
     check_run_folder(run_dir, settings, None)
-    if tensorboard_installed():
-        check_writable_folder(settings.logs, f'--logs {settings.logs}')
+    check_log_folder(settings)
     results = os.path.join(run_dir, RESULTS)
     test_script.check_output_folder(results, f'--output {results}')
 

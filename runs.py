@@ -2,6 +2,7 @@
 # checkpoint's. Checked before the pictures are loaded, then claimed (locked for as long as the
 # run lives) and checked again, so that no run ever writes over another's epochs.
 import fcntl
+import importlib.util
 import json
 import os
 import re
@@ -201,6 +202,17 @@ def keep_best_of_resumed(run_dir, resume, path):
     else:
         print(f'note: the best epoch so far, {best_epoch}, is not in {run_dir}; best.pth is written there '
               'when a later epoch beats it')
+
+
+def tensorboard_installed():
+    # train.py writes in --logs only then (tensorboard_writer): without it, a file there is in no one's way
+    return importlib.util.find_spec('tensorboard') is not None
+
+
+def check_log_folder(args):
+    """Before the pictures are loaded: TensorBoard's folder, where it will be written, can be."""
+    if tensorboard_installed():
+        check_writable_folder(args.logs, f'--logs {args.logs}')
 
 
 def tensorboard_writer(args, run_name):

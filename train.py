@@ -36,7 +36,7 @@ from train_step import (GraphedTrainStep, TrainStep, load_optimizer_state, make_
                         scheduler_state, set_lr)
 from plots import plot_curves, pyplot
 from resuming import RESUMED_SETTINGS, SPLIT_FILES, resumed_args, trained_on
-from runs import check_run_folder, release_run_folder, run_folder, saved_args, start_in_folder
+from runs import check_log_folder, check_run_folder, release_run_folder, run_folder, saved_args, start_in_folder
 from saver import BackgroundSaver, detached_copy
 from split_data import split_digest, split_paths
 from stopwatch import Stopwatch
@@ -527,6 +527,7 @@ def main(argv=None):
     check_cpu_compiler(args, device)
     if context.is_main:  # before the pictures are loaded, not an epoch later
         check_run_folder(run_dir, args, resume)
+        check_log_folder(args)
     attributes = AttributesDataset(args.attributes_file)
     if resume is not None:
         check_same_vocab(attributes, resume, args.resume)

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 import demo
+import runs
 from catalog import read_styles
 from cli import UserError
 from conftest import ROOT, run_script
@@ -156,7 +157,7 @@ def test_the_demo_writes_over_its_own_split_but_not_another(tmp_path, monkeypatc
 def test_a_file_in_the_way_of_the_demos_later_steps_is_refused_before_its_catalog_is_drawn(tmp_path, monkeypatch,
                                                                                         flag):
     # Found out before step 1, not after minutes of drawing and splitting
-    monkeypatch.setattr(demo, 'tensorboard_installed', lambda: True)  # where train.py writes its logs
+    monkeypatch.setattr(runs, 'tensorboard_installed', lambda: True)  # where train.py writes its logs
     blocker = tmp_path / flag
     blocker.write_text('')
     with pytest.raises(UserError, match=f'^--{flag} {blocker}: {blocker} is a file, not a folder$'):

@@ -945,6 +945,15 @@ def test_a_log_folder_that_cannot_be_made_frees_the_run_folder(small_split, tmp_
     runs.release_run_folder(runs.claim_run_folder(str(tmp_path / 'run'), None))  # not 'in use by another run'
 
 
+def test_a_log_folder_that_is_a_file_is_refused_before_the_pictures_are_loaded(small_split, tmp_path, monkeypatch):
+    monkeypatch.setattr(runs, 'tensorboard_installed', lambda: True)  # only then is --logs written in
+    monkeypatch.setattr(train, 'FashionDataset', None)  # not reached: loading 32,000 pictures takes a while
+    (tmp_path / 'logs').write_text('')
+    with pytest.raises(UserError, match=f'^--logs {tmp_path / "logs"}: {tmp_path / "logs"} is a file, not a folder$'):
+        train.main(train_args(small_split, tmp_path, '--epochs', 1, '--logs', tmp_path / 'logs'))
+    assert not (tmp_path / 'run').exists()
+
+
 def test_a_file_system_without_locks_still_trains(small_split, tmp_path, monkeypatch, capsys):
     def no_locks(fd, operation):  # NFS without lockd, Lustre without -o flock
         raise OSError(errno.ENOLCK, 'No locks available')
