@@ -17,6 +17,7 @@ from cli import UserError, command
 IMAGE_SIZE = (60, 80)  # (width, height) of every picture in the small catalog
 LABEL_COLUMNS = ('gender', 'articleType', 'baseColour')
 REQUIRED_COLUMNS = ('id',) + LABEL_COLUMNS
+SPLIT_COLUMNS = ('image_path',) + LABEL_COLUMNS  # of train.csv and val.csv
 MISSING_VALUES = {'', 'NA'}  # how the catalog writes an unknown label
 TOO_MANY_FIELDS = 'with too many fields'  # a reason a row is skipped: told apart from a field left out
 KAGGLE_URL = 'https://www.kaggle.com/datasets/paramaggarwal/fashion-product-images-small'

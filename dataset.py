@@ -13,8 +13,8 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from atomic import absolute_path
-from catalog import (IMAGE_SIZE, LABEL_COLUMNS, NO_PERMISSION, REQUIRED_COLUMNS, TOO_MANY_FIELDS, UNREADABLE,
-                     format_counts, read_csv_rows, read_styles)
+from catalog import (IMAGE_SIZE, LABEL_COLUMNS, NO_PERMISSION, REQUIRED_COLUMNS, SPLIT_COLUMNS, TOO_MANY_FIELDS,
+                     UNREADABLE, format_counts, read_csv_rows, read_styles)
 from cli import UserError, command, counted, leave_stops_to_the_main_process, started
 
 MEAN = [0.485, 0.456, 0.406]  # ImageNet statistics, as in the tutorial
@@ -170,6 +170,17 @@ def resolve_image_path(path, csv_folder):
     return beside_csv
 
 
+def image_named(written, csv_folder):
+    """The picture a split's image_path names: with the spaces around it dropped (a split edited by
+    hand), or as written where only that is a picture (a catalog folder named ' data' by mistake,
+    which split_data.py writes as it is)."""
+    path = resolve_image_path(written.strip(), csv_folder)
+    if written != written.strip() and missing_image(path):
+        as_written = resolve_image_path(written, csv_folder)
+        return path if missing_image(as_written) else as_written
+    return path
+
+
 def missing_image(path):
     """Why there is no picture to read at path, or None; only looks, without decoding it."""
     try:
@@ -182,9 +193,8 @@ def missing_image(path):
 
 def read_annotations(annotation_path, attributes):
     """(image path, gender id, article id, color id) for each usable row of a split CSV."""
-    header, rows = read_csv_rows(annotation_path, ('image_path', 'gender', 'articleType', 'baseColour'),
-                                 'a split made by split_data.py')
-    column = {name: header.index(name) for name in header}
+    header, rows = read_csv_rows(annotation_path, SPLIT_COLUMNS, 'a split made by split_data.py')
+    column = {name: header.index(name) for name in SPLIT_COLUMNS}  # any other column is not read
     folder = os.path.dirname(absolute_path(annotation_path))  # where the system finds it
     samples, skipped = [], Counter()
     vocab = ((attributes.gender_name_to_id, 'gender'), (attributes.article_name_to_id, 'articleType'),
@@ -200,7 +210,7 @@ def read_annotations(annotation_path, attributes):
         if None in ids:
             skipped[UNKNOWN_LABEL] += 1
             continue
-        path = resolve_image_path(row[column['image_path']].strip(), folder)
+        path = image_named(row[column['image_path']], folder)
         problem = missing_image(path)
         if problem:
             skipped[problem] += 1

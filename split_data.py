@@ -16,11 +16,11 @@ from concurrent.futures import ProcessPoolExecutor
 
 from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder, flush_to_disk,
                     remove_left_temporaries, renamed_together)
-from catalog import IMAGE_SIZE, describe_download, format_counts, image_problem, read_styles
+from catalog import IMAGE_SIZE, SPLIT_COLUMNS, describe_download, format_counts, image_problem, read_styles
 from cli import (UserError, add_debug_flag, counted, positive_int, printable, progress_bar, run_cli, seed_number,
                  shown)
 
-FIELDNAMES = ['image_path', 'gender', 'articleType', 'baseColour']
+FIELDNAMES = list(SPLIT_COLUMNS)
 
 
 def parse_args(argv=None):

@@ -21,7 +21,7 @@ from augment import prepare_batch
 from catalog import read_csv_rows
 from checkpoint import changed_since_the_run, model_from_checkpoint, path_as_trained, same_rows
 from cli import UserError, add_debug_flag, counted, pick_device, positive_int, run_cli, shown
-from dataset import HEADS, TITLES, FashionDataset, in_real_folders, resolve_image_path, val_transform
+from dataset import HEADS, TITLES, FashionDataset, image_named, in_real_folders, val_transform
 from evaluate import autocast_for, majority_rates, validate, validation_precision
 from memory_data import InMemoryLoader
 from plots import can_show, draw_figures, drawn_by_matplotlib, plot_confusion_matrix, visualize_grid
@@ -150,9 +150,9 @@ def pictures_of(split):
     except (UserError, OSError):
         return []
     column = header.index('image_path')
-    named = [row[column].strip() for row in rows if len(row) > column]
     folder = os.path.dirname(absolute_path(split))
-    return in_real_folders(resolve_image_path(path, folder) for path in named if path)
+    named = [row[column] for row in rows if len(row) > column and row[column].strip()]
+    return in_real_folders(image_named(written, folder) for written in named)
 
 
 def print_report(metrics, majority):

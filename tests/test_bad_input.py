@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+import split_data
 import train
 from catalog import image_problem, read_styles
 from checkpoint import checkpoint_load, checkpoint_save
@@ -103,7 +104,6 @@ def test_missing_dataset_says_where_to_get_it_and_how_to_run_the_demo(tmp_path):
                                                ('my splits/t.csv', 'my splits/v.csv')])
 def test_the_advice_for_a_missing_split_followed_as_written_makes_it(small_split, tmp_path, monkeypatch,
                                                                      train_csv, val_csv):
-    import split_data
     monkeypatch.chdir(tmp_path)
     os.symlink(small_split['catalog']['root'], 'fashion-product-images')  # the default catalog
     argv = ['--train-csv', train_csv, '--val-csv', val_csv]
@@ -379,6 +379,30 @@ def test_split_rows_gone_bad_since_the_split_are_skipped_and_counted(small_split
     assert '1 with too many fields' in out
     assert '3 image missing' in out
     assert not os.path.exists(MARKER)
+
+
+def test_a_column_of_ones_own_in_a_split_is_not_read_even_where_it_is_empty(small_split, tmp_path, capsys):
+    # A note added by hand to some rows, or a spreadsheet's comma at the end of every line: all kept
+    attributes = AttributesDataset(small_split['styles'])
+    header, *rows = open(small_split['val']).read().splitlines()
+    shutil.copytree(os.path.join(small_split['base'], 'fashion-product-images'), tmp_path / 'fashion-product-images')
+    for name, lines in [('noted.csv', [header + ',note', rows[0] + ',checked'] + [row + ',' for row in rows[1:]]),
+                        ('commas.csv', [line + ',' for line in [header] + rows])]:
+        write(tmp_path / name, '\n'.join(lines) + '\n')
+        assert len(FashionDataset(str(tmp_path / name), attributes)) == len(rows)
+        assert 'skipped' not in capsys.readouterr().out
+
+
+def test_a_catalog_folder_whose_name_starts_with_a_space_is_split_and_read_back(small_split, tmp_path,
+                                                                             monkeypatch):
+    # split_data.py writes its path as it is; the spaces a hand-edited split has around a path are
+    # dropped only where the picture is not found with them.
+    shutil.copytree(os.path.join(small_split['base'], 'fashion-product-images'), tmp_path / ' data')
+    monkeypatch.chdir(tmp_path)
+    split_data.main(['--input', ' data', '--output', '.', '--workers', '1'])
+    assert open('val.csv').read().splitlines()[1].startswith(' data/images/')
+    attributes = AttributesDataset(str(tmp_path / ' data' / 'styles.csv'))
+    assert len(FashionDataset('val.csv', attributes)) == len(open('val.csv').read().splitlines()) - 1
 
 
 def test_pictures_we_may_no_longer_read_are_counted_as_such_not_as_missing_or_broken(small_split, monkeypatch,
