@@ -5,6 +5,7 @@ import codecs
 import csv
 import io
 import os
+import re
 import stat
 import struct
 import warnings
@@ -119,9 +120,20 @@ def read_csv_rows(path, required, what, notes=True):
 def fit_fields(row, header):
     # 22 rows of the real styles.csv have an unquoted comma in productDisplayName, the last
     # column, giving 11 or 12 fields. Their labels are fine: glue the overflow back together.
-    if len(row) > len(header) and header[-1] == 'productDisplayName':
-        row = row[:len(header) - 1] + [','.join(row[len(header) - 1:])]
-    return row
+    if len(row) <= len(header) or header[-1] != 'productDisplayName':
+        return row
+    glued = row[:len(header) - 1] + [','.join(row[len(header) - 1:])]
+    return glued if year_in_place(glued, header) else row
+
+
+def year_in_place(row, header):
+    """Whether a glued row's year column, after the labels, holds a year: where the comma was in a
+    column before it ('Bags, Backpacks' as an article type), every label after that comma moved
+    one column on ('Backpacks' as the colour), and the year holds something else."""
+    if 'year' not in header or header.index('year') < max(header.index(name) for name in LABEL_COLUMNS):
+        return True  # nothing to tell by: the product name, with far more commas, is taken for it
+    year = row[header.index('year')].strip()
+    return year in MISSING_VALUES or re.fullmatch(r'\d{4}(\.0)?', year) is not None  # 2012.0: a spreadsheet's
 
 
 def read_styles(path):

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 import split_data
 import train
-from catalog import image_problem, read_styles
+from catalog import Style, image_problem, read_styles
 from checkpoint import checkpoint_load, checkpoint_save
 from cli import (Terminated, UserError, ctrl_c_held, leave_stops_to_the_main_process, pick_device, run_cli,
                  stopping_signals_as_ctrl_c)
@@ -187,6 +187,17 @@ def test_a_field_too_many_is_counted_as_such_where_no_product_name_can_take_it(t
                       '3,Men,Tshirts'])
     styles, skipped = read_styles(write(tmp_path / 'styles.csv', text))
     assert [s.id for s in styles] == ['1'] and skipped == {'with too many fields': 1, 'with too few fields': 1}
+
+
+def test_a_comma_in_a_label_is_not_taken_for_one_in_the_product_name(tmp_path):
+    # Glued back as a product name's, the comma in 'Bags, Backpacks' would make 'Backpacks' the colour
+    text = '\n'.join([HEADER, ROW.format(1) + ', with a comma, or two',
+                      ROW.format(2).replace('Tshirts', 'Bags, Tshirts', 1),
+                      ROW.format(3).replace('Summer', 'Summer, Fall'),  # the labels are right, but who can tell?
+                      ROW.format(4).replace('2012', '', 1) + ', a comma'])
+    styles, skipped = read_styles(write(tmp_path / 'styles.csv', text))
+    assert styles == [Style('1', 'Men', 'Tshirts', 'Blue'), Style('4', 'Men', 'Tshirts', 'Blue')]
+    assert skipped == {'with too many fields': 2}
 
 
 def save_cmyk_jpeg(path):
