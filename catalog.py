@@ -30,6 +30,12 @@ Style = namedtuple('Style', 'id gender articleType baseColour')
 # lines. Set once for the process, not around each Image.open: catch_warnings is not thread-safe,
 # and predict.py decodes in threads.
 warnings.filterwarnings('ignore', category=Image.DecompressionBombWarning)
+# A photo whose EXIF block is damaged (cut short by an editor or an upload, a tag's length or
+# place wrong) is read all the same, without the tags it cannot read, but Pillow says so in two
+# lines naming its own source file, once per picture, in the table or among the bars: "Corrupt
+# EXIF data", "Truncated File Read", "Tag data larger than file". Its UserWarnings are all of
+# this kind (a file Pillow cannot read raises, and is counted); set once, for the same reason.
+warnings.filterwarnings('ignore', category=UserWarning, module=r'PIL\.')
 # A damaged file can make Pillow raise any of these, depending on the format and where the damage
 # is (UnidentifiedImageError is an OSError); one bad file must never stop a run.
 UNREADABLE = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error,

@@ -3,7 +3,6 @@
 # path in augment.py reads the same numbers.
 import os
 import stat
-import warnings
 from collections import Counter
 
 import numpy as np
@@ -86,13 +85,6 @@ def fit_to_size(img, size=IMAGE_SIZE):
     canvas = Image.new('RGB', size, FILL)
     canvas.paste(img, ((size[0] - img.size[0]) // 2, (size[1] - img.size[1]) // 2))
     return canvas
-
-
-# A photo whose EXIF block is damaged (cut short by an editor or an upload) is read all the same,
-# without its EXIF tags, but Pillow says so in two lines naming its own source file, once per
-# picture, in the table or among the bars. Set once for the process, as catalog.py does for
-# DecompressionBombWarning: catch_warnings is not thread-safe, and predict.py decodes in threads.
-warnings.filterwarnings('ignore', message='(possibly )?corrupt exif', category=UserWarning)
 
 
 def load_image(path, size=IMAGE_SIZE):

@@ -1,5 +1,7 @@
+import io
 import os
 import resource
+import struct
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -13,6 +15,7 @@ os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -76,3 +79,24 @@ def train_args(split, run_dir, *extra):
     return ['--attributes_file', split['styles'], '--train-csv', split['train'],
             '--val-csv', split['val'], '--checkpoints', str(run_dir), '--run-name', 'run',
             '--device', 'cpu', '--workers', '0', *map(str, extra)]
+
+
+def damaged_exif_jpeg(source, damage='count'):
+    """A JPEG whose EXIF block is damaged, its pixels whole: it says it holds 65,535 tags where it
+    holds two ('count'), or its description is longer than the file ('length') or past its end
+    ('place'). Pillow warns of each in its own words."""
+    exif = Image.Exif()
+    exif[0x0112] = 1  # orientation: upright
+    exif[0x010e] = 'a product photo'  # description
+    buffer = io.BytesIO()
+    source.save(buffer, 'JPEG', exif=exif.tobytes(), quality=95)
+    data = bytearray(buffer.getvalue())
+    tiff = data.index(b'Exif\x00\x00') + 6  # the TIFF header; its first directory 8 bytes on
+    order = '<' if data[tiff:tiff + 2] == b'II' else '>'
+    if damage == 'count':
+        struct.pack_into(order + 'H', data, tiff + 8, 0xffff)
+        return bytes(data)
+    for entry in range(tiff + 10, tiff + 10 + 12 * struct.unpack_from(order + 'H', data, tiff + 8)[0], 12):
+        if struct.unpack_from(order + 'H', data, entry)[0] == 0x010e:  # tag, type, count, offset
+            struct.pack_into(order + 'I', data, entry + {'length': 4, 'place': 8}[damage], 60000)
+    return bytes(data)

@@ -1,15 +1,17 @@
 import csv
 import errno
+import glob
 import os
 import subprocess
 import sys
 
 import pytest
+from PIL import Image
 
 import split_data
 from catalog import read_styles
 from cli import UserError
-from conftest import ROOT, file_size_limit, run_script
+from conftest import ROOT, damaged_exif_jpeg, file_size_limit, run_script
 from dataset import AttributesDataset, FashionDataset
 from sample_catalog import make_catalog
 
@@ -221,6 +223,21 @@ def test_a_catalog_whose_folder_name_a_csv_cannot_hold_is_refused_by_name_on_one
     assert str(refused.value) == (f'{tmp_path}/caf\\xe9/fashion-product-images/images: a folder on the way to the '
                                   'pictures has a name that is not valid UTF-8, which the CSVs are; rename it')
     assert not checked
+
+
+def test_pictures_with_damaged_exif_are_kept_without_pillows_warnings(tmp_path):
+    # Their size is checked as they are shown, upright by their EXIF orientation: Pillow reads the
+    # EXIF it can, and warned of the rest in two lines a picture among split_data.py's.
+    catalog = make_catalog(str(tmp_path / 'fashion-product-images'), n_images=20, seed=3)
+    pictures = sorted(glob.glob(os.path.join(catalog['root'], 'images', '*')))
+    for damage, path in zip(('count', 'length', 'place'), pictures):
+        with Image.open(path) as img:
+            damaged = damaged_exif_jpeg(img.convert('RGB'), damage)
+        with open(path, 'wb') as f:
+            f.write(damaged)
+    result = run_script('split_data.py', '--input', catalog['root'], '--output', tmp_path, '--workers', '1')
+    assert result.returncode == 0 and 'Warning' not in result.stderr, result.stderr  # its progress bar is there
+    assert len(read_rows(tmp_path / 'train.csv')) + len(read_rows(tmp_path / 'val.csv')) == 20
 
 
 def test_split_csv_works_from_another_directory(quirky_catalog, tmp_path, monkeypatch):
