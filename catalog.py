@@ -3,6 +3,7 @@
 # split_data.py and dataset.py both read through here, so the quirks are handled in one place.
 import codecs
 import csv
+import errno
 import io
 import os
 import re
@@ -192,8 +193,8 @@ def image_problem(path, size=IMAGE_SIZE, any_size=False, any_mode=False):
         return NO_PERMISSION
     except FileNotFoundError:
         return 'no image file'
-    except UNREADABLE:
-        return 'unreadable image'
+    except UNREADABLE as error:  # an id of 300 digits names no file: not a damaged one
+        return 'no image file' if getattr(error, 'errno', None) == errno.ENAMETOOLONG else 'unreadable image'
     if not any_size and img_size != tuple(size):
         return f'not {size[0]}x{size[1]}'
     if not any_mode and mode != 'RGB':

@@ -246,6 +246,7 @@ def test_an_image_the_system_will_not_let_us_read_is_named_so(tmp_path, monkeypa
         assert problem == 'no permission to read it', name
     assert image_problem(path) is None
     assert image_problem(str(tmp_path / 'gone.jpg')) == image_problem(str(tmp_path)) == 'no image file'
+    assert image_problem(str(tmp_path / f'{"9" * 300}.jpg')) == 'no image file'  # a name no file system takes
 
 
 @pytest.mark.parametrize('kind', ['png_named_jpg', 'cmyk_jpeg', 'grayscale', 'rgba_png', 'palette_png',
