@@ -101,7 +101,9 @@ class AttributesDataset:
 
     def __init__(self, annotation_path=None, vocab=None):
         if vocab is None:
-            styles, _ = read_styles(annotation_path)
+            styles, skipped = read_styles(annotation_path)
+            if not styles:  # else a split of it would be blamed, its labels "not in the vocabulary"
+                raise UserError(f'{annotation_path}: no usable row, so no labels (skipped {format_counts(skipped)})')
             vocab = {'gender': [s.gender for s in styles], 'article': [s.articleType for s in styles],
                      'color': [s.baseColour for s in styles]}
         self.gender_labels = sorted(set(vocab['gender']))

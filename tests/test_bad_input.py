@@ -181,6 +181,13 @@ def test_duplicate_ids_and_odd_rows_are_skipped_and_counted(tmp_path):
                        'baseColour is empty or NA': 1}
 
 
+def test_a_catalog_without_a_usable_row_is_named_as_the_reason_there_are_no_labels(tmp_path):
+    text = '\n'.join([HEADER, ROW.format(1).replace('Blue', 'NA'), ROW.format('x')])
+    with pytest.raises(UserError, match=r'styles.csv: no usable row, so no labels \(skipped 1 baseColour is empty or '
+                                        r'NA, 1 id is not a number\)$'):
+        AttributesDataset(write(tmp_path / 'styles.csv', text))
+
+
 def test_a_field_too_many_is_counted_as_such_where_no_product_name_can_take_it(tmp_path):
     # A catalog cut down to the columns it needs: nothing to glue an extra field back into.
     text = '\n'.join(['id,gender,articleType,baseColour', '1,Men,Tshirts,Blue', '2,Men,Tshirts,Blue,Cotton',
