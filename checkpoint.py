@@ -57,6 +57,8 @@ def unpickler_reason(error):
 
 def checkpoint_load(path):
     """The checkpoint's dict, loaded on the CPU. Pickled code in the file is refused, not run."""
+    if not path:
+        raise UserError("'': an empty name for a checkpoint file; give its path, such as checkpoints/RUN/last.pth")
     if os.path.isdir(path):  # a run's folder, say
         found = [name for name in ('last.pth', 'best.pth') if os.path.isfile(os.path.join(path, name))]
         raise UserError(f'{path}: a folder, not a checkpoint file'
@@ -91,7 +93,7 @@ def checkpoint_load(path):
         raise UserError(f'{path}: not a PyTorch checkpoint, or a truncated one ({reason})') from error
     if isinstance(state, dict) and 'model' in state and 'attributes' in state:
         return check_contents(state, path)
-    if isinstance(state, dict) and state and all(torch.is_tensor(v) for v in state.values()):
+    if isinstance(state, dict) and state and all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
         # The original tutorial saved a bare state_dict, without the label vocabularies.
         return {'model': without_wrappers(state), 'attributes': None, 'epoch': None, 'args': {}}
     raise UserError(f'{path}: not a checkpoint written by train.py (no model weights and '
@@ -124,6 +126,8 @@ def check_contents(state, path):
             isinstance(heads.get(head), list) and all(isinstance(label, str) for label in heads[head])
             for head in HEADS):
         problem = f'its "attributes" are not three lists of label names ({", ".join(HEADS)})'
+    elif attributes is not None and not all(heads[head] for head in HEADS):
+        problem = 'a head of it has no labels'
     elif attributes is not None and any(heads[head] != sorted(set(heads[head])) for head in HEADS):
         # AttributesDataset numbers the classes in sorted order: any other would mislabel them
         problem = 'its label names are not each sorted and once, the order of the classes train.py numbers'

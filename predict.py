@@ -44,7 +44,7 @@ from split_data import first_row
 
 # Per head: the top-1 label and probability, then all top-k as "label:prob;label:prob".
 CSV_HEADER = ['image', *(f'{head}{suffix}' for head in HEADS for suffix in ('', '_prob', '_topk')), 'error']
-JSON_START = re.compile(rb'(\xef\xbb\xbf)?\s*\[\s*(\]|\{\s*"image":)')  # how write_json's output begins
+JSON_KEYS = {'image', *HEADS, 'error'}  # of each record write_json writes
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.jpe', '.jfif', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff')
 
 
@@ -236,8 +236,13 @@ def holds_predictions(path, kind):
         return True
     if kind == 'csv':
         return first_row(path) == CSV_HEADER
-    with open(path, 'rb') as f:
-        return JSON_START.match(f.read(4096)) is not None
+    # Read whole: a file of the user's may begin as ours does ([{"image": ...), annotations say.
+    try:
+        with open(path, encoding='utf-8-sig') as f:
+            records = json.load(f)
+    except (OSError, ValueError):  # not JSON, or not UTF-8 (UnicodeDecodeError is a ValueError)
+        return False
+    return isinstance(records, list) and all(isinstance(r, dict) and set(r) == JSON_KEYS for r in records)
 
 
 def check_output(path, export):
@@ -319,15 +324,21 @@ def predict_all(model, attributes, paths, args, device):
     """One row per path, in order: {'image', 'error', 'gender', 'article', 'color'}."""
     rows = []
     bar = progress_bar(total=len(paths), unit='image', desc='predicting', disable=len(paths) <= args.batch_size)
-    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool, torch.inference_mode():
-        for batch_paths, decoded in read_batches(paths, args.batch_size, pool):
-            good = [array for array, error in decoded if error is None]
-            results = iter(top_k(model, good, attributes, args.top_k, device) if good else [])
-            for path, (array, error) in zip(batch_paths, decoded):
-                heads = next(results) if error is None else {head: [] for head in HEADS}
-                # shown: a name that is not UTF-8 written as \xNN, which a CSV or terminal takes
-                rows.append({'image': shown(path), 'error': error, **heads})
-            bar.update(len(batch_paths))
+    pool = ThreadPoolExecutor(min(8, os.cpu_count() or 1))
+    try:
+        with torch.inference_mode():
+            for batch_paths, decoded in read_batches(paths, args.batch_size, pool):
+                good = [array for array, error in decoded if error is None]
+                results = iter(top_k(model, good, attributes, args.top_k, device) if good else [])
+                for path, (array, error) in zip(batch_paths, decoded):
+                    heads = next(results) if error is None else {head: [] for head in HEADS}
+                    # shown: a name that is not UTF-8 written as \xNN, which a CSV or terminal takes
+                    rows.append({'image': shown(path), 'error': error, **heads})
+                bar.update(len(batch_paths))
+    finally:
+        # On a Ctrl-C or a kill too: the decodes queued ahead (a batch of full-size photos, tens of
+        # seconds) are dropped, not waited for; only those under way are.
+        pool.shutdown(cancel_futures=True)
     bar.close()
     return rows
 
@@ -412,9 +423,9 @@ def check_some_readable(rows):
     bad = [row for row in rows if row['error']]
     if len(bad) < len(rows):
         return
-    named = '; '.join(f'{row["image"]} ({row["error"]})' for row in bad[:5])
+    listed = '; '.join(f'{named(row["image"])} ({row["error"]})' for row in bad[:5])
     more = f'; and {len(bad) - 5} more' if len(bad) > 5 else ''
-    raise UserError(f'none of the image files could be read ({counted(len(bad), "file")}): {named}{more}')
+    raise UserError(f'none of the image files could be read ({counted(len(bad), "file")}): {listed}{more}')
 
 
 def main(argv=None):

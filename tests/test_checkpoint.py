@@ -141,6 +141,8 @@ def test_a_run_folder_given_as_the_checkpoint_is_named_as_a_folder_with_a_checkp
         checkpoint_load(str(tmp_path))
     with pytest.raises(UserError, match=f'{tmp_path / "gone.pth"}: no such checkpoint file'):
         checkpoint_load(str(tmp_path / 'gone.pth'))
+    with pytest.raises(UserError, match="^'': an empty name for a checkpoint file; give its path"):  # --checkpoint ''
+        checkpoint_load('')
     with pytest.raises(UserError, match='^/dev/null: not a regular file '):  # it is there
         checkpoint_load('/dev/null')
 
@@ -188,9 +190,12 @@ def test_a_checkpoint_whose_bytes_changed_is_named_damaged_not_loaded(tmp_path):
     assert checkpoint_load(unchecked)['epoch'] == 1
 
 
-def test_a_checkpoint_of_other_tensors_is_not_a_checkpoint(tmp_path):
+@pytest.mark.parametrize('content', [{'something': [1, 2]}, {0: torch.zeros(1)},
+                                     {'conv.weight': torch.zeros(1), 1: torch.zeros(1)}])
+def test_a_checkpoint_of_other_tensors_is_not_a_checkpoint(tmp_path, content):
+    # A dict of tensors under numbers is no state_dict: load_state_dict failed on it with an AttributeError
     path = tmp_path / 'x.pth'
-    torch.save({'something': [1, 2]}, path)
+    torch.save(content, path)
     with pytest.raises(UserError, match='not a checkpoint written by train.py'):
         checkpoint_load(str(path))
 
@@ -200,6 +205,7 @@ def test_a_checkpoint_of_other_tensors_is_not_a_checkpoint(tmp_path):
     ({'attributes': [['Men', 'Women']]}, 'its "attributes" are not three lists'),
     ({'attributes': dict(VOCAB, color=['Black', 2])}, 'its "attributes" are not three lists'),
     ({'attributes': dict(VOCAB, color=['Blue', 'Black'])}, 'its label names are not each sorted and once'),
+    ({'attributes': dict(VOCAB, color=[])}, 'a head of it has no labels'),
     ({'model': torch.zeros(3)}, 'its "model" is not a state_dict of tensors'),
     ({'model': {}}, 'its "model" is not a state_dict of tensors'),
     ({'args': ['--lr', '0.1']}, 'its "args" are not a dict of settings, or its "epoch" not a number'),

@@ -1,6 +1,7 @@
 # predict.py on any picture (other sizes, modes and formats, EXIF rotation, broken files) gives the
 # same answers as the model on load_image + val_transform, and its ONNX export gives the same
 # logits as PyTorch for any batch size.
+import argparse
 import codecs
 import csv
 import errno
@@ -12,6 +13,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -387,9 +389,11 @@ def test_only_broken_images_fail_naming_each(checkpoint, tmp_path, capsys):
     (tmp_path / 'truncated.jpg').write_bytes(truncated_jpeg(Image.new('RGB', (60, 80), 'red')))
     (tmp_path / 'notes.jpg').write_text('<html>404 not found</html>')
     (tmp_path / 'zero.png').write_bytes(b'')
+    (tmp_path / 'bad\nname\x1b[31m.jpg').write_text('')  # on one line, no colour: escaped as in the table
     line = failure_of(['--checkpoint', checkpoint, str(tmp_path), '--device', 'cpu'], capsys)
-    assert 'none of the image files could be read (3 files)' in line
-    for name, why in [('truncated.jpg', 'truncated'), ('notes.jpg', 'not an image'), ('zero.png', 'empty')]:
+    assert 'none of the image files could be read (4 files)' in line
+    for name, why in [('truncated.jpg', 'truncated'), ('notes.jpg', 'not an image'), ('zero.png', 'empty'),
+                      ('bad\\nname\\x1b[31m.jpg', 'empty')]:
         assert f'{tmp_path / name} ({why}' in line
 
 
@@ -471,6 +475,27 @@ def test_a_photo_with_damaged_exif_is_predicted_without_pillows_warning(checkpoi
     with open(tmp_path / 'p.csv') as f:
         clean, *damaged = [row[1:] for row in csv.reader(f)][1:]
     assert damaged == [clean] * len(damages) and not clean[-1]  # the same answers, and no error
+
+
+def test_a_stop_drops_the_decodes_queued_ahead_instead_of_waiting_for_them(monkeypatch):
+    # A Ctrl-C or a kill while the model runs: the next batch's decodes, queued (a batch of
+    # full-size photos, tens of seconds), all ran before the stop came through.
+    started = []
+
+    def slow_read(path):
+        started.append(path)
+        time.sleep(0.02)
+        return np.full((80, 60, 3), 255, np.uint8), None
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(predict, 'read_image', slow_read)
+    monkeypatch.setattr(predict, 'top_k', interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        predict.predict_all(None, None, [f'{i}.jpg' for i in range(200)],
+                            argparse.Namespace(batch_size=40, top_k=1), torch.device('cpu'))
+    assert len(started) < 40 + 30  # the first batch, and of the 40 queued ahead only those under way (8 at most)
 
 
 def test_an_output_that_fails_during_the_run_still_prints_the_predictions(checkpoint, catalog, tmp_path,
@@ -675,6 +700,11 @@ def test_an_output_file_that_holds_anything_but_predictions_is_kept_and_predicti
         assert error == (f"error: --output {path}: holds no predictions of predict.py (its first line is {line!r}), "
                          'and would be replaced; move it away or give another name')
         assert path.read_bytes() == kept
+    annotations = tmp_path / 'annotations.json'  # begins as predict.py's JSON does
+    annotations.write_text('[{"image": "photos/1.jpg", "label": "cat", "bbox": [1, 2, 3, 4]}]')
+    error = failure_of(['--checkpoint', checkpoint, catalog_images(catalog)[0], '--output', str(annotations)], capsys)
+    assert error.startswith(f'error: --output {annotations}: holds no predictions of predict.py')
+    assert json.loads(annotations.read_text())[0]['label'] == 'cat'
     for name in ('p.csv', 'p.json'):  # its own output, and an empty file, are replaced as before
         (tmp_path / name).write_text('')
         if name == 'p.json':  # its own, saved again with a byte-order mark
