@@ -14,11 +14,12 @@ from checkpoint import checkpoint_load, checkpoint_save
 from cli import UserError
 
 
-def last_epoch(path):
+def saved_run(path):
+    """The checkpoint at path, or None where it cannot be read: nothing there to keep."""
     try:
-        return checkpoint_load(path)['epoch'] or 0
-    except UserError:  # unreadable: nothing there to keep
-        return 0
+        return checkpoint_load(path)
+    except UserError:
+        return None
 
 
 # What a run's finished epochs leave; args.json alone is a run killed in its first epoch.
@@ -58,8 +59,13 @@ def run_settings(path):
 def refuse_later_epochs(run_dir, args, resume):
     """Going on from the checkpoint never writes over later epochs of the run in its folder."""
     last = os.path.join(run_dir, 'last.pth')
-    later = last_epoch(last) if os.path.exists(last) else 0
+    state = saved_run(last) if os.path.exists(last) else None
+    later = (state['epoch'] or 0) if state else 0
     if later <= resume['epoch']:
+        if state and not of_the_same_run(state, resume):  # another run's checkpoint copied in, say
+            raise UserError(f'--resume {args.resume}: its folder holds another run (last.pth, epoch {later}, with '
+                            'other figures), which going on from it would write over; copy the checkpoint into a '
+                            'folder of its own and resume from there')
         return
     if os.path.samefile(last, args.resume):
         raise UserError(f'--resume {args.resume}: another train.py carried the run on to epoch {later} '
@@ -68,6 +74,13 @@ def refuse_later_epochs(run_dir, args, resume):
     raise UserError(f'--resume {args.resume}: its folder holds the run up to epoch {later} (last.pth), '
                     f'which going on from epoch {resume["epoch"]} would write over; to branch off, '
                     'copy the checkpoint into a folder of its own and resume from there')
+
+
+def of_the_same_run(state, resume):
+    """Whether a run's epochs in state are those resume began with: the figures of each epoch are
+    the same floats only in checkpoints of one run."""
+    history = state.get('history')
+    return isinstance(history, list) and history == resume['history'][:len(history)]
 
 
 def run_folder(args, resume):

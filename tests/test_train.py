@@ -282,6 +282,22 @@ def test_a_new_run_never_writes_over_another(full_run, small_split):
     assert checkpoint_load(os.path.join(full_run, 'last.pth'))['epoch'] == EPOCHS
 
 
+def test_another_runs_checkpoint_copied_into_a_run_folder_does_not_go_on_over_that_run(full_run, small_split,
+                                                                                        tmp_path):
+    # A 1-epoch run with other settings: the full run's epoch 2 copied beside it would have replaced
+    # its last.pth, metrics.csv and args.json with the full run's, silently.
+    run_dir = train.main(train_args(small_split, tmp_path, '--epochs', 1, '--lr', 0.003))
+    shutil.copy(os.path.join(full_run, 'checkpoint-000002.pth'), os.path.join(run_dir, 'from_full.pth'))
+    kept = open(os.path.join(run_dir, 'metrics.csv')).read()
+    with pytest.raises(UserError, match=r'from_full.pth: its folder holds another run \(last.pth, epoch 1, '):
+        train.main(['--resume', os.path.join(run_dir, 'from_full.pth'), '--epochs', str(EPOCHS)])
+    assert open(os.path.join(run_dir, 'metrics.csv')).read() == kept
+    # A checkpoint of the same run, behind or at its last.pth, goes on as before
+    shutil.copy(os.path.join(run_dir, 'last.pth'), os.path.join(run_dir, 'copy.pth'))
+    train.main(['--resume', os.path.join(run_dir, 'copy.pth'), '--epochs', '2'])
+    assert checkpoint_load(os.path.join(run_dir, 'last.pth'))['epoch'] == 2
+
+
 
 @pytest.mark.parametrize('kept', ['best.pth', 'metrics.csv', 'checkpoint-000002.pth', 'curves.png'])
 def test_a_new_run_never_writes_over_the_epochs_of_one_without_its_last_checkpoint(full_run, small_split,
