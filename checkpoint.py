@@ -340,7 +340,14 @@ def check_same_vocab(attributes, state, path):
     """Resuming with a different styles.csv would silently relabel the classes: refuse it."""
     saved = AttributesDataset(vocab=state['attributes'])
     for head in HEADS:
-        if saved.labels(head) != attributes.labels(head):
-            raise UserError(f'{path}: trained with {len(saved.labels(head))} {head} classes, but '
-                            f'the attributes file gives {len(attributes.labels(head))} '
-                            f'(or other names); use the same styles.csv as the original run')
+        trained, given = saved.labels(head), attributes.labels(head)
+        if trained != given:
+            gone, new = [name for name in trained if name not in given], [name for name in given if name not in trained]
+            raise UserError(f'{path}: trained with {len(trained)} {head} classes, and the attributes file gives '
+                            f'{len(given)}' + (f'; not in it: {some(gone)}' if gone else '')
+                            + (f'; new in it: {some(new)}' if new else '')
+                            + '; use the same styles.csv as the original run')
+
+
+def some(names, shown=3):
+    return ', '.join(names[:shown]) + (f' and {len(names) - shown} more' if len(names) > shown else '')

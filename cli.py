@@ -299,13 +299,15 @@ def add_debug_flag(parser):
                         help='show full tracebacks instead of one-line errors (default: off)')
 
 
-def _whole_number(text, lowest):
+def _whole_number(text, lowest, below=2**63, below_text='2**63'):
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f'{text!r} is not a whole number')
     if value < lowest:
         raise argparse.ArgumentTypeError(f'{value} must be at least {lowest}')
+    if value >= below:  # by default, what no tensor size or index takes: a traceback from inside torch
+        raise argparse.ArgumentTypeError(f'{value} must be below {below_text}')
     return value
 
 
@@ -353,10 +355,7 @@ def folder_name(text):
 def seed_number(text):
     # 0 to 2**32 - 1, what every random generator takes: train.py mixes a seed with the epoch and
     # the process's rank, which must stay within PyTorch's 64 bits.
-    value = _whole_number(text, 0)
-    if value >= 2**32:
-        raise argparse.ArgumentTypeError(f'{value} must be below 2**32 (4294967296)')
-    return value
+    return _whole_number(text, 0, 2**32, '2**32 (4294967296)')
 
 
 def pick_device(name=None):

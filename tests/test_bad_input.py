@@ -842,6 +842,7 @@ def test_an_ignored_ctrl_c_stays_ignored_and_debug_keeps_the_traceback():
     (['--epochs', '0'], ['--epochs', 'at least 1']),
     (['--epochs', '-3'], ['--epochs']),
     (['--batch-size', '0'], ['--batch-size', 'at least 1']),
+    (['--batch-size', str(10**20)], ['--batch-size', 'below 2**63']),
     (['--lr', 'fast'], ['--lr', 'not a number']),
     (['--lr', '-1'], ['--lr', 'above 0']),
     (['--lr', '0'], ['--lr', 'above 0']),

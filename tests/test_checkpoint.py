@@ -253,7 +253,8 @@ def test_the_first_non_finite_tensor_is_named_and_integers_are_passed_over():
 
 def test_resuming_with_another_vocabulary_is_refused(tmp_path):
     attributes = AttributesDataset(vocab=dict(VOCAB, article=['Shirts', 'Tshirts']))
-    with pytest.raises(UserError, match='trained with 3 article classes'):
+    with pytest.raises(UserError, match='trained with 3 article classes, and the attributes file gives 2; '
+                                        'not in it: Watches; use'):
         checkpoint.check_same_vocab(attributes, make_state(), 'x.pth')
 
 
@@ -347,7 +348,8 @@ def test_a_runs_relative_path_names_from_elsewhere_the_file_it_named_where_the_r
 def test_resuming_with_other_class_names_of_the_same_count_is_refused():
     from checkpoint import check_same_vocab
     renamed = AttributesDataset(vocab=dict(VOCAB, color=['Black', 'Red']))  # 2 colours, not the same ones
-    with pytest.raises(UserError, match='trained with 2 color classes'):
+    with pytest.raises(UserError, match='^x.pth: trained with 2 color classes, and the attributes file gives 2; '
+                                        'not in it: Blue; new in it: Red; use the same styles.csv'):
         check_same_vocab(renamed, {'attributes': VOCAB}, 'x.pth')
 
 
