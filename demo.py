@@ -20,7 +20,7 @@ from atomic import check_writable_folder
 from cli import UserError, add_debug_flag, counted, pick_device, positive_int, run_cli
 from dataset import HEADS, TITLES
 from runs import check_log_folder, check_run_folder, run_folder
-from sample_catalog import is_sample_catalog, make_catalog, sample_catalog_size
+from sample_catalog import image_count, is_sample_catalog, make_catalog, sample_catalog_size
 
 
 def parse_args(argv=None):
@@ -29,7 +29,7 @@ def parse_args(argv=None):
                         help='the real catalog, used when it holds styles.csv (default: fashion-product-images)')
     parser.add_argument('--work', default='demo',
                         help='folder for the sample catalog, splits, checkpoints and results (default: demo)')
-    parser.add_argument('--images', type=positive_int, default=3000,
+    parser.add_argument('--images', type=lambda text: image_count(text, lowest=1), default=3000,
                         help='pictures in the sample catalog (default: 3000)')
     parser.add_argument('--epochs', type=positive_int, default=None,
                         help='training epochs (default: 8 on the sample catalog, 50 on the real data)')
@@ -47,8 +47,9 @@ def has_real_dataset(folder):
 
 
 def sample_catalog(args):
-    """The sample catalog's folder in --work, drawn if need be; and whether it was drawn over an
-    earlier one (of another --images), whose split is then of pictures that are gone."""
+    """The sample catalog's folder in --work, drawn if need be; and whether it was drawn now, when
+    a split of it in --work is of pictures that are gone or changed (an earlier one's, of another
+    --images or cut short)."""
     root = os.path.join(args.work, 'fashion-product-images')
     drawn, complete = sample_catalog_size(root), os.path.isfile(os.path.join(root, 'styles.csv'))
     if complete and drawn is None:
@@ -66,7 +67,7 @@ def sample_catalog(args):
     except ValueError as error:
         raise UserError(f'--work {args.work}: {error}; move it away or give another --work') from error
     print(f'drew {args.images:,} sample pictures into {root} in {time.perf_counter() - started:.0f}s')
-    return root, drawn is not None
+    return root, True
 
 
 def split_elsewhere(work, catalog):

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from atomic import atomic_open, check_writable_folder
-from cli import add_debug_flag, run_cli, seed_number
+from cli import add_debug_flag, counted, non_negative_int, positive_int, run_cli, seed_number
 
 HEADER = ['id', 'gender', 'masterCategory', 'subCategory', 'articleType', 'baseColour', 'season',
           'year', 'usage', 'productDisplayName']
@@ -325,17 +325,43 @@ def save_image(image, path, kind, position):
 MARK = 'sample_catalog.json'
 
 
+MOST_IMAGES = 1_000_000  # 23 times the real catalog's pictures; a trillion ran out of memory
+
+
+def image_count(text, lowest=0):
+    """--images: a whole number of pictures, from lowest to MOST_IMAGES."""
+    value = (positive_int if lowest else non_negative_int)(text)
+    if value > MOST_IMAGES:
+        raise argparse.ArgumentTypeError(f'{value:,} is more than the {MOST_IMAGES:,} pictures a sample catalog may '
+                                         'have (the real one has 44,072)')
+    return value
+
+
 def is_sample_catalog(root):
     return os.path.isfile(os.path.join(root, MARK))
 
 
-def sample_catalog_size(root):
-    """How many pictures the sample catalog in root was drawn with; None where there is none."""
+def sample_mark(root):
     try:
         with open(os.path.join(root, MARK), encoding='utf-8') as f:
-            return json.load(f).get('n_images')
-    except (OSError, ValueError, AttributeError):  # no mark, or one that is not ours
-        return None
+            mark = json.load(f)
+    except (OSError, ValueError):  # no mark, or one that is not ours
+        return {}
+    return mark if isinstance(mark, dict) else {}
+
+
+def sample_catalog_size(root):
+    """How many pictures the sample catalog in root was drawn with; None where there is none, or
+    its drawing was cut short (its styles.csv, if any, is then another's: an earlier catalog's,
+    or a user's that --overwrite was to draw over). Marks of before 'finished' count as finished."""
+    mark = sample_mark(root)
+    return mark.get('n_images') if mark.get('finished', True) else None
+
+
+def write_mark(root, n_images, seed, quirks, finished):
+    with atomic_open(os.path.join(root, MARK), encoding='utf-8') as f:
+        json.dump({'drawn by': 'sample_catalog.py', 'n_images': n_images, 'seed': seed, 'quirks': quirks,
+                   'finished': finished}, f)
 
 
 # The manifest lists the ids of each quirk; n_rows counts the rows of styles.csv and n_images
@@ -350,17 +376,22 @@ def make_catalog(root, n_images=3000, seed=0, quirks=False, overwrite=False):
     # Pictures without a styles.csv: the user's own, or a sample catalog of ours cut short (marked).
     if os.path.isdir(images) and os.listdir(images) and not (overwrite or is_sample_catalog(root)):
         raise ValueError(f'{images}/ holds files already (a dataset without its styles.csv?)')
-    earlier = drawn_ids(root)  # a sample catalog's: its pictures go, where not drawn again
-    os.makedirs(os.path.join(root, 'images'), exist_ok=True)
-    with atomic_open(os.path.join(root, MARK), encoding='utf-8') as f:
-        json.dump({'drawn by': 'sample_catalog.py', 'n_images': n_images, 'seed': seed, 'quirks': quirks}, f)
+    earlier = drawn_ids(root)  # a finished sample catalog's: its pictures go, where not drawn again
     rng = np.random.default_rng(seed)
+    plan = plan_rows(n_images, quirks, rng)
+    os.makedirs(os.path.join(root, 'images'), exist_ok=True)
+    # Marked first, as unfinished: a drawing cut short is never taken for a catalog (an earlier
+    # styles.csv beside new pictures), and its pictures are known to be ours, not the user's.
+    write_mark(root, n_images, seed, quirks, finished=False)
+    if earlier:  # the earlier catalog goes now: its styles.csv would not name the new pictures
+        os.remove(styles_path)
+        remove_pictures(images, earlier - {id_ for id_, *_ in plan})
     manifest = {'root': str(root), 'n_rows': 0, 'n_images': 0,
                 'quirks': {kind: [] for kind in QUIRK_COUNTS}, 'articles': sorted(ARTICLES),
                 'colours': sorted(COLOURS),
                 'genders': sorted({g for article in ARTICLES.values() for g in article.genders})}
     rows = []
-    for id_, gender, article, colour, kind, position in plan_rows(n_images, quirks, rng):
+    for id_, gender, article, colour, kind, position in plan:
         # Each picture has its own generator: it depends on the seed and its id alone.
         image = draw_item(article, gender, COLOURS[colour], np.random.default_rng([seed, id_]))
         path = os.path.join(root, 'images', f'{id_}.jpg')
@@ -370,21 +401,25 @@ def make_catalog(root, n_images=3000, seed=0, quirks=False, overwrite=False):
         rows.append((csv_fields(id_, gender, article, colour, kind, position, rng), kind))
     manifest['n_rows'] = len(rows)
     write_styles(styles_path, rows)
-    for id_ in earlier - {fields[0] for fields, _ in rows}:
-        path = os.path.join(images, f'{id_}.jpg')
-        if os.path.exists(path):
-            os.remove(path)
+    write_mark(root, n_images, seed, quirks, finished=True)
     return manifest
 
 
 def drawn_ids(root):
-    """The ids in the styles.csv of the sample catalog in root: pictures drawn there, and no one
-    else's (a folder's other pictures are never among them). Empty where there is none."""
+    """The ids in the styles.csv of the finished sample catalog in root: pictures drawn there, and
+    no one else's (a folder's other pictures are never among them). Empty where there is none."""
     styles_path = os.path.join(root, 'styles.csv')
-    if not (is_sample_catalog(root) and os.path.isfile(styles_path)):
+    if sample_catalog_size(root) is None or not os.path.isfile(styles_path):
         return set()
     with open(styles_path, newline='', encoding='utf-8', errors='replace') as f:
-        return {row[0] for row in csv.reader(f) if row and row[0].isdigit()}
+        return {int(row[0]) for row in csv.reader(f) if row and row[0].isdigit()}
+
+
+def remove_pictures(images, ids):
+    for id_ in ids:
+        path = os.path.join(images, f'{id_}.jpg')
+        if os.path.exists(path):
+            os.remove(path)
 
 
 def write_styles(path, rows):
@@ -405,7 +440,7 @@ def main():
     parser.add_argument('--output', default='sample-catalog',
                         help='folder for styles.csv and images/ (default: sample-catalog)')
     # --images as in demo.py; --size, its first name, still works
-    parser.add_argument('--images', '--size', dest='size', metavar='N', type=int, default=3000,
+    parser.add_argument('--images', '--size', dest='size', metavar='N', type=image_count, default=3000,
                         help='number of normal rows, each with a 60x80 RGB image (default: 3000)')
     parser.add_argument('--seed', type=seed_number, default=0,
                         help='random seed; the same seed and size give the same files (default: 0)')
@@ -421,7 +456,7 @@ def main():
         manifest = make_catalog(args.output, args.size, args.seed, args.quirks, args.overwrite)
     except ValueError as error:  # the callers' own advice: here a flag, in demo.py another --work
         parser.error(f'{error}; pass --overwrite to draw over it, or choose another --output')
-    print(f"wrote {manifest['n_rows']:,} rows and {manifest['n_images']:,} images to "
+    print(f"wrote {counted(manifest['n_rows'], 'row')} and {counted(manifest['n_images'], 'image')} to "
           f"{os.path.join(args.output, 'styles.csv')} and {os.path.join(args.output, 'images')}/ "
           f'in {time.perf_counter() - start:.1f} s')
 

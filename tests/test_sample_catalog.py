@@ -8,6 +8,7 @@ from PIL import Image
 
 import demo
 import runs
+import sample_catalog
 from catalog import read_styles
 from cli import UserError
 from conftest import ROOT, run_script
@@ -64,8 +65,8 @@ def test_refuses_to_draw_over_pictures_without_a_styles_csv(tmp_path):
 
 def test_the_demo_redraws_its_sample_catalog_for_another_size(tmp_path, capsys):
     args = argparse.Namespace(work=str(tmp_path), images=5)
-    root, redrawn = demo.sample_catalog(args)
-    assert 'drew 5 sample pictures' in capsys.readouterr().out and not redrawn  # over nothing
+    root, drawn = demo.sample_catalog(args)
+    assert 'drew 5 sample pictures' in capsys.readouterr().out and drawn
     assert demo.sample_catalog(args) == (root, False)
     assert 'using the sample catalog already' in capsys.readouterr().out
     assert demo.sample_catalog(argparse.Namespace(work=str(tmp_path), images=8)) == (root, True)
@@ -75,6 +76,56 @@ def test_the_demo_redraws_its_sample_catalog_for_another_size(tmp_path, capsys):
     demo.sample_catalog(argparse.Namespace(work=str(tmp_path), images=3))  # fewer: the 5 others' pictures go
     assert len(os.listdir(os.path.join(root, 'images'))) == 3 + 1  # but never one that was not drawn
 
+
+
+def cut_short_after(pictures, monkeypatch):
+    """make_catalog stopped (a Ctrl-C, a kill) once it has saved that many pictures."""
+    saved, save = [], sample_catalog.save_image
+
+    def save_until_stopped(*args):
+        if len(saved) == pictures:
+            raise KeyboardInterrupt
+        saved.append(args[1])
+        return save(*args)
+    monkeypatch.setattr(sample_catalog, 'save_image', save_until_stopped)
+    return monkeypatch.undo
+
+
+def test_a_drawing_cut_short_is_never_taken_for_a_catalog_nor_deletes_the_users_pictures(tmp_path, monkeypatch,
+                                                                                         capsys):
+    # The earlier catalog's styles.csv beside the new pictures was taken for a catalog of the new
+    # size, its labels those of other pictures; over a user's catalog (--overwrite), its pictures
+    # went at the next drawing.
+    args = argparse.Namespace(work=str(tmp_path), images=5)
+    root, _ = demo.sample_catalog(args)
+    args.images = 8
+    resume_drawing = cut_short_after(2, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        demo.sample_catalog(args)
+    resume_drawing()
+    assert demo.sample_catalog(args) == (root, True) and 'drew 8 sample pictures' in capsys.readouterr().out
+    styles, _ = read_styles(os.path.join(root, 'styles.csv'))
+    assert sorted(f'{s.id}.jpg' for s in styles) == sorted(os.listdir(os.path.join(root, 'images')))
+    # --overwrite over a user's catalog, cut short: it stays the user's, its pictures not drawn over kept
+    users = tmp_path / 'u' / 'fashion-product-images'
+    make_catalog(str(users), n_images=5, seed=1)
+    os.remove(users / 'sample_catalog.json')  # as downloaded
+    (users / 'images' / '1.jpg').write_bytes(b'a photo of the user')
+    resume_drawing = cut_short_after(1, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        make_catalog(str(users), n_images=300, seed=0, overwrite=True)
+    resume_drawing()
+    with pytest.raises(UserError, match='holds a catalog that is not a sample one'):
+        demo.sample_catalog(argparse.Namespace(work=str(tmp_path / 'u'), images=5))
+    make_catalog(str(users), n_images=3, seed=0, overwrite=True)
+    assert (users / 'images' / '1.jpg').read_bytes() == b'a photo of the user'
+
+
+def test_a_sample_catalogs_size_is_a_flag_in_range():
+    for argv, words in [(['--images', '-1'], 'must be at least 0'), (['--images', str(10**12)], 'more than the')]:
+        result = run_script('sample_catalog.py', '--output', 'never-made', *argv)
+        error = result.stderr.splitlines()[-1]  # the usage above it names --overwrite too
+        assert result.returncode == 2 and words in error and 'overwrite' not in error
 
 
 def test_the_demo_never_takes_a_catalog_in_its_folder_for_a_sample_one(tmp_path, capsys):
