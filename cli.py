@@ -100,6 +100,15 @@ def ctrl_c_held():
         raise KeyboardInterrupt if held[0] == signal.SIGINT else Terminated(held[0])
 
 
+def obey_stops_again():
+    """In a process forked inside ctrl_c_held: a Ctrl-C, a SIGTERM or a SIGHUP stops it again, as
+    KeyboardInterrupt, where the handler that held them back, inherited, would let it run on. One
+    ignored (nohup) stays so."""
+    for number, handler in ((signal.SIGINT, signal.default_int_handler), *((n, _terminate) for n in STOPPING)):
+        if signal.getsignal(number) is not signal.SIG_IGN:
+            signal.signal(number, handler)
+
+
 def leave_stops_to_the_main_process(worker_id):
     """A DataLoader's worker_init_fn: a SIGTERM or a SIGHUP stops the worker as a Ctrl-C does,
     quietly and with status 0, leaving the stop to the main process. PyTorch's own handler does so

@@ -11,7 +11,7 @@ from PIL import Image
 
 from atomic import atomic_path
 from catalog import UNREADABLE
-from cli import UserError
+from cli import UserError, ctrl_c_held, obey_stops_again
 from dataset import HEADS, MEAN, STD, TITLES
 
 
@@ -146,6 +146,7 @@ def draw_quietly(function, args, index, failures):
     # each drawing process stops without a traceback of its own. A file the system refused (a
     # full disk) goes back to the parent, which names it in its one line.
     try:
+        obey_stops_again()  # forked while draw_figures held them back
         function(*args)
     except KeyboardInterrupt:
         sys.exit(130)
@@ -170,10 +171,19 @@ def draw_figures(jobs, parallel=True):
     failures = context.SimpleQueue()  # a line or two from a process that failed: no pipe fills up
     processes = [context.Process(target=draw_quietly, args=(function, args, index, failures))
                  for index, (function, args) in enumerate(jobs)]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join()
+    try:
+        with ctrl_c_held():  # a Ctrl-C landing in a fork handler would be lost (cli.ctrl_c_held)
+            for process in processes:
+                process.start()
+        for process in processes:
+            process.join()
+    except KeyboardInterrupt:  # they stop too, their figures left as they were, not finished
+        started = [process for process in processes if process.pid is not None]
+        for process in started:
+            process.terminate()
+        for process in started:
+            process.join()
+        raise
     failed = sum(process.exitcode != 0 for process in processes)
     if not failed:
         return
