@@ -254,6 +254,14 @@ def run_reporting_errors(main, debug):
             raise
         exit_with_error(f'{shown(error.object).strip()[:300]}: a file or folder name here is not valid UTF-8, which '
                         'the CSVs and the output are; rename it')
+    except RuntimeError as error:
+        # Under torchrun: a process whose peer ended (on an error it says, a Ctrl-C, a kill) fails
+        # at its next exchange with it, in gloo's words and a traceback from inside torch.
+        if debug or not peer_ended(error):
+            raise
+        print_error(f'process {os.environ.get("RANK", "?")} stopped: another process of the run ended '
+                    '(its own lines say why)')
+        sys.exit(1)
     except KeyboardInterrupt as stop:
         # Ctrl-C, SIGTERM or SIGHUP: a traceback would point at whatever line happened to be
         # running. Every file is written atomically (atomic.py), so none is left half-written.
@@ -262,6 +270,13 @@ def run_reporting_errors(main, debug):
         words, status = how_stopped(stop)
         print_if_possible(f'\n{words}; no file was left half-written', sys.stderr)
         sys.exit(status)
+
+
+PEER_ENDED = ('Connection closed by peer', 'Connection reset by peer')  # gloo's words
+
+
+def peer_ended(error):
+    return int(os.environ.get('WORLD_SIZE', '1')) > 1 and any(words in str(error) for words in PEER_ENDED)
 
 
 def print_if_possible(text, stream):

@@ -14,7 +14,7 @@ import torch
 import distributed
 import train
 from checkpoint import checkpoint_load
-from cli import UserError
+from cli import UserError, run_cli
 from conftest import ROOT, run_script, train_args
 
 
@@ -213,3 +213,21 @@ def test_a_nan_loss_under_torchrun_is_said_by_process_0_before_any_process_may_e
     assert calls == [('barrier', f'error: {message}\n' if rank == 0 else ''), 'cleanup']
     if not (rank == 0 and debug):
         assert stopped.value.code == 2
+
+
+def test_a_process_whose_peer_ended_says_so_in_one_line_not_in_glooos_traceback(monkeypatch, capsys):
+    # Process 0 refused a flag, or was killed: process 1 failed at its next exchange with it.
+    def exchange():
+        raise RuntimeError('[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:561] Connection '
+                           'closed by peer [127.0.0.1]:49388. This is typically caused by a remote worker crashing.')
+
+    monkeypatch.setenv('WORLD_SIZE', '2')  # as torchrun sets them
+    monkeypatch.setenv('RANK', '1')
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(exchange)
+    assert stopped.value.code == 1
+    assert capsys.readouterr().err == ('error: process 1 stopped: another process of the run ended (its own lines '
+                                       'say why)\n')
+    monkeypatch.setenv('WORLD_SIZE', '1')  # one process has no peer: a RuntimeError is a bug, with its traceback
+    with pytest.raises(RuntimeError, match='Connection closed by peer'):
+        run_cli(exchange)
