@@ -647,6 +647,9 @@ def main(argv=None):
                         writer.add_scalar(key, value, epoch)
         with watch.phase('saving'):
             saver.wait()  # the last epoch's files
+            # Every process stays until they are written: a Ctrl-C meanwhile then finds each in
+            # here, not one that has ended (a traceback from Python's exit).
+            distributed.barrier(context)
     except KeyboardInterrupt as stop:  # a Ctrl-C, or a SIGTERM or SIGHUP (cli.Terminated)
         saver.close()  # what was queued is written: the epochs finished before the Ctrl-C
         saved = saver.done or start_epoch - 1
