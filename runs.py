@@ -78,9 +78,9 @@ def refuse_later_epochs(run_dir, args, resume):
 
 def of_the_same_run(state, resume):
     """Whether a run's epochs in state are those resume began with: the figures of each epoch are
-    the same floats only in checkpoints of one run."""
+    the same floats only in checkpoints of one run. Compared as text, where a NaN is one."""
     history = state.get('history')
-    return isinstance(history, list) and history == resume['history'][:len(history)]
+    return isinstance(history, list) and repr(history) == repr(resume['history'][:len(history)])
 
 
 def run_folder(args, resume):
