@@ -11,7 +11,22 @@ import signal
 import subprocess
 import sys
 
-import torch
+
+def end_with_parent(parent):
+    """The measurement ends when the script that started it ends, however it ends (`kill`,
+    `timeout`, a SIGTERM while the measurement was being started), rather than run on alone."""
+    if sys.platform.startswith('linux'):
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: the kernel kills it then
+    if os.getppid() != parent:  # it ended before that
+        os._exit(1)
+
+
+# First, before PyTorch's import (2 to 14 s): a script stopped while it started this process (its
+# subprocess.run not yet returned, so it kills nothing) left it to import on alone.
+if __name__ == '__main__' and 'FREED_MEMORY_PARENT' in os.environ:  # started by run_child, not by hand
+    end_with_parent(int(os.environ['FREED_MEMORY_PARENT']))
+
+import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -44,15 +59,6 @@ def parse_args(argv=None):
     if args.child and (args.child[0] not in SETTINGS or args.child[1] not in MEASURES):
         parser.error(f'--child {" ".join(args.child)}: not a setting and a measure named in --help')
     return args
-
-
-def end_with_parent(parent):
-    """The measurement ends when the script that started it ends, however it ends (`kill`,
-    `timeout`, a SIGTERM while the measurement was being started), rather than run on alone."""
-    if sys.platform.startswith('linux'):
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: the kernel kills it then
-    if os.getppid() != parent:  # it ended before that
-        os._exit(1)
 
 
 def page_faults(work):
@@ -100,8 +106,6 @@ def run_child(setting, what, args):
 def main():
     args = parse_args()
     if args.child:
-        if 'FREED_MEMORY_PARENT' in os.environ:  # started by run_child, not by hand
-            end_with_parent(int(os.environ['FREED_MEMORY_PARENT']))
         print(*measure(*args.child, args.classes, args.seconds))
         return
     best = {}  # (setting, what): (images/s, page faults an image), the fastest round's

@@ -124,6 +124,30 @@ def test_freed_memory_ended_by_sigterm_or_sighup_ends_its_measurement_too(tmp_pa
     assert not running(measuring)
 
 
+def test_a_measurement_ends_at_once_with_its_script_killed_as_it_starts():
+    # SIGKILL, where no handler runs: the kernel ends the measurement too (PR_SET_PDEATHSIG), set
+    # before its import of PyTorch, which it went on with alone (2 to 14 s) after its script was gone.
+    parent = subprocess.Popen([sys.executable, os.path.join(ROOT, 'benchmarks', 'freed_memory.py'), '--seconds', '30'],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    measuring = []
+    try:
+        deadline = time.monotonic() + 60
+        while not measuring and time.monotonic() < deadline:
+            measuring = [pid for pid in children_of(parent.pid) if '--child' in command_of(pid)]
+            time.sleep(0.01)
+        assert measuring
+        parent.kill()
+        parent.wait()
+        killed = time.monotonic()
+        while running(measuring) and time.monotonic() - killed < 30:
+            time.sleep(0.02)
+        assert time.monotonic() - killed < 1.0  # importing PyTorch alone takes 2.4 s here
+    finally:
+        parent.kill()
+        for pid in running(measuring):
+            os.kill(pid, signal.SIGKILL)
+
+
 def run_gpu_check(*args):
     # The script calls `python3`: this one, with PyTorch, as on the GPU machine.
     path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get('PATH', '')])
