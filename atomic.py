@@ -64,15 +64,20 @@ def running_elsewhere(temporary):
     return True
 
 
-def json_object(path):
-    """The JSON object (a dict) in the file at path, or None where it holds none (no JSON, another
-    kind of value, no reading it): how a script tells a file of its own, which it may replace, from
-    a file of the user's of the same name."""
+def json_value(path, encoding='utf-8'):
+    """The JSON value in the file at path, or None where it holds none (no JSON, no reading it):
+    how a script tells a file of its own, which it may replace, from a file of the user's of the
+    same name. encoding='utf-8-sig' allows a byte-order mark before it."""
     try:
-        with open(path, encoding='utf-8') as f:
-            value = json.load(f)
+        with open(path, encoding=encoding) as f:
+            return json.load(f)
     except (OSError, ValueError):  # UnicodeDecodeError is a ValueError
         return None
+
+
+def json_object(path):
+    """The JSON object (a dict) in the file at path, or None where it holds none."""
+    value = json_value(path)
     return value if isinstance(value, dict) else None
 
 

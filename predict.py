@@ -33,7 +33,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from allocator import keep_freed_memory
-from atomic import absolute_path, atomic_open, check_writable_folder, remove_left_temporaries, through_link
+from atomic import (absolute_path, atomic_open, check_writable_folder, json_value, remove_left_temporaries,
+                    through_link)
 from augment import prepare_batch
 from checkpoint import model_from_checkpoint
 from catalog import UNREADABLE, resolved_folder
@@ -237,11 +238,7 @@ def holds_predictions(path, kind):
     if kind == 'csv':
         return first_row(path) == CSV_HEADER
     # Read whole: a file of the user's may begin as ours does ([{"image": ...), annotations say.
-    try:
-        with open(path, encoding='utf-8-sig') as f:
-            records = json.load(f)
-    except (OSError, ValueError):  # not JSON, or not UTF-8 (UnicodeDecodeError is a ValueError)
-        return False
+    records = json_value(path, encoding='utf-8-sig')  # ours, saved again by an editor
     return isinstance(records, list) and all(isinstance(r, dict) and set(r) == JSON_KEYS for r in records)
 
 

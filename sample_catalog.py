@@ -17,7 +17,7 @@ from collections import namedtuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from atomic import atomic_open, check_writable_folder
+from atomic import atomic_open, check_writable_folder, json_object
 from cli import add_debug_flag, counted, non_negative_int, positive_int, run_cli, seed_number
 
 HEADER = ['id', 'gender', 'masterCategory', 'subCategory', 'articleType', 'baseColour', 'season',
@@ -341,20 +341,11 @@ def is_sample_catalog(root):
     return os.path.isfile(os.path.join(root, MARK))
 
 
-def sample_mark(root):
-    try:
-        with open(os.path.join(root, MARK), encoding='utf-8') as f:
-            mark = json.load(f)
-    except (OSError, ValueError):  # no mark, or one that is not ours
-        return {}
-    return mark if isinstance(mark, dict) else {}
-
-
 def sample_catalog_size(root):
     """How many pictures the sample catalog in root was drawn with; None where there is none, or
     its drawing was cut short (its styles.csv, if any, is then another's: an earlier catalog's,
     or a user's that --overwrite was to draw over). Marks of before 'finished' count as finished."""
-    mark = sample_mark(root)
+    mark = json_object(os.path.join(root, MARK)) or {}  # none, or one that is not ours: no catalog
     return mark.get('n_images') if mark.get('finished', True) else None
 
 
