@@ -1,5 +1,6 @@
 # Multi-GPU and multi-node training with PyTorch's own engine: torchrun starts one process per
 # device and sets RANK/WORLD_SIZE/LOCAL_RANK; plain `python train.py` runs with none of this.
+import contextlib
 import math
 import os
 from dataclasses import dataclass
@@ -8,7 +9,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from cli import UserError, pick_device
+from cli import UserError, counted, debugging, how_stopped, pick_device
 
 
 @dataclass
@@ -35,17 +36,46 @@ def setup(device_name):
     if not launched_by_torchrun():
         return Context(device=pick_device(device_name))
     rank, world_size = int(os.environ['RANK']), int(os.environ['WORLD_SIZE'])
-    local_rank = int(os.environ.get('LOCAL_RANK', '0'))
     device = pick_device(device_name)
     if device.type == 'cuda':
-        if torch.cuda.device_count() <= local_rank:
-            raise UserError(f'local rank {local_rank} has no GPU: this node has '
-                            f'{torch.cuda.device_count()}; lower --nproc_per_node')
-        device = torch.device('cuda', local_rank)
+        # Every process of the machine checks them all, so that each finds what the first says.
+        processes = int(os.environ.get('LOCAL_WORLD_SIZE', local_rank() + 1))
+        if torch.cuda.device_count() < processes:
+            raise UserError(f'{processes} process{"" if processes == 1 else "es"} on this machine and '
+                            f'{counted(torch.cuda.device_count(), "GPU")}: lower --nproc_per_node to the number of GPUs')
+        device = torch.device('cuda', local_rank())
         torch.cuda.set_device(device)
     # NCCL runs the all-reduce on the GPUs themselves; gloo is the CPU backend.
     dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
     return Context(rank=rank, world_size=world_size, device=device)
+
+
+def local_rank():
+    """The process's number on its machine: 0 for the first one, and without torchrun."""
+    return int(os.environ.get('LOCAL_RANK', '0')) if launched_by_torchrun() else 0
+
+
+@contextlib.contextmanager
+def said_once_per_machine():
+    """For what every process of a machine does alike, reading the command line, the CSVs and
+    the pictures: what it notes (stdout) and the error it stops on are said by the machine's first
+    process alone, not once by each (torchrun shows a machine's processes on its terminal). The
+    others stop quietly with the same status; on a Ctrl-C too, which reaches every process, and
+    on torchrun's SIGTERM once one has stopped. --debug shows every process's traceback."""
+    if local_rank() == 0 or debugging():
+        yield
+        return
+    try:
+        with contextlib.redirect_stdout(None), contextlib.redirect_stderr(None):  # argparse's usage too
+            yield
+    except UserError:
+        raise SystemExit(2) from None
+    except KeyboardInterrupt as stop:  # a Ctrl-C, a SIGTERM or a SIGHUP
+        raise SystemExit(how_stopped(stop)[1]) from None
+    except OSError as error:
+        if error.filename is None:  # not one run_cli names in one line: a bug, with its traceback
+            raise
+        raise SystemExit(2) from None
 
 
 def cleanup(context):

@@ -7,6 +7,7 @@ if __name__ == '__main__':  # first: a Ctrl-C during the imports below (seconds)
     cli.quiet_ctrl_c_while_starting()
 
 import argparse
+import contextlib
 import csv
 import math
 import os
@@ -24,9 +25,9 @@ from allocator import keep_freed_memory
 from atomic import atomic_open
 from catalog import describe_download
 from checkpoint import check_same_vocab, checkpoint_save, load_weights, non_finite_weight, resumable_load
-from cli import (UserError, add_debug_flag, command, counted, debugging, folder_name, how_stopped,
-                 leave_stops_to_the_main_process, non_negative_float, non_negative_int, positive_float, positive_int,
-                 print_error, print_if_possible, progress_bar, run_cli, seed_number, shown_path, started)
+from cli import (UserError, add_debug_flag, command, counted, ctrl_c_held, debugging, folder_name, how_stopped,
+                 leave_stops_to_the_main_process, non_negative_float, non_negative_int, peer_ended, positive_float,
+                 positive_int, print_error, print_if_possible, progress_bar, run_cli, seed_number, shown_path, started)
 from dataset import (HEADS, AttributesDataset, FashionDataset, in_real_folders, skip_undecodable, train_transform,
                      val_transform)
 from evaluate import autocast_for, default_precision, validate
@@ -281,6 +282,13 @@ def interrupted_message(epoch, saved, where, epochs, context, words):
     return f'{words} {when}; epoch {saved} is saved in {where}. Resume with: {resume_command(where, context)}'
 
 
+def saved_so_far(saver, start_epoch, last_path, args):
+    """The last epoch saved, once the saver is closed, and the checkpoint that holds it: the one
+    resumed where none was saved since."""
+    saved = saver.done or start_epoch - 1
+    return saved, shown_path(last_path if saver.done or not args.resume else args.resume)
+
+
 def resume_command(checkpoint, context):
     """The command that goes on from checkpoint, started as this run was."""
     if not context.distributed:
@@ -503,45 +511,48 @@ def time_line(watch, beside):
 
 def main(argv=None):
     watch = Stopwatch()
-    args = parse_args(argv)
-    resume = resumable_load(args.resume) if args.resume else None
-    if resume is not None:
-        args = resumed_args(argv, resume, args.resume, parse_args)
-    run_dir = run_folder(args, resume)
-    context = distributed.setup(args.device)
-    device = context.device
-    keep_freed_memory(device)  # on a CPU: evaluation batches reuse their memory (allocator.py)
-    # Precision and memory format are chosen once, here.
-    precision = choose_precision(args, device)
-    channels_last = args.channels_last == 'on'
-    cuda_graphs = use_cuda_graphs(args, context)
-    torch.manual_seed(args.seed)  # note: exact repeats on the CPU; cuDNN may still vary a little
-    set_cudnn_search(args, device)
-    if context.is_main:
-        print(f'device: {device} ({describe_setup(args, context, precision, channels_last, cuda_graphs)})')
-    if device.type == 'cuda':
-        with watch.phase('cuda'):  # CUDA makes its context at the first tensor there: timed apart
-            torch.zeros((), device=device)
-
-    check_inputs(args, resume)
-    check_cpu_compiler(args, device)
-    if context.is_main:  # before the pictures are loaded, not an epoch later
-        check_run_folder(run_dir, args, resume)
-        check_log_folder(args)
-    attributes = AttributesDataset(args.attributes_file)
-    if resume is not None:
-        check_same_vocab(attributes, resume, args.resume)
-    with watch.phase('pictures'):
-        train_set = FashionDataset(args.train_csv, attributes, train_transform)
-        val_set = FashionDataset(args.val_csv, attributes, val_transform)
+    # Under torchrun every process reads the command line, the CSVs and the pictures alike, and
+    # finds what the others find in them: the first process of each machine says it.
+    with distributed.said_once_per_machine():
+        args = parse_args(argv)
+        resume = resumable_load(args.resume) if args.resume else None
+        if resume is not None:
+            args = resumed_args(argv, resume, args.resume, parse_args)
+        run_dir = run_folder(args, resume)
+        context = distributed.setup(args.device)
+        device = context.device
+        keep_freed_memory(device)  # on a CPU: evaluation batches reuse their memory (allocator.py)
+        # Precision and memory format are chosen once, here.
+        precision = choose_precision(args, device)
+        channels_last = args.channels_last == 'on'
+        cuda_graphs = use_cuda_graphs(args, context)
+        torch.manual_seed(args.seed)  # note: exact repeats on the CPU; cuDNN may still vary a little
+        set_cudnn_search(args, device)
         if context.is_main:
-            note_shared_pictures(train_set, val_set, args)
-        train_loader = make_train_loader(train_set, args, context, channels_last)
-        val_loader = make_val_loader(val_set, args, context, channels_last)
-    split_digests = {key: split_digest(getattr(args, key)) for key in SPLIT_FILES}  # as the datasets read them
-    if len(train_loader) == 0:  # fewer training pictures than processes: some would take no step
-        raise UserError(f'{args.train_csv}: fewer usable pictures than the {context.world_size} processes; '
-                        'each process needs at least one')
+            print(f'device: {device} ({describe_setup(args, context, precision, channels_last, cuda_graphs)})')
+        if device.type == 'cuda':
+            with watch.phase('cuda'):  # CUDA makes its context at the first tensor there: timed apart
+                torch.zeros((), device=device)
+
+        check_inputs(args, resume)
+        check_cpu_compiler(args, device)
+        if context.is_main:  # before the pictures are loaded, not an epoch later
+            check_run_folder(run_dir, args, resume)
+            check_log_folder(args)
+        attributes = AttributesDataset(args.attributes_file)
+        if resume is not None:
+            check_same_vocab(attributes, resume, args.resume)
+        with watch.phase('pictures'):
+            train_set = FashionDataset(args.train_csv, attributes, train_transform)
+            val_set = FashionDataset(args.val_csv, attributes, val_transform)
+            if context.is_main:
+                note_shared_pictures(train_set, val_set, args)
+            train_loader = make_train_loader(train_set, args, context, channels_last)
+            val_loader = make_val_loader(val_set, args, context, channels_last)
+        split_digests = {key: split_digest(getattr(args, key)) for key in SPLIT_FILES}  # as the datasets read them
+        if len(train_loader) == 0:  # fewer training pictures than processes: some would take no step
+            raise UserError(f'{args.train_csv}: fewer usable pictures than the {context.world_size} processes; '
+                            'each process needs at least one')
 
     model = build_model(attributes, args.pretrained and resume is None)  # resumed: its own weights
     if resume is not None:
@@ -652,13 +663,24 @@ def main(argv=None):
             distributed.barrier(context)
     except KeyboardInterrupt as stop:  # a Ctrl-C, or a SIGTERM or SIGHUP (cli.Terminated)
         saver.close()  # what was queued is written: the epochs finished before the Ctrl-C
-        saved = saver.done or start_epoch - 1
-        where = shown_path(last_path if saver.done or not args.resume else args.resume)  # none saved since resuming it
         words, status = how_stopped(stop)  # status as a shell reports it: 130, 143 or 129
         if context.is_main:  # a terminal a SIGHUP closed takes no words: none then
-            print_if_possible('\n' + interrupted_message(epoch, saved, where, args.epochs, context, words), sys.stdout)
+            message = interrupted_message(epoch, *saved_so_far(saver, start_epoch, last_path, args), args.epochs,
+                                          context, words)
+            print_if_possible('\n' + message, sys.stdout)
         distributed.cleanup(context)
         raise SystemExit(status)
+    except RuntimeError as error:
+        if not (context.is_main and peer_ended(error)):
+            raise  # another process whose peer ended: run_cli's line says so
+        # A process killed alone (out of memory, say): process 0 meets its absence at the next
+        # exchange, and torchrun's SIGTERM to the processes left follows at once. Held until the
+        # epochs finished are written and the way to go on is said.
+        with contextlib.suppress(KeyboardInterrupt), ctrl_c_held():
+            saver.close()
+            print_error(interrupted_message(epoch, *saved_so_far(saver, start_epoch, last_path, args), args.epochs,
+                                            context, 'process 0 stopped: another process of the run ended'))
+        raise SystemExit(1)
     except torch._dynamo.exc.BackendCompilerFailed as error:
         raise UserError(f'--compile: torch.compile could not build the model ({str(error).splitlines()[0]}). '
                         'It needs a working C++ compiler for the CPU, Triton for a GPU; '

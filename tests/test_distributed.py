@@ -4,6 +4,7 @@ import json
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -14,7 +15,7 @@ import torch
 import distributed
 import train
 from checkpoint import checkpoint_load
-from cli import UserError, run_cli
+from cli import Terminated, UserError, run_cli
 from conftest import ROOT, run_script, train_args
 
 
@@ -182,6 +183,112 @@ def test_a_nan_loss_on_one_process_stops_both_and_process_0_says_where_it_began(
     assert not [name for name in os.listdir(tmp_path / 'run') if name.startswith('.tmp-')]  # none cut short
     with open(tmp_path / 'run' / 'metrics.csv', newline='') as f:
         assert [row['epoch'] for row in csv.DictReader(f)] == ['1']
+
+
+def test_what_every_process_finds_in_the_files_is_said_once(small_split, tmp_path):
+    # A note (a row whose picture is gone) and an error (no validation split) that both processes meet.
+    with open(small_split['train'], newline='') as f:
+        header, row = f.readline(), f.readline()
+    train_csv = small_split['base'] / 'train-one-gone.csv'  # beside the split: its paths are from there
+    with open(small_split['train'], newline='') as f:
+        train_csv.write_text(f.read().replace(row, row.replace('.jpg', '-gone.jpg'), 1))
+    args = train_args(dict(small_split, train=str(train_csv), val=str(tmp_path / 'missing.csv')), tmp_path)
+    result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+                             os.path.join(ROOT, 'train.py'), *args], capture_output=True, text=True,
+                            timeout=110, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert result.returncode != 0
+    assert re.findall(r'.*skipped.*', result.stdout) == [f'{train_csv}: skipped 1 row: 1 image missing'], result.stdout
+    assert re.findall(r'error: .*', result.stderr) == [
+        f'error: {tmp_path / "missing.csv"}: no such file (a split made by split_data.py)'], result.stderr[-3000:]
+    assert 'stopped by SIGTERM' not in result.stderr  # process 1, which torchrun stops as process 0 ends
+
+
+@pytest.mark.parametrize('local_rank', ['0', '1'])
+def test_a_mistyped_flag_is_said_by_the_first_process_of_a_machine_alone(local_rank, monkeypatch, capsys):
+    monkeypatch.setenv('WORLD_SIZE', '2')  # as torchrun sets them
+    monkeypatch.setenv('LOCAL_RANK', local_rank)
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(lambda: train.main(['--epochs', '0']))
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert ('--epochs: 0 must be at least 1' in err) == (local_rank == '0'), err
+    assert err == '' or local_rank == '0'
+
+
+@pytest.mark.parametrize('raised,status', [(UserError('train.csv: no such file'), 2), (KeyboardInterrupt(), 130),
+                                           (Terminated(signal.SIGTERM), 143),
+                                           (FileNotFoundError(2, 'No such file or directory', 'val.csv'), 2)])
+def test_the_other_processes_of_a_machine_stop_quietly_on_what_they_all_meet(raised, status, monkeypatch, capsys):
+    def reading():
+        print('train.csv: skipped 1 row: 1 image missing')
+        raise raised
+
+    monkeypatch.setenv('WORLD_SIZE', '2')
+    monkeypatch.setenv('LOCAL_RANK', '1')
+    with pytest.raises(SystemExit) as stopped:
+        with distributed.said_once_per_machine():
+            reading()
+    assert stopped.value.code == status and capsys.readouterr() == ('', '')
+    with pytest.raises(OSError), distributed.said_once_per_machine():  # no file named: a bug, with its traceback
+        raise OSError('unnamed')
+
+
+@pytest.mark.parametrize('local_rank', [0, 1])
+def test_more_processes_than_gpus_is_said_alike_by_every_process_of_the_machine(local_rank, monkeypatch):
+    monkeypatch.setattr(distributed, 'pick_device', lambda name: torch.device('cuda'))
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 1)
+    monkeypatch.setenv('WORLD_SIZE', '2')
+    monkeypatch.setenv('RANK', str(local_rank))
+    monkeypatch.setenv('LOCAL_RANK', str(local_rank))
+    monkeypatch.setenv('LOCAL_WORLD_SIZE', '2')
+    with pytest.raises(UserError, match='^2 processes on this machine and 1 GPU: lower --nproc_per_node'):
+        distributed.setup('cuda')
+
+
+KILLED_ON_PROCESS_1 = '''
+import os, signal, sys
+sys.path.insert(0, {root!r})
+import train, train_step
+from cli import run_cli
+
+if os.environ['RANK'] == '1':  # 5 steps an epoch on each process: call 8 is epoch 2, step 3
+    real_get_loss, calls = train_step.get_loss, [0]
+
+    def killed_in_epoch_2(output, targets):
+        calls[0] += 1
+        if calls[0] == 8:
+            os.kill(os.getpid(), signal.SIGKILL)  # as the system's out-of-memory killer does
+        return real_get_loss(output, targets)
+
+    train_step.get_loss = killed_in_epoch_2
+run_cli(train.main)
+'''
+
+
+def test_a_process_killed_alone_leaves_process_0_saying_how_to_resume(small_split, tmp_path):
+    # The two processes as torchrun starts them, without torchrun: its SIGTERM to the process
+    # left, which takes process 0 the way a Ctrl-C does, would come first or not, by chance.
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    script = tmp_path / 'killed_on_process_1.py'
+    script.write_text(KILLED_ON_PROCESS_1.format(root=ROOT))
+    processes = [subprocess.Popen([sys.executable, str(script), *train_args(small_split, tmp_path, '--epochs', 3)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE='2',
+                                           LOCAL_WORLD_SIZE='2', MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port),
+                                           OMP_NUM_THREADS='1'))
+                 for rank in (0, 1)]
+    (out, err), _ = processes[0].communicate(timeout=110), processes[1].communicate(timeout=10)
+    assert processes[1].returncode == -signal.SIGKILL
+    assert processes[0].returncode == 1, err[-3000:]
+    last_path = tmp_path / 'run' / 'last.pth'
+    assert re.findall(r'error: .*', err) == [
+        f'error: process 0 stopped: another process of the run ended in epoch 2; epoch 1 is saved in {last_path}. '
+        f'Resume with: {train.resume_command(str(last_path), distributed.Context(rank=0, world_size=2))}'], err
+    assert 'Traceback' not in err
+    assert checkpoint_load(str(last_path))['epoch'] == 1
 
 
 def test_the_command_a_ctrl_c_gives_to_resume_starts_the_run_as_it_was_started(monkeypatch):
