@@ -188,10 +188,10 @@ def test_a_nan_loss_on_one_process_stops_both_and_process_0_says_where_it_began(
 def test_what_every_process_finds_in_the_files_is_said_once(small_split, tmp_path):
     # A note (a row whose picture is gone) and an error (no validation split) that both processes meet.
     with open(small_split['train'], newline='') as f:
-        header, row = f.readline(), f.readline()
+        text = f.read()
+    row = text.splitlines()[1]
     train_csv = small_split['base'] / 'train-one-gone.csv'  # beside the split: its paths are from there
-    with open(small_split['train'], newline='') as f:
-        train_csv.write_text(f.read().replace(row, row.replace('.jpg', '-gone.jpg'), 1))
+    train_csv.write_text(text.replace(row, row.replace('.jpg', '-gone.jpg'), 1))
     args = train_args(dict(small_split, train=str(train_csv), val=str(tmp_path / 'missing.csv')), tmp_path)
     result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
                              os.path.join(ROOT, 'train.py'), *args], capture_output=True, text=True,
@@ -280,7 +280,7 @@ def test_a_process_killed_alone_leaves_process_0_saying_how_to_resume(small_spli
                                            LOCAL_WORLD_SIZE='2', MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port),
                                            OMP_NUM_THREADS='1'))
                  for rank in (0, 1)]
-    (out, err), _ = processes[0].communicate(timeout=110), processes[1].communicate(timeout=10)
+    (_, err), _ = processes[0].communicate(timeout=110), processes[1].communicate(timeout=10)
     assert processes[1].returncode == -signal.SIGKILL
     assert processes[0].returncode == 1, err[-3000:]
     last_path = tmp_path / 'run' / 'last.pth'
