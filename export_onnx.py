@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from atomic import (absolute_path, atomic_open, atomic_path, check_writable_folder, flush_to_disk, json_object,
-                    remove_left_temporaries, renamed_together)
+                    remove_left_temporaries, renamed_together, through_link)
 from catalog import IMAGE_SIZE
 from cli import UserError, command
 from dataset import FILL, HEADS, MEAN, STD
@@ -106,12 +106,17 @@ def check_export(path):
     require_exporter()
     if not path.lower().endswith('.onnx'):
         raise UserError(f'--export {path}: the name must end in .onnx (model.json is written beside it)')
-    # A folder in the way would stop a rename (below) after the export's work.
     for target in (path, sidecar_path(path)):
+        # A folder in the way would stop a rename (below) after the export's work; a pipe or a
+        # device would have a file renamed over it.
         if os.path.isdir(target):
             raise UserError(f'could not write {target}: it is a folder')
+        written = through_link(target)
+        if os.path.exists(written) and not os.path.isfile(written):
+            raise UserError(f'--export {path}: {target} is ' + (f'a link to {written}, which is ' if written != target
+                                                                else '') + 'no regular file (a device or a pipe)')
+        check_writable_folder(os.path.dirname(absolute_path(written)), f'--export {path}')
     check_only_exports_replaced(path)
-    check_writable_folder(os.path.dirname(absolute_path(path)), f'--export {path}')
 
 
 def check_only_exports_replaced(path):
@@ -151,20 +156,25 @@ def export_onnx(model, attributes, path):
     """Write path (ONNX) and its JSON sidecar; returns the sidecar's path."""
     check_export(path)
     json_path = sidecar_path(path)
-    # Both files change or neither (atomic.renamed_together): a failed export or label file, or
-    # a full disk, leaves the old pair, never a new model beside old label names, which would
-    # name its outputs wrongly.
-    folder = os.path.dirname(absolute_path(path))
-    remove_left_temporaries(folder, '|'.join(re.escape(os.path.basename(p)) for p in (path, json_path)), 'predict.py')
-    os.makedirs(folder, exist_ok=True)
+    # A name that is a link is written through, as a shell's `>` would, the link staying a link:
+    # each of the two apart (model.onnx a link to v3.onnx: v3.onnx is written, and model.json,
+    # or the file that it links to).
+    written = {target: through_link(target) for target in (path, json_path)}
+    for target in written.values():
+        folder = os.path.dirname(absolute_path(target))
+        remove_left_temporaries(folder, re.escape(os.path.basename(target)), 'predict.py')
+        os.makedirs(folder, exist_ok=True)
     # A CPU copy in eval mode: the caller's model stays on its device, and dropout and batch norm
     # are exported as they run at inference.
     wrapped = HeadsInOrder(copy.deepcopy(model).cpu()).eval()
+    # Both files change or neither (atomic.renamed_together): a failed export or label file, or
+    # a full disk, leaves the old pair, never a new model beside old label names, which would
+    # name its outputs wrongly.
     try:
         with renamed_together() as together:
-            with atomic_path(path, together) as model_tmp:
+            with atomic_path(written[path], together) as model_tmp:
                 write_onnx(wrapped, model_tmp)
-            with atomic_open(json_path, encoding='utf-8', together=together) as f:
+            with atomic_open(written[json_path], encoding='utf-8', together=together) as f:
                 json.dump(sidecar(attributes, path), f, indent=2)
                 flush_to_disk(f)
     except OSError as error:

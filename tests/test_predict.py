@@ -820,6 +820,41 @@ def test_an_export_over_files_it_did_not_write_is_refused_and_its_own_are_replac
     assert sorted(os.listdir(tmp_path)) == ['user.json', 'user.onnx']
 
 
+def test_an_export_named_through_links_is_written_where_they_point_and_the_links_stay(checkpoint, tmp_path,
+                                                                                       capsys, monkeypatch):
+    # model.onnx a link to the version it serves, as --output's; model.json beside it a plain file.
+    pytest.importorskip('onnxscript')
+    import export_onnx
+    from export_onnx import FORMAT
+    (tmp_path / 'versions').mkdir()
+    served = tmp_path / 'versions' / 'v3.onnx'
+    old_export(served)
+    link = tmp_path / 'model.onnx'
+    link.symlink_to(served)
+    monkeypatch.setattr(export_onnx, 'write_onnx', lambda model, path: open(path, 'wb').write(b'the new model'))
+    predict.main(['--checkpoint', checkpoint, '--export', str(link)])
+    assert link.is_symlink() and os.readlink(link) == str(served) and served.read_bytes() == b'the new model'
+    assert json.loads((tmp_path / 'model.json').read_text())['format'] == FORMAT
+    assert json.loads((tmp_path / 'versions' / 'v3.json').read_text())['labels'] == 'the old labels'  # not named
+    assert sorted(os.listdir(tmp_path)) == ['model.json', 'model.onnx', 'versions']  # no temporary file left
+    assert sorted(os.listdir(tmp_path / 'versions')) == ['v3.json', 'v3.onnx']
+    # The label file a link too, to another folder: written there.
+    (tmp_path / 'model.json').unlink()
+    (tmp_path / 'model.json').symlink_to(tmp_path / 'versions' / 'v3.json')
+    served.write_bytes(onnx_model())  # an export's, as the one written above stands for
+    monkeypatch.setattr(export_onnx, 'write_onnx', lambda model, path: open(path, 'wb').write(b'a newer model'))
+    predict.main(['--checkpoint', checkpoint, '--export', str(link)])
+    assert (tmp_path / 'model.json').is_symlink() and served.read_bytes() == b'a newer model'
+    assert json.loads((tmp_path / 'versions' / 'v3.json').read_text())['format'] == FORMAT
+    # A link to a pipe would have a file renamed over it.
+    os.mkfifo(tmp_path / 'pipe')
+    (tmp_path / 'to-pipe.onnx').symlink_to(tmp_path / 'pipe')
+    line = failure_of(['--checkpoint', str(tmp_path / 'unread.pth'), '--export', str(tmp_path / 'to-pipe.onnx')],
+                      capsys)
+    assert line == (f'error: --export {tmp_path / "to-pipe.onnx"}: {tmp_path / "to-pipe.onnx"} is a link to '
+                    f'{tmp_path / "pipe"}, which is no regular file (a device or a pipe)')
+
+
 def test_a_label_file_that_cannot_be_written_leaves_the_old_model_too(checkpoint, tmp_path, monkeypatch):
     pytest.importorskip('onnxscript')
     import atomic
