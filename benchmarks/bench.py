@@ -24,10 +24,13 @@ import threading
 import time
 from types import SimpleNamespace
 
-import torch
-from torch.utils.data import DataLoader
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if __name__ == '__main__':  # before PyTorch's import (seconds): a Ctrl-C in it is one line too
+    import cli
+    cli.quiet_ctrl_c_while_starting()
+
+import torch  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
 
 import split_data  # noqa: E402
 from allocator import keep_freed_memory  # noqa: E402

@@ -26,9 +26,12 @@ def end_with_parent(parent):
 if __name__ == '__main__' and 'FREED_MEMORY_PARENT' in os.environ:  # started by run_child, not by hand
     end_with_parent(int(os.environ['FREED_MEMORY_PARENT']))
 
-import torch  # noqa: E402
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if __name__ == '__main__':  # before PyTorch's import (seconds): a Ctrl-C in it is one line too
+    import cli
+    cli.quiet_ctrl_c_while_starting()
+
+import torch  # noqa: E402
 
 from allocator import keep_freed_memory  # noqa: E402
 from bench import add_classes_flag, evaluation_rates, fixed_batch, make_model, rate, trainer  # noqa: E402

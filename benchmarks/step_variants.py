@@ -14,9 +14,12 @@ import time
 import traceback
 from typing import NamedTuple, Optional
 
-import torch
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if __name__ == '__main__':  # before PyTorch's import (seconds): a Ctrl-C in it is one line too
+    import cli
+    cli.quiet_ctrl_c_while_starting()
+
+import torch  # noqa: E402
 
 from allocator import keep_freed_memory  # noqa: E402
 from bench import add_classes_flag, fixed_batch, machine_name, rate, sync, trainer  # noqa: E402

@@ -822,7 +822,10 @@ def ctrl_c_at_import(module, script, *args, sigint=signal.SIG_DFL):
 
 @pytest.mark.parametrize('script,module', [('train.py', 'torch'), ('test.py', 'torch'), ('predict.py', 'torch'),
                                            ('demo.py', 'torch'), ('split_data.py', 'PIL'),
-                                           ('sample_catalog.py', 'numpy')])
+                                           ('sample_catalog.py', 'numpy'), ('benchmarks/bench.py', 'torch'),
+                                           ('benchmarks/step_variants.py', 'torch'),
+                                           ('benchmarks/profile_step.py', 'torch'),
+                                           ('benchmarks/freed_memory.py', 'torch')])
 def test_ctrl_c_while_the_imports_run_is_one_line_too(script, module):
     stopped = ctrl_c_at_import(module, script)
     assert (stopped.returncode, stopped.stdout) == (130, '')
