@@ -84,6 +84,9 @@ def rows_of_one_line(reader, path, what):
             if end > start:
                 raise UserError(f'{path}: line {start}: a quoted field runs on to line {end}; a '
                                 f'quote left open? ({what})')
+            if any('\n' in field or '\r' in field for field in row):  # on the last line: to the file's end
+                raise UserError(f'{path}: line {start}: a quoted field runs on to the end of the file; a '
+                                f'quote left open? ({what})')
             yield row
     except csv.Error as error:
         raise UserError(f'{path}: line {end + 1}: {error}; a quote left open? ({what})') from error

@@ -63,6 +63,8 @@ def test_a_product_name_over_the_csv_modules_field_limit_is_read_not_taken_for_a
      'line 3: a quoted field runs on to line 142'),
     ('\n'.join([HEADER, ROW.format(1), ROW.format(2).replace('Roadster', '"Roadster'), ROW.format(3), ROW.format(4) + ' 5" wide']),
      'line 3: a quoted field runs on to line 5'),
+    ('\n'.join([HEADER, ROW.format(1), ROW.format(2).replace('Roadster', '"Roadster')]) + '\n',  # the last line's
+     'line 3: a quoted field runs on to the end of the file'),
     (HEADER + '\n', 'no rows'),
     (HEADER.replace('baseColour,', '') + '\n' + '1,Men,Apparel,Topwear,Tshirts,S,2012,C,N\n',
      'missing column(s) baseColour'),
