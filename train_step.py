@@ -65,6 +65,13 @@ def load_optimizer_state(optimizer, state):
     kept = [{key: group[key] for key in HOW_IT_RUNS if key in group} for group in optimizer.param_groups]
     lr_devices = [g['lr'].device if torch.is_tensor(g['lr']) else None for g in optimizer.param_groups]
     optimizer.load_state_dict(state)
+    for param, saved in optimizer.state.items():
+        # Each moment as its parameter lies in memory: a run resumed with the other --channels-last
+        # has the first convolution's weight in the other layout, and fused Adam pairs the two
+        # tensors by memory order, not by index (a step off by the size of the learning rate).
+        for key, value in saved.items():
+            if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                saved[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
     for group, flags, lr_device in zip(optimizer.param_groups, kept, lr_devices):
         group.update(flags)
         if lr_device is not None and not torch.is_tensor(group['lr']):

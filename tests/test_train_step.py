@@ -185,6 +185,32 @@ def test_a_saved_optimizer_resumes_in_the_other_configuration(saved_with_graphs,
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)  # the same Adam, run another way
 
 
+@pytest.mark.parametrize('saved_layout,resumed_layout', [(torch.channels_last, torch.contiguous_format),
+                                                          (torch.contiguous_format, torch.channels_last)])
+def test_a_saved_optimizer_resumes_with_the_other_memory_format_as_with_its_own(saved_layout, resumed_layout):
+    # --channels-last on, resumed with it off, or the other way: the first convolution's weight lies
+    # in the other layout, and fused Adam took its moments by memory order, scrambled.
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(3, 4, 3).to(memory_format=saved_layout)
+    optimizer = make_optimizer(model, 1e-3, CPU, cuda_graphs=False)
+    model(torch.randn(2, 3, 6, 5)).square().mean().backward()
+    optimizer.step()
+    saved = copy.deepcopy(optimizer_state(optimizer))
+    gradient = torch.randn_like(model.weight)
+    stepped = {}
+    for layout in (saved_layout, resumed_layout):
+        resumed = copy.deepcopy(model).to(memory_format=layout)
+        optimizer = make_optimizer(resumed, 1e-3, CPU, cuda_graphs=False)
+        load_optimizer_state(optimizer, copy.deepcopy(saved))
+        assert optimizer.state[resumed.weight]['exp_avg'].stride() == resumed.weight.stride()
+        # as backward lays it out: like its parameter
+        resumed.weight.grad = torch.empty_like(resumed.weight).copy_(gradient)
+        resumed.bias.grad = torch.zeros_like(resumed.bias)
+        optimizer.step()
+        stepped[layout] = resumed.weight.detach()
+    torch.testing.assert_close(stepped[resumed_layout], stepped[saved_layout], rtol=0, atol=1e-6)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='CUDA graphs need a CUDA GPU')
 def test_graphed_step_records_while_another_thread_pins_memory():
     # train.py --data loader: the DataLoader's pin-memory thread allocates pinned memory while the
