@@ -568,7 +568,7 @@ def main(argv=None):
     optimizer = make_optimizer(core, args.lr, device, cuda_graphs)
     steps_per_epoch = len(train_loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps_per_epoch, args))
-    if resume is None and context.is_main:
+    if context.is_main:  # a resumed run too: --epochs may have been lowered
         note_unfinished_warmup(args, steps_per_epoch)
     # Autocast's weight-cast cache must be off while a CUDA graph is captured.
     autocast = autocast_for(device, precision)

@@ -1217,8 +1217,11 @@ def test_a_run_resumed_on_another_number_of_processes_keeps_to_its_schedule_by_e
 
 def test_a_warm_up_longer_than_the_run_is_noted_with_the_highest_rate_it_reaches(small_split, tmp_path, capsys):
     # --warmup-epochs 5 --epochs 2: the rate rose to 2/5 of --lr at most, without a word
-    train.main(train_args(small_split, tmp_path, '--epochs', 1, '--warmup-epochs', 2))
-    assert 'note: --warmup-epochs 2 is longer than the run\'s 1 epoch: the learning rate rises to ' in capsys.readouterr().out
+    run_dir = train.main(train_args(small_split, tmp_path, '--epochs', 1, '--warmup-epochs', 3))
+    assert 'note: --warmup-epochs 3 is longer than the run\'s 1 epoch: the learning rate rises to ' in capsys.readouterr().out
+    # ...and a resumed run, which may end sooner than it would have (here it began so)
+    train.main(train_args(small_split, tmp_path, '--epochs', 2, '--resume', os.path.join(run_dir, 'last.pth')))
+    assert 'note: --warmup-epochs 3 is longer than the run\'s 2 epochs: the learning rate rises to ' in capsys.readouterr().out
     args = train.parse_args(['--epochs', '2', '--warmup-epochs', '5'])
     train.note_unfinished_warmup(args, 10)
     assert capsys.readouterr().out == ('note: --warmup-epochs 5 is longer than the run\'s 2 epochs: the learning rate '
