@@ -422,11 +422,17 @@ def build_model(attributes, pretrained):
 
 def choose_precision(args, device):
     """--precision, where auto is bf16 on CUDA except at small batches (see evaluate.py)."""
+    if args.precision == 'bf16' and device.type not in ('cuda', 'cpu'):  # evaluate.autocast_for's
+        print(f'note: --precision bf16 runs on CUDA and on the CPU; on {device.type} this run is in fp32')
+        return 'fp32'
     return default_precision(device, args.batch_size) if args.precision == 'auto' else args.precision
 
 
 def use_cuda_graphs(args, context):
     """Whether to record the whole training step as one CUDA graph (see train_step.py)."""
+    if context.device.type != 'cuda' and args.cuda_graphs == 'on' and context.is_main:
+        print(f'note: --cuda-graphs on: CUDA graphs need a CUDA GPU; on {context.device.type} each step runs '
+              'eagerly')
     if context.device.type != 'cuda' or args.cuda_graphs == 'off':
         return False
     if context.distributed and args.cuda_graphs == 'on':

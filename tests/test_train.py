@@ -884,6 +884,17 @@ def test_when_the_whole_step_becomes_a_cuda_graph(flags, device, processes, grap
     assert train.use_cuda_graphs(train.parse_args(flags), context) is graphs
 
 
+def test_what_a_device_cannot_do_is_noted_not_claimed(capsys):
+    # --cuda-graphs on, or --precision bf16 on a Mac's GPU, ran as the default does, without a word
+    cpu = distributed.Context(device=torch.device('cpu'))
+    assert train.use_cuda_graphs(train.parse_args(['--cuda-graphs', 'on']), cpu) is False
+    assert capsys.readouterr().out == 'note: --cuda-graphs on: CUDA graphs need a CUDA GPU; on cpu each step runs eagerly\n'
+    assert train.choose_precision(train.parse_args(['--precision', 'bf16']), torch.device('mps')) == 'fp32'
+    assert capsys.readouterr().out == 'note: --precision bf16 runs on CUDA and on the CPU; on mps this run is in fp32\n'
+    assert train.choose_precision(train.parse_args(['--precision', 'bf16']), torch.device('cpu')) == 'bf16'
+    assert capsys.readouterr().out == ''
+
+
 def test_a_cuda_graph_under_ddp_is_refused():
     context = distributed.Context(world_size=2, device=torch.device('cuda'))
     with pytest.raises(UserError, match='--cuda-graphs on: not with several processes'):
