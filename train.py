@@ -74,7 +74,8 @@ def build_parser():
                              'where it pays, fp32 otherwise)')
     parser.add_argument('--channels-last', choices=['on', 'off'], default='on',
                         help='channels_last memory format, 1.1 to 1.35x faster for MobileNetV2 on 2 CPU '
-                             'cores, the same numbers; benchmarks/step_variants.py times both (default: on)')
+                             'cores, the same numbers up to float rounding; benchmarks/step_variants.py times '
+                             'both (default: on)')
     parser.add_argument('--compile', nargs='?', const='default', default=None,
                         choices=['default', 'reduce-overhead'],
                         help='torch.compile the model, fusing its small kernels; "reduce-overhead" also '
