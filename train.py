@@ -431,7 +431,7 @@ def choose_precision(args, device):
 
 def use_cuda_graphs(args, context):
     """Whether to record the whole training step as one CUDA graph (see train_step.py)."""
-    if context.device.type != 'cuda' and args.cuda_graphs == 'on' and context.is_main:
+    if context.device.type != 'cuda' and args.cuda_graphs == 'on':
         print(f'note: --cuda-graphs on: CUDA graphs need a CUDA GPU; on {context.device.type} each step runs '
               'eagerly')
     if context.device.type != 'cuda' or args.cuda_graphs == 'off':
