@@ -29,11 +29,18 @@
 # the same machine, starts where the first stopped: for example 'variants faithful', then 'fast test bench'.
 # Every run's end goes into summary.txt: finished, cut off at its limit, or failed with its last
 # line. Where PyTorch sees no GPU the script stops at once, unless FASHION_GPU_ALLOW_CPU=1 (a dry
-# run of the stages on a CPU).
+# run of the stages on a CPU); where python3 has no PyTorch, or the archive cannot be unpacked and
+# split, too. The exit status is 0 where every run finished (or was cut off at its limit, as a
+# faithful run may be), 1 where one failed, 130 or 143 on a Ctrl-C or a SIGTERM, which stop the
+# command running and the stages after it.
 set -uo pipefail
 known="variants faithful fast test seeds bench profile startup-16 startup-256"
 usage="usage: bash benchmarks/gpu_check.sh ARCHIVE OUT [STAGE ...], stages: $known"
+case ${1:-} in -h|--help) echo "$usage"; exit 0 ;; esac
 [ $# -ge 2 ] || { echo "$usage" >&2; exit 2; }
+if [ -d "$1" ]; then
+  echo "$1: a folder; ARCHIVE is the catalog as a .tar.gz, fashion-product-images-small.tar.gz" >&2; exit 2
+fi
 [ -f "$1" ] || { echo "$1: no such file; ARCHIVE is fashion-product-images-small.tar.gz" >&2; exit 2; }
 read -r -a stages <<< "${*:3}"  # 'fast test' as one argument too
 [ ${#stages[@]} -gt 0 ] || stages=(faithful fast test)
@@ -44,13 +51,23 @@ for stage in "${stages[@]}"; do
 done
 repo=$(cd "$(dirname "$0")/.." && pwd)
 archive=$(realpath "$1")
-out=$(mkdir -p "$2" && cd "$2" && pwd)
+out=$(mkdir -p "$2" && cd "$2" && pwd) || { echo "$2: cannot make the folder OUT there" >&2; exit 2; }
 work=$(mkdir -p "${FASHION_GPU_WORK:-/tmp/fashion-gpu}" && cd "${FASHION_GPU_WORK:-/tmp/fashion-gpu}" && pwd) || exit 1
 cd "$work" || exit 1
 export PYTHONUNBUFFERED=1
 export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$work/inductor-cache}  # compiled once
 log() { echo "=== $(date +%T) $*" | tee -a "$out/summary.txt"; }
-quiet() { grep --line-buffered -v -E '(batch|img)/s' ; }  # progress bars off the log
+# Each command runs in the foreground (timeout --foreground), so that a Ctrl-C reaches it and it
+# stops as it does by hand, saving what it queued; the trap, run once it has, stops the stages.
+stopped() { log "stopped by $1 in the stage ${stage:-before the first} (stages done: ${done_stages[*]:-none})"; }
+trap 'stopped "a Ctrl-C"; exit 130' INT
+trap 'stopped "a SIGTERM"; exit 143' TERM
+done_stages=()
+failed=()  # the runs that failed, for the exit status
+# The readers of a command's output outlive a Ctrl-C (ignored in them), so that its last lines,
+# the way to go on among them, still reach the log.
+quiet() { ( trap '' INT; exec grep --line-buffered -v -E '(batch|img)/s' ); }  # progress bars off the log
+keep() { ( trap '' INT; exec tee "$@" ); }
 common=(--attributes_file fashion-product-images/styles.csv)
 fast_recipe=(--batch-size 256 --lr 4e-3 --warmup-epochs 2 --schedule cosine --epochs 30)
 
@@ -61,12 +78,16 @@ print("torch", torch.__version__, "torchvision", torchvision.__version__, "pillo
 print("torch sees", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")'
   echo "cpu cores: $(nproc)"; } 2>&1)
 echo "$machine" | tee -a "$out/summary.txt"
+if [[ $machine != *"torch sees "* ]]; then
+  log "stopped: python3 could not run PyTorch (above); install requirements.txt for the python3 on PATH"
+  exit 3
+fi
 if [[ $machine == *"torch sees no GPU"* && -z ${FASHION_GPU_ALLOW_CPU:-} ]]; then
   log "stopped: PyTorch sees no GPU, and every stage would time the CPU (FASHION_GPU_ALLOW_CPU=1 runs them anyway)"
   exit 3
 fi
 
-# Every command runs under `timeout -k 15 LIMIT`: the scripts stop on a SIGTERM as on a Ctrl-C,
+# Every command runs under `timeout --foreground -k 15 LIMIT`: the scripts stop on a SIGTERM as on a Ctrl-C,
 # saving what they queued, and one that does not within 15 s is killed (a lost signal never costs
 # the rest of the machine's time).
 ended() {  # status, limit, log file: how a command ended, for summary.txt
@@ -78,17 +99,24 @@ ended() {  # status, limit, log file: how a command ended, for summary.txt
   esac
 }
 
+count_failure() {  # status, name: a run that neither finished nor was cut off at its limit
+  [[ $1 == 0 || $1 == 124 ]] || failed+=("$2")
+}
+
 prepare() {
   [ -f val.csv ] && return
   log "unpack and split"
-  tar -xzf "$archive" -C "$work"
+  tar -xzf "$archive" -C "$work" 2>&1 | tee -a "$out/summary.txt"
+  [ "${PIPESTATUS[0]}" = 0 ] || { log "stopped: could not unpack $archive"; exit 1; }
   python3 "$repo/split_data.py" --input fashion-product-images --output . 2>&1 | quiet | tee -a "$out/summary.txt"
+  [ "${PIPESTATUS[0]}" = 0 ] || { log "stopped: could not split the catalog of $archive (above)"; exit 1; }
 }
 
 prepare_small() {  # 8,000 training and 2,000 validation images, for the start-up runs
   prepare
   [ -f small/val.csv ] && return
   python3 "$repo/split_data.py" --input fashion-product-images --output small --max-images 10000 2>&1 | quiet
+  [ "${PIPESTATUS[0]}" = 0 ] || { log "stopped: could not split 10,000 pictures into small/"; exit 1; }
 }
 
 epoch_seconds() {  # name: each epoch's seconds from the run's metrics.csv
@@ -98,11 +126,12 @@ epoch_seconds() {  # name: each epoch's seconds from the run's metrics.csv
 score() {  # name: test.py on the run's last checkpoint, its figures into summary.txt and, when
   # it finished, its metrics.json to OUT (never an earlier call's, left in the work folder)
   log "test.py on $1"
-  rm -rf "eval-$1"
-  timeout -k 15 40 python3 "$repo/test.py" --checkpoint "checkpoints/$1/last.pth" --output "eval-$1" 2>&1 \
-    | tee "$work/score.txt"
+  rm -rf "eval-$1" "$out/eval-$1.json"
+  timeout --foreground -k 15 40 python3 "$repo/test.py" --checkpoint "checkpoints/$1/last.pth" --output "eval-$1" 2>&1 \
+    | keep "$work/score.txt"
   local status=${PIPESTATUS[0]}
   cat "$work/score.txt" >> "$out/summary.txt"
+  count_failure "$status" "test.py on $1"
   log "test.py on $1: $(ended "$status" 40 "$work/score.txt")"
   [ "$status" = 0 ] && cp "eval-$1/metrics.json" "$out/eval-$1.json"
 }
@@ -112,8 +141,10 @@ timed_run() {  # name, time limit, train.py flags...
   rm -rf "checkpoints/$name"  # a fresh run each time: train.py refuses to write over an earlier one
   start=$(date +%s)
   local logs=${run_logs:-$out}  # where its log and metrics.csv go
-  timeout -k 15 "$limit" python3 "$repo/train.py" "${common[@]}" --run-name "$name" "$@" 2>&1 | quiet | tee "$logs/$name.txt"
+  rm -f "$logs/$name-metrics.csv"  # an earlier call's, which a failed run would leave in place
+  timeout --foreground -k 15 "$limit" python3 "$repo/train.py" "${common[@]}" --run-name "$name" "$@" 2>&1 | quiet | keep "$logs/$name.txt"
   local status=${PIPESTATUS[0]}
+  count_failure "$status" "$name"
   log "$name run: $(( $(date +%s) - start )) s wall-clock, start-up, decoding and validation included;" \
       "$(ended "$status" "$limit" "$logs/$name.txt")"
   # train.py's own account, after its imports: starting CUDA, the pictures, the first epoch and
@@ -128,8 +159,9 @@ for stage in "${stages[@]}"; do
       log "the training step in each configuration, batch 16"
       # A GPU start-up takes 20 to 30 s (cuDNN's kernel search), a cold compile a minute or more:
       # no new start-up after 60 s still reaches the second, the default compiled in our graph.
-      timeout -k 15 200 python3 "$repo/benchmarks/step_variants.py" --seconds 2 --budget 60 2>&1 | tee "$out/variants.txt"
-      log "variants: $(ended "${PIPESTATUS[0]}" 200 "$out/variants.txt")" ;;
+      timeout --foreground -k 15 200 python3 "$repo/benchmarks/step_variants.py" --seconds 2 --budget 60 2>&1 | keep "$out/variants.txt"
+      status=${PIPESTATUS[0]} && count_failure "$status" variants
+      log "variants: $(ended "$status" 200 "$out/variants.txt")" ;;
     faithful)
       prepare
       # $FAITHFUL_FLAGS if set (say, after 'profile' alone); else the fastest configuration from
@@ -157,15 +189,17 @@ for stage in "${stages[@]}"; do
     bench)
       prepare
       log "benchmark"
-      FASHION_DATA=$work/fashion-product-images timeout -k 15 150 python3 "$repo/benchmarks/bench.py" \
-        --images 32000 --seconds 4 --rounds 2 --work "$work/bench" 2>&1 | quiet | tee "$out/bench.txt"
-      log "bench: $(ended "${PIPESTATUS[0]}" 150 "$out/bench.txt")" ;;
+      FASHION_DATA=$work/fashion-product-images timeout --foreground -k 15 150 python3 "$repo/benchmarks/bench.py" \
+        --images 32000 --seconds 4 --rounds 2 --work "$work/bench" 2>&1 | quiet | keep "$out/bench.txt"
+      status=${PIPESTATUS[0]} && count_failure "$status" bench
+      log "bench: $(ended "$status" 150 "$out/bench.txt")" ;;
     profile)
       log "where the step's GPU time goes, batch 16"
       for flags in "" "--channels-last off" "--compile"; do
         limit=$([ "$flags" = --compile ] && echo 150 || echo 90)  # a cold compile takes a minute or more
-        timeout -k 15 "$limit" python3 "$repo/benchmarks/profile_step.py" $flags 2>&1 | tee -a "$out/profile.txt"
-        log "profile ${flags:-(defaults)}: $(ended "${PIPESTATUS[0]}" "$limit" "$out/profile.txt")"
+        timeout --foreground -k 15 "$limit" python3 "$repo/benchmarks/profile_step.py" $flags 2>&1 | keep -a "$out/profile.txt"
+        status=${PIPESTATUS[0]} && count_failure "$status" "profile ${flags:-(defaults)}"
+        log "profile ${flags:-(defaults)}: $(ended "$status" "$limit" "$out/profile.txt")"
       done ;;
     startup-16|startup-256)
       prepare_small
@@ -182,5 +216,10 @@ for stage in "${stages[@]}"; do
       done
       unset run_logs ;;
   esac
+  done_stages+=("$stage")
 done
+if [ ${#failed[@]} -gt 0 ]; then
+  log "done: ${stages[*]}; failed: ${failed[*]}"
+  exit 1
+fi
 log "done: ${stages[*]}"

@@ -22,6 +22,7 @@ import split_data
 import train
 from cli import UserError
 from conftest import ROOT, run_script
+from sample_catalog import make_catalog
 
 sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
 
@@ -148,11 +149,18 @@ def test_a_measurement_ends_at_once_with_its_script_killed_as_it_starts():
             os.kill(pid, signal.SIGKILL)
 
 
-def run_gpu_check(*args):
-    # The script calls `python3`: this one, with PyTorch, as on the GPU machine.
-    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get('PATH', '')])
+def gpu_check_env(tmp_path=None, bin_folder=None, **env):
+    # The script calls `python3`: this one, with PyTorch, as on the GPU machine (or bin_folder's);
+    # its work folder in tmp_path, where one is given.
+    path = os.pathsep.join([*([str(bin_folder)] if bin_folder else []), os.path.dirname(sys.executable),
+                            os.environ.get('PATH', '')])
+    work = {'FASHION_GPU_WORK': str(tmp_path / 'work')} if tmp_path else {}
+    return dict(os.environ, PATH=path, **work, **env)
+
+
+def run_gpu_check(*args, env=None):
     return subprocess.run(['bash', os.path.join(ROOT, 'benchmarks', 'gpu_check.sh'), *map(str, args)],
-                          capture_output=True, text=True, timeout=60, env=dict(os.environ, PATH=path))
+                          capture_output=True, text=True, timeout=60, env=env or gpu_check_env())
 
 
 def test_gpu_check_refuses_bad_arguments_before_anything_runs(tmp_path):
@@ -168,6 +176,66 @@ def test_gpu_check_refuses_bad_arguments_before_anything_runs(tmp_path):
         done = run_gpu_check(archive, out, *stages)
         assert done.returncode == 2 and done.stderr.startswith('unknown stage: tset; usage:'), done.stderr
         assert not out.exists()
+    done = run_gpu_check(tmp_path, out)  # the catalog's folder, not its archive
+    assert done.returncode == 2 and done.stderr == f'{tmp_path}: a folder; ARCHIVE is the catalog as a .tar.gz, ' \
+                                                   'fashion-product-images-small.tar.gz\n'
+    done = run_gpu_check(archive, archive)  # an OUT that cannot be made: its results went to / instead
+    assert done.returncode == 2 and done.stderr.endswith(f'{archive}: cannot make the folder OUT there\n')
+    done = run_gpu_check('--help', out)
+    assert done.returncode == 0 and done.stdout.startswith('usage: ') and not out.exists()
+
+
+def test_gpu_check_stops_where_python3_has_no_pytorch_or_the_archive_does_not_unpack(tmp_path):
+    archive, out = tmp_path / 'catalog.tar.gz', tmp_path / 'out'
+    archive.write_bytes(b'not an archive')
+    (tmp_path / 'bin').mkdir()
+    (tmp_path / 'bin' / 'python3').write_text('#!/bin/sh\necho "ModuleNotFoundError: No module named torch" >&2\n'
+                                              'exit 1\n')
+    (tmp_path / 'bin' / 'python3').chmod(0o755)
+    done = run_gpu_check(archive, out, 'fast', env=gpu_check_env(tmp_path, tmp_path / 'bin'))
+    assert done.returncode == 3 and 'stopped: python3 could not run PyTorch' in (out / 'summary.txt').read_text()
+    done = run_gpu_check(archive, out, 'fast', 'test', env=gpu_check_env(tmp_path, FASHION_GPU_ALLOW_CPU='1'))
+    summary = (out / 'summary.txt').read_text()
+    assert done.returncode == 1 and f'stopped: could not unpack {archive}' in summary
+    assert 'test.py on' not in summary  # no stage ran on without the data
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='this machine has a GPU: the stages would run')
+def test_gpu_check_exits_with_1_where_a_run_failed(tmp_path):
+    # 'test' before any run: test.py finds no checkpoint to score, twice; it said "done", status 0
+    (tmp_path / 'catalog.tar.gz').write_bytes(b'')  # never unpacked: 'test' reads no data
+    done = run_gpu_check(tmp_path / 'catalog.tar.gz', tmp_path / 'out', 'test',
+                         env=gpu_check_env(tmp_path, FASHION_GPU_ALLOW_CPU='1'))
+    assert done.returncode == 1, done.stdout
+    assert 'done: test; failed: test.py on faithful test.py on fast' in (tmp_path / 'out' / 'summary.txt').read_text()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='this machine has a GPU: the stages would run')
+def test_a_ctrl_c_stops_gpu_check_and_its_run_which_says_how_to_resume(tmp_path):
+    # timeout ran each command in a process group of its own, which a Ctrl-C at the terminal never
+    # reached: the run went on, then the stages after it, and the script ended with status 0.
+    catalog = make_catalog(str(tmp_path / 'fashion-product-images'), n_images=60, seed=5)
+    archive, out = tmp_path / 'catalog.tar.gz', tmp_path / 'out'
+    subprocess.run(['tar', '-czf', str(archive), '-C', str(tmp_path), 'fashion-product-images'], check=True)
+    shutil.rmtree(catalog['root'])
+    script = subprocess.Popen(['bash', os.path.join(ROOT, 'benchmarks', 'gpu_check.sh'), str(archive), str(out),
+                               'fast', 'test'], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=gpu_check_env(tmp_path, FASHION_GPU_ALLOW_CPU='1'), start_new_session=True)
+    try:
+        waited = time.monotonic()
+        while not re.search(r'^epoch +1 ', (out / 'fast.txt').read_text() if (out / 'fast.txt').exists() else '',
+                            re.M):
+            assert time.monotonic() - waited < 90 and script.poll() is None, script.stdout.read()
+            time.sleep(0.2)
+        os.killpg(script.pid, signal.SIGINT)  # as the terminal sends a Ctrl-C: to the whole group
+        output, _ = script.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(script.pid, signal.SIGKILL)
+    assert script.returncode == 130, output
+    assert re.search(r'^interrupted \(Ctrl-C\) .* Resume with: ', (out / 'fast.txt').read_text(), re.M)
+    summary = (out / 'summary.txt').read_text()
+    assert 'stopped by a Ctrl-C in the stage fast (stages done: none)' in summary and 'test.py on' not in summary
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='this machine has a GPU: the stages would run')
