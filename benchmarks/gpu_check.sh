@@ -31,8 +31,8 @@
 # line. Where PyTorch sees no GPU the script stops at once, unless FASHION_GPU_ALLOW_CPU=1 (a dry
 # run of the stages on a CPU); where python3 has no PyTorch, or the archive cannot be unpacked and
 # split, too. The exit status is 0 where every run finished (or was cut off at its limit, as a
-# faithful run may be), 1 where one failed, 130 or 143 on a Ctrl-C or a SIGTERM, which stop the
-# command running and the stages after it.
+# faithful run may be), 1 where one failed, 130 on a Ctrl-C, which stops the command running and
+# the stages after it, 143 on a SIGTERM to the script, which stops it once the command has ended.
 set -uo pipefail
 known="variants faithful fast test seeds bench profile startup-16 startup-256"
 usage="usage: bash benchmarks/gpu_check.sh ARCHIVE OUT [STAGE ...], stages: $known"
