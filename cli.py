@@ -6,6 +6,7 @@ import codecs
 import contextlib
 import gc
 import os
+import re
 import shlex
 import signal
 import sys
@@ -254,10 +255,14 @@ def run_reporting_errors(main, debug):
             raise
         exit_with_error(f'{shown(error.object).strip()[:300]}: a file or folder name here is not valid UTF-8, which '
                         'the CSVs and the output are; rename it')
-    except RuntimeError as error:
+    except (RuntimeError, MemoryError) as error:
+        if debug:
+            raise
+        if out_of_memory(error):  # a batch too large for the GPU or the machine, say
+            exit_with_error(f'out of memory: {memory_words(error)}; a smaller batch, or fewer pictures, needs less')
         # Under torchrun: a process whose peer ended (on an error it says, a Ctrl-C, a kill) fails
         # at its next exchange with it, in gloo's words and a traceback from inside torch.
-        if debug or not peer_ended(error):
+        if not peer_ended(error):
             raise
         print_error(f'process {os.environ.get("RANK", "?")} stopped: another process of the run ended '
                     '(its own lines say why)')
@@ -273,6 +278,19 @@ def run_reporting_errors(main, debug):
 
 
 PEER_ENDED = ('Connection closed by peer', 'Connection reset by peer')  # gloo's words
+
+
+def out_of_memory(error):
+    """An allocation that failed, in PyTorch's words (torch.OutOfMemoryError on a GPU, "can't
+    allocate memory" on the CPU) or Python's and NumPy's (MemoryError)."""
+    return (isinstance(error, MemoryError) or type(error).__name__ == 'OutOfMemoryError'
+            or "can't allocate memory" in str(error))
+
+
+def memory_words(error):
+    """The allocation that failed, in its library's first line, without the C++ source it came from."""
+    line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return re.sub(r'^\[enforce fail at [^\]]*\] [^.]*\. ', '', line)[:300]
 
 
 def peer_ended(error):

@@ -40,7 +40,7 @@ from dataset import AttributesDataset, FashionDataset, load_into_memory, train_t
 from evaluate import autocast_for, default_precision, predict_all  # noqa: E402
 from memory_data import InMemoryLoader  # noqa: E402
 from model import MultiOutputModel  # noqa: E402
-from sample_catalog import is_sample_catalog, make_catalog  # noqa: E402
+from sample_catalog import image_count, is_sample_catalog, make_catalog  # noqa: E402
 from train_step import GraphedTrainStep, TrainStep, make_optimizer  # noqa: E402
 
 
@@ -51,8 +51,9 @@ def parse_args():
     parser.add_argument('--device', default='auto', help='cuda, mps or cpu (default: auto)')
     parser.add_argument('--batch-sizes', type=batch_sizes, default='16,128',
                         help='comma-separated (default: 16,128)')
-    parser.add_argument('--images', type=positive_int, default=8000,
-                        help='training images to load (default: 8000; the rate does not depend on it)')
+    parser.add_argument('--images', type=training_images, default=8000,
+                        help='training images to load, 4 to 1,000,000 (default: 8000; the rate does not depend '
+                             'on it, where it is not below the batch size)')
     parser.add_argument('--seconds', type=positive_float, default=9.0,
                         help='time each measurement for about this long in all (default: 9.0)')
     parser.add_argument('--rounds', type=positive_int, default=3,
@@ -60,11 +61,28 @@ def parse_args():
     parser.add_argument('--workers', type=non_negative_int, default=min(8, os.cpu_count() or 1),
                         help=f'worker processes: the tutorial path\'s DataLoader, and decoding the cache as '
                              f'train.py does (default: {min(8, os.cpu_count() or 1)})')
-    parser.add_argument('--work', default=None,
+    parser.add_argument('--work', type=work_folder, default=None,
                         help='folder for the split and, without FASHION_DATA, the sample catalog; a split '
                              'of other pictures there is not replaced (default: a temporary folder)')
     add_debug_flag(parser)
     return parser.parse_args()
+
+
+def training_images(text):
+    """--images: at least 4, which split_data.py's 80/20 split leaves one validation picture of."""
+    value = image_count(text, lowest=1)
+    if value < 4:
+        raise argparse.ArgumentTypeError(f'{value} is too few: the split needs 4 training pictures for one to '
+                                         'validate on')
+    return value
+
+
+def work_folder(text):
+    if not text:  # `--work "$DIR"` with DIR unset: refused, not taken for no --work
+        raise argparse.ArgumentTypeError('no folder named; leave --work out for a temporary folder')
+    if os.path.exists(text) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f'{text}: a file, not a folder')
+    return text
 
 
 def batch_sizes(text):
@@ -96,13 +114,16 @@ def machine_name(device):
 
 def prepare_split(args, work):
     data = os.environ.get('FASHION_DATA')
+    if data and not os.path.isdir(data):  # split_data.py would name it as its --input
+        raise UserError(f'FASHION_DATA={data}: ' + ('a file' if os.path.exists(data) else 'no such folder')
+                        + '; it names the folder of styles.csv and images/, or is left unset for the sample catalog')
     if not data:
         data = os.path.join(work, 'fashion-product-images')
         if not os.path.isfile(os.path.join(data, 'styles.csv')):
             try:
                 make_catalog(data, n_images=max(1000, args.images // 4 * 5), seed=0)
             except ValueError as error:  # files of the user's in --work
-                sys.exit(f'error: --work {work}: {error}')
+                raise UserError(f'--work {work}: {error}') from error
     try:  # --no-replace: a split of the user's in --work (`--work .`, say) is never written over
         split_data.main(['--input', data, '--output', work, '--max-images', str(args.images * 5 // 4),
                          '--no-replace'])
@@ -296,6 +317,10 @@ def measure(args, work):
     data = prepare_split(args, work)
     attributes = AttributesDataset(os.path.join(data, 'styles.csv'))
     train_set = FashionDataset(os.path.join(work, 'train.csv'), attributes, train_transform)
+    too_big = [size for size in args.batch_sizes if size > len(train_set)]
+    if too_big:  # its paths 2 and 3 would time smaller batches than the bare step's, and compare them
+        raise UserError(f'--batch-sizes {",".join(map(str, too_big))}: more than the {len(train_set):,} training '
+                        'pictures; raise --images or give smaller batches')
     val_memory = InMemoryLoader.from_dataset(FashionDataset(os.path.join(work, 'val.csv'), attributes, val_transform),
                                              256, device, train=False, channels_last=channels_last,
                                              workers=args.workers)

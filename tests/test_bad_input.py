@@ -822,6 +822,27 @@ def ctrl_c_at_import(module, script, *args, sigint=signal.SIG_DFL):
                           preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
 
 
+def test_running_out_of_memory_is_one_line_naming_the_allocation(capsys):
+    # profile_step.py --batch-size 100000000, or a batch too large for a GPU: PyTorch's traceback
+    def allocates():
+        torch.empty(10**13)  # 40 TB
+
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(allocates)
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err == ('error: out of memory: DefaultCPUAllocator: can\'t allocate memory: you tried to '
+                                       'allocate 40000000000000 bytes. Error code 12 (Cannot allocate memory); a '
+                                       'smaller batch, or fewer pictures, needs less\n')
+    with pytest.raises(SystemExit):
+        run_cli(lambda: np.empty(10**13))  # NumPy's MemoryError
+    assert capsys.readouterr().err.startswith('error: out of memory: Unable to allocate 72.8 TiB')
+
+    def bug():
+        raise RuntimeError('mat1 and mat2 shapes cannot be multiplied')
+
+    with pytest.raises(RuntimeError, match='shapes cannot'):  # any other: a bug, with its traceback
+        run_cli(bug)
+
 @pytest.mark.parametrize('script,module', [('train.py', 'torch'), ('test.py', 'torch'), ('predict.py', 'torch'),
                                            ('demo.py', 'torch'), ('split_data.py', 'PIL'),
                                            ('sample_catalog.py', 'numpy'), ('benchmarks/bench.py', 'torch'),

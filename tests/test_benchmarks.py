@@ -295,7 +295,8 @@ def test_bench_refuses_bad_numbers_before_drawing_a_catalog(tmp_path, monkeypatc
     # nan and inf used to time for ever (elapsed >= nan is never true).
     import bench
     for flag, value in [('--batch-sizes', '16,0'), ('--batch-sizes', 'abc'), ('--batch-sizes', '16,'),
-                        ('--batch-sizes', '-16'), ('--seconds', 'nan'), ('--seconds', 'inf'), ('--seconds', '-1'), ('--seconds', '0')]:
+                        ('--batch-sizes', '-16'), ('--seconds', 'nan'), ('--seconds', 'inf'), ('--seconds', '-1'), ('--seconds', '0'),
+                        ('--images', '3'), ('--images', '1000000000'), ('--work', ''), ('--work', __file__)]:
         monkeypatch.setattr(sys, 'argv', ['bench.py', flag, value])
         with pytest.raises(SystemExit) as refused:
             bench.parse_args()
@@ -305,6 +306,21 @@ def test_bench_refuses_bad_numbers_before_drawing_a_catalog(tmp_path, monkeypatc
     assert (args.batch_sizes, args.seconds) == ([16, 128], 0.3)
     monkeypatch.setattr(sys, 'argv', ['bench.py'])
     assert bench.parse_args().batch_sizes == [16, 128]  # the default, through the same type
+
+
+def test_bench_refuses_batches_larger_than_its_training_set_and_a_catalog_folder_that_is_none(tmp_path,
+                                                                                              monkeypatch):
+    # Paths 2 and 3 timed 8 pictures a batch against the bare step's 16, and printed the ratios.
+    import bench
+    monkeypatch.delenv('FASHION_DATA', raising=False)
+    monkeypatch.setattr(sys, 'argv', ['bench.py', '--images', '8', '--batch-sizes', '4,16,32', '--work',
+                                      str(tmp_path / 'work')])
+    with pytest.raises(UserError, match='^--batch-sizes 16,32: more than the 8 training pictures; raise --images'):
+        bench.main()
+    # FASHION_DATA naming a file: named as what it is, not as split_data.py's --input
+    monkeypatch.setenv('FASHION_DATA', __file__)
+    with pytest.raises(UserError, match=f'^FASHION_DATA={re.escape(__file__)}: a file; it names the folder'):
+        bench.main()
 
 
 def test_the_benchmarks_refuse_a_flag_cut_short(monkeypatch, capsys):
