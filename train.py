@@ -283,6 +283,16 @@ def interrupted_message(epoch, saved, where, epochs, context, words):
     return f'{words} {when}; epoch {saved} is saved in {where}. Resume with: {resume_command(where, context)}'
 
 
+@contextlib.contextmanager
+def second_stop_held():
+    """Around what a stopped run does before it exits, writing the epochs it finished and saying
+    how to go on: a second stop waits for it, then is dropped. A Ctrl-C pressed twice, or the
+    terminal's passed on once more (`timeout --foreground`), or torchrun's SIGTERM after a process
+    ended, cut it short: the last epoch's files left to Python's exit, and no word of them."""
+    with contextlib.suppress(KeyboardInterrupt), ctrl_c_held():
+        yield
+
+
 def saved_so_far(saver, start_epoch, last_path, args):
     """The last epoch saved, once the saver is closed, and the checkpoint that holds it: the one
     resumed where none was saved since."""
@@ -669,29 +679,29 @@ def main(argv=None):
             # here, not one that has ended (a traceback from Python's exit).
             distributed.barrier(context)
     except KeyboardInterrupt as stop:  # a Ctrl-C, or a SIGTERM or SIGHUP (cli.Terminated)
-        saver.close()  # what was queued is written: the epochs finished before the Ctrl-C
         words, status = how_stopped(stop)  # status as a shell reports it: 130, 143 or 129
-        if context.is_main:  # a terminal a SIGHUP closed takes no words: none then
-            message = interrupted_message(epoch, *saved_so_far(saver, start_epoch, last_path, args), args.epochs,
-                                          context, words)
-            print_if_possible('\n' + message, sys.stdout)
+        with second_stop_held():
+            saver.close()  # what was queued is written: the epochs finished before the Ctrl-C
+            if context.is_main:  # a terminal a SIGHUP closed takes no words: none then
+                message = interrupted_message(epoch, *saved_so_far(saver, start_epoch, last_path, args),
+                                              args.epochs, context, words)
+                print_if_possible('\n' + message, sys.stdout)
         distributed.cleanup(context)
         raise SystemExit(status)
+    except torch._dynamo.exc.BackendCompilerFailed as error:  # a RuntimeError: before the one below
+        raise UserError(f'--compile: torch.compile could not build the model ({str(error).splitlines()[0]}). '
+                        'It needs a working C++ compiler for the CPU, Triton for a GPU; '
+                        'or train without --compile') from error
     except RuntimeError as error:
         if not (context.is_main and peer_ended(error)):
             raise  # another process whose peer ended: run_cli's line says so
         # A process killed alone (out of memory, say): process 0 meets its absence at the next
-        # exchange, and torchrun's SIGTERM to the processes left follows at once. Held until the
-        # epochs finished are written and the way to go on is said.
-        with contextlib.suppress(KeyboardInterrupt), ctrl_c_held():
+        # exchange, and torchrun's SIGTERM to the processes left follows at once.
+        with second_stop_held():
             saver.close()
             print_error(interrupted_message(epoch, *saved_so_far(saver, start_epoch, last_path, args), args.epochs,
                                             context, 'process 0 stopped: another process of the run ended'))
         raise SystemExit(1)
-    except torch._dynamo.exc.BackendCompilerFailed as error:
-        raise UserError(f'--compile: torch.compile could not build the model ({str(error).splitlines()[0]}). '
-                        'It needs a working C++ compiler for the CPU, Triton for a GPU; '
-                        'or train without --compile') from error
     except Diverged as error:
         stopped = error  # said below, once the files are written and the folder released
     finally:

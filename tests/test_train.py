@@ -671,6 +671,32 @@ def test_a_ctrl_c_just_after_an_epochs_line_keeps_that_epoch(small_split, tmp_pa
     assert f'\ninterrupted (Ctrl-C) after epoch 1; epoch 1 is saved in {last}. Resume with: ' in capsys.readouterr().out
 
 
+def test_a_second_ctrl_c_while_the_first_ones_files_are_written_waits_for_them(small_split, tmp_path, monkeypatch,
+                                                                                 capsys):
+    # Ctrl-C pressed twice, or the terminal's passed on again by gpu_check.sh's `timeout --foreground`:
+    # the second cut the first short, and the run ended in run_cli's line, without its own.
+    def ctrl_c_after_epoch_1s_line(*args, **kwargs):
+        print(*args, **kwargs)
+        if args and str(args[0]).startswith('epoch   1 '):
+            raise KeyboardInterrupt
+
+    real_close, closes = train.BackgroundSaver.close, []
+
+    def another_ctrl_c_as_the_files_are_written(saver):
+        closes.append(1)
+        if len(closes) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        real_close(saver)
+
+    monkeypatch.setattr(train, 'print', ctrl_c_after_epoch_1s_line, raising=False)
+    monkeypatch.setattr(train.BackgroundSaver, 'close', another_ctrl_c_as_the_files_are_written)
+    with pytest.raises(SystemExit) as stop:
+        train.main(train_args(small_split, tmp_path, '--epochs', EPOCHS))
+    last = tmp_path / 'run' / 'last.pth'
+    assert stop.value.code == 130 and checkpoint_load(str(last))['epoch'] == 1
+    assert f'\ninterrupted (Ctrl-C) after epoch 1; epoch 1 is saved in {last}. Resume with: ' in capsys.readouterr().out
+
+
 def test_pyplot_is_imported_before_the_first_epoch(small_split, tmp_path):
     # A Ctrl-C landing in the import of pyplot's C extensions comes out as an ImportError, not a
     # KeyboardInterrupt; so the import must not wait for the first plot. A fresh process: in this
