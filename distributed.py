@@ -3,6 +3,7 @@
 import contextlib
 import math
 import os
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,27 +56,37 @@ def local_rank():
     return int(os.environ.get('LOCAL_RANK', '0')) if launched_by_torchrun() else 0
 
 
+# How long a process other than a machine's first waits, on an error it met where every process
+# meets the same (below), for torchrun to stop it: the first one, a little behind it (starting
+# CUDA, say), meets and says it, and its end makes torchrun stop the others.
+FIRST_PROCESS_WAIT = 10  # seconds
+
+
 @contextlib.contextmanager
 def said_once_per_machine():
     """For what every process of a machine does alike, reading the command line, the CSVs and
     the pictures: what it notes (stdout) and the error it stops on are said by the machine's first
-    process alone, not once by each (torchrun shows a machine's processes on its terminal). The
-    others stop quietly with the same status; on a Ctrl-C too, which reaches every process, and
-    on torchrun's SIGTERM once one has stopped. --debug shows every process's traceback."""
+    process alone, not once by each (torchrun shows a machine's processes on its terminal). Another
+    that meets an error first waits for torchrun's SIGTERM, which follows the first one's end, and
+    stops quietly; where none comes (an error of its own, a file it alone cannot read) it says it
+    too. A Ctrl-C, which reaches every process, stops the others quietly. --debug shows every
+    process's traceback."""
     if local_rank() == 0 or debugging():
         yield
         return
     try:
         with contextlib.redirect_stdout(None), contextlib.redirect_stderr(None):  # argparse's usage too
             yield
-    except UserError:
-        raise SystemExit(2) from None
+    except (UserError, OSError) as error:
+        if isinstance(error, OSError) and error.filename is None:  # none run_cli names: a bug, its traceback
+            raise
+        try:
+            time.sleep(FIRST_PROCESS_WAIT)
+        except KeyboardInterrupt as stop:  # torchrun's SIGTERM: the first process stopped, and said why
+            raise SystemExit(how_stopped(stop)[1]) from None
+        raise  # said by run_cli
     except KeyboardInterrupt as stop:  # a Ctrl-C, a SIGTERM or a SIGHUP
         raise SystemExit(how_stopped(stop)[1]) from None
-    except OSError as error:
-        if error.filename is None:  # not one run_cli names in one line: a bug, with its traceback
-            raise
-        raise SystemExit(2) from None
 
 
 def cleanup(context):

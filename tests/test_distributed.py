@@ -215,13 +215,39 @@ def test_a_mistyped_flag_is_said_by_the_first_process_of_a_machine_alone(local_r
     assert err == '' or local_rank == '0'
 
 
-@pytest.mark.parametrize('raised,status', [(UserError('train.csv: no such file'), 2), (KeyboardInterrupt(), 130),
-                                           (Terminated(signal.SIGTERM), 143),
-                                           (FileNotFoundError(2, 'No such file or directory', 'val.csv'), 2)])
-def test_the_other_processes_of_a_machine_stop_quietly_on_what_they_all_meet(raised, status, monkeypatch, capsys):
+@pytest.mark.parametrize('raised', [UserError('train.csv: no such file'),
+                                    FileNotFoundError(2, 'No such file or directory', 'val.csv')])
+def test_another_process_of_a_machine_leaves_an_error_to_the_first_unless_it_alone_meets_it(raised, monkeypatch,
+                                                                                            capsys):
     def reading():
         print('train.csv: skipped 1 row: 1 image missing')
         raise raised
+
+    def torchrun_stops_it(seconds):  # the first process met it too, said it and ended
+        raise Terminated(signal.SIGTERM)
+
+    monkeypatch.setenv('WORLD_SIZE', '2')
+    monkeypatch.setenv('LOCAL_RANK', '1')
+    monkeypatch.setattr(distributed.time, 'sleep', torchrun_stops_it)
+    with pytest.raises(SystemExit) as stopped:
+        with distributed.said_once_per_machine():
+            reading()
+    assert stopped.value.code == 143 and capsys.readouterr() == ('', '')
+    # No SIGTERM within the wait: the first process met no such error (a file this one alone cannot
+    # read, say), and the error is said here, by run_cli, where nothing at all was said.
+    waits = []
+    monkeypatch.setattr(distributed.time, 'sleep', waits.append)
+    with pytest.raises(type(raised)):
+        with distributed.said_once_per_machine():
+            reading()
+    assert waits == [distributed.FIRST_PROCESS_WAIT] and capsys.readouterr() == ('', '')
+
+
+@pytest.mark.parametrize('stop,status', [(KeyboardInterrupt(), 130), (Terminated(signal.SIGTERM), 143)])
+def test_the_other_processes_of_a_machine_stop_quietly_on_a_ctrl_c(stop, status, monkeypatch, capsys):
+    def reading():
+        print('train.csv: skipped 1 row: 1 image missing')
+        raise stop
 
     monkeypatch.setenv('WORLD_SIZE', '2')
     monkeypatch.setenv('LOCAL_RANK', '1')
