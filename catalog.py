@@ -71,8 +71,9 @@ def is_blank(row):
     return not any(field.strip() for field in row)
 
 
-def rows_of_one_line(reader, path, what):
-    """The reader's rows, or a UserError naming the line where a row runs on over several lines.
+def rows_of_one_line(reader, path, what, text):
+    """The reader's rows (of text), or a UserError naming the line where a row runs on over several
+    lines, or on to the end of the file.
 
     The catalog and the splits have one row a line (split_data.py refuses a folder name with a
     line break). A quoted field that goes past the end of its line means a quote left open: left
@@ -84,12 +85,22 @@ def rows_of_one_line(reader, path, what):
             if end > start:
                 raise UserError(f'{path}: line {start}: a quoted field runs on to line {end}; a '
                                 f'quote left open? ({what})')
-            if any('\n' in field or '\r' in field for field in row):  # on the last line: to the file's end
-                raise UserError(f'{path}: line {start}: a quoted field runs on to the end of the file; a '
-                                f'quote left open? ({what})')
             yield row
     except csv.Error as error:
         raise UserError(f'{path}: line {end + 1}: {error}; a quote left open? ({what})') from error
+    if quote_left_open_at_end(text):  # on the last line: the csv module reads it to the end without a word
+        raise UserError(f'{path}: line {end}: a quoted field runs on to the end of the file; a quote left '
+                        f'open? ({what})')
+
+
+def quote_left_open_at_end(text):
+    last = re.split(r'\r\n|\r|\n', text.rstrip())[-1]
+    try:
+        for _ in csv.reader([last], strict=True):  # strict: the end of the data inside quotes is an error
+            pass
+    except csv.Error as error:
+        return 'unexpected end of data' in str(error)
+    return False
 
 
 def read_csv_rows(path, required, what, notes=True):
@@ -112,7 +123,7 @@ def read_csv_rows(path, required, what, notes=True):
                         f'an archive, or UTF-16 without its byte-order mark?) ({what})')
     text = decode_text(path, data, notes)
     # newline='' lets the csv module handle \r\n (Windows) and \n alike.
-    rows = rows_of_one_line(csv.reader(io.StringIO(text, newline='')), path, what)
+    rows = rows_of_one_line(csv.reader(io.StringIO(text, newline='')), path, what, text)
     header = next((row for row in rows if not is_blank(row)), None)  # blank lines above it too
     if header is None:  # nothing, or only a byte-order mark and blanks
         raise UserError(f'{path}: the file is empty ({what})')

@@ -4,6 +4,7 @@ import argparse
 import atexit
 import codecs
 import contextlib
+import errno
 import gc
 import os
 import re
@@ -245,6 +246,8 @@ def run_reporting_errors(main, debug):
     except OSError as error:
         # A file or folder the system refused (an output folder that cannot be made, no
         # permission, a full disk): its name and the reason, not the traceback around them.
+        if not debug and out_of_memory(error):
+            exit_with_error(f'out of memory: {error.strerror or error}; a smaller batch, or fewer workers, needs less')
         if debug or error.filename is None:
             raise
         exit_with_error(f'{error.filename}: {error.strerror or error}')
@@ -282,15 +285,18 @@ PEER_ENDED = ('Connection closed by peer', 'Connection reset by peer')  # gloo's
 
 def out_of_memory(error):
     """An allocation that failed, in PyTorch's words (torch.OutOfMemoryError on a GPU, "can't
-    allocate memory" on the CPU) or Python's and NumPy's (MemoryError)."""
+    allocate memory" on the CPU, also from a DataLoader's worker), Python's and NumPy's
+    (MemoryError) or the system's (ENOMEM: no memory left to start a worker process)."""
     return (isinstance(error, MemoryError) or type(error).__name__ == 'OutOfMemoryError'
-            or "can't allocate memory" in str(error))
+            or "can't allocate memory" in str(error) or getattr(error, 'errno', None) == errno.ENOMEM)
 
 
 def memory_words(error):
-    """The allocation that failed, in its library's first line, without the C++ source it came from."""
-    line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-    return re.sub(r'^\[enforce fail at [^\]]*\] [^.]*\. ', '', line)[:300]
+    """The allocation that failed: the line that names it (a worker's error holds the traceback
+    before it), without the C++ source it came from."""
+    lines = str(error).strip().splitlines() or [type(error).__name__]
+    line = next((line for line in lines if 'allocate' in line), lines[0]).strip()
+    return re.sub(r'^(RuntimeError: )?\[enforce fail at [^\]]*\] [^.]*\. ', '', line)[:300]
 
 
 def peer_ended(error):

@@ -106,6 +106,9 @@ def check_export(path):
     require_exporter()
     if not path.lower().endswith('.onnx'):
         raise UserError(f'--export {path}: the name must end in .onnx (model.json is written beside it)')
+    if through_link(path) == through_link(sidecar_path(path)):  # both names links to one file
+        raise UserError(f'--export {path}: it and {sidecar_path(path)} lead to the same file, '
+                        f'{through_link(path)}, which cannot hold both the model and its label names')
     for target in (path, sidecar_path(path)):
         # A folder in the way would stop a rename (below) after the export's work; a pipe or a
         # device would have a file renamed over it.

@@ -64,10 +64,10 @@ trap 'stopped "a Ctrl-C"; exit 130' INT
 trap 'stopped "a SIGTERM"; exit 143' TERM
 done_stages=()
 failed=()  # the runs that failed, for the exit status
-# The readers of a command's output outlive a Ctrl-C (ignored in them), so that its last lines,
-# the way to go on among them, still reach the log.
-quiet() { ( trap '' INT; exec grep --line-buffered -v -E '(batch|img)/s' ); }  # progress bars off the log
-keep() { ( trap '' INT; exec tee "$@" ); }
+# The readers of a command's output outlive a Ctrl-C or a SIGTERM sent to every process (ignored
+# in them), so that its last lines, the way to go on among them, still reach the log.
+quiet() { ( trap '' INT TERM; exec grep --line-buffered -v -E '(batch|img)/s' ); }  # progress bars off the log
+keep() { ( trap '' INT TERM; exec tee "$@" ); }
 common=(--attributes_file fashion-product-images/styles.csv)
 fast_recipe=(--batch-size 256 --lr 4e-3 --warmup-epochs 2 --schedule cosine --epochs 30)
 

@@ -1,5 +1,6 @@
 # Bad input gets one clear line naming the file and the problem, and a non-zero exit; bad rows
 # are skipped and counted by reason.
+import errno
 import io
 import multiprocessing
 import os
@@ -64,6 +65,8 @@ def test_a_product_name_over_the_csv_modules_field_limit_is_read_not_taken_for_a
     ('\n'.join([HEADER, ROW.format(1), ROW.format(2).replace('Roadster', '"Roadster'), ROW.format(3), ROW.format(4) + ' 5" wide']),
      'line 3: a quoted field runs on to line 5'),
     ('\n'.join([HEADER, ROW.format(1), ROW.format(2).replace('Roadster', '"Roadster')]) + '\n',  # the last line's
+     'line 3: a quoted field runs on to the end of the file'),
+    ('\n'.join([HEADER, ROW.format(1), ROW.format(2).replace('Topwear', '"Topwear')]),  # and no line end after it
      'line 3: a quoted field runs on to the end of the file'),
     (HEADER + '\n', 'no rows'),
     (HEADER.replace('baseColour,', '') + '\n' + '1,Men,Apparel,Topwear,Tshirts,S,2012,C,N\n',
@@ -825,14 +828,30 @@ def ctrl_c_at_import(module, script, *args, sigint=signal.SIG_DFL):
 def test_running_out_of_memory_is_one_line_naming_the_allocation(capsys):
     # profile_step.py --batch-size 100000000, or a batch too large for a GPU: PyTorch's traceback
     def allocates():
-        torch.empty(10**13)  # 40 TB
+        torch.empty(2**50)  # 4 PiB: more than any machine's address space, whatever it overcommits
 
     with pytest.raises(SystemExit) as stopped:
         run_cli(allocates)
     assert stopped.value.code == 2
     assert capsys.readouterr().err == ('error: out of memory: DefaultCPUAllocator: can\'t allocate memory: you tried to '
-                                       'allocate 40000000000000 bytes. Error code 12 (Cannot allocate memory); a '
+                                       f'allocate {4 * 2**50} bytes. Error code 12 (Cannot allocate memory); a '
                                        'smaller batch, or fewer pictures, needs less\n')
+
+    def in_a_worker():  # as a DataLoader raises a worker's error: its traceback as text, the line at its end
+        raise RuntimeError('Caught RuntimeError in DataLoader worker process 0.\nOriginal Traceback (most recent '
+                           'call last):\n  File "x.py", line 1\nRuntimeError: [enforce fail at alloc_cpu.cpp:127] '
+                           'err == 0. DefaultCPUAllocator: can\'t allocate memory: you tried to allocate 96 bytes.')
+
+    with pytest.raises(SystemExit):
+        run_cli(in_a_worker)
+    assert capsys.readouterr().err.startswith("error: out of memory: DefaultCPUAllocator: can't allocate memory: "
+                                              "you tried to allocate 96 bytes.; ")
+    def forks():  # a worker process, with no memory left to start it
+        raise OSError(errno.ENOMEM, 'Cannot allocate memory')
+
+    with pytest.raises(SystemExit):
+        run_cli(forks)
+    assert capsys.readouterr().err.startswith('error: out of memory: Cannot allocate memory; ')
     with pytest.raises(SystemExit):
         run_cli(lambda: np.empty(10**13))  # NumPy's MemoryError
     assert capsys.readouterr().err.startswith('error: out of memory: Unable to allocate 72.8 TiB')

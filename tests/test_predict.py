@@ -846,6 +846,12 @@ def test_an_export_named_through_links_is_written_where_they_point_and_the_links
     predict.main(['--checkpoint', checkpoint, '--export', str(link)])
     assert (tmp_path / 'model.json').is_symlink() and served.read_bytes() == b'a newer model'
     assert json.loads((tmp_path / 'versions' / 'v3.json').read_text())['format'] == FORMAT
+    # Both names links to one file, which cannot hold both
+    (tmp_path / 'same.onnx').symlink_to(served)
+    (tmp_path / 'same.json').symlink_to(served)
+    line = failure_of(['--checkpoint', str(tmp_path / 'unread.pth'), '--export', str(tmp_path / 'same.onnx')], capsys)
+    assert line == (f'error: --export {tmp_path / "same.onnx"}: it and {tmp_path / "same.json"} lead to the same file, '
+                    f'{served}, which cannot hold both the model and its label names')
     # A link to a pipe would have a file renamed over it.
     os.mkfifo(tmp_path / 'pipe')
     (tmp_path / 'to-pipe.onnx').symlink_to(tmp_path / 'pipe')
