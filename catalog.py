@@ -94,7 +94,8 @@ def rows_of_one_line(reader, path, what, text):
 
 
 def quote_left_open_at_end(text):
-    last = re.split(r'\r\n|\r|\n', text.rstrip())[-1]
+    text = text.rstrip()
+    last = text[max(text.rfind('\n'), text.rfind('\r')) + 1:]  # the last line: \n, \r\n or \r ends the one before
     try:
         for _ in csv.reader([last], strict=True):  # strict: the end of the data inside quotes is an error
             pass
