@@ -204,10 +204,13 @@ def test_gpu_check_stops_where_python3_has_no_pytorch_or_the_archive_does_not_un
 def test_gpu_check_exits_with_1_where_a_run_failed(tmp_path):
     # 'test' before any run: test.py finds no checkpoint to score, twice; it said "done", status 0
     (tmp_path / 'catalog.tar.gz').write_bytes(b'')  # never unpacked: 'test' reads no data
+    (tmp_path / 'out').mkdir()
+    (tmp_path / 'out' / 'eval-fast.json').write_text('{"an earlier call": 1}')  # not left for this call's
     done = run_gpu_check(tmp_path / 'catalog.tar.gz', tmp_path / 'out', 'test',
                          env=gpu_check_env(tmp_path, FASHION_GPU_ALLOW_CPU='1'))
     assert done.returncode == 1, done.stdout
     assert 'done: test; failed: test.py on faithful test.py on fast' in (tmp_path / 'out' / 'summary.txt').read_text()
+    assert not (tmp_path / 'out' / 'eval-fast.json').exists()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='this machine has a GPU: the stages would run')
