@@ -134,6 +134,13 @@ def prepare_split(args, work):
     return data
 
 
+# The table's columns, as a note names them.
+COLUMNS = {'bare': '1 bare step', 'tutorial': '2 tutorial', 'ours': '3 train.py'}
+# A measurement whose slowest round ran more than this below its best was disturbed: a busy
+# neighbour, which may have slowed the best rounds of the other paths too.
+UNSTEADY = 0.2
+
+
 def sync(device):
     if device.type == 'cuda':
         torch.cuda.synchronize()
@@ -199,16 +206,29 @@ class WithBatchNorms(MultiOutputModel):
 
 def evaluation_rates(models, loader, device, precision, rounds):
     """Images per second of evaluate.predict_all, test.py's passes over the validation set, for
-    each model: the best of interleaved rounds, after one to warm up."""
-    best = dict.fromkeys(models, 0.0)
+    each model in each of interleaved rounds, after one to warm up."""
+    rates = {name: [] for name in models}
     for timed in [False] + [True] * rounds:
         for name, model in models.items():
             started = time.perf_counter()
             predict_all(model, loader, device, autocast_for(device, precision))
             sync(device)
             if timed:
-                best[name] = max(best[name], loader.images.shape[0] / (time.perf_counter() - started))
-    return best
+                rates[name].append(loader.images.shape[0] / (time.perf_counter() - started))
+    return rates
+
+
+def busy_machine_note(rounds, limit=UNSTEADY):
+    """A line naming the measurements whose rounds differed by more than `limit` of their best,
+    or None. The best round counts, but on a machine that busy the other paths' best rounds may
+    have been slowed too, and a ratio can be off by as much."""
+    unsteady = {name: rates for name, rates in rounds.items() if min(rates) < (1 - limit) * max(rates)}
+    if not unsteady:
+        return None
+    name, rates = min(unsteady.items(), key=lambda item: min(item[1]) / max(item[1]))
+    return (f'note: in {len(unsteady)} of {len(rounds)} measurements the rounds differed by more than {limit:.0%}, '
+            f'most in {name} ({min(rates):.0f} to {max(rates):.0f} images/s): the machine was busy, and the '
+            'ratios above may be off by as much; run it again when it is quieter')
 
 
 def fixed_batch(attributes, batch_size, device):
@@ -332,6 +352,7 @@ def measure(args, work):
           f'{"the sample catalog" if is_sample_catalog(data) else "the real catalog"}')
     print(f'{"batch":>5} {"precision":>9} {"1 bare step":>12} {"2 tutorial":>11} {"3 train.py":>11} {"3/1":>6} '
           f'{"3/2":>6}   (images/s)')
+    spreads = {}  # each measurement's rate in each round
     for batch_size in args.batch_sizes:
         precision = default_precision(device, batch_size)  # train.py's, at this batch size
         tutorial_loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, num_workers=args.workers,
@@ -345,11 +366,12 @@ def measure(args, work):
                      trainer(attributes, device, precision, channels_last, batch_size, graphs)),
         }
         # Interleaved rounds, best of each: a busy neighbour then slows all three alike.
-        best = dict.fromkeys(paths, 0.0)
+        rounds = {name: [] for name in paths}
         for _ in range(args.rounds):
             for name, (batches, step) in paths.items():
-                best[name] = max(best[name], rate(batches, step, device, args.seconds / args.rounds))
-        bare, tutorial, ours = best['bare'], best['tutorial'], best['ours']
+                rounds[name].append(rate(batches, step, device, args.seconds / args.rounds))
+        bare, tutorial, ours = (max(rounds[name]) for name in ('bare', 'tutorial', 'ours'))
+        spreads.update({f'{COLUMNS[name]} at batch {batch_size}': rates for name, rates in rounds.items()})
         # This batch size's loader workers, pin-memory thread and CUDA graphs go now, not in the
         # middle of the next one's measurements.
         del paths, tutorial_loader, batches, step
@@ -361,8 +383,10 @@ def measure(args, work):
     models = {'folded': make_model(attributes, device, channels_last),
               'unfolded': make_model(attributes, device, channels_last, model_class=WithBatchNorms)}
     evaluation = evaluation_rates(models, val_memory, device, precision, args.rounds)
-    print(f'4 evaluation (batch 256, {precision}): {evaluation["folded"]:.0f} images/s; with the batch norms not '
-          f'folded {evaluation["unfolded"]:.0f} ({evaluation["folded"] / evaluation["unfolded"]:.2f}x)')
+    folded, unfolded = max(evaluation['folded']), max(evaluation['unfolded'])
+    print(f'4 evaluation (batch 256, {precision}): {folded:.0f} images/s; with the batch norms not '
+          f'folded {unfolded:.0f} ({folded / unfolded:.2f}x)')
+    spreads.update({f'evaluation {name}': rates for name, rates in evaluation.items()})
     # What the data costs the step in (3): the cache, the batched augmentation, the batches.
     data_alone = rate(forever(InMemoryLoader(images, labels, 16, device, True, channels_last=channels_last)),
                       lambda batch: batch['img'].shape[0], device, args.seconds / 6)
@@ -372,6 +396,9 @@ def measure(args, work):
     gpu_peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == 'cuda' else None
     print(f'peak resident memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MiB'
           + (f'; peak GPU memory: {gpu_peak:.0f} MiB' if gpu_peak is not None else ''))
+    note = busy_machine_note(spreads) if args.rounds > 1 else None
+    if note:
+        print(note)
 
 
 if __name__ == '__main__':
