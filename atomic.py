@@ -15,17 +15,32 @@ from cli import UserError
 NAME_MAX = 255  # bytes in a file name, on the file systems of Linux, macOS and Windows
 
 
+# What a temporary name puts before the end of the real one, at its longest: '.tmp-', a process
+# id of up to 10 digits, '-'.
+PREFIX_MAX = 16
+
+
 def temporary_name(name):
-    # A name that is legal but long would go past the limit with the prefix: keep its end.
-    prefix = f'.tmp-{os.getpid()}-'
-    end = os.fsencode(name)[-(NAME_MAX - len(prefix)):]
-    return prefix + os.fsdecode(end)
+    return f'.tmp-{os.getpid()}-{kept_end(name)}'
+
+
+def kept_end(name):
+    # A name that is legal but long would go past the limit with the prefix: its end is kept, as
+    # much as the longest prefix leaves, so that every process, and temporaries_left, cuts it alike.
+    return os.fsdecode(os.fsencode(name)[-(NAME_MAX - PREFIX_MAX):])
+
+
+def name_pattern(name):
+    """A regular expression of name, for temporaries_left: the name, or what a long one's
+    temporary files keep of it and of its old file's name (kept_end)."""
+    return '|'.join(dict.fromkeys(map(re.escape, (name, kept_end(name), kept_end('old-' + name)))))
 
 
 def temporaries_left(folder, names):
     """The temporary files in folder, of the names the regular expression `names` matches, and
     the old files kept aside by renamed_together: where nothing is being written, what a kill -9
-    or a power cut left, never to be renamed into place."""
+    or a power cut left, never to be renamed into place. A name a user gives, which may be long,
+    goes in as name_pattern(name)."""
     pattern = re.compile(rf'\.tmp-\d+-(?:old-)?(?:{names})')
     with os.scandir(folder) as entries:
         return sorted(entry.path for entry in entries

@@ -8,14 +8,13 @@
 import copy
 import json
 import os
-import re
 import sys
 
 import torch
 from torch import nn
 
 from atomic import (absolute_path, atomic_open, atomic_path, check_writable_folder, flush_to_disk, json_object,
-                    remove_left_temporaries, renamed_together, through_link)
+                    name_pattern, remove_left_temporaries, renamed_together, through_link)
 from catalog import IMAGE_SIZE
 from cli import UserError, command
 from dataset import FILL, HEADS, MEAN, STD
@@ -165,7 +164,7 @@ def export_onnx(model, attributes, path):
     written = {target: through_link(target) for target in (path, json_path)}
     for target in written.values():
         folder = os.path.dirname(absolute_path(target))
-        remove_left_temporaries(folder, re.escape(os.path.basename(target)), 'predict.py')
+        remove_left_temporaries(folder, name_pattern(os.path.basename(target)), 'predict.py')
         os.makedirs(folder, exist_ok=True)
     # A CPU copy in eval mode: the caller's model stays on its device, and dropout and batch norm
     # are exported as they run at inference.

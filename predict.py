@@ -22,7 +22,6 @@ import codecs
 import csv
 import json
 import os
-import re
 import shlex
 import sys
 import unicodedata
@@ -33,8 +32,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from allocator import keep_freed_memory
-from atomic import (absolute_path, atomic_open, check_writable_folder, json_value, remove_left_temporaries,
-                    through_link)
+from atomic import (absolute_path, atomic_open, check_writable_folder, json_value, name_pattern,
+                    remove_left_temporaries, through_link)
 from augment import prepare_batch
 from checkpoint import model_from_checkpoint
 from catalog import UNREADABLE, resolved_folder
@@ -264,7 +263,7 @@ def check_output(path, export):
                         + ' is no regular file (a device or a pipe); name a file')
     folder = os.path.dirname(absolute_path(written))
     check_writable_folder(folder, f'--output {path}')
-    remove_left_temporaries(folder, re.escape(os.path.basename(written)), 'predict.py')
+    remove_left_temporaries(folder, name_pattern(os.path.basename(written)), 'predict.py')
 
 
 def read_error(path, error):

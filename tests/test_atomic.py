@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from atomic import (absolute_path, atomic_open, atomic_path, check_writable_folder, remove_left_temporaries,
-                    renamed_together)
+from atomic import (absolute_path, atomic_open, atomic_path, check_writable_folder, kept_aside, name_pattern,
+                    remove_left_temporaries, renamed_together)
 from cli import UserError
 from conftest import file_size_limit
 
@@ -167,6 +167,24 @@ def test_what_a_killed_process_left_half_written_is_removed_but_not_what_one_sti
                                        'half-written by a test.py that was killed\n')  # in name order, whatever the ids
     remove_left_temporaries(str(tmp_path), r'a\.txt', 'train.py', locked=True)  # a folder no one else writes in
     assert sorted(os.listdir(tmp_path)) == sorted(names[4:])
+
+@pytest.mark.parametrize('name', ['p' * 251 + '.csv', 'é' * 125 + '.csv', 'q' * 233 + '.csv'])
+def test_what_a_killed_process_left_of_a_long_name_is_found_by_what_it_kept(tmp_path, name):
+    # The temporary files keep the name's end only, and that of the old file's name (old-NAME) may
+    # be another. They were left for good: found by the full name, which they no longer held.
+    (tmp_path / name).write_text('old')
+    gone = f'.tmp-{2**31 - 2}-'  # a process id of 10 digits, the longest
+    with atomic_path(tmp_path / name) as tmp:
+        aside = kept_aside(str(tmp_path / name))
+        left = [os.path.basename(path).replace(f'.tmp-{os.getpid()}-', gone) for path in (tmp, aside)]
+        os.remove(aside)
+        open(tmp, 'w').close()
+    for each in left:
+        assert len(os.fsencode(each)) <= 255
+        (tmp_path / each).write_text('half')
+    remove_left_temporaries(str(tmp_path), name_pattern(name), 'predict.py')
+    assert os.listdir(tmp_path) == [name]
+
 
 def test_a_path_through_a_link_and_up_goes_where_the_system_goes(tmp_path, monkeypatch):
     # ext -> other/sub: the system takes ext/.. to other/, where abspath would stay in project/.

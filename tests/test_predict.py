@@ -374,10 +374,11 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path, c
     line = failure_of(['--checkpoint', unread, str(picture), '--export', str(tmp_path / 'm.onnx'),
                        '--output', str(tmp_path / 'm.json')], capsys)
     assert line.startswith(f'error: --output {tmp_path / "m.json"}: --export {tmp_path / "m.onnx"} writes its label')
-    left = tmp_path / '.tmp-2147483646-p.csv'  # a predict.py killed while writing p.csv: removed first
-    left.write_text('image,gender')
-    failure_of(['--checkpoint', unread, str(picture), '--output', str(tmp_path / 'p.csv')], capsys)
-    assert not left.exists()
+    long = 'p' * 247 + '.csv'  # 251 bytes: its temporary file keeps its last 239 (atomic.kept_end)
+    for name, left in [('p.csv', '.tmp-2147483646-p.csv'), (long, '.tmp-2147483646-' + long[-239:])]:
+        (tmp_path / left).write_text('image,gender')  # a predict.py killed while writing it: removed first
+        failure_of(['--checkpoint', unread, str(picture), '--output', str(tmp_path / name)], capsys)
+        assert not (tmp_path / left).exists(), name
     # `--output "$OUT"` with OUT unset, and a name that is only the extension: refused, not ignored
     for empty in ('', str(tmp_path / '.csv')):
         line = failure_of(['--checkpoint', unread, str(picture), '--output', empty], capsys)
