@@ -335,7 +335,7 @@ def predict_all(model, attributes, paths, args, device):
         # On a Ctrl-C or a kill too: the decodes queued ahead (a batch of full-size photos, tens of
         # seconds) are dropped, not waited for; only those under way are.
         pool.shutdown(cancel_futures=True)
-    bar.close()
+        bar.close()  # now, not at the exit: the bar would come after the line saying why it stopped
     return rows
 
 

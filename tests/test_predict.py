@@ -5,6 +5,7 @@ import argparse
 import codecs
 import csv
 import errno
+import gc
 import io
 import json
 import os
@@ -202,6 +203,30 @@ def test_json_output_batches_and_progress_bar(checkpoint, photos, reference, tmp
             top = [(item['label'], item['probability']) for item in record[head]]
             check_top_k(top, 2, reference[record['image']][head])
     assert 'predicting' in capsys.readouterr().err
+
+
+def test_a_stopped_prediction_closes_its_bar_before_the_stop_is_said(tmp_path, monkeypatch, capsys):
+    # Closed at the exit, the bar came after the line run_cli prints on a Ctrl-C or a SIGTERM.
+    for name in 'abc':
+        Image.new('RGB', (60, 80), 'red').save(tmp_path / f'{name}.jpg')
+    calls = []
+
+    def stopped_at_the_second_batch(model, images, *args):
+        calls.append(len(images))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return [{head: [] for head in HEADS}] * len(images)
+
+    monkeypatch.setattr(predict, 'top_k', stopped_at_the_second_batch)
+    args = argparse.Namespace(batch_size=1, top_k=1)
+    try:
+        predict.predict_all(None, None, sorted(map(str, tmp_path.iterdir())), args, torch.device('cpu'))
+    except KeyboardInterrupt:
+        print('interrupted', file=sys.stderr)
+    gc.collect()
+    assert calls == [1, 1]
+    err = capsys.readouterr().err
+    assert 'predicting' in err and err.endswith('interrupted\n'), err
 
 
 def test_pictures_are_fitted_with_white_padding_and_exif_rotation(tmp_path):
