@@ -24,6 +24,9 @@ def pyplot(show=False):
     # Without --show use the file-only backend, so the scripts run on servers with no display.
     if not show:
         matplotlib.use('Agg')
+    # Text as it is: a label or a path with two $ in it ('Tee $5 & $10', 'v$$/val.csv') would be
+    # laid out as TeX math, or fail to parse as it, and the figure with it.
+    matplotlib.rcParams['text.parse_math'] = False
     import matplotlib.pyplot as plt
     return plt
 

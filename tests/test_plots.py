@@ -14,6 +14,7 @@ from PIL import Image
 import plots
 from cli import UserError
 from conftest import file_size_limit
+from dataset import AttributesDataset
 from plots import draw_figures, plot_confusion_matrix, visualize_grid
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith('linux'), reason='figures are forked on Linux only')
@@ -175,6 +176,17 @@ def test_a_class_only_predicted_keeps_its_column(tmp_path, monkeypatch):
     monkeypatch.setattr(plots, 'save_figure', lambda fig, path: drawn.append(fig.axes[0].images[0].get_array()))
     plot_confusion_matrix(np.array([0, 0]), np.array([0, 1]), ['a', 'b'], 't', str(tmp_path / 'c.png'))
     np.testing.assert_allclose(np.asarray(drawn[0]), [[0.5, 0.5], [0, 0]])
+
+
+def test_dollar_signs_in_labels_and_paths_are_drawn_as_they_are(tmp_path):
+    # Taken for TeX math, they failed the figure ('$\\foo{$' does not parse) or changed its text.
+    labels = ['Tee $5 & $10', 'Women $\\foo{$']
+    draw_figures([(plot_confusion_matrix, (np.array([0, 1]), np.array([1, 1]), labels, 'v$$/val.csv',
+                                           str(tmp_path / 'confusion.png')))], parallel=False)
+    grid = {head: np.array([0, 1]) for head in ('gender', 'article', 'color')}
+    dollars = AttributesDataset(vocab={'gender': labels, 'article': ['$a', 'b$'], 'color': ['$x$', '$$']})
+    visualize_grid(np.zeros((2, 3, 80, 60), np.float32), grid, grid, dollars, str(tmp_path / 'grid.png'))
+    assert sorted(os.listdir(tmp_path)) == ['confusion.png', 'grid.png']
 
 
 def test_a_head_with_one_class_in_the_set_is_drawn_without_sklearns_warning(tmp_path, monkeypatch, recwarn):
