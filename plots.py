@@ -93,13 +93,20 @@ def plot_confusion_matrix(truth, predicted, labels, title, path, show=False):
         # A head with one class in the set (a men-only val.csv, a one-row one) gets its 1x1 matrix,
         # and sklearn's two-line warning about it named its own source file, once a figure.
         warnings.filterwarnings('ignore', message='A single label was found', category=UserWarning)
-        ConfusionMatrixDisplay.from_predictions(
+        display = ConfusionMatrixDisplay.from_predictions(
             truth, predicted, labels=present, display_labels=[labels[i] for i in present],
             normalize='true', include_values=n <= 15, values_format='.2f', cmap='Blues', ax=ax,
             colorbar=False, xticks_rotation='vertical')
+    # A class only predicted has no true pictures to share out: sklearn's row of zeros would read
+    # as a class never recognised. Its row is greyed out, its values hidden.
+    only_predicted = np.flatnonzero(~np.isin(present, truth))
+    for row in only_predicted:
+        ax.axhspan(row - 0.5, row + 0.5, color='lightgrey', zorder=2.5)  # over the image, under the text
+        for text in display.text_[row] if display.text_ is not None else ():
+            text.set_visible(False)
     fontsize = 10 if n <= 15 else 6
     ax.tick_params(labelsize=fontsize)
-    ax.set_title(title)
+    ax.set_title(title + ('\n(grey rows: predicted only, no such picture in the set)' if len(only_predicted) else ''))
     fig.tight_layout()
     save_figure(fig, path)
     if show:

@@ -170,12 +170,22 @@ def test_the_grid_title_stays_clear_of_the_first_row(tmp_path, monkeypatch, rows
     assert below > 5 and 5 < above < 20  # pixels: a gap under the title, and the title at the top
 
 
-def test_a_class_only_predicted_keeps_its_column(tmp_path, monkeypatch):
+def test_a_class_only_predicted_keeps_its_column_and_its_row_is_greyed_out(tmp_path, monkeypatch):
     # Half of class a called b: a matrix of the true classes only would show a as all correct.
+    # b's row of zeros, drawn as it was, read as a class never recognised, though none was there.
     drawn = []
-    monkeypatch.setattr(plots, 'save_figure', lambda fig, path: drawn.append(fig.axes[0].images[0].get_array()))
+    monkeypatch.setattr(plots, 'save_figure', lambda fig, path: drawn.append(fig.axes[0]))
     plot_confusion_matrix(np.array([0, 0]), np.array([0, 1]), ['a', 'b'], 't', str(tmp_path / 'c.png'))
-    np.testing.assert_allclose(np.asarray(drawn[0]), [[0.5, 0.5], [0, 0]])
+    ax, = drawn
+    np.testing.assert_allclose(np.asarray(ax.images[0].get_array()), [[0.5, 0.5], [0, 0]])
+    shown = [text.get_text() for text in ax.texts if text.get_visible()]
+    assert shown == ['0.50', '0.50']  # row b's values hidden
+    band, = ax.patches
+    assert band.get_facecolor()[:3] == pytest.approx((0.827, 0.827, 0.827), abs=1e-3)  # lightgrey
+    assert band.get_window_extent().y0 < ax.transData.transform((0, 1))[1] < band.get_window_extent().y1  # over b
+    assert ax.get_title() == 't\n(grey rows: predicted only, no such picture in the set)'
+    plot_confusion_matrix(np.array([0, 1]), np.array([1, 1]), ['a', 'b'], 't', str(tmp_path / 'c.png'))
+    assert not drawn[1].patches and drawn[1].get_title() == 't'  # every class in the set: no band, no note
 
 
 def test_dollar_signs_in_labels_and_paths_are_drawn_as_they_are(tmp_path):
