@@ -391,6 +391,15 @@ def non_negative_float(text):
     return value
 
 
+def path_name(text):
+    """A file's or folder's path. An empty one (`--val-csv "$VAL"` with VAL unset) is refused, not
+    taken for the current folder or for the flag left out: a run started afresh where it was to be
+    resumed, or the split the checkpoint names scored instead of the one meant."""
+    if not text:
+        raise argparse.ArgumentTypeError('an empty name (a variable not set?); give a path, or leave it out')
+    return text
+
+
 def folder_name(text):
     """A folder's own name, not a path: '..', '/abs' or 'a/../..' would put a run's files (args.json,
     checkpoints, curves.png) outside the folder that holds the runs, over what is there."""

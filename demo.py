@@ -17,7 +17,7 @@ import time
 import split_data
 import train
 from atomic import check_writable_folder
-from cli import UserError, add_debug_flag, counted, pick_device, positive_int, run_cli
+from cli import UserError, add_debug_flag, counted, path_name, pick_device, positive_int, run_cli
 from dataset import HEADS, TITLES
 from runs import check_log_folder, check_run_folder, run_folder
 from sample_catalog import image_count, is_sample_catalog, make_catalog, sample_catalog_size
@@ -25,7 +25,7 @@ from sample_catalog import image_count, is_sample_catalog, make_catalog, sample_
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Run split, train and test in one go', allow_abbrev=False)
-    parser.add_argument('--data', default='fashion-product-images',
+    parser.add_argument('--data', type=path_name, default='fashion-product-images',
                         help='the real catalog, used when it holds styles.csv (default: fashion-product-images)')
     parser.add_argument('--work', default='demo',
                         help='folder for the sample catalog, splits, checkpoints and results (default: demo)')

@@ -37,8 +37,8 @@ from atomic import (absolute_path, atomic_open, check_writable_folder, json_valu
 from augment import prepare_batch
 from checkpoint import model_from_checkpoint
 from catalog import UNREADABLE, resolved_folder
-from cli import (UserError, add_debug_flag, as_printed, counted, pick_device, positive_int, printable, progress_bar,
-                 run_cli, shown)
+from cli import (UserError, add_debug_flag, as_printed, counted, path_name, pick_device, positive_int, printable,
+                 progress_bar, run_cli, shown)
 from dataset import HEADS, TITLES, load_image
 from split_data import first_row
 
@@ -51,7 +51,7 @@ IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.jpe', '.jfif', '.png', '.bmp', '.gif', '.
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Predict gender, article type and colour of '
                                                  'product photos, or export the model to ONNX', allow_abbrev=False)
-    parser.add_argument('images', nargs='*', metavar='IMAGE_OR_FOLDER',
+    parser.add_argument('images', nargs='*', type=path_name, metavar='IMAGE_OR_FOLDER',
                         help='image files, and folders searched recursively for '
                              f'{"/".join(e[1:] for e in IMAGE_EXTENSIONS)} files '
                              '(default: none; needed unless --files-from or --export is given)')
@@ -70,7 +70,7 @@ def parse_args(argv=None):
     parser.add_argument('--batch-size', type=positive_int, default=64,
                         help='images per forward pass (default: 64)')
     parser.add_argument('--device', default='auto', help='cuda, cuda:N, mps or cpu (default: auto)')
-    parser.add_argument('--attributes_file', default=None,
+    parser.add_argument('--attributes_file', type=path_name, default=None,
                         help="styles.csv, needed only for the original tutorial's bare state_dict "
                              'checkpoints (default: the label names stored in the checkpoint)')
     add_debug_flag(parser)

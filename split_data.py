@@ -17,8 +17,8 @@ from concurrent.futures import ProcessPoolExecutor
 from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder, flush_to_disk,
                     remove_left_temporaries, renamed_together)
 from catalog import IMAGE_SIZE, SPLIT_COLUMNS, describe_download, format_counts, image_problem, read_styles
-from cli import (UserError, add_debug_flag, counted, positive_int, printable, progress_bar, run_cli, seed_number,
-                 shown)
+from cli import (UserError, add_debug_flag, counted, path_name, positive_int, printable, progress_bar, run_cli,
+                 seed_number, shown)
 
 FIELDNAMES = list(SPLIT_COLUMNS)
 
@@ -26,7 +26,7 @@ FIELDNAMES = list(SPLIT_COLUMNS)
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Split the fashion catalog into train.csv and val.csv',
                                      allow_abbrev=False)
-    parser.add_argument('--input', default='fashion-product-images',
+    parser.add_argument('--input', type=path_name, default='fashion-product-images',
                         help='catalog folder holding styles.csv and images/ (default: fashion-product-images)')
     parser.add_argument('--output', default='.',
                         help='folder to write train.csv and val.csv to (default: .)')

@@ -20,7 +20,7 @@ from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, chec
 from augment import prepare_batch
 from catalog import read_csv_rows
 from checkpoint import changed_since_the_run, model_from_checkpoint, path_as_trained, same_rows
-from cli import UserError, add_debug_flag, counted, pick_device, positive_int, run_cli, shown
+from cli import UserError, add_debug_flag, counted, path_name, pick_device, positive_int, run_cli, shown
 from dataset import HEADS, TITLES, FashionDataset, image_named, in_real_folders, val_transform
 from evaluate import autocast_for, majority_rates, validate, validation_precision
 from memory_data import InMemoryLoader
@@ -35,10 +35,10 @@ OUTPUT_FILES = '|'.join(map(re.escape, OUTPUT_NAMES))
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Evaluate a trained checkpoint', allow_abbrev=False)
     parser.add_argument('--checkpoint', required=True, help='checkpoint written by train.py (required)')
-    parser.add_argument('--val-csv', '--annotations', default=None,
+    parser.add_argument('--val-csv', '--annotations', type=path_name, default=None,
                         help="split to evaluate on (default: the one the checkpoint was validated on, "
                              "as train.py was given it; ./val.csv for the tutorial's bare state_dict)")
-    parser.add_argument('--attributes_file', default=None,
+    parser.add_argument('--attributes_file', type=path_name, default=None,
                         help="styles.csv, needed only for the original tutorial's bare state_dict "
                              'checkpoints (default: the label names stored in the checkpoint)')
     parser.add_argument('--output', default=None,

@@ -26,8 +26,9 @@ from atomic import atomic_open
 from catalog import describe_download
 from checkpoint import check_same_vocab, checkpoint_save, load_weights, non_finite_weight, resumable_load
 from cli import (UserError, add_debug_flag, command, counted, ctrl_c_held, debugging, folder_name, how_stopped,
-                 leave_stops_to_the_main_process, non_negative_float, non_negative_int, peer_ended, positive_float,
-                 positive_int, print_error, print_if_possible, progress_bar, run_cli, seed_number, shown_path, started)
+                 leave_stops_to_the_main_process, non_negative_float, non_negative_int, path_name, peer_ended,
+                 positive_float, positive_int, print_error, print_if_possible, progress_bar, run_cli, seed_number,
+                 shown_path, started)
 from dataset import (HEADS, AttributesDataset, FashionDataset, in_real_folders, skip_undecodable, train_transform,
                      val_transform)
 from evaluate import autocast_for, default_precision, validate
@@ -47,11 +48,11 @@ def build_parser():
     # allow_abbrev=False: a flag cut short or misspelled (--log run.log, --checkpoint) is refused,
     # not taken for the one it begins (--logs, --checkpoints).
     parser = argparse.ArgumentParser(description='Train the multi-output fashion classifier', allow_abbrev=False)
-    parser.add_argument('--attributes_file', default='./fashion-product-images/styles.csv',
+    parser.add_argument('--attributes_file', type=path_name, default='./fashion-product-images/styles.csv',
                         help='styles.csv that defines the label vocabularies '
                              '(default: ./fashion-product-images/styles.csv)')
-    parser.add_argument('--train-csv', default='./train.csv', help='training split (default: ./train.csv)')
-    parser.add_argument('--val-csv', default='./val.csv', help='validation split (default: ./val.csv)')
+    parser.add_argument('--train-csv', type=path_name, default='./train.csv', help='training split (default: ./train.csv)')
+    parser.add_argument('--val-csv', type=path_name, default='./val.csv', help='validation split (default: ./val.csv)')
     parser.add_argument('--device', default='auto',
                         help='cuda, cuda:N, mps or cpu (default: auto, the first of CUDA, MPS, CPU)')
     parser.add_argument('--epochs', type=positive_int, default=50, help='epochs to train (default: 50)')
@@ -97,16 +98,16 @@ def build_parser():
                         help='validate every N epochs, and after the last (default: 5)')
     parser.add_argument('--save-every', type=positive_int, default=25,
                         help='keep a numbered checkpoint every N epochs, and after the last (default: 25)')
-    parser.add_argument('--checkpoints', default='./checkpoints',
+    parser.add_argument('--checkpoints', type=path_name, default='./checkpoints',
                         help='folder for run folders with checkpoints, metrics.csv, curves.png '
                              '(default: ./checkpoints)')
-    parser.add_argument('--logs', default='./logs',
+    parser.add_argument('--logs', type=path_name, default='./logs',
                         help='TensorBoard log folder, used when tensorboard is installed (default: ./logs)')
     parser.add_argument('--run-name', type=folder_name, default=None,
                         help='name of the run folder in --checkpoints (default: the start time, e.g. '
                              '2026-01-31_12-00-00; with _2, _3 ... after it where a run started in the same second '
                              'has it)')
-    parser.add_argument('--resume', default=None, metavar='CHECKPOINT',
+    parser.add_argument('--resume', type=path_name, default=None, metavar='CHECKPOINT',
                         help='continue the run saved in this checkpoint, e.g. checkpoints/RUN/last.pth, '
                              'with its settings; --epochs may be raised, or lowered to stop sooner '
                              '(default: start a new run)')

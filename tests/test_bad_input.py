@@ -910,6 +910,25 @@ def test_out_of_range_flags_are_refused_by_name(flags, words, capsys):
         assert word in err
 
 
+@pytest.mark.parametrize('script, flags', [
+    ('train', ['--attributes_file', '--train-csv', '--val-csv', '--checkpoints', '--logs', '--resume']),
+    ('test', ['--val-csv', '--attributes_file']), ('predict', ['--attributes_file', None]),
+    ('split_data', ['--input']), ('demo', ['--data'])])
+def test_an_empty_path_is_refused_not_taken_for_the_default(script, flags, capsys):
+    # `--resume "$CK"` with CK unset started a new run; test.py's `--val-csv ''` scored the
+    # checkpoint's own split, and train.py's `--checkpoints ''` wrote the run into the current folder.
+    module = __import__(script)
+    for flag in flags:
+        base = ['--checkpoint', 'last.pth'] if script in ('test', 'predict') else []
+        with pytest.raises(SystemExit) as refused:
+            module.parse_args(base + ([flag, ''] if flag else ['']))  # None: predict.py's pictures
+        assert refused.value.code == 2
+        err = capsys.readouterr().err.splitlines()[-1]
+        assert err.endswith(f': error: argument {flag or "IMAGE_OR_FOLDER"}'
+                            f'{"/--annotations" if (script, flag) == ("test", "--val-csv") else ""}: an empty name '
+                            '(a variable not set?); give a path, or leave it out'), err
+
+
 @pytest.mark.skipif(__import__('torch').cuda.is_available(), reason='this machine has a GPU')
 def test_device_that_is_not_there_is_named(small_split, tmp_path):
     result = run_script('train.py', '--device', 'cuda', '--train-csv', small_split['train'],
