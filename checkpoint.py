@@ -1,10 +1,12 @@
 # Saving and loading checkpoints so that nothing is lost and nothing runs on load:
 # written atomically (atomic.py), read with weights_only=True.
+import errno
 import hashlib
 import io
 import os
 import pickle
 import re
+import stat
 import warnings
 import zipfile
 
@@ -63,9 +65,13 @@ def checkpoint_load(path):
         found = [name for name in ('last.pth', 'best.pth') if os.path.isfile(os.path.join(path, name))]
         raise UserError(f'{path}: a folder, not a checkpoint file'
                         + (f'; give one of its checkpoints, such as {os.path.join(path, found[0])}' if found else ''))
-    if not os.path.isfile(path):
-        raise UserError(f'{path}: ' + ('not a regular file (a device, a pipe or a socket): torch.load needs one'
-                                       if os.path.exists(path) else 'no such checkpoint file'))
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:  # isdir's False hides why: none there, or a folder on the way not to be entered
+        raise UserError(f'{path}: ' + ('no such checkpoint file' if error.errno == errno.ENOENT
+                                       else f'could not reach it ({error.strerror or error})')) from error
+    if not stat.S_ISREG(mode):
+        raise UserError(f'{path}: not a regular file (a device, a pipe or a socket): torch.load needs one')
     data = read_whole(path)  # once: the bytes checked are the bytes loaded
     damaged = damaged_entry(data)
     if damaged is not None:

@@ -141,6 +141,9 @@ def test_a_run_folder_given_as_the_checkpoint_is_named_as_a_folder_with_a_checkp
         checkpoint_load(str(tmp_path))
     with pytest.raises(UserError, match=f'{tmp_path / "gone.pth"}: no such checkpoint file'):
         checkpoint_load(str(tmp_path / 'gone.pth'))
+    # A file on the way, or a folder one may not enter (EACCES): named with the system's reason, not as none there
+    with pytest.raises(UserError, match=f'^{tmp_path / "best.pth" / "x.pth"}: could not reach it \\(Not a directory\\)$'):
+        checkpoint_load(str(tmp_path / 'best.pth' / 'x.pth'))
     with pytest.raises(UserError, match="^'': an empty name for a checkpoint file; give its path"):  # --checkpoint ''
         checkpoint_load('')
     with pytest.raises(UserError, match='^/dev/null: not a regular file '):  # it is there
