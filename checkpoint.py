@@ -57,8 +57,9 @@ def unpickler_reason(error):
     return first_sentence((found or lines or [''])[0]) or type(error).__name__
 
 
-def checkpoint_load(path):
-    """The checkpoint's dict, loaded on the CPU. Pickled code in the file is refused, not run."""
+def check_checkpoint_file(path):
+    """That path names a file to load: before any other work (test.py's default --output is
+    beside it), and named as what it is where it does not."""
     if not path:
         raise UserError("'': an empty name for a checkpoint file; give its path, such as checkpoints/RUN/last.pth")
     if os.path.isdir(path):  # a run's folder, say
@@ -72,6 +73,11 @@ def checkpoint_load(path):
                                        else f'could not reach it ({error.strerror or error})')) from error
     if not stat.S_ISREG(mode):
         raise UserError(f'{path}: not a regular file (a device, a pipe or a socket): torch.load needs one')
+
+
+def checkpoint_load(path):
+    """The checkpoint's dict, loaded on the CPU. Pickled code in the file is refused, not run."""
+    check_checkpoint_file(path)
     data = read_whole(path)  # once: the bytes checked are the bytes loaded
     damaged = damaged_entry(data)
     if damaged is not None:

@@ -19,7 +19,8 @@ from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, chec
                     remove_left_temporaries)
 from augment import prepare_batch
 from catalog import read_csv_rows
-from checkpoint import changed_since_the_run, model_from_checkpoint, path_as_trained, same_rows
+from checkpoint import (changed_since_the_run, check_checkpoint_file, model_from_checkpoint, path_as_trained,
+                        same_rows)
 from cli import UserError, add_debug_flag, counted, path_name, pick_device, positive_int, run_cli, shown
 from dataset import HEADS, TITLES, FashionDataset, image_named, in_real_folders, val_transform
 from evaluate import autocast_for, majority_rates, validate, validation_precision
@@ -164,6 +165,7 @@ def print_report(metrics, majority):
 
 def main(argv=None):
     args = parse_args(argv)
+    check_checkpoint_file(args.checkpoint)  # first: the default --output is named after it
     folder = output_folder(args)
     # Before the evaluation, not after it; a default folder is named as one, so that --output is
     # seen to be the way to put the figures elsewhere.

@@ -527,6 +527,17 @@ def test_an_empty_or_too_long_output_folder_is_refused_before_any_work(one_epoch
         load_test_script().main(['--checkpoint', os.path.join(one_epoch_run, 'last.pth'), '--output', 'x' * 300])
 
 
+def test_a_checkpoint_that_is_not_there_is_named_before_its_default_output_folder(tmp_path):
+    # A typo for last.pth, beside whose eval-lats name a file stands: the folder was named first,
+    # as --output (default: ...), though the mistake is the checkpoint's.
+    from demo import load_test_script
+    (tmp_path / 'eval-lats').write_text('notes')
+    with pytest.raises(UserError, match=f'^{tmp_path / "lats.pth"}: no such checkpoint file$'):
+        load_test_script().main(['--checkpoint', str(tmp_path / 'lats.pth')])
+    with pytest.raises(UserError, match=f'^{tmp_path}: a folder, not a checkpoint file$'):  # a run's folder
+        load_test_script().main(['--checkpoint', str(tmp_path)])
+
+
 def test_what_a_killed_test_py_left_in_its_output_folder_is_removed(one_epoch_run, tmp_path):
     from demo import load_test_script
     (tmp_path / '.tmp-2147483646-confusion_article.png').write_bytes(b'half a PNG')  # its drawing process killed
