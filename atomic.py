@@ -9,7 +9,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 
-from cli import UserError
+from cli import UserError, ctrl_c_held
 
 
 NAME_MAX = 255  # bytes in a file name, on the file systems of Linux, macOS and Windows
@@ -189,6 +189,28 @@ def replace_together(renames):
         raise
     finally:
         for old in asides:
+            if old and os.path.lexists(old):
+                os.remove(old)
+
+
+@contextmanager
+def all_or_none(paths):
+    """For files each written atomically, but that belong together (test.py's metrics.json and
+    its figures): where the block fails or is stopped, each is put back as it was before it, or
+    removed where there was none, so that no old figure stays beside new metrics."""
+    asides = {path: kept_aside(path) for path in paths}
+    try:
+        yield
+    except BaseException:
+        with ctrl_c_held():  # a second Ctrl-C waits until all are back
+            for path, old in asides.items():
+                if old:
+                    os.replace(old, path)
+                elif os.path.lexists(path):
+                    os.remove(path)
+        raise
+    finally:
+        for old in asides.values():
             if old and os.path.lexists(old):
                 os.remove(old)
 

@@ -15,8 +15,8 @@ import shlex
 import torch
 
 from allocator import keep_freed_memory
-from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder, json_object,
-                    remove_left_temporaries)
+from atomic import (absolute_path, all_or_none, atomic_open, check_no_folder_in_the_way, check_writable_folder,
+                    json_object, remove_left_temporaries)
 from augment import prepare_batch
 from catalog import read_csv_rows
 from checkpoint import (changed_since_the_run, check_checkpoint_file, model_from_checkpoint, path_as_trained,
@@ -195,8 +195,6 @@ def main(argv=None):
     report = dict(metrics, checkpoint=absolute_path(args.checkpoint), epoch=state.get('epoch'),
                   val_csv=absolute_path(args.val_csv),
                   majority_rate={head: majority[head] for head in HEADS})
-    with atomic_open(os.path.join(folder, 'metrics.json'), encoding='utf-8') as f:
-        json.dump(report, f, indent=2)
     figures = [(plot_confusion_matrix, (truth[head], predicted[head], attributes.labels(head),
                                         f'{TITLES[head]}: normalised confusion matrix ({shown(args.val_csv)})',
                                         os.path.join(folder, f'confusion_{head}.png'), show))
@@ -205,7 +203,12 @@ def main(argv=None):
     figures.append((visualize_grid, (prepare_batch(loader.images[:n]).cpu().numpy(),
                                      {h: p[:n] for h, p in predicted.items()}, {h: t[:n] for h, t in truth.items()},
                                      attributes, os.path.join(folder, 'predictions.png'), show)))
-    draw_figures(figures, parallel=not show)
+    # A Ctrl-C or a full disk while the figures are drawn leaves the last evaluation's files, not
+    # its figures beside these metrics.
+    with all_or_none([os.path.join(folder, name) for name in OUTPUT_NAMES]):
+        with atomic_open(os.path.join(folder, 'metrics.json'), encoding='utf-8') as f:
+            json.dump(report, f, indent=2)
+        draw_figures(figures, parallel=not show)
     print(f'wrote metrics.json, confusion_{{{",".join(HEADS)}}}.png and predictions.png to {folder}')
 
 

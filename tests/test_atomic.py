@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from atomic import (absolute_path, atomic_open, atomic_path, check_writable_folder, kept_aside, name_pattern,
-                    remove_left_temporaries, renamed_together)
+from atomic import (absolute_path, all_or_none, atomic_open, atomic_path, check_writable_folder, kept_aside,
+                    name_pattern, remove_left_temporaries, renamed_together)
 from cli import UserError
 from conftest import file_size_limit
 
@@ -184,6 +184,25 @@ def test_what_a_killed_process_left_of_a_long_name_is_found_by_what_it_kept(tmp_
         (tmp_path / each).write_text('half')
     remove_left_temporaries(str(tmp_path), name_pattern(name), 'predict.py')
     assert os.listdir(tmp_path) == [name]
+
+
+def test_files_that_belong_together_are_all_put_back_where_the_block_fails(tmp_path):
+    paths = [str(tmp_path / name) for name in ('a.json', 'b.png', 'c.png')]
+    for path in paths[:2]:
+        open(path, 'w').write('old')
+    with pytest.raises(KeyboardInterrupt), all_or_none(paths):
+        for path in paths:
+            with atomic_open(path) as f:
+                f.write('new')
+        raise KeyboardInterrupt  # a Ctrl-C after all three were written: a.json and b.png back, c.png gone
+    assert sorted(os.listdir(tmp_path)) == ['a.json', 'b.png']
+    assert [open(path).read() for path in paths[:2]] == ['old', 'old']
+    with all_or_none(paths):
+        for path in paths:
+            with atomic_open(path) as f:
+                f.write('new')
+    assert sorted(os.listdir(tmp_path)) == ['a.json', 'b.png', 'c.png']  # nothing kept aside left
+    assert [open(path).read() for path in paths] == ['new'] * 3
 
 
 def test_a_path_through_a_link_and_up_goes_where_the_system_goes(tmp_path, monkeypatch):

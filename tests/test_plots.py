@@ -3,6 +3,7 @@
 # replaces its own files, never a file of the user's of the same name.
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
 import time
@@ -252,7 +253,8 @@ def test_test_py_replaces_its_own_files_and_no_file_of_the_users(small_split, tm
     test_script = load_test_script()
     out = tmp_path / 'eval'
     out.mkdir()
-    argv = ['--checkpoint', str(tmp_path / 'never-loaded.pth'), '--output', str(out)]  # refused before it
+    (tmp_path / 'never-loaded.pth').write_bytes(b'')  # there, but refused before it is loaded
+    argv = ['--checkpoint', str(tmp_path / 'never-loaded.pth'), '--output', str(out)]
     png = 'is no figure of test.py (no PNG that matplotlib saved)'
     other_png = tmp_path / 'other.png'
     Image.new('RGB', (4, 4)).save(other_png)  # a PNG, but not one matplotlib saved
@@ -276,3 +278,27 @@ def test_test_py_replaces_its_own_files_and_no_file_of_the_users(small_split, tm
         assert sorted(os.listdir(out)) == ['confusion_article.png', 'confusion_color.png', 'confusion_gender.png',
                                            'metrics.json', 'predictions.png']
         assert all(plots.drawn_by_matplotlib(out / name) for name in os.listdir(out) if name.endswith('.png'))
+
+
+@pytest.mark.parametrize('failure', [KeyboardInterrupt, lambda: OSError(28, 'No space left on device', 'x.png')])
+def test_a_test_py_stopped_while_drawing_leaves_the_last_evaluations_files_as_they_were(small_split, tmp_path,
+                                                                                         monkeypatch, failure):
+    # Its new metrics.json stayed beside the last run's figures, with no sign of it.
+    from demo import load_test_script
+    test_script = load_test_script()
+    out = tmp_path / 'eval'
+    checkpoint = untrained_checkpoint(small_split, tmp_path)
+    test_script.main(['--checkpoint', checkpoint, '--val-csv', small_split['val'], '--output', str(out),
+                      '--device', 'cpu', '--grid', '4'])
+    before = {name: (out / name).read_bytes() for name in os.listdir(out)}
+    (out / 'predictions.png').unlink()  # one the last run did not leave: none after the failed one either
+    del before['predictions.png']
+
+    def fails(*args):
+        raise failure()
+    monkeypatch.setattr(test_script, 'visualize_grid', fails)  # drawn in a process forked from here
+    other = shutil.copy(checkpoint, str(tmp_path / 'other.pth'))  # named in metrics.json: another file
+    with pytest.raises((UserError, RuntimeError), match='1 of 4 figures could not be drawn'):
+        test_script.main(['--checkpoint', other, '--val-csv', small_split['val'], '--output', str(out),
+                          '--device', 'cpu'])
+    assert {name: (out / name).read_bytes() for name in os.listdir(out)} == before
