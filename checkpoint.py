@@ -143,14 +143,38 @@ def check_contents(state, path):
     elif attributes is not None and any(heads[head] != sorted(set(heads[head])) for head in HEADS):
         # AttributesDataset numbers the classes in sorted order: any other would mislabel them
         problem = 'its label names are not each sorted and once, the order of the classes train.py numbers'
-    elif not isinstance(state.get('args') or {}, dict) or not isinstance(state.get('epoch') or 0, int):
+    elif not isinstance(state.get('args') or {}, dict) or not is_count(state.get('epoch') or 0):
         problem = 'its "args" are not a dict of settings, or its "epoch" not a number'
+    elif settings_problem(state.get('args') or {}):
+        problem = settings_problem(state['args'])
     elif not (isinstance(state.get('split_digests') or {}, dict)
               and all(isinstance(digest, (str, type(None))) for digest in (state.get('split_digests') or {}).values())):
         problem = 'its "split_digests" are not digests of the split files'
     else:
         return state
     raise UserError(f'{path}: not a checkpoint written by train.py ({problem})')
+
+
+# train.py's --precision, saved in its checkpoints, and test.py's.
+PRECISIONS = ('auto', 'fp32', 'bf16')
+
+
+def is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool)  # True is an int to Python
+
+
+def settings_problem(saved):
+    """What is wrong with the saved settings that test.py reads (the split it scores, the precision
+    and batch size it scores in, the folder relative paths start from), or None: a value of another
+    kind was a TypeError inside it, or an unknown precision run as fp32 without a word."""
+    for key in ('train_csv', 'val_csv', 'attributes_file', 'workdir'):
+        if saved.get(key) is not None and not isinstance(saved[key], str):
+            return f'its setting "{key}" is {saved[key]!r}, not a path'
+    if saved.get('precision', 'auto') not in PRECISIONS:
+        return f'its setting "precision" is {saved["precision"]!r}, not one of {", ".join(PRECISIONS)}'
+    if not (is_count(saved.get('batch_size', 1)) and saved.get('batch_size', 1) > 0):
+        return f'its setting "batch_size" is {saved["batch_size"]!r}, not a whole number above 0'
+    return None
 
 
 def read_whole(path):

@@ -19,8 +19,8 @@ from atomic import (absolute_path, all_or_none, atomic_open, check_no_folder_in_
                     json_object, remove_left_temporaries)
 from augment import prepare_batch
 from catalog import read_csv_rows
-from checkpoint import (changed_since_the_run, check_checkpoint_file, model_from_checkpoint, path_as_trained,
-                        same_rows)
+from checkpoint import (PRECISIONS, changed_since_the_run, check_checkpoint_file, model_from_checkpoint,
+                        path_as_trained, same_rows)
 from cli import UserError, add_debug_flag, counted, path_name, pick_device, positive_int, run_cli, shown
 from dataset import HEADS, TITLES, FashionDataset, image_named, in_real_folders, val_transform
 from evaluate import autocast_for, majority_rates, validate, validation_precision
@@ -48,7 +48,7 @@ def parse_args(argv=None):
     parser.add_argument('--device', default='auto', help='cuda, cuda:N, mps or cpu (default: auto)')
     parser.add_argument('--batch-size', type=positive_int, default=256,
                         help='images per forward pass (default: 256)')
-    parser.add_argument('--precision', choices=['auto', 'fp32', 'bf16'], default='auto',
+    parser.add_argument('--precision', choices=PRECISIONS, default='auto',
                         help="fp32 or bf16 autocast (default: auto, the precision train.py validated "
                              'the checkpoint in, so both give the same figures)')
     parser.add_argument('--grid', type=positive_int, default=32,

@@ -24,7 +24,8 @@ import distributed
 from allocator import keep_freed_memory
 from atomic import atomic_open
 from catalog import describe_download
-from checkpoint import check_same_vocab, checkpoint_save, load_weights, non_finite_weight, resumable_load
+from checkpoint import (PRECISIONS, check_same_vocab, checkpoint_save, load_weights, non_finite_weight,
+                        resumable_load)
 from cli import (UserError, add_debug_flag, command, counted, ctrl_c_held, debugging, folder_name, how_stopped,
                  leave_stops_to_the_main_process, non_negative_float, non_negative_int, path_name, peer_ended,
                  positive_float, positive_int, print_error, print_if_possible, progress_bar, run_cli, seed_number,
@@ -70,7 +71,7 @@ def build_parser():
     parser.add_argument('--workers', type=non_negative_int, default=min(8, os.cpu_count() or 1),
                         help=f'worker processes that decode the images: once at the start, or every '
                              f'epoch with --data loader (default: {min(8, os.cpu_count() or 1)})')
-    parser.add_argument('--precision', choices=['auto', 'fp32', 'bf16'], default='auto',
+    parser.add_argument('--precision', choices=PRECISIONS, default='auto',
                         help='bf16 autocast or plain fp32 (default: auto, bf16 on CUDA for batches over 16, '
                              'where it pays, fp32 otherwise)')
     parser.add_argument('--channels-last', choices=['on', 'off'], default='on',

@@ -213,6 +213,13 @@ def test_a_checkpoint_of_other_tensors_is_not_a_checkpoint(tmp_path, content):
     ({'model': {}}, 'its "model" is not a state_dict of tensors'),
     ({'args': ['--lr', '0.1']}, 'its "args" are not a dict of settings, or its "epoch" not a number'),
     ({'epoch': 'last'}, 'its "args" are not a dict of settings, or its "epoch" not a number'),
+    ({'epoch': True}, 'its "args" are not a dict of settings, or its "epoch" not a number'),  # printed "(epoch True)"
+    # the settings test.py reads: a TypeError from inside it, or bf17 run as fp32 without a word
+    ({'args': {'val_csv': 123}}, 'its setting "val_csv" is 123, not a path'),
+    ({'args': {'workdir': ['/tmp']}}, "its setting \"workdir\" is ['/tmp'], not a path"),
+    ({'args': {'precision': 'bf17'}}, 'its setting "precision" is \'bf17\', not one of auto, fp32, bf16'),
+    ({'args': {'batch_size': '16'}}, 'its setting "batch_size" is \'16\', not a whole number above 0'),
+    ({'args': {'batch_size': 0}}, 'its setting "batch_size" is 0, not a whole number above 0'),
 ])
 def test_a_dict_of_other_contents_under_a_checkpoints_keys_is_one_line_not_a_traceback(tmp_path, change,
                                                                                       problem):
