@@ -147,6 +147,8 @@ def check_contents(state, path):
         problem = 'its "args" are not a dict of settings, or its "epoch" not a number'
     elif settings_problem(state.get('args') or {}):
         problem = settings_problem(state['args'])
+    elif state.get('precision') not in (None, *PRECISIONS[1:]):  # the one it validated in: not auto
+        problem = f'its "precision" is {state["precision"]!r}, not fp32 or bf16'
     elif not (isinstance(state.get('split_digests') or {}, dict)
               and all(isinstance(digest, (str, type(None))) for digest in (state.get('split_digests') or {}).values())):
         problem = 'its "split_digests" are not digests of the split files'

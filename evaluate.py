@@ -25,10 +25,14 @@ def default_precision(device, batch_size=None):
     return 'bf16'
 
 
-def validation_precision(saved_args, device):
-    """The precision train.py validated a run in, from the arguments saved in its checkpoint: its
-    --precision, or for auto the choice at its batch size (the tutorial's 16 for the original's
-    bare state_dict, which saved none), so test.py scores it as train.py did."""
+def validation_precision(state, device):
+    """The precision train.py validated a run in, so that test.py scores it as train.py did: as
+    its checkpoint says (a run of the CPU's fp32 scored on a GPU stays fp32), or for a checkpoint
+    from before it said, from the arguments saved in it: its --precision, or for auto the choice at
+    its batch size (the tutorial's 16 for the original's bare state_dict, which saved none)."""
+    if state.get('precision') is not None:
+        return state['precision']
+    saved_args = state.get('args') or {}
     precision = saved_args.get('precision', 'auto')
     if precision != 'auto':
         return precision

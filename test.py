@@ -179,7 +179,7 @@ def main(argv=None):
     model = model.to(device, memory_format=torch.channels_last).eval()  # faster, same numbers
     precision = args.precision
     if precision == 'auto':
-        precision = validation_precision(state.get('args') or {}, device)
+        precision = validation_precision(state, device)
     print(f'device: {device} ({precision}); checkpoint {args.checkpoint}'
           + (f' (epoch {state["epoch"]})' if state.get('epoch') else ''))
 

@@ -616,7 +616,7 @@ def main(argv=None):
 
     def state(epoch):
         return {'epoch': epoch, 'model': core.state_dict(), 'optimizer': optimizer_state(optimizer),
-                'scheduler': scheduler_state(scheduler), 'attributes': attributes.to_dict(),
+                'scheduler': scheduler_state(scheduler), 'attributes': attributes.to_dict(), 'precision': precision,
                 'args': saved_args(args), 'split_digests': split_digests, 'history': history, 'best': best}
 
     writer, claimed = None, None

@@ -220,6 +220,7 @@ def test_a_checkpoint_of_other_tensors_is_not_a_checkpoint(tmp_path, content):
     ({'args': {'precision': 'bf17'}}, 'its setting "precision" is \'bf17\', not one of auto, fp32, bf16'),
     ({'args': {'batch_size': '16'}}, 'its setting "batch_size" is \'16\', not a whole number above 0'),
     ({'args': {'batch_size': 0}}, 'its setting "batch_size" is 0, not a whole number above 0'),
+    ({'precision': 'auto'}, 'its "precision" is \'auto\', not fp32 or bf16'),  # the one it validated in
 ])
 def test_a_dict_of_other_contents_under_a_checkpoints_keys_is_one_line_not_a_traceback(tmp_path, change,
                                                                                       problem):

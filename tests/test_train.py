@@ -956,9 +956,15 @@ def test_whether_cudnn_searches_for_the_training_kernels(flags, device, before, 
 def test_which_precision_a_run_trains_in(flags, device, precision):
     args = train.parse_args(flags)
     assert train.choose_precision(args, torch.device(device)) == precision
-    # and validates in; test.py scores its checkpoint the same way, from the arguments saved in it
-    assert validation_precision(runs.saved_args(args), torch.device(device)) == precision
+    # and validates in; test.py scores its checkpoint the same way, as it says, or where it does not
+    # (one from before it did), from the arguments saved in it
+    saved = runs.saved_args(args)
+    assert validation_precision({'args': saved, 'precision': precision}, torch.device(device)) == precision
+    assert validation_precision({'args': saved}, torch.device(device)) == precision
     assert validation_precision({}, torch.device(device)) == 'fp32'  # the tutorial's bare state_dict
+    # a run validated on the CPU in fp32 at batch 256, scored on a GPU: fp32 still, not the GPU's bf16
+    cpu_run = {'args': runs.saved_args(train.parse_args(['--batch-size', '256'])), 'precision': 'fp32'}
+    assert validation_precision(cpu_run, torch.device('cuda')) == 'fp32'
 
 
 def test_the_tutorials_dataloader_path_resumes_exactly_too(small_split, tmp_path):
