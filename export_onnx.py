@@ -16,7 +16,7 @@ from torch import nn
 from atomic import (absolute_path, atomic_open, atomic_path, check_writable_folder, flush_to_disk, json_object,
                     name_pattern, remove_left_temporaries, renamed_together, through_link)
 from catalog import IMAGE_SIZE
-from cli import UserError, command
+from cli import UserError, command, shown
 from dataset import FILL, HEADS, MEAN, STD
 
 FORMAT = 'fashion-multi-output-onnx/1'
@@ -78,7 +78,8 @@ def preprocessing():
 def sidecar(attributes, path):
     width, height = IMAGE_SIZE
     return {
-        'format': FORMAT, 'model': os.path.basename(path), 'opset': OPSET,
+        # shown: a name that is not UTF-8 as \xNN, not as JSON's lone \udcNN, which strict readers refuse
+        'format': FORMAT, 'model': shown(os.path.basename(path)), 'opset': OPSET,
         'input': {'name': INPUT_NAME, 'dtype': 'float32', 'shape': ['batch', 3, height, width]},
         'outputs': list(HEADS),
         'output_kind': 'logits; a softmax over the last axis gives class probabilities',

@@ -229,6 +229,15 @@ def test_a_stopped_prediction_closes_its_bar_before_the_stop_is_said(tmp_path, m
     assert 'predicting' in err and err.endswith('interrupted\n'), err
 
 
+def test_the_label_file_names_a_model_whose_name_is_not_utf8_as_any_json_reader_takes_it():
+    # It held "m\\udce9.onnx", a lone surrogate that strict readers refuse, and no file's name.
+    from export_onnx import sidecar
+    vocab = {'gender': ['Men', 'Women'], 'article': ['Shirts', 'Tshirts'], 'color': ['Black', 'Blue']}
+    data = sidecar(AttributesDataset(vocab=vocab), os.fsdecode(b'/models/m\xe9.onnx'))
+    assert data['model'] == 'm\\xe9.onnx'
+    json.dumps(data, ensure_ascii=False).encode('utf-8')  # a surrogate cannot be encoded
+
+
 def test_pictures_are_fitted_with_white_padding_and_exif_rotation(tmp_path):
     wide = tmp_path / 'wide.png'
     Image.new('RGB', (120, 40), (200, 30, 30)).save(wide)
