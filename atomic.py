@@ -2,6 +2,7 @@
 # figures, predictions, exported models) is written under a temporary name beside it and renamed
 # into place only once complete. A kill, a Ctrl-C or a full disk mid-write leaves the previous
 # file as it was and no half-written one.
+import errno
 import json
 import os
 import re
@@ -111,7 +112,14 @@ def through_link(path):
     """For an output file the user names: where path is a link, the file it points to, which a
     write then changes as a shell's `>` would, the link staying a link. (Not for the files the
     scripts name themselves: a run folder's last.pth may be a link to another run's checkpoint.)"""
-    return os.path.realpath(path) if os.path.islink(path) else path
+    if not os.path.islink(path):
+        return path
+    try:
+        os.stat(path)
+    except OSError as error:  # one that points to nothing yet is written through, making the file
+        if error.errno == errno.ELOOP:  # realpath would give the link's own name: replaced by a file
+            raise UserError(f'{path}: a link in a loop of links, which leads to no file; name a file') from error
+    return os.path.realpath(path)
 
 
 @contextmanager

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from atomic import (absolute_path, all_or_none, atomic_open, atomic_path, check_writable_folder, kept_aside,
-                    name_pattern, remove_left_temporaries, renamed_together)
+                    name_pattern, remove_left_temporaries, renamed_together, through_link)
 from cli import UserError
 from conftest import file_size_limit
 
@@ -203,6 +203,16 @@ def test_files_that_belong_together_are_all_put_back_where_the_block_fails(tmp_p
                 f.write('new')
     assert sorted(os.listdir(tmp_path)) == ['a.json', 'b.png', 'c.png']  # nothing kept aside left
     assert [open(path).read() for path in paths] == ['new'] * 3
+
+
+def test_a_link_is_written_through_also_to_a_file_not_there_yet_but_a_loop_of_links_is_refused(tmp_path):
+    (tmp_path / 'new.csv').symlink_to('made.csv')
+    assert through_link(str(tmp_path / 'new.csv')) == str(tmp_path / 'made.csv')
+    # A loop: realpath gave the link's own name, and the rename put a file in its place.
+    (tmp_path / 'a.csv').symlink_to('b.csv')
+    (tmp_path / 'b.csv').symlink_to('a.csv')
+    with pytest.raises(UserError, match=f'^{tmp_path / "a.csv"}: a link in a loop of links, which leads to no file'):
+        through_link(str(tmp_path / 'a.csv'))
 
 
 def test_a_path_through_a_link_and_up_goes_where_the_system_goes(tmp_path, monkeypatch):
