@@ -49,15 +49,23 @@ WIDE_GREY_MODES = ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I', 'F')
 
 
 def to_8_bit_grey(img):
-    values = np.asarray(img, dtype=np.float64)
-    if img.mode == 'F':
-        scale = 255 if values.max() <= 1 else 1  # floats of 0 to 1, the usual way, or of 0 to 255
-    else:
-        scale = 1 / 257  # 16 bits: 65535 is white
-    grey = Image.fromarray((values * scale).round().clip(0, 255).astype(np.uint8), 'L')
+    values = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0, posinf=0, neginf=0)
+    grey = Image.fromarray((values * (255 / white_of(img, values))).round().clip(0, 255).astype(np.uint8), 'L')
     if 'transparency' in img.info:  # a PNG's tRNS, a value of the wide scale: kept as alpha (LA)
         grey.putalpha(Image.fromarray(np.where(values == img.info['transparency'], 0, 255).astype(np.uint8), 'L'))
     return grey
+
+
+def white_of(img, values):
+    """The value that is white in a greyscale picture of more than 8 bits. Pillow opens 16-bit
+    files as I;16 (65535 white), but 32-bit integer ones as I and float ones as F, whose files hold
+    values of 8 or 16 bits or of their full range alike (floats usually of 0 to 1): the smallest of
+    those ranges that holds the brightest value."""
+    if img.mode.startswith('I;16'):
+        return 65535
+    ranges = (1, 255, 65535) if img.mode == 'F' else (255, 65535, 2**31 - 1)
+    brightest = max(values.max(), 1e-12)  # an all-black float picture: no division by 0
+    return next((white for white in ranges if brightest <= white), brightest)
 
 
 def to_rgb(img):

@@ -273,8 +273,11 @@ def test_other_modes_and_sizes_load_as_60x80_rgb(tmp_path, kind):
         assert img.getpixel((30, 40)) == (255, 255, 255)
 
 
+# Pillow's modes I;16, I and F; a 32-bit TIFF's values of 16 bits or of its full range, floats of
+# 0 to 1, 255 or 65535 (these two were all white)
 @pytest.mark.parametrize('suffix, dtype, white', [('png', np.uint16, 65535), ('tiff', np.int32, 65535),
-                                                  ('tiff', np.float32, 1)])  # Pillow's modes I;16, I and F
+                                                  ('tiff', np.int32, 2**31 - 1), ('tiff', np.float32, 1),
+                                                  ('tiff', np.float32, 255), ('tiff', np.float32, 65535)])
 def test_wide_grey_is_scaled_to_8_bits_not_clipped(tmp_path, suffix, dtype, white):
     path = str(tmp_path / f'x.{suffix}')
     ramp = np.linspace(0, 65535, 60).round()  # black to white, left to right
