@@ -37,6 +37,11 @@ warnings.filterwarnings('ignore', category=Image.DecompressionBombWarning)
 # EXIF data", "Truncated File Read", "Tag data larger than file". Its UserWarnings are all of
 # this kind (a file Pillow cannot read raises, and is counted); set once, for the same reason.
 warnings.filterwarnings('ignore', category=UserWarning, module=r'PIL\.')
+# The formats a picture is read in: every one Pillow reads, but EPS, which it reads by running
+# Ghostscript on the file, a PostScript program; a picture from elsewhere (predict.py's) is not
+# to be run as one.
+Image.init()
+PICTURE_FORMATS = tuple(sorted(set(Image.OPEN) - {'EPS'}))
 # A damaged file can make Pillow raise any of these, depending on the format and where the damage
 # is (UnidentifiedImageError is an OSError); one bad file must never stop a run.
 UNREADABLE = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error,
@@ -201,7 +206,7 @@ def image_problem(path, size=IMAGE_SIZE, any_size=False, any_mode=False):
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             return 'no image file'
-        with Image.open(path) as img:
+        with Image.open(path, formats=PICTURE_FORMATS) as img:
             img.load()  # decode it all: a truncated file only fails here
             mode, img_size = img.mode, shown_size(img)
     except PermissionError:  # the file's or its folder's (images/ itself, say)

@@ -12,8 +12,8 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from atomic import absolute_path
-from catalog import (IMAGE_SIZE, LABEL_COLUMNS, NO_PERMISSION, REQUIRED_COLUMNS, SPLIT_COLUMNS, TOO_MANY_FIELDS,
-                     UNREADABLE, format_counts, read_csv_rows, read_styles)
+from catalog import (IMAGE_SIZE, LABEL_COLUMNS, NO_PERMISSION, PICTURE_FORMATS, REQUIRED_COLUMNS, SPLIT_COLUMNS,
+                     TOO_MANY_FIELDS, UNREADABLE, format_counts, read_csv_rows, read_styles)
 from cli import UserError, command, counted, leave_stops_to_the_main_process, started
 
 MEAN = [0.485, 0.456, 0.406]  # ImageNet statistics, as in the tutorial
@@ -96,7 +96,7 @@ def fit_to_size(img, size=IMAGE_SIZE):
 
 
 def load_image(path, size=IMAGE_SIZE):
-    with Image.open(path) as img:
+    with Image.open(path, formats=PICTURE_FORMATS) as img:
         img.load()  # now, as the file closes with this block: a picture may be returned as it is
         # Phone photos store their rotation in EXIF. In place: turned where it has to be, and not
         # copied where not, which would double the memory a 100-megapixel photo takes.

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 import split_data
 import train
-from catalog import Style, image_problem, read_styles
+from catalog import UNREADABLE, Style, image_problem, read_styles
 from checkpoint import checkpoint_load, checkpoint_save
 from cli import (Terminated, UserError, ctrl_c_held, leave_stops_to_the_main_process, pick_device, run_cli,
                  stopping_signals_as_ctrl_c)
@@ -286,6 +286,20 @@ def test_wide_grey_is_scaled_to_8_bits_not_clipped(tmp_path, suffix, dtype, whit
     row = np.asarray(load_image(path))[40].astype(float)
     assert (row[:, 0] == row[:, 1]).all() and (row[:, 0] == row[:, 2]).all()
     np.testing.assert_allclose(row[:, 0], ramp / 257, atol=0.5)  # clipped, they were all 255 or all 0
+
+
+def test_an_eps_file_is_no_picture_and_ghostscript_is_never_run_on_it(tmp_path, monkeypatch):
+    # Pillow reads EPS by running Ghostscript, a PostScript interpreter, on the file: a program from
+    # whoever made the picture, run where Ghostscript is installed.
+    from PIL import EpsImagePlugin
+    runs = []
+    monkeypatch.setattr(EpsImagePlugin, 'Ghostscript', lambda *args, **kwargs: runs.append(args))
+    path = tmp_path / 'product.jpg'
+    path.write_bytes(b'%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 60 80\nshowpage\n')
+    assert image_problem(str(path)) == 'unreadable image'
+    with pytest.raises(UNREADABLE):
+        load_image(str(path))
+    assert runs == []
 
 
 @pytest.mark.parametrize('mode, clear, product', [('RGB', (0, 0, 0), (200, 30, 30)), ('L', 0, 128),
