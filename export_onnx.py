@@ -20,7 +20,7 @@ from cli import UserError, command, shown
 from dataset import FILL, HEADS, MEAN, STD
 
 FORMAT = 'fashion-multi-output-onnx/1'
-OPSET = 18  # the dynamo exporter's own opset; onnxruntime 1.14 and later run it
+OPSET = 18  # the dynamo exporter's own; it writes IR version 10, which onnxruntime runs from 1.18 on
 INPUT_NAME = 'image'
 
 
