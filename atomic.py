@@ -211,11 +211,14 @@ def all_or_none(paths):
         yield
     except BaseException:
         with ctrl_c_held():  # a second Ctrl-C waits until all are back
-            for path, old in asides.items():
-                if old:
-                    os.replace(old, path)
-                elif os.path.lexists(path):
-                    os.remove(path)
+            for path, old in list(asides.items()):
+                try:
+                    if old:
+                        os.replace(old, path)
+                    elif os.path.lexists(path):
+                        os.remove(path)
+                except OSError:  # each apart: one that fails (a disk gone read-only) stops no other
+                    asides.pop(path)  # its old copy stays beside it, under its temporary name
         raise
     finally:
         for old in asides.values():

@@ -403,6 +403,8 @@ def path_name(text):
 def folder_name(text):
     """A folder's own name, not a path: '..', '/abs' or 'a/../..' would put a run's files (args.json,
     checkpoints, curves.png) outside the folder that holds the runs, over what is there."""
+    if not text:  # `--run-name "$NAME"` with NAME unset: refused, not taken for the flag left out
+        raise argparse.ArgumentTypeError('an empty name (a variable not set?); give a name, or leave it out')
     if os.sep in text or (os.altsep and os.altsep in text) or text in (os.curdir, os.pardir):
         raise argparse.ArgumentTypeError(f"{text!r}: give one folder's name, without {os.sep} and not . or ..; "
                                          'the folder it goes in is --checkpoints')

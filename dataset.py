@@ -58,12 +58,13 @@ def to_8_bit_grey(img):
 
 def white_of(img, values):
     """The value that is white in a greyscale picture of more than 8 bits. Pillow opens 16-bit
-    files as I;16 (65535 white), but 32-bit integer ones as I and float ones as F, whose files hold
-    values of 8 or 16 bits or of their full range alike (floats usually of 0 to 1): the smallest of
-    those ranges that holds the brightest value."""
+    PNGs and TIFFs as I;16 (65535 white), but 16-bit PGMs and 32-bit integer files as I and float
+    ones as F, whose files hold values of 16 bits or of their full range alike (floats of 0 to 1,
+    255 or 65535): the smallest of those ranges that holds the brightest value."""
     if img.mode.startswith('I;16'):
         return 65535
-    ranges = (1, 255, 65535) if img.mode == 'F' else (255, 65535, 2**31 - 1)
+    # (An I picture of 16 bits, a PGM's, is no brighter for being dark: 16 bits at the least.)
+    ranges = (1, 255, 65535) if img.mode == 'F' else (65535, 2**31 - 1)
     brightest = max(values.max(), 1e-12)  # an all-black float picture: no division by 0
     return next((white for white in ranges if brightest <= white), brightest)
 

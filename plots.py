@@ -109,9 +109,8 @@ def plot_confusion_matrix(truth, predicted, labels, title, path, show=False):
     ax.set_title(title + ('\n(grey rows: predicted only, no such picture in the set)' if len(only_predicted) else ''))
     fig.tight_layout()
     save_figure(fig, path)
-    if show:
-        plt.show()
-    plt.close(fig)
+    if not show:  # with show, kept open: test.py shows the figures once all are written (show_figures)
+        plt.close(fig)
 
 
 def to_picture(image):
@@ -146,9 +145,13 @@ def visualize_grid(images, predicted, truth, attributes, path, show=False, colum
                  y=1 - 0.1 / height, va='top')
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / height))
     save_figure(fig, path)
-    if show:
-        plt.show()
-    plt.close(fig)
+    if not show:  # with show, kept open: test.py shows the figures once all are written (show_figures)
+        plt.close(fig)
+
+
+def show_figures():
+    """Opens a window for each figure kept open (drawn with show=True), until they are closed."""
+    pyplot(show=True).show()
 
 
 def draw_quietly(function, args, index, failures):

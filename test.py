@@ -25,7 +25,7 @@ from cli import UserError, add_debug_flag, counted, path_name, pick_device, posi
 from dataset import HEADS, TITLES, FashionDataset, image_named, in_real_folders, val_transform
 from evaluate import autocast_for, majority_rates, validate, validation_precision
 from memory_data import InMemoryLoader
-from plots import can_show, draw_figures, drawn_by_matplotlib, plot_confusion_matrix, visualize_grid
+from plots import can_show, draw_figures, drawn_by_matplotlib, plot_confusion_matrix, show_figures, visualize_grid
 
 
 # The files test.py writes in its --output folder, each atomically (atomic.py).
@@ -210,6 +210,8 @@ def main(argv=None):
             json.dump(report, f, indent=2)
         draw_figures(figures, parallel=not show)
     print(f'wrote metrics.json, confusion_{{{",".join(HEADS)}}}.png and predictions.png to {folder}')
+    if show:  # after the block: a Ctrl-C to close the windows keeps the files written
+        show_figures()
 
 
 if __name__ == '__main__':

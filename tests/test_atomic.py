@@ -215,6 +215,27 @@ def test_a_link_is_written_through_also_to_a_file_not_there_yet_but_a_loop_of_li
         through_link(str(tmp_path / 'a.csv'))
 
 
+def test_a_file_that_cannot_be_put_back_stops_none_of_the_others(tmp_path, monkeypatch):
+    paths = [str(tmp_path / name) for name in ('a.json', 'b.png')]
+    for path in paths:
+        open(path, 'w').write('old')
+    replace = os.replace
+
+    def a_json_on_a_disk_gone_read_only(source, target):
+        if target == paths[0]:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), target)
+        replace(source, target)
+    with pytest.raises(KeyboardInterrupt), all_or_none(paths):  # the stop, not the failed restore
+        for path in paths:
+            with atomic_open(path) as f:
+                f.write('new')
+        monkeypatch.setattr(os, 'replace', a_json_on_a_disk_gone_read_only)
+        raise KeyboardInterrupt
+    assert open(paths[1]).read() == 'old'  # put back, though a.json could not be
+    left, = [name for name in os.listdir(tmp_path) if name.startswith('.tmp-')]
+    assert left.endswith('-old-a.json') and (tmp_path / left).read_text() == 'old'  # a.json's old copy kept
+
+
 def test_a_path_through_a_link_and_up_goes_where_the_system_goes(tmp_path, monkeypatch):
     # ext -> other/sub: the system takes ext/.. to other/, where abspath would stay in project/.
     (tmp_path / 'other' / 'sub').mkdir(parents=True)

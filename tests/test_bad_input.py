@@ -288,6 +288,13 @@ def test_wide_grey_is_scaled_to_8_bits_not_clipped(tmp_path, suffix, dtype, whit
     np.testing.assert_allclose(row[:, 0], ramp / 257, atol=0.5)  # clipped, they were all 255 or all 0
 
 
+def test_a_dark_16_bit_pgm_stays_dark(tmp_path):
+    # Pillow opens it as I, as a 32-bit TIFF: taken for 8 bits, its 200 of 65535 came out light grey.
+    path = str(tmp_path / 'dark.pgm')
+    Image.fromarray(np.full((80, 60), 200, np.uint16)).save(path)
+    assert Image.open(path).mode == 'I' and load_image(path).getpixel((30, 40)) == (1, 1, 1)
+
+
 def test_an_eps_file_is_no_picture_and_ghostscript_is_never_run_on_it(tmp_path, monkeypatch):
     # Pillow reads EPS by running Ghostscript, a PostScript interpreter, on the file: a program from
     # whoever made the picture, run where Ghostscript is installed.
@@ -955,6 +962,11 @@ def test_an_empty_path_is_refused_not_taken_for_the_default(script, flags, capsy
         assert err.endswith(f': error: argument {flag or "IMAGE_OR_FOLDER"}'
                             f'{"/--annotations" if (script, flag) == ("test", "--val-csv") else ""}: an empty name '
                             '(a variable not set?); give a path, or leave it out'), err
+    if script == 'train':  # a run's folder: named by the clock, as with the flag left out
+        with pytest.raises(SystemExit):
+            train.parse_args(['--run-name', ''])
+        assert capsys.readouterr().err.endswith(': error: argument --run-name: an empty name (a variable not set?); '
+                                                'give a name, or leave it out\n')
 
 
 @pytest.mark.skipif(__import__('torch').cuda.is_available(), reason='this machine has a GPU')

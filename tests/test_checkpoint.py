@@ -369,3 +369,8 @@ def test_a_dict_of_some_tensors_and_other_things_is_not_a_bare_state_dict(tmp_pa
     torch.save({'color.1.bias': torch.zeros(2), 'epoch': 3}, path)
     with pytest.raises(UserError, match='not a checkpoint written by train.py'):
         checkpoint_load(str(path))
+
+
+def test_a_run_records_the_precision_it_validated_in(one_epoch_run):
+    # test.py scores in it on any device: without it, a CPU run scored on a GPU took the GPU's bf16.
+    assert checkpoint_load(os.path.join(one_epoch_run, 'last.pth'))['precision'] == 'fp32'

@@ -247,6 +247,27 @@ def test_show_without_a_display_says_so_and_writes_the_figures(small_split, tmp_
                                        'metrics.json', 'predictions.png']
 
 
+def test_a_ctrl_c_that_closes_the_shown_figures_keeps_the_files_written(small_split, tmp_path, monkeypatch):
+    # The windows opened inside the all-or-none block: a Ctrl-C to close them took back the
+    # finished evaluation's files.
+    import matplotlib.pyplot as plt
+    from demo import load_test_script
+    plots.pyplot()  # agg, where plt.show() would return at once
+
+    def closed_by_a_ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(plt, 'show', closed_by_a_ctrl_c)
+    test_script = load_test_script()
+    monkeypatch.setattr(test_script, 'can_show', lambda folder: True)  # as where there is a display
+    out = tmp_path / 'eval'
+    with pytest.raises(KeyboardInterrupt):
+        test_script.main(['--checkpoint', untrained_checkpoint(small_split, tmp_path), '--val-csv',
+                                 small_split['val'], '--output', str(out), '--device', 'cpu', '--show'])
+    assert sorted(os.listdir(out)) == ['confusion_article.png', 'confusion_color.png', 'confusion_gender.png',
+                                       'metrics.json', 'predictions.png']
+    plt.close('all')
+
+
 def test_test_py_replaces_its_own_files_and_no_file_of_the_users(small_split, tmp_path):
     # `test.py --output notes/` wrote metrics.json and the PNGs over the user's files of those names.
     from demo import load_test_script
