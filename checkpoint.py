@@ -145,8 +145,8 @@ def check_contents(state, path):
         problem = 'its label names are not each sorted and once, the order of the classes train.py numbers'
     elif not isinstance(state.get('args') or {}, dict) or not is_count(state.get('epoch') or 0):
         problem = 'its "args" are not a dict of settings, or its "epoch" not a number'
-    elif settings_problem(state.get('args') or {}):
-        problem = settings_problem(state['args'])
+    elif settings := settings_problem(state.get('args') or {}):
+        problem = settings
     elif state.get('precision') not in (None, *PRECISIONS[1:]):  # the one it validated in: not auto
         problem = f'its "precision" is {state["precision"]!r}, not fp32 or bf16'
     elif not (isinstance(state.get('split_digests') or {}, dict)

@@ -396,7 +396,7 @@ def measure(args, work):
     gpu_peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == 'cuda' else None
     print(f'peak resident memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MiB'
           + (f'; peak GPU memory: {gpu_peak:.0f} MiB' if gpu_peak is not None else ''))
-    note = busy_machine_note(spreads) if args.rounds > 1 else None
+    note = busy_machine_note(spreads)  # none with one round: its slowest is its best
     if note:
         print(note)
 
