@@ -1061,10 +1061,13 @@ def test_a_ctrl_c_while_starting_is_not_taken_for_one_in_training(small_split, t
 
 def test_a_resumed_run_refuses_a_run_name_or_folder_it_would_not_write_to(full_run, small_split, tmp_path):
     last = os.path.join(full_run, 'last.pth')
-    for flags in (['--run-name', 'branch'], ['--checkpoints', str(tmp_path)], ['--run-name', '']):
+    for flags in (['--run-name', 'branch'], ['--checkpoints', str(tmp_path)]):
         with pytest.raises(UserError, match=f'^{re.escape(shlex.join(flags))}: the run folder named is .*, but a '
                                             f'resumed run goes on in its checkpoint\'s folder, {full_run}'):
             train.main(['--resume', last, '--epochs', str(EPOCHS + 1), *flags])  # only the flag given
+    with pytest.raises(SystemExit) as refused:  # an empty name: refused as one, before the checkpoint is read
+        train.main(['--resume', last, '--epochs', str(EPOCHS + 1), '--run-name', ''])
+    assert refused.value.code == 2
 
 
 def test_the_original_command_resumes_from_another_folder_too(small_split, tmp_path, monkeypatch, capsys):
