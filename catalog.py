@@ -134,14 +134,21 @@ def read_csv_rows(path, required, what, notes=True):
     if header is None:  # nothing, or only a byte-order mark and blanks
         raise UserError(f'{path}: the file is empty ({what})')
     header = [name.strip() for name in header]
+    while len(header) > 1 and not header[-1]:  # a spreadsheet's trailing comma, on the header or on every line
+        header.pop()
     missing = [name for name in required if name not in header]
     if missing:
         raise UserError(f'{path}: missing column(s) {", ".join(missing)}; the header is '
                         f'{",".join(header)!r} but needs {",".join(required)}')
-    rows = [row for row in rows if not is_blank(row)]
+    rows = [without_empty_end(row, len(header)) for row in rows if not is_blank(row)]
     if not rows:
         raise UserError(f'{path}: has a header but no rows ({what})')
     return header, rows
+
+
+def without_empty_end(row, width):
+    # Empty fields past the header's last column are a spreadsheet's trailing commas, not data.
+    return row[:width] if len(row) > width and is_blank(row[width:]) else row
 
 
 def fit_fields(row, header):
@@ -159,8 +166,17 @@ def year_in_place(row, header):
     one column on ('Backpacks' as the colour), and the year holds something else."""
     if 'year' not in header or header.index('year') < max(header.index(name) for name in LABEL_COLUMNS):
         return True  # nothing to tell by: the product name, with far more commas, is taken for it
-    year = row[header.index('year')].strip()
-    return year in MISSING_VALUES or re.fullmatch(r'\d{4}(\.0)?', year) is not None  # 2012.0: a spreadsheet's
+    at = header.index('year')
+    year = row[at].strip()
+    if year not in MISSING_VALUES:
+        return is_year(year)
+    # No year to tell by: but where the comma was in a label, the column after holds the year
+    # (and the year column the season, empty or NA here).
+    return at + 1 >= len(header) - 1 or not is_year(row[at + 1].strip())
+
+
+def is_year(text):
+    return re.fullmatch(r'\d{4}(\.0)?', text) is not None  # 2012.0: a spreadsheet's
 
 
 def read_styles(path):

@@ -212,6 +212,22 @@ def test_a_comma_in_a_label_is_not_taken_for_one_in_the_product_name(tmp_path):
     assert skipped == {'with too many fields': 2}
 
 
+def test_a_comma_in_a_label_is_found_where_the_season_is_missing_too(tmp_path):
+    # Shifted by the comma, the empty season sits in the year's column, and the year in the next
+    text = '\n'.join([HEADER, ROW.format(1).replace('Tshirts', 'Bags, Tshirts', 1).replace('Summer', 'NA'),
+                      ROW.format(2).replace('Summer', '').replace('2012', 'NA') + ', a comma'])
+    styles, skipped = read_styles(write(tmp_path / 'styles.csv', text))
+    assert styles == [Style('2', 'Men', 'Tshirts', 'Blue')] and skipped == {'with too many fields': 1}
+
+
+@pytest.mark.parametrize('every_line', [False, True])
+def test_a_spreadsheets_trailing_comma_loses_no_row(tmp_path, every_line):
+    end = ',' if every_line else ''
+    text = '\n'.join([HEADER + ',', ROW.format(1) + end, ROW.format(2) + ', with a comma' + end])
+    styles, skipped = read_styles(write(tmp_path / 'styles.csv', text))
+    assert [s.id for s in styles] == ['1', '2'] and not skipped
+
+
 def save_cmyk_jpeg(path):
     Image.new('CMYK', (60, 80), (0, 255, 255, 0)).save(path, 'JPEG')
 
