@@ -23,13 +23,25 @@ from runs import check_log_folder, check_run_folder, run_folder
 from sample_catalog import image_count, is_sample_catalog, make_catalog, sample_catalog_size
 
 
+# split_data.py's default --val-fraction 0.2 keeps one of 3 pictures for validation, none of 2.
+FEWEST_IMAGES = 3
+
+
+def sample_size(text):
+    value = image_count(text)
+    if value < FEWEST_IMAGES:
+        raise argparse.ArgumentTypeError(f'{value}: the demo needs at least {FEWEST_IMAGES} pictures, some to '
+                                         'train on and one to validate with')
+    return value
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Run split, train and test in one go', allow_abbrev=False)
     parser.add_argument('--data', type=path_name, default='fashion-product-images',
                         help='the real catalog, used when it holds styles.csv (default: fashion-product-images)')
     parser.add_argument('--work', default='demo',
                         help='folder for the sample catalog, splits, checkpoints and results (default: demo)')
-    parser.add_argument('--images', type=lambda text: image_count(text, lowest=1), default=3000,
+    parser.add_argument('--images', type=sample_size, default=3000,
                         help='pictures in the sample catalog (default: 3000)')
     parser.add_argument('--epochs', type=positive_int, default=None,
                         help='training epochs (default: 8 on the sample catalog, 50 on the real data)')

@@ -128,6 +128,14 @@ def test_a_sample_catalogs_size_is_a_flag_in_range():
         assert result.returncode == 2 and words in error and 'overwrite' not in error
 
 
+def test_the_demo_refuses_a_sample_too_small_to_split_before_drawing_it(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        demo.main(['--work', str(tmp_path / 'w'), '--images', '2'])
+    assert stop.value.code == 2 and 'at least 3 pictures' in capsys.readouterr().err
+    assert not (tmp_path / 'w').exists()
+    assert demo.parse_args(['--images', '3']).images == 3
+
+
 def test_the_demo_never_takes_a_catalog_in_its_folder_for_a_sample_one(tmp_path, capsys):
     # `python proj/demo.py --work proj` from elsewhere, with the real data in proj/: the demo's
     # short sample recipe on it, said to be on a sample, would be no one's job.
