@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from atomic import atomic_open, check_writable_folder, json_object
-from cli import add_debug_flag, counted, non_negative_int, positive_int, run_cli, seed_number
+from cli import UserError, add_debug_flag, counted, non_negative_int, positive_int, run_cli, seed_number
 
 HEADER = ['id', 'gender', 'masterCategory', 'subCategory', 'articleType', 'baseColour', 'season',
           'year', 'usage', 'productDisplayName']
@@ -364,6 +364,10 @@ def make_catalog(root, n_images=3000, seed=0, quirks=False, overwrite=False):
     if os.path.exists(styles_path) and not overwrite:
         raise ValueError(f'{styles_path} already exists')
     images = os.path.join(root, 'images')
+    for folder in (root, images):  # not a folder's "File exists" from os.makedirs
+        if os.path.lexists(folder) and not os.path.isdir(folder):
+            kind = 'a link to nothing' if not os.path.exists(folder) else 'a file'
+            raise UserError(f'{folder}: {kind}, where the sample catalog needs a folder; move it away')
     # Pictures without a styles.csv: the user's own, or a sample catalog of ours cut short (marked).
     if os.path.isdir(images) and os.listdir(images) and not (overwrite or is_sample_catalog(root)):
         raise ValueError(f'{images}/ holds files already (a dataset without its styles.csv?)')

@@ -128,6 +128,15 @@ def test_a_sample_catalogs_size_is_a_flag_in_range():
         assert result.returncode == 2 and words in error and 'overwrite' not in error
 
 
+@pytest.mark.parametrize('in_the_way', ['fashion-product-images', 'fashion-product-images/images'])
+def test_a_file_where_the_sample_catalog_needs_a_folder_is_named(tmp_path, in_the_way):
+    (tmp_path / in_the_way).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / in_the_way).write_text('a note of the user')
+    with pytest.raises(UserError, match=f'^{tmp_path / in_the_way}: a file, where the sample catalog needs a folder'):
+        demo.sample_catalog(argparse.Namespace(work=str(tmp_path), images=5))
+    assert (tmp_path / in_the_way).read_text() == 'a note of the user'
+
+
 def test_the_demo_refuses_a_sample_too_small_to_split_before_drawing_it(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         demo.main(['--work', str(tmp_path / 'w'), '--images', '2'])
