@@ -187,5 +187,9 @@ def export_onnx(model, attributes, path):
 
 if __name__ == '__main__':
     # A module, not a script: the export needs the checkpoint that predict.py loads.
-    sys.exit('export_onnx.py is used by predict.py; export a model with:\n  '
-             + command('predict.py', '--checkpoint', 'checkpoints/RUN/best.pth', '--export', 'model.onnx'))
+    how = ('export_onnx.py is used by predict.py; export a model with:\n  '
+           + command('predict.py', '--checkpoint', 'checkpoints/RUN/best.pth', '--export', 'model.onnx'))
+    if sys.argv[1:] in (['-h'], ['--help']):  # asked for, as of any script: said, and no failure
+        print(how)
+        sys.exit(0)
+    sys.exit(how)

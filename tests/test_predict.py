@@ -601,9 +601,12 @@ def test_a_device_that_is_not_there_is_refused_before_the_export_is_written(chec
         predict.main(['--checkpoint', checkpoint, '--export', str(tmp_path / 'model.onnx'), '--device', 'tpu'])
     assert not os.listdir(tmp_path)
 
+
 def test_export_onnx_run_as_a_script_says_how_to_export():
-    result = run_script('export_onnx.py', '--help')
+    result = run_script('export_onnx.py', 'model.pth')
     assert result.returncode == 1 and 'python predict.py --checkpoint' in result.stderr and '--export' in result.stderr
+    asked = run_script('export_onnx.py', '--help')  # an answer, not a failure
+    assert asked.returncode == 0 and 'python predict.py --checkpoint' in asked.stdout and not asked.stderr
 
 
 @pytest.mark.parametrize('terminal, tea', [
