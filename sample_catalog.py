@@ -9,6 +9,7 @@ if __name__ == '__main__':  # first: a Ctrl-C during the imports below (seconds)
 
 import argparse
 import csv
+import hashlib
 import json
 import os
 import time
@@ -338,21 +339,40 @@ def image_count(text, lowest=0):
 
 
 def is_sample_catalog(root):
-    return os.path.isfile(os.path.join(root, MARK))
+    return bool(own_mark(root))
 
 
 def sample_catalog_size(root):
     """How many pictures the sample catalog in root was drawn with; None where there is none, or
     its drawing was cut short (its styles.csv, if any, is then another's: an earlier catalog's,
     or a user's that --overwrite was to draw over). Marks of before 'finished' count as finished."""
-    mark = json_object(os.path.join(root, MARK)) or {}  # none, or one that is not ours: no catalog
+    mark = own_mark(root)
     return mark.get('n_images') if mark.get('finished', True) else None
 
 
+def own_mark(root):
+    """The mark of the sample catalog drawn in root, or {} where there is none: no mark, one that
+    is not ours, or one left beside another styles.csv than the one it was written with (the real
+    dataset unpacked over a sample: its pictures are the user's, never to be drawn over or removed).
+    Marks of before 'styles_sha256' are taken as they are."""
+    mark = json_object(os.path.join(root, MARK)) or {}
+    found = styles_digest(root)
+    return mark if found is None or mark.get('styles_sha256', found) == found else {}
+
+
+def styles_digest(root):
+    try:
+        with open(os.path.join(root, 'styles.csv'), 'rb') as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:  # none (a drawing cut short, before its styles.csv), or none to read
+        return None
+
+
 def write_mark(root, n_images, seed, quirks, finished):
+    # With the styles.csv there now: an earlier one's, being replaced, or the one just written.
     with atomic_open(os.path.join(root, MARK), encoding='utf-8') as f:
         json.dump({'drawn by': 'sample_catalog.py', 'n_images': n_images, 'seed': seed, 'quirks': quirks,
-                   'finished': finished}, f)
+                   'finished': finished, 'styles_sha256': styles_digest(root)}, f)
 
 
 # The manifest lists the ids of each quirk; n_rows counts the rows of styles.csv and n_images

@@ -157,6 +157,23 @@ def test_the_demo_never_takes_a_catalog_in_its_folder_for_a_sample_one(tmp_path,
         demo.sample_catalog(argparse.Namespace(work=str(tmp_path), images=5))
     assert sorted(os.listdir(root)) == ['images', 'styles.csv']
 
+
+def test_the_real_data_unpacked_over_a_sample_catalog_is_taken_for_the_real_data(tmp_path):
+    # The mark left beside the real styles.csv made the demo redraw for another --images, removing
+    # the pictures the real styles.csv names, or train its sample recipe on the real data.
+    root = tmp_path / 'fashion-product-images'  # where `demo.py --work .` draws, and the default --data
+    make_catalog(str(root), n_images=5, seed=0)
+    make_catalog(str(tmp_path / 'real'), n_images=8, seed=1)
+    for name in ['styles.csv'] + [f'images/{name}' for name in os.listdir(tmp_path / 'real' / 'images')]:
+        shutil.copyfile(tmp_path / 'real' / name, root / name)  # unpacked over it
+    pictures = sorted(os.listdir(root / 'images'))
+    assert demo.has_real_dataset(str(root)) and not sample_catalog.is_sample_catalog(str(root))
+    for images in (5, 8):
+        with pytest.raises(UserError, match='holds a catalog that is not a sample one'):
+            demo.sample_catalog(argparse.Namespace(work=str(tmp_path), images=images))
+    assert sorted(os.listdir(root / 'images')) == pictures
+    assert (root / 'styles.csv').read_bytes() == (tmp_path / 'real' / 'styles.csv').read_bytes()
+
 def test_quirk_lines_have_11_and_12_fields(quirky_catalog):
     with open(os.path.join(quirky_catalog['root'], 'styles.csv'), newline='') as f:
         lengths = sorted(len(row) for row in csv.reader(f))
