@@ -20,7 +20,7 @@ from atomic import check_writable_folder
 from cli import UserError, add_debug_flag, counted, path_name, pick_device, positive_int, run_cli
 from dataset import HEADS, TITLES
 from runs import check_log_folder, check_run_folder, run_folder
-from sample_catalog import image_count, is_sample_catalog, make_catalog, sample_catalog_size
+from sample_catalog import MARK, image_count, is_sample_catalog, make_catalog, sample_catalog_size
 
 
 # split_data.py's default --val-fraction 0.2 keeps one of 3 pictures for validation, none of 2.
@@ -64,6 +64,14 @@ def sample_catalog(args):
     --images or cut short)."""
     root = os.path.join(args.work, 'fashion-product-images')
     drawn, complete = sample_catalog_size(root), os.path.isfile(os.path.join(root, 'styles.csv'))
+    if complete and drawn is None and is_sample_catalog(root):
+        # A drawing over it cut short (sample_catalog.py --overwrite over a dataset, say): not a
+        # sample catalog, nor the dataset it was; passing it as --data would find the mark again.
+        mark = os.path.join(root, MARK)
+        raise UserError(f'--work {args.work}: {root} holds a styles.csv beside a sample catalog\'s drawing that was '
+                        f'cut short ({mark} says unfinished); if it is a dataset of yours, some of its pictures may '
+                        f'be drawn ones: put them back, remove {mark} and pass --data {root}; or remove '
+                        f'{os.path.join(root, "styles.csv")} to draw the sample again')
     if complete and drawn is None:
         # The real one, maybe (`python proj/demo.py --work proj` from another folder): the demo
         # would train its short sample recipe on it, saying it used a sample.

@@ -115,6 +115,10 @@ def test_a_drawing_cut_short_is_never_taken_for_a_catalog_nor_deletes_the_users_
     with pytest.raises(KeyboardInterrupt):
         make_catalog(str(users), n_images=300, seed=0, overwrite=True)
     resume_drawing()
+    with pytest.raises(UserError, match="holds a styles.csv beside a sample catalog's drawing that was cut short"):
+        demo.sample_catalog(argparse.Namespace(work=str(tmp_path / 'u'), images=5))
+    os.remove(users / 'sample_catalog.json')  # as the message says, where the user has put the pictures back
+    assert demo.has_real_dataset(str(users))
     with pytest.raises(UserError, match='holds a catalog that is not a sample one'):
         demo.sample_catalog(argparse.Namespace(work=str(tmp_path / 'u'), images=5))
     make_catalog(str(users), n_images=3, seed=0, overwrite=True)
