@@ -368,11 +368,22 @@ def styles_digest(root):
         return None
 
 
-def write_mark(root, n_images, seed, quirks, finished):
+def write_mark(root, n_images, seed, quirks, finished, over_theirs=False):
     # With the styles.csv there now: an earlier one's, being replaced, or the one just written.
+    # over_theirs: drawn (with --overwrite) over files of the user's, some of which may be left.
     with atomic_open(os.path.join(root, MARK), encoding='utf-8') as f:
         json.dump({'drawn by': 'sample_catalog.py', 'n_images': n_images, 'seed': seed, 'quirks': quirks,
-                   'finished': finished, 'styles_sha256': styles_digest(root)}, f)
+                   'finished': finished, 'over_theirs': over_theirs, 'styles_sha256': styles_digest(root)}, f)
+
+
+def holds_theirs(root):
+    """Whether root holds files of the user's: a styles.csv or pictures not drawn here, or what is
+    left of them under a drawing over them that was cut short."""
+    mark = own_mark(root)
+    if mark:
+        return not mark.get('finished', True) and mark.get('over_theirs', True)
+    images = os.path.join(root, 'images')
+    return os.path.exists(os.path.join(root, 'styles.csv')) or (os.path.isdir(images) and bool(os.listdir(images)))
 
 
 # The manifest lists the ids of each quirk; n_rows counts the rows of styles.csv and n_images
@@ -391,15 +402,17 @@ def make_catalog(root, n_images=3000, seed=0, quirks=False, overwrite=False):
     # Pictures without a styles.csv: the user's own, or a sample catalog of ours cut short (marked).
     if os.path.isdir(images) and os.listdir(images) and not (overwrite or is_sample_catalog(root)):
         raise ValueError(f'{images}/ holds files already (a dataset without its styles.csv?)')
-    earlier = drawn_ids(root)  # a finished sample catalog's: its pictures go, where not drawn again
+    earlier = drawn_ids(root)  # an earlier drawing's: its pictures go, where not drawn again
+    theirs = holds_theirs(root)
     rng = np.random.default_rng(seed)
     plan = plan_rows(n_images, quirks, rng)
     os.makedirs(os.path.join(root, 'images'), exist_ok=True)
     # Marked first, as unfinished: a drawing cut short is never taken for a catalog (an earlier
     # styles.csv beside new pictures), and its pictures are known to be ours, not the user's.
-    write_mark(root, n_images, seed, quirks, finished=False)
+    write_mark(root, n_images, seed, quirks, finished=False, over_theirs=theirs)
     if earlier:  # the earlier catalog goes now: its styles.csv would not name the new pictures
-        os.remove(styles_path)
+        if os.path.exists(styles_path):
+            os.remove(styles_path)
         remove_pictures(images, earlier - {id_ for id_, *_ in plan})
     manifest = {'root': str(root), 'n_rows': 0, 'n_images': 0,
                 'quirks': {kind: [] for kind in QUIRK_COUNTS}, 'articles': sorted(ARTICLES),
@@ -421,13 +434,24 @@ def make_catalog(root, n_images=3000, seed=0, quirks=False, overwrite=False):
 
 
 def drawn_ids(root):
-    """The ids in the styles.csv of the finished sample catalog in root: pictures drawn there, and
-    no one else's (a folder's other pictures are never among them). Empty where there is none."""
-    styles_path = os.path.join(root, 'styles.csv')
+    """The ids of the pictures drawn in root, and no one else's: those in the styles.csv of the
+    finished sample catalog there, or the whole plan of a drawing cut short over nothing of the
+    user's (its pictures are among them). Empty where there is none."""
+    mark, styles_path = own_mark(root), os.path.join(root, 'styles.csv')
+    if not mark.get('finished', True) and mark.get('over_theirs', True) is False and plan_in(mark):
+        plan = plan_rows(mark['n_images'], mark['quirks'], np.random.default_rng(mark['seed']))
+        return {id_ for id_, *_ in plan}
     if sample_catalog_size(root) is None or not os.path.isfile(styles_path):
         return set()
     with open(styles_path, newline='', encoding='utf-8', errors='replace') as f:
         return {int(row[0]) for row in csv.reader(f) if row and row[0].isdigit()}
+
+
+def plan_in(mark):
+    # What make_catalog writes, not a mark edited by hand: the plan it gives is the one drawn.
+    n_images, seed = mark.get('n_images'), mark.get('seed')
+    return (type(n_images) is int and 0 <= n_images <= MOST_IMAGES and type(seed) is int
+            and 0 <= seed < 2**32 and type(mark.get('quirks')) is bool)
 
 
 def remove_pictures(images, ids):

@@ -125,6 +125,22 @@ def test_a_drawing_cut_short_is_never_taken_for_a_catalog_nor_deletes_the_users_
     assert (users / 'images' / '1.jpg').read_bytes() == b'a photo of the user'
 
 
+@pytest.mark.parametrize('over', ['nothing', 'a sample catalog'])
+def test_a_drawing_cut_short_leaves_no_picture_behind_once_drawn_again(tmp_path, monkeypatch, over):
+    # Its pictures past the next drawing's were left without a row, to be taken by predict.py on
+    # the folder, or as the picture of a row without one in a dataset unpacked over them.
+    args = argparse.Namespace(work=str(tmp_path), images=5)
+    if over == 'a sample catalog':
+        demo.sample_catalog(args)
+    resume_drawing = cut_short_after(30, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        demo.sample_catalog(argparse.Namespace(work=str(tmp_path), images=200))
+    resume_drawing()
+    root, _ = demo.sample_catalog(args)
+    styles, _ = read_styles(os.path.join(root, 'styles.csv'))
+    assert sorted(f'{s.id}.jpg' for s in styles) == sorted(os.listdir(os.path.join(root, 'images')))
+
+
 def test_a_sample_catalogs_size_is_a_flag_in_range():
     for argv, words in [(['--images', '-1'], 'must be at least 0'), (['--images', str(10**12)], 'more than the')]:
         result = run_script('sample_catalog.py', '--output', 'never-made', *argv)
