@@ -18,7 +18,7 @@ from collections import namedtuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from atomic import atomic_open, check_writable_folder, json_object
+from atomic import atomic_open, check_writable_folder, json_object, remove_left_temporaries
 from cli import UserError, add_debug_flag, counted, non_negative_int, positive_int, run_cli, seed_number
 
 HEADER = ['id', 'gender', 'masterCategory', 'subCategory', 'articleType', 'baseColour', 'season',
@@ -402,6 +402,8 @@ def make_catalog(root, n_images=3000, seed=0, quirks=False, overwrite=False):
     # Pictures without a styles.csv: the user's own, or a sample catalog of ours cut short (marked).
     if os.path.isdir(images) and os.listdir(images) and not (overwrite or is_sample_catalog(root)):
         raise ValueError(f'{images}/ holds files already (a dataset without its styles.csv?)')
+    # What a drawing killed while writing them left: they would stay for good.
+    remove_left_temporaries(root, r'styles\.csv|sample_catalog\.json', 'sample_catalog.py')
     earlier = drawn_ids(root)  # an earlier drawing's: its pictures go, where not drawn again
     theirs = holds_theirs(root)
     rng = np.random.default_rng(seed)

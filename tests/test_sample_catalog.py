@@ -141,6 +141,18 @@ def test_a_drawing_cut_short_leaves_no_picture_behind_once_drawn_again(tmp_path,
     assert sorted(f'{s.id}.jpg' for s in styles) == sorted(os.listdir(os.path.join(root, 'images')))
 
 
+def test_what_a_killed_drawing_left_half_written_is_removed(tmp_path, capsys):
+    root = tmp_path / 'cat'
+    make_catalog(str(root), n_images=5, seed=0)
+    gone = 2**31 - 2  # above any process id Linux hands out: a process that was killed
+    for name in ('styles.csv', 'sample_catalog.json'):
+        (root / f'.tmp-{gone}-{name}').write_text('half')
+    (root / f'.tmp-{gone}-notes.txt').write_text('not ours')
+    make_catalog(str(root), n_images=6, seed=0, overwrite=True)
+    assert sorted(os.listdir(root)) == [f'.tmp-{gone}-notes.txt', 'images', 'sample_catalog.json', 'styles.csv']
+    assert 'left half-written by a sample_catalog.py that was killed' in capsys.readouterr().out
+
+
 def test_a_sample_catalogs_size_is_a_flag_in_range():
     for argv, words in [(['--images', '-1'], 'must be at least 0'), (['--images', str(10**12)], 'more than the')]:
         result = run_script('sample_catalog.py', '--output', 'never-made', *argv)
