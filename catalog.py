@@ -63,12 +63,13 @@ def decode_text(path, data, notes=True):
                 raise UserError(f'{path}: starts as UTF-16 but byte {error.start} is not '
                                 f'({error.reason}); save it again as UTF-8') from error
     # A BOM says UTF-8, but a spreadsheet may still have appended a Windows-1252 row.
-    data = data.removeprefix(codecs.BOM_UTF8)
+    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    data = data[bom:]
     try:
         return data.decode('utf-8')
     except UnicodeDecodeError as error:
-        if notes:
-            print(f'note: {path} is not UTF-8 (byte {error.start}); reading it as Windows-1252')
+        if notes:  # the byte counted from the file's start, as an editor shows it
+            print(f'note: {path} is not UTF-8 (byte {bom + error.start}); reading it as Windows-1252')
         return data.decode('cp1252', errors='replace')
 
 

@@ -161,12 +161,16 @@ def test_other_encodings_and_windows_line_endings_read_the_same(tmp_path, encodi
     assert styles[0].baseColour == 'Blue'
 
 
-def test_a_spreadsheets_utf8_with_a_windows_1252_row_and_blank_lines_above_the_header_read(tmp_path):
+def test_a_spreadsheets_utf8_with_a_windows_1252_row_and_blank_lines_above_the_header_read(tmp_path, capsys):
     path = tmp_path / 'styles.csv'
-    path.write_bytes(b'\xef\xbb\xbf\r\n\r\n' + f'{HEADER}\r\n{ROW.format(1)}\r\n'.encode()
-                     + ROW.format(2).encode() + b' Caf\xe9\r\n')
+    data = (b'\xef\xbb\xbf\r\n\r\n' + f'{HEADER}\r\n{ROW.format(1)}\r\n'.encode()
+            + ROW.format(2).encode() + b' Caf\xe9\r\n')
+    path.write_bytes(data)
     styles, skipped = read_styles(str(path))
     assert [s.id for s in styles] == ['1', '2'] and not skipped
+    # The byte named as an editor counts it, from the file's start, its byte-order mark too
+    cafe = data.index(b'\xe9')
+    assert f'{path} is not UTF-8 (byte {cafe})' in capsys.readouterr().out
 
 
 def test_utf16_that_does_not_decode_is_one_clear_error(tmp_path):
