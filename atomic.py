@@ -28,7 +28,12 @@ def temporary_name(name):
 def kept_end(name):
     # A name that is legal but long would go past the limit with the prefix: its end is kept, as
     # much as the longest prefix leaves, so that every process, and temporaries_left, cuts it alike.
-    return os.fsdecode(os.fsencode(name)[-(NAME_MAX - PREFIX_MAX):])
+    end = os.fsencode(name)[-(NAME_MAX - PREFIX_MAX):]
+    # From a character's first byte: half of 'é' makes a name macOS and Windows refuse.
+    for _ in range(3):  # a UTF-8 character has at most 3 bytes after its first
+        if end[:1] and 0x80 <= end[0] < 0xC0:
+            end = end[1:]
+    return os.fsdecode(end)
 
 
 def name_pattern(name):

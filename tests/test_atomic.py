@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from atomic import (absolute_path, all_or_none, atomic_open, atomic_path, check_writable_folder, kept_aside,
+from atomic import (absolute_path, all_or_none, atomic_open, atomic_path, check_writable_folder, kept_aside, kept_end,
                     name_pattern, remove_left_temporaries, renamed_together, through_link)
 from cli import UserError
 from conftest import file_size_limit
@@ -167,6 +167,13 @@ def test_what_a_killed_process_left_half_written_is_removed_but_not_what_one_sti
                                        'half-written by a test.py that was killed\n')  # in name order, whatever the ids
     remove_left_temporaries(str(tmp_path), r'a\.txt', 'train.py', locked=True)  # a folder no one else writes in
     assert sorted(os.listdir(tmp_path)) == sorted(names[4:])
+
+
+@pytest.mark.parametrize('name', ['é' * 125 + '.csv', 'é' * 124 + 'x.csv', '€' * 83 + '.csv'])
+def test_a_long_names_temporary_keeps_whole_characters(name):
+    kept = kept_end(name)
+    assert name.endswith(kept) and 239 - 3 <= len(kept.encode('utf-8', 'strict')) <= 239
+
 
 @pytest.mark.parametrize('name', ['p' * 251 + '.csv', 'é' * 125 + '.csv', 'q' * 233 + '.csv'])
 def test_what_a_killed_process_left_of_a_long_name_is_found_by_what_it_kept(tmp_path, name):
