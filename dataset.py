@@ -49,8 +49,11 @@ WIDE_GREY_MODES = ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I', 'F')
 
 
 def to_8_bit_grey(img):
-    values = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0, posinf=0, neginf=0)
-    grey = Image.fromarray((values * (255 / white_of(img, values))).round().clip(0, 255).astype(np.uint8), 'L')
+    raw = np.asarray(img, dtype=np.float64)
+    values = np.where(np.isfinite(raw), raw, 0)  # NaN and -inf black, and out of the brightest
+    white = white_of(img, values)
+    values[np.isposinf(raw)] = white  # a highlight beyond any value: as bright as the picture goes
+    grey = Image.fromarray((values * (255 / white)).round().clip(0, 255).astype(np.uint8), 'L')
     if 'transparency' in img.info:  # a PNG's tRNS, a value of the wide scale: kept as alpha (LA)
         grey.putalpha(Image.fromarray(np.where(values == img.info['transparency'], 0, 255).astype(np.uint8), 'L'))
     return grey

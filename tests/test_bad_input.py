@@ -308,6 +308,15 @@ def test_wide_grey_is_scaled_to_8_bits_not_clipped(tmp_path, suffix, dtype, whit
     np.testing.assert_allclose(row[:, 0], ramp / 257, atol=0.5)  # clipped, they were all 255 or all 0
 
 
+def test_a_float_pictures_infinities_and_nans_are_white_and_black(tmp_path):
+    path = str(tmp_path / 'x.tiff')
+    values = np.full((80, 60), 0.5, np.float32)
+    values[0, :3] = np.inf, -np.inf, np.nan
+    Image.fromarray(values).save(path)
+    row = np.asarray(load_image(path))[0, :4, 0]
+    assert row.tolist() == [255, 0, 0, 128]  # 0.5 of 1: the infinity takes no part in the scale
+
+
 def test_a_dark_16_bit_pgm_stays_dark(tmp_path):
     # Pillow opens it as I, as a 32-bit TIFF: taken for 8 bits, its 200 of 65535 came out light grey.
     path = str(tmp_path / 'dark.pgm')
