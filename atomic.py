@@ -183,27 +183,22 @@ def renamed_together():
 def replace_together(renames):
     """os.replace(tmp, path) for each pair in turn; where one fails (or a Ctrl-C comes between
     two), the paths renamed before it get their old files back, or go where there were none."""
-    done, asides = [], []  # each path renamed onto with its old file kept aside (None: there was none)
+    done, asides = {}, []  # each path renamed onto, with its old file kept aside (None: there was none)
     try:
         for index, (tmp, path) in enumerate(renames):
             # Where the last rename fails, its old file is still in place: nothing to keep.
             asides.append(kept_aside(path) if index < len(renames) - 1 else None)
             os.replace(tmp, path)
-            done.append((path, asides[-1]))
+            done[path] = asides[-1]
     except BaseException as error:
-        for path, old in reversed(done):
-            if old:
-                os.replace(old, path)
-            else:
-                os.remove(path)
+        stuck = put_back(dict(reversed(done.items())))
+        asides = [old for old in asides if old not in stuck]
         for tmp, path in renames:  # named by the file asked for, not our temporary one
             if isinstance(error, OSError) and error.filename == tmp:
                 error.filename = str(path)
         raise
     finally:
-        for old in asides:
-            if old and os.path.lexists(old):
-                os.remove(old)
+        remove_asides(asides)
 
 
 @contextmanager
@@ -211,24 +206,42 @@ def all_or_none(paths):
     """For files each written atomically, but that belong together (test.py's metrics.json and
     its figures): where the block fails or is stopped, each is put back as it was before it, or
     removed where there was none, so that no old figure stays beside new metrics."""
-    asides = {path: kept_aside(path) for path in paths}
+    asides = {}
     try:
+        for path in paths:
+            asides[path] = kept_aside(path)
         yield
     except BaseException:
-        with ctrl_c_held():  # a second Ctrl-C waits until all are back
-            for path, old in list(asides.items()):
-                try:
-                    if old:
-                        os.replace(old, path)
-                    elif os.path.lexists(path):
-                        os.remove(path)
-                except OSError:  # each apart: one that fails (a disk gone read-only) stops no other
-                    asides.pop(path)  # its old copy stays beside it, under its temporary name
+        stuck = put_back(asides)
+        asides = {path: old for path, old in asides.items() if old not in stuck}
         raise
     finally:
-        for old in asides.values():
-            if old and os.path.lexists(old):
-                os.remove(old)
+        remove_asides(asides.values())
+
+
+def put_back(asides):
+    """Each path of asides (path: the old file kept_aside kept of it, or None where there was none)
+    as it was: its old file renamed back, or itself removed. Each apart, and a second Ctrl-C held
+    until all are done: one that fails (a disk gone read-only) stops no other. The old files that
+    could not be put back, left under their temporary names, never removed: the user's, still."""
+    stuck = set()
+    with ctrl_c_held():
+        for path, old in asides.items():
+            try:
+                if old:
+                    os.replace(old, path)
+                elif os.path.lexists(path):
+                    os.remove(path)
+            except OSError:
+                if old:
+                    stuck.add(old)
+    return stuck
+
+
+def remove_asides(asides):
+    for old in asides:
+        if old and os.path.lexists(old):
+            os.remove(old)
 
 
 def kept_aside(path):

@@ -243,6 +243,46 @@ def test_a_file_that_cannot_be_put_back_stops_none_of_the_others(tmp_path, monke
     assert left.endswith('-old-a.json') and (tmp_path / left).read_text() == 'old'  # a.json's old copy kept
 
 
+def test_files_renamed_together_keep_an_old_copy_that_cannot_be_put_back(tmp_path, monkeypatch):
+    # Where c.csv's rename failed and a.csv's could not be undone, a.csv's old copy was removed.
+    paths = [str(tmp_path / name) for name in ('a.csv', 'b.csv', 'c.csv')]
+    for path in paths:
+        open(path, 'w').write('old')
+    replace, undoing = os.replace, []
+
+    def c_csv_and_then_a_csv_on_a_disk_gone_read_only(source, target):
+        if target == paths[2] or (target == paths[0] and undoing):
+            undoing.append(target)
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), target)
+        replace(source, target)
+    monkeypatch.setattr(os, 'replace', c_csv_and_then_a_csv_on_a_disk_gone_read_only)
+    with pytest.raises(OSError, match='Read-only') as error, renamed_together() as together:
+        for path in paths:
+            with atomic_open(path, together=together) as f:
+                f.write('new')
+    assert error.value.filename == paths[2] and undoing == paths[2:] + paths[:1]
+    assert [open(path).read() for path in paths] == ['new', 'old', 'old']  # b.csv put back all the same
+    left, = [name for name in os.listdir(tmp_path) if name.startswith('.tmp-')]
+    assert left.endswith('-old-a.csv') and (tmp_path / left).read_text() == 'old'
+
+
+def test_files_kept_aside_go_where_keeping_the_next_fails(tmp_path, monkeypatch):
+    paths = [str(tmp_path / name) for name in ('a.json', 'b.png')]
+    for path in paths:
+        open(path, 'w').write('old')
+    link = os.link
+
+    def b_png_on_a_full_disk(source, target, **kwargs):
+        if source == paths[1]:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), target)
+        link(source, target, **kwargs)
+    monkeypatch.setattr(os, 'link', b_png_on_a_full_disk)
+    monkeypatch.setattr(shutil, 'copy2', b_png_on_a_full_disk)
+    with pytest.raises(OSError, match='No space'), all_or_none(paths):
+        pass
+    assert sorted(os.listdir(tmp_path)) == ['a.json', 'b.png']
+
+
 def test_a_path_through_a_link_and_up_goes_where_the_system_goes(tmp_path, monkeypatch):
     # ext -> other/sub: the system takes ext/.. to other/, where abspath would stay in project/.
     (tmp_path / 'other' / 'sub').mkdir(parents=True)
