@@ -323,3 +323,28 @@ def test_a_test_py_stopped_while_drawing_leaves_the_last_evaluations_files_as_th
         test_script.main(['--checkpoint', other, '--val-csv', small_split['val'], '--output', str(out),
                           '--device', 'cpu'])
     assert {name: (out / name).read_bytes() for name in os.listdir(out)} == before
+
+
+def test_a_ctrl_c_to_test_py_once_its_figures_are_drawn_leaves_the_last_evaluations_files(small_split, tmp_path,
+                                                                                         monkeypatch):
+    # To test.py itself, not to a drawing process: all four new figures written, and all put back.
+    from demo import load_test_script
+    test_script = load_test_script()
+    out = tmp_path / 'eval'
+    checkpoint = untrained_checkpoint(small_split, tmp_path)
+    test_script.main(['--checkpoint', checkpoint, '--val-csv', small_split['val'], '--output', str(out),
+                      '--device', 'cpu', '--grid', '4'])
+    before = {name: (out / name).read_bytes() for name in os.listdir(out)}
+    drawn = []
+
+    def draw_then_ctrl_c(*args, **kwargs):
+        draw_figures(*args, **kwargs)
+        drawn.extend(name for name in os.listdir(out) if not name.startswith('.tmp-') and name.endswith('.png'))
+        raise KeyboardInterrupt
+    monkeypatch.setattr(test_script, 'draw_figures', draw_then_ctrl_c)
+    other = shutil.copy(checkpoint, str(tmp_path / 'other.pth'))  # named in metrics.json: another file
+    with pytest.raises(KeyboardInterrupt):
+        test_script.main(['--checkpoint', other, '--val-csv', small_split['val'], '--output', str(out),
+                          '--device', 'cpu', '--grid', '8'])
+    assert len(drawn) == 4
+    assert {name: (out / name).read_bytes() for name in os.listdir(out)} == before
