@@ -90,9 +90,10 @@ def test_profile_counts_each_operation_per_step():
     assert shares == sorted(shares, reverse=True) and 90 < sum(shares) <= 100.1
 
 
-def test_freed_memory_measures_in_a_process_of_its_own_and_names_a_wrong_measure():
+@pytest.mark.parametrize('what', ['train-16', 'evaluate-256'])
+def test_freed_memory_measures_in_a_process_of_its_own_and_names_a_wrong_measure(what):
     # The parent runs this once per setting and measure; its table is not tested (a benchmark).
-    done = run_script('benchmarks/freed_memory.py', '--child', 'kept', 'train-16', '--seconds', '0.2',
+    done = run_script('benchmarks/freed_memory.py', '--child', 'kept', what, '--seconds', '0.2',
                       '--classes', '3,7,5')
     assert done.returncode == 0, done.stderr
     images_a_second, faults_an_image = map(float, done.stdout.split()[-2:])
