@@ -141,15 +141,20 @@ def read_csv_rows(path, required, what, notes=True):
     if missing:
         raise UserError(f'{path}: missing column(s) {", ".join(missing)}; the header is '
                         f'{",".join(header)!r} but needs {",".join(required)}')
-    rows = [without_empty_end(row, len(header)) for row in rows if not is_blank(row)]
+    rows = [without_empty_end(row, header) for row in rows if not is_blank(row)]
     if not rows:
         raise UserError(f'{path}: has a header but no rows ({what})')
     return header, rows
 
 
-def without_empty_end(row, width):
-    # Empty fields past the header's last column are a spreadsheet's trailing commas, not data.
-    return row[:width] if len(row) > width and is_blank(row[width:]) else row
+def without_empty_end(row, header):
+    # Empty fields past the header's last column are a spreadsheet's trailing commas, not data;
+    # unless the year has moved out of its column: then a comma in a label moved the labels after
+    # it, and one of the empty fields is the product name's, left empty.
+    width = len(header)
+    if len(row) > width and is_blank(row[width:]) and year_in_place(row[:width], header):
+        return row[:width]
+    return row
 
 
 def fit_fields(row, header):

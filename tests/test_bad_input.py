@@ -219,9 +219,10 @@ def test_a_comma_in_a_label_is_not_taken_for_one_in_the_product_name(tmp_path):
 def test_a_comma_in_a_label_is_found_where_the_season_is_missing_too(tmp_path):
     # Shifted by the comma, the empty season sits in the year's column, and the year in the next
     text = '\n'.join([HEADER, ROW.format(1).replace('Tshirts', 'Bags, Tshirts', 1).replace('Summer', 'NA'),
-                      ROW.format(2).replace('Summer', '').replace('2012', 'NA') + ', a comma'])
+                      ROW.format(2).replace('Summer', '').replace('2012', 'NA') + ', a comma',
+                      ROW.format(3).replace('Tshirts', 'Bags, Tshirts', 1).replace('Roadster Men Blue Tshirts', '')])
     styles, skipped = read_styles(write(tmp_path / 'styles.csv', text))
-    assert styles == [Style('2', 'Men', 'Tshirts', 'Blue')] and skipped == {'with too many fields': 1}
+    assert styles == [Style('2', 'Men', 'Tshirts', 'Blue')] and skipped == {'with too many fields': 2}
 
 
 @pytest.mark.parametrize('every_line', [False, True])
