@@ -184,6 +184,7 @@ def replace_together(renames):
     """os.replace(tmp, path) for each pair in turn; where one fails (or a Ctrl-C comes between
     two), the paths renamed before it get their old files back, or go where there were none."""
     done, asides = {}, []  # each path renamed onto, with its old file kept aside (None: there was none)
+    stuck = set()
     try:
         for index, (tmp, path) in enumerate(renames):
             # Where the last rename fails, its old file is still in place: nothing to keep.
@@ -191,14 +192,13 @@ def replace_together(renames):
             os.replace(tmp, path)
             done[path] = asides[-1]
     except BaseException as error:
-        stuck = put_back(dict(reversed(done.items())))
-        asides = [old for old in asides if old not in stuck]
         for tmp, path in renames:  # named by the file asked for, not our temporary one
             if isinstance(error, OSError) and error.filename == tmp:
                 error.filename = str(path)
+        put_back(dict(reversed(done.items())), stuck)
         raise
     finally:
-        remove_asides(asides)
+        remove_asides(old for old in asides if old not in stuck)
 
 
 @contextmanager
@@ -206,25 +206,25 @@ def all_or_none(paths):
     """For files each written atomically, but that belong together (test.py's metrics.json and
     its figures): where the block fails or is stopped, each is put back as it was before it, or
     removed where there was none, so that no old figure stays beside new metrics."""
-    asides = {}
+    asides, stuck = {}, set()
     try:
         for path in paths:
             asides[path] = kept_aside(path)
         yield
     except BaseException:
-        stuck = put_back(asides)
-        asides = {path: old for path, old in asides.items() if old not in stuck}
+        put_back(asides, stuck)
         raise
     finally:
-        remove_asides(asides.values())
+        remove_asides(old for old in asides.values() if old not in stuck)
 
 
-def put_back(asides):
+def put_back(asides, stuck):
     """Each path of asides (path: the old file kept_aside kept of it, or None where there was none)
     as it was: its old file renamed back, or itself removed. Each apart, and a second Ctrl-C held
     until all are done: one that fails (a disk gone read-only) stops no other. The old files that
-    could not be put back, left under their temporary names, never removed: the user's, still."""
-    stuck = set()
+    could not be put back go into the set stuck, filled as it goes (the held Ctrl-C is raised at
+    the end, so no return value would come back): left under their temporary names, never
+    removed, the user's still."""
     with ctrl_c_held():
         for path, old in asides.items():
             try:
@@ -235,7 +235,6 @@ def put_back(asides):
             except OSError:
                 if old:
                     stuck.add(old)
-    return stuck
 
 
 def remove_asides(asides):
