@@ -20,7 +20,7 @@ from atomic import check_writable_folder
 from cli import UserError, add_debug_flag, counted, path_name, pick_device, positive_int, run_cli
 from dataset import HEADS, TITLES
 from runs import check_log_folder, check_run_folder, run_folder
-from sample_catalog import MARK, image_count, is_sample_catalog, make_catalog, sample_catalog_size
+from sample_catalog import MARK, holds_theirs, image_count, is_sample_catalog, make_catalog, sample_catalog_size
 
 
 # split_data.py's default --val-fraction 0.2 keeps one of 3 pictures for validation, none of 2.
@@ -64,15 +64,18 @@ def sample_catalog(args):
     --images or cut short)."""
     root = os.path.join(args.work, 'fashion-product-images')
     drawn, complete = sample_catalog_size(root), os.path.isfile(os.path.join(root, 'styles.csv'))
-    if complete and drawn is None and is_sample_catalog(root):
-        # A drawing over it cut short (sample_catalog.py --overwrite over a dataset, say): not a
-        # sample catalog, nor the dataset it was; passing it as --data would find the mark again.
-        mark = os.path.join(root, MARK)
-        raise UserError(f'--work {args.work}: {root} holds a styles.csv beside a sample catalog\'s drawing that was '
-                        f'cut short ({mark} says unfinished); if it is a dataset of yours, some of its pictures may '
-                        f'be drawn ones: put them back, remove {mark} and pass --data {root}; or remove '
-                        f'{os.path.join(root, "styles.csv")} to draw the sample again')
-    if complete and drawn is None:
+    # Ours to draw over: a sample catalog, or a drawing cut short over nothing of the user's (its
+    # styles.csv, if any, the earlier catalog's).
+    ours = is_sample_catalog(root) and not holds_theirs(root)
+    if complete and not ours:
+        if is_sample_catalog(root):
+            # A drawing over it cut short (sample_catalog.py --overwrite over a dataset, say): not a
+            # sample catalog, nor the dataset it was; passing it as --data would find the mark again.
+            mark = os.path.join(root, MARK)
+            raise UserError(f'--work {args.work}: {root} holds a styles.csv beside a sample catalog\'s drawing that '
+                            f'was cut short ({mark} says unfinished); if it is a dataset of yours, some of its '
+                            f'pictures may be drawn ones: put them back, remove {mark} and pass --data {root}; or '
+                            f'remove {os.path.join(root, "styles.csv")} to draw the sample again')
         # The real one, maybe (`python proj/demo.py --work proj` from another folder): the demo
         # would train its short sample recipe on it, saying it used a sample.
         raise UserError(f'--work {args.work}: {root} holds a catalog that is not a sample one (the real dataset?); '
@@ -83,7 +86,7 @@ def sample_catalog(args):
     started = time.perf_counter()
     try:
         # Over a sample catalog of another --images, or one cut short; never over anything else.
-        make_catalog(root, n_images=args.images, seed=0, overwrite=drawn is not None)
+        make_catalog(root, n_images=args.images, seed=0, overwrite=ours)
     except ValueError as error:
         raise UserError(f'--work {args.work}: {error}; move it away or give another --work') from error
     print(f'drew {args.images:,} sample pictures into {root} in {time.perf_counter() - started:.0f}s')

@@ -10,6 +10,7 @@ if __name__ == '__main__':  # first: a Ctrl-C during the imports below (seconds)
 import argparse
 import csv
 import hashlib
+import io
 import json
 import os
 import time
@@ -357,7 +358,11 @@ def own_mark(root):
     Marks of before 'styles_sha256' are taken as they are."""
     mark = json_object(os.path.join(root, MARK)) or {}
     found = styles_digest(root)
-    return mark if found is None or mark.get('styles_sha256', found) == found else {}
+    if found is None or mark.get('styles_sha256', found) == found:
+        return mark
+    if not mark.get('finished', True) and found == mark.get('ending_sha256'):
+        return dict(mark, finished=True)  # stopped once its styles.csv was in place: drawn in full
+    return {}
 
 
 def styles_digest(root):
@@ -368,12 +373,15 @@ def styles_digest(root):
         return None
 
 
-def write_mark(root, n_images, seed, quirks, finished, over_theirs=False):
-    # With the styles.csv there now: an earlier one's, being replaced, or the one just written.
-    # over_theirs: drawn (with --overwrite) over files of the user's, some of which may be left.
+def write_mark(root, n_images, seed, quirks, finished, **drawing):
+    """The mark, with the digest of the styles.csv there now: an earlier one's, being replaced, or
+    the one just written. An unfinished drawing's says more (make_catalog): over_theirs, whether it
+    was drawn (--overwrite) over files of the user's, some of which may be left; earlier_ids, an
+    earlier drawing's pictures it still has to remove; ending_sha256, the digest of the styles.csv
+    it is about to write."""
     with atomic_open(os.path.join(root, MARK), encoding='utf-8') as f:
         json.dump({'drawn by': 'sample_catalog.py', 'n_images': n_images, 'seed': seed, 'quirks': quirks,
-                   'finished': finished, 'over_theirs': over_theirs, 'styles_sha256': styles_digest(root)}, f)
+                   'finished': finished, 'styles_sha256': styles_digest(root), **drawing}, f)
 
 
 def holds_theirs(root):
@@ -408,14 +416,16 @@ def make_catalog(root, n_images=3000, seed=0, quirks=False, overwrite=False):
     theirs = holds_theirs(root)
     rng = np.random.default_rng(seed)
     plan = plan_rows(n_images, quirks, rng)
+    going = sorted(earlier - {id_ for id_, *_ in plan})
     os.makedirs(os.path.join(root, 'images'), exist_ok=True)
     # Marked first, as unfinished: a drawing cut short is never taken for a catalog (an earlier
-    # styles.csv beside new pictures), and its pictures are known to be ours, not the user's.
-    write_mark(root, n_images, seed, quirks, finished=False, over_theirs=theirs)
+    # styles.csv beside new pictures), and its pictures, and the earlier ones still to go, are
+    # known to be ours, not the user's.
+    write_mark(root, n_images, seed, quirks, finished=False, over_theirs=theirs, earlier_ids=going)
     if earlier:  # the earlier catalog goes now: its styles.csv would not name the new pictures
         if os.path.exists(styles_path):
             os.remove(styles_path)
-        remove_pictures(images, earlier - {id_ for id_, *_ in plan})
+        remove_pictures(images, going)
     manifest = {'root': str(root), 'n_rows': 0, 'n_images': 0,
                 'quirks': {kind: [] for kind in QUIRK_COUNTS}, 'articles': sorted(ARTICLES),
                 'colours': sorted(COLOURS),
@@ -430,7 +440,12 @@ def make_catalog(root, n_images=3000, seed=0, quirks=False, overwrite=False):
             manifest['quirks'][kind].append(id_)
         rows.append((csv_fields(id_, gender, article, colour, kind, position, rng), kind))
     manifest['n_rows'] = len(rows)
-    write_styles(styles_path, rows)
+    text = styles_text(rows)
+    # Stopped between the two, the drawing is known by its styles.csv to have ended.
+    write_mark(root, n_images, seed, quirks, finished=False, over_theirs=theirs,
+               ending_sha256=hashlib.sha256(text.encode('utf-8')).hexdigest())
+    with atomic_open(styles_path, newline='', encoding='utf-8') as f:  # a catalog cut short has none
+        f.write(text)
     write_mark(root, n_images, seed, quirks, finished=True)
     return manifest
 
@@ -438,12 +453,15 @@ def make_catalog(root, n_images=3000, seed=0, quirks=False, overwrite=False):
 def drawn_ids(root):
     """The ids of the pictures drawn in root, and no one else's: those in the styles.csv of the
     finished sample catalog there, or the whole plan of a drawing cut short over nothing of the
-    user's (its pictures are among them). Empty where there is none."""
+    user's (its pictures are among them) with the earlier drawing's it had still to remove. Empty
+    where there is none."""
     mark, styles_path = own_mark(root), os.path.join(root, 'styles.csv')
-    if not mark.get('finished', True) and mark.get('over_theirs', True) is False and plan_in(mark):
+    if not mark.get('finished', True):
+        if mark.get('over_theirs', True) is not False or not plan_in(mark):
+            return set()
         plan = plan_rows(mark['n_images'], mark['quirks'], np.random.default_rng(mark['seed']))
-        return {id_ for id_, *_ in plan}
-    if sample_catalog_size(root) is None or not os.path.isfile(styles_path):
+        return {id_ for id_, *_ in plan} | set(mark.get('earlier_ids', []))
+    if not mark or not os.path.isfile(styles_path):  # no catalog of ours: nothing drawn here
         return set()
     with open(styles_path, newline='', encoding='utf-8', errors='replace') as f:
         return {int(row[0]) for row in csv.reader(f) if row and row[0].isdigit()}
@@ -451,9 +469,10 @@ def drawn_ids(root):
 
 def plan_in(mark):
     # What make_catalog writes, not a mark edited by hand: the plan it gives is the one drawn.
-    n_images, seed = mark.get('n_images'), mark.get('seed')
+    n_images, seed, earlier = mark.get('n_images'), mark.get('seed'), mark.get('earlier_ids', [])
     return (type(n_images) is int and 0 <= n_images <= MOST_IMAGES and type(seed) is int
-            and 0 <= seed < 2**32 and type(mark.get('quirks')) is bool)
+            and 0 <= seed < 2**32 and type(mark.get('quirks')) is bool
+            and isinstance(earlier, list) and all(type(id_) is int for id_ in earlier))
 
 
 def remove_pictures(images, ids):
@@ -463,16 +482,16 @@ def remove_pictures(images, ids):
             os.remove(path)
 
 
-def write_styles(path, rows):
-    # Written last and renamed into place: a catalog cut short has no styles.csv at all.
-    with atomic_open(path, newline='', encoding='utf-8') as f:
-        writer = csv.writer(f, lineterminator='\n')
-        writer.writerow(HEADER)
-        for fields, kind in rows:
-            if kind == 'malformed':
-                f.write(','.join(fields) + '\n')
-            else:
-                writer.writerow(fields)
+def styles_text(rows):
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator='\n')
+    writer.writerow(HEADER)
+    for fields, kind in rows:
+        if kind == 'malformed':
+            text.write(','.join(fields) + '\n')
+        else:
+            writer.writerow(fields)
+    return text.getvalue()
 
 
 def main():

@@ -141,6 +141,42 @@ def test_a_drawing_cut_short_leaves_no_picture_behind_once_drawn_again(tmp_path,
     assert sorted(f'{s.id}.jpg' for s in styles) == sorted(os.listdir(os.path.join(root, 'images')))
 
 
+def test_a_drawing_cut_short_while_it_removes_the_earlier_pictures_leaves_none_behind(tmp_path, monkeypatch):
+    args = argparse.Namespace(work=str(tmp_path), images=50)
+    root, _ = demo.sample_catalog(args)
+    remove = sample_catalog.remove_pictures
+
+    def stopped_after_five(images, ids):
+        remove(images, list(ids)[:5])
+        raise KeyboardInterrupt
+    monkeypatch.setattr(sample_catalog, 'remove_pictures', stopped_after_five)
+    with pytest.raises(KeyboardInterrupt):
+        demo.sample_catalog(argparse.Namespace(work=str(tmp_path), images=10))
+    monkeypatch.undo()
+    demo.sample_catalog(argparse.Namespace(work=str(tmp_path), images=10))
+    styles, _ = read_styles(os.path.join(root, 'styles.csv'))
+    assert sorted(f'{s.id}.jpg' for s in styles) == sorted(os.listdir(os.path.join(root, 'images')))
+
+
+def test_a_drawing_stopped_once_its_styles_csv_is_written_is_a_sample_catalog(tmp_path, monkeypatch, capsys):
+    # Its mark still said unfinished, with the digest of no styles.csv: taken for the real data.
+    write_mark = sample_catalog.write_mark
+
+    def stopped_before_the_last_mark(*args, finished, **more):
+        if finished:
+            raise KeyboardInterrupt
+        write_mark(*args, finished=finished, **more)
+    monkeypatch.setattr(sample_catalog, 'write_mark', stopped_before_the_last_mark)
+    args = argparse.Namespace(work=str(tmp_path), images=5)
+    with pytest.raises(KeyboardInterrupt):
+        demo.sample_catalog(args)
+    monkeypatch.undo()
+    root = tmp_path / 'fashion-product-images'
+    assert sample_catalog.is_sample_catalog(str(root)) and not demo.has_real_dataset(str(root))
+    assert demo.sample_catalog(args) == (str(root), False)
+    assert 'using the sample catalog already' in capsys.readouterr().out
+
+
 def test_what_a_killed_drawing_left_half_written_is_removed(tmp_path, capsys):
     root = tmp_path / 'cat'
     make_catalog(str(root), n_images=5, seed=0)
