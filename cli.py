@@ -23,15 +23,22 @@ def quiet_ctrl_c_while_starting():
     # would print a traceback from inside Python's import machinery, since run_cli cannot catch
     # it yet. Until run_cli takes over, a Ctrl-C ends the process at once with one line: nothing
     # has been written yet. os._exit and not an exception, which the import of a C extension can
-    # turn into an ImportError. A Ctrl-C the shell set to be ignored (`nohup`, `cmd &` in a
-    # script) stays ignored, and --debug keeps Python's own traceback.
-    if not debugging() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    # turn into an ImportError. A SIGTERM or a SIGHUP, which would end it without a word, says
+    # so the same way. A signal the shell set to be ignored (`nohup`, `cmd &` in a script) stays
+    # ignored, and --debug keeps Python's own traceback.
+    if debugging():
+        return
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _exit_while_starting)
+    for number in STOPPING:
+        if signal.getsignal(number) is signal.SIG_DFL:
+            signal.signal(number, _exit_while_starting)
 
 
 def _exit_while_starting(signum, frame):
-    print('\ninterrupted (Ctrl-C) while starting; nothing was written', file=sys.stderr, flush=True)
-    os._exit(130)
+    words = 'interrupted (Ctrl-C)' if signum == signal.SIGINT else f'stopped by {signal.Signals(signum).name}'
+    print(f'\n{words} while starting; nothing was written', file=sys.stderr, flush=True)
+    os._exit(128 + signum)  # the status a shell reports for the signal: 130 for a Ctrl-C
 
 
 class Terminated(KeyboardInterrupt):
@@ -227,6 +234,9 @@ def run_cli(main):
     atexit.register(gc.freeze)
     if signal.getsignal(signal.SIGINT) is _exit_while_starting:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # a Ctrl-C from here on: below
+    for number in STOPPING:  # as Python left them, for stopping_signals_as_ctrl_c to take
+        if signal.getsignal(number) is _exit_while_starting:
+            signal.signal(number, signal.SIG_DFL)
     with stopping_signals_as_ctrl_c():
         run_reporting_errors(main, debug)
 

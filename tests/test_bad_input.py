@@ -873,19 +873,20 @@ def test_a_sigterm_or_sighup_while_workers_are_forked_is_held_back_too(stop):
 # for MODULE, inside Python's import machinery, where a real Ctrl-C in the first seconds lands.
 CTRL_C_AT_IMPORT = """
 import os, runpy, signal, sys
-module, script = sys.argv[1:3]
+module, number, script = sys.argv[1:4]
 class CtrlCAtImport:
     def find_spec(self, name, path=None, target=None):
         if name == module:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), int(number))
 sys.meta_path.insert(0, CtrlCAtImport())
-sys.argv = sys.argv[2:]
+sys.argv = sys.argv[3:]
 runpy.run_path(script, run_name='__main__')
 """
 
 
-def ctrl_c_at_import(module, script, *args, sigint=signal.SIG_DFL):
-    return subprocess.run([sys.executable, '-c', CTRL_C_AT_IMPORT, module, os.path.join(ROOT, script), *args],
+def ctrl_c_at_import(module, script, *args, sigint=signal.SIG_DFL, number=signal.SIGINT):
+    return subprocess.run([sys.executable, '-c', CTRL_C_AT_IMPORT, module, str(int(number)), os.path.join(ROOT, script),
+                           *args],
                           capture_output=True, text=True, timeout=120, env=dict(os.environ, FASHION_DEBUG=''),
                           preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
 
@@ -937,6 +938,14 @@ def test_ctrl_c_while_the_imports_run_is_one_line_too(script, module):
     stopped = ctrl_c_at_import(module, script)
     assert (stopped.returncode, stopped.stdout) == (130, '')
     assert stopped.stderr.strip() == 'interrupted (Ctrl-C) while starting; nothing was written'
+
+
+@pytest.mark.parametrize('number', [signal.SIGTERM, signal.SIGHUP])
+def test_a_sigterm_or_sighup_while_the_imports_run_is_one_line_too(number):
+    # It ended the script without a word; once started, the script stops on it as on a Ctrl-C.
+    stopped = ctrl_c_at_import('torch', 'train.py', number=number)
+    assert (stopped.returncode, stopped.stdout) == (128 + number, '')
+    assert stopped.stderr.strip() == f'stopped by {number.name} while starting; nothing was written'
 
 
 def test_an_ignored_ctrl_c_stays_ignored_and_debug_keeps_the_traceback():
