@@ -149,9 +149,8 @@ def check_contents(state, path):
         problem = settings
     elif state.get('precision') not in (None, *PRECISIONS[1:]):  # the one it validated in: not auto
         problem = f'its "precision" is {state["precision"]!r}, not fp32 or bf16'
-    elif not (isinstance(state.get('split_digests') or {}, dict)
-              and all(isinstance(digest, (str, type(None))) for digest in (state.get('split_digests') or {}).values())):
-        problem = 'its "split_digests" are not digests of the split files'
+    elif digests := next((key for key in ('split_digests', 'split_row_sets') if not digests_in(state.get(key))), None):
+        problem = f'its "{digests}" are not digests of the split files'
     else:
         return state
     raise UserError(f'{path}: not a checkpoint written by train.py ({problem})')
@@ -276,26 +275,35 @@ def path_as_trained(saved, key):
     return name, there
 
 
-def changed_since_the_run(state, key, path):
+def digests_in(value):
+    return value is None or (isinstance(value, dict) and all(isinstance(d, (str, type(None))) for d in value.values()))
+
+
+def changed_since_the_run(state, key, path, ordered=True):
     """Whether path is the run's own train_csv or val_csv, under any spelling, and holds other rows
-    than when the run began (split_data.py run again with other settings, say). A checkpoint from
-    before split_digests has nothing to compare with."""
+    than when the run began (split_data.py run again with other settings, say); ordered=False, rows
+    other than in another order. A checkpoint from before split_digests has nothing to compare with."""
     if not (state.get('split_digests') or {}).get(key):
         return False
     own, _ = path_as_trained(state['args'], key)
     if not (os.path.isfile(path) and os.path.isfile(own) and os.path.samefile(path, own)):
         return False
-    return not same_rows(state, key, path)
+    return not same_rows(state, key, path, ordered)
 
 
-def same_rows(state, key, path):
+def same_rows(state, key, path, ordered=True):
     """Whether the file at path, under any name, holds the rows the run's train_csv or val_csv
-    (key) held when it began; False where the checkpoint does not say."""
+    (key) held when it began, in the same order, or with ordered=False in any (where the checkpoint
+    keeps split_row_sets: those of before 2026-12-03 do not, and are taken in order); False where
+    the checkpoint does not say."""
     saved = (state.get('split_digests') or {}).get(key)
     if saved is None or not os.path.isfile(path):
         return False
     with open(path, 'rb') as f:
         data = f.read()
+    in_any_order = (state.get('split_row_sets') or {}).get(key)
+    if not ordered and in_any_order:
+        return in_any_order == pictures_digest(data, ordered=False)
     # and the older digests: of its lines, and of the file's bytes (checkpoints of 2026-11-30)
     return saved in (pictures_digest(data), rows_digest(data), hashlib.sha256(data).hexdigest())
 

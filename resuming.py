@@ -124,9 +124,12 @@ def check_same_split(args, resume, path):
     validate on some the run has trained on."""
     for key in SPLIT_FILES:
         name = getattr(args, key)
-        if changed_since_the_run(resume, key, name):  # the run's own file, however it is spelt
+        if changed_since_the_run(resume, key, name, ordered=False):  # the run's own file, however it is spelt
             raise UserError(f'{name}: it holds other rows than when the run in {path} began (split_data.py run '
                             'again?); a resumed run goes on with the same split: put it back, or start a new run')
+        if changed_since_the_run(resume, key, name):
+            note(f'{name} holds the rows it held when the run in {path} began, in another order (sorted in a '
+                 'spreadsheet?); the run goes on with them, but its batches are not those it would have drawn')
         if another_split(resume, key, name):
             flag = '--' + key.replace('_', '-')
             raise UserError(f'{flag} {name}: it holds other rows than {path_as_trained(resume["args"], key)[0]}, '
@@ -144,7 +147,7 @@ def another_split(resume, key, name):
     if not (resume.get('split_digests') or {}).get(key) or key not in saved or not os.path.isfile(name):
         return False
     own = path_as_trained(saved, key)[0]
-    if not os.path.isfile(own) or os.path.samefile(name, own) or same_rows(resume, key, name):
+    if not os.path.isfile(own) or os.path.samefile(name, own) or same_rows(resume, key, name, ordered=False):
         return False
     # Older checkpoints kept a digest of the paths as written, in which the same split made into
     # another folder differs: where the run's own file still holds its rows, their pictures count.
@@ -156,7 +159,7 @@ def moved_with_other_rows(resume, key, name):
     saved = resume['args']
     if not (resume.get('split_digests') or {}).get(key) or key not in saved or not os.path.isfile(name):
         return False
-    return not os.path.exists(path_as_trained(saved, key)[0]) and not same_rows(resume, key, name)
+    return not os.path.exists(path_as_trained(saved, key)[0]) and not same_rows(resume, key, name, ordered=False)
 
 
 def the_runs_names(saved, path, default_checkpoints):

@@ -162,17 +162,18 @@ def save_split(train, val, folder, replace=True):
     return paths, replaced
 
 
-def split_digest(path):
+def split_digest(path, ordered=True):
     """The SHA-256 of a split's pictures and labels, which a checkpoint keeps to tell when the same
     name holds another split. Of each picture's path only its file name counts: the same seed
     splits into another folder as the same pictures, named from there (`../x/images/1.jpg`). Nor do
     line endings, the last line break and a byte-order mark: an editor, dos2unix or git may change
-    those, and split_data.py writes the csv module's CRLF."""
+    those, and split_data.py writes the csv module's CRLF. ordered=False: nor does the order of the
+    rows (a file sorted in a spreadsheet holds the same split)."""
     with open(path, 'rb') as f:
-        return pictures_digest(f.read())
+        return pictures_digest(f.read(), ordered)
 
 
-def pictures_digest(data):
+def pictures_digest(data, ordered=True):
     """split_digest of a split's bytes."""
     text = data.decode('utf-8', 'surrogateescape').removeprefix('\ufeff')
     try:
@@ -180,6 +181,8 @@ def pictures_digest(data):
     except csv.Error:  # a file the csv module cannot read: its lines will do
         rows = [[line] for line in text.splitlines()]
     named = [[row[0].replace('\\', '/').rsplit('/', 1)[-1], *row[1:]] if row else row for row in rows]
+    if not ordered:
+        named = named[:1] + sorted(row for row in named[1:] if row)  # the header first, blank lines aside
     return hashlib.sha256(json.dumps(named).encode()).hexdigest()
 
 

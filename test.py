@@ -102,10 +102,11 @@ def split_to_score(args, state):
     """--val-csv, or else the split train.py validated the checkpoint on: so that by default these
     figures are its last validation's, not those of whatever ./val.csv is here."""
     if args.val_csv:
-        if changed_since_the_run(state, 'val_csv', args.val_csv):  # as asked, but not without a word
+        # In any order: the figures do not depend on it (a split sorted in a spreadsheet is the same)
+        if changed_since_the_run(state, 'val_csv', args.val_csv, ordered=False):  # as asked, but not without a word
             print(f'note: {args.val_csv} holds other rows than when {args.checkpoint} was validated on it, '
                   'maybe pictures it trained on; scoring it as --val-csv asks')
-        elif same_rows(state, 'train_csv', args.val_csv):
+        elif same_rows(state, 'train_csv', args.val_csv, ordered=False):
             print(f'note: {args.val_csv} holds the rows {args.checkpoint} trained on: these figures say how well '
                   'it learned them, not how it does on pictures it has not seen')
         else:
@@ -119,7 +120,7 @@ def split_to_score(args, state):
         print(f'note: {gone}, which {args.checkpoint} was validated on, is not there; scoring {path} from here')
     if not os.path.isfile(path):
         raise UserError(f'{path}: no such file; {args.checkpoint} was validated on it. Pass --val-csv')
-    if changed_since_the_run(state, 'val_csv', path):
+    if changed_since_the_run(state, 'val_csv', path, ordered=False):
         raise UserError(f'{path}: it holds other rows than when {args.checkpoint} was validated on it '
                         '(split_data.py run again?), maybe pictures it trained on; pass --val-csv to score it anyway')
     return path
@@ -133,7 +134,7 @@ def note_trained_pictures(args, state):
     if saved.get('train_csv') is None:
         return
     train_csv, _ = path_as_trained(saved, 'train_csv')
-    if not same_rows(state, 'train_csv', train_csv):
+    if not same_rows(state, 'train_csv', train_csv, ordered=False):
         return
     trained, scored = set(pictures_of(train_csv)), pictures_of(args.val_csv)
     shared = sum(picture in trained for picture in scored)

@@ -569,6 +569,7 @@ def main(argv=None):
             train_loader = make_train_loader(train_set, args, context, channels_last)
             val_loader = make_val_loader(val_set, args, context, channels_last)
         split_digests = {key: split_digest(getattr(args, key)) for key in SPLIT_FILES}  # as the datasets read them
+        split_row_sets = {key: split_digest(getattr(args, key), ordered=False) for key in SPLIT_FILES}
         if len(train_loader) == 0:  # fewer training pictures than processes: some would take no step
             raise UserError(f'{args.train_csv}: fewer usable pictures than the {context.world_size} processes; '
                             'each process needs at least one')
@@ -617,7 +618,8 @@ def main(argv=None):
     def state(epoch):
         return {'epoch': epoch, 'model': core.state_dict(), 'optimizer': optimizer_state(optimizer),
                 'scheduler': scheduler_state(scheduler), 'attributes': attributes.to_dict(), 'precision': precision,
-                'args': saved_args(args), 'split_digests': split_digests, 'history': history, 'best': best}
+                'args': saved_args(args), 'split_digests': split_digests, 'split_row_sets': split_row_sets,
+                'history': history, 'best': best}
 
     writer, claimed = None, None
     if context.is_main:

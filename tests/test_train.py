@@ -103,6 +103,7 @@ def model_for(weights):
     ('history', 'x', 'its "history" is not a list of the epochs\' figures'),
     ('epoch', -5, 'its "epoch" is -5, not a number of epochs done'),
     ('split_digests', 'abc', 'its "split_digests" are not digests of the split files'),
+    ('split_row_sets', {'train_csv': 3}, 'its "split_row_sets" are not digests of the split files'),
 ])
 def test_a_dict_of_other_contents_under_a_checkpoints_keys_is_not_resumed(full_run, tmp_path, key, value, problem):
     # Another program's dict under train.py's keys: each stopped with a traceback (a KeyError,
@@ -462,6 +463,29 @@ def test_a_split_made_again_since_the_run_is_not_taken_for_the_runs_own(small_sp
     monkeypatch.chdir(tmp_path)  # the run's own files under another spelling are still its own
     with pytest.raises(UserError, match="^train.csv: it holds other rows than when the run in .* began"):
         train.main(['--resume', last, '--epochs', '2', '--train-csv', 'train.csv', '--val-csv', 'val.csv'])
+
+
+def test_a_split_sorted_since_the_run_holds_the_same_rows(small_split, tmp_path, capsys):
+    # Sorted in a spreadsheet: it was called a split with other rows, and test.py refused it.
+    import split_data
+    split = dict(small_split, train=str(tmp_path / 'train.csv'), val=str(tmp_path / 'val.csv'))
+    split_data.main(['--input', small_split['catalog']['root'], '--output', str(tmp_path), '--workers', '1'])
+    last = os.path.join(train.main(train_args(split, tmp_path / 'runs', '--epochs', 1)), 'last.pth')
+    for name in ('train', 'val'):
+        header, *rows = open(split[name], newline='').read().splitlines(keepends=True)
+        assert rows != sorted(rows, reverse=True)
+        open(split[name], 'w', newline='').write(header + ''.join(sorted(rows, reverse=True)))
+    capsys.readouterr()
+    load_test_script().main(['--checkpoint', last, '--output', str(tmp_path / 'eval')])
+    assert 'note:' not in capsys.readouterr().out  # the same figures in any order
+    train.main(['--resume', last, '--epochs', '2'])
+    assert (f'note: {split["train"]} holds the rows it held when the run in {last} began, in another order'
+            in capsys.readouterr().out)
+    assert checkpoint_load(last)['epoch'] == 2
+    rows = open(split['train'], newline='').read().splitlines(keepends=True)
+    open(split['train'], 'w', newline='').write(''.join(rows[:-1]))  # a row fewer: another split
+    with pytest.raises(UserError, match=f"^{split['train']}: it holds other rows than when the run in {last} began"):
+        train.main(['--resume', last, '--epochs', '3'])
 
 
 def test_a_resumed_run_keeps_its_settings_and_data(small_split, tmp_path, monkeypatch, capsys):
