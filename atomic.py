@@ -192,10 +192,12 @@ def replace_together(renames):
             os.replace(tmp, path)
             done[path] = asides[-1]
     except BaseException as error:
-        for tmp, path in renames:  # named by the file asked for, not our temporary one
-            if isinstance(error, OSError) and error.filename == tmp:
-                error.filename = str(path)
-        put_back(dict(reversed(done.items())), stuck)
+        try:
+            put_back(dict(reversed(done.items())), stuck)  # first: a second Ctrl-C is held in it
+        finally:
+            for tmp, path in renames:  # named by the file asked for, not our temporary one
+                if isinstance(error, OSError) and error.filename == tmp:
+                    error.filename = str(path)
         raise
     finally:
         remove_asides(old for old in asides if old not in stuck)

@@ -37,8 +37,10 @@ def quiet_ctrl_c_while_starting():
 
 def _exit_while_starting(signum, frame):
     words = 'interrupted (Ctrl-C)' if signum == signal.SIGINT else f'stopped by {signal.Signals(signum).name}'
-    print(f'\n{words} while starting; nothing was written', file=sys.stderr, flush=True)
-    os._exit(128 + signum)  # the status a shell reports for the signal: 130 for a Ctrl-C
+    try:  # after a SIGHUP the terminal is gone, and the words with it (EIO)
+        print(f'\n{words} while starting; nothing was written', file=sys.stderr, flush=True)
+    finally:
+        os._exit(128 + signum)  # the status a shell reports for the signal: 130 for a Ctrl-C
 
 
 class Terminated(KeyboardInterrupt):
