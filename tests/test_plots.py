@@ -301,10 +301,8 @@ def test_test_py_replaces_its_own_files_and_no_file_of_the_users(small_split, tm
         assert all(plots.drawn_by_matplotlib(out / name) for name in os.listdir(out) if name.endswith('.png'))
 
 
-@pytest.mark.parametrize('failure', [KeyboardInterrupt, lambda: OSError(28, 'No space left on device', 'x.png')])
-def test_a_test_py_stopped_while_drawing_leaves_the_last_evaluations_files_as_they_were(small_split, tmp_path,
-                                                                                         monkeypatch, failure):
-    # Its new metrics.json stayed beside the last run's figures, with no sign of it.
+def a_last_evaluation(small_split, tmp_path):
+    """test.py, a checkpoint, and the folder of its evaluation with each file's bytes."""
     from demo import load_test_script
     test_script = load_test_script()
     out = tmp_path / 'eval'
@@ -312,6 +310,14 @@ def test_a_test_py_stopped_while_drawing_leaves_the_last_evaluations_files_as_th
     test_script.main(['--checkpoint', checkpoint, '--val-csv', small_split['val'], '--output', str(out),
                       '--device', 'cpu', '--grid', '4'])
     before = {name: (out / name).read_bytes() for name in os.listdir(out)}
+    return test_script, checkpoint, out, before
+
+
+@pytest.mark.parametrize('failure', [KeyboardInterrupt, lambda: OSError(28, 'No space left on device', 'x.png')])
+def test_a_test_py_stopped_while_drawing_leaves_the_last_evaluations_files_as_they_were(small_split, tmp_path,
+                                                                                         monkeypatch, failure):
+    # Its new metrics.json stayed beside the last run's figures, with no sign of it.
+    test_script, checkpoint, out, before = a_last_evaluation(small_split, tmp_path)
     (out / 'predictions.png').unlink()  # one the last run did not leave: none after the failed one either
     del before['predictions.png']
 
@@ -328,13 +334,7 @@ def test_a_test_py_stopped_while_drawing_leaves_the_last_evaluations_files_as_th
 def test_a_ctrl_c_to_test_py_once_its_figures_are_drawn_leaves_the_last_evaluations_files(small_split, tmp_path,
                                                                                          monkeypatch):
     # To test.py itself, not to a drawing process: all four new figures written, and all put back.
-    from demo import load_test_script
-    test_script = load_test_script()
-    out = tmp_path / 'eval'
-    checkpoint = untrained_checkpoint(small_split, tmp_path)
-    test_script.main(['--checkpoint', checkpoint, '--val-csv', small_split['val'], '--output', str(out),
-                      '--device', 'cpu', '--grid', '4'])
-    before = {name: (out / name).read_bytes() for name in os.listdir(out)}
+    test_script, checkpoint, out, before = a_last_evaluation(small_split, tmp_path)
     drawn = []
 
     def draw_then_ctrl_c(*args, **kwargs):
