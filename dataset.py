@@ -224,10 +224,22 @@ def read_annotations(annotation_path, attributes):
         samples.append((path, *ids))
     if skipped:
         print(f'{annotation_path}: skipped {counted(sum(skipped.values()), "row")}: {format_counts(skipped)}')
+    note_found_from_here(annotation_path, samples)
     if not samples:
         raise UserError(f'{annotation_path}: no usable row left (skipped {format_counts(skipped)}); '
                         f'{what_to_do(skipped)}')
     return samples
+
+
+def note_found_from_here(annotation_path, samples):
+    """Says how many pictures were found from the working folder, not beside the split (the
+    paths of the tutorial's own split_data.py): from another folder they would be missing, or
+    another catalog's under the same names."""
+    found_here = sum(not os.path.isabs(path) for path, *_ in samples)  # those beside it are absolute
+    if found_here:
+        print(f'note: {annotation_path}: {counted(found_here, "picture")} found from the working folder, not beside '
+              'the split (the tutorial\'s paths); run from this folder, or split again with split_data.py, '
+              'whose paths work from any folder')
 
 
 def what_to_do(skipped):

@@ -124,10 +124,11 @@ def check_same_split(args, resume, path):
     validate on some the run has trained on."""
     for key in SPLIT_FILES:
         name = getattr(args, key)
-        if changed_since_the_run(resume, key, name, ordered=False):  # the run's own file, however it is spelt
-            raise UserError(f'{name}: it holds other rows than when the run in {path} began (split_data.py run '
-                            'again?); a resumed run goes on with the same split: put it back, or start a new run')
-        if changed_since_the_run(resume, key, name):
+        if changed_since_the_run(resume, key, name):  # the run's own file, however it is spelt
+            if changed_since_the_run(resume, key, name, ordered=False):
+                raise UserError(f'{name}: it holds other rows than when the run in {path} began (split_data.py '
+                                'run again?); a resumed run goes on with the same split: put it back, or start a '
+                                'new run')
             note(f'{name} holds the rows it held when the run in {path} began, in another order (sorted in a '
                  'spreadsheet?); the run goes on with them, but its batches are not those it would have drawn')
         if another_split(resume, key, name):

@@ -384,10 +384,10 @@ def write_mark(root, n_images, seed, quirks, finished, **drawing):
                    'finished': finished, 'styles_sha256': styles_digest(root), **drawing}, f)
 
 
-def holds_theirs(root):
+def holds_theirs(root, mark=None):
     """Whether root holds files of the user's: a styles.csv or pictures not drawn here, or what is
-    left of them under a drawing over them that was cut short."""
-    mark = own_mark(root)
+    left of them under a drawing over them that was cut short. mark: its own_mark, if read already."""
+    mark = own_mark(root) if mark is None else mark
     if mark:
         return not mark.get('finished', True) and mark.get('over_theirs', True)
     images = os.path.join(root, 'images')
@@ -408,12 +408,13 @@ def make_catalog(root, n_images=3000, seed=0, quirks=False, overwrite=False):
             kind = 'a link to nothing' if not os.path.exists(folder) else 'a file'
             raise UserError(f'{folder}: {kind}, where the sample catalog needs a folder; move it away')
     # Pictures without a styles.csv: the user's own, or a sample catalog of ours cut short (marked).
-    if os.path.isdir(images) and os.listdir(images) and not (overwrite or is_sample_catalog(root)):
+    mark = own_mark(root)  # read once (it hashes styles.csv): the drawing rewrites it only below
+    if os.path.isdir(images) and os.listdir(images) and not (overwrite or mark):
         raise ValueError(f'{images}/ holds files already (a dataset without its styles.csv?)')
     # What a drawing killed while writing them left: they would stay for good.
     remove_left_temporaries(root, r'styles\.csv|sample_catalog\.json', 'sample_catalog.py')
-    earlier = drawn_ids(root)  # an earlier drawing's: its pictures go, where not drawn again
-    theirs = holds_theirs(root)
+    earlier = drawn_ids(root, mark)  # an earlier drawing's: its pictures go, where not drawn again
+    theirs = holds_theirs(root, mark)
     rng = np.random.default_rng(seed)
     plan = plan_rows(n_images, quirks, rng)
     going = sorted(earlier - {id_ for id_, *_ in plan})
@@ -450,12 +451,12 @@ def make_catalog(root, n_images=3000, seed=0, quirks=False, overwrite=False):
     return manifest
 
 
-def drawn_ids(root):
+def drawn_ids(root, mark):
     """The ids of the pictures drawn in root, and no one else's: those in the styles.csv of the
     finished sample catalog there, or the whole plan of a drawing cut short over nothing of the
     user's (its pictures are among them) with the earlier drawing's it had still to remove. Empty
-    where there is none."""
-    mark, styles_path = own_mark(root), os.path.join(root, 'styles.csv')
+    where there is none. mark: root's own_mark."""
+    styles_path = os.path.join(root, 'styles.csv')
     if not mark.get('finished', True):
         if mark.get('over_theirs', True) is not False or not plan_in(mark):
             return set()

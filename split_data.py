@@ -173,17 +173,35 @@ def split_digest(path, ordered=True):
         return pictures_digest(f.read(), ordered)
 
 
+def split_digests(path):
+    """split_digest(path) and split_digest(path, ordered=False), from one reading of the file."""
+    with open(path, 'rb') as f:
+        rows = named_rows(f.read())
+    return digest_of(rows), digest_of(in_any_order(rows))
+
+
 def pictures_digest(data, ordered=True):
     """split_digest of a split's bytes."""
+    rows = named_rows(data)
+    return digest_of(rows if ordered else in_any_order(rows))
+
+
+def named_rows(data):
+    """A split's rows, each picture named by its file name alone."""
     text = data.decode('utf-8', 'surrogateescape').removeprefix('\ufeff')
     try:
         rows = list(csv.reader(io.StringIO(text, newline='')))
     except csv.Error:  # a file the csv module cannot read: its lines will do
         rows = [[line] for line in text.splitlines()]
-    named = [[row[0].replace('\\', '/').rsplit('/', 1)[-1], *row[1:]] if row else row for row in rows]
-    if not ordered:
-        named = named[:1] + sorted(row for row in named[1:] if row)  # the header first, blank lines aside
-    return hashlib.sha256(json.dumps(named).encode()).hexdigest()
+    return [[row[0].replace('\\', '/').rsplit('/', 1)[-1], *row[1:]] if row else row for row in rows]
+
+
+def in_any_order(rows):
+    return rows[:1] + sorted(row for row in rows[1:] if row)  # the header first, blank lines aside
+
+
+def digest_of(rows):
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
 
 
 def lines_digest(path):

@@ -41,7 +41,7 @@ from plots import plot_curves, pyplot
 from resuming import RESUMED_SETTINGS, SPLIT_FILES, resumed_args, trained_on
 from runs import check_log_folder, check_run_folder, release_run_folder, run_folder, saved_args, start_in_folder
 from saver import BackgroundSaver, detached_copy
-from split_data import split_digest, split_paths
+from split_data import split_digests, split_paths
 from stopwatch import Stopwatch
 
 
@@ -568,8 +568,9 @@ def main(argv=None):
                 note_shared_pictures(train_set, val_set, args)
             train_loader = make_train_loader(train_set, args, context, channels_last)
             val_loader = make_val_loader(val_set, args, context, channels_last)
-        split_digests = {key: split_digest(getattr(args, key)) for key in SPLIT_FILES}  # as the datasets read them
-        split_row_sets = {key: split_digest(getattr(args, key), ordered=False) for key in SPLIT_FILES}
+        digests = {key: split_digests(getattr(args, key)) for key in SPLIT_FILES}  # as the datasets read them
+        in_order = {key: ordered for key, (ordered, _) in digests.items()}
+        in_any_order = {key: any_order for key, (_, any_order) in digests.items()}
         if len(train_loader) == 0:  # fewer training pictures than processes: some would take no step
             raise UserError(f'{args.train_csv}: fewer usable pictures than the {context.world_size} processes; '
                             'each process needs at least one')
@@ -618,7 +619,7 @@ def main(argv=None):
     def state(epoch):
         return {'epoch': epoch, 'model': core.state_dict(), 'optimizer': optimizer_state(optimizer),
                 'scheduler': scheduler_state(scheduler), 'attributes': attributes.to_dict(), 'precision': precision,
-                'args': saved_args(args), 'split_digests': split_digests, 'split_row_sets': split_row_sets,
+                'args': saved_args(args), 'split_digests': in_order, 'split_row_sets': in_any_order,
                 'history': history, 'best': best}
 
     writer, claimed = None, None

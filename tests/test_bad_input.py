@@ -459,6 +459,22 @@ def test_split_rows_gone_bad_since_the_split_are_skipped_and_counted(small_split
     assert not os.path.exists(MARKER)
 
 
+def test_pictures_found_only_from_the_working_folder_are_counted_in_a_note(small_split, tmp_path, monkeypatch,
+                                                                          capsys):
+    # The tutorial's split: paths from the folder it was run in, the split moved elsewhere since
+    attributes = AttributesDataset(small_split['styles'])
+    header, *rows = open(small_split['val']).read().splitlines()
+    (tmp_path / 'splits').mkdir()
+    write(tmp_path / 'splits' / 'val.csv', '\n'.join([header] + rows) + '\n')
+    monkeypatch.chdir(small_split['base'])
+    assert len(FashionDataset(str(tmp_path / 'splits' / 'val.csv'), attributes)) == len(rows)
+    assert (f'note: {tmp_path / "splits" / "val.csv"}: {len(rows)} pictures found from the working folder, '
+            'not beside the split') in capsys.readouterr().out
+    # Beside the split, as split_data.py writes them: nothing to say
+    assert len(FashionDataset(small_split['val'], attributes)) == len(rows)
+    assert 'working folder' not in capsys.readouterr().out
+
+
 def test_a_column_of_ones_own_in_a_split_is_not_read_even_where_it_is_empty(small_split, tmp_path, capsys):
     # A note added by hand to some rows, or a spreadsheet's comma at the end of every line: all kept
     attributes = AttributesDataset(small_split['styles'])
