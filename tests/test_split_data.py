@@ -415,3 +415,16 @@ def test_a_styles_csv_that_is_there_but_no_file_is_named_as_such_not_to_be_downl
     make(tmp_path / 'styles.csv')
     with pytest.raises(UserError, match=f"^{tmp_path / 'styles.csv'}: {what}, where the catalog's labels are to be$"):
         split_data.main(['--input', str(tmp_path), '--output', str(tmp_path / 'out')])
+
+
+def test_a_sorted_split_has_the_same_digest_in_any_order_and_both_come_from_one_reading(quirky_catalog, tmp_path):
+    split_data.main(['--input', quirky_catalog['root'], '--output', str(tmp_path), '--workers', '1'])
+    header, *rows = (tmp_path / 'train.csv').read_text().splitlines()
+    (tmp_path / 'sorted.csv').write_text('\n'.join([header, *sorted(rows, reverse=True), '']))
+    (tmp_path / 'fewer.csv').write_text('\n'.join([header, *sorted(rows[1:]), '']))
+    own, resorted, fewer = (split_data.split_digests(str(tmp_path / name))
+                            for name in ('train.csv', 'sorted.csv', 'fewer.csv'))
+    assert own[0] != resorted[0] and own[1] == resorted[1]  # in order, and in any order
+    assert fewer[1] != own[1]
+    assert own == (split_data.split_digest(str(tmp_path / 'train.csv')),
+                   split_data.split_digest(str(tmp_path / 'train.csv'), ordered=False))
