@@ -24,6 +24,11 @@ class BatchNorm2d(nn.BatchNorm2d):
                             self.training, self.momentum, self.eps)
 
 
+# The trunk's ImageNet weights for --pretrained; torch.hub keeps their file, named in their url,
+# in TORCH_HOME/hub/checkpoints (train.build_model names it where it cannot be had).
+IMAGENET_WEIGHTS = models.MobileNet_V2_Weights.IMAGENET1K_V1
+
+
 class MultiOutputModel(nn.Module):
     def __init__(self, n_color_classes, n_gender_classes, n_article_classes, pretrained=False,
                  torchvision_layers=False):
@@ -33,7 +38,7 @@ class MultiOutputModel(nn.Module):
         # torchvision_layers=True keeps the trunk's layers exactly as torchvision builds them, as
         # the tutorial had them: the same numbers, 86 more operations a training step (see below);
         # the benchmarks and tests compare the two.
-        weights = models.MobileNet_V2_Weights.IMAGENET1K_V1 if pretrained else None
+        weights = IMAGENET_WEIGHTS if pretrained else None
         norm_layer = nn.BatchNorm2d if torchvision_layers else BatchNorm2d
         trunk = models.mobilenet_v2(weights=weights, norm_layer=norm_layer)
         self.base_model = trunk.features  # the model without its classifier

@@ -11,6 +11,7 @@ import contextlib
 import csv
 import math
 import os
+import pickle
 import resource
 import shlex
 import sys
@@ -24,7 +25,7 @@ import distributed
 from allocator import keep_freed_memory
 from atomic import atomic_open
 from catalog import describe_download
-from checkpoint import (PRECISIONS, check_same_vocab, checkpoint_save, load_weights, non_finite_weight,
+from checkpoint import (PRECISIONS, check_same_vocab, checkpoint_save, first_sentence, load_weights, non_finite_weight,
                         resumable_load)
 from cli import (UserError, add_debug_flag, command, counted, ctrl_c_held, debugging, folder_name, how_stopped,
                  leave_stops_to_the_main_process, non_negative_float, non_negative_int, path_name, peer_ended,
@@ -34,7 +35,7 @@ from dataset import (HEADS, AttributesDataset, FashionDataset, in_real_folders, 
                      val_transform)
 from evaluate import autocast_for, default_precision, validate
 from memory_data import InMemoryLoader
-from model import MultiOutputModel
+from model import IMAGENET_WEIGHTS, MultiOutputModel
 from train_step import (GraphedTrainStep, TrainStep, load_optimizer_state, make_optimizer, optimizer_state,
                         scheduler_state, set_lr)
 from plots import plot_curves, pyplot
@@ -427,10 +428,22 @@ def save_epoch(run_dir, snapshot, improved, numbered, plot):
 def build_model(attributes, pretrained):
     try:
         return MultiOutputModel.for_attributes(attributes, pretrained=pretrained)
-    except OSError as error:  # no internet (URLError), or a broken file in the cache
-        raise UserError(f'--pretrained: could not get the ImageNet weights ({error}); connect to the '
-                        "internet once, put torchvision's mobilenet_v2-7ebf99e0.pth into "
-                        f'{torch.hub.get_dir()}/checkpoints/, or train from scratch without --pretrained') from error
+    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as error:
+        if not pretrained:
+            raise
+        cached = cached_imagenet_weights()
+        if isinstance(error, OSError) or not os.path.isfile(cached):  # no internet (URLError), a download cut short
+            raise UserError(f'--pretrained: could not get the ImageNet weights ({error}); connect to the internet '
+                            f"once, put torchvision's {os.path.basename(cached)} into {os.path.dirname(cached)}/, "
+                            'or train from scratch without --pretrained') from error
+        raise UserError(f'--pretrained: {cached}: not the ImageNet weights torchvision downloads, or a copy cut short '
+                        f'({first_sentence(str(error))}); delete it, so that the next run downloads them again, or '
+                        'train from scratch without --pretrained') from error
+
+
+def cached_imagenet_weights():
+    """Where torch.hub keeps the ImageNet weights once downloaded: the last part of their url."""
+    return os.path.join(torch.hub.get_dir(), 'checkpoints', IMAGENET_WEIGHTS.url.rsplit('/', 1)[-1])
 
 
 def choose_precision(args, device):

@@ -1,11 +1,13 @@
 import math
+import re
 from collections import Counter
 
 import pytest
 import torch
+import torchvision
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from model import MultiOutputModel, get_loss
+from model import IMAGENET_WEIGHTS, MultiOutputModel, get_loss
 
 SIZES = dict(n_color_classes=7, n_gender_classes=3, n_article_classes=11)
 
@@ -78,10 +80,9 @@ def test_a_real_training_step_changes_the_weights_and_lowers_the_loss():
 
 def test_pretrained_trunk_loads_torchvision_weights_from_the_local_cache(tmp_path, monkeypatch):
     # What a first run with internet leaves in TORCH_HOME; here written by the test itself.
-    from torchvision import models
     monkeypatch.setenv('TORCH_HOME', str(tmp_path))
-    weights = models.MobileNet_V2_Weights.IMAGENET1K_V1
-    reference = models.mobilenet_v2()
+    weights = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1
+    reference = torchvision.models.mobilenet_v2()
     cache = tmp_path / 'hub' / 'checkpoints'
     cache.mkdir(parents=True)
     torch.save(reference.state_dict(), cache / weights.url.rsplit('/', 1)[1])
@@ -101,7 +102,31 @@ def test_pretrained_without_internet_or_cache_is_one_clear_error(tmp_path, monke
         raise urllib.error.URLError('no network')
     monkeypatch.setattr(torch.hub, 'urlopen', offline)  # as on a machine without internet
     attributes = AttributesDataset(vocab={'gender': ['Men'], 'article': ['Shirts'], 'color': ['Blue']})
-    with pytest.raises(UserError, match='--pretrained: could not get the ImageNet weights'):
+    with pytest.raises(UserError, match='--pretrained: could not get the ImageNet weights') as error:
+        train.build_model(attributes, pretrained=True)
+    # The file it asks for is the one torch.hub then reads
+    cache = tmp_path / 'hub' / 'checkpoints'
+    assert f"put torchvision's {IMAGENET_WEIGHTS.url.rsplit('/', 1)[1]} into {cache}/," in str(error.value)
+
+
+@pytest.mark.parametrize('damage', ['text', 'cut short', 'empty', 'another model'])
+def test_a_damaged_copy_of_the_imagenet_weights_is_named_with_what_to_do(tmp_path, monkeypatch, damage):
+    # A download cut short, or a file put there by hand: one line, not torch.load's traceback
+    import train
+    from cli import UserError
+    from dataset import AttributesDataset
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path))
+    cached = tmp_path / 'hub' / 'checkpoints' / IMAGENET_WEIGHTS.url.rsplit('/', 1)[1]
+    cached.parent.mkdir(parents=True)
+    whole = tmp_path / 'whole.pth'
+    torch.save(torch.nn.Linear(3, 2).state_dict() if damage == 'another model' else
+               torchvision.models.mobilenet_v2().state_dict(), whole)
+    data = whole.read_bytes()
+    cached.write_bytes({'text': b'garbage\n', 'cut short': data[:1000], 'empty': b''}.get(damage, data))
+    attributes = AttributesDataset(vocab={'gender': ['Men'], 'article': ['Shirts'], 'color': ['Blue']})
+    with pytest.raises(UserError, match=f'^--pretrained: {re.escape(str(cached))}: not the ImageNet weights '
+                                        r'torchvision downloads, or a copy cut short \(.+\); delete it, so that '
+                                        'the next run downloads them again'):
         train.build_model(attributes, pretrained=True)
 
 
