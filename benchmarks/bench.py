@@ -260,8 +260,8 @@ def main():
 @contextlib.contextmanager
 def ended_at_once_by_a_stop(removing=None):
     """A SIGTERM (`timeout`, `kill`) or a SIGHUP (its terminal closed) ends the run at once with
-    status 143 or 129, as a shell reports it: the lines printed so far flushed, the processes it
-    started ended and the folder `removing` removed. Python itself would end without doing any of
+    status 143 or 129, as a shell reports it, and the line every script stops on: the lines
+    printed so far flushed, the processes it started ended and the folder `removing` removed. Python itself would end without doing any of
     it. A SIGHUP ignored (`nohup`) stays ignored."""
     if threading.current_thread() is not threading.main_thread():  # main() called from a thread
         yield  # signal handlers are the main thread's alone
@@ -300,9 +300,13 @@ def ended_at_once_by_a_stop(removing=None):
                 os.waitpid(pid, 0)
         for folder in filter(None, (removing, shared)):
             shutil.rmtree(folder, ignore_errors=True)
+        # The line every script ends on, written past Python's buffers: the signal may have come
+        # in the middle of a write to them (a progress bar's), which print would raise on.
         for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError, ValueError):
+            with contextlib.suppress(OSError, ValueError, RuntimeError):
                 stream.flush()
+        with contextlib.suppress(OSError):
+            os.write(2, f'\nstopped by {signal.Signals(signum).name}; no file was left half-written\n'.encode())
         os._exit(128 + signum)
 
     earlier = {number: signal.getsignal(number) for number in STOPPING}

@@ -23,7 +23,8 @@ import torch  # noqa: E402
 
 from allocator import keep_freed_memory  # noqa: E402
 from bench import add_classes_flag, fixed_batch, machine_name, rate, sync, trainer  # noqa: E402
-from cli import add_debug_flag, non_negative_float, pick_device, positive_float, positive_int, run_cli  # noqa: E402
+from cli import (UserError, add_debug_flag, debugging, memory_words, non_negative_float, out_of_memory,  # noqa: E402
+                 pick_device, positive_float, positive_int, run_cli)
 from evaluate import default_precision  # noqa: E402
 
 WARMUP_STEPS = 6  # covers compiling, the graph capture after 3 steps, and inductor's graph recording
@@ -119,7 +120,7 @@ def main():
     torch.backends.cudnn.benchmark = True
     attributes = args.classes  # the class counts of each head
     print(f'device {device} ({machine_name(device)}), torch {torch.__version__}, batch {args.batch_size}')
-    ready, began = {}, time.perf_counter()
+    ready, failed, short_of_memory, began = {}, [], False, time.perf_counter()
     configs = [(train_flags(device, config), config, False) for config in variants(device, args.batch_size,
                                                                                  args.skip_compile)]
     configs.insert(1, (TORCHVISION_LAYERS, configs[0][1], True))
@@ -132,8 +133,16 @@ def main():
             ready[flags] = start(attributes, device, args, config, torchvision_layers)
             print(f'ready after {ready[flags][2]:.1f} s: {flags}', flush=True)
         except Exception as error:  # one configuration failing must not hide the others' figures
-            traceback.print_exc(limit=-3)
-            print(f'failed: {flags}: {str(error).splitlines()[0][:200]}')
+            failed.append(flags)
+            short_of_memory = out_of_memory(error)
+            if short_of_memory:  # a batch too large for the machine: its words are enough
+                print(f'failed: {flags}: out of memory: {memory_words(error)}', flush=True)
+                continue
+            traceback.print_exc(limit=None if debugging() else -3)
+            print(f'failed: {flags}: {(str(error).splitlines() or [type(error).__name__])[0][:200]}', flush=True)
+    if not ready:
+        raise UserError(f'no configuration could be timed: all {len(failed)} failed (above)'
+                        + ('; a smaller --batch-size needs less memory' if short_of_memory else ''))
     # Interleaved rounds, best of each: a busy neighbour then slows every configuration alike.
     best = dict.fromkeys(ready, 0.0)
     for _ in range(args.rounds):
@@ -151,6 +160,8 @@ def main():
     if flags:
         fastest = max(flags, key=best.get)
         print(f'fastest: {fastest}  ({best[fastest]:.0f} images/s, {best[fastest] / best[flags[0]]:.2f}x {flags[0]})')
+    if failed:  # the table holds the others; a script reading the status (gpu_check.sh) is told
+        raise UserError(f'{len(failed)} of {len(configs)} configurations failed (above): {"; ".join(failed)}')
 
 
 if __name__ == '__main__':

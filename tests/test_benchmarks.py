@@ -74,6 +74,34 @@ def test_budget_stops_further_start_ups_and_still_times_the_first():
     assert re.search(r"model.py's layers: \d+\.\d\dx the rate of torchvision's own", done.stdout), done.stdout
 
 
+def test_step_variants_names_the_configurations_that_failed_and_ends_with_an_error(monkeypatch, capsys):
+    # gpu_check.sh reads the status alone: a stage where some failed must not read "finished"
+    import step_variants
+    real_start = step_variants.start
+
+    def start(attributes, device, args, config, torchvision_layers=False):
+        if torchvision_layers:
+            raise ValueError('a failure of its own')
+        return real_start(attributes, device, args, config, torchvision_layers)
+    monkeypatch.setattr(step_variants, 'start', start)
+    monkeypatch.setattr(sys, 'argv', ['step_variants.py', '--device', 'cpu', '--skip-compile', '--budget', '0',
+                                      '--seconds', '0.2', '--rounds', '1', '--classes', '3,7,5'])
+    with pytest.raises(UserError, match=r"^1 of 5 configurations failed \(above\): the default on torchvision's"):
+        step_variants.main()
+    out = capsys.readouterr().out
+    assert "failed: the default on torchvision's own layers (the tutorial's model): a failure of its own" in out
+    assert 'fastest: --precision fp32  (' in out  # the others still timed
+
+
+def test_step_variants_out_of_memory_everywhere_is_one_line_each_and_an_error():
+    done = run_script('benchmarks/step_variants.py', '--device', 'cpu', '--skip-compile', '--seconds', '0.2',
+                      '--rounds', '1', '--classes', '3,7,5', '--batch-size', '100000000')
+    assert done.returncode == 2 and 'Traceback' not in done.stdout + done.stderr, done.stdout + done.stderr
+    assert 'failed: --precision fp32: out of memory: DefaultCPUAllocator: can\'t allocate memory' in done.stdout
+    assert done.stderr.strip().splitlines()[-1] == ('error: no configuration could be timed: all 5 failed (above); '
+                                                    'a smaller --batch-size needs less memory')
+
+
 def test_profile_counts_each_operation_per_step():
     done = run_script('benchmarks/profile_step.py', '--device', 'cpu', '--steps', '2', '--top', '40',
                       '--classes', '3,7,5')
@@ -469,6 +497,7 @@ def test_bench_ended_by_sigterm_removes_its_temporary_folder(tmp_path, short_tmp
     left = [name for name in os.listdir(short_tmpdir) if not name.startswith('torchinductor_')]
     assert left == [], [(name, leftover(short_tmpdir / name)) for name in left]
     assert bench.returncode == 143 and 'Traceback' not in stderr, stderr  # 128 + 15, as the shell reports SIGTERM
+    assert stderr.endswith('\nstopped by SIGTERM; no file was left half-written\n'), stderr
     assert '--work' not in when or sorted(os.listdir(work)) == ['fashion-product-images', 'train.csv', 'val.csv']
     deadline = time.monotonic() + 15  # the workers end too
     while running(workers) and time.monotonic() < deadline:
@@ -502,8 +531,8 @@ def test_bench_in_process_puts_back_the_handlers_keeps_an_ignored_sighup_and_run
 def stopped_while_children_run(tmp_path, body, stop=signal.SIGTERM):
     """Runs body (Python lines indented by 4, which start processes and print 'ready') in
     bench.ended_at_once_by_a_stop with a folder to remove, sends it the signal `stop` once ready,
-    and checks that it ends at once: status 128 and the signal's number, nothing on stderr, the
-    folder gone, the processes it started ended."""
+    and checks that it ends at once: status 128 and the signal's number, the one line saying so on
+    stderr, the folder gone, the processes it started ended."""
     script = ('import os, sys, time\n'
               f'sys.path.insert(0, {os.path.join(ROOT, "benchmarks")!r})\n'
               'import bench\n'
@@ -519,7 +548,8 @@ def stopped_while_children_run(tmp_path, body, stop=signal.SIGTERM):
         _, stderr = ending.communicate(timeout=30)  # a pool left waiting for work held the pipes for ever
     finally:
         ending.kill()
-    assert ending.returncode == 128 + stop and not stderr, stderr
+    assert ending.returncode == 128 + stop, stderr
+    assert stderr == f'\nstopped by {stop.name}; no file was left half-written\n'
     assert not (tmp_path / 'folder').exists()
     deadline = time.monotonic() + 15
     while running(children) and time.monotonic() < deadline:
