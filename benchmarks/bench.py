@@ -261,8 +261,8 @@ def main():
 def ended_at_once_by_a_stop(removing=None):
     """A SIGTERM (`timeout`, `kill`) or a SIGHUP (its terminal closed) ends the run at once with
     status 143 or 129, as a shell reports it, and the line every script stops on: the lines
-    printed so far flushed, the processes it started ended and the folder `removing` removed. Python itself would end without doing any of
-    it. A SIGHUP ignored (`nohup`) stays ignored."""
+    printed so far flushed, the processes it started ended and the folder `removing` removed.
+    Python itself would end without doing any of it. A SIGHUP ignored (`nohup`) stays ignored."""
     if threading.current_thread() is not threading.main_thread():  # main() called from a thread
         yield  # signal handlers are the main thread's alone
         return

@@ -134,8 +134,8 @@ def main():
             print(f'ready after {ready[flags][2]:.1f} s: {flags}', flush=True)
         except Exception as error:  # one configuration failing must not hide the others' figures
             failed.append(flags)
-            short_of_memory = out_of_memory(error)
-            if short_of_memory:  # a batch too large for the machine: its words are enough
+            if out_of_memory(error):  # a batch too large for the machine: its words are enough
+                short_of_memory = True
                 print(f'failed: {flags}: out of memory: {memory_words(error)}', flush=True)
                 continue
             traceback.print_exc(limit=None if debugging() else -3)
