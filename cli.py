@@ -36,7 +36,7 @@ def quiet_ctrl_c_while_starting():
 
 
 def _exit_while_starting(signum, frame):
-    words = 'interrupted (Ctrl-C)' if signum == signal.SIGINT else f'stopped by {signal.Signals(signum).name}'
+    words = stopped_words(signum)
     try:  # after a SIGHUP the terminal is gone, and the words with it (EIO)
         print(f'\n{words} while starting; nothing was written', file=sys.stderr, flush=True)
     finally:
@@ -65,9 +65,13 @@ def _terminate(signum, frame):
 def how_stopped(stop):
     """A Ctrl-C's, a SIGTERM's or a SIGHUP's words for the user, and the exit status a shell
     reports for it (128 and the signal's number)."""
-    if isinstance(stop, Terminated):
-        return f'stopped by {signal.Signals(stop.signum).name}', 128 + stop.signum
-    return 'interrupted (Ctrl-C)', 130
+    signum = stop.signum if isinstance(stop, Terminated) else signal.SIGINT
+    return stopped_words(signum), 128 + signum
+
+
+def stopped_words(signum):
+    """What stopped a script, as every one says it: 'interrupted (Ctrl-C)', 'stopped by SIGTERM'."""
+    return 'interrupted (Ctrl-C)' if signum == signal.SIGINT else f'stopped by {signal.Signals(signum).name}'
 
 
 @contextlib.contextmanager

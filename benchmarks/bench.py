@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 import split_data  # noqa: E402
 from allocator import keep_freed_memory  # noqa: E402
 from cli import (STOPPING, UserError, add_debug_flag, non_negative_int, pick_device, positive_float,  # noqa: E402
-                 positive_int, run_cli)
+                 positive_int, run_cli, stopped_words)
 from dataset import AttributesDataset, FashionDataset, load_into_memory, train_transform, val_transform  # noqa: E402
 from evaluate import autocast_for, default_precision, predict_all  # noqa: E402
 from memory_data import InMemoryLoader  # noqa: E402
@@ -306,7 +306,7 @@ def ended_at_once_by_a_stop(removing=None):
             with contextlib.suppress(OSError, ValueError, RuntimeError):
                 stream.flush()
         with contextlib.suppress(OSError):
-            os.write(2, f'\nstopped by {signal.Signals(signum).name}; no file was left half-written\n'.encode())
+            os.write(2, f'\n{stopped_words(signum)}; no file was left half-written\n'.encode())
         os._exit(128 + signum)
 
     earlier = {number: signal.getsignal(number) for number in STOPPING}
