@@ -41,7 +41,8 @@ def checkpoint_save(path, state):
 def first_sentence(text):
     # torch.load's messages go on with advice for the code that called it (add_safe_globals, a
     # corrupted file's possible causes): cut off at a length, they stopped mid-sentence.
-    sentence = re.split(r'(?<=\.)\s|\n', text.strip(), maxsplit=1)[0].rstrip('.')
+    text = re.sub(r':\s*\n\s*', ': ', text.strip())  # a line that ends in a colon introduces the next
+    sentence = re.split(r'(?<=\.)\s|\n', text, maxsplit=1)[0].rstrip('.')
     if len(sentence) > 300:  # no sentence ends in sight
         sentence = sentence[:300].rsplit(' ', 1)[0] + ' ...'
     return sentence

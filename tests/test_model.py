@@ -126,8 +126,10 @@ def test_a_damaged_copy_of_the_imagenet_weights_is_named_with_what_to_do(tmp_pat
     attributes = AttributesDataset(vocab={'gender': ['Men'], 'article': ['Shirts'], 'color': ['Blue']})
     with pytest.raises(UserError, match=f'^--pretrained: {re.escape(str(cached))}: not the ImageNet weights '
                                         r'torchvision downloads, or a copy cut short \(.+\); delete it, so that '
-                                        'the next run downloads them again'):
+                                        'the next run downloads them again') as error:
         train.build_model(attributes, pretrained=True)
+    if damage == 'another model':  # what load_state_dict found, not only its heading
+        assert 'Error(s) in loading state_dict for MobileNetV2: Missing key(s) in state_dict: ' in str(error.value)
 
 
 def test_channels_last_computes_the_same_step():
