@@ -354,15 +354,23 @@ def sample_catalog_size(root):
 def own_mark(root):
     """The mark of the sample catalog drawn in root, or {} where there is none: no mark, one that
     is not ours, or one left beside another styles.csv than the one it was written with (the real
-    dataset unpacked over a sample: its pictures are the user's, never to be drawn over or removed).
-    Marks of before 'styles_sha256' are taken as they are."""
+    dataset unpacked over a sample: its pictures are the user's, never to be drawn over or removed)."""
     mark = json_object(os.path.join(root, MARK)) or {}
     found = styles_digest(root)
-    if found is None or mark.get('styles_sha256', found) == found:
+    if not mark or found is None:
+        return mark
+    if 'styles_sha256' not in mark:  # written before marks held it: its plan says what it wrote
+        return mark if plan_in(mark) and planned_digest(mark) == found else {}
+    if mark['styles_sha256'] == found:
         return mark
     if not mark.get('finished', True) and found == mark.get('ending_sha256'):
         return dict(mark, finished=True)  # stopped once its styles.csv was in place: drawn in full
     return {}
+
+
+def planned_digest(mark):
+    _, text = planned_catalog(mark['n_images'], mark['seed'], mark['quirks'])
+    return hashlib.sha256(text.encode('utf-8')).hexdigest()
 
 
 def styles_digest(root):
@@ -415,8 +423,7 @@ def make_catalog(root, n_images=3000, seed=0, quirks=False, overwrite=False):
     remove_left_temporaries(root, r'styles\.csv|sample_catalog\.json', 'sample_catalog.py')
     earlier = drawn_ids(root, mark)  # an earlier drawing's: its pictures go, where not drawn again
     theirs = holds_theirs(root, mark)
-    rng = np.random.default_rng(seed)
-    plan = plan_rows(n_images, quirks, rng)
+    plan, text = planned_catalog(n_images, seed, quirks)
     going = sorted(earlier - {id_ for id_, *_ in plan})
     os.makedirs(os.path.join(root, 'images'), exist_ok=True)
     # Marked first, as unfinished: a drawing cut short is never taken for a catalog (an earlier
@@ -431,17 +438,13 @@ def make_catalog(root, n_images=3000, seed=0, quirks=False, overwrite=False):
                 'quirks': {kind: [] for kind in QUIRK_COUNTS}, 'articles': sorted(ARTICLES),
                 'colours': sorted(COLOURS),
                 'genders': sorted({g for article in ARTICLES.values() for g in article.genders})}
-    rows = []
     for id_, gender, article, colour, kind, position in plan:
-        # Each picture has its own generator: it depends on the seed and its id alone.
         image = draw_item(article, gender, COLOURS[colour], np.random.default_rng([seed, id_]))
         path = os.path.join(root, 'images', f'{id_}.jpg')
         manifest['n_images'] += save_image(image, path, kind, position)
         if kind:
             manifest['quirks'][kind].append(id_)
-        rows.append((csv_fields(id_, gender, article, colour, kind, position, rng), kind))
-    manifest['n_rows'] = len(rows)
-    text = styles_text(rows)
+    manifest['n_rows'] = len(plan)
     # Stopped between the two, the drawing is known by its styles.csv to have ended.
     write_mark(root, n_images, seed, quirks, finished=False, over_theirs=theirs,
                ending_sha256=hashlib.sha256(text.encode('utf-8')).hexdigest())
@@ -449,6 +452,15 @@ def make_catalog(root, n_images=3000, seed=0, quirks=False, overwrite=False):
         f.write(text)
     write_mark(root, n_images, seed, quirks, finished=True)
     return manifest
+
+
+def planned_catalog(n_images, seed, quirks):
+    """The rows a drawing plans, and the text of the styles.csv it writes for them: both follow
+    from these three alone, as each picture has a generator of its own (from the seed and its id)."""
+    rng = np.random.default_rng(seed)
+    plan = plan_rows(n_images, quirks, rng)
+    rows = [(csv_fields(*row, rng), row[4]) for row in plan]  # row[4]: its quirk, if any
+    return plan, styles_text(rows)
 
 
 def drawn_ids(root, mark):

@@ -1,5 +1,6 @@
 import argparse
 import csv
+import json
 import os
 import shutil
 
@@ -226,11 +227,21 @@ def test_the_demo_never_takes_a_catalog_in_its_folder_for_a_sample_one(tmp_path,
     assert sorted(os.listdir(root)) == ['images', 'styles.csv']
 
 
-def test_the_real_data_unpacked_over_a_sample_catalog_is_taken_for_the_real_data(tmp_path):
+def write_mark_of_before_digests(root):
+    # As make_catalog wrote it until 2026-12-03: no styles_sha256, nor 'finished' before 12-02.
+    mark = root / 'sample_catalog.json'
+    fields = json.loads(mark.read_text())
+    mark.write_text(json.dumps({key: fields[key] for key in ('drawn by', 'n_images', 'seed', 'quirks')}))
+
+
+@pytest.mark.parametrize('mark', ['today', 'before digests'])
+def test_the_real_data_unpacked_over_a_sample_catalog_is_taken_for_the_real_data(tmp_path, mark):
     # The mark left beside the real styles.csv made the demo redraw for another --images, removing
     # the pictures the real styles.csv names, or train its sample recipe on the real data.
     root = tmp_path / 'fashion-product-images'  # where `demo.py --work .` draws, and the default --data
     make_catalog(str(root), n_images=5, seed=0)
+    if mark == 'before digests':  # a sample drawn by an older demo.py
+        write_mark_of_before_digests(root)
     make_catalog(str(tmp_path / 'real'), n_images=8, seed=1)
     for name in ['styles.csv'] + [f'images/{name}' for name in os.listdir(tmp_path / 'real' / 'images')]:
         shutil.copyfile(tmp_path / 'real' / name, root / name)  # unpacked over it
@@ -241,6 +252,19 @@ def test_the_real_data_unpacked_over_a_sample_catalog_is_taken_for_the_real_data
             demo.sample_catalog(argparse.Namespace(work=str(tmp_path), images=images))
     assert sorted(os.listdir(root / 'images')) == pictures
     assert (root / 'styles.csv').read_bytes() == (tmp_path / 'real' / 'styles.csv').read_bytes()
+
+@pytest.mark.parametrize('quirks', [False, True])
+def test_a_sample_catalog_marked_before_digests_is_still_one(tmp_path, quirks):
+    # Its styles.csv is the one its plan writes: the demo goes on using it, or redraws it.
+    root = tmp_path / 'fashion-product-images'
+    make_catalog(str(root), n_images=30, seed=4, quirks=quirks)
+    write_mark_of_before_digests(root)
+    assert sample_catalog.is_sample_catalog(str(root)) and sample_catalog.sample_catalog_size(str(root)) == 30
+    assert not sample_catalog.holds_theirs(str(root))
+    make_catalog(str(root), n_images=12, seed=0, overwrite=True)  # demo.py --images 12
+    assert sample_catalog.sample_catalog_size(str(root)) == 12
+    assert len(os.listdir(root / 'images')) == 12
+
 
 def test_quirk_lines_have_11_and_12_fields(quirky_catalog):
     with open(os.path.join(quirky_catalog['root'], 'styles.csv'), newline='') as f:
