@@ -211,6 +211,19 @@ def read_styles(path):
 
 
 EXIF_ORIENTATION = 0x0112  # the tag's number (PIL.ExifTags.Base needs Pillow 9.2 or later)
+# What turns a picture upright for each EXIF orientation but 1 (upright already), as in Pillow's
+# ImageOps.exif_transpose. That also writes the EXIF block back without the orientation, which
+# raised on a tag damaged in a way that reading it had let pass (a text where a number goes).
+UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+           5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+           8: Image.Transpose.ROTATE_90}
+
+
+def turn_upright(img):
+    """Phone photos store their rotation in EXIF: the picture turned as it is shown (a new one),
+    or itself where it is upright already."""
+    turn = UPRIGHT.get(img.getexif().get(EXIF_ORIENTATION, 1))
+    return img if turn is None else img.transpose(turn)
 
 
 def shown_size(img):

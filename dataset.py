@@ -7,13 +7,13 @@ from collections import Counter
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from atomic import absolute_path
 from catalog import (IMAGE_SIZE, LABEL_COLUMNS, NO_PERMISSION, PICTURE_FORMATS, REQUIRED_COLUMNS, SPLIT_COLUMNS,
-                     TOO_MANY_FIELDS, UNREADABLE, format_counts, read_csv_rows, read_styles)
+                     TOO_MANY_FIELDS, UNREADABLE, format_counts, read_csv_rows, read_styles, turn_upright)
 from cli import UserError, command, counted, leave_stops_to_the_main_process, started
 
 MEAN = [0.485, 0.456, 0.406]  # ImageNet statistics, as in the tutorial
@@ -90,22 +90,25 @@ def fit_to_size(img, size=IMAGE_SIZE):
     # aspect ratio kept, centred, and padded with white like the catalog's background.
     if img.size == tuple(size):
         return img
-    fitted = ImageOps.contain(img, size, Image.Resampling.LANCZOS)
-    if 0 in fitted.size:  # thinner than 1:120: its short side would round to no pixel at all
-        fitted = img.resize(tuple(max(1, side) for side in fitted.size), Image.Resampling.LANCZOS)
-    img = fitted
+    img = img.resize(fitted_size(*img.size, size), Image.Resampling.LANCZOS)
     canvas = Image.new('RGB', size, FILL)
     canvas.paste(img, ((size[0] - img.size[0]) // 2, (size[1] - img.size[1]) // 2))
     return canvas
 
 
+def fitted_size(width, height, size=IMAGE_SIZE):
+    """The size within size, with the aspect ratio kept, that Pillow's ImageOps.contain gives, but
+    at least a pixel a side: a picture thinner than 1:120 has one that rounds to none, which Pillow
+    before 13.0 refused (a ValueError, so the picture was counted as damaged)."""
+    if width / height > size[0] / size[1]:
+        return size[0], max(1, round(height / width * size[0]))
+    return max(1, round(width / height * size[1])), size[1]
+
+
 def load_image(path, size=IMAGE_SIZE):
     with Image.open(path, formats=PICTURE_FORMATS) as img:
         img.load()  # now, as the file closes with this block: a picture may be returned as it is
-        # Phone photos store their rotation in EXIF. In place: turned where it has to be, and not
-        # copied where not, which would double the memory a 100-megapixel photo takes.
-        ImageOps.exif_transpose(img, in_place=True)
-        return fit_to_size(to_rgb(img), size)
+        return fit_to_size(to_rgb(turn_upright(img)), size)
 
 
 class AttributesDataset:

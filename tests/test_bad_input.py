@@ -25,7 +25,7 @@ from checkpoint import checkpoint_load, checkpoint_save
 from cli import (Terminated, UserError, ctrl_c_held, leave_stops_to_the_main_process, pick_device, run_cli,
                  stopping_signals_as_ctrl_c)
 from conftest import ROOT, run_script, train_args
-from dataset import AttributesDataset, FashionDataset, load_image, load_into_memory, to_rgb
+from dataset import AttributesDataset, FashionDataset, fitted_size, load_image, load_into_memory, to_rgb
 
 HEADER = 'id,gender,masterCategory,subCategory,articleType,baseColour,season,year,usage,productDisplayName'
 ROW = '{},Men,Apparel,Topwear,Tshirts,Blue,Summer,2012,Casual,Roadster Men Blue Tshirts'
@@ -368,6 +368,43 @@ def test_the_size_check_sees_a_picture_turned_upright_as_it_is_loaded(tmp_path):
     loaded = load_image(sideways)
     assert loaded.size == (60, 80) and loaded.getpixel((30, 1))[1] < 100  # filled, not padded with white
     assert image_problem(upright) == 'not 60x80'  # shown 80x60: loaded, it would be shrunk to 60x45
+
+
+def test_pictures_are_fitted_to_the_size_pillows_contain_gives_and_at_least_a_pixel_wide():
+    # Pillow's own rule, which before 13.0 raised on a side that rounds to no pixel (1x500, say).
+    from PIL import ImageOps
+    sizes = [(w, h) for w in range(1, 400, 13) for h in range(1, 400, 11)] + [(60, 80), (30, 40), (600, 800)]
+    for width, height in sizes:
+        try:
+            contained = ImageOps.contain(Image.new('1', (width, height)), (60, 80)).size
+        except ValueError:  # Pillow before 13.0: a side of no pixel
+            contained = (0, 0)
+        assert fitted_size(width, height) == tuple(max(1, side) for side in contained) or 0 in contained, \
+            (width, height)
+    assert fitted_size(1, 500) == (1, 80) and fitted_size(5000, 2) == (60, 1)
+
+
+def test_a_picture_whose_exif_block_cannot_be_written_again_is_still_turned_upright(tmp_path):
+    # Pillow's exif_transpose writes the EXIF block back without the orientation: a text tag
+    # numbered as a fraction's made that raise a TypeError in train.py, test.py and predict.py,
+    # on a picture that split_data.py had kept, and that reads well.
+    upright = Image.new('RGB', (60, 80), (200, 30, 30))
+    upright.paste((30, 30, 200), (0, 40, 60, 80))  # red above blue, as it is shown
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 80x60: "turn 90 degrees clockwise to view"
+    exif[0x0110] = 'Phone X'  # the camera's model, a text
+    buffer = io.BytesIO()
+    upright.transpose(Image.Transpose.ROTATE_90).save(buffer, 'JPEG', exif=exif.tobytes(), quality=95)
+    clean, damaged = tmp_path / 'clean.jpg', tmp_path / 'damaged.jpg'
+    clean.write_bytes(buffer.getvalue())
+    entry = {b'MM': b'\x01\x10\x00\x02', b'II': b'\x10\x01\x02\x00'}  # the tag's number and type
+    order = buffer.getvalue().split(b'Exif\x00\x00', 1)[1][:2]
+    damaged.write_bytes(buffer.getvalue().replace(entry[order], entry[order].replace(b'\x10', b'\x3f'), 1))
+    assert damaged.read_bytes() != clean.read_bytes()  # tag 0x013f: the white point's chromaticities
+    assert image_problem(str(damaged)) is None
+    loaded = np.asarray(load_image(str(damaged)))
+    assert np.array_equal(loaded, np.asarray(load_image(str(clean))))
+    assert loaded[5, 30, 0] > 150 > loaded[5, 30, 2] and loaded[75, 30, 2] > 150 > loaded[75, 30, 0]
 
 
 def copy_catalog(catalog, tmp_path):
