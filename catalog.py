@@ -21,6 +21,7 @@ LABEL_COLUMNS = ('gender', 'articleType', 'baseColour')
 REQUIRED_COLUMNS = ('id',) + LABEL_COLUMNS
 SPLIT_COLUMNS = ('image_path',) + LABEL_COLUMNS  # of train.csv and val.csv
 MISSING_VALUES = {'', 'NA'}  # how the catalog writes an unknown label
+SEASONS = {'summer', 'fall', 'winter', 'spring', 'autumn'}  # the catalog's first four, and fall's other name
 TOO_MANY_FIELDS = 'with too many fields'  # a reason a row is skipped: told apart from a field left out
 KAGGLE_URL = 'https://www.kaggle.com/datasets/paramaggarwal/fashion-product-images-small'
 
@@ -177,7 +178,12 @@ def year_in_place(row, header):
     if year not in MISSING_VALUES:
         return is_year(year)
     # No year to tell by: but where the comma was in a label, the column after holds the year
-    # (and the year column the season, empty or NA here).
+    # (and the year column the season, empty or NA here), or, where the year was missing too, the
+    # season's column a label's words: the colour, or its second half (`Navy, Blue`).
+    if 'season' in header and header.index('season') > max(header.index(name) for name in LABEL_COLUMNS):
+        season = row[header.index('season')].strip()
+        if season not in MISSING_VALUES and season.lower() not in SEASONS:
+            return False
     return at + 1 >= len(header) - 1 or not is_year(row[at + 1].strip())
 
 

@@ -225,6 +225,19 @@ def test_a_comma_in_a_label_is_found_where_the_season_is_missing_too(tmp_path):
     assert styles == [Style('2', 'Men', 'Tshirts', 'Blue')] and skipped == {'with too many fields': 2}
 
 
+def test_a_comma_in_a_label_is_found_where_the_season_and_the_year_are_missing(tmp_path):
+    # Shifted by the comma, a label's words sit in the season's column: `Navy, Blue` was kept as
+    # the colour Navy, a class of its own.
+    no_season = ROW.replace('Summer,2012', ',')
+    text = '\n'.join([HEADER, no_season.format(1).replace('Blue', 'Navy, Blue', 1),
+                      no_season.format(2).replace('Tshirts', 'Bags, Tshirts', 1),
+                      no_season.format(3) + ', with a comma',  # the labels in place: kept
+                      ROW.format(4).replace('Summer', 'Autumn').replace('2012', '') + ', with a comma'])
+    styles, skipped = read_styles(write(tmp_path / 'styles.csv', text))
+    assert styles == [Style('3', 'Men', 'Tshirts', 'Blue'), Style('4', 'Men', 'Tshirts', 'Blue')]
+    assert skipped == {'with too many fields': 2}
+
+
 @pytest.mark.parametrize('every_line', [False, True])
 def test_a_spreadsheets_trailing_comma_loses_no_row(tmp_path, every_line):
     end = ',' if every_line else ''
