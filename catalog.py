@@ -124,7 +124,7 @@ def read_csv_rows(path, required, what, notes=True):
         raise UserError(f'{path}: no such file ({what})')
     with open(path, 'rb') as f:
         data = f.read()
-    first_line = data.lstrip(b'\r\n').split(b'\n', 1)[0]
+    first_line = re.match(rb'[^\r\n]*', data.lstrip(b'\r\n')).group()  # \r alone ends a line too
     if b'\0' in first_line and not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         # No header has NUL bytes: said before the file is read as Windows-1252, with a note
         raise UserError(f'{path}: not a CSV file: its first line holds NUL bytes, which no text has (a picture, '
@@ -142,6 +142,11 @@ def read_csv_rows(path, required, what, notes=True):
     if missing:
         raise UserError(f'{path}: missing column(s) {", ".join(missing)}; the header is '
                         f'{",".join(header)!r} but needs {",".join(required)}')
+    twice = [name for name in required if header.count(name) > 1]
+    if twice:  # which of them holds the labels?
+        places = ' and '.join(str(i + 1) for i, name in enumerate(header) if name == twice[0])
+        raise UserError(f'{path}: the column {twice[0]} is named more than once in the header (columns {places}); '
+                        'give each column its own name')
     rows = [without_empty_end(row, header) for row in rows if not is_blank(row)]
     if not rows:
         raise UserError(f'{path}: has a header but no rows ({what})')

@@ -72,6 +72,8 @@ def test_a_product_name_over_the_csv_modules_field_limit_is_read_not_taken_for_a
     (HEADER.replace('baseColour,', '') + '\n' + '1,Men,Apparel,Topwear,Tshirts,S,2012,C,N\n',
      'missing column(s) baseColour'),
     (b'\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01', 'not a CSV file: its first line holds NUL bytes'),  # a JPEG named
+    (HEADER.replace('masterCategory', 'gender') + '\n' + ROW.format(1) + '\n',  # the first one was used
+     'the column gender is named more than once in the header (columns 2 and 3); give each column its own name'),
 ])
 def test_unusable_styles_csv_is_one_clear_error(tmp_path, content, problem):
     images = tmp_path / 'images'
@@ -84,6 +86,14 @@ def test_unusable_styles_csv_is_one_clear_error(tmp_path, content, problem):
     assert_clean_failure(result, str(tmp_path / 'styles.csv'), problem)
     assert 'note:' not in result.stdout  # nothing read as Windows-1252 first
 
+
+
+@pytest.mark.parametrize('line_end', ['\n', '\r\n', '\r'])
+def test_a_nul_byte_in_a_row_is_read_alike_whatever_ends_the_lines(tmp_path, line_end):
+    # Split at \n only, a file of \r line ends was one line, refused as holding NUL bytes.
+    text = line_end.join([HEADER, ROW.format(1), ROW.format(2).replace('Roadster', 'Road\0ster')]) + line_end
+    styles, skipped = read_styles(write(tmp_path / 'styles.csv', text))
+    assert [s.id for s in styles] == ['1', '2'] and not skipped
 
 
 def test_a_folder_or_a_device_given_as_a_csv_is_named_as_what_it_is(small_split, tmp_path):
