@@ -80,20 +80,28 @@ def no_images_left(skipped, args):
         hint.append('--any-size keeps images of other sizes (fitted into 60x80 with white padding)')
     if 'not RGB' in skipped and not args.any_mode:
         hint.append('--any-mode keeps grayscale and other non-RGB images (converted to RGB)')
-    other_case = named_in_another_case(os.path.join(args.input, 'images')) if 'no image file' in skipped else None
-    if other_case:  # a copy through a system that upper-cased them: looked for as ID.jpg, not found
-        hint.append(f'the pictures are looked for as images/ID.jpg, and images/ holds names such as {other_case}; '
+    other_name = named_otherwise(os.path.join(args.input, 'images')) if 'no image file' in skipped else None
+    if other_name:  # a copy through a system that upper-cased them: looked for as ID.jpg, not found
+        hint.append(f'The pictures are looked for as images/ID.jpg, and images/ holds names such as {other_name}; '
                     'rename them to end in .jpg')
     return f'no usable image left in {args.input}: skipped {format_counts(skipped)}' + ''.join(
         f'. {line}' for line in hint) + '.'
 
 
-def named_in_another_case(folder):
-    """A name in folder that ends in .jpg in another case (10001.JPG), or None."""
+def named_otherwise(folder):
+    """A name in folder that ends in .jpg in another case or as .jpeg (10001.JPG, 10001.jpeg), or None."""
     try:
         with os.scandir(folder) as entries:
             return next((entry.name for entry in entries
-                         if entry.name.lower().endswith('.jpg') and not entry.name.endswith('.jpg')), None)
+                         if entry.name.lower().endswith(('.jpg', '.jpeg')) and not entry.name.endswith('.jpg')), None)
+    except OSError:
+        return None
+
+
+def in_another_case(folder, name):
+    """An entry of folder named as name in another case (Images for images), or None."""
+    try:
+        return next((other for other in os.listdir(folder) if other.lower() == name.lower() and other != name), None)
     except OSError:
         return None
 
@@ -260,6 +268,10 @@ def not_a_file(path):
     return 'a link that leads to no file' if os.path.islink(path) else 'not a regular file (a pipe or a device)'
 
 
+def not_a_folder(path):
+    return 'a link that leads to no folder' if not os.path.exists(path) else 'a file, not a folder'
+
+
 def main(argv=None):
     args = parse_args(argv)
     if os.path.isfile(args.input):
@@ -273,6 +285,12 @@ def main(argv=None):
         raise UserError(f'{styles_path}: no such file. ' + describe_download(args.input))
     image_folder = os.path.join(args.input, 'images')
     if not os.path.isdir(image_folder):
+        if os.path.lexists(image_folder):  # there, but no folder: the download advice would not help
+            raise UserError(f'{image_folder}: {not_a_folder(image_folder)}, where the catalog\'s pictures are to be')
+        other = in_another_case(args.input, 'images')
+        if other:
+            raise UserError(f'{image_folder}: no such folder, but {os.path.join(args.input, other)} is there; the '
+                            'pictures are looked for in images/, in lower case: rename it')
         raise UserError(f'{image_folder}: no such folder. ' + describe_download(args.input))
 
     check_writable_folder(args.output, f'--output {args.output}')  # before the images are checked

@@ -444,9 +444,35 @@ def test_pictures_named_in_upper_case_are_named_in_the_error(small_split, tmp_pa
         os.rename(root / 'images' / name, root / 'images' / name.replace('.jpg', '.JPG'))
     with pytest.raises(UserError) as error:
         split_data.main(['--input', str(root), '--output', str(tmp_path), '--workers', '1'])
-    assert re.fullmatch(rf'no usable image left in {re.escape(str(root))}: skipped \d+ no image file\. the pictures '
+    assert re.fullmatch(rf'no usable image left in {re.escape(str(root))}: skipped \d+ no image file\. The pictures '
                         r'are looked for as images/ID\.jpg, and images/ holds names such as \d+\.JPG; rename them '
                         r'to end in \.jpg\.', str(error.value)), str(error.value)
+    for name in os.listdir(root / 'images'):  # as saved by some programs
+        os.rename(root / 'images' / name, root / 'images' / name.replace('.JPG', '.jpeg'))
+    with pytest.raises(UserError, match=r'images/ holds names such as \d+\.jpeg; rename them to end in \.jpg\.$'):
+        split_data.main(['--input', str(root), '--output', str(tmp_path), '--workers', '1'])
+
+
+@pytest.mark.parametrize('instead', ['Images', 'a file', 'a link to nothing'])
+def test_an_images_folder_that_is_not_there_as_such_is_named_as_what_it_is(small_split, tmp_path, instead):
+    # Each was "no such folder", with the advice to download the dataset
+    import split_data
+    root = copy_catalog(small_split['catalog'], tmp_path)
+    if instead == 'Images':  # a copy through a system that capitalised it
+        os.rename(root / 'images', root / 'Images')
+        expected = (f'{root / "images"}: no such folder, but {root / "Images"} is there; the pictures are looked for '
+                    'in images/, in lower case: rename it')
+    else:
+        shutil.rmtree(root / 'images')
+        if instead == 'a file':
+            (root / 'images').write_text('')
+        else:
+            os.symlink(tmp_path / 'gone', root / 'images')
+        said = {'a file': 'a file, not a folder', 'a link to nothing': 'a link that leads to no folder'}[instead]
+        expected = f"{root / 'images'}: {said}, where the catalog's pictures are to be"
+    with pytest.raises(UserError) as error:
+        split_data.main(['--input', str(root), '--output', str(tmp_path / 'out')])
+    assert str(error.value) == expected
 
 
 def test_no_image_left_says_why_and_which_option_accepts_them(quirky_catalog, tmp_path):
