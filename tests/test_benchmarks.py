@@ -67,11 +67,32 @@ def test_budget_stops_further_start_ups_and_still_times_the_first():
     assert done.returncode == 0, done.stderr
     assert 'not started (over --budget 0 s): --precision bf16' in done.stdout
     assert 'not started (over --budget 0 s): --precision fp32 --channels-last off' in done.stdout
-    assert 'fastest: --precision fp32  (' in done.stdout
+    assert re.search(r'^fastest: --precision fp32  \(\d+ images/s\)$', done.stdout, re.M), done.stdout  # alone
     # train.py's default on torchvision's own layers is timed too, whatever the budget, for the
     # ratio of the two in the same run; it is never "fastest", having no flags of its own
     assert re.search(r"ready after [\d.]+ s: the default on torchvision's own layers", done.stdout), done.stdout
     assert re.search(r"model.py's layers: \d+\.\d\dx the rate of torchvision's own", done.stdout), done.stdout
+
+
+def test_the_fastest_configuration_is_compared_with_the_default_or_where_it_is_the_default_with_the_next(
+        monkeypatch, capsys):
+    # "fastest: --precision fp32  (..., 1.00x --precision fp32)" said nothing
+    import step_variants
+    real_start, flags_of = step_variants.start, {}
+
+    def start(attributes, device, args, config, torchvision_layers=False):
+        started = real_start(attributes, device, args, config, torchvision_layers)
+        flags_of[id(started[0])] = None if torchvision_layers else step_variants.train_flags(device, config)
+        return started
+    monkeypatch.setattr(step_variants, 'start', start)
+    monkeypatch.setattr(sys, 'argv', ['step_variants.py', '--device', 'cpu', '--skip-compile', '--seconds', '0.2',
+                                      '--rounds', '1', '--classes', '3,7,5', '--batch-size', '2'])
+    for ranked in (['--precision fp32', '--precision bf16'], ['--precision bf16', '--precision fp32']):
+        rates = {ranked[0]: 100.0, ranked[1]: 90.0}  # the others at 1 image/s
+        monkeypatch.setattr(step_variants, 'rate', lambda batches, step, *_, **__: rates.get(flags_of[id(step)], 1.0))
+        step_variants.main()
+        fastest = [line for line in capsys.readouterr().out.splitlines() if line.startswith('fastest: ')]
+        assert fastest == [f'fastest: {ranked[0]}  (100 images/s, 1.11x {ranked[1]})']
 
 
 def test_step_variants_names_the_configurations_that_failed_and_ends_with_an_error(monkeypatch, capsys):
