@@ -14,7 +14,7 @@ from collections import Counter, namedtuple
 
 from PIL import Image
 
-from cli import UserError, command
+from cli import UserError, command, counted
 
 IMAGE_SIZE = (60, 80)  # (width, height) of every picture in the small catalog
 LABEL_COLUMNS = ('gender', 'articleType', 'baseColour')
@@ -74,6 +74,18 @@ def decode_text(path, data, notes=True):
         return data.decode('cp1252', errors='replace')
 
 
+def without_stray_returns(text, path, notes=True):
+    """In a file whose lines end in \\n or \\r\\n, a \\r alone is no line end but a stray byte in a field
+    (text pasted from elsewhere): read as a space. The csv module ended the row there, and counted
+    what followed as a row of its own, with too few fields."""
+    if '\n' not in text:  # \r alone ends every line (an old Mac's file)
+        return text
+    text, stray = re.subn(r'\r(?!\n)', ' ', text)
+    if stray and notes:
+        print(f'note: {path}: {counted(stray, "carriage return")} inside its lines, read as spaces')
+    return text
+
+
 def is_blank(row):
     return not any(field.strip() for field in row)
 
@@ -129,7 +141,7 @@ def read_csv_rows(path, required, what, notes=True):
         # No header has NUL bytes: said before the file is read as Windows-1252, with a note
         raise UserError(f'{path}: not a CSV file: its first line holds NUL bytes, which no text has (a picture, '
                         f'an archive, or UTF-16 without its byte-order mark?) ({what})')
-    text = decode_text(path, data, notes)
+    text = without_stray_returns(decode_text(path, data, notes), path, notes)
     # newline='' lets the csv module handle \r\n (Windows) and \n alike.
     rows = rows_of_one_line(csv.reader(io.StringIO(text, newline='')), path, what, text)
     header = next((row for row in rows if not is_blank(row)), None)  # blank lines above it too

@@ -96,6 +96,18 @@ def test_a_nul_byte_in_a_row_is_read_alike_whatever_ends_the_lines(tmp_path, lin
     assert [s.id for s in styles] == ['1', '2'] and not skipped
 
 
+@pytest.mark.parametrize('line_end', ['\n', '\r\n'])
+def test_a_carriage_return_inside_a_line_is_read_as_a_space_not_as_a_line_end(tmp_path, capsys, line_end):
+    # The row was cut there, and what followed counted as a row of its own: 4 rows read, 2 skipped
+    text = line_end.join([HEADER, ROW.format(1).replace('Roadster Men', 'Roadster\rMen'),
+                          ROW.format(2).replace('Blue', 'Navy\rBlue', 1), ROW.format(3)]) + line_end
+    path = write(tmp_path / 'styles.csv', text)
+    styles, skipped = read_styles(path)
+    assert [(s.id, s.baseColour) for s in styles] == [('1', 'Blue'), ('2', 'Navy Blue'), ('3', 'Blue')]
+    assert not skipped
+    assert capsys.readouterr().out == f'note: {path}: 2 carriage returns inside its lines, read as spaces\n'
+
+
 def test_a_folder_or_a_device_given_as_a_csv_is_named_as_what_it_is(small_split, tmp_path):
     # The catalog's folder for its styles.csv is an easy slip; /dev/null or a pipe is no file a
     # checkpoint can name again.
