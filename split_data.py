@@ -81,7 +81,7 @@ def no_images_left(skipped, args):
     if 'not RGB' in skipped and not args.any_mode:
         hint.append('--any-mode keeps grayscale and other non-RGB images (converted to RGB)')
     other_name = named_otherwise(os.path.join(args.input, 'images')) if 'no image file' in skipped else None
-    if other_name:  # a copy through a system that upper-cased them: looked for as ID.jpg, not found
+    if other_name:  # looked for as ID.jpg, not found: a copy that upper-cased the names, or a program's .jpeg
         hint.append(f'The pictures are looked for as images/ID.jpg, and images/ holds names such as {other_name}; '
                     'rename them to end in .jpg')
     return f'no usable image left in {args.input}: skipped {format_counts(skipped)}' + ''.join(
