@@ -159,8 +159,8 @@ def main():
     flags = [f for f in best if f != TORCHVISION_LAYERS]
     if flags:  # against the default, or where the default is the fastest, against the next
         fastest = max(flags, key=best.get)
-        others = sorted((f for f in flags if f != fastest), key=best.get, reverse=True)
-        against = flags[0] if fastest != flags[0] else next(iter(others), None)
+        others = [f for f in flags if f != fastest]
+        against = flags[0] if fastest != flags[0] else max(others, key=best.get, default=None)
         ratio = f', {best[fastest] / best[against]:.2f}x {against}' if against else ''
         print(f'fastest: {fastest}  ({best[fastest]:.0f} images/s{ratio})')
     if failed:  # the table holds the others; a script reading the status (gpu_check.sh) is told
