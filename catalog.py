@@ -44,9 +44,11 @@ warnings.filterwarnings('ignore', category=UserWarning, module=r'PIL\.')
 Image.init()
 PICTURE_FORMATS = tuple(sorted(set(Image.OPEN) - {'EPS'}))
 # A damaged file can make Pillow raise any of these, depending on the format and where the damage
-# is (UnidentifiedImageError is an OSError); one bad file must never stop a run.
-UNREADABLE = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error,
-              Image.DecompressionBombError)
+# is (UnidentifiedImageError is an OSError); one bad file must never stop a run. Those of the
+# second line came from fuzzing: a TIFF tag of the wrong type (TypeError), DDS and BLP formats
+# Pillow does not implement, a damaged AVIF (RuntimeError; ZeroDivisionError from a timescale of 0).
+UNREADABLE = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, Image.DecompressionBombError,
+              TypeError, NotImplementedError, RuntimeError, ZeroDivisionError)
 # The csv module refuses a field over 128 KiB: one long product name stopped the whole styles.csv,
 # named as a quote left open. Lifted once for the process, for every CSV the project reads (and
 # the same for each digest of a split); a quote left open is found by the lines it runs over.

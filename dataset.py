@@ -49,7 +49,8 @@ WIDE_GREY_MODES = ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I', 'F')
 
 
 def to_8_bit_grey(img):
-    raw = np.asarray(img, dtype=np.float64)
+    with np.errstate(invalid='ignore'):  # a signalling NaN, widened, warns: it is made black below
+        raw = np.asarray(img, dtype=np.float64)
     values = np.where(np.isfinite(raw), raw, 0)  # NaN and -inf black, and out of the brightest
     white = white_of(img, values)
     values[np.isposinf(raw)] = white  # a highlight beyond any value: as bright as the picture goes

@@ -8,8 +8,10 @@ import re
 import shlex
 import shutil
 import signal
+import struct
 import subprocess
 import sys
+import warnings
 from contextlib import nullcontext
 
 import numpy as np
@@ -403,6 +405,67 @@ def test_the_size_check_sees_a_picture_turned_upright_as_it_is_loaded(tmp_path):
     loaded = load_image(sideways)
     assert loaded.size == (60, 80) and loaded.getpixel((30, 1))[1] < 100  # filled, not padded with white
     assert image_problem(upright) == 'not 60x80'  # shown 80x60: loaded, it would be shrunk to 60x45
+
+
+def saved(image, kind, **options):
+    buffer = io.BytesIO()
+    image.save(buffer, kind, **options)
+    return bytearray(buffer.getvalue())
+
+
+def tiff_entry(data, tag):
+    """Where a tag's entry is in the first directory of a little-endian TIFF (as Pillow writes them)."""
+    first = struct.unpack_from('<I', data, 4)[0]
+    count = struct.unpack_from('<H', data, first)[0]
+    return next(at for at in range(first + 2, first + 2 + 12 * count, 12) if struct.unpack_from('<H', data, at)[0] == tag)
+
+
+def damaged_picture(kind):
+    """Pictures damaged so that Pillow raises errors other than OSError and ValueError (found by fuzzing)."""
+    if kind == 'TIFF, an XMP tag of a number':  # TypeError, from a regular expression
+        data = saved(Image.new('RGB', (16, 12)), 'TIFF')
+        struct.pack_into('<HH', data, tiff_entry(data, 259), 700, 3)  # the compression's entry, as XMP
+    elif kind == 'TIFF, strip offsets as a fraction':  # TypeError, IFDRational as an int
+        data = saved(Image.new('L', (16, 12)), 'TIFF')
+        struct.pack_into('<H', data, tiff_entry(data, 273) + 2, 5)
+    elif kind == 'DDS of unknown pixel format':  # NotImplementedError
+        data = saved(Image.new('RGBA', (16, 12)), 'DDS')
+        data[80:84] = struct.pack('<I', 0x44000000)
+    elif kind == 'BLP of unknown encoding':  # BLPFormatError, a NotImplementedError
+        data = saved(Image.new('P', (16, 12)), 'BLP')
+        data[8] = 0
+    else:  # an animated AVIF whose timescale is 0: ZeroDivisionError
+        frame = Image.linear_gradient('L').resize((16, 12)).convert('RGB')
+        data = saved(frame, 'AVIF', save_all=True, append_images=[frame], duration=50)
+        struct.pack_into('>I', data, data.index(b'mdhd') + 24, 0)
+    return bytes(data)
+
+
+@pytest.mark.parametrize('kind', ['TIFF, an XMP tag of a number', 'TIFF, strip offsets as a fraction',
+                                  'DDS of unknown pixel format', 'BLP of unknown encoding', 'AVIF of timescale 0'])
+def test_a_picture_on_which_pillow_raises_any_error_is_unreadable_not_a_crash(tmp_path, kind):
+    # Each was a traceback in split_data.py, train.py, test.py and predict.py
+    if kind.startswith('AVIF') and 'AVIF' not in Image.SAVE:
+        pytest.skip('this Pillow writes no AVIF')
+    path = tmp_path / 'damaged.jpg'
+    path.write_bytes(damaged_picture(kind))
+    assert image_problem(str(path)) == 'unreadable image'
+    assert image_problem(str(path), any_size=True, any_mode=True) == 'unreadable image'
+    with pytest.raises(UNREADABLE):
+        load_image(str(path))
+
+
+def test_a_float_picture_holding_a_signalling_nan_loads_without_a_warning(tmp_path):
+    # numpy warned of an invalid value as it widened the floats: a traceback under -W error
+    path = tmp_path / 'nan.jpg'
+    data = saved(Image.new('F', (60, 80), 0.5), 'SPIDER')
+    first = len(data) - 60 * 80 * 4  # the pixels, of 4 bytes, after the header
+    data[first:first + 4] = struct.pack('<I', 0x7f800001)
+    path.write_bytes(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        loaded = np.asarray(load_image(str(path)))
+    assert loaded.shape == (80, 60, 3) and loaded.min() == 0 and np.median(loaded) == 128  # the NaN made black
 
 
 def test_pictures_are_fitted_to_the_size_pillows_contain_gives_and_at_least_a_pixel_wide():
