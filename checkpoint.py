@@ -82,13 +82,15 @@ def checkpoint_load(path):
     data = read_whole(path)  # once: the bytes checked are the bytes loaded
     damaged = damaged_entry(data)
     if damaged is not None:
-        raise UserError(f'{path}: damaged: {damaged} in it does not match the checksum torch.save wrote with it '
-                        '(a disk or a copy changed its bytes); use another checkpoint of the run')
+        raise UserError(f'{path}: damaged: {damaged} in it does not match the checksum or the name torch.save wrote '
+                        'with it (a disk or a copy changed its bytes); use another checkpoint of the run')
     try:
         with warnings.catch_warnings():
             # A plain pickle file (not torch.save's) draws a warning about its pickle protocol,
             # which would stand above the one-line error below.
             warnings.filterwarnings('ignore', message='Detected pickle protocol')
+            # A sparse tensor (refused below: no model has one) draws one about checking it.
+            warnings.filterwarnings('ignore', message='Validating sparse tensor invariants')
             state = torch.load(io.BytesIO(data), map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as error:
         reason = unpickler_reason(error)
@@ -135,6 +137,9 @@ def check_contents(state, path):
     if not (isinstance(weights, dict) and weights
             and all(isinstance(name, str) and torch.is_tensor(tensor) for name, tensor in weights.items())):
         problem = 'its "model" is not a state_dict of tensors'
+    elif odd := next((name for name, tensor in weights.items() if tensor.layout != torch.strided
+                      or tensor.device.type != 'cpu'), None):  # sparse, or "meta": nothing loads them
+        problem = f'its weight {odd} is not a dense tensor of numbers ({weights[odd].layout}, on {weights[odd].device})'
     elif attributes is not None and not all(
             isinstance(heads.get(head), list) and all(isinstance(label, str) for label in heads[head])
             for head in HEADS):
@@ -201,7 +206,7 @@ def damaged_entry(data):
                     with archive.open(record) as f:  # checks the checksum once read to the end
                         while f.read(1 << 20):
                             pass
-                except zipfile.BadZipFile:
+                except (zipfile.BadZipFile, UnicodeDecodeError):  # or its name, in its own header
                     return record.filename
     except (zipfile.BadZipFile, OSError, EOFError):  # no zip archive, or a truncated one: torch.load says
         return None
@@ -244,7 +249,7 @@ def resume_problem(state):
     epoch, best, history = state['epoch'], state['best'], state['history']
     if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
         return f'its "epoch" is {epoch!r}, not a number of epochs done'
-    if not (isinstance(history, list) and all(isinstance(row, dict) for row in history)):
+    if not (isinstance(history, list) and all(map(is_epoch_row, history))):
         return 'its "history" is not a list of the epochs\' figures'
     if not (isinstance(best, dict) and isinstance(best.get('epoch'), int)
             and isinstance(best.get('score'), (int, float))):
@@ -258,6 +263,16 @@ def resume_problem(state):
     if not isinstance(state['scheduler'], dict):
         return 'its "scheduler" is not the state of a learning-rate schedule'
     return None
+
+
+def is_epoch_row(row):
+    """Whether row is one of train.py's history: the figures metrics.csv and the curves read."""
+    if not (isinstance(row, dict) and is_count(row.get('epoch'))):
+        return False
+    needed = ['train_loss'] + [f'train_{head}_accuracy' for head in HEADS]
+    if row.get('val_loss') is not None:
+        needed += ['val_loss'] + [f'{head}_accuracy' for head in HEADS]
+    return all(isinstance(row.get(key), (int, float)) and not isinstance(row.get(key), bool) for key in needed)
 
 
 def path_as_trained(saved, key):
@@ -284,8 +299,8 @@ def changed_since_the_run(state, key, path, ordered=True):
     """Whether path is the run's own train_csv or val_csv, under any spelling, and holds other rows
     than when the run began (split_data.py run again with other settings, say); ordered=False, rows
     other than in another order. A checkpoint from before split_digests has nothing to compare with."""
-    if not (state.get('split_digests') or {}).get(key):
-        return False
+    if not (state.get('split_digests') or {}).get(key) or not (state.get('args') or {}).get(key):
+        return False  # nothing to compare with, or no name of the run's own file (an edited checkpoint)
     own, _ = path_as_trained(state['args'], key)
     if not (os.path.isfile(path) and os.path.isfile(own) and os.path.samefile(path, own)):
         return False
@@ -371,6 +386,12 @@ def check_finite(state, path):
     if bad is not None:
         raise UserError(f'{path}: its weights hold {bad[1]} ({bad[0]}); the run that wrote it diverged. '
                         'Use one of its earlier checkpoints, or train again with a lower --lr')
+    # No training writes a variance below 0: its square root in the batch norm is NaN, every answer too.
+    negative = next((name for name, tensor in state['model'].items() if name.endswith('running_var')
+                     and tensor.is_floating_point() and bool((tensor < 0).any())), None)
+    if negative is not None:
+        raise UserError(f'{path}: its weights are not as any training leaves them ({negative} is below 0, '
+                        'a variance); use another checkpoint of the run')
 
 
 def model_from_checkpoint(path, attributes_file=None):

@@ -1268,3 +1268,16 @@ def test_the_edges_of_the_ranges_flags_take():
     assert seed_number(str(2**32 - 1)) == 2**32 - 1
     with pytest.raises(argparse.ArgumentTypeError, match='must be below 2\\*\\*32'):
         seed_number(str(2**32))
+
+
+@pytest.mark.parametrize('saved', [None, {}, {'val_csv': None}])
+def test_test_py_scores_a_checkpoint_without_the_name_of_its_split(one_epoch_run, small_split, tmp_path, monkeypatch,
+                                                                   capsys, saved):
+    # Its split's digest kept, its settings edited away: a KeyError or TypeError comparing them
+    from demo import load_test_script
+    test_script = load_test_script()
+    monkeypatch.setattr(test_script, 'draw_figures', lambda jobs, parallel=True: None)
+    state = checkpoint_load(os.path.join(one_epoch_run, 'last.pth'))
+    edited = checkpoint_save(str(tmp_path / 'edited.pth'), dict(state, args=saved))
+    test_script.main(['--checkpoint', edited, '--val-csv', small_split['val'], '--output', str(tmp_path / 'eval')])
+    assert f'40 images from {small_split["val"]}' in capsys.readouterr().out

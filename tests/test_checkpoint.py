@@ -166,6 +166,16 @@ def test_a_zip_archive_of_other_files_is_named_as_one_and_a_damaged_checkpoint_a
         checkpoint_load(str(tmp_path / 'damaged.pth'))
 
 
+def test_a_checkpoint_whose_record_name_changed_in_its_header_is_named_damaged(tmp_path):
+    # A UnicodeDecodeError from zipfile, as the name in a record's own header was read
+    path = checkpoint_save(str(tmp_path / 'x.pth'), make_state())
+    data = bytearray(open(path, 'rb').read())
+    data[30] ^= 0x80  # the first record's name, after its 30-byte header
+    (tmp_path / 'changed.pth').write_bytes(data)
+    with pytest.raises(UserError, match='changed.pth: damaged: .* in it does not match the checksum or the name '):
+        checkpoint_load(str(tmp_path / 'changed.pth'))
+
+
 def test_a_checkpoint_whose_bytes_changed_is_named_damaged_not_loaded(tmp_path):
     # A disk or a copy that changed a weight's bytes: torch.load took them as they were, and the
     # model answered NaN (4 bytes of 0x7f are 3.4e38) or wrongly with no sign of it.
@@ -180,7 +190,7 @@ def test_a_checkpoint_whose_bytes_changed_is_named_damaged_not_loaded(tmp_path):
     data[start:start + 4] = b'\x7f' * 4
     (tmp_path / 'changed.pth').write_bytes(data)
     with pytest.raises(UserError, match=f'^{re.escape(str(tmp_path / "changed.pth"))}: damaged: archive/data/0 '
-                                        'in it does not match the checksum torch.save wrote with it '):
+                                        'in it does not match the checksum or the name torch.save wrote with it '):
         checkpoint_load(str(tmp_path / 'changed.pth'))
     # one saved without checksums (torch.serialization.set_crc32_options(False)) loads as before
     torch.serialization.set_crc32_options(False)
@@ -221,6 +231,9 @@ def test_a_checkpoint_of_other_tensors_is_not_a_checkpoint(tmp_path, content):
     ({'args': {'batch_size': '16'}}, 'its setting "batch_size" is \'16\', not a whole number above 0'),
     ({'args': {'batch_size': 0}}, 'its setting "batch_size" is 0, not a whole number above 0'),
     ({'precision': 'auto'}, 'its "precision" is \'auto\', not fp32 or bf16'),  # the one it validated in
+    # nothing loads them: a NotImplementedError of 117 lines, or "Tensor on device meta"
+    ({'model': {'color.1.bias': torch.zeros(2).to_sparse()}}, 'its weight color.1.bias is not a dense tensor of numbers'),
+    ({'model': {'color.1.bias': torch.zeros(2, device='meta')}}, 'its weight color.1.bias is not a dense tensor'),
 ])
 def test_a_dict_of_other_contents_under_a_checkpoints_keys_is_one_line_not_a_traceback(tmp_path, change,
                                                                                       problem):
@@ -252,6 +265,29 @@ def test_a_checkpoint_whose_weights_diverged_is_refused_by_name(tmp_path, value,
         with pytest.raises(UserError, match=f'x.pth: its weights hold {kind} \\({re.escape(name)}\\); the run '
                                             'that wrote it diverged. Use one of its earlier checkpoints'):
             load(path)
+
+
+def test_a_checkpoint_with_a_variance_below_0_is_refused(tmp_path):
+    # Every answer was NaN: "Women nan%  Sunglasses nan%  Pink nan%", and test.py scored them
+    state = make_state()
+    name = 'base_model.0.1.running_var'
+    state['model'][name] = -state['model'][name].abs() - 1
+    state['scheduler'] = {}
+    path = checkpoint_save(str(tmp_path / 'x.pth'), state)
+    for load in (model_from_checkpoint, checkpoint.resumable_load):
+        with pytest.raises(UserError, match=f'x.pth: its weights are not as any training leaves them '
+                                            rf'\({re.escape(name)} is below 0, a variance\)'):
+            load(path)
+
+
+@pytest.mark.parametrize('history', [[{}], [{'epoch': 1}], [{'epoch': 1, 'train_loss': 'low'}],
+                                     [{'epoch': 1, 'train_loss': 1.0, 'train_gender_accuracy': 0.5}]])
+def test_a_history_without_the_figures_of_its_epochs_cannot_be_resumed(tmp_path, history):
+    # The run trained an epoch, and then its curves stopped it with a KeyError in the saving thread
+    state = dict(make_state(), history=history, scheduler={})
+    path = checkpoint_save(str(tmp_path / 'x.pth'), state)
+    with pytest.raises(UserError, match='its "history" is not a list of the epochs\' figures'):
+        checkpoint.resumable_load(path)
 
 
 def test_the_first_non_finite_tensor_is_named_and_integers_are_passed_over():
