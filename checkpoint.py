@@ -256,13 +256,30 @@ def resume_problem(state):
         return 'its "best" is not an epoch and its score'
     optimizer = state['optimizer']
     groups = optimizer.get('param_groups') if isinstance(optimizer, dict) else None
-    # Adam's: another optimizer's state loads into it, and its first step fails for want of betas
-    if not (isinstance(groups, list) and groups and isinstance(optimizer.get('state'), dict)
-            and all(isinstance(group, dict) and {'params', 'betas', 'eps'} <= group.keys() for group in groups)):
+    moments = optimizer.get('state') if isinstance(optimizer, dict) else None
+    if not (isinstance(groups, list) and groups and all(map(is_adam_group, groups)) and isinstance(moments, dict)
+            and all(is_count(param) and isinstance(kept, dict) for param, kept in moments.items())):
         return 'its "optimizer" is not the state of an Adam optimizer'
-    if not isinstance(state['scheduler'], dict):
+    schedule = state['scheduler']
+    rates = schedule.get('base_lrs', [0] * len(groups)) if isinstance(schedule, dict) else None  # one a group
+    if not (isinstance(schedule, dict) and is_count(schedule.get('last_epoch', 0)) and isinstance(rates, list)
+            and len(rates) == len(groups) and all(map(is_number, rates))):
         return 'its "scheduler" is not the state of a learning-rate schedule'
     return None
+
+
+def is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_adam_group(group):
+    """Whether group is one of Adam's parameter groups: another optimizer's state loads into it,
+    and its first step fails for want of betas; an edited one failed there too, or at the start."""
+    return (isinstance(group, dict) and {'params', 'lr', 'betas', 'eps'} <= group.keys()
+            and isinstance(group['params'], list) and all(map(is_count, group['params']))
+            and (is_number(group['lr']) or torch.is_tensor(group['lr'])) and is_number(group['eps'])
+            and isinstance(group['betas'], (tuple, list)) and len(group['betas']) == 2
+            and all(is_number(beta) or torch.is_tensor(beta) for beta in group['betas']))
 
 
 def is_epoch_row(row):

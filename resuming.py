@@ -1,6 +1,7 @@
 # What a resumed run (`train.py --resume PATH`) takes from its checkpoint, and what it refuses: the
 # settings the command line leaves out, the run's own data files wherever the project has moved,
 # the same split, the same run folder and the same schedule.
+import argparse
 import os
 import shlex
 import sys
@@ -24,12 +25,12 @@ SPLIT_FILES = ('train_csv', 'val_csv')  # whose digests the checkpoint keeps
 FIXED_ON_RESUME = ('batch_size', 'lr', 'warmup_epochs', 'schedule', 'seed')
 
 
-def resumed_args(argv, resume, path, parse_args):
+def resumed_args(argv, resume, path, parse_args, parser):
     """The settings of a run resumed from `resume`, the checkpoint at `path`; parse_args is
-    train.py's, which reads argv with the run's `saved` settings standing in for those not given."""
-    defaults = parse_args([])
-    check_saved_settings(resume['args'], path, defaults)
-    default_checkpoints = defaults.checkpoints
+    train.py's, which reads argv with the run's `saved` settings standing in for those not given,
+    and parser the one it builds (whose flags check the saved settings as they check the given)."""
+    check_saved_settings(resume['args'], path, parser)
+    default_checkpoints = parser.get_default('checkpoints')
     saved, gone = dict(resume['args']), {}
     for key in DATA_FILES:  # as the run had them, wherever this command runs
         if key in saved:
@@ -57,17 +58,35 @@ def resumed_args(argv, resume, path, parse_args):
     return args
 
 
-def check_saved_settings(saved, path, defaults):
+def check_saved_settings(saved, path, parser):
     """The run's settings are train.py's, each of the kind of its flag's default (a number, a name,
-    on or off): else one line here, not a KeyError or a TypeError later on (a dict another program
-    saved under a checkpoint's keys)."""
+    on or off), and one its flag takes: else one line here, not a KeyError, a TypeError or a
+    ZeroDivisionError later on (a dict another program saved under a checkpoint's keys, or edited)."""
+    flags = {action.dest: action for action in parser._actions}  # argparse lists them nowhere public
     for key in RESUMED_SETTINGS:
-        default, value = getattr(defaults, key), saved.get(key)
+        default, value = parser.get_default(key), saved.get(key)
         kind, what = ((bool, 'on or off') if isinstance(default, bool) else (str, 'a name') if isinstance(default, str)
                       else ((int, float), 'a number'))
         if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
             raise UserError(f'{path}: not a checkpoint written by train.py (its setting "{key}" is {value!r}, '
                             f'where train.py saves {what}); cannot resume from it')
+        refused = refused_by_flag(flags[key], value)
+        if refused:
+            raise UserError(f'{path}: not a checkpoint written by train.py (its setting "{key}" is {value!r}, '
+                            f'which its flag refuses: {refused}); cannot resume from it')
+
+
+def refused_by_flag(action, value):
+    """What a flag says of a value as if given on the command line (0 for --val-every, say), or None."""
+    if action.choices is not None and value not in action.choices:
+        return f'not one of {", ".join(map(str, action.choices))}'
+    if action.type is None:
+        return None
+    try:
+        taken = action.type(str(value))
+    except argparse.ArgumentTypeError as error:
+        return str(error)
+    return None if taken == value else f'it reads as {taken!r}'
 
 
 def note(text):

@@ -232,7 +232,7 @@ def load_training_state(optimizer, scheduler, resume, path):
     try:
         load_optimizer_state(optimizer, resume['optimizer'])
         scheduler.load_state_dict(resume['scheduler'])
-    except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as error:
+    except (KeyError, ValueError, TypeError, IndexError, RuntimeError, AttributeError) as error:
         said = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
         raise UserError(f'{path}: not a checkpoint written by train.py (its optimizer or schedule is not the '
                         f"state of this model's Adam and schedule: {said}); cannot resume from it") from error
@@ -549,7 +549,7 @@ def main(argv=None):
         args = parse_args(argv)
         resume = resumable_load(args.resume) if args.resume else None
         if resume is not None:
-            args = resumed_args(argv, resume, args.resume, parse_args)
+            args = resumed_args(argv, resume, args.resume, parse_args, build_parser())
         run_dir = run_folder(args, resume)
         context = distributed.setup(args.device)
         device = context.device

@@ -1,6 +1,7 @@
 # train.py end to end on a small sample catalog: what it writes, resuming, and faults.
 import argparse
 import codecs
+import copy
 import csv
 import errno
 import fcntl
@@ -87,6 +88,12 @@ def adam_of_the_trunk(weights):  # the state of an Adam over some of the paramet
     return torch.optim.Adam(model_for(weights).base_model.parameters()).state_dict()
 
 
+def edited(value, change):
+    value = copy.deepcopy(value)
+    change(value)
+    return value
+
+
 def model_for(weights):
     return MultiOutputModel(**{f'n_{head}_classes': len(weights[f'{head}.1.bias']) for head in HEADS})
 
@@ -95,10 +102,27 @@ def model_for(weights):
     ('args', {'lr': 0.001, 'epochs': 3}, 'its setting "batch_size" is None, where train.py saves a number'),
     ('args', {'lr': 'fast'}, 'its setting "lr" is \'fast\', where train.py saves a number'),
     ('args', {'pretrained': 'no'}, 'its setting "pretrained" is \'no\', where train.py saves on or off'),
+    # edited: a ZeroDivisionError after an epoch had trained, a TypeError, or none at all
+    ('args', {'val_every': 0}, 'its setting "val_every" is 0, which its flag refuses: 0 must be at least 1)'),
+    ('args', {'seed': 1.5}, 'its setting "seed" is 1.5, which its flag refuses: \'1.5\' is not a whole number)'),
+    ('args', {'lr': -1.0}, 'its setting "lr" is -1.0, which its flag refuses: -1.0 must be a finite number above 0)'),
+    ('args', {'schedule': 'zigzag'}, 'its setting "schedule" is \'zigzag\', which its flag refuses: not one of '
+                                     'constant, cosine)'),
+    ('args', {'workers': -1}, 'its setting "workers" is -1, which its flag refuses: -1 must be at least 0)'),
     ('optimizer', sgd_state, 'its "optimizer" is not the state of an Adam optimizer'),
     ('optimizer', adam_of_the_trunk, "its optimizer or schedule is not the state of this model's Adam and "
                                      'schedule: loaded state dict contains a parameter group that '),
     ('scheduler', {'foo': 1}, "its optimizer or schedule is not the state of this model's Adam and schedule: "),
+    ('optimizer', lambda state: edited(state['optimizer'], lambda o: o['state'].update(x=o['state'][0])),
+     'its "optimizer" is not the state of an Adam optimizer'),  # an AttributeError
+    ('optimizer', lambda state: edited(state['optimizer'], lambda o: o['param_groups'][0].update(lr='fast')),
+     'its "optimizer" is not the state of an Adam optimizer'),  # a ValueError
+    ('optimizer', lambda state: edited(state['optimizer'], lambda o: o['param_groups'][0].update(betas='x')),
+     'its "optimizer" is not the state of an Adam optimizer'),  # a ValueError at the first step
+    ('scheduler', lambda state: dict(state['scheduler'], base_lrs=[]), 'its "scheduler" is not the state of a '
+                                                                        'learning-rate schedule'),
+    ('scheduler', lambda state: dict(state['scheduler'], last_epoch='x'), 'its "scheduler" is not the state'),
+    ('history', lambda state: [{}], 'its "history" is not a list of the epochs\' figures'),  # a KeyError, saving
     ('best', [1, 2], 'its "best" is not an epoch and its score'),
     ('history', 'x', 'its "history" is not a list of the epochs\' figures'),
     ('epoch', -5, 'its "epoch" is -5, not a number of epochs done'),
@@ -110,7 +134,7 @@ def test_a_dict_of_other_contents_under_a_checkpoints_keys_is_not_resumed(full_r
     # ZeroDivisionError, AttributeError ...), one of them only after an epoch had trained.
     state = checkpoint_load(os.path.join(full_run, 'last.pth'))
     if callable(value):
-        value = value(state['model'])
+        value = value(state['model'] if key == 'optimizer' and value in (sgd_state, adam_of_the_trunk) else state)
     elif key == 'args' and 'epochs' not in value:  # one setting changed
         value = dict(state['args'], **value)
     path = tmp_path / 'other.pth'
@@ -126,7 +150,8 @@ def test_a_resumed_run_refuses_pretrained_weights_and_names_other_draws(full_run
     resume = checkpoint_load(last)
     with pytest.raises(UserError, match=f"^--pretrained: the run in {last} started from scratch, and a resumed run "
                                         "goes on from its checkpoint's weights; leave --pretrained out$"):
-        resuming.resumed_args(['--resume', last, '--epochs', '9', '--pretrained'], resume, last, train.parse_args)
+        resuming.resumed_args(['--resume', last, '--epochs', '9', '--pretrained'], resume, last, train.parse_args,
+                               train.build_parser())
     # another data path, or other workers drawing the DataLoader's augmentation: taken, with a word
     assert (resume['args']['data'], resume['args']['workers']) == ('memory', 0)
     for flags, data, workers, said in [
@@ -134,7 +159,8 @@ def test_a_resumed_run_refuses_pretrained_weights_and_names_other_draws(full_run
             (['--data', 'loader', '--workers', '3'], 'loader', 3, '--data loader --workers 3: .* memory, workers 0;'),
             (['--workers', '3'], 'memory', 3, None),  # decoding only, on the in-memory path
             ([], 'memory', 0, None)]:
-        args = resuming.resumed_args(['--resume', last, '--epochs', '9', *flags], resume, last, train.parse_args)
+        args = resuming.resumed_args(['--resume', last, '--epochs', '9', *flags], resume, last, train.parse_args,
+                                     train.build_parser())
         out = capsys.readouterr().out
         assert (args.data, args.workers) == (data, workers)
         if said:
