@@ -110,6 +110,9 @@ def checkpoint_load(path):
         return check_contents(state, path)
     if isinstance(state, dict) and state and all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
         # The original tutorial saved a bare state_dict, without the label vocabularies.
+        problem = weights_problem(state)
+        if problem:
+            raise UserError(f'{path}: not a state_dict of the model ({problem})')
         return {'model': without_wrappers(state), 'attributes': None, 'epoch': None, 'args': {}}
     raise UserError(f'{path}: not a checkpoint written by train.py (no model weights and '
                     'label vocabularies in it)')
@@ -137,15 +140,19 @@ def check_contents(state, path):
     if not (isinstance(weights, dict) and weights
             and all(isinstance(name, str) and torch.is_tensor(tensor) for name, tensor in weights.items())):
         problem = 'its "model" is not a state_dict of tensors'
-    elif odd := next((name for name, tensor in weights.items() if tensor.layout != torch.strided
-                      or tensor.device.type != 'cpu'), None):  # sparse, or "meta": nothing loads them
-        problem = f'its weight {odd} is not a dense tensor of numbers ({weights[odd].layout}, on {weights[odd].device})'
+    elif unloadable := weights_problem(weights):
+        problem = unloadable
     elif attributes is not None and not all(
             isinstance(heads.get(head), list) and all(isinstance(label, str) for label in heads[head])
             for head in HEADS):
         problem = f'its "attributes" are not three lists of label names ({", ".join(HEADS)})'
     elif attributes is not None and not all(heads[head] for head in HEADS):
         problem = 'a head of it has no labels'
+    elif attributes is not None and any(not label.strip() or set(label) & set('\r\n') for head in HEADS
+                                        for label in heads[head]):
+        # what no styles.csv gives (its rows are skipped, its lines one a row); in predict.py's table, a
+        # line of its own
+        problem = 'a label name of it is empty or holds a line break'
     elif attributes is not None and any(heads[head] != sorted(set(heads[head])) for head in HEADS):
         # AttributesDataset numbers the classes in sorted order: any other would mislabel them
         problem = 'its label names are not each sorted and once, the order of the classes train.py numbers'
@@ -160,6 +167,20 @@ def check_contents(state, path):
     else:
         return state
     raise UserError(f'{path}: not a checkpoint written by train.py ({problem})')
+
+
+def weights_problem(weights):
+    """What keeps a state_dict's tensors from loading as the model's weights, or None."""
+    odd = next((name for name, tensor in weights.items() if tensor.layout != torch.strided
+                or tensor.device.type != 'cpu'), None)  # sparse, or "meta": nothing loads them
+    if odd:
+        return f'its weight {odd} is not a dense tensor of numbers ({weights[odd].layout}, on {weights[odd].device})'
+    odd = next((name for name, tensor in weights.items()
+                if tensor.is_floating_point() == name.endswith('num_batches_tracked')), None)
+    if odd:  # load_state_dict casts without a word: integers, booleans or complex numbers as weights
+        return f'its weight {odd} is of {weights[odd].dtype}, where the model keeps ' + (
+            'a count' if odd.endswith('num_batches_tracked') else 'floating-point numbers')
+    return None
 
 
 # train.py's --precision, saved in its checkpoints, and test.py's.

@@ -234,6 +234,13 @@ def test_a_checkpoint_of_other_tensors_is_not_a_checkpoint(tmp_path, content):
     # nothing loads them: a NotImplementedError of 117 lines, or "Tensor on device meta"
     ({'model': {'color.1.bias': torch.zeros(2).to_sparse()}}, 'its weight color.1.bias is not a dense tensor of numbers'),
     ({'model': {'color.1.bias': torch.zeros(2, device='meta')}}, 'its weight color.1.bias is not a dense tensor'),
+    ({'model': {'color.1.bias': torch.zeros(2, dtype=torch.complex64)}},
+     'its weight color.1.bias is of torch.complex64, where the model keeps floating-point numbers'),
+    ({'model': {'color.1.bias': torch.zeros(2, dtype=torch.int64)}}, 'its weight color.1.bias is of torch.int64'),
+    ({'model': {'base_model.0.1.num_batches_tracked': torch.tensor(1.5)}},
+     'its weight base_model.0.1.num_batches_tracked is of torch.float32, where the model keeps a count'),
+    ({'attributes': dict(VOCAB, color=['Bl\nue', 'Black'])}, 'a label name of it is empty or holds a line break'),
+    ({'attributes': dict(VOCAB, color=['', 'Black'])}, 'a label name of it is empty or holds a line break'),
 ])
 def test_a_dict_of_other_contents_under_a_checkpoints_keys_is_one_line_not_a_traceback(tmp_path, change,
                                                                                       problem):
@@ -265,6 +272,15 @@ def test_a_checkpoint_whose_weights_diverged_is_refused_by_name(tmp_path, value,
         with pytest.raises(UserError, match=f'x.pth: its weights hold {kind} \\({re.escape(name)}\\); the run '
                                             'that wrote it diverged. Use one of its earlier checkpoints'):
             load(path)
+
+
+def test_a_bare_state_dict_of_weights_no_model_loads_is_refused_in_one_line(tmp_path):
+    weights = MultiOutputModel(n_color_classes=2, n_gender_classes=2, n_article_classes=3).state_dict()
+    weights['color.1.bias'] = weights['color.1.bias'].to_sparse()  # a NotImplementedError of 117 lines
+    torch.save(weights, tmp_path / 'bare.pth')
+    with pytest.raises(UserError, match=r'bare.pth: not a state_dict of the model \(its weight color.1.bias is not a '
+                                        r'dense tensor of numbers \(torch.sparse_coo, on cpu\)\)$'):
+        model_from_checkpoint(str(tmp_path / 'bare.pth'), attributes_file=None)
 
 
 def test_a_checkpoint_with_a_variance_below_0_is_refused(tmp_path):
