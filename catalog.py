@@ -55,15 +55,21 @@ UNREADABLE = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.err
 csv.field_size_limit(2**31 - 1)  # the most a C long holds everywhere
 
 
+# The byte-order marks of UTF-32 and UTF-16, in that order: UTF-32's little-endian one begins
+# with UTF-16's (read as UTF-16, each character was followed by a NUL).
+WIDE_BOMS = {codecs.BOM_UTF32_LE: 'UTF-32', codecs.BOM_UTF32_BE: 'UTF-32', codecs.BOM_UTF16_LE: 'UTF-16',
+             codecs.BOM_UTF16_BE: 'UTF-16'}
+
+
 def decode_text(path, data, notes=True):
     # The catalog is UTF-8, but a copy saved by a spreadsheet may carry a BOM, be UTF-16, or be
     # Windows-1252; labels are plain ASCII in all of them, so every one of these reads correctly.
-    for bom in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+    for bom, encoding in WIDE_BOMS.items():
         if data.startswith(bom):
             try:
-                return data.decode('utf-16')
+                return data.decode(encoding)
             except UnicodeDecodeError as error:  # an odd number of bytes, a lone surrogate
-                raise UserError(f'{path}: starts as UTF-16 but byte {error.start} is not '
+                raise UserError(f'{path}: starts as {encoding} but byte {error.start} is not '
                                 f'({error.reason}); save it again as UTF-8') from error
     # A BOM says UTF-8, but a spreadsheet may still have appended a Windows-1252 row.
     bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
@@ -139,7 +145,7 @@ def read_csv_rows(path, required, what, notes=True):
     with open(path, 'rb') as f:
         data = f.read()
     first_line = re.match(rb'[^\r\n]*', data.lstrip(b'\r\n')).group()  # \r alone ends a line too
-    if b'\0' in first_line and not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+    if b'\0' in first_line and not data.startswith(tuple(WIDE_BOMS)):
         # No header has NUL bytes: said before the file is read as Windows-1252, with a note
         raise UserError(f'{path}: not a CSV file: its first line holds NUL bytes, which no text has (a picture, '
                         f'an archive, or UTF-16 without its byte-order mark?) ({what})')

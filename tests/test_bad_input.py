@@ -177,9 +177,11 @@ def test_styles_csv_given_as_the_catalog_names_the_folder_to_give(tmp_path):
         split_data.main(['--input', str(tmp_path / 'styles.csv'), '--output', str(tmp_path)])
 
 
-@pytest.mark.parametrize('encoding,newline', [('utf-8-sig', '\r\n'), ('utf-16', '\n'), ('cp1252', '\r\n')])
+@pytest.mark.parametrize('encoding,newline', [('utf-8-sig', '\r\n'), ('utf-16', '\n'), ('cp1252', '\r\n'),
+                                              ('utf-32', '\n'), ('utf-32-be', '\r\n')])
 def test_other_encodings_and_windows_line_endings_read_the_same(tmp_path, encoding, newline):
     text = HEADER + '\n' + ROW.format(1) + 'é\n' + ROW.format(2) + '\n'
+    text = '\ufeff' + text if encoding == 'utf-32-be' else text  # as written with its byte-order mark
     styles, skipped = read_styles(write(tmp_path / 'styles.csv', text, encoding, newline))
     assert [s.id for s in styles] == ['1', '2'] and not skipped
     assert styles[0].baseColour == 'Blue'
