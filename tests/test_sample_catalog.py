@@ -253,6 +253,7 @@ def test_the_real_data_unpacked_over_a_sample_catalog_is_taken_for_the_real_data
     assert sorted(os.listdir(root / 'images')) == pictures
     assert (root / 'styles.csv').read_bytes() == (tmp_path / 'real' / 'styles.csv').read_bytes()
 
+
 @pytest.mark.parametrize('quirks', [False, True])
 def test_a_sample_catalog_marked_before_digests_is_still_one(tmp_path, quirks):
     # Its styles.csv is the one its plan writes: the demo goes on using it, or redraws it.
