@@ -230,8 +230,9 @@ def read_styles(path):
         empty = [name for name in LABEL_COLUMNS if values[name] in MISSING_VALUES]
         if empty:
             skipped[f'{empty[0]} is empty or NA'] += 1
-        elif not values['id'].isdigit():
-            # The id names the image file: anything but digits could point outside images/.
+        elif not (values['id'].isascii() and values['id'].isdigit()):
+            # The id names the image file: anything but digits could point outside images/ (and
+            # isdigit alone takes '²' and the Arabic '٣', another id than '3').
             skipped['id is not a number'] += 1
         elif values['id'] in seen:
             skipped['duplicate id'] += 1

@@ -477,7 +477,7 @@ def drawn_ids(root, mark):
     if not mark or not os.path.isfile(styles_path):  # no catalog of ours: nothing drawn here
         return set()
     with open(styles_path, newline='', encoding='utf-8', errors='replace') as f:
-        return {int(row[0]) for row in csv.reader(f) if row and row[0].isdigit()}
+        return {int(row[0]) for row in csv.reader(f) if row and row[0].isascii() and row[0].isdigit()}
 
 
 def plan_in(mark):

@@ -209,10 +209,10 @@ def test_utf16_that_does_not_decode_is_one_clear_error(tmp_path):
 def test_duplicate_ids_and_odd_rows_are_skipped_and_counted(tmp_path):
     text = '\n'.join([HEADER, ROW.format(1), ROW.format(1), ROW.format('../../etc/passwd'),
                       '3,Men,Apparel', ROW.format(4).replace('Blue,', 'NA,', 1),
-                      ROW.format(5) + ', with a comma'])
+                      ROW.format(5) + ', with a comma', ROW.format('²'), ROW.format('٣')])  # digits to isdigit
     styles, skipped = read_styles(write(tmp_path / 'styles.csv', text))
     assert [s.id for s in styles] == ['1', '5']
-    assert skipped == {'duplicate id': 1, 'id is not a number': 1, 'with too few fields': 1,
+    assert skipped == {'duplicate id': 1, 'id is not a number': 3, 'with too few fields': 1,
                        'baseColour is empty or NA': 1}
 
 
