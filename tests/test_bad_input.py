@@ -419,7 +419,8 @@ def tiff_entry(data, tag):
     """Where a tag's entry is in the first directory of a little-endian TIFF (as Pillow writes them)."""
     first = struct.unpack_from('<I', data, 4)[0]
     count = struct.unpack_from('<H', data, first)[0]
-    return next(at for at in range(first + 2, first + 2 + 12 * count, 12) if struct.unpack_from('<H', data, at)[0] == tag)
+    entries = range(first + 2, first + 2 + 12 * count, 12)  # of 12 bytes each, the tag's number first
+    return next(at for at in entries if struct.unpack_from('<H', data, at)[0] == tag)
 
 
 def damaged_picture(kind):
