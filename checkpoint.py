@@ -310,7 +310,7 @@ def is_epoch_row(row):
     needed = ['train_loss'] + [f'train_{head}_accuracy' for head in HEADS]
     if row.get('val_loss') is not None:
         needed += ['val_loss'] + [f'{head}_accuracy' for head in HEADS]
-    return all(isinstance(row.get(key), (int, float)) and not isinstance(row.get(key), bool) for key in needed)
+    return all(is_number(row.get(key)) for key in needed)
 
 
 def path_as_trained(saved, key):

@@ -370,6 +370,11 @@ def own_mark(root):
 
 def planned_digest(mark):
     _, text = planned_catalog(mark['n_images'], mark['seed'], mark['quirks'])
+    return text_digest(text)
+
+
+def text_digest(text):
+    """The SHA-256 of a styles.csv's text, as styles_digest reads it from the file."""
     return hashlib.sha256(text.encode('utf-8')).hexdigest()
 
 
@@ -447,7 +452,7 @@ def make_catalog(root, n_images=3000, seed=0, quirks=False, overwrite=False):
     manifest['n_rows'] = len(plan)
     # Stopped between the two, the drawing is known by its styles.csv to have ended.
     write_mark(root, n_images, seed, quirks, finished=False, over_theirs=theirs,
-               ending_sha256=hashlib.sha256(text.encode('utf-8')).hexdigest())
+               ending_sha256=text_digest(text))
     with atomic_open(styles_path, newline='', encoding='utf-8') as f:  # a catalog cut short has none
         f.write(text)
     write_mark(root, n_images, seed, quirks, finished=True)
