@@ -11,6 +11,7 @@ import stat
 import struct
 import warnings
 from collections import Counter, namedtuple
+from contextlib import contextmanager
 
 from PIL import Image
 
@@ -268,12 +269,21 @@ def shown_size(img):
 NO_PERMISSION = 'no permission to read it'
 
 
+@contextmanager
+def open_picture(path):
+    """The picture at path, opened in any of PICTURE_FORMATS; its file closed with the block.
+    Opened here rather than by Pillow, which leaves the file it opened to the garbage collector
+    when its first read fails (a disk's read error: a ResourceWarning under python -X dev)."""
+    with open(path, 'rb') as file, Image.open(file, formats=PICTURE_FORMATS) as img:
+        yield img
+
+
 def image_problem(path, size=IMAGE_SIZE, any_size=False, any_mode=False):
     """Why an image cannot be used as it is, or None when it can."""
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             return 'no image file'
-        with Image.open(path, formats=PICTURE_FORMATS) as img:
+        with open_picture(path) as img:
             img.load()  # decode it all: a truncated file only fails here
             mode, img_size = img.mode, shown_size(img)
     except PermissionError:  # the file's or its folder's (images/ itself, say)

@@ -12,8 +12,9 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from atomic import absolute_path
-from catalog import (IMAGE_SIZE, LABEL_COLUMNS, NO_PERMISSION, PICTURE_FORMATS, REQUIRED_COLUMNS, SPLIT_COLUMNS,
-                     TOO_MANY_FIELDS, UNREADABLE, format_counts, read_csv_rows, read_styles, turn_upright)
+from catalog import (IMAGE_SIZE, LABEL_COLUMNS, NO_PERMISSION, REQUIRED_COLUMNS, SPLIT_COLUMNS,
+                     TOO_MANY_FIELDS, UNREADABLE, format_counts, open_picture, read_csv_rows, read_styles,
+                     turn_upright)
 from cli import UserError, command, counted, leave_stops_to_the_main_process, started
 
 MEAN = [0.485, 0.456, 0.406]  # ImageNet statistics, as in the tutorial
@@ -107,7 +108,7 @@ def fitted_size(width, height, size=IMAGE_SIZE):
 
 
 def load_image(path, size=IMAGE_SIZE):
-    with Image.open(path, formats=PICTURE_FORMATS) as img:
+    with open_picture(path) as img:
         img.load()  # now, as the file closes with this block: a picture may be returned as it is
         return fit_to_size(to_rgb(turn_upright(img)), size)
 

@@ -1,6 +1,7 @@
 # Bad input gets one clear line naming the file and the problem, and a non-zero exit; bad rows
 # are skipped and counted by reason.
 import errno
+import gc
 import io
 import multiprocessing
 import os
@@ -20,6 +21,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+import catalog
 import split_data
 import train
 from catalog import UNREADABLE, Style, image_problem, read_styles
@@ -311,9 +313,9 @@ def test_an_image_the_system_will_not_let_us_read_is_named_so(tmp_path, monkeypa
     def refuse(*args, **kwargs):
         raise PermissionError(13, 'Permission denied', path)
 
-    for module, name in ((os, 'stat'), (Image, 'open')):  # the folder (not even a look), the file
+    for module, name in ((os, 'stat'), (catalog, 'open')):  # the folder (not even a look), the file
         with monkeypatch.context() as patch:
-            patch.setattr(module, name, refuse)
+            patch.setattr(module, name, refuse, raising=False)  # catalog's open: the built-in one
             problem = image_problem(path)
         assert problem == 'no permission to read it', name
     assert image_problem(path) is None
@@ -456,6 +458,19 @@ def test_a_picture_on_which_pillow_raises_any_error_is_unreadable_not_a_crash(tm
     assert image_problem(str(path), any_size=True, any_mode=True) == 'unreadable image'
     with pytest.raises(UNREADABLE):
         load_image(str(path))
+
+
+@pytest.mark.skipif(not os.path.exists('/proc/self/mem'), reason='needs Linux: a file whose first read fails')
+def test_a_picture_whose_read_fails_is_unreadable_and_its_file_closed_at_once():
+    # A disk's read error (EIO) on the first bytes: Pillow left the file it opened to the garbage
+    # collector, a ResourceWarning under python -X dev. /proc/self/mem fails so on its first page.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        assert image_problem('/proc/self/mem') == 'unreadable image'
+        with pytest.raises(OSError):
+            load_image('/proc/self/mem')
+        gc.collect()
+    assert [str(w.message) for w in caught] == []
 
 
 def test_a_float_picture_holding_a_signalling_nan_loads_without_a_warning(tmp_path):
@@ -670,7 +685,7 @@ def test_pictures_we_may_no_longer_read_are_counted_as_such_not_as_missing_or_br
     attributes = AttributesDataset(small_split['styles'])
     paths = [line.split(',')[0] for line in open(small_split['val']).read().splitlines()[1:]]
     folder_shut, file_shut = {os.path.basename(p) for p in paths[:2]}, os.path.basename(paths[2])
-    real_stat, real_open = os.stat, Image.open
+    real_stat = os.stat
 
     def refuse(real, names):
         def call(path, *args, **kwargs):
@@ -683,16 +698,17 @@ def test_pictures_we_may_no_longer_read_are_counted_as_such_not_as_missing_or_br
     dataset = FashionDataset(small_split['val'], attributes)
     assert len(dataset) == len(paths) - 2
     assert 'skipped 2 rows: 2 no permission to read it' in capsys.readouterr().out
-    monkeypatch.setattr(Image, 'open', refuse(real_open, {file_shut}))
+    # catalog.open_picture opens each file itself, with the built-in open
+    monkeypatch.setattr(catalog, 'open', refuse(open, {file_shut}), raising=False)
     images, _, kept = load_into_memory(dataset, workers=0)
     assert len(kept) == len(images) == len(paths) - 3
     assert capsys.readouterr().out.strip() == ('skipped 1 image that we have no permission to read: '
                                                + next(p for p in dataset.data if os.path.basename(p) == file_shut))
-    monkeypatch.setattr(Image, 'open', refuse(real_open, {os.path.basename(p) for p in paths}))
+    monkeypatch.setattr(catalog, 'open', refuse(open, {os.path.basename(p) for p in paths}), raising=False)
     with pytest.raises(UserError, match=f'{small_split["val"]}: none of its pictures could be read '
                                         f'\\({len(dataset)} pictures\\)$'):
         load_into_memory(dataset, workers=0)
-    monkeypatch.setattr(Image, 'open', real_open)
+    monkeypatch.delattr(catalog, 'open')
     # Nothing usable: the hint of the reason at least half the rows share, in either order
     lines = open(small_split['val']).read().splitlines()
     folder = os.path.dirname(small_split['val'])
