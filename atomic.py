@@ -1,5 +1,6 @@
 # Writing files so that nothing the user has is lost: every file (checkpoints, splits, metrics,
-# figures, predictions, exported models) is written under a temporary name beside it and renamed
+# figures, predictions, exported models; not the sample catalog's pictures, which sample_catalog.py
+# redraws where a drawing was cut short) is written under a temporary name beside it and renamed
 # into place only once complete. A kill, a Ctrl-C or a full disk mid-write leaves the previous
 # file as it was and no half-written one.
 import errno

@@ -63,8 +63,8 @@ WIDE_BOMS = {codecs.BOM_UTF32_LE: 'UTF-32', codecs.BOM_UTF32_BE: 'UTF-32', codec
 
 
 def decode_text(path, data, notes=True):
-    # The catalog is UTF-8, but a copy saved by a spreadsheet may carry a BOM, be UTF-16, or be
-    # Windows-1252; labels are plain ASCII in all of them, so every one of these reads correctly.
+    # The catalog is UTF-8, but a copy saved by a spreadsheet may carry a BOM, be UTF-16 or UTF-32,
+    # or be Windows-1252; labels are plain ASCII in all of them, so every one of these reads correctly.
     for bom, encoding in WIDE_BOMS.items():
         if data.startswith(bom):
             try:

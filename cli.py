@@ -288,7 +288,8 @@ def run_reporting_errors(main, debug):
         sys.exit(1)
     except KeyboardInterrupt as stop:
         # Ctrl-C, SIGTERM or SIGHUP: a traceback would point at whatever line happened to be
-        # running. Every file is written atomically (atomic.py), so none is left half-written.
+        # running. Every file is written atomically (atomic.py), so none is left half-written (but
+        # a sample catalog's picture, whose drawing cut short is marked unfinished and redone).
         if debug:
             raise
         words, status = how_stopped(stop)

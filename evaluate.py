@@ -91,7 +91,7 @@ def calculate_metrics(predicted, truth):
     """Accuracy and balanced accuracy of each head over the whole set (not averaged per batch)."""
     metrics = {}
     with warnings.catch_warnings():
-        # Classes predicted but absent from this set are expected with 140 article types.
+        # Classes predicted but absent from this set are expected with 143 article types.
         warnings.simplefilter('ignore', UserWarning)
         for head in HEADS:
             metrics[f'{head}_accuracy'] = float(accuracy_score(truth[head], predicted[head]))

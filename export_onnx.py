@@ -60,8 +60,10 @@ def preprocessing():
         'height': height, 'width': width, 'layout': 'NCHW', 'channel_order': 'RGB',
         'exif_orientation': 'applied first (phone photos store their rotation in EXIF)',
         'transparency': f'composited over {list(FILL)} before dropping alpha (an alpha channel, or a colour '
-                        'marked transparent); any mode becomes RGB, 16-bit greyscale (and float, of 0 to 1) '
-                        'scaled to 8 bits first',
+                        'marked transparent); any mode becomes RGB; greyscale of more than 8 bits scaled '
+                        'to 8 first: white is 65535 for 16-bit integers, and for 32-bit integers (of 65535 '
+                        'or 2**31 - 1) and floats (of 1, 255 or 65535) the least of those that holds the '
+                        'brightest value; NaN and -inf black, +inf white',
         'resize': {
             'rule': 'fit', 'keep_aspect_ratio': True, 'position': 'centre', 'pad_value': list(FILL),
             'interpolation': 'lanczos', 'upscale_small_images': True,
@@ -105,7 +107,7 @@ def check_export(path):
     the user's, in the way."""
     require_exporter()
     if not path.lower().endswith('.onnx'):
-        raise UserError(f'--export {path}: the name must end in .onnx (model.json is written beside it)')
+        raise UserError(f'--export {path}: the name must end in .onnx (its .json is written beside it)')
     if through_link(path) == through_link(sidecar_path(path)):  # both names links to one file
         raise UserError(f'--export {path}: it and {sidecar_path(path)} lead to the same file, '
                         f'{through_link(path)}, which cannot hold both the model and its label names')

@@ -82,7 +82,7 @@ def plot_curves(history, path):
 
 
 def plot_confusion_matrix(truth, predicted, labels, title, path, show=False):
-    """Row-normalised confusion matrix over the classes that occur; readable at 140 classes."""
+    """Row-normalised confusion matrix over the classes that occur; readable at 143 classes."""
     from sklearn.metrics import ConfusionMatrixDisplay
     plt = pyplot(show)
     present = np.union1d(np.unique(truth), np.unique(predicted))
@@ -171,7 +171,7 @@ def draw_quietly(function, args, index, failures):
 def draw_figures(jobs, parallel=True):
     """Run each (function, args) job, each drawing and saving one figure.
 
-    Laying out and rendering a figure takes one core a second or more (the 140-class confusion
+    Laying out and rendering a figure takes one core a second or more (the 143-class confusion
     matrix about 3 s), so on Linux each is drawn in a process of its own, forked: it inherits the
     arguments without copying them, and uses no PyTorch. Elsewhere, and for windows (--show),
     they are drawn one after another here.

@@ -318,7 +318,7 @@ def main(argv=None):
     (train_path, val_path), replaced = save_split(train, val, args.output, replace=not args.no_replace)
     print(f'wrote {counted(len(train), "row")} to {train_path} and {counted(len(val), "row")} to {val_path}')
     if replaced:
-        # Said now, not only when test.py or --resume refuses the new files (checkpoint.split_digests).
+        # Said now, not only when test.py or --resume refuses the new files (the checkpoint's split_digests).
         print(f'note: this replaced another split in {args.output}; a run trained on the old one cannot '
               '--resume on these files, and its validation pictures may now be in train.csv')
     return {'train': len(train), 'val': len(val), 'skipped': skipped}
