@@ -432,6 +432,14 @@ def check_finite(state, path):
                         'a variance); use another checkpoint of the run')
 
 
+def answers_not_numbers(path, where):
+    """The error for a checkpoint whose model answers NaN or infinity (test.py and predict.py see
+    it in the answers): its weights are finite, check_finite saw to that, but large enough to
+    overflow float32 (every weight of a trained model's 1e30 times larger, say)."""
+    return UserError(f'{path}: its model answers NaN or infinity {where}: its weights, though finite, are '
+                     'too large to compute with. Use another checkpoint of the run')
+
+
 def model_from_checkpoint(path, attributes_file=None):
     """The model and its label vocabularies, rebuilt from the checkpoint file alone."""
     state = checkpoint_load(path)

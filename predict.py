@@ -21,6 +21,7 @@ import argparse
 import codecs
 import csv
 import json
+import math
 import os
 import shlex
 import sys
@@ -35,7 +36,7 @@ from allocator import keep_freed_memory
 from atomic import (absolute_path, atomic_open, check_writable_folder, json_value, name_pattern,
                     remove_left_temporaries, through_link)
 from augment import prepare_batch
-from checkpoint import model_from_checkpoint
+from checkpoint import answers_not_numbers, model_from_checkpoint
 from catalog import UNREADABLE, resolved_folder
 from cli import (UserError, add_debug_flag, as_printed, counted, path_name, pick_device, positive_int, printable,
                  progress_bar, run_cli, shown)
@@ -316,6 +317,12 @@ def top_k(model, arrays, attributes, k, device):
     return results
 
 
+def answered(heads):
+    """Whether the top-k of each head are numbers: softmax gives NaN for all of a picture's classes
+    where any of its outputs is NaN or infinite."""
+    return not any(math.isnan(probability) for top in heads.values() for _, probability in top)
+
+
 def predict_all(model, attributes, paths, args, device):
     """One row per path, in order: {'image', 'error', 'gender', 'article', 'color'}."""
     rows = []
@@ -328,6 +335,8 @@ def predict_all(model, attributes, paths, args, device):
                 results = iter(top_k(model, good, attributes, args.top_k, device) if good else [])
                 for path, (array, error) in zip(batch_paths, decoded):
                     heads = next(results) if error is None else {head: [] for head in HEADS}
+                    if not answered(heads):  # else printed as 'nan%', and the first class named
+                        raise answers_not_numbers(args.checkpoint, f'for {shown(path)}')
                     # shown: a name that is not UTF-8 written as \xNN, which a CSV or terminal takes
                     rows.append({'image': shown(path), 'error': error, **heads})
                 bar.update(len(batch_paths))

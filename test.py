@@ -8,6 +8,7 @@ if __name__ == '__main__':  # first: a Ctrl-C during the imports below (seconds)
 
 import argparse
 import json
+import math
 import os
 import re
 import shlex
@@ -19,8 +20,8 @@ from atomic import (absolute_path, all_or_none, atomic_open, check_no_folder_in_
                     json_object, remove_left_temporaries)
 from augment import prepare_batch
 from catalog import read_csv_rows
-from checkpoint import (PRECISIONS, changed_since_the_run, check_checkpoint_file, model_from_checkpoint,
-                        path_as_trained, same_rows)
+from checkpoint import (PRECISIONS, answers_not_numbers, changed_since_the_run, check_checkpoint_file,
+                        model_from_checkpoint, path_as_trained, same_rows)
 from cli import UserError, add_debug_flag, counted, path_name, pick_device, positive_int, run_cli, shown
 from dataset import HEADS, TITLES, FashionDataset, image_named, in_real_folders, val_transform
 from evaluate import autocast_for, majority_rates, validate, validation_precision
@@ -188,6 +189,8 @@ def main(argv=None):
     dataset = FashionDataset(args.val_csv, attributes, val_transform)
     loader = InMemoryLoader.from_dataset(dataset, args.batch_size, device, train=False, channels_last=True)
     metrics, predicted, truth = validate(model, loader, device, autocast_for(device, precision))
+    if not math.isfinite(metrics['val_loss']):  # else scored, each answer the first class
+        raise answers_not_numbers(args.checkpoint, f'on {args.val_csv}')
     majority = majority_rates(truth)
     print(f'{counted(metrics["val_samples"], "image")} from {args.val_csv}')
     print_report(metrics, majority)

@@ -9,6 +9,7 @@ import gc
 import io
 import json
 import os
+import re
 import shlex
 import shutil
 import stat
@@ -23,7 +24,7 @@ from PIL import Image
 
 import predict
 from augment import prepare_batch
-from checkpoint import checkpoint_save, model_from_checkpoint
+from checkpoint import checkpoint_load, checkpoint_save, model_from_checkpoint
 from cli import UserError, run_cli
 from conftest import ROOT, damaged_exif_jpeg, run_script
 from dataset import HEADS, AttributesDataset, load_image, val_transform
@@ -418,6 +419,19 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path, c
         line = failure_of(['--checkpoint', unread, str(picture), '--output', empty], capsys)
         assert line == f"error: --output {shlex.quote(empty)}: no file name; give one such as predictions.csv"
     assert os.listdir(tmp_path) == ['a.jpg']
+
+
+def test_a_checkpoint_whose_answers_overflow_is_refused_not_printed_as_nan(checkpoint, photos, tmp_path):
+    # "Women nan%  Sunglasses nan%  Pink nan%": its weights, 1e30 times those trained, are finite
+    state = checkpoint_load(checkpoint)
+    state['model'] = {name: tensor * 1e30 if tensor.is_floating_point() else tensor
+                      for name, tensor in state['model'].items()}
+    path = checkpoint_save(str(tmp_path / 'huge.pth'), state)
+    out = tmp_path / 'out.csv'
+    with pytest.raises(UserError, match=f'^{re.escape(path)}: its model answers NaN or infinity for '
+                                        f'{re.escape(photos["readable"][0])}: its weights, though finite'):
+        predict.main(['--checkpoint', path, *photos['readable'], '--output', str(out), '--device', 'cpu'])
+    assert not out.exists()
 
 
 def test_only_broken_images_fail_naming_each(checkpoint, tmp_path, capsys):

@@ -434,6 +434,23 @@ def test_scoring_the_pictures_a_run_trained_on_says_so(small_split, one_epoch_ru
             'learned them, not how it does on pictures it has not seen') in capsys.readouterr().out
 
 
+def overflowing(state, scale=1e30):
+    """The checkpoint's state with every weight of the model scaled: finite still, but its answers
+    overflow float32."""
+    model = {name: tensor * scale if tensor.is_floating_point() else tensor for name, tensor in state['model'].items()}
+    return dict(state, model=model)
+
+
+def test_a_checkpoint_whose_answers_overflow_is_refused_not_scored(small_split, one_epoch_run, tmp_path):
+    # Each answer NaN was scored as the first class: the figures of a model that says nothing
+    path = checkpoint_save(str(tmp_path / 'huge.pth'), overflowing(checkpoint_load(os.path.join(one_epoch_run,
+                                                                                                'last.pth'))))
+    with pytest.raises(UserError, match=f'^{re.escape(path)}: its model answers NaN or infinity on '
+                                        f'{re.escape(small_split["val"])}: its weights, though finite, are too large'):
+        load_test_script().main(['--checkpoint', path, '--output', str(tmp_path / 'eval')])
+    assert not os.path.exists(tmp_path / 'eval' / 'metrics.json')
+
+
 def test_validating_on_the_pictures_a_run_trains_on_says_so(small_split, tmp_path, capsys):
     train.main(train_args(small_split, tmp_path / 'split', '--epochs', 1))
     assert ' too: validation will say' not in capsys.readouterr().out  # the split: none shared
