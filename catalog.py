@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 from PIL import Image
 
-from cli import UserError, command, counted
+from cli import UserError, command, counted, reach_problem
 
 IMAGE_SIZE = (60, 80)  # (width, height) of every picture in the small catalog
 LABEL_COLUMNS = ('gender', 'articleType', 'baseColour')
@@ -142,7 +142,7 @@ def read_csv_rows(path, required, what, notes=True):
     if os.path.exists(path) and not os.path.isfile(path):  # /dev/null, a pipe: no file a checkpoint can name
         raise UserError(f'{path}: not a regular file ({what}); give the CSV file itself')
     if not os.path.isfile(path):
-        raise UserError(f'{path}: no such file ({what})')
+        raise UserError(f'{path}: {reach_problem(path)} ({what})')
     with open(path, 'rb') as f:
         data = f.read()
     first_line = re.match(rb'[^\r\n]*', data.lstrip(b'\r\n')).group()  # \r alone ends a line too

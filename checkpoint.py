@@ -1,6 +1,5 @@
 # Saving and loading checkpoints so that nothing is lost and nothing runs on load:
 # written atomically (atomic.py), read with weights_only=True.
-import errno
 import hashlib
 import io
 import os
@@ -13,7 +12,7 @@ import zipfile
 import torch
 
 from atomic import absolute_path, atomic_open
-from cli import UserError
+from cli import UserError, reach_problem
 from dataset import HEADS, AttributesDataset, tutorial_vocab
 from model import MultiOutputModel
 from split_data import pictures_digest, rows_digest
@@ -67,12 +66,10 @@ def check_checkpoint_file(path):
         found = [name for name in ('last.pth', 'best.pth') if os.path.isfile(os.path.join(path, name))]
         raise UserError(f'{path}: a folder, not a checkpoint file'
                         + (f'; give one of its checkpoints, such as {os.path.join(path, found[0])}' if found else ''))
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as error:  # isdir's False hides why: none there, or a folder on the way not to be entered
-        raise UserError(f'{path}: ' + ('no such checkpoint file' if error.errno == errno.ENOENT
-                                       else f'could not reach it ({error.strerror or error})')) from error
-    if not stat.S_ISREG(mode):
+    problem = reach_problem(path, nothing='no such checkpoint file')  # isdir's False hides why
+    if problem is not None:
+        raise UserError(f'{path}: {problem}')
+    if not stat.S_ISREG(os.stat(path).st_mode):
         raise UserError(f'{path}: not a regular file (a device, a pipe or a socket): torch.load needs one')
 
 

@@ -417,6 +417,19 @@ def path_name(text):
     return text
 
 
+def reach_problem(path, nothing='no such file'):
+    """Why there is nothing to open at path, in words for a message; None where something is.
+    os.path.exists says False alike for a name that is not there and for one it cannot reach: a
+    loop of links, or a folder on the way that may not be entered, which 'no such file' misnames."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return 'a link that leads nowhere' if os.path.islink(path) else nothing
+    except OSError as error:
+        return f'could not reach it ({error.strerror or error})'
+    return None
+
+
 def folder_name(text):
     """A folder's own name, not a path: '..', '/abs' or 'a/../..' would put a run's files (args.json,
     checkpoints, curves.png) outside the folder that holds the runs, over what is there."""

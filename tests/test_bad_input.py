@@ -793,6 +793,27 @@ def test_an_empty_or_too_long_output_folder_is_refused_before_any_work(one_epoch
         load_test_script().main(['--checkpoint', os.path.join(one_epoch_run, 'last.pth'), '--output', 'x' * 300])
 
 
+@pytest.mark.parametrize('link', ['loop', 'dangling'])
+def test_a_link_in_a_loop_or_to_nothing_is_named_so_not_taken_for_a_missing_file(tmp_path, link, monkeypatch):
+    # Each was "no such file", with the advice to download the dataset or to run split_data.py
+    monkeypatch.chdir(tmp_path)
+    if link == 'loop':
+        os.symlink('b', 'a')
+        os.symlink('a', 'b')
+        problem = re.escape('could not reach it (Too many levels of symbolic links)')
+    else:
+        os.symlink('nothing-here', 'a')
+        problem = 'a link that leads nowhere'
+    with pytest.raises(UserError, match=f'^a: {problem}$'):
+        train.main(['--train-csv', 'a', '--device', 'cpu'])
+    with pytest.raises(UserError, match=f'^a: {problem} \\(the catalog labels, styles.csv\\)$'):
+        AttributesDataset('a')
+    with pytest.raises(UserError, match=f'^--input a: {problem}$'):
+        split_data.main(['--input', 'a'])
+    with pytest.raises(UserError, match=f'^a: {problem}$'):
+        checkpoint_load('a')
+
+
 def test_a_checkpoint_that_is_not_there_is_named_before_its_default_output_folder(tmp_path):
     # A typo for last.pth, beside whose eval-lats name a file stands: the folder was named first,
     # as --output (default: ...), though the mistake is the checkpoint's.
