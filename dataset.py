@@ -235,6 +235,7 @@ def read_annotations(annotation_path, attributes):
     if skipped:
         print(f'{annotation_path}: skipped {counted(sum(skipped.values()), "row")}: {format_counts(skipped)}')
     note_found_from_here(annotation_path, samples)
+    note_repeated_pictures(annotation_path, samples)
     if not samples:
         raise UserError(f'{annotation_path}: no usable row left (skipped {format_counts(skipped)}); '
                         f'{what_to_do(skipped)}')
@@ -250,6 +251,17 @@ def note_found_from_here(annotation_path, samples):
         print(f'note: {annotation_path}: {counted(found_here, "picture")} found from the working folder, not beside '
               'the split (the tutorial\'s paths); run from this folder, or split again with split_data.py, '
               'whose paths work from any folder')
+
+
+def note_repeated_pictures(annotation_path, samples):
+    """Says how many pictures a split lists more than once (two splits put together, say): each
+    is trained on, or scored, as often as it is listed, which split_data.py never does."""
+    times = Counter(in_real_folders(path for path, *_ in samples))
+    repeated = sum(1 for count in times.values() if count > 1)
+    if repeated:
+        print(f'note: {annotation_path}: {counted(repeated, "picture")} listed more than once '
+              f'({counted(len(samples) - len(times), "row")} more than the pictures); each is used as often as '
+              'it is listed')
 
 
 def what_to_do(skipped):

@@ -694,6 +694,24 @@ def test_a_catalog_folder_whose_name_starts_with_a_space_is_split_and_read_back(
     assert len(FashionDataset('val.csv', attributes)) == len(open('val.csv').read().splitlines()) - 1
 
 
+def test_pictures_a_split_lists_more_than_once_are_counted_in_a_note(small_split, capsys):
+    # Two splits put together: each picture is trained on as often as it is listed, without a word
+    lines = open(small_split['val']).read().splitlines()
+    first, second = lines[1], lines[2]
+    again = './' + second  # the same picture, named otherwise
+    path = small_split['base'] / 'val-twice.csv'  # beside the split: its paths are relative to it
+    path.write_text('\n'.join(lines + [first, first, again]) + '\n')
+    try:
+        dataset = FashionDataset(str(path), AttributesDataset(small_split['styles']))
+    finally:
+        path.unlink()
+    assert len(dataset) == len(lines) - 1 + 3
+    assert capsys.readouterr().out == (f'note: {path}: 2 pictures listed more than once (3 rows more than the '
+                                       'pictures); each is used as often as it is listed\n')
+    FashionDataset(small_split['val'], AttributesDataset(small_split['styles']))
+    assert capsys.readouterr().out == ''
+
+
 def test_pictures_we_may_no_longer_read_are_counted_as_such_not_as_missing_or_broken(small_split, monkeypatch,
                                                                                    capsys, tmp_path):
     # chmod 000 since the split, pretended (the tests may run as root, who reads anyway): on the
