@@ -102,14 +102,14 @@ def calculate_metrics(predicted, truth):
 
 def validate(model, dataloader, device, autocast=None, gather=None):
     """Loss and metrics over the whole validation set. gather merges the shards of all
-    processes in a distributed run, so every sample is counted exactly once."""
+    processes in a distributed run, so every sample is counted exactly once. The model is left
+    in the mode it was in: the scoring runs on a folded copy, in eval mode."""
     predicted, truth, loss_sum = predict_all(model, dataloader, device, autocast)
     if gather is not None:
         predicted, truth, loss_sum = gather(predicted, truth, loss_sum)
     n = len(truth[HEADS[0]])
     metrics = {'val_loss': loss_sum / n, 'val_samples': n}
     metrics.update(calculate_metrics(predicted, truth))
-    model.train()
     return metrics, predicted, truth
 
 

@@ -19,7 +19,7 @@ from contextlib import nullcontext
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import DataLoader
 
 import catalog
@@ -412,6 +412,25 @@ def test_the_size_check_sees_a_picture_turned_upright_as_it_is_loaded(tmp_path):
     assert image_problem(upright) == 'not 60x80'  # shown 80x60: loaded, it would be shrunk to 60x45
 
 
+@pytest.mark.parametrize('orientation', range(1, 9))
+def test_each_exif_orientation_turns_the_picture_as_pillows_exif_transpose_does(tmp_path, orientation):
+    # turn_upright keeps Pillow's table without its EXIF write-back (which raised on a damaged
+    # block); a picture of four quarters, each its own colour, shows any turn or mirror.
+    quarters = Image.new('RGB', (60, 80), (250, 0, 0))
+    quarters.paste((0, 250, 0), (30, 0, 60, 40))
+    quarters.paste((0, 0, 250), (0, 40, 30, 80))
+    quarters.paste((250, 250, 0), (30, 40, 60, 80))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / 'photo.png'
+    quarters.save(path, exif=exif.tobytes())
+    with Image.open(path) as img:
+        assert img.getexif()[0x0112] == orientation
+        expected = np.asarray(ImageOps.exif_transpose(img).convert('RGB'))
+    turned = np.asarray(load_image(str(path), size=expected.shape[1::-1]))
+    assert turned.shape == expected.shape and np.array_equal(turned, expected)
+
+
 def saved(image, kind, **options):
     buffer = io.BytesIO()
     image.save(buffer, kind, **options)
@@ -680,6 +699,20 @@ def test_a_column_of_ones_own_in_a_split_is_not_read_even_where_it_is_empty(smal
         write(tmp_path / name, '\n'.join(lines) + '\n')
         assert len(FashionDataset(str(tmp_path / name), attributes)) == len(rows)
         assert 'skipped' not in capsys.readouterr().out
+
+
+def test_labels_with_spaces_around_them_in_a_hand_edited_split_are_read_as_the_labels(small_split, tmp_path,
+                                                                                      capsys):
+    attributes = AttributesDataset(small_split['styles'])
+    header, *rows = open(small_split['val']).read().splitlines()
+    shutil.copytree(os.path.join(small_split['base'], 'fashion-product-images'), tmp_path / 'fashion-product-images')
+    padded = [','.join([path] + [f' {label}  ' for label in labels]) for path, *labels in
+              (row.split(',') for row in rows)]
+    write(tmp_path / 'padded.csv', '\n'.join([header] + padded) + '\n')
+    write(tmp_path / 'plain.csv', '\n'.join([header] + rows) + '\n')
+    read = [FashionDataset(str(tmp_path / name), attributes) for name in ('padded.csv', 'plain.csv')]
+    assert 'skipped' not in capsys.readouterr().out
+    assert read[0].samples == read[1].samples and len(read[0]) == len(rows)
 
 
 def test_a_catalog_folder_whose_name_starts_with_a_space_is_split_and_read_back(small_split, tmp_path,

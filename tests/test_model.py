@@ -201,7 +201,9 @@ def test_evaluation_picks_cudnn_kernels_without_the_search_and_restores_it():
         assert torch.backends.cudnn.benchmark is False
     finally:
         torch.backends.cudnn.benchmark = searched
-    assert metrics['val_samples'] == 16 and model.training  # validate hands the model back in train mode
+    assert metrics['val_samples'] == 16 and model.training  # validate leaves the model as it was
+    validate(model.eval(), [{'img': images, 'labels': labels}], torch.device('cpu'))
+    assert not model.training
 
 
 class CountOps(TorchDispatchMode):
