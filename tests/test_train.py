@@ -1034,6 +1034,30 @@ def test_which_precision_a_run_trains_in(flags, device, precision):
     assert validation_precision(cpu_run, torch.device('cuda')) == 'fp32'
 
 
+def test_each_epoch_of_the_tutorials_path_draws_its_own_order_augmentations_and_dropout(small_split, tmp_path,
+                                                                                        monkeypatch):
+    # A seed without the epoch in it trained every epoch on the same order and draws, and resumed
+    # exactly all the same: nothing else shows it. (The in-memory path's, test_memory_data.py.)
+    import dataset
+    seeds, orders, real_set_epoch, real_getitem = [], [], train.set_epoch, dataset.FashionDataset.__getitem__
+
+    def set_epoch(loader, *args):
+        seeds.append(torch.initial_seed())  # the global generator's: the augmentations' and dropout's
+        orders.append([])
+        real_set_epoch(loader, *args)
+
+    def getitem(self, index):
+        if orders:  # not the check of every picture before the first epoch
+            orders[-1].append(index)
+        return real_getitem(self, index)
+
+    monkeypatch.setattr(train, 'set_epoch', set_epoch)
+    monkeypatch.setattr(dataset.FashionDataset, '__getitem__', getitem)
+    train.main(train_args(small_split, tmp_path, '--epochs', 2, '--data', 'loader'))
+    assert len(seeds) == 2 and seeds[0] != seeds[1]
+    assert sorted(orders[0]) == sorted(orders[1]) == list(range(len(orders[0]))) and orders[0] != orders[1]
+
+
 def test_the_tutorials_dataloader_path_resumes_exactly_too(small_split, tmp_path):
     # With a worker process: its random draws (the augmentation) must restart with each epoch's
     # seed, as they do in a resumed run, whose first epoch starts fresh workers.
