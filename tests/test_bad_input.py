@@ -73,6 +73,8 @@ def test_a_product_name_over_the_csv_modules_field_limit_is_read_not_taken_for_a
      'line 3: a quoted field runs on to the end of the file'),
     ('\n'.join([HEADER, ROW.format(1), ROW.format(2).replace('Topwear', '"Topwear')]),  # and no line end after it
      'line 3: a quoted field runs on to the end of the file'),
+    ('\r'.join([HEADER, ROW.format(1), ROW.format(2).replace('Roadster', '"Roadster')]) + '\r',  # an old Mac's lines
+     'line 3: a quoted field runs on to the end of the file'),
     (HEADER + '\n', 'no rows'),
     (HEADER.replace('baseColour,', '') + '\n' + '1,Men,Apparel,Topwear,Tshirts,S,2012,C,N\n',
      'missing column(s) baseColour'),
@@ -265,6 +267,25 @@ def test_a_comma_in_a_label_is_found_where_the_season_and_the_year_are_missing(t
     styles, skipped = read_styles(write(tmp_path / 'styles.csv', text))
     assert styles == [Style('3', 'Men', 'Tshirts', 'Blue'), Style('4', 'Men', 'Tshirts', 'Blue')]
     assert skipped == {'with too many fields': 2}
+
+
+def test_a_spreadsheets_years_written_as_decimals_still_place_the_fields(tmp_path):
+    # Saved by a spreadsheet, 2012 becomes 2012.0; the year tells a comma in the product name from
+    # one in a label, and where a spreadsheet's comma at the end of a row is none of its fields
+    year = ROW.replace('2012', '2012.0')
+    text = '\n'.join([HEADER, year.format(1) + ', with a comma', year.format(2) + ',',
+                      year.format(3).replace('Tshirts', 'Bags, Tshirts', 1)])
+    styles, skipped = read_styles(write(tmp_path / 'styles.csv', text))
+    assert styles == [Style('1', 'Men', 'Tshirts', 'Blue'), Style('2', 'Men', 'Tshirts', 'Blue')]
+    assert skipped == {'with too many fields': 1}
+
+
+def test_bytes_windows_1252_leaves_undefined_are_read_with_a_note_not_a_traceback(tmp_path, capsys):
+    path = tmp_path / 'styles.csv'
+    path.write_bytes(f'{HEADER}\n{ROW.format(1)}\n'.encode() + ROW.format(2).encode() + b' Caf\xe9 \x81\n')
+    styles, skipped = read_styles(str(path))
+    assert [s.id for s in styles] == ['1', '2'] and not skipped
+    assert f'{path} is not UTF-8' in capsys.readouterr().out
 
 
 @pytest.mark.parametrize('every_line', [False, True])
