@@ -170,7 +170,8 @@ def test_what_a_killed_process_left_half_written_is_removed_but_not_what_one_sti
     assert sorted(os.listdir(tmp_path)) == sorted(names[4:])
 
 
-@pytest.mark.parametrize('name', ['é' * 125 + '.csv', 'é' * 124 + 'x.csv', '€' * 83 + '.csv'])
+@pytest.mark.parametrize('name', ['é' * 125 + '.csv', 'é' * 124 + 'x.csv', '€' * 83 + '.csv', '€' * 82 + 'xy.csv',
+                                  '😀' * 62 + '.csv'])  # cut 1 or 2 bytes into a character of 2, 3 or 4
 def test_a_long_names_temporary_keeps_whole_characters(name):
     kept = kept_end(name)
     assert name.endswith(kept) and 239 - 3 <= len(kept.encode('utf-8', 'strict')) <= 239

@@ -350,6 +350,9 @@ def test_files_from_a_list_predicts_each_named_path_in_order(checkpoint, catalog
     assert 'note: 1 path in utf16.txt is not there (\\x1b[31mred.jpg); its row says so' in capsys.readouterr().out
     with open(out, newline='', encoding='utf-8') as f:
         assert [row['image'] for row in csv.DictReader(f)] == [images[3], '\x1b[31mred.jpg', images[4]]
+    # and big-endian, with its byte-order mark
+    (tmp_path / 'utf16be.txt').write_bytes(codecs.BOM_UTF16_BE + f'{images[3]}\r\n{images[4]}'.encode('utf-16-be'))
+    assert predict.read_list('utf16be.txt') == [images[3], images[4]]
 
 
 def test_a_list_that_names_no_pictures_is_one_clear_error(checkpoint, tmp_path, monkeypatch, capsys):

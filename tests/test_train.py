@@ -119,6 +119,8 @@ def model_for(weights):
      'its "optimizer" is not the state of an Adam optimizer'),  # a ValueError
     ('optimizer', lambda state: edited(state['optimizer'], lambda o: o['param_groups'][0].update(betas='x')),
      'its "optimizer" is not the state of an Adam optimizer'),  # a ValueError at the first step
+    ('optimizer', lambda state: edited(state['optimizer'], lambda o: o['param_groups'][0].update(betas=[0.9, 0.99, 0.5])),
+     'its "optimizer" is not the state of an Adam optimizer'),  # the same
     ('scheduler', lambda state: dict(state['scheduler'], base_lrs=[]), 'its "scheduler" is not the state of a '
                                                                         'learning-rate schedule'),
     ('scheduler', lambda state: dict(state['scheduler'], last_epoch='x'), 'its "scheduler" is not the state'),
