@@ -205,16 +205,19 @@ def test_a_split_beside_a_linked_catalog_moves_with_the_project(quirky_catalog, 
     assert len(dataset) == len(read_rows(tmp_path / 'sub' / 'moved' / 'val.csv'))
 
 
-def test_a_catalog_whose_folder_name_a_csv_cannot_hold_is_refused_by_name_on_one_line(tmp_path, monkeypatch):
+@pytest.mark.parametrize('line_break', ['\n', '\r'])
+def test_a_catalog_whose_folder_name_a_csv_cannot_hold_is_refused_by_name_on_one_line(tmp_path, monkeypatch,
+                                                                                      line_break):
     # A CSV row of its paths would run over two lines, which every reader takes for a quote left open.
-    catalog = make_catalog(str(tmp_path / 'new\nline' / 'fashion-product-images'), n_images=5, seed=5)
+    catalog = make_catalog(str(tmp_path / f'new{line_break}line' / 'fashion-product-images'), n_images=5, seed=5)
     checked = []
     monkeypatch.setattr(split_data, 'keep_usable', lambda *args: checked.append(args))
     with pytest.raises(UserError) as refused:
         split_data.main(['--input', catalog['root'], '--output', str(tmp_path), '--workers', '1'])
-    assert str(refused.value) == (f'{tmp_path}/new\\nline/fashion-product-images/images: a folder on the way to the '
-                                  'pictures has a line break in its name, which a CSV row cannot hold; rename it')
-    assert sorted(os.listdir(tmp_path)) == ['new\nline'] and not checked  # before the pictures are checked
+    shown = repr(line_break)[1:-1]
+    assert str(refused.value) == (f'{tmp_path}/new{shown}line/fashion-product-images/images: a folder on the way to '
+                                  'the pictures has a line break in its name, which a CSV row cannot hold; rename it')
+    assert sorted(os.listdir(tmp_path)) == [f'new{line_break}line'] and not checked  # before the pictures are checked
     # Bytes that are not UTF-8 (Latin-1's é), which Linux allows in a name and a UTF-8 CSV cannot hold.
     latin = os.path.join(str(tmp_path), b'caf\xe9'.decode('utf-8', 'surrogateescape'))
     catalog = make_catalog(os.path.join(latin, 'fashion-product-images'), n_images=5, seed=5)
