@@ -491,6 +491,13 @@ def test_a_split_made_again_since_the_run_is_not_taken_for_the_runs_own(small_sp
     assert not changed_since_the_run(by_bytes, 'val_csv', split['val'])
     by_lines = dict(state, split_digests={'val_csv': split_data.rows_digest(crlf)})
     assert not changed_since_the_run(by_lines, 'val_csv', split['val'])
+    open(split['val'], 'wb').write(codecs.BOM_UTF8 + crlf)  # an editor's mark, under either digest
+    assert not changed_since_the_run(by_lines, 'val_csv', split['val'])
+    assert not changed_since_the_run(state, 'val_csv', split['val'])
+    # Written or edited on Windows: paths with backslashes name the same pictures
+    open(split['val'], 'wb').write(crlf.replace(b'/', b'\\'))
+    assert not changed_since_the_run(state, 'val_csv', split['val'])
+    open(split['val'], 'wb').write(crlf)
 
     split_data.main(['--input', small_split['catalog']['root'], '--output', str(tmp_path), '--workers', '1',
                      '--seed', '7'])
