@@ -81,6 +81,13 @@ def train_args(split, run_dir, *extra):
             '--device', 'cpu', '--workers', '0', *map(str, extra)]
 
 
+def overflowing(state, scale=1e30):
+    """A checkpoint's state with every weight of its model scaled: finite still, as a diverged
+    run's are not, but the model's answers overflow float32 to infinity and NaN."""
+    model = {name: tensor * scale if tensor.is_floating_point() else tensor for name, tensor in state['model'].items()}
+    return dict(state, model=model)
+
+
 def damaged_exif_jpeg(source, damage='count'):
     """A JPEG whose EXIF block is damaged, its pixels whole: it says it holds 65,535 tags where it
     holds two ('count'), or its description is longer than the file ('length') or past its end
