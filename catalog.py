@@ -213,6 +213,12 @@ def year_in_place(row, header):
     return at + 1 >= len(header) - 1 or not is_year(row[at + 1].strip())
 
 
+def is_id(text):
+    """Whether text is an id: ASCII digits only (isdigit alone takes '²' and the Arabic '٣',
+    another id than '3'). The id names the image file: anything else could point outside images/."""
+    return text.isascii() and text.isdigit()
+
+
 def is_year(text):
     return re.fullmatch(r'\d{4}(\.0)?', text) is not None  # 2012.0: a spreadsheet's
 
@@ -231,9 +237,7 @@ def read_styles(path):
         empty = [name for name in LABEL_COLUMNS if values[name] in MISSING_VALUES]
         if empty:
             skipped[f'{empty[0]} is empty or NA'] += 1
-        elif not (values['id'].isascii() and values['id'].isdigit()):
-            # The id names the image file: anything but digits could point outside images/ (and
-            # isdigit alone takes '²' and the Arabic '٣', another id than '3').
+        elif not is_id(values['id']):
             skipped['id is not a number'] += 1
         elif values['id'] in seen:
             skipped['duplicate id'] += 1

@@ -256,8 +256,8 @@ def go_on_by_epochs(scheduler, optimizer, epochs_done, steps_per_epoch, args, co
 
 
 def redrawn_cosine(saved_epochs, step, steps_per_epoch, args):
-    """For a cosine run whose --epochs was changed, raised or lowered: (the learning rate at `step` on the new curve,
-    a note saying so); else None."""
+    """For a cosine run whose --epochs was changed, raised or lowered: (the learning rate at
+    `step` on the new curve, a note saying so); else None."""
     if args.schedule != 'cosine' or saved_epochs == args.epochs:
         return None
     planned = args.lr * lr_factor(step, steps_per_epoch, argparse.Namespace(**dict(vars(args), epochs=saved_epochs)))
