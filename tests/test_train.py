@@ -325,6 +325,14 @@ def test_another_runs_checkpoint_copied_into_a_run_folder_does_not_go_on_over_th
     shutil.copy(os.path.join(run_dir, 'last.pth'), os.path.join(run_dir, 'copy.pth'))
     train.main(['--resume', os.path.join(run_dir, 'copy.pth'), '--epochs', '2'])
     assert checkpoint_load(os.path.join(run_dir, 'last.pth'))['epoch'] == 2
+    # ...and so does one further on than the folder's last.pth (an older last.pth put back from a
+    # copy, say): last.pth's epochs are the first of the checkpoint's, not all of them.
+    behind = tmp_path / 'behind'
+    shutil.copytree(full_run, behind)
+    shutil.copy(behind / 'checkpoint-000002.pth', behind / 'last.pth')
+    shutil.copy(os.path.join(full_run, 'last.pth'), behind / 'epoch3.pth')
+    train.main(['--resume', str(behind / 'epoch3.pth'), '--epochs', str(EPOCHS + 1)])
+    assert [row['epoch'] for row in checkpoint_load(str(behind / 'last.pth'))['history']] == list(range(1, EPOCHS + 2))
 
 
 
