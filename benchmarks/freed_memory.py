@@ -49,8 +49,10 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Training and evaluation on a CPU, with and without keeping "
                                                  "freed memory (allocator.py)", allow_abbrev=False)
     parser.add_argument('--seconds', type=positive_float, default=4.0,
-                        help='time each training measurement for about this long in each round; evaluation '
-                             'times one pass over 2,048 pictures after one to warm up (default: 4.0)')
+                        help='time each training measurement for about this long in each round (default: 4.0)')
+    parser.add_argument('--eval-images', type=positive_int, default=2048,
+                        help='time each evaluation measurement on one pass over this many pictures, after one '
+                             'to warm up (default: 2048)')
     parser.add_argument('--rounds', type=positive_int, default=2,
                         help='alternated rounds of both settings, the best counts (default: 2)')
     parser.add_argument('--child', nargs=2, metavar=('SETTING', 'MEASURE'), default=None,
@@ -71,7 +73,7 @@ def page_faults(work):
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
 
-def measure(setting, what, attributes, seconds):
+def measure(setting, what, attributes, seconds, eval_images):
     """Images per second of one measurement in this process, with malloc as the setting says, and
     the page faults an image once warmed up."""
     device = torch.device('cpu')
@@ -84,7 +86,7 @@ def measure(setting, what, attributes, seconds):
         batches = fixed_batch(attributes, batch_size, device)
         images_a_second = rate(batches, step, device, seconds)
         return images_a_second, page_faults(lambda: [step(next(batches)) for _ in range(4)]) / (4 * batch_size)
-    images = torch.randint(0, 256, (8 * batch_size, 3, 80, 60), dtype=torch.uint8,
+    images = torch.randint(0, 256, (eval_images, 3, 80, 60), dtype=torch.uint8,
                            generator=torch.Generator().manual_seed(0))
     labels = {head: torch.zeros(len(images), dtype=torch.long) for head in HEADS}
     loader = InMemoryLoader(images, labels, batch_size, device, False, channels_last=True)
@@ -97,6 +99,7 @@ def run_child(setting, what, args):
     """The measurement in a new Python process, whose malloc starts from its defaults."""
     classes = args.classes
     command = [sys.executable, os.path.abspath(__file__), '--child', setting, what, '--seconds', str(args.seconds),
+               '--eval-images', str(args.eval_images),
                '--classes', f'{classes.num_genders},{classes.num_articles},{classes.num_colors}']
     parent = dict(os.environ, FREED_MEMORY_PARENT=str(os.getpid()))
     done = subprocess.run(command, capture_output=True, text=True, env=parent)
@@ -109,7 +112,7 @@ def run_child(setting, what, args):
 def main():
     args = parse_args()
     if args.child:
-        print(*measure(*args.child, args.classes, args.seconds))
+        print(*measure(*args.child, args.classes, args.seconds, args.eval_images))
         return
     best = {}  # (setting, what): (images/s, page faults an image), the fastest round's
     for _ in range(args.rounds):

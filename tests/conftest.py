@@ -33,6 +33,23 @@ def pytest_xdist_auto_num_workers(config):
     return min(4, max(2, os.cpu_count() or 1))
 
 
+def pytest_collection_modifyitems(items):
+    """The modules with tests marked slow first, each module's slow tests at its head: run last,
+    one such test kept one test process busy for a minute and more after the other had ended.
+    A module stays together, so that its fixtures are made once in each test process."""
+    first = {}  # module: index of its first test, and whether it has a slow one
+    for index, item in enumerate(items):
+        start, slow = first.get(item.path, (index, False))
+        first[item.path] = (start, slow or item.get_closest_marker('slow') is not None)
+
+    def place(numbered):
+        index, item = numbered
+        start, module_slow = first[item.path]
+        return (not module_slow, start, item.get_closest_marker('slow') is None, index)
+
+    items[:] = [item for _, item in sorted(enumerate(items), key=place)]
+
+
 def run_script(script, *args, cwd=None, timeout=300, env=None):
     """Run one of the project's scripts as a user would, and return the finished process."""
     full_env = dict(os.environ, PYTHONUNBUFFERED='1', **(env or {}))

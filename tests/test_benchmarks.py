@@ -143,12 +143,28 @@ def test_profile_counts_each_operation_per_step():
 def test_freed_memory_measures_in_a_process_of_its_own_and_names_a_wrong_measure(what):
     # The parent runs this once per setting and measure; its table is not tested (a benchmark).
     done = run_script('benchmarks/freed_memory.py', '--child', 'kept', what, '--seconds', '0.2',
-                      '--classes', '3,7,5')
+                      '--eval-images', '300', '--classes', '3,7,5')  # a batch and a part one
     assert done.returncode == 0, done.stderr
     images_a_second, faults_an_image = map(float, done.stdout.split()[-2:])
     assert images_a_second > 0 and faults_an_image >= 0
     wrong = run_script('benchmarks/freed_memory.py', '--child', 'kept', 'train-32')
     assert wrong.returncode == 2 and 'not a setting and a measure named in --help' in wrong.stderr
+
+
+def test_freed_memory_gives_each_measurement_its_own_settings(monkeypatch):
+    import freed_memory
+    commands = []
+
+    def measured(command, **kwargs):
+        commands.append(command)
+        return subprocess.CompletedProcess(command, 0, stdout='812.5 0.25\n')
+
+    monkeypatch.setattr(freed_memory.subprocess, 'run', measured)
+    args = freed_memory.parse_args(['--seconds', '0.5', '--eval-images', '300', '--classes', '3,7,5'])
+    assert freed_memory.run_child('kept', 'evaluate-256', args) == (812.5, 0.25)
+    child = freed_memory.parse_args(commands[0][2:])
+    assert (child.child, child.seconds, child.eval_images, child.classes) == (['kept', 'evaluate-256'], 0.5, 300,
+                                                                                args.classes)
 
 
 @pytest.mark.parametrize('stop', [signal.SIGTERM, signal.SIGHUP])
@@ -250,6 +266,7 @@ def test_gpu_check_stops_where_python3_has_no_pytorch_or_the_archive_does_not_un
     assert 'test.py on' not in summary  # no stage ran on without the data
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason='this machine has a GPU: the stages would run')
 def test_gpu_check_exits_with_1_where_a_run_failed(tmp_path):
     # 'test' before any run: test.py finds no checkpoint to score, twice; it said "done", status 0
@@ -263,6 +280,7 @@ def test_gpu_check_exits_with_1_where_a_run_failed(tmp_path):
     assert not (tmp_path / 'out' / 'eval-fast.json').exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason='this machine has a GPU: the stages would run')
 def test_a_ctrl_c_stops_gpu_check_and_its_run_which_says_how_to_resume(tmp_path):
     # timeout ran each command in a process group of its own, which a Ctrl-C at the terminal never
@@ -302,6 +320,7 @@ def test_gpu_check_stops_at_once_where_pytorch_sees_no_gpu(tmp_path):
     assert sorted(os.listdir(out)) == ['summary.txt']
 
 
+@pytest.mark.slow
 def test_bench_prints_each_path_and_leaves_no_temporary_folder(tmp_path):
     # The sample catalog (no FASHION_DATA), drawn into a temporary folder under TMPDIR
     env = {'TMPDIR': str(tmp_path), 'FASHION_DATA': ''}
@@ -485,6 +504,7 @@ def short_tmpdir():
     shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('when', ['drawing the catalog', 'timing, with a loader worker', 'timing, in a --work folder'])
 def test_bench_ended_by_sigterm_removes_its_temporary_folder(tmp_path, short_tmpdir, when):
     # As `kill` ends it: the folder is made just before the catalog is drawn (seconds), so the

@@ -19,6 +19,7 @@ from cli import Terminated, UserError, run_cli
 from conftest import ROOT, run_script, train_args
 
 
+@pytest.mark.slow
 def test_two_processes_train_save_once_and_agree_with_test_py(small_split, tmp_path):
     args = train_args(small_split, tmp_path, '--epochs', 1)
     result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
@@ -51,6 +52,7 @@ def test_two_processes_train_save_once_and_agree_with_test_py(small_split, tmp_p
     assert checkpoint_load(str(run_dir / 'last.pth'))['epoch'] == 2
 
 
+@pytest.mark.slow
 def test_a_one_process_checkpoint_resumes_in_two_processes(small_split, tmp_path):
     run_dir = train.main(train_args(small_split, tmp_path, '--epochs', 1))
     result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
@@ -164,6 +166,7 @@ run_cli(train.main)
 '''
 
 
+@pytest.mark.slow
 def test_a_nan_loss_on_one_process_stops_both_and_process_0_says_where_it_began(small_split, tmp_path):
     script = tmp_path / 'nan_on_process_1.py'
     script.write_text(NAN_ON_PROCESS_1.format(root=ROOT))

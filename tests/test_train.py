@@ -541,6 +541,7 @@ def test_a_split_sorted_since_the_run_holds_the_same_rows(small_split, tmp_path,
         train.main(['--resume', last, '--epochs', '3'])
 
 
+@pytest.mark.slow
 def test_a_resumed_run_keeps_its_settings_and_data(small_split, tmp_path, monkeypatch, capsys):
     recipe = ['--batch-size', 8, '--lr', 0.002, '--warmup-epochs', 0.5, '--schedule', 'cosine']
     full = train.main(train_args(small_split, tmp_path, '--epochs', 2, '--val-every', 1, '--save-every', 1,
@@ -618,6 +619,7 @@ def wait_for_epochs(run_dir, n, process, timeout=180):
     raise AssertionError(f'training did not reach epoch {n}: {process.communicate()}')
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_finishes_with_the_same_weights_and_logs(full_run, small_split, tmp_path):
     process = start_training(small_split, tmp_path)
     run_dir = tmp_path / 'run'
@@ -940,6 +942,7 @@ def test_a_run_ends_saying_where_its_time_went(small_split, tmp_path, capsys):
 
 @pytest.mark.skipif(not any(shutil.which(c) for c in ('g++', 'c++', 'clang++')),
                     reason='torch.compile needs a C++ compiler on the CPU')
+@pytest.mark.slow
 def test_compile_trains_and_saves_the_plain_model(small_split, tmp_path, monkeypatch, capsys):
     # Inductor's C++ build of this model takes 70 s on 2 cores (69 kernels, a g++ run each), more
     # than any other test: here dynamo and AOTAutograd trace the same forward and backward graphs
@@ -1068,6 +1071,7 @@ def test_each_epoch_of_the_tutorials_path_draws_its_own_order_augmentations_and_
     assert sorted(orders[0]) == sorted(orders[1]) == list(range(len(orders[0]))) and orders[0] != orders[1]
 
 
+@pytest.mark.slow
 def test_the_tutorials_dataloader_path_resumes_exactly_too(small_split, tmp_path):
     # With a worker process: its random draws (the augmentation) must restart with each epoch's
     # seed, as they do in a resumed run, whose first epoch starts fresh workers.
@@ -1171,6 +1175,7 @@ def test_a_resumed_run_refuses_a_run_name_or_folder_it_would_not_write_to(full_r
     assert refused.value.code == 2
 
 
+@pytest.mark.slow
 def test_the_original_command_resumes_from_another_folder_too(small_split, tmp_path, monkeypatch, capsys):
     # --checkpoints and --run-name as first given name ./runs/run here, but the run is where it was.
     for folder in ('first', 'second'):
@@ -1400,6 +1405,7 @@ def test_test_script_writes_metrics_and_pictures(full_run, small_split, tmp_path
     assert 'balanced' in result.stdout
 
 
+@pytest.mark.slow
 def test_fast_and_tutorial_paths_reach_similar_accuracy(tmp_path):
     # The batched augmentation on in-memory images learns what the per-image DataLoader path
     # learns: 180 steps of each on the same sample catalog, same seed, same schedule.
