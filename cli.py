@@ -417,7 +417,10 @@ def path_name(text):
     return text
 
 
-def reach_problem(path, nothing='no such file'):
+NO_SUCH_FILE = 'no such file'  # reach_problem's answer for a name that is not there
+
+
+def reach_problem(path, nothing=NO_SUCH_FILE):
     """Why there is nothing to open at path, in words for a message; None where something is.
     os.path.exists says False alike for a name that is not there and for one it cannot reach: a
     loop of links, or a folder on the way that may not be entered, which 'no such file' misnames."""

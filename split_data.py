@@ -17,8 +17,8 @@ from concurrent.futures import ProcessPoolExecutor
 from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder, flush_to_disk,
                     remove_left_temporaries, renamed_together)
 from catalog import IMAGE_SIZE, SPLIT_COLUMNS, describe_download, format_counts, image_problem, read_styles
-from cli import (UserError, add_debug_flag, counted, path_name, positive_int, printable, progress_bar,
-                 reach_problem, run_cli, seed_number, shown)
+from cli import (NO_SUCH_FILE, UserError, add_debug_flag, counted, path_name, positive_int, printable,
+                 progress_bar, reach_problem, run_cli, seed_number, shown)
 
 FIELDNAMES = list(SPLIT_COLUMNS)
 
@@ -279,7 +279,7 @@ def main(argv=None):
                         'images/' + (f' ({os.path.dirname(args.input) or "."})'
                                      if os.path.basename(args.input) == 'styles.csv' else ''))
     problem = reach_problem(args.input)
-    if problem not in (None, 'no such file'):  # a loop of links, say: the download advice would not help
+    if problem not in (None, NO_SUCH_FILE):  # a loop of links, say: the download advice would not help
         raise UserError(f'--input {args.input}: {problem}')
     styles_path = os.path.join(args.input, 'styles.csv')
     if not os.path.isfile(styles_path):

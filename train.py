@@ -27,10 +27,10 @@ from atomic import atomic_open
 from catalog import describe_download
 from checkpoint import (PRECISIONS, check_same_vocab, checkpoint_save, first_sentence, load_weights, non_finite_weight,
                         resumable_load)
-from cli import (UserError, add_debug_flag, command, counted, ctrl_c_held, debugging, folder_name, how_stopped,
-                 leave_stops_to_the_main_process, non_negative_float, non_negative_int, path_name, peer_ended,
-                 positive_float, positive_int, print_error, print_if_possible, progress_bar, reach_problem, run_cli,
-                 seed_number, shown_path, started)
+from cli import (NO_SUCH_FILE, UserError, add_debug_flag, command, counted, ctrl_c_held, debugging, folder_name,
+                 how_stopped, leave_stops_to_the_main_process, non_negative_float, non_negative_int, path_name,
+                 peer_ended, positive_float, positive_int, print_error, print_if_possible, progress_bar, reach_problem,
+                 run_cli, seed_number, shown_path, started)
 from dataset import (HEADS, AttributesDataset, FashionDataset, in_real_folders, skip_undecodable, train_transform,
                      val_transform)
 from evaluate import autocast_for, default_precision, validate
@@ -146,7 +146,7 @@ def check_inputs(args, resume):
     problem = reach_problem(args.train_csv)
     if problem is None:  # a folder, say: named by the reading, as what it is
         return
-    if problem != 'no such file':  # a link to nothing, a loop of links: no split or download would help
+    if problem != NO_SUCH_FILE:  # a link to nothing, a loop of links: no split or download would help
         raise UserError(f'{args.train_csv}: {problem}')
     if trained_on(args, resume, 'train_csv'):
         # The run's own split, moved: a new one would not do unless it held the same rows.
