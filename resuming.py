@@ -40,8 +40,9 @@ def resumed_args(argv, resume, path, parse_args, parser):
     check_same_split(args, resume, path)
     saved['checkpoints'], saved['run_name'] = the_runs_names(resume['args'], path, default_checkpoints)
     check_same_folder(args, saved, path, default_checkpoints)
-    if args.run_name is None and args.checkpoints == default_checkpoints:
-        # None named: the run's as first named, so that the original command may still repeat them
+    if args.run_name is None or args.checkpoints == default_checkpoints:
+        # Not both named: the run's as first named (those named lead to its folder, checked above), so
+        # that the original command may still repeat them
         args.run_name, args.checkpoints = saved['run_name'], saved['checkpoints']
     for key in FIXED_ON_RESUME:
         if key in saved and getattr(args, key) != saved[key]:

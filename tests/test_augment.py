@@ -49,6 +49,23 @@ def test_fixed_jitter_gives_torchvision_pixels_for_each_image_of_a_batch():
         assert torch.allclose(color_jitter(x, *factors, order), expected, atol=1e-5), op
 
 
+def test_jitter_adjusts_each_image_in_its_own_drawn_order():
+    # ColorJitter applies brightness, contrast and saturation in a drawn order, and the order
+    # changes the picture (each step clamps, and greys are taken from what the step before left):
+    # row i of `order` is image i's sequence of adjustments.
+    x = torch.cat([as_uint8_batch(picture(0)), as_uint8_batch(picture(1))]).float() / 255
+    order = torch.tensor([[1, 2, 0], [2, 0, 1]])
+    factors = (torch.tensor([1.3, 0.7]), torch.tensor([0.6, 1.4]), torch.tensor([1.5, 0.5]))
+    refs = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation)
+    expected = []
+    for i in range(2):
+        image = x[i]
+        for op in order[i].tolist():
+            image = refs[op](image, float(factors[op][i]))
+        expected.append(image)
+    assert torch.allclose(color_jitter(x, *factors, order), torch.stack(expected), atol=1e-5)
+
+
 def test_a_fixed_flip_mirrors_only_the_images_drawn_for_it():
     x = torch.cat([as_uint8_batch(picture(s)) for s in range(2)]).float() / 255
     assert not torch.equal(x.flip(-1), x)  # the textures are not symmetric

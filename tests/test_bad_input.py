@@ -3,6 +3,7 @@
 import errno
 import gc
 import io
+import json
 import multiprocessing
 import os
 import re
@@ -1013,6 +1014,9 @@ def test_test_py_scores_the_split_the_checkpoint_was_validated_on_from_any_folde
     test_script.main(['--checkpoint', moved, '--output', str(tmp_path / 'eval')])
     scored = capsys.readouterr().out
     assert f'note: {other / "gone" / "val.csv"}, which' in scored and '40 images from val.csv' in scored
+    with open(tmp_path / 'eval' / 'metrics.json') as f:  # the file scored, found from any folder
+        reported = json.load(f)['val_csv']
+    assert os.path.isabs(reported) and os.path.samefile(reported, small_split['val'])
     (other / 'val.csv').unlink()
     monkeypatch.chdir(other)
     with pytest.raises(UserError, match=f'^{re.escape(str(other / "gone" / "val.csv"))}: no such file; .* was '
@@ -1046,6 +1050,35 @@ def test_scoring_a_split_that_shares_some_pictures_the_run_trained_on_says_how_m
     bare = checkpoint_save(str(tmp_path / 'bare.pth'), dict(state, split_digests=None))
     test_script.main(['--checkpoint', bare, '--val-csv', mixed, '--output', str(tmp_path / 'eval')])
     assert 'note: ' not in capsys.readouterr().out
+
+
+def test_a_split_sorted_in_a_spreadsheet_is_scored_as_the_rows_it_held(small_split, one_epoch_run, tmp_path,
+                                                                         monkeypatch, capsys):
+    # The order of a split's rows changes none of test.py's figures: the run's own val.csv sorted
+    # since is scored without a word, by default as with --val-csv, and a sorted train.csv is still
+    # the rows the run trained on.
+    from demo import load_test_script
+    test_script = load_test_script()
+    monkeypatch.setattr(test_script, 'draw_figures', lambda jobs, parallel=True: None)  # not the question here
+    (tmp_path / 'link').symlink_to(small_split['catalog']['root'])  # the pictures, from the copies' folder
+
+    def sorted_copy(name):
+        header, *rows = open(small_split[name]).read().replace('fashion-product-images/', 'link/').splitlines()
+        assert sorted(rows, reverse=True) != rows
+        return write(tmp_path / f'{name}.csv', '\n'.join([header, *sorted(rows, reverse=True)]) + '\n')
+
+    val, train_csv = sorted_copy('val'), sorted_copy('train')
+    state = checkpoint_load(os.path.join(one_epoch_run, 'last.pth'))
+    last = checkpoint_save(str(tmp_path / 'last.pth'), dict(state, args=dict(state['args'], val_csv=val)))
+    output = ['--output', str(tmp_path / 'eval')]
+    for flags in ([], ['--val-csv', val]):
+        test_script.main(['--checkpoint', last, *output, *flags])
+        scored = capsys.readouterr().out
+        assert f'40 images from {val}' in scored and 'note: ' not in scored, scored
+    test_script.main(['--checkpoint', last, '--val-csv', train_csv, *output])
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith('note: ')]
+    assert notes == [f'note: {train_csv} holds the rows {last} trained on: these figures say how well it learned '
+                     'them, not how it does on pictures it has not seen']
 
 
 def interrupted():

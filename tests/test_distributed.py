@@ -274,6 +274,21 @@ def test_more_processes_than_gpus_is_said_alike_by_every_process_of_the_machine(
         distributed.setup('cuda')
 
 
+def test_more_processes_than_gpus_is_found_where_the_launcher_gives_no_local_world_size(monkeypatch):
+    # torchrun sets LOCAL_WORLD_SIZE, another launcher may not: process 1 of a machine means two
+    # processes there at least, which one GPU cannot take (else CUDA's error on cuda:1, later).
+    monkeypatch.setattr(distributed, 'pick_device', lambda name: torch.device('cuda'))
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 1)
+    monkeypatch.setattr(torch.cuda, 'set_device', lambda device: None)
+    monkeypatch.setattr(distributed.dist, 'init_process_group', lambda backend: pytest.fail('joined on cuda:1'))
+    monkeypatch.setenv('WORLD_SIZE', '2')
+    monkeypatch.setenv('RANK', '1')
+    monkeypatch.setenv('LOCAL_RANK', '1')
+    monkeypatch.delenv('LOCAL_WORLD_SIZE', raising=False)
+    with pytest.raises(UserError, match='^2 processes on this machine and 1 GPU: lower --nproc_per_node'):
+        distributed.setup('cuda')
+
+
 KILLED_ON_PROCESS_1 = '''
 import os, signal, sys
 sys.path.insert(0, {root!r})

@@ -32,12 +32,13 @@ import runs
 import split_data
 import train
 import train_step
-from checkpoint import changed_since_the_run, checkpoint_load, checkpoint_save, model_from_checkpoint
+from checkpoint import (changed_since_the_run, checkpoint_load, checkpoint_save, model_from_checkpoint,
+                        path_as_trained)
 from cli import UserError, progress_bar
 from conftest import ROOT, file_size_limit, overflowing, run_script, train_args
 from dataset import HEADS, AttributesDataset, read_annotations
 from demo import load_test_script
-from evaluate import validation_precision
+from evaluate import autocast_for, validation_precision
 from memory_data import InMemoryLoader
 from model import MultiOutputModel
 
@@ -109,6 +110,8 @@ def model_for(weights):
     ('args', {'schedule': 'zigzag'}, 'its setting "schedule" is \'zigzag\', which its flag refuses: not one of '
                                      'constant, cosine)'),
     ('args', {'workers': -1}, 'its setting "workers" is -1, which its flag refuses: -1 must be at least 0)'),
+    # True is an int to Python, and would read as the flag's 'True': named as what it is
+    ('args', {'epochs': True}, 'its setting "epochs" is True, where train.py saves a number'),
     ('optimizer', sgd_state, 'its "optimizer" is not the state of an Adam optimizer'),
     ('optimizer', adam_of_the_trunk, "its optimizer or schedule is not the state of this model's Adam and "
                                      'schedule: loaded state dict contains a parameter group that '),
@@ -170,6 +173,50 @@ def test_a_resumed_run_refuses_pretrained_weights_and_names_other_draws(full_run
                                 'run\n', out), out
         else:
             assert out == ''
+
+
+def test_a_run_of_the_dataloader_path_resumed_in_memory_names_its_other_workers_too(full_run, capsys):
+    # The run drew its augmentation in the DataLoader's workers: leaving that path, the number of
+    # workers it drew with is part of what changes, and is named with --data.
+    last = os.path.join(full_run, 'last.pth')
+    resume = checkpoint_load(last)
+    resume['args'].update(data='loader', workers=2)
+    args = resuming.resumed_args(['--resume', last, '--epochs', '9', '--data', 'memory', '--workers', '3'], resume,
+                                 last, train.parse_args, train.build_parser())
+    assert (args.data, args.workers) == ('memory', 3)
+    assert capsys.readouterr().out.startswith(f'note: --data memory --workers 3: the run in {last} trained with '
+                                              'data loader, workers 2; from here on')
+
+
+@pytest.mark.parametrize('epochs', [['--epochs', '3'], ['--epochs=3'], ['--epochs', '2']])
+def test_epochs_the_run_has_done_already_are_named_as_the_flag_given(full_run, epochs):
+    # `--epochs 3` is given as much as `--epochs=3`: the refusal names it, not "all it was to train".
+    last = os.path.join(full_run, 'last.pth')
+    with pytest.raises(UserError, match=f'^--epochs {epochs[-1][-1]}: the run in {re.escape(last)} has done 3 '
+                                        'epochs already; give a larger --epochs'):
+        resuming.resumed_args(['--resume', last, *epochs], checkpoint_load(last), last, train.parse_args,
+                              train.build_parser())
+
+
+def test_a_run_resumed_from_elsewhere_with_another_relative_split_saves_it_from_here(full_run, small_split, tmp_path,
+                                                                                      monkeypatch):
+    # The run named its split from its own folder (./train.csv); resumed from another folder with a
+    # --val-csv of its own from there, the settings saved must find each file from anywhere: the
+    # run's own from the run's folder, the new one from this one (not from the run's).
+    last = os.path.join(full_run, 'last.pth')
+    resume = checkpoint_load(last)
+    resume['args'].update(workdir=str(small_split['base']), train_csv='./train.csv', val_csv='./val.csv')
+    here = tmp_path / 'here'
+    here.mkdir()
+    shutil.copy(small_split['val'], here / 'my-val.csv')  # the same rows: the same split
+    monkeypatch.chdir(here)
+    args = resuming.resumed_args(['--resume', last, '--epochs', '9', '--val-csv', 'my-val.csv'], resume, last,
+                                 train.parse_args, train.build_parser())
+    saved = runs.saved_args(args)
+    monkeypatch.chdir(tmp_path)  # and read back from a third folder
+    assert os.path.samefile(path_as_trained(saved, 'train_csv')[0], small_split['train'])
+    found = path_as_trained(saved, 'val_csv')[0]
+    assert os.path.isfile(found) and os.path.samefile(found, here / 'my-val.csv')
 
 
 def test_an_infinite_loss_is_found_as_a_nan_is():
@@ -311,6 +358,21 @@ def test_a_new_run_never_writes_over_another(full_run, small_split):
     assert checkpoint_load(os.path.join(full_run, 'last.pth'))['epoch'] == EPOCHS
 
 
+def test_a_run_that_would_write_over_anothers_epochs_is_refused_before_the_pictures_are_loaded(full_run, small_split,
+                                                                                               monkeypatch):
+    # Refused only once the folder is claimed, the user waited for the pictures to load (minutes
+    # on the real catalog) to be told what the command line already said.
+    def the_work(*args, **kwargs):
+        raise AssertionError('the pictures were loaded')
+
+    monkeypatch.setattr(train, 'AttributesDataset', the_work)
+    with pytest.raises(UserError, match='holds a run already; carry it on with --resume'):
+        train.main(train_args(small_split, os.path.dirname(full_run), '--epochs', 1))
+    with pytest.raises(UserError, match='holds the run up to epoch 3 .* write over; to branch off, copy'):
+        train.main(['--resume', os.path.join(full_run, 'checkpoint-000002.pth'), '--epochs', str(EPOCHS + 1),
+                    '--device', 'cpu'])
+
+
 def test_another_runs_checkpoint_copied_into_a_run_folder_does_not_go_on_over_that_run(full_run, small_split,
                                                                                         tmp_path):
     # A 1-epoch run with other settings: the full run's epoch 2 copied beside it would have replaced
@@ -401,6 +463,10 @@ def test_a_folder_named_by_the_clock_is_one_not_there_yet(tmp_path):
     assert runs.unused_folder(stamp) == stamp + '_2'
     os.mkdir(stamp + '_2')
     assert runs.unused_folder(stamp + '_2') == runs.unused_folder(stamp) == stamp + '_3'
+    # ten runs in one second: the next one is _11, not a number added to _10's
+    for number in range(3, 11):
+        os.mkdir(f'{stamp}_{number}')
+    assert runs.unused_folder(stamp + '_10') == stamp + '_11'
 
 
 class ThatSecond(datetime):
@@ -450,6 +516,18 @@ def test_a_checkpoint_whose_answers_overflow_is_refused_not_scored(small_split, 
     path = checkpoint_save(str(tmp_path / 'huge.pth'), state)
     with pytest.raises(UserError, match=f'^{re.escape(path)}: its model answers NaN or infinity on '
                                         f'{re.escape(small_split["val"])}: its weights, though finite, are too large'):
+        load_test_script().main(['--checkpoint', path, '--output', str(tmp_path / 'eval')])
+    assert not os.path.exists(tmp_path / 'eval' / 'metrics.json')
+
+
+def test_a_checkpoint_whose_loss_overflows_to_infinity_is_refused_too(small_split, one_epoch_run, tmp_path):
+    # Answers finite, but as far apart as float32 goes: the loss is infinite, not NaN, and the
+    # figures beside it would be a model's that its training could not have scored either.
+    state = checkpoint_load(os.path.join(one_epoch_run, 'last.pth'))
+    far = torch.full_like(state['model']['gender.1.bias'], -3e38)
+    far[0] = 3e38
+    path = checkpoint_save(str(tmp_path / 'far.pth'), dict(state, model=dict(state['model'], **{'gender.1.bias': far})))
+    with pytest.raises(UserError, match=f'^{re.escape(path)}: its model answers NaN or infinity on '):
         load_test_script().main(['--checkpoint', path, '--output', str(tmp_path / 'eval')])
     assert not os.path.exists(tmp_path / 'eval' / 'metrics.json')
 
@@ -593,6 +671,14 @@ def test_a_branch_whose_best_epoch_stayed_behind_says_so(tmp_path, capsys):
     runs.keep_best_of_resumed(str(tmp_path), {'epoch': 2, 'best': {'epoch': 1, 'score': 0.5}}, 'elsewhere.pth')
     assert capsys.readouterr().out == (f'note: the best epoch so far, 1, is not in {tmp_path}; best.pth is written '
                                        'there when a later epoch beats it\n')
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_branch_off_a_run_not_yet_validated_has_no_best_epoch_to_speak_of(tmp_path, capsys):
+    # Before its first validation a run's best is epoch 0 (train.py's start): there is no best
+    # epoch to copy or to say is elsewhere.
+    runs.keep_best_of_resumed(str(tmp_path), {'epoch': 2, 'best': {'epoch': 0, 'score': -1.0}}, 'elsewhere.pth')
+    assert capsys.readouterr().out == ''
     assert os.listdir(tmp_path) == []
 
 
@@ -998,7 +1084,18 @@ def test_what_a_device_cannot_do_is_noted_not_claimed(capsys):
     assert train.choose_precision(train.parse_args(['--precision', 'bf16']), torch.device('mps')) == 'fp32'
     assert capsys.readouterr().out == 'note: --precision bf16 runs on CUDA and on the CPU; on mps this run is in fp32\n'
     assert train.choose_precision(train.parse_args(['--precision', 'bf16']), torch.device('cpu')) == 'bf16'
+    # auto on a Mac's GPU is fp32 at any batch size: bf16 would be recorded, but not run
+    assert train.choose_precision(train.parse_args(['--batch-size', '256']), torch.device('mps')) == 'fp32'
     assert capsys.readouterr().out == ''
+
+
+def test_bf16_on_the_cpu_computes_in_bf16():
+    # --precision bf16 on the CPU is taken (above), and so must run in it, not quietly in fp32.
+    layer = torch.nn.Linear(4, 4)
+    with autocast_for(torch.device('cpu'), 'bf16'):
+        assert layer(torch.ones(1, 4)).dtype == torch.bfloat16
+    with autocast_for(torch.device('cpu'), 'fp32'):
+        assert layer(torch.ones(1, 4)).dtype == torch.float32
 
 
 def test_a_cuda_graph_under_ddp_is_refused():
@@ -1095,6 +1192,18 @@ def test_a_run_folder_in_use_by_another_run_is_refused(small_split, tmp_path):
         runs.release_run_folder(claimed)
     assert os.listdir(tmp_path / 'run') == []
     train.main(train_args(small_split, tmp_path, '--epochs', 1))  # free again
+
+
+def test_a_run_folder_in_use_says_what_to_do_for_a_new_run_and_for_a_resumed_one(tmp_path):
+    # A new run can take another name; a resumed one goes on in its own folder, so it waits.
+    claimed = runs.claim_run_folder(str(tmp_path / 'run'), None)
+    try:
+        with pytest.raises(UserError, match='run: another train.py is training in it; give another --run-name$'):
+            runs.claim_run_folder(str(tmp_path / 'run'), None)
+        with pytest.raises(UserError, match='run: another train.py is training in it; wait for it to end$'):
+            runs.claim_run_folder(str(tmp_path / 'run'), {'epoch': 1})
+    finally:
+        runs.release_run_folder(claimed)
 
 
 def test_a_log_folder_that_cannot_be_made_frees_the_run_folder(small_split, tmp_path, monkeypatch):
@@ -1223,6 +1332,27 @@ def test_the_original_command_resumes_from_another_folder_too(small_split, tmp_p
         train.main(['--resume', last, '--epochs', '7', '--device', 'cpu', '--workers', '0'])
 
 
+def test_a_run_resumed_naming_only_its_checkpoints_folder_keeps_its_run_name(full_run, tmp_path, monkeypatch):
+    # Resumed once with its --checkpoints alone, a run saved no --run-name: the original command,
+    # `--checkpoints runs --run-name run`, was refused from then on from any other folder.
+    first, second = tmp_path / 'first', tmp_path / 'second'
+    (first / 'runs' / 'run').mkdir(parents=True)
+    second.mkdir()
+    state = checkpoint_load(os.path.join(full_run, 'last.pth'))
+    state['args'].update(checkpoints='runs', run_name='run', workdir=str(first))
+    last = checkpoint_save(str(first / 'runs' / 'run' / 'last.pth'), state)
+
+    def resumed(resume, *flags):
+        return resuming.resumed_args(['--resume', last, *flags], resume, last, train.parse_args, train.build_parser())
+
+    monkeypatch.chdir(first)
+    saved = runs.saved_args(resumed(state, '--epochs', '5', '--checkpoints', 'runs'))
+    assert (saved['checkpoints'], saved['run_name']) == ('runs', 'run')
+    monkeypatch.chdir(second)
+    args = resumed(dict(state, args=saved), '--epochs', '6', '--checkpoints', 'runs', '--run-name', 'run')
+    assert (args.checkpoints, args.run_name) == ('runs', 'run')
+
+
 def test_a_run_on_the_tutorials_relative_paths_resumes_from_another_folder_and_a_moved_project(
         small_split, tmp_path, monkeypatch, capsys):
     # ./train.csv, ./val.csv and ./fashion-product-images/styles.csv, the defaults, from the split's folder
@@ -1237,6 +1367,7 @@ def test_a_run_on_the_tutorials_relative_paths_resumes_from_another_folder_and_a
     # kept as the run named them, from its folder, so that the project may still move
     assert resumed['args']['workdir'] == str(small_split['base'])
     assert (resumed['args']['train_csv'], resumed['args']['val_csv']) == ('./train.csv', './val.csv')
+    assert 'as_saved' not in resumed['args']  # train.py's settings and its folder, not how they were worked out
     # The project moved (or was copied to another machine): the same names, from where it is now
     moved = dict(resumed, args=dict(resumed['args'], workdir=str(tmp_path / 'gone'), train_csv='./train.csv'))
     checkpoint_save(last, moved)
@@ -1386,6 +1517,19 @@ def test_test_py_writes_beside_the_checkpoint_in_a_folder_named_after_it():
     test_script = load_test_script()
     args = argparse.Namespace(output=None, checkpoint=os.path.join('runs', 'r', 'best.pth'))
     assert test_script.output_folder(args) == os.path.abspath(os.path.join('runs', 'r', 'eval-best'))
+
+
+def test_test_pys_flags_default_to_what_their_help_says(monkeypatch):
+    # --help is where a user reads the defaults (STYLE.md): each plain one it states is the one taken.
+    monkeypatch.setattr(argparse.ArgumentParser, 'parse_args', lambda self, argv=None, namespace=None: self)
+    parser = load_test_script().parse_args([])  # the parser itself, not what it parses
+    stated = {}
+    for action in parser._actions:
+        said = re.search(r'\(default: ([\w.-]+)[,)]', action.help or '')
+        if said:
+            stated[action.option_strings[0]] = said[1]
+            assert said[1] == ({True: 'on', False: 'off'}.get(action.default, str(action.default))), action.help
+    assert {'--batch-size', '--grid', '--device', '--precision', '--show'} <= stated.keys()
 
 
 def test_test_script_writes_metrics_and_pictures(full_run, small_split, tmp_path):
