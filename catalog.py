@@ -132,17 +132,22 @@ def quote_left_open_at_end(text):
     return False
 
 
+def not_a_csv_file(path):
+    """Why path, which is not a regular file, cannot be read as a CSV file, in words for a message."""
+    if os.path.isdir(path):
+        return 'a folder, not a CSV file'
+    if os.path.exists(path):  # /dev/null, a pipe: no file a checkpoint can name
+        return 'not a regular file'
+    return reach_problem(path)
+
+
 def read_csv_rows(path, required, what, notes=True):
     """Header and rows of a CSV, or a UserError that names the file and what is wrong with it;
     notes=False keeps its note of an encoding to itself (for a file read twice)."""
-    if os.path.isdir(path):  # the catalog's folder for its styles.csv, an easy slip
-        inner = os.path.join(path, 'styles.csv')
-        hint = f'; {inner}, maybe' if 'styles.csv' in what and os.path.isfile(inner) else ''
-        raise UserError(f'{path}: a folder, not a CSV file ({what}){hint}')
-    if os.path.exists(path) and not os.path.isfile(path):  # /dev/null, a pipe: no file a checkpoint can name
-        raise UserError(f'{path}: not a regular file ({what}); give the CSV file itself')
     if not os.path.isfile(path):
-        raise UserError(f'{path}: {reach_problem(path)} ({what})')
+        inner = os.path.join(path, 'styles.csv')  # the catalog's folder for its styles.csv, an easy slip
+        hint = f'; {inner}, maybe' if 'styles.csv' in what and os.path.isfile(inner) else ''
+        raise UserError(f'{path}: {not_a_csv_file(path)} ({what}){hint}')
     with open(path, 'rb') as f:
         data = f.read()
     first_line = re.match(rb'[^\r\n]*', data.lstrip(b'\r\n')).group()  # \r alone ends a line too

@@ -19,7 +19,7 @@ from allocator import keep_freed_memory
 from atomic import (absolute_path, all_or_none, atomic_open, check_no_folder_in_the_way, check_writable_folder,
                     json_object, remove_left_temporaries)
 from augment import prepare_batch
-from catalog import read_csv_rows
+from catalog import not_a_csv_file, read_csv_rows
 from checkpoint import (PRECISIONS, answers_not_numbers, changed_since_the_run, check_checkpoint_file,
                         model_from_checkpoint, path_as_trained, same_rows)
 from cli import UserError, add_debug_flag, counted, path_name, pick_device, positive_int, run_cli, shown
@@ -120,7 +120,7 @@ def split_to_score(args, state):
     if gone:
         print(f'note: {gone}, which {args.checkpoint} was validated on, is not there; scoring {path} from here')
     if not os.path.isfile(path):
-        raise UserError(f'{path}: no such file; {args.checkpoint} was validated on it. Pass --val-csv')
+        raise UserError(f'{path}: {not_a_csv_file(path)}; {args.checkpoint} was validated on it. Pass --val-csv')
     if changed_since_the_run(state, 'val_csv', path, ordered=False):
         raise UserError(f'{path}: it holds other rows than when {args.checkpoint} was validated on it '
                         '(split_data.py run again?), maybe pictures it trained on; pass --val-csv to score it anyway')

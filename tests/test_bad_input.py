@@ -125,7 +125,7 @@ def test_a_folder_or_a_device_given_as_a_csv_is_named_as_what_it_is(small_split,
         train.main(train_args(small_split, tmp_path, '--attributes_file', catalog))
     with pytest.raises(UserError, match=f'^{tmp_path}: a folder, not a CSV file \\(a split'):
         train.main(train_args(small_split, tmp_path, '--train-csv', tmp_path))
-    with pytest.raises(UserError, match='^/dev/null: not a regular file \\(a split .*\\); give the CSV file itself$'):
+    with pytest.raises(UserError, match='^/dev/null: not a regular file \\(a split .*\\)$'):
         train.main(train_args(small_split, tmp_path, '--val-csv', '/dev/null'))
     assert os.listdir(tmp_path) == []
 
@@ -1020,6 +1020,10 @@ def test_test_py_scores_the_split_the_checkpoint_was_validated_on_from_any_folde
     (other / 'val.csv').unlink()
     monkeypatch.chdir(other)
     with pytest.raises(UserError, match=f'^{re.escape(str(other / "gone" / "val.csv"))}: no such file; .* was '
+                                        'validated on it. Pass --val-csv$'):
+        test_script.main(['--checkpoint', moved])
+    (other / 'val.csv').mkdir()  # a folder of that name: said as what it is, not as nothing there
+    with pytest.raises(UserError, match='^val\\.csv: a folder, not a CSV file; .* was '
                                         'validated on it. Pass --val-csv$'):
         test_script.main(['--checkpoint', moved])
 
