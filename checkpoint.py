@@ -62,14 +62,15 @@ def check_checkpoint_file(path):
     beside it), and named as what it is where it does not."""
     if not path:
         raise UserError("'': an empty name for a checkpoint file; give its path, such as checkpoints/RUN/last.pth")
-    if os.path.isdir(path):  # a run's folder, say
+    problem = reach_problem(path, nothing='no such checkpoint file')  # isfile's False hides why
+    if problem is not None:
+        raise UserError(f'{path}: {problem}')
+    mode = os.stat(path).st_mode
+    if stat.S_ISDIR(mode):  # a run's folder, say
         found = [name for name in ('last.pth', 'best.pth') if os.path.isfile(os.path.join(path, name))]
         raise UserError(f'{path}: a folder, not a checkpoint file'
                         + (f'; give one of its checkpoints, such as {os.path.join(path, found[0])}' if found else ''))
-    problem = reach_problem(path, nothing='no such checkpoint file')  # isdir's False hides why
-    if problem is not None:
-        raise UserError(f'{path}: {problem}')
-    if not stat.S_ISREG(os.stat(path).st_mode):
+    if not stat.S_ISREG(mode):
         raise UserError(f'{path}: not a regular file (a device, a pipe or a socket): torch.load needs one')
 
 
