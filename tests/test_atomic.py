@@ -313,3 +313,27 @@ def test_a_path_through_a_link_and_up_goes_where_the_system_goes(tmp_path, monke
         check_writable_folder(os.path.join('ext', '..', 'ro', 'new'), '--output X')
     with pytest.raises(UserError, match='--output : an empty name; give a folder, such as .'):
         check_writable_folder('', '--output ')
+
+
+def test_a_temporary_of_a_process_of_another_user_is_kept_as_one_still_being_written(tmp_path, monkeypatch):
+    # Signal 0 to another user's process is refused (EPERM), but the process is there: its file may be
+    # still being written, in a folder shared with that user, and removing it would lose its work.
+    other = 2**31 - 3
+    (tmp_path / f'.tmp-{other}-a.txt').write_text('half')
+    real_kill = os.kill
+
+    def another_users(pid, signum):
+        if pid == other:
+            raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
+        return real_kill(pid, signum)
+    monkeypatch.setattr(os, 'kill', another_users)
+    remove_left_temporaries(str(tmp_path), r'a\.txt', 'predict.py')
+    assert os.listdir(tmp_path) == [f'.tmp-{other}-a.txt']
+
+
+def test_a_folder_name_of_exactly_the_longest_length_is_taken_and_one_byte_more_refused(tmp_path):
+    # 255 bytes is a legal name on every file system the scripts run on: refusing it stopped a run
+    # whose folder could have been made.
+    check_writable_folder(str(tmp_path / ('d' * 255) / 'run'), '--output X')
+    with pytest.raises(UserError, match='is longer than the 255 bytes a file system allows'):
+        check_writable_folder(str(tmp_path / ('d' * 256) / 'run'), '--output X')

@@ -1446,3 +1446,54 @@ def test_test_py_scores_a_checkpoint_without_the_name_of_its_split(one_epoch_run
     edited = checkpoint_save(str(tmp_path / 'edited.pth'), dict(state, args=saved))
     test_script.main(['--checkpoint', edited, '--val-csv', small_split['val'], '--output', str(tmp_path / 'eval')])
     assert f'40 images from {small_split["val"]}' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('flags', [
+    ['--epochs', '1', '--batch-size', '1', '--val-every', '1', '--save-every', '1'],  # at least 1: 1 itself
+    ['--workers', '0', '--warmup-epochs', '0', '--seed', '0'],  # 0 or more: 0 itself
+    ['--seed', str(2**32 - 1), '--batch-size', str(2**63 - 1)],  # below 2**32 and 2**63: the last ones below
+])
+def test_the_edges_of_each_flags_range_are_taken(flags):
+    # `--workers 0` is how the tests and a debugger run, `--warmup-epochs 0` the default written out.
+    args = train.parse_args(flags)
+    for flag, value in zip(flags[::2], flags[1::2]):
+        taken = getattr(args, flag[2:].replace('-', '_'))
+        assert taken == type(taken)(value)
+
+
+@pytest.mark.parametrize('flags,words', [(['--seed', str(2**32)], ['--seed', 'below 2**32']),
+                                         (['--batch-size', str(2**63)], ['--batch-size', 'below 2**63'])])
+def test_the_first_number_past_a_flags_range_is_refused(flags, words, capsys):
+    # NumPy's generator takes seeds up to 2**32 - 1 only: 2**32 failed at the start, in a traceback.
+    with pytest.raises(SystemExit) as exit_status:
+        train.parse_args(flags)
+    err = capsys.readouterr().err
+    assert exit_status.value.code == 2 and 'Traceback' not in err and all(word in err for word in words)
+
+
+@pytest.mark.parametrize('name', ['..', '.', 'runs/..'])
+def test_a_run_name_that_leads_out_of_the_checkpoints_folder_is_refused(name, capsys):
+    # --run-name .. put args.json, the checkpoints and curves.png in the folder above --checkpoints,
+    # over what is there.
+    with pytest.raises(SystemExit) as exit_status:
+        train.parse_args(['--run-name', name])
+    err = capsys.readouterr().err
+    assert exit_status.value.code == 2 and "give one folder's name" in err
+
+
+def test_a_device_of_a_type_we_do_not_run_on_is_refused_by_name():
+    # 'meta' and 'xpu' are device names torch takes: they failed later, in a traceback from inside it.
+    with pytest.raises(UserError, match=r'^--device meta: unsupported device type \(use cpu, cuda or mps\)$'):
+        pick_device('meta')
+
+
+def test_a_system_error_that_names_no_file_is_not_said_to_be_about_a_file_named_none(monkeypatch):
+    # "error: None: Input/output error" names a file that is not there; the error goes on as it is.
+    def fails():
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.delenv('FASHION_DEBUG', raising=False)
+    monkeypatch.setattr(sys, 'stderr', WritesKept())
+    with pytest.raises(OSError, match='Input/output error'):
+        run_cli(fails)
+    assert not any('None' in line for line in sys.stderr.writes)

@@ -218,6 +218,8 @@ def test_a_checkpoint_of_other_tensors_is_not_a_checkpoint(tmp_path, content):
     ({'attributes': [['Men', 'Women']]}, 'its "attributes" are not three lists'),
     ({'attributes': dict(VOCAB, color=['Black', 2])}, 'its "attributes" are not three lists'),
     ({'attributes': dict(VOCAB, color=['Blue', 'Black'])}, 'its label names are not each sorted and once'),
+    # a class named twice: the weights of two outputs under one name, one never predicted by it
+    ({'attributes': dict(VOCAB, color=['Black', 'Black', 'Blue'])}, 'its label names are not each sorted and once'),
     ({'attributes': dict(VOCAB, color=[])}, 'a head of it has no labels'),
     ({'model': torch.zeros(3)}, 'its "model" is not a state_dict of tensors'),
     ({'model': {}}, 'its "model" is not a state_dict of tensors'),
@@ -298,7 +300,10 @@ def test_a_checkpoint_with_a_variance_below_0_is_refused(tmp_path, below):
 
 
 @pytest.mark.parametrize('history', [[{}], [{'epoch': 1}], [{'epoch': 1, 'train_loss': 'low'}],
-                                     [{'epoch': 1, 'train_loss': 1.0, 'train_gender_accuracy': 0.5}]])
+                                     [{'epoch': 1, 'train_loss': 1.0, 'train_gender_accuracy': 0.5}],
+                                     # a validated epoch's loss without its accuracies, which the curves draw
+                                     [{'epoch': 1, 'train_loss': 1.0, 'train_gender_accuracy': 0.5,
+                                       'train_article_accuracy': 0.5, 'train_color_accuracy': 0.5, 'val_loss': 1.2}]])
 def test_a_history_without_the_figures_of_its_epochs_cannot_be_resumed(tmp_path, history):
     # The run trained an epoch, and then its curves stopped it with a KeyError in the saving thread
     state = dict(make_state(), history=history, scheduler={})
@@ -427,3 +432,43 @@ def test_a_dict_of_some_tensors_and_other_things_is_not_a_bare_state_dict(tmp_pa
 def test_a_run_records_the_precision_it_validated_in(one_epoch_run):
     # test.py scores in it on any device: without it, a CPU run scored on a GPU took the GPU's bf16.
     assert checkpoint_load(os.path.join(one_epoch_run, 'last.pth'))['precision'] == 'fp32'
+
+
+def test_a_variance_of_exactly_0_is_one_training_leaves_and_loads(tmp_path):
+    # A channel whose output never varies (its input channels all dead, or its weights decayed to 0):
+    # its running variance shrinks by the momentum each step, and reaches 0.0 in float32 after about
+    # a thousand. Such a checkpoint is sound (the batch norm adds its eps) and must load.
+    state = make_state()
+    state['model']['base_model.0.1.running_var'][5] = 0.0
+    state['scheduler'] = {}
+    path = checkpoint_save(str(tmp_path / 'x.pth'), state)
+    model, _, _ = model_from_checkpoint(path)
+    assert model.state_dict()['base_model.0.1.running_var'][5] == 0.0
+    checkpoint.resumable_load(path)
+
+
+def test_a_checkpoint_of_no_epoch_done_cannot_be_resumed(tmp_path):
+    # "epoch" counts the epochs done; train.py writes its first checkpoint after epoch 1. One of 0
+    # (edited, or another program's) would resume into an epoch 1 the history has no place for.
+    state = dict(make_state(), epoch=0, scheduler={})
+    path = checkpoint_save(str(tmp_path / 'x.pth'), state)
+    with pytest.raises(UserError, match=r'x.pth: not a checkpoint written by train.py \(its "epoch" is 0, not a '
+                                        r'number of epochs done\); cannot resume from it'):
+        checkpoint.resumable_load(path)
+
+
+def test_a_damaged_record_after_an_empty_one_is_still_named_damaged(tmp_path):
+    # An empty tensor's record holds no bytes, and its checksum is 0, as in a checkpoint saved without
+    # checksums: it is passed over, but the records after it are checked all the same.
+    state = {'empty': torch.zeros(0), **make_state()}  # pickled first: its record is data/0
+    good = checkpoint_save(str(tmp_path / 'good.pth'), state)
+    data = bytearray((tmp_path / 'good.pth').read_bytes())
+    with zipfile.ZipFile(good) as archive:
+        assert next(r for r in archive.infolist() if r.filename.endswith('/data/0')).CRC == 0
+        record = next(r for r in archive.infolist() if r.filename.endswith('/data/1'))
+        name_length, extra_length = struct.unpack('<HH', data[record.header_offset + 26:record.header_offset + 30])
+        start = record.header_offset + 30 + name_length + extra_length
+    data[start:start + 4] = b'\x7f' * 4
+    (tmp_path / 'changed.pth').write_bytes(data)
+    with pytest.raises(UserError, match='changed.pth: damaged: archive/data/1 in it does not match the checksum'):
+        checkpoint_load(str(tmp_path / 'changed.pth'))

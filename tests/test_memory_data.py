@@ -187,3 +187,12 @@ def test_a_path_beside_the_csv_wins_over_one_from_the_working_folder(tmp_path, m
     monkeypatch.chdir(tmp_path / 'cwd')  # another catalog's images/ here, under the same names
     with open(resolve_image_path('images/1.jpg', str(tmp_path / 'split')), 'rb') as f:
         assert f.read() == b'split'
+
+
+def test_len_of_each_validation_shard_counts_the_batches_it_yields():
+    # 17 pictures, 2 processes, batches of 8: rank 0 takes 9 (2 batches), rank 1 takes 8 (1). Counted
+    # by halving the pictures, both would say 1: a bar or a loop sized by len() would miss a batch.
+    images = torch.zeros(17, 3, 80, 60, dtype=torch.uint8)
+    labels = {head: torch.arange(17) for head in ('gender', 'article', 'color')}
+    shards = [InMemoryLoader(images, labels, 8, 'cpu', train=False, rank=r, world_size=2) for r in (0, 1)]
+    assert [len(shard) for shard in shards] == [len(list(shard)) for shard in shards] == [2, 1]

@@ -691,7 +691,7 @@ def test_a_file_under_two_spellings_is_predicted_once(catalog, tmp_path, monkeyp
     assert predict.find_images(['b.jpg', 'c.jpg']) == ['b.jpg', 'c.jpg']
 
 
-def test_linked_folders_are_walked_each_real_folder_once(catalog, tmp_path):
+def test_linked_folders_are_walked_each_real_folder_once(catalog, tmp_path, monkeypatch):
     photos, elsewhere = tmp_path / 'photos', tmp_path / 'elsewhere'
     photos.mkdir()
     elsewhere.mkdir()
@@ -700,7 +700,13 @@ def test_linked_folders_are_walked_each_real_folder_once(catalog, tmp_path):
     (photos / 'more').symlink_to('../elsewhere')  # pictures kept on another disk, say
     (photos / 'again').symlink_to('../elsewhere')
     (photos / 'loop').symlink_to('..')  # a link to a folder above, which would never end
+    listed, real_scandir = [], os.scandir
+    monkeypatch.setattr(os, 'scandir', lambda path='.': listed.append(path) or real_scandir(path))
     assert predict.find_images([str(photos)]) == [str(photos / 'a.jpg'), str(photos / 'again' / 'b.jpg')]
+    # The loop left at its first turn: os.walk went on round it until a path held 40 links (200
+    # folders listed here, and the whole library again at each turn for real photos); the pictures
+    # found twice were then dropped as duplicates, so only the time showed it.
+    assert len(listed) < 10, listed
 
 
 def test_a_folder_the_system_will_not_list_is_named(catalog, tmp_path, monkeypatch, capsys):
@@ -965,3 +971,93 @@ def test_a_model_that_does_not_reach_the_disk_leaves_the_old_label_file(checkpoi
         export_onnx(model, attributes, str(onnx_path))
     assert onnx_path.read_bytes() == old_model and json_path.read_text() == old_labels
     assert sorted(os.listdir(tmp_path)) == ['model.json', 'model.onnx']
+
+
+@pytest.mark.parametrize('name', ['P.CSV', 'P.Json'])
+def test_an_output_named_in_upper_case_is_written_in_the_format_its_extension_names(checkpoint, catalog, tmp_path,
+                                                                                     name):
+    # Windows users write PREDICTIONS.CSV as often as predictions.csv; the case picks no other format.
+    out = tmp_path / name
+    predict.main(['--checkpoint', checkpoint, catalog_images(catalog)[0], '--output', str(out), '--device', 'cpu'])
+    with open(out, newline='', encoding='utf-8') as f:
+        rows = list(csv.DictReader(f)) if name.lower().endswith('.csv') else json.load(f)
+    assert [row['image'] for row in rows] == catalog_images(catalog)[:1]
+
+
+def test_an_output_that_is_the_exports_label_file_under_another_spelling_is_refused(tmp_path, monkeypatch, capsys):
+    # The predictions would be written over model.json, the label names the export had just put
+    # beside model.onnx. Refused before the checkpoint is loaded, however the two are spelt.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'sub').mkdir()
+    unread = str(tmp_path / 'no-such-checkpoint.pth')
+    for output in ('model.json', os.path.join('.', 'model.json'), os.path.join('sub', '..', 'model.json'),
+                   str(tmp_path / 'model.json')):
+        line = failure_of(['--checkpoint', unread, 'a.jpg', '--output', output, '--export', 'model.onnx'], capsys)
+        assert line == (f'error: --output {output}: --export model.onnx writes its label names and preprocessing '
+                        'there; give --output another name')
+    assert sorted(os.listdir(tmp_path)) == ['sub']
+
+
+def test_the_table_names_each_picture_on_the_first_of_its_lines_only():
+    # One line per rank: the name beside the most likely classes, blank beside the others, so that
+    # the eye finds where each picture's answers begin.
+    top = {'gender': [('Men', 0.7), ('Women', 0.3)], 'article': [('Shirts', 0.5), ('Tshirts', 0.3), ('Watches', 0.2)],
+           'color': [('Black', 0.6), ('Blue', 0.4)]}
+    lines = predict.format_table([{'image': 'a.jpg', 'error': None, **top}, {'image': 'b.jpg', 'error': None, **top}])
+    assert len(lines) == 1 + 2 * 3
+    assert [line.split()[0] for line in lines[1:]] == ['a.jpg', 'Women', 'Watches', 'b.jpg', 'Women', 'Watches']
+    assert lines[2].startswith(' ' * len('image  ')) and lines[3].lstrip().startswith('Watches')
+
+
+def test_an_output_with_nothing_to_predict_is_refused_not_left_unwritten(capsys):
+    # `--export m.onnx --output p.csv` without pictures exported the model and wrote no p.csv, with
+    # no word of it: a script reading p.csv next found the old one.
+    with pytest.raises(SystemExit) as exit_status:
+        predict.parse_args(['--checkpoint', 'last.pth', '--export', 'm.onnx', '--output', 'p.csv'])
+    assert exit_status.value.code == 2
+    assert '--output needs images or folders to predict' in capsys.readouterr().err
+
+
+def test_what_a_killed_export_left_half_written_is_removed_by_the_next(checkpoint, tmp_path, monkeypatch, capsys):
+    # A kill mid-export left .tmp-PID-model.onnx (tens of MB) and its label file's temporary beside
+    # them; never renamed into place, they stayed for good where the next export did not clear them.
+    pytest.importorskip('onnxscript')
+    model, attributes, _ = model_from_checkpoint(checkpoint)
+    gone = 2**31 - 2  # above any process id Linux hands out
+    left = [f'.tmp-{gone}-model.onnx', f'.tmp-{gone}-model.json']
+    for name in left:
+        (tmp_path / name).write_bytes(b'half')
+    import export_onnx as module  # the export itself (seconds) made a plain write: what is cleared counts
+    monkeypatch.setattr(module, 'write_onnx', lambda model, path: open(path, 'wb').write(b'the new model'))
+    module.export_onnx(model, attributes, str(tmp_path / 'model.onnx'))
+    assert sorted(os.listdir(tmp_path)) == ['model.json', 'model.onnx']
+    printed = capsys.readouterr().out
+    assert all(f'note: removed {name} from {tmp_path}' in printed for name in left), printed
+
+
+def test_hidden_folders_are_passed_over_as_hidden_files_are(catalog, tmp_path):
+    # .thumbnails, .git, macOS's .Trashes: pictures in them are copies or not the user's, and a
+    # folder of photos predicted each of them with the rest.
+    shutil.copy(catalog_images(catalog)[0], tmp_path / 'a.jpg')
+    for hidden in ('.thumbnails', '.Trashes'):
+        (tmp_path / hidden).mkdir()
+        shutil.copy(catalog_images(catalog)[1], tmp_path / hidden / 'b.jpg')
+    assert predict.find_images([str(tmp_path)]) == [str(tmp_path / 'a.jpg')]
+
+
+def test_a_folder_named_that_the_system_will_not_list_is_said_unreadable_not_empty(catalog, tmp_path, monkeypatch,
+                                                                                     capsys):
+    # It may be full of pictures: "no image files in it" would send the user looking for the wrong fault.
+    locked = tmp_path / 'locked'
+    shutil.copytree(os.path.join(catalog['root'], 'images'), locked)
+    shutil.copy(catalog_images(catalog)[0], tmp_path / 'a.jpg')
+    real_scandir = os.scandir
+
+    def scandir(path='.'):
+        if os.fspath(path) == str(locked):
+            raise PermissionError(13, 'Permission denied', os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, 'scandir', scandir)
+    assert predict.find_images([str(locked), str(tmp_path / 'a.jpg')]) == [str(tmp_path / 'a.jpg')]
+    assert capsys.readouterr().out == f'note: could not read {locked} (Permission denied); its pictures are left out\n'

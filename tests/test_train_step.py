@@ -14,7 +14,7 @@ import torch
 
 from model import MultiOutputModel, get_loss
 from train_step import (GraphedTrainStep, TrainStep, batch_stats, load_optimizer_state, make_optimizer,
-                        optimizer_state, set_lr)
+                        optimizer_state, scheduler_state, set_lr)
 
 CPU = torch.device('cpu')
 
@@ -272,3 +272,15 @@ def test_replayed_step_returns_what_the_eager_step_does():
         eager, replayed = steps[False](images, targets), steps[True](images, targets)
         torch.testing.assert_close(replayed, eager, rtol=1e-4, atol=1e-4)
     assert steps[True].graph is not None
+
+
+def test_a_saved_schedule_holds_plain_numbers_as_a_saved_optimizer_does():
+    # With --cuda-graphs the learning rate is a tensor on the GPU, and the schedule's last rates are
+    # too: saved as they are, the checkpoint would hold GPU tensors where numbers belong.
+    model = small_model()
+    optimizer = make_optimizer(model, 1e-3, CPU, cuda_graphs=True)
+    schedule = warmup_schedule(optimizer)
+    train(model, optimizer, schedule, 2)
+    saved = scheduler_state(schedule)
+    assert all(type(v) is float for key in ('base_lrs', '_last_lr') for v in saved[key]), saved
+    assert saved['_last_lr'] == [pytest.approx(1e-3 * 3 / 4)]
