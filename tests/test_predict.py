@@ -709,8 +709,9 @@ def test_linked_folders_are_walked_each_real_folder_once(catalog, tmp_path, monk
     assert len(listed) < 10, listed
 
 
-def test_a_folder_the_system_will_not_list_is_named(catalog, tmp_path, monkeypatch, capsys):
-    # chmod 000, pretended: the tests may run as root, who reads anyway.
+def locked_folder_of_pictures(catalog, tmp_path, monkeypatch):
+    """tmp_path/locked, full of the catalog's pictures, which the system refuses to list: chmod 000,
+    pretended, since the tests may run as root, who reads anyway."""
     locked = tmp_path / 'locked'
     shutil.copytree(os.path.join(catalog['root'], 'images'), locked)
     real_scandir = os.scandir
@@ -721,6 +722,11 @@ def test_a_folder_the_system_will_not_list_is_named(catalog, tmp_path, monkeypat
         return real_scandir(path)
 
     monkeypatch.setattr(os, 'scandir', scandir)
+    return locked
+
+
+def test_a_folder_the_system_will_not_list_is_named(catalog, tmp_path, monkeypatch, capsys):
+    locked = locked_folder_of_pictures(catalog, tmp_path, monkeypatch)
     with pytest.raises(UserError, match=f'no image files .* found in {tmp_path} .*; could not read {locked} '
                                         r'\(Permission denied\)'):
         predict.find_images([str(tmp_path)])
@@ -1048,16 +1054,7 @@ def test_hidden_folders_are_passed_over_as_hidden_files_are(catalog, tmp_path):
 def test_a_folder_named_that_the_system_will_not_list_is_said_unreadable_not_empty(catalog, tmp_path, monkeypatch,
                                                                                      capsys):
     # It may be full of pictures: "no image files in it" would send the user looking for the wrong fault.
-    locked = tmp_path / 'locked'
-    shutil.copytree(os.path.join(catalog['root'], 'images'), locked)
+    locked = locked_folder_of_pictures(catalog, tmp_path, monkeypatch)
     shutil.copy(catalog_images(catalog)[0], tmp_path / 'a.jpg')
-    real_scandir = os.scandir
-
-    def scandir(path='.'):
-        if os.fspath(path) == str(locked):
-            raise PermissionError(13, 'Permission denied', os.fspath(path))
-        return real_scandir(path)
-
-    monkeypatch.setattr(os, 'scandir', scandir)
     assert predict.find_images([str(locked), str(tmp_path / 'a.jpg')]) == [str(tmp_path / 'a.jpg')]
     assert capsys.readouterr().out == f'note: could not read {locked} (Permission denied); its pictures are left out\n'
