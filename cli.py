@@ -9,6 +9,7 @@ import gc
 import os
 import re
 import shlex
+import shutil
 import signal
 import sys
 import threading
@@ -40,7 +41,17 @@ def _exit_while_starting(signum, frame):
     try:  # after a SIGHUP the terminal is gone, and the words with it (EIO)
         print(f'\n{words} while starting; nothing was written', file=sys.stderr, flush=True)
     finally:
+        remove_folder_made_by_importing_pytorch()
         os._exit(128 + signum)  # the status a shell reports for the signal: 130 for a Ctrl-C
+
+
+def remove_folder_made_by_importing_pytorch():
+    """Before os._exit, which runs no exit handler: PyTorch 2.6 makes a folder in TMPDIR as
+    torchvision imports torch.distributed.nn, and only an exit handler removes it (later versions
+    make none)."""
+    made = getattr(sys.modules.get('torch.distributed.nn.jit.instantiator'), '_TEMP_DIR', None)
+    if made is not None:
+        shutil.rmtree(made.name, ignore_errors=True)
 
 
 class Terminated(KeyboardInterrupt):

@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 import split_data  # noqa: E402
 from allocator import keep_freed_memory  # noqa: E402
 from cli import (STOPPING, UserError, add_debug_flag, non_negative_int, pick_device, positive_float,  # noqa: E402
-                 positive_int, run_cli, stopped_words)
+                 positive_int, remove_folder_made_by_importing_pytorch, run_cli, stopped_words)
 from dataset import AttributesDataset, FashionDataset, load_into_memory, train_transform, val_transform  # noqa: E402
 from evaluate import autocast_for, default_precision, predict_all  # noqa: E402
 from memory_data import InMemoryLoader  # noqa: E402
@@ -300,6 +300,7 @@ def ended_at_once_by_a_stop(removing=None):
                 os.waitpid(pid, 0)
         for folder in filter(None, (removing, shared)):
             shutil.rmtree(folder, ignore_errors=True)
+        remove_folder_made_by_importing_pytorch()
         # The line every script ends on, written past Python's buffers: the signal may have come
         # in the middle of a write to them (a progress bar's), which print would raise on.
         for stream in (sys.stdout, sys.stderr):

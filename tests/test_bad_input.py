@@ -1290,6 +1290,26 @@ def test_a_sigterm_or_sighup_while_the_imports_run_is_one_line_too(number):
     assert stopped.stderr.strip() == f'stopped by {number.name} while starting; nothing was written'
 
 
+def test_a_stop_while_starting_removes_the_folder_pytorch_2_6_makes_as_it_is_imported(monkeypatch, tmp_path):
+    # PyTorch 2.6's torch.distributed.nn (imported by torchvision) makes a folder in TMPDIR that
+    # only an exit handler removes: os._exit, on a signal while starting or in bench.py, left it.
+    import types
+    from cli import remove_folder_made_by_importing_pytorch
+    instantiator = 'torch.distributed.nn.jit.instantiator'
+    made, other = tmp_path / 'tmp1234', tmp_path / 'other'
+    for folder in (made, other):
+        folder.mkdir()
+        (folder / '_remote_module_non_scriptable.py').write_text('')
+    monkeypatch.delitem(sys.modules, instantiator, raising=False)
+    remove_folder_made_by_importing_pytorch()  # not imported: nothing to remove, nothing raised
+    module = types.ModuleType(instantiator)
+    monkeypatch.setitem(sys.modules, instantiator, module)
+    remove_folder_made_by_importing_pytorch()  # a PyTorch that makes none
+    module._TEMP_DIR = types.SimpleNamespace(name=str(made))  # as tempfile.TemporaryDirectory() names it
+    remove_folder_made_by_importing_pytorch()
+    assert sorted(os.listdir(tmp_path)) == ['other']
+
+
 def test_an_ignored_ctrl_c_stays_ignored_and_debug_keeps_the_traceback():
     # `cmd &` in a script or nohup: the signal stays ignored and the script goes on.
     ignored = ctrl_c_at_import('torch', 'train.py', '--help', sigint=signal.SIG_IGN)
