@@ -38,9 +38,12 @@ class HeadsInOrder(nn.Module):
 
 def require_exporter():
     # The torch.export-based exporter (the default since PyTorch 2.9; the TorchScript one is
-    # deprecated) came with PyTorch 2.6 and builds the graph with onnxscript.
-    if torch.__version__ < (2, 6):
-        raise UserError(f'exporting to ONNX needs PyTorch 2.6 or newer (this is {torch.__version__})')
+    # deprecated) came with PyTorch 2.6 and builds the graph with onnxscript. 2.6's fails on this
+    # model with each onnxscript tried, 0.2.0 to 0.7.2 (2026-12-03: a tuple where it expects a
+    # tensor, in the batch norms, or the version converter's or protobuf's errors); 2.7's exports it.
+    if torch.__version__ < (2, 7):
+        raise UserError(f'exporting to ONNX needs PyTorch 2.7 or newer (this is {torch.__version__}, whose '
+                        'exporter fails on this model): pip install --upgrade torch torchvision')
     try:
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401
