@@ -608,7 +608,6 @@ def test_export_without_the_onnx_extra_says_what_to_install(checkpoint, tmp_path
     assert not os.listdir(tmp_path)
 
 
-
 def test_export_on_pytorch_2_6_says_to_upgrade_before_anything_is_written(checkpoint, tmp_path, monkeypatch):
     # PyTorch 2.6 (requirements.txt's lowest) trains and predicts, but its exporter raised from
     # deep inside on this model, with any onnxscript; 2.7's exports it.
