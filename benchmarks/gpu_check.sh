@@ -8,7 +8,8 @@
 #             fastest one's flags are used by 'faithful'
 #   faithful  the tutorial's schedule: 50 epochs at batch 16, Adam 1e-3, wall-clock timed, with
 #             the flags in $FAITHFUL_FLAGS, or else those 'variants' found fastest
-#   fast      the faster recipe: batch 256, lr 4e-3, 2 warm-up epochs, cosine, 30 epochs
+#   fast      the faster recipe: batch 256, lr 4e-3, 2 warm-up epochs, cosine, 30 epochs, then
+#             the flags in $FAST_FLAGS (say '--epochs 45 --cudnn-benchmark off'), which 'seeds' takes too
 #   test      test.py on the checkpoints of faithful and fast
 #   seeds     the faster recipe again with --seed 43 and 44, each scored by test.py (about 4 minutes;
 #             one run of a recipe moves by about a point, and the recipe is to stay within one of
@@ -70,6 +71,8 @@ quiet() { ( trap '' INT TERM; exec grep --line-buffered -v -E '(batch|img)/s' );
 keep() { ( trap '' INT TERM; exec tee "$@" ); }
 common=(--attributes_file fashion-product-images/styles.csv)
 fast_recipe=(--batch-size 256 --lr 4e-3 --warmup-epochs 2 --schedule cosine --epochs 30)
+read -r -a fast_flags <<< "${FAST_FLAGS:-}"  # later flags win: --epochs 45 replaces the 30
+fast_recipe+=("${fast_flags[@]}")
 
 log "machine"
 machine=$({ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"
@@ -172,7 +175,7 @@ for stage in "${stages[@]}"; do
       timed_run faithful 360 "${flags[@]}" ;;  # 2026-11-28, H200, defaults: 317 s
     fast)
       prepare
-      log "a faster schedule: batch 256, lr 4e-3, 2 warm-up epochs, cosine, 30 epochs"
+      log "a faster schedule: ${fast_recipe[*]}"
       timed_run fast 110 "${fast_recipe[@]}" ;;
     test)
       for run in faithful fast; do
@@ -182,7 +185,7 @@ for stage in "${stages[@]}"; do
       prepare
       run_logs=$work/seed-logs && mkdir -p "$run_logs"
       for seed in 43 44; do
-        log "the faster schedule with --seed $seed"
+        log "the faster schedule with --seed $seed${FAST_FLAGS:+ $FAST_FLAGS}"
         timed_run "fast-seed$seed" 110 "${fast_recipe[@]}" --seed "$seed" >/dev/null
         score "fast-seed$seed"
       done

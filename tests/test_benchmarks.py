@@ -291,7 +291,9 @@ def test_a_ctrl_c_stops_gpu_check_and_its_run_which_says_how_to_resume(tmp_path)
     shutil.rmtree(catalog['root'])
     script = subprocess.Popen(['bash', os.path.join(ROOT, 'benchmarks', 'gpu_check.sh'), str(archive), str(out),
                                'fast', 'test'], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env=gpu_check_env(tmp_path, FASHION_GPU_ALLOW_CPU='1'), start_new_session=True)
+                              env=gpu_check_env(tmp_path, FASHION_GPU_ALLOW_CPU='1',
+                                                FAST_FLAGS='--epochs 45 --channels-last off'),
+                              start_new_session=True)
     try:
         waited = time.monotonic()
         while not re.search(r'^epoch +1 ', (out / 'fast.txt').read_text() if (out / 'fast.txt').exists() else '',
@@ -307,6 +309,10 @@ def test_a_ctrl_c_stops_gpu_check_and_its_run_which_says_how_to_resume(tmp_path)
     assert re.search(r'^interrupted \(Ctrl-C\) .* Resume with: ', (out / 'fast.txt').read_text(), re.M)
     summary = (out / 'summary.txt').read_text()
     assert 'stopped by a Ctrl-C in the stage fast (stages done: none)' in summary and 'test.py on' not in summary
+    # $FAST_FLAGS come after the recipe's own, and reach train.py: its channels_last is off
+    assert 'a faster schedule: --batch-size 256 --lr 4e-3 --warmup-epochs 2 --schedule cosine --epochs 30 ' \
+           '--epochs 45 --channels-last off' in summary
+    assert re.search(r'^device: cpu \(fp32\)$', (out / 'fast.txt').read_text(), re.M)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='this machine has a GPU: the stages would run')
