@@ -15,7 +15,7 @@ from atomic import absolute_path
 from catalog import (IMAGE_SIZE, LABEL_COLUMNS, NO_PERMISSION, REQUIRED_COLUMNS, SPLIT_COLUMNS,
                      TOO_MANY_FIELDS, UNREADABLE, format_counts, open_picture, read_csv_rows, read_styles,
                      turn_upright)
-from cli import UserError, command, counted, leave_stops_to_the_main_process, started
+from cli import UserError, command, counted, leave_stops_to_the_main_process, started, worker_processes
 
 MEAN = [0.485, 0.456, 0.406]  # ImageNet statistics, as in the tutorial
 STD = [0.229, 0.224, 0.225]
@@ -343,9 +343,10 @@ def decoded_batches(paths, workers=None):
     # A worker takes about 0.1 s to start, as long as decoding 500 pictures here: small datasets
     # are decoded in this process. Its own generator: a DataLoader draws its workers' seed from
     # the global one, which would change the model's initial weights.
+    workers = min(workers, len(paths) // (2 * DECODE_BATCH))
     return started(DataLoader(DecodedImages(paths), batch_size=DECODE_BATCH, collate_fn=stack_decoded,
-                              num_workers=min(workers, len(paths) // (2 * DECODE_BATCH)), generator=torch.Generator(),
-                              worker_init_fn=leave_stops_to_the_main_process))
+                              num_workers=workers, multiprocessing_context=worker_processes(workers),
+                              generator=torch.Generator(), worker_init_fn=leave_stops_to_the_main_process))
 
 
 def keep_decoded(codes, source, paths):

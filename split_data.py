@@ -18,7 +18,7 @@ from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, chec
                     remove_left_temporaries, renamed_together)
 from catalog import IMAGE_SIZE, SPLIT_COLUMNS, describe_download, format_counts, image_problem, read_styles
 from cli import (NO_SUCH_FILE, UserError, add_debug_flag, counted, path_name, positive_int, printable,
-                 progress_bar, reach_problem, run_cli, seed_number, shown)
+                 progress_bar, reach_problem, run_cli, seed_number, shown, worker_processes)
 
 FIELDNAMES = list(SPLIT_COLUMNS)
 
@@ -62,7 +62,7 @@ def keep_usable(styles, image_folder, args, skipped):
     """The rows whose image exists, decodes, and is 60x80 RGB; the others are counted in skipped."""
     paths = [os.path.join(image_folder, f'{style.id}.jpg') for style in styles]
     jobs = [(path, args.any_size, args.any_mode) for path in paths]
-    with ProcessPoolExecutor(args.workers) as pool:
+    with ProcessPoolExecutor(args.workers, mp_context=worker_processes(args.workers)) as pool:
         problems = list(progress_bar(pool.map(_check, jobs, chunksize=256), total=len(jobs),
                                      desc='checking images', unit='img'))
     kept = []

@@ -30,7 +30,7 @@ from checkpoint import (PRECISIONS, check_same_vocab, checkpoint_save, first_sen
 from cli import (NO_SUCH_FILE, UserError, add_debug_flag, command, counted, ctrl_c_held, debugging, folder_name,
                  how_stopped, leave_stops_to_the_main_process, non_negative_float, non_negative_int, path_name,
                  peer_ended, positive_float, positive_int, print_error, print_if_possible, progress_bar, reach_problem,
-                 run_cli, seed_number, shown_path, started)
+                 run_cli, seed_number, shown_path, started, worker_processes)
 from dataset import (HEADS, AttributesDataset, FashionDataset, in_real_folders, skip_undecodable, train_transform,
                      val_transform)
 from evaluate import autocast_for, default_precision, validate
@@ -184,7 +184,8 @@ def make_train_loader(dataset, args, context, channels_last):
     # draws too, as in a resumed run (persistent workers would carry them on from epoch 1).
     sampler = DistributedSampler(dataset, seed=args.seed) if context.distributed else None
     return DataLoader(dataset, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
-                      num_workers=args.workers, generator=torch.Generator().manual_seed(args.seed),
+                      num_workers=args.workers, multiprocessing_context=worker_processes(args.workers),
+                      generator=torch.Generator().manual_seed(args.seed),
                       pin_memory=context.device.type == 'cuda', worker_init_fn=leave_stops_to_the_main_process)
 
 
