@@ -203,6 +203,7 @@ def counted(count, noun):
 
 
 LOG_REDRAW_SECONDS = 30
+BARS_LOCK = threading.RLock()
 
 
 def progress_bar(iterable=None, **kwargs):
@@ -212,6 +213,11 @@ def progress_bar(iterable=None, **kwargs):
     rate a 3-minute CPU epoch of the real data wrote 1,071 copies of train.py's bar (95 KB), now
     7. The first and the final state are drawn either way."""
     from tqdm import tqdm  # here: cli.py is imported before a Ctrl-C at start-up is caught (0.05 s)
+    # Only this process draws bars, so a lock between its threads does. tqdm's own adds a
+    # multiprocessing lock from Python's default context: under Python 3.14's fork server that
+    # starts the resource tracker, which a SIGHUP to the process group kills, and a new one,
+    # started at the exit, printed a traceback for every lock the first had tracked.
+    tqdm.set_lock(BARS_LOCK)
     if not sys.stderr.isatty():
         # maxinterval too: past it tqdm's monitor thread redraws a bar of an iterable with the
         # count it had at the last redraw (every 10 s, the default, each a stale copy)

@@ -682,12 +682,20 @@ def test_a_branch_off_a_run_not_yet_validated_has_no_best_epoch_to_speak_of(tmp_
     assert os.listdir(tmp_path) == []
 
 
-def start_training(small_split, tmp_path, *extra, group=False):
+def start_training(small_split, tmp_path, *extra, group=False, env=()):
     # group: in a process group of its own, as `timeout` starts a command, to signal it with its workers
     args = train_args(small_split, tmp_path, '--epochs', EPOCHS, '--val-every', 1, '--save-every', 2, *extra)
     return subprocess.Popen([sys.executable, os.path.join(ROOT, 'train.py'), *args], cwd=str(tmp_path),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=group,
-                            env=dict(os.environ, PYTHONUNBUFFERED='1'), preexec_fn=ctrl_c_as_in_a_terminal)
+                            env=dict(os.environ, PYTHONUNBUFFERED='1', **dict(env)), preexec_fn=ctrl_c_as_in_a_terminal)
+
+
+def with_default_start_method(method, folder):
+    """The environment of a Python whose processes start by method unless told otherwise, as
+    Python 3.14's start from a fork server on Linux: a sitecustomize.py in folder sets it."""
+    folder.mkdir()
+    (folder / 'sitecustomize.py').write_text(f'import multiprocessing\nmultiprocessing.set_start_method({method!r})\n')
+    return {'PYTHONPATH': os.pathsep.join([str(folder), *filter(None, [os.environ.get('PYTHONPATH')])])}
 
 
 def ctrl_c_as_in_a_terminal():
@@ -727,12 +735,16 @@ def test_sigkill_then_resume_finishes_with_the_same_weights_and_logs(full_run, s
     (signal.SIGINT, 130, r'interrupted \(Ctrl-C\)', 'the process'),
     (signal.SIGTERM, 143, 'stopped by SIGTERM', 'the process'),  # kill
     (signal.SIGTERM, 143, 'stopped by SIGTERM', 'its group, DataLoader workers with it'),  # timeout
-    (signal.SIGHUP, 129, 'stopped by SIGHUP', 'its group, DataLoader workers with it')])  # its terminal closed
+    (signal.SIGHUP, 129, 'stopped by SIGHUP', 'its group, DataLoader workers with it'),  # its terminal closed
+    # Python 3.14's default: tqdm's lock had started the resource tracker, which the SIGHUP killed,
+    # and the one started anew at the exit printed a traceback for each lock the first had tracked
+    (signal.SIGHUP, 129, 'stopped by SIGHUP', 'its group, with the fork server as the default')])
 def test_ctrl_c_sigterm_or_sighup_saves_the_last_epoch_and_says_how_to_resume(small_split, tmp_path, stop, status,
                                                                               words, to):
     group = to.startswith('its group')
+    env = with_default_start_method('forkserver', tmp_path / 'site') if 'fork server' in to else {}
     process = start_training(small_split, tmp_path, *(['--data', 'loader', '--workers', 2] if group else []),
-                             group=group)
+                             group=group, env=env)
     run_dir = tmp_path / 'run'
     wait_for_epochs(run_dir, 1, process)
     if group:  # the workers used to die of it, and the run to stop with their RuntimeError
