@@ -694,7 +694,7 @@ def with_default_start_method(method, folder):
     """The environment of a Python whose processes start by method unless told otherwise, as
     Python 3.14's start from a fork server on Linux: a sitecustomize.py in folder sets it."""
     folder.mkdir()
-    (folder / 'sitecustomize.py').write_text(f'import multiprocessing\nmultiprocessing.set_start_method({method!r})\n')
+    (folder / 'sitecustomize.py').write_text(f'import multiprocessing\nmultiprocessing.set_start_method({method!r}, force=True)\n')
     return {'PYTHONPATH': os.pathsep.join([str(folder), *filter(None, [os.environ.get('PYTHONPATH')])])}
 
 
@@ -809,7 +809,7 @@ def test_a_ctrl_c_as_the_dataloader_forks_its_workers_stops_the_run_too(small_sp
     # With the fork server as Python's default (3.14's on Linux) the workers are still forked: the
     # run stops as before, where it had started them from the server and ended with status 0.
     args = train_args(small_split, tmp_path, '--epochs', EPOCHS, '--data', 'loader', '--workers', 1)
-    script = f'import multiprocessing; multiprocessing.set_start_method({default!r})\n' + CTRL_C_AT_A_FORK
+    script = f'import multiprocessing; multiprocessing.set_start_method({default!r}, force=True)\n' + CTRL_C_AT_A_FORK
     stopped = subprocess.run([sys.executable, '-c', script, *args], cwd=ROOT, capture_output=True,
                              text=True, timeout=300, preexec_fn=ctrl_c_as_in_a_terminal)
     assert stopped.returncode == 130, stopped.stdout + stopped.stderr  # not all 3 epochs with exit 0
