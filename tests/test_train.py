@@ -694,7 +694,8 @@ def with_default_start_method(method, folder):
     """The environment of a Python whose processes start by method unless told otherwise, as
     Python 3.14's start from a fork server on Linux: a sitecustomize.py in folder sets it."""
     folder.mkdir()
-    (folder / 'sitecustomize.py').write_text(f'import multiprocessing\nmultiprocessing.set_start_method({method!r}, force=True)\n')
+    (folder / 'sitecustomize.py').write_text(f'import multiprocessing\n'
+                                             f'multiprocessing.set_start_method({method!r}, force=True)\n')
     return {'PYTHONPATH': os.pathsep.join([str(folder), *filter(None, [os.environ.get('PYTHONPATH')])])}
 
 
