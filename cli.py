@@ -161,9 +161,9 @@ def worker_processes(workers):
     mp_context): forked on Linux, where Python up to 3.13 forked them by default; None (no
     workers, or the platform's default elsewhere). Python 3.14 starts them from a fork server
     instead, and the way a Ctrl-C, a SIGTERM or a SIGHUP stops a run is built on forked workers
-    (ctrl_c_held, leave_stops_to_the_main_process); a fresh worker also imports PyTorch anew, which
-    made each epoch of `train.py --data loader`, whose workers are new every epoch, about a second
-    longer on 2 cores (Python 3.11 with the fork server made the default)."""
+    (ctrl_c_held, leave_stops_to_the_main_process); a worker started there also imports PyTorch
+    anew, where a forked one has it already, and `train.py --data loader` starts new ones every
+    epoch."""
     if workers == 0 or not sys.platform.startswith('linux'):
         return None
     return multiprocessing.get_context('fork')
