@@ -810,9 +810,9 @@ def test_a_ctrl_c_as_the_dataloader_forks_its_workers_stops_the_run_too(small_sp
     # With the fork server as Python's default (3.14's on Linux) the workers are still forked: the
     # run stops as before, where it had started them from the server and ended with status 0.
     args = train_args(small_split, tmp_path, '--epochs', EPOCHS, '--data', 'loader', '--workers', 1)
-    script = f'import multiprocessing; multiprocessing.set_start_method({default!r}, force=True)\n' + CTRL_C_AT_A_FORK
-    stopped = subprocess.run([sys.executable, '-c', script, *args], cwd=ROOT, capture_output=True,
-                             text=True, timeout=300, preexec_fn=ctrl_c_as_in_a_terminal)
+    stopped = subprocess.run([sys.executable, '-c', CTRL_C_AT_A_FORK, *args], cwd=ROOT, capture_output=True,
+                             text=True, timeout=300, preexec_fn=ctrl_c_as_in_a_terminal,
+                             env=dict(os.environ, **with_default_start_method(default, tmp_path / 'site')))
     assert stopped.returncode == 130, stopped.stdout + stopped.stderr  # not all 3 epochs with exit 0
     assert 'interrupted (Ctrl-C) in epoch 2; epoch 1 is saved' in stopped.stdout
     assert 'Traceback' not in stopped.stderr and 'Exception ignored' not in stopped.stderr
