@@ -33,7 +33,7 @@ from cli import (NO_SUCH_FILE, UserError, add_debug_flag, command, counted, ctrl
                  run_cli, seed_number, shown_path, started, worker_processes)
 from dataset import (HEADS, AttributesDataset, FashionDataset, in_real_folders, skip_undecodable, train_transform,
                      val_transform)
-from evaluate import autocast_for, default_precision, validate
+from evaluate import autocast_for, default_channels_last, default_precision, validate
 from memory_data import InMemoryLoader
 from model import IMAGENET_WEIGHTS, MultiOutputModel
 from train_step import (GraphedTrainStep, TrainStep, load_optimizer_state, make_optimizer, optimizer_state,
@@ -75,10 +75,12 @@ def build_parser():
     parser.add_argument('--precision', choices=PRECISIONS, default='auto',
                         help='bf16 autocast or plain fp32 (default: auto, bf16 on CUDA for batches over 16, '
                              'where it pays, fp32 otherwise)')
-    parser.add_argument('--channels-last', choices=['on', 'off'], default='on',
-                        help='channels_last memory format, 1.1 to 1.35x faster for MobileNetV2 on 2 CPU '
-                             'cores, the same numbers up to float rounding; benchmarks/step_variants.py times '
-                             'both (default: on)')
+    parser.add_argument('--channels-last', choices=['auto', 'on', 'off'], default='auto',
+                        help='channels_last memory format, the same numbers up to float rounding; on 2 CPU '
+                             'cores 1.1 to 1.35x faster for MobileNetV2, on an H200 2.5 to 2.9x at batch 256; at '
+                             'batch 16 there NCHW ran the step as fast and a short run started 10 s sooner; '
+                             'benchmarks/step_variants.py times both (default: auto, on except on CUDA at '
+                             'batches of 16 or fewer)')
     parser.add_argument('--compile', nargs='?', const='default', default=None,
                         choices=['default', 'reduce-overhead'],
                         help='torch.compile the model, fusing its small kernels; "reduce-overhead" also '
@@ -88,12 +90,11 @@ def build_parser():
                         help='replay each whole training step as one CUDA graph, a --compile\'d model '
                              'inside it (default: auto, on for a single CUDA process, unless --compile '
                              'reduce-overhead records graphs of its own)')
-    parser.add_argument('--cudnn-benchmark', choices=['on', 'off'], default='on',
+    parser.add_argument('--cudnn-benchmark', choices=['on', 'off'], default='off',
                         help="on: cuDNN times its candidate kernels for every layer at the first training "
-                             "steps and keeps the fastest; off: it picks by heuristics, without the search, "
-                             "as validation always does (CUDA only; on an H200 the search took 12 to 21 s "
-                             "of the first epoch and made the later ones no faster, see the README's "
-                             "start-up section) (default: on)")
+                             "steps and keeps the fastest; off: it picks by heuristics, as validation always "
+                             "does (CUDA only; on an H200 the search took 12 to 21 s of the first epoch and "
+                             "made no later one faster, see the README's start-up section) (default: off)")
     parser.add_argument('--pretrained', action='store_true',
                         help="start the trunk from torchvision's ImageNet weights, downloaded once "
                              "(default: off, from scratch as in the tutorial)")
@@ -459,6 +460,13 @@ def choose_precision(args, device):
     return default_precision(device, args.batch_size) if args.precision == 'auto' else args.precision
 
 
+def choose_channels_last(args, device):
+    """--channels-last, where auto is on except for small batches on CUDA (see evaluate.py)."""
+    if args.channels_last == 'auto':
+        return default_channels_last(device, args.batch_size)
+    return args.channels_last == 'on'
+
+
 def use_cuda_graphs(args, context):
     """Whether to record the whole training step as one CUDA graph (see train_step.py)."""
     if context.device.type != 'cuda' and args.cuda_graphs == 'on':
@@ -502,15 +510,16 @@ def peak_rss_mib():
 
 def set_cudnn_search(args, device):
     if device.type == 'cuda':
-        # The input size never changes, so a search at the first steps serves the whole run; but
-        # it costs start-up time, which a short run may not win back.
+        # The input size never changes, so a search at the first steps would serve the whole run;
+        # but on an H200 it took 12 to 21 s and no later epoch ran faster for it, so it is off
+        # unless asked for.
         torch.backends.cudnn.benchmark = args.cudnn_benchmark == 'on'
 
 
 def describe_setup(args, context, precision, channels_last, cuda_graphs):
     parts = [precision] + (['channels_last'] if channels_last else []) + (['CUDA graphs'] if cuda_graphs else [])
-    if context.device.type == 'cuda' and args.cudnn_benchmark == 'off':
-        parts.append('cuDNN search off')
+    if context.device.type == 'cuda' and args.cudnn_benchmark == 'on':
+        parts.append("cuDNN's kernel search")
     if args.compile:
         parts.append(f'torch.compile {args.compile}')
     if context.distributed:
@@ -561,7 +570,7 @@ def main(argv=None):
         keep_freed_memory(device)  # on a CPU: evaluation batches reuse their memory (allocator.py)
         # Precision and memory format are chosen once, here.
         precision = choose_precision(args, device)
-        channels_last = args.channels_last == 'on'
+        channels_last = choose_channels_last(args, device)
         cuda_graphs = use_cuda_graphs(args, context)
         torch.manual_seed(args.seed)  # note: exact repeats on the CPU; cuDNN may still vary a little
         set_cudnn_search(args, device)

@@ -37,7 +37,7 @@ from allocator import keep_freed_memory  # noqa: E402
 from cli import (STOPPING, UserError, add_debug_flag, non_negative_int, pick_device, positive_float,  # noqa: E402
                  positive_int, remove_folder_made_by_importing_pytorch, run_cli, stopped_words)
 from dataset import AttributesDataset, FashionDataset, load_into_memory, train_transform, val_transform  # noqa: E402
-from evaluate import autocast_for, default_precision, predict_all  # noqa: E402
+from evaluate import autocast_for, default_channels_last, default_precision, predict_all  # noqa: E402
 from memory_data import InMemoryLoader  # noqa: E402
 from model import MultiOutputModel  # noqa: E402
 from sample_catalog import image_count, is_sample_catalog, make_catalog  # noqa: E402
@@ -336,8 +336,8 @@ def children_now():
 def measure(args, work):
     device = pick_device(args.device)
     keep_freed_memory(device)  # as train.py does
-    torch.backends.cudnn.benchmark = True
-    channels_last = True
+    torch.backends.cudnn.benchmark = False  # train.py's default (the tutorial's code never set it)
+    channels_last = True  # test.py's, for evaluation; training takes train.py's at each batch size
     graphs = device.type == 'cuda'
     data = prepare_split(args, work)
     attributes = AttributesDataset(os.path.join(data, 'styles.csv'))
@@ -353,22 +353,24 @@ def measure(args, work):
     images, labels, _ = load_into_memory(train_set, args.workers)
     cache_seconds = time.perf_counter() - started
     print(f'\ndevice {device} ({machine_name(device)}), torch {torch.__version__}, '
-          f'channels_last{", CUDA graphs" if graphs else ""}, {len(train_set):,} training images from '
+          f'{"NCHW at batches of 16 or fewer, channels_last above" if device.type == "cuda" else "channels_last"}'
+          f'{", CUDA graphs" if graphs else ""}, {len(train_set):,} training images from '
           f'{"the sample catalog" if is_sample_catalog(data) else "the real catalog"}')
     print(f'{"batch":>5} {"precision":>9} {"1 bare step":>12} {"2 tutorial":>11} {"3 train.py":>11} {"3/1":>6} '
           f'{"3/2":>6}   (images/s)')
     spreads = {}  # each measurement's rate in each round
     for batch_size in args.batch_sizes:
         precision = default_precision(device, batch_size)  # train.py's, at this batch size
+        layout = default_channels_last(device, batch_size)  # the same
         tutorial_loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, num_workers=args.workers,
                                      pin_memory=device.type == 'cuda', persistent_workers=args.workers > 0)
         paths = {
             'bare': (fixed_batch(attributes, batch_size, device),
-                     trainer(attributes, device, precision, channels_last, batch_size, graphs)),
+                     trainer(attributes, device, precision, layout, batch_size, graphs)),
             # The original: fp32, contiguous tensors, no graphs, per-image PIL work in workers.
             'tutorial': (forever(tutorial_loader), trainer(attributes, device, 'fp32', False, batch_size, False)),
-            'ours': (forever(InMemoryLoader(images, labels, batch_size, device, True, channels_last=channels_last)),
-                     trainer(attributes, device, precision, channels_last, batch_size, graphs)),
+            'ours': (forever(InMemoryLoader(images, labels, batch_size, device, True, channels_last=layout)),
+                     trainer(attributes, device, precision, layout, batch_size, graphs)),
         }
         # Interleaved rounds, best of each: a busy neighbour then slows all three alike.
         rounds = {name: [] for name in paths}
@@ -393,7 +395,8 @@ def measure(args, work):
           f'folded {unfolded:.0f} ({folded / unfolded:.2f}x)')
     spreads.update({f'evaluation {name}': rates for name, rates in evaluation.items()})
     # What the data costs the step in (3): the cache, the batched augmentation, the batches.
-    data_alone = rate(forever(InMemoryLoader(images, labels, 16, device, True, channels_last=channels_last)),
+    data_alone = rate(forever(InMemoryLoader(images, labels, 16, device, True,
+                                             channels_last=default_channels_last(device, 16))),
                       lambda batch: batch['img'].shape[0], device, args.seconds / 6)
     print(f"train.py's data path alone, no model (batch 16): {data_alone:.0f} images/s")
     print(f'in-memory cache: {len(train_set):,} images decoded in {cache_seconds:.1f}s, '

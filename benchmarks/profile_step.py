@@ -4,7 +4,7 @@
 # rest is the GPU waiting between kernels), and which operations and kernels take the time; on a
 # CPU, each operation's own CPU time.
 #   python benchmarks/profile_step.py                          # train.py's default at batch 16
-#   python benchmarks/profile_step.py --channels-last off --compile
+#   python benchmarks/profile_step.py --channels-last on --compile
 import argparse
 import os
 import sys
@@ -22,7 +22,7 @@ from torch.profiler import ProfilerActivity, profile  # noqa: E402
 from allocator import keep_freed_memory  # noqa: E402
 from bench import add_classes_flag, fixed_batch, machine_name, rate, sync, trainer  # noqa: E402
 from cli import add_debug_flag, pick_device, positive_int, run_cli  # noqa: E402
-from train import choose_precision  # noqa: E402
+from train import choose_channels_last, choose_precision  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -31,8 +31,8 @@ def parse_args(argv=None):
     parser.add_argument('--batch-size', type=positive_int, default=16, help='images per step (default: 16)')
     parser.add_argument('--precision', choices=['auto', 'fp32', 'bf16'], default='auto',
                         help="as train.py's (default: auto, train.py's choice at this batch size)")
-    parser.add_argument('--channels-last', choices=['on', 'off'], default='on',
-                        help="as train.py's (default: on)")
+    parser.add_argument('--channels-last', choices=['auto', 'on', 'off'], default='auto',
+                        help="as train.py's (default: auto, train.py's choice at this batch size)")
     parser.add_argument('--compile', action='store_true',
                         help='torch.compile the model, mode "default", as train.py --compile (default: off)')
     parser.add_argument('--steps', type=positive_int, default=20,
@@ -113,10 +113,10 @@ def main(argv=None):
     args = parse_args(argv)
     device = pick_device(args.device)
     keep_freed_memory(device)  # as train.py does
-    torch.backends.cudnn.benchmark = True  # as train.py: the kernels a run would use
+    torch.backends.cudnn.benchmark = False  # as train.py's default: the kernels a run would use
     attributes = args.classes  # the class counts of each head
     precision = choose_precision(args, device)
-    channels_last = args.channels_last == 'on'
+    channels_last = choose_channels_last(args, device)
     compile_mode = 'default' if args.compile else None
     on_gpu = device.type == 'cuda'
     print(f'device {device} ({machine_name(device)}), torch {torch.__version__}, batch {args.batch_size}, {precision}, '

@@ -25,7 +25,7 @@ from allocator import keep_freed_memory  # noqa: E402
 from bench import add_classes_flag, fixed_batch, machine_name, rate, sync, trainer  # noqa: E402
 from cli import (UserError, add_debug_flag, debugging, memory_words, non_negative_float, out_of_memory,  # noqa: E402
                  pick_device, positive_float, positive_int, run_cli)
-from evaluate import default_precision  # noqa: E402
+from evaluate import default_channels_last, default_precision  # noqa: E402
 
 WARMUP_STEPS = 6  # covers compiling, the graph capture after 3 steps, and inductor's graph recording
 
@@ -60,33 +60,34 @@ def variants(device, batch_size, skip_compile):
     """The configurations train.py can run at this batch size, as a list of Config.
 
     train.py's default comes first (the others are compared with it). A start-up takes seconds on
-    a CPU but took 20 to 30 s on an H200 in channels_last, so --budget cuts the list from its end,
-    and the likeliest winners come early. On CUDA: the default layout (NCHW) second, since in
-    channels_last PyTorch hands the 17 depthwise convolutions to cuDNN, whose kernels for them
-    may be built at run time (slow to start), where in NCHW it runs its own; then the default
-    compiled inside our graph, since at batch 16 a GPU step is bound by its number of kernels and
-    compiling fuses them; then the other precision (bf16 adds a cast of each weight), eager
-    without the graph (what the graph buys) and the other compiled ways. On a CPU the quick ones
-    come before those that compile.
+    a CPU but took 20 to 30 s on an H200 with cuDNN's search, so --budget cuts the list from its
+    end, and the likeliest winners come early. On CUDA: the default in the other memory format
+    second (train.py's is NCHW at batch 16 and channels_last above: in channels_last PyTorch hands
+    the 17 depthwise convolutions to cuDNN, whose kernels for them may be built at run time, where
+    in NCHW it runs its own); then the default compiled inside our graph, since at batch 16 a GPU
+    step is bound by its number of kernels and compiling fuses them; then the other precision
+    (bf16 adds a cast of each weight), eager without the graph (what the graph buys) and the other
+    compiled ways. On a CPU the quick ones come before those that compile.
     """
     p = default_precision(device, batch_size)
     q = 'bf16' if p == 'fp32' else 'fp32'
+    c = default_channels_last(device, batch_size)  # train.py's layout, c, and the other one
     if device.type == 'cuda':  # (precision, compile mode, our CUDA graph, channels_last)
-        ways = [(p, None, True, True), (p, None, True, False), (p, 'default', True, True), (q, None, True, True),
-                (q, None, True, False), (p, 'default', True, False), (q, 'default', True, True),
-                (p, None, False, True), (q, None, False, True),
-                (p, 'reduce-overhead', False, True), (q, 'reduce-overhead', False, True),
-                (p, 'default', False, True), (q, 'default', False, True)]
+        ways = [(p, None, True, c), (p, None, True, not c), (p, 'default', True, c), (q, None, True, c),
+                (q, None, True, not c), (p, 'default', True, not c), (q, 'default', True, c),
+                (p, None, False, c), (q, None, False, c),
+                (p, 'reduce-overhead', False, c), (q, 'reduce-overhead', False, c),
+                (p, 'default', False, c), (q, 'default', False, c)]
     else:  # no graphs, and reduce-overhead is the same as default there
-        ways = [(p, None, False, True), (q, None, False, True), (p, None, False, False), (q, None, False, False),
-                (p, 'default', False, True), (q, 'default', False, True)]
+        ways = [(p, None, False, c), (q, None, False, c), (p, None, False, not c), (q, None, False, not c),
+                (p, 'default', False, c), (q, 'default', False, c)]
     return [Config(*way) for way in ways if not (skip_compile and way[1])]
 
 
-def train_flags(device, config):
+def train_flags(device, config, batch_size):
     flags = [f'--precision {config.precision}']
-    if not config.channels_last:
-        flags.append('--channels-last off')
+    if config.channels_last != default_channels_last(device, batch_size):
+        flags.append(f'--channels-last {"on" if config.channels_last else "off"}')
     if config.compile_mode:
         flags.append('--compile' if config.compile_mode == 'default' else f'--compile {config.compile_mode}')
     if device.type == 'cuda':
@@ -117,12 +118,12 @@ def main():
     args = parse_args()
     device = pick_device(args.device)
     keep_freed_memory(device)  # as train.py does
-    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.benchmark = False  # as train.py's default
     attributes = args.classes  # the class counts of each head
     print(f'device {device} ({machine_name(device)}), torch {torch.__version__}, batch {args.batch_size}')
     ready, failed, short_of_memory, began = {}, [], False, time.perf_counter()
-    configs = [(train_flags(device, config), config, False) for config in variants(device, args.batch_size,
-                                                                                 args.skip_compile)]
+    configs = [(train_flags(device, config, args.batch_size), config, False)
+               for config in variants(device, args.batch_size, args.skip_compile)]
     configs.insert(1, (TORCHVISION_LAYERS, configs[0][1], True))
     for flags, config, torchvision_layers in configs:
         if (ready and not torchvision_layers and args.budget is not None

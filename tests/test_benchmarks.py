@@ -4,6 +4,7 @@
 # runs them on a GPU machine, must refuse bad arguments before it spends any of that machine's time.
 import contextlib
 import glob
+import itertools
 import os
 import re
 import shlex
@@ -36,27 +37,30 @@ def test_each_configuration_once_with_train_pys_default_first():
                 (CPU, 16): '--precision fp32', (CPU, 256): '--precision fp32'}
     for (device, batch_size), default in defaults.items():
         configs = variants(device, batch_size, skip_compile=False)
-        flags = [train_flags(device, config) for config in configs]
+        flags = [train_flags(device, config, batch_size) for config in configs]
         assert flags[0] == default
         assert len(flags) == len(set(flags)) == {'cuda': 13, 'cpu': 6}[device.type]
         quick = variants(device, batch_size, skip_compile=True)
         assert quick == [config for config in configs if config.compile_mode is None]
     # on CUDA the default in the other memory format, then compiled inside our graph, are timed
     # second and third, before --budget can cut them
-    default, other_layout, compiled = variants(CUDA, 16, skip_compile=False)[:3]
-    assert other_layout == default._replace(channels_last=False)
-    assert compiled == default._replace(compile_mode='default')
+    for batch_size, layout in ((16, False), (256, True)):  # train.py's: NCHW at 16 on CUDA
+        default, other_layout, compiled = variants(CUDA, batch_size, skip_compile=False)[:3]
+        assert default.channels_last is layout
+        assert other_layout == default._replace(channels_last=not layout)
+        assert compiled == default._replace(compile_mode='default')
     # on a CPU the quick configurations come before any that compiles
     assert variants(CPU, 16, False)[:4] == variants(CPU, 16, True)
 
 
 def test_printed_flags_are_what_train_py_runs():
-    for device in (CUDA, CPU):
-        for config in variants(device, 16, skip_compile=False):
-            args = train.parse_args(shlex.split(train_flags(device, config)))  # refuses what it cannot run
+    for device, batch_size in itertools.product((CUDA, CPU), (16, 256)):
+        for config in variants(device, batch_size, skip_compile=False):
+            flags = f'--batch-size {batch_size} {train_flags(device, config, batch_size)}'
+            args = train.parse_args(shlex.split(flags))  # refuses what it cannot run
             assert args.precision == config.precision
             assert args.compile == config.compile_mode
-            assert (args.channels_last == 'on') == config.channels_last
+            assert train.choose_channels_last(args, device) == config.channels_last
             if device.type == 'cuda':
                 assert (args.cuda_graphs == 'on') == config.graphs
 
@@ -82,7 +86,7 @@ def test_the_fastest_configuration_is_compared_with_the_default_or_where_it_is_t
 
     def start(attributes, device, args, config, torchvision_layers=False):
         started = real_start(attributes, device, args, config, torchvision_layers)
-        flags_of[id(started[0])] = None if torchvision_layers else step_variants.train_flags(device, config)
+        flags_of[id(started[0])] = None if torchvision_layers else step_variants.train_flags(device, config, args.batch_size)
         return started
     monkeypatch.setattr(step_variants, 'start', start)
     monkeypatch.setattr(sys, 'argv', ['step_variants.py', '--device', 'cpu', '--skip-compile', '--seconds', '0.2',
@@ -292,7 +296,7 @@ def test_a_ctrl_c_stops_gpu_check_and_its_run_which_says_how_to_resume(tmp_path)
     script = subprocess.Popen(['bash', os.path.join(ROOT, 'benchmarks', 'gpu_check.sh'), str(archive), str(out),
                                'fast', 'test'], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               env=gpu_check_env(tmp_path, FASHION_GPU_ALLOW_CPU='1',
-                                                FAST_FLAGS='--epochs 45 --channels-last off'),
+                                                FAST_FLAGS='--epochs 30 --channels-last off'),
                               start_new_session=True)
     try:
         waited = time.monotonic()
@@ -310,8 +314,8 @@ def test_a_ctrl_c_stops_gpu_check_and_its_run_which_says_how_to_resume(tmp_path)
     summary = (out / 'summary.txt').read_text()
     assert 'stopped by a Ctrl-C in the stage fast (stages done: none)' in summary and 'test.py on' not in summary
     # $FAST_FLAGS come after the recipe's own, and reach train.py: its channels_last is off
-    assert 'a faster schedule: --batch-size 256 --lr 4e-3 --warmup-epochs 2 --schedule cosine --epochs 30 ' \
-           '--epochs 45 --channels-last off' in summary
+    assert 'a faster schedule: --batch-size 256 --lr 4e-3 --warmup-epochs 2 --schedule cosine --epochs 45 ' \
+           '--epochs 30 --channels-last off' in summary
     assert re.search(r'^device: cpu \(fp32\)$', (out / 'fast.txt').read_text(), re.M)
 
 
