@@ -1,9 +1,12 @@
 import csv
 import errno
 import glob
+import multiprocessing
 import os
 import subprocess
 import sys
+from collections import Counter
+from types import SimpleNamespace
 
 import pytest
 from PIL import Image
@@ -431,3 +434,21 @@ def test_a_sorted_split_has_the_same_digest_in_any_order_and_both_come_from_one_
     assert fewer[1] != own[1]
     assert own == (split_data.split_digest(str(tmp_path / 'train.csv')),
                    split_data.split_digest(str(tmp_path / 'train.csv'), ordered=False))
+
+
+@pytest.mark.parametrize('default', ['fork', 'forkserver'])
+def test_the_image_checks_run_in_forked_processes_whatever_pythons_default(tmp_path, monkeypatch, default):
+    # Python 3.14 starts processes from a fork server by default on Linux: its workers would import
+    # this module anew, and a Ctrl-C or a stop would reach them as it does no forked one
+    # (cli.worker_processes). A check replaced here in the parent reaches only forked workers.
+    monkeypatch.setattr(split_data, 'image_problem', lambda path, *rest: f'checked in a fork: {os.path.basename(path)}')
+    before = multiprocessing.get_start_method(allow_none=True)
+    multiprocessing.set_start_method(default, force=True)
+    try:
+        styles = [SimpleNamespace(id=n) for n in (1, 2, 3)]
+        skipped = Counter()
+        args = SimpleNamespace(any_size=False, any_mode=False, workers=2)
+        assert split_data.keep_usable(styles, str(tmp_path), args, skipped) == []
+    finally:
+        multiprocessing.set_start_method(before, force=True)
+    assert skipped == Counter({f'checked in a fork: {n}.jpg': 1 for n in (1, 2, 3)})
