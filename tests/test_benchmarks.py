@@ -86,7 +86,8 @@ def test_the_fastest_configuration_is_compared_with_the_default_or_where_it_is_t
 
     def start(attributes, device, args, config, torchvision_layers=False):
         started = real_start(attributes, device, args, config, torchvision_layers)
-        flags_of[id(started[0])] = None if torchvision_layers else step_variants.train_flags(device, config, args.batch_size)
+        flags = None if torchvision_layers else step_variants.train_flags(device, config, args.batch_size)
+        flags_of[id(started[0])] = flags
         return started
     monkeypatch.setattr(step_variants, 'start', start)
     monkeypatch.setattr(sys, 'argv', ['step_variants.py', '--device', 'cpu', '--skip-compile', '--seconds', '0.2',

@@ -687,7 +687,8 @@ def start_training(small_split, tmp_path, *extra, group=False, env=None):
     args = train_args(small_split, tmp_path, '--epochs', EPOCHS, '--val-every', 1, '--save-every', 2, *extra)
     return subprocess.Popen([sys.executable, os.path.join(ROOT, 'train.py'), *args], cwd=str(tmp_path),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=group,
-                            env=dict(os.environ, PYTHONUNBUFFERED='1', **(env or {})), preexec_fn=ctrl_c_as_in_a_terminal)
+                            env=dict(os.environ, PYTHONUNBUFFERED='1', **(env or {})),
+                            preexec_fn=ctrl_c_as_in_a_terminal)
 
 
 def with_default_start_method(method, folder):
