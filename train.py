@@ -83,9 +83,9 @@ def build_parser():
                              'batches of 16 or fewer)')
     parser.add_argument('--compile', nargs='?', const='default', default=None,
                         choices=['default', 'reduce-overhead'],
-                        help='torch.compile the model, fusing its small kernels; "reduce-overhead" also '
-                             'replays the compiled passes as CUDA graphs (default: off; --compile '
-                             'alone: mode "default")')
+                        help='torch.compile the model, and the loss with it, fusing their small kernels; '
+                             '"reduce-overhead" also replays the compiled model\'s passes as CUDA graphs '
+                             '(default: off; --compile alone: mode "default")')
     parser.add_argument('--cuda-graphs', choices=['auto', 'on', 'off'], default='auto',
                         help='replay each whole training step as one CUDA graph, a --compile\'d model '
                              'inside it (default: auto, on for a single CUDA process, unless --compile '
@@ -611,7 +611,7 @@ def main(argv=None):
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
     if args.compile:
         # The first steps compile (about a minute, then cached on disk); the saved weights stay
-        # those of `core`, without the compiled wrapper's prefix.
+        # those of `core`, without the compiled wrapper's prefix. The step compiles the loss.
         model = torch.compile(model, mode=args.compile)
     optimizer = make_optimizer(core, args.lr, device, cuda_graphs)
     steps_per_epoch = len(train_loader)

@@ -178,15 +178,15 @@ def make_model(attributes, device, channels_last, torchvision_layers=False, mode
 
 
 def trainer(attributes, device, precision, channels_last, batch_size, graphs, compile_mode=None,
-            torchvision_layers=False):
+            torchvision_layers=False, compile_loss=True):
     core = make_model(attributes, device, channels_last, torchvision_layers)
     model = torch.compile(core, mode=compile_mode) if compile_mode else core
     optimizer = make_optimizer(core, 1e-3, device, graphs)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
     autocast = lambda: autocast_for(device, precision, cache_enabled=not graphs)  # noqa: E731
     compiled = bool(compile_mode)
-    step = (GraphedTrainStep(model, optimizer, scheduler, autocast, batch_size, compiled) if graphs
-            else TrainStep(model, optimizer, scheduler, autocast, compiled))
+    step = (GraphedTrainStep(model, optimizer, scheduler, autocast, batch_size, compiled, compile_loss) if graphs
+            else TrainStep(model, optimizer, scheduler, autocast, compiled, compile_loss))
     fmt = torch.channels_last if channels_last else torch.contiguous_format
 
     def run(batch):

@@ -2,7 +2,8 @@
 # backward, Adam, on one batch already in memory) in each configuration train.py offers: fp32 or
 # bf16 autocast, eager or torch.compile, with or without CUDA graphs, channels_last or not; and the
 # default once more on torchvision's own layers, the tutorial's model, for what model.py's layers
-# gain. The start-up (compiling, cuDNN's kernel search, the graph capture) is printed too: it is
+# gain, and the first compiled one with its loss and statistics eager, for what compiling them
+# gains. The start-up (compiling, cuDNN's kernel search, the graph capture) is printed too: it is
 # part of a run's wall-clock.
 #   python benchmarks/step_variants.py                  # batch 16, the tutorial's
 #   python benchmarks/step_variants.py --batch-size 256 --seconds 2
@@ -100,12 +101,16 @@ def train_flags(device, config, batch_size):
 # own layers gain, in the same run. Started second whatever --budget says: its convolutions are
 # the default's, so cuDNN's search does not run again.
 TORCHVISION_LAYERS = "the default on torchvision's own layers (the tutorial's model)"
+# The first compiled configuration once more with only the model compiled, as train.py compiled
+# it until 2026-12-04: what compiling the loss and the batch's statistics with it gains.
+LOSS_EAGER = ', the loss and statistics not compiled'
 
 
-def start(attributes, device, args, config, torchvision_layers=False):
-    """A ready-to-time step and its start-up seconds: compiling, kernel search, graph capture."""
+def start(attributes, device, args, config, **variant):
+    """A ready-to-time step and its start-up seconds: compiling, kernel search, graph capture.
+    variant: trainer's torchvision_layers or compile_loss, for the rows that compare our ways."""
     step = trainer(attributes, device, config.precision, config.channels_last, args.batch_size,
-                   config.graphs, config.compile_mode, torchvision_layers)
+                   config.graphs, config.compile_mode, **variant)
     batches = fixed_batch(attributes, args.batch_size, device)
     started = time.perf_counter()
     for _ in range(WARMUP_STEPS):
@@ -122,16 +127,20 @@ def main():
     attributes = args.classes  # the class counts of each head
     print(f'device {device} ({machine_name(device)}), torch {torch.__version__}, batch {args.batch_size}')
     ready, failed, short_of_memory, began = {}, [], False, time.perf_counter()
-    configs = [(train_flags(device, config, args.batch_size), config, False)
+    configs = [(train_flags(device, config, args.batch_size), config, {})
                for config in variants(device, args.batch_size, args.skip_compile)]
-    configs.insert(1, (TORCHVISION_LAYERS, configs[0][1], True))
-    for flags, config, torchvision_layers in configs:
-        if (ready and not torchvision_layers and args.budget is not None
+    configs.insert(1, (TORCHVISION_LAYERS, configs[0][1], {'torchvision_layers': True}))
+    compiled = next((i for i, (_, config, _) in enumerate(configs) if config.compile_mode), None)
+    if compiled is not None:
+        flags, config, _ = configs[compiled]
+        configs.insert(compiled + 1, (flags + LOSS_EAGER, config, {'compile_loss': False}))
+    for flags, config, variant in configs:
+        if (ready and 'torchvision_layers' not in variant and args.budget is not None
                 and time.perf_counter() - began > args.budget):
             print(f'not started (over --budget {args.budget:g} s): {flags}')
             continue
         try:
-            ready[flags] = start(attributes, device, args, config, torchvision_layers)
+            ready[flags] = start(attributes, device, args, config, **variant)
             print(f'ready after {ready[flags][2]:.1f} s: {flags}', flush=True)
         except Exception as error:  # one configuration failing must not hide the others' figures
             failed.append(flags)
@@ -157,7 +166,11 @@ def main():
     if first in best and TORCHVISION_LAYERS in best:
         print(f"model.py's layers: {best[first] / best[TORCHVISION_LAYERS]:.2f}x the rate of torchvision's own, "
               'the same numbers')
-    flags = [f for f in best if f != TORCHVISION_LAYERS]
+    with_loss = configs[compiled][0] if compiled is not None else None
+    if with_loss in best and with_loss + LOSS_EAGER in best:
+        print(f'the loss and statistics compiled with the model: {best[with_loss] / best[with_loss + LOSS_EAGER]:.2f}x '
+              'the rate of the model compiled alone')
+    flags = [f for f in best if f != TORCHVISION_LAYERS and not f.endswith(LOSS_EAGER)]  # train.py's only
     if flags:  # against the default, or where the default is the fastest, against the next
         fastest = max(flags, key=best.get)
         others = [f for f in flags if f != fastest]

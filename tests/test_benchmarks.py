@@ -84,9 +84,9 @@ def test_the_fastest_configuration_is_compared_with_the_default_or_where_it_is_t
     import step_variants
     real_start, flags_of = step_variants.start, {}
 
-    def start(attributes, device, args, config, torchvision_layers=False):
-        started = real_start(attributes, device, args, config, torchvision_layers)
-        flags = None if torchvision_layers else step_variants.train_flags(device, config, args.batch_size)
+    def start(attributes, device, args, config, **variant):
+        started = real_start(attributes, device, args, config, **variant)
+        flags = None if variant else step_variants.train_flags(device, config, args.batch_size)
         flags_of[id(started[0])] = flags
         return started
     monkeypatch.setattr(step_variants, 'start', start)
@@ -100,15 +100,40 @@ def test_the_fastest_configuration_is_compared_with_the_default_or_where_it_is_t
         assert fastest == [f'fastest: {ranked[0]}  (100 images/s, 1.11x {ranked[1]})']
 
 
+def test_the_loss_compiled_with_the_model_is_timed_against_the_model_compiled_alone(monkeypatch, capsys):
+    # Right after the first compiled configuration, for the ratio of the two in the same run; it
+    # is never "fastest", not being one of train.py's configurations.
+    import step_variants
+    started = []
+
+    def start(attributes, device, args, config, **variant):
+        flags = step_variants.train_flags(device, config, args.batch_size)
+        started.append((flags, variant))
+        return (flags, variant.get('compile_loss', True)), None, 0.0  # nothing compiled: no 70 s build
+    rates = {('--precision fp32 --compile', True): 120.0, ('--precision fp32 --compile', False): 150.0}
+    monkeypatch.setattr(step_variants, 'start', start)
+    monkeypatch.setattr(step_variants, 'rate', lambda batches, step, *_, **__: rates.get(step, 100.0))
+    monkeypatch.setattr(sys, 'argv', ['step_variants.py', '--device', 'cpu', '--seconds', '0.2', '--rounds', '1',
+                                      '--classes', '3,7,5'])
+    step_variants.main()
+    compiled = [i for i, (flags, _) in enumerate(started) if '--compile' in flags]
+    assert started[compiled[0] + 1] == ('--precision fp32 --compile', {'compile_loss': False})
+    assert [variant for _, variant in started].count({'compile_loss': False}) == 1
+    out = capsys.readouterr().out
+    assert '--precision fp32 --compile, the loss and statistics not compiled' in out
+    assert 'the loss and statistics compiled with the model: 0.80x the rate of the model compiled alone' in out
+    assert 'fastest: --precision fp32 --compile  (120 images/s, 1.20x --precision fp32)' in out
+
+
 def test_step_variants_names_the_configurations_that_failed_and_ends_with_an_error(monkeypatch, capsys):
     # gpu_check.sh reads the status alone: a stage where some failed must not read "finished"
     import step_variants
     real_start = step_variants.start
 
-    def start(attributes, device, args, config, torchvision_layers=False):
-        if torchvision_layers:
+    def start(attributes, device, args, config, **variant):
+        if variant.get('torchvision_layers'):
             raise ValueError('a failure of its own')
-        return real_start(attributes, device, args, config, torchvision_layers)
+        return real_start(attributes, device, args, config, **variant)
     monkeypatch.setattr(step_variants, 'start', start)
     monkeypatch.setattr(sys, 'argv', ['step_variants.py', '--device', 'cpu', '--skip-compile', '--budget', '0',
                                       '--seconds', '0.2', '--rounds', '1', '--classes', '3,7,5'])

@@ -1069,7 +1069,7 @@ def test_compile_trains_and_saves_the_plain_model(small_split, tmp_path, monkeyp
         assert torch._dynamo.utils.counters['stats']['unique_graphs'] > 0  # it did go through dynamo
     finally:
         torch._dynamo.reset()
-    assert modes == ['default'] and len(marks) == EPOCHS * 10  # 160 pictures at batch 16
+    assert modes == ['default'] * 2 and len(marks) == EPOCHS * 10  # the model, the loss; 160 pictures at batch 16
     assert 'torch.compile default' in capsys.readouterr().out
     rows = metrics_rows(tmp_path / 'run')
     assert float(rows[-1]['train_loss']) < float(rows[0]['train_loss'])

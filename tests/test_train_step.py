@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+import train_step
 from model import MultiOutputModel, get_loss
 from train_step import (GraphedTrainStep, TrainStep, batch_stats, load_optimizer_state, make_optimizer,
                         optimizer_state, scheduler_state, set_lr)
@@ -67,6 +68,7 @@ def test_only_a_compiled_models_step_marks_the_start_of_a_step(monkeypatch):
     # The mark is for torch.compile's own CUDA graphs; its first call imports the compiler (2.2 s).
     marks = []
     monkeypatch.setattr(torch.compiler, 'cudagraph_mark_step_begin', lambda: marks.append(1))
+    monkeypatch.setattr(torch, 'compile', lambda fn, mode: fn)  # the loss's, built below
     for compiled in (False, True):
         model = small_model()
         optimizer = make_optimizer(model, 1e-3, CPU, cuda_graphs=False)
@@ -75,6 +77,42 @@ def test_only_a_compiled_models_step_marks_the_start_of_a_step(monkeypatch):
         labels = torch.tensor([0, 1, 2, 0])
         step(torch.randn(4, 6), {f'{head}_labels': labels for head in ('gender', 'article', 'color')})
         assert len(marks) == compiled
+
+
+def test_a_compiled_models_step_compiles_its_loss_and_statistics_too(monkeypatch):
+    # Inductor's build of them takes 20 s on 2 cores; dynamo and AOTAutograd trace the same
+    # graphs here and run them eagerly, which is what the step's use of them needs.
+    real_compile, compiled = torch.compile, []
+
+    def traced(fn, mode):
+        compiled.append((fn, mode))
+        return real_compile(fn, backend='aot_eager')
+    monkeypatch.setattr(torch, 'compile', traced)
+    images = torch.randn(4, 3, 80, 60, generator=torch.Generator().manual_seed(0))
+    targets = {'gender_labels': torch.tensor([0, 1, 2, 0]), 'article_labels': torch.tensor([6, 5, 4, 3]),
+               'color_labels': torch.tensor([4, 3, 2, 1])}
+    results = []
+    torch._dynamo.reset()
+    try:
+        for model_compiled, compile_loss in ((False, True), (True, True), (True, False)):
+            torch.manual_seed(0)
+            model = MultiOutputModel.for_attributes(SimpleNamespace(num_genders=3, num_articles=7, num_colors=5))
+            model.eval()  # no dropout: the three steps draw nothing
+            optimizer = make_optimizer(model, 1e-2, CPU, cuda_graphs=False)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+            step = TrainStep(model, optimizer, scheduler, nullcontext, model_compiled, compile_loss)
+            stats = [step(images, targets) for _ in range(2)]
+            results.append((torch.stack(stats), [p.detach().clone() for p in model.parameters()]))
+        assert torch._dynamo.utils.counters['stats']['unique_graphs'] > 0  # they did go through dynamo
+    finally:
+        torch._dynamo.reset()
+    assert compiled == [(train_step.loss_and_stats, 'default')]  # only with the model, and where asked
+    (eager_stats, eager_weights), *others = results
+    assert eager_stats[1, 0] < eager_stats[0, 0]  # it learnt
+    for stats, weights in others:  # the same steps
+        torch.testing.assert_close(stats, eager_stats)
+        for weight, eager_weight in zip(weights, eager_weights):
+            torch.testing.assert_close(weight, eager_weight)
 
 
 def test_graph_optimizer_has_what_capture_needs():
