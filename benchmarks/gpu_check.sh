@@ -68,7 +68,11 @@ done_stages=()
 failed=()  # the runs that failed, for the exit status
 # The readers of a command's output outlive a Ctrl-C or a SIGTERM sent to every process (ignored
 # in them), so that its last lines, the way to go on among them, still reach the log.
-quiet() { ( trap '' INT TERM; exec grep --line-buffered -v -E '(batch|img)/s' ); }  # progress bars off the log
+# Progress bars off the log: each redraw of a bar (tqdm begins it with a carriage return) is cut
+# off, to its closing bracket, rate "N batch/s" or "N s/batch". A line that was only bars goes; a
+# warning printed after a bar, on its line, stays.
+rate='((batch|img)/s|s/(batch|img))'
+quiet() { ( trap '' INT TERM; sed -u 's/^\r//; s/\r/\n/g' | sed -u -E "\\#$rate#{s#^.*$rate[^]]*]##;/^\$/d}" ); }
 keep() { ( trap '' INT TERM; exec tee "$@" ); }
 common=(--attributes_file fashion-product-images/styles.csv)
 fast_recipe=(--batch-size 256 --lr 4e-3 --warmup-epochs 2 --schedule cosine --epochs 45)

@@ -296,6 +296,32 @@ def test_gpu_check_stops_where_python3_has_no_pytorch_or_the_archive_does_not_un
     assert 'test.py on' not in summary  # no stage ran on without the data
 
 
+def test_gpu_check_logs_a_run_without_its_progress_bars_but_with_a_warning_printed_on_one(tmp_path):
+    # A compiled run's warning, printed after the first bar on its line, went with the bar: the
+    # log showed its source line alone, "  warnings.warn(".
+    run = ('device: cuda\n'
+           'epoch 1/2:   0%| | 0/10 [00:00<?, ?batch/s]/x/compile_fx.py:9: UserWarning: TF32 [off]\n'
+           '  warnings.warn(\n'
+           '\repoch 1/2:  10%| | 1/10 [00:33<16:22, 33.88s/batch, loss=5.650]'
+           '\repoch 1/2: 100%| | 10/10 [00:01<00:00, 9.10batch/s, loss=3.100]\n'
+           'epoch   1     1.0s  train loss 3.1\n'
+           '\n'
+           'done: 1 epochs\n')
+    (tmp_path / 'bin').mkdir()
+    (tmp_path / 'run.txt').write_text(run)
+    (tmp_path / 'bin' / 'python3').write_text('#!/bin/sh\n'  # PyTorch seeing a GPU, and a run's output
+                                              'case $1 in -c) echo "torch sees a GPU" ;; '
+                                              f'*/train.py) cat {tmp_path / "run.txt"} >&2 ;; esac\n')
+    (tmp_path / 'bin' / 'python3').chmod(0o755)
+    (tmp_path / 'work').mkdir()
+    (tmp_path / 'work' / 'val.csv').write_text('')  # split already: nothing to unpack
+    done = run_gpu_check(tmp_path / 'run.txt', tmp_path / 'out', 'fast', env=gpu_check_env(tmp_path, tmp_path / 'bin'))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / 'out' / 'fast.txt').read_text() == (
+        'device: cuda\n/x/compile_fx.py:9: UserWarning: TF32 [off]\n  warnings.warn(\n'
+        'epoch   1     1.0s  train loss 3.1\n\ndone: 1 epochs\n')
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason='this machine has a GPU: the stages would run')
 def test_gpu_check_exits_with_1_where_a_run_failed(tmp_path):
