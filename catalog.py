@@ -95,6 +95,23 @@ def without_stray_returns(text, path, notes=True):
     return text
 
 
+# A NUL byte in a row (a product's name, a path) should cost that row at most, on any Python: the
+# csv module of 3.11 reads it as any other character, that of 3.10 refuses the whole file ("line
+# contains NUL"). Read as this stand-in, a noncharacter of Unicode that no text holds, and put
+# back in the fields, it is read alike on both.
+NUL_STAND_IN = '\ufdd0'
+
+
+def nul_safe(text):
+    """text for the csv module: its NUL bytes as NUL_STAND_IN."""
+    return text.replace('\0', NUL_STAND_IN)
+
+
+def with_nul_bytes(rows):
+    """The csv module's rows of a nul_safe text, with their NUL bytes back."""
+    return ([field.replace(NUL_STAND_IN, '\0') for field in row] for row in rows)
+
+
 def is_blank(row):
     return not any(field.strip() for field in row)
 
@@ -157,7 +174,10 @@ def read_csv_rows(path, required, what, notes=True):
                         f'an archive, or UTF-16 without its byte-order mark?) ({what})')
     text = without_stray_returns(decode_text(path, data, notes), path, notes)
     # newline='' lets the csv module handle \r\n (Windows) and \n alike.
-    rows = rows_of_one_line(csv.reader(io.StringIO(text, newline='')), path, what, text)
+    safe = nul_safe(text)
+    rows = rows_of_one_line(csv.reader(io.StringIO(safe, newline='')), path, what, safe)
+    if '\0' in text:
+        rows = with_nul_bytes(rows)
     header = next((row for row in rows if not is_blank(row)), None)  # blank lines above it too
     if header is None:  # nothing, or only a byte-order mark and blanks
         raise UserError(f'{path}: the file is empty ({what})')

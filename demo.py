@@ -104,7 +104,8 @@ def split_elsewhere(work, catalog):
                 picture = os.path.realpath(os.path.join(work, next(rows)[0]))
         except FileNotFoundError:
             continue
-        except (OSError, UnicodeDecodeError, csv.Error, StopIteration, IndexError):
+        # ValueError: a NUL byte in the path, which os.path.realpath refuses
+        except (OSError, UnicodeDecodeError, csv.Error, StopIteration, IndexError, ValueError):
             return path
         if os.path.dirname(os.path.dirname(picture)) != os.path.realpath(catalog):  # CATALOG/images/ID.jpg
             return path

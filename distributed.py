@@ -75,7 +75,9 @@ def said_once_per_machine():
         yield
         return
     try:
-        with contextlib.redirect_stdout(None), contextlib.redirect_stderr(None):  # argparse's usage too
+        # Into a sink, not None: argparse's usage line goes to sys.stderr, which Python 3.10's
+        # argparse writes to without a check (3.11's leaves out a None).
+        with open(os.devnull, 'w') as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
             yield
     except (UserError, OSError) as error:
         if isinstance(error, OSError) and error.filename is None:  # none run_cli names: a bug, its traceback

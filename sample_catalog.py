@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from atomic import atomic_open, check_writable_folder, json_object, remove_left_temporaries
-from catalog import is_id
+from catalog import is_id, nul_safe
 from cli import UserError, add_debug_flag, counted, non_negative_int, positive_int, run_cli, seed_number
 
 HEADER = ['id', 'gender', 'masterCategory', 'subCategory', 'articleType', 'baseColour', 'season',
@@ -483,7 +483,7 @@ def drawn_ids(root, mark):
     if not mark or not os.path.isfile(styles_path):  # no catalog of ours: nothing drawn here
         return set()
     with open(styles_path, newline='', encoding='utf-8', errors='replace') as f:
-        return {int(row[0]) for row in csv.reader(f) if row and is_id(row[0])}
+        return {int(row[0]) for row in csv.reader(map(nul_safe, f)) if row and is_id(row[0])}
 
 
 def plan_in(mark):

@@ -16,7 +16,8 @@ from concurrent.futures import ProcessPoolExecutor
 
 from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder, flush_to_disk,
                     remove_left_temporaries, renamed_together)
-from catalog import IMAGE_SIZE, SPLIT_COLUMNS, describe_download, format_counts, image_problem, read_styles
+from catalog import (IMAGE_SIZE, SPLIT_COLUMNS, describe_download, format_counts, image_problem, nul_safe, read_styles,
+                     with_nul_bytes)
 from cli import (NO_SUCH_FILE, UserError, add_debug_flag, counted, path_name, positive_int, printable,
                  progress_bar, reach_problem, run_cli, seed_number, shown, worker_processes)
 
@@ -198,7 +199,7 @@ def named_rows(data):
     """A split's rows, each picture named by its file name alone."""
     text = data.decode('utf-8', 'surrogateescape').removeprefix('\ufeff')
     try:
-        rows = list(csv.reader(io.StringIO(text, newline='')))
+        rows = list(with_nul_bytes(csv.reader(io.StringIO(nul_safe(text), newline=''))))
     except csv.Error:  # a file the csv module cannot read: its lines will do
         rows = [[line] for line in text.splitlines()]
     return [[row[0].replace('\\', '/').rsplit('/', 1)[-1], *row[1:]] if row else row for row in rows]
@@ -243,7 +244,7 @@ def first_row(path):
         return None
     with open(path, newline='', encoding='utf-8-sig', errors='replace') as f:
         line = f.readline(4096)  # not the whole of a large file that is no CSV
-    return next(csv.reader([line]), [])
+    return next(with_nul_bytes(csv.reader([nul_safe(line)])), [])
 
 
 def split_in(folder):

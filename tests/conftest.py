@@ -1,3 +1,4 @@
+import csv
 import io
 import os
 import resource
@@ -55,6 +56,24 @@ def run_script(script, *args, cwd=None, timeout=300, env=None):
     full_env = dict(os.environ, PYTHONUNBUFFERED='1', **(env or {}))
     return subprocess.run([sys.executable, os.path.join(ROOT, script), *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+@pytest.fixture(params=["this Python's", "Python 3.10's"])
+def csv_module(request, monkeypatch):
+    """The csv module of this Python, then one that refuses a NUL byte anywhere, as Python 3.10's
+    does ("line contains NUL"; 3.11's reads it as any other character)."""
+    if request.param == "this Python's":
+        return
+    real_reader = csv.reader
+
+    def reader(lines, *args, **kwargs):
+        def refusing_nul():
+            for line in lines:
+                if '\0' in line:
+                    raise csv.Error('line contains NUL')
+                yield line
+        return real_reader(refusing_nul(), *args, **kwargs)
+    monkeypatch.setattr(csv, 'reader', reader)
 
 
 @contextmanager

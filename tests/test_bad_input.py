@@ -97,7 +97,7 @@ def test_unusable_styles_csv_is_one_clear_error(tmp_path, content, problem):
 
 
 @pytest.mark.parametrize('line_end', ['\n', '\r\n', '\r'])
-def test_a_nul_byte_in_a_row_is_read_alike_whatever_ends_the_lines(tmp_path, line_end):
+def test_a_nul_byte_in_a_row_is_read_alike_whatever_ends_the_lines(tmp_path, line_end, csv_module):
     # Split at \n only, a file of \r line ends was one line, refused as holding NUL bytes.
     text = line_end.join([HEADER, ROW.format(1), ROW.format(2).replace('Roadster', 'Road\0ster')]) + line_end
     styles, skipped = read_styles(write(tmp_path / 'styles.csv', text))
@@ -667,7 +667,7 @@ def test_a_split_with_no_usable_row_gets_advice_that_works(small_split, tmp_path
 MARKER = '/tmp/fashion-csv-path-ran'
 
 
-def test_split_rows_gone_bad_since_the_split_are_skipped_and_counted(small_split, tmp_path, capsys):
+def test_split_rows_gone_bad_since_the_split_are_skipped_and_counted(small_split, tmp_path, capsys, csv_module):
     attributes = AttributesDataset(small_split['styles'])
     lines = open(small_split['val']).read().splitlines()
     folder = os.path.dirname(small_split['val'])

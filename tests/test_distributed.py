@@ -218,6 +218,17 @@ def test_a_mistyped_flag_is_said_by_the_first_process_of_a_machine_alone(local_r
     assert err == '' or local_rank == '0'
 
 
+def test_what_another_process_of_a_machine_writes_goes_nowhere_without_failing(monkeypatch, capsys):
+    # Python 3.10's argparse writes its usage line to sys.stderr unchecked: redirected to None,
+    # the mistyped flag above ended in an AttributeError there
+    monkeypatch.setenv('WORLD_SIZE', '2')
+    monkeypatch.setenv('LOCAL_RANK', '1')
+    with distributed.said_once_per_machine():
+        sys.stderr.write('usage: train.py [-h]\n')
+        sys.stdout.write('note: 3 rows skipped\n')
+    assert capsys.readouterr() == ('', '')
+
+
 @pytest.mark.parametrize('raised', [UserError('train.csv: no such file'),
                                     FileNotFoundError(2, 'No such file or directory', 'val.csv')])
 def test_another_process_of_a_machine_leaves_an_error_to_the_first_unless_it_alone_meets_it(raised, monkeypatch,

@@ -331,6 +331,21 @@ def test_the_demo_writes_over_its_own_split_but_not_another(tmp_path, monkeypatc
     assert split_files() == theirs and not (tmp_path / 'fashion-product-images').exists()
 
 
+def test_the_ids_of_a_finished_sample_catalog_are_read_past_a_nul_byte_in_a_name(tmp_path, csv_module):
+    # (one put there by hand: the drawing writes none) whatever the csv module does with it
+    (tmp_path / 'styles.csv').write_text(f'{",".join(HEADER)}\n1,Men,Apparel,Topwear,Tshirts,Blue,Summer,2012,'
+                                         'Casual,Nul\x00Tee\n2,Women,Apparel,Topwear,Tops,Red,Fall,2011,Casual,Top\n')
+    assert sample_catalog.drawn_ids(str(tmp_path), {'finished': True}) == {1, 2}
+
+
+def test_a_split_that_names_a_picture_with_a_nul_byte_is_taken_for_another_not_a_traceback(tmp_path, csv_module):
+    # os.path.realpath refuses the path with a ValueError, which the demo did not expect
+    (tmp_path / 'train.csv').write_text('image_path,gender,articleType,baseColour\n'
+                                        'fashion-product-images/images/\x001.jpg,Men,Tshirts,Blue\n')
+    catalog = str(tmp_path / 'fashion-product-images')
+    assert demo.split_elsewhere(str(tmp_path), catalog) == str(tmp_path / 'train.csv')
+
+
 @pytest.mark.parametrize('flag', ['checkpoints', 'logs'])
 def test_a_file_in_the_way_of_the_demos_later_steps_is_refused_before_its_catalog_is_drawn(tmp_path, monkeypatch,
                                                                                         flag):
