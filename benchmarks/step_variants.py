@@ -55,6 +55,7 @@ class Config(NamedTuple):
     compile_mode: Optional[str]  # None, 'default' or 'reduce-overhead'
     graphs: bool  # train.py's own whole-step CUDA graph
     channels_last: bool
+    cudnn_search: bool = False  # train.py's --cudnn-benchmark on
 
 
 def variants(device, batch_size, skip_compile):
@@ -66,15 +67,18 @@ def variants(device, batch_size, skip_compile):
     second (train.py's is NCHW at batch 16 and channels_last above: in channels_last PyTorch hands
     the 17 depthwise convolutions to cuDNN, whose kernels for them may be built at run time, where
     in NCHW it runs its own); then the default compiled inside our graph, since at batch 16 a GPU
-    step is bound by its number of kernels and compiling fuses them; then the other precision
-    (bf16 adds a cast of each weight), eager without the graph (what the graph buys) and the other
-    compiled ways. On a CPU the quick ones come before those that compile.
+    step is bound by its number of kernels and compiling fuses them, and the same with cuDNN's
+    search (kernels picked by timing them: that may pay over the tutorial's 100,000 steps, but
+    it runs at every start, where inductor's kernels are cached on disk); then the other
+    precision (bf16 adds a cast of each weight), eager without the graph (what the graph buys)
+    and the other compiled ways. On a CPU the quick ones come before those that compile.
     """
     p = default_precision(device, batch_size)
     q = 'bf16' if p == 'fp32' else 'fp32'
     c = default_channels_last(device, batch_size)  # train.py's layout, c, and the other one
-    if device.type == 'cuda':  # (precision, compile mode, our CUDA graph, channels_last)
-        ways = [(p, None, True, c), (p, None, True, not c), (p, 'default', True, c), (q, None, True, c),
+    if device.type == 'cuda':  # (precision, compile mode, our CUDA graph, channels_last[, cuDNN's search])
+        ways = [(p, None, True, c), (p, None, True, not c), (p, 'default', True, c), (p, 'default', True, c, True),
+                (q, None, True, c),
                 (q, None, True, not c), (p, 'default', True, not c), (q, 'default', True, c),
                 (p, None, False, c), (q, None, False, c),
                 (p, 'reduce-overhead', False, c), (q, 'reduce-overhead', False, c),
@@ -93,6 +97,8 @@ def train_flags(device, config, batch_size):
         flags.append('--compile' if config.compile_mode == 'default' else f'--compile {config.compile_mode}')
     if device.type == 'cuda':
         flags.append(f'--cuda-graphs {"on" if config.graphs else "off"}')
+    if config.cudnn_search:
+        flags.append('--cudnn-benchmark on')
     return ' '.join(flags)
 
 
@@ -109,6 +115,7 @@ LOSS_EAGER = ', the loss and statistics not compiled'
 def start(attributes, device, args, config, **variant):
     """A ready-to-time step and its start-up seconds: compiling, kernel search, graph capture.
     variant: trainer's torchvision_layers or compile_loss, for the rows that compare our ways."""
+    torch.backends.cudnn.benchmark = config.cudnn_search  # as train.py sets it; read as each layer first runs
     step = trainer(attributes, device, config.precision, config.channels_last, args.batch_size,
                    config.graphs, config.compile_mode, **variant)
     batches = fixed_batch(attributes, args.batch_size, device)
@@ -123,7 +130,6 @@ def main():
     args = parse_args()
     device = pick_device(args.device)
     keep_freed_memory(device)  # as train.py does
-    torch.backends.cudnn.benchmark = False  # as train.py's default
     attributes = args.classes  # the class counts of each head
     print(f'device {device} ({machine_name(device)}), torch {torch.__version__}, batch {args.batch_size}')
     ready, failed, short_of_memory, began = {}, [], False, time.perf_counter()
@@ -155,8 +161,10 @@ def main():
                         + ('; a smaller --batch-size needs less memory' if short_of_memory else ''))
     # Interleaved rounds, best of each: a busy neighbour then slows every configuration alike.
     best = dict.fromkeys(ready, 0.0)
+    search = {flags: config.cudnn_search for flags, config, _ in configs}
     for _ in range(args.rounds):
         for flags, (step, batches, _) in ready.items():
+            torch.backends.cudnn.benchmark = search[flags]  # for an eager step; a graph has its kernels
             best[flags] = max(best[flags], rate(batches, step, device, args.seconds / args.rounds, warmup=0))
     print(f'{"images/s":>9} {"ms/step":>8} {"start-up s":>11}   train.py flags')
     for flags, images_per_second in best.items():

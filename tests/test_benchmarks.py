@@ -39,16 +39,17 @@ def test_each_configuration_once_with_train_pys_default_first():
         configs = variants(device, batch_size, skip_compile=False)
         flags = [train_flags(device, config, batch_size) for config in configs]
         assert flags[0] == default
-        assert len(flags) == len(set(flags)) == {'cuda': 13, 'cpu': 6}[device.type]
+        assert len(flags) == len(set(flags)) == {'cuda': 14, 'cpu': 6}[device.type]
         quick = variants(device, batch_size, skip_compile=True)
         assert quick == [config for config in configs if config.compile_mode is None]
-    # on CUDA the default in the other memory format, then compiled inside our graph, are timed
-    # second and third, before --budget can cut them
+    # on CUDA the default in the other memory format, then compiled inside our graph, without and
+    # with cuDNN's search, are timed second to fourth, before --budget can cut them
     for batch_size, layout in ((16, False), (256, True)):  # train.py's: NCHW at 16 on CUDA
-        default, other_layout, compiled = variants(CUDA, batch_size, skip_compile=False)[:3]
-        assert default.channels_last is layout
+        default, other_layout, compiled, searched = variants(CUDA, batch_size, skip_compile=False)[:4]
+        assert default.channels_last is layout and not default.cudnn_search
         assert other_layout == default._replace(channels_last=not layout)
         assert compiled == default._replace(compile_mode='default')
+        assert searched == compiled._replace(cudnn_search=True)
     # on a CPU the quick configurations come before any that compiles
     assert variants(CPU, 16, False)[:4] == variants(CPU, 16, True)
 
@@ -63,6 +64,7 @@ def test_printed_flags_are_what_train_py_runs():
             assert train.choose_channels_last(args, device) == config.channels_last
             if device.type == 'cuda':
                 assert (args.cuda_graphs == 'on') == config.graphs
+            assert (args.cudnn_benchmark == 'on') == config.cudnn_search
 
 
 def test_budget_stops_further_start_ups_and_still_times_the_first():
@@ -123,6 +125,27 @@ def test_the_loss_compiled_with_the_model_is_timed_against_the_model_compiled_al
     assert '--precision fp32 --compile, the loss and statistics not compiled' in out
     assert 'the loss and statistics compiled with the model: 0.80x the rate of the model compiled alone' in out
     assert 'fastest: --precision fp32 --compile  (120 images/s, 1.20x --precision fp32)' in out
+
+
+def test_each_configuration_starts_and_is_timed_with_its_own_cudnn_search(monkeypatch, capsys):
+    # A graph keeps the kernels picked as it was captured; an eager step picks them as it runs.
+    import step_variants
+    searched = step_variants.Config('fp32', None, False, True, cudnn_search=True)
+    monkeypatch.setattr(step_variants, 'variants', lambda *_: [searched._replace(cudnn_search=False), searched])
+    monkeypatch.setattr(torch.backends.cudnn, 'benchmark', False)  # put back after the test
+    built, timed = [], []
+
+    def trainer(*_, **__):
+        built.append(torch.backends.cudnn.benchmark)
+        return lambda batch: 2
+    monkeypatch.setattr(step_variants, 'trainer', trainer)
+    monkeypatch.setattr(step_variants, 'fixed_batch', lambda *_: itertools.repeat(None))
+    monkeypatch.setattr(step_variants, 'rate', lambda *_, **__: timed.append(torch.backends.cudnn.benchmark) or 1.0)
+    monkeypatch.setattr(sys, 'argv', ['step_variants.py', '--device', 'cpu', '--rounds', '2', '--seconds', '0.1'])
+    step_variants.main()
+    assert built == [False, False, True]  # the default, on torchvision's layers, with the search
+    assert timed == [False, False, True] * 2
+    assert '--precision fp32 --cudnn-benchmark on' in capsys.readouterr().out
 
 
 def test_step_variants_names_the_configurations_that_failed_and_ends_with_an_error(monkeypatch, capsys):
