@@ -6,6 +6,8 @@
 # call of the GPU machine: 7 min 36 s on an H200 on 2026-11-28, under 10 at their limits):
 #   variants  the training step at batch 16 in every configuration (step_variants.py); the
 #             fastest one's flags are used by 'faithful'
+#   warm      'faithful''s flags on 2 epochs of 8,000 images at batch 16: with --compile, the first
+#             compile, so that a 'faithful' after it times a machine's second run (the kernels cached)
 #   faithful  the tutorial's schedule: 50 epochs at batch 16, Adam 1e-3, wall-clock timed, with
 #             the flags in $FAITHFUL_FLAGS, or else those 'variants' found fastest
 #   fast      the faster recipe: batch 256, lr 4e-3, 2 warm-up epochs, cosine, 45 epochs, then
@@ -23,9 +25,9 @@
 #             8,000 images at that batch size, with channels_last and cuDNN's search on and off
 #             (4 runs, 2 to 6 minutes; their logs stay in the work folder, their figures go to
 #             summary.txt, as the GPU machine sends back only 8 files)
-# Each stage has its own time limit (variants 200 s, faithful 360, fast 110, test 40 a run, bench 150,
-# profile 90 a run and 150 compiled, startup 90 a run),
-# so a slow one cannot eat the others' time; a faithful run cut off by its limit still shows its
+# Each stage has its own time limit (variants 200 s, warm 200, faithful 360, fast 110, test 40 a
+# run, bench 150, profile 90 a run and 150 compiled, startup 90 a run), so a slow one cannot eat
+# the others' time; a faithful run cut off by its limit still shows its
 # seconds per epoch. The catalog, the split, the runs and torch.compile's cache stay in
 # $FASHION_GPU_WORK (default: /tmp/fashion-gpu), so a second call with the remaining stages, on
 # the same machine, starts where the first stopped: for example 'variants faithful', then 'fast test bench'.
@@ -36,7 +38,7 @@
 # faithful run may be), 1 where one failed, 130 on a Ctrl-C, which stops the command running and
 # the stages after it, 143 on a SIGTERM to the script, which stops it once the command has ended.
 set -uo pipefail
-known="variants faithful fast test seeds bench profile startup-16 startup-256"
+known="variants warm faithful fast test seeds bench profile startup-16 startup-256"
 usage="usage: bash benchmarks/gpu_check.sh ARCHIVE OUT [STAGE ...], stages: $known"
 case ${1:-} in -h|--help) echo "$usage"; exit 0 ;; esac
 [ $# -ge 2 ] || { echo "$usage" >&2; exit 2; }
@@ -127,6 +129,11 @@ prepare_small() {  # 8,000 training and 2,000 validation images, for the start-u
   [ "${PIPESTATUS[0]}" = 0 ] || { log "stopped: could not split 10,000 pictures into small/"; exit 1; }
 }
 
+faithful_flags() {  # into the array flags: $FAITHFUL_FLAGS if set (say, after 'profile' alone);
+  # else the fastest configuration from 'variants', if it ran; else train.py's defaults
+  read -r -a flags <<< "${FAITHFUL_FLAGS:-$(sed -n 's/^fastest: \(.*\)  (.*/\1/p' "$out/variants.txt" 2>/dev/null)}"
+}
+
 epoch_seconds() {  # name: each epoch's seconds from the run's metrics.csv
   awk -F, 'NR > 1 { printf "  epoch %s %.1f s", $1, $3 }' "checkpoints/$1/metrics.csv" 2>/dev/null
 }
@@ -172,11 +179,16 @@ for stage in "${stages[@]}"; do
       timeout --foreground -k 15 200 python3 "$repo/benchmarks/step_variants.py" --seconds 2 --budget 90 2>&1 | keep "$out/variants.txt"
       status=${PIPESTATUS[0]} && count_failure "$status" variants
       log "variants: $(ended "$status" 200 "$out/variants.txt")" ;;
+    warm)
+      prepare_small
+      faithful_flags
+      log "warming up: 2 epochs of 8,000 images at batch 16 (a first compile); flags: ${flags[*]:-defaults}"
+      run_logs=$work/warm-logs && mkdir -p "$run_logs"
+      timed_run warm 200 --train-csv small/train.csv --val-csv small/val.csv --epochs 2 "${flags[@]}" >/dev/null
+      unset run_logs ;;
     faithful)
       prepare
-      # $FAITHFUL_FLAGS if set (say, after 'profile' alone); else the fastest configuration from
-      # 'variants', if it ran; else train.py's defaults.
-      read -r -a flags <<< "${FAITHFUL_FLAGS:-$(sed -n 's/^fastest: \(.*\)  (.*/\1/p' "$out/variants.txt" 2>/dev/null)}"
+      faithful_flags
       log "the tutorial's schedule: 50 epochs, batch 16, Adam 1e-3; flags: ${flags[*]:-defaults}"
       timed_run faithful 360 "${flags[@]}" ;;  # 2026-11-28, H200, defaults: 317 s
     fast)

@@ -345,6 +345,28 @@ def test_gpu_check_logs_a_run_without_its_progress_bars_but_with_a_warning_print
         'epoch   1     1.0s  train loss 3.1\n\ndone: 1 epochs\n')
 
 
+def test_gpu_check_warms_up_with_the_faithful_runs_flags_on_8000_pictures(tmp_path):
+    # 'warm faithful': the first compile on a short run, so that the schedule after it is timed as
+    # a machine's second run would be, its compiled kernels cached
+    (tmp_path / 'bin').mkdir()
+    (tmp_path / 'bin' / 'python3').write_text('#!/bin/sh\n'  # PyTorch seeing a GPU; each command line noted
+                                              f'echo "$*" >> {tmp_path / "calls.txt"}\n'
+                                              'case $1 in -c) echo "torch sees a GPU" ;; '
+                                              '*/split_data.py) mkdir -p small && touch small/val.csv ;; esac\n')
+    (tmp_path / 'bin' / 'python3').chmod(0o755)
+    (tmp_path / 'work').mkdir()
+    (tmp_path / 'work' / 'val.csv').write_text('')  # split already: nothing to unpack
+    (tmp_path / 'catalog.tar.gz').write_bytes(b'')
+    done = run_gpu_check(tmp_path / 'catalog.tar.gz', tmp_path / 'out', 'warm', 'faithful',
+                         env=gpu_check_env(tmp_path, tmp_path / 'bin', FAITHFUL_FLAGS='--compile'))
+    assert done.returncode == 0, done.stdout + done.stderr
+    runs = [line.split(' ', 1)[1] for line in (tmp_path / 'calls.txt').read_text().splitlines()
+            if line.startswith(os.path.join(ROOT, 'train.py'))]
+    assert runs == ['--attributes_file fashion-product-images/styles.csv --run-name warm --train-csv small/train.csv '
+                    '--val-csv small/val.csv --epochs 2 --compile',
+                    '--attributes_file fashion-product-images/styles.csv --run-name faithful --compile']
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason='this machine has a GPU: the stages would run')
 def test_gpu_check_exits_with_1_where_a_run_failed(tmp_path):
