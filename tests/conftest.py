@@ -2,6 +2,7 @@ import csv
 import io
 import os
 import resource
+import signal
 import struct
 import subprocess
 import sys
@@ -13,6 +14,11 @@ os.environ['OMP_NUM_THREADS'] = str(min(2, os.cpu_count() or 1))
 # Idle OpenMP threads sleep instead of spinning: the tests start scripts beside themselves, and
 # spinning threads of two processes on 2 cores slow both a hundredfold.
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+# Started as a script's background job (`pytest ... &`, no job control), the tests and every
+# process they start would ignore SIGINT, and the tests of a Ctrl-C would fail: they get it as from
+# a terminal. Python's handler here, not SIG_IGN, lets the scripts they start have the default.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

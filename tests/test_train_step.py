@@ -97,7 +97,7 @@ def test_a_compiled_models_step_compiles_its_loss_and_statistics_too(monkeypatch
         for model_compiled, compile_loss in ((False, True), (True, True), (True, False)):
             torch.manual_seed(0)
             model = MultiOutputModel.for_attributes(SimpleNamespace(num_genders=3, num_articles=7, num_colors=5))
-            model.eval()  # no dropout: the three steps draw nothing
+            model.eval()  # no dropout: the steps draw nothing
             optimizer = make_optimizer(model, 1e-2, CPU, cuda_graphs=False)
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
             step = TrainStep(model, optimizer, scheduler, nullcontext, model_compiled, compile_loss)
