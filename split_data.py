@@ -199,7 +199,9 @@ def named_rows(data):
     """A split's rows, each picture named by its file name alone."""
     text = data.decode('utf-8', 'surrogateescape').removeprefix('\ufeff')
     try:
-        rows = list(with_nul_bytes(csv.reader(io.StringIO(nul_safe(text), newline=''))))
+        rows = list(csv.reader(io.StringIO(nul_safe(text), newline='')))
+        if '\0' in text:  # only then: 18 ms for the 32,000 rows of a split, at each start
+            rows = list(with_nul_bytes(rows))
     except csv.Error:  # a file the csv module cannot read: its lines will do
         rows = [[line] for line in text.splitlines()]
     return [[row[0].replace('\\', '/').rsplit('/', 1)[-1], *row[1:]] if row else row for row in rows]

@@ -178,7 +178,8 @@ def main():
     if with_loss in best and with_loss + LOSS_EAGER in best:
         print(f'the loss and statistics compiled with the model: {best[with_loss] / best[with_loss + LOSS_EAGER]:.2f}x '
               'the rate of the model compiled alone')
-    flags = [f for f in best if f != TORCHVISION_LAYERS and not f.endswith(LOSS_EAGER)]  # train.py's only
+    ours = {flags for flags, _, variant in configs if variant}  # rows that compare our ways, not train.py's
+    flags = [f for f in best if f not in ours]
     if flags:  # against the default, or where the default is the fastest, against the next
         fastest = max(flags, key=best.get)
         others = [f for f in flags if f != fastest]
