@@ -12,18 +12,20 @@ from dataset import HEADS
 
 
 # At the tutorial's batch 16 a GPU step is bound by its number of kernels, not its arithmetic, and
-# bf16 adds a cast of every weight: an H200 ran the step 1.15x faster in fp32. Larger batches keep
-# bf16 (the faster recipe at batch 256 was measured with it; sizes in between were not timed).
-# The same holds for channels_last: it pays at batch 256, not at 16 (default_channels_last).
+# bf16 adds a cast of every weight: an H200 ran the step 1.15x faster in fp32. Compiled, the casts
+# fuse into the kernels around them, and bf16 ran it 1.18x faster than fp32 (1.82 against 2.15 ms,
+# 2026-12-04). Larger batches keep bf16 (the faster recipe at batch 256 was measured with it; sizes
+# in between were not timed). channels_last too pays at batch 256, not at 16 (default_channels_last).
 SMALL_GPU_BATCH = 16
 
 
-def default_precision(device, batch_size=None):
-    """bf16 autocast on CUDA, except for training batches of SMALL_GPU_BATCH or fewer; fp32 on a
-    CPU, where bf16 was slower (benchmarks/step_variants.py)."""
-    if device.type != 'cuda' or (batch_size is not None and batch_size <= SMALL_GPU_BATCH):
+def default_precision(device, batch_size=None, compiled=False):
+    """bf16 autocast on CUDA, except for training batches of SMALL_GPU_BATCH or fewer that are
+    not compiled; fp32 on a CPU, where bf16 was slower (benchmarks/step_variants.py)."""
+    if device.type != 'cuda':
         return 'fp32'
-    return 'bf16'
+    small = batch_size is not None and batch_size <= SMALL_GPU_BATCH
+    return 'fp32' if small and not compiled else 'bf16'
 
 
 def default_channels_last(device, batch_size):
@@ -39,7 +41,8 @@ def validation_precision(state, device):
     """The precision train.py validated a run in, so that test.py scores it as train.py did: as
     its checkpoint says (a run of the CPU's fp32 scored on a GPU stays fp32), or for a checkpoint
     from before it said, from the arguments saved in it: its --precision, or for auto the choice at
-    its batch size (the tutorial's 16 for the original's bare state_dict, which saved none)."""
+    its batch size (the tutorial's 16 for the original's bare state_dict, which saved none), as it
+    was then: fp32 at 16, compiled or not (every checkpoint since 2026-12-02 says its own)."""
     if state.get('precision') is not None:
         return state['precision']
     saved_args = state.get('args') or {}

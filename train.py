@@ -73,8 +73,8 @@ def build_parser():
                         help=f'worker processes that decode the images: once at the start, or every '
                              f'epoch with --data loader (default: {min(8, os.cpu_count() or 1)})')
     parser.add_argument('--precision', choices=PRECISIONS, default='auto',
-                        help='bf16 autocast or plain fp32 (default: auto, bf16 on CUDA for batches over 16, '
-                             'where it pays, fp32 otherwise)')
+                        help='bf16 autocast or plain fp32 (default: auto, bf16 on CUDA where it pays: for '
+                             'batches over 16, and at any batch with --compile; fp32 otherwise)')
     parser.add_argument('--channels-last', choices=['auto', 'on', 'off'], default='auto',
                         help='channels_last memory format, the same numbers up to float rounding; on 2 CPU '
                              'cores 1.1 to 1.35x faster for MobileNetV2, on an H200 2.5 to 2.9x at batch 256; at '
@@ -453,11 +453,13 @@ def cached_imagenet_weights():
 
 
 def choose_precision(args, device):
-    """--precision, where auto is bf16 on CUDA except at small batches (see evaluate.py)."""
+    """--precision, where auto is bf16 on CUDA except at small batches not compiled (see evaluate.py)."""
     if args.precision == 'bf16' and device.type not in ('cuda', 'cpu'):  # evaluate.autocast_for's
         print(f'note: --precision bf16 runs on CUDA and on the CPU; on {device.type} this run is in fp32')
         return 'fp32'
-    return default_precision(device, args.batch_size) if args.precision == 'auto' else args.precision
+    if args.precision != 'auto':
+        return args.precision
+    return default_precision(device, args.batch_size, compiled=bool(args.compile))  # profile_step.py: a bool
 
 
 def choose_channels_last(args, device):

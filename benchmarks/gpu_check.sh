@@ -12,7 +12,7 @@
 #             the flags in $FAITHFUL_FLAGS, or else those 'variants' found fastest
 #   fast      the faster recipe: batch 256, lr 4e-3, 2 warm-up epochs, cosine, 45 epochs, then
 #             the flags in $FAST_FLAGS (say '--epochs 30 --cudnn-benchmark on'), which 'seeds' takes too
-#   test      test.py on the checkpoints of faithful and fast
+#   test      test.py on the checkpoints of faithful and fast, those of the two that ran on this machine
 #   seeds     the faster recipe again with --seed 43 and 44, each scored by test.py (3 min 9 s on an H200;
 #             one run of a recipe moves by about a point, and the recipe is to stay within one of
 #             the tutorial's schedule on every head; their figures go to summary.txt)
@@ -190,14 +190,18 @@ for stage in "${stages[@]}"; do
       prepare
       faithful_flags
       log "the tutorial's schedule: 50 epochs, batch 16, Adam 1e-3; flags: ${flags[*]:-defaults}"
-      timed_run faithful 360 "${flags[@]}" ;;  # 2026-11-28, H200, defaults: 317 s
+      timed_run faithful 360 "${flags[@]}" ;;  # H200: 317 s (defaults, 2026-11-28), 228 s (bf16 compiled, warm, 2026-12-04)
     fast)
       prepare
       log "a faster schedule: ${fast_recipe[*]}"
       timed_run fast 110 "${fast_recipe[@]}" ;;
     test)
-      for run in faithful fast; do
-        score "$run"
+      for run in faithful fast; do  # those run on this machine, in this call or an earlier one
+        if [ -f "checkpoints/$run/last.pth" ]; then
+          score "$run"
+        else
+          log "test.py on $run: no run of that name on this machine"
+        fi
       done ;;
     seeds)
       prepare

@@ -66,20 +66,20 @@ def variants(device, batch_size, skip_compile):
     end, and the likeliest winners come early. On CUDA: the default in the other memory format
     second (train.py's is NCHW at batch 16 and channels_last above: in channels_last PyTorch hands
     the 17 depthwise convolutions to cuDNN, whose kernels for them may be built at run time, where
-    in NCHW it runs its own); then the default compiled inside our graph, since at batch 16 a GPU
-    step is bound by its number of kernels and compiling fuses them, and the same with cuDNN's
-    search (kernels picked by timing them: that may pay over the tutorial's 100,000 steps, but
-    it runs at every start, where inductor's kernels are cached on disk); then the other
-    precision (bf16 adds a cast of each weight), eager without the graph (what the graph buys)
+    in NCHW it runs its own); then train.py's --compile, inside our graph (in bf16 at any batch:
+    at batch 16 a GPU step is bound by its number of kernels, compiling fuses them, and the casts
+    of bf16 with them), and the same with cuDNN's search (kernels picked by timing them: that may
+    pay over the tutorial's 100,000 steps, but it runs at every start, where inductor's kernels
+    are cached on disk); then the other precision, eager without the graph (what the graph buys)
     and the other compiled ways. On a CPU the quick ones come before those that compile.
     """
-    p = default_precision(device, batch_size)
-    q = 'bf16' if p == 'fp32' else 'fp32'
+    p, pc = default_precision(device, batch_size), default_precision(device, batch_size, compiled=True)
+    q, qc = ('bf16' if p == 'fp32' else 'fp32'), ('bf16' if pc == 'fp32' else 'fp32')
     c = default_channels_last(device, batch_size)  # train.py's layout, c, and the other one
     if device.type == 'cuda':  # (precision, compile mode, our CUDA graph, channels_last[, cuDNN's search])
-        ways = [(p, None, True, c), (p, None, True, not c), (p, 'default', True, c), (p, 'default', True, c, True),
+        ways = [(p, None, True, c), (p, None, True, not c), (pc, 'default', True, c), (pc, 'default', True, c, True),
                 (q, None, True, c),
-                (q, None, True, not c), (p, 'default', True, not c), (q, 'default', True, c),
+                (q, None, True, not c), (pc, 'default', True, not c), (qc, 'default', True, c),
                 (p, None, False, c), (q, None, False, c),
                 (p, 'reduce-overhead', False, c), (q, 'reduce-overhead', False, c),
                 (p, 'default', False, c), (q, 'default', False, c)]

@@ -42,13 +42,14 @@ def test_each_configuration_once_with_train_pys_default_first():
         assert len(flags) == len(set(flags)) == {'cuda': 14, 'cpu': 6}[device.type]
         quick = variants(device, batch_size, skip_compile=True)
         assert quick == [config for config in configs if config.compile_mode is None]
-    # on CUDA the default in the other memory format, then compiled inside our graph, without and
-    # with cuDNN's search, are timed second to fourth, before --budget can cut them
+    # on CUDA the default in the other memory format, then train.py's --compile inside our graph
+    # (bf16 at any batch), without and with cuDNN's search, are timed second to fourth, before
+    # --budget can cut them
     for batch_size, layout in ((16, False), (256, True)):  # train.py's: NCHW at 16 on CUDA
         default, other_layout, compiled, searched = variants(CUDA, batch_size, skip_compile=False)[:4]
         assert default.channels_last is layout and not default.cudnn_search
         assert other_layout == default._replace(channels_last=not layout)
-        assert compiled == default._replace(compile_mode='default')
+        assert compiled == default._replace(compile_mode='default', precision='bf16')
         assert searched == compiled._replace(cudnn_search=True)
     # on a CPU the quick configurations come before any that compiles
     assert variants(CPU, 16, False)[:4] == variants(CPU, 16, True)
@@ -190,6 +191,14 @@ def test_profile_counts_each_operation_per_step():
     assert calls['aten::hardtanh_backward'] == 35
     shares = [float(share) for _, share, _, _ in rows]
     assert shares == sorted(shares, reverse=True) and 90 < sum(shares) <= 100.1
+
+
+def test_profile_step_takes_the_precision_train_py_would():
+    # its --compile is a switch, train.py's a mode or None: bf16 on CUDA at batch 16 only compiled
+    import profile_step
+    for flags, precision in (([], 'fp32'), (['--compile'], 'bf16'), (['--compile', '--precision', 'fp32'], 'fp32'),
+                             (['--batch-size', '256'], 'bf16')):
+        assert train.choose_precision(profile_step.parse_args(flags), CUDA) == precision, flags
 
 
 @pytest.mark.parametrize('what', ['train-16', 'evaluate-256'])
@@ -370,14 +379,19 @@ def test_gpu_check_warms_up_with_the_faithful_runs_flags_on_8000_pictures(tmp_pa
 @pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason='this machine has a GPU: the stages would run')
 def test_gpu_check_exits_with_1_where_a_run_failed(tmp_path):
-    # 'test' before any run: test.py finds no checkpoint to score, twice; it said "done", status 0
+    # test.py refusing a damaged checkpoint: the script said "done", status 0. A run that never
+    # happened on the machine (the faithful one here) is said to be missing, and is no failure.
     (tmp_path / 'catalog.tar.gz').write_bytes(b'')  # never unpacked: 'test' reads no data
+    (tmp_path / 'work' / 'checkpoints' / 'fast').mkdir(parents=True)
+    (tmp_path / 'work' / 'checkpoints' / 'fast' / 'last.pth').write_bytes(b'cut off')
     (tmp_path / 'out').mkdir()
     (tmp_path / 'out' / 'eval-fast.json').write_text('{"an earlier call": 1}')  # not left for this call's
     done = run_gpu_check(tmp_path / 'catalog.tar.gz', tmp_path / 'out', 'test',
                          env=gpu_check_env(tmp_path, FASHION_GPU_ALLOW_CPU='1'))
     assert done.returncode == 1, done.stdout
-    assert 'done: test; failed: test.py on faithful test.py on fast' in (tmp_path / 'out' / 'summary.txt').read_text()
+    summary = (tmp_path / 'out' / 'summary.txt').read_text()
+    assert 'test.py on faithful: no run of that name on this machine' in summary
+    assert 'done: test; failed: test.py on fast' in summary
     assert not (tmp_path / 'out' / 'eval-fast.json').exists()
 
 
