@@ -190,7 +190,7 @@ for stage in "${stages[@]}"; do
       prepare
       faithful_flags
       log "the tutorial's schedule: 50 epochs, batch 16, Adam 1e-3; flags: ${flags[*]:-defaults}"
-      timed_run faithful 360 "${flags[@]}" ;;  # H200: 317 s (defaults, 2026-11-28), 228 s (bf16 compiled, warm, 2026-12-04)
+      timed_run faithful 360 "${flags[@]}" ;;  # H200: 317 s (defaults, 11-28), 228 s (bf16, compiled, warm)
     fast)
       prepare
       log "a faster schedule: ${fast_recipe[*]}"
