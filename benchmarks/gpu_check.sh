@@ -173,9 +173,9 @@ for stage in "${stages[@]}"; do
     variants)
       log "the training step in each configuration, batch 16"
       # A start-up with cuDNN's search took 20 to 30 s, a cold compile a minute or more: no new
-      # start-up after 90 s still reaches the sixth, the default compiled in our graph with
-      # cuDNN's search (after torchvision's layers, the other layout, the default compiled, and
-      # compiled without its loss, which finds the model's kernels compiled).
+      # start-up after 90 s still reaches the sixth, train.py's --compile in our graph with
+      # cuDNN's search (after torchvision's layers, the other layout, --compile, and --compile
+      # without its loss, which finds the model's kernels compiled).
       timeout --foreground -k 15 200 python3 "$repo/benchmarks/step_variants.py" --seconds 2 --budget 90 2>&1 | keep "$out/variants.txt"
       status=${PIPESTATUS[0]} && count_failure "$status" variants
       log "variants: $(ended "$status" 200 "$out/variants.txt")" ;;
