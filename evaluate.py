@@ -37,6 +37,14 @@ def default_channels_last(device, batch_size):
     return not (device.type == 'cuda' and batch_size <= SMALL_GPU_BATCH)
 
 
+def one_pass_channels_last(device):
+    """test.py's layout: channels_last (faster on a CPU), but NCHW on CUDA. A single pass over a
+    validation set ends before channels_last can pay there: cuDNN makes its kernels for the 17
+    depthwise convolutions at the first pass, and train.py's first validation took 1.5 to 4.8 s in
+    channels_last against 0.1 to 0.2 s in NCHW on an H200 (README, start-up section)."""
+    return device.type != 'cuda'
+
+
 def validation_precision(state, device):
     """The precision train.py validated a run in, so that test.py scores it as train.py did: as
     its checkpoint says (a run of the CPU's fp32 scored on a GPU stays fp32), or for a checkpoint

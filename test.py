@@ -24,7 +24,7 @@ from checkpoint import (PRECISIONS, answers_not_numbers, changed_since_the_run, 
                         model_from_checkpoint, path_as_trained, same_rows)
 from cli import UserError, add_debug_flag, counted, path_name, pick_device, positive_int, run_cli, shown
 from dataset import HEADS, TITLES, FashionDataset, image_named, in_real_folders, val_transform
-from evaluate import autocast_for, majority_rates, validate, validation_precision
+from evaluate import autocast_for, majority_rates, one_pass_channels_last, validate, validation_precision
 from memory_data import InMemoryLoader
 from plots import can_show, draw_figures, drawn_by_matplotlib, plot_confusion_matrix, show_figures, visualize_grid
 
@@ -178,16 +178,18 @@ def main(argv=None):
     device = pick_device(args.device)
     keep_freed_memory(device)  # on a CPU: each batch reuses the last one's memory (allocator.py)
     model, attributes, state = model_from_checkpoint(args.checkpoint, args.attributes_file)
-    model = model.to(device, memory_format=torch.channels_last).eval()  # faster, same numbers
+    channels_last = one_pass_channels_last(device)  # the same numbers as NCHW, up to float rounding
+    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format).eval()
     precision = args.precision
     if precision == 'auto':
         precision = validation_precision(state, device)
-    print(f'device: {device} ({precision}); checkpoint {args.checkpoint}'
+    print(f'device: {device} ({precision}{", channels_last" if channels_last else ""}); checkpoint {args.checkpoint}'
           + (f' (epoch {state["epoch"]})' if state.get('epoch') else ''))
 
     args.val_csv = split_to_score(args, state)
     dataset = FashionDataset(args.val_csv, attributes, val_transform)
-    loader = InMemoryLoader.from_dataset(dataset, args.batch_size, device, train=False, channels_last=True)
+    loader = InMemoryLoader.from_dataset(dataset, args.batch_size, device, train=False,
+                                         channels_last=channels_last)
     metrics, predicted, truth = validate(model, loader, device, autocast_for(device, precision))
     if not math.isfinite(metrics['val_loss']):  # else scored, each answer the first class
         raise answers_not_numbers(args.checkpoint, f'on {args.val_csv}')

@@ -37,7 +37,8 @@ from allocator import keep_freed_memory  # noqa: E402
 from cli import (STOPPING, UserError, add_debug_flag, non_negative_int, pick_device, positive_float,  # noqa: E402
                  positive_int, remove_folder_made_by_importing_pytorch, run_cli, stopped_words)
 from dataset import AttributesDataset, FashionDataset, load_into_memory, train_transform, val_transform  # noqa: E402
-from evaluate import autocast_for, default_channels_last, default_precision, predict_all  # noqa: E402
+from evaluate import (autocast_for, default_channels_last, default_precision, one_pass_channels_last,  # noqa: E402
+                      predict_all)
 from memory_data import InMemoryLoader  # noqa: E402
 from model import MultiOutputModel  # noqa: E402
 from sample_catalog import image_count, is_sample_catalog, make_catalog  # noqa: E402
@@ -337,7 +338,7 @@ def measure(args, work):
     device = pick_device(args.device)
     keep_freed_memory(device)  # as train.py does
     torch.backends.cudnn.benchmark = False  # train.py's default (the tutorial's code never set it)
-    channels_last = True  # test.py's, for evaluation; training takes train.py's at each batch size
+    channels_last = one_pass_channels_last(device)  # test.py's; training takes train.py's at each batch size
     graphs = device.type == 'cuda'
     data = prepare_split(args, work)
     attributes = AttributesDataset(os.path.join(data, 'styles.csv'))
@@ -352,8 +353,9 @@ def measure(args, work):
     started = time.perf_counter()
     images, labels, _ = load_into_memory(train_set, args.workers)
     cache_seconds = time.perf_counter() - started
-    print(f'\ndevice {device} ({machine_name(device)}), torch {torch.__version__}, '
-          f'{"NCHW at batches of 16 or fewer, channels_last above" if device.type == "cuda" else "channels_last"}'
+    layouts = ('training NCHW at batches of 16 or fewer, channels_last above, evaluation NCHW'
+               if device.type == 'cuda' else 'channels_last')
+    print(f'\ndevice {device} ({machine_name(device)}), torch {torch.__version__}, {layouts}'
           f'{", CUDA graphs" if graphs else ""}, {len(train_set):,} training images from '
           f'{"the sample catalog" if is_sample_catalog(data) else "the real catalog"}')
     print(f'{"batch":>5} {"precision":>9} {"1 bare step":>12} {"2 tutorial":>11} {"3 train.py":>11} {"3/1":>6} '

@@ -38,6 +38,7 @@ from cli import UserError, progress_bar
 from conftest import ROOT, file_size_limit, overflowing, run_script, train_args
 from dataset import HEADS, AttributesDataset, read_annotations
 from demo import load_test_script
+import evaluate
 from evaluate import autocast_for, validation_precision
 from memory_data import InMemoryLoader
 from model import MultiOutputModel
@@ -508,6 +509,29 @@ def test_scoring_the_pictures_a_run_trained_on_says_so(small_split, one_epoch_ru
     load_test_script().main(['--checkpoint', last, '--val-csv', small_split['train'], '--output', str(tmp_path)])
     assert (f'note: {small_split["train"]} holds the rows {last} trained on: these figures say how well it '
             'learned them, not how it does on pictures it has not seen') in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('device,channels_last', [('cpu', True), ('cuda', False), ('cuda:1', False), ('mps', True)])
+def test_test_py_scores_in_nchw_on_cuda_only(device, channels_last):
+    # One pass over a validation set: on CUDA over before channels_last's start-up can pay
+    assert evaluate.one_pass_channels_last(torch.device(device)) is channels_last
+
+
+@pytest.mark.parametrize('channels_last', [True, False])
+def test_test_py_feeds_its_model_in_the_layout_it_chose(one_epoch_run, tmp_path, monkeypatch, capsys, channels_last):
+    # The model's weights and the batches both: a convolution takes channels_last from either one
+    script, seen, predict_all = load_test_script(), [], evaluate.predict_all
+    monkeypatch.setattr(script, 'one_pass_channels_last', lambda device: channels_last)
+
+    def spy(model, loader, device, autocast=None):
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        seen.append((model.base_model[0][0].weight.is_contiguous(memory_format=layout),
+                     all(batch['img'].is_contiguous(memory_format=layout) for batch in loader)))
+        return predict_all(model, loader, device, autocast)
+    monkeypatch.setattr(evaluate, 'predict_all', spy)
+    script.main(['--checkpoint', os.path.join(one_epoch_run, 'last.pth'), '--output', str(tmp_path)])
+    assert seen == [(True, True)]
+    assert f'device: cpu (fp32{", channels_last" if channels_last else ""}); checkpoint ' in capsys.readouterr().out
 
 
 def test_a_checkpoint_whose_answers_overflow_is_refused_not_scored(small_split, one_epoch_run, tmp_path):
