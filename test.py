@@ -52,6 +52,9 @@ def parse_args(argv=None):
     parser.add_argument('--precision', choices=PRECISIONS, default='auto',
                         help="fp32 or bf16 autocast (default: auto, the precision train.py validated "
                              'the checkpoint in, so both give the same figures)')
+    parser.add_argument('--channels-last', choices=['auto', 'on', 'off'], default='auto',
+                        help='channels_last memory format, the same figures up to float rounding (default: auto, '
+                             'on except on CUDA, where one pass over a validation set ends before its start-up pays)')
     parser.add_argument('--grid', type=positive_int, default=32,
                         help='images in the prediction grid (default: 32)')
     parser.add_argument('--show', action='store_true',
@@ -178,7 +181,7 @@ def main(argv=None):
     device = pick_device(args.device)
     keep_freed_memory(device)  # on a CPU: each batch reuses the last one's memory (allocator.py)
     model, attributes, state = model_from_checkpoint(args.checkpoint, args.attributes_file)
-    channels_last = one_pass_channels_last(device)  # the same numbers as NCHW, up to float rounding
+    channels_last = one_pass_channels_last(device) if args.channels_last == 'auto' else args.channels_last == 'on'
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format).eval()
     precision = args.precision
     if precision == 'auto':

@@ -3,7 +3,7 @@
 #   bash benchmarks/gpu_check.sh ARCHIVE OUT [STAGE ...]
 # ARCHIVE is fashion-product-images-small.tar.gz; results and logs go to the folder OUT.
 # Stages, in the order given (default: faithful fast test, the issue's targets, which fit one
-# call of the GPU machine: 7 min 36 s on an H200 on 2026-11-28, under 10 at their limits):
+# call of the GPU machine: 7 min 36 s on an H200 on 2026-11-28, about 10 at their limits):
 #   variants  the training step at batch 16 in every configuration (step_variants.py); the
 #             fastest one's flags are used by 'faithful'
 #   warm      'faithful''s flags on 2 epochs of 8,000 images at batch 16: with --compile, the first
@@ -12,7 +12,8 @@
 #             the flags in $FAITHFUL_FLAGS, or else those 'variants' found fastest
 #   fast      the faster recipe: batch 256, lr 4e-3, 2 warm-up epochs, cosine, 45 epochs, then
 #             the flags in $FAST_FLAGS (say '--epochs 30 --cudnn-benchmark on'), which 'seeds' takes too
-#   test      test.py on the checkpoints of faithful and fast, those of the two that ran on this machine
+#   test      test.py on the checkpoints of faithful and fast, those of the two that ran on this machine,
+#             each timed, and on faithful's again in channels_last (NCHW on CUDA is its default)
 #   seeds     the faster recipe again with --seed 43 and 44, each scored by test.py (3 min 9 s on an H200;
 #             one run of a recipe moves by about a point, and the recipe is to stay within one of
 #             the tutorial's schedule on every head; their figures go to summary.txt)
@@ -138,17 +139,23 @@ epoch_seconds() {  # name: each epoch's seconds from the run's metrics.csv
   awk -F, 'NR > 1 { printf "  epoch %s %.1f s", $1, $3 }' "checkpoints/$1/metrics.csv" 2>/dev/null
 }
 
-score() {  # name: test.py on the run's last checkpoint, its figures into summary.txt and, when
-  # it finished, its metrics.json to OUT (never an earlier call's, left in the work folder)
-  log "test.py on $1"
-  rm -rf "eval-$1" "$out/eval-$1.json"
-  timeout --foreground -k 15 40 python3 "$repo/test.py" --checkpoint "checkpoints/$1/last.pth" --output "eval-$1" 2>&1 \
-    | keep "$work/score.txt"
+score() {  # name [test.py flag ...]: test.py on the run's last checkpoint, timed; its figures into
+  # summary.txt and, when it finished without flags, its metrics.json to OUT (never an earlier
+  # call's, left in the work folder)
+  local what="test.py on $1${2:+ ${*:2}}" folder="eval-$1${2:+-flags}" start
+  log "$what"
+  rm -rf "$folder"
+  [ $# = 1 ] && rm -f "$out/eval-$1.json"
+  start=$(date +%s.%N)
+  timeout --foreground -k 15 40 python3 "$repo/test.py" --checkpoint "checkpoints/$1/last.pth" --output "$folder" \
+    "${@:2}" 2>&1 | keep "$work/score.txt"
   local status=${PIPESTATUS[0]}
   cat "$work/score.txt" >> "$out/summary.txt"
-  count_failure "$status" "test.py on $1"
-  log "test.py on $1: $(ended "$status" 40 "$work/score.txt")"
-  [ "$status" = 0 ] && cp "eval-$1/metrics.json" "$out/eval-$1.json"
+  count_failure "$status" "$what"
+  local seconds
+  seconds=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+  log "$what: $(ended "$status" 40 "$work/score.txt"), $seconds s wall-clock"
+  [ "$status" = 0 ] && [ $# = 1 ] && cp "$folder/metrics.json" "$out/eval-$1.json"
 }
 
 timed_run() {  # name, time limit, train.py flags...
@@ -202,7 +209,9 @@ for stage in "${stages[@]}"; do
         else
           log "test.py on $run: no run of that name on this machine"
         fi
-      done ;;
+      done
+      # Its layout before 2026-12-04, for the time NCHW saves on CUDA (its default there now)
+      if [ -f checkpoints/faithful/last.pth ]; then score faithful --channels-last on; fi ;;
     seeds)
       prepare
       run_logs=$work/seed-logs && mkdir -p "$run_logs"

@@ -397,6 +397,24 @@ def test_gpu_check_exits_with_1_where_a_run_failed(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason='this machine has a GPU: the stages would run')
+def test_gpu_check_times_test_py_and_again_in_channels_last_on_the_faithful_run(tmp_path, one_epoch_run):
+    # NCHW is test.py's choice on CUDA now; the second scoring times its choice of before
+    (tmp_path / 'catalog.tar.gz').write_bytes(b'')  # never unpacked: 'test' reads no data
+    (tmp_path / 'work' / 'checkpoints' / 'faithful').mkdir(parents=True)
+    shutil.copy(os.path.join(one_epoch_run, 'last.pth'), tmp_path / 'work' / 'checkpoints' / 'faithful')
+    done = run_gpu_check(tmp_path / 'catalog.tar.gz', tmp_path / 'out', 'test',
+                         env=gpu_check_env(tmp_path, FASHION_GPU_ALLOW_CPU='1'))
+    assert done.returncode == 0, done.stdout
+    summary = (tmp_path / 'out' / 'summary.txt').read_text()
+    assert re.search(r'test.py on faithful: finished, \d+\.\d s wall-clock\n', summary)
+    assert re.search(r'test.py on faithful --channels-last on: finished, \d+\.\d s wall-clock\n', summary)
+    assert 'device: cpu (fp32, channels_last); checkpoint' in summary  # its own, and the flag's
+    assert (tmp_path / 'work' / 'eval-faithful-flags' / 'metrics.json').exists()
+    assert sorted(os.listdir(tmp_path / 'out')) == ['eval-faithful.json', 'summary.txt']  # the default's only
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason='this machine has a GPU: the stages would run')
 def test_a_ctrl_c_stops_gpu_check_and_its_run_which_says_how_to_resume(tmp_path):
     # timeout ran each command in a process group of its own, which a Ctrl-C at the terminal never
     # reached: the run went on, then the stages after it, and the script ended with status 0.

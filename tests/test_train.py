@@ -517,11 +517,12 @@ def test_test_py_scores_in_nchw_on_cuda_only(device, channels_last):
     assert evaluate.one_pass_channels_last(torch.device(device)) is channels_last
 
 
-@pytest.mark.parametrize('channels_last', [True, False])
-def test_test_py_feeds_its_model_in_the_layout_it_chose(one_epoch_run, tmp_path, monkeypatch, capsys, channels_last):
+@pytest.mark.parametrize('flags,channels_last', [((), True), (('--channels-last', 'off'), False),
+                                                   (('--channels-last', 'on'), True)])
+def test_test_py_feeds_its_model_in_the_layout_it_chose(one_epoch_run, tmp_path, monkeypatch, capsys, flags,
+                                                        channels_last):
     # The model's weights and the batches both: a convolution takes channels_last from either one
-    script, seen, predict_all = load_test_script(), [], evaluate.predict_all
-    monkeypatch.setattr(script, 'one_pass_channels_last', lambda device: channels_last)
+    seen, predict_all = [], evaluate.predict_all
 
     def spy(model, loader, device, autocast=None):
         layout = torch.channels_last if channels_last else torch.contiguous_format
@@ -529,7 +530,8 @@ def test_test_py_feeds_its_model_in_the_layout_it_chose(one_epoch_run, tmp_path,
                      all(batch['img'].is_contiguous(memory_format=layout) for batch in loader)))
         return predict_all(model, loader, device, autocast)
     monkeypatch.setattr(evaluate, 'predict_all', spy)
-    script.main(['--checkpoint', os.path.join(one_epoch_run, 'last.pth'), '--output', str(tmp_path)])
+    load_test_script().main(['--checkpoint', os.path.join(one_epoch_run, 'last.pth'), '--output', str(tmp_path),
+                             *flags])
     assert seen == [(True, True)]
     assert f'device: cpu (fp32{", channels_last" if channels_last else ""}); checkpoint ' in capsys.readouterr().out
 
