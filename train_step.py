@@ -21,6 +21,11 @@ def loss_and_stats(output, targets):
     return loss, batch_stats(loss, output, targets)
 
 
+def uncompiled(model):
+    """The module torch.compile wrapped (a model that is not compiled, as it is)."""
+    return getattr(model, '_orig_mod', model)
+
+
 def make_optimizer(model, lr, device, cuda_graphs):
     # fused: the whole update in one pass, where plain Adam runs about ten operations for each of
     # the 162 parameters: on a GPU 2 multi-tensor kernels instead of 17 (capturable foreach Adam),
@@ -98,6 +103,7 @@ class TrainStep:
     def __init__(self, model, optimizer, scheduler, autocast, compiled=False, compile_loss=True):
         self.model, self.optimizer, self.scheduler, self.autocast = model, optimizer, scheduler, autocast
         self.compiled = compiled  # the model is torch.compile'd
+        self.compiled_size = None  # the batch size it was compiled for: its first batch's
         self.loss_and_stats = loss_and_stats
         if compiled and compile_loss:
             # Compiled too: eagerly the loss and the batch's statistics are 27 small operations
@@ -108,9 +114,18 @@ class TrainStep:
             self.loss_and_stats = torch.compile(loss_and_stats, mode='default')
 
     def eager(self, images, targets):
+        model, loss_and_stats_of = self.model, self.loss_and_stats
+        if self.compiled:
+            self.compiled_size = self.compiled_size or images.shape[0]
+            if images.shape[0] != self.compiled_size:
+                # An epoch's last, smaller batch: compiled, it would build the step once more,
+                # for any batch size (56 s more of a first epoch on 2 CPU cores, about as long as
+                # the first build). One step of the same maths on the same weights, uncompiled,
+                # costs nothing like that.
+                model, loss_and_stats_of = uncompiled(self.model), loss_and_stats
         with self.autocast():
-            output = self.model(images)
-            loss, stats = self.loss_and_stats(output, targets)
+            output = model(images)
+            loss, stats = loss_and_stats_of(output, targets)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -115,6 +115,46 @@ def test_a_compiled_models_step_compiles_its_loss_and_statistics_too(monkeypatch
             torch.testing.assert_close(weight, eager_weight)
 
 
+def test_a_compiled_step_runs_a_batch_of_another_size_uncompiled_not_compiled_again(monkeypatch):
+    # An epoch's last, smaller batch made torch.compile build the whole step again (56 s on 2 CPU
+    # cores): now it takes the same step uncompiled, and the compiled one goes on for full batches.
+    real_compile, graphs = torch.compile, []
+
+    def counted(fn, mode):
+        def backend(graph, inputs):
+            graphs.append(fn)
+            return graph.forward
+        return real_compile(fn, backend=backend)
+    monkeypatch.setattr(torch, 'compile', counted)
+    generator = torch.Generator().manual_seed(0)
+    batches = []
+    for size in (4, 2, 4):
+        targets = {f'{head}_labels': torch.randint(0, n, (size,), generator=generator)
+                   for head, n in (('gender', 3), ('article', 7), ('color', 5))}
+        batches.append((torch.randn(size, 3, 80, 60, generator=generator), targets))
+    results = []
+    torch._dynamo.reset()
+    try:
+        for compiled in (False, True):
+            torch.manual_seed(0)
+            model = MultiOutputModel.for_attributes(SimpleNamespace(num_genders=3, num_articles=7, num_colors=5))
+            model.eval()  # no dropout: the steps draw nothing
+            optimizer = make_optimizer(model, 1e-2, CPU, cuda_graphs=False)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+            step = TrainStep(torch.compile(model, mode='default') if compiled else model, optimizer, scheduler,
+                             nullcontext, compiled)
+            stats = torch.stack([step(images, targets) for images, targets in batches])
+            results.append((stats, [p.detach().clone() for p in model.parameters()]))
+    finally:
+        torch._dynamo.reset()
+    assert graphs == [model, train_step.loss_and_stats]  # each built once, at the first batch
+    (eager_stats, eager_weights), (stats, weights) = results
+    assert stats[1, 1:].max() <= 2  # the batch of 2's own figures
+    torch.testing.assert_close(stats, eager_stats)  # the same steps
+    for weight, eager_weight in zip(weights, eager_weights):
+        torch.testing.assert_close(weight, eager_weight)
+
+
 def test_graph_optimizer_has_what_capture_needs():
     optimizer = make_optimizer(small_model(), 1e-3, CPU, cuda_graphs=True)
     group = optimizer.param_groups[0]
