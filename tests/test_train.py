@@ -27,6 +27,7 @@ import pytest
 import torch
 
 import distributed
+import evaluate
 import resuming
 import runs
 import split_data
@@ -38,7 +39,6 @@ from cli import UserError, progress_bar
 from conftest import ROOT, file_size_limit, overflowing, run_script, train_args
 from dataset import HEADS, AttributesDataset, read_annotations
 from demo import load_test_script
-import evaluate
 from evaluate import autocast_for, validation_precision
 from memory_data import InMemoryLoader
 from model import MultiOutputModel
