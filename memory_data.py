@@ -7,6 +7,11 @@ from augment import augment_batch, prepare_batch
 from dataset import HEADS, load_into_memory
 
 
+def memory_format(channels_last):
+    """The memory format of a model or a batch in channels_last or not (NCHW)."""
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
 class InMemoryLoader:
     """Yields the same {'img', 'labels'} batches as a DataLoader over FashionDataset.
 
@@ -63,7 +68,7 @@ class InMemoryLoader:
             x = augment_batch(images, generator) if self.train else prepare_batch(images)
             # The cache is stored channels-last; without channels_last the model gets NCHW, or a
             # convolution would pick channels_last from its input alone.
-            x = x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+            x = x.contiguous(memory_format=memory_format(self.channels_last))
             # Gathered a chunk at a time, like the images: each batch is then views, no kernels.
             labels = {f'{head}_labels': self.labels[head][chunk] for head in HEADS}
             for start in range(0, len(chunk), self.batch_size):

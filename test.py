@@ -13,8 +13,6 @@ import os
 import re
 import shlex
 
-import torch
-
 from allocator import keep_freed_memory
 from atomic import (absolute_path, all_or_none, atomic_open, check_no_folder_in_the_way, check_writable_folder,
                     json_object, remove_left_temporaries)
@@ -25,7 +23,7 @@ from checkpoint import (PRECISIONS, answers_not_numbers, changed_since_the_run, 
 from cli import UserError, add_debug_flag, counted, path_name, pick_device, positive_int, run_cli, shown
 from dataset import HEADS, TITLES, FashionDataset, image_named, in_real_folders, val_transform
 from evaluate import autocast_for, majority_rates, one_pass_channels_last, validate, validation_precision
-from memory_data import InMemoryLoader
+from memory_data import InMemoryLoader, memory_format
 from plots import can_show, draw_figures, drawn_by_matplotlib, plot_confusion_matrix, show_figures, visualize_grid
 
 
@@ -182,7 +180,7 @@ def main(argv=None):
     keep_freed_memory(device)  # on a CPU: each batch reuses the last one's memory (allocator.py)
     model, attributes, state = model_from_checkpoint(args.checkpoint, args.attributes_file)
     channels_last = one_pass_channels_last(device) if args.channels_last == 'auto' else args.channels_last == 'on'
-    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format).eval()
+    model = model.to(device, memory_format=memory_format(channels_last)).eval()
     precision = args.precision
     if precision == 'auto':
         precision = validation_precision(state, device)

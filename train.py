@@ -34,7 +34,7 @@ from cli import (NO_SUCH_FILE, UserError, add_debug_flag, command, counted, ctrl
 from dataset import (HEADS, AttributesDataset, FashionDataset, in_real_folders, skip_undecodable, train_transform,
                      val_transform)
 from evaluate import autocast_for, default_channels_last, default_precision, validate
-from memory_data import InMemoryLoader
+from memory_data import InMemoryLoader, memory_format
 from model import IMAGENET_WEIGHTS, MultiOutputModel
 from train_step import (GraphedTrainStep, TrainStep, load_optimizer_state, make_optimizer, optimizer_state,
                         scheduler_state, set_lr)
@@ -607,7 +607,7 @@ def main(argv=None):
     model = build_model(attributes, args.pretrained and resume is None)  # resumed: its own weights
     if resume is not None:
         load_weights(model, resume, args.resume)
-    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    model = model.to(device, memory_format=memory_format(channels_last))
     core = model  # the bare model: what is saved, whatever wraps it for training
     if context.distributed:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)

@@ -39,7 +39,7 @@ from cli import (STOPPING, UserError, add_debug_flag, non_negative_int, pick_dev
 from dataset import AttributesDataset, FashionDataset, load_into_memory, train_transform, val_transform  # noqa: E402
 from evaluate import (autocast_for, default_channels_last, default_precision, one_pass_channels_last,  # noqa: E402
                       predict_all)
-from memory_data import InMemoryLoader  # noqa: E402
+from memory_data import InMemoryLoader, memory_format  # noqa: E402
 from model import MultiOutputModel  # noqa: E402
 from sample_catalog import image_count, is_sample_catalog, make_catalog  # noqa: E402
 from train_step import GraphedTrainStep, TrainStep, make_optimizer  # noqa: E402
@@ -174,8 +174,7 @@ def forever(loader):
 
 def make_model(attributes, device, channels_last, torchvision_layers=False, model_class=MultiOutputModel):
     model = model_class.for_attributes(attributes, torchvision_layers=torchvision_layers)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    return model.to(device, memory_format=fmt).train()
+    return model.to(device, memory_format=memory_format(channels_last)).train()
 
 
 def trainer(attributes, device, precision, channels_last, batch_size, graphs, compile_mode=None,
@@ -188,7 +187,7 @@ def trainer(attributes, device, precision, channels_last, batch_size, graphs, co
     compiled = bool(compile_mode)
     step = (GraphedTrainStep(model, optimizer, scheduler, autocast, batch_size, compiled, compile_loss) if graphs
             else TrainStep(model, optimizer, scheduler, autocast, compiled, compile_loss))
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    fmt = memory_format(channels_last)
 
     def run(batch):
         images = batch['img'].to(device, non_blocking=True).contiguous(memory_format=fmt)
