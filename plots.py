@@ -1,10 +1,22 @@
 # Pictures a person looks at: training curves, confusion matrices, and the tutorial's grid of
 # images with predicted and true labels. Everything is saved as PNG; windows open only on request.
+import importlib.util
 import multiprocessing
+import os
 import sys
 import warnings
 
-import matplotlib
+# matplotlib checks MPLBACKEND as it is imported, and a backend it cannot use ends the import, and
+# the script, with its traceback. Jupyter and Colab set MPLBACKEND=module://matplotlib_inline.
+# backend_inline in the notebook's Python, and a script started from a cell (`!.venv/bin/python
+# train.py`) inherits it, where its own environment has no matplotlib-inline. Without --show every
+# figure is drawn with Agg whatever it names: it is set aside for the import, and taken for --show.
+ASKED_BACKEND = os.environ.pop('MPLBACKEND', None)
+try:
+    import matplotlib
+finally:
+    if ASKED_BACKEND is not None:
+        os.environ['MPLBACKEND'] = ASKED_BACKEND
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
@@ -18,6 +30,21 @@ from dataset import HEADS, MEAN, STD, TITLES
 # matplotlib's built-in backends that only write files (backend_registry.list_builtin(BackendFilter.
 # NON_INTERACTIVE) from 3.9 on; rcsetup.non_interactive_bk before, gone in 3.11).
 FILE_ONLY_BACKENDS = ('agg', 'cairo', 'pdf', 'pgf', 'ps', 'svg', 'template')
+
+
+def usable_backend(name):
+    """Whether this matplotlib can use the backend name: one it knows (its check at the import), or
+    a module://name whose module is installed (found missing only as the first figure opens)."""
+    try:
+        matplotlib.rcsetup.validate_backend(name)
+    except ValueError:
+        return False
+    if not name.startswith('module://'):
+        return True
+    try:
+        return importlib.util.find_spec(name[len('module://'):]) is not None
+    except (ImportError, ValueError):  # a package on its way missing; an empty or odd name
+        return False
 
 
 def pyplot(show=False):
@@ -34,6 +61,11 @@ def pyplot(show=False):
 def can_show(folder):
     """Whether --show can open windows. With no display (or no GUI toolkit) matplotlib falls back
     to a file-only backend, and plt.show() then shows nothing without a word: said here, once."""
+    if ASKED_BACKEND and usable_backend(ASKED_BACKEND):
+        matplotlib.rcParams['backend'] = ASKED_BACKEND  # as matplotlib's import sets it
+    elif ASKED_BACKEND:
+        print(f'note: --show: MPLBACKEND={ASKED_BACKEND} names no backend this matplotlib can use; '
+              'it is left to matplotlib to choose one')
     backend = pyplot(show=True).get_backend().lower()
     if backend not in FILE_ONLY_BACKENDS:
         return True

@@ -5,6 +5,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 
@@ -14,7 +15,7 @@ from PIL import Image
 
 import plots
 from cli import UserError
-from conftest import file_size_limit
+from conftest import ROOT, file_size_limit, run_script
 from dataset import AttributesDataset
 from plots import draw_figures, plot_confusion_matrix, visualize_grid
 
@@ -245,6 +246,39 @@ def test_show_without_a_display_says_so_and_writes_the_figures(small_split, tmp_
     assert printed.count('note: --show') == 1
     assert sorted(os.listdir(out)) == ['confusion_article.png', 'confusion_color.png', 'confusion_gender.png',
                                        'metrics.json', 'predictions.png']
+
+
+def test_a_backend_matplotlib_cannot_use_in_mplbackend_stops_no_script(small_split, tmp_path):
+    # Jupyter and Colab set MPLBACKEND for the notebook's Python; a script started from a cell in an
+    # environment without that backend ended at `import matplotlib`, with its traceback.
+    checkpoint = untrained_checkpoint(small_split, tmp_path)
+    out = tmp_path / 'eval'
+    done = run_script('test.py', '--checkpoint', checkpoint, '--val-csv', small_split['val'], '--output', out,
+                      '--device', 'cpu', env={'MPLBACKEND': 'no-such-backend'})
+    assert done.returncode == 0, done.stderr
+    assert 'MPLBACKEND' not in done.stdout + done.stderr  # not --show: figures are drawn with Agg
+    assert sorted(os.listdir(out)) == ['confusion_article.png', 'confusion_color.png', 'confusion_gender.png',
+                                       'metrics.json', 'predictions.png']
+
+
+@pytest.mark.parametrize('asked, note', [
+    ('svg', ''),  # taken as matplotlib's import takes it: the file-only backend --show then names
+    ('no-such-backend', 'no-such-backend'),
+    ('module://no_such_module_here.backend', 'module://no_such_module_here.backend'),  # failed as a figure opened
+])
+def test_show_takes_the_backend_in_mplbackend_where_matplotlib_can_use_it(asked, note):
+    shown = ('import os, plots; print(plots.can_show("figures")); '
+             'print(plots.pyplot(show=True).get_backend(), os.environ["MPLBACKEND"])')
+    done = subprocess.run([sys.executable, '-c', shown], cwd=ROOT, capture_output=True, text=True,
+                          env=dict(os.environ, MPLBACKEND=asked, DISPLAY='', WAYLAND_DISPLAY=''))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    if note:
+        assert lines.pop(0) == (f'note: --show: MPLBACKEND={note} names no backend this matplotlib can use; it is '
+                                'left to matplotlib to choose one')
+    backend = 'svg' if asked == 'svg' else 'agg'  # matplotlib's own choice where no display is
+    assert lines == [f'note: --show: no display to open windows on (matplotlib fell back to its file-only {backend} '
+                     'backend); the figures are written to figures all the same', 'False', f'{backend} {asked}']
 
 
 def test_a_ctrl_c_that_closes_the_shown_figures_keeps_the_files_written(small_split, tmp_path, monkeypatch):
