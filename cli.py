@@ -251,6 +251,23 @@ def as_printed(text):
     return text.encode(encoding, 'shown').decode(encoding)
 
 
+def open_closed_standard_streams():
+    # A script started with a standard stream closed (`2>&-`, `>&-`, `<&-`) gets /dev/null in its
+    # place. Python leaves sys.stderr None there, on which tqdm's bar failed, and the run with it,
+    # without a word (its error had nowhere to go): no split, no predictions, status 1. And a
+    # closed stream's number goes to the next file opened, into which a library's C code writing
+    # to its stderr (PyTorch's warnings, libtiff's) would then write: a checkpoint being saved,
+    # say. sys.stdin stays None: `--files-from -` says stdin was closed.
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)  # takes the lowest free number: fd, those below it being open
+    for fd, name in ((1, 'stdout'), (2, 'stderr')):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, 'w', closefd=False))
+
+
 def show_any_name_on_the_terminal():
     # Under a UTF-8 locale Python's stdout refuses those surrogates: a run that has written its
     # files would fail on the line that names them (`wrote ...`), and report an error.
@@ -263,6 +280,7 @@ def run_cli(main):
     # A traceback from deep inside PIL or PyTorch tells a user nothing; the message names the
     # file and the problem. --debug (or FASHION_DEBUG=1) shows the full traceback instead.
     debug = debugging()
+    open_closed_standard_streams()
     show_any_name_on_the_terminal()
     # At its exit a process that has loaded PyTorch spent 1.2 s (on 2 cores) in Python's last
     # garbage collections, over objects that go with the process anyway: frozen, they are left

@@ -1117,6 +1117,22 @@ def test_a_sigterm_or_sighup_is_one_line_and_the_shells_status_and_its_handler_g
     assert (done.returncode, done.stderr) == (0, '')
 
 
+@pytest.mark.parametrize('closed', ['2>&-', '<&- 2>&-'])
+def test_a_closed_stderr_is_given_dev_null_not_the_next_file_opened(closed, tmp_path):
+    # The next file opened took a closed stream's number: what a library's C code writes to its
+    # stderr went into it. Its stdout left open, the script says where each went.
+    script = ('import os, sys\n'
+              'from cli import run_cli\n'
+              'def main():\n'
+              '    with open(sys.argv[1], "w") as f:\n'
+              '        print(os.readlink("/proc/self/fd/2"), f.fileno() > 2, sys.stderr.fileno())\n'
+              '    print("a bar", file=sys.stderr)\n'
+              'run_cli(main)\n')
+    done = subprocess.run(['sh', '-c', f'"$0" -c "$1" "$2" {closed}', sys.executable, script, str(tmp_path / 'file')],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, f'{os.devnull} True 2\n', '')
+
+
 def test_a_scripts_objects_are_left_to_its_exit_not_to_the_garbage_collector():
     # Python's last collections took 1.2 s of the exit of every script (with PyTorch loaded, on 2
     # cores). The handler registered here runs after run_cli's, just before the modules are cleared.

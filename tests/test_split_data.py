@@ -246,6 +246,19 @@ def test_pictures_with_damaged_exif_are_kept_without_pillows_warnings(tmp_path):
     assert len(read_rows(tmp_path / 'train.csv')) + len(read_rows(tmp_path / 'val.csv')) == 20
 
 
+def test_a_split_started_with_stderr_closed_is_written(quirky_catalog, tmp_path):
+    # `2>&-`: Python leaves sys.stderr None, and the progress bar failed on it, with the run, without
+    # a word; the file opened next (here the split) would also take the closed stream's number.
+    out = tmp_path / 'split'
+    done = subprocess.run(['sh', '-c', '"$0" "$@" 2>&-', sys.executable, os.path.join(ROOT, 'split_data.py'),
+                           '--input', quirky_catalog['root'], '--output', str(out), '--workers', '1'],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout
+    assert sorted(os.listdir(out)) == ['train.csv', 'val.csv']
+    assert 'wrote' in done.stdout and not done.stderr
+    assert all(open(out / name).readline().startswith('image_path,') for name in ('train.csv', 'val.csv'))
+
+
 def test_split_csv_works_from_another_directory(quirky_catalog, tmp_path, monkeypatch):
     out = tmp_path / 'splits'
     result = run_script('split_data.py', '--input', quirky_catalog['root'], '--output', out,
