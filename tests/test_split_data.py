@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from types import SimpleNamespace
 
 import pytest
@@ -476,3 +477,19 @@ def test_the_image_checks_run_in_forked_processes_whatever_pythons_default(tmp_p
     finally:
         multiprocessing.set_start_method(before, force=True)
     assert skipped == Counter({f'checked in a fork: {n}.jpg': 1 for n in (1, 2, 3)})
+
+
+@pytest.mark.parametrize('images, started', [(3, 1), (257, 2), (2000, 6)])
+def test_no_more_image_checking_processes_start_than_batches_to_send(tmp_path, monkeypatch, images, started):
+    # Forked, every worker starts at once: --workers 400 started 400 processes to check 200 images.
+    pools = []
+
+    def pool(workers, **kwargs):
+        pools.append(workers)
+        return ProcessPoolExecutor(workers, **kwargs)
+    monkeypatch.setattr(split_data, 'ProcessPoolExecutor', pool)
+    monkeypatch.setattr(split_data, 'image_problem', lambda *args: None)
+    styles = [SimpleNamespace(id=n) for n in range(images)]
+    kept = split_data.keep_usable(styles, str(tmp_path), SimpleNamespace(any_size=False, any_mode=False, workers=6),
+                                  Counter())
+    assert (pools, len(kept)) == ([started], images)
