@@ -327,6 +327,16 @@ def path_as_trained(saved, key):
     return name, there
 
 
+def pictures_from(saved, key, path):
+    """For the run's own split at path (train_csv, val_csv) found from the folder the run started in
+    (path_as_trained), that folder: where a split of the tutorial's paths, which name its pictures
+    from there, finds them. None (this folder) for any other file, or where the run's folder is gone."""
+    if not saved.get(key):
+        return None
+    there, gone = path_as_trained(saved, key)
+    return saved['workdir'] if gone is None and there != saved[key] and path == there else None
+
+
 def digests_in(value):
     return value is None or (isinstance(value, dict) and all(isinstance(d, (str, type(None))) for d in value.values()))
 

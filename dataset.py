@@ -172,27 +172,28 @@ def in_real_folders(paths):
     return found
 
 
-def resolve_image_path(path, csv_folder):
+def resolve_image_path(path, csv_folder, pictures_from=None):
     # split_data.py writes paths relative to the CSV's folder; the original wrote them relative
-    # to the working directory, so those are tried next.
+    # to the working directory (pictures_from: the folder a run was started in, None for this
+    # one), so those are tried next.
     if os.path.isabs(path):
         return path
     # split_data.py writes a path the system follows to the picture. Splits of before 2026-11-30
     # in a symlinked folder hold one that only works by name: tried next.
     beside_csv = os.path.join(csv_folder, path)
-    for candidate in (beside_csv, os.path.normpath(beside_csv), path):
+    for candidate in (beside_csv, os.path.normpath(beside_csv), os.path.join(pictures_from or '', path)):
         if os.path.exists(candidate):
             return candidate
     return beside_csv
 
 
-def image_named(written, csv_folder):
+def image_named(written, csv_folder, pictures_from=None):
     """The picture a split's image_path names: with the spaces around it dropped (a split edited by
     hand), or as written where only that is a picture (a catalog folder named ' data' by mistake,
     which split_data.py writes as it is)."""
-    path = resolve_image_path(written.strip(), csv_folder)
+    path = resolve_image_path(written.strip(), csv_folder, pictures_from)
     if written != written.strip() and missing_image(path):
-        as_written = resolve_image_path(written, csv_folder)
+        as_written = resolve_image_path(written, csv_folder, pictures_from)
         return path if missing_image(as_written) else as_written
     return path
 
@@ -207,8 +208,9 @@ def missing_image(path):
         return 'image missing'
 
 
-def read_annotations(annotation_path, attributes):
-    """(image path, gender id, article id, color id) for each usable row of a split CSV."""
+def read_annotations(annotation_path, attributes, pictures_from=None):
+    """(image path, gender id, article id, color id) for each usable row of a split CSV; a path of
+    the tutorial's, from the working folder, is taken from pictures_from where given."""
     header, rows = read_csv_rows(annotation_path, SPLIT_COLUMNS, 'a split made by split_data.py')
     column = {name: header.index(name) for name in SPLIT_COLUMNS}  # any other column is not read
     folder = os.path.dirname(absolute_path(annotation_path))  # where the system finds it
@@ -226,7 +228,7 @@ def read_annotations(annotation_path, attributes):
         if None in ids:
             skipped[UNKNOWN_LABEL] += 1
             continue
-        path = image_named(row[column['image_path']], folder)
+        path = image_named(row[column['image_path']], folder, pictures_from)
         problem = missing_image(path)
         if problem:
             skipped[problem] += 1
@@ -279,12 +281,14 @@ def what_to_do(skipped):
 
 
 class FashionDataset(Dataset):
-    def __init__(self, annotation_path, attributes, transform=None):
+    # pictures_from: for a run's own split read from elsewhere (test.py, --resume), the folder the
+    # run was started in, from which a split of the tutorial's paths found its pictures.
+    def __init__(self, annotation_path, attributes, transform=None, pictures_from=None):
         super().__init__()
         self.transform = transform
         self.attr = attributes
         self.annotation_path = annotation_path
-        self.samples = read_annotations(annotation_path, attributes)
+        self.samples = read_annotations(annotation_path, attributes, pictures_from)
         self.data = [s[0] for s in self.samples]  # image paths, as the tutorial named them
 
     def __len__(self):

@@ -19,7 +19,7 @@ from atomic import (absolute_path, all_or_none, atomic_open, check_no_folder_in_
 from augment import prepare_batch
 from catalog import not_a_csv_file, read_csv_rows
 from checkpoint import (PRECISIONS, answers_not_numbers, changed_since_the_run, check_checkpoint_file,
-                        model_from_checkpoint, path_as_trained, same_rows)
+                        model_from_checkpoint, path_as_trained, pictures_from, same_rows)
 from cli import UserError, add_debug_flag, counted, path_name, pick_device, positive_int, run_cli, shown
 from dataset import HEADS, TITLES, FashionDataset, image_named, in_real_folders, val_transform
 from evaluate import autocast_for, majority_rates, one_pass_channels_last, validate, validation_precision
@@ -138,17 +138,19 @@ def note_trained_pictures(args, state):
     train_csv, _ = path_as_trained(saved, 'train_csv')
     if not same_rows(state, 'train_csv', train_csv, ordered=False):
         return
-    trained, scored = set(pictures_of(train_csv)), pictures_of(args.val_csv)
+    trained = set(pictures_of(train_csv, pictures_from(saved, 'train_csv', train_csv)))
+    scored = pictures_of(args.val_csv)
     shared = sum(picture in trained for picture in scored)
     if shared:
         print(f'note: {shared:,} of the {len(scored):,} pictures of {args.val_csv} are in {train_csv} too, which '
               f'{args.checkpoint} trained on: these figures are inflated by pictures it learned')
 
 
-def pictures_of(split):
+def pictures_of(split, from_folder=None):
     """The pictures a split names, by their real paths: one made through a link to the catalog names
-    the same pictures otherwise. Read without the notes FashionDataset gives on it; none where it
-    cannot be read, which FashionDataset then says."""
+    the same pictures otherwise (a path of the tutorial's from from_folder, as FashionDataset's
+    pictures_from). Read without the notes FashionDataset gives on it; none where it cannot be
+    read, which FashionDataset then says."""
     try:
         header, rows = read_csv_rows(split, ('image_path',), 'a split made by split_data.py', notes=False)
     except (UserError, OSError):
@@ -156,7 +158,7 @@ def pictures_of(split):
     column = header.index('image_path')
     folder = os.path.dirname(absolute_path(split))
     named = [row[column] for row in rows if len(row) > column and row[column].strip()]
-    return in_real_folders(image_named(written, folder) for written in named)
+    return in_real_folders(image_named(written, folder, from_folder) for written in named)
 
 
 def print_report(metrics, majority):
@@ -188,7 +190,8 @@ def main(argv=None):
           + (f' (epoch {state["epoch"]})' if state.get('epoch') else ''))
 
     args.val_csv = split_to_score(args, state)
-    dataset = FashionDataset(args.val_csv, attributes, val_transform)
+    dataset = FashionDataset(args.val_csv, attributes, val_transform,
+                             pictures_from(state.get('args') or {}, 'val_csv', args.val_csv))
     loader = InMemoryLoader.from_dataset(dataset, args.batch_size, device, train=False,
                                          channels_last=channels_last)
     metrics, predicted, truth = validate(model, loader, device, autocast_for(device, precision))

@@ -26,7 +26,7 @@ from allocator import keep_freed_memory
 from atomic import atomic_open
 from catalog import describe_download
 from checkpoint import (PRECISIONS, check_same_vocab, checkpoint_save, first_sentence, load_weights, non_finite_weight,
-                        resumable_load)
+                        pictures_from, resumable_load)
 from cli import (NO_SUCH_FILE, UserError, add_debug_flag, command, counted, ctrl_c_held, debugging, folder_name,
                  how_stopped, leave_stops_to_the_main_process, non_negative_float, non_negative_int, path_name,
                  peer_ended, positive_float, positive_int, print_error, print_if_possible, progress_bar, reach_problem,
@@ -591,8 +591,11 @@ def main(argv=None):
         if resume is not None:
             check_same_vocab(attributes, resume, args.resume)
         with watch.phase('pictures'):
-            train_set = FashionDataset(args.train_csv, attributes, train_transform)
-            val_set = FashionDataset(args.val_csv, attributes, val_transform)
+            saved = resume['args'] if resume is not None else {}  # a resumed run's own splits: from its folder
+            train_set = FashionDataset(args.train_csv, attributes, train_transform,
+                                       pictures_from(saved, 'train_csv', args.train_csv))
+            val_set = FashionDataset(args.val_csv, attributes, val_transform,
+                                     pictures_from(saved, 'val_csv', args.val_csv))
             if context.is_main:
                 note_shared_pictures(train_set, val_set, args)
             train_loader = make_train_loader(train_set, args, context, channels_last)

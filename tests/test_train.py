@@ -1418,6 +1418,38 @@ def test_a_run_resumed_naming_only_its_checkpoints_folder_keeps_its_run_name(ful
     assert (args.checkpoints, args.run_name) == ('runs', 'run')
 
 
+def test_a_split_of_the_tutorials_paths_is_scored_and_resumed_from_another_folder(small_split, tmp_path,
+                                                                                  monkeypatch, capsys):
+    # The tutorial's split names its pictures from the folder the run started in, not from its own:
+    # test.py and --resume from elsewhere found none, and said to split again, which replaces the
+    # run's split with one it can neither be scored nor resumed on.
+    from demo import load_test_script
+    project, elsewhere = tmp_path / 'project', tmp_path / 'elsewhere'
+    (project / 'tut').mkdir(parents=True)
+    elsewhere.mkdir()
+    (project / 'fashion-product-images').symlink_to(small_split['catalog']['root'])
+    for name in ('train', 'val'):  # fashion-product-images/images/ID.jpg, from the project's folder
+        shutil.copy(small_split[name], project / 'tut' / f'{name}.csv')
+    monkeypatch.chdir(project)
+    last = os.path.join(train.main(['--train-csv', 'tut/train.csv', '--val-csv', 'tut/val.csv', '--epochs', '1',
+                                    '--run-name', 'run', '--device', 'cpu', '--workers', '0']), 'last.pth')
+    assert 'note: tut/train.csv: 160 pictures found from the working folder' in capsys.readouterr().out
+    monkeypatch.chdir(elsewhere)
+    last = str(project / last)
+    load_test_script().main(['--checkpoint', last, '--output', str(tmp_path / 'eval'), '--device', 'cpu'])
+    assert f'40 images from {project / "tut" / "val.csv"}' in capsys.readouterr().out
+    header, *trained = open(project / 'tut' / 'train.csv').read().splitlines()
+    (elsewhere / 'mixed.csv').write_text('\n'.join([header] + [f'{project}/{row}' for row in trained[:5]]) + '\n')
+    load_test_script().main(['--checkpoint', last, '--val-csv', 'mixed.csv', '--output', str(tmp_path / 'mixed'),
+                             '--device', 'cpu'])
+    assert 'note: 5 of the 5 pictures of mixed.csv are in' in capsys.readouterr().out  # those it trained on, found
+    train.main(['--resume', last, '--epochs', '2'])
+    resumed = checkpoint_load(last)
+    assert resumed['epoch'] == 2 and resumed['history'][-1]['val_samples'] == 40
+    assert (resumed['args']['workdir'], resumed['args']['train_csv']) == (str(project), 'tut/train.csv')
+    assert 'found from the working folder' not in capsys.readouterr().out
+
+
 def test_a_run_on_the_tutorials_relative_paths_resumes_from_another_folder_and_a_moved_project(
         small_split, tmp_path, monkeypatch, capsys):
     # ./train.csv, ./val.csv and ./fashion-product-images/styles.csv, the defaults, from the split's folder
