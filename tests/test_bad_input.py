@@ -1117,6 +1117,7 @@ def test_a_sigterm_or_sighup_is_one_line_and_the_shells_status_and_its_handler_g
     assert (done.returncode, done.stderr) == (0, '')
 
 
+@pytest.mark.skipif(not os.path.exists('/proc/self/fd'), reason="needs Linux: the files behind a process's numbers")
 @pytest.mark.parametrize('closed', ['2>&-', '<&- 2>&-'])
 def test_a_closed_stderr_is_given_dev_null_not_the_next_file_opened(closed, tmp_path):
     # The next file opened took a closed stream's number: what a library's C code writes to its
