@@ -53,8 +53,10 @@ def parse_args():
     parser.add_argument('--batch-sizes', type=batch_sizes, default='16,128',
                         help='comma-separated (default: 16,128)')
     parser.add_argument('--images', type=training_images, default=8000,
-                        help='training images to load, 4 to 1,000,000 (default: 8000; the rate does not depend '
-                             'on it, where it is not below the batch size)')
+                        help='training images to load, 4 to 1,000,000 (default: 8000; the training rates do not '
+                             'depend on it where it is not below the batch size; the evaluation rate does below '
+                             'about 2,000: each pass, over a fourth as many validation images, also folds the batch '
+                             'norms, as test.py does once)')
     parser.add_argument('--seconds', type=positive_float, default=9.0,
                         help='time each measurement for about this long in all (default: 9.0)')
     parser.add_argument('--rounds', type=positive_int, default=3,
