@@ -39,8 +39,9 @@ def quiet_ctrl_c_while_starting():
 
 def _exit_while_starting(signum, frame):
     words = stopped_words(signum)
-    try:  # after a SIGHUP the terminal is gone, and the words with it (EIO)
-        print(f'\n{words} while starting; nothing was written', file=sys.stderr, flush=True)
+    try:  # after a SIGHUP the terminal is gone, and the words with it (EIO); one write, as print_error's
+        sys.stderr.write(f'\n{words} while starting; nothing was written\n')
+        sys.stderr.flush()
     finally:
         remove_folder_made_by_importing_pytorch()
         os._exit(128 + signum)  # the status a shell reports for the signal: 130 for a Ctrl-C
@@ -374,7 +375,8 @@ def print_if_possible(text, stream):
     to it fails (EIO). Nothing can be shown then; the stream goes to /dev/null, so that Python's
     own flush at the exit does not fail on the words still in its buffer."""
     try:
-        print(text, file=stream, flush=True)
+        stream.write(f'{text}\n')  # one write, as print_error's: under torchrun the processes share one stderr
+        stream.flush()
     except OSError:
         to_nowhere(stream)
 

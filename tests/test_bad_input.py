@@ -1180,6 +1180,24 @@ def test_an_error_line_is_one_write_that_another_process_cannot_split(error, lin
 
 
 
+def test_the_line_of_a_stop_is_one_write_that_another_process_cannot_split(monkeypatch):
+    # torchrun passes a Ctrl-C or a SIGTERM to every process: each said its line in two writes,
+    # between which another's came ("...nothing was writtenW1204 ... Sending process ...").
+    import cli
+    monkeypatch.delenv('FASHION_DEBUG', raising=False)
+    monkeypatch.setattr(sys, 'stderr', WritesKept())
+    with pytest.raises(SystemExit):
+        run_cli(interrupted)
+
+    def exits(status):
+        raise SystemExit(status)
+    monkeypatch.setattr(cli.os, '_exit', exits)
+    with pytest.raises(SystemExit):
+        cli._exit_while_starting(signal.SIGTERM, None)
+    assert sys.stderr.writes == ['\ninterrupted (Ctrl-C); no file was left half-written\n',
+                                 '\nstopped by SIGTERM while starting; nothing was written\n']
+
+
 @pytest.mark.parametrize('handler', [signal.default_int_handler, signal.SIG_IGN])
 def test_a_ctrl_c_while_workers_are_forked_is_held_back_to_the_end_of_the_block(handler):
     # Python drops an exception raised in a fork handler (os.register_at_fork): a Ctrl-C must
