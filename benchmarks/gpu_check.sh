@@ -64,7 +64,11 @@ export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$work/inductor-cache} 
 log() { echo "=== $(date +%T) $*" | tee -a "$out/summary.txt"; }
 # Each command runs in the foreground (timeout --foreground), so that a Ctrl-C reaches it and it
 # stops as it does by hand, saving what it queued; the trap, run once it has, stops the stages.
-stopped() { log "stopped by $1 in the stage ${stage:-before the first} (stages done: ${done_stages[*]:-none})"; }
+# The way to go on that a stopped run printed names its checkpoint from the work folder, where it ran.
+stopped() {
+  log "stopped by $1 in the stage ${stage:-before the first} (stages done: ${done_stages[*]:-none}); a command" \
+    "printed above to go on runs from $work"
+}
 trap 'stopped "a Ctrl-C"; exit 130' INT
 trap 'stopped "a SIGTERM"; exit 143' TERM
 done_stages=()

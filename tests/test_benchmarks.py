@@ -442,6 +442,8 @@ def test_a_ctrl_c_stops_gpu_check_and_its_run_which_says_how_to_resume(tmp_path)
     assert re.search(r'^interrupted \(Ctrl-C\) .* Resume with: ', (out / 'fast.txt').read_text(), re.M)
     summary = (out / 'summary.txt').read_text()
     assert 'stopped by a Ctrl-C in the stage fast (stages done: none)' in summary and 'test.py on' not in summary
+    # The command printed to go on names its checkpoint from the work folder, where the run was
+    assert f'a command printed above to go on runs from {tmp_path / "work"}\n' in summary
     # $FAST_FLAGS come after the recipe's own, and reach train.py: its channels_last is off
     assert 'a faster schedule: --batch-size 256 --lr 4e-3 --warmup-epochs 2 --schedule cosine --epochs 45 ' \
            '--epochs 30 --channels-last off' in summary
