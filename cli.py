@@ -39,9 +39,8 @@ def quiet_ctrl_c_while_starting():
 
 def _exit_while_starting(signum, frame):
     words = stopped_words(signum)
-    try:  # after a SIGHUP the terminal is gone, and the words with it (EIO); one write, as print_error's
-        sys.stderr.write(f'\n{words} while starting; nothing was written\n')
-        sys.stderr.flush()
+    try:  # after a SIGHUP the terminal is gone, and the words with it (EIO): print_if_possible
+        print_if_possible(f'\n{words} while starting; nothing was written', sys.stderr)
     finally:
         remove_folder_made_by_importing_pytorch()
         os._exit(128 + signum)  # the status a shell reports for the signal: 130 for a Ctrl-C
