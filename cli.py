@@ -268,6 +268,50 @@ def open_closed_standard_streams():
             setattr(sys, name, open(fd, 'w', closefd=False))
 
 
+class NamedOutput:
+    """sys.stdout, whose failed writes name where it goes. A print to a full disk (`> log`, or
+    `> /dev/full`) raised an OSError that names no file, which run_cli could show only as Python's
+    traceback: now `error: log (the standard output): No space left on device`. The stream then
+    goes to /dev/null: nothing more can be written to it, and Python's own flush at the exit would
+    fail again on what its buffer still holds."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text):
+        with self.named_in_errors():
+            return self.stream.write(text)
+
+    def flush(self):
+        with self.named_in_errors():
+            self.stream.flush()
+
+    def __getattr__(self, name):  # the rest as the stream has it: fileno, isatty, encoding, reconfigure
+        return getattr(self.stream, name)
+
+    @contextlib.contextmanager
+    def named_in_errors(self):
+        try:
+            yield
+        except OSError as error:
+            # Not a closed pipe's (`| head`): run_cli stops quietly on that one
+            if error.filename is None and not isinstance(error, BrokenPipeError):
+                target = where_it_goes(self.stream)
+                error.filename = f'{target} (the standard output)' if target else 'the standard output'
+                to_nowhere(self.stream)
+            raise
+
+
+def where_it_goes(stream):
+    """The file a stream writes to, as the system names it (Linux); None where it has no name
+    there: a pipe, a socket, another system."""
+    try:
+        target = os.readlink(f'/proc/self/fd/{stream.fileno()}')
+    except (OSError, ValueError):  # no /proc (macOS); no file (pytest's capture)
+        return None
+    return shown_path(target) if os.path.isabs(target) else None  # not 'pipe:[123]'
+
+
 def show_any_name_on_the_terminal():
     # Under a UTF-8 locale Python's stdout refuses those surrogates: a run that has written its
     # files would fail on the line that names them (`wrote ...`), and report an error.
@@ -292,13 +336,17 @@ def run_cli(main):
     for number in STOPPING:  # as Python left them, for stopping_signals_as_ctrl_c to take
         if signal.getsignal(number) is _exit_while_starting:
             signal.signal(number, signal.SIG_DFL)
-    with stopping_signals_as_ctrl_c():
-        run_reporting_errors(main, debug)
+    output, sys.stdout = sys.stdout, NamedOutput(sys.stdout)
+    try:
+        with stopping_signals_as_ctrl_c():
+            run_reporting_errors(main, debug)
+    finally:
+        sys.stdout = output
 
 
 def run_reporting_errors(main, debug):
     try:
-        main()
+        run_flushed(main)
     except UserError as error:
         if debug:
             raise
@@ -337,13 +385,39 @@ def run_reporting_errors(main, debug):
         sys.exit(1)
     except KeyboardInterrupt as stop:
         # Ctrl-C, SIGTERM or SIGHUP: a traceback would point at whatever line happened to be
-        # running. Every file is written atomically (atomic.py), so none is left half-written (but
-        # a sample catalog's picture, whose drawing cut short is marked unfinished and redone).
+        # running. Every file is written atomically (atomic.py), so none is left half-written, but
+        # where a block said otherwise (if_stopped_say).
         if debug:
             raise
         words, status = how_stopped(stop)
-        print_if_possible(f'\n{words}; no file was left half-written', sys.stderr)
+        print_if_possible(f'\n{words}; {getattr(stop, "left", NOTHING_HALF_WRITTEN)}', sys.stderr)
         sys.exit(status)
+
+
+NOTHING_HALF_WRITTEN = 'no file was left half-written'
+
+
+@contextlib.contextmanager
+def if_stopped_say(words):
+    """A stop in the block (a Ctrl-C, SIGTERM or SIGHUP) says words where run_cli's line says what
+    it leaves: for work that writes files in place, not atomically (a sample catalog's pictures)."""
+    try:
+        yield
+    except KeyboardInterrupt as stop:
+        if not hasattr(stop, 'left'):  # an inner block's words, where blocks nest
+            stop.left = words
+        raise
+
+
+def run_flushed(main):
+    """main, and then what stdout still buffers written out, after a SystemExit too (argparse's
+    --help): here a failure to write it is reported, not in Python's "Exception ignored" at the exit."""
+    try:
+        main()
+    except SystemExit:
+        sys.stdout.flush()
+        raise
+    sys.stdout.flush()
 
 
 PEER_ENDED = ('Connection closed by peer', 'Connection reset by peer')  # gloo's words

@@ -21,7 +21,8 @@ from PIL import Image, ImageDraw
 
 from atomic import atomic_open, check_writable_folder, json_object, remove_left_temporaries
 from catalog import is_id, nul_safe
-from cli import UserError, add_debug_flag, counted, non_negative_int, positive_int, run_cli, seed_number
+from cli import (UserError, add_debug_flag, counted, if_stopped_say, non_negative_int, positive_int, run_cli,
+                 seed_number)
 
 HEADER = ['id', 'gender', 'masterCategory', 'subCategory', 'articleType', 'baseColour', 'season',
           'year', 'usage', 'productDisplayName']
@@ -436,28 +437,32 @@ def make_catalog(root, n_images=3000, seed=0, quirks=False, overwrite=False):
     # styles.csv beside new pictures), and its pictures, and the earlier ones still to go, are
     # known to be ours, not the user's.
     write_mark(root, n_images, seed, quirks, finished=False, over_theirs=theirs, earlier_ids=going)
-    if earlier:  # the earlier catalog goes now: its styles.csv would not name the new pictures
-        if os.path.exists(styles_path):
-            os.remove(styles_path)
-        remove_pictures(images, going)
-    manifest = {'root': str(root), 'n_rows': 0, 'n_images': 0,
-                'quirks': {kind: [] for kind in QUIRK_COUNTS}, 'articles': sorted(ARTICLES),
-                'colours': sorted(COLOURS),
-                'genders': sorted({g for article in ARTICLES.values() for g in article.genders})}
-    for id_, gender, article, colour, kind, position in plan:
-        image = draw_item(article, gender, COLOURS[colour], np.random.default_rng([seed, id_]))
-        path = os.path.join(root, 'images', f'{id_}.jpg')
-        manifest['n_images'] += save_image(image, path, kind, position)
-        if kind:
-            manifest['quirks'][kind].append(id_)
-    manifest['n_rows'] = len(plan)
-    # Stopped between the two, the drawing is known by its styles.csv to have ended.
-    write_mark(root, n_images, seed, quirks, finished=False, over_theirs=theirs,
-               ending_sha256=text_digest(text))
-    with atomic_open(styles_path, newline='', encoding='utf-8') as f:  # a catalog cut short has none
-        f.write(text)
-    write_mark(root, n_images, seed, quirks, finished=True)
-    return manifest
+    # The pictures are written in place, not each through a temporary file and a sync to disk
+    # (atomic.py): a stop says so, and how to pick up.
+    with if_stopped_say(f'the sample catalog in {root} is left unfinished, as its {MARK} says, a picture maybe '
+                        'half-drawn: the same command draws it again'):
+        if earlier:  # the earlier catalog goes now: its styles.csv would not name the new pictures
+            if os.path.exists(styles_path):
+                os.remove(styles_path)
+            remove_pictures(images, going)
+        manifest = {'root': str(root), 'n_rows': 0, 'n_images': 0,
+                    'quirks': {kind: [] for kind in QUIRK_COUNTS}, 'articles': sorted(ARTICLES),
+                    'colours': sorted(COLOURS),
+                    'genders': sorted({g for article in ARTICLES.values() for g in article.genders})}
+        for id_, gender, article, colour, kind, position in plan:
+            image = draw_item(article, gender, COLOURS[colour], np.random.default_rng([seed, id_]))
+            path = os.path.join(root, 'images', f'{id_}.jpg')
+            manifest['n_images'] += save_image(image, path, kind, position)
+            if kind:
+                manifest['quirks'][kind].append(id_)
+        manifest['n_rows'] = len(plan)
+        # Stopped between the two, the drawing is known by its styles.csv to have ended.
+        write_mark(root, n_images, seed, quirks, finished=False, over_theirs=theirs,
+                   ending_sha256=text_digest(text))
+        with atomic_open(styles_path, newline='', encoding='utf-8') as f:  # a catalog cut short has none
+            f.write(text)
+        write_mark(root, n_images, seed, quirks, finished=True)
+        return manifest
 
 
 def planned_catalog(n_images, seed, quirks):

@@ -32,6 +32,7 @@ from cli import (Terminated, UserError, ctrl_c_held, leave_stops_to_the_main_pro
                  stopping_signals_as_ctrl_c)
 from conftest import ROOT, run_script, train_args
 from dataset import AttributesDataset, FashionDataset, fitted_size, load_image, load_into_memory, to_rgb
+from sample_catalog import make_catalog
 
 HEADER = 'id,gender,masterCategory,subCategory,articleType,baseColour,season,year,usage,productDisplayName'
 ROW = '{},Men,Apparel,Topwear,Tshirts,Blue,Summer,2012,Casual,Roadster Men Blue Tshirts'
@@ -1132,6 +1133,41 @@ def test_a_closed_stderr_is_given_dev_null_not_the_next_file_opened(closed, tmp_
     done = subprocess.run(['sh', '-c', f'"$0" -c "$1" "$2" {closed}', sys.executable, script, str(tmp_path / 'file')],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout, done.stderr) == (0, f'{os.devnull} True 2\n', '')
+
+
+@pytest.mark.skipif(not os.path.exists('/proc/self/fd'), reason="needs Linux: the files behind a process's numbers")
+@pytest.mark.parametrize('buffered', [True, False], ids=['buffered', 'PYTHONUNBUFFERED'])
+def test_an_output_that_cannot_be_written_is_named_in_one_line(buffered, tmp_path):
+    # `> log` on a full disk: Python's traceback, as the OSError names no file, or where stdout is
+    # buffered (Python's default), its "Exception ignored" at the exit and status 120. Here writes
+    # to the file fail as on a full disk, for real (EFBIG).
+    log = tmp_path / 'log'
+    script = ('import resource, sys\n'
+              'from cli import run_cli\n'
+              'resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))\n'
+              'run_cli(lambda: print("a line of output"))\n')
+    env = dict(os.environ, PYTHONUNBUFFERED='' if buffered else '1')
+    with open(log, 'w') as output:
+        done = subprocess.run([sys.executable, '-c', script], cwd=ROOT, stdout=output, stderr=subprocess.PIPE,
+                              text=True, timeout=60, env=env)
+    assert (done.returncode, done.stderr) == (2, f'error: {os.path.realpath(log)} (the standard output): File too '
+                                                 'large\n')
+
+
+@pytest.mark.skipif(not os.path.exists('/dev/full'), reason='needs /dev/full, where writes fail as on a full disk')
+@pytest.mark.parametrize('buffered', [True, False], ids=['buffered', 'PYTHONUNBUFFERED'])
+def test_a_script_whose_output_cannot_be_written_says_so_and_stops(buffered, tmp_path):
+    # Its lines, and in Python's buffer the words of a SystemExit's too (argparse's --help, which
+    # argparse, where it writes them at once, leaves unsaid on an error).
+    make_catalog(str(tmp_path / 'catalog'), n_images=20)
+    script = [sys.executable, os.path.join(ROOT, 'split_data.py')]
+    commands = [[*script, '--input', tmp_path / 'catalog', '--output', tmp_path / 'split'], [*script, '--help']]
+    for command in commands[:2 if buffered else 1]:
+        with open('/dev/full', 'w') as full:
+            done = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120,
+                                  env=dict(os.environ, PYTHONUNBUFFERED='' if buffered else '1'))
+        assert (done.returncode, done.stderr) == (2, 'error: /dev/full (the standard output): No space left on '
+                                                     'device\n'), command
 
 
 def test_a_scripts_objects_are_left_to_its_exit_not_to_the_garbage_collector():

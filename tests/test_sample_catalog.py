@@ -3,6 +3,7 @@ import csv
 import json
 import os
 import shutil
+import sys
 
 import pytest
 from PIL import Image
@@ -11,7 +12,7 @@ import demo
 import runs
 import sample_catalog
 from catalog import read_styles
-from cli import UserError
+from cli import UserError, run_cli
 from conftest import ROOT, run_script
 from sample_catalog import HEADER, make_catalog
 
@@ -90,6 +91,36 @@ def cut_short_after(pictures, monkeypatch):
         return save(*args)
     monkeypatch.setattr(sample_catalog, 'save_image', save_until_stopped)
     return monkeypatch.undo
+
+
+def test_a_drawing_stopped_says_it_is_left_unfinished_and_the_same_command_draws_it_again(tmp_path, monkeypatch,
+                                                                                          capsys):
+    # Its pictures are written in place: run_cli's line for a stop, that no file was left
+    # half-written, was not true of them.
+    root = tmp_path / 'sample'
+    command = ['sample_catalog.py', '--output', str(root), '--images', '5']
+    cut_short_after(2, monkeypatch)
+    monkeypatch.setattr(sys, 'argv', command)
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(sample_catalog.main)
+    monkeypatch.undo()
+    assert stopped.value.code == 130 and not sample_catalog.own_mark(str(root))['finished']
+    assert capsys.readouterr().err == (f'\ninterrupted (Ctrl-C); the sample catalog in {root} is left unfinished, as '
+                                       'its sample_catalog.json says, a picture maybe half-drawn: the same command '
+                                       'draws it again\n')
+    monkeypatch.setattr(sys, 'argv', command)
+    run_cli(sample_catalog.main)
+    assert sample_catalog.sample_catalog_size(str(root)) == 5 and len(os.listdir(root / 'images')) == 5
+    # Stopped before it draws, it has written nothing: the line every script says
+    monkeypatch.setattr(sample_catalog, 'planned_catalog', interrupted)
+    monkeypatch.setattr(sys, 'argv', [*command[:-1], '6', '--overwrite'])
+    with pytest.raises(SystemExit):
+        run_cli(sample_catalog.main)
+    assert capsys.readouterr().err == '\ninterrupted (Ctrl-C); no file was left half-written\n'
+
+
+def interrupted(*args):
+    raise KeyboardInterrupt
 
 
 def test_a_drawing_cut_short_is_never_taken_for_a_catalog_nor_deletes_the_users_pictures(tmp_path, monkeypatch,
