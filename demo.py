@@ -93,9 +93,11 @@ def sample_catalog(args):
     return root, True
 
 
-def split_elsewhere(work, catalog):
+def split_elsewhere(work, catalog, real):
     """The first file of the split in work that names pictures of another catalog than `catalog`,
-    by its first row (or cannot be read as a split): the user's maybe, which the demo keeps."""
+    by its first row (or cannot be read as a split): the user's maybe, which the demo keeps. So is
+    one of the pictures in the sample catalog's folder where no sample catalog is (the tutorial's
+    paths, of a dataset since moved away): the demo, drawing its catalog there, wrote over it."""
     for path in split_data.split_paths(work):
         try:
             with open(path, newline='', encoding='utf-8') as f:
@@ -108,6 +110,8 @@ def split_elsewhere(work, catalog):
         except (OSError, UnicodeDecodeError, csv.Error, StopIteration, IndexError, ValueError):
             return path
         if os.path.dirname(os.path.dirname(picture)) != os.path.realpath(catalog):  # CATALOG/images/ID.jpg
+            return path
+        if not (real or is_sample_catalog(catalog)):  # a sample catalog cut short is one too (marked)
             return path
     return None
 
@@ -172,7 +176,7 @@ def main(argv=None):
     batch_size = args.batch_size or (16 if real else 32)
     started = time.perf_counter()
     catalog = args.data if real else os.path.join(args.work, 'fashion-product-images')
-    theirs = split_elsewhere(args.work, catalog)
+    theirs = split_elsewhere(args.work, catalog, real)
     if theirs:  # said now, before a sample catalog is drawn into the user's folder
         raise kept_split(args.work, [theirs])
     training, test_script = train_command(args, catalog, real, epochs, batch_size), load_test_script()

@@ -360,6 +360,17 @@ def test_the_demo_writes_over_its_own_split_but_not_another(tmp_path, monkeypatc
                                         "demo's is there"):
         demo.main(['--work', str(tmp_path), '--images', '50', '--device', 'cpu'])
     assert split_files() == theirs and not (tmp_path / 'fashion-product-images').exists()
+    # A split in the tutorial's paths of pictures where the demo draws its catalog, of a dataset since
+    # moved away: refused too, where the demo drew its catalog there and wrote over it
+    make_catalog(str(tmp_path / 'fashion-product-images'), n_images=30, seed=1)
+    os.remove(tmp_path / 'fashion-product-images' / 'sample_catalog.json')  # as downloaded
+    split_data.main(['--input', str(tmp_path / 'fashion-product-images'), '--output', str(tmp_path), '--workers', '1'])
+    theirs = split_files()
+    shutil.move(tmp_path / 'fashion-product-images', tmp_path / 'elsewhere' / 'moved')
+    with pytest.raises(UserError, match=f"^--work {tmp_path}: {tmp_path / 'train.csv'}: another split than the "
+                                        "demo's is there"):
+        demo.main(['--work', str(tmp_path), '--images', '50', '--device', 'cpu'])
+    assert split_files() == theirs and not (tmp_path / 'fashion-product-images').exists()
 
 
 def test_the_ids_of_a_finished_sample_catalog_are_read_past_a_nul_byte_in_a_name(tmp_path, csv_module):
@@ -374,7 +385,7 @@ def test_a_split_that_names_a_picture_with_a_nul_byte_is_taken_for_another_not_a
     (tmp_path / 'train.csv').write_text('image_path,gender,articleType,baseColour\n'
                                         'fashion-product-images/images/\x001.jpg,Men,Tshirts,Blue\n')
     catalog = str(tmp_path / 'fashion-product-images')
-    assert demo.split_elsewhere(str(tmp_path), catalog) == str(tmp_path / 'train.csv')
+    assert demo.split_elsewhere(str(tmp_path), catalog, real=False) == str(tmp_path / 'train.csv')
 
 
 @pytest.mark.parametrize('flag', ['checkpoints', 'logs'])
