@@ -8,6 +8,7 @@
 import copy
 import json
 import os
+import shlex
 import sys
 
 import torch
@@ -16,7 +17,7 @@ from torch import nn
 from atomic import (absolute_path, atomic_open, atomic_path, check_writable_folder, flush_to_disk, json_object,
                     name_pattern, remove_left_temporaries, renamed_together, through_link)
 from catalog import IMAGE_SIZE
-from cli import UserError, command, shown
+from cli import PROJECT, UserError, command, shown, shown_path
 from dataset import FILL, HEADS, MEAN, STD
 
 FORMAT = 'fashion-multi-output-onnx/1'
@@ -48,8 +49,9 @@ def require_exporter():
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401
     except ImportError as error:
+        extra = shown_path(os.path.join(PROJECT, 'requirements-onnx.txt'))  # run from another folder: its path
         raise UserError(f'exporting to ONNX needs {error.name}, which is not installed: '
-                        'pip install -r requirements-onnx.txt') from error
+                        f'pip install -r {shlex.quote(extra)}') from error
 
 
 def sidecar_path(path):

@@ -6,8 +6,9 @@ import os
 import shlex
 import sys
 
-from checkpoint import changed_since_the_run, path_as_trained, same_rows
+from checkpoint import changed_since_the_run, check_same_vocab, path_as_trained, same_rows
 from cli import UserError, counted
+from dataset import AttributesDataset
 from runs import checkpoint_folder
 from split_data import split_digest
 
@@ -103,6 +104,21 @@ def trained_on(args, resume, key):
     return key in saved and getattr(args, key) in (saved[key], path_as_trained(saved, key)[0])
 
 
+def labels_of_the_run(args, resume):
+    """The label names the run trains with: styles.csv's, the same as a resumed run's own. Where a
+    resumed run's styles.csv is gone (the catalog moved, its pictures found through the CSVs as
+    they are now), those its checkpoint keeps: they are all a resume takes from it."""
+    if (resume is not None and resume.get('attributes') and trained_on(args, resume, 'attributes_file')
+            and not os.path.exists(args.attributes_file)):
+        note(f'{args.attributes_file}, which the run in {args.resume} took its label names from, is not there; '
+             'they are taken from the checkpoint')
+        return AttributesDataset(vocab=resume['attributes'])
+    attributes = AttributesDataset(args.attributes_file)
+    if resume is not None:
+        check_same_vocab(attributes, resume, args.resume)
+    return attributes
+
+
 def given(argv, flag):
     """Whether the command line names flag, as `--flag VALUE` or `--flag=VALUE`."""
     return any(word == flag or word.startswith(flag + '=') for word in (sys.argv[1:] if argv is None else argv))
@@ -149,8 +165,9 @@ def check_same_split(args, resume, path):
                 raise UserError(f'{name}: it holds other rows than when the run in {path} began (split_data.py '
                                 'run again?); a resumed run goes on with the same split: put it back, or start a '
                                 'new run')
-            note(f'{name} holds the rows it held when the run in {path} began, in another order (sorted in a '
-                 'spreadsheet?); the run goes on with them, but its batches are not those it would have drawn')
+            note(reordered(f'{name} holds the rows it held when the run in {path} began'))
+        elif in_another_order(resume, key, name):  # another file, of the run's rows
+            note(reordered(f'{name} holds the rows the run in {path} began with'))
         if another_split(resume, key, name):
             flag = '--' + key.replace('_', '-')
             raise UserError(f'{flag} {name}: it holds other rows than {path_as_trained(resume["args"], key)[0]}, '
@@ -160,6 +177,23 @@ def check_same_split(args, resume, path):
         if moved_with_other_rows(resume, key, name):
             note(f'{name} holds other rows than the run in {path} began with; it is used as named, but '
                  'validation may now score pictures the run trained on')
+
+
+def reordered(what):
+    return (f'{what}, in another order (sorted in a spreadsheet?); the run goes on with them, but its batches are '
+            'not those it would have drawn')
+
+
+def in_another_order(resume, key, name):
+    """Whether name is another file than the run's own (a copy, or where the run's own is gone), and
+    holds its rows in another order."""
+    saved = resume['args']
+    if not (resume.get('split_digests') or {}).get(key) or key not in saved or not os.path.isfile(name):
+        return False
+    own = path_as_trained(saved, key)[0]
+    if os.path.isfile(own) and os.path.samefile(name, own):
+        return False  # the run's own file: changed_since_the_run says
+    return same_rows(resume, key, name, ordered=False) and not same_rows(resume, key, name)
 
 
 def another_split(resume, key, name):
@@ -207,5 +241,5 @@ def check_same_folder(args, saved, path, default_checkpoints):
         if args.checkpoints != default_checkpoints:
             flags.append(f'--checkpoints {shlex.quote(args.checkpoints)}')
         raise UserError(f'{" ".join(flags)}: the run folder named is {named}, but a resumed run goes on in its '
-                        f'checkpoint\'s folder, {run_dir}; to branch off, copy the checkpoint into a '
-                        'folder of its own and resume from there')
+                        f'checkpoint\'s folder, {run_dir}: leave {"them" if len(flags) > 1 else "it"} out to go on '
+                        'there; to branch off, copy the checkpoint into a folder of its own and resume from there')

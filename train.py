@@ -25,21 +25,20 @@ import distributed
 from allocator import keep_freed_memory
 from atomic import atomic_open
 from catalog import describe_download
-from checkpoint import (PRECISIONS, check_same_vocab, checkpoint_save, first_sentence, load_weights, non_finite_weight,
-                        pictures_from, resumable_load)
+from checkpoint import (PRECISIONS, checkpoint_save, first_sentence, load_weights, non_finite_weight, pictures_from,
+                        resumable_load)
 from cli import (NO_SUCH_FILE, UserError, add_debug_flag, command, counted, ctrl_c_held, debugging, folder_name,
                  how_stopped, leave_stops_to_the_main_process, non_negative_float, non_negative_int, path_name,
                  peer_ended, positive_float, positive_int, print_error, print_if_possible, progress_bar, reach_problem,
                  run_cli, seed_number, shown_path, started, worker_processes)
-from dataset import (HEADS, AttributesDataset, FashionDataset, in_real_folders, skip_undecodable, train_transform,
-                     val_transform)
+from dataset import HEADS, FashionDataset, in_real_folders, skip_undecodable, train_transform, val_transform
 from evaluate import autocast_for, default_channels_last, default_precision, validate
 from memory_data import InMemoryLoader, memory_format
 from model import IMAGENET_WEIGHTS, MultiOutputModel
 from train_step import (GraphedTrainStep, TrainStep, load_optimizer_state, make_optimizer, optimizer_state,
                         scheduler_state, set_lr)
 from plots import plot_curves, pyplot
-from resuming import RESUMED_SETTINGS, SPLIT_FILES, resumed_args, trained_on
+from resuming import RESUMED_SETTINGS, SPLIT_FILES, labels_of_the_run, resumed_args, trained_on
 from runs import check_log_folder, check_run_folder, release_run_folder, run_folder, saved_args, start_in_folder
 from saver import BackgroundSaver, detached_copy
 from split_data import split_digests, split_paths
@@ -587,9 +586,7 @@ def main(argv=None):
         if context.is_main:  # before the pictures are loaded, not an epoch later
             check_run_folder(run_dir, args, resume)
             check_log_folder(args)
-        attributes = AttributesDataset(args.attributes_file)
-        if resume is not None:
-            check_same_vocab(attributes, resume, args.resume)
+        attributes = labels_of_the_run(args, resume)
         with watch.phase('pictures'):
             saved = resume['args'] if resume is not None else {}  # a resumed run's own splits: from its folder
             train_set = FashionDataset(args.train_csv, attributes, train_transform,

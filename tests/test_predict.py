@@ -603,9 +603,12 @@ def test_export_without_the_onnx_extra_says_what_to_install(checkpoint, tmp_path
     from export_onnx import export_onnx
     monkeypatch.setitem(sys.modules, 'onnxscript', None)  # as if it were not installed
     model, attributes, _ = model_from_checkpoint(checkpoint)
-    with pytest.raises(UserError, match='pip install -r requirements-onnx.txt'):
+    with pytest.raises(UserError, match='pip install -r requirements-onnx.txt$'):
         export_onnx(model, attributes, str(tmp_path / 'model.onnx'))
     assert not os.listdir(tmp_path)
+    monkeypatch.chdir(tmp_path)  # from another folder than the project's: the file named by its path
+    with pytest.raises(UserError, match=f'pip install -r {re.escape(ROOT)}/requirements-onnx.txt$'):
+        export_onnx(model, attributes, str(tmp_path / 'model.onnx'))
 
 
 def test_export_on_pytorch_2_6_says_to_upgrade_before_anything_is_written(checkpoint, tmp_path, monkeypatch):

@@ -639,10 +639,15 @@ def test_a_split_sorted_since_the_run_holds_the_same_rows(small_split, tmp_path,
     assert (f'note: {split["train"]} holds the rows it held when the run in {last} began, in another order'
             in capsys.readouterr().out)
     assert checkpoint_load(last)['epoch'] == 2
-    rows = open(split['train'], newline='').read().splitlines(keepends=True)
-    open(split['train'], 'w', newline='').write(''.join(rows[:-1]))  # a row fewer: another split
+    header, *rows = open(split['train'], newline='').read().splitlines(keepends=True)
+    copy = str(tmp_path / 'copy.csv')
+    open(copy, 'w', newline='').write(header + ''.join(sorted(rows)))
+    open(split['train'], 'w', newline='').write(header + ''.join(rows[:-1]))  # a row fewer: another split
     with pytest.raises(UserError, match=f"^{split['train']}: it holds other rows than when the run in {last} began"):
         train.main(['--resume', last, '--epochs', '3'])
+    # Its rows, sorted again, in another file named with --train-csv: said too
+    train.main(['--resume', last, '--epochs', '3', '--train-csv', copy])
+    assert f'note: {copy} holds the rows the run in {last} began with, in another order' in capsys.readouterr().out
 
 
 @pytest.mark.slow
@@ -688,7 +693,8 @@ def test_a_resumed_run_keeps_its_settings_and_data(small_split, tmp_path, monkey
     assert checkpoint_load(last)['args']['run_name'] == 'branch'
     # and so the original command's names, which lead to the run it came from, are not taken for it
     with pytest.raises(UserError, match=r"^--run-name run --checkpoints .*: the run folder named is .*run, but a "
-                                        r"resumed run goes on in its checkpoint's folder, .*branch"):
+                                        r"resumed run goes on in its checkpoint's folder, .*branch: leave them out "
+                                        r"to go on there; to branch off"):
         train.main(['--resume', last, '--epochs', '4', '--run-name', 'run', '--checkpoints', str(tmp_path),
                     *machine])
 
@@ -1342,7 +1348,8 @@ def test_a_resumed_run_refuses_a_run_name_or_folder_it_would_not_write_to(full_r
     last = os.path.join(full_run, 'last.pth')
     for flags in (['--run-name', 'branch'], ['--checkpoints', str(tmp_path)]):
         with pytest.raises(UserError, match=f'^{re.escape(shlex.join(flags))}: the run folder named is .*, but a '
-                                            f'resumed run goes on in its checkpoint\'s folder, {full_run}'):
+                                            f'resumed run goes on in its checkpoint\'s folder, {full_run}: leave '
+                                            'it out to go on there;'):
             train.main(['--resume', last, '--epochs', str(EPOCHS + 1), *flags])  # only the flag given
     with pytest.raises(SystemExit) as refused:  # an empty name: refused as one, before the checkpoint is read
         train.main(['--resume', last, '--epochs', str(EPOCHS + 1), '--run-name', ''])
@@ -1474,6 +1481,30 @@ def test_a_run_on_the_tutorials_relative_paths_resumes_from_another_folder_and_a
     assert f'note: {tmp_path / "gone" / "train.csv"}, which the run in {last} used, is not there; ' \
            'using ./train.csv from here' in capsys.readouterr().out
     assert checkpoint_load(last)['epoch'] == 3
+
+
+def test_a_resumed_run_whose_catalog_moved_takes_its_label_names_from_the_checkpoint(full_run, small_split, tmp_path,
+                                                                                     capsys):
+    # Its pictures found through its split as it is now, its styles.csv gone: a resume was refused
+    # for want of it, where the checkpoint keeps the label names, all a resume reads it for.
+    (tmp_path / 'branch').mkdir()
+    state = checkpoint_load(os.path.join(full_run, 'last.pth'))
+    gone = str(tmp_path / 'catalog-moved-away' / 'styles.csv')
+    state['args'].update(attributes_file=gone)
+    last = str(tmp_path / 'branch' / 'last.pth')
+    checkpoint_save(last, state)
+    resume = ['--resume', last, '--epochs', str(state['epoch'] + 1), '--device', 'cpu']
+    with pytest.raises(UserError, match=r'typo\.csv: no such file'):  # another file named: read, as ever
+        train.main(resume + ['--attributes_file', str(tmp_path / 'typo.csv')])
+    with open(small_split['styles']) as f:
+        (tmp_path / 'fewer.csv').write_text(''.join(f.readlines()[:3]))
+    with pytest.raises(UserError, match='classes, and the attributes file gives .*; use the same styles.csv'):
+        train.main(resume + ['--attributes_file', str(tmp_path / 'fewer.csv')])  # and checked against the run's
+    capsys.readouterr()
+    train.main(resume)
+    assert (f'note: {gone}, which the run in {last} took its label names from, is not there; they are taken from the '
+            'checkpoint\n') in capsys.readouterr().out
+    assert checkpoint_load(last)['epoch'] == state['epoch'] + 1
 
 
 def test_a_resumed_run_whose_split_was_moved_is_told_to_name_it_not_to_split_again(full_run, small_split, tmp_path,
