@@ -4,11 +4,13 @@
 # into place only once complete. A kill, a Ctrl-C or a full disk mid-write leaves the previous
 # file as it was and no half-written one.
 import errno
+import fcntl
 import json
 import os
 import re
 import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 
 from cli import UserError, ctrl_c_held
@@ -219,6 +221,43 @@ def all_or_none(paths):
         raise
     finally:
         remove_asides(old for old in asides.values() if old not in stuck)
+
+
+LOCK_WAIT = 60  # seconds folder_locked waits for another process's lock
+
+
+@contextmanager
+def folder_locked(folder, named):
+    """The folder locked while the block writes files that belong together (test.py's): a second
+    process writing its own there waits until the first has written all of its, so that neither
+    leaves half of each (two test.py runs into one --output, the metrics of one and the grid of the
+    other). A lock held longer than LOCK_WAIT (train.py holds its run folder locked for as long as
+    it trains) is refused, `named` saying where the folder comes from. Unlocked where the file
+    system has no locks."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        wait_for_lock(fd, folder, named)
+        yield
+    finally:
+        os.close(fd)  # the lock goes with it
+
+
+def wait_for_lock(fd, folder, named):
+    waited_since = None
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if waited_since is None:
+                waited_since = time.monotonic()
+                print(f'note: waiting for another process writing in {folder}')
+            elif time.monotonic() - waited_since > LOCK_WAIT:
+                raise UserError(f'{named}: another process has been writing in {folder} for {LOCK_WAIT} s (a train.py '
+                                'training in it?); give another folder') from None
+            time.sleep(0.1)
+        except OSError:  # a file system without locks (NFS without lockd, say): written unlocked
+            return
 
 
 def put_back(asides, stuck):

@@ -13,6 +13,7 @@ import signal
 import struct
 import subprocess
 import sys
+import time
 import tracemalloc
 import warnings
 from contextlib import nullcontext
@@ -904,6 +905,37 @@ def test_what_a_killed_test_py_left_in_its_output_folder_is_removed(one_epoch_ru
     (tmp_path / '.tmp-2147483646-confusion_article.png').write_bytes(b'half a PNG')  # its drawing process killed
     load_test_script().main(['--checkpoint', os.path.join(one_epoch_run, 'last.pth'), '--output', str(tmp_path)])
     assert not [name for name in os.listdir(tmp_path) if name.startswith('.')]
+
+def test_a_test_py_writing_where_another_is_waits_until_it_has_written_all_of_its_files(one_epoch_run, tmp_path,
+                                                                                          capsys, monkeypatch):
+    # Two into one --output at once left the metrics of one beside the prediction grid of the other.
+    import atomic
+    from demo import load_test_script
+    evaluate = ['--checkpoint', os.path.join(one_epoch_run, 'last.pth'), '--output', str(tmp_path)]
+    other = subprocess.Popen([sys.executable, '-c', 'import fcntl, os, sys, time\n'
+                              'fcntl.flock(os.open(sys.argv[1], os.O_RDONLY), fcntl.LOCK_EX)\n'
+                              'print("writing", flush=True)\n'
+                              'time.sleep(float(sys.argv[2]))\n', str(tmp_path), '1.5'], stdout=subprocess.PIPE,
+                             text=True)
+    assert other.stdout.readline() == 'writing\n'
+    started = time.monotonic()
+    load_test_script().main(evaluate)
+    assert time.monotonic() - started > 1 and other.poll() == 0  # written once the other was done
+    assert f'note: waiting for another process writing in {tmp_path}\n' in capsys.readouterr().out
+    assert sorted(os.listdir(tmp_path)) == sorted(load_test_script().OUTPUT_NAMES)
+    # One that holds it longer (train.py, training in a run folder given as --output): refused
+    monkeypatch.setattr(atomic, 'LOCK_WAIT', 0.5)
+    other = subprocess.Popen(other.args[:-1] + ['60'], stdout=subprocess.PIPE, text=True)
+    assert other.stdout.readline() == 'writing\n'
+    try:
+        with pytest.raises(UserError, match=f'^--output {re.escape(str(tmp_path))}: another process has been '
+                                            r'writing in .* for 0.5 s \(a train.py training in it\?\); give another '
+                                            'folder$'):
+            load_test_script().main(evaluate)
+    finally:
+        other.kill()
+        other.wait()
+
 
 def test_an_output_folder_we_may_not_write_in_is_refused_before_any_work(small_split, one_epoch_run, tmp_path,
                                                                          monkeypatch):
