@@ -193,7 +193,11 @@ def in_another_order(resume, key, name):
     own = path_as_trained(saved, key)[0]
     if os.path.isfile(own) and os.path.samefile(name, own):
         return False  # the run's own file: changed_since_the_run says
-    return same_rows(resume, key, name, ordered=False) and not same_rows(resume, key, name)
+    if not same_rows(resume, key, name, ordered=False) or same_rows(resume, key, name):
+        return False
+    # Older checkpoints kept a digest of the paths as written (another_split): where the run's own
+    # file still holds its rows, their order is the one to compare with.
+    return not (os.path.isfile(own) and same_rows(resume, key, own) and split_digest(own) == split_digest(name))
 
 
 def another_split(resume, key, name):

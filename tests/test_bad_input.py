@@ -964,7 +964,7 @@ def test_an_output_folder_we_may_not_write_in_is_refused_before_any_work(small_s
                                         'nothing, not a folder$'):
         split_data.main(['--input', small_split['catalog']['root'], '--output', str(tmp_path / 'gone' / 'split')])
     for module, work in ((split_data, 'read_styles'), (test_script, 'FashionDataset'), (predict, 'find_images'),
-                         (train, 'AttributesDataset'), (demo, 'has_real_dataset')):
+                         (train, 'labels_of_the_run'), (demo, 'has_real_dataset')):
         monkeypatch.setattr(module, work, the_work)
     checkpoint = os.path.join(run_dir, 'last.pth')
     for main, args, flag in [
@@ -993,7 +993,7 @@ def test_a_folder_named_as_an_output_file_is_refused_before_any_work(small_split
 
     def the_work(*args, **kwargs):
         raise AssertionError('the work started')
-    for module, work in ((test_script, 'FashionDataset'), (train, 'AttributesDataset')):
+    for module, work in ((test_script, 'FashionDataset'), (train, 'labels_of_the_run')):
         monkeypatch.setattr(module, work, the_work)
     out = tmp_path / 'eval'
     (out / 'confusion_color.png').mkdir(parents=True)

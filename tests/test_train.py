@@ -366,7 +366,7 @@ def test_a_run_that_would_write_over_anothers_epochs_is_refused_before_the_pictu
     def the_work(*args, **kwargs):
         raise AssertionError('the pictures were loaded')
 
-    monkeypatch.setattr(train, 'AttributesDataset', the_work)
+    monkeypatch.setattr(train, 'labels_of_the_run', the_work)
     with pytest.raises(UserError, match='holds a run already; carry it on with --resume'):
         train.main(train_args(small_split, os.path.dirname(full_run), '--epochs', 1))
     with pytest.raises(UserError, match='holds the run up to epoch 3 .* write over; to branch off, copy'):
