@@ -35,6 +35,7 @@ class BackgroundSaver:
         self.pending = []
         self.seconds = 0.0  # the jobs' own time, spent beside training
         self.done = None  # the tag of the last job that finished without error
+        self.failed = False  # whether a job's error has been raised
 
     def submit(self, tag, job, *args):
         """Queues job(*args) behind the jobs before it, and returns at once."""
@@ -52,6 +53,7 @@ class BackgroundSaver:
         ended = [future for future in self.pending if wait or future.done()]
         self.pending = [future for future in self.pending if future not in ended]
         for future in ended:
+            self.failed = self.failed or future.exception() is not None
             future.result()  # the job's own exception, if it raised one
 
     def wait(self):

@@ -25,8 +25,8 @@ import distributed
 from allocator import keep_freed_memory
 from atomic import atomic_open
 from catalog import describe_download
-from checkpoint import (PRECISIONS, checkpoint_save, first_sentence, load_weights, non_finite_weight, pictures_from,
-                        resumable_load)
+from checkpoint import (PRECISIONS, checkpoint_load, checkpoint_save, first_sentence, load_weights, non_finite_weight,
+                        pictures_from, resumable_load)
 from cli import (NO_SUCH_FILE, UserError, add_debug_flag, command, counted, ctrl_c_held, debugging, folder_name,
                  how_stopped, leave_stops_to_the_main_process, non_negative_float, non_negative_int, path_name,
                  peer_ended, positive_float, positive_int, print_error, print_if_possible, progress_bar, reach_problem,
@@ -289,6 +289,20 @@ def interrupted_message(epoch, saved, where, epochs, context, words):
                 f'Evaluate with: {command("test.py", "--checkpoint", where)}')
     when = f'after epoch {epoch}' if epoch == saved else f'in epoch {epoch}'
     return f'{words} {when}; epoch {saved} is saved in {where}. Resume with: {resume_command(where, context)}'
+
+
+def kept_after_failure(last_path, args, context):
+    """What a run stopped by a failed write (a full disk) keeps, and how to go on: the epoch its
+    last.pth holds (the first of an epoch's files written: the failed epoch's own, maybe), or else
+    the checkpoint it resumed."""
+    where = last_path if os.path.exists(last_path) else args.resume
+    if where is None:
+        return 'No epoch is saved yet'
+    try:
+        saved = checkpoint_load(where)['epoch']
+    except (UserError, OSError):  # not to be read now (the disk failing): named only
+        return f'Resume with: {resume_command(shown_path(where), context)}'
+    return f'Epoch {saved} is saved in {shown_path(where)}. Resume with: {resume_command(shown_path(where), context)}'
 
 
 @contextlib.contextmanager
@@ -738,6 +752,14 @@ def main(argv=None):
         raise SystemExit(1)
     except Diverged as error:
         stopped = error  # said below, once the files are written and the folder released
+    except (UserError, OSError) as error:
+        if not saver.failed:
+            raise
+        with second_stop_held():
+            saver.close()
+        # An epoch's files that could not be written (a full disk): what is kept, and how to go on.
+        failure = str(error) if isinstance(error, UserError) else f'{error.filename}: {error.strerror or error}'
+        raise UserError(f'{failure}. {kept_after_failure(last_path, args, context)}') from error
     finally:
         saver.close()  # after any error too: an epoch that finished is never lost
         if writer is not None:

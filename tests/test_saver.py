@@ -54,11 +54,12 @@ def test_a_failed_job_is_raised_at_the_next_call_and_later_jobs_still_run():
     saver, order, release = BackgroundSaver(), [], threading.Event()
     saver.submit(1, fail, 'could not save checkpoint last.pth: No space left on device', release)
     saver.submit(2, order.append, 2)  # queued while job 1 still runs
+    assert not saver.failed
     release.set()
     with pytest.raises(UserError, match='No space left on device'):
         saver.wait()
     saver.close()
-    assert order == [2] and saver.done == 2
+    assert order == [2] and saver.done == 2 and saver.failed  # what train.py tells its errors apart by
     saver = BackgroundSaver()
     saver.submit(1, fail, 'disk full')
     saver.close()  # waits for it, and says nothing: the run is ending for another reason

@@ -320,12 +320,23 @@ def test_a_full_disk_stops_the_run_in_one_line_and_keeps_the_last_checkpoint(sma
     # Epoch 1's files are far smaller than the limit; epoch 2's checkpoint is not: its write fails.
     with file_size_limit(32 * 2**20), pytest.raises(UserError) as error:
         train.main(train_args(small_split, tmp_path, '--epochs', EPOCHS))
-    assert str(error.value) == (f'could not save checkpoint {last}: {os.strerror(errno.EFBIG)}; '
-                                'the previous checkpoint there, if any, is kept')
+    # and says what is kept, and how to go on
+    assert re.fullmatch(f'could not save checkpoint {re.escape(str(last))}: {os.strerror(errno.EFBIG)}; the previous '
+                        f'checkpoint there, if any, is kept. Epoch 1 is saved in {re.escape(str(last))}. Resume with: '
+                        rf'python \S*train\.py --resume {re.escape(str(last))}', str(error.value)), str(error.value)
     assert checkpoint_load(str(last))['epoch'] == 1
     assert [int(r['epoch']) for r in metrics_rows(tmp_path / 'run')] == [1]
     printed = capsys.readouterr().out  # every epoch trained is said, also the one whose queueing found the failure
     assert [line.split()[1] for line in printed.splitlines() if line.startswith('epoch ')] == ['1', '2', '3']
+    with file_size_limit(2**20), pytest.raises(UserError) as error:  # the first epoch's checkpoint fails
+        train.main(train_args(small_split, tmp_path, '--epochs', EPOCHS, '--run-name', 'other'))
+    assert str(error.value).endswith('is kept. No epoch is saved yet'), str(error.value)
+    # Another error in an epoch is told as it is: only a failed write says what is kept
+    def a_picture_gone(*args):
+        raise UserError('a picture gone')
+    monkeypatch.setattr(train, 'train_one_epoch', a_picture_gone)
+    with pytest.raises(UserError, match='^a picture gone$'):
+        train.main(train_args(small_split, tmp_path, '--epochs', EPOCHS, '--run-name', 'third'))
 
 
 def test_a_disk_that_fills_up_during_an_epochs_files_leaves_the_checkpoint_resume_needs(small_split, tmp_path,
@@ -343,8 +354,9 @@ def test_a_disk_that_fills_up_during_an_epochs_files_leaves_the_checkpoint_resum
     with pytest.raises(UserError) as error:  # epoch 1 improves on nothing: best.pth too
         train.main(train_args(small_split, tmp_path, '--epochs', EPOCHS, '--val-every', 1))
     run = tmp_path / 'run'
-    assert str(error.value) == (f'could not save checkpoint {run / "best.pth"}: {os.strerror(errno.ENOSPC)}; '
-                                'the previous checkpoint there, if any, is kept')
+    assert str(error.value).startswith(f'could not save checkpoint {run / "best.pth"}: {os.strerror(errno.ENOSPC)}; '
+                                       'the previous checkpoint there, if any, is kept. Epoch 1 is saved in '
+                                       f'{run / "last.pth"}. Resume with: '), str(error.value)
     assert opened == [str(run / 'last.pth')] and checkpoint_load(str(run / 'last.pth'))['epoch'] == 1
 
 
