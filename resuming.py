@@ -179,6 +179,11 @@ def check_same_split(args, resume, path):
                  'validation may now score pictures the run trained on')
 
 
+def comparable(resume, key, name):
+    """Whether name is a file to compare with the run's `key` file, whose digest the checkpoint keeps."""
+    return bool((resume.get('split_digests') or {}).get(key)) and key in resume['args'] and os.path.isfile(name)
+
+
 def reordered(what):
     return (f'{what}, in another order (sorted in a spreadsheet?); the run goes on with them, but its batches are '
             'not those it would have drawn')
@@ -187,38 +192,36 @@ def reordered(what):
 def in_another_order(resume, key, name):
     """Whether name is another file than the run's own (a copy, or where the run's own is gone), and
     holds its rows in another order."""
-    saved = resume['args']
-    if not (resume.get('split_digests') or {}).get(key) or key not in saved or not os.path.isfile(name):
+    if not comparable(resume, key, name):
         return False
-    own = path_as_trained(saved, key)[0]
+    own = path_as_trained(resume['args'], key)[0]
     if os.path.isfile(own) and os.path.samefile(name, own):
         return False  # the run's own file: changed_since_the_run says
-    if not same_rows(resume, key, name, ordered=False) or same_rows(resume, key, name):
-        return False
-    # Older checkpoints kept a digest of the paths as written (another_split): where the run's own
-    # file still holds its rows, their order is the one to compare with.
-    return not (os.path.isfile(own) and same_rows(resume, key, own) and split_digest(own) == split_digest(name))
+    return (same_rows(resume, key, name, ordered=False) and not same_rows(resume, key, name)
+            and not as_the_runs_own(resume, key, own, name))
 
 
 def another_split(resume, key, name):
     """Whether name is another file than the run's own, which is still there, and holds other rows."""
-    saved = resume['args']
-    if not (resume.get('split_digests') or {}).get(key) or key not in saved or not os.path.isfile(name):
+    if not comparable(resume, key, name):
         return False
-    own = path_as_trained(saved, key)[0]
+    own = path_as_trained(resume['args'], key)[0]
     if not os.path.isfile(own) or os.path.samefile(name, own) or same_rows(resume, key, name, ordered=False):
         return False
-    # Older checkpoints kept a digest of the paths as written, in which the same split made into
-    # another folder differs: where the run's own file still holds its rows, their pictures count.
-    return not (same_rows(resume, key, own) and split_digest(own) == split_digest(name))
+    return not as_the_runs_own(resume, key, own, name)
+
+
+def as_the_runs_own(resume, key, own, name):
+    """Whether name holds what the run's own file `own` holds, in the same order, where that still
+    holds the run's rows. Older checkpoints kept a digest of the paths as written, in which the same
+    split made into another folder differs: there the pictures count."""
+    return os.path.isfile(own) and same_rows(resume, key, own) and split_digest(own) == split_digest(name)
 
 
 def moved_with_other_rows(resume, key, name):
     """Whether name is given where the run's own file is gone (moved, say), and holds other rows."""
-    saved = resume['args']
-    if not (resume.get('split_digests') or {}).get(key) or key not in saved or not os.path.isfile(name):
-        return False
-    return not os.path.exists(path_as_trained(saved, key)[0]) and not same_rows(resume, key, name, ordered=False)
+    return (comparable(resume, key, name) and not os.path.exists(path_as_trained(resume['args'], key)[0])
+            and not same_rows(resume, key, name, ordered=False))
 
 
 def the_runs_names(saved, path, default_checkpoints):

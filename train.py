@@ -298,11 +298,11 @@ def kept_after_failure(last_path, args, context):
     where = last_path if os.path.exists(last_path) else args.resume
     if where is None:
         return 'No epoch is saved yet'
+    go_on = f'Resume with: {resume_command(shown_path(where), context)}'
     try:
-        saved = checkpoint_load(where)['epoch']
+        return f'Epoch {checkpoint_load(where)["epoch"]} is saved in {shown_path(where)}. {go_on}'
     except (UserError, OSError):  # not to be read now (the disk failing): named only
-        return f'Resume with: {resume_command(shown_path(where), context)}'
-    return f'Epoch {saved} is saved in {shown_path(where)}. Resume with: {resume_command(shown_path(where), context)}'
+        return go_on
 
 
 @contextlib.contextmanager
