@@ -78,9 +78,26 @@ def decode_text(path, data, notes=True):
     try:
         return data.decode('utf-8')
     except UnicodeDecodeError as error:
+        text, other = by_line(data)
         if notes:  # the byte counted from the file's start, as an editor shows it
-            print(f'note: {path} is not UTF-8 (byte {bom + error.start}); reading it as Windows-1252')
-        return data.decode('cp1252', errors='replace')
+            print(f'note: {path} is not UTF-8 (byte {bom + error.start}); {counted(other, "line")} '
+                  'read as Windows-1252, the others as UTF-8')
+        return text
+
+
+def by_line(data):
+    """data decoded line by line: as UTF-8 where a line is, else as Windows-1252 (a row typed in by
+    a spreadsheet into a UTF-8 file). The whole file read as Windows-1252 turned its UTF-8 labels
+    into others (Café into CafÃ©), and their rows were skipped as of labels not in the vocabulary.
+    Returns the text and how many lines were read as Windows-1252. Both encodings write \\n and \\r
+    as those bytes alone, so the lines are those of the text, whatever ends them."""
+    lines, other = data.splitlines(keepends=True), 0
+    for i, line in enumerate(lines):
+        try:
+            lines[i] = line.decode('utf-8')
+        except UnicodeDecodeError:
+            lines[i], other = line.decode('cp1252', errors='replace'), other + 1
+    return ''.join(lines), other
 
 
 def without_stray_returns(text, path, notes=True):

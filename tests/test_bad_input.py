@@ -207,6 +207,20 @@ def test_a_spreadsheets_utf8_with_a_windows_1252_row_and_blank_lines_above_the_h
     assert f'{path} is not UTF-8 (byte {cafe})' in capsys.readouterr().out
 
 
+def test_a_windows_1252_row_leaves_the_utf8_labels_of_the_others_as_they_are(tmp_path, capsys):
+    # Read as Windows-1252 throughout, the file made Café of the UTF-8 rows CafÃ©: a label of
+    # their own in styles.csv, and rows skipped as "not in the vocabulary" in a split.
+    path = tmp_path / 'styles.csv'
+    rows = [ROW.format(1).replace('Blue', 'Café'), ROW.format(2).replace('Blue', 'Café')]
+    path.write_bytes('\r\n'.join([HEADER, *rows]).encode() + b'\r\n'
+                     + ROW.format(3).replace('Blue', 'R\xf6d').encode('cp1252') + b'\r')  # an old Mac's end
+    styles, skipped = read_styles(str(path))
+    assert [s.baseColour for s in styles] == ['Café', 'Café', 'Röd'] and not skipped
+    rod = path.read_bytes().index(b'\xf6')
+    assert f'{path} is not UTF-8 (byte {rod}); 1 line read as Windows-1252, the others as UTF-8' \
+           in capsys.readouterr().out
+
+
 def test_utf16_that_does_not_decode_is_one_clear_error(tmp_path):
     (tmp_path / 'images').mkdir()
     (tmp_path / 'styles.csv').write_bytes(f'{HEADER}\n{ROW.format(1)}\n'.encode('utf-16') + b'\n')  # odd length
