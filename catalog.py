@@ -136,26 +136,41 @@ def is_blank(row):
     return not any(field.strip() for field in row)
 
 
-def rows_of_one_line(reader, path, what, text):
+def rows_of_one_line(reader, path, what, text, required):
     """The reader's rows (of text), or a UserError naming the line where a row runs on over several
     lines, or on to the end of the file.
 
     The catalog and the splits have one row a line (split_data.py refuses a folder name with a
-    line break). A quoted field that goes past the end of its line means a quote left open: left
-    alone, it swallows the rows after it into one field, silently."""
-    end = reader.line_num
+    line break), but for a cell of several lines a spreadsheet writes quoted (a product's name
+    typed in two). A quoted field that goes past the end of its line otherwise means a quote left
+    open: left alone, it swallows the rows after it into one field, silently."""
+    end, header = reader.line_num, None
     try:
         for row in reader:
             start, end = end + 1, reader.line_num
-            if end > start:
+            if end > start and not a_cell_of_lines(row, header, required):
                 raise UserError(f'{path}: line {start}: a quoted field runs on to line {end}; a '
                                 f'quote left open? ({what})')
+            if header is None and not is_blank(row):
+                header = [name.strip() for name in row]
             yield row
     except csv.Error as error:
         raise UserError(f'{path}: line {end + 1}: {error}; a quote left open? ({what})') from error
     if quote_left_open_at_end(text):  # on the last line: the csv module reads it to the end without a word
         raise UserError(f'{path}: line {end}: a quoted field runs on to the end of the file; a quote left '
                         f'open? ({what})')
+
+
+def a_cell_of_lines(row, header, required):
+    """Whether row runs over several lines by quoted cells of several, not by a quote left open:
+    the row has all its fields, the cells are in no column the project reads, and none holds as
+    many commas as a row has. A quote left open takes in a row's worth at least: the rest of its
+    own line and the start of the one where a quote closes it, or whole rows between."""
+    if header is None or len(row) < len(header):  # a quote left open on the last line ends the file
+        return False
+    broken = [i for i, field in enumerate(row) if '\n' in field or '\r' in field]
+    return all(i < len(header) and header[i] not in required and row[i].count(',') < len(header) - 1
+               for i in broken)
 
 
 def quote_left_open_at_end(text):
@@ -195,7 +210,8 @@ def read_csv_rows(path, required, what, notes=True):
     text = without_stray_returns(decode_text(path, data, notes), path, notes)
     # newline='' lets the csv module handle \r\n (Windows) and \n alike.
     safe = nul_safe(text)
-    rows = with_nul_bytes(rows_of_one_line(csv.reader(io.StringIO(safe, newline='')), path, what, safe), text)
+    reader = csv.reader(io.StringIO(safe, newline=''))
+    rows = with_nul_bytes(rows_of_one_line(reader, path, what, safe, required), text)
     header = next((row for row in rows if not is_blank(row)), None)  # blank lines above it too
     if header is None:  # nothing, or only a byte-order mark and blanks
         raise UserError(f'{path}: the file is empty ({what})')

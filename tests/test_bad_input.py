@@ -1555,6 +1555,20 @@ def test_a_quote_closed_on_the_next_line_is_named_too(tmp_path):
         read_styles(str(tmp_path / 'styles.csv'))
 
 
+def test_a_spreadsheets_cell_of_two_lines_is_read_but_not_in_a_label(tmp_path):
+    # A product's name typed in two lines, which a spreadsheet writes quoted: the whole catalog was
+    # refused as of a quote left open.
+    two_lines = ROW.format(2).replace('Roadster Men Blue Tshirts', '"Roadster, Men\r\nBlue Tshirts"')
+    write(tmp_path / 'styles.csv', '\n'.join([HEADER, ROW.format(1), two_lines, ROW.format(3)]) + '\n')
+    styles, skipped = read_styles(str(tmp_path / 'styles.csv'))
+    assert [s.id for s in styles] == ['1', '2', '3'] and not skipped
+    # A label of two lines is no label: a quote left open, as far as anyone can tell
+    two_lines = ROW.format(2).replace('Blue,', '"Navy\nBlue",')
+    write(tmp_path / 'styles.csv', '\n'.join([HEADER, ROW.format(1), two_lines, ROW.format(3)]) + '\n')
+    with pytest.raises(UserError, match='line 3: a quoted field runs on to line 4'):
+        read_styles(str(tmp_path / 'styles.csv'))
+
+
 def test_the_any_mode_hint_is_given_with_any_size_on():
     import argparse
     from collections import Counter
