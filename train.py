@@ -158,6 +158,9 @@ def check_inputs(args, resume):
     if not os.path.isfile(args.attributes_file):
         raise UserError(f'{args.train_csv}: no such file, and no dataset at {folder}. '
                         + describe_download(folder) + f' Then {split_advice(args)}.')
+    beside = split_paths(os.path.dirname(args.train_csv) or '.')[0]
+    if os.path.isfile(beside):  # a slip of the name: a split made anew there would replace that one
+        raise UserError(f'{args.train_csv}: no such file; {beside} is there: --train-csv {shlex.quote(beside)}?')
     raise UserError(f'{args.train_csv}: no such file; {split_advice(args)}')
 
 

@@ -158,6 +158,16 @@ def test_the_advice_for_a_missing_split_followed_as_written_makes_it(small_split
     assert os.path.isfile(args.train_csv) and os.path.isfile(args.val_csv)
 
 
+def test_a_slip_in_the_name_of_a_split_names_the_one_there_not_how_to_make_another(small_split, tmp_path):
+    # Followed, the advice to split again would have replaced the train.csv beside the slip.
+    split = os.path.dirname(small_split['train'])
+    typo = os.path.join(split, 'trian.csv')
+    args = train.parse_args(['--attributes_file', small_split['styles'], '--train-csv', typo])
+    with pytest.raises(UserError, match=f'^{re.escape(typo)}: no such file; {re.escape(small_split["train"])} is '
+                                        f'there: --train-csv {re.escape(small_split["train"])}\?$'):
+        train.check_inputs(args, None)
+
+
 def test_the_commands_a_script_advises_run_from_the_folder_it_was_run_in(tmp_path, monkeypatch):
     from cli import command, shown_path
     monkeypatch.chdir(ROOT)
