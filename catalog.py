@@ -330,6 +330,9 @@ def shown_size(img):
 
 
 NO_PERMISSION = 'no permission to read it'
+# Pillow refuses to decode a picture of over twice Image.MAX_IMAGE_PIXELS (a decompression bomb's
+# guard): said as such, not as damaged, since the file is sound.
+TOO_LARGE = f'too large (over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels)'
 
 
 @contextmanager
@@ -353,6 +356,8 @@ def image_problem(path, size=IMAGE_SIZE, any_size=False, any_mode=False):
         return NO_PERMISSION
     except FileNotFoundError:
         return 'no image file'
+    except Image.DecompressionBombError:
+        return TOO_LARGE
     except UNREADABLE as error:  # an id of 300 digits names no file: not a damaged one
         return 'no image file' if getattr(error, 'errno', None) == errno.ENAMETOOLONG else 'unreadable image'
     if not any_size and img_size != tuple(size):

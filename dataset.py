@@ -13,7 +13,7 @@ from torchvision import transforms
 
 from atomic import absolute_path
 from catalog import (IMAGE_SIZE, LABEL_COLUMNS, NO_PERMISSION, REQUIRED_COLUMNS, SPLIT_COLUMNS,
-                     TOO_MANY_FIELDS, UNREADABLE, format_counts, open_picture, read_csv_rows, read_styles,
+                     TOO_LARGE, TOO_MANY_FIELDS, UNREADABLE, format_counts, open_picture, read_csv_rows, read_styles,
                      turn_upright)
 from cli import UserError, command, counted, leave_stops_to_the_main_process, started, worker_processes
 
@@ -304,8 +304,9 @@ class FashionDataset(Dataset):
 
 
 # What became of an image at decoding, by code (0: decoded), as the counts of skipped ones say it.
-BROKEN, NOT_READ = 1, 2
-NOT_DECODED = {BROKEN: 'that can no longer be decoded', NOT_READ: 'that we have no permission to read'}
+BROKEN, NOT_READ, TOO_BIG = 1, 2, 3
+NOT_DECODED = {BROKEN: 'that can no longer be decoded', NOT_READ: 'that we have no permission to read',
+               TOO_BIG: f'that Pillow refuses as {TOO_LARGE}'}
 
 
 class DecodedImages(Dataset):
@@ -322,6 +323,8 @@ class DecodedImages(Dataset):
             return np.asarray(load_image(self.paths[i]), dtype=np.uint8)
         except PermissionError:  # taken away since the split was made, or a file of another user's
             return NOT_READ
+        except Image.DecompressionBombError:  # replaced since by a photo of its own, full size
+            return TOO_BIG
         except UNREADABLE:
             return BROKEN
 
@@ -361,7 +364,7 @@ def keep_decoded(codes, source, paths):
         which = (codes == code).nonzero().squeeze(1).tolist()
         if which:
             named = ', '.join(paths[i] for i in which[:3]) + (', ...' if len(which) > 3 else '')
-            print(f'skipped {counted(len(which), "image")} {words}: {named}')
+            print(f'{source}: skipped {counted(len(which), "image")} {words}: {named}')
     if not kept:
         raise UserError(f'{source}: none of its pictures could be read ({counted(len(codes), "picture")})')
     return kept

@@ -372,6 +372,22 @@ def test_an_image_the_system_will_not_let_us_read_is_named_so(tmp_path, monkeypa
     assert image_problem(str(tmp_path / f'{"9" * 300}.jpg')) == 'no image file'  # a name no file system takes
 
 
+def test_a_picture_pillow_refuses_as_too_large_is_named_so_not_as_broken(tmp_path):
+    # A PNG whose header says 20,000 x 10,000 pixels (200 megapixels, over Pillow's 179): refused
+    # at opening, before any pixel is read, so its chunks can be empty.
+    import zlib
+    from dataset import TOO_BIG, DecodedImages
+
+    def chunk(kind, data=b''):
+        return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
+
+    path = tmp_path / 'huge.jpg'
+    path.write_bytes(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 20_000, 10_000, 8, 2, 0, 0, 0))
+                     + chunk(b'IDAT') + chunk(b'IEND'))
+    assert image_problem(str(path)) == 'too large (over 179 megapixels)'
+    assert DecodedImages([str(path)])[0] == TOO_BIG
+
+
 @pytest.mark.parametrize('kind', ['png_named_jpg', 'cmyk_jpeg', 'grayscale', 'rgba_png', 'palette_png',
                                   'wrong_size'])
 def test_other_modes_and_sizes_load_as_60x80_rgb(tmp_path, kind):
@@ -817,8 +833,8 @@ def test_pictures_we_may_no_longer_read_are_counted_as_such_not_as_missing_or_br
     monkeypatch.setattr(catalog, 'open', refuse(open, {file_shut}), raising=False)
     images, _, kept = load_into_memory(dataset, workers=0)
     assert len(kept) == len(images) == len(paths) - 3
-    assert capsys.readouterr().out.strip() == ('skipped 1 image that we have no permission to read: '
-                                               + next(p for p in dataset.data if os.path.basename(p) == file_shut))
+    assert capsys.readouterr().out.strip() == (f'{small_split["val"]}: skipped 1 image that we have no permission to '
+                                               'read: ' + next(p for p in dataset.data if os.path.basename(p) == file_shut))
     monkeypatch.setattr(catalog, 'open', refuse(open, {os.path.basename(p) for p in paths}), raising=False)
     with pytest.raises(UserError, match=f'{small_split["val"]}: none of its pictures could be read '
                                         f'\\({len(dataset)} pictures\\)$'):
@@ -863,7 +879,7 @@ def test_an_image_broken_since_the_split_is_skipped_on_either_data_path(small_sp
     image.write_bytes(image.read_bytes()[:300])  # truncated
     split = dict(small_split, train=str(copy / 'train.csv'), val=str(copy / 'val.csv'))
     run_dir = train.main(train_args(split, tmp_path / 'runs', '--epochs', 1, '--data', data))
-    assert f'skipped 1 image that can no longer be decoded: {image}\n' in capsys.readouterr().out
+    assert f'{copy / "train.csv"}: skipped 1 image that can no longer be decoded: {image}\n' in capsys.readouterr().out
     assert os.path.exists(os.path.join(run_dir, 'last.pth'))
 
 

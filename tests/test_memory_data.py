@@ -65,7 +65,7 @@ def test_decoding_keeps_the_order_skips_broken_images_and_draws_no_random_number
     torch.manual_seed(0)
     images, labels, kept = load_into_memory(dataset, workers=workers)
     assert torch.equal(torch.rand(3), next_draw)  # the global generator, which draws the weights, is untouched
-    assert (f'skipped 2 images that can no longer be decoded: {tmp_path / "broken3.jpg"}, '
+    assert (f'{small_split["val"]}: skipped 2 images that can no longer be decoded: {tmp_path / "broken3.jpg"}, '
             f'{tmp_path / "broken17.jpg"}\n') in capsys.readouterr().out
     assert kept == [i for i in range(len(dataset)) if i not in (3, 17)]
     assert images.shape == (len(dataset) - 2, 3, 80, 60)
