@@ -190,12 +190,14 @@ def resolve_image_path(path, csv_folder, pictures_from=None):
 def image_named(written, csv_folder, pictures_from=None):
     """The picture a split's image_path names: with the spaces around it dropped (a split edited by
     hand), or as written where only that is a picture (a catalog folder named ' data' by mistake,
-    which split_data.py writes as it is)."""
+    which split_data.py writes as it is), or with Windows' backslashes read as slashes (a split
+    edited there) where only that is one."""
     path = resolve_image_path(written.strip(), csv_folder, pictures_from)
-    if written != written.strip() and missing_image(path):
-        as_written = resolve_image_path(written, csv_folder, pictures_from)
-        return path if missing_image(as_written) else as_written
-    return path
+    others = {written, written.strip().replace('\\', '/')} - {written.strip()}
+    if not others or not missing_image(path):
+        return path
+    found = (resolve_image_path(other, csv_folder, pictures_from) for other in sorted(others))
+    return next((other for other in found if not missing_image(other)), path)
 
 
 def missing_image(path):

@@ -779,6 +779,19 @@ def test_labels_with_spaces_around_them_in_a_hand_edited_split_are_read_as_the_l
     assert read[0].samples == read[1].samples and len(read[0]) == len(rows)
 
 
+def test_a_split_edited_on_windows_finds_its_pictures_by_paths_with_backslashes(small_split, tmp_path, capsys):
+    # Every row was skipped as "image missing", with the advice to split the catalog again.
+    attributes = AttributesDataset(small_split['styles'])
+    header, *rows = open(small_split['val']).read().splitlines()
+    shutil.copytree(os.path.join(small_split['base'], 'fashion-product-images'), tmp_path / 'fashion-product-images')
+    windows = [row.replace('/', '\\') for row in rows]
+    write(tmp_path / 'windows.csv', '\n'.join([header] + windows) + '\n', newline='\r\n')
+    write(tmp_path / 'plain.csv', '\n'.join([header] + rows) + '\n')
+    read = [FashionDataset(str(tmp_path / name), attributes) for name in ('windows.csv', 'plain.csv')]
+    assert 'skipped' not in capsys.readouterr().out
+    assert read[0].samples == read[1].samples and len(read[0]) == len(rows)
+
+
 def test_a_catalog_folder_whose_name_starts_with_a_space_is_split_and_read_back(small_split, tmp_path,
                                                                              monkeypatch):
     # split_data.py writes its path as it is; the spaces a hand-edited split has around a path are
@@ -833,8 +846,9 @@ def test_pictures_we_may_no_longer_read_are_counted_as_such_not_as_missing_or_br
     monkeypatch.setattr(catalog, 'open', refuse(open, {file_shut}), raising=False)
     images, _, kept = load_into_memory(dataset, workers=0)
     assert len(kept) == len(images) == len(paths) - 3
-    assert capsys.readouterr().out.strip() == (f'{small_split["val"]}: skipped 1 image that we have no permission to '
-                                               'read: ' + next(p for p in dataset.data if os.path.basename(p) == file_shut))
+    shut = next(p for p in dataset.data if os.path.basename(p) == file_shut)
+    said = capsys.readouterr().out.strip()
+    assert said == f'{small_split["val"]}: skipped 1 image that we have no permission to read: {shut}'
     monkeypatch.setattr(catalog, 'open', refuse(open, {os.path.basename(p) for p in paths}), raising=False)
     with pytest.raises(UserError, match=f'{small_split["val"]}: none of its pictures could be read '
                                         f'\\({len(dataset)} pictures\\)$'):
