@@ -15,7 +15,7 @@ from atomic import absolute_path, atomic_open
 from cli import UserError, reach_problem
 from dataset import HEADS, AttributesDataset, tutorial_vocab
 from model import MultiOutputModel
-from split_data import pictures_digest, rows_digest
+from split_data import old_split_paths, pictures_digest, rows_digest
 
 FORMAT = 'fashion-multi-output/1'
 
@@ -368,6 +368,13 @@ def same_rows(state, key, path, ordered=True):
         return in_any_order == pictures_digest(data, ordered=False)
     # and the older digests: of its lines, and of the file's bytes (checkpoints of 2026-11-30)
     return saved in (pictures_digest(data), rows_digest(data), hashlib.sha256(data).hexdigest())
+
+
+def kept_as_old(state, key, path):
+    """The run's train_csv or val_csv (key) as split_data.py kept it when it wrote another split
+    at path (train.old.csv, val.old.csv beside it), where that holds the run's rows; else None."""
+    old = dict(zip(('train_csv', 'val_csv'), old_split_paths(os.path.dirname(path))))[key]
+    return old if same_rows(state, key, old, ordered=False) else None
 
 
 def attributes_of(state, path, attributes_file=None):

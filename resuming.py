@@ -6,7 +6,7 @@ import os
 import shlex
 import sys
 
-from checkpoint import changed_since_the_run, check_same_vocab, path_as_trained, same_rows
+from checkpoint import changed_since_the_run, check_same_vocab, kept_as_old, path_as_trained, same_rows
 from cli import UserError, counted
 from dataset import AttributesDataset
 from runs import checkpoint_folder
@@ -163,8 +163,8 @@ def check_same_split(args, resume, path):
         if changed_since_the_run(resume, key, name):  # the run's own file, however it is spelt
             if changed_since_the_run(resume, key, name, ordered=False):
                 raise UserError(f'{name}: it holds other rows than when the run in {path} began (split_data.py '
-                                'run again?); a resumed run goes on with the same split: put it back, or start a '
-                                'new run')
+                                'run again?); a resumed run goes on with the same split: '
+                                + put_back_advice(args, resume))
             note(reordered(f'{name} holds the rows it held when the run in {path} began'))
         elif in_another_order(resume, key, name):  # another file, of the run's rows
             note(reordered(f'{name} holds the rows the run in {path} began with'))
@@ -177,6 +177,15 @@ def check_same_split(args, resume, path):
         if moved_with_other_rows(resume, key, name):
             note(f'{name} holds other rows than the run in {path} began with; it is used as named, but '
                  'validation may now score pictures the run trained on')
+
+
+def put_back_advice(args, resume):
+    """Where split_data.py kept the run's split beside the new one, the flags that name it."""
+    kept = [kept_as_old(resume, key, getattr(args, key)) for key in SPLIT_FILES]
+    if None in kept:
+        return 'put it back, or start a new run'
+    return (f'split_data.py kept it, so go on with --train-csv {shlex.quote(kept[0])} '
+            f'--val-csv {shlex.quote(kept[1])}, or start a new run')
 
 
 def comparable(resume, key, name):

@@ -12,10 +12,11 @@ import io
 import json
 import os
 import random
+import shlex
 from concurrent.futures import ProcessPoolExecutor
 
 from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder, flush_to_disk,
-                    remove_left_temporaries, renamed_together)
+                    kept_aside, remove_left_temporaries, renamed_together)
 from catalog import (IMAGE_SIZE, SPLIT_COLUMNS, describe_download, format_counts, image_problem, nul_safe, read_styles,
                      with_nul_bytes)
 from cli import (NO_SUCH_FILE, UserError, add_debug_flag, counted, path_name, positive_int, printable,
@@ -174,7 +175,27 @@ def save_split(train, val, folder, replace=True):
         replaced = [path for path, old, new in zip(paths, before, written) if old not in (None, new)]
         if replaced and not replace:
             raise OtherSplitThere(replaced)  # the temporary files go, and the old ones stay
+        if replaced:
+            keep_old_split(folder)
     return paths, replaced
+
+
+def old_split_paths(folder):
+    return os.path.join(folder, 'train.old.csv'), os.path.join(folder, 'val.old.csv')
+
+
+def keep_old_split(folder):
+    """The split about to be replaced, kept as train.old.csv and val.old.csv (the one before it
+    goes): edited by hand, it is the user's work, and a run trained on it needs its files to be
+    scored or resumed. Both, so that they stay a pair; a second name, so that the new split is
+    still renamed into place at once."""
+    for path, old in zip(split_paths(folder), old_split_paths(folder)):
+        aside = kept_aside(path)
+        if aside is None:  # no val.csv there, say: no older one is left to pass for its pair
+            if os.path.lexists(old):
+                os.remove(old)
+        else:
+            os.replace(aside, old)
 
 
 def split_digest(path, ordered=True):
@@ -236,7 +257,7 @@ def rows_digest(data):
 def check_only_splits_replaced(folder):
     """Before any work: a train.csv or val.csv in folder is a split, which the new one replaces
     (with a note), or empty. A file of that name that is no split is the user's, and stays."""
-    for path in split_paths(folder):
+    for path in split_paths(folder) + old_split_paths(folder):
         header = first_row(path)
         if header not in (None, FIELDNAMES):
             raise UserError(f'--output {folder}: {path} is not a split (its first line is '
@@ -305,7 +326,7 @@ def main(argv=None):
 
     check_writable_folder(args.output, f'--output {args.output}')  # before the images are checked
     folder_in_csv(image_folder, args.output)  # a name the CSVs cannot hold: said before the work too
-    check_no_folder_in_the_way(args.output, r'train\.csv|val\.csv', f'--output {args.output}')
+    check_no_folder_in_the_way(args.output, r'(train|val)(\.old)?\.csv', f'--output {args.output}')
     check_only_splits_replaced(args.output)
     remove_left_temporaries(args.output, r'train\.csv|val\.csv', 'split_data.py')
     styles, skipped = read_styles(styles_path)
@@ -328,10 +349,18 @@ def main(argv=None):
     (train_path, val_path), replaced = save_split(train, val, args.output, replace=not args.no_replace)
     print(f'wrote {counted(len(train), "row")} to {train_path} and {counted(len(val), "row")} to {val_path}')
     if replaced:
-        # Said now, not only when test.py or --resume refuses the new files (the checkpoint's split_digests).
-        print(f'note: this replaced another split in {args.output}; a run trained on the old one cannot '
-              '--resume on these files, and its validation pictures may now be in train.csv')
+        print(replaced_note(args.output))
     return {'train': len(train), 'val': len(val), 'skipped': skipped}
+
+
+def replaced_note(folder):
+    # Said now, not only when test.py or --resume refuses the new files (the checkpoint's split_digests).
+    kept = [path for path in old_split_paths(folder) if os.path.isfile(path)]
+    note = (f'note: this replaced another split in {folder}, kept as {" and ".join(kept)}: a run trained on it '
+            'cannot --resume on the new files (its validation pictures may now be in train.csv)')
+    if len(kept) == 2:
+        note += f', but can with --train-csv {shlex.quote(kept[0])} --val-csv {shlex.quote(kept[1])}'
+    return note
 
 
 if __name__ == '__main__':

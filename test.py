@@ -19,7 +19,7 @@ from atomic import (absolute_path, all_or_none, atomic_open, check_no_folder_in_
 from augment import prepare_batch
 from catalog import not_a_csv_file, read_csv_rows
 from checkpoint import (PRECISIONS, answers_not_numbers, changed_since_the_run, check_checkpoint_file,
-                        model_from_checkpoint, path_as_trained, pictures_from, same_rows)
+                        kept_as_old, model_from_checkpoint, path_as_trained, pictures_from, same_rows)
 from cli import UserError, add_debug_flag, counted, path_name, pick_device, positive_int, run_cli, shown
 from dataset import HEADS, TITLES, FashionDataset, image_named, in_real_folders, val_transform
 from evaluate import autocast_for, majority_rates, one_pass_channels_last, validate, validation_precision
@@ -123,8 +123,12 @@ def split_to_score(args, state):
     if not os.path.isfile(path):
         raise UserError(f'{path}: {not_a_csv_file(path)}; {args.checkpoint} was validated on it. Pass --val-csv')
     if changed_since_the_run(state, 'val_csv', path, ordered=False):
+        kept = kept_as_old(state, 'val_csv', path)
+        advice = (f'pass --val-csv {shlex.quote(kept)} (the old one, which split_data.py kept) to score what it was '
+                  f'validated on, or --val-csv {shlex.quote(path)} to score this one anyway') if kept else \
+            'pass --val-csv to score it anyway'
         raise UserError(f'{path}: it holds other rows than when {args.checkpoint} was validated on it '
-                        '(split_data.py run again?), maybe pictures it trained on; pass --val-csv to score it anyway')
+                        f'(split_data.py run again?), maybe pictures it trained on; {advice}')
     return path
 
 

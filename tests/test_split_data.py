@@ -70,7 +70,12 @@ def test_a_split_names_what_it_replaces_and_what_is_in_its_way(quirky_catalog, t
         split_data.main(['--input', quirky_catalog['root'], '--output', ''])
     assert 'note: this replaced' not in split_with_seed(1)  # nothing there before
     assert 'note: this replaced' not in split_with_seed(1)  # the same rows again
-    assert f'note: this replaced another split in {tmp_path};' in split_with_seed(2)
+    first = {name: (tmp_path / name).read_bytes() for name in ('train.csv', 'val.csv')}
+    old = split_data.old_split_paths(str(tmp_path))
+    assert (f'note: this replaced another split in {tmp_path}, kept as {old[0]} and {old[1]}: a run trained on it '
+            f'cannot --resume on the new files (its validation pictures may now be in train.csv), but can with '
+            f'--train-csv {old[0]} --val-csv {old[1]}\n') in split_with_seed(2)
+    assert [open(path, 'rb').read() for path in old] == list(first.values())  # a split edited by hand, say
     # --no-replace: the same rows again are no other split; other rows are not written at all
     assert 'wrote' in split_with_seed(2, '--no-replace')
     kept = {name: (tmp_path / name).read_bytes() for name in ('train.csv', 'val.csv')}
@@ -78,7 +83,12 @@ def test_a_split_names_what_it_replaces_and_what_is_in_its_way(quirky_catalog, t
                                                          'another split is there, which --no-replace keeps;'):
         split_with_seed(3, '--no-replace')
     assert {name: (tmp_path / name).read_bytes() for name in kept} == kept
-    assert sorted(os.listdir(tmp_path)) == sorted(kept)  # no temporary file left
+    assert [open(path, 'rb').read() for path in old] == list(first.values())  # nor the old split's copy
+    assert sorted(os.listdir(tmp_path)) == sorted(['train.old.csv', 'val.old.csv', *kept])  # no temporary file left
+    # A file of the user's by the name of an old split's is not replaced by one
+    (tmp_path / 'val.old.csv').write_text('my,notes\n')
+    with pytest.raises(UserError, match=f'^--output {tmp_path}: {old[1]} is not a split .* and would be replaced;'):
+        split_with_seed(4)
 
 
 def test_the_same_split_made_into_another_folder_has_the_same_digest_other_pictures_or_labels_not(

@@ -620,18 +620,27 @@ def test_a_split_made_again_since_the_run_is_not_taken_for_the_runs_own(small_sp
                      '--seed', '7'])
     assert changed_since_the_run(by_bytes, 'val_csv', split['val'])
     assert changed_since_the_run(by_lines, 'val_csv', split['val'])
+    old_train, old_val = split_data.old_split_paths(str(tmp_path))  # the run's split, kept by split_data.py
     with pytest.raises(UserError, match=f"^{split['val']}: it holds other rows than when {last} was validated on "
-                                        'it .*; pass --val-csv to score it anyway$'):
+                                        f'it .*; pass --val-csv {old_val} \\(the old one, which split_data.py kept\\) '
+                                        f"to score what it was validated on, or --val-csv {split['val']} to score this "
+                                        'one anyway$'):
         load_test_script().main(['--checkpoint', last])
     capsys.readouterr()
+    load_test_script().main(['--checkpoint', last, '--val-csv', old_val, '--output', str(tmp_path / 'eval-old')])
+    assert 'note:' not in capsys.readouterr().out  # the split it was validated on
     load_test_script().main(['--checkpoint', last, '--val-csv', split['val'], '--output', str(tmp_path / 'eval')])
     assert os.path.isfile(tmp_path / 'eval' / 'metrics.json')  # as the advice says, with a word
     assert f'note: {split["val"]} holds other rows than when {last} was validated on it' in capsys.readouterr().out
-    with pytest.raises(UserError, match=f"^{split['train']}: it holds other rows than when the run in {last} began"):
+    with pytest.raises(UserError, match=f"^{split['train']}: it holds other rows than when the run in {last} began"
+                                        f'.*: split_data.py kept it, so go on with --train-csv {old_train} '
+                                        f'--val-csv {old_val}, or start a new run$'):
         train.main(['--resume', last, '--epochs', '2'])
     monkeypatch.chdir(tmp_path)  # the run's own files under another spelling are still its own
     with pytest.raises(UserError, match="^train.csv: it holds other rows than when the run in .* began"):
         train.main(['--resume', last, '--epochs', '2', '--train-csv', 'train.csv', '--val-csv', 'val.csv'])
+    train.main(['--resume', last, '--epochs', '2', '--train-csv', old_train, '--val-csv', old_val])  # as advised
+    assert checkpoint_load(last)['epoch'] == 2
 
 
 def test_a_split_sorted_since_the_run_holds_the_same_rows(small_split, tmp_path, capsys):
