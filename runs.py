@@ -1,6 +1,7 @@
 # A run's folder in --checkpoints: a new one (named by --run-name or by the clock), or a resumed
 # checkpoint's. Checked before the pictures are loaded, then claimed (locked for as long as the
 # run lives) and checked again, so that no run ever writes over another's epochs.
+import csv
 import fcntl
 import importlib.util
 import json
@@ -76,6 +77,60 @@ def refuse_later_epochs(run_dir, args, resume):
                     'copy the checkpoint into a folder of its own and resume from there')
 
 
+def refuse_files_of_another_run(run_dir, args, resume):
+    """Going on in the checkpoint's folder writes best.pth, the numbered checkpoints of later
+    epochs, metrics.csv and curves.png anew: those there must be the run's own, not another run's
+    that the checkpoint was copied in beside, nor the user's. A file that cannot be read as a
+    checkpoint holds nothing to keep; curves.png counts as the run's beside its metrics.csv."""
+    def refuse(name, what):
+        raise UserError(f'--resume {args.resume}: its folder holds {name}, {what}, which going on would write '
+                        'over; copy the checkpoint into a folder of its own and resume from there')
+
+    with os.scandir(run_dir) as entries:
+        names = sorted(entry.name for entry in entries if entry.is_file())
+    for name in names:
+        numbered = re.fullmatch(r'checkpoint-(\d+)\.pth', name)
+        if name == 'best.pth' or numbered and int(numbered[1]) > resume['epoch']:
+            state = saved_run(os.path.join(run_dir, name))
+            if state and not of_the_same_run(state, resume):
+                later = of_the_same_run(resume, state)  # the run's history goes on in it
+                refuse(name, f'epoch {state["epoch"] or 0} of {"this run, a later one" if later else "another run"}')
+    problem = 'metrics.csv' in names and metrics_problem(os.path.join(run_dir, 'metrics.csv'), resume['history'])
+    if problem:
+        refuse('metrics.csv', problem)
+    if 'curves.png' in names and 'metrics.csv' not in names:
+        refuse('curves.png', 'but no metrics.csv of the run')
+    settings = os.path.join(run_dir, 'args.json')
+    if 'args.json' in names and not run_settings(settings):
+        refuse('args.json', 'which holds no settings of a train.py run')
+
+
+def metric_text(value):
+    """A figure of a run's history as metrics.csv holds it."""
+    if value is None:  # as the csv module writes it
+        return ''
+    return f'{value:.6g}' if isinstance(value, float) else str(value)
+
+
+def metrics_problem(path, history):
+    """Why the metrics.csv at path is not train.py's of the first epochs of history (or of all), in
+    words for a message; None where it is."""
+    try:
+        with open(path, newline='', encoding='utf-8') as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        rows = None
+    if rows is None or not {'epoch', 'train_loss'} <= set(reader.fieldnames or ()):
+        return 'which is not a train.py run\'s'
+    if len(rows) > len(history):
+        return f'of {len(rows)} epochs, more than the checkpoint\'s {len(history)}'
+    if any(row[key] != metric_text(value) for row, epoch in zip(rows, history) for key, value in epoch.items()
+           if key in row):
+        return 'with the figures of another run'
+    return None
+
+
 def of_the_same_run(state, resume):
     """Whether a run's epochs in state are those resume began with: the figures of each epoch are
     the same floats only in checkpoints of one run. Compared as text, where a NaN is one."""
@@ -96,6 +151,7 @@ def run_folder(args, resume):
     last = os.path.join(run_dir, 'last.pth')
     if not (os.path.exists(last) and os.path.samefile(last, args.resume)):  # that one was just loaded
         refuse_later_epochs(run_dir, args, resume)
+    refuse_files_of_another_run(run_dir, args, resume)
     return run_dir
 
 
@@ -188,6 +244,7 @@ def started_in(run_dir, args, resume):
             refuse_a_run_in(run_dir)
         else:
             refuse_later_epochs(run_dir, args, resume)
+            refuse_files_of_another_run(run_dir, args, resume)
         with atomic_open(os.path.join(run_dir, 'args.json'), encoding='utf-8') as f:
             json.dump(saved_args(args), f, indent=2)
         if resume is not None:

@@ -39,7 +39,8 @@ from train_step import (GraphedTrainStep, TrainStep, load_optimizer_state, make_
                         scheduler_state, set_lr)
 from plots import plot_curves, pyplot
 from resuming import RESUMED_SETTINGS, SPLIT_FILES, labels_of_the_run, resumed_args, trained_on
-from runs import check_log_folder, check_run_folder, release_run_folder, run_folder, saved_args, start_in_folder
+from runs import (check_log_folder, check_run_folder, metric_text, release_run_folder, run_folder, saved_args,
+                  start_in_folder)
 from saver import BackgroundSaver, detached_copy
 from split_data import split_digests, split_paths
 from stopwatch import Stopwatch
@@ -423,7 +424,7 @@ def write_metrics(history, run_dir):
         writer = csv.DictWriter(f, METRIC_COLUMNS, extrasaction='ignore')
         writer.writeheader()
         for row in history:
-            writer.writerow({k: (f'{v:.6g}' if isinstance(v, float) else v) for k, v in row.items()})
+            writer.writerow({k: metric_text(v) for k, v in row.items()})
 
 
 def plot_now(row, args):

@@ -386,6 +386,44 @@ def test_a_run_that_would_write_over_anothers_epochs_is_refused_before_the_pictu
                     '--device', 'cpu'])
 
 
+def test_a_checkpoint_resumed_beside_another_runs_files_writes_over_none_of_them(full_run, small_split, tmp_path):
+    # Its last.pth copied into a folder of another run's files (or the user's): going on replaced
+    # that run's best.pth, its numbered checkpoints and metrics.csv, and the user's args.json, silently.
+    other = train.main(train_args(small_split, tmp_path / 'other', '--epochs', 1, '--lr', 0.003, '--save-every', 1))
+    folder = tmp_path / 'copied'
+    folder.mkdir()
+    shutil.copy(os.path.join(full_run, 'checkpoint-000002.pth'), folder / 'last.pth')
+    resume = ['--resume', str(folder / 'last.pth'), '--epochs', str(EPOCHS)]
+    refusal = f'^--resume {re.escape(str(folder / "last.pth"))}: its folder holds '
+    for name, what in [('best.pth', 'best.pth, epoch 1 of another run'),
+                       ('checkpoint-000001.pth', None),  # not written again: an epoch behind the checkpoint's
+                       ('metrics.csv', 'metrics.csv, with the figures of another run')]:
+        shutil.copy(os.path.join(other, name), folder / name)
+        if what:
+            with pytest.raises(UserError, match=refusal + f'{what}, which going on would write over; copy the '
+                                                          'checkpoint into a folder of its own and resume from there$'):
+                train.main(resume)
+            os.remove(folder / name)
+    shutil.copy(os.path.join(full_run, 'last.pth'), folder / 'checkpoint-000003.pth')  # this run's, further on
+    with pytest.raises(UserError, match=refusal + 'checkpoint-000003.pth, epoch 3 of this run, a later one, '):
+        train.main(resume)
+    os.remove(folder / 'checkpoint-000003.pth')
+    for name, text, what in [('metrics.csv', 'my own metrics\n', "metrics.csv, which is not a train.py run's"),
+                             ('args.json', '{"mine": true}', 'args.json, which holds no settings of a train.py run'),
+                             ('curves.png', 'a picture of mine', 'curves.png, but no metrics.csv of the run')]:
+        (folder / name).write_text(text)
+        with pytest.raises(UserError, match=refusal + re.escape(what)):
+            train.main(resume)
+        assert (folder / name).read_text() == text
+        os.remove(folder / name)
+    # The run's own files, as far as they go, are its own: it goes on over them
+    shutil.copy(os.path.join(full_run, 'checkpoint-000002.pth'), folder / 'best.pth')  # an epoch of its own
+    rows = open(os.path.join(full_run, 'metrics.csv')).read().splitlines()
+    (folder / 'metrics.csv').write_text('\n'.join(rows[:2]) + '\n')  # epoch 1: its epoch 2 not written yet
+    train.main(resume)
+    assert checkpoint_load(str(folder / 'last.pth'))['epoch'] == EPOCHS
+
+
 def test_another_runs_checkpoint_copied_into_a_run_folder_does_not_go_on_over_that_run(full_run, small_split,
                                                                                         tmp_path):
     # A 1-epoch run with other settings: the full run's epoch 2 copied beside it would have replaced
