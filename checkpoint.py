@@ -12,7 +12,7 @@ import zipfile
 import torch
 
 from atomic import absolute_path, atomic_open
-from cli import UserError, reach_problem
+from cli import UserError, counted, reach_problem
 from dataset import HEADS, AttributesDataset, tutorial_vocab
 from model import MultiOutputModel
 from split_data import old_split_paths, pictures_digest, rows_digest
@@ -111,7 +111,11 @@ def checkpoint_load(path):
         problem = weights_problem(state)
         if problem:
             raise UserError(f'{path}: not a state_dict of the model ({problem})')
-        return {'model': without_wrappers(state), 'attributes': None, 'epoch': None, 'args': {}}
+        weights = without_wrappers(state)
+        if None in head_sizes(weights).values():  # a ResNet's, say: no --attributes_file would help
+            raise UserError(f'{path}: a state_dict of another network, not this model: it has none of the heads '
+                            f'{", ".join(f"{head}.1.bias" for head in HEADS)} (its weights: {few(list(weights))})')
+        return {'model': weights, 'attributes': None, 'epoch': None, 'args': {}}
     raise UserError(f'{path}: not a checkpoint written by train.py (no model weights and '
                     'label vocabularies in it)')
 
@@ -250,11 +254,15 @@ def resumable_load(path):
     history, which the original tutorial's bare state_dict has none of."""
     state = checkpoint_load(path)
     missing = [key for key in RESUME_KEYS if state.get(key) is None]
-    if state['attributes'] is None or missing:
-        raise UserError(f'{path}: cannot resume from it: it holds the model\'s weights but no '
-                        f'{", ".join(missing or ["label names"])} (the original tutorial saved only '
-                        'the weights). Resume from a last.pth written by train.py; test.py and '
-                        'predict.py still take this file, with --attributes_file')
+    if state['attributes'] is None:
+        raise UserError(f'{path}: cannot resume from it: it holds the model\'s weights but no label names, '
+                        f'{", ".join(missing)} (the original tutorial saved only the weights). Resume from a '
+                        'last.pth written by train.py; test.py and predict.py still take this file, with '
+                        '--attributes_file')
+    if missing:
+        raise UserError(f'{path}: cannot resume from it: it holds the model\'s weights and label names but no '
+                        f'{", ".join(missing)}, which a last.pth of train.py holds. Resume from one; test.py and '
+                        'predict.py still take this file')
     problem = resume_problem(state)
     if problem is not None:
         raise UserError(f'{path}: not a checkpoint written by train.py ({problem}); cannot resume from it')
@@ -430,7 +438,23 @@ def load_weights(model, state, path):
         have = model.num_classes()
         raise UserError(f'{path}: does not match the model ({have["gender"]} gender, '
                         f'{have["article"]} article and {have["color"]} colour classes): '
-                        f'{str(error).strip().splitlines()[-1].strip()[:300]}') from error
+                        f'{mismatch(model.state_dict(), state["model"])}') from error
+
+
+def mismatch(ours, weights):
+    """How a state_dict differs from the model's, `ours`, a few names of each kind: torch's own
+    message names every one, hundreds for another network's, on one line."""
+    missing = [name for name in ours if name not in weights]
+    unknown = [name for name in weights if name not in ours]
+    shapes = [f'{name} {list(weights[name].shape)} for {list(tensor.shape)}' for name, tensor in ours.items()
+              if name in weights and weights[name].shape != tensor.shape]
+    parts = [f'{counted(len(names), "weight")} {what} ({few(names)})' for names, what in
+             [(missing, 'of the model missing'), (unknown, "not the model's"), (shapes, 'of another shape')] if names]
+    return '; '.join(parts) or 'its weights do not load'
+
+
+def few(names):
+    return ', '.join(names[:3]) + (', ...' if len(names) > 3 else '')
 
 
 def check_finite(state, path):

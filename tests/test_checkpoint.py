@@ -259,8 +259,28 @@ def test_a_checkpoint_with_other_class_counts_is_refused_clearly(tmp_path):
     state = make_state()
     state['attributes'] = dict(VOCAB, color=['Black', 'Blue', 'Red'])  # 3 colours, weights for 2
     path = checkpoint_save(str(tmp_path / 'x.pth'), state)
-    with pytest.raises(UserError, match='does not match the model.*3 colour classes'):
+    # The weights named, a few of each kind: torch's message named all, cut off at 300 characters
+    with pytest.raises(UserError, match=r'does not match the model.*3 colour classes\): 2 weights of another shape '
+                                        r'\(color.1.weight \[2, 1280\] for \[3, 1280\], color.1.bias \[2\] for \[3\]\)$'):
         model_from_checkpoint(path)
+    del state['model']['gender.1.weight']
+    state['model']['fc.bias'] = torch.zeros(3)
+    state['attributes'] = VOCAB
+    path = checkpoint_save(str(tmp_path / 'x.pth'), state)
+    with pytest.raises(UserError, match=r"classes\): 1 weight of the model missing \(gender.1.weight\); 1 weight not "
+                                        r"the model's \(fc.bias\)$"):
+        model_from_checkpoint(path)
+
+
+def test_another_networks_state_dict_is_named_so_not_sent_for_its_label_names(tmp_path):
+    # A ResNet's weights were taken for the tutorial's bare state_dict: "pass --attributes_file",
+    # then a 395-character line of torch's, cut off in a weight's name.
+    import torchvision
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / 'resnet.pth')
+    with pytest.raises(UserError, match=r'^\S*resnet.pth: a state_dict of another network, not this model: it has none '
+                                        r'of the heads gender.1.bias, article.1.bias, color.1.bias \(its weights: '
+                                        r'conv1.weight, bn1.weight, bn1.bias, ...\)$'):
+        model_from_checkpoint(str(tmp_path / 'resnet.pth'), attributes_file=None)
 
 
 @pytest.mark.parametrize('value, kind', [(float('inf'), 'inf'), (float('nan'), 'nan')])
@@ -374,12 +394,16 @@ def test_the_tutorials_checkpoint_of_the_real_catalog_loads_with_its_47_colours(
 def test_the_original_tutorials_bare_state_dict_cannot_be_resumed(tmp_path):
     path = tmp_path / 'tutorial.pth'
     torch.save(make_state()['model'], path)
-    with pytest.raises(UserError, match=r'cannot resume from it: .* no epoch, optimizer, scheduler, history, best'):
+    with pytest.raises(UserError, match=r'cannot resume from it: .* no label names, epoch, optimizer, scheduler, '
+                                        r'history, best \(the original tutorial saved only the weights\)'):
         checkpoint.resumable_load(str(path))
     written = checkpoint_save(str(tmp_path / 'last.pth'), dict(make_state(3), scheduler={'last_epoch': 3}))
     assert checkpoint.resumable_load(written)['epoch'] == 3
     no_settings = checkpoint_save(str(tmp_path / 'made.pth'), dict(make_state(3), scheduler={}, args=None))
-    with pytest.raises(UserError, match=r'cannot resume from it: .* no args'):  # made by hand: train.py's need them
+    # Made by hand: train.py's need them. Its label names are in it: no tutorial's, no --attributes_file
+    with pytest.raises(UserError, match=r'cannot resume from it: it holds the .* label names but no args, which a '
+                                        r'last.pth of train.py holds. Resume from one; test.py and predict.py still '
+                                        r'take this file$'):
         checkpoint.resumable_load(no_settings)
 
 
