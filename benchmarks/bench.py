@@ -65,8 +65,9 @@ def parse_args():
                         help=f'worker processes: the tutorial path\'s DataLoader, and decoding the cache as '
                              f'train.py does (default: {min(8, os.cpu_count() or 1)})')
     parser.add_argument('--work', type=work_folder, default=None,
-                        help='folder for the split and, without FASHION_DATA, the sample catalog; a split '
-                             'of other pictures there is not replaced (default: a temporary folder)')
+                        help='folder for the split and, without FASHION_DATA, the sample catalog (a catalog '
+                             'already in its fashion-product-images/ is used as it is); a split of other pictures '
+                             'there is not replaced (default: a temporary folder)')
     add_debug_flag(parser)
     return parser.parse_args()
 
@@ -120,6 +121,7 @@ def prepare_split(args, work):
     if data and not os.path.isdir(data):  # split_data.py would name it as its --input
         raise UserError(f'FASHION_DATA={data}: ' + ('a file' if os.path.exists(data) else 'no such folder')
                         + '; it names the folder of styles.csv and images/, or is left unset for the sample catalog')
+    drawn = False
     if not data:
         data = os.path.join(work, 'fashion-product-images')
         if not os.path.isfile(os.path.join(data, 'styles.csv')):
@@ -127,10 +129,13 @@ def prepare_split(args, work):
                 make_catalog(data, n_images=max(1000, args.images // 4 * 5), seed=0)
             except ValueError as error:  # files of the user's in --work
                 raise UserError(f'--work {work}: {error}') from error
+            drawn = True
     try:  # --no-replace: a split of the user's in --work (`--work .`, say) is never written over
         split_data.main(['--input', data, '--output', work, '--max-images', str(args.images * 5 // 4),
                          '--no-replace'])
     except split_data.OtherSplitThere as error:
+        if drawn:  # for nothing: not left behind in the user's folder
+            shutil.rmtree(data)
         raise UserError(f'--work {work}: {" and ".join(error.paths)} hold another split than the benchmark\'s '
                         f'of --images {args.images:,}, which it would replace; give an empty folder, or that of '
                         'an earlier run with the same --images') from error

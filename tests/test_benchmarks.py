@@ -497,6 +497,15 @@ def test_bench_keeps_its_split_in_the_work_folder(tmp_path, monkeypatch):
                                         'split than the benchmark.s of --images 200, which it would replace'):
         bench.main()
     assert (kept / 'train.csv').read_bytes() == users
+    # Nor is the sample catalog drawn for it left behind in the user's folder
+    users_folder = tmp_path / 'users'
+    users_folder.mkdir()
+    for name in ('train.csv', 'val.csv'):
+        shutil.copy(kept / name, users_folder / name)
+    monkeypatch.setattr(sys, 'argv', ['bench.py', '--images', '200', '--work', str(users_folder)])
+    with pytest.raises(UserError, match='hold another split than the benchmark.s'):
+        bench.main()
+    assert sorted(os.listdir(users_folder)) == ['train.csv', 'val.csv']
 
 
 # bench.py on the sample catalog at its cheapest: a bad flag added to these must be refused before the
