@@ -285,13 +285,13 @@ def remove_asides(asides):
             os.remove(old)
 
 
-def kept_aside(path):
-    """A second name for the file at path, to put it back with: a hard link, or a copy on a disk
-    without them. None where there is no file."""
+def kept_aside(path, name=None):
+    """A second name for the file at path, to put it back with (or to rename to `name`, in its
+    folder): a hard link, or a copy on a disk without them. None where there is no file."""
     if not os.path.lexists(path):
         return None
-    folder, name = os.path.split(path)
-    aside = os.path.join(folder, temporary_name('old-' + name))
+    folder, own = os.path.split(path)
+    aside = os.path.join(folder, temporary_name(name or 'old-' + own))
     try:
         os.link(path, aside, follow_symlinks=False)  # a link is kept as the link it is
     except OSError:

@@ -12,7 +12,7 @@ import zipfile
 import torch
 
 from atomic import absolute_path, atomic_open
-from cli import UserError, counted, reach_problem
+from cli import UserError, counted, first_few, reach_problem
 from dataset import HEADS, AttributesDataset, tutorial_vocab
 from model import MultiOutputModel
 from split_data import old_split_paths, pictures_digest, rows_digest
@@ -112,9 +112,10 @@ def checkpoint_load(path):
         if problem:
             raise UserError(f'{path}: not a state_dict of the model ({problem})')
         weights = without_wrappers(state)
-        if None in head_sizes(weights).values():  # a ResNet's, say: no --attributes_file would help
+        if all(size is None for size in head_sizes(weights).values()):  # a ResNet's: no label names would help
+            heads = ', '.join(f'{head}.1.bias' for head in HEADS)
             raise UserError(f'{path}: a state_dict of another network, not this model: it has none of the heads '
-                            f'{", ".join(f"{head}.1.bias" for head in HEADS)} (its weights: {few(list(weights))})')
+                            f'{heads} (its weights: {first_few(list(weights))})')
         return {'model': weights, 'attributes': None, 'epoch': None, 'args': {}}
     raise UserError(f'{path}: not a checkpoint written by train.py (no model weights and '
                     'label vocabularies in it)')
@@ -448,13 +449,9 @@ def mismatch(ours, weights):
     unknown = [name for name in weights if name not in ours]
     shapes = [f'{name} {list(weights[name].shape)} for {list(tensor.shape)}' for name, tensor in ours.items()
               if name in weights and weights[name].shape != tensor.shape]
-    parts = [f'{counted(len(names), "weight")} {what} ({few(names)})' for names, what in
+    parts = [f'{counted(len(names), "weight")} {what} ({first_few(names)})' for names, what in
              [(missing, 'of the model missing'), (unknown, "not the model's"), (shapes, 'of another shape')] if names]
     return '; '.join(parts) or 'its weights do not load'
-
-
-def few(names):
-    return ', '.join(names[:3]) + (', ...' if len(names) > 3 else '')
 
 
 def check_finite(state, path):

@@ -15,7 +15,8 @@ from atomic import absolute_path
 from catalog import (IMAGE_SIZE, LABEL_COLUMNS, NO_PERMISSION, REQUIRED_COLUMNS, SPLIT_COLUMNS,
                      TOO_LARGE, TOO_MANY_FIELDS, UNREADABLE, format_counts, open_picture, read_csv_rows, read_styles,
                      turn_upright)
-from cli import UserError, command, counted, leave_stops_to_the_main_process, started, worker_processes
+from cli import (UserError, command, counted, first_few, leave_stops_to_the_main_process, started,
+                 worker_processes)
 
 MEAN = [0.485, 0.456, 0.406]  # ImageNet statistics, as in the tutorial
 STD = [0.229, 0.224, 0.225]
@@ -365,8 +366,7 @@ def keep_decoded(codes, source, paths):
     for code, words in NOT_DECODED.items():
         which = (codes == code).nonzero().squeeze(1).tolist()
         if which:
-            named = ', '.join(paths[i] for i in which[:3]) + (', ...' if len(which) > 3 else '')
-            print(f'{source}: skipped {counted(len(which), "image")} {words}: {named}')
+            print(f'{source}: skipped {counted(len(which), "image")} {words}: {first_few([paths[i] for i in which])}')
     if not kept:
         raise UserError(f'{source}: none of its pictures could be read ({counted(len(codes), "picture")})')
     return kept

@@ -38,8 +38,8 @@ from atomic import (absolute_path, atomic_open, check_writable_folder, json_valu
 from augment import prepare_batch
 from checkpoint import answers_not_numbers, model_from_checkpoint
 from catalog import UNREADABLE, resolved_folder
-from cli import (UserError, add_debug_flag, as_printed, counted, path_name, pick_device, positive_int, printable,
-                 progress_bar, run_cli, shown)
+from cli import (UserError, add_debug_flag, as_printed, counted, first_few, path_name, pick_device, positive_int,
+                 printable, progress_bar, run_cli, shown)
 from dataset import HEADS, TITLES, load_image
 from split_data import first_row
 
@@ -181,7 +181,7 @@ def report_missing(listed, name, others):
                         f'e.g. {named(missing[0])} ({path_problem(missing[0])}); relative paths are taken '
                         f'from the current folder, {os.getcwd()}')
     if missing:
-        examples = ', '.join(map(named, missing[:3])) + (', ...' if len(missing) > 3 else '')
+        examples = first_few(list(map(named, missing)))
         print(f'note: {counted(len(missing), "path")} in {list_name(name)} {"is" if len(missing) == 1 else "are"} '
               f'not there ({examples}); {"its row says" if len(missing) == 1 else "their rows say"} so')
 

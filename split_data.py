@@ -164,38 +164,39 @@ def save_split(train, val, folder, replace=True):
     # Both files change or neither (atomic.renamed_together): a run cut short (a Ctrl-C, a full
     # disk) leaves no new train.csv beside an old val.csv whose images it could share.
     paths, before = split_paths(folder), split_in(folder)
-    with renamed_together() as together:
-        files = []
-        for rows, path in zip((train, val), paths):
-            with atomic_open(path, newline='', encoding='utf-8', together=together) as f:
-                write_rows(rows, f, absolute_path(folder))
-                flush_to_disk(f)
-            files.append(f.name)
-        written = [lines_digest(name) for name in files]  # the bytes as written
-        replaced = [path for path, old, new in zip(paths, before, written) if old not in (None, new)]
-        if replaced and not replace:
-            raise OtherSplitThere(replaced)  # the temporary files go, and the old ones stay
-        if replaced:
-            keep_old_split(folder)
+    # The split replaced is kept as train.old.csv and val.old.csv (the one before it goes): edited
+    # by hand, it is the user's work, and a run trained on it needs its files to be scored or
+    # resumed. A second name for each old file first, given those names once the new ones are in
+    # place; where they are not, the old split is still there, and the second names go.
+    asides = []
+    try:
+        with renamed_together() as together:
+            files = []
+            for rows, path in zip((train, val), paths):
+                with atomic_open(path, newline='', encoding='utf-8', together=together) as f:
+                    write_rows(rows, f, absolute_path(folder))
+                    flush_to_disk(f)
+                files.append(f.name)
+            written = [lines_digest(name) for name in files]  # the bytes as written
+            replaced = [path for path, old, new in zip(paths, before, written) if old not in (None, new)]
+            if replaced and not replace:
+                raise OtherSplitThere(replaced)  # the temporary files go, and the old ones stay
+            if replaced:
+                asides = [kept_aside(path, os.path.basename(old)) for path, old in zip(paths, old_split_paths(folder))]
+        for aside, old in zip(asides, old_split_paths(folder)):
+            if aside is not None:
+                os.replace(aside, old)
+            elif os.path.lexists(old):  # no val.csv there, say: no older one is left to pass for its pair
+                os.remove(old)
+    finally:
+        for aside in asides:
+            if aside is not None and os.path.lexists(aside):
+                os.remove(aside)
     return paths, replaced
 
 
 def old_split_paths(folder):
     return os.path.join(folder, 'train.old.csv'), os.path.join(folder, 'val.old.csv')
-
-
-def keep_old_split(folder):
-    """The split about to be replaced, kept as train.old.csv and val.old.csv (the one before it
-    goes): edited by hand, it is the user's work, and a run trained on it needs its files to be
-    scored or resumed. Both, so that they stay a pair; a second name, so that the new split is
-    still renamed into place at once."""
-    for path, old in zip(split_paths(folder), old_split_paths(folder)):
-        aside = kept_aside(path)
-        if aside is None:  # no val.csv there, say: no older one is left to pass for its pair
-            if os.path.lexists(old):
-                os.remove(old)
-        else:
-            os.replace(aside, old)
 
 
 def split_digest(path, ordered=True):
@@ -328,7 +329,7 @@ def main(argv=None):
     folder_in_csv(image_folder, args.output)  # a name the CSVs cannot hold: said before the work too
     check_no_folder_in_the_way(args.output, r'(train|val)(\.old)?\.csv', f'--output {args.output}')
     check_only_splits_replaced(args.output)
-    remove_left_temporaries(args.output, r'train\.csv|val\.csv', 'split_data.py')
+    remove_left_temporaries(args.output, r'(train|val)(\.old)?\.csv', 'split_data.py')
     styles, skipped = read_styles(styles_path)
     print(f'{styles_path}: {counted(len(styles) + sum(skipped.values()), "row")}, '
           f'{len(styles):,} with usable labels')

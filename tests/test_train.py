@@ -491,11 +491,17 @@ def test_a_resume_overtaken_by_another_since_it_loaded_never_writes_over_its_epo
     # claims the folder when the first has ended, one epoch further on.
     run_dir = tmp_path / 'run'
     shutil.copytree(full_run, run_dir)
-    checkpoint_save(str(run_dir / 'last.pth'), checkpoint_load(os.path.join(full_run, 'checkpoint-000002.pth')))
+    later = [name for name in os.listdir(full_run) if name not in ('args.json', 'checkpoint-000002.pth')]
+    for name in later:  # the folder at epoch 2, as the second found it
+        os.remove(run_dir / name)
+    for name in ('last.pth', 'best.pth'):
+        shutil.copy(os.path.join(full_run, 'checkpoint-000002.pth'), run_dir / name)
+    (run_dir / 'metrics.csv').write_text(''.join(open(os.path.join(full_run, 'metrics.csv')).readlines()[:3]))
     claim = runs.claim_run_folder
 
     def claimed_after_the_other_ended(folder, resume):
-        shutil.copy(os.path.join(full_run, 'last.pth'), run_dir / 'last.pth')  # its epoch 3
+        for name in later:  # its epoch 3
+            shutil.copy(os.path.join(full_run, name), run_dir / name)
         return claim(folder, resume)
 
     monkeypatch.setattr(runs, 'claim_run_folder', claimed_after_the_other_ended)
