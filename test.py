@@ -20,7 +20,7 @@ from augment import prepare_batch
 from catalog import not_a_csv_file, read_csv_rows
 from checkpoint import (PRECISIONS, answers_not_numbers, changed_since_the_run, check_checkpoint_file,
                         kept_as_old, model_from_checkpoint, path_as_trained, pictures_from, same_rows)
-from cli import UserError, add_debug_flag, counted, path_name, pick_device, positive_int, run_cli, shown
+from cli import UserError, add_debug_flag, counted, first_few, path_name, pick_device, positive_int, run_cli, shown
 from dataset import HEADS, TITLES, FashionDataset, image_named, in_real_folders, val_transform
 from evaluate import autocast_for, majority_rates, one_pass_channels_last, validate, validation_precision
 from memory_data import InMemoryLoader, memory_format
@@ -68,9 +68,16 @@ def output_folder(args):
     return os.path.join(os.path.dirname(absolute_path(args.checkpoint)), f'eval-{stem}')
 
 
+# Names of files, not of folders: `--output metrics.json` made a folder of that name.
+FILE_ENDINGS = ('.json', '.csv', '.png', '.txt', '.pth')
+
+
 def check_output_folder(folder, named):
     """Before any work (demo.py's too, before its first step): that test.py's files can be written
     in folder. `named` says where the folder comes from, such as '--output out'."""
+    if not os.path.exists(folder) and folder.lower().endswith(FILE_ENDINGS):
+        raise UserError(f'{named}: names a file, but test.py writes a folder of them ({first_few(OUTPUT_NAMES)}); '
+                        f'give a folder, such as {shlex.quote(os.path.splitext(folder)[0])}')
     check_writable_folder(folder, named)
     check_no_folder_in_the_way(folder, OUTPUT_FILES, named)
     check_only_outputs_replaced(folder, named)

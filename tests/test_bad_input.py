@@ -910,6 +910,19 @@ def test_an_output_folder_that_cannot_be_made_is_named(small_split, one_epoch_ru
         assert_clean_failure(run_script(script, *args), f'{blocker} is a file, not a folder')
 
 
+def test_test_py_output_named_as_a_file_is_refused_not_made_a_folder(one_epoch_run, tmp_path, monkeypatch):
+    # `--output results.json` made a folder of that name, and wrote metrics.json into it.
+    from demo import load_test_script
+    test_script = load_test_script()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=r'^--output results.json: names a file, but test.py writes a folder of them '
+                                        r'\(metrics.json, confusion_gender.png, confusion_article.png, ...\); give a '
+                                        'folder, such as results$'):
+        test_script.main(['--checkpoint', os.path.join(one_epoch_run, 'last.pth'), '--output', 'results.json'])
+    assert os.listdir(tmp_path) == []
+    os.mkdir('made.json')  # a folder of that name, made by the user: taken as asked
+    test_script.check_output_folder('made.json', '--output made.json')
+
 
 def test_an_empty_or_too_long_output_folder_is_refused_before_any_work(one_epoch_run):
     # `python test.py --checkpoint CKPT --output "$OUT"` with OUT unset

@@ -260,8 +260,9 @@ def test_a_checkpoint_with_other_class_counts_is_refused_clearly(tmp_path):
     state['attributes'] = dict(VOCAB, color=['Black', 'Blue', 'Red'])  # 3 colours, weights for 2
     path = checkpoint_save(str(tmp_path / 'x.pth'), state)
     # The weights named, a few of each kind: torch's message named all, cut off at 300 characters
-    with pytest.raises(UserError, match=r'does not match the model.*3 colour classes\): 2 weights of another shape '
-                                        r'\(color.1.weight \[2, 1280\] for \[3, 1280\], color.1.bias \[2\] for \[3\]\)$'):
+    with pytest.raises(UserError, match=r'does not match the model.*3 colour classes\): 2 weights of another '
+                                        r'shape \(color.1.weight \[2, 1280\] for \[3, 1280\], color.1.bias \[2\] '
+                                        r'for \[3\]\)$'):
         model_from_checkpoint(path)
     del state['model']['gender.1.weight']
     state['model']['fc.bias'] = torch.zeros(3)
