@@ -172,7 +172,7 @@ def worker_processes(workers):
 PROJECT = os.path.dirname(os.path.abspath(__file__))
 
 
-def command(script, *args, runner=('python',)):
+def command(script, *args, runner=None):
     """`python SCRIPT ARGS` (or another runner's) as the user can paste it here, where the project's
     folder may not be the working one: the script then named by its path. Each part is quoted where
     the shell needs it."""
@@ -182,7 +182,18 @@ def command(script, *args, runner=('python',)):
             path = script
     except FileNotFoundError:  # the working folder was deleted
         pass
-    return shlex.join([*runner, shown_path(path), *map(str, args)])
+    return shlex.join([*(runner or [this_python()]), shown_path(path), *map(str, args)])
+
+
+def this_python():
+    """How the user starts the Python that runs this: `python` where that is the one (its virtual
+    environment activated), else its path, `.venv/bin/python` say, as the README's commands run it
+    without activating it. A plain `python` there would be another, without PyTorch."""
+    on_path = shutil.which('python')
+    here = os.path.abspath(sys.executable) if sys.executable else None
+    if here is None or on_path and os.path.dirname(os.path.abspath(on_path)) == os.path.dirname(here):
+        return 'python'
+    return shown_path(here)
 
 
 def shown_path(path):

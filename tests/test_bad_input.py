@@ -134,7 +134,7 @@ def test_a_folder_or_a_device_given_as_a_csv_is_named_as_what_it_is(small_split,
 def test_missing_dataset_says_where_to_get_it_and_how_to_run_the_demo(tmp_path):
     for script in ('split_data.py', 'train.py'):
         result = run_script(script, cwd=str(tmp_path))  # not the project's folder: the demo named by its path
-        assert_clean_failure(result, 'kaggle.com', f'run `python {shlex.quote(os.path.join(ROOT, "demo.py"))}` to try')
+        assert_clean_failure(result, 'kaggle.com', f'python {shlex.quote(os.path.join(ROOT, "demo.py"))}` to try')
 
 
 @pytest.mark.parametrize('train_csv,val_csv', [('splits/train.csv', 'splits/val.csv'),
@@ -169,7 +169,9 @@ def test_a_slip_in_the_name_of_a_split_names_the_one_there_not_how_to_make_anoth
 
 
 def test_the_commands_a_script_advises_run_from_the_folder_it_was_run_in(tmp_path, monkeypatch):
+    import cli
     from cli import command, shown_path
+    monkeypatch.setattr(cli, 'this_python', lambda: 'python')  # an activated virtual environment's
     monkeypatch.chdir(ROOT)
     # the paths they name: short below the working folder, whole elsewhere, as given where relative
     assert shown_path(os.path.join(ROOT, 'checkpoints', 'run', 'last.pth')) == 'checkpoints/run/last.pth'
@@ -185,6 +187,23 @@ def test_the_commands_a_script_advises_run_from_the_folder_it_was_run_in(tmp_pat
     (tmp_path / 'gone').rmdir()  # a working folder deleted under the script
     assert command('demo.py') == f'python {shlex.quote(ROOT + "/demo.py")}'
     assert shown_path(str(tmp_path / 'last.pth')) == str(tmp_path / 'last.pth')
+
+
+def test_the_commands_said_start_the_python_running_them(tmp_path, monkeypatch):
+    # The README runs .venv/bin/python without activating it: `python` in an "evaluate with:" or
+    # "Resume with:" line was another, without PyTorch (a traceback: No module named 'torch').
+    import cli
+    venv = tmp_path / '.venv' / 'bin'
+    monkeypatch.setattr(sys, 'executable', str(venv / 'python3'))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(shutil, 'which', lambda name: '/usr/bin/python')
+    assert cli.this_python() == '.venv/bin/python3'
+    assert cli.command('test.py').startswith('.venv/bin/python3 ')
+    (tmp_path / 'other').mkdir()
+    monkeypatch.chdir(tmp_path / 'other')  # from elsewhere: the whole path
+    assert cli.this_python() == str(venv / 'python3')
+    monkeypatch.setattr(shutil, 'which', lambda name: str(venv / 'python'))  # activated: `python` is it
+    assert cli.this_python() == 'python'
 
 
 def test_styles_csv_given_as_the_catalog_names_the_folder_to_give(tmp_path):

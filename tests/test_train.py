@@ -35,7 +35,7 @@ import train
 import train_step
 from checkpoint import (changed_since_the_run, checkpoint_load, checkpoint_save, model_from_checkpoint,
                         path_as_trained)
-from cli import UserError, progress_bar
+from cli import UserError, progress_bar, this_python
 from conftest import ROOT, file_size_limit, overflowing, run_script, train_args
 from dataset import HEADS, AttributesDataset, read_annotations
 from demo import load_test_script
@@ -1436,7 +1436,8 @@ def test_the_original_command_resumes_from_another_folder_too(small_split, tmp_p
     assert checkpoint_load(last)['epoch'] == 2 and not os.listdir(tmp_path / 'second')
     # test.py is not in this folder: the advice names it by its path
     test_py = shlex.quote(os.path.join(ROOT, 'test.py'))
-    assert capsys.readouterr().out.endswith(f'evaluate with: python {test_py} --checkpoint {last}\n')
+    python = this_python()
+    assert capsys.readouterr().out.endswith(f'evaluate with: {python} {test_py} --checkpoint {last}\n')
     # resumed once with --resume alone, the run still knows the folder names it was first given;
     # from the folder it was started in, its lines name its files below that folder, as it did then
     monkeypatch.chdir(tmp_path / 'first')
