@@ -197,7 +197,8 @@ def main(argv=None):
     # Another split of the same catalog is kept too, unless the demo has just drawn the catalog anew.
     keep = [] if redrawn else ['--no-replace']
     try:
-        split_data.main(['--input', catalog, '--output', args.work] + keep)
+        # A split replaced is of the catalog drawn before, whose pictures are gone: not kept.
+        split_data.main(['--input', catalog, '--output', args.work] + keep, keep_old=False)
     except split_data.OtherSplitThere as error:
         raise kept_split(args.work, error.paths) from error
 

@@ -158,9 +158,9 @@ class OtherSplitThere(UserError):
                          'move it away or give another --output')
 
 
-def save_split(train, val, folder, replace=True):
+def save_split(train, val, folder, replace=True, keep_old=True):
     """Writes train.csv and val.csv into folder; returns their paths, and those of the two that
-    held another split (over which replace=False writes nothing)."""
+    held another split (over which replace=False writes nothing; keep_old=False keeps no copy of)."""
     # Both files change or neither (atomic.renamed_together): a run cut short (a Ctrl-C, a full
     # disk) leaves no new train.csv beside an old val.csv whose images it could share.
     paths, before = split_paths(folder), split_in(folder)
@@ -181,7 +181,7 @@ def save_split(train, val, folder, replace=True):
             replaced = [path for path, old, new in zip(paths, before, written) if old not in (None, new)]
             if replaced and not replace:
                 raise OtherSplitThere(replaced)  # the temporary files go, and the old ones stay
-            if replaced:
+            if replaced and keep_old:
                 asides = [kept_aside(path, os.path.basename(old)) for path, old in zip(paths, old_split_paths(folder))]
         for aside, old in zip(asides, old_split_paths(folder)):
             if aside is not None:
@@ -301,7 +301,9 @@ def not_a_folder(path):
     return 'a link that leads to no folder' if not os.path.exists(path) else 'a file, not a folder'
 
 
-def main(argv=None):
+def main(argv=None, keep_old=True):
+    """keep_old=False: a split replaced is not kept as train.old.csv and val.old.csv (demo.py's own,
+    of a sample catalog it has just drawn anew, whose pictures it no longer names)."""
     args = parse_args(argv)
     if os.path.isfile(args.input):
         raise UserError(f'--input {args.input}: a file; give the catalog\'s folder, which holds styles.csv and '
@@ -347,18 +349,19 @@ def main(argv=None):
                         f'--max-images {args.max_images:,}) split with --val-fraction {args.val_fraction}: '
                         f'{len(train)} for training and {len(val)} for validation; each needs at least one')
     os.makedirs(args.output, exist_ok=True)
-    (train_path, val_path), replaced = save_split(train, val, args.output, replace=not args.no_replace)
+    (train_path, val_path), replaced = save_split(train, val, args.output, not args.no_replace, keep_old)
     print(f'wrote {counted(len(train), "row")} to {train_path} and {counted(len(val), "row")} to {val_path}')
     if replaced:
-        print(replaced_note(args.output))
+        print(replaced_note(args.output, keep_old))
     return {'train': len(train), 'val': len(val), 'skipped': skipped}
 
 
-def replaced_note(folder):
+def replaced_note(folder, kept_old):
     # Said now, not only when test.py or --resume refuses the new files (the checkpoint's split_digests).
-    kept = [path for path in old_split_paths(folder) if os.path.isfile(path)]
-    note = (f'note: this replaced another split in {folder}, kept as {" and ".join(kept)}: a run trained on it '
-            'cannot --resume on the new files (its validation pictures may now be in train.csv)')
+    kept = [path for path in old_split_paths(folder) if os.path.isfile(path)] if kept_old else []
+    note = (f'note: this replaced another split in {folder}' + (f', kept as {" and ".join(kept)}' if kept else '')
+            + ': a run trained on it cannot --resume on the new files (its validation pictures may now be in '
+            'train.csv)')
     if len(kept) == 2:
         note += f', but can with --train-csv {shlex.quote(kept[0])} --val-csv {shlex.quote(kept[1])}'
     return note

@@ -342,6 +342,8 @@ def test_the_demo_writes_over_its_own_split_but_not_another(tmp_path, monkeypatc
     demo_run(40)  # the same split again
     demo_run(50)  # its own split, of a sample catalog now drawn anew, written over
     assert sum(1 for _ in open(tmp_path / 'train.csv')) == 1 + 40  # 80% of 50
+    # and not kept as train.old.csv: its pictures are gone, others under their names
+    assert not any(name.endswith('.old.csv') for name in os.listdir(tmp_path))
     # The user's split of the same sample catalog (other settings, runs trained on it): kept
     split_data = demo.split_data
     split_data.main(['--input', str(tmp_path / 'fashion-product-images'), '--output', str(tmp_path), '--seed', '7',
