@@ -20,7 +20,8 @@ from atomic import check_writable_folder
 from cli import UserError, add_debug_flag, counted, path_name, pick_device, positive_int, run_cli
 from dataset import HEADS, TITLES
 from runs import check_log_folder, check_run_folder, run_folder
-from sample_catalog import MARK, holds_theirs, image_count, is_sample_catalog, make_catalog, sample_catalog_size
+from sample_catalog import (MARK, holds_theirs, image_count, is_sample_catalog, make_catalog, own_mark,
+                            sample_catalog_size)
 
 
 # split_data.py's default --val-fraction 0.2 keeps one of 3 pictures for validation, none of 2.
@@ -69,13 +70,7 @@ def sample_catalog(args):
     ours = is_sample_catalog(root) and not holds_theirs(root)
     if complete and not ours:
         if is_sample_catalog(root):
-            # A drawing over it cut short (sample_catalog.py --overwrite over a dataset, say): not a
-            # sample catalog, nor the dataset it was; passing it as --data would find the mark again.
-            mark = os.path.join(root, MARK)
-            raise UserError(f'--work {args.work}: {root} holds a styles.csv beside a sample catalog\'s drawing that '
-                            f'was cut short ({mark} says unfinished); if it is a dataset of yours, some of its '
-                            f'pictures may be drawn ones: put them back, remove {mark} and pass --data {root}; or '
-                            f'remove {os.path.join(root, "styles.csv")} to draw the sample again')
+            raise drawn_over(root, f'--work {args.work}')
         # The real one, maybe (`python proj/demo.py --work proj` from another folder): the demo
         # would train its short sample recipe on it, saying it used a sample.
         raise UserError(f'--work {args.work}: {root} holds a catalog that is not a sample one (the real dataset?); '
@@ -91,6 +86,17 @@ def sample_catalog(args):
         raise UserError(f'--work {args.work}: {error}; move it away or give another --work') from error
     print(f'drew {args.images:,} sample pictures into {root} in {time.perf_counter() - started:.0f}s')
     return root, True
+
+
+def drawn_over(root, named):
+    """The error for a catalog folder with a styles.csv beside a drawing over it cut short
+    (sample_catalog.py --overwrite over a dataset, say): not a sample catalog, nor the dataset it
+    was; passing it as --data finds the mark again."""
+    mark = os.path.join(root, MARK)
+    return UserError(f'{named}: {root} holds a styles.csv beside a sample catalog\'s drawing that was cut short '
+                     f'({mark} says unfinished); if it is a dataset of yours, some of its pictures may be drawn ones: '
+                     f'put them back, remove {mark} and pass --data {root}; or remove '
+                     f'{os.path.join(root, "styles.csv")} to draw the sample again')
 
 
 def split_elsewhere(work, catalog, real):
@@ -171,6 +177,9 @@ def main(argv=None):
     args = parse_args(argv)
     pick_device(args.device)  # a --device that is not there is refused now, not after minutes of work
     check_writable_folder(args.work, f'--work {args.work}')  # and a folder it cannot write in
+    mark = own_mark(args.data)  # of a drawing there: none beside the real dataset
+    if mark and os.path.isfile(os.path.join(args.data, 'styles.csv')) and holds_theirs(args.data, mark):
+        raise drawn_over(args.data, f'--data {args.data}')  # no sample, to train the demo's own in its place
     real = has_real_dataset(args.data)
     epochs = args.epochs or (50 if real else 8)
     batch_size = args.batch_size or (16 if real else 32)

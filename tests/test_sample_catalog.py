@@ -149,6 +149,11 @@ def test_a_drawing_cut_short_is_never_taken_for_a_catalog_nor_deletes_the_users_
     resume_drawing()
     with pytest.raises(UserError, match="holds a styles.csv beside a sample catalog's drawing that was cut short"):
         demo.sample_catalog(argparse.Namespace(work=str(tmp_path / 'u'), images=5))
+    # Given as --data too: it was taken for a sample catalog, and the demo trained on one of its own
+    with pytest.raises(UserError, match=f"^--data {users}: {users} holds a styles.csv beside a sample catalog's "
+                                        'drawing that was cut short'):
+        demo.main(['--data', str(users), '--work', str(tmp_path / 'w'), '--device', 'cpu'])
+    assert not (tmp_path / 'w').exists()
     os.remove(users / 'sample_catalog.json')  # as the message says, where the user has put the pictures back
     assert demo.has_real_dataset(str(users))
     with pytest.raises(UserError, match='holds a catalog that is not a sample one'):
