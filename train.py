@@ -16,6 +16,7 @@ import resource
 import shlex
 import sys
 import time
+import warnings
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -184,6 +185,7 @@ def make_train_loader(dataset, args, context, channels_last):
     # One decoding pass first, to skip and count what no longer decodes, as the memory path does
     # (a few seconds): the DataLoader would stop at it in the middle of an epoch, with a traceback.
     skip_undecodable(dataset, args.workers)
+    note_more_workers_than_cores(args.workers)
     # Fresh workers each epoch, as in the tutorial: each epoch's seed then restarts their random
     # draws too, as in a resumed run (persistent workers would carry them on from epoch 1).
     sampler = DistributedSampler(dataset, seed=args.seed) if context.distributed else None
@@ -191,6 +193,17 @@ def make_train_loader(dataset, args, context, channels_last):
                       num_workers=args.workers, multiprocessing_context=worker_processes(args.workers),
                       generator=torch.Generator().manual_seed(args.seed),
                       pin_memory=context.device.type == 'cuda', worker_init_fn=leave_stops_to_the_main_process)
+
+
+# PyTorch's own word for it, a UserWarning naming its source line, twice: note_more_workers_than_cores says it once.
+warnings.filterwarnings('ignore', message='This DataLoader will create', category=UserWarning)
+
+
+def note_more_workers_than_cores(workers):
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+    if workers > cores:
+        print(f'note: --workers {workers}: more decoding processes than the {counted(cores, "core")} this run may '
+              'use; they take turns, and each takes its memory')
 
 
 def make_val_loader(dataset, args, context, channels_last):

@@ -513,6 +513,16 @@ def test_a_resume_overtaken_by_another_since_it_loaded_never_writes_over_its_epo
     assert metrics_rows(run_dir) == metrics_rows(full_run)
 
 
+def test_more_loader_workers_than_cores_is_one_note_not_pytorchs_warning_twice(small_split, tmp_path):
+    # PyTorch's UserWarning, naming its own source line, came at each epoch's workers.
+    cores = len(os.sched_getaffinity(0))
+    result = run_script('train.py', *train_args(small_split, tmp_path, '--epochs', 2, '--data', 'loader',
+                                                 '--workers', cores + 1))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(f'note: --workers {cores + 1}: more decoding processes than the ') == 1
+    assert 'This DataLoader will create' not in result.stderr
+
+
 def test_a_folder_named_by_the_clock_is_one_not_there_yet(tmp_path):
     stamp = str(tmp_path / '2026-12-01_10-05-03')
     assert runs.unused_folder(stamp) == stamp
