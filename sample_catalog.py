@@ -536,6 +536,7 @@ def main():
     args = parser.parse_args()
     check_writable_folder(args.output, f'--output {args.output}')
     start = time.perf_counter()
+    theirs = args.overwrite and os.path.isdir(args.output) and holds_theirs(args.output)
     try:
         manifest = make_catalog(args.output, args.size, args.seed, args.quirks, args.overwrite)
     except ValueError as error:  # the callers' own advice: here a flag, in demo.py another --work
@@ -543,6 +544,9 @@ def main():
     print(f"wrote {counted(manifest['n_rows'], 'row')} and {counted(manifest['n_images'], 'image')} to "
           f"{os.path.join(args.output, 'styles.csv')} and {os.path.join(args.output, 'images')}/ "
           f'in {time.perf_counter() - start:.1f} s')
+    if theirs:  # --overwrite asked for it, but the user may not have known whose files those were
+        print(f'note: drawn over a catalog that was not a sample one: its styles.csv is replaced, and its pictures '
+              f'with the ids of drawn ones; the others are still in {os.path.join(args.output, "images")}/')
 
 
 if __name__ == '__main__':

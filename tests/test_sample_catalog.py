@@ -93,6 +93,20 @@ def cut_short_after(pictures, monkeypatch):
     return monkeypatch.undo
 
 
+def test_overwrite_says_when_it_drew_over_a_catalog_that_was_not_a_sample(tmp_path, monkeypatch, capsys):
+    users = tmp_path / 'users'
+    make_catalog(str(users), n_images=5, seed=1)
+    os.remove(users / 'sample_catalog.json')  # as downloaded
+    (users / 'images' / 'mine.jpg').write_bytes(b'a photo of the user')
+    command = ['sample_catalog.py', '--output', str(users), '--images', '3', '--overwrite']
+    for times in range(2):  # the second time over its own sample: nothing to say
+        monkeypatch.setattr(sys, 'argv', command)
+        run_cli(sample_catalog.main)
+        said = 'note: drawn over a catalog that was not a sample one' in capsys.readouterr().out
+        assert said == (times == 0)
+    assert (users / 'images' / 'mine.jpg').exists()
+
+
 def test_a_drawing_stopped_says_it_is_left_unfinished_and_the_same_command_draws_it_again(tmp_path, monkeypatch,
                                                                                           capsys):
     # Its pictures are written in place: run_cli's line for a stop, that no file was left
