@@ -11,7 +11,7 @@ import re
 import shutil
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from cli import UserError, ctrl_c_held
 
@@ -224,6 +224,22 @@ def all_or_none(paths):
 
 
 LOCK_WAIT = 60  # seconds folder_locked waits for another process's lock
+
+
+@contextmanager
+def folder_made(folder):
+    """The folder, made for the block (with those above it where need be); where the block fails
+    (a Ctrl-C, a full disk) before anything is left in it, the folder it made goes again, not
+    left empty behind."""
+    made = not os.path.lexists(folder)
+    os.makedirs(folder, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        if made:
+            with suppress(OSError):  # not empty: something of it was written, and stays
+                os.rmdir(folder)
+        raise
 
 
 @contextmanager

@@ -15,7 +15,7 @@ import shlex
 
 from allocator import keep_freed_memory
 from atomic import (absolute_path, all_or_none, atomic_open, check_no_folder_in_the_way, check_writable_folder,
-                    folder_locked, json_object, remove_left_temporaries)
+                    folder_locked, folder_made, json_object, remove_left_temporaries)
 from augment import prepare_batch
 from catalog import not_a_csv_file, read_csv_rows
 from checkpoint import (PRECISIONS, answers_not_numbers, changed_since_the_run, check_checkpoint_file,
@@ -212,7 +212,6 @@ def main(argv=None):
     print(f'{counted(metrics["val_samples"], "image")} from {args.val_csv}')
     print_report(metrics, majority)
 
-    os.makedirs(folder, exist_ok=True)
     report = dict(metrics, checkpoint=absolute_path(args.checkpoint), epoch=state.get('epoch'),
                   val_csv=absolute_path(args.val_csv),
                   majority_rate={head: majority[head] for head in HEADS})
@@ -226,7 +225,8 @@ def main(argv=None):
                                      attributes, os.path.join(folder, 'predictions.png'), show)))
     # A Ctrl-C or a full disk while the figures are drawn leaves the last evaluation's files, not
     # its figures beside these metrics; another test.py writing there meanwhile is waited for.
-    with folder_locked(folder, named), all_or_none([os.path.join(folder, name) for name in OUTPUT_NAMES]):
+    with folder_made(folder), folder_locked(folder, named), \
+            all_or_none([os.path.join(folder, name) for name in OUTPUT_NAMES]):
         with atomic_open(os.path.join(folder, 'metrics.json'), encoding='utf-8') as f:
             json.dump(report, f, indent=2)
         draw_figures(figures, parallel=not show)

@@ -1671,6 +1671,23 @@ def test_test_py_scores_a_checkpoint_without_the_name_of_its_split(one_epoch_run
     assert f'40 images from {small_split["val"]}' in capsys.readouterr().out
 
 
+def test_test_py_stopped_while_drawing_leaves_no_empty_output_folder(one_epoch_run, small_split, tmp_path,
+                                                                    monkeypatch):
+    # A Ctrl-C as the figures were drawn left eval-last/ empty behind (demo.py's step 4, say).
+    from demo import load_test_script
+    test_script = load_test_script()
+    monkeypatch.setattr(test_script, 'draw_figures', lambda jobs, parallel=True: interrupted())
+    argv = ['--checkpoint', os.path.join(one_epoch_run, 'last.pth'), '--val-csv', small_split['val']]
+    with pytest.raises(KeyboardInterrupt):
+        test_script.main(argv + ['--output', str(tmp_path / 'new' / 'eval')])
+    assert os.listdir(tmp_path / 'new') == []  # the folder above, made too, is no one's loss
+    (tmp_path / 'eval').mkdir()
+    (tmp_path / 'eval' / 'notes.txt').write_text('mine')
+    with pytest.raises(KeyboardInterrupt):
+        test_script.main(argv + ['--output', str(tmp_path / 'eval')])  # one that was there stays, with its files
+    assert os.listdir(tmp_path / 'eval') == ['notes.txt']
+
+
 @pytest.mark.parametrize('flags', [
     ['--epochs', '1', '--batch-size', '1', '--val-every', '1', '--save-every', '1'],  # at least 1: 1 itself
     ['--workers', '0', '--warmup-epochs', '0', '--seed', '0'],  # 0 or more: 0 itself
