@@ -546,6 +546,8 @@ def set_cudnn_search(args, device):
         # but on an H200 it took 12 to 21 s and no later epoch ran faster for it, so it is off
         # unless asked for.
         torch.backends.cudnn.benchmark = args.cudnn_benchmark == 'on'
+    elif args.cudnn_benchmark == 'on':  # as --cuda-graphs on says it
+        print(f'note: --cudnn-benchmark on: cuDNN is NVIDIA\'s; on {device.type} it has no kernels to search')
 
 
 def describe_setup(args, context, precision, channels_last, cuda_graphs):

@@ -1207,6 +1207,10 @@ def test_what_a_device_cannot_do_is_noted_not_claimed(capsys):
     cpu = distributed.Context(device=torch.device('cpu'))
     assert train.use_cuda_graphs(train.parse_args(['--cuda-graphs', 'on']), cpu) is False
     assert capsys.readouterr().out == 'note: --cuda-graphs on: CUDA graphs need a CUDA GPU; on cpu each step runs eagerly\n'
+    train.set_cudnn_search(train.parse_args(['--cudnn-benchmark', 'on']), torch.device('cpu'))
+    assert capsys.readouterr().out == "note: --cudnn-benchmark on: cuDNN is NVIDIA's; on cpu it has no kernels to search\n"
+    train.set_cudnn_search(train.parse_args([]), torch.device('cpu'))
+    assert capsys.readouterr().out == ''
     assert train.choose_precision(train.parse_args(['--precision', 'bf16']), torch.device('mps')) == 'fp32'
     assert capsys.readouterr().out == 'note: --precision bf16 runs on CUDA and on the CPU; on mps this run is in fp32\n'
     assert train.choose_precision(train.parse_args(['--precision', 'bf16']), torch.device('cpu')) == 'bf16'
