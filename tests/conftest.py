@@ -14,6 +14,10 @@ os.environ['OMP_NUM_THREADS'] = str(min(2, os.cpu_count() or 1))
 # Idle OpenMP threads sleep instead of spinning: the tests start scripts beside themselves, and
 # spinning threads of two processes on 2 cores slow both a hundredfold.
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+# The tests run as in an activated virtual environment: `python` on the PATH is the one running
+# them, so the commands the scripts print to go on say `python` (cli.this_python, whose own test
+# sets both apart).
+os.environ['PATH'] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', '')
 # Started as a script's background job (`pytest ... &`, no job control), the tests and every
 # process they start would ignore SIGINT, and the tests of a Ctrl-C would fail: they get it as from
 # a terminal. Python's handler here, not SIG_IGN, lets the scripts they start have the default.

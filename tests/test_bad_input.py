@@ -169,9 +169,7 @@ def test_a_slip_in_the_name_of_a_split_names_the_one_there_not_how_to_make_anoth
 
 
 def test_the_commands_a_script_advises_run_from_the_folder_it_was_run_in(tmp_path, monkeypatch):
-    import cli
     from cli import command, shown_path
-    monkeypatch.setattr(cli, 'this_python', lambda: 'python')  # an activated virtual environment's
     monkeypatch.chdir(ROOT)
     # the paths they name: short below the working folder, whole elsewhere, as given where relative
     assert shown_path(os.path.join(ROOT, 'checkpoints', 'run', 'last.pth')) == 'checkpoints/run/last.pth'

@@ -347,8 +347,6 @@ def test_a_process_killed_alone_leaves_process_0_saying_how_to_resume(small_spli
 
 
 def test_the_command_a_ctrl_c_gives_to_resume_starts_the_run_as_it_was_started(monkeypatch):
-    import cli
-    monkeypatch.setattr(cli, 'this_python', lambda: 'python')
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv('GROUP_WORLD_SIZE', '1')  # set by torchrun: the number of machines
     assert train.resume_command('runs/a b/last.pth', distributed.Context()) == \
