@@ -1208,7 +1208,8 @@ def test_what_a_device_cannot_do_is_noted_not_claimed(capsys):
     assert train.use_cuda_graphs(train.parse_args(['--cuda-graphs', 'on']), cpu) is False
     assert capsys.readouterr().out == 'note: --cuda-graphs on: CUDA graphs need a CUDA GPU; on cpu each step runs eagerly\n'
     train.set_cudnn_search(train.parse_args(['--cudnn-benchmark', 'on']), torch.device('cpu'))
-    assert capsys.readouterr().out == "note: --cudnn-benchmark on: cuDNN is NVIDIA's; on cpu it has no kernels to search\n"
+    said = capsys.readouterr().out
+    assert said == "note: --cudnn-benchmark on: cuDNN is NVIDIA's; on cpu it has no kernels to search\n"
     train.set_cudnn_search(train.parse_args([]), torch.device('cpu'))
     assert capsys.readouterr().out == ''
     assert train.choose_precision(train.parse_args(['--precision', 'bf16']), torch.device('mps')) == 'fp32'
