@@ -164,7 +164,7 @@ def test_a_slip_in_the_name_of_a_split_names_the_one_there_not_how_to_make_anoth
     typo = os.path.join(split, 'trian.csv')
     args = train.parse_args(['--attributes_file', small_split['styles'], '--train-csv', typo])
     with pytest.raises(UserError, match=f'^{re.escape(typo)}: no such file; {re.escape(small_split["train"])} is '
-                                        f'there: --train-csv {re.escape(small_split["train"])}\?$'):
+                                        f'there: --train-csv {re.escape(small_split["train"])}\\?$'):
         train.check_inputs(args, None)
 
 
