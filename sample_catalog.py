@@ -358,8 +358,10 @@ def own_mark(root):
     is not ours, or one left beside another styles.csv than the one it was written with (the real
     dataset unpacked over a sample: its pictures are the user's, never to be drawn over or removed)."""
     mark = json_object(os.path.join(root, MARK)) or {}
+    if not mark:  # the real dataset's folder, say: its 4 MB styles.csv not read for nothing
+        return mark
     found = styles_digest(root)
-    if not mark or found is None:
+    if found is None:
         return mark
     if 'styles_sha256' not in mark:  # written before marks held it: its plan says what it wrote
         return mark if plan_in(mark) and planned_digest(mark) == found else {}
