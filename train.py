@@ -504,6 +504,9 @@ def use_cuda_graphs(args, context):
     if context.device.type != 'cuda' and args.cuda_graphs == 'on':
         print(f'note: --cuda-graphs on: CUDA graphs need a CUDA GPU; on {context.device.type} each step runs '
               'eagerly')
+    if context.device.type != 'cuda' and args.compile == 'reduce-overhead':
+        print(f'note: --compile reduce-overhead: its CUDA graphs need a CUDA GPU; on {context.device.type} it '
+              'compiles as mode "default"')
     if context.device.type != 'cuda' or args.cuda_graphs == 'off':
         return False
     if context.distributed and args.cuda_graphs == 'on':

@@ -1207,6 +1207,12 @@ def test_what_a_device_cannot_do_is_noted_not_claimed(capsys):
     cpu = distributed.Context(device=torch.device('cpu'))
     assert train.use_cuda_graphs(train.parse_args(['--cuda-graphs', 'on']), cpu) is False
     assert capsys.readouterr().out == 'note: --cuda-graphs on: CUDA graphs need a CUDA GPU; on cpu each step runs eagerly\n'
+    assert train.use_cuda_graphs(train.parse_args(['--compile', 'reduce-overhead']), cpu) is False
+    said = capsys.readouterr().out
+    assert said == ('note: --compile reduce-overhead: its CUDA graphs need a CUDA GPU; '
+                    'on cpu it compiles as mode "default"\n')
+    train.use_cuda_graphs(train.parse_args(['--compile']), cpu)
+    assert capsys.readouterr().out == ''
     train.set_cudnn_search(train.parse_args(['--cudnn-benchmark', 'on']), torch.device('cpu'))
     said = capsys.readouterr().out
     assert said == "note: --cudnn-benchmark on: cuDNN is NVIDIA's; on cpu it has no kernels to search\n"
