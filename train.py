@@ -248,6 +248,21 @@ def note_unfinished_warmup(args, steps_per_epoch):
               f'the learning rate rises to {peak:.3g} at most, not --lr {args.lr:g}')
 
 
+def note_batch_over_the_pictures(args, loader, context, cuda_graphs):
+    """--batch-size over the training pictures (a slip, or a small catalog): each epoch is then one
+    smaller step, and a CUDA graph recorded for full batches never runs, which nothing would show."""
+    if isinstance(loader, InMemoryLoader):  # the last pictures of an uneven split sit each epoch out
+        pictures = loader.images.shape[0] // context.world_size
+    else:
+        pictures = len(loader.sampler)  # DistributedSampler's share, or the whole set
+    if args.batch_size <= pictures:
+        return
+    each = ' in each of the processes' if context.distributed else ''
+    graphs = '; the CUDA graph, made for full batches, is not used' if cuda_graphs else ''
+    print(f'note: --batch-size {args.batch_size} is more than the {counted(pictures, "training picture")}{each}: '
+          f'each epoch is one step, on a batch of {pictures}{graphs}')
+
+
 def load_training_state(optimizer, scheduler, resume, path):
     """The optimizer's moments and the schedule's place, from the resumed checkpoint: one that
     another program saved under the same keys (an SGD's state, say) is named in one line."""
@@ -656,6 +671,7 @@ def main(argv=None):
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps_per_epoch, args))
     if context.is_main:  # a resumed run too: --epochs may have been lowered
         note_unfinished_warmup(args, steps_per_epoch)
+        note_batch_over_the_pictures(args, train_loader, context, cuda_graphs)
     # Autocast's weight-cast cache must be off while a CUDA graph is captured.
     autocast = autocast_for(device, precision)
     train_autocast = lambda: autocast_for(device, precision, cache_enabled=not cuda_graphs)  # noqa: E731

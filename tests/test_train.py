@@ -1728,6 +1728,26 @@ def test_a_warm_up_longer_than_the_run_is_noted_with_the_highest_rate_it_reaches
     assert capsys.readouterr().out == ''
 
 
+@pytest.mark.parametrize('data', ['memory', 'loader'])
+def test_a_batch_larger_than_the_training_set_is_noted(small_split, tmp_path, capsys, data):
+    # --batch-size 500 on 160 pictures trained one step an epoch, on a batch of 160, without a word
+    pictures = sum(1 for _ in open(small_split['train'], encoding='utf-8')) - 1
+    train.main(train_args(small_split, tmp_path, '--epochs', 1, '--batch-size', 500, '--data', data))
+    said = capsys.readouterr().out
+    assert (f'note: --batch-size 500 is more than the {pictures} training pictures: each epoch is one step, '
+            f'on a batch of {pictures}\n') in said
+    train.main(train_args(small_split, tmp_path / 'fits', '--epochs', 1, '--batch-size', pictures, '--data', data))
+    assert 'note: --batch-size' not in capsys.readouterr().out
+    # each process's share under torchrun, and a CUDA graph that would never be replayed
+    loader = InMemoryLoader(torch.zeros(11, 3, 4, 4, dtype=torch.uint8), {h: torch.zeros(11) for h in HEADS}, 16,
+                            'cpu', True)
+    two = distributed.Context(world_size=2, device=torch.device('cpu'))
+    train.note_batch_over_the_pictures(train.parse_args(['--batch-size', '16']), loader, two, cuda_graphs=True)
+    assert capsys.readouterr().out == ('note: --batch-size 16 is more than the 5 training pictures in each of the '
+                                       'processes: each epoch is one step, on a batch of 5; the CUDA graph, made '
+                                       'for full batches, is not used\n')
+
+
 def test_test_py_writes_beside_the_checkpoint_in_a_folder_named_after_it():
     test_script = load_test_script()
     args = argparse.Namespace(output=None, checkpoint=os.path.join('runs', 'r', 'best.pth'))
