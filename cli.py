@@ -411,18 +411,28 @@ def run_reporting_errors(main, debug):
 
 
 NOTHING_HALF_WRITTEN = 'no file was left half-written'
+_LEFT_IF_STOPPED = []  # the words of the if_stopped_say blocks running now, the innermost last
 
 
 @contextlib.contextmanager
 def if_stopped_say(words):
     """A stop in the block (a Ctrl-C, SIGTERM or SIGHUP) says words where run_cli's line says what
     it leaves: for work that writes files in place, not atomically (a sample catalog's pictures)."""
+    _LEFT_IF_STOPPED.append(words)
     try:
         yield
     except KeyboardInterrupt as stop:
         if not hasattr(stop, 'left'):  # an inner block's words, where blocks nest
             stop.left = words
         raise
+    finally:
+        _LEFT_IF_STOPPED.pop()
+
+
+def left_if_stopped_now():
+    """What a stop at this moment leaves, for a signal handler that ends the process at once
+    (bench.py's) rather than raising to the blocks above."""
+    return _LEFT_IF_STOPPED[-1] if _LEFT_IF_STOPPED else NOTHING_HALF_WRITTEN
 
 
 def run_flushed(main):

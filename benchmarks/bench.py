@@ -34,8 +34,9 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 import split_data  # noqa: E402
 from allocator import keep_freed_memory  # noqa: E402
-from cli import (STOPPING, UserError, add_debug_flag, non_negative_int, pick_device, positive_float,  # noqa: E402
-                 positive_int, remove_folder_made_by_importing_pytorch, run_cli, stopped_words)
+from cli import (NOTHING_HALF_WRITTEN, STOPPING, UserError, add_debug_flag, left_if_stopped_now,  # noqa: E402
+                 non_negative_int, pick_device, positive_float, positive_int, remove_folder_made_by_importing_pytorch,
+                 run_cli, stopped_words)
 from dataset import AttributesDataset, FashionDataset, load_into_memory, train_transform, val_transform  # noqa: E402
 from evaluate import (autocast_for, default_channels_last, default_precision, one_pass_channels_last,  # noqa: E402
                       predict_all)
@@ -58,7 +59,8 @@ def parse_args():
                              'about 2,000: each pass, over a fourth as many validation images, also folds the batch '
                              'norms, as test.py does once)')
     parser.add_argument('--seconds', type=positive_float, default=9.0,
-                        help='time each measurement for about this long in all (default: 9.0)')
+                        help='time each training measurement for about this long in all; the evaluation rows '
+                             'time one pass over the validation images a round (default: 9.0)')
     parser.add_argument('--rounds', type=positive_int, default=3,
                         help='interleaved rounds per measurement, the best counts (default: 3)')
     parser.add_argument('--workers', type=non_negative_int, default=min(8, os.cpu_count() or 1),
@@ -133,12 +135,16 @@ def prepare_split(args, work):
     try:  # --no-replace: a split of the user's in --work (`--work .`, say) is never written over
         split_data.main(['--input', data, '--output', work, '--max-images', str(args.images * 5 // 4),
                          '--no-replace'])
-    except split_data.OtherSplitThere as error:
+    except (UserError, OSError) as error:
         if drawn:  # for nothing: not left behind in the user's folder
-            shutil.rmtree(data)
-        raise UserError(f'--work {work}: {" and ".join(error.paths)} hold another split than the benchmark\'s '
-                        f'of --images {args.images:,}, which it would replace; give an empty folder, or that of '
-                        'an earlier run with the same --images') from error
+            shutil.rmtree(data, ignore_errors=True)
+        if isinstance(error, split_data.OtherSplitThere):
+            raise UserError(f'--work {work}: {" and ".join(error.paths)} hold another split than the benchmark\'s '
+                            f'of --images {args.images:,}, which it would replace; give an empty folder, or that '
+                            'of an earlier run with the same --images') from error
+        if isinstance(error, UserError):  # split_data.py's --output is the --work given here
+            raise UserError(str(error).replace('--output', '--work')) from error
+        raise
     return data
 
 
@@ -260,6 +266,9 @@ def main():
         os.mkdir(folder, 0o700)
         try:
             measure(args, folder)
+        except KeyboardInterrupt as stop:  # a catalog cut short while drawn there goes with the folder
+            stop.left = NOTHING_HALF_WRITTEN
+            raise
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -313,8 +322,10 @@ def ended_at_once_by_a_stop(removing=None):
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(OSError, ValueError, RuntimeError):
                 stream.flush()
+        # A catalog being drawn into --work is left unfinished; one in the folder `removing` is gone.
+        left = NOTHING_HALF_WRITTEN if removing else left_if_stopped_now()
         with contextlib.suppress(OSError):
-            os.write(2, f'\n{stopped_words(signum)}; no file was left half-written\n'.encode())
+            os.write(2, f'\n{stopped_words(signum)}; {left}\n'.encode())
         os._exit(128 + signum)
 
     earlier = {number: signal.getsignal(number) for number in STOPPING}

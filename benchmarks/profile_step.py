@@ -21,7 +21,7 @@ from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from allocator import keep_freed_memory  # noqa: E402
 from bench import add_classes_flag, fixed_batch, machine_name, rate, sync, trainer  # noqa: E402
-from cli import add_debug_flag, pick_device, positive_int, run_cli  # noqa: E402
+from cli import UserError, add_debug_flag, pick_device, positive_int, run_cli  # noqa: E402
 from train import choose_channels_last, choose_precision  # noqa: E402
 
 
@@ -64,8 +64,13 @@ def profiled_step(step, batches, device, steps):
 
 
 def device_work(events):
-    """The GPU's kernels, copies and fills, as profiler events."""
-    return [e for e in events if e.device_type == DeviceType.CUDA]
+    """The GPU's kernels, copies and fills, as profiler events: some, or the profiler's side on the
+    GPU (CUPTI) recorded none, which would leave every figure a division by zero."""
+    work = [e for e in events if e.device_type == DeviceType.CUDA]
+    if not work:
+        raise UserError('the profiler recorded no GPU work in the steps it watched, as where a container has '
+                        'no rights to the GPU\'s counters or another profiler runs; its lines above say why')
+    return work
 
 
 def by_operation(events, on_gpu):

@@ -5,6 +5,7 @@
 import contextlib
 import glob
 import itertools
+import json
 import os
 import re
 import shlex
@@ -199,6 +200,13 @@ def test_profile_step_takes_the_precision_train_py_would():
     for flags, precision in (([], 'fp32'), (['--compile'], 'bf16'), (['--compile', '--precision', 'fp32'], 'fp32'),
                              (['--batch-size', '256'], 'bf16')):
         assert train.choose_precision(profile_step.parse_args(flags), CUDA) == precision, flags
+
+
+def test_profile_step_names_a_trace_without_gpu_work_rather_than_dividing_by_it():
+    # CUPTI refused (a container without the rights): ZeroDivisionError, a traceback
+    import profile_step
+    with pytest.raises(UserError, match='^the profiler recorded no GPU work in the steps it watched'):
+        profile_step.device_work([])
 
 
 @pytest.mark.parametrize('what', ['train-16', 'evaluate-256'])
@@ -506,6 +514,13 @@ def test_bench_keeps_its_split_in_the_work_folder(tmp_path, monkeypatch):
     with pytest.raises(UserError, match='hold another split than the benchmark.s'):
         bench.main()
     assert sorted(os.listdir(users_folder)) == ['train.csv', 'val.csv']
+    # ...nor where a train.csv there is no split at all; split_data.py's words name --work, bench's flag
+    (users_folder / 'val.csv').unlink()
+    (users_folder / 'train.csv').write_text('my,own,file\n')
+    with pytest.raises(UserError, match=f'^--work {re.escape(str(users_folder))}: .*train.csv is not a split .*'
+                                        'give another --work$'):
+        bench.main()
+    assert sorted(os.listdir(users_folder)) == ['train.csv']
 
 
 # bench.py on the sample catalog at its cheapest: a bad flag added to these must be refused before the
@@ -694,6 +709,40 @@ def test_bench_ended_by_sigterm_removes_its_temporary_folder(tmp_path, short_tmp
     while running(workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not running(workers)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('stop, in_work', [(signal.SIGINT, False), (signal.SIGTERM, True)])
+def test_a_stop_while_bench_draws_its_catalog_says_what_it_leaves(tmp_path, short_tmpdir, stop, in_work):
+    # A Ctrl-C said that the catalog in the temporary folder was left unfinished, a folder by then
+    # removed; a SIGTERM said that nothing was left half-written of one drawn into --work, unfinished.
+    env = dict(os.environ, TMPDIR=str(short_tmpdir), FASHION_DATA='')
+    work = tmp_path / 'work'
+    flags = [*CHEAP_BENCH, *(['--work', work] if in_work else [])]
+    bench = subprocess.Popen([sys.executable, os.path.join(ROOT, 'benchmarks', 'bench.py'), *map(str, flags)],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        folder = str(work) if in_work else str(short_tmpdir / 'fashion-bench-*')
+        drawn = lambda: glob.glob(os.path.join(folder, 'fashion-product-images', 'images', '*.jpg'))  # noqa: E731
+        deadline = time.monotonic() + 60
+        while not drawn() and bench.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert drawn(), 'bench.py drew no picture'
+        bench.send_signal(stop)
+        _, stderr = bench.communicate(timeout=30)
+    finally:
+        bench.kill()
+    assert bench.returncode == 128 + stop and 'Traceback' not in stderr, stderr
+    catalog = work / 'fashion-product-images'
+    if in_work:
+        assert stderr.endswith(f'\nstopped by SIGTERM; the sample catalog in {catalog} is left unfinished, as its '
+                               'sample_catalog.json says, a picture maybe half-drawn: the same command draws it '
+                               'again\n'), stderr
+        assert json.loads((catalog / 'sample_catalog.json').read_text())['finished'] is False
+        assert not (work / 'train.csv').exists()
+    else:
+        assert stderr.endswith('\ninterrupted (Ctrl-C); no file was left half-written\n'), stderr
+        assert not list(short_tmpdir.glob('fashion-bench-*'))
 
 
 def test_bench_in_process_puts_back_the_handlers_keeps_an_ignored_sighup_and_runs_in_a_thread_too(tmp_path,
