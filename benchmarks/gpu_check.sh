@@ -30,13 +30,13 @@
 # run, bench 150, profile 90 a run and 150 compiled, startup 90 a run), so a slow one cannot eat
 # the others' time; a faithful run cut off by its limit still shows its
 # seconds per epoch. The catalog, the split, the runs and torch.compile's cache stay in
-# $FASHION_GPU_WORK (default: /tmp/fashion-gpu), so a second call with the remaining stages, on
+# $FASHION_GPU_WORK (default: /tmp/fashion-gpu; a folder of other files is refused), so a second call with the remaining stages, on
 # the same machine, starts where the first stopped: for example 'variants faithful', then 'fast test bench'.
 # Every run's end goes into summary.txt: finished, cut off at its limit, or failed with its last
 # line. Where PyTorch sees no GPU the script stops at once, unless FASHION_GPU_ALLOW_CPU=1 (a dry
 # run of the stages on a CPU); where python3 has no PyTorch, or the archive cannot be unpacked and
-# split, too. The exit status is 0 where every run finished (or was cut off at its limit, as a
-# faithful run may be), 1 where one failed, 130 on a Ctrl-C, which stops the command running and
+# split, too. The exit status is 0 where every run finished (or, for a training run, was cut off at
+# its limit, its epochs timed still), 1 where one failed or another command was cut off, 130 on a Ctrl-C, which stops the command running and
 # the stages after it, 143 on a SIGTERM to the script, which stops it once the command has ended.
 set -uo pipefail
 known="variants warm faithful fast test seeds bench profile startup-16 startup-256"
@@ -58,6 +58,16 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 archive=$(realpath "$1")
 out=$(mkdir -p "$2" && cd "$2" && pwd) || { echo "$2: cannot make the folder OUT there" >&2; exit 2; }
 work=$(mkdir -p "${FASHION_GPU_WORK:-/tmp/fashion-gpu}" && cd "${FASHION_GPU_WORK:-/tmp/fashion-gpu}" && pwd) || exit 1
+# The stages remove their own earlier runs there (checkpoints/faithful, eval-faithful, ...): a folder
+# of other files (FASHION_GPU_WORK=. in a project, its own checkpoints/faithful) is refused, not used.
+if [ ! -e "$work/.gpu_check_work" ]; then
+  if [ -n "$(ls -A "$work")" ]; then
+    echo "$work: FASHION_GPU_WORK names a folder of other files, where the stages would remove runs of" \
+      "theirs by name; give a new or empty folder" >&2
+    exit 2
+  fi
+  touch "$work/.gpu_check_work" || exit 1
+fi
 cd "$work" || exit 1
 export PYTHONUNBUFFERED=1
 export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$work/inductor-cache}  # compiled once
@@ -114,8 +124,10 @@ ended() {  # status, limit, log file: how a command ended, for summary.txt
   esac
 }
 
-count_failure() {  # status, name: a run that neither finished nor was cut off at its limit
-  [[ $1 == 0 || $1 == 124 ]] || failed+=("$2")
+count_failure() {  # status, name[, training]: a command that did not finish; a training run cut
+  # off at its limit is none, its epochs timed in its metrics.csv (test, bench and the others'
+  # figures come at their end, and would be missing)
+  [[ $1 == 0 || ( $1 == 124 && ${3:-} == training ) ]] || failed+=("$2")
 }
 
 prepare() {
@@ -170,7 +182,7 @@ timed_run() {  # name, time limit, train.py flags...
   rm -f "$logs/$name-metrics.csv"  # an earlier call's, which a failed run would leave in place
   timeout --foreground -k 15 "$limit" python3 "$repo/train.py" "${common[@]}" --run-name "$name" "$@" 2>&1 | quiet | keep "$logs/$name.txt"
   local status=${PIPESTATUS[0]}
-  count_failure "$status" "$name"
+  count_failure "$status" "$name" training
   log "$name run: $(( $(date +%s) - start )) s wall-clock, start-up, decoding and validation included;" \
       "$(ended "$status" "$limit" "$logs/$name.txt")"
   # train.py's own account, after its imports: starting CUDA, the pictures, the first epoch and
@@ -234,6 +246,7 @@ for stage in "${stages[@]}"; do
       log "bench: $(ended "$status" 150 "$out/bench.txt")" ;;
     profile)
       log "where the step's GPU time goes, batch 16"
+      rm -f "$out/profile.txt"  # its three runs are added to it: none of an earlier call's
       for flags in "" "--channels-last on" "--compile"; do
         limit=$([ "$flags" = --compile ] && echo 150 || echo 90)  # a cold compile takes a minute or more
         timeout --foreground -k 15 "$limit" python3 "$repo/benchmarks/profile_step.py" $flags 2>&1 | keep -a "$out/profile.txt"

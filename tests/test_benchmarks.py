@@ -294,6 +294,14 @@ def gpu_check_env(tmp_path=None, bin_folder=None, **env):
     return dict(os.environ, PATH=path, **work, **env)
 
 
+def gpu_work(tmp_path):
+    """gpu_check.sh's work folder under tmp_path, as an earlier call of it left it."""
+    work = tmp_path / 'work'
+    work.mkdir(exist_ok=True)
+    (work / '.gpu_check_work').touch()
+    return work
+
+
 def run_gpu_check(*args, env=None):
     return subprocess.run(['bash', os.path.join(ROOT, 'benchmarks', 'gpu_check.sh'), *map(str, args)],
                           capture_output=True, text=True, timeout=60, env=env or gpu_check_env())
@@ -353,13 +361,47 @@ def test_gpu_check_logs_a_run_without_its_progress_bars_but_with_a_warning_print
                                               'case $1 in -c) echo "torch sees a GPU" ;; '
                                               f'*/train.py) cat {tmp_path / "run.txt"} >&2 ;; esac\n')
     (tmp_path / 'bin' / 'python3').chmod(0o755)
-    (tmp_path / 'work').mkdir()
-    (tmp_path / 'work' / 'val.csv').write_text('')  # split already: nothing to unpack
+    (gpu_work(tmp_path) / 'val.csv').write_text('')  # split already: nothing to unpack
     done = run_gpu_check(tmp_path / 'run.txt', tmp_path / 'out', 'fast', env=gpu_check_env(tmp_path, tmp_path / 'bin'))
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / 'out' / 'fast.txt').read_text() == (
         'device: cuda\n/x/compile_fx.py:9: UserWarning: TF32 [off]\n  warnings.warn(\n'
         'epoch   1     1.0s  train loss 3.1\n\ndone: 1 epochs\n')
+
+
+def test_gpu_check_counts_a_cut_off_as_a_failure_but_for_a_training_run(tmp_path):
+    # A bench cut off at its limit, its table missing, ended with "done" and status 0. A training
+    # run cut off still has its epochs timed. The profiles of an earlier call went on in front.
+    (tmp_path / 'bin').mkdir()
+    (tmp_path / 'bin' / 'python3').write_text('#!/bin/sh\n'  # timeout's status for a command cut off: 124
+                                              'case $1 in -c) echo "torch sees a GPU" ;; '
+                                              '*/train.py|*/bench.py) exit 124 ;; '
+                                              '*/profile_step.py) echo "profiled $2" ;; esac\n')
+    (tmp_path / 'bin' / 'python3').chmod(0o755)
+    (gpu_work(tmp_path) / 'val.csv').write_text('')  # split already: nothing to unpack
+    (tmp_path / 'out').mkdir()
+    (tmp_path / 'out' / 'profile.txt').write_text('an earlier call\n')
+    (tmp_path / 'catalog.tar.gz').write_bytes(b'')
+    done = run_gpu_check(tmp_path / 'catalog.tar.gz', tmp_path / 'out', 'faithful', 'bench', 'profile',
+                         env=gpu_check_env(tmp_path, tmp_path / 'bin'))
+    summary = (tmp_path / 'out' / 'summary.txt').read_text()
+    assert done.returncode == 1, summary
+    assert 'faithful run: ' in summary and 'cut off at its limit of 360 s' in summary
+    assert summary.rstrip().endswith('done: faithful bench profile; failed: bench')
+    assert (tmp_path / 'out' / 'profile.txt').read_text() == 'profiled \nprofiled --channels-last\nprofiled --compile\n'
+
+
+def test_gpu_check_refuses_a_work_folder_of_other_files(tmp_path):
+    # FASHION_GPU_WORK=. in a project: its own checkpoints/faithful went at the stage's start
+    project = tmp_path / 'project'
+    (project / 'checkpoints' / 'faithful').mkdir(parents=True)
+    (tmp_path / 'catalog.tar.gz').write_bytes(b'')
+    done = run_gpu_check(tmp_path / 'catalog.tar.gz', tmp_path / 'out', 'faithful',
+                         env=gpu_check_env(FASHION_GPU_WORK=str(project)))
+    assert done.returncode == 2 and done.stderr == (f'{project}: FASHION_GPU_WORK names a folder of other files, '
+                                                    'where the stages would remove runs of theirs by name; give a '
+                                                    'new or empty folder\n')
+    assert os.listdir(project) == ['checkpoints'] and os.listdir(project / 'checkpoints') == ['faithful']
 
 
 def test_gpu_check_warms_up_with_the_faithful_runs_flags_on_8000_pictures(tmp_path):
@@ -371,8 +413,7 @@ def test_gpu_check_warms_up_with_the_faithful_runs_flags_on_8000_pictures(tmp_pa
                                               'case $1 in -c) echo "torch sees a GPU" ;; '
                                               '*/split_data.py) mkdir -p small && touch small/val.csv ;; esac\n')
     (tmp_path / 'bin' / 'python3').chmod(0o755)
-    (tmp_path / 'work').mkdir()
-    (tmp_path / 'work' / 'val.csv').write_text('')  # split already: nothing to unpack
+    (gpu_work(tmp_path) / 'val.csv').write_text('')  # split already: nothing to unpack
     (tmp_path / 'catalog.tar.gz').write_bytes(b'')
     done = run_gpu_check(tmp_path / 'catalog.tar.gz', tmp_path / 'out', 'warm', 'faithful',
                          env=gpu_check_env(tmp_path, tmp_path / 'bin', FAITHFUL_FLAGS='--compile'))
@@ -390,7 +431,7 @@ def test_gpu_check_exits_with_1_where_a_run_failed(tmp_path):
     # test.py refusing a damaged checkpoint: the script said "done", status 0. A run that never
     # happened on the machine (the faithful one here) is said to be missing, and is no failure.
     (tmp_path / 'catalog.tar.gz').write_bytes(b'')  # never unpacked: 'test' reads no data
-    (tmp_path / 'work' / 'checkpoints' / 'fast').mkdir(parents=True)
+    (gpu_work(tmp_path) / 'checkpoints' / 'fast').mkdir(parents=True)
     (tmp_path / 'work' / 'checkpoints' / 'fast' / 'last.pth').write_bytes(b'cut off')
     (tmp_path / 'out').mkdir()
     (tmp_path / 'out' / 'eval-fast.json').write_text('{"an earlier call": 1}')  # not left for this call's
@@ -408,7 +449,7 @@ def test_gpu_check_exits_with_1_where_a_run_failed(tmp_path):
 def test_gpu_check_times_test_py_and_again_in_channels_last_on_the_faithful_run(tmp_path, one_epoch_run):
     # NCHW is test.py's choice on CUDA now; the second scoring times its choice of before
     (tmp_path / 'catalog.tar.gz').write_bytes(b'')  # never unpacked: 'test' reads no data
-    (tmp_path / 'work' / 'checkpoints' / 'faithful').mkdir(parents=True)
+    (gpu_work(tmp_path) / 'checkpoints' / 'faithful').mkdir(parents=True)
     shutil.copy(os.path.join(one_epoch_run, 'last.pth'), tmp_path / 'work' / 'checkpoints' / 'faithful')
     done = run_gpu_check(tmp_path / 'catalog.tar.gz', tmp_path / 'out', 'test',
                          env=gpu_check_env(tmp_path, FASHION_GPU_ALLOW_CPU='1'))
@@ -462,7 +503,7 @@ def test_a_ctrl_c_stops_gpu_check_and_its_run_which_says_how_to_resume(tmp_path)
 def test_gpu_check_stops_at_once_where_pytorch_sees_no_gpu(tmp_path):
     archive, out = tmp_path / 'catalog.tar.gz', tmp_path / 'out'
     archive.write_bytes(b'')  # never unpacked
-    done = run_gpu_check(archive, out, 'fast')
+    done = run_gpu_check(archive, out, 'fast', env=gpu_check_env(tmp_path))  # not in /tmp/fashion-gpu
     assert done.returncode == 3, done.stderr
     summary = (out / 'summary.txt').read_text()
     assert 'torch sees no GPU' in summary and 'stopped: PyTorch sees no GPU' in summary
