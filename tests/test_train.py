@@ -1108,8 +1108,8 @@ def test_a_progress_bar_is_redrawn_at_tqdms_rate_on_a_terminal_only(capsys, monk
         return capsys.readouterr().err.count('steps:')
 
     assert draws_of_a_second_of_steps() == 2  # a file or a pipe (capsys): the first and the last
-    with progress_bar(range(1)) as bar:  # nor tqdm's monitor thread's stale copy every 10 s
-        assert bar.mininterval == bar.maxinterval == 30
+    with progress_bar(range(1)) as bar:  # nor tqdm's monitor thread's copy of a stale count, as steps slow
+        assert bar.mininterval == bar.maxinterval == 30 and bar.miniters == 1 and not bar.dynamic_miniters
     monkeypatch.setattr(sys.stderr, 'isatty', lambda: True)
     assert draws_of_a_second_of_steps() >= 5  # tqdm's own: up to 10 a second
 
