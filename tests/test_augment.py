@@ -6,6 +6,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 
+import augment
 from augment import (affine_theta, apply_affine, apply_params, augment_batch, color_jitter, draw_params,
                      identity_params, normalize, prepare_batch)
 from dataset import FILL, train_transform, val_transform
@@ -74,11 +75,37 @@ def test_a_fixed_flip_mirrors_only_the_images_drawn_for_it():
     assert torch.equal(flipped[0], TF.hflip(x[0])) and torch.equal(flipped[1], x[1])
 
 
-def test_identity_draw_leaves_the_image_unchanged():
+def test_identity_draw_leaves_the_image_unchanged(monkeypatch):
     images = torch.stack([as_uint8_batch(picture(s))[0] for s in range(4)])
     x = images.float() / 255
     assert torch.equal(apply_params(x, identity_params(4)), x)
     assert torch.allclose(prepare_batch(images)[0], val_transform(picture(0)), atol=1e-6)
+    # and the training path's entry point, drawing the identity, scales and normalises as the
+    # validation path does (a division by 256 there was within the distribution test's tolerance)
+    monkeypatch.setattr(augment, 'draw_params', lambda n, *_: identity_params(n))
+    assert torch.allclose(augment_batch(images, torch.Generator()), prepare_batch(images), atol=1e-6)
+
+
+def test_augment_batch_draws_for_its_images_height_and_width(monkeypatch):
+    # Width and height swapped, a portrait picture's shifts went 8 pixels sideways and 6 up or down
+    asked = []
+    drawn = augment.draw_params
+    monkeypatch.setattr(augment, 'draw_params', lambda *args: asked.append(args[:3]) or drawn(*args))
+    augment_batch(torch.zeros(5, 3, 80, 60, dtype=torch.uint8), torch.Generator().manual_seed(0))
+    assert asked == [(5, 80, 60)]
+
+
+def test_the_draws_are_independent_of_each_other_and_of_the_last_call():
+    # As torchvision draws them: a ty that followed tx (shifts along a diagonal only), or a draw
+    # that repeated the last call's (each chunk of 256 images augmented alike), kept every range.
+    generator = torch.Generator().manual_seed(0)
+    first, second = (draw_params(20000, 80, 60, generator, 'cpu') for _ in range(2))
+    keys = ['flip', 'brightness', 'contrast', 'saturation', 'angle', 'tx', 'ty', 'scale']
+    draws = torch.stack([first[key].float() for key in keys] + [first['order'][:, 0].float()])
+    correlations = torch.corrcoef(draws) - torch.eye(len(keys) + 1)
+    assert correlations.abs().max() < 0.05, correlations
+    for key in keys + ['order']:
+        assert not torch.equal(first[key], second[key]), key
 
 
 def torchvision_draws(n, height=80, width=60):
