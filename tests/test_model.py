@@ -29,6 +29,26 @@ def test_three_heads_with_the_right_shapes():
     assert all(torch.isfinite(v).all() for v in out.values())
 
 
+def test_each_head_is_the_tutorials_dropout_and_linear_layer_on_the_averaged_trunk():
+    # The tutorial's heads: Dropout(0.2), then a linear layer, on the trunk's features averaged
+    # over the picture. The other tests compare our trunk with torchvision's, not the heads.
+    model = MultiOutputModel(**SIZES)
+    for head, classes in (('color', 7), ('gender', 3), ('article', 11)):
+        dropout, linear = getattr(model, head)
+        assert type(dropout) is torch.nn.Dropout and dropout.p == 0.2
+        assert type(linear) is torch.nn.Linear and (linear.in_features, linear.out_features) == (1280, classes)
+    images = torch.randn(4, 3, 80, 60, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for _ in range(3):  # batch-norm statistics of these pictures: the features are not all near 0
+            model(images)
+        model.eval()
+        out, features = model(images), model.base_model(images)
+    assert features.shape[2:] == (3, 2)  # a mean over 6 places, which differ
+    assert (features.amax(dim=(2, 3)) - features.mean(dim=(2, 3))).max() > 1e-3
+    for head in out:
+        torch.testing.assert_close(out[head], getattr(model, head)[1](features.mean(dim=(2, 3))))
+
+
 def test_loss_is_the_sum_of_the_heads():
     model = MultiOutputModel(**SIZES).eval()
     images, labels = batch()
@@ -45,6 +65,16 @@ def test_loss_is_the_sum_of_the_heads():
         assert parts['color'].item() == pytest.approx(math.log(7))
         assert parts['article'].item() == pytest.approx(math.log(11))
         assert total.item() == pytest.approx(math.log(7 * 3 * 11))
+    # and with logits that favour a class: -log of the softmax's share of the true one, nothing
+    # taken off it (label smoothing left the uniform case as it was)
+    logits = {'color': torch.tensor([[2.0, 0.0]]), 'gender': torch.tensor([[0.0, 1.0, 3.0]]),
+              'article': torch.tensor([[1.0, 1.0]])}
+    truth = {'color_labels': torch.tensor([0]), 'gender_labels': torch.tensor([1]), 'article_labels': torch.tensor([1])}
+    total, parts = get_loss(logits, truth)
+    expected = {'color': math.log(math.exp(2) + 1) - 2, 'gender': math.log(1 + math.e + math.exp(3)) - 1,
+                'article': math.log(2)}
+    assert {head: part.item() for head, part in parts.items()} == pytest.approx(expected)
+    assert total.item() == pytest.approx(sum(expected.values()))
 
 
 def test_every_parameter_gets_a_gradient():
@@ -165,6 +195,8 @@ def test_the_folded_model_predicts_what_the_model_does_without_batch_norms():
             bn.weight.uniform_(0.5, 1.5), bn.bias.normal_(0, 0.1)
         for _ in range(3):
             model(images * 3 + 1)
+        for bn in model.batch_norms[:4]:  # channels that never vary: the variance's epsilon alone divides
+            bn.running_var[:3] = 0
     before = {key: value.clone() for key, value in model.state_dict().items()}
     folded = model.folded()
     assert model.training and not folded.training
@@ -227,6 +259,24 @@ def test_evaluation_runs_the_model_with_its_batch_norms_folded():
     assert counted.ops['conv2d'] == 52, counted.ops
     assert not [op for op in counted.ops if 'batch_norm' in op], counted.ops  # 52 operations fewer
     assert len(predicted['gender']) == 8 and model.training  # the model itself is left as it was
+
+
+def test_evaluation_scores_each_head_against_its_own_labels_in_the_precision_given():
+    from evaluate import autocast_for, predict_all
+    model = MultiOutputModel(**SIZES)
+    images, labels = batch(8)
+    labels = {'color_labels': torch.arange(8) % 7, 'gender_labels': torch.arange(8) % 3,
+              'article_labels': torch.arange(8) % 11}
+    seen = []
+    model.gender[1].register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    for precision, dtype in (('bf16', torch.bfloat16), ('fp32', torch.float32)):
+        seen.clear()
+        predicted, truth, _ = predict_all(model, [{'img': images, 'labels': labels}], torch.device('cpu'),
+                                          autocast_for(torch.device('cpu'), precision))
+        assert seen == [dtype]  # a bf16 run is validated in bf16, as its checkpoint says
+        for head in ('color', 'gender', 'article'):
+            assert truth[head].tolist() == labels[f'{head}_labels'].tolist(), head
+            assert len(predicted[head]) == 8
 
 
 def test_training_computes_what_the_tutorials_model_does_with_86_fewer_operations_a_step():

@@ -47,6 +47,8 @@ def test_batch_stats_are_the_loss_and_each_heads_correct_answers():
                'color_labels': torch.tensor([1, 1, 1])}
     stats = batch_stats(torch.tensor(4.25, requires_grad=True), output, targets)
     assert stats.tolist() == [4.25, 2.0, 3.0, 0.0]  # loss; correct gender, article, colour
+    # no part of the autograd graph: kept for every step of an epoch, each would keep its step's graph
+    assert not stats.requires_grad and stats.grad_fn is None
 
 
 def test_a_step_returns_its_batch_stats_before_the_update():
