@@ -333,15 +333,17 @@ def test_graphed_step_records_while_another_thread_pins_memory():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='CUDA graphs need a CUDA GPU')
 def test_replayed_step_returns_what_the_eager_step_does():
     # The loss and the correct answers are counted inside the recorded graph: each replay must
-    # return its own batch's figures, as the eager step does, not the recorded batch's.
+    # return its own batch's figures, as the eager step does, not the recorded batch's; and the
+    # schedule, here a rate that falls at every step, moves on after each replay as after each
+    # eager step (a replay is the recorded step's kernels: the schedule's step is not among them).
     device = torch.device('cuda')
     attributes = SimpleNamespace(num_genders=3, num_articles=7, num_colors=5)
-    steps = {}
+    steps, optimizers = {}, {}
     for graphed in (False, True):
         torch.manual_seed(0)
         model = MultiOutputModel.for_attributes(attributes).to(device).eval()  # no dropout draws
-        optimizer = make_optimizer(model, 1e-3, device, cuda_graphs=graphed)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+        optimizers[graphed] = optimizer = make_optimizer(model, 1e-3, device, cuda_graphs=graphed)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 / (s + 1))
         steps[graphed] = (GraphedTrainStep(model, optimizer, scheduler, nullcontext, batch_size=8) if graphed
                           else TrainStep(model, optimizer, scheduler, nullcontext))
     g = torch.Generator(device=device).manual_seed(1)
@@ -351,7 +353,9 @@ def test_replayed_step_returns_what_the_eager_step_does():
                    for head, n in (('gender', 3), ('article', 7), ('color', 5))}
         eager, replayed = steps[False](images, targets), steps[True](images, targets)
         torch.testing.assert_close(replayed, eager, rtol=1e-4, atol=1e-4)
-    assert steps[True].graph is not None
+        rates = [float(optimizers[graphed].param_groups[0]['lr']) for graphed in (False, True)]
+        assert rates[1] == pytest.approx(rates[0], rel=1e-6)
+    assert steps[True].graph is not None and rates[0] == pytest.approx(1e-3 / (GraphedTrainStep.WARMUP_STEPS + 6))
 
 
 def test_a_saved_schedule_holds_plain_numbers_as_a_saved_optimizer_does():
