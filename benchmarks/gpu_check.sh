@@ -30,14 +30,16 @@
 # run, bench 150, profile 90 a run and 150 compiled, startup 90 a run), so a slow one cannot eat
 # the others' time; a faithful run cut off by its limit still shows its
 # seconds per epoch. The catalog, the split, the runs and torch.compile's cache stay in
-# $FASHION_GPU_WORK (default: /tmp/fashion-gpu; a folder of other files is refused), so a second call with the remaining stages, on
-# the same machine, starts where the first stopped: for example 'variants faithful', then 'fast test bench'.
+# $FASHION_GPU_WORK (default: /tmp/fashion-gpu; a folder of other files is refused), so a second
+# call with the remaining stages, on the same machine, starts where the first stopped: for example
+# 'variants faithful', then 'fast test bench'.
 # Every run's end goes into summary.txt: finished, cut off at its limit, or failed with its last
 # line. Where PyTorch sees no GPU the script stops at once, unless FASHION_GPU_ALLOW_CPU=1 (a dry
 # run of the stages on a CPU); where python3 has no PyTorch, or the archive cannot be unpacked and
 # split, too. The exit status is 0 where every run finished (or, for a training run, was cut off at
-# its limit, its epochs timed still), 1 where one failed or another command was cut off, 130 on a Ctrl-C, which stops the command running and
-# the stages after it, 143 on a SIGTERM to the script, which stops it once the command has ended.
+# its limit, its epochs timed still), 1 where one failed or another command was cut off, 130 on a
+# Ctrl-C, which stops the command running and the stages after it, 143 on a SIGTERM to the script,
+# which stops it once the command has ended.
 set -uo pipefail
 known="variants warm faithful fast test seeds bench profile startup-16 startup-256"
 usage="usage: bash benchmarks/gpu_check.sh ARCHIVE OUT [STAGE ...], stages: $known"
