@@ -189,11 +189,23 @@ def this_python():
     """How the user starts the Python that runs this: `python` where that is the one (its virtual
     environment activated), else its path, `.venv/bin/python` say, as the README's commands run it
     without activating it. A plain `python` there would be another, without PyTorch."""
-    on_path = shutil.which('python')
-    here = os.path.abspath(sys.executable) if sys.executable else None
-    if here is None or on_path and os.path.dirname(os.path.abspath(on_path)) == os.path.dirname(here):
-        return 'python'
-    return shown_path(here)
+    return as_started('python', sys.executable)
+
+
+def this_torchrun():
+    """torchrun as this_python says python: the one beside this Python, which started this run."""
+    beside = os.path.join(os.path.dirname(sys.executable), 'torchrun') if sys.executable else None
+    return as_started('torchrun', beside if beside and os.path.exists(beside) else None)
+
+
+def as_started(name, path):
+    """name where the shell finds it in path's folder (or path is unknown), else path as shown."""
+    if not path:
+        return name
+    path, on_path = os.path.abspath(path), shutil.which(name)
+    if on_path and os.path.dirname(os.path.abspath(on_path)) == os.path.dirname(path):
+        return name
+    return shown_path(path)
 
 
 def shown_path(path):

@@ -31,7 +31,7 @@ from checkpoint import (PRECISIONS, checkpoint_load, checkpoint_save, first_sent
 from cli import (NO_SUCH_FILE, UserError, add_debug_flag, command, counted, ctrl_c_held, debugging, folder_name,
                  how_stopped, leave_stops_to_the_main_process, non_negative_float, non_negative_int, path_name,
                  peer_ended, positive_float, positive_int, print_error, print_if_possible, progress_bar, reach_problem,
-                 run_cli, seed_number, shown_path, started, worker_processes)
+                 run_cli, seed_number, shown_path, started, this_torchrun, worker_processes)
 from dataset import HEADS, FashionDataset, in_real_folders, skip_undecodable, train_transform, val_transform
 from evaluate import autocast_for, default_channels_last, default_precision, validate
 from memory_data import InMemoryLoader, memory_format
@@ -360,10 +360,10 @@ def resume_command(checkpoint, context):
         return command('train.py', '--resume', checkpoint)
     machines = int(os.environ.get('GROUP_WORLD_SIZE', '1'))  # torchrun's count of machines (nodes)
     if machines > 1:  # torchrun's options for several machines are the user's own
-        return (f'{command("train.py", "--resume", checkpoint, runner=("torchrun", "..."))} on each of the '
+        return (f'{command("train.py", "--resume", checkpoint, runner=(this_torchrun(), "..."))} on each of the '
                 f'{machines} machines, with torchrun\'s options as before')
     return command('train.py', '--resume', checkpoint,
-                   runner=('torchrun', '--standalone', f'--nproc_per_node={context.world_size}'))
+                   runner=(this_torchrun(), '--standalone', f'--nproc_per_node={context.world_size}'))
 
 
 def stop_on_divergence(error, good_checkpoint, context):

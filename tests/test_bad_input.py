@@ -202,6 +202,15 @@ def test_the_commands_said_start_the_python_running_them(tmp_path, monkeypatch):
     assert cli.this_python() == str(venv / 'python3')
     monkeypatch.setattr(shutil, 'which', lambda name: str(venv / 'python'))  # activated: `python` is it
     assert cli.this_python() == 'python'
+    # torchrun's, in a run's "Resume with": the one beside this Python, where the shell finds another
+    monkeypatch.chdir(tmp_path)
+    assert cli.this_torchrun() == 'torchrun'  # no torchrun there (python -m torch.distributed.run): the name
+    venv.mkdir(parents=True)
+    (venv / 'torchrun').touch()
+    monkeypatch.setattr(shutil, 'which', lambda name: f'/usr/bin/{name}' if name == 'torchrun' else None)
+    assert cli.this_torchrun() == '.venv/bin/torchrun'
+    monkeypatch.setattr(shutil, 'which', lambda name: str(venv / name))
+    assert cli.this_torchrun() == 'torchrun'
 
 
 def test_styles_csv_given_as_the_catalog_names_the_folder_to_give(tmp_path):

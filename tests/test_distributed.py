@@ -357,6 +357,12 @@ def test_the_command_a_ctrl_c_gives_to_resume_starts_the_run_as_it_was_started(m
     monkeypatch.setenv('GROUP_WORLD_SIZE', '2')  # 2 machines (3 processes and 1, say): their options are the user's
     assert train.resume_command('runs/last.pth', four) == \
         "torchrun ... train.py --resume runs/last.pth on each of the 2 machines, with torchrun's options as before"
+    # the environment's own torchrun, where it is not activated (cli.this_torchrun)
+    monkeypatch.setattr(train, 'this_torchrun', lambda: '.venv/bin/torchrun')
+    assert train.resume_command('runs/last.pth', four).startswith('.venv/bin/torchrun ... train.py --resume')
+    monkeypatch.setenv('GROUP_WORLD_SIZE', '1')
+    assert train.resume_command('runs/last.pth', four) == \
+        '.venv/bin/torchrun --standalone --nproc_per_node=4 train.py --resume runs/last.pth'
 
 
 @pytest.mark.parametrize('rank,debug', [(0, False), (0, True), (1, False), (1, True)])
