@@ -230,16 +230,28 @@ LOCK_WAIT = 60  # seconds folder_locked waits for another process's lock
 def folder_made(folder):
     """The folder, made for the block (with those above it where need be); where the block fails
     (a Ctrl-C, a full disk) before anything is left in it, the folder it made goes again, not
-    left empty behind."""
-    made = not os.path.lexists(folder)
+    left empty behind, nor those above it that it made (`--output new/eval`)."""
+    made = folders_missing(folder)
     os.makedirs(folder, exist_ok=True)
     try:
         yield
     except BaseException:
-        if made:
-            with suppress(OSError):  # not empty: something of it was written, and stays
-                os.rmdir(folder)
+        for path in made:  # the deepest first
+            try:
+                os.rmdir(path)
+            except OSError:  # not empty: something of it was written, and stays, as do those above
+                break
         raise
+
+
+def folders_missing(folder):
+    """folder and the folders above it that do not exist yet, the deepest first: those makedirs makes."""
+    missing = []
+    folder = folder.rstrip(os.sep) or folder
+    while folder and not os.path.lexists(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    return missing
 
 
 @contextmanager

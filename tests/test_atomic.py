@@ -7,8 +7,8 @@ import signal
 
 import pytest
 
-from atomic import (absolute_path, all_or_none, atomic_open, atomic_path, check_writable_folder, kept_aside, kept_end,
-                    name_pattern, remove_left_temporaries, renamed_together, through_link)
+from atomic import (absolute_path, all_or_none, atomic_open, atomic_path, check_writable_folder, folder_made, kept_aside,
+                    kept_end, name_pattern, remove_left_temporaries, renamed_together, through_link)
 from cli import UserError
 from conftest import file_size_limit
 
@@ -337,3 +337,21 @@ def test_a_folder_name_of_exactly_the_longest_length_is_taken_and_one_byte_more_
     check_writable_folder(str(tmp_path / ('d' * 255) / 'run'), '--output X')
     with pytest.raises(UserError, match='is longer than the 255 bytes a file system allows'):
         check_writable_folder(str(tmp_path / ('d' * 256) / 'run'), '--output X')
+
+
+def test_a_folder_made_for_a_block_that_fails_goes_with_those_above_it_made_for_it(tmp_path, monkeypatch):
+    def fail_in(folder, write=None):
+        with pytest.raises(KeyboardInterrupt):
+            with folder_made(folder):
+                if write:
+                    (tmp_path / write).write_text('kept')
+                raise KeyboardInterrupt
+    monkeypatch.chdir(tmp_path)
+    fail_in('a/b/c/')  # relative, with a trailing slash: all three go
+    assert os.listdir(tmp_path) == []
+    fail_in(str(tmp_path / 'a' / 'b' / 'c'), write='a/b/notes.txt')  # a file written above: from there up, kept
+    assert sorted(os.listdir(tmp_path / 'a' / 'b')) == ['notes.txt']
+    (tmp_path / 'a' / 'b' / 'notes.txt').unlink()
+    with folder_made(str(tmp_path / 'a' / 'b' / 'c')):  # a block that ends well keeps them
+        pass
+    assert (tmp_path / 'a' / 'b' / 'c').is_dir()
