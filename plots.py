@@ -4,6 +4,7 @@ import importlib.util
 import multiprocessing
 import os
 import sys
+import textwrap
 import warnings
 
 # matplotlib checks MPLBACKEND as it is imported, and a backend it cannot use ends the import, and
@@ -138,6 +139,9 @@ def plot_confusion_matrix(truth, predicted, labels, title, path, show=False):
             text.set_visible(False)
     fontsize = 10 if n <= 15 else 6
     ax.tick_params(labelsize=fontsize)
+    # A long split path in the title (an absolute one, test.py run from another folder) ran off the
+    # figure's edges: wrapped to its width, about 9 characters of the title's size an inch.
+    title = textwrap.fill(title, width=int(size * 9), break_on_hyphens=False)
     ax.set_title(title + ('\n(grey rows: predicted only, no such picture in the set)' if len(only_predicted) else ''))
     fig.tight_layout()
     save_figure(fig, path)

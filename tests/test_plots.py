@@ -124,6 +124,24 @@ def test_each_row_of_a_confusion_matrix_is_a_true_classs_share_of_each_predictio
     np.testing.assert_allclose(np.asarray(drawn[0]), [[1 / 3, 2 / 3], [0, 1]])
 
 
+@pytest.mark.parametrize('classes', [2, 46])
+def test_a_confusion_matrix_title_with_a_long_path_stays_inside_the_figure(tmp_path, monkeypatch, classes):
+    # "gender: normalised confusion matrix (/tmp/probe_eval_work/split/v", cut off at the edge
+    spans = []
+
+    def measure(fig, path):
+        title = fig.axes[0].title.get_window_extent(fig.canvas.get_renderer())
+        spans.append((title.x0, title.x1, fig.bbox.x1, fig.axes[0].get_title()))
+    monkeypatch.setattr(plots, 'save_figure', measure)
+    split = '/home/someone/projects/fashion/experiments/2026-12-05/splits/val.csv'
+    truth = np.arange(classes)
+    plot_confusion_matrix(truth, truth, [f'class {i}' for i in truth], f'Gender: normalised confusion matrix ({split})',
+                          str(tmp_path / 'c.png'))
+    (left, right, width, title), = spans
+    assert 0 <= left and right <= width, (left, right, width)
+    assert title.replace('\n', ' ').replace(' ', '') == f'Gender:normalisedconfusionmatrix({split})'
+
+
 @pytest.mark.parametrize('epochs', [2, 3, 50])
 def test_the_curves_mark_whole_epochs_only(tmp_path, monkeypatch, epochs):
     ticks = []
