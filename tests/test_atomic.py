@@ -7,8 +7,9 @@ import signal
 
 import pytest
 
-from atomic import (absolute_path, all_or_none, atomic_open, atomic_path, check_writable_folder, folder_made, kept_aside,
-                    kept_end, name_pattern, remove_left_temporaries, renamed_together, through_link)
+from atomic import (absolute_path, all_or_none, atomic_open, atomic_path, check_writable_folder, folder_locked,
+                    folder_made, kept_aside, kept_end, name_pattern, remove_left_temporaries, renamed_together,
+                    through_link)
 from cli import UserError
 from conftest import file_size_limit
 
@@ -355,3 +356,15 @@ def test_a_folder_made_for_a_block_that_fails_goes_with_those_above_it_made_for_
     with folder_made(str(tmp_path / 'a' / 'b' / 'c')):  # a block that ends well keeps them
         pass
     assert (tmp_path / 'a' / 'b' / 'c').is_dir()
+
+
+def test_a_folder_locked_by_one_writer_keeps_any_other_waiting(tmp_path, monkeypatch):
+    # Two test.py into one --output: a lock they could both hold (shared) let both write at once.
+    import atomic
+    monkeypatch.setattr(atomic, 'LOCK_WAIT', 0.3)
+    with folder_locked(str(tmp_path), '--output A'):
+        with pytest.raises(UserError, match=f'^--output B: another process has been writing in {tmp_path} for 0.3 s'):
+            with folder_locked(str(tmp_path), '--output B'):
+                pass
+    with folder_locked(str(tmp_path), '--output B'):  # free again once the first is done
+        pass

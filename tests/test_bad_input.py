@@ -1688,6 +1688,10 @@ def test_test_py_stopped_while_drawing_leaves_no_empty_output_folder(one_epoch_r
     with pytest.raises(KeyboardInterrupt):
         test_script.main(argv + ['--output', str(tmp_path / 'new' / 'eval')])
     assert not (tmp_path / 'new').exists()  # nor the folder above it, made for it
+    (tmp_path / 'mine').mkdir()  # an empty folder of the user's stays
+    with pytest.raises(KeyboardInterrupt):
+        test_script.main(argv + ['--output', str(tmp_path / 'mine')])
+    assert os.listdir(tmp_path / 'mine') == []
     (tmp_path / 'eval').mkdir()
     (tmp_path / 'eval' / 'notes.txt').write_text('mine')
     with pytest.raises(KeyboardInterrupt):

@@ -240,7 +240,11 @@ def test_a_run_writes_checkpoints_metrics_and_curves(full_run, small_split):
     assert state['best']['epoch'] == 1 + means.index(max(means))
     for row, kept in zip(rows, state['history']):
         for key in ('train_loss', 'val_loss', 'lr', 'article_balanced_accuracy'):
-            assert float(row[key]) == pytest.approx(kept[key], rel=1e-5), key
+            assert row[key] == f'{kept[key]:.6g}', key
+    assert checkpoint_load(os.path.join(full_run, 'best.pth'))['epoch'] == state['best']['epoch']
+    # the schedule saved where it is: a resumed run goes on from that step
+    pictures = sum(1 for _ in open(small_split['train'], encoding='utf-8')) - 1
+    assert state['scheduler']['last_epoch'] == EPOCHS * math.ceil(pictures / 16)
     assert all(r['gender_accuracy'] != '' for r in rows)
     state = checkpoint_load(os.path.join(full_run, 'last.pth'))
     assert state['epoch'] == EPOCHS and state['args']['epochs'] == EPOCHS
@@ -251,13 +255,29 @@ def test_a_run_writes_checkpoints_metrics_and_curves(full_run, small_split):
         assert json.load(f)['batch_size'] == 16
 
 
-def test_resume_reaches_the_same_weights_and_logs(full_run, small_split, tmp_path):
+def test_resume_reaches_the_same_weights_and_logs(full_run, small_split, tmp_path, capsys):
     args = train_args(small_split, tmp_path, '--val-every', 1, '--save-every', 2)
     run_dir = train.main(args + ['--epochs', '1'])
+    capsys.readouterr()
     train.main(args + ['--epochs', str(EPOCHS), '--resume', os.path.join(run_dir, 'last.pth')])
+    assert 'steps in' not in capsys.readouterr().out  # its schedule's place, as saved: no note of another
     assert metrics_rows(run_dir) == metrics_rows(full_run)
     assert same_weights(checkpoint_load(os.path.join(run_dir, 'last.pth'))['model'],
                         checkpoint_load(os.path.join(full_run, 'last.pth'))['model'])
+    mine, unbroken = (checkpoint_load(os.path.join(d, 'best.pth')) for d in (run_dir, full_run))
+    assert mine['epoch'] == unbroken['epoch'] and same_weights(mine['model'], unbroken['model'])
+    assert mine['best'] == unbroken['best']
+
+
+def test_a_resumed_run_keeps_its_own_validation_and_saving_schedule(small_split, tmp_path):
+    # Resumed with no flags but --epochs, it validates and saves as the run was started to
+    run_dir = train.main(train_args(small_split, tmp_path, '--epochs', 1, '--val-every', 1, '--save-every', 1))
+    train.main(['--resume', os.path.join(run_dir, 'last.pth'), '--epochs', '3', '--device', 'cpu', '--workers', '0'])
+    assert [row['val_loss'] != '' for row in metrics_rows(run_dir)] == [True, True, True]
+    assert {'checkpoint-000001.pth', 'checkpoint-000002.pth', 'checkpoint-000003.pth'} <= set(os.listdir(run_dir))
+    with open(os.path.join(run_dir, 'args.json')) as f:
+        saved = json.load(f)
+    assert (saved['val_every'], saved['save_every']) == (1, 1)
 
 
 def slow_checkpoints(monkeypatch, seconds):
@@ -511,6 +531,38 @@ def test_a_resume_overtaken_by_another_since_it_loaded_never_writes_over_its_epo
     assert same_weights(checkpoint_load(str(run_dir / 'last.pth'))['model'],
                         checkpoint_load(os.path.join(full_run, 'last.pth'))['model'])
     assert metrics_rows(run_dir) == metrics_rows(full_run)
+
+
+def test_a_new_run_looks_again_once_it_holds_the_folder(full_run, small_split, tmp_path, monkeypatch):
+    # A run that ended in the folder since the new one first looked (before its pictures were
+    # loaded) keeps its epochs: the look under the lock finds them.
+    run_dir = tmp_path / 'run'
+    claim = runs.claim_run_folder
+
+    def claimed_after_another_ran_there(folder, resume):
+        os.makedirs(folder, exist_ok=True)
+        for name in ('last.pth', 'metrics.csv'):
+            shutil.copy(os.path.join(full_run, name), run_dir / name)
+        return claim(folder, resume)
+
+    monkeypatch.setattr(runs, 'claim_run_folder', claimed_after_another_ran_there)
+    with pytest.raises(UserError, match='holds a run already; carry it on with --resume'):
+        train.main(train_args(small_split, tmp_path, '--epochs', 1))
+    for name in ('last.pth', 'metrics.csv'):
+        assert (run_dir / name).read_bytes() == open(os.path.join(full_run, name), 'rb').read(), name
+
+
+def test_metrics_csv_of_more_epochs_than_the_checkpoint_resumed_is_refused(full_run, small_split, tmp_path):
+    # Resuming an earlier checkpoint in a folder whose metrics.csv went further: going on would
+    # write it again from the shorter history, its later epochs' rows gone.
+    run_dir = tmp_path / 'run'
+    shutil.copytree(full_run, run_dir)
+    for name in ('last.pth', 'checkpoint-000003.pth', 'best.pth'):
+        os.remove(run_dir / name)
+    metrics = (run_dir / 'metrics.csv').read_bytes()
+    with pytest.raises(UserError, match="metrics.csv, of 3 epochs, more than the checkpoint's 2"):
+        train.main(['--resume', str(run_dir / 'checkpoint-000002.pth'), '--epochs', '4'])
+    assert (run_dir / 'metrics.csv').read_bytes() == metrics
 
 
 def test_more_loader_workers_than_cores_is_one_note_not_pytorchs_warning_twice(small_split, tmp_path):
