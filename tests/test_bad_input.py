@@ -274,6 +274,34 @@ def test_duplicate_ids_and_odd_rows_are_skipped_and_counted(tmp_path):
                        'baseColour is empty or NA': 1}
 
 
+def test_a_catalog_padded_with_spaces_is_read_as_its_ids_and_labels(tmp_path):
+    # A hand-edited styles.csv: ' 1' skipped as no number, ' Blue' a colour of its own, and every
+    # row of a split of it (whose reader strips) skipped as a label not in the vocabulary
+    text = '\n'.join([HEADER, ' 1, Men,Apparel,Topwear, Tshirts ,Blue ,Summer,2012,Casual,x',
+                      ROW.format(2).replace('Blue', ' NA')])
+    styles, skipped = read_styles(write(tmp_path / 'styles.csv', text))
+    assert styles == [Style('1', 'Men', 'Tshirts', 'Blue')] and skipped == {'baseColour is empty or NA': 1}
+
+
+def test_a_row_of_several_empty_labels_is_counted_under_the_first(tmp_path):
+    text = '\n'.join([HEADER, ROW.format(1).replace('Men', 'NA', 1).replace('Blue', 'NA', 1), ROW.format(2)])
+    assert read_styles(write(tmp_path / 'styles.csv', text))[1] == {'gender is empty or NA': 1}
+
+
+def test_the_vocabularies_are_every_usable_rows_labels_sorted(tmp_path):
+    # In the order of np.unique, as the tutorial's bare checkpoints number their outputs; the first
+    # row's labels, used by no other, among them.
+    rows = ['1,Unisex,Apparel,Topwear,Kurtas,Teal,Summer,2012,Casual,x',
+            '2,Women,Accessories,Watches,Watches,Red,Summer,2012,Casual,x',
+            '3,Men,Apparel,Topwear,Shirts,Black,Summer,2012,Casual,x',
+            ROW.format(4).replace('Blue', 'NA')]  # no colour: its gender and article count for nothing
+    attributes = AttributesDataset(write(tmp_path / 'styles.csv', '\n'.join([HEADER] + rows)))
+    assert attributes.to_dict() == {'gender': ['Men', 'Unisex', 'Women'], 'article': ['Kurtas', 'Shirts', 'Watches'],
+                                    'color': ['Black', 'Red', 'Teal']}
+    assert attributes.gender_name_to_id == {'Men': 0, 'Unisex': 1, 'Women': 2}
+    assert attributes.color_id_to_name == {0: 'Black', 1: 'Red', 2: 'Teal'}
+
+
 def test_a_catalog_without_a_usable_row_is_named_as_the_reason_there_are_no_labels(tmp_path):
     text = '\n'.join([HEADER, ROW.format(1).replace('Blue', 'NA'), ROW.format('x')])
     with pytest.raises(UserError, match=r'styles.csv: no usable row, so no labels \(skipped 1 baseColour is empty or '
@@ -424,6 +452,10 @@ def test_other_modes_and_sizes_load_as_60x80_rgb(tmp_path, kind):
     assert (img.mode, img.size) == ('RGB', (60, 80))
     if kind == 'rgba_png':  # fully transparent pixels become the white background
         assert img.getpixel((30, 40)) == (255, 255, 255)
+    if kind == 'wrong_size':  # the square fitted 60 wide, its shape kept, centred with white above and below
+        pixels = np.asarray(img).astype(int)
+        assert (pixels[:9] == 255).all() and (pixels[-9:] == 255).all()
+        assert (np.abs(pixels[11:69] - [254, 0, 0]) < 8).all()
 
 
 # Pillow's modes I;16, I and F; a 32-bit TIFF's values of 16 bits or of its full range, floats of
@@ -803,6 +835,19 @@ def test_labels_with_spaces_around_them_in_a_hand_edited_split_are_read_as_the_l
     read = [FashionDataset(str(tmp_path / name), attributes) for name in ('padded.csv', 'plain.csv')]
     assert 'skipped' not in capsys.readouterr().out
     assert read[0].samples == read[1].samples and len(read[0]) == len(rows)
+
+
+def test_a_field_of_spaces_in_a_split_is_counted_as_empty_not_as_another_label(small_split, tmp_path, capsys):
+    # Counted as "a label not in the vocabulary", its advice was of a run of other labels.
+    attributes = AttributesDataset(small_split['styles'])
+    header, first, second, *rows = open(small_split['val']).read().splitlines()
+    shutil.copytree(os.path.join(small_split['base'], 'fashion-product-images'), tmp_path / 'fashion-product-images')
+    blank_colour = ','.join(first.split(',')[:-1] + ['   '])
+    blank_path = ','.join(['   '] + second.split(',')[1:])
+    write(tmp_path / 'val.csv', '\n'.join([header, blank_colour, blank_path] + rows) + '\n')
+    assert len(FashionDataset(str(tmp_path / 'val.csv'), attributes)) == len(rows)
+    said = capsys.readouterr().out
+    assert '2 with an empty or missing field' in said and 'vocabulary' not in said and 'image missing' not in said
 
 
 def test_a_split_edited_on_windows_finds_its_pictures_by_paths_with_backslashes(small_split, tmp_path, capsys):

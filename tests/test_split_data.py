@@ -341,7 +341,7 @@ def test_counts_of_one_are_in_the_singular(tmp_path, capsys):
 
 
 @pytest.mark.skipif(not os.environ.get('FASHION_DATA'), reason='FASHION_DATA names no real dataset')
-def test_real_catalog_counts(tmp_path):
+def test_real_catalog_counts(tmp_path, capsys):
     root = os.environ['FASHION_DATA']
     styles, skipped = read_styles(os.path.join(root, 'styles.csv'))
     assert len(styles) + sum(skipped.values()) == 44446
@@ -354,6 +354,9 @@ def test_real_catalog_counts(tmp_path):
     assert (result['train'], result['val']) == (32000, 8000)
     assert result['skipped'] == {'no image file': 359, 'not 60x80': 23,
                                  'baseColour is empty or NA': 15}
+    said = capsys.readouterr().out.splitlines()
+    assert said[:2] == [f'{os.path.join(root, "styles.csv")}: 44,446 rows, 44,431 with usable labels',
+                        'kept 44,049 rows; skipped 397: 359 no image file, 23 not 60x80, 15 baseColour is empty or NA']
     train, val = read_rows(tmp_path / 'train.csv'), read_rows(tmp_path / 'val.csv')
     assert not {r['image_path'] for r in train} & {r['image_path'] for r in val}
 
