@@ -11,7 +11,7 @@ import re
 import shutil
 import tempfile
 import time
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 
 from cli import UserError, ctrl_c_held
 
