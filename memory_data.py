@@ -54,10 +54,13 @@ class InMemoryLoader:
             order = torch.arange(n)
         return order[self.rank::self.world_size].to(self.device)
 
-    def __len__(self):
+    def samples(self):
+        """The pictures this process takes in an epoch (see indices)."""
         n = self.images.shape[0]
-        n = n // self.world_size if self.train else len(range(self.rank, n, self.world_size))
-        return (n + self.batch_size - 1) // self.batch_size
+        return n // self.world_size if self.train else len(range(self.rank, n, self.world_size))
+
+    def __len__(self):
+        return (self.samples() + self.batch_size - 1) // self.batch_size
 
     def __iter__(self):
         order = self.indices()

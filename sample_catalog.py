@@ -447,7 +447,7 @@ def make_catalog(root, n_images=3000, seed=0, quirks=False, overwrite=False):
             if os.path.exists(styles_path):
                 os.remove(styles_path)
             remove_pictures(images, going)
-        manifest = {'root': str(root), 'n_rows': 0, 'n_images': 0,
+        manifest = {'root': str(root), 'n_rows': 0, 'n_images': 0, 'over_theirs': theirs,
                     'quirks': {kind: [] for kind in QUIRK_COUNTS}, 'articles': sorted(ARTICLES),
                     'colours': sorted(COLOURS),
                     'genders': sorted({g for article in ARTICLES.values() for g in article.genders})}
@@ -538,7 +538,6 @@ def main():
     args = parser.parse_args()
     check_writable_folder(args.output, f'--output {args.output}')
     start = time.perf_counter()
-    theirs = args.overwrite and os.path.isdir(args.output) and holds_theirs(args.output)
     try:
         manifest = make_catalog(args.output, args.size, args.seed, args.quirks, args.overwrite)
     except ValueError as error:  # the callers' own advice: here a flag, in demo.py another --work
@@ -546,7 +545,7 @@ def main():
     print(f"wrote {counted(manifest['n_rows'], 'row')} and {counted(manifest['n_images'], 'image')} to "
           f"{os.path.join(args.output, 'styles.csv')} and {os.path.join(args.output, 'images')}/ "
           f'in {time.perf_counter() - start:.1f} s')
-    if theirs:  # --overwrite asked for it, but the user may not have known whose files those were
+    if args.overwrite and manifest['over_theirs']:  # asked for, but the user may not have known whose files
         print(f'note: drawn over a catalog that was not a sample one: its styles.csv is replaced, and its pictures '
               f'with the ids of drawn ones; the others are still in {os.path.join(args.output, "images")}/')
 

@@ -251,10 +251,8 @@ def note_unfinished_warmup(args, steps_per_epoch):
 def note_batch_over_the_pictures(args, loader, context, cuda_graphs):
     """--batch-size over the training pictures (a slip, or a small catalog): each epoch is then one
     smaller step, and a CUDA graph recorded for full batches never runs, which nothing would show."""
-    if isinstance(loader, InMemoryLoader):  # the last pictures of an uneven split sit each epoch out
-        pictures = loader.images.shape[0] // context.world_size
-    else:
-        pictures = len(loader.sampler)  # DistributedSampler's share, or the whole set
+    # This process's share: DistributedSampler's, or the whole set
+    pictures = loader.samples() if isinstance(loader, InMemoryLoader) else len(loader.sampler)
     if args.batch_size <= pictures:
         return
     each = ' in each of the processes' if context.distributed else ''

@@ -1792,7 +1792,7 @@ def test_a_batch_larger_than_the_training_set_is_noted(small_split, tmp_path, ca
     assert 'note: --batch-size' not in capsys.readouterr().out
     # each process's share under torchrun, and a CUDA graph that would never be replayed
     loader = InMemoryLoader(torch.zeros(11, 3, 4, 4, dtype=torch.uint8), {h: torch.zeros(11) for h in HEADS}, 16,
-                            'cpu', True)
+                            'cpu', True, world_size=2)  # as train.py makes it for each of 2 processes
     two = distributed.Context(world_size=2, device=torch.device('cpu'))
     train.note_batch_over_the_pictures(train.parse_args(['--batch-size', '16']), loader, two, cuda_graphs=True)
     assert capsys.readouterr().out == ('note: --batch-size 16 is more than the 5 training pictures in each of the '
