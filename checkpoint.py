@@ -104,6 +104,10 @@ def checkpoint_load(path):
         said = first_sentence(str(error))  # nothing, from an EOFError
         reason = type(error).__name__ + (f': {said}' if said else '')
         raise UserError(f'{path}: not a PyTorch checkpoint, or a truncated one ({reason})') from error
+    if isinstance(state, dict) and (newer := newer_format(state.get('format'))):
+        # before anything else: a later format may keep its contents under other names or meanings
+        raise UserError(f'{path}: written by a newer version of this project (its format is {newer}; this code '
+                        f'reads {FORMAT}): update the code (git pull) to load it')
     if isinstance(state, dict) and 'model' in state and 'attributes' in state:
         return check_contents(state, path)
     if isinstance(state, dict) and state and all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
@@ -140,7 +144,9 @@ def check_contents(state, path):
     of its own under the same keys)."""
     weights, attributes = state['model'], state['attributes']
     heads = attributes if isinstance(attributes, dict) else {}
-    if not (isinstance(weights, dict) and weights
+    if state.get('format', FORMAT) != FORMAT:  # none: a fork of the tutorial's, checked below
+        problem = f'its "format" is {state["format"]!r}, not {FORMAT!r}'
+    elif not (isinstance(weights, dict) and weights
             and all(isinstance(name, str) and torch.is_tensor(tensor) for name, tensor in weights.items())):
         problem = 'its "model" is not a state_dict of tensors'
     elif unloadable := weights_problem(weights):
@@ -170,6 +176,13 @@ def check_contents(state, path):
     else:
         return state
     raise UserError(f'{path}: not a checkpoint written by train.py ({problem})')
+
+
+def newer_format(saved):
+    """saved (a checkpoint's "format") where it names a later version of FORMAT, else None."""
+    name, version = FORMAT.rsplit('/', 1)
+    found = re.fullmatch(re.escape(name) + r'/(\d+)', saved) if isinstance(saved, str) else None
+    return saved if found and int(found.group(1)) > int(version) else None
 
 
 def weights_problem(weights):

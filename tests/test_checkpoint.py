@@ -243,6 +243,9 @@ def test_a_checkpoint_of_other_tensors_is_not_a_checkpoint(tmp_path, content):
      'its weight base_model.0.1.num_batches_tracked is of torch.float32, where the model keeps a count'),
     ({'attributes': dict(VOCAB, color=['Bl\nue', 'Black'])}, 'a label name of it is empty or holds a line break'),
     ({'attributes': dict(VOCAB, color=['', 'Black'])}, 'a label name of it is empty or holds a line break'),
+    ({'format': 'timm/1'}, "its \"format\" is 'timm/1', not 'fashion-multi-output/1'"),
+    ({'format': 'fashion-multi-output/0'}, "its \"format\" is 'fashion-multi-output/0'"),
+    ({'format': 2}, "its \"format\" is 2"),
 ])
 def test_a_dict_of_other_contents_under_a_checkpoints_keys_is_one_line_not_a_traceback(tmp_path, change,
                                                                                       problem):
@@ -253,6 +256,24 @@ def test_a_dict_of_other_contents_under_a_checkpoints_keys_is_one_line_not_a_tra
     with pytest.raises(UserError, match=f'^{re.escape(str(path))}: not a checkpoint written by train.py '
                                         f'\\({re.escape(problem)}'):
         model_from_checkpoint(str(path))
+
+
+@pytest.mark.parametrize('later_keys', [False, True])
+def test_a_checkpoint_of_a_newer_format_says_to_update_the_code(tmp_path, later_keys):
+    # whatever a later format keeps, and under whatever keys: named as what it is, not as not ours
+    path = tmp_path / 'new.pth'
+    state = {'weights': make_state()['model'], 'labels': VOCAB} if later_keys else make_state()
+    torch.save(dict(state, format='fashion-multi-output/12'), path)
+    with pytest.raises(UserError, match=f'^{re.escape(str(path))}: written by a newer version of this project '
+                                        r'\(its format is fashion-multi-output/12; this code reads '
+                                        r'fashion-multi-output/1\): update the code \(git pull\) to load it$'):
+        model_from_checkpoint(str(path))
+
+
+def test_a_checkpoint_saved_here_holds_the_format_it_is_read_in(tmp_path):
+    path = checkpoint_save(str(tmp_path / 'last.pth'), make_state())
+    assert torch.load(path, weights_only=True)['format'] == checkpoint.FORMAT == 'fashion-multi-output/1'
+    assert checkpoint_load(path)['format'] == checkpoint.FORMAT
 
 
 def test_a_checkpoint_with_other_class_counts_is_refused_clearly(tmp_path):
