@@ -97,7 +97,8 @@ def sidecar(attributes, path):
 
 def write_onnx(model, path):
     width, height = IMAGE_SIZE
-    # A batch of 2 as the example: torch.export would fix a batch of 1 as a constant.
+    # A batch of 2 as the example: torch.export has treated sizes of 0 and 1 as constants, which
+    # would fix the batch at 1 (2.14 keeps it dynamic; older releases that requirements.txt allows may not).
     example = torch.zeros(2, 3, height, width)
     batch = torch.export.Dim('batch')
     with torch.no_grad():

@@ -161,10 +161,16 @@ def list_name(name):
     return 'the standard input' if name == '-' else name
 
 
+def one_line(path):
+    # as the table writes the pictures' names: a line break or a terminal's escape sequence in a
+    # name given (`run\x1b[31m.pth`) neither splits a line nor reaches the terminal
+    return printable(shown(path))
+
+
 def named(path, limit=100):
     """A path in a message: on one line, escaped as in the table, and cut short (a list that is
     no list may hold a line of thousands of bytes)."""
-    text = printable(shown(path))
+    text = one_line(path)
     return text if len(text) <= limit else text[:limit - 3] + '...'
 
 
@@ -258,6 +264,9 @@ def check_output(path, export):
         if os.path.realpath(path) == os.path.realpath(sidecar_path(export)):
             raise UserError(f'--output {path}: --export {export} writes its label names and preprocessing '
                             'there; give --output another name')
+        if os.path.realpath(path) == os.path.realpath(export):  # through a link: p.csv -> model.onnx
+            raise UserError(f'--output {path}: a link to {export}, where --export writes the model; '
+                            'give --output another name')
     written = through_link(path)
     if os.path.exists(written) and not os.path.isfile(written):  # a rename would put a file in its place
         raise UserError(f'--output {path}: ' + (f'a link to {written}, which' if written != path else 'it')
@@ -421,7 +430,7 @@ def export_model(model, attributes, path):
     # Imported here so that onnx and onnxscript are needed only by those who export.
     from export_onnx import export_onnx
     sidecar = export_onnx(model, attributes, path)
-    print(f'wrote {path} and {sidecar}')
+    print(f'wrote {one_line(path)} and {one_line(sidecar)}')
 
 
 def check_some_readable(rows):
@@ -456,7 +465,7 @@ def main(argv=None):
     # PyTorch's cuDNN convolutions use by default).
     keep_freed_memory(device)  # on a CPU: each batch reuses the last one's memory (allocator.py)
     model = model.folded().to(device)  # batch norms folded into the convolutions: faster
-    print(f'device: {device}; checkpoint {args.checkpoint}'
+    print(f'device: {device}; checkpoint {one_line(args.checkpoint)}'
           + (f' (epoch {state["epoch"]})' if state.get('epoch') else '') + f'; {counted(len(paths), "image")}')
     rows = predict_all(model, attributes, paths, args, device)
     check_some_readable(rows)
@@ -470,7 +479,7 @@ def main(argv=None):
     bad = sum(1 for row in rows if row['error'])
     summary = (f'{len(rows) - bad:,} of {counted(len(rows), "image")} predicted'
                + (f', {bad:,} unreadable' if bad else ''))
-    print(summary + (f'; wrote {args.output}' if args.output is not None and not_written is None else ''))
+    print(summary + (f'; wrote {one_line(args.output)}' if args.output is not None and not_written is None else ''))
     if not_written is not None:
         raise not_written
 

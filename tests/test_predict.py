@@ -587,6 +587,11 @@ def test_onnx_export_matches_pytorch_for_any_batch_size(checkpoint, catalog, tmp
     assert [i.name for i in session.get_inputs()] == [sidecar['input']['name']] == ['image']
     assert sidecar['input']['shape'] == ['batch', 3, 80, 60] and session.get_inputs()[0].shape[1:] == [3, 80, 60]
     assert [o.name for o in session.get_outputs()] == ['gender', 'article', 'color']
+    # what else the label file says of the model: its name beside it, its input's type, its opset
+    import onnx
+    assert sidecar['model'] == 'model.onnx' and sidecar['input']['dtype'] == 'float32'
+    assert session.get_inputs()[0].type == 'tensor(float)'
+    assert sidecar['opset'] == next(o.version for o in onnx.load(str(onnx_path)).opset_import if o.domain == '')
     arrays = [predict.read_image(path)[0] for path in catalog_images(catalog)[:5]]
     batch = prepare_batch(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2))
     for images in (batch, batch[:1]):
@@ -1030,6 +1035,38 @@ def test_an_output_that_is_the_exports_label_file_under_another_spelling_is_refu
     assert sorted(os.listdir(tmp_path)) == ['sub']
 
 
+def test_an_output_that_links_to_the_exported_model_is_refused(tmp_path, monkeypatch, capsys):
+    # p.csv -> model.onnx, a link to nothing yet: the predictions were written over the model just exported.
+    monkeypatch.chdir(tmp_path)
+    os.symlink('model.onnx', 'p.csv')
+    line = failure_of(['--checkpoint', 'unread.pth', 'a.jpg', '--output', 'p.csv', '--export', 'model.onnx'], capsys)
+    assert line == ('error: --output p.csv: a link to model.onnx, where --export writes the model; '
+                    'give --output another name')
+    assert sorted(os.listdir(tmp_path)) == ['p.csv']
+
+
+def test_names_given_stay_on_their_line_in_every_line_said(checkpoint, catalog, tmp_path, capsys, monkeypatch):
+    # A line break or a terminal's escape sequence in the checkpoint's or an output's name: escaped as
+    # the table escapes the pictures', not a line split in two or the terminal turned red.
+    odd = str(tmp_path / 'run\x1b[31m\nX.pth')
+    shutil.copy(checkpoint, odd)
+    output = str(tmp_path / 'p\x1b[32m.csv')
+    predict.main(['--checkpoint', odd, catalog_images(catalog)[0], '--output', output, '--device', 'cpu'])
+    out = capsys.readouterr().out
+    assert '\x1b' not in out and out.count('\n') == 6  # the first line, a title, 3 ranks, the summary
+    assert out.startswith(f'device: cpu; checkpoint {tmp_path}/run\\x1b[31m\\nX.pth (epoch 1); 1 image\n')
+    assert out.endswith(f'1 of 1 image predicted; wrote {tmp_path}/p\\x1b[32m.csv\n')
+
+
+@exports
+def test_an_exports_names_stay_on_their_line(checkpoint, tmp_path, capsys, monkeypatch):
+    pytest.importorskip('onnxscript')
+    import export_onnx
+    monkeypatch.setattr(export_onnx, 'write_onnx', lambda model, path: open(path, 'wb').write(b'model'))
+    predict.main(['--checkpoint', checkpoint, '--export', str(tmp_path / 'm\nodel.onnx')])
+    assert capsys.readouterr().out == f'wrote {tmp_path}/m\\nodel.onnx and {tmp_path}/m\\nodel.json\n'
+
+
 def test_the_table_names_each_picture_on_the_first_of_its_lines_only():
     # One line per rank: the name beside the most likely classes, blank beside the others, so that
     # the eye finds where each picture's answers begin.
@@ -1085,3 +1122,168 @@ def test_a_folder_named_that_the_system_will_not_list_is_said_unreadable_not_emp
     shutil.copy(catalog_images(catalog)[0], tmp_path / 'a.jpg')
     assert predict.find_images([str(locked), str(tmp_path / 'a.jpg')]) == [str(tmp_path / 'a.jpg')]
     assert capsys.readouterr().out == f'note: could not read {locked} (Permission denied); its pictures are left out\n'
+
+
+def test_a_csv_of_the_users_that_begins_with_an_image_column_is_kept(tmp_path, capsys):
+    # A list of pictures with the user's own labels begins as predict.py's CSV does: only its whole header is ours.
+    labels = tmp_path / 'labels.csv'
+    labels.write_text('image,gender\nphotos/1.jpg,Men\n')
+    error = failure_of(['--checkpoint', str(tmp_path / 'no-such.pth'), 'a.jpg', '--output', str(labels)], capsys)
+    assert error.startswith(f'error: --output {labels}: holds no predictions of predict.py')
+    assert labels.read_text() == 'image,gender\nphotos/1.jpg,Men\n'
+
+
+def test_a_picture_over_twice_pillows_limit_is_refused_naming_the_limit_in_megapixels(tmp_path, monkeypatch):
+    # The limit the row names is twice Image.MAX_IMAGE_PIXELS (179 megapixels by default, README), the one Pillow
+    # refuses above; here 2 megapixels, and a picture of 2.25.
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 1_000_000)
+    Image.new('RGB', (1500, 1500), 'red').save(tmp_path / 'huge.png')
+    assert predict.read_image(str(tmp_path / 'huge.png')) == (
+        None, "too large to open safely (more than 2 megapixels, Pillow's limit against decompression bombs); "
+              'scale it down first')
+
+
+def test_the_preprocessing_the_label_file_describes_gives_the_input_predict_py_feeds_the_model(tmp_path):
+    # A serving stack has only model.json to go by: followed word for word, it must give the model's input.
+    from export_onnx import sidecar
+    vocab = {'gender': ['Men', 'Women'], 'article': ['Shirts', 'Tshirts'], 'color': ['Black', 'Blue']}
+    prep = sidecar(AttributesDataset(vocab=vocab), 'model.onnx')['preprocessing']
+    picture = tmp_path / 'wide.png'  # noise: another filter, size or place gives other values
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8)).save(picture)
+    width, height = prep['width'], prep['height']
+    with Image.open(picture) as img:
+        scale = min(width / img.width, height / img.height)
+        size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+        fitted = img.convert(prep['channel_order']).resize(
+            size, Image.Resampling[prep['resize']['interpolation'].upper()])
+    canvas = Image.new('RGB', (width, height), tuple(prep['resize']['pad_value']))
+    canvas.paste(fitted, ((width - size[0]) // 2, (height - size[1]) // 2))
+    low, high = prep['value_range']
+    x = np.asarray(canvas, np.float32) / 255 * (high - low) + low
+    x = (x - np.float32(prep['mean'])) / np.float32(prep['std'])
+    x = x.transpose(['HWC'.index(axis) for axis in prep['layout'][1:]])
+    array, _ = predict.read_image(str(picture))
+    fed = prepare_batch(torch.from_numpy(np.stack([array])).permute(0, 3, 1, 2))[0]
+    np.testing.assert_allclose(x, fed.numpy(), rtol=0, atol=1e-5)
+
+
+@exports
+def test_an_onnx_model_of_the_users_with_the_same_outputs_but_another_input_is_kept(tmp_path, capsys):
+    pytest.importorskip('onnxscript')
+    onnx_path = tmp_path / 'user.onnx'
+    mine = onnx_model('pixel_values')
+    onnx_path.write_bytes(mine)
+    line = failure_of(['--checkpoint', str(tmp_path / 'unread.pth'), '--export', str(onnx_path)], capsys)
+    assert line.startswith(f'error: --export {onnx_path}: is no ONNX model predict.py exported')
+    assert onnx_path.read_bytes() == mine
+
+
+@exports
+def test_a_label_file_of_another_format_is_kept_and_an_empty_one_replaced(checkpoint, tmp_path, capsys, monkeypatch):
+    pytest.importorskip('onnxscript')
+    import export_onnx
+    onnx_path, json_path = tmp_path / 'model.onnx', tmp_path / 'model.json'
+    json_path.write_text('{"format": "another-tool/2", "labels": []}')  # another program's label file
+    line = failure_of(['--checkpoint', str(tmp_path / 'unread.pth'), '--export', str(onnx_path)], capsys)
+    assert line.startswith(f'error: --export {onnx_path}: {json_path} beside it holds no label names predict.py wrote')
+    assert json_path.read_text() == '{"format": "another-tool/2", "labels": []}'
+    json_path.write_text('')  # as an empty model.onnx is, replaced
+    monkeypatch.setattr(export_onnx, 'write_onnx', lambda model, path: open(path, 'wb').write(b'the new model'))
+    predict.main(['--checkpoint', checkpoint, '--export', str(onnx_path)])
+    assert json.loads(json_path.read_text())['format'] == export_onnx.FORMAT
+    # said in one line, naming both files
+    assert capsys.readouterr().out == f'wrote {onnx_path} and {json_path}\n'
+
+
+@exports
+def test_the_export_runs_the_model_as_at_inference_and_leaves_the_callers_model_in_training(checkpoint, tmp_path,
+                                                                                            monkeypatch):
+    # Dropout and batch norms exported as they run in training would give other logits; the caller's model,
+    # a training run's, stays in its own mode.
+    pytest.importorskip('onnxscript')
+    import export_onnx
+    model, attributes, _ = model_from_checkpoint(checkpoint)
+    model.train()
+    training = []
+    monkeypatch.setattr(export_onnx, 'write_onnx', lambda wrapped, path: training.append(
+        any(layer.training for layer in wrapped.modules())) or open(path, 'wb').write(b'model'))
+    export_onnx.export_onnx(model, attributes, str(tmp_path / 'model.onnx'))
+    assert training == [False] and all(layer.training for layer in model.modules())
+
+
+def test_the_table_columns_line_up_under_their_titles():
+    # 'article type' is wider than its labels, 'Navy Blue  60.0%' than its title: each cell starts under its title.
+    top = {'gender': [('Men', 0.7), ('Women', 0.3)], 'article': [('Bag', 0.75), ('Cap', 0.25)],
+           'color': [('Navy Blue', 0.6), ('Red', 0.4)]}
+    lines = predict.format_table([{'image': 'a.jpg', 'error': None, **top}, {'image': 'bb.jpg', 'error': None, **top}])
+    starts = {head: lines[0].index(predict.TITLES[head]) for head in HEADS}
+    for line in lines[1:]:
+        rank = 0 if line.startswith(('a.jpg', 'bb.jpg')) else 1
+        for head in HEADS:
+            label, prob = top[head][rank]
+            assert line[starts[head]:].startswith(label + ' '), (head, line)
+        assert line.endswith(f' {top["color"][rank][1]:6.1%}')
+    assert len({len(line) for line in lines[1:]}) == 1  # the probabilities right-aligned at each column's end
+
+
+def test_many_unreadable_files_are_named_five_and_the_rest_counted(checkpoint, tmp_path, capsys):
+    for n in range(7):
+        (tmp_path / f'{n}.jpg').write_text('<html>404 not found</html>')
+    line = failure_of(['--checkpoint', checkpoint, str(tmp_path), '--device', 'cpu'], capsys)
+    assert line.startswith('error: none of the image files could be read (7 files): ')
+    assert line.endswith(f'{tmp_path / "4.jpg"} (not an image, or a format Pillow cannot read); and 2 more')
+
+
+def test_exactly_ten_empty_folders_are_each_named_and_none_counted_as_more(catalog, tmp_path, capsys):
+    shutil.copy(catalog_images(catalog)[0], tmp_path / 'a.jpg')
+    folders = [str(tmp_path / f'empty{n}') for n in range(10)]
+    for folder in folders:
+        os.mkdir(folder)
+    assert predict.find_images([str(tmp_path / 'a.jpg'), *folders]) == [str(tmp_path / 'a.jpg')]
+    assert capsys.readouterr().out.splitlines() == [f'note: no image files in {folder}' for folder in folders]
+
+
+def test_the_first_line_names_the_device_the_checkpoint_its_epoch_and_the_count(checkpoint, catalog, capsys):
+    predict.main(['--checkpoint', checkpoint, *catalog_images(catalog)[:2], '--device', 'cpu'])
+    assert capsys.readouterr().out.splitlines()[0] == f'device: cpu; checkpoint {checkpoint} (epoch 1); 2 images'
+
+
+def test_an_export_name_that_is_not_onnx_is_refused_before_anything_is_loaded(capsys):
+    # With or without the ONNX extra installed: a usage error, as a missing name is.
+    with pytest.raises(SystemExit) as exit_info:
+        predict.parse_args(['--checkpoint', 'x.pth', '--export', 'model.json'])
+    assert exit_info.value.code == 2
+    assert 'error: --export model.json: the name must end in .onnx' in capsys.readouterr().err
+
+
+def test_several_listed_paths_that_are_gone_are_counted_and_named_in_one_note(catalog, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(catalog_images(catalog)[0], 'a.jpg')
+    found = predict.find_images(['a.jpg'], ['gone.jpg', 'b/gone.jpg', './gone.jpg'], 'files.txt')
+    assert found == ['a.jpg', 'gone.jpg', 'b/gone.jpg']  # each gets its row, once
+    assert capsys.readouterr().out == ('note: 2 paths in files.txt are not there (gone.jpg, b/gone.jpg); '
+                                       'their rows say so\n')
+
+
+def test_the_output_files_give_each_probability_to_six_decimals(checkpoint, catalog, tmp_path):
+    picture = catalog_images(catalog)[0]
+    for name in ('p.csv', 'p.json'):
+        predict.main(['--checkpoint', checkpoint, picture, '--output', str(tmp_path / name), '--device', 'cpu'])
+    with open(tmp_path / 'p.csv', newline='') as f:
+        row, = csv.DictReader(f)
+    record, = json.loads((tmp_path / 'p.json').read_text())
+    for head in HEADS:
+        topk = [item.rsplit(':', 1) for item in row[f'{head}_topk'].split(';')]
+        assert all(re.fullmatch(r'[01]\.\d{6}', prob) for _, prob in topk) and row[f'{head}_prob'] == topk[0][1]
+        assert [(item['label'], f'{item["probability"]:.6f}') for item in record[head]] == [tuple(t) for t in topk]
+        assert all(item['probability'] == round(item['probability'], 6) for item in record[head])
+
+
+def test_the_progress_bar_shows_only_for_more_than_one_batch(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(predict, 'read_image', lambda path: (np.full((80, 60, 3), 255, np.uint8), None))
+    monkeypatch.setattr(predict, 'top_k',
+                        lambda model, images, *args: [{head: [('X', 1.0)] for head in HEADS}] * len(images))
+    for count, shown in ((2, False), (3, True)):
+        predict.predict_all(None, None, [f'{i}.jpg' for i in range(count)], argparse.Namespace(batch_size=2, top_k=1),
+                            torch.device('cpu'))
+        assert ('predicting' in capsys.readouterr().err) == shown, count
