@@ -502,8 +502,9 @@ def to_nowhere(stream):
 
 def print_error(message):
     # One write for the whole line: under torchrun the processes share one stderr, and print's
-    # second write (the line's end) would let another process's line in between.
-    sys.stderr.write(f'error: {message}\n')
+    # second write (the line's end) would let another process's line in between. A name in the
+    # message with a line break or a terminal's escape sequence in it is escaped: one line still.
+    sys.stderr.write(f'error: {printable(shown(str(message)))}\n')
     sys.stderr.flush()
 
 

@@ -218,7 +218,7 @@ def find_images(paths, listed=(), list_file=None):
     for folder in empty[:10]:  # a list may name thousands
         print(f'note: no image files in {named(folder)}')
     if len(empty) > 10:
-        print(f'note: and {len(empty) - 10:,} more folders without image files')
+        print(f'note: and {counted(len(empty) - 10, "more folder")} without image files')
     for folder in left_out:
         print(f'note: could not read {folder}; its pictures are left out')
     unique = {}  # a file named twice, or under two spellings (dd/a.jpg, ./dd/a.jpg), is predicted once

@@ -25,6 +25,7 @@ from PIL import Image, ImageOps
 from torch.utils.data import DataLoader
 
 import catalog
+import predict
 import split_data
 import train
 from catalog import UNREADABLE, Style, image_problem, read_styles
@@ -1266,6 +1267,19 @@ def test_ctrl_c_is_one_line_and_the_shells_status_130(capsys):
         run_cli(interrupted)
     assert stopped.value.code == 130
     assert capsys.readouterr().err.strip() == 'interrupted (Ctrl-C); no file was left half-written'
+
+
+def test_a_name_with_a_line_break_or_an_escape_sequence_stays_on_the_error_line(tmp_path, capsys):
+    # `--output $'p\e[31m\nX.txt'`: the line was split in two and the terminal turned red
+    odd = str(tmp_path / 'p\x1b[31m\nX.txt')
+    for fails in (lambda: predict.main(['--checkpoint', 'x.pth', 'a.jpg', '--output', odd]),
+                  lambda: open(odd), lambda: os.listdir(b'caf\xe9\n'.decode('utf-8', 'surrogateescape'))):
+        with pytest.raises(SystemExit) as stopped:
+            run_cli(fails)
+        assert stopped.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count('\n') == 1 and '\x1b' not in err and ('\\x1b[31m\\nX.txt' in err or 'caf\\xe9\\n' in err)
+    assert err == 'error: caf\\xe9\\n: No such file or directory\n'
 
 
 @pytest.mark.parametrize('name, status', [('SIGTERM', 143), ('SIGHUP', 129)])

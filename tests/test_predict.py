@@ -573,6 +573,7 @@ def test_onnx_export_matches_pytorch_for_any_batch_size(checkpoint, catalog, tmp
     predict.main(['--checkpoint', checkpoint, '--export', str(onnx_path)])
     from export_onnx import check_export
     check_export(str(onnx_path))  # both files taken as its own: a new export may replace them
+    assert sorted(os.listdir(onnx_path.parent)) == ['model.json', 'model.onnx']  # the weights inside, no .data
     sidecar = json.loads((tmp_path / 'serving' / 'model.json').read_text())
     model, attributes, _ = model_from_checkpoint(checkpoint)
     model.eval()
@@ -1234,13 +1235,16 @@ def test_many_unreadable_files_are_named_five_and_the_rest_counted(checkpoint, t
     assert line.endswith(f'{tmp_path / "4.jpg"} (not an image, or a format Pillow cannot read); and 2 more')
 
 
-def test_exactly_ten_empty_folders_are_each_named_and_none_counted_as_more(catalog, tmp_path, capsys):
+@pytest.mark.parametrize('count, more', [(10, []), (11, ['note: and 1 more folder without image files']),
+                                         (12, ['note: and 2 more folders without image files'])])
+def test_ten_empty_folders_are_each_named_and_the_rest_counted(catalog, tmp_path, capsys, count, more):
     shutil.copy(catalog_images(catalog)[0], tmp_path / 'a.jpg')
-    folders = [str(tmp_path / f'empty{n}') for n in range(10)]
+    folders = [str(tmp_path / f'empty{n:02}') for n in range(count)]
     for folder in folders:
         os.mkdir(folder)
     assert predict.find_images([str(tmp_path / 'a.jpg'), *folders]) == [str(tmp_path / 'a.jpg')]
-    assert capsys.readouterr().out.splitlines() == [f'note: no image files in {folder}' for folder in folders]
+    named = [f'note: no image files in {folder}' for folder in folders[:10]]
+    assert capsys.readouterr().out.splitlines() == named + more
 
 
 def test_the_first_line_names_the_device_the_checkpoint_its_epoch_and_the_count(checkpoint, catalog, capsys):
@@ -1287,3 +1291,45 @@ def test_the_progress_bar_shows_only_for_more_than_one_batch(tmp_path, monkeypat
         predict.predict_all(None, None, [f'{i}.jpg' for i in range(count)], argparse.Namespace(batch_size=2, top_k=1),
                             torch.device('cpu'))
         assert ('predicting' in capsys.readouterr().err) == shown, count
+
+
+def test_fullwidth_letters_take_two_columns_of_the_table_as_wide_characters_do(monkeypatch):
+    # 'ＡＢ' (fullwidth, as Japanese file names often are) takes four columns of a terminal, as 日本 does
+    monkeypatch.setattr(sys, 'stdout', io.TextIOWrapper(io.BytesIO(), encoding='utf-8'))
+    answer = {head: [('X', 0.5)] for head in HEADS}
+    lines = predict.format_table([{'image': 'ＡＢ.jpg', 'error': None, **answer},
+                                  {'image': 'abcd.jpg', 'error': None, **answer}])
+    assert lines[1].index('X') + 2 == lines[2].index('X') == len('abcd.jpg') + 2
+
+
+def test_the_table_lines_end_without_spaces_where_the_last_head_has_fewer_classes():
+    top = {'gender': [('Men', 0.7), ('Women', 0.3)], 'article': [('Bag', 0.75), ('Cap', 0.25)], 'color': [('Red', 1.0)]}
+    lines = predict.format_table([{'image': 'a.jpg', 'error': None, **top}])
+    assert len(lines) == 3 and lines[2].split() == ['Women', '30.0%', 'Cap', '25.0%']
+    assert all(line == line.rstrip() for line in lines)
+
+
+def test_pictures_are_predicted_with_the_batch_norms_folded_into_the_convolutions(checkpoint, catalog, monkeypatch):
+    # as evaluation runs them (tests/test_model.py): the same answers, faster
+    folded, top_k = [], predict.top_k
+    monkeypatch.setattr(predict, 'top_k', lambda model, *args: folded.append(
+        not any(isinstance(layer, torch.nn.BatchNorm2d) for layer in model.modules())) or top_k(model, *args))
+    predict.main(['--checkpoint', checkpoint, catalog_images(catalog)[0], '--device', 'cpu'])
+    assert folded == [True]
+
+
+@exports
+def test_an_onnx_model_of_the_users_with_some_of_the_outputs_or_in_another_order_is_kept(tmp_path, capsys):
+    pytest.importorskip('onnxscript')
+    onnx_path = tmp_path / 'user.onnx'
+    for mine in (onnx_model(output_names=['gender']), onnx_model(output_names=['color', 'article', 'gender'])):
+        onnx_path.write_bytes(mine)
+        line = failure_of(['--checkpoint', str(tmp_path / 'unread.pth'), '--export', str(onnx_path)], capsys)
+        assert line.startswith(f'error: --export {onnx_path}: is no ONNX model predict.py exported')
+        assert onnx_path.read_bytes() == mine
+
+
+def test_the_json_output_is_indented_one_field_a_line():
+    written = io.StringIO()
+    predict.write_json([{'image': 'a.jpg', 'error': None, **{head: [('X', 0.5)] for head in HEADS}}], written)
+    assert written.getvalue().startswith('[\n  {\n    "image": "a.jpg",\n    "gender": [\n      {\n')
