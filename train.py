@@ -300,6 +300,13 @@ def redrawn_cosine(saved_epochs, step, steps_per_epoch, args):
 
 class Diverged(Exception):
     """The loss or the weights became inf or NaN: the run cannot go on."""
+    advice = 'Start a new run with a lower --lr (a resumed run keeps its own)'
+
+
+class ReplicasDiffer(Diverged):
+    """The processes' weights differ after an epoch: they diverged from each other, as no
+    learning rate makes them do; stopped as a divergence is, said once, by process 0."""
+    advice = 'Check that every process runs the same code and data'
 
 
 def first_non_finite(losses):
@@ -366,7 +373,7 @@ def resume_command(checkpoint, context):
 
 def stop_on_divergence(error, good_checkpoint, context):
     kept = f'; the last good checkpoint is {shown_path(good_checkpoint)}' if good_checkpoint else ''
-    message = f'stopped: {error}{kept}. Start a new run with a lower --lr (a resumed run keeps its own)'
+    message = f'stopped: {error}{kept}. {error.advice}'
     if not context.distributed:
         raise UserError(message) from error
     # Every process stops at the same step (the first bad one is shared), and torchrun ends the
@@ -729,8 +736,7 @@ def main(argv=None):
             if bad is not None:
                 raise Diverged(f'epoch {epoch} ended with {bad[1]} in {bad[0]}, though every loss was finite')
             if not distributed.replicas_identical(core, context):
-                raise UserError(f'epoch {epoch}: the processes hold different weights; '
-                                'check that every process runs the same code and data')
+                raise ReplicasDiffer(f'epoch {epoch}: the processes hold different weights')
             if epoch % args.val_every == 0 or epoch == args.epochs:
                 # The bare model: the DDP wrapper would sync buffers, and every process scores
                 # only its own shard anyway.

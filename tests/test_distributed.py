@@ -399,3 +399,210 @@ def test_a_process_whose_peer_ended_says_so_in_one_line_not_in_glooos_traceback(
     monkeypatch.setenv('WORLD_SIZE', '1')  # one process has no peer: a RuntimeError is a bug, with its traceback
     with pytest.raises(RuntimeError, match='Connection closed by peer'):
         run_cli(exchange)
+
+
+@pytest.mark.parametrize('rank,local', [(1, 1), (3, 1)])  # the second GPU of the first machine, or of the second
+def test_each_process_takes_its_machines_gpu_by_local_rank_and_joins_over_nccl(rank, local, monkeypatch):
+    joined, chosen = [], []
+    monkeypatch.setattr(distributed, 'pick_device', lambda name: torch.device('cuda'))
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 2)  # as many GPUs as processes: taken
+    monkeypatch.setattr(torch.cuda, 'set_device', chosen.append)
+    monkeypatch.setattr(distributed.dist, 'init_process_group', joined.append)
+    monkeypatch.setenv('WORLD_SIZE', '4')  # 2 machines of 2 processes
+    monkeypatch.setenv('RANK', str(rank))
+    monkeypatch.setenv('LOCAL_RANK', str(local))
+    monkeypatch.setenv('LOCAL_WORLD_SIZE', '2')
+    context = distributed.setup('cuda')
+    assert (context.rank, context.world_size, context.device) == (rank, 4, torch.device('cuda', local))
+    assert chosen == [torch.device('cuda', local)] and joined == ['nccl']
+    monkeypatch.setattr(distributed, 'pick_device', lambda name: torch.device('cpu'))
+    assert distributed.setup('cpu').device == torch.device('cpu') and joined == ['nccl', 'gloo']
+
+
+def test_an_unnamed_os_error_on_another_process_is_raised_at_once_as_a_bug(monkeypatch):
+    waits = []
+    monkeypatch.setenv('WORLD_SIZE', '2')
+    monkeypatch.setenv('LOCAL_RANK', '1')
+    monkeypatch.setattr(distributed.time, 'sleep', waits.append)
+    with pytest.raises(OSError, match='unnamed'), distributed.said_once_per_machine():
+        raise OSError('unnamed')
+    assert waits == []  # not 10 s behind the first process, which has no such error to say
+
+
+def test_debug_shows_what_every_process_of_a_machine_says(monkeypatch, capsys):
+    monkeypatch.setenv('WORLD_SIZE', '2')
+    monkeypatch.setenv('LOCAL_RANK', '1')
+    monkeypatch.setenv('FASHION_DEBUG', '1')
+    with pytest.raises(UserError), distributed.said_once_per_machine():
+        print('train.csv: skipped 1 row: 1 image missing')
+        raise UserError('train.csv: no such file')
+    assert capsys.readouterr().out == 'train.csv: skipped 1 row: 1 image missing\n'
+
+
+def test_cleanup_leaves_the_process_group(tmp_path):
+    torch.distributed.init_process_group('gloo', init_method=f'file://{tmp_path / "store"}', rank=0, world_size=1)
+    try:
+        distributed.cleanup(distributed.Context(world_size=2))
+        assert not torch.distributed.is_initialized()
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def figures_and_weights_in(rank, port, out):
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    torch.distributed.init_process_group('gloo', rank=rank, world_size=2)
+    context = distributed.Context(rank=rank, world_size=2)
+    summed = distributed.all_reduce_sum(torch.tensor([1.0 + rank, 10.0]), context)  # each process's own figures
+    mine = ({'gender': np.array([rank, rank])}, {'gender': np.array([1, 0])}, 1.0 + rank)
+    predicted, truth, loss_sum = distributed.gather_predictions(context)(*mine)
+    model = torch.nn.Linear(2, 2)
+    torch.nn.init.constant_(model.weight, 1.0 + (rank == 1))  # process 1's weights differ
+    identical = distributed.replicas_identical(model, context)
+    torch.save({'summed': summed, 'predicted': predicted['gender'].tolist(), 'truth': truth['gender'].tolist(),
+                'loss_sum': loss_sum, 'identical': identical}, f'{out}-{rank}')
+    torch.distributed.destroy_process_group()
+
+
+def test_every_process_gets_the_sums_the_merged_predictions_and_the_verdict_on_the_weights(tmp_path):
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(figures_and_weights_in, args=(port, str(tmp_path / 'rank')), nprocs=2)
+    for rank in (0, 1):
+        result = torch.load(tmp_path / f'rank-{rank}')
+        assert result['summed'].tolist() == [3.0, 20.0], (rank, result)
+        assert result['predicted'] == [0, 0, 1, 1] and result['truth'] == [1, 0, 1, 0], (rank, result)
+        assert result['loss_sum'] == 3.0 and result['identical'] is False, (rank, result)
+
+
+@pytest.mark.parametrize('data', ['memory', 'loader'])
+def test_each_process_trains_on_its_own_share_and_validates_on_its_own(small_split, data, monkeypatch):
+    from dataset import AttributesDataset, FashionDataset
+    args = train.parse_args(train_args(small_split, '/unused', '--data', data))
+    attributes = AttributesDataset(small_split['styles'])
+    train_set, val_set = FashionDataset(args.train_csv, attributes), FashionDataset(args.val_csv, attributes)
+
+    def share(loader, epoch=1):
+        if isinstance(loader, train.InMemoryLoader):
+            loader.set_epoch(epoch)
+            return loader.indices().tolist()
+        train.set_epoch(loader, epoch, args.seed, loader.sampler.rank)
+        return list(loader.sampler)
+
+    def loader_of(rank):  # DistributedSampler asks the process group for the process's place: pretended
+        monkeypatch.setattr(torch.distributed, 'get_world_size', lambda: 2)
+        monkeypatch.setattr(torch.distributed, 'get_rank', lambda: rank)
+        return train.make_train_loader(train_set, args, contexts[rank], False)
+
+    contexts = [distributed.Context(rank=rank, world_size=2) for rank in (0, 1)]
+    shares = [share(loader_of(rank)) for rank in (0, 1)]
+    assert not set(shares[0]) & set(shares[1]) and len(shares[0]) == len(shares[1]) == len(train_set) // 2
+    # another order each epoch, the same on every process
+    later = loader_of(0)
+    assert share(later, 2) != shares[0] and share(later, 1) == shares[0]
+    val = [train.make_val_loader(val_set, args, c, False).indices().tolist() for c in contexts]
+    assert sorted(val[0] + val[1]) == list(range(len(val_set)))
+
+
+def pretend_process_1_of_2(monkeypatch):
+    """train.main as process 1 of 2 would run it, its exchanges with process 0 pretended; the
+    barriers it waits at and the process group's cleanups, in a list."""
+    calls = []
+    monkeypatch.setattr(train.distributed, 'setup', lambda device: distributed.Context(rank=1, world_size=2))
+    monkeypatch.setattr(train, 'DistributedDataParallel', lambda model, device_ids: model)
+    monkeypatch.setattr(distributed, 'all_reduce_sum', lambda tensor, context: tensor)
+    monkeypatch.setattr(distributed, 'gather_predictions', lambda context: lambda *mine: mine)
+    monkeypatch.setattr(distributed, 'sync_buffers', lambda model, context: None)
+    monkeypatch.setattr(distributed, 'replicas_identical', lambda model, context: True)
+    monkeypatch.setattr(distributed, 'earliest',
+                        lambda step, value, context: None if step is None else (step, value, 1))
+    monkeypatch.setattr(distributed, 'barrier', lambda context: calls.append('barrier'))
+    monkeypatch.setattr(distributed, 'cleanup', lambda context: calls.append('cleanup'))
+    return calls
+
+
+def test_a_process_other_than_0_writes_and_says_nothing_of_the_run(small_split, tmp_path, monkeypatch, capsys):
+    run_dir = train.main(train_args(small_split, tmp_path, '--epochs', 1))  # process 0's run, alone
+    before = {name: os.path.getmtime(os.path.join(run_dir, name)) for name in os.listdir(run_dir)}
+    capsys.readouterr()
+    calls = pretend_process_1_of_2(monkeypatch)
+    # with what process 0 notes: validation on the training pictures, a batch over them, a long warm-up
+    train.main(train_args(dict(small_split, val=small_split['train']), tmp_path / 'other', '--epochs', 1,
+                          '--batch-size', 500, '--warmup-epochs', 3))
+    assert not os.path.exists(tmp_path / 'other')
+    assert calls == ['barrier', 'cleanup']  # it waits for process 0's last files, then leaves the group
+    # resumed, with another number of steps an epoch (a note in process 0)
+    train.main(train_args(small_split, tmp_path, '--epochs', 2, '--resume', os.path.join(run_dir, 'last.pth')))
+    assert capsys.readouterr().out == ''
+    assert {name: os.path.getmtime(os.path.join(run_dir, name)) for name in os.listdir(run_dir)} == before
+
+
+@pytest.mark.parametrize('stop', ['peer ended', 'ctrl-c'])
+def test_a_process_other_than_0_stopped_in_training_leaves_the_words_to_process_0(stop, small_split, tmp_path,
+                                                                                monkeypatch, capsys):
+    def exchange(model, context):
+        if stop == 'ctrl-c':
+            raise KeyboardInterrupt
+        raise RuntimeError('[../third_party/gloo/gloo/transport/tcp/pair.cc:561] Connection closed by peer')
+
+    calls = pretend_process_1_of_2(monkeypatch)
+    monkeypatch.setattr(distributed, 'sync_buffers', exchange)
+    monkeypatch.setenv('WORLD_SIZE', '2')  # as torchrun sets them
+    monkeypatch.setenv('RANK', '1')
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(lambda: train.main(train_args(small_split, tmp_path, '--epochs', 2)))
+    out, err = capsys.readouterr()
+    assert out == ''  # process 0 says what is saved and how to resume
+    if stop == 'peer ended':
+        assert stopped.value.code == 1
+        assert err == 'error: process 1 stopped: another process of the run ended (its own lines say why)\n'
+    else:
+        assert stopped.value.code == 130 and calls == ['cleanup']
+
+
+@pytest.mark.parametrize('rank', [0, 1])
+def test_processes_holding_different_weights_stop_the_run_said_once_by_process_0(rank, small_split, tmp_path,
+                                                                                  monkeypatch, capsys):
+    # Said by every process, it was two lines; and a process 0 slower to close its files said only
+    # "stopped by SIGTERM", torchrun's, after process 1 had exited.
+    run_dir = train.main(train_args(small_split, tmp_path, '--epochs', 1))  # epoch 1, as the processes agreed
+    calls = pretend_process_1_of_2(monkeypatch)
+    if rank == 0:
+        monkeypatch.setattr(train.distributed, 'setup', lambda device: distributed.Context(rank=0, world_size=2))
+        monkeypatch.setattr(distributed, 'barrier', lambda context: calls.append(('barrier', capsys.readouterr().err)))
+    monkeypatch.setattr(distributed, 'replicas_identical', lambda model, context: False)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        train.main(train_args(small_split, tmp_path, '--epochs', 2, '--resume', os.path.join(run_dir, 'last.pth')))
+    said = (f'error: stopped: epoch 2: the processes hold different weights; the last good checkpoint is '
+            f'{os.path.join(run_dir, "last.pth")}. Check that every process runs the same code and data\n')
+    assert stopped.value.code == 2 and capsys.readouterr().err == ''
+    if rank == 0:  # said before any process may go, after the epoch's progress bar
+        (barrier, err), cleanup = calls
+        assert (barrier, cleanup) == ('barrier', 'cleanup') and err.endswith('\n' + said)
+        assert err.count('error:') == 1
+    else:
+        assert calls == ['barrier', 'cleanup']
+    assert checkpoint_load(os.path.join(run_dir, 'last.pth'))['epoch'] == 1  # not the epoch whose weights differ
+
+
+def test_each_process_draws_its_own_dropout_in_an_epoch(small_split, tmp_path, monkeypatch):
+    # As the DataLoader's augmentations (above): one mask for all would drop the same units of every shard.
+    draws = []
+
+    def first_draw(*args):
+        draws.append(torch.rand(()))
+        raise KeyboardInterrupt
+
+    def epoch_of(process):
+        with pytest.raises(SystemExit):
+            train.main(train_args(small_split, tmp_path / f'{process}-{len(draws)}', '--epochs', 1))
+
+    monkeypatch.setattr(train, 'train_one_epoch', first_draw)
+    epoch_of(0)
+    pretend_process_1_of_2(monkeypatch)
+    epoch_of(1)
+    epoch_of(1)
+    assert draws[0] != draws[1] and draws[1] == draws[2]  # and the same again in a resumed run
