@@ -107,10 +107,25 @@ def test_a_process_whose_weights_differ_from_rank_0s_is_found(monkeypatch):
     assert not distributed.replicas_identical(model, context)
 
 
-def flag_and_buffers_in(rank, port, out):
+def in_a_group_of_2(rank, port, out, exchanges):
+    """Process `rank` of 2 real gloo processes (torch.multiprocessing.spawn's): what
+    exchanges(rank, context) returns, saved for the test to read."""
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
     torch.distributed.init_process_group('gloo', rank=rank, world_size=2)
-    context = distributed.Context(rank=rank, world_size=2)
+    torch.save(exchanges(rank, distributed.Context(rank=rank, world_size=2)), f'{out}-{rank}')
+    torch.distributed.destroy_process_group()
+
+
+def results_of_2_processes(exchanges, tmp_path):
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(in_a_group_of_2, args=(port, str(tmp_path / 'rank'), exchanges), nprocs=2)
+    return [torch.load(tmp_path / f'rank-{rank}') for rank in (0, 1)]
+
+
+def flag_and_buffers(rank, context):
     flag = distributed.broadcast_flag(rank == 1, context)  # seen by process 1 only
     # Process 1's NaN comes first; process 0's inf a step later; then an epoch with neither.
     first = distributed.earliest(*((2, float('nan')) if rank == 1 else (3, float('inf'))), context)
@@ -119,18 +134,11 @@ def flag_and_buffers_in(rank, port, out):
     norm = torch.nn.BatchNorm1d(2)
     norm.running_mean.fill_(rank)  # each process's own statistics, from its own shard
     distributed.sync_buffers(norm, context)
-    torch.save({'flag': flag, 'mean': norm.running_mean, 'first': first, 'none': none, 'tie': tie}, f'{out}-{rank}')
-    torch.distributed.destroy_process_group()
+    return {'flag': flag, 'mean': norm.running_mean, 'first': first, 'none': none, 'tie': tie}
 
 
 def test_one_process_flag_its_earliest_step_and_process_0s_batch_norm_statistics_reach_every_process(tmp_path):
-    import socket
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
-    torch.multiprocessing.spawn(flag_and_buffers_in, args=(port, str(tmp_path / 'rank')), nprocs=2)
-    for rank in (0, 1):
-        result = torch.load(tmp_path / f'rank-{rank}')
+    for rank, result in enumerate(results_of_2_processes(flag_and_buffers, tmp_path)):
         assert result['flag'] is True and torch.equal(result['mean'], torch.zeros(2)), (rank, result)
         step, loss, process = result['first']
         assert (step, process) == (2, 1) and math.isnan(loss) and result['none'] is None, (rank, result)
@@ -449,29 +457,19 @@ def test_cleanup_leaves_the_process_group(tmp_path):
             torch.distributed.destroy_process_group()
 
 
-def figures_and_weights_in(rank, port, out):
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    torch.distributed.init_process_group('gloo', rank=rank, world_size=2)
-    context = distributed.Context(rank=rank, world_size=2)
+def figures_and_weights(rank, context):
     summed = distributed.all_reduce_sum(torch.tensor([1.0 + rank, 10.0]), context)  # each process's own figures
     mine = ({'gender': np.array([rank, rank])}, {'gender': np.array([1, 0])}, 1.0 + rank)
     predicted, truth, loss_sum = distributed.gather_predictions(context)(*mine)
     model = torch.nn.Linear(2, 2)
     torch.nn.init.constant_(model.weight, 1.0 + (rank == 1))  # process 1's weights differ
     identical = distributed.replicas_identical(model, context)
-    torch.save({'summed': summed, 'predicted': predicted['gender'].tolist(), 'truth': truth['gender'].tolist(),
-                'loss_sum': loss_sum, 'identical': identical}, f'{out}-{rank}')
-    torch.distributed.destroy_process_group()
+    return {'summed': summed, 'predicted': predicted['gender'].tolist(), 'truth': truth['gender'].tolist(),
+            'loss_sum': loss_sum, 'identical': identical}
 
 
 def test_every_process_gets_the_sums_the_merged_predictions_and_the_verdict_on_the_weights(tmp_path):
-    import socket
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
-    torch.multiprocessing.spawn(figures_and_weights_in, args=(port, str(tmp_path / 'rank')), nprocs=2)
-    for rank in (0, 1):
-        result = torch.load(tmp_path / f'rank-{rank}')
+    for rank, result in enumerate(results_of_2_processes(figures_and_weights, tmp_path)):
         assert result['summed'].tolist() == [3.0, 20.0], (rank, result)
         assert result['predicted'] == [0, 0, 1, 1] and result['truth'] == [1, 0, 1, 0], (rank, result)
         assert result['loss_sum'] == 3.0 and result['identical'] is False, (rank, result)
