@@ -264,9 +264,9 @@ def check_output(path, export):
         if os.path.realpath(path) == os.path.realpath(sidecar_path(export)):
             raise UserError(f'--output {path}: --export {export} writes its label names and preprocessing '
                             'there; give --output another name')
-        if os.path.realpath(path) == os.path.realpath(export):  # through a link: p.csv -> model.onnx
-            raise UserError(f'--output {path}: a link to {export}, where --export writes the model; '
-                            'give --output another name')
+        if os.path.realpath(path) == os.path.realpath(export):  # through a link: p.csv -> model.onnx, or back
+            raise UserError(f'--output {path}: leads to the same file as --export {export}, which the model is '
+                            'written to; give --output another name')
     written = through_link(path)
     if os.path.exists(written) and not os.path.isfile(written):  # a rename would put a file in its place
         raise UserError(f'--output {path}: ' + (f'a link to {written}, which' if written != path else 'it')

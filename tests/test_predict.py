@@ -1037,13 +1037,17 @@ def test_an_output_that_is_the_exports_label_file_under_another_spelling_is_refu
 
 
 def test_an_output_that_links_to_the_exported_model_is_refused(tmp_path, monkeypatch, capsys):
-    # p.csv -> model.onnx, a link to nothing yet: the predictions were written over the model just exported.
+    # p.csv -> model.onnx, a link to nothing yet: the predictions were written over the model just exported;
+    # or the other way round, the model over the predictions.
     monkeypatch.chdir(tmp_path)
-    os.symlink('model.onnx', 'p.csv')
-    line = failure_of(['--checkpoint', 'unread.pth', 'a.jpg', '--output', 'p.csv', '--export', 'model.onnx'], capsys)
-    assert line == ('error: --output p.csv: a link to model.onnx, where --export writes the model; '
-                    'give --output another name')
-    assert sorted(os.listdir(tmp_path)) == ['p.csv']
+    for link, target in (('p.csv', 'model.onnx'), ('model.onnx', 'p.csv')):
+        os.symlink(target, link)
+        line = failure_of(['--checkpoint', 'unread.pth', 'a.jpg', '--output', 'p.csv', '--export', 'model.onnx'],
+                          capsys)
+        assert line == ('error: --output p.csv: leads to the same file as --export model.onnx, which the model is '
+                        'written to; give --output another name')
+        assert os.listdir(tmp_path) == [link]
+        os.remove(link)
 
 
 def test_names_given_stay_on_their_line_in_every_line_said(checkpoint, catalog, tmp_path, capsys, monkeypatch):
