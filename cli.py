@@ -504,7 +504,7 @@ def print_error(message):
     # One write for the whole line: under torchrun the processes share one stderr, and print's
     # second write (the line's end) would let another process's line in between. A name in the
     # message with a line break or a terminal's escape sequence in it is escaped: one line still.
-    sys.stderr.write(f'error: {printable(shown(str(message)))}\n')
+    sys.stderr.write(f'error: {one_line(str(message))}\n')
     sys.stderr.flush()
 
 
@@ -523,6 +523,13 @@ def printable(name):
     """A file name on one line of a table or a message: a line break, or a terminal's escape
     sequence, in it written as Python writes it (\\n, \\x1b). Files written keep the name as it is."""
     return ''.join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+
+
+def one_line(name):
+    """A name given (a path, or a message naming one) as a line says it: not UTF-8 bytes as \\xNN
+    (shown), a line break or a terminal's escape sequence as \\n or \\x1b (printable), so that
+    `run\\x1b[31m.pth` neither splits the line nor reaches the terminal."""
+    return printable(shown(name))
 
 
 def add_debug_flag(parser):

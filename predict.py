@@ -38,8 +38,8 @@ from atomic import (absolute_path, atomic_open, check_writable_folder, json_valu
 from augment import prepare_batch
 from checkpoint import answers_not_numbers, model_from_checkpoint
 from catalog import UNREADABLE, resolved_folder
-from cli import (UserError, add_debug_flag, as_printed, counted, first_few, path_name, pick_device, positive_int,
-                 printable, progress_bar, run_cli, shown)
+from cli import (UserError, add_debug_flag, as_printed, counted, first_few, one_line, path_name, pick_device,
+                 positive_int, printable, progress_bar, run_cli, shown)
 from dataset import HEADS, TITLES, load_image
 from split_data import first_row
 
@@ -159,12 +159,6 @@ def read_text(f, name):
 
 def list_name(name):
     return 'the standard input' if name == '-' else name
-
-
-def one_line(path):
-    # as the table writes the pictures' names: a line break or a terminal's escape sequence in a
-    # name given (`run\x1b[31m.pth`) neither splits a line nor reaches the terminal
-    return printable(shown(path))
 
 
 def named(path, limit=100):
