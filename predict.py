@@ -363,7 +363,7 @@ def format_table(rows):
     """An aligned table: one line per rank, the image named on its first line."""
     width = {head: max([len(TITLES[head])] + [len(label) + 7 for row in rows for label, _ in row[head]])
              for head in HEADS}
-    names = [as_printed(printable(row['image'])) for row in rows]  # é as \xe9 on an ASCII terminal
+    names = [table_name(row['image']) for row in rows]
     name_width = max(len('image'), *map(columns, names))
     titles = '  '.join(f'{TITLES[head]:<{width[head]}}' for head in HEADS)
     lines = [f'{"image":<{name_width}}  {titles}'.rstrip()]
@@ -383,6 +383,13 @@ def columns(text):
     for a combining one (an accent written apart), one for the others."""
     return sum(0 if unicodedata.combining(char) else 2 if unicodedata.east_asian_width(char) in 'WF' else 1
                for char in text)
+
+
+def table_name(name):
+    # é as \xe9 on an ASCII terminal. A name that begins or ends with a space is quoted, as ls
+    # does: 'a.jpg ' and a.jpg, both there, would look the same in the padded column.
+    text = as_printed(printable(name))
+    return shlex.quote(text) if text != text.strip() else text
 
 
 def padded(text, width):

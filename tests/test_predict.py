@@ -1337,3 +1337,10 @@ def test_the_json_output_is_indented_one_field_a_line():
     written = io.StringIO()
     predict.write_json([{'image': 'a.jpg', 'error': None, **{head: [('X', 0.5)] for head in HEADS}}], written)
     assert written.getvalue().startswith('[\n  {\n    "image": "a.jpg",\n    "gender": [\n      {\n')
+
+
+def test_a_name_that_begins_or_ends_with_a_space_is_quoted_in_the_table():
+    # Padded to the column, 'a.jpg ' looked like a.jpg: two pictures, one name in the table
+    answer = {head: [('X', 0.5)] for head in HEADS}
+    lines = predict.format_table([{'image': name, 'error': None, **answer} for name in ('a.jpg ', ' a.jpg', 'a.jpg')])
+    assert [line[:10] for line in lines[1:]] == ["'a.jpg '  ", "' a.jpg'  ", 'a.jpg     ']
