@@ -392,6 +392,10 @@ def run_reporting_errors(main, debug):
         # permission, a full disk): its name and the reason, not the traceback around them.
         if not debug and out_of_memory(error):
             exit_with_error(f'out of memory: {error.strerror or error}; a smaller batch, or fewer workers, needs less')
+        gone = None if debug or error.filename is not None else deleted_working_folder()
+        if gone:  # os.getcwd(), for a relative path: an error that names no file
+            exit_with_error(f'{gone}: deleted since the shell went into it, so a relative path leads nowhere; cd into '
+                            'a folder that exists')
         if debug or error.filename is None:
             raise
         exit_with_error(f'{error.filename}: {error.strerror or error}')
@@ -423,6 +427,18 @@ def run_reporting_errors(main, debug):
         words, status = how_stopped(stop)
         print_if_possible(f'\n{words}; {getattr(stop, "left", NOTHING_HALF_WRITTEN)}', sys.stderr)
         sys.exit(status)
+
+
+def deleted_working_folder():
+    """'the working folder NAME' where it has been deleted (`rm -rf` of it from another shell), else None."""
+    try:
+        os.getcwd()
+        return None
+    except FileNotFoundError:
+        try:
+            return f"the working folder {os.readlink('/proc/self/cwd').removesuffix(' (deleted)')}"  # Linux
+        except OSError:
+            return 'the working folder'
 
 
 NOTHING_HALF_WRITTEN = 'no file was left half-written'

@@ -19,7 +19,7 @@ from collections import namedtuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from atomic import atomic_open, check_writable_folder, json_object, remove_left_temporaries
+from atomic import atomic_open, check_writable_folder, folder_locked, json_object, remove_left_temporaries
 from catalog import is_id, nul_safe
 from cli import (UserError, add_debug_flag, counted, if_stopped_say, non_negative_int, positive_int, run_cli,
                  seed_number)
@@ -320,7 +320,12 @@ def save_image(image, path, kind, position):
         image = image.convert('L')
     elif kind == 'odd_size':
         image = image.resize(ODD_SIZES[position], Image.Resampling.LANCZOS)
-    image.save(path, quality=90)
+    try:
+        image.save(path, quality=90)
+    except OSError as error:  # a full disk: Pillow's encoder names no file, and run_cli could show only a traceback
+        if error.filename is None:
+            error.filename = path
+        raise
     return True
 
 
@@ -414,16 +419,25 @@ def holds_theirs(root, mark=None):
 # The manifest lists the ids of each quirk; n_rows counts the rows of styles.csv and n_images
 # the image files written, so a test can work out exactly what a reader should keep.
 def make_catalog(root, n_images=3000, seed=0, quirks=False, overwrite=False):
-    styles_path = os.path.join(root, 'styles.csv')
     if n_images < 0:
         raise ValueError(f'the number of images (--images) must be 0 or more, not {n_images}')
-    if os.path.exists(styles_path) and not overwrite:
-        raise ValueError(f'{styles_path} already exists')
     images = os.path.join(root, 'images')
     for folder in (root, images):  # not a folder's "File exists" from os.makedirs
         if os.path.lexists(folder) and not os.path.isdir(folder):
             kind = 'a link to nothing' if not os.path.exists(folder) else 'a file'
             raise UserError(f'{folder}: {kind}, where the sample catalog needs a folder; move it away')
+    os.makedirs(root, exist_ok=True)
+    # Another drawing into root (a second demo.py in the same --work) waits for this one: it took
+    # this one's unfinished drawing for one cut short, and removed its pictures as this one drew
+    # them, which left a catalog marked finished with hundreds of pictures missing.
+    with folder_locked(root, root):
+        return draw_catalog(root, n_images, seed, quirks, overwrite)
+
+
+def draw_catalog(root, n_images, seed, quirks, overwrite):
+    styles_path, images = os.path.join(root, 'styles.csv'), os.path.join(root, 'images')
+    if os.path.exists(styles_path) and not overwrite:
+        raise ValueError(f'{styles_path} already exists')
     # Pictures without a styles.csv: the user's own, or a sample catalog of ours cut short (marked).
     mark = own_mark(root)  # read once (it hashes styles.csv): the drawing rewrites it only below
     if os.path.isdir(images) and os.listdir(images) and not (overwrite or mark):

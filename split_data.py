@@ -13,13 +13,14 @@ import json
 import os
 import random
 import shlex
+import signal
 from concurrent.futures import ProcessPoolExecutor
 
 from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder, flush_to_disk,
-                    kept_aside, remove_left_temporaries, renamed_together)
+                    folder_locked, kept_aside, remove_left_temporaries, renamed_together)
 from catalog import (IMAGE_SIZE, SPLIT_COLUMNS, describe_download, format_counts, image_problem, nul_safe, read_styles,
                      with_nul_bytes)
-from cli import (NO_SUCH_FILE, UserError, add_debug_flag, counted, path_name, positive_int, printable,
+from cli import (NO_SUCH_FILE, UserError, add_debug_flag, counted, ctrl_c_held, path_name, positive_int, printable,
                  progress_bar, reach_problem, run_cli, seed_number, shown, worker_processes)
 
 FIELDNAMES = list(SPLIT_COLUMNS)
@@ -60,19 +61,47 @@ def _check(job):
     return image_problem(path, IMAGE_SIZE, any_size, any_mode)
 
 
+def _check_batch(jobs):
+    return [_check(job) for job in jobs]
+
+
 CHECKED_AT_ONCE = 256  # images a worker is sent at a time: one message each would cost more than the check
+
+
+def leave_stops_to_this_process():
+    """An image-checking worker's initializer. A Ctrl-C reaches every process of the terminal's group,
+    as `timeout`'s SIGTERM does: raised in a worker, it could land inside the pool's queue with its
+    lock taken, and the other worker, and split_data.py, then waited for that lock for good. A Ctrl-C
+    is left to the main process, which stops the workers; a SIGTERM or a SIGHUP ends a worker at once,
+    as the system's default does. One ignored (nohup) stays so."""
+    for number, action in ((signal.SIGINT, signal.SIG_IGN), (signal.SIGTERM, signal.SIG_DFL),
+                           (signal.SIGHUP, signal.SIG_DFL)):
+        if signal.getsignal(number) is not signal.SIG_IGN:
+            signal.signal(number, action)
 
 
 def keep_usable(styles, image_folder, args, skipped):
     """The rows whose image exists, decodes, and is 60x80 RGB; the others are counted in skipped."""
     paths = [os.path.join(image_folder, f'{style.id}.jpg') for style in styles]
     jobs = [(path, args.any_size, args.any_mode) for path in paths]
+    batches = [jobs[start:start + CHECKED_AT_ONCE] for start in range(0, len(jobs), CHECKED_AT_ONCE)]
     # No more workers than batches to send: forked, all start at once, and --workers 400 started
     # 400 processes (3.5 s, not 0.2) to check 200 images.
-    workers = max(1, min(args.workers, -(-len(jobs) // CHECKED_AT_ONCE)))
-    with ProcessPoolExecutor(workers, mp_context=worker_processes(workers)) as pool:
-        problems = list(progress_bar(pool.map(_check, jobs, chunksize=CHECKED_AT_ONCE), total=len(jobs),
-                                     desc='checking images', unit='img'))
+    workers = max(1, min(args.workers, len(batches)))
+    pool = ProcessPoolExecutor(workers, mp_context=worker_processes(workers), initializer=leave_stops_to_this_process)
+    try:
+        with ctrl_c_held():  # forked as the first batch is sent, a worker holds a stop until its initializer runs
+            checking = [pool.submit(_check_batch, batch) for batch in batches]
+        problems = []
+        with progress_bar(total=len(jobs), desc='checking images', unit='img') as bar:
+            for batch, checked in zip(batches, checking):
+                problems += checked.result()
+                bar.update(len(batch))
+    finally:
+        # After a stop, the batches not begun are dropped by the pool's own thread: cancelled from
+        # here (as pool.map does), Python 3.11's thread failed on them with a traceback, marking
+        # them broken where a SIGTERM had ended a worker.
+        pool.shutdown(cancel_futures=True)
     kept = []
     for style, path, problem in zip(styles, paths, problems):
         if problem:
@@ -161,6 +190,13 @@ class OtherSplitThere(UserError):
 def save_split(train, val, folder, replace=True, keep_old=True):
     """Writes train.csv and val.csv into folder; returns their paths, and those of the two that
     held another split (over which replace=False writes nothing; keep_old=False keeps no copy of)."""
+    # Another split_data.py writing into folder waits for this one (atomic.folder_locked): between
+    # the renames of the one and the other, they left one's train.csv beside the other's val.csv.
+    with folder_locked(folder, f'--output {folder}'):
+        return save_split_locked(train, val, folder, replace, keep_old)
+
+
+def save_split_locked(train, val, folder, replace, keep_old):
     # Both files change or neither (atomic.renamed_together): a run cut short (a Ctrl-C, a full
     # disk) leaves no new train.csv beside an old val.csv whose images it could share.
     paths, before = split_paths(folder), split_in(folder)
@@ -183,11 +219,14 @@ def save_split(train, val, folder, replace=True, keep_old=True):
                 raise OtherSplitThere(replaced)  # the temporary files go, and the old ones stay
             if replaced and keep_old:
                 asides = [kept_aside(path, os.path.basename(old)) for path, old in zip(paths, old_split_paths(folder))]
-        for aside, old in zip(asides, old_split_paths(folder)):
-            if aside is not None:
-                os.replace(aside, old)
-            elif os.path.lexists(old):  # no val.csv there, say: no older one is left to pass for its pair
-                os.remove(old)
+        # Both, a Ctrl-C held until then: stopped between the two, the old train.csv was kept beside the
+        # val.old.csv before it, and the old val.csv was lost.
+        with ctrl_c_held():
+            for aside, old in zip(asides, old_split_paths(folder)):
+                if aside is not None:
+                    os.replace(aside, old)
+                elif os.path.lexists(old):  # no val.csv there, say: no older one is left to pass for its pair
+                    os.remove(old)
     finally:
         for aside in asides:
             if aside is not None and os.path.lexists(aside):

@@ -1807,3 +1807,18 @@ def test_a_system_error_that_names_no_file_is_not_said_to_be_about_a_file_named_
     with pytest.raises(OSError, match='Input/output error'):
         run_cli(fails)
     assert not any('None' in line for line in sys.stderr.writes)
+
+
+@pytest.mark.parametrize('script, argv', [
+    ('split_data.py', ['--input', '{catalog}', '--output', 'splits', '--workers', '1']),
+    ('sample_catalog.py', ['--output', 'catalog', '--images', '3']),
+])
+def test_a_relative_path_from_a_working_folder_since_deleted_is_one_line(quirky_catalog, tmp_path, script, argv):
+    # `rm -rf` of the folder a shell is in, from another one: os.getcwd() then raises an OSError
+    # that names no file, for any relative path made absolute, and that was a traceback.
+    gone = tmp_path / 'gone'
+    gone.mkdir()
+    argv = [arg.format(catalog=quirky_catalog['root']) for arg in argv]
+    result = subprocess.run(['sh', '-c', 'rmdir "$PWD" && exec "$0" "$@"', sys.executable, os.path.join(ROOT, script),
+                             *argv], cwd=gone, capture_output=True, text=True, timeout=120)
+    assert_clean_failure(result, f'the working folder {gone}: deleted', 'cd into a folder that exists')

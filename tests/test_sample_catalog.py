@@ -3,6 +3,7 @@ import csv
 import json
 import os
 import shutil
+import subprocess
 import sys
 
 import pytest
@@ -429,3 +430,54 @@ def test_the_demo_never_takes_a_sample_catalog_for_the_real_dataset(tmp_path):
     os.remove(root / 'sample_catalog.json')  # as if these files had come from Kaggle
     assert demo.has_real_dataset(str(root))
     assert not demo.has_real_dataset(str(tmp_path / 'nothing-here'))
+
+
+def test_a_full_disk_while_the_pictures_are_drawn_is_one_line_naming_the_picture(tmp_path, monkeypatch, capsys):
+    # Pillow's encoder raised an OSError that named no file: a traceback, status 1, where every
+    # other script names the file in one line. A picture that is a link to /dev/full fails as a
+    # full disk does, for real.
+    root = tmp_path / 'cat'
+    make_catalog(str(root), n_images=5, seed=0)
+    first = root / 'images' / sorted(os.listdir(root / 'images'))[0]
+    first.unlink()
+    first.symlink_to('/dev/full')
+    monkeypatch.setattr(sys, 'argv', ['sample_catalog.py', '--output', str(root), '--images', '6', '--overwrite'])
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(sample_catalog.main)
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err == f'error: {first}: No space left on device\n'
+    assert not sample_catalog.own_mark(str(root))['finished']  # drawn again by the next run
+    first.unlink()
+    run_cli(sample_catalog.main)
+    assert sample_catalog.sample_catalog_size(str(root)) == 6
+
+
+def test_two_drawings_into_one_folder_at_once_leave_one_whole_catalog(tmp_path, monkeypatch):
+    # A second demo.py in the same --work (or sample_catalog.py --overwrite) took this one's
+    # drawing for one cut short and removed its pictures as it went: the catalog this one then
+    # marked finished had hundreds of them missing.
+    root, other, save = tmp_path / 'cat', [], sample_catalog.save_image
+
+    def another_drawing_meanwhile(image, path, *rest):
+        if not other:
+            other.append(subprocess.Popen(
+                [sys.executable, os.path.join(ROOT, 'sample_catalog.py'), '--output', str(root), '--images', '3',
+                 '--overwrite'],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                env=dict(os.environ, PYTHONUNBUFFERED='1')))
+            for line in other[0].stdout:  # to its end, or to where it waits for this one
+                if 'waiting for another process' in line:
+                    break
+        return save(image, path, *rest)
+    monkeypatch.setattr(sample_catalog, 'save_image', another_drawing_meanwhile)
+    make_catalog(str(root), n_images=20, seed=0)
+    monkeypatch.undo()
+    other[0].communicate(timeout=120)
+    assert other[0].returncode == 0
+    assert sample_catalog.sample_catalog_size(str(root)) == 3
+    assert sorted(os.listdir(root / 'images')) == sorted(f'{row[0]}.jpg' for row in read_styles_rows(root))
+
+
+def read_styles_rows(root):
+    with open(root / 'styles.csv', newline='') as f:
+        return list(csv.reader(f))[1:]

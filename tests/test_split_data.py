@@ -3,6 +3,7 @@ import errno
 import glob
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -507,3 +508,93 @@ def test_no_more_image_checking_processes_start_than_batches_to_send(tmp_path, m
     kept = split_data.keep_usable(styles, str(tmp_path), SimpleNamespace(any_size=False, any_mode=False, workers=6),
                                   Counter())
     assert (pools, len(kept)) == ([started], images)
+
+
+def test_a_ctrl_c_reaching_the_image_checking_processes_is_left_to_the_main_process(tmp_path, monkeypatch):
+    # A Ctrl-C reaches every process of the terminal's group, as `timeout`'s SIGTERM does. Raised in a
+    # worker, it could land in the pool's queue with its lock taken: the other worker, and then
+    # split_data.py, waited for that lock for good (1 Ctrl-C in 10 with a batch an image, found by
+    # 40 stops at random moments). A worker leaves it to the main process, which stops them.
+    def checked_through_a_ctrl_c(path, *rest):
+        os.kill(os.getpid(), signal.SIGINT)  # in the worker, as a Ctrl-C reaches it
+        return None
+    monkeypatch.setattr(split_data, 'image_problem', checked_through_a_ctrl_c)
+    styles = [SimpleNamespace(id=n) for n in range(3)]
+    try:
+        kept = split_data.keep_usable(styles, str(tmp_path), SimpleNamespace(any_size=False, any_mode=False,
+                                                                             workers=2), Counter())
+    except KeyboardInterrupt:
+        pytest.fail('the Ctrl-C was raised in an image-checking process')
+    assert len(kept) == 3
+
+
+def test_an_image_checking_process_ignores_a_ctrl_c_and_ends_on_a_sigterm_or_sighup_at_once():
+    # Its initializer (the test above forks inside ctrl_c_held, which holds a stop in the workers
+    # too): a SIGTERM to the process group ends each worker where it stands, not after its batch.
+    # A signal ignored as the script started (nohup's SIGHUP) stays ignored.
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    saved = {number: signal.getsignal(number) for number in stops}
+    try:
+        signal.signal(signal.SIGTERM, lambda *_: None)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        split_data.leave_stops_to_this_process()
+        assert [signal.getsignal(number) for number in stops] == [signal.SIG_IGN, signal.SIG_DFL, signal.SIG_IGN]
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
+
+
+def test_a_ctrl_c_as_the_old_split_is_kept_keeps_it_whole(quirky_catalog, tmp_path, monkeypatch):
+    # Between the renames of train.old.csv and val.old.csv, a Ctrl-C left the old train.csv beside
+    # the val.old.csv of the split before it, and the old val.csv was gone: both, or neither.
+    def split(seed, folder='out'):
+        split_data.main(['--input', quirky_catalog['root'], '--output', str(tmp_path / folder), '--workers', '1',
+                         '--seed', str(seed)])
+        return [(tmp_path / folder / name).read_bytes() for name in ('train.csv', 'val.csv')]
+    oldest, old, new = split(1), split(2), split(3, 'probe')  # probe: at the same depth, with the same paths
+    old_paths = split_data.old_split_paths(str(tmp_path / 'out'))
+    real_replace = os.replace
+
+    def ctrl_c_after_train_old(source, target, **kwargs):
+        real_replace(source, target, **kwargs)
+        if os.fspath(target) == old_paths[0]:
+            os.kill(os.getpid(), signal.SIGINT)  # a real one: it reaches the handler there is
+    monkeypatch.setattr(os, 'replace', ctrl_c_after_train_old)
+    with pytest.raises(KeyboardInterrupt):
+        split(3)
+    monkeypatch.undo()
+    assert [open(path, 'rb').read() for path in old_paths] == old != oldest
+    assert [(tmp_path / 'out' / name).read_bytes() for name in ('train.csv', 'val.csv')] == new
+    assert sorted(os.listdir(tmp_path / 'out')) == ['train.csv', 'train.old.csv', 'val.csv', 'val.old.csv']
+
+
+def test_two_splits_into_one_folder_at_once_leave_one_split_and_the_other_kept(quirky_catalog, tmp_path, monkeypatch):
+    # Between this one's renames of train.csv and val.csv another split_data.py ran into the same
+    # folder: its train.csv was left beside this one's val.csv, pictures of each in the other.
+    def split(seed, folder):
+        split_data.main(['--input', quirky_catalog['root'], '--output', str(tmp_path / folder), '--workers', '1',
+                         '--seed', str(seed)])
+        return [(tmp_path / folder / name).read_bytes() for name in ('train.csv', 'val.csv')]
+    first, second = split(1, 'first'), split(2, 'second')  # at the same depth, so with the same paths
+    train = str(tmp_path / 'out' / 'train.csv')
+    other, real_replace = [], os.replace
+
+    def another_split_between_the_renames(source, target, **kwargs):
+        real_replace(source, target, **kwargs)
+        if os.fspath(target) == train and not other:
+            other.append(subprocess.Popen(
+                [sys.executable, os.path.join(ROOT, 'split_data.py'), '--input', quirky_catalog['root'], '--output',
+                 str(tmp_path / 'out'), '--workers', '1', '--seed', '2'],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                env=dict(os.environ, PYTHONUNBUFFERED='1')))
+            for line in other[0].stdout:  # to its end, or to where it waits for this one
+                if 'waiting for another process' in line:
+                    break
+    monkeypatch.setattr(os, 'replace', another_split_between_the_renames)
+    (tmp_path / 'out').mkdir()
+    split(1, 'out')
+    monkeypatch.undo()
+    other[0].communicate(timeout=120)
+    assert other[0].returncode == 0
+    assert [(tmp_path / 'out' / name).read_bytes() for name in ('train.csv', 'val.csv')] == second
+    assert [open(path, 'rb').read() for path in split_data.old_split_paths(str(tmp_path / 'out'))] == first
