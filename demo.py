@@ -17,7 +17,7 @@ import time
 import split_data
 import train
 from atomic import check_writable_folder
-from cli import UserError, add_debug_flag, counted, path_name, pick_device, positive_int, run_cli
+from cli import UserError, add_debug_flag, counted, path_name, pick_device, positive_int, reach_problem, run_cli
 from dataset import HEADS, TITLES
 from runs import check_log_folder, check_run_folder, run_folder
 from sample_catalog import (MARK, holds_theirs, image_count, is_sample_catalog, make_catalog, own_mark,
@@ -36,10 +36,14 @@ def sample_size(text):
     return value
 
 
+DATA = 'fashion-product-images'  # where the tutorial has the dataset unpacked
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Run split, train and test in one go', allow_abbrev=False)
-    parser.add_argument('--data', type=path_name, default='fashion-product-images',
-                        help='the real catalog, used when it holds styles.csv (default: fashion-product-images)')
+    parser.add_argument('--data', type=path_name, default=None,
+                        help='the real catalog, a folder with styles.csv and images/ (default: '
+                             f'{DATA} where it holds styles.csv, else a built-in sample catalog)')
     parser.add_argument('--work', default='demo',
                         help='folder for the sample catalog, splits, checkpoints and results (default: demo)')
     parser.add_argument('--images', type=sample_size, default=3000,
@@ -51,6 +55,19 @@ def parse_args(argv=None):
     parser.add_argument('--device', default='auto', help='cuda, cuda:N, mps or cpu (default: auto)')
     add_debug_flag(parser)
     return parser.parse_args(argv)
+
+
+def check_data_given(folder):
+    # A --data given is the dataset meant: mistyped, or its styles.csv left out of the unpacking, it
+    # was taken for no dataset, and the demo trained its sample instead, saying so in a line among
+    # many. Left out, the demo uses the dataset where the tutorial has it, and a sample where none is.
+    styles = os.path.join(folder, 'styles.csv')
+    problem = (reach_problem(folder, 'no such folder') or (not os.path.isdir(folder) and 'not a folder')
+               or reach_problem(styles, 'holds no styles.csv') or (not os.path.isfile(styles) and 'its styles.csv is '
+                                                                  'not a file'))
+    if problem:
+        raise UserError(f'--data {folder}: {problem}; give the folder that holds the dataset\'s styles.csv and '
+                        'images/, or leave --data out to run on a built-in sample catalog')
 
 
 def has_real_dataset(folder):
@@ -176,6 +193,10 @@ def step(number, text):
 def main(argv=None):
     args = parse_args(argv)
     pick_device(args.device)  # a --device that is not there is refused now, not after minutes of work
+    if args.data is None:
+        args.data = DATA
+    else:
+        check_data_given(args.data)
     check_writable_folder(args.work, f'--work {args.work}')  # and a folder it cannot write in
     mark = own_mark(args.data)  # of a drawing there: none beside the real dataset
     if mark and os.path.isfile(os.path.join(args.data, 'styles.csv')) and holds_theirs(args.data, mark):

@@ -481,3 +481,17 @@ def test_two_drawings_into_one_folder_at_once_leave_one_whole_catalog(tmp_path, 
 def read_styles_rows(root):
     with open(root / 'styles.csv', newline='') as f:
         return list(csv.reader(f))[1:]
+
+
+@pytest.mark.parametrize('given, problem', [('nowhere', 'no such folder'), ('cat/images', 'holds no styles.csv'),
+                                            ('cat/styles.csv', 'not a folder'), ('odd', 'its styles.csv is not a file')])
+def test_a_data_folder_given_that_holds_no_dataset_is_refused_not_taken_for_a_sample(tmp_path, given, problem):
+    # `--data ~/Downloads/fashoin` (mistyped) trained the demo's sample catalog instead, saying so in
+    # one line among many; left out, --data is the tutorial's folder, the sample where that is empty
+    make_catalog(str(tmp_path / 'cat'), n_images=3, seed=0)
+    (tmp_path / 'odd' / 'styles.csv').mkdir(parents=True)
+    data = str(tmp_path / given)
+    with pytest.raises(UserError, match=f"^--data {data}: {problem}; give the folder that holds the dataset's "
+                                        'styles.csv and images/, or leave --data out'):
+        demo.main(['--data', data, '--work', str(tmp_path / 'w'), '--device', 'cpu'])
+    assert not (tmp_path / 'w').exists()
