@@ -160,8 +160,10 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def rate(batches, step, device, seconds, warmup=3):
-    """Images per second of step() over batches, after warm-up, for about `seconds`."""
+def rate(batches, step, device, seconds, warmup=GraphedTrainStep.WARMUP_STEPS + 1):
+    """Images per second of step() over batches, after warm-up, for about `seconds`. The warm-up
+    by default holds a CUDA graph's start-up: GraphedTrainStep's eager steps and the one after
+    them, which records the graph (it was the first step timed in each path's first round)."""
     for _ in range(warmup):
         step(next(batches))
     sync(device)

@@ -4,10 +4,12 @@
 # runs them on a GPU machine, must refuse bad arguments before it spends any of that machine's time.
 import contextlib
 import glob
+import inspect
 import itertools
 import json
 import os
 import re
+import resource
 import shlex
 import shutil
 import signal
@@ -16,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -178,6 +181,54 @@ def test_step_variants_out_of_memory_everywhere_is_one_line_each_and_an_error():
                                                     'a smaller --batch-size needs less memory')
 
 
+def test_step_variants_prints_each_configurations_best_round_and_a_steps_milliseconds(monkeypatch, capsys):
+    # The best of the interleaved rounds counts, whichever round it came in; ms/step is the
+    # time of a step of --batch-size pictures, not of one picture; model.py's layers are compared
+    # with torchvision's own the right way round.
+    import step_variants
+    monkeypatch.setattr(step_variants, 'start', lambda attributes, device, args, config, **variant: (
+        'torchvision' if variant else step_variants.train_flags(device, config, args.batch_size), None, 1.5))
+    rounds = {'--precision fp32': iter([100.0, 200.0]), 'torchvision': iter([160.0, 80.0])}
+    others = iter(itertools.cycle([10.0, 20.0]))
+    monkeypatch.setattr(step_variants, 'rate', lambda batches, step, *_, **__: next(rounds.get(step, others)))
+    monkeypatch.setattr(sys, 'argv', ['step_variants.py', '--device', 'cpu', '--skip-compile', '--rounds', '2',
+                                      '--seconds', '0.2', '--classes', '3,7,5', '--batch-size', '4'])
+    step_variants.main()
+    out = capsys.readouterr().out
+    rows = {flags: [rate, ms, start_up] for rate, ms, start_up, flags
+            in re.findall(r'^ +(\d+) +(\d+\.\d\d) +(\d+\.\d)   (.+)$', out, re.M)}
+    assert rows['--precision fp32'] == ['200', '20.00', '1.5']  # its second round; 4 pictures in 5 ms
+    assert rows[step_variants.TORCHVISION_LAYERS] == ['160', '25.00', '1.5']  # its first
+    assert rows['--precision bf16'] == ['20', '200.00', '1.5']
+    assert "model.py's layers: 1.25x the rate of torchvision's own" in out
+    assert 'fastest: --precision fp32  (200 images/s, 10.00x --precision bf16)' in out
+
+
+def test_step_variants_start_up_holds_the_warm_up_and_the_graphs_recording_at_the_batch_size(monkeypatch):
+    # The start-up printed is what a run spends before its steps run at speed (compiling, cuDNN's
+    # search, the recording of our CUDA graph at the step after GraphedTrainStep's eager warm-up),
+    # none of it left to the first timed round, which times no warm-up (rate's warmup=0).
+    import step_variants
+    from train_step import GraphedTrainStep
+    now, seen = [0.0], []
+    monkeypatch.setattr(step_variants, 'time', SimpleNamespace(perf_counter=lambda: now[0]))
+    monkeypatch.setattr(torch.backends.cudnn, 'benchmark', False)  # put back after the test
+
+    def trainer(attributes, device, precision, channels_last, batch_size, graphs, *_, **__):
+        def step(batch):
+            seen.append(batch['img'].shape[0])
+            now[0] += 10.0
+            return batch['img'].shape[0]
+        return step
+    monkeypatch.setattr(step_variants, 'trainer', trainer)
+    classes = SimpleNamespace(num_genders=3, num_articles=7, num_colors=5)
+    _, _, seconds = step_variants.start(classes, CPU, SimpleNamespace(batch_size=2),
+                                        step_variants.Config('fp32', None, True, False))
+    assert len(seen) > GraphedTrainStep.WARMUP_STEPS  # the graph is recorded at the step after those
+    assert seconds == 10.0 * len(seen)  # every step of the start-up timed
+    assert set(seen) == {2}  # at --batch-size 2, as rate() then times it and ms/step says
+
+
 def test_profile_counts_each_operation_per_step():
     done = run_script('benchmarks/profile_step.py', '--device', 'cpu', '--steps', '2', '--top', '40',
                       '--classes', '3,7,5')
@@ -209,6 +260,80 @@ def test_profile_step_names_a_trace_without_gpu_work_rather_than_dividing_by_it(
         profile_step.device_work([])
 
 
+def profiler_event(name, device_type, us, kernels=()):
+    """A profiler event as profile_step.py reads one: its own time `us` (a CPU operation's, or a
+    GPU kernel's span) and the durations of the kernels it launched."""
+    return SimpleNamespace(name=name, device_type=device_type, is_async=False, self_cpu_time_total=us,
+                           cpu_time_total=us + 5000, kernels=[SimpleNamespace(duration=k) for k in kernels],
+                           time_range=SimpleNamespace(elapsed_us=lambda: us))
+
+
+@pytest.mark.parametrize('device', ['cuda', 'cpu'])
+def test_profile_step_figures_are_per_step_and_of_the_step_timed(monkeypatch, capsys, device):
+    # No GPU needed: the profiler's events and the timings are made up, the arithmetic is the
+    # script's. 2 steps of batch 4, each launching 3 kernels (0.9 ms of GPU work), the eager step
+    # timed at 400 images/s (10 ms) and the graphed one at 2,000 (2 ms).
+    import profile_step
+    from torch.autograd import DeviceType
+    from train_step import GraphedTrainStep
+    default_warmup = inspect.signature(profile_step.rate).parameters['warmup'].default
+    warmups = {}
+
+    def rate(batches, step, device, seconds, warmup=default_warmup):
+        warmups[step] = warmup
+        return {'eager': 400.0, 'graphed': 2000.0}[step]
+    step_events = [profiler_event('aten::convolution', DeviceType.CPU, 3000, kernels=[400, 200]),
+                   profiler_event('aten::add_', DeviceType.CPU, 1000, kernels=[300])]
+    if device == 'cuda':
+        step_events += [profiler_event('conv_kernel_a', DeviceType.CUDA, 400),
+                        profiler_event('conv_kernel_b', DeviceType.CUDA, 200),
+                        profiler_event('add_kernel', DeviceType.CUDA, 300)]
+    monkeypatch.setattr(profile_step, 'pick_device', torch.device)
+    monkeypatch.setattr(profile_step, 'machine_name', lambda device: 'made up')
+    monkeypatch.setattr(profile_step, 'fixed_batch', lambda *_: None)
+    monkeypatch.setattr(profile_step, 'trainer', lambda *args: 'graphed' if args[5] else 'eager')
+    monkeypatch.setattr(profile_step, 'profiled_step', lambda step, batches, device, steps: step_events * steps)
+    monkeypatch.setattr(profile_step, 'rate', rate)
+    monkeypatch.setattr(torch.backends.cudnn, 'benchmark', False)  # put back after the test
+    profile_step.main(['--device', device, '--steps', '2', '--batch-size', '4', '--classes', '3,7,5'])
+    out = capsys.readouterr().out
+    if device == 'cpu':
+        assert 'a step: 10.00 ms eager\n' in out  # 4 pictures at 400 a second
+        assert 'its operations: 2 calls, 4.0 ms of CPU time in all while profiled' in out  # each one's own
+        assert re.search(r'^ +3\.000 +75\.0% +1\.0   aten::convolution$', out, re.M), out
+        return
+    assert 'a step: 10.00 ms eager, 2.00 ms replayed as one CUDA graph\n' in out
+    assert warmups['graphed'] > GraphedTrainStep.WARMUP_STEPS  # its recording is not timed
+    assert ('its GPU work: 3 kernels, copies and fills, 0.90 ms in all: 45% of a replayed step, on average '
+            '366.7 us between two kernels') in out
+    assert re.search(r'^ +0\.600 +66\.7% +1\.0 +2\.0   aten::convolution$', out, re.M), out
+    assert re.search(r'^ +0\.400 +44\.4% +1\.0   conv_kernel_a$', out, re.M), out
+
+
+def test_profile_watches_its_steps_after_a_warm_up_and_keeps_a_kineto_log_level_set(monkeypatch):
+    # The first steps (compiling, cuDNN's search, Adam's state made) are not the steady step
+    import profile_step
+    calls, watched = [], []
+
+    @contextlib.contextmanager
+    def profile(activities):
+        began = len(calls)
+        yield SimpleNamespace(events=lambda: ['the events'])
+        watched.append((began, len(calls)))
+    monkeypatch.setattr(profile_step, 'profile', profile)
+    monkeypatch.setenv('KINETO_LOG_LEVEL', '')  # put back after the test
+    for level in (None, '2'):
+        if level:
+            monkeypatch.setenv('KINETO_LOG_LEVEL', level)
+        else:
+            monkeypatch.delenv('KINETO_LOG_LEVEL')
+        calls.clear(), watched.clear()
+        assert profile_step.profiled_step(calls.append, itertools.repeat(None), CPU, 5) == ['the events']
+        (began, ended), = watched
+        assert began >= 1 and ended - began == 5  # after a warm-up, and the steps per step divides by
+        assert os.environ['KINETO_LOG_LEVEL'] == (level or '6')  # the user's kept
+
+
 @pytest.mark.parametrize('what', ['train-16', 'evaluate-256'])
 def test_freed_memory_measures_in_a_process_of_its_own_and_names_a_wrong_measure(what):
     # The parent runs this once per setting and measure; its table is not tested (a benchmark).
@@ -235,6 +360,63 @@ def test_freed_memory_gives_each_measurement_its_own_settings(monkeypatch):
     child = freed_memory.parse_args(commands[0][2:])
     assert (child.child, child.seconds, child.eval_images, child.classes) == (['kept', 'evaluate-256'], 0.5, 300,
                                                                                 args.classes)
+
+
+def test_freed_memory_prints_each_measures_best_round_and_kept_against_default(monkeypatch, capsys):
+    import freed_memory
+    # (images/s, page faults an image) of each round
+    rounds = {('default', 'train-16'): [(100.0, 20.0), (120.0, 25.0)],
+              ('kept', 'train-16'): [(150.0, 0.0), (110.0, 0.5)],
+              ('default', 'train-128'): [(50.0, 200.0), (40.0, 190.0)],
+              ('kept', 'train-128'): [(40.0, 1.0), (60.0, 0.0)],
+              ('default', 'evaluate-256'): [(700.0, 600.0), (600.0, 610.0)],
+              ('kept', 'evaluate-256'): [(1300.0, 0.0), (1400.0, 0.1)]}
+    rounds = {key: iter(measured) for key, measured in rounds.items()}
+    monkeypatch.setattr(freed_memory, 'run_child', lambda setting, what, args: next(rounds[setting, what]))
+    monkeypatch.setattr(sys, 'argv', ['freed_memory.py', '--rounds', '2'])
+    freed_memory.main()
+    out = capsys.readouterr().out
+    assert 'best of 2 rounds, each measurement in a new process' in out
+    rows = {line[:24].strip(): line[24:].split() for line in out.splitlines()[3:]}
+    # images/s with glibc's default and kept, kept / default, page faults an image of the same rounds
+    assert rows == {'training step, batch 16': ['120', '150', '1.25', '25.0', '0.0'],
+                    'training step, batch 128': ['50', '60', '1.20', '200.0', '0.0'],
+                    'evaluation, batch 256': ['700', '1400', '2.00', '600.0', '0.1']}
+    assert all(not next(measured, None) for measured in rounds.values())  # every round run
+
+
+@pytest.mark.parametrize('setting', ['default', 'kept'])
+def test_freed_memory_measures_at_the_batch_size_named_with_its_setting_alone(monkeypatch, setting):
+    # glibc's default is timed as it is; the page faults are counted an image, not a step or a batch
+    import freed_memory
+    faults, kept, seen = [0], [], []
+    monkeypatch.setattr(freed_memory, 'keep_freed_memory', lambda device: kept.append(device) or True)
+    monkeypatch.setattr(freed_memory, 'resource', SimpleNamespace(
+        RUSAGE_SELF=resource.RUSAGE_SELF, getrusage=lambda who: SimpleNamespace(ru_minflt=faults[0])))
+
+    def trainer(attributes, device, precision, channels_last, batch_size, graphs):
+        def step(batch):
+            seen.append(batch['img'].shape[0])
+            faults[0] += 3 * batch['img'].shape[0]  # 3 fresh pages a picture
+            return batch['img'].shape[0]
+        return step
+
+    def predict_all(model, loader, device):
+        for batch in loader:
+            seen.append(batch['img'].shape[0])
+            faults[0] += 2 * batch['img'].shape[0]
+    monkeypatch.setattr(freed_memory, 'trainer', trainer)
+    monkeypatch.setattr(freed_memory, 'rate', lambda batches, step, device, seconds: 123.0)
+    monkeypatch.setattr(freed_memory, 'predict_all', predict_all)
+    monkeypatch.setattr(freed_memory, 'evaluation_rates', lambda models, loader, device, precision, rounds: {
+        'model': [456.0] * rounds})
+    classes = SimpleNamespace(num_genders=3, num_articles=7, num_colors=5)
+    assert freed_memory.measure(setting, 'train-128', classes, 0.1, 300) == (123.0, 3.0)
+    assert seen == [128] * 4
+    seen.clear()
+    assert freed_memory.measure(setting, 'evaluate-256', classes, 0.1, 300) == (456.0, 2.0)
+    assert seen == [256, 44]  # the 300 pictures, the last batch a part one
+    assert kept == ([CPU, CPU] if setting == 'kept' else [])
 
 
 @pytest.mark.parametrize('stop', [signal.SIGTERM, signal.SIGHUP])
@@ -590,6 +772,131 @@ def test_bench_says_when_the_rounds_of_a_measurement_differ_too_much(tmp_path, m
         assert out.endswith(note) if note else 'note:' not in out, out
 
 
+@pytest.mark.parametrize('device', [CPU, SimpleNamespace(type='cuda')])
+def test_bench_rate_is_the_pictures_of_the_timed_steps_over_their_time(monkeypatch, device):
+    # The warm-up (compiling, cuDNN's search) is neither timed nor counted; a batch counts its
+    # pictures (here 8 and 3 in turn, as a last batch may be smaller), not 1; on a GPU, where a step
+    # only queues work, the clock is read once the GPU has done it, and so every 10 steps, where
+    # each wait leaves the GPU idle while the next step is queued (a CPU step takes long enough).
+    import bench
+    now, queued, steps, waits = [0.0], [0.0], [], []
+    monkeypatch.setattr(bench, 'time', SimpleNamespace(perf_counter=lambda: now[0]))
+
+    def sync(device):
+        waits.append(len(steps))
+        now[0] += queued[0]
+        queued[0] = 0.0
+
+    def step(pictures):
+        steps.append(pictures)
+        cost = 100.0 if len(steps) <= 3 else 0.5
+        if device.type == 'cuda':
+            queued[0] += cost
+        else:
+            now[0] += cost
+        return pictures
+    monkeypatch.setattr(bench, 'sync', sync)
+    assert bench.rate(itertools.cycle([8, 3]), step, device, 2.0) == 11.0  # 11 pictures a second at 0.5 s a step
+    timed = 10 if device.type == 'cuda' else 1
+    assert waits[-1] - waits[-2] == timed and len(steps) == waits[-1]
+
+
+def test_bench_trainer_counts_the_pictures_of_each_step():
+    import bench
+    classes = SimpleNamespace(num_genders=3, num_articles=7, num_colors=5)
+    step = bench.trainer(classes, CPU, 'fp32', True, 5, False)
+    assert step(next(bench.fixed_batch(classes, 5, CPU))) == 5
+
+
+def test_bench_evaluation_rate_is_every_validation_picture_over_a_timed_pass_of_each_model(monkeypatch):
+    # After a pass of each to warm up, untimed; each pass timed on its own; every picture counted,
+    # the last batch's (10 pictures in batches of 4) too.
+    import bench
+    from memory_data import InMemoryLoader
+    now, passes = [0.0], []
+    monkeypatch.setattr(bench, 'time', SimpleNamespace(perf_counter=lambda: now[0]))
+
+    def predict_all(model, loader, device, autocast):
+        passes.append(model)
+        now[0] += 50.0 if passes.count(model) == 1 else {'folded': 2.0, 'unfolded': 4.0}[model]
+    monkeypatch.setattr(bench, 'predict_all', predict_all)
+    labels = {head: torch.zeros(10, dtype=torch.long) for head in ('gender', 'article', 'color')}
+    loader = InMemoryLoader(torch.zeros(10, 3, 80, 60, dtype=torch.uint8), labels, 4, CPU, False)
+    rates = bench.evaluation_rates({'folded': 'folded', 'unfolded': 'unfolded'}, loader, CPU, 'fp32', 2)
+    assert rates == {'folded': [5.0, 5.0], 'unfolded': [2.5, 2.5]}
+    assert passes == ['folded', 'unfolded'] * 3
+
+
+def test_bench_names_the_measurement_whose_rounds_differ_the_most():
+    import bench
+    note = bench.busy_machine_note({'a': [100, 70], 'b': [40, 100], 'c': [100, 95], 'd': [81, 100]})
+    assert note.startswith('note: in 2 of 4 measurements the rounds differed by more than 20%, most in b '
+                           '(40 to 100 images/s)')
+
+
+def test_bench_times_each_path_as_it_says_and_prints_its_ratios_the_right_way_round(tmp_path, monkeypatch, capsys):
+    # Made-up rates, a round each: (1) the bare step, (2) the tutorial's path, (3) train.py's, at
+    # batch 4 and at a batch of all 200 training pictures (allowed: no smaller batches than the
+    # bare step's); then the data path alone. Each path is what the table says it is.
+    import bench
+    from evaluate import default_channels_last, default_precision
+    monkeypatch.delenv('FASHION_DATA', raising=False)
+    monkeypatch.setattr(sys, 'argv', ['bench.py', *map(str, CHEAP_BENCH), '--batch-sizes', '4,200',
+                                      '--work', str(tmp_path)])
+    rates, counted, trainers, loaders, evaluated = iter([200, 50, 150, 400, 80, 100, 5000]), [], [], [], {}
+    now = [0.0]
+
+    def rate(batches, step, device, seconds, warmup=3):
+        counted.append(step(next(batches)))  # a batch of each, through its step
+        return float(next(rates))
+
+    def trainer(attributes, device, precision, channels_last, batch_size, graphs, *_, **__):
+        trainers.append((precision, channels_last, batch_size, graphs))
+        return lambda batch: batch['img'].shape[0]
+
+    class Loader(bench.InMemoryLoader):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            loaders.append((self.batch_size, self.train, self.channels_last))
+
+    def load_into_memory(*args):
+        now[0] += 1.5  # seconds decoding the training pictures
+        return real_load(*args)
+
+    def evaluation_rates(models, *_):
+        evaluated.update(models)
+        return {'folded': [300.0], 'unfolded': [250.0]}
+    real_load = bench.load_into_memory
+    peak = {resource.RUSAGE_SELF: 3 * 2**20, resource.RUSAGE_CHILDREN: 2**20}  # KiB, as Linux counts
+    monkeypatch.setattr(bench, 'resource', SimpleNamespace(RUSAGE_SELF=resource.RUSAGE_SELF,
+                                                           RUSAGE_CHILDREN=resource.RUSAGE_CHILDREN,
+                                                           getrusage=lambda who: SimpleNamespace(ru_maxrss=peak[who])))
+    for name, fake in [('rate', rate), ('trainer', trainer), ('InMemoryLoader', Loader), ('evaluation_rates',
+                       evaluation_rates), ('load_into_memory', load_into_memory),
+                       ('time', SimpleNamespace(perf_counter=lambda: now[0]))]:
+        monkeypatch.setattr(bench, name, fake)
+    bench.main()
+    out = capsys.readouterr().out
+    assert re.search(r'^ +4 +fp32 +200 +50 +150 +0\.75 +3\.00$', out, re.M), out  # 3/1 and 3/2
+    assert re.search(r'^ +200 +fp32 +400 +80 +100 +0\.25 +1\.25$', out, re.M), out
+    assert counted == [4, 4, 4, 200, 200, 200, 16]  # each path at the batch size of its row
+    # (1) and (3) in train.py's precision and layout at that batch size, (2) as the original:
+    # fp32, NCHW, no CUDA graphs
+    ours = lambda size: (default_precision(CPU, size), default_channels_last(CPU, size), size, False)  # noqa: E731
+    assert trainers == [ours(4), ('fp32', False, 4, False), ours(4), ours(200), ('fp32', False, 200, False), ours(200)]
+    # the validation pictures, then (3)'s loader at each batch size and the data path alone,
+    # augmenting as train.py does
+    assert loaders == [(256, False, True), (4, True, True), (200, True, True), (16, True, True)]
+    assert "train.py's data path alone, no model (batch 16): 5000 images/s" in out
+    assert '4 evaluation (batch 256, fp32): 300 images/s; with the batch norms not folded 250 (1.20x)' in out
+    # test.py's model, its batch norms folded as predict_all runs it, and the one not folded
+    norms = {name: sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.folded().modules())
+             for name, model in evaluated.items()}
+    assert norms == {'folded': 0, 'unfolded': 52}
+    assert 'in-memory cache: 200 images decoded in 1.5s' in out
+    assert 'peak resident memory of this process: 3072 MiB' in out
+
+
 def test_bench_refuses_bad_numbers_before_drawing_a_catalog(tmp_path, monkeypatch, capsys):
     # --batch-sizes 0 used to fail in the DataLoader, after the catalog was drawn (34 s by default);
     # nan and inf used to time for ever (elapsed >= nan is never true).
@@ -637,6 +944,32 @@ def test_the_benchmarks_refuse_a_flag_cut_short(monkeypatch, capsys):
         assert refused.value.code == 2 and f'unrecognized arguments: {cut_short} 1' in capsys.readouterr().err, module
 
 
+def test_the_benchmarks_run_with_the_defaults_their_help_gives(monkeypatch):
+    # "(default: 3)" in --help, and in the README's account of a run, is what a run without the flag uses
+    import argparse
+    import bench
+    import freed_memory
+    import profile_step
+    import step_variants
+    parsers, real_parse = [], argparse.ArgumentParser.parse_args
+    monkeypatch.setattr(argparse.ArgumentParser, 'parse_args',
+                        lambda parser, *args, **kwargs: parsers.append(parser) or real_parse(parser, *args, **kwargs))
+    monkeypatch.setattr(sys, 'argv', ['benchmark.py'])
+    checked = set()
+    for module in (bench, freed_memory, profile_step, step_variants):
+        args = module.parse_args()
+        for action in parsers[-1]._actions:
+            said = re.search(r'\(default: ([^;)]*?)(?:, [^)]*)?(?:;[^)]*)?\)$', action.help or '')
+            if not said or ' ' in said[1]:  # "a temporary folder", "no limit": no value to compare
+                continue
+            text = said[1]
+            value = {'off': False, 'none': None}.get(text, action.type(text) if action.type else text)
+            assert getattr(args, action.dest) == value, (module.__name__, action.dest, text)
+            checked.add(action.dest)
+    assert {'batch_sizes', 'images', 'seconds', 'rounds', 'workers', 'eval_images', 'steps', 'batch_size',
+            'classes', 'top', 'skip_compile', 'compile'} <= checked
+
+
 def test_other_benchmarks_refuse_seconds_that_never_end(monkeypatch, capsys):
     import freed_memory
     import step_variants
@@ -652,6 +985,23 @@ def test_other_benchmarks_refuse_seconds_that_never_end(monkeypatch, capsys):
     # --budget 0 stays allowed: the test of --budget above starts no more than it must
     monkeypatch.setattr(sys, 'argv', ['step_variants.py', '--budget', '0'])
     assert step_variants.parse_args().budget == 0
+
+
+def test_bench_rate_leaves_the_recording_of_a_cuda_graph_out_of_the_time(monkeypatch):
+    # On a GPU paths 1 and 3 step through GraphedTrainStep: WARMUP_STEPS eager steps, then the
+    # recording of the graph at the next one (tens to hundreds of ms), which was the first step
+    # timed in each path's first round: a rate too low there, and a "busy machine" note for it.
+    from types import SimpleNamespace
+    import bench
+    from train_step import GraphedTrainStep
+    now, steps = [0.0], []
+    monkeypatch.setattr(bench, 'time', SimpleNamespace(perf_counter=lambda: now[0]))
+
+    def step(pictures):
+        steps.append(pictures)
+        now[0] += 100.0 if len(steps) <= GraphedTrainStep.WARMUP_STEPS + 1 else 0.5
+        return pictures
+    assert bench.rate(itertools.repeat(4), step, CPU, 2.0) == 8.0  # 4 pictures in each 0.5 s
 
 
 def test_bench_names_a_device_it_cannot_use_and_leaves_no_temporary_folder(tmp_path, monkeypatch):
