@@ -483,8 +483,9 @@ def read_styles_rows(root):
         return list(csv.reader(f))[1:]
 
 
-@pytest.mark.parametrize('given, problem', [('nowhere', 'no such folder'), ('cat/images', 'holds no styles.csv'),
-                                            ('cat/styles.csv', 'not a folder'), ('odd', 'its styles.csv is not a file')])
+@pytest.mark.parametrize('given, problem', [
+    ('nowhere', 'no such folder'), ('cat/images', 'holds no styles.csv'), ('cat/styles.csv', 'not a folder'),
+    ('odd', 'its styles.csv is not a file')])
 def test_a_data_folder_given_that_holds_no_dataset_is_refused_not_taken_for_a_sample(tmp_path, given, problem):
     # `--data ~/Downloads/fashoin` (mistyped) trained the demo's sample catalog instead, saying so in
     # one line among many; left out, --data is the tutorial's folder, the sample where that is empty
