@@ -127,13 +127,28 @@ def ctrl_c_held():
         raise KeyboardInterrupt if held[0] == signal.SIGINT else Terminated(held[0])
 
 
+@contextlib.contextmanager
+def stops_blocked():
+    """Blocks a Ctrl-C, a SIGTERM and a SIGHUP in the system while the block runs: one sent meanwhile
+    waits, and is taken as the block ends. A process forked inside starts with them blocked, until
+    obey_stops_again: sent to it before, it is taken then. Only held back (ctrl_c_held), one that
+    reached it before Python had set it up after the fork, or then by the handler it inherited, was
+    lost."""
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGINT, *STOPPING))
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
 def obey_stops_again():
     """In a process forked inside ctrl_c_held: a Ctrl-C, a SIGTERM or a SIGHUP stops it again, as
     KeyboardInterrupt, where the handler that held them back, inherited, would let it run on. One
-    ignored (nohup) stays so."""
+    ignored (nohup) stays so. Forked inside stops_blocked too, one that came before is taken now."""
     for number, handler in ((signal.SIGINT, signal.default_int_handler), *((n, _terminate) for n in STOPPING)):
         if signal.getsignal(number) is not signal.SIG_IGN:
             signal.signal(number, handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGINT, *STOPPING))
 
 
 def leave_stops_to_the_main_process(worker_id):

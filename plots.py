@@ -24,7 +24,7 @@ from PIL import Image
 
 from atomic import atomic_path
 from catalog import UNREADABLE
-from cli import UserError, ctrl_c_held, obey_stops_again
+from cli import UserError, ctrl_c_held, obey_stops_again, stops_blocked
 from dataset import HEADS, MEAN, STD, TITLES
 
 
@@ -221,7 +221,9 @@ def draw_figures(jobs, parallel=True):
     processes = [context.Process(target=draw_quietly, args=(function, args, index, failures))
                  for index, (function, args) in enumerate(jobs)]
     try:
-        with ctrl_c_held():  # a Ctrl-C landing in a fork handler would be lost (cli.ctrl_c_held)
+        # A Ctrl-C landing in a fork handler would be lost (cli.ctrl_c_held), and a stop reaching a
+        # process just forked, terminate()'s included, too (cli.stops_blocked).
+        with ctrl_c_held(), stops_blocked():
             for process in processes:
                 process.start()
         for process in processes:

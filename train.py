@@ -783,6 +783,13 @@ def main(argv=None):
                         'It needs a working C++ compiler for the CPU, Triton for a GPU; '
                         'or train without --compile') from error
     except RuntimeError as error:
+        if peer_ended(error):
+            # The group is broken: left now, every process, so that it and gloo's threads go as soon as
+            # DDP lets go of it (as this exception's frames are freed), while Python still runs. Left to
+            # Python's exit, a gloo thread still releasing this step's failed exchanges (which takes
+            # the GIL) as the interpreter finalized was ended there, inside a C++ destructor: the
+            # process aborted after its line ("terminate called without an active exception").
+            distributed.cleanup(context)
         if not (context.is_main and peer_ended(error)):
             raise  # another process whose peer ended: run_cli's line says so
         # A process killed alone (out of memory, say): process 0 meets its absence at the next

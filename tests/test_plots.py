@@ -16,7 +16,7 @@ from PIL import Image
 import plots
 from cli import UserError
 from conftest import ROOT, file_size_limit, run_script
-from dataset import AttributesDataset
+from dataset import HEADS, AttributesDataset
 from plots import draw_figures, plot_confusion_matrix, visualize_grid
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith('linux'), reason='figures are forked on Linux only')
@@ -112,6 +112,25 @@ def test_a_ctrl_c_as_the_drawing_processes_start_stops_them_all(tmp_path, monkey
     monkeypatch.setattr(multiprocessing.context.ForkProcess, 'start', start_and_ctrl_c)
     began = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
+        draw_figures([(slow_figure, (tmp_path / 'a.png',)), (slow_figure, (tmp_path / 'b.png',))], parallel=True)
+    assert multiprocessing.active_children() == [] and time.monotonic() - began < 10
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_ctrl_c_as_the_drawing_processes_start_stops_them_all_under_run_clis_handlers_too(tmp_path, monkeypatch):
+    # test.py runs under run_cli, where a SIGTERM is a stop too, held back while the processes start as
+    # a Ctrl-C is. A process just forked holds back terminate()'s SIGTERM until it obeys stops again:
+    # it was lost there, and each process drew its figure to the end (30 s here) while test.py waited.
+    from cli import stopping_signals_as_ctrl_c
+    start = multiprocessing.context.ForkProcess.start
+
+    def start_and_ctrl_c(process):
+        start(process)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(multiprocessing.context.ForkProcess, 'start', start_and_ctrl_c)
+    began = time.monotonic()
+    with stopping_signals_as_ctrl_c(), pytest.raises(KeyboardInterrupt):
         draw_figures([(slow_figure, (tmp_path / 'a.png',)), (slow_figure, (tmp_path / 'b.png',))], parallel=True)
     assert multiprocessing.active_children() == [] and time.monotonic() - began < 10
     assert os.listdir(tmp_path) == []
@@ -320,6 +339,32 @@ def test_a_ctrl_c_that_closes_the_shown_figures_keeps_the_files_written(small_sp
     plt.close('all')
 
 
+
+def test_test_py_show_keeps_its_four_figures_open_here_for_the_windows(small_split, tmp_path, monkeypatch):
+    # Drawn in forked processes, they would be written, but no window would open for any.
+    import matplotlib.pyplot as plt
+    from demo import load_test_script
+    plots.pyplot()  # agg
+    plt.close('all')
+    test_script = load_test_script()
+    monkeypatch.setattr(test_script, 'can_show', lambda folder: True)  # as where there is a display
+    shown = []
+
+    def show_figures():  # each open figure's title; the grid's is its suptitle
+        for figure in map(plt.figure, plt.get_fignums()):
+            shown.append(figure.texts[0].get_text() if figure.texts else figure.axes[0].get_title())
+    monkeypatch.setattr(test_script, 'show_figures', show_figures)
+    try:
+        test_script.main(['--checkpoint', untrained_checkpoint(small_split, tmp_path), '--val-csv', small_split['val'],
+                          '--output', str(tmp_path / 'eval'), '--device', 'cpu', '--show'])
+    finally:
+        plt.close('all')
+    assert [title.replace('\n', '').replace(' ', '') for title in shown] == [
+        f'{name}:normalisedconfusionmatrix({small_split["val"]})'.replace(' ', '')
+        for name in ('gender', 'articletype', 'colour')] + [
+        'predictedgender/article/colour(truelabelinbracketswherewrong)']
+
+
 def test_test_py_replaces_its_own_files_and_no_file_of_the_users(small_split, tmp_path):
     # `test.py --output notes/` wrote metrics.json and the PNGs over the user's files of those names.
     from demo import load_test_script
@@ -403,3 +448,167 @@ def test_a_ctrl_c_to_test_py_once_its_figures_are_drawn_leaves_the_last_evaluati
                           '--device', 'cpu', '--grid', '8'])
     assert len(drawn) == 4
     assert {name: (out / name).read_bytes() for name in os.listdir(out)} == before
+
+
+def test_the_curves_draw_each_splits_loss_and_each_heads_accuracy(tmp_path, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(plots, 'save_figure', lambda fig, path: drawn.append(fig))
+
+    def accuracies(prefix, gender, article, colour):
+        return {f'{prefix}gender_accuracy': gender, f'{prefix}article_accuracy': article,
+                f'{prefix}color_accuracy': colour}
+    history = [{'epoch': 1, 'train_loss': 3.0, **accuracies('train_', 0.25, 0.3, 0.35),
+                'val_loss': None},  # not validated, as a checkpoint's history may say it (checkpoint.is_epoch_row)
+               {'epoch': 2, 'train_loss': 2.0, **accuracies('train_', 0.5, 0.55, 0.6),  # validated on epochs 2, 3
+                'val_loss': 2.5, **accuracies('', 0.4, 0.45, 0.7)},
+               {'epoch': 3, 'train_loss': 1.5, **accuracies('train_', 0.75, 0.8, 0.85),
+                'val_loss': 2.25, **accuracies('', 0.375, 0.5, 0.65)}]
+    plots.plot_curves(history, str(tmp_path / 'curves.png'))
+    (fig,) = drawn
+    loss, accuracy = fig.axes
+
+    def lines(ax):
+        return {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax.get_lines()}
+    assert lines(loss) == {'train': ([1, 2, 3], [3.0, 2.0, 1.5]), 'validation': ([2, 3], [2.5, 2.25])}
+    assert lines(accuracy) == {
+        'gender (train)': ([1, 2, 3], [0.25, 0.5, 0.75]), 'gender (validation)': ([2, 3], [0.4, 0.375]),
+        'article type (train)': ([1, 2, 3], [0.3, 0.55, 0.8]), 'article type (validation)': ([2, 3], [0.45, 0.5]),
+        'colour (train)': ([1, 2, 3], [0.35, 0.6, 0.85]), 'colour (validation)': ([2, 3], [0.7, 0.65])}
+    colours = [line.get_color() for line in accuracy.get_lines()]  # a head's two lines in one colour
+    assert colours[0::2] == colours[1::2] and len(set(colours)) == 3
+    assert (loss.get_title(), loss.get_ylabel(), accuracy.get_title(), accuracy.get_ylim()) == (
+        'Loss', 'loss (sum of the three heads)', 'Accuracy', (0, 1))
+    assert [text.get_text() for text in loss.get_legend().get_texts()] == ['train', 'validation']
+
+
+def test_the_curves_are_saved_at_100_dpi(tmp_path):
+    # 11 x 4 inches; the confusion matrices are sized for about 16 pixels a class at this resolution.
+    row = {'epoch': 1, 'train_loss': 1.0, **{f'train_{head}_accuracy': 0.5 for head in HEADS}}
+    plots.plot_curves([row], str(tmp_path / 'curves.png'))
+    with Image.open(tmp_path / 'curves.png') as img:
+        assert img.size == (1100, 400)
+
+
+def test_a_confusion_matrix_names_the_classes_it_shows(tmp_path, monkeypatch):
+    # Class b is neither in the set nor predicted: a and c, not the first two names.
+    drawn = []
+    monkeypatch.setattr(plots, 'save_figure', lambda fig, path: drawn.append(fig.axes[0]))
+    plot_confusion_matrix(np.array([0, 2]), np.array([2, 2]), ['a', 'b', 'c'], 't', str(tmp_path / 'c.png'))
+    (ax,) = drawn
+    assert [label.get_text() for label in ax.get_xticklabels()] == ['a', 'c']
+    assert [label.get_text() for label in ax.get_yticklabels()] == ['a', 'c']
+
+
+@pytest.mark.parametrize('classes, values, fontsize', [(15, 15 * 15, 10), (16, 0, 6)])
+def test_a_confusion_matrix_writes_its_values_up_to_15_classes(tmp_path, monkeypatch, classes, values, fontsize):
+    drawn = []
+    monkeypatch.setattr(plots, 'save_figure', lambda fig, path: drawn.append(fig.axes[0]))
+    truth = np.arange(classes)
+    plot_confusion_matrix(truth, truth, [f'class {i}' for i in truth], 't', str(tmp_path / 'c.png'))
+    (ax,) = drawn
+    assert len(ax.texts) == values
+    assert {label.get_fontsize() for label in ax.get_xticklabels() + ax.get_yticklabels()} == {fontsize}
+
+
+def test_a_greyed_out_row_is_grey_in_the_picture(tmp_path, monkeypatch):
+    # The band lies over the matrix's colours: under them it would be drawn, and hidden.
+    pixels = []
+
+    def render(fig, path):
+        fig.canvas.draw()
+        rgba = np.asarray(fig.canvas.buffer_rgba())
+        for cell in ((0.35, 0), (1.35, 1)):  # in a's right answers, clear of the value; in b, only predicted
+            x, y = fig.axes[0].transData.transform(cell)
+            pixels.append(tuple(rgba[rgba.shape[0] - int(y), int(x), :3]))
+    monkeypatch.setattr(plots, 'save_figure', render)
+    plot_confusion_matrix(np.array([0, 0]), np.array([0, 1]), ['a', 'b'], 't', str(tmp_path / 'c.png'))
+    blue, grey = pixels
+    assert grey == (211, 211, 211)  # lightgrey
+    assert blue[2] > blue[0] + 40  # Blues at 0.5
+
+
+def test_figures_drawn_for_show_stay_open_in_this_process_and_the_others_are_closed(tmp_path):
+    # test.py --show draws its figures here, one after another, and opens a window for each.
+    plt = plots.pyplot()  # agg
+    plt.close('all')
+    try:
+        draw_figures(figures(tmp_path), parallel=False)
+        assert plt.get_fignums() == []
+        draw_figures([(function, args + (True,)) for function, args in figures(tmp_path)], parallel=False)
+        assert len(plt.get_fignums()) == 2
+    finally:
+        plt.close('all')
+
+
+def test_each_picture_in_the_grid_is_titled_with_its_predictions_and_the_true_labels_it_missed(tmp_path,
+                                                                                                monkeypatch):
+    drawn = []
+    monkeypatch.setattr(plots, 'save_figure', lambda fig, path: drawn.append(fig))
+    predicted = {'gender': np.array([0, 0]), 'article': np.array([1, 2]), 'color': np.array([0, 1])}
+    truth = {'gender': np.array([0, 1]), 'article': np.array([1, 0]), 'color': np.array([0, 1])}
+    visualize_grid(np.zeros((2, 3, 80, 60), np.float32), predicted, truth, Names(), str(tmp_path / 'grid.png'),
+                   columns=2)
+    (fig,) = drawn
+    assert [(ax.get_title(), ax.title.get_color()) for ax in fig.axes] == [
+        ('Men\nJeans\nBlack', 'black'), ('Men\nWatches\nWhite\n(Women, Shirts)', 'firebrick')]
+    assert [text.get_text() for text in fig.texts] == [
+        'predicted gender / article / colour (true label in brackets where wrong)']
+
+
+def test_white_and_black_pictures_are_shown_within_the_range_matplotlib_takes():
+    # Undone in float32, white came back a little over 1: matplotlib clipped it with a warning.
+    from dataset import val_transform
+    for colour in ((255, 255, 255), (0, 0, 0)):
+        picture = plots.to_picture(val_transform(Image.new('RGB', (60, 80), colour)).numpy())
+        assert 0 <= picture.min() and picture.max() <= 1
+        np.testing.assert_allclose(picture, np.full((80, 60, 3), colour[0] / 255), atol=1e-6)
+
+
+def failing_late(path):
+    time.sleep(0.5)  # after the other job's failure
+    open(path, 'w')
+
+
+def failing_at_once(path):
+    open(path, 'w')
+
+
+def test_the_figures_that_failed_are_named_in_the_order_of_the_jobs(tmp_path):
+    first, second = str(tmp_path / 'z' / 'first.png'), str(tmp_path / 'a' / 'second.png')  # neither folder is there
+    with pytest.raises(UserError) as error:
+        draw_figures([(failing_late, (first,)), (failing_at_once, (second,))], parallel=True)
+    assert str(error.value) == (f'2 of 2 figures could not be drawn: {first}: No such file or directory; '
+                                f'{second}: No such file or directory')
+
+
+CTRL_C_IN_A_FORK_HANDLER = """
+import os, signal, sys, time
+sys.path.insert(0, {root!r})
+from plots import draw_figures
+
+def ctrl_c_once():  # in the parent, as the first drawing process is forked
+    if not fired:
+        fired.append(1)
+        signal.raise_signal(signal.SIGINT)
+
+def slow_figure(path):
+    time.sleep(20)
+
+fired = []
+os.register_at_fork(after_in_parent=ctrl_c_once)
+began = time.monotonic()
+try:
+    draw_figures([(slow_figure, ('a.png',)), (slow_figure, ('b.png',))])
+except KeyboardInterrupt:
+    print(time.monotonic() - began)
+"""
+
+
+def test_a_ctrl_c_in_a_fork_handler_as_the_drawing_processes_start_is_not_lost():
+    # Raised in an os.register_at_fork handler, Python drops it with a warning: the figures were
+    # drawn to the end, and test.py went on as if no Ctrl-C had come. A fresh process: such a
+    # handler stays registered for good.
+    done = subprocess.run([sys.executable, '-c', CTRL_C_IN_A_FORK_HANDLER.format(root=ROOT)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and 'Exception ignored' not in done.stderr, done.stderr
+    assert done.stdout and float(done.stdout) < 5, done.stdout  # seconds to the KeyboardInterrupt, not 20

@@ -1,6 +1,7 @@
 # train.py end to end on a small sample catalog: what it writes, resuming, and faults.
 import argparse
 import codecs
+import contextlib
 import copy
 import csv
 import errno
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import termios
 import time
+import types
 from datetime import datetime
 from pathlib import Path
 
@@ -1172,6 +1174,49 @@ def test_the_stopwatch_keeps_the_first_round_apart():
     watch.add('training', 5.0)  # the first epoch: the one-off costs
     watch.add('training', 1.0)
     assert (watch.first['training'], watch.seconds('training'), watch.rounds['training']) == (5.0, 6.0, 2)
+
+
+def a_clock(monkeypatch, now):
+    """The stopwatch's time.perf_counter, a clock that moves only as a test says: clock(seconds)."""
+    import stopwatch
+    reading = [now]
+    monkeypatch.setattr(stopwatch, 'time', types.SimpleNamespace(perf_counter=lambda: reading[0]))
+
+    def move_on(seconds):
+        reading[0] += seconds
+    return move_on
+
+
+def test_a_phase_that_raises_is_timed_too_and_one_never_run_took_no_time(monkeypatch):
+    from stopwatch import Stopwatch
+    clock = a_clock(monkeypatch, 100.0)
+    watch = Stopwatch()
+    clock(2.0)
+    watch.mark('setup')  # the seconds since the stopwatch was made
+    with pytest.raises(KeyboardInterrupt), watch.phase('training'):
+        clock(3.5)
+        raise KeyboardInterrupt
+    clock(0.25)
+    assert (watch.seconds('setup'), watch.seconds('training'), watch.seconds('validation')) == (2.0, 3.5, 0.0)
+    assert watch.elapsed() == 5.75
+
+
+def test_the_time_line_names_a_first_round_only_of_a_phase_run_more_than_once(monkeypatch):
+    from stopwatch import Stopwatch
+    clock = a_clock(monkeypatch, 100.0)
+    watch = Stopwatch()
+    for name, seconds in [(None, 0.5), ('pictures', 1.0), (None, 0.5)]:
+        with watch.phase(name) if name else contextlib.nullcontext():
+            clock(seconds)
+    watch.mark('setup')
+    for name, seconds in [('training', 3.0), ('saving', 0.25), ('training', 1.0), ('validation', 0.5),
+                          ('saving', 0.25), (None, 0.5)]:
+        with watch.phase(name) if name else contextlib.nullcontext():
+            clock(seconds)
+    assert train.time_line(watch, 1.5) == (
+        'time: 7.5 s after the imports: 2.0 s setting up (1.0 s loading the pictures), 4.0 s training (3.0 s of it '
+        'the first epoch), 0.5 s validating, 0.5 s saving checkpoints, metrics and curves (and 1.5 s writing them '
+        'beside the training), 0.5 s other')
 
 
 def test_a_run_ends_saying_where_its_time_went(small_split, tmp_path, capsys):
