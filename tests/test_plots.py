@@ -1,6 +1,7 @@
 # test.py draws its four figures in forked processes on Linux: the same files as drawing them one
 # after another, a figure that fails is reported, not lost, and a Ctrl-C is reported once. It
 # replaces its own files, never a file of the user's of the same name.
+import contextlib
 import multiprocessing
 import os
 import shutil
@@ -99,28 +100,13 @@ def slow_figure(path):
         f.write('drawn')
 
 
-def test_a_ctrl_c_as_the_drawing_processes_start_stops_them_all(tmp_path, monkeypatch):
+@pytest.mark.parametrize('under_run_cli', [False, True])
+def test_a_ctrl_c_as_the_drawing_processes_start_stops_them_all(tmp_path, monkeypatch, under_run_cli):
     # One landing in a fork's handlers was lost (test.py then ended in tracebacks, status 1), and one
     # between two starts left the processes started to draw on: held until all have started, it
-    # stops them all, their figures not written.
-    start = multiprocessing.context.ForkProcess.start
-
-    def start_and_ctrl_c(process):
-        start(process)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(multiprocessing.context.ForkProcess, 'start', start_and_ctrl_c)
-    began = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        draw_figures([(slow_figure, (tmp_path / 'a.png',)), (slow_figure, (tmp_path / 'b.png',))], parallel=True)
-    assert multiprocessing.active_children() == [] and time.monotonic() - began < 10
-    assert os.listdir(tmp_path) == []
-
-
-def test_a_ctrl_c_as_the_drawing_processes_start_stops_them_all_under_run_clis_handlers_too(tmp_path, monkeypatch):
-    # test.py runs under run_cli, where a SIGTERM is a stop too, held back while the processes start as
-    # a Ctrl-C is. A process just forked holds back terminate()'s SIGTERM until it obeys stops again:
-    # it was lost there, and each process drew its figure to the end (30 s here) while test.py waited.
+    # stops them all, their figures not written. Under run_cli (test.py's), a SIGTERM is a stop too,
+    # held back while the processes start: a process just forked held back terminate()'s SIGTERM
+    # until it obeyed stops again, and each drew its figure to the end (30 s here) while test.py waited.
     from cli import stopping_signals_as_ctrl_c
     start = multiprocessing.context.ForkProcess.start
 
@@ -130,7 +116,7 @@ def test_a_ctrl_c_as_the_drawing_processes_start_stops_them_all_under_run_clis_h
 
     monkeypatch.setattr(multiprocessing.context.ForkProcess, 'start', start_and_ctrl_c)
     began = time.monotonic()
-    with stopping_signals_as_ctrl_c(), pytest.raises(KeyboardInterrupt):
+    with stopping_signals_as_ctrl_c() if under_run_cli else contextlib.nullcontext(), pytest.raises(KeyboardInterrupt):
         draw_figures([(slow_figure, (tmp_path / 'a.png',)), (slow_figure, (tmp_path / 'b.png',))], parallel=True)
     assert multiprocessing.active_children() == [] and time.monotonic() - began < 10
     assert os.listdir(tmp_path) == []
