@@ -13,7 +13,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 
-from cli import UserError, ctrl_c_held
+from cli import UserError, ctrl_c_held, what_is_there
 
 
 NAME_MAX = 255  # bytes in a file name, on the file systems of Linux, macOS and Windows
@@ -255,22 +255,22 @@ def folders_missing(folder):
 
 
 @contextmanager
-def folder_locked(folder, named):
+def folder_locked(folder, named, holder='a train.py training in it'):
     """The folder locked while the block writes files that belong together (test.py's): a second
     process writing its own there waits until the first has written all of its, so that neither
     leaves half of each (two test.py runs into one --output, the metrics of one and the grid of the
     other). A lock held longer than LOCK_WAIT (train.py holds its run folder locked for as long as
-    it trains) is refused, `named` saying where the folder comes from. Unlocked where the file
-    system has no locks."""
+    it trains) is refused, `named` saying where the folder comes from and `holder` what most likely
+    holds it so long. Unlocked where the file system has no locks."""
     fd = os.open(folder, os.O_RDONLY)
     try:
-        wait_for_lock(fd, folder, named)
+        wait_for_lock(fd, folder, named, holder)
         yield
     finally:
         os.close(fd)  # the lock goes with it
 
 
-def wait_for_lock(fd, folder, named):
+def wait_for_lock(fd, folder, named, holder):
     waited_since = None
     while True:
         try:
@@ -281,8 +281,8 @@ def wait_for_lock(fd, folder, named):
                 waited_since = time.monotonic()
                 print(f'note: waiting for another process writing in {folder}')
             elif time.monotonic() - waited_since > LOCK_WAIT:
-                raise UserError(f'{named}: another process has been writing in {folder} for {LOCK_WAIT} s (a train.py '
-                                'training in it?); give another folder') from None
+                raise UserError(f'{named}: another process has been writing in {folder} for {LOCK_WAIT} s ({holder}?); '
+                                'give another folder') from None
             time.sleep(0.1)
         except OSError:  # a file system without locks (NFS without lockd, say): written unlocked
             return
@@ -359,8 +359,7 @@ def check_writable_folder(folder, named):
                             f'{NAME_MAX} bytes a file system allows')
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
-        kind = 'a link to nothing' if not os.path.exists(existing) else 'a file'
-        raise UserError(f'{named}: {existing} is {kind}, not a folder')
+        raise UserError(f'{named}: {existing} is {what_is_there(existing)}, not a folder')
     try:
         # Trying is the only sure test: permissions, access lists, a read-only disk, `chattr +i`.
         with tempfile.TemporaryFile(dir=existing):

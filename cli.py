@@ -637,6 +637,18 @@ def reach_problem(path, nothing=NO_SUCH_FILE):
     return None
 
 
+def what_is_there(path):
+    """What stands at path, which is no folder, in words: 'a file', or a link that leads to no
+    folder, named as such (a loop of links was 'a link to nothing')."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return 'a link that leads nowhere'
+    except OSError as error:
+        return 'a link in a loop of links' if error.errno == errno.ELOOP else f'unreachable ({error.strerror or error})'
+    return 'a file'
+
+
 def folder_name(text):
     """A folder's own name, not a path: '..', '/abs' or 'a/../..' would put a run's files (args.json,
     checkpoints, curves.png) outside the folder that holds the runs, over what is there."""

@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 from atomic import atomic_open, check_writable_folder, folder_locked, json_object, remove_left_temporaries
 from catalog import is_id, nul_safe
 from cli import (UserError, add_debug_flag, counted, if_stopped_say, non_negative_int, positive_int, run_cli,
-                 seed_number)
+                 seed_number, what_is_there)
 
 HEADER = ['id', 'gender', 'masterCategory', 'subCategory', 'articleType', 'baseColour', 'season',
           'year', 'usage', 'productDisplayName']
@@ -424,13 +424,13 @@ def make_catalog(root, n_images=3000, seed=0, quirks=False, overwrite=False):
     images = os.path.join(root, 'images')
     for folder in (root, images):  # not a folder's "File exists" from os.makedirs
         if os.path.lexists(folder) and not os.path.isdir(folder):
-            kind = 'a link to nothing' if not os.path.exists(folder) else 'a file'
-            raise UserError(f'{folder}: {kind}, where the sample catalog needs a folder; move it away')
+            raise UserError(f'{folder}: {what_is_there(folder)}, where the sample catalog needs a folder; move it '
+                            'away')
     os.makedirs(root, exist_ok=True)
     # Another drawing into root (a second demo.py in the same --work) waits for this one: it took
     # this one's unfinished drawing for one cut short, and removed its pictures as this one drew
     # them, which left a catalog marked finished with hundreds of pictures missing.
-    with folder_locked(root, root):
+    with folder_locked(root, root, holder='another sample catalog being drawn into it'):
         return draw_catalog(root, n_images, seed, quirks, overwrite)
 
 

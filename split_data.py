@@ -21,7 +21,7 @@ from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, chec
 from catalog import (IMAGE_SIZE, SPLIT_COLUMNS, describe_download, format_counts, image_problem, nul_safe, read_styles,
                      with_nul_bytes)
 from cli import (NO_SUCH_FILE, UserError, add_debug_flag, counted, ctrl_c_held, path_name, positive_int, printable,
-                 progress_bar, reach_problem, run_cli, seed_number, shown, worker_processes)
+                 progress_bar, reach_problem, run_cli, seed_number, shown, what_is_there, worker_processes)
 
 FIELDNAMES = list(SPLIT_COLUMNS)
 
@@ -336,10 +336,6 @@ def not_a_file(path):
     return 'a link that leads to no file' if os.path.islink(path) else 'not a regular file (a pipe or a device)'
 
 
-def not_a_folder(path):
-    return 'a link that leads to no folder' if not os.path.exists(path) else 'a file, not a folder'
-
-
 def main(argv=None, keep_old=True):
     """keep_old=False: a split replaced is not kept as train.old.csv and val.old.csv (demo.py's own,
     of a sample catalog it has just drawn anew, whose pictures it no longer names)."""
@@ -359,7 +355,7 @@ def main(argv=None, keep_old=True):
     image_folder = os.path.join(args.input, 'images')
     if not os.path.isdir(image_folder):
         if os.path.lexists(image_folder):  # there, but no folder: the download advice would not help
-            raise UserError(f'{image_folder}: {not_a_folder(image_folder)}, where the catalog\'s pictures are to be')
+            raise UserError(f'{image_folder}: {what_is_there(image_folder)}, not a folder, where the catalog\'s pictures are to be')
         other = in_another_case(args.input, 'images')
         if other:
             raise UserError(f'{image_folder}: no such folder, but {os.path.join(args.input, other)} is there; the '

@@ -9,8 +9,10 @@ import sys
 from contextlib import contextmanager
 
 # One thread count for the tests and the scripts they start: the float sums of a resumed run
-# match an unbroken one bit for bit only with the same number of threads.
-os.environ['OMP_NUM_THREADS'] = str(min(2, os.cpu_count() or 1))
+# match an unbroken one bit for bit only with the same number of threads. One thread: the tests
+# run in 2 processes or more (pytest.ini), and 2 threads each on 2 cores took the suite 527 s where
+# 1 thread each took 468 s, the same day on the same machine (2026-12-05).
+os.environ['OMP_NUM_THREADS'] = '1'
 # Idle OpenMP threads sleep instead of spinning: the tests start scripts beside themselves, and
 # spinning threads of two processes on 2 cores slow both a hundredfold.
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
@@ -39,7 +41,7 @@ torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
 
 def pytest_xdist_auto_num_workers(config):
     """The test processes for `-n auto` (pytest.ini): two even on one core, where many tests wait
-    on a script they started; at most 4, each with its 2 threads and its own copy of the
+    on a script they started; at most 4, each with its one thread and its own copy of the
     session's catalogs and run."""
     return min(4, max(2, os.cpu_count() or 1))
 

@@ -10,7 +10,7 @@ import pytest
 from atomic import (absolute_path, all_or_none, atomic_open, atomic_path, check_writable_folder, folder_locked,
                     folder_made, kept_aside, kept_end, name_pattern, remove_left_temporaries, renamed_together,
                     through_link)
-from cli import UserError
+from cli import UserError, what_is_there
 from conftest import file_size_limit
 
 
@@ -316,6 +316,17 @@ def test_a_path_through_a_link_and_up_goes_where_the_system_goes(tmp_path, monke
         check_writable_folder('', '--output ')
 
 
+def test_what_stands_where_a_folder_is_needed_is_named(tmp_path):
+    (tmp_path / 'notes').write_text('')
+    (tmp_path / 'dangling').symlink_to(tmp_path / 'gone')
+    (tmp_path / 'loop').symlink_to(tmp_path / 'loop')  # was "a link to nothing", as the dangling one
+    for name, words in [('notes', 'a file'), ('dangling', 'a link that leads nowhere'),
+                        ('loop', 'a link in a loop of links')]:
+        assert what_is_there(str(tmp_path / name)) == words
+        with pytest.raises(UserError, match=f'^--output X: {tmp_path / name} is {words}, not a folder$'):
+            check_writable_folder(str(tmp_path / name / 'new'), '--output X')
+
+
 def test_a_temporary_of_a_process_of_another_user_is_kept_as_one_still_being_written(tmp_path, monkeypatch):
     # Signal 0 to another user's process is refused (EPERM), but the process is there: its file may be
     # still being written, in a folder shared with that user, and removing it would lose its work.
@@ -367,4 +378,9 @@ def test_a_folder_locked_by_one_writer_keeps_any_other_waiting(tmp_path, monkeyp
             with folder_locked(str(tmp_path), '--output B'):
                 pass
     with folder_locked(str(tmp_path), '--output B'):  # free again once the first is done
-        pass
+        with pytest.raises(UserError, match=r'for 0.3 s \(a train.py training in it\?\); give another folder$'):
+            with folder_locked(str(tmp_path), '--output C'):
+                pass
+        with pytest.raises(UserError, match=r' \(a test\?\); give another folder$'):
+            with folder_locked(str(tmp_path), '--output C', holder='a test'):
+                pass

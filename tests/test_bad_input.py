@@ -704,7 +704,7 @@ def test_pictures_named_in_upper_case_are_named_in_the_error(small_split, tmp_pa
         split_data.main(['--input', str(root), '--output', str(tmp_path), '--workers', '1'])
 
 
-@pytest.mark.parametrize('instead', ['Images', 'a file', 'a link to nothing'])
+@pytest.mark.parametrize('instead', ['Images', 'a file', 'a link to nothing', 'a loop of links'])
 def test_an_images_folder_that_is_not_there_as_such_is_named_as_what_it_is(small_split, tmp_path, instead):
     # Each was "no such folder", with the advice to download the dataset
     import split_data
@@ -718,8 +718,9 @@ def test_an_images_folder_that_is_not_there_as_such_is_named_as_what_it_is(small
         if instead == 'a file':
             (root / 'images').write_text('')
         else:
-            os.symlink(tmp_path / 'gone', root / 'images')
-        said = {'a file': 'a file, not a folder', 'a link to nothing': 'a link that leads to no folder'}[instead]
+            os.symlink(root / 'images' if instead == 'a loop of links' else tmp_path / 'gone', root / 'images')
+        said = {'a file': 'a file', 'a link to nothing': 'a link that leads nowhere',
+                'a loop of links': 'a link in a loop of links'}[instead] + ', not a folder'
         expected = f"{root / 'images'}: {said}, where the catalog's pictures are to be"
     with pytest.raises(UserError) as error:
         split_data.main(['--input', str(root), '--output', str(tmp_path / 'out')])
@@ -1099,8 +1100,8 @@ def test_an_output_folder_we_may_not_write_in_is_refused_before_any_work(small_s
 
     monkeypatch.setattr(atomic.tempfile, 'TemporaryFile', refuse_in_shut)
     (tmp_path / 'gone').symlink_to(tmp_path / 'nowhere')  # a link left behind
-    with pytest.raises(UserError, match=f"^--output {tmp_path / 'gone' / 'split'}: {tmp_path / 'gone'} is a link to "
-                                        'nothing, not a folder$'):
+    with pytest.raises(UserError, match=f"^--output {tmp_path / 'gone' / 'split'}: {tmp_path / 'gone'} is a link that "
+                                        'leads nowhere, not a folder$'):
         split_data.main(['--input', small_split['catalog']['root'], '--output', str(tmp_path / 'gone' / 'split')])
     for module, work in ((split_data, 'read_styles'), (test_script, 'FashionDataset'), (predict, 'find_images'),
                          (train, 'labels_of_the_run'), (demo, 'has_real_dataset')):

@@ -12,6 +12,7 @@ from PIL import Image
 import demo
 import runs
 import sample_catalog
+from atomic import folder_locked
 from catalog import read_styles
 from cli import UserError, run_cli
 from conftest import ROOT, run_script
@@ -476,6 +477,18 @@ def test_two_drawings_into_one_folder_at_once_leave_one_whole_catalog(tmp_path, 
     assert other[0].returncode == 0
     assert sample_catalog.sample_catalog_size(str(root)) == 3
     assert sorted(os.listdir(root / 'images')) == sorted(f'{row[0]}.jpg' for row in read_styles_rows(root))
+
+
+def test_a_drawing_kept_waiting_too_long_names_another_drawing_as_the_likely_cause(tmp_path, monkeypatch):
+    # It said "(a train.py training in it?)", test.py's likely cause, for a sample catalog's folder.
+    import atomic
+    monkeypatch.setattr(atomic, 'LOCK_WAIT', 0.2)
+    (tmp_path / 'cat').mkdir()
+    with folder_locked(str(tmp_path / 'cat'), 'the other drawing'):
+        with pytest.raises(UserError, match=r'for 0.2 s \(another sample catalog being drawn into it\?\); give '
+                                            'another folder$'):
+            make_catalog(str(tmp_path / 'cat'), n_images=3, seed=0)
+    assert os.listdir(tmp_path / 'cat') == []
 
 
 def read_styles_rows(root):
