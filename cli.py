@@ -37,6 +37,16 @@ def quiet_ctrl_c_while_starting():
             signal.signal(number, _exit_while_starting)
 
 
+def check_working_folder():
+    """Called by each script that imports PyTorch, before it does: in a working folder deleted since
+    the shell went into it (`rm -rf` of it from another shell), `import torch` dies inside Intel's
+    MKL with "oneMKL FATAL ERROR: Cannot load .../libtorch_cpu.so", which names the wrong problem."""
+    gone = deleted_working_folder()
+    if gone:
+        exit_with_error(f'{gone}: deleted since the shell went into it, and PyTorch cannot start in a deleted '
+                        'folder; cd into a folder that exists')
+
+
 def _exit_while_starting(signum, frame):
     words = stopped_words(signum)
     try:  # after a SIGHUP the terminal is gone, and the words with it (EIO): print_if_possible

@@ -5,6 +5,7 @@
 if __name__ == '__main__':  # first: a Ctrl-C during the imports below (seconds) is one line too
     import cli
     cli.quiet_ctrl_c_while_starting()
+    cli.check_working_folder()
 
 import argparse
 import json

@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 if __name__ == '__main__':  # before PyTorch's import (seconds): a Ctrl-C in it is one line too
     import cli
     cli.quiet_ctrl_c_while_starting()
+    cli.check_working_folder()
 
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402

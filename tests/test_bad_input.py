@@ -1813,8 +1813,12 @@ def test_a_system_error_that_names_no_file_is_not_said_to_be_about_a_file_named_
 @pytest.mark.parametrize('script, argv', [
     ('split_data.py', ['--input', '{catalog}', '--output', 'splits', '--workers', '1']),
     ('sample_catalog.py', ['--output', 'catalog', '--images', '3']),
+    # PyTorch's import died in a deleted folder, inside Intel's MKL: "oneMKL FATAL ERROR: Cannot load"
+    *[(script, []) for script in ('train.py', 'test.py', 'predict.py', 'demo.py', 'benchmarks/bench.py',
+                                  'benchmarks/freed_memory.py', 'benchmarks/profile_step.py',
+                                  'benchmarks/step_variants.py')],
 ])
-def test_a_relative_path_from_a_working_folder_since_deleted_is_one_line(quirky_catalog, tmp_path, script, argv):
+def test_a_working_folder_since_deleted_is_one_line_for_a_relative_path_or_pytorchs_import(quirky_catalog, tmp_path, script, argv):
     # `rm -rf` of the folder a shell is in, from another one: os.getcwd() then raises an OSError
     # that names no file, for any relative path made absolute, and that was a traceback.
     gone = tmp_path / 'gone'
