@@ -118,7 +118,8 @@ def test_a_ctrl_c_as_the_drawing_processes_start_stops_them_all(tmp_path, monkey
     began = time.monotonic()
     with stopping_signals_as_ctrl_c() if under_run_cli else contextlib.nullcontext(), pytest.raises(KeyboardInterrupt):
         draw_figures([(slow_figure, (tmp_path / 'a.png',)), (slow_figure, (tmp_path / 'b.png',))], parallel=True)
-    assert multiprocessing.active_children() == [] and time.monotonic() - began < 10
+    # Under 20 s: far from the 30 s of a figure drawn to its end, with room for slow forks on a busy machine.
+    assert multiprocessing.active_children() == [] and time.monotonic() - began < 20
     assert os.listdir(tmp_path) == []
 
 
