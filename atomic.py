@@ -361,9 +361,12 @@ def check_writable_folder(folder, named):
     if not os.path.isdir(existing):
         raise UserError(f'{named}: {existing} is {what_is_there(existing)}, not a folder')
     try:
-        # Trying is the only sure test: permissions, access lists, a read-only disk, `chattr +i`.
-        with tempfile.TemporaryFile(dir=existing):
-            pass
+        # Trying is the only sure test: permissions, access lists, a read-only disk, `chattr +i`. A
+        # full disk still takes an empty file, but not a byte: one is written, so that it is found
+        # now, not when the first output is written (split_data.py, after checking every picture).
+        with tempfile.TemporaryFile(dir=existing) as probe:
+            probe.write(b'.')
+            probe.flush()
     except OSError as error:
         raise UserError(f'{named}: cannot write in {existing} ({error.strerror or error})') from None
 

@@ -64,6 +64,16 @@ def test_a_write_that_finds_the_disk_full_names_the_file(tmp_path):
     assert path.read_text() == 'old' and os.listdir(tmp_path) == ['metrics.json']
 
 
+def test_a_folder_on_a_full_disk_is_refused_before_any_work(tmp_path):
+    # It took an empty file: split_data.py checked every picture, then failed to write train.csv.
+    with file_size_limit(0), pytest.raises(UserError) as error:  # a full disk's writes fail alike
+        check_writable_folder(str(tmp_path / 'out'), '--output out')
+    assert str(error.value) == f'--output out: cannot write in {tmp_path} (File too large)'
+    assert os.listdir(tmp_path) == []
+    check_writable_folder(str(tmp_path / 'out'), '--output out')  # the byte written is gone with its file
+    assert os.listdir(tmp_path) == []
+
+
 def test_the_data_is_on_disk_before_the_rename(tmp_path, monkeypatch):
     # Files written by path (the PNGs, the ONNX model) as well as through atomic_open.
     calls = []
