@@ -224,6 +224,7 @@ def all_or_none(paths):
 
 
 LOCK_WAIT = 60  # seconds folder_locked waits for another process's lock
+_LOCKED_HERE = set()  # (device, inode) of each folder this process holds locked
 
 
 @contextmanager
@@ -261,12 +262,22 @@ def folder_locked(folder, named, holder='a train.py training in it'):
     leaves half of each (two test.py runs into one --output, the metrics of one and the grid of the
     other). A lock held longer than LOCK_WAIT (train.py holds its run folder locked for as long as
     it trains) is refused, `named` saying where the folder comes from and `holder` what most likely
-    holds it so long. Unlocked where the file system has no locks."""
+    holds it so long. Unlocked where the file system has no locks. A folder this process holds
+    already is not locked again: a lock of its own, taken anew, would wait for it (demo.py holds its
+    --work locked, and split_data.py's saving in it locks it too)."""
     fd = os.open(folder, os.O_RDONLY)
+    status = os.fstat(fd)
+    key = (status.st_dev, status.st_ino)
+    if key in _LOCKED_HERE:
+        os.close(fd)
+        yield
+        return
     try:
         wait_for_lock(fd, folder, named, holder)
+        _LOCKED_HERE.add(key)
         yield
     finally:
+        _LOCKED_HERE.discard(key)
         os.close(fd)  # the lock goes with it
 
 

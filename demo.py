@@ -17,7 +17,7 @@ import time
 
 import split_data
 import train
-from atomic import check_writable_folder
+from atomic import check_writable_folder, folder_locked, folder_made
 from cli import UserError, add_debug_flag, counted, path_name, pick_device, positive_int, reach_problem, run_cli
 from dataset import HEADS, TITLES
 from runs import check_log_folder, check_run_folder, run_folder
@@ -199,6 +199,14 @@ def main(argv=None):
     else:
         check_data_given(args.data)
     check_writable_folder(args.work, f'--work {args.work}')  # and a folder it cannot write in
+    # A second demo.py in the same --work waits for this one, a minute at most: two at once drew,
+    # split and trained in the same files.
+    named, holder = f'--work {args.work}', 'another demo.py running in it'
+    with folder_made(args.work), folder_locked(args.work, named, holder):
+        run_demo(args)
+
+
+def run_demo(args):
     mark = own_mark(args.data)  # of a drawing there: none beside the real dataset
     if mark and os.path.isfile(os.path.join(args.data, 'styles.csv')) and holds_theirs(args.data, mark):
         raise drawn_over(args.data, f'--data {args.data}')  # no sample, to train the demo's own in its place
@@ -222,7 +230,6 @@ def main(argv=None):
         print(f'{found} in {args.data}/ (see {guide()} for the real one): using a '
               'built-in sample catalog of drawn products')
         catalog, redrawn = sample_catalog(args)
-    os.makedirs(args.work, exist_ok=True)
 
     step(2, 'split_data.py')
     # Another split of the same catalog is kept too, unless the demo has just drawn the catalog anew.

@@ -99,6 +99,29 @@ def file_size_limit(size):
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
 
 
+@contextmanager
+def locked_by_another_process(folder):
+    """folder locked for the block by another process, as by a second script writing in it."""
+    holder = subprocess.Popen([sys.executable, '-c', 'import fcntl, os, sys\n'
+                               'fcntl.flock(os.open(sys.argv[1], os.O_RDONLY), fcntl.LOCK_EX)\n'
+                               'print("locked", flush=True)\n'
+                               'sys.stdin.read()\n', str(folder)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline() == 'locked\n'
+        yield
+    finally:
+        holder.kill()
+        holder.communicate()
+
+
+def lockable_by_another_process(folder):
+    """Whether another process could lock folder now."""
+    return subprocess.run([sys.executable, '-c', 'import fcntl, os, sys\n'
+                           'fcntl.flock(os.open(sys.argv[1], os.O_RDONLY), fcntl.LOCK_EX | fcntl.LOCK_NB)\n',
+                           str(folder)], capture_output=True, timeout=60).returncode == 0
+
+
 @pytest.fixture(scope='session')
 def quirky_catalog(tmp_path_factory):
     """A small sample catalog with every quirk of the real styles.csv and images."""

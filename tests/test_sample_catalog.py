@@ -12,10 +12,9 @@ from PIL import Image
 import demo
 import runs
 import sample_catalog
-from atomic import folder_locked
 from catalog import read_styles
 from cli import UserError, run_cli
-from conftest import ROOT, run_script
+from conftest import ROOT, locked_by_another_process, run_script
 from sample_catalog import HEADER, make_catalog
 
 
@@ -484,11 +483,25 @@ def test_a_drawing_kept_waiting_too_long_names_another_drawing_as_the_likely_cau
     import atomic
     monkeypatch.setattr(atomic, 'LOCK_WAIT', 0.2)
     (tmp_path / 'cat').mkdir()
-    with folder_locked(str(tmp_path / 'cat'), 'the other drawing'):
+    with locked_by_another_process(tmp_path / 'cat'):
         with pytest.raises(UserError, match=r'for 0.2 s \(another sample catalog being drawn into it\?\); give '
                                             'another folder$'):
             make_catalog(str(tmp_path / 'cat'), n_images=3, seed=0)
     assert os.listdir(tmp_path / 'cat') == []
+
+
+def test_a_second_demo_in_the_same_work_folder_waits_for_the_first(tmp_path, monkeypatch, capsys):
+    # Two at once drew, split and trained in the same files. Kept waiting over LOCK_WAIT (the
+    # first trains for minutes), it is refused, having touched nothing.
+    import atomic
+    monkeypatch.setattr(atomic, 'LOCK_WAIT', 0.2)
+    work = tmp_path / 'w'
+    work.mkdir()
+    with locked_by_another_process(work):
+        with pytest.raises(UserError, match=f'^--work {work}: another process has been writing in {work} for 0.2 s '
+                                            r'\(another demo.py running in it\?\); give another folder$'):
+            demo.main(['--work', str(work), '--images', '3', '--device', 'cpu'])
+    assert os.listdir(work) == [] and f'waiting for another process writing in {work}' in capsys.readouterr().out
 
 
 def read_styles_rows(root):
