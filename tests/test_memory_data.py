@@ -8,7 +8,7 @@ import torch
 
 import dataset as dataset_module
 from augment import prepare_batch
-from dataset import AttributesDataset, FashionDataset, load_image, load_into_memory, val_transform
+from dataset import AttributesDataset, FashionDataset, keep_rows, load_image, load_into_memory, val_transform
 from distributed import merge_shards
 from evaluate import calculate_metrics, majority_rates, predict_all, validate
 from memory_data import InMemoryLoader
@@ -69,10 +69,20 @@ def test_decoding_keeps_the_order_skips_broken_images_and_draws_no_random_number
             f'{tmp_path / "broken17.jpg"}\n') in capsys.readouterr().out
     assert kept == [i for i in range(len(dataset)) if i not in (3, 17)]
     assert images.shape == (len(dataset) - 2, 3, 80, 60)
+    # made in the cache itself, which never exists twice: images[kept] was a copy of all of it
+    assert images.untyped_storage().nbytes() == len(dataset) * 80 * 60 * 3
+    assert images.is_contiguous(memory_format=torch.channels_last)
     for row, i in enumerate(kept):
         expected = torch.from_numpy(np.array(load_image(dataset.data[i]))).permute(2, 0, 1)
         assert torch.equal(images[row], expected)
         assert labels['article'][row] == dataset.samples[i][2]
+
+
+def test_rows_kept_in_place_are_those_indexing_would_keep():
+    images = torch.arange(40).view(20, 2)
+    for kept in ([], [0], [19], list(range(20)), list(range(1, 20)), list(range(19)), [0, 1, 5, 6, 7, 19],
+                 [2, 3, 4, 10, 11, 12, 13, 14, 15, 16, 17, 18]):
+        assert torch.equal(keep_rows(images.clone(), kept, chunk=3), images[kept]), kept
 
 
 def shard_indices(loader):
