@@ -355,7 +355,8 @@ def main(argv=None, keep_old=True):
     image_folder = os.path.join(args.input, 'images')
     if not os.path.isdir(image_folder):
         if os.path.lexists(image_folder):  # there, but no folder: the download advice would not help
-            raise UserError(f'{image_folder}: {what_is_there(image_folder)}, not a folder, where the catalog\'s pictures are to be')
+            raise UserError(f'{image_folder}: {what_is_there(image_folder)}, not a folder, where the catalog\'s '
+                            'pictures are to be')
         other = in_another_case(args.input, 'images')
         if other:
             raise UserError(f'{image_folder}: no such folder, but {os.path.join(args.input, other)} is there; the '

@@ -1818,7 +1818,8 @@ def test_a_system_error_that_names_no_file_is_not_said_to_be_about_a_file_named_
                                   'benchmarks/freed_memory.py', 'benchmarks/profile_step.py',
                                   'benchmarks/step_variants.py')],
 ])
-def test_a_working_folder_since_deleted_is_one_line_for_a_relative_path_or_pytorchs_import(quirky_catalog, tmp_path, script, argv):
+def test_a_working_folder_since_deleted_is_one_line_for_a_relative_path_or_pytorchs_import(quirky_catalog, tmp_path,
+                                                                                            script, argv):
     # `rm -rf` of the folder a shell is in, from another one: os.getcwd() then raises an OSError
     # that names no file, for any relative path made absolute, and that was a traceback.
     gone = tmp_path / 'gone'
