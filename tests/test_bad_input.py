@@ -32,7 +32,7 @@ from catalog import UNREADABLE, Style, image_problem, read_styles
 from checkpoint import checkpoint_load, checkpoint_save
 from cli import (Terminated, UserError, ctrl_c_held, leave_stops_to_the_main_process, pick_device, run_cli,
                  stopping_signals_as_ctrl_c)
-from conftest import ROOT, run_script, train_args
+from conftest import ROOT, locked_by_another_process, run_script, train_args
 from dataset import AttributesDataset, FashionDataset, fitted_size, load_image, load_into_memory, to_rgb
 from sample_catalog import make_catalog
 
@@ -1065,16 +1065,11 @@ def test_a_test_py_writing_where_another_is_waits_until_it_has_written_all_of_it
     assert sorted(os.listdir(tmp_path)) == sorted(load_test_script().OUTPUT_NAMES)
     # One that holds it longer (train.py, training in a run folder given as --output): refused
     monkeypatch.setattr(atomic, 'LOCK_WAIT', 0.5)
-    other = subprocess.Popen(other.args[:-1] + ['60'], stdout=subprocess.PIPE, text=True)
-    assert other.stdout.readline() == 'writing\n'
-    try:
+    with locked_by_another_process(tmp_path):
         with pytest.raises(UserError, match=f'^--output {re.escape(str(tmp_path))}: another process has been '
                                             r'writing in .* for 0.5 s \(a train.py training in it\?\); give another '
                                             'folder$'):
             load_test_script().main(evaluate)
-    finally:
-        other.kill()
-        other.wait()
 
 
 def test_an_output_folder_we_may_not_write_in_is_refused_before_any_work(small_split, one_epoch_run, tmp_path,
