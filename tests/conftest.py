@@ -133,7 +133,7 @@ def quirky_catalog(tmp_path_factory):
 def small_split(tmp_path_factory):
     """train.csv/val.csv over a clean sample catalog, for the training tests."""
     base = tmp_path_factory.mktemp('small')
-    catalog = make_catalog(str(base / 'fashion-product-images'), n_images=200, seed=2)
+    catalog = make_catalog(str(base / 'fashion-product-images'), n_images=120, seed=2)
     split_data.main(['--input', catalog['root'], '--output', str(base), '--workers', '1'])
     return {'base': base, 'styles': os.path.join(catalog['root'], 'styles.csv'),
             'train': str(base / 'train.csv'), 'val': str(base / 'val.csv'), 'catalog': catalog}

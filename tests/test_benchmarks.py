@@ -335,13 +335,16 @@ def test_profile_watches_its_steps_after_a_warm_up_and_keeps_a_kineto_log_level_
 
 
 @pytest.mark.parametrize('what', ['train-16', 'evaluate-256'])
-def test_freed_memory_measures_in_a_process_of_its_own_and_names_a_wrong_measure(what):
+def test_freed_memory_measures_in_a_process_of_its_own(what):
     # The parent runs this once per setting and measure; its table is not tested (a benchmark).
     done = run_script('benchmarks/freed_memory.py', '--child', 'kept', what, '--seconds', '0.2',
                       '--eval-images', '300', '--classes', '3,7,5')  # a batch and a part one
     assert done.returncode == 0, done.stderr
     images_a_second, faults_an_image = map(float, done.stdout.split()[-2:])
     assert images_a_second > 0 and faults_an_image >= 0
+
+
+def test_freed_memory_names_a_measure_it_does_not_have():
     wrong = run_script('benchmarks/freed_memory.py', '--child', 'kept', 'train-32')
     assert wrong.returncode == 2 and 'not a setting and a measure named in --help' in wrong.stderr
 

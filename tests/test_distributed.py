@@ -43,7 +43,7 @@ def test_two_processes_train_save_once_and_agree_with_test_py(small_split, tmp_p
     assert evaluated.returncode == 0, evaluated.stderr
     with open(tmp_path / 'eval' / 'metrics.json') as f:
         metrics = json.load(f)
-    assert metrics['val_samples'] == 40
+    assert metrics['val_samples'] == 24
     for key in ('gender_accuracy', 'article_accuracy', 'color_accuracy', 'color_balanced_accuracy'):
         assert abs(float(reported[key]) - metrics[key]) < 1e-5  # the CSV keeps 6 digits
 
@@ -152,13 +152,13 @@ import train, train_step
 from cli import run_cli
 from saver import BackgroundSaver
 
-if os.environ['RANK'] == '1':  # 5 steps an epoch on each process: call 8 is epoch 2, step 3
+if os.environ['RANK'] == '1':  # 3 steps an epoch on each process: call 5 is epoch 2, step 2
     real_get_loss, calls = train_step.get_loss, [0]
 
     def goes_nan_in_epoch_2(output, targets):
         calls[0] += 1
         loss, parts = real_get_loss(output, targets)
-        return (loss * float('nan'), parts) if calls[0] == 8 else (loss, parts)
+        return (loss * float('nan'), parts) if calls[0] == 5 else (loss, parts)
 
     train_step.get_loss = goes_nan_in_epoch_2
 else:  # process 0's files take their time: torchrun must not stop it before they are written
@@ -186,7 +186,7 @@ def test_a_nan_loss_on_one_process_stops_both_and_process_0_says_where_it_began(
     # One line, from process 0, which saves: process 1's step, not the next, where DDP's gradients
     # carried the NaN to process 0. (Once it is out, torchrun may end process 0 as process 1 exits.)
     assert re.findall(r'error: .*', result.stderr) == [
-        f'error: stopped: the loss became nan at epoch 2, step 3 of 5 on process 1; the last good checkpoint is '
+        f'error: stopped: the loss became nan at epoch 2, step 2 of 3 on process 1; the last good checkpoint is '
         f'{last_path}. Start a new run with a lower --lr (a resumed run keeps its own)'], result.stderr
     # torchrun's own traceback only (from its package, which may be in a virtual environment in ROOT)
     assert 'Diverged' not in result.stderr and not re.search(rf'File "{re.escape(ROOT)}/[^/"]+"', result.stderr)
@@ -314,12 +314,12 @@ sys.path.insert(0, {root!r})
 import train, train_step
 from cli import run_cli
 
-if os.environ['RANK'] == '1':  # 5 steps an epoch on each process: call 8 is epoch 2, step 3
+if os.environ['RANK'] == '1':  # 3 steps an epoch on each process: call 5 is epoch 2, step 2
     real_get_loss, calls = train_step.get_loss, [0]
 
     def killed_in_epoch_2(output, targets):
         calls[0] += 1
-        if calls[0] == 8:
+        if calls[0] == 5:
             os.kill(os.getpid(), signal.SIGKILL)  # as the system's out-of-memory killer does
         return real_get_loss(output, targets)
 

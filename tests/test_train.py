@@ -1081,10 +1081,10 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(small_split
     def goes_nan_in_epoch_2(output, targets):
         calls['n'] += 1
         loss, parts = real_get_loss(output, targets)
-        return (loss * float('nan'), parts) if calls['n'] == 13 else (loss, parts)  # epoch 2, step 3
+        return (loss * float('nan'), parts) if calls['n'] == 9 else (loss, parts)  # epoch 2, step 3
 
     monkeypatch.setattr(train_step, 'get_loss', goes_nan_in_epoch_2)
-    with pytest.raises(UserError, match=r'became nan at epoch 2, step 3 of 10; the last good checkpoint is '
+    with pytest.raises(UserError, match=r'became nan at epoch 2, step 3 of 6; the last good checkpoint is '
                                         r'.*last\.pth\. Start a new run with a lower --lr \(a resumed run keeps its own\)$'):
         train.main(train_args(small_split, tmp_path, '--epochs', EPOCHS))
     assert checkpoint_load(str(tmp_path / 'run' / 'last.pth'))['epoch'] == 1
@@ -1134,7 +1134,7 @@ def test_a_nan_loss_before_a_resumed_run_saves_names_the_checkpoint_it_resumed(f
 
     monkeypatch.setattr(train_step, 'get_loss', goes_nan)
     resumed = str(branch / 'checkpoint-000002.pth')
-    with pytest.raises(UserError, match=f'became nan at epoch 3, step 1 of 10; the last good checkpoint is '
+    with pytest.raises(UserError, match=f'became nan at epoch 3, step 1 of 6; the last good checkpoint is '
                                         f'{re.escape(resumed)}\\. '):
         train.main(['--resume', resumed, '--device', 'cpu'])
 
@@ -1239,7 +1239,7 @@ def test_a_run_ends_saying_where_its_time_went(small_split, tmp_path, capsys):
     total, setup, pictures, training, first_epoch, validating, first_val, saving, beside, other = \
         map(float, found.groups())
     assert total <= wall + 0.05
-    # Printed to 0.1 s: loading 200 small pictures or validating 40 can round to 0.0.
+    # Printed to 0.1 s: loading 120 small pictures or validating 24 can round to 0.0.
     assert 0 <= pictures <= setup and 0 < first_epoch < training and 0 <= first_val <= validating
     # Saving in the training's way is copying the state; the files are written beside it.
     assert saving > 0 and beside > 0
@@ -1273,7 +1273,7 @@ def test_compile_trains_and_saves_the_plain_model(small_split, tmp_path, monkeyp
         assert torch._dynamo.utils.counters['stats']['unique_graphs'] > 0  # it did go through dynamo
     finally:
         torch._dynamo.reset()
-    assert modes == ['default'] * 2 and len(marks) == EPOCHS * 10  # the model, the loss; 160 pictures at batch 16
+    assert modes == ['default'] * 2 and len(marks) == EPOCHS * 6  # the model, the loss; 96 pictures at batch 16
     assert 'torch.compile default' in capsys.readouterr().out
     rows = metrics_rows(tmp_path / 'run')
     assert float(rows[-1]['train_loss']) < float(rows[0]['train_loss'])
@@ -1624,11 +1624,11 @@ def test_a_split_of_the_tutorials_paths_is_scored_and_resumed_from_another_folde
     monkeypatch.chdir(project)
     last = os.path.join(train.main(['--train-csv', 'tut/train.csv', '--val-csv', 'tut/val.csv', '--epochs', '1',
                                     '--run-name', 'run', '--device', 'cpu', '--workers', '0']), 'last.pth')
-    assert 'note: tut/train.csv: 160 pictures found from the working folder' in capsys.readouterr().out
+    assert 'note: tut/train.csv: 96 pictures found from the working folder' in capsys.readouterr().out
     monkeypatch.chdir(elsewhere)
     last = str(project / last)
     load_test_script().main(['--checkpoint', last, '--output', str(tmp_path / 'eval'), '--device', 'cpu'])
-    assert f'40 images from {project / "tut" / "val.csv"}' in capsys.readouterr().out
+    assert f'24 images from {project / "tut" / "val.csv"}' in capsys.readouterr().out
     header, *trained = open(project / 'tut' / 'train.csv').read().splitlines()
     (elsewhere / 'mixed.csv').write_text('\n'.join([header] + [f'{project}/{row}' for row in trained[:5]]) + '\n')
     load_test_script().main(['--checkpoint', last, '--val-csv', 'mixed.csv', '--output', str(tmp_path / 'mixed'),
@@ -1636,7 +1636,7 @@ def test_a_split_of_the_tutorials_paths_is_scored_and_resumed_from_another_folde
     assert 'note: 5 of the 5 pictures of mixed.csv are in' in capsys.readouterr().out  # those it trained on, found
     train.main(['--resume', last, '--epochs', '2'])
     resumed = checkpoint_load(last)
-    assert resumed['epoch'] == 2 and resumed['history'][-1]['val_samples'] == 40
+    assert resumed['epoch'] == 2 and resumed['history'][-1]['val_samples'] == 24
     assert (resumed['args']['workdir'], resumed['args']['train_csv']) == (str(project), 'tut/train.csv')
     assert 'found from the working folder' not in capsys.readouterr().out
 
@@ -1651,7 +1651,7 @@ def test_a_run_on_the_tutorials_relative_paths_resumes_from_another_folder_and_a
     monkeypatch.chdir(tmp_path / 'elsewhere')
     train.main(here + ['--train-csv', './train.csv', '--resume', last, '--epochs', '2'])  # the original, repeated
     resumed = checkpoint_load(last)
-    assert resumed['epoch'] == 2 and resumed['history'][-1]['val_samples'] == 40
+    assert resumed['epoch'] == 2 and resumed['history'][-1]['val_samples'] == 24
     # kept as the run named them, from its folder, so that the project may still move
     assert resumed['args']['workdir'] == str(small_split['base'])
     assert (resumed['args']['train_csv'], resumed['args']['val_csv']) == ('./train.csv', './val.csv')
@@ -1827,7 +1827,7 @@ def test_a_warm_up_longer_than_the_run_is_noted_with_the_highest_rate_it_reaches
 
 @pytest.mark.parametrize('data', ['memory', 'loader'])
 def test_a_batch_larger_than_the_training_set_is_noted(small_split, tmp_path, capsys, data):
-    # --batch-size 500 on 160 pictures trained one step an epoch, on a batch of 160, without a word
+    # --batch-size 500 on 96 pictures trained one step an epoch, on a batch of 96, without a word
     pictures = sum(1 for _ in open(small_split['train'], encoding='utf-8')) - 1
     train.main(train_args(small_split, tmp_path, '--epochs', 1, '--batch-size', 500, '--data', data))
     said = capsys.readouterr().out
@@ -1870,12 +1870,12 @@ def test_test_script_writes_metrics_and_pictures(full_run, small_split, tmp_path
     result = run_script('test.py', '--checkpoint', os.path.join(full_run, 'last.pth'),
                         '--output', out, '--device', 'cpu', cwd=str(tmp_path))
     assert result.returncode == 0, result.stderr
-    assert f'40 images from {small_split["val"]}' in result.stdout
+    assert f'24 images from {small_split["val"]}' in result.stdout
     assert sorted(os.listdir(out)) == ['confusion_article.png', 'confusion_color.png',
                                        'confusion_gender.png', 'metrics.json', 'predictions.png']
     with open(out / 'metrics.json') as f:
         metrics = json.load(f)
-    assert metrics['val_samples'] == 40 and 0 <= metrics['gender_accuracy'] <= 1
+    assert metrics['val_samples'] == 24 and 0 <= metrics['gender_accuracy'] <= 1
     last = metrics_rows(full_run)[-1]
     assert metrics['gender_accuracy'] == pytest.approx(float(last['gender_accuracy']), abs=1e-5)
     assert 'balanced' in result.stdout
