@@ -16,7 +16,8 @@ import distributed
 import train
 from checkpoint import checkpoint_load
 from cli import Terminated, UserError, run_cli
-from conftest import ROOT, run_script, train_args
+from conftest import ROOT, train_args
+from demo import load_test_script
 
 
 @pytest.mark.slow
@@ -24,7 +25,7 @@ def test_two_processes_train_save_once_and_agree_with_test_py(small_split, tmp_p
     args = train_args(small_split, tmp_path, '--epochs', 1)
     result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
                              os.path.join(ROOT, 'train.py'), *args], capture_output=True, text=True,
-                            timeout=110, env=dict(os.environ, OMP_NUM_THREADS='1'))
+                            timeout=110)
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'cpu (fp32, channels_last, 2 processes)' in result.stdout
     assert 'weights identical on all 2 processes' in result.stdout
@@ -38,9 +39,8 @@ def test_two_processes_train_save_once_and_agree_with_test_py(small_split, tmp_p
 
     with open(run_dir / 'metrics.csv', newline='') as f:
         reported = list(csv.DictReader(f))[-1]
-    evaluated = run_script('test.py', '--checkpoint', run_dir / 'last.pth', '--val-csv', small_split['val'],
-                           '--output', tmp_path / 'eval', '--device', 'cpu')
-    assert evaluated.returncode == 0, evaluated.stderr
+    load_test_script().main(['--checkpoint', str(run_dir / 'last.pth'), '--val-csv', small_split['val'],
+                             '--output', str(tmp_path / 'eval'), '--device', 'cpu'])
     with open(tmp_path / 'eval' / 'metrics.json') as f:
         metrics = json.load(f)
     assert metrics['val_samples'] == 24
@@ -59,7 +59,7 @@ def test_a_one_process_checkpoint_resumes_in_two_processes(small_split, tmp_path
                              os.path.join(ROOT, 'train.py'),
                              *train_args(small_split, tmp_path, '--epochs', 2, '--resume',
                                          os.path.join(run_dir, 'last.pth'))],
-                            capture_output=True, text=True, timeout=110, env=dict(os.environ, OMP_NUM_THREADS='1'))
+                            capture_output=True, text=True, timeout=110)
     assert result.returncode == 0, result.stderr[-3000:]
     state = checkpoint_load(os.path.join(run_dir, 'last.pth'))
     assert state['epoch'] == 2 and [row['epoch'] for row in state['history']] == [1, 2]
@@ -180,7 +180,7 @@ def test_a_nan_loss_on_one_process_stops_both_and_process_0_says_where_it_began(
     script.write_text(NAN_ON_PROCESS_1.format(root=ROOT))
     result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
                              str(script), *train_args(small_split, tmp_path, '--epochs', 3)],
-                            capture_output=True, text=True, timeout=110, env=dict(os.environ, OMP_NUM_THREADS='1'))
+                            capture_output=True, text=True, timeout=110)
     assert result.returncode != 0
     last_path = tmp_path / 'run' / 'last.pth'
     # One line, from process 0, which saves: process 1's step, not the next, where DDP's gradients
@@ -206,7 +206,7 @@ def test_what_every_process_finds_in_the_files_is_said_once(small_split, tmp_pat
     args = train_args(dict(small_split, train=str(train_csv), val=str(tmp_path / 'missing.csv')), tmp_path)
     result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
                              os.path.join(ROOT, 'train.py'), *args], capture_output=True, text=True,
-                            timeout=110, env=dict(os.environ, OMP_NUM_THREADS='1'))
+                            timeout=110)
     assert result.returncode != 0
     assert re.findall(r'.*skipped.*', result.stdout) == [f'{train_csv}: skipped 1 row: 1 image missing'], result.stdout
     assert re.findall(r'error: .*', result.stderr) == [
@@ -340,8 +340,7 @@ def test_a_process_killed_alone_leaves_process_0_saying_how_to_resume(small_spli
     processes = [subprocess.Popen([sys.executable, str(script), *train_args(small_split, tmp_path, '--epochs', 3)],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                   env=dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE='2',
-                                           LOCAL_WORLD_SIZE='2', MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port),
-                                           OMP_NUM_THREADS='1'))
+                                           LOCAL_WORLD_SIZE='2', MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port)))
                  for rank in (0, 1)]
     (_, err), _ = processes[0].communicate(timeout=110), processes[1].communicate(timeout=10)
     assert processes[1].returncode == -signal.SIGKILL

@@ -33,19 +33,8 @@ from sample_catalog import make_catalog
 
 WHITE = (255, 255, 255)
 BROKEN = {'truncated.jpg': 'truncated', 'notes.jpg': 'not an image', 'pipe.jpg': 'not a regular file'}
-# On two cores shared with other jobs, OpenMP threads spinning while they wait for each other make
-# a forward pass about 100 times slower; one thread keeps this file fast. It changes no result.
-ONE_THREAD = {'OMP_NUM_THREADS': '1'}
 # The tests that export: PyTorch 2.6, which requirements.txt allows, refuses (export_onnx.py).
 exports = pytest.mark.skipif(torch.__version__ < (2, 7), reason='the ONNX export needs PyTorch 2.7 or newer')
-
-
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope='module')
@@ -157,7 +146,7 @@ def test_every_kind_of_picture_is_predicted_and_broken_ones_are_reported(checkpo
                                                                         tmp_path):
     out = tmp_path / 'results' / 'predictions.csv'
     result = run_script('predict.py', '--checkpoint', checkpoint, photos['folder'], '--output', out,
-                        '--device', 'cpu', env=ONE_THREAD)
+                        '--device', 'cpu')
     assert result.returncode == 0, result.stderr
     with open(out, newline='') as f:
         rows = list(csv.DictReader(f))
@@ -276,7 +265,7 @@ def test_a_large_photo_is_decoded_without_copies(tmp_path):
         load_image(sys.argv[2])
         print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)"""
     result = subprocess.run([sys.executable, '-c', measure, str(small), str(large)], cwd=ROOT, capture_output=True,
-                            text=True, timeout=120, env=dict(os.environ, **ONE_THREAD))
+                            text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) < 2 * 4000 * 6000 * 3  # 1.4 times here
 
@@ -498,8 +487,7 @@ def test_a_picture_over_pillows_limit_is_predicted_without_its_warning_and_one_o
     argv = ['predict.py', '--checkpoint', checkpoint, str(tmp_path), '--device', 'cpu']
     code = (f'import runpy, sys; from PIL import Image; Image.MAX_IMAGE_PIXELS = 10_000; sys.argv = {argv!r}; '
             f'runpy.run_path({os.path.join(ROOT, "predict.py")!r}, run_name="__main__")')
-    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300,
-                            env=dict(os.environ, **ONE_THREAD))
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and result.stderr == '', result.stderr
     rows = {line.split(' ', 1)[0]: line for line in result.stdout.splitlines()}
     assert 'error' not in rows[str(tmp_path / 'over.png')]
@@ -521,7 +509,7 @@ def test_a_photo_with_damaged_exif_is_predicted_without_pillows_warning(checkpoi
         img.convert('RGB').save(tmp_path / 'clean.jpg', quality=95)
     result = run_script('predict.py', '--checkpoint', checkpoint, tmp_path / 'clean.jpg',
                         *(tmp_path / f'{damage}.jpg' for damage in damages),
-                        '--output', tmp_path / 'p.csv', '--device', 'cpu', env=ONE_THREAD)
+                        '--output', tmp_path / 'p.csv', '--device', 'cpu')
     assert result.returncode == 0 and result.stderr == '', result.stderr
     with open(tmp_path / 'p.csv') as f:
         clean, *damaged = [row[1:] for row in csv.reader(f)][1:]
@@ -666,7 +654,7 @@ def test_a_file_name_that_is_not_utf8_is_predicted_and_written_as_escapes(checkp
     # reported an error. The file is UTF-8 whatever the locale.
     out = tmp_path / os.fsdecode(b'predictions-\xff.csv')
     result = run_script('predict.py', '--checkpoint', checkpoint, folder, '--output', out, '--device', 'cpu',
-                        env=dict(ONE_THREAD, **terminal))
+                        env=terminal)
     assert result.returncode == 0, result.stderr
     with open(out, newline='', encoding='utf-8') as f:
         rows = list(csv.DictReader(f))
@@ -690,7 +678,7 @@ def test_a_reader_that_stops_early_gets_a_quiet_stop_and_the_output_file_is_writ
     out = tmp_path / 'predictions.csv'
     command = [sys.executable, os.path.join(ROOT, 'predict.py'), '--checkpoint', checkpoint,
                os.path.join(catalog['root'], 'images'), '--output', str(out), '--device', 'cpu']
-    env = dict(os.environ, PYTHONUNBUFFERED='1', **ONE_THREAD)
+    env = dict(os.environ, PYTHONUNBUFFERED='1')
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as process:
         assert process.stdout.readline().startswith(b'device:')  # then, like `| head -1`, it stops reading
         process.stdout.close()
