@@ -7,7 +7,6 @@ import errno
 import io
 import os
 import re
-import stat
 import struct
 import warnings
 from collections import Counter, namedtuple
@@ -15,7 +14,7 @@ from contextlib import contextmanager
 
 from PIL import Image
 
-from cli import UserError, command, counted, reach_problem
+from cli import UserError, command, counted, not_a_file, reach_problem
 
 IMAGE_SIZE = (60, 80)  # (width, height) of every picture in the small catalog
 LABEL_COLUMNS = ('gender', 'articleType', 'baseColour')
@@ -347,8 +346,9 @@ def open_picture(path):
 def image_problem(path, size=IMAGE_SIZE, any_size=False, any_mode=False):
     """Why an image cannot be used as it is, or None when it can."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            return 'no image file'
+        problem = not_a_file(os.stat(path).st_mode, 'an image file')  # a pipe: opened, it would wait for good
+        if problem:
+            return problem
         with open_picture(path) as img:
             img.load()  # decode it all: a truncated file only fails here
             mode, img_size = img.mode, shown_size(img)

@@ -12,7 +12,7 @@ import zipfile
 import torch
 
 from atomic import absolute_path, atomic_open
-from cli import UserError, counted, first_few, reach_problem
+from cli import NOT_A_REGULAR_FILE, UserError, counted, first_few, reach_problem
 from dataset import HEADS, AttributesDataset, tutorial_vocab
 from model import MultiOutputModel
 from split_data import old_split_paths, pictures_digest, rows_digest
@@ -71,7 +71,7 @@ def check_checkpoint_file(path):
         raise UserError(f'{path}: a folder, not a checkpoint file'
                         + (f'; give one of its checkpoints, such as {os.path.join(path, found[0])}' if found else ''))
     if not stat.S_ISREG(mode):
-        raise UserError(f'{path}: not a regular file (a device, a pipe or a socket): torch.load needs one')
+        raise UserError(f'{path}: {NOT_A_REGULAR_FILE}: torch.load needs one')
 
 
 def checkpoint_load(path):

@@ -12,6 +12,7 @@ import re
 import shlex
 import shutil
 import signal
+import stat
 import sys
 import threading
 
@@ -650,6 +651,15 @@ def path_name(text):
 
 
 NO_SUCH_FILE = 'no such file'  # reach_problem's answer for a name that is not there
+NOT_A_REGULAR_FILE = 'not a regular file (a device, a pipe or a socket)'
+
+
+def not_a_file(mode, what):
+    """Why what is there (its os.stat st_mode) is not the file looked for, in words for a message:
+    a folder, a pipe, a device. None where it is a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    return f'a folder, not {what}' if stat.S_ISDIR(mode) else NOT_A_REGULAR_FILE
 
 
 def reach_problem(path, nothing=NO_SUCH_FILE):

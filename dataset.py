@@ -2,7 +2,6 @@
 # (FashionDataset) and its transforms. The augmentation settings live here once; the batched fast
 # path in augment.py reads the same numbers.
 import os
-import stat
 from collections import Counter
 
 import numpy as np
@@ -15,7 +14,7 @@ from atomic import absolute_path
 from catalog import (IMAGE_SIZE, LABEL_COLUMNS, NO_PERMISSION, REQUIRED_COLUMNS, SPLIT_COLUMNS,
                      TOO_LARGE, TOO_MANY_FIELDS, UNREADABLE, format_counts, open_picture, read_csv_rows, read_styles,
                      turn_upright)
-from cli import (UserError, command, counted, first_few, leave_stops_to_the_main_process, started,
+from cli import (UserError, command, counted, first_few, leave_stops_to_the_main_process, not_a_file, started,
                  worker_processes)
 
 MEAN = [0.485, 0.456, 0.406]  # ImageNet statistics, as in the tutorial
@@ -204,7 +203,7 @@ def image_named(written, csv_folder, pictures_from=None):
 def missing_image(path):
     """Why there is no picture to read at path, or None; only looks, without decoding it."""
     try:
-        return None if stat.S_ISREG(os.stat(path).st_mode) else 'image missing'
+        return not_a_file(os.stat(path).st_mode, 'an image file')
     except PermissionError:  # a folder on its way we may not enter: images/ itself, say
         return NO_PERMISSION
     except (OSError, ValueError):  # ValueError: a NUL byte in the path

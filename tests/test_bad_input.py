@@ -33,7 +33,8 @@ from checkpoint import checkpoint_load, checkpoint_save
 from cli import (Terminated, UserError, ctrl_c_held, leave_stops_to_the_main_process, pick_device, run_cli,
                  stopping_signals_as_ctrl_c)
 from conftest import ROOT, locked_by_another_process, run_script, train_args
-from dataset import AttributesDataset, FashionDataset, fitted_size, load_image, load_into_memory, to_rgb
+from dataset import (AttributesDataset, FashionDataset, fitted_size, load_image, load_into_memory, missing_image,
+                     to_rgb)
 from sample_catalog import make_catalog
 
 HEADER = 'id,gender,masterCategory,subCategory,articleType,baseColour,season,year,usage,productDisplayName'
@@ -423,8 +424,19 @@ def test_an_image_the_system_will_not_let_us_read_is_named_so(tmp_path, monkeypa
             problem = image_problem(path)
         assert problem == 'no permission to read it', name
     assert image_problem(path) is None
-    assert image_problem(str(tmp_path / 'gone.jpg')) == image_problem(str(tmp_path)) == 'no image file'
+    assert image_problem(str(tmp_path / 'gone.jpg')) == 'no image file'
     assert image_problem(str(tmp_path / f'{"9" * 300}.jpg')) == 'no image file'  # a name no file system takes
+
+
+def test_a_folder_or_a_pipe_where_an_image_should_be_is_named_as_what_it_is(tmp_path):
+    # Not "no image file", when the user finds 1163.jpg there; a pipe is not opened, which would
+    # wait for a writer for good. split_data.py checks with image_problem, a split's reader with missing_image.
+    folder, pipe = tmp_path / '1163.jpg', tmp_path / '1164.jpg'
+    folder.mkdir()
+    os.mkfifo(pipe)
+    for check in (image_problem, missing_image):
+        assert check(str(folder)) == 'a folder, not an image file', check
+        assert check(str(pipe)) == 'not a regular file (a device, a pipe or a socket)', check
 
 
 def test_a_picture_pillow_refuses_as_too_large_is_named_so_not_as_broken(tmp_path):
