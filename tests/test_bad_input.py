@@ -1446,7 +1446,7 @@ def test_a_ctrl_c_while_workers_are_forked_is_held_back_to_the_end_of_the_block(
 @pytest.mark.parametrize('sender', ['another process (timeout, to the process group)',
                                     'another process (SIGHUP, the shell as the terminal closes)',
                                     'the main process (multiprocessing, at its exit)'])
-def test_a_dataloader_worker_stops_on_a_sigterm_or_sighup_as_on_a_ctrl_c(sender):
+def test_a_dataloader_worker_ends_quietly_on_a_sigterm_or_sighup(sender):
     # PyTorch's own handler let another process's SIGTERM kill the worker (status -15), which the
     # main process then took for a failure; ignored, it hung the main process at its exit.
     before = set(multiprocessing.active_children())
@@ -1480,11 +1480,10 @@ print('not ended', flush=True)
 
 def test_a_stopped_dataloader_worker_ends_only_once_it_lets_go_of_the_locks_it_shares():
     # Ended holding one, it would leave the main process waiting for it for good as it ends the workers.
-    started = time.perf_counter()
     result = subprocess.run([sys.executable, '-c', STOPPED_IN_A_SHARED_LOCK, ROOT], capture_output=True, text=True,
                             timeout=60)
     assert (result.returncode, result.stdout, result.stderr) == (0, 'let go\n', '')
-    assert time.perf_counter() - started < 20
+
 
 @pytest.mark.parametrize('stop', [signal.SIGTERM, signal.SIGHUP])
 def test_a_sigterm_or_sighup_while_workers_are_forked_is_held_back_too(stop):
