@@ -81,7 +81,7 @@ class Terminated(KeyboardInterrupt):
 STOPPING = (signal.SIGTERM, signal.SIGHUP)  # the signals that stop a script as a Ctrl-C does
 
 
-# Its modules' names, before `import importlib` renames them and after
+# Python's import machinery, by its modules' names before `import importlib` renames them and after
 IMPORT_MACHINERY = ('_frozen_importlib', '_frozen_importlib_external', 'importlib._bootstrap',
                     'importlib._bootstrap_external')
 
