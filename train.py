@@ -13,7 +13,6 @@ import csv
 import math
 import os
 import pickle
-import resource
 import shlex
 import sys
 import time
@@ -24,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 import distributed
-from allocator import keep_freed_memory
+from allocator import keep_freed_memory, peak_resident_mib
 from atomic import atomic_open
 from catalog import describe_download
 from checkpoint import (PRECISIONS, checkpoint_load, checkpoint_save, first_sentence, load_weights, non_finite_weight,
@@ -560,10 +559,6 @@ def check_cpu_compiler(args, device):
                         'install g++ or clang++ (or set CXX to one), or train without --compile') from None
 
 
-def peak_rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
 def set_cudnn_search(args, device):
     if device.type == 'cuda':
         # The input size never changes, so a search at the first steps would serve the whole run;
@@ -822,7 +817,7 @@ def main(argv=None):
             print(f'weights identical on all {context.world_size} processes after every epoch')
         print(f'done: {counted(args.epochs, "epoch")}. Checkpoints, metrics.csv and curves.png are in '
               f'{shown_path(run_dir)}')
-        print(f'peak memory: {peak_rss_mib():,.0f} MiB resident'
+        print(f'peak memory: {peak_resident_mib():,.0f} MiB resident'
               + (f', {torch.cuda.max_memory_allocated(device) / 2**20:,.0f} MiB on the GPU'
                  if device.type == 'cuda' else ''))
         print(time_line(watch, saver.seconds))

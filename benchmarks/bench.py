@@ -14,7 +14,6 @@ import itertools
 import multiprocessing
 import multiprocessing.util
 import os
-import resource
 import secrets
 import shutil
 import signal
@@ -34,7 +33,7 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 import split_data  # noqa: E402
-from allocator import keep_freed_memory  # noqa: E402
+from allocator import keep_freed_memory, peak_resident_mib  # noqa: E402
 from cli import (NOTHING_HALF_WRITTEN, STOPPING, UserError, add_debug_flag, left_if_stopped_now,  # noqa: E402
                  non_negative_int, pick_device, positive_float, positive_int, remove_folder_made_by_importing_pytorch,
                  run_cli, stopped_words)
@@ -424,7 +423,7 @@ def measure(args, work):
     print(f'in-memory cache: {len(train_set):,} images decoded in {cache_seconds:.1f}s, '
           f'{images.numel() / 2**20:.0f} MiB ({images.numel() / len(train_set) / 1024:.1f} KiB an image)')
     gpu_peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == 'cuda' else None
-    print(f'peak resident memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MiB'
+    print(f'peak resident memory of this process: {peak_resident_mib():.0f} MiB'
           + (f'; peak GPU memory: {gpu_peak:.0f} MiB' if gpu_peak is not None else ''))
     note = busy_machine_note(spreads)  # none with one round: its slowest is its best
     if note:

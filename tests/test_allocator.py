@@ -6,13 +6,15 @@ import platform
 import resource
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
 
+import allocator
 import predict
 import train
-from allocator import keep_freed_memory
+from allocator import keep_freed_memory, peak_resident_mib
 from conftest import ROOT, train_args
 from demo import load_test_script
 
@@ -74,3 +76,25 @@ def test_train_test_and_predict_set_it_for_the_device_they_run_on(small_split, t
     pictures = os.path.join(small_split['catalog']['root'], 'images')
     predict.main(['--checkpoint', checkpoint, '--device', 'cpu', pictures])
     assert devices == [torch.device('cpu')] * 3
+
+
+@pytest.mark.skipif(not os.path.exists('/proc/self/status'), reason="the system's own count is Linux's")
+def test_the_peak_resident_memory_is_the_systems_own_count_in_mib():
+    block = bytearray(256 * 2**20)  # every page written: resident
+    reported = peak_resident_mib()
+    with open('/proc/self/status') as status:
+        [kib] = [int(line.split()[1]) for line in status if line.startswith('VmHWM:')]
+    assert len(block) / 2**20 < reported <= kib / 1024 < reported + 16  # the peak only grows between the reads
+
+
+def test_the_peak_resident_memory_counted_in_bytes_on_macos_is_shown_in_mib_there_too(monkeypatch):
+    # getrusage gives KiB on Linux and bytes on macOS: taken for KiB there, train.py's "peak memory:
+    # 1,352 MiB resident" read 1,384,448 MiB
+    usage = SimpleNamespace(ru_maxrss=1352 * 2**20)
+    monkeypatch.setattr(allocator, 'resource', SimpleNamespace(RUSAGE_SELF=resource.RUSAGE_SELF,
+                                                               getrusage=lambda who: usage))
+    monkeypatch.setattr(allocator, 'sys', SimpleNamespace(platform='darwin'))
+    assert peak_resident_mib() == 1352
+    monkeypatch.setattr(allocator, 'sys', SimpleNamespace(platform='linux'))
+    usage.ru_maxrss = 1352 * 2**10
+    assert peak_resident_mib() == 1352

@@ -871,10 +871,7 @@ def test_bench_times_each_path_as_it_says_and_prints_its_ratios_the_right_way_ro
         evaluated.update(models)
         return {'folded': [300.0], 'unfolded': [250.0]}
     real_load = bench.load_into_memory
-    peak = {resource.RUSAGE_SELF: 3 * 2**20, resource.RUSAGE_CHILDREN: 2**20}  # KiB, as Linux counts
-    monkeypatch.setattr(bench, 'resource', SimpleNamespace(RUSAGE_SELF=resource.RUSAGE_SELF,
-                                                           RUSAGE_CHILDREN=resource.RUSAGE_CHILDREN,
-                                                           getrusage=lambda who: SimpleNamespace(ru_maxrss=peak[who])))
+    monkeypatch.setattr(bench, 'peak_resident_mib', lambda: 3072.4)
     for name, fake in [('rate', rate), ('trainer', trainer), ('InMemoryLoader', Loader), ('evaluation_rates',
                        evaluation_rates), ('load_into_memory', load_into_memory),
                        ('time', SimpleNamespace(perf_counter=lambda: now[0]))]:
