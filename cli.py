@@ -16,6 +16,13 @@ import stat
 import sys
 import threading
 
+# Windows lacks what a stop and the files rely on here (SIGHUP, forked workers, fcntl's file locks):
+# said in one line, before the first of them is needed below, and not as a traceback from it.
+if sys.platform == 'win32':
+    sys.stderr.write('error: this project runs on Linux and macOS, not on Windows itself; on Windows, '
+                     'run it in WSL (https://learn.microsoft.com/windows/wsl/install)\n')
+    sys.exit(2)
+
 
 class UserError(Exception):
     """A problem the user can fix (a file, a row, a flag): printed as one line, exit status 2."""

@@ -1896,3 +1896,33 @@ def test_a_working_folder_since_deleted_is_one_line_for_a_relative_path_or_pytor
     result = subprocess.run(['sh', '-c', 'rmdir "$PWD" && exec "$0" "$@"', sys.executable, os.path.join(ROOT, script),
                              *argv], cwd=gone, capture_output=True, text=True, timeout=120)
     assert_clean_failure(result, f'the working folder {gone}: deleted', 'cd into a folder that exists')
+
+
+# Each script as Windows would start it: the modules cli.py imports first (Python's own, which read
+# sys.platform as they are imported), then sys.platform as Windows has it, and none of what
+# Windows lacks: SIGHUP, pthread_sigmask, the fcntl and resource modules.
+AS_ON_WINDOWS = """
+import ast, runpy, signal, sys
+with open({cli!r}) as source:
+    for node in ast.parse(source.read()).body:
+        if isinstance(node, ast.Import):
+            [__import__(alias.name) for alias in node.names]
+sys.platform = 'win32'
+del signal.SIGHUP, signal.pthread_sigmask
+sys.modules.update(fcntl=None, resource=None)
+sys.path.insert(0, {root!r})
+sys.argv = [{script!r}]
+runpy.run_path({script!r}, run_name='__main__')
+"""
+
+
+@pytest.mark.parametrize('script', ['split_data.py', 'sample_catalog.py', 'train.py', 'test.py', 'predict.py',
+                                    'demo.py', 'benchmarks/bench.py'])
+def test_windows_is_named_in_one_line_with_what_to_do_instead(tmp_path, script):
+    # cli.py's signal.SIGHUP, which Windows lacks, ended each script with an AttributeError's traceback
+    code = AS_ON_WINDOWS.format(cli=os.path.join(ROOT, 'cli.py'), root=ROOT, script=os.path.join(ROOT, script))
+    result = subprocess.run([sys.executable, '-c', code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stdout == ''
+    assert result.stderr == ('error: this project runs on Linux and macOS, not on Windows itself; on Windows, run it '
+                             'in WSL (https://learn.microsoft.com/windows/wsl/install)\n')
+    assert os.listdir(tmp_path) == []
