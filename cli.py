@@ -28,7 +28,7 @@ class UserError(Exception):
     """A problem the user can fix (a file, a row, a flag): printed as one line, exit status 2."""
 
 
-def quiet_ctrl_c_while_starting():
+def quiet_ctrl_c_while_starting(run_as='__main__'):
     # Called by each script before its imports: PyTorch's takes 2 to 14 s, and a Ctrl-C in it
     # would print a traceback from inside Python's import machinery, since run_cli cannot catch
     # it yet. Until run_cli takes over, a Ctrl-C ends the process at once with one line: nothing
@@ -38,11 +38,32 @@ def quiet_ctrl_c_while_starting():
     # ignored, and --debug keeps Python's own traceback.
     if debugging():
         return
+    if run_as == '__mp_main__':  # the script's __name__ in a worker started anew (spawned, as on macOS)
+        leave_stops_to_the_main_process_while_starting()
+        return
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _exit_while_starting)
     for number in STOPPING:
         if signal.getsignal(number) is signal.SIG_DFL:
             signal.signal(number, _exit_while_starting)
+
+
+def leave_stops_to_the_main_process_while_starting():
+    # A worker started anew (spawned: macOS's way; ours are forked on Linux) runs its parent's
+    # script first, as '__mp_main__', importing what it imports, and only then the work it was
+    # started for: a DataLoader's or a process pool's. A Ctrl-C reaches every process of the
+    # terminal's group, as `timeout`'s SIGTERM does: one that reached a worker as it imported
+    # PyTorch (seconds) printed its KeyboardInterrupt traceback, or, a SIGTERM, ended it as the
+    # system does, and the main process then stopped with the DataLoader's RuntimeError or a broken
+    # process pool, not the stop. The main process takes the stop and ends its workers; a worker's
+    # initializer then says how it takes the next one (leave_stops_to_the_main_process).
+    for number in (signal.SIGINT, *STOPPING):
+        if signal.getsignal(number) is not signal.SIG_IGN:
+            signal.signal(number, _left_to_the_main_process)
+
+
+def _left_to_the_main_process(signum, frame):
+    pass
 
 
 def check_working_folder():
@@ -490,6 +511,8 @@ def run_reporting_errors(main, debug):
             raise
         if out_of_memory(error):  # a batch too large for the GPU or the machine, say
             exit_with_error(f'out of memory: {memory_words(error)}; a smaller batch, or fewer pictures, needs less')
+        if worker_ended(error):
+            exit_with_error(worker_ended(error))
         # Under torchrun: a process whose peer ended (on an error it says, a Ctrl-C, a kill) fails
         # at its next exchange with it, in gloo's words and a traceback from inside torch.
         if not peer_ended(error):
@@ -577,6 +600,37 @@ def memory_words(error):
 
 def peer_ended(error):
     return int(os.environ.get('WORLD_SIZE', '1')) > 1 and any(words in str(error) for words in PEER_ENDED)
+
+
+# Where a signal ended a worker: what most likely sent it.
+ENDED_BY = {'SIGKILL': ', as the system ends a process when memory runs out',
+            'SIGBUS': ': out of shared memory (/dev/shm), through which workers pass their batches (64 MB in a '
+                      'Docker container not started with more, --shm-size)'}
+SIGNAL_NAMES = {signal.strsignal(number): number.name for number in signal.Signals}  # 'Killed': 'SIGKILL'
+
+
+def worker_ended(error):
+    """PyTorch's word that a DataLoader's worker process ended, in ours, where error is one, with what
+    most likely ended it (ENDED_BY); None for another error. PyTorch raises it in the main process
+    wherever that is at the time, and said no more than "DataLoader worker (pid 123) is killed by
+    signal: Killed." at the end of a traceback: the out-of-memory killer's kill, most often."""
+    text = str(error)
+    if not text.startswith('DataLoader worker (pid'):
+        return None
+    pids = re.match(r'DataLoader worker \(pid(?:\(s\))? ([\d, ]+)\)', text)
+    which = 'a DataLoader worker process'
+    if pids:
+        several = ',' in pids.group(1)
+        which = f'{"DataLoader worker processes" if several else which} (pid{"s" if several else ""} {pids.group(1)})'
+    killed = re.search(r'is killed by signal: ([^.]+)\.', text)
+    if killed:  # by the signal's description, the system's strsignal
+        name = SIGNAL_NAMES.get(killed.group(1), f'signal: {killed.group(1)}')
+        return f'{which} was killed by {name}{ENDED_BY.get(name, "")}'
+    code = re.search(r'exit code (-?\d+)', text)
+    if code:
+        return f'{which} ended unexpectedly with exit code {code.group(1)}'
+    # PyTorch found it gone before its SIGCHLD handler could say how: a kill, most often
+    return f'{which} ended unexpectedly: killed, most often, as the system ends a process when memory runs out'
 
 
 def print_if_possible(text, stream):

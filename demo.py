@@ -3,9 +3,9 @@
 # With the real dataset in fashion-product-images/ it runs the tutorial's job (50 epochs).
 # Without it, it first draws a built-in sample catalog in the same layout (sample_catalog.py)
 # and trains a few epochs on it, so a newcomer sees every step and every output in minutes.
-if __name__ == '__main__':  # first: a Ctrl-C during the imports below (seconds) is one line too
+if __name__ in ('__main__', '__mp_main__'):  # first: a Ctrl-C during the imports below (seconds) is one line too
     import cli
-    cli.quiet_ctrl_c_while_starting()
+    cli.quiet_ctrl_c_while_starting(__name__)
     cli.check_working_folder()
 
 import argparse

@@ -1,8 +1,8 @@
 # Step 1 of the tutorial: pick the usable rows of the catalog and split them into train.csv and
 # val.csv (columns image_path,gender,articleType,baseColour).
-if __name__ == '__main__':  # first: a Ctrl-C during the imports below (seconds) is one line too
+if __name__ in ('__main__', '__mp_main__'):  # first: a Ctrl-C during the imports below (seconds) is one line too
     import cli
-    cli.quiet_ctrl_c_while_starting()
+    cli.quiet_ctrl_c_while_starting(__name__)
 
 import argparse
 import codecs
@@ -15,6 +15,7 @@ import random
 import shlex
 import signal
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder, flush_to_disk,
                     folder_locked, kept_aside, remove_left_temporaries, renamed_together)
@@ -95,7 +96,11 @@ def keep_usable(styles, image_folder, args, skipped):
         problems = []
         with progress_bar(total=len(jobs), desc='checking images', unit='img') as bar:
             for batch, checked in zip(batches, checking):
-                problems += checked.result()
+                try:
+                    problems += checked.result()
+                except BrokenProcessPool:  # a traceback, which said no more
+                    raise UserError('a process checking the images ended unexpectedly (killed, by a kill or by the '
+                                    'system as memory ran out); nothing was written: run split_data.py again') from None
                 bar.update(len(batch))
     finally:
         # After a stop, the batches not begun are dropped by the pool's own thread: cancelled from

@@ -2,9 +2,9 @@
 #   python test.py --checkpoint checkpoints/RUN/last.pth
 # Writes metrics.json, one confusion matrix per head and a grid of predictions, and prints
 # accuracy and balanced accuracy over the whole set.
-if __name__ == '__main__':  # first: a Ctrl-C during the imports below (seconds) is one line too
+if __name__ in ('__main__', '__mp_main__'):  # first: a Ctrl-C during the imports below (seconds) is one line too
     import cli
-    cli.quiet_ctrl_c_while_starting()
+    cli.quiet_ctrl_c_while_starting(__name__)
     cli.check_working_folder()
 
 import argparse

@@ -2,9 +2,9 @@
 #   python train.py                                    # the tutorial's run: 50 epochs, batch 16
 #   torchrun --nproc_per_node=4 train.py               # the same on 4 GPUs (batch 16 per GPU)
 #   python train.py --resume checkpoints/RUN/last.pth  # carry on where a run stopped
-if __name__ == '__main__':  # first: a Ctrl-C during the imports below (seconds) is one line too
+if __name__ in ('__main__', '__mp_main__'):  # first: a Ctrl-C during the imports below (seconds) is one line too
     import cli
-    cli.quiet_ctrl_c_while_starting()
+    cli.quiet_ctrl_c_while_starting(__name__)
     cli.check_working_folder()
 
 import argparse
@@ -31,7 +31,7 @@ from checkpoint import (PRECISIONS, checkpoint_load, checkpoint_save, first_sent
 from cli import (NO_SUCH_FILE, UserError, add_debug_flag, command, counted, ctrl_c_held, debugging, folder_name,
                  how_stopped, leave_stops_to_the_main_process, non_negative_float, non_negative_int, path_name,
                  peer_ended, positive_float, positive_int, print_error, print_if_possible, progress_bar, reach_problem,
-                 run_cli, seed_number, shown_path, started, this_torchrun, worker_processes)
+                 run_cli, seed_number, shown_path, started, this_torchrun, worker_ended, worker_processes)
 from dataset import HEADS, FashionDataset, in_real_folders, skip_undecodable, train_transform, val_transform
 from evaluate import autocast_for, default_channels_last, default_precision, validate
 from memory_data import InMemoryLoader, memory_format
@@ -779,6 +779,15 @@ def main(argv=None):
                         'It needs a working C++ compiler for the CPU, Triton for a GPU; '
                         'or train without --compile') from error
     except RuntimeError as error:
+        ended = worker_ended(error)
+        if ended and context.is_main:  # one of this process's DataLoader workers; another's: run_cli's line
+            with second_stop_held():
+                saver.close()  # the epochs finished are kept, and named
+                fewer = ' (fewer --workers need less; 0: none)' if 'memory' in ended else ''
+                print_error(f'{ended}{fewer}. ' + interrupted_message(
+                    epoch, *saved_so_far(saver, start_epoch, last_path, args), args.epochs, context, 'The run stopped'))
+            distributed.cleanup(context)
+            raise SystemExit(1)
         if peer_ended(error):
             # The group is broken: left now, every process, so that it and gloo's threads go as soon as
             # DDP lets go of it (as this exception's frames are freed), while Python still runs. Left to

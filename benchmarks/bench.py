@@ -24,9 +24,9 @@ import time
 from types import SimpleNamespace
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if __name__ == '__main__':  # before PyTorch's import (seconds): a Ctrl-C in it is one line too
+if __name__ in ('__main__', '__mp_main__'):  # before PyTorch's import (seconds): a Ctrl-C in it is one line too
     import cli
-    cli.quiet_ctrl_c_while_starting()
+    cli.quiet_ctrl_c_while_starting(__name__)
     cli.check_working_folder()
 
 import torch  # noqa: E402

@@ -1523,6 +1523,47 @@ def test_a_sigterm_during_an_import_stops_the_script_once_the_import_is_done():
     assert (result.returncode, result.stdout, result.stderr) == (0, 'imported\nstopped after it\n', '')
 
 
+# Processes start as on macOS: spawned, Python's default there, ours too (cli.worker_processes forks
+# them on Linux). A spawned worker first runs its parent's script, as __mp_main__: as it imports
+# MODULE there, a Ctrl-C, a SIGTERM and a SIGHUP reach it, as a stop to the process group does.
+AS_ON_MACOS = """
+import multiprocessing, os, signal, sys
+sys.path.insert(0, {root!r})
+import cli
+multiprocessing.set_start_method('spawn', force=True)
+cli.worker_processes = lambda workers: None
+class StopsAsItStarts:
+    def find_spec(self, name, path=None, target=None):
+        if name == {module!r}:
+            for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                os.kill(os.getpid(), number)
+if '--multiprocessing-fork' in sys.argv:
+    sys.meta_path.insert(0, StopsAsItStarts())
+"""
+
+
+@pytest.mark.parametrize('script, module', [('split_data.py', 'catalog'), ('train.py', 'dataset')])
+def test_a_stop_reaching_a_spawned_worker_as_it_starts_is_left_to_the_main_process(quirky_catalog, small_split,
+                                                                                    tmp_path, script, module):
+    # The worker printed its KeyboardInterrupt traceback from inside the import, or a SIGTERM ended it,
+    # and the main process stopped with PyTorch's RuntimeError or a broken process pool. Here only the
+    # worker is sent the stop: it goes on, and the run ends as if there had been none.
+    site = tmp_path / 'site'
+    site.mkdir()
+    (site / 'sitecustomize.py').write_text(AS_ON_MACOS.format(root=ROOT, module=module))
+    if script == 'split_data.py':
+        args = ['--input', quirky_catalog['root'], '--output', tmp_path / 'splits', '--workers', 1]
+    else:
+        args = train_args(small_split, tmp_path, '--epochs', 1, '--data', 'loader', '--workers', 1)
+    result = run_script(script, *args, cwd=tmp_path, env={'PYTHONPATH': str(site)})
+    assert result.returncode == 0, result.stderr
+    assert 'Traceback' not in result.stderr and 'Error' not in result.stderr
+    if script == 'split_data.py':
+        assert os.path.exists(tmp_path / 'splits' / 'train.csv')
+    else:
+        assert checkpoint_load(str(tmp_path / 'run' / 'last.pth'))['epoch'] == 1
+
+
 @pytest.mark.parametrize('stop', [signal.SIGTERM, signal.SIGHUP])
 def test_a_sigterm_or_sighup_while_workers_are_forked_is_held_back_too(stop):
     ended = False
@@ -1555,6 +1596,34 @@ def ctrl_c_at_import(module, script, *args, sigint=signal.SIG_DFL, number=signal
                            *args],
                           capture_output=True, text=True, timeout=120, env=dict(os.environ, FASHION_DEBUG=''),
                           preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
+
+
+@pytest.mark.parametrize('pytorchs, ours', [
+    # its SIGCHLD handler's, raised wherever the main process was
+    ('DataLoader worker (pid 4242) is killed by signal: Killed. ',
+     'a DataLoader worker process (pid 4242) was killed by SIGKILL, as the system ends a process when memory runs out'),
+    ("DataLoader worker (pid 4242) is killed by signal: Bus error. It is possible that dataloader's workers are out "
+     "of shared memory. Please try to raise your shared memory limit.",
+     'a DataLoader worker process (pid 4242) was killed by SIGBUS: out of shared memory (/dev/shm), through which '
+     'workers pass their batches (64 MB in a Docker container not started with more, --shm-size)'),
+    ('DataLoader worker (pid 4242) is killed by signal: Segmentation fault. ',
+     'a DataLoader worker process (pid 4242) was killed by SIGSEGV'),
+    ('DataLoader worker (pid 4242) exited unexpectedly with exit code 3. Details are lost due to multiprocessing. '
+     'Rerunning with num_workers=0 may give better error trace.',
+     'a DataLoader worker process (pid 4242) ended unexpectedly with exit code 3'),
+    # its wait for a batch's, where it finds the worker gone first
+    ('DataLoader worker (pid(s) 4242, 4243) exited unexpectedly',
+     'DataLoader worker processes (pids 4242, 4243) ended unexpectedly: killed, most often, as the system ends a '
+     'process when memory runs out'),
+])
+def test_a_dataloader_worker_that_ended_is_one_line_saying_what_most_likely_ended_it(capsys, pytorchs, ours):
+    # train.py's decoding workers, or test.py's: PyTorch's words, at the end of a traceback
+    def a_worker_ends():
+        raise RuntimeError(pytorchs)
+
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(a_worker_ends)
+    assert (stopped.value.code, capsys.readouterr().err) == (2, f'error: {ours}\n')
 
 
 def test_running_out_of_memory_is_one_line_naming_the_allocation(capsys):

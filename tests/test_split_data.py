@@ -528,6 +528,17 @@ def test_a_ctrl_c_reaching_the_image_checking_processes_is_left_to_the_main_proc
     assert len(kept) == 3
 
 
+def test_an_image_checking_process_killed_is_one_line(tmp_path, monkeypatch):
+    # By the system as memory ran out, or a kill: the pool's BrokenProcessPool, in a traceback
+    monkeypatch.setattr(split_data, 'image_problem', lambda path, *rest: os.kill(os.getpid(), signal.SIGKILL))
+    styles = [SimpleNamespace(id=n) for n in range(3)]
+    with pytest.raises(UserError, match=r'^a process checking the images ended unexpectedly \(killed, by a kill or '
+                                        r'by the system as memory ran out\); nothing was written: run split_data\.py '
+                                        r'again$'):
+        split_data.keep_usable(styles, str(tmp_path), SimpleNamespace(any_size=False, any_mode=False, workers=2),
+                               Counter())
+
+
 def test_an_image_checking_process_ignores_a_ctrl_c_and_ends_on_a_sigterm_or_sighup_at_once():
     # Its initializer (the test above forks inside ctrl_c_held, which holds a stop in the workers
     # too): a SIGTERM to the process group ends each worker where it stands, not after its batch.

@@ -981,6 +981,37 @@ def test_a_ctrl_c_as_the_dataloader_forks_its_workers_stops_the_run_too(small_sp
     assert checkpoint_load(str(tmp_path / 'run' / 'last.pth'))['epoch'] == 1
 
 
+# train.py with its DataLoader worker killed in epoch 2, as the system's out-of-memory killer does.
+WORKER_KILLED = """
+import os, signal, sys, train
+from cli import run_cli
+train_one_epoch = train.train_one_epoch
+def worker_killed_in_epoch_2(model, loader, step, epoch, *rest):
+    if epoch == 2:  # the workers of --data loader are forked every epoch, with the dataset as it is now
+        loader.dataset.__class__.__getitem__ = lambda dataset, index: os.kill(os.getpid(), signal.SIGKILL)
+    return train_one_epoch(model, loader, step, epoch, *rest)
+train.train_one_epoch = worker_killed_in_epoch_2
+run_cli(lambda: train.main(sys.argv[1:]))
+"""
+
+
+def test_a_dataloader_worker_killed_stops_the_run_in_one_line_with_its_epochs_kept(small_split, tmp_path):
+    # PyTorch's RuntimeError ("DataLoader worker (pid 123) is killed by signal: Killed.") ended the
+    # run with a traceback from wherever the main process was, and no word of what was saved.
+    args = train_args(small_split, tmp_path, '--epochs', EPOCHS, '--data', 'loader', '--workers', 1)
+    result = subprocess.run([sys.executable, '-c', WORKER_KILLED, *args], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 1 and 'Traceback' not in result.stderr, result.stderr
+    last = str(tmp_path / 'run' / 'last.pth')
+    # How PyTorch finds it ended: its SIGCHLD handler says by which signal, its wait for a batch does not
+    assert re.search(r'\nerror: a DataLoader worker process \(pid \d+\) (was killed by SIGKILL|ended unexpectedly: '
+                     r'killed, most often), as the system ends a process when memory runs out \(fewer --workers need '
+                     r'less; 0: none\)\. The run stopped in epoch 2; '
+                     rf'epoch 1 is saved in {re.escape(last)}\. Resume with: python train\.py --resume '
+                     rf'{re.escape(last)}\n$', result.stderr), result.stderr
+    assert checkpoint_load(last)['epoch'] == 1
+
+
 def test_a_ctrl_c_while_the_last_epoch_is_written_says_the_run_is_complete(small_split, tmp_path, monkeypatch,
                                                                            capsys):
     real_wait = train.BackgroundSaver.wait
