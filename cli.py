@@ -511,8 +511,9 @@ def run_reporting_errors(main, debug):
             raise
         if out_of_memory(error):  # a batch too large for the GPU or the machine, say
             exit_with_error(f'out of memory: {memory_words(error)}; a smaller batch, or fewer pictures, needs less')
-        if worker_ended(error):
-            exit_with_error(worker_ended(error))
+        ended = worker_ended(error)
+        if ended:
+            exit_with_error(ended)
         # Under torchrun: a process whose peer ended (on an error it says, a Ctrl-C, a kill) fails
         # at its next exchange with it, in gloo's words and a traceback from inside torch.
         if not peer_ended(error):

@@ -55,6 +55,12 @@ def assert_clean_failure(result, *words):
         assert word in line, line
 
 
+def python_c(code, *args, cwd=None):
+    """`python -c CODE ARGS` in a process of its own: its status, its stdout and its stderr."""
+    result = subprocess.run([sys.executable, '-c', code, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+    return result.returncode, result.stdout, result.stderr
+
+
 def test_a_product_name_over_the_csv_modules_field_limit_is_read_not_taken_for_a_quote_left_open(tmp_path):
     # 200,000 characters in one name (no quote anywhere) stopped the whole file: "line 3: field larger
     # than field limit (131072); a quote left open?"
@@ -1486,9 +1492,7 @@ print('not ended', flush=True)
 
 def test_a_stopped_dataloader_worker_ends_only_once_it_lets_go_of_the_locks_it_shares():
     # Ended holding one, it would leave the main process waiting for it for good as it ends the workers.
-    result = subprocess.run([sys.executable, '-c', STOPPED_IN_A_SHARED_LOCK, ROOT], capture_output=True, text=True,
-                            timeout=60)
-    assert (result.returncode, result.stdout, result.stderr) == (0, 'let go\n', '')
+    assert python_c(STOPPED_IN_A_SHARED_LOCK, ROOT) == (0, 'let go\n', '')
 
 
 # A SIGTERM that comes while Python imports a module (matplotlib's, as a figure is drawn), in a
@@ -1518,9 +1522,7 @@ with stopping_signals_as_ctrl_c():
 def test_a_sigterm_during_an_import_stops_the_script_once_the_import_is_done():
     # Raised inside the import machinery, it was dropped there in a callback of its (a traceback,
     # and the stop lost) or left the module half-imported.
-    result = subprocess.run([sys.executable, '-c', STOPPED_IN_AN_IMPORT, ROOT], capture_output=True, text=True,
-                            timeout=60)
-    assert (result.returncode, result.stdout, result.stderr) == (0, 'imported\nstopped after it\n', '')
+    assert python_c(STOPPED_IN_AN_IMPORT, ROOT) == (0, 'imported\nstopped after it\n', '')
 
 
 # Processes start as on macOS: spawned, Python's default there, ours too (cli.worker_processes forks
@@ -1990,8 +1992,7 @@ runpy.run_path({script!r}, run_name='__main__')
 def test_windows_is_named_in_one_line_with_what_to_do_instead(tmp_path, script):
     # cli.py's signal.SIGHUP, which Windows lacks, ended each script with an AttributeError's traceback
     code = AS_ON_WINDOWS.format(cli=os.path.join(ROOT, 'cli.py'), root=ROOT, script=os.path.join(ROOT, script))
-    result = subprocess.run([sys.executable, '-c', code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2 and result.stdout == ''
-    assert result.stderr == ('error: this project runs on Linux and macOS, not on Windows itself; on Windows, run it '
-                             'in WSL (https://learn.microsoft.com/windows/wsl/install)\n')
+    assert python_c(code, cwd=tmp_path) == (2, '', 'error: this project runs on Linux and macOS, not on Windows '
+                                                   'itself; on Windows, run it in WSL '
+                                                   '(https://learn.microsoft.com/windows/wsl/install)\n')
     assert os.listdir(tmp_path) == []
