@@ -451,9 +451,10 @@ def show_any_name_on_the_terminal():
             stream.reconfigure(errors='shown')
 
 
-def run_cli(main):
+def run_cli(main, workers_flag=None):
     # A traceback from deep inside PIL or PyTorch tells a user nothing; the message names the
     # file and the problem. --debug (or FASHION_DEBUG=1) shows the full traceback instead.
+    # workers_flag: the script's flag for its DataLoader workers, named where one was killed.
     debug = debugging()
     open_closed_standard_streams()
     show_any_name_on_the_terminal()
@@ -470,12 +471,12 @@ def run_cli(main):
     output, sys.stdout = sys.stdout, NamedOutput(sys.stdout)
     try:
         with stopping_signals_as_ctrl_c():
-            run_reporting_errors(main, debug)
+            run_reporting_errors(main, debug, workers_flag)
     finally:
         sys.stdout = output
 
 
-def run_reporting_errors(main, debug):
+def run_reporting_errors(main, debug, workers_flag):
     try:
         run_flushed(main)
     except UserError as error:
@@ -511,7 +512,7 @@ def run_reporting_errors(main, debug):
             raise
         if out_of_memory(error):  # a batch too large for the GPU or the machine, say
             exit_with_error(f'out of memory: {memory_words(error)}; a smaller batch, or fewer pictures, needs less')
-        ended = worker_ended(error)
+        ended = worker_ended(error, workers_flag)
         if ended:
             exit_with_error(ended)
         # Under torchrun: a process whose peer ended (on an error it says, a Ctrl-C, a kill) fails
@@ -610,14 +611,24 @@ ENDED_BY = {'SIGKILL': ', as the system ends a process when memory runs out',
 SIGNAL_NAMES = {signal.strsignal(number): number.name for number in signal.Signals}  # 'Killed': 'SIGKILL'
 
 
-def worker_ended(error):
+def worker_ended(error, workers_flag=None):
     """PyTorch's word that a DataLoader's worker process ended, in ours, where error is one, with what
     most likely ended it (ENDED_BY); None for another error. PyTorch raises it in the main process
     wherever that is at the time, and said no more than "DataLoader worker (pid 123) is killed by
-    signal: Killed." at the end of a traceback: the out-of-memory killer's kill, most often."""
-    text = str(error)
+    signal: Killed." at the end of a traceback: the out-of-memory killer's kill, most often. Where
+    that is the likely cause, the script's flag for its workers (workers_flag) is named: each one
+    holds a copy of the dataset's Python objects, and of the batches it has ready."""
+    words, memory = ended_how(str(error))
+    if words and memory and workers_flag:
+        words += f' (fewer {workers_flag} need less; 0: none)'
+    return words
+
+
+def ended_how(text):
+    """worker_ended's words for PyTorch's (None where it is not about a worker), and whether the
+    likely cause is the system's want of memory."""
     if not text.startswith('DataLoader worker (pid'):
-        return None
+        return None, False
     pids = re.match(r'DataLoader worker \(pid(?:\(s\))? ([\d, ]+)\)', text)
     which = 'a DataLoader worker process'
     if pids:
@@ -626,12 +637,12 @@ def worker_ended(error):
     killed = re.search(r'is killed by signal: ([^.]+)\.', text)
     if killed:  # by the signal's description, the system's strsignal
         name = SIGNAL_NAMES.get(killed.group(1), f'signal: {killed.group(1)}')
-        return f'{which} was killed by {name}{ENDED_BY.get(name, "")}'
+        return f'{which} was killed by {name}{ENDED_BY.get(name, "")}', name == 'SIGKILL'
     code = re.search(r'exit code (-?\d+)', text)
     if code:
-        return f'{which} ended unexpectedly with exit code {code.group(1)}'
+        return f'{which} ended unexpectedly with exit code {code.group(1)}', False
     # PyTorch found it gone before its SIGCHLD handler could say how: a kill, most often
-    return f'{which} ended unexpectedly: killed, most often, as the system ends a process when memory runs out'
+    return f'{which} ended unexpectedly: killed, most often, {ENDED_BY["SIGKILL"][2:]}', True
 
 
 def print_if_possible(text, stream):

@@ -341,6 +341,9 @@ def stack_decoded(arrays):
 
 
 DECODE_BATCH = 256  # images per task handed to a decoding worker
+# Worker processes that decode, by default: the tutorial's num_workers = 8, or the cores where
+# there are fewer (more would share them, and each holds a copy of the dataset's rows).
+DECODING_WORKERS = min(8, os.cpu_count() or 1)
 
 
 def decoded_batches(paths, workers=None):
@@ -348,7 +351,7 @@ def decoded_batches(paths, workers=None):
     # Worker processes, not threads: PIL and the array copies hold the GIL for most of the 0.2 ms
     # an image takes. On 2 cores two threads decoded 2,700 images/s, fewer than this process alone
     # (about 5,000), and two worker processes 7,900.
-    workers = os.cpu_count() if workers is None else workers
+    workers = DECODING_WORKERS if workers is None else workers
     # A worker takes about 0.1 s to start, as long as decoding 500 pictures here: small datasets
     # are decoded in this process. Its own generator: a DataLoader draws its workers' seed from
     # the global one, which would change the model's initial weights.

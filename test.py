@@ -21,8 +21,9 @@ from augment import prepare_batch
 from catalog import not_a_csv_file, read_csv_rows
 from checkpoint import (PRECISIONS, answers_not_numbers, changed_since_the_run, check_checkpoint_file,
                         kept_as_old, model_from_checkpoint, path_as_trained, pictures_from, same_rows)
-from cli import UserError, add_debug_flag, counted, first_few, path_name, pick_device, positive_int, run_cli, shown
-from dataset import HEADS, TITLES, FashionDataset, image_named, in_real_folders, val_transform
+from cli import (UserError, add_debug_flag, counted, first_few, non_negative_int, path_name, pick_device, positive_int,
+                 run_cli, shown)
+from dataset import DECODING_WORKERS, HEADS, TITLES, FashionDataset, image_named, in_real_folders, val_transform
 from evaluate import autocast_for, majority_rates, one_pass_channels_last, validate, validation_precision
 from memory_data import InMemoryLoader, memory_format
 from plots import can_show, draw_figures, drawn_by_matplotlib, plot_confusion_matrix, show_figures, visualize_grid
@@ -48,6 +49,9 @@ def parse_args(argv=None):
     parser.add_argument('--device', default='auto', help='cuda, cuda:N, mps or cpu (default: auto)')
     parser.add_argument('--batch-size', type=positive_int, default=256,
                         help='images per forward pass (default: 256)')
+    parser.add_argument('--workers', type=non_negative_int, default=DECODING_WORKERS,
+                        help=f'worker processes that decode the images, once at the start; 0: none, this '
+                             f'process alone (default: {DECODING_WORKERS})')
     parser.add_argument('--precision', choices=PRECISIONS, default='auto',
                         help="fp32 or bf16 autocast (default: auto, the precision train.py validated "
                              'the checkpoint in, so both give the same figures)')
@@ -204,7 +208,7 @@ def main(argv=None):
     args.val_csv = split_to_score(args, state)
     dataset = FashionDataset(args.val_csv, attributes, val_transform,
                              pictures_from(state.get('args') or {}, 'val_csv', args.val_csv))
-    loader = InMemoryLoader.from_dataset(dataset, args.batch_size, device, train=False,
+    loader = InMemoryLoader.from_dataset(dataset, args.batch_size, device, train=False, workers=args.workers,
                                          channels_last=channels_last)
     metrics, predicted, truth = validate(model, loader, device, autocast_for(device, precision))
     if not math.isfinite(metrics['val_loss']):  # else scored, each answer the first class
@@ -237,4 +241,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    run_cli(main)
+    run_cli(main, workers_flag='--workers')

@@ -32,7 +32,8 @@ from cli import (NO_SUCH_FILE, UserError, add_debug_flag, command, counted, ctrl
                  how_stopped, leave_stops_to_the_main_process, non_negative_float, non_negative_int, path_name,
                  peer_ended, positive_float, positive_int, print_error, print_if_possible, progress_bar, reach_problem,
                  run_cli, seed_number, shown_path, started, this_torchrun, worker_ended, worker_processes)
-from dataset import HEADS, FashionDataset, in_real_folders, skip_undecodable, train_transform, val_transform
+from dataset import (DECODING_WORKERS, HEADS, FashionDataset, in_real_folders, skip_undecodable, train_transform,
+                     val_transform)
 from evaluate import autocast_for, default_channels_last, default_precision, validate
 from memory_data import InMemoryLoader, memory_format
 from model import IMAGENET_WEIGHTS, MultiOutputModel
@@ -70,9 +71,9 @@ def build_parser():
     parser.add_argument('--data', choices=['memory', 'loader'], default='memory',
                         help="memory: decode every image once and augment whole batches on the "
                              "device (fast); loader: the tutorial's per-image DataLoader (default: memory)")
-    parser.add_argument('--workers', type=non_negative_int, default=min(8, os.cpu_count() or 1),
+    parser.add_argument('--workers', type=non_negative_int, default=DECODING_WORKERS,
                         help=f'worker processes that decode the images: once at the start, or every '
-                             f'epoch with --data loader (default: {min(8, os.cpu_count() or 1)})')
+                             f'epoch with --data loader (default: {DECODING_WORKERS})')
     parser.add_argument('--precision', choices=PRECISIONS, default='auto',
                         help='bf16 autocast or plain fp32 (default: auto, bf16 on CUDA where it pays: for '
                              'batches over 16, and at any batch with --compile; fp32 otherwise)')
@@ -779,12 +780,11 @@ def main(argv=None):
                         'It needs a working C++ compiler for the CPU, Triton for a GPU; '
                         'or train without --compile') from error
     except RuntimeError as error:
-        ended = worker_ended(error)
+        ended = worker_ended(error, '--workers')
         if ended and context.is_main:  # one of this process's DataLoader workers; another's: run_cli's line
             with second_stop_held():
                 saver.close()  # the epochs finished are kept, and named
-                fewer = ' (fewer --workers need less; 0: none)' if 'memory' in ended else ''
-                print_error(f'{ended}{fewer}. ' + interrupted_message(
+                print_error(f'{ended}. ' + interrupted_message(
                     epoch, *saved_so_far(saver, start_epoch, last_path, args), args.epochs, context, 'The run stopped'))
             distributed.cleanup(context)
             raise SystemExit(1)
@@ -836,4 +836,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    run_cli(main)
+    run_cli(main, workers_flag='--workers')

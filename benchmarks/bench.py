@@ -37,7 +37,8 @@ from allocator import keep_freed_memory, peak_resident_mib  # noqa: E402
 from cli import (NOTHING_HALF_WRITTEN, STOPPING, UserError, add_debug_flag, left_if_stopped_now,  # noqa: E402
                  non_negative_int, pick_device, positive_float, positive_int, remove_folder_made_by_importing_pytorch,
                  run_cli, stopped_words)
-from dataset import AttributesDataset, FashionDataset, load_into_memory, train_transform, val_transform  # noqa: E402
+from dataset import (DECODING_WORKERS, AttributesDataset, FashionDataset, load_into_memory,  # noqa: E402
+                     train_transform, val_transform)
 from evaluate import (autocast_for, default_channels_last, default_precision, one_pass_channels_last,  # noqa: E402
                       predict_all)
 from memory_data import InMemoryLoader, memory_format  # noqa: E402
@@ -63,9 +64,9 @@ def parse_args():
                              'time one pass over the validation images a round (default: 9.0)')
     parser.add_argument('--rounds', type=positive_int, default=3,
                         help='interleaved rounds per measurement, the best counts (default: 3)')
-    parser.add_argument('--workers', type=non_negative_int, default=min(8, os.cpu_count() or 1),
+    parser.add_argument('--workers', type=non_negative_int, default=DECODING_WORKERS,
                         help=f'worker processes: the tutorial path\'s DataLoader, and decoding the cache as '
-                             f'train.py does (default: {min(8, os.cpu_count() or 1)})')
+                             f'train.py does (default: {DECODING_WORKERS})')
     parser.add_argument('--work', type=work_folder, default=None,
                         help='folder for the split and, without FASHION_DATA, the sample catalog (a catalog '
                              'already in its fashion-product-images/ is used as it is); a split of other pictures '
@@ -431,4 +432,4 @@ def measure(args, work):
 
 
 if __name__ == '__main__':
-    run_cli(main)
+    run_cli(main, workers_flag='--workers')

@@ -1626,6 +1626,11 @@ def test_a_dataloader_worker_that_ended_is_one_line_saying_what_most_likely_ende
     with pytest.raises(SystemExit) as stopped:
         run_cli(a_worker_ends)
     assert (stopped.value.code, capsys.readouterr().err) == (2, f'error: {ours}\n')
+    # A script with a flag for its workers names it, where memory most likely ran out: fewer need less
+    fewer = ' (fewer --jobs need less; 0: none)' if ours.endswith('memory runs out') else ''
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(a_worker_ends, workers_flag='--jobs')
+    assert (stopped.value.code, capsys.readouterr().err) == (2, f'error: {ours}{fewer}\n')
 
 
 def test_running_out_of_memory_is_one_line_naming_the_allocation(capsys):

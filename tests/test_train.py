@@ -1912,6 +1912,42 @@ def test_test_script_writes_metrics_and_pictures(full_run, small_split, tmp_path
     assert 'balanced' in result.stdout
 
 
+# test.py, where each of its decoding workers is killed as it starts on a picture
+DECODING_WORKER_KILLED = """
+import os, runpy, signal, sys
+import dataset
+dataset.DECODE_BATCH = 4  # the split's 24 pictures in 6 tasks: enough for workers to decode them
+main_process = os.getpid()
+decoded = dataset.DecodedImages.__getitem__
+def killed_in_a_worker(images, i):
+    if os.getpid() != main_process:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return decoded(images, i)
+dataset.DecodedImages.__getitem__ = killed_in_a_worker
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name='__main__')
+"""
+
+
+def test_test_py_decodes_in_as_many_workers_as_asked_and_one_killed_names_the_flag(full_run, tmp_path):
+    # Its decoding took every core, whatever else the machine ran, and a worker the system killed
+    # for memory could not be given fewer.
+    def scored(workers):
+        return subprocess.run([sys.executable, '-c', DECODING_WORKER_KILLED, os.path.join(ROOT, 'test.py'),
+                               '--checkpoint', os.path.join(full_run, 'last.pth'), '--device', 'cpu',
+                               '--output', tmp_path / f'eval-{workers}', '--workers', str(workers)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+    killed = scored(2)
+    assert killed.returncode == 2, killed.stderr
+    # How PyTorch finds it ended: its SIGCHLD handler says by which signal, its wait for a batch does not
+    assert re.fullmatch(r'error: a DataLoader worker process \(pid \d+\) (was killed by SIGKILL|ended unexpectedly: '
+                        r'killed, most often), as the system ends a process when memory runs out \(fewer --workers '
+                        r'need less; 0: none\)\n', killed.stderr), killed.stderr
+    alone = scored(0)  # decoded here, by no worker
+    assert alone.returncode == 0 and '24 images from' in alone.stdout, alone.stderr
+
+
 @pytest.mark.slow
 def test_fast_and_tutorial_paths_reach_similar_accuracy(tmp_path):
     # The batched augmentation on in-memory images learns what the per-image DataLoader path
