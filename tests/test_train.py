@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import dataset
 import distributed
 import evaluate
 import resuming
@@ -1433,7 +1434,6 @@ def test_each_epoch_of_the_tutorials_path_draws_its_own_order_augmentations_and_
                                                                                         monkeypatch):
     # A seed without the epoch in it trained every epoch on the same order and draws, and resumed
     # exactly all the same: nothing else shows it. (The in-memory path's, test_memory_data.py.)
-    import dataset
     seeds, orders, real_set_epoch, real_getitem = [], [], train.set_epoch, dataset.FashionDataset.__getitem__
 
     def set_epoch(loader, *args):
@@ -1929,23 +1929,30 @@ runpy.run_path(sys.argv[0], run_name='__main__')
 """
 
 
-def test_test_py_decodes_in_as_many_workers_as_asked_and_one_killed_names_the_flag(full_run, tmp_path):
-    # Its decoding took every core, whatever else the machine ran, and a worker the system killed
-    # for memory could not be given fewer.
-    def scored(workers):
-        return subprocess.run([sys.executable, '-c', DECODING_WORKER_KILLED, os.path.join(ROOT, 'test.py'),
-                               '--checkpoint', os.path.join(full_run, 'last.pth'), '--device', 'cpu',
-                               '--output', tmp_path / f'eval-{workers}', '--workers', str(workers)],
-                              cwd=ROOT, capture_output=True, text=True, timeout=300)
-
-    killed = scored(2)
+def test_a_decoding_worker_of_test_py_killed_is_one_line_naming_its_flag(one_epoch_run, tmp_path):
+    # Its decoding took every core, and a worker the system killed for memory could not be given fewer
+    killed = subprocess.run([sys.executable, '-c', DECODING_WORKER_KILLED, os.path.join(ROOT, 'test.py'),
+                             '--checkpoint', os.path.join(one_epoch_run, 'last.pth'), '--device', 'cpu',
+                             '--output', tmp_path, '--workers', '1'],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert killed.returncode == 2, killed.stderr
     # How PyTorch finds it ended: its SIGCHLD handler says by which signal, its wait for a batch does not
     assert re.fullmatch(r'error: a DataLoader worker process \(pid \d+\) (was killed by SIGKILL|ended unexpectedly: '
                         r'killed, most often), as the system ends a process when memory runs out \(fewer --workers '
                         r'need less; 0: none\)\n', killed.stderr), killed.stderr
-    alone = scored(0)  # decoded here, by no worker
-    assert alone.returncode == 0 and '24 images from' in alone.stdout, alone.stderr
+
+
+def test_test_py_with_no_workers_decodes_in_its_own_process(one_epoch_run, tmp_path, monkeypatch, capsys):
+    main_process, decoded = os.getpid(), dataset.DecodedImages.__getitem__
+
+    def here_only(images, i):
+        assert os.getpid() == main_process, 'decoded by a worker process'
+        return decoded(images, i)
+    monkeypatch.setattr(dataset, 'DECODE_BATCH', 4)  # 24 pictures in 6 tasks: enough for 3 workers, else
+    monkeypatch.setattr(dataset.DecodedImages, '__getitem__', here_only)
+    load_test_script().main(['--checkpoint', os.path.join(one_epoch_run, 'last.pth'), '--output', str(tmp_path),
+                             '--workers', '0'])
+    assert '24 images from' in capsys.readouterr().out
 
 
 @pytest.mark.slow
