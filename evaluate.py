@@ -6,8 +6,8 @@ from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
+from cli import ctrl_c_held
 from dataset import HEADS
 
 
@@ -108,16 +108,27 @@ def class_ids(batches):
     return torch.cat(batches).cpu().numpy() if batches else np.empty(0, dtype=np.int64)
 
 
+def scoring():
+    """sklearn.metrics, imported at the first scoring, not with this module: with scipy it takes
+    1.4 s on 2 cores, which a --help or a refused input of train.py, test.py or demo.py waited
+    for. A stop meanwhile is held until the import ends: one landing inside the import of a C
+    extension can come out as an ImportError (pyplot's did, train.py), not the KeyboardInterrupt a
+    script says in one line."""
+    with ctrl_c_held():
+        import sklearn.metrics
+    return sklearn.metrics
+
+
 def calculate_metrics(predicted, truth):
     """Accuracy and balanced accuracy of each head over the whole set (not averaged per batch)."""
-    metrics = {}
+    metrics, sklearn_metrics = {}, scoring()
     with warnings.catch_warnings():
         # Classes predicted but absent from this set are expected with 143 article types.
         warnings.simplefilter('ignore', UserWarning)
         for head in HEADS:
-            metrics[f'{head}_accuracy'] = float(accuracy_score(truth[head], predicted[head]))
+            metrics[f'{head}_accuracy'] = float(sklearn_metrics.accuracy_score(truth[head], predicted[head]))
             metrics[f'{head}_balanced_accuracy'] = float(
-                balanced_accuracy_score(truth[head], predicted[head]))
+                sklearn_metrics.balanced_accuracy_score(truth[head], predicted[head]))
     return metrics
 
 
