@@ -1701,7 +1701,7 @@ except KeyboardInterrupt:
 
 def test_scikit_learn_waits_for_the_first_scoring_and_a_ctrl_c_in_its_import_is_held_until_it_ends():
     # Its 1.4 s (on 2 cores) came before a --help or a refused input of train.py, test.py and
-    # demo.py. Imported later, a Ctrl-C inside a C extension's import would be its ImportError.
+    # demo.py. Imported later, a Ctrl-C inside a C extension's import could be its ImportError.
     status, out, err = python_c(SCORING_STOPPED, cwd=ROOT)
     assert (status, out) == (0, 'imported with the scripts: False\nheld until the import ended: True\n'), err
 

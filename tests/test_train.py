@@ -1948,7 +1948,7 @@ def test_test_py_with_no_workers_decodes_in_its_own_process(one_epoch_run, tmp_p
     def here_only(images, i):
         assert os.getpid() == main_process, 'decoded by a worker process'
         return decoded(images, i)
-    monkeypatch.setattr(dataset, 'DECODE_BATCH', 4)  # 24 pictures in 6 tasks: enough for 3 workers, else
+    monkeypatch.setattr(dataset, 'DECODE_BATCH', 4)  # 24 pictures in 6 tasks: enough for 3 workers
     monkeypatch.setattr(dataset.DecodedImages, '__getitem__', here_only)
     load_test_script().main(['--checkpoint', os.path.join(one_epoch_run, 'last.pth'), '--output', str(tmp_path),
                              '--workers', '0'])
