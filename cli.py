@@ -605,7 +605,8 @@ def peer_ended(error):
 
 
 # Where a signal ended a worker: what most likely sent it.
-ENDED_BY = {'SIGKILL': ', as the system ends a process when memory runs out',
+MEMORY_RAN_OUT = 'as the system ends a process when memory runs out'
+ENDED_BY = {'SIGKILL': f', {MEMORY_RAN_OUT}',
             'SIGBUS': ': out of shared memory (/dev/shm), through which workers pass their batches (64 MB in a '
                       'Docker container not started with more, --shm-size)'}
 SIGNAL_NAMES = {signal.strsignal(number): number.name for number in signal.Signals}  # 'Killed': 'SIGKILL'
@@ -642,7 +643,7 @@ def ended_how(text):
     if code:
         return f'{which} ended unexpectedly with exit code {code.group(1)}', False
     # PyTorch found it gone before its SIGCHLD handler could say how: a kill, most often
-    return f'{which} ended unexpectedly: killed, most often, {ENDED_BY["SIGKILL"][2:]}', True
+    return f'{which} ended unexpectedly: killed, most often, {MEMORY_RAN_OUT}', True
 
 
 def print_if_possible(text, stream):
