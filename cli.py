@@ -269,6 +269,14 @@ def worker_processes(workers):
     return multiprocessing.get_context('fork')
 
 
+def usable_cores():
+    """The cores this process may run on: `taskset`, a container's cpuset or a cluster's job
+    may hold it to fewer than the machine has, and os.cpu_count() counts them all."""
+    if hasattr(os, 'sched_getaffinity'):  # Linux; macOS has no such limit to read
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 PROJECT = os.path.dirname(os.path.abspath(__file__))
 
 

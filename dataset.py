@@ -15,7 +15,7 @@ from catalog import (IMAGE_SIZE, LABEL_COLUMNS, NO_PERMISSION, REQUIRED_COLUMNS,
                      TOO_LARGE, TOO_MANY_FIELDS, UNREADABLE, format_counts, open_picture, read_csv_rows, read_styles,
                      turn_upright)
 from cli import (UserError, command, counted, first_few, leave_stops_to_the_main_process, not_a_file, started,
-                 worker_processes)
+                 usable_cores, worker_processes)
 
 MEAN = [0.485, 0.456, 0.406]  # ImageNet statistics, as in the tutorial
 STD = [0.229, 0.224, 0.225]
@@ -341,9 +341,13 @@ def stack_decoded(arrays):
 
 
 DECODE_BATCH = 256  # images per task handed to a decoding worker
-# Worker processes that decode, by default: the tutorial's num_workers = 8, or the cores where
-# there are fewer (more would share them, and each holds a copy of the dataset's rows).
-DECODING_WORKERS = min(8, os.cpu_count() or 1)
+
+
+def decoding_workers():
+    """Worker processes that decode, by default: the tutorial's num_workers = 8, or the cores this
+    process may use where there are fewer (more would take turns on them, and each holds a copy
+    of the dataset's rows)."""
+    return min(8, usable_cores())
 
 
 def decoded_batches(paths, workers=None):
@@ -351,7 +355,7 @@ def decoded_batches(paths, workers=None):
     # Worker processes, not threads: PIL and the array copies hold the GIL for most of the 0.2 ms
     # an image takes. On 2 cores two threads decoded 2,700 images/s, fewer than this process alone
     # (about 5,000), and two worker processes 7,900.
-    workers = DECODING_WORKERS if workers is None else workers
+    workers = decoding_workers() if workers is None else workers
     # A worker takes about 0.1 s to start, as long as decoding 500 pictures here: small datasets
     # are decoded in this process. Its own generator: a DataLoader draws its workers' seed from
     # the global one, which would change the model's initial weights.

@@ -22,7 +22,8 @@ from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, chec
 from catalog import (IMAGE_SIZE, SPLIT_COLUMNS, describe_download, format_counts, image_problem, nul_safe, read_styles,
                      with_nul_bytes)
 from cli import (NO_SUCH_FILE, UserError, add_debug_flag, counted, ctrl_c_held, path_name, positive_int, printable,
-                 progress_bar, reach_problem, run_cli, seed_number, shown, what_is_there, worker_processes)
+                 progress_bar, reach_problem, run_cli, seed_number, shown, usable_cores, what_is_there,
+                 worker_processes)
 
 FIELDNAMES = list(SPLIT_COLUMNS)
 
@@ -48,8 +49,8 @@ def parse_args(argv=None):
     parser.add_argument('--no-replace', action='store_true',
                         help='refuse to write over a train.csv or val.csv in --output that holds another split '
                              '(default: off, replaced with a note)')
-    parser.add_argument('--workers', type=positive_int, default=os.cpu_count() or 1,
-                        help=f'processes that check the images (default: {os.cpu_count() or 1}, the cores)')
+    parser.add_argument('--workers', type=positive_int, default=usable_cores(),
+                        help='processes that check the images (default: %(default)s, the cores this process may use)')
     add_debug_flag(parser)
     args = parser.parse_args(argv)
     if not 0 < args.val_fraction < 1:

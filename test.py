@@ -23,7 +23,7 @@ from checkpoint import (PRECISIONS, answers_not_numbers, changed_since_the_run, 
                         kept_as_old, model_from_checkpoint, path_as_trained, pictures_from, same_rows)
 from cli import (UserError, add_debug_flag, counted, first_few, non_negative_int, path_name, pick_device, positive_int,
                  run_cli, shown)
-from dataset import DECODING_WORKERS, HEADS, TITLES, FashionDataset, image_named, in_real_folders, val_transform
+from dataset import HEADS, TITLES, FashionDataset, decoding_workers, image_named, in_real_folders, val_transform
 from evaluate import autocast_for, majority_rates, one_pass_channels_last, validate, validation_precision
 from memory_data import InMemoryLoader, memory_format
 from plots import can_show, draw_figures, drawn_by_matplotlib, plot_confusion_matrix, show_figures, visualize_grid
@@ -49,9 +49,9 @@ def parse_args(argv=None):
     parser.add_argument('--device', default='auto', help='cuda, cuda:N, mps or cpu (default: auto)')
     parser.add_argument('--batch-size', type=positive_int, default=256,
                         help='images per forward pass (default: 256)')
-    parser.add_argument('--workers', type=non_negative_int, default=DECODING_WORKERS,
-                        help=f'worker processes that decode the images, once at the start; 0: none, this '
-                             f'process alone (default: {DECODING_WORKERS})')
+    parser.add_argument('--workers', type=non_negative_int, default=decoding_workers(),
+                        help='worker processes that decode the images, once at the start; 0: none, this '
+                             'process alone (default: %(default)s)')
     parser.add_argument('--precision', choices=PRECISIONS, default='auto',
                         help="fp32 or bf16 autocast (default: auto, the precision train.py validated "
                              'the checkpoint in, so both give the same figures)')

@@ -31,8 +31,9 @@ from checkpoint import (PRECISIONS, checkpoint_load, checkpoint_save, first_sent
 from cli import (NO_SUCH_FILE, UserError, add_debug_flag, command, counted, ctrl_c_held, debugging, folder_name,
                  how_stopped, leave_stops_to_the_main_process, non_negative_float, non_negative_int, path_name,
                  peer_ended, positive_float, positive_int, print_error, print_if_possible, progress_bar, reach_problem,
-                 run_cli, seed_number, shown_path, started, this_torchrun, worker_ended, worker_processes)
-from dataset import (DECODING_WORKERS, HEADS, FashionDataset, in_real_folders, skip_undecodable, train_transform,
+                 run_cli, seed_number, shown_path, started, this_torchrun, usable_cores, worker_ended,
+                 worker_processes)
+from dataset import (HEADS, FashionDataset, decoding_workers, in_real_folders, skip_undecodable, train_transform,
                      val_transform)
 from evaluate import autocast_for, default_channels_last, default_precision, validate
 from memory_data import InMemoryLoader, memory_format
@@ -71,9 +72,9 @@ def build_parser():
     parser.add_argument('--data', choices=['memory', 'loader'], default='memory',
                         help="memory: decode every image once and augment whole batches on the "
                              "device (fast); loader: the tutorial's per-image DataLoader (default: memory)")
-    parser.add_argument('--workers', type=non_negative_int, default=DECODING_WORKERS,
-                        help=f'worker processes that decode the images: once at the start, or every '
-                             f'epoch with --data loader (default: {DECODING_WORKERS})')
+    parser.add_argument('--workers', type=non_negative_int, default=decoding_workers(),
+                        help='worker processes that decode the images: once at the start, or every '
+                             'epoch with --data loader (default: %(default)s)')
     parser.add_argument('--precision', choices=PRECISIONS, default='auto',
                         help='bf16 autocast or plain fp32 (default: auto, bf16 on CUDA where it pays: for '
                              'batches over 16, and at any batch with --compile; fp32 otherwise)')
@@ -201,7 +202,7 @@ warnings.filterwarnings('ignore', message='This DataLoader will create', categor
 
 
 def note_more_workers_than_cores(workers):
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+    cores = usable_cores()
     if workers > cores:
         print(f'note: --workers {workers}: more decoding processes than the {counted(cores, "core")} this run may '
               'use; they take turns, and each takes its memory')

@@ -36,8 +36,8 @@ import split_data  # noqa: E402
 from allocator import keep_freed_memory, peak_resident_mib  # noqa: E402
 from cli import (NOTHING_HALF_WRITTEN, STOPPING, UserError, add_debug_flag, left_if_stopped_now,  # noqa: E402
                  non_negative_int, pick_device, positive_float, positive_int, remove_folder_made_by_importing_pytorch,
-                 run_cli, stopped_words)
-from dataset import (DECODING_WORKERS, AttributesDataset, FashionDataset, load_into_memory,  # noqa: E402
+                 run_cli, stopped_words, usable_cores)
+from dataset import (AttributesDataset, FashionDataset, decoding_workers, load_into_memory,  # noqa: E402
                      train_transform, val_transform)
 from evaluate import (autocast_for, default_channels_last, default_precision, one_pass_channels_last,  # noqa: E402
                       predict_all)
@@ -64,9 +64,9 @@ def parse_args():
                              'time one pass over the validation images a round (default: 9.0)')
     parser.add_argument('--rounds', type=positive_int, default=3,
                         help='interleaved rounds per measurement, the best counts (default: 3)')
-    parser.add_argument('--workers', type=non_negative_int, default=DECODING_WORKERS,
-                        help=f'worker processes: the tutorial path\'s DataLoader, and decoding the cache as '
-                             f'train.py does (default: {DECODING_WORKERS})')
+    parser.add_argument('--workers', type=non_negative_int, default=decoding_workers(),
+                        help='worker processes: the tutorial path\'s DataLoader, and decoding the cache as '
+                             'train.py does (default: %(default)s)')
     parser.add_argument('--work', type=work_folder, default=None,
                         help='folder for the split and, without FASHION_DATA, the sample catalog (a catalog '
                              'already in its fashion-product-images/ is used as it is); a split of other pictures '
@@ -116,7 +116,7 @@ def class_counts(text):
 
 
 def machine_name(device):
-    return torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{os.cpu_count()} cores'
+    return torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{usable_cores()} cores'
 
 
 def prepare_split(args, work):

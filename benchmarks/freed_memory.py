@@ -36,7 +36,7 @@ import torch  # noqa: E402
 
 from allocator import keep_freed_memory  # noqa: E402
 from bench import add_classes_flag, evaluation_rates, fixed_batch, make_model, rate, trainer  # noqa: E402
-from cli import add_debug_flag, counted, positive_float, positive_int, run_cli  # noqa: E402
+from cli import add_debug_flag, counted, positive_float, positive_int, run_cli, usable_cores  # noqa: E402
 from dataset import HEADS  # noqa: E402
 from evaluate import predict_all  # noqa: E402
 from memory_data import InMemoryLoader  # noqa: E402
@@ -120,7 +120,7 @@ def main():
         for what in MEASURES:
             for setting in SETTINGS:
                 best[setting, what] = max(best.get((setting, what), (0.0, 0.0)), run_child(setting, what, args))
-    print(f'device cpu ({os.cpu_count()} cores), torch {torch.__version__}, fp32, channels_last, '
+    print(f'device cpu ({usable_cores()} cores), torch {torch.__version__}, fp32, channels_last, '
           f'best of {counted(args.rounds, "round")}, each measurement in a new process')
     print(f"default: {SETTINGS['default']}; kept: {SETTINGS['kept']} (allocator.py)")
     print(f'{"":24}{"images/s: default":>18}{"kept":>8}{"ratio":>7}{"page faults an image: default":>32}{"kept":>8}')

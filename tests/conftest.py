@@ -33,6 +33,7 @@ from PIL import Image  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from cli import usable_cores  # noqa: E402
 from sample_catalog import make_catalog  # noqa: E402
 import split_data  # noqa: E402
 
@@ -43,7 +44,7 @@ def pytest_xdist_auto_num_workers(config):
     """The test processes for `-n auto` (pytest.ini): two even on one core, where many tests wait
     on a script they started; at most 4, each with its one thread and its own copy of the
     session's catalogs and run."""
-    return min(4, max(2, os.cpu_count() or 1))
+    return min(4, max(2, usable_cores()))
 
 
 def pytest_collection_modifyitems(items):

@@ -38,7 +38,7 @@ import train
 import train_step
 from checkpoint import (changed_since_the_run, checkpoint_load, checkpoint_save, model_from_checkpoint,
                         path_as_trained)
-from cli import UserError, progress_bar, this_python
+from cli import UserError, progress_bar, this_python, usable_cores
 from conftest import ROOT, file_size_limit, overflowing, run_script, train_args
 from dataset import HEADS, AttributesDataset, read_annotations
 from demo import load_test_script
@@ -570,12 +570,36 @@ def test_metrics_csv_of_more_epochs_than_the_checkpoint_resumed_is_refused(full_
 
 def test_more_loader_workers_than_cores_is_one_note_not_pytorchs_warning_twice(small_split, tmp_path):
     # PyTorch's UserWarning, naming its own source line, came at each epoch's workers.
-    cores = len(os.sched_getaffinity(0))
+    cores = usable_cores()
     result = run_script('train.py', *train_args(small_split, tmp_path, '--epochs', 2, '--data', 'loader',
                                                  '--workers', cores + 1))
     assert result.returncode == 0, result.stderr
     assert result.stdout.count(f'note: --workers {cores + 1}: more decoding processes than the ') == 1
     assert 'This DataLoader will create' not in result.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, 'sched_setaffinity') or usable_cores() < 2,
+                    reason='holds this process to one of two or more cores (Linux)')
+def test_the_default_workers_count_the_cores_this_process_may_use_and_draw_no_note(capsys):
+    # As `taskset`, a container's cpuset or a cluster's job hold a run to some of the machine's
+    # cores: the defaults counted all of them, and train.py's note (which counts the usable ones)
+    # then said the user's run had more decoding processes than cores, though the user chose none.
+    cores = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cores)})
+    try:
+        workers = train.parse_args([]).workers
+        checkers = split_data.parse_args([]).workers
+        scorers = load_test_script().parse_args(['--checkpoint', 'last.pth']).workers
+        train.note_more_workers_than_cores(workers)
+        quiet = capsys.readouterr().out
+        train.note_more_workers_than_cores(2)
+        noted = capsys.readouterr().out
+    finally:
+        os.sched_setaffinity(0, cores)
+    assert (workers, checkers, scorers) == (1, 1, 1)
+    assert quiet == ''
+    assert noted.startswith('note: --workers 2: more decoding processes than the 1 core this run may use')
+    assert min(8, len(cores)) == train.parse_args([]).workers == dataset.decoding_workers()
 
 
 def test_a_folder_named_by_the_clock_is_one_not_there_yet(tmp_path):
