@@ -960,7 +960,8 @@ def test_the_benchmarks_run_with_the_defaults_their_help_gives(monkeypatch):
     for module in (bench, freed_memory, profile_step, step_variants):
         args = module.parse_args()
         for action in parsers[-1]._actions:
-            said = re.search(r'\(default: ([^;)]*?)(?:, [^)]*)?(?:;[^)]*)?\)$', action.help or '')
+            shown = (action.help or '') % dict(vars(action), prog=parsers[-1].prog)  # '%(default)s' as --help has it
+            said = re.search(r'\(default: ([^;)]*?)(?:, [^)]*)?(?:;[^)]*)?\)$', shown)
             if not said or ' ' in said[1]:  # "a temporary folder", "no limit": no value to compare
                 continue
             text = said[1]

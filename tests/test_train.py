@@ -1912,11 +1912,12 @@ def test_test_pys_flags_default_to_what_their_help_says(monkeypatch):
     parser = load_test_script().parse_args([])  # the parser itself, not what it parses
     stated = {}
     for action in parser._actions:
-        said = re.search(r'\(default: ([\w.-]+)[,)]', action.help or '')
+        shown = (action.help or '') % dict(vars(action), prog=parser.prog)  # '%(default)s' as --help has it
+        said = re.search(r'\(default: ([\w.-]+)[,)]', shown)
         if said:
             stated[action.option_strings[0]] = said[1]
             assert said[1] == ({True: 'on', False: 'off'}.get(action.default, str(action.default))), action.help
-    assert {'--batch-size', '--grid', '--device', '--precision', '--show'} <= stated.keys()
+    assert {'--batch-size', '--grid', '--device', '--precision', '--show', '--workers'} <= stated.keys()
 
 
 def test_test_script_writes_metrics_and_pictures(full_run, small_split, tmp_path):
