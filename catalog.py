@@ -343,10 +343,16 @@ def open_picture(path):
         yield img
 
 
+def not_an_image_file(path):
+    """Why what stands at path cannot be a picture (a folder, a pipe, a device), or None for a
+    regular file; os.stat's errors pass on. Looked at before opening it: opened, a pipe would wait for good."""
+    return not_a_file(os.stat(path).st_mode, 'an image file')
+
+
 def image_problem(path, size=IMAGE_SIZE, any_size=False, any_mode=False):
     """Why an image cannot be used as it is, or None when it can."""
     try:
-        problem = not_a_file(os.stat(path).st_mode, 'an image file')  # a pipe: opened, it would wait for good
+        problem = not_an_image_file(path)
         if problem:
             return problem
         with open_picture(path) as img:

@@ -12,9 +12,9 @@ from torchvision import transforms
 
 from atomic import absolute_path
 from catalog import (IMAGE_SIZE, LABEL_COLUMNS, NO_PERMISSION, REQUIRED_COLUMNS, SPLIT_COLUMNS,
-                     TOO_LARGE, TOO_MANY_FIELDS, UNREADABLE, format_counts, open_picture, read_csv_rows, read_styles,
-                     turn_upright)
-from cli import (UserError, command, counted, first_few, leave_stops_to_the_main_process, not_a_file, started,
+                     TOO_LARGE, TOO_MANY_FIELDS, UNREADABLE, format_counts, not_an_image_file, open_picture,
+                     read_csv_rows, read_styles, turn_upright)
+from cli import (UserError, command, counted, first_few, leave_stops_to_the_main_process, started,
                  usable_cores, worker_processes)
 
 MEAN = [0.485, 0.456, 0.406]  # ImageNet statistics, as in the tutorial
@@ -203,7 +203,7 @@ def image_named(written, csv_folder, pictures_from=None):
 def missing_image(path):
     """Why there is no picture to read at path, or None; only looks, without decoding it."""
     try:
-        return not_a_file(os.stat(path).st_mode, 'an image file')
+        return not_an_image_file(path)
     except PermissionError:  # a folder on its way we may not enter: images/ itself, say
         return NO_PERMISSION
     except (OSError, ValueError):  # ValueError: a NUL byte in the path

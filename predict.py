@@ -38,8 +38,8 @@ from atomic import (absolute_path, atomic_open, check_writable_folder, json_valu
                     remove_left_temporaries, through_link)
 from augment import prepare_batch
 from checkpoint import answers_not_numbers, model_from_checkpoint
-from catalog import UNREADABLE, resolved_folder
-from cli import (UserError, add_debug_flag, as_printed, counted, first_few, not_a_file, one_line, path_name,
+from catalog import UNREADABLE, not_an_image_file, resolved_folder
+from cli import (UserError, add_debug_flag, as_printed, counted, first_few, one_line, path_name,
                  pick_device, positive_int, printable, progress_bar, run_cli, shown, usable_cores)
 from dataset import HEADS, TITLES, load_image
 from split_data import first_row
@@ -288,7 +288,7 @@ def read_error(path, error):
 def read_image(path):
     """(uint8 array 80x60x3 as the model sees it, None), or (None, why it could not be read)."""
     if os.path.exists(path) and not os.path.isfile(path):
-        return None, not_a_file(os.stat(path).st_mode, 'an image file')  # reading a pipe could wait for ever
+        return None, not_an_image_file(path)
     try:
         return np.asarray(load_image(path), dtype=np.uint8), None
     except UNREADABLE as error:
