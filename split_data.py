@@ -224,14 +224,15 @@ def save_split_locked(train, val, folder, replace, keep_old):
             if replaced and not replace:
                 raise OtherSplitThere(replaced)  # the temporary files go, and the old ones stay
             if replaced and keep_old:
-                asides = [kept_aside(path, os.path.basename(old)) for path, old in zip(paths, old_split_paths(folder))]
+                asides = [kept_aside(path, os.path.basename(old)) if digest is not None else None
+                          for path, old, digest in zip(paths, old_split_paths(folder), before)]
         # Both, a Ctrl-C held until then: stopped between the two, the old train.csv was kept beside the
         # val.old.csv before it, and the old val.csv was lost.
         with ctrl_c_held():
             for aside, old in zip(asides, old_split_paths(folder)):
                 if aside is not None:
                     os.replace(aside, old)
-                elif os.path.lexists(old):  # no val.csv there, say: no older one is left to pass for its pair
+                elif os.path.lexists(old):  # no val.csv there, or an empty one: no older one is left for its pair
                     os.remove(old)
     finally:
         for aside in asides:
@@ -321,9 +322,10 @@ def first_row(path):
 
 
 def split_in(folder):
-    """The digests of train.csv and val.csv in folder, None for one that is not there: to tell the
+    """The digests of train.csv and val.csv in folder, None for one that is not there or empty (no
+    rows a run could have trained on, and none to keep: `touch train.csv val.csv`, say): to tell the
     user when a new split replaces rows that a run may have trained on."""
-    return [lines_digest(path) if os.path.isfile(path) else None for path in split_paths(folder)]
+    return [lines_digest(path) if first_row(path) is not None else None for path in split_paths(folder)]
 
 
 def split(kept, args):

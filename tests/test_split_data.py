@@ -92,6 +92,30 @@ def test_a_split_names_what_it_replaces_and_what_is_in_its_way(quirky_catalog, t
         split_with_seed(4)
 
 
+def test_empty_split_files_are_no_split_to_keep_or_to_refuse(quirky_catalog, tmp_path, capsys):
+    # `touch train.csv val.csv`: --no-replace refused them as another split, once every picture was
+    # checked, and a split made over them kept them as an empty train.old.csv and val.old.csv, which
+    # its note then offered as the split to train on.
+    def split_with_seed(seed, *flags):
+        split_data.main(['--input', quirky_catalog['root'], '--output', str(tmp_path), '--workers', '1',
+                         '--seed', str(seed), *flags])
+        return capsys.readouterr().out
+    for name in ('train.csv', 'val.csv'):
+        (tmp_path / name).write_bytes(b'')
+    assert 'note: this replaced' not in split_with_seed(1, '--no-replace')
+    assert sorted(os.listdir(tmp_path)) == ['train.csv', 'val.csv']
+    assert (tmp_path / 'train.csv').stat().st_size > 0 and (tmp_path / 'val.csv').stat().st_size > 0
+    # An empty train.csv beside a val.csv of rows: only that one is another split's, and kept.
+    val = (tmp_path / 'val.csv').read_bytes()
+    (tmp_path / 'train.csv').write_bytes(b'')
+    old = split_data.old_split_paths(str(tmp_path))
+    assert split_with_seed(2).endswith(f'\nnote: this replaced another split in {tmp_path}, kept as {old[1]}: a run '
+                                       'trained on it cannot --resume on the new files (its validation pictures '
+                                       'may now be in train.csv)\n')
+    assert sorted(os.listdir(tmp_path)) == ['train.csv', 'val.csv', 'val.old.csv']
+    assert (tmp_path / 'val.old.csv').read_bytes() == val
+
+
 def test_the_same_split_made_into_another_folder_has_the_same_digest_other_pictures_or_labels_not(
         quirky_catalog, tmp_path):
     # The same seed into another folder names the same pictures from there (one '..' more): a
