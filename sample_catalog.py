@@ -19,7 +19,8 @@ from collections import namedtuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from atomic import atomic_open, check_writable_folder, folder_locked, json_object, remove_left_temporaries
+from atomic import (atomic_open, check_no_folder_in_the_way, check_writable_folder, folder_locked, json_object,
+                    remove_left_temporaries)
 from catalog import is_id, nul_safe
 from cli import (UserError, add_debug_flag, counted, if_stopped_say, non_negative_int, positive_int, run_cli,
                  seed_number, what_is_there)
@@ -447,6 +448,10 @@ def draw_catalog(root, n_images, seed, quirks, overwrite):
     earlier = drawn_ids(root, mark)  # an earlier drawing's: its pictures go, where not drawn again
     theirs = holds_theirs(root, mark)
     plan, text = planned_catalog(n_images, seed, quirks)
+    # Before any picture is drawn: a folder by the name of a file to write stopped the drawing at
+    # that file (styles.csv, the last), the catalog left unfinished.
+    check_no_folder_in_the_way(root, r'styles\.csv|sample_catalog\.json', root)
+    check_no_folder_in_the_way(images, '|'.join(rf'{id_}\.jpg' for id_, *_ in plan), root)
     going = sorted(earlier - {id_ for id_, *_ in plan})
     os.makedirs(os.path.join(root, 'images'), exist_ok=True)
     # Marked first, as unfinished: a drawing cut short is never taken for a catalog (an earlier

@@ -257,6 +257,22 @@ def test_a_file_where_the_sample_catalog_needs_a_folder_is_named(tmp_path, in_th
     assert (tmp_path / in_the_way).read_text() == 'a note of the user'
 
 
+@pytest.mark.parametrize('in_the_way', ['styles.csv', 'sample_catalog.json', 'images/10001.jpg'])
+def test_a_folder_where_the_sample_catalog_writes_a_file_is_named_before_any_picture_is_drawn(tmp_path, in_the_way,
+                                                                                              monkeypatch):
+    # With --overwrite, the drawing stopped at that file ("Is a directory"), styles.csv the last of
+    # them, its catalog left unfinished.
+    make_catalog(str(tmp_path), n_images=3, seed=0)
+    (tmp_path / in_the_way).unlink(missing_ok=True)
+    (tmp_path / in_the_way).mkdir()
+    before = sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob('*'))
+    monkeypatch.setattr(sample_catalog, 'draw_item', lambda *args: pytest.fail('a picture drawn'))
+    with pytest.raises(UserError, match=f'^{tmp_path}: {tmp_path / in_the_way} is a folder, where a file is to be '
+                                        'written; move it away$'):
+        make_catalog(str(tmp_path), n_images=3, seed=0, overwrite=True)
+    assert sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob('*')) == before
+
+
 def test_the_demo_refuses_a_sample_too_small_to_split_before_drawing_it(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         demo.main(['--work', str(tmp_path / 'w'), '--images', '2'])
