@@ -365,9 +365,7 @@ def check_writable_folder(folder, named):
         raise UserError(f'{named}: an empty name; give a folder, such as .')
     existing = absolute_path(folder)
     while not os.path.lexists(existing):  # the folders still to be made: it is their parent that must be one
-        if len(os.fsencode(os.path.basename(existing))) > NAME_MAX:
-            raise UserError(f'{named}: the name {os.path.basename(existing)[:40]}... is longer than the '
-                            f'{NAME_MAX} bytes a file system allows')
+        check_name_fits(existing, named)
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
         raise UserError(f'{named}: {existing} is {what_is_there(existing)}, not a folder')
@@ -380,6 +378,20 @@ def check_writable_folder(folder, named):
             probe.flush()
     except OSError as error:
         raise UserError(f'{named}: cannot write in {existing} ({error.strerror or error})') from None
+
+
+def check_writable_file(path, named):
+    """Before any work: that a file can be written at path, a name the user gave: one that fits a
+    file system (the rename at the end would fail on it, the work done) in a folder it can be written in."""
+    check_name_fits(path, named)
+    check_writable_folder(os.path.dirname(absolute_path(path)), named)
+
+
+def check_name_fits(path, named):
+    """That the last name of path is no longer than a file system allows."""
+    name = os.path.basename(path)
+    if len(os.fsencode(name)) > NAME_MAX:
+        raise UserError(f'{named}: the name {name[:40]}... is longer than the {NAME_MAX} bytes a file system allows')
 
 
 def check_no_folder_in_the_way(folder, names, named):

@@ -14,7 +14,7 @@ import sys
 import torch
 from torch import nn
 
-from atomic import (absolute_path, atomic_open, atomic_path, check_writable_folder, flush_to_disk, json_object,
+from atomic import (absolute_path, atomic_open, atomic_path, check_writable_file, flush_to_disk, json_object,
                     name_pattern, remove_left_temporaries, renamed_together, through_link)
 from catalog import IMAGE_SIZE
 from cli import PROJECT, UserError, command, shown, shown_path
@@ -126,7 +126,7 @@ def check_export(path):
         if os.path.exists(written) and not os.path.isfile(written):
             raise UserError(f'--export {path}: {target} is ' + (f'a link to {written}, which is ' if written != target
                                                                 else '') + 'no regular file (a device or a pipe)')
-        check_writable_folder(os.path.dirname(absolute_path(written)), f'--export {path}')
+        check_writable_file(written, f'--export {path}')
     check_only_exports_replaced(path)
 
 

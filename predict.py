@@ -34,7 +34,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from allocator import keep_freed_memory
-from atomic import (absolute_path, atomic_open, check_writable_folder, json_value, name_pattern,
+from atomic import (absolute_path, atomic_open, check_writable_file, json_value, name_pattern,
                     remove_left_temporaries, through_link)
 from augment import prepare_batch
 from checkpoint import answers_not_numbers, model_from_checkpoint
@@ -266,8 +266,8 @@ def check_output(path, export):
     if os.path.exists(written) and not os.path.isfile(written):  # a rename would put a file in its place
         raise UserError(f'--output {path}: ' + (f'a link to {written}, which' if written != path else 'it')
                         + ' is no regular file (a device or a pipe); name a file')
+    check_writable_file(written, f'--output {path}')
     folder = os.path.dirname(absolute_path(written))
-    check_writable_folder(folder, f'--output {path}')
     remove_left_temporaries(folder, name_pattern(os.path.basename(written)), 'predict.py')
 
 

@@ -765,6 +765,13 @@ def test_an_output_that_is_a_folder_is_refused_before_any_work(tmp_path, capsys)
         assert line.startswith(f'error: --output {tmp_path / name}: is a folder; name the file to write in it')
 
 
+def test_an_output_name_longer_than_a_file_system_allows_is_refused_before_any_work(tmp_path, capsys):
+    # Written by a rename at the end, it failed once every picture had been predicted.
+    output = tmp_path / ('a' * 252 + '.csv')
+    line = failure_of(['--checkpoint', str(tmp_path / 'no-such.pth'), str(tmp_path), '--output', str(output)], capsys)
+    assert line == f'error: --output {output}: the name {"a" * 40}... is longer than the 255 bytes a file system allows'
+
+
 def test_an_output_file_that_holds_anything_but_predictions_is_kept_and_predictions_are_replaced(
         checkpoint, catalog, tmp_path, capsys):
     # `--output val.csv` or `--output metrics.json` by mistake: the user's split or a run's figures
@@ -846,6 +853,9 @@ def test_what_an_export_needs_is_checked_before_the_checkpoint_is_loaded(tmp_pat
     (tmp_path / 'm.json').mkdir()
     line = failure_of(['--checkpoint', unread, '--export', str(tmp_path / 'm.onnx')], capsys)
     assert line == f'error: could not write {tmp_path / "m.json"}: it is a folder'
+    export = tmp_path / ('a' * 251 + '.onnx')  # the export's seconds were spent, then its rename failed
+    line = failure_of(['--checkpoint', unread, '--export', str(export)], capsys)
+    assert line == f'error: --export {export}: the name {"a" * 40}... is longer than the 255 bytes a file system allows'
     monkeypatch.setitem(sys.modules, 'onnxscript', None)  # as if it were not installed
     line = failure_of(['--checkpoint', unread, '--export', str(tmp_path / 'other.onnx')], capsys)
     assert 'needs onnxscript, which is not installed: pip install -r requirements-onnx.txt' in line
