@@ -123,12 +123,20 @@ def no_images_left(skipped, args):
         hint.append('--any-size keeps images of other sizes (fitted into 60x80 with white padding)')
     if 'not RGB' in skipped and not args.any_mode:
         hint.append('--any-mode keeps grayscale and other non-RGB images (converted to RGB)')
-    other_name = named_otherwise(os.path.join(args.input, 'images')) if 'no image file' in skipped else None
-    if other_name:  # looked for as ID.jpg, not found: a copy that upper-cased the names, or a program's .jpeg
-        hint.append(f'The pictures are looked for as images/ID.jpg, and images/ holds names such as {other_name}; '
-                    'rename them to end in .jpg')
+    renaming = renaming_hint(skipped, args)
+    if renaming:
+        hint.append(renaming)
     return f'no usable image left in {args.input}: skipped {format_counts(skipped)}' + ''.join(
         f'. {line}' for line in hint) + '.'
+
+
+def renaming_hint(skipped, args):
+    """Where rows had no image file, and images/ holds names such as 10001.JPG: what to do, or None."""
+    other_name = named_otherwise(os.path.join(args.input, 'images')) if 'no image file' in skipped else None
+    if other_name:  # looked for as ID.jpg, not found: a copy that upper-cased the names, or a program's .jpeg
+        return (f'The pictures are looked for as images/ID.jpg, and images/ holds names such as {other_name}; '
+                'rename them to end in .jpg')
+    return None
 
 
 def named_otherwise(folder):
@@ -383,6 +391,9 @@ def main(argv=None, keep_old=True):
     if not kept:
         raise UserError(no_images_left(skipped, args))
     print(f'kept {counted(len(kept), "row")}; skipped {sum(skipped.values()):,}: {format_counts(skipped)}')
+    renaming = renaming_hint(skipped, args)
+    if renaming:  # some of the pictures renamed, say: the rows of the others are kept, theirs skipped
+        print(f'note: {counted(skipped["no image file"], "row")} had no image file. {renaming}')
     if len(kept) < args.max_images:
         print(f'note: fewer usable images ({len(kept):,}) than --max-images '
               f'({args.max_images:,}); using all of them')

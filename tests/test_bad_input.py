@@ -722,6 +722,23 @@ def test_pictures_named_in_upper_case_are_named_in_the_error(small_split, tmp_pa
         split_data.main(['--input', str(root), '--output', str(tmp_path), '--workers', '1'])
 
 
+def test_some_pictures_named_in_upper_case_are_named_in_a_note(small_split, tmp_path, capsys):
+    # Their rows were counted as "no image file" among the others, with no word of the names.
+    import split_data
+    root = copy_catalog(small_split['catalog'], tmp_path)
+    missing = split_data.main(['--input', str(root), '--output', str(tmp_path / 'all'), '--workers', '1'])['skipped']
+    assert 'names such as' not in capsys.readouterr().out
+    renamed = sorted(os.listdir(root / 'images'))[:5]
+    for name in renamed:
+        os.rename(root / 'images' / name, root / 'images' / name.replace('.jpg', '.JPG'))
+    split_data.main(['--input', str(root), '--output', str(tmp_path / 'some'), '--workers', '1'])
+    notes = [line for line in capsys.readouterr().out.splitlines() if 'had no image file' in line]
+    assert len(notes) == 1 and re.fullmatch(
+        rf'note: {missing["no image file"] + 5} rows had no image file\. The pictures are looked for as images/ID\.jpg, '
+        r'and images/ holds names such as (\d+)\.JPG; rename them to end in \.jpg', notes[0]), notes
+    assert re.search(r'(\d+)\.JPG', notes[0])[1] + '.jpg' in renamed
+
+
 @pytest.mark.parametrize('instead', ['Images', 'a file', 'a link to nothing', 'a loop of links'])
 def test_an_images_folder_that_is_not_there_as_such_is_named_as_what_it_is(small_split, tmp_path, instead):
     # Each was "no such folder", with the advice to download the dataset
