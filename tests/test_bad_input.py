@@ -734,8 +734,8 @@ def test_some_pictures_named_in_upper_case_are_named_in_a_note(small_split, tmp_
     split_data.main(['--input', str(root), '--output', str(tmp_path / 'some'), '--workers', '1'])
     notes = [line for line in capsys.readouterr().out.splitlines() if 'had no image file' in line]
     assert len(notes) == 1 and re.fullmatch(
-        rf'note: {missing["no image file"] + 5} rows had no image file\. The pictures are looked for as images/ID\.jpg, '
-        r'and images/ holds names such as (\d+)\.JPG; rename them to end in \.jpg', notes[0]), notes
+        rf'note: {missing["no image file"] + 5} rows had no image file\. The pictures are looked for as '
+        r'images/ID\.jpg, and images/ holds names such as (\d+)\.JPG; rename them to end in \.jpg', notes[0]), notes
     assert re.search(r'(\d+)\.JPG', notes[0])[1] + '.jpg' in renamed
 
 
