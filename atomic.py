@@ -395,14 +395,15 @@ def check_name_fits(path, named):
 
 
 def check_no_folder_in_the_way(folder, names, named):
-    """Before any work: that no folder has the name of a file to be written in folder (the regular
-    expression `names`). A rename cannot put a file in a folder's place, so the work would be lost
-    at its end. A link to a folder is no obstacle: the rename replaces the link."""
+    """Before any work: that no folder has the name of a file to be written in folder (`names`: a
+    regular expression, or a set of the names themselves, as for the thousands of pictures a sample
+    catalog draws). A rename cannot put a file in a folder's place, so the work would be lost at its
+    end. A link to a folder is no obstacle: the rename replaces the link."""
     if not os.path.isdir(folder):
         return
-    pattern = re.compile(names)
-    with os.scandir(folder) as entries:
+    named_so = names.__contains__ if isinstance(names, (set, frozenset)) else re.compile(names).fullmatch
+    with os.scandir(folder) as entries:  # is_dir first: the entry's type, read with its name
         in_the_way = sorted(entry.path for entry in entries
-                            if pattern.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False))
+                            if entry.is_dir(follow_symlinks=False) and named_so(entry.name))
     if in_the_way:
         raise UserError(f'{named}: {in_the_way[0]} is a folder, where a file is to be written; move it away')

@@ -344,9 +344,9 @@ DECODE_BATCH = 256  # images per task handed to a decoding worker
 
 
 def decoding_workers():
-    """Worker processes that decode, by default: the tutorial's num_workers = 8, or the cores this
-    process may use where there are fewer (more would take turns on them, and each holds a copy
-    of the dataset's rows)."""
+    """Workers that decode, by default (processes; predict.py's reading threads): the tutorial's
+    num_workers = 8, or the cores this process may use where there are fewer (more would take
+    turns on them, and each process holds a copy of the dataset's rows)."""
     return min(8, usable_cores())
 
 

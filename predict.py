@@ -40,8 +40,8 @@ from augment import prepare_batch
 from checkpoint import answers_not_numbers, model_from_checkpoint
 from catalog import UNREADABLE, not_an_image_file, resolved_folder
 from cli import (UserError, add_debug_flag, as_printed, counted, first_few, one_line, path_name,
-                 pick_device, positive_int, printable, progress_bar, run_cli, shown, usable_cores)
-from dataset import HEADS, TITLES, load_image
+                 pick_device, positive_int, printable, progress_bar, run_cli, shown)
+from dataset import HEADS, TITLES, decoding_workers, load_image
 from split_data import first_row
 
 # Per head: the top-1 label and probability, then all top-k as "label:prob;label:prob".
@@ -331,7 +331,7 @@ def predict_all(model, attributes, paths, args, device):
     """One row per path, in order: {'image', 'error', 'gender', 'article', 'color'}."""
     rows = []
     bar = progress_bar(total=len(paths), unit='image', desc='predicting', disable=len(paths) <= args.batch_size)
-    pool = ThreadPoolExecutor(min(8, usable_cores()))
+    pool = ThreadPoolExecutor(decoding_workers())
     try:
         with torch.inference_mode():
             for batch_paths, decoded in read_batches(paths, args.batch_size, pool):

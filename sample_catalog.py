@@ -451,7 +451,7 @@ def draw_catalog(root, n_images, seed, quirks, overwrite):
     # Before any picture is drawn: a folder by the name of a file to write stopped the drawing at
     # that file (styles.csv, the last), the catalog left unfinished.
     check_no_folder_in_the_way(root, r'styles\.csv|sample_catalog\.json', root)
-    check_no_folder_in_the_way(images, '|'.join(rf'{id_}\.jpg' for id_, *_ in plan), root)
+    check_no_folder_in_the_way(images, {f'{id_}.jpg' for id_, *_ in plan}, root)
     going = sorted(earlier - {id_ for id_, *_ in plan})
     os.makedirs(os.path.join(root, 'images'), exist_ok=True)
     # Marked first, as unfinished: a drawing cut short is never taken for a catalog (an earlier
