@@ -24,6 +24,10 @@ DATA_FILES = ('train_csv', 'val_csv', 'attributes_file')
 SPLIT_FILES = ('train_csv', 'val_csv')  # whose digests the checkpoint keeps
 # Of those, what the run's learning-rate schedule and random draws were computed from.
 FIXED_ON_RESUME = ('batch_size', 'lr', 'warmup_epochs', 'schedule', 'seed')
+# Of those, what a resumed run may be given anew (the run's own files, from where they are now), by its flag.
+GIVEN_ANEW_ON_RESUME = {'epochs': '--epochs', 'val_every': '--val-every', 'save_every': '--save-every',
+                        'data': '--data', 'workers': '--workers', 'train_csv': '--train-csv',
+                        'val_csv': '--val-csv', 'attributes_file': '--attributes_file'}
 
 
 def resumed_args(argv, resume, path, parse_args, parser):
@@ -58,6 +62,20 @@ def resumed_args(argv, resume, path, parse_args, parser):
                          else f'{done}, all it was to train') + '; give a larger --epochs to train it further')
     note_other_draws(args, saved, path)
     return args
+
+
+def flags_to_repeat(args, held):
+    """The flags that carry a run's settings (args) on from a checkpoint that holds the settings
+    `held`: those it was given beyond them. A run resumed with a larger --epochs, say, and stopped
+    before it saved an epoch, goes on from the checkpoint it resumed, which holds the smaller."""
+    flags = []
+    for key, flag in GIVEN_ANEW_ON_RESUME.items():
+        if key not in held:
+            continue
+        if key in DATA_FILES and trained_on(args, {'args': held}, key) or getattr(args, key) == held[key]:
+            continue  # the same, or the same file found from here as a resume finds it
+        flags += [flag, getattr(args, key)]
+    return flags
 
 
 def check_saved_settings(saved, path, parser):

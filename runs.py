@@ -34,7 +34,7 @@ class FolderTaken(UserError):
 def refuse_a_run_in(run_dir):
     """A new run never writes over another's epochs: its checkpoints or metrics.csv."""
     last = os.path.join(run_dir, 'last.pth')
-    if os.path.exists(last):
+    if os.path.exists(last) and not os.path.isdir(last):  # a folder of that name: refused as in the way
         raise FolderTaken(f'{run_dir} holds a run already; carry it on with --resume {last}, '
                           'or give another --run-name')
     if not os.path.isdir(run_dir):

@@ -41,7 +41,7 @@ from model import IMAGENET_WEIGHTS, MultiOutputModel
 from train_step import (GraphedTrainStep, TrainStep, load_optimizer_state, make_optimizer, optimizer_state,
                         scheduler_state, set_lr)
 from plots import plot_curves, pyplot
-from resuming import RESUMED_SETTINGS, SPLIT_FILES, labels_of_the_run, resumed_args, trained_on
+from resuming import RESUMED_SETTINGS, SPLIT_FILES, flags_to_repeat, labels_of_the_run, resumed_args, trained_on
 from runs import (check_log_folder, check_run_folder, metric_text, release_run_folder, run_folder, saved_args,
                   start_in_folder)
 from saver import BackgroundSaver, detached_copy
@@ -317,9 +317,9 @@ def first_non_finite(losses):
     return int(bad[0]) if len(bad) else None
 
 
-def interrupted_message(epoch, saved, where, epochs, context, words):
+def interrupted_message(epoch, saved, where, repeat, epochs, context, words):
     """What a Ctrl-C, a SIGTERM or a SIGHUP (`words`, from cli.how_stopped) in epoch `epoch`
-    leaves: `saved` epochs in the checkpoint `where`."""
+    leaves: `saved` epochs in the checkpoint `where`, to resume with the flags `repeat`."""
     if not saved:
         return f'{words} during the first epoch: nothing to resume from yet'
     if saved == epochs:  # while the last epoch's files were written: they were
@@ -327,7 +327,7 @@ def interrupted_message(epoch, saved, where, epochs, context, words):
         return (f'{words} after the last epoch; {saved_all} saved in {where}. '
                 f'Evaluate with: {command("test.py", "--checkpoint", where)}')
     when = f'after epoch {epoch}' if epoch == saved else f'in epoch {epoch}'
-    return f'{words} {when}; epoch {saved} is saved in {where}. Resume with: {resume_command(where, context)}'
+    return f'{words} {when}; epoch {saved} is saved in {where}. Resume with: {resume_command(where, context, repeat)}'
 
 
 def kept_after_failure(last_path, args, context):
@@ -337,11 +337,12 @@ def kept_after_failure(last_path, args, context):
     where = last_path if os.path.exists(last_path) else args.resume
     if where is None:
         return 'No epoch is saved yet'
-    go_on = f'Resume with: {resume_command(shown_path(where), context)}'
     try:
-        return f'Epoch {checkpoint_load(where)["epoch"]} is saved in {shown_path(where)}. {go_on}'
+        kept = checkpoint_load(where)
     except (UserError, OSError):  # not to be read now (the disk failing): named only
-        return go_on
+        return f'Resume with: {resume_command(shown_path(where), context)}'
+    go_on = f'Resume with: {resume_command(shown_path(where), context, flags_to_repeat(args, kept["args"]))}'
+    return f'Epoch {kept["epoch"]} is saved in {shown_path(where)}. {go_on}'
 
 
 @contextlib.contextmanager
@@ -354,22 +355,24 @@ def second_stop_held():
         yield
 
 
-def saved_so_far(saver, start_epoch, last_path, args):
-    """The last epoch saved, once the saver is closed, and the checkpoint that holds it: the one
-    resumed where none was saved since."""
-    saved = saver.done or start_epoch - 1
-    return saved, shown_path(last_path if saver.done or not args.resume else args.resume)
+def saved_so_far(saver, start_epoch, last_path, args, resume):
+    """The last epoch saved, once the saver is closed, the checkpoint that holds it and the flags to
+    resume it with: the checkpoint resumed where none was saved since, with the settings this run
+    was given beyond its own (a larger --epochs)."""
+    if saver.done or resume is None:
+        return saver.done or start_epoch - 1, shown_path(last_path), []
+    return start_epoch - 1, shown_path(args.resume), flags_to_repeat(args, resume['args'])
 
 
-def resume_command(checkpoint, context):
-    """The command that goes on from checkpoint, started as this run was."""
+def resume_command(checkpoint, context, repeat=()):
+    """The command that goes on from checkpoint with the flags `repeat`, started as this run was."""
     if not context.distributed:
-        return command('train.py', '--resume', checkpoint)
+        return command('train.py', '--resume', checkpoint, *repeat)
     machines = int(os.environ.get('GROUP_WORLD_SIZE', '1'))  # torchrun's count of machines (nodes)
     if machines > 1:  # torchrun's options for several machines are the user's own
-        return (f'{command("train.py", "--resume", checkpoint, runner=(this_torchrun(), "..."))} on each of the '
-                f'{machines} machines, with torchrun\'s options as before')
-    return command('train.py', '--resume', checkpoint,
+        go_on = command('train.py', '--resume', checkpoint, *repeat, runner=(this_torchrun(), '...'))
+        return f"{go_on} on each of the {machines} machines, with torchrun's options as before"
+    return command('train.py', '--resume', checkpoint, *repeat,
                    runner=(this_torchrun(), '--standalone', f'--nproc_per_node={context.world_size}'))
 
 
@@ -771,7 +774,7 @@ def main(argv=None):
         with second_stop_held():
             saver.close()  # what was queued is written: the epochs finished before the Ctrl-C
             if context.is_main:  # a terminal a SIGHUP closed takes no words: none then
-                message = interrupted_message(epoch, *saved_so_far(saver, start_epoch, last_path, args),
+                message = interrupted_message(epoch, *saved_so_far(saver, start_epoch, last_path, args, resume),
                                               args.epochs, context, words)
                 print_if_possible('\n' + message, sys.stdout)
         distributed.cleanup(context)
@@ -786,7 +789,8 @@ def main(argv=None):
             with second_stop_held():
                 saver.close()  # the epochs finished are kept, and named
                 print_error(f'{ended}. ' + interrupted_message(
-                    epoch, *saved_so_far(saver, start_epoch, last_path, args), args.epochs, context, 'The run stopped'))
+                    epoch, *saved_so_far(saver, start_epoch, last_path, args, resume), args.epochs, context,
+                    'The run stopped'))
             distributed.cleanup(context)
             raise SystemExit(1)
         if peer_ended(error):
@@ -802,8 +806,9 @@ def main(argv=None):
         # exchange, and torchrun's SIGTERM to the processes left follows at once.
         with second_stop_held():
             saver.close()
-            print_error(interrupted_message(epoch, *saved_so_far(saver, start_epoch, last_path, args), args.epochs,
-                                            context, 'process 0 stopped: another process of the run ended'))
+            kept = saved_so_far(saver, start_epoch, last_path, args, resume)
+            print_error(interrupted_message(epoch, *kept, args.epochs, context,
+                                            'process 0 stopped: another process of the run ended'))
         raise SystemExit(1)
     except Diverged as error:
         stopped = error  # said below, once the files are written and the folder released

@@ -394,6 +394,15 @@ def test_a_new_run_never_writes_over_another(full_run, small_split):
     assert checkpoint_load(os.path.join(full_run, 'last.pth'))['epoch'] == EPOCHS
 
 
+def test_a_folder_named_last_pth_is_named_as_in_the_way_not_as_a_run_to_resume(small_split, tmp_path):
+    # It was taken for a run's checkpoint: "carry it on with --resume run/last.pth", which then
+    # refused it as a folder.
+    (tmp_path / 'run' / 'last.pth').mkdir(parents=True)
+    with pytest.raises(UserError, match=f"^--checkpoints {tmp_path} --run-name run: {tmp_path / 'run' / 'last.pth'} "
+                                        'is a folder, where a file is to be written; move it away$'):
+        train.main(train_args(small_split, tmp_path, '--epochs', 1))
+
+
 def test_a_run_that_would_write_over_anothers_epochs_is_refused_before_the_pictures_are_loaded(full_run, small_split,
                                                                                                monkeypatch):
     # Refused only once the folder is claimed, the user waited for the pictures to load (minutes
@@ -1054,7 +1063,7 @@ def test_a_ctrl_c_while_the_last_epoch_is_written_says_the_run_is_complete(small
     # not "Resume with": a resume of a finished run is refused
     assert capsys.readouterr().out.endswith(f'\ninterrupted (Ctrl-C) after the last epoch; all 2 epochs are saved in '
                                             f'{last}. Evaluate with: python test.py --checkpoint {last}\n')
-    one = train.interrupted_message(1, 1, 'run/last.pth', 1, None, 'interrupted (Ctrl-C)')  # not "all 1 epoch are"
+    one = train.interrupted_message(1, 1, "run/last.pth", [], 1, None, 'interrupted (Ctrl-C)')  # not "all 1 epoch are"
     assert one.startswith('interrupted (Ctrl-C) after the last epoch; its one epoch is saved in run/last.pth. ')
 
 
@@ -1836,6 +1845,65 @@ def test_a_ctrl_c_before_a_resumed_run_saves_names_the_checkpoint_it_resumed(ful
         train.main(['--resume', str(branch / 'checkpoint-000002.pth'), '--device', 'cpu'])
     assert f'epoch 2 is saved in {branch / "checkpoint-000002.pth"}. Resume with: python train.py --resume ' \
         f'{branch / "checkpoint-000002.pth"}' in capsys.readouterr().out
+
+
+def test_a_resumed_run_stopped_before_it_saves_repeats_the_flags_it_was_given(full_run, tmp_path, monkeypatch,
+                                                                              capsys):
+    # The checkpoint named holds the run's own settings: "--resume" alone went on to its 3 epochs
+    # (or was refused, a finished run's), not to the 5 this run was given.
+    branch = tmp_path / 'branch'
+    branch.mkdir()
+    resumed = branch / 'checkpoint-000002.pth'
+    shutil.copy(os.path.join(full_run, 'checkpoint-000002.pth'), resumed)
+
+    def ctrl_c(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, 'train_one_epoch', ctrl_c)
+    monkeypatch.chdir(ROOT)
+    given = ['--epochs', '5', '--val-every', '2', '--data', 'loader', '--workers', '1']
+    for argv, repeated in [([], ''), (['--val-every', '1', '--epochs', '3'], ''), (given, ' ' + ' '.join(given))]:
+        with pytest.raises(SystemExit):
+            train.main(['--resume', str(resumed), '--device', 'cpu', *argv])
+        advice = capsys.readouterr().out.splitlines()[-1]
+        assert advice.endswith(f'Resume with: python train.py --resume {resumed}{repeated}'), advice
+    with pytest.raises(SystemExit):  # as advised: the same run, stopped again
+        train.main([*shlex.split(advice.split('Resume with: ')[1])[2:], '--device', 'cpu'])
+    assert capsys.readouterr().out.splitlines()[-1] == advice
+
+
+def test_the_flags_repeated_leave_out_the_runs_own_files_as_a_resume_finds_them(tmp_path, monkeypatch):
+    (tmp_path / 'project').mkdir()
+    (tmp_path / 'project' / 'train.csv').write_text('')
+    held = {'train_csv': 'train.csv', 'workdir': str(tmp_path / 'project'), 'epochs': 3}
+    monkeypatch.chdir(tmp_path)  # not the run's folder: its train.csv is found there, by the checkpoint alone
+    found = str(tmp_path / 'project' / 'train.csv')
+    assert resuming.flags_to_repeat(argparse.Namespace(train_csv=found, epochs=3), held) == []
+    assert resuming.flags_to_repeat(argparse.Namespace(train_csv='train.csv', epochs=4), held) == ['--epochs', 4]
+    assert resuming.flags_to_repeat(argparse.Namespace(train_csv='moved.csv', epochs=3), held) == \
+        ['--train-csv', 'moved.csv']
+
+
+def test_a_resumed_run_whose_first_save_fails_repeats_the_flags_it_was_given(full_run, tmp_path, monkeypatch):
+    import checkpoint
+    branch = tmp_path / 'branch'
+    branch.mkdir()
+    resumed = branch / 'checkpoint-000002.pth'
+    shutil.copy(os.path.join(full_run, 'checkpoint-000002.pth'), resumed)
+
+    real_open = checkpoint.atomic_open
+
+    def full_after_best(path, *args, **kwargs):  # best.pth, copied beside the checkpoint as the run starts
+        if not path.endswith('best.pth'):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, 'atomic_open', full_after_best)
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(UserError) as error:
+        train.main(['--resume', str(resumed), '--device', 'cpu', '--epochs', '4', '--save-every', '1'])
+    assert str(error.value).endswith(f'Epoch 2 is saved in {resumed}. Resume with: python train.py --resume '
+                                     f'{resumed} --epochs 4 --save-every 1'), str(error.value)
 
 
 def test_fewer_training_pictures_than_processes_is_one_clear_error(small_split, tmp_path, monkeypatch):
