@@ -313,19 +313,32 @@ def as_started(name, path):
     path, on_path = os.path.abspath(path), shutil.which(name)
     if on_path and os.path.dirname(os.path.abspath(on_path)) == os.path.dirname(path):
         return name
-    return shown_path(path)
+    shown = shown_path(path)
+    # 'python' alone, run from its own folder, is the one the shell finds on its PATH: maybe another
+    return shown if os.sep in shown else os.path.join(os.curdir, shown)
 
 
 def shown_path(path):
     """An absolute path as the user reads it best here: relative where it lies below the working
     folder, else whole. A path the user gave relative (./checkpoints/...) is shown as given."""
     if not os.path.isabs(path):
-        return path
+        return not_an_option(path)
     try:
         short = os.path.relpath(path)
     except (FileNotFoundError, ValueError):  # the working folder deleted; another drive (Windows)
         return path
-    return path if short.startswith(os.pardir) else short
+    return path if short.startswith(os.pardir) else not_an_option(short)
+
+
+def not_an_option(path):
+    """A relative path as a command line takes it: one that starts with a dash (-runs/last.pth)
+    would be read as a flag."""
+    return os.path.join(os.curdir, path) if path.startswith('-') else path
+
+
+def quoted_path(path):
+    """A path in a command the user can paste: quoted where the shell needs it, never a flag."""
+    return shlex.quote(not_an_option(path))
 
 
 def counted(count, noun):

@@ -164,10 +164,11 @@ def train_command(args, catalog, real, epochs, batch_size):
     # The real job is the tutorial's recipe; the short sample run anneals its learning rate
     # (cosine) so that its last epoch, not a lucky one, is the good one.
     recipe = [] if real else ['--schedule', 'cosine', '--val-every', '1']
-    return ['--attributes_file', os.path.join(catalog, 'styles.csv'), '--train-csv', train_csv, '--val-csv', val_csv,
-            '--epochs', str(epochs), '--batch-size', str(batch_size), '--device', args.device,
-            '--checkpoints', os.path.join(args.work, 'checkpoints'),
-            '--logs', os.path.join(args.work, 'logs')] + recipe
+    # Paths as --flag=PATH: a --work of -demo/ would read as a flag after a bare --flag.
+    return [f'--attributes_file={os.path.join(catalog, "styles.csv")}', f'--train-csv={train_csv}',
+            f'--val-csv={val_csv}', '--epochs', str(epochs), '--batch-size', str(batch_size), '--device', args.device,
+            f'--checkpoints={os.path.join(args.work, "checkpoints")}', f'--logs={os.path.join(args.work, "logs")}'
+            ] + recipe
 
 
 def check_outputs(training, test_script):
@@ -236,7 +237,7 @@ def run_demo(args):
     keep = [] if redrawn else ['--no-replace']
     try:
         # A split replaced is of the catalog drawn before, whose pictures are gone: not kept.
-        split_data.main(['--input', catalog, '--output', args.work] + keep, keep_old=False)
+        split_data.main([f'--input={catalog}', f'--output={args.work}'] + keep, keep_old=False)
     except split_data.OtherSplitThere as error:
         raise kept_split(args.work, error.paths) from error
 
@@ -246,8 +247,8 @@ def run_demo(args):
     step(4, 'test.py')
     checkpoint = os.path.join(run_dir, 'last.pth')
     results = os.path.join(run_dir, RESULTS)
-    test_script.main(['--checkpoint', checkpoint, '--val-csv', split_data.split_paths(args.work)[1],
-                      '--output', results, '--device', args.device])
+    test_script.main([f'--checkpoint={checkpoint}', f'--val-csv={split_data.split_paths(args.work)[1]}',
+                      f'--output={results}', '--device', args.device])
 
     with open(os.path.join(results, 'metrics.json')) as f:
         metrics = json.load(f)

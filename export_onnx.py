@@ -8,7 +8,6 @@
 import copy
 import json
 import os
-import shlex
 import sys
 
 import torch
@@ -17,7 +16,7 @@ from torch import nn
 from atomic import (absolute_path, atomic_open, atomic_path, check_writable_file, flush_to_disk, json_object,
                     name_pattern, remove_left_temporaries, renamed_together, through_link)
 from catalog import IMAGE_SIZE
-from cli import PROJECT, UserError, command, shown, shown_path
+from cli import PROJECT, UserError, command, quoted_path, shown, shown_path
 from dataset import FILL, HEADS, MEAN, STD
 
 FORMAT = 'fashion-multi-output-onnx/1'
@@ -51,7 +50,7 @@ def require_exporter():
     except ImportError as error:
         extra = shown_path(os.path.join(PROJECT, 'requirements-onnx.txt'))  # run from another folder: its path
         raise UserError(f'exporting to ONNX needs {error.name}, which is not installed: '
-                        f'pip install -r {shlex.quote(extra)}') from error
+                        f'pip install -r {quoted_path(extra)}') from error
 
 
 def sidecar_path(path):

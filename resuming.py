@@ -7,7 +7,7 @@ import shlex
 import sys
 
 from checkpoint import changed_since_the_run, check_same_vocab, kept_as_old, path_as_trained, same_rows
-from cli import UserError, counted
+from cli import UserError, counted, not_an_option, quoted_path
 from dataset import AttributesDataset
 from runs import checkpoint_folder
 from split_data import split_digest
@@ -74,7 +74,8 @@ def flags_to_repeat(args, held):
             continue
         if key in DATA_FILES and trained_on(args, {'args': held}, key) or getattr(args, key) == held[key]:
             continue  # the same, or the same file found from here as a resume finds it
-        flags += [flag, getattr(args, key)]
+        value = getattr(args, key)
+        flags += [flag, not_an_option(value) if key in DATA_FILES else value]
     return flags
 
 
@@ -202,8 +203,8 @@ def put_back_advice(args, resume):
     kept = [kept_as_old(resume, key, getattr(args, key)) for key in SPLIT_FILES]
     if None in kept:
         return 'put it back, or start a new run'
-    return (f'split_data.py kept it, so go on with --train-csv {shlex.quote(kept[0])} '
-            f'--val-csv {shlex.quote(kept[1])}, or start a new run')
+    return (f'split_data.py kept it, so go on with --train-csv {quoted_path(kept[0])} '
+            f'--val-csv {quoted_path(kept[1])}, or start a new run')
 
 
 def comparable(resume, key, name):
@@ -273,7 +274,7 @@ def check_same_folder(args, saved, path, default_checkpoints):
     if os.path.realpath(named) != os.path.realpath(run_dir):
         flags = [f'--run-name {shlex.quote(args.run_name)}'] if args.run_name is not None else []
         if args.checkpoints != default_checkpoints:
-            flags.append(f'--checkpoints {shlex.quote(args.checkpoints)}')
+            flags.append(f'--checkpoints {quoted_path(args.checkpoints)}')
         raise UserError(f'{" ".join(flags)}: the run folder named is {named}, but a resumed run goes on in its '
                         f'checkpoint\'s folder, {run_dir}: leave {"them" if len(flags) > 1 else "it"} out to go on '
                         'there; to branch off, copy the checkpoint into a folder of its own and resume from there')

@@ -12,7 +12,6 @@ import io
 import json
 import os
 import random
-import shlex
 import signal
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -22,7 +21,7 @@ from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, chec
 from catalog import (IMAGE_SIZE, SPLIT_COLUMNS, describe_download, format_counts, image_problem, nul_safe, read_styles,
                      with_nul_bytes)
 from cli import (NO_SUCH_FILE, UserError, add_debug_flag, counted, ctrl_c_held, path_name, positive_int, printable,
-                 progress_bar, reach_problem, run_cli, seed_number, shown, usable_cores, what_is_there,
+                 progress_bar, quoted_path, reach_problem, run_cli, seed_number, shown, usable_cores, what_is_there,
                  worker_processes)
 
 FIELDNAMES = list(SPLIT_COLUMNS)
@@ -418,7 +417,7 @@ def replaced_note(folder, kept_old):
             + ': a run trained on it cannot --resume on the new files (its validation pictures may now be in '
             'train.csv)')
     if len(kept) == 2:
-        note += f', but can with --train-csv {shlex.quote(kept[0])} --val-csv {shlex.quote(kept[1])}'
+        note += f', but can with --train-csv {quoted_path(kept[0])} --val-csv {quoted_path(kept[1])}'
     return note
 
 

@@ -22,7 +22,7 @@ from catalog import not_a_csv_file, read_csv_rows
 from checkpoint import (PRECISIONS, answers_not_numbers, changed_since_the_run, check_checkpoint_file,
                         kept_as_old, model_from_checkpoint, path_as_trained, pictures_from, same_rows)
 from cli import (UserError, add_debug_flag, counted, first_few, non_negative_int, path_name, pick_device, positive_int,
-                 run_cli, shown)
+                 quoted_path, run_cli, shown)
 from dataset import HEADS, TITLES, FashionDataset, decoding_workers, image_named, in_real_folders, val_transform
 from evaluate import autocast_for, majority_rates, one_pass_channels_last, validate, validation_precision
 from memory_data import InMemoryLoader, memory_format
@@ -82,7 +82,7 @@ def check_output_folder(folder, named):
     in folder. `named` says where the folder comes from, such as '--output out'."""
     if not os.path.exists(folder) and folder.lower().endswith(FILE_ENDINGS):
         raise UserError(f'{named}: names a file, but test.py writes a folder of them ({first_few(OUTPUT_NAMES)}); '
-                        f'give a folder, such as {shlex.quote(os.path.splitext(folder)[0])}')
+                        f'give a folder, such as {quoted_path(os.path.splitext(folder)[0])}')
     check_writable_folder(folder, named)
     check_no_folder_in_the_way(folder, OUTPUT_FILES, named)
     check_only_outputs_replaced(folder, named)
@@ -136,8 +136,8 @@ def split_to_score(args, state):
         raise UserError(f'{path}: {not_a_csv_file(path)}; {args.checkpoint} was validated on it. Pass --val-csv')
     if changed_since_the_run(state, 'val_csv', path, ordered=False):
         kept = kept_as_old(state, 'val_csv', path)
-        advice = (f'pass --val-csv {shlex.quote(kept)} (the old one, which split_data.py kept) to score what it was '
-                  f'validated on, or --val-csv {shlex.quote(path)} to score this one anyway') if kept else \
+        advice = (f'pass --val-csv {quoted_path(kept)} (the old one, which split_data.py kept) to score what it was '
+                  f'validated on, or --val-csv {quoted_path(path)} to score this one anyway') if kept else \
             'pass --val-csv to score it anyway'
         raise UserError(f'{path}: it holds other rows than when {args.checkpoint} was validated on it '
                         f'(split_data.py run again?), maybe pictures it trained on; {advice}')

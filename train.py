@@ -13,7 +13,6 @@ import csv
 import math
 import os
 import pickle
-import shlex
 import sys
 import time
 import warnings
@@ -30,8 +29,8 @@ from checkpoint import (PRECISIONS, checkpoint_load, checkpoint_save, first_sent
                         pictures_from, resumable_load)
 from cli import (NO_SUCH_FILE, UserError, add_debug_flag, command, counted, ctrl_c_held, debugging, folder_name,
                  how_stopped, leave_stops_to_the_main_process, non_negative_float, non_negative_int, path_name,
-                 peer_ended, positive_float, positive_int, print_error, print_if_possible, progress_bar, reach_problem,
-                 run_cli, seed_number, shown_path, started, this_torchrun, usable_cores, worker_ended,
+                 peer_ended, positive_float, positive_int, print_error, print_if_possible, progress_bar, quoted_path,
+                 reach_problem, run_cli, seed_number, shown_path, started, this_torchrun, usable_cores, worker_ended,
                  worker_processes)
 from dataset import (HEADS, FashionDataset, decoding_workers, in_real_folders, skip_undecodable, train_transform,
                      val_transform)
@@ -143,7 +142,7 @@ def split_advice(args):
     advice = f'run `{command("split_data.py", *split)}` to make train.csv and val.csv'
     named = split_paths(output)
     if [os.path.normpath(args.train_csv), os.path.normpath(args.val_csv)] != [os.path.normpath(n) for n in named]:
-        advice += f', and pass them as --train-csv {shlex.quote(named[0])} --val-csv {shlex.quote(named[1])}'
+        advice += f', and pass them as --train-csv {quoted_path(named[0])} --val-csv {quoted_path(named[1])}'
     return advice
 
 
@@ -164,7 +163,7 @@ def check_inputs(args, resume):
                         + describe_download(folder) + f' Then {split_advice(args)}.')
     beside = split_paths(os.path.dirname(args.train_csv) or '.')[0]
     if os.path.isfile(beside):  # a slip of the name: a split made anew there would replace that one
-        raise UserError(f'{args.train_csv}: no such file; {beside} is there: --train-csv {shlex.quote(beside)}?')
+        raise UserError(f'{args.train_csv}: no such file; {beside} is there: --train-csv {quoted_path(beside)}?')
     raise UserError(f'{args.train_csv}: no such file; {split_advice(args)}')
 
 
@@ -702,11 +701,14 @@ def main(argv=None):
             set_lr(optimizer, lr)
             print(note) if context.is_main else None
     gather = distributed.gather_predictions(context)
+    # Once, with the folder the run started in: that folder deleted meanwhile, every epoch's
+    # os.getcwd() would stop a run whose paths are all absolute.
+    settings = saved_args(args)
 
     def state(epoch):
         return {'epoch': epoch, 'model': core.state_dict(), 'optimizer': optimizer_state(optimizer),
                 'scheduler': scheduler_state(scheduler), 'attributes': attributes.to_dict(), 'precision': precision,
-                'args': saved_args(args), 'split_digests': in_order, 'split_row_sets': in_any_order,
+                'args': settings, 'split_digests': in_order, 'split_row_sets': in_any_order,
                 'history': history, 'best': best}
 
     writer, claimed = None, None

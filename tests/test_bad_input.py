@@ -219,6 +219,10 @@ def test_the_commands_said_start_the_python_running_them(tmp_path, monkeypatch):
     assert cli.this_torchrun() == '.venv/bin/torchrun'
     monkeypatch.setattr(shutil, 'which', lambda name: str(venv / name))
     assert cli.this_torchrun() == 'torchrun'
+    # run from its own folder, not `python`, which the shell looks for on its PATH: another, maybe
+    monkeypatch.chdir(venv)
+    monkeypatch.setattr(shutil, 'which', lambda name: f'/usr/bin/{name}')
+    assert cli.this_python() == './python3' and cli.command('test.py').startswith('./python3 ')
 
 
 def test_styles_csv_given_as_the_catalog_names_the_folder_to_give(tmp_path):

@@ -225,6 +225,15 @@ def test_dollar_signs_in_labels_and_paths_are_drawn_as_they_are(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ['confusion.png', 'grid.png']
 
 
+def test_a_title_in_a_script_the_font_lacks_is_drawn_without_a_warning_a_character(tmp_path):
+    # In a script of its own: pytest's own record of warnings would set the project's filter aside.
+    draw = ('import numpy as np, sys\nfrom plots import plot_confusion_matrix\n'
+            "plot_confusion_matrix(np.array([0, 1]), np.array([1, 1]), ['a', 'b'], '演示/val.csv', sys.argv[1])")
+    result = subprocess.run([sys.executable, '-c', draw, str(tmp_path / 'c.png')], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0 and result.stderr == '' and (tmp_path / 'c.png').is_file(), result.stderr
+
+
 def test_a_head_with_one_class_in_the_set_is_drawn_without_sklearns_warning(tmp_path, monkeypatch, recwarn):
     # A one-row val.csv, or one of men only: sklearn warned in two lines naming its own file.
     drawn = []

@@ -403,6 +403,41 @@ def test_a_folder_named_last_pth_is_named_as_in_the_way_not_as_a_run_to_resume(s
         train.main(train_args(small_split, tmp_path, '--epochs', 1))
 
 
+def test_a_run_goes_on_where_the_folder_it_started_in_is_deleted(small_split, tmp_path, monkeypatch, capsys):
+    # Its paths all absolute, it needs nothing there. The checkpoint's settings read the folder
+    # every epoch: the run stopped after its first ("the working folder ...: deleted"), unsaid.
+    started_in = tmp_path / 'gone'
+    started_in.mkdir()
+    monkeypatch.chdir(started_in)
+    one_epoch = train.train_one_epoch
+
+    def deleting_it(*args, **kwargs):
+        if started_in.exists():
+            started_in.rmdir()
+        return one_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train, 'train_one_epoch', deleting_it)
+    run_dir = train.main(train_args(small_split, tmp_path, '--epochs', 2))
+    assert checkpoint_load(os.path.join(run_dir, 'last.pth'))['args']['workdir'] == str(started_in)
+    assert f"evaluate with: {this_python()} {ROOT}/test.py --checkpoint {run_dir}/last.pth" in capsys.readouterr().out
+
+
+def test_the_commands_said_take_paths_that_start_with_a_dash(small_split, tmp_path, monkeypatch, capsys):
+    # `test.py --checkpoint -ck/RUN/last.pth`, pasted as said, was read as a flag without its value.
+    monkeypatch.chdir(tmp_path)
+    argv = train_args(small_split, tmp_path, '--epochs', 1)
+    argv[argv.index('--checkpoints'):argv.index('--checkpoints') + 2] = ['--checkpoints=-ck']
+    train.main(argv)
+    said = capsys.readouterr().out.splitlines()[-1]
+    assert said == f'evaluate with: {this_python()} {ROOT}/test.py --checkpoint ./-ck/run/last.pth'
+    load_test_script().main([*shlex.split(said)[4:], '--device', 'cpu'])  # as said, after the script
+    assert (tmp_path / '-ck' / 'run' / 'eval-last' / 'metrics.json').is_file()
+    catalog = small_split['catalog']['root']
+    for seed in (1, 2):  # a split made anew names the one it kept
+        split_data.main(['--input', catalog, '--output=-split', '--workers', '1', '--seed', str(seed)])
+    assert '--train-csv ./-split/train.old.csv --val-csv ./-split/val.old.csv' in capsys.readouterr().out
+
+
 def test_a_run_that_would_write_over_anothers_epochs_is_refused_before_the_pictures_are_loaded(full_run, small_split,
                                                                                                monkeypatch):
     # Refused only once the folder is claimed, the user waited for the pictures to load (minutes
