@@ -79,7 +79,8 @@ def check_working_folder():
 def _exit_while_starting(signum, frame):
     words = stopped_words(signum)
     try:  # after a SIGHUP the terminal is gone, and the words with it (EIO): print_if_possible
-        print_if_possible(f'\n{words} while starting; nothing was written', sys.stderr)
+        if os.environ.get('LOCAL_RANK', '0') == '0':  # torchrun's other processes of a machine stop quietly
+            print_if_possible(f'\n{words} while starting; nothing was written', sys.stderr)
     finally:
         remove_folder_made_by_importing_pytorch()
         os._exit(128 + signum)  # the status a shell reports for the signal: 130 for a Ctrl-C
@@ -503,6 +504,7 @@ def run_reporting_errors(main, debug, workers_flag):
     except UserError as error:
         if debug:
             raise
+        leave_the_process_group()
         exit_with_error(error)
     except BrokenPipeError:
         # The program reading our output stopped (`| head`): stop quietly too, as command-line
@@ -520,6 +522,7 @@ def run_reporting_errors(main, debug, workers_flag):
                             'a folder that exists')
         if debug or error.filename is None:
             raise
+        leave_the_process_group()
         exit_with_error(f'{error.filename}: {error.strerror or error}')
     except UnicodeEncodeError as error:
         # A file name that is not valid UTF-8 (Linux allows any bytes): Python keeps its odd bytes
@@ -552,6 +555,16 @@ def run_reporting_errors(main, debug, workers_flag):
         words, status = how_stopped(stop)
         print_if_possible(f'\n{words}; {getattr(stop, "left", NOTHING_HALF_WRITTEN)}', sys.stderr)
         sys.exit(status)
+
+
+def leave_the_process_group():
+    """Under torchrun, before a process ends on an error met with the process group joined (the
+    processes' steps an epoch that differ, say): left to Python's exit, gloo's threads were at times
+    ended inside a C++ destructor as it finalized, "terminate called without an active exception"
+    after the error's line, and the process aborted (SIGABRT in torchrun's table, not the error)."""
+    dist = sys.modules.get('torch.distributed')
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def deleted_working_folder():

@@ -32,10 +32,18 @@ def launched_by_torchrun():
     return int(os.environ.get('WORLD_SIZE', '1')) > 1
 
 
+# What torchrun sets for each process beside WORLD_SIZE, and the process group needs.
+TORCHRUN_VARIABLES = ('RANK', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT')
+
+
 def setup(device_name):
     """The process's rank, the number of processes and its device; joins the process group."""
     if not launched_by_torchrun():
         return Context(device=pick_device(device_name))
+    missing = [name for name in TORCHRUN_VARIABLES if not os.environ.get(name)]
+    if missing:  # a WORLD_SIZE left in the shell, or a launcher of one's own: KeyError: 'RANK', else
+        raise UserError(f'WORLD_SIZE={os.environ["WORLD_SIZE"]} is set, but not {", ".join(missing)}: start '
+                        'the processes with torchrun, which sets them all, or unset WORLD_SIZE to train in one')
     rank, world_size = int(os.environ['RANK']), int(os.environ['WORLD_SIZE'])
     device = pick_device(device_name)
     if device.type == 'cuda':
@@ -82,18 +90,40 @@ def said_once_per_machine():
     except (UserError, OSError) as error:
         if isinstance(error, OSError) and error.filename is None:  # none run_cli names: a bug, its traceback
             raise
-        try:
-            time.sleep(FIRST_PROCESS_WAIT)
-        except KeyboardInterrupt as stop:  # torchrun's SIGTERM: the first process stopped, and said why
-            raise SystemExit(how_stopped(stop)[1]) from None
+        wait_for_the_first_process()
         raise  # said by run_cli
+    except SystemExit as error:
+        # argparse's on a flag it refuses, its words in the sink: ended at once, this process made
+        # torchrun stop the first one, at times before that one had said it.
+        if error.code not in (0, None):
+            wait_for_the_first_process()
+        raise
     except KeyboardInterrupt as stop:  # a Ctrl-C, a SIGTERM or a SIGHUP
+        raise SystemExit(how_stopped(stop)[1]) from None
+
+
+def wait_for_the_first_process():
+    """Until torchrun's SIGTERM, which follows the first process's end, or FIRST_PROCESS_WAIT."""
+    try:
+        time.sleep(FIRST_PROCESS_WAIT)
+    except KeyboardInterrupt as stop:  # torchrun's SIGTERM: the first process stopped, and said why
         raise SystemExit(how_stopped(stop)[1]) from None
 
 
 def cleanup(context):
     if context.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def steps_on_every_process(steps, context):
+    """The fewest and the most steps an epoch of all the processes': where they differ (each
+    machine's own copy of the split, or of its pictures, with other rows usable), a process with
+    fewer would go on to validation while the others waited for it in their next step, forever."""
+    if not context.distributed:
+        return steps, steps
+    both = torch.tensor([-steps, steps], device=context.device)
+    dist.all_reduce(both, op=dist.ReduceOp.MAX)
+    return -int(both[0]), int(both[1])
 
 
 def all_reduce_sum(tensor, context):

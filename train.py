@@ -656,9 +656,13 @@ def main(argv=None):
         digests = {key: split_digests(getattr(args, key)) for key in SPLIT_FILES}  # as the datasets read them
         in_order = {key: ordered for key, (ordered, _) in digests.items()}
         in_any_order = {key: any_order for key, (_, any_order) in digests.items()}
-        if len(train_loader) == 0:  # fewer training pictures than processes: some would take no step
+        fewest, most = distributed.steps_on_every_process(len(train_loader), context)
+        if fewest == 0:  # fewer training pictures than processes: some would take no step
             raise UserError(f'{args.train_csv}: fewer usable pictures than the {context.world_size} processes; '
                             'each process needs at least one')
+        if fewest != most:
+            raise UserError(f'{args.train_csv}: the processes take {fewest} to {most} steps an epoch from it, where '
+                            'each must take as many: every machine needs the same split and the same pictures')
 
     model = build_model(attributes, args.pretrained and resume is None)  # resumed: its own weights
     if resume is not None:

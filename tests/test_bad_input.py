@@ -1618,10 +1618,11 @@ runpy.run_path(script, run_name='__main__')
 """
 
 
-def ctrl_c_at_import(module, script, *args, sigint=signal.SIG_DFL, number=signal.SIGINT):
+def ctrl_c_at_import(module, script, *args, sigint=signal.SIG_DFL, number=signal.SIGINT, env=()):
     return subprocess.run([sys.executable, '-c', CTRL_C_AT_IMPORT, module, str(int(number)), os.path.join(ROOT, script),
                            *args],
-                          capture_output=True, text=True, timeout=120, env=dict(os.environ, FASHION_DEBUG=''),
+                          capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, FASHION_DEBUG='', **dict(env)),
                           preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
 
 
@@ -1737,6 +1738,13 @@ def test_a_sigterm_or_sighup_while_the_imports_run_is_one_line_too(number):
     stopped = ctrl_c_at_import('torch', 'train.py', number=number)
     assert (stopped.returncode, stopped.stdout) == (128 + number, '')
     assert stopped.stderr.strip() == f'stopped by {number.name} while starting; nothing was written'
+
+
+def test_torchruns_other_processes_of_a_machine_stopped_while_starting_stop_quietly():
+    # torchrun's SIGTERM to a process still importing, as the first one ended on an error it said:
+    # "stopped by SIGTERM while starting" after it, from each of the others, as if that were why.
+    stopped = ctrl_c_at_import('torch', 'train.py', number=signal.SIGTERM, env={'WORLD_SIZE': '2', 'LOCAL_RANK': '1'})
+    assert (stopped.returncode, stopped.stdout, stopped.stderr) == (143, '', '')
 
 
 def test_a_stop_while_starting_removes_the_folder_pytorch_2_6_makes_as_it_is_imported(monkeypatch, tmp_path):

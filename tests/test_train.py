@@ -1947,8 +1947,21 @@ def test_fewer_training_pictures_than_processes_is_one_clear_error(small_split, 
     one = tmp_path / 'one.csv'  # one picture, by its full path
     one.write_text(header + os.path.join(os.path.dirname(small_split['train']), image) + ',' + labels)
     monkeypatch.setattr(train.distributed, 'setup', lambda device: distributed.Context(rank=0, world_size=2))
+    monkeypatch.setattr(distributed, 'steps_on_every_process', lambda steps, context: (steps, steps))
     with pytest.raises(UserError, match='one.csv: fewer usable pictures than the 2 processes'):
         train.main(train_args(dict(small_split, train=str(one)), tmp_path, '--epochs', 1))
+
+
+def test_processes_that_would_take_other_numbers_of_steps_an_epoch_stop_before_training(small_split, tmp_path,
+                                                                                         monkeypatch):
+    # Each machine's own copy of the split, one with rows the others lack: the process with fewer
+    # steps went on to validation while the others waited for it in their next step, forever.
+    monkeypatch.setattr(train.distributed, 'setup', lambda device: distributed.Context(rank=0, world_size=2))
+    monkeypatch.setattr(distributed, 'steps_on_every_process', lambda steps, context: (steps, steps + 2))
+    monkeypatch.setattr(train, 'train_one_epoch', lambda *args: pytest.fail('trained'))
+    with pytest.raises(UserError, match=f"^{small_split['train']}: the processes take 3 to 5 steps an epoch from "
+                                        'it, where each must take as many: every machine needs the same split'):
+        train.main(train_args(small_split, tmp_path, '--epochs', 1))
 
 
 def test_a_run_resumed_on_another_number_of_processes_keeps_to_its_schedule_by_epochs():
