@@ -33,7 +33,7 @@ def launched_by_torchrun():
 
 
 # What torchrun sets for each process beside WORLD_SIZE, and the process group needs.
-TORCHRUN_VARIABLES = ('RANK', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT')
+TORCHRUN_VARIABLES = ('RANK', 'MASTER_ADDR', 'MASTER_PORT')
 
 
 def setup(device_name):

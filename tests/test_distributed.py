@@ -239,7 +239,7 @@ def test_a_world_size_without_torchruns_other_variables_is_one_clear_error(monke
     for name in distributed.TORCHRUN_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv('MASTER_PORT', '29500')
-    with pytest.raises(UserError, match='^WORLD_SIZE=2 is set, but not RANK, LOCAL_RANK, MASTER_ADDR: start the '
+    with pytest.raises(UserError, match='^WORLD_SIZE=2 is set, but not RANK, MASTER_ADDR: start the '
                                         'processes with torchrun'):
         distributed.setup('cpu')
 
@@ -299,12 +299,17 @@ def test_the_other_processes_of_a_machine_stop_quietly_on_a_ctrl_c(stop, status,
         raise OSError('unnamed')
 
 
+def torchrun_sets(monkeypatch, world_size, rank):
+    """The variables torchrun sets that distributed.setup reads, for process `rank` of `world_size`."""
+    for name, value in dict(WORLD_SIZE=world_size, RANK=rank, MASTER_ADDR='127.0.0.1', MASTER_PORT=29500).items():
+        monkeypatch.setenv(name, str(value))
+
+
 @pytest.mark.parametrize('local_rank', [0, 1])
 def test_more_processes_than_gpus_is_said_alike_by_every_process_of_the_machine(local_rank, monkeypatch):
     monkeypatch.setattr(distributed, 'pick_device', lambda name: torch.device('cuda'))
     monkeypatch.setattr(torch.cuda, 'device_count', lambda: 1)
-    monkeypatch.setenv('WORLD_SIZE', '2')
-    monkeypatch.setenv('RANK', str(local_rank))
+    torchrun_sets(monkeypatch, world_size=2, rank=local_rank)
     monkeypatch.setenv('LOCAL_RANK', str(local_rank))
     monkeypatch.setenv('LOCAL_WORLD_SIZE', '2')
     with pytest.raises(UserError, match='^2 processes on this machine and 1 GPU: lower --nproc_per_node'):
@@ -318,8 +323,7 @@ def test_more_processes_than_gpus_is_found_where_the_launcher_gives_no_local_wor
     monkeypatch.setattr(torch.cuda, 'device_count', lambda: 1)
     monkeypatch.setattr(torch.cuda, 'set_device', lambda device: None)
     monkeypatch.setattr(distributed.dist, 'init_process_group', lambda backend: pytest.fail('joined on cuda:1'))
-    monkeypatch.setenv('WORLD_SIZE', '2')
-    monkeypatch.setenv('RANK', '1')
+    torchrun_sets(monkeypatch, world_size=2, rank=1)
     monkeypatch.setenv('LOCAL_RANK', '1')
     monkeypatch.delenv('LOCAL_WORLD_SIZE', raising=False)
     with pytest.raises(UserError, match='^2 processes on this machine and 1 GPU: lower --nproc_per_node'):
@@ -433,8 +437,7 @@ def test_each_process_takes_its_machines_gpu_by_local_rank_and_joins_over_nccl(r
     monkeypatch.setattr(torch.cuda, 'device_count', lambda: 2)  # as many GPUs as processes: taken
     monkeypatch.setattr(torch.cuda, 'set_device', chosen.append)
     monkeypatch.setattr(distributed.dist, 'init_process_group', joined.append)
-    monkeypatch.setenv('WORLD_SIZE', '4')  # 2 machines of 2 processes
-    monkeypatch.setenv('RANK', str(rank))
+    torchrun_sets(monkeypatch, world_size=4, rank=rank)  # 2 machines of 2 processes
     monkeypatch.setenv('LOCAL_RANK', str(local))
     monkeypatch.setenv('LOCAL_WORLD_SIZE', '2')
     context = distributed.setup('cuda')
