@@ -70,12 +70,14 @@ def flags_to_repeat(args, held):
     before it saved an epoch, goes on from the checkpoint it resumed, which holds the smaller."""
     flags = []
     for key, flag in GIVEN_ANEW_ON_RESUME.items():
-        if key not in held:
+        if key not in held or getattr(args, key) == held[key]:
             continue
-        if key in DATA_FILES and trained_on(args, {'args': held}, key) or getattr(args, key) == held[key]:
-            continue  # the same, or the same file found from here as a resume finds it
         value = getattr(args, key)
-        flags += [flag, not_an_option(value) if key in DATA_FILES else value]
+        if key in DATA_FILES:
+            if trained_on(args, {'args': held}, key):
+                continue  # the run's own file, found from here as a resume finds it
+            value = not_an_option(value)
+        flags += [flag, value]
     return flags
 
 

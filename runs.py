@@ -12,7 +12,7 @@ from datetime import datetime
 from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder, json_object,
                     remove_left_temporaries)
 from checkpoint import checkpoint_load, checkpoint_save
-from cli import UserError
+from cli import UserError, quoted_path
 
 
 def saved_run(path):
@@ -35,7 +35,7 @@ def refuse_a_run_in(run_dir):
     """A new run never writes over another's epochs: its checkpoints or metrics.csv."""
     last = os.path.join(run_dir, 'last.pth')
     if os.path.exists(last) and not os.path.isdir(last):  # a folder of that name: refused as in the way
-        raise FolderTaken(f'{run_dir} holds a run already; carry it on with --resume {last}, '
+        raise FolderTaken(f'{run_dir} holds a run already; carry it on with --resume {quoted_path(last)}, '
                           'or give another --run-name')
     if not os.path.isdir(run_dir):
         return
