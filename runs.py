@@ -221,21 +221,22 @@ def remove_half_written(run_dir):
     remove_left_temporaries(run_dir, RUN_FILES, 'train.py', locked=True)
 
 
-def start_in_folder(run_dir, args, resume):
-    """Claims the run folder, writes what the run starts with there and opens its TensorBoard
+def start_in_folder(run_dir, args, resume, settings):
+    """Claims the run folder, writes what the run starts with there (args.json: `settings`, as
+    saved_args gives them, the same as in every checkpoint) and opens its TensorBoard
     log; returns the folder, the claim and the log's writer (None without tensorboard). A folder
     named by the clock that a run started in the same second took meanwhile gives way to the next
     free name: the user named none, and cannot give another."""
     while True:
         try:
-            return run_dir, *started_in(run_dir, args, resume)
+            return run_dir, *started_in(run_dir, args, resume, settings)
         except FolderTaken:
             if args.run_name or resume is not None:
                 raise
             run_dir = unused_folder(run_dir)
 
 
-def started_in(run_dir, args, resume):
+def started_in(run_dir, args, resume, settings):
     claimed = claim_run_folder(run_dir, resume)
     try:
         # Again, with the folder locked: a run that ended since the first look (minutes ago,
@@ -246,7 +247,7 @@ def started_in(run_dir, args, resume):
             refuse_later_epochs(run_dir, args, resume)
             refuse_files_of_another_run(run_dir, args, resume)
         with atomic_open(os.path.join(run_dir, 'args.json'), encoding='utf-8') as f:
-            json.dump(saved_args(args), f, indent=2)
+            json.dump(settings, f, indent=2)
         if resume is not None:
             keep_best_of_resumed(run_dir, resume, args.resume)
         return claimed, tensorboard_writer(args, os.path.basename(run_dir))

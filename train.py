@@ -705,8 +705,8 @@ def main(argv=None):
             set_lr(optimizer, lr)
             print(note) if context.is_main else None
     gather = distributed.gather_predictions(context)
-    # Once, with the folder the run started in: that folder deleted meanwhile, every epoch's
-    # os.getcwd() would stop a run whose paths are all absolute.
+    # Once, with the folder the run started in, for args.json and every checkpoint: that folder
+    # deleted meanwhile, every epoch's os.getcwd() would stop a run whose paths are all absolute.
     settings = saved_args(args)
 
     def state(epoch):
@@ -720,7 +720,7 @@ def main(argv=None):
         # Imported before the first epoch: a Ctrl-C that lands inside the import of a C extension
         # (pyplot's, at the first plot) comes out as an ImportError, not a KeyboardInterrupt.
         pyplot()
-        run_dir, claimed, writer = start_in_folder(run_dir, args, resume)
+        run_dir, claimed, writer = start_in_folder(run_dir, args, resume, settings)
     last_path = os.path.join(run_dir, 'last.pth')
     watch.mark('setup')
     epoch = start_epoch - 1
