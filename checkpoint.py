@@ -15,7 +15,7 @@ from atomic import absolute_path, atomic_open
 from cli import NOT_A_REGULAR_FILE, UserError, counted, first_few, reach_problem
 from dataset import HEADS, AttributesDataset, tutorial_vocab
 from model import MultiOutputModel
-from split_data import old_split_paths, pictures_digest, rows_digest
+from split_data import kept_splits, pictures_digest, rows_digest
 
 FORMAT = 'fashion-multi-output/1'
 
@@ -394,9 +394,10 @@ def same_rows(state, key, path, ordered=True):
 
 def kept_as_old(state, key, path):
     """The run's train_csv or val_csv (key) as split_data.py kept it when it wrote another split
-    at path (train.old.csv, val.old.csv beside it), where that holds the run's rows; else None."""
-    old = dict(zip(('train_csv', 'val_csv'), old_split_paths(os.path.dirname(path))))[key]
-    return old if same_rows(state, key, old, ordered=False) else None
+    at path (train.old.csv, val.old.csv beside it, or an earlier train.old.N.csv, val.old.N.csv),
+    where one holds the run's rows; else None."""
+    olds = (dict(zip(('train_csv', 'val_csv'), pair))[key] for pair in kept_splits(os.path.dirname(path)))
+    return next((old for old in olds if same_rows(state, key, old, ordered=False)), None)
 
 
 def attributes_of(state, path, attributes_file=None):

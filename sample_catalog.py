@@ -22,8 +22,8 @@ from PIL import Image, ImageDraw
 from atomic import (atomic_open, check_no_folder_in_the_way, check_writable_folder, folder_locked, json_object,
                     remove_left_temporaries)
 from catalog import is_id, nul_safe
-from cli import (UserError, add_debug_flag, counted, if_stopped_say, non_negative_int, positive_int, run_cli,
-                 seed_number, what_is_there)
+from cli import (UserError, add_debug_flag, command, counted, if_stopped_say, non_negative_int, positive_int,
+                 run_cli, seed_number, what_is_there)
 
 HEADER = ['id', 'gender', 'masterCategory', 'subCategory', 'articleType', 'baseColour', 'season',
           'year', 'usage', 'productDisplayName']
@@ -415,6 +415,24 @@ def holds_theirs(root, mark=None):
         return not mark.get('finished', True) and mark.get('over_theirs', True)
     images = os.path.join(root, 'images')
     return os.path.exists(os.path.join(root, 'styles.csv')) or (os.path.isdir(images) and bool(os.listdir(images)))
+
+
+def cut_short(root):
+    """For a script that reads the catalog in root (split_data.py): where it is a drawing of ours
+    that was cut short, what to say, else None. Its styles.csv, if any, is another's (an earlier
+    sample's, or the user's that --overwrite drew over), beside pictures some of which were drawn:
+    split, their rows would carry other pictures' labels."""
+    mark = own_mark(root)
+    if not mark or mark.get('finished', True):
+        return None
+    path, has_styles = os.path.join(root, MARK), os.path.exists(os.path.join(root, 'styles.csv'))
+    again = command('sample_catalog.py', f'--output={root}', '--images', mark['n_images'], '--seed', mark['seed'],
+                    *(['--quirks'] if mark['quirks'] else []), *(['--overwrite'] if has_styles else []))
+    if holds_theirs(root, mark):
+        return (f'a sample catalog\'s drawing over files there was cut short ({path} says unfinished); if it '
+                f'is a dataset of yours, some of its pictures may be drawn ones: put them back and remove {path}; '
+                f'or draw the sample again: {again}')
+    return f'a sample catalog whose drawing was cut short ({path} says unfinished); draw it again: {again}'
 
 
 # The manifest lists the ids of each quirk; n_rows counts the rows of styles.csv and n_images

@@ -6,12 +6,14 @@ if __name__ in ('__main__', '__mp_main__'):  # first: a Ctrl-C during the import
 
 import argparse
 import codecs
+import contextlib
 import csv
 import hashlib
 import io
 import json
 import os
 import random
+import re
 import signal
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -23,6 +25,7 @@ from catalog import (IMAGE_SIZE, SPLIT_COLUMNS, describe_download, format_counts
 from cli import (NO_SUCH_FILE, UserError, add_debug_flag, counted, ctrl_c_held, path_name, positive_int, printable,
                  progress_bar, quoted_path, reach_problem, run_cli, seed_number, shown, usable_cores, what_is_there,
                  worker_processes)
+from sample_catalog import cut_short
 
 FIELDNAMES = list(SPLIT_COLUMNS)
 
@@ -213,11 +216,11 @@ def save_split_locked(train, val, folder, replace, keep_old):
     # Both files change or neither (atomic.renamed_together): a run cut short (a Ctrl-C, a full
     # disk) leaves no new train.csv beside an old val.csv whose images it could share.
     paths, before = split_paths(folder), split_in(folder)
-    # The split replaced is kept as train.old.csv and val.old.csv (the one before it goes): edited
-    # by hand, it is the user's work, and a run trained on it needs its files to be scored or
-    # resumed. A second name for each old file first, given those names once the new ones are in
-    # place; where they are not, the old split is still there, and the second names go.
-    asides = []
+    # The split replaced is kept as train.old.csv and val.old.csv (one kept there before moves to
+    # train.old.N.csv): edited by hand, it is the user's work, and a run trained on it needs its files
+    # to be scored or resumed. A second name for each old file first, given those names once the new
+    # ones are in place; where they are not, the old split is still there, and the second names go.
+    asides, moved = [], []
     try:
         with renamed_together() as together:
             files = []
@@ -236,6 +239,8 @@ def save_split_locked(train, val, folder, replace, keep_old):
         # Both, a Ctrl-C held until then: stopped between the two, the old train.csv was kept beside the
         # val.old.csv before it, and the old val.csv was lost.
         with ctrl_c_held():
+            if any(asides):
+                moved = keep_earlier_old(folder, [before, written])
             for aside, old in zip(asides, old_split_paths(folder)):
                 if aside is not None:
                     os.replace(aside, old)
@@ -245,11 +250,49 @@ def save_split_locked(train, val, folder, replace, keep_old):
         for aside in asides:
             if aside is not None and os.path.lexists(aside):
                 os.remove(aside)
-    return paths, replaced
+    return paths, replaced, moved
+
+
+def keep_earlier_old(folder, splits_there):
+    """The split kept as train.old.csv and val.old.csv, about to give those names to the one
+    replaced now: moved to train.old.N.csv and val.old.N.csv (N the first number free), where it is
+    not one of splits_there (the digests of the new split and of the one replaced: then nothing is
+    lost). Returns the names it has now, [] where it was not moved."""
+    olds = old_split_paths(folder)
+    held = [lines_digest(path) if first_row(path) is not None else None for path in olds]
+    if held == [None, None] or held in splits_there:
+        return []
+    moved = []
+    for old, digest, new in zip(olds, held, earlier_split_paths(folder, first_free_number(folder))):
+        if digest is not None:  # an empty one is no split, and goes as before
+            os.replace(old, new)
+            moved.append(new)
+    return moved
 
 
 def old_split_paths(folder):
     return os.path.join(folder, 'train.old.csv'), os.path.join(folder, 'val.old.csv')
+
+
+def earlier_split_paths(folder, number):
+    return os.path.join(folder, f'train.old.{number}.csv'), os.path.join(folder, f'val.old.{number}.csv')
+
+
+def first_free_number(folder):
+    number = 1
+    while any(os.path.lexists(path) for path in earlier_split_paths(folder, number)):
+        number += 1
+    return number
+
+
+def kept_splits(folder):
+    """The splits split_data.py kept in folder, the latest first: train.old.csv and val.old.csv,
+    then train.old.N.csv and val.old.N.csv, the highest N first."""
+    numbers = set()
+    with contextlib.suppress(OSError):  # no folder, or one that cannot be read: none kept there
+        numbers = {int(found.group(1)) for found in map(re.compile(r'(?:train|val)\.old\.([0-9]+)\.csv').fullmatch,
+                                                        os.listdir(folder)) if found}
+    return [old_split_paths(folder)] + [earlier_split_paths(folder, n) for n in sorted(numbers, reverse=True)]
 
 
 def split_digest(path, ordered=True):
@@ -362,6 +405,9 @@ def main(argv=None, keep_old=True):
     problem = reach_problem(args.input)
     if problem not in (None, NO_SUCH_FILE):  # a loop of links, say: the download advice would not help
         raise UserError(f'--input {args.input}: {problem}')
+    drawing = cut_short(args.input)
+    if drawing:  # its styles.csv, if any, does not label the pictures that are there
+        raise UserError(f'--input {args.input}: {drawing}')
     styles_path = os.path.join(args.input, 'styles.csv')
     if not os.path.isfile(styles_path):
         if os.path.lexists(styles_path):  # there, but no file: the download advice would not help
@@ -403,17 +449,18 @@ def main(argv=None, keep_old=True):
                         f'--max-images {args.max_images:,}) split with --val-fraction {args.val_fraction}: '
                         f'{len(train)} for training and {len(val)} for validation; each needs at least one')
     os.makedirs(args.output, exist_ok=True)
-    (train_path, val_path), replaced = save_split(train, val, args.output, not args.no_replace, keep_old)
+    (train_path, val_path), replaced, moved = save_split(train, val, args.output, not args.no_replace, keep_old)
     print(f'wrote {counted(len(train), "row")} to {train_path} and {counted(len(val), "row")} to {val_path}')
     if replaced:
-        print(replaced_note(args.output, keep_old))
+        print(replaced_note(args.output, keep_old, moved))
     return {'train': len(train), 'val': len(val), 'skipped': skipped}
 
 
-def replaced_note(folder, kept_old):
+def replaced_note(folder, kept_old, moved=()):
     # Said now, not only when test.py or --resume refuses the new files (the checkpoint's split_digests).
     kept = [path for path in old_split_paths(folder) if os.path.isfile(path)] if kept_old else []
     note = (f'note: this replaced another split in {folder}' + (f', kept as {" and ".join(kept)}' if kept else '')
+            + (f' (the split kept there before is now {" and ".join(moved)})' if moved else '')
             + ': a run trained on it cannot --resume on the new files (its validation pictures may now be in '
             'train.csv)')
     if len(kept) == 2:

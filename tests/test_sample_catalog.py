@@ -12,6 +12,7 @@ from PIL import Image
 import demo
 import runs
 import sample_catalog
+import split_data
 from catalog import read_styles
 from cli import UserError, run_cli
 from conftest import ROOT, locked_by_another_process, run_script
@@ -150,6 +151,11 @@ def test_a_drawing_cut_short_is_never_taken_for_a_catalog_nor_deletes_the_users_
     with pytest.raises(KeyboardInterrupt):
         demo.sample_catalog(args)
     resume_drawing()
+    # Nor by split_data.py, which said the dataset was not downloaded (the styles.csv gone first)
+    with pytest.raises(UserError, match=f'^--input {root}: a sample catalog whose drawing was cut short '
+                                        f'\\({root}/sample_catalog.json says unfinished\\); draw it again: .*'
+                                        f'sample_catalog.py --output={root} --images 8 --seed 0$'):
+        split_data.main(['--input', root, '--output', str(tmp_path / 'split')])
     assert demo.sample_catalog(args) == (root, True) and 'drew 8 sample pictures' in capsys.readouterr().out
     styles, _ = read_styles(os.path.join(root, 'styles.csv'))
     assert sorted(f'{s.id}.jpg' for s in styles) == sorted(os.listdir(os.path.join(root, 'images')))
@@ -162,6 +168,12 @@ def test_a_drawing_cut_short_is_never_taken_for_a_catalog_nor_deletes_the_users_
     with pytest.raises(KeyboardInterrupt):
         make_catalog(str(users), n_images=300, seed=0, overwrite=True)
     resume_drawing()
+    # split_data.py split it, some of the user's labels given to drawn pictures
+    with pytest.raises(UserError, match=f"^--input {users}: a sample catalog's drawing over files there was cut short "
+                                        '.* some of its pictures may be drawn ones: put them back and remove .*; or '
+                                        'draw the sample again: .* --images 300 --seed 0 --overwrite$'):
+        split_data.main(['--input', str(users), '--output', str(tmp_path / 'split')])
+    assert not (tmp_path / 'split').exists()
     with pytest.raises(UserError, match="holds a styles.csv beside a sample catalog's drawing that was cut short"):
         demo.sample_catalog(argparse.Namespace(work=str(tmp_path / 'u'), images=5))
     # Given as --data too: it was taken for a sample catalog, and the demo trained on one of its own

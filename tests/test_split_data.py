@@ -92,6 +92,39 @@ def test_a_split_names_what_it_replaces_and_what_is_in_its_way(quirky_catalog, t
         split_with_seed(4)
 
 
+def test_a_split_kept_before_is_kept_again_under_a_number(quirky_catalog, tmp_path, capsys):
+    # Each split made again gave train.old.csv and val.old.csv to the one it replaced, and the one
+    # kept there before was gone without a word, and with it the split a run had trained on.
+    def split_with_seed(seed):
+        split_data.main(['--input', quirky_catalog['root'], '--output', str(tmp_path), '--workers', '1',
+                         '--seed', str(seed)])
+        return capsys.readouterr().out
+
+    def read(*names):
+        return [(tmp_path / name).read_bytes() for name in names]
+    splits = {}
+    for seed in (1, 2, 3):
+        note = split_with_seed(seed)
+        splits[seed] = read('train.csv', 'val.csv')
+    assert (f', kept as {tmp_path}/train.old.csv and {tmp_path}/val.old.csv (the split kept there before is now '
+            f'{tmp_path}/train.old.1.csv and {tmp_path}/val.old.1.csv): a run trained on it') in note
+    assert read('train.old.csv', 'val.old.csv') == splits[2] and read('train.old.1.csv', 'val.old.1.csv') == splits[1]
+    split_with_seed(1)  # the third (seed 2) is kept too, under the next number
+    assert read('train.old.csv', 'val.old.csv') == splits[3] and read('train.old.2.csv', 'val.old.2.csv') == splits[2]
+    # The split kept before is the new one: nothing is lost without it, and no copy of it is made
+    assert '(the split kept there before' not in split_with_seed(3)
+    assert read('train.old.csv', 'val.old.csv') == splits[1]
+    assert split_data.kept_splits(str(tmp_path)) == [split_data.old_split_paths(str(tmp_path)),
+                                                     split_data.earlier_split_paths(str(tmp_path), 2),
+                                                     split_data.earlier_split_paths(str(tmp_path), 1)]
+    # A file of the user's by a numbered name is left as it is; the next free number is taken
+    (tmp_path / 'val.old.3.csv').write_text('my,notes\n')
+    assert 'before is now' in split_with_seed(2)
+    assert read('train.old.4.csv', 'val.old.4.csv') == splits[1] and read('val.old.3.csv') == [b'my,notes\n']
+    assert sorted(os.listdir(tmp_path)) == sorted(['train.csv', 'val.csv', 'val.old.3.csv'] + [
+        f'{name}.old{number}.csv' for name in ('train', 'val') for number in ('', '.1', '.2', '.4')])
+
+
 def test_empty_split_files_are_no_split_to_keep_or_to_refuse(quirky_catalog, tmp_path, capsys):
     # `touch train.csv val.csv`: --no-replace refused them as another split, once every picture was
     # checked, and a split made over them kept them as an empty train.old.csv and val.old.csv, which
@@ -600,7 +633,9 @@ def test_a_ctrl_c_as_the_old_split_is_kept_keeps_it_whole(quirky_catalog, tmp_pa
     monkeypatch.undo()
     assert [open(path, 'rb').read() for path in old_paths] == old != oldest
     assert [(tmp_path / 'out' / name).read_bytes() for name in ('train.csv', 'val.csv')] == new
-    assert sorted(os.listdir(tmp_path / 'out')) == ['train.csv', 'train.old.csv', 'val.csv', 'val.old.csv']
+    assert [open(path, 'rb').read() for path in split_data.earlier_split_paths(str(tmp_path / 'out'), 1)] == oldest
+    assert sorted(os.listdir(tmp_path / 'out')) == ['train.csv', 'train.old.1.csv', 'train.old.csv',
+                                                    'val.csv', 'val.old.1.csv', 'val.old.csv']
 
 
 def test_two_splits_into_one_folder_at_once_leave_one_split_and_the_other_kept(quirky_catalog, tmp_path, monkeypatch):

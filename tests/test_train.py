@@ -820,6 +820,27 @@ def test_a_split_made_again_since_the_run_is_not_taken_for_the_runs_own(small_sp
     assert checkpoint_load(last)['epoch'] == 2
 
 
+def test_a_runs_split_kept_under_a_number_is_named_to_go_on_with(small_split, tmp_path, capsys):
+    # Two splits made since the run: the run's own, kept first as train.old.csv, is now
+    # train.old.1.csv, and test.py and --resume name those files to score it and go on with.
+    import split_data
+    split = dict(small_split, train=str(tmp_path / 'train.csv'), val=str(tmp_path / 'val.csv'))
+    for seed in (42, 7, 8):
+        split_data.main(['--input', small_split['catalog']['root'], '--output', str(tmp_path), '--workers', '1',
+                         '--seed', str(seed)])
+        if seed == 42:
+            last = os.path.join(train.main(train_args(split, tmp_path / 'runs', '--epochs', 1)), 'last.pth')
+    old_train, old_val = split_data.earlier_split_paths(str(tmp_path), 1)
+    with pytest.raises(UserError, match=f'pass --val-csv {old_val} \\(the old one, which split_data.py kept\\)'):
+        load_test_script().main(['--checkpoint', last])
+    with pytest.raises(UserError, match=f'split_data.py kept it, so go on with --train-csv {old_train} '
+                                        f'--val-csv {old_val}, or start a new run$'):
+        train.main(['--resume', last, '--epochs', '2'])
+    capsys.readouterr()
+    train.main(['--resume', last, '--epochs', '2', '--train-csv', old_train, '--val-csv', old_val])  # as advised
+    assert checkpoint_load(last)['epoch'] == 2
+
+
 def test_a_split_sorted_since_the_run_holds_the_same_rows(small_split, tmp_path, capsys):
     # Sorted in a spreadsheet: it was called a split with other rows, and test.py refused it.
     import split_data
