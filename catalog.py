@@ -219,8 +219,10 @@ def read_csv_rows(path, required, what, notes=True):
         header.pop()
     missing = [name for name in required if name not in header]
     if missing:
+        line = ','.join(header)  # a file that is no CSV has a header of thousands of characters
         raise UserError(f'{path}: missing column(s) {", ".join(missing)}; the header is '
-                        f'{",".join(header)!r} but needs {",".join(required)}')
+                        f'{line if len(line) <= 120 else line[:117] + "..."!r} but needs {",".join(required)}'
+                        + columns_hint(header, missing))
     twice = [name for name in required if header.count(name) > 1]
     if twice:  # which of them holds the labels?
         places = ' and '.join(str(i + 1) for i, name in enumerate(header) if name == twice[0])
@@ -230,6 +232,21 @@ def read_csv_rows(path, required, what, notes=True):
     if not rows:
         raise UserError(f'{path}: has a header but no rows ({what})')
     return header, rows
+
+
+def columns_hint(header, missing):
+    """What is wrong with a header that lacks the `missing` columns, where it can be told: another
+    separator than the comma (a spreadsheet's in some languages, or its 'text' format), or the names
+    in another case."""
+    line = ','.join(header)
+    for separator, name in ((';', 'semicolons'), ('\t', 'tabs')):
+        if all(column in (part.strip() for part in line.split(separator)) for column in missing):
+            return f'; its columns are separated by {name}: save it with commas'
+    by_case = {column.lower(): column for column in header}
+    renames = [f'{by_case[name.lower()]} to {name}' for name in missing if name.lower() in by_case]
+    if len(renames) == len(missing):
+        return '; the names are read in their case: rename ' + ', '.join(renames)
+    return ''
 
 
 def without_empty_end(row, header):

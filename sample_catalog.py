@@ -455,7 +455,7 @@ def make_catalog(root, n_images=3000, seed=0, quirks=False, overwrite=False):
 
 def draw_catalog(root, n_images, seed, quirks, overwrite):
     styles_path, images = os.path.join(root, 'styles.csv'), os.path.join(root, 'images')
-    if os.path.exists(styles_path) and not overwrite:
+    if os.path.isfile(styles_path) and not overwrite:  # a folder by that name is named below, as such
         raise ValueError(f'{styles_path} already exists')
     # Pictures without a styles.csv: the user's own, or a sample catalog of ours cut short (marked).
     mark = own_mark(root)  # read once (it hashes styles.csv): the drawing rewrites it only below
@@ -574,7 +574,7 @@ def main():
     add_debug_flag(parser)
     args = parser.parse_args()
     check_writable_folder(args.output, f'--output {args.output}')
-    start = time.perf_counter()
+    start, had_styles = time.perf_counter(), os.path.isfile(os.path.join(args.output, 'styles.csv'))
     try:
         manifest = make_catalog(args.output, args.size, args.seed, args.quirks, args.overwrite)
     except ValueError as error:  # the callers' own advice: here a flag, in demo.py another --work
@@ -583,8 +583,10 @@ def main():
           f"{os.path.join(args.output, 'styles.csv')} and {os.path.join(args.output, 'images')}/ "
           f'in {time.perf_counter() - start:.1f} s')
     if args.overwrite and manifest['over_theirs']:  # asked for, but the user may not have known whose files
-        print(f'note: drawn over a catalog that was not a sample one: its styles.csv is replaced, and its pictures '
-              f'with the ids of drawn ones; the others are still in {os.path.join(args.output, "images")}/')
+        replaced = ('its styles.csv is replaced, and its pictures with the ids of drawn ones' if had_styles else
+                    'its pictures with the ids of drawn ones are replaced')
+        print(f'note: drawn over a catalog that was not a sample one: {replaced}; the others are still in '
+              f'{os.path.join(args.output, "images")}/')
 
 
 if __name__ == '__main__':

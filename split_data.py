@@ -178,6 +178,16 @@ def folder_in_csv(images, folder):
     return rel.replace(os.sep, '/')
 
 
+def existing_part(folder):
+    """folder, or where it is still to be made, the nearest folder above it that is there: from
+    there, the pictures' path is by their names, as the split's will be (from a folder that is not
+    there, folder_in_csv takes the folders the links lead to, whose names may differ)."""
+    existing = absolute_path(folder)
+    while not os.path.isdir(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    return existing
+
+
 def write_rows(rows, f, folder):
     writer = csv.writer(f)
     writer.writerow(FIELDNAMES)
@@ -425,7 +435,7 @@ def main(argv=None, keep_old=True):
         raise UserError(f'{image_folder}: no such folder. ' + describe_download(args.input))
 
     check_writable_folder(args.output, f'--output {args.output}')  # before the images are checked
-    folder_in_csv(image_folder, args.output)  # a name the CSVs cannot hold: said before the work too
+    folder_in_csv(image_folder, existing_part(args.output))  # a name the CSVs cannot hold: said before the work too
     check_no_folder_in_the_way(args.output, r'(train|val)(\.old)?\.csv', f'--output {args.output}')
     check_only_splits_replaced(args.output)
     remove_left_temporaries(args.output, r'(train|val)(\.old)?\.csv', 'split_data.py')

@@ -106,6 +106,29 @@ def test_unusable_styles_csv_is_one_clear_error(tmp_path, content, problem):
 
 
 
+@pytest.mark.parametrize('header,hint', [
+    # a spreadsheet's CSV in a language whose decimal mark is the comma, and its 'text' format
+    (HEADER.replace(',', ';'), '; its columns are separated by semicolons: save it with commas'),
+    (HEADER.replace(',', '\t'), '; its columns are separated by tabs: save it with commas'),
+    (HEADER.replace('baseColour', 'BaseColour').replace('gender', 'Gender'),
+     '; the names are read in their case: rename Gender to gender, BaseColour to baseColour'),
+    (HEADER.replace('baseColour', 'colour'), ''),
+])
+def test_a_header_with_other_separators_or_names_in_another_case_says_so(tmp_path, header, hint):
+    path = write(tmp_path / 'styles.csv', header + '\n' + ROW.format(1).replace(',', header[2]) + '\n')
+    with pytest.raises(UserError) as refused:
+        read_styles(path)
+    assert str(refused.value).endswith(' but needs id,gender,articleType,baseColour' + hint)
+
+
+def test_a_header_of_a_file_that_is_no_csv_is_shown_in_part(tmp_path):
+    # Random bytes with no NUL byte in their first line: an error line of 6,000 characters
+    path = write(tmp_path / 'styles.csv', 'x' * 6000 + '\n' + ROW.format(1) + '\n')
+    with pytest.raises(UserError, match=f"^{path}: missing column\\(s\\) id, gender, articleType, baseColour; the "
+                                        f"header is '{'x' * 117}...' but needs id,gender,articleType,baseColour$"):
+        read_styles(path)
+
+
 @pytest.mark.parametrize('line_end', ['\n', '\r\n', '\r'])
 def test_a_nul_byte_in_a_row_is_read_alike_whatever_ends_the_lines(tmp_path, line_end, csv_module):
     # Split at \n only, a file of \r line ends was one line, refused as holding NUL bytes.

@@ -104,9 +104,17 @@ def test_overwrite_says_when_it_drew_over_a_catalog_that_was_not_a_sample(tmp_pa
     for times in range(2):  # the second time over its own sample: nothing to say
         monkeypatch.setattr(sys, 'argv', command)
         run_cli(sample_catalog.main)
-        said = 'note: drawn over a catalog that was not a sample one' in capsys.readouterr().out
-        assert said == (times == 0)
+        said = 'note: drawn over a catalog that was not a sample one: its styles.csv is replaced, and its pictures'
+        assert (said in capsys.readouterr().out) == (times == 0)
     assert (users / 'images' / 'mine.jpg').exists()
+    # Pictures without a styles.csv: it said that a styles.csv was replaced
+    pictures = tmp_path / 'pictures'
+    (pictures / 'images').mkdir(parents=True)
+    (pictures / 'images' / '10001.jpg').write_bytes(b'a photo of the user')
+    monkeypatch.setattr(sys, 'argv', ['sample_catalog.py', '--output', str(pictures), '--images', '3', '--overwrite'])
+    run_cli(sample_catalog.main)
+    assert ('note: drawn over a catalog that was not a sample one: its pictures with the ids of drawn ones are '
+            f'replaced; the others are still in {pictures / "images"}/\n') in capsys.readouterr().out
 
 
 def test_a_drawing_stopped_says_it_is_left_unfinished_and_the_same_command_draws_it_again(tmp_path, monkeypatch,
@@ -282,6 +290,9 @@ def test_a_folder_where_the_sample_catalog_writes_a_file_is_named_before_any_pic
     with pytest.raises(UserError, match=f'^{tmp_path}: {tmp_path / in_the_way} is a folder, where a file is to be '
                                         'written; move it away$'):
         make_catalog(str(tmp_path), n_images=3, seed=0, overwrite=True)
+    if in_the_way == 'styles.csv':  # without --overwrite, it was said to be there already, to pass --overwrite
+        with pytest.raises(UserError, match='is a folder, where a file is to be written; move it away$'):
+            make_catalog(str(tmp_path), n_images=3, seed=0)
     assert sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob('*')) == before
 
 

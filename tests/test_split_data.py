@@ -3,6 +3,7 @@ import errno
 import glob
 import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -290,6 +291,16 @@ def test_a_catalog_whose_folder_name_a_csv_cannot_hold_is_refused_by_name_on_one
     assert str(refused.value) == (f'{tmp_path}/new{shown}line/fashion-product-images/images: a folder on the way to '
                                   'the pictures has a line break in its name, which a CSV row cannot hold; rename it')
     assert sorted(os.listdir(tmp_path)) == [f'new{line_break}line'] and not checked  # before the pictures are checked
+    # Into a folder still to be made, with images/ a link to pictures elsewhere: said once every
+    # picture was checked (the early look followed the link to a name without the line break)
+    linked = tmp_path / f'new{line_break}line' / 'linked'
+    linked.mkdir()
+    shutil.copytree(os.path.join(catalog['root'], 'images'), tmp_path / 'pictures')
+    (linked / 'images').symlink_to(tmp_path / 'pictures')
+    shutil.copy(os.path.join(catalog['root'], 'styles.csv'), linked)
+    with pytest.raises(UserError, match='a folder on the way to the pictures has a line break in its name'):
+        split_data.main(['--input', str(linked), '--output', str(tmp_path / 'new' / 'split'), '--workers', '1'])
+    assert not checked and not (tmp_path / 'new').exists()
     # Bytes that are not UTF-8 (Latin-1's é), which Linux allows in a name and a UTF-8 CSV cannot hold.
     latin = os.path.join(str(tmp_path), b'caf\xe9'.decode('utf-8', 'surrogateescape'))
     catalog = make_catalog(os.path.join(latin, 'fashion-product-images'), n_images=5, seed=5)
