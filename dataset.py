@@ -165,6 +165,8 @@ def in_real_folders(paths):
     all, usually): a split made through a link to the catalog names the same pictures otherwise."""
     real, found = {}, []
     for path in paths:
+        if '\0' in path:  # no file has it (os.path.realpath raises on it): a split's row gone bad
+            continue
         folder, name = os.path.split(path)
         if folder not in real:
             real[folder] = os.path.realpath(folder)

@@ -8,6 +8,7 @@
 import copy
 import json
 import os
+import shlex
 import sys
 
 import torch
@@ -16,7 +17,7 @@ from torch import nn
 from atomic import (absolute_path, atomic_open, atomic_path, check_writable_file, flush_to_disk, json_object,
                     name_pattern, remove_left_temporaries, renamed_together, through_link)
 from catalog import IMAGE_SIZE
-from cli import PROJECT, UserError, command, quoted_path, shown, shown_path
+from cli import PROJECT, UserError, command, shown, shown_path, this_python
 from dataset import FILL, HEADS, MEAN, STD
 
 FORMAT = 'fashion-multi-output-onnx/1'
@@ -43,14 +44,20 @@ def require_exporter():
     # tensor, in the batch norms, or the version converter's or protobuf's errors); 2.7's exports it.
     if torch.__version__ < (2, 7):
         raise UserError(f'exporting to ONNX needs PyTorch 2.7 or newer (this is {torch.__version__}, whose '
-                        'exporter fails on this model): pip install --upgrade torch torchvision')
+                        f'exporter fails on this model): {pip_install("--upgrade", "torch", "torchvision")}')
     try:
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401
     except ImportError as error:
         extra = shown_path(os.path.join(PROJECT, 'requirements-onnx.txt'))  # run from another folder: its path
         raise UserError(f'exporting to ONNX needs {error.name}, which is not installed: '
-                        f'pip install -r {quoted_path(extra)}') from error
+                        f'{pip_install("-r", extra)}') from error
+
+
+def pip_install(*args):
+    """The pip command that installs into this Python: a bare `pip` may be another's (the README's
+    commands run .venv/bin/python without activating its environment)."""
+    return shlex.join([this_python(), '-m', 'pip', 'install', *args])
 
 
 def sidecar_path(path):
@@ -72,7 +79,8 @@ def preprocessing():
             'rule': 'fit', 'keep_aspect_ratio': True, 'position': 'centre', 'pad_value': list(FILL),
             'interpolation': 'lanczos', 'upscale_small_images': True,
             'description': f'scale to fit inside {width}x{height} (width x height) with the aspect '
-                           'ratio kept, the other side rounded to the nearest pixel, at least 1 (as PIL\'s '
+                           'ratio kept, the other side rounded to the nearest pixel (a half to the even one, as Python\'s round: '
+                           '22.5 gives 22), at least 1 (as PIL\'s '
                            f'ImageOps.contain); paste at offset (({width} - w) // 2, ({height} - h) // 2) '
                            f'on a white canvas; a picture already {width}x{height} is left as it is',
         },
@@ -120,7 +128,7 @@ def check_export(path):
         # A folder in the way would stop a rename (below) after the export's work; a pipe or a
         # device would have a file renamed over it.
         if os.path.isdir(target):
-            raise UserError(f'could not write {target}: it is a folder')
+            raise UserError(f'--export {path}: could not write {target}: it is a folder')
         written = through_link(target)
         if os.path.exists(written) and not os.path.isfile(written):
             raise UserError(f'--export {path}: {target} is ' + (f'a link to {written}, which is ' if written != target

@@ -24,9 +24,11 @@ import csv
 import json
 import math
 import os
+import re
 import shlex
 import sys
 import unicodedata
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -38,7 +40,7 @@ from atomic import (absolute_path, atomic_open, check_writable_file, json_value,
                     remove_left_temporaries, through_link)
 from augment import prepare_batch
 from checkpoint import answers_not_numbers, model_from_checkpoint
-from catalog import UNREADABLE, not_an_image_file, resolved_folder
+from catalog import UNREADABLE, format_counts, not_an_image_file, resolved_folder
 from cli import (UserError, add_debug_flag, as_printed, counted, first_few, one_line, path_name,
                  pick_device, positive_int, printable, progress_bar, run_cli, shown)
 from dataset import HEADS, TITLES, decoding_workers, load_image
@@ -47,6 +49,7 @@ from split_data import first_row
 # Per head: the top-1 label and probability, then all top-k as "label:prob;label:prob".
 CSV_HEADER = ['image', *(f'{head}{suffix}' for head in HEADS for suffix in ('', '_prob', '_topk')), 'error']
 JSON_KEYS = {'image', *HEADS, 'error'}  # of each record write_json writes
+BROKEN_LINK, NO_SUCH_FILE = 'a link that leads to no file', 'no such file'
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.jpe', '.jfif', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff')
 
 
@@ -114,10 +117,30 @@ def path_problem(path):
     try:
         os.stat(path)
     except FileNotFoundError:
-        return 'no such file or folder'
+        target = link_target(path)
+        return f'{BROKEN_LINK}: {target}' if target else 'no such file or folder'
     except OSError as error:  # a folder on the way that may not be entered, say
         return error.strerror or str(error)
     return None
+
+
+def link_target(path):
+    """Where a link at path leads, as a line shows it, or None where path is no link."""
+    try:
+        return one_line(os.readlink(path))
+    except OSError:  # no link there (or nothing at all)
+        return None
+
+
+def as_listed(path):
+    """A path of a list written on Windows (PowerShell's `Get-ChildItem -Recurse -Name` writes
+    sub\\a.jpg) with / for \\, where no file has the name as written: a backslash is a letter in a
+    Linux name, and one that has it is taken as it is."""
+    if '\\' in path and not os.path.lexists(path):
+        forward = path.replace('\\', '/')
+        if os.path.lexists(forward):
+            return forward
+    return path
 
 
 def read_list(name):
@@ -140,7 +163,7 @@ def read_list(name):
     paths = [os.fsdecode(line) for line in data.removeprefix(codecs.BOM_UTF8).splitlines() if line.strip()]
     if not paths:
         raise UserError(f'--files-from {list_name(name)}: names no images or folders (it is empty)')
-    return paths
+    return list(map(as_listed, paths))
 
 
 def read_text(f, name):
@@ -274,6 +297,9 @@ def check_output(path, export):
 def read_error(path, error):
     if os.path.isfile(path) and os.path.getsize(path) == 0:
         return 'empty file (0 bytes)'
+    if isinstance(error, FileNotFoundError):  # listed, or gone since the folder was walked
+        target = link_target(path)
+        return f'{BROKEN_LINK} ({target})' if target else NO_SUCH_FILE
     if isinstance(error, OSError) and error.errno is not None:  # permissions, a vanished file
         return f'could not open it ({error.strerror})'
     if isinstance(error, UnidentifiedImageError):
@@ -435,6 +461,12 @@ def export_model(model, attributes, path):
     print(f'wrote {one_line(path)} and {one_line(sidecar)}')
 
 
+def reason(error):
+    """A row's error without its detail, to count the rows by: 'truncated or corrupt image' for
+    'truncated or corrupt image (broken data stream)', 'not an image' for 'not an image, or ...'."""
+    return re.split(r' \(|, ', error, maxsplit=1)[0]
+
+
 def check_some_readable(rows):
     bad = [row for row in rows if row['error']]
     if len(bad) < len(rows):
@@ -478,9 +510,10 @@ def main(argv=None):
         except UserError as error:  # a disk that filled during the run: the table still keeps them
             not_written = error
     print('\n'.join(format_table(rows)))
-    bad = sum(1 for row in rows if row['error'])
+    why = Counter(reason(row['error']) for row in rows if row['error'])
+    bad = sum(why.values())
     summary = (f'{len(rows) - bad:,} of {counted(len(rows), "image")} predicted'
-               + (f', {bad:,} unreadable' if bad else ''))
+               + (f', {bad:,} unreadable: {format_counts(why)}' if bad else ''))
     print(summary + (f'; wrote {one_line(args.output)}' if args.output is not None and not_written is None else ''))
     if not_written is not None:
         raise not_written

@@ -330,12 +330,18 @@ def pictures_digest(data, ordered=True):
 
 
 def named_rows(data):
-    """A split's rows, each picture named by its file name alone."""
+    """A split's rows, each picture named by its file name alone, and of its columns only the
+    split's, in split_data.py's order: a column added in a spreadsheet, or the columns moved, leave
+    the pictures and labels the run read (as split_data.py writes them, the rows are as they are)."""
     text = data.decode('utf-8', 'surrogateescape').removeprefix('\ufeff')
     try:
         rows = list(with_nul_bytes(csv.reader(io.StringIO(nul_safe(text), newline='')), text))
     except csv.Error:  # a file the csv module cannot read: its lines will do
         rows = [[line] for line in text.splitlines()]
+    header = [name.strip() for name in rows[0]] if rows else []
+    if header != FIELDNAMES and set(FIELDNAMES) <= set(header):
+        places = [header.index(name) for name in FIELDNAMES]
+        rows = [FIELDNAMES] + [[row[i] if i < len(row) else '' for i in places] if row else row for row in rows[1:]]
     return [[row[0].replace('\\', '/').rsplit('/', 1)[-1], *row[1:]] if row else row for row in rows]
 
 

@@ -857,6 +857,9 @@ def test_split_rows_gone_bad_since_the_split_are_skipped_and_counted(small_split
     assert '1 with too many fields' in out
     assert '3 image missing' in out
     assert not os.path.exists(MARKER)
+    # test.py's look for pictures the run trained on: os.path.realpath raised on the NUL byte
+    from demo import load_test_script
+    assert len(load_test_script().pictures_of(str(path))) == len(good + bad) - 2  # an empty path, a NUL byte
 
 
 def test_pictures_found_only_from_the_working_folder_are_counted_in_a_note(small_split, tmp_path, monkeypatch,

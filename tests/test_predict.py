@@ -25,7 +25,7 @@ from PIL import Image
 import predict
 from augment import prepare_batch
 from checkpoint import checkpoint_load, checkpoint_save, model_from_checkpoint
-from cli import UserError, run_cli
+from cli import UserError, run_cli, this_python
 from conftest import ROOT, damaged_exif_jpeg, overflowing, run_script
 from dataset import HEADS, AttributesDataset, load_image, val_transform
 from model import MultiOutputModel
@@ -176,7 +176,8 @@ def test_every_kind_of_picture_is_predicted_and_broken_ones_are_reported(checkpo
             top = row[f'{head}_topk'].split(';')  # fewer than 3 where a head has fewer classes
             label, prob = top[rank].rsplit(':', 1) if rank < len(top) else ('', None)
             assert f'{label} ' in line and (prob is None or f'{float(prob):6.1%}' in line), (rank, head, line)
-    assert '9 of 12 images predicted, 3 unreadable' in result.stdout
+    assert ('9 of 12 images predicted, 3 unreadable: 1 not an image, 1 not a regular file, 1 truncated or corrupt '
+            'image; wrote') in result.stdout
 
 
 def test_json_output_batches_and_progress_bar(checkpoint, photos, reference, tmp_path, capsys):
@@ -323,11 +324,11 @@ def test_files_from_a_list_predicts_each_named_path_in_order(checkpoint, catalog
         rows = list(csv.DictReader(f))
     assert [row['image'] for row in rows] == [photos['readable'][0], photos['readable'][1], 'caf\\xe9.jpg',
                                               os.path.join('nested', 'deeper', 'SHOUT.JPG'), 'gone.jpg', images[1]]
-    assert rows[4]['error'] == 'could not open it (No such file or directory)' and rows[4]['gender'] == ''
+    assert rows[4]['error'] == 'no such file' and rows[4]['gender'] == ''
     for row, path in zip(rows[:2], photos['readable']):
         assert row['error'] == '' and row['article'] == reference[path]['article'][0]
     assert all(row['error'] == '' and row['gender'] for row in rows[2:4] + rows[5:])
-    assert printed.rstrip().endswith('5 of 6 images predicted, 1 unreadable; wrote ' + str(out))
+    assert printed.rstrip().endswith('5 of 6 images predicted, 1 unreadable: 1 no such file; wrote ' + str(out))
 
     # '-' reads the list from the standard input; a list in UTF-16, as Windows PowerShell 5.1's `>`
     # writes it, with old Mac line ends; a missing name with a terminal's escape sequence in it.
@@ -344,6 +345,31 @@ def test_files_from_a_list_predicts_each_named_path_in_order(checkpoint, catalog
     # and big-endian, with its byte-order mark
     (tmp_path / 'utf16be.txt').write_bytes(codecs.BOM_UTF16_BE + f'{images[3]}\r\n{images[4]}'.encode('utf-16-be'))
     assert predict.read_list('utf16be.txt') == [images[3], images[4]]
+
+
+def test_a_list_from_windows_with_backslashes_and_a_broken_link_are_said_as_they_are(checkpoint, catalog, tmp_path,
+                                                                                      monkeypatch, capsys):
+    # PowerShell's `Get-ChildItem -Recurse -Name` writes sub\a.jpg: each such path was "not there";
+    # a link that leads nowhere was "no such file or folder", on the command line or in the list.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'sub').mkdir()
+    shutil.copy(catalog_images(catalog)[0], tmp_path / 'sub' / 'a.jpg')
+    shutil.copy(catalog_images(catalog)[1], tmp_path / 'b\\c.jpg')  # a Linux name with a backslash: as it is
+    os.symlink('gone.jpg', tmp_path / 'link.jpg')
+    (tmp_path / 'files.txt').write_bytes(b'sub\\a.jpg\r\nb\\c.jpg\r\nlink.jpg\r\nno\\such.jpg\r\n')
+    predict.main(['--checkpoint', checkpoint, '--files-from', 'files.txt', '--device', 'cpu', '--top-k', '1',
+                  '--output', 'p.csv'])
+    out = capsys.readouterr().out
+    assert 'note: 2 paths in files.txt are not there (link.jpg, no\\such.jpg); their rows say so' in out
+    assert out.rstrip().endswith('2 of 4 images predicted, 2 unreadable: 1 a link that leads to no file, '
+                                 '1 no such file; wrote p.csv')
+    with open('p.csv', newline='', encoding='utf-8') as f:
+        rows = list(csv.DictReader(f))
+    assert [(row['image'], row['error']) for row in rows] == [
+        ('sub/a.jpg', ''), ('b\\c.jpg', ''), ('link.jpg', 'a link that leads to no file (gone.jpg)'),
+        ('no\\such.jpg', 'no such file')]
+    assert failure_of(['--checkpoint', checkpoint, 'link.jpg'], capsys) == (
+        'error: cannot predict link.jpg (a link that leads to no file: gone.jpg)')
 
 
 def test_a_list_that_names_no_pictures_is_one_clear_error(checkpoint, tmp_path, monkeypatch, capsys):
@@ -364,7 +390,7 @@ def test_a_list_that_names_no_pictures_is_one_clear_error(checkpoint, tmp_path, 
     predict.main(['--checkpoint', checkpoint, str(picture), '--files-from', 'gone.txt', '--device', 'cpu'])
     out = capsys.readouterr().out
     assert 'note: 1 path in gone.txt is not there (b/c.jpg); its row says so' in out
-    assert '1 of 2 images predicted, 1 unreadable' in out
+    assert '1 of 2 images predicted, 1 unreadable: 1 no such file\n' in out
     (tmp_path / 'blank.txt').write_text('\n  \n')
     assert failure_of(['--checkpoint', checkpoint, '--files-from', 'blank.txt'], capsys) == (
         'error: --files-from blank.txt: names no images or folders (it is empty)')
@@ -494,7 +520,7 @@ def test_a_picture_over_pillows_limit_is_predicted_without_its_warning_and_one_o
     assert rows[str(tmp_path / 'over-twice.png')].endswith(
         "error: too large to open safely (more than 0 megapixels, Pillow's limit against decompression bombs); "
         'scale it down first')
-    assert '2 of 3 images predicted, 1 unreadable' in result.stdout
+    assert '2 of 3 images predicted, 1 unreadable: 1 too large to open safely\n' in result.stdout
 
 
 def test_a_photo_with_damaged_exif_is_predicted_without_pillows_warning(checkpoint, catalog, tmp_path):
@@ -597,11 +623,12 @@ def test_export_without_the_onnx_extra_says_what_to_install(checkpoint, tmp_path
     from export_onnx import export_onnx
     monkeypatch.setitem(sys.modules, 'onnxscript', None)  # as if it were not installed
     model, attributes, _ = model_from_checkpoint(checkpoint)
-    with pytest.raises(UserError, match='pip install -r requirements-onnx.txt$'):
+    pip = f'{re.escape(shlex.quote(this_python()))} -m pip install'  # into this Python, not a bare pip's
+    with pytest.raises(UserError, match=f'{pip} -r requirements-onnx.txt$'):
         export_onnx(model, attributes, str(tmp_path / 'model.onnx'))
     assert not os.listdir(tmp_path)
     monkeypatch.chdir(tmp_path)  # from another folder than the project's: the file named by its path
-    with pytest.raises(UserError, match=f'pip install -r {re.escape(ROOT)}/requirements-onnx.txt$'):
+    with pytest.raises(UserError, match=f'{pip} -r {re.escape(ROOT)}/requirements-onnx.txt$'):
         export_onnx(model, attributes, str(tmp_path / 'model.onnx'))
 
 
@@ -612,7 +639,8 @@ def test_export_on_pytorch_2_6_says_to_upgrade_before_anything_is_written(checkp
     monkeypatch.setattr(torch, '__version__', torch.torch_version.TorchVersion('2.6.0+cu124'))
     model, attributes, _ = model_from_checkpoint(checkpoint)
     with pytest.raises(UserError, match=r'^exporting to ONNX needs PyTorch 2\.7 or newer \(this is 2\.6\.0\+cu124, '
-                                        r'whose exporter fails on this model\): pip install --upgrade torch'):
+                                        r'whose exporter fails on this model\): '
+                                        f'{re.escape(shlex.quote(this_python()))} -m pip install --upgrade torch'):
         export_onnx(model, attributes, str(tmp_path / 'model.onnx'))
     assert not os.listdir(tmp_path)
     monkeypatch.setattr(torch, '__version__', torch.torch_version.TorchVersion('2.7.0'))
@@ -852,13 +880,13 @@ def test_what_an_export_needs_is_checked_before_the_checkpoint_is_loaded(tmp_pat
     unread = str(tmp_path / 'no-such-checkpoint.pth')  # never loaded: these fail first
     (tmp_path / 'm.json').mkdir()
     line = failure_of(['--checkpoint', unread, '--export', str(tmp_path / 'm.onnx')], capsys)
-    assert line == f'error: could not write {tmp_path / "m.json"}: it is a folder'
+    assert line == f'error: --export {tmp_path / "m.onnx"}: could not write {tmp_path / "m.json"}: it is a folder'
     export = tmp_path / ('a' * 251 + '.onnx')  # the export's seconds were spent, then its rename failed
     line = failure_of(['--checkpoint', unread, '--export', str(export)], capsys)
     assert line == f'error: --export {export}: the name {"a" * 40}... is longer than the 255 bytes a file system allows'
     monkeypatch.setitem(sys.modules, 'onnxscript', None)  # as if it were not installed
     line = failure_of(['--checkpoint', unread, '--export', str(tmp_path / 'other.onnx')], capsys)
-    assert 'needs onnxscript, which is not installed: pip install -r requirements-onnx.txt' in line
+    assert f'needs onnxscript, which is not installed: {this_python()} -m pip install -r requirements-onnx.txt' in line
 
 
 def onnx_model(input_name='image', output_names=HEADS):

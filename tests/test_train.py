@@ -854,6 +854,20 @@ def test_a_split_sorted_since_the_run_holds_the_same_rows(small_split, tmp_path,
     capsys.readouterr()
     load_test_script().main(['--checkpoint', last, '--output', str(tmp_path / 'eval')])
     assert 'note:' not in capsys.readouterr().out  # the same figures in any order
+    # A column added in a spreadsheet, and the columns moved: refused as other rows, which test.py
+    # does not read; and a copy of train.csv with a column added was scored without its note.
+    def with_a_column_added(path, to, moved):
+        with open(path, newline='') as f:
+            rows = [row + ['a note'] for row in csv.reader(f)]
+        with open(to, 'w', newline='') as f:
+            csv.writer(f).writerows([row[::-1] if moved else row for row in rows])
+    with_a_column_added(split['val'], split['val'], moved=True)
+    load_test_script().main(['--checkpoint', last, '--output', str(tmp_path / 'eval')])
+    assert 'note:' not in capsys.readouterr().out
+    with_a_column_added(split['train'], tmp_path / 'noted.csv', moved=False)
+    load_test_script().main(['--checkpoint', last, '--val-csv', str(tmp_path / 'noted.csv'),
+                             '--output', str(tmp_path / 'eval')])
+    assert f'note: {tmp_path / "noted.csv"} holds the rows' in capsys.readouterr().out
     train.main(['--resume', last, '--epochs', '2'])
     assert (f'note: {split["train"]} holds the rows it held when the run in {last} began, in another order'
             in capsys.readouterr().out)
