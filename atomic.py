@@ -56,6 +56,26 @@ def temporaries_left(folder, names):
                       if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False))
 
 
+def put_back_left_asides(folder, names, script):
+    """Before any work, for files that belong together (all_or_none): where a `script` was killed
+    while it replaced them (a kill -9, a power cut), the old files it kept aside are renamed back
+    into place, so that the folder holds the set before it again, not some of its new files beside
+    old ones. Else they were removed as half-written (remove_left_temporaries), complete as they
+    are, and the folder stayed mixed for good. `names`: a regular expression of short names."""
+    if not os.path.isdir(folder):
+        return
+    pattern = re.compile(rf'\.tmp-\d+-old-({names})')
+    put = []
+    for path in temporaries_left(folder, names):
+        found = pattern.fullmatch(os.path.basename(path))
+        if found and not running_elsewhere(path):
+            os.replace(path, os.path.join(folder, found.group(1)))
+            put.append(found.group(1))
+    if put:
+        print(f'note: put back {", ".join(put)} in {folder}, which a {script} that was killed had set aside as it '
+              f'replaced them: the files there are those of the {script} before it')
+
+
 def remove_left_temporaries(folder, names, script, locked=False):
     """Before any work: removes what a killed `script` left half-written in folder (temporaries_left),
     which would stay for good. In a folder locked by this process, all of them; else only those of

@@ -16,13 +16,14 @@ import shlex
 
 from allocator import keep_freed_memory
 from atomic import (absolute_path, all_or_none, atomic_open, check_no_folder_in_the_way, check_writable_folder,
-                    folder_locked, folder_made, json_object, remove_left_temporaries)
+                    folder_locked, folder_made, json_object, put_back_left_asides,
+                    remove_left_temporaries)
 from augment import prepare_batch
 from catalog import not_a_csv_file, read_csv_rows
 from checkpoint import (PRECISIONS, answers_not_numbers, changed_since_the_run, check_checkpoint_file,
                         kept_as_old, model_from_checkpoint, path_as_trained, pictures_from, same_rows)
-from cli import (UserError, add_debug_flag, counted, first_few, non_negative_int, path_name, pick_device, positive_int,
-                 quoted_path, run_cli, shown)
+from cli import (UserError, add_debug_flag, counted, first_few, non_negative_int, one_line, path_name, pick_device,
+                 positive_int, quoted_path, run_cli, shown)
 from dataset import HEADS, TITLES, FashionDataset, decoding_workers, image_named, in_real_folders, val_transform
 from evaluate import autocast_for, majority_rates, one_pass_channels_last, validate, validation_precision
 from memory_data import InMemoryLoader, memory_format
@@ -112,6 +113,17 @@ def holds_metrics(path):
     return report is not None and {'val_samples', 'checkpoint'} <= report.keys()
 
 
+def results_of_another(folder, report):
+    """What the results in folder are of ('CHECKPOINT on VAL_CSV'), where another checkpoint or
+    split than report's: said as they are replaced. Those of the same, at an earlier epoch (last.pth
+    scored again as the run goes on), are what the user expects to be replaced."""
+    old = json_object(os.path.join(folder, 'metrics.json')) or {}
+    if not {'checkpoint', 'val_csv'} <= old.keys() or (old['checkpoint'], old['val_csv']) == (
+            report['checkpoint'], report['val_csv']):
+        return None
+    return f'{one_line(str(old["checkpoint"]))} on {one_line(str(old["val_csv"]))}'
+
+
 def split_to_score(args, state):
     """--val-csv, or else the split train.py validated the checkpoint on: so that by default these
     figures are its last validation's, not those of whatever ./val.csv is here."""
@@ -192,6 +204,7 @@ def main(argv=None):
     # seen to be the way to put the figures elsewhere.
     named = f'--output {shlex.quote(folder)}' if args.output is not None else f'--output (default: {folder})'
     check_output_folder(folder, named)
+    put_back_left_asides(folder, OUTPUT_FILES, 'test.py')  # first: else removed as half-written
     remove_left_temporaries(folder, OUTPUT_FILES, 'test.py')
     show = args.show and can_show(folder)  # told before the evaluation, not after it
     device = pick_device(args.device)
@@ -232,10 +245,13 @@ def main(argv=None):
     # its figures beside these metrics; another test.py writing there meanwhile is waited for.
     with folder_made(folder), folder_locked(folder, named), \
             all_or_none([os.path.join(folder, name) for name in OUTPUT_NAMES]):
+        replaced = results_of_another(folder, report)
         with atomic_open(os.path.join(folder, 'metrics.json'), encoding='utf-8') as f:
             json.dump(report, f, indent=2)
         draw_figures(figures, parallel=not show)
     print(f'wrote metrics.json, confusion_{{{",".join(HEADS)}}}.png and predictions.png to {folder}')
+    if replaced:
+        print(f'note: they replace the results of {replaced} there; --output writes them elsewhere')
     if show:  # after the block: a Ctrl-C to close the windows keeps the files written
         show_figures()
 

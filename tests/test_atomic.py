@@ -8,8 +8,8 @@ import signal
 import pytest
 
 from atomic import (absolute_path, all_or_none, atomic_open, atomic_path, check_writable_folder, folder_locked,
-                    folder_made, kept_aside, kept_end, name_pattern, remove_left_temporaries, renamed_together,
-                    through_link)
+                    folder_made, kept_aside, kept_end, name_pattern, put_back_left_asides, remove_left_temporaries,
+                    renamed_together, through_link)
 from cli import UserError, what_is_there
 from conftest import file_size_limit, lockable_by_another_process, locked_by_another_process
 
@@ -179,6 +179,25 @@ def test_what_a_killed_process_left_half_written_is_removed_but_not_what_one_sti
                                        'half-written by a test.py that was killed\n')  # in name order, whatever the ids
     remove_left_temporaries(str(tmp_path), r'a\.txt', 'train.py', locked=True)  # a folder no one else writes in
     assert sorted(os.listdir(tmp_path)) == sorted(names[4:])
+
+
+def test_what_a_killed_process_set_aside_of_a_set_is_put_back_not_removed(tmp_path, capsys):
+    # test.py killed as it replaced its files (all_or_none): the new metrics.json beside the old
+    # figures, and the old metrics.json, kept aside whole, removed by the next run as half-written.
+    gone = 2**31 - 2  # above any process id Linux hands out
+    files = {'metrics.json': 'new', f'.tmp-{gone}-old-metrics.json': 'old', 'grid.png': 'old',
+             f'.tmp-{gone}-old-grid.png': 'old', f'.tmp-{gone}-grid.png': 'half of a new one',
+             f'.tmp-{os.getppid()}-old-grid.png': 'of a process still writing'}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    put_back_left_asides(str(tmp_path), r'metrics\.json|grid\.png', 'test.py')
+    remove_left_temporaries(str(tmp_path), r'metrics\.json|grid\.png', 'test.py')
+    assert {path.name: path.read_text() for path in tmp_path.iterdir()} == {
+        'metrics.json': 'old', 'grid.png': 'old', f'.tmp-{os.getppid()}-old-grid.png': 'of a process still writing'}
+    assert capsys.readouterr().out == (
+        f'note: put back grid.png, metrics.json in {tmp_path}, which a test.py that was killed had set aside as it '
+        'replaced them: the files there are those of the test.py before it\n'
+        f'note: removed .tmp-{gone}-grid.png from {tmp_path}: a file left half-written by a test.py that was killed\n')
 
 
 @pytest.mark.parametrize('name', ['é' * 125 + '.csv', 'é' * 124 + 'x.csv', '€' * 83 + '.csv', '€' * 82 + 'xy.csv',

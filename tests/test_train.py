@@ -2118,6 +2118,44 @@ def test_a_decoding_worker_of_test_py_killed_is_one_line_naming_its_flag(one_epo
                         r'need less; 0: none\)\n', killed.stderr), killed.stderr
 
 
+# test.py killed (kill -9) once its metrics.json is written, before its figures
+KILLED_AS_IT_WRITES = """
+import os, runpy, signal, sys
+import plots
+plots.draw_figures = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name='__main__')
+"""
+
+
+def test_test_py_killed_as_it_writes_leaves_the_set_before_it_to_the_next_run(one_epoch_run, tmp_path):
+    # Its new metrics.json stayed beside the old figures, and the next test.py removed the old
+    # metrics.json, set aside whole, as a file left half-written: a mixed set for good.
+    argv = [os.path.join(ROOT, 'test.py'), '--device', 'cpu', '--output', str(tmp_path), '--workers', '0']
+    assert run_script(*argv[:1], '--checkpoint', os.path.join(one_epoch_run, 'last.pth'), *argv[1:]).returncode == 0
+    before = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
+    killed = subprocess.run([sys.executable, '-c', KILLED_AS_IT_WRITES, *argv, '--checkpoint',
+                             os.path.join(one_epoch_run, 'best.pth')],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert json.loads((tmp_path / 'metrics.json').read_text())['checkpoint'].endswith('best.pth')  # mixed
+    (tmp_path / 'empty.csv').write_text('')  # the next run fails before it writes: the folder is as before
+    failed = run_script(*argv[:1], '--checkpoint', os.path.join(one_epoch_run, 'last.pth'),
+                        '--val-csv', tmp_path / 'empty.csv', *argv[1:])
+    assert failed.returncode == 2 and failed.stdout.startswith(
+        'note: put back confusion_article.png, confusion_color.png, confusion_gender.png, metrics.json, '
+        f'predictions.png in {tmp_path}, which a test.py that was killed had set aside'), failed.stdout
+    os.remove(tmp_path / 'empty.csv')
+    assert {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)} == before
+    # Results of another checkpoint replaced: said (of the same one, scored again, not)
+    val_csv = json.loads(before['metrics.json'])['val_csv']
+    for times in range(2):
+        scored = run_script(*argv[:1], '--checkpoint', os.path.join(one_epoch_run, 'best.pth'), *argv[1:])
+        said = (f'note: they replace the results of {os.path.join(one_epoch_run, "last.pth")} on {val_csv} there; '
+                '--output writes them elsewhere\n')
+        assert scored.returncode == 0 and scored.stdout.endswith(said) == (times == 0), scored.stdout
+
+
 def test_test_py_with_no_workers_decodes_in_its_own_process(one_epoch_run, tmp_path, monkeypatch, capsys):
     main_process, decoded = os.getpid(), dataset.DecodedImages.__getitem__
 
