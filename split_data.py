@@ -421,6 +421,8 @@ def main(argv=None, keep_old=True):
     problem = reach_problem(args.input)
     if problem not in (None, NO_SUCH_FILE):  # a loop of links, say: the download advice would not help
         raise UserError(f'--input {args.input}: {problem}')
+    if problem == NO_SUCH_FILE:  # a folder mistyped, or the dataset not unpacked yet: the folder named
+        raise UserError(f'--input {args.input}: no such folder. ' + describe_download(args.input))
     drawing = cut_short(args.input)
     if drawing:  # its styles.csv, if any, does not label the pictures that are there
         raise UserError(f'--input {args.input}: {drawing}')

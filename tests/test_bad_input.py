@@ -121,6 +121,13 @@ def test_a_header_with_other_separators_or_names_in_another_case_says_so(tmp_pat
     assert str(refused.value).endswith(' but needs id,gender,articleType,baseColour' + hint)
 
 
+def test_a_catalog_folder_that_is_not_there_is_named(tmp_path):
+    # It was named through its styles.csv: "nope/styles.csv: no such file"
+    with pytest.raises(UserError, match=f'^--input {tmp_path / "nope"}: no such folder. Download the "Fashion '
+                                        f'Product Images \\(Small\\)" dataset .* {tmp_path / "nope" / "styles.csv"} '):
+        split_data.main(['--input', str(tmp_path / 'nope'), '--output', str(tmp_path)])
+
+
 def test_a_header_of_a_file_that_is_no_csv_is_shown_in_part(tmp_path):
     # Random bytes with no NUL byte in their first line: an error line of 6,000 characters
     path = write(tmp_path / 'styles.csv', 'x' * 6000 + '\n' + ROW.format(1) + '\n')
@@ -1275,11 +1282,12 @@ def test_scoring_a_split_that_shares_some_pictures_the_run_trained_on_says_how_m
     utf16.write_text(open(mixed).read(), encoding='utf-16')
     inflated = (f'are in {small_split["train"]} too, which {last} trained on: these figures are inflated by '
                 'pictures it learned')
-    for val_csv, note in [(mixed, f'note: 3 of the {len(val) + 2} pictures of {mixed} {inflated}'),
-                          (str(utf16), f'note: 3 of the {len(val) + 2} pictures of {utf16} {inflated}'),
-                          (small_split['val'], None),
-                          (small_split['train'], f'note: {small_split["train"]} holds the rows {last} trained on')]:
-        test_script.main(['--checkpoint', last, '--val-csv', val_csv, '--output', str(tmp_path / 'eval')])
+    for n, (val_csv, note) in enumerate([
+            (mixed, f'note: 3 of the {len(val) + 2} pictures of {mixed} {inflated}'),
+            (str(utf16), f'note: 3 of the {len(val) + 2} pictures of {utf16} {inflated}'),
+            (small_split['val'], None),
+            (small_split['train'], f'note: {small_split["train"]} holds the rows {last} trained on')]):
+        test_script.main(['--checkpoint', last, '--val-csv', val_csv, '--output', str(tmp_path / f'eval{n}')])
         notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith('note: ')]
         assert [line[:len(note)] for line in notes] == ([note] if note else []), notes
     # a checkpoint that does not say which rows it trained on: nothing to count by
@@ -1312,7 +1320,7 @@ def test_a_split_sorted_in_a_spreadsheet_is_scored_as_the_rows_it_held(small_spl
         test_script.main(['--checkpoint', last, *output, *flags])
         scored = capsys.readouterr().out
         assert f'24 images from {val}' in scored and 'note: ' not in scored, scored
-    test_script.main(['--checkpoint', last, '--val-csv', train_csv, *output])
+    test_script.main(['--checkpoint', last, '--val-csv', train_csv, '--output', str(tmp_path / 'eval-train')])
     notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith('note: ')]
     assert notes == [f'note: {train_csv} holds the rows {last} trained on: these figures say how well it learned '
                      'them, not how it does on pictures it has not seen']
