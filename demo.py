@@ -177,7 +177,7 @@ def check_outputs(training, test_script):
     settings = train.parse_args(training)
     run_dir = run_folder(settings, None)  # train.py names its own by the clock too, seconds later
     check_run_folder(run_dir, settings, None)
-    check_log_folder(settings)
+    check_log_folder(settings, run_dir, None)
     results = os.path.join(run_dir, RESULTS)
     test_script.check_output_folder(results, f'--output {results}')
 

@@ -280,10 +280,19 @@ def tensorboard_installed():
     return importlib.util.find_spec('tensorboard') is not None
 
 
-def check_log_folder(args):
-    """Before the pictures are loaded: TensorBoard's folder, where it will be written, can be."""
-    if tensorboard_installed():
-        check_writable_folder(args.logs, f'--logs {args.logs}')
+def check_log_folder(args, run_dir, resume):
+    """Before the pictures are loaded: TensorBoard's folder, where it will be written, can be, and
+    for a new run holds no other run's logs: by the same --run-name in other --checkpoints, or
+    after its folder was removed, the new run's were written beside them, and TensorBoard showed
+    the two as one run, two values an epoch. A resumed run adds to its own."""
+    if not tensorboard_installed():
+        return
+    check_writable_folder(args.logs, f'--logs {args.logs}')
+    logs = os.path.join(args.logs, os.path.basename(run_dir))
+    if resume is None and os.path.isdir(logs) and any(name.startswith('events.out.tfevents')
+                                                      for name in os.listdir(logs)):
+        raise UserError(f'--logs {args.logs}: {logs} holds the TensorBoard logs of another run by that name, which '
+                        'this one would be mixed into; give another --run-name or --logs, or move them away')
 
 
 def tensorboard_writer(args, run_name):

@@ -641,7 +641,7 @@ def main(argv=None):
         check_cpu_compiler(args, device)
         if context.is_main:  # before the pictures are loaded, not an epoch later
             check_run_folder(run_dir, args, resume)
-            check_log_folder(args)
+            check_log_folder(args, run_dir, resume)
         attributes = labels_of_the_run(args, resume)
         with watch.phase('pictures'):
             saved = resume['args'] if resume is not None else {}  # a resumed run's own splits: from its folder

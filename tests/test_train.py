@@ -1615,6 +1615,25 @@ def test_a_log_folder_that_is_a_file_is_refused_before_the_pictures_are_loaded(s
     assert not (tmp_path / 'run').exists()
 
 
+def test_a_log_folder_with_another_runs_logs_is_refused_for_a_new_run_not_for_a_resumed_one(small_split, tmp_path,
+                                                                                            monkeypatch):
+    # The same --run-name in other --checkpoints: its TensorBoard logs went beside the other run's,
+    # and TensorBoard drew the two as one run.
+    monkeypatch.setattr(runs, 'tensorboard_installed', lambda: True)
+    monkeypatch.setattr(runs, 'tensorboard_writer', lambda args, run_name: None)  # tensorboard may not be installed
+    logs = tmp_path / 'logs'
+    (logs / 'run').mkdir(parents=True)
+    (logs / 'run' / 'notes.txt').write_text('not a log')  # no event file: no run's logs
+    run_dir = train.main(train_args(small_split, tmp_path / 'first', '--epochs', 1, '--logs', logs))
+    (logs / 'run' / 'events.out.tfevents.1796542156.vm.348.0').write_bytes(b'')
+    with pytest.raises(UserError, match=f'^--logs {logs}: {logs / "run"} holds the TensorBoard logs of another run '
+                                        'by that name, which this one would be mixed into; give another --run-name'):
+        train.main(train_args(small_split, tmp_path / 'second', '--epochs', 1, '--logs', logs))
+    assert not (tmp_path / 'second').exists()
+    train.main(['--resume', os.path.join(run_dir, 'last.pth'), '--epochs', '2', '--logs', str(logs)])
+    assert checkpoint_load(os.path.join(run_dir, 'last.pth'))['epoch'] == 2
+
+
 def test_a_file_system_without_locks_still_trains(small_split, tmp_path, monkeypatch, capsys):
     def no_locks(fd, operation):  # NFS without lockd, Lustre without -o flock
         raise OSError(errno.ENOLCK, 'No locks available')
