@@ -10,6 +10,7 @@ if __name__ in ('__main__', '__mp_main__'):  # first: a Ctrl-C during the import
 import argparse
 import contextlib
 import csv
+import logging
 import math
 import os
 import pickle
@@ -561,6 +562,9 @@ def check_cpu_compiler(args, device):
     except InvalidCxxCompiler as error:
         raise UserError(f'--compile: {str(error).splitlines()[0]}. On a CPU torch.compile builds C++ kernels: '
                         'install g++ or clang++ (or set CXX to one), or train without --compile') from None
+    # Where a CUDA toolkit is installed, PyTorch's C++ builder warned in the first epoch's progress
+    # bar "No CUDA runtime is found, using CUDA_HOME=...": true of any CPU, and no concern of a run on one.
+    logging.getLogger('torch.utils.cpp_extension').setLevel(logging.ERROR)
 
 
 def set_cudnn_search(args, device):

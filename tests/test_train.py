@@ -1634,6 +1634,33 @@ def test_a_log_folder_with_another_runs_logs_is_refused_for_a_new_run_not_for_a_
     assert checkpoint_load(os.path.join(run_dir, 'last.pth'))['epoch'] == 2
 
 
+# The C++ builder's module, imported as torch.compile builds the first kernels on a CPU
+CUDA_HOME_WARNED = """
+import sys, torch
+import train
+if sys.argv[1] == 'checked':
+    try:
+        train.check_cpu_compiler(train.parse_args(['--compile']), torch.device('cpu'))
+    except train.UserError:  # no C++ compiler: --compile is refused, nothing to warn of
+        sys.exit(3)
+torch._logging._init_logs()  # as torch.compile sets up its logging
+import torch.utils.cpp_extension
+"""
+
+
+def test_compile_on_a_cpu_leaves_out_the_c_builders_word_on_cuda(tmp_path):
+    # "No CUDA runtime is found, using CUDA_HOME='/usr/local'" in the progress bar of a run on a CPU
+    said = {}
+    for how in ('checked', 'as PyTorch has it'):
+        result = subprocess.run([sys.executable, '-c', CUDA_HOME_WARNED, how], cwd=ROOT, capture_output=True,
+                                text=True, timeout=120, env=dict(os.environ, CUDA_HOME=str(tmp_path)))
+        if result.returncode == 3:
+            pytest.skip('no C++ compiler here')
+        assert result.returncode == 0, result.stderr
+        said[how] = 'No CUDA runtime is found' in result.stderr
+    assert said == {'checked': False, 'as PyTorch has it': True}
+
+
 def test_a_file_system_without_locks_still_trains(small_split, tmp_path, monkeypatch, capsys):
     def no_locks(fd, operation):  # NFS without lockd, Lustre without -o flock
         raise OSError(errno.ENOLCK, 'No locks available')
