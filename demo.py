@@ -17,8 +17,9 @@ import time
 
 import split_data
 import train
-from atomic import check_writable_folder, folder_locked, folder_made
-from cli import UserError, add_debug_flag, counted, path_name, pick_device, positive_int, reach_problem, run_cli
+from atomic import absolute_path, check_writable_folder, folder_locked, folder_made
+from cli import (PROJECT, UserError, add_debug_flag, counted, path_name, pick_device, positive_int, quoted_path,
+                 reach_problem, run_cli)
 from dataset import HEADS, TITLES
 from runs import check_log_folder, check_run_folder, run_folder
 from sample_catalog import (MARK, holds_theirs, image_count, is_sample_catalog, make_catalog, own_mark,
@@ -38,6 +39,7 @@ def sample_size(text):
 
 
 DATA = 'fashion-product-images'  # where the tutorial has the dataset unpacked
+SAMPLE_IMAGES = 3000  # --images of the sample catalog, by default
 
 
 def parse_args(argv=None):
@@ -47,8 +49,9 @@ def parse_args(argv=None):
                              f'{DATA} where it holds styles.csv, else a built-in sample catalog)')
     parser.add_argument('--work', default='demo',
                         help='folder for the sample catalog, splits, checkpoints and results (default: demo)')
-    parser.add_argument('--images', type=sample_size, default=3000,
-                        help='pictures in the sample catalog (default: 3000)')
+    parser.add_argument('--images', type=sample_size, default=None,
+                        help='pictures in the sample catalog; on the real data, how many of its pictures are split '
+                             '(default: 3000 drawn; on the real data the tutorial\'s 40,000)')
     parser.add_argument('--epochs', type=positive_int, default=None,
                         help='training epochs (default: 8 on the sample catalog, 50 on the real data)')
     parser.add_argument('--batch-size', type=positive_int, default=None,
@@ -171,15 +174,35 @@ def train_command(args, catalog, real, epochs, batch_size):
             ] + recipe
 
 
-def check_outputs(training, test_script):
+def check_outputs(training, test_script, work):
     """Before any work: the folders train.py and test.py will write in, by their own checks, so that
-    a file in the way is found now, not after the catalog is drawn and split (minutes)."""
+    a file in the way is found now, not after the catalog is drawn and split (minutes). Named by
+    --work, which holds them: the demo has no --checkpoints or --logs."""
     settings = train.parse_args(training)
     run_dir = run_folder(settings, None)  # train.py names its own by the clock too, seconds later
-    check_run_folder(run_dir, settings, None)
-    check_log_folder(settings, run_dir, None)
+    check_run_folder(run_dir, settings, None, f'--work {work}')
+    check_log_folder(settings, run_dir, None, f'--work {work}')
     results = os.path.join(run_dir, RESULTS)
     test_script.check_output_folder(results, f'--output {results}')
+
+
+def no_dataset_line(data):
+    """What the demo found in --data, where no real dataset is; run from another folder (the
+    default --data is named from the working one), where the project's own holds the dataset."""
+    found = 'only a sample catalog' if is_sample_catalog(data) else 'no dataset'
+    beside = os.path.join(PROJECT, DATA)
+    if has_real_dataset(beside) and not same_folder(beside, data):
+        hint = f' (the one in {beside} is used with --data {quoted_path(beside)})'
+    else:
+        hint = f' (see {guide()} for the real one)'
+    return f'{found} in {absolute_path(data)}/{hint}: using a built-in sample catalog of drawn products'
+
+
+def same_folder(one, other):
+    try:
+        return os.path.samefile(one, other)
+    except OSError:  # one not there
+        return False
 
 
 def guide():
@@ -212,6 +235,9 @@ def run_demo(args):
     if mark and os.path.isfile(os.path.join(args.data, 'styles.csv')) and holds_theirs(args.data, mark):
         raise drawn_over(args.data, f'--data {args.data}')  # no sample, to train the demo's own in its place
     real = has_real_dataset(args.data)
+    # On the real data, a quick look at the pipeline (`--images 2000 --epochs 1`): it was ignored.
+    at_most = ['--max-images', str(args.images)] if real and args.images else []
+    args.images = args.images or SAMPLE_IMAGES
     epochs = args.epochs or (50 if real else 8)
     batch_size = args.batch_size or (16 if real else 32)
     started = time.perf_counter()
@@ -220,16 +246,15 @@ def run_demo(args):
     if theirs:  # said now, before a sample catalog is drawn into the user's folder
         raise kept_split(args.work, [theirs])
     training, test_script = train_command(args, catalog, real, epochs, batch_size), load_test_script()
-    check_outputs(training, test_script)
+    check_outputs(training, test_script, args.work)
 
     step(1, 'the catalog')
     redrawn = False
     if real:
-        print(f'found the real dataset in {catalog}: running the tutorial\'s job ({counted(epochs, "epoch")})')
+        print(f'found the real dataset in {catalog}: running the tutorial\'s job ({counted(epochs, "epoch")})'
+              + (f' on {counted(int(at_most[1]), "picture")} of it (--images)' if at_most else ''))
     else:
-        found = 'only a sample catalog' if is_sample_catalog(args.data) else 'no dataset'
-        print(f'{found} in {args.data}/ (see {guide()} for the real one): using a '
-              'built-in sample catalog of drawn products')
+        print(no_dataset_line(args.data))
         catalog, redrawn = sample_catalog(args)
 
     step(2, 'split_data.py')
@@ -237,7 +262,7 @@ def run_demo(args):
     keep = [] if redrawn else ['--no-replace']
     try:
         # A split replaced is of the catalog drawn before, whose pictures are gone: not kept.
-        split_data.main([f'--input={catalog}', f'--output={args.work}'] + keep, keep_old=False)
+        split_data.main([f'--input={catalog}', f'--output={args.work}'] + keep + at_most, keep_old=False)
     except split_data.OtherSplitThere as error:
         raise kept_split(args.work, error.paths) from error
 

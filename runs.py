@@ -175,10 +175,11 @@ def checkpoint_folder(path):
     return os.path.dirname(absolute_path(path))
 
 
-def check_run_folder(run_dir, args, resume):
-    """The run folder can be written in, or the flags that named it are named."""
+def check_run_folder(run_dir, args, resume, named=None):
+    """The run folder can be written in, or the flags that named it are named (or `named`: demo.py's
+    --work, which gives train.py its --checkpoints)."""
     if resume is None:
-        named = f'--checkpoints {args.checkpoints}' + (f' --run-name {args.run_name}' if args.run_name else '')
+        named = named or f'--checkpoints {args.checkpoints}' + (f' --run-name {args.run_name}' if args.run_name else '')
         check_writable_folder(run_dir, named)
         check_no_folder_in_the_way(run_dir, RUN_FILES, named)
         return
@@ -280,18 +281,19 @@ def tensorboard_installed():
     return importlib.util.find_spec('tensorboard') is not None
 
 
-def check_log_folder(args, run_dir, resume):
+def check_log_folder(args, run_dir, resume, named=None):
     """Before the pictures are loaded: TensorBoard's folder, where it will be written, can be, and
     for a new run holds no other run's logs: by the same --run-name in other --checkpoints, or
     after its folder was removed, the new run's were written beside them, and TensorBoard showed
     the two as one run, two values an epoch. A resumed run adds to its own."""
     if not tensorboard_installed():
         return
-    check_writable_folder(args.logs, f'--logs {args.logs}')
+    named = named or f'--logs {args.logs}'
+    check_writable_folder(args.logs, named)
     logs = os.path.join(args.logs, os.path.basename(run_dir))
     if resume is None and os.path.isdir(logs) and any(name.startswith('events.out.tfevents')
                                                       for name in os.listdir(logs)):
-        raise UserError(f'--logs {args.logs}: {logs} holds the TensorBoard logs of another run by that name, which '
+        raise UserError(f'{named}: {logs} holds the TensorBoard logs of another run by that name, which '
                         'this one would be mixed into; give another --run-name or --logs, or move them away')
 
 

@@ -387,6 +387,46 @@ class Trained(Exception):
     pass
 
 
+def test_the_demo_on_the_real_data_splits_as_many_pictures_as_images_says(tmp_path, monkeypatch, capsys):
+    # --images was for the sample catalog only, and on the real data left out without a word
+    def stop_at_training(argv):
+        raise Trained()
+    monkeypatch.setattr(demo.train, 'main', stop_at_training)
+    real = tmp_path / 'real'
+    make_catalog(str(real), n_images=30, seed=1)
+    os.remove(real / 'sample_catalog.json')  # as downloaded
+    for images, rows in (('10', 10), (None, 30)):  # 30: all of them, the tutorial's 40,000 at most
+        with pytest.raises(Trained):
+            demo.main(['--data', str(real), '--work', str(tmp_path / f'w{images}'), '--device', 'cpu']
+                      + (['--images', images] if images else []))
+        said = capsys.readouterr().out
+        assert (f'found the real dataset in {real}: running the tutorial\'s job (50 epochs)'
+                + (' on 10 pictures of it (--images)\n' if images else '\n')) in said
+        assert sum(1 for name in ('train.csv', 'val.csv') for _ in open(tmp_path / f'w{images}' / name)) == 2 + rows
+
+
+def test_the_demo_run_from_another_folder_names_the_dataset_beside_it(tmp_path, monkeypatch):
+    # The default --data is named from the working folder; the project's own then held the real data
+    project = tmp_path / 'project'
+    make_catalog(str(project / 'fashion-product-images'), n_images=5, seed=1)
+    os.remove(project / 'fashion-product-images' / 'sample_catalog.json')  # as downloaded
+    monkeypatch.setattr(demo, 'PROJECT', str(project))
+    monkeypatch.chdir(tmp_path)
+    assert demo.no_dataset_line('fashion-product-images') == (
+        f'no dataset in {tmp_path / "fashion-product-images"}/ (the one in {project / "fashion-product-images"} is '
+        f'used with --data {project / "fashion-product-images"}): using a built-in sample catalog of drawn products')
+    os.remove(project / 'fashion-product-images' / 'styles.csv')  # none there either: the guide to it
+    assert demo.no_dataset_line('fashion-product-images') == (
+        f'no dataset in {tmp_path / "fashion-product-images"}/ (see {demo.guide()} for the real one): using a '
+        'built-in sample catalog of drawn products')
+
+
+def test_a_file_in_the_way_of_the_demos_checkpoints_is_named_by_its_work_folder(tmp_path):
+    (tmp_path / 'checkpoints').write_text('x')
+    with pytest.raises(UserError, match=f'^--work {tmp_path}: {tmp_path / "checkpoints"} is a file, not a folder$'):
+        demo.main(['--work', str(tmp_path), '--images', '20', '--device', 'cpu'])
+
+
 def test_the_demo_writes_over_its_own_split_but_not_another(tmp_path, monkeypatch):
     def stop_at_training(argv):
         raise Trained()
