@@ -838,6 +838,17 @@ def test_bench_names_the_measurement_whose_rounds_differ_the_most():
                            '(40 to 100 images/s)')
 
 
+def test_bench_says_when_train_pys_path_ran_above_the_bare_step():
+    # With one round no spread shows a busy machine: 3.55 was printed without a word
+    import bench
+    assert bench.above_the_bare_step_note({16: 1.05, 128: 0.9}, 1) is None  # noise
+    assert bench.above_the_bare_step_note({16: 3.55, 128: 2.6}, 1) == (
+        "note: train.py's path ran faster than the bare step, which bounds it (3/1 3.55 at batch 16, 3/1 2.60 at "
+        'batch 128): the machine was busy as the bare step was timed, and the ratios above are off; run it again '
+        'with 2 or more --rounds, which show such a spread')
+    assert bench.above_the_bare_step_note({16: 1.2}, 3).endswith('run it again when it is quieter')
+
+
 def test_bench_times_each_path_as_it_says_and_prints_its_ratios_the_right_way_round(tmp_path, monkeypatch, capsys):
     # Made-up rates, a round each: (1) the bare step, (2) the tutorial's path, (3) train.py's, at
     # batch 4 and at a batch of all 200 training pictures (allowed: no smaller batches than the
@@ -909,6 +920,11 @@ def test_bench_refuses_bad_numbers_before_drawing_a_catalog(tmp_path, monkeypatc
         with pytest.raises(SystemExit) as refused:
             bench.parse_args()
         assert refused.value.code == 2 and f'error: argument {flag}: ' in capsys.readouterr().err, value
+    for value in ('0', '-5'):  # "must be at least 1", and 1 then "too few"
+        monkeypatch.setattr(sys, 'argv', ['bench.py', '--images', value])
+        with pytest.raises(SystemExit):
+            bench.parse_args()
+        assert f'argument --images: {value} is too few: the split needs 4 training pictures' in capsys.readouterr().err
     monkeypatch.setattr(sys, 'argv', ['bench.py', '--batch-sizes', '16, 128', '--seconds', '0.3'])
     args = bench.parse_args()
     assert (args.batch_sizes, args.seconds) == ([16, 128], 0.3)
@@ -923,9 +939,19 @@ def test_bench_refuses_batches_larger_than_its_training_set_and_a_catalog_folder
     monkeypatch.delenv('FASHION_DATA', raising=False)
     monkeypatch.setattr(sys, 'argv', ['bench.py', '--images', '8', '--batch-sizes', '4,16,32', '--work',
                                       str(tmp_path / 'work')])
-    with pytest.raises(UserError, match='^--batch-sizes 16,32: more than the 8 training pictures; raise --images'):
+    with pytest.raises(UserError, match='^--batch-sizes 16,32: more than the 8 training pictures of --images; raise '
+                                        '--images'):
+        bench.main()
+    assert not (tmp_path / 'work').exists()  # said before a catalog is drawn, not after
+    # A catalog of fewer usable pictures than --images: said once it is split
+    catalog = make_catalog(str(tmp_path / 'small' / 'fashion-product-images'), n_images=5, seed=0)
+    monkeypatch.setenv('FASHION_DATA', catalog['root'])
+    monkeypatch.setattr(sys, 'argv', ['bench.py', '--images', '8', '--batch-sizes', '8', '--work',
+                                      str(tmp_path / 'work')])
+    with pytest.raises(UserError, match='^--batch-sizes 8: more than the 4 training pictures; raise --images'):
         bench.main()
     # FASHION_DATA naming a file: named as what it is, not as split_data.py's --input
+    monkeypatch.setattr(sys, 'argv', ['bench.py', '--images', '8', '--batch-sizes', '4'])
     monkeypatch.setenv('FASHION_DATA', __file__)
     with pytest.raises(UserError, match=f'^FASHION_DATA={re.escape(__file__)}: a file; it names the folder'):
         bench.main()
