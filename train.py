@@ -317,6 +317,16 @@ def first_non_finite(losses):
     return int(bad[0]) if len(bad) else None
 
 
+def remove_unsaved_run(run_dir, made):
+    """A new run that ended before it saved an epoch (a Ctrl-C, an error in the first epoch) left
+    its folder with its args.json alone, one more each time: that goes, and the folder where the
+    run made it (one the user made stays, as does anything else in it)."""
+    with contextlib.suppress(OSError):
+        os.remove(os.path.join(run_dir, 'args.json'))
+        if made:
+            os.rmdir(run_dir)
+
+
 def interrupted_message(epoch, saved, where, repeat, epochs, context, words):
     """What a Ctrl-C, a SIGTERM or a SIGHUP (`words`, from cli.how_stopped) in epoch `epoch`
     leaves: `saved` epochs in the checkpoint `where`, to resume with the flags `repeat`."""
@@ -719,12 +729,15 @@ def main(argv=None):
                 'args': settings, 'split_digests': in_order, 'split_row_sets': in_any_order,
                 'history': history, 'best': best}
 
-    writer, claimed = None, None
+    writer, claimed, made = None, None, False
     if context.is_main:
         # Imported before the first epoch: a Ctrl-C that lands inside the import of a C extension
         # (pyplot's, at the first plot) comes out as an ImportError, not a KeyboardInterrupt.
         pyplot()
+        named = run_dir
+        made = resume is None and not os.path.lexists(run_dir)
         run_dir, claimed, writer = start_in_folder(run_dir, args, resume, settings)
+        made = made or run_dir != named  # the next free name, where another run took the clock's meanwhile
     last_path = os.path.join(run_dir, 'last.pth')
     watch.mark('setup')
     epoch = start_epoch - 1
@@ -835,6 +848,8 @@ def main(argv=None):
         if writer is not None:
             writer.close()
         release_run_folder(claimed)
+        if context.is_main and resume is None and not os.path.exists(last_path):
+            remove_unsaved_run(run_dir, made)
     if stopped is not None:  # the run's last.pth, or where none is saved yet, the one it resumed
         stop_on_divergence(stopped, last_path if os.path.exists(last_path) else args.resume, context)
     if context.is_main:

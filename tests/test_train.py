@@ -1137,6 +1137,29 @@ def test_a_ctrl_c_while_the_last_epoch_is_written_says_the_run_is_complete(small
     assert one.startswith('interrupted (Ctrl-C) after the last epoch; its one epoch is saved in run/last.pth. ')
 
 
+def test_a_new_run_stopped_before_it_saved_an_epoch_leaves_no_folder_behind(small_split, tmp_path, monkeypatch,
+                                                                            capsys):
+    # Each Ctrl-C in the first epoch left a run folder holding its args.json alone
+    def ctrl_c(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(train, 'train_one_epoch', ctrl_c)
+    for name in ('first', 'first'):  # the same --run-name again: no folder in the way
+        with pytest.raises(SystemExit) as stop:
+            train.main(train_args(small_split, tmp_path, '--epochs', 2, '--run-name', name))
+        assert stop.value.code == 130 and 'during the first epoch: nothing to resume from yet' in capsys.readouterr().out
+        assert os.listdir(tmp_path) == []
+    # A folder the user made, holding a file of theirs: both stay, the run's args.json goes
+    (tmp_path / 'mine').mkdir()
+    (tmp_path / 'mine' / 'notes.txt').write_text('my notes')
+    with pytest.raises(SystemExit):
+        train.main(train_args(small_split, tmp_path, '--epochs', 2, '--run-name', 'mine'))
+    assert os.listdir(tmp_path / 'mine') == ['notes.txt']
+    (tmp_path / 'mine' / 'notes.txt').unlink()  # an empty folder the user made stays too
+    with pytest.raises(SystemExit):
+        train.main(train_args(small_split, tmp_path, '--epochs', 2, '--run-name', 'mine'))
+    assert os.listdir(tmp_path / 'mine') == []
+
+
 def test_a_ctrl_c_just_after_an_epochs_line_keeps_that_epoch(small_split, tmp_path, monkeypatch, capsys):
     def ctrl_c_after_epoch_1s_line(*args, **kwargs):
         print(*args, **kwargs)
