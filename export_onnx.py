@@ -79,8 +79,8 @@ def preprocessing():
             'rule': 'fit', 'keep_aspect_ratio': True, 'position': 'centre', 'pad_value': list(FILL),
             'interpolation': 'lanczos', 'upscale_small_images': True,
             'description': f'scale to fit inside {width}x{height} (width x height) with the aspect '
-                           'ratio kept, the other side rounded to the nearest pixel (a half to the even one, as Python\'s round: '
-                           '22.5 gives 22), at least 1 (as PIL\'s '
+                           'ratio kept, the other side rounded to the nearest pixel (a half to the even one, '
+                           'as Python\'s round: 22.5 gives 22), at least 1 (as PIL\'s '
                            f'ImageOps.contain); paste at offset (({width} - w) // 2, ({height} - h) // 2) '
                            f'on a white canvas; a picture already {width}x{height} is left as it is',
         },

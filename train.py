@@ -734,10 +734,10 @@ def main(argv=None):
         # Imported before the first epoch: a Ctrl-C that lands inside the import of a C extension
         # (pyplot's, at the first plot) comes out as an ImportError, not a KeyboardInterrupt.
         pyplot()
-        named = run_dir
+        planned = run_dir
         made = resume is None and not os.path.lexists(run_dir)
         run_dir, claimed, writer = start_in_folder(run_dir, args, resume, settings)
-        made = made or run_dir != named  # the next free name, where another run took the clock's meanwhile
+        made = made or run_dir != planned  # the next free name, where another run took the clock's meanwhile
     last_path = os.path.join(run_dir, 'last.pth')
     watch.mark('setup')
     epoch = start_epoch - 1

@@ -1146,7 +1146,8 @@ def test_a_new_run_stopped_before_it_saved_an_epoch_leaves_no_folder_behind(smal
     for name in ('first', 'first'):  # the same --run-name again: no folder in the way
         with pytest.raises(SystemExit) as stop:
             train.main(train_args(small_split, tmp_path, '--epochs', 2, '--run-name', name))
-        assert stop.value.code == 130 and 'during the first epoch: nothing to resume from yet' in capsys.readouterr().out
+        said = capsys.readouterr().out
+        assert stop.value.code == 130 and 'during the first epoch: nothing to resume from yet' in said
         assert os.listdir(tmp_path) == []
     # A folder the user made, holding a file of theirs: both stay, the run's args.json goes
     (tmp_path / 'mine').mkdir()
