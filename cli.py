@@ -473,10 +473,11 @@ def show_any_name_on_the_terminal():
             stream.reconfigure(errors='shown')
 
 
-def run_cli(main, workers_flag=None):
+def run_cli(main, workers_flag=None, memory_flag=None):
     # A traceback from deep inside PIL or PyTorch tells a user nothing; the message names the
     # file and the problem. --debug (or FASHION_DEBUG=1) shows the full traceback instead.
-    # workers_flag: the script's flag for its DataLoader workers, named where one was killed.
+    # workers_flag: the script's flag for its DataLoader workers, named where one was killed;
+    # memory_flag: the flag whose smaller value needs less memory, named where it ran out.
     debug = debugging()
     open_closed_standard_streams()
     show_any_name_on_the_terminal()
@@ -493,12 +494,12 @@ def run_cli(main, workers_flag=None):
     output, sys.stdout = sys.stdout, NamedOutput(sys.stdout)
     try:
         with stopping_signals_as_ctrl_c():
-            run_reporting_errors(main, debug, workers_flag)
+            run_reporting_errors(main, debug, workers_flag, memory_flag)
     finally:
         sys.stdout = output
 
 
-def run_reporting_errors(main, debug, workers_flag):
+def run_reporting_errors(main, debug, workers_flag, memory_flag=None):
     try:
         run_flushed(main)
     except UserError as error:
@@ -535,7 +536,9 @@ def run_reporting_errors(main, debug, workers_flag):
         if debug:
             raise
         if out_of_memory(error):  # a batch too large for the GPU or the machine, say
-            exit_with_error(f'out of memory: {memory_words(error)}; a smaller batch, or fewer pictures, needs less')
+            exit_with_error(f'out of memory: {memory_words(error)}; '
+                            + (f'a smaller {memory_flag}' if memory_flag else 'a smaller batch, or fewer pictures,')
+                            + ' needs less')
         ended = worker_ended(error, workers_flag)
         if ended:
             exit_with_error(ended)

@@ -162,4 +162,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    run_cli(main)
+    run_cli(main, memory_flag='--batch-size')

@@ -192,4 +192,4 @@ def main():
 
 
 if __name__ == '__main__':
-    run_cli(main)
+    run_cli(main, memory_flag='--batch-size')

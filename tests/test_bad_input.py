@@ -1704,6 +1704,9 @@ def test_running_out_of_memory_is_one_line_naming_the_allocation(capsys):
     assert capsys.readouterr().err == ('error: out of memory: DefaultCPUAllocator: can\'t allocate memory: you tried to '
                                        f'allocate {4 * 2**50} bytes. Error code 12 (Cannot allocate memory); a '
                                        'smaller batch, or fewer pictures, needs less\n')
+    with pytest.raises(SystemExit):  # profile_step.py's: the flag to lower named
+        run_cli(allocates, memory_flag='--batch-size')
+    assert capsys.readouterr().err.endswith('(Cannot allocate memory); a smaller --batch-size needs less\n')
 
     def in_a_worker():  # as a DataLoader raises a worker's error: its traceback as text, the line at its end
         raise RuntimeError('Caught RuntimeError in DataLoader worker process 0.\nOriginal Traceback (most recent '
