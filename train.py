@@ -793,13 +793,22 @@ def main(argv=None):
             # here, not one that has ended (a traceback from Python's exit).
             distributed.barrier(context)
     except KeyboardInterrupt as stop:  # a Ctrl-C, or a SIGTERM or SIGHUP (cli.Terminated)
-        words, status = how_stopped(stop)  # status as a shell reports it: 130, 143 or 129
-        with second_stop_held():
-            saver.close()  # what was queued is written: the epochs finished before the Ctrl-C
-            if context.is_main:  # a terminal a SIGHUP closed takes no words: none then
-                message = interrupted_message(epoch, *saved_so_far(saver, start_epoch, last_path, args, resume),
-                                              args.epochs, context, words)
-                print_if_possible('\n' + message, sys.stdout)
+        def say_where_it_stopped(stop):
+            words, status = how_stopped(stop)  # status as a shell reports it: 130, 143 or 129
+            with second_stop_held():
+                saver.close()  # what was queued is written: the epochs finished before the Ctrl-C
+                if context.is_main:  # a terminal a SIGHUP closed takes no words: none then
+                    message = interrupted_message(epoch, *saved_so_far(saver, start_epoch, last_path, args, resume),
+                                                  args.epochs, context, words)
+                    print_if_possible('\n' + message, sys.stdout)
+            return status
+        try:
+            status = say_where_it_stopped(stop)
+        except KeyboardInterrupt:
+            # A second stop before the first was held (the terminal's Ctrl-C passed on once more by
+            # gpu_check.sh's `timeout --foreground`, within microseconds): it ended the run with
+            # run_cli's line, without the epochs saved and the resume command. Said now.
+            status = say_where_it_stopped(stop)
         distributed.cleanup(context)
         raise SystemExit(status)
     except torch._dynamo.exc.BackendCompilerFailed as error:  # a RuntimeError: before the one below

@@ -1175,6 +1175,31 @@ def test_a_ctrl_c_just_after_an_epochs_line_keeps_that_epoch(small_split, tmp_pa
     assert f'\ninterrupted (Ctrl-C) after epoch 1; epoch 1 is saved in {last}. Resume with: ' in capsys.readouterr().out
 
 
+def test_a_second_ctrl_c_as_the_first_is_taken_still_says_what_is_saved(small_split, tmp_path, monkeypatch, capsys):
+    # gpu_check.sh's `timeout --foreground` passes the terminal's Ctrl-C on: the second came as the
+    # first was being taken, before it was held, and the run ended in run_cli's line alone.
+    def ctrl_c_after_epoch_1s_line(*args, **kwargs):
+        print(*args, **kwargs)
+        if args and str(args[0]).startswith('epoch   1 '):
+            raise KeyboardInterrupt
+
+    real_how_stopped, calls = train.how_stopped, []
+
+    def a_second_ctrl_c_first(stop):
+        calls.append(stop)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real_how_stopped(stop)
+
+    monkeypatch.setattr(train, 'print', ctrl_c_after_epoch_1s_line, raising=False)
+    monkeypatch.setattr(train, 'how_stopped', a_second_ctrl_c_first)
+    with pytest.raises(SystemExit) as stop:
+        train.main(train_args(small_split, tmp_path, '--epochs', EPOCHS))
+    assert stop.value.code == 130
+    assert f'\ninterrupted (Ctrl-C) after epoch 1; epoch 1 is saved in {tmp_path / "run" / "last.pth"}. Resume with: ' \
+        in capsys.readouterr().out
+
+
 def test_a_second_ctrl_c_while_the_first_ones_files_are_written_waits_for_them(small_split, tmp_path, monkeypatch,
                                                                                  capsys):
     # Ctrl-C pressed twice, or the terminal's passed on again by gpu_check.sh's `timeout --foreground`:
