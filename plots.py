@@ -100,18 +100,21 @@ def plot_curves(history, path):
     plt = pyplot()
     epochs = [row['epoch'] for row in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-    ax_loss.plot(epochs, [row['train_loss'] for row in history], label='train')
+    # The training series get dots too: after a single epoch a line of one point draws nothing.
+    ax_loss.plot(epochs, [row['train_loss'] for row in history], '.-', label='train')
     val = [row for row in history if row.get('val_loss') is not None]
     ax_loss.plot([r['epoch'] for r in val], [r['val_loss'] for r in val], 'o-', label='validation')
     ax_loss.set(xlabel='epoch', ylabel='loss (sum of the three heads)', title='Loss')
     for head in HEADS:
-        line, = ax_acc.plot(epochs, [row[f'train_{head}_accuracy'] for row in history],
+        line, = ax_acc.plot(epochs, [row[f'train_{head}_accuracy'] for row in history], '.-',
                             alpha=0.5, label=f'{TITLES[head]} (train)')
         ax_acc.plot([r['epoch'] for r in val], [r[f'{head}_accuracy'] for r in val], 'o-',
                     color=line.get_color(), label=f'{TITLES[head]} (validation)')
     ax_acc.set(xlabel='epoch', ylabel='accuracy', title='Accuracy', ylim=(0, 1))
     for ax in (ax_loss, ax_acc):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs: 1, 2, 3, not 1.25, 1.5
+        if len(epochs) == 1:  # around one point the axis spans 0.945 to 1.055: the locator found no whole number
+            ax.set_xticks(epochs)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -134,7 +137,15 @@ def plot_confusion_matrix(truth, predicted, labels, title, path, show=False):
         display = ConfusionMatrixDisplay.from_predictions(
             truth, predicted, labels=present, display_labels=[labels[i] for i in present],
             normalize='true', include_values=n <= 15, values_format='.2f', cmap='Blues', ax=ax,
-            colorbar=False, xticks_rotation='vertical')
+            colorbar=n > 15, xticks_rotation='vertical')
+    # Shades from 0 to 1, not to the largest share in this matrix: the darkest blue is a class always
+    # recognised, in every figure, so two checkpoints' figures compare. The values written (up to 15
+    # classes) are coloured for these shades; above, a colour bar reads them.
+    display.im_.set_clim(0, 1)
+    for value, text in zip(display.confusion_matrix.ravel(), np.ravel(display.text_) if n <= 15 else ()):
+        text.set_color('white' if value > 0.5 else 'black')
+    if n > 15:
+        display.figure_.axes[-1].set_ylabel("share of the true class's pictures")
     # A class only predicted has no true pictures to share out: sklearn's row of zeros would read
     # as a class never recognised. Its row is greyed out, its values hidden.
     only_predicted = np.flatnonzero(~np.isin(present, truth))
@@ -160,6 +171,15 @@ def to_picture(image):
     return np.clip(image * np.array(STD) + np.array(MEAN), 0, 1)
 
 
+def grid_caption(pred, true, width=30):
+    """A line for each head: the predicted label, and the true one in brackets after it where they
+    differ ('Tops (Tshirts)'), so that each true label stands by its head's. A line too long for its
+    column (about 30 characters at this size: 'Face Wash and Cleanser (Face Scrub and Exfoliator)')
+    is wrapped, not run into the next picture's."""
+    lines = [p if p == t else f'{p} ({t})' for p, t in zip(pred, true)]
+    return '\n'.join(textwrap.fill(line, width, break_on_hyphens=False) for line in lines)
+
+
 def visualize_grid(images, predicted, truth, attributes, path, show=False, columns=8):
     """The tutorial's grid: each image (normalised, (N, 3, H, W)) with its predicted labels, and
     the true ones below."""
@@ -174,10 +194,7 @@ def visualize_grid(images, predicted, truth, attributes, path, show=False, colum
         ax.imshow(to_picture(images[i]))
         pred = [names[h][predicted[h][i]] for h in ('gender', 'article', 'color')]
         true = [names[h][truth[h][i]] for h in ('gender', 'article', 'color')]
-        title = '\n'.join(pred)
-        if pred != true:
-            title += '\n(' + ', '.join(t for t, p in zip(true, pred) if t != p) + ')'
-        ax.set_title(title, fontsize=7, color='black' if pred == true else 'firebrick')
+        ax.set_title(grid_caption(pred, true), fontsize=7, color='black' if pred == true else 'firebrick')
     # The title sits a fixed 0.1 inch below the top and the grid starts 0.35 inch down, whatever
     # the height: at suptitle's default place, 2% of the figure down, and tight_layout's own
     # margin, it ran into the first row from 6 rows (41 images) on.

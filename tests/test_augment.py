@@ -125,6 +125,12 @@ def torchvision_draws(n, height=80, width=60):
     return flip.p, draws
 
 
+def test_the_tutorials_transforms_change_no_hue_and_shear_nothing_as_augment_py_assumes():
+    # augment.py has no hue step and no shear: either set in dataset.py would be dropped there without a word.
+    _, jitter, affine = train_transform.transforms[:3]
+    assert (jitter.hue, affine.shear) == (None, None)
+
+
 def test_each_image_gets_its_own_draw_from_the_tutorials_ranges():
     # Every parameter is drawn per image as torchvision draws it for the tutorial's transforms:
     # the same quantiles, so a narrower or shifted range (a rotation of 10 degrees instead of 20,

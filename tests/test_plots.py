@@ -148,7 +148,7 @@ def test_a_confusion_matrix_title_with_a_long_path_stays_inside_the_figure(tmp_p
     assert title.replace('\n', ' ').replace(' ', '') == f'Gender:normalisedconfusionmatrix({split})'
 
 
-@pytest.mark.parametrize('epochs', [2, 3, 50])
+@pytest.mark.parametrize('epochs', [1, 2, 3, 50])
 def test_the_curves_mark_whole_epochs_only(tmp_path, monkeypatch, epochs):
     ticks = []
     monkeypatch.setattr(plots, 'save_figure', lambda fig, path: ticks.extend(
@@ -546,7 +546,7 @@ def test_each_picture_in_the_grid_is_titled_with_its_predictions_and_the_true_la
                    columns=2)
     (fig,) = drawn
     assert [(ax.get_title(), ax.title.get_color()) for ax in fig.axes] == [
-        ('Men\nJeans\nBlack', 'black'), ('Men\nWatches\nWhite\n(Women, Shirts)', 'firebrick')]
+        ('Men\nJeans\nBlack', 'black'), ('Men (Women)\nWatches (Shirts)\nWhite', 'firebrick')]
     assert [text.get_text() for text in fig.texts] == [
         'predicted gender / article / colour (true label in brackets where wrong)']
 
@@ -608,3 +608,54 @@ def test_a_ctrl_c_in_a_fork_handler_as_the_drawing_processes_start_is_not_lost()
                           text=True, timeout=120)
     assert done.returncode == 0 and 'Exception ignored' not in done.stderr, done.stderr
     assert done.stdout and float(done.stdout) < 5, done.stdout  # seconds to the KeyboardInterrupt, not 20
+
+
+def test_after_one_epoch_the_training_curves_are_drawn_too(tmp_path, monkeypatch):
+    # A line through one point draws nothing: after `--epochs 1` only the validation dots showed.
+    drawn = []
+    monkeypatch.setattr(plots, 'save_figure', lambda fig, path: drawn.append(fig))
+    row = {'epoch': 1, 'train_loss': 7.6, 'val_loss': 7.2, **{f'train_{head}_accuracy': 0.3 for head in HEADS},
+           **{f'{head}_accuracy': 0.4 for head in HEADS}}
+    plots.plot_curves([row], str(tmp_path / 'curves.png'))
+    (fig,) = drawn
+    assert all(line.get_marker() not in ('None', '', None) for ax in fig.axes for line in ax.get_lines())
+
+
+@pytest.mark.parametrize('classes', [5, 30])
+def test_confusion_matrix_shades_run_from_0_to_1_whatever_the_largest_share(tmp_path, monkeypatch, classes):
+    # Stretched to the largest share, a class recognised 60% of the time was as dark as one always
+    # recognised, and two checkpoints' figures could not be compared; above 15 classes no value said it.
+    drawn = []
+    monkeypatch.setattr(plots, 'save_figure', lambda fig, path: drawn.append(fig))
+    truth = np.repeat(np.arange(classes), 5)
+    predicted = np.where(np.arange(len(truth)) % 5 < 3, truth, (truth + 1) % classes)  # 60% right
+    plot_confusion_matrix(truth, predicted, [f'class {i}' for i in range(classes)], 't', str(tmp_path / 'c.png'))
+    (fig,) = drawn
+    assert fig.axes[0].images[0].get_clim() == (0, 1)
+    if classes > 15:  # no values written: a colour bar reads the shades
+        assert len(fig.axes) == 2 and fig.axes[1].get_ylabel() == "share of the true class's pictures"
+    else:  # each value legible on its shade: 0.60 on a mid blue in white, 0.40 on a light one in black
+        assert len(fig.axes) == 1
+        colours = {text.get_text(): text.get_color() for text in fig.axes[0].texts}
+        assert (colours['0.60'], colours['0.40'], colours['0.00']) == ('white', 'black', 'black')
+
+
+def test_grid_captions_with_the_real_datas_long_names_stay_in_their_column(tmp_path, monkeypatch):
+    # '(Unisex, Face Scrub and Exfoliator, Fluorescent Green)' on one line ran over both neighbours.
+    spans = []
+
+    def measure(fig, path):
+        renderer, column = fig.canvas.get_renderer(), fig.bbox.width / 4
+        spans.extend((ax.title.get_window_extent(renderer), i * column, (i + 1) * column)
+                     for i, ax in enumerate(fig.axes[:4]))
+    monkeypatch.setattr(plots, 'save_figure', measure)
+    vocab = {'gender': ['Unisex', 'Women'], 'article': ['Face Scrub and Exfoliator', 'Face Wash and Cleanser'],
+             'color': ['Fluorescent Green', 'Turquoise Blue']}
+    zeros = {head: np.zeros(4, dtype=int) for head in HEADS}
+    visualize_grid(np.zeros((4, 3, 80, 60), np.float32), zeros, {head: p + 1 for head, p in zeros.items()},
+                   AttributesDataset(vocab=vocab), str(tmp_path / 'grid.png'), columns=4)
+    assert len(spans) == 4
+    assert all(left <= extent.x0 and extent.x1 <= right for extent, left, right in spans), spans
+    assert plots.grid_caption(['Unisex', 'Face Scrub and Exfoliator', 'Fluorescent Green'],
+                              ['Women', 'Face Wash and Cleanser', 'Fluorescent Green']) == (
+        'Unisex (Women)\nFace Scrub and Exfoliator\n(Face Wash and Cleanser)\nFluorescent Green')
