@@ -426,10 +426,15 @@ class NamedOutput:
     `> /dev/full`) raised an OSError that names no file, which run_cli could show only as Python's
     traceback: now `error: log (the standard output): No space left on device`. The stream then
     goes to /dev/null: nothing more can be written to it, and Python's own flush at the exit would
-    fail again on what its buffer still holds."""
+    fail again on what its buffer still holds.
 
-    def __init__(self, stream):
+    files_first: the script's work is the files it writes (a split, an evaluation's results), its
+    lines only a report: where their reader stops reading (`| head -1`) the rest of them go to
+    /dev/null and the work goes on. Else the script stops there, quietly (run_cli)."""
+
+    def __init__(self, stream, files_first=False):
         self.stream = stream
+        self.files_first = files_first
 
     def write(self, text):
         with self.named_in_errors():
@@ -446,9 +451,12 @@ class NamedOutput:
     def named_in_errors(self):
         try:
             yield
+        except BrokenPipeError:
+            if not self.files_first:
+                raise  # run_cli stops quietly on it
+            to_nowhere(self.stream)
         except OSError as error:
-            # Not a closed pipe's (`| head`): run_cli stops quietly on that one
-            if error.filename is None and not isinstance(error, BrokenPipeError):
+            if error.filename is None:
                 target = where_it_goes(self.stream)
                 error.filename = f'{target} (the standard output)' if target else 'the standard output'
                 to_nowhere(self.stream)
@@ -473,11 +481,12 @@ def show_any_name_on_the_terminal():
             stream.reconfigure(errors='shown')
 
 
-def run_cli(main, workers_flag=None, memory_flag=None):
+def run_cli(main, workers_flag=None, memory_flag=None, files_first=False):
     # A traceback from deep inside PIL or PyTorch tells a user nothing; the message names the
     # file and the problem. --debug (or FASHION_DEBUG=1) shows the full traceback instead.
     # workers_flag: the script's flag for its DataLoader workers, named where one was killed;
-    # memory_flag: the flag whose smaller value needs less memory, named where it ran out.
+    # memory_flag: the flag whose smaller value needs less memory, named where it ran out;
+    # files_first: its files are written whether or not its lines are read to the end (NamedOutput).
     debug = debugging()
     open_closed_standard_streams()
     show_any_name_on_the_terminal()
@@ -491,7 +500,7 @@ def run_cli(main, workers_flag=None, memory_flag=None):
     for number in STOPPING:  # as Python left them, for stopping_signals_as_ctrl_c to take
         if signal.getsignal(number) is _exit_while_starting:
             signal.signal(number, signal.SIG_DFL)
-    output, sys.stdout = sys.stdout, NamedOutput(sys.stdout)
+    output, sys.stdout = sys.stdout, NamedOutput(sys.stdout, files_first)
     try:
         with stopping_signals_as_ctrl_c():
             run_reporting_errors(main, debug, workers_flag, memory_flag)

@@ -271,13 +271,7 @@ def check_output(path, export):
     if path and os.path.isdir(path):  # said first: a folder's name rarely ends in .csv
         raise UserError(f'--output {path}: is a folder; name the file to write in it, e.g. '
                         f'{os.path.join(path, "predictions.csv")}')
-    kind = output_format(path)
-    if os.path.isfile(path) and not holds_predictions(path, kind):
-        with open(path, encoding='utf-8', errors='replace') as f:
-            line = f.readline(80).strip()
-        raise UserError(f'--output {path}: holds no predictions of predict.py (its first line is {line!r}), '
-                        'and would be replaced; move it away or give another name')
-    if export:
+    if export:  # first: a model already there, read as predictions, told less
         from export_onnx import sidecar_path
         if os.path.realpath(path) == os.path.realpath(sidecar_path(export)):
             raise UserError(f'--output {path}: --export {export} writes its label names and preprocessing '
@@ -285,6 +279,12 @@ def check_output(path, export):
         if os.path.realpath(path) == os.path.realpath(export):  # through a link: p.csv -> model.onnx, or back
             raise UserError(f'--output {path}: leads to the same file as --export {export}, which the model is '
                             'written to; give --output another name')
+    kind = output_format(path)
+    if os.path.isfile(path) and not holds_predictions(path, kind):
+        with open(path, encoding='utf-8', errors='replace') as f:
+            line = f.readline(80).strip()
+        raise UserError(f'--output {path}: holds no predictions of predict.py (its first line is {line!r}), '
+                        'and would be replaced; move it away or give another name')
     written = through_link(path)
     if os.path.exists(written) and not os.path.isfile(written):  # a rename would put a file in its place
         raise UserError(f'--output {path}: ' + (f'a link to {written}, which' if written != path else 'it')

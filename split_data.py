@@ -487,4 +487,4 @@ def replaced_note(folder, kept_old, moved=()):
 
 
 if __name__ == '__main__':
-    run_cli(main)
+    run_cli(main, files_first=True)

@@ -257,4 +257,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    run_cli(main, workers_flag='--workers')
+    run_cli(main, workers_flag='--workers', files_first=True)

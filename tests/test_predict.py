@@ -1074,6 +1074,12 @@ def test_an_output_that_links_to_the_exported_model_is_refused(tmp_path, monkeyp
                         'written to; give --output another name')
         assert os.listdir(tmp_path) == [link]
         os.remove(link)
+    # The model exported already (an export run again): its first line, not the link, was what it was told.
+    os.symlink('model.onnx', 'p.csv')
+    with open('model.onnx', 'wb') as f:
+        f.write(b'\x08\x09onnx model bytes')
+    line = failure_of(['--checkpoint', 'unread.pth', 'a.jpg', '--output', 'p.csv', '--export', 'model.onnx'], capsys)
+    assert line.startswith('error: --output p.csv: leads to the same file as --export model.onnx')
 
 
 def test_names_given_stay_on_their_line_in_every_line_said(checkpoint, catalog, tmp_path, capsys, monkeypatch):

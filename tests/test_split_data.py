@@ -340,6 +340,22 @@ def test_a_split_started_with_stderr_closed_is_written(quirky_catalog, tmp_path)
     assert all(open(out / name).readline().startswith('image_path,') for name in ('train.csv', 'val.csv'))
 
 
+def test_a_reader_that_stops_after_the_first_line_still_gets_the_split_written(quirky_catalog, tmp_path):
+    # `| head -1`: the second line's write failed on the closed pipe, and the script stopped there,
+    # status 1, no word said (nowhere to say it) and no split written.
+    out = tmp_path / 'split'
+    command = [sys.executable, os.path.join(ROOT, 'split_data.py'), '--input', quirky_catalog['root'],
+               '--output', str(out), '--workers', '1']
+    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as process:
+        assert b'rows' in process.stdout.readline()
+        process.stdout.close()
+        stderr = process.stderr.read().decode()
+    assert process.returncode == 0 and 'Traceback' not in stderr, stderr
+    split_data.main(['--input', quirky_catalog['root'], '--output', str(tmp_path / 'read'), '--workers', '1'])
+    assert all(read_rows(out / name) == read_rows(tmp_path / 'read' / name) for name in ('train.csv', 'val.csv'))
+
+
 def test_split_csv_works_from_another_directory(quirky_catalog, tmp_path, monkeypatch):
     out = tmp_path / 'splits'
     result = run_script('split_data.py', '--input', quirky_catalog['root'], '--output', out,
