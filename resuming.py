@@ -9,7 +9,7 @@ import sys
 from checkpoint import changed_since_the_run, check_same_vocab, kept_as_old, path_as_trained, same_rows
 from cli import UserError, counted, not_an_option, quoted_path
 from dataset import AttributesDataset
-from runs import checkpoint_folder
+from runs import checkpoint_folder, left_unwritten
 from split_data import split_digest
 
 # What a resumed run takes from its checkpoint where the command line does not give it: its recipe
@@ -30,6 +30,19 @@ GIVEN_ANEW_ON_RESUME = {'epochs': '--epochs', 'val_every': '--val-every', 'save_
                         'val_csv': '--val-csv', 'attributes_file': '--attributes_file'}
 
 
+def finished_but_for_its_files(argv, args, resume, path):
+    """Whether the run, resumed with its own --epochs, has done them all but a stop in the last one,
+    after its last.pth, left that epoch's other files unwritten: it goes on to write them, and no
+    epoch more (train.complete_resumed_epoch). Else its --resume was refused as done, for good."""
+    if given(argv, '--epochs') or args.epochs != resume['epoch']:
+        return False
+    left = left_unwritten(checkpoint_folder(path), resume)
+    if left:
+        print(f'note: the run in {path} has done all its {counted(args.epochs, "epoch")}, but a stop in the last one '
+              'left some of its files unwritten: they are written, and no epoch more')
+    return bool(left)
+
+
 def resumed_args(argv, resume, path, parse_args, parser):
     """The settings of a run resumed from `resume`, the checkpoint at `path`; parse_args is
     train.py's, which reads argv with the run's `saved` settings standing in for those not given,
@@ -41,6 +54,10 @@ def resumed_args(argv, resume, path, parse_args, parser):
         if key in saved:
             saved[key], gone[key] = path_as_trained(resume['args'], key)
     args = parse_args(argv, saved)
+    if not given(argv, '--logs') and isinstance(resume['args'].get('logs'), str):
+        # TensorBoard's log goes on in the run's own (`--logs` of a new run is ./logs, from here: a run
+        # started with another, or from another folder, went on in a log of its own there)
+        args.logs, _ = path_as_trained(resume['args'], 'logs')
     take_the_runs_files(args, resume['args'], saved, gone, path)
     check_same_split(args, resume, path)
     saved['checkpoints'], saved['run_name'] = the_runs_names(resume['args'], path, default_checkpoints)
@@ -56,7 +73,7 @@ def resumed_args(argv, resume, path, parse_args, parser):
     if args.pretrained and not saved.get('pretrained'):
         raise UserError(f'--pretrained: the run in {path} started from scratch, and a resumed run goes on from '
                         "its checkpoint's weights; leave --pretrained out")
-    if args.epochs <= resume['epoch']:
+    if args.epochs <= resume['epoch'] and not finished_but_for_its_files(argv, args, resume, path):
         done = f'the run in {path} has done {counted(resume["epoch"], "epoch")}'
         raise UserError((f'--epochs {args.epochs}: {done} already' if given(argv, '--epochs')
                          else f'{done}, all it was to train') + '; give a larger --epochs to train it further')

@@ -251,7 +251,7 @@ def started_in(run_dir, args, resume, settings):
             json.dump(settings, f, indent=2)
         if resume is not None:
             keep_best_of_resumed(run_dir, resume, args.resume)
-        return claimed, tensorboard_writer(args, os.path.basename(run_dir))
+        return claimed, tensorboard_writer(args, os.path.basename(run_dir), resume)
     except BaseException:
         release_run_folder(claimed)  # for a caller in this process that tries again
         raise
@@ -264,7 +264,8 @@ def release_run_folder(folder):
 
 def keep_best_of_resumed(run_dir, resume, path):
     """A run resumed in a folder without its best.pth (a branch copied into a folder of its own):
-    the resumed checkpoint is the best so far when its own epoch was, else the best is elsewhere."""
+    the resumed checkpoint is the best so far when its own epoch was, else the best is elsewhere.
+    (One an epoch behind: train.complete_resumed_epoch.)"""
     best_path, best_epoch = os.path.join(run_dir, 'best.pth'), resume['best'].get('epoch', 0)
     if os.path.exists(best_path) or not best_epoch:
         return
@@ -274,6 +275,41 @@ def keep_best_of_resumed(run_dir, resume, path):
     else:
         print(f'note: the best epoch so far, {best_epoch}, is not in {run_dir}; best.pth is written there '
               'when a later epoch beats it')
+
+
+def left_unwritten(run_dir, resume):
+    """The files of the resumed epoch that are not in run_dir as its run writes them. last.pth is
+    written first (train.save_epoch): a stop after it (a kill -9, a power cut) left best.pth at an
+    earlier epoch, the epoch's numbered checkpoint unwritten, metrics.csv a row short, or curves.png
+    an epoch behind. The next epoch writes the last two again, but not the first two; and a run so
+    stopped in its last epoch has no next one."""
+    epoch, settings = resume['epoch'], resume['args']
+    left = []
+    best = os.path.join(run_dir, 'best.pth')
+    if resume['best'].get('epoch') == epoch and os.path.exists(best):
+        state = saved_run(best)  # refuse_files_of_another_run: one of this run, or nothing to keep
+        if state is None or state.get('epoch') != epoch:
+            left.append('best.pth')
+    if epoch % settings.get('save_every', 25) == 0 or epoch == settings.get('epochs'):
+        numbered = f'checkpoint-{epoch:06d}.pth'
+        if not os.path.exists(os.path.join(run_dir, numbered)):
+            left.append(numbered)
+    metrics, curves = os.path.join(run_dir, 'metrics.csv'), os.path.join(run_dir, 'curves.png')
+    if metric_rows(metrics) < len(resume['history']):
+        left.append('metrics.csv')
+    plotted = resume['history'][-1].get('val_loss') is not None or epoch == settings.get('epochs')  # train.plot_now
+    if plotted and (not os.path.exists(curves) or 'metrics.csv' in left
+                    or os.path.getmtime(curves) < os.path.getmtime(metrics)):  # drawn after it
+        left.append('curves.png')
+    return left
+
+
+def metric_rows(path):
+    try:
+        with open(path, newline='', encoding='utf-8') as f:
+            return sum(1 for _ in csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return 0
 
 
 def tensorboard_installed():
@@ -297,12 +333,27 @@ def check_log_folder(args, run_dir, resume, named=None):
                         'this one would be mixed into; give another --run-name or --logs, or move them away')
 
 
-def tensorboard_writer(args, run_name):
+def tensorboard_writer(args, run_name, resume=None):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard is optional, as in the original
         return None
-    return SummaryWriter(os.path.join(args.logs, run_name))
+    if resume is None:
+        return SummaryWriter(os.path.join(args.logs, run_name))
+    # A resumed run's log is its history, logged anew: the one before may lack the epochs of its last
+    # two minutes (the writer writes them out that often, and a kill -9 lost them), or hold an epoch
+    # twice (logged before its last.pth was written, and again by the resumed run). TensorBoard hides
+    # whatever was logged before purge_step at that step or later.
+    writer = SummaryWriter(os.path.join(args.logs, run_name), purge_step=1)
+    for row in resume['history']:
+        log_epoch(writer, row)
+    return writer
+
+
+def log_epoch(writer, row):
+    for key, value in row.items():
+        if value is not None:  # a figure of an epoch not validated, as a checkpoint's history may hold it
+            writer.add_scalar(key, value, row['epoch'])
 
 
 def saved_args(args):

@@ -42,8 +42,8 @@ from train_step import (GraphedTrainStep, TrainStep, load_optimizer_state, make_
                         scheduler_state, set_lr)
 from plots import plot_curves, pyplot
 from resuming import RESUMED_SETTINGS, SPLIT_FILES, flags_to_repeat, labels_of_the_run, resumed_args, trained_on
-from runs import (check_log_folder, check_run_folder, metric_text, release_run_folder, run_folder, saved_args,
-                  start_in_folder)
+from runs import (check_log_folder, check_run_folder, left_unwritten, log_epoch, metric_text, release_run_folder,
+                  run_folder, saved_args, start_in_folder)
 from saver import BackgroundSaver, detached_copy
 from split_data import split_digests, split_paths
 from stopwatch import Stopwatch
@@ -496,6 +496,24 @@ def save_epoch(run_dir, snapshot, improved, numbered, plot):
         plot_curves(history, os.path.join(run_dir, 'curves.png'))
 
 
+def complete_resumed_epoch(run_dir, resume, path):
+    """The resumed epoch's files that a stop after its last.pth left unwritten or an epoch behind
+    (runs.left_unwritten), written as save_epoch would have: else best.pth stayed at an earlier epoch
+    for good, the run's record of its best naming this one, and a run stopped in its last epoch kept
+    its metrics.csv a row short."""
+    left = left_unwritten(run_dir, resume)
+    for name in left:
+        if name == 'metrics.csv':
+            write_metrics(resume['history'], run_dir)
+        elif name == 'curves.png':
+            plot_curves(resume['history'], os.path.join(run_dir, name))
+        else:  # best.pth, the numbered checkpoint
+            checkpoint_save(os.path.join(run_dir, name), resume)
+    if left:
+        print(f'wrote {", ".join(left)} of epoch {resume["epoch"]} from {shown_path(path)}: a stop after its '
+              'last.pth had left them unwritten')
+
+
 def build_model(attributes, pretrained):
     try:
         return MultiOutputModel.for_attributes(attributes, pretrained=pretrained)
@@ -738,6 +756,8 @@ def main(argv=None):
         made = resume is None and not os.path.lexists(run_dir)
         run_dir, claimed, writer = start_in_folder(run_dir, args, resume, settings)
         made = made or run_dir != planned  # the next free name, where another run took the clock's meanwhile
+        if resume is not None:
+            complete_resumed_epoch(run_dir, resume, args.resume)
     last_path = os.path.join(run_dir, 'last.pth')
     watch.mark('setup')
     epoch = start_epoch - 1
@@ -785,8 +805,7 @@ def main(argv=None):
                 finally:  # once the epoch is queued to be saved: a Ctrl-C after its line keeps it
                     print(summary_line(epoch, row, row['seconds']))
                 if writer is not None:
-                    for key, value in row.items():
-                        writer.add_scalar(key, value, epoch)
+                    log_epoch(writer, row)
         with watch.phase('saving'):
             saver.wait()  # the last epoch's files
             # Every process stays until they are written: a Ctrl-C meanwhile then finds each in

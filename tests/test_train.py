@@ -1646,7 +1646,7 @@ def test_a_run_folder_in_use_says_what_to_do_for_a_new_run_and_for_a_resumed_one
 def test_a_log_folder_that_cannot_be_made_frees_the_run_folder(small_split, tmp_path, monkeypatch):
     # TensorBoard's log (with tensorboard installed) is opened after the run folder is claimed:
     # when it fails, the claim goes too, and the same run started again in this process trains.
-    def no_permission(args, run_name):
+    def no_permission(args, run_name, resume):
         raise PermissionError(errno.EACCES, 'Permission denied', os.path.join(args.logs, run_name))
 
     monkeypatch.setattr(runs, 'tensorboard_writer', no_permission)
@@ -1669,7 +1669,7 @@ def test_a_log_folder_with_another_runs_logs_is_refused_for_a_new_run_not_for_a_
     # The same --run-name in other --checkpoints: its TensorBoard logs went beside the other run's,
     # and TensorBoard drew the two as one run.
     monkeypatch.setattr(runs, 'tensorboard_installed', lambda: True)
-    monkeypatch.setattr(runs, 'tensorboard_writer', lambda args, run_name: None)  # tensorboard may not be installed
+    monkeypatch.setattr(runs, 'tensorboard_writer', lambda *args: None)  # tensorboard may not be installed
     logs = tmp_path / 'logs'
     (logs / 'run').mkdir(parents=True)
     (logs / 'run' / 'notes.txt').write_text('not a log')  # no event file: no run's logs
@@ -2299,3 +2299,100 @@ def test_a_flag_cut_short_is_refused_not_taken_for_another(capsys):
         assert stopped.value.code == 2
         assert f'unrecognized arguments: {" ".join(flags)}' in capsys.readouterr().err
 
+
+
+def read_metrics(run):
+    with open(run / 'metrics.csv', newline='') as f:
+        return list(csv.DictReader(f))
+
+
+# train.py killed (kill -9) in epoch N's saving, once its last.pth (written first) is in place
+KILLED_AFTER_LAST_PTH = """
+import os, runpy, signal, sys
+import checkpoint
+real_save = checkpoint.checkpoint_save
+name, epoch = sys.argv.pop(1), int(sys.argv.pop(1))
+
+def save(path, state):
+    if os.path.basename(path) == name and state['epoch'] == epoch:
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_save(path, state)
+checkpoint.checkpoint_save = save
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name='__main__')
+"""
+
+
+def test_a_run_killed_in_its_last_epoch_after_last_pth_gets_that_epochs_files_on_resume(small_split, tmp_path,
+                                                                                        capsys):
+    # Its metrics.csv stayed a row short, curves.png an epoch behind and checkpoint-000002.pth unwritten,
+    # and every --resume was refused: "has done 2 epochs, all it was to train".
+    args = train_args(small_split, tmp_path, '--epochs', 2, '--val-every', 1, '--batch-size', 32)
+    killed = subprocess.run([sys.executable, '-c', KILLED_AFTER_LAST_PTH, 'checkpoint-000002.pth', '2',
+                             os.path.join(ROOT, 'train.py'), *args], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    run = tmp_path / 'run'
+    assert 'checkpoint-000002.pth' not in os.listdir(run) and len(read_metrics(run)) == 1
+    last = checkpoint_load(str(run / 'last.pth'))
+    assert last['epoch'] == 2
+    train.main(['--resume', str(run / 'last.pth'), '--device', 'cpu'])
+    out = capsys.readouterr().out
+    left = ['checkpoint-000002.pth', 'metrics.csv', 'curves.png']
+    assert out.startswith(f'note: the run in {run / "last.pth"} has done all its 2 epochs, but a stop in the last '
+                          'one left some of its files unwritten: they are written, and no epoch more\n'), out
+    assert f'wrote {", ".join(left)} of epoch 2 from {run / "last.pth"}: a stop after its last.pth' in out
+    assert checkpoint_load(str(run / 'checkpoint-000002.pth'))['epoch'] == 2
+    assert [row['epoch'] for row in read_metrics(run)] == ['1', '2']
+    assert checkpoint_load(str(run / 'best.pth'))['epoch'] == last['best']['epoch']
+    assert os.path.getmtime(run / 'curves.png') >= os.path.getmtime(run / 'metrics.csv')
+    with pytest.raises(UserError, match='has done 2 epochs, all it was to train'):  # complete now
+        train.main(['--resume', str(run / 'last.pth'), '--device', 'cpu'])
+
+
+def test_a_best_pth_an_epoch_behind_the_runs_record_of_its_best_is_written_on_resume(one_epoch_run, tmp_path,
+                                                                                     capsys):
+    # Killed after last.pth of an epoch that beat the best, before its best.pth: the run went on with
+    # its record naming that epoch, no later one counted as better, and best.pth held an earlier one for good.
+    shutil.copytree(one_epoch_run, tmp_path / 'run')
+    run = tmp_path / 'run'
+    state = checkpoint_load(str(run / 'last.pth'))
+    earlier = dict(state, epoch=0)  # best.pth as an earlier epoch left it
+    checkpoint_save(str(run / 'best.pth'), earlier)
+    assert runs.left_unwritten(str(run), state) == ['best.pth']
+    train.complete_resumed_epoch(str(run), state, str(run / 'last.pth'))
+    assert checkpoint_load(str(run / 'best.pth'))['epoch'] == 1
+    assert runs.left_unwritten(str(run), state) == []
+    assert capsys.readouterr().out.startswith('wrote best.pth of epoch 1 from ')
+    # Where the record names an earlier epoch as the best, best.pth holding it is right
+    assert runs.left_unwritten(str(run), dict(state, epoch=2, best={'epoch': 1, 'score': 0.5})) == []
+
+
+def test_a_resumed_runs_tensorboard_log_is_its_history_logged_anew_in_its_own_log_folder(small_split, tmp_path,
+                                                                                        monkeypatch):
+    # A kill -9 lost the scalars the writer still held (up to two minutes' worth) or left an epoch logged
+    # twice; and a run started with --logs X, resumed without it, went on in ./logs of the folder it was resumed in.
+    made = []
+
+    class Writer:  # tensorboard's SummaryWriter, which the suite does not install
+        def __init__(self, folder, purge_step=None):
+            self.folder, self.purge_step, self.scalars = folder, purge_step, []
+            made.append(self)
+
+        def add_scalar(self, key, value, step):
+            self.scalars.append((step, key, value))
+
+        def close(self):
+            pass
+    monkeypatch.setitem(sys.modules, 'torch.utils.tensorboard', types.SimpleNamespace(SummaryWriter=Writer))
+    monkeypatch.setattr(runs, 'tensorboard_installed', lambda: True)
+    logs = tmp_path / 'elsewhere' / 'logs'
+    run_dir = train.main(train_args(small_split, tmp_path, '--epochs', 1, '--logs', logs))
+    monkeypatch.chdir(tmp_path)
+    train.main(['--resume', os.path.join(run_dir, 'last.pth'), '--epochs', '2', '--device', 'cpu'])
+    first, resumed = made
+    assert first.folder == resumed.folder == str(logs / 'run')
+    assert (first.purge_step, resumed.purge_step) == (None, 1)  # TensorBoard hides what was logged before
+    history = checkpoint_load(os.path.join(run_dir, 'last.pth'))['history']
+    logged = [(row['epoch'], key, value) for row in history for key, value in row.items() if value is not None]
+    assert resumed.scalars == logged and first.scalars == logged[:len(first.scalars)]
