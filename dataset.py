@@ -1,6 +1,7 @@
 # Step 2 of the tutorial: the label vocabularies (AttributesDataset), the per-image dataset
 # (FashionDataset) and its transforms. The augmentation settings live here once; the batched fast
 # path in augment.py reads the same numbers.
+import hashlib
 import os
 from collections import Counter
 
@@ -282,6 +283,15 @@ def what_to_do(skipped):
         return ('its labels are not the ones this run knows: give the styles.csv, or the checkpoint, of '
                 'the catalog it was split from')
     return f'split the catalog its pictures are in again: {command("split_data.py", "--input", "CATALOG_FOLDER")}'
+
+
+def rows_digest(samples):
+    """(count, SHA-256) of a split's rows, by each picture's file name and labels: the same on every
+    machine that reads the same split over the same pictures, wherever it keeps them."""
+    digest = hashlib.sha256()
+    for path, *labels in samples:
+        digest.update(f'{os.path.basename(path)}\0{labels}\n'.encode('utf-8', 'surrogateescape'))
+    return len(samples), digest.hexdigest()
 
 
 class FashionDataset(Dataset):

@@ -3,6 +3,9 @@
 import contextlib
 import math
 import os
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -10,7 +13,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from cli import UserError, counted, debugging, how_stopped, pick_device
+from cli import STOPPING, UserError, counted, debugging, how_stopped, pick_device, print_if_possible
 
 
 @dataclass
@@ -55,8 +58,32 @@ def setup(device_name):
         device = torch.device('cuda', local_rank())
         torch.cuda.set_device(device)
     # NCCL runs the all-reduce on the GPUs themselves; gloo is the CPU backend.
-    dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
+    join_the_group('nccl' if device.type == 'cuda' else 'gloo', world_size)
     return Context(rank=rank, world_size=world_size, device=device)
+
+
+WAIT_BEFORE_A_NOTE = 10  # seconds: the processes of a run started together join within a second or two
+
+
+def join_the_group(backend, world_size):
+    """dist.init_process_group, which returns once every process of the run has joined. Where one
+    never does (it ended on another machine, or a launcher of one's own started this one alone),
+    this one waited 30 minutes without a word, deaf to Ctrl-C and SIGTERM: a Python handler cannot
+    run while PyTorch's C++ waits. Now it says so after a while, and a stop ends it at once."""
+    where = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
+    note = threading.Timer(WAIT_BEFORE_A_NOTE, print_if_possible, (
+        f'note: waiting at {where} for the other processes of the run ({world_size} in all) to join; one that '
+        'ended, or was never started, keeps this one waiting until PyTorch gives up (30 minutes): Ctrl-C stops '
+        'it', sys.stdout))
+    note.daemon = True
+    handlers = {number: signal.signal(number, signal.SIG_DFL) for number in (signal.SIGINT, *STOPPING)}
+    try:
+        note.start()
+        dist.init_process_group(backend)
+    finally:
+        note.cancel()
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
 
 
 def local_rank():
@@ -115,15 +142,13 @@ def cleanup(context):
         dist.destroy_process_group()
 
 
-def steps_on_every_process(steps, context):
-    """The fewest and the most steps an epoch of all the processes': where they differ (each
-    machine's own copy of the split, or of its pictures, with other rows usable), a process with
-    fewer would go on to validation while the others waited for it in their next step, forever."""
+def on_every_process(value, context):
+    """Every process's value (a few small Python objects), in rank order."""
     if not context.distributed:
-        return steps, steps
-    both = torch.tensor([-steps, steps], device=context.device)
-    dist.all_reduce(both, op=dist.ReduceOp.MAX)
-    return -int(both[0]), int(both[1])
+        return [value]
+    everyone = [None] * context.world_size
+    dist.all_gather_object(everyone, value)
+    return everyone
 
 
 def all_reduce_sum(tensor, context):

@@ -36,8 +36,10 @@ class InMemoryLoader:
 
     @classmethod
     def from_dataset(cls, dataset, batch_size, device, train, workers=None, **kwargs):
-        images, labels, _ = load_into_memory(dataset, workers)
-        return cls(images, labels, batch_size, device, train, **kwargs)
+        images, labels, kept = load_into_memory(dataset, workers)
+        loader = cls(images, labels, batch_size, device, train, **kwargs)
+        loader.samples_kept = [dataset.samples[i] for i in kept]  # (path, labels...): what it trains on
+        return loader
 
     def set_epoch(self, epoch):
         self.epoch = epoch

@@ -33,8 +33,8 @@ from cli import (NO_SUCH_FILE, UserError, add_debug_flag, command, counted, ctrl
                  peer_ended, positive_float, positive_int, print_error, print_if_possible, progress_bar, quoted_path,
                  reach_problem, run_cli, seed_number, shown_path, started, this_torchrun, usable_cores, worker_ended,
                  worker_processes)
-from dataset import (HEADS, FashionDataset, decoding_workers, in_real_folders, skip_undecodable, train_transform,
-                     val_transform)
+from dataset import (HEADS, FashionDataset, decoding_workers, in_real_folders, rows_digest, skip_undecodable,
+                     train_transform, val_transform)
 from evaluate import autocast_for, default_channels_last, default_precision, validate
 from memory_data import InMemoryLoader, memory_format
 from model import IMAGENET_WEIGHTS, MultiOutputModel
@@ -217,6 +217,27 @@ def make_val_loader(dataset, args, context, channels_last):
                                        world_size=context.world_size, workers=args.workers)
 
 
+def kept_rows(loader):
+    """(count, digest) of the rows a loader takes its pictures from (dataset.rows_digest)."""
+    return rows_digest(loader.samples_kept if isinstance(loader, InMemoryLoader) else loader.dataset.samples)
+
+
+def check_same_rows(everyone, args):
+    """Every process's kept_rows of the training and the validation split, in rank order: the same
+    on all. Each process takes its share of an epoch by place in its own list of rows; where one
+    machine lacked a picture, or had a split of its own, the shares were not one split's: 58 of 240
+    pictures trained on twice an epoch and 59 never, and the validation figures over 30 of its 60."""
+    for index, path in enumerate((args.train_csv, args.val_csv)):
+        first = everyone[0][index]
+        odd = next((rank for rank, rows in enumerate(everyone) if rows[index] != first), None)
+        if odd is None:
+            continue
+        count = everyone[odd][index][0]
+        theirs = f'{count:,} of its rows, process 0 {first[0]:,}' if count != first[0] else 'other rows than process 0'
+        raise UserError(f'{path}: process {odd} keeps {theirs}: every machine needs the same split and the same '
+                        'pictures (each machine says which rows it skipped)')
+
+
 def set_epoch(loader, epoch, seed, rank):
     # Shuffling and augmentation are seeded per epoch, so a resumed run sees what an unbroken one
     # would have.
@@ -275,18 +296,31 @@ def load_training_state(optimizer, scheduler, resume, path):
                         f"state of this model's Adam and schedule: {said}); cannot resume from it") from error
 
 
-def go_on_by_epochs(scheduler, optimizer, epochs_done, steps_per_epoch, args, context):
+def go_on_by_epochs(scheduler, optimizer, epochs_done, steps_per_epoch, args, context, trained_in=None):
     """The schedule counts optimizer steps. A run resumed on another number of processes takes
-    another number of them an epoch: it goes on from where its epochs put it, in this run's steps."""
+    another number of them an epoch: it goes on from where its epochs put it, in this run's steps.
+    trained_in: the number of processes the run's last epoch took (None in a checkpoint from before
+    it was kept)."""
     step = epochs_done * steps_per_epoch
     if scheduler.last_epoch == step:
         return
     if context.is_main:
         print(f'note: {scheduler.last_epoch:,} steps in {epochs_done} epoch(s) so far, {steps_per_epoch:,} an epoch '
               f'now (another number of processes or of pictures); the learning-rate schedule goes on from the '
-              f'end of epoch {epochs_done}')
+              f'end of epoch {epochs_done}' + other_batch(trained_in, args, context))
     scheduler.last_epoch = step
     set_lr(optimizer, args.lr * lr_factor(step, steps_per_epoch, args))
+
+
+def other_batch(trained_in, args, context):
+    """Where a run goes on in another number of processes: its effective batch, said. --batch-size is
+    each process's and a resumed run keeps it, as it keeps --lr: the same rate over a batch of
+    another size, which the note said nothing of."""
+    if trained_in is None or trained_in == context.world_size:
+        return ''
+    return (f'; the effective batch is {context.world_size * args.batch_size:,} ({context.world_size} x '
+            f'--batch-size {args.batch_size}), where the run trained at {trained_in * args.batch_size:,} in '
+            f'{trained_in}, with the same --lr {args.lr:g}')
 
 
 def redrawn_cosine(saved_epochs, step, steps_per_epoch, args):
@@ -381,7 +415,8 @@ def resume_command(checkpoint, context, repeat=()):
     machines = int(os.environ.get('GROUP_WORLD_SIZE', '1'))  # torchrun's count of machines (nodes)
     if machines > 1:  # torchrun's options for several machines are the user's own
         go_on = command('train.py', '--resume', checkpoint, *repeat, runner=(this_torchrun(), '...'))
-        return f"{go_on} on each of the {machines} machines, with torchrun's options as before"
+        return (f"{go_on} on each of the {machines} machines, with torchrun's options as before, once {checkpoint} "
+                'is there on each (only this machine wrote it; a shared --checkpoints folder has it on all)')
     return command('train.py', '--resume', checkpoint, *repeat,
                    runner=(this_torchrun(), '--standalone', f'--nproc_per_node={context.world_size}'))
 
@@ -688,13 +723,12 @@ def main(argv=None):
         digests = {key: split_digests(getattr(args, key)) for key in SPLIT_FILES}  # as the datasets read them
         in_order = {key: ordered for key, (ordered, _) in digests.items()}
         in_any_order = {key: any_order for key, (_, any_order) in digests.items()}
-        fewest, most = distributed.steps_on_every_process(len(train_loader), context)
-        if fewest == 0:  # fewer training pictures than processes: some would take no step
+        if context.distributed:
+            check_same_rows(distributed.on_every_process((kept_rows(train_loader), kept_rows(val_loader)), context),
+                            args)
+        if len(train_loader) == 0:  # fewer training pictures than processes: some would take no step
             raise UserError(f'{args.train_csv}: fewer usable pictures than the {context.world_size} processes; '
                             'each process needs at least one')
-        if fewest != most:
-            raise UserError(f'{args.train_csv}: the processes take {fewest} to {most} steps an epoch from it, where '
-                            'each must take as many: every machine needs the same split and the same pictures')
 
     model = build_model(attributes, args.pretrained and resume is None)  # resumed: its own weights
     if resume is not None:
@@ -728,7 +762,7 @@ def main(argv=None):
         start_epoch = resume['epoch'] + 1
         history, best = resume['history'], resume['best']
         print(f'resuming {args.resume} after epoch {resume["epoch"]}') if context.is_main else None
-        go_on_by_epochs(scheduler, optimizer, resume['epoch'], steps_per_epoch, args, context)
+        go_on_by_epochs(scheduler, optimizer, resume['epoch'], steps_per_epoch, args, context, resume.get('processes'))
         redrawn = redrawn_cosine(resume['args'].get('epochs', args.epochs), scheduler.last_epoch, steps_per_epoch,
                                  args)
         if redrawn:
@@ -745,7 +779,7 @@ def main(argv=None):
         return {'epoch': epoch, 'model': core.state_dict(), 'optimizer': optimizer_state(optimizer),
                 'scheduler': scheduler_state(scheduler), 'attributes': attributes.to_dict(), 'precision': precision,
                 'args': settings, 'split_digests': in_order, 'split_row_sets': in_any_order,
-                'history': history, 'best': best}
+                'history': history, 'best': best, 'processes': context.world_size}
 
     writer, claimed, made = None, None, False
     if context.is_main:

@@ -385,7 +385,8 @@ def test_the_command_a_ctrl_c_gives_to_resume_starts_the_run_as_it_was_started(m
         'torchrun --standalone --nproc_per_node=4 train.py --resume runs/last.pth'
     monkeypatch.setenv('GROUP_WORLD_SIZE', '2')  # 2 machines (3 processes and 1, say): their options are the user's
     assert train.resume_command('runs/last.pth', four) == \
-        "torchrun ... train.py --resume runs/last.pth on each of the 2 machines, with torchrun's options as before"
+        "torchrun ... train.py --resume runs/last.pth on each of the 2 machines, with torchrun's options as before, " \
+        'once runs/last.pth is there on each (only this machine wrote it; a shared --checkpoints folder has it on all)'
     # the environment's own torchrun, where it is not activated (cli.this_torchrun)
     monkeypatch.setattr(train, 'this_torchrun', lambda: '.venv/bin/torchrun')
     assert train.resume_command('runs/last.pth', four).startswith('.venv/bin/torchrun ... train.py --resume')
@@ -505,7 +506,7 @@ def figures_and_weights(rank, context):
     identical = distributed.replicas_identical(model, context)
     return {'summed': summed, 'predicted': predicted['gender'].tolist(), 'truth': truth['gender'].tolist(),
             'loss_sum': loss_sum, 'identical': identical,
-            'steps': distributed.steps_on_every_process(5 + 3 * rank, context)}
+            'everyone': distributed.on_every_process((rank, 'rows'), context)}
 
 
 def test_every_process_gets_the_sums_the_merged_predictions_and_the_verdict_on_the_weights(tmp_path):
@@ -513,7 +514,7 @@ def test_every_process_gets_the_sums_the_merged_predictions_and_the_verdict_on_t
         assert result['summed'].tolist() == [3.0, 20.0], (rank, result)
         assert result['predicted'] == [0, 0, 1, 1] and result['truth'] == [1, 0, 1, 0], (rank, result)
         assert result['loss_sum'] == 3.0 and result['identical'] is False, (rank, result)
-        assert result['steps'] == (5, 8), (rank, result)
+        assert result['everyone'] == [(0, 'rows'), (1, 'rows')], (rank, result)
 
 
 @pytest.mark.parametrize('data', ['memory', 'loader'])
@@ -552,7 +553,7 @@ def pretend_process_1_of_2(monkeypatch):
     monkeypatch.setattr(train.distributed, 'setup', lambda device: distributed.Context(rank=1, world_size=2))
     monkeypatch.setattr(train, 'DistributedDataParallel', lambda model, device_ids: model)
     monkeypatch.setattr(distributed, 'all_reduce_sum', lambda tensor, context: tensor)
-    monkeypatch.setattr(distributed, 'steps_on_every_process', lambda steps, context: (steps, steps))
+    monkeypatch.setattr(distributed, 'on_every_process', lambda mine, context: [mine, mine])
     monkeypatch.setattr(distributed, 'gather_predictions', lambda context: lambda *mine: mine)
     monkeypatch.setattr(distributed, 'sync_buffers', lambda model, context: None)
     monkeypatch.setattr(distributed, 'replicas_identical', lambda model, context: True)
@@ -667,3 +668,40 @@ def test_each_process_draws_its_own_dropout_in_an_epoch(small_split, tmp_path, m
     epoch_of(1)
     epoch_of(1)
     assert draws[0] != draws[1] and draws[1] == draws[2]  # and the same again in a resumed run
+
+
+ALONE = '''
+import sys
+sys.path.insert(0, {root!r})
+import distributed, train
+from cli import run_cli
+distributed.WAIT_BEFORE_A_NOTE = 0.5
+run_cli(train.main)
+'''
+
+
+@pytest.mark.parametrize('stop', [signal.SIGINT, signal.SIGTERM])
+def test_a_process_whose_peers_never_join_says_so_and_a_stop_ends_it(small_split, tmp_path, stop):
+    # Started alone (a launcher of one's own, or the other machine's process ended at its start): it
+    # waited in init_process_group for 30 minutes, silent, a Ctrl-C and a SIGTERM caught but never acted on.
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    script = tmp_path / 'alone.py'
+    script.write_text(ALONE.format(root=ROOT))
+    env = dict(os.environ, RANK='0', WORLD_SIZE='2', MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    process = subprocess.Popen([sys.executable, str(script), *train_args(small_split, tmp_path, '--epochs', 1)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = process.stdout.readline()
+        process.send_signal(stop)
+        process.wait(timeout=20)
+    finally:  # one still waiting fails the test, not hangs it
+        process.kill()
+        process.communicate()
+    assert line == (f'note: waiting at 127.0.0.1:{port} for the other processes of the run (2 in all) to join; '
+                    'one that ended, or was never started, keeps this one waiting until PyTorch gives up (30 '
+                    'minutes): Ctrl-C stops it\n')
+    assert process.returncode == -stop
+    assert not (tmp_path / 'run').exists()

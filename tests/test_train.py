@@ -2077,24 +2077,46 @@ def test_fewer_training_pictures_than_processes_is_one_clear_error(small_split, 
     one = tmp_path / 'one.csv'  # one picture, by its full path
     one.write_text(header + os.path.join(os.path.dirname(small_split['train']), image) + ',' + labels)
     monkeypatch.setattr(train.distributed, 'setup', lambda device: distributed.Context(rank=0, world_size=2))
-    monkeypatch.setattr(distributed, 'steps_on_every_process', lambda steps, context: (steps, steps))
+    monkeypatch.setattr(distributed, 'on_every_process', lambda mine, context: [mine, mine])
     with pytest.raises(UserError, match='one.csv: fewer usable pictures than the 2 processes'):
         train.main(train_args(dict(small_split, train=str(one)), tmp_path, '--epochs', 1))
 
 
-def test_processes_that_would_take_other_numbers_of_steps_an_epoch_stop_before_training(small_split, tmp_path,
-                                                                                         monkeypatch):
-    # Each machine's own copy of the split, one with rows the others lack: the process with fewer
-    # steps went on to validation while the others waited for it in their next step, forever.
+@pytest.mark.parametrize('split, theirs, said', [
+    ('train', lambda rows: (rows[0] - 1, rows[1]), '95 of its rows, process 0 96'),  # a picture missing there
+    ('val', lambda rows: (rows[0], 'another digest'), 'other rows than process 0'),  # a split of its own
+])
+def test_processes_over_other_rows_of_the_split_stop_before_training(small_split, tmp_path, monkeypatch, split,
+                                                                       theirs, said):
+    # Each process takes its share of an epoch by place in its own list of rows: a machine lacking one
+    # picture trained 58 of 240 twice an epoch and 59 never, and scored 30 of the 60 validation pictures
+    # twice, 30 never. Counting steps found nothing: both took 8.
     monkeypatch.setattr(train.distributed, 'setup', lambda device: distributed.Context(rank=0, world_size=2))
-    monkeypatch.setattr(distributed, 'steps_on_every_process', lambda steps, context: (steps, steps + 2))
+    index = ('train', 'val').index(split)
+    monkeypatch.setattr(distributed, 'on_every_process', lambda mine, context: [
+        mine, tuple(theirs(rows) if i == index else rows for i, rows in enumerate(mine))])
     monkeypatch.setattr(train, 'train_one_epoch', lambda *args: pytest.fail('trained'))
-    with pytest.raises(UserError, match=f"^{small_split['train']}: the processes take 3 to 5 steps an epoch from "
-                                        'it, where each must take as many: every machine needs the same split'):
-        train.main(train_args(small_split, tmp_path, '--epochs', 1))
+    with pytest.raises(UserError, match=f"^{re.escape(small_split[split])}: process 1 keeps {said}: every machine needs "
+                                        'the same split and the same pictures'):
+        train.main(train_args(small_split, tmp_path, '--epochs', 1, '--batch-size', 32))
 
 
-def test_a_run_resumed_on_another_number_of_processes_keeps_to_its_schedule_by_epochs():
+def test_the_rows_a_process_keeps_are_told_by_picture_names_and_labels_not_by_where_they_are(small_split):
+    from dataset import AttributesDataset, FashionDataset, rows_digest
+    attributes = AttributesDataset(small_split['styles'])
+    loaders = [train.make_train_loader(FashionDataset(small_split['train'], attributes),
+                                       train.parse_args(train_args(small_split, '/unused', '--data', data)),
+                                       distributed.Context(), False) for data in ('memory', 'loader')]
+    rows = FashionDataset(small_split['train'], attributes).samples
+    assert train.kept_rows(loaders[0]) == train.kept_rows(loaders[1]) == rows_digest(rows)
+    assert rows_digest(rows)[0] == 96
+    elsewhere = [(os.path.join('/another/machine', os.path.basename(path)), *labels) for path, *labels in rows]
+    assert rows_digest(elsewhere) == rows_digest(rows)  # the same pictures in another folder
+    relabelled = [rows[0][:1] + (rows[0][1] + 1,) + rows[0][2:]] + rows[1:]
+    assert rows_digest(rows[1:])[0] == 95 and rows_digest(relabelled)[1] != rows_digest(rows)[1]
+
+
+def test_a_run_resumed_on_another_number_of_processes_keeps_to_its_schedule_by_epochs(capsys):
     # 10 steps an epoch in one process, 5 in each of two: after 2 of 4 epochs the cosine is half-way.
     args = train.parse_args(['--epochs', '4', '--schedule', 'cosine', '--warmup-epochs', '1'])
     optimizer = torch.optim.Adam(torch.nn.Linear(1, 1).parameters(), lr=args.lr)
@@ -2105,7 +2127,11 @@ def test_a_run_resumed_on_another_number_of_processes_keeps_to_its_schedule_by_e
     before = optimizer.param_groups[0]['lr']
     train.go_on_by_epochs(scheduler, optimizer, 2, 10, args, distributed.Context())  # the same processes
     assert (scheduler.last_epoch, optimizer.param_groups[0]['lr']) == (20, before)
-    train.go_on_by_epochs(scheduler, optimizer, 2, 5, args, distributed.Context())
+    train.go_on_by_epochs(scheduler, optimizer, 2, 5, args, distributed.Context(rank=0, world_size=2), 1)
+    assert capsys.readouterr().out == (
+        'note: 20 steps in 2 epoch(s) so far, 5 an epoch now (another number of processes or of pictures); the '
+        'learning-rate schedule goes on from the end of epoch 2; the effective batch is 32 (2 x --batch-size 16), '
+        'where the run trained at 16 in 1, with the same --lr 0.001\n')
     assert scheduler.last_epoch == 10
     assert optimizer.param_groups[0]['lr'] == pytest.approx(args.lr * 0.5 * (1 + math.cos(math.pi / 3)))
     assert optimizer.param_groups[0]['lr'] == pytest.approx(before)  # the same point of the curve
