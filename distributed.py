@@ -48,6 +48,11 @@ def setup(device_name):
         raise UserError(f'WORLD_SIZE={os.environ["WORLD_SIZE"]} is set, but not {", ".join(missing)}: start '
                         'the processes with torchrun, which sets them all, or unset WORLD_SIZE to train in one')
     rank, world_size = int(os.environ['RANK']), int(os.environ['WORLD_SIZE'])
+    if (device_name or '').startswith('cuda:'):
+        # Taken, it was set as the current device (a CUDA context on it) in every process, then
+        # left for each process's own GPU below: ignored, without a word.
+        raise UserError(f'--device {device_name}: under torchrun each process takes the GPU of its place on the '
+                        'machine (LOCAL_RANK); give --device cuda, and pick the GPUs with CUDA_VISIBLE_DEVICES')
     device = pick_device(device_name)
     if device.type == 'cuda':
         # Every process of the machine checks them all, so that each finds what the first says.

@@ -316,6 +316,16 @@ def test_more_processes_than_gpus_is_said_alike_by_every_process_of_the_machine(
         distributed.setup('cuda')
 
 
+def test_a_gpu_named_under_torchrun_is_refused_before_any_is_touched(monkeypatch):
+    # pick_device set cuda:1 as the current device in every process, which then took its own anyway.
+    monkeypatch.setattr(distributed, 'pick_device', lambda name: pytest.fail('picked'))
+    torchrun_sets(monkeypatch, world_size=2, rank=0)
+    with pytest.raises(UserError, match=r'^--device cuda:1: under torchrun each process takes the GPU of its place '
+                                        r'on the machine \(LOCAL_RANK\); give --device cuda, and pick the GPUs with '
+                                        'CUDA_VISIBLE_DEVICES$'):
+        distributed.setup('cuda:1')
+
+
 def test_more_processes_than_gpus_is_found_where_the_launcher_gives_no_local_world_size(monkeypatch):
     # torchrun sets LOCAL_WORLD_SIZE, another launcher may not: process 1 of a machine means two
     # processes there at least, which one GPU cannot take (else CUDA's error on cuda:1, later).
