@@ -36,7 +36,7 @@ def finished_but_for_its_files(argv, args, resume, path):
     epoch more (train.complete_resumed_epoch). Else its --resume was refused as done, for good."""
     if given(argv, '--epochs') or args.epochs != resume['epoch']:
         return False
-    left = left_unwritten(checkpoint_folder(path), resume)
+    left = left_unwritten(checkpoint_folder(path), resume, path)
     if left:
         print(f'note: the run in {path} has done all its {counted(args.epochs, "epoch")}, but a stop in the last one '
               'left some of its files unwritten: they are written, and no epoch more')

@@ -277,12 +277,16 @@ def keep_best_of_resumed(run_dir, resume, path):
               'when a later epoch beats it')
 
 
-def left_unwritten(run_dir, resume):
-    """The files of the resumed epoch that are not in run_dir as its run writes them. last.pth is
-    written first (train.save_epoch): a stop after it (a kill -9, a power cut) left best.pth at an
-    earlier epoch, the epoch's numbered checkpoint unwritten, metrics.csv a row short, or curves.png
-    an epoch behind. The next epoch writes the last two again, but not the first two; and a run so
-    stopped in its last epoch has no next one."""
+def left_unwritten(run_dir, resume, path):
+    """The files of the epoch of the run's last.pth, resumed from path, that are not in run_dir as
+    its run writes them. last.pth is written first (train.save_epoch): a stop after it (a kill -9, a
+    power cut) left best.pth at an earlier epoch, the epoch's numbered checkpoint unwritten,
+    metrics.csv a row short, or curves.png an epoch behind. The next epoch writes the last two
+    again, but not the first two; and a run so stopped in its last epoch has no next one. (A branch,
+    another checkpoint copied into a folder of its own, is no stopped run: keep_best_of_resumed.)"""
+    last = os.path.join(run_dir, 'last.pth')
+    if not (os.path.exists(last) and os.path.samefile(last, path)):
+        return []
     epoch, settings = resume['epoch'], resume['args']
     left = []
     best = os.path.join(run_dir, 'best.pth')

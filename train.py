@@ -316,7 +316,7 @@ def other_batch(trained_in, args, context):
     """Where a run goes on in another number of processes: its effective batch, said. --batch-size is
     each process's and a resumed run keeps it, as it keeps --lr: the same rate over a batch of
     another size, which the note said nothing of."""
-    if trained_in is None or trained_in == context.world_size:
+    if not isinstance(trained_in, int) or trained_in == context.world_size:  # None: a checkpoint from before
         return ''
     return (f'; the effective batch is {context.world_size * args.batch_size:,} ({context.world_size} x '
             f'--batch-size {args.batch_size}), where the run trained at {trained_in * args.batch_size:,} in '
@@ -536,7 +536,7 @@ def complete_resumed_epoch(run_dir, resume, path):
     (runs.left_unwritten), written as save_epoch would have: else best.pth stayed at an earlier epoch
     for good, the run's record of its best naming this one, and a run stopped in its last epoch kept
     its metrics.csv a row short."""
-    left = left_unwritten(run_dir, resume)
+    left = left_unwritten(run_dir, resume, path)
     for name in left:
         if name == 'metrics.csv':
             write_metrics(resume['history'], run_dir)

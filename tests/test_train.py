@@ -2096,8 +2096,8 @@ def test_processes_over_other_rows_of_the_split_stop_before_training(small_split
     monkeypatch.setattr(distributed, 'on_every_process', lambda mine, context: [
         mine, tuple(theirs(rows) if i == index else rows for i, rows in enumerate(mine))])
     monkeypatch.setattr(train, 'train_one_epoch', lambda *args: pytest.fail('trained'))
-    with pytest.raises(UserError, match=f"^{re.escape(small_split[split])}: process 1 keeps {said}: every machine needs "
-                                        'the same split and the same pictures'):
+    with pytest.raises(UserError, match=f"^{re.escape(small_split[split])}: process 1 keeps {said}: every machine "
+                                        'needs the same split and the same pictures'):
         train.main(train_args(small_split, tmp_path, '--epochs', 1, '--batch-size', 32))
 
 
@@ -2385,13 +2385,18 @@ def test_a_best_pth_an_epoch_behind_the_runs_record_of_its_best_is_written_on_re
     state = checkpoint_load(str(run / 'last.pth'))
     earlier = dict(state, epoch=0)  # best.pth as an earlier epoch left it
     checkpoint_save(str(run / 'best.pth'), earlier)
-    assert runs.left_unwritten(str(run), state) == ['best.pth']
+    assert runs.left_unwritten(str(run), state, str(run / 'last.pth')) == ['best.pth']
     train.complete_resumed_epoch(str(run), state, str(run / 'last.pth'))
     assert checkpoint_load(str(run / 'best.pth'))['epoch'] == 1
-    assert runs.left_unwritten(str(run), state) == []
+    assert runs.left_unwritten(str(run), state, str(run / 'last.pth')) == []
     assert capsys.readouterr().out.startswith('wrote best.pth of epoch 1 from ')
     # Where the record names an earlier epoch as the best, best.pth holding it is right
-    assert runs.left_unwritten(str(run), dict(state, epoch=2, best={'epoch': 1, 'score': 0.5})) == []
+    assert runs.left_unwritten(str(run), dict(state, epoch=2, best={'epoch': 1, 'score': 0.5}),
+                               str(run / 'last.pth')) == []
+    # A branch (another checkpoint copied in beside it) is no stopped run: its folder's files are not its epoch's
+    shutil.copy(run / 'last.pth', run / 'copy.pth')
+    checkpoint_save(str(run / 'best.pth'), earlier)
+    assert runs.left_unwritten(str(run), state, str(run / 'copy.pth')) == []
 
 
 def test_a_resumed_runs_tensorboard_log_is_its_history_logged_anew_in_its_own_log_folder(small_split, tmp_path,
