@@ -80,9 +80,9 @@ def can_show(folder):
     return False
 
 
-def save_figure(fig, path):
+def save_figure(fig, path, metadata=None):
     with atomic_path(path) as tmp:  # never a half-written PNG in place of the last one
-        fig.savefig(tmp, dpi=100)
+        fig.savefig(tmp, dpi=100, metadata=metadata)
 
 
 def drawn_by_matplotlib(path):
@@ -118,7 +118,9 @@ def plot_curves(history, path):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    save_figure(fig, path)
+    # The last epoch drawn, in a text chunk of the file: what a resumed run reads to tell curves an
+    # epoch behind (runs.left_unwritten), where the file's time said nothing after a `cp -r`.
+    save_figure(fig, path, metadata={'Epoch': str(epochs[-1])})
     plt.close(fig)
 
 

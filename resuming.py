@@ -30,11 +30,12 @@ GIVEN_ANEW_ON_RESUME = {'epochs': '--epochs', 'val_every': '--val-every', 'save_
                         'val_csv': '--val-csv', 'attributes_file': '--attributes_file'}
 
 
-def finished_but_for_its_files(argv, args, resume, path):
-    """Whether the run, resumed with its own --epochs, has done them all but a stop in the last one,
-    after its last.pth, left that epoch's other files unwritten: it goes on to write them, and no
-    epoch more (train.complete_resumed_epoch). Else its --resume was refused as done, for good."""
-    if given(argv, '--epochs') or args.epochs != resume['epoch']:
+def finished_but_for_its_files(args, resume, path):
+    """Whether the run, resumed with its own --epochs (given again or not), has done them all but a
+    stop in the last one, after its last.pth, left that epoch's other files unwritten: it goes on
+    to write them, and no epoch more (train.complete_resumed_epoch). Else its --resume was refused
+    as done, for good."""
+    if not args.epochs == resume['epoch'] == resume['args'].get('epochs'):
         return False
     left = left_unwritten(checkpoint_folder(path), resume, path)
     if left:
@@ -73,7 +74,7 @@ def resumed_args(argv, resume, path, parse_args, parser):
     if args.pretrained and not saved.get('pretrained'):
         raise UserError(f'--pretrained: the run in {path} started from scratch, and a resumed run goes on from '
                         "its checkpoint's weights; leave --pretrained out")
-    if args.epochs <= resume['epoch'] and not finished_but_for_its_files(argv, args, resume, path):
+    if args.epochs <= resume['epoch'] and not finished_but_for_its_files(args, resume, path):
         done = f'the run in {path} has done {counted(resume["epoch"], "epoch")}'
         raise UserError((f'--epochs {args.epochs}: {done} already' if given(argv, '--epochs')
                          else f'{done}, all it was to train') + '; give a larger --epochs to train it further')

@@ -11,6 +11,9 @@ from datetime import datetime
 
 from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder, json_object,
                     remove_left_temporaries)
+from PIL import Image
+
+from catalog import UNREADABLE
 from checkpoint import checkpoint_load, checkpoint_save
 from cli import UserError, quoted_path
 
@@ -298,14 +301,23 @@ def left_unwritten(run_dir, resume, path):
         numbered = f'checkpoint-{epoch:06d}.pth'
         if not os.path.exists(os.path.join(run_dir, numbered)):
             left.append(numbered)
-    metrics, curves = os.path.join(run_dir, 'metrics.csv'), os.path.join(run_dir, 'curves.png')
-    if metric_rows(metrics) < len(resume['history']):
+    if metric_rows(os.path.join(run_dir, 'metrics.csv')) < len(resume['history']):
         left.append('metrics.csv')
+    curves = os.path.join(run_dir, 'curves.png')
     plotted = resume['history'][-1].get('val_loss') is not None or epoch == settings.get('epochs')  # train.plot_now
-    if plotted and (not os.path.exists(curves) or 'metrics.csv' in left
-                    or os.path.getmtime(curves) < os.path.getmtime(metrics)):  # drawn after it
+    if plotted and (not os.path.exists(curves) or curves_epoch(curves) not in (epoch, None)):
         left.append('curves.png')
     return left
+
+
+def curves_epoch(path):
+    """The last epoch the curves at path show, as plots.plot_curves writes it into the file; None
+    where the file says none (drawn before it did) or cannot be read."""
+    try:
+        with Image.open(path, formats=['PNG']) as img:
+            return int(img.info['Epoch'])
+    except (*UNREADABLE, KeyError):
+        return None
 
 
 def metric_rows(path):

@@ -125,7 +125,7 @@ def test_a_ctrl_c_as_the_drawing_processes_start_stops_them_all(tmp_path, monkey
 
 def test_each_row_of_a_confusion_matrix_is_a_true_classs_share_of_each_prediction(tmp_path, monkeypatch):
     drawn = []
-    monkeypatch.setattr(plots, 'save_figure', lambda fig, path: drawn.append(fig.axes[0].images[0].get_array()))
+    monkeypatch.setattr(plots, 'save_figure', lambda fig, path, **_: drawn.append(fig.axes[0].images[0].get_array()))
     plot_confusion_matrix(np.array([0, 0, 0, 1]), np.array([0, 1, 1, 1]), ['a', 'b'], 'title', str(tmp_path / 'c.png'))
     np.testing.assert_allclose(np.asarray(drawn[0]), [[1 / 3, 2 / 3], [0, 1]])
 
@@ -151,7 +151,7 @@ def test_a_confusion_matrix_title_with_a_long_path_stays_inside_the_figure(tmp_p
 @pytest.mark.parametrize('epochs', [1, 2, 3, 50])
 def test_the_curves_mark_whole_epochs_only(tmp_path, monkeypatch, epochs):
     ticks = []
-    monkeypatch.setattr(plots, 'save_figure', lambda fig, path: ticks.extend(
+    monkeypatch.setattr(plots, 'save_figure', lambda fig, path, **_: ticks.extend(
         tick for ax in fig.axes for tick in ax.get_xticks() if ax.get_xlim()[0] <= tick <= ax.get_xlim()[1]))
     row = {'train_loss': 1.0, **{f'train_{head}_accuracy': 0.5 for head in ('gender', 'article', 'color')}}
     plots.plot_curves([dict(row, epoch=epoch) for epoch in range(1, epochs + 1)], str(tmp_path / 'curves.png'))
@@ -168,7 +168,7 @@ def test_the_grid_shows_each_picture_as_it_was():
 def test_every_picture_is_in_the_grid_the_last_row_too(tmp_path, monkeypatch):
     from dataset import AttributesDataset
     shown = []
-    monkeypatch.setattr(plots, 'save_figure', lambda fig, path: shown.append(sum(bool(ax.images) for ax in fig.axes)))
+    monkeypatch.setattr(plots, 'save_figure', lambda fig, path, **_: shown.append(sum(bool(ax.images) for ax in fig.axes)))
     labels = {head: np.zeros(12, dtype=int) for head in ('gender', 'article', 'color')}
     vocab = {'gender': ['Men', 'Women'], 'article': ['Shirts', 'Tshirts'], 'color': ['Black', 'Blue']}
     visualize_grid(np.zeros((12, 3, 80, 60), np.float32), labels, labels, AttributesDataset(vocab=vocab),
@@ -200,7 +200,7 @@ def test_a_class_only_predicted_keeps_its_column_and_its_row_is_greyed_out(tmp_p
     # Half of class a called b: a matrix of the true classes only would show a as all correct.
     # b's row of zeros, drawn as it was, read as a class never recognised, though none was there.
     drawn = []
-    monkeypatch.setattr(plots, 'save_figure', lambda fig, path: drawn.append(fig.axes[0]))
+    monkeypatch.setattr(plots, 'save_figure', lambda fig, path, **_: drawn.append(fig.axes[0]))
     plot_confusion_matrix(np.array([0, 0]), np.array([0, 1]), ['a', 'b'], 't', str(tmp_path / 'c.png'))
     ax, = drawn
     np.testing.assert_allclose(np.asarray(ax.images[0].get_array()), [[0.5, 0.5], [0, 0]])
@@ -237,7 +237,7 @@ def test_a_title_in_a_script_the_font_lacks_is_drawn_without_a_warning_a_charact
 def test_a_head_with_one_class_in_the_set_is_drawn_without_sklearns_warning(tmp_path, monkeypatch, recwarn):
     # A one-row val.csv, or one of men only: sklearn warned in two lines naming its own file.
     drawn = []
-    monkeypatch.setattr(plots, 'save_figure', lambda fig, path: drawn.append(fig.axes[0].images[0].get_array()))
+    monkeypatch.setattr(plots, 'save_figure', lambda fig, path, **_: drawn.append(fig.axes[0].images[0].get_array()))
     plot_confusion_matrix(np.array([1, 1]), np.array([1, 1]), ['a', 'b'], 't', str(tmp_path / 'c.png'))
     np.testing.assert_allclose(np.asarray(drawn[0]), [[1.0]])
     assert [str(w.message) for w in recwarn] == []
@@ -448,7 +448,7 @@ def test_a_ctrl_c_to_test_py_once_its_figures_are_drawn_leaves_the_last_evaluati
 
 def test_the_curves_draw_each_splits_loss_and_each_heads_accuracy(tmp_path, monkeypatch):
     drawn = []
-    monkeypatch.setattr(plots, 'save_figure', lambda fig, path: drawn.append(fig))
+    monkeypatch.setattr(plots, 'save_figure', lambda fig, path, **_: drawn.append(fig))
 
     def accuracies(prefix, gender, article, colour):
         return {f'{prefix}gender_accuracy': gender, f'{prefix}article_accuracy': article,
@@ -488,7 +488,7 @@ def test_the_curves_are_saved_at_100_dpi(tmp_path):
 def test_a_confusion_matrix_names_the_classes_it_shows(tmp_path, monkeypatch):
     # Class b is neither in the set nor predicted: a and c, not the first two names.
     drawn = []
-    monkeypatch.setattr(plots, 'save_figure', lambda fig, path: drawn.append(fig.axes[0]))
+    monkeypatch.setattr(plots, 'save_figure', lambda fig, path, **_: drawn.append(fig.axes[0]))
     plot_confusion_matrix(np.array([0, 2]), np.array([2, 2]), ['a', 'b', 'c'], 't', str(tmp_path / 'c.png'))
     (ax,) = drawn
     assert [label.get_text() for label in ax.get_xticklabels()] == ['a', 'c']
@@ -498,7 +498,7 @@ def test_a_confusion_matrix_names_the_classes_it_shows(tmp_path, monkeypatch):
 @pytest.mark.parametrize('classes, values, fontsize', [(15, 15 * 15, 10), (16, 0, 6)])
 def test_a_confusion_matrix_writes_its_values_up_to_15_classes(tmp_path, monkeypatch, classes, values, fontsize):
     drawn = []
-    monkeypatch.setattr(plots, 'save_figure', lambda fig, path: drawn.append(fig.axes[0]))
+    monkeypatch.setattr(plots, 'save_figure', lambda fig, path, **_: drawn.append(fig.axes[0]))
     truth = np.arange(classes)
     plot_confusion_matrix(truth, truth, [f'class {i}' for i in truth], 't', str(tmp_path / 'c.png'))
     (ax,) = drawn
@@ -539,7 +539,7 @@ def test_figures_drawn_for_show_stay_open_in_this_process_and_the_others_are_clo
 def test_each_picture_in_the_grid_is_titled_with_its_predictions_and_the_true_labels_it_missed(tmp_path,
                                                                                                 monkeypatch):
     drawn = []
-    monkeypatch.setattr(plots, 'save_figure', lambda fig, path: drawn.append(fig))
+    monkeypatch.setattr(plots, 'save_figure', lambda fig, path, **_: drawn.append(fig))
     predicted = {'gender': np.array([0, 0]), 'article': np.array([1, 2]), 'color': np.array([0, 1])}
     truth = {'gender': np.array([0, 1]), 'article': np.array([1, 0]), 'color': np.array([0, 1])}
     visualize_grid(np.zeros((2, 3, 80, 60), np.float32), predicted, truth, Names(), str(tmp_path / 'grid.png'),
@@ -613,7 +613,7 @@ def test_a_ctrl_c_in_a_fork_handler_as_the_drawing_processes_start_is_not_lost()
 def test_after_one_epoch_the_training_curves_are_drawn_too(tmp_path, monkeypatch):
     # A line through one point draws nothing: after `--epochs 1` only the validation dots showed.
     drawn = []
-    monkeypatch.setattr(plots, 'save_figure', lambda fig, path: drawn.append(fig))
+    monkeypatch.setattr(plots, 'save_figure', lambda fig, path, **_: drawn.append(fig))
     row = {'epoch': 1, 'train_loss': 7.6, 'val_loss': 7.2, **{f'train_{head}_accuracy': 0.3 for head in HEADS},
            **{f'{head}_accuracy': 0.4 for head in HEADS}}
     plots.plot_curves([row], str(tmp_path / 'curves.png'))
@@ -626,7 +626,7 @@ def test_confusion_matrix_shades_run_from_0_to_1_whatever_the_largest_share(tmp_
     # Stretched to the largest share, a class recognised 60% of the time was as dark as one always
     # recognised, and two checkpoints' figures could not be compared; above 15 classes no value said it.
     drawn = []
-    monkeypatch.setattr(plots, 'save_figure', lambda fig, path: drawn.append(fig))
+    monkeypatch.setattr(plots, 'save_figure', lambda fig, path, **_: drawn.append(fig))
     truth = np.repeat(np.arange(classes), 5)
     predicted = np.where(np.arange(len(truth)) % 5 < 3, truth, (truth + 1) % classes)  # 60% right
     plot_confusion_matrix(truth, predicted, [f'class {i}' for i in range(classes)], 't', str(tmp_path / 'c.png'))

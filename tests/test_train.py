@@ -2362,7 +2362,7 @@ def test_a_run_killed_in_its_last_epoch_after_last_pth_gets_that_epochs_files_on
     assert 'checkpoint-000002.pth' not in os.listdir(run) and len(read_metrics(run)) == 1
     last = checkpoint_load(str(run / 'last.pth'))
     assert last['epoch'] == 2
-    train.main(['--resume', str(run / 'last.pth'), '--device', 'cpu'])
+    train.main(['--resume', str(run / 'last.pth'), '--device', 'cpu', '--epochs', '2'])  # its own, given again
     out = capsys.readouterr().out
     left = ['checkpoint-000002.pth', 'metrics.csv', 'curves.png']
     assert out.startswith(f'note: the run in {run / "last.pth"} has done all its 2 epochs, but a stop in the last '
@@ -2371,9 +2371,14 @@ def test_a_run_killed_in_its_last_epoch_after_last_pth_gets_that_epochs_files_on
     assert checkpoint_load(str(run / 'checkpoint-000002.pth'))['epoch'] == 2
     assert [row['epoch'] for row in read_metrics(run)] == ['1', '2']
     assert checkpoint_load(str(run / 'best.pth'))['epoch'] == last['best']['epoch']
-    assert os.path.getmtime(run / 'curves.png') >= os.path.getmtime(run / 'metrics.csv')
+    assert runs.curves_epoch(str(run / 'curves.png')) == 2
     with pytest.raises(UserError, match='has done 2 epochs, all it was to train'):  # complete now
         train.main(['--resume', str(run / 'last.pth'), '--device', 'cpu'])
+    # Copied (cp -r: the files' times are the copy's, curves.png's older than metrics.csv's here): complete still
+    shutil.copytree(run, tmp_path / 'copy', copy_function=shutil.copyfile)
+    os.utime(tmp_path / 'copy' / 'curves.png', (1, 1))
+    with pytest.raises(UserError, match='has done 2 epochs, all it was to train'):
+        train.main(['--resume', str(tmp_path / 'copy' / 'last.pth'), '--device', 'cpu'])
 
 
 def test_a_best_pth_an_epoch_behind_the_runs_record_of_its_best_is_written_on_resume(one_epoch_run, tmp_path,
@@ -2391,11 +2396,10 @@ def test_a_best_pth_an_epoch_behind_the_runs_record_of_its_best_is_written_on_re
     assert runs.left_unwritten(str(run), state, str(run / 'last.pth')) == []
     assert capsys.readouterr().out.startswith('wrote best.pth of epoch 1 from ')
     # Where the record names an earlier epoch as the best, best.pth holding it is right
-    assert runs.left_unwritten(str(run), dict(state, epoch=2, best={'epoch': 1, 'score': 0.5}),
-                               str(run / 'last.pth')) == []
+    checkpoint_save(str(run / 'best.pth'), earlier)  # where the record names an earlier epoch, it holds that one
+    assert runs.left_unwritten(str(run), dict(state, best={'epoch': 0, 'score': 0.5}), str(run / 'last.pth')) == []
     # A branch (another checkpoint copied in beside it) is no stopped run: its folder's files are not its epoch's
     shutil.copy(run / 'last.pth', run / 'copy.pth')
-    checkpoint_save(str(run / 'best.pth'), earlier)
     assert runs.left_unwritten(str(run), state, str(run / 'copy.pth')) == []
 
 
