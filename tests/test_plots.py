@@ -168,7 +168,8 @@ def test_the_grid_shows_each_picture_as_it_was():
 def test_every_picture_is_in_the_grid_the_last_row_too(tmp_path, monkeypatch):
     from dataset import AttributesDataset
     shown = []
-    monkeypatch.setattr(plots, 'save_figure', lambda fig, path, **_: shown.append(sum(bool(ax.images) for ax in fig.axes)))
+    monkeypatch.setattr(plots, 'save_figure',
+                        lambda fig, path, **_: shown.append(sum(bool(ax.images) for ax in fig.axes)))
     labels = {head: np.zeros(12, dtype=int) for head in ('gender', 'article', 'color')}
     vocab = {'gender': ['Men', 'Women'], 'article': ['Shirts', 'Tshirts'], 'color': ['Black', 'Blue']}
     visualize_grid(np.zeros((12, 3, 80, 60), np.float32), labels, labels, AttributesDataset(vocab=vocab),
