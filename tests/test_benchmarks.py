@@ -712,7 +712,13 @@ def test_bench_prints_each_path_and_leaves_no_temporary_folder(tmp_path):
     assert ours_tutorial == pytest.approx(ours / tutorial, abs=0.01 + ours / tutorial ** 2)
     assert re.search(r'^4 evaluation \(batch 256, fp32\): \d+ images/s', done.stdout, re.M)
     assert 'in-memory cache: 200 images decoded' in done.stdout
-    assert 'note:' not in done.stdout  # one round tells nothing of how steady the machine was
+    # One round tells nothing of how steady the machine was; but a busy machine can make the bare step the
+    # slower, and that is said (above_the_bare_step_note), where 3/1 is above 1.1
+    notes = [line for line in done.stdout.splitlines() if line.startswith('note:')]
+    said = "note: train.py's path ran faster than the bare step, which bounds it (3/1 "
+    busy = [f'{said}{ours_bare:.2f} at batch 16): the machine was busy as the bare step was timed, and the ratios '
+            'above are off; run it again with 2 or more --rounds, which show such a spread']
+    assert notes == busy if ours_bare > 1.105 else notes == [] if ours_bare < 1.095 else notes in ([], busy), notes
     assert not list(tmp_path.glob('fashion-bench-*'))
 
 
