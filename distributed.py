@@ -167,9 +167,7 @@ def gather_predictions(context):
     def gather(predicted, truth, loss_sum):
         if not context.distributed:
             return predicted, truth, loss_sum
-        shards = [None] * context.world_size
-        dist.all_gather_object(shards, (predicted, truth, loss_sum))
-        return merge_shards(shards)
+        return merge_shards(on_every_process((predicted, truth, loss_sum), context))
     return gather
 
 

@@ -118,13 +118,8 @@ def metric_text(value):
 def metrics_problem(path, history):
     """Why the metrics.csv at path is not train.py's of the first epochs of history (or of all), in
     words for a message; None where it is."""
-    try:
-        with open(path, newline='', encoding='utf-8') as f:
-            reader = csv.DictReader(f)
-            rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error):
-        rows = None
-    if rows is None or not {'epoch', 'train_loss'} <= set(reader.fieldnames or ()):
+    rows, columns = metric_rows(path)
+    if rows is None or not {'epoch', 'train_loss'} <= set(columns):
         return 'which is not a train.py run\'s'
     if len(rows) > len(history):
         return f'of {len(rows)} epochs, more than the checkpoint\'s {len(history)}'
@@ -301,7 +296,7 @@ def left_unwritten(run_dir, resume, path):
         numbered = f'checkpoint-{epoch:06d}.pth'
         if not os.path.exists(os.path.join(run_dir, numbered)):
             left.append(numbered)
-    if metric_rows(os.path.join(run_dir, 'metrics.csv')) < len(resume['history']):
+    if len(metric_rows(os.path.join(run_dir, 'metrics.csv'))[0] or ()) < len(resume['history']):
         left.append('metrics.csv')
     curves = os.path.join(run_dir, 'curves.png')
     plotted = resume['history'][-1].get('val_loss') is not None or epoch == settings.get('epochs')  # train.plot_now
@@ -321,11 +316,13 @@ def curves_epoch(path):
 
 
 def metric_rows(path):
+    """The rows of the metrics.csv at path and its columns; (None, ()) where it cannot be read."""
     try:
         with open(path, newline='', encoding='utf-8') as f:
-            return sum(1 for _ in csv.DictReader(f))
+            reader = csv.DictReader(f)
+            return list(reader), reader.fieldnames or ()
     except (OSError, UnicodeDecodeError, csv.Error):
-        return 0
+        return None, ()
 
 
 def tensorboard_installed():
