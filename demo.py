@@ -17,25 +17,13 @@ import time
 
 import split_data
 import train
-from atomic import absolute_path, check_writable_folder, folder_locked, folder_made
+from atomic import absolute_path, atomic_open, check_writable_folder, folder_locked, folder_made, json_object
 from cli import (PROJECT, UserError, add_debug_flag, counted, path_name, pick_device, positive_int, quoted_path,
                  reach_problem, run_cli)
 from dataset import HEADS, TITLES
 from runs import check_log_folder, check_run_folder, run_folder
 from sample_catalog import (MARK, holds_theirs, image_count, is_sample_catalog, make_catalog, own_mark,
                             sample_catalog_size)
-
-
-# split_data.py's default --val-fraction 0.2 keeps one of 3 pictures for validation, none of 2.
-FEWEST_IMAGES = 3
-
-
-def sample_size(text):
-    value = image_count(text)
-    if value < FEWEST_IMAGES:
-        raise argparse.ArgumentTypeError(f'{value}: the demo needs at least {FEWEST_IMAGES} pictures, some to '
-                                         'train on and one to validate with')
-    return value
 
 
 DATA = 'fashion-product-images'  # where the tutorial has the dataset unpacked
@@ -45,11 +33,12 @@ SAMPLE_IMAGES = 3000  # --images of the sample catalog, by default
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Run split, train and test in one go', allow_abbrev=False)
     parser.add_argument('--data', type=path_name, default=None,
-                        help='the real catalog, a folder with styles.csv and images/ (default: '
+                        help='the real catalog, a folder with styles.csv and images/, or a sample catalog of '
+                             'sample_catalog.py\'s (default: '
                              f'{DATA} where it holds styles.csv, else a built-in sample catalog)')
     parser.add_argument('--work', default='demo',
                         help='folder for the sample catalog, splits, checkpoints and results (default: demo)')
-    parser.add_argument('--images', type=sample_size, default=None,
+    parser.add_argument('--images', type=image_count, default=None,
                         help='pictures in the sample catalog; on the real data, how many of its pictures are split '
                              '(default: 3000 drawn; on the real data the tutorial\'s 40,000)')
     parser.add_argument('--epochs', type=positive_int, default=None,
@@ -143,6 +132,27 @@ def split_elsewhere(work, catalog, real):
     return None
 
 
+# In --work: the digests of the split the demo wrote there, which tell it from one of the user's.
+SPLIT_MARK = 'demo_split.json'
+
+
+def own_split(work):
+    """Whether train.csv and val.csv in work are the split the demo wrote there, as SPLIT_MARK says:
+    the demo's to replace, where an earlier demo of another --images or catalog left it. Before,
+    it was refused as maybe the user's (`demo.py --images 2000 --epochs 1`, then `demo.py`)."""
+    mark = json_object(os.path.join(work, SPLIT_MARK)) or {}
+    try:
+        digests = split_data.split_in(work)
+    except OSError:  # one not to be read: not known to be the demo's
+        return False
+    return None not in digests and mark.get('digests') == digests
+
+
+def mark_own_split(work):
+    with atomic_open(os.path.join(work, SPLIT_MARK), encoding='utf-8') as f:
+        json.dump({'written by': 'demo.py', 'digests': split_data.split_in(work)}, f)
+
+
 def kept_split(work, paths):
     return UserError(f'--work {work}: {" and ".join(paths)}: another split than the demo\'s is there, maybe '
                      'yours, which the demo does not write over; move it away or give another --work')
@@ -218,7 +228,8 @@ def step(number, text):
 def main(argv=None):
     args = parse_args(argv)
     pick_device(args.device)  # a --device that is not there is refused now, not after minutes of work
-    if args.data is None:
+    given = args.data is not None
+    if not given:
         args.data = DATA
     else:
         check_data_given(args.data)
@@ -227,22 +238,26 @@ def main(argv=None):
     # split and trained in the same files.
     named, holder = f'--work {args.work}', 'another demo.py running in it'
     with folder_made(args.work), folder_locked(args.work, named, holder):
-        run_demo(args)
+        run_demo(args, given)
 
 
-def run_demo(args):
+def run_demo(args, data_given):
     mark = own_mark(args.data)  # of a drawing there: none beside the real dataset
     if mark and os.path.isfile(os.path.join(args.data, 'styles.csv')) and holds_theirs(args.data, mark):
         raise drawn_over(args.data, f'--data {args.data}')  # no sample, to train the demo's own in its place
     real = has_real_dataset(args.data)
+    # A sample catalog given as --data is the one meant: another was drawn in its place, unsaid but
+    # in a line among many. Trained with the sample recipe; split, as the real data, to --images.
+    sample_given = data_given and is_sample_catalog(args.data)
     # On the real data, a quick look at the pipeline (`--images 2000 --epochs 1`): it was ignored.
-    at_most = ['--max-images', str(args.images)] if real and args.images else []
+    at_most = ['--max-images', str(args.images)] if (real or sample_given) and args.images else []
     args.images = args.images or SAMPLE_IMAGES
     epochs = args.epochs or (50 if real else 8)
     batch_size = args.batch_size or (16 if real else 32)
     started = time.perf_counter()
-    catalog = args.data if real else os.path.join(args.work, 'fashion-product-images')
-    theirs = split_elsewhere(args.work, catalog, real)
+    catalog = args.data if real or sample_given else os.path.join(args.work, 'fashion-product-images')
+    ours = own_split(args.work)
+    theirs = None if ours else split_elsewhere(args.work, catalog, real)
     if theirs:  # said now, before a sample catalog is drawn into the user's folder
         raise kept_split(args.work, [theirs])
     training, test_script = train_command(args, catalog, real, epochs, batch_size), load_test_script()
@@ -250,21 +265,26 @@ def run_demo(args):
 
     step(1, 'the catalog')
     redrawn = False
-    if real:
-        print(f'found the real dataset in {catalog}: running the tutorial\'s job ({counted(epochs, "epoch")})'
-              + (f' on {counted(int(at_most[1]), "picture")} of it (--images)' if at_most else ''))
+    if real or sample_given:
+        job = 'the tutorial\'s job' if real else 'the sample recipe'
+        print(f'found the {"real dataset" if real else "sample catalog"} in {catalog}: running {job} '
+              f'({counted(epochs, "epoch")})' + (f' on {counted(int(at_most[1]), "picture")} of it (--images)'
+                                                 if at_most else ''))
     else:
         print(no_dataset_line(args.data))
         catalog, redrawn = sample_catalog(args)
 
     step(2, 'split_data.py')
-    # Another split of the same catalog is kept too, unless the demo has just drawn the catalog anew.
-    keep = [] if redrawn else ['--no-replace']
+    # Another split of the same catalog is kept too, unless it is the demo's own, or the demo has
+    # just drawn the catalog anew.
+    keep = [] if redrawn or ours else ['--no-replace']
     try:
-        # A split replaced is of the catalog drawn before, whose pictures are gone: not kept.
-        split_data.main([f'--input={catalog}', f'--output={args.work}'] + keep + at_most, keep_old=False)
+        # The demo's own split replaced is kept as *.old.csv, as split_data.py does (a run trained on
+        # it can be scored on it), but for one of the catalog drawn before, whose pictures are gone.
+        split_data.main([f'--input={catalog}', f'--output={args.work}'] + keep + at_most, keep_old=not redrawn)
     except split_data.OtherSplitThere as error:
         raise kept_split(args.work, error.paths) from error
+    mark_own_split(args.work)
 
     step(3, 'train.py')
     run_dir = train.main(training)

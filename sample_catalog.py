@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 from atomic import (atomic_open, check_no_folder_in_the_way, check_writable_folder, folder_locked, json_object,
                     remove_left_temporaries)
 from catalog import is_id, nul_safe
-from cli import (UserError, add_debug_flag, command, counted, if_stopped_say, non_negative_int, positive_int,
+from cli import (UserError, add_debug_flag, command, counted, if_stopped_say, non_negative_int,
                  run_cli, seed_number, what_is_there)
 
 HEADER = ['id', 'gender', 'masterCategory', 'subCategory', 'articleType', 'baseColour', 'season',
@@ -336,11 +336,17 @@ MARK = 'sample_catalog.json'
 
 
 MOST_IMAGES = 1_000_000  # 23 times the real catalog's pictures; a trillion ran out of memory
+# split_data.py's default --val-fraction 0.2 keeps one of 3 pictures for validation, none of 2.
+FEWEST_IMAGES = 3
 
 
-def image_count(text, lowest=0):
-    """--images: a whole number of pictures, from lowest to MOST_IMAGES."""
-    value = (positive_int if lowest else non_negative_int)(text)
+def image_count(text):
+    """--images: a whole number of pictures, from FEWEST_IMAGES to MOST_IMAGES. Fewer made a
+    catalog, exit 0, that split_data.py then refused: too few to split (none to split, of 0)."""
+    value = non_negative_int(text)
+    if value < FEWEST_IMAGES:
+        raise argparse.ArgumentTypeError(f'{value}: a catalog needs at least {FEWEST_IMAGES} pictures, some to train '
+                                         'on and one to validate with')
     if value > MOST_IMAGES:
         raise argparse.ArgumentTypeError(f'{value:,} is more than the {MOST_IMAGES:,} pictures a sample catalog may '
                                          'have (the real one has 44,072)')

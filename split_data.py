@@ -137,16 +137,22 @@ def renaming_hint(skipped, args):
     other_name = named_otherwise(os.path.join(args.input, 'images')) if 'no image file' in skipped else None
     if other_name:  # looked for as ID.jpg, not found: a copy that upper-cased the names, or a program's .jpeg
         return (f'The pictures are looked for as images/ID.jpg, and images/ holds names such as {other_name}; '
-                'rename them to end in .jpg')
+                'rename them to end in .jpg' + ('' if other_name.lower().endswith(('.jpg', '.jpeg')) else
+                                                ' (a picture is read by its content, whatever its name ends in)'))
     return None
 
 
+# Names of pictures that are not ID.jpg: a copy that upper-cased them, a program's .jpeg, or
+# pictures saved in another format (PNG, say), which are read all the same once renamed.
+OTHER_PICTURE_NAMES = ('.jpg', '.jpeg', '.png', '.webp', '.bmp', '.gif', '.tif', '.tiff')
+
+
 def named_otherwise(folder):
-    """A name in folder that ends in .jpg in another case or as .jpeg (10001.JPG, 10001.jpeg), or None."""
+    """A name in folder that ends as a picture's other than .jpg (10001.JPG, 10001.jpeg, 10001.png), or None."""
     try:
         with os.scandir(folder) as entries:
             return next((entry.name for entry in entries
-                         if entry.name.lower().endswith(('.jpg', '.jpeg')) and not entry.name.endswith('.jpg')), None)
+                         if entry.name.lower().endswith(OTHER_PICTURE_NAMES) and not entry.name.endswith('.jpg')), None)
     except OSError:
         return None
 
@@ -369,10 +375,12 @@ def rows_digest(data):
 
 def check_only_splits_replaced(folder):
     """Before any work: a train.csv or val.csv in folder is a split, which the new one replaces
-    (with a note), or empty. A file of that name that is no split is the user's, and stays."""
+    (with a note), or empty. A file of that name that is no split is the user's, and stays. One with
+    columns of the user's added, reordered or spaced (a spreadsheet's) is a split, as the scripts
+    that read it take it: before, it was refused as none, and could not be kept as *.old.csv."""
     for path in split_paths(folder) + old_split_paths(folder):
         header = first_row(path)
-        if header not in (None, FIELDNAMES):
+        if header is not None and not set(FIELDNAMES) <= {name.strip() for name in header}:
             raise UserError(f'--output {folder}: {path} is not a split (its first line is '
                             f'{",".join(header)[:80]!r}, not {",".join(FIELDNAMES)!r}), and would be '
                             'replaced; move it away or give another --output')

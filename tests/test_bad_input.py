@@ -756,6 +756,24 @@ def test_pictures_named_in_upper_case_are_named_in_the_error(small_split, tmp_pa
         split_data.main(['--input', str(root), '--output', str(tmp_path), '--workers', '1'])
 
 
+def test_pictures_saved_as_png_are_named_in_the_error_and_read_once_renamed(small_split, tmp_path):
+    # "skipped 200 no image file.", and no more: the hint named .JPG and .jpeg names only
+    import split_data
+    root = copy_catalog(small_split['catalog'], tmp_path)
+    for name in os.listdir(root / 'images'):
+        with Image.open(root / 'images' / name) as img:
+            img.save(root / 'images' / name.replace('.jpg', '.png'))
+        os.remove(root / 'images' / name)
+    with pytest.raises(UserError, match=r'images/ holds names such as \d+\.png; rename them to end in \.jpg \(a '
+                                        r'picture is read by its content, whatever its name ends in\)\.$'):
+        split_data.main(['--input', str(root), '--output', str(tmp_path), '--workers', '1'])
+    for name in os.listdir(root / 'images'):  # as the hint says
+        os.rename(root / 'images' / name, root / 'images' / name.replace('.png', '.jpg'))
+    counts = split_data.main(['--input', str(root), '--output', str(tmp_path), '--workers', '1'])
+    rows = sum(len(open(small_split[name]).readlines()) - 1 for name in ('train', 'val'))
+    assert counts['train'] + counts['val'] == rows > 0
+
+
 def test_some_pictures_named_in_upper_case_are_named_in_a_note(small_split, tmp_path, capsys):
     # Their rows were counted as "no image file" among the others, with no word of the names.
     import split_data

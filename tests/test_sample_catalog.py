@@ -304,6 +304,18 @@ def test_the_demo_refuses_a_sample_too_small_to_split_before_drawing_it(tmp_path
     assert demo.parse_args(['--images', '3']).images == 3
 
 
+@pytest.mark.parametrize('images', ['0', '2'])
+def test_a_catalog_too_small_to_split_is_refused_before_drawing_it(tmp_path, monkeypatch, capsys, images):
+    # "wrote 0 rows and 0 images", exit 0; then split_data.py refused it
+    monkeypatch.setattr(sys, 'argv', ['sample_catalog.py', '--output', str(tmp_path / 'c'), '--images', images])
+    with pytest.raises(SystemExit) as stop:
+        sample_catalog.main()
+    assert stop.value.code == 2 and capsys.readouterr().err.endswith(
+        f'error: argument --images/--size: {images}: a catalog needs at least 3 pictures, some to train on and one '
+        'to validate with\n')
+    assert not (tmp_path / 'c').exists()
+
+
 def test_the_demo_never_takes_a_catalog_in_its_folder_for_a_sample_one(tmp_path, capsys):
     # `python proj/demo.py --work proj` from elsewhere, with the real data in proj/: the demo's
     # short sample recipe on it, said to be on a sample, would be no one's job.
@@ -392,17 +404,49 @@ def test_the_demo_on_the_real_data_splits_as_many_pictures_as_images_says(tmp_pa
     def stop_at_training(argv):
         raise Trained()
     monkeypatch.setattr(demo.train, 'main', stop_at_training)
-    real = tmp_path / 'real'
+    real, work = tmp_path / 'real', tmp_path / 'w'
     make_catalog(str(real), n_images=30, seed=1)
     os.remove(real / 'sample_catalog.json')  # as downloaded
-    for images, rows in (('10', 10), (None, 30)):  # 30: all of them, the tutorial's 40,000 at most
+    # 30: all of them, the tutorial's 40,000 at most. The second writes over the first's split, the
+    # demo's own: it was refused as "another split than the demo's, maybe yours".
+    for images, rows in (('10', 10), (None, 30)):
         with pytest.raises(Trained):
-            demo.main(['--data', str(real), '--work', str(tmp_path / f'w{images}'), '--device', 'cpu']
+            demo.main(['--data', str(real), '--work', str(work), '--device', 'cpu']
                       + (['--images', images] if images else []))
         said = capsys.readouterr().out
         assert (f'found the real dataset in {real}: running the tutorial\'s job (50 epochs)'
                 + (' on 10 pictures of it (--images)\n' if images else '\n')) in said
-        assert sum(1 for name in ('train.csv', 'val.csv') for _ in open(tmp_path / f'w{images}' / name)) == 2 + rows
+        assert sum(1 for name in ('train.csv', 'val.csv') for _ in open(work / name)) == 2 + rows
+    # kept as split_data.py keeps a split it replaces: a run trained on it is scored on it
+    assert f'note: this replaced another split in {work}, kept as {work / "train.old.csv"}' in said
+    assert sum(1 for name in ('train.old.csv', 'val.old.csv') for _ in open(work / name)) == 2 + 10
+    with pytest.raises(Trained):  # nor is the demo's split of its sample, in the same --work, refused
+        demo.main(['--work', str(work), '--images', '20', '--device', 'cpu'])
+    with pytest.raises(Trained):
+        demo.main(['--data', str(real), '--work', str(work), '--device', 'cpu'])
+    assert 'found the real dataset' in capsys.readouterr().out
+
+
+def test_the_demo_trains_a_sample_catalog_given_as_data(tmp_path, monkeypatch, capsys):
+    # It drew another sample in its place, saying so in a line among many.
+    trained = []
+
+    def stop_at_training(argv):
+        trained.append(argv)
+        raise Trained()
+    monkeypatch.setattr(demo.train, 'main', stop_at_training)
+    given = tmp_path / 'mine'
+    make_catalog(str(given), n_images=30, seed=1)
+    for images, rows in (('10', 10), (None, 30)):
+        with pytest.raises(Trained):
+            demo.main(['--data', str(given), '--work', str(tmp_path / 'w'), '--device', 'cpu']
+                      + (['--images', images] if images else []))
+        assert (f'found the sample catalog in {given}: running the sample recipe (8 epochs)'
+                + (' on 10 pictures of it (--images)\n' if images else '\n')) in capsys.readouterr().out
+        assert sum(1 for name in ('train.csv', 'val.csv') for _ in open(tmp_path / 'w' / name)) == 2 + rows
+    assert f'--attributes_file={given / "styles.csv"}' in trained[-1] and 'cosine' in trained[-1]
+    assert trained[-1][trained[-1].index('--epochs') + 1] == '8'
+    assert not (tmp_path / 'w' / 'fashion-product-images').exists()
 
 
 def test_the_demo_run_from_another_folder_names_the_dataset_beside_it(tmp_path, monkeypatch):

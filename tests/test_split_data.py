@@ -525,6 +525,20 @@ def test_a_file_that_is_no_split_is_not_replaced_by_one(tmp_path, name):
     assert (tmp_path / name).read_text().startswith('image_path,gender,articleType,baseColour')
 
 
+@pytest.mark.parametrize('header', ['image_path,gender,articleType,baseColour,my_note',
+                                    ' gender , image_path,baseColour,articleType,'])
+def test_a_split_with_columns_of_the_users_is_a_split_kept_when_replaced(tmp_path, capsys, header):
+    # A column of notes added, or a spreadsheet's reordering, spaces and trailing comma: train.py
+    # reads it as a split, and split_data.py refused it as none, so it could not be kept.
+    catalog = make_catalog(str(tmp_path / 'catalog'), n_images=20, seed=1)
+    split_data.main(['--input', catalog['root'], '--output', str(tmp_path), '--workers', '1'])
+    edited = header + '\n' + ''.join((tmp_path / 'train.csv').read_text().splitlines(keepends=True)[1:])
+    (tmp_path / 'train.csv').write_text(edited)
+    split_data.main(['--input', catalog['root'], '--output', str(tmp_path), '--workers', '1', '--seed', '9'])
+    assert 'note: this replaced another split' in capsys.readouterr().out
+    assert (tmp_path / 'train.old.csv').read_text() == edited
+
+
 def test_what_a_killed_split_left_half_written_is_removed(tmp_path, capsys):
     catalog = make_catalog(str(tmp_path / 'catalog'), n_images=20, seed=1)
     (tmp_path / '.tmp-2147483646-val.csv').write_text('image_path,gender')  # a split_data.py killed mid-write
