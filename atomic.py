@@ -163,6 +163,7 @@ def atomic_path(path, together=None):
         # The data is on disk before the rename makes it visible, so a power cut never leaves an
         # empty file in place of the old one.
         sync_to_disk(tmp)
+        keep_mode(path, tmp)
         if together is None:
             os.replace(tmp, path)
         else:
@@ -176,6 +177,15 @@ def atomic_path(path, together=None):
     finally:
         if os.path.exists(tmp) and (tmp, path) not in (together or []):
             os.remove(tmp)
+
+
+def keep_mode(path, tmp):
+    """The permissions of the file at path, where there is one, given to tmp, which replaces it: a
+    file kept private (600) was replaced by one that everyone could read."""
+    try:
+        shutil.copymode(path, tmp)
+    except FileNotFoundError:  # nothing replaced: the default for a new file
+        pass
 
 
 @contextmanager
@@ -405,6 +415,11 @@ def check_writable_file(path, named):
     file system (the rename at the end would fail on it, the work done) in a folder it can be written in."""
     check_name_fits(path, named)
     check_writable_folder(os.path.dirname(absolute_path(path)), named)
+    # A file made read-only, which a rename would replace all the same, as no shell's `>` does;
+    # by its mode too, which root may write over.
+    if os.path.isfile(path) and (not os.access(path, os.W_OK) or not os.stat(path).st_mode & 0o222):
+        raise UserError(f'{named}: {path} is read-only, and would be replaced; make it writable (chmod u+w) or '
+                        'give another name')
 
 
 def check_name_fits(path, named):

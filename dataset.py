@@ -216,10 +216,15 @@ def missing_image(path):
 def read_annotations(annotation_path, attributes, pictures_from=None):
     """(image path, gender id, article id, color id) for each usable row of a split CSV; a path of
     the tutorial's, from the working folder, is taken from pictures_from where given."""
+    return read_split(annotation_path, attributes, pictures_from)[0]
+
+
+def read_split(annotation_path, attributes, pictures_from=None):
+    """read_annotations' samples, and the rows skipped by reason (a Counter)."""
     header, rows = read_csv_rows(annotation_path, SPLIT_COLUMNS, 'a split made by split_data.py')
     column = {name: header.index(name) for name in SPLIT_COLUMNS}  # any other column is not read
     folder = os.path.dirname(absolute_path(annotation_path))  # where the system finds it
-    samples, skipped = [], Counter()
+    samples, skipped, unknown = [], Counter(), Counter()
     vocab = ((attributes.gender_name_to_id, 'gender'), (attributes.article_name_to_id, 'articleType'),
              (attributes.color_name_to_id, 'baseColour'))
     for row in rows:
@@ -229,9 +234,11 @@ def read_annotations(annotation_path, attributes, pictures_from=None):
         if len(row) < len(header) or not all(row[column[name]].strip() for name in column):
             skipped['with an empty or missing field'] += 1
             continue
-        ids = [name_to_id.get(row[column[name]].strip()) for name_to_id, name in vocab]
+        labels = [row[column[name]].strip() for _, name in vocab]
+        ids = [name_to_id.get(label) for (name_to_id, _), label in zip(vocab, labels)]
         if None in ids:
             skipped[UNKNOWN_LABEL] += 1
+            unknown.update(f'{name} {label}' for (_, name), label, id_ in zip(vocab, labels, ids) if id_ is None)
             continue
         path = image_named(row[column['image_path']], folder, pictures_from)
         problem = missing_image(path)
@@ -241,12 +248,15 @@ def read_annotations(annotation_path, attributes, pictures_from=None):
         samples.append((path, *ids))
     if skipped:
         print(f'{annotation_path}: skipped {counted(sum(skipped.values()), "row")}: {format_counts(skipped)}')
+    if unknown:  # which: a split of another catalog, say, scored by a checkpoint that never saw its classes
+        print(f'{annotation_path}: labels not in the vocabulary: '
+              f'{first_few([f"{label} ({count:,})" for label, count in unknown.most_common()])}')
     note_found_from_here(annotation_path, samples)
     note_repeated_pictures(annotation_path, samples)
     if not samples:
         raise UserError(f'{annotation_path}: no usable row left (skipped {format_counts(skipped)}); '
                         f'{what_to_do(skipped)}')
-    return samples
+    return samples, skipped
 
 
 def note_found_from_here(annotation_path, samples):
@@ -302,7 +312,7 @@ class FashionDataset(Dataset):
         self.transform = transform
         self.attr = attributes
         self.annotation_path = annotation_path
-        self.samples = read_annotations(annotation_path, attributes, pictures_from)
+        self.samples, self.skipped = read_split(annotation_path, attributes, pictures_from)
         self.data = [s[0] for s in self.samples]  # image paths, as the tutorial named them
 
     def __len__(self):

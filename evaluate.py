@@ -1,6 +1,7 @@
 # Running a model over a validation set and scoring it: shared by train.py (every few epochs)
 # and test.py (the final report). Kept out of test.py so nothing imports a module called `test`,
 # which is also the name of Python's own regression-test package.
+import sys
 import warnings
 from contextlib import contextmanager, nullcontext
 
@@ -147,3 +148,8 @@ def validate(model, dataloader, device, autocast=None, gather=None):
 
 def majority_rates(truth):
     return {head: float(np.bincount(truth[head]).max() / len(truth[head])) for head in HEADS}
+
+
+if __name__ == '__main__':  # a module: `python evaluate.py --checkpoint ...` did nothing, and exited 0
+    sys.exit('evaluate.py is a module of train.py and test.py; score a checkpoint with: '
+             'python test.py --checkpoint CHECKPOINT')

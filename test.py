@@ -78,10 +78,12 @@ def output_folder(args):
 FILE_ENDINGS = ('.json', '.csv', '.png', '.txt', '.pth')
 
 
-def check_output_folder(folder, named):
+def check_output_folder(folder, named, given=True):
     """Before any work (demo.py's too, before its first step): that test.py's files can be written
-    in folder. `named` says where the folder comes from, such as '--output out'."""
-    if not os.path.exists(folder) and folder.lower().endswith(FILE_ENDINGS):
+    in folder. `named` says where the folder comes from, such as '--output out'; given=False, for
+    the default one, named after a checkpoint (eval-checkpoint.pth, of checkpoint.pth.tar), which
+    the check of a name for a file refused."""
+    if given and not os.path.exists(folder) and folder.lower().endswith(FILE_ENDINGS):
         raise UserError(f'{named}: names a file, but test.py writes a folder of them ({first_few(OUTPUT_NAMES)}); '
                         f'give a folder, such as {quoted_path(os.path.splitext(folder)[0])}')
     check_writable_folder(folder, named)
@@ -189,6 +191,15 @@ def pictures_of(split, from_folder=None):
     return in_real_folders(image_named(written, folder, from_folder) for written in named)
 
 
+def skipped_rows(dataset, metrics):
+    """The split's rows left out of the figures, by reason: at reading, and at decoding."""
+    skipped = dict(dataset.skipped.most_common())
+    undecoded = len(dataset) - metrics['val_samples']
+    if undecoded:
+        skipped['image that could not be decoded'] = undecoded
+    return skipped
+
+
 def print_report(metrics, majority):
     print(f'{"head":<12} {"accuracy":>9} {"balanced":>9} {"majority":>9}')
     for head in HEADS:
@@ -203,7 +214,7 @@ def main(argv=None):
     # Before the evaluation, not after it; a default folder is named as one, so that --output is
     # seen to be the way to put the figures elsewhere.
     named = f'--output {shlex.quote(folder)}' if args.output is not None else f'--output (default: {folder})'
-    check_output_folder(folder, named)
+    check_output_folder(folder, named, given=args.output is not None)
     put_back_left_asides(folder, OUTPUT_FILES, 'test.py')  # first: else removed as half-written
     remove_left_temporaries(folder, OUTPUT_FILES, 'test.py')
     show = args.show and can_show(folder)  # told before the evaluation, not after it
@@ -230,8 +241,11 @@ def main(argv=None):
     print(f'{counted(metrics["val_samples"], "image")} from {args.val_csv}')
     print_report(metrics, majority)
 
+    # How it was scored, and the rows left out: figures in bf16, or over part of a split (labels the
+    # checkpoint never saw), looked like any others in the file.
     report = dict(metrics, checkpoint=absolute_path(args.checkpoint), epoch=state.get('epoch'),
-                  val_csv=absolute_path(args.val_csv),
+                  val_csv=absolute_path(args.val_csv), skipped_rows=skipped_rows(dataset, metrics),
+                  device=str(device), precision=precision, channels_last=channels_last,
                   majority_rate={head: majority[head] for head in HEADS})
     figures = [(plot_confusion_matrix, (truth[head], predicted[head], attributes.labels(head),
                                         f'{TITLES[head]}: normalised confusion matrix ({shown(args.val_csv)})',

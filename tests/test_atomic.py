@@ -7,9 +7,9 @@ import signal
 
 import pytest
 
-from atomic import (absolute_path, all_or_none, atomic_open, atomic_path, check_writable_folder, folder_locked,
-                    folder_made, kept_aside, kept_end, name_pattern, put_back_left_asides, remove_left_temporaries,
-                    renamed_together, through_link)
+from atomic import (absolute_path, all_or_none, atomic_open, atomic_path, check_writable_file, check_writable_folder,
+                    folder_locked, folder_made, kept_aside, kept_end, name_pattern, put_back_left_asides,
+                    remove_left_temporaries, renamed_together, through_link)
 from cli import UserError, what_is_there
 from conftest import file_size_limit, lockable_by_another_process, locked_by_another_process
 
@@ -27,6 +27,34 @@ def test_a_write_cut_short_keeps_the_old_file_and_a_finished_one_replaces_it(tmp
         f.write('new')
     assert path.read_text() == 'new'
     assert os.listdir(tmp_path) == ['metrics.json']
+
+
+def test_a_file_replaced_keeps_its_permissions_and_a_new_one_gets_the_default(tmp_path):
+    # A file kept private (600) was replaced by one that everyone could read (644).
+    private, new = tmp_path / 'predictions.csv', tmp_path / 'new.csv'
+    private.write_text('old')
+    private.chmod(0o600)
+    with atomic_open(private) as f:
+        f.write('new')
+    with atomic_open(new) as f:
+        f.write('new')
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (os.stat(private).st_mode & 0o777, os.stat(new).st_mode & 0o777) == (0o600, 0o666 & ~mask)
+    with renamed_together() as group, atomic_open(private, together=group) as f:
+        f.write('newer')
+    assert private.read_text() == 'newer' and os.stat(private).st_mode & 0o777 == 0o600
+
+
+def test_a_read_only_file_is_refused_before_any_work(tmp_path):
+    # It was replaced without a word, which no shell's `>` does; root writes over its mode.
+    path = tmp_path / 'predictions.csv'
+    path.write_text('kept')
+    check_writable_file(str(path), '--output p.csv')
+    path.chmod(0o444)
+    with pytest.raises(UserError, match=f'^--output p.csv: {path} is read-only, and would be replaced; make it '
+                                        r'writable \(chmod u\+w\) or give another name$'):
+        check_writable_file(str(path), '--output p.csv')
 
 
 def test_the_temporary_file_is_hidden_beside_the_target_and_keeps_its_extension(tmp_path):

@@ -1315,6 +1315,41 @@ def test_scoring_a_split_that_shares_some_pictures_the_run_trained_on_says_how_m
     assert 'note: ' not in capsys.readouterr().out
 
 
+def test_test_py_records_how_it_scored_and_the_rows_it_left_out(small_split, one_epoch_run, tmp_path, monkeypatch,
+                                                                  capsys):
+    # metrics.json said neither: figures in bf16, or over part of a split, looked like any others.
+    # The labels the checkpoint never saw were not named. Its default folder, for a checkpoint
+    # of two endings (the ImageNet example's checkpoint.pth.tar), was refused as a file's name.
+    from demo import load_test_script
+    test_script = load_test_script()
+    monkeypatch.setattr(test_script, 'draw_figures', lambda jobs, parallel=True: None)  # not the question here
+    (tmp_path / 'link').symlink_to(small_split['catalog']['root'])
+    (tmp_path / 'broken.jpg').write_bytes(b'\xff\xd8 no picture')
+    header, first, *rows = open(small_split['val']).read().replace('fashion-product-images/', 'link/').splitlines()
+    path, gender, article, colour = first.split(',')
+    val = write(tmp_path / 'val.csv', '\n'.join([header, first, *rows, f'{path},{gender},Kurtas,{colour}',
+                                                 f'link/images/none.jpg,{gender},{article},{colour}',
+                                                 f'broken.jpg,{gender},{article},{colour}']) + '\n')
+    checkpoint = shutil.copy(os.path.join(one_epoch_run, 'last.pth'), tmp_path / 'checkpoint.pth.tar')
+    test_script.main(['--checkpoint', str(checkpoint), '--val-csv', val, '--device', 'cpu'])
+    said = capsys.readouterr().out
+    assert f'{val}: labels not in the vocabulary: articleType Kurtas (1)\n' in said
+    with open(tmp_path / 'eval-checkpoint.pth' / 'metrics.json') as f:
+        report = json.load(f)
+    assert report['skipped_rows'] == {'with a label not in the vocabulary': 1, 'image missing': 1,
+                                      'image that could not be decoded': 1}
+    assert report['val_samples'] == 24 and report['device'] == 'cpu' and report['precision'] == 'fp32'
+    assert f'device: cpu (fp32{", channels_last" if report["channels_last"] else ""});' in said
+
+
+def test_evaluate_py_run_as_a_script_points_to_test_py():
+    # It ran, did nothing and exited 0: a module of train.py's and test.py's, named like a command.
+    result = run_script('evaluate.py', '--checkpoint', 'last.pth')
+    assert (result.returncode, result.stdout) == (1, '')
+    assert result.stderr == ('evaluate.py is a module of train.py and test.py; score a checkpoint with: python test.py '
+                             '--checkpoint CHECKPOINT\n')
+
+
 def test_a_split_sorted_in_a_spreadsheet_is_scored_as_the_rows_it_held(small_split, one_epoch_run, tmp_path,
                                                                          monkeypatch, capsys):
     # The order of a split's rows changes none of test.py's figures: the run's own val.csv sorted
