@@ -98,6 +98,17 @@ fast_recipe=(--batch-size 256 --lr 4e-3 --warmup-epochs 2 --schedule cosine --ep
 read -r -a fast_flags <<< "${FAST_FLAGS:-}"  # later flags win: --epochs 30 replaces the 45
 fast_recipe+=("${fast_flags[@]}")
 
+# This project's GPU machines send back at most 8 files from OUT, and which ones they drop (summary.txt,
+# say) is not ours to choose: said first, so that the stages can go in two calls instead.
+declare -A files_of=([variants]=1 [warm]=0 [faithful]=2 [fast]=2 [test]=2 [seeds]=2 [bench]=1 [profile]=1
+                     [startup-16]=0 [startup-256]=0)
+planned=1  # summary.txt
+for stage in "${stages[@]}"; do planned=$((planned + files_of[$stage])); done
+if [ "$planned" -gt 8 ]; then
+  log "note: these stages write up to $planned files to OUT; a machine that sends back 8 at most (this project's" \
+    "GPU machines) drops some: run them in two calls"
+fi
+
 log "machine"
 machine=$({ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"
   python3 -c 'import torch, torchvision, PIL

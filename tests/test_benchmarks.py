@@ -493,6 +493,17 @@ def run_gpu_check(*args, env=None):
                           capture_output=True, text=True, timeout=300, env=env or gpu_check_env())
 
 
+def test_gpu_check_says_when_its_stages_write_more_files_than_a_gpu_machine_sends_back(tmp_path):
+    # variants, faithful, fast, test and bench write 8 files besides summary.txt: the machine drops one
+    archive, out = tmp_path / 'catalog.tar.gz', tmp_path / 'out'
+    archive.write_bytes(b'')  # never unpacked: there is no GPU here
+    env = gpu_check_env(tmp_path)
+    note = 'note: these stages write up to 9 files to OUT; a machine that sends back 8 at most'
+    assert note in run_gpu_check(archive, out, 'variants faithful fast test bench', env=env).stdout
+    assert 'note:' not in run_gpu_check(archive, out, 'variants warm faithful fast test', env=env).stdout
+    assert note in (out / 'summary.txt').read_text()  # of the first call: written to, not replaced
+
+
 def test_gpu_check_refuses_bad_arguments_before_anything_runs(tmp_path):
     archive, out = tmp_path / 'catalog.tar.gz', tmp_path / 'out'
     archive.write_bytes(b'')
