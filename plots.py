@@ -80,20 +80,35 @@ def can_show(folder):
     return False
 
 
+# Written into every figure's PNG: a figure of the user's that matplotlib saved too (a copy of
+# docs/demo-curves.png named predictions.png) is not one of ours to replace.
+SOURCE = 'plots.py of the multi-output fashion classifier'
+
+
 def save_figure(fig, path, metadata=None):
     with atomic_path(path) as tmp:  # never a half-written PNG in place of the last one
-        fig.savefig(tmp, dpi=100, metadata=metadata)
+        fig.savefig(tmp, dpi=100, metadata={'Source': SOURCE, **(metadata or {})})
+
+
+def drawn_here(path):
+    """Whether the file at path is a PNG that save_figure wrote (its Source text chunk)."""
+    return png_text(path, 'Source') == SOURCE
 
 
 def drawn_by_matplotlib(path):
     """Whether the file at path is a PNG that matplotlib saved, as every figure of this project is:
     one a new run may replace; any other PNG, or a file that is none, is the user's. matplotlib
     names itself in a 'Software' text chunk before the pixels, so the pixels are not decoded."""
+    return png_text(path, 'Software').startswith('Matplotlib')
+
+
+def png_text(path, key):
+    """The text chunk `key` of the PNG at path, '' where there is none or no PNG."""
     try:
         with Image.open(path, formats=['PNG']) as img:
-            return str(img.info.get('Software', '')).startswith('Matplotlib')
+            return str(img.info.get(key, ''))
     except UNREADABLE:
-        return False
+        return ''
 
 
 def plot_curves(history, path):

@@ -27,7 +27,8 @@ from cli import (UserError, add_debug_flag, counted, first_few, non_negative_int
 from dataset import HEADS, TITLES, FashionDataset, decoding_workers, image_named, in_real_folders, val_transform
 from evaluate import autocast_for, majority_rates, one_pass_channels_last, validate, validation_precision
 from memory_data import InMemoryLoader, memory_format
-from plots import can_show, draw_figures, drawn_by_matplotlib, plot_confusion_matrix, show_figures, visualize_grid
+from plots import (can_show, draw_figures, drawn_by_matplotlib, drawn_here, plot_confusion_matrix, show_figures,
+                   visualize_grid)
 
 
 # The files test.py writes in its --output folder, each atomically (atomic.py).
@@ -98,14 +99,20 @@ def check_only_outputs_replaced(folder, named):
         path = os.path.join(folder, name)
         if not os.path.isfile(path) or os.path.getsize(path) == 0:
             continue
-        if name.endswith('.png') and not drawn_by_matplotlib(path):
-            raise UserError(f'{named}: {path} is no figure of test.py (no PNG that matplotlib saved), and would '
-                            'be replaced; move it away or give another --output')
+        if name.endswith('.png') and not figure_of_test_py(path, folder):
+            raise UserError(f'{named}: {path} is no figure of test.py (no PNG that it drew), and would be replaced; '
+                            'move it away or give another --output')
         if name == 'metrics.json' and not holds_metrics(path):
             with open(path, encoding='utf-8', errors='replace') as f:
                 line = f.readline(80).strip()
             raise UserError(f'{named}: {path} holds no metrics of test.py (its first line is {line!r}), and would '
                             'be replaced; move it away or give another --output')
+
+
+def figure_of_test_py(path, folder):
+    """Whether the PNG at path is one test.py drew: marked so, or, drawn before the mark, one that
+    matplotlib saved beside a metrics.json of test.py's."""
+    return drawn_here(path) or (drawn_by_matplotlib(path) and holds_metrics(os.path.join(folder, 'metrics.json')))
 
 
 def holds_metrics(path):

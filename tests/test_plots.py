@@ -370,9 +370,11 @@ def test_test_py_replaces_its_own_files_and_no_file_of_the_users(small_split, tm
     out.mkdir()
     (tmp_path / 'never-loaded.pth').write_bytes(b'')  # there, but refused before it is loaded
     argv = ['--checkpoint', str(tmp_path / 'never-loaded.pth'), '--output', str(out)]
-    png = 'is no figure of test.py (no PNG that matplotlib saved)'
-    other_png = tmp_path / 'other.png'
+    png = 'is no figure of test.py (no PNG that it drew)'
+    other_png, users_figure = tmp_path / 'other.png', tmp_path / 'users.png'
     Image.new('RGB', (4, 4)).save(other_png)  # a PNG, but not one matplotlib saved
+    fig = plots.pyplot().figure()  # one matplotlib saved, as the user's own plot: it was replaced
+    fig.savefig(users_figure)
     for name, mine, why in [('metrics.json', b'{"mine": 1}\n', "holds no metrics of test.py (its first line is "
                                                                  "'{\"mine\": 1}')"),
                             ('metrics.json', b'\x89PNG', "holds no metrics of test.py (its first line is '\ufffdPNG')"),
@@ -380,7 +382,8 @@ def test_test_py_replaces_its_own_files_and_no_file_of_the_users(small_split, tm
                             ('metrics.json', b'{"val_samples": 40}\n', "holds no metrics of test.py (its first line "
                                                                         "is '{\"val_samples\": 40}')"),
                             ('confusion_gender.png', b'notes\n', png),
-                            ('predictions.png', other_png.read_bytes(), png)]:
+                            ('predictions.png', other_png.read_bytes(), png),
+                            ('predictions.png', users_figure.read_bytes(), png)]:
         (out / name).write_bytes(mine)
         with pytest.raises(UserError) as error:
             test_script.main(argv)
@@ -395,7 +398,12 @@ def test_test_py_replaces_its_own_files_and_no_file_of_the_users(small_split, tm
         test_script.main(argv)
         assert sorted(os.listdir(out)) == ['confusion_article.png', 'confusion_color.png', 'confusion_gender.png',
                                            'metrics.json', 'predictions.png']
-        assert all(plots.drawn_by_matplotlib(out / name) for name in os.listdir(out) if name.endswith('.png'))
+        assert all(plots.drawn_here(out / name) for name in os.listdir(out) if name.endswith('.png'))
+    # A figure drawn before the mark, beside its metrics.json, is replaced too
+    fig = plots.pyplot().figure()
+    fig.savefig(out / 'predictions.png')
+    test_script.main(argv)
+    assert plots.drawn_here(out / 'predictions.png')
 
 
 def a_last_evaluation(small_split, tmp_path):
