@@ -545,8 +545,9 @@ def complete_resumed_epoch(run_dir, resume, path):
         else:  # best.pth, the numbered checkpoint
             checkpoint_save(os.path.join(run_dir, name), resume)
     if left:
+        # Or removed since by hand: the numbered checkpoint is written again all the same, and said
         print(f'wrote {", ".join(left)} of epoch {resume["epoch"]} from {shown_path(path)}: a stop after its '
-              'last.pth had left them unwritten')
+              'last.pth had left them unwritten or an epoch behind, or they were removed since')
 
 
 def build_model(attributes, pretrained):
