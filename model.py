@@ -1,5 +1,7 @@
 # Step 3 of the tutorial: one MobileNetV2 trunk, three classification heads.
 import copy
+import hashlib
+import os
 
 import torch
 import torch.nn as nn
@@ -29,6 +31,32 @@ class BatchNorm2d(nn.BatchNorm2d):
 IMAGENET_WEIGHTS = models.MobileNet_V2_Weights.IMAGENET1K_V1
 
 
+def cached_imagenet_weights():
+    """Where torch.hub keeps the ImageNet weights once downloaded: the last part of their url."""
+    return os.path.join(torch.hub.get_dir(), 'checkpoints', IMAGENET_WEIGHTS.url.rsplit('/', 1)[-1])
+
+
+def hash_in_name(path):
+    """The start of the file's SHA-256 that torchvision writes into its name (b0353104 of
+    mobilenet_v2-b0353104.pth)."""
+    return torch.hub.HASH_REGEX.search(os.path.basename(path)).group(1)
+
+
+def imagenet_state_dict():
+    """The trunk's ImageNet weights, downloaded once (their hash checked) or read from torch.hub's
+    cache. torch.hub checks a file already there against nothing, and torchvision read it with
+    weights_only=False: any MobileNetV2 weights under that name (a copy from elsewhere, as the
+    offline advice says) were trained from without a word, and a file from an untrusted mirror
+    could run code. A cached file is taken only with the hash in its name, and read as weights."""
+    cached = cached_imagenet_weights()
+    if os.path.isfile(cached):
+        with open(cached, 'rb') as f:
+            digest = hashlib.sha256(f.read()).hexdigest()  # 14 MB
+        if not digest.startswith(hash_in_name(cached)):
+            raise ValueError(f'its SHA-256 begins {digest[:8]}, not {hash_in_name(cached)} as its name says')
+    return IMAGENET_WEIGHTS.get_state_dict(progress=True, check_hash=True, weights_only=True)
+
+
 class MultiOutputModel(nn.Module):
     def __init__(self, n_color_classes, n_gender_classes, n_article_classes, pretrained=False,
                  torchvision_layers=False):
@@ -38,9 +66,10 @@ class MultiOutputModel(nn.Module):
         # torchvision_layers=True keeps the trunk's layers exactly as torchvision builds them, as
         # the tutorial had them: the same numbers, 86 more operations a training step (see below);
         # the benchmarks and tests compare the two.
-        weights = IMAGENET_WEIGHTS if pretrained else None
         norm_layer = nn.BatchNorm2d if torchvision_layers else BatchNorm2d
-        trunk = models.mobilenet_v2(weights=weights, norm_layer=norm_layer)
+        trunk = models.mobilenet_v2(norm_layer=norm_layer)
+        if pretrained:
+            trunk.load_state_dict(imagenet_state_dict())
         self.base_model = trunk.features  # the model without its classifier
         # torchvision's ReLU6 layers work in place, which makes autograd copy each one's input for
         # the backward pass: 35 copies a training step, each a kernel on a GPU. Out of place the

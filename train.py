@@ -37,7 +37,7 @@ from dataset import (HEADS, FashionDataset, decoding_workers, in_real_folders, r
                      train_transform, val_transform)
 from evaluate import autocast_for, default_channels_last, default_precision, validate
 from memory_data import InMemoryLoader, memory_format
-from model import IMAGENET_WEIGHTS, MultiOutputModel
+from model import MultiOutputModel, cached_imagenet_weights
 from train_step import (GraphedTrainStep, TrainStep, load_optimizer_state, make_optimizer, optimizer_state,
                         scheduler_state, set_lr)
 from plots import plot_curves, pyplot
@@ -564,11 +564,6 @@ def build_model(attributes, pretrained):
         raise UserError(f'--pretrained: {cached}: not the ImageNet weights torchvision downloads, or a copy cut short '
                         f'({first_sentence(str(error))}); delete it, so that the next run downloads them again, or '
                         'train from scratch without --pretrained') from error
-
-
-def cached_imagenet_weights():
-    """Where torch.hub keeps the ImageNet weights once downloaded: the last part of their url."""
-    return os.path.join(torch.hub.get_dir(), 'checkpoints', IMAGENET_WEIGHTS.url.rsplit('/', 1)[-1])
 
 
 def choose_precision(args, device):

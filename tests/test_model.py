@@ -1,4 +1,6 @@
+import hashlib
 import math
+import os
 import re
 from collections import Counter
 
@@ -116,8 +118,22 @@ def test_pretrained_trunk_loads_torchvision_weights_from_the_local_cache(tmp_pat
     cache = tmp_path / 'hub' / 'checkpoints'
     cache.mkdir(parents=True)
     torch.save(reference.state_dict(), cache / weights.url.rsplit('/', 1)[1])
+    stands_in_for_imagenet(monkeypatch, cache / weights.url.rsplit('/', 1)[1])
     model = MultiOutputModel(**SIZES, pretrained=True)
     assert torch.equal(model.base_model[0][0].weight, reference.features[0][0].weight)
+
+
+def stands_in_for_imagenet(monkeypatch, path):
+    """The cached file at path taken for torchvision's ImageNet weights: the hash its name would
+    have, written over, as no file of other weights can have the real one's."""
+    import model
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    monkeypatch.setattr(model, 'hash_in_name', lambda cached: digest[:8])
+
+
+class Payload:
+    def __reduce__(self):  # run as the file is unpickled without weights_only
+        return os.system, ('touch payload-ran',)
 
 
 def test_pretrained_without_internet_or_cache_is_one_clear_error(tmp_path, monkeypatch):
@@ -139,20 +155,25 @@ def test_pretrained_without_internet_or_cache_is_one_clear_error(tmp_path, monke
     assert f"put torchvision's {IMAGENET_WEIGHTS.url.rsplit('/', 1)[1]} into {cache}/," in str(error.value)
 
 
-@pytest.mark.parametrize('damage', ['text', 'cut short', 'empty', 'another model'])
+@pytest.mark.parametrize('damage', ['text', 'cut short', 'empty', 'other weights', 'another model', 'a payload'])
 def test_a_damaged_copy_of_the_imagenet_weights_is_named_with_what_to_do(tmp_path, monkeypatch, damage):
-    # A download cut short, or a file put there by hand: one line, not torch.load's traceback
+    # A download cut short, or a file put there by hand: one line, not torch.load's traceback. A
+    # MobileNetV2's other weights under that name were trained from without a word, and a file
+    # that runs code as it is unpickled ran it (torchvision reads it with weights_only=False).
     import train
     from cli import UserError
     from dataset import AttributesDataset
     monkeypatch.setenv('TORCH_HOME', str(tmp_path))
+    monkeypatch.chdir(tmp_path)
     cached = tmp_path / 'hub' / 'checkpoints' / IMAGENET_WEIGHTS.url.rsplit('/', 1)[1]
     cached.parent.mkdir(parents=True)
     whole = tmp_path / 'whole.pth'
     torch.save(torch.nn.Linear(3, 2).state_dict() if damage == 'another model' else
-               torchvision.models.mobilenet_v2().state_dict(), whole)
+               {'x': Payload()} if damage == 'a payload' else torchvision.models.mobilenet_v2().state_dict(), whole)
     data = whole.read_bytes()
     cached.write_bytes({'text': b'garbage\n', 'cut short': data[:1000], 'empty': b''}.get(damage, data))
+    if damage in ('another model', 'a payload'):  # past the hash, as a file made to match it would be
+        stands_in_for_imagenet(monkeypatch, cached)
     attributes = AttributesDataset(vocab={'gender': ['Men'], 'article': ['Shirts'], 'color': ['Blue']})
     with pytest.raises(UserError, match=f'^--pretrained: {re.escape(str(cached))}: not the ImageNet weights '
                                         r'torchvision downloads, or a copy cut short \(.+\); delete it, so that '
@@ -160,6 +181,10 @@ def test_a_damaged_copy_of_the_imagenet_weights_is_named_with_what_to_do(tmp_pat
         train.build_model(attributes, pretrained=True)
     if damage == 'another model':  # what load_state_dict found, not only its heading
         assert 'Error(s) in loading state_dict for MobileNetV2: Missing key(s) in state_dict: ' in str(error.value)
+    if damage == 'other weights':
+        digest = hashlib.sha256(data).hexdigest()[:8]
+        assert f'(its SHA-256 begins {digest}, not b0353104 as its name says)' in str(error.value)
+    assert not (tmp_path / 'payload-ran').exists()
 
 
 def test_channels_last_computes_the_same_step():
