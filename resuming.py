@@ -290,7 +290,10 @@ def check_same_folder(args, saved, path, default_checkpoints):
         return
     if (args.run_name, args.checkpoints) == (saved.get('run_name'), saved.get('checkpoints')):
         return  # the original command's, repeated (from another folder, maybe)
-    named = os.path.join(args.checkpoints, args.run_name or os.path.basename(run_dir))
+    # --run-name alone names a folder beside the checkpoint's, where the run's own name was refused
+    # unless its --checkpoints was repeated too: joined to the default ./checkpoints
+    checkpoints = os.path.dirname(run_dir) if args.checkpoints == default_checkpoints else args.checkpoints
+    named = os.path.join(checkpoints, args.run_name or os.path.basename(run_dir))
     if os.path.realpath(named) != os.path.realpath(run_dir):
         flags = [f'--run-name {shlex.quote(args.run_name)}'] if args.run_name is not None else []
         if args.checkpoints != default_checkpoints:

@@ -1766,6 +1766,10 @@ def test_a_resumed_run_refuses_a_run_name_or_folder_it_would_not_write_to(full_r
     with pytest.raises(SystemExit) as refused:  # an empty name: refused as one, before the checkpoint is read
         train.main(['--resume', last, '--epochs', str(EPOCHS + 1), '--run-name', ''])
     assert refused.value.code == 2
+    # The run's own name alone, its --checkpoints left out: it was taken in ./checkpoints, and refused
+    saved = checkpoint_load(last)['args']
+    args = train.parse_args(['--resume', last, '--run-name', os.path.basename(full_run)])
+    resuming.check_same_folder(args, dict(saved, run_name='other', checkpoints='elsewhere'), last, args.checkpoints)
 
 
 @pytest.mark.slow
