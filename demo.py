@@ -248,7 +248,7 @@ def run_demo(args, data_given):
     real = has_real_dataset(args.data)
     # A sample catalog given as --data is the one meant: another was drawn in its place, unsaid but
     # in a line among many. Trained with the sample recipe; split, as the real data, to --images.
-    sample_given = data_given and is_sample_catalog(args.data)
+    sample_given = data_given and bool(mark)  # is_sample_catalog's test, the mark read above
     # On the real data, a quick look at the pipeline (`--images 2000 --epochs 1`): it was ignored.
     at_most = ['--max-images', str(args.images)] if (real or sample_given) and args.images else []
     args.images = args.images or SAMPLE_IMAGES

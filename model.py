@@ -52,8 +52,9 @@ def imagenet_state_dict():
     if os.path.isfile(cached):
         with open(cached, 'rb') as f:
             digest = hashlib.sha256(f.read()).hexdigest()  # 14 MB
-        if not digest.startswith(hash_in_name(cached)):
-            raise ValueError(f'its SHA-256 begins {digest[:8]}, not {hash_in_name(cached)} as its name says')
+        expected = hash_in_name(cached)
+        if not digest.startswith(expected):
+            raise ValueError(f'its SHA-256 begins {digest[:8]}, not {expected} as its name says')
     return IMAGENET_WEIGHTS.get_state_dict(progress=True, check_hash=True, weights_only=True)
 
 

@@ -416,7 +416,7 @@ def measure(args, work):
             # The original: fp32, contiguous tensors, no graphs, per-image PIL work in workers.
             'tutorial': (forever(tutorial_loaders[0]), trainer(attributes, device, 'fp32', False, batch_size, False)),
             # Its data path into train.py's step: 3/2b is what the data path alone gains, where 3/2
-            # also holds the step's layout (channels_last: 1.2 to 1.3x on a CPU) and graphs.
+            # also holds the step's layout (channels_last: 1.1 to 1.35x on a CPU) and graphs.
             'tutorial data': (forever(tutorial_loaders[1]),
                               trainer(attributes, device, precision, layout, batch_size, graphs)),
             'ours': (forever(InMemoryLoader(images, labels, batch_size, device, True, channels_last=layout)),
