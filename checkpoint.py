@@ -2,6 +2,7 @@
 # written atomically (atomic.py), read with weights_only=True.
 import hashlib
 import io
+import json
 import os
 import pickle
 import re
@@ -10,6 +11,7 @@ import warnings
 import zipfile
 
 import torch
+from PIL import Image
 
 from atomic import absolute_path, atomic_open
 from cli import NOT_A_REGULAR_FILE, UserError, counted, first_few, reach_problem
@@ -91,6 +93,7 @@ def checkpoint_load(path):
             warnings.filterwarnings('ignore', message='Validating sparse tensor invariants')
             state = torch.load(io.BytesIO(data), map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as error:
+        check_not_other_kind(path, data)
         reason = unpickler_reason(error)
         if 'GLOBAL' not in reason:  # an opcode torch.save never writes: some other pickle file
             raise UserError(f'{path}: not a PyTorch checkpoint ({reason})') from error
@@ -98,6 +101,7 @@ def checkpoint_load(path):
                         f'when unpickled ({reason}). Only open checkpoints you trust.') from error
     except Exception as error:  # noqa: BLE001 - the unpickler meets any bytes, and fails as it may
         # (RuntimeError, EOFError, KeyError, IndexError, ... on text, truncated or foreign files)
+        check_not_other_kind(path, data)
         # torch.save's own files are zip archives too
         if zipfile.is_zipfile(io.BytesIO(data)) and not saved_by_torch(data):
             raise UserError(f'{path}: a zip archive, but not one torch.save wrote') from error
@@ -123,6 +127,43 @@ def checkpoint_load(path):
         return {'model': weights, 'attributes': None, 'epoch': None, 'args': {}}
     raise UserError(f'{path}: not a checkpoint written by train.py (no model weights and '
                     'label vocabularies in it)')
+
+
+EXPORTED_LABELS = 'fashion-multi-output-onnx/1'  # export_onnx.FORMAT: that module needs onnx when it exports
+RUN_CHECKPOINTS = "a run's best.pth or last.pth"
+
+
+def check_not_other_kind(path, data):
+    """A file the user may well give for a checkpoint, named as what it is: an export of the model,
+    its label file, a picture, where torch.load's unpickler says 'Unsupported operand 8'."""
+    if path.lower().endswith('.onnx'):
+        raise UserError(f'{path}: an ONNX model, not a PyTorch checkpoint: give the .pth it was exported from '
+                        f'({RUN_CHECKPOINTS}); onnxruntime runs the ONNX model')
+    if exported_labels(data):
+        raise UserError(f'{path}: the label file of an exported ONNX model, not a PyTorch checkpoint: give the .pth '
+                        f'the model was exported from ({RUN_CHECKPOINTS})')
+    kind = picture_format(data)
+    if kind is not None:
+        raise UserError(f'{path}: a {kind} picture, not a checkpoint: give {RUN_CHECKPOINTS} (with predict.py, '
+                        'the pictures come after its flags)')
+
+
+def exported_labels(data):
+    try:
+        return json.loads(data).get('format') == EXPORTED_LABELS
+    except (ValueError, AttributeError):  # not JSON (nor UTF-8), or JSON but not an object
+        return False
+
+
+def picture_format(data):
+    """JPEG, PNG, ... where data is a picture PIL reads, else None."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')  # a huge picture's DecompressionBombWarning
+            with Image.open(io.BytesIO(data)) as picture:
+                return picture.format
+    except (OSError, ValueError, Image.DecompressionBombError):  # no picture PIL knows
+        return None
 
 
 WRAPPER_PREFIXES = ('module.', '_orig_mod.')  # DataParallel's and DDP's; torch.compile's
@@ -174,7 +215,8 @@ def check_contents(state, path):
     elif digests := next((key for key in ('split_digests', 'split_row_sets') if not digests_in(state.get(key))), None):
         problem = f'its "{digests}" are not digests of the split files'
     else:
-        return state
+        # weights saved from a wrapped model (a fork's nn.DataParallel): loaded as a bare state_dict's are
+        return {**state, 'model': without_wrappers(weights)}
     raise UserError(f'{path}: not a checkpoint written by train.py ({problem})')
 
 

@@ -73,7 +73,7 @@ def parse_args(argv=None):
                         help='write the model as ONNX, and MODEL.json beside it with the label names '
                              'and the preprocessing (default: no export)')
     parser.add_argument('--batch-size', type=positive_int, default=64,
-                        help='images per forward pass (default: 64)')
+                        help='images per forward pass; memory grows with it (default: 64)')
     parser.add_argument('--device', default='auto', help='cuda, cuda:N, mps or cpu (default: auto)')
     parser.add_argument('--attributes_file', type=path_name, default=None,
                         help="styles.csv, needed only for the original tutorial's bare state_dict "
@@ -520,4 +520,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    run_cli(main)
+    run_cli(main, memory_flag='--batch-size')

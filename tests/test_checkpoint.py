@@ -1,6 +1,7 @@
 # Checkpoints lose nothing and run nothing: atomic writes, weights_only loads, clear refusals.
 import argparse
 import errno
+import json
 import os
 import pickle
 import re
@@ -403,6 +404,38 @@ def test_a_bare_state_dict_of_a_wrapped_model_loads_under_the_models_own_names(t
     torch.save({prefix + name: tensor for name, tensor in weights.items()}, tmp_path / 'wrapped.pth')
     model, _, _ = model_from_checkpoint(str(tmp_path / 'wrapped.pth'), str(tmp_path / 'styles.csv'))
     assert all(torch.equal(model.state_dict()[name], tensor) for name, tensor in weights.items())
+
+
+@pytest.mark.parametrize('prefix', ['module.', '_orig_mod.'])
+def test_a_full_checkpoint_of_a_wrapped_model_loads_as_its_bare_state_dict_does(tmp_path, prefix):
+    # a fork of this project that trains through nn.DataParallel: refused, 318 weights missing
+    state = make_state()
+    torch.save(dict(state, model={prefix + name: tensor for name, tensor in state['model'].items()}),
+               tmp_path / 'wrapped.pth')
+    model, attributes, _ = model_from_checkpoint(str(tmp_path / 'wrapped.pth'))
+    assert attributes.to_dict() == VOCAB
+    assert all(torch.equal(model.state_dict()[name], tensor) for name, tensor in state['model'].items())
+
+
+def test_an_export_its_label_file_or_a_picture_given_for_a_checkpoint_is_named_as_what_it_is(tmp_path):
+    # torch.load said "not a PyTorch checkpoint (Unsupported operand 8)", 123 and 255 for these three
+    from PIL import Image
+
+    from export_onnx import sidecar
+    onnx = tmp_path / 'model.onnx'
+    onnx.write_bytes(b'\x08\x08\x12\x07pytorch\x1a\x052.7.0')  # the start of an export: ir_version, producer
+    labels = tmp_path / 'model.json'
+    labels.write_text(json.dumps(sidecar(AttributesDataset(vocab=VOCAB), str(onnx))))
+    Image.new('RGB', (60, 80)).save(tmp_path / 'shirt.jpg')
+    for path, said in [(onnx, 'an ONNX model, not a PyTorch checkpoint: give the .pth it was exported from'),
+                       (labels, 'the label file of an exported ONNX model, not a PyTorch checkpoint'),
+                       (tmp_path / 'shirt.jpg', "a JPEG picture, not a checkpoint: give a run's best.pth or last.pth")]:
+        with pytest.raises(UserError, match=f'^{re.escape(f"{path}: {said}")}'):
+            checkpoint_load(str(path))
+    other = tmp_path / 'other.json'  # JSON of another kind: no label file
+    other.write_text('{"format": "something else"}')
+    with pytest.raises(UserError, match='other.json: not a PyTorch checkpoint'):
+        checkpoint_load(str(other))
 
 
 @pytest.mark.skipif(not os.environ.get('FASHION_DATA'), reason='FASHION_DATA names no real dataset')

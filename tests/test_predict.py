@@ -282,6 +282,23 @@ def failure_of(argv, capsys):
     return errors[0]
 
 
+def test_a_batch_too_large_for_memory_names_the_flag_that_needs_less(checkpoint, catalog):
+    # 3,000 pictures at --batch-size 100000 peaked at 5.9 GB: on a smaller machine the forward pass
+    # runs out, as PyTorch's allocator says it (here raised where the batch becomes a tensor)
+    pytorchs = ("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you "
+                'tried to allocate 5898240000 bytes. Error code 12 (Cannot allocate memory)')
+    code = ('import runpy, sys, torch\n'
+            'def allocates(*_):\n'
+            f'    raise RuntimeError({pytorchs!r})\n'
+            'torch.from_numpy = allocates\n'
+            f'sys.argv = ["predict.py", "--checkpoint", {checkpoint!r}, {catalog_images(catalog)[0]!r}]\n'
+            f'runpy.run_path({os.path.join(ROOT, "predict.py")!r}, run_name="__main__")\n')
+    done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 2 and done.stderr == (
+        "error: out of memory: DefaultCPUAllocator: can't allocate memory: you tried to allocate 5898240000 bytes. "
+        'Error code 12 (Cannot allocate memory); a smaller --batch-size needs less\n'), done.stderr
+
+
 def test_nothing_to_predict_is_one_clear_error(checkpoint, catalog, tmp_path, capsys):
     empty = tmp_path / 'empty'
     empty.mkdir()
