@@ -134,6 +134,17 @@ def said_once_per_machine():
         raise SystemExit(how_stopped(stop)[1]) from None
 
 
+@contextlib.contextmanager
+def machines_first_process_first(context):
+    """The block run by the first process of each machine, then by its others: what it fetches
+    (a download into a cache the machine's processes share) is fetched once, not by each at once."""
+    if context.distributed and local_rank() != 0:
+        on_every_process(None, context)  # until every machine's first process is through
+    yield
+    if context.distributed and local_rank() == 0:
+        on_every_process(None, context)
+
+
 def wait_for_the_first_process():
     """Until torchrun's SIGTERM, which follows the first process's end, or FIRST_PROCESS_WAIT."""
     try:

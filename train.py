@@ -28,11 +28,11 @@ from atomic import atomic_open
 from catalog import describe_download
 from checkpoint import (PRECISIONS, checkpoint_load, checkpoint_save, first_sentence, load_weights, non_finite_weight,
                         pictures_from, resumable_load)
-from cli import (NO_SUCH_FILE, UserError, add_debug_flag, command, counted, ctrl_c_held, debugging, folder_name,
-                 how_stopped, leave_stops_to_the_main_process, non_negative_float, non_negative_int, path_name,
-                 peer_ended, positive_float, positive_int, print_error, print_if_possible, progress_bar, quoted_path,
-                 reach_problem, run_cli, seed_number, shown_path, started, this_torchrun, usable_cores, worker_ended,
-                 worker_processes)
+from cli import (NO_SUCH_FILE, UserError, add_debug_flag, command, counted, ctrl_c_held, debugging, first_few,
+                 folder_name, how_stopped, leave_stops_to_the_main_process, non_negative_float, non_negative_int,
+                 path_name, peer_ended, positive_float, positive_int, print_error, print_if_possible, progress_bar,
+                 quoted_path, reach_problem, run_cli, seed_number, shown_path, started, this_torchrun, usable_cores,
+                 worker_ended, worker_processes)
 from dataset import (HEADS, FashionDataset, decoding_workers, in_real_folders, rows_digest, skip_undecodable,
                      train_transform, val_transform)
 from evaluate import autocast_for, default_channels_last, default_precision, validate
@@ -220,6 +220,24 @@ def make_val_loader(dataset, args, context, channels_last):
 def kept_rows(loader):
     """(count, digest) of the rows a loader takes its pictures from (dataset.rows_digest)."""
     return rows_digest(loader.samples_kept if isinstance(loader, InMemoryLoader) else loader.dataset.samples)
+
+
+def check_same_labels(everyone, args):
+    """Every process's label names (AttributesDataset.to_dict), in rank order: the same on all. A
+    class is a place in its head's sorted list, so a machine with a styles.csv of its own had heads
+    of other sizes (DDP's traceback on a weight's size) or other classes under the same numbers
+    (blamed on the split)."""
+    first = everyone[0]
+    odd = next((rank for rank, labels in enumerate(everyone) if labels != first), None)
+    if odd is None:
+        return
+    head = next(head for head in HEADS if everyone[odd][head] != first[head])
+    theirs, ours = everyone[odd][head], first[head]
+    only = [f'only process {rank} has {first_few(sorted(set(a) - set(b)))}'
+            for rank, a, b in ((odd, theirs, ours), (0, ours, theirs)) if set(a) - set(b)]
+    raise UserError(f'{args.attributes_file}: process {odd} has other {head} labels than process 0 '
+                    f'({counted(len(theirs), "label")} against {len(ours):,}; {"; ".join(only)}): every machine needs '
+                    'the same styles.csv')
 
 
 def check_same_rows(everyone, args):
@@ -706,6 +724,8 @@ def main(argv=None):
             check_run_folder(run_dir, args, resume)
             check_log_folder(args, run_dir, resume)
         attributes = labels_of_the_run(args, resume)
+        if context.distributed:  # before the pictures load
+            check_same_labels(distributed.on_every_process(attributes.to_dict(), context), args)
         with watch.phase('pictures'):
             saved = resume['args'] if resume is not None else {}  # a resumed run's own splits: from its folder
             train_set = FashionDataset(args.train_csv, attributes, train_transform,
@@ -725,8 +745,11 @@ def main(argv=None):
         if len(train_loader) == 0:  # fewer training pictures than processes: some would take no step
             raise UserError(f'{args.train_csv}: fewer usable pictures than the {context.world_size} processes; '
                             'each process needs at least one')
+        # --pretrained: the ImageNet weights downloaded by the first process of each machine, read
+        # from its cache by the others; an error, said by that one alone
+        with distributed.machines_first_process_first(context):
+            model = build_model(attributes, args.pretrained and resume is None)  # resumed: its own weights
 
-    model = build_model(attributes, args.pretrained and resume is None)  # resumed: its own weights
     if resume is not None:
         load_weights(model, resume, args.resume)
     model = model.to(device, memory_format=memory_format(channels_last))

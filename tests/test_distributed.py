@@ -17,6 +17,7 @@ import train
 from checkpoint import checkpoint_load
 from cli import Terminated, UserError, run_cli
 from conftest import ROOT, train_args
+from dataset import AttributesDataset
 from demo import load_test_script
 
 
@@ -194,6 +195,86 @@ def test_a_nan_loss_on_one_process_stops_both_and_process_0_says_where_it_began(
     assert not [name for name in os.listdir(tmp_path / 'run') if name.startswith('.tmp-')]  # none cut short
     with open(tmp_path / 'run' / 'metrics.csv', newline='') as f:
         assert [row['epoch'] for row in csv.DictReader(f)] == ['1']
+
+
+PRETRAINED_DOWNLOADS = '''
+import hashlib, os, sys, time
+sys.path.insert(0, {root!r})
+import torch, torchvision
+import model, train
+from cli import run_cli
+
+
+def download(url, path, hash_prefix=None, progress=True):  # torch.hub's, offline: the weights' layout
+    with open({log!r}, 'a') as f:
+        f.write(os.environ['RANK'] + '\\n')
+    time.sleep(1)  # a download takes its time: a process not made to wait starts its own
+    torch.save(torchvision.models.mobilenet_v2().state_dict(), path)
+
+
+torch.hub.download_url_to_file = download
+model.hash_in_name = lambda cached: hashlib.sha256(open(cached, 'rb').read()).hexdigest()[:8]
+run_cli(train.main)
+'''
+
+
+@pytest.mark.slow
+def test_pretrained_weights_are_downloaded_by_the_first_process_of_a_machine_alone(small_split, tmp_path):
+    # Each process downloaded them, 8 times the same file on a machine of 8 GPUs, and an error of
+    # the download was said by each.
+    script, log = tmp_path / 'pretrained.py', tmp_path / 'downloads.txt'
+    script.write_text(PRETRAINED_DOWNLOADS.format(root=ROOT, log=str(log)))
+    result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+                             str(script), *train_args(small_split, tmp_path, '--epochs', 1, '--pretrained')],
+                            capture_output=True, text=True, timeout=110,
+                            env=dict(os.environ, TORCH_HOME=str(tmp_path / 'hub')))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert log.read_text() == '0\n'
+
+
+OTHER_LABELS_ON_PROCESS_1 = '''
+import os, sys
+sys.path.insert(0, {root!r})
+import train
+from cli import run_cli
+from dataset import AttributesDataset
+
+if os.environ['RANK'] == '1':  # its machine's styles.csv has one article type more
+    real_labels = train.labels_of_the_run
+
+    def one_more(args, resume):
+        vocab = real_labels(args, resume).to_dict()
+        return AttributesDataset(vocab=dict(vocab, article=vocab['article'] + ['Zorbs']))
+
+    train.labels_of_the_run = one_more
+run_cli(train.main)
+'''
+
+
+def test_a_machine_with_other_label_names_is_said_in_one_line_naming_styles_csv(small_split, tmp_path):
+    # 'Zorbs' sorts last, every other class keeps its number: DDP's traceback on a head's size; a
+    # label in the middle had the split blamed.
+    script = tmp_path / 'other_labels.py'
+    script.write_text(OTHER_LABELS_ON_PROCESS_1.format(root=ROOT))
+    result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+                             str(script), *train_args(small_split, tmp_path)], capture_output=True, text=True,
+                            timeout=110)
+    assert result.returncode != 0
+    count = len(AttributesDataset(small_split['styles']).article_labels)
+    assert re.findall(r'error: .*', result.stderr) == [
+        f"error: {small_split['styles']}: process 1 has other article labels than process 0 ({count + 1} labels "
+        f'against {count}; only process 1 has Zorbs): every machine needs the same styles.csv'], result.stderr[-3000:]
+    assert not re.search(rf'File "{re.escape(ROOT)}/[^/"]+"', result.stderr)  # no traceback of ours
+
+
+def test_the_label_names_that_differ_are_named_on_either_side():
+    args = train.parse_args(['--attributes_file', 'styles.csv'])
+    vocab = {'gender': ['Men', 'Women'], 'article': ['Kurtas', 'Shirts', 'Tops'], 'color': ['Blue']}
+    train.check_same_labels([vocab, vocab], args)
+    other = dict(vocab, article=['Jeans', 'Shirts', 'Tops'])
+    with pytest.raises(UserError, match=r'^styles.csv: process 2 has other article labels than process 0 \(3 labels '
+                                        r'against 3; only process 2 has Jeans; only process 0 has Kurtas\)'):
+        train.check_same_labels([vocab, vocab, other], args)
 
 
 def test_what_every_process_finds_in_the_files_is_said_once(small_split, tmp_path):

@@ -2097,8 +2097,9 @@ def test_processes_over_other_rows_of_the_split_stop_before_training(small_split
     # twice, 30 never. Counting steps found nothing: both took 8.
     monkeypatch.setattr(train.distributed, 'setup', lambda device: distributed.Context(rank=0, world_size=2))
     index = ('train', 'val').index(split)
-    monkeypatch.setattr(distributed, 'on_every_process', lambda mine, context: [
-        mine, tuple(theirs(rows) if i == index else rows for i, rows in enumerate(mine))])
+    monkeypatch.setattr(distributed, 'on_every_process', lambda mine, context: [  # the label names alike
+        mine, tuple(theirs(rows) if i == index else rows for i, rows in enumerate(mine)) if isinstance(mine, tuple)
+        else mine])
     monkeypatch.setattr(train, 'train_one_epoch', lambda *args: pytest.fail('trained'))
     with pytest.raises(UserError, match=f"^{re.escape(small_split[split])}: process 1 keeps {said}: every machine "
                                         'needs the same split and the same pictures'):
