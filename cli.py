@@ -177,6 +177,29 @@ def stopping_signals_as_ctrl_c():
 
 
 @contextlib.contextmanager
+def stops_not_lost_in_callbacks():
+    """Python drops an exception raised where nothing can catch it, in a weakref's callback or an
+    object's __del__ (the garbage collector freeing a figure, a thread pool ending its threads),
+    with "Exception ignored in" and a traceback: a Ctrl-C or a SIGTERM that landed there was lost,
+    and train.py went on to its next epoch and ended with status 0 (1 stop in 4 sent as an epoch's
+    validation began). The signal is sent again a moment later (sent now, it is raised in this hook,
+    and dropped too), to land in the code that runs next."""
+    passed_on = sys.unraisablehook
+
+    def resent_if_a_stop(unraisable):
+        stop = unraisable.exc_value
+        if not (isinstance(stop, KeyboardInterrupt)
+                and sent_again_shortly(stop.signum if isinstance(stop, Terminated) else signal.SIGINT)):
+            passed_on(unraisable)
+
+    sys.unraisablehook = resent_if_a_stop
+    try:
+        yield
+    finally:
+        sys.unraisablehook = passed_on
+
+
+@contextlib.contextmanager
 def ctrl_c_held():
     """Holds a Ctrl-C (or a SIGTERM or SIGHUP run_cli stops on) back until the block ends, then
     raises it: for blocks that fork processes (a DataLoader's workers). Around a fork Python runs
@@ -502,7 +525,7 @@ def run_cli(main, workers_flag=None, memory_flag=None, files_first=False):
             signal.signal(number, signal.SIG_DFL)
     output, sys.stdout = sys.stdout, NamedOutput(sys.stdout, files_first)
     try:
-        with stopping_signals_as_ctrl_c():
+        with stopping_signals_as_ctrl_c(), stops_not_lost_in_callbacks():
             run_reporting_errors(main, debug, workers_flag, memory_flag)
     finally:
         sys.stdout = output

@@ -1637,6 +1637,42 @@ def test_a_sigterm_during_an_import_stops_the_script_once_the_import_is_done():
     assert python_c(STOPPED_IN_AN_IMPORT, ROOT) == (0, 'imported\nstopped after it\n', '')
 
 
+STOPPED_IN_A_CALLBACK = """
+import os, signal, sys, time, weakref
+sys.path.insert(0, sys.argv[1])
+from cli import run_cli
+
+
+class Figure:
+    pass
+
+
+def freed(reference):  # as the garbage collector frees a figure: the signal lands in its callback
+    os.kill(os.getpid(), signal.Signals[sys.argv[2]])
+    time.sleep(0.1)
+
+
+def main():
+    figure = Figure()
+    reference = weakref.ref(figure, freed)
+    del figure
+    for _ in range(100):
+        time.sleep(0.01)
+    print('went on')
+
+
+run_cli(main)
+"""
+
+
+@pytest.mark.parametrize('name, said', [('SIGINT', 'interrupted (Ctrl-C)'), ('SIGTERM', 'stopped by SIGTERM')])
+def test_a_stop_that_lands_in_a_weakref_callback_is_not_lost(name, said):
+    # Python dropped it there, "Exception ignored in" and a traceback: train.py went on to its next
+    # epoch and ended with status 0
+    status, out, err = python_c(STOPPED_IN_A_CALLBACK, ROOT, name)
+    assert (status, out, err) == (128 + signal.Signals[name], '', f'\n{said}; no file was left half-written\n')
+
+
 # Processes start as on macOS: spawned, Python's default there, ours too (cli.worker_processes forks
 # them on Linux). A spawned worker first runs its parent's script, as __mp_main__: as it imports
 # MODULE there, a Ctrl-C, a SIGTERM and a SIGHUP reach it, as a stop to the process group does.
