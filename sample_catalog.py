@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 from atomic import (atomic_open, check_no_folder_in_the_way, check_writable_folder, folder_locked, json_object,
                     remove_left_temporaries)
 from catalog import is_id, nul_safe
-from cli import (UserError, add_debug_flag, command, counted, if_stopped_say, non_negative_int,
+from cli import (UserError, add_debug_flag, command, counted, first_few, if_stopped_say, non_negative_int,
                  run_cli, seed_number, what_is_there)
 
 HEADER = ['id', 'gender', 'masterCategory', 'subCategory', 'articleType', 'baseColour', 'season',
@@ -477,6 +477,8 @@ def draw_catalog(root, n_images, seed, quirks, overwrite):
     check_no_folder_in_the_way(root, r'styles\.csv|sample_catalog\.json', root)
     check_no_folder_in_the_way(images, {f'{id_}.jpg' for id_, *_ in plan}, root)
     going = sorted(earlier - {id_ for id_, *_ in plan})
+    there = set(os.listdir(images)) if theirs and os.path.isdir(images) else set()
+    replaced = [f'{id_}.jpg' for id_, *_ in plan if f'{id_}.jpg' in there]  # the user's, named by main()
     os.makedirs(os.path.join(root, 'images'), exist_ok=True)
     # Marked first, as unfinished: a drawing cut short is never taken for a catalog (an earlier
     # styles.csv beside new pictures), and its pictures, and the earlier ones still to go, are
@@ -490,7 +492,7 @@ def draw_catalog(root, n_images, seed, quirks, overwrite):
             if os.path.exists(styles_path):
                 os.remove(styles_path)
             remove_pictures(images, going)
-        manifest = {'root': str(root), 'n_rows': 0, 'n_images': 0, 'over_theirs': theirs,
+        manifest = {'root': str(root), 'n_rows': 0, 'n_images': 0, 'over_theirs': theirs, 'replaced': replaced,
                     'quirks': {kind: [] for kind in QUIRK_COUNTS}, 'articles': sorted(ARTICLES),
                     'colours': sorted(COLOURS),
                     'genders': sorted({g for article in ARTICLES.values() for g in article.genders})}
@@ -589,10 +591,13 @@ def main():
           f"{os.path.join(args.output, 'styles.csv')} and {os.path.join(args.output, 'images')}/ "
           f'in {time.perf_counter() - start:.1f} s')
     if args.overwrite and manifest['over_theirs']:  # asked for, but the user may not have known whose files
-        replaced = ('its styles.csv is replaced, and its pictures with the ids of drawn ones' if had_styles else
-                    'its pictures with the ids of drawn ones are replaced')
-        print(f'note: drawn over a catalog that was not a sample one: {replaced}; the others are still in '
-              f'{os.path.join(args.output, "images")}/')
+        pictures = manifest['replaced']
+        replaced = (['its styles.csv'] if had_styles else []) + (
+            [f'{len(pictures):,} of its pictures, those with the ids of drawn ones ({first_few(pictures)})']
+            if pictures else [])
+        kept = 'the others are' if pictures else 'its pictures are all'
+        print(f'note: drawn over a catalog that was not a sample one: replaced '
+              f'{" and ".join(replaced) or "none of its files"}; {kept} still in {os.path.join(args.output, "images")}/')
 
 
 if __name__ == '__main__':

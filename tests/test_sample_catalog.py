@@ -104,7 +104,9 @@ def test_overwrite_says_when_it_drew_over_a_catalog_that_was_not_a_sample(tmp_pa
     for times in range(2):  # the second time over its own sample: nothing to say
         monkeypatch.setattr(sys, 'argv', command)
         run_cli(sample_catalog.main)
-        said = 'note: drawn over a catalog that was not a sample one: its styles.csv is replaced, and its pictures'
+        said = ('note: drawn over a catalog that was not a sample one: replaced its styles.csv and 1 of its pictures, '
+                'those with the ids of drawn ones (10002.jpg); the others are still in '
+                f'{users / "images"}/\n')
         assert (said in capsys.readouterr().out) == (times == 0)
     assert (users / 'images' / 'mine.jpg').exists()
     # Pictures without a styles.csv: it said that a styles.csv was replaced
@@ -113,8 +115,16 @@ def test_overwrite_says_when_it_drew_over_a_catalog_that_was_not_a_sample(tmp_pa
     (pictures / 'images' / '10001.jpg').write_bytes(b'a photo of the user')
     monkeypatch.setattr(sys, 'argv', ['sample_catalog.py', '--output', str(pictures), '--images', '3', '--overwrite'])
     run_cli(sample_catalog.main)
-    assert ('note: drawn over a catalog that was not a sample one: its pictures with the ids of drawn ones are '
-            f'replaced; the others are still in {pictures / "images"}/\n') in capsys.readouterr().out
+    assert ('note: drawn over a catalog that was not a sample one: replaced 1 of its pictures, those with the ids of '
+            f'drawn ones (10001.jpg); the others are still in {pictures / "images"}/\n') in capsys.readouterr().out
+    # None with a drawn id: none replaced, and said so
+    (tmp_path / 'others' / 'images').mkdir(parents=True)
+    (tmp_path / 'others' / 'images' / 'holiday.jpg').write_bytes(b'a photo of the user')
+    monkeypatch.setattr(sys, 'argv', ['sample_catalog.py', '--output', str(tmp_path / 'others'), '--images', '3',
+                                      '--overwrite'])
+    run_cli(sample_catalog.main)
+    assert ('note: drawn over a catalog that was not a sample one: replaced none of its files; its pictures are all '
+            f'still in {tmp_path / "others" / "images"}/\n') in capsys.readouterr().out
 
 
 def test_a_drawing_stopped_says_it_is_left_unfinished_and_the_same_command_draws_it_again(tmp_path, monkeypatch,
