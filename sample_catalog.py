@@ -477,13 +477,12 @@ def draw_catalog(root, n_images, seed, quirks, overwrite):
     check_no_folder_in_the_way(root, r'styles\.csv|sample_catalog\.json', root)
     check_no_folder_in_the_way(images, {f'{id_}.jpg' for id_, *_ in plan}, root)
     going = sorted(earlier - {id_ for id_, *_ in plan})
-    there = set(os.listdir(images)) if theirs and os.path.isdir(images) else set()
-    replaced = [f'{id_}.jpg' for id_, *_ in plan if f'{id_}.jpg' in there]  # the user's, named by main()
+    replaced = pictures_of_theirs_replaced(images, plan, mark, theirs)
     os.makedirs(os.path.join(root, 'images'), exist_ok=True)
     # Marked first, as unfinished: a drawing cut short is never taken for a catalog (an earlier
     # styles.csv beside new pictures), and its pictures, and the earlier ones still to go, are
     # known to be ours, not the user's.
-    write_mark(root, n_images, seed, quirks, finished=False, over_theirs=theirs, earlier_ids=going)
+    write_mark(root, n_images, seed, quirks, finished=False, over_theirs=theirs, earlier_ids=going, replaced=replaced)
     # The pictures are written in place, not each through a temporary file and a sync to disk
     # (atomic.py): a stop says so, and how to pick up.
     with if_stopped_say(f'the sample catalog in {root} is left unfinished, as its {MARK} says, a picture maybe '
@@ -519,6 +518,23 @@ def planned_catalog(n_images, seed, quirks):
     plan = plan_rows(n_images, quirks, rng)
     rows = [(csv_fields(*row, rng), row[4]) for row in plan]  # row[4]: its quirk, if any
     return plan, styles_text(rows)
+
+
+def pictures_of_theirs_replaced(images, plan, mark, theirs):
+    """The user's pictures that a drawing over their catalog replaces, named by main(): those with
+    the ids of drawn ones, where a drawing over it cut short had not drawn them already, and those
+    that one replaced (its mark names them)."""
+    if not theirs or not os.path.isdir(images):
+        return []
+    there, before = set(os.listdir(images)), []
+    if mark and not mark.get('finished', True):  # the same command again: its pictures are not theirs
+        before = mark.get('replaced', [])
+        before = before if isinstance(before, list) and all(isinstance(name, str) for name in before) else []
+        if plan_in(mark):
+            cut_short = plan_rows(mark['n_images'], mark['quirks'], np.random.default_rng(mark['seed']))
+            there -= {f'{id_}.jpg' for id_, *_ in cut_short}
+    now = [f'{id_}.jpg' for id_, *_ in plan if f'{id_}.jpg' in there]
+    return now + sorted(set(before) - set(now))
 
 
 def drawn_ids(root, mark):
@@ -596,8 +612,9 @@ def main():
             [f'{len(pictures):,} of its pictures, those with the ids of drawn ones ({first_few(pictures)})']
             if pictures else [])
         kept = 'the others are' if pictures else 'its pictures are all'
+        images = os.path.join(args.output, 'images')
         print(f'note: drawn over a catalog that was not a sample one: replaced '
-              f'{" and ".join(replaced) or "none of its files"}; {kept} still in {os.path.join(args.output, "images")}/')
+              f'{" and ".join(replaced) or "none of its files"}; {kept} still in {images}/')
 
 
 if __name__ == '__main__':

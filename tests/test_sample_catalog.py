@@ -125,6 +125,23 @@ def test_overwrite_says_when_it_drew_over_a_catalog_that_was_not_a_sample(tmp_pa
     run_cli(sample_catalog.main)
     assert ('note: drawn over a catalog that was not a sample one: replaced none of its files; its pictures are all '
             f'still in {tmp_path / "others" / "images"}/\n') in capsys.readouterr().out
+    # A drawing over them cut short, then the same command: its own pictures are not named as theirs
+    (tmp_path / 'others' / 'sample_catalog.json').unlink()
+    (tmp_path / 'others' / 'styles.csv').unlink()
+    for name in ('10001.jpg', '10002.jpg'):
+        (tmp_path / 'others' / 'images' / name).unlink()
+    (tmp_path / 'others' / 'images' / '10003.jpg').write_bytes(b'a photo of the user')  # the second drawn
+    monkeypatch.setattr(sys, 'argv', ['sample_catalog.py', '--output', str(tmp_path / 'others'), '--images', '5',
+                                      '--overwrite'])
+    undo = cut_short_after(2, monkeypatch)
+    with pytest.raises(SystemExit):
+        run_cli(sample_catalog.main)
+    undo()
+    monkeypatch.setattr(sys, 'argv', ['sample_catalog.py', '--output', str(tmp_path / 'others'), '--images', '5',
+                                      '--overwrite'])
+    run_cli(sample_catalog.main)
+    assert ('note: drawn over a catalog that was not a sample one: replaced 1 of its pictures, those with the ids '
+            'of drawn ones (10003.jpg); the others') in capsys.readouterr().out
 
 
 def test_a_drawing_stopped_says_it_is_left_unfinished_and_the_same_command_draws_it_again(tmp_path, monkeypatch,
