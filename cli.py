@@ -182,21 +182,40 @@ def stops_not_lost_in_callbacks():
     object's __del__ (the garbage collector freeing a figure, a thread pool ending its threads),
     with "Exception ignored in" and a traceback: a Ctrl-C or a SIGTERM that landed there was lost,
     and train.py went on to its next epoch and ended with status 0 (5 of 11 stops sent 0.2 to 0.5 s
-    after an epoch's last step). The signal is sent again a moment later (sent now, it is raised in this hook,
-    and dropped too), to land in the code that runs next."""
-    passed_on = sys.unraisablehook
+    after an epoch's last step). The signal is sent again a moment later (sent now, it would be
+    raised in this hook, and dropped too), to land in the code that runs next; where the block ends
+    first, the stop is raised as it ends, not sent after it to a script that has put back the
+    system's handlers (or to the tests that ran it)."""
+    passed_on, lock, pending = sys.unraisablehook, threading.Lock(), []
+
+    def send_again(stop):
+        with lock:
+            if stop in pending:
+                pending.remove(stop)
+                os.kill(os.getpid(), stop.signum if isinstance(stop, Terminated) else signal.SIGINT)
 
     def resent_if_a_stop(unraisable):
         stop = unraisable.exc_value
-        if not (isinstance(stop, KeyboardInterrupt)
-                and sent_again_shortly(stop.signum if isinstance(stop, Terminated) else signal.SIGINT)):
+        if not isinstance(stop, KeyboardInterrupt):
             passed_on(unraisable)
+            return
+        with lock:
+            pending.append(stop)
+        try:
+            threading.Timer(RETRY_STOP_SECONDS, send_again, (stop,)).start()
+        except RuntimeError:  # Python ending: no thread starts; raised as the block ends
+            pass
 
     sys.unraisablehook = resent_if_a_stop
     try:
         yield
     finally:
         sys.unraisablehook = passed_on
+        with lock:
+            left = pending[:1]
+            pending.clear()
+        if left:
+            raise left[0]
 
 
 @contextlib.contextmanager
@@ -525,7 +544,7 @@ def run_cli(main, workers_flag=None, memory_flag=None, files_first=False):
             signal.signal(number, signal.SIG_DFL)
     output, sys.stdout = sys.stdout, NamedOutput(sys.stdout, files_first)
     try:
-        with stopping_signals_as_ctrl_c(), stops_not_lost_in_callbacks():
+        with stopping_signals_as_ctrl_c():
             run_reporting_errors(main, debug, workers_flag, memory_flag)
     finally:
         sys.stdout = output
@@ -533,7 +552,8 @@ def run_cli(main, workers_flag=None, memory_flag=None, files_first=False):
 
 def run_reporting_errors(main, debug, workers_flag, memory_flag=None):
     try:
-        run_flushed(main)
+        with stops_not_lost_in_callbacks():  # inside: a stop it raises as it ends is said below
+            run_flushed(main)
     except UserError as error:
         if debug:
             raise

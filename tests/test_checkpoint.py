@@ -436,6 +436,15 @@ def test_an_export_its_label_file_or_a_picture_given_for_a_checkpoint_is_named_a
     other.write_text('{"format": "something else"}')
     with pytest.raises(UserError, match='other.json: not a PyTorch checkpoint'):
         checkpoint_load(str(other))
+    deep = tmp_path / 'deep.pth'  # deeper than Python's stack: json's RecursionError
+    deep.write_text('{"a": ' * 100_000)
+    with pytest.raises(UserError, match=r'deep.pth: not a PyTorch checkpoint \(Unsupported operand 123\)'):
+        checkpoint_load(str(deep))
+    cut = tmp_path / 'cut.onnx'  # a checkpoint cut short, whatever its name
+    checkpoint_save(str(cut), make_state())
+    cut.write_bytes(cut.read_bytes()[:1000])
+    with pytest.raises(UserError, match='cut.onnx: not a PyTorch checkpoint, or a truncated one'):
+        checkpoint_load(str(cut))
 
 
 @pytest.mark.skipif(not os.environ.get('FASHION_DATA'), reason='FASHION_DATA names no real dataset')
