@@ -137,12 +137,30 @@ def said_once_per_machine():
 @contextlib.contextmanager
 def machines_first_process_first(context):
     """The block run by the first process of each machine, then by its others: what it fetches
-    (a download into a cache the machine's processes share) is fetched once, not by each at once."""
-    if context.distributed and local_rank() != 0:
-        on_every_process(None, context)  # until every machine's first process is through
-    yield
-    if context.distributed and local_rank() == 0:
-        on_every_process(None, context)
+    (a download into a cache the machine's processes share) is fetched once, not by each at once.
+    Where a first process fails in it (a UserError), every process stops with its words, said by
+    each machine's first process alone (said_once_per_machine): the others, left waiting for it,
+    had failed first in gloo's words, "another process ended", and torchrun blamed them."""
+    if not context.distributed:
+        yield
+        return
+    if local_rank() != 0:
+        check_none_failed(on_every_process(None, context))  # until every machine's first is through
+        yield
+        return
+    try:
+        yield
+    except UserError as error:
+        on_every_process(str(error), context)
+        raise
+    check_none_failed(on_every_process(None, context))
+
+
+def check_none_failed(said):
+    """said: what each process met in machines_first_process_first (None where nothing)."""
+    failed = next((words for words in said if words is not None), None)
+    if failed is not None:
+        raise UserError(failed)
 
 
 def wait_for_the_first_process():

@@ -198,7 +198,7 @@ def test_a_nan_loss_on_one_process_stops_both_and_process_0_says_where_it_began(
 
 
 PRETRAINED_DOWNLOADS = '''
-import hashlib, os, sys, time
+import hashlib, os, sys, time, urllib.error
 sys.path.insert(0, {root!r})
 import torch, torchvision
 import model, train
@@ -209,6 +209,8 @@ def download(url, path, hash_prefix=None, progress=True):  # torch.hub's, offlin
     with open({log!r}, 'a') as f:
         f.write(os.environ['RANK'] + '\\n')
     time.sleep(1)  # a download takes its time: a process not made to wait starts its own
+    if {fails}:
+        raise urllib.error.URLError('no network')
     torch.save(torchvision.models.mobilenet_v2().state_dict(), path)
 
 
@@ -219,17 +221,26 @@ run_cli(train.main)
 
 
 @pytest.mark.slow
-def test_pretrained_weights_are_downloaded_by_the_first_process_of_a_machine_alone(small_split, tmp_path):
+@pytest.mark.parametrize('fails', [False, True])
+def test_pretrained_weights_are_downloaded_by_the_first_process_of_a_machine_alone(small_split, tmp_path, fails):
     # Each process downloaded them, 8 times the same file on a machine of 8 GPUs, and an error of
-    # the download was said by each.
+    # the download was said by each; the others, made to wait, then failed first, in gloo's words.
     script, log = tmp_path / 'pretrained.py', tmp_path / 'downloads.txt'
-    script.write_text(PRETRAINED_DOWNLOADS.format(root=ROOT, log=str(log)))
+    script.write_text(PRETRAINED_DOWNLOADS.format(root=ROOT, log=str(log), fails=fails))
     result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
                              str(script), *train_args(small_split, tmp_path, '--epochs', 1, '--pretrained')],
                             capture_output=True, text=True, timeout=110,
                             env=dict(os.environ, TORCH_HOME=str(tmp_path / 'hub')))
-    assert result.returncode == 0, result.stderr[-3000:]
     assert log.read_text() == '0\n'
+    if not fails:
+        assert result.returncode == 0, result.stderr[-3000:]
+        return
+    assert result.returncode != 0
+    assert re.findall(r'error: .*', result.stderr) == [
+        'error: --pretrained: could not get the ImageNet weights (<urlopen error no network>); connect to the '
+        "internet once, put torchvision's mobilenet_v2-b0353104.pth into "
+        f"{tmp_path / 'hub' / 'hub' / 'checkpoints'}/, or train from scratch without --pretrained"], result.stderr
+    assert 'stopped by SIGTERM' not in result.stderr
 
 
 OTHER_LABELS_ON_PROCESS_1 = '''
