@@ -283,7 +283,7 @@ def failure_of(argv, capsys):
 
 
 def test_a_batch_too_large_for_memory_names_the_flag_that_needs_less(checkpoint, catalog):
-    # 3,000 pictures at --batch-size 100000 peaked at 5.9 GB: on a smaller machine the forward pass
+    # 3,000 pictures at --batch-size 100000 peaked at 4.3 GiB: on a smaller machine the forward pass
     # runs out, as PyTorch's allocator says it (here raised where the batch becomes a tensor)
     pytorchs = ("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you "
                 'tried to allocate 5898240000 bytes. Error code 12 (Cannot allocate memory)')
