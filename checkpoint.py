@@ -136,7 +136,7 @@ RUN_CHECKPOINTS = "a run's best.pth or last.pth"
 def check_not_other_kind(path, data):
     """A file the user may well give for a checkpoint, named as what it is: an export of the model,
     its label file, a picture, where torch.load's unpickler says 'Unsupported operand 8'."""
-    if path.lower().endswith('.onnx') and not data.startswith(b'PK'):  # torch.save's zip, renamed or cut short
+    if path.lower().endswith('.onnx') and data.startswith(b'\x08'):  # ONNX's first field: its IR version
         raise UserError(f'{path}: an ONNX model, not a PyTorch checkpoint: give the .pth it was exported from '
                         f'({RUN_CHECKPOINTS}); onnxruntime runs the ONNX model')
     if exported_labels(data):
@@ -149,7 +149,7 @@ def check_not_other_kind(path, data):
 
 
 def exported_labels(data):
-    if not data.lstrip().startswith(b'{'):
+    if not data.removeprefix(b'\xef\xbb\xbf').lstrip().startswith(b'{'):  # a BOM, Notepad's
         return False
     try:
         return json.loads(data).get('format') == EXPORTED_LABELS

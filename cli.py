@@ -190,9 +190,11 @@ def stops_not_lost_in_callbacks():
 
     def send_again(stop):
         with lock:
-            if stop in pending:
+            sending = stop in pending
+            if sending:
                 pending.remove(stop)
-                os.kill(os.getpid(), stop.signum if isinstance(stop, Terminated) else signal.SIGINT)
+        if sending:  # not under the lock: raised while the hook waits for it, it would be dropped there
+            os.kill(os.getpid(), stop.signum if isinstance(stop, Terminated) else signal.SIGINT)
 
     def resent_if_a_stop(unraisable):
         stop = unraisable.exc_value

@@ -477,7 +477,7 @@ def draw_catalog(root, n_images, seed, quirks, overwrite):
     check_no_folder_in_the_way(root, r'styles\.csv|sample_catalog\.json', root)
     check_no_folder_in_the_way(images, {f'{id_}.jpg' for id_, *_ in plan}, root)
     going = sorted(earlier - {id_ for id_, *_ in plan})
-    replaced = pictures_of_theirs_replaced(images, plan, mark, theirs)
+    replaced, kept = pictures_of_theirs(images, plan, mark, theirs)
     os.makedirs(os.path.join(root, 'images'), exist_ok=True)
     # Marked first, as unfinished: a drawing cut short is never taken for a catalog (an earlier
     # styles.csv beside new pictures), and its pictures, and the earlier ones still to go, are
@@ -492,6 +492,7 @@ def draw_catalog(root, n_images, seed, quirks, overwrite):
                 os.remove(styles_path)
             remove_pictures(images, going)
         manifest = {'root': str(root), 'n_rows': 0, 'n_images': 0, 'over_theirs': theirs, 'replaced': replaced,
+                    'kept': kept,  # the numbers of the user's pictures replaced and left, for main()'s note
                     'quirks': {kind: [] for kind in QUIRK_COUNTS}, 'articles': sorted(ARTICLES),
                     'colours': sorted(COLOURS),
                     'genders': sorted({g for article in ARTICLES.values() for g in article.genders})}
@@ -520,21 +521,24 @@ def planned_catalog(n_images, seed, quirks):
     return plan, styles_text(rows)
 
 
-def pictures_of_theirs_replaced(images, plan, mark, theirs):
-    """The user's pictures that a drawing over their catalog replaces, named by main(): those with
-    the ids of drawn ones, where a drawing over it cut short had not drawn them already, and those
-    that one replaced (its mark names them)."""
+def pictures_of_theirs(images, plan, mark, theirs):
+    """(replaced, kept): the user's pictures that a drawing over their catalog replaces, those with
+    the ids of drawn ones, and the number of theirs it leaves; both named by main(). After a drawing
+    over it cut short (the same command again), its pictures are not theirs, and those of theirs it
+    was to replace (its mark names them) count where this one draws them too: where not, the one cut
+    short may not have reached them."""
     if not theirs or not os.path.isdir(images):
-        return []
+        return [], 0
     there, before = set(os.listdir(images)), []
-    if mark and not mark.get('finished', True):  # the same command again: its pictures are not theirs
+    if mark and not mark.get('finished', True):
         before = mark.get('replaced', [])
         before = before if isinstance(before, list) and all(isinstance(name, str) for name in before) else []
         if plan_in(mark):
             cut_short = plan_rows(mark['n_images'], mark['quirks'], np.random.default_rng(mark['seed']))
             there -= {f'{id_}.jpg' for id_, *_ in cut_short}
-    now = [f'{id_}.jpg' for id_, *_ in plan if f'{id_}.jpg' in there]
-    return now + sorted(set(before) - set(now))
+    drawn = [f'{id_}.jpg' for id_, *_ in plan]
+    replaced = [name for name in drawn if name in there or name in before]
+    return replaced, len(there - set(drawn))
 
 
 def drawn_ids(root, mark):
@@ -611,10 +615,10 @@ def main():
         replaced = (['its styles.csv'] if had_styles else []) + (
             [f'{len(pictures):,} of its pictures, those with the ids of drawn ones ({first_few(pictures)})']
             if pictures else [])
-        kept = 'the others are' if pictures else 'its pictures are all'
-        images = os.path.join(args.output, 'images')
+        kept = ('' if not manifest['kept'] else f'; the others are still in {os.path.join(args.output, "images")}/'
+                if pictures else f'; its pictures are all still in {os.path.join(args.output, "images")}/')
         print(f'note: drawn over a catalog that was not a sample one: replaced '
-              f'{" and ".join(replaced) or "none of its files"}; {kept} still in {images}/')
+              f'{" and ".join(replaced) or "none of its files"}{kept}')
 
 
 if __name__ == '__main__':

@@ -440,11 +440,16 @@ def test_an_export_its_label_file_or_a_picture_given_for_a_checkpoint_is_named_a
     deep.write_text('{"a": ' * 100_000)
     with pytest.raises(UserError, match=r'deep.pth: not a PyTorch checkpoint \(Unsupported operand 123\)'):
         checkpoint_load(str(deep))
-    cut = tmp_path / 'cut.onnx'  # a checkpoint cut short, whatever its name
+    cut = tmp_path / 'cut.onnx'  # a checkpoint cut short, or an empty file, whatever its name
     checkpoint_save(str(cut), make_state())
-    cut.write_bytes(cut.read_bytes()[:1000])
-    with pytest.raises(UserError, match='cut.onnx: not a PyTorch checkpoint, or a truncated one'):
-        checkpoint_load(str(cut))
+    for data in (cut.read_bytes()[:1000], b''):
+        cut.write_bytes(data)
+        with pytest.raises(UserError, match='cut.onnx: not a PyTorch checkpoint, or a truncated one'):
+            checkpoint_load(str(cut))
+    saved_again = tmp_path / 'labels.pth'  # the label file as Notepad saves it, with a byte-order mark
+    saved_again.write_bytes(b'\xef\xbb\xbf' + labels.read_bytes())
+    with pytest.raises(UserError, match='labels.pth: the label file of an exported ONNX model'):
+        checkpoint_load(str(saved_again))
 
 
 @pytest.mark.skipif(not os.environ.get('FASHION_DATA'), reason='FASHION_DATA names no real dataset')

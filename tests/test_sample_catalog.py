@@ -116,7 +116,7 @@ def test_overwrite_says_when_it_drew_over_a_catalog_that_was_not_a_sample(tmp_pa
     monkeypatch.setattr(sys, 'argv', ['sample_catalog.py', '--output', str(pictures), '--images', '3', '--overwrite'])
     run_cli(sample_catalog.main)
     assert ('note: drawn over a catalog that was not a sample one: replaced 1 of its pictures, those with the ids of '
-            f'drawn ones (10001.jpg); the others are still in {pictures / "images"}/\n') in capsys.readouterr().out
+            'drawn ones (10001.jpg)\n') in capsys.readouterr().out  # its only one: no others said to be left
     # None with a drawn id: none replaced, and said so
     (tmp_path / 'others' / 'images').mkdir(parents=True)
     (tmp_path / 'others' / 'images' / 'holiday.jpg').write_bytes(b'a photo of the user')
@@ -142,6 +142,29 @@ def test_overwrite_says_when_it_drew_over_a_catalog_that_was_not_a_sample(tmp_pa
     run_cli(sample_catalog.main)
     assert ('note: drawn over a catalog that was not a sample one: replaced 1 of its pictures, those with the ids '
             'of drawn ones (10003.jpg); the others') in capsys.readouterr().out
+    # Cut short before it reached a picture of theirs, then another command, which does not draw it
+    (tmp_path / 'others' / 'sample_catalog.json').unlink()
+    (tmp_path / 'others' / 'images' / '10006.jpg').write_bytes(b'a photo of the user')  # the third of 5 drawn
+    monkeypatch.setattr(sys, 'argv', ['sample_catalog.py', '--output', str(tmp_path / 'others'), '--images', '5',
+                                      '--overwrite'])
+    undo = cut_short_after(1, monkeypatch)
+    with pytest.raises(SystemExit):
+        run_cli(sample_catalog.main)
+    undo()
+    capsys.readouterr()
+    monkeypatch.setattr(sys, 'argv', ['sample_catalog.py', '--output', str(tmp_path / 'others'), '--images', '3',
+                                      '--overwrite'])
+    run_cli(sample_catalog.main)
+    assert '10006.jpg' not in capsys.readouterr().out
+    assert (tmp_path / 'others' / 'images' / '10006.jpg').read_bytes() == b'a photo of the user'
+    # A catalog of theirs without pictures: none said to be left
+    (tmp_path / 'labels').mkdir()
+    (tmp_path / 'labels' / 'styles.csv').write_text('id,gender\n1,Men\n')
+    monkeypatch.setattr(sys, 'argv', ['sample_catalog.py', '--output', str(tmp_path / 'labels'), '--images', '3',
+                                      '--overwrite'])
+    run_cli(sample_catalog.main)
+    assert capsys.readouterr().out.endswith('note: drawn over a catalog that was not a sample one: replaced its '
+                                            'styles.csv\n')
 
 
 def test_a_drawing_stopped_says_it_is_left_unfinished_and_the_same_command_draws_it_again(tmp_path, monkeypatch,
