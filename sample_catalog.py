@@ -492,7 +492,7 @@ def draw_catalog(root, n_images, seed, quirks, overwrite):
                 os.remove(styles_path)
             remove_pictures(images, going)
         manifest = {'root': str(root), 'n_rows': 0, 'n_images': 0, 'over_theirs': theirs, 'replaced': replaced,
-                    'kept': kept,  # the numbers of the user's pictures replaced and left, for main()'s note
+                    'kept': kept,  # the user's pictures replaced, by name, and the number left: main()'s note
                     'quirks': {kind: [] for kind in QUIRK_COUNTS}, 'articles': sorted(ARTICLES),
                     'colours': sorted(COLOURS),
                     'genders': sorted({g for article in ARTICLES.values() for g in article.genders})}
@@ -615,10 +615,11 @@ def main():
         replaced = (['its styles.csv'] if had_styles else []) + (
             [f'{len(pictures):,} of its pictures, those with the ids of drawn ones ({first_few(pictures)})']
             if pictures else [])
-        kept = ('' if not manifest['kept'] else f'; the others are still in {os.path.join(args.output, "images")}/'
-                if pictures else f'; its pictures are all still in {os.path.join(args.output, "images")}/')
+        images = os.path.join(args.output, 'images')
+        left = 'the others are' if pictures else 'its pictures are all'
         print(f'note: drawn over a catalog that was not a sample one: replaced '
-              f'{" and ".join(replaced) or "none of its files"}{kept}')
+              f'{" and ".join(replaced) or "none of its files"}'
+              + (f'; {left} still in {images}/' if manifest['kept'] else ''))
 
 
 if __name__ == '__main__':
