@@ -95,76 +95,67 @@ def cut_short_after(pictures, monkeypatch):
     return monkeypatch.undo
 
 
+def draw_over(folder, images, monkeypatch, capsys, cut_after=None):
+    """sample_catalog.py --overwrite into folder, cut short after that many pictures if given: what it printed."""
+    monkeypatch.setattr(sys, 'argv', ['sample_catalog.py', '--output', str(folder), '--images', str(images),
+                                      '--overwrite'])
+    if cut_after is None:
+        run_cli(sample_catalog.main)
+        return capsys.readouterr().out
+    undo = cut_short_after(cut_after, monkeypatch)
+    with pytest.raises(SystemExit):
+        run_cli(sample_catalog.main)
+    undo()
+    return capsys.readouterr().out
+
+
+NOTE = 'note: drawn over a catalog that was not a sample one: replaced '
+
+
 def test_overwrite_says_when_it_drew_over_a_catalog_that_was_not_a_sample(tmp_path, monkeypatch, capsys):
     users = tmp_path / 'users'
     make_catalog(str(users), n_images=5, seed=1)
     os.remove(users / 'sample_catalog.json')  # as downloaded
     (users / 'images' / 'mine.jpg').write_bytes(b'a photo of the user')
-    command = ['sample_catalog.py', '--output', str(users), '--images', '3', '--overwrite']
     for times in range(2):  # the second time over its own sample: nothing to say
-        monkeypatch.setattr(sys, 'argv', command)
-        run_cli(sample_catalog.main)
-        said = ('note: drawn over a catalog that was not a sample one: replaced its styles.csv and 1 of its pictures, '
-                'those with the ids of drawn ones (10002.jpg); the others are still in '
-                f'{users / "images"}/\n')
-        assert (said in capsys.readouterr().out) == (times == 0)
+        said = (f'{NOTE}its styles.csv and 1 of its pictures, those with the ids of drawn ones (10002.jpg); the '
+                f'others are still in {users / "images"}/\n')
+        assert (said in draw_over(users, 3, monkeypatch, capsys)) == (times == 0)
     assert (users / 'images' / 'mine.jpg').exists()
     # Pictures without a styles.csv: it said that a styles.csv was replaced
     pictures = tmp_path / 'pictures'
     (pictures / 'images').mkdir(parents=True)
     (pictures / 'images' / '10001.jpg').write_bytes(b'a photo of the user')
-    monkeypatch.setattr(sys, 'argv', ['sample_catalog.py', '--output', str(pictures), '--images', '3', '--overwrite'])
-    run_cli(sample_catalog.main)
-    assert ('note: drawn over a catalog that was not a sample one: replaced 1 of its pictures, those with the ids of '
-            'drawn ones (10001.jpg)\n') in capsys.readouterr().out  # its only one: no others said to be left
+    assert draw_over(pictures, 3, monkeypatch, capsys).endswith(  # its only one: no others said to be left
+        f'{NOTE}1 of its pictures, those with the ids of drawn ones (10001.jpg)\n')
     # None with a drawn id: none replaced, and said so
-    (tmp_path / 'others' / 'images').mkdir(parents=True)
-    (tmp_path / 'others' / 'images' / 'holiday.jpg').write_bytes(b'a photo of the user')
-    monkeypatch.setattr(sys, 'argv', ['sample_catalog.py', '--output', str(tmp_path / 'others'), '--images', '3',
-                                      '--overwrite'])
-    run_cli(sample_catalog.main)
-    assert ('note: drawn over a catalog that was not a sample one: replaced none of its files; its pictures are all '
-            f'still in {tmp_path / "others" / "images"}/\n') in capsys.readouterr().out
-    # A drawing over them cut short, then the same command: its own pictures are not named as theirs
-    (tmp_path / 'others' / 'sample_catalog.json').unlink()
-    (tmp_path / 'others' / 'styles.csv').unlink()
-    for name in ('10001.jpg', '10002.jpg'):
-        (tmp_path / 'others' / 'images' / name).unlink()
-    (tmp_path / 'others' / 'images' / '10003.jpg').write_bytes(b'a photo of the user')  # the second drawn
-    monkeypatch.setattr(sys, 'argv', ['sample_catalog.py', '--output', str(tmp_path / 'others'), '--images', '5',
-                                      '--overwrite'])
-    undo = cut_short_after(2, monkeypatch)
-    with pytest.raises(SystemExit):
-        run_cli(sample_catalog.main)
-    undo()
-    monkeypatch.setattr(sys, 'argv', ['sample_catalog.py', '--output', str(tmp_path / 'others'), '--images', '5',
-                                      '--overwrite'])
-    run_cli(sample_catalog.main)
-    assert ('note: drawn over a catalog that was not a sample one: replaced 1 of its pictures, those with the ids '
-            'of drawn ones (10003.jpg); the others') in capsys.readouterr().out
-    # Cut short before it reached a picture of theirs, then another command, which does not draw it
-    (tmp_path / 'others' / 'sample_catalog.json').unlink()
-    (tmp_path / 'others' / 'images' / '10006.jpg').write_bytes(b'a photo of the user')  # the third of 5 drawn
-    monkeypatch.setattr(sys, 'argv', ['sample_catalog.py', '--output', str(tmp_path / 'others'), '--images', '5',
-                                      '--overwrite'])
-    undo = cut_short_after(1, monkeypatch)
-    with pytest.raises(SystemExit):
-        run_cli(sample_catalog.main)
-    undo()
-    capsys.readouterr()
-    monkeypatch.setattr(sys, 'argv', ['sample_catalog.py', '--output', str(tmp_path / 'others'), '--images', '3',
-                                      '--overwrite'])
-    run_cli(sample_catalog.main)
-    assert '10006.jpg' not in capsys.readouterr().out
-    assert (tmp_path / 'others' / 'images' / '10006.jpg').read_bytes() == b'a photo of the user'
+    others = tmp_path / 'others'
+    (others / 'images').mkdir(parents=True)
+    (others / 'images' / 'holiday.jpg').write_bytes(b'a photo of the user')
+    assert draw_over(others, 3, monkeypatch, capsys).endswith(
+        f'{NOTE}none of its files; its pictures are all still in {others / "images"}/\n')
     # A catalog of theirs without pictures: none said to be left
     (tmp_path / 'labels').mkdir()
     (tmp_path / 'labels' / 'styles.csv').write_text('id,gender\n1,Men\n')
-    monkeypatch.setattr(sys, 'argv', ['sample_catalog.py', '--output', str(tmp_path / 'labels'), '--images', '3',
-                                      '--overwrite'])
-    run_cli(sample_catalog.main)
-    assert capsys.readouterr().out.endswith('note: drawn over a catalog that was not a sample one: replaced its '
-                                            'styles.csv\n')
+    assert draw_over(tmp_path / 'labels', 3, monkeypatch, capsys).endswith(f'{NOTE}its styles.csv\n')
+
+
+def test_overwrite_after_a_drawing_over_theirs_was_cut_short_names_their_pictures_alone(tmp_path, monkeypatch,
+                                                                                        capsys):
+    # Listed again, the pictures the drawing cut short had drawn were named as the user's
+    others = tmp_path / 'others'
+    (others / 'images').mkdir(parents=True)
+    (others / 'images' / 'holiday.jpg').write_bytes(b'a photo of the user')
+    (others / 'images' / '10003.jpg').write_bytes(b'a photo of the user')  # the second of 5 drawn
+    draw_over(others, 5, monkeypatch, capsys, cut_after=2)
+    assert f'{NOTE}1 of its pictures, those with the ids of drawn ones (10003.jpg); the others' in draw_over(
+        others, 5, monkeypatch, capsys)  # the same command again
+    # Cut short before it reached a picture of theirs, then another command, which does not draw it
+    (others / 'sample_catalog.json').unlink()
+    (others / 'images' / '10006.jpg').write_bytes(b'a photo of the user')  # the third of 5 drawn
+    draw_over(others, 5, monkeypatch, capsys, cut_after=1)
+    assert '10006.jpg' not in draw_over(others, 3, monkeypatch, capsys)
+    assert (others / 'images' / '10006.jpg').read_bytes() == b'a photo of the user'
 
 
 def test_a_drawing_stopped_says_it_is_left_unfinished_and_the_same_command_draws_it_again(tmp_path, monkeypatch,
