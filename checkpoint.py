@@ -129,7 +129,6 @@ def checkpoint_load(path):
                     'label vocabularies in it)')
 
 
-EXPORTED_LABELS = 'fashion-multi-output-onnx/1'  # export_onnx.FORMAT: that module needs onnx when it exports
 RUN_CHECKPOINTS = "a run's best.pth or last.pth"
 
 
@@ -151,8 +150,9 @@ def check_not_other_kind(path, data):
 def exported_labels(data):
     if not data.removeprefix(b'\xef\xbb\xbf').lstrip().startswith(b'{'):  # a BOM, Notepad's
         return False
+    from export_onnx import FORMAT  # the label file's own mark; needed on this path alone
     try:
-        return json.loads(data).get('format') == EXPORTED_LABELS
+        return json.loads(data).get('format') == FORMAT
     except (ValueError, RecursionError):  # not JSON (nor UTF-8), or nested deeper than Python's stack
         return False
 
