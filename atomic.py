@@ -214,16 +214,22 @@ def renamed_together():
 
 
 def replace_together(renames):
-    """os.replace(tmp, path) for each pair in turn; where one fails (or a Ctrl-C comes between
-    two), the paths renamed before it get their old files back, or go where there were none."""
+    """os.replace(tmp, path) for each pair in turn; where one fails (or a Ctrl-C comes meanwhile),
+    the paths renamed before it get their old files back, or go where there were none."""
     done, asides = {}, []  # each path renamed onto, with its old file kept aside (None: there was none)
     stuck = set()
     try:
-        for index, (tmp, path) in enumerate(renames):
-            # Where the last rename fails, its old file is still in place: nothing to keep.
-            asides.append(kept_aside(path) if index < len(renames) - 1 else None)
-            os.replace(tmp, path)
-            done[path] = asides[-1]
+        # A Ctrl-C is held until all are renamed, then undoes them all: raised as an os.replace
+        # returned, it left that rename out of `done`, never undone, so one new file stayed beside
+        # the old others.
+        with ctrl_c_held():
+            for tmp, path in renames:
+                # The last file's old one too, though a failed rename leaves it in place: killed
+                # (kill -9) after the last rename, before the asides go, put_back_left_asides
+                # puts back all of the old files, not all but one of them beside a new one.
+                asides.append(kept_aside(path))
+                os.replace(tmp, path)
+                done[path] = asides[-1]
     except BaseException as error:
         try:
             put_back(dict(reversed(done.items())), stuck)  # first: a second Ctrl-C is held in it

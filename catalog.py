@@ -346,6 +346,10 @@ def shown_size(img):
 
 
 NO_PERMISSION = 'no permission to read it'
+# A picture that is a link to a file not there: most often a git-annex or DVC store whose contents
+# were not fetched, where `ls` shows every name. 'no image file' would send the user looking for
+# pictures that are plainly there.
+LINK_TO_NOTHING, LINK_LOOP = 'a link that leads to no file', 'a link in a loop of links'
 # Pillow refuses to decode a picture of over twice Image.MAX_IMAGE_PIXELS (a decompression bomb's
 # guard): said as such, not as damaged, since the file is sound.
 TOO_LARGE = f'too large (over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels)'
@@ -378,11 +382,14 @@ def image_problem(path, size=IMAGE_SIZE, any_size=False, any_mode=False):
     except PermissionError:  # the file's or its folder's (images/ itself, say)
         return NO_PERMISSION
     except FileNotFoundError:
-        return 'no image file'
+        return LINK_TO_NOTHING if os.path.islink(path) else 'no image file'
     except Image.DecompressionBombError:
         return TOO_LARGE
-    except UNREADABLE as error:  # an id of 300 digits names no file: not a damaged one
-        return 'no image file' if getattr(error, 'errno', None) == errno.ENAMETOOLONG else 'unreadable image'
+    except UNREADABLE as error:
+        number = getattr(error, 'errno', None)
+        if number == errno.ELOOP:  # no picture at all, rather than a damaged one
+            return LINK_LOOP
+        return 'no image file' if number == errno.ENAMETOOLONG else 'unreadable image'  # an id of 300 digits
     if not any_size and img_size != tuple(size):
         return f'not {size[0]}x{size[1]}'
     if not any_mode and mode != 'RGB':

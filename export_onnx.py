@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from atomic import (absolute_path, atomic_open, atomic_path, check_writable_file, flush_to_disk, json_object,
-                    name_pattern, remove_left_temporaries, renamed_together, through_link)
+                    name_pattern, put_back_left_asides, remove_left_temporaries, renamed_together, through_link)
 from catalog import IMAGE_SIZE
 from cli import PROJECT, UserError, command, shown, shown_path, this_python
 from dataset import FILL, HEADS, MEAN, STD
@@ -180,7 +180,9 @@ def export_onnx(model, attributes, path):
     written = {target: through_link(target) for target in (path, json_path)}
     for target in written.values():
         folder = os.path.dirname(absolute_path(target))
-        remove_left_temporaries(folder, name_pattern(os.path.basename(target)), 'predict.py')
+        names = name_pattern(os.path.basename(target))
+        put_back_left_asides(folder, names, 'predict.py')  # first: killed between the two renames (replace_together)
+        remove_left_temporaries(folder, names, 'predict.py')
         os.makedirs(folder, exist_ok=True)
     # A CPU copy in eval mode: the caller's model stays on its device, and dropout and batch norm
     # are exported as they run at inference.

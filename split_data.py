@@ -19,9 +19,10 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder, flush_to_disk,
-                    folder_locked, kept_aside, remove_left_temporaries, renamed_together)
-from catalog import (IMAGE_SIZE, SPLIT_COLUMNS, describe_download, format_counts, image_problem, nul_safe, read_styles,
-                     with_nul_bytes)
+                    folder_locked, kept_aside, put_back_left_asides, remove_left_temporaries,
+                    renamed_together)
+from catalog import (IMAGE_SIZE, LINK_TO_NOTHING, SPLIT_COLUMNS, describe_download, format_counts, image_problem,
+                     nul_safe, read_styles, with_nul_bytes)
 from cli import (NO_SUCH_FILE, UserError, add_debug_flag, counted, ctrl_c_held, path_name, positive_int, printable,
                  progress_bar, quoted_path, reach_problem, run_cli, seed_number, shown, usable_cores, what_is_there,
                  worker_processes)
@@ -128,6 +129,8 @@ def no_images_left(skipped, args):
     renaming = renaming_hint(skipped, args)
     if renaming:
         hint.append(renaming)
+    if skipped[LINK_TO_NOTHING]:
+        hint.append(fetching_hint(skipped))
     return f'no usable image left in {args.input}: skipped {format_counts(skipped)}' + ''.join(
         f'. {line}' for line in hint) + '.'
 
@@ -140,6 +143,13 @@ def renaming_hint(skipped, args):
                 'rename them to end in .jpg' + ('' if other_name.lower().endswith(('.jpg', '.jpeg')) else
                                                 ' (a picture is read by its content, whatever its name ends in)'))
     return None
+
+
+def fetching_hint(skipped):
+    count = skipped[LINK_TO_NOTHING]
+    return (f'{counted(count, "picture")} in images/ {"is a link" if count == 1 else "are links"} to no file, as '
+            'git-annex and DVC leave those whose contents were not fetched: fetch them (git annex get, dvc pull), '
+            'or copy in the pictures themselves')
 
 
 # Names of pictures that are not ID.jpg: a copy that upper-cased them, a program's .jpeg, or
@@ -454,6 +464,9 @@ def main(argv=None, keep_old=True):
     folder_in_csv(image_folder, existing_part(args.output))  # a name the CSVs cannot hold: said before the work too
     check_no_folder_in_the_way(args.output, r'(train|val)(\.old)?\.csv', f'--output {args.output}')
     check_only_splits_replaced(args.output)
+    # First: a split_data.py killed between its renames left a new train.csv beside the old val.csv, whose
+    # pictures it may share, and the old train.csv aside, which would be removed as half-written.
+    put_back_left_asides(args.output, r'train\.csv|val\.csv', 'split_data.py')
     remove_left_temporaries(args.output, r'(train|val)(\.old)?\.csv', 'split_data.py')
     styles, skipped = read_styles(styles_path)
     print(f'{styles_path}: {counted(len(styles) + sum(skipped.values()), "row")}, '
@@ -465,6 +478,8 @@ def main(argv=None, keep_old=True):
     renaming = renaming_hint(skipped, args)
     if renaming:  # some of the pictures renamed, say: the rows of the others are kept, theirs skipped
         print(f'note: {counted(skipped["no image file"], "row")} had no image file. {renaming}')
+    if skipped[LINK_TO_NOTHING]:
+        print(f'note: {fetching_hint(skipped)}')
     if len(kept) < args.max_images:
         print(f'note: fewer usable images ({len(kept):,}) than --max-images '
               f'({args.max_images:,}); using all of them')

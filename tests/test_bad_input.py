@@ -791,6 +791,30 @@ def test_some_pictures_named_in_upper_case_are_named_in_a_note(small_split, tmp_
     assert re.search(r'(\d+)\.JPG', notes[0])[1] + '.jpg' in renamed
 
 
+def test_pictures_that_are_links_to_no_file_are_named_as_such_with_how_to_fetch_them(small_split, tmp_path, capsys):
+    # A git-annex or DVC store whose contents were not fetched: `ls` shows every picture, and each
+    # was "no image file"; a loop of links was "unreadable image", as if the picture were damaged.
+    import split_data
+    root = copy_catalog(small_split['catalog'], tmp_path)
+    names = sorted(os.listdir(root / 'images'))
+    for name in names:
+        os.remove(root / 'images' / name)
+        os.symlink(f'../.git/annex/objects/{name}', root / 'images' / name)
+    with pytest.raises(UserError) as error:
+        split_data.main(['--input', str(root), '--output', str(tmp_path), '--workers', '1'])
+    assert re.search(rf'skipped .*\b{len(names)} a link that leads to no file\b.*\. {len(names)} pictures in images/ '
+                     r'are links to no file, as git-annex and DVC leave those whose contents were not fetched: fetch '
+                     r'them \(git annex get, dvc pull\), or copy in the pictures themselves\.$', str(error.value))
+    for name in names[1:]:  # fetched, all but one; and one link that leads to itself
+        os.remove(root / 'images' / name)
+        shutil.copy(small_split['catalog']['root'] + f'/images/{name}', root / 'images' / name)
+    os.remove(root / 'images' / names[1])
+    os.symlink(names[1], root / 'images' / names[1])
+    counts = split_data.main(['--input', str(root), '--output', str(tmp_path), '--workers', '1'])
+    assert counts['skipped']['a link that leads to no file'] == counts['skipped']['a link in a loop of links'] == 1
+    assert 'note: 1 picture in images/ is a link to no file, as git-annex' in capsys.readouterr().out
+
+
 @pytest.mark.parametrize('instead', ['Images', 'a file', 'a link to nothing', 'a loop of links'])
 def test_an_images_folder_that_is_not_there_as_such_is_named_as_what_it_is(small_split, tmp_path, instead):
     # Each was "no such folder", with the advice to download the dataset

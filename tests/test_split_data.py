@@ -548,6 +548,42 @@ def test_what_a_killed_split_left_half_written_is_removed(tmp_path, capsys):
             'that was killed') in capsys.readouterr().out
 
 
+KILLED_AFTER_RENAMES = '''
+import os, sys
+import split_data
+real_replace, renamed = os.replace, []
+def replace(source, target):
+    real_replace(source, target)
+    if os.path.basename(target) in ('train.csv', 'val.csv'):
+        renamed.append(target)
+        if len(renamed) == int(sys.argv[1]):
+            os._exit(137)  # as a kill -9 there: no finally block runs
+os.replace = replace
+split_data.main(sys.argv[2:])
+'''
+
+
+@pytest.mark.parametrize('renames', [1, 2])
+def test_a_split_killed_as_it_replaced_another_is_put_back_by_the_next_run(tmp_path, capsys, renames):
+    # Killed after train.csv's rename (1), or after both, before the old files kept aside were
+    # removed (2). The old train.csv kept aside was removed as half-written, and the new train.csv
+    # stayed beside the old val.csv, sharing pictures with it; the next run kept that pair as
+    # train.old.csv and val.old.csv, and offered it to --resume.
+    catalog = make_catalog(str(tmp_path / 'catalog'), n_images=40, seed=1)
+    out = tmp_path / 'split'
+    args = ['--input', catalog['root'], '--output', str(out), '--workers', '1']
+    split_data.main([*args, '--seed', '1'])
+    old = {name: (out / name).read_bytes() for name in ('train.csv', 'val.csv')}
+    killed = subprocess.run([sys.executable, '-c', KILLED_AFTER_RENAMES, str(renames), *args, '--seed', '2'],
+                            cwd=ROOT, capture_output=True, timeout=120)
+    assert killed.returncode == 137
+    assert (out / 'train.csv').read_bytes() != old['train.csv']
+    capsys.readouterr()
+    split_data.main([*args, '--seed', '1', '--no-replace'])  # refused where a file of the new split stayed
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == old
+    assert f'note: put back {"train.csv" if renames == 1 else "train.csv, val.csv"} in {out}' in capsys.readouterr().out
+
+
 @pytest.mark.parametrize('make, what', [
     (lambda path: path.mkdir(), 'a folder'),
     (lambda path: path.symlink_to(path), 'a link that leads to no file'),  # a loop of links
