@@ -68,12 +68,19 @@ def put_back_left_asides(folder, names, script):
     put = []
     for path in temporaries_left(folder, names):
         found = pattern.fullmatch(os.path.basename(path))
-        if found and not running_elsewhere(path):
-            os.replace(path, os.path.join(folder, found.group(1)))
+        if not found or running_elsewhere(path):
+            continue
+        target = os.path.join(folder, found.group(1))
+        if os.path.lexists(target) and os.path.samestat(os.lstat(path), os.lstat(target)):
+            # A hard link to the file still in place, not yet replaced: renamed onto it, it stays (the
+            # system does nothing), and was then removed as half-written, named in both notes.
+            os.remove(path)
+        else:
+            os.replace(path, target)
             put.append(found.group(1))
     if put:
         print(f'note: put back {", ".join(put)} in {folder}, which a {script} that was killed had set aside as it '
-              f'replaced them: the files there are those of the {script} before it')
+              f'replaced {"it" if len(put) == 1 else "them"}: the files there are those of the {script} before it')
 
 
 def remove_left_temporaries(folder, names, script, locked=False):

@@ -396,11 +396,17 @@ def path_as_trained(saved, key):
 def pictures_from(saved, key, path):
     """For the run's own split at path (train_csv, val_csv) found from the folder the run started in
     (path_as_trained), that folder: where a split of the tutorial's paths, which name its pictures
-    from there, finds them. None (this folder) for any other file, or where the run's folder is gone."""
+    from there, finds them. None (this folder) for any other file, or where the run's folder is gone.
+    The file under any spelling (val.csv from its own folder, a path through a link): by name only,
+    the run's own split named otherwise found none of its pictures."""
     if not saved.get(key):
         return None
     there, gone = path_as_trained(saved, key)
-    return saved['workdir'] if gone is None and there != saved[key] and path == there else None
+    return saved['workdir'] if gone is None and there != saved[key] and same_file(path, there) else None
+
+
+def same_file(path, other):
+    return os.path.isfile(path) and os.path.isfile(other) and os.path.samefile(path, other)
 
 
 def digests_in(value):
@@ -414,7 +420,7 @@ def changed_since_the_run(state, key, path, ordered=True):
     if not (state.get('split_digests') or {}).get(key) or not (state.get('args') or {}).get(key):
         return False  # nothing to compare with, or no name of the run's own file (an edited checkpoint)
     own, _ = path_as_trained(state['args'], key)
-    if not (os.path.isfile(path) and os.path.isfile(own) and os.path.samefile(path, own)):
+    if not same_file(path, own):
         return False
     return not same_rows(state, key, path, ordered)
 
