@@ -206,6 +206,8 @@ def read_csv_rows(path, required, what, notes=True):
         # No header has NUL bytes: said before the file is read as Windows-1252, with a note
         raise UserError(f'{path}: not a CSV file: its first line holds NUL bytes, which no text has (a picture, '
                         f'an archive, or UTF-16 without its byte-order mark?) ({what})')
+    if data.startswith(b'\x89PNG\r\n\x1a\n'):  # no NUL in its first "line": read as text, it had notes of its line ends
+        raise UserError(f'{path}: not a CSV file but a PNG picture ({what})')
     text = without_stray_returns(decode_text(path, data, notes), path, notes)
     # newline='' lets the csv module handle \r\n (Windows) and \n alike.
     safe = nul_safe(text)

@@ -90,6 +90,7 @@ def test_a_product_name_over_the_csv_modules_field_limit_is_read_not_taken_for_a
     (HEADER.replace('baseColour,', '') + '\n' + '1,Men,Apparel,Topwear,Tshirts,S,2012,C,N\n',
      'missing column(s) baseColour'),
     (b'\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01', 'not a CSV file: its first line holds NUL bytes'),  # a JPEG named
+    (b'\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\r\x8f\xff', 'not a CSV file but a PNG picture'),  # a note of its \r first
     (HEADER.replace('masterCategory', 'gender') + '\n' + ROW.format(1) + '\n',  # the first one was used
      'the column gender is named more than once in the header (columns 2 and 3); give each column its own name'),
 ])

@@ -745,3 +745,12 @@ def test_two_splits_into_one_folder_at_once_leave_one_split_and_the_other_kept(q
     assert other[0].returncode == 0
     assert [(tmp_path / 'out' / name).read_bytes() for name in ('train.csv', 'val.csv')] == second
     assert [open(path, 'rb').read() for path in split_data.old_split_paths(str(tmp_path / 'out'))] == first
+
+
+@pytest.mark.skipif(not (shutil.which('git') and os.path.isdir(os.path.join(ROOT, '.git'))), reason='not a git clone')
+def test_the_splits_it_writes_in_the_project_folder_are_left_out_of_git():
+    # The README splits into the project's folder (--output .): `git add .` took the kept splits
+    # train.old.1.csv and on, the user's, which .gitignore did not name.
+    names = ['train.csv', 'val.csv', 'train.old.csv', 'val.old.csv', 'train.old.1.csv', 'val.old.12.csv']
+    ignored = subprocess.run(['git', 'check-ignore', '--no-index', *names], cwd=ROOT, capture_output=True, text=True)
+    assert ignored.stdout.split() == names
