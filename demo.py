@@ -10,6 +10,7 @@ if __name__ in ('__main__', '__mp_main__'):  # first: a Ctrl-C during the import
 
 import argparse
 import csv
+import hashlib
 import importlib.util
 import json
 import os
@@ -148,9 +149,22 @@ def own_split(work):
     return None not in digests and mark.get('digests') == digests
 
 
-def mark_own_split(work):
+def mark_own_split(work, catalog):
     with atomic_open(os.path.join(work, SPLIT_MARK), encoding='utf-8') as f:
-        json.dump({'written by': 'demo.py', 'digests': split_data.split_in(work)}, f)
+        json.dump({'written by': 'demo.py', 'digests': split_data.split_in(work), 'catalog': labels_digest(catalog)}, f)
+
+
+def labels_digest(catalog):
+    with open(os.path.join(catalog, 'styles.csv'), 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def split_of_another_drawing(work, catalog):
+    """Whether the demo's own split in work was made of another catalog than the one there now: one
+    drawn anew by an earlier demo stopped before it split it (a Ctrl-C at step 2). Kept as *.old.csv
+    and offered to test.py, it named pictures that are gone, or now others with other labels."""
+    made_of = (json_object(os.path.join(work, SPLIT_MARK)) or {}).get('catalog')
+    return made_of is not None and made_of != labels_digest(catalog)  # a mark of before 2026-12-06 does not say
 
 
 def kept_split(work, paths):
@@ -273,6 +287,7 @@ def run_demo(args, data_given):
     else:
         print(no_dataset_line(args.data))
         catalog, redrawn = sample_catalog(args)
+        redrawn = redrawn or (ours and split_of_another_drawing(args.work, catalog))
 
     step(2, 'split_data.py')
     # Another split of the same catalog is kept too, unless it is the demo's own, or the demo has
@@ -284,7 +299,7 @@ def run_demo(args, data_given):
         split_data.main([f'--input={catalog}', f'--output={args.work}'] + keep + at_most, keep_old=not redrawn)
     except split_data.OtherSplitThere as error:
         raise kept_split(args.work, error.paths) from error
-    mark_own_split(args.work)
+    mark_own_split(args.work, catalog)
 
     step(3, 'train.py')
     run_dir = train.main(training)

@@ -555,6 +555,33 @@ def test_the_demo_writes_over_its_own_split_but_not_another(tmp_path, monkeypatc
     assert split_files() == theirs and not (tmp_path / 'fashion-product-images').exists()
 
 
+def test_the_demos_split_of_a_catalog_drawn_anew_since_is_not_kept_though_that_demo_was_stopped(tmp_path,
+                                                                                                 monkeypatch):
+    # Stopped after drawing 50 pictures, before splitting them: the next demo found the catalog it
+    # asked for there, took its split of the 40 drawn before as one to keep, and offered it to
+    # test.py as train.old.csv and val.old.csv, whose pictures were gone or others.
+    def stop_at_training(argv):
+        raise Trained()
+
+    def ctrl_c(argv, keep_old=True):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo.train, 'main', stop_at_training)
+    with pytest.raises(Trained):
+        demo.main(['--work', str(tmp_path), '--images', '40', '--device', 'cpu'])
+    with monkeypatch.context() as stopped:
+        stopped.setattr(demo.split_data, 'main', ctrl_c)
+        with pytest.raises(KeyboardInterrupt):
+            demo.main(['--work', str(tmp_path), '--images', '50', '--device', 'cpu'])
+    with pytest.raises(Trained):
+        demo.main(['--work', str(tmp_path), '--images', '50', '--device', 'cpu'])
+    assert sum(1 for _ in open(tmp_path / 'train.csv')) == 1 + 40  # 80% of 50
+    assert not any(name.endswith('.old.csv') for name in os.listdir(tmp_path))
+    with pytest.raises(Trained):  # its own split of this drawing, rewritten the same: nothing to keep either
+        demo.main(['--work', str(tmp_path), '--images', '50', '--device', 'cpu'])
+    assert not any(name.endswith('.old.csv') for name in os.listdir(tmp_path))
+
+
 def test_the_ids_of_a_finished_sample_catalog_are_read_past_a_nul_byte_in_a_name(tmp_path, csv_module):
     # (one put there by hand: the drawing writes none) whatever the csv module does with it
     (tmp_path / 'styles.csv').write_text(f'{",".join(HEADER)}\n1,Men,Apparel,Topwear,Tshirts,Blue,Summer,2012,'
