@@ -2442,3 +2442,16 @@ def test_a_resumed_runs_tensorboard_log_is_its_history_logged_anew_in_its_own_lo
     history = checkpoint_load(os.path.join(run_dir, 'last.pth'))['history']
     logged = [(row['epoch'], key, value) for row in history for key, value in row.items() if value is not None]
     assert resumed.scalars == logged and first.scalars == logged[:len(first.scalars)]
+
+
+def test_the_bars_loss_is_the_epochs_mean_so_far_and_moves_with_every_step_on_a_cpu(small_split, tmp_path, capsys,
+                                                                                    monkeypatch):
+    # It showed one batch's loss, of the 50th step before: a CPU run's bar kept the same value for
+    # minutes, and the bar that ends an epoch said its last batch's loss, not the epoch's.
+    import cli
+    monkeypatch.setattr(cli, 'LOG_REDRAW_SECONDS', 0)  # a copy of the bar in the log at every step
+    run_dir = train.main(train_args(small_split, tmp_path, '--epochs', 1, '--batch-size', 32))  # 96 pictures: 3 steps
+    bars = dict(re.findall(r'epoch 1/1: .*?\| (\d)/3 .*?loss=(\d+\.\d+)\]', capsys.readouterr().err))
+    with open(os.path.join(run_dir, 'metrics.csv')) as f:
+        train_loss = float(next(csv.DictReader(f))['train_loss'])
+    assert bars['3'] == f'{train_loss:.3f}' and len(set(bars.values())) == 3, bars
