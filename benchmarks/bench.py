@@ -143,9 +143,13 @@ def prepare_split(args, work):
         if drawn:  # for nothing: not left behind in the user's folder
             shutil.rmtree(data, ignore_errors=True)
         if isinstance(error, split_data.OtherSplitThere):
+            # Of another --images, or of the other catalog: the advice named --images alone, which
+            # the user, who had changed FASHION_DATA, had kept.
+            catalog = 'the sample catalog (FASHION_DATA unset)' if drawn or not os.environ.get('FASHION_DATA') \
+                else f'FASHION_DATA={data}'
             raise UserError(f'--work {work}: {" and ".join(error.paths)} hold another split than the benchmark\'s '
-                            f'of --images {args.images:,}, which it would replace; give an empty folder, or that '
-                            'of an earlier run with the same --images') from error
+                            f'of --images {args.images:,} on {catalog}, which it would replace; give an empty '
+                            'folder, or that of an earlier run with the same --images and catalog') from error
         if isinstance(error, UserError):  # split_data.py's --output is the --work given here
             raise UserError(str(error).replace('--output', '--work')) from error
         raise

@@ -126,6 +126,8 @@ def main():
     print(f'{"":24}{"images/s: default":>18}{"kept":>8}{"ratio":>7}{"page faults an image: default":>32}{"kept":>8}')
     for what, name in MEASURES.items():
         (default, default_faults), (kept, kept_faults) = best['default', what], best['kept', what]
+        if what.startswith('evaluate') and args.eval_images < int(what.split('-')[1]):
+            name = f'evaluation, batch {args.eval_images}'  # all of them in one, fewer than it names
         print(f'{name:24}{default:18.0f}{kept:8.0f}{kept / default:7.2f}{default_faults:32.1f}{kept_faults:8.1f}')
 
 

@@ -386,6 +386,12 @@ def test_freed_memory_prints_each_measures_best_round_and_kept_against_default(m
                     'training step, batch 128': ['50', '60', '1.20', '200.0', '0.0'],
                     'evaluation, batch 256': ['700', '1400', '2.00', '600.0', '0.1']}
     assert all(not next(measured, None) for measured in rounds.values())  # every round run
+    # --eval-images below the batch: one batch of them all, named as such (it was "batch 256" still)
+    rounds = {key: iter([(1.0, 1.0)]) for key in rounds}
+    monkeypatch.setattr(sys, 'argv', ['freed_memory.py', '--rounds', '1', '--eval-images', '64'])
+    freed_memory.main()
+    assert [line[:24].strip() for line in capsys.readouterr().out.splitlines()[3:]] == [
+        'training step, batch 16', 'training step, batch 128', 'evaluation, batch 64']
 
 
 @pytest.mark.parametrize('setting', ['default', 'kept'])
@@ -743,11 +749,21 @@ def test_bench_keeps_its_split_in_the_work_folder(tmp_path, monkeypatch):
     kept = tmp_path / 'kept'
     assert sorted(os.listdir(kept)) == ['fashion-product-images', 'train.csv', 'val.csv']
     bench.main()  # again: the same split, kept
+    # The same --images on the real data (here another catalog): the advice named --images alone
+    other = make_catalog(str(tmp_path / 'other'), n_images=300, seed=3)
+    monkeypatch.setenv('FASHION_DATA', other['root'])
+    with pytest.raises(UserError, match=f'of --images 200 on FASHION_DATA={re.escape(other["root"])}, which it would '
+                                        'replace; give an empty folder, or that of an earlier run with the same '
+                                        '--images and catalog$'):
+        bench.main()
+    monkeypatch.delenv('FASHION_DATA')
     # A split of the user's there, of other pictures (`--work .` in the project, say), is not replaced.
     split_data.main(['--input', str(kept / 'fashion-product-images'), '--output', str(kept), '--seed', '7'])
     users = (kept / 'train.csv').read_bytes()
     with pytest.raises(UserError, match=f'^--work {re.escape(str(kept))}: .*train.csv and .*val.csv hold another '
-                                        'split than the benchmark.s of --images 200, which it would replace'):
+                                        r'split than the benchmark.s of --images 200 on the sample catalog \(FASHION_DATA '
+                                        r'unset\), which it would replace; give an empty folder, or that of an earlier '
+                                        'run with the same --images and catalog$'):
         bench.main()
     assert (kept / 'train.csv').read_bytes() == users
     # Nor is the sample catalog drawn for it left behind in the user's folder
