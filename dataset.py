@@ -289,9 +289,10 @@ def what_to_do(skipped):
     if most(NO_PERMISSION):
         return 'let this user read its pictures'
     if most(UNKNOWN_LABEL):
-        # train.py's labels are its --attributes_file's; test.py's, the checkpoint's
-        return ('its labels are not the ones this run knows: give the styles.csv, or the checkpoint, of '
-                'the catalog it was split from')
+        # A new run's labels are its --attributes_file's; test.py's and a resumed run's, the
+        # checkpoint's, which --attributes_file does not change: each way named where it works.
+        return ('its labels are not the ones this run knows: give the styles.csv of the catalog it was split '
+                'from (train.py --attributes_file), or the checkpoint of a run trained on it (test.py, --resume)')
     return f'split the catalog its pictures are in again: {command("split_data.py", "--input", "CATALOG_FOLDER")}'
 
 
