@@ -869,9 +869,9 @@ def test_a_split_with_no_usable_row_gets_advice_that_works(small_split, tmp_path
     pictures_moved = [line.replace('.jpg', '-moved.jpg') for line in lines[1:4]]
     path = tmp_path / 'val.csv'
     path.write_text('\n'.join([lines[0]] + another_catalogs) + '\n')
-    with pytest.raises(UserError, match=r'3 with a label not in the vocabulary.*give the styles.csv of the catalog it was '
-                                        r'split from \(train.py --attributes_file\), or the checkpoint of a run '
-                                        r'trained on it \(test.py, --resume\)$'):
+    with pytest.raises(UserError, match=r'3 with a label not in the vocabulary.*give the styles.csv of the catalog '
+                                        r'it was split from \(train.py --attributes_file\), or the checkpoint of a '
+                                        r'run trained on it \(test.py, --resume\)$'):
         FashionDataset(str(path), attributes)
     path.write_text('\n'.join([lines[0]] + pictures_moved) + '\n')
     with pytest.raises(UserError, match='3 image missing.*python split_data.py --input') as advised:

@@ -761,9 +761,9 @@ def test_bench_keeps_its_split_in_the_work_folder(tmp_path, monkeypatch):
     split_data.main(['--input', str(kept / 'fashion-product-images'), '--output', str(kept), '--seed', '7'])
     users = (kept / 'train.csv').read_bytes()
     with pytest.raises(UserError, match=f'^--work {re.escape(str(kept))}: .*train.csv and .*val.csv hold another '
-                                        r'split than the benchmark.s of --images 200 on the sample catalog \(FASHION_DATA '
-                                        r'unset\), which it would replace; give an empty folder, or that of an earlier '
-                                        'run with the same --images and catalog$'):
+                                        r'split than the benchmark.s of --images 200 on the sample catalog '
+                                        r'\(FASHION_DATA unset\), which it would replace; give an empty folder, or '
+                                        'that of an earlier run with the same --images and catalog$'):
         bench.main()
     assert (kept / 'train.csv').read_bytes() == users
     # Nor is the sample catalog drawn for it left behind in the user's folder
