@@ -22,7 +22,7 @@ from atomic import absolute_path, atomic_open, check_writable_folder, folder_loc
 from cli import (PROJECT, UserError, add_debug_flag, counted, path_name, pick_device, positive_int, quoted_path,
                  reach_problem, run_cli)
 from dataset import HEADS, TITLES
-from runs import check_log_folder, check_run_folder, run_folder
+from runs import check_log_folder, check_run_folder, run_folder, tensorboard_installed
 from sample_catalog import (MARK, holds_theirs, image_count, is_sample_catalog, make_catalog, own_mark,
                             sample_catalog_size)
 
@@ -191,11 +191,12 @@ def train_command(args, catalog, real, epochs, batch_size):
     # The real job is the tutorial's recipe; the short sample run anneals its learning rate
     # (cosine) so that its last epoch, not a lucky one, is the good one.
     recipe = [] if real else ['--schedule', 'cosine', '--val-every', '1']
+    # TensorBoard's, where it is installed: else train.py notes that the --logs given go unwritten
+    logs = [f'--logs={os.path.join(args.work, "logs")}'] if tensorboard_installed() else []
     # Paths as --flag=PATH: a --work of -demo/ would read as a flag after a bare --flag.
     return [f'--attributes_file={os.path.join(catalog, "styles.csv")}', f'--train-csv={train_csv}',
             f'--val-csv={val_csv}', '--epochs', str(epochs), '--batch-size', str(batch_size), '--device', args.device,
-            f'--checkpoints={os.path.join(args.work, "checkpoints")}', f'--logs={os.path.join(args.work, "logs")}'
-            ] + recipe
+            f'--checkpoints={os.path.join(args.work, "checkpoints")}'] + logs + recipe
 
 
 def check_outputs(training, test_script, work):

@@ -9,7 +9,7 @@ import sys
 from checkpoint import changed_since_the_run, check_same_vocab, kept_as_old, path_as_trained, same_rows
 from cli import UserError, counted, not_an_option, quoted_path
 from dataset import AttributesDataset
-from runs import checkpoint_folder, left_unwritten
+from runs import checkpoint_folder, left_unwritten, run_folder
 from split_data import split_digest
 
 # What a resumed run takes from its checkpoint where the command line does not give it: its recipe
@@ -75,6 +75,8 @@ def resumed_args(argv, resume, path, parse_args, parser):
         raise UserError(f'--pretrained: the run in {path} started from scratch, and a resumed run goes on from '
                         "its checkpoint's weights; leave --pretrained out")
     if args.epochs <= resume['epoch'] and not finished_but_for_its_files(args, resume, path):
+        # First, a folder that holds later epochs of the run: no --epochs goes on from this one there
+        run_folder(args, resume)
         done = f'the run in {path} has done {counted(resume["epoch"], "epoch")}'
         raise UserError((f'--epochs {args.epochs}: {done} already' if given(argv, '--epochs')
                          else f'{done}, all it was to train') + '; give a larger --epochs to train it further')

@@ -255,6 +255,14 @@ def started_in(run_dir, args, resume, settings):
         raise
 
 
+def put_back_settings(run_dir, resume):
+    """A resumed run that ended before it saved an epoch (a Ctrl-C, an error): its folder's args.json
+    as the checkpoint it resumed holds them. It kept those given anew (--epochs 8 of a run of 4),
+    which no checkpoint held, and a plain --resume then refused the run as done."""
+    with atomic_open(os.path.join(run_dir, 'args.json'), encoding='utf-8') as f:
+        json.dump(resume['args'], f, indent=2)
+
+
 def release_run_folder(folder):
     if folder is not None:  # None: a process other than the main one, which claims nothing
         os.close(folder)  # the lock goes with it

@@ -41,9 +41,10 @@ from model import MultiOutputModel, cached_imagenet_weights
 from train_step import (GraphedTrainStep, TrainStep, load_optimizer_state, make_optimizer, optimizer_state,
                         scheduler_state, set_lr)
 from plots import plot_curves, pyplot
-from resuming import RESUMED_SETTINGS, SPLIT_FILES, flags_to_repeat, labels_of_the_run, resumed_args, trained_on
+from resuming import (RESUMED_SETTINGS, SPLIT_FILES, flags_to_repeat, given, labels_of_the_run, resumed_args,
+                      trained_on)
 from runs import (check_log_folder, check_run_folder, left_unwritten, log_epoch, metric_text, release_run_folder,
-                  run_folder, saved_args, start_in_folder)
+                  put_back_settings, run_folder, saved_args, start_in_folder, tensorboard_installed)
 from saver import BackgroundSaver, detached_copy
 from split_data import split_digests, split_paths
 from stopwatch import Stopwatch
@@ -727,6 +728,9 @@ def main(argv=None):
         if context.is_main:  # before the pictures are loaded, not an epoch later
             check_run_folder(run_dir, args, resume)
             check_log_folder(args, run_dir, resume)
+            if given(argv, '--logs') and not tensorboard_installed():  # a flag typed that would do nothing, unsaid
+                print(f'note: --logs {args.logs}: tensorboard is not installed, so no log is written there; '
+                      '`pip install tensorboard` writes one')
         attributes = labels_of_the_run(args, resume)
         if context.distributed:  # before the pictures load
             check_same_labels(distributed.on_every_process(attributes.to_dict(), context), args)
@@ -932,6 +936,8 @@ def main(argv=None):
         saver.close()  # after any error too: an epoch that finished is never lost
         if writer is not None:
             writer.close()
+        if context.is_main and resume is not None and not saver.done:
+            put_back_settings(run_dir, resume)  # the folder still locked: no other run writes there meanwhile
         release_run_folder(claimed)
         if context.is_main and resume is None and not os.path.exists(last_path):
             remove_unsaved_run(run_dir, made)

@@ -603,6 +603,7 @@ def test_a_file_in_the_way_of_the_demos_later_steps_is_refused_before_its_catalo
     # Found out before step 1, not after minutes of drawing and splitting; named by --work, which
     # holds them (it was named by train.py's --checkpoints or --logs, which the demo does not have)
     monkeypatch.setattr(runs, 'tensorboard_installed', lambda: True)  # where train.py writes its logs
+    monkeypatch.setattr(demo, 'tensorboard_installed', lambda: True)  # and the demo names them
     blocker = tmp_path / flag
     blocker.write_text('')
     with pytest.raises(UserError, match=f'^--work {tmp_path}: {blocker} is a file, not a folder$'):

@@ -390,6 +390,9 @@ def test_a_new_run_never_writes_over_another(full_run, small_split):
     with pytest.raises(UserError, match='holds the run up to epoch 3 .* write over; to branch off, copy'):
         train.main(train_args(small_split, os.path.dirname(full_run), '--epochs', EPOCHS + 1,
                               '--resume', os.path.join(full_run, 'checkpoint-000002.pth')))
+    # ...said as such where its epochs are all done too: "give a larger --epochs", which then met the above
+    with pytest.raises(UserError, match='holds the run up to epoch 3 .* write over; to branch off, copy'):
+        train.main(['--resume', os.path.join(full_run, 'checkpoint-000002.pth'), '--epochs', '2', '--device', 'cpu'])
     assert [int(r['epoch']) for r in metrics_rows(full_run)] == [1, 2, 3]
     assert checkpoint_load(os.path.join(full_run, 'last.pth'))['epoch'] == EPOCHS
 
@@ -2044,6 +2047,9 @@ def test_a_resumed_run_stopped_before_it_saves_repeats_the_flags_it_was_given(fu
     with pytest.raises(SystemExit):  # as advised: the same run, stopped again
         train.main([*shlex.split(advice.split('Resume with: ')[1])[2:], '--device', 'cpu'])
     assert capsys.readouterr().out.splitlines()[-1] == advice
+    # args.json beside it, as the checkpoint holds them: it said 5 epochs, and a plain --resume did 3
+    with open(branch / 'args.json') as f:
+        assert json.load(f) == json.loads(json.dumps(checkpoint_load(str(resumed))['args']))
 
 
 def test_the_flags_repeated_leave_out_the_runs_own_files_as_a_resume_finds_them(tmp_path, monkeypatch):
@@ -2455,3 +2461,12 @@ def test_the_bars_loss_is_the_epochs_mean_so_far_and_moves_with_every_step_on_a_
     with open(os.path.join(run_dir, 'metrics.csv')) as f:
         train_loss = float(next(csv.DictReader(f))['train_loss'])
     assert bars['3'] == f'{train_loss:.3f}' and len(set(bars.values())) == 3, bars
+
+
+def test_logs_asked_for_without_tensorboard_are_said_not_to_be_written(small_split, tmp_path, capsys, monkeypatch):
+    # --logs typed did nothing, without a word (tensorboard is not among the requirements)
+    monkeypatch.setattr(train, 'tensorboard_installed', lambda: False)
+    train.main(train_args(small_split, tmp_path, '--epochs', 1, '--logs', tmp_path / 'my-logs'))
+    assert (f"note: --logs {tmp_path / 'my-logs'}: tensorboard is not installed, so no log is written there; "
+            '`pip install tensorboard` writes one') in capsys.readouterr().out.splitlines()
+    assert not (tmp_path / 'my-logs').exists()
