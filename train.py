@@ -506,10 +506,12 @@ def train_one_epoch(model, loader, train_step, epoch, args, context, channels_la
                 where = f' on process {rank}' if context.distributed else ''
                 raise Diverged(f'the loss became {loss} at epoch {epoch}, step {bad + 1} of {steps}{where}')
         if step % 50 == 0 or step == steps - 1 or device.type == 'cpu':
-            # The epoch's mean loss so far, shown at the next redraw: one batch's, of the 50th step
-            # before, stayed on the bar of a CPU run (3 s a step) for minutes, the same value three
-            # times in a log. On a CPU there is no GPU to wait for: it moves with every step.
-            bar.set_postfix(loss=f'{per_step[:step + 1, 0].mean().item():.3f}', refresh=False)
+            # The epoch's mean loss so far, by picture as its train loss (under torchrun, process
+            # 0's pictures'), shown at the next redraw: one batch's, of the 50th step before, stayed
+            # on the bar of a CPU run (3 s a step) for minutes, the same value three times in a log.
+            # On a CPU there is no GPU to wait for: it moves with every step.
+            seen = torch.tensor(sizes, dtype=per_step.dtype, device=device)
+            bar.set_postfix(loss=f'{((per_step[:step + 1, 0] * seen).sum() / seen.sum()).item():.3f}', refresh=False)
     sizes = torch.tensor(sizes, device=device, dtype=torch.float32)
     totals = torch.cat([(per_step[:, 0] * sizes).sum().view(1), sizes.sum().view(1), per_step[:, 1:].sum(0)])
     totals = distributed.all_reduce_sum(totals, context).tolist()
