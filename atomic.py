@@ -24,14 +24,20 @@ NAME_MAX = 255  # bytes in a file name, on the file systems of Linux, macOS and 
 PREFIX_MAX = 16
 
 
-def temporary_name(name):
+def temporary_name(name, old=False):
+    """old: of an old file kept aside (kept_aside), which never takes the new file's temporary name:
+    'old-' + a long name cut to its end was that name's end alone, and the old file, copied where
+    it could not be linked, went over the new one, which its rename then never put in place."""
+    if old:
+        return f'.tmp-{os.getpid()}-old-{kept_end(name, len("old-"))}'
     return f'.tmp-{os.getpid()}-{kept_end(name)}'
 
 
-def kept_end(name):
+def kept_end(name, more=0):
     # A name that is legal but long would go past the limit with the prefix: its end is kept, as
-    # much as the longest prefix leaves, so that every process, and temporaries_left, cuts it alike.
-    end = os.fsencode(name)[-(NAME_MAX - PREFIX_MAX):]
+    # much as the longest prefix (and `more` bytes after it) leaves, so that every process, and
+    # temporaries_left, cuts it alike.
+    end = os.fsencode(name)[-(NAME_MAX - PREFIX_MAX - more):]
     # From a character's first byte: half of 'é' makes a name macOS and Windows refuse.
     for _ in range(3):  # a UTF-8 character has at most 3 bytes after its first
         if end[:1] and 0x80 <= end[0] < 0xC0:
@@ -42,7 +48,8 @@ def kept_end(name):
 def name_pattern(name):
     """A regular expression of name, for temporaries_left: the name, or what a long one's
     temporary files keep of it and of its old file's name (kept_end)."""
-    return '|'.join(dict.fromkeys(map(re.escape, (name, kept_end(name), kept_end('old-' + name)))))
+    return '|'.join(dict.fromkeys(map(re.escape, (name, kept_end(name), kept_end(name, len('old-')),
+                                                  kept_end('old-' + name)))))  # the last: as named before 2026-12-06
 
 
 def temporaries_left(folder, names):
@@ -56,12 +63,13 @@ def temporaries_left(folder, names):
                       if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False))
 
 
-def put_back_left_asides(folder, names, script):
+def put_back_left_asides(folder, names, script, name=None):
     """Before any work, for files that belong together (all_or_none): where a `script` was killed
     while it replaced them (a kill -9, a power cut), the old files it kept aside are renamed back
     into place, so that the folder holds the set before it again, not some of its new files beside
     old ones. Else they were removed as half-written (remove_left_temporaries), complete as they
-    are, and the folder stayed mixed for good. `names`: a regular expression of short names."""
+    are, and the folder stayed mixed for good. `names`: a regular expression of short names, or
+    name_pattern(name) of a file's `name` (which a long one's asides keep the end of)."""
     if not os.path.isdir(folder):
         return
     pattern = re.compile(rf'\.tmp-\d+-old-({names})')
@@ -70,14 +78,15 @@ def put_back_left_asides(folder, names, script):
         found = pattern.fullmatch(os.path.basename(path))
         if not found or running_elsewhere(path):
             continue
-        target = os.path.join(folder, found.group(1))
+        own = name or found.group(1)
+        target = os.path.join(folder, own)
         if os.path.lexists(target) and os.path.samestat(os.lstat(path), os.lstat(target)):
             # A hard link to the file still in place, not yet replaced: renamed onto it, it stays (the
             # system does nothing), and was then removed as half-written, named in both notes.
             os.remove(path)
         else:
             os.replace(path, target)
-            put.append(found.group(1))
+            put.append(own)
     if put:
         print(f'note: put back {", ".join(put)} in {folder}, which a {script} that was killed had set aside as it '
               f'replaced {"it" if len(put) == 1 else "them"}: the files there are those of the {script} before it')
@@ -373,7 +382,7 @@ def kept_aside(path, name=None):
     if not os.path.lexists(path):
         return None
     folder, own = os.path.split(path)
-    aside = os.path.join(folder, temporary_name(name or 'old-' + own))
+    aside = os.path.join(folder, temporary_name(name) if name else temporary_name(own, old=True))
     try:
         os.link(path, aside, follow_symlinks=False)  # a link is kept as the link it is
     except OSError:

@@ -180,8 +180,9 @@ def export_onnx(model, attributes, path):
     written = {target: through_link(target) for target in (path, json_path)}
     for target in written.values():
         folder = os.path.dirname(absolute_path(target))
-        names = name_pattern(os.path.basename(target))
-        put_back_left_asides(folder, names, 'predict.py')  # first: killed between the two renames (replace_together)
+        name = os.path.basename(target)
+        names = name_pattern(name)
+        put_back_left_asides(folder, names, 'predict.py', name)  # first: killed between the renames (replace_together)
         remove_left_temporaries(folder, names, 'predict.py')
         os.makedirs(folder, exist_ok=True)
     # A CPU copy in eval mode: the caller's model stays on its device, and dropout and batch norm

@@ -173,6 +173,26 @@ def test_a_ctrl_c_between_two_renames_puts_the_first_file_back(tmp_path, monkeyp
     assert [(tmp_path / name).read_text() for name in ('a.txt', 'b.txt')] == ['old a', 'old b']
 
 
+@pytest.mark.parametrize('length', [236, 239, 245])
+def test_files_of_long_names_renamed_together_are_replaced_and_a_killed_ones_put_back(tmp_path, length, capsys):
+    # From 239 bytes on, the old file's aside took the new file's temporary name: copied over it,
+    # it was "written" and the old model stayed.
+    long = 'm' * (length - len('.onnx')) + '.onnx'
+    (tmp_path / long).write_text('old model')
+    (tmp_path / 'model.json').write_text('old labels')
+    write_together(tmp_path, {long: 'new model', 'model.json': 'new labels'})
+    assert {path.name: path.read_text() for path in tmp_path.iterdir()} == {long: 'new model', 'model.json': 'new labels'}
+    # Killed after its rename (a kill -9): the aside the next export finds is put back under the whole name
+    aside = tmp_path / kept_aside(str(tmp_path / long))
+    (tmp_path / 'newer').write_text('newer model')
+    os.replace(tmp_path / 'newer', tmp_path / long)  # a link to the old one, the aside stays the old one
+    gone = aside.with_name(aside.name.replace(f'-{os.getpid()}-', f'-{2**31 - 2}-'))  # of a process that is gone
+    aside.rename(gone)
+    put_back_left_asides(str(tmp_path), name_pattern(long), 'predict.py', long)
+    assert {path.name: path.read_text() for path in tmp_path.iterdir()} == {long: 'new model', 'model.json': 'new labels'}
+    assert f'note: put back {long} in {tmp_path}' in capsys.readouterr().out
+
+
 @pytest.mark.parametrize('after', ['a.txt', 'b.txt'])
 def test_a_ctrl_c_that_lands_as_a_rename_returns_undoes_it_too(tmp_path, monkeypatch, after):
     # A real signal, taken as os.replace returns: that rename was left out of those undone, and a
