@@ -63,21 +63,26 @@ def temporaries_left(folder, names):
                       if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False))
 
 
-def put_back_left_asides(folder, names, script, name=None):
+def put_back_left_asides(folder, names, script, name=None, first=None):
     """Before any work, for files that belong together (all_or_none): where a `script` was killed
     while it replaced them (a kill -9, a power cut), the old files it kept aside are renamed back
     into place, so that the folder holds the set before it again, not some of its new files beside
     old ones. Else they were removed as half-written (remove_left_temporaries), complete as they
     are, and the folder stayed mixed for good. `names`: a regular expression of short names, or
-    name_pattern(name) of a file's `name` (which a long one's asides keep the end of)."""
+    name_pattern(name) of a file's `name` (which a long one's asides keep the end of). `first`: the
+    first file of a renamed_together group, whose aside replace_together removes first: where a
+    process's is gone, all of its renames were done, and its other asides are left over, not to be
+    put back beside its new first file."""
     if not os.path.isdir(folder):
         return
     pattern = re.compile(rf'\.tmp-\d+-old-({names})')
+    asides = [(path, pattern.fullmatch(os.path.basename(path))) for path in temporaries_left(folder, names)]
+    asides = [(path, found) for path, found in asides if found and not running_elsewhere(path)]
+    if first is not None:
+        pids = {process_of(path) for path, found in asides if found.group(1) == first}
+        asides = [(path, found) for path, found in asides if process_of(path) in pids]
     put = []
-    for path in temporaries_left(folder, names):
-        found = pattern.fullmatch(os.path.basename(path))
-        if not found or running_elsewhere(path):
-            continue
+    for path, found in asides:
         own = name or found.group(1)
         target = os.path.join(folder, own)
         if os.path.lexists(target) and os.path.samestat(os.lstat(path), os.lstat(target)):
@@ -110,9 +115,14 @@ def remove_left_temporaries(folder, names, script, locked=False):
               f'{"a file" if len(left) == 1 else "files"} left half-written by a {script} that was killed')
 
 
+def process_of(temporary):
+    """The id of the process that named the temporary file (.tmp-PID-...)."""
+    return int(os.path.basename(temporary).split('-')[1])
+
+
 def running_elsewhere(temporary):
     """Whether the process that named the temporary file (.tmp-PID-...) runs, and is not this one."""
-    pid = int(os.path.basename(temporary).split('-')[1])
+    pid = process_of(temporary)
     if pid == os.getpid():
         return False
     try:

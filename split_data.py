@@ -229,16 +229,17 @@ class OtherSplitThere(UserError):
                          'move it away or give another --output')
 
 
-def save_split(train, val, folder, replace=True, keep_old=True):
+def save_split(train, val, folder, stops_held, replace=True, keep_old=True):
     """Writes train.csv and val.csv into folder; returns their paths, and those of the two that
-    held another split (over which replace=False writes nothing; keep_old=False keeps no copy of)."""
+    held another split (over which replace=False writes nothing; keep_old=False keeps no copy of).
+    From the renames on, a stop (a Ctrl-C, a SIGTERM) waits until the ExitStack stops_held ends."""
     # Another split_data.py writing into folder waits for this one (atomic.folder_locked): between
     # the renames of the one and the other, they left one's train.csv beside the other's val.csv.
     with folder_locked(folder, f'--output {folder}'):
-        return save_split_locked(train, val, folder, replace, keep_old)
+        return save_split_locked(train, val, folder, stops_held, replace, keep_old)
 
 
-def save_split_locked(train, val, folder, replace, keep_old):
+def save_split_locked(train, val, folder, stops_held, replace, keep_old):
     # Both files change or neither (atomic.renamed_together): a run cut short (a Ctrl-C, a full
     # disk) leaves no new train.csv beside an old val.csv whose images it could share.
     paths, before = split_paths(folder), split_in(folder)
@@ -262,16 +263,18 @@ def save_split_locked(train, val, folder, replace, keep_old):
             if replaced and keep_old:
                 asides = [kept_aside(path, os.path.basename(old)) if digest is not None else None
                           for path, old, digest in zip(paths, old_split_paths(folder), before)]
-        # Both, a Ctrl-C held until then: stopped between the two, the old train.csv was kept beside the
-        # val.old.csv before it, and the old val.csv was lost.
-        with ctrl_c_held():
-            if any(asides):
-                moved = keep_earlier_old(folder, [before, written])
-            for aside, old in zip(asides, old_split_paths(folder)):
-                if aside is not None:
-                    os.replace(aside, old)
-                elif os.path.lexists(old):  # no val.csv there, or an empty one: no older one is left for its pair
-                    os.remove(old)
+            # From here a stop waits for the renames, the old split's new names and the lines that say
+            # so (the caller's): taken as the renames' asides were removed, or before those names, it
+            # left the new split, the old one lost; or the old train.csv kept beside the val.old.csv
+            # before it. Microseconds, but for a disk without hard links, which copies the asides.
+            stops_held.enter_context(ctrl_c_held())
+        if any(asides):
+            moved = keep_earlier_old(folder, [before, written])
+        for aside, old in zip(asides, old_split_paths(folder)):
+            if aside is not None:
+                os.replace(aside, old)
+            elif os.path.lexists(old):  # no val.csv there, or an empty one: no older one is left for its pair
+                os.remove(old)
     finally:
         for aside in asides:
             if aside is not None and os.path.lexists(aside):
@@ -466,7 +469,7 @@ def main(argv=None, keep_old=True):
     check_only_splits_replaced(args.output)
     # First: a split_data.py killed between its renames left a new train.csv beside the old val.csv, whose
     # pictures it may share, and the old train.csv aside, which would be removed as half-written.
-    put_back_left_asides(args.output, r'train\.csv|val\.csv', 'split_data.py')
+    put_back_left_asides(args.output, r'train\.csv|val\.csv', 'split_data.py', first='train.csv')
     remove_left_temporaries(args.output, r'(train|val)(\.old)?\.csv', 'split_data.py')
     styles, skipped = read_styles(styles_path)
     print(f'{styles_path}: {counted(len(styles) + sum(skipped.values()), "row")}, '
@@ -490,10 +493,12 @@ def main(argv=None, keep_old=True):
                         f'--max-images {args.max_images:,}) split with --val-fraction {args.val_fraction}: '
                         f'{len(train)} for training and {len(val)} for validation; each needs at least one')
     os.makedirs(args.output, exist_ok=True)
-    (train_path, val_path), replaced, moved = save_split(train, val, args.output, not args.no_replace, keep_old)
-    print(f'wrote {counted(len(train), "row")} to {train_path} and {counted(len(val), "row")} to {val_path}')
-    if replaced:
-        print(replaced_note(args.output, keep_old, moved))
+    with contextlib.ExitStack() as stops_held:  # a stop once the files are renamed: taken after these lines
+        (train_path, val_path), replaced, moved = save_split(train, val, args.output, stops_held,
+                                                             not args.no_replace, keep_old)
+        print(f'wrote {counted(len(train), "row")} to {train_path} and {counted(len(val), "row")} to {val_path}')
+        if replaced:
+            print(replaced_note(args.output, keep_old, moved))
     return {'train': len(train), 'val': len(val), 'skipped': skipped}
 
 

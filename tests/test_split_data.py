@@ -551,14 +551,18 @@ def test_what_a_killed_split_left_half_written_is_removed(tmp_path, capsys):
 KILLED_AFTER_RENAMES = '''
 import os, sys
 import split_data
-real_replace, renamed = os.replace, []
+real_replace, real_remove, renamed = os.replace, os.remove, []
 def replace(source, target):
     real_replace(source, target)
     if os.path.basename(target) in ('train.csv', 'val.csv'):
         renamed.append(target)
-        if len(renamed) == int(sys.argv[1]):
+        if str(len(renamed)) == sys.argv[1]:
             os._exit(137)  # as a kill -9 there: no finally block runs
-os.replace = replace
+def remove(path):
+    real_remove(path)
+    if sys.argv[1] == 'aside' and '-old-' in os.path.basename(path):
+        os._exit(137)
+os.replace, os.remove = replace, remove
 split_data.main(sys.argv[2:])
 '''
 
@@ -582,6 +586,59 @@ def test_a_split_killed_as_it_replaced_another_is_put_back_by_the_next_run(tmp_p
     split_data.main([*args, '--seed', '1', '--no-replace'])  # refused where a file of the new split stayed
     assert {path.name: path.read_bytes() for path in out.iterdir()} == old
     assert f'note: put back {"train.csv" if renames == 1 else "train.csv, val.csv"} in {out}' in capsys.readouterr().out
+
+
+def test_a_split_killed_once_its_files_were_in_place_leaves_them_to_the_next_run(tmp_path, capsys):
+    # Killed as the old files kept aside were removed, the first gone: the next run put back the
+    # old val.csv beside the new train.csv.
+    catalog = make_catalog(str(tmp_path / 'catalog'), n_images=40, seed=1)
+    out = tmp_path / 'split'
+    args = ['--input', catalog['root'], '--output', str(out), '--workers', '1']
+    split_data.main([*args, '--seed', '1'])
+    killed = subprocess.run([sys.executable, '-c', KILLED_AFTER_RENAMES, 'aside', *args, '--seed', '2'],
+                            cwd=ROOT, capture_output=True, timeout=120)
+    assert killed.returncode == 137
+    new = {name: (out / name).read_bytes() for name in ('train.csv', 'val.csv')}
+    capsys.readouterr()
+    split_data.main([*args, '--seed', '2', '--no-replace'])  # refused where a file of the old split came back
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == new
+    assert 'put back' not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('when', ['train.csv renamed', 'val.csv renamed', 'an aside removed'])
+def test_a_ctrl_c_as_a_split_is_put_in_place_is_taken_once_it_is_and_the_old_one_kept(tmp_path, monkeypatch, capsys,
+                                                                                      when):
+    # Taken as an aside of the renames was removed, it left the new split with the old one lost (not
+    # kept as *.old.csv), and the next run put back the old val.csv beside the new train.csv.
+    catalog = make_catalog(str(tmp_path / 'catalog'), n_images=40, seed=1)
+    out = tmp_path / 'split'
+    args = ['--input', catalog['root'], '--output', str(out), '--workers', '1']
+    split_data.main([*args, '--seed', '1'])
+    old = [(out / name).read_bytes() for name in ('train.csv', 'val.csv')]
+    real_replace, real_remove = os.replace, os.remove
+
+    def replace(source, target):
+        real_replace(source, target)
+        if when == f'{os.path.basename(target)} renamed':
+            os.kill(os.getpid(), signal.SIGINT)  # taken as the call returns
+
+    def remove(path):
+        real_remove(path)
+        if when == 'an aside removed' and '-old-' in os.path.basename(path):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(os, 'replace', replace)
+    monkeypatch.setattr(os, 'remove', remove)
+    capsys.readouterr()
+    with pytest.raises(KeyboardInterrupt):
+        split_data.main([*args, '--seed', '2'])
+    monkeypatch.undo()
+    said = capsys.readouterr().out
+    assert 'wrote 32 rows to' in said and 'note: this replaced another split' in said
+    assert sorted(os.listdir(out)) == ['train.csv', 'train.old.csv', 'val.csv', 'val.old.csv']
+    assert [(out / name).read_bytes() for name in ('train.old.csv', 'val.old.csv')] == old
+    split_data.main([*args, '--seed', '2', '--no-replace'])  # the new split in place, both files of it
+    assert 'put back' not in capsys.readouterr().out
 
 
 @pytest.mark.parametrize('make, what', [
