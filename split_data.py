@@ -243,43 +243,49 @@ def save_split_locked(train, val, folder, stops_held, replace, keep_old):
     # Both files change or neither (atomic.renamed_together): a run cut short (a Ctrl-C, a full
     # disk) leaves no new train.csv beside an old val.csv whose images it could share.
     paths, before = split_paths(folder), split_in(folder)
-    # The split replaced is kept as train.old.csv and val.old.csv (one kept there before moves to
-    # train.old.N.csv): edited by hand, it is the user's work, and a run trained on it needs its files
-    # to be scored or resumed. A second name for each old file first, given those names once the new
-    # ones are in place; where they are not, the old split is still there, and the second names go.
-    asides, moved = [], []
+    moved = []
+    with renamed_together() as together:
+        files = []
+        for rows, path in zip((train, val), paths):
+            with atomic_open(path, newline='', encoding='utf-8', together=together) as f:
+                write_rows(rows, f, absolute_path(folder))
+                flush_to_disk(f)
+            files.append(f.name)
+        written = [lines_digest(name) for name in files]  # the bytes as written
+        replaced = [path for path, old, new in zip(paths, before, written) if old not in (None, new)]
+        if replaced and not replace:
+            raise OtherSplitThere(replaced)  # the temporary files go, and the old ones stay
+        # From here a stop waits for the old split's new names, the renames and the lines that say so
+        # (the caller's): taken between them, it left the new split with the old one lost, or the old
+        # train.csv kept beside the val.old.csv before it. Microseconds, but on a disk without hard
+        # links, which copies the old files.
+        stops_held.enter_context(ctrl_c_held())
+        if replaced and keep_old:
+            # Before the new split is renamed in: killed (kill -9) as they were renamed, it was lost,
+            # only kept aside under temporary names, which the next run removed.
+            moved = keep_old_split(folder, paths, before, written)
+    return paths, replaced, moved
+
+
+def keep_old_split(folder, paths, before, written):
+    """The split at paths (its digests `before`) copied to train.old.csv and val.old.csv: edited by
+    hand, it is the user's work, and a run trained on it needs its files to be scored or resumed.
+    One kept there before moves to train.old.N.csv (keep_earlier_old): returns its names there."""
+    asides = []
     try:
-        with renamed_together() as together:
-            files = []
-            for rows, path in zip((train, val), paths):
-                with atomic_open(path, newline='', encoding='utf-8', together=together) as f:
-                    write_rows(rows, f, absolute_path(folder))
-                    flush_to_disk(f)
-                files.append(f.name)
-            written = [lines_digest(name) for name in files]  # the bytes as written
-            replaced = [path for path, old, new in zip(paths, before, written) if old not in (None, new)]
-            if replaced and not replace:
-                raise OtherSplitThere(replaced)  # the temporary files go, and the old ones stay
-            if replaced and keep_old:
-                asides = [kept_aside(path, os.path.basename(old)) if digest is not None else None
-                          for path, old, digest in zip(paths, old_split_paths(folder), before)]
-            # From here a stop waits for the renames, the old split's new names and the lines that say
-            # so (the caller's): taken as the renames' asides were removed, or before those names, it
-            # left the new split, the old one lost; or the old train.csv kept beside the val.old.csv
-            # before it. Microseconds, but for a disk without hard links, which copies the asides.
-            stops_held.enter_context(ctrl_c_held())
-        if any(asides):
-            moved = keep_earlier_old(folder, [before, written])
+        for path, old, digest in zip(paths, old_split_paths(folder), before):
+            asides.append(kept_aside(path, os.path.basename(old)) if digest is not None else None)
+        moved = keep_earlier_old(folder, [before, written])
         for aside, old in zip(asides, old_split_paths(folder)):
             if aside is not None:
                 os.replace(aside, old)
             elif os.path.lexists(old):  # no val.csv there, or an empty one: no older one is left for its pair
                 os.remove(old)
+        return moved
     finally:
         for aside in asides:
             if aside is not None and os.path.lexists(aside):
                 os.remove(aside)
-    return paths, replaced, moved
 
 
 def keep_earlier_old(folder, splits_there):

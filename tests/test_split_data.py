@@ -494,7 +494,9 @@ def test_a_csv_that_cannot_be_renamed_into_place_leaves_the_old_split(tmp_path, 
         split_data.main(['--input', catalog['root'], '--output', str(tmp_path), '--workers', '1', '--seed', '7'])
     assert error.value.filename == str(tmp_path / refused)
     assert {name: (tmp_path / name).read_bytes() for name in before} == before
-    assert sorted(name for name in os.listdir(tmp_path) if name != 'catalog') == ['train.csv', 'val.csv']
+    # and kept as train.old.csv and val.old.csv, as it is before the new split is renamed in
+    assert {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path) if name != 'catalog'} == {
+        **before, 'train.old.csv': before['train.csv'], 'val.old.csv': before['val.csv']}
 
 
 def test_a_nul_byte_is_read_in_a_split_as_on_python_3_11_whatever_the_csv_module(tmp_path, csv_module):
@@ -584,7 +586,8 @@ def test_a_split_killed_as_it_replaced_another_is_put_back_by_the_next_run(tmp_p
     assert (out / 'train.csv').read_bytes() != old['train.csv']
     capsys.readouterr()
     split_data.main([*args, '--seed', '1', '--no-replace'])  # refused where a file of the new split stayed
-    assert {path.name: path.read_bytes() for path in out.iterdir()} == old
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == {
+        **old, 'train.old.csv': old['train.csv'], 'val.old.csv': old['val.csv']}  # kept before the renames
     assert f'note: put back {"train.csv" if renames == 1 else "train.csv, val.csv"} in {out}' in capsys.readouterr().out
 
 
@@ -595,10 +598,12 @@ def test_a_split_killed_once_its_files_were_in_place_leaves_them_to_the_next_run
     out = tmp_path / 'split'
     args = ['--input', catalog['root'], '--output', str(out), '--workers', '1']
     split_data.main([*args, '--seed', '1'])
+    old = [(out / name).read_bytes() for name in ('train.csv', 'val.csv')]
     killed = subprocess.run([sys.executable, '-c', KILLED_AFTER_RENAMES, 'aside', *args, '--seed', '2'],
                             cwd=ROOT, capture_output=True, timeout=120)
     assert killed.returncode == 137
-    new = {name: (out / name).read_bytes() for name in ('train.csv', 'val.csv')}
+    new = {name: (out / name).read_bytes() for name in ('train.csv', 'train.old.csv', 'val.csv', 'val.old.csv')}
+    assert [new['train.old.csv'], new['val.old.csv']] == old  # kept: it was lost, only kept aside, in a kill there
     capsys.readouterr()
     split_data.main([*args, '--seed', '2', '--no-replace'])  # refused where a file of the old split came back
     assert {path.name: path.read_bytes() for path in out.iterdir()} == new
