@@ -63,13 +63,13 @@ def temporaries_left(folder, names):
                       if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False))
 
 
-def put_back_left_asides(folder, names, script, name=None, first=None):
+def put_back_left_asides(folder, names, script, files=(), first=None):
     """Before any work, for files that belong together (all_or_none): where a `script` was killed
     while it replaced them (a kill -9, a power cut), the old files it kept aside are renamed back
     into place, so that the folder holds the set before it again, not some of its new files beside
     old ones. Else they were removed as half-written (remove_left_temporaries), complete as they
     are, and the folder stayed mixed for good. `names`: a regular expression of short names, or
-    name_pattern(name) of a file's `name` (which a long one's asides keep the end of). `first`: the
+    name_pattern of each of `files` (whose asides keep the end of a long name). `first`: the
     first file of a renamed_together group, whose aside replace_together removes first: where a
     process's is gone, all of its renames were done, and its other asides are left over, not to be
     put back beside its new first file."""
@@ -79,11 +79,11 @@ def put_back_left_asides(folder, names, script, name=None, first=None):
     asides = [(path, pattern.fullmatch(os.path.basename(path))) for path in temporaries_left(folder, names)]
     asides = [(path, found) for path, found in asides if found and not running_elsewhere(path)]
     if first is not None:
-        pids = {process_of(path) for path, found in asides if found.group(1) == first}
+        pids = {process_of(path) for path, found in asides if whole_name(found.group(1), files) == first}
         asides = [(path, found) for path, found in asides if process_of(path) in pids]
     put = []
     for path, found in asides:
-        own = name or found.group(1)
+        own = whole_name(found.group(1), files)
         target = os.path.join(folder, own)
         if os.path.lexists(target) and os.path.samestat(os.lstat(path), os.lstat(target)):
             # A hard link to the file still in place, not yet replaced: renamed onto it, it stays (the
@@ -95,6 +95,11 @@ def put_back_left_asides(folder, names, script, name=None, first=None):
     if put:
         print(f'note: put back {", ".join(put)} in {folder}, which a {script} that was killed had set aside as it '
               f'replaced {"it" if len(put) == 1 else "them"}: the files there are those of the {script} before it')
+
+
+def whole_name(end, files):
+    """The one of files whose old file's aside keeps `end` of its name (temporary_name), or end."""
+    return next((name for name in files if end in (name, kept_end(name, len('old-')), kept_end(name))), end)
 
 
 def remove_left_temporaries(folder, names, script, locked=False):

@@ -178,11 +178,15 @@ def export_onnx(model, attributes, path):
     # each of the two apart (model.onnx a link to v3.onnx: v3.onnx is written, and model.json,
     # or the file that it links to).
     written = {target: through_link(target) for target in (path, json_path)}
+    folders = {}
     for target in written.values():
-        folder = os.path.dirname(absolute_path(target))
-        name = os.path.basename(target)
-        names = name_pattern(name)
-        put_back_left_asides(folder, names, 'predict.py', name)  # first: killed between the renames (replace_together)
+        folders.setdefault(os.path.dirname(absolute_path(target)), []).append(os.path.basename(target))
+    for folder, files in folders.items():
+        names = '|'.join(name_pattern(name) for name in files)
+        # First: killed as it replaced them (replace_together). Where both are in one folder, not once
+        # the model was in place: then the old label file's aside is left over, never put back beside it.
+        first = os.path.basename(written[path]) if len(files) == 2 else None
+        put_back_left_asides(folder, names, 'predict.py', files, first)
         remove_left_temporaries(folder, names, 'predict.py')
         os.makedirs(folder, exist_ok=True)
     # A CPU copy in eval mode: the caller's model stays on its device, and dropout and batch norm

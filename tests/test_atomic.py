@@ -188,7 +188,7 @@ def test_files_of_long_names_renamed_together_are_replaced_and_a_killed_ones_put
     os.replace(tmp_path / 'newer', tmp_path / long)  # a link to the old one, the aside stays the old one
     gone = aside.with_name(aside.name.replace(f'-{os.getpid()}-', f'-{2**31 - 2}-'))  # of a process that is gone
     aside.rename(gone)
-    put_back_left_asides(str(tmp_path), name_pattern(long), 'predict.py', long)
+    put_back_left_asides(str(tmp_path), name_pattern(long), 'predict.py', [long])
     assert {path.name: path.read_text() for path in tmp_path.iterdir()} == {long: 'new model', 'model.json': 'new labels'}
     assert f'note: put back {long} in {tmp_path}' in capsys.readouterr().out
 
