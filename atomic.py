@@ -401,11 +401,15 @@ def kept_aside(path, name=None):
     try:
         os.link(path, aside, follow_symlinks=False)  # a link is kept as the link it is
     except OSError:
+        # Copied under another name first: a copy cut short by a kill -9 under the aside's own was
+        # put back over the file by the next run (put_back_left_asides), the end of it lost.
+        copying = os.path.join(folder, temporary_name(os.path.basename(aside)))
         try:
-            shutil.copy2(path, aside, follow_symlinks=False)
+            shutil.copy2(path, copying, follow_symlinks=False)
+            os.replace(copying, aside)
         except BaseException as error:  # a full disk, a Ctrl-C: no part of a copy stays
-            if os.path.lexists(aside):
-                os.remove(aside)
+            if os.path.lexists(copying):
+                os.remove(copying)
             if isinstance(error, OSError):
                 error.filename = str(path)
             raise

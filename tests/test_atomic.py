@@ -193,6 +193,30 @@ def test_files_of_long_names_renamed_together_are_replaced_and_a_killed_ones_put
     assert f'note: put back {long} in {tmp_path}' in capsys.readouterr().out
 
 
+def test_a_copy_kept_aside_takes_its_name_only_once_whole(tmp_path, monkeypatch):
+    # On a disk without hard links: killed (kill -9) as it copied, part of the file stayed under the
+    # aside's name, and the next run put it back over the whole file.
+    (tmp_path / 'a.txt').write_text('old a')
+    real_copy2, copied_to = shutil.copy2, []
+
+    def no_hard_links(*args, **kwargs):
+        raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+
+    def copy(source, target, **kwargs):
+        copied_to.append(os.path.basename(target))
+        return real_copy2(source, target, **kwargs)
+
+    monkeypatch.setattr(os, 'link', no_hard_links)
+    monkeypatch.setattr(shutil, 'copy2', copy)
+    aside = os.path.basename(kept_aside(str(tmp_path / 'a.txt')))
+    assert copied_to and aside not in copied_to and (tmp_path / aside).read_text() == 'old a'
+    assert sorted(os.listdir(tmp_path)) == sorted(['a.txt', aside])
+    gone = 2**31 - 2  # a copy a killed process left: never put back
+    (tmp_path / f'.tmp-{gone}-{aside}').write_text('ol')
+    put_back_left_asides(str(tmp_path), r'a\.txt', 'test.py')
+    assert (tmp_path / 'a.txt').read_text() == 'old a'
+
+
 @pytest.mark.parametrize('after', ['a.txt', 'b.txt'])
 def test_a_ctrl_c_that_lands_as_a_rename_returns_undoes_it_too(tmp_path, monkeypatch, after):
     # A real signal, taken as os.replace returns: that rename was left out of those undone, and a
