@@ -181,7 +181,8 @@ def test_files_of_long_names_renamed_together_are_replaced_and_a_killed_ones_put
     (tmp_path / long).write_text('old model')
     (tmp_path / 'model.json').write_text('old labels')
     write_together(tmp_path, {long: 'new model', 'model.json': 'new labels'})
-    assert {path.name: path.read_text() for path in tmp_path.iterdir()} == {long: 'new model', 'model.json': 'new labels'}
+    assert {path.name: path.read_text() for path in tmp_path.iterdir()} == {long: 'new model',
+                                                                            'model.json': 'new labels'}
     # Killed after its rename (a kill -9): the aside the next export finds is put back under the whole name
     aside = tmp_path / kept_aside(str(tmp_path / long))
     (tmp_path / 'newer').write_text('newer model')
@@ -189,7 +190,8 @@ def test_files_of_long_names_renamed_together_are_replaced_and_a_killed_ones_put
     gone = aside.with_name(aside.name.replace(f'-{os.getpid()}-', f'-{2**31 - 2}-'))  # of a process that is gone
     aside.rename(gone)
     put_back_left_asides(str(tmp_path), name_pattern(long), 'predict.py', [long])
-    assert {path.name: path.read_text() for path in tmp_path.iterdir()} == {long: 'new model', 'model.json': 'new labels'}
+    assert {path.name: path.read_text() for path in tmp_path.iterdir()} == {long: 'new model',
+                                                                            'model.json': 'new labels'}
     assert f'note: put back {long} in {tmp_path}' in capsys.readouterr().out
 
 

@@ -2456,7 +2456,7 @@ def test_the_bars_loss_is_the_epochs_mean_so_far_and_moves_with_every_step_on_a_
     # minutes, and the bar that ends an epoch said its last batch's loss, not the epoch's.
     import cli
     monkeypatch.setattr(cli, 'LOG_REDRAW_SECONDS', 0)  # a copy of the bar in the log at every step
-    run_dir = train.main(train_args(small_split, tmp_path, '--epochs', 1, '--batch-size', 40))  # 96 pictures: 40, 40, 16
+    run_dir = train.main(train_args(small_split, tmp_path, '--epochs', 1, '--batch-size', 40))  # 96: 40, 40, 16
     bars = dict(re.findall(r'epoch 1/1: .*?\| (\d)/3 .*?loss=(\d+\.\d+)\]', capsys.readouterr().err))
     with open(os.path.join(run_dir, 'metrics.csv')) as f:
         train_loss = float(next(csv.DictReader(f))['train_loss'])
