@@ -84,7 +84,9 @@ def test_the_peak_resident_memory_is_the_systems_own_count_in_mib():
     reported = peak_resident_mib()
     with open('/proc/self/status') as status:
         [kib] = [int(line.split()[1]) for line in status if line.startswith('VmHWM:')]
-    assert len(block) / 2**20 < reported <= kib / 1024 < reported + 16  # the peak only grows between the reads
+    # getrusage's peak and /proc's VmHWM are kept apart by the kernel, and may differ by a few pages
+    # either way (in CI, getrusage's was 12 KiB the higher of the two, read first): not by 1,024 times
+    assert len(block) / 2**20 < reported and abs(kib / 1024 - reported) < 16
 
 
 def test_the_peak_resident_memory_counted_in_bytes_on_macos_is_shown_in_mib_there_too(monkeypatch):
