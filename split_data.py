@@ -232,7 +232,8 @@ class OtherSplitThere(UserError):
 def save_split(train, val, folder, stops_held, replace=True, keep_old=True):
     """Writes train.csv and val.csv into folder; returns their paths, and those of the two that
     held another split (over which replace=False writes nothing; keep_old=False keeps no copy of).
-    From the renames on, a stop (a Ctrl-C, a SIGTERM) waits until the ExitStack stops_held ends."""
+    Once the new files are written (the old split is then kept, and the new renamed in), a stop (a
+    Ctrl-C, a SIGTERM) waits until the ExitStack stops_held ends."""
     # Another split_data.py writing into folder waits for this one (atomic.folder_locked): between
     # the renames of the one and the other, they left one's train.csv beside the other's val.csv.
     with folder_locked(folder, f'--output {folder}'):
