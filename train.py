@@ -483,6 +483,7 @@ def train_one_epoch(model, loader, train_step, epoch, args, context, channels_la
     # written on the device with one copy; the CPU only waits for the GPU every 50 steps.
     per_step = torch.zeros(steps, 1 + len(HEADS), device=device)
     sizes, checked = [], 0  # the steps before `checked` are known to have finite losses
+    shown, loss_sum, pictures = 0, 0.0, 0  # the bar's: the steps before `shown`, their loss summed and pictures
     # On a terminal the bar is cleared after the epoch; in a log file or pipe it is kept and ends
     # its line, so the summary line that follows gets a line of its own.
     bar = progress_bar(batches_of(loader, args.train_csv, epoch), total=steps, desc=f'epoch {epoch}/{args.epochs}',
@@ -510,8 +511,11 @@ def train_one_epoch(model, loader, train_step, epoch, args, context, channels_la
             # 0's pictures'), shown at the next redraw: one batch's, of the 50th step before, stayed
             # on the bar of a CPU run (3 s a step) for minutes, the same value three times in a log.
             # On a CPU there is no GPU to wait for: it moves with every step.
-            seen = torch.tensor(sizes, dtype=per_step.dtype, device=device)
-            bar.set_postfix(loss=f'{((per_step[:step + 1, 0] * seen).sum() / seen.sum()).item():.3f}', refresh=False)
+            # The steps since the last look added alone: all of them, at every step, was quadratic in the steps.
+            new = torch.tensor(sizes[shown:], dtype=per_step.dtype, device=device)
+            loss_sum += (per_step[shown:step + 1, 0] * new).sum().item()
+            shown, pictures = step + 1, pictures + sum(sizes[shown:])
+            bar.set_postfix(loss=f'{loss_sum / pictures:.3f}', refresh=False)
     sizes = torch.tensor(sizes, device=device, dtype=torch.float32)
     totals = torch.cat([(per_step[:, 0] * sizes).sum().view(1), sizes.sum().view(1), per_step[:, 1:].sum(0)])
     totals = distributed.all_reduce_sum(totals, context).tolist()
