@@ -573,8 +573,7 @@ def run_reporting_errors(main, debug, workers_flag, memory_flag=None):
             exit_with_error(f'out of memory: {error.strerror or error}; a smaller batch, or fewer workers, needs less')
         gone = None if debug or error.filename is not None else deleted_working_folder()
         if gone:  # os.getcwd(), for a relative path: an error that names no file
-            exit_with_error(f'{gone}: deleted since the shell went into it, so a relative path leads nowhere; cd into '
-                            'a folder that exists')
+            exit_with_error(f'{gone}: {LEADS_NOWHERE}')
         if debug or error.filename is None:
             raise
         leave_the_process_group()
@@ -634,6 +633,17 @@ def deleted_working_folder():
             return f"the working folder {os.readlink('/proc/self/cwd').removesuffix(' (deleted)')}"  # Linux
         except OSError:
             return 'the working folder'
+
+
+LEADS_NOWHERE = 'deleted since the shell went into it, so a relative path leads nowhere; cd into a folder that exists'
+
+
+def check_working_folder_for(*paths):
+    """Where one of paths is relative and the working folder was deleted, said so: not that the
+    path is missing (split_data.py's --input was 'no such folder', with advice to download the data)."""
+    gone = None if all(os.path.isabs(path) for path in paths) else deleted_working_folder()
+    if gone:
+        raise UserError(f'{gone}: {LEADS_NOWHERE}')
 
 
 NOTHING_HALF_WRITTEN = 'no file was left half-written'
@@ -790,12 +800,13 @@ def add_debug_flag(parser):
                         help='show full tracebacks instead of one-line errors (default: off)')
 
 
-def _whole_number(text, lowest, below=2**63, below_text='2**63'):
+def whole_number(text, lowest=None, below=2**63, below_text='2**63'):
+    """A whole number from lowest (None: no least one) to below it, for a flag's type."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f'{text!r} is not a whole number')
-    if value < lowest:
+    if lowest is not None and value < lowest:
         raise argparse.ArgumentTypeError(f'{value} must be at least {lowest}')
     if value >= below:  # by default, what no tensor size or index takes: a traceback from inside torch
         raise argparse.ArgumentTypeError(f'{value} must be below {below_text}')
@@ -803,11 +814,11 @@ def _whole_number(text, lowest, below=2**63, below_text='2**63'):
 
 
 def positive_int(text):
-    return _whole_number(text, 1)
+    return whole_number(text, 1)
 
 
 def non_negative_int(text):
-    return _whole_number(text, 0)
+    return whole_number(text, 0)
 
 
 def _finite_number(text):
@@ -894,7 +905,7 @@ def folder_name(text):
 def seed_number(text):
     # 0 to 2**32 - 1, what every random generator takes: train.py mixes a seed with the epoch and
     # the process's rank, which must stay within PyTorch's 64 bits.
-    return _whole_number(text, 0, 2**32, '2**32 (4294967296)')
+    return whole_number(text, 0, 2**32, '2**32 (4294967296)')
 
 
 def pick_device(name=None):

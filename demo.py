@@ -23,8 +23,8 @@ from cli import (PROJECT, UserError, add_debug_flag, counted, path_name, pick_de
                  reach_problem, run_cli)
 from dataset import HEADS, TITLES
 from runs import check_log_folder, check_run_folder, run_folder, tensorboard_installed
-from sample_catalog import (MARK, holds_theirs, image_count, is_sample_catalog, make_catalog, own_mark,
-                            sample_catalog_size)
+from sample_catalog import (MARK, files_in, holds_theirs, image_count, is_sample_catalog, make_catalog,
+                            own_mark, sample_catalog_size)
 
 
 DATA = 'fashion-product-images'  # where the tutorial has the dataset unpacked
@@ -58,10 +58,20 @@ def check_data_given(folder):
     styles = os.path.join(folder, 'styles.csv')
     problem = (reach_problem(folder, 'no such folder') or (not os.path.isdir(folder) and 'not a folder')
                or reach_problem(styles, 'holds no styles.csv') or (not os.path.isfile(styles) and 'its styles.csv is '
-                                                                  'not a file'))
+                                                                  'not a file')
+               or (not os.path.isdir(os.path.join(folder, 'images')) and 'holds a styles.csv but no images/ folder'))
     if problem:
         raise UserError(f'--data {folder}: {problem}; give the folder that holds the dataset\'s styles.csv and '
                         'images/, or leave --data out to run on a built-in sample catalog')
+
+
+def check_data_found(folder):
+    # Half unpacked: its styles.csv taken for the dataset, the demo failed at step 2, with the advice
+    # to run the demo, which failed the same way.
+    if has_real_dataset(folder) and not os.path.isdir(os.path.join(folder, 'images')):
+        raise UserError(f'{folder}: holds a styles.csv but no images/ folder (the dataset half unpacked?); unpack '
+                        f'its images/ there too (see {guide()}), or move {folder} away to run the demo on a built-in '
+                        'sample catalog')
 
 
 def has_real_dataset(folder):
@@ -86,7 +96,8 @@ def sample_catalog(args):
         # would train its short sample recipe on it, saying it used a sample.
         raise UserError(f'--work {args.work}: {root} holds a catalog that is not a sample one (the real dataset?); '
                         f'to run the tutorial\'s job on it, pass --data {root}, or give another --work')
-    if complete and drawn == args.images:
+    mark = own_mark(root)  # drawn as the demo draws it, not by sample_catalog.py with other flags
+    if complete and drawn == args.images and mark.get('seed') == 0 and mark.get('quirks') is False:
         print(f'using the sample catalog already in {root}')
         return root, False
     started = time.perf_counter()
@@ -214,7 +225,10 @@ def check_outputs(training, test_script, work):
 def no_dataset_line(data):
     """What the demo found in --data, where no real dataset is; run from another folder (the
     default --data is named from the working one), where the project's own holds the dataset."""
-    found = 'only a sample catalog' if is_sample_catalog(data) else 'no dataset'
+    if is_sample_catalog(data):
+        found = 'only a sample catalog'
+    else:  # pictures without their labels are no dataset either, but the user may think them one
+        found = 'pictures but no styles.csv' if files_in(os.path.join(data, 'images')) else 'no dataset'
     beside = os.path.join(PROJECT, DATA)
     if has_real_dataset(beside) and not same_folder(beside, data):
         hint = f' (the one in {beside} is used with --data {quoted_path(beside)})'
@@ -249,6 +263,8 @@ def main(argv=None):
     else:
         check_data_given(args.data)
     check_writable_folder(args.work, f'--work {args.work}')  # and a folder it cannot write in
+    if not given:
+        check_data_found(args.data)
     # A second demo.py in the same --work waits for this one, a minute at most: two at once drew,
     # split and trained in the same files.
     named, holder = f'--work {args.work}', 'another demo.py running in it'
@@ -288,6 +304,9 @@ def run_demo(args, data_given):
     else:
         print(no_dataset_line(args.data))
         catalog, redrawn = sample_catalog(args)
+        # All its pictures, as split_data.py splits them anyway: it noted that its 3,000 were fewer
+        # than the tutorial's --max-images 40,000, a flag the user of the demo never gave.
+        at_most = ['--max-images', str(args.images)]
         redrawn = redrawn or (ours and split_of_another_drawing(args.work, catalog))
 
     step(2, 'split_data.py')

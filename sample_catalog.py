@@ -22,8 +22,8 @@ from PIL import Image, ImageDraw
 from atomic import (atomic_open, check_no_folder_in_the_way, check_writable_folder, folder_locked, json_object,
                     remove_left_temporaries)
 from catalog import is_id, nul_safe
-from cli import (UserError, add_debug_flag, command, counted, first_few, if_stopped_say, non_negative_int,
-                 run_cli, seed_number, what_is_there)
+from cli import (UserError, add_debug_flag, command, counted, first_few, if_stopped_say, run_cli,
+                 seed_number, what_is_there, whole_number)
 
 HEADER = ['id', 'gender', 'masterCategory', 'subCategory', 'articleType', 'baseColour', 'season',
           'year', 'usage', 'productDisplayName']
@@ -343,7 +343,7 @@ FEWEST_IMAGES = 3
 def image_count(text):
     """--images: a whole number of pictures, from FEWEST_IMAGES to MOST_IMAGES. Fewer made a
     catalog, exit 0, that split_data.py then refused: too few to split (none to split, of 0)."""
-    value = non_negative_int(text)
+    value = whole_number(text)  # -1 too is refused with the reason, not as below 0
     if value < FEWEST_IMAGES:
         raise argparse.ArgumentTypeError(f'{value}: a catalog needs at least {FEWEST_IMAGES} pictures, some to train '
                                          'on and one to validate with')
@@ -419,8 +419,13 @@ def holds_theirs(root, mark=None):
     mark = own_mark(root) if mark is None else mark
     if mark:
         return not mark.get('finished', True) and mark.get('over_theirs', True)
-    images = os.path.join(root, 'images')
-    return os.path.exists(os.path.join(root, 'styles.csv')) or (os.path.isdir(images) and bool(os.listdir(images)))
+    return os.path.exists(os.path.join(root, 'styles.csv')) or bool(files_in(os.path.join(root, 'images')))
+
+
+def files_in(folder):
+    """The names in folder, but hidden ones (a desktop's .DS_Store, say, which no catalog holds); none
+    where it is no folder."""
+    return {name for name in os.listdir(folder) if not name.startswith('.')} if os.path.isdir(folder) else set()
 
 
 def cut_short(root):
@@ -465,7 +470,7 @@ def draw_catalog(root, n_images, seed, quirks, overwrite):
         raise ValueError(f'{styles_path} already exists')
     # Pictures without a styles.csv: the user's own, or a sample catalog of ours cut short (marked).
     mark = own_mark(root)  # read once (it hashes styles.csv): the drawing rewrites it only below
-    if os.path.isdir(images) and os.listdir(images) and not (overwrite or mark):
+    if files_in(images) and not (overwrite or mark):
         raise ValueError(f'{images}/ holds files already (a dataset without its styles.csv?)')
     # What a drawing killed while writing them left: they would stay for good.
     remove_left_temporaries(root, r'styles\.csv|sample_catalog\.json', 'sample_catalog.py')
@@ -529,7 +534,7 @@ def pictures_of_theirs(images, plan, mark, theirs):
     short may not have reached them."""
     if not theirs or not os.path.isdir(images):
         return [], 0
-    there, before = set(os.listdir(images)), []
+    there, before = files_in(images), []
     if mark and not mark.get('finished', True):
         before = mark.get('replaced', [])
         before = before if isinstance(before, list) and all(isinstance(name, str) for name in before) else []
@@ -606,19 +611,27 @@ def main():
     try:
         manifest = make_catalog(args.output, args.size, args.seed, args.quirks, args.overwrite)
     except ValueError as error:  # the callers' own advice: here a flag, in demo.py another --work
-        parser.error(f'{error}; pass --overwrite to draw over it, or choose another --output')
+        parser.error(f'{error}; ' + ('pass --overwrite to draw over it' if is_sample_catalog(args.output) else
+                                     'not a sample catalog (yours?): --overwrite would replace its styles.csv and its '
+                                     'pictures of the drawn ids for good, and keep no copy')
+                     + ', or choose another --output')
     print(f"wrote {counted(manifest['n_rows'], 'row')} and {counted(manifest['n_images'], 'image')} to "
           f"{os.path.join(args.output, 'styles.csv')} and {os.path.join(args.output, 'images')}/ "
           f'in {time.perf_counter() - start:.1f} s')
     if args.overwrite and manifest['over_theirs']:  # asked for, but the user may not have known whose files
-        pictures = manifest['replaced']
+        # --quirks: those with the id of a row whose picture is missing on purpose are removed
+        missing = {f'{id_}.jpg' for id_ in manifest['quirks']['missing_image']}
+        removed = [name for name in manifest['replaced'] if name in missing]
+        pictures = [name for name in manifest['replaced'] if name not in missing]
         replaced = (['its styles.csv'] if had_styles else []) + (
             [f'{len(pictures):,} of its pictures, those with the ids of drawn ones ({first_few(pictures)})']
             if pictures else [])
         images = os.path.join(args.output, 'images')
-        left = 'the others are' if pictures else 'its pictures are all'
+        left = 'the others are' if pictures or removed else 'its pictures are all'
         print(f'note: drawn over a catalog that was not a sample one: replaced '
               f'{" and ".join(replaced) or "none of its files"}'
+              + (f'; removed {counted(len(removed), "picture")} of its, those with the ids of rows drawn without '
+                 f'one (--quirks: {first_few(removed)})' if removed else '')
               + (f'; {left} still in {images}/' if manifest['kept'] else ''))
 
 

@@ -61,6 +61,9 @@ def test_refuses_to_draw_over_pictures_without_a_styles_csv(tmp_path):
         demo.sample_catalog(argparse.Namespace(work=str(tmp_path), images=5))
     assert (root / 'images' / '10001.jpg').read_bytes() == b'a photo of the user'
     assert os.listdir(root) == ['images']
+    os.remove(root / 'images' / '10001.jpg')
+    (root / 'images' / '.DS_Store').write_bytes(b'')  # a desktop's, in an empty folder: no dataset of theirs
+    assert make_catalog(str(root), n_images=5, seed=0)['n_images'] == 5
     # A sample catalog of ours that was cut short (marked, no styles.csv yet) is drawn again.
     make_catalog(str(tmp_path / 'ours'), n_images=5, seed=0)
     os.remove(tmp_path / 'ours' / 'styles.csv')
@@ -79,6 +82,18 @@ def test_the_demo_redraws_its_sample_catalog_for_another_size(tmp_path, capsys):
     (tmp_path / 'fashion-product-images' / 'images' / '1.jpg').write_bytes(b'a photo of the user')
     demo.sample_catalog(argparse.Namespace(work=str(tmp_path), images=3))  # fewer: the 5 others' pictures go
     assert len(os.listdir(os.path.join(root, 'images'))) == 3 + 1  # but never one that was not drawn
+
+
+def test_the_demo_redraws_a_sample_catalog_drawn_with_another_seed_or_quirks(tmp_path, capsys):
+    # Of its size, it was used: the demo's figures, said to be of seed 0, came from another catalog
+    root = tmp_path / 'fashion-product-images'
+    for flags in ({'seed': 5}, {'seed': 0, 'quirks': True}):
+        make_catalog(str(root), n_images=6, overwrite=True, **flags)
+        assert demo.sample_catalog(argparse.Namespace(work=str(tmp_path), images=6)) == (str(root), True)
+        assert 'drew 6 sample pictures' in capsys.readouterr().out
+        make_catalog(str(tmp_path / 'own'), n_images=6, seed=0, overwrite=True)  # as the demo draws it
+        assert (root / 'styles.csv').read_bytes() == (tmp_path / 'own' / 'styles.csv').read_bytes()
+    assert demo.sample_catalog(argparse.Namespace(work=str(tmp_path), images=6)) == (str(root), False)
 
 
 
@@ -138,6 +153,32 @@ def test_overwrite_says_when_it_drew_over_a_catalog_that_was_not_a_sample(tmp_pa
     (tmp_path / 'labels').mkdir()
     (tmp_path / 'labels' / 'styles.csv').write_text('id,gender\n1,Men\n')
     assert draw_over(tmp_path / 'labels', 3, monkeypatch, capsys).endswith(f'{NOTE}its styles.csv\n')
+
+
+def test_drawing_over_a_catalog_not_a_sample_says_what_it_loses_before_and_after(tmp_path, monkeypatch, capsys):
+    users = tmp_path / 'users'
+    make_catalog(str(users), n_images=20, seed=1)
+    for flags, words in [([], 'pass --overwrite to draw over it, or choose'),  # a sample: nothing of theirs
+                         (['remove the mark'], 'not a sample catalog (yours?): --overwrite would replace its '
+                                               'styles.csv and its pictures of the drawn ids for good')]:
+        if flags:
+            os.remove(users / 'sample_catalog.json')  # as downloaded
+        monkeypatch.setattr(sys, 'argv', ['sample_catalog.py', '--output', str(users), '--images', '20'])
+        with pytest.raises(SystemExit) as stop:
+            run_cli(sample_catalog.main)
+        assert stop.value.code == 2 and words in capsys.readouterr().err
+    # --quirks removes the pictures of rows drawn without one: they were said to be replaced
+    plan, _ = sample_catalog.planned_catalog(20, 0, True)
+    missing = sorted(f'{id_}.jpg' for id_, *_, kind, _ in plan if kind == 'missing_image')
+    for name in missing:
+        (users / 'images' / name).write_bytes(b'a photo of the user')
+    monkeypatch.setattr(sys, 'argv', ['sample_catalog.py', '--output', str(users), '--images', '20', '--quirks',
+                                      '--overwrite'])
+    run_cli(sample_catalog.main)
+    said = capsys.readouterr().out
+    assert f'; removed {len(missing)} pictures of its, those with the ids of rows drawn without one (--quirks: ' in said
+    assert all(name in said.split('; removed')[1] and name not in said.split('; removed')[0] for name in missing)
+    assert not any((users / 'images' / name).exists() for name in missing)
 
 
 def test_overwrite_after_a_drawing_over_theirs_was_cut_short_names_their_pictures_alone(tmp_path, monkeypatch,
@@ -303,7 +344,9 @@ def test_what_a_killed_drawing_left_half_written_is_removed(tmp_path, capsys):
 
 
 def test_a_sample_catalogs_size_is_a_flag_in_range():
-    for argv, words in [(['--images', '-1'], 'must be at least 0'), (['--images', str(10**12)], 'more than the')]:
+    for argv, words in [(['--images', '-1'], '-1: a catalog needs at least 3 pictures'),
+                        (['--images', 'many'], "'many' is not a whole number"),
+                        (['--images', str(10**12)], 'more than the')]:
         result = run_script('sample_catalog.py', '--output', 'never-made', *argv)
         error = result.stderr.splitlines()[-1]  # the usage above it names --overwrite too
         assert result.returncode == 2 and words in error and 'overwrite' not in error
@@ -432,6 +475,7 @@ def test_demo_runs_the_whole_pipeline_in_one_command(tmp_path):
         assert label in result.stdout
     assert f'-demo/checkpoints/{run}/eval-last/predictions.png' in result.stdout
     assert 'accuracy' in result.stdout and 'majority class' in result.stdout
+    assert '--max-images' not in result.stdout  # a flag the demo's user never gave: 160 were fewer than 40,000
     # run from another folder, the guide to the real data is named by a path that leads to it
     assert f'(see {os.path.join(ROOT, "fashion-product-images", "README.md")} for the real one)' in result.stdout
 
@@ -504,6 +548,28 @@ def test_the_demo_run_from_another_folder_names_the_dataset_beside_it(tmp_path, 
     assert demo.no_dataset_line('fashion-product-images') == (
         f'no dataset in {tmp_path / "fashion-product-images"}/ (see {demo.guide()} for the real one): using a '
         'built-in sample catalog of drawn products')
+
+
+def test_the_demo_names_a_dataset_half_unpacked_before_any_work(tmp_path, monkeypatch, capsys):
+    # Its styles.csv alone was taken for the dataset: split_data.py failed at step 2, advising to
+    # run the demo, which failed the same way.
+    data = tmp_path / 'fashion-product-images'
+    data.mkdir()
+    (data / 'styles.csv').write_text('id,gender,masterCategory,subCategory,articleType,baseColour\n')
+    monkeypatch.chdir(tmp_path)
+    for argv in ([], ['--data', str(data)]):
+        with pytest.raises(SystemExit) as stop:
+            run_cli(lambda: demo.main(argv + ['--work', str(tmp_path / 'w'), '--device', 'cpu']))
+        error = capsys.readouterr().err
+        assert stop.value.code == 2 and 'holds a styles.csv but no images/ folder' in error, error
+        assert 'step 1' not in error and not (tmp_path / 'w').exists()
+    # Its pictures without their styles.csv: the sample is trained, and the line says what was found
+    (data / 'styles.csv').unlink()
+    (data / 'images').mkdir()
+    (data / 'images' / '.DS_Store').write_bytes(b'')  # no picture: still no dataset
+    assert demo.no_dataset_line('fashion-product-images').startswith(f'no dataset in {data}/')
+    (data / 'images' / '10001.jpg').write_bytes(b'a photo of the user')
+    assert demo.no_dataset_line('fashion-product-images').startswith(f'pictures but no styles.csv in {data}/ (see ')
 
 
 def test_the_demo_writes_over_its_own_split_but_not_another(tmp_path, monkeypatch):
