@@ -8,7 +8,7 @@ from contextlib import contextmanager, nullcontext
 import numpy as np
 import torch
 
-from cli import ctrl_c_held
+from cli import command, ctrl_c_held
 from dataset import HEADS
 
 
@@ -151,5 +151,6 @@ def majority_rates(truth):
 
 
 if __name__ == '__main__':  # a module: `python evaluate.py --checkpoint ...` did nothing, and exited 0
+    # The command as the others print theirs: this Python, and test.py by its path from another folder
     sys.exit('evaluate.py is a module of train.py and test.py; score a checkpoint with: '
-             'python test.py --checkpoint CHECKPOINT')
+             + command('test.py', '--checkpoint', 'CHECKPOINT'))

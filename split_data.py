@@ -23,9 +23,9 @@ from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, chec
                     renamed_together)
 from catalog import (IMAGE_SIZE, LINK_TO_NOTHING, SPLIT_COLUMNS, describe_download, format_counts, image_problem,
                      nul_safe, read_styles, with_nul_bytes)
-from cli import (NO_SUCH_FILE, UserError, add_debug_flag, counted, ctrl_c_held, path_name, positive_int, printable,
-                 progress_bar, quoted_path, reach_problem, run_cli, seed_number, shown, usable_cores, what_is_there,
-                 worker_processes)
+from cli import (NO_SUCH_FILE, UserError, add_debug_flag, check_working_folder_for, counted, ctrl_c_held, path_name,
+                 positive_int, printable, progress_bar, quoted_path, reach_problem, run_cli, seed_number, shown,
+                 usable_cores, what_is_there, worker_processes)
 from sample_catalog import cut_short
 
 FIELDNAMES = list(SPLIT_COLUMNS)
@@ -442,6 +442,7 @@ def main(argv=None, keep_old=True):
     """keep_old=False: a split replaced is not kept as train.old.csv and val.old.csv (demo.py's own,
     of a sample catalog it has just drawn anew, whose pictures it no longer names)."""
     args = parse_args(argv)
+    check_working_folder_for(args.input, args.output)
     if os.path.isfile(args.input):
         raise UserError(f'--input {args.input}: a file; give the catalog\'s folder, which holds styles.csv and '
                         'images/' + (f' ({os.path.dirname(args.input) or "."})'

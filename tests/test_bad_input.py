@@ -1369,12 +1369,16 @@ def test_test_py_records_how_it_scored_and_the_rows_it_left_out(small_split, one
     assert f'device: cpu (fp32{", channels_last" if report["channels_last"] else ""});' in said
 
 
-def test_evaluate_py_run_as_a_script_points_to_test_py():
+def test_evaluate_py_run_as_a_script_points_to_test_py(tmp_path):
     # It ran, did nothing and exited 0: a module of train.py's and test.py's, named like a command.
-    result = run_script('evaluate.py', '--checkpoint', 'last.pth')
+    result = run_script('evaluate.py', '--checkpoint', 'last.pth', cwd=ROOT)
     assert (result.returncode, result.stdout) == (1, '')
-    assert result.stderr == ('evaluate.py is a module of train.py and test.py; score a checkpoint with: python test.py '
-                             '--checkpoint CHECKPOINT\n')
+    from cli import this_python  # python where it is the one on PATH, else its path: as every printed command
+    assert result.stderr == ('evaluate.py is a module of train.py and test.py; score a checkpoint with: '
+                             f'{shlex.join([this_python(), "test.py", "--checkpoint", "CHECKPOINT"])}\n')
+    elsewhere = run_script('evaluate.py', cwd=tmp_path)  # from another folder: test.py by its path
+    assert elsewhere.stderr.endswith(f': {shlex.join([this_python(), os.path.join(ROOT, "test.py")])} --checkpoint '
+                                     'CHECKPOINT\n')
 
 
 def test_a_split_sorted_in_a_spreadsheet_is_scored_as_the_rows_it_held(small_split, one_epoch_run, tmp_path,
@@ -2170,6 +2174,7 @@ def test_a_system_error_that_names_no_file_is_not_said_to_be_about_a_file_named_
 
 @pytest.mark.parametrize('script, argv', [
     ('split_data.py', ['--input', '{catalog}', '--output', 'splits', '--workers', '1']),
+    ('split_data.py', ['--workers', '1']),  # its relative --input was 'no such folder': download the dataset
     ('sample_catalog.py', ['--output', 'catalog', '--images', '3']),
     # PyTorch's import died in a deleted folder, inside Intel's MKL: "oneMKL FATAL ERROR: Cannot load"
     *[(script, []) for script in ('train.py', 'test.py', 'predict.py', 'demo.py', 'benchmarks/bench.py',
