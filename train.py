@@ -324,9 +324,13 @@ def go_on_by_epochs(scheduler, optimizer, epochs_done, steps_per_epoch, args, co
     if scheduler.last_epoch == step:
         return
     if context.is_main:
-        print(f'note: {scheduler.last_epoch:,} steps in {epochs_done} epoch(s) so far, {steps_per_epoch:,} an epoch '
-              f'now (another number of processes or of pictures); the learning-rate schedule goes on from the '
-              f'end of epoch {epochs_done}' + other_batch(trained_in, args, context))
+        # The schedule's count, placed as if each epoch so far had taken the last run's steps (this
+        # function, when that run began): not the steps taken, where the run changed its processes.
+        before = scheduler.last_epoch / max(epochs_done, 1)
+        before = f'{before:,.0f}' if before == int(before) else f'about {before:,.0f}'
+        print(f'note: {steps_per_epoch:,} steps an epoch now, {before} before (another number of processes or of '
+              f'pictures); the learning-rate schedule goes on from the end of epoch {epochs_done}'
+              + other_batch(trained_in, args, context))
     scheduler.last_epoch = step
     set_lr(optimizer, args.lr * lr_factor(step, steps_per_epoch, args))
 
@@ -685,6 +689,23 @@ def summary_line(epoch, row, elapsed):
     return text
 
 
+def peak_memory_mib(device):
+    """This process's peak memory: (resident, on its GPU or None)."""
+    return peak_resident_mib(), torch.cuda.max_memory_allocated(device) / 2**20 if device.type == 'cuda' else None
+
+
+def peak_memory_line(peaks):
+    """peaks: every process's peak_memory_mib. Under torchrun process 0's alone was said, as if the
+    run's: a machine sized by it for 8 processes had an eighth of the memory they take."""
+    resident, on_gpu = zip(*peaks)
+    if len(peaks) == 1:
+        return f'peak memory: {resident[0]:,.0f} MiB resident' + (f', {on_gpu[0]:,.0f} MiB on the GPU'
+                                                                   if on_gpu[0] is not None else '')
+    return (f'peak memory: {max(resident):,.0f} MiB resident in the largest of the {len(peaks)} processes, '
+            f'{sum(resident):,.0f} MiB in all' + (f'; {max(on_gpu):,.0f} MiB on the fullest GPU'
+                                                 if on_gpu[0] is not None else ''))
+
+
 def time_line(watch, beside):
     """Where the run's time went after Python's imports, the one-off costs of a GPU apart: starting
     CUDA, the first epoch (cuDNN's kernel search and the graph capture), the first validation.
@@ -918,6 +939,12 @@ def main(argv=None):
             # the GIL) as the interpreter finalized was ended there, inside a C++ destructor: the
             # process aborted after its line ("terminate called without an active exception").
             distributed.cleanup(context)
+        if peer_ended(error) and not context.is_main and os.path.exists(last_path):
+            # Process 0 killed (out of memory, say) said nothing: this line alone was left, which
+            # named no epoch saved and no command to go on.
+            print_error(f'process {context.rank} stopped: another process of the run ended (its own lines say why; '
+                        f'where process 0 said nothing, killed: {kept_after_failure(last_path, args, context)})')
+            raise SystemExit(1)
         if not (context.is_main and peer_ended(error)):
             raise  # another process whose peer ended: run_cli's line says so
         # A process killed alone (out of memory, say): process 0 meets its absence at the next
@@ -949,14 +976,13 @@ def main(argv=None):
             remove_unsaved_run(run_dir, made)
     if stopped is not None:  # the run's last.pth, or where none is saved yet, the one it resumed
         stop_on_divergence(stopped, last_path if os.path.exists(last_path) else args.resume, context)
+    peaks = distributed.on_every_process(peak_memory_mib(device), context)
     if context.is_main:
         if context.distributed:
             print(f'weights identical on all {context.world_size} processes after every epoch')
         print(f'done: {counted(args.epochs, "epoch")}. Checkpoints, metrics.csv and curves.png are in '
               f'{shown_path(run_dir)}')
-        print(f'peak memory: {peak_resident_mib():,.0f} MiB resident'
-              + (f', {torch.cuda.max_memory_allocated(device) / 2**20:,.0f} MiB on the GPU'
-                 if device.type == 'cuda' else ''))
+        print(peak_memory_line(peaks))
         print(time_line(watch, saver.seconds))
         print(f'evaluate with: {command("test.py", "--checkpoint", shown_path(last_path))}')
     distributed.cleanup(context)

@@ -432,44 +432,61 @@ def test_more_processes_than_gpus_is_found_where_the_launcher_gives_no_local_wor
         distributed.setup('cuda')
 
 
-KILLED_ON_PROCESS_1 = '''
+KILLED_ON_PROCESS = '''
 import os, signal, sys
 sys.path.insert(0, {root!r})
 import train, train_step
 from cli import run_cli
 
-if os.environ['RANK'] == '1':  # 3 steps an epoch on each process: call 5 is epoch 2, step 2
+if os.environ['RANK'] == {killed!r}:  # 3 steps an epoch on each process: call 5 is epoch 2, step 2, 8 epoch 3, step 2
     real_get_loss, calls = train_step.get_loss, [0]
 
-    def killed_in_epoch_2(output, targets):
+    def killed(output, targets):
         calls[0] += 1
-        if calls[0] == 5:
+        if calls[0] == {call}:
             os.kill(os.getpid(), signal.SIGKILL)  # as the system's out-of-memory killer does
         return real_get_loss(output, targets)
 
-    train_step.get_loss = killed_in_epoch_2
+    train_step.get_loss = killed
 run_cli(train.main)
 '''
 
 
-def test_a_process_killed_alone_leaves_process_0_saying_how_to_resume(small_split, tmp_path):
+@pytest.mark.parametrize('killed', [1, 0])
+def test_a_process_killed_alone_leaves_another_saying_how_to_resume(small_split, tmp_path, killed):
     # The two processes as torchrun starts them, without torchrun: its SIGTERM to the process
     # left, which takes process 0 the way a Ctrl-C does, would come first or not, by chance.
+    # Process 0 killed said nothing, and process 1's line named no epoch saved.
     import socket
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
-    script = tmp_path / 'killed_on_process_1.py'
-    script.write_text(KILLED_ON_PROCESS_1.format(root=ROOT))
+    script = tmp_path / f'killed_on_process_{killed}.py'
+    # Process 0 in epoch 3: its saving thread has written epoch 1 at least
+    script.write_text(KILLED_ON_PROCESS.format(root=ROOT, killed=str(killed), call=5 if killed else 8))
     processes = [subprocess.Popen([sys.executable, str(script), *train_args(small_split, tmp_path, '--epochs', 3)],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                   env=dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE='2',
                                            LOCAL_WORLD_SIZE='2', MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port)))
                  for rank in (0, 1)]
-    (_, err), _ = processes[0].communicate(timeout=110), processes[1].communicate(timeout=10)
-    assert processes[1].returncode == -signal.SIGKILL
-    assert processes[0].returncode == 1, err[-3000:]
+    left = 1 - killed
+    try:
+        (_, err), _ = processes[left].communicate(timeout=110), processes[killed].communicate(timeout=10)
+    finally:
+        for process in processes:
+            process.kill()
+    assert processes[killed].returncode == -signal.SIGKILL
+    assert processes[left].returncode == 1, err[-3000:]
     last_path = tmp_path / 'run' / 'last.pth'
+    if killed == 0:
+        (line,) = re.findall(r'error: .*', err)
+        epoch = checkpoint_load(str(last_path))['epoch']
+        assert line == (
+            'error: process 1 stopped: another process of the run ended (its own lines say why; where process 0 '
+            f'said nothing, killed: Epoch {epoch} is saved in {last_path}. Resume with: '
+            f'{train.resume_command(str(last_path), distributed.Context(rank=1, world_size=2))})'), err
+        assert epoch in (1, 2) and 'Traceback' not in err
+        return
     assert re.findall(r'error: .*', err) == [
         f'error: process 0 stopped: another process of the run ended in epoch 2; epoch 1 is saved in {last_path}. '
         f'Resume with: {train.resume_command(str(last_path), distributed.Context(rank=0, world_size=2))}'], err

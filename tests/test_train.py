@@ -2145,12 +2145,17 @@ def test_a_run_resumed_on_another_number_of_processes_keeps_to_its_schedule_by_e
     assert (scheduler.last_epoch, optimizer.param_groups[0]['lr']) == (20, before)
     train.go_on_by_epochs(scheduler, optimizer, 2, 5, args, distributed.Context(rank=0, world_size=2), 1)
     assert capsys.readouterr().out == (
-        'note: 20 steps in 2 epoch(s) so far, 5 an epoch now (another number of processes or of pictures); the '
-        'learning-rate schedule goes on from the end of epoch 2; the effective batch is 32 (2 x --batch-size 16), '
-        'where the run trained at 16 in 1, with the same --lr 0.001\n')
+        'note: 5 steps an epoch now, 10 before (another number of processes or of pictures); the learning-rate '
+        'schedule goes on from the end of epoch 2; the effective batch is 32 (2 x --batch-size 16), where the run '
+        'trained at 16 in 1, with the same --lr 0.001\n')
     assert scheduler.last_epoch == 10
     assert optimizer.param_groups[0]['lr'] == pytest.approx(args.lr * 0.5 * (1 + math.cos(math.pi / 3)))
     assert optimizer.param_groups[0]['lr'] == pytest.approx(before)  # the same point of the curve
+    for _ in range(5):  # epoch 3 in two processes, then on in one: 25 steps were said to be 15 in 3 epochs
+        optimizer.step()
+        scheduler.step()
+    train.go_on_by_epochs(scheduler, optimizer, 3, 10, args, distributed.Context(), 2)
+    assert capsys.readouterr().out.startswith('note: 10 steps an epoch now, 5 before (')
 
 
 def test_a_warm_up_longer_than_the_run_is_noted_with_the_highest_rate_it_reaches(small_split, tmp_path, capsys):
@@ -2470,3 +2475,11 @@ def test_logs_asked_for_without_tensorboard_are_said_not_to_be_written(small_spl
     assert (f"note: --logs {tmp_path / 'my-logs'}: tensorboard is not installed, so no log is written there; "
             '`pip install tensorboard` writes one') in capsys.readouterr().out.splitlines()
     assert not (tmp_path / 'my-logs').exists()
+
+
+def test_peak_memory_under_torchrun_is_said_for_the_run_not_process_0_alone():
+    assert train.peak_memory_line([(1052.4, None)]) == 'peak memory: 1,052 MiB resident'
+    assert train.peak_memory_line([(900.0, 2613.0)]) == 'peak memory: 900 MiB resident, 2,613 MiB on the GPU'
+    assert train.peak_memory_line([(1016.0, None), (1052.0, None)]) == (
+        'peak memory: 1,052 MiB resident in the largest of the 2 processes, 2,068 MiB in all')
+    assert train.peak_memory_line([(1000.0, 2000.0), (1100.0, 2600.0)]).endswith('; 2,600 MiB on the fullest GPU')
