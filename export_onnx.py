@@ -2,7 +2,8 @@
 #   python predict.py --checkpoint checkpoints/RUN/best.pth --export model.onnx
 # model.onnx takes `image`, float32 N x 3 x 80 x 60 (any N), and gives the logits `gender`,
 # `article` and `color`. model.json beside it holds what a serving stack needs besides: the label
-# names of each output in class-id order, and the preprocessing that turns a picture into `image`.
+# names of each output in class-id order, and the preprocessing that turns a picture into `image`;
+# model.onnx's metadata holds them too, each of the file's keys as a text (JSON where not one).
 # Needs the optional requirements-onnx.txt (onnx, onnxscript); predict.py imports this module only
 # when --export is given.
 import copy
@@ -102,7 +103,11 @@ def sidecar(attributes, path):
     }
 
 
-def write_onnx(model, path):
+def write_onnx(model, path, described):
+    """The ONNX model at path, with `described` (its sidecar) in its metadata too: a serving stack
+    that keeps the model alone (a Triton model folder) still has its label names and preprocessing,
+    as onnxruntime's get_modelmeta() and Netron show them."""
+    import onnx
     width, height = IMAGE_SIZE
     # A batch of 2 as the example: torch.export has treated sizes of 0 and 1 as constants, which
     # would fix the batch at 1 (2.14 keeps it dynamic; older releases that requirements.txt allows may not).
@@ -112,6 +117,10 @@ def write_onnx(model, path):
         torch.onnx.export(model, (example,), path, input_names=[INPUT_NAME], output_names=list(HEADS),
                           dynamic_shapes={INPUT_NAME: {0: batch}}, opset_version=OPSET,
                           dynamo=True, external_data=False, verbose=False)
+    exported = onnx.load(path)
+    onnx.helper.set_model_props(exported, {key: value if isinstance(value, str) else json.dumps(value)
+                                           for key, value in described.items()})
+    onnx.save(exported, path)
 
 
 def check_export(path):
@@ -195,12 +204,13 @@ def export_onnx(model, attributes, path):
     # Both files change or neither (atomic.renamed_together): a failed export or label file, or
     # a full disk, leaves the old pair, never a new model beside old label names, which would
     # name its outputs wrongly.
+    described = sidecar(attributes, path)
     try:
         with renamed_together() as together:
             with atomic_path(written[path], together) as model_tmp:
-                write_onnx(wrapped, model_tmp)
+                write_onnx(wrapped, model_tmp, described)
             with atomic_open(written[json_path], encoding='utf-8', together=together) as f:
-                json.dump(sidecar(attributes, path), f, indent=2)
+                json.dump(described, f, indent=2)
                 flush_to_disk(f)
     except OSError as error:
         raise UserError(f'could not write {error.filename or path}: {error.strerror or error}') from error

@@ -187,9 +187,17 @@ def list_name(name):
 
 def named(path, limit=100):
     """A path in a message: on one line, escaped as in the table, and cut short (a list that is
-    no list may hold a line of thousands of bytes)."""
+    no list may hold a line of thousands of bytes). One that begins or ends with a space is quoted,
+    as in the table: 'a.jpg ' from a list was said to be missing as a.jpg, which is there."""
     text = one_line(path)
+    text = shlex.quote(text) if text != text.strip() else text
     return text if len(text) <= limit else text[:limit - 3] + '...'
+
+
+def without_its_spaces(path):
+    """For a path not there: the words for the one without the spaces around it, where that one is."""
+    return f'; {named(path.strip())}, without the spaces, is there' if path.strip() and os.path.exists(
+        path.strip()) else ''
 
 
 def report_missing(listed, name, others):
@@ -202,8 +210,8 @@ def report_missing(listed, name, others):
     missing = list(missing.values())
     if gone and len(gone) == len(listed) and not others:  # the wrong folder, not a few pictures gone
         raise UserError(f'--files-from {list_name(name)}: none of its {counted(len(missing), "path")} is there, '
-                        f'e.g. {named(missing[0])} ({path_problem(missing[0])}); relative paths are taken '
-                        f'from the current folder, {os.getcwd()}')
+                        f'e.g. {named(missing[0])} ({path_problem(missing[0])}{without_its_spaces(missing[0])}); '
+                        f'relative paths are taken from the current folder, {os.getcwd()}')
     if missing:
         examples = first_few(list(map(named, missing)))
         print(f'note: {counted(len(missing), "path")} in {list_name(name)} {"is" if len(missing) == 1 else "are"} '

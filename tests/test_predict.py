@@ -397,6 +397,11 @@ def test_a_list_that_names_no_pictures_is_one_clear_error(checkpoint, tmp_path, 
         f'relative paths are taken from the current folder, {tmp_path}')
     picture = tmp_path / 'a.jpg'
     Image.new('RGB', (60, 80), 'red').save(picture)  # given instead of the list
+    # A line that ends in a space: said to be missing as a.jpg, which `ls` shows
+    (tmp_path / 'spaced.txt').write_bytes(b'a.jpg \n')
+    assert failure_of(['--checkpoint', checkpoint, '--files-from', 'spaced.txt'], capsys) == (
+        "error: --files-from spaced.txt: none of its 1 path is there, e.g. 'a.jpg ' (no such file or folder; a.jpg, "
+        f'without the spaces, is there); relative paths are taken from the current folder, {tmp_path}')
     assert failure_of(['--checkpoint', checkpoint, '--files-from', str(picture)], capsys).startswith(
         f'error: --files-from {picture}: holds NUL bytes, so it is no list of paths')
     # /dev/zero, read without end before: refused from its first bytes (a timeout, should it not be)
@@ -624,6 +629,10 @@ def test_onnx_export_matches_pytorch_for_any_batch_size(checkpoint, catalog, tmp
     assert sidecar['model'] == 'model.onnx' and sidecar['input']['dtype'] == 'float32'
     assert session.get_inputs()[0].type == 'tensor(float)'
     assert sidecar['opset'] == next(o.version for o in onnx.load(str(onnx_path)).opset_import if o.domain == '')
+    # ...and the model itself, for a serving stack that keeps it alone
+    kept = session.get_modelmeta().custom_metadata_map
+    assert {key: json.loads(text) if key not in ('format', 'model', 'output_kind') else text
+            for key, text in kept.items()} == sidecar
     arrays = [predict.read_image(path)[0] for path in catalog_images(catalog)[:5]]
     batch = prepare_batch(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2))
     for images in (batch, batch[:1]):
@@ -633,6 +642,11 @@ def test_onnx_export_matches_pytorch_for_any_batch_size(checkpoint, catalog, tmp
         for head, logits in zip(HEADS, got):
             assert logits.shape == tuple(expected[head].shape)
             np.testing.assert_allclose(logits, expected[head].numpy(), rtol=0, atol=1e-4)
+
+
+def writes_model(content):
+    """export_onnx.write_onnx, pretended: a file of that content where the model goes."""
+    return lambda model, path, described: open(path, 'wb').write(content)
 
 
 @exports
@@ -950,7 +964,7 @@ def test_an_export_over_files_it_did_not_write_is_refused_and_its_own_are_replac
         assert json_path.read_text() == mine
     old_export(onnx_path)  # its own are replaced: the export itself (seconds) made a plain write
     import export_onnx
-    monkeypatch.setattr(export_onnx, 'write_onnx', lambda model, path: open(path, 'wb').write(b'the new model'))
+    monkeypatch.setattr(export_onnx, 'write_onnx', writes_model(b'the new model'))
     predict.main(['--checkpoint', checkpoint, '--export', str(onnx_path)])
     assert onnx_path.read_bytes() == b'the new model' and json.loads(json_path.read_text())['format'] == FORMAT
     assert sorted(os.listdir(tmp_path)) == ['user.json', 'user.onnx']
@@ -968,7 +982,7 @@ def test_an_export_named_through_links_is_written_where_they_point_and_the_links
     old_export(served)
     link = tmp_path / 'model.onnx'
     link.symlink_to(served)
-    monkeypatch.setattr(export_onnx, 'write_onnx', lambda model, path: open(path, 'wb').write(b'the new model'))
+    monkeypatch.setattr(export_onnx, 'write_onnx', writes_model(b'the new model'))
     predict.main(['--checkpoint', checkpoint, '--export', str(link)])
     assert link.is_symlink() and os.readlink(link) == str(served) and served.read_bytes() == b'the new model'
     assert json.loads((tmp_path / 'model.json').read_text())['format'] == FORMAT
@@ -979,7 +993,7 @@ def test_an_export_named_through_links_is_written_where_they_point_and_the_links
     (tmp_path / 'model.json').unlink()
     (tmp_path / 'model.json').symlink_to(tmp_path / 'versions' / 'v3.json')
     served.write_bytes(onnx_model())  # an export's, as the one written above stands for
-    monkeypatch.setattr(export_onnx, 'write_onnx', lambda model, path: open(path, 'wb').write(b'a newer model'))
+    monkeypatch.setattr(export_onnx, 'write_onnx', writes_model(b'a newer model'))
     predict.main(['--checkpoint', checkpoint, '--export', str(link)])
     assert (tmp_path / 'model.json').is_symlink() and served.read_bytes() == b'a newer model'
     assert json.loads((tmp_path / 'versions' / 'v3.json').read_text())['format'] == FORMAT
@@ -1046,7 +1060,7 @@ def test_a_model_that_does_not_reach_the_disk_leaves_the_old_label_file(checkpoi
 
     monkeypatch.setattr(os, 'fsync', no_space_for_the_model)
     import export_onnx as module  # the export itself (seconds) made a plain write: the order is what counts
-    monkeypatch.setattr(module, 'write_onnx', lambda model, path: open(path, 'wb').write(b'the new model'))
+    monkeypatch.setattr(module, 'write_onnx', writes_model(b'the new model'))
     from export_onnx import export_onnx
     with pytest.raises(UserError, match=f'could not write {onnx_path}: No space left on device'):
         export_onnx(model, attributes, str(onnx_path))
@@ -1116,7 +1130,7 @@ def test_names_given_stay_on_their_line_in_every_line_said(checkpoint, catalog, 
 def test_an_exports_names_stay_on_their_line(checkpoint, tmp_path, capsys, monkeypatch):
     pytest.importorskip('onnxscript')
     import export_onnx
-    monkeypatch.setattr(export_onnx, 'write_onnx', lambda model, path: open(path, 'wb').write(b'model'))
+    monkeypatch.setattr(export_onnx, 'write_onnx', writes_model(b'model'))
     predict.main(['--checkpoint', checkpoint, '--export', str(tmp_path / 'm\nodel.onnx')])
     assert capsys.readouterr().out == f'wrote {tmp_path}/m\\nodel.onnx and {tmp_path}/m\\nodel.json\n'
 
@@ -1152,7 +1166,7 @@ def test_what_a_killed_export_left_half_written_is_removed_by_the_next(checkpoin
     for name in left:
         (tmp_path / name).write_bytes(b'half')
     import export_onnx as module  # the export itself (seconds) made a plain write: what is cleared counts
-    monkeypatch.setattr(module, 'write_onnx', lambda model, path: open(path, 'wb').write(b'the new model'))
+    monkeypatch.setattr(module, 'write_onnx', writes_model(b'the new model'))
     module.export_onnx(model, attributes, str(tmp_path / 'model.onnx'))
     assert sorted(os.listdir(tmp_path)) == ['model.json', 'model.onnx']
     printed = capsys.readouterr().out
@@ -1174,7 +1188,7 @@ def test_a_killed_exports_old_files_are_put_back_only_as_a_pair(checkpoint, tmp_
         (tmp_path / name).write_text(text)
     import export_onnx as module
 
-    def full_disk(model, path):
+    def full_disk(model, path, described):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(module, 'write_onnx', full_disk)
@@ -1269,7 +1283,7 @@ def test_a_label_file_of_another_format_is_kept_and_an_empty_one_replaced(checkp
     assert line.startswith(f'error: --export {onnx_path}: {json_path} beside it holds no label names predict.py wrote')
     assert json_path.read_text() == '{"format": "another-tool/2", "labels": []}'
     json_path.write_text('')  # as an empty model.onnx is, replaced
-    monkeypatch.setattr(export_onnx, 'write_onnx', lambda model, path: open(path, 'wb').write(b'the new model'))
+    monkeypatch.setattr(export_onnx, 'write_onnx', writes_model(b'the new model'))
     predict.main(['--checkpoint', checkpoint, '--export', str(onnx_path)])
     assert json.loads(json_path.read_text())['format'] == export_onnx.FORMAT
     # said in one line, naming both files
@@ -1286,7 +1300,7 @@ def test_the_export_runs_the_model_as_at_inference_and_leaves_the_callers_model_
     model, attributes, _ = model_from_checkpoint(checkpoint)
     model.train()
     training = []
-    monkeypatch.setattr(export_onnx, 'write_onnx', lambda wrapped, path: training.append(
+    monkeypatch.setattr(export_onnx, 'write_onnx', lambda wrapped, path, described: training.append(
         any(layer.training for layer in wrapped.modules())) or open(path, 'wb').write(b'model'))
     export_onnx.export_onnx(model, attributes, str(tmp_path / 'model.onnx'))
     assert training == [False] and all(layer.training for layer in model.modules())
