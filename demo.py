@@ -58,8 +58,9 @@ def check_data_given(folder):
     styles = os.path.join(folder, 'styles.csv')
     problem = (reach_problem(folder, 'no such folder') or (not os.path.isdir(folder) and 'not a folder')
                or reach_problem(styles, 'holds no styles.csv') or (not os.path.isfile(styles) and 'its styles.csv is '
-                                                                  'not a file')
-               or (not os.path.isdir(os.path.join(folder, 'images')) and 'holds a styles.csv but no images/ folder'))
+                                                                  'not a file'))
+    if not problem and images_missing(folder):  # not "leave --data out": it may be the default one
+        raise half_unpacked(f'--data {folder}', folder)
     if problem:
         raise UserError(f'--data {folder}: {problem}; give the folder that holds the dataset\'s styles.csv and '
                         'images/, or leave --data out to run on a built-in sample catalog')
@@ -68,10 +69,19 @@ def check_data_given(folder):
 def check_data_found(folder):
     # Half unpacked: its styles.csv taken for the dataset, the demo failed at step 2, with the advice
     # to run the demo, which failed the same way.
-    if has_real_dataset(folder) and not os.path.isdir(os.path.join(folder, 'images')):
-        raise UserError(f'{folder}: holds a styles.csv but no images/ folder (the dataset half unpacked?); unpack '
-                        f'its images/ there too (see {guide()}), or move {folder} away to run the demo on a built-in '
-                        'sample catalog')
+    if has_real_dataset(folder) and images_missing(folder):
+        raise half_unpacked(folder, folder, f', or move {folder} away to run the demo on a built-in sample catalog')
+
+
+def images_missing(folder):
+    """Whether folder has nothing by the name images/: no Images/ either, nor a file or a link to
+    nothing, each of which split_data.py names as what it is."""
+    return not os.path.lexists(os.path.join(folder, 'images')) and not split_data.in_another_case(folder, 'images')
+
+
+def half_unpacked(named, folder, more=''):
+    return UserError(f'{named}: holds a styles.csv but no images/ folder (the dataset half unpacked?); unpack its '
+                     f'images/ there too (see {guide()}){more}')
 
 
 def has_real_dataset(folder):
@@ -230,7 +240,7 @@ def no_dataset_line(data):
     else:  # pictures without their labels are no dataset either, but the user may think them one
         found = 'pictures but no styles.csv' if files_in(os.path.join(data, 'images')) else 'no dataset'
     beside = os.path.join(PROJECT, DATA)
-    if has_real_dataset(beside) and not same_folder(beside, data):
+    if has_real_dataset(beside) and not images_missing(beside) and not same_folder(beside, data):
         hint = f' (the one in {beside} is used with --data {quoted_path(beside)})'
     else:
         hint = f' (see {guide()} for the real one)'
@@ -304,9 +314,6 @@ def run_demo(args, data_given):
     else:
         print(no_dataset_line(args.data))
         catalog, redrawn = sample_catalog(args)
-        # All its pictures, as split_data.py splits them anyway: it noted that its 3,000 were fewer
-        # than the tutorial's --max-images 40,000, a flag the user of the demo never gave.
-        at_most = ['--max-images', str(args.images)]
         redrawn = redrawn or (ours and split_of_another_drawing(args.work, catalog))
 
     step(2, 'split_data.py')
@@ -316,7 +323,8 @@ def run_demo(args, data_given):
     try:
         # The demo's own split replaced is kept as *.old.csv, as split_data.py does (a run trained on
         # it can be scored on it), but for one of the catalog drawn before, whose pictures are gone.
-        split_data.main([f'--input={catalog}', f'--output={args.work}'] + keep + at_most, keep_old=not redrawn)
+        split_data.main([f'--input={catalog}', f'--output={args.work}'] + keep + at_most, keep_old=not redrawn,
+                        cap_named='--images')
     except split_data.OtherSplitThere as error:
         raise kept_split(args.work, error.paths) from error
     mark_own_split(args.work, catalog)

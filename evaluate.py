@@ -2,13 +2,21 @@
 # and test.py (the final report). Kept out of test.py so nothing imports a module called `test`,
 # which is also the name of Python's own regression-test package.
 import sys
+
+if __name__ == '__main__':  # a module: `python evaluate.py --checkpoint ...` did nothing, and exited 0
+    # Said before PyTorch is imported, which dies inside MKL in a working folder since deleted; the
+    # command as the others print theirs: this Python, and test.py by its path from another folder.
+    from cli import command
+    sys.exit('evaluate.py is a module of train.py and test.py; score a checkpoint with: '
+             + command('test.py', '--checkpoint', 'CHECKPOINT'))
+
 import warnings
 from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import torch
 
-from cli import command, ctrl_c_held
+from cli import ctrl_c_held
 from dataset import HEADS
 
 
@@ -148,9 +156,3 @@ def validate(model, dataloader, device, autocast=None, gather=None):
 
 def majority_rates(truth):
     return {head: float(np.bincount(truth[head]).max() / len(truth[head])) for head in HEADS}
-
-
-if __name__ == '__main__':  # a module: `python evaluate.py --checkpoint ...` did nothing, and exited 0
-    # The command as the others print theirs: this Python, and test.py by its path from another folder
-    sys.exit('evaluate.py is a module of train.py and test.py; score a checkpoint with: '
-             + command('test.py', '--checkpoint', 'CHECKPOINT'))

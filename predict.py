@@ -214,8 +214,14 @@ def report_missing(listed, name, others):
                         f'relative paths are taken from the current folder, {os.getcwd()}')
     if missing:
         examples = first_few(list(map(named, missing)))
+        spaced = sum(bool(without_its_spaces(path)) for path in missing)
+        if spaced:
+            spaced = ('; without the spaces around it, it names a file that is there' if len(missing) == 1 else
+                      f'; {spaced:,} of them {"names" if spaced == 1 else "name"} a file that is there without the '
+                      'spaces around them')
         print(f'note: {counted(len(missing), "path")} in {list_name(name)} {"is" if len(missing) == 1 else "are"} '
-              f'not there ({examples}); {"its row says" if len(missing) == 1 else "their rows say"} so')
+              f'not there ({examples}); {"its row says" if len(missing) == 1 else "their rows say"} so'
+              + (spaced or ''))
 
 
 def find_images(paths, listed=(), list_file=None):

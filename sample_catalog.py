@@ -482,12 +482,13 @@ def draw_catalog(root, n_images, seed, quirks, overwrite):
     check_no_folder_in_the_way(root, r'styles\.csv|sample_catalog\.json', root)
     check_no_folder_in_the_way(images, {f'{id_}.jpg' for id_, *_ in plan}, root)
     going = sorted(earlier - {id_ for id_, *_ in plan})
-    replaced, kept = pictures_of_theirs(images, plan, mark, theirs)
+    replaced, kept, maybe_lost = pictures_of_theirs(images, plan, mark, theirs)
     os.makedirs(os.path.join(root, 'images'), exist_ok=True)
     # Marked first, as unfinished: a drawing cut short is never taken for a catalog (an earlier
     # styles.csv beside new pictures), and its pictures, and the earlier ones still to go, are
     # known to be ours, not the user's.
-    write_mark(root, n_images, seed, quirks, finished=False, over_theirs=theirs, earlier_ids=going, replaced=replaced)
+    write_mark(root, n_images, seed, quirks, finished=False, over_theirs=theirs, earlier_ids=going,
+               replaced=replaced + maybe_lost)  # all still to be said, should this one be cut short too
     # The pictures are written in place, not each through a temporary file and a sync to disk
     # (atomic.py): a stop says so, and how to pick up.
     with if_stopped_say(f'the sample catalog in {root} is left unfinished, as its {MARK} says, a picture maybe '
@@ -498,6 +499,7 @@ def draw_catalog(root, n_images, seed, quirks, overwrite):
             remove_pictures(images, going)
         manifest = {'root': str(root), 'n_rows': 0, 'n_images': 0, 'over_theirs': theirs, 'replaced': replaced,
                     'kept': kept,  # the user's pictures replaced, by name, and the number left: main()'s note
+                    'maybe_lost': maybe_lost,
                     'quirks': {kind: [] for kind in QUIRK_COUNTS}, 'articles': sorted(ARTICLES),
                     'colours': sorted(COLOURS),
                     'genders': sorted({g for article in ARTICLES.values() for g in article.genders})}
@@ -527,13 +529,14 @@ def planned_catalog(n_images, seed, quirks):
 
 
 def pictures_of_theirs(images, plan, mark, theirs):
-    """(replaced, kept): the user's pictures that a drawing over their catalog replaces, those with
-    the ids of drawn ones, and the number of theirs it leaves; both named by main(). After a drawing
-    over it cut short (the same command again), its pictures are not theirs, and those of theirs it
-    was to replace (its mark names them) count where this one draws them too: where not, the one cut
-    short may not have reached them."""
+    """(replaced, kept, maybe_lost): the user's pictures that a drawing over their catalog replaces,
+    those with the ids of drawn ones, the number of theirs it leaves, and those that a drawing over
+    it cut short was to replace and this one does not draw (another command): that one may or may
+    not have reached them; all named by main(). After a drawing cut short its pictures are not
+    theirs, and those of theirs it was to replace (its mark names them) count where this one draws
+    them too."""
     if not theirs or not os.path.isdir(images):
-        return [], 0
+        return [], 0, []
     there, before = files_in(images), []
     if mark and not mark.get('finished', True):
         before = mark.get('replaced', [])
@@ -543,7 +546,7 @@ def pictures_of_theirs(images, plan, mark, theirs):
             there -= {f'{id_}.jpg' for id_, *_ in cut_short}
     drawn = [f'{id_}.jpg' for id_, *_ in plan]
     replaced = [name for name in drawn if name in there or name in before]
-    return replaced, len(there - set(drawn))
+    return replaced, len(there - set(drawn)), sorted(set(before) - set(drawn))
 
 
 def drawn_ids(root, mark):
@@ -612,26 +615,29 @@ def main():
         manifest = make_catalog(args.output, args.size, args.seed, args.quirks, args.overwrite)
     except ValueError as error:  # the callers' own advice: here a flag, in demo.py another --work
         parser.error(f'{error}; ' + ('pass --overwrite to draw over it' if is_sample_catalog(args.output) else
-                                     'not a sample catalog (yours?): --overwrite would replace its styles.csv and its '
-                                     'pictures of the drawn ids for good, and keep no copy')
+                                     'not a sample catalog (yours?): --overwrite would replace '
+                                     + ('its styles.csv and ' if had_styles else '')
+                                     + 'its pictures of the drawn ids for good, and keep no copy')
                      + ', or choose another --output')
     print(f"wrote {counted(manifest['n_rows'], 'row')} and {counted(manifest['n_images'], 'image')} to "
           f"{os.path.join(args.output, 'styles.csv')} and {os.path.join(args.output, 'images')}/ "
           f'in {time.perf_counter() - start:.1f} s')
     if args.overwrite and manifest['over_theirs']:  # asked for, but the user may not have known whose files
         # --quirks: those with the id of a row whose picture is missing on purpose are removed
-        missing = {f'{id_}.jpg' for id_ in manifest['quirks']['missing_image']}
+        missing, lost = {f'{id_}.jpg' for id_ in manifest['quirks']['missing_image']}, manifest['maybe_lost']
         removed = [name for name in manifest['replaced'] if name in missing]
         pictures = [name for name in manifest['replaced'] if name not in missing]
         replaced = (['its styles.csv'] if had_styles else []) + (
             [f'{len(pictures):,} of its pictures, those with the ids of drawn ones ({first_few(pictures)})']
             if pictures else [])
         images = os.path.join(args.output, 'images')
-        left = 'the others are' if pictures or removed else 'its pictures are all'
+        left = 'the others are' if pictures or removed or lost else 'its pictures are all'
         print(f'note: drawn over a catalog that was not a sample one: replaced '
               f'{" and ".join(replaced) or "none of its files"}'
               + (f'; removed {counted(len(removed), "picture")} of its, those with the ids of rows drawn without '
                  f'one (--quirks: {first_few(removed)})' if removed else '')
+              + (f'; {counted(len(lost), "more picture")} of its ({first_few(lost)}) the drawing cut short before was '
+                 'to draw over or remove, and may have reached' if lost else '')
               + (f'; {left} still in {images}/' if manifest['kept'] else ''))
 
 

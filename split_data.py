@@ -29,6 +29,7 @@ from cli import (NO_SUCH_FILE, UserError, add_debug_flag, check_working_folder_f
 from sample_catalog import cut_short
 
 FIELDNAMES = list(SPLIT_COLUMNS)
+MAX_IMAGES = 40000  # the tutorial's
 
 
 def parse_args(argv=None):
@@ -38,8 +39,8 @@ def parse_args(argv=None):
                         help='catalog folder holding styles.csv and images/ (default: fashion-product-images)')
     parser.add_argument('--output', default='.',
                         help='folder to write train.csv and val.csv to (default: .)')
-    parser.add_argument('--max-images', type=positive_int, default=40000,
-                        help='use at most this many images, as the tutorial does (default: 40000)')
+    parser.add_argument('--max-images', type=positive_int, default=None,
+                        help=f'use at most this many images, as the tutorial does (default: {MAX_IMAGES})')
     parser.add_argument('--val-fraction', type=float, default=0.2,
                         help='share of the images that goes to val.csv (default: 0.2)')
     parser.add_argument('--seed', type=seed_number, default=42, help='shuffling seed (default: 42)')
@@ -58,6 +59,9 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if not 0 < args.val_fraction < 1:
         parser.error(f'--val-fraction {args.val_fraction} must be above 0 and below 1')
+    # A cap given is noted where fewer pictures are there; the tutorial's is not, as on any catalog
+    # smaller than the real one (the demo's sample) it named a flag the user never gave.
+    args.cap_given, args.max_images = args.max_images is not None, args.max_images or MAX_IMAGES
     return args
 
 
@@ -438,9 +442,10 @@ def not_a_file(path):
     return 'a link that leads to no file' if os.path.islink(path) else 'not a regular file (a pipe or a device)'
 
 
-def main(argv=None, keep_old=True):
+def main(argv=None, keep_old=True, cap_named='--max-images'):
     """keep_old=False: a split replaced is not kept as train.old.csv and val.old.csv (demo.py's own,
-    of a sample catalog it has just drawn anew, whose pictures it no longer names)."""
+    of a sample catalog it has just drawn anew, whose pictures it no longer names). cap_named: the
+    flag that gave --max-images, as the note on fewer pictures names it (demo.py's --images)."""
     args = parse_args(argv)
     check_working_folder_for(args.input, args.output)
     if os.path.isfile(args.input):
@@ -491,9 +496,8 @@ def main(argv=None, keep_old=True):
         print(f'note: {counted(skipped["no image file"], "row")} had no image file. {renaming}')
     if skipped[LINK_TO_NOTHING]:
         print(f'note: {fetching_hint(skipped)}')
-    if len(kept) < args.max_images:
-        print(f'note: fewer usable images ({len(kept):,}) than --max-images '
-              f'({args.max_images:,}); using all of them')
+    if args.cap_given and len(kept) < args.max_images:
+        print(f'note: fewer usable images ({len(kept):,}) than {cap_named} ({args.max_images:,}); using all of them')
 
     train, val = split(kept, args)
     if not train or not val:

@@ -939,11 +939,14 @@ def main(argv=None):
             # the GIL) as the interpreter finalized was ended there, inside a C++ destructor: the
             # process aborted after its line ("terminate called without an active exception").
             distributed.cleanup(context)
-        if peer_ended(error) and not context.is_main and os.path.exists(last_path):
+        if peer_ended(error) and not context.is_main and (os.path.exists(last_path) or args.resume):
             # Process 0 killed (out of memory, say) said nothing: this line alone was left, which
-            # named no epoch saved and no command to go on.
-            print_error(f'process {context.rank} stopped: another process of the run ended (its own lines say why; '
-                        f'where process 0 said nothing, killed: {kept_after_failure(last_path, args, context)})')
+            # named no epoch saved and no command to go on. Held: torchrun's SIGTERM follows within
+            # a tenth of a second, as the checkpoint is read, and took its place with "stopped by SIGTERM".
+            with second_stop_held():
+                kept = kept_after_failure(last_path, args, context)
+                print_error(f'process {context.rank} stopped: another process of the run ended (its own lines say '
+                            f'why; where process 0 said nothing, killed: {kept})')
             raise SystemExit(1)
         if not (context.is_main and peer_ended(error)):
             raise  # another process whose peer ended: run_cli's line says so

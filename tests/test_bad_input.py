@@ -1379,6 +1379,12 @@ def test_evaluate_py_run_as_a_script_points_to_test_py(tmp_path):
     elsewhere = run_script('evaluate.py', cwd=tmp_path)  # from another folder: test.py by its path
     assert elsewhere.stderr.endswith(f': {shlex.join([this_python(), os.path.join(ROOT, "test.py")])} --checkpoint '
                                      'CHECKPOINT\n')
+    # In a working folder since deleted: said before PyTorch is imported, which died inside MKL there
+    gone = tmp_path / 'gone'
+    gone.mkdir()
+    result = subprocess.run(['sh', '-c', 'rmdir "$PWD" && exec "$0" "$@"', sys.executable,
+                             os.path.join(ROOT, 'evaluate.py')], cwd=gone, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and result.stderr == elsewhere.stderr
 
 
 def test_a_split_sorted_in_a_spreadsheet_is_scored_as_the_rows_it_held(small_split, one_epoch_run, tmp_path,

@@ -448,6 +448,14 @@ if os.environ['RANK'] == {killed!r}:  # 3 steps an epoch on each process: call 5
         return real_get_loss(output, targets)
 
     train_step.get_loss = killed
+else:  # torchrun's SIGTERM to the process left, as it reads the checkpoint to name the epoch saved
+    real_kept = train.kept_after_failure
+
+    def terminated_meanwhile(*args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real_kept(*args)
+
+    train.kept_after_failure = terminated_meanwhile
 run_cli(train.main)
 '''
 

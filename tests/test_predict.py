@@ -411,7 +411,11 @@ def test_a_list_that_names_no_pictures_is_one_clear_error(checkpoint, tmp_path, 
     (tmp_path / 'gone.txt').write_text('b/c.jpg\n')
     predict.main(['--checkpoint', checkpoint, str(picture), '--files-from', 'gone.txt', '--device', 'cpu'])
     out = capsys.readouterr().out
-    assert 'note: 1 path in gone.txt is not there (b/c.jpg); its row says so' in out
+    assert 'note: 1 path in gone.txt is not there (b/c.jpg); its row says so\n' in out
+    (tmp_path / 'gone.txt').write_text('b/c.jpg\n a.jpg\n')  # with the picture given, a list of spaced names
+    predict.main(['--checkpoint', checkpoint, str(picture), '--files-from', 'gone.txt', '--device', 'cpu'])
+    assert ("note: 2 paths in gone.txt are not there (b/c.jpg, ' a.jpg'); their rows say so; 1 of them names a file "
+            'that is there without the spaces around them\n') in capsys.readouterr().out
     assert '1 of 2 images predicted, 1 unreadable: 1 no such file\n' in out
     (tmp_path / 'blank.txt').write_text('\n  \n')
     assert failure_of(['--checkpoint', checkpoint, '--files-from', 'blank.txt'], capsys) == (

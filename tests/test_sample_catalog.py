@@ -195,7 +195,10 @@ def test_overwrite_after_a_drawing_over_theirs_was_cut_short_names_their_picture
     (others / 'sample_catalog.json').unlink()
     (others / 'images' / '10006.jpg').write_bytes(b'a photo of the user')  # the third of 5 drawn
     draw_over(others, 5, monkeypatch, capsys, cut_after=1)
-    assert '10006.jpg' not in draw_over(others, 3, monkeypatch, capsys)
+    replaced, _, maybe = draw_over(others, 3, monkeypatch, capsys).partition(' more pictures of its (')
+    # not said to be replaced, nor left unsaid: the one cut short may have reached it
+    assert '10006.jpg' not in replaced
+    assert '10006.jpg' in maybe.split(')')[0] and 'the drawing cut short before was to draw over or remove' in maybe
     assert (others / 'images' / '10006.jpg').read_bytes() == b'a photo of the user'
 
 
@@ -560,9 +563,21 @@ def test_the_demo_names_a_dataset_half_unpacked_before_any_work(tmp_path, monkey
     for argv in ([], ['--data', str(data)]):
         with pytest.raises(SystemExit) as stop:
             run_cli(lambda: demo.main(argv + ['--work', str(tmp_path / 'w'), '--device', 'cpu']))
-        error = capsys.readouterr().err
-        assert stop.value.code == 2 and 'holds a styles.csv but no images/ folder' in error, error
-        assert 'step 1' not in error and not (tmp_path / 'w').exists()
+        said = capsys.readouterr()
+        assert stop.value.code == 2 and 'holds a styles.csv but no images/ folder' in said.err, said.err
+        assert 'leave --data out' not in said.err  # which, for the default folder, met the same refusal
+        assert 'step 1' not in said.out and not (tmp_path / 'w').exists()
+    # Run from another folder, the project's own was offered as --data, to meet the refusal
+    monkeypatch.setattr(demo, 'PROJECT', str(tmp_path))
+    monkeypatch.chdir(tmp_path / 'fashion-product-images')
+    assert '--data' not in demo.no_dataset_line('fashion-product-images')
+    monkeypatch.chdir(tmp_path)
+    # Images/ or a file by that name: left to split_data.py, which names it as what it is
+    (data / 'Images').mkdir()
+    with pytest.raises(SystemExit):
+        run_cli(lambda: demo.main(['--work', str(tmp_path / 'w'), '--device', 'cpu']))
+    assert 'is there; the pictures are looked for in images/, in lower case: rename it' in capsys.readouterr().err
+    (data / 'Images').rmdir()
     # Its pictures without their styles.csv: the sample is trained, and the line says what was found
     (data / 'styles.csv').unlink()
     (data / 'images').mkdir()
