@@ -149,6 +149,8 @@ def main():
         try:
             ready[flags] = start(attributes, device, args, config, **variant)
             print(f'ready after {ready[flags][2]:.1f} s: {flags}', flush=True)
+        except BrokenPipeError:  # its reader stopped (`| head -1`): run_cli stops quietly, as the others do
+            raise
         except Exception as error:  # one configuration failing must not hide the others' figures
             failed.append(flags)
             if out_of_memory(error):  # a batch too large for the machine: its words are enough

@@ -644,7 +644,7 @@ def test_the_demos_split_of_a_catalog_drawn_anew_since_is_not_kept_though_that_d
     def stop_at_training(argv):
         raise Trained()
 
-    def ctrl_c(argv, keep_old=True):
+    def ctrl_c(argv, **options):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(demo.train, 'main', stop_at_training)
