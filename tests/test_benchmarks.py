@@ -826,6 +826,15 @@ def test_bench_says_when_the_rounds_of_a_measurement_differ_too_much(tmp_path, m
         assert re.search(r'^ +16 +fp32 +100 +100 +100 +100 +1.00 +1.00 +1.00$', out, re.M), out  # the best of each
         assert '4 evaluation (batch 50, fp32): 300 images/s; with the batch norms not folded 260 (1.15x)' in out
         assert out.endswith(note) if note else 'note:' not in out, out
+    # 2b at 2.5 times the bare step, which was slow in a round too: both said, where one of them was, and
+    # 2b above the bare step not at all
+    rates = iter([100, 100, 250, 100, 60, 100, 250, 100, 5000])
+    monkeypatch.setattr(bench, 'rate', lambda *args: next(rates))
+    bench.main()
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith('note:')]
+    assert [note[:60] for note in notes] == ['note: in 1 of 6 measurements the rounds differed by more tha',
+                                             "note: a path into train.py's step ran faster than the bare s"], notes
+    assert '(2b/1 2.50 at batch 16)' in notes[1]
 
 
 def test_bench_names_the_batch_of_its_data_path_alone_as_timed(tmp_path, monkeypatch, capsys):
