@@ -95,18 +95,19 @@ def sample_catalog(args):
     a split of it in --work is of pictures that are gone or changed (an earlier one's, of another
     --images or cut short)."""
     root = os.path.join(args.work, 'fashion-product-images')
-    drawn, complete = sample_catalog_size(root), os.path.isfile(os.path.join(root, 'styles.csv'))
+    mark = own_mark(root)  # read once: it hashes the catalog's styles.csv
+    drawn, complete = sample_catalog_size(root, mark), os.path.isfile(os.path.join(root, 'styles.csv'))
     # Ours to draw over: a sample catalog, or a drawing cut short over nothing of the user's (its
     # styles.csv, if any, the earlier catalog's).
-    ours = is_sample_catalog(root) and not holds_theirs(root)
+    ours = bool(mark) and not holds_theirs(root, mark)
     if complete and not ours:
-        if is_sample_catalog(root):
+        if mark:
             raise drawn_over(root, f'--work {args.work}')
         # The real one, maybe (`python proj/demo.py --work proj` from another folder): the demo
         # would train its short sample recipe on it, saying it used a sample.
         raise UserError(f'--work {args.work}: {root} holds a catalog that is not a sample one (the real dataset?); '
                         f'to run the tutorial\'s job on it, pass --data {root}, or give another --work')
-    mark = own_mark(root)  # drawn as the demo draws it, not by sample_catalog.py with other flags
+    # Drawn as the demo draws it, not by sample_catalog.py with other flags
     if complete and drawn == args.images and mark.get('seed') == 0 and mark.get('quirks') is False:
         print(f'using the sample catalog already in {root}')
         return root, False

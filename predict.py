@@ -189,15 +189,18 @@ def named(path, limit=100):
     """A path in a message: on one line, escaped as in the table, and cut short (a list that is
     no list may hold a line of thousands of bytes). One that begins or ends with a space is quoted,
     as in the table: 'a.jpg ' from a list was said to be missing as a.jpg, which is there."""
-    text = one_line(path)
-    text = shlex.quote(text) if text != text.strip() else text
+    text = quoted_if_spaced(one_line(path))
     return text if len(text) <= limit else text[:limit - 3] + '...'
 
 
-def without_its_spaces(path):
-    """For a path not there: the words for the one without the spaces around it, where that one is."""
-    return f'; {named(path.strip())}, without the spaces, is there' if path.strip() and os.path.exists(
-        path.strip()) else ''
+def quoted_if_spaced(text):
+    # As ls does: 'a.jpg ' and a.jpg, both there, look the same unquoted.
+    return shlex.quote(text) if text != text.strip() else text
+
+
+def there_without_its_spaces(path):
+    """Whether path, not there, names a file there once the spaces around it are left out."""
+    return path != path.strip() != '' and os.path.exists(path.strip())
 
 
 def report_missing(listed, name, others):
@@ -209,19 +212,19 @@ def report_missing(listed, name, others):
         missing.setdefault(resolved_folder(path), path)
     missing = list(missing.values())
     if gone and len(gone) == len(listed) and not others:  # the wrong folder, not a few pictures gone
+        first = missing[0]
+        trimmed = f'; {named(first.strip())}, without the spaces, is there' if there_without_its_spaces(first) else ''
         raise UserError(f'--files-from {list_name(name)}: none of its {counted(len(missing), "path")} is there, '
-                        f'e.g. {named(missing[0])} ({path_problem(missing[0])}{without_its_spaces(missing[0])}); '
-                        f'relative paths are taken from the current folder, {os.getcwd()}')
+                        f'e.g. {named(first)} ({path_problem(first)}{trimmed}); relative paths are taken from the '
+                        f'current folder, {os.getcwd()}')
     if missing:
         examples = first_few(list(map(named, missing)))
-        spaced = sum(bool(without_its_spaces(path)) for path in missing)
-        if spaced:
-            spaced = ('; without the spaces around it, it names a file that is there' if len(missing) == 1 else
-                      f'; {spaced:,} of them {"names" if spaced == 1 else "name"} a file that is there without the '
-                      'spaces around them')
+        spaced = sum(map(there_without_its_spaces, missing))
+        hint = ('' if not spaced else '; without the spaces around it, it names a file that is there'
+                if len(missing) == 1 else f'; {spaced:,} of them {"names" if spaced == 1 else "name"} a file that is '
+                'there without the spaces around them')
         print(f'note: {counted(len(missing), "path")} in {list_name(name)} {"is" if len(missing) == 1 else "are"} '
-              f'not there ({examples}); {"its row says" if len(missing) == 1 else "their rows say"} so'
-              + (spaced or ''))
+              f'not there ({examples}); {"its row says" if len(missing) == 1 else "their rows say"} so{hint}')
 
 
 def find_images(paths, listed=(), list_file=None):
@@ -427,10 +430,8 @@ def columns(text):
 
 
 def table_name(name):
-    # é as \xe9 on an ASCII terminal. A name that begins or ends with a space is quoted, as ls
-    # does: 'a.jpg ' and a.jpg, both there, would look the same in the padded column.
-    text = as_printed(printable(name))
-    return shlex.quote(text) if text != text.strip() else text
+    # é as \xe9 on an ASCII terminal; a name that begins or ends with a space quoted
+    return quoted_if_spaced(as_printed(printable(name)))
 
 
 def padded(text, width):

@@ -357,11 +357,12 @@ def is_sample_catalog(root):
     return bool(own_mark(root))
 
 
-def sample_catalog_size(root):
+def sample_catalog_size(root, mark=None):
     """How many pictures the sample catalog in root was drawn with; None where there is none, or
     its drawing was cut short (its styles.csv, if any, is then another's: an earlier catalog's,
-    or a user's that --overwrite was to draw over). Marks of before 'finished' count as finished."""
-    mark = own_mark(root)
+    or a user's that --overwrite was to draw over). Marks of before 'finished' count as finished.
+    mark: its own_mark, if read already."""
+    mark = own_mark(root) if mark is None else mark
     return mark.get('n_images') if mark.get('finished', True) else None
 
 

@@ -244,8 +244,8 @@ def evaluation_rates(models, loader, device, precision, rounds):
 def split_for(training):
     """The pictures to split for that many to train on, in split_data.py's 80/20 split: --images 7
     asked for 8 (7 * 5 // 4), of which 6 went to training."""
-    return next(total for total in itertools.count(training)
-                if round(total * (1 - split_data.parse_args([]).val_fraction)) >= training)
+    share = 1 - split_data.parse_args([]).val_fraction  # parsed once, not for each total tried
+    return next(total for total in itertools.count(training) if round(total * share) >= training)
 
 
 def busy_machine_note(rounds, limit=UNSTEADY):
