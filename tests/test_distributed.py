@@ -731,6 +731,34 @@ def test_a_process_other_than_0_stopped_in_training_leaves_the_words_to_process_
         assert stopped.value.code == 130
 
 
+def test_a_resumed_process_1_whose_peer_ended_names_the_checkpoint_it_resumed(small_split, tmp_path, monkeypatch,
+                                                                            capsys):
+    # Resumed from a checkpoint in a folder with no last.pth (a copy, or only this one copied to
+    # process 1's machine): where process 0 was killed saying nothing, the checkpoint resumed is
+    # what there is to go on from, and process 1 writes nothing (its line named no epoch).
+    run_dir = train.main(train_args(small_split, tmp_path, '--epochs', 1))  # process 0's run, alone
+    kept = tmp_path / 'copied' / 'epoch-1.pth'
+    kept.parent.mkdir()
+    kept.write_bytes(open(os.path.join(run_dir, 'last.pth'), 'rb').read())
+    capsys.readouterr()
+
+    def exchange(model, context):
+        raise RuntimeError('[../third_party/gloo/gloo/transport/tcp/pair.cc:561] Connection closed by peer')
+
+    pretend_process_1_of_2(monkeypatch)
+    monkeypatch.setattr(distributed, 'sync_buffers', exchange)
+    monkeypatch.setenv('WORLD_SIZE', '2')  # as torchrun sets them
+    monkeypatch.setenv('RANK', '1')
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(lambda: train.main(['--device', 'cpu', '--workers', '0', '--epochs', '2', '--resume', str(kept)]))
+    assert stopped.value.code == 1
+    assert capsys.readouterr().err == (
+        'error: process 1 stopped: another process of the run ended (its own lines say why; where process 0 said '
+        f'nothing, killed: Epoch 1 is saved in {kept}. Resume with: '
+        f'{train.resume_command(str(kept), distributed.Context(rank=1, world_size=2))} --epochs 2)\n')  # as given
+    assert os.listdir(kept.parent) == ['epoch-1.pth']
+
+
 def test_process_0_whose_peer_ended_leaves_the_group_before_python_exits(small_split, tmp_path, monkeypatch,
                                                                          capsys):
     # Left to Python's exit, the broken group's gloo threads could still be releasing the failed
