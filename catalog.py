@@ -9,7 +9,7 @@ import os
 import re
 import struct
 import warnings
-from collections import Counter, namedtuple
+from collections import Counter, defaultdict, namedtuple
 from contextlib import contextmanager
 
 from PIL import Image
@@ -20,7 +20,9 @@ IMAGE_SIZE = (60, 80)  # (width, height) of every picture in the small catalog
 LABEL_COLUMNS = ('gender', 'articleType', 'baseColour')
 REQUIRED_COLUMNS = ('id',) + LABEL_COLUMNS
 SPLIT_COLUMNS = ('image_path',) + LABEL_COLUMNS  # of train.csv and val.csv
-MISSING_VALUES = {'', 'NA'}  # how the catalog writes an unknown label
+# How a catalog writes an unknown label, upper-cased: the real one's NA, and a spreadsheet's or
+# pandas' na, N/A or NaN, which were learned as colours of their own.
+MISSING_VALUES = {'', 'NA', 'N/A', 'NAN'}
 SEASONS = {'summer', 'fall', 'winter', 'spring', 'autumn'}  # the catalog's first four, and fall's other name
 TOO_MANY_FIELDS = 'with too many fields'  # a reason a row is skipped: told apart from a field left out
 KAGGLE_URL = 'https://www.kaggle.com/datasets/paramaggarwal/fashion-product-images-small'
@@ -102,8 +104,11 @@ def by_line(data):
 def without_stray_returns(text, path, notes=True):
     """In a file whose lines end in \\n or \\r\\n, a \\r alone is no line end but a stray byte in a field
     (text pasted from elsewhere): read as a space. The csv module ended the row there, and counted
-    what followed as a row of its own, with too few fields."""
-    if '\n' not in text:  # \r alone ends every line (an old Mac's file)
+    what followed as a row of its own, with too few fields. Where \r alone ends most lines (an old
+    Mac's file, with a row added since in \n, or a cell of two lines): all are line ends, as the
+    csv module reads them. Read as spaces, its 300 rows were one, "a header but no rows"."""
+    lone_returns = len(re.findall(r'\r(?!\n)', text))
+    if lone_returns > text.count('\n'):
         return text
     text, stray = re.subn(r'\r(?!\n)', ' ', text)
     if stray and notes:
@@ -278,16 +283,27 @@ def year_in_place(row, header):
         return True  # nothing to tell by: the product name, with far more commas, is taken for it
     at = header.index('year')
     year = row[at].strip()
-    if year not in MISSING_VALUES:
+    if not is_missing(year):
         return is_year(year)
     # No year to tell by: but where the comma was in a label, the column after holds the year
     # (and the year column the season, empty or NA here), or, where the year was missing too, the
     # season's column a label's words: the colour, or its second half (`Navy, Blue`).
     if 'season' in header and header.index('season') > max(header.index(name) for name in LABEL_COLUMNS):
         season = row[header.index('season')].strip()
-        if season not in MISSING_VALUES and season.lower() not in SEASONS:
+        if not is_missing(season) and season.lower() not in SEASONS:
             return False
     return at + 1 >= len(header) - 1 or not is_year(row[at + 1].strip())
+
+
+def is_missing(value):
+    return value.upper() in MISSING_VALUES
+
+
+def as_id(text):
+    """text as an id where it is one: ASCII digits, or those and '.0', as pandas writes a column of
+    ids read as numbers (15970.0, whose picture is 15970.jpg; all were skipped as no number). Else None."""
+    text = text.removesuffix('.0')
+    return text if is_id(text) else None
 
 
 def is_id(text):
@@ -311,10 +327,11 @@ def read_styles(path):
             skipped[TOO_MANY_FIELDS if len(row) > len(header) else 'with too few fields'] += 1
             continue
         values = {name: row[i].strip() for name, i in position.items()}
-        empty = [name for name in LABEL_COLUMNS if values[name] in MISSING_VALUES]
+        empty = [name for name in LABEL_COLUMNS if is_missing(values[name])]
+        values['id'] = as_id(values['id'])
         if empty:
             skipped[f'{empty[0]} is empty or NA'] += 1
-        elif not is_id(values['id']):
+        elif values['id'] is None:
             skipped['id is not a number'] += 1
         elif values['id'] in seen:
             skipped['duplicate id'] += 1
@@ -322,6 +339,20 @@ def read_styles(path):
             seen.add(values['id'])
             styles.append(Style(**values))
     return styles, skipped
+
+
+def labels_apart_in_case(styles):
+    """The labels of a column that differ only in case or spacing ('Men' and 'men'), which are learned
+    as classes of their own, each with its count: ["gender 'Men' (5) and 'men' (1)", ...]."""
+    found = []
+    for name in LABEL_COLUMNS:
+        spellings = defaultdict(Counter)
+        for style in styles:
+            label = getattr(style, name)
+            spellings[' '.join(label.split()).casefold()][label] += 1
+        found += [f'{name} ' + ' and '.join(f'{label!r} ({count:,})' for label, count in counts.most_common())
+                  for counts in spellings.values() if len(counts) > 1]
+    return found
 
 
 EXIF_ORIENTATION = 0x0112  # the tag's number (PIL.ExifTags.Base needs Pillow 9.2 or later)

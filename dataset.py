@@ -231,7 +231,8 @@ def read_split(annotation_path, attributes, pictures_from=None):
         if len(row) > len(header):  # a comma too many, in a row edited by hand, say
             skipped[TOO_MANY_FIELDS] += 1
             continue
-        if len(row) < len(header) or not all(row[column[name]].strip() for name in column):
+        # short of a column of the user's only (notes added to a few rows): read, as that column is not
+        if not all(column[name] < len(row) and row[column[name]].strip() for name in column):
             skipped['with an empty or missing field'] += 1
             continue
         labels = [row[column[name]].strip() for _, name in vocab]

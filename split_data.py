@@ -21,8 +21,8 @@ from concurrent.futures.process import BrokenProcessPool
 from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder, flush_to_disk,
                     folder_locked, kept_aside, put_back_left_asides, remove_left_temporaries,
                     renamed_together)
-from catalog import (IMAGE_SIZE, LINK_TO_NOTHING, SPLIT_COLUMNS, describe_download, format_counts, image_problem,
-                     nul_safe, read_styles, with_nul_bytes)
+from catalog import (IMAGE_SIZE, LINK_TO_NOTHING, SPLIT_COLUMNS, WIDE_BOMS, describe_download, format_counts,
+                     image_problem, labels_apart_in_case, nul_safe, read_styles, with_nul_bytes)
 from cli import (NO_SUCH_FILE, UserError, add_debug_flag, check_working_folder_for, counted, ctrl_c_held, path_name,
                  positive_int, printable, progress_bar, quoted_path, reach_problem, run_cli, seed_number, shown,
                  usable_cores, what_is_there, worker_processes)
@@ -411,12 +411,18 @@ def check_only_splits_replaced(folder):
 
 
 def first_row(path):
-    """The first row of the CSV file at path; None where there is no file, or an empty one."""
+    """The first row of the CSV file at path, as the scripts that read a split find it: after any
+    blank lines, and in UTF-16 or UTF-32 where a byte-order mark says so (before, such a split was
+    "not a split", its header shown as NUL bytes). None where there is no file, or no row in it."""
     if not os.path.isfile(path) or os.path.getsize(path) == 0:
         return None
-    with open(path, newline='', encoding='utf-8-sig', errors='replace') as f:
-        line = f.readline(4096)  # not the whole of a large file that is no CSV
-    return next(with_nul_bytes(csv.reader([nul_safe(line)]), line), [])
+    with open(path, 'rb') as f:
+        data = f.read(65536)  # not the whole of a large file that is no CSV
+    encoding = next((name for bom, name in WIDE_BOMS.items() if data.startswith(bom)), 'utf-8-sig')
+    # incremental: a character cut at the end of what was read waits, and is not an error
+    text = codecs.getincrementaldecoder(encoding)(errors='replace').decode(data)
+    line = next((line for line in text.splitlines() if line.strip()), None)
+    return None if line is None else next(with_nul_bytes(csv.reader([nul_safe(line)]), line), [])
 
 
 def split_in(folder):
@@ -487,6 +493,10 @@ def main(argv=None, keep_old=True, cap_named='--max-images'):
     styles, skipped = read_styles(styles_path)
     print(f'{styles_path}: {counted(len(styles) + sum(skipped.values()), "row")}, '
           f'{len(styles):,} with usable labels')
+    apart = labels_apart_in_case(styles)
+    if apart:  # a row or two typed by hand, say: a class of their own, which the model learns apart
+        print(f'note: {styles_path}: labels that differ only in case or spacing, each learned as a class of its own: '
+              f'{"; ".join(apart[:3])}{"; ..." if len(apart) > 3 else ""}; spell each one way to learn it as one')
     kept = keep_usable(styles, image_folder, args, skipped)
     if not kept:
         raise UserError(no_images_left(skipped, args))

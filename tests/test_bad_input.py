@@ -157,6 +157,20 @@ def test_a_carriage_return_inside_a_line_is_read_as_a_space_not_as_a_line_end(tm
     assert capsys.readouterr().out == f'note: {path}: 2 carriage returns inside its lines, read as spaces\n'
 
 
+@pytest.mark.parametrize('added', ['a row in \\n', 'a cell of two lines'])
+def test_an_old_macs_file_with_a_line_feed_somewhere_is_read_by_its_returns(tmp_path, capsys, added):
+    # One \n anywhere made every \r a space: its rows were one, "a header but no rows"
+    rows = [ROW.format(i) for i in range(1, 5)]
+    if added == 'a cell of two lines':  # a spreadsheet's: a name typed on two lines, quoted
+        rows[1] = rows[1].replace('Roadster Men Blue Tshirts', '"Roadster Men\nBlue Tshirts"')
+    text = '\r'.join([HEADER, *rows]) + '\r'
+    if added == 'a row in \\n':
+        text, rows = text + ROW.format(5) + '\n', rows + [ROW.format(5)]
+    styles, skipped = read_styles(write(tmp_path / 'styles.csv', text))
+    assert [s.id for s in styles] == [str(i) for i in range(1, len(rows) + 1)]
+    assert not skipped and capsys.readouterr().out == ''
+
+
 def test_a_folder_or_a_device_given_as_a_csv_is_named_as_what_it_is(small_split, tmp_path):
     # The catalog's folder for its styles.csv is an easy slip; /dev/null or a pipe is no file a
     # checkpoint can name again.
@@ -324,6 +338,38 @@ def test_a_catalog_padded_with_spaces_is_read_as_its_ids_and_labels(tmp_path):
                       ROW.format(2).replace('Blue', ' NA')])
     styles, skipped = read_styles(write(tmp_path / 'styles.csv', text))
     assert styles == [Style('1', 'Men', 'Tshirts', 'Blue')] and skipped == {'baseColour is empty or NA': 1}
+
+
+def test_na_in_any_spelling_is_no_label_and_an_id_written_as_a_float_is_its_id(tmp_path):
+    # na, N/A and NaN (a spreadsheet's, pandas') were learned as colours of their own; 15970.0 (pandas,
+    # the ids read as numbers) skipped as no number, where images/15970.jpg is its picture
+    text = '\n'.join([HEADER, *(ROW.format(i).replace('Blue', na, 1) for i, na in enumerate(['na', 'N/A', 'NaN'])),
+                      ROW.format('15970.0'), ROW.format('15970'), ROW.format('7.5'), ROW.format('.0')])
+    styles, skipped = read_styles(write(tmp_path / 'styles.csv', text))
+    assert [s.id for s in styles] == ['15970']
+    assert skipped == {'baseColour is empty or NA': 3, 'duplicate id': 1, 'id is not a number': 2}
+
+
+def test_labels_apart_only_in_case_or_spacing_are_noted_by_split_data(tmp_path):
+    # 'men' typed by hand is a class of its own, a sixth gender the model learns: said, and kept so
+    catalog = make_catalog(str(tmp_path / 'catalog'), n_images=30, seed=1)
+    styles_path = tmp_path / 'catalog' / 'styles.csv'
+    rows = [line.split(',') for line in styles_path.read_text().splitlines()]  # no quoted commas in a sample
+    gender = rows[1][1]
+    spaced = next(row for row in rows[2:] if ' ' in row[5])
+    colour = spaced[5]
+    rows[1][1], spaced[5] = gender.lower(), colour.replace(' ', '  ')
+    styles_path.write_text('\n'.join(map(','.join, rows)) + '\n')
+    result = run_script('split_data.py', '--input', catalog['root'], '--output', tmp_path, '--workers', 1)
+    assert result.returncode == 0, result.stderr
+    (note,) = [line for line in result.stdout.splitlines() if line.startswith('note:')]
+    said = (re.escape(f'note: {styles_path}: ') + 'labels that differ only in case or spacing, each learned as '
+            r"a class of its own: gender '(\w+)' \(\d+\) and '(\w+)' \(\d+\); "
+            r"baseColour '([\w ]+)' \(\d+\) and '([\w ]+)' \(\d+\); "
+            'spell each one way to learn it as one')
+    assert re.fullmatch(said, note), note
+    assert set(re.fullmatch(said, note).groups()) == {gender, gender.lower(), colour, colour.replace(' ', '  ')}
+    assert f"'{gender.lower()}' (1)" in note and f"'{colour.replace(' ', '  ')}' (1)" in note
 
 
 def test_a_row_of_several_empty_labels_is_counted_under_the_first(tmp_path):

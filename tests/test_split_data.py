@@ -18,7 +18,7 @@ import split_data
 from catalog import read_styles
 from cli import UserError
 from conftest import ROOT, damaged_exif_jpeg, file_size_limit, run_script
-from dataset import AttributesDataset, FashionDataset
+from dataset import AttributesDataset, FashionDataset, read_split
 from sample_catalog import make_catalog
 
 
@@ -523,26 +523,37 @@ def test_a_file_that_is_no_split_is_not_replaced_by_one(tmp_path, name):
                                         "be replaced; move it away or give another --output$"):
         split_data.main(['--input', catalog['root'], '--output', str(tmp_path), '--workers', '1'])
     assert (tmp_path / name).read_text() == 'name,score\nalice,3\n'
-    (tmp_path / name).write_text('\nname,score\n')  # a blank first line: still no split
-    with pytest.raises(UserError, match="is not a split \\(its first line is '', not"):
+    (tmp_path / name).write_text('\r\n\nname,score\n')  # blank lines first, as the scripts reading a split skip
+    with pytest.raises(UserError, match="is not a split \\(its first line is 'name,score', not"):
         split_data.main(['--input', catalog['root'], '--output', str(tmp_path), '--workers', '1'])
+    (tmp_path / name).write_text('\n\r\n')  # blank lines alone: nothing is lost
+    split_data.main(['--input', catalog['root'], '--output', str(tmp_path), '--workers', '1'])
     (tmp_path / name).write_text('')  # empty: nothing is lost
     split_data.main(['--input', catalog['root'], '--output', str(tmp_path), '--workers', '1'])
     assert (tmp_path / name).read_text().startswith('image_path,gender,articleType,baseColour')
 
 
-@pytest.mark.parametrize('header', ['image_path,gender,articleType,baseColour,my_note',
-                                    ' gender , image_path,baseColour,articleType,'])
-def test_a_split_with_columns_of_the_users_is_a_split_kept_when_replaced(tmp_path, capsys, header):
-    # A column of notes added, or a spreadsheet's reordering, spaces and trailing comma: train.py
-    # reads it as a split, and split_data.py refused it as none, so it could not be kept.
+@pytest.mark.parametrize('header,encoding', [('image_path,gender,articleType,baseColour,my_note', 'utf-8'),
+                                             ('\r\nimage_path,gender,articleType,baseColour', 'utf-8'),
+                                             ('image_path,gender,articleType,baseColour', 'utf-16'),
+                                             ('image_path,gender,articleType,baseColour', 'utf-32'),
+                                             (' gender , image_path,baseColour,articleType,', 'utf-8')])
+def test_a_split_with_columns_of_the_users_is_a_split_kept_when_replaced(tmp_path, capsys, header, encoding):
+    # A column of notes added (on no row yet), a blank line first, saved as UTF-16 or UTF-32 (with a
+    # byte-order mark), or a spreadsheet's reordering, spaces and trailing comma: train.py reads it
+    # as a split, and split_data.py refused it as none, so it could not be kept.
     catalog = make_catalog(str(tmp_path / 'catalog'), n_images=20, seed=1)
     split_data.main(['--input', catalog['root'], '--output', str(tmp_path), '--workers', '1'])
-    edited = header + '\n' + ''.join((tmp_path / 'train.csv').read_text().splitlines(keepends=True)[1:])
-    (tmp_path / 'train.csv').write_text(edited)
+    rows = (tmp_path / 'train.csv').read_text().splitlines(keepends=True)[1:]
+    edited = header + '\n' + ''.join(rows)
+    (tmp_path / 'train.csv').write_bytes(edited.encode(encoding))
+    if 'gender ,' not in header:  # its rows' fields are not reordered with it
+        attributes = AttributesDataset(os.path.join(catalog['root'], 'styles.csv'))
+        samples, skipped = read_split(str(tmp_path / 'train.csv'), attributes)
+        assert len(samples) == len(rows) and not skipped
     split_data.main(['--input', catalog['root'], '--output', str(tmp_path), '--workers', '1', '--seed', '9'])
     assert 'note: this replaced another split' in capsys.readouterr().out
-    assert (tmp_path / 'train.old.csv').read_text() == edited
+    assert (tmp_path / 'train.old.csv').read_bytes() == edited.encode(encoding)
 
 
 def test_what_a_killed_split_left_half_written_is_removed(tmp_path, capsys):
