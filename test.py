@@ -135,7 +135,8 @@ def results_of_another(folder, report):
 
 def split_to_score(args, state):
     """--val-csv, or else the split train.py validated the checkpoint on: so that by default these
-    figures are its last validation's, not those of whatever ./val.csv is here."""
+    figures are its last validation's, not those of whatever ./val.csv is here. And whether the
+    pictures it shares with the run's training split are to be counted, once it is read."""
     if args.val_csv:
         # In any order: the figures do not depend on it (a split sorted in a spreadsheet is the same)
         if changed_since_the_run(state, 'val_csv', args.val_csv, ordered=False):  # as asked, but not without a word
@@ -145,11 +146,11 @@ def split_to_score(args, state):
             print(f'note: {args.val_csv} holds the rows {args.checkpoint} trained on: these figures say how well '
                   'it learned them, not how it does on pictures it has not seen')
         else:
-            note_trained_pictures(args, state)
-        return args.val_csv
+            return args.val_csv, True
+        return args.val_csv, False
     saved = state.get('args') or {}
     if saved.get('val_csv') is None:
-        return './val.csv'  # the tutorial's, for its bare state_dict
+        return './val.csv', False  # the tutorial's, for its bare state_dict
     path, gone = path_as_trained(saved, 'val_csv')
     if gone:
         print(f'note: {gone}, which {args.checkpoint} was validated on, is not there; scoring {path} from here')
@@ -162,13 +163,15 @@ def split_to_score(args, state):
             'pass --val-csv to score it anyway'
         raise UserError(f'{path}: it holds other rows than when {args.checkpoint} was validated on it '
                         f'(split_data.py run again?), maybe pictures it trained on; {advice}')
-    return path
+    return path, False
 
 
-def note_trained_pictures(args, state):
+def note_trained_pictures(args, state, dataset):
     """--val-csv with some of the pictures the checkpoint trained on (a split made again with
     another seed, say) flatters its figures, which would not show it. Told only where the run's
-    train.csv still holds the rows it trained on: nothing else says which pictures those were."""
+    train.csv still holds the rows it trained on: nothing else says which pictures those were.
+    Counted over the rows of --val-csv that are scored (dataset's): rows skipped as they were read
+    (a missing picture, a label the checkpoint never saw) were counted too, as many as all."""
     saved = state.get('args') or {}
     if saved.get('train_csv') is None:
         return
@@ -176,7 +179,7 @@ def note_trained_pictures(args, state):
     if not same_rows(state, 'train_csv', train_csv, ordered=False):
         return
     trained = set(pictures_of(train_csv, pictures_from(saved, 'train_csv', train_csv)))
-    scored = pictures_of(args.val_csv)
+    scored = in_real_folders(dataset.data)
     shared = sum(picture in trained for picture in scored)
     if shared:
         print(f'note: {shared:,} of the {len(scored):,} pictures of {args.val_csv} are in {train_csv} too, which '
@@ -236,9 +239,11 @@ def main(argv=None):
     print(f'device: {device} ({precision}{", channels_last" if channels_last else ""}); checkpoint {args.checkpoint}'
           + (f' (epoch {state["epoch"]})' if state.get('epoch') else ''))
 
-    args.val_csv = split_to_score(args, state)
+    args.val_csv, count_trained = split_to_score(args, state)
     dataset = FashionDataset(args.val_csv, attributes, val_transform,
                              pictures_from(state.get('args') or {}, 'val_csv', args.val_csv))
+    if count_trained:
+        note_trained_pictures(args, state, dataset)
     loader = InMemoryLoader.from_dataset(dataset, args.batch_size, device, train=False, workers=args.workers,
                                          channels_last=channels_last)
     metrics, predicted, truth = validate(model, loader, device, autocast_for(device, precision))
