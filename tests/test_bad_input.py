@@ -13,6 +13,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 import tracemalloc
 import warnings
@@ -1212,20 +1213,39 @@ def test_what_a_killed_test_py_left_in_its_output_folder_is_removed(one_epoch_ru
 def test_a_test_py_writing_where_another_is_waits_until_it_has_written_all_of_its_files(one_epoch_run, tmp_path,
                                                                                           capsys, monkeypatch):
     # Two into one --output at once left the metrics of one beside the prediction grid of the other.
+    # The other lets go 1 s after this one begins to wait (a fixed 1.5 s from its start was over
+    # before a busy machine's evaluation was, and nothing was waited for).
     import atomic
     from demo import load_test_script
     evaluate = ['--checkpoint', os.path.join(one_epoch_run, 'last.pth'), '--output', str(tmp_path)]
-    other = subprocess.Popen([sys.executable, '-c', 'import fcntl, os, sys, time\n'
+    other = subprocess.Popen([sys.executable, '-c', 'import fcntl, os, sys\n'
                               'fcntl.flock(os.open(sys.argv[1], os.O_RDONLY), fcntl.LOCK_EX)\n'
                               'print("writing", flush=True)\n'
-                              'time.sleep(float(sys.argv[2]))\n', str(tmp_path), '1.5'], stdout=subprocess.PIPE,
+                              'sys.stdin.read()\n', str(tmp_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              text=True)
-    assert other.stdout.readline() == 'writing\n'
-    started = time.monotonic()
-    load_test_script().main(evaluate)
-    assert time.monotonic() - started > 1 and other.poll() == 0  # written once the other was done
+    real_wait, waits = atomic.wait_for_lock, []
+
+    def wait_for_lock(*args):
+        waits.append(time.monotonic())
+        letting_go = threading.Timer(1.0, other.stdin.close)
+        letting_go.start()
+        try:
+            real_wait(*args)
+        finally:
+            letting_go.cancel()
+        waits.append(time.monotonic())
+
+    monkeypatch.setattr(atomic, 'wait_for_lock', wait_for_lock)
+    try:
+        assert other.stdout.readline() == 'writing\n'
+        load_test_script().main(evaluate)
+        assert other.wait(timeout=10) == 0  # it let go, and then the files were written
+    finally:
+        other.kill()
+    assert len(waits) == 2 and waits[1] - waits[0] > 0.9
     assert f'note: waiting for another process writing in {tmp_path}\n' in capsys.readouterr().out
     assert sorted(os.listdir(tmp_path)) == sorted(load_test_script().OUTPUT_NAMES)
+    monkeypatch.setattr(atomic, 'wait_for_lock', real_wait)
     # One that holds it longer (train.py, training in a run folder given as --output): refused
     monkeypatch.setattr(atomic, 'LOCK_WAIT', 0.5)
     with locked_by_another_process(tmp_path):
