@@ -75,6 +75,16 @@ def output_folder(args):
     return os.path.join(os.path.dirname(absolute_path(args.checkpoint)), f'eval-{stem}')
 
 
+def check_default_folder_is_its_own(folder, checkpoint, named):
+    """The default folder, named after the checkpoint without its ending, holding the results of
+    another checkpoint there (model.pt beside model.pth): refused before the work, which replaced
+    them, said only after. One whose checkpoint is gone (the run's folder moved) is replaced."""
+    other = (json_object(os.path.join(folder, 'metrics.json')) or {}).get('checkpoint')
+    if isinstance(other, str) and os.path.isfile(other) and not os.path.samefile(other, checkpoint):
+        raise UserError(f'{named}: holds the results of {other}, another checkpoint whose name differs only in '
+                        'its ending; give --output to write these elsewhere')
+
+
 # Names of files, not of folders: `--output metrics.json` made a folder of that name.
 FILE_ENDINGS = ('.json', '.csv', '.png', '.txt', '.pth')
 
@@ -225,6 +235,8 @@ def main(argv=None):
     # seen to be the way to put the figures elsewhere.
     named = f'--output {shlex.quote(folder)}' if args.output is not None else f'--output (default: {folder})'
     check_output_folder(folder, named, given=args.output is not None)
+    if args.output is None:
+        check_default_folder_is_its_own(folder, args.checkpoint, named)
     put_back_left_asides(folder, OUTPUT_FILES, 'test.py')  # first: else removed as half-written
     remove_left_temporaries(folder, OUTPUT_FILES, 'test.py')
     show = args.show and can_show(folder)  # told before the evaluation, not after it

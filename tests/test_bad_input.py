@@ -1204,6 +1204,30 @@ def test_a_checkpoint_that_is_not_there_is_named_before_its_default_output_folde
         load_test_script().main(['--checkpoint', str(tmp_path)])
 
 
+def test_two_checkpoints_named_alike_but_their_ending_do_not_share_a_default_folder(one_epoch_run, tmp_path,
+                                                                                    monkeypatch, capsys):
+    # model.pt and model.pth both wrote eval-model: the second replaced the first's results, said after
+    from demo import load_test_script
+    test_script = load_test_script()
+    monkeypatch.setattr(test_script, 'draw_figures', lambda jobs, parallel=True: None)  # not the question here
+    first, second = (shutil.copy(os.path.join(one_epoch_run, 'last.pth'), tmp_path / name)
+                     for name in ('model.pt', 'model.pth'))
+    test_script.main(['--checkpoint', str(first)])
+    before = (tmp_path / 'eval-model' / 'metrics.json').read_bytes()
+    said = (f'--output (default: {tmp_path / "eval-model"}): holds the results of {first}, another checkpoint whose '
+            'name differs only in its ending; give --output to write these elsewhere')
+    with pytest.raises(UserError, match=f'^{re.escape(said)}$'):
+        test_script.main(['--checkpoint', str(second)])
+    assert (tmp_path / 'eval-model' / 'metrics.json').read_bytes() == before
+    test_script.main(['--checkpoint', str(first)])  # its own, scored again: replaced
+    test_script.main(['--checkpoint', str(second), '--output', str(tmp_path / 'eval-model')])  # as asked
+    capsys.readouterr()
+    os.remove(first)
+    os.rename(second, first)  # model.pth gone (moved): its results there are no other checkpoint's now
+    test_script.main(['--checkpoint', str(first)])
+    assert f'note: they replace the results of {second} on ' in capsys.readouterr().out
+
+
 def test_what_a_killed_test_py_left_in_its_output_folder_is_removed(one_epoch_run, tmp_path):
     from demo import load_test_script
     (tmp_path / '.tmp-2147483646-confusion_article.png').write_bytes(b'half a PNG')  # its drawing process killed
