@@ -104,11 +104,13 @@ def by_line(data):
 def without_stray_returns(text, path, notes=True):
     """In a file whose lines end in \\n or \\r\\n, a \\r alone is no line end but a stray byte in a field
     (text pasted from elsewhere): read as a space. The csv module ended the row there, and counted
-    what followed as a row of its own, with too few fields. Where \r alone ends most lines (an old
-    Mac's file, with a row added since in \n, or a cell of two lines): all are line ends, as the
-    csv module reads them. Read as spaces, its 300 rows were one, "a header but no rows"."""
-    lone_returns = len(re.findall(r'\r(?!\n)', text))
-    if lone_returns > text.count('\n'):
+    what followed as a row of its own, with too few fields. Where \\r alone ends the header (an old
+    Mac's file, with a row added since in \\n, say, or a cell of two lines): all are line ends, as
+    the csv module reads them. Read as spaces, its 300 rows were one, "a header but no rows". Told
+    by the header's end, not by counting: a cell pasted with more \\r than a short file has lines
+    would be cut into rows."""
+    header_end = re.search(r'\r\n?|\n', text.lstrip('\r\n'))
+    if header_end and header_end.group() == '\r':
         return text
     text, stray = re.subn(r'\r(?!\n)', ' ', text)
     if stray and notes:

@@ -413,16 +413,21 @@ def check_only_splits_replaced(folder):
 def first_row(path):
     """The first row of the CSV file at path, as the scripts that read a split find it: after any
     blank lines, and in UTF-16 or UTF-32 where a byte-order mark says so (before, such a split was
-    "not a split", its header shown as NUL bytes). None where there is no file, or no row in it."""
+    "not a split", its header shown as NUL bytes). None where there is no file, or no row in it:
+    blank lines alone. One whose first 64 KiB are blank, and more, is no split either, [] (its
+    first line ''), not taken for blank, and kept: a split may follow."""
     if not os.path.isfile(path) or os.path.getsize(path) == 0:
         return None
     with open(path, 'rb') as f:
         data = f.read(65536)  # not the whole of a large file that is no CSV
+        more = bool(f.read(1))
     encoding = next((name for bom, name in WIDE_BOMS.items() if data.startswith(bom)), 'utf-8-sig')
     # incremental: a character cut at the end of what was read waits, and is not an error
     text = codecs.getincrementaldecoder(encoding)(errors='replace').decode(data)
     line = next((line for line in text.splitlines() if line.strip()), None)
-    return None if line is None else next(with_nul_bytes(csv.reader([nul_safe(line)]), line), [])
+    if line is None:
+        return [] if more else None
+    return next(with_nul_bytes(csv.reader([nul_safe(line)]), line), [])
 
 
 def split_in(folder):

@@ -158,18 +158,28 @@ def test_a_carriage_return_inside_a_line_is_read_as_a_space_not_as_a_line_end(tm
     assert capsys.readouterr().out == f'note: {path}: 2 carriage returns inside its lines, read as spaces\n'
 
 
-@pytest.mark.parametrize('added', ['a row in \\n', 'a cell of two lines'])
+@pytest.mark.parametrize('added', ['a row in \\n', 'a row in \\n after the last \\r', 'a cell of two lines'])
 def test_an_old_macs_file_with_a_line_feed_somewhere_is_read_by_its_returns(tmp_path, capsys, added):
     # One \n anywhere made every \r a space: its rows were one, "a header but no rows"
     rows = [ROW.format(i) for i in range(1, 5)]
     if added == 'a cell of two lines':  # a spreadsheet's: a name typed on two lines, quoted
         rows[1] = rows[1].replace('Roadster Men Blue Tshirts', '"Roadster Men\nBlue Tshirts"')
-    text = '\r'.join([HEADER, *rows]) + '\r'
-    if added == 'a row in \\n':
-        text, rows = text + ROW.format(5) + '\n', rows + [ROW.format(5)]
+    text = '\r'.join([HEADER, *rows])
+    if added.startswith('a row in'):  # as many \r as \n in the second: told by the header's end, not by counts
+        text, rows = text + ('\r' if added == 'a row in \\n' else '\n') + ROW.format(5) + '\n', rows + [ROW.format(5)]
     styles, skipped = read_styles(write(tmp_path / 'styles.csv', text))
     assert [s.id for s in styles] == [str(i) for i in range(1, len(rows) + 1)]
     assert not skipped and capsys.readouterr().out == ''
+
+
+def test_a_cell_pasted_with_more_carriage_returns_than_the_file_has_lines_is_one_cell(tmp_path, capsys):
+    # Counted against the \n, its 7 made the \r the line ends: the row cut into 8, all skipped
+    text = '\n'.join([HEADER, ROW.format(1).replace('Roadster Men', 'pasted\rfrom\ra\rMac\rnote\rof\reight\rlines'),
+                      ROW.format(2)]) + '\n'
+    path = write(tmp_path / 'styles.csv', text)
+    styles, skipped = read_styles(path)
+    assert [s.id for s in styles] == ['1', '2'] and not skipped
+    assert capsys.readouterr().out == f'note: {path}: 7 carriage returns inside its lines, read as spaces\n'
 
 
 def test_a_folder_or_a_device_given_as_a_csv_is_named_as_what_it_is(small_split, tmp_path):
