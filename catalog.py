@@ -104,18 +104,37 @@ def by_line(data):
 def without_stray_returns(text, path, notes=True):
     """In a file whose lines end in \\n or \\r\\n, a \\r alone is no line end but a stray byte in a field
     (text pasted from elsewhere): read as a space. The csv module ended the row there, and counted
-    what followed as a row of its own, with too few fields. Where \\r alone ends the header (an old
-    Mac's file, with a row added since in \\n, say, or a cell of two lines): all are line ends, as
-    the csv module reads them. Read as spaces, its 300 rows were one, "a header but no rows". Told
-    by the header's end, not by counting: a cell pasted with more \\r than a short file has lines
-    would be cut into rows."""
-    header_end = re.search(r'\r\n?|\n', text.lstrip('\r\n'))
-    if header_end and header_end.group() == '\r':
+    what followed as a row of its own, with too few fields. But where \\r alone ends lines (an old
+    Mac's file, with a row added since in \\n, say, or a cell of two lines), all are line ends, as
+    the csv module reads them: read as spaces, its 300 rows were one, "a header but no rows". Told
+    by which reading gives more rows of the header's width: counting \\r against \\n cut a cell
+    pasted with more \\r than a short file has lines into rows, and the header's own end missed rows
+    ending in \\r under a header ending in \\n, and a \\r inside the header."""
+    if '\n' not in text or '\r' not in text.replace('\r\n', ''):  # one kind of line end: nothing to tell
         return text
-    text, stray = re.subn(r'\r(?!\n)', ' ', text)
-    if stray and notes:
+    spaced, stray = re.subn(r'\r(?!\n)', ' ', text)
+    if rows_of_header_width(text) > rows_of_header_width(spaced):
+        return text
+    if notes:
         print(f'note: {path}: {counted(stray, "carriage return")} inside its lines, read as spaces')
-    return text
+    return spaced
+
+
+def rows_of_header_width(text):
+    """How many rows of the CSV text have as many fields as its header, its first row not blank
+    (as read_csv_rows finds it); those read before a fault of the file's, where it has one."""
+    width, fitting = None, 0
+    try:
+        for row in csv.reader(io.StringIO(nul_safe(text), newline='')):
+            if is_blank(row):
+                continue
+            if width is None:
+                width = len(row)
+            else:
+                fitting += len(row) == width
+    except csv.Error:  # a field over the csv module's limit, say: read_csv_rows names it
+        pass
+    return fitting
 
 
 # A NUL byte in a row (a product's name, a path) should cost that row at most, on any Python: the

@@ -78,9 +78,16 @@ def output_folder(args):
 def check_default_folder_is_its_own(folder, checkpoint, named):
     """The default folder, named after the checkpoint without its ending, holding the results of
     another checkpoint there (model.pt beside model.pth): refused before the work, which replaced
-    them, said only after. One whose checkpoint is gone (the run's folder moved) is replaced."""
+    them, said only after. Any other's are replaced, with a note: those of a checkpoint gone (the
+    run's folder moved), or of the one a copied run folder was copied from, or written there by
+    --output."""
     other = (json_object(os.path.join(folder, 'metrics.json')) or {}).get('checkpoint')
-    if isinstance(other, str) and os.path.isfile(other) and not os.path.samefile(other, checkpoint):
+    if not (isinstance(other, str) and os.path.isabs(other) and os.path.isfile(other)) \
+            or os.path.samefile(other, checkpoint):
+        return
+    stem = os.path.splitext(os.path.basename(checkpoint))[0]
+    if os.path.samefile(os.path.dirname(other), os.path.dirname(absolute_path(checkpoint))) \
+            and os.path.splitext(os.path.basename(other))[0] == stem:
         raise UserError(f'{named}: holds the results of {other}, another checkpoint whose name differs only in '
                         'its ending; give --output to write these elsewhere')
 

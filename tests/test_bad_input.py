@@ -172,6 +172,25 @@ def test_an_old_macs_file_with_a_line_feed_somewhere_is_read_by_its_returns(tmp_
     assert not skipped and capsys.readouterr().out == ''
 
 
+@pytest.mark.parametrize('text', [
+    HEADER + '\n' + ''.join(ROW.format(i) + '\r' for i in range(1, 6)),  # a header typed since, in \n
+    ',,,,\n' + '\r'.join([HEADER] + [ROW.format(i) for i in range(1, 6)]) + '\r',  # a spreadsheet's blank row first
+    '  \r\n' + '\r'.join([HEADER] + [ROW.format(i) for i in range(1, 6)]) + '\r'])
+def test_rows_ending_in_carriage_returns_are_rows_whatever_ends_the_header(tmp_path, capsys, text):
+    # Told by the header's end, four of five rows were glued into the first's fields, neither read
+    # nor counted; after a blank line of spaces or commas, none was read
+    styles, skipped = read_styles(write(tmp_path / 'styles.csv', text))
+    assert [s.id for s in styles] == ['1', '2', '3', '4', '5'] and not skipped
+    assert capsys.readouterr().out == ''
+
+
+def test_a_carriage_return_inside_the_header_is_a_space(tmp_path, capsys):
+    # Taken for the header's end, it cut the header: "missing column(s) gender, articleType, baseColour"
+    path = write(tmp_path / 'styles.csv', '\n'.join([HEADER.replace(',gender', ',\rgender'), ROW.format(1)]) + '\n')
+    assert [s.id for s in read_styles(path)[0]] == ['1']
+    assert capsys.readouterr().out == f'note: {path}: 1 carriage return inside its lines, read as spaces\n'
+
+
 def test_a_cell_pasted_with_more_carriage_returns_than_the_file_has_lines_is_one_cell(tmp_path, capsys):
     # Counted against the \n, its 7 made the \r the line ends: the row cut into 8, all skipped
     text = '\n'.join([HEADER, ROW.format(1).replace('Roadster Men', 'pasted\rfrom\ra\rMac\rnote\rof\reight\rlines'),
@@ -1230,6 +1249,11 @@ def test_two_checkpoints_named_alike_but_their_ending_do_not_share_a_default_fol
         test_script.main(['--checkpoint', str(second)])
     assert (tmp_path / 'eval-model' / 'metrics.json').read_bytes() == before
     test_script.main(['--checkpoint', str(first)])  # its own, scored again: replaced
+    copy = tmp_path / 'copy'  # a run folder copied: its results are the first's, which is still there
+    shutil.copytree(tmp_path, copy, ignore=lambda folder, names: ['copy'] if folder == str(tmp_path) else [])
+    capsys.readouterr()
+    test_script.main(['--checkpoint', str(copy / 'model.pt')])
+    assert f'note: they replace the results of {first} on ' in capsys.readouterr().out
     test_script.main(['--checkpoint', str(second), '--output', str(tmp_path / 'eval-model')])  # as asked
     capsys.readouterr()
     os.remove(first)
