@@ -84,7 +84,8 @@ def refuse_files_of_another_run(run_dir, args, resume):
     """Going on in the checkpoint's folder writes best.pth, the numbered checkpoints of later
     epochs, metrics.csv and curves.png anew: those there must be the run's own, not another run's
     that the checkpoint was copied in beside, nor the user's. A file that cannot be read as a
-    checkpoint holds nothing to keep; curves.png counts as the run's beside its metrics.csv."""
+    checkpoint holds nothing to keep; curves.png counts as the run's beside its metrics.csv, or where
+    it is train.py's, of the checkpoint's epochs at most."""
     def refuse(name, what):
         raise UserError(f'--resume {args.resume}: its folder holds {name}, {what}, which going on would write '
                         'over; copy the checkpoint into a folder of its own and resume from there')
@@ -101,11 +102,18 @@ def refuse_files_of_another_run(run_dir, args, resume):
     problem = 'metrics.csv' in names and metrics_problem(os.path.join(run_dir, 'metrics.csv'), resume['history'])
     if problem:
         refuse('metrics.csv', problem)
-    if 'curves.png' in names and 'metrics.csv' not in names:
+    if 'curves.png' in names and 'metrics.csv' not in names and not curves_of_its_epochs(run_dir, resume):
         refuse('curves.png', 'but no metrics.csv of the run')
     settings = os.path.join(run_dir, 'args.json')
     if 'args.json' in names and not run_settings(settings):
         refuse('args.json', 'which holds no settings of a train.py run')
+
+
+def curves_of_its_epochs(run_dir, resume):
+    """Whether the run folder's curves.png is train.py's, of no epoch past the checkpoint's: its
+    metrics.csv removed since, say, which the resumed run writes again (refused, it could not)."""
+    epoch = curves_epoch(os.path.join(run_dir, 'curves.png'))
+    return epoch is not None and epoch <= resume['epoch']
 
 
 def metric_text(value):

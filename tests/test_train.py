@@ -494,6 +494,25 @@ def test_a_checkpoint_resumed_beside_another_runs_files_writes_over_none_of_them
     assert checkpoint_load(str(folder / 'last.pth'))['epoch'] == EPOCHS
 
 
+def test_a_run_whose_metrics_csv_was_removed_resumes_and_writes_it_again(full_run, tmp_path):
+    # Its curves.png, without a metrics.csv beside it, was taken for another's: refused, though the
+    # run writes the files of the epoch it resumed that were removed since
+    from plots import plot_curves
+    run = tmp_path / 'run'
+    shutil.copytree(full_run, run)
+    shutil.copy(run / 'checkpoint-000002.pth', run / 'last.pth')  # stopped after epoch 2, say
+    for name in ('metrics.csv', 'best.pth', 'checkpoint-000003.pth'):
+        os.remove(run / name)
+    # curves of epoch 3, past the checkpoint's: of a run further on than it, kept
+    with pytest.raises(UserError, match=r'its folder holds curves.png, but no metrics.csv of the run, which going on'):
+        train.main(['--resume', str(run / 'last.pth'), '--device', 'cpu'])
+    plot_curves(checkpoint_load(str(run / 'last.pth'))['history'], str(run / 'curves.png'))  # epoch 2's
+    train.main(['--resume', str(run / 'last.pth'), '--device', 'cpu'])
+    assert metrics_rows(str(run)) == metrics_rows(full_run)
+    assert same_weights(checkpoint_load(str(run / 'last.pth'))['model'],
+                        checkpoint_load(os.path.join(full_run, 'last.pth'))['model'])
+
+
 def test_another_runs_checkpoint_copied_into_a_run_folder_does_not_go_on_over_that_run(full_run, small_split,
                                                                                         tmp_path):
     # A 1-epoch run with other settings: the full run's epoch 2 copied beside it would have replaced
