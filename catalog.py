@@ -121,17 +121,21 @@ def without_stray_returns(text, path, notes=True):
 
 
 def rows_of_header_width(text):
-    """How many rows of the CSV text have as many fields as its header, its first row not blank
-    (as read_csv_rows finds it); those read before a fault of the file's, where it has one."""
+    """How many rows of the CSV text have about as many fields as its header, its first row not
+    blank (as read_csv_rows finds it): trailing empty fields aside (a spreadsheet's), and up to 2
+    more (a name with a comma, which fit_fields glues back). A reading that cuts rows at a stray \\r
+    leaves shorter ones, one that glues rows ending in \\r together, far longer ones. Those read
+    before a fault of the file's, where it has one."""
     width, fitting = None, 0
     try:
         for row in csv.reader(io.StringIO(nul_safe(text), newline='')):
             if is_blank(row):
                 continue
+            filled = max(i for i, field in enumerate(row) if field.strip()) + 1
             if width is None:
-                width = len(row)
+                width = filled
             else:
-                fitting += len(row) == width
+                fitting += width <= filled <= width + 2
     except csv.Error:  # a field over the csv module's limit, say: read_csv_rows names it
         pass
     return fitting

@@ -1,5 +1,6 @@
 # Pictures a person looks at: training curves, confusion matrices, and the tutorial's grid of
 # images with predicted and true labels. Everything is saved as PNG; windows open only on request.
+import hashlib
 import importlib.util
 import multiprocessing
 import os
@@ -111,6 +112,11 @@ def png_text(path, key):
         return ''
 
 
+def history_digest(history):
+    """A digest of a run's history (its figures, epoch by epoch), as curves.png records it."""
+    return hashlib.sha256(repr(history).encode()).hexdigest()
+
+
 def plot_curves(history, path):
     plt = pyplot()
     epochs = [row['epoch'] for row in history]
@@ -134,8 +140,9 @@ def plot_curves(history, path):
         ax.legend(fontsize=8)
     fig.tight_layout()
     # The last epoch drawn, in a text chunk of the file: what a resumed run reads to tell curves an
-    # epoch behind (runs.left_unwritten), where the file's time said nothing after a `cp -r`.
-    save_figure(fig, path, metadata={'Epoch': str(epochs[-1])})
+    # epoch behind (runs.left_unwritten), where the file's time said nothing after a `cp -r`; and
+    # the figures drawn, to tell the run's own curves from another run's (runs.curves_of_its_epochs).
+    save_figure(fig, path, metadata={'Epoch': str(epochs[-1]), 'History': history_digest(history)})
     plt.close(fig)
 
 

@@ -16,6 +16,7 @@ from PIL import Image
 from catalog import UNREADABLE
 from checkpoint import checkpoint_load, checkpoint_save
 from cli import UserError, quoted_path
+from plots import history_digest, png_text
 
 
 def saved_run(path):
@@ -110,10 +111,14 @@ def refuse_files_of_another_run(run_dir, args, resume):
 
 
 def curves_of_its_epochs(run_dir, resume):
-    """Whether the run folder's curves.png is train.py's, of no epoch past the checkpoint's: its
-    metrics.csv removed since, say, which the resumed run writes again (refused, it could not)."""
-    epoch = curves_epoch(os.path.join(run_dir, 'curves.png'))
-    return epoch is not None and epoch <= resume['epoch']
+    """Whether the run folder's curves.png is the run's own, of no epoch past the checkpoint's (its
+    metrics.csv removed since, say, which the resumed run writes again: refused, it could not): the
+    digest of the figures it drew is that of the checkpoint's first epochs. Another run's of as
+    many epochs, copied in beside the checkpoint, or one drawn before the digest, is not."""
+    path = os.path.join(run_dir, 'curves.png')
+    epoch = curves_epoch(path)
+    return epoch is not None and epoch <= resume['epoch'] and \
+        png_text(path, 'History') == history_digest(resume['history'][:epoch])
 
 
 def metric_text(value):

@@ -184,6 +184,37 @@ def test_rows_ending_in_carriage_returns_are_rows_whatever_ends_the_header(tmp_p
     assert capsys.readouterr().out == ''
 
 
+def mixed(ends, header=HEADER, pad=''):
+    """A styles.csv of rows 1, 2, ... each ended as `ends` says, in turn, after header (ended as the first)."""
+    return header + ends[0] + ''.join(ROW.format(i) + pad + end for i, end in enumerate(ends[1:], 1))
+
+
+@pytest.mark.parametrize('text', [
+    mixed(['\n'] * 3 + ['\r'] * 3 + ['\n'] * 2, header=HEADER + ',,'),  # a spreadsheet's trailing commas
+    mixed(['\n'] * 3 + ['\r'] * 3 + ['\n'] * 2, pad=',,'),
+    mixed(['\r'] * 7 + ['\n'], header=HEADER + ',,'),  # an old Mac's, a row added since in \n
+    mixed(['\r'] * 7 + ['\n'], pad=',,')])
+def test_rows_ending_in_carriage_returns_are_rows_beside_a_spreadsheets_trailing_commas(tmp_path, capsys, text):
+    # Their fields counted against the header's, trailing commas and all, no reading fitted: read
+    # as spaces, the rows ending in \r were glued into one, neither read nor counted
+    styles, skipped = read_styles(write(tmp_path / 'styles.csv', text))
+    assert [s.id for s in styles] == [str(i) for i in range(1, 8)] and not skipped
+
+
+def test_stray_carriage_returns_in_names_with_a_comma_are_spaces(tmp_path, capsys):
+    # 'Rock\rBlack, Grey Shoe': cut there, the row was as wide as the header, and glued back (11
+    # fields) it was not counted as fitting: the \r were taken for line ends, and a row was lost
+    rows = [ROW.format(i) for i in range(1, 9)]
+    rows[1] = rows[1].replace('Roadster Men Blue Tshirts', 'Puma Men Rock\rBlack, Grey Shoe')
+    rows[3] = rows[3].replace('Roadster Men Blue Tshirts', 'Puma Men Rock\rBlack, Grey Shoe')
+    rows[5] = rows[5].replace('Blue', 'Navy\rBlue', 1)
+    path = write(tmp_path / 'styles.csv', '\n'.join([HEADER, *rows]) + '\n')
+    styles, skipped = read_styles(path)
+    assert [s.id for s in styles] == [str(i) for i in range(1, 9)] and not skipped
+    assert styles[5].baseColour == 'Navy Blue'
+    assert capsys.readouterr().out == f'note: {path}: 3 carriage returns inside its lines, read as spaces\n'
+
+
 def test_a_carriage_return_inside_the_header_is_a_space(tmp_path, capsys):
     # Taken for the header's end, it cut the header: "missing column(s) gender, articleType, baseColour"
     path = write(tmp_path / 'styles.csv', '\n'.join([HEADER.replace(',gender', ',\rgender'), ROW.format(1)]) + '\n')

@@ -506,7 +506,12 @@ def test_a_run_whose_metrics_csv_was_removed_resumes_and_writes_it_again(full_ru
     # curves of epoch 3, past the checkpoint's: of a run further on than it, kept
     with pytest.raises(UserError, match=r'its folder holds curves.png, but no metrics.csv of the run, which going on'):
         train.main(['--resume', str(run / 'last.pth'), '--device', 'cpu'])
-    plot_curves(checkpoint_load(str(run / 'last.pth'))['history'], str(run / 'curves.png'))  # epoch 2's
+    history = checkpoint_load(str(run / 'last.pth'))['history']
+    other = [dict(history[0], train_loss=history[0]['train_loss'] + 0.1), history[1]]
+    plot_curves(other, str(run / 'curves.png'))  # another run's of as many epochs, copied in: kept too
+    with pytest.raises(UserError, match=r'its folder holds curves.png, but no metrics.csv of the run, which going on'):
+        train.main(['--resume', str(run / 'last.pth'), '--device', 'cpu'])
+    plot_curves(history, str(run / 'curves.png'))  # the run's own, of epoch 2
     train.main(['--resume', str(run / 'last.pth'), '--device', 'cpu'])
     assert metrics_rows(str(run)) == metrics_rows(full_run)
     assert same_weights(checkpoint_load(str(run / 'last.pth'))['model'],
