@@ -122,10 +122,11 @@ def without_stray_returns(text, path, notes=True):
 
 def rows_of_header_width(text):
     """How many rows of the CSV text have about as many fields as its header, its first row not
-    blank (as read_csv_rows finds it): trailing empty fields aside (a spreadsheet's), and up to 2
-    more (a name with a comma, which fit_fields glues back). A reading that cuts rows at a stray \\r
-    leaves shorter ones, one that glues rows ending in \\r together, far longer ones. Those read
-    before a fault of the file's, where it has one."""
+    blank (as read_csv_rows finds it): at least as many as it names (its trailing empty names, a
+    spreadsheet's, aside; a row's last columns may be empty), and up to 2 more up to the last one
+    filled (a name with a comma, which fit_fields glues back; a spreadsheet's trailing commas
+    aside). A reading that cuts rows at a stray \\r leaves shorter ones, one that glues rows ending
+    in \\r together, far longer ones. Those read before a fault of the file's, where it has one."""
     width, fitting = None, 0
     try:
         for row in csv.reader(io.StringIO(nul_safe(text), newline='')):
@@ -135,7 +136,7 @@ def rows_of_header_width(text):
             if width is None:
                 width = filled
             else:
-                fitting += width <= filled <= width + 2
+                fitting += len(row) >= width and filled <= width + 2
     except csv.Error:  # a field over the csv module's limit, say: read_csv_rows names it
         pass
     return fitting

@@ -201,6 +201,15 @@ def test_rows_ending_in_carriage_returns_are_rows_beside_a_spreadsheets_trailing
     assert [s.id for s in styles] == [str(i) for i in range(1, 8)] and not skipped
 
 
+@pytest.mark.parametrize('ends', [['\n'] * 3 + ['\r'] * 3 + ['\n'], ['\r'] * 3 + ['\n']])
+def test_rows_ending_in_carriage_returns_with_their_last_columns_empty_are_rows(tmp_path, ends):
+    # Counted up to their last field filled, they fitted the header in neither reading: glued
+    # together as spaces, uncounted, or "a header but no rows"
+    text = mixed(ends).replace(',Casual,Roadster Men Blue Tshirts', ',,')
+    styles, skipped = read_styles(write(tmp_path / 'styles.csv', text))
+    assert [s.id for s in styles] == [str(i) for i in range(1, len(ends))] and not skipped
+
+
 def test_stray_carriage_returns_in_names_with_a_comma_are_spaces(tmp_path, capsys):
     # 'Rock\rBlack, Grey Shoe': cut there, the row was as wide as the header, and glued back (11
     # fields) it was not counted as fitting: the \r were taken for line ends, and a row was lost
