@@ -86,7 +86,7 @@ def refuse_files_of_another_run(run_dir, args, resume):
     epochs, metrics.csv and curves.png anew: those there must be the run's own, not another run's
     that the checkpoint was copied in beside, nor the user's. A file that cannot be read as a
     checkpoint holds nothing to keep; curves.png counts as the run's beside its metrics.csv, or where
-    it is train.py's, of the checkpoint's epochs at most."""
+    it shows the checkpoint's own figures, of its epochs at most (curves_of_its_epochs)."""
     def refuse(name, what):
         raise UserError(f'--resume {args.resume}: its folder holds {name}, {what}, which going on would write '
                         'over; copy the checkpoint into a folder of its own and resume from there')
