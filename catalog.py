@@ -110,7 +110,7 @@ def without_stray_returns(text, path, notes=True):
     by which reading gives more rows of the header's width: counting \\r against \\n cut a cell
     pasted with more \\r than a short file has lines into rows, and the header's own end missed rows
     ending in \\r under a header ending in \\n, and a \\r inside the header."""
-    if '\n' not in text or '\r' not in text.replace('\r\n', ''):  # one kind of line end: nothing to tell
+    if '\n' not in text or not re.search(r'\r(?!\n)', text):  # one kind of line end: nothing to tell
         return text
     spaced, stray = re.subn(r'\r(?!\n)', ' ', text)
     if rows_of_header_width(text) > rows_of_header_width(spaced):

@@ -391,9 +391,10 @@ def counted(count, noun):
     return f'{count:,} {noun}' + ('' if count == 1 else 's')
 
 
-def first_few(names):
-    """The first three names, and '...' where there are more: examples for a message."""
-    return ', '.join(names[:3]) + (', ...' if len(names) > 3 else '')
+def first_few(names, sep=', '):
+    """The first three names, and '...' where there are more: examples for a message (sep: between
+    them, '; ' for names that hold commas)."""
+    return sep.join(names[:3]) + (f'{sep}...' if len(names) > 3 else '')
 
 
 LOG_REDRAW_SECONDS = 30

@@ -23,9 +23,9 @@ from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, chec
                     renamed_together)
 from catalog import (IMAGE_SIZE, LINK_TO_NOTHING, SPLIT_COLUMNS, WIDE_BOMS, describe_download, format_counts,
                      image_problem, labels_apart_in_case, nul_safe, read_styles, with_nul_bytes)
-from cli import (NO_SUCH_FILE, UserError, add_debug_flag, check_working_folder_for, counted, ctrl_c_held, path_name,
-                 positive_int, printable, progress_bar, quoted_path, reach_problem, run_cli, seed_number, shown,
-                 usable_cores, what_is_there, worker_processes)
+from cli import (NO_SUCH_FILE, UserError, add_debug_flag, check_working_folder_for, counted, ctrl_c_held, first_few,
+                 path_name, positive_int, printable, progress_bar, quoted_path, reach_problem, run_cli, seed_number,
+                 shown, usable_cores, what_is_there, worker_processes)
 from sample_catalog import cut_short
 
 FIELDNAMES = list(SPLIT_COLUMNS)
@@ -501,7 +501,7 @@ def main(argv=None, keep_old=True, cap_named='--max-images'):
     apart = labels_apart_in_case(styles)
     if apart:  # a row or two typed by hand, say: a class of their own, which the model learns apart
         print(f'note: {styles_path}: labels that differ only in case or spacing, each learned as a class of its own: '
-              f'{"; ".join(apart[:3])}{"; ..." if len(apart) > 3 else ""}; spell each one way to learn it as one')
+              f'{first_few(apart, sep="; ")}; spell each one way to learn it as one')
     kept = keep_usable(styles, image_folder, args, skipped)
     if not kept:
         raise UserError(no_images_left(skipped, args))

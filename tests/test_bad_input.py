@@ -184,16 +184,16 @@ def test_rows_ending_in_carriage_returns_are_rows_whatever_ends_the_header(tmp_p
     assert capsys.readouterr().out == ''
 
 
-def mixed(ends, header=HEADER, pad=''):
+def ended_as(ends, header=HEADER, pad=''):
     """A styles.csv of rows 1, 2, ... each ended as `ends` says, in turn, after header (ended as the first)."""
     return header + ends[0] + ''.join(ROW.format(i) + pad + end for i, end in enumerate(ends[1:], 1))
 
 
 @pytest.mark.parametrize('text', [
-    mixed(['\n'] * 3 + ['\r'] * 3 + ['\n'] * 2, header=HEADER + ',,'),  # a spreadsheet's trailing commas
-    mixed(['\n'] * 3 + ['\r'] * 3 + ['\n'] * 2, pad=',,'),
-    mixed(['\r'] * 7 + ['\n'], header=HEADER + ',,'),  # an old Mac's, a row added since in \n
-    mixed(['\r'] * 7 + ['\n'], pad=',,')])
+    ended_as(['\n'] * 3 + ['\r'] * 3 + ['\n'] * 2, header=HEADER + ',,'),  # a spreadsheet's trailing commas
+    ended_as(['\n'] * 3 + ['\r'] * 3 + ['\n'] * 2, pad=',,'),
+    ended_as(['\r'] * 7 + ['\n'], header=HEADER + ',,'),  # an old Mac's, a row added since in \n
+    ended_as(['\r'] * 7 + ['\n'], pad=',,')])
 def test_rows_ending_in_carriage_returns_are_rows_beside_a_spreadsheets_trailing_commas(tmp_path, capsys, text):
     # Their fields counted against the header's, trailing commas and all, no reading fitted: read
     # as spaces, the rows ending in \r were glued into one, neither read nor counted
@@ -205,7 +205,7 @@ def test_rows_ending_in_carriage_returns_are_rows_beside_a_spreadsheets_trailing
 def test_rows_ending_in_carriage_returns_with_their_last_columns_empty_are_rows(tmp_path, ends):
     # Counted up to their last field filled, they fitted the header in neither reading: glued
     # together as spaces, uncounted, or "a header but no rows"
-    text = mixed(ends).replace(',Casual,Roadster Men Blue Tshirts', ',,')
+    text = ended_as(ends).replace(',Casual,Roadster Men Blue Tshirts', ',,')
     styles, skipped = read_styles(write(tmp_path / 'styles.csv', text))
     assert [s.id for s in styles] == [str(i) for i in range(1, len(ends))] and not skipped
 
