@@ -1,6 +1,7 @@
 # Step 2 of the tutorial: the label vocabularies (AttributesDataset), the per-image dataset
 # (FashionDataset) and its transforms. The augmentation settings live here once; the batched fast
 # path in augment.py reads the same numbers.
+import errno
 import hashlib
 import os
 from collections import Counter
@@ -12,9 +13,9 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from atomic import absolute_path
-from catalog import (IMAGE_SIZE, LABEL_COLUMNS, NO_PERMISSION, REQUIRED_COLUMNS, SPLIT_COLUMNS,
-                     TOO_LARGE, TOO_MANY_FIELDS, UNREADABLE, format_counts, not_an_image_file, open_picture,
-                     read_csv_rows, read_styles, turn_upright)
+from catalog import (IMAGE_SIZE, LABEL_COLUMNS, LINK_LOOP, LINK_TO_NOTHING, NO_PERMISSION, REQUIRED_COLUMNS,
+                     SPLIT_COLUMNS, TOO_LARGE, TOO_MANY_FIELDS, UNREADABLE, format_counts, not_an_image_file,
+                     open_picture, read_csv_rows, read_styles, turn_upright)
 from cli import (UserError, command, counted, first_few, leave_stops_to_the_main_process, started,
                  usable_cores, worker_processes)
 
@@ -209,7 +210,11 @@ def missing_image(path):
         return not_an_image_file(path)
     except PermissionError:  # a folder on its way we may not enter: images/ itself, say
         return NO_PERMISSION
-    except (OSError, ValueError):  # ValueError: a NUL byte in the path
+    except FileNotFoundError:  # a git-annex or DVC store not fetched: `ls` shows every name
+        return LINK_TO_NOTHING if os.path.islink(path) else 'image missing'
+    except OSError as error:
+        return LINK_LOOP if error.errno == errno.ELOOP else 'image missing'
+    except ValueError:  # a NUL byte in the path
         return 'image missing'
 
 

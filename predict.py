@@ -40,7 +40,7 @@ from atomic import (absolute_path, atomic_open, check_writable_file, json_value,
                     remove_left_temporaries, through_link)
 from augment import prepare_batch
 from checkpoint import answers_not_numbers, model_from_checkpoint
-from catalog import UNREADABLE, format_counts, not_an_image_file, resolved_folder
+from catalog import PICTURE_FORMATS, UNREADABLE, format_counts, not_an_image_file, resolved_folder
 from cli import (UserError, add_debug_flag, as_printed, counted, first_few, one_line, path_name,
                  pick_device, positive_int, printable, progress_bar, run_cli, shown)
 from dataset import HEADS, TITLES, decoding_workers, load_image
@@ -50,7 +50,10 @@ from split_data import first_row
 CSV_HEADER = ['image', *(f'{head}{suffix}' for head in HEADS for suffix in ('', '_prob', '_topk')), 'error']
 JSON_KEYS = {'image', *HEADS, 'error'}  # of each record write_json writes
 BROKEN_LINK, NO_SUCH_FILE = 'a link that leads to no file', 'no such file'
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.jpe', '.jfif', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff')
+# What a folder's pictures are named; AVIF (from phones and browsers) and JPEG 2000 too where this
+# Pillow reads them, as a picture named on the command line is read: a folder's were passed over unsaid.
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.jpe', '.jfif', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff') + tuple(
+    name for name in ('.avif', '.jp2') if Image.registered_extensions().get(name) in PICTURE_FORMATS)
 
 
 def parse_args(argv=None):

@@ -596,6 +596,27 @@ def test_a_folder_or_a_pipe_where_an_image_should_be_is_named_as_what_it_is(tmp_
         assert check(str(pipe)) == 'not a regular file (a device, a pipe or a socket)', check
 
 
+def test_a_splits_pictures_that_are_links_to_no_file_or_in_a_loop_are_named_as_such(small_split, tmp_path,
+                                                                                     capsys):
+    # split_data.py names them; train.py and test.py said "image missing" of pictures `ls` shows
+    # (a git-annex or DVC store not fetched), sending the user looking for them.
+    attributes = AttributesDataset(small_split['styles'])
+    header, first, second, third, *rows = open(small_split['val']).read().splitlines()
+    shutil.copytree(os.path.join(small_split['base'], 'fashion-product-images'), tmp_path / 'fashion-product-images')
+    gone, loop, absent = (tmp_path / row.split(',')[0] for row in (first, second, third))
+    for path in (gone, loop, absent):
+        os.remove(path)
+    os.symlink('../.git/annex/objects/x.jpg', gone)
+    os.symlink(loop.name, loop)
+    assert [missing_image(str(path)) for path in (gone, loop, absent)] == [
+        'a link that leads to no file', 'a link in a loop of links', 'image missing']
+    write(tmp_path / 'val.csv', '\n'.join([header, first, second, third] + rows) + '\n')
+    assert len(FashionDataset(str(tmp_path / 'val.csv'), attributes)) == len(rows)
+    said = capsys.readouterr().out
+    assert ('skipped 3 rows: 1 a link that leads to no file, 1 a link in a loop of links, 1 image missing'
+            in said), said
+
+
 def test_a_picture_pillow_refuses_as_too_large_is_named_so_not_as_broken(tmp_path):
     # A PNG whose header says 20,000 x 10,000 pixels (200 megapixels, over Pillow's 179): refused
     # at opening, before any pixel is read, so its chunks can be empty.

@@ -1204,6 +1204,20 @@ def test_a_killed_exports_old_files_are_put_back_only_as_a_pair(checkpoint, tmp_
                     else {'model.onnx': 'old model', 'model.json': 'old labels'})
 
 
+def test_a_folders_avif_and_jpeg_2000_pictures_are_predicted_where_pillow_reads_them(catalog, tmp_path):
+    # Named on the command line they were predicted; in a folder, passed over unsaid ("1 of 1").
+    from PIL import features
+    picture = Image.open(catalog_images(catalog)[0])
+    picture.save(tmp_path / 'a.jpg')
+    kinds = {'avif': 'AVIF', 'jpg_2000': 'JPEG2000'}
+    for feature, ending in (('avif', '.avif'), ('jpg_2000', '.jp2')):
+        if features.check(feature):
+            picture.save(tmp_path / f'b{ending}', kinds[feature])
+    found = predict.find_images([str(tmp_path)])
+    assert found == sorted(str(path) for path in tmp_path.iterdir()) and len(found) == 1 + sum(
+        map(features.check, kinds)), found
+
+
 def test_hidden_folders_are_passed_over_as_hidden_files_are(catalog, tmp_path):
     # .thumbnails, .git, macOS's .Trashes: pictures in them are copies or not the user's, and a
     # folder of photos predicted each of them with the rest.
