@@ -676,7 +676,9 @@ def describe_setup(args, context, precision, channels_last, cuda_graphs):
     if args.compile:
         parts.append(f'torch.compile {args.compile}')
     if context.distributed:
-        parts.append(f'{context.world_size} processes')
+        # The learning rate goes with the effective batch (the README's multi-GPU section): said at the start.
+        n = context.world_size
+        parts.append(f'{n} processes of --batch-size {args.batch_size}: an effective batch of {n * args.batch_size}')
     return ', '.join(parts)
 
 

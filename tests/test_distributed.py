@@ -28,7 +28,7 @@ def test_two_processes_train_save_once_and_agree_with_test_py(small_split, tmp_p
                              os.path.join(ROOT, 'train.py'), *args], capture_output=True, text=True,
                             timeout=110)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert 'cpu (fp32, channels_last, 2 processes)' in result.stdout
+    assert 'cpu (fp32, channels_last, 2 processes of --batch-size 16: an effective batch of 32)' in result.stdout
     assert 'weights identical on all 2 processes' in result.stdout
     assert result.stdout.count('epoch   1 ') == 1  # only rank 0 reports
 
