@@ -570,6 +570,7 @@ def complete_resumed_epoch(run_dir, resume, path):
     for good, the run's record of its best naming this one, and a run stopped in its last epoch kept
     its metrics.csv a row short."""
     left = left_unwritten(run_dir, resume, path)
+    new_folder = not os.path.exists(os.path.join(run_dir, 'metrics.csv'))  # before it is written below
     for name in left:
         if name == 'metrics.csv':
             write_metrics(resume['history'], run_dir)
@@ -577,10 +578,16 @@ def complete_resumed_epoch(run_dir, resume, path):
             plot_curves(resume['history'], os.path.join(run_dir, name))
         else:  # best.pth, the numbered checkpoint
             checkpoint_save(os.path.join(run_dir, name), resume)
-    if left:
-        # Or removed since by hand: the numbered checkpoint is written again all the same, and said
-        print(f'wrote {", ".join(left)} of epoch {resume["epoch"]} from {shown_path(path)}: a stop after its '
-              'last.pth had left them unwritten or an epoch behind, or they were removed since')
+    if not left:
+        return
+    wrote = f'wrote {", ".join(left)} of epoch {resume["epoch"]} from {shown_path(path)}'
+    if new_folder:  # most often a branch: a checkpoint copied into a folder of its own, as the README says
+        stop = ', a stop after its first last.pth' if resume['epoch'] == 1 else ''
+        print(f'{wrote}, as its folder held no metrics.csv yet (a checkpoint copied there to branch off{stop}, '
+              'or the run\'s files removed since)')
+    else:  # or removed since by hand: the numbered checkpoint is written again all the same, and said
+        print(f'{wrote}: a stop after its last.pth had left them unwritten or an epoch behind, or they were '
+              'removed since')
 
 
 def build_model(attributes, pretrained):

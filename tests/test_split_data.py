@@ -832,5 +832,7 @@ def test_the_splits_it_writes_in_the_project_folder_are_left_out_of_git():
     # The README splits into the project's folder (--output .): `git add .` took the kept splits
     # train.old.1.csv and on, the user's, which .gitignore did not name.
     names = ['train.csv', 'val.csv', 'train.old.csv', 'val.old.csv', 'train.old.1.csv', 'val.old.12.csv']
+    # and what the README's commands of predict.py write there: model.json beside model.onnx
+    names += ['model.onnx', 'model.json', 'predictions.csv', 'predictions.json']
     ignored = subprocess.run(['git', 'check-ignore', '--no-index', *names], cwd=ROOT, capture_output=True, text=True)
     assert ignored.stdout.split() == names

@@ -928,7 +928,13 @@ def test_a_resumed_run_keeps_its_settings_and_data(small_split, tmp_path, monkey
     monkeypatch.setattr(train, 'build_model', lambda attributes, pretrained: (
         downloads.append(pretrained), real_build_model(attributes, pretrained))[1])
     machine = ['--device', 'cpu', '--workers', '0', '--logs', str(tmp_path / 'logs')]
+    capsys.readouterr()
     train.main(['--resume', last, *machine])
+    # What it wrote for its epoch is said as a branch's, not as if a stop had left it unwritten
+    said = capsys.readouterr().out
+    assert (f'wrote checkpoint-000001.pth, metrics.csv, curves.png of epoch 1 from {last}, as its folder held no '
+            "metrics.csv yet (a checkpoint copied there to branch off, a stop after its first last.pth, or the run's "
+            'files removed since)\n' in said), said
     assert metrics_rows(tmp_path / 'branch') == metrics_rows(full)
     assert downloads == [False]
     assert checkpoint_load(str(tmp_path / 'branch' / 'best.pth'))['epoch'] == 1  # the branch has its best too
