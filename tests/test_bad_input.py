@@ -1323,6 +1323,34 @@ def test_two_checkpoints_named_alike_but_their_ending_do_not_share_a_default_fol
     assert f'note: they replace the results of {second} on ' in capsys.readouterr().out
 
 
+def test_results_replaced_are_told_apart_by_their_rows_not_their_splits_name(one_epoch_run, small_split, tmp_path,
+                                                                             monkeypatch, capsys):
+    # val.csv split again held other rows, and its results were replaced unsaid; the rows scored
+    # before, kept as val.old.csv, were said to replace the results "on val.csv", theirs.
+    from demo import load_test_script
+    test_script = load_test_script()
+    monkeypatch.setattr(test_script, 'draw_figures', lambda jobs, parallel=True: None)  # not the question here
+    shutil.copytree(os.path.join(small_split['base'], 'fashion-product-images'), tmp_path / 'fashion-product-images')
+    header, *rows = open(small_split['val']).read().splitlines()
+    val, kept, again = tmp_path / 'val.csv', tmp_path / 'val.old.csv', tmp_path / 'again.csv'
+    last = os.path.join(one_epoch_run, 'last.pth')
+
+    def score(split):
+        capsys.readouterr()
+        test_script.main(['--checkpoint', last, '--output', str(tmp_path / 'eval'), '--val-csv', str(split)])
+        return re.findall('^note: they replace the results of (.*) there; --output writes them elsewhere$',
+                          capsys.readouterr().out, re.M)
+    write(val, '\n'.join([header] + rows[:12]) + '\n')
+    assert score(val) == []
+    os.rename(val, kept)
+    write(val, '\n'.join([header] + rows[12:]) + '\n')
+    assert score(val) == [f'{last} on {val}, which held other rows then']
+    assert score(val) == []  # the same, scored again
+    assert score(kept) == [f'{last} on {val}']
+    shutil.copy(kept, again)
+    assert score(again) == []  # the same rows, under another name
+
+
 def test_what_a_killed_test_py_left_in_its_output_folder_is_removed(one_epoch_run, tmp_path):
     from demo import load_test_script
     (tmp_path / '.tmp-2147483646-confusion_article.png').write_bytes(b'half a PNG')  # its drawing process killed
