@@ -185,9 +185,13 @@ def resolve_image_path(path, csv_folder, pictures_from=None):
     # split_data.py writes a path the system follows to the picture. Splits of before 2026-11-30
     # in a symlinked folder hold one that only works by name: tried next.
     beside_csv = os.path.join(csv_folder, path)
-    for candidate in (beside_csv, os.path.normpath(beside_csv), os.path.join(pictures_from or '', path)):
-        if os.path.exists(candidate):
-            return candidate
+    candidates = (beside_csv, os.path.normpath(beside_csv), os.path.join(pictures_from or '', path))
+    # A picture first; else a link that leads to none, named so by missing_image (a git-annex store
+    # not fetched), not the path beside the CSV that holds nothing at all.
+    for there in (os.path.exists, os.path.lexists):
+        for candidate in candidates:
+            if there(candidate):
+                return candidate
     return beside_csv
 
 
@@ -294,6 +298,9 @@ def what_to_do(skipped):
 
     if most(NO_PERMISSION):
         return 'let this user read its pictures'
+    if most(LINK_TO_NOTHING):  # split again, they would be skipped all the same
+        return ('fetch the pictures its links lead to, as git-annex and DVC leave them unfetched (git annex get, '
+                'dvc pull), or copy in the pictures themselves')
     if most(UNKNOWN_LABEL):
         # A new run's labels are its --attributes_file's; test.py's and a resumed run's, the
         # checkpoint's, which --attributes_file does not change: each way named where it works.

@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError, features
 
 from allocator import keep_freed_memory
 from atomic import (absolute_path, atomic_open, check_writable_file, json_value, name_pattern,
@@ -52,8 +52,10 @@ JSON_KEYS = {'image', *HEADS, 'error'}  # of each record write_json writes
 BROKEN_LINK, NO_SUCH_FILE = 'a link that leads to no file', 'no such file'
 # What a folder's pictures are named; AVIF (from phones and browsers) and JPEG 2000 too where this
 # Pillow reads them, as a picture named on the command line is read: a folder's were passed over unsaid.
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.jpe', '.jfif', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff') + tuple(
-    name for name in ('.avif', '.jp2') if Image.registered_extensions().get(name) in PICTURE_FORMATS)
+# (Pillow names .avif only where it reads AVIF; .jp2 always, but reads it only with its codec.)
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.jpe', '.jfif', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff') + (
+    ('.avif',) * (Image.registered_extensions().get('.avif') in PICTURE_FORMATS)
+    + ('.jp2',) * features.check_codec('jpg_2000'))
 
 
 def parse_args(argv=None):

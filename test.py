@@ -24,12 +24,12 @@ from checkpoint import (PRECISIONS, answers_not_numbers, changed_since_the_run, 
                         kept_as_old, model_from_checkpoint, path_as_trained, pictures_from, same_rows)
 from cli import (UserError, add_debug_flag, counted, first_few, non_negative_int, one_line, path_name, pick_device,
                  positive_int, quoted_path, run_cli, shown)
-from dataset import (HEADS, TITLES, FashionDataset, decoding_workers, image_named, in_real_folders, rows_digest,
-                     val_transform)
+from dataset import HEADS, TITLES, FashionDataset, decoding_workers, image_named, in_real_folders, val_transform
 from evaluate import autocast_for, majority_rates, one_pass_channels_last, validate, validation_precision
 from memory_data import InMemoryLoader, memory_format
 from plots import (can_show, draw_figures, drawn_by_matplotlib, drawn_here, plot_confusion_matrix, show_figures,
                    visualize_grid)
+from split_data import split_digest
 
 
 # The files test.py writes in its --output folder, each atomically (atomic.py).
@@ -144,8 +144,8 @@ def results_of_another(folder, report):
     """What the results in folder are of ('CHECKPOINT on VAL_CSV'), where another checkpoint or
     split than report's: said as they are replaced. Those of the same, at an earlier epoch (last.pth
     scored again as the run goes on), are what the user expects to be replaced. The split goes by
-    its rows where both results record them: val.csv split again holds another, and the run's own
-    kept as val.old.csv the same."""
+    its rows, in any order, where both results record them: val.csv split again holds another, and
+    the run's own kept as val.old.csv the same."""
     old = json_object(os.path.join(folder, 'metrics.json')) or {}
     if not {'checkpoint', 'val_csv'} <= old.keys():
         return None
@@ -153,8 +153,8 @@ def results_of_another(folder, report):
                   else old['val_csv'] == report['val_csv'])  # results written before val_rows
     if old['checkpoint'] == report['checkpoint'] and same_split:
         return None
-    other_rows = ', which held other rows then' if old['val_csv'] == report['val_csv'] and not same_split else ''
-    return f'{one_line(str(old["checkpoint"]))} on {one_line(str(old["val_csv"]))}{other_rows}'
+    other_rows = ', scored when it held other rows' if old['val_csv'] == report['val_csv'] and not same_split else ''
+    return f'{one_line(str(old["checkpoint"]))} on {one_line(str(old["val_csv"]))} there{other_rows}'
 
 
 def split_to_score(args, state):
@@ -282,7 +282,7 @@ def main(argv=None):
     # How it was scored, and the rows left out: figures in bf16, or over part of a split (labels the
     # checkpoint never saw), looked like any others in the file.
     report = dict(metrics, checkpoint=absolute_path(args.checkpoint), epoch=state.get('epoch'),
-                  val_csv=absolute_path(args.val_csv), val_rows=rows_digest(dataset.samples)[1],
+                  val_csv=absolute_path(args.val_csv), val_rows=split_digest(args.val_csv, ordered=False),
                   skipped_rows=skipped_rows(dataset, metrics),
                   device=str(device), precision=precision, channels_last=channels_last,
                   majority_rate={head: majority[head] for head in HEADS})
@@ -304,7 +304,7 @@ def main(argv=None):
         draw_figures(figures, parallel=not show)
     print(f'wrote metrics.json, confusion_{{{",".join(HEADS)}}}.png and predictions.png to {folder}')
     if replaced:
-        print(f'note: they replace the results of {replaced} there; --output writes them elsewhere')
+        print(f'note: they replace the results of {replaced}; --output writes them elsewhere')
     if show:  # after the block: a Ctrl-C to close the windows keeps the files written
         show_figures()
 

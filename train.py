@@ -570,7 +570,10 @@ def complete_resumed_epoch(run_dir, resume, path):
     for good, the run's record of its best naming this one, and a run stopped in its last epoch kept
     its metrics.csv a row short."""
     left = left_unwritten(run_dir, resume, path)
-    new_folder = not os.path.exists(os.path.join(run_dir, 'metrics.csv'))  # before it is written below
+    # Before they are written below: a folder with none of an epoch's files yet (but best.pth, which
+    # keep_best_of_resumed copies in) is most often a branch, a checkpoint copied there
+    new_folder = not any(name in ('metrics.csv', 'curves.png') or name.startswith('checkpoint-')
+                         for name in os.listdir(run_dir))
     for name in left:
         if name == 'metrics.csv':
             write_metrics(resume['history'], run_dir)
@@ -581,10 +584,10 @@ def complete_resumed_epoch(run_dir, resume, path):
     if not left:
         return
     wrote = f'wrote {", ".join(left)} of epoch {resume["epoch"]} from {shown_path(path)}'
-    if new_folder:  # most often a branch: a checkpoint copied into a folder of its own, as the README says
+    if new_folder:
         stop = ', a stop after its first last.pth' if resume['epoch'] == 1 else ''
-        print(f'{wrote}, as its folder held no metrics.csv yet (a checkpoint copied there to branch off{stop}, '
-              'or the run\'s files removed since)')
+        print(f'{wrote}, as its folder held none of its epochs\' files (a checkpoint copied there to branch '
+              f'off{stop}, or the run\'s files removed since)')
     else:  # or removed since by hand: the numbered checkpoint is written again all the same, and said
         print(f'{wrote}: a stop after its last.pth had left them unwritten or an epoch behind, or they were '
               'removed since')

@@ -615,6 +615,16 @@ def test_a_splits_pictures_that_are_links_to_no_file_or_in_a_loop_are_named_as_s
     said = capsys.readouterr().out
     assert ('skipped 3 rows: 1 a link that leads to no file, 1 a link in a loop of links, 1 image missing'
             in said), said
+    # The same, in a split of the tutorial's paths (from the folder the run began in) kept elsewhere
+    (tmp_path / 'splits').mkdir()
+    write(tmp_path / 'splits' / 'val.csv', '\n'.join([header, first, second, third] + rows) + '\n')
+    FashionDataset(str(tmp_path / 'splits' / 'val.csv'), attributes, pictures_from=str(tmp_path))
+    assert 'skipped 3 rows: 1 a link that leads to no file, 1 a link in a loop of links' in capsys.readouterr().out
+    # A split of such links alone: split again, its rows would be skipped all the same
+    write(tmp_path / 'links.csv', '\n'.join([header, first, first]) + '\n')
+    with pytest.raises(UserError, match=r'no usable row left .*; fetch the pictures its links lead to, as git-annex '
+                                        r'and DVC leave them unfetched \(git annex get, dvc pull\), or copy in '):
+        FashionDataset(str(tmp_path / 'links.csv'), attributes)
 
 
 def test_a_picture_pillow_refuses_as_too_large_is_named_so_not_as_broken(tmp_path):
@@ -1338,17 +1348,21 @@ def test_results_replaced_are_told_apart_by_their_rows_not_their_splits_name(one
     def score(split):
         capsys.readouterr()
         test_script.main(['--checkpoint', last, '--output', str(tmp_path / 'eval'), '--val-csv', str(split)])
-        return re.findall('^note: they replace the results of (.*) there; --output writes them elsewhere$',
+        return re.findall('^note: they replace the results of (.*); --output writes them elsewhere$',
                           capsys.readouterr().out, re.M)
     write(val, '\n'.join([header] + rows[:12]) + '\n')
     assert score(val) == []
     os.rename(val, kept)
     write(val, '\n'.join([header] + rows[12:]) + '\n')
-    assert score(val) == [f'{last} on {val}, which held other rows then']
+    assert score(val) == [f'{last} on {val} there, scored when it held other rows']
     assert score(val) == []  # the same, scored again
-    assert score(kept) == [f'{last} on {val}']
+    assert score(kept) == [f'{last} on {val} there']
     shutil.copy(kept, again)
     assert score(again) == []  # the same rows, under another name
+    write(again, '\n'.join([header] + sorted(rows[:12], reverse=True)) + '\n')
+    assert score(again) == []  # and in another order, as a spreadsheet sorts them
+    os.remove(tmp_path / rows[0].split(',')[0])
+    assert score(again) == []  # a picture gone is a row skipped (and said), not another split
 
 
 def test_what_a_killed_test_py_left_in_its_output_folder_is_removed(one_epoch_run, tmp_path):

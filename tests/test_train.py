@@ -932,9 +932,9 @@ def test_a_resumed_run_keeps_its_settings_and_data(small_split, tmp_path, monkey
     train.main(['--resume', last, *machine])
     # What it wrote for its epoch is said as a branch's, not as if a stop had left it unwritten
     said = capsys.readouterr().out
-    assert (f'wrote checkpoint-000001.pth, metrics.csv, curves.png of epoch 1 from {last}, as its folder held no '
-            "metrics.csv yet (a checkpoint copied there to branch off, a stop after its first last.pth, or the run's "
-            'files removed since)\n' in said), said
+    assert (f"wrote checkpoint-000001.pth, metrics.csv, curves.png of epoch 1 from {last}, as its folder held none "
+            "of its epochs' files (a checkpoint copied there to branch off, a stop after its first last.pth, or the "
+            "run's files removed since)\n" in said), said
     assert metrics_rows(tmp_path / 'branch') == metrics_rows(full)
     assert downloads == [False]
     assert checkpoint_load(str(tmp_path / 'branch' / 'best.pth'))['epoch'] == 1  # the branch has its best too
