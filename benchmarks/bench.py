@@ -201,10 +201,12 @@ def make_model(attributes, device, channels_last, torchvision_layers=False, mode
 
 
 def trainer(attributes, device, precision, channels_last, batch_size, graphs, compile_mode=None,
-            torchvision_layers=False, compile_loss=True):
+            torchvision_layers=False, compile_loss=True, plain_adam=False):
     core = make_model(attributes, device, channels_last, torchvision_layers)
     model = torch.compile(core, mode=compile_mode) if compile_mode else core
-    optimizer = make_optimizer(core, 1e-3, device, graphs)
+    # plain_adam: the tutorial's torch.optim.Adam as it comes, not fused as train.py's
+    optimizer = (torch.optim.Adam(core.parameters(), lr=1e-3) if plain_adam
+                 else make_optimizer(core, 1e-3, device, graphs))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
     autocast = lambda: autocast_for(device, precision, cache_enabled=not graphs)  # noqa: E731
     compiled = bool(compile_mode)
@@ -426,8 +428,10 @@ def measure(args, work):
         paths = {
             'bare': (fixed_batch(attributes, batch_size, device),
                      trainer(attributes, device, precision, layout, batch_size, graphs)),
-            # The original: fp32, contiguous tensors, no graphs, per-image PIL work in workers.
-            'tutorial': (forever(tutorial_loaders[0]), trainer(attributes, device, 'fp32', False, batch_size, False)),
+            # The original: fp32, contiguous tensors, no graphs, per-image PIL work in workers; its
+            # model's layers as torchvision builds them, and plain Adam.
+            'tutorial': (forever(tutorial_loaders[0]), trainer(attributes, device, 'fp32', False, batch_size, False,
+                                                               torchvision_layers=True, plain_adam=True)),
             # Its data path into train.py's step: 3/2b is what the data path alone gains, where 3/2
             # also holds the step's layout (channels_last: 1.1 to 1.35x on a CPU) and graphs.
             'tutorial data': (forever(tutorial_loaders[1]),
@@ -437,9 +441,13 @@ def measure(args, work):
         }
         # Interleaved rounds, best of each: a busy neighbour then slows all three alike.
         rounds = {name: [] for name in paths}
-        for _ in range(args.rounds):
+        for round_ in range(args.rounds):
             for name, (batches, step) in paths.items():
-                rounds[name].append(rate(batches, step, device, args.seconds / args.rounds))
+                # A graph's start-up in the first round only: the later ones go on where it left off,
+                # and their warm-up steps (at batch 128 on a CPU, most of a second each) stretched a
+                # busy machine's run past 3 minutes
+                warmup = {} if round_ == 0 else {'warmup': 1}
+                rounds[name].append(rate(batches, step, device, args.seconds / args.rounds, **warmup))
         bare, tutorial, its_data, ours = (max(rounds[name]) for name in ('bare', 'tutorial', 'tutorial data', 'ours'))
         ratios.update({f'3/1 at batch {batch_size}': ours / bare, f'2b/1 at batch {batch_size}': its_data / bare})
         spreads.update({f'{COLUMNS[name]} at batch {batch_size}': rates for name, rates in rounds.items()})
@@ -460,10 +468,13 @@ def measure(args, work):
     spreads.update({f'evaluation {name}': rates for name, rates in evaluation.items()})
     # What the data costs the step in (3): the cache, the batched augmentation, the batches.
     alone = min(16, len(train_set))  # a batch of all of them where there are fewer
-    data_alone = rate(forever(InMemoryLoader(images, labels, alone, device, True,
-                                             channels_last=default_channels_last(device, alone))),
-                      lambda batch: batch['img'].shape[0], device, args.seconds / 6)
-    print(f"train.py's data path alone, no model (batch {alone}): {data_alone:.0f} images/s")
+    batches = forever(InMemoryLoader(images, labels, alone, device, True,
+                                     channels_last=default_channels_last(device, alone)))
+    # In rounds, the best counting and a busy machine's spread said, as for the others
+    rates = [rate(batches, lambda batch: batch['img'].shape[0], device, args.seconds / 6 / args.rounds)
+             for _ in range(args.rounds)]
+    spreads["train.py's data path alone"] = rates
+    print(f"train.py's data path alone, no model (batch {alone}): {max(rates):.0f} images/s")
     print(f'in-memory cache: {len(train_set):,} images decoded in {cache_seconds:.1f}s, '
           f'{images.numel() / 2**20:.0f} MiB ({images.numel() / len(train_set) / 1024:.1f} KiB an image)')
     gpu_peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == 'cuda' else None
