@@ -589,7 +589,8 @@ def complete_resumed_epoch(run_dir, resume, path):
         print(f'{wrote}, as its folder held none of its epochs\' files (a checkpoint copied there to branch '
               f'off{stop}, or the run\'s files removed since)')
     else:  # or removed since by hand: the numbered checkpoint is written again all the same, and said
-        print(f'{wrote}: a stop after its last.pth had left them unwritten or an epoch behind, or they were '
+        them, were = ('it', 'it was') if len(left) == 1 else ('them', 'they were')
+        print(f'{wrote}: a stop after its last.pth had left {them} unwritten or an epoch behind, or {were} '
               'removed since')
 
 

@@ -2446,7 +2446,8 @@ def test_a_best_pth_an_epoch_behind_the_runs_record_of_its_best_is_written_on_re
     train.complete_resumed_epoch(str(run), state, str(run / 'last.pth'))
     assert checkpoint_load(str(run / 'best.pth'))['epoch'] == 1
     assert runs.left_unwritten(str(run), state, str(run / 'last.pth')) == []
-    assert capsys.readouterr().out.startswith('wrote best.pth of epoch 1 from ')
+    assert capsys.readouterr().out == (f'wrote best.pth of epoch 1 from {run / "last.pth"}: a stop after its last.pth '
+                                       'had left it unwritten or an epoch behind, or it was removed since\n')
     # Where the record names an earlier epoch as the best, best.pth holding it is right
     checkpoint_save(str(run / 'best.pth'), earlier)  # where the record names an earlier epoch, it holds that one
     assert runs.left_unwritten(str(run), dict(state, best={'epoch': 0, 'score': 0.5}), str(run / 'last.pth')) == []
