@@ -689,7 +689,7 @@ def describe_setup(args, context, precision, channels_last, cuda_graphs):
     if context.distributed:
         # The learning rate goes with the effective batch (the README's multi-GPU section): said at the start.
         n = context.world_size
-        parts.append(f'{n} processes of --batch-size {args.batch_size}: an effective batch of {n * args.batch_size}')
+        parts.append(f'{n} processes of --batch-size {args.batch_size}: an effective batch of {n * args.batch_size:,}')
     return ', '.join(parts)
 
 

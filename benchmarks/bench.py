@@ -433,7 +433,8 @@ def measure(args, work):
             'tutorial': (forever(tutorial_loaders[0]), trainer(attributes, device, 'fp32', False, batch_size, False,
                                                                torchvision_layers=True, plain_adam=True)),
             # Its data path into train.py's step: 3/2b is what the data path alone gains, where 3/2
-            # also holds the step's layout (channels_last: 1.1 to 1.35x on a CPU) and graphs.
+            # also holds the step's layout (channels_last: 1.1 to 1.35x on a CPU), graphs, fused
+            # Adam and model.py's layers.
             'tutorial data': (forever(tutorial_loaders[1]),
                               trainer(attributes, device, precision, layout, batch_size, graphs)),
             'ours': (forever(InMemoryLoader(images, labels, batch_size, device, True, channels_last=layout)),
@@ -444,7 +445,7 @@ def measure(args, work):
         for round_ in range(args.rounds):
             for name, (batches, step) in paths.items():
                 # A graph's start-up in the first round only: the later ones go on where it left off,
-                # and their warm-up steps (at batch 128 on a CPU, most of a second each) stretched a
+                # and their warm-up steps (at batch 128 on 2 CPU cores, 0.4 to 0.7 s each) stretched a
                 # busy machine's run past 3 minutes
                 warmup = {} if round_ == 0 else {'warmup': 1}
                 rounds[name].append(rate(batches, step, device, args.seconds / args.rounds, **warmup))

@@ -1362,7 +1362,7 @@ def test_results_replaced_are_told_apart_by_their_rows_not_their_splits_name(one
     write(again, '\n'.join([header] + sorted(rows[:12], reverse=True)) + '\n')
     assert score(again) == []  # and in another order, as a spreadsheet sorts them
     os.remove(tmp_path / rows[0].split(',')[0])
-    assert score(again) == []  # a picture gone is a row skipped (and said), not another split
+    assert score(again) == []  # a picture gone is a row skipped, not another split
 
 
 def test_what_a_killed_test_py_left_in_its_output_folder_is_removed(one_epoch_run, tmp_path):

@@ -855,6 +855,29 @@ def test_bench_says_when_the_rounds_of_a_measurement_differ_too_much(tmp_path, m
     assert '(2b/1 2.50 at batch 16)' in notes[1]
 
 
+def test_bench_times_the_tutorials_own_step_on_path_2_alone(tmp_path, monkeypatch):
+    # Path 2, "as the original", took train.py's fused Adam and model.py's layers (1.06 to 1.10x
+    # faster at batch 16 on 2 cores), and so read 3/2 low.
+    import bench
+    monkeypatch.delenv('FASHION_DATA', raising=False)
+    monkeypatch.setattr(sys, 'argv', ['bench.py', *map(str, CHEAP_BENCH), '--work', str(tmp_path)])
+    monkeypatch.setattr(bench, 'evaluation_rates', lambda *args: {'folded': [300], 'unfolded': [250]})
+    monkeypatch.setattr(bench, 'rate', lambda *args, **kwargs: 100.0)
+    built, adams, real_trainer, real_adam = [], [], bench.trainer, torch.optim.Adam
+
+    def trainer(*args, **kwargs):
+        built.append((kwargs.get('plain_adam', False), kwargs.get('torchvision_layers', False)))
+        return real_trainer(*args, **kwargs)
+    monkeypatch.setattr(bench, 'trainer', trainer)
+    monkeypatch.setattr(torch.optim, 'Adam', lambda params, **kwargs: (adams.append(kwargs),
+                                                                      real_adam(params, **kwargs))[1])
+    bench.main()
+    # paths 1, 2, 2b and 3: the tutorial's alone with torchvision's layers and plain Adam (neither
+    # fused nor foreach asked for)
+    assert built == [(False, False), (True, True), (False, False), (False, False)]
+    assert [kwargs.get('fused') for kwargs in adams] == [True, None, True, True], adams
+
+
 def test_bench_names_the_batch_of_its_data_path_alone_as_timed(tmp_path, monkeypatch, capsys):
     # "(batch 16)" with 8 training pictures, each batch of them all
     import bench

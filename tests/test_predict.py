@@ -1210,6 +1210,8 @@ def test_a_folders_avif_and_jpeg_2000_pictures_are_predicted_where_pillow_reads_
     picture = Image.open(catalog_images(catalog)[0])
     picture.save(tmp_path / 'a.jpg')
     readable = {'.avif': Image.registered_extensions().get('.avif') == 'AVIF', '.jp2': features.check_codec('jpg_2000')}
+    if not any(readable.values()):
+        pytest.skip('this Pillow reads neither AVIF nor JPEG 2000')
     for ending in (name for name, read in readable.items() if read):
         picture.save(tmp_path / f'b{ending}')
     found = predict.find_images([str(tmp_path)])
