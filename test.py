@@ -268,6 +268,7 @@ def main(argv=None):
     args.val_csv, count_trained = split_to_score(args, state)
     dataset = FashionDataset(args.val_csv, attributes, val_transform,
                              pictures_from(state.get('args') or {}, 'val_csv', args.val_csv))
+    val_rows = split_digest(args.val_csv, ordered=False)  # as it was read: it may change in the minutes to come
     if count_trained:
         note_trained_pictures(args, state, dataset)
     loader = InMemoryLoader.from_dataset(dataset, args.batch_size, device, train=False, workers=args.workers,
@@ -282,7 +283,7 @@ def main(argv=None):
     # How it was scored, and the rows left out: figures in bf16, or over part of a split (labels the
     # checkpoint never saw), looked like any others in the file.
     report = dict(metrics, checkpoint=absolute_path(args.checkpoint), epoch=state.get('epoch'),
-                  val_csv=absolute_path(args.val_csv), val_rows=split_digest(args.val_csv, ordered=False),
+                  val_csv=absolute_path(args.val_csv), val_rows=val_rows,
                   skipped_rows=skipped_rows(dataset, metrics),
                   device=str(device), precision=precision, channels_last=channels_last,
                   majority_rate={head: majority[head] for head in HEADS})

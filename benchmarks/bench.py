@@ -440,7 +440,7 @@ def measure(args, work):
             'ours': (forever(InMemoryLoader(images, labels, batch_size, device, True, channels_last=layout)),
                      trainer(attributes, device, precision, layout, batch_size, graphs)),
         }
-        # Interleaved rounds, best of each: a busy neighbour then slows all three alike.
+        # Interleaved rounds, best of each: a busy neighbour then slows all four paths more alike.
         rounds = {name: [] for name in paths}
         for round_ in range(args.rounds):
             for name, (batches, step) in paths.items():
