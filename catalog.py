@@ -409,6 +409,8 @@ NO_PERMISSION = 'no permission to read it'
 # were not fetched, where `ls` shows every name. 'no image file' would send the user looking for
 # pictures that are plainly there.
 LINK_TO_NOTHING, LINK_LOOP = 'a link that leads to no file', 'a link in a loop of links'
+# How such pictures are had (split_data.py's advice and a split's reader's alike)
+HOW_TO_FETCH = '(git annex get, dvc pull), or copy in the pictures themselves'
 # Pillow refuses to decode a picture of over twice Image.MAX_IMAGE_PIXELS (a decompression bomb's
 # guard): said as such, not as damaged, since the file is sound.
 TOO_LARGE = f'too large (over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels)'

@@ -13,9 +13,9 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from atomic import absolute_path
-from catalog import (IMAGE_SIZE, LABEL_COLUMNS, LINK_LOOP, LINK_TO_NOTHING, NO_PERMISSION, REQUIRED_COLUMNS,
-                     SPLIT_COLUMNS, TOO_LARGE, TOO_MANY_FIELDS, UNREADABLE, format_counts, not_an_image_file,
-                     open_picture, read_csv_rows, read_styles, turn_upright)
+from catalog import (HOW_TO_FETCH, IMAGE_SIZE, LABEL_COLUMNS, LINK_LOOP, LINK_TO_NOTHING, NO_PERMISSION,
+                     REQUIRED_COLUMNS, SPLIT_COLUMNS, TOO_LARGE, TOO_MANY_FIELDS, UNREADABLE, format_counts,
+                     not_an_image_file, open_picture, read_csv_rows, read_styles, turn_upright)
 from cli import (UserError, command, counted, first_few, leave_stops_to_the_main_process, started,
                  usable_cores, worker_processes)
 
@@ -299,8 +299,7 @@ def what_to_do(skipped):
     if most(NO_PERMISSION):
         return 'let this user read its pictures'
     if most(LINK_TO_NOTHING):  # split again, they would be skipped all the same
-        return ('fetch the pictures its links lead to, as git-annex and DVC leave them unfetched (git annex get, '
-                'dvc pull), or copy in the pictures themselves')
+        return f'fetch the pictures its links lead to, as git-annex and DVC leave them unfetched {HOW_TO_FETCH}'
     if most(UNKNOWN_LABEL):
         # A new run's labels are its --attributes_file's; test.py's and a resumed run's, the
         # checkpoint's, which --attributes_file does not change: each way named where it works.

@@ -21,8 +21,8 @@ from concurrent.futures.process import BrokenProcessPool
 from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder, flush_to_disk,
                     folder_locked, kept_aside, put_back_left_asides, remove_left_temporaries,
                     renamed_together)
-from catalog import (IMAGE_SIZE, LINK_TO_NOTHING, SPLIT_COLUMNS, WIDE_BOMS, describe_download, format_counts,
-                     image_problem, labels_apart_in_case, nul_safe, read_styles, with_nul_bytes)
+from catalog import (HOW_TO_FETCH, IMAGE_SIZE, LINK_TO_NOTHING, SPLIT_COLUMNS, WIDE_BOMS, describe_download,
+                     format_counts, image_problem, labels_apart_in_case, nul_safe, read_styles, with_nul_bytes)
 from cli import (NO_SUCH_FILE, UserError, add_debug_flag, check_working_folder_for, counted, ctrl_c_held, first_few,
                  path_name, positive_int, printable, progress_bar, quoted_path, reach_problem, run_cli, seed_number,
                  shown, usable_cores, what_is_there, worker_processes)
@@ -152,8 +152,7 @@ def renaming_hint(skipped, args):
 def fetching_hint(skipped):
     count = skipped[LINK_TO_NOTHING]
     return (f'{counted(count, "picture")} in images/ {"is a link" if count == 1 else "are links"} to no file, as '
-            'git-annex and DVC leave those whose contents were not fetched: fetch them (git annex get, dvc pull), '
-            'or copy in the pictures themselves')
+            f'git-annex and DVC leave those whose contents were not fetched: fetch them {HOW_TO_FETCH}')
 
 
 # Names of pictures that are not ID.jpg: a copy that upper-cased them, a program's .jpeg, or

@@ -72,8 +72,11 @@ def parse_args(argv=None):
 def output_folder(args):
     if args.output is not None:  # '' too: `--output "$OUT"` with OUT unset is refused, not ignored
         return args.output
-    stem = os.path.splitext(os.path.basename(args.checkpoint))[0]
-    return os.path.join(os.path.dirname(absolute_path(args.checkpoint)), f'eval-{stem}')
+    return os.path.join(os.path.dirname(absolute_path(args.checkpoint)), default_folder_name(args.checkpoint))
+
+
+def default_folder_name(checkpoint):
+    return f'eval-{os.path.splitext(os.path.basename(checkpoint))[0]}'
 
 
 def check_default_folder_is_its_own(folder, checkpoint, named):
@@ -86,9 +89,8 @@ def check_default_folder_is_its_own(folder, checkpoint, named):
     if not (isinstance(other, str) and os.path.isabs(other) and os.path.isfile(other)) \
             or os.path.samefile(other, checkpoint):
         return
-    stem = os.path.splitext(os.path.basename(checkpoint))[0]
     if os.path.samefile(os.path.dirname(other), os.path.dirname(absolute_path(checkpoint))) \
-            and os.path.splitext(os.path.basename(other))[0] == stem:
+            and default_folder_name(other) == default_folder_name(checkpoint):
         raise UserError(f'{named}: holds the results of {other}, another checkpoint whose name differs only in '
                         'its ending; give --output to write these elsewhere')
 
