@@ -131,6 +131,19 @@ def test_the_tutorials_transforms_change_no_hue_and_shear_nothing_as_augment_py_
     assert (jitter.hue, affine.shear) == (None, None)
 
 
+def test_the_transforms_are_the_tutorials_as_the_readme_gives_them():
+    # The agreement tests above compare augment.py with dataset.py's transforms, which share their
+    # constants: a range changed at the source moves both, and only this test sees it.
+    flip, jitter, affine, to_tensor, norm = train_transform.transforms
+    assert flip.p == 0.5
+    assert (jitter.brightness, jitter.contrast, jitter.saturation) == ((0.7, 1.3),) * 3
+    assert (affine.degrees, affine.translate, affine.scale) == ([-20.0, 20.0], (0.1, 0.1), (0.8, 1.2))
+    assert (affine.interpolation, tuple(affine.fill)) == (InterpolationMode.NEAREST, (255, 255, 255))
+    assert isinstance(to_tensor, type(val_transform.transforms[0]))
+    for transform in (norm, val_transform.transforms[1]):
+        assert (transform.mean, transform.std) == ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+
+
 def test_each_image_gets_its_own_draw_from_the_tutorials_ranges():
     # Every parameter is drawn per image as torchvision draws it for the tutorial's transforms:
     # the same quantiles, so a narrower or shifted range (a rotation of 10 degrees instead of 20,

@@ -8,7 +8,7 @@ import torch
 
 import dataset as dataset_module
 from augment import prepare_batch
-from dataset import AttributesDataset, FashionDataset, keep_rows, load_image, load_into_memory, val_transform
+from dataset import HEADS, AttributesDataset, FashionDataset, keep_rows, load_image, load_into_memory, val_transform
 from distributed import merge_shards
 from evaluate import calculate_metrics, majority_rates, predict_all, validate
 from memory_data import InMemoryLoader
@@ -25,7 +25,10 @@ def test_validation_batches_equal_the_per_image_transforms(small_split):
     batches = list(InMemoryLoader(images, labels, 16, 'cpu', train=False))
     first = dataset[0]
     assert torch.allclose(batches[0]['img'][0], first['img'], atol=1e-6)
-    assert batches[0]['labels']['article_labels'][0] == first['labels']['article_labels']
+    for i in range(len(dataset)):  # each head's label, as the per-image path gives it
+        assert {h: int(labels[h][i]) for h in HEADS} == {h: dataset[i]['labels'][f'{h}_labels'] for h in HEADS}, i
+    for h in HEADS:  # and the batches, in order, carry them
+        assert torch.equal(torch.cat([b['labels'][f'{h}_labels'] for b in batches]), labels[h])
     assert sum(len(b['img']) for b in batches) == len(dataset)
     # in the memory format asked for, whatever the cache's: --channels-last off means NCHW
     for channels_last, layout in ((False, torch.contiguous_format), (True, torch.channels_last)):

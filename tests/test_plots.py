@@ -362,6 +362,29 @@ def test_test_py_show_keeps_its_four_figures_open_here_for_the_windows(small_spl
         'predictedgender/article/colour(truelabelinbracketswherewrong)']
 
 
+def test_test_py_draws_each_heads_confusion_matrix_from_its_truth_and_its_answers(one_epoch_run, small_split,
+                                                                                  tmp_path, monkeypatch):
+    # Rows the true labels, columns the answers: the two swapped, a figure would still be drawn.
+    import json
+    from demo import load_test_script
+    test_script = load_test_script()
+    drawn = []
+    monkeypatch.setattr(test_script, 'draw_figures', lambda jobs, parallel=True: drawn.extend(jobs))
+    test_script.main(['--checkpoint', os.path.join(one_epoch_run, 'last.pth'), '--val-csv', small_split['val'],
+                      '--output', str(tmp_path / 'eval'), '--device', 'cpu'])
+    with open(tmp_path / 'eval' / 'metrics.json') as f:
+        metrics = json.load(f)
+    attributes = AttributesDataset(small_split['styles'])
+    with open(small_split['val'], encoding='utf-8') as f:
+        rows = [line.rstrip('\n').split(',') for line in f][1:]
+    confusion = [args for draw, args in drawn if draw is test_script.plot_confusion_matrix]
+    for head, column, (truth, predicted, names, *_) in zip(HEADS, (1, 2, 3), confusion):
+        assert list(names) == attributes.labels(head)
+        assert [names[i] for i in truth] == [row[column] for row in rows], head
+        assert np.mean(np.asarray(truth) == np.asarray(predicted)) == pytest.approx(metrics[f'{head}_accuracy'])
+    assert len(confusion) == 3
+
+
 def test_test_py_replaces_its_own_files_and_no_file_of_the_users(small_split, tmp_path):
     # `test.py --output notes/` wrote metrics.json and the PNGs over the user's files of those names.
     from demo import load_test_script

@@ -29,6 +29,23 @@ def test_same_seed_same_bytes_other_seed_other_pictures(tmp_path):
     assert read(a, f'images/{first}') == read(b, f'images/{first}')
 
 
+def test_each_seed_draws_its_pictures_from_streams_of_its_own(tmp_path, monkeypatch):
+    # A picture's pose, shading and noise come from the seed and its id: another seed's picture of
+    # the same id (and labels, in a larger catalog) is another picture, not the same one again.
+    streams = {}
+    real_draw = sample_catalog.draw_item
+
+    def recorded(article, gender, colour, rng):
+        streams[seed].add(rng.bit_generator.state['state']['state'])
+        return real_draw(article, gender, colour, rng)
+
+    monkeypatch.setattr(sample_catalog, 'draw_item', recorded)
+    for seed in (5, 6):
+        streams[seed] = set()
+        make_catalog(str(tmp_path / str(seed)), n_images=30, seed=seed)
+    assert len(streams[5]) == len(streams[6]) == 30 and not streams[5] & streams[6]
+
+
 def test_kaggle_layout_and_balanced_learnable_labels(tmp_path):
     manifest = make_catalog(str(tmp_path / 'cat'), n_images=240, seed=0)
     with open(os.path.join(manifest['root'], 'styles.csv'), newline='') as f:

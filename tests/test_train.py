@@ -283,6 +283,21 @@ def test_a_resumed_run_keeps_its_own_validation_and_saving_schedule(small_split,
     assert (saved['val_every'], saved['save_every']) == (1, 1)
 
 
+def test_a_tie_keeps_the_first_best_epoch(small_split, tmp_path, monkeypatch):
+    # Equal accuracies at every epoch (a small split's plateau): best.pth stays the first of them,
+    # not overwritten by each later epoch that only equals it.
+    real_validate = train.validate
+
+    def plateau(*args, **kwargs):
+        metrics, predicted, truth = real_validate(*args, **kwargs)
+        return dict(metrics, **{f'{head}_accuracy': 0.5 for head in HEADS}), predicted, truth
+
+    monkeypatch.setattr(train, 'validate', plateau)
+    run_dir = train.main(train_args(small_split, tmp_path, '--epochs', 3, '--val-every', 1))
+    assert checkpoint_load(os.path.join(run_dir, 'last.pth'))['best'] == {'epoch': 1, 'score': 0.5}
+    assert checkpoint_load(os.path.join(run_dir, 'best.pth'))['epoch'] == 1
+
+
 def slow_checkpoints(monkeypatch, seconds):
     """A disk on which every checkpoint takes `seconds` longer to write."""
     real_save = train.checkpoint_save
