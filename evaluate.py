@@ -70,7 +70,8 @@ def validation_precision(state, device):
 
 
 def autocast_for(device, precision, cache_enabled=True):
-    # bf16 needs no GradScaler; on the CPU (and for fp32) the plain context keeps exact numbers.
+    # bf16 autocasts on CUDA and on the CPU alike, and needs no GradScaler; fp32 (or bf16 on another
+    # device, which falls back to it) runs in the plain context, in exact numbers.
     if precision == 'bf16' and device.type in ('cuda', 'cpu'):
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=cache_enabled)
     return nullcontext()
@@ -78,8 +79,8 @@ def autocast_for(device, precision, cache_enabled=True):
 
 @contextmanager
 def cudnn_heuristics():
-    """cuDNN picks its kernels by heuristics here, without timing candidates (train.py turns that
-    search on for training): an evaluation runs a fraction of a second at a time on a GPU, less
+    """cuDNN picks its kernels by heuristics here, without timing candidates (train.py searches
+    while training only with --cudnn-benchmark on): an evaluation runs a fraction of a second at a time on a GPU, less
     than a search for its new batch shapes, which would come on top of the training's."""
     searched = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = False

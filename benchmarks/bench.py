@@ -459,7 +459,8 @@ def measure(args, work):
         print(f'{batch_size:5d} {precision:>9} {bare:12.0f} {tutorial:11.0f} {its_data:12.0f} {ours:11.0f} '
               f'{ours / bare:6.2f} {ours / tutorial:6.2f} {ours / its_data:6.2f}')
 
-    precision = default_precision(device)  # test.py's
+    # test.py's for a run validated in bf16 (on CUDA, a batch over 16 or compiled); fp32 on a CPU
+    precision = default_precision(device)
     models = {'folded': make_model(attributes, device, channels_last),
               'unfolded': make_model(attributes, device, channels_last, model_class=WithBatchNorms)}
     evaluation = evaluation_rates(models, val_memory, device, precision, args.rounds)
