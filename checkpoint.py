@@ -437,9 +437,10 @@ def same_rows(state, key, path, ordered=True):
         data = f.read()
     in_any_order = (state.get('split_row_sets') or {}).get(key)
     if not ordered and in_any_order:
-        return in_any_order == pictures_digest(data, ordered=False)
+        return in_any_order in (pictures_digest(data, ordered=False), pictures_digest(data, ordered=False, legacy=True))
     # and the older digests: of its lines, and of the file's bytes (checkpoints of 2026-11-30)
-    return saved in (pictures_digest(data), rows_digest(data), hashlib.sha256(data).hexdigest())
+    return saved in (pictures_digest(data), pictures_digest(data, legacy=True), rows_digest(data),
+                     hashlib.sha256(data).hexdigest())
 
 
 def kept_as_old(state, key, path):
