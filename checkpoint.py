@@ -1,5 +1,6 @@
 # Saving and loading checkpoints so that nothing is lost and nothing runs on load:
 # written atomically (atomic.py), read with weights_only=True.
+import codecs
 import hashlib
 import io
 import json
@@ -145,6 +146,25 @@ def check_not_other_kind(path, data):
     if kind is not None:
         raise UserError(f'{path}: a {kind} picture, not a checkpoint: give {RUN_CHECKPOINTS} (with predict.py, '
                         'the pictures come after its flags)')
+    line = first_line_of_text(data)
+    if line is not None:  # a split or styles.csv, args.json, a log: the unpickler said 'Unsupported operand 105'
+        raise UserError(f'{path}: a text file, not a checkpoint (its first line is {line!r}): give {RUN_CHECKPOINTS}')
+
+
+def first_line_of_text(data):
+    """The first line of data where it begins as UTF-8 text (its first 4 KiB), at most 80 characters
+    of it; None for bytes of any other kind."""
+    head = data[:4096]
+    if not head.strip() or b'\0' in head:
+        return None
+    try:
+        text = codecs.getincrementaldecoder('utf-8-sig')().decode(head)  # a character cut at the end waits
+    except UnicodeDecodeError:
+        return None
+    if not text.strip() or not all(c.isprintable() or c.isspace() for c in text):
+        return None
+    line = text.strip().splitlines()[0]
+    return line if len(line) <= 80 else line[:77] + '...'
 
 
 def exported_labels(data):

@@ -94,15 +94,23 @@ def test_a_pickled_payload_is_refused_and_never_runs(tmp_path):
         assert b'system' in f.read()
 
 
-@pytest.mark.parametrize('content', [b'', b'not a checkpoint at all', pickle.dumps([1, 2, 3], protocol=2),
-                                     pickle.dumps([1, 2, 3], protocol=4),
-                                     b'hello', b'epoch,lr,seconds\n'])  # a KeyError, an IndexError inside
-def test_files_that_are_not_checkpoints_are_named(tmp_path, content):
+@pytest.mark.parametrize('content,said', [
+    (b'', 'not a PyTorch checkpoint'), (pickle.dumps([1, 2, 3], protocol=2), 'not a PyTorch checkpoint'),
+    (pickle.dumps([1, 2, 3], protocol=4), 'not a PyTorch checkpoint'), (b'\x80\x02garbage', 'not a PyTorch checkpoint'),
+    ('a\u00e9\ufffd'.encode('utf-16'), 'not a PyTorch checkpoint'),  # no UTF-8: not named as text
+    # Text, where the unpickler said 'Unsupported operand 110' or failed inside (a KeyError, an IndexError)
+    (b'not a checkpoint at all', "a text file, not a checkpoint (its first line is 'not a checkpoint at all')"),
+    (b'hello', "a text file, not a checkpoint (its first line is 'hello')"),
+    ('\ufeff\n\nimage_path,gender,articleType,baseColour\r\nx.jpg,Men,Shirts,Blue\r\n'.encode(),
+     "a text file, not a checkpoint (its first line is 'image_path,gender,articleType,baseColour'): give a run's "
+     "best.pth or last.pth"),
+    (b'epoch,lr,seconds\n' + b'x' * 5000, "a text file, not a checkpoint (its first line is 'epoch,lr,seconds')")])
+def test_files_that_are_not_checkpoints_are_named(tmp_path, content, said):
     path = tmp_path / 'x.pth'
     path.write_bytes(content)
     with warnings.catch_warnings():
         warnings.simplefilter('error')  # PyTorch's warning about the pickle protocol is not shown
-        with pytest.raises(UserError, match=f'{path}: not a PyTorch checkpoint'):
+        with pytest.raises(UserError, match=f'^{re.escape(f"{path}: {said}")}'):
             checkpoint_load(str(path))
 
 
@@ -434,11 +442,13 @@ def test_an_export_its_label_file_or_a_picture_given_for_a_checkpoint_is_named_a
             checkpoint_load(str(path))
     other = tmp_path / 'other.json'  # JSON of another kind: no label file
     other.write_text('{"format": "something else"}')
-    with pytest.raises(UserError, match='other.json: not a PyTorch checkpoint'):
+    with pytest.raises(UserError, match=re.escape('other.json: a text file, not a checkpoint (its first line is '
+                                                  '\'{"format": "something else"}\')')):
         checkpoint_load(str(other))
-    deep = tmp_path / 'deep.pth'  # deeper than Python's stack: json's RecursionError
+    deep = tmp_path / 'deep.pth'  # deeper than Python's stack: json's RecursionError; its line cut short
     deep.write_text('{"a": ' * 100_000)
-    with pytest.raises(UserError, match=r'deep.pth: not a PyTorch checkpoint \(Unsupported operand 123\)'):
+    with pytest.raises(UserError, match=re.escape(f'deep.pth: a text file, not a checkpoint (its first line is '
+                                                  f'{deep.read_text()[:77] + "..."!r})')):
         checkpoint_load(str(deep))
     cut = tmp_path / 'cut.onnx'  # a checkpoint cut short, or an empty file, whatever its name
     checkpoint_save(str(cut), make_state())
