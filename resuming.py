@@ -69,8 +69,8 @@ def resumed_args(argv, resume, path, parse_args, parser):
         args.run_name, args.checkpoints = saved['run_name'], saved['checkpoints']
     for key in FIXED_ON_RESUME:
         if key in saved and getattr(args, key) != saved[key]:
-            raise UserError(f'--{key.replace("_", "-")} {getattr(args, key)}: the run in {path} trained with '
-                            f'{saved[key]}, and a resumed run keeps it; start a new run to change it')
+            raise UserError(f'--{key.replace("_", "-")} {as_typed(getattr(args, key))}: the run in {path} trained '
+                            f'with {as_typed(saved[key])}, and a resumed run keeps it; start a new run to change it')
     if args.pretrained and not saved.get('pretrained'):
         raise UserError(f'--pretrained: the run in {path} started from scratch, and a resumed run goes on from '
                         "its checkpoint's weights; leave --pretrained out")
@@ -176,6 +176,11 @@ def note_other_draws(args, saved, path):
         was = ', '.join(f'{key} {saved[key]}' for key in changed)
         note(f'{given}: the run in {path} trained with {was}; from here on its augmentation draws are not '
              'those of an unbroken run')
+
+
+def as_typed(value):
+    """A setting as a person types it: --warmup-epochs 1, not the 1.0 it is parsed to."""
+    return f'{value:g}' if isinstance(value, float) else value
 
 
 def take_the_runs_files(args, original, resolved, gone, path):

@@ -684,8 +684,8 @@ def describe_setup(args, context, precision, channels_last, cuda_graphs):
     parts = [precision] + (['channels_last'] if channels_last else []) + (['CUDA graphs'] if cuda_graphs else [])
     if context.device.type == 'cuda' and args.cudnn_benchmark == 'on':
         parts.append("cuDNN's kernel search")
-    if args.compile:
-        parts.append(f'torch.compile {args.compile}')
+    if args.compile:  # as it runs: reduce-overhead's CUDA graphs need a CUDA GPU (use_cuda_graphs' note)
+        parts.append(f'torch.compile {args.compile if context.device.type == "cuda" else "default"}')
     if context.distributed:
         # The learning rate goes with the effective batch (the README's multi-GPU section): said at the start.
         n = context.world_size

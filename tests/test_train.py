@@ -77,11 +77,13 @@ def full_run(small_split, tmp_path_factory):
     return run_dir
 
 
-@pytest.mark.parametrize('flag,value', [('--batch-size', '8'), ('--lr', '0.01'), ('--warmup-epochs', '1.5'),
-                                        ('--schedule', 'cosine'), ('--seed', '7')])
-def test_a_resumed_run_refuses_another_recipe(full_run, flag, value):
+@pytest.mark.parametrize('flag,value,was', [('--batch-size', '8', '16'), ('--lr', '0.01', '0.001'),
+                                            ('--warmup-epochs', '1.5', '0'), ('--warmup-epochs', '2', '0'),
+                                            ('--schedule', 'cosine', 'constant'), ('--seed', '7', '42')])
+def test_a_resumed_run_refuses_another_recipe(full_run, flag, value, was):
+    # Each value as typed: --warmup-epochs 2, not the 2.0 it is parsed to
     assert flag[2:].replace('-', '_') in resuming.FIXED_ON_RESUME
-    with pytest.raises(UserError, match=f'{flag} {value}: the run in .* trained with .*, and a resumed run keeps it'):
+    with pytest.raises(UserError, match=f'^{flag} {value}: the run in .* trained with {was}, and a resumed run keeps it'):
         train.main(['--resume', os.path.join(full_run, 'last.pth'), '--epochs', '9', flag, value, '--device', 'cpu'])
 
 
@@ -1555,6 +1557,10 @@ def test_what_a_device_cannot_do_is_noted_not_claimed(capsys):
     said = capsys.readouterr().out
     assert said == ('note: --compile reduce-overhead: its CUDA graphs need a CUDA GPU; '
                     'on cpu it compiles as mode "default"\n')
+    for device, mode in (('cpu', 'default'), ('cuda', 'reduce-overhead')):  # the setup line says the mode it runs
+        context = distributed.Context(device=torch.device(device))
+        described = train.describe_setup(train.parse_args(['--compile', 'reduce-overhead']), context, 'fp32', True, False)
+        assert described == f'fp32, channels_last, torch.compile {mode}'
     train.use_cuda_graphs(train.parse_args(['--compile']), cpu)
     assert capsys.readouterr().out == ''
     train.set_cudnn_search(train.parse_args(['--cudnn-benchmark', 'on']), torch.device('cpu'))
