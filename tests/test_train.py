@@ -83,7 +83,8 @@ def full_run(small_split, tmp_path_factory):
 def test_a_resumed_run_refuses_another_recipe(full_run, flag, value, was):
     # Each value as typed: --warmup-epochs 2, not the 2.0 it is parsed to
     assert flag[2:].replace('-', '_') in resuming.FIXED_ON_RESUME
-    with pytest.raises(UserError, match=f'^{flag} {value}: the run in .* trained with {was}, and a resumed run keeps it'):
+    with pytest.raises(UserError, match=f'^{flag} {value}: the run in .* trained with {was}, and a resumed run '
+                                        'keeps it'):
         train.main(['--resume', os.path.join(full_run, 'last.pth'), '--epochs', '9', flag, value, '--device', 'cpu'])
 
 
@@ -1559,7 +1560,8 @@ def test_what_a_device_cannot_do_is_noted_not_claimed(capsys):
                     'on cpu it compiles as mode "default"\n')
     for device, mode in (('cpu', 'default'), ('cuda', 'reduce-overhead')):  # the setup line says the mode it runs
         context = distributed.Context(device=torch.device(device))
-        described = train.describe_setup(train.parse_args(['--compile', 'reduce-overhead']), context, 'fp32', True, False)
+        flags = train.parse_args(['--compile', 'reduce-overhead'])
+        described = train.describe_setup(flags, context, 'fp32', True, False)
         assert described == f'fp32, channels_last, torch.compile {mode}'
     train.use_cuda_graphs(train.parse_args(['--compile']), cpu)
     assert capsys.readouterr().out == ''
