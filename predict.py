@@ -50,12 +50,15 @@ from split_data import first_row
 CSV_HEADER = ['image', *(f'{head}{suffix}' for head in HEADS for suffix in ('', '_prob', '_topk')), 'error']
 JSON_KEYS = {'image', *HEADS, 'error'}  # of each record write_json writes
 BROKEN_LINK, NO_SUCH_FILE = 'a link that leads to no file', 'no such file'
-# What a folder's pictures are named; AVIF (from phones and browsers) and JPEG 2000 too where this
-# Pillow reads them, as a picture named on the command line is read: a folder's were passed over unsaid.
-# (Pillow names .avif only where it reads AVIF; .jp2 always, but reads it only with its codec.)
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.jpe', '.jfif', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff') + (
-    ('.avif',) * (Image.registered_extensions().get('.avif') in PICTURE_FORMATS)
-    + ('.jp2',) * features.check_codec('jpg_2000'))
+# What a folder's pictures are named: every ending Pillow registers for a format photos come in, where
+# this Pillow reads it, as a picture named on the command line is read (AVIF's, from phones and browsers,
+# .apng, and JPEG 2000's .jp2, .j2k, .jpx and others were passed over unsaid). Pillow registers AVIF's
+# only where it reads AVIF; JPEG 2000's always, but reads them only with its codec.
+PHOTO_FORMATS = ('JPEG', 'PNG', 'BMP', 'GIF', 'WEBP', 'TIFF', 'AVIF', 'JPEG2000')
+READ_HERE = [kind for kind in PHOTO_FORMATS if kind in PICTURE_FORMATS
+             and (kind != 'JPEG2000' or features.check_codec('jpg_2000'))]
+IMAGE_EXTENSIONS = tuple(sorted((ending for ending, kind in Image.registered_extensions().items() if kind in READ_HERE),
+                                key=lambda ending: (READ_HERE.index(Image.registered_extensions()[ending]), ending)))
 
 
 def parse_args(argv=None):
@@ -63,7 +66,7 @@ def parse_args(argv=None):
                                                  'product photos, or export the model to ONNX', allow_abbrev=False)
     parser.add_argument('images', nargs='*', type=path_name, metavar='IMAGE_OR_FOLDER',
                         help='image files, and folders searched recursively for '
-                             f'{"/".join(e[1:] for e in IMAGE_EXTENSIONS)} files '
+                             f'{", ".join(IMAGE_EXTENSIONS)} files '
                              '(default: none; needed unless --files-from or --export is given)')
     parser.add_argument('--files-from', default=None, metavar='LIST',
                         help='also predict the images and folders named in this text file, one path a '

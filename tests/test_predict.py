@@ -1204,18 +1204,23 @@ def test_a_killed_exports_old_files_are_put_back_only_as_a_pair(checkpoint, tmp_
                     else {'model.onnx': 'old model', 'model.json': 'old labels'})
 
 
-def test_a_folders_avif_and_jpeg_2000_pictures_are_predicted_where_pillow_reads_them(catalog, tmp_path):
-    # Named on the command line they were predicted; in a folder, passed over unsaid ("1 of 1").
+def test_a_folders_pictures_are_predicted_under_every_ending_pillow_reads_here(catalog, tmp_path):
+    # Named on the command line they were predicted; in a folder, passed over unsaid ("1 of 1"):
+    # .avif and .jp2 until 2026-12-07, .apng, .avifs, .j2k, .jpx and JPEG 2000's others until later.
     from PIL import features
+    assert {'.jpg', '.jpeg', '.png', '.apng', '.bmp', '.gif', '.webp', '.tif', '.tiff'} <= set(predict.IMAGE_EXTENSIONS)
+    avif = Image.registered_extensions().get('.avif') == 'AVIF'
+    assert ({'.avif', '.avifs'} <= set(predict.IMAGE_EXTENSIONS)) is avif
+    jpeg_2000 = {'.jp2', '.j2k', '.j2c', '.jpc', '.jpf', '.jpx'}
+    assert (jpeg_2000 <= set(predict.IMAGE_EXTENSIONS)) is features.check_codec('jpg_2000')
     picture = Image.open(catalog_images(catalog)[0])
-    picture.save(tmp_path / 'a.jpg')
-    readable = {'.avif': Image.registered_extensions().get('.avif') == 'AVIF', '.jp2': features.check_codec('jpg_2000')}
-    if not any(readable.values()):
-        pytest.skip('this Pillow reads neither AVIF nor JPEG 2000')
-    for ending in (name for name, read in readable.items() if read):
-        picture.save(tmp_path / f'b{ending}')
+    for i, ending in enumerate(predict.IMAGE_EXTENSIONS):
+        picture.save(tmp_path / f'{i}{ending.upper() if i % 2 else ending}')  # each in its format, in either case
     found = predict.find_images([str(tmp_path)])
-    assert found == sorted(str(path) for path in tmp_path.iterdir()) and len(found) == 1 + sum(readable.values()), found
+    assert found == sorted(str(path) for path in tmp_path.iterdir()) and len(found) == len(predict.IMAGE_EXTENSIONS)
+    for path in found:  # each a picture, read as a named one is
+        array, problem = predict.read_image(path)
+        assert problem is None and array.shape == (80, 60, 3), (path, problem)
 
 
 def test_hidden_folders_are_passed_over_as_hidden_files_are(catalog, tmp_path):
