@@ -232,6 +232,11 @@ def read_csv_rows(path, required, what, notes=True):
         raise UserError(f'{path}: {not_a_csv_file(path)} ({what}){hint}')
     with open(path, 'rb') as f:
         data = f.read()
+    return csv_rows(path, data, required, what, notes)
+
+
+def csv_rows(path, data, required, what, notes=True):
+    """read_csv_rows of the bytes data, read from path."""
     first_line = re.match(rb'[^\r\n]*', data.lstrip(b'\r\n')).group()  # \r alone ends a line too
     if b'\0' in first_line and not data.startswith(tuple(WIDE_BOMS)):
         # No header has NUL bytes: said before the file is read as Windows-1252, with a note

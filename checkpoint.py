@@ -96,7 +96,8 @@ def checkpoint_load(path):
     except pickle.UnpicklingError as error:
         check_not_other_kind(path, data)
         reason = unpickler_reason(error)
-        if 'GLOBAL' not in reason:  # an opcode torch.save never writes: some other pickle file
+        if 'GLOBAL' not in reason:  # an opcode torch.save never writes: some other pickle file, or text
+            check_not_text(path, data)
             raise UserError(f'{path}: not a PyTorch checkpoint ({reason})') from error
         raise UserError(f'{path}: refused to load: it holds Python objects that could run code '
                         f'when unpickled ({reason}). Only open checkpoints you trust.') from error
@@ -106,6 +107,7 @@ def checkpoint_load(path):
         # torch.save's own files are zip archives too
         if zipfile.is_zipfile(io.BytesIO(data)) and not saved_by_torch(data):
             raise UserError(f'{path}: a zip archive, but not one torch.save wrote') from error
+        check_not_text(path, data)
         said = first_sentence(str(error))  # nothing, from an EOFError
         reason = type(error).__name__ + (f': {said}' if said else '')
         raise UserError(f'{path}: not a PyTorch checkpoint, or a truncated one ({reason})') from error
@@ -131,6 +133,7 @@ def checkpoint_load(path):
 
 
 RUN_CHECKPOINTS = "a run's best.pth or last.pth"
+LEGACY_MAGIC = b'119547037146038801333356'  # torch.serialization's MAGIC_NUMBER, as protocol 0 writes it
 
 
 def check_not_other_kind(path, data):
@@ -146,16 +149,23 @@ def check_not_other_kind(path, data):
     if kind is not None:
         raise UserError(f'{path}: a {kind} picture, not a checkpoint: give {RUN_CHECKPOINTS} (with predict.py, '
                         'the pictures come after its flags)')
+
+
+def check_not_text(path, data):
+    """A split or styles.csv, args.json, a log given for a checkpoint, named so: the unpickler said
+    'Unsupported operand 105'. Looked at only once the file is known to hold no code to refuse
+    (a pickle of protocol 0, whose opcodes are text, may)."""
     line = first_line_of_text(data)
-    if line is not None:  # a split or styles.csv, args.json, a log: the unpickler said 'Unsupported operand 105'
+    if line is not None:
         raise UserError(f'{path}: a text file, not a checkpoint (its first line is {line!r}): give {RUN_CHECKPOINTS}')
 
 
 def first_line_of_text(data):
     """The first line of data where it begins as UTF-8 text (its first 4 KiB), at most 80 characters
-    of it; None for bytes of any other kind."""
+    of it; None for bytes of any other kind, and for torch.save's format of before PyTorch 1.6 in
+    pickle protocol 0 (text too, its first line the format's magic number)."""
     head = data[:4096]
-    if not head.strip() or b'\0' in head:
+    if not head.strip() or b'\0' in head or LEGACY_MAGIC in head[:64]:
         return None
     try:
         text = codecs.getincrementaldecoder('utf-8-sig')().decode(head)  # a character cut at the end waits

@@ -179,8 +179,11 @@ def note_other_draws(args, saved, path):
 
 
 def as_typed(value):
-    """A setting as a person types it: --warmup-epochs 1, not the 1.0 it is parsed to."""
-    return f'{value:g}' if isinstance(value, float) else value
+    """A setting as a person types it: --warmup-epochs 1, not the 1.0 it is parsed to; in full
+    where 6 digits would not tell it apart (--lr 0.0010000001)."""
+    if isinstance(value, float) and float(f'{value:g}') == value:
+        return f'{value:g}'
+    return value
 
 
 def take_the_runs_files(args, original, resolved, gone, path):

@@ -21,8 +21,8 @@ from concurrent.futures.process import BrokenProcessPool
 from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder, flush_to_disk,
                     folder_locked, kept_aside, put_back_left_asides, remove_left_temporaries,
                     renamed_together)
-from catalog import (HOW_TO_FETCH, IMAGE_SIZE, LINK_TO_NOTHING, SPLIT_COLUMNS, WIDE_BOMS, describe_download,
-                     format_counts, image_problem, is_blank, labels_apart_in_case, nul_safe, read_styles,
+from catalog import (HOW_TO_FETCH, IMAGE_SIZE, LINK_TO_NOTHING, SPLIT_COLUMNS, WIDE_BOMS, csv_rows,
+                     describe_download, format_counts, image_problem, labels_apart_in_case, nul_safe, read_styles,
                      with_nul_bytes)
 from cli import (NO_SUCH_FILE, UserError, add_debug_flag, check_working_folder_for, counted, ctrl_c_held, first_few,
                  path_name, positive_int, printable, progress_bar, quoted_path, reach_problem, run_cli, seed_number,
@@ -362,34 +362,34 @@ def pictures_digest(data, ordered=True, legacy=False):
 
 
 def named_rows(data, legacy=False):
-    """A split's rows as the scripts read them (in any of their encodings, blank lines aside),
-    each picture named by its file name alone, and of its columns only the split's, in
-    split_data.py's order: a column added in a spreadsheet, or the columns moved, leave the
-    pictures and labels the run read."""
-    text = data.decode('utf-8', 'surrogateescape').removeprefix('\ufeff') if legacy else split_text(data)
+    """A split's rows as the scripts read them (catalog.read_csv_rows: in any of their encodings,
+    blank lines aside, each field without the spaces around it), each picture named by its file
+    name alone, and of its columns only the split's, in split_data.py's order: a column added in a
+    spreadsheet, or the columns moved, leave the pictures and labels the run read. A row of more
+    fields than the header, which the scripts skip, keeps them."""
+    if not legacy:
+        try:
+            header, rows = csv_rows('', data, SPLIT_COLUMNS, 'a split', notes=False)
+        except UserError:  # no split the scripts read: its lines as they are will do
+            return named_rows(data, legacy=True)
+        places = [header.index(name) for name in FIELDNAMES]
+        return [FIELDNAMES] + [picture_named([row[i].strip() if i < len(row) else '' for i in places]
+                                             + row[len(header):]) for row in rows]
+    text = data.decode('utf-8', 'surrogateescape').removeprefix('\ufeff')
     try:
         rows = list(with_nul_bytes(csv.reader(io.StringIO(nul_safe(text), newline='')), text))
     except csv.Error:  # a file the csv module cannot read: its lines will do
         rows = [[line] for line in text.splitlines()]
-    if not legacy:
-        rows = [row for row in rows if not is_blank(row)]
     header = [name.strip() for name in rows[0]] if rows else []
-    if (header != FIELDNAMES or not legacy) and set(FIELDNAMES) <= set(header):
+    if header != FIELDNAMES and set(FIELDNAMES) <= set(header):
         places = [header.index(name) for name in FIELDNAMES]
         rows = [FIELDNAMES] + [[row[i] if i < len(row) else '' for i in places] if row else row for row in rows[1:]]
-    return [[row[0].replace('\\', '/').rsplit('/', 1)[-1], *row[1:]] if row else row for row in rows]
+    return [picture_named(row) if row else row for row in rows]
 
 
-def split_text(data):
-    """A split's bytes as text: in UTF-16 or UTF-32 where a byte-order mark says so, else UTF-8,
-    each byte that is not UTF-8 (a Windows-1252 row's) kept apart as a character of its own."""
-    encoding = next((name for bom, name in WIDE_BOMS.items() if data.startswith(bom)), None)
-    if encoding:
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:  # no split the scripts read: its bytes will do
-            pass
-    return data.decode('utf-8', 'surrogateescape').removeprefix('\ufeff')
+def picture_named(row):
+    """row with its picture named by its file name alone."""
+    return [row[0].replace('\\', '/').rsplit('/', 1)[-1], *row[1:]]
 
 
 def in_any_order(rows):

@@ -92,6 +92,21 @@ def test_a_pickled_payload_is_refused_and_never_runs(tmp_path):
     assert not os.path.exists(MARKER)
     with open(path, 'rb') as f:  # the proof that the file really carries the payload
         assert b'system' in f.read()
+    # In pickle's protocol 0, whose opcodes are text: refused as such, not named a text file
+    path.write_bytes(pickle.dumps(Payload(), protocol=0))
+    with pytest.raises(UserError, match='refused to load.*could run code.*GLOBAL posix.system'):
+        checkpoint_load(str(path))
+    assert not os.path.exists(MARKER)
+
+
+def test_torch_saves_format_of_before_pytorch_1_6_in_protocol_0_is_not_named_a_text_file(tmp_path):
+    path = tmp_path / 'old.pth'
+    # A model's worth of tensors: the storages' bytes, NULs among them, come after 4 KiB of text
+    weights = {f'layer{i}.weight': torch.zeros(2) for i in range(100)}
+    torch.save(weights, path, _use_new_zipfile_serialization=False, pickle_protocol=0)
+    assert b'\0' not in path.read_bytes()[:4096] and path.read_bytes().startswith(b'L119547037146038801333356L')
+    with pytest.raises(UserError, match=r'old.pth: not a PyTorch checkpoint \(Unsupported operand 76\)$'):
+        checkpoint_load(str(path))  # weights_only's unpickler reads none of that format's protocol 0
 
 
 @pytest.mark.parametrize('content,said', [

@@ -837,12 +837,12 @@ def test_a_split_made_again_since_the_run_is_not_taken_for_the_runs_own(small_sp
     open(split['val'], 'wb').write(crlf.replace(b'/', b'\\'))
     assert not changed_since_the_run(state, 'val_csv', split['val'])
     # Saved again by a spreadsheet or an editor as the scripts read it still: in UTF-16, with blank
-    # lines, with spaces after the header's commas (each was "other rows"); a checkpoint that took
-    # such a file's digest the earlier way still takes it for its own.
+    # lines, with spaces after the commas (each was "other rows"); a checkpoint that took such a
+    # file's digest the earlier way still takes it for its own.
     text = crlf.decode()
     header, first, rest = text.split('\r\n', 2)
     for saved_again in (text.encode('utf-16'), f'\r\n{header}\r\n\r\n{first}\r\n ,,,\r\n{rest}'.encode(),
-                        text.replace(',', ', ', 3).encode()):
+                        text.replace(',', ', ', 3).encode(), text.replace(',', ' , ').encode()):
         open(split['val'], 'wb').write(saved_again)
         assert split_data.split_digest(split['val']) == state['split_digests']['val_csv'], saved_again[:60]
         assert not changed_since_the_run(state, 'val_csv', split['val'])
@@ -850,6 +850,9 @@ def test_a_split_made_again_since_the_run_is_not_taken_for_the_runs_own(small_sp
                             split_row_sets={'val_csv': split_data.pictures_digest(saved_again, False, legacy=True)})
         assert not changed_since_the_run(taken_before, 'val_csv', split['val'], ordered=False)
         assert not changed_since_the_run(taken_before, 'val_csv', split['val'])
+    # A row of a field too many, which the scripts skip, is another split (cut to the split's columns, it was not)
+    open(split['val'], 'wb').write(f'{header}\r\n{first},Navy Blue\r\n{rest}'.encode())
+    assert changed_since_the_run(state, 'val_csv', split['val'])
     open(split['val'], 'wb').write(crlf)
 
     split_data.main(['--input', small_split['catalog']['root'], '--output', str(tmp_path), '--workers', '1',
