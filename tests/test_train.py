@@ -78,6 +78,7 @@ def full_run(small_split, tmp_path_factory):
 
 
 @pytest.mark.parametrize('flag,value,was', [('--batch-size', '8', '16'), ('--lr', '0.01', '0.001'),
+                                            ('--lr', '0.0010000001', '0.001'),  # in full: 6 digits say 0.001
                                             ('--warmup-epochs', '1.5', '0'), ('--warmup-epochs', '2', '0'),
                                             ('--schedule', 'cosine', 'constant'), ('--seed', '7', '42')])
 def test_a_resumed_run_refuses_another_recipe(full_run, flag, value, was):
