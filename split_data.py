@@ -240,7 +240,8 @@ def save_split(train, val, folder, stops_held, replace=True, keep_old=True):
     Ctrl-C, a SIGTERM) waits until the ExitStack stops_held ends."""
     # Another split_data.py writing into folder waits for this one (atomic.folder_locked): between
     # the renames of the one and the other, they left one's train.csv beside the other's val.csv.
-    with folder_locked(folder, f'--output {folder}'):
+    # Held for long, most likely by a demo.py (it holds its --work as it trains) or split_data.py on a slow disk.
+    with folder_locked(folder, f'--output {folder}', holder='a demo.py or another split_data.py writing in it'):
         return save_split_locked(train, val, folder, stops_held, replace, keep_old)
 
 

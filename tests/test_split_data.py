@@ -17,7 +17,7 @@ from PIL import Image
 import split_data
 from catalog import read_styles
 from cli import UserError
-from conftest import ROOT, damaged_exif_jpeg, file_size_limit, run_script
+from conftest import ROOT, damaged_exif_jpeg, file_size_limit, locked_by_another_process, run_script
 from dataset import AttributesDataset, FashionDataset, read_split
 from sample_catalog import make_catalog
 
@@ -836,3 +836,16 @@ def test_the_splits_it_writes_in_the_project_folder_are_left_out_of_git():
     names += ['model.onnx', 'model.json', 'predictions.csv', 'predictions.json']
     ignored = subprocess.run(['git', 'check-ignore', '--no-index', *names], cwd=ROOT, capture_output=True, text=True)
     assert ignored.stdout.split() == names
+
+
+def test_a_split_kept_waiting_too_long_names_a_demo_or_another_split_as_the_likely_cause(quirky_catalog, tmp_path,
+                                                                                          monkeypatch):
+    # It said "(a train.py training in it?)", test.py's likely cause, though train.py locks only its run folder.
+    import atomic
+    monkeypatch.setattr(atomic, 'LOCK_WAIT', 0.2)
+    (tmp_path / 'out').mkdir()
+    with locked_by_another_process(tmp_path / 'out'):
+        with pytest.raises(UserError, match=r'for 0.2 s \(a demo.py or another split_data.py writing in it\?\); '
+                                            'give another folder$'):
+            split_data.main(['--input', quirky_catalog['root'], '--output', str(tmp_path / 'out'), '--workers', '1'])
+    assert os.listdir(tmp_path / 'out') == []
