@@ -92,9 +92,17 @@ def test_a_pickled_payload_is_refused_and_never_runs(tmp_path):
     assert not os.path.exists(MARKER)
     with open(path, 'rb') as f:  # the proof that the file really carries the payload
         assert b'system' in f.read()
-    # In pickle's protocol 0, whose opcodes are text: refused as such, not named a text file
-    path.write_bytes(pickle.dumps(Payload(), protocol=0))
-    with pytest.raises(UserError, match='refused to load.*could run code.*GLOBAL posix.system'):
+    # In pickle's protocol 0, whose opcodes are text, not named a text file; and where the unpickler
+    # stops before the code (at protocol 0's list or dict; at protocol 4's frame), the code named
+    # all the same ('not a PyTorch checkpoint (Unsupported operand 108)' before)
+    for held in (Payload(), [1, Payload()], {'model': Payload()}):
+        for protocol in (0, 4):
+            path.write_bytes(pickle.dumps(held, protocol=protocol))
+            with pytest.raises(UserError, match=r'refused to load.*could run code.*posix.system'):
+                checkpoint_load(str(path))
+    legacy = {'model': {'w': torch.zeros(2)}, 'args': Payload()}  # torch.save's format of before 1.6
+    torch.save(legacy, path, _use_new_zipfile_serialization=False, pickle_protocol=0)
+    with pytest.raises(UserError, match=r'refused to load.*could run code when unpickled \(posix.system\)'):
         checkpoint_load(str(path))
     assert not os.path.exists(MARKER)
 
@@ -109,17 +117,27 @@ def test_torch_saves_format_of_before_pytorch_1_6_in_protocol_0_is_not_named_a_t
         checkpoint_load(str(path))  # weights_only's unpickler reads none of that format's protocol 0
 
 
+@pytest.mark.parametrize('text', [b'color,count\nBlue,3\n', b'cuda available: no\n', b'checkpoint: runs/r1/last.pth\n'])
+def test_text_the_unpickler_reads_as_a_global_is_named_text_not_code(tmp_path, text):
+    # 'c' is pickle's GLOBAL opcode: 'color,count' was "objects that could run code (GLOBAL olor,count.Blue,3)"
+    path = tmp_path / 'x.pth'
+    path.write_bytes(text)
+    with pytest.raises(UserError, match=re.escape(f"{path}: a text file, not a checkpoint (it reads "
+                                                  f"{text.decode().splitlines()[0]!r})")):
+        checkpoint_load(str(path))
+
+
 @pytest.mark.parametrize('content,said', [
     (b'', 'not a PyTorch checkpoint'), (pickle.dumps([1, 2, 3], protocol=2), 'not a PyTorch checkpoint'),
     (pickle.dumps([1, 2, 3], protocol=4), 'not a PyTorch checkpoint'), (b'\x80\x02garbage', 'not a PyTorch checkpoint'),
     ('a\u00e9\ufffd'.encode('utf-16'), 'not a PyTorch checkpoint'),  # no UTF-8: not named as text
     # Text, where the unpickler said 'Unsupported operand 110' or failed inside (a KeyError, an IndexError)
-    (b'not a checkpoint at all', "a text file, not a checkpoint (its first line is 'not a checkpoint at all')"),
-    (b'hello', "a text file, not a checkpoint (its first line is 'hello')"),
+    (b'not a checkpoint at all', "a text file, not a checkpoint (it reads 'not a checkpoint at all')"),
+    (b'hello', "a text file, not a checkpoint (it reads 'hello')"),
     ('\ufeff\n\nimage_path,gender,articleType,baseColour\r\nx.jpg,Men,Shirts,Blue\r\n'.encode(),
-     "a text file, not a checkpoint (its first line is 'image_path,gender,articleType,baseColour'): give a run's "
+     "a text file, not a checkpoint (it reads 'image_path,gender,articleType,baseColour'): give a run's "
      "best.pth or last.pth"),
-    (b'epoch,lr,seconds\n' + b'x' * 5000, "a text file, not a checkpoint (its first line is 'epoch,lr,seconds')")])
+    (b'epoch,lr,seconds\n' + b'x' * 5000, "a text file, not a checkpoint (it reads 'epoch,lr,seconds')")])
 def test_files_that_are_not_checkpoints_are_named(tmp_path, content, said):
     path = tmp_path / 'x.pth'
     path.write_bytes(content)
@@ -457,12 +475,12 @@ def test_an_export_its_label_file_or_a_picture_given_for_a_checkpoint_is_named_a
             checkpoint_load(str(path))
     other = tmp_path / 'other.json'  # JSON of another kind: no label file
     other.write_text('{"format": "something else"}')
-    with pytest.raises(UserError, match=re.escape('other.json: a text file, not a checkpoint (its first line is '
+    with pytest.raises(UserError, match=re.escape('other.json: a text file, not a checkpoint (it reads '
                                                   '\'{"format": "something else"}\')')):
         checkpoint_load(str(other))
     deep = tmp_path / 'deep.pth'  # deeper than Python's stack: json's RecursionError; its line cut short
     deep.write_text('{"a": ' * 100_000)
-    with pytest.raises(UserError, match=re.escape(f'deep.pth: a text file, not a checkpoint (its first line is '
+    with pytest.raises(UserError, match=re.escape(f'deep.pth: a text file, not a checkpoint (it reads '
                                                   f'{deep.read_text()[:77] + "..."!r})')):
         checkpoint_load(str(deep))
     cut = tmp_path / 'cut.onnx'  # a checkpoint cut short, or an empty file, whatever its name
