@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import pickle
+import re
 import sys
 import time
 import warnings
@@ -357,6 +358,10 @@ def redrawn_cosine(saved_epochs, step, steps_per_epoch, args):
                  f'the learning rate goes on from {now:.3g} (the run of {saved_epochs} epochs: {planned:.3g})')
 
 
+class PicturesFailed(UserError):
+    """A picture that went bad during the run, met as an epoch read it."""
+
+
 class Diverged(Exception):
     """The loss or the weights became inf or NaN: the run cannot go on."""
     advice = 'Start a new run with a lower --lr (a resumed run keeps its own)'
@@ -473,9 +478,11 @@ def batches_of(loader, csv_path, epoch):
         except OSError as error:  # gone, no permission, truncated; from a worker, its traceback as text
             reason = str(error).strip().splitlines()[-1]
             kind = type(error).__name__
-            reason = reason if reason.startswith(kind) else f'{kind}: {reason}'  # as a worker words it
-            raise UserError(f'{csv_path}: reading its pictures failed in epoch {epoch} ({reason}); a new or '
-                            'resumed run checks them first and skips those it cannot read') from error
+            # as a worker words it, its class named once (a worker's 'PIL.UnidentifiedImageError: ...')
+            reason = reason if kind in reason.split(':')[0] else f'{kind}: {reason}'
+            reason = re.sub(r"<_io\.\w+ name='([^']*)'>", r'\1', reason)  # Pillow's file object: its path
+            raise PicturesFailed(f'{csv_path}: reading its pictures failed in epoch {epoch} ({reason}); a new or '
+                                 'resumed run checks them first and skips those it cannot read') from error
         yield batch
 
 
@@ -971,6 +978,16 @@ def main(argv=None):
             print_error(interrupted_message(epoch, *kept, args.epochs, context,
                                             'process 0 stopped: another process of the run ended'))
         raise SystemExit(1)
+    except PicturesFailed as error:
+        if not context.is_main:
+            raise
+        with second_stop_held():  # the epochs finished are kept, and named, as for a worker killed
+            saver.close()
+            print_error(f'{error}. ' + interrupted_message(
+                epoch, *saved_so_far(saver, start_epoch, last_path, args, resume), args.epochs, context,
+                'The run stopped'))
+        distributed.cleanup(context)
+        raise SystemExit(2)
     except Diverged as error:
         stopped = error  # said below, once the files are written and the folder released
     except (UserError, OSError) as error:

@@ -1,5 +1,6 @@
 # Bad input gets one clear line naming the file and the problem, and a non-zero exit; bad rows
 # are skipped and counted by reason.
+import contextlib
 import errno
 import gc
 import io
@@ -22,6 +23,7 @@ from contextlib import nullcontext
 import numpy as np
 import pytest
 import torch
+import PIL
 from PIL import Image, ImageOps
 from torch.utils.data import DataLoader
 
@@ -1207,18 +1209,40 @@ def test_pictures_we_may_no_longer_read_are_counted_as_such_not_as_missing_or_br
 
 
 def test_a_picture_that_goes_bad_during_an_epoch_of_the_dataloader_path_stops_the_run_in_one_line(
-        small_split, tmp_path, monkeypatch):
+        small_split, tmp_path, monkeypatch, capsys):
     # Taken away after the first pass that skips what does not decode: found by a worker process
-    # of the DataLoader, which hands on its traceback as text.
-    def refuse(dataset, i):
-        raise PermissionError(13, 'Permission denied', dataset.data[i])
+    # of the DataLoader, which hands on its traceback as text. The epochs finished are named, with
+    # the command to go on (the line said neither); Pillow's error names the path, and its class once.
+    real_getitem, real_summary, gone = FashionDataset.__getitem__, train.summary_line, tmp_path / 'gone'
 
-    monkeypatch.setattr(FashionDataset, '__getitem__', refuse)
-    for workers in (0, 1):  # raised here, or by a worker process
-        with pytest.raises(UserError, match=r"train.csv: reading its pictures failed in epoch 1 \(PermissionError: "
-                                            r"\[Errno 13\] Permission denied: '.*\.jpg'\); a new or resumed run"):
-            train.main(train_args(small_split, tmp_path / str(workers), '--epochs', 1, '--data', 'loader',
+    def gone_after_epoch_1(dataset, i):
+        if not gone.exists():  # a file: a worker process is a copy of this one
+            return real_getitem(dataset, i)
+        if gone.read_text() == 'permission':
+            raise PermissionError(13, 'Permission denied', dataset.data[i])
+        with open(dataset.data[i], 'rb') as file:
+            raise PIL.UnidentifiedImageError(f'cannot identify image file {file!r}')
+
+    def summary_line(epoch, row, elapsed):
+        gone.write_text(kind)
+        return real_summary(epoch, row, elapsed)
+
+    monkeypatch.setattr(FashionDataset, '__getitem__', gone_after_epoch_1)
+    monkeypatch.setattr(train, 'summary_line', summary_line)
+    for workers, kind, reason in [(0, 'permission', r"PermissionError: \[Errno 13\] Permission denied: '/.*\.jpg'"),
+                                  (1, 'pillow', r'(PIL\.)?UnidentifiedImageError: cannot identify image file /.*\.jpg'),
+                                  (0, 'pillow', r'UnidentifiedImageError: cannot identify image file /.*\.jpg')]:
+        with contextlib.suppress(FileNotFoundError):
+            gone.unlink()
+        with pytest.raises(SystemExit) as stop:
+            train.main(train_args(small_split, tmp_path / f'{workers}-{kind}', '--epochs', 3, '--data', 'loader',
                                   '--workers', workers))
+        said = capsys.readouterr().err.split('\n', 2)[-1]  # after the bars of epochs 1 and 2
+        assert stop.value.code == 2 and said.count('\n') == 1, said
+        assert re.fullmatch(f'error: .*train.csv: reading its pictures failed in epoch 2 \\({reason}\\); a new or '
+                            r'resumed run checks them first and skips those it cannot read\. The run stopped in '
+                            r'epoch 2; epoch 1 is saved in .*last\.pth\. Resume with: .*--resume .*\n', said), said
+        assert said.count('UnidentifiedImageError') <= 1, said
 
 
 @pytest.mark.parametrize('data', ['memory', 'loader'])
