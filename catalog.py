@@ -179,6 +179,10 @@ def rows_of_one_line(reader, path, what, text, required):
         for row in reader:
             start, end = end + 1, reader.line_num
             if end > start and not a_cell_of_lines(row, header, required):
+                column = label_of_lines(row, header, required)
+                if column:  # a quote closed: "a quote left open?" sent the user looking for the wrong fault
+                    raise UserError(f'{path}: line {start}: its {column} runs on to line {end}, a line break in '
+                                    f'a quoted cell; put it on one line ({what})')
                 raise UserError(f'{path}: line {start}: a quoted field runs on to line {end}; a '
                                 f'quote left open? ({what})')
             if header is None and not is_blank(row):
@@ -201,6 +205,17 @@ def a_cell_of_lines(row, header, required):
     broken = [i for i, field in enumerate(row) if '\n' in field or '\r' in field]
     return all(i < len(header) and header[i] not in required and row[i].count(',') < len(header) - 1
                for i in broken)
+
+
+def label_of_lines(row, header, required):
+    """The column the project reads whose quoted cell runs over several lines, in a row otherwise
+    whole (a label typed over two lines in a spreadsheet), or None."""
+    if header is None or len(row) != len(header):
+        return None
+    broken = [i for i, field in enumerate(row) if '\n' in field or '\r' in field]
+    if not all(row[i].count(',') < len(header) - 1 for i in broken):  # rows swallowed: a quote left open
+        return None
+    return next((header[i] for i in broken if header[i] in required), None)
 
 
 def quote_left_open_at_end(text):

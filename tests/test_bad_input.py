@@ -2336,10 +2336,11 @@ def test_a_spreadsheets_cell_of_two_lines_is_read_but_not_in_a_label(tmp_path):
     write(tmp_path / 'styles.csv', '\n'.join([HEADER, ROW.format(1), two_lines, ROW.format(3)]) + '\n')
     styles, skipped = read_styles(str(tmp_path / 'styles.csv'))
     assert [s.id for s in styles] == ['1', '2', '3'] and not skipped
-    # A label of two lines is no label: a quote left open, as far as anyone can tell
+    # A label of two lines is no label: named as such, its quote closed ("a quote left open?" before)
     two_lines = ROW.format(2).replace('Blue,', '"Navy\nBlue",')
     write(tmp_path / 'styles.csv', '\n'.join([HEADER, ROW.format(1), two_lines, ROW.format(3)]) + '\n')
-    with pytest.raises(UserError, match='line 3: a quoted field runs on to line 4'):
+    with pytest.raises(UserError, match='styles.csv: line 3: its baseColour runs on to line 4, a line break in a '
+                                        r'quoted cell; put it on one line \(the catalog'):
         read_styles(str(tmp_path / 'styles.csv'))
 
 
