@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from atomic import absolute_path, atomic_open
+from catalog import WIDE_BOMS
 from cli import NOT_A_REGULAR_FILE, UserError, counted, first_few, reach_problem
 from dataset import HEADS, AttributesDataset, tutorial_vocab
 from model import MultiOutputModel
@@ -192,13 +193,15 @@ def check_not_text(path, data):
 
 
 def first_line_of_text(data):
-    """The first line of data that holds a letter or a digit, where data begins as UTF-8 text (its
-    first 4 KiB), at most 80 characters of it; None for bytes of any other kind."""
+    """The first line of data that holds a letter or a digit, where data begins as text (its first
+    4 KiB, in UTF-8, or UTF-16 or UTF-32 by a byte-order mark), at most 80 characters of it; None
+    for bytes of any other kind."""
     head = data[:4096]
-    if not head.strip() or b'\0' in head or data.startswith(b'PK'):  # PK: a zip archive cut short
+    wide = next((name for bom, name in WIDE_BOMS.items() if head.startswith(bom)), None)  # a spreadsheet's UTF-16
+    if not head.strip() or (b'\0' in head and not wide) or data.startswith(b'PK'):  # PK: a zip archive cut short
         return None
     try:
-        text = codecs.getincrementaldecoder('utf-8-sig')().decode(head)  # a character cut at the end waits
+        text = codecs.getincrementaldecoder(wide or 'utf-8-sig')().decode(head)  # a character cut at the end waits
     except UnicodeDecodeError:
         return None
     if not text.strip() or not all(c.isprintable() or c.isspace() for c in text):

@@ -130,7 +130,8 @@ def test_text_the_unpickler_reads_as_a_global_is_named_text_not_code(tmp_path, t
 @pytest.mark.parametrize('content,said', [
     (b'', 'not a PyTorch checkpoint'), (pickle.dumps([1, 2, 3], protocol=2), 'not a PyTorch checkpoint'),
     (pickle.dumps([1, 2, 3], protocol=4), 'not a PyTorch checkpoint'), (b'\x80\x02garbage', 'not a PyTorch checkpoint'),
-    ('a\u00e9\ufffd'.encode('utf-16'), 'not a PyTorch checkpoint'),  # no UTF-8: not named as text
+    (b'\xff\xfea\x00\x00\xd8b\x00', 'not a PyTorch checkpoint'),  # UTF-16 of a lone surrogate: no text
+    ('image_path,gender\r\n'.encode('utf-16'), "a text file, not a checkpoint (it reads 'image_path,gender')"),
     # Text, where the unpickler said 'Unsupported operand 110' or failed inside (a KeyError, an IndexError)
     (b'not a checkpoint at all', "a text file, not a checkpoint (it reads 'not a checkpoint at all')"),
     (b'hello', "a text file, not a checkpoint (it reads 'hello')"),
