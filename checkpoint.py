@@ -102,12 +102,12 @@ def checkpoint_load(path):
         # whole pickle is named as the text it is. One that is may hold code the unpickler did not
         # reach (protocol 0's lists and dicts stop it first): that code named.
         whole, code = pickled_code(data)
+        if code:
+            refuse_code(path, reason if 'GLOBAL' in reason else ', '.join(code[:3]), error)
         if not whole:
             check_not_text(path, data)
-        if 'GLOBAL' in reason or code:
-            held = reason if 'GLOBAL' in reason else ', '.join(code[:3])
-            raise UserError(f'{path}: refused to load: it holds Python objects that could run code '
-                            f'when unpickled ({held}). Only open checkpoints you trust.') from error
+        if 'GLOBAL' in reason:  # one pickletools could not name: refused all the same
+            refuse_code(path, reason, error)
         raise UserError(f'{path}: not a PyTorch checkpoint ({reason})') from error
     except Exception as error:  # noqa: BLE001 - the unpickler meets any bytes, and fails as it may
         # (RuntimeError, EOFError, KeyError, IndexError, ... on text, truncated or foreign files)
@@ -115,7 +115,10 @@ def checkpoint_load(path):
         # torch.save's own files are zip archives too
         if zipfile.is_zipfile(io.BytesIO(data)) and not saved_by_torch(data):
             raise UserError(f'{path}: a zip archive, but not one torch.save wrote') from error
-        if not pickled_code(data)[0]:
+        whole, code = pickled_code(data)
+        if code:  # before the damage the unpickler met: a pickle cut short runs what comes before its end
+            refuse_code(path, ', '.join(code[:3]), error)
+        if not whole:
             check_not_text(path, data)
         said = first_sentence(str(error))  # nothing, from an EOFError
         reason = type(error).__name__ + (f': {said}' if said else '')
@@ -159,25 +162,42 @@ def check_not_other_kind(path, data):
                         'the pictures come after its flags)')
 
 
+def refuse_code(path, held, error):
+    raise UserError(f'{path}: refused to load: it holds Python objects that could run code '
+                    f'when unpickled ({held}). Only open checkpoints you trust.') from error
+
+
 def pickled_code(data):
-    """(whether data begins with a whole pickle, up to its STOP; the Python objects it and the
-    pickles after it would call or build, as module.name, but those torch.save writes: its format of
-    before PyTorch 1.6 is several pickles, then the tensors' bytes). Read by pickletools, which runs
-    nothing."""
-    stream, names, strings, whole = io.BytesIO(data), [], [], False
+    """(whether data begins with a whole pickle, its STOP past its first line: '0.5' is a pickle's
+    POP and STOP; the Python objects it and the pickles after it would call or build, as
+    module.name, up to any damage, but those torch.save writes: its format of before PyTorch 1.6 is
+    several pickles, then the tensors' bytes). Read by pickletools, which runs nothing."""
+    stream, names, pushed, memo, ends = io.BytesIO(data), [], [], {}, []
     while stream.tell() < len(data):
         try:
             for opcode, arg, _ in pickletools.genops(stream):
                 if opcode.name in ('GLOBAL', 'INST'):
-                    names.append(arg.replace(' ', '.'))
-                elif opcode.name == 'STACK_GLOBAL':
-                    names.append('.'.join(strings[-2:]))
-                elif isinstance(arg, str):
-                    strings.append(arg)
+                    names.append(arg.replace(' ', '.') if all(map(is_dotted_name, arg.split(' '))) else None)
+                elif opcode.name == 'STACK_GLOBAL':  # its module and name as pushed, or fetched from the memo
+                    names.append('.'.join(pushed[-2:]) if all(isinstance(s, str) for s in pushed[-2:]) else '?')
+                elif opcode.name in ('MEMOIZE', 'PUT', 'BINPUT', 'LONG_BINPUT'):
+                    memo[len(memo) if arg is None else arg] = pushed[-1] if pushed else None
+                elif opcode.name in ('GET', 'BINGET', 'LONG_BINGET'):
+                    pushed.append(memo.get(arg))
+                elif opcode.name not in ('FRAME', 'PROTO'):
+                    pushed.append(arg if isinstance(arg, str) else None)
         except Exception:  # noqa: BLE001 - no pickle, or one cut short: pickletools fails as it may
             break
-        whole = True
-    return whole, [name for name in names if not name.startswith(TORCH_SAVES)]
+        ends.append(stream.tell())
+    line = data.find(b'\n')
+    whole = bool(ends) and (ends[0] > line if line >= 0 else ends[0] == len(data))
+    return whole, [name or '?' for name in names if name is not None and not name.startswith(TORCH_SAVES)]
+
+
+def is_dotted_name(text):
+    """Whether text names a module or an object in it (os.path, system): text the unpickler read
+    as a GLOBAL ('color,count') does not."""
+    return all(part.isidentifier() for part in text.split('.'))
 
 
 TORCH_SAVES = ('torch.', 'collections.OrderedDict')  # the globals of torch.save's pickles (its tensors, state_dicts)

@@ -333,7 +333,12 @@ class FashionDataset(Dataset):
 
     def __getitem__(self, idx):
         path, gender, article, color = self.samples[idx]
-        img = load_image(path)
+        try:
+            img = load_image(path)
+        except OSError as error:
+            if type(error) is OSError and path not in str(error):  # Pillow's 'Truncated File Read' names no file
+                raise OSError(f'{error}: {path}') from error
+            raise
         if self.transform:
             img = self.transform(img)
         return {'img': img,

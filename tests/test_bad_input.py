@@ -28,6 +28,7 @@ from PIL import Image, ImageOps
 from torch.utils.data import DataLoader
 
 import catalog
+import dataset
 import predict
 import split_data
 import train
@@ -1213,25 +1214,28 @@ def test_a_picture_that_goes_bad_during_an_epoch_of_the_dataloader_path_stops_th
     # Taken away after the first pass that skips what does not decode: found by a worker process
     # of the DataLoader, which hands on its traceback as text. The epochs finished are named, with
     # the command to go on (the line said neither); Pillow's error names the path, and its class once.
-    real_getitem, real_summary, gone = FashionDataset.__getitem__, train.summary_line, tmp_path / 'gone'
+    real_load, real_summary, gone = dataset.load_image, train.summary_line, tmp_path / 'gone'
 
-    def gone_after_epoch_1(dataset, i):
+    def gone_after_epoch_1(path):
         if not gone.exists():  # a file: a worker process is a copy of this one
-            return real_getitem(dataset, i)
+            return real_load(path)
         if gone.read_text() == 'permission':
-            raise PermissionError(13, 'Permission denied', dataset.data[i])
-        with open(dataset.data[i], 'rb') as file:
+            raise PermissionError(13, 'Permission denied', path)
+        if gone.read_text() == 'truncated':
+            raise OSError('Truncated File Read')  # Pillow's, which names no file
+        with open(path, 'rb') as file:
             raise PIL.UnidentifiedImageError(f'cannot identify image file {file!r}')
 
     def summary_line(epoch, row, elapsed):
         gone.write_text(kind)
         return real_summary(epoch, row, elapsed)
 
-    monkeypatch.setattr(FashionDataset, '__getitem__', gone_after_epoch_1)
+    monkeypatch.setattr(dataset, 'load_image', gone_after_epoch_1)
     monkeypatch.setattr(train, 'summary_line', summary_line)
     for workers, kind, reason in [(0, 'permission', r"PermissionError: \[Errno 13\] Permission denied: '/.*\.jpg'"),
                                   (1, 'pillow', r'(PIL\.)?UnidentifiedImageError: cannot identify image file /.*\.jpg'),
-                                  (0, 'pillow', r'UnidentifiedImageError: cannot identify image file /.*\.jpg')]:
+                                  (0, 'pillow', r'UnidentifiedImageError: cannot identify image file /.*\.jpg'),
+                                  (1, 'truncated', r'OSError: Truncated File Read: /.*\.jpg')]:
         with contextlib.suppress(FileNotFoundError):
             gone.unlink()
         with pytest.raises(SystemExit) as stop:

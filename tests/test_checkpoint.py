@@ -95,11 +95,14 @@ def test_a_pickled_payload_is_refused_and_never_runs(tmp_path):
     # In pickle's protocol 0, whose opcodes are text, not named a text file; and where the unpickler
     # stops before the code (at protocol 0's list or dict; at protocol 4's frame), the code named
     # all the same ('not a PyTorch checkpoint (Unsupported operand 108)' before)
-    for held in (Payload(), [1, Payload()], {'model': Payload()}):
-        for protocol in (0, 4):
-            path.write_bytes(pickle.dumps(held, protocol=protocol))
-            with pytest.raises(UserError, match=r'refused to load.*could run code.*posix.system'):
-                checkpoint_load(str(path))
+    # its module's name fetched from the pickle's memo (protocol 4 pushes each string once), or cut
+    # short (what comes before the end runs all the same)
+    for held in (Payload(), [1, Payload()], {'model': Payload()}, {'a': 'posix', 'torch.b': Payload()}):
+        for protocol in (0, 4, 5):
+            for data in (pickle.dumps(held, protocol=protocol), pickle.dumps(held, protocol=protocol)[:-1]):
+                path.write_bytes(data)
+                with pytest.raises(UserError, match=r'refused to load.*could run code.*posix.system'):
+                    checkpoint_load(str(path))
     legacy = {'model': {'w': torch.zeros(2)}, 'args': Payload()}  # torch.save's format of before 1.6
     torch.save(legacy, path, _use_new_zipfile_serialization=False, pickle_protocol=0)
     with pytest.raises(UserError, match=r'refused to load.*could run code when unpickled \(posix.system\)'):
@@ -117,9 +120,11 @@ def test_torch_saves_format_of_before_pytorch_1_6_in_protocol_0_is_not_named_a_t
         checkpoint_load(str(path))  # weights_only's unpickler reads none of that format's protocol 0
 
 
-@pytest.mark.parametrize('text', [b'color,count\nBlue,3\n', b'cuda available: no\n', b'checkpoint: runs/r1/last.pth\n'])
+@pytest.mark.parametrize('text', [b'color,count\nBlue,3\n', b'cuda available: no\n', b'checkpoint: runs/r1/last.pth\n',
+                                  b'0.5\n0.7\n', b'.hidden\nmore\n'])
 def test_text_the_unpickler_reads_as_a_global_is_named_text_not_code(tmp_path, text):
-    # 'c' is pickle's GLOBAL opcode: 'color,count' was "objects that could run code (GLOBAL olor,count.Blue,3)"
+    # 'c' is pickle's GLOBAL opcode: 'color,count' was "objects that could run code (GLOBAL olor,count.Blue,3)";
+    # '0.5' a whole pickle to pickletools (POP, STOP)
     path = tmp_path / 'x.pth'
     path.write_bytes(text)
     with pytest.raises(UserError, match=re.escape(f"{path}: a text file, not a checkpoint (it reads "
