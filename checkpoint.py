@@ -171,36 +171,53 @@ def pickled_code(data):
     """(whether data begins with a whole pickle, its STOP past its first line: '0.5' is a pickle's
     POP and STOP; the Python objects it and the pickles after it would call or build, as
     module.name, up to any damage, but those torch.save writes: its format of before PyTorch 1.6 is
-    several pickles, then the tensors' bytes). Read by pickletools, which runs nothing."""
-    stream, names, pushed, memo, ends = io.BytesIO(data), [], [], {}, []
+    several pickles, then the tensors' bytes). Read by pickletools, which runs nothing. An object
+    counts where a call follows it, or its pickle is whole: text read as a GLOBAL ('config' over
+    'value') is neither."""
+    stream, names, pending, pushed, memo, ends = io.BytesIO(data), [], [], [], {}, []
     while stream.tell() < len(data):
         try:
             for opcode, arg, _ in pickletools.genops(stream):
-                if opcode.name in ('GLOBAL', 'INST'):
-                    names.append(arg.replace(' ', '.') if all(map(is_dotted_name, arg.split(' '))) else None)
+                if opcode.name == 'GLOBAL':
+                    pending.append(global_named(*arg.split(' ', 1)))
+                elif opcode.name == 'INST':  # a call, of the object it names
+                    names.append(global_named(*arg.split(' ', 1)))
+                elif opcode.name in ('REDUCE', 'BUILD', 'OBJ', 'NEWOBJ', 'NEWOBJ_EX'):
+                    names.extend(pending)
+                    pending.clear()
                 elif opcode.name == 'STACK_GLOBAL':  # its module and name as pushed, or fetched from the memo
-                    names.append('.'.join(pushed[-2:]) if all(isinstance(s, str) for s in pushed[-2:]) else '?')
+                    pending.append(global_named(*pushed[-2:]) if all(isinstance(s, str) for s in pushed[-2:])
+                                   else ('an object named by its memo', ''))
                 elif opcode.name in ('MEMOIZE', 'PUT', 'BINPUT', 'LONG_BINPUT'):
                     memo[len(memo) if arg is None else arg] = pushed[-1] if pushed else None
                 elif opcode.name in ('GET', 'BINGET', 'LONG_BINGET'):
-                    pushed.append(memo.get(arg))
+                    pushed[-2:] = pushed[-1:] + [memo.get(arg)]
                 elif opcode.name not in ('FRAME', 'PROTO'):
-                    pushed.append(arg if isinstance(arg, str) else None)
+                    pushed[-2:] = pushed[-1:] + [arg if isinstance(arg, str) else None]  # the last two only
         except Exception:  # noqa: BLE001 - no pickle, or one cut short: pickletools fails as it may
             break
+        names.extend(pending)  # a whole pickle imports what it names as it loads
+        pending.clear()
         ends.append(stream.tell())
     line = data.find(b'\n')
     whole = bool(ends) and (ends[0] > line if line >= 0 else ends[0] == len(data))
-    return whole, [name or '?' for name in names if name is not None and not name.startswith(TORCH_SAVES)]
+    return whole, [f'{module}.{name}'.rstrip('.') for module, name in names if (module, name) != (None, None)
+                   and not torch_saves(module, name)]
 
 
-def is_dotted_name(text):
-    """Whether text names a module or an object in it (os.path, system): text the unpickler read
-    as a GLOBAL ('color,count') does not."""
-    return all(part.isidentifier() for part in text.split('.'))
+def global_named(module, name=''):
+    """(module, name) of a GLOBAL, or (None, None) where they name nothing: text the unpickler read
+    as one ('color,count')."""
+    if all(part.isidentifier() for part in f'{module}.{name}'.split('.')):
+        return module, name
+    return None, None
 
 
-TORCH_SAVES = ('torch.', 'collections.OrderedDict')  # the globals of torch.save's pickles (its tensors, state_dicts)
+def torch_saves(module, name):
+    """Whether torch.save's pickles name (module, name): its tensors' and storages' rebuilders, and
+    OrderedDict. A name of dotted attributes is none of them: torch.os.system is os.system."""
+    return (module == 'collections' and name == 'OrderedDict') or (
+        (module == 'torch' or module.startswith('torch.')) and '.' not in name)
 
 
 def check_not_text(path, data):

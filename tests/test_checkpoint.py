@@ -103,6 +103,13 @@ def test_a_pickled_payload_is_refused_and_never_runs(tmp_path):
                 path.write_bytes(data)
                 with pytest.raises(UserError, match=r'refused to load.*could run code.*posix.system'):
                     checkpoint_load(str(path))
+    # torch's own module, from which protocol 4 reaches os by a dotted name: torch.os.system is os.system
+    command = f'touch {MARKER}'.encode()
+    for module, name in (('torch', 'os.system'), ('torch.serialization', 'os.system')):
+        path.write_bytes(b'\x80\x04' + b''.join(b'\x8c' + bytes([len(s)]) + s for s in (module.encode(), name.encode()))
+                         + b'\x93\x8c' + bytes([len(command)]) + command + b'\x85R.')  # STACK_GLOBAL, REDUCE
+        with pytest.raises(UserError, match=rf'refused to load.*could run code when unpickled \({module}.os.system\)'):
+            checkpoint_load(str(path))
     legacy = {'model': {'w': torch.zeros(2)}, 'args': Payload()}  # torch.save's format of before 1.6
     torch.save(legacy, path, _use_new_zipfile_serialization=False, pickle_protocol=0)
     with pytest.raises(UserError, match=r'refused to load.*could run code when unpickled \(posix.system\)'):
@@ -121,7 +128,7 @@ def test_torch_saves_format_of_before_pytorch_1_6_in_protocol_0_is_not_named_a_t
 
 
 @pytest.mark.parametrize('text', [b'color,count\nBlue,3\n', b'cuda available: no\n', b'checkpoint: runs/r1/last.pth\n',
-                                  b'0.5\n0.7\n', b'.hidden\nmore\n'])
+                                  b'0.5\n0.7\n', b'.hidden\nmore\n', b'config\nvalue\nmore\n'])
 def test_text_the_unpickler_reads_as_a_global_is_named_text_not_code(tmp_path, text):
     # 'c' is pickle's GLOBAL opcode: 'color,count' was "objects that could run code (GLOBAL olor,count.Blue,3)";
     # '0.5' a whole pickle to pickletools (POP, STOP)
