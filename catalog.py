@@ -202,9 +202,12 @@ def a_cell_of_lines(row, header, required):
     own line and the start of the one where a quote closes it, or whole rows between."""
     if header is None or len(row) < len(header):  # a quote left open on the last line ends the file
         return False
-    broken = [i for i, field in enumerate(row) if '\n' in field or '\r' in field]
     return all(i < len(header) and header[i] not in required and row[i].count(',') < len(header) - 1
-               for i in broken)
+               for i in cells_of_lines(row))
+
+
+def cells_of_lines(row):
+    return [i for i, field in enumerate(row) if '\n' in field or '\r' in field]
 
 
 def label_of_lines(row, header, required):
@@ -212,7 +215,7 @@ def label_of_lines(row, header, required):
     whole (a label typed over two lines in a spreadsheet), or None."""
     if header is None or len(row) != len(header):
         return None
-    broken = [i for i, field in enumerate(row) if '\n' in field or '\r' in field]
+    broken = cells_of_lines(row)
     if not all(row[i].count(',') < len(header) - 1 for i in broken):  # rows swallowed: a quote left open
         return None
     return next((header[i] for i in broken if header[i] in required), None)

@@ -98,14 +98,7 @@ def checkpoint_load(path):
     except pickle.UnpicklingError as error:
         check_not_other_kind(path, data)
         reason = unpickler_reason(error)
-        # The unpickler reads text as opcodes too ('color,count' as a GLOBAL): a file that is no
-        # whole pickle is named as the text it is. One that is may hold code the unpickler did not
-        # reach (protocol 0's lists and dicts stop it first): that code named.
-        whole, code = pickled_code(data)
-        if code:
-            refuse_code(path, reason if 'GLOBAL' in reason else ', '.join(code[:3]), error)
-        if not whole:
-            check_not_text(path, data)
+        check_not_code_or_text(path, data, error, reason)
         if 'GLOBAL' in reason:  # one pickletools could not name: refused all the same
             refuse_code(path, reason, error)
         raise UserError(f'{path}: not a PyTorch checkpoint ({reason})') from error
@@ -115,11 +108,7 @@ def checkpoint_load(path):
         # torch.save's own files are zip archives too
         if zipfile.is_zipfile(io.BytesIO(data)) and not saved_by_torch(data):
             raise UserError(f'{path}: a zip archive, but not one torch.save wrote') from error
-        whole, code = pickled_code(data)
-        if code:  # before the damage the unpickler met: a pickle cut short runs what comes before its end
-            refuse_code(path, ', '.join(code[:3]), error)
-        if not whole:
-            check_not_text(path, data)
+        check_not_code_or_text(path, data, error)
         said = first_sentence(str(error))  # nothing, from an EOFError
         reason = type(error).__name__ + (f': {said}' if said else '')
         raise UserError(f'{path}: not a PyTorch checkpoint, or a truncated one ({reason})') from error
@@ -160,6 +149,19 @@ def check_not_other_kind(path, data):
     if kind is not None:
         raise UserError(f'{path}: a {kind} picture, not a checkpoint: give {RUN_CHECKPOINTS} (with predict.py, '
                         'the pictures come after its flags)')
+
+
+def check_not_code_or_text(path, data, error, reason=''):
+    """A file torch.load could not load, named where it holds code or is text. The unpickler reads
+    text as opcodes too ('color,count' as a GLOBAL): a file that is no whole pickle is named as the
+    text it is. One that is, or one cut short (what comes before its end runs all the same), may hold
+    code the unpickler did not reach (protocol 0's lists and dicts, protocol 4's frames stop it
+    first): that code named, as the unpickler's reason names a GLOBAL where it met one."""
+    whole, code = pickled_code(data)
+    if code:
+        refuse_code(path, reason if 'GLOBAL' in reason else ', '.join(code[:3]), error)
+    if not whole:
+        check_not_text(path, data)
 
 
 def refuse_code(path, held, error):

@@ -942,16 +942,18 @@ def main(argv=None):
         raise UserError(f'--compile: torch.compile could not build the model ({str(error).splitlines()[0]}). '
                         'It needs a working C++ compiler for the CPU, Triton for a GPU; '
                         'or train without --compile') from error
-    except RuntimeError as error:
-        ended = worker_ended(error, '--workers')
-        if ended and context.is_main:  # one of this process's DataLoader workers; another's: run_cli's line
+    except (RuntimeError, PicturesFailed) as error:
+        # One of this process's DataLoader workers killed, or a picture gone bad; another process's:
+        # run_cli's line
+        ended = str(error) if isinstance(error, PicturesFailed) else worker_ended(error, '--workers')
+        if ended and context.is_main:
             with second_stop_held():
                 saver.close()  # the epochs finished are kept, and named
                 print_error(f'{ended}. ' + interrupted_message(
                     epoch, *saved_so_far(saver, start_epoch, last_path, args, resume), args.epochs, context,
                     'The run stopped'))
             distributed.cleanup(context)
-            raise SystemExit(1)
+            raise SystemExit(2 if isinstance(error, PicturesFailed) else 1)
         if peer_ended(error):
             # The group is broken: left now, every process, so that it and gloo's threads go as soon as
             # DDP lets go of it (as this exception's frames are freed), while Python still runs. Left to
@@ -978,16 +980,6 @@ def main(argv=None):
             print_error(interrupted_message(epoch, *kept, args.epochs, context,
                                             'process 0 stopped: another process of the run ended'))
         raise SystemExit(1)
-    except PicturesFailed as error:
-        if not context.is_main:
-            raise
-        with second_stop_held():  # the epochs finished are kept, and named, as for a worker killed
-            saver.close()
-            print_error(f'{error}. ' + interrupted_message(
-                epoch, *saved_so_far(saver, start_epoch, last_path, args, resume), args.epochs, context,
-                'The run stopped'))
-        distributed.cleanup(context)
-        raise SystemExit(2)
     except Diverged as error:
         stopped = error  # said below, once the files are written and the folder released
     except (UserError, OSError) as error:
