@@ -157,11 +157,22 @@ def check_not_code_or_text(path, data, error, reason=''):
     text it is. One that is, or one cut short (what comes before its end runs all the same), may hold
     code the unpickler did not reach (protocol 0's lists and dicts, protocol 4's frames stop it
     first): that code named, as the unpickler's reason names a GLOBAL where it met one."""
-    whole, code = pickled_code(data)
+    whole, code = pickled_code(pickle_in(data))
     if code:
         refuse_code(path, reason if 'GLOBAL' in reason else ', '.join(code[:3]), error)
     if not whole:
         check_not_text(path, data)
+
+
+def pickle_in(data):
+    """The pickle in data (a file's bytes) that the unpickler reads: torch.save's archive keeps it
+    as ARCHIVE/data.pkl, where the unpickler stops at protocol 4's first FRAME."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            name = next((name for name in archive.namelist() if name.endswith('/data.pkl')), None)
+            return data if name is None else archive.read(name)
+    except (zipfile.BadZipFile, OSError, EOFError):  # no zip archive: the file is the pickle
+        return data
 
 
 def refuse_code(path, held, error):
@@ -170,16 +181,19 @@ def refuse_code(path, held, error):
 
 
 def pickled_code(data):
-    """(whether data begins with a whole pickle, its STOP past its first line: '0.5' is a pickle's
-    POP and STOP; the Python objects it and the pickles after it would call or build, as
+    """(whether data begins with a whole pickle, its STOP past its first line: 'N.' is a pickle
+    of None; the Python objects it and the pickles after it would call or build, as
     module.name, up to any damage, but those torch.save writes: its format of before PyTorch 1.6 is
     several pickles, then the tensors' bytes). Read by pickletools, which runs nothing. An object
     counts where a call follows it, or its pickle is whole: text read as a GLOBAL ('config' over
     'value') is neither."""
     stream, names, pending, pushed, memo, ends = io.BytesIO(data), [], [], [], {}, []
     while stream.tell() < len(data):
+        stack = []
         try:
             for opcode, arg, _ in pickletools.genops(stream):
+                if not stack_takes(stack, opcode):  # text read as opcodes: no unpickler gets past it
+                    break
                 if opcode.name == 'GLOBAL':
                     pending.append(global_named(*arg.split(' ', 1)))
                 elif opcode.name == 'INST':  # a call, of the object it names
@@ -196,15 +210,39 @@ def pickled_code(data):
                     pushed[-2:] = pushed[-1:] + [memo.get(arg)]
                 elif opcode.name not in ('FRAME', 'PROTO'):
                     pushed[-2:] = pushed[-1:] + [arg if isinstance(arg, str) else None]  # the last two only
+            else:
+                if not stack:  # STOP took the pickle's one object: it is whole
+                    names.extend(pending)  # and imports what it names as it loads
+                    pending.clear()
+                    ends.append(stream.tell())
+                    continue
         except Exception:  # noqa: BLE001 - no pickle, or one cut short: pickletools fails as it may
-            break
-        names.extend(pending)  # a whole pickle imports what it names as it loads
-        pending.clear()
-        ends.append(stream.tell())
+            pass
+        break
     line = data.find(b'\n')
     whole = bool(ends) and (ends[0] > line if line >= 0 else ends[0] == len(data))
     return whole, [f'{module}.{name}'.rstrip('.') for module, name in names if (module, name) != (None, None)
                    and not torch_saves(module, name)]
+
+
+MARK = pickletools.markobject
+
+
+def stack_takes(stack, opcode):
+    """Whether the unpickler's stack, emulated as pickletools.dis does (stack: what is on it), holds
+    what opcode takes off it; if so, stack as opcode leaves it. 'cat\\ndog\\nbird' reads as a GLOBAL,
+    then a BUILD that takes two objects off a stack of one: text, not code."""
+    taken = opcode.stack_before
+    if MARK in taken or (opcode.name == 'POP' and stack and stack[-1] is MARK):  # all down to the MARK
+        if MARK not in stack:
+            return False
+        del stack[len(stack) - 1 - stack[::-1].index(MARK):]
+        taken = taken[:taken.index(MARK)] if MARK in taken else []
+    if len(taken) > len(stack) or MARK in stack[len(stack) - len(taken):]:
+        return False
+    del stack[len(stack) - len(taken):]
+    stack.extend(opcode.stack_after)
+    return True
 
 
 def global_named(module, name=''):

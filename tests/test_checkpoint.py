@@ -110,6 +110,10 @@ def test_a_pickled_payload_is_refused_and_never_runs(tmp_path):
                          + b'\x93\x8c' + bytes([len(command)]) + command + b'\x85R.')  # STACK_GLOBAL, REDUCE
         with pytest.raises(UserError, match=rf'refused to load.*could run code when unpickled \({module}.os.system\)'):
             checkpoint_load(str(path))
+    for protocol in (4, 5):  # in torch.save's archive, where the unpickler stops at the first FRAME (operand 149)
+        torch.save(state, path, pickle_protocol=protocol)
+        with pytest.raises(UserError, match=r'refused to load.*could run code when unpickled \(posix.system\)'):
+            checkpoint_load(str(path))
     legacy = {'model': {'w': torch.zeros(2)}, 'args': Payload()}  # torch.save's format of before 1.6
     torch.save(legacy, path, _use_new_zipfile_serialization=False, pickle_protocol=0)
     with pytest.raises(UserError, match=r'refused to load.*could run code when unpickled \(posix.system\)'):
@@ -128,10 +132,12 @@ def test_torch_saves_format_of_before_pytorch_1_6_in_protocol_0_is_not_named_a_t
 
 
 @pytest.mark.parametrize('text', [b'color,count\nBlue,3\n', b'cuda available: no\n', b'checkpoint: runs/r1/last.pth\n',
-                                  b'0.5\n0.7\n', b'.hidden\nmore\n', b'config\nvalue\nmore\n'])
+                                  b'0.5\n0.7\n', b'.hidden\nmore\n', b'config\nvalue\nmore\n',
+                                  b'cat\ndog\nbird\n', b'cat\ndog\nRed\n'])
 def test_text_the_unpickler_reads_as_a_global_is_named_text_not_code(tmp_path, text):
     # 'c' is pickle's GLOBAL opcode: 'color,count' was "objects that could run code (GLOBAL olor,count.Blue,3)";
-    # '0.5' a whole pickle to pickletools (POP, STOP)
+    # '0.5' a whole pickle to pickletools (POP, STOP); 'cat\ndog\nbird' a GLOBAL, then a BUILD that
+    # takes two objects off a stack of one: "could run code when unpickled (at.dog)"
     path = tmp_path / 'x.pth'
     path.write_bytes(text)
     with pytest.raises(UserError, match=re.escape(f"{path}: a text file, not a checkpoint (it reads "
