@@ -477,6 +477,9 @@ def resume_problem(state):
         return f'its "epoch" is {epoch!r}, not a number of epochs done'
     if not (isinstance(history, list) and all(map(is_epoch_row, history))):
         return 'its "history" is not a list of the epochs\' figures'
+    problem = epochs_problem([row['epoch'] for row in history], epoch)
+    if problem is not None:
+        return problem
     if not (isinstance(best, dict) and isinstance(best.get('epoch'), int)
             and isinstance(best.get('score'), (int, float))):
         return 'its "best" is not an epoch and its score'
@@ -491,6 +494,18 @@ def resume_problem(state):
     if not (isinstance(schedule, dict) and is_count(schedule.get('last_epoch', 0)) and isinstance(rates, list)
             and len(rates) == len(groups) and all(map(is_number, rates))):
         return 'its "scheduler" is not the state of a learning-rate schedule'
+    return None
+
+
+def epochs_problem(epochs, done):
+    """Where the epochs of a checkpoint's history are not 1 to done, one row each and in order, as
+    train.py keeps them, or None. metrics.csv and the curves are rewritten from it: a row skipped
+    or repeated (an edited file) was lost or written twice there."""
+    for row, found in enumerate(epochs, 1):
+        if found != row:
+            return f'its "history" holds epoch {found} where epoch {row} should be'
+    if len(epochs) != done:
+        return f'its "history" holds the figures of {len(epochs)} epochs, and its "epoch" says {done} are done'
     return None
 
 

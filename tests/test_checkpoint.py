@@ -16,7 +16,7 @@ import checkpoint
 from checkpoint import checkpoint_load, checkpoint_save, model_from_checkpoint, path_as_trained
 from cli import UserError
 from conftest import file_size_limit
-from dataset import AttributesDataset
+from dataset import HEADS, AttributesDataset
 from model import MultiOutputModel
 
 VOCAB = {'gender': ['Men', 'Women'], 'article': ['Shirts', 'Tshirts', 'Watches'], 'color': ['Black', 'Blue']}
@@ -27,8 +27,12 @@ def make_state(epoch=1):
     model = MultiOutputModel(n_color_classes=2, n_gender_classes=2, n_article_classes=3)
     optimizer = torch.optim.Adam(model.parameters())
     return {'epoch': epoch, 'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
-            'attributes': VOCAB, 'args': {'lr': 0.001, 'train_csv': './train.csv'}, 'history': [],
-            'best': {'epoch': 0, 'score': -1.0}}
+            'attributes': VOCAB, 'args': {'lr': 0.001, 'train_csv': './train.csv'},
+            'history': [epoch_row(done) for done in range(1, epoch + 1)], 'best': {'epoch': 0, 'score': -1.0}}
+
+
+def epoch_row(epoch):
+    return {'epoch': epoch, 'train_loss': 1.0, **{f'train_{head}_accuracy': 0.5 for head in HEADS}}
 
 
 def test_round_trip_rebuilds_the_model_from_the_file_alone(tmp_path):
@@ -413,6 +417,19 @@ def test_a_history_without_the_figures_of_its_epochs_cannot_be_resumed(tmp_path,
     path = checkpoint_save(str(tmp_path / 'x.pth'), state)
     with pytest.raises(UserError, match='its "history" is not a list of the epochs\' figures'):
         checkpoint.resumable_load(path)
+
+
+@pytest.mark.parametrize('epochs,problem', [
+    ([1, 2, 2], 'holds epoch 2 where epoch 3 should be'), ([2, 1, 3], 'holds epoch 2 where epoch 1 should be'),
+    ([1, 2, 3, 4], 'holds the figures of 4 epochs, and its "epoch" says 3 are done'),
+    ([], 'holds the figures of 0 epochs, and its "epoch" says 3 are done')])
+def test_a_history_that_skips_or_repeats_epochs_cannot_be_resumed(tmp_path, epochs, problem):
+    state = dict(make_state(3), history=[epoch_row(epoch) for epoch in epochs], scheduler={})
+    path = checkpoint_save(str(tmp_path / 'x.pth'), state)
+    with pytest.raises(UserError, match=f'^{re.escape(path)}: not a checkpoint written by train.py '
+                                        f'\\(its "history" {re.escape(problem)}\\); cannot resume from it$'):
+        checkpoint.resumable_load(path)
+    assert checkpoint.resumable_load(checkpoint_save(path, dict(make_state(3), scheduler={})))['epoch'] == 3
 
 
 def test_the_first_non_finite_tensor_is_named_and_integers_are_passed_over():

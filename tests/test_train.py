@@ -138,6 +138,10 @@ def model_for(weights):
     ('history', lambda state: [{}], 'its "history" is not a list of the epochs\' figures'),  # a KeyError, saving
     ('best', [1, 2], 'its "best" is not an epoch and its score'),
     ('history', 'x', 'its "history" is not a list of the epochs\' figures'),
+    # edited: metrics.csv, rewritten from it, lost the epoch skipped, or wrote one twice
+    ('history', lambda state: state['history'][::2], 'its "history" holds epoch 3 where epoch 2 should be'),
+    ('history', lambda state: state['history'][:2], 'its "history" holds the figures of 2 epochs, and its "epoch" '
+                                                    'says 3 are done'),
     ('epoch', -5, 'its "epoch" is -5, not a number of epochs done'),
     ('split_digests', 'abc', 'its "split_digests" are not digests of the split files'),
     ('split_row_sets', {'train_csv': 3}, 'its "split_row_sets" are not digests of the split files'),
