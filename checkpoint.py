@@ -189,10 +189,10 @@ def pickled_code(data):
     'value') is neither."""
     stream, names, pending, pushed, memo, ends = io.BytesIO(data), [], [], [], {}, []
     while stream.tell() < len(data):
-        stack = []
+        levels = [0]
         try:
             for opcode, arg, _ in pickletools.genops(stream):
-                if not stack_takes(stack, opcode):  # text read as opcodes: no unpickler gets past it
+                if not stack_takes(levels, opcode):  # text read as opcodes: no unpickler gets past it
                     break
                 if opcode.name == 'GLOBAL':
                     pending.append(global_named(*arg.split(' ', 1)))
@@ -211,7 +211,7 @@ def pickled_code(data):
                 elif opcode.name not in ('FRAME', 'PROTO'):
                     pushed[-2:] = pushed[-1:] + [arg if isinstance(arg, str) else None]  # the last two only
             else:
-                if not stack:  # STOP took the pickle's one object: it is whole
+                if levels == [0]:  # STOP took the pickle's one object: it is whole
                     names.extend(pending)  # and imports what it names as it loads
                     pending.clear()
                     ends.append(stream.tell())
@@ -226,22 +226,34 @@ def pickled_code(data):
 
 
 MARK = pickletools.markobject
+# What each opcode does to the unpickler's stack, as pickletools.dis emulates it: whether it takes
+# all down to the topmost MARK; how many objects it takes (below that MARK, where it does); how
+# many it pushes (None: a MARK, which starts a level of its own).
+STACK_EFFECTS = {opcode.name: (MARK in opcode.stack_before,
+                               opcode.stack_before.index(MARK) if MARK in opcode.stack_before
+                               else len(opcode.stack_before),
+                               None if opcode.stack_after == [MARK] else len(opcode.stack_after))
+                 for opcode in pickletools.opcodes}
 
 
-def stack_takes(stack, opcode):
-    """Whether the unpickler's stack, emulated as pickletools.dis does (stack: what is on it), holds
-    what opcode takes off it; if so, stack as opcode leaves it. 'cat\\ndog\\nbird' reads as a GLOBAL,
-    then a BUILD that takes two objects off a stack of one: text, not code."""
-    taken = opcode.stack_before
-    if MARK in taken or (opcode.name == 'POP' and stack and stack[-1] is MARK):  # all down to the MARK
-        if MARK not in stack:
+def stack_takes(levels, opcode):
+    """Whether the unpickler's stack holds what opcode takes off it; if so, levels as opcode leaves
+    them. levels: the number of objects above each MARK on the stack, the first that below them
+    all. 'cat\\ndog\\nbird' reads as a GLOBAL, then a BUILD that takes two objects off a stack of
+    one: text, not code."""
+    to_mark, taken, pushed = STACK_EFFECTS[opcode.name]
+    if to_mark or (opcode.name == 'POP' and levels[-1] == 0 and len(levels) > 1):  # a POP of the MARK itself
+        if len(levels) == 1:  # no MARK on the stack
             return False
-        del stack[len(stack) - 1 - stack[::-1].index(MARK):]
-        taken = taken[:taken.index(MARK)] if MARK in taken else []
-    if len(taken) > len(stack) or MARK in stack[len(stack) - len(taken):]:
+        levels.pop()
+        taken = taken if to_mark else 0
+    if levels[-1] < taken:
         return False
-    del stack[len(stack) - len(taken):]
-    stack.extend(opcode.stack_after)
+    levels[-1] -= taken
+    if pushed is None:
+        levels.append(0)
+    else:
+        levels[-1] += pushed
     return True
 
 
