@@ -3,6 +3,7 @@
 import codecs
 import hashlib
 import io
+import itertools
 import json
 import os
 import pickle
@@ -101,6 +102,11 @@ def checkpoint_load(path):
         check_not_code_or_text(path, data, error, reason)
         if 'GLOBAL' in reason:  # one pickletools could not name: refused all the same
             refuse_code(path, reason, error)
+        protocol = pickle_protocol(pickle_in(data))
+        if protocol >= 4 and 'Unsupported operand' in reason and written_by_torch_save(data):
+            raise UserError(f'{path}: a checkpoint pickled with protocol {protocol} (torch.save\'s pickle_protocol), '
+                            f'whose opcodes torch.load\'s safe reader does not read ({reason}); save it again with '
+                            'torch.save\'s default protocol, in a Python where you trust the file') from error
         raise UserError(f'{path}: not a PyTorch checkpoint ({reason})') from error
     except Exception as error:  # noqa: BLE001 - the unpickler meets any bytes, and fails as it may
         # (RuntimeError, EOFError, KeyError, IndexError, ... on text, truncated or foreign files)
@@ -175,6 +181,23 @@ def pickle_in(data):
         return data
 
 
+def pickle_protocol(data):
+    """The protocol a pickle's PROTO opcode names, its first from protocol 2 on; 0 where it has none."""
+    return data[1] if data[:1] == b'\x80' and len(data) > 1 else 0
+
+
+def written_by_torch_save(data):
+    """Whether data (a file's bytes) is torch.save's: its zip archive, or its format of before
+    PyTorch 1.6, whose first pickle is of its magic number."""
+    if saved_by_torch(data):
+        return True
+    try:
+        opcodes = itertools.islice(pickletools.genops(io.BytesIO(data)), 3)  # PROTO, FRAME, the number
+        return any(arg == torch.serialization.MAGIC_NUMBER for _, arg, _ in opcodes)
+    except Exception:  # noqa: BLE001 - not a pickle: pickletools fails as it may
+        return False
+
+
 def refuse_code(path, held, error):
     raise UserError(f'{path}: refused to load: it holds Python objects that could run code '
                     f'when unpickled ({held}). Only open checkpoints you trust.') from error
@@ -184,16 +207,18 @@ def pickled_code(data):
     """(whether data begins with a whole pickle, its STOP past its first line: 'N.' is a pickle
     of None; the Python objects it and the pickles after it would call or build, as
     module.name, up to any damage, but those torch.save writes: its format of before PyTorch 1.6 is
-    several pickles, then the tensors' bytes). Read by pickletools, which runs nothing. An object
-    counts where a call follows it, or its pickle is whole: text read as a GLOBAL ('config' over
-    'value') is neither."""
-    stream, names, pending, pushed, memo, ends = io.BytesIO(data), [], [], [], {}, []
+    several pickles, then the tensors' bytes). Read by pickletools, which runs nothing, with the
+    unpickler's stack and memo emulated as pickletools.dis does. An object counts where a call
+    follows it, or its pickle is whole: text read as a GLOBAL ('config' over 'value') is neither."""
+    stream, names, ends = io.BytesIO(data), [], []
     while stream.tell() < len(data):
-        levels = [0]
+        stack, memo, pending = [[]], {}, []  # each pickle's own, as pickle.load starts each afresh
         try:
             for opcode, arg, _ in pickletools.genops(stream):
-                if not stack_takes(levels, opcode):  # text read as opcodes: no unpickler gets past it
+                taken = stack_takes(stack, opcode)
+                if taken is None:  # text read as opcodes: no unpickler gets past it
                     break
+                pushed = arg if isinstance(arg, str) and opcode.name in PUSH_STRINGS else None
                 if opcode.name == 'GLOBAL':
                     pending.append(global_named(*arg.split(' ', 1)))
                 elif opcode.name == 'INST':  # a call, of the object it names
@@ -201,19 +226,22 @@ def pickled_code(data):
                 elif opcode.name in ('REDUCE', 'BUILD', 'OBJ', 'NEWOBJ', 'NEWOBJ_EX'):
                     names.extend(pending)
                     pending.clear()
-                elif opcode.name == 'STACK_GLOBAL':  # its module and name as pushed, or fetched from the memo
-                    pending.append(global_named(*pushed[-2:]) if all(isinstance(s, str) for s in pushed[-2:])
-                                   else ('an object named by its memo', ''))
-                elif opcode.name in ('MEMOIZE', 'PUT', 'BINPUT', 'LONG_BINPUT'):
-                    memo[len(memo) if arg is None else arg] = pushed[-1] if pushed else None
+                elif opcode.name == 'STACK_GLOBAL':  # its module and name: strings pushed or from the memo
+                    pending.append(global_named(*taken) if all(isinstance(part, str) for part in taken)
+                                   else ('an object named by what the pickle computes', ''))
+                elif opcode.name in ('MEMOIZE', 'PUT', 'BINPUT', 'LONG_BINPUT'):  # the top object kept
+                    kept = taken or stack[-1][-1:]  # MEMOIZE takes it and puts it back, PUT looks at it
+                    if not kept:
+                        break
+                    memo[len(memo) if arg is None else arg] = pushed = kept[-1]
                 elif opcode.name in ('GET', 'BINGET', 'LONG_BINGET'):
-                    pushed[-2:] = pushed[-1:] + [memo.get(arg)]
-                elif opcode.name not in ('FRAME', 'PROTO'):
-                    pushed[-2:] = pushed[-1:] + [arg if isinstance(arg, str) else None]  # the last two only
+                    if arg not in memo:
+                        break
+                    pushed = memo[arg]
+                stack_pushes(stack, opcode, pushed)
             else:
-                if levels == [0]:  # STOP took the pickle's one object: it is whole
+                if stack == [[]]:  # STOP took the pickle's one object: it is whole
                     names.extend(pending)  # and imports what it names as it loads
-                    pending.clear()
                     ends.append(stream.tell())
                     continue
         except Exception:  # noqa: BLE001 - no pickle, or one cut short: pickletools fails as it may
@@ -228,33 +256,43 @@ def pickled_code(data):
 MARK = pickletools.markobject
 # What each opcode does to the unpickler's stack, as pickletools.dis emulates it: whether it takes
 # all down to the topmost MARK; how many objects it takes (below that MARK, where it does); how
-# many it pushes (None: a MARK, which starts a level of its own).
+# many it pushes, 0 or 1 (None: a MARK).
 STACK_EFFECTS = {opcode.name: (MARK in opcode.stack_before,
                                opcode.stack_before.index(MARK) if MARK in opcode.stack_before
                                else len(opcode.stack_before),
                                None if opcode.stack_after == [MARK] else len(opcode.stack_after))
                  for opcode in pickletools.opcodes}
+# Those that push the string they carry (a module's or an object's name, for a STACK_GLOBAL)
+PUSH_STRINGS = {opcode.name for opcode in pickletools.opcodes
+                if [kind.name for kind in opcode.stack_after] in (['str'], ['bytes_or_str'])}
 
 
-def stack_takes(levels, opcode):
-    """Whether the unpickler's stack holds what opcode takes off it; if so, levels as opcode leaves
-    them. levels: the number of objects above each MARK on the stack, the first that below them
-    all. 'cat\\ndog\\nbird' reads as a GLOBAL, then a BUILD that takes two objects off a stack of
-    one: text, not code."""
-    to_mark, taken, pushed = STACK_EFFECTS[opcode.name]
-    if to_mark or (opcode.name == 'POP' and levels[-1] == 0 and len(levels) > 1):  # a POP of the MARK itself
-        if len(levels) == 1:  # no MARK on the stack
-            return False
-        levels.pop()
-        taken = taken if to_mark else 0
-    if levels[-1] < taken:
-        return False
-    levels[-1] -= taken
-    if pushed is None:
-        levels.append(0)
+def stack_takes(stack, opcode):
+    """The objects opcode takes off the unpickler's stack (below the MARK it takes, where it takes
+    one), or None where the stack does not hold them: 'cat\\ndog\\nbird' reads as a GLOBAL, then a
+    BUILD that takes two objects off a stack of one, which is text, not code. stack: the objects
+    above each MARK, the first list those below them all; left as opcode leaves it."""
+    to_mark, count, _ = STACK_EFFECTS[opcode.name]
+    if to_mark or (opcode.name == 'POP' and not stack[-1] and len(stack) > 1):  # a POP of the MARK itself
+        if len(stack) == 1:  # no MARK on the stack
+            return None
+        stack.pop()
+        count = count if to_mark else 0
+    top = stack[-1]
+    if len(top) < count:
+        return None
+    taken = top[len(top) - count:]
+    del top[len(top) - count:]
+    return taken
+
+
+def stack_pushes(stack, opcode, value):
+    """stack with what opcode pushes: value (a string it carries or fetched, else None), or a MARK."""
+    pushes = STACK_EFFECTS[opcode.name][2]
+    if pushes is None:
+        stack.append([])
     else:
-        levels[-1] += pushed
-    return True
+        stack[-1].extend([value] * pushes)
 
 
 def global_named(module, name=''):

@@ -135,6 +135,22 @@ def test_torch_saves_format_of_before_pytorch_1_6_in_protocol_0_is_not_named_a_t
         checkpoint_load(str(path))  # weights_only's unpickler reads none of that format's protocol 0
 
 
+@pytest.mark.parametrize('archive', [True, False])
+@pytest.mark.parametrize('protocol', [4, 5])
+def test_a_checkpoint_pickled_with_protocol_4_or_5_is_named_so_with_what_to_do(tmp_path, archive, protocol):
+    # torch.load's safe reader stops at the protocol's first FRAME; torch.save's format of before 1.6
+    # was "code (OrderedDict.LongStorage)": its pickles' memos were taken for one
+    path = tmp_path / 'x.pth'
+    torch.save(make_state(), path, pickle_protocol=protocol, _use_new_zipfile_serialization=archive)
+    said = (f"{path}: a checkpoint pickled with protocol {protocol} (torch.save's pickle_protocol), whose opcodes "
+            "torch.load's safe reader does not read (Unsupported operand 149); save it again with torch.save's "
+            "default protocol, in a Python where you trust the file")
+    with pytest.raises(UserError, match=re.escape(said)):
+        checkpoint_load(str(path))
+    torch.save(make_state(), path, pickle_protocol=2, _use_new_zipfile_serialization=archive)
+    assert checkpoint_load(str(path))['epoch'] == 1
+
+
 @pytest.mark.parametrize('text', [b'color,count\nBlue,3\n', b'cuda available: no\n', b'checkpoint: runs/r1/last.pth\n',
                                   b'0.5\n0.7\n', b'.hidden\nmore\n', b'config\nvalue\nmore\n',
                                   b'cat\ndog\nbird\n', b'cat\ndog\nRed\n'])
