@@ -1,7 +1,9 @@
 # Saving and loading checkpoints so that nothing is lost and nothing runs on load:
 # written atomically (atomic.py), read with weights_only=True.
+import _compat_pickle
 import codecs
 import hashlib
+import importlib.util
 import io
 import itertools
 import json
@@ -24,6 +26,9 @@ from model import MultiOutputModel
 from split_data import kept_splits, pictures_digest, rows_digest
 
 FORMAT = 'fashion-multi-output/1'
+# How torch.load tells its archive from a pickle: a zip's first record. zipfile finds an archive
+# by its end, which may follow a pickle.
+ZIP_START = b'PK\x03\x04'
 
 
 def checkpoint_save(path, state):
@@ -112,7 +117,7 @@ def checkpoint_load(path):
         # (RuntimeError, EOFError, KeyError, IndexError, ... on text, truncated or foreign files)
         check_not_other_kind(path, data)
         # torch.save's own files are zip archives too
-        if zipfile.is_zipfile(io.BytesIO(data)) and not saved_by_torch(data):
+        if data.startswith(b'PK') and zipfile.is_zipfile(io.BytesIO(data)) and saved_by_torch(data) is False:
             raise UserError(f'{path}: a zip archive, but not one torch.save wrote') from error
         check_not_code_or_text(path, data, error)
         said = first_sentence(str(error))  # nothing, from an EOFError
@@ -158,26 +163,42 @@ def check_not_other_kind(path, data):
 
 
 def check_not_code_or_text(path, data, error, reason=''):
-    """A file torch.load could not load, named where it holds code or is text. The unpickler reads
-    text as opcodes too ('color,count' as a GLOBAL): a file that is no whole pickle is named as the
-    text it is. One that is, or one cut short (what comes before its end runs all the same), may hold
-    code the unpickler did not reach (protocol 0's lists and dicts, protocol 4's frames stop it
-    first): that code named, as the unpickler's reason names a GLOBAL where it met one."""
+    """A file torch.load could not load, named where it holds code or is text (a split, args.json,
+    a log given for a checkpoint: the unpickler said 'Unsupported operand 105'). The unpickler reads
+    text as opcodes too ('color,count' as a GLOBAL): text that is no whole pickle, or whose objects
+    name no module installed here, is named as the text it is. A pickle, or one cut short (what
+    comes before its end runs all the same), may hold code the unpickler did not reach (protocol 0's
+    lists and dicts, protocol 4's frames stop it first): that code named, as the unpickler's reason
+    names a GLOBAL where it met one."""
     whole, code = pickled_code(pickle_in(data))
-    if code:
+    text = first_line_of_text(data)
+    if code and (text is None or any(map(found_here, code))):
         refuse_code(path, reason if 'GLOBAL' in reason else ', '.join(code[:3]), error)
-    if not whole:
-        check_not_text(path, data)
+    if text is not None and (code or not whole):  # text whose names import nothing here: '.venv' is a STOP
+        raise UserError(f'{path}: a text file, not a checkpoint (it reads {text!r}): give {RUN_CHECKPOINTS}')
+
+
+def found_here(name):
+    """Whether the module of name (module.attribute) is installed here, where an unpickler could
+    import it: looked up by its top package (under its Python 3 name, __builtin__'s builtins), not
+    imported. Text read as a GLOBAL names none ('checkpoints' over 'logs': heckpoints.logs)."""
+    module = _compat_pickle.IMPORT_MAPPING.get(name.rsplit('.', 1)[0], name)
+    try:
+        return importlib.util.find_spec(module.split('.')[0]) is not None
+    except (ImportError, ValueError):  # a name no module has
+        return False
 
 
 def pickle_in(data):
     """The pickle in data (a file's bytes) that the unpickler reads: torch.save's archive keeps it
     as ARCHIVE/data.pkl, where the unpickler stops at protocol 4's first FRAME."""
+    if not data.startswith(ZIP_START):
+        return data
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             name = next((name for name in archive.namelist() if name.endswith('/data.pkl')), None)
             return data if name is None else archive.read(name)
-    except (zipfile.BadZipFile, OSError, EOFError):  # no zip archive: the file is the pickle
+    except Exception:  # noqa: BLE001 - a damaged archive: zipfile and zlib fail as they may
         return data
 
 
@@ -239,16 +260,15 @@ def pickled_code(data):
                         break
                     pushed = memo[arg]
                 stack_pushes(stack, opcode, pushed)
-            else:
-                if stack == [[]]:  # STOP took the pickle's one object: it is whole
-                    names.extend(pending)  # and imports what it names as it loads
-                    ends.append(stream.tell())
-                    continue
+            else:  # STOP: the unpickler returns the object on top, whatever is left below it
+                names.extend(pending)  # and imported what it names as it loaded
+                ends.append((stream.tell(), stack == [[]]))  # a whole pickle leaves nothing
+                continue
         except Exception:  # noqa: BLE001 - no pickle, or one cut short: pickletools fails as it may
             pass
         break
     line = data.find(b'\n')
-    whole = bool(ends) and (ends[0] > line if line >= 0 else ends[0] == len(data))
+    whole = bool(ends) and ends[0][1] and (ends[0][0] > line if line >= 0 else ends[0][0] == len(data))
     return whole, [f'{module}.{name}'.rstrip('.') for module, name in names if (module, name) != (None, None)
                    and not torch_saves(module, name)]
 
@@ -308,15 +328,6 @@ def torch_saves(module, name):
     OrderedDict. A name of dotted attributes is none of them: torch.os.system is os.system."""
     return (module == 'collections' and name == 'OrderedDict') or (
         (module == 'torch' or module.startswith('torch.')) and '.' not in name)
-
-
-def check_not_text(path, data):
-    """A split or styles.csv, args.json, a log given for a checkpoint, named so: the unpickler said
-    'Unsupported operand 105'. Looked at only for a file that is no whole pickle: one of protocol 0,
-    whose opcodes are text, may hold code to refuse."""
-    line = first_line_of_text(data)
-    if line is not None:
-        raise UserError(f'{path}: a text file, not a checkpoint (it reads {line!r}): give {RUN_CHECKPOINTS}')
 
 
 def first_line_of_text(data):
@@ -469,30 +480,36 @@ def damaged_entry(data):
     do not match the checksum saved with them, or None (also for data that is no zip archive).
     torch.load does not check them: a weight changed by a disk or a copy loads as it is, and the
     model answers NaN, or wrongly with no sign of it."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            for record in archive.infolist():
-                if record.CRC == 0:  # empty, or saved without checksums (torch.serialization.set_crc32_options)
-                    continue
-                try:
-                    with archive.open(record) as f:  # checks the checksum once read to the end
-                        while f.read(1 << 20):
-                            pass
-                except (zipfile.BadZipFile, UnicodeDecodeError):  # or its name, in its own header
-                    return record.filename
-    except (zipfile.BadZipFile, OSError, EOFError):  # no zip archive, or a truncated one: torch.load says
+    if not data.startswith(ZIP_START):
         return None
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except Exception:  # noqa: BLE001 - no archive, a truncated one, a damaged directory: torch.load says
+        return None
+    with archive:
+        for record in archive.infolist():
+            if record.CRC == 0:  # empty, or saved without checksums (torch.serialization.set_crc32_options)
+                continue
+            try:
+                with archive.open(record) as f:  # checks the checksum once read to the end
+                    while f.read(1 << 20):
+                        pass
+            except Exception:  # noqa: BLE001 - its bytes, its header, its name: zipfile and zlib fail as they may
+                return record.filename
     return None
 
 
 def saved_by_torch(data):
     """Whether the zip archive in data (a file's bytes) holds the pickle torch.save writes
-    (ARCHIVE/data.pkl): one that fails to load is then a damaged checkpoint, not some other archive."""
+    (ARCHIVE/data.pkl): one that fails to load is then a damaged checkpoint, not some other archive.
+    None where zipfile cannot read its names."""
+    if not data.startswith(ZIP_START):
+        return False
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             return any(name.endswith('/data.pkl') for name in archive.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
+    except Exception:  # noqa: BLE001 - a damaged archive, whose names zipfile cannot read: whose it is, unknown
+        return None
 
 
 RESUME_KEYS = ('epoch', 'optimizer', 'scheduler', 'history', 'best', 'args')

@@ -122,6 +122,21 @@ def test_a_pickled_payload_is_refused_and_never_runs(tmp_path):
     torch.save(legacy, path, _use_new_zipfile_serialization=False, pickle_protocol=0)
     with pytest.raises(UserError, match=r'refused to load.*could run code when unpickled \(posix.system\)'):
         checkpoint_load(str(path))
+    # an object left below the one STOP returns (the unpickler leaves it), a zip archive after the pickle
+    # (torch.load reads an archive only where the file begins with one): the code named all the same
+    saved, appended = path.read_bytes(), tmp_path / 'appended.zip'
+    with zipfile.ZipFile(appended, 'w') as archive:  # one zipfile reads: its data.pkl has no code
+        archive.writestr('x/data.pkl', pickle.dumps(1))
+    for data in (b'I0\n' + saved, saved + appended.read_bytes(),
+                 pickle.dumps([1, Payload()], protocol=0) + stored_record('x/data.pkl', b'abc', flags=1)):
+        path.write_bytes(data)
+        with pytest.raises(UserError, match=r'refused to load.*could run code when unpickled \(posix.system\)'):
+            checkpoint_load(str(path))
+    # protocol 0's own text, with the Python 2 name of builtins that the unpickler maps
+    for data in (b"c__builtin__\neval\n(S'1'\ntR.", b"cos\nsystem\n(S'true'\ntR."):
+        path.write_bytes(data)
+        with pytest.raises(UserError, match='refused to load.*could run code when unpickled'):
+            checkpoint_load(str(path))
     assert not os.path.exists(MARKER)
 
 
@@ -153,11 +168,14 @@ def test_a_checkpoint_pickled_with_protocol_4_or_5_is_named_so_with_what_to_do(t
 
 @pytest.mark.parametrize('text', [b'color,count\nBlue,3\n', b'cuda available: no\n', b'checkpoint: runs/r1/last.pth\n',
                                   b'0.5\n0.7\n', b'.hidden\nmore\n', b'config\nvalue\nmore\n',
-                                  b'cat\ndog\nbird\n', b'cat\ndog\nRed\n'])
+                                  b'cat\ndog\nbird\n', b'cat\ndog\nRed\n', b'checkpoints\nlogs\n.venv\n',
+                                  b'cd\nls\n.\n', b'cat\ndog\nVx\nRed\n'])
 def test_text_the_unpickler_reads_as_a_global_is_named_text_not_code(tmp_path, text):
     # 'c' is pickle's GLOBAL opcode: 'color,count' was "objects that could run code (GLOBAL olor,count.Blue,3)";
     # '0.5' a whole pickle to pickletools (POP, STOP); 'cat\ndog\nbird' a GLOBAL, then a BUILD that
-    # takes two objects off a stack of one: "could run code when unpickled (at.dog)"
+    # takes two objects off a stack of one: "could run code when unpickled (at.dog)"; a .gitignore's
+    # 'checkpoints', 'logs', '.venv' a GLOBAL and a STOP: "... (GLOBAL heckpoints.logs)", as no
+    # module heckpoints is there to import
     path = tmp_path / 'x.pth'
     path.write_bytes(text)
     with pytest.raises(UserError, match=re.escape(f"{path}: a text file, not a checkpoint (it reads "
@@ -255,6 +273,41 @@ def test_a_checkpoint_whose_record_name_changed_in_its_header_is_named_damaged(t
     (tmp_path / 'changed.pth').write_bytes(data)
     with pytest.raises(UserError, match='changed.pth: damaged: .* in it does not match the checksum or the name '):
         checkpoint_load(str(tmp_path / 'changed.pth'))
+
+
+def test_a_checkpoint_whose_directory_changed_is_named_not_a_traceback(tmp_path):
+    # zipfile's UnicodeDecodeError (a name's byte in the archive's directory) and ValueError (its
+    # start moved: 'negative seek value') came out as tracebacks
+    data = open(checkpoint_save(str(tmp_path / 'x.pth'), make_state()), 'rb').read()
+    directory, end = data.find(b'PK\x01\x02'), data.rfind(b'PK\x06\x06')  # the first record's; zip64's end
+    assert directory > 0 and end > 0
+    for offset, value, said in [(directory + 46 + 3, 0xff, 'not a PyTorch checkpoint, or a truncated one'),
+                                (end + 48, data[end + 48] + 3, 'damaged: archive/data.pkl in it')]:
+        changed = bytearray(data)
+        changed[offset] = value
+        (tmp_path / 'changed.pth').write_bytes(changed)
+        with pytest.raises(UserError, match=f'^{re.escape(str(tmp_path / "changed.pth"))}: {said}'):
+            checkpoint_load(str(tmp_path / 'changed.pth'))
+
+
+def stored_record(name, data, flags=0, method=0):
+    """A zip archive of one record, without a checksum (which zipfile would check), as bytes."""
+    name = name.encode()
+    header = struct.pack('<4sHHHHHIIIHH', b'PK\x03\x04', 20, flags, method, 0, 0, 0, len(data), len(data), len(name), 0)
+    entry = struct.pack('<4sHHHHHHIIIHHHHHII', b'PK\x01\x02', 20, 20, flags, method, 0, 0, 0, len(data), len(data),
+                        len(name), 0, 0, 0, 0, 0, 0)
+    local = header + name + data
+    return local + entry + name + struct.pack('<4sHHHHIIH', b'PK\x05\x06', 0, 0, 1, 1, len(entry + name), len(local), 0)
+
+
+@pytest.mark.parametrize('flags,method,data', [(1, 0, b'abc'), (0, 99, b'abc'), (0, 8, b'\xff\xff')],
+                         ids=['encrypted', 'unknown compression', 'bad deflate'])
+def test_an_archive_zipfile_cannot_read_is_named_not_a_traceback(tmp_path, flags, method, data):
+    # zipfile's RuntimeError, NotImplementedError and zlib's error came out as tracebacks
+    path = tmp_path / 'x.pth'
+    path.write_bytes(stored_record('x/data.pkl', data, flags, method))
+    with pytest.raises(UserError, match=f'^{re.escape(str(path))}: not a PyTorch checkpoint, or a truncated one'):
+        checkpoint_load(str(path))
 
 
 def test_a_checkpoint_whose_bytes_changed_is_named_damaged_not_loaded(tmp_path):
