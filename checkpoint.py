@@ -171,33 +171,40 @@ def check_not_code_or_text(path, data, error, reason=''):
     lists and dicts, protocol 4's frames stop it first): that code named, as the unpickler's reason
     names a GLOBAL where it met one."""
     whole, code = pickled_code(pickle_in(data))
-    text = first_line_of_text(data)
-    if code and (text is None or any(map(found_here, code))):
+    line = first_line_of_text(data)
+    # Text throughout whose objects name no module installed here ('checkpoints' over 'logs', a
+    # .gitignore's, is heckpoints.logs) is text, also where the unpickler's reason names that GLOBAL
+    as_text = line is not None and not any(map(found_here, set(code))) and text_of(data) is not None
+    if code and not as_text:
         refuse_code(path, reason if 'GLOBAL' in reason else ', '.join(code[:3]), error)
-    if text is not None and (code or not whole):  # text whose names import nothing here: '.venv' is a STOP
-        raise UserError(f'{path}: a text file, not a checkpoint (it reads {text!r}): give {RUN_CHECKPOINTS}')
+    if line is not None and (not whole or as_text and (code or 'GLOBAL' in reason)):
+        raise UserError(f'{path}: a text file, not a checkpoint (it reads {line!r}): give {RUN_CHECKPOINTS}')
 
 
 def found_here(name):
-    """Whether the module of name (module.attribute) is installed here, where an unpickler could
-    import it: looked up by its top package (under its Python 3 name, __builtin__'s builtins), not
-    imported. Text read as a GLOBAL names none ('checkpoints' over 'logs': heckpoints.logs)."""
-    module = _compat_pickle.IMPORT_MAPPING.get(name.rsplit('.', 1)[0], name)
+    """Whether the module of name (module.attribute, or COMPUTED) may be there for an unpickler to
+    import: loaded, or found by its top package (under its Python 3 name, __builtin__'s builtins),
+    not imported. Text read as a GLOBAL names none ('checkpoints' over 'logs': heckpoints.logs)."""
+    if name == COMPUTED:
+        return True
+    top = _compat_pickle.IMPORT_MAPPING.get(name.rsplit('.', 1)[0], name).split('.')[0]
     try:
-        return importlib.util.find_spec(module.split('.')[0]) is not None
-    except (ImportError, ValueError):  # a name no module has
-        return False
+        return importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):  # loaded with a spec of None (a script's __main__): there all the same
+        return True
 
 
 def pickle_in(data):
     """The pickle in data (a file's bytes) that the unpickler reads: torch.save's archive keeps it
-    as ARCHIVE/data.pkl, where the unpickler stops at protocol 4's first FRAME."""
+    as ARCHIVE/data.pkl (where the unpickler stops at protocol 4's first FRAME), ARCHIVE the folder
+    of its first record."""
     if not data.startswith(ZIP_START):
         return data
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            name = next((name for name in archive.namelist() if name.endswith('/data.pkl')), None)
-            return data if name is None else archive.read(name)
+            # torch.load's: in the folder of the archive's first record (another may hold one too)
+            name = archive.namelist()[0].split('/')[0] + '/data.pkl'
+            return archive.read(name) if name in archive.namelist() else data
     except Exception:  # noqa: BLE001 - a damaged archive: zipfile and zlib fail as they may
         return data
 
@@ -244,12 +251,12 @@ def pickled_code(data):
                     pending.append(global_named(*arg.split(' ', 1)))
                 elif opcode.name == 'INST':  # a call, of the object it names
                     names.append(global_named(*arg.split(' ', 1)))
-                elif opcode.name in ('REDUCE', 'BUILD', 'OBJ', 'NEWOBJ', 'NEWOBJ_EX'):
+                elif opcode.name in CALLS:
                     names.extend(pending)
                     pending.clear()
                 elif opcode.name == 'STACK_GLOBAL':  # its module and name: strings pushed or from the memo
                     pending.append(global_named(*taken) if all(isinstance(part, str) for part in taken)
-                                   else ('an object named by what the pickle computes', ''))
+                                   else (COMPUTED, ''))
                 elif opcode.name in ('MEMOIZE', 'PUT', 'BINPUT', 'LONG_BINPUT'):  # the top object kept
                     kept = taken or stack[-1][-1:]  # MEMOIZE takes it and puts it back, PUT looks at it
                     if not kept:
@@ -259,6 +266,8 @@ def pickled_code(data):
                     if arg not in memo:
                         break
                     pushed = memo[arg]
+                elif opcode.name == 'DUP':
+                    pushed = taken[0]
                 stack_pushes(stack, opcode, pushed)
             else:  # STOP: the unpickler returns the object on top, whatever is left below it
                 names.extend(pending)  # and imported what it names as it loaded
@@ -273,10 +282,13 @@ def pickled_code(data):
                    and not torch_saves(module, name)]
 
 
+# Opcodes that call an object, or a method of one (os.environ's __setitem__ is putenv's)
+CALLS = {'REDUCE', 'BUILD', 'OBJ', 'NEWOBJ', 'NEWOBJ_EX', 'SETITEM', 'SETITEMS', 'APPEND', 'APPENDS', 'ADDITEMS'}
+COMPUTED = 'an object named by what the pickle computes'  # a STACK_GLOBAL of other than strings pushed
 MARK = pickletools.markobject
 # What each opcode does to the unpickler's stack, as pickletools.dis emulates it: whether it takes
 # all down to the topmost MARK; how many objects it takes (below that MARK, where it does); how
-# many it pushes, 0 or 1 (None: a MARK).
+# many it pushes, 0 to 2 (None: a MARK).
 STACK_EFFECTS = {opcode.name: (MARK in opcode.stack_before,
                                opcode.stack_before.index(MARK) if MARK in opcode.stack_before
                                else len(opcode.stack_before),
@@ -332,21 +344,28 @@ def torch_saves(module, name):
 
 def first_line_of_text(data):
     """The first line of data that holds a letter or a digit, where data begins as text (its first
-    4 KiB, in UTF-8, or UTF-16 or UTF-32 by a byte-order mark), at most 80 characters of it; None
-    for bytes of any other kind."""
-    head = data[:4096]
-    wide = next((name for bom, name in WIDE_BOMS.items() if head.startswith(bom)), None)  # a spreadsheet's UTF-16
-    if not head.strip() or (b'\0' in head and not wide) or data.startswith(b'PK'):  # PK: a zip archive cut short
-        return None
-    try:
-        text = codecs.getincrementaldecoder(wide or 'utf-8-sig')().decode(head)  # a character cut at the end waits
-    except UnicodeDecodeError:
-        return None
-    if not text.strip() or not all(c.isprintable() or c.isspace() for c in text):
+    4 KiB), at most 80 characters of it; None for bytes of any other kind."""
+    text = text_of(data[:4096])
+    if text is None:
         return None
     lines = text.strip().splitlines()
     line = next((line.strip() for line in lines if any(c.isalnum() for c in line)), lines[0])  # JSON's '{' says little
     return line if len(line) <= 80 else line[:77] + '...'
+
+
+def text_of(data):
+    """data decoded, where it is printable text, in UTF-8, or UTF-16 or UTF-32 by a byte-order mark;
+    None for bytes of any other kind. A character cut at the end (of a file's first bytes) waits."""
+    wide = next((name for bom, name in WIDE_BOMS.items() if data.startswith(bom)), None)  # a spreadsheet's UTF-16
+    if not data.strip() or (b'\0' in data and not wide) or data.startswith(b'PK'):  # PK: a zip archive cut short
+        return None
+    try:
+        text = codecs.getincrementaldecoder(wide or 'utf-8-sig')().decode(data)
+    except UnicodeDecodeError:
+        return None
+    if not text.strip() or not all(c.isprintable() or c.isspace() for c in text):
+        return None
+    return text
 
 
 def exported_labels(data):

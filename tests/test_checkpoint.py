@@ -1,11 +1,13 @@
 # Checkpoints lose nothing and run nothing: atomic writes, weights_only loads, clear refusals.
 import argparse
 import errno
+import io
 import json
 import os
 import pickle
 import re
 import struct
+import sys
 import warnings
 import zipfile
 
@@ -140,6 +142,58 @@ def test_a_pickled_payload_is_refused_and_never_runs(tmp_path):
     assert not os.path.exists(MARKER)
 
 
+def shadowed_archive(protocol):
+    """torch.save's archive of a payload, with a harmless data.pkl in a folder of its own: torch.load
+    reads ARCHIVE/data.pkl, ARCHIVE the folder of the first record. At protocol 2, an INT and a POP
+    first stop torch's safe reader before it meets the payload's GLOBAL."""
+    saved, shadowed = io.BytesIO(), io.BytesIO()
+    torch.save({'model': Payload()}, saved, pickle_protocol=protocol)
+    with zipfile.ZipFile(saved) as source, zipfile.ZipFile(shadowed, 'w') as archive:
+        archive.writestr('archive/version', source.read('archive/version'))
+        archive.writestr('archive/x/data.pkl', pickle.dumps({'a': 1}, protocol))
+        for name in source.namelist():
+            data = source.read(name)
+            if name == 'archive/data.pkl' and protocol == 2:
+                data = data[:2] + b'I0\n0' + data[2:]
+            if name != 'archive/version':
+                archive.writestr(name, data)
+    return shadowed.getvalue()
+
+
+COMMAND = f'touch {MARKER}'.encode()
+
+
+@pytest.mark.parametrize('data,named', [
+    # text to a first look, each ('h\xc3\x93' is a BINGET and a STACK_GLOBAL): a STACK_GLOBAL of strings
+    # of the memo and a DUP; of a name computed by a call (torch.typename's answer, a string)
+    (b'Vos\n20Vsystem\np195\n0h\xc3\x93(V' + COMMAND + b'\ntR.', '(os.system)'),
+    (b'ctorch\ntypename\n(I1\ntRVsystem\np195\n0h\xc3\x93(V' + COMMAND + b'\ntR.', 'GLOBAL torch.typename'),
+    # binary after 5,000 bytes of text: a module not installed here, and __main__ (its spec None in a script)
+    (b'V' + b'a' * 5000 + b'\n0\x80\x04cnomodulehere\nrun\n(Vx\ntR.', '(nomodulehere.run)'),
+    (b'V' + b'a' * 5000 + b'\n0\x80\x04c__main__\n__builtins__.exec\n(Vimport os\ntR.', '__main__.__builtins__.exec'),
+    # os.environ's __setitem__ is putenv's: cut short after it, it ran all the same
+    (b"cos\nenviron\nS'NAME'\nS'value'\ns", 'os.environ'),
+    (shadowed_archive(2), '(posix.system)'), (shadowed_archive(4), '(posix.system)')],
+    ids=['dup', 'computed', 'after-text', 'main', 'setitem', 'archive-2', 'archive-4'])
+def test_code_a_first_look_would_miss_is_refused_as_code(tmp_path, data, named):
+    # Each was named a text file, not a checkpoint, or (protocol 4) a checkpoint to save again
+    if os.path.exists(MARKER):
+        os.remove(MARKER)
+    path = tmp_path / 'x.pth'
+    path.write_bytes(data)
+    with pytest.raises(UserError, match=f'^{re.escape(str(path))}: refused to load: it holds Python objects that '
+                                        f'could run code when unpickled .*{re.escape(named)}'):
+        checkpoint_load(str(path))
+    assert not os.path.exists(MARKER)
+
+
+def test_a_loaded_module_without_a_spec_counts_as_there(monkeypatch):
+    # A script's __main__: find_spec raises ValueError ('__main__.__spec__ is None')
+    monkeypatch.setattr(sys.modules['__main__'], '__spec__', None)
+    assert checkpoint.found_here('__main__.x') and checkpoint.found_here('__builtin__.eval')
+    assert not checkpoint.found_here('heckpoints.logs')
+
+
 def test_torch_saves_format_of_before_pytorch_1_6_in_protocol_0_is_not_named_a_text_file(tmp_path):
     path = tmp_path / 'old.pth'
     # A model's worth of tensors: the storages' bytes, NULs among them, come after 4 KiB of text
@@ -169,13 +223,13 @@ def test_a_checkpoint_pickled_with_protocol_4_or_5_is_named_so_with_what_to_do(t
 @pytest.mark.parametrize('text', [b'color,count\nBlue,3\n', b'cuda available: no\n', b'checkpoint: runs/r1/last.pth\n',
                                   b'0.5\n0.7\n', b'.hidden\nmore\n', b'config\nvalue\nmore\n',
                                   b'cat\ndog\nbird\n', b'cat\ndog\nRed\n', b'checkpoints\nlogs\n.venv\n',
-                                  b'cd\nls\n.\n', b'cat\ndog\nVx\nRed\n'])
+                                  b'cd\nls\n.\n', b'cat\ndog\nVx\nRed\n', b'checkpoints/\nlogs/\n.venv/\n'])
 def test_text_the_unpickler_reads_as_a_global_is_named_text_not_code(tmp_path, text):
     # 'c' is pickle's GLOBAL opcode: 'color,count' was "objects that could run code (GLOBAL olor,count.Blue,3)";
     # '0.5' a whole pickle to pickletools (POP, STOP); 'cat\ndog\nbird' a GLOBAL, then a BUILD that
     # takes two objects off a stack of one: "could run code when unpickled (at.dog)"; a .gitignore's
     # 'checkpoints', 'logs', '.venv' a GLOBAL and a STOP: "... (GLOBAL heckpoints.logs)", as no
-    # module heckpoints is there to import
+    # module heckpoints is there to import; with slashes, torch's reason named that GLOBAL
     path = tmp_path / 'x.pth'
     path.write_bytes(text)
     with pytest.raises(UserError, match=re.escape(f"{path}: a text file, not a checkpoint (it reads "
