@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import checkpoint
+import pickle_scan
 from checkpoint import checkpoint_load, checkpoint_save, model_from_checkpoint, path_as_trained
 from cli import UserError
 from conftest import file_size_limit
@@ -190,8 +191,8 @@ def test_code_a_first_look_would_miss_is_refused_as_code(tmp_path, data, named):
 def test_a_loaded_module_without_a_spec_counts_as_there(monkeypatch):
     # A script's __main__: find_spec raises ValueError ('__main__.__spec__ is None')
     monkeypatch.setattr(sys.modules['__main__'], '__spec__', None)
-    assert checkpoint.found_here('__main__.x') and checkpoint.found_here('__builtin__.eval')
-    assert not checkpoint.found_here('heckpoints.logs')
+    assert pickle_scan.found_here('__main__.x') and pickle_scan.found_here('__builtin__.eval')
+    assert not pickle_scan.found_here('heckpoints.logs')
 
 
 def test_torch_saves_format_of_before_pytorch_1_6_in_protocol_0_is_not_named_a_text_file(tmp_path):
