@@ -103,16 +103,18 @@ def checkpoint_load(path):
         if 'GLOBAL' in reason:  # one pickletools could not name: refused all the same
             refuse_code(path, reason, error)
         protocol = pickle_protocol(pickle_in(data))
-        if protocol >= 4 and 'Unsupported operand' in reason and written_by_torch_save(data):
-            raise UserError(f'{path}: a checkpoint pickled with protocol {protocol} (torch.save\'s pickle_protocol), '
-                            f'whose opcodes torch.load\'s safe reader does not read ({reason}); save it again with '
-                            'torch.save\'s default protocol, in a Python where you trust the file') from error
+        if protocol not in (2, 3) and 'Unsupported operand' in reason and written_by_torch_save(data):
+            # no code found in it: torch.load's safe reader reads protocols 2 and 3 alone
+            raise UserError(f'{path}: a checkpoint pickled with protocol {protocol or "0 or 1"} (torch.save\'s '
+                            f'pickle_protocol), whose opcodes torch.load\'s safe reader does not read ({reason}); '
+                            'save it again with torch.save\'s default protocol, in a Python where you trust the '
+                            'file') from error
         raise UserError(f'{path}: not a PyTorch checkpoint ({reason})') from error
     except Exception as error:  # noqa: BLE001 - the unpickler meets any bytes, and fails as it may
         # (RuntimeError, EOFError, KeyError, IndexError, ... on text, truncated or foreign files)
         check_not_other_kind(path, data)
         # torch.save's own files are zip archives too
-        if data.startswith(b'PK') and zipfile.is_zipfile(io.BytesIO(data)) and saved_by_torch(data) is False:
+        if other_archive(data):
             raise UserError(f'{path}: a zip archive, but not one torch.save wrote') from error
         check_not_code_or_text(path, data, error)
         said = first_sentence(str(error))  # nothing, from an EOFError
@@ -333,19 +335,28 @@ def read_whole(path):
         raise UserError(f'{path}: could not read it ({error.strerror or error})') from error
 
 
+def other_archive(data):
+    """Whether data (a file's bytes) is a zip archive (an empty one too) that is not torch.save's."""
+    try:
+        return data.startswith(b'PK') and zipfile.is_zipfile(io.BytesIO(data)) and saved_by_torch(data) is False
+    except Exception:  # noqa: BLE001 - zipfile fails as it may ('zipfiles that span multiple disks')
+        return False
+
+
 def damaged_entry(data):
     """The name of the first record of torch.save's archive in data (a file's bytes) whose bytes
     do not match the checksum saved with them, or None (also for data that is no zip archive).
     torch.load does not check them: a weight changed by a disk or a copy loads as it is, and the
     model answers NaN, or wrongly with no sign of it."""
-    if not data.startswith(ZIP_START):
-        return None
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except Exception:  # noqa: BLE001 - no archive, a truncated one, a damaged directory: torch.load says
         return None
     with archive:
-        for record in archive.infolist():
+        records = archive.infolist()
+        if not data.startswith(ZIP_START) and not (records and records[0].header_offset == 0):
+            return None  # an archive after other bytes (a pickle's), not one whose first bytes changed
+        for record in records:
             if record.CRC == 0:  # empty, or saved without checksums (torch.serialization.set_crc32_options)
                 continue
             try:

@@ -8,6 +8,7 @@ import pickletools
 import zipfile
 
 import torch
+import torch._weights_only_unpickler
 
 # How torch.load tells its archive from a pickle: a zip's first record. zipfile finds an archive
 # by its end, which may follow a pickle.
@@ -55,8 +56,9 @@ def written_by_torch_save(data):
 
 
 def pickle_protocol(data):
-    """The protocol a pickle's PROTO opcode names, its first from protocol 2 on; 0 where it has none."""
-    return data[1] if data[:1] == b'\x80' and len(data) > 1 else 0
+    """The protocol a pickle's PROTO opcode names, its first from protocol 2 on; None where it has
+    none (protocol 0 or 1)."""
+    return data[1] if data[:1] == b'\x80' and len(data) > 1 else None
 
 
 def pickled_code(data):
@@ -164,10 +166,16 @@ def global_named(module, name=''):
 
 
 def torch_saves(module, name):
-    """Whether torch.save's pickles name (module, name): its tensors' and storages' rebuilders, and
-    OrderedDict. A name of dotted attributes is none of them: torch.os.system is os.system."""
-    return (module == 'collections' and name == 'OrderedDict') or (
-        (module == 'torch' or module.startswith('torch.')) and '.' not in name)
+    """Whether (module, name), under its Python 3 name, is one of the objects torch.load's safe
+    reader rebuilds: the tensors' and storages' rebuilders, dtypes, OrderedDict. Others of torch's
+    run code as any (torch.utils.collect_env.run runs a command; torch.os.system is os.system)."""
+    module, name = _compat_pickle.NAME_MAPPING.get((module, name), (_compat_pickle.IMPORT_MAPPING.get(module, module),
+                                                                    name))
+    return f'{module}.{name}' in SAFE_GLOBALS
+
+
+# torch's own list of them (private: where a later torch drops it, all of them count as code)
+SAFE_GLOBALS = frozenset(getattr(torch._weights_only_unpickler, '_get_allowed_globals', dict)())
 
 
 def found_here(name):

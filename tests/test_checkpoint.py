@@ -13,6 +13,7 @@ import zipfile
 
 import pytest
 import torch
+import torch.utils.collect_env
 
 import checkpoint
 import pickle_scan
@@ -164,6 +165,17 @@ def shadowed_archive(protocol):
 COMMAND = f'touch {MARKER}'.encode()
 
 
+class TorchPayload:
+    def __reduce__(self):  # one of torch's own that runs a command
+        return (torch.utils.collect_env.run, (COMMAND.decode(),))
+
+
+def torch_payload(protocol, archive):
+    saved = io.BytesIO()
+    torch.save({'model': TorchPayload()}, saved, pickle_protocol=protocol, _use_new_zipfile_serialization=archive)
+    return saved.getvalue()
+
+
 @pytest.mark.parametrize('data,named', [
     # text to a first look, each ('h\xc3\x93' is a BINGET and a STACK_GLOBAL): a STACK_GLOBAL of strings
     # of the memo and a DUP; of a name computed by a call (torch.typename's answer, a string)
@@ -174,8 +186,14 @@ COMMAND = f'touch {MARKER}'.encode()
     (b'V' + b'a' * 5000 + b'\n0\x80\x04c__main__\n__builtins__.exec\n(Vimport os\ntR.', '__main__.__builtins__.exec'),
     # os.environ's __setitem__ is putenv's: cut short after it, it ran all the same
     (b"cos\nenviron\nS'NAME'\nS'value'\ns", 'os.environ'),
-    (shadowed_archive(2), '(posix.system)'), (shadowed_archive(4), '(posix.system)')],
-    ids=['dup', 'computed', 'after-text', 'main', 'setitem', 'archive-2', 'archive-4'])
+    (shadowed_archive(2), '(posix.system)'), (shadowed_archive(4), '(posix.system)'),
+    # torch's own objects other than those its safe reader rebuilds run code as any: in protocol 0's text
+    # (named text), in protocol 4 (named a checkpoint to save again), in a dict of protocol 0
+    (b"ctorch.utils.collect_env\nrun\n(S'" + COMMAND + b"'\ntR.", 'torch.utils.collect_env.run'),
+    (torch_payload(4, True), 'torch.utils.collect_env.run'), (torch_payload(4, False), 'torch.utils.collect_env.run'),
+    (pickle.dumps({'a': TorchPayload()}, protocol=0), 'torch.utils.collect_env.run')],
+    ids=['dup', 'computed', 'after-text', 'main', 'setitem', 'archive-2', 'archive-4', 'torch-text', 'torch-4',
+         'torch-4-before-1.6', 'torch-dict-0'])
 def test_code_a_first_look_would_miss_is_refused_as_code(tmp_path, data, named):
     # Each was named a text file, not a checkpoint, or (protocol 4) a checkpoint to save again
     if os.path.exists(MARKER):
@@ -186,6 +204,13 @@ def test_code_a_first_look_would_miss_is_refused_as_code(tmp_path, data, named):
                                         f'could run code when unpickled .*{re.escape(named)}'):
         checkpoint_load(str(path))
     assert not os.path.exists(MARKER)
+
+
+def test_torch_saves_only_what_its_safe_reader_rebuilds():
+    assert pickle_scan.torch_saves('torch._utils', '_rebuild_tensor_v2') and pickle_scan.torch_saves('torch', 'FloatStorage')
+    assert pickle_scan.torch_saves('collections', 'OrderedDict') and pickle_scan.torch_saves('__builtin__', 'set')
+    assert not pickle_scan.torch_saves('torch.utils.collect_env', 'run')
+    assert not pickle_scan.torch_saves('torch', 'os.system') and not pickle_scan.torch_saves('torch', 'load')
 
 
 def test_a_loaded_module_without_a_spec_counts_as_there(monkeypatch):
@@ -201,22 +226,26 @@ def test_torch_saves_format_of_before_pytorch_1_6_in_protocol_0_is_not_named_a_t
     weights = {f'layer{i}.weight': torch.zeros(2) for i in range(100)}
     torch.save(weights, path, _use_new_zipfile_serialization=False, pickle_protocol=0)
     assert b'\0' not in path.read_bytes()[:4096] and path.read_bytes().startswith(b'L119547037146038801333356L')
-    with pytest.raises(UserError, match=r'old.pth: not a PyTorch checkpoint \(Unsupported operand 76\)$'):
+    with pytest.raises(UserError, match=r"old.pth: a checkpoint pickled with protocol 0 or 1 \(torch.save's "
+                                        r'pickle_protocol\), whose opcodes .* \(Unsupported operand 76\); save it'):
         checkpoint_load(str(path))  # weights_only's unpickler reads none of that format's protocol 0
 
 
 @pytest.mark.parametrize('archive', [True, False])
-@pytest.mark.parametrize('protocol', [4, 5])
-def test_a_checkpoint_pickled_with_protocol_4_or_5_is_named_so_with_what_to_do(tmp_path, archive, protocol):
-    # torch.load's safe reader stops at the protocol's first FRAME; torch.save's format of before 1.6
-    # was "code (OrderedDict.LongStorage)": its pickles' memos were taken for one
+@pytest.mark.parametrize('protocol,operand', [(0, None), (1, None), (4, 149), (5, 149)])
+def test_a_checkpoint_of_a_pickle_protocol_torch_cannot_read_safely_is_named_so(tmp_path, archive, protocol, operand):
+    # torch.load's safe reader reads protocols 2 and 3 alone: it stops at protocol 4's first FRAME;
+    # torch.save's format of before 1.6 at protocol 4 was "code (OrderedDict.LongStorage)": its
+    # pickles' memos were taken for one; 'not a PyTorch checkpoint (Unsupported operand 149)' before
     path = tmp_path / 'x.pth'
     torch.save(make_state(), path, pickle_protocol=protocol, _use_new_zipfile_serialization=archive)
-    said = (f"{path}: a checkpoint pickled with protocol {protocol} (torch.save's pickle_protocol), whose opcodes "
-            "torch.load's safe reader does not read (Unsupported operand 149); save it again with torch.save's "
-            "default protocol, in a Python where you trust the file")
-    with pytest.raises(UserError, match=re.escape(said)):
+    with pytest.raises(UserError) as error:
         checkpoint_load(str(path))
+    said = (f"{path}: a checkpoint pickled with protocol {protocol if operand else '0 or 1'} (torch.save's "
+            "pickle_protocol), whose opcodes torch.load's safe reader does not read (Unsupported operand "
+            f"{operand or ''}")
+    assert str(error.value).startswith(said) and str(error.value).endswith(
+        "); save it again with torch.save's default protocol, in a Python where you trust the file"), str(error.value)
     torch.save(make_state(), path, pickle_protocol=2, _use_new_zipfile_serialization=archive)
     assert checkpoint_load(str(path))['epoch'] == 1
 
@@ -335,9 +364,12 @@ def test_a_checkpoint_whose_directory_changed_is_named_not_a_traceback(tmp_path)
     # start moved: 'negative seek value') came out as tracebacks
     data = open(checkpoint_save(str(tmp_path / 'x.pth'), make_state()), 'rb').read()
     directory, end = data.find(b'PK\x01\x02'), data.rfind(b'PK\x06\x06')  # the first record's; zip64's end
-    assert directory > 0 and end > 0
+    locator = data.rfind(b'PK\x06\x07')  # zip64's locator, whose count of disks made zipfile raise BadZipFile
+    assert directory > 0 and end > 0 and locator > 0
     for offset, value, said in [(directory + 46 + 3, 0xff, 'not a PyTorch checkpoint, or a truncated one'),
-                                (end + 48, data[end + 48] + 3, 'damaged: archive/data.pkl in it')]:
+                                (end + 48, data[end + 48] + 3, 'damaged: archive/data.pkl in it'),
+                                (locator + 16, 2, 'not a PyTorch checkpoint, or a truncated one'),
+                                (0, data[0] ^ 0xff, 'damaged: archive/data.pkl in it')]:  # no longer PK first
         changed = bytearray(data)
         changed[offset] = value
         (tmp_path / 'changed.pth').write_bytes(changed)
