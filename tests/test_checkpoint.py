@@ -207,10 +207,11 @@ def test_code_a_first_look_would_miss_is_refused_as_code(tmp_path, data, named):
 
 
 def test_torch_saves_only_what_its_safe_reader_rebuilds():
-    assert pickle_scan.torch_saves('torch._utils', '_rebuild_tensor_v2') and pickle_scan.torch_saves('torch', 'FloatStorage')
-    assert pickle_scan.torch_saves('collections', 'OrderedDict') and pickle_scan.torch_saves('__builtin__', 'set')
-    assert not pickle_scan.torch_saves('torch.utils.collect_env', 'run')
-    assert not pickle_scan.torch_saves('torch', 'os.system') and not pickle_scan.torch_saves('torch', 'load')
+    saves = pickle_scan.torch_saves
+    assert saves('torch._utils', '_rebuild_tensor_v2') and saves('torch', 'FloatStorage')
+    assert saves('collections', 'OrderedDict') and saves('__builtin__', 'set')
+    assert not saves('torch.utils.collect_env', 'run') and not saves('torch', 'os.system')
+    assert not saves('torch', 'load')
 
 
 def test_a_loaded_module_without_a_spec_counts_as_there(monkeypatch):
