@@ -19,8 +19,7 @@ from catalog import WIDE_BOMS
 from cli import NOT_A_REGULAR_FILE, UserError, counted, first_few, reach_problem
 from dataset import HEADS, AttributesDataset, tutorial_vocab
 from model import MultiOutputModel
-from pickle_scan import (ZIP_START, found_here, pickle_in, pickle_protocol, pickled_code, saved_by_torch,
-                         written_by_torch_save)
+from pickle_scan import ZIP_START, found_here, pickle_in, pickle_protocol, pickled_code, saved_by_torch
 from split_data import kept_splits, pictures_digest, rows_digest
 
 FORMAT = 'fashion-multi-output/1'
@@ -99,12 +98,13 @@ def checkpoint_load(path):
     except pickle.UnpicklingError as error:
         check_not_other_kind(path, data)
         reason = unpickler_reason(error)
-        check_not_code_or_text(path, data, error, reason)
+        whole = check_not_code_or_text(path, data, error, reason)
         if 'GLOBAL' in reason:  # one pickletools could not name: refused all the same
             refuse_code(path, reason, error)
         protocol = pickle_protocol(pickle_in(data))
-        if protocol not in (2, 3) and 'Unsupported operand' in reason and written_by_torch_save(data):
-            # no code found in it: torch.load's safe reader reads protocols 2 and 3 alone
+        if protocol != 2 and 'Unsupported operand' in reason and whole and saved_by_torch(data):
+            # Whole, without code, and its records' checksums right: torch.load's safe reader reads
+            # torch.save's default protocol, 2, and not all of the others' opcodes (protocol 3's bytes)
             raise UserError(f'{path}: a checkpoint pickled with protocol {protocol or "0 or 1"} (torch.save\'s '
                             f'pickle_protocol), whose opcodes torch.load\'s safe reader does not read ({reason}); '
                             'save it again with torch.save\'s default protocol, in a Python where you trust the '
@@ -160,7 +160,8 @@ def check_not_other_kind(path, data):
 
 
 def check_not_code_or_text(path, data, error, reason=''):
-    """A file torch.load could not load, named where it holds code or is text (a split, args.json,
+    """Whether the pickle in a file torch.load could not load is whole, where it holds no code and
+    is no text; the file named where it holds code or is text (a split, args.json,
     a log given for a checkpoint: the unpickler said 'Unsupported operand 105'). The unpickler reads
     text as opcodes too ('color,count' as a GLOBAL): text that is no whole pickle, or whose objects
     name no module installed here, is named as the text it is. A pickle, or one cut short (what
@@ -176,6 +177,7 @@ def check_not_code_or_text(path, data, error, reason=''):
         refuse_code(path, reason if 'GLOBAL' in reason else ', '.join(code[:3]), error)
     if line is not None and (not whole or as_text and (code or 'GLOBAL' in reason)):
         raise UserError(f'{path}: a text file, not a checkpoint (it reads {line!r}): give {RUN_CHECKPOINTS}')
+    return whole
 
 
 def refuse_code(path, held, error):

@@ -3,7 +3,6 @@
 import _compat_pickle
 import importlib.util
 import io
-import itertools
 import pickletools
 import zipfile
 
@@ -41,18 +40,6 @@ def saved_by_torch(data):
             return any(name.endswith('/data.pkl') for name in archive.namelist())
     except Exception:  # noqa: BLE001 - a damaged archive, whose names zipfile cannot read: whose it is, unknown
         return None
-
-
-def written_by_torch_save(data):
-    """Whether data (a file's bytes) is torch.save's: its zip archive, or its format of before
-    PyTorch 1.6, whose first pickle is of its magic number."""
-    if saved_by_torch(data):
-        return True
-    try:
-        opcodes = itertools.islice(pickletools.genops(io.BytesIO(data)), 3)  # PROTO, FRAME, the number
-        return any(arg == torch.serialization.MAGIC_NUMBER for _, arg, _ in opcodes)
-    except Exception:  # noqa: BLE001 - not a pickle: pickletools fails as it may
-        return False
 
 
 def pickle_protocol(data):
