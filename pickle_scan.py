@@ -51,8 +51,8 @@ def pickle_protocol(data):
 def pickled_code(data):
     """(whether data begins with a whole pickle, its STOP past its first line: 'N.' is a pickle
     of None; the Python objects it and the pickles after it would call or build, as
-    module.name, up to any damage, but those torch.save writes: its format of before PyTorch 1.6 is
-    several pickles, then the tensors' bytes). Read by pickletools, which runs nothing, with the
+    module.name, up to any damage, but those torch.load's safe reader rebuilds: torch.save's format
+    of before PyTorch 1.6 is several pickles, then the tensors' bytes). Read by pickletools, which runs nothing, with the
     unpickler's stack and memo emulated as pickletools.dis does. An object counts where a call
     follows it, or its pickle is whole: text read as a GLOBAL ('config' over 'value') is neither."""
     stream, names, ends = io.BytesIO(data), [], []
