@@ -98,10 +98,11 @@ def checkpoint_load(path):
     except pickle.UnpicklingError as error:
         check_not_other_kind(path, data)
         reason = unpickler_reason(error)
-        whole = check_not_code_or_text(path, data, error, reason)
+        pickled = pickle_in(data)  # the archive's data.pkl read once
+        whole = check_not_code_or_text(path, data, pickled, error, reason)
         if 'GLOBAL' in reason:  # one pickletools could not name: refused all the same
             refuse_code(path, reason, error)
-        protocol = pickle_protocol(pickle_in(data))
+        protocol = pickle_protocol(pickled)
         if protocol != 2 and 'Unsupported operand' in reason and whole and saved_by_torch(data):
             # Whole, without code, and its records' checksums right: torch.load's safe reader reads
             # torch.save's default protocol, 2, and not all of the others' opcodes (protocol 3's bytes)
@@ -116,7 +117,7 @@ def checkpoint_load(path):
         # torch.save's own files are zip archives too
         if other_archive(data):
             raise UserError(f'{path}: a zip archive, but not one torch.save wrote') from error
-        check_not_code_or_text(path, data, error)
+        check_not_code_or_text(path, data, pickle_in(data), error)
         said = first_sentence(str(error))  # nothing, from an EOFError
         reason = type(error).__name__ + (f': {said}' if said else '')
         raise UserError(f'{path}: not a PyTorch checkpoint, or a truncated one ({reason})') from error
@@ -159,16 +160,16 @@ def check_not_other_kind(path, data):
                         'the pictures come after its flags)')
 
 
-def check_not_code_or_text(path, data, error, reason=''):
-    """Whether the pickle in a file torch.load could not load is whole, where it holds no code and
-    is no text; the file named where it holds code or is text (a split, args.json,
-    a log given for a checkpoint: the unpickler said 'Unsupported operand 105'). The unpickler reads
-    text as opcodes too ('color,count' as a GLOBAL): text that is no whole pickle, or whose objects
-    name no module installed here, is named as the text it is. A pickle, or one cut short (what
-    comes before its end runs all the same), may hold code the unpickler did not reach (protocol 0's
-    lists and dicts, protocol 4's frames stop it first): that code named, as the unpickler's reason
-    names a GLOBAL where it met one."""
-    whole, code = pickled_code(pickle_in(data))
+def check_not_code_or_text(path, data, pickled, error, reason=''):
+    """Whether the pickle (pickled: pickle_in's) in a file torch.load could not load (its bytes:
+    data) is whole, where it holds no code and is no text; the file named where it holds code or
+    is text (a split, args.json, a log given for a checkpoint: the unpickler said 'Unsupported
+    operand 105'). The unpickler reads text as opcodes too ('color,count' as a GLOBAL): text that
+    is no whole pickle, or whose objects name no module installed here, is named as the text it
+    is. A pickle, or one cut short (what comes before its end runs all the same), may hold code the
+    unpickler did not reach (protocol 0's lists and dicts, protocol 4's frames stop it first): that
+    code named, as the unpickler's reason names a GLOBAL where it met one."""
+    whole, code = pickled_code(pickled)
     line = first_line_of_text(data)
     # Text throughout whose objects name no module installed here ('checkpoints' over 'logs', a
     # .gitignore's, is heckpoints.logs) is text, also where the unpickler's reason names that GLOBAL

@@ -80,8 +80,9 @@ def autocast_for(device, precision, cache_enabled=True):
 @contextmanager
 def cudnn_heuristics():
     """cuDNN picks its kernels by heuristics here, without timing candidates (train.py searches
-    while training only with --cudnn-benchmark on): an evaluation runs a fraction of a second at a time on a GPU, less
-    than a search for its new batch shapes, which would come on top of the training's."""
+    while training only with --cudnn-benchmark on): an evaluation runs a fraction of a second at a
+    time on a GPU, less than a search for its new batch shapes, which would come on top of the
+    training's."""
     searched = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = False
     try:

@@ -57,8 +57,8 @@ BROKEN_LINK, NO_SUCH_FILE = 'a link that leads to no file', 'no such file'
 PHOTO_FORMATS = ('JPEG', 'PNG', 'BMP', 'GIF', 'WEBP', 'TIFF', 'AVIF', 'JPEG2000')
 READ_HERE = [kind for kind in PHOTO_FORMATS if kind in PICTURE_FORMATS
              and (kind != 'JPEG2000' or features.check_codec('jpg_2000'))]
-IMAGE_EXTENSIONS = tuple(sorted((ending for ending, kind in Image.registered_extensions().items() if kind in READ_HERE),
-                                key=lambda ending: (READ_HERE.index(Image.registered_extensions()[ending]), ending)))
+IMAGE_EXTENSIONS = tuple(ending for _, ending in sorted((READ_HERE.index(kind), ending) for ending, kind
+                                                        in Image.registered_extensions().items() if kind in READ_HERE))
 
 
 def parse_args(argv=None):
