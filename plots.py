@@ -31,8 +31,9 @@ from dataset import HEADS, MEAN, STD, TITLES
 
 # A split's path in a title, in a script its font has no glyphs for (a folder named in Chinese),
 # is drawn with boxes there; matplotlib's warning of it, a line a character each time a figure is
-# laid out and saved, came 16 times for one such path from test.py alone.
-warnings.filterwarnings('ignore', message=r'Glyph \d+ .* missing from font', category=UserWarning)
+# laid out and saved, came 16 times for one such path from test.py alone. (Worded "missing from
+# current font" in matplotlib 3.6, "missing from font(s) ..." in 3.9 and later.)
+warnings.filterwarnings('ignore', message=r'Glyph \d+ .* missing from (current )?font', category=UserWarning)
 
 # matplotlib's built-in backends that only write files (backend_registry.list_builtin(BackendFilter.
 # NON_INTERACTIVE) from 3.9 on; rcsetup.non_interactive_bk before, gone in 3.11).

@@ -10,6 +10,8 @@ if __name__ in ('__main__', '__mp_main__'):  # first: a Ctrl-C during the import
 import argparse
 import contextlib
 import csv
+import importlib
+import io
 import logging
 import math
 import os
@@ -675,6 +677,11 @@ def check_cpu_compiler(args, device):
     # Where a CUDA toolkit is installed, PyTorch's C++ builder warned in the first epoch's progress
     # bar "No CUDA runtime is found, using CUDA_HOME=...": true of any CPU, and no concern of a run on one.
     logging.getLogger('torch.utils.cpp_extension').setLevel(logging.ERROR)
+    # PyTorch 2.6 printed it instead, as the builder's module was imported: imported here, the line held back.
+    with contextlib.redirect_stderr(io.StringIO()) as said:
+        importlib.import_module('torch.utils.cpp_extension')
+    sys.stderr.write(''.join(line for line in said.getvalue().splitlines(keepends=True)
+                             if not line.startswith('No CUDA runtime is found')))
 
 
 def set_cudnn_search(args, device):

@@ -188,11 +188,11 @@ def test_a_damaged_copy_of_the_imagenet_weights_is_named_with_what_to_do(tmp_pat
 
 
 def test_channels_last_computes_the_same_step():
-    # train.py's --channels-last changes only the speed (benchmarks/step_variants.py may pick
-    # either for a GPU). The same float32 step in both layouts, against one in float64: the same
-    # loss, and gradients as close to float64's as float32 gets (the untrained trunk's 52 batch
-    # norms amplify rounding: measured 0.6% off for the default layout, 1.2% for channels_last;
-    # weights read in the wrong layout would be wholly off).
+    # train.py's --channels-last changes only the speed (benchmarks/step_variants.py may pick either
+    # for a GPU). The same float32 step in both layouts, against one in float64: the same loss (to
+    # 1e-5: PyTorch 2.6 was 1.03e-6 off), and gradients as close to float64's as float32 gets (the
+    # untrained trunk's 52 batch norms amplify rounding: measured 0.6% off for the default layout,
+    # 1.2% for channels_last; weights read in the wrong layout would be wholly off).
     images, labels = batch(16)
     state = MultiOutputModel(**SIZES).state_dict()
 
@@ -208,7 +208,7 @@ def test_channels_last_computes_the_same_step():
     exact_loss, exact_grad = step(torch.contiguous_format, torch.float64)
     for memory_format in (torch.contiguous_format, torch.channels_last):
         loss, grad = step(memory_format, torch.float32)
-        assert loss == pytest.approx(exact_loss, rel=1e-6)
+        assert loss == pytest.approx(exact_loss, rel=1e-5)
         assert (grad - exact_grad).norm() / exact_grad.norm() < 0.03, memory_format
 
 
