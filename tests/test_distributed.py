@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -21,12 +22,26 @@ from dataset import AttributesDataset
 from demo import load_test_script
 
 
+def torchrun_2(script, *args, env=None):
+    """subprocess.run of torchrun with 2 processes of script (output captured as text, 110 s at
+    most). At the limit its processes go with it: killed alone, torchrun left its workers (each in a
+    session of its own), and those of a run that hung as they ended (gloo's teardown, at times with
+    PyTorch 2.6) ran on for good, holding the cores. Stopped, it stops them, and kills them 30 s on."""
+    command = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', str(script), *args]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as process:
+        try:
+            out, err = process.communicate(timeout=110)
+        except subprocess.TimeoutExpired:
+            process.terminate()
+            process.communicate(timeout=60)
+            raise
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+
 @pytest.mark.slow
 def test_two_processes_train_save_once_and_agree_with_test_py(small_split, tmp_path):
     args = train_args(small_split, tmp_path, '--epochs', 1)
-    result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
-                             os.path.join(ROOT, 'train.py'), *args], capture_output=True, text=True,
-                            timeout=110)
+    result = torchrun_2(os.path.join(ROOT, 'train.py'), *args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'cpu (fp32, channels_last, 2 processes of --batch-size 16: an effective batch of 32)' in result.stdout
     assert 'weights identical on all 2 processes' in result.stdout
@@ -56,11 +71,8 @@ def test_two_processes_train_save_once_and_agree_with_test_py(small_split, tmp_p
 @pytest.mark.slow
 def test_a_one_process_checkpoint_resumes_in_two_processes(small_split, tmp_path):
     run_dir = train.main(train_args(small_split, tmp_path, '--epochs', 1))
-    result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
-                             os.path.join(ROOT, 'train.py'),
-                             *train_args(small_split, tmp_path, '--epochs', 2, '--resume',
-                                         os.path.join(run_dir, 'last.pth'))],
-                            capture_output=True, text=True, timeout=110)
+    args = train_args(small_split, tmp_path, '--epochs', 2, '--resume', os.path.join(run_dir, 'last.pth'))
+    result = torchrun_2(os.path.join(ROOT, 'train.py'), *args)
     assert result.returncode == 0, result.stderr[-3000:]
     state = checkpoint_load(os.path.join(run_dir, 'last.pth'))
     assert state['epoch'] == 2 and [row['epoch'] for row in state['history']] == [1, 2]
@@ -122,7 +134,16 @@ def results_of_2_processes(exchanges, tmp_path):
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
-    torch.multiprocessing.spawn(in_a_group_of_2, args=(port, str(tmp_path / 'rank'), exchanges), nprocs=2)
+    processes = torch.multiprocessing.spawn(in_a_group_of_2, args=(port, str(tmp_path / 'rank'), exchanges), nprocs=2,
+                                            join=False)
+    try:  # not for good: with PyTorch 2.6 a process at times hung in gloo's teardown (README)
+        deadline = time.monotonic() + 90
+        while not processes.join(timeout=1):
+            assert time.monotonic() < deadline, 'the 2 processes did not end within 90 s'
+    finally:
+        for process in processes.processes:
+            if process.is_alive():
+                process.kill()
     return [torch.load(tmp_path / f'rank-{rank}') for rank in (0, 1)]
 
 
@@ -179,9 +200,7 @@ run_cli(train.main)
 def test_a_nan_loss_on_one_process_stops_both_and_process_0_says_where_it_began(small_split, tmp_path):
     script = tmp_path / 'nan_on_process_1.py'
     script.write_text(NAN_ON_PROCESS_1.format(root=ROOT))
-    result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
-                             str(script), *train_args(small_split, tmp_path, '--epochs', 3)],
-                            capture_output=True, text=True, timeout=110)
+    result = torchrun_2(script, *train_args(small_split, tmp_path, '--epochs', 3))
     assert result.returncode != 0
     last_path = tmp_path / 'run' / 'last.pth'
     # One line, from process 0, which saves: process 1's step, not the next, where DDP's gradients
@@ -227,10 +246,8 @@ def test_pretrained_weights_are_downloaded_by_the_first_process_of_a_machine_alo
     # the download was said by each; the others, made to wait, then failed first, in gloo's words.
     script, log = tmp_path / 'pretrained.py', tmp_path / 'downloads.txt'
     script.write_text(PRETRAINED_DOWNLOADS.format(root=ROOT, log=str(log), fails=fails))
-    result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
-                             str(script), *train_args(small_split, tmp_path, '--epochs', 1, '--pretrained')],
-                            capture_output=True, text=True, timeout=110,
-                            env=dict(os.environ, TORCH_HOME=str(tmp_path / 'hub')))
+    result = torchrun_2(script, *train_args(small_split, tmp_path, '--epochs', 1, '--pretrained'),
+                        env=dict(os.environ, TORCH_HOME=str(tmp_path / 'hub')))
     assert log.read_text() == '0\n'
     if not fails:
         assert result.returncode == 0, result.stderr[-3000:]
@@ -267,9 +284,7 @@ def test_a_machine_with_other_label_names_is_said_in_one_line_naming_styles_csv(
     # label in the middle had the split blamed.
     script = tmp_path / 'other_labels.py'
     script.write_text(OTHER_LABELS_ON_PROCESS_1.format(root=ROOT))
-    result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
-                             str(script), *train_args(small_split, tmp_path)], capture_output=True, text=True,
-                            timeout=110)
+    result = torchrun_2(script, *train_args(small_split, tmp_path))
     assert result.returncode != 0
     count = len(AttributesDataset(small_split['styles']).article_labels)
     assert re.findall(r'error: .*', result.stderr) == [
@@ -296,9 +311,7 @@ def test_what_every_process_finds_in_the_files_is_said_once(small_split, tmp_pat
     train_csv = small_split['base'] / 'train-one-gone.csv'  # beside the split: its paths are from there
     train_csv.write_text(text.replace(row, row.replace('.jpg', '-gone.jpg'), 1))
     args = train_args(dict(small_split, train=str(train_csv), val=str(tmp_path / 'missing.csv')), tmp_path)
-    result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
-                             os.path.join(ROOT, 'train.py'), *args], capture_output=True, text=True,
-                            timeout=110)
+    result = torchrun_2(os.path.join(ROOT, 'train.py'), *args)
     assert result.returncode != 0
     assert re.findall(r'.*skipped.*', result.stdout) == [f'{train_csv}: skipped 1 row: 1 image missing'], result.stdout
     assert re.findall(r'error: .*', result.stderr) == [

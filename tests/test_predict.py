@@ -688,6 +688,7 @@ def test_export_on_pytorch_2_6_says_to_upgrade_before_anything_is_written(checkp
 @exports
 def test_a_device_that_is_not_there_is_refused_before_the_export_is_written(checkpoint, catalog, tmp_path,
                                                                            monkeypatch):
+    pytest.importorskip('onnxscript')  # else its absence is said first
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     with pytest.raises(UserError, match='^--device cuda: no CUDA GPU is available on this machine'):
         predict.main(['--checkpoint', checkpoint, '--export', str(tmp_path / 'model.onnx'), '--device', 'cuda',
@@ -915,6 +916,7 @@ def test_an_export_with_no_file_name_is_refused_not_ignored(tmp_path, capsys, na
 
 @exports
 def test_what_an_export_needs_is_checked_before_the_checkpoint_is_loaded(tmp_path, capsys, monkeypatch):
+    pytest.importorskip('onnxscript')  # else its absence is said first
     unread = str(tmp_path / 'no-such-checkpoint.pth')  # never loaded: these fail first
     (tmp_path / 'm.json').mkdir()
     line = failure_of(['--checkpoint', unread, '--export', str(tmp_path / 'm.onnx')], capsys)
