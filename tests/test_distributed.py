@@ -33,7 +33,10 @@ def torchrun_2(script, *args, env=None):
             out, err = process.communicate(timeout=110)
         except subprocess.TimeoutExpired:
             process.terminate()
-            process.communicate(timeout=60)
+            try:
+                process.communicate(timeout=60)
+            finally:
+                process.kill()  # where even that did not end it
             raise
     return subprocess.CompletedProcess(command, process.returncode, out, err)
 

@@ -680,7 +680,7 @@ def test_export_on_pytorch_2_6_says_to_upgrade_before_anything_is_written(checkp
         export_onnx(model, attributes, str(tmp_path / 'model.onnx'))
     assert not os.listdir(tmp_path)
     monkeypatch.setattr(torch, '__version__', torch.torch_version.TorchVersion('2.7.0'))
-    for name in ('onnx', 'onnxscript'):  # there where PyTorch 2.6 runs the tests: its exporter's extras need 2.7
+    for name in ('onnx', 'onnxscript'):  # as if installed: beside PyTorch 2.6 they are not (their file asks for 2.7)
         monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
     require_exporter()  # not refused
 
