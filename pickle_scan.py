@@ -23,8 +23,9 @@ def pickle_in(data):
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             # torch.load's: in the folder of the archive's first record (another may hold one too)
-            name = archive.namelist()[0].split('/')[0] + '/data.pkl'
-            return archive.read(name) if name in archive.namelist() else data
+            names = archive.namelist()
+            name = names[0].split('/')[0] + '/data.pkl'
+            return archive.read(name) if name in names else data
     except Exception:  # noqa: BLE001 - a damaged archive: zipfile and zlib fail as they may
         return data
 
@@ -50,11 +51,12 @@ def pickle_protocol(data):
 
 def pickled_code(data):
     """(whether data begins with a whole pickle, its STOP past its first line: 'N.' is a pickle
-    of None; the Python objects it and the pickles after it would call or build, as
-    module.name, up to any damage, but those torch.load's safe reader rebuilds: torch.save's format
-    of before PyTorch 1.6 is several pickles, then the tensors' bytes). Read by pickletools, which runs nothing, with the
-    unpickler's stack and memo emulated as pickletools.dis does. An object counts where a call
-    follows it, or its pickle is whole: text read as a GLOBAL ('config' over 'value') is neither."""
+    of None; the Python objects it and the pickles after it would call or build, as module.name, up
+    to any damage, but those torch.load's safe reader rebuilds: torch.save's format of before
+    PyTorch 1.6 is several pickles, then the tensors' bytes). Read by pickletools, which runs
+    nothing, with the unpickler's stack and memo emulated as pickletools.dis does. An object counts
+    where a call follows it, or its pickle is whole: text read as a GLOBAL ('config' over 'value')
+    is neither."""
     stream, names, ends = io.BytesIO(data), [], []
     while stream.tell() < len(data):
         stack, memo, pending = [[]], {}, []  # each pickle's own, as pickle.load starts each afresh
