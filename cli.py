@@ -615,13 +615,43 @@ def run_reporting_errors(main, debug, workers_flag, memory_flag=None):
 
 
 def leave_the_process_group():
-    """Under torchrun, before a process ends on an error met with the process group joined (the
-    processes' steps an epoch that differ, say): left to Python's exit, gloo's threads were at times
-    ended inside a C++ destructor as it finalized, "terminate called without an active exception"
-    after the error's line, and the process aborted (SIGABRT in torchrun's table, not the error)."""
+    """Under torchrun, at the end of a run, and before a process ends on an error met with the
+    process group joined (the processes' steps an epoch that differ, say): left to Python's exit,
+    gloo's threads were at times ended inside a C++ destructor as it finalized, "terminate called
+    without an active exception" after the error's line, and the process aborted (SIGABRT in
+    torchrun's table, not the error)."""
     dist = sys.modules.get('torch.distributed')
-    if dist is not None and dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return
+    if gloo_freed_holding_the_gil(dist):
+        keep_until_exit(dist.group.WORLD._get_backend(sys.modules['torch'].device('cpu')))
+    dist.destroy_process_group()
+
+
+# PyTorch 2.6 and 2.7 free a process group holding the GIL, and gloo's part of it joins its
+# threads, one of which may still be letting go of the last exchange's tensors, for which it takes
+# the GIL: the process hung as it ended, after its last line, at times on a busy machine (in
+# destroy_process_group, or where DDP's reducer, which holds the group too, was freed as
+# train.main returned). Gloo's part freed from its own Python object lets go of the GIL first: that
+# object, kept until Python's exit, is then the last to hold it. 2.8 and later let go of the GIL
+# themselves (PyTorch's pull request 154976).
+def gloo_freed_holding_the_gil(dist):
+    return sys.modules['torch'].__version__ < '2.8' and 'gloo' in dist.get_backend()
+
+
+_KEPT_UNTIL_EXIT = []
+
+
+def keep_until_exit(backend):
+    if not _KEPT_UNTIL_EXIT:
+        atexit.register(free_the_kept_backends)
+    _KEPT_UNTIL_EXIT.append(backend)
+
+
+def free_the_kept_backends():
+    """At Python's exit, before it finalizes (threads can still take the GIL then)."""
+    gc.collect()  # a DDP model left in a reference cycle, whose reducer holds the group
+    _KEPT_UNTIL_EXIT.clear()
 
 
 def deleted_working_folder():

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from cli import STOPPING, UserError, counted, debugging, how_stopped, pick_device, print_if_possible
+from cli import (STOPPING, UserError, counted, debugging, how_stopped, leave_the_process_group, pick_device,
+                 print_if_possible)
 
 
 @dataclass
@@ -172,8 +173,8 @@ def wait_for_the_first_process():
 
 
 def cleanup(context):
-    if context.distributed and dist.is_initialized():
-        dist.destroy_process_group()
+    if context.distributed:
+        leave_the_process_group()
 
 
 def on_every_process(value, context):

@@ -963,7 +963,8 @@ def main(argv=None):
             raise SystemExit(2 if isinstance(error, PicturesFailed) else 1)
         if peer_ended(error):
             # The group is broken: left now, every process, so that it and gloo's threads go as soon as
-            # DDP lets go of it (as this exception's frames are freed), while Python still runs. Left to
+            # DDP lets go of it (as this exception's frames are freed; with PyTorch 2.6 and 2.7, at
+            # Python's exit, before it finalizes: cli.keep_until_exit), while Python still runs. Left to
             # Python's exit, a gloo thread still releasing this step's failed exchanges (which takes
             # the GIL) as the interpreter finalized was ended there, inside a C++ destructor: the
             # process aborted after its line ("terminate called without an active exception").
