@@ -656,8 +656,12 @@ def test_before_pytorch_2_8_glooos_part_of_the_group_is_kept_until_pythons_exit(
     for group in range(2):
         torch.distributed.init_process_group('gloo', init_method=f'file://{tmp_path / str(group)}', rank=0,
                                              world_size=1)
-        distributed.cleanup(distributed.Context(world_size=2))
-        assert not torch.distributed.is_initialized()
+        try:
+            distributed.cleanup(distributed.Context(world_size=2))
+            assert not torch.distributed.is_initialized()
+        finally:  # not left to this process's later tests
+            if torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
     backends = cli._KEPT_UNTIL_EXIT
     assert [type(backend) for backend in backends] == [torch.distributed.ProcessGroupGloo] * (2 if kept else 0)
     assert at_exit == ([cli.free_the_kept_backends] if kept else [])  # once
