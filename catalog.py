@@ -120,6 +120,12 @@ def without_stray_returns(text, path, notes=True):
     return spaced
 
 
+def names_the_comma(row):
+    """Whether a CSV's first row is the line `sep=,` a spreadsheet (Excel) may start it with, to
+    name its separator: the comma, as read."""
+    return [field.strip() for field in row] == ['sep=', '']
+
+
 def rows_of_header_width(text):
     """How many rows of the CSV text have about as many fields as its header, its first row not
     blank (as read_csv_rows finds it): at least as many as it names (its trailing empty names, a
@@ -130,7 +136,7 @@ def rows_of_header_width(text):
     width, fitting = None, 0
     try:
         for row in csv.reader(io.StringIO(nul_safe(text), newline='')):
-            if is_blank(row):
+            if is_blank(row) or (width is None and names_the_comma(row)):
                 continue
             filled = max(i for i, field in enumerate(row) if field.strip()) + 1
             if width is None:
@@ -185,7 +191,7 @@ def rows_of_one_line(reader, path, what, text, required):
                                     f'a quoted cell; put it on one line ({what})')
                 raise UserError(f'{path}: line {start}: a quoted field runs on to line {end}; a '
                                 f'quote left open? ({what})')
-            if header is None and not is_blank(row):
+            if header is None and not is_blank(row) and not names_the_comma(row):
                 header = [name.strip() for name in row]
             yield row
     except csv.Error as error:
@@ -268,6 +274,8 @@ def csv_rows(path, data, required, what, notes=True):
     reader = csv.reader(io.StringIO(safe, newline=''))
     rows = with_nul_bytes(rows_of_one_line(reader, path, what, safe, required), text)
     header = next((row for row in rows if not is_blank(row)), None)  # blank lines above it too
+    if header is not None and names_the_comma(header):
+        header = next((row for row in rows if not is_blank(row)), None)
     if header is None:  # nothing, or only a byte-order mark and blanks
         raise UserError(f'{path}: the file is empty ({what})')
     header = [name.strip() for name in header]
@@ -295,6 +303,8 @@ def columns_hint(header, missing):
     separator than the comma (a spreadsheet's in some languages, or its 'text' format), or the names
     in another case."""
     line = ','.join(header)
+    if line.startswith('sep='):  # a spreadsheet's line naming its separator, another than the comma
+        return f'; its first line, {line!r}, names the separator of its columns: save it with commas'
     for separator, name in ((';', 'semicolons'), ('\t', 'tabs')):
         if all(column in (part.strip() for part in line.split(separator)) for column in missing):
             return f'; its columns are separated by {name}: save it with commas'
@@ -432,6 +442,7 @@ NO_PERMISSION = 'no permission to read it'
 # were not fetched, where `ls` shows every name. 'no image file' would send the user looking for
 # pictures that are plainly there.
 LINK_TO_NOTHING, LINK_LOOP = 'a link that leads to no file', 'a link in a loop of links'
+NO_IMAGE_FILE = 'no image file'
 # How such pictures are had (split_data.py's advice and a split's reader's alike)
 HOW_TO_FETCH = '(git annex get, dvc pull), or copy in the pictures themselves'
 # Pillow refuses to decode a picture of over twice Image.MAX_IMAGE_PIXELS (a decompression bomb's
@@ -466,14 +477,14 @@ def image_problem(path, size=IMAGE_SIZE, any_size=False, any_mode=False):
     except PermissionError:  # the file's or its folder's (images/ itself, say)
         return NO_PERMISSION
     except FileNotFoundError:
-        return LINK_TO_NOTHING if os.path.islink(path) else 'no image file'
+        return LINK_TO_NOTHING if os.path.islink(path) else NO_IMAGE_FILE
     except Image.DecompressionBombError:
         return TOO_LARGE
     except UNREADABLE as error:
         number = getattr(error, 'errno', None)
         if number == errno.ELOOP:  # no picture at all, rather than a damaged one
             return LINK_LOOP
-        return 'no image file' if number == errno.ENAMETOOLONG else 'unreadable image'  # an id of 300 digits
+        return NO_IMAGE_FILE if number == errno.ENAMETOOLONG else 'unreadable image'  # an id of 300 digits
     if not any_size and img_size != tuple(size):
         return f'not {size[0]}x{size[1]}'
     if not any_mode and mode != 'RGB':

@@ -467,7 +467,7 @@ def open_closed_standard_streams():
 
 
 class NamedOutput:
-    """sys.stdout, whose failed writes name where it goes. A print to a full disk (`> log`, or
+    """sys.stdout (or sys.stderr: `name`), whose failed writes name where it goes. A print to a full disk (`> log`, or
     `> /dev/full`) raised an OSError that names no file, which run_cli could show only as Python's
     traceback: now `error: log (the standard output): No space left on device`. The stream then
     goes to /dev/null: nothing more can be written to it, and Python's own flush at the exit would
@@ -477,9 +477,10 @@ class NamedOutput:
     lines only a report: where their reader stops reading (`| head -1`) the rest of them go to
     /dev/null and the work goes on. Else the script stops there, quietly (run_cli)."""
 
-    def __init__(self, stream, files_first=False):
+    def __init__(self, stream, files_first=False, name='the standard output'):
         self.stream = stream
         self.files_first = files_first
+        self.name = name
 
     def write(self, text):
         with self.named_in_errors():
@@ -503,7 +504,7 @@ class NamedOutput:
         except OSError as error:
             if error.filename is None:
                 target = where_it_goes(self.stream)
-                error.filename = f'{target} (the standard output)' if target else 'the standard output'
+                error.filename = f'{target} ({self.name})' if target else self.name
                 to_nowhere(self.stream)
             raise
 
@@ -545,12 +546,15 @@ def run_cli(main, workers_flag=None, memory_flag=None, files_first=False):
     for number in STOPPING:  # as Python left them, for stopping_signals_as_ctrl_c to take
         if signal.getsignal(number) is _exit_while_starting:
             signal.signal(number, signal.SIG_DFL)
-    output, sys.stdout = sys.stdout, NamedOutput(sys.stdout, files_first)
+    output, errors = sys.stdout, sys.stderr
+    sys.stdout = NamedOutput(sys.stdout, files_first)
+    if files_first:  # its notes and progress bars as well: `2>&1 | head -1` stopped it before it wrote a file
+        sys.stderr = NamedOutput(sys.stderr, files_first, 'the standard error')
     try:
         with stopping_signals_as_ctrl_c():
             run_reporting_errors(main, debug, workers_flag, memory_flag)
     finally:
-        sys.stdout = output
+        sys.stdout, sys.stderr = output, errors
 
 
 def run_reporting_errors(main, debug, workers_flag, memory_flag=None):

@@ -16,7 +16,7 @@ from atomic import absolute_path
 from catalog import (HOW_TO_FETCH, IMAGE_SIZE, LABEL_COLUMNS, LINK_LOOP, LINK_TO_NOTHING, NO_PERMISSION,
                      REQUIRED_COLUMNS, SPLIT_COLUMNS, TOO_LARGE, TOO_MANY_FIELDS, UNREADABLE, format_counts,
                      not_an_image_file, open_picture, read_csv_rows, read_styles, turn_upright)
-from cli import (UserError, command, counted, first_few, leave_stops_to_the_main_process, started,
+from cli import (UserError, command, counted, first_few, leave_stops_to_the_main_process, one_line, started,
                  usable_cores, worker_processes)
 
 MEAN = [0.485, 0.456, 0.406]  # ImageNet statistics, as in the tutorial
@@ -233,7 +233,7 @@ def read_split(annotation_path, attributes, pictures_from=None):
     header, rows = read_csv_rows(annotation_path, SPLIT_COLUMNS, 'a split made by split_data.py')
     column = {name: header.index(name) for name in SPLIT_COLUMNS}  # any other column is not read
     folder = os.path.dirname(absolute_path(annotation_path))  # where the system finds it
-    samples, skipped, unknown = [], Counter(), Counter()
+    samples, skipped, unknown, first_gone = [], Counter(), Counter(), None
     vocab = ((attributes.gender_name_to_id, 'gender'), (attributes.article_name_to_id, 'articleType'),
              (attributes.color_name_to_id, 'baseColour'))
     for row in rows:
@@ -254,10 +254,12 @@ def read_split(annotation_path, attributes, pictures_from=None):
         problem = missing_image(path)
         if problem:
             skipped[problem] += 1
+            first_gone = first_gone or path
             continue
         samples.append((path, *ids))
-    if skipped:
-        print(f'{annotation_path}: skipped {counted(sum(skipped.values()), "row")}: {format_counts(skipped)}')
+    if skipped:  # with a picture's path, as looked for: a split whose pictures moved says where from
+        print(f'{annotation_path}: skipped {counted(sum(skipped.values()), "row")}: {format_counts(skipped)}'
+              + (f'; the first picture skipped is {one_line(first_gone)}' if first_gone else ''))
     if unknown:  # which: a split of another catalog, say, scored by a checkpoint that never saw its classes
         print(f'{annotation_path}: labels not in the vocabulary: '
               f'{first_few([f"{label} ({count:,})" for label, count in unknown.most_common()])}')

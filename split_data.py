@@ -21,12 +21,12 @@ from concurrent.futures.process import BrokenProcessPool
 from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder, flush_to_disk,
                     folder_locked, kept_aside, put_back_left_asides, remove_left_temporaries,
                     renamed_together)
-from catalog import (HOW_TO_FETCH, IMAGE_SIZE, LINK_TO_NOTHING, SPLIT_COLUMNS, WIDE_BOMS, csv_rows,
+from catalog import (HOW_TO_FETCH, IMAGE_SIZE, LINK_TO_NOTHING, NO_IMAGE_FILE, SPLIT_COLUMNS, WIDE_BOMS, csv_rows,
                      describe_download, format_counts, image_problem, labels_apart_in_case, nul_safe, read_styles,
                      with_nul_bytes)
 from cli import (NO_SUCH_FILE, UserError, add_debug_flag, check_working_folder_for, counted, ctrl_c_held, first_few,
-                 path_name, positive_int, printable, progress_bar, quoted_path, reach_problem, run_cli, seed_number,
-                 shown, usable_cores, what_is_there, worker_processes)
+                 one_line, path_name, positive_int, printable, progress_bar, quoted_path, reach_problem, run_cli,
+                 seed_number, shown, usable_cores, what_is_there, worker_processes)
 from sample_catalog import cut_short
 
 FIELDNAMES = list(SPLIT_COLUMNS)
@@ -91,7 +91,8 @@ def leave_stops_to_this_process():
 
 
 def keep_usable(styles, image_folder, args, skipped):
-    """The rows whose image exists, decodes, and is 60x80 RGB; the others are counted in skipped."""
+    """The rows whose image exists, decodes, and is 60x80 RGB, and the ids of those that had no
+    image file; the others are counted in skipped."""
     paths = [os.path.join(image_folder, f'{style.id}.jpg') for style in styles]
     jobs = [(path, args.any_size, args.any_mode) for path in paths]
     batches = [jobs[start:start + CHECKED_AT_ONCE] for start in range(0, len(jobs), CHECKED_AT_ONCE)]
@@ -116,37 +117,52 @@ def keep_usable(styles, image_folder, args, skipped):
         # here (as pool.map does), Python 3.11's thread failed on them with a traceback, marking
         # them broken where a SIGTERM had ended a worker.
         pool.shutdown(cancel_futures=True)
-    kept = []
+    kept, missing = [], []
     for style, path, problem in zip(styles, paths, problems):
         if problem:
             skipped[problem] += 1
+            if problem == NO_IMAGE_FILE:
+                missing.append(style.id)
         else:
             kept.append((path, style))
-    return kept
+    return kept, missing
 
 
-def no_images_left(skipped, args):
+def no_images_left(skipped, args, missing_hint=None):
     hint = []
     if any(reason.startswith('not 60x80') for reason in skipped) and not args.any_size:
         hint.append('--any-size keeps images of other sizes (fitted into 60x80 with white padding)')
     if 'not RGB' in skipped and not args.any_mode:
         hint.append('--any-mode keeps grayscale and other non-RGB images (converted to RGB)')
-    renaming = renaming_hint(skipped, args)
-    if renaming:
-        hint.append(renaming)
+    if missing_hint:
+        hint.append(missing_hint)
     if skipped[LINK_TO_NOTHING]:
         hint.append(fetching_hint(skipped))
     return f'no usable image left in {args.input}: skipped {format_counts(skipped)}' + ''.join(
         f'. {line}' for line in hint) + '.'
 
 
-def renaming_hint(skipped, args):
-    """Where rows had no image file, and images/ holds names such as 10001.JPG: what to do, or None."""
-    other_name = named_otherwise(os.path.join(args.input, 'images')) if 'no image file' in skipped else None
-    if other_name:  # looked for as ID.jpg, not found: a copy that upper-cased the names, or a program's .jpeg
-        return (f'The pictures are looked for as images/ID.jpg, and images/ holds names such as {other_name}; '
-                'rename them to end in .jpg' + ('' if other_name.lower().endswith(('.jpg', '.jpeg')) else
-                                                ' (a picture is read by its content, whatever its name ends in)'))
+def missing_pictures_hint(image_folder, missing, none_kept):
+    """Where rows had no image file (their ids: missing), what to do, or None: images/ holds their
+    pictures under other names, or one folder deeper; else, where no row was kept, where they were
+    looked for. Pictures of other ids (a logo, say) are no reason to rename any."""
+    if not missing:
+        return None
+    renamed = named_otherwise(image_folder, missing)
+    if renamed:  # a copy that upper-cased the names, a program's .jpeg, a hidden extension doubled
+        id_, name = next(iter(renamed.items()))
+        return (f'images/ holds the pictures of {len(renamed):,} of them under other names, such as {one_line(name)} '
+                f'for {id_}.jpg; rename them to ID.jpg, the name they are looked for by'
+                + ('' if name.lower().endswith(('.jpg', '.jpeg')) else
+                   ' (a picture is read by its content, whatever its name ends in)'))
+    deeper, count = one_folder_deeper(image_folder, missing)
+    if deeper:  # an archive unpacked into a folder of its own name: images/images/
+        return (f'images/{one_line(deeper)}/ holds the pictures of {count:,} of them, one folder deeper than they '
+                'are looked for; move them up into images/')
+    if none_kept:
+        first = os.path.join(image_folder, f'{missing[0]}.jpg')
+        return (f'The pictures are looked for as images/ID.jpg, {one_line(first)} for the first row: none of these '
+                f'{len(missing):,} is there, under that name or another')
     return None
 
 
@@ -161,14 +177,37 @@ def fetching_hint(skipped):
 OTHER_PICTURE_NAMES = ('.jpg', '.jpeg', '.png', '.webp', '.bmp', '.gif', '.tif', '.tiff')
 
 
-def named_otherwise(folder):
-    """A name in folder that ends as a picture's other than .jpg (10001.JPG, 10001.jpeg, 10001.png), or None."""
+def named_otherwise(folder, missing):
+    """The pictures in folder of the ids in missing under names other than ID.jpg (10001.JPG,
+    10001.jpeg, 10001.png, 10001.jpg.jpg, 0010001.jpg; or 10001.jpg for the id 0010001), by id."""
+    wanted = {id_.lstrip('0'): id_ for id_ in missing}  # not int(): an id may have thousands of digits
+    found = {}
     try:
         with os.scandir(folder) as entries:
-            return next((entry.name for entry in entries
-                         if entry.name.lower().endswith(OTHER_PICTURE_NAMES) and not entry.name.endswith('.jpg')), None)
+            for entry in entries:
+                id_ = wanted.get(entry.name.split('.', 1)[0].lstrip('0'))
+                if (id_ is not None and id_ not in found and entry.name != f'{id_}.jpg'
+                        and entry.name.lower().endswith(OTHER_PICTURE_NAMES) and entry.is_file()):
+                    found[id_] = entry.name
     except OSError:
-        return None
+        return {}
+    return found
+
+
+def one_folder_deeper(folder, missing):
+    """The folder in folder holding the most pictures of the ids in missing as ID.jpg, and how many;
+    (None, 0) where none does."""
+    names, best = {f'{id_}.jpg' for id_ in missing}, (None, 0)
+    try:
+        with os.scandir(folder) as entries:
+            inside = [entry.name for entry in entries if entry.is_dir()]
+        for name in inside:
+            with os.scandir(os.path.join(folder, name)) as entries:
+                count = sum(entry.name in names for entry in entries)
+            best = max(best, (name, count), key=lambda found: found[1])
+    except OSError:
+        pass
+    return best if best[1] else (None, 0)
 
 
 def in_another_case(folder, name):
@@ -520,13 +559,13 @@ def main(argv=None, keep_old=True, cap_named='--max-images'):
     if apart:  # a row or two typed by hand, say: a class of their own, which the model learns apart
         print(f'note: {styles_path}: labels that differ only in case or spacing, each learned as a class of its own: '
               f'{first_few(apart, sep="; ")}; spell each one way to learn it as one')
-    kept = keep_usable(styles, image_folder, args, skipped)
+    kept, missing = keep_usable(styles, image_folder, args, skipped)
+    hint = missing_pictures_hint(image_folder, missing, none_kept=not kept)
     if not kept:
-        raise UserError(no_images_left(skipped, args))
+        raise UserError(no_images_left(skipped, args, hint))
     print(f'kept {counted(len(kept), "row")}; skipped {sum(skipped.values()):,}: {format_counts(skipped)}')
-    renaming = renaming_hint(skipped, args)
-    if renaming:  # some of the pictures renamed, say: the rows of the others are kept, theirs skipped
-        print(f'note: {counted(skipped["no image file"], "row")} had no image file. {renaming}')
+    if hint:  # some of the pictures renamed, say: the rows of the others are kept, theirs skipped
+        print(f'note: {counted(len(missing), "row")} had no image file. {hint}')
     if skipped[LINK_TO_NOTHING]:
         print(f'note: {fetching_hint(skipped)}')
     if args.cap_given and len(kept) < args.max_images:

@@ -161,22 +161,23 @@ def results_of_another(folder, report):
 
 def split_to_score(args, state):
     """--val-csv, or else the split train.py validated the checkpoint on: so that by default these
-    figures are its last validation's, not those of whatever ./val.csv is here. And whether the
-    pictures it shares with the run's training split are to be counted, once it is read."""
+    figures are its last validation's, not those of whatever ./val.csv is here. And the pictures
+    the checkpoint trained on, where those it shares with it are to be counted once it is read."""
     if args.val_csv:
         # In any order: the figures do not depend on it (a split sorted in a spreadsheet is the same)
         if changed_since_the_run(state, 'val_csv', args.val_csv, ordered=False):  # as asked, but not without a word
-            print(f'note: {args.val_csv} holds other rows than when {args.checkpoint} was validated on it, '
-                  'maybe pictures it trained on; scoring it as --val-csv asks')
-        elif same_rows(state, 'train_csv', args.val_csv, ordered=False):
+            trained = trained_pictures(state)  # else no telling which pictures it trained on
+            print(f'note: {args.val_csv} holds other rows than when {args.checkpoint} was validated on it'
+                  + ('' if trained else ', maybe pictures it trained on') + '; scoring it as --val-csv asks')
+            return args.val_csv, trained
+        if same_rows(state, 'train_csv', args.val_csv, ordered=False):
             print(f'note: {args.val_csv} holds the rows {args.checkpoint} trained on: these figures say how well '
                   'it learned them, not how it does on pictures it has not seen')
-        else:
-            return args.val_csv, True
-        return args.val_csv, False
+            return args.val_csv, None
+        return args.val_csv, trained_pictures(state)
     saved = state.get('args') or {}
     if saved.get('val_csv') is None:
-        return './val.csv', False  # the tutorial's, for its bare state_dict
+        return './val.csv', None  # the tutorial's, for its bare state_dict
     path, gone = path_as_trained(saved, 'val_csv')
     if gone:
         print(f'note: {gone}, which {args.checkpoint} was validated on, is not there; scoring {path} from here')
@@ -187,24 +188,41 @@ def split_to_score(args, state):
         advice = (f'pass --val-csv {quoted_path(kept)} (the old one, which split_data.py kept) to score what it was '
                   f'validated on, or --val-csv {quoted_path(path)} to score this one anyway') if kept else \
             'pass --val-csv to score it anyway'
-        raise UserError(f'{path}: it holds other rows than when {args.checkpoint} was validated on it '
-                        f'(split_data.py run again?), maybe pictures it trained on; {advice}')
-    return path, False
+        raise UserError(f'{path}: it holds other rows than when {args.checkpoint} was validated on it'
+                        f'{shared_with_training(path, saved, trained_pictures(state))}; {advice}')
+    return path, None
 
 
-def note_trained_pictures(args, state, dataset):
-    """--val-csv with some of the pictures the checkpoint trained on (a split made again with
-    another seed, say) flatters its figures, which would not show it. Told only where the run's
-    train.csv still holds the rows it trained on: nothing else says which pictures those were.
-    Counted over the rows of --val-csv that are scored (dataset's): rows skipped as they were read
-    (a missing picture, a label the checkpoint never saw) were counted too, as many as all."""
+def shared_with_training(split, saved, trained):
+    """What a run's validation split changed since the run shares with the pictures it trained on,
+    as the end of a sentence: counted where its train.csv still holds them (a row or two removed by
+    hand), else a guess (split_data.py run again, which replaces both)."""
+    if trained is None:
+        return ' (split_data.py run again?), maybe pictures it trained on'
+    train_csv, pictures = trained
+    shared = sum(picture in pictures for picture in pictures_of(split, pictures_from(saved, 'val_csv', split)))
+    return (f', and {shared:,} of its pictures are in {train_csv}, which it trained on' if shared else
+            f', though none of its pictures is in {train_csv}, which it trained on')
+
+
+def trained_pictures(state):
+    """(train_csv, the pictures it names) where the run's train.csv still holds the rows the
+    checkpoint trained on, else None: nothing else says which pictures those were."""
     saved = state.get('args') or {}
     if saved.get('train_csv') is None:
-        return
+        return None
     train_csv, _ = path_as_trained(saved, 'train_csv')
     if not same_rows(state, 'train_csv', train_csv, ordered=False):
-        return
-    trained = set(pictures_of(train_csv, pictures_from(saved, 'train_csv', train_csv)))
+        return None
+    return train_csv, set(pictures_of(train_csv, pictures_from(saved, 'train_csv', train_csv)))
+
+
+def note_trained_pictures(args, trained, dataset):
+    """--val-csv with some of the pictures the checkpoint trained on (`trained`: trained_pictures; a
+    split made again with another seed, say) flatters its figures, which would not show it.
+    Counted over the rows of --val-csv that are scored (dataset's): rows skipped as they were read
+    (a missing picture, a label the checkpoint never saw) were counted too, as many as all."""
+    train_csv, trained = trained
     scored = in_real_folders(dataset.data)
     shared = sum(picture in trained for picture in scored)
     if shared:
@@ -267,12 +285,12 @@ def main(argv=None):
     print(f'device: {device} ({precision}{", channels_last" if channels_last else ""}); checkpoint {args.checkpoint}'
           + (f' (epoch {state["epoch"]})' if state.get('epoch') else ''))
 
-    args.val_csv, count_trained = split_to_score(args, state)
+    args.val_csv, trained = split_to_score(args, state)
     dataset = FashionDataset(args.val_csv, attributes, val_transform,
                              pictures_from(state.get('args') or {}, 'val_csv', args.val_csv))
     val_rows = split_digest(args.val_csv, ordered=False)  # as it was read: it may change in the minutes to come
-    if count_trained:
-        note_trained_pictures(args, state, dataset)
+    if trained:
+        note_trained_pictures(args, trained, dataset)
     loader = InMemoryLoader.from_dataset(dataset, args.batch_size, device, train=False, workers=args.workers,
                                          channels_last=channels_last)
     metrics, predicted, truth = validate(model, loader, device, autocast_for(device, precision))

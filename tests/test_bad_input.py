@@ -1,6 +1,7 @@
 # Bad input gets one clear line naming the file and the problem, and a non-zero exit; bad rows
 # are skipped and counted by reason.
 import contextlib
+import csv
 import errno
 import gc
 import io
@@ -118,12 +119,24 @@ def test_unusable_styles_csv_is_one_clear_error(tmp_path, content, problem):
     (HEADER.replace('baseColour', 'BaseColour').replace('gender', 'Gender'),
      '; the names are read in their case: rename Gender to gender, BaseColour to baseColour'),
     (HEADER.replace('baseColour', 'colour'), ''),
+    ('sep=;\n' + HEADER.replace(',', ';'), "; its first line, 'sep=;', names the separator of its columns: save it "
+                                          'with commas'),  # a spreadsheet's note of it
 ])
 def test_a_header_with_other_separators_or_names_in_another_case_says_so(tmp_path, header, hint):
     path = write(tmp_path / 'styles.csv', header + '\n' + ROW.format(1).replace(',', header[2]) + '\n')
     with pytest.raises(UserError) as refused:
         read_styles(path)
     assert str(refused.value).endswith(' but needs id,gender,articleType,baseColour' + hint)
+
+
+@pytest.mark.parametrize('line_end', ['\n', '\r\n'])
+def test_a_first_line_that_names_the_comma_as_separator_is_passed_over(tmp_path, line_end):
+    # Excel's `sep=,`: "missing column(s) id, gender, articleType, baseColour; the header is 'sep='"
+    text = line_end.join(['sep=,', HEADER, ROW.format(1), '', ROW.format(2).replace('Blue', 'NA')]) + line_end
+    styles, skipped = read_styles(write(tmp_path / 'styles.csv', text))
+    assert [s.id for s in styles] == ['1'] and skipped == {'baseColour is empty or NA': 1}
+    with pytest.raises(UserError, match=r'styles\.csv: line 3: its baseColour runs on to line 4, a line break'):
+        read_styles(write(tmp_path / 'styles.csv', text.replace('Blue', '"Silver\nGrey"', 1)))  # lines counted
 
 
 def test_a_catalog_folder_that_is_not_there_is_named(tmp_path):
@@ -616,8 +629,8 @@ def test_a_splits_pictures_that_are_links_to_no_file_or_in_a_loop_are_named_as_s
     write(tmp_path / 'val.csv', '\n'.join([header, first, second, third] + rows) + '\n')
     assert len(FashionDataset(str(tmp_path / 'val.csv'), attributes)) == len(rows)
     said = capsys.readouterr().out
-    assert ('skipped 3 rows: 1 a link that leads to no file, 1 a link in a loop of links, 1 image missing'
-            in said), said
+    assert (f'skipped 3 rows: 1 a link that leads to no file, 1 a link in a loop of links, 1 image missing; the '
+            f'first picture skipped is {gone}\n' in said), said  # where it was looked for: a split moved, say
     # The same, in a split of the tutorial's paths (from the folder the run began in) kept elsewhere
     (tmp_path / 'splits').mkdir()
     write(tmp_path / 'splits' / 'val.csv', '\n'.join([header, first, second, third] + rows) + '\n')
@@ -896,14 +909,18 @@ def test_pictures_named_in_upper_case_are_named_in_the_error(small_split, tmp_pa
     root = copy_catalog(small_split['catalog'], tmp_path)
     for name in os.listdir(root / 'images'):
         os.rename(root / 'images' / name, root / 'images' / name.replace('.jpg', '.JPG'))
+    pictures = len(os.listdir(root / 'images'))
     with pytest.raises(UserError) as error:
         split_data.main(['--input', str(root), '--output', str(tmp_path), '--workers', '1'])
-    assert re.fullmatch(rf'no usable image left in {re.escape(str(root))}: skipped \d+ no image file\. The pictures '
-                        r'are looked for as images/ID\.jpg, and images/ holds names such as \d+\.JPG; rename them '
-                        r'to end in \.jpg\.', str(error.value)), str(error.value)
+    found = re.fullmatch(rf'no usable image left in {re.escape(str(root))}: skipped (\d+) no image file\. images/ '
+                         rf'holds the pictures of {pictures} of them under other names, such as (\d+)\.JPG for '
+                         r'(\d+)\.jpg; rename them to ID\.jpg, the name they are looked for by\.', str(error.value))
+    assert found and int(found[1]) == pictures and found[2] == found[3], str(error.value)
     for name in os.listdir(root / 'images'):  # as saved by some programs
         os.rename(root / 'images' / name, root / 'images' / name.replace('.JPG', '.jpeg'))
-    with pytest.raises(UserError, match=r'images/ holds names such as \d+\.jpeg; rename them to end in \.jpg\.$'):
+    with pytest.raises(UserError, match=rf'images/ holds the pictures of {pictures} of them under other names, such '
+                                        r'as \d+\.jpeg for \d+\.jpg; rename them to ID\.jpg, the name they are '
+                                        r'looked for by\.$'):
         split_data.main(['--input', str(root), '--output', str(tmp_path), '--workers', '1'])
 
 
@@ -915,8 +932,9 @@ def test_pictures_saved_as_png_are_named_in_the_error_and_read_once_renamed(smal
         with Image.open(root / 'images' / name) as img:
             img.save(root / 'images' / name.replace('.jpg', '.png'))
         os.remove(root / 'images' / name)
-    with pytest.raises(UserError, match=r'images/ holds names such as \d+\.png; rename them to end in \.jpg \(a '
-                                        r'picture is read by its content, whatever its name ends in\)\.$'):
+    with pytest.raises(UserError, match=r'images/ holds the pictures of \d+ of them under other names, such as '
+                                        r'\d+\.png for \d+\.jpg; rename them to ID\.jpg, the name they are looked '
+                                        r'for by \(a picture is read by its content, whatever its name ends in\)\.$'):
         split_data.main(['--input', str(root), '--output', str(tmp_path), '--workers', '1'])
     for name in os.listdir(root / 'images'):  # as the hint says
         os.rename(root / 'images' / name, root / 'images' / name.replace('.png', '.jpg'))
@@ -937,9 +955,57 @@ def test_some_pictures_named_in_upper_case_are_named_in_a_note(small_split, tmp_
     split_data.main(['--input', str(root), '--output', str(tmp_path / 'some'), '--workers', '1'])
     notes = [line for line in capsys.readouterr().out.splitlines() if 'had no image file' in line]
     assert len(notes) == 1 and re.fullmatch(
-        rf'note: {missing["no image file"] + 5} rows had no image file\. The pictures are looked for as '
-        r'images/ID\.jpg, and images/ holds names such as (\d+)\.JPG; rename them to end in \.jpg', notes[0]), notes
+        rf'note: {missing["no image file"] + 5} rows had no image file\. images/ holds the pictures of 5 of them '
+        r'under other names, such as (\d+)\.JPG for \1\.jpg; rename them to ID\.jpg, the name they are looked for by',
+        notes[0]), notes
     assert re.search(r'(\d+)\.JPG', notes[0])[1] + '.jpg' in renamed
+
+
+def test_only_pictures_of_the_rows_without_one_are_taken_for_renamed_ones(small_split, tmp_path, capsys):
+    # A logo.png in images/ made split_data.py say that the rows without a picture (359 in the real
+    # catalog, whose pictures are nowhere) had theirs under other names, to be renamed.
+    import split_data
+    root = copy_catalog(small_split['catalog'], tmp_path)
+    for name in sorted(os.listdir(root / 'images'))[-3:]:  # as in the real catalog, rows whose picture is nowhere
+        os.remove(root / 'images' / name)
+    missing = split_data.main(['--input', str(root), '--output', str(tmp_path / 'all'), '--workers', '1'])['skipped']
+    assert missing['no image file'] == 3
+    Image.new('RGB', (200, 50)).save(root / 'images' / 'logo.png')
+    (root / 'images' / '1.jpeg').mkdir()  # a folder is no picture either
+    split_data.main(['--input', str(root), '--output', str(tmp_path / 'stray'), '--workers', '1'])
+    assert 'had no image file' not in capsys.readouterr().out
+    # Renamed by Windows with its extensions hidden, or by a program that pads the numbers: found
+    first, second, *_ = sorted(name for name in os.listdir(root / 'images') if re.fullmatch(r'\d+\.jpg', name))
+    os.rename(root / 'images' / first, root / 'images' / (first + '.jpg'))
+    os.rename(root / 'images' / second, root / 'images' / ('000' + second))
+    split_data.main(['--input', str(root), '--output', str(tmp_path / 'renamed'), '--workers', '1'])
+    notes = [line for line in capsys.readouterr().out.splitlines() if 'had no image file' in line]
+    assert len(notes) == 1 and re.fullmatch(
+        rf'note: {missing["no image file"] + 2} rows had no image file\. images/ holds the pictures of 2 of them '
+        rf'under other names, such as ({re.escape(first)}\.jpg for {re.escape(first)}|000{re.escape(second)} for '
+        rf'{re.escape(second)}); rename them to ID\.jpg, the name they are looked for by', notes[0]), notes
+
+
+def test_pictures_one_folder_deeper_or_nowhere_are_said_where_they_are_looked_for(small_split, tmp_path):
+    # An archive unpacked into a folder of its own name (images/images/): "skipped 200 no image file.", no more
+    import split_data
+    root = copy_catalog(small_split['catalog'], tmp_path)
+    pictures = len(os.listdir(root / 'images'))
+    os.rename(root / 'images', tmp_path / 'images')
+    (root / 'images').mkdir()
+    (root / 'images' / 'empty').mkdir()
+    os.rename(tmp_path / 'images', root / 'images' / 'images')
+    with pytest.raises(UserError, match=rf'\. images/images/ holds the pictures of {pictures} of them, one folder '
+                                        r'deeper than they are looked for; move them up into images/\.$'):
+        split_data.main(['--input', str(root), '--output', str(tmp_path), '--workers', '1'])
+    shutil.rmtree(root / 'images' / 'images')
+    first_id = next(csv.DictReader(open(root / 'styles.csv', newline='')))['id']
+    with pytest.raises(UserError) as error:
+        split_data.main(['--input', str(root), '--output', str(tmp_path), '--workers', '1'])
+    assert re.fullmatch(rf'no usable image left in {re.escape(str(root))}: skipped (\d+) no image file\. The pictures '
+                        r'are looked for as images/ID\.jpg, ' + re.escape(f'{root}/images/{first_id}.jpg') +
+                        r' for the first row: none of these \1 is there, under that name or another\.',
+                        str(error.value)), str(error.value)
 
 
 def test_pictures_that_are_links_to_no_file_are_named_as_such_with_how_to_fetch_them(small_split, tmp_path, capsys):
@@ -1599,6 +1665,45 @@ def test_scoring_a_split_that_shares_some_pictures_the_run_trained_on_says_how_m
     bare = checkpoint_save(str(tmp_path / 'bare.pth'), dict(state, split_digests=None))
     test_script.main(['--checkpoint', bare, '--val-csv', mixed, '--output', str(tmp_path / 'eval')])
     assert 'note: ' not in capsys.readouterr().out
+
+
+def test_a_runs_validation_split_edited_by_hand_is_said_to_share_pictures_it_trained_on_or_none(
+        small_split, one_epoch_run, tmp_path, monkeypatch, capsys):
+    # Only "maybe pictures it trained on", of a val.csv that had lost two rows, where the run's
+    # train.csv, as it was, says which pictures it trained on.
+    from demo import load_test_script
+    test_script = load_test_script()
+    monkeypatch.setattr(test_script, 'draw_figures', lambda jobs, parallel=True: None)  # not the question here
+    (tmp_path / 'fashion-product-images').symlink_to(small_split['catalog']['root'])
+    train_csv, val_csv = (str(shutil.copy(small_split[name], tmp_path / f'{name}.csv')) for name in ('train', 'val'))
+    state = checkpoint_load(os.path.join(one_epoch_run, 'last.pth'))
+    last = checkpoint_save(str(tmp_path / 'last.pth'),
+                           dict(state, args=dict(state['args'], train_csv=train_csv, val_csv=val_csv)))
+    val, train_rows = (open(path).read().splitlines() for path in (val_csv, train_csv))
+    changed = f'{val_csv}: it holds other rows than when {last} was validated on it'
+    write(tmp_path / 'val.csv', '\n'.join(val[:1] + val[3:]) + '\n')
+    with pytest.raises(UserError) as refused:
+        test_script.main(['--checkpoint', last])
+    assert str(refused.value) == (f'{changed}, though none of its pictures is in {train_csv}, which it trained on; '
+                                  'pass --val-csv to score it anyway')
+    write(tmp_path / 'val.csv', '\n'.join(val + train_rows[1:4]) + '\n')
+    with pytest.raises(UserError) as refused:
+        test_script.main(['--checkpoint', last])
+    assert str(refused.value).startswith(f'{changed}, and 3 of its pictures are in {train_csv}, which it trained on; ')
+    test_script.main(['--checkpoint', last, '--val-csv', val_csv, '--output', str(tmp_path / 'eval')])
+    assert [line for line in capsys.readouterr().out.splitlines() if line.startswith('note: ')] == [
+        f'note: {val_csv} holds other rows than when {last} was validated on it; scoring it as --val-csv asks',
+        f'note: 3 of the {len(val) + 2} pictures of {val_csv} are in {train_csv} too, which {last} trained on: these '
+        'figures are inflated by pictures it learned']
+    # train.csv changed too (split_data.py run again, say): which pictures it trained on, no one can tell
+    write(tmp_path / 'train.csv', '\n'.join(train_rows[:1] + train_rows[2:]) + '\n')
+    with pytest.raises(UserError) as refused:
+        test_script.main(['--checkpoint', last])
+    assert str(refused.value).startswith(f'{changed} (split_data.py run again?), maybe pictures it trained on; ')
+    test_script.main(['--checkpoint', last, '--val-csv', val_csv, '--output', str(tmp_path / 'eval')])
+    assert [line for line in capsys.readouterr().out.splitlines() if line.startswith('note: ')][:1] == [
+        f'note: {val_csv} holds other rows than when {last} was validated on it, maybe pictures it trained on; '
+        'scoring it as --val-csv asks']
 
 
 def test_test_py_records_how_it_scored_and_the_rows_it_left_out(small_split, one_epoch_run, tmp_path, monkeypatch,

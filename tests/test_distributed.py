@@ -321,7 +321,9 @@ def test_what_every_process_finds_in_the_files_is_said_once(small_split, tmp_pat
     args = train_args(dict(small_split, train=str(train_csv), val=str(tmp_path / 'missing.csv')), tmp_path)
     result = torchrun_2(os.path.join(ROOT, 'train.py'), *args)
     assert result.returncode != 0
-    assert re.findall(r'.*skipped.*', result.stdout) == [f'{train_csv}: skipped 1 row: 1 image missing'], result.stdout
+    gone = small_split['base'] / row.split(',')[0].replace('.jpg', '-gone.jpg')
+    assert re.findall(r'.*skipped.*', result.stdout) == [
+        f'{train_csv}: skipped 1 row: 1 image missing; the first picture skipped is {gone}'], result.stdout
     assert re.findall(r'error: .*', result.stderr) == [
         f'error: {tmp_path / "missing.csv"}: no such file (a split made by split_data.py)'], result.stderr[-3000:]
     assert 'stopped by SIGTERM' not in result.stderr  # process 1, which torchrun stops as process 0 ends

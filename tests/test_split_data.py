@@ -340,17 +340,20 @@ def test_a_split_started_with_stderr_closed_is_written(quirky_catalog, tmp_path)
     assert all(open(out / name).readline().startswith('image_path,') for name in ('train.csv', 'val.csv'))
 
 
-def test_a_reader_that_stops_after_the_first_line_still_gets_the_split_written(quirky_catalog, tmp_path):
+@pytest.mark.parametrize('errors', ['apart', 'in the same pipe'])
+def test_a_reader_that_stops_after_the_first_line_still_gets_the_split_written(quirky_catalog, tmp_path, errors):
     # `| head -1`: the second line's write failed on the closed pipe, and the script stopped there,
-    # status 1, no word said (nowhere to say it) and no split written.
+    # status 1, no word said (nowhere to say it) and no split written. So it did with `2>&1 | head -1`,
+    # where the progress bar's write failed.
     out = tmp_path / 'split'
     command = [sys.executable, os.path.join(ROOT, 'split_data.py'), '--input', quirky_catalog['root'],
                '--output', str(out), '--workers', '1']
     env = dict(os.environ, PYTHONUNBUFFERED='1')
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as process:
+    stderr = subprocess.PIPE if errors == 'apart' else subprocess.STDOUT
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, env=env) as process:
         assert b'rows' in process.stdout.readline()
         process.stdout.close()
-        stderr = process.stderr.read().decode()
+        stderr = process.stderr.read().decode() if process.stderr else ''
     assert process.returncode == 0 and 'Traceback' not in stderr, stderr
     split_data.main(['--input', quirky_catalog['root'], '--output', str(tmp_path / 'read'), '--workers', '1'])
     assert all(read_rows(out / name) == read_rows(tmp_path / 'read' / name) for name in ('train.csv', 'val.csv'))
@@ -702,7 +705,7 @@ def test_the_image_checks_run_in_forked_processes_whatever_pythons_default(tmp_p
         styles = [SimpleNamespace(id=n) for n in (1, 2, 3)]
         skipped = Counter()
         args = SimpleNamespace(any_size=False, any_mode=False, workers=2)
-        assert split_data.keep_usable(styles, str(tmp_path), args, skipped) == []
+        assert split_data.keep_usable(styles, str(tmp_path), args, skipped) == ([], [])
     finally:
         multiprocessing.set_start_method(before, force=True)
     assert skipped == Counter({f'checked in a fork: {n}.jpg': 1 for n in (1, 2, 3)})
@@ -719,8 +722,8 @@ def test_no_more_image_checking_processes_start_than_batches_to_send(tmp_path, m
     monkeypatch.setattr(split_data, 'ProcessPoolExecutor', pool)
     monkeypatch.setattr(split_data, 'image_problem', lambda *args: None)
     styles = [SimpleNamespace(id=n) for n in range(images)]
-    kept = split_data.keep_usable(styles, str(tmp_path), SimpleNamespace(any_size=False, any_mode=False, workers=6),
-                                  Counter())
+    kept, _ = split_data.keep_usable(styles, str(tmp_path), SimpleNamespace(any_size=False, any_mode=False,
+                                                                         workers=6), Counter())
     assert (pools, len(kept)) == ([started], images)
 
 
@@ -735,8 +738,8 @@ def test_a_ctrl_c_reaching_the_image_checking_processes_is_left_to_the_main_proc
     monkeypatch.setattr(split_data, 'image_problem', checked_through_a_ctrl_c)
     styles = [SimpleNamespace(id=n) for n in range(3)]
     try:
-        kept = split_data.keep_usable(styles, str(tmp_path), SimpleNamespace(any_size=False, any_mode=False,
-                                                                             workers=2), Counter())
+        kept, _ = split_data.keep_usable(styles, str(tmp_path), SimpleNamespace(any_size=False, any_mode=False,
+                                                                                workers=2), Counter())
     except KeyboardInterrupt:
         pytest.fail('the Ctrl-C was raised in an image-checking process')
     assert len(kept) == 3
