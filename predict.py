@@ -68,7 +68,7 @@ def parse_args(argv=None):
                         help='image files, and folders searched recursively for '
                              f'{", ".join(IMAGE_EXTENSIONS)} files '
                              '(default: none; needed unless --files-from or --export is given)')
-    parser.add_argument('--files-from', default=None, metavar='LIST',
+    parser.add_argument('--files-from', default=None, metavar='LIST', action=OneList,
                         help='also predict the images and folders named in this text file, one path a '
                              'line, relative paths taken from the current folder; - reads the list '
                              'from the standard input (default: none)')
@@ -149,6 +149,19 @@ def as_listed(path):
         if os.path.lexists(forward):
             return forward
     return path
+
+
+class OneList(argparse.Action):
+    """--files-from, refused where given again: the second list replaced the first, whose pictures
+    were left out without a word, where the help says "also predict"."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        first = getattr(namespace, self.dest)
+        if first is not None:
+            parser.error(f'{option_string} given twice: one list is read, and {shlex.quote(first)} would be left '
+                         f'out for {shlex.quote(value)}; give one list (cat {shlex.quote(first)} {shlex.quote(value)} '
+                         '> both.txt)')
+        setattr(namespace, self.dest, value)
 
 
 def read_list(name):

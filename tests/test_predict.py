@@ -445,6 +445,12 @@ def test_a_list_that_names_no_pictures_is_one_clear_error(checkpoint, tmp_path, 
     with pytest.raises(SystemExit):
         predict.parse_args(['--checkpoint', checkpoint, '--files-from', ''])
     assert "--files-from '': no file name" in capsys.readouterr().err
+    # Given twice, the second list replaced the first, whose pictures were left out without a word
+    with pytest.raises(SystemExit) as refused:
+        predict.parse_args(['--checkpoint', checkpoint, '--files-from', 'a.txt', 'b.jpg', '--files-from', 'my list'])
+    assert refused.value.code == 2 and capsys.readouterr().err.endswith(
+        ": error: --files-from given twice: one list is read, and a.txt would be left out for 'my list'; "
+        "give one list (cat a.txt 'my list' > both.txt)\n")
 
 
 def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path, capsys):
