@@ -606,6 +606,10 @@ def run_reporting_errors(main, debug, workers_flag, memory_flag=None):
             raise
         print_error(f'process {os.environ.get("RANK", "?")} stopped: another process of the run ended '
                     '(its own lines say why)')
+        # As train.py leaves it where a peer ends during the training (there, why): before the
+        # setting up too, the process that found its peer gone (one that stopped on a folder it could
+        # not use, say) at times aborted after its line, "terminate called without an active exception".
+        leave_the_process_group()
         sys.exit(1)
     except KeyboardInterrupt as stop:
         # Ctrl-C, SIGTERM or SIGHUP: a traceback would point at whatever line happened to be
