@@ -999,7 +999,8 @@ def test_pictures_one_folder_deeper_or_nowhere_are_said_where_they_are_looked_fo
                                         r'deeper than they are looked for; move them up into images/\.$'):
         split_data.main(['--input', str(root), '--output', str(tmp_path), '--workers', '1'])
     shutil.rmtree(root / 'images' / 'images')
-    first_id = next(csv.DictReader(open(root / 'styles.csv', newline='')))['id']
+    with open(root / 'styles.csv', newline='') as f:
+        first_id = next(csv.DictReader(f))['id']
     with pytest.raises(UserError) as error:
         split_data.main(['--input', str(root), '--output', str(tmp_path), '--workers', '1'])
     assert re.fullmatch(rf'no usable image left in {re.escape(str(root))}: skipped (\d+) no image file\. The pictures '
