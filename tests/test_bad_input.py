@@ -137,6 +137,9 @@ def test_a_first_line_that_names_the_comma_as_separator_is_passed_over(tmp_path,
     assert [s.id for s in styles] == ['1'] and skipped == {'baseColour is empty or NA': 1}
     with pytest.raises(UserError, match=r'styles\.csv: line 3: its baseColour runs on to line 4, a line break'):
         read_styles(write(tmp_path / 'styles.csv', text.replace('Blue', '"Silver\nGrey"', 1)))  # lines counted
+    # A stray \r in a name is told from a line end by the rows of the header's width: the header's, not `sep=,`'s
+    styles, skipped = read_styles(write(tmp_path / 'styles.csv', text.replace('Roadster Men', 'Roadster\rMen', 1)))
+    assert [s.id for s in styles] == ['1'] and skipped == {'baseColour is empty or NA': 1}
 
 
 def test_a_catalog_folder_that_is_not_there_is_named(tmp_path):
