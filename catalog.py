@@ -178,17 +178,14 @@ def rows_of_one_line(reader, path, what, text, required):
 
     The catalog and the splits have one row a line (split_data.py refuses a folder name with a
     line break), but for a cell of several lines a spreadsheet writes quoted (a product's name
-    typed in two). A quoted field that goes past the end of its line otherwise means a quote left
-    open: left alone, it swallows the rows after it into one field, silently."""
+    typed in two, or a label: its row is skipped by whoever reads it, as the catalog's rows with
+    NA). A quoted field that goes past the end of its line otherwise means a quote left open: left
+    alone, it swallows the rows after it into one field, silently."""
     end, header = reader.line_num, None
     try:
         for row in reader:
             start, end = end + 1, reader.line_num
-            if end > start and not a_cell_of_lines(row, header, required):
-                column = label_of_lines(row, header, required)
-                if column:  # a quote closed: "a quote left open?" sent the user looking for the wrong fault
-                    raise UserError(f'{path}: line {start}: its {column} runs on to line {end}, a line break in '
-                                    f'a quoted cell; put it on one line ({what})')
+            if end > start and not closed_cells_of_lines(row, header, required):
                 raise UserError(f'{path}: line {start}: a quoted field runs on to line {end}; a '
                                 f'quote left open? ({what})')
             if header is None and not is_blank(row) and not names_the_comma(row):
@@ -201,30 +198,26 @@ def rows_of_one_line(reader, path, what, text, required):
                         f'open? ({what})')
 
 
-def a_cell_of_lines(row, header, required):
+def closed_cells_of_lines(row, header, required):
     """Whether row runs over several lines by quoted cells of several, not by a quote left open:
-    the row has all its fields, the cells are in no column the project reads, and none holds as
-    many commas as a row has. A quote left open takes in a row's worth at least: the rest of its
-    own line and the start of the one where a quote closes it, or whole rows between."""
+    the row has all its fields, and none of those cells holds as many commas as a row has (a quote
+    left open takes in a row's worth at least: the rest of its own line and the start of the one
+    where a quote closes it, or whole rows between). A cell of a column the project reads (a label
+    typed in two lines), only in a row of the header's width, where its column is sure."""
     if header is None or len(row) < len(header):  # a quote left open on the last line ends the file
         return False
-    return all(i < len(header) and header[i] not in required and row[i].count(',') < len(header) - 1
-               for i in cells_of_lines(row))
+    broken = cells_of_lines(row)
+    if len(row) > len(header) and any(i < len(header) and header[i] in required for i in broken):
+        return False
+    return all(i < len(header) and row[i].count(',') < len(header) - 1 for i in broken)
 
 
 def cells_of_lines(row):
-    return [i for i, field in enumerate(row) if '\n' in field or '\r' in field]
+    return [i for i, field in enumerate(row) if has_line_break(field)]
 
 
-def label_of_lines(row, header, required):
-    """The column the project reads whose quoted cell runs over several lines, in a row otherwise
-    whole (a label typed over two lines in a spreadsheet), or None."""
-    if header is None or len(row) != len(header):
-        return None
-    broken = cells_of_lines(row)
-    if not all(row[i].count(',') < len(header) - 1 for i in broken):  # rows swallowed: a quote left open
-        return None
-    return next((header[i] for i in broken if header[i] in required), None)
+def has_line_break(text):
+    return '\n' in text or '\r' in text
 
 
 def quote_left_open_at_end(text):
@@ -388,8 +381,11 @@ def read_styles(path):
         values = {name: row[i].strip() for name, i in position.items()}
         empty = [name for name in LABEL_COLUMNS if is_missing(values[name])]
         values['id'] = as_id(values['id'])
+        broken = [name for name in LABEL_COLUMNS if has_line_break(values[name])]
         if empty:
             skipped[f'{empty[0]} is empty or NA'] += 1
+        elif broken:  # 'Navy\nBlue', typed in a spreadsheet's cell: a class of its own, otherwise
+            skipped[f'{broken[0]} runs over several lines'] += 1
         elif values['id'] is None:
             skipped['id is not a number'] += 1
         elif values['id'] in seen:

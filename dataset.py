@@ -15,7 +15,7 @@ from torchvision import transforms
 from atomic import absolute_path
 from catalog import (HOW_TO_FETCH, IMAGE_SIZE, LABEL_COLUMNS, LINK_LOOP, LINK_TO_NOTHING, NO_PERMISSION,
                      REQUIRED_COLUMNS, SPLIT_COLUMNS, TOO_LARGE, TOO_MANY_FIELDS, UNREADABLE, format_counts,
-                     not_an_image_file, open_picture, read_csv_rows, read_styles, turn_upright)
+                     has_line_break, not_an_image_file, open_picture, read_csv_rows, read_styles, turn_upright)
 from cli import (UserError, command, counted, first_few, leave_stops_to_the_main_process, one_line, started,
                  usable_cores, worker_processes)
 
@@ -23,6 +23,7 @@ MEAN = [0.485, 0.456, 0.406]  # ImageNet statistics, as in the tutorial
 STD = [0.229, 0.224, 0.225]
 FILL = (255, 255, 255)  # the catalog's white background, also used for padding
 UNKNOWN_LABEL = 'with a label not in the vocabulary'  # a reason a split's row is skipped
+LABEL_OF_LINES = 'with a label over several lines'
 FLIP_P = 0.5
 JITTER = dict(brightness=0.3, contrast=0.3, saturation=0.3, hue=0)
 AFFINE = dict(degrees=20, translate=(0.1, 0.1), scale=(0.8, 1.2))
@@ -245,10 +246,14 @@ def read_split(annotation_path, attributes, pictures_from=None):
             skipped['with an empty or missing field'] += 1
             continue
         labels = [row[column[name]].strip() for _, name in vocab]
+        if any(has_line_break(label) for label in labels):  # a cell typed in two lines: in no vocabulary
+            skipped[LABEL_OF_LINES] += 1
+            continue
         ids = [name_to_id.get(label) for (name_to_id, _), label in zip(vocab, labels)]
         if None in ids:
             skipped[UNKNOWN_LABEL] += 1
-            unknown.update(f'{name} {label}' for (_, name), label, id_ in zip(vocab, labels, ids) if id_ is None)
+            unknown.update(f'{name} {one_line(label)}'
+                           for (_, name), label, id_ in zip(vocab, labels, ids) if id_ is None)
             continue
         path = image_named(row[column['image_path']], folder, pictures_from)
         problem = missing_image(path)

@@ -135,8 +135,9 @@ def test_a_first_line_that_names_the_comma_as_separator_is_passed_over(tmp_path,
     text = line_end.join(['sep=,', HEADER, ROW.format(1), '', ROW.format(2).replace('Blue', 'NA')]) + line_end
     styles, skipped = read_styles(write(tmp_path / 'styles.csv', text))
     assert [s.id for s in styles] == ['1'] and skipped == {'baseColour is empty or NA': 1}
-    with pytest.raises(UserError, match=r'styles\.csv: line 3: its baseColour runs on to line 4, a line break'):
-        read_styles(write(tmp_path / 'styles.csv', text.replace('Blue', '"Silver\nGrey"', 1)))  # lines counted
+    left_open = text.replace('Roadster', '"Roadster', 1).removesuffix('Tshirts' + line_end) + 'Tshirts"' + line_end
+    with pytest.raises(UserError, match=r'styles\.csv: line 3: a quoted field runs on to line 5; a quote left'):
+        read_styles(write(tmp_path / 'styles.csv', left_open))  # lines counted
     # A stray \r in a name is told from a line end by the rows of the header's width: the header's, not `sep=,`'s
     styles, skipped = read_styles(write(tmp_path / 'styles.csv', text.replace('Roadster Men', 'Roadster\rMen', 1)))
     assert [s.id for s in styles] == ['1'] and skipped == {'baseColour is empty or NA': 1}
@@ -2449,11 +2450,15 @@ def test_a_spreadsheets_cell_of_two_lines_is_read_but_not_in_a_label(tmp_path):
     write(tmp_path / 'styles.csv', '\n'.join([HEADER, ROW.format(1), two_lines, ROW.format(3)]) + '\n')
     styles, skipped = read_styles(str(tmp_path / 'styles.csv'))
     assert [s.id for s in styles] == ['1', '2', '3'] and not skipped
-    # A label of two lines is no label: named as such, its quote closed ("a quote left open?" before)
-    two_lines = ROW.format(2).replace('Blue,', '"Navy\nBlue",')
+    # A label of two lines is no label: its row skipped, as one with NA (the whole catalog refused before)
+    two_lines = ROW.format(2).replace('Blue,', '"Navy\r\nBlue",')
     write(tmp_path / 'styles.csv', '\n'.join([HEADER, ROW.format(1), two_lines, ROW.format(3)]) + '\n')
-    with pytest.raises(UserError, match='styles.csv: line 3: its baseColour runs on to line 4, a line break in a '
-                                        r'quoted cell; put it on one line \(the catalog'):
+    styles, skipped = read_styles(str(tmp_path / 'styles.csv'))
+    assert [s.id for s in styles] == ['1', '3'] and skipped == {'baseColour runs over several lines': 1}
+    # Not in a row with a comma too many, where which cell is the label is not sure
+    write(tmp_path / 'styles.csv', '\n'.join([HEADER, ROW.format(1), two_lines.replace('Roadster', 'Road,ster'),
+                                              ROW.format(3)]) + '\n')
+    with pytest.raises(UserError, match='styles.csv: line 3: a quoted field runs on to line 4; a quote left open'):
         read_styles(str(tmp_path / 'styles.csv'))
 
 

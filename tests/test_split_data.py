@@ -562,6 +562,23 @@ def test_a_split_with_columns_of_the_users_is_a_split_kept_when_replaced(tmp_pat
     assert (tmp_path / 'train.old.csv').read_bytes() == edited.encode(encoding)
 
 
+def test_a_split_row_of_a_label_over_lines_is_skipped_and_an_unknown_label_printed_on_one_line(tmp_path, capsys):
+    # A label typed in two lines in a spreadsheet refused the whole split as of a quote left open;
+    # an unknown label was printed as it is, its escape sequences reaching the terminal.
+    catalog = make_catalog(str(tmp_path / 'catalog'), n_images=20, seed=1)
+    split_data.main(['--input', catalog['root'], '--output', str(tmp_path), '--workers', '1'])
+    header, first, _, *rows = (tmp_path / 'train.csv').read_text().splitlines()
+    path, gender, article, colour = first.split(',')
+    edited = [header, f'{path},{gender},{article},"{colour}\r\n{colour}"', f'{path},{gender},\x1b[31m,{colour}', *rows]
+    (tmp_path / 'train.csv').write_text('\n'.join(edited) + '\n')
+    attributes = AttributesDataset(os.path.join(catalog['root'], 'styles.csv'))
+    samples, skipped = read_split(str(tmp_path / 'train.csv'), attributes)
+    assert len(samples) == len(rows)
+    assert skipped == {'with a label over several lines': 1, 'with a label not in the vocabulary': 1}
+    said = capsys.readouterr().out
+    assert f'{tmp_path / "train.csv"}: labels not in the vocabulary: articleType \\x1b[31m (1)\n' in said
+
+
 def test_what_a_killed_split_left_half_written_is_removed(tmp_path, capsys):
     catalog = make_catalog(str(tmp_path / 'catalog'), n_images=20, seed=1)
     (tmp_path / '.tmp-2147483646-val.csv').write_text('image_path,gender')  # a split_data.py killed mid-write
