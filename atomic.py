@@ -167,17 +167,19 @@ def absolute_path(path):
     return os.path.realpath(path)
 
 
-def through_link(path):
+def through_link(path, named=None):
     """For an output file the user names: where path is a link, the file it points to, which a
     write then changes as a shell's `>` would, the link staying a link. (Not for the files the
-    scripts name themselves: a run folder's last.pth may be a link to another run's checkpoint.)"""
+    scripts name themselves: a run folder's last.pth may be a link to another run's checkpoint.)
+    named: how a message names path (the flag that gave it, '--output p.csv'), else path."""
     if not os.path.islink(path):
         return path
     try:
         os.stat(path)
     except OSError as error:  # one that points to nothing yet is written through, making the file
         if error.errno == errno.ELOOP:  # realpath would give the link's own name: replaced by a file
-            raise UserError(f'{path}: a link in a loop of links, which leads to no file; name a file') from error
+            raise UserError(f'{named or path}: a link in a loop of links, which leads to no file; '
+                            'name a file') from error
     return os.path.realpath(path)
 
 

@@ -130,19 +130,21 @@ def check_export(path):
     require_exporter()
     if not path.lower().endswith('.onnx'):
         raise UserError(f'--export {path}: the name must end in .onnx (its .json is written beside it)')
-    if through_link(path) == through_link(sidecar_path(path)):  # both names links to one file
-        raise UserError(f'--export {path}: it and {sidecar_path(path)} lead to the same file, '
-                        f'{through_link(path)}, which cannot hold both the model and its label names')
-    for target in (path, sidecar_path(path)):
+    json_path = sidecar_path(path)
+    written = {target: through_link(target, f'--export {path}' + (f': {target}' if target == json_path else ''))
+               for target in (path, json_path)}
+    if written[path] == written[json_path]:  # both names links to one file
+        raise UserError(f'--export {path}: it and {json_path} lead to the same file, '
+                        f'{written[path]}, which cannot hold both the model and its label names')
+    for target, through in written.items():
         # A folder in the way would stop a rename (below) after the export's work; a pipe or a
         # device would have a file renamed over it.
         if os.path.isdir(target):
             raise UserError(f'--export {path}: could not write {target}: it is a folder')
-        written = through_link(target)
-        if os.path.exists(written) and not os.path.isfile(written):
-            raise UserError(f'--export {path}: {target} is ' + (f'a link to {written}, which is ' if written != target
+        if os.path.exists(through) and not os.path.isfile(through):
+            raise UserError(f'--export {path}: {target} is ' + (f'a link to {through}, which is ' if through != target
                                                                 else '') + 'no regular file (a device or a pipe)')
-        check_writable_file(written, f'--export {path}')
+        check_writable_file(through, f'--export {path}')
     check_only_exports_replaced(path)
 
 

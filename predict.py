@@ -323,7 +323,7 @@ def check_output(path, export):
             line = f.readline(80).strip()
         raise UserError(f'--output {path}: holds no predictions of predict.py (its first line is {line!r}), '
                         'and would be replaced; move it away or give another name')
-    written = through_link(path)
+    written = through_link(path, f'--output {path}')
     if os.path.exists(written) and not os.path.isfile(written):  # a rename would put a file in its place
         raise UserError(f'--output {path}: ' + (f'a link to {written}, which' if written != path else 'it')
                         + ' is no regular file (a device or a pipe); name a file')
@@ -480,7 +480,7 @@ def write_json(rows, f):
 
 
 def write_output(rows, path):
-    written = through_link(path)  # a link named stays a link
+    written = through_link(path, f'--output {path}')  # a link named stays a link
     folder = os.path.dirname(absolute_path(written))
     try:
         os.makedirs(folder, exist_ok=True)

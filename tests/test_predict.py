@@ -898,6 +898,9 @@ def test_an_output_named_through_a_link_is_written_where_the_link_points_and_the
     with pytest.raises(UserError, match=f'^--output {tmp_path / "pipe.csv"}: it is no regular file'):
         predict.main(['--checkpoint', checkpoint, catalog_images(catalog)[0], '--output', str(tmp_path / 'pipe.csv')])
     assert stat.S_ISFIFO(os.stat(tmp_path / 'pipe').st_mode) and stat.S_ISFIFO(os.stat(tmp_path / 'pipe.csv').st_mode)
+    (tmp_path / 'loop.csv').symlink_to('loop.csv')  # named with the flag, as the others (not before)
+    with pytest.raises(UserError, match=f'^--output {tmp_path / "loop.csv"}: a link in a loop of links, which leads'):
+        predict.main(['--checkpoint', checkpoint, catalog_images(catalog)[0], '--output', str(tmp_path / 'loop.csv')])
 
 
 def test_jpegs_of_any_extension_are_found_and_a_styles_csv_the_checkpoint_does_not_need_is_said_unread(
@@ -1025,6 +1028,13 @@ def test_an_export_named_through_links_is_written_where_they_point_and_the_links
                       capsys)
     assert line == (f'error: --export {tmp_path / "to-pipe.onnx"}: {tmp_path / "to-pipe.onnx"} is a link to '
                     f'{tmp_path / "pipe"}, which is no regular file (a device or a pipe)')
+    # A loop of links: named with the flag, and which of the two files (not before)
+    (tmp_path / 'loop.onnx').symlink_to('loop.onnx')
+    (tmp_path / 'to-pipe.json').symlink_to('to-pipe.json')
+    for name, looped in [('loop.onnx', ''), ('to-pipe.onnx', f': {tmp_path / "to-pipe.json"}')]:
+        line = failure_of(['--checkpoint', str(tmp_path / 'unread.pth'), '--export', str(tmp_path / name)], capsys)
+        assert line == (f'error: --export {tmp_path / name}{looped}: a link in a loop of links, which leads to no '
+                        'file; name a file')
 
 
 @exports
