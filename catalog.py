@@ -231,6 +231,59 @@ def quote_left_open_at_end(text):
     return False
 
 
+def beginning_of(path):
+    """How a message says what a file of the user's that would be replaced begins with: its first
+    line where it is text, else what it is (a picture, an archive), not its bytes as characters."""
+    with open(path, 'rb') as f:
+        data = f.read(65536)
+    line = first_line_of_text(data)
+    if line is not None:
+        return f'its first line is {line!r}'
+    if not data.strip():
+        return 'it is blank' + (' in its first 64 KiB' if len(data) == 65536 else '')
+    kind = picture_format(data)
+    if kind is not None:
+        return f'it is a {kind} picture'
+    return 'it is a zip archive (a PyTorch checkpoint?)' if data.startswith(b'PK\x03\x04') else 'it is not text'
+
+
+def first_line_of_text(data):
+    """The first line of data that holds a letter or a digit, where data begins as text (its first
+    4 KiB), at most 80 characters of it; None for bytes of any other kind."""
+    text = text_of(data[:4096])
+    if text is None:
+        return None
+    lines = text.strip().splitlines()
+    line = next((line.strip() for line in lines if any(c.isalnum() for c in line)), lines[0])  # JSON's '{' says little
+    return line if len(line) <= 80 else line[:77] + '...'
+
+
+def text_of(data):
+    """data decoded, where it is printable text, in UTF-8, or UTF-16 or UTF-32 by a byte-order mark;
+    None for bytes of any other kind. A character cut at the end (of a file's first bytes) waits."""
+    wide = next((name for bom, name in WIDE_BOMS.items() if data.startswith(bom)), None)  # a spreadsheet's UTF-16
+    if not data.strip() or (b'\0' in data and not wide) or data.startswith(b'PK'):  # PK: a zip archive cut short
+        return None
+    try:
+        text = codecs.getincrementaldecoder(wide or 'utf-8-sig')().decode(data)
+    except UnicodeDecodeError:
+        return None
+    if not text.strip() or not all(c.isprintable() or c.isspace() for c in text):
+        return None
+    return text
+
+
+def picture_format(data):
+    """JPEG, PNG, ... where data is a picture PIL reads, else None."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')  # a huge picture's DecompressionBombWarning
+            with Image.open(io.BytesIO(data)) as picture:
+                return picture.format
+    except (OSError, ValueError, Image.DecompressionBombError):  # no picture PIL knows
+        return None
+
+
 def not_a_csv_file(path):
     """Why path, which is not a regular file, cannot be read as a CSV file, in words for a message."""
     if os.path.isdir(path):

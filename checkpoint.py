@@ -1,6 +1,5 @@
 # Saving and loading checkpoints so that nothing is lost and nothing runs on load:
 # written atomically (atomic.py), read with weights_only=True.
-import codecs
 import hashlib
 import io
 import json
@@ -12,10 +11,9 @@ import warnings
 import zipfile
 
 import torch
-from PIL import Image
 
 from atomic import absolute_path, atomic_open
-from catalog import WIDE_BOMS
+from catalog import first_line_of_text, picture_format, text_of
 from cli import NOT_A_REGULAR_FILE, UserError, counted, first_few, reach_problem
 from dataset import HEADS, AttributesDataset, tutorial_vocab
 from model import MultiOutputModel
@@ -186,32 +184,6 @@ def refuse_code(path, held, error):
                     f'when unpickled ({held}). Only open checkpoints you trust.') from error
 
 
-def first_line_of_text(data):
-    """The first line of data that holds a letter or a digit, where data begins as text (its first
-    4 KiB), at most 80 characters of it; None for bytes of any other kind."""
-    text = text_of(data[:4096])
-    if text is None:
-        return None
-    lines = text.strip().splitlines()
-    line = next((line.strip() for line in lines if any(c.isalnum() for c in line)), lines[0])  # JSON's '{' says little
-    return line if len(line) <= 80 else line[:77] + '...'
-
-
-def text_of(data):
-    """data decoded, where it is printable text, in UTF-8, or UTF-16 or UTF-32 by a byte-order mark;
-    None for bytes of any other kind. A character cut at the end (of a file's first bytes) waits."""
-    wide = next((name for bom, name in WIDE_BOMS.items() if data.startswith(bom)), None)  # a spreadsheet's UTF-16
-    if not data.strip() or (b'\0' in data and not wide) or data.startswith(b'PK'):  # PK: a zip archive cut short
-        return None
-    try:
-        text = codecs.getincrementaldecoder(wide or 'utf-8-sig')().decode(data)
-    except UnicodeDecodeError:
-        return None
-    if not text.strip() or not all(c.isprintable() or c.isspace() for c in text):
-        return None
-    return text
-
-
 def exported_labels(data):
     if not data.removeprefix(b'\xef\xbb\xbf').lstrip().startswith(b'{'):  # a BOM, Notepad's
         return False
@@ -220,17 +192,6 @@ def exported_labels(data):
         return json.loads(data).get('format') == FORMAT
     except (ValueError, RecursionError):  # not JSON (nor UTF-8), or nested deeper than Python's stack
         return False
-
-
-def picture_format(data):
-    """JPEG, PNG, ... where data is a picture PIL reads, else None."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')  # a huge picture's DecompressionBombWarning
-            with Image.open(io.BytesIO(data)) as picture:
-                return picture.format
-    except (OSError, ValueError, Image.DecompressionBombError):  # no picture PIL knows
-        return None
 
 
 WRAPPER_PREFIXES = ('module.', '_orig_mod.')  # DataParallel's and DDP's; torch.compile's

@@ -40,7 +40,7 @@ from atomic import (absolute_path, atomic_open, check_writable_file, json_value,
                     remove_left_temporaries, through_link)
 from augment import prepare_batch
 from checkpoint import answers_not_numbers, model_from_checkpoint
-from catalog import PICTURE_FORMATS, UNREADABLE, format_counts, not_an_image_file, resolved_folder
+from catalog import PICTURE_FORMATS, UNREADABLE, beginning_of, format_counts, not_an_image_file, resolved_folder
 from cli import (UserError, add_debug_flag, as_printed, counted, first_few, one_line, path_name,
                  pick_device, positive_int, printable, progress_bar, run_cli, shown)
 from dataset import HEADS, TITLES, decoding_workers, load_image
@@ -319,9 +319,7 @@ def check_output(path, export):
                             'written to; give --output another name')
     kind = output_format(path)
     if os.path.isfile(path) and not holds_predictions(path, kind):
-        with open(path, encoding='utf-8', errors='replace') as f:
-            line = f.readline(80).strip()
-        raise UserError(f'--output {path}: holds no predictions of predict.py (its first line is {line!r}), '
+        raise UserError(f'--output {path}: holds no predictions of predict.py ({beginning_of(path)}), '
                         'and would be replaced; move it away or give another name')
     written = through_link(path, f'--output {path}')
     if os.path.exists(written) and not os.path.isfile(written):  # a rename would put a file in its place

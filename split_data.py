@@ -22,8 +22,8 @@ from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, chec
                     folder_locked, kept_aside, put_back_left_asides, remove_left_temporaries,
                     renamed_together)
 from catalog import (HOW_TO_FETCH, IMAGE_SIZE, LINK_TO_NOTHING, NO_IMAGE_FILE, SPLIT_COLUMNS, WIDE_BOMS, csv_rows,
-                     describe_download, format_counts, image_problem, labels_apart_in_case, nul_safe, read_styles,
-                     with_nul_bytes)
+                     beginning_of, describe_download, format_counts, image_problem, labels_apart_in_case, nul_safe,
+                     read_styles, with_nul_bytes)
 from cli import (NO_SUCH_FILE, UserError, add_debug_flag, check_working_folder_for, counted, ctrl_c_held, first_few,
                  one_line, path_name, positive_int, printable, progress_bar, quoted_path, reach_problem, run_cli,
                  seed_number, shown, usable_cores, what_is_there, worker_processes)
@@ -462,9 +462,10 @@ def check_only_splits_replaced(folder):
     for path in split_paths(folder) + old_split_paths(folder):
         header = first_row(path)
         if header is not None and not set(FIELDNAMES) <= {name.strip() for name in header}:
-            raise UserError(f'--output {folder}: {path} is not a split (its first line is '
-                            f'{",".join(header)[:80]!r}, not {",".join(FIELDNAMES)!r}), and would be '
-                            'replaced; move it away or give another --output')
+            said = beginning_of(path)  # a picture's bytes were shown as characters
+            said += f', not {",".join(FIELDNAMES)!r}' if said.startswith('its first line') else ''
+            raise UserError(f'--output {folder}: {path} is not a split ({said}), and would be replaced; move it '
+                            'away or give another --output')
 
 
 def first_row(path):

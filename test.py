@@ -19,7 +19,7 @@ from atomic import (absolute_path, all_or_none, atomic_open, check_no_folder_in_
                     folder_locked, folder_made, json_object, put_back_left_asides,
                     remove_left_temporaries)
 from augment import prepare_batch
-from catalog import not_a_csv_file, read_csv_rows
+from catalog import beginning_of, not_a_csv_file, read_csv_rows
 from checkpoint import (PRECISIONS, answers_not_numbers, changed_since_the_run, check_checkpoint_file,
                         kept_as_old, model_from_checkpoint, path_as_trained, pictures_from, same_rows)
 from cli import (UserError, add_debug_flag, counted, first_few, non_negative_int, one_line, path_name, pick_device,
@@ -123,9 +123,7 @@ def check_only_outputs_replaced(folder, named):
             raise UserError(f'{named}: {path} is no figure of test.py (no PNG that it drew), and would be replaced; '
                             'move it away or give another --output')
         if name == 'metrics.json' and not holds_metrics(path):
-            with open(path, encoding='utf-8', errors='replace') as f:
-                line = f.readline(80).strip()
-            raise UserError(f'{named}: {path} holds no metrics of test.py (its first line is {line!r}), and would '
+            raise UserError(f'{named}: {path} holds no metrics of test.py ({beginning_of(path)}), and would '
                             'be replaced; move it away or give another --output')
 
 

@@ -853,12 +853,17 @@ def test_an_output_file_that_holds_anything_but_predictions_is_kept_and_predicti
     split.write_text('image_path,gender,articleType,baseColour\nimages/1.jpg,Men,Shirts,Blue\n')
     metrics = tmp_path / 'metrics.json'
     metrics.write_text('{"gender_accuracy": 0.9}')
-    for path, line in [(split, 'image_path,gender,articleType,baseColour'), (metrics, '{"gender_accuracy": 0.9}')]:
-        kept = path.read_bytes()
+    picture = shutil.copy(catalog_images(catalog)[0], tmp_path / 'picture.csv')
+    archive = shutil.copy(checkpoint, tmp_path / 'archive.json')
+    for path, said in [(split, "its first line is 'image_path,gender,articleType,baseColour'"),
+                       (metrics, """its first line is '{"gender_accuracy": 0.9}'"""),
+                       (picture, 'it is a JPEG picture'),  # not its bytes as characters
+                       (archive, 'it is a zip archive (a PyTorch checkpoint?)')]:
+        kept = open(path, 'rb').read()
         error = failure_of(['--checkpoint', checkpoint, catalog_images(catalog)[0], '--output', str(path)], capsys)
-        assert error == (f"error: --output {path}: holds no predictions of predict.py (its first line is {line!r}), "
+        assert error == (f"error: --output {path}: holds no predictions of predict.py ({said}), "
                          'and would be replaced; move it away or give another name')
-        assert path.read_bytes() == kept
+        assert open(path, 'rb').read() == kept
     annotations = tmp_path / 'annotations.json'  # begins as predict.py's JSON does
     annotations.write_text('[{"image": "photos/1.jpg", "label": "cat", "bbox": [1, 2, 3, 4]}]')
     error = failure_of(['--checkpoint', checkpoint, catalog_images(catalog)[0], '--output', str(annotations)], capsys)
