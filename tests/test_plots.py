@@ -402,7 +402,8 @@ def test_test_py_replaces_its_own_files_and_no_file_of_the_users(small_split, tm
                                                                  "'{\"mine\": 1}')"),
                             # not its bytes as characters ('\ufffdPNG')
                             ('metrics.json', b'\x89PNG', 'holds no metrics of test.py (it is not text)'),
-                            ('metrics.json', other_png.read_bytes(), 'holds no metrics of test.py (it is a PNG picture)'),
+                            ('metrics.json', other_png.read_bytes(), 'holds no metrics of test.py (it is a PNG '
+                                                                     'picture)'),
                             # another tool's figures: a count of samples, but no checkpoint scored
                             ('metrics.json', b'{"val_samples": 40}\n', "holds no metrics of test.py (its first line "
                                                                         "is '{\"val_samples\": 40}')"),
