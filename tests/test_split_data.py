@@ -530,7 +530,8 @@ def test_a_file_that_is_no_split_is_not_replaced_by_one(tmp_path, name):
     with pytest.raises(UserError, match="is not a split \\(its first line is 'name,score', not"):
         split_data.main(['--input', catalog['root'], '--output', str(tmp_path), '--workers', '1'])
     (tmp_path / name).write_text('\n' * 70_000 + 'image_path,gender,articleType,baseColour\n')  # more than read
-    with pytest.raises(UserError, match=r"is not a split \(it is blank in its first 64 KiB\)"):  # kept: a split may follow
+    # kept, not taken for blank: a split may follow
+    with pytest.raises(UserError, match=r"is not a split \(it is blank in its first 64 KiB\)"):
         split_data.main(['--input', catalog['root'], '--output', str(tmp_path), '--workers', '1'])
     (tmp_path / name).write_text('\n\r\n')  # blank lines alone: nothing is lost
     split_data.main(['--input', catalog['root'], '--output', str(tmp_path), '--workers', '1'])
