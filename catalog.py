@@ -244,7 +244,13 @@ def beginning_of(path):
     kind = picture_format(data)
     if kind is not None:
         return f'it is a {kind} picture'
-    return 'it is a zip archive (a PyTorch checkpoint?)' if data.startswith(b'PK\x03\x04') else 'it is not text'
+    return 'it is a zip archive (a PyTorch checkpoint?)' if zip_archive(data) else 'it is not text'
+
+
+def zip_archive(data):
+    """Whether data begins as a zip archive (a PyTorch checkpoint's): also one cut short to its
+    first two bytes, 'PK', not a text that begins with them ('PKG,notes')."""
+    return len(data) >= 2 and b'PK\x03\x04'.startswith(data[:4])
 
 
 def first_line_of_text(data):
@@ -262,7 +268,7 @@ def text_of(data):
     """data decoded, where it is printable text, in UTF-8, or UTF-16 or UTF-32 by a byte-order mark;
     None for bytes of any other kind. A character cut at the end (of a file's first bytes) waits."""
     wide = next((name for bom, name in WIDE_BOMS.items() if data.startswith(bom)), None)  # a spreadsheet's UTF-16
-    if not data.strip() or (b'\0' in data and not wide) or data.startswith(b'PK'):  # PK: a zip archive cut short
+    if not data.strip() or (b'\0' in data and not wide) or zip_archive(data):
         return None
     try:
         text = codecs.getincrementaldecoder(wide or 'utf-8-sig')().decode(data)

@@ -855,10 +855,12 @@ def test_an_output_file_that_holds_anything_but_predictions_is_kept_and_predicti
     metrics.write_text('{"gender_accuracy": 0.9}')
     picture = shutil.copy(catalog_images(catalog)[0], tmp_path / 'picture.csv')
     archive = shutil.copy(checkpoint, tmp_path / 'archive.json')
+    (tmp_path / 'packages.csv').write_text('PKG,version\n')  # begins as a zip archive does, and is text
     for path, said in [(split, "its first line is 'image_path,gender,articleType,baseColour'"),
                        (metrics, """its first line is '{"gender_accuracy": 0.9}'"""),
                        (picture, 'it is a JPEG picture'),  # not its bytes as characters
-                       (archive, 'it is a zip archive (a PyTorch checkpoint?)')]:
+                       (archive, 'it is a zip archive (a PyTorch checkpoint?)'),
+                       (tmp_path / 'packages.csv', "its first line is 'PKG,version'")]:
         kept = open(path, 'rb').read()
         error = failure_of(['--checkpoint', checkpoint, catalog_images(catalog)[0], '--output', str(path)], capsys)
         assert error == (f"error: --output {path}: holds no predictions of predict.py ({said}), "
