@@ -17,7 +17,7 @@ from catalog import first_line_of_text, picture_format, text_of
 from cli import NOT_A_REGULAR_FILE, UserError, counted, first_few, reach_problem
 from dataset import HEADS, AttributesDataset, tutorial_vocab
 from model import MultiOutputModel
-from pickle_scan import ZIP_START, found_here, pickle_in, pickle_protocol, pickled_code, saved_by_torch
+from pickle_scan import ZIP_START, found_here, holds_record, pickle_in, pickle_protocol, pickled_code, saved_by_torch
 from split_data import kept_splits, pictures_digest, rows_digest
 
 FORMAT = 'fashion-multi-output/1'
@@ -92,6 +92,9 @@ def checkpoint_load(path):
             warnings.filterwarnings('ignore', message='Detected pickle protocol')
             # A sparse tensor (refused below: no model has one) draws one about checking it.
             warnings.filterwarnings('ignore', message='Validating sparse tensor invariants')
+            # A TorchScript model (named below) draws one that says it is handed to torch.jit.load:
+            # with weights_only, it is not.
+            warnings.filterwarnings('ignore', message='.*looks like a TorchScript archive')
             state = torch.load(io.BytesIO(data), map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as error:
         check_not_other_kind(path, data)
@@ -125,19 +128,47 @@ def checkpoint_load(path):
                         f'reads {FORMAT}): update the code (git pull) to load it')
     if isinstance(state, dict) and 'model' in state and 'attributes' in state:
         return check_contents(state, path)
-    if isinstance(state, dict) and state and all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
+    key, bare = bare_weights(state)
+    if bare is not None:
         # The original tutorial saved a bare state_dict, without the label vocabularies.
-        problem = weights_problem(state)
+        problem = weights_problem(bare)
         if problem:
             raise UserError(f'{path}: not a state_dict of the model ({problem})')
-        weights = without_wrappers(state)
+        weights = without_wrappers(bare)
         if all(size is None for size in head_sizes(weights).values()):  # a ResNet's: no label names would help
             heads = ', '.join(f'{head}.1.bias' for head in HEADS)
             raise UserError(f'{path}: a state_dict of another network, not this model: it has none of the heads '
                             f'{heads} (its weights: {first_few(list(weights))})')
-        return {'model': weights, 'attributes': None, 'epoch': None, 'args': {}}
+        return {'model': weights, 'attributes': None, 'epoch': None, 'args': {}, 'weights_key': key}
     raise UserError(f'{path}: not a checkpoint written by train.py (no model weights and '
                     'label vocabularies in it)')
+
+
+# Where forks of the tutorial keep the weights, beside their optimizer's and epoch: PyTorch's
+# recipe for a checkpoint names them model_state_dict.
+WEIGHT_KEYS = ('model_state_dict', 'state_dict', 'model', 'net')
+
+
+def bare_weights(state):
+    """(None, the weights) of a bare state_dict (the tutorial's), or (the key, the weights) of a
+    dict of a fork's that holds them under one of WEIGHT_KEYS, without label names either; else
+    (None, None)."""
+    if is_state_dict(state):
+        return None, state
+    key = next((key for key in WEIGHT_KEYS if is_state_dict(state.get(key))), None) if isinstance(state, dict) else None
+    return key, state[key] if key else None
+
+
+def is_state_dict(state):
+    return isinstance(state, dict) and len(state) > 0 and all(isinstance(name, str) and torch.is_tensor(tensor)
+                                                              for name, tensor in state.items())
+
+
+def bare_kind(state):
+    """What holds the weights of a checkpoint without label names, for a message."""
+    key = state.get('weights_key')
+    return f'a fork\'s checkpoint, its weights under "{key}"' if key else 'a bare state_dict (the original tutorial ' \
+        'saved one)'
 
 
 RUN_CHECKPOINTS = "a run's best.pth or last.pth"
@@ -146,6 +177,9 @@ RUN_CHECKPOINTS = "a run's best.pth or last.pth"
 def check_not_other_kind(path, data):
     """A file the user may well give for a checkpoint, named as what it is: an export of the model,
     its label file, a picture, where torch.load's unpickler says 'Unsupported operand 8'."""
+    if holds_record(data, 'constants.pkl'):  # whose classes torch.load's safe reader refuses as code
+        raise UserError(f'{path}: a TorchScript model (torch.jit.save\'s), not a checkpoint: give the .pth it was '
+                        f'made from ({RUN_CHECKPOINTS})')
     if path.lower().endswith('.onnx') and data.startswith(b'\x08'):  # ONNX's first field: its IR version
         raise UserError(f'{path}: an ONNX model, not a PyTorch checkpoint: give the .pth it was exported from '
                         f'({RUN_CHECKPOINTS}); onnxruntime runs the ONNX model')
@@ -234,6 +268,8 @@ def check_contents(state, path):
     elif attributes is not None and any(heads[head] != sorted(set(heads[head])) for head in HEADS):
         # AttributesDataset numbers the classes in sorted order: any other would mislabel them
         problem = 'its label names are not each sorted and once, the order of the classes train.py numbers'
+    elif attributes is not None and (apart := labels_apart_from_weights(without_wrappers(weights), heads)):
+        problem = apart  # edited by hand: "does not match the model", it said, which is made to the names
     elif not isinstance(state.get('args') or {}, dict) or not is_count(state.get('epoch') or 0):
         problem = 'its "args" are not a dict of settings, or its "epoch" not a number'
     elif settings := settings_problem(state.get('args') or {}):
@@ -297,6 +333,9 @@ def read_whole(path):
             return f.read()
     except OSError as error:  # no permission to read it, a disk error: not the file's content
         raise UserError(f'{path}: could not read it ({error.strerror or error})') from error
+    except MemoryError as error:  # a disk image given by mistake: "a smaller batch needs less", it said
+        raise UserError(f'{path}: {os.path.getsize(path) / 2**30:,.1f} GiB, more than this machine\'s memory '
+                        'holds: no checkpoint of this model (about 27 MB, with the optimizer\'s state)') from error
 
 
 def other_archive(data):
@@ -340,11 +379,11 @@ def resumable_load(path):
     history, which the original tutorial's bare state_dict has none of."""
     state = checkpoint_load(path)
     missing = [key for key in RESUME_KEYS if state.get(key) is None]
-    if state['attributes'] is None:
-        raise UserError(f'{path}: cannot resume from it: it holds the model\'s weights but no label names, '
-                        f'{", ".join(missing)} (the original tutorial saved only the weights). Resume from a '
-                        'last.pth written by train.py; test.py and predict.py still take this file, with '
-                        '--attributes_file')
+    if state['attributes'] is None:  # a fork's may hold an optimizer's state and an epoch: not train.py's
+        held = 'label names, ' + ', '.join(missing) if state.get('weights_key') is None else (
+            'the label names, optimizer state, schedule and history that train.py saves')
+        raise UserError(f'{path}: cannot resume from it: {bare_kind(state)}, without {held}. Resume from a last.pth '
+                        'written by train.py; test.py and predict.py still take this file, with --attributes_file')
     if missing:
         raise UserError(f'{path}: cannot resume from it: it holds the model\'s weights and label names but no '
                         f'{", ".join(missing)}, which a last.pth of train.py holds. Resume from one; test.py and '
@@ -503,8 +542,8 @@ def attributes_of(state, path, attributes_file=None):
                   'it was trained with')
         return AttributesDataset(vocab=state['attributes'])
     if attributes_file is None:
-        raise UserError(f'{path}: a bare state_dict without label names; pass --attributes_file '
-                        'with the styles.csv it was trained on')
+        raise UserError(f'{path}: {bare_kind(state)}, without label names; pass --attributes_file with the '
+                        'styles.csv it was trained on')
     # The tutorial took its classes from every row of styles.csv, 'NA' included: 47 colours on the
     # real file against our 46, and every colour after 'NA' one place further on. Its weights say
     # which of the two vocabularies they were trained with.
@@ -517,6 +556,10 @@ def attributes_of(state, path, attributes_file=None):
         print(f"note: {path} has the tutorial's classes, 'NA' labels included; reading "
               f'{attributes_file} its way')
         return tutorials
+    if None not in sizes.values():  # said of the model, it sent the user looking at the weights
+        raise UserError(f'{path}: its weights have {classes(sizes)}, but {attributes_file} gives '
+                        f'{classes(head_sizes_of(ours))} ({classes(head_sizes_of(tutorials))} read the tutorial\'s '
+                        'way): not the styles.csv they were trained on?')
     return ours  # load_weights then names the mismatch
 
 
@@ -542,13 +585,28 @@ def non_finite_weight(weights):
     return name, 'nan' if torch.isnan(tensor).any() else 'inf'
 
 
+def labels_apart_from_weights(weights, vocab):
+    """How a checkpoint's label names and its weights' numbers of classes disagree, or None."""
+    sizes = head_sizes(weights)
+    apart = [f'{len(vocab[head])} {WORDS[head]} labels for {sizes[head]} classes' for head in HEADS
+             if sizes[head] is not None and sizes[head] != len(vocab[head])]
+    return f'its label names and its weights disagree: {", ".join(apart)}' if apart else None
+
+
+WORDS = {'gender': 'gender', 'article': 'article', 'color': 'colour'}  # each head's, in a message
+
+
+def classes(sizes):
+    """'2 gender, 12 article and 10 colour classes', of each head's number of classes."""
+    return f'{sizes["gender"]} {WORDS["gender"]}, {sizes["article"]} {WORDS["article"]} and {sizes["color"]} ' \
+        f'{WORDS["color"]} classes'
+
+
 def load_weights(model, state, path):
     try:
         model.load_state_dict(state['model'])
     except RuntimeError as error:
-        have = model.num_classes()
-        raise UserError(f'{path}: does not match the model ({have["gender"]} gender, '
-                        f'{have["article"]} article and {have["color"]} colour classes): '
+        raise UserError(f'{path}: does not match the model ({classes(model.num_classes())}): '
                         f'{mismatch(model.state_dict(), state["model"])}') from error
 
 

@@ -34,11 +34,17 @@ def saved_by_torch(data):
     """Whether the zip archive in data (a file's bytes) holds the pickle torch.save writes
     (ARCHIVE/data.pkl): one that fails to load is then a damaged checkpoint, not some other archive.
     None where zipfile cannot read its names."""
+    return holds_record(data, 'data.pkl')
+
+
+def holds_record(data, record):
+    """Whether the zip archive in data holds ARCHIVE/record (torch.jit.save's also holds
+    constants.pkl); None where zipfile cannot read its names."""
     if not data.startswith(ZIP_START):
         return False
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            return any(name.endswith('/data.pkl') for name in archive.namelist())
+            return any(name.endswith(f'/{record}') for name in archive.namelist())
     except Exception:  # noqa: BLE001 - a damaged archive, whose names zipfile cannot read: whose it is, unknown
         return None
 

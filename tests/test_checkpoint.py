@@ -519,10 +519,17 @@ def test_a_checkpoint_with_other_class_counts_is_refused_clearly(tmp_path):
     state = make_state()
     state['attributes'] = dict(VOCAB, color=['Black', 'Blue', 'Red'])  # 3 colours, weights for 2
     path = checkpoint_save(str(tmp_path / 'x.pth'), state)
+    # Not "does not match the model (2 gender, 3 article and 3 colour classes)": made to the names
+    with pytest.raises(UserError, match=r'x.pth: not a checkpoint written by train.py \(its label names and its '
+                                        r'weights disagree: 3 colour labels for 2 classes\)$'):
+        model_from_checkpoint(path)
+    narrow = make_state()
+    narrow['model']['base_model.0.0.weight'] = torch.zeros(16, 3, 3, 3)  # a narrower trunk's
+    path = checkpoint_save(str(tmp_path / 'x.pth'), narrow)
     # The weights named, a few of each kind: torch's message named all, cut off at 300 characters
-    with pytest.raises(UserError, match=r'does not match the model.*3 colour classes\): 2 weights of another '
-                                        r'shape \(color.1.weight \[2, 1280\] for \[3, 1280\], color.1.bias \[2\] '
-                                        r'for \[3\]\)$'):
+    with pytest.raises(UserError, match=r'x.pth: does not match the model \(2 gender, 3 article and 2 colour '
+                                        r'classes\): 1 weight of another shape \(base_model.0.0.weight '
+                                        r'\[16, 3, 3, 3\] for \[32, 3, 3, 3\]\)$'):
         model_from_checkpoint(path)
     del state['model']['gender.1.weight']
     state['model']['fc.bias'] = torch.zeros(3)
@@ -647,6 +654,19 @@ def test_a_bare_state_dict_gets_the_vocabulary_its_weights_were_trained_with(tmp
     assert attributes.color_labels == colours and attributes.article_labels == ['Shirts', 'Tshirts', 'Watches']
 
 
+def test_a_bare_state_dict_of_other_numbers_of_classes_than_the_styles_csv_gives_names_the_styles_csv(tmp_path):
+    # "does not match the model (2 gender, 3 article and 2 colour classes)", it said: the model
+    # was made to the styles.csv, and the weights were of another
+    (tmp_path / 'styles.csv').write_text(STYLES)
+    path = tmp_path / 'bare.pth'
+    torch.save(MultiOutputModel(n_color_classes=4, n_gender_classes=2, n_article_classes=3).state_dict(), path)
+    with pytest.raises(UserError, match=f'^{re.escape(str(path))}: its weights have 2 gender, 3 article and 4 colour '
+                                        f'classes, but {re.escape(str(tmp_path / "styles.csv"))} gives 2 gender, 3 '
+                                        r"article and 2 colour classes \(2 gender, 3 article and 3 colour classes "
+                                        r"read the tutorial's way\): not the styles.csv they were trained on\?$"):
+        model_from_checkpoint(str(path), str(tmp_path / 'styles.csv'))
+
+
 @pytest.mark.parametrize('prefix', ['module.', '_orig_mod.', 'module._orig_mod.'])
 def test_a_bare_state_dict_of_a_wrapped_model_loads_under_the_models_own_names(tmp_path, prefix):
     # nn.DataParallel and DDP save their model's weights as module.*, torch.compile as _orig_mod.*
@@ -683,6 +703,16 @@ def test_an_export_its_label_file_or_a_picture_given_for_a_checkpoint_is_named_a
                        (tmp_path / 'shirt.jpg', "a JPEG picture, not a checkpoint: give a run's best.pth or last.pth")]:
         with pytest.raises(UserError, match=f'^{re.escape(f"{path}: {said}")}'):
             checkpoint_load(str(path))
+    # torch.jit.save's: "refused: it holds Python objects that could run code", below a warning of
+    # torch's that it was handed to torch.jit.load (with weights_only, it is not)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # torch.jit's own, that it is deprecated
+        torch.jit.save(torch.jit.script(torch.nn.Linear(2, 3)), str(tmp_path / 'scripted.pt'))
+    with warnings.catch_warnings(record=True) as warned, pytest.raises(UserError, match=re.escape(
+            "scripted.pt: a TorchScript model (torch.jit.save's), not a checkpoint: give the .pth it was made from")):
+        warnings.simplefilter('always')
+        checkpoint_load(str(tmp_path / 'scripted.pt'))
+    assert [str(warning.message) for warning in warned] == []
     other = tmp_path / 'other.json'  # JSON of another kind: no label file
     other.write_text('{"format": "something else"}')
     with pytest.raises(UserError, match=re.escape('other.json: a text file, not a checkpoint (it reads '
@@ -713,11 +743,35 @@ def test_the_tutorials_checkpoint_of_the_real_catalog_loads_with_its_47_colours(
     assert len(attributes.color_labels) == 47 and attributes.color_labels[25] == 'NA'
 
 
+@pytest.mark.parametrize('key', ['model_state_dict', 'state_dict', 'model'])
+def test_a_forks_checkpoint_of_the_weights_under_a_key_of_its_own_loads_as_a_bare_state_dict(tmp_path, key):
+    # PyTorch's recipe for a checkpoint: "not a checkpoint written by train.py (no model weights and
+    # label vocabularies in it)", it said, of weights that were there
+    path = tmp_path / 'fork.pth'
+    weights = {f'module.{name}': tensor for name, tensor in make_state()['model'].items()}  # nn.DataParallel's
+    torch.save({key: weights, 'optimizer_state_dict': {'state': {}}, 'epoch': 3}, path)
+    with pytest.raises(UserError, match=f'^{re.escape(str(path))}: a fork\'s checkpoint, its weights under "{key}", '
+                                        'without label names; pass --attributes_file'):
+        model_from_checkpoint(str(path))
+    with pytest.raises(UserError, match=f'cannot resume from it: a fork\'s checkpoint, its weights under "{key}", '
+                                        'without the label names, optimizer state, schedule and history that train.py '
+                                        'saves'):
+        checkpoint.resumable_load(str(path))
+    (tmp_path / 'styles.csv').write_text(STYLES)
+    model, attributes, _ = model_from_checkpoint(str(path), str(tmp_path / 'styles.csv'))
+    assert attributes.color_labels == ['Black', 'Red'] and attributes.article_labels == ['Shirts', 'Tshirts', 'Watches']
+    assert all(torch.equal(model.state_dict()[name], tensor) for name, tensor in make_state()['model'].items())
+    torch.save({key: {'conv1.weight': torch.zeros(1)}}, path)  # another network's: named as such
+    with pytest.raises(UserError, match='a state_dict of another network, not this model'):
+        model_from_checkpoint(str(path))
+
+
 def test_the_original_tutorials_bare_state_dict_cannot_be_resumed(tmp_path):
     path = tmp_path / 'tutorial.pth'
     torch.save(make_state()['model'], path)
-    with pytest.raises(UserError, match=r'cannot resume from it: .* no label names, epoch, optimizer, scheduler, '
-                                        r'history, best \(the original tutorial saved only the weights\)'):
+    with pytest.raises(UserError, match=r'tutorial.pth: cannot resume from it: a bare state_dict \(the original '
+                                        r'tutorial saved one\), without label names, epoch, optimizer, scheduler, '
+                                        r'history, best\. Resume from a last.pth'):
         checkpoint.resumable_load(str(path))
     written = checkpoint_save(str(tmp_path / 'last.pth'), dict(make_state(3), scheduler={'last_epoch': 3}))
     assert checkpoint.resumable_load(written)['epoch'] == 3
@@ -739,6 +793,22 @@ def test_a_checkpoint_the_system_will_not_let_us_read_is_named_as_such(tmp_path,
     monkeypatch.setattr(checkpoint, 'open', refuse, raising=False)  # before the builtin, in its module
     with pytest.raises(UserError, match=r'last.pth: could not read it \(Permission denied\)$'):
         checkpoint_load(path)
+
+
+def test_a_file_larger_than_memory_given_as_a_checkpoint_is_named_by_its_size(tmp_path, monkeypatch):
+    # A disk image given by mistake: "out of memory: MemoryError; a smaller --batch-size needs less", it said
+    path = tmp_path / 'disk.img'
+    with open(path, 'wb') as f:
+        f.truncate(60 * 2**30)  # sparse: takes no room on the disk
+
+    class Unreadable(io.BytesIO):
+        def read(self, *args):
+            raise MemoryError  # as f.read() of 60 GiB does on a machine of less
+
+    monkeypatch.setattr(checkpoint, 'open', lambda *args: Unreadable(), raising=False)
+    with pytest.raises(UserError, match=r"disk.img: 60.0 GiB, more than this machine's memory holds: no checkpoint "
+                                        r"of this model \(about 27 MB"):
+        checkpoint_load(str(path))
 
 
 def test_a_runs_relative_path_names_from_elsewhere_the_file_it_named_where_the_run_was(tmp_path, monkeypatch):
