@@ -1,6 +1,7 @@
 # A run's folder in --checkpoints: a new one (named by --run-name or by the clock), or a resumed
 # checkpoint's. Checked before the pictures are loaded, then claimed (locked for as long as the
 # run lives) and checked again, so that no run ever writes over another's epochs.
+import contextlib
 import csv
 import fcntl
 import importlib.util
@@ -372,16 +373,34 @@ def tensorboard_writer(args, run_name, resume=None):
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard is optional, as in the original
         return None
+    folder = os.path.join(args.logs, run_name)
     if resume is None:
-        return SummaryWriter(os.path.join(args.logs, run_name))
+        before = set(os.listdir(folder)) if os.path.isdir(folder) else None  # None: the writer makes it
+        writer = SummaryWriter(folder)
+        writer.started_over = folder, before  # for remove_unsaved_log
+        return writer
     # A resumed run's log is its history, logged anew: the one before may lack the epochs of its last
     # two minutes (the writer writes them out that often, and a kill -9 lost them), or hold an epoch
     # twice (logged before its last.pth was written, and again by the resumed run). TensorBoard hides
     # whatever was logged before purge_step at that step or later.
-    writer = SummaryWriter(os.path.join(args.logs, run_name), purge_step=1)
+    writer = SummaryWriter(folder, purge_step=1)
     for row in resume['history']:
         log_epoch(writer, row)
     return writer
+
+
+def remove_unsaved_log(writer):
+    """A new run's TensorBoard log, where the run saved no epoch (train.remove_unsaved_run): left,
+    it had the run's name taken again refused as another run's, whose logs it would mix into. The
+    files the writer made go, and its folder where it made it."""
+    if writer is None:
+        return
+    folder, before = writer.started_over
+    with contextlib.suppress(OSError):
+        for name in set(os.listdir(folder)) - (before or set()):
+            os.remove(os.path.join(folder, name))
+        if before is None:
+            os.rmdir(folder)
 
 
 def log_epoch(writer, row):

@@ -47,7 +47,8 @@ from plots import plot_curves, pyplot
 from resuming import (RESUMED_SETTINGS, SPLIT_FILES, flags_to_repeat, given, labels_of_the_run, resumed_args,
                       trained_on)
 from runs import (check_log_folder, check_run_folder, left_unwritten, log_epoch, metric_text, release_run_folder,
-                  put_back_settings, run_folder, saved_args, start_in_folder, tensorboard_installed)
+                  put_back_settings, remove_unsaved_log, run_folder, saved_args, start_in_folder,
+                  tensorboard_installed)
 from saver import BackgroundSaver, detached_copy
 from split_data import split_digests, split_paths
 from stopwatch import Stopwatch
@@ -1007,6 +1008,7 @@ def main(argv=None):
         release_run_folder(claimed)
         if context.is_main and resume is None and not os.path.exists(last_path):
             remove_unsaved_run(run_dir, made)
+            remove_unsaved_log(writer)
     if stopped is not None:  # the run's last.pth, or where none is saved yet, the one it resumed
         stop_on_divergence(stopped, last_path if os.path.exists(last_path) else args.resume, context)
     peaks = distributed.on_every_process(peak_memory_mib(device), context)

@@ -1234,6 +1234,35 @@ def test_a_new_run_stopped_before_it_saved_an_epoch_leaves_no_folder_behind(smal
     assert os.listdir(tmp_path / 'mine') == []
 
 
+def test_a_new_run_stopped_before_it_saved_an_epoch_leaves_no_tensorboard_log_behind(small_split, tmp_path,
+                                                                                     monkeypatch, capsys):
+    # Its events file stayed: the same --run-name again was refused as mixing its logs into another run's
+    class Writer:  # tensorboard's SummaryWriter, which the suite does not install: it makes its file at once
+        def __init__(self, folder, purge_step=None):
+            os.makedirs(folder, exist_ok=True)
+            (Path(folder) / f'events.out.tfevents.{len(os.listdir(folder))}').write_bytes(b'\0' * 88)
+
+        def close(self):
+            pass
+
+    def ctrl_c(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setitem(sys.modules, 'torch.utils.tensorboard', types.SimpleNamespace(SummaryWriter=Writer))
+    monkeypatch.setattr(runs, 'tensorboard_installed', lambda: True)
+    monkeypatch.setattr(train, 'train_one_epoch', ctrl_c)
+    logs = tmp_path / 'logs'
+    for _ in range(2):  # the same --run-name again: not refused
+        with pytest.raises(SystemExit) as stop:
+            train.main(train_args(small_split, tmp_path / 'runs', '--epochs', 2, '--logs', logs))
+        assert stop.value.code == 130 and 'nothing to resume from yet' in capsys.readouterr().out
+        assert os.listdir(logs) == []
+    (logs / 'run').mkdir()  # a folder the user made, with a file of theirs: both stay
+    (logs / 'run' / 'notes.txt').write_text('my notes')
+    with pytest.raises(SystemExit):
+        train.main(train_args(small_split, tmp_path / 'runs', '--epochs', 2, '--logs', logs))
+    assert os.listdir(logs / 'run') == ['notes.txt']
+
+
 def test_a_ctrl_c_just_after_an_epochs_line_keeps_that_epoch(small_split, tmp_path, monkeypatch, capsys):
     def ctrl_c_after_epoch_1s_line(*args, **kwargs):
         print(*args, **kwargs)
