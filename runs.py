@@ -250,7 +250,7 @@ def start_in_folder(run_dir, args, resume, settings):
 
 
 def started_in(run_dir, args, resume, settings):
-    claimed = claim_run_folder(run_dir, resume)
+    claimed, wrote = claim_run_folder(run_dir, resume), False
     try:
         # Again, with the folder locked: a run that ended since the first look (minutes ago,
         # before the pictures were loaded) left its epochs, a new one or one resumed meanwhile.
@@ -261,10 +261,13 @@ def started_in(run_dir, args, resume, settings):
             refuse_files_of_another_run(run_dir, args, resume)
         with atomic_open(os.path.join(run_dir, 'args.json'), encoding='utf-8') as f:
             json.dump(settings, f, indent=2)
+        wrote = True
         if resume is not None:
             keep_best_of_resumed(run_dir, resume, args.resume)
         return claimed, tensorboard_writer(args, os.path.basename(run_dir), resume)
     except BaseException:
+        if wrote and resume is not None:  # a Ctrl-C as it copied best.pth, say: the folder still held
+            put_back_settings(run_dir, resume)
         release_run_folder(claimed)  # for a caller in this process that tries again
         raise
 

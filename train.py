@@ -153,24 +153,33 @@ def split_advice(args):
 
 
 def check_inputs(args, resume):
-    problem = reach_problem(args.train_csv)
+    """The two splits, each there: else how to make or find it (the validation split was said of
+    only as the reading found it, with neither its flag nor the run)."""
+    for place, (key, flag, used) in enumerate([('train_csv', '--train-csv', 'trained'),
+                                               ('val_csv', '--val-csv', 'validated')]):
+        check_split_given(args, resume, key, flag, used, place)
+
+
+def check_split_given(args, resume, key, flag, used, place):
+    path = getattr(args, key)
+    problem = reach_problem(path)
     if problem is None:  # a folder, say: named by the reading, as what it is
         return
     if problem != NO_SUCH_FILE:  # a link to nothing, a loop of links: no split or download would help
-        raise UserError(f'{args.train_csv}: {problem}')
-    if trained_on(args, resume, 'train_csv'):
+        raise UserError(f'{path}: {problem}')
+    if trained_on(args, resume, key):
         # The run's own split, moved: a new one would not do unless it held the same rows.
-        raise UserError(f'{args.train_csv}: no such file, and the run in {args.resume} trained on it. Where it was '
+        raise UserError(f'{path}: no such file, and the run in {args.resume} {used} on it. Where it was '
                         'moved, pass --train-csv and --val-csv as they are now (a split made anew in its place is '
                         'refused unless it holds the same rows)')
     folder = os.path.dirname(args.attributes_file) or '.'
     if not os.path.isfile(args.attributes_file):
-        raise UserError(f'{args.train_csv}: no such file, and no dataset at {folder}. '
+        raise UserError(f'{path}: no such file, and no dataset at {folder}. '
                         + describe_download(folder) + f' Then {split_advice(args)}.')
-    beside = split_paths(os.path.dirname(args.train_csv) or '.')[0]
+    beside = split_paths(os.path.dirname(path) or '.')[place]
     if os.path.isfile(beside):  # a slip of the name: a split made anew there would replace that one
-        raise UserError(f'{args.train_csv}: no such file; {beside} is there: --train-csv {quoted_path(beside)}?')
-    raise UserError(f'{args.train_csv}: no such file; {split_advice(args)}')
+        raise UserError(f'{path}: no such file; {beside} is there: {flag} {quoted_path(beside)}?')
+    raise UserError(f'{path}: no such file; {split_advice(args)}')
 
 
 def note_shared_pictures(train_set, val_set, args):
@@ -405,6 +414,15 @@ def interrupted_message(epoch, saved, where, repeat, epochs, context, words):
     return f'{words} {when}; epoch {saved} is saved in {where}. Resume with: {resume_command(where, context, repeat)}'
 
 
+def note_other_precision(resume, precision, path):
+    """A resumed run's precision is this machine's (--precision, or its default), not its
+    checkpoint's: one that trained in bf16 went on in fp32 without a word."""
+    trained = resume.get('precision') if resume is not None else None
+    if trained is not None and trained != precision:
+        print(f'note: {path} trained in {trained}; this run goes on in {precision} (--precision {trained} goes on '
+              'as it was)')
+
+
 def kept_after_failure(last_path, args, context):
     """What a run stopped by a failed write (a full disk) keeps, and how to go on: the epoch its
     last.pth holds (the first of an epoch's files written: the failed epoch's own, maybe), or else
@@ -415,8 +433,9 @@ def kept_after_failure(last_path, args, context):
     try:
         kept = checkpoint_load(where)
     except (UserError, OSError):  # not to be read now (the disk failing): named only
-        return f'Resume with: {resume_command(shown_path(where), context)}'
-    go_on = f'Resume with: {resume_command(shown_path(where), context, flags_to_repeat(args, kept["args"]))}'
+        return f'Resume with: {resume_command(shown_path(where), context, how_it_ran(args))}'
+    repeat = flags_to_repeat(args, kept['args']) + how_it_ran(args)
+    go_on = f'Resume with: {resume_command(shown_path(where), context, repeat)}'
     return f'Epoch {kept["epoch"]} is saved in {shown_path(where)}. {go_on}'
 
 
@@ -435,8 +454,21 @@ def saved_so_far(saver, start_epoch, last_path, args, resume):
     resume it with: the checkpoint resumed where none was saved since, with the settings this run
     was given beyond its own (a larger --epochs)."""
     if saver.done or resume is None:
-        return saver.done or start_epoch - 1, shown_path(last_path), []
-    return start_epoch - 1, shown_path(args.resume), flags_to_repeat(args, resume['args'])
+        return saver.done or start_epoch - 1, shown_path(last_path), how_it_ran(args)
+    return start_epoch - 1, shown_path(args.resume), flags_to_repeat(args, resume['args']) + how_it_ran(args)
+
+
+# How a run ran on this machine, which a resume takes from its command line as a new run does
+# (resuming.RESUMED_SETTINGS): the command printed to go on here repeats those given, or the run
+# went on in fp32 where it had trained in bf16. (--device's auto finds the same device here.)
+HOW_IT_RAN = {'precision': '--precision', 'channels_last': '--channels-last', 'compile': '--compile',
+              'cuda_graphs': '--cuda-graphs', 'cudnn_benchmark': '--cudnn-benchmark'}
+
+
+def how_it_ran(args):
+    parser = build_parser()
+    return [part for key, flag in HOW_IT_RAN.items() if getattr(args, key) != parser.get_default(key)
+            for part in (flag, getattr(args, key))]
 
 
 def resume_command(checkpoint, context, repeat=()):
@@ -774,6 +806,7 @@ def main(argv=None):
         set_cudnn_search(args, device)
         if context.is_main:
             print(f'device: {device} ({describe_setup(args, context, precision, channels_last, cuda_graphs)})')
+            note_other_precision(resume, precision, args.resume)
         if device.type == 'cuda':
             with watch.phase('cuda'):  # CUDA makes its context at the first tensor there: timed apart
                 torch.zeros((), device=device)
@@ -872,14 +905,16 @@ def main(argv=None):
         made = resume is None and not os.path.lexists(run_dir)
         run_dir, claimed, writer = start_in_folder(run_dir, args, resume, settings)
         made = made or run_dir != planned  # the next free name, where another run took the clock's meanwhile
-        if resume is not None:
-            complete_resumed_epoch(run_dir, resume, args.resume)
     last_path = os.path.join(run_dir, 'last.pth')
     watch.mark('setup')
     epoch = start_epoch - 1
     saver = BackgroundSaver()  # writes each epoch's files while the next one trains
     stopped = None
     try:
+        if context.is_main and resume is not None:
+            # In here: a Ctrl-C as it writes names the epoch saved and the command to go on, and the
+            # run's args.json is put back as its checkpoint holds them (left with --epochs 4, before)
+            complete_resumed_epoch(run_dir, resume, args.resume)
         for epoch in range(start_epoch, args.epochs + 1):
             started = time.perf_counter()
             # Seeded per epoch, so a resumed run draws exactly what an unbroken one would.

@@ -312,20 +312,23 @@ def test_the_label_names_that_differ_are_named_on_either_side():
 
 
 def test_what_every_process_finds_in_the_files_is_said_once(small_split, tmp_path):
-    # A note (a row whose picture is gone) and an error (no validation split) that both processes meet.
+    # A note (a row whose picture is gone) and an error (a validation split of no rows) that both
+    # processes meet.
     with open(small_split['train'], newline='') as f:
         text = f.read()
     row = text.splitlines()[1]
     train_csv = small_split['base'] / 'train-one-gone.csv'  # beside the split: its paths are from there
     train_csv.write_text(text.replace(row, row.replace('.jpg', '-gone.jpg'), 1))
-    args = train_args(dict(small_split, train=str(train_csv), val=str(tmp_path / 'missing.csv')), tmp_path)
+    (tmp_path / 'empty.csv').write_text(text.splitlines()[0] + '\n')
+    args = train_args(dict(small_split, train=str(train_csv), val=str(tmp_path / 'empty.csv')), tmp_path)
     result = torchrun_2(os.path.join(ROOT, 'train.py'), *args)
     assert result.returncode != 0
     gone = small_split['base'] / row.split(',')[0].replace('.jpg', '-gone.jpg')
     assert re.findall(r'.*skipped.*', result.stdout) == [
         f'{train_csv}: skipped 1 row: 1 image missing; the first picture skipped is {gone}'], result.stdout
     assert re.findall(r'error: .*', result.stderr) == [
-        f'error: {tmp_path / "missing.csv"}: no such file (a split made by split_data.py)'], result.stderr[-3000:]
+        f'error: {tmp_path / "empty.csv"}: has a header but no rows (a split made by split_data.py)'
+    ], result.stderr[-3000:]
     assert 'stopped by SIGTERM' not in result.stderr  # process 1, which torchrun stops as process 0 ends
 
 

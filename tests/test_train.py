@@ -1263,6 +1263,55 @@ def test_a_new_run_stopped_before_it_saved_an_epoch_leaves_no_tensorboard_log_be
     assert os.listdir(logs / 'run') == ['notes.txt']
 
 
+def test_a_resumed_run_stopped_as_it_starts_leaves_its_args_json_as_its_checkpoint_holds_them(one_epoch_run, tmp_path,
+                                                                                             monkeypatch, capsys):
+    # A Ctrl-C as the resumed epoch's missing files were written said no epoch and no command, and
+    # left args.json with --epochs 3, which no checkpoint held
+    run_dir = shutil.copytree(one_epoch_run, tmp_path / 'run')
+    os.remove(run_dir / 'curves.png')
+    saved = json.loads((run_dir / 'args.json').read_text())
+
+    def ctrl_c(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(train, 'plot_curves', ctrl_c)
+    resume = ['--resume', str(run_dir / 'last.pth'), '--epochs', '3', '--device', 'cpu']
+    with pytest.raises(SystemExit) as stop:
+        train.main(resume)
+    said = capsys.readouterr().out
+    assert stop.value.code == 130
+    assert f'after epoch 1; epoch 1 is saved in {run_dir / "last.pth"}. Resume with: ' in said
+    assert json.loads((run_dir / 'args.json').read_text()) == saved
+    monkeypatch.setattr(runs, 'keep_best_of_resumed', ctrl_c)  # as args.json has just been written
+    os.remove(run_dir / 'best.pth')
+    with pytest.raises(KeyboardInterrupt):
+        train.main(resume)
+    assert json.loads((run_dir / 'args.json').read_text()) == saved
+
+
+def test_the_command_to_resume_repeats_how_the_run_ran_here_and_a_resume_in_another_precision_is_said(
+        small_split, tmp_path, monkeypatch, capsys):
+    # "Resume with: python train.py --resume ...": followed, a run that trained in bf16 NCHW went
+    # on in fp32 channels_last, without a word
+    real_epoch = train.train_one_epoch
+
+    def ctrl_c_in_epoch_2(model, loader, step, epoch, *args):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(model, loader, step, epoch, *args)
+    monkeypatch.setattr(train, 'train_one_epoch', ctrl_c_in_epoch_2)
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(SystemExit):
+        train.main(train_args(small_split, tmp_path, '--epochs', 3, '--precision', 'bf16', '--channels-last', 'off'))
+    last = tmp_path / 'run' / 'last.pth'
+    assert capsys.readouterr().out.endswith(f'Resume with: python train.py --resume {last} --precision bf16 '
+                                            '--channels-last off\n')
+    with pytest.raises(SystemExit):
+        train.main(['--resume', str(last), '--device', 'cpu', '--epochs', '4'])
+    said = capsys.readouterr().out
+    assert f'note: {last} trained in bf16; this run goes on in fp32 (--precision bf16 goes on as it was)\n' in said
+    assert said.endswith(f'Resume with: python train.py --resume {last} --epochs 4\n')
+
+
 def test_a_ctrl_c_just_after_an_epochs_line_keeps_that_epoch(small_split, tmp_path, monkeypatch, capsys):
     def ctrl_c_after_epoch_1s_line(*args, **kwargs):
         print(*args, **kwargs)
@@ -2054,6 +2103,19 @@ def test_a_resumed_run_whose_split_was_moved_is_told_to_name_it_not_to_split_aga
         train.main(resume)
     with pytest.raises(UserError, match=r'typo\.csv: no such file; run `python .*split_data\.py'):  # another file
         train.main(resume + ['--train-csv', str(tmp_path / 'typo.csv')])
+    # Its val.csv alone moved: said as of train.csv ("val.csv: no such file (a split made by
+    # split_data.py)", as the reading found it, before)
+    (tmp_path / 'moved').mkdir()
+    shutil.copy(small_split['train'], tmp_path / 'moved' / 'train.csv')
+    with pytest.raises(UserError, match=f'^{re.escape(str(gone / "val.csv"))}: no such file, and the run in .* '
+                                        'validated on it. Where it was moved, pass --train-csv and --val-csv'):
+        train.main(resume + ['--train-csv', str(tmp_path / 'moved' / 'train.csv')])
+    shutil.copy(small_split['val'], tmp_path / 'moved' / 'val.csv')  # a slip of the name
+    with pytest.raises(UserError, match=f'^{re.escape(str(tmp_path / "moved" / "va.csv"))}: no such file; '
+                                        f'{re.escape(str(tmp_path / "moved" / "val.csv"))} is there: --val-csv '):
+        train.main(resume + ['--train-csv', str(tmp_path / 'moved' / 'train.csv'),
+                             '--val-csv', str(tmp_path / 'moved' / 'va.csv')])
+    shutil.rmtree(tmp_path / 'moved')
 
     # Named where they are now: the moved files go on quietly, a split with other rows with a word.
     (tmp_path / 'moved').mkdir()
