@@ -174,8 +174,11 @@ def split_to_score(args, state):
             return args.val_csv, None
         return args.val_csv, trained_pictures(state)
     saved = state.get('args') or {}
-    if saved.get('val_csv') is None:
-        return './val.csv', None  # the tutorial's, for its bare state_dict
+    if saved.get('val_csv') is None:  # the tutorial's, for its bare state_dict
+        if not os.path.isfile('./val.csv'):  # said as the reading found it, without the flag that helps
+            raise UserError(f'./val.csv: {not_a_csv_file("./val.csv")}; {args.checkpoint} names no split it was '
+                            'validated on (the original tutorial\'s do not). Pass --val-csv')
+        return './val.csv', None
     path, gone = path_as_trained(saved, 'val_csv')
     if gone:
         print(f'note: {gone}, which {args.checkpoint} was validated on, is not there; scoring {path} from here')

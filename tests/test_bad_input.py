@@ -1672,6 +1672,20 @@ def test_scoring_a_split_that_shares_some_pictures_the_run_trained_on_says_how_m
     assert 'note: ' not in capsys.readouterr().out
 
 
+def test_a_bare_state_dict_scored_where_no_val_csv_is_names_the_flag_to_give(one_epoch_run, small_split, tmp_path,
+                                                                            monkeypatch):
+    # "./val.csv: no such file (a split made by split_data.py)", as the reading found it
+    from demo import load_test_script
+    test_script = load_test_script()
+    bare = tmp_path / 'tutorial.pth'
+    torch.save(checkpoint_load(os.path.join(one_epoch_run, 'last.pth'))['model'], bare)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=re.escape(f'./val.csv: no such file; {bare} names no split it was validated '
+                                                  "on (the original tutorial's do not). Pass --val-csv")):
+        test_script.main(['--checkpoint', str(bare), '--attributes_file', small_split['styles']])
+    assert os.listdir(tmp_path) == ['tutorial.pth']  # no folder of results made
+
+
 def test_a_runs_validation_split_edited_by_hand_is_said_to_share_pictures_it_trained_on_or_none(
         small_split, one_epoch_run, tmp_path, monkeypatch, capsys):
     # Only "maybe pictures it trained on", of a val.csv that had lost two rows, where the run's
