@@ -115,9 +115,6 @@ def checkpoint_load(path):
     except Exception as error:  # noqa: BLE001 - the unpickler meets any bytes, and fails as it may
         # (RuntimeError, EOFError, KeyError, IndexError, ... on text, truncated or foreign files)
         check_not_other_kind(path, data)
-        # torch.save's own files are zip archives too
-        if other_archive(data):
-            raise UserError(f'{path}: a zip archive, but not one torch.save wrote') from error
         check_not_code_or_text(path, data, pickle_in(data), error)
         said = first_sentence(str(error))  # nothing, from an EOFError
         reason = type(error).__name__ + (f': {said}' if said else '')
@@ -180,7 +177,8 @@ def check_not_other_kind(path, data):
     if holds_record(data, 'constants.pkl'):  # whose classes torch.load's safe reader refuses as code
         raise UserError(f'{path}: a TorchScript model (torch.jit.save\'s), not a checkpoint: give the .pth it was '
                         f'made from ({RUN_CHECKPOINTS})')
-    if path.lower().endswith('.onnx') and data.startswith(b'\x08'):  # ONNX's first field: its IR version
+    if path.lower().endswith('.onnx') and data.startswith(b'\x08') or re.match(rb'\x08[\x01-\x7f]\x12', data):
+        # ONNX's first field, its IR version (no pickle's opcode), then the name of its producer: also renamed .pt
         raise UserError(f'{path}: an ONNX model, not a PyTorch checkpoint: give the .pth it was exported from '
                         f'({RUN_CHECKPOINTS}); onnxruntime runs the ONNX model')
     if exported_labels(data):
@@ -190,6 +188,8 @@ def check_not_other_kind(path, data):
     if kind is not None:
         raise UserError(f'{path}: a {kind} picture, not a checkpoint: give {RUN_CHECKPOINTS} (with predict.py, '
                         'the pictures come after its flags)')
+    if other_archive(data):  # torch.save's own files are zip archives too; an empty one, the unpickler's operand 80
+        raise UserError(f'{path}: a zip archive, but not one torch.save wrote')
 
 
 def check_not_code_or_text(path, data, pickled, error, reason=''):

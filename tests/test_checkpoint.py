@@ -698,7 +698,13 @@ def test_an_export_its_label_file_or_a_picture_given_for_a_checkpoint_is_named_a
     labels = tmp_path / 'model.json'
     labels.write_text(json.dumps(sidecar(AttributesDataset(vocab=VOCAB), str(onnx))))
     Image.new('RGB', (60, 80)).save(tmp_path / 'shirt.jpg')
+    renamed = tmp_path / 'model.pt'  # by its bytes, whatever its name ("Unsupported operand 8" for a .pt)
+    renamed.write_bytes(onnx.read_bytes())
+    empty_zip = tmp_path / 'empty.pth'  # "Unsupported operand 80"
+    zipfile.ZipFile(empty_zip, 'w').close()
     for path, said in [(onnx, 'an ONNX model, not a PyTorch checkpoint: give the .pth it was exported from'),
+                       (renamed, 'an ONNX model, not a PyTorch checkpoint: give the .pth it was exported from'),
+                       (empty_zip, 'a zip archive, but not one torch.save wrote'),
                        (labels, 'the label file of an exported ONNX model, not a PyTorch checkpoint'),
                        (tmp_path / 'shirt.jpg', "a JPEG picture, not a checkpoint: give a run's best.pth or last.pth")]:
         with pytest.raises(UserError, match=f'^{re.escape(f"{path}: {said}")}'):
