@@ -393,12 +393,22 @@ def first_non_finite(losses):
 
 def remove_unsaved_run(run_dir, made):
     """A new run that ended before it saved an epoch (a Ctrl-C, an error in the first epoch) left
-    its folder with its args.json alone, one more each time: that goes, and the folder where the
-    run made it (one the user made stays, as does anything else in it)."""
+    its folder with its args.json alone, one more each time: that goes, and the folders the run
+    made, `made` (missing_folders: --checkpoints new/deeper's too), where nothing else is in them
+    (one the user made stays, as does anything else in it)."""
     with contextlib.suppress(OSError):
         os.remove(os.path.join(run_dir, 'args.json'))
-        if made:
-            os.rmdir(run_dir)
+        for folder in made:  # the deepest first; rmdir: only an empty one
+            os.rmdir(folder)
+
+
+def missing_folders(path):
+    """path and the folders above it that are not there, the deepest first: what makedirs makes."""
+    missing, path = [], os.path.abspath(path)
+    while not os.path.lexists(path) and os.path.dirname(path) != path:
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
 
 
 def interrupted_message(epoch, saved, where, repeat, epochs, context, words):
@@ -896,15 +906,16 @@ def main(argv=None):
                 'args': settings, 'split_digests': in_order, 'split_row_sets': in_any_order,
                 'history': history, 'best': best, 'processes': context.world_size}
 
-    writer, claimed, made = None, None, False
+    writer, claimed, made = None, None, []
     if context.is_main:
         # Imported before the first epoch: a Ctrl-C that lands inside the import of a C extension
         # (pyplot's, at the first plot) comes out as an ImportError, not a KeyboardInterrupt.
         pyplot()
         planned = run_dir
-        made = resume is None and not os.path.lexists(run_dir)
+        made = missing_folders(run_dir) if resume is None else []
         run_dir, claimed, writer = start_in_folder(run_dir, args, resume, settings)
-        made = made or run_dir != planned  # the next free name, where another run took the clock's meanwhile
+        if run_dir != planned:  # the next free name, where another run took the clock's meanwhile
+            made = [os.path.abspath(run_dir)] + made[1:]
     last_path = os.path.join(run_dir, 'last.pth')
     watch.mark('setup')
     epoch = start_epoch - 1

@@ -1223,6 +1223,10 @@ def test_a_new_run_stopped_before_it_saved_an_epoch_leaves_no_folder_behind(smal
         assert stop.value.code == 130 and 'during the first epoch: nothing to resume from yet' in said
         assert os.listdir(tmp_path) == []
     # A folder the user made, holding a file of theirs: both stay, the run's args.json goes
+    # The folders above it that it made too (they stayed, empty), as far as the first one there
+    with pytest.raises(SystemExit):
+        train.main(train_args(small_split, tmp_path, '--epochs', 2, '--checkpoints', tmp_path / 'new' / 'deeper'))
+    assert os.listdir(tmp_path) == []
     (tmp_path / 'mine').mkdir()
     (tmp_path / 'mine' / 'notes.txt').write_text('my notes')
     with pytest.raises(SystemExit):
