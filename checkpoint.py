@@ -17,7 +17,8 @@ from catalog import first_line_of_text, picture_format, text_of
 from cli import NOT_A_REGULAR_FILE, UserError, counted, first_few, reach_problem
 from dataset import HEADS, AttributesDataset, tutorial_vocab
 from model import MultiOutputModel
-from pickle_scan import ZIP_START, found_here, holds_record, pickle_in, pickle_protocol, pickled_code, saved_by_torch
+from pickle_scan import (ZIP_START, found_here, holds_record, pickle_in, pickle_protocol, pickled_code,
+                         saved_by_old_torch, saved_by_torch)
 from split_data import kept_splits, pictures_digest, rows_digest
 
 FORMAT = 'fashion-multi-output/1'
@@ -111,6 +112,12 @@ def checkpoint_load(path):
                             f'pickle_protocol), whose opcodes torch.load\'s safe reader does not read ({reason}); '
                             'save it again with torch.save\'s default protocol, in a Python where you trust the '
                             'file') from error
+        if protocol != 2 and 'Unsupported operand' in reason and whole and saved_by_old_torch(data):
+            # No checksums say it is whole: said as what it is, and what to do where it is
+            raise UserError(f'{path}: a checkpoint in torch.save\'s format of before PyTorch 1.6, pickled with '
+                            f'protocol {protocol or "0 or 1"}, whose opcodes torch.load\'s safe reader does not read '
+                            f'({reason}); if you trust the file, load it and save it again with torch.save\'s '
+                            'defaults') from error
         raise UserError(f'{path}: not a PyTorch checkpoint ({reason})') from error
     except Exception as error:  # noqa: BLE001 - the unpickler meets any bytes, and fails as it may
         # (RuntimeError, EOFError, KeyError, IndexError, ... on text, truncated or foreign files)

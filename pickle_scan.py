@@ -37,6 +37,17 @@ def saved_by_torch(data):
     return holds_record(data, 'data.pkl')
 
 
+# The first pickle of torch.save's files before PyTorch 1.6 (torch.serialization.MAGIC_NUMBER)
+OLD_TORCH_MAGIC = 0x1950a86a20f9469cfc6c
+
+
+def saved_by_old_torch(data):
+    """Whether data begins as torch.save's format of before PyTorch 1.6: its magic number pickled
+    at any protocol (protocols 0 and 1 write it as text). Its files have no checksums."""
+    head = data[:32]
+    return OLD_TORCH_MAGIC.to_bytes(10, 'little') in head or head.startswith(b'L%dL\n' % OLD_TORCH_MAGIC)
+
+
 def holds_record(data, record):
     """Whether the zip archive in data holds ARCHIVE/record (torch.jit.save's also holds
     constants.pkl); None where zipfile cannot read its names."""
