@@ -264,7 +264,7 @@ def started_in(run_dir, args, resume, settings):
         wrote = True
         if resume is not None:
             keep_best_of_resumed(run_dir, resume, args.resume)
-        return claimed, tensorboard_writer(args, os.path.basename(run_dir), resume)
+        return claimed, tensorboard_writer(args, run_dir, resume)
     except BaseException:
         if wrote and resume is not None:  # a Ctrl-C as it copied best.pth, say: the folder still held
             put_back_settings(run_dir, resume)
@@ -369,27 +369,53 @@ def check_log_folder(args, run_dir, resume, named=None):
                                                       for name in os.listdir(logs)):
         raise UserError(f'{named}: {logs} holds the TensorBoard logs of another run by that name, which '
                         'this one would be mixed into; give another --run-name or --logs, or move them away')
+    owner = log_owner(logs)
+    if resume is not None and owner is not None and owner != os.path.realpath(run_dir) and os.path.isdir(owner):
+        # A branch, its checkpoint copied into a folder of the run's name: it logs its history anew
+        # (purge_step), which hid the run's own figures in TensorBoard. A run moved goes on in its log.
+        raise UserError(f'{named}: {logs} holds the TensorBoard logs of the run in {owner}, which this one, in '
+                        f'{run_dir}, would hide under its own; give it --logs of its own')
 
 
-def tensorboard_writer(args, run_name, resume=None):
+LOG_OWNER = 'run_folder.txt'  # in a run's TensorBoard folder, which reads only its events files
+
+
+def log_owner(logs):
+    """The run folder (its real path) whose TensorBoard log is in logs, as it wrote it, or None."""
+    try:
+        with open(os.path.join(logs, LOG_OWNER), encoding='utf-8') as f:
+            return f.read().strip() or None
+    except (OSError, UnicodeDecodeError):  # none there, a log of before it was written
+        return None
+
+
+def tensorboard_writer(args, run_dir, resume=None):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard is optional, as in the original
         return None
-    folder = os.path.join(args.logs, run_name)
+    folder = os.path.join(args.logs, os.path.basename(run_dir))
     if resume is None:
         before = set(os.listdir(folder)) if os.path.isdir(folder) else None  # None: the writer makes it
         writer = SummaryWriter(folder)
         writer.started_over = folder, before  # for remove_unsaved_log
+        write_log_owner(folder, run_dir)
         return writer
     # A resumed run's log is its history, logged anew: the one before may lack the epochs of its last
     # two minutes (the writer writes them out that often, and a kill -9 lost them), or hold an epoch
     # twice (logged before its last.pth was written, and again by the resumed run). TensorBoard hides
     # whatever was logged before purge_step at that step or later.
     writer = SummaryWriter(folder, purge_step=1)
+    write_log_owner(folder, run_dir)  # a run moved: its new folder
     for row in resume['history']:
         log_epoch(writer, row)
     return writer
+
+
+def write_log_owner(folder, run_dir):
+    os.makedirs(folder, exist_ok=True)  # as SummaryWriter makes it
+    with atomic_open(os.path.join(folder, LOG_OWNER), encoding='utf-8') as f:
+        f.write(os.path.realpath(run_dir) + '\n')
 
 
 def remove_unsaved_log(writer):

@@ -2627,6 +2627,41 @@ def test_a_resumed_runs_tensorboard_log_is_its_history_logged_anew_in_its_own_lo
     assert resumed.scalars == logged and first.scalars == logged[:len(first.scalars)]
 
 
+def test_a_branch_in_a_folder_of_the_runs_name_does_not_log_over_the_runs_tensorboard_log(small_split, tmp_path,
+                                                                                          monkeypatch):
+    # A checkpoint copied to other/run/ to branch off logged its history anew into logs/run, which
+    # hid the run's own figures in TensorBoard (purge_step); a run moved goes on in its log
+    class Writer:  # tensorboard's SummaryWriter, which the suite does not install
+        def __init__(self, folder, purge_step=None):
+            os.makedirs(folder, exist_ok=True)
+
+        def add_scalar(self, key, value, step):
+            pass
+
+        def close(self):
+            pass
+    monkeypatch.setitem(sys.modules, 'torch.utils.tensorboard', types.SimpleNamespace(SummaryWriter=Writer))
+    monkeypatch.setattr(runs, 'tensorboard_installed', lambda: True)
+    logs = tmp_path / 'logs'
+    run_dir = train.main(train_args(small_split, tmp_path / 'checkpoints', '--epochs', 1, '--logs', logs))
+    assert (logs / 'run' / 'run_folder.txt').read_text() == os.path.realpath(run_dir) + '\n'
+    branch = tmp_path / 'other' / 'run'
+    branch.mkdir(parents=True)
+    shutil.copy(os.path.join(run_dir, 'last.pth'), branch / 'last.pth')
+    with pytest.raises(UserError, match=f'^--logs {re.escape(str(logs))}: {re.escape(str(logs / "run"))} holds the '
+                                        f'TensorBoard logs of the run in {re.escape(os.path.realpath(run_dir))}, which '
+                                        f'this one, in {re.escape(str(branch))}, would hide under its own; give it '
+                                        '--logs of its own$'):
+        train.main(['--resume', str(branch / 'last.pth'), '--epochs', '2', '--device', 'cpu'])
+    train.main(['--resume', str(branch / 'last.pth'), '--epochs', '2', '--device', 'cpu', '--logs', str(tmp_path / 'b')])
+    assert (tmp_path / 'b' / 'run' / 'run_folder.txt').read_text() == os.path.realpath(branch) + '\n'
+    moved = tmp_path / 'archive' / 'run'  # the run itself, moved: its log goes on, and says where it is now
+    moved.parent.mkdir()
+    shutil.move(run_dir, moved)
+    train.main(['--resume', str(moved / 'last.pth'), '--epochs', '2', '--device', 'cpu'])
+    assert (logs / 'run' / 'run_folder.txt').read_text() == os.path.realpath(moved) + '\n'
+
+
 def test_the_bars_loss_is_the_epochs_mean_so_far_and_moves_with_every_step_on_a_cpu(small_split, tmp_path, capsys,
                                                                                     monkeypatch):
     # It showed one batch's loss, of the 50th step before: a CPU run's bar kept the same value for
