@@ -2653,7 +2653,8 @@ def test_a_branch_in_a_folder_of_the_runs_name_does_not_log_over_the_runs_tensor
                                         f'this one, in {re.escape(str(branch))}, would hide under its own; give it '
                                         '--logs of its own$'):
         train.main(['--resume', str(branch / 'last.pth'), '--epochs', '2', '--device', 'cpu'])
-    train.main(['--resume', str(branch / 'last.pth'), '--epochs', '2', '--device', 'cpu', '--logs', str(tmp_path / 'b')])
+    train.main(['--resume', str(branch / 'last.pth'), '--epochs', '2', '--device', 'cpu',
+                '--logs', str(tmp_path / 'b')])
     assert (tmp_path / 'b' / 'run' / 'run_folder.txt').read_text() == os.path.realpath(branch) + '\n'
     moved = tmp_path / 'archive' / 'run'  # the run itself, moved: its log goes on, and says where it is now
     moved.parent.mkdir()
