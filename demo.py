@@ -138,6 +138,8 @@ def split_elsewhere(work, catalog, real):
     one of the pictures in the sample catalog's folder where no sample catalog is (the tutorial's
     paths, of a dataset since moved away): the demo, drawing its catalog there, wrote over it."""
     for path in split_data.split_paths(work):
+        if split_data.first_row(path) is None:  # none there, or empty or blank lines alone: no split (written over)
+            continue
         try:
             with open(path, newline='', encoding='utf-8') as f:
                 rows = csv.reader(f)

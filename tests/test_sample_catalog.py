@@ -695,6 +695,18 @@ def test_a_split_that_names_a_picture_with_a_nul_byte_is_taken_for_another_not_a
     assert demo.split_elsewhere(str(tmp_path), catalog, real=False) == str(tmp_path / 'train.csv')
 
 
+@pytest.mark.parametrize('text', ['', '\n\r\n'])
+def test_an_empty_or_blank_split_in_the_demos_folder_is_no_split_but_one_of_headers_only_of_the_users_is(tmp_path,
+                                                                                                         text):
+    # The README: an empty train.csv (touched) is no split, written over; the demo refused it as
+    # "another split than the demo's, maybe yours"
+    (tmp_path / 'train.csv').write_text(text)
+    catalog = str(tmp_path / 'fashion-product-images')
+    assert demo.split_elsewhere(str(tmp_path), catalog, real=False) is None
+    (tmp_path / 'train.csv').write_text('name,score\n')  # a file of the user's, of no rows yet
+    assert demo.split_elsewhere(str(tmp_path), catalog, real=False) == str(tmp_path / 'train.csv')
+
+
 @pytest.mark.parametrize('flag', ['checkpoints', 'logs'])
 def test_a_file_in_the_way_of_the_demos_later_steps_is_refused_before_its_catalog_is_drawn(tmp_path, monkeypatch,
                                                                                         flag):
