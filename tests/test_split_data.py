@@ -855,6 +855,8 @@ def test_the_splits_it_writes_in_the_project_folder_are_left_out_of_git():
     names = ['train.csv', 'val.csv', 'train.old.csv', 'val.old.csv', 'train.old.1.csv', 'val.old.12.csv']
     # and what the README's commands of predict.py write there: model.json beside model.onnx
     names += ['model.onnx', 'model.json', 'predictions.csv', 'predictions.json']
+    # and sample_catalog.py's default folder, 3,000 pictures (`git status` listed them)
+    names += ['sample-catalog/styles.csv', 'sample-catalog/images/10001.jpg']
     ignored = subprocess.run(['git', 'check-ignore', '--no-index', *names], cwd=ROOT, capture_output=True, text=True)
     assert ignored.stdout.split() == names
 
