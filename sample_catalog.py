@@ -615,7 +615,8 @@ def main():
     try:
         manifest = make_catalog(args.output, args.size, args.seed, args.quirks, args.overwrite)
     except ValueError as error:  # the callers' own advice: here a flag, in demo.py another --work
-        parser.error(f'{error}; ' + ('pass --overwrite to draw over it' if is_sample_catalog(args.output) else
+        # whose: a drawing --overwrite left cut short over the user's catalog is marked, and theirs
+        parser.error(f'{error}; ' + ('pass --overwrite to draw over it' if not holds_theirs(args.output) else
                                      'not a sample catalog (yours?): --overwrite would replace '
                                      + ('its styles.csv and ' if had_styles else '')
                                      + 'its pictures of the drawn ids for good, and keep no copy')

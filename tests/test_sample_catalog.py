@@ -184,6 +184,13 @@ def test_drawing_over_a_catalog_not_a_sample_says_what_it_loses_before_and_after
         with pytest.raises(SystemExit) as stop:
             run_cli(sample_catalog.main)
         assert stop.value.code == 2 and words in capsys.readouterr().err
+    # A drawing --overwrite began over it, killed: its mark (of the user's styles.csv) is no sample's
+    # ("already exists; pass --overwrite to draw over it", it said)
+    sample_catalog.write_mark(str(users), 3000, 0, False, finished=False, over_theirs=True)
+    with pytest.raises(SystemExit) as stop:
+        run_cli(sample_catalog.main)
+    assert stop.value.code == 2 and 'not a sample catalog (yours?)' in capsys.readouterr().err
+    os.remove(users / 'sample_catalog.json')
     # --quirks removes the pictures of rows drawn without one: they were said to be replaced
     plan, _ = sample_catalog.planned_catalog(20, 0, True)
     missing = sorted(f'{id_}.jpg' for id_, *_, kind, _ in plan if kind == 'missing_image')
