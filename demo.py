@@ -23,7 +23,7 @@ from cli import (PROJECT, UserError, add_debug_flag, counted, path_name, pick_de
                  reach_problem, run_cli)
 from dataset import HEADS, TITLES
 from runs import check_log_folder, check_run_folder, run_folder, tensorboard_installed
-from sample_catalog import (MARK, files_in, holds_theirs, image_count, is_sample_catalog, make_catalog,
+from sample_catalog import (MARK, cut_short, files_in, holds_theirs, image_count, is_sample_catalog, make_catalog,
                             own_mark, sample_catalog_size)
 
 
@@ -56,6 +56,9 @@ def check_data_given(folder):
     # was taken for no dataset, and the demo trained its sample instead, saying so in a line among
     # many. Left out, the demo uses the dataset where the tutorial has it, and a sample where none is.
     styles = os.path.join(folder, 'styles.csv')
+    unfinished = cut_short(folder) if os.path.isdir(folder) else None
+    if unfinished:  # "holds no styles.csv", it said, or to remove it "to draw the sample again", which it does not
+        raise UserError(f'--data {folder}: {unfinished}')
     problem = (reach_problem(folder, 'no such folder') or (not os.path.isdir(folder) and 'not a folder')
                or reach_problem(styles, 'holds no styles.csv') or (not os.path.isfile(styles) and 'its styles.csv is '
                                                                   'not a file'))

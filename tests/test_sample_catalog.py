@@ -273,6 +273,10 @@ def test_a_drawing_cut_short_is_never_taken_for_a_catalog_nor_deletes_the_users_
                                         f'\\({root}/sample_catalog.json says unfinished\\); draw it again: .*'
                                         f'sample_catalog.py --output={root} --images 8 --seed 0$'):
         split_data.main(['--input', root, '--output', str(tmp_path / 'split')])
+    # Nor by demo.py given it as --data, which said it "holds no styles.csv"
+    with pytest.raises(UserError, match=f'^--data {root}: a sample catalog whose drawing was cut short .* draw it '
+                                        f'again: .*sample_catalog.py --output={root} --images 8 --seed 0$'):
+        demo.main(['--data', root, '--work', str(tmp_path / 'w'), '--device', 'cpu'])
     assert demo.sample_catalog(args) == (root, True) and 'drew 8 sample pictures' in capsys.readouterr().out
     styles, _ = read_styles(os.path.join(root, 'styles.csv'))
     assert sorted(f'{s.id}.jpg' for s in styles) == sorted(os.listdir(os.path.join(root, 'images')))
@@ -293,9 +297,11 @@ def test_a_drawing_cut_short_is_never_taken_for_a_catalog_nor_deletes_the_users_
     assert not (tmp_path / 'split').exists()
     with pytest.raises(UserError, match="holds a styles.csv beside a sample catalog's drawing that was cut short"):
         demo.sample_catalog(argparse.Namespace(work=str(tmp_path / 'u'), images=5))
-    # Given as --data too: it was taken for a sample catalog, and the demo trained on one of its own
-    with pytest.raises(UserError, match=f"^--data {users}: {users} holds a styles.csv beside a sample catalog's "
-                                        'drawing that was cut short'):
+    # Given as --data too: it was taken for a sample catalog, and the demo trained on one of its own;
+    # then told to remove its styles.csv "to draw the sample again", which the demo does not in a --data
+    with pytest.raises(UserError, match=f"^--data {users}: a sample catalog's drawing over files there was cut short "
+                                        '.* put them back and remove .*; or draw the sample again: .* --images 300 '
+                                        '--seed 0 --overwrite$'):
         demo.main(['--data', str(users), '--work', str(tmp_path / 'w'), '--device', 'cpu'])
     assert not (tmp_path / 'w').exists()
     os.remove(users / 'sample_catalog.json')  # as the message says, where the user has put the pictures back
