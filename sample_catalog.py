@@ -8,6 +8,7 @@ if __name__ == '__main__':  # first: a Ctrl-C during the imports below (seconds)
     cli.quiet_ctrl_c_while_starting()
 
 import argparse
+import contextlib
 import csv
 import hashlib
 import io
@@ -403,6 +404,19 @@ def styles_digest(root):
         return None
 
 
+@contextlib.contextmanager
+def said_unfinished(left):
+    """A drawing that fails as it writes (a full disk) says, as a stop does, that it left the
+    catalog unfinished (`left`): the error alone named the picture."""
+    try:
+        yield
+    except UserError as error:  # a picture that could not be written, named
+        raise UserError(f'{error}; {left}: the same command draws it again') from error
+    except OSError as error:
+        raise UserError(f'{error.filename or "the drawing"}: {error.strerror or error}; {left}: the same command '
+                        'draws it again') from error
+
+
 def write_mark(root, n_images, seed, quirks, finished, **drawing):
     """The mark, with the digest of the styles.csv there now: an earlier one's, being replaced, or
     the one just written. An unfinished drawing's says more (make_catalog): over_theirs, whether it
@@ -482,6 +496,8 @@ def draw_catalog(root, n_images, seed, quirks, overwrite):
     # that file (styles.csv, the last), the catalog left unfinished.
     check_no_folder_in_the_way(root, r'styles\.csv|sample_catalog\.json', root)
     check_no_folder_in_the_way(images, {f'{id_}.jpg' for id_, *_ in plan}, root)
+    # images/ of another user, read-only: found at its first picture, once the earlier catalog was gone
+    check_writable_folder(images, root)
     going = sorted(earlier - {id_ for id_, *_ in plan})
     replaced, kept, maybe_lost = pictures_of_theirs(images, plan, mark, theirs)
     os.makedirs(os.path.join(root, 'images'), exist_ok=True)
@@ -492,8 +508,9 @@ def draw_catalog(root, n_images, seed, quirks, overwrite):
                replaced=replaced + maybe_lost)  # all still to be said, should this one be cut short too
     # The pictures are written in place, not each through a temporary file and a sync to disk
     # (atomic.py): a stop says so, and how to pick up.
-    with if_stopped_say(f'the sample catalog in {root} is left unfinished, as its {MARK} says, a picture maybe '
-                        'half-drawn: the same command draws it again'):
+    left = f'the sample catalog in {root} is left unfinished, as its {MARK} says'
+    with if_stopped_say(f'{left}, a picture maybe half-drawn: the same command draws it again'), \
+            said_unfinished(left):
         if earlier:  # the earlier catalog goes now: its styles.csv would not name the new pictures
             if os.path.exists(styles_path):
                 os.remove(styles_path)

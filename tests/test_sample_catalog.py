@@ -744,6 +744,22 @@ def test_the_demo_never_takes_a_sample_catalog_for_the_real_dataset(tmp_path):
     assert not demo.has_real_dataset(str(tmp_path / 'nothing-here'))
 
 
+def test_an_images_folder_it_cannot_write_in_is_found_before_the_earlier_catalog_goes(tmp_path, monkeypatch):
+    # images/ of another user, read-only: "Permission denied" at its first picture, once the earlier
+    # catalog's styles.csv was removed. Pretended: the tests may run as root, who writes anyway.
+    root = tmp_path / 'cat'
+    make_catalog(str(root), n_images=5, seed=0)
+    before = {name: (root / name).read_bytes() for name in ('styles.csv', 'sample_catalog.json')}
+
+    def read_only(folder, named):
+        if folder == str(root / 'images'):
+            raise UserError(f'{named}: could not write in {folder} (Permission denied)')
+    monkeypatch.setattr(sample_catalog, 'check_writable_folder', read_only)
+    with pytest.raises(UserError, match='Permission denied'):
+        make_catalog(str(root), n_images=6, seed=0, overwrite=True)
+    assert {name: (root / name).read_bytes() for name in before} == before
+
+
 def test_a_full_disk_while_the_pictures_are_drawn_is_one_line_naming_the_picture(tmp_path, monkeypatch, capsys):
     # Pillow's encoder raised an OSError that named no file: a traceback, status 1, where every
     # other script names the file in one line. A picture that is a link to /dev/full fails as a
@@ -757,7 +773,9 @@ def test_a_full_disk_while_the_pictures_are_drawn_is_one_line_naming_the_picture
     with pytest.raises(SystemExit) as stopped:
         run_cli(sample_catalog.main)
     assert stopped.value.code == 2
-    assert capsys.readouterr().err == f'error: {first}: No space left on device\n'
+    # and says that it left the catalog unfinished, as a stop does
+    assert capsys.readouterr().err == (f'error: {first}: No space left on device; the sample catalog in {root} is left '
+                                       'unfinished, as its sample_catalog.json says: the same command draws it again\n')
     assert not sample_catalog.own_mark(str(root))['finished']  # drawn again by the next run
     first.unlink()
     run_cli(sample_catalog.main)
