@@ -247,10 +247,15 @@ def beginning_of(path):
     return 'it is a zip archive (a PyTorch checkpoint?)' if zip_archive(data) else 'it is not text'
 
 
+# How torch.load tells its archive from a pickle: a zip's first record. zipfile finds an archive
+# by its end, which may follow a pickle.
+ZIP_START = b'PK\x03\x04'
+
+
 def zip_archive(data):
     """Whether data begins as a zip archive (a PyTorch checkpoint's): also one cut short to its
     first two bytes, 'PK', not a text that begins with them ('PKG,notes')."""
-    return len(data) >= 2 and b'PK\x03\x04'.startswith(data[:4])
+    return len(data) >= 2 and ZIP_START.startswith(data[:4])
 
 
 def first_line_of_text(data):

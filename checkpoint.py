@@ -13,12 +13,12 @@ import zipfile
 import torch
 
 from atomic import absolute_path, atomic_open
-from catalog import first_line_of_text, picture_format, text_of
+from catalog import ZIP_START, first_line_of_text, picture_format, text_of
 from cli import NOT_A_REGULAR_FILE, UserError, counted, first_few, reach_problem
 from dataset import HEADS, AttributesDataset, tutorial_vocab
 from model import MultiOutputModel
-from pickle_scan import (ZIP_START, found_here, holds_record, pickle_in, pickle_protocol, pickled_code,
-                         saved_by_old_torch, saved_by_torch)
+from pickle_scan import (found_here, holds_record, pickle_in, pickle_protocol, pickled_code, saved_by_old_torch,
+                         saved_by_torch)
 from split_data import kept_splits, pictures_digest, rows_digest
 
 FORMAT = 'fashion-multi-output/1'

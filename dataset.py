@@ -246,10 +246,12 @@ def read_split(annotation_path, attributes, pictures_from=None):
             skipped['with an empty or missing field'] += 1
             continue
         labels = [row[column[name]].strip() for _, name in vocab]
-        if any(has_line_break(label) for label in labels):  # a cell typed in two lines: in no vocabulary
+        ids = [name_to_id.get(label) for (name_to_id, _), label in zip(vocab, labels)]
+        # A cell typed in two lines is in no vocabulary (styles.csv's rows of one are skipped): looked
+        # for among the unknown labels alone, not in every row of the split
+        if None in ids and any(has_line_break(label) for label in labels):
             skipped[LABEL_OF_LINES] += 1
             continue
-        ids = [name_to_id.get(label) for (name_to_id, _), label in zip(vocab, labels)]
         if None in ids:
             skipped[UNKNOWN_LABEL] += 1
             unknown.update(f'{name} {one_line(label)}'

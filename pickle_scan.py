@@ -9,9 +9,7 @@ import zipfile
 import torch
 import torch._weights_only_unpickler
 
-# How torch.load tells its archive from a pickle: a zip's first record. zipfile finds an archive
-# by its end, which may follow a pickle.
-ZIP_START = b'PK\x03\x04'
+from catalog import ZIP_START
 
 
 def pickle_in(data):
