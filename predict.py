@@ -419,12 +419,19 @@ def table_cell(top, rank, width):
     if rank >= len(top):  # a head with fewer classes than --top-k
         return ' ' * width
     label, prob = top[rank]
-    return f'{label:<{width - 7}} {prob:6.1%}'
+    return f'{padded(table_label(label), width - 7)} {prob:6.1%}'
+
+
+def table_label(label):
+    # A class named by an empty cell of styles.csv (the tutorial's vocabulary keeps it, and its
+    # place in the weights) as '', not a blank in the table; its escapes as the names' are.
+    return "''" if not label else table_name(label)
 
 
 def format_table(rows):
     """An aligned table: one line per rank, the image named on its first line."""
-    width = {head: max([len(TITLES[head])] + [len(label) + 7 for row in rows for label, _ in row[head]])
+    width = {head: max([len(TITLES[head])] + [columns(table_label(label)) + 7
+                                              for row in rows for label, _ in row[head]])
              for head in HEADS}
     names = [table_name(row['image']) for row in rows]
     name_width = max(len('image'), *map(columns, names))

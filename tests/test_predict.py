@@ -1485,3 +1485,13 @@ def test_a_name_that_begins_or_ends_with_a_space_is_quoted_in_the_table():
     answer = {head: [('X', 0.5)] for head in HEADS}
     lines = predict.format_table([{'image': name, 'error': None, **answer} for name in ('a.jpg ', ' a.jpg', 'a.jpg')])
     assert [line[:10] for line in lines[1:]] == ["'a.jpg '  ", "' a.jpg'  ", 'a.jpg     ']
+
+
+def test_a_class_of_an_empty_cell_and_a_label_with_an_escape_are_shown_so_in_the_table():
+    # The tutorial's vocabulary keeps a class for an empty cell of styles.csv; it was a blank in
+    # the table, and a label's escape sequence reached the terminal
+    top = {'gender': [('', 0.6), ('Men', 0.4)], 'article': [('Red\x1b[31m', 1.0)], 'color': [('Blue', 1.0)]}
+    lines = predict.format_table([{'image': 'a.jpg', 'error': None, **top}])
+    assert lines[1].split()[1:5] == ["''", '60.0%', 'Red\\x1b[31m', '100.0%']
+    assert lines[2].split()[:2] == ['Men', '40.0%'] and '\x1b' not in ''.join(lines)
+    assert lines[1].index('60.0%') == lines[2].index('40.0%')  # '' padded as the label it stands for
