@@ -511,13 +511,15 @@ def draw_catalog(root, n_images, seed, quirks, overwrite):
     left = f'the sample catalog in {root} is left unfinished, as its {MARK} says'
     with if_stopped_say(f'{left}, a picture maybe half-drawn: the same command draws it again'), \
             said_unfinished(left):
-        if earlier:  # the earlier catalog goes now: its styles.csv would not name the new pictures
-            if os.path.exists(styles_path):
-                os.remove(styles_path)
-            remove_pictures(images, going)
+        # The earlier catalog goes now: its styles.csv would not name the new pictures. The user's
+        # stays until the new one replaces it; of a drawing over theirs cut short, the pictures it
+        # drew at names of none of theirs go, or they stayed among theirs, in no row.
+        if earlier and not theirs and os.path.exists(styles_path):
+            os.remove(styles_path)
+        strays = remove_pictures(images, going)
         manifest = {'root': str(root), 'n_rows': 0, 'n_images': 0, 'over_theirs': theirs, 'replaced': replaced,
                     'kept': kept,  # the user's pictures replaced, by name, and the number left: main()'s note
-                    'maybe_lost': maybe_lost,
+                    'maybe_lost': maybe_lost, 'strays': strays if theirs else [],
                     'quirks': {kind: [] for kind in QUIRK_COUNTS}, 'articles': sorted(ARTICLES),
                     'colours': sorted(COLOURS),
                     'genders': sorted({g for article in ARTICLES.values() for g in article.genders})}
@@ -557,11 +559,10 @@ def pictures_of_theirs(images, plan, mark, theirs):
         return [], 0, []
     there, before = files_in(images), []
     if mark and not mark.get('finished', True):
-        before = mark.get('replaced', [])
-        before = before if isinstance(before, list) and all(isinstance(name, str) for name in before) else []
+        before = replaced_in(mark)
         if plan_in(mark):
             cut_short = plan_rows(mark['n_images'], mark['quirks'], np.random.default_rng(mark['seed']))
-            there -= {f'{id_}.jpg' for id_, *_ in cut_short}
+            there -= {f'{id_}.jpg' for id_, *_ in cut_short} | {f'{id_}.jpg' for id_ in mark.get('earlier_ids', [])}
     drawn = [f'{id_}.jpg' for id_, *_ in plan]
     replaced = [name for name in drawn if name in there or name in before]
     return replaced, len(there - set(drawn)), sorted(set(before) - set(drawn))
@@ -569,19 +570,29 @@ def pictures_of_theirs(images, plan, mark, theirs):
 
 def drawn_ids(root, mark):
     """The ids of the pictures drawn in root, and no one else's: those in the styles.csv of the
-    finished sample catalog there, or the whole plan of a drawing cut short over nothing of the
-    user's (its pictures are among them) with the earlier drawing's it had still to remove. Empty
-    where there is none. mark: root's own_mark."""
+    finished sample catalog there, or the whole plan of a drawing cut short (its pictures are among
+    them) with the earlier drawing's it had still to remove; over the user's catalog, less those at
+    names of theirs (replaced_in), which it may not have reached. Empty where there is none. mark:
+    root's own_mark."""
     styles_path = os.path.join(root, 'styles.csv')
     if not mark.get('finished', True):
-        if mark.get('over_theirs', True) is not False or not plan_in(mark):
+        over_theirs = mark.get('over_theirs', True) is not False
+        if not plan_in(mark) or over_theirs and replaced_in(mark) is None:
             return set()
         plan = plan_rows(mark['n_images'], mark['quirks'], np.random.default_rng(mark['seed']))
-        return {id_ for id_, *_ in plan} | set(mark.get('earlier_ids', []))
+        theirs = {int(name[:-4]) for name in replaced_in(mark) or [] if is_id(name[:-4])}
+        return {id_ for id_, *_ in plan} - theirs | set(mark.get('earlier_ids', []))
     if not mark or not os.path.isfile(styles_path):  # no catalog of ours: nothing drawn here
         return set()
     with open(styles_path, newline='', encoding='utf-8', errors='replace') as f:
         return {int(row[0]) for row in csv.reader(map(nul_safe, f)) if row and is_id(row[0])}
+
+
+def replaced_in(mark):
+    """The names of the user's pictures a drawing over them that was cut short was to replace, as
+    its mark lists them; None where it lists none, or not as make_catalog writes them."""
+    names = mark.get('replaced')
+    return names if isinstance(names, list) and all(isinstance(name, str) for name in names) else None
 
 
 def plan_in(mark):
@@ -593,10 +604,11 @@ def plan_in(mark):
 
 
 def remove_pictures(images, ids):
-    for id_ in ids:
-        path = os.path.join(images, f'{id_}.jpg')
-        if os.path.exists(path):
-            os.remove(path)
+    """Removes the pictures of those ids that are there; the names of those it removed."""
+    removed = [f'{id_}.jpg' for id_ in ids if os.path.exists(os.path.join(images, f'{id_}.jpg'))]
+    for name in removed:
+        os.remove(os.path.join(images, name))
+    return removed
 
 
 def styles_text(rows):
@@ -644,6 +656,7 @@ def main():
     if args.overwrite and manifest['over_theirs']:  # asked for, but the user may not have known whose files
         # --quirks: those with the id of a row whose picture is missing on purpose are removed
         missing, lost = {f'{id_}.jpg' for id_ in manifest['quirks']['missing_image']}, manifest['maybe_lost']
+        strays = manifest['strays']
         removed = [name for name in manifest['replaced'] if name in missing]
         pictures = [name for name in manifest['replaced'] if name not in missing]
         replaced = (['its styles.csv'] if had_styles else []) + (
@@ -657,6 +670,8 @@ def main():
                  f'one (--quirks: {first_few(removed)})' if removed else '')
               + (f'; {counted(len(lost), "more picture")} of its ({first_few(lost)}) the drawing cut short before was '
                  'to draw over or remove, and may have reached' if lost else '')
+              + (f'; removed {counted(len(strays), "picture")} the drawing cut short before had drawn, at ids of none '
+                 f'of its ({first_few(strays)})' if strays else '')
               + (f'; {left} still in {images}/' if manifest['kept'] else ''))
 
 

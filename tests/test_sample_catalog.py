@@ -852,3 +852,33 @@ def test_a_data_folder_given_that_holds_no_dataset_is_refused_not_taken_for_a_sa
                                         'styles.csv and images/, or leave --data out'):
         demo.main(['--data', data, '--work', str(tmp_path / 'w'), '--device', 'cpu'])
     assert not (tmp_path / 'w').exists()
+
+
+def users_catalog_cut_short(users, monkeypatch, capsys):
+    """A catalog of the user's (a picture and a styles.csv) that a drawing --overwrite of 20 pictures
+    over it was cut short in, after 4: the names of those it drew."""
+    (users / 'images').mkdir(parents=True)
+    (users / 'images' / 'holiday.jpg').write_bytes(b'a photo of the user')
+    (users / 'styles.csv').write_text('id,gender\n')
+    draw_over(users, 20, monkeypatch, capsys, cut_after=4)
+    drawn = set(os.listdir(users / 'images')) - {'holiday.jpg'}
+    assert len(drawn) == 4
+    return drawn
+
+
+def test_overwrite_after_a_drawing_over_theirs_was_cut_short_removes_the_pictures_that_one_drew(tmp_path, monkeypatch,
+                                                                                               capsys):
+    # They stayed among the user's pictures, in no row of the new styles.csv, and unsaid
+    users = tmp_path / 'users'
+    drawn = users_catalog_cut_short(users, monkeypatch, capsys)
+    note = draw_over(users, 3, monkeypatch, capsys)
+    styles, _ = read_styles(os.path.join(users, 'styles.csv'))
+    new = {f'{s.id}.jpg' for s in styles}
+    assert set(os.listdir(users / 'images')) == new | {'holiday.jpg'} and len(drawn - new) >= 1
+    assert f'; removed {len(drawn - new)} picture' in note and 'the drawing cut short before had drawn' in note
+    assert (users / 'images' / 'holiday.jpg').read_bytes() == b'a photo of the user'
+    # Cut short again once it has removed them: the user's styles.csv is still there, to be put back
+    users = tmp_path / 'again'
+    users_catalog_cut_short(users, monkeypatch, capsys)
+    draw_over(users, 3, monkeypatch, capsys, cut_after=0)
+    assert (users / 'styles.csv').read_text() == 'id,gender\n' and len(os.listdir(users / 'images')) < 5
