@@ -31,11 +31,11 @@ from atomic import atomic_open
 from catalog import describe_download
 from checkpoint import (PRECISIONS, checkpoint_load, checkpoint_save, first_sentence, load_weights, non_finite_weight,
                         pictures_from, resumable_load)
-from cli import (NO_SUCH_FILE, UserError, add_debug_flag, command, counted, ctrl_c_held, debugging, first_few,
-                 folder_name, how_stopped, leave_stops_to_the_main_process, non_negative_float, non_negative_int,
-                 path_name, peer_ended, positive_float, positive_int, print_error, print_if_possible, progress_bar,
-                 quoted_path, reach_problem, run_cli, seed_number, shown_path, started, this_torchrun, usable_cores,
-                 worker_ended, worker_processes)
+from cli import (NO_SUCH_FILE, NOTHING_HALF_WRITTEN, UserError, add_debug_flag, command, counted, ctrl_c_held,
+                 debugging, first_few, folder_name, how_stopped, leave_stops_to_the_main_process, non_negative_float,
+                 non_negative_int, path_name, peer_ended, positive_float, positive_int, print_error, print_if_possible,
+                 progress_bar, quoted_path, reach_problem, run_cli, seed_number, shown_path, started, this_torchrun,
+                 usable_cores, worker_ended, worker_processes)
 from dataset import (HEADS, FashionDataset, decoding_workers, in_real_folders, rows_digest, skip_undecodable,
                      train_transform, val_transform)
 from evaluate import autocast_for, default_channels_last, default_precision, validate
@@ -465,7 +465,21 @@ def saved_so_far(saver, start_epoch, last_path, args, resume):
     was given beyond its own (a larger --epochs)."""
     if saver.done or resume is None:
         return saver.done or start_epoch - 1, shown_path(last_path), how_it_ran(args)
-    return start_epoch - 1, shown_path(args.resume), flags_to_repeat(args, resume['args']) + how_it_ran(args)
+    return resumed_so_far(args, resume)
+
+
+def resumed_so_far(args, resume):
+    """The epoch of the checkpoint a run resumed, where it is, and the flags to go on from it with:
+    the settings this run was given beyond its own (a larger --epochs), and how it ran here."""
+    return resume['epoch'], shown_path(args.resume), flags_to_repeat(args, resume['args']) + how_it_ran(args)
+
+
+def stopped_setting_up(args, resume, context):
+    """What a stop while a resumed run sets up leaves, for run_cli's line: the checkpoint it resumed,
+    as it was, and the command to go on from it, as saved_so_far gives them to a stop in an epoch."""
+    saved, where, repeat = resumed_so_far(args, resume)
+    return (f'{NOTHING_HALF_WRITTEN}, and epoch {saved} is still saved in {where}. '
+            f'Resume with: {resume_command(where, context, repeat)}')
 
 
 # How a run ran on this machine, which a resume takes from its command line as a new run does
@@ -796,6 +810,18 @@ def time_line(watch, beside):
 
 
 def main(argv=None):
+    going_on = []  # while a resumed run sets up: what a stop then leaves (stopped_setting_up)
+    try:
+        return set_up_and_train(argv, going_on)
+    except KeyboardInterrupt as stop:
+        # Before a resumed run's first epoch (its pictures decoding: minutes), its checkpoint is as it
+        # was: run_cli's line names it and the command to go on, as a stop in an epoch does
+        if going_on and not hasattr(stop, 'left'):
+            stop.left = going_on[-1]
+        raise
+
+
+def set_up_and_train(argv, going_on):
     watch = Stopwatch()
     # Under torchrun every process reads the command line, the CSVs and the pictures alike, and
     # finds what the others find in them: the first process of each machine says it.
@@ -806,6 +832,8 @@ def main(argv=None):
             args = resumed_args(argv, resume, args.resume, parse_args, build_parser())
         run_dir = run_folder(args, resume)
         context = distributed.setup(args.device)
+        if resume is not None and context.is_main:
+            going_on.append(stopped_setting_up(args, resume, context))
         device = context.device
         keep_freed_memory(device)  # on a CPU: evaluation batches reuse their memory (allocator.py)
         # Precision and memory format are chosen once, here.
@@ -921,6 +949,7 @@ def main(argv=None):
     epoch = start_epoch - 1
     saver = BackgroundSaver()  # writes each epoch's files while the next one trains
     stopped = None
+    going_on.clear()  # from here a stop says what is saved itself, below
     try:
         if context.is_main and resume is not None:
             # In here: a Ctrl-C as it writes names the epoch saved and the command to go on, and the

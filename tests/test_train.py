@@ -38,7 +38,7 @@ import train
 import train_step
 from checkpoint import (changed_since_the_run, checkpoint_load, checkpoint_save, model_from_checkpoint,
                         path_as_trained)
-from cli import UserError, progress_bar, this_python, usable_cores
+from cli import UserError, progress_bar, run_cli, this_python, usable_cores
 from conftest import ROOT, file_size_limit, overflowing, run_script, train_args
 from dataset import HEADS, AttributesDataset, read_annotations
 from demo import load_test_script
@@ -1290,6 +1290,36 @@ def test_a_resumed_run_stopped_as_it_starts_leaves_its_args_json_as_its_checkpoi
     with pytest.raises(KeyboardInterrupt):
         train.main(resume)
     assert json.loads((run_dir / 'args.json').read_text()) == saved
+
+
+def test_a_ctrl_c_while_a_resumed_run_sets_up_says_how_to_go_on(one_epoch_run, small_split, tmp_path, monkeypatch,
+                                                                capsys):
+    # As its pictures were decoded (minutes on the real data), a stop ended in run_cli's line alone,
+    # "interrupted (Ctrl-C); no file was left half-written", without the command to go on
+    run_dir = shutil.copytree(one_epoch_run, tmp_path / 'run')
+    last = run_dir / 'last.pth'
+    said = (f'\ninterrupted (Ctrl-C); no file was left half-written, and epoch 1 is still saved in {last}. '
+            f'Resume with: python train.py --resume {last} --epochs 3\n')
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.chdir(ROOT)  # where train.py is: `python train.py`
+    resume = ['--resume', str(last), '--epochs', '3', '--device', 'cpu']
+    with monkeypatch.context() as decoding:
+        decoding.setattr(train, 'make_train_loader', ctrl_c)
+        with pytest.raises(SystemExit) as stop:
+            run_cli(lambda: train.main(resume))
+        assert stop.value.code == 130 and capsys.readouterr().err == said
+        # a new run's setup has nothing to go on from: run_cli's line alone, as before
+        with pytest.raises(SystemExit):
+            run_cli(lambda: train.main(train_args(small_split, tmp_path / 'new', '--epochs', 2)))
+        assert capsys.readouterr().err == '\ninterrupted (Ctrl-C); no file was left half-written\n'
+    # the last of the setup: as the run starts in its folder, copying best.pth in
+    os.remove(run_dir / 'best.pth')
+    monkeypatch.setattr(runs, 'keep_best_of_resumed', ctrl_c)
+    with pytest.raises(SystemExit):
+        run_cli(lambda: train.main(resume))
+    assert capsys.readouterr().err == said
 
 
 def test_the_command_to_resume_repeats_how_the_run_ran_here_and_a_resume_in_another_precision_is_said(
