@@ -484,9 +484,10 @@ def stopped_setting_up(args, resume, context):
 
 # How a run ran on this machine, which a resume takes from its command line as a new run does
 # (resuming.RESUMED_SETTINGS): the command printed to go on here repeats those given, or the run
-# went on in fp32 where it had trained in bf16. (--device's auto finds the same device here.)
-HOW_IT_RAN = {'precision': '--precision', 'channels_last': '--channels-last', 'compile': '--compile',
-              'cuda_graphs': '--cuda-graphs', 'cudnn_benchmark': '--cudnn-benchmark'}
+# went on in fp32 where it had trained in bf16, and on the GPU where it was given --device cpu
+# (auto finds the same device again, and is left out as the other defaults are).
+HOW_IT_RAN = {'device': '--device', 'precision': '--precision', 'channels_last': '--channels-last',
+              'compile': '--compile', 'cuda_graphs': '--cuda-graphs', 'cudnn_benchmark': '--cudnn-benchmark'}
 
 
 def how_it_ran(args):

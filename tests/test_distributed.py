@@ -512,18 +512,19 @@ def test_a_process_killed_alone_leaves_another_saying_how_to_resume(small_split,
     assert processes[killed].returncode == -signal.SIGKILL
     assert processes[left].returncode == 1, err[-3000:]
     last_path = tmp_path / 'run' / 'last.pth'
+    cpu = ['--device', 'cpu']  # train_args', repeated in the command to go on
     if killed == 0:
         (line,) = re.findall(r'error: .*', err)
         epoch = checkpoint_load(str(last_path))['epoch']
         assert line == (
             'error: process 1 stopped: another process of the run ended (its own lines say why; where process 0 '
             f'said nothing, killed: Epoch {epoch} is saved in {last_path}. Resume with: '
-            f'{train.resume_command(str(last_path), distributed.Context(rank=1, world_size=2))})'), err
+            f'{train.resume_command(str(last_path), distributed.Context(rank=1, world_size=2), cpu)})'), err
         assert epoch in (1, 2) and 'Traceback' not in err
         return
     assert re.findall(r'error: .*', err) == [
         f'error: process 0 stopped: another process of the run ended in epoch 2; epoch 1 is saved in {last_path}. '
-        f'Resume with: {train.resume_command(str(last_path), distributed.Context(rank=0, world_size=2))}'], err
+        f'Resume with: {train.resume_command(str(last_path), distributed.Context(rank=0, world_size=2), cpu)}'], err
     assert 'Traceback' not in err
     assert checkpoint_load(str(last_path))['epoch'] == 1
 
@@ -841,7 +842,7 @@ def test_a_resumed_process_1_whose_peer_ended_names_the_checkpoint_it_resumed(sm
     assert capsys.readouterr().err == (
         'error: process 1 stopped: another process of the run ended (its own lines say why; where process 0 said '
         f'nothing, killed: Epoch 1 is saved in {kept}. Resume with: '
-        f'{train.resume_command(str(kept), distributed.Context(rank=1, world_size=2))} --epochs 2)\n')  # as given
+        f'{train.resume_command(str(kept), distributed.Context(rank=1, world_size=2))} --epochs 2 --device cpu)\n')
     assert os.listdir(kept.parent) == ['epoch-1.pth']
 
 

@@ -369,7 +369,8 @@ def test_a_full_disk_stops_the_run_in_one_line_and_keeps_the_last_checkpoint(sma
     # and says what is kept, and how to go on
     assert re.fullmatch(f'could not save checkpoint {re.escape(str(last))}: {os.strerror(errno.EFBIG)}; the previous '
                         f'checkpoint there, if any, is kept. Epoch 1 is saved in {re.escape(str(last))}. Resume with: '
-                        rf'python \S*train\.py --resume {re.escape(str(last))}', str(error.value)), str(error.value)
+                        rf'python \S*train\.py --resume {re.escape(str(last))} --device cpu', str(error.value)), \
+        str(error.value)
     assert checkpoint_load(str(last))['epoch'] == 1
     assert [int(r['epoch']) for r in metrics_rows(tmp_path / 'run')] == [1]
     printed = capsys.readouterr().out  # every epoch trained is said, also the one whose queueing found the failure
@@ -1096,7 +1097,7 @@ def test_ctrl_c_sigterm_or_sighup_saves_the_last_epoch_and_says_how_to_resume(sm
     assert 'Traceback' not in err
     # named as below the folder it was started in, where the user is
     assert re.search(rf'\n{words} (in|after) epoch \d+; epoch \d+ is saved in run/last\.pth\. Resume with: python '
-                     rf'\S+/train\.py --resume run/last\.pth\n', out)
+                     rf'\S+/train\.py --resume run/last\.pth --device cpu\n', out)
     assert checkpoint_load(str(run_dir / 'last.pth'))['epoch'] >= 1
     assert [name for name in os.listdir(run_dir) if name.startswith('.tmp-')] == []  # none left half-written
 
@@ -1185,7 +1186,7 @@ def test_a_dataloader_worker_killed_stops_the_run_in_one_line_with_its_epochs_ke
                      r'killed, most often), as the system ends a process when memory runs out \(fewer --workers need '
                      r'less; 0: none\)\. The run stopped in epoch 2; '
                      rf'epoch 1 is saved in {re.escape(last)}\. Resume with: python train\.py --resume '
-                     rf'{re.escape(last)}\n$', result.stderr), result.stderr
+                     rf'{re.escape(last)} --device cpu\n$', result.stderr), result.stderr
     assert checkpoint_load(last)['epoch'] == 1
 
 
@@ -1299,7 +1300,7 @@ def test_a_ctrl_c_while_a_resumed_run_sets_up_says_how_to_go_on(one_epoch_run, s
     run_dir = shutil.copytree(one_epoch_run, tmp_path / 'run')
     last = run_dir / 'last.pth'
     said = (f'\ninterrupted (Ctrl-C); no file was left half-written, and epoch 1 is still saved in {last}. '
-            f'Resume with: python train.py --resume {last} --epochs 3\n')
+            f'Resume with: python train.py --resume {last} --epochs 3 --device cpu\n')
 
     def ctrl_c(*args, **kwargs):
         raise KeyboardInterrupt
@@ -1325,7 +1326,7 @@ def test_a_ctrl_c_while_a_resumed_run_sets_up_says_how_to_go_on(one_epoch_run, s
 def test_the_command_to_resume_repeats_how_the_run_ran_here_and_a_resume_in_another_precision_is_said(
         small_split, tmp_path, monkeypatch, capsys):
     # "Resume with: python train.py --resume ...": followed, a run that trained in bf16 NCHW went
-    # on in fp32 channels_last, without a word
+    # on in fp32 channels_last, without a word; and one given --device cpu on a GPU machine went on on the GPU
     real_epoch = train.train_one_epoch
 
     def ctrl_c_in_epoch_2(model, loader, step, epoch, *args):
@@ -1337,13 +1338,17 @@ def test_the_command_to_resume_repeats_how_the_run_ran_here_and_a_resume_in_anot
     with pytest.raises(SystemExit):
         train.main(train_args(small_split, tmp_path, '--epochs', 3, '--precision', 'bf16', '--channels-last', 'off'))
     last = tmp_path / 'run' / 'last.pth'
-    assert capsys.readouterr().out.endswith(f'Resume with: python train.py --resume {last} --precision bf16 '
-                                            '--channels-last off\n')
+    assert capsys.readouterr().out.endswith(f'Resume with: python train.py --resume {last} --device cpu --precision '
+                                            'bf16 --channels-last off\n')
     with pytest.raises(SystemExit):
         train.main(['--resume', str(last), '--device', 'cpu', '--epochs', '4'])
     said = capsys.readouterr().out
     assert f'note: {last} trained in bf16; this run goes on in fp32 (--precision bf16 goes on as it was)\n' in said
-    assert said.endswith(f'Resume with: python train.py --resume {last} --epochs 4\n')
+    assert said.endswith(f'Resume with: python train.py --resume {last} --epochs 4 --device cpu\n')
+    # the defaults, given or not, are not repeated: auto finds the same device again
+    assert train.how_it_ran(train.parse_args(['--device', 'auto', '--precision', 'auto'])) == []
+    assert train.how_it_ran(train.parse_args(['--device', 'cuda:1', '--compile'])) == \
+        ['--device', 'cuda:1', '--compile', 'default']
 
 
 def test_a_ctrl_c_just_after_an_epochs_line_keeps_that_epoch(small_split, tmp_path, monkeypatch, capsys):
@@ -2244,9 +2249,9 @@ def test_a_resumed_run_stopped_before_it_saves_repeats_the_flags_it_was_given(fu
         with pytest.raises(SystemExit):
             train.main(['--resume', str(resumed), '--device', 'cpu', *argv])
         advice = capsys.readouterr().out.splitlines()[-1]
-        assert advice.endswith(f'Resume with: python train.py --resume {resumed}{repeated}'), advice
+        assert advice.endswith(f'Resume with: python train.py --resume {resumed}{repeated} --device cpu'), advice
     with pytest.raises(SystemExit):  # as advised: the same run, stopped again
-        train.main([*shlex.split(advice.split('Resume with: ')[1])[2:], '--device', 'cpu'])
+        train.main(shlex.split(advice.split('Resume with: ')[1])[2:])
     assert capsys.readouterr().out.splitlines()[-1] == advice
     # args.json beside it, as the checkpoint holds them: it said 5 epochs, and a plain --resume did 3
     with open(branch / 'args.json') as f:
@@ -2284,7 +2289,7 @@ def test_a_resumed_run_whose_first_save_fails_repeats_the_flags_it_was_given(ful
     with pytest.raises(UserError) as error:
         train.main(['--resume', str(resumed), '--device', 'cpu', '--epochs', '4', '--save-every', '1'])
     assert str(error.value).endswith(f'Epoch 2 is saved in {resumed}. Resume with: python train.py --resume '
-                                     f'{resumed} --epochs 4 --save-every 1'), str(error.value)
+                                     f'{resumed} --epochs 4 --save-every 1 --device cpu'), str(error.value)
 
 
 def test_fewer_training_pictures_than_processes_is_one_clear_error(small_split, tmp_path, monkeypatch):
