@@ -284,12 +284,23 @@ def moved_with_other_rows(resume, key, name):
 
 def the_runs_names(saved, path, default_checkpoints):
     """--checkpoints and --run-name of the run that goes on from the checkpoint at `path`: as the
-    run was first named, or those of the folder a branch goes on in (a checkpoint copied into a
-    folder of another name), which the original names no longer lead to."""
+    run was named, where they lead to the checkpoint's folder (none, a name made from the clock), or
+    those of the folder a branch goes on in (a checkpoint copied into another folder: of another
+    name, or other/RUN/, or of a run named by the clock), which the original names do not lead to."""
     run_dir = checkpoint_folder(path)
-    if saved.get('run_name') is None or saved['run_name'] == os.path.basename(run_dir):
-        return saved.get('checkpoints', default_checkpoints), saved.get('run_name')
+    checkpoints, name = saved.get('checkpoints', default_checkpoints), saved.get('run_name')
+    if name in (None, os.path.basename(run_dir)) and holds_the_folder(saved, checkpoints, run_dir):
+        return checkpoints, name
     return os.path.dirname(run_dir), os.path.basename(run_dir)
+
+
+def holds_the_folder(saved, checkpoints, run_dir):
+    """Whether the run's --checkpoints, `checkpoints`, is run_dir's parent: as the run named it, from the
+    folder it ran in, or the project moved, the same name from here (checkpoint.path_as_trained)."""
+    if not isinstance(checkpoints, str):  # a setting edited by hand: the folder's own names
+        return False
+    there, _ = path_as_trained(dict(saved, checkpoints=checkpoints), 'checkpoints')
+    return os.path.isdir(there) and os.path.samefile(there, os.path.dirname(run_dir))
 
 
 def check_same_folder(args, saved, path, default_checkpoints):

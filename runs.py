@@ -267,17 +267,19 @@ def started_in(run_dir, args, resume, settings):
         return claimed, tensorboard_writer(args, run_dir, resume)
     except BaseException:
         if wrote and resume is not None:  # a Ctrl-C as it copied best.pth, say: the folder still held
-            put_back_settings(run_dir, resume)
+            put_back_settings(run_dir, resume, settings)
         release_run_folder(claimed)  # for a caller in this process that tries again
         raise
 
 
-def put_back_settings(run_dir, resume):
+def put_back_settings(run_dir, resume, settings):
     """A resumed run that ended before it saved an epoch (a Ctrl-C, an error): its folder's args.json
     as the checkpoint it resumed holds them. It kept those given anew (--epochs 8 of a run of 4),
-    which no checkpoint held, and a plain --resume then refused the run as done."""
+    which no checkpoint held, and a plain --resume then refused the run as done. The folder's names
+    are the run's, `settings` (saved_args): a branch's own, not those of the run it came from."""
     with atomic_open(os.path.join(run_dir, 'args.json'), encoding='utf-8') as f:
-        json.dump(resume['args'], f, indent=2)
+        json.dump(dict(resume['args'], checkpoints=settings['checkpoints'], run_name=settings['run_name']), f,
+                  indent=2)
 
 
 def release_run_folder(folder):

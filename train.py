@@ -1080,7 +1080,7 @@ def set_up_and_train(argv, going_on):
         if writer is not None:
             writer.close()
         if context.is_main and resume is not None and not saver.done:
-            put_back_settings(run_dir, resume)  # the folder still locked: no other run writes there meanwhile
+            put_back_settings(run_dir, resume, settings)  # the folder still locked: no other run writes there meanwhile
         release_run_folder(claimed)
         if context.is_main and resume is None and not os.path.exists(last_path):
             remove_unsaved_run(run_dir, made)

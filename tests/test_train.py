@@ -1006,6 +1006,43 @@ def test_a_resumed_run_keeps_its_settings_and_data(small_split, tmp_path, monkey
                     *machine])
 
 
+def test_a_branch_in_a_folder_of_the_runs_name_elsewhere_names_its_own_folder(one_epoch_run, tmp_path, monkeypatch):
+    # other/run/ (or a run named by the clock, in a folder of any name): its args.json and checkpoints
+    # named the original's --checkpoints, which lead to the run it came from, not to the branch
+    state = checkpoint_load(os.path.join(one_epoch_run, 'last.pth'))
+    machine = ['--device', 'cpu', '--workers', '0']
+
+    def ctrl_c(*args):
+        raise KeyboardInterrupt
+
+    def resumed(folder, settings, *flags):
+        """The names in args.json of a run stopped before it saved, and then in those of its next epoch."""
+        folder.mkdir(parents=True)
+        last = checkpoint_save(str(folder / 'last.pth'), dict(state, args=settings))
+        with monkeypatch.context() as stopped:
+            stopped.setattr(train, 'train_one_epoch', ctrl_c)
+            with pytest.raises(SystemExit):
+                train.main(['--resume', last, '--epochs', '3', *machine])
+        names = [json.loads((folder / 'args.json').read_text())]
+        assert {k: v for k, v in names[0].items() if k not in ('checkpoints', 'run_name')} == \
+            {k: v for k, v in json.loads(json.dumps(settings)).items() if k not in ('checkpoints', 'run_name')}
+        train.main(['--resume', last, '--epochs', '2', *machine])
+        names += [json.loads((folder / 'args.json').read_text()), checkpoint_load(last)['args']]
+        return [(settings['checkpoints'], settings['run_name']) for settings in names]
+
+    original = (state['args']['checkpoints'], 'run')
+    assert original[0] != str(tmp_path / 'other')
+    assert resumed(tmp_path / 'other' / 'run', state['args']) == [(str(tmp_path / 'other'), 'run')] * 3
+    clock = dict(state['args'], checkpoints=str(tmp_path / 'runs'), run_name=None)  # no --run-name given
+    assert resumed(tmp_path / 'runs' / '2026-01-31_12-00-00', clock) == [(str(tmp_path / 'runs'), None)] * 3  # in place
+    assert resumed(tmp_path / 'copied' / '2026-01-31_12-00-00', clock) == \
+        [(str(tmp_path / 'copied'), '2026-01-31_12-00-00')] * 3
+    # a relative --checkpoints, from the folder the run started in: in place from anywhere
+    relative = dict(state['args'], checkpoints='runs', run_name='mine', workdir=str(tmp_path))
+    monkeypatch.chdir(one_epoch_run)
+    assert resumed(tmp_path / 'runs' / 'mine', relative) == [('runs', 'mine')] * 3
+
+
 def test_a_branch_whose_best_epoch_stayed_behind_says_so(tmp_path, capsys):
     runs.keep_best_of_resumed(str(tmp_path), {'epoch': 2, 'best': {'epoch': 1, 'score': 0.5}}, 'elsewhere.pth')
     assert capsys.readouterr().out == (f'note: the best epoch so far, 1, is not in {tmp_path}; best.pth is written '
@@ -1274,7 +1311,8 @@ def test_a_resumed_run_stopped_as_it_starts_leaves_its_args_json_as_its_checkpoi
     # left args.json with --epochs 3, which no checkpoint held
     run_dir = shutil.copytree(one_epoch_run, tmp_path / 'run')
     os.remove(run_dir / 'curves.png')
-    saved = json.loads((run_dir / 'args.json').read_text())
+    # the copy's folder named, not the run's it was copied from (a branch's names)
+    saved = dict(json.loads((run_dir / 'args.json').read_text()), checkpoints=str(tmp_path))
 
     def ctrl_c(*args):
         raise KeyboardInterrupt
@@ -2254,8 +2292,10 @@ def test_a_resumed_run_stopped_before_it_saves_repeats_the_flags_it_was_given(fu
         train.main(shlex.split(advice.split('Resume with: ')[1])[2:])
     assert capsys.readouterr().out.splitlines()[-1] == advice
     # args.json beside it, as the checkpoint holds them: it said 5 epochs, and a plain --resume did 3
+    # (the branch's folder named, not the run's it came from)
     with open(branch / 'args.json') as f:
-        assert json.load(f) == json.loads(json.dumps(checkpoint_load(str(resumed))['args']))
+        assert json.load(f) == json.loads(json.dumps(dict(checkpoint_load(str(resumed))['args'],
+                                                          checkpoints=str(tmp_path), run_name='branch')))
 
 
 def test_the_flags_repeated_leave_out_the_runs_own_files_as_a_resume_finds_them(tmp_path, monkeypatch):
