@@ -16,7 +16,7 @@ from PIL import Image
 
 from catalog import UNREADABLE
 from checkpoint import checkpoint_load, checkpoint_save
-from cli import UserError, quoted_path
+from cli import UserError, quoted_path, shown_path
 from plots import history_digest, png_text
 
 
@@ -60,6 +60,50 @@ def run_settings(path):
     killed in its first epoch left, but not a file of the user's of that name."""
     settings = json_object(path)
     return settings is not None and {'epochs', 'batch_size', 'workdir'} <= settings.keys()
+
+
+def refuse_a_run_that_saved_no_epoch(path):
+    """--resume of a run's last.pth, or of its folder, where the run saved no epoch: one killed in its
+    first epoch (a kill -9, a power cut, which leave nothing to clean up after, as a Ctrl-C does:
+    train.remove_unsaved_run) left its folder with its args.json alone, or one is in it still. Said
+    as such, not as 'no such checkpoint file' beside the run's args.json, as if the path were mistyped."""
+    if os.path.isdir(path):
+        folder, what = path, 'a folder, not a checkpoint file'
+    elif not os.path.lexists(path):
+        folder, what = os.path.dirname(path) or os.curdir, 'no such checkpoint file'
+    else:
+        return
+    if not (os.path.isdir(folder) and run_settings(os.path.join(folder, 'args.json'))):
+        return
+    with os.scandir(folder) as entries:  # an epoch's files: the folder's own messages name them
+        if any(re.fullmatch(RUN_FILES, entry.name) and entry.name != 'args.json' for entry in entries):
+            return
+    folder = os.path.normpath(folder)
+    if in_training(folder):
+        raise UserError(f'{path}: {what}: the run in {folder} is still in its first epoch (another train.py is '
+                        'training in it); resume it once it has saved one, if it stops')
+    parent, name = os.path.split(os.path.abspath(folder))
+    raise UserError(f'{path}: {what}: the run in {folder} stopped before it saved its first epoch (killed, say; its '
+                    'folder holds its args.json but no checkpoint), so there is nothing to resume. Start it anew '
+                    f'without --resume (its settings are in {os.path.join(folder, "args.json")}); --checkpoints '
+                    f'{quoted_path(shown_path(parent))} --run-name {quoted_path(name)} starts it in that folder again')
+
+
+def in_training(run_dir):
+    """Whether a train.py holds run_dir locked, as it does for as long as it runs (claim_run_folder)."""
+    try:
+        folder = os.open(run_dir, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(folder, fcntl.LOCK_SH | fcntl.LOCK_NB)  # let go of at once, with the descriptor
+    except BlockingIOError:
+        return True
+    except OSError:  # a file system without locks (NFS without lockd, say): no run can be told to be there
+        return False
+    finally:
+        os.close(folder)
+    return False
 
 
 def refuse_later_epochs(run_dir, args, resume):

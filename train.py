@@ -46,9 +46,9 @@ from train_step import (GraphedTrainStep, TrainStep, load_optimizer_state, make_
 from plots import plot_curves, pyplot
 from resuming import (RESUMED_SETTINGS, SPLIT_FILES, flags_to_repeat, given, labels_of_the_run, resumed_args,
                       trained_on)
-from runs import (check_log_folder, check_run_folder, left_unwritten, log_epoch, metric_text, release_run_folder,
-                  put_back_settings, remove_unsaved_log, run_folder, saved_args, start_in_folder,
-                  tensorboard_installed)
+from runs import (check_log_folder, check_run_folder, left_unwritten, log_epoch, metric_text, put_back_settings,
+                  refuse_a_run_that_saved_no_epoch, release_run_folder, remove_unsaved_log, run_folder, saved_args,
+                  start_in_folder, tensorboard_installed)
 from saver import BackgroundSaver, detached_copy
 from split_data import split_digests, split_paths
 from stopwatch import Stopwatch
@@ -828,6 +828,8 @@ def set_up_and_train(argv, going_on):
     # finds what the others find in them: the first process of each machine says it.
     with distributed.said_once_per_machine():
         args = parse_args(argv)
+        if args.resume:
+            refuse_a_run_that_saved_no_epoch(args.resume)
         resume = resumable_load(args.resume) if args.resume else None
         if resume is not None:
             args = resumed_args(argv, resume, args.resume, parse_args, build_parser())

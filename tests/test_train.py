@@ -1305,6 +1305,41 @@ def test_a_new_run_stopped_before_it_saved_an_epoch_leaves_no_tensorboard_log_be
     assert os.listdir(logs / 'run') == ['notes.txt']
 
 
+def test_a_resume_of_a_run_that_saved_no_epoch_says_so(one_epoch_run, tmp_path):
+    # A run killed (kill -9) in its first epoch leaves its folder with its args.json alone: --resume of it
+    # said "no such checkpoint file", or of the folder "a folder, not a checkpoint file", as if mistyped
+    folder = tmp_path / 'checkpoints' / '2026-01-31_12-00-00'  # named by the clock: no name given
+    folder.mkdir(parents=True)
+    shutil.copy(os.path.join(one_epoch_run, 'args.json'), folder)
+    for given, what in [(folder / 'last.pth', 'no such checkpoint file'), (folder, 'a folder, not a checkpoint file')]:
+        with pytest.raises(UserError) as error:
+            train.main(['--resume', str(given), '--device', 'cpu'])
+        assert str(error.value) == (
+            f'{given}: {what}: the run in {folder} stopped before it saved its first epoch (killed, say; its folder '
+            'holds its args.json but no checkpoint), so there is nothing to resume. Start it anew without --resume '
+            f'(its settings are in {folder / "args.json"}); --checkpoints {tmp_path / "checkpoints"} --run-name '
+            f'2026-01-31_12-00-00 starts it in that folder again')
+    # a train.py in its first epoch there, its folder locked: not said to have stopped
+    claimed = runs.claim_run_folder(str(folder), None)
+    try:
+        with pytest.raises(UserError, match=f'^{re.escape(str(folder / "last.pth"))}: no such checkpoint file: the '
+                                            f'run in {re.escape(str(folder))} is still in its first epoch \\(another '
+                                            'train.py is training in it\\); resume it once it has saved one, if it '
+                                            'stops$'):
+            train.main(['--resume', str(folder / 'last.pth'), '--device', 'cpu'])
+    finally:
+        runs.release_run_folder(claimed)
+    # an args.json that train.py did not write, or a folder with a checkpoint: as before
+    (folder / 'args.json').write_text('{"mine": true}')
+    with pytest.raises(UserError, match=f'^{re.escape(str(folder / "last.pth"))}: no such checkpoint file$'):
+        train.main(['--resume', str(folder / 'last.pth'), '--device', 'cpu'])
+    shutil.copy(os.path.join(one_epoch_run, 'args.json'), folder)
+    shutil.copy(os.path.join(one_epoch_run, 'best.pth'), folder)
+    with pytest.raises(UserError, match=f'^{re.escape(str(folder))}: a folder, not a checkpoint file; give one of its '
+                                        'checkpoints, such as .*best.pth$'):
+        train.main(['--resume', str(folder), '--device', 'cpu'])
+
+
 def test_a_resumed_run_stopped_as_it_starts_leaves_its_args_json_as_its_checkpoint_holds_them(one_epoch_run, tmp_path,
                                                                                              monkeypatch, capsys):
     # A Ctrl-C as the resumed epoch's missing files were written said no epoch and no command, and
