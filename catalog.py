@@ -231,16 +231,21 @@ def quote_left_open_at_end(text):
     return False
 
 
+# How much of a file is looked at to say what it is (64 KiB): a split or a log of hundreds of MB
+# given for another file is named from its beginning, not decoded whole.
+BEGINNING = 65536
+
+
 def beginning_of(path):
     """How a message says what a file of the user's that would be replaced begins with: its first
     line where it is text, else what it is (a picture, an archive), not its bytes as characters."""
     with open(path, 'rb') as f:
-        data = f.read(65536)
+        data = f.read(BEGINNING)
     line = first_line_of_text(data)
     if line is not None:
         return f'its first line is {line!r}'
     if not data.strip():
-        return 'it is blank' + (' in its first 64 KiB' if len(data) == 65536 else '')
+        return 'it is blank' + (' in its first 64 KiB' if len(data) == BEGINNING else '')
     kind = picture_format(data)
     if kind is not None:
         return f'it is a {kind} picture'

@@ -68,10 +68,10 @@ def pickled_code(data):
     """(whether data begins with a whole pickle, its STOP past its first line: 'N.' is a pickle
     of None; the Python objects it and the pickles after it would call or build, as module.name, up
     to any damage, but those torch.load's safe reader rebuilds: torch.save's format of before
-    PyTorch 1.6 is several pickles, then the tensors' bytes). Read by pickletools, which runs
-    nothing, with the unpickler's stack and memo emulated as pickletools.dis does. An object counts
-    where a call follows it, or its pickle is whole: text read as a GLOBAL ('config' over 'value')
-    is neither."""
+    PyTorch 1.6 is several pickles, then the tensors' bytes; how many bytes of data were read, to
+    the end of the opcode that stopped the reading). Read by pickletools, which runs nothing, with
+    the unpickler's stack and memo emulated as pickletools.dis does. An object counts where a call
+    follows it, or its pickle is whole: text read as a GLOBAL ('config' over 'value') is neither."""
     stream, names, ends = io.BytesIO(data), [], []
     while stream.tell() < len(data):
         stack, memo, pending = [[]], {}, []  # each pickle's own, as pickle.load starts each afresh
@@ -113,7 +113,7 @@ def pickled_code(data):
     line = data.find(b'\n')
     whole = bool(ends) and ends[0][1] and (ends[0][0] > line if line >= 0 else ends[0][0] == len(data))
     return whole, [f'{module}.{name}'.rstrip('.') for module, name in names if (module, name) != (None, None)
-                   and not torch_saves(module, name)]
+                   and not torch_saves(module, name)], stream.tell()
 
 
 # Opcodes that call an object, or a method of one (os.environ's __setitem__ is putenv's)

@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.utils.collect_env
 
+import catalog
 import checkpoint
 import pickle_scan
 from checkpoint import checkpoint_load, checkpoint_save, model_from_checkpoint, path_as_trained
@@ -308,6 +309,54 @@ def test_files_that_are_not_checkpoints_are_named(tmp_path, content, said):
         warnings.simplefilter('error')  # PyTorch's warning about the pickle protocol is not shown
         with pytest.raises(UserError, match=f'^{re.escape(f"{path}: {said}")}'):
             checkpoint_load(str(path))
+
+
+def test_a_big_text_file_is_named_from_its_beginning_not_read_whole(tmp_path, monkeypatch):
+    # A split of 300 MB given for a checkpoint took 12 s and 1.5 GB to be named a text file: it was
+    # read whole, and decoded whole to say it is text throughout. Here 1 MiB, and how much is read.
+    path = tmp_path / 'train.csv'
+    row = b'images/1163.jpg,Men,Tshirts,Blue\n'
+    path.write_bytes(b'image_path,gender,articleType,baseColour\n' + row * (2**20 // len(row)))
+    read = []
+
+    class Counted(io.BufferedReader):
+        def read(self, size=-1):
+            data = super().read(size)
+            read.append(len(data))
+            return data
+
+    monkeypatch.setattr(checkpoint, 'open', lambda name, mode='r': Counted(io.FileIO(name, mode.replace('b', ''))),
+                        raising=False)
+    with pytest.raises(UserError, match=re.escape(f"{path}: a text file, not a checkpoint (it reads "
+                                                  "'image_path,gender,articleType,baseColour')")):
+        checkpoint_load(str(path))
+    assert 0 < sum(read) <= catalog.BEGINNING + 1, read
+
+
+def old_format_in_text():
+    """torch.save's format of before 1.6 at protocol 0, its first 64 KiB text: its first pickle whole."""
+    saved = io.BytesIO()
+    torch.save({f'layer{i}.weight': torch.zeros(2) for i in range(1000)}, saved, _use_new_zipfile_serialization=False,
+               pickle_protocol=0)
+    return saved.getvalue()
+
+
+@pytest.mark.parametrize('data,said', [
+    (pickle.dumps([list(range(20000)), 0], protocol=0)[:-2] + b"cos\nsystem\n(S'true'\ntRa.",
+     'refused to load: it holds Python objects that could run code when unpickled (os.system)'),
+    (b'V' + b'a' * 70000 + b"\n0cos\nsystem\n(S'true'\ntR.", 'refused to load: it holds Python objects that could '
+                                                           'run code when unpickled (os.system)'),
+    (pickle.dumps(list(range(20000)), protocol=0), 'not a PyTorch checkpoint (Unsupported operand 108)'),
+    (old_format_in_text(), "a checkpoint in torch.save's format of before PyTorch 1.6")],
+    ids=['code-after-a-list', 'code-after-a-string', 'list', 'before-1.6'])
+def test_a_pickle_of_protocol_0_longer_than_64_kib_is_read_whole(tmp_path, data, said):
+    # Text in its first 64 KiB, where pickletools reads on past them or a pickle is whole: what
+    # follows counts (the code), and the file is looked at as it was
+    path = tmp_path / 'x.pth'
+    path.write_bytes(data)
+    assert len(data) > catalog.BEGINNING and catalog.text_of(data[:catalog.BEGINNING]) is not None
+    with pytest.raises(UserError, match=f'^{re.escape(f"{path}: {said}")}'):
+        checkpoint_load(str(path))
 
 
 def broken_checkpoint(path, kind):
