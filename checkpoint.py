@@ -17,8 +17,8 @@ from catalog import BEGINNING, ZIP_START, first_line_of_text, picture_format, te
 from cli import NOT_A_REGULAR_FILE, UserError, counted, first_few, reach_problem
 from dataset import HEADS, AttributesDataset, tutorial_vocab
 from model import MultiOutputModel
-from pickle_scan import (found_here, holds_record, pickle_in, pickle_protocol, pickled_code, saved_by_old_torch,
-                         saved_by_torch)
+from pickle_scan import (found_here, harmless_builtins, holds_record, pickle_in, pickle_protocol, pickled_code,
+                         saved_by_old_torch, saved_by_torch)
 from split_data import kept_splits, pictures_digest, rows_digest
 
 FORMAT = 'fashion-multi-output/1'
@@ -217,6 +217,7 @@ def check_not_code_or_text(path, data, pickled, error, reason=''):
     # checkpoint, decoded whole, took 12 s and 1.5 GB to be named.
     as_text = line is not None and not any(map(found_here, set(code))) and text_of(data[:BEGINNING]) is not None
     if code and not as_text:
+        check_not_only_builtins(path, code, reason, error)
         refuse_code(path, reason if 'GLOBAL' in reason else ', '.join(code[:3]), error)
     if line is not None and (not whole or as_text and (code or 'GLOBAL' in reason)):
         raise text_file(path, line)
@@ -245,6 +246,31 @@ def check_not_long_text(path):
 
 def text_file(path, line):
     return UserError(f'{path}: a text file, not a checkpoint (it reads {line!r}): give {RUN_CHECKPOINTS}')
+
+
+def check_not_only_builtins(path, code, reason, error):
+    """A pickle whose objects (code, pickled_code's, and the GLOBAL the unpickler's reason names)
+    are all builtins that run no code (a frozenset, a range: HARMLESS_BUILTINS), which weights_only
+    refuses all the same, named as what it holds: 'objects that could run code', it said, of a
+    frozenset."""
+    found = harmless_builtins(code + global_met(reason))
+    if found is None:
+        return
+    kinds, names = found
+    one = len(kinds) == 1
+    held = ' and '.join(filter(None, [', '.join(kinds[:-1]), kinds[-1]]))  # a frozenset, a slice and a range
+    raise UserError(f'{path}: not a checkpoint this project wrote: it holds {held} ({", ".join(names)}), '
+                    + ('a Python builtin that runs' if one else 'Python builtins that run') + ' no code but that '
+                    'torch.load\'s weights_only loading does not accept. If you trust the file, load it with '
+                    'weights_only=False and save it again with a list, a tuple or None in '
+                    + ('its place' if one else 'their place')) from error
+
+
+def global_met(reason):
+    """[module.name] of the GLOBAL the unpickler's reason names (torch names a builtin without its
+    module: 'GLOBAL frozenset'), or [] where it names none."""
+    met = re.search(r'GLOBAL (\S+)', reason)
+    return [met.group(1) if '.' in met.group(1) else f'builtins.{met.group(1)}'] if met else []
 
 
 def refuse_code(path, held, error):

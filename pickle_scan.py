@@ -169,13 +169,33 @@ def global_named(module, name=''):
     return None, None
 
 
+def python3_name(module, name):
+    """(module, name) of a GLOBAL as the unpickler imports it: Python 2's __builtin__.xrange, which
+    protocol 2 writes for a range, is builtins.range."""
+    return _compat_pickle.NAME_MAPPING.get((module, name), (_compat_pickle.IMPORT_MAPPING.get(module, module), name))
+
+
 def torch_saves(module, name):
     """Whether (module, name), under its Python 3 name, is one of the objects torch.load's safe
     reader rebuilds: the tensors' and storages' rebuilders, dtypes, OrderedDict. Others of torch's
     run code as any (torch.utils.collect_env.run runs a command; torch.os.system is os.system)."""
-    module, name = _compat_pickle.NAME_MAPPING.get((module, name), (_compat_pickle.IMPORT_MAPPING.get(module, module),
-                                                                    name))
-    return f'{module}.{name}' in SAFE_GLOBALS
+    return '.'.join(python3_name(module, name)) in SAFE_GLOBALS
+
+
+# Python's builtins that build a plain value and call nothing else, which torch.load's safe reader
+# refuses all the same (they are not among its allowed globals): what each builds, for a message.
+HARMLESS_BUILTINS = {'frozenset': 'a frozenset', 'range': 'a range', 'slice': 'a slice',
+                     'Ellipsis': 'Ellipsis', 'NotImplemented': 'NotImplemented'}
+
+
+def harmless_builtins(names):
+    """(what each builds, their Python 3 names) where every one of names (module.name, as
+    pickled_code gives them) is one of HARMLESS_BUILTINS; else None: any other object, or one the
+    pickle computes, may run code."""
+    found = list(dict.fromkeys(python3_name(*name.rpartition('.')[::2]) for name in names))
+    if not found or any(module != 'builtins' or name not in HARMLESS_BUILTINS for module, name in found):
+        return None
+    return [HARMLESS_BUILTINS[name] for _, name in found], [f'{module}.{name}' for module, name in found]
 
 
 # torch's own list of them (private: where a later torch drops it, all of them count as code)

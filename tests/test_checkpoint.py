@@ -145,6 +145,47 @@ def test_a_pickled_payload_is_refused_and_never_runs(tmp_path):
     assert not os.path.exists(MARKER)
 
 
+class EvalPayload:
+    def __reduce__(self):  # a builtin, but one that runs code
+        return (eval, (f'open({MARKER!r}, "w")',))
+
+
+@pytest.mark.parametrize('held,said', [
+    (frozenset({1}), 'a frozenset (builtins.frozenset), a Python builtin that runs no code'),
+    (slice(1, 2), 'a slice (builtins.slice), a Python builtin that runs no code'),
+    (range(3), 'a range (builtins.range), a Python builtin that runs no code'),
+    ([frozenset(), ..., slice(3)], 'a frozenset, Ellipsis and a slice (builtins.frozenset, builtins.Ellipsis, '
+                                   'builtins.slice), Python builtins that run no code')])
+def test_builtins_weights_only_refuses_are_named_as_what_they_are_not_as_code(tmp_path, held, said):
+    # 'refused to load: it holds Python objects that could run code when unpickled (Unsupported
+    # global: GLOBAL frozenset ...)', it said of a frozenset, a slice or a range
+    path = tmp_path / 'x.pth'
+    torch.save({'model': {'w': torch.zeros(2)}, 'extra': held}, path)
+    with pytest.raises(UserError) as error:
+        checkpoint_load(str(path))
+    assert str(error.value) == (f"{path}: not a checkpoint this project wrote: it holds {said} but that torch.load's "
+                                'weights_only loading does not accept. If you trust the file, load it with '
+                                'weights_only=False and save it again with a list, a tuple or None in '
+                                + ('their' if ' and ' in said else 'its') + ' place')
+    torch.save({'extra': slice(1, 2)}, path, pickle_protocol=4)  # a STACK_GLOBAL of Python 3's names
+    with pytest.raises(UserError, match=re.escape(f'{path}: not a checkpoint this project wrote: it holds a slice')):
+        checkpoint_load(str(path))
+
+
+@pytest.mark.parametrize('held', [[frozenset({1}), Payload()], [EvalPayload()], [range(2), EvalPayload()],
+                                  [argparse.Namespace(lr=0.1), slice(1)]],
+                         ids=['os.system', 'eval', 'range-eval', 'namespace'])
+def test_builtins_beside_other_objects_are_still_refused_as_code(tmp_path, held):
+    if os.path.exists(MARKER):
+        os.remove(MARKER)
+    path = tmp_path / 'x.pth'
+    torch.save({'model': {'w': torch.zeros(2)}, 'extra': held}, path)
+    with pytest.raises(UserError, match=f'^{re.escape(str(path))}: refused to load: it holds Python objects that '
+                                        'could run code when unpickled'):
+        checkpoint_load(str(path))
+    assert not os.path.exists(MARKER)
+
+
 def shadowed_archive(protocol):
     """torch.save's archive of a payload, with a harmless data.pkl in a folder of its own: torch.load
     reads ARCHIVE/data.pkl, ARCHIVE the folder of the first record. At protocol 2, an INT and a POP
