@@ -13,7 +13,7 @@ import zipfile
 import torch
 
 from atomic import absolute_path, atomic_open
-from catalog import BEGINNING, ZIP_START, first_line_of_text, picture_format, text_of
+from catalog import BEGINNING, ZIP_START, first_line_of_text, picture_format, text_of, zip_archive
 from cli import NOT_A_REGULAR_FILE, UserError, counted, first_few, reach_problem
 from dataset import HEADS, AttributesDataset, tutorial_vocab
 from model import MultiOutputModel
@@ -198,6 +198,33 @@ def check_not_other_kind(path, data):
                         'the pictures come after its flags)')
     if other_archive(data):  # torch.save's own files are zip archives too; an empty one, the unpickler's operand 80
         raise UserError(f'{path}: a zip archive, but not one torch.save wrote')
+    check_not_cut_short(path, data)
+
+
+def check_not_cut_short(path, data):
+    """A file cut short (a copy or a download that stopped) named so: torch.load's reason was its
+    reader's, as far as it got, 'EOFError' of an empty file; of a checkpoint's first bytes 'Unsupported
+    operand 80' (2 or 3 of them), 'not a ZIP archive' (up to 21), then 'failed finding central
+    directory', or 'negative seek value -831' (4 to 68 KiB: zip's end looked for before the start)."""
+    if not data:
+        raise UserError(f'{path}: empty (0 bytes), not a checkpoint: a copy or a save that did not finish? '
+                        f'Give {RUN_CHECKPOINTS}')
+    if zip_archive(data) and not zip_end_found(data):
+        raise UserError(f'{path}: cut short, or damaged at its end: it begins as a zip archive, as torch.save\'s '
+                        f'checkpoints do, but its {counted(len(data), "byte")} end before the list of what it holds '
+                        '(a copy or a download that stopped?); copy it again, or use another checkpoint of the run')
+
+
+# A zip archive's last record, which ends the list of what it holds: within 64 KiB (the longest
+# comment it may have) and 22 bytes (its own) of the end, where zipfile looks for it.
+ZIP_END = b'PK\x05\x06'
+
+
+def zip_end_found(data):
+    """Whether data (a file's bytes) holds a zip archive's last record, whole, where zipfile looks for
+    it: an archive whose directory is damaged, not missing, has one (zipfile then names what it meets)."""
+    end = data.rfind(ZIP_END, max(0, len(data) - 65536 - 22))
+    return end >= 0 and len(data) - end >= 22
 
 
 def check_not_code_or_text(path, data, pickled, error, reason=''):

@@ -294,7 +294,7 @@ def test_a_checkpoint_of_a_pickle_protocol_torch_cannot_read_safely_is_named_so(
     data = path.read_bytes()
     torch.save(state, path, pickle_protocol=protocol)
     path.write_bytes(path.read_bytes()[:len(data) // 2])
-    with pytest.raises(UserError, match='not a PyTorch checkpoint'):
+    with pytest.raises(UserError, match='x.pth: cut short, or damaged at its end'):
         checkpoint_load(str(path))
     # torch's format of before 1.6, which has no checksums: said as what it is, with what to do where
     # the file is trusted ("not a PyTorch checkpoint (Unsupported operand 149)", before)
@@ -332,7 +332,7 @@ def test_text_the_unpickler_reads_as_a_global_is_named_text_not_code(tmp_path, t
 
 
 @pytest.mark.parametrize('content,said', [
-    (b'', 'not a PyTorch checkpoint'), (pickle.dumps([1, 2, 3], protocol=2), 'not a PyTorch checkpoint'),
+    (b'', 'empty (0 bytes), not a checkpoint'), (pickle.dumps([1, 2, 3], protocol=2), 'not a PyTorch checkpoint'),
     (pickle.dumps([1, 2, 3], protocol=4), 'not a PyTorch checkpoint'), (b'\x80\x02garbage', 'not a PyTorch checkpoint'),
     (b'\xff\xfea\x00\x00\xd8b\x00', 'not a PyTorch checkpoint'),  # UTF-16 of a lone surrogate: no text
     ('image_path,gender\r\n'.encode('utf-16'), "a text file, not a checkpoint (it reads 'image_path,gender')"),
@@ -409,9 +409,10 @@ def broken_checkpoint(path, kind):
 
 
 @pytest.mark.parametrize('kind,reason', [
-    ('truncated', 'or a truncated one (RuntimeError: PytorchStreamReader failed reading zip archive: failed finding '
-                  'central directory)'),
-    ('empty', 'or a truncated one (EOFError)'),
+    ('truncated', 'but its 1,000 bytes end before the list of what it holds (a copy or a download that stopped?); copy '
+                  'it again, or use another checkpoint of the run'),
+    ('empty', "empty (0 bytes), not a checkpoint: a copy or a save that did not finish? Give a run's best.pth or "
+              'last.pth'),
     ('other globals', 'could run code when unpickled (Unsupported global: GLOBAL argparse.Namespace was not an allowed '
                       'global by default). Only open checkpoints you trust.'),
 ])
@@ -423,6 +424,22 @@ def test_a_broken_checkpoint_is_named_in_whole_sentences(tmp_path, kind, reason)
     with pytest.raises(UserError) as error:
         checkpoint_load(str(path))
     assert str(error.value).startswith(f'{path}: ') and str(error.value).endswith(reason), str(error.value)
+
+
+def test_a_checkpoint_cut_short_anywhere_is_named_so_in_plain_words(tmp_path):
+    # torch.load's reason was its reader's, as far as it got: 'Unsupported operand 80' (2 or 3 bytes
+    # left), 'not a ZIP archive' (up to 21), 'failed finding central directory', and from 4 KiB to
+    # 68 KiB 'negative seek value -831' (7,358 bytes left), -3189 (5,000), and so on
+    data = open(checkpoint_save(str(tmp_path / 'last.pth'), make_state()), 'rb').read()
+    path = tmp_path / 'copy.pth'
+    for length in (2, 3, 10, 1000, 5000, 7358, 60000, len(data) // 2, len(data) - 1):
+        path.write_bytes(data[:length])
+        with pytest.raises(UserError) as error:
+            checkpoint_load(str(path))
+        assert str(error.value) == (f"{path}: cut short, or damaged at its end: it begins as a zip archive, as "
+                                    f"torch.save's checkpoints do, but its {length:,} bytes end before the list of "
+                                    'what it holds (a copy or a download that stopped?); copy it again, or use another '
+                                    'checkpoint of the run'), length
 
 
 def test_a_run_folder_given_as_the_checkpoint_is_named_as_a_folder_with_a_checkpoint_in_it(tmp_path):
@@ -825,9 +842,9 @@ def test_an_export_its_label_file_or_a_picture_given_for_a_checkpoint_is_named_a
         checkpoint_load(str(deep))
     cut = tmp_path / 'cut.onnx'  # a checkpoint cut short, or an empty file, whatever its name
     checkpoint_save(str(cut), make_state())
-    for data in (cut.read_bytes()[:1000], b''):
+    for data, said in ((cut.read_bytes()[:1000], 'cut short'), (b'', r'empty \(0 bytes\)')):
         cut.write_bytes(data)
-        with pytest.raises(UserError, match='cut.onnx: not a PyTorch checkpoint, or a truncated one'):
+        with pytest.raises(UserError, match=f'cut.onnx: {said}'):
             checkpoint_load(str(cut))
     saved_again = tmp_path / 'labels.pth'  # the label file as Notepad saves it, with a byte-order mark
     saved_again.write_bytes(b'\xef\xbb\xbf' + labels.read_bytes())
