@@ -144,7 +144,7 @@ def checkpoint_load(path):
             heads = ', '.join(f'{head}.1.bias' for head in HEADS)
             raise UserError(f'{path}: a state_dict of another network, not this model: it has none of the heads '
                             f'{heads} (its weights: {first_few(list(weights))})')
-        return {'model': weights, 'attributes': None, 'epoch': None, 'args': {}, 'weights_key': key}
+        return {'model': weights, 'attributes': None, 'epoch': None, 'args': {}, 'weights_key': key, 'bare': True}
     raise UserError(f'{path}: not a checkpoint written by train.py (no model weights and '
                     'label vocabularies in it)')
 
@@ -171,6 +171,8 @@ def is_state_dict(state):
 
 def bare_kind(state):
     """What holds the weights of a checkpoint without label names, for a message."""
+    if not state.get('bare'):  # train.py's keys, its label names None (edited, a fork's): not "a bare state_dict"
+        return 'a checkpoint whose "attributes" is None'
     key = state.get('weights_key')
     return f'a fork\'s checkpoint, its weights under "{key}"' if key else 'a bare state_dict (the original tutorial ' \
         'saved one)'
@@ -468,7 +470,7 @@ def resumable_load(path):
     state = checkpoint_load(path)
     missing = [key for key in RESUME_KEYS if state.get(key) is None]
     if state['attributes'] is None:  # a fork's may hold an optimizer's state and an epoch: not train.py's
-        held = 'label names, ' + ', '.join(missing) if state.get('weights_key') is None else (
+        held = ', '.join(['label names'] + missing) if state.get('weights_key') is None else (
             'the label names, optimizer state, schedule and history that train.py saves')
         raise UserError(f'{path}: cannot resume from it: {bare_kind(state)}, without {held}. Resume from a last.pth '
                         'written by train.py; test.py and predict.py still take this file, with --attributes_file')

@@ -900,6 +900,25 @@ def test_the_original_tutorials_bare_state_dict_cannot_be_resumed(tmp_path):
         checkpoint.resumable_load(no_settings)
 
 
+def test_a_checkpoint_whose_label_names_are_none_is_named_so_not_a_bare_state_dict(tmp_path):
+    # "a bare state_dict (the original tutorial saved one), without label names", it said of train.py's
+    # dict with its "attributes" None
+    path = checkpoint_save(str(tmp_path / 'last.pth'), dict(make_state(), attributes=None))
+    with pytest.raises(UserError) as error:
+        model_from_checkpoint(path)
+    assert str(error.value) == (f'{path}: a checkpoint whose "attributes" is None, without label names; pass '
+                                '--attributes_file with the styles.csv it was trained on')
+    with pytest.raises(UserError) as error:
+        checkpoint.resumable_load(path)
+    assert str(error.value) == (f'{path}: cannot resume from it: a checkpoint whose "attributes" is None, without '
+                                'label names, scheduler. Resume from a last.pth written by train.py; test.py and '
+                                'predict.py still take this file, with --attributes_file')
+    whole = checkpoint_save(path, dict(make_state(), attributes=None, scheduler={'last_epoch': 1}))
+    with pytest.raises(UserError, match=r'cannot resume from it: a checkpoint whose "attributes" is None, without '
+                                        r'label names\. Resume from'):  # nothing else missing
+        checkpoint.resumable_load(whole)
+
+
 def test_a_checkpoint_the_system_will_not_let_us_read_is_named_as_such(tmp_path, monkeypatch):
     # chmod 000, pretended: the tests may run as root, who reads anyway.
     path = checkpoint_save(str(tmp_path / 'last.pth'), make_state())
