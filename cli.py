@@ -509,6 +509,20 @@ class NamedOutput:
             raise
 
 
+def files_first_from_here():
+    """run_cli's files_first from here on, for a script whose work is its files on some runs only
+    (predict.py with --output): its notes and progress bar, before the files are written, could
+    otherwise stop it where their reader stopped (`| head -1`, `2>&1 | head -1`). Outside run_cli
+    (a test calling main) nothing changes."""
+    if not isinstance(sys.stdout, NamedOutput):
+        return
+    sys.stdout.files_first = True
+    if isinstance(sys.stderr, NamedOutput):
+        sys.stderr.files_first = True
+    else:  # run_cli puts the original back as it ends
+        sys.stderr = NamedOutput(sys.stderr, True, 'the standard error')
+
+
 def where_it_goes(stream):
     """The file a stream writes to, as the system names it (Linux); None where it has no name
     there: a pipe, a socket, another system."""

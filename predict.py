@@ -41,8 +41,8 @@ from atomic import (absolute_path, atomic_open, check_writable_file, json_value,
 from augment import prepare_batch
 from checkpoint import answers_not_numbers, model_from_checkpoint
 from catalog import PICTURE_FORMATS, UNREADABLE, beginning_of, format_counts, not_an_image_file, resolved_folder
-from cli import (UserError, add_debug_flag, as_printed, counted, first_few, one_line, path_name,
-                 pick_device, positive_int, printable, progress_bar, run_cli, shown)
+from cli import (UserError, add_debug_flag, as_printed, counted, files_first_from_here, first_few, one_line,
+                 path_name, pick_device, positive_int, printable, progress_bar, run_cli, shown)
 from dataset import HEADS, TITLES, decoding_workers, load_image
 from split_data import first_row
 
@@ -519,6 +519,11 @@ def check_some_readable(rows):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.output is not None:
+        # The file is then its work, as test.py's and split_data.py's are: a reader that stopped
+        # early (`| head -1` after a note, `2>&1 | head -1` on the progress bar) stopped the run
+        # before --output was written, status 1 and no word. Its lines now go nowhere, and it is written.
+        files_first_from_here()
     # The output name and the paths are checked before the model is loaded: a typo fails at once.
     if args.output is not None:  # '' too: `--output "$OUT"` with OUT unset is refused, not ignored
         check_output(args.output, args.export)

@@ -747,17 +747,38 @@ def test_the_summary_counts_a_thousand_pictures_with_a_separator(checkpoint, cat
     assert f'1,001 of 1,001 images predicted; wrote {tmp_path / "out.csv"}\n' in capsys.readouterr().out
 
 
-def test_a_reader_that_stops_early_gets_a_quiet_stop_and_the_output_file_is_written(checkpoint, catalog, tmp_path):
+@pytest.mark.parametrize('case', ['after the first line', 'in the same pipe as the progress bar', 'after a note'])
+def test_a_reader_that_stops_early_still_gets_the_output_file_written(checkpoint, catalog, tmp_path, case):
+    # With --output the file is the run's work, as test.py's is. A reader that stopped after a note
+    # (`| head -1`) or on the progress bar (`2>&1 | head -1`) stopped the run before the file was
+    # written: status 1, no word said (nowhere to say it), no predictions.
     out = tmp_path / 'predictions.csv'
-    command = [sys.executable, os.path.join(ROOT, 'predict.py'), '--checkpoint', checkpoint,
-               os.path.join(catalog['root'], 'images'), '--output', str(out), '--device', 'cpu']
+    images = os.path.join(catalog['root'], 'images')
+    given = ['--files-from', '-'] if case == 'after a note' else [images]
+    command = [sys.executable, os.path.join(ROOT, 'predict.py'), '--checkpoint', checkpoint, *given,
+               '--output', str(out), '--device', 'cpu', '--batch-size', '4']
     env = dict(os.environ, PYTHONUNBUFFERED='1')
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as process:
-        assert process.stdout.readline().startswith(b'device:')  # then, like `| head -1`, it stops reading
+    stderr = subprocess.STDOUT if case == 'in the same pipe as the progress bar' else subprocess.PIPE
+    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=env) as process:
+        process.stdin.write(f'{images}\n{tmp_path / "gone.jpg"}\n'.encode())
+        process.stdin.close()
+        first = process.stdout.readline()
+        assert first.startswith(b'note:' if case == 'after a note' else b'device:'), first
+        process.stdout.close()  # like `| head -1`, it stops reading
+        errors = process.stderr.read().decode() if process.stderr else ''
+    assert process.returncode == 0 and 'Traceback' not in errors, errors
+    assert len(list(csv.DictReader(out.open(newline='')))) == 16 + (case == 'after a note')
+
+
+def test_a_reader_that_stops_early_stops_a_run_without_output_files_quietly(checkpoint, catalog):
+    # Nothing is lost then: the predictions of the pictures still to come would go nowhere.
+    command = [sys.executable, os.path.join(ROOT, 'predict.py'), '--checkpoint', checkpoint,
+               os.path.join(catalog['root'], 'images'), '--device', 'cpu', '--batch-size', '4']
+    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env) as process:
+        assert process.stdout.readline().startswith(b'device:')
         process.stdout.close()
-        stderr = process.stderr.read().decode()
-    assert process.returncode == 1 and 'Traceback' not in stderr, stderr
-    assert len(list(csv.DictReader(out.open(newline='')))) == 16
+    assert process.returncode == 1
 
 
 def test_a_file_under_two_spellings_is_predicted_once(catalog, tmp_path, monkeypatch):
