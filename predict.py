@@ -59,6 +59,12 @@ READ_HERE = [kind for kind in PHOTO_FORMATS if kind in PICTURE_FORMATS
              and (kind != 'JPEG2000' or features.check_codec('jpg_2000'))]
 IMAGE_EXTENSIONS = tuple(ending for _, ending in sorted((READ_HERE.index(kind), ending) for ending, kind
                                                         in Image.registered_extensions().items() if kind in READ_HERE))
+# Photos in a format this Pillow does not read: a folder's are passed over, but counted in a note (an
+# iPhone's photos are HEIC, which Pillow reads only with a plugin; a folder of them and of its PNG
+# screenshots gave '12 of 12 images predicted', the HEIC ones unsaid). JPEG XL's likewise, AVIF's
+# and JPEG 2000's where this Pillow lacks their codecs.
+UNREAD_PHOTO_EXTENSIONS = tuple(ending for ending in ('.heic', '.heif', '.hif', '.jxl', '.avif', '.avifs', '.jp2',
+                                                      '.j2k', '.jpx') if ending not in IMAGE_EXTENSIONS)
 
 
 def parse_args(argv=None):
@@ -102,8 +108,9 @@ def parse_args(argv=None):
     return args
 
 
-def images_in_folder(folder, unreadable):
-    """The image files under folder; the folders the system would not list go to unreadable."""
+def images_in_folder(folder, unreadable, passed_over):
+    """The image files under folder; the folders the system would not list go to unreadable, and
+    the photos in a format this Pillow does not read (UNREAD_PHOTO_EXTENSIONS) to passed_over."""
     found, seen = [], set()
     for parent, folders, files in os.walk(folder, onerror=unreadable.append, followlinks=True):
         # Linked folders are walked too, but each real folder once: a link to a folder above
@@ -118,6 +125,8 @@ def images_in_folder(folder, unreadable):
         folders[:] = sorted(name for name in folders if not name.startswith('.'))  # the first name wins
         found += [os.path.join(parent, name) for name in files
                   if not name.startswith('.') and name.lower().endswith(IMAGE_EXTENSIONS)]
+        passed_over += [os.path.join(parent, name) for name in files
+                        if not name.startswith('.') and name.lower().endswith(UNREAD_PHOTO_EXTENSIONS)]
     return sorted(found)
 
 
@@ -256,31 +265,47 @@ def find_images(paths, listed=(), list_file=None):
         raise UserError(f'cannot predict {", ".join(problems)}')
     if listed:
         report_missing(listed, list_file, others=paths)
-    found, empty, unreadable = [], [], []
+    found, empty, unreadable, passed_over = [], [], [], []
     for path in [*paths, *listed]:
         # A file named on the command line or in a list is tried whatever its extension: it was
         # asked for; one that is not there is kept, so that its row says so.
-        in_path = images_in_folder(path, unreadable) if os.path.isdir(path) else [path]
+        in_path = images_in_folder(path, unreadable, passed_over) if os.path.isdir(path) else [path]
         found += in_path
         if not in_path and path not in [error.filename for error in unreadable]:
             empty.append(path)
     left_out = [f'{named(error.filename)} ({error.strerror})' for error in unreadable]
+    passed_over = once_each(sorted(passed_over))
     if not found:
         in_list = [f'the {counted(len(listed), "folder")} in {list_name(list_file)}'] if listed else []
         searched = [*map(named, paths), *in_list]
         raise UserError(f'no image files ({", ".join(IMAGE_EXTENSIONS)}) found in {", ".join(searched)} '
                         "(names that start with '.' are passed over)"
-                        + (f'; could not read {", ".join(left_out)}' if left_out else ''))
+                        + (f'; could not read {", ".join(left_out)}' if left_out else '')
+                        + (f'; {unread_photos(passed_over)}' if passed_over else ''))
+    if passed_over:
+        print(f'note: {unread_photos(passed_over)}')
     for folder in empty[:10]:  # a list may name thousands
         print(f'note: no image files in {named(folder)}')
     if len(empty) > 10:
         print(f'note: and {counted(len(empty) - 10, "more folder")} without image files')
     for folder in left_out:
         print(f'note: could not read {folder}; its pictures are left out')
-    unique = {}  # a file named twice, or under two spellings (dd/a.jpg, ./dd/a.jpg), is predicted once
-    for path in found:
+    return once_each(found)
+
+
+def once_each(paths):
+    # A file named twice, or under two spellings (dd/a.jpg, ./dd/a.jpg), is predicted once.
+    unique = {}
+    for path in paths:
         unique.setdefault(resolved_folder(path), path)  # '..' after a link, as the system takes it
     return list(unique.values())
+
+
+def unread_photos(paths):
+    """What a note says of the photos of a folder in a format this Pillow does not read."""
+    endings = Counter(os.path.splitext(path)[1].lower() for path in paths)
+    return (f'passed over {counted(len(paths), "photo")} in a format this Pillow does not read '
+            f'({format_counts(endings)}), e.g. {named(paths[0])}; convert them to JPEG or PNG to predict them')
 
 
 def output_format(path):

@@ -1282,6 +1282,26 @@ def test_hidden_folders_are_passed_over_as_hidden_files_are(catalog, tmp_path):
     assert predict.find_images([str(tmp_path)]) == [str(tmp_path / 'a.jpg')]
 
 
+def test_a_folders_photos_in_a_format_pillow_does_not_read_are_counted_in_a_note(catalog, tmp_path, capsys):
+    # An iPhone's photos are HEIC: a folder of them beside its PNG screenshots said '1 of 1 image
+    # predicted', the HEIC ones passed over unsaid.
+    heic = b'\0\0\0\x18ftypheic' + bytes(16)  # an ISO media file's beginning, as an iPhone writes it
+    shutil.copy(catalog_images(catalog)[0], tmp_path / 'screenshot.png')
+    (tmp_path / 'IMG_0001.HEIC').write_bytes(heic)
+    (tmp_path / 'trip').mkdir()
+    (tmp_path / 'trip' / 'IMG_0002.heic').write_bytes(heic)
+    (tmp_path / '._IMG_0001.HEIC').write_bytes(b'macOS')  # hidden: passed over as any hidden file is
+    (tmp_path / 'notes.txt').write_text('no photo')
+    assert {'.heic', '.heif'} <= set(predict.UNREAD_PHOTO_EXTENSIONS)
+    assert predict.find_images([str(tmp_path), str(tmp_path / 'trip')]) == [str(tmp_path / 'screenshot.png')]
+    note = (f'note: passed over 2 photos in a format this Pillow does not read (2 .heic), e.g. '
+            f'{tmp_path / "IMG_0001.HEIC"}; convert them to JPEG or PNG to predict them')
+    assert capsys.readouterr().out.splitlines()[0] == note  # each once, its folder named twice
+    os.remove(tmp_path / 'screenshot.png')  # a folder of HEIC photos alone: the error says why
+    with pytest.raises(UserError, match=re.escape(note.removeprefix('note: '))):
+        predict.find_images([str(tmp_path)])
+
+
 def test_a_folder_named_that_the_system_will_not_list_is_said_unreadable_not_empty(catalog, tmp_path, monkeypatch,
                                                                                      capsys):
     # It may be full of pictures: "no image files in it" would send the user looking for the wrong fault.
