@@ -7,6 +7,7 @@
 # Needs the optional requirements-onnx.txt (onnx, onnxscript); predict.py imports this module only
 # when --export is given.
 import copy
+import importlib
 import json
 import os
 import shlex
@@ -53,6 +54,35 @@ def require_exporter():
         extra = shown_path(os.path.join(PROJECT, 'requirements-onnx.txt'))  # run from another folder: its path
         raise UserError(f'exporting to ONNX needs {error.name}, which is not installed: '
                         f'{pip_install("-r", extra)}') from error
+    require_onnxscript_for_this_torch()
+
+
+def require_onnxscript_for_this_torch():
+    # Each PyTorch's exporter calls a module of onnxscript named for it (onnxscript._framework_apis.
+    # torch_2_11 for 2.11 on), which an onnxscript older than that PyTorch lacks: with 0.5.0 beside
+    # 2.14, the export ended, after the checkpoint was loaded, in a traceback ('No module named
+    # onnxscript._framework_apis.torch_2_11') from deep inside torch.onnx.
+    import onnxscript
+    name = onnxscript_api_for_torch()
+    if name is None:  # a PyTorch that keeps its name elsewhere: left unchecked
+        return
+    try:
+        importlib.import_module(name)
+    except ImportError as error:
+        raise UserError(f'exporting to ONNX with PyTorch {torch.__version__} needs a newer onnxscript than '
+                        f'{getattr(onnxscript, "__version__", "this one")}, which lacks {name}: '
+                        f'{pip_install("--upgrade", "onnxscript", "onnx")}') from error
+
+
+def onnxscript_api_for_torch():
+    """The onnxscript module this PyTorch's exporter imports, as torch.onnx names it (not public:
+    None where it is not found there)."""
+    try:
+        from torch.onnx._internal import _lazy_import
+    except ImportError:
+        return None
+    name = getattr(getattr(_lazy_import, 'onnxscript_apis', None), '_name', None)
+    return name if isinstance(name, str) and name.startswith('onnxscript.') else None
 
 
 def pip_install(*args):

@@ -674,10 +674,28 @@ def test_export_without_the_onnx_extra_says_what_to_install(checkpoint, tmp_path
         export_onnx(model, attributes, str(tmp_path / 'model.onnx'))
 
 
+@exports
+def test_export_with_an_onnxscript_older_than_pytorch_says_to_upgrade_before_the_checkpoint_is_loaded(
+        tmp_path, monkeypatch, capsys):
+    # onnxscript 0.5.0 beside PyTorch 2.14 lacks the module 2.14's exporter imports: the export
+    # ended in a traceback from inside torch.onnx ('No module named onnxscript._framework_apis.torch_2_11').
+    import export_onnx
+    name = export_onnx.onnxscript_api_for_torch()
+    if name is None:
+        pytest.skip('this PyTorch does not name the onnxscript module its exporter imports where we look')
+    monkeypatch.setitem(sys.modules, name, None)  # as an older onnxscript, which lacks it
+    error = failure_of(['--checkpoint', str(tmp_path / 'no-such.pth'), '--export', str(tmp_path / 'model.onnx')],
+                       capsys)
+    assert error == (f'error: exporting to ONNX with PyTorch {torch.__version__} needs a newer onnxscript than '
+                     f'{sys.modules["onnxscript"].__version__}, which lacks {name}: '
+                     f'{shlex.quote(this_python())} -m pip install --upgrade onnxscript onnx')
+    assert not os.listdir(tmp_path)
+
+
 def test_export_on_pytorch_2_6_says_to_upgrade_before_anything_is_written(checkpoint, tmp_path, monkeypatch):
     # PyTorch 2.6 (requirements.txt's lowest) trains and predicts, but its exporter raised from
     # deep inside on this model, with any onnxscript; 2.7's exports it.
-    from export_onnx import export_onnx, require_exporter
+    from export_onnx import export_onnx, onnxscript_api_for_torch, require_exporter
     monkeypatch.setattr(torch, '__version__', torch.torch_version.TorchVersion('2.6.0+cu124'))
     model, attributes, _ = model_from_checkpoint(checkpoint)
     with pytest.raises(UserError, match=r'^exporting to ONNX needs PyTorch 2\.7 or newer \(this is 2\.6\.0\+cu124, '
@@ -686,7 +704,9 @@ def test_export_on_pytorch_2_6_says_to_upgrade_before_anything_is_written(checkp
         export_onnx(model, attributes, str(tmp_path / 'model.onnx'))
     assert not os.listdir(tmp_path)
     monkeypatch.setattr(torch, '__version__', torch.torch_version.TorchVersion('2.7.0'))
-    for name in ('onnx', 'onnxscript'):  # as if installed: beside PyTorch 2.6 they are not (their file asks for 2.7)
+    # As if installed: beside PyTorch 2.6 they are not (their file asks for 2.7); an onnxscript with
+    # the module this PyTorch's exporter imports.
+    for name in ('onnx', 'onnxscript', *filter(None, [onnxscript_api_for_torch()])):
         monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
     require_exporter()  # not refused
 
