@@ -549,8 +549,8 @@ def main(argv=None):
         # early (`| head -1` after a note, `2>&1 | head -1` on the progress bar) stopped the run
         # before --output was written, status 1 and no word. Its lines now go nowhere, and it is written.
         files_first_from_here()
-    # The output name and the paths are checked before the model is loaded: a typo fails at once.
-    if args.output is not None:  # '' too: `--output "$OUT"` with OUT unset is refused, not ignored
+        # The output name and the paths are checked before the model is loaded: a typo fails at
+        # once. '' too: `--output "$OUT"` with OUT unset is refused, not ignored.
         check_output(args.output, args.export)
     if args.export is not None:
         from export_onnx import check_export  # onnx and its folder: needed only by those who export
