@@ -160,7 +160,7 @@ def plot_confusion_matrix(truth, predicted, labels, title, path, show=False):
         # and sklearn's two-line warning about it named its own source file, once a figure.
         warnings.filterwarnings('ignore', message='A single label was found', category=UserWarning)
         display = ConfusionMatrixDisplay.from_predictions(
-            truth, predicted, labels=present, display_labels=[labels[i] for i in present],
+            truth, predicted, labels=present, display_labels=[tick_label(labels[i]) for i in present],
             normalize='true', include_values=n <= 15, values_format='.2f', cmap='Blues', ax=ax,
             colorbar=n > 15, xticks_rotation='vertical')
     # Shades from 0 to 1, not to the largest share in this matrix: the darkest blue is a class always
@@ -180,6 +180,7 @@ def plot_confusion_matrix(truth, predicted, labels, title, path, show=False):
             text.set_visible(False)
     fontsize = 10 if n <= 15 else 6
     ax.tick_params(labelsize=fontsize)
+    grow_for_labels(fig, ax, size)
     # A long split path in the title (an absolute one, test.py run from another folder) ran off the
     # figure's edges: wrapped to its width, about 9 characters of the title's size an inch.
     title = textwrap.fill(title, width=int(size * 9), break_on_hyphens=False)
@@ -188,6 +189,33 @@ def plot_confusion_matrix(truth, predicted, labels, title, path, show=False):
     save_figure(fig, path)
     if not show:  # with show, kept open: test.py shows the figures once all are written (show_figures)
         plt.close(fig)
+
+
+# A class's name is shown whole up to this many characters; a longer one (a product's description
+# typed into articleType) is shortened in its middle, not grown into a figure many inches wide.
+LONGEST_TICK_LABEL = 40
+# Inches the size of a confusion matrix's figure leaves its tick labels on each side: the real
+# data's longest name, 'Face Scrub and Exfoliator', takes 1.0 at the 6 points of more than 15 classes.
+LABEL_ROOM = 1.1
+
+
+def tick_label(label):
+    if len(label) <= LONGEST_TICK_LABEL:
+        return label
+    half = (LONGEST_TICK_LABEL - 1) // 2
+    return f'{label[:half]}\u2026{label[-half:]}'
+
+
+def grow_for_labels(fig, ax, size):
+    """Grows the square figure by as much as its longest tick label runs past LABEL_ROOM, so that the
+    matrix keeps its room: at the size alone, a 48-character colour squeezed a 10-class matrix into
+    a corner, its values run together and its title cut off (tight_layout gave up, in two lines)."""
+    # Measured with the figure's own renderer, as tight_layout does: not every backend's canvas for
+    # --show has a get_renderer (FigureCanvasBase has none).
+    longest = max([label.get_window_extent().width for label in ax.get_yticklabels()]
+                  + [label.get_window_extent().height for label in ax.get_xticklabels()]) / fig.dpi
+    if longest > LABEL_ROOM:
+        fig.set_size_inches(size + longest - LABEL_ROOM, size + longest - LABEL_ROOM)
 
 
 def to_picture(image):

@@ -694,3 +694,33 @@ def test_grid_captions_with_the_real_datas_long_names_stay_in_their_column(tmp_p
     assert plots.grid_caption(['Unisex', 'Face Scrub and Exfoliator', 'Fluorescent Green'],
                               ['Women', 'Face Wash and Cleanser', 'Fluorescent Green']) == (
         'Unisex (Women)\nFace Scrub and Exfoliator\n(Face Wash and Cleanser)\nFluorescent Green')
+
+
+@pytest.mark.parametrize('classes, fontsize', [(10, 10), (40, 6)])
+def test_a_confusion_matrix_with_a_long_class_name_keeps_its_room_and_its_title(tmp_path, monkeypatch, recwarn,
+                                                                                  classes, fontsize):
+    # A 48-character colour squeezed a 10-class matrix into a corner, 2.5 inches of a 6-inch figure, its
+    # values run together and its title cut off at the edge; tight_layout gave up with a warning.
+    drawn = []
+
+    def measure(fig, path):
+        fig.canvas.draw()  # the ticks in their places, as the figure is saved
+        renderer = fig.canvas.get_renderer()
+        ax = fig.axes[0]
+        texts = [ax.title, *ax.get_xticklabels(), *ax.get_yticklabels()]
+        drawn.append((ax.get_window_extent(renderer), [t.get_window_extent(renderer) for t in texts], fig.bbox,
+                      [t.get_text() for t in ax.get_yticklabels()]))
+    monkeypatch.setattr(plots, 'save_figure', measure)
+    names = [f'class {i}' for i in range(classes)]
+    names[3] = 'Navy Blue with a Hint of Midnight Purple Shimmer'
+    names[4] = 'A ' + 'very ' * 40 + 'long description typed in as a colour'
+    truth = np.arange(classes)
+    plot_confusion_matrix(truth, truth, names, 'colour: normalised confusion matrix (val.csv)', str(tmp_path / 'c'))
+    plot_confusion_matrix(truth, truth, [f'class {i}' for i in range(classes)], 't', str(tmp_path / 'c'))
+    (matrix, texts, figure, ticks), (short_matrix, *_) = drawn
+    assert matrix.width >= 0.8 * short_matrix.width, (matrix.width, short_matrix.width)
+    assert all(0 <= t.x0 and t.x1 <= figure.x1 and 0 <= t.y0 and t.y1 <= figure.y1 for t in texts), (texts, figure)
+    # Shortened in the middle past 40 characters, its beginning and its end kept
+    assert ticks[3] == 'Navy Blue with a Hi\u2026ight Purple Shimmer'
+    assert ticks[4] == 'A very very very ve\u2026yped in as a colour' and len(ticks[4]) <= 40
+    assert not [w for w in recwarn if 'tight' in str(w.message).lower()]
