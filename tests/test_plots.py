@@ -724,3 +724,17 @@ def test_a_confusion_matrix_with_a_long_class_name_keeps_its_room_and_its_title(
     assert ticks[3] == 'Navy Blue with a Hi\u2026ight Purple Shimmer'
     assert ticks[4] == 'A very very very ve\u2026yped in as a colour' and len(ticks[4]) <= 40
     assert not [w for w in recwarn if 'tight' in str(w.message).lower()]
+
+
+def test_a_grid_too_large_for_pillows_check_of_a_picture_is_still_known_for_test_pys(tmp_path, monkeypatch):
+    # A --grid of 3,617 pictures or more is a PNG over 179 megapixels, which Image.open refuses as a
+    # possible decompression bomb: the next test.py took its own predictions.png for the user's.
+    from demo import load_test_script
+    test_script = load_test_script()
+    fig = plots.pyplot().figure(figsize=(2, 2))
+    plots.save_figure(fig, str(tmp_path / 'predictions.png'))  # 200 x 200 pixels
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 100)  # 200 x 200 is then over twice the limit, as Pillow's
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(tmp_path / 'predictions.png')
+    assert plots.drawn_here(str(tmp_path / 'predictions.png'))
+    test_script.check_only_outputs_replaced(str(tmp_path), '--output out')  # not refused
