@@ -163,7 +163,7 @@ def plot_confusion_matrix(truth, predicted, labels, title, path, show=False):
         # and sklearn's two-line warning about it named its own source file, once a figure.
         warnings.filterwarnings('ignore', message='A single label was found', category=UserWarning)
         display = ConfusionMatrixDisplay.from_predictions(
-            truth, predicted, labels=present, display_labels=[tick_label(labels[i]) for i in present],
+            truth, predicted, labels=present, display_labels=[short_name(labels[i]) for i in present],
             normalize='true', include_values=n <= 15, values_format='.2f', cmap='Blues', ax=ax,
             colorbar=n > 15, xticks_rotation='vertical')
     # Shades from 0 to 1, not to the largest share in this matrix: the darkest blue is a class always
@@ -194,15 +194,17 @@ def plot_confusion_matrix(truth, predicted, labels, title, path, show=False):
         plt.close(fig)
 
 
-# A class's name is shown whole up to this many characters; a longer one (a product's description
-# typed into articleType) is shortened in its middle, not grown into a figure many inches wide.
+# A class's name is shown whole in a figure up to this many characters; a longer one (a product's
+# description typed into articleType) is shortened in its middle: a confusion matrix would grow
+# many inches wide, and the grid's captions ran over the pictures.
 LONGEST_TICK_LABEL = 40
 # Inches the size of a confusion matrix's figure leaves its tick labels on each side: the real
 # data's longest name, 'Face Scrub and Exfoliator', takes 1.0 at the 6 points of more than 15 classes.
 LABEL_ROOM = 1.1
 
 
-def tick_label(label):
+def short_name(label):
+    """A class's name in a figure: a confusion matrix's tick label, a line of the grid's captions."""
     if len(label) <= LONGEST_TICK_LABEL:
         return label
     half = (LONGEST_TICK_LABEL - 1) // 2
@@ -231,8 +233,11 @@ def grid_caption(pred, true, width=30):
     """A line for each head: the predicted label, and the true one in brackets after it where they
     differ ('Tops (Tshirts)'), so that each true label stands by its head's. A line too long for its
     column (about 30 characters at this size: 'Face Wash and Cleanser (Face Scrub and Exfoliator)')
-    is wrapped, not run into the next picture's."""
-    lines = [p if p == t else f'{p} ({t})' for p, t in zip(pred, true)]
+    is wrapped, not run into the next picture's. A name over LONGEST_TICK_LABEL is shortened: names of
+    67 characters, wrong on all three heads, made a caption of 15 lines, more than a row holds, and
+    tight_layout gave up: the captions ran over the pictures above them and into each other."""
+    # Told apart before they are shortened: two names may differ only in the middle left out
+    lines = [short_name(p) if p == t else f'{short_name(p)} ({short_name(t)})' for p, t in zip(pred, true)]
     return '\n'.join(textwrap.fill(line, width, break_on_hyphens=False) for line in lines)
 
 

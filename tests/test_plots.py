@@ -738,3 +738,32 @@ def test_a_grid_too_large_for_pillows_check_of_a_picture_is_still_known_for_test
         Image.open(tmp_path / 'predictions.png')
     assert plots.drawn_here(str(tmp_path / 'predictions.png'))
     test_script.check_only_outputs_replaced(str(tmp_path), '--output out')  # not refused
+
+
+def test_grid_captions_with_very_long_names_stay_clear_of_the_pictures_and_the_columns(tmp_path, monkeypatch,
+                                                                                        recwarn):
+    # Names of 67 characters, wrong on all three heads, made captions of 15 lines: tight_layout gave up
+    # with a warning, and the captions ran over the pictures above them and into the next columns.
+    drawn = []
+
+    def measure(fig, path):
+        fig.canvas.draw()  # the captions in their places, as the figure is saved
+        renderer, column = fig.canvas.get_renderer(), fig.bbox.width / 4
+        drawn.extend((ax.title.get_window_extent(renderer), ax.get_window_extent(renderer), i % 4 * column,
+                      (i % 4 + 1) * column, ax.get_title()) for i, ax in enumerate(fig.axes))
+    monkeypatch.setattr(plots, 'save_figure', measure)
+    name = 'Casual Shoes for Everyday Walking in the City and Countryside Alike'
+    vocab = {head: [f'{name} {head} one', f'{name} {head} two'] for head in HEADS}
+    zeros = {head: np.zeros(8, dtype=int) for head in HEADS}
+    visualize_grid(np.zeros((8, 3, 80, 60), np.float32), zeros, {head: p + 1 for head, p in zeros.items()},
+                   AttributesDataset(vocab=vocab), str(tmp_path / 'grid.png'), columns=4)
+    assert len(drawn) == 8
+    assert all(left <= caption.x0 and caption.x1 <= right for caption, _, left, right, _ in drawn), drawn
+    for (_, picture_above, *_), (caption, *_) in zip(drawn[:4], drawn[4:]):
+        assert caption.y1 <= picture_above.y0 + 1, (caption, picture_above)
+    assert '\u2026' in drawn[0][-1] and drawn[0][-1].count('\n') + 1 <= 9
+    # Wrong, though both names shorten alike: the true one is still given
+    running = name.replace('Walking', 'Running')
+    assert plots.grid_caption(['M', name, 'C'], ['M', running, 'C']).replace('\n', ' ') == (
+        'M Casual Shoes for Ev\u2026d Countryside Alike (Casual Shoes for Ev\u2026d Countryside Alike) C')
+    assert not [w for w in recwarn if 'tight' in str(w.message).lower()]
