@@ -163,7 +163,7 @@ def plot_confusion_matrix(truth, predicted, labels, title, path, show=False):
         # and sklearn's two-line warning about it named its own source file, once a figure.
         warnings.filterwarnings('ignore', message='A single label was found', category=UserWarning)
         display = ConfusionMatrixDisplay.from_predictions(
-            truth, predicted, labels=present, display_labels=[short_name(labels[i]) for i in present],
+            truth, predicted, labels=present, display_labels=tick_labels([labels[i] for i in present]),
             normalize='true', include_values=n <= 15, values_format='.2f', cmap='Blues', ax=ax,
             colorbar=n > 15, xticks_rotation='vertical')
     # Shades from 0 to 1, not to the largest share in this matrix: the darkest blue is a class always
@@ -209,6 +209,13 @@ def short_name(label):
         return label
     half = (LONGEST_TICK_LABEL - 1) // 2
     return f'{label[:half]}\u2026{label[-half:]}'
+
+
+def tick_labels(names):
+    """Each name as short_name shows it, but whole where two would be shown alike: names that differ
+    only in the middle it leaves out, told apart nowhere else in the figure."""
+    short = [short_name(name) for name in names]
+    return [shown if short.count(shown) == 1 else name for shown, name in zip(short, names)]
 
 
 def grow_for_labels(fig, ax, size):

@@ -767,3 +767,16 @@ def test_grid_captions_with_very_long_names_stay_clear_of_the_pictures_and_the_c
     assert plots.grid_caption(['M', name, 'C'], ['M', running, 'C']).replace('\n', ' ') == (
         'M Casual Shoes for Ev\u2026d Countryside Alike (Casual Shoes for Ev\u2026d Countryside Alike) C')
     assert not [w for w in recwarn if 'tight' in str(w.message).lower()]
+
+
+def test_long_class_names_that_differ_only_in_their_middle_are_told_apart_in_a_confusion_matrix(tmp_path,
+                                                                                                   monkeypatch):
+    drawn = []
+    monkeypatch.setattr(plots, 'save_figure', lambda fig, path, **_: drawn.append(fig.axes[0]))
+    walking = 'Casual Shoes for Everyday Walking in the City and Countryside Alike'
+    names = [walking, walking.replace('Walking', 'Running'), 'Sandals for the Beach, the Pool and the Garden Path']
+    plot_confusion_matrix(np.arange(3), np.arange(3), names, 't', str(tmp_path / 'c.png'))
+    (ax,) = drawn
+    # Both shortened, 'Casual Shoes for Ev\u2026d Countryside Alike': whole; the third shortened still
+    assert [label.get_text() for label in ax.get_yticklabels()] == [
+        walking, walking.replace('Walking', 'Running'), 'Sandals for the Bea\u2026and the Garden Path']
