@@ -165,12 +165,13 @@ def split_to_score(args, state):
         # In any order: the figures do not depend on it (a split sorted in a spreadsheet is the same)
         if changed_since_the_run(state, 'val_csv', args.val_csv, ordered=False):  # as asked, but not without a word
             trained = trained_pictures(state)  # else no telling which pictures it trained on
-            print(f'note: {args.val_csv} holds other rows than when {args.checkpoint} was validated on it'
-                  + ('' if trained else ', maybe pictures it trained on') + '; scoring it as --val-csv asks')
+            print(f'note: {one_line(args.val_csv)} holds other rows than when {one_line(args.checkpoint)} was '
+                  'validated on it' + ('' if trained else ', maybe pictures it trained on')
+                  + '; scoring it as --val-csv asks')
             return args.val_csv, trained
         if same_rows(state, 'train_csv', args.val_csv, ordered=False):
-            print(f'note: {args.val_csv} holds the rows {args.checkpoint} trained on: these figures say how well '
-                  'it learned them, not how it does on pictures it has not seen')
+            print(f'note: {one_line(args.val_csv)} holds the rows {one_line(args.checkpoint)} trained on: these '
+                  'figures say how well it learned them, not how it does on pictures it has not seen')
             return args.val_csv, None
         return args.val_csv, trained_pictures(state)
     saved = state.get('args') or {}
@@ -181,7 +182,8 @@ def split_to_score(args, state):
         return './val.csv', None
     path, gone = path_as_trained(saved, 'val_csv')
     if gone:
-        print(f'note: {gone}, which {args.checkpoint} was validated on, is not there; scoring {path} from here')
+        print(f'note: {one_line(gone)}, which {one_line(args.checkpoint)} was validated on, is not there; scoring '
+              f'{one_line(path)} from here')
     if not os.path.isfile(path):
         raise UserError(f'{path}: {not_a_csv_file(path)}; {args.checkpoint} was validated on it. Pass --val-csv')
     if changed_since_the_run(state, 'val_csv', path, ordered=False):
@@ -227,8 +229,9 @@ def note_trained_pictures(args, trained, dataset):
     scored = in_real_folders(dataset.data)
     shared = sum(picture in trained for picture in scored)
     if shared:
-        print(f'note: {shared:,} of the {len(scored):,} pictures of {args.val_csv} are in {train_csv} too, which '
-              f'{args.checkpoint} trained on: these figures are inflated by pictures it learned')
+        print(f'note: {shared:,} of the {len(scored):,} pictures of {one_line(args.val_csv)} are in '
+              f'{one_line(train_csv)} too, which {one_line(args.checkpoint)} trained on: these figures are '
+              'inflated by pictures it learned')
 
 
 def pictures_of(split, from_folder=None):
@@ -283,7 +286,10 @@ def main(argv=None):
     precision = args.precision
     if precision == 'auto':
         precision = validation_precision(state, device)
-    print(f'device: {device} ({precision}{", channels_last" if channels_last else ""}); checkpoint {args.checkpoint}'
+    # Paths printed as one_line writes them: a line break or a terminal's escape sequence in a name
+    # (run\x1b[31m.pth) neither splits the line nor reaches the terminal, as in the error messages.
+    print(f'device: {device} ({precision}{", channels_last" if channels_last else ""}); '
+          f'checkpoint {one_line(args.checkpoint)}'
           + (f' (epoch {state["epoch"]})' if state.get('epoch') else ''))
 
     args.val_csv, trained = split_to_score(args, state)
@@ -298,7 +304,7 @@ def main(argv=None):
     if not math.isfinite(metrics['val_loss']):  # else scored, each answer the first class
         raise answers_not_numbers(args.checkpoint, f'on {args.val_csv}')
     majority = majority_rates(truth)
-    print(f'{counted(metrics["val_samples"], "image")} from {args.val_csv}')
+    print(f'{counted(metrics["val_samples"], "image")} from {one_line(args.val_csv)}')
     print_report(metrics, majority)
 
     # How it was scored, and the rows left out: figures in bf16, or over part of a split (labels the
@@ -324,7 +330,7 @@ def main(argv=None):
         with atomic_open(os.path.join(folder, 'metrics.json'), encoding='utf-8') as f:
             json.dump(report, f, indent=2)
         draw_figures(figures, parallel=not show)
-    print(f'wrote metrics.json, confusion_{{{",".join(HEADS)}}}.png and predictions.png to {folder}')
+    print(f'wrote metrics.json, confusion_{{{",".join(HEADS)}}}.png and predictions.png to {one_line(folder)}')
     if replaced:
         print(f'note: they replace the results of {replaced}; --output writes them elsewhere')
     if show:  # after the block: a Ctrl-C to close the windows keeps the files written

@@ -1752,6 +1752,24 @@ def test_test_py_records_how_it_scored_and_the_rows_it_left_out(small_split, one
     assert f'device: cpu (fp32{", channels_last" if report["channels_last"] else ""});' in said
 
 
+def test_test_py_prints_paths_with_a_line_break_or_an_escape_sequence_on_one_line(small_split, one_epoch_run,
+                                                                                  tmp_path, monkeypatch, capsys):
+    # Its own lines printed them as they were: a checkpoint named run\x1b[31m.pth turned the terminal red,
+    # and a split with a line break in its name split the line; its error messages escaped them.
+    from demo import load_test_script
+    test_script = load_test_script()
+    monkeypatch.setattr(test_script, 'draw_figures', lambda jobs, parallel=True: None)  # not the question here
+    (tmp_path / 'fashion-product-images').symlink_to(small_split['catalog']['root'])
+    val = shutil.copy(small_split['val'], tmp_path / 'v\nal\x1b[0m.csv')
+    checkpoint = shutil.copy(os.path.join(one_epoch_run, 'last.pth'), tmp_path / 'run\x1b[31m.pth')
+    test_script.main(['--checkpoint', str(checkpoint), '--val-csv', str(val), '--device', 'cpu', '--workers', '0'])
+    said = capsys.readouterr().out
+    assert '\x1b' not in said
+    assert f'checkpoint {tmp_path}/run\\x1b[31m.pth (epoch 1)\n' in said
+    assert f'24 images from {tmp_path}/v\\nal\\x1b[0m.csv\n' in said
+    assert f'predictions.png to {tmp_path}/eval-run\\x1b[31m\n' in said
+
+
 def test_evaluate_py_run_as_a_script_points_to_test_py(tmp_path):
     # It ran, did nothing and exited 0: a module of train.py's and test.py's, named like a command.
     result = run_script('evaluate.py', '--checkpoint', 'last.pth', cwd=ROOT)
