@@ -320,8 +320,8 @@ def output_format(path):
 def holds_predictions(path, kind):
     """Whether the file at path is empty or begins as this script's output of that kind (csv or
     json) does: one that a new run may replace. Any other is the user's (a split, a run's metrics)."""
-    if os.path.getsize(path) == 0:
-        return True
+    if first_row(path) is None:  # empty, or blank lines alone, or the UTF-8 mark an editor saves: as
+        return True  # split_data.py writes over such a train.csv (it was refused, "it is blank")
     if kind == 'csv':
         return first_row(path) == CSV_HEADER
     # Read whole: a file of the user's may begin as ours does ([{"image": ...), annotations say.

@@ -925,6 +925,15 @@ def test_an_output_file_that_holds_anything_but_predictions_is_kept_and_predicti
         assert images == catalog_images(catalog)[2:3]
 
 
+def test_an_output_file_that_is_blank_or_a_byte_order_mark_alone_is_replaced(checkpoint, catalog, tmp_path):
+    # Nothing in it to lose (an editor's new file saved as "UTF-8 with BOM"): it was refused, "it is blank"
+    for name, text in [('p.csv', b' \n\n'), ('p.json', codecs.BOM_UTF8), ('q.csv', codecs.BOM_UTF8 + b'\r\n')]:
+        (tmp_path / name).write_bytes(text)
+        predict.main(['--checkpoint', checkpoint, catalog_images(catalog)[0], '--output', str(tmp_path / name),
+                      '--device', 'cpu'])
+        assert (tmp_path / name).read_text().startswith('image,' if name.endswith('.csv') else '[')
+
+
 def test_an_output_named_through_a_link_is_written_where_the_link_points_and_the_link_stays(checkpoint, catalog,
                                                                                             tmp_path):
     (tmp_path / 'kept').mkdir()
