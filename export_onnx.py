@@ -245,7 +245,10 @@ def export_onnx(model, attributes, path):
                 json.dump(described, f, indent=2)
                 flush_to_disk(f)
     except OSError as error:
-        raise UserError(f'could not write {error.filename or path}: {error.strerror or error}') from error
+        # The flag named, as --output's failures name theirs (the file only, it said)
+        failed = error.filename or path
+        what = 'it' if os.path.abspath(failed) == os.path.abspath(path) else failed
+        raise UserError(f'--export {path}: could not write {what} ({error.strerror or error})') from error
     return json_path
 
 

@@ -1110,7 +1110,8 @@ def test_a_label_file_that_cannot_be_written_leaves_the_old_model_too(checkpoint
 
     monkeypatch.setattr(atomic.os, 'replace', refuse_the_label_file)
     from export_onnx import export_onnx
-    with pytest.raises(UserError, match='could not write .*model.json: Operation not permitted'):
+    with pytest.raises(UserError, match=f'^--export {onnx_path}: could not write .*model.json \\(Operation not '
+                                        'permitted\\)$'):
         export_onnx(model, attributes, str(onnx_path))
     assert onnx_path.read_bytes() == old_model and (tmp_path / 'model.json').read_text() == old_labels
     assert sorted(os.listdir(tmp_path)) == ['model.json', 'model.onnx']
@@ -1144,7 +1145,7 @@ def test_a_model_that_does_not_reach_the_disk_leaves_the_old_label_file(checkpoi
     import export_onnx as module  # the export itself (seconds) made a plain write: the order is what counts
     monkeypatch.setattr(module, 'write_onnx', writes_model(b'the new model'))
     from export_onnx import export_onnx
-    with pytest.raises(UserError, match=f'could not write {onnx_path}: No space left on device'):
+    with pytest.raises(UserError, match=f'^--export {onnx_path}: could not write it \\(No space left on device\\)$'):
         export_onnx(model, attributes, str(onnx_path))
     assert onnx_path.read_bytes() == old_model and json_path.read_text() == old_labels
     assert sorted(os.listdir(tmp_path)) == ['model.json', 'model.onnx']
