@@ -284,6 +284,7 @@ def find_images(paths, listed=(), list_file=None):
                         + (f'; {unread_photos(passed_over)}' if passed_over else ''))
     if passed_over:
         print(f'note: {unread_photos(passed_over)}')
+    empty = once_each(empty)  # a folder named twice (dd, ./dd) noted once, as its pictures are predicted once
     for folder in empty[:10]:  # a list may name thousands
         print(f'note: no image files in {named(folder)}')
     if len(empty) > 10:

@@ -328,7 +328,8 @@ def test_files_from_a_list_predicts_each_named_path_in_order(checkpoint, catalog
     for n in range(12):  # empty folders: noted, ten by name
         (tmp_path / f'empty{n:02}').mkdir()
     listed = [photos['readable'][1].encode(), b'caf\xe9.jpg', b'nested', b'gone.jpg', images[1].encode(),
-              photos['readable'][1].encode(), b'./gone.jpg', *(f'empty{n:02}'.encode() for n in range(12))]
+              photos['readable'][1].encode(), b'./gone.jpg', *(f'empty{n:02}'.encode() for n in range(12)),
+              b'empty00', b'./empty01']  # noted once each
     (tmp_path / 'files.txt').write_bytes(codecs.BOM_UTF8 + b'\r\n'.join(listed[:3]) + b'\r\n\r\n'
                                          + b'\n'.join(listed[3:]) + b'\n\n')
     out = tmp_path / 'p.csv'
