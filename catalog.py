@@ -368,7 +368,9 @@ def columns_hint(header, missing):
     if line.startswith('sep='):  # a spreadsheet's line naming its separator, another than the comma
         return f'; its first line, {line!r}, names the separator of its columns: save it with commas'
     for separator, name in ((';', 'semicolons'), ('\t', 'tabs')):
-        if all(column in (part.strip() for part in line.split(separator)) for column in missing):
+        # Each name without its quotes: a spreadsheet that quotes its text cells writes "id";"gender";...,
+        # read with commas as 'id;"gender";...', and the hint was left out.
+        if all(column in (part.strip().strip('"').strip() for part in line.split(separator)) for column in missing):
             return f'; its columns are separated by {name}: save it with commas'
     by_case = {column.lower(): column for column in header}
     renames = [f'{by_case[name.lower()]} to {name}' for name in missing if name.lower() in by_case]

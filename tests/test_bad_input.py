@@ -129,6 +129,19 @@ def test_a_header_with_other_separators_or_names_in_another_case_says_so(tmp_pat
     assert str(refused.value).endswith(' but needs id,gender,articleType,baseColour' + hint)
 
 
+@pytest.mark.parametrize('separator,name', [(';', 'semicolons'), ('\t', 'tabs')])
+def test_a_header_with_other_separators_and_quoted_names_says_so(tmp_path, separator, name):
+    # LibreOffice's "quote all text cells": "id";"gender";..., read with commas as 'id;"gender";...';
+    # the hint to save it with commas was left out
+    def line(text):
+        return separator.join(field if field.isdigit() else f'"{field}"' for field in text.split(','))
+    path = write(tmp_path / 'styles.csv', line(HEADER) + '\n' + line(ROW.format(1)) + '\n')
+    with pytest.raises(UserError) as refused:
+        read_styles(path)
+    assert str(refused.value).endswith(f' but needs id,gender,articleType,baseColour; its columns are separated by '
+                                       f'{name}: save it with commas')
+
+
 @pytest.mark.parametrize('line_end', ['\n', '\r\n'])
 def test_a_first_line_that_names_the_comma_as_separator_is_passed_over(tmp_path, line_end):
     # Excel's `sep=,`: "missing column(s) id, gender, articleType, baseColour; the header is 'sep='"
