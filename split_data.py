@@ -155,10 +155,10 @@ def missing_pictures_hint(image_folder, missing, none_kept):
                 f'for {id_}.jpg; rename them to ID.jpg, the name they are looked for by'
                 + ('' if name.lower().endswith(('.jpg', '.jpeg')) else
                    ' (a picture is read by its content, whatever its name ends in)'))
-    deeper, count = one_folder_deeper(image_folder, missing)
-    if deeper:  # an archive unpacked into a folder of its own name: images/images/
-        return (f'images/{one_line(deeper)}/ holds the pictures of {count:,} of them, one folder deeper than they '
-                'are looked for; move them up into images/')
+    deeper, count = folders_deeper(image_folder, missing)
+    if deeper:  # an archive unpacked into a folder of its own name (images/images/), or sorted into several
+        return (f'{folders_named(deeper)} {"holds" if len(deeper) == 1 else "hold"} the pictures of {count:,} of '
+                'them, one folder deeper than they are looked for; move them up into images/')
     if none_kept:
         first = os.path.join(image_folder, f'{missing[0]}.jpg')
         return (f'The pictures are looked for as images/ID.jpg, {one_line(first)} for the first row: none of these '
@@ -194,20 +194,32 @@ def named_otherwise(folder, missing):
     return found
 
 
-def one_folder_deeper(folder, missing):
-    """The folder in folder holding the most pictures of the ids in missing as ID.jpg, and how many;
-    (None, 0) where none does."""
-    names, best = {f'{id_}.jpg' for id_ in missing}, (None, 0)
+def folders_named(names):
+    """images/A/, images/A/ and images/B/, ... or the first three and how many there are."""
+    shown = [f'images/{one_line(name)}/' for name in names]
+    if len(shown) > 3:
+        return f'{first_few(shown)} ({len(shown)} folders)'
+    return ' and '.join(filter(None, [', '.join(shown[:-1]), shown[-1]]))
+
+
+def folders_deeper(folder, missing):
+    """The folders in folder holding pictures of the ids in missing as ID.jpg, those with the most
+    first, and how many ids' pictures they hold together; ([], 0) where none does. All of them: a
+    catalog sorted into folders by category (images/Apparel/, images/Footwear/) was named by its
+    largest folder alone, the others found one run at a time."""
+    names, found, counts = {f'{id_}.jpg' for id_ in missing}, set(), {}
     try:
         with os.scandir(folder) as entries:
             inside = [entry.name for entry in entries if entry.is_dir()]
         for name in inside:
             with os.scandir(os.path.join(folder, name)) as entries:
-                count = sum(entry.name in names for entry in entries)
-            best = max(best, (name, count), key=lambda found: found[1])
+                here = {entry.name for entry in entries if entry.name in names}
+            if here:
+                counts[name] = len(here)
+                found |= here
     except OSError:
         pass
-    return best if best[1] else (None, 0)
+    return sorted(counts, key=lambda name: (-counts[name], name)), len(found)
 
 
 def in_another_case(folder, name):

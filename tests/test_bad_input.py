@@ -1026,6 +1026,22 @@ def test_pictures_one_folder_deeper_or_nowhere_are_said_where_they_are_looked_fo
                         str(error.value)), str(error.value)
 
 
+def test_pictures_sorted_into_several_folders_are_all_named(small_split, tmp_path):
+    # A catalog sorted into folders by category: only the largest was named ("images/Apparel/ holds
+    # the pictures of 17 of them"), the others found one run at a time
+    import split_data
+    root = copy_catalog(small_split['catalog'], tmp_path)
+    names = sorted(name for name in os.listdir(root / 'images') if name.endswith('.jpg'))
+    for folder, part in (('Apparel', names[:len(names) // 2 + 1]), ('Footwear', names[len(names) // 2 + 1:])):
+        (root / 'images' / folder).mkdir()
+        for name in part:
+            os.rename(root / 'images' / name, root / 'images' / folder / name)
+    with pytest.raises(UserError, match=rf'\. images/Apparel/ and images/Footwear/ hold the pictures of {len(names)} '
+                                        r'of them, one folder deeper than they are looked for; move them up into '
+                                        r'images/\.$'):
+        split_data.main(['--input', str(root), '--output', str(tmp_path), '--workers', '1'])
+
+
 def test_pictures_that_are_links_to_no_file_are_named_as_such_with_how_to_fetch_them(small_split, tmp_path, capsys):
     # A git-annex or DVC store whose contents were not fetched: `ls` shows every picture, and each
     # was "no image file"; a loop of links was "unreadable image", as if the picture were damaged.
