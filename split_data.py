@@ -523,6 +523,16 @@ def not_a_file(path):
     return 'a link that leads to no file' if os.path.islink(path) else 'not a regular file (a pipe or a device)'
 
 
+def check_output_names_a_folder(output):
+    """--output is the folder train.csv and val.csv go to: one given as a file's name (--output
+    train.csv, as train.py's --train-csv takes it) made a folder train.csv/ holding train.csv and
+    val.csv. A folder of that name already there is the user's, and taken."""
+    name = os.path.basename(os.path.normpath(output))
+    if name.lower().endswith('.csv') and not os.path.lexists(output):
+        raise UserError(f'--output {output}: names a CSV file, but is the folder to write train.csv and val.csv to; '
+                        f'give that folder, such as {os.path.dirname(os.path.normpath(output)) or os.curdir}')
+
+
 def main(argv=None, keep_old=True, cap_named='--max-images'):
     """keep_old=False: a split replaced is not kept as train.old.csv and val.old.csv (demo.py's own,
     of a sample catalog it has just drawn anew, whose pictures it no longer names). cap_named: the
@@ -557,6 +567,7 @@ def main(argv=None, keep_old=True, cap_named='--max-images'):
                             'pictures are looked for in images/, in lower case: rename it')
         raise UserError(f'{image_folder}: no such folder. ' + describe_download(args.input))
 
+    check_output_names_a_folder(args.output)
     check_writable_folder(args.output, f'--output {args.output}')  # before the images are checked
     folder_in_csv(image_folder, existing_part(args.output))  # a name the CSVs cannot hold: said before the work too
     check_no_folder_in_the_way(args.output, r'(train|val)(\.old)?\.csv', f'--output {args.output}')

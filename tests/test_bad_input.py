@@ -381,6 +381,22 @@ def test_styles_csv_given_as_the_catalog_names_the_folder_to_give(tmp_path):
         split_data.main(['--input', str(tmp_path / 'styles.csv'), '--output', str(tmp_path)])
 
 
+def test_an_output_named_as_a_csv_file_is_refused_before_any_work(small_split, tmp_path):
+    # --output train.csv, as train.py's --train-csv: "wrote 32 rows to train.csv/train.csv", a folder made of it
+    import split_data
+    catalog = small_split['catalog']['root']
+    for output in ('train.csv', 'splits/val.CSV/'):
+        folder = re.escape(str(tmp_path / os.path.dirname(output.rstrip('/'))))
+        with pytest.raises(UserError, match=f'^--output {re.escape(str(tmp_path / output))}: names a CSV file, but '
+                                            f'is the folder to write train.csv and val.csv to; give that folder, such '
+                                            f'as {folder}$'):
+            split_data.main(['--input', str(catalog), '--output', str(tmp_path / output), '--workers', '1'])
+    assert os.listdir(tmp_path) == []
+    (tmp_path / 'mine.csv').mkdir()  # a folder of the user's by that name: written into
+    split_data.main(['--input', str(catalog), '--output', str(tmp_path / 'mine.csv'), '--workers', '1'])
+    assert sorted(os.listdir(tmp_path / 'mine.csv')) == ['train.csv', 'val.csv']
+
+
 @pytest.mark.parametrize('encoding,newline', [('utf-8-sig', '\r\n'), ('utf-16', '\n'), ('cp1252', '\r\n'),
                                               ('utf-32', '\n'), ('utf-32-be', '\r\n')])
 def test_other_encodings_and_windows_line_endings_read_the_same(tmp_path, encoding, newline):
