@@ -527,10 +527,10 @@ def check_output_names_a_folder(output):
     """--output is the folder train.csv and val.csv go to: one given as a file's name (--output
     train.csv, as train.py's --train-csv takes it) made a folder train.csv/ holding train.csv and
     val.csv. A folder of that name already there is the user's, and taken."""
-    name = os.path.basename(os.path.normpath(output))
+    parent, name = os.path.split(os.path.normpath(output))
     if name.lower().endswith('.csv') and not os.path.lexists(output):
         raise UserError(f'--output {output}: names a CSV file, but is the folder to write train.csv and val.csv to; '
-                        f'give that folder, such as {os.path.dirname(os.path.normpath(output)) or os.curdir}')
+                        f'give that folder: --output {quoted_path(parent or os.curdir)}')
 
 
 def main(argv=None, keep_old=True, cap_named='--max-images'):

@@ -388,8 +388,8 @@ def test_an_output_named_as_a_csv_file_is_refused_before_any_work(small_split, t
     for output in ('train.csv', 'splits/val.CSV/'):
         folder = re.escape(str(tmp_path / os.path.dirname(output.rstrip('/'))))
         with pytest.raises(UserError, match=f'^--output {re.escape(str(tmp_path / output))}: names a CSV file, but '
-                                            f'is the folder to write train.csv and val.csv to; give that folder, such '
-                                            f'as {folder}$'):
+                                            f'is the folder to write train.csv and val.csv to; give that folder: '
+                                            f'--output {folder}$'):
             split_data.main(['--input', str(catalog), '--output', str(tmp_path / output), '--workers', '1'])
     assert os.listdir(tmp_path) == []
     (tmp_path / 'mine.csv').mkdir()  # a folder of the user's by that name: written into
