@@ -242,9 +242,10 @@ def grid_caption(pred, true, width=30):
     column (about 30 characters at this size: 'Face Wash and Cleanser (Face Scrub and Exfoliator)')
     is wrapped, not run into the next picture's. A name over LONGEST_TICK_LABEL is shortened: names of
     67 characters, wrong on all three heads, made a caption of 15 lines, more than a row holds, and
-    tight_layout gave up: the captions ran over the pictures above them and into each other."""
-    # Told apart before they are shortened: two names may differ only in the middle left out
-    lines = [short_name(p) if p == t else f'{short_name(p)} ({short_name(t)})' for p, t in zip(pred, true)]
+    tight_layout gave up: the captions ran over the pictures above them and into each other. A
+    wrong answer whose name and the true one would be shortened alike (they differ only in the
+    middle left out) gives both whole, as a confusion matrix does (tick_labels)."""
+    lines = [short_name(p) if p == t else '{} ({})'.format(*tick_labels([p, t])) for p, t in zip(pred, true)]
     return '\n'.join(textwrap.fill(line, width, break_on_hyphens=False) for line in lines)
 
 
