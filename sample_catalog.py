@@ -576,11 +576,11 @@ def drawn_ids(root, mark):
     root's own_mark."""
     styles_path = os.path.join(root, 'styles.csv')
     if not mark.get('finished', True):
-        over_theirs = mark.get('over_theirs', True) is not False
-        if not plan_in(mark) or over_theirs and replaced_in(mark) is None:
+        over_theirs, replaced = mark.get('over_theirs', True) is not False, replaced_in(mark)
+        if not plan_in(mark) or over_theirs and replaced is None:
             return set()
         plan = plan_rows(mark['n_images'], mark['quirks'], np.random.default_rng(mark['seed']))
-        theirs = {int(name[:-4]) for name in replaced_in(mark) or [] if is_id(name[:-4])}
+        theirs = {int(name[:-4]) for name in replaced or [] if is_id(name[:-4])}
         return {id_ for id_, *_ in plan} - theirs | set(mark.get('earlier_ids', []))
     if not mark or not os.path.isfile(styles_path):  # no catalog of ours: nothing drawn here
         return set()

@@ -21,9 +21,9 @@ from concurrent.futures.process import BrokenProcessPool
 from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder, flush_to_disk,
                     folder_locked, kept_aside, put_back_left_asides, remove_left_temporaries,
                     renamed_together)
-from catalog import (HOW_TO_FETCH, IMAGE_SIZE, LINK_TO_NOTHING, NO_IMAGE_FILE, SPLIT_COLUMNS, WIDE_BOMS, csv_rows,
-                     beginning_of, describe_download, format_counts, image_problem, labels_apart_in_case, nul_safe,
-                     read_styles, with_nul_bytes)
+from catalog import (BEGINNING, HOW_TO_FETCH, IMAGE_SIZE, LINK_TO_NOTHING, NO_IMAGE_FILE, SPLIT_COLUMNS, WIDE_BOMS,
+                     csv_rows, beginning_of, describe_download, format_counts, image_problem, labels_apart_in_case,
+                     nul_safe, read_styles, with_nul_bytes)
 from cli import (NO_SUCH_FILE, UserError, add_debug_flag, check_working_folder_for, counted, ctrl_c_held, first_few,
                  one_line, path_name, positive_int, printable, progress_bar, quoted_path, reach_problem, run_cli,
                  seed_number, shown, usable_cores, what_is_there, worker_processes)
@@ -489,7 +489,7 @@ def first_row(path):
     if not os.path.isfile(path) or os.path.getsize(path) == 0:
         return None
     with open(path, 'rb') as f:
-        data = f.read(65536)  # not the whole of a large file that is no CSV
+        data = f.read(BEGINNING)  # not the whole of a large file that is no CSV
         more = bool(f.read(1))
     encoding = next((name for bom, name in WIDE_BOMS.items() if data.startswith(bom)), 'utf-8-sig')
     # incremental: a character cut at the end of what was read waits, and is not an error
