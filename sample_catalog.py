@@ -559,7 +559,7 @@ def pictures_of_theirs(images, plan, mark, theirs):
         return [], 0, []
     there, before = files_in(images), []
     if mark and not mark.get('finished', True):
-        before = replaced_in(mark)
+        before = replaced_in(mark) or []  # none named (a mark of before they were, or edited): none said
         if plan_in(mark):
             cut_short = plan_rows(mark['n_images'], mark['quirks'], np.random.default_rng(mark['seed']))
             there -= {f'{id_}.jpg' for id_, *_ in cut_short} | {f'{id_}.jpg' for id_ in mark.get('earlier_ids', [])}

@@ -882,3 +882,14 @@ def test_overwrite_after_a_drawing_over_theirs_was_cut_short_removes_the_picture
     users_catalog_cut_short(users, monkeypatch, capsys)
     draw_over(users, 3, monkeypatch, capsys, cut_after=0)
     assert (users / 'styles.csv').read_text() == 'id,gender\n' and len(os.listdir(users / 'images')) < 5
+
+
+def test_overwrite_after_a_drawing_over_theirs_whose_mark_names_none_replaced_draws(tmp_path, monkeypatch, capsys):
+    # A mark without the list (written before it was kept, or edited): a TypeError, the catalog not drawn
+    users = tmp_path / 'users'
+    (users / 'images').mkdir(parents=True)
+    (users / 'images' / 'holiday.jpg').write_bytes(b'a photo of the user')
+    sample_catalog.write_mark(str(users), 3000, 0, False, finished=False, over_theirs=True)
+    assert NOTE in draw_over(users, 3, monkeypatch, capsys)
+    assert sample_catalog.sample_catalog_size(str(users)) == 3
+    assert (users / 'images' / 'holiday.jpg').read_bytes() == b'a photo of the user'
