@@ -17,6 +17,7 @@ import re
 import signal
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from decimal import Decimal
 
 from atomic import (absolute_path, atomic_open, check_no_folder_in_the_way, check_writable_folder, flush_to_disk,
                     folder_locked, kept_aside, put_back_left_asides, remove_left_temporaries,
@@ -513,8 +514,49 @@ def split(kept, args):
     rows = list(kept)
     random.Random(args.seed).shuffle(rows)
     rows = rows[:args.max_images]
-    n_train = round(len(rows) * (1 - args.val_fraction))
+    n_train = training_count(len(rows), args.val_fraction)
     return rows[:n_train], rows[n_train:]
+
+
+def training_count(count, val_fraction):
+    """How many of count pictures split() puts in train.csv: rounded half to even, as round() does
+    (of 2 pictures, --val-fraction 0.25 keeps both for training)."""
+    return round(count * (1 - val_fraction))
+
+
+def both_sides_filled(count, val_fraction):
+    return 0 < training_count(count, val_fraction) < count
+
+
+# The --val-fractions a refused split is offered, as typed: hundredths, and below 0.01 and above
+# 0.99 one digit more at a time, where even a share that small leaves a picture on each side.
+SMALL_SHARES = [Decimal(digit).scaleb(-places) for places in range(3, 10) for digit in range(1, 10)]  # 0.001, ...
+OFFERED_FRACTIONS = sorted([f'{share:f}' for share in SMALL_SHARES] + [f'{1 - share:f}' for share in SMALL_SHARES]
+                           + [f'0.{hundredths:02}'.rstrip('0') for hundredths in range(1, 100)], key=Decimal)
+
+
+def fractions_that_split(count):
+    """The lowest and highest of OFFERED_FRACTIONS that leave at least one of count pictures on
+    each side, or None. Every fraction between them does too: a higher one never leaves more for
+    training."""
+    fitting = [text for text in OFFERED_FRACTIONS if both_sides_filled(count, float(text))]
+    return (fitting[0], fitting[-1]) if fitting else None
+
+
+def what_splits(count, usable, args):
+    """What to give where count pictures split with args.val_fraction leave a side empty (count is
+    usable, at most --max-images), after the separator of the refusal that says it."""
+    if count > 1:
+        low, high = fractions_that_split(count)
+        return f': give a --val-fraction from {low} to {high}'
+    if usable < 2:
+        return '; no --val-fraction splits 1 image: a split needs at least 2 usable pictures'
+    enough = next((cap for cap in range(2, usable + 1) if both_sides_filled(cap, args.val_fraction)), None)
+    if enough is not None:
+        return f'; no --val-fraction splits 1 image: give --max-images {enough:,} or more'
+    low, high = fractions_that_split(usable)
+    return (f'; no --val-fraction splits 1 image: give --max-images {usable:,} with a --val-fraction from {low} '
+            f'to {high}')
 
 
 def not_a_file(path):
@@ -599,7 +641,8 @@ def main(argv=None, keep_old=True, cap_named='--max-images'):
     if not train or not val:
         raise UserError(f'{counted(len(train) + len(val), "image")} ({len(kept):,} usable in {args.input}, '
                         f'--max-images {args.max_images:,}) split with --val-fraction {args.val_fraction}: '
-                        f'{len(train)} for training and {len(val)} for validation; each needs at least one')
+                        f'{len(train)} for training and {len(val)} for validation; each needs at least one'
+                        + what_splits(len(train) + len(val), len(kept), args))
     os.makedirs(args.output, exist_ok=True)
     with contextlib.ExitStack() as stops_held:  # a stop once the files are renamed: taken after these lines
         (train_path, val_path), replaced, moved = save_split(train, val, args.output, stops_held,

@@ -3,6 +3,7 @@ import errno
 import glob
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -412,6 +413,48 @@ def test_flags_that_leave_a_side_empty_are_named(quirky_catalog, tmp_path, flags
         split_data.main(['--input', quirky_catalog['root'], '--output', str(tmp_path / 'out'), '--workers', '1',
                          *flags])
     assert not os.path.exists(tmp_path / 'out')
+
+
+@pytest.mark.parametrize('images, fraction, offered, outside', [(2, '0.2', ('0.26', '0.74'), ('0.25', '0.75')),
+                                                                  (5, '0.9', ('0.1', '0.89'), ('0.09', '0.9'))])
+def test_a_split_that_leaves_a_side_empty_offers_the_val_fractions_that_do_not(tmp_path, images, fraction, offered,
+                                                                                 outside):
+    catalog = make_catalog(str(tmp_path / 'catalog'), n_images=images, seed=1)
+
+    def split_with(fraction, name):
+        return split_data.main(['--input', catalog['root'], '--output', str(tmp_path / name), '--workers', '1',
+                                '--val-fraction', fraction])
+    with pytest.raises(UserError, match=f'each needs at least one: give a --val-fraction from {offered[0]} to '
+                                        f'{offered[1]}$') as refused:
+        split_with(fraction, 'refused')
+    # What it offers works, at either end, as typed from the message; the next fraction outside does not
+    low, high = re.search(r'from (\S+) to (\S+)$', str(refused.value)).groups()
+    for given in (low, high):
+        result = split_with(given, given)
+        assert result['train'] >= 1 and result['val'] >= 1 and result['train'] + result['val'] == images
+    for given in outside:  # split() rounds half to even: 2 * 0.75 is 1.5, which is 2 for training
+        with pytest.raises(UserError, match='each needs at least one'):
+            split_with(given, given)
+
+
+def test_one_picture_is_said_to_be_no_split_at_any_val_fraction(tmp_path):
+    catalog = make_catalog(str(tmp_path / 'catalog'), n_images=1, seed=1)
+    with pytest.raises(UserError, match=r'^1 image \(1 usable in .*each needs at least one; no --val-fraction splits '
+                                        r'1 image: a split needs at least 2 usable pictures$'):
+        split_data.main(['--input', catalog['root'], '--output', str(tmp_path / 'out'), '--workers', '1'])
+
+
+@pytest.mark.parametrize('fraction, offered', [('0.5', 'give --max-images 2 or more'),
+                                               ('0.2', 'give --max-images 2 with a --val-fraction from 0.26 to 0.74')])
+def test_a_cap_of_one_picture_offers_a_cap_that_splits(tmp_path, fraction, offered):
+    catalog = make_catalog(str(tmp_path / 'catalog'), n_images=2, seed=1)
+    with pytest.raises(UserError, match=r'^1 image \(2 usable in .*, --max-images 1\) .*; no --val-fraction splits '
+                                        f'1 image: {offered}$'):
+        split_data.main(['--input', catalog['root'], '--output', str(tmp_path / 'out'), '--workers', '1',
+                         '--max-images', '1', '--val-fraction', fraction])
+    result = split_data.main(['--input', catalog['root'], '--output', str(tmp_path / 'out'), '--workers', '1',
+                              '--max-images', '2', '--val-fraction', '0.5' if fraction == '0.5' else '0.26'])
+    assert (result['train'], result['val']) == (1, 1)
 
 
 @pytest.mark.parametrize('fraction', ['0', '1'])
