@@ -446,8 +446,9 @@ def read_styles(path):
     styles, skipped, seen = [], Counter(), set()
     for row in rows:
         row = fit_fields(row, header)
-        if len(row) != len(header):
-            skipped[TOO_MANY_FIELDS if len(row) > len(header) else 'with too few fields'] += 1
+        problem = TOO_MANY_FIELDS if len(row) > len(header) else short_row_problem(row, header, position)
+        if problem:
+            skipped[problem] += 1
             continue
         values = {name: row[i].strip() for name, i in position.items()}
         empty = [name for name in LABEL_COLUMNS if is_missing(values[name])]
@@ -465,6 +466,21 @@ def read_styles(path):
             seen.add(values['id'])
             styles.append(Style(**values))
     return styles, skipped
+
+
+def short_row_problem(row, header, position):
+    """Why a row of fewer fields than the header is skipped, or None where it is read (as one of
+    the header's width is). Old Excel leaves a row's empty cells at its end out (season, year,
+    usage, productDisplayName), and the tutorial's csv.DictReader read the row all the same: it is
+    read where it holds every column the split needs (position: their places), and the fields it
+    has are in their columns as far as they tell (a year in the year's, or a season or nothing in
+    the season's): a field left out before the labels moves them, and 'Summer' became a colour."""
+    lacking = [name for name in position if position[name] >= len(row)]
+    if lacking:
+        return f'with too few fields for {min(lacking, key=position.get)}'
+    if len(row) < len(header) and not year_in_place(row + [''] * (len(header) - len(row)), header):
+        return 'with too few fields'
+    return None
 
 
 def labels_apart_in_case(styles):

@@ -446,8 +446,23 @@ def test_duplicate_ids_and_odd_rows_are_skipped_and_counted(tmp_path):
                       ROW.format(5) + ', with a comma', ROW.format('²'), ROW.format('٣')])  # digits to isdigit
     styles, skipped = read_styles(write(tmp_path / 'styles.csv', text))
     assert [s.id for s in styles] == ['1', '5']
-    assert skipped == {'duplicate id': 1, 'id is not a number': 3, 'with too few fields': 1,
+    assert skipped == {'duplicate id': 1, 'id is not a number': 3, 'with too few fields for articleType': 1,
                        'baseColour is empty or NA': 1}
+
+
+def test_a_row_without_its_empty_cells_at_the_end_is_read_where_it_holds_the_labels(tmp_path):
+    # Old Excel leaves a row's empty cells at its end out; the tutorial's csv.DictReader read such a row
+    text = '\n'.join([HEADER, '1,Men,Apparel,Topwear,Tshirts,Navy Blue', ROW.format(2).rsplit(',', 1)[0],
+                      '3,Men,Apparel,Topwear,Tshirts,Blue,Summer', '4,Men,Apparel,Topwear,Tshirts',  # no colour
+                      '5,Men',
+                      # subCategory left out, not the end: the labels moved on, Summer taken for a colour
+                      '6,Men,Apparel,Tshirts,Blue,Summer,2012,Casual,Roadster Men Blue Tshirts',
+                      '7,Men,Apparel,Tshirts,Blue,Summer,2012'])
+    styles, skipped = read_styles(write(tmp_path / 'styles.csv', text))
+    assert styles == [Style('1', 'Men', 'Tshirts', 'Navy Blue'), Style('2', 'Men', 'Tshirts', 'Blue'),
+                      Style('3', 'Men', 'Tshirts', 'Blue')]
+    assert skipped == {'with too few fields for baseColour': 1, 'with too few fields for articleType': 1,
+                       'with too few fields': 2}
 
 
 def test_a_catalog_padded_with_spaces_is_read_as_its_ids_and_labels(tmp_path):
@@ -522,7 +537,8 @@ def test_a_field_too_many_is_counted_as_such_where_no_product_name_can_take_it(t
     text = '\n'.join(['id,gender,articleType,baseColour', '1,Men,Tshirts,Blue', '2,Men,Tshirts,Blue,Cotton',
                       '3,Men,Tshirts'])
     styles, skipped = read_styles(write(tmp_path / 'styles.csv', text))
-    assert [s.id for s in styles] == ['1'] and skipped == {'with too many fields': 1, 'with too few fields': 1}
+    assert [s.id for s in styles] == ['1'] and skipped == {'with too many fields': 1,
+                                                          'with too few fields for baseColour': 1}
 
 
 def test_a_comma_in_a_label_is_not_taken_for_one_in_the_product_name(tmp_path):

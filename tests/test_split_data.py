@@ -457,6 +457,22 @@ def test_a_cap_of_one_picture_offers_a_cap_that_splits(tmp_path, fraction, offer
     assert (result['train'], result['val']) == (1, 1)
 
 
+def test_a_catalog_row_saved_without_its_empty_cells_at_the_end_is_split(tmp_path, capsys):
+    # Old Excel: '10002,Men,Apparel,Bottomwear,Trousers,Navy Blue', its season, year, usage and name left out
+    catalog = make_catalog(str(tmp_path / 'catalog'), n_images=5, seed=1)
+    styles = tmp_path / 'catalog' / 'styles.csv'
+    lines = styles.read_text().splitlines()
+    short = ','.join(lines[1].split(',')[:6])
+    styles.write_text('\n'.join([lines[0], short] + lines[2:]) + '\n')
+    result = split_data.main(['--input', catalog['root'], '--output', str(tmp_path / 'out'), '--workers', '1'])
+    assert (result['train'], result['val']) == (4, 1) and not result['skipped']
+    assert 'styles.csv: 5 rows, 5 with usable labels' in capsys.readouterr().out
+    rows = read_rows(tmp_path / 'out' / 'train.csv') + read_rows(tmp_path / 'out' / 'val.csv')
+    id_, gender, _, _, article, colour = short.split(',')
+    assert {'image_path': f'../catalog/images/{id_}.jpg', 'gender': gender, 'articleType': article,
+            'baseColour': colour} in rows
+
+
 @pytest.mark.parametrize('fraction', ['0', '1'])
 def test_a_val_fraction_at_either_end_is_refused_as_out_of_range(fraction, capsys):
     # 0 and 1 themselves are refused: "between 0 and 1" read as if they were allowed.
