@@ -370,13 +370,23 @@ def columns_hint(header, missing):
     for separator, name in ((';', 'semicolons'), ('\t', 'tabs')):
         # Each name without its quotes: a spreadsheet that quotes its text cells writes "id";"gender";...,
         # read with commas as 'id;"gender";...', and the hint was left out.
-        if all(column in (part.strip().strip('"').strip() for part in line.split(separator)) for column in missing):
+        renames = renames_in_case([part.strip().strip('"').strip() for part in line.split(separator)], missing)
+        if renames == []:
             return f'; its columns are separated by {name}: save it with commas'
-    by_case = {column.lower(): column for column in header}
-    renames = [f'{by_case[name.lower()]} to {name}' for name in missing if name.lower() in by_case]
-    if len(renames) == len(missing):
-        return '; the names are read in their case: rename ' + ', '.join(renames)
-    return ''
+        if renames:  # ID;Gender;...: both said at once, not the case once the file is saved with commas
+            return (f'; its columns are separated by {name}, and the names are read in their case: save it with '
+                    'commas, and rename ' + ', '.join(renames))
+    renames = renames_in_case(header, missing)
+    return '; the names are read in their case: rename ' + ', '.join(renames) if renames else ''
+
+
+def renames_in_case(names, missing):
+    """'Gender to gender' for each of the missing columns that names holds in another case only ([]
+    where it holds them all as they are), or None where it holds one in no case at all."""
+    by_case = {name.lower(): name for name in names}
+    if not all(column.lower() in by_case for column in missing):
+        return None
+    return [f'{by_case[column.lower()]} to {column}' for column in missing if column not in names]
 
 
 def without_empty_end(row, header):

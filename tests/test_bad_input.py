@@ -112,6 +112,9 @@ def test_unusable_styles_csv_is_one_clear_error(tmp_path, content, problem):
 
 
 
+CAPITALISED = 'ID,Gender,MasterCategory,SubCategory,ArticleType,BaseColour,Season,Year,Usage,ProductDisplayName'
+
+
 @pytest.mark.parametrize('header,hint', [
     # a spreadsheet's CSV in a language whose decimal mark is the comma, and its 'text' format
     (HEADER.replace(',', ';'), '; its columns are separated by semicolons: save it with commas'),
@@ -119,6 +122,14 @@ def test_unusable_styles_csv_is_one_clear_error(tmp_path, content, problem):
     (HEADER.replace('baseColour', 'BaseColour').replace('gender', 'Gender'),
      '; the names are read in their case: rename Gender to gender, BaseColour to baseColour'),
     (HEADER.replace('baseColour', 'colour'), ''),
+    # Both: the case was said only once the file was saved with commas, and neither before
+    (CAPITALISED.replace(',', ';'), '; its columns are separated by semicolons, and the names are read in their case: '
+                                    'save it with commas, and rename ID to id, Gender to gender, ArticleType to '
+                                    'articleType, BaseColour to baseColour'),
+    (HEADER.replace('gender', 'Gender').replace(',', '\t'), '; its columns are separated by tabs, and the names are '
+                                                           'read in their case: save it with commas, and rename Gender '
+                                                           'to gender'),
+    (CAPITALISED.replace(',', ';').replace('BaseColour', 'Colour'), ''),  # no baseColour in any case: nothing to say
     ('sep=;\n' + HEADER.replace(',', ';'), "; its first line, 'sep=;', names the separator of its columns: save it "
                                           'with commas'),  # a spreadsheet's note of it
 ])
@@ -140,6 +151,17 @@ def test_a_header_with_other_separators_and_quoted_names_says_so(tmp_path, separ
         read_styles(path)
     assert str(refused.value).endswith(f' but needs id,gender,articleType,baseColour; its columns are separated by '
                                        f'{name}: save it with commas')
+
+
+def test_a_header_of_semicolons_with_quoted_names_in_another_case_says_both(tmp_path):
+    # "Id";"Gender";..., a spreadsheet's that quotes its text cells, read with commas as 'Id;"Gender";...'
+    header = ';'.join(f'"{name}"' for name in CAPITALISED.replace('ID', 'Id').split(','))
+    path = write(tmp_path / 'styles.csv', header + '\n' + ROW.format(1).replace(',', ';') + '\n')
+    with pytest.raises(UserError) as refused:
+        read_styles(path)
+    assert str(refused.value).endswith('; its columns are separated by semicolons, and the names are read in their '
+                                       'case: save it with commas, and rename Id to id, Gender to gender, ArticleType '
+                                       'to articleType, BaseColour to baseColour')
 
 
 @pytest.mark.parametrize('line_end', ['\n', '\r\n'])
