@@ -69,9 +69,36 @@ def require_onnxscript_for_this_torch():
     try:
         importlib.import_module(name)
     except ImportError as error:
+        if not (error.name and (name + '.').startswith(error.name + '.')):  # not it, but one it imports: onnx_ir
+            raise exporter_import_failed(error) from error
         raise UserError(f'exporting to ONNX with PyTorch {torch.__version__} needs a newer onnxscript than '
                         f'{getattr(onnxscript, "__version__", "this one")}, which lacks {name}: '
                         f'{pip_install("--upgrade", "onnxscript", "onnx")}') from error
+
+
+def exporter_import_failed(error, path=None):
+    """The error for a module the exporter needs that did not import: one that torch.onnx.export
+    imports only as it runs (path: the export's), past what require_exporter checks, or one that
+    onnxscript's module for this PyTorch imports as it is checked. A missing onnx_ir, or a module of
+    onnx's or onnxscript's that an older release lacks, ended in a traceback from inside torch.onnx."""
+    name = error.name
+    top = name.split('.')[0] if name else None
+    package = sys.modules.get(top) if top else None
+    if not name:  # an ImportError raised by hand, which names no module
+        needs = f'a module that did not import ({error})'
+    elif not isinstance(error, ModuleNotFoundError):  # `from onnx_ir import x` of a release without x
+        needs = f'{name}, which did not import ({error})'
+    elif package is not None and name != top:
+        version = getattr(package, '__version__', None)
+        needs = f'{name}, which the installed {top}' + (f' {version}' if version else '') + ' lacks'
+    else:
+        needs = f'{name}, which is not installed'
+    # --upgrade onnxscript onnx, as for an onnxscript older than PyTorch: -r requirements-onnx.txt
+    # would leave in place a release that meets its lowest, and with --upgrade would upgrade PyTorch
+    # too. pip installs a missing dependency (onnx_ir, onnxscript's) of a package already there.
+    packages = ['onnxscript', 'onnx'] + (['onnx_ir'] if top == 'onnx_ir' else [])
+    return UserError((f'--export {path}: ' if path else '') + f'exporting to ONNX with PyTorch {torch.__version__} '
+                     f'needs {needs}: {pip_install("--upgrade", *packages)}')
 
 
 def onnxscript_api_for_torch():
@@ -244,6 +271,8 @@ def export_onnx(model, attributes, path):
             with atomic_open(written[json_path], encoding='utf-8', together=together) as f:
                 json.dump(described, f, indent=2)
                 flush_to_disk(f)
+    except ImportError as error:  # inside torch.onnx.export: the temporary file is gone, the old pair stays
+        raise exporter_import_failed(error, path) from error
     except OSError as error:
         # The flag named, as --output's failures name theirs (the file only, it said)
         failed = error.filename or path

@@ -693,6 +693,73 @@ def test_export_with_an_onnxscript_older_than_pytorch_says_to_upgrade_before_the
     assert not os.listdir(tmp_path)
 
 
+@exports
+def test_a_module_the_exporter_imports_as_it_runs_that_is_missing_is_named_and_nothing_is_replaced(checkpoint,
+                                                                                                  tmp_path):
+    # torch.onnx.export imports onnx_ir (and modules of onnx and onnxscript) only as it runs, past
+    # what is checked first: one missing ended in a traceback ('import of onnx_ir halted'). A fresh
+    # Python, as torch.onnx keeps what it imported once; onnx_ir hidden once check_export passed.
+    pytest.importorskip('onnxscript')
+    onnx_path = tmp_path / 'model.onnx'
+    old_model, old_labels = old_export(onnx_path)
+    run_predict = ('import runpy, sys, export_onnx; export_onnx.require_exporter(); sys.modules["onnx_ir"] = None; '
+                   f'sys.argv[0] = "predict.py"; runpy.run_path({os.path.join(ROOT, "predict.py")!r}, '
+                   'run_name="__main__")')
+    result = subprocess.run([sys.executable, '-c', run_predict, '--checkpoint', checkpoint, '--export', str(onnx_path)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and 'Traceback' not in result.stderr, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f'error: --export {onnx_path}: exporting to ONNX with PyTorch {torch.__version__} needs onnx_ir, which is '
+        f'not installed: {shlex.quote(this_python())} -m pip install --upgrade onnxscript onnx onnx_ir')
+    assert onnx_path.read_bytes() == old_model and (tmp_path / 'model.json').read_text() == old_labels
+    assert sorted(os.listdir(tmp_path)) == ['model.json', 'model.onnx']  # no temporary file left
+
+
+@exports
+@pytest.mark.parametrize('error, needs', [
+    (ModuleNotFoundError("No module named 'onnxscript.nothing'", name='onnxscript.nothing'),
+     'onnxscript.nothing, which the installed onnxscript {version} lacks'),
+    (ImportError("cannot import name 'nothing' from 'onnx'", name='onnx'),
+     "onnx, which did not import (cannot import name 'nothing' from 'onnx')"),
+    (ImportError('a failure of its own'), 'a module that did not import (a failure of its own)')],
+    ids=['a module an older onnxscript lacks', 'a name an older onnx lacks', 'no module named'])
+def test_an_import_that_fails_inside_the_exporter_says_what_to_upgrade(checkpoint, tmp_path, monkeypatch, error,
+                                                                       needs):
+    onnxscript = pytest.importorskip('onnxscript')
+    from export_onnx import export_onnx
+
+    def fails(*args, **kwargs):
+        raise error
+    monkeypatch.setattr(torch.onnx, 'export', fails)
+    model, attributes, _ = model_from_checkpoint(checkpoint)
+    onnx_path = tmp_path / 'model.onnx'
+    with pytest.raises(UserError) as raised:
+        export_onnx(model, attributes, str(onnx_path))
+    assert str(raised.value) == (f'--export {onnx_path}: exporting to ONNX with PyTorch {torch.__version__} needs '
+                                 f'{needs.format(version=onnxscript.__version__)}: {shlex.quote(this_python())} -m '
+                                 'pip install --upgrade onnxscript onnx')
+    assert not os.listdir(tmp_path)
+
+
+@exports
+def test_a_module_that_onnxscripts_module_for_this_pytorch_imports_is_named_not_taken_for_it(tmp_path, monkeypatch,
+                                                                                             capsys):
+    # onnx_ir missing as onnxscript._framework_apis.torch_2_11 was checked (it imports onnx_ir) was
+    # said as that module missing: 'needs a newer onnxscript than 0.7.2', the newest.
+    import export_onnx
+    if export_onnx.onnxscript_api_for_torch() is None:
+        pytest.skip('this PyTorch does not name the onnxscript module its exporter imports where we look')
+
+    def import_module(name):
+        raise ModuleNotFoundError("No module named 'onnx_ir'", name='onnx_ir')
+    monkeypatch.setattr(export_onnx, 'importlib', types.SimpleNamespace(import_module=import_module))
+    error = failure_of(['--checkpoint', str(tmp_path / 'no-such.pth'), '--export', str(tmp_path / 'model.onnx')],
+                       capsys)
+    assert error == (f'error: exporting to ONNX with PyTorch {torch.__version__} needs onnx_ir, which is not '
+                     f'installed: {shlex.quote(this_python())} -m pip install --upgrade onnxscript onnx onnx_ir')
+    assert not os.listdir(tmp_path)
+
+
 def test_export_on_pytorch_2_6_says_to_upgrade_before_anything_is_written(checkpoint, tmp_path, monkeypatch):
     # PyTorch 2.6 (requirements.txt's lowest) trains and predicts, but its exporter raised from
     # deep inside on this model, with any onnxscript; 2.7's exports it.
