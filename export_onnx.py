@@ -18,7 +18,9 @@ from torch import nn
 
 from atomic import (absolute_path, atomic_open, atomic_path, check_writable_file, flush_to_disk, json_object,
                     name_pattern, put_back_left_asides, remove_left_temporaries, renamed_together, through_link)
+from augment import prepare_batch
 from catalog import IMAGE_SIZE
+from checkpoint import WORDS, answers_not_numbers
 from cli import PROJECT, UserError, command, shown, shown_path, this_python
 from dataset import FILL, HEADS, MEAN, STD
 
@@ -160,18 +162,40 @@ def sidecar(attributes, path):
     }
 
 
+def example_batch():
+    """What the export traces the model with, and checks it on: a white picture (the padding's
+    colour) and a black one, normalised as every picture. Not the mean colour, 0 once normalised,
+    which an untrained model whose finite weights overflow (check_answers_finite) answers in
+    numbers, its batch norms scaling 0 by 1e15 each, where it answers a white or a black one NaN. A
+    batch of 2: torch.export has treated sizes of 0 and 1 as constants, which would fix the batch
+    at 1 (2.14 keeps it dynamic; older releases that requirements.txt allows may not)."""
+    width, height = IMAGE_SIZE
+    colours = torch.tensor([FILL, (0, 0, 0)], dtype=torch.uint8)
+    return prepare_batch(colours.view(2, 3, 1, 1).expand(2, 3, height, width))
+
+
+def check_answers_finite(model, checkpoint, path):
+    """Refused, as test.py and predict.py refuse it on their pictures, where the model (HeadsInOrder)
+    answers NaN or infinity: its weights are finite, checkpoint.check_finite saw to that, but so
+    large that the outputs overflow (1e30 times a trained model's), and the exported model would
+    answer NaN or infinity, with no word from the export."""
+    with torch.no_grad():
+        outputs = model(example_batch())
+    bad = [WORDS[head] for head, output in zip(HEADS, outputs) if not bool(torch.isfinite(output).all())]
+    if bad:
+        heads = ' and '.join(filter(None, [', '.join(bad[:-1]), bad[-1]]))
+        raise answers_not_numbers(checkpoint, f'in its {heads} output{"s" if len(bad) > 1 else ""} on the '
+                                              f'pictures --export {path} traces it with (a white one and a black one)')
+
+
 def write_onnx(model, path, described):
     """The ONNX model at path, with `described` (its sidecar) in its metadata too: a serving stack
     that keeps the model alone (a Triton model folder) still has its label names and preprocessing,
     as onnxruntime's get_modelmeta() and Netron show them."""
     import onnx
-    width, height = IMAGE_SIZE
-    # A batch of 2 as the example: torch.export has treated sizes of 0 and 1 as constants, which
-    # would fix the batch at 1 (2.14 keeps it dynamic; older releases that requirements.txt allows may not).
-    example = torch.zeros(2, 3, height, width)
     batch = torch.export.Dim('batch')
     with torch.no_grad():
-        torch.onnx.export(model, (example,), path, input_names=[INPUT_NAME], output_names=list(HEADS),
+        torch.onnx.export(model, (example_batch(),), path, input_names=[INPUT_NAME], output_names=list(HEADS),
                           dynamic_shapes={INPUT_NAME: {0: batch}}, opset_version=OPSET,
                           dynamo=True, external_data=False, verbose=False)
     exported = onnx.load(path)
@@ -238,9 +262,14 @@ def exported_sidecar(path):
     return data is not None and data.get('format') == FORMAT
 
 
-def export_onnx(model, attributes, path):
-    """Write path (ONNX) and its JSON sidecar; returns the sidecar's path."""
+def export_onnx(model, attributes, path, checkpoint):
+    """Write path (ONNX) and its JSON sidecar, of the model loaded from checkpoint (a path, named
+    in an error); returns the sidecar's path."""
     check_export(path)
+    # A CPU copy in eval mode: the caller's model stays on its device, and dropout and batch norm
+    # are exported as they run at inference.
+    wrapped = HeadsInOrder(copy.deepcopy(model).cpu()).eval()
+    check_answers_finite(wrapped, checkpoint, path)  # before any file is touched
     json_path = sidecar_path(path)
     # A name that is a link is written through, as a shell's `>` would, the link staying a link:
     # each of the two apart (model.onnx a link to v3.onnx: v3.onnx is written, and model.json,
@@ -257,9 +286,6 @@ def export_onnx(model, attributes, path):
         put_back_left_asides(folder, names, 'predict.py', files, first)
         remove_left_temporaries(folder, names, 'predict.py')
         os.makedirs(folder, exist_ok=True)
-    # A CPU copy in eval mode: the caller's model stays on its device, and dropout and batch norm
-    # are exported as they run at inference.
-    wrapped = HeadsInOrder(copy.deepcopy(model).cpu()).eval()
     # Both files change or neither (atomic.renamed_together): a failed export or label file, or
     # a full disk, leaves the old pair, never a new model beside old label names, which would
     # name its outputs wrongly.

@@ -521,10 +521,10 @@ def write_output(rows, path):
         raise UserError(f'--output {path}: could not write it ({error.strerror or error})') from error
 
 
-def export_model(model, attributes, path):
+def export_model(model, attributes, path, checkpoint):
     # Imported here so that onnx and onnxscript are needed only by those who export.
     from export_onnx import export_onnx
-    sidecar = export_onnx(model, attributes, path)
+    sidecar = export_onnx(model, attributes, path, checkpoint)
     print(f'wrote {one_line(path)} and {one_line(sidecar)}')
 
 
@@ -562,7 +562,7 @@ def main(argv=None):
     model, attributes, state = model_from_checkpoint(args.checkpoint, args.attributes_file)
     model.eval()
     if args.export is not None:
-        export_model(model, attributes, args.export)
+        export_model(model, attributes, args.export, args.checkpoint)
     if not paths:
         return
 

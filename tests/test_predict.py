@@ -656,6 +656,33 @@ def test_onnx_export_matches_pytorch_for_any_batch_size(checkpoint, catalog, tmp
             np.testing.assert_allclose(logits, expected[head].numpy(), rtol=0, atol=1e-4)
 
 
+@exports
+def test_an_export_of_a_model_whose_answers_overflow_is_refused_naming_the_heads(checkpoint, tmp_path):
+    # Weights finite but 1e30 times a trained model's: the export wrote a model whose every answer
+    # is NaN, with no word; predict.py refused the checkpoint only when it had pictures to predict.
+    pytest.importorskip('onnxscript')
+    onnx_path = tmp_path / 'model.onnx'
+    old_model, old_labels = old_export(onnx_path)
+    huge = checkpoint_save(str(tmp_path / 'huge.pth'), overflowing(checkpoint_load(checkpoint)))
+    state = checkpoint_load(checkpoint)  # its colour head's alone: named alone
+    state['model'] = dict(state['model'], **{'color.1.weight': torch.full_like(state['model']['color.1.weight'], 3e38)})
+    colour = checkpoint_save(str(tmp_path / 'colour.pth'), state)
+    # Untrained (batch-norm means 0): a picture of the mean colour, 0 once normalised, stays 0 through
+    # the scaled batch norms, and its answers are numbers; a white or a black one's are not.
+    torch.manual_seed(0)
+    untrained = MultiOutputModel.for_attributes(AttributesDataset(vocab=state['attributes']))
+    fresh = checkpoint_save(str(tmp_path / 'fresh.pth'), overflowing(dict(state, model=untrained.state_dict())))
+    for path, outputs in [(huge, 'gender, article and colour outputs'), (colour, 'colour output'),
+                          (fresh, 'gender, article and colour outputs')]:
+        with pytest.raises(UserError) as raised:
+            predict.main(['--checkpoint', path, '--export', str(onnx_path)])
+        assert str(raised.value) == (f'{path}: its model answers NaN or infinity in its {outputs} on the pictures '
+                                     f'--export {onnx_path} traces it with (a white one and a black one): its weights, '
+                                     'though finite, are too large to compute with. Use another checkpoint of the run')
+        assert onnx_path.read_bytes() == old_model and (tmp_path / 'model.json').read_text() == old_labels
+    assert sorted(os.listdir(tmp_path)) == ['colour.pth', 'fresh.pth', 'huge.pth', 'model.json', 'model.onnx']
+
+
 def writes_model(content):
     """export_onnx.write_onnx, pretended: a file of that content where the model goes."""
     return lambda model, path, described: open(path, 'wb').write(content)
@@ -668,11 +695,11 @@ def test_export_without_the_onnx_extra_says_what_to_install(checkpoint, tmp_path
     model, attributes, _ = model_from_checkpoint(checkpoint)
     pip = f'{re.escape(shlex.quote(this_python()))} -m pip install'  # into this Python, not a bare pip's
     with pytest.raises(UserError, match=f'{pip} -r requirements-onnx.txt$'):
-        export_onnx(model, attributes, str(tmp_path / 'model.onnx'))
+        export_onnx(model, attributes, str(tmp_path / 'model.onnx'), checkpoint)
     assert not os.listdir(tmp_path)
     monkeypatch.chdir(tmp_path)  # from another folder than the project's: the file named by its path
     with pytest.raises(UserError, match=f'{pip} -r {re.escape(ROOT)}/requirements-onnx.txt$'):
-        export_onnx(model, attributes, str(tmp_path / 'model.onnx'))
+        export_onnx(model, attributes, str(tmp_path / 'model.onnx'), checkpoint)
 
 
 @exports
@@ -734,7 +761,7 @@ def test_an_import_that_fails_inside_the_exporter_says_what_to_upgrade(checkpoin
     model, attributes, _ = model_from_checkpoint(checkpoint)
     onnx_path = tmp_path / 'model.onnx'
     with pytest.raises(UserError) as raised:
-        export_onnx(model, attributes, str(onnx_path))
+        export_onnx(model, attributes, str(onnx_path), checkpoint)
     assert str(raised.value) == (f'--export {onnx_path}: exporting to ONNX with PyTorch {torch.__version__} needs '
                                  f'{needs.format(version=onnxscript.__version__)}: {shlex.quote(this_python())} -m '
                                  'pip install --upgrade onnxscript onnx')
@@ -769,7 +796,7 @@ def test_export_on_pytorch_2_6_says_to_upgrade_before_anything_is_written(checkp
     with pytest.raises(UserError, match=r'^exporting to ONNX needs PyTorch 2\.7 or newer \(this is 2\.6\.0\+cu124, '
                                         r'whose exporter fails on this model\): '
                                         f'{re.escape(shlex.quote(this_python()))} -m pip install --upgrade torch'):
-        export_onnx(model, attributes, str(tmp_path / 'model.onnx'))
+        export_onnx(model, attributes, str(tmp_path / 'model.onnx'), checkpoint)
     assert not os.listdir(tmp_path)
     monkeypatch.setattr(torch, '__version__', torch.torch_version.TorchVersion('2.7.0'))
     # As if installed: beside PyTorch 2.6 they are not (their file asks for 2.7); an onnxscript with
@@ -1180,18 +1207,18 @@ def test_a_label_file_that_cannot_be_written_leaves_the_old_model_too(checkpoint
     from export_onnx import export_onnx
     with pytest.raises(UserError, match=f'^--export {onnx_path}: could not write .*model.json \\(Operation not '
                                         'permitted\\)$'):
-        export_onnx(model, attributes, str(onnx_path))
+        export_onnx(model, attributes, str(onnx_path), checkpoint)
     assert onnx_path.read_bytes() == old_model and (tmp_path / 'model.json').read_text() == old_labels
     assert sorted(os.listdir(tmp_path)) == ['model.json', 'model.onnx']
     monkeypatch.setattr(atomic.os, 'replace', real_replace)
     onnx_path.unlink()
     onnx_path.mkdir()  # the other way round: a model that cannot be renamed into place
     with pytest.raises(UserError, match='could not write .*model.onnx: it is a folder'):
-        export_onnx(model, attributes, str(onnx_path))
+        export_onnx(model, attributes, str(onnx_path), checkpoint)
     assert (tmp_path / 'model.json').read_text() == old_labels
     in_a_file = tmp_path / 'model.json' / 'model.onnx'  # a file where a folder is to be made
     with pytest.raises(UserError, match=f'^--export {in_a_file}: {tmp_path / "model.json"} is a file, not a folder$'):
-        export_onnx(model, attributes, str(in_a_file))
+        export_onnx(model, attributes, str(in_a_file), checkpoint)
 
 
 @exports
@@ -1214,7 +1241,7 @@ def test_a_model_that_does_not_reach_the_disk_leaves_the_old_label_file(checkpoi
     monkeypatch.setattr(module, 'write_onnx', writes_model(b'the new model'))
     from export_onnx import export_onnx
     with pytest.raises(UserError, match=f'^--export {onnx_path}: could not write it \\(No space left on device\\)$'):
-        export_onnx(model, attributes, str(onnx_path))
+        export_onnx(model, attributes, str(onnx_path), checkpoint)
     assert onnx_path.read_bytes() == old_model and json_path.read_text() == old_labels
     assert sorted(os.listdir(tmp_path)) == ['model.json', 'model.onnx']
 
@@ -1318,7 +1345,7 @@ def test_what_a_killed_export_left_half_written_is_removed_by_the_next(checkpoin
         (tmp_path / name).write_bytes(b'half')
     import export_onnx as module  # the export itself (seconds) made a plain write: what is cleared counts
     monkeypatch.setattr(module, 'write_onnx', writes_model(b'the new model'))
-    module.export_onnx(model, attributes, str(tmp_path / 'model.onnx'))
+    module.export_onnx(model, attributes, str(tmp_path / 'model.onnx'), checkpoint)
     assert sorted(os.listdir(tmp_path)) == ['model.json', 'model.onnx']
     printed = capsys.readouterr().out
     assert f'note: removed {", ".join(sorted(left))} from {tmp_path}' in printed, printed
@@ -1345,7 +1372,7 @@ def test_a_killed_exports_old_files_are_put_back_only_as_a_pair(checkpoint, tmp_
     monkeypatch.setattr(module, 'write_onnx', full_disk)
     monkeypatch.setattr(module, 'check_export', lambda path: None)  # stand-ins of an export: taken as one
     with pytest.raises(UserError, match='No space left'):
-        module.export_onnx(model, attributes, str(tmp_path / 'model.onnx'))
+        module.export_onnx(model, attributes, str(tmp_path / 'model.onnx'), checkpoint)
     pair = {name: (tmp_path / name).read_text() for name in os.listdir(tmp_path)}
     assert pair == ({'model.onnx': 'new model', 'model.json': 'new labels'} if killed == 'once both were in place'
                     else {'model.onnx': 'old model', 'model.json': 'old labels'})
@@ -1492,7 +1519,7 @@ def test_the_export_runs_the_model_as_at_inference_and_leaves_the_callers_model_
     training = []
     monkeypatch.setattr(export_onnx, 'write_onnx', lambda wrapped, path, described: training.append(
         any(layer.training for layer in wrapped.modules())) or open(path, 'wb').write(b'model'))
-    export_onnx.export_onnx(model, attributes, str(tmp_path / 'model.onnx'))
+    export_onnx.export_onnx(model, attributes, str(tmp_path / 'model.onnx'), checkpoint)
     assert training == [False] and all(layer.training for layer in model.modules())
 
 
