@@ -263,7 +263,10 @@ def visualize_grid(images, predicted, truth, attributes, path, show=False, colum
         ax.imshow(to_picture(images[i]))
         pred = [names[h][predicted[h][i]] for h in ('gender', 'article', 'color')]
         true = [names[h][truth[h][i]] for h in ('gender', 'article', 'color')]
-        ax.set_title(grid_caption(pred, true), fontsize=7, color='black' if pred == true else 'firebrick')
+        # At y=1, where matplotlib puts it above an axes that is off, but placed: left to matplotlib, it
+        # measured the picture's hidden tick labels for each caption, as the grid was laid out and as
+        # it was drawn: 45% of the time of 300 pictures, in a profile.
+        ax.set_title(grid_caption(pred, true), fontsize=7, color='black' if pred == true else 'firebrick', y=1)
     # The title sits a fixed 0.1 inch below the top and the grid starts 0.35 inch down, whatever
     # the height: at suptitle's default place, 2% of the figure down, and tight_layout's own
     # margin, it ran into the first row from 6 rows (41 images) on.
@@ -271,6 +274,11 @@ def visualize_grid(images, predicted, truth, attributes, path, show=False, colum
     fig.suptitle('predicted gender / article / colour (true label in brackets where wrong)', fontsize=9,
                  y=1 - 0.1 / height, va='top')
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / height))
+    # tight_layout leaves the figure an engine that does nothing, and savefig laid the whole figure out
+    # again for it before drawing it. None is the engine of matplotlibrc's autolayout where it is set,
+    # which would lay it out again without the room for the title.
+    with matplotlib.rc_context({'figure.autolayout': False, 'figure.constrained_layout.use': False}):
+        fig.set_layout_engine(None)
     save_figure(fig, path)
     if not show:  # with show, kept open: test.py shows the figures once all are written (show_figures)
         plt.close(fig)

@@ -779,3 +779,24 @@ def test_long_class_names_that_differ_only_in_their_middle_are_told_apart_in_a_c
     # Both shortened, 'Casual Shoes for Ev\u2026d Countryside Alike': whole; the third shortened still
     assert [label.get_text() for label in ax.get_yticklabels()] == [
         walking, walking.replace('Walking', 'Running'), 'Sandals for the Bea\u2026and the Garden Path']
+
+
+def test_the_grid_is_laid_out_once_without_measuring_the_pictures_hidden_ticks(tmp_path, monkeypatch):
+    # Each caption, placed by matplotlib, measured its picture's hidden tick labels as the grid was
+    # laid out and drawn, and savefig laid the figure out once more: 13 to 14 s for 300 pictures, now 7.
+    from matplotlib.axis import Axis
+    from matplotlib.figure import Figure
+    calls = {'ticks measured': 0, 'figure drawn': 0}
+
+    def counted(name, method):
+        def count(*args, **kwargs):
+            calls[name] += 1
+            return method(*args, **kwargs)
+        return count
+    monkeypatch.setattr(Axis, 'get_tightbbox', counted('ticks measured', Axis.get_tightbbox))
+    monkeypatch.setattr(Figure, 'draw', counted('figure drawn', Figure.draw))
+    wrong = {head: np.zeros(10, dtype=int) for head in HEADS}
+    visualize_grid(np.zeros((10, 3, 80, 60), np.float32), wrong, {head: p + 1 for head, p in wrong.items()},
+                   Names(), str(tmp_path / 'grid.png'))
+    assert calls == {'ticks measured': 0, 'figure drawn': 1}
+    assert Image.open(tmp_path / 'grid.png').size == (1520, 520)  # 2 rows of 8, as before
