@@ -249,6 +249,12 @@ def grid_caption(pred, true, width=30):
     return '\n'.join(textwrap.fill(line, width, break_on_hyphens=False) for line in lines)
 
 
+# The most pictures in the prediction grid (test.py --grid): 64 rows of 8, a PNG 16,640 pixels tall.
+# There was no limit: test.py --grid 2100 took 2 minutes on 2 cores, for a PNG of 1,520 x 68,380 pixels,
+# a strip too thin to see whole; 3,617 pictures or more made one over 179 megapixels, which Pillow refuses.
+MOST_IN_GRID = 512
+
+
 def visualize_grid(images, predicted, truth, attributes, path, show=False, columns=8):
     """The tutorial's grid: each image (normalised, (N, 3, H, W)) with its predicted labels, and
     the true ones below."""

@@ -27,8 +27,8 @@ from cli import (UserError, add_debug_flag, counted, first_few, non_negative_int
 from dataset import HEADS, TITLES, FashionDataset, decoding_workers, image_named, in_real_folders, val_transform
 from evaluate import autocast_for, majority_rates, one_pass_channels_last, validate, validation_precision
 from memory_data import InMemoryLoader, memory_format
-from plots import (can_show, draw_figures, drawn_by_matplotlib, drawn_here, plot_confusion_matrix, show_figures,
-                   visualize_grid)
+from plots import (MOST_IN_GRID, can_show, draw_figures, drawn_by_matplotlib, drawn_here, plot_confusion_matrix,
+                   show_figures, visualize_grid)
 from split_data import split_digest
 
 
@@ -62,7 +62,8 @@ def parse_args(argv=None):
                         help='channels_last memory format, the same figures up to float rounding (default: auto, '
                              'on except on CUDA, where one pass over a validation set ends before its start-up pays)')
     parser.add_argument('--grid', type=positive_int, default=32,
-                        help='images in the prediction grid (default: 32)')
+                        help=f'images in the prediction grid, the first of the split, at most {MOST_IN_GRID} '
+                             '(default: 32)')
     parser.add_argument('--show', action='store_true',
                         help='also open the figures in windows (default: off, files only)')
     add_debug_flag(parser)
@@ -258,6 +259,16 @@ def skipped_rows(dataset, metrics):
     return skipped
 
 
+def pictures_in_grid(asked):
+    """--grid, up to MOST_IN_GRID, said before the evaluation: a refusal after it would lose its
+    minutes, and a grid of every picture is no figure to look at (a PNG 68,380 pixels tall for 2,100)."""
+    if asked <= MOST_IN_GRID:
+        return asked
+    print(f'note: --grid {asked}: the prediction grid draws the first {MOST_IN_GRID} pictures at most '
+          f'({counted(MOST_IN_GRID // 8, "row")} of 8); metrics.json and the confusion matrices count every picture')
+    return MOST_IN_GRID
+
+
 def print_report(metrics, majority):
     print(f'{"head":<12} {"accuracy":>9} {"balanced":>9} {"majority":>9}')
     for head in HEADS:
@@ -278,6 +289,7 @@ def main(argv=None):
     put_back_left_asides(folder, OUTPUT_FILES, 'test.py')  # first: else removed as half-written
     remove_left_temporaries(folder, OUTPUT_FILES, 'test.py')
     show = args.show and can_show(folder)  # told before the evaluation, not after it
+    grid = pictures_in_grid(args.grid)
     device = pick_device(args.device)
     keep_freed_memory(device)  # on a CPU: each batch reuses the last one's memory (allocator.py)
     model, attributes, state = model_from_checkpoint(args.checkpoint, args.attributes_file)
@@ -318,7 +330,7 @@ def main(argv=None):
                                         f'{TITLES[head]}: normalised confusion matrix ({shown(args.val_csv)})',
                                         os.path.join(folder, f'confusion_{head}.png'), show))
                for head in HEADS]
-    n = min(args.grid, len(truth['gender']))
+    n = min(grid, len(truth['gender']))  # a --grid over the split's size draws all of it
     figures.append((visualize_grid, (prepare_batch(loader.images[:n]).cpu().numpy(),
                                      {h: p[:n] for h, p in predicted.items()}, {h: t[:n] for h, t in truth.items()},
                                      attributes, os.path.join(folder, 'predictions.png'), show)))

@@ -800,3 +800,36 @@ def test_the_grid_is_laid_out_once_without_measuring_the_pictures_hidden_ticks(t
                    Names(), str(tmp_path / 'grid.png'))
     assert calls == {'ticks measured': 0, 'figure drawn': 1}
     assert Image.open(tmp_path / 'grid.png').size == (1520, 520)  # 2 rows of 8, as before
+
+
+
+def test_a_grid_over_the_most_draws_the_first_pictures_and_says_so_before_the_evaluation(small_split, tmp_path,
+                                                                                           monkeypatch, capsys):
+    # --grid 2100 drew for 106 s a PNG of 1,520 x 68,380 pixels, with no word of it.
+    from demo import load_test_script
+    test_script = load_test_script()
+    grids = []
+
+    def draw(figures, **kwargs):
+        grids.extend(len(images) for function, (images, *_) in figures if function is visualize_grid)
+        draw_figures(figures, **kwargs)
+    monkeypatch.setattr(test_script, 'draw_figures', draw)
+    monkeypatch.setattr(test_script, 'MOST_IN_GRID', 8)  # the small split holds 24 pictures
+    checkpoint = untrained_checkpoint(small_split, tmp_path)
+    argv = ['--checkpoint', checkpoint, '--val-csv', small_split['val'], '--device', 'cpu', '--grid']
+    for grid, drawn in (('12', 8), ('8', 8), ('5', 5)):
+        test_script.main(argv + [grid, '--output', str(tmp_path / grid)])
+        assert grids.pop() == drawn
+        assert Image.open(tmp_path / grid / 'predictions.png').size == (1520, 260)  # one row of 8
+        assert os.path.getsize(tmp_path / grid / 'metrics.json')
+    out = capsys.readouterr().out
+    note = ('note: --grid 12: the prediction grid draws the first 8 pictures at most (1 row of 8); '
+            'metrics.json and the confusion matrices count every picture\n')
+    assert out.count('note: --grid') == 1 and out.index(note) < out.index('device: cpu')  # before the work
+    # A --grid over the split's size draws all of it, and none is refused
+    monkeypatch.setattr(test_script, 'MOST_IN_GRID', 512)
+    test_script.main(argv + ['30', '--output', str(tmp_path / '30')])
+    assert grids.pop() == 24 and 'note: --grid' not in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:
+        test_script.main(argv + ['0', '--output', str(tmp_path / '0')])
+    assert stop.value.code == 2 and '--grid: 0 must be at least 1' in capsys.readouterr().err
