@@ -2551,33 +2551,45 @@ runpy.run_path(sys.argv[0], run_name='__main__')
 """
 
 
-def test_test_py_killed_as_it_writes_leaves_the_set_before_it_to_the_next_run(one_epoch_run, tmp_path):
+def test_test_py_killed_as_it_writes_leaves_the_set_before_it_to_the_next_run(one_epoch_run, tmp_path, capsys):
     # Its new metrics.json stayed beside the old figures, and the next test.py removed the old
     # metrics.json, set aside whole, as a file left half-written: a mixed set for good.
-    argv = [os.path.join(ROOT, 'test.py'), '--device', 'cpu', '--output', str(tmp_path), '--workers', '0']
-    assert run_script(*argv[:1], '--checkpoint', os.path.join(one_epoch_run, 'last.pth'), *argv[1:]).returncode == 0
+    # Only the kill needs a process of its own: the runs before and after it are test.py's main in
+    # this one, under run_cli for its exit status (each a fresh interpreter took 5 s, with torch).
+    argv = ['--device', 'cpu', '--output', str(tmp_path), '--workers', '0']
+
+    def test_py(checkpoint, *extra):
+        """test.py's exit status and standard output, as its command line's."""
+        status = 0
+        try:
+            run_cli(lambda: load_test_script().main(['--checkpoint', os.path.join(one_epoch_run, checkpoint),
+                                                     *map(str, extra), *argv]), workers_flag='--workers',
+                    files_first=True)
+        except SystemExit as ended:
+            status = ended.code
+        return status, capsys.readouterr().out
+    assert test_py('last.pth')[0] == 0
     before = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
-    killed = subprocess.run([sys.executable, '-c', KILLED_AS_IT_WRITES, *argv, '--checkpoint',
-                             os.path.join(one_epoch_run, 'best.pth')],
+    killed = subprocess.run([sys.executable, '-c', KILLED_AS_IT_WRITES, os.path.join(ROOT, 'test.py'), *argv,
+                             '--checkpoint', os.path.join(one_epoch_run, 'best.pth')],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert json.loads((tmp_path / 'metrics.json').read_text())['checkpoint'].endswith('best.pth')  # mixed
     (tmp_path / 'empty.csv').write_text('')  # the next run fails before it writes: the folder is as before
-    failed = run_script(*argv[:1], '--checkpoint', os.path.join(one_epoch_run, 'last.pth'),
-                        '--val-csv', tmp_path / 'empty.csv', *argv[1:])
-    assert failed.returncode == 2 and failed.stdout.startswith(
-        f'note: put back metrics.json in {tmp_path}, which a test.py that was killed had set aside'), failed.stdout
+    status, said = test_py('last.pth', '--val-csv', tmp_path / 'empty.csv')
+    assert status == 2 and said.startswith(
+        f'note: put back metrics.json in {tmp_path}, which a test.py that was killed had set aside'), said
     # The figures, not replaced yet, their asides links to them: were named as put back, then as half-written
-    assert '-old-' not in failed.stdout, failed.stdout
+    assert '-old-' not in said, said
     os.remove(tmp_path / 'empty.csv')
     assert {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)} == before
     # Results of another checkpoint replaced: said (of the same one, scored again, not)
     val_csv = json.loads(before['metrics.json'])['val_csv']
     for times in range(2):
-        scored = run_script(*argv[:1], '--checkpoint', os.path.join(one_epoch_run, 'best.pth'), *argv[1:])
-        said = (f'note: they replace the results of {os.path.join(one_epoch_run, "last.pth")} on {val_csv} there; '
+        status, said = test_py('best.pth')
+        note = (f'note: they replace the results of {os.path.join(one_epoch_run, "last.pth")} on {val_csv} there; '
                 '--output writes them elsewhere\n')
-        assert scored.returncode == 0 and scored.stdout.endswith(said) == (times == 0), scored.stdout
+        assert status == 0 and said.endswith(note) == (times == 0), said
 
 
 def test_test_py_with_no_workers_decodes_in_its_own_process(one_epoch_run, tmp_path, monkeypatch, capsys):
