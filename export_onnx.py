@@ -6,6 +6,18 @@
 # model.onnx's metadata holds them too, each of the file's keys as a text (JSON where not one).
 # Needs the optional requirements-onnx.txt (onnx, onnxscript); predict.py imports this module only
 # when --export is given.
+if __name__ == '__main__':
+    # A module, not a script: the export needs the checkpoint that predict.py loads. Said before
+    # the imports below, which load PyTorch: seconds for a line of advice.
+    import sys
+    from cli import command
+    how = ('export_onnx.py is used by predict.py; export a model with:\n  '
+           + command('predict.py', '--checkpoint', 'checkpoints/RUN/best.pth', '--export', 'model.onnx'))
+    if sys.argv[1:] in (['-h'], ['--help']):  # asked for, as of any script: said, and no failure
+        print(how)
+        sys.exit(0)
+    sys.exit(how)
+
 import copy
 import importlib
 import json
@@ -306,12 +318,3 @@ def export_onnx(model, attributes, path, checkpoint):
         raise UserError(f'--export {path}: could not write {what} ({error.strerror or error})') from error
     return json_path
 
-
-if __name__ == '__main__':
-    # A module, not a script: the export needs the checkpoint that predict.py loads.
-    how = ('export_onnx.py is used by predict.py; export a model with:\n  '
-           + command('predict.py', '--checkpoint', 'checkpoints/RUN/best.pth', '--export', 'model.onnx'))
-    if sys.argv[1:] in (['-h'], ['--help']):  # asked for, as of any script: said, and no failure
-        print(how)
-        sys.exit(0)
-    sys.exit(how)
