@@ -730,15 +730,20 @@ def test_gpu_check_stops_at_once_where_pytorch_sees_no_gpu(tmp_path):
 
 
 @pytest.mark.slow
-def test_bench_prints_each_path_and_leaves_no_temporary_folder(tmp_path):
-    # The sample catalog (no FASHION_DATA), drawn into a temporary folder under TMPDIR
-    env = {'TMPDIR': str(tmp_path), 'FASHION_DATA': ''}
-    done = run_script('benchmarks/bench.py', '--images', 200, '--seconds', 0.6, '--rounds', 1, '--batch-sizes', '16',
-                      '--workers', 0, env=env)
-    assert done.returncode == 0, done.stderr
-    assert '200 training images from the sample catalog' in done.stdout
-    row = re.search(r'^ +16 +fp32 +(\d+) +(\d+) +(\d+) +(\d+) +([\d.]+) +([\d.]+) +([\d.]+)$', done.stdout, re.M)
-    assert row, done.stdout
+def test_bench_prints_each_path_and_leaves_no_temporary_folder(tmp_path, monkeypatch, capsys):
+    # The sample catalog (no FASHION_DATA), drawn into a temporary folder under TMPDIR (tempfile's,
+    # as read at its first use). main as its command line runs it, in this process: a fresh
+    # interpreter took seconds to import PyTorch.
+    import bench
+    monkeypatch.setattr(bench.tempfile, 'tempdir', str(tmp_path))
+    monkeypatch.setenv('FASHION_DATA', '')
+    monkeypatch.setattr(sys, 'argv', ['bench.py', '--images', '200', '--seconds', '0.6', '--rounds', '1',
+                                      '--batch-sizes', '16', '--workers', '0'])
+    run_cli(bench.main, workers_flag='--workers')  # an error: SystemExit
+    out = capsys.readouterr().out
+    assert '200 training images from the sample catalog' in out
+    row = re.search(r'^ +16 +fp32 +(\d+) +(\d+) +(\d+) +(\d+) +([\d.]+) +([\d.]+) +([\d.]+)$', out, re.M)
+    assert row, out
     bare, tutorial, its_data, ours, ours_bare, ours_tutorial, ours_its_data = map(float, row.groups())
     # the ratios are of the rates printed beside them, each rounded to a whole image a second: a/b is off by at
     # most (a + 0.5) / (b - 0.5) - a / b, and the ratio itself by 0.005 (at 20 and 60 images/s, 0.016)
@@ -747,17 +752,16 @@ def test_bench_prints_each_path_and_leaves_no_temporary_folder(tmp_path):
     assert within_rounding(ours_bare, ours, bare) and within_rounding(ours_tutorial, ours, tutorial), row.group(0)
     assert within_rounding(ours_its_data, ours, its_data), row.group(0)
     # its 50 validation pictures in one batch, said as such, not as the 256 there were not
-    assert re.search(r'^4 evaluation \(batch 50, fp32\): \d+ images/s', done.stdout, re.M)
-    assert 'in-memory cache: 200 images decoded' in done.stdout
+    assert re.search(r'^4 evaluation \(batch 50, fp32\): \d+ images/s', out, re.M)
+    assert 'in-memory cache: 200 images decoded' in out
     # One round tells nothing of how steady the machine was; but a busy machine can make the bare step the
     # slower, and that is said (above_the_bare_step_note), where 3/1 or 2b/1 is above 1.1
-    notes = [line for line in done.stdout.splitlines() if line.startswith('note:')]
+    notes = [line for line in out.splitlines() if line.startswith('note:')]
     said = "note: a path into train.py's step ran faster than the bare step, which bounds it ("
     assert len(notes) <= 1 and all(note.startswith(said) and note.endswith(
         'run it again with 2 or more --rounds, which show such a spread') for note in notes), notes
     # bench.py tells by the rates unrounded: 2b/1 is known here only between these bounds (printed 23 and
     # 20 could be 22.51 and 20.49, 1.099, no note), 3/1 within 0.005 of the ratio printed
-    import bench
     above = 1 + bench.UNSTEADY / 2
     bounds = {'3/1': (ours_bare - 0.005, ours_bare + 0.005),
               '2b/1': ((its_data - 0.5) / (bare + 0.5), (its_data + 0.5) / (bare - 0.5))}
