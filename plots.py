@@ -4,6 +4,7 @@ import hashlib
 import importlib.util
 import multiprocessing
 import os
+import signal
 import sys
 import textwrap
 import warnings
@@ -25,7 +26,7 @@ from PIL import PngImagePlugin
 
 from atomic import atomic_path
 from catalog import UNREADABLE
-from cli import UserError, ctrl_c_held, obey_stops_again, stops_blocked
+from cli import STOPPING, UserError, ctrl_c_held, obey_stops_again, stops_blocked
 from dataset import HEADS, MEAN, STD, TITLES
 
 
@@ -303,6 +304,10 @@ def draw_quietly(function, args, index, failures):
         obey_stops_again()  # forked while draw_figures held them back
         function(*args)
     except KeyboardInterrupt:
+        # Deaf to the stops that follow: the parent's terminate() (its SIGTERM) landing as this one
+        # exits raised in multiprocessing's exit handlers, which printed a traceback after all.
+        for number in (signal.SIGINT, *STOPPING):
+            signal.signal(number, signal.SIG_IGN)
         sys.exit(130)
     except OSError as error:
         failures.put((index, f'{error.filename}: {error.strerror or error}'))

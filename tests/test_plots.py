@@ -94,6 +94,26 @@ def test_a_ctrl_c_stops_the_drawing_processes_without_a_traceback_from_each(tmp_
     assert 'Traceback' not in capfd.readouterr().err
 
 
+
+def interrupted_then_terminated(path):
+    # As a Ctrl-C to the terminal's group lands during the drawing: this process stops on it, and
+    # test.py, stopped too, ends its drawing processes with terminate(), a SIGTERM that may reach
+    # this one as it exits, in multiprocessing's exit handlers (their finalizers run there).
+    multiprocessing.util.Finalize(None, os.kill, (os.getpid(), signal.SIGTERM), exitpriority=100)
+    raise KeyboardInterrupt
+
+
+def test_a_ctrl_c_then_the_parents_terminate_as_a_drawing_process_exits_prints_no_traceback(tmp_path, capfd):
+    # It printed "Process ForkProcess-3:" and three chained tracebacks ending in cli.Terminated: 15,
+    # seen once in a few Ctrl-Cs to demo.py at step 4.
+    jobs = [(interrupted_then_terminated, (tmp_path / 'confusion.png',)),
+            (interrupted_then_terminated, (tmp_path / 'grid.png',))]
+    with pytest.raises(RuntimeError, match='2 of 2 figures could not be drawn'):
+        draw_figures(jobs, parallel=True)
+    err = capfd.readouterr().err
+    assert 'Traceback' not in err and 'Process ' not in err, err
+
+
 def slow_figure(path):
     time.sleep(30)
     with open(path, 'w') as f:
