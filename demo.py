@@ -350,12 +350,21 @@ def run_demo(args, data_given):
     for head in HEADS:
         print(f'{TITLES[head]:<12} accuracy {metrics[f"{head}_accuracy"]:.1%} '
               f'(majority class {metrics["majority_rate"][head]:.1%})')
-    print(f'checkpoint:         {checkpoint}')
-    print(f'per-epoch metrics:  {os.path.join(run_dir, "metrics.csv")}')
-    print(f'training curves:    {os.path.join(run_dir, "curves.png")}')
-    print(f'metrics:            {os.path.join(results, "metrics.json")}')
-    print(f'confusion matrices: {os.path.join(results, "confusion_{gender,article,color}.png")}')
-    print(f'prediction grid:    {os.path.join(results, "predictions.png")}')
+    print(outputs_list(run_dir, results))
+
+
+def outputs_list(run_dir, results):
+    """Where the demo's files are, each path as the shell takes it, as train.py's `evaluate with`
+    line names the checkpoint: pasted, `my demo/checkpoints/.../last.pth` was two arguments and
+    `-demo/...` a flag. The confusion matrices' braces stay outside the quotes, for the shell to
+    expand."""
+    confusion = f'{quoted_path(results)}{os.sep}confusion_{{{",".join(HEADS)}}}.png'
+    files = [('checkpoint', quoted_path(os.path.join(run_dir, 'last.pth'))),
+             ('per-epoch metrics', quoted_path(os.path.join(run_dir, 'metrics.csv'))),
+             ('training curves', quoted_path(os.path.join(run_dir, 'curves.png'))),
+             ('metrics', quoted_path(os.path.join(results, 'metrics.json'))), ('confusion matrices', confusion),
+             ('prediction grid', quoted_path(os.path.join(results, 'predictions.png')))]
+    return '\n'.join(f'{label + ":":<19} {path}' for label, path in files)
 
 
 if __name__ == '__main__':

@@ -516,6 +516,27 @@ def test_demo_runs_the_whole_pipeline_in_one_command(tmp_path, monkeypatch, caps
     assert f'(see {os.path.join(ROOT, "fashion-product-images", "README.md")} for the real one)' in said
 
 
+
+@pytest.mark.parametrize('work', ['demo', 'my demo', '-demo', "it's dé mo"])
+def test_each_path_the_demo_lists_at_the_end_names_its_files_when_pasted_into_a_shell(tmp_path, monkeypatch, work):
+    # Printed as they were, `my demo/checkpoints/.../last.pth` pasted was two arguments, and
+    # `-demo/...` a flag; train.py's `evaluate with` line, just above them, quoted its path.
+    monkeypatch.chdir(tmp_path)
+    run_dir = os.path.join(work, 'checkpoints', '2026-12-07_23-14-00')
+    results = os.path.join(run_dir, demo.RESULTS)
+    names = [os.path.join(run_dir, name) for name in ('last.pth', 'metrics.csv', 'curves.png')]
+    names += [os.path.join(results, name) for name in ('metrics.json', 'predictions.png', 'confusion_gender.png',
+                                                       'confusion_article.png', 'confusion_color.png')]
+    os.makedirs(results)
+    for name in names:
+        open(name, 'w').close()
+    pasted = [line.split(':', 1)[1].strip() for line in demo.outputs_list(run_dir, results).splitlines()]
+    # Each path as an argument of a command (ls), expanded by the shell as a person's paste is.
+    listed = subprocess.run(['bash', '-c', 'ls -d ' + ' '.join(pasted)], capture_output=True, text=True,
+                            check=True).stdout.splitlines()
+    assert sorted(os.path.realpath(name) for name in listed) == sorted(os.path.realpath(name) for name in names)
+
+
 class Trained(Exception):
     pass
 
