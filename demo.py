@@ -194,6 +194,21 @@ def split_of_another_drawing(work, catalog):
     return made_of is not None and made_of != labels_digest(catalog)  # a mark of before 2026-12-06 does not say
 
 
+def split_of_pictures_in(work, catalog):
+    """Whether the split in work names pictures of catalog, by the first row of its train.csv. The
+    demo's own split of the real data, or of a sample catalog given as --data, names pictures that
+    a sample catalog drawn anew in --work leaves where they are: it was dropped with that one's."""
+    try:
+        with open(split_data.split_paths(work)[0], newline='', encoding='utf-8') as f:
+            rows = csv.reader(f)
+            next(rows)  # the header
+            picture = os.path.realpath(os.path.join(work, next(rows)[0]))
+    # ValueError: a NUL byte in the path, which os.path.realpath refuses
+    except (OSError, UnicodeDecodeError, csv.Error, StopIteration, IndexError, ValueError):
+        return True  # not known to be of another catalog
+    return os.path.dirname(os.path.dirname(picture)) == os.path.realpath(catalog)  # CATALOG/images/ID.jpg
+
+
 def kept_split(work, paths):
     return UserError(f'--work {work}: {" and ".join(paths)}: another split than the demo\'s is there, maybe '
                      'yours, which the demo does not write over; move it away or give another --work')
@@ -321,6 +336,8 @@ def run_demo(args, data_given):
         print(no_dataset_line(args.data))
         catalog, redrawn = sample_catalog(args)
         redrawn = redrawn or (ours and split_of_another_drawing(args.work, catalog))
+    # The demo's own split is kept but where its pictures are gone: of the sample catalog just drawn anew.
+    gone = redrawn and split_of_pictures_in(args.work, catalog)
 
     step(2, 'split_data.py')
     # Another split of the same catalog is kept too, unless it is the demo's own, or the demo has
@@ -329,7 +346,7 @@ def run_demo(args, data_given):
     try:
         # The demo's own split replaced is kept as *.old.csv, as split_data.py does (a run trained on
         # it can be scored on it), but for one of the catalog drawn before, whose pictures are gone.
-        split_data.main([f'--input={catalog}', f'--output={args.work}'] + keep + at_most, keep_old=not redrawn,
+        split_data.main([f'--input={catalog}', f'--output={args.work}'] + keep + at_most, keep_old=not gone,
                         cap_named='--images')
     except split_data.OtherSplitThere as error:
         raise kept_split(args.work, error.paths) from error

@@ -641,6 +641,26 @@ def test_the_demo_names_a_dataset_half_unpacked_before_any_work(tmp_path, monkey
     assert demo.no_dataset_line('fashion-product-images').startswith(f'pictures but no styles.csv in {data}/ (see ')
 
 
+
+def test_the_demos_split_of_the_real_data_is_kept_when_it_then_draws_its_sample_anew(tmp_path, monkeypatch, capsys):
+    # Replaced by a split of the sample it had just drawn, it was dropped as if its pictures were
+    # gone, as that sample's are: a run trained on the real data could no longer be scored on it.
+    def stop_at_training(argv):
+        raise Trained()
+    monkeypatch.setattr(demo.train, 'main', stop_at_training)
+    real, work = tmp_path / 'real', tmp_path / 'w'
+    make_catalog(str(real), n_images=30, seed=1)
+    os.remove(real / 'sample_catalog.json')  # as downloaded
+    with pytest.raises(Trained):
+        demo.main(['--data', str(real), '--work', str(work), '--images', '10', '--device', 'cpu'])
+    theirs = {name: (work / name).read_bytes() for name in ('train.csv', 'val.csv')}
+    capsys.readouterr()
+    with pytest.raises(Trained):  # the sample catalog drawn in --work, for the first time
+        demo.main(['--work', str(work), '--images', '20', '--device', 'cpu'])
+    assert f'note: this replaced another split in {work}, kept as {work / "train.old.csv"}' in capsys.readouterr().out
+    assert {name: (work / name.replace('.csv', '.old.csv')).read_bytes() for name in theirs} == theirs
+
+
 def test_the_demo_writes_over_its_own_split_but_not_another(tmp_path, monkeypatch):
     def stop_at_training(argv):
         raise Trained()
