@@ -259,12 +259,15 @@ def skipped_rows(dataset, metrics):
     return skipped
 
 
-def pictures_in_grid(asked):
-    """--grid, up to MOST_IN_GRID, said before the evaluation: a refusal after it would lose its
-    minutes, and a grid of every picture is no figure to look at (a PNG 68,380 pixels tall for 2,100)."""
-    if asked <= MOST_IN_GRID:
-        return asked
-    print(f'note: --grid {asked}: the prediction grid draws the first {MOST_IN_GRID} pictures at most '
+def pictures_in_grid(asked, pictures):
+    """How many of the split's pictures the grid draws: --grid, up to the split's and MOST_IN_GRID,
+    said before the evaluation: a refusal after it would lose its minutes, and a grid of every
+    picture is no figure to look at (a PNG 68,380 pixels tall for 2,100). Of a split no larger than
+    the most, all are drawn, and nothing needs saying."""
+    drawn = min(asked, pictures)
+    if drawn <= MOST_IN_GRID:
+        return drawn
+    print(f'note: --grid {asked}: the prediction grid draws the first {MOST_IN_GRID} of the {pictures:,} pictures '
           f'({counted(MOST_IN_GRID // 8, "row")} of 8); metrics.json and the confusion matrices count every picture')
     return MOST_IN_GRID
 
@@ -289,7 +292,6 @@ def main(argv=None):
     put_back_left_asides(folder, OUTPUT_FILES, 'test.py')  # first: else removed as half-written
     remove_left_temporaries(folder, OUTPUT_FILES, 'test.py')
     show = args.show and can_show(folder)  # told before the evaluation, not after it
-    grid = pictures_in_grid(args.grid)
     device = pick_device(args.device)
     keep_freed_memory(device)  # on a CPU: each batch reuses the last one's memory (allocator.py)
     model, attributes, state = model_from_checkpoint(args.checkpoint, args.attributes_file)
@@ -310,6 +312,7 @@ def main(argv=None):
     val_rows = split_digest(args.val_csv, ordered=False)  # as it was read: it may change in the minutes to come
     if trained:
         note_trained_pictures(args, trained, dataset)
+    in_grid = pictures_in_grid(args.grid, len(dataset))  # before the pictures are decoded and scored
     loader = InMemoryLoader.from_dataset(dataset, args.batch_size, device, train=False, workers=args.workers,
                                          channels_last=channels_last)
     metrics, predicted, truth = validate(model, loader, device, autocast_for(device, precision))
@@ -330,9 +333,9 @@ def main(argv=None):
                                         f'{TITLES[head]}: normalised confusion matrix ({shown(args.val_csv)})',
                                         os.path.join(folder, f'confusion_{head}.png'), show))
                for head in HEADS]
-    n = min(grid, len(truth['gender']))  # a --grid over the split's size draws all of it
-    figures.append((visualize_grid, (prepare_batch(loader.images[:n]).cpu().numpy(),
-                                     {h: p[:n] for h, p in predicted.items()}, {h: t[:n] for h, t in truth.items()},
+    figures.append((visualize_grid, (prepare_batch(loader.images[:in_grid]).cpu().numpy(),
+                                     {h: p[:in_grid] for h, p in predicted.items()},
+                                     {h: t[:in_grid] for h, t in truth.items()},
                                      attributes, os.path.join(folder, 'predictions.png'), show)))
     # A Ctrl-C or a full disk while the figures are drawn leaves the last evaluation's files, not
     # its figures beside these metrics; another test.py writing there meanwhile is waited for.
