@@ -541,14 +541,21 @@ class Trained(Exception):
     pass
 
 
-def test_the_demo_on_the_real_data_splits_as_many_pictures_as_images_says(tmp_path, monkeypatch, capsys):
-    # --images was for the sample catalog only, and on the real data left out without a word
+def a_download_the_demo_stops_at_training_on(tmp_path, monkeypatch):
+    """A catalog of 30 pictures as downloaded (no sample's mark), and a --work, for a demo.py that
+    raises Trained where it would train."""
     def stop_at_training(argv):
         raise Trained()
     monkeypatch.setattr(demo.train, 'main', stop_at_training)
-    real, work = tmp_path / 'real', tmp_path / 'w'
+    real = tmp_path / 'real'
     make_catalog(str(real), n_images=30, seed=1)
     os.remove(real / 'sample_catalog.json')  # as downloaded
+    return real, tmp_path / 'w'
+
+
+def test_the_demo_on_the_real_data_splits_as_many_pictures_as_images_says(tmp_path, monkeypatch, capsys):
+    # --images was for the sample catalog only, and on the real data left out without a word
+    real, work = a_download_the_demo_stops_at_training_on(tmp_path, monkeypatch)
     # 30: all of them, the tutorial's 40,000 at most. The second writes over the first's split, the
     # demo's own: it was refused as "another split than the demo's, maybe yours".
     for images, rows in (('10', 10), (None, 30)):
@@ -645,12 +652,7 @@ def test_the_demo_names_a_dataset_half_unpacked_before_any_work(tmp_path, monkey
 def test_the_demos_split_of_the_real_data_is_kept_when_it_then_draws_its_sample_anew(tmp_path, monkeypatch, capsys):
     # Replaced by a split of the sample it had just drawn, it was dropped as if its pictures were
     # gone, as that sample's are: a run trained on the real data could no longer be scored on it.
-    def stop_at_training(argv):
-        raise Trained()
-    monkeypatch.setattr(demo.train, 'main', stop_at_training)
-    real, work = tmp_path / 'real', tmp_path / 'w'
-    make_catalog(str(real), n_images=30, seed=1)
-    os.remove(real / 'sample_catalog.json')  # as downloaded
+    real, work = a_download_the_demo_stops_at_training_on(tmp_path, monkeypatch)
     with pytest.raises(Trained):
         demo.main(['--data', str(real), '--work', str(work), '--images', '10', '--device', 'cpu'])
     theirs = {name: (work / name).read_bytes() for name in ('train.csv', 'val.csv')}
