@@ -94,7 +94,6 @@ def test_a_ctrl_c_stops_the_drawing_processes_without_a_traceback_from_each(tmp_
     assert 'Traceback' not in capfd.readouterr().err
 
 
-
 def interrupted_then_terminated(path):
     # As a Ctrl-C to the terminal's group lands during the drawing: this process stops on it, and
     # test.py, stopped too, ends its drawing processes with terminate(), a SIGTERM that may reach
