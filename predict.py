@@ -321,10 +321,11 @@ def output_format(path):
 def holds_predictions(path, kind):
     """Whether the file at path is empty or begins as this script's output of that kind (csv or
     json) does: one that a new run may replace. Any other is the user's (a split, a run's metrics)."""
-    if first_row(path) is None:  # empty, or blank lines alone, or the UTF-8 mark an editor saves: as
-        return True  # split_data.py writes over such a train.csv (it was refused, "it is blank")
+    row = first_row(path)
+    if row is None:  # empty, or blank lines alone, or the UTF-8 mark an editor saves: as split_data.py
+        return True  # writes over such a train.csv (it was refused, "it is blank")
     if kind == 'csv':
-        return first_row(path) == CSV_HEADER
+        return row == CSV_HEADER
     # Read whole: a file of the user's may begin as ours does ([{"image": ...), annotations say.
     records = json_value(path, encoding='utf-8-sig')  # ours, saved again by an editor
     return isinstance(records, list) and all(isinstance(r, dict) and set(r) == JSON_KEYS for r in records)
