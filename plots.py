@@ -93,6 +93,16 @@ def save_figure(fig, path, metadata=None):
         fig.savefig(tmp, dpi=100, metadata={'Source': SOURCE, **(metadata or {})})
 
 
+def laid_out_once(fig, rect=(0, 0, 1, 1)):
+    """fig laid out as tight_layout lays it out, and not again as it is saved: tight_layout leaves
+    the figure an engine that does nothing, and savefig laid the whole figure out again for it
+    before drawing it: the same PNG, byte for byte, in less time. None is the engine of
+    matplotlibrc's autolayout where it is set, which would lay it out again without rect."""
+    fig.tight_layout(rect=rect)
+    with matplotlib.rc_context({'figure.autolayout': False, 'figure.constrained_layout.use': False}):
+        fig.set_layout_engine(None)
+
+
 def drawn_here(path):
     """Whether the file at path is a PNG that save_figure wrote (its Source text chunk)."""
     return png_text(path, 'Source') == SOURCE
@@ -143,7 +153,7 @@ def plot_curves(history, path):
             ax.set_xticks(epochs)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
+    laid_out_once(fig)
     # The last epoch drawn, in a text chunk of the file: what a resumed run reads to tell curves an
     # epoch behind (runs.left_unwritten), where the file's time said nothing after a `cp -r`; and
     # the figures drawn, to tell the run's own curves from another run's (runs.curves_of_its_epochs).
@@ -189,7 +199,7 @@ def plot_confusion_matrix(truth, predicted, labels, title, path, show=False):
     # figure's edges: wrapped to its width, about 9 characters of the title's size an inch.
     title = textwrap.fill(title, width=int(size * 9), break_on_hyphens=False)
     ax.set_title(title + ('\n(grey rows: predicted only, no such picture in the set)' if len(only_predicted) else ''))
-    fig.tight_layout()
+    laid_out_once(fig)
     save_figure(fig, path)
     if not show:  # with show, kept open: test.py shows the figures once all are written (show_figures)
         plt.close(fig)
@@ -280,12 +290,7 @@ def visualize_grid(images, predicted, truth, attributes, path, show=False, colum
     height = fig.get_figheight()
     fig.suptitle('predicted gender / article / colour (true label in brackets where wrong)', fontsize=9,
                  y=1 - 0.1 / height, va='top')
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / height))
-    # tight_layout leaves the figure an engine that does nothing, and savefig laid the whole figure out
-    # again for it before drawing it. None is the engine of matplotlibrc's autolayout where it is set,
-    # which would lay it out again without the room for the title.
-    with matplotlib.rc_context({'figure.autolayout': False, 'figure.constrained_layout.use': False}):
-        fig.set_layout_engine(None)
+    laid_out_once(fig, rect=(0, 0, 1, 1 - 0.35 / height))
     save_figure(fig, path)
     if not show:  # with show, kept open: test.py shows the figures once all are written (show_figures)
         plt.close(fig)
