@@ -335,7 +335,7 @@ def command(script, *args, runner=None):
             path = script
     except FileNotFoundError:  # the working folder was deleted
         pass
-    return shlex.join([*(runner or [this_python()]), shown_path(path), *map(str, args)])
+    return ' '.join(map(shell_quoted, [*(runner or [this_python()]), shown_path(path), *map(str, args)]))
 
 
 def this_python():
@@ -383,7 +383,26 @@ def not_an_option(path):
 
 def quoted_path(path):
     """A path in a command the user can paste: quoted where the shell needs it, never a flag."""
-    return shlex.quote(not_an_option(path))
+    return shell_quoted(not_an_option(path))
+
+
+def shell_quoted(text):
+    """text as one word of a command to paste, as shlex.quote has it, but where it holds a character
+    no terminal shows (an escape sequence, a line break, a byte that is not UTF-8) in bash's $'...',
+    which names it: \\x1b. shlex.quote's '...' passed the escape to the terminal, which ran it, and a
+    `\\x1b` written in its place would name another file. zsh and ksh read $'...' too."""
+    if text.isprintable():
+        return shlex.quote(text)
+    return "$'" + ''.join(map(_in_dollar_quotes, text)) + "'"
+
+
+def _in_dollar_quotes(char):
+    if char.isprintable():
+        return '\\' + char if char in "\\'" else char
+    if '\udc80' <= char <= '\udcff':  # a byte of a name that is not UTF-8, kept by Python as a surrogate
+        return f'\\x{ord(char) - 0xdc00:02x}'
+    code = ord(char)
+    return f'\\x{code:02x}' if code < 0x80 else f'\\u{code:04x}' if code <= 0xffff else f'\\U{code:08x}'
 
 
 def counted(count, noun):
@@ -483,6 +502,8 @@ class NamedOutput:
         self.name = name
 
     def write(self, text):
+        if self.name == 'the standard output':  # stderr's progress bars redraw with \r
+            text = controls_shown(text)
         with self.named_in_errors():
             return self.stream.write(text)
 
@@ -507,6 +528,18 @@ class NamedOutput:
                 error.filename = f'{target} ({self.name})' if target else self.name
                 to_nowhere(self.stream)
             raise
+
+
+def controls_shown(text):
+    """A script's lines as the terminal is to show them: a character in a name that it would act on
+    instead (an escape sequence, which can clear the screen or retitle the window; a \\r, which
+    writes over the line) written as \\x1b, \\r. Line breaks and tabs are the lines' own. The
+    scripts name the files they wrote in many lines (`wrote ... to DIR/val.csv`); one_line escapes
+    a name in a message, this every line printed. Bytes not UTF-8 are left to the 'shown' errors."""
+    if text.isprintable() or text == '\n':  # print's every line, but for a name's odd characters
+        return text
+    return ''.join(char if char.isprintable() or char in '\n\t' or '\udc80' <= char <= '\udcff'
+                   else repr(char)[1:-1] for char in text)
 
 
 def files_first_from_here():

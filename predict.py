@@ -42,7 +42,7 @@ from augment import prepare_batch
 from checkpoint import answers_not_numbers, model_from_checkpoint
 from catalog import PICTURE_FORMATS, UNREADABLE, beginning_of, format_counts, not_an_image_file, resolved_folder
 from cli import (UserError, add_debug_flag, as_printed, counted, files_first_from_here, first_few, one_line,
-                 path_name, pick_device, positive_int, printable, progress_bar, run_cli, shown)
+                 path_name, pick_device, positive_int, printable, progress_bar, run_cli, shell_quoted, shown)
 from dataset import HEADS, TITLES, decoding_workers, load_image
 from split_data import first_row
 
@@ -102,7 +102,7 @@ def parse_args(argv=None):
         parser.error("--files-from '': no file name; give a list such as files.txt, or - for the standard input")
     if args.export is not None and os.path.basename(args.export).lower() in ('', '.onnx'):
         # '' too: `--export "$MODEL"` with MODEL unset is refused, not ignored
-        parser.error(f'--export {shlex.quote(args.export)}: no file name; give one such as model.onnx')
+        parser.error(f'--export {shell_quoted(args.export)}: no file name; give one such as model.onnx')
     if args.export is not None and not args.export.lower().endswith('.onnx'):
         parser.error(f'--export {args.export}: the name must end in .onnx (the .json is written beside it)')
     return args
@@ -167,9 +167,9 @@ class OneList(argparse.Action):
     def __call__(self, parser, namespace, value, option_string=None):
         first = getattr(namespace, self.dest)
         if first is not None:
-            parser.error(f'{option_string} given twice: one list is read, and {shlex.quote(first)} would be left '
-                         f'out for {shlex.quote(value)}; give one list (cat {shlex.quote(first)} {shlex.quote(value)} '
-                         '> both.txt)')
+            first, value = shell_quoted(first), shell_quoted(value)
+            parser.error(f'{option_string} given twice: one list is read, and {first} would be left out for {value}; '
+                         f'give one list (cat {first} {value} > both.txt)')
         setattr(namespace, self.dest, value)
 
 
@@ -311,7 +311,7 @@ def unread_photos(paths):
 
 def output_format(path):
     if not path or os.path.basename(path).lower() in ('.csv', '.json'):
-        raise UserError(f'--output {shlex.quote(path)}: no file name; give one such as predictions.csv')
+        raise UserError(f'--output {shell_quoted(path)}: no file name; give one such as predictions.csv')
     extension = os.path.splitext(path)[1].lower()
     if extension not in ('.csv', '.json'):
         raise UserError(f'--output {path}: the name must end in .csv or .json (that picks the format)')

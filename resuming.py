@@ -3,11 +3,10 @@
 # the same split, the same run folder and the same schedule.
 import argparse
 import os
-import shlex
 import sys
 
 from checkpoint import changed_since_the_run, check_same_vocab, kept_as_old, path_as_trained, same_rows
-from cli import UserError, counted, not_an_option, quoted_path
+from cli import UserError, counted, not_an_option, quoted_path, shell_quoted
 from dataset import AttributesDataset
 from runs import checkpoint_folder, left_unwritten, run_folder
 from split_data import split_digest
@@ -316,7 +315,7 @@ def check_same_folder(args, saved, path, default_checkpoints):
     checkpoints = os.path.dirname(run_dir) if args.checkpoints == default_checkpoints else args.checkpoints
     named = os.path.join(checkpoints, args.run_name or os.path.basename(run_dir))
     if os.path.realpath(named) != os.path.realpath(run_dir):
-        flags = [f'--run-name {shlex.quote(args.run_name)}'] if args.run_name is not None else []
+        flags = [f'--run-name {shell_quoted(args.run_name)}'] if args.run_name is not None else []
         if args.checkpoints != default_checkpoints:
             flags.append(f'--checkpoints {quoted_path(args.checkpoints)}')
         raise UserError(f'{" ".join(flags)}: the run folder named is {named}, but a resumed run goes on in its '

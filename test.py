@@ -12,7 +12,6 @@ import json
 import math
 import os
 import re
-import shlex
 
 from allocator import keep_freed_memory
 from atomic import (absolute_path, all_or_none, atomic_open, check_no_folder_in_the_way, check_writable_folder,
@@ -23,7 +22,7 @@ from catalog import beginning_of, not_a_csv_file, read_csv_rows
 from checkpoint import (PRECISIONS, answers_not_numbers, changed_since_the_run, check_checkpoint_file,
                         kept_as_old, model_from_checkpoint, path_as_trained, pictures_from, same_rows)
 from cli import (UserError, add_debug_flag, counted, first_few, non_negative_int, one_line, path_name, pick_device,
-                 positive_int, quoted_path, run_cli, shown)
+                 positive_int, quoted_path, run_cli, shell_quoted, shown)
 from dataset import HEADS, TITLES, FashionDataset, decoding_workers, image_named, in_real_folders, val_transform
 from evaluate import autocast_for, majority_rates, one_pass_channels_last, validate, validation_precision
 from memory_data import InMemoryLoader, memory_format
@@ -285,7 +284,7 @@ def main(argv=None):
     folder = output_folder(args)
     # Before the evaluation, not after it; a default folder is named as one, so that --output is
     # seen to be the way to put the figures elsewhere.
-    named = f'--output {shlex.quote(folder)}' if args.output is not None else f'--output (default: {folder})'
+    named = f'--output {shell_quoted(folder)}' if args.output is not None else f'--output (default: {folder})'
     check_output_folder(folder, named, given=args.output is not None)
     if args.output is None:
         check_default_folder_is_its_own(folder, args.checkpoint, named)

@@ -365,6 +365,18 @@ def test_the_commands_a_script_advises_run_from_the_folder_it_was_run_in(tmp_pat
     assert shown_path(str(tmp_path / 'last.pth')) == str(tmp_path / 'last.pth')
 
 
+@pytest.mark.parametrize('name', ['my run', "it's", 'a\\b', 'esc\x1b[2J', 'two\nlines\r', 'caf\udce9', 'sep\u2028',
+                                  'tag\U000e0001', 'dé 😀', ''])
+def test_a_command_a_script_advises_names_each_file_when_pasted_into_a_shell(name):
+    # A name holding a terminal's escape sequence was quoted '...' as it was: the terminal ran it,
+    # and a line break split the command. Now in $'...', where \x1b names it as the shell reads it.
+    from cli import command
+    said = command('test.py', '--checkpoint', name, '--output', 'out')
+    assert said.isprintable()
+    words = subprocess.run(['bash', '-c', "printf '%s\\0' " + said], capture_output=True, check=True).stdout
+    assert [os.fsdecode(word) for word in words.split(b'\0')[2:-1]] == ['--checkpoint', name, '--output', 'out']
+
+
 def test_the_commands_said_start_the_python_running_them(tmp_path, monkeypatch):
     # The README runs .venv/bin/python without activating it: `python` in an "evaluate with:" or
     # "Resume with:" line was another, without PyTorch (a traceback: No module named 'torch').

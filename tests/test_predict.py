@@ -454,6 +454,9 @@ def test_a_list_that_names_no_pictures_is_one_clear_error(checkpoint, tmp_path, 
     assert refused.value.code == 2 and capsys.readouterr().err.endswith(
         ": error: --files-from given twice: one list is read, and a.txt would be left out for 'my list'; "
         "give one list (cat a.txt 'my list' > both.txt)\n")
+    with pytest.raises(SystemExit):  # a terminal's escape sequence in a name: named, not run
+        predict.parse_args(['--checkpoint', checkpoint, '--files-from', 'a.txt', '--files-from', 'b\x1b[2J.txt'])
+    assert "(cat a.txt $'b\\x1b[2J.txt' > both.txt)" in capsys.readouterr().err
 
 
 def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path, capsys):

@@ -517,10 +517,13 @@ def test_demo_runs_the_whole_pipeline_in_one_command(tmp_path, monkeypatch, caps
 
 
 
-@pytest.mark.parametrize('work', ['demo', 'my demo', '-demo', "it's dé mo"])
+@pytest.mark.parametrize('work', ['demo', 'my demo', '-demo', "it's dé mo", 'red\x1b[31m\\x1b', 'two\nlines\u2028',
+                                  'caf\udce9'])
 def test_each_path_the_demo_lists_at_the_end_names_its_files_when_pasted_into_a_shell(tmp_path, monkeypatch, work):
     # Printed as they were, `my demo/checkpoints/.../last.pth` pasted was two arguments, and
-    # `-demo/...` a flag; train.py's `evaluate with` line, just above them, quoted its path.
+    # `-demo/...` a flag; train.py's `evaluate with` line, just above them, quoted its path. A
+    # terminal's escape sequence in a name reached the terminal, and a line break split the line;
+    # \udce9: the byte 0xe9 of a name that is not UTF-8, which Python keeps as a surrogate.
     monkeypatch.chdir(tmp_path)
     run_dir = os.path.join(work, 'checkpoints', '2026-12-07_23-14-00')
     results = os.path.join(run_dir, demo.RESULTS)
@@ -530,10 +533,13 @@ def test_each_path_the_demo_lists_at_the_end_names_its_files_when_pasted_into_a_
     os.makedirs(results)
     for name in names:
         open(name, 'w').close()
-    pasted = [line.split(':', 1)[1].strip() for line in demo.outputs_list(run_dir, results).splitlines()]
-    # Each path as an argument of a command (ls), expanded by the shell as a person's paste is.
-    listed = subprocess.run(['bash', '-c', 'ls -d ' + ' '.join(pasted)], capture_output=True, text=True,
-                            check=True).stdout.splitlines()
+    lines = demo.outputs_list(run_dir, results).split('\n')
+    assert len(lines) == 6 and all(line.isprintable() for line in lines)
+    pasted = [line.split(':', 1)[1].strip() for line in lines]
+    # Each path as an argument of a command, expanded by the shell as a person's paste is.
+    listed = subprocess.run(['bash', '-c', "printf '%s\\0' " + ' '.join(pasted)], capture_output=True,
+                            check=True).stdout
+    listed = [os.fsdecode(name) for name in listed.split(b'\0') if name]
     assert sorted(os.path.realpath(name) for name in listed) == sorted(os.path.realpath(name) for name in names)
 
 

@@ -312,6 +312,19 @@ def test_a_catalog_whose_folder_name_a_csv_cannot_hold_is_refused_by_name_on_one
     assert not checked
 
 
+def test_a_folder_name_holding_a_terminal_escape_sequence_is_printed_escaped(tmp_path, capsys):
+    # `wrote 4 rows to DIR/train.csv` and the catalog's line printed the names as they were: the
+    # terminal ran their sequences (\x1b[2J clears the screen, \x1b]0;...\x07 retitles the window).
+    from cli import run_cli
+    odd = 'clear\x1b[2J title\x1b]0;mine\x07 over\r'
+    catalog = make_catalog(str(tmp_path / odd / 'fashion-product-images'), n_images=5, seed=5)
+    run_cli(lambda: split_data.main(['--input', catalog['root'], '--output', str(tmp_path / odd), '--workers', '1']))
+    out = capsys.readouterr().out
+    assert os.path.isfile(tmp_path / odd / 'val.csv')
+    assert out.isascii() and all(line.isprintable() for line in out.splitlines())
+    assert f'to {tmp_path}/clear\\x1b[2J title\\x1b]0;mine\\x07 over\\r/val.csv' in out
+
+
 def test_pictures_with_damaged_exif_are_kept_without_pillows_warnings(tmp_path):
     # Their size is checked as they are shown, upright by their EXIF orientation: Pillow reads the
     # EXIF it can, and warned of the rest in two lines a picture among split_data.py's.
