@@ -978,6 +978,15 @@ def what_is_there(path):
     return 'a file'
 
 
+def device_name(text):
+    """--device's value, checked by pick_device once PyTorch is imported; an empty one (`--device
+    "$DEVICE"` with DEVICE unset) is refused here, as an empty path is, not called a wrong name."""
+    if not text:
+        raise argparse.ArgumentTypeError('an empty name (a variable not set?); give cpu, cuda, cuda:N or mps, '
+                                         'or leave it out')
+    return text
+
+
 def folder_name(text):
     """A folder's own name, not a path: '..', '/abs' or 'a/../..' would put a run's files (args.json,
     checkpoints, curves.png) outside the folder that holds the runs, over what is there."""

@@ -19,8 +19,8 @@ import time
 import split_data
 import train
 from atomic import absolute_path, atomic_open, check_writable_folder, folder_locked, folder_made, json_object
-from cli import (PROJECT, UserError, add_debug_flag, counted, path_name, pick_device, positive_int, quoted_path,
-                 reach_problem, run_cli)
+from cli import (PROJECT, UserError, add_debug_flag, counted, device_name, path_name, pick_device, positive_int,
+                 quoted_path, reach_problem, run_cli)
 from dataset import HEADS, TITLES
 from runs import check_log_folder, check_run_folder, run_folder, tensorboard_installed
 from sample_catalog import (MARK, cut_short, files_in, holds_theirs, image_count, is_sample_catalog, make_catalog,
@@ -46,7 +46,7 @@ def parse_args(argv=None):
                         help='training epochs (default: 8 on the sample catalog, 50 on the real data)')
     parser.add_argument('--batch-size', type=positive_int, default=None,
                         help='images per step (default: 32 on the sample catalog, 16 on the real data)')
-    parser.add_argument('--device', default='auto', help='cuda, cuda:N, mps or cpu (default: auto)')
+    parser.add_argument('--device', type=device_name, default='auto', help='cuda, cuda:N, mps or cpu (default: auto)')
     add_debug_flag(parser)
     return parser.parse_args(argv)
 

@@ -41,8 +41,8 @@ from atomic import (absolute_path, atomic_open, check_writable_file, json_value,
 from augment import prepare_batch
 from checkpoint import answers_not_numbers, model_from_checkpoint
 from catalog import PICTURE_FORMATS, UNREADABLE, beginning_of, format_counts, not_an_image_file, resolved_folder
-from cli import (UserError, add_debug_flag, as_printed, counted, files_first_from_here, first_few, one_line,
-                 path_name, pick_device, positive_int, printable, progress_bar, run_cli, shell_quoted, shown)
+from cli import (UserError, add_debug_flag, as_printed, counted, device_name, files_first_from_here, first_few,
+                 one_line, path_name, pick_device, positive_int, printable, progress_bar, run_cli, shell_quoted, shown)
 from dataset import HEADS, TITLES, decoding_workers, load_image
 from split_data import first_row
 
@@ -88,7 +88,7 @@ def parse_args(argv=None):
                              'and the preprocessing (default: no export)')
     parser.add_argument('--batch-size', type=positive_int, default=64,
                         help='images per forward pass; memory grows with it (default: 64)')
-    parser.add_argument('--device', default='auto', help='cuda, cuda:N, mps or cpu (default: auto)')
+    parser.add_argument('--device', type=device_name, default='auto', help='cuda, cuda:N, mps or cpu (default: auto)')
     parser.add_argument('--attributes_file', type=path_name, default=None,
                         help="styles.csv, needed only for the original tutorial's bare state_dict "
                              'checkpoints (default: the label names stored in the checkpoint)')

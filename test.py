@@ -21,8 +21,8 @@ from augment import prepare_batch
 from catalog import beginning_of, not_a_csv_file, read_csv_rows
 from checkpoint import (PRECISIONS, answers_not_numbers, changed_since_the_run, check_checkpoint_file,
                         kept_as_old, model_from_checkpoint, path_as_trained, pictures_from, same_rows)
-from cli import (UserError, add_debug_flag, counted, first_few, non_negative_int, one_line, path_name, pick_device,
-                 positive_int, quoted_path, run_cli, shell_quoted, shown)
+from cli import (UserError, add_debug_flag, counted, device_name, first_few, non_negative_int, one_line, path_name,
+                 pick_device, positive_int, quoted_path, run_cli, shell_quoted, shown, whole_number)
 from dataset import HEADS, TITLES, FashionDataset, decoding_workers, image_named, in_real_folders, val_transform
 from evaluate import autocast_for, majority_rates, one_pass_channels_last, validate, validation_precision
 from memory_data import InMemoryLoader, memory_format
@@ -34,6 +34,12 @@ from split_data import split_digest
 # The files test.py writes in its --output folder, each atomically (atomic.py).
 OUTPUT_NAMES = ('metrics.json', *(f'confusion_{head}.png' for head in HEADS), 'predictions.png')
 OUTPUT_FILES = '|'.join(map(re.escape, OUTPUT_NAMES))
+
+
+def grid_size(text):
+    """--grid: any number of pictures from 1, as many as the split holds drawn up to MOST_IN_GRID
+    (pictures_in_grid says so), so no bound above: `--grid 10**20` was refused as over 2**63."""
+    return whole_number(text, 1, below=math.inf)
 
 
 def parse_args(argv=None):
@@ -48,7 +54,7 @@ def parse_args(argv=None):
     parser.add_argument('--output', default=None,
                         help='folder for metrics.json and the PNGs '
                              '(default: eval-<checkpoint name> beside the checkpoint)')
-    parser.add_argument('--device', default='auto', help='cuda, cuda:N, mps or cpu (default: auto)')
+    parser.add_argument('--device', type=device_name, default='auto', help='cuda, cuda:N, mps or cpu (default: auto)')
     parser.add_argument('--batch-size', type=positive_int, default=256,
                         help='images per forward pass (default: 256)')
     parser.add_argument('--workers', type=non_negative_int, default=decoding_workers(),
@@ -60,7 +66,7 @@ def parse_args(argv=None):
     parser.add_argument('--channels-last', choices=['auto', 'on', 'off'], default='auto',
                         help='channels_last memory format, the same figures up to float rounding (default: auto, '
                              'on except on CUDA, where one pass over a validation set ends before its start-up pays)')
-    parser.add_argument('--grid', type=positive_int, default=32,
+    parser.add_argument('--grid', type=grid_size, default=32,
                         help=f'images in the prediction grid, the first of the split, at most {MOST_IN_GRID} '
                              '(default: 32)')
     parser.add_argument('--show', action='store_true',

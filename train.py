@@ -32,10 +32,10 @@ from catalog import describe_download
 from checkpoint import (PRECISIONS, checkpoint_load, checkpoint_save, first_sentence, load_weights, non_finite_weight,
                         pictures_from, resumable_load)
 from cli import (NO_SUCH_FILE, NOTHING_HALF_WRITTEN, UserError, add_debug_flag, command, counted, ctrl_c_held,
-                 debugging, first_few, folder_name, how_stopped, leave_stops_to_the_main_process, non_negative_float,
-                 non_negative_int, path_name, peer_ended, positive_float, positive_int, print_error, print_if_possible,
-                 progress_bar, quoted_path, reach_problem, run_cli, seed_number, shown_path, started, this_torchrun,
-                 usable_cores, worker_ended, worker_processes)
+                 debugging, device_name, first_few, folder_name, how_stopped, leave_stops_to_the_main_process,
+                 non_negative_float, non_negative_int, path_name, peer_ended, positive_float, positive_int, print_error,
+                 print_if_possible, progress_bar, quoted_path, reach_problem, run_cli, seed_number, shown_path, started,
+                 this_torchrun, usable_cores, worker_ended, worker_processes)
 from dataset import (HEADS, FashionDataset, decoding_workers, in_real_folders, rows_digest, skip_undecodable,
                      train_transform, val_transform)
 from evaluate import autocast_for, default_channels_last, default_precision, validate
@@ -63,7 +63,7 @@ def build_parser():
                              '(default: ./fashion-product-images/styles.csv)')
     parser.add_argument('--train-csv', type=path_name, default='./train.csv', help='training split (default: ./train.csv)')
     parser.add_argument('--val-csv', type=path_name, default='./val.csv', help='validation split (default: ./val.csv)')
-    parser.add_argument('--device', default='auto',
+    parser.add_argument('--device', type=device_name, default='auto',
                         help='cuda, cuda:N, mps or cpu (default: auto, the first of CUDA, MPS, CPU)')
     parser.add_argument('--epochs', type=positive_int, default=50, help='epochs to train (default: 50)')
     parser.add_argument('--batch-size', '--batch_size', type=positive_int, default=16,

@@ -2502,6 +2502,17 @@ def test_an_empty_path_is_refused_not_taken_for_the_default(script, flags, capsy
                                                 'give a name, or leave it out\n')
 
 
+@pytest.mark.parametrize('script', ['train', 'test', 'predict', 'demo'])
+def test_an_empty_device_is_refused_as_empty_not_as_a_wrong_name(script, capsys):
+    # `--device "$DEVICE"` with DEVICE unset was "--device : not a device name (use cpu, ...)"
+    base = ['--checkpoint', 'last.pth'] if script in ('test', 'predict') else []
+    with pytest.raises(SystemExit) as refused:
+        __import__(script).parse_args(base + ['--device', ''])
+    assert refused.value.code == 2
+    assert capsys.readouterr().err.endswith(': error: argument --device: an empty name (a variable not set?); '
+                                            'give cpu, cuda, cuda:N or mps, or leave it out\n')
+
+
 @pytest.mark.skipif(__import__('torch').cuda.is_available(), reason='this machine has a GPU')
 def test_device_that_is_not_there_is_named(small_split, tmp_path):
     result = run_script('train.py', '--device', 'cuda', '--train-csv', small_split['train'],

@@ -860,3 +860,8 @@ def test_a_grid_over_the_most_draws_the_first_pictures_and_says_so_before_the_ev
     with pytest.raises(SystemExit) as stop:
         test_script.main(argv + ['0', '--output', str(tmp_path / '0')])
     assert stop.value.code == 2 and '--grid: 0 must be at least 1' in capsys.readouterr().err
+    # Any larger number is capped alike: 10**20 was refused, "must be below 2**63"
+    monkeypatch.setattr(test_script, 'MOST_IN_GRID', 8)
+    test_script.main(argv + [str(10**20), '--output', str(tmp_path / 'huge')])
+    assert grids.pop() == 8 and f'note: --grid {10**20}: the prediction grid draws the first 8 of the 24 pictures' \
+        in capsys.readouterr().out
